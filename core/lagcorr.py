@@ -119,9 +119,12 @@ def pearson_r(x, y):
 def lag1_autocorrelation(a, min_pairs=MIN_ADJACENT_PAIRS):
     """Sample lag-1 autocorrelation of a series on a complete monthly axis (NaN = missing).
 
-    ``r1 = sum_{t, t+1 valid} (a_t - m)(a_{t+1} - m) / sum_{t valid} (a_t - m)^2`` with m the
-    mean of the valid values (the usual ACF estimator; only adjacent valid months contribute
-    to the numerator). NaN when fewer than ``min_pairs`` adjacent valid pairs or no variance.
+    ``r1 = [sum_{t, t+1 valid} (a_t - m)(a_{t+1} - m) / P] / [sum_{t valid} (a_t - m)^2 / N]``
+    with m the mean of the N valid values and P the number of adjacent valid pairs: the
+    lag-1 autocovariance averaged over the pairs that exist, divided by the variance. Averaging
+    (rather than summing over N) keeps the estimate unbiased by gaps: a series with every 7th
+    month missing has only 5/7 of its pairs, and the plain ACF estimator would shrink r1 by
+    that factor. NaN when fewer than ``min_pairs`` adjacent valid pairs or no variance.
     """
     a = np.asarray(a, dtype=np.float64)
     valid = np.isfinite(a)
@@ -131,10 +134,11 @@ def lag1_autocorrelation(a, min_pairs=MIN_ADJACENT_PAIRS):
     adj = valid[:-1] & valid[1:]
     if adj.sum() < min_pairs:
         return float("nan")
-    den = float(np.nansum(d * d))
+    den = float(np.nansum(d * d)) / float(valid.sum())
     if den <= 0:
         return float("nan")
-    return float(np.sum(d[:-1][adj] * d[1:][adj]) / den)
+    r1 = float(np.sum(d[:-1][adj] * d[1:][adj])) / float(adj.sum()) / den
+    return max(-1.0, min(1.0, r1))
 
 
 def effective_n(n, r1, r2):
@@ -578,7 +582,8 @@ def lagged_correlation_table(df, date_field, x_field=None, y_field=None, group_f
         keyed = work.copy()
         for g in group_fields:  # group on text so that None / NaN keys form their own group
             keyed[g] = keyed[g].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else v)
-        grouped = list(keyed.groupby(group_fields, sort=True))
+        by = group_fields if len(group_fields) > 1 else group_fields[0]
+        grouped = list(keyed.groupby(by, sort=True))
     else:
         grouped = [((), work)]
     rows, curves, warnings = [], [], []
