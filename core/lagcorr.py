@@ -499,7 +499,7 @@ def group_label(group_fields, key):
 def lagged_correlation_table(df, date_field, x_field=None, y_field=None, group_fields=(),
                              variable_field=None, value_field=None, x_name=None, y_name=None,
                              max_lag=3, negative_lags=False, series="levels", detrend="none",
-                             base_date=None, min_pairs=MIN_PAIRS, best_by="abs"):
+                             base_date=None, min_pairs=MIN_PAIRS, best_by="abs", progress=None):
     """Lagged correlation per group of a wide or long table.
 
     Wide table: one row per date (and group) with the driver in ``x_field`` and the response
@@ -510,7 +510,8 @@ def lagged_correlation_table(df, date_field, x_field=None, y_field=None, group_f
     Missing values (None, '' or NaN) are missing months; text that is not a number, a date
     that cannot be parsed, X and Y naming the same field/variable or unknown fields raise
     ValueError naming the field. A group with fewer than ``min_pairs`` overlapping months
-    gives NaN rows and a warning.
+    gives NaN rows and a warning. ``progress(done, total)`` is called after each group (it may
+    raise to cancel).
     """
     if not isinstance(df, pd.DataFrame):
         df = pd.DataFrame(df)
@@ -588,7 +589,7 @@ def lagged_correlation_table(df, date_field, x_field=None, y_field=None, group_f
         grouped = [((), work)]
     rows, curves, warnings = [], [], []
     merged_total = 0
-    for key, part in grouped:
+    for ig, (key, part) in enumerate(grouped):
         key = key if isinstance(key, tuple) else (key,)
         label = group_label(group_fields, key)
         xs, mx = monthly_series(part["_m"][part["_isx"]], part["_v"][part["_isx"]])
@@ -604,6 +605,8 @@ def lagged_correlation_table(df, date_field, x_field=None, y_field=None, group_f
             rows.append(full)
         for mode, (mo, xa, ya) in crv.items():
             curves.append({"group": label, "key": key, "series": mode, "months": mo, "x": xa, "y": ya})
+        if progress is not None:
+            progress(ig + 1, len(grouped))
     if merged_total:
         warnings.insert(0, "%d group/variable months had several values and were averaged "
                            "(monthly series are keyed by calendar month)" % merged_total)

@@ -1,0 +1,189 @@
+"""HTML report of a lagged-correlation run (no QGIS; matplotlib optional).
+
+Per group: the analysed X and Y series overlaid (two y axes) and r versus lag for every series
+mode, as PNG images embedded in the page when matplotlib is importable; tables always. The
+page is self-contained (no external files), so the Processing results viewer and a browser
+show it as is.
+"""
+import base64
+import html
+import io
+import math
+import os
+
+import numpy as np
+
+from .lagcorr import month_label
+from .tsraster import month_from_index
+
+MAX_PLOTS = 40
+
+
+def _fmt(v, digits=3):
+    if v is None:
+        return ""
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else ""
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return html.escape(str(v))
+    if math.isnan(f):
+        return "&ndash;"
+    if f != 0 and (abs(f) < 1e-3 or abs(f) >= 1e5):
+        return "%.2e" % f
+    return ("%%.%df" % digits) % f
+
+
+def _matplotlib():
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except Exception:  # noqa: BLE001 - any import problem means: no plots
+        return None
+    return Figure, FigureCanvasAgg
+
+
+def _png(fig, canvas_cls):
+    canvas_cls(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def group_figure(curves, table, x_label, y_label, mpl):
+    """One figure for a group: per series mode an overlay panel and an r-vs-lag panel. Base64 PNG."""
+    Figure, Canvas = mpl
+    modes = [c["series"] for c in curves]
+    fig = Figure(figsize=(10, 2.8 * len(modes)))
+    for i, c in enumerate(curves):
+        ax = fig.add_subplot(len(modes), 2, 2 * i + 1)
+        dates = [month_from_index(k) for k in c["months"]]
+        ax.plot(dates, c["x"], "o-", color="tab:blue", ms=3, label=x_label)
+        ax.set_ylabel(x_label, color="tab:blue")
+        ax2 = ax.twinx()
+        ax2.plot(dates, c["y"], "s-", color="tab:red", ms=3, label=y_label)
+        ax2.set_ylabel(y_label, color="tab:red")
+        ax.set_title("%s series" % c["series"], fontsize=10)
+        ax.tick_params(axis="x", labelsize=7, rotation=30)
+        rows = table[table["series"] == c["series"]]
+        bx = fig.add_subplot(len(modes), 2, 2 * i + 2)
+        lags = rows["lag"].to_numpy()
+        r = rows["r"].to_numpy(dtype=float)
+        sig = rows["p_eff"].to_numpy(dtype=float) < 0.05
+        bx.axhline(0, color="0.6", lw=0.8)
+        bx.plot(lags, r, "-", color="0.3")
+        bx.plot(lags[sig], r[sig], "o", color="black", label="p_eff < 0.05")
+        bx.plot(lags[~sig], r[~sig], "o", mfc="white", color="black", label="p_eff >= 0.05")
+        best = rows["best_lag"].to_numpy(dtype=bool)
+        if best.any():
+            bx.plot(lags[best], r[best], "*", color="tab:orange", ms=14, label="best lag")
+        bx.set_xticks(lags)
+        bx.set_ylim(-1.05, 1.05)
+        bx.set_xlabel("lag k (months, %s leads %s)" % (x_label, y_label), fontsize=8)
+        bx.set_ylabel("r")
+        bx.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return _png(fig, Canvas)
+
+
+def html_report(result, title="Lagged correlation", parameters=None, plots=True, max_plots=MAX_PLOTS):
+    """The HTML page (str) for a :class:`core.lagcorr.LagCorrResult`."""
+    t = result.table
+    xl, yl = result.x_label, result.y_label
+    mpl = _matplotlib() if plots else None
+    e = html.escape
+    out = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>%s</title>" % e(title),
+        "<style>body{font-family:sans-serif;font-size:13px;margin:1em}table{border-collapse:collapse;"
+        "margin:0.5em 0}td,th{border:1px solid #bbb;padding:2px 6px;text-align:right}th{background:#eee}"
+        "td.t{text-align:left}tr.best{background:#fff3c4;font-weight:bold}.warn{color:#a40}</style></head><body>",
+        "<h2>%s</h2>" % e(title),
+        "<p><b>Convention:</b> lag k &ge; 0 means <b>%s leads %s by k months</b>: "
+        "R<sub>k</sub> = Pearson(%s[t+k], %s[t]) over the months where both exist (means over the pairs). "
+        "Negative k: %s leads %s.</p>" % (e(xl), e(yl), e(yl), e(xl), e(yl), e(xl)),
+        "<p>p: two-sided t-test with N&minus;2 degrees of freedom (white-noise null, as scipy.stats.pearsonr). "
+        "N<sub>eff</sub> = N(1&minus;r<sub>1</sub>r<sub>2</sub>)/(1+r<sub>1</sub>r<sub>2</sub>) (Bretherton et al. "
+        "1999, capped at N) from the lag-1 autocorrelations r<sub>1</sub>, r<sub>2</sub> of the paired series; "
+        "p<sub>eff</sub> is the t-test with N<sub>eff</sub>&minus;2 degrees of freedom. Monthly levels are strongly "
+        "autocorrelated, so judge significance by p<sub>eff</sub>. Cumulative change from a base month is "
+        "X<sub>t</sub>&minus;X<sub>base</sub>, so it has exactly the r of the levels; temporal change is the "
+        "month-to-month difference and is missing across a missing month.</p>",
+    ]
+    if parameters:
+        out.append("<table>")
+        for k, v in parameters.items():
+            out.append("<tr><th>%s</th><td class='t'>%s</td></tr>" % (e(str(k)), e(str(v))))
+        out.append("</table>")
+    if result.warnings:
+        out.append("<h3 class='warn'>Warnings</h3><ul class='warn'>")
+        out += ["<li>%s</li>" % e(w) for w in result.warnings]
+        out.append("</ul>")
+
+    # summary: best lag per group and series
+    out.append("<h3>Best lag per group</h3><table><tr><th>group</th><th>series</th><th>best lag</th><th>r</th>"
+               "<th>n</th><th>p</th><th>N<sub>eff</sub></th><th>p<sub>eff</sub></th></tr>")
+    for (grp, ser), part in t.groupby(["group", "series"], sort=False):
+        best = part[part["best_lag"].astype(bool)]
+        if len(best):
+            b = best.iloc[0]
+            cells = [_fmt(int(b["lag"])), _fmt(b["r"]), _fmt(int(b["n"])), _fmt(b["p"]), _fmt(b["n_eff"], 1),
+                     _fmt(b["p_eff"])]
+        else:
+            cells = ["&ndash;"] * 6
+        out.append("<tr><td class='t'>%s</td><td class='t'>%s</td>%s</tr>" % (
+            e(str(grp)), e(str(ser)), "".join("<td>%s</td>" % c for c in cells)))
+    out.append("</table>")
+    if plots and mpl is None:
+        out.append("<p>matplotlib is not available: tables only.</p>")
+
+    cols = ["lag", "n", "r", "p", "r1_x", "r1_y", "n_eff", "p_eff", "note"]
+    heads = ["lag", "n", "r", "p", "r<sub>1</sub> %s" % e(xl), "r<sub>1</sub> %s" % e(yl), "N<sub>eff</sub>",
+             "p<sub>eff</sub>", "note"]
+    groups = list(dict.fromkeys(t["group"]))
+    for gi, grp in enumerate(groups):
+        gt = t[t["group"] == grp]
+        out.append("<h3>%s</h3>" % e(str(grp)))
+        curves = [c for c in result.curves if c["group"] == grp]
+        if mpl is not None and curves and gi < max_plots:
+            try:
+                png = group_figure(curves, gt, xl, yl, mpl)
+                out.append("<img alt='%s' src='data:image/png;base64,%s'/>" % (e(str(grp)), png))
+            except Exception as ex:  # noqa: BLE001 - a plot failure must not lose the tables
+                out.append("<p class='warn'>plot failed: %s</p>" % e(str(ex)))
+        elif mpl is not None and gi == max_plots:
+            out.append("<p>(plots shown for the first %d groups only)</p>" % max_plots)
+        for ser, part in gt.groupby("series", sort=False):
+            months = [c["months"] for c in curves if c["series"] == ser]
+            span = ""
+            if months and len(months[0]):
+                span = " (%s .. %s)" % (month_label(months[0][0]), month_label(months[0][-1]))
+            out.append("<p><b>%s</b>%s</p><table><tr>%s</tr>" % (
+                e(str(ser)), e(span), "".join("<th>%s</th>" % h for h in heads)))
+            for _, row in part.iterrows():
+                cls = " class='best'" if bool(row["best_lag"]) else ""
+                cells = []
+                for c in cols:
+                    v = row[c]
+                    if c in ("lag", "n"):
+                        cells.append("<td>%d</td>" % int(v))
+                    elif c == "note":
+                        cells.append("<td class='t'>%s</td>" % e(str(v or "")))
+                    else:
+                        cells.append("<td>%s</td>" % _fmt(v, 1 if c == "n_eff" else 3))
+                out.append("<tr%s>%s</tr>" % (cls, "".join(cells)))
+            out.append("</table>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def write_html_report(path, result, **kwargs):
+    """Write :func:`html_report` to ``path`` (UTF-8) atomically (temporary file, then rename)."""
+    text = html_report(result, **kwargs)
+    tmp = "%s.partial" % path
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+    return path
