@@ -183,48 +183,44 @@ def to_month(value):
     return None if d is None else month_index(d)
 
 
-def monthly_series(months, values):
-    """Average values sharing a calendar month. Returns (pd.Series indexed by month, n_merged).
-
-    ``months`` are month indices; NaN values are ignored (a month with only NaN is missing).
-    """
-    s = pd.Series(np.asarray(values, dtype=np.float64), index=np.asarray(months, dtype=np.int64))
-    counts = s.groupby(level=0).count()
-    merged = int((counts > 1).sum())
-    s = s.groupby(level=0).mean().dropna().sort_index()
-    return s, merged
-
-
-def on_month_axis(series, m0, m1):
-    """Values of a month-indexed series on the complete axis ``m0..m1`` (NaN where missing)."""
-    axis = np.arange(m0, m1 + 1, dtype=np.int64)
-    return series.reindex(axis).to_numpy(dtype=np.float64)
+def _rows(a):
+    """``a`` as a float 2-D array (rows x months) and whether it was 1-D."""
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim == 1:
+        return a[None, :], True
+    if a.ndim != 2:
+        raise ValueError("series must be 1-D (months) or 2-D (rows x months)")
+    return a, False
 
 
 def transform_series(a, mode, base=None):
-    """Levels / cumulative / temporal series of ``a`` on a complete monthly axis (NaN = missing).
+    """Levels / cumulative / temporal series on a complete monthly axis (last axis; NaN = missing).
 
-    ``cumulative``: ``a - a[base]`` (base = position on the axis; default the first valid
-    value); all NaN if the base month is missing. ``temporal``: ``a[t] - a[t-1]`` with NaN at
-    the first month and wherever either month is missing.
+    ``a``: 1-D (months) or 2-D (rows x months). ``cumulative``: ``a - a[base]`` where ``base`` is
+    a position on the axis (an int, or one per row; default: each row's first valid value); a
+    row whose base month is missing (or base < 0) is all NaN. ``temporal``: ``a[t] - a[t-1]``,
+    NaN at the first month and wherever either month is missing.
     """
-    a = np.asarray(a, dtype=np.float64)
+    a2, one = _rows(a)
+    rows, m = a2.shape
     if mode == "levels":
-        return a.copy()
-    if mode == "cumulative":
+        out = a2.copy()
+    elif mode == "cumulative":
+        valid = np.isfinite(a2)
         if base is None:
-            valid = np.flatnonzero(np.isfinite(a))
-            if valid.size == 0:
-                return np.full_like(a, np.nan)
-            base = int(valid[0])
-        if base < 0 or base >= a.size or not np.isfinite(a[base]):
-            return np.full_like(a, np.nan)
-        return a - a[base]
-    if mode == "temporal":
-        out = np.full_like(a, np.nan)
-        out[1:] = a[1:] - a[:-1]  # NaN propagates: a change across a missing month is missing
-        return out
-    raise ValueError("unknown series mode %r (expected one of %s)" % (mode, ", ".join(SERIES_MODES)))
+            b = np.where(valid.any(axis=1), valid.argmax(axis=1), -1)
+        else:
+            b = np.broadcast_to(np.asarray(base, dtype=np.int64), (rows,))
+        ok = (b >= 0) & (b < m)
+        bv = np.full(rows, np.nan)
+        bv[ok] = a2[np.flatnonzero(ok), b[ok]]
+        out = a2 - bv[:, None]
+    elif mode == "temporal":
+        out = np.full_like(a2, np.nan)
+        out[:, 1:] = a2[:, 1:] - a2[:, :-1]  # NaN propagates: a change across a missing month is missing
+    else:
+        raise ValueError("unknown series mode %r (expected one of %s)" % (mode, ", ".join(SERIES_MODES)))
+    return out[0] if one else out
 
 
 def design_matrix(t, method):
@@ -238,98 +234,169 @@ def design_matrix(t, method):
     return np.column_stack(cols)
 
 
-def detrend_series(a, method, months=None):
-    """Remove a trend / seasonal model from a series on a complete monthly axis.
+def detrend_rows(a, method, months=None):
+    """Vectorised :func:`detrend_series` for rows x months. Returns (detrended, notes per row).
 
-    ``months``: the month index of each element (needed for ``harmonic`` phases and the
-    calendar month of ``climatology``; default ``0..n-1``). Returns (detrended, note) where
-    note is '' or explains why the result is all NaN (too few values for the model).
+    Least-squares models are solved once per validity pattern (rows with the same missing
+    months share one factorisation, all their right-hand sides together).
     """
-    a = np.asarray(a, dtype=np.float64)
+    a2, _ = _rows(a)
+    rows, m = a2.shape
+    notes = [""] * rows
     if method == "none":
-        return a.copy(), ""
-    months = np.arange(a.size) if months is None else np.asarray(months, dtype=np.int64)
-    valid = np.isfinite(a)
+        return a2.copy(), notes
+    months = np.arange(m) if months is None else np.asarray(months, dtype=np.int64)
+    valid = np.isfinite(a2)
+    out = np.full_like(a2, np.nan)
     if method in ("linear", "harmonic"):
-        t = (months - months[0]).astype(np.float64)
-        g = design_matrix(t, method)
+        g = design_matrix((months - months[0]).astype(np.float64), method)
         need = g.shape[1] + 1
-        if valid.sum() < need:
-            return np.full_like(a, np.nan), "%s detrending needs at least %d values, found %d" % (
-                method, need, int(valid.sum()))
-        coef, *_ = np.linalg.lstsq(g[valid], a[valid], rcond=None)
-        return a - g @ coef, ""
+        counts = valid.sum(axis=1)
+        for i in np.flatnonzero((counts < need) & (counts > 0)):
+            notes[i] = "%s detrending needs at least %d values, found %d" % (method, need, int(counts[i]))
+        ok = np.flatnonzero(counts >= need)
+        if ok.size:
+            patterns, inverse = np.unique(valid[ok], axis=0, return_inverse=True)
+            for p in range(patterns.shape[0]):
+                idx = ok[inverse.ravel() == p]
+                cols = patterns[p]
+                coef, *_ = np.linalg.lstsq(g[cols], a2[np.ix_(idx, np.flatnonzero(cols))].T, rcond=None)
+                out[idx] = a2[idx] - (g @ coef).T
+        return out, notes
     if method == "climatology":
         cal = months % 12
-        out = np.full_like(a, np.nan)
-        for c in np.unique(cal[valid]):
-            sel = valid & (cal == c)
-            out[sel] = a[sel] - a[sel].mean()
-        return out, ""
+        for c in np.unique(cal):
+            sel = cal == c
+            sub = a2[:, sel]
+            n = np.isfinite(sub).sum(axis=1)
+            mean = np.where(n > 0, np.nansum(sub, axis=1) / np.maximum(n, 1), np.nan)
+            out[:, sel] = sub - mean[:, None]
+        return out, notes
     raise ValueError("unknown detrending %r (expected one of %s)" % (method, ", ".join(DETREND_CHOICES)))
 
 
-def lag_statistics(x, y, lags, min_pairs=MIN_PAIRS):
-    """Lagged Pearson statistics of two series on the same complete monthly axis.
+def detrend_series(a, method, months=None):
+    """Remove a trend / seasonal model from a series on a complete monthly axis.
 
-    For each lag k: pairs ``(Y[t+k], X[t])`` where both are finite; returns a dict of arrays
-    ``n, r, p, r1_x, r1_y, n_eff, p_eff`` (one element per lag). r is NaN when fewer than
-    ``min_pairs`` pairs or a constant series.
+    ``none``; ``linear`` (a + b t); ``harmonic`` (a + b t + annual and semi-annual sine/cosine,
+    the design of gravity-toolkit ``regress(ORDER=1, CYCLES=[0.5, 1.0])``), fitted by least
+    squares to the valid months; ``climatology`` (subtract the mean of each calendar month).
+    ``months``: the month index of each element (harmonic phases, calendar months; default
+    ``0..n-1``). 1-D input: returns (detrended, note) where note is '' or says why the result
+    is all NaN (too few values for the model); 2-D input: see :func:`detrend_rows`.
     """
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    if x.shape != y.shape or x.ndim != 1:
-        raise ValueError("x and y must be 1-D series on the same monthly axis")
+    out, notes = detrend_rows(a, method, months)
+    if np.asarray(a).ndim == 1:
+        return out[0], notes[0]
+    return out, notes
+
+
+def _pair_arrays(x, y, k):
+    """X[t] and Y[t+k] on the axis of t (rows x months), NaN outside the overlap."""
+    rows, m = x.shape
+    xs = np.full((rows, m), np.nan)
+    ys = np.full((rows, m), np.nan)
+    if k >= 0:
+        if k < m:
+            xs[:, : m - k] = x[:, : m - k]
+            ys[:, : m - k] = y[:, k:]
+    else:
+        j = -k
+        if j < m:
+            xs[:, j:] = x[:, j:]
+            ys[:, j:] = y[:, : m - j]
+    return xs, ys
+
+
+def lag1_autocorrelation_rows(d, valid, min_pairs=MIN_ADJACENT_PAIRS):
+    """Lag-1 autocorrelation per row of demeaned values ``d`` (0 where not ``valid``).
+
+    Same estimator as :func:`lag1_autocorrelation`: mean product over adjacent valid months
+    divided by the mean square over valid months.
+    """
+    adj = valid[:, :-1] & valid[:, 1:]
+    npair = adj.sum(axis=1)
+    nval = valid.sum(axis=1)
+    num = np.where(adj, d[:, :-1] * d[:, 1:], 0.0).sum(axis=1)
+    den = (d * d).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r1 = (num / np.maximum(npair, 1)) / (den / np.maximum(nval, 1))
+    r1 = np.where((npair >= min_pairs) & (den > 0), np.clip(r1, -1.0, 1.0), np.nan)
+    return r1
+
+
+def lag_statistics(x, y, lags, min_pairs=MIN_PAIRS):
+    """Lagged Pearson statistics of series on the same complete monthly axis.
+
+    ``x``, ``y``: 1-D (months) or 2-D (rows x months, e.g. one row per group or per pixel;
+    ``x`` may be 1-D with 2-D ``y`` and is then shared by every row). For each lag k the
+    pairs are ``(Y[t+k], X[t])`` where both are finite. Returns a dict of arrays ``n, r, p,
+    r1_x, r1_y, n_eff, p_eff`` of shape (lags,) or (rows, lags). r is NaN when a row has fewer
+    than ``min_pairs`` pairs or a constant series. Everything is vectorised over rows.
+    """
+    x2, one_x = _rows(x)
+    y2, one_y = _rows(y)
+    if x2.shape[1] != y2.shape[1]:
+        raise ValueError("x and y must be on the same monthly axis (%d vs %d months)" % (x2.shape[1], y2.shape[1]))
+    rows = max(x2.shape[0], y2.shape[0])
+    x2 = np.broadcast_to(x2, (rows, x2.shape[1]))
+    y2 = np.broadcast_to(y2, (rows, y2.shape[1]))
     lags = [int(k) for k in lags]
-    m = x.size
-    out = {k: np.full(len(lags), np.nan) for k in ("n", "r", "p", "r1_x", "r1_y", "n_eff", "p_eff")}
+    keys = ("n", "r", "p", "r1_x", "r1_y", "n_eff", "p_eff")
+    out = {k: np.full((rows, len(lags)), np.nan) for k in keys}
     for i, k in enumerate(lags):
-        xs = np.full(m, np.nan)
-        ys = np.full(m, np.nan)
-        # X[t] paired with Y[t+k] on the axis of t
-        if k >= 0:
-            if k < m:
-                xs[: m - k] = x[: m - k]
-                ys[: m - k] = y[k:]
-        else:
-            j = -k
-            if j < m:
-                xs[j:] = x[j:]
-                ys[j:] = y[: m - j]
+        xs, ys = _pair_arrays(x2, y2, k)
         both = np.isfinite(xs) & np.isfinite(ys)
-        n = int(both.sum())
-        out["n"][i] = n
-        if n < min_pairs:
-            continue
-        r = pearson_r(xs[both], ys[both])
-        out["r"][i] = r
-        out["p"][i] = pearson_p(r, n)
-        xs[~both] = np.nan
-        ys[~both] = np.nan
-        r1x = lag1_autocorrelation(xs)
-        r1y = lag1_autocorrelation(ys)
-        out["r1_x"][i] = r1x
-        out["r1_y"][i] = r1y
+        n = both.sum(axis=1)
+        out["n"][:, i] = n
+        nn = np.maximum(n, 1)
+        xz = np.where(both, xs, 0.0)
+        yz = np.where(both, ys, 0.0)
+        dx = np.where(both, xs - (xz.sum(axis=1) / nn)[:, None], 0.0)
+        dy = np.where(both, ys - (yz.sum(axis=1) / nn)[:, None], 0.0)
+        sxx = (dx * dx).sum(axis=1)
+        syy = (dy * dy).sum(axis=1)
+        # constant (up to rounding) series have no correlation
+        scale_x = np.maximum(1.0, np.abs(xz).max(axis=1)) * np.sqrt(nn)
+        scale_y = np.maximum(1.0, np.abs(yz).max(axis=1)) * np.sqrt(nn)
+        good = (n >= min_pairs) & (np.sqrt(sxx) > 1e-12 * scale_x) & (np.sqrt(syy) > 1e-12 * scale_y)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = ((dx / np.sqrt(sxx)[:, None]) * (dy / np.sqrt(syy)[:, None])).sum(axis=1)
+        r = np.where(good, np.clip(r, -1.0, 1.0), np.nan)
+        out["r"][:, i] = r
+        out["p"][:, i] = pearson_p(r, n)
+        r1x = np.where(good, lag1_autocorrelation_rows(dx, both), np.nan)
+        r1y = np.where(good, lag1_autocorrelation_rows(dy, both), np.nan)
+        out["r1_x"][:, i] = r1x
+        out["r1_y"][:, i] = r1y
         ne = effective_n(n, r1x, r1y)
-        out["n_eff"][i] = ne
-        out["p_eff"][i] = pearson_p(r, ne)
+        out["n_eff"][:, i] = ne
+        out["p_eff"][:, i] = pearson_p(r, ne)
+    if one_x and one_y:
+        return {k: v[0] for k, v in out.items()}
     return out
 
 
 def best_lag_index(r, best_by="abs"):
-    """Index of the best lag among finite r: largest |r| (``abs``), largest r (``max``) or smallest (``min``)."""
+    """Index of the best lag among finite r: largest |r| (``abs``), largest r (``max``) or smallest (``min``).
+
+    1-D ``r``: an int or None (no finite r). 2-D (rows x lags): an int array, -1 where none.
+    """
     r = np.asarray(r, dtype=np.float64)
-    if not np.isfinite(r).any():
-        return None
     if best_by == "abs":
-        score = np.where(np.isfinite(r), np.abs(r), -np.inf)
+        score = np.abs(r)
     elif best_by == "max":
-        score = np.where(np.isfinite(r), r, -np.inf)
+        score = r.copy()
     elif best_by == "min":
-        score = np.where(np.isfinite(r), -r, -np.inf)
+        score = -r
     else:
         raise ValueError("unknown best_by %r (expected one of %s)" % (best_by, ", ".join(BEST_BY_CHOICES)))
-    return int(np.argmax(score))
+    fin = np.isfinite(score)
+    score = np.where(fin, score, -np.inf)
+    idx = np.where(fin.any(axis=-1), np.argmax(score, axis=-1), -1)
+    if r.ndim == 1:
+        return None if idx < 0 else int(idx)
+    return idx
 
 
 def expand_series(series):
@@ -360,80 +427,99 @@ def lag_list(max_lag, negative_lags=False):
     return list(range(-max_lag if negative_lags else 0, max_lag + 1))
 
 
+def correlate_rows(x, y, months, lags, series=("levels",), detrend="none", base_month=None,
+                   min_pairs=MIN_PAIRS, best_by="abs"):
+    """Lagged correlation of many series pairs on one complete monthly axis (vectorised over rows).
+
+    ``x``, ``y``: rows x months (one row per group), ``months``: the month index of each column.
+    Returns a dict mode -> ``{"x", "y"`` (analysed series), ``"stats"`` (:func:`lag_statistics`),
+    ``"best"`` (best-lag index per row, -1 if none), ``"notes"`` (list of lists of messages per row)``}``.
+    ``base_month``: month index of the cumulative base (default: per row the first month where
+    both series have a value).
+    """
+    x2, _ = _rows(x)
+    y2, _ = _rows(y)
+    months = np.asarray(months, dtype=np.int64)
+    rows = x2.shape[0]
+    if detrend not in DETREND_CHOICES:
+        raise ValueError("unknown detrending %r (expected one of %s)" % (detrend, ", ".join(DETREND_CHOICES)))
+    out = {}
+    for mode in expand_series(series):
+        notes = [[] for _ in range(rows)]
+        base = None
+        if mode == "cumulative":
+            if base_month is not None:
+                base = int(base_month) - int(months[0]) if months.size else -1
+                inside = 0 <= base < months.size
+                for name, a in (("X", x2), ("Y", y2)):
+                    miss = np.ones(rows, bool) if not inside else ~np.isfinite(a[:, base])
+                    for i in np.flatnonzero(miss):
+                        notes[i].append("cumulative: base month %s missing in %s" % (month_label(base_month), name))
+            else:
+                common = np.isfinite(x2) & np.isfinite(y2)
+                base = np.where(common.any(axis=1), common.argmax(axis=1), -1)
+                for i in np.flatnonzero(base < 0):
+                    notes[i].append("cumulative: no month where both series exist")
+        xa = transform_series(x2, mode, base)
+        ya = transform_series(y2, mode, base)
+        xa, nx = detrend_rows(xa, detrend, months)
+        ya, ny = detrend_rows(ya, detrend, months)
+        for i in range(rows):
+            if nx[i]:
+                notes[i].append("%s: X: %s" % (mode, nx[i]))
+            if ny[i]:
+                notes[i].append("%s: Y: %s" % (mode, ny[i]))
+        st = lag_statistics(xa, ya, lags, min_pairs=min_pairs)
+        few = st["n"] < min_pairs
+        for i in np.flatnonzero(few.any(axis=1)):
+            notes[i].append("%s: fewer than %d overlapping months at lag %s" % (
+                mode, min_pairs, ", ".join(str(lags[j]) for j in np.flatnonzero(few[i]))))
+        out[mode] = {"x": xa, "y": ya, "stats": st, "best": best_lag_index(st["r"], best_by), "notes": notes}
+    return out
+
+
+def _row_notes(st, min_pairs):
+    """The per-row note text of the output table (rows x lags array of str)."""
+    note = np.full(st["n"].shape, "", dtype=object)
+    few = st["n"] < min_pairs
+    const = ~few & ~np.isfinite(st["r"])
+    noacf = ~few & ~const & ~np.isfinite(st["n_eff"])
+    small = ~few & ~const & ~noacf & (st["n_eff"] <= 2)
+    note[few] = "fewer than %d overlapping months" % min_pairs
+    note[const] = "constant series, r undefined"
+    note[noacf] = "lag-1 autocorrelation not estimable (fewer than %d adjacent months)" % MIN_ADJACENT_PAIRS
+    note[small] = "effective sample size <= 2"
+    return note
+
+
 def correlate_pair(x, y, lags, series=("levels",), detrend="none", base_month=None,
                    min_pairs=MIN_PAIRS, best_by="abs"):
     """Lagged correlation of two month-indexed series (pd.Series, index = month index).
 
     Returns ``(rows, curves, notes)``: ``rows`` a list of dicts (series, lag, n, r, p, r1_x,
     r1_y, n_eff, p_eff, best_lag, note), ``curves`` a dict mode -> (months, x, y) of the
-    analysed series, ``notes`` warnings. ``base_month``: month index of the cumulative base
-    (default: the first month where both series have a value).
+    analysed series, ``notes`` warnings. See :func:`correlate_rows`.
     """
-    modes = expand_series(series)
-    if detrend not in DETREND_CHOICES:
-        raise ValueError("unknown detrending %r (expected one of %s)" % (detrend, ", ".join(DETREND_CHOICES)))
-    rows, curves, notes = [], {}, []
-    if len(x) == 0 or len(y) == 0:
-        m0 = m1 = None
-    else:
+    if len(x) and len(y):
         m0 = int(min(x.index.min(), y.index.min()))
         m1 = int(max(x.index.max(), y.index.max()))
-    for mode in modes:
-        mode_notes = []
-        if m0 is None:
-            xa = ya = np.full(0, np.nan)
-            months = np.arange(0)
-            mode_notes.append("a series has no values")
-        else:
-            months = np.arange(m0, m1 + 1)
-            xa = on_month_axis(x, m0, m1)
-            ya = on_month_axis(y, m0, m1)
-            base = None
-            if mode == "cumulative":
-                if base_month is not None:
-                    base = int(base_month) - m0
-                    for name, a in (("X", xa), ("Y", ya)):
-                        if base < 0 or base >= a.size or not np.isfinite(a[base]):
-                            mode_notes.append("cumulative: base month %s missing in %s"
-                                              % (month_from_index(base_month).strftime("%Y-%m"), name))
-                else:
-                    common = np.flatnonzero(np.isfinite(xa) & np.isfinite(ya))
-                    base = int(common[0]) if common.size else -1
-                    if base < 0:
-                        mode_notes.append("cumulative: no month where both series exist")
-            xa = transform_series(xa, mode, base)
-            ya = transform_series(ya, mode, base)
-            xa, nx = detrend_series(xa, detrend, months)
-            ya, ny = detrend_series(ya, detrend, months)
-            mode_notes += [("X: " + s) for s in (nx,) if s] + [("Y: " + s) for s in (ny,) if s]
-        curves[mode] = (months, xa, ya)
-        if months.size:
-            st = lag_statistics(xa, ya, lags, min_pairs=min_pairs)
-        else:
-            st = {k: np.full(len(lags), np.nan) for k in ("r", "p", "r1_x", "r1_y", "n_eff", "p_eff")}
-            st["n"] = np.zeros(len(lags))
-        ib = best_lag_index(st["r"], best_by)
-        few = [lags[i] for i in range(len(lags)) if st["n"][i] < min_pairs]
-        if few:
-            mode_notes.append("%s: fewer than %d overlapping months at lag %s" % (
-                mode, min_pairs, ", ".join(str(k) for k in few)))
-        for i, k in enumerate(lags):
-            note = []
-            if st["n"][i] < min_pairs:
-                note.append("fewer than %d overlapping months" % min_pairs)
-            elif not np.isfinite(st["r"][i]):
-                note.append("constant series, r undefined")
-            elif not np.isfinite(st["n_eff"][i]):
-                note.append("lag-1 autocorrelation not estimable (fewer than %d adjacent months)"
-                            % MIN_ADJACENT_PAIRS)
-            elif st["n_eff"][i] <= 2:
-                note.append("effective sample size <= 2")
-            rows.append({
-                "series": mode, "lag": int(k), "n": int(st["n"][i]), "r": st["r"][i], "p": st["p"][i],
-                "r1_x": st["r1_x"][i], "r1_y": st["r1_y"][i], "n_eff": st["n_eff"][i], "p_eff": st["p_eff"][i],
-                "best_lag": ib is not None and i == ib, "note": "; ".join(note),
-            })
-        notes += mode_notes
+    else:
+        m0, m1 = 0, -1
+    months = np.arange(m0, m1 + 1)
+    xa = x.reindex(months).to_numpy(dtype=np.float64)[None] if months.size else np.full((1, 0), np.nan)
+    ya = y.reindex(months).to_numpy(dtype=np.float64)[None] if months.size else np.full((1, 0), np.nan)
+    res = correlate_rows(xa, ya, months, lags, series, detrend, base_month, min_pairs, best_by)
+    rows, curves, notes = [], {}, []
+    for mode, r in res.items():
+        st = r["stats"]
+        nt = _row_notes(st, min_pairs)
+        for j, k in enumerate(lags):
+            rows.append({"series": mode, "lag": int(k), "n": int(st["n"][0, j]), "r": st["r"][0, j],
+                         "p": st["p"][0, j], "r1_x": st["r1_x"][0, j], "r1_y": st["r1_y"][0, j],
+                         "n_eff": st["n_eff"][0, j], "p_eff": st["p_eff"][0, j],
+                         "best_lag": bool(r["best"][0] == j), "note": nt[0, j]})
+        curves[mode] = (months, r["x"][0], r["y"][0])
+        notes += r["notes"][0]
     return rows, curves, notes
 
 
@@ -472,10 +558,17 @@ def _numeric(df, col, what):
 
 
 def _months(df, col):
+    """Month index of every row of the date field (each distinct value parsed once)."""
     vals = df[col].tolist()
+    cache = {}
     out = np.empty(len(vals), dtype=np.int64)
     for i, v in enumerate(vals):
-        m = to_month(v)
+        try:
+            m = cache[v]
+        except KeyError:
+            m = cache[v] = to_month(v)
+        except TypeError:  # unhashable value
+            m = to_month(v)
         if m is None:
             raise ValueError("date field '%s': row %d has %r, which is not a date "
                              "(expected YYYY-MM-DD, YYYYMMDD, YYYY-MM or a date value)" % (col, i + 1, v))
@@ -499,7 +592,8 @@ def group_label(group_fields, key):
 def lagged_correlation_table(df, date_field, x_field=None, y_field=None, group_fields=(),
                              variable_field=None, value_field=None, x_name=None, y_name=None,
                              max_lag=3, negative_lags=False, series="levels", detrend="none",
-                             base_date=None, min_pairs=MIN_PAIRS, best_by="abs", progress=None):
+                             base_date=None, min_pairs=MIN_PAIRS, best_by="abs", progress=None,
+                             chunk_rows=4096):
     """Lagged correlation per group of a wide or long table.
 
     Wide table: one row per date (and group) with the driver in ``x_field`` and the response
@@ -510,8 +604,9 @@ def lagged_correlation_table(df, date_field, x_field=None, y_field=None, group_f
     Missing values (None, '' or NaN) are missing months; text that is not a number, a date
     that cannot be parsed, X and Y naming the same field/variable or unknown fields raise
     ValueError naming the field. A group with fewer than ``min_pairs`` overlapping months
-    gives NaN rows and a warning. ``progress(done, total)`` is called after each group (it may
-    raise to cancel).
+    gives NaN rows and a warning. Groups are processed together, vectorised, ``chunk_rows``
+    groups at a time; ``progress(done, total)`` is called after each chunk (it may raise to
+    cancel).
     """
     if not isinstance(df, pd.DataFrame):
         df = pd.DataFrame(df)
@@ -581,37 +676,101 @@ def lagged_correlation_table(df, date_field, x_field=None, y_field=None, group_f
 
     if group_fields:
         keyed = work.copy()
-        for g in group_fields:  # group on text so that None / NaN keys form their own group
-            keyed[g] = keyed[g].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else v)
+        for g in group_fields:  # None / NaN keys form their own group ('')
+            if keyed[g].isna().any():
+                keyed[g] = keyed[g].astype(object).where(keyed[g].notna(), "")
         by = group_fields if len(group_fields) > 1 else group_fields[0]
-        grouped = list(keyed.groupby(by, sort=True))
+        try:
+            codes = keyed.groupby(by, sort=True).ngroup().to_numpy()
+        except TypeError:  # keys of mixed types cannot be sorted: keep order of appearance
+            codes = keyed.groupby(by, sort=False).ngroup().to_numpy()
+        firsts = keyed.assign(_c=codes).drop_duplicates("_c").sort_values("_c")
+        keys = [tuple(r) for r in firsts[group_fields].itertuples(index=False, name=None)]
     else:
-        grouped = [((), work)]
-    rows, curves, warnings = [], [], []
-    merged_total = 0
-    for ig, (key, part) in enumerate(grouped):
-        key = key if isinstance(key, tuple) else (key,)
-        label = group_label(group_fields, key)
-        xs, mx = monthly_series(part["_m"][part["_isx"]], part["_v"][part["_isx"]])
-        ys, my = monthly_series(part["_m"][~part["_isx"]], part["_v"][~part["_isx"]])
-        merged_total += mx + my
-        prs, crv, notes = correlate_pair(xs, ys, lags, modes, detrend, base_month, min_pairs, best_by)
-        for msg in notes:
-            warnings.append("%s: %s" % (label, msg))
-        for row in prs:
-            full = dict(zip(group_fields, key))
-            full.update({"group": label, "x": x_label, "y": y_label, "detrend": detrend})
-            full.update(row)
-            rows.append(full)
-        for mode, (mo, xa, ya) in crv.items():
-            curves.append({"group": label, "key": key, "series": mode, "months": mo, "x": xa, "y": ya})
-        if progress is not None:
-            progress(ig + 1, len(grouped))
+        codes = np.zeros(len(work), dtype=np.int64)
+        keys = [()]
+    work["_c"] = codes
+    ngroups = len(keys)
+    labels = [group_label(group_fields, k) for k in keys]
+
+    # one row per group, one column per calendar month (several values in a month averaged)
+    fin = work[np.isfinite(work["_v"].to_numpy())]
+    agg = fin.groupby(["_c", "_isx", "_m"], sort=False)["_v"].agg(["mean", "size"]).reset_index()
+    merged_total = int((agg["size"] > 1).sum())
+    if len(agg):
+        m0, m1 = int(agg["_m"].min()), int(agg["_m"].max())
+    else:
+        m0, m1 = 0, -1
+    months = np.arange(m0, m1 + 1, dtype=np.int64)
+    xall = np.full((ngroups, months.size), np.nan)
+    yall = np.full((ngroups, months.size), np.nan)
+    isx = agg["_isx"].to_numpy(bool)
+    c = agg["_c"].to_numpy(np.int64)
+    col = agg["_m"].to_numpy(np.int64) - m0
+    xall[c[isx], col[isx]] = agg["mean"].to_numpy()[isx]
+    yall[c[~isx], col[~isx]] = agg["mean"].to_numpy()[~isx]
+    present = np.isfinite(xall) | np.isfinite(yall)
+    first = np.where(present.any(axis=1), present.argmax(axis=1) if months.size else 0, 0)
+    last = np.where(present.any(axis=1), months.size - 1 - present[:, ::-1].argmax(axis=1) if months.size else -1, -1)
+
+    warnings = []
     if merged_total:
-        warnings.insert(0, "%d group/variable months had several values and were averaged "
-                           "(monthly series are keyed by calendar month)" % merged_total)
-    cols = list(group_fields) + list(OUTPUT_COLUMNS)
-    table = pd.DataFrame(rows, columns=cols)
+        warnings.append("%d group/variable months had several values and were averaged "
+                        "(monthly series are keyed by calendar month)" % merged_total)
+    group_notes = [[] for _ in range(ngroups)]
+    for i in np.flatnonzero(~np.isfinite(xall).any(axis=1) if months.size else np.ones(ngroups, bool)):
+        group_notes[i].append("X has no values")
+    for i in np.flatnonzero(~np.isfinite(yall).any(axis=1) if months.size else np.ones(ngroups, bool)):
+        group_notes[i].append("Y has no values")
+    nl, nm = len(lags), len(modes)
+    stats_keys = ("n", "r", "p", "r1_x", "r1_y", "n_eff", "p_eff")
+    cube = {k: np.full((ngroups, nm, nl), np.nan) for k in stats_keys}
+    best = np.zeros((ngroups, nm, nl), dtype=bool)
+    note = np.full((ngroups, nm, nl), "", dtype=object)
+    curves = []
+    chunk = max(1, int(chunk_rows))
+    for g0 in range(0, ngroups, chunk):
+        g1 = min(ngroups, g0 + chunk)
+        res = correlate_rows(xall[g0:g1], yall[g0:g1], months, lags, modes, detrend, base_month, min_pairs, best_by)
+        for j, mode in enumerate(modes):
+            r = res[mode]
+            for k in stats_keys:
+                cube[k][g0:g1, j, :] = r["stats"][k]
+            b = r["best"]
+            has = b >= 0
+            best[np.arange(g0, g1)[has], j, b[has]] = True
+            note[g0:g1, j, :] = _row_notes(r["stats"], min_pairs)
+            for i in range(g1 - g0):
+                group_notes[g0 + i] += r["notes"][i]
+        for i in range(g0, g1):
+            sl = slice(first[i], last[i] + 1)
+            for mode in modes:
+                curves.append({"group": labels[i], "key": keys[i], "series": mode, "months": months[sl],
+                               "x": res[mode]["x"][i - g0, sl], "y": res[mode]["y"][i - g0, sl]})
+        if progress is not None:
+            progress(g1, ngroups)
+    for i, notes in enumerate(group_notes):
+        warnings += ["%s: %s" % (labels[i], msg) for msg in notes]
+
+    total = ngroups * nm * nl
+    gi = np.repeat(np.arange(ngroups), nm * nl)
+    data = {}
+    if group_fields:
+        key_cols = firsts[group_fields].iloc[gi].reset_index(drop=True)
+        for g in group_fields:
+            data[g] = key_cols[g].to_numpy()
+    data["group"] = np.array(labels, dtype=object)[gi] if total else np.array([], dtype=object)
+    data["x"] = np.full(total, x_label, dtype=object)
+    data["y"] = np.full(total, y_label, dtype=object)
+    data["series"] = np.tile(np.repeat(np.array(modes, dtype=object), nl), ngroups)
+    data["detrend"] = np.full(total, detrend, dtype=object)
+    data["lag"] = np.tile(np.array(lags, dtype=np.int64), ngroups * nm)
+    data["n"] = cube["n"].reshape(-1).astype(np.int64)
+    for k in ("r", "p", "r1_x", "r1_y", "n_eff", "p_eff"):
+        data[k] = cube[k].reshape(-1)
+    data["best_lag"] = best.reshape(-1)
+    data["note"] = note.reshape(-1)
+    table = pd.DataFrame({k: data[k] for k in list(group_fields) + list(OUTPUT_COLUMNS)})
     return LagCorrResult(table=table, curves=curves, warnings=warnings, x_label=x_label,
                          y_label=y_label, lags=lags)
 

@@ -394,3 +394,52 @@ def test_constant_series_gives_nan_not_error():
     res = lc.lagged_correlation_table(df, "date", "x", "y", max_lag=1)
     assert res.table["r"].isna().all()
     assert res.table["note"].str.contains("constant").all()
+
+
+@pytest.mark.parametrize("detrend", ["none", "linear", "harmonic", "climatology"])
+def test_groups_processed_together_equal_groups_alone(detrend):
+    """Vectorised over groups (shared month axis, one lstsq per validity pattern) = one group at a time."""
+    rng = np.random.default_rng(17)
+    rows = []
+    for gi in range(7):
+        n = 20 + 3 * gi
+        start = (2019 + gi % 2, 1 + gi)
+        dates = month_dates(n, start=start)
+        x = np.cumsum(rng.normal(size=n))
+        y = np.roll(x, gi % 3) + rng.normal(scale=0.5, size=n)
+        x[rng.choice(n, size=gi % 4, replace=False)] = np.nan
+        y[rng.choice(n, size=(gi + 1) % 3, replace=False)] = np.nan
+        rows += [{"g": "g%d" % gi, "date": d, "x": a, "y": b} for d, a, b in zip(dates, x, y)]
+    df = pd.DataFrame(rows)
+    kw = dict(max_lag=2, negative_lags=True, series=["levels", "cumulative", "temporal"], detrend=detrend)
+    together = lc.lagged_correlation_table(df, "date", "x", "y", group_fields=["g"], chunk_rows=3, **kw).table
+    for g, part in df.groupby("g"):
+        alone = lc.lagged_correlation_table(part, "date", "x", "y", **kw).table
+        mine = together[together["g"] == g].reset_index(drop=True)
+        for col in ("n", "r", "p", "r1_x", "r1_y", "n_eff", "p_eff"):
+            np.testing.assert_allclose(mine[col], alone[col], rtol=1e-9, atol=1e-12, err_msg="%s %s" % (g, col))
+        assert list(mine["best_lag"]) == list(alone["best_lag"])
+
+
+def test_missing_group_key_is_its_own_group():
+    df = pd.DataFrame({"area": ["a"] * 6 + [None] * 6, "date": month_dates(6) * 2,
+                       "x": np.r_[np.arange(6.0), np.arange(6.0) ** 2], "y": np.r_[np.arange(6.0) ** 1.5, -np.arange(6.0)]})
+    t = lc.lagged_correlation_table(df, "date", "x", "y", group_fields=["area"], max_lag=0).table
+    assert sorted(t["group"]) == ["area=", "area=a"]
+    assert t.loc[t["group"] == "area=", "r"].iloc[0] == pytest.approx(-stats.pearsonr(np.arange(6.0) ** 2,
+                                                                                       np.arange(6.0))[0])
+
+
+def test_lag_statistics_rows_equal_single_series():
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(5, 30)).cumsum(axis=1)
+    y = np.roll(x, 1, axis=1) + rng.normal(size=(5, 30))
+    x[1, 4] = np.nan
+    y[3, 10:12] = np.nan
+    many = lc.lag_statistics(x, y, [-1, 0, 1, 2])
+    for i in range(5):
+        one = lc.lag_statistics(x[i], y[i], [-1, 0, 1, 2])
+        for k in one:
+            np.testing.assert_allclose(many[k][i], one[k], rtol=1e-12)
+    shared = lc.lag_statistics(x[0], y, [0, 1])  # one X (e.g. regional GWSA) against many Y rows
+    np.testing.assert_allclose(shared["r"][2], lc.lag_statistics(x[0], y[2], [0, 1])["r"], rtol=1e-12)
