@@ -39,6 +39,7 @@ class LaggedCorrelation(SubsidenceAlgorithm):
     MIN_PAIRS = "MIN_PAIRS"
     OUTPUT = "OUTPUT"
     OUTPUT_HTML = "OUTPUT_HTML"
+    MAX_MESSAGES = 50
 
     SERIES_VALUES = ("levels", "cumulative", "temporal", "both")
     SERIES_LABELS = ("Levels (values as given)", "Cumulative change from a base month",
@@ -183,7 +184,8 @@ class LaggedCorrelation(SubsidenceAlgorithm):
         )
         self.add(
             QgsProcessingParameterFileDestination(self.OUTPUT_HTML, self.tr("Report"),
-                                                  self.tr("HTML files (*.html)"), optional=True),
+                                                  self.tr("HTML files (*.html)"), optional=True,
+                                                  createByDefault=True),
             "HTML report shown in the results viewer: series overlay and r-versus-lag plot per group (when "
             "matplotlib is available) and the tables.",
         )
@@ -248,13 +250,17 @@ class LaggedCorrelation(SubsidenceAlgorithm):
                 max_lag=max_lag, negative_lags=negative, series=series, detrend=detrend,
                 base_date=base_date, min_pairs=min_pairs, best_by=best_by, progress=progress,
             )
-        for w in result.warnings:
+        shown = result.warnings[:self.MAX_MESSAGES]
+        if len(result.warnings) > self.MAX_MESSAGES:
+            shown.append("... and %d more warnings (see the note column of the table)"
+                         % (len(result.warnings) - self.MAX_MESSAGES))
+        for w in shown:
             if hasattr(feedback, "pushWarning"):
                 feedback.pushWarning(w)
             else:
                 feedback.reportError(w, False)
         table = result.table
-        for (grp, ser), part in table.groupby(["group", "series"], sort=False):
+        for (grp, ser), part in list(table.groupby(["group", "series"], sort=False))[:self.MAX_MESSAGES]:
             best = part[part["best_lag"]]
             if len(best):
                 b = best.iloc[0]

@@ -17,6 +17,8 @@ from .lagcorr import month_label
 from .tsraster import month_from_index
 
 MAX_PLOTS = 40
+MAX_TABLES = 200
+MAX_WARNINGS = 100
 
 
 def _fmt(v, digits=3):
@@ -89,8 +91,14 @@ def group_figure(curves, table, x_label, y_label, mpl):
     return _png(fig, Canvas)
 
 
-def html_report(result, title="Lagged correlation", parameters=None, plots=True, max_plots=MAX_PLOTS):
-    """The HTML page (str) for a :class:`core.lagcorr.LagCorrResult`."""
+def html_report(result, title="Lagged correlation", parameters=None, plots=True, max_plots=MAX_PLOTS,
+                max_tables=MAX_TABLES):
+    """The HTML page (str) for a :class:`core.lagcorr.LagCorrResult`.
+
+    The summary (best lag per group and series) lists every group; plots are drawn for the
+    first ``max_plots`` groups and per-lag tables for the first ``max_tables`` (the output
+    table holds everything).
+    """
     t = result.table
     xl, yl = result.x_label, result.y_label
     mpl = _matplotlib() if plots else None
@@ -119,7 +127,9 @@ def html_report(result, title="Lagged correlation", parameters=None, plots=True,
         out.append("</table>")
     if result.warnings:
         out.append("<h3 class='warn'>Warnings</h3><ul class='warn'>")
-        out += ["<li>%s</li>" % e(w) for w in result.warnings]
+        out += ["<li>%s</li>" % e(w) for w in result.warnings[:MAX_WARNINGS]]
+        if len(result.warnings) > MAX_WARNINGS:
+            out.append("<li>... and %d more</li>" % (len(result.warnings) - MAX_WARNINGS))
         out.append("</ul>")
 
     # summary: best lag per group and series
@@ -143,10 +153,17 @@ def html_report(result, title="Lagged correlation", parameters=None, plots=True,
     heads = ["lag", "n", "r", "p", "r<sub>1</sub> %s" % e(xl), "r<sub>1</sub> %s" % e(yl), "N<sub>eff</sub>",
              "p<sub>eff</sub>", "note"]
     groups = list(dict.fromkeys(t["group"]))
-    for gi, grp in enumerate(groups):
-        gt = t[t["group"] == grp]
+    if len(groups) > max_tables:
+        out.append("<p>Per-lag details for the first %d of %d groups; the output table has all.</p>"
+                   % (max_tables, len(groups)))
+    by_group = dict(tuple(t.groupby("group", sort=False)))
+    curves_by_group = {}
+    for c in result.curves:
+        curves_by_group.setdefault(c["group"], []).append(c)
+    for gi, grp in enumerate(groups[:max_tables]):
+        gt = by_group[grp]
         out.append("<h3>%s</h3>" % e(str(grp)))
-        curves = [c for c in result.curves if c["group"] == grp]
+        curves = curves_by_group.get(grp, [])
         if mpl is not None and curves and gi < max_plots:
             try:
                 png = group_figure(curves, gt, xl, yl, mpl)

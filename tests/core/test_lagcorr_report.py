@@ -46,3 +46,11 @@ def test_report_without_matplotlib_is_tables_only(tmp_path, monkeypatch):
     assert "matplotlib is not available" in text
     assert text.count("<table>") == 1 + 3 * 2  # summary + (3 groups x 2 modes)
     assert not list(tmp_path.glob("*.partial"))
+
+
+def test_report_caps_details_for_many_groups():
+    res = _result()
+    text = rep.html_report(res, plots=False, max_tables=1)
+    assert text.count("<table>") == 1 + 2
+    assert "first 1 of 3 groups" in text
+    assert text.count("<td class='t'>area=") == 6  # the summary still lists every group and series
