@@ -619,6 +619,8 @@ def lagged_correlation_table(df, date_field, x_field=None, y_field=None, group_f
         raise ValueError("unknown best_by %r (expected one of %s)" % (best_by, ", ".join(BEST_BY_CHOICES)))
     long = bool(variable_field)
     _check_columns(df, [date_field], "date")
+    if len(df) == 0:
+        raise ValueError("the input table has no rows")
     _check_columns(df, group_fields, "group")
     clash = [g for g in group_fields if g in OUTPUT_COLUMNS]
     if clash:

@@ -382,6 +382,9 @@ def test_dates_in_several_forms_and_missing_values():
           y_field="y", max_lag=-1), r"maximum lag"),
     (dict(df=pd.DataFrame({"d": ["2020-01-01", "2020-02-01"], "x": [1, 2], "y": [1, 2]}), x_field="x",
           y_field="y", detrend="quadratic"), r"unknown detrending"),
+    (dict(df=pd.DataFrame({"d": [], "x": [], "y": []}), x_field="x", y_field="y"), r"no rows"),
+    (dict(df=pd.DataFrame({"d": ["2020-01-01", "2020-02-01"], "x": [True, False], "y": [1, 2]}), x_field="x",
+          y_field="y"), r"X field 'x' is boolean"),
 ])
 def test_bad_input_errors(kwargs, match):
     df = kwargs.pop("df")
@@ -443,3 +446,25 @@ def test_lag_statistics_rows_equal_single_series():
             np.testing.assert_allclose(many[k][i], one[k], rtol=1e-12)
     shared = lc.lag_statistics(x[0], y, [0, 1])  # one X (e.g. regional GWSA) against many Y rows
     np.testing.assert_allclose(shared["r"][2], lc.lag_statistics(x[0], y[2], [0, 1])["r"], rtol=1e-12)
+
+
+def test_cumulative_from_explicit_base_month():
+    rng = np.random.default_rng(12)
+    n = 15
+    df = pd.DataFrame({"date": month_dates(n), "x": rng.normal(size=n).cumsum(), "y": rng.normal(size=n).cumsum()})
+    res = lc.lagged_correlation_table(df, "date", "x", "y", max_lag=2, series=["levels", "cumulative"],
+                                      base_date="2020-03")
+    cur = [c for c in res.curves if c["series"] == "cumulative"][0]
+    i = list(cur["months"]).index(month_index(dt.date(2020, 3, 1)))
+    assert cur["x"][i] == 0.0 and cur["y"][i] == 0.0
+    np.testing.assert_allclose(cur["x"], df["x"] - df["x"][2])
+    t = res.table
+    np.testing.assert_allclose(t.loc[t["series"] == "cumulative", "r"], t.loc[t["series"] == "levels", "r"],
+                               rtol=1e-12)
+    # a base month missing from Y: NaN rows and a warning, not an exception
+    df.loc[2, "y"] = np.nan
+    res = lc.lagged_correlation_table(df, "date", "x", "y", max_lag=1, series="cumulative", base_date="2020-03-20")
+    assert res.table["r"].isna().all()
+    assert any("base month 2020-03 missing in Y" in w for w in res.warnings)
+    with pytest.raises(ValueError, match="base date 'March' is not a date"):
+        lc.lagged_correlation_table(df, "date", "x", "y", series="cumulative", base_date="March")
