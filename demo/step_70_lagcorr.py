@@ -52,7 +52,8 @@ def make_planted_table(path, n_months=24, seed=70, gap_month=18):
     return path
 
 
-def _layer_names(table_path):
+def _table_info(table_path):
+    """(layer names, column names) of the class table (CSV or any OGR table)."""
     import pandas as pd
 
     path = str(table_path)
@@ -64,7 +65,8 @@ def _layer_names(table_path):
         ds = ogr.Open(path)
         lyr = ds.GetLayer(0)
         df = pd.DataFrame([f.items() for f in lyr])
-    return sorted(set(df["layer"].astype(str))) if "layer" in df.columns else []
+    names = sorted(set(df["layer"].astype(str))) if "layer" in df.columns else []
+    return names, list(df.columns)
 
 
 def _pick(names, demo):
@@ -90,8 +92,10 @@ def run(demo):
     table = demo.outputs.get("class_table")
     planted = None
     x_name = y_name = None
+    groups = ["area", "class"]
     if table:
-        names = _layer_names(table)
+        names, columns = _table_info(table)
+        groups = [g for g in groups if g in columns]
         x_name, y_name = _pick(names, demo)
         if x_name is None:
             demo.log("class table %s has layers %s: cannot tell GWSA from deformation; using planted data"
@@ -103,13 +107,14 @@ def run(demo):
                                        gap_month=n - 6))
         x_name, y_name = "gwsa", "deformation"
         planted = dict(PLANTED)
+        groups = ["area", "class"]
         demo.log("made %s: %d landscapes x %d classes, %d months, planted lags %s"
                  % (table, len(PLANTED), len(CLASSES), n, ", ".join("%s %d" % p for p in PLANTED)))
     out = str(demo.out_dir / "lagged_correlation.csv")
     html = str(demo.out_dir / "lagged_correlation.html")
     res = demo.run("subsidence:laggedcorrelation", {
         "INPUT": table, "DATE_FIELD": "date", "VARIABLE_FIELD": "layer", "VALUE_FIELD": "mean",
-        "X_NAME": x_name, "Y_NAME": y_name, "GROUP_FIELDS": ["area", "class"], "MAX_LAG": 3,
+        "X_NAME": x_name, "Y_NAME": y_name, "GROUP_FIELDS": groups, "MAX_LAG": 3,
         "SERIES": 3, "DETREND": 0, "OUTPUT": out, "OUTPUT_HTML": html,
     })
     out = res.get("OUTPUT", out)
