@@ -180,3 +180,40 @@ def test_report_is_an_html_output(qgis_app):
     assert alg is not None
     assert alg.outputDefinition("OUTPUT_HTML").type() == "outputHtml"
     assert "X leads Y by k months" in alg.shortHelpString()
+
+
+def test_enum_parameters_map_to_core_options(run_alg, tmp_path):
+    layer = memory_table(planted_long(n=26, seed=5), [("area", "string"), ("class", "integer"),
+                                                      ("layer", "string"), ("date", "date"), ("mean", "double")])
+    out = tmp_path / "o.csv"
+    res = run_alg("laggedcorrelation", {
+        "INPUT": layer, "DATE_FIELD": "date", "VARIABLE_FIELD": "layer", "VALUE_FIELD": "mean",
+        "X_NAME": "gwsa", "Y_NAME": "deformation", "GROUP_FIELDS": ["area"], "MAX_LAG": 2,
+        "NEGATIVE_LAGS": True, "SERIES": 2, "DETREND": 2, "BEST_BY": 2, "BASE_DATE": "", "MIN_PAIRS": 5,
+        "OUTPUT": str(out)})
+    t = read_csv(res["OUTPUT"])
+    df = pd.DataFrame(planted_long(n=26, seed=5), columns=["area", "class", "layer", "date", "mean"])
+    core = lagcorr.lagged_correlation_table(df, "date", group_fields=["area"], variable_field="layer",
+                                            value_field="mean", x_name="gwsa", y_name="deformation", max_lag=2,
+                                            negative_lags=True, series="temporal", detrend="harmonic",
+                                            best_by="min", min_pairs=5).table
+    assert set(t["series"]) == {"temporal"} and set(t["detrend"]) == {"harmonic"}
+    assert list(t["lag"]) == list(core["lag"])
+    np.testing.assert_allclose(t["r"], core["r"], rtol=1e-9)
+    assert list(t["best_lag"]) == list(core["best_lag"])
+
+
+def test_cancel_writes_nothing(run_alg, tmp_path):
+    from qgis.core import QgsProcessingException, QgsProcessingFeedback
+
+    layer = memory_table(planted_long(n=12), [("area", "string"), ("class", "integer"), ("layer", "string"),
+                                              ("date", "date"), ("mean", "double")])
+    fb = QgsProcessingFeedback()
+    fb.cancel()
+    out, html = tmp_path / "o.csv", tmp_path / "o.html"
+    with pytest.raises(QgsProcessingException, match="Canceled"):
+        run_alg("laggedcorrelation", {
+            "INPUT": layer, "DATE_FIELD": "date", "VARIABLE_FIELD": "layer", "VALUE_FIELD": "mean",
+            "X_NAME": "gwsa", "Y_NAME": "deformation", "GROUP_FIELDS": ["area"], "OUTPUT": str(out),
+            "OUTPUT_HTML": str(html)}, feedback=fb)
+    assert not out.exists() and not html.exists()
