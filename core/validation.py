@@ -121,7 +121,8 @@ def match_dates(obs_dates, series_dates, tolerance_days=16, method="nearest", id
         ids = list(ids) if ids is not None else [str(i + 1) for i in range(q.size)]
         shown = ", ".join("%s on %s" % (ids[i], format_date(obs_dates[i])) for i in bad[:5])
         raise TimeSeriesError(
-            "%d measurement(s) fall outside the dates of %s (%s .. %s, tolerance %g days, %s): %s%s"
+            "%d measurement(s) fall outside the dates of %s (%s .. %s; no band within the tolerance of %g days, "
+            "%s matching): %s%s"
             % (bad.size, source, format_date(series_dates[0]), format_date(series_dates[-1]), tol, method,
                shown, " ..." if bad.size > 5 else ""))
     return i0.astype(np.int64), i1.astype(np.int64), w
