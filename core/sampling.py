@@ -545,18 +545,15 @@ def class_series(points, values, dates, layer, base_date=None):
     cols = ["area", "class", "layer", "date", "mean", "std", "n", "temporal_change", "cumulative_change"]
     if len(points) == 0:
         return pd.DataFrame(columns=cols)
-    keys = points[["area", "class"]].astype(object).where(points[["area", "class"]].notna(), None)
-    order_cols = ["class_index"] if "class_index" in points else []
-    groups = []
-    seen = {}
-    for i, (a, c) in enumerate(zip(keys["area"].tolist(), keys["class"].tolist())):
-        seen.setdefault((a, c), []).append(i)
-    ordered = list(seen.items())
-    if order_cols:
-        first_area = {}
-        for (a, _), _ in ordered:
-            first_area.setdefault(a, len(first_area))
-        ordered.sort(key=lambda kv: (first_area[kv[0][0]], int(points["class_index"].iloc[kv[1][0]])))
+    areas = points["area"].tolist()
+    classes = points["class"].tolist()
+    cidx = points["class_index"].tolist() if "class_index" in points else [0] * len(points)
+    members, area_rank = {}, {}
+    for i, (a, c) in enumerate(zip(areas, classes)):
+        area_rank.setdefault(a, len(area_rank))
+        members.setdefault((a, c), []).append(i)
+    # areas in order of first appearance, classes by class index
+    ordered = sorted(members.items(), key=lambda kv: (area_rank[kv[0][0]], int(cidx[kv[1][0]])))
     frames = []
     date_text = [format_date(d) for d in dates]
     for (a, c), idx in ordered:
@@ -571,5 +568,4 @@ def class_series(points, values, dates, layer, base_date=None):
             "area": [a] * len(dates), "class": c, "layer": layer, "date": date_text, "mean": mean, "std": std,
             "n": n.astype(np.int64), "temporal_change": temporal, "cumulative_change": cumulative,
         }))
-        groups.append((a, c))
     return pd.concat(frames, ignore_index=True)[cols]
