@@ -39,11 +39,14 @@ class QgisProcess:
         link = self.plugins / PLUGIN
         if not link.exists():
             link.symlink_to(ROOT, target_is_directory=True)
+        runtime = self.workdir / "runtime"
+        runtime.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(runtime, 0o700)
         self.env = dict(os.environ, HOME=str(self.home), QGIS_PLUGINPATH=str(self.plugins),
-                        QT_QPA_PLATFORM="offscreen", XDG_RUNTIME_DIR=str(self.workdir))
+                        QT_QPA_PLATFORM="offscreen", XDG_RUNTIME_DIR=str(runtime))
         self.env.pop("QGIS_CUSTOM_CONFIG_PATH", None)
         out = self.call(["plugins", "enable", PLUGIN])
-        if out.returncode != 0:
+        if out.returncode != 0 and "already enabled" not in out.stdout + out.stderr:
             raise RuntimeError("qgis_process plugins enable failed:\n%s\n%s" % (out.stdout, out.stderr))
 
     def call(self, args, timeout=1800):
