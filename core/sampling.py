@@ -238,20 +238,18 @@ class ClassSampler:
         flat = (rows.astype(np.int64) + int(row0)) * int(xsize) + cols.astype(np.int64) + int(col0)
         keys = pixel_keys(flat, self.salt)
         vals = v[rows, cols]
-        order = np.argsort(c, kind="stable")
-        c, flat, keys, vals = c[order], flat[order], keys[order], vals[order]
-        bounds = np.searchsorted(c, np.arange(len(self.names) + 1))
         for k in range(len(self.names)):
-            s, e = bounds[k], bounds[k + 1]
-            if s == e:
+            sel = c == k
+            m = int(np.count_nonzero(sel))
+            if m == 0:
                 continue
-            self.count[k] += e - s
-            kk = np.concatenate([self.keys[k], keys[s:e]])
-            ff = np.concatenate([self.flat[k], flat[s:e]])
-            vv = np.concatenate([self.vel[k], vals[s:e]])
+            self.count[k] += m
+            kk = np.concatenate([self.keys[k], keys[sel]])
+            ff = np.concatenate([self.flat[k], flat[sel]])
+            vv = np.concatenate([self.vel[k], vals[sel]])
             if kk.size > self.keep:
-                sel = np.argpartition(kk, self.keep - 1)[: self.keep]
-                kk, ff, vv = kk[sel], ff[sel], vv[sel]
+                part = np.argpartition(kk, self.keep - 1)[: self.keep]
+                kk, ff, vv = kk[part], ff[part], vv[part]
             self.keys[k], self.flat[k], self.vel[k] = kk, ff, vv
 
     def result(self, geotransform, raster_xsize=None, area=None):
@@ -349,7 +347,7 @@ def sample_deformation_classes(velocity, n_per_class=100, breaks=DEFAULT_BREAKS,
             raise ValueError("area mask shape %s does not match the window %dx%d" % (mask.shape, xs, ys))
     sampler = ClassSampler(breaks, n_per_class, seed=seed, signed=signed, names=names,
                            min_spacing=min_spacing, raster_xsize=X)
-    for r0, nr in tsraster.row_blocks(ys, xs * 8 * 6, memory_mb):
+    for r0, nr in tsraster.row_blocks(ys, xs * 8 * 12, memory_mb):
         if canceled is not None:
             canceled()
         block = tsraster.read_window(ds, xoff, yoff + r0, xs, nr, bands=[band])[0]
