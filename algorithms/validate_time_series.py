@@ -131,7 +131,7 @@ class ValidateTimeSeries(SubsidenceAlgorithm):
                  "For all observations (id '(all)') and per id: n, max/min/median/mean absolute error, RMSE, "
                  "bias, Pearson R and p.")
 
-    def _observations(self, parameters, context, raster_crs, raster_path):
+    def _observations(self, parameters, context, raster_crs):
         source = self.parameterAsSource(parameters, self.MEASUREMENTS, context)
         if source is None:
             raise QgsProcessingException(self.invalidSourceError(parameters, self.MEASUREMENTS))
@@ -197,7 +197,7 @@ class ValidateTimeSeries(SubsidenceAlgorithm):
         window = self.parameterAsDouble(parameters, self.WINDOW, context)
         if window < 0:
             raise QgsProcessingException("Window side must be >= 0, got %g" % window)
-        obs = self._observations(parameters, context, layer.crs(), path)
+        obs = self._observations(parameters, context, layer.crs())
         feedback.setProgress(20)
         with self.core_errors():
             ds = tsraster.open_raster(path)

@@ -2,7 +2,7 @@ import datetime as dt
 
 import numpy as np
 import pytest
-from osgeo import gdal, ogr, osr
+from osgeo import ogr, osr
 
 from subsidence_toolkit.core import sampling
 from synthetic import write_stack
@@ -207,3 +207,42 @@ def test_help_on_every_parameter(qgis_app):
         assert alg is not None and alg.shortHelpString()
         for p in alg.parameterDefinitions():
             assert p.help(), (name, p.name())
+
+
+def test_cancel_leaves_no_output(qgis_app, inputs, tmp_path):
+    import processing
+    from qgis.core import QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback
+
+    fb = QgsProcessingFeedback()
+    fb.cancel()
+    with pytest.raises(QgsProcessingException, match="Canceled"):
+        processing.run("subsidence:sampledeformationclasses",
+                       {"VELOCITY": inputs["vel_path"], "TIME_SERIES": [inputs["ts_path"]],
+                        "OUTPUT_POINTS": str(tmp_path / "p.gpkg"), "OUTPUT_TABLE": str(tmp_path / "t.csv")},
+                       feedback=fb, context=QgsProcessingContext())
+    assert not (tmp_path / "p.gpkg").exists() and not (tmp_path / "t.csv").exists()
+
+
+def test_signed_mode_and_csv_table(run_alg, inputs, tmp_path):
+    import pandas as pd
+
+    res = run_alg("sampledeformationclasses", {
+        "VELOCITY": inputs["vel_path"], "SIGNED": True, "POINTS_PER_CLASS": 5, "TIME_SERIES": [inputs["ts_path"]],
+        "WINDOW": 90, "OUTPUT_POINTS": str(tmp_path / "p.gpkg"), "OUTPUT_TABLE": str(tmp_path / "t.csv")})
+    rows, _ = _read_points(res["OUTPUT_POINTS"])
+    vel = inputs["vel"]
+    for _, _, cls, v, r, c, _, _ in rows:
+        assert cls.startswith("subsidence ") == (v < 0)
+    tab = pd.read_csv(res["OUTPUT_TABLE"])
+    # velocities span -130..60: no 'uplift moderate' (50..100 exists) but no 'uplift severe'
+    assert "uplift severe" not in set(tab["class"]) and "subsidence severe" in set(tab["class"])
+    # 90 m window on the 30 m grid: 3x3 means of the projected series
+    from subsidence_toolkit.core import sampling as S
+
+    g = tab[(tab["class"] == "subsidence severe")]
+    sel = [(r, c) for _, _, cls, _, r, c, _, _ in rows if cls == "subsidence severe"]
+    ts = inputs["months"][:, None, None] * 10.0 + np.nan_to_num(vel)[None]
+    exp = np.mean([[ts[b, max(r - 1, 0):r + 2, max(c - 1, 0):c + 2].astype(np.float32).mean() for b in range(4)]
+                   for r, c in sel], axis=0)
+    np.testing.assert_allclose(g["mean"].to_numpy(float), exp, rtol=1e-5)
+    assert S.class_names(S.DEFAULT_BREAKS, signed=True)[3] == "subsidence severe"
