@@ -5,6 +5,8 @@ from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from ..algorithms.resample_timeseries import ResampleTimeSeries
+from ..algorithms.sample_deformation_classes import SampleDeformationClasses
+from ..algorithms.validate_time_series import ValidateTimeSeries
 
 PROVIDER_ID = "subsidence"
 ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "ui", "icons", "subsidence.svg")
@@ -12,6 +14,8 @@ ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "ui", "icons", "
 # One entry per algorithm class, listed explicitly (no discovery by file name).
 ALGORITHMS = [
     ResampleTimeSeries,
+    SampleDeformationClasses,
+    ValidateTimeSeries,
 ]
 
 
