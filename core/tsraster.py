@@ -326,6 +326,32 @@ def read_block(ds, row0, nrows, bands=None, dtype=np.float64, apply_scale=True):
     return out
 
 
+def read_window(ds, xoff, yoff, xsize, ysize, bands=None, dtype=np.float64, apply_scale=True):
+    """Read the pixel window ``(xoff, yoff, xsize, ysize)`` of the given bands (1-based; default all).
+
+    Same conventions as :func:`read_block` (NoData -> NaN, scale/offset applied);
+    returns ``(nbands, ysize, xsize)``. The window must lie inside the raster.
+    """
+    bands = list(bands) if bands is not None else list(range(1, ds.RasterCount + 1))
+    out = np.empty((len(bands), int(ysize), int(xsize)), dtype=dtype)
+    for k, b in enumerate(bands):
+        band = ds.GetRasterBand(b)
+        a = band.ReadAsArray(int(xoff), int(yoff), int(xsize), int(ysize))
+        if a is None:
+            raise TimeSeriesError("%s: cannot read band %d window x %d-%d, y %d-%d" % (
+                ds.GetDescription(), b, xoff, xoff + xsize, yoff, yoff + ysize))
+        a = a.astype(dtype, copy=False)
+        nd = band.GetNoDataValue()
+        if nd is not None and not np.isnan(nd):
+            a = np.where(a == nd, np.nan, a)
+        if apply_scale:
+            s, o = band.GetScale(), band.GetOffset()
+            if s not in (None, 1.0) or o not in (None, 0.0):
+                a = a * (1.0 if s is None else s) + (0.0 if o is None else o)
+        out[k] = a
+    return out
+
+
 # --------------------------------------------------------------------------- writing
 GTIFF_OPTIONS = ["TILED=YES", "COMPRESS=DEFLATE", "PREDICTOR=3", "BIGTIFF=IF_SAFER", "BLOCKXSIZE=256", "BLOCKYSIZE=256"]
 

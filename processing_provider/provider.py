@@ -6,6 +6,8 @@ from qgis.PyQt.QtGui import QIcon
 
 from ..algorithms.lagged_correlation import LaggedCorrelation
 from ..algorithms.resample_timeseries import ResampleTimeSeries
+from ..algorithms.sample_deformation_classes import SampleDeformationClasses
+from ..algorithms.validate_time_series import ValidateTimeSeries
 
 PROVIDER_ID = "subsidence"
 ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "ui", "icons", "subsidence.svg")
@@ -13,6 +15,8 @@ ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "ui", "icons", "
 # One entry per algorithm class, listed explicitly (no discovery by file name).
 ALGORITHMS = [
     ResampleTimeSeries,
+    SampleDeformationClasses,
+    ValidateTimeSeries,
     LaggedCorrelation,
 ]
 
