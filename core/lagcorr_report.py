@@ -55,22 +55,34 @@ def _png(fig, canvas_cls):
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def group_figure(curves, table, x_label, y_label, mpl):
-    """One figure for a group: per series mode an overlay panel and an r-vs-lag panel. Base64 PNG."""
+def group_figure(curves, table, x_label, y_label, mpl, title=None):
+    """One figure for a group: per series mode an overlay panel and an r-vs-lag panel. Base64 PNG.
+
+    The overlay shows X (left axis), Y (right axis) and, when the best lag k is not 0, X
+    shifted by k months (X[t-k] drawn at t, dashed), which is what R_k correlates with Y[t].
+    """
     Figure, Canvas = mpl
     modes = [c["series"] for c in curves]
-    fig = Figure(figsize=(10, 2.8 * len(modes)))
+    fig = Figure(figsize=(10, 2.8 * len(modes) + (0.4 if title else 0)))
     for i, c in enumerate(curves):
+        rows = table[table["series"] == c["series"]]
         ax = fig.add_subplot(len(modes), 2, 2 * i + 1)
         dates = [month_from_index(k) for k in c["months"]]
-        ax.plot(dates, c["x"], "o-", color="tab:blue", ms=3, label=x_label)
+        lines = ax.plot(dates, c["x"], "o-", color="tab:blue", ms=3, label=x_label)
+        best = rows["best_lag"].to_numpy(dtype=bool)
+        k = int(rows["lag"].to_numpy()[best][0]) if best.any() else 0
+        if k != 0 and len(dates) > abs(k):
+            shifted = [month_from_index(m + k) for m in c["months"]]
+            lines += ax.plot(shifted, c["x"], "--", color="tab:blue", alpha=0.5,
+                             label="%s shifted %+d months" % (x_label, k))
         ax.set_ylabel(x_label, color="tab:blue")
         ax2 = ax.twinx()
-        ax2.plot(dates, c["y"], "s-", color="tab:red", ms=3, label=y_label)
+        lines += ax2.plot(dates, c["y"], "s-", color="tab:red", ms=3, label=y_label)
         ax2.set_ylabel(y_label, color="tab:red")
+        ax.set_xlim(dates[0], dates[-1]) if dates else None
+        ax.legend(lines, [ln.get_label() for ln in lines], fontsize=7, loc="best")
         ax.set_title("%s series" % c["series"], fontsize=10)
         ax.tick_params(axis="x", labelsize=7, rotation=30)
-        rows = table[table["series"] == c["series"]]
         bx = fig.add_subplot(len(modes), 2, 2 * i + 2)
         lags = rows["lag"].to_numpy()
         r = rows["r"].to_numpy(dtype=float)
@@ -79,7 +91,6 @@ def group_figure(curves, table, x_label, y_label, mpl):
         bx.plot(lags, r, "-", color="0.3")
         bx.plot(lags[sig], r[sig], "o", color="black", label="p_eff < 0.05")
         bx.plot(lags[~sig], r[~sig], "o", mfc="white", color="black", label="p_eff >= 0.05")
-        best = rows["best_lag"].to_numpy(dtype=bool)
         if best.any():
             bx.plot(lags[best], r[best], "*", color="tab:orange", ms=14, label="best lag")
         bx.set_xticks(lags)
@@ -87,6 +98,8 @@ def group_figure(curves, table, x_label, y_label, mpl):
         bx.set_xlabel("lag k (months, %s leads %s)" % (x_label, y_label), fontsize=8)
         bx.set_ylabel("r")
         bx.legend(fontsize=7, loc="lower right")
+    if title:
+        fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return _png(fig, Canvas)
 
@@ -107,7 +120,7 @@ def html_report(result, title="Lagged correlation", parameters=None, plots=True,
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>%s</title>" % e(title),
         "<style>body{font-family:sans-serif;font-size:13px;margin:1em}table{border-collapse:collapse;"
         "margin:0.5em 0}td,th{border:1px solid #bbb;padding:2px 6px;text-align:right}th{background:#eee}"
-        "td.t{text-align:left}tr.best{background:#fff3c4;font-weight:bold}.warn{color:#a40}</style></head><body>",
+        "td.t{text-align:left}tr.best{background:#fff3c4;font-weight:bold}td.sig{color:#060;font-weight:bold}.warn{color:#a40}</style></head><body>",
         "<h2>%s</h2>" % e(title),
         "<p><b>Convention:</b> lag k &ge; 0 means <b>%s leads %s by k months</b>: "
         "R<sub>k</sub> = Pearson(%s[t+k], %s[t]) over the months where both exist (means over the pairs). "
@@ -166,7 +179,7 @@ def html_report(result, title="Lagged correlation", parameters=None, plots=True,
         curves = curves_by_group.get(grp, [])
         if mpl is not None and curves and gi < max_plots:
             try:
-                png = group_figure(curves, gt, xl, yl, mpl)
+                png = group_figure(curves, gt, xl, yl, mpl, title=str(grp))
                 out.append("<img alt='%s' src='data:image/png;base64,%s'/>" % (e(str(grp)), png))
             except Exception as ex:  # noqa: BLE001 - a plot failure must not lose the tables
                 out.append("<p class='warn'>plot failed: %s</p>" % e(str(ex)))
@@ -188,6 +201,8 @@ def html_report(result, title="Lagged correlation", parameters=None, plots=True,
                         cells.append("<td>%d</td>" % int(v))
                     elif c == "note":
                         cells.append("<td class='t'>%s</td>" % e(str(v or "")))
+                    elif c == "p_eff" and np.isfinite(v) and v < 0.05:
+                        cells.append("<td class='sig'>%s</td>" % _fmt(v))
                     else:
                         cells.append("<td>%s</td>" % _fmt(v, 1 if c == "n_eff" else 3))
                 out.append("<tr%s>%s</tr>" % (cls, "".join(cells)))
