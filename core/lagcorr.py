@@ -474,6 +474,10 @@ def correlate_rows(x, y, months, lags, series=("levels",), detrend="none", base_
         for i in np.flatnonzero(few.any(axis=1)):
             notes[i].append("%s: fewer than %d overlapping months at lag %s" % (
                 mode, min_pairs, ", ".join(str(lags[j]) for j in np.flatnonzero(few[i]))))
+        const = ~few & ~np.isfinite(st["r"])
+        for i in np.flatnonzero(const.any(axis=1)):
+            notes[i].append("%s: r undefined (a constant series) at lag %s" % (
+                mode, ", ".join(str(lags[j]) for j in np.flatnonzero(const[i]))))
         out[mode] = {"x": xa, "y": ya, "stats": st, "best": best_lag_index(st["r"], best_by), "notes": notes}
     return out
 

@@ -397,6 +397,7 @@ def test_constant_series_gives_nan_not_error():
     res = lc.lagged_correlation_table(df, "date", "x", "y", max_lag=1)
     assert res.table["r"].isna().all()
     assert res.table["note"].str.contains("constant").all()
+    assert any("r undefined (a constant series) at lag 0, 1" in w for w in res.warnings)
 
 
 @pytest.mark.parametrize("detrend", ["none", "linear", "harmonic", "climatology"])
