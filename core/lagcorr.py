@@ -44,7 +44,9 @@ Conventions
 * The best lag of a group and series mode is the lag with the largest |r| (or largest /
   smallest r, see ``best_by``).
 
-Everything here is plain numpy/pandas/scipy (no QGIS). The functions on arrays are pure; the
+Everything here is plain numpy/pandas/scipy (no QGIS). The functions on arrays are pure and
+work on rows x months arrays (one row per group, or per pixel with a shared X), vectorised over
+rows; least-squares detrending is solved once per validity pattern. The
 table front end :func:`lagged_correlation_table` does the grouping and input checks and
 returns a :class:`LagCorrResult` (output table + the analysed series for plotting + warnings).
 """
