@@ -4,6 +4,7 @@ import os
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
+from ..algorithms.lagged_correlation import LaggedCorrelation
 from ..algorithms.resample_timeseries import ResampleTimeSeries
 from ..algorithms.sample_deformation_classes import SampleDeformationClasses
 from ..algorithms.validate_time_series import ValidateTimeSeries
@@ -16,6 +17,7 @@ ALGORITHMS = [
     ResampleTimeSeries,
     SampleDeformationClasses,
     ValidateTimeSeries,
+    LaggedCorrelation,
 ]
 
 
