@@ -307,23 +307,7 @@ def read_block(ds, row0, nrows, bands=None, dtype=np.float64, apply_scale=True):
     NoData value turned into NaN and ``scale``/``offset`` applied (GDAL reports
     but does not apply NetCDF ``scale_factor``/``add_offset``).
     """
-    bands = list(bands) if bands is not None else list(range(1, ds.RasterCount + 1))
-    out = np.empty((len(bands), nrows, ds.RasterXSize), dtype=dtype)
-    for k, b in enumerate(bands):
-        band = ds.GetRasterBand(b)
-        a = band.ReadAsArray(0, row0, ds.RasterXSize, nrows)
-        if a is None:
-            raise TimeSeriesError("%s: cannot read band %d rows %d-%d" % (ds.GetDescription(), b, row0, row0 + nrows))
-        a = a.astype(dtype, copy=False)
-        nd = band.GetNoDataValue()
-        if nd is not None and not np.isnan(nd):
-            a = np.where(a == nd, np.nan, a)
-        if apply_scale:
-            s, o = band.GetScale(), band.GetOffset()
-            if s not in (None, 1.0) or o not in (None, 0.0):
-                a = a * (1.0 if s is None else s) + (0.0 if o is None else o)
-        out[k] = a
-    return out
+    return read_window(ds, 0, row0, ds.RasterXSize, nrows, bands, dtype, apply_scale)
 
 
 def read_window(ds, xoff, yoff, xsize, ysize, bands=None, dtype=np.float64, apply_scale=True):
