@@ -126,6 +126,40 @@ def _layer(dprev, pw, p1, p2, j, b_lo, b_hi, d_out, opt_out, buf):
         )
 
 
+def _fisher_dp(values, weights, kmax, all_k):
+    """Run the DP layers 2..kmax; returns (layers of opt, list of D_j(n))."""
+    n = values.size
+    pw, p1, p2 = _prefix(values, weights)
+    d = p2 - np.divide(p1 * p1, pw, out=np.zeros_like(p1), where=pw > 0)  # D_1(b)
+    totals = [float(d[n])]
+    opts = []
+    buf = _Buffers(2 * n + 4)
+    for j in range(2, kmax + 1):
+        d_new = np.full(n + 1, np.inf)
+        opt = np.zeros(n + 1, dtype=np.int64)
+        if all_k:
+            b_lo, b_hi = j, n
+        elif j < kmax:
+            b_lo, b_hi = j, n - (kmax - j)
+        else:
+            b_lo = b_hi = n
+        _layer(d, pw, p1, p2, j, b_lo, b_hi, d_new, opt, buf)
+        opts.append(opt.astype(np.int32))
+        d = d_new
+        totals.append(float(d[n]))
+    return opts, totals
+
+
+def _backtrack(opts, n, k):
+    bounds = np.zeros(k - 1, dtype=np.int64)
+    b = n
+    for j in range(k, 1, -1):
+        a = int(opts[j - 2][b])
+        bounds[j - 2] = a
+        b = a
+    return bounds
+
+
 def natural_breaks_weighted(values, weights, k):
     """Exact optimal partition of sorted unique ``values`` (with ``weights``).
 
@@ -138,30 +172,30 @@ def natural_breaks_weighted(values, weights, k):
     n = values.size
     if k >= n:
         return np.arange(1, n, dtype=np.int64), 0.0
-    pw, p1, p2 = _prefix(values, weights)
-    if k == 1:
-        return np.zeros(0, dtype=np.int64), float(p2[n] - p1[n] ** 2 / pw[n])
-    d = p2 - np.divide(p1 * p1, pw, out=np.zeros_like(p1), where=pw > 0)  # D_1(b)
-    opts = []
-    buf = _Buffers(2 * n + 4)
-    for j in range(2, k + 1):
-        d_new = np.full(n + 1, np.inf)
-        opt = np.zeros(n + 1, dtype=np.int64)
-        if j < k:
-            b_lo, b_hi = j, n - (k - j)
+    opts, totals = _fisher_dp(values, weights, k, all_k=False)
+    return _backtrack(opts, n, k), max(totals[-1], 0.0)
+
+
+def natural_breaks_multi(x, ks):
+    """Exact natural breaks for several class counts from one DP run.
+
+    Returns ``{k: breaks}``; same convention as :func:`natural_breaks`.
+    """
+    x = _finite(x)
+    vals, counts = np.unique(x, return_counts=True)
+    n = vals.size
+    ks = sorted({int(k) for k in ks})
+    kmax = min(max(ks), n)
+    out = {}
+    opts, _ = _fisher_dp(vals.astype(np.float64), counts.astype(np.float64), kmax, all_k=True) if kmax >= 2 else ([], [])
+    for k in ks:
+        if k >= n:
+            out[k] = vals[:-1].copy()
+        elif k <= 1:
+            out[k] = np.zeros(0)
         else:
-            b_lo = b_hi = n
-        _layer(d, pw, p1, p2, j, b_lo, b_hi, d_new, opt, buf)
-        opts.append(opt.astype(np.int32) if j < k else opt)
-        d = d_new
-    ssw = float(d[n])
-    bounds = np.zeros(k - 1, dtype=np.int64)
-    b = n
-    for j in range(k, 1, -1):
-        a = int(opts[j - 2][b])
-        bounds[j - 2] = a
-        b = a
-    return bounds, max(ssw, 0.0)
+            out[k] = vals[_backtrack(opts, n, k) - 1]
+    return out
 
 
 def _finite(x, name="values"):
