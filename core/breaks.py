@@ -369,12 +369,26 @@ def is_categorical(values, max_levels=DEFAULT_MAX_LEVELS):
     if arr.dtype.kind in "OUSb":
         return True
     if arr.dtype.kind in "iu":
-        return np.unique(arr).size <= max_levels
+        return _int_levels(arr)[0].size <= max_levels
     if arr.dtype.kind == "f":
         f = arr[np.isfinite(arr)]
         if f.size and np.all(f == np.round(f)):
             return np.unique(f).size <= max_levels
     return False
+
+
+def _int_levels(arr):
+    """(levels, codes) of an integer array; O(N) bincount for small ranges."""
+    arr = np.asarray(arr)
+    if arr.size and arr.dtype.kind in "iu":
+        lo, hi = int(arr.min()), int(arr.max())
+        if hi - lo <= max(4 * arr.size, 1 << 16):
+            off = (arr - lo).astype(np.int64)
+            present = np.bincount(off, minlength=hi - lo + 1) > 0
+            remap = np.cumsum(present) - 1
+            return np.flatnonzero(present) + lo, remap[off]
+    levels, inv = np.unique(arr, return_inverse=True)
+    return levels, inv
 
 
 def encode_categories(values):
@@ -388,7 +402,7 @@ def encode_categories(values):
         labels, inv = np.unique(arr[ok], return_inverse=True)
     elif arr.dtype.kind in "iub":
         ok = np.ones(arr.shape, dtype=bool)
-        labels, inv = np.unique(arr, return_inverse=True)
+        labels, inv = _int_levels(arr.ravel()) if arr.dtype.kind != "b" else np.unique(arr, return_inverse=True)
     else:
         import pandas as pd
 

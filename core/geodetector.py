@@ -189,8 +189,9 @@ def _qstats(y, codes, size, lambda_ddof=1, singletons="keep"):
         out.update(p_wang=0.0, p_anova=0.0)
         return out
     F = d2 / d1 * q / (1.0 - q)
-    out["p_anova"] = float(stats.f.sf(F, d1, d2))
-    out["p_wang"] = float(stats.ncf.sf(F, d1, d2, lam)) if lam > 0 else out["p_anova"]
+    with np.errstate(all="ignore"):
+        out["p_anova"] = float(stats.f.sf(F, d1, d2))
+        out["p_wang"] = float(stats.ncf.sf(F, d1, d2, lam)) if lam > 0 else out["p_anova"]
     return out
 
 
@@ -320,9 +321,11 @@ def interaction_detector(y, codings, convention="r", tol=1e-10, permutations=0, 
     y_ok = _check_target(y)
     rng = np.random.default_rng(seed)
     rows = []
+    q_cache = {}
+    yc_full = sst_full = None
     for ca, cb in combinations(codings, 2):
         ok = _valid(y_ok, ca, cb)
-        full = ok.all()
+        full = bool(ok.all())
         yy = y if full else y[ok]
         a = ca.codes if full else ca.codes[ok]
         b = cb.codes if full else cb.codes[ok]
@@ -334,13 +337,25 @@ def interaction_detector(y, codings, convention="r", tol=1e-10, permutations=0, 
             rab = _qstats(yy, key, size, 1, "drop")
             qa, qb, qab, cells = ra["q"], rb["q"], rab["q"], rab["strata"]
         else:
-            yc = yy - yy.mean()
-            sst = float(np.dot(yc, yc))
+            if full:
+                if yc_full is None:
+                    yc_full = y - y.mean()
+                    sst_full = float(np.dot(yc_full, yc_full))
+                yc, sst = yc_full, sst_full
+            else:
+                yc = yy - yy.mean()
+                sst = float(np.dot(yc, yc))
             if sst == 0:
                 _warn(messages, f"pair {ca.name!r} x {cb.name!r}: Y constant on the valid rows")
                 continue
-            qa, _ = _q_only(yc, a, La, sst)
-            qb, _ = _q_only(yc, b, Lb, sst)
+            if full:  # same rows as the single factors: compute each q once
+                for c, cc, Lc in ((ca, a, La), (cb, b, Lb)):
+                    if c.name not in q_cache:
+                        q_cache[c.name] = _q_only(yc, cc, Lc, sst)[0]
+                qa, qb = q_cache[ca.name], q_cache[cb.name]
+            else:
+                qa, _ = _q_only(yc, a, La, sst)
+                qb, _ = _q_only(yc, b, Lb, sst)
             qab, cells = _q_only(yc, key, size, sst)
         if cells > max_cell_ratio * yy.size:
             _warn(messages, f"pair {ca.name!r} x {cb.name!r}: {cells} cells for {yy.size} samples (more than N/2); "
@@ -417,12 +432,22 @@ def ecological_detector(y, codings, alpha=0.05):
     y = as_target(y)
     y_ok = _check_target(y)
     rows = []
+    cache = {}
     for ca, cb in combinations(codings, 2):
         ok = _valid(y_ok, ca, cb)
-        yy, a, b = y[ok], ca.codes[ok], cb.codes[ok]
+        full = bool(ok.all())
+        yy, a, b = (y, ca.codes, cb.codes) if full else (y[ok], ca.codes[ok], cb.codes[ok])
         N = yy.size
-        ssw_a = float(_strata(yy, a, max(ca.n_levels, 1))[2].sum())
-        ssw_b = float(_strata(yy, b, max(cb.n_levels, 1))[2].sum())
+        ssw = []
+        for c, cc in ((ca, a), (cb, b)):
+            if full and c.name in cache:
+                ssw.append(cache[c.name])
+                continue
+            v = float(_strata(yy, cc, max(c.n_levels, 1))[2].sum())
+            if full:
+                cache[c.name] = v
+            ssw.append(v)
+        ssw_a, ssw_b = ssw
         if ssw_b > 0:
             F = ssw_a / ssw_b
             p = float(min(1.0, 2.0 * min(stats.f.cdf(F, N - 1, N - 1), stats.f.sf(F, N - 1, N - 1))))
