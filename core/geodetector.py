@@ -89,8 +89,10 @@ def as_target(y, name="Y"):
 class FactorCoding:
     """A factor encoded to stratum codes (0..L-1, -1 missing)."""
 
-    def __init__(self, name, codes, labels, method, k=None, breaks=None):
+    def __init__(self, name, codes, labels, method, k=None, breaks=None, used=None, levels=None):
         self.name = name
+        self.used = None if used is None else np.asarray(used)  # classes present (numeric)
+        self.levels = levels  # category values (categorical)
         self.codes = np.asarray(codes, dtype=np.int32)
         self.labels = list(labels)
         self.n_levels = len(self.labels)
@@ -120,7 +122,7 @@ def encode_factor(values, name="X", method="natural", k=5, breaks=None, max_leve
     method = str(method).lower()
     if method == "categorical" or (method != "manual" and _breaks.is_categorical(arr, max_levels)):
         codes, labels = _breaks.encode_categories(arr)
-        return FactorCoding(name, codes, [str(v) for v in labels], "categorical")
+        return FactorCoding(name, codes, [str(v) for v in labels], "categorical", levels=np.asarray(labels))
     try:
         x = arr.astype(np.float64)
     except (TypeError, ValueError):
@@ -138,7 +140,32 @@ def encode_factor(values, name="X", method="natural", k=5, breaks=None, max_leve
     b = _breaks.compute_breaks(x, method, k, breaks)
     codes, used = _breaks.classify(x, b)
     labels = _breaks.class_ranges(x, b, used)
-    return FactorCoding(name, codes, labels, method, k, b)
+    return FactorCoding(name, codes, labels, method, k, b, used=used)
+
+
+def apply_coding(coding, values):
+    """Codes of new ``values`` under an existing coding (same breaks / categories).
+
+    Values falling in a class or category absent when the coding was made get -1.
+    """
+    arr = np.asarray(values)
+    if coding.method == "categorical":
+        lv = coding.levels
+        if lv.dtype.kind in "OUS":
+            key = pd.Series(arr.ravel()).astype(str).to_numpy()
+            lv = lv.astype(str)
+        else:
+            key = arr.ravel().astype(lv.dtype) if arr.dtype.kind in "biuf" else arr.ravel()
+        pos = np.clip(np.searchsorted(lv, key), 0, lv.size - 1)
+        hit = lv[pos] == key
+        if arr.dtype.kind == "f":
+            hit &= np.isfinite(arr.ravel())
+        return np.where(hit, pos, -1).astype(np.int32).reshape(arr.shape)
+    x = arr.astype(np.float64)
+    raw = np.searchsorted(coding.breaks, x, side="left")
+    remap = np.full(coding.breaks.size + 1, -1, dtype=np.int32)
+    remap[coding.used] = np.arange(coding.used.size, dtype=np.int32)
+    return np.where(np.isfinite(x), remap[raw], -1).astype(np.int32)
 
 
 # ----------------------------------------------------------------------------
@@ -557,15 +584,21 @@ def sample_by_threshold(y, threshold, ratio, seed=0, messages=None):
     return np.sort(np.concatenate((sub, pick)))
 
 
-def stratum_means(y, coding):
-    """Mean of Y for each pixel's stratum (NaN where the factor is missing)."""
+def stratum_means(y, coding, values=None):
+    """Mean of Y for each row's stratum (NaN where the factor is missing).
+
+    The means come from ``y`` with ``coding.codes``; with ``values`` (e.g.
+    every pixel of the factor raster when Y was sampled) the strata of those
+    values (:func:`apply_coding`) are mapped to the means instead.
+    """
     y = as_target(y)
     ok = np.isfinite(y) & (coding.codes >= 0)
     n, mean, _ = _strata(y[ok], coding.codes[ok], max(coding.n_levels, 1))
     lut = np.where(n > 0, mean, np.nan)
-    out = np.full(coding.codes.shape, np.nan)
-    has = coding.codes >= 0
-    out[has] = lut[coding.codes[has]]
+    codes = coding.codes if values is None else apply_coding(coding, values)
+    out = np.full(codes.shape, np.nan)
+    has = codes >= 0
+    out[has] = lut[codes[has]]
     return out
 
 

@@ -216,6 +216,15 @@ def test_stratum_means_map():
     c = G.encode_factor(x.ravel(), "x")
     out = G.stratum_means(y.ravel(), c).reshape(2, 2)
     np.testing.assert_allclose(out, [[2.0, 5.0], [5.0, np.nan]])
+    # sampled Y, map to every pixel through the same coding
+    full = G.stratum_means(y.ravel(), c, values=np.array([1.0, 0.0, 7.0, np.nan]))
+    np.testing.assert_allclose(full, [5.0, 2.0, np.nan, np.nan])
+    xs = np.array([0.1, 0.5, 2.0, 9.0])
+    cn = G.encode_factor(xs, "x", "manual", breaks=[1.0, 2.5, 5.0])  # class (2.5, 5] empty
+    np.testing.assert_array_equal(cn.codes, [0, 0, 1, 2])
+    np.testing.assert_array_equal(G.apply_coding(cn, [0.0, 2.2, 4.0, 10.0, np.nan]), [0, 1, -1, 2, -1])
+    ct = G.encode_factor(np.array(["a", "b", "a"], dtype=object), "t")
+    np.testing.assert_array_equal(G.apply_coding(ct, np.array(["b", "c", "a"], dtype=object)), [1, -1, 0])
 
 
 def test_bad_inputs():
