@@ -4,6 +4,7 @@ import os
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
+from ..algorithms.geodetector import Geodetector
 from ..algorithms.resample_timeseries import ResampleTimeSeries
 
 PROVIDER_ID = "subsidence"
@@ -12,6 +13,7 @@ ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "ui", "icons", "
 # One entry per algorithm class, listed explicitly (no discovery by file name).
 ALGORITHMS = [
     ResampleTimeSeries,
+    Geodetector,
 ]
 
 
