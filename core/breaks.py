@@ -95,21 +95,21 @@ def _layer(dprev, pw, p1, p2, j, b_lo, b_hi, d_out, opt_out, buf):
         seg[starts[1:]] = 1
         np.cumsum(seg, out=seg)
         a = buf.a[:total]
-        np.take(lo - starts, seg, out=a)
+        np.take(lo - starts, seg, out=a, mode="clip")
         a += buf.ar[:total]
         f1, f2, f3 = buf.f1[:total], buf.f2[:total], buf.f3[:total]
-        np.take(pw[mid], seg, out=f1)
-        np.take(pw, a, out=f2)
+        np.take(pw[mid], seg, out=f1, mode="clip")
+        np.take(pw, a, out=f2, mode="clip")
         f1 -= f2  # weight of the class a..mid-1
-        np.take(p1[mid], seg, out=f2)
-        np.take(p1, a, out=f3)
+        np.take(p1[mid], seg, out=f2, mode="clip")
+        np.take(p1, a, out=f3, mode="clip")
         f2 -= f3
         np.square(f2, out=f2)
         f2 /= f1
-        np.take(a_base, a, out=f1)
+        np.take(a_base, a, out=f1, mode="clip")
         f1 -= f2  # cost minus the per-row constant p2[mid]
         mins = np.minimum.reduceat(f1, starts)
-        np.take(mins, seg, out=f2)
+        np.take(mins, seg, out=f2, mode="clip")
         bm = buf.bm[:total]
         np.equal(f1, f2, out=bm)
         pos = np.flatnonzero(bm)
