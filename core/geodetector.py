@@ -29,6 +29,12 @@ the seed paper Huang et al. 2025, sec. 2.2.4):
   ``convention="tolerance"``: q12 < min - tol "Weaken, nonlinear";
   |q12 - (q1+q2)| <= tol "Independent"; q12 <= max + tol "Weaken, uni-";
   q12 < q1+q2 "Enhance, bi-"; otherwise "Enhance, nonlinear".
+  Note: with singletons kept, q(A∩B) is computed on the same rows as q(A)
+  and q(B) and the cells refine both partitions, so q12 >= max(q1, q2)
+  always; the two "Weaken" types can only appear with ``singletons="drop"``
+  (rows differ between the three q's). Cells outnumbering N/2 are warned
+  about: q12 is then inflated by chance (its null mean is (cells-1)/(N-1),
+  reported as ``q_ab_null``).
   Optional permutation p for the enhancement q12 - max(q1, q2): Y is shuffled
   within the strata of the stronger factor (its q is unchanged) and q12 is
   recomputed; p = (1 + #{gain_perm >= gain}) / (1 + permutations).
