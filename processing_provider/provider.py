@@ -4,6 +4,7 @@ import os
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
+from ..algorithms.geodetector import Geodetector
 from ..algorithms.lagged_correlation import LaggedCorrelation
 from ..algorithms.resample_timeseries import ResampleTimeSeries
 from ..algorithms.sample_deformation_classes import SampleDeformationClasses
@@ -18,6 +19,7 @@ ALGORITHMS = [
     SampleDeformationClasses,
     ValidateTimeSeries,
     LaggedCorrelation,
+    Geodetector,
 ]
 
 
