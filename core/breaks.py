@@ -67,7 +67,7 @@ class _Buffers:
         self.bm = np.empty(cap, dtype=bool)
 
 
-def _layer(dprev, pw, p1, p2, j, b_lo, b_hi, d_out, opt_out, buf):
+def _layer(dprev, pw, p1, p2, j, b_lo, b_hi, d_out, opt_out, buf, opt_prev=None):
     """One DP layer: for every b in [b_lo, b_hi], the best start a of class j.
 
     D_j(b) = min_{j-1 <= a <= b-1} dprev[a] + SSW(a, b), where SSW(a, b) of the
@@ -76,6 +76,9 @@ def _layer(dprev, pw, p1, p2, j, b_lo, b_hi, d_out, opt_out, buf):
     candidates of the rows on either side. All sub-problems of one depth are
     evaluated together (concatenated candidate ranges, segmented minimum by
     ``np.minimum.reduceat``), so the Python loop runs over depths only.
+    ``opt_prev`` (the optimal starts of layer j-1) is a second lower bound:
+    a*_j(b) >= a*_{j-1}(b) (adding a class never moves the last class's start
+    left; the bound Ckmeans.1d.dp uses), which shrinks the candidate ranges.
     """
     a_base = dprev - p2  # dprev[a] - p2[a]; p2[b] is constant within a row
     rl = np.array([b_lo], dtype=np.int64)
@@ -84,8 +87,8 @@ def _layer(dprev, pw, p1, p2, j, b_lo, b_hi, d_out, opt_out, buf):
     oh = np.array([b_hi - 1], dtype=np.int64)
     while rl.size:
         mid = (rl + rh) >> 1
-        lo = ol
         hi = np.minimum(oh, mid - 1)
+        lo = ol if opt_prev is None else np.minimum(np.maximum(ol, opt_prev[mid]), hi)
         lens = hi - lo + 1
         ends = np.cumsum(lens)
         starts = ends - lens
@@ -134,6 +137,7 @@ def _fisher_dp(values, weights, kmax, all_k):
     totals = [float(d[n])]
     opts = []
     buf = _Buffers(2 * n + 4)
+    opt_prev = None
     for j in range(2, kmax + 1):
         d_new = np.full(n + 1, np.inf)
         opt = np.zeros(n + 1, dtype=np.int64)
@@ -143,7 +147,8 @@ def _fisher_dp(values, weights, kmax, all_k):
             b_lo, b_hi = j, n - (kmax - j)
         else:
             b_lo = b_hi = n
-        _layer(d, pw, p1, p2, j, b_lo, b_hi, d_new, opt, buf)
+        _layer(d, pw, p1, p2, j, b_lo, b_hi, d_new, opt, buf, opt_prev)
+        opt_prev = opt
         opts.append(opt.astype(np.int32))
         d = d_new
         totals.append(float(d[n]))
