@@ -43,6 +43,7 @@ class SampleDeformationClasses(SubsidenceAlgorithm):
     SEED = "SEED"
     MIN_SPACING = "MIN_SPACING"
     TIME_SERIES = "TIME_SERIES"
+    LAYER_NAMES = "LAYER_NAMES"
     WINDOW = "WINDOW"
     BASE_DATE = "BASE_DATE"
     OUTPUT_POINTS = "OUTPUT_POINTS"
@@ -129,6 +130,13 @@ class SampleDeformationClasses(SubsidenceAlgorithm):
                                                  QgsProcessing.TypeRaster, optional=True),
             "Rasters with one band per date (band descriptions YYYY-MM-DD), e.g. the SBAS deformation "
             "resampled to months and a GWSA raster; grids and CRS may differ from the velocity raster.",
+        )
+        self.add(
+            QgsProcessingParameterString(self.LAYER_NAMES, self.tr("Names of the time-series layers (optional)"),
+                                         optional=True),
+            "Comma-separated names written in the 'layer' column of the table, one per time-series raster in "
+            "the order given (e.g. deformation,gwsa). Default: the layer names. Set it in models, where "
+            "intermediate outputs are all called OUTPUT.",
         )
         self.add(
             QgsProcessingParameterNumber(self.WINDOW, self.tr("Window side"), QgsProcessingParameterNumber.Double,
@@ -219,6 +227,11 @@ class SampleDeformationClasses(SubsidenceAlgorithm):
         vel_path = layer_path(vel_layer)
         vel_crs = vel_layer.crs()
         series_layers = self.parameterAsLayerList(parameters, self.TIME_SERIES, context) or []
+        given_names = [t.strip() for t in (self.parameterAsString(parameters, self.LAYER_NAMES, context) or "").split(",")
+                       if t.strip()]
+        if given_names and len(given_names) != len(series_layers):
+            raise QgsProcessingException("Names of the time-series layers: %d names for %d rasters (%s)"
+                                         % (len(given_names), len(series_layers), ", ".join(given_names)))
         window = self.parameterAsDouble(parameters, self.WINDOW, context)
         if window < 0:
             raise QgsProcessingException("Window side must be >= 0, got %g" % window)
@@ -270,7 +283,7 @@ class SampleDeformationClasses(SubsidenceAlgorithm):
             for j, lyr in enumerate(series_layers):
                 self.check_canceled(feedback)
                 path = layer_path(lyr)
-                name = lyr.name() or path
+                name = given_names[j] if given_names else (lyr.name() or path)
                 if name in layer_names:
                     name = "%s (%d)" % (name, j + 1)
                 layer_names.append(name)

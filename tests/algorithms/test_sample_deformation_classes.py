@@ -1,6 +1,7 @@
 import datetime as dt
 
 import numpy as np
+import pandas as pd
 import pytest
 from osgeo import ogr, osr
 
@@ -246,3 +247,19 @@ def test_signed_mode_and_csv_table(run_alg, inputs, tmp_path):
                    for r, c in sel], axis=0)
     np.testing.assert_allclose(g["mean"].to_numpy(float), exp, rtol=1e-5)
     assert S.class_names(S.DEFAULT_BREAKS, signed=True)[3] == "subsidence severe"
+
+
+def test_layer_names_parameter(run_alg, inputs, tmp_path):
+    from qgis.core import QgsProcessingException
+
+    tab_out = str(tmp_path / "tab.csv")
+    res = run_alg("sampledeformationclasses", {
+        "VELOCITY": inputs["vel_path"], "POINTS_PER_CLASS": 5, "SEED": 1,
+        "TIME_SERIES": [inputs["ts_path"], inputs["geo_path"]], "LAYER_NAMES": "deformation, gwsa",
+        "OUTPUT_POINTS": str(tmp_path / "p.gpkg"), "OUTPUT_TABLE": tab_out})
+    assert set(pd.read_csv(res["OUTPUT_TABLE"])["layer"]) == {"deformation", "gwsa"}
+    with pytest.raises(QgsProcessingException, match="1 names for 2 rasters"):
+        run_alg("sampledeformationclasses", {
+            "VELOCITY": inputs["vel_path"], "TIME_SERIES": [inputs["ts_path"], inputs["geo_path"]],
+            "LAYER_NAMES": "deformation", "OUTPUT_POINTS": str(tmp_path / "q.gpkg"),
+            "OUTPUT_TABLE": str(tmp_path / "t2.csv")})
