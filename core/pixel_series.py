@@ -79,7 +79,7 @@ class SeriesSource:
 class Series:
     """One plotted series: values at dates, with where it came from.
 
-    ``location`` is a short text (``"x, y"`` or ``"polygon, 12 px"``) and
+    ``label`` is the legend text, ``location`` a short text (``"x, y"`` or ``"12 px"``) and
     ``point`` the clicked map coordinates (or ``None`` for a polygon).
     """
 
@@ -105,7 +105,11 @@ class Series:
         return self.source.axis
 
     def column_name(self):
-        return "%s [%s]" % (self.label, self.units) if self.units else self.label
+        """CSV column: ``label (location) [units]`` (location/units omitted when empty)."""
+        name = self.label
+        if self.location and self.location not in name:
+            name = "%s (%s)" % (name, self.location)
+        return "%s [%s]" % (name, self.units) if self.units else name
 
 
 # --------------------------------------------------------------------------- kinds
@@ -278,7 +282,7 @@ def series_table(series):
     """``(dates, columns, matrix)``: the union of all dates (sorted), one column per series.
 
     ``matrix[i, j]`` is series ``j`` at ``dates[i]`` (NaN where that series has
-    no such date). Column names are ``label [units]``.
+    no such date). Column names are :meth:`Series.column_name`.
     """
     dates = sorted({d for s in series for d in s.dates})
     row = {d: i for i, d in enumerate(dates)}

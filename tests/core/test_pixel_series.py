@@ -1,5 +1,6 @@
 import csv
 import datetime as dt
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -137,13 +138,14 @@ def test_polygon_smaller_than_a_pixel_and_outside(stack):
 
 def test_csv_has_union_of_dates_and_empty_cells(tmp_path):
     d = [dt.date(2020, 1, 1), dt.date(2020, 2, 1), dt.date(2020, 3, 1)]
-    a = ps.Series("defo @ 1, 2", ps.SeriesSource("a.tif", "defo", d, "mm", ps.DEFORMATION), d, [1.5, np.nan, -3.25])
+    a = ps.Series("defo @ P1", ps.SeriesSource("a.tif", "defo", d, "mm", ps.DEFORMATION), d, [1.5, np.nan, -3.25],
+                  location="1, 2")
     b = ps.Series("gwsa @ 1, 2", ps.SeriesSource("b.tif", "gwsa", d[1:], "mm", ps.STORAGE),
                   [d[1], dt.date(2020, 4, 1)], [10.0, 1e-7])
     out = ps.write_series_csv(tmp_path / "s.csv", [a, b])
-    rows = list(csv.reader(open(out)))
+    rows = list(csv.reader(Path(out).read_text().splitlines()))
     assert rows == [
-        ["date", "defo @ 1, 2 [mm]", "gwsa @ 1, 2 [mm]"],
+        ["date", "defo @ P1 (1, 2) [mm]", "gwsa @ 1, 2 [mm]"],
         ["2020-01-01", "1.5", ""],
         ["2020-02-01", "", "10"],
         ["2020-03-01", "-3.25", ""],
