@@ -165,7 +165,8 @@ class TimeSeriesDock(QgsDockWidget):
             pass
 
     def _on_click(self, point, button=None):
-        self.add_point(point)
+        if button is None or button == Qt.LeftButton:
+            self.add_point(point)
 
     def _on_polygon(self, geometry):
         self.add_polygon(geometry)

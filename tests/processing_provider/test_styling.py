@@ -129,3 +129,36 @@ def test_temporal_ranges_guarded(project, tmp_path):
         ranges = props.fixedRangePerBand()
         assert ranges[1].begin().date().toPyDate() == dates[0]
         assert ranges[1].end().date().toPyDate() == dates[1]
+
+
+def test_per_band_ranges_code_path_with_a_338_like_api(qgis_app, monkeypatch):
+    """Exercise the QGIS >= 3.38 branch on 3.22 with stand-ins for the new API."""
+    import datetime as dt
+    import types
+
+    from qgis.core import Qgis
+    from subsidence_toolkit.processing_provider import styling
+
+    monkeypatch.setattr(Qgis, "RasterTemporalMode", types.SimpleNamespace(FixedRangePerBand="per-band"),
+                        raising=False)
+
+    class Props:
+        def setMode(self, m):  # noqa: N802
+            self.mode = m
+
+        def setFixedRangePerBand(self, r):  # noqa: N802
+            self.ranges = r
+
+        def setIsActive(self, a):  # noqa: N802
+            self.active = a
+
+    props = Props()
+    layer = types.SimpleNamespace(temporalProperties=lambda: props)
+    dates = [dt.date(2020, 1, 1), dt.date(2020, 1, 13), dt.date(2020, 1, 25)]
+    assert styling.set_band_temporal_ranges(layer, dates) is True
+    assert props.mode == "per-band" and props.active is True
+    assert sorted(props.ranges) == [1, 2, 3]
+    r1, r3 = props.ranges[1], props.ranges[3]
+    assert r1.begin().date().toPyDate() == dates[0] and r1.end().date().toPyDate() == dates[1]
+    assert r1.includeBeginning() and not r1.includeEnd()
+    assert r3.end().date().toPyDate() == dt.date(2020, 2, 6)
