@@ -11,6 +11,7 @@ from qgis.core import (
 from ..core import resample, tsraster
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
 from ..processing_provider.rasters import output_raster_path, parse_date_param, parse_date_list
+from ..processing_provider.styling import style_output
 
 
 class ResampleTimeSeries(SubsidenceAlgorithm):
@@ -158,4 +159,5 @@ class ResampleTimeSeries(SubsidenceAlgorithm):
                 for _, (row0, block) in self.map_blocks(resample.resample_block_task, tasks, parameters, context,
                                                         feedback):
                     writer.write_block(row0, block)
+        style_output(self, context, out_path, "timeseries")
         return {self.OUTPUT: out_path}
