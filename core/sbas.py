@@ -262,22 +262,21 @@ class SbasNetwork:
         min-label propagation along the pairs, vectorized over patterns).
         """
         if valid is None:
-            valid = np.ones((self.n_ifg, 1), dtype=bool)
+            if "components" not in self._cache:
+                self._cache["components"] = self.components(np.ones((self.n_ifg, 1), dtype=bool))
+            return self._cache["components"].copy()
         u = valid.shape[1]
         lab = np.repeat(np.arange(self.n_dates, dtype=np.int32)[:, None], u, axis=1)
+        i1, i2 = self.i1, self.i2
         for _ in range(self.n_dates + 1):
-            changed = False
+            before = lab.copy()
             for k in range(self.n_ifg):
-                la, lb = lab[self.i1[k]], lab[self.i2[k]]
-                mn = np.where(valid[k], np.minimum(la, lb), -1)
-                upd = mn >= 0
-                na = np.where(upd, mn, la)
-                nb = np.where(upd, mn, lb)
-                if not changed and (np.any(na != la) or np.any(nb != lb)):
-                    changed = True
-                lab[self.i1[k]] = na
-                lab[self.i2[k]] = nb
-            if not changed:
+                la, lb = lab[i1[k]], lab[i2[k]]
+                mn = np.minimum(la, lb)
+                v = valid[k]
+                np.copyto(la, mn, where=v)
+                np.copyto(lb, mn, where=v)
+            if np.array_equal(before, lab):
                 break
         return lab
 
@@ -387,7 +386,7 @@ def coherence_weights(coherence, weighting, looks=DEFAULT_LOOKS):
 
 
 # --------------------------------------------------------------------------- engines
-DET_CHUNK = 2048
+DET_CHUNK = 1024
 
 
 def det_matmul(A, X, chunk=DET_CHUNK):
@@ -485,46 +484,59 @@ def _fallback_solve(network, obs, valid, sqrtw, gap_handling, gamma, rcond, chun
     return out
 
 
-def _banded_cholesky_solve(Lap, rhs, bw):
-    """Solve SPD systems stored pixel-last: Lap (n, n, P), rhs (n, P) -> x (n, P).
+def _band_cholesky_solve(Lb, rhs):
+    """Solve SPD banded systems stored pixel-last, vectorized across pixels.
 
-    Vectorized (across pixels) banded Cholesky ``Lap = C C^T`` with half
-    bandwidth ``bw``, then forward and back substitution. Returns (x, ok) where
-    ok is False for pixels whose matrix was not positive definite.
+    ``Lb[i, k, p]`` = matrix entry (i, i-k) of pixel p for k = 0..bw (lower
+    band); ``rhs`` (n, P). Banded Cholesky ``L = C C^T`` (C in the same band
+    storage), forward and back substitution. Returns (x (n, P), ok (P,)),
+    ok False where a pivot was not positive.
     """
-    n, _, P = Lap.shape
-    C = np.zeros_like(Lap)
+    n, b1, P = Lb.shape
+    bw = b1 - 1
+    C = np.empty_like(Lb)
     ok = np.ones(P, dtype=bool)
     for j in range(n):
-        k0 = max(0, j - bw)
-        d = Lap[j, j] - np.einsum("kp,kp->p", C[j, k0:j], C[j, k0:j]) if j > k0 else Lap[j, j].copy()
-        bad = ~(d > 0)
+        d = Lb[j, 0].copy()
+        for k in range(1, min(bw, j) + 1):
+            d -= C[j, k] * C[j, k]
+        bad = ~(d > 1e-300)
         if bad.any():
             ok &= ~bad
-            d = np.where(bad, 1.0, d)
+            d[bad] = 1.0
         cjj = np.sqrt(d)
-        C[j, j] = cjj
+        C[j, 0] = cjj
         for i in range(j + 1, min(n, j + bw + 1)):
-            kk = max(0, i - bw)
-            s = Lap[i, j] - (np.einsum("kp,kp->p", C[i, kk:j], C[j, kk:j]) if j > kk else 0.0)
-            C[i, j] = s / cjj
+            off = i - j
+            s = Lb[i, off].copy()
+            # sum over columns c < j inside both bands: C[i, i-c] * C[j, j-c]
+            for c in range(max(0, i - bw), j):
+                s -= C[i, i - c] * C[j, j - c]
+            C[i, off] = s / cjj
     z = np.empty_like(rhs)
     for i in range(n):
-        k0 = max(0, i - bw)
-        acc = rhs[i] - (np.einsum("kp,kp->p", C[i, k0:i], z[k0:i]) if i > k0 else 0.0)
-        z[i] = acc / C[i, i]
+        acc = rhs[i].copy()
+        for c in range(max(0, i - bw), i):
+            acc -= C[i, i - c] * z[c]
+        z[i] = acc / C[i, 0]
     x = np.empty_like(rhs)
     for i in range(n - 1, -1, -1):
-        k1 = min(n, i + bw + 1)
-        acc = z[i] - (np.einsum("kp,kp->p", C[i + 1:k1, i], x[i + 1:k1]) if k1 > i + 1 else 0.0)
-        x[i] = acc / C[i, i]
+        acc = z[i].copy()
+        for r in range(i + 1, min(n, i + bw + 1)):
+            acc -= C[r, r - i] * x[r]
+        x[i] = acc / C[i, 0]
     return x, ok
 
 
 def _weighted_laplacian_solve(network, obs, valid, w, chunk=8192):
     """Weighted LSQ in phase-per-date form for connected pixels -> ts[1:] (N-1, n), ok (n,).
 
-    Normal matrix = weighted graph Laplacian ``A^T W A`` with date 0 removed.
+    The normal matrix ``A^T W A`` (A: -1/+1 incidence of the pairs) is the
+    weighted graph Laplacian of the network; with date 0 removed it is SPD for
+    a connected pixel network. It is banded (half bandwidth = the largest
+    index distance of a pair), assembled in band storage for a chunk of
+    pixels at once and solved by :func:`_band_cholesky_solve` (dense batched
+    LU when the bandwidth exceeds 16).
     """
     m, N = network.n_ifg, network.n_dates
     n = obs.shape[1]
@@ -533,27 +545,119 @@ def _weighted_laplacian_solve(network, obs, valid, w, chunk=8192):
     out = np.empty((N - 1, n))
     okall = np.ones(n, dtype=bool)
     bw = network.bandwidth
+    inner = i1 > 0                                   # pairs whose both dates are unknowns
     for c0 in range(0, n, chunk):
         c1 = min(n, c0 + chunk)
-        W = np.where(valid[:, c0:c1], w[:, c0:c1], 0.0)           # (M, p)
-        Lap = np.zeros((N, N, c1 - c0))
-        Lap[np.arange(N), np.arange(N)] = det_matmul(absA.T, W)
-        Lap[i1, i2] -= W
-        Lap[i2, i1] -= W
-        rhs = det_matmul(network.A.T, W * np.where(valid[:, c0:c1], obs[:, c0:c1], 0.0))
-        Lr, br = Lap[1:, 1:], rhs[1:]
-        if bw <= 12:
-            x, ok = _banded_cholesky_solve(Lr, br, bw)
+        p = c1 - c0
+        W = np.where(valid[:, c0:c1], w[:, c0:c1], 0.0)
+        rhs = det_matmul(network.A.T, W * np.where(valid[:, c0:c1], obs[:, c0:c1], 0.0))[1:]
+        diag = det_matmul(absA.T, W)[1:]
+        if bw <= 16:
+            Lb = np.zeros((N - 1, bw + 1, p))
+            Lb[:, 0] = diag
+            Lb[i2[inner] - 1, (i2 - i1)[inner]] = -W[inner]
+            x, ok = _band_cholesky_solve(Lb, rhs)
         else:
+            Lap = np.zeros((p, N - 1, N - 1))
+            Lap[:, np.arange(N - 1), np.arange(N - 1)] = diag.T
+            Lap[:, i1[inner] - 1, i2[inner] - 1] = -W[inner].T
+            Lap[:, i2[inner] - 1, i1[inner] - 1] = -W[inner].T
             try:
-                x = np.linalg.solve(np.moveaxis(Lr, 2, 0), br.T[:, :, None])[:, :, 0].T
-                ok = np.ones(c1 - c0, dtype=bool)
+                x = np.linalg.solve(Lap, rhs.T[:, :, None])[:, :, 0].T
+                ok = np.ones(p, dtype=bool)
             except np.linalg.LinAlgError:
-                x = np.zeros_like(br)
-                ok = np.zeros(c1 - c0, dtype=bool)
+                x = np.zeros_like(rhs)
+                ok = np.zeros(p, dtype=bool)
         out[:, c0:c1] = x
         okall[c0:c1] = ok
     return out, okall
+
+
+PIVOT_TOL = 1e-9
+
+
+def _cholesky_pattern_last(Mat):
+    """Cholesky factors of SPD matrices stored pattern-last, vectorized across patterns.
+
+    Mat (s, s, U) -> (C (s, s, U) lower, good (U,)): good is False where a
+    pivot fell below ``PIVOT_TOL`` (the matrix is singular: the pattern lost rank).
+    """
+    s, _, U = Mat.shape
+    C = np.zeros_like(Mat)
+    good = np.ones(U, dtype=bool)
+    for j in range(s):
+        d = Mat[j, j] - np.einsum("kp,kp->p", C[j, :j], C[j, :j]) if j else Mat[j, j].copy()
+        ok = d > PIVOT_TOL
+        good &= ok
+        cjj = np.sqrt(np.where(ok, d, 1.0))
+        C[j, j] = cjj
+        if j + 1 < s:
+            r = Mat[j + 1:, j] - np.einsum("ikp,kp->ip", C[j + 1:, :j], C[j, :j]) if j else Mat[j + 1:, j]
+            C[j + 1:, j] = r / cjj
+    return C, good
+
+
+def _cholesky_solve_pixel_last(C, b):
+    """Solve ``C C^T x = b`` for C (s, s, n), b (s, n) (forward + back substitution)."""
+    s = C.shape[0]
+    z = np.empty_like(b)
+    for i in range(s):
+        z[i] = (b[i] - np.einsum("kp,kp->p", C[i, :i], z[:i])) / C[i, i] if i else b[i] / C[i, i]
+    x = np.empty_like(b)
+    for i in range(s - 1, -1, -1):
+        x[i] = (z[i] - np.einsum("kp,kp->p", C[i + 1:, i], x[i + 1:])) / C[i, i] if i + 1 < s else z[i] / C[i, i]
+    return x
+
+
+def _impute_missing(H, Y, part, pat, inv, M):
+    """Fill the missing observations of partial pixels with their own LSQ prediction (in place).
+
+    For a validity pattern with missing rows S, ``(I - H_SS) c = (H y_0)_S``
+    (EM fixed point / Woodbury identity; ``H`` = hat matrix of the design,
+    ``y_0`` = observations with missing ones set to 0) makes ``K [y_valid; c]``
+    the exact least-squares solution of the valid rows. ``I - H_SS`` is
+    factorised once per distinct pattern (Cholesky vectorized across the
+    patterns with the same number of missing rows), then solved per pixel.
+    Returns a bool per pattern: True where solved, False where the pattern
+    lost rank (a gap beyond the network's) or misses more than half the rows.
+    """
+    H64 = np.asarray(H, dtype=np.float64)
+    miss = ~pat
+    s_count = miss.sum(axis=0)
+    pred = det_matmul(H.astype(Y.dtype), Y[:, part], chunk=512)   # (H y0) of the partial pixels
+    pat_ok = np.zeros(pat.shape[1], dtype=bool)
+    order = np.argsort(inv, kind="stable")
+    starts = np.searchsorted(inv[order], np.arange(pat.shape[1] + 1))
+    for s in np.unique(s_count):
+        if s > M // 2 or s == 0:
+            continue
+        us = np.flatnonzero(s_count == s)
+        S = np.nonzero(miss[:, us].T)[1].reshape(len(us), s)          # (u, s) missing rows
+        Mat = np.eye(s)[:, :, None] - H64[S.T[:, None, :], S.T[None, :, :]]   # (s, s, u)
+        C, good = _cholesky_pattern_last(Mat)
+        if not good.any():
+            continue
+        ug = us[good]
+        pat_ok[ug] = True
+        if good.all():
+            Cg, Sg = C, S
+        else:
+            Cg, Sg = C[:, :, good], S[good]
+        unique_px = bool(np.all(starts[ug + 1] - starts[ug] == 1))
+        counts = starts[ug + 1] - starts[ug]
+        first = np.repeat(starts[ug], counts)
+        within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        sel = order[first + within]                                    # positions in `part`
+        loc = np.repeat(np.arange(len(ug)), counts)
+        step = max(256, int(2e7 // (s * s)))
+        for c0 in range(0, sel.size, step):
+            sl, lc = sel[c0:c0 + step], loc[c0:c0 + step]
+            SpT = Sg[lc].T                                             # (s, n)
+            rhs = pred[SpT, sl[None, :]].astype(np.float64)
+            Cp = Cg[:, :, c0:c0 + step] if unique_px else Cg[:, :, lc]
+            c = _cholesky_solve_pixel_last(Cp, rhs)
+            Y[SpT, part[sl][None, :]] = c
+    return pat_ok
 
 
 # --------------------------------------------------------------------------- block solver
@@ -565,20 +669,26 @@ def sbas_invert_block(obs_block, network, coherence_block=None, weighting=WEIGHT
     Parameters
     ----------
     obs_block : (M, rows, cols) array, one interferogram per pair of
-        ``network`` (same order), NaN = no data. Units are kept (radians, mm...).
+        ``network`` (same order), NaN = no data (an exact 0.0 is data). Units
+        are kept (radians, mm...).
     network : :class:`SbasNetwork`.
     coherence_block : optional (M, rows, cols) coherence; observations with
-        coherence < ``min_coherence`` (or NaN coherence when it is needed) are dropped.
+        coherence < ``min_coherence`` (or NaN coherence when weighting) are dropped.
     weighting : ``none`` (classic SBAS), ``coherence`` or ``variance``.
+    looks : number of looks for ``variance`` weights (None/invalid -> default).
     gap_handling : ``min_norm``, ``nsbas`` or ``mask``.
     rad_per_unit : radians per unit of ``obs_block`` (for temporal coherence).
-    dtype : float type of the big matrix product (float32 for speed).
+    dtype : float type of the unweighted solve (float32 is ~2x faster;
+        weighted normal equations are always float64).
 
     Returns
     -------
-    ts : (N, rows, cols) float64, first date 0, NaN where no solution.
-    quality : dict of (rows, cols) arrays: ``temporal_coherence``, ``n_ifg_used``,
-        ``residual_rms`` (units of obs), ``n_gaps`` (connected date components - 1).
+    ts : (N, rows, cols) in ``dtype`` (float64 when weighted), first date 0,
+        NaN where no solution.
+    quality : dict of (rows, cols) arrays: ``temporal_coherence`` (Pepe &
+        Lanari 2006), ``n_ifg_used``, ``residual_rms`` (units of obs, RMS of the
+        residuals of the used interferograms), ``n_gaps`` (connected date
+        components - 1; -1 for a pixel without data).
     """
     if gap_handling not in GAP_MODES:
         raise ValueError("unknown gap handling %r (use one of %s)" % (gap_handling, ", ".join(GAP_MODES)))
@@ -589,110 +699,111 @@ def sbas_invert_block(obs_block, network, coherence_block=None, weighting=WEIGHT
     if M != network.n_ifg:
         raise ValueError("block has %d interferograms, network has %d" % (M, network.n_ifg))
     N, P = network.n_dates, rows * cols
-    y = obs_block.reshape(M, P).astype(np.float64) * network.sign[:, None]
-    valid = np.isfinite(y)
     weighted = weighting != WEIGHT_NONE
+    wdt = np.float64 if weighted else np.dtype(dtype).type
+    y = obs_block.reshape(M, P)
+    valid = np.isfinite(y)
+    coh = None
     if coherence_block is not None:
-        coh = np.asarray(coherence_block, dtype=np.float64).reshape(M, P)
+        coh = np.asarray(coherence_block).reshape(M, P)
         if min_coherence and min_coherence > 0:
             valid &= coh >= min_coherence
         if weighted:
             valid &= np.isfinite(coh)
     elif weighted:
         raise ValueError("weighting %r needs coherence" % weighting)
+    Y = np.where(valid, y, 0).astype(wdt, copy=False)
+    if np.any(network.sign < 0):
+        Y *= network.sign.astype(wdt)[:, None]
 
     n_used = valid.sum(axis=0)
     has = n_used > 0
-    full = valid.all(axis=0)
-    ts = np.full((N, P), np.nan)
-    n_gaps = np.zeros(P, dtype=np.int32)
-    connected0 = np.ones((N, P), dtype=bool)      # date connected to the first date
-
-    # components: full pixels share the network's; partial pixels per unique pattern
-    net_lab = network.components()[:, 0]
-    n_gaps[full] = int((net_lab == np.arange(N)).sum() - 1)
-    connected0[:, full] = (net_lab == 0)[:, None]
+    full = n_used == M
     part = np.flatnonzero(has & ~full)
-    pat, inv = (None, None)
+    ts = np.full((N, P), np.nan, dtype=wdt)
+    n_gaps = np.full(P, -1, dtype=np.int32)
+    net_lab = network.components()[:, 0]
+    net_gaps = int((net_lab == np.arange(N)).sum() - 1)
+    n_gaps[full] = net_gaps
+    pat = inv = None
+    pat_gaps = None
     if part.size:
         pat, inv = _unique_patterns(valid[:, part])
-        lab = network.components(pat)
-        g = (lab == np.arange(N)[:, None]).sum(axis=0) - 1
-        n_gaps[part] = g[inv]
-        connected0[:, part] = (lab == 0)[:, inv]
-    n_gaps[~has] = -1
 
-    ys = np.where(valid, y, 0.0)
+    def pattern_gaps(idx):
+        lab = network.components(pat[:, idx])
+        return (lab == np.arange(N)[:, None]).sum(axis=0) - 1, lab
+
     if not weighted:
         eng = _engine(network, gap_handling, nsbas_gamma, rcond)
-        Y = ys.copy()
-        fast = has.copy()
+        H = eng["H"].astype(wdt)
+        fallback = np.zeros(0, dtype=np.intp)
         if part.size:
-            H = eng["H"]
-            miss = ~pat
-            s_count = miss.sum(axis=0)
-            pred = det_matmul(H, ys[:, part])                                 # (H y0) for partial pixels
-            pat_ok = np.zeros(pat.shape[1], dtype=bool)
-            for s in np.unique(s_count):
-                us = np.flatnonzero(s_count == s)
-                if s > M // 2:
-                    continue
-                S = np.nonzero(miss[:, us].T)[1].reshape(len(us), s)
-                Hss = H[S[:, :, None], S[:, None, :]]
-                lam, Q = np.linalg.eigh(np.eye(s)[None] - Hss)
-                good = lam.min(axis=1) > 1e-6
-                if gap_handling == GAP_NSBAS and not eng["nsbas"]:
-                    good &= g[us] == 0
-                pat_ok[us[good]] = True
-                if not good.any():
-                    continue
-                Minv = np.einsum("uij,uj,ukj->uik", Q[good], 1.0 / lam[good], Q[good])
-                # pixels of these patterns
-                upos = np.full(pat.shape[1], -1)
-                upos[us[good]] = np.arange(good.sum())
-                sel = np.flatnonzero(upos[inv] >= 0)
-                loc = upos[inv[sel]]
-                Sp = S[good][loc]                                  # (n, s)
-                cols_ = part[sel]
-                rhs = np.take_along_axis(pred[:, sel].T, Sp, axis=1)
-                c = np.einsum("nij,nj->ni", Minv[loc], rhs)
-                Y[Sp.T, cols_[None, :]] = c.T
-            bad = part[~pat_ok[inv]]
-            fast[bad] = False
-            if bad.size:
-                ts[1:, bad] = _fallback_solve(network, y[:, bad], valid[:, bad], None, gap_handling,
-                                              nsbas_gamma, rcond)
-        fi = np.flatnonzero(fast)
-        if fi.size:
-            K = eng["K"].astype(dtype)
-            ts[1:, fi] = det_matmul(K, Y[:, fi].astype(dtype))
+            pat_ok = _impute_missing(eng["H"], Y, part, pat, inv, M)
+            # patterns keeping the network's rank have the network's gaps; components only for the rest
+            pat_gaps = np.full(pat.shape[1], net_gaps, dtype=np.int32)
+            bad_pat = np.flatnonzero(~pat_ok)
+            if bad_pat.size:
+                pat_gaps[bad_pat] = pattern_gaps(bad_pat)[0]
+            n_gaps[part] = pat_gaps[inv]
+            fallback = part[~pat_ok[inv]]
+        # the single matrix product for every pixel (full and imputed partial ones)
+        ts[1:] = det_matmul(eng["K"].astype(wdt), Y)
+        ts[:, ~has] = np.nan
+        if fallback.size:
+            ts[1:, fallback] = _fallback_solve(network, y[:, fallback] * network.sign[:, None], valid[:, fallback],
+                                               None, gap_handling, nsbas_gamma, rcond)
     else:
         w = coherence_weights(coh, weighting, looks)
+        if part.size:
+            pat_gaps = pattern_gaps(np.arange(pat.shape[1]))[0].astype(np.int32)
+            n_gaps[part] = pat_gaps[inv]
         conn = has & (n_gaps == 0)
         ci = np.flatnonzero(conn)
-        ok = np.zeros(0, dtype=bool)
+        rest = np.flatnonzero(has & ~conn)
         if ci.size:
-            x, ok = _weighted_laplacian_solve(network, y[:, ci], valid[:, ci], w[:, ci])
+            x, ok = _weighted_laplacian_solve(network, Y[:, ci], valid[:, ci], w[:, ci])
             ts[1:, ci] = x
-        rest = np.concatenate([np.flatnonzero(has & ~conn), ci[~ok]]) if ci.size else np.flatnonzero(has & ~conn)
+            rest = np.concatenate([rest, ci[~ok]])
         if rest.size:
-            ts[1:, rest] = _fallback_solve(network, y[:, rest], valid[:, rest], np.sqrt(w[:, rest]),
+            ts[1:, rest] = _fallback_solve(network, Y[:, rest], valid[:, rest], np.sqrt(w[:, rest]),
                                            gap_handling, nsbas_gamma, rcond)
-    ts[0, has] = 0.0
+    ts[0, has] = 0
 
-    # residuals of the used observations (unweighted), temporal coherence, RMS
-    e = ys - (ts[network.i2] - ts[network.i1])
-    e = np.where(valid, e, 0.0)
+    # residuals of the used observations (unweighted): e = y - A ts
+    tz = np.where(np.isfinite(ts), ts, 0)
+    e = tz[network.i2]
+    np.subtract(e, tz[network.i1], out=e)
+    np.subtract(Y, e, out=e)
+    if part.size:
+        ep = e[:, part]
+        ep[~valid[:, part]] = 0
+        e[:, part] = ep
     nu_ = np.maximum(n_used, 1)
-    er = e * rad_per_unit
-    re_ = np.where(valid, np.cos(er), 0.0).sum(axis=0)
-    im_ = np.where(valid, np.sin(er), 0.0).sum(axis=0)
+    rms = np.sqrt(np.einsum("mp,mp->p", e, e).astype(np.float64) / nu_)
+    e *= wdt(rad_per_unit)
+    n_missing = (M - n_used)
+    tmp = np.cos(e)
+    re_ = tmp.sum(axis=0).astype(np.float64) - n_missing       # e = 0 on missing rows -> cos 1
+    np.sin(e, out=tmp)
+    im_ = tmp.sum(axis=0).astype(np.float64)
+    del tmp
     tcoh = np.hypot(re_, im_) / nu_
-    rms = np.sqrt((e ** 2).sum(axis=0) / nu_)
     tcoh[~has] = np.nan
     rms[~has] = np.nan
     if gap_handling == GAP_MASK:
-        ts = np.where(connected0, ts, np.nan)
+        gp = np.flatnonzero(n_gaps > 0)
+        if gp.size:
+            # dates not connected to the first date are undetermined: NaN
+            if net_gaps > 0:
+                ts[:, full] = np.where((net_lab == 0)[:, None], ts[:, full], np.nan)
+            if part.size:
+                pg = np.flatnonzero(pat_gaps > 0)
+                if pg.size:
+                    lab = network.components(pat[:, pg])
+                    conn0 = np.ones((N, pat.shape[1]), dtype=bool)
+                    conn0[:, pg] = lab == 0
+                    ts[:, part] = np.where(conn0[:, inv], ts[:, part], np.nan)
     quality = {
         "temporal_coherence": tcoh.reshape(rows, cols),
         "n_ifg_used": n_used.reshape(rows, cols),
