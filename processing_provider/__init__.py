@@ -1,0 +1,1 @@
+"""Processing provider and the QGIS glue shared by every algorithm."""

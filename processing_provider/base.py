@@ -1,0 +1,143 @@
+"""Base class and parameter helpers shared by every algorithm of the provider."""
+import contextlib
+import os
+
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
+)
+from qgis.PyQt.QtCore import QCoreApplication
+from qgis.PyQt.QtGui import QIcon
+
+from ..core.parallel import Cancelled, DaskUnavailable
+from ..core.tsraster import DEFAULT_MEMORY_MB, TimeSeriesError
+
+ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "ui", "icons", "subsidence.svg")
+
+
+class Canceled(Exception):
+    """Raised inside a block loop when the user cancels; outputs are rolled back."""
+
+
+class SubsidenceAlgorithm(QgsProcessingAlgorithm):
+    """Thin base: subclasses set NAME, DISPLAY_NAME, GROUP, GROUP_ID, SHORT_HELP, TAGS."""
+
+    NAME = ""
+    DISPLAY_NAME = ""
+    GROUP = ""
+    GROUP_ID = ""
+    SHORT_HELP = ""
+    TAGS = ()
+
+    def tr(self, text):
+        return QCoreApplication.translate(type(self).__name__, text)
+
+    def createInstance(self):  # noqa: N802
+        return type(self)()
+
+    def name(self):
+        return self.NAME
+
+    def displayName(self):  # noqa: N802
+        return self.tr(self.DISPLAY_NAME)
+
+    def group(self):
+        return self.tr(self.GROUP)
+
+    def groupId(self):  # noqa: N802
+        return self.GROUP_ID
+
+    def tags(self):
+        return [self.tr(t) for t in self.TAGS]
+
+    def shortHelpString(self):  # noqa: N802
+        return self.tr(self.SHORT_HELP)
+
+    def icon(self):
+        return QIcon(ICON)
+
+    def svgIconPath(self):  # noqa: N802
+        return ICON
+
+    # ---------------------------------------------------------------- helpers
+    def add(self, param, help_text, advanced=False):
+        """Add a parameter with its help text (shown by the GUI and ``qgis_process help``)."""
+        if hasattr(param, "setHelp"):
+            param.setHelp(self.tr(help_text))
+        if advanced:
+            param.setFlags(param.flags() | param.FlagAdvanced)
+        self.addParameter(param)
+        return param
+
+    def add_memory_limit(self, name="MEMORY_LIMIT_MB", default=DEFAULT_MEMORY_MB):
+        """The common row-block memory cap parameter (MB)."""
+        return self.add(
+            QgsProcessingParameterNumber(
+                name, self.tr("Memory limit for row blocks (MB)"), QgsProcessingParameterNumber.Double,
+                defaultValue=default, minValue=0.001,
+            ),
+            "Upper bound of the working memory used for one row block. Large stacks are streamed block by "
+            "block under this cap; results do not depend on it.",
+            advanced=True,
+        )
+
+    def add_dask_scheduler(self, name="DASK_SCHEDULER"):
+        """Optional address of a running dask.distributed scheduler (empty = run here)."""
+        from ..core.parallel import dask_available
+
+        note = "" if dask_available() else " (dask.distributed is not installed in this QGIS Python: " \
+            "install python3-distributed / distributed to use it)"
+        return self.add(
+            QgsProcessingParameterString(name, self.tr("Dask scheduler address (optional)") + note,
+                                         defaultValue="", optional=True),
+            "Address of a running dask.distributed scheduler, e.g. tcp://10.0.0.5:8786. Row blocks then run "
+            "as tasks on its workers, which must see the input and output paths (shared file system) and "
+            "have numpy, scipy and GDAL; results are identical to a local run. Empty: run in this process."
+            + note,
+            advanced=True,
+        )
+
+    def map_blocks(self, task_fn, tasks, parameters, context, feedback, name="DASK_SCHEDULER"):
+        """Run row-block tasks locally or on Dask (per the scheduler parameter), with progress and cancel."""
+        from ..core.parallel import map_blocks
+
+        scheduler = (self.parameterAsString(parameters, name, context) or "").strip() \
+            if self.parameterDefinition(name) is not None else ""
+        if scheduler:
+            feedback.pushInfo("Running %d row blocks on the Dask scheduler %s" % (len(tasks), scheduler))
+        done = 0
+        for i, result in map_blocks(task_fn, tasks, scheduler=scheduler or None,
+                                    is_canceled=lambda: feedback is not None and feedback.isCanceled()):
+            done += 1
+            feedback.setProgress(100.0 * done / max(1, len(tasks)))
+            yield i, result
+
+    @contextlib.contextmanager
+    def core_errors(self):
+        """Turn errors raised by core/ (which name the file, band or date) into QgsProcessingException."""
+        try:
+            yield
+        except QgsProcessingException:
+            raise
+        except (Canceled, Cancelled):
+            raise QgsProcessingException(self.tr("Canceled: no output was written.")) from None
+        except DaskUnavailable as e:
+            raise QgsProcessingException(str(e)) from None
+        except (TimeSeriesError, ValueError, KeyError, OSError) as e:
+            raise QgsProcessingException(str(e)) from None
+
+    @staticmethod
+    def check_canceled(feedback):
+        """Raise :class:`Canceled` when the user pressed Cancel (call it once per block)."""
+        if feedback is not None and feedback.isCanceled():
+            raise Canceled()
+
+
+def layer_path(layer):
+    """File path (or GDAL source string) of a raster layer, without QGIS's ``|option`` suffixes."""
+    src = layer.source()
+    if layer.providerType() == "gdal":
+        return src.split("|")[0]
+    return src

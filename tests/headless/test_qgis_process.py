@@ -1,0 +1,48 @@
+"""The plugin through the real ``qgis_process.bin`` (temporary HOME, QGIS_PLUGINPATH, plugins enable)."""
+import numpy as np
+import pytest
+from osgeo import gdal
+
+from subsidence_toolkit.core import resample
+from subsidence_toolkit.demo.headless import QgisProcess, find_qgis_process
+from synthetic import sentinel1_dates, smooth_stack, write_stack
+
+pytestmark = pytest.mark.skipif(find_qgis_process() is None, reason="qgis_process.bin not installed")
+
+
+@pytest.fixture(scope="module")
+def qp(tmp_path_factory):
+    return QgisProcess(tmp_path_factory.mktemp("qp"))
+
+
+def test_list_and_help(qp):
+    out = qp.call(["list"])
+    assert "Subsidence Toolkit" in out.stdout
+    assert "subsidence:resampletimeseries" in out.stdout
+    out = qp.call(["help", "subsidence:resampletimeseries"])
+    assert out.returncode == 0
+    for text in ("INPUT", "METHOD", "STEP", "START", "END", "OUTPUT", "cubic spline",
+                 "Each pixel uses only its valid dates", "Day of each month"):
+        assert text in out.stdout, text
+
+
+def test_run_json(qp, tmp_path):
+    dates = sentinel1_dates(n=20)
+    values = smooth_stack(dates, ny=5, nx=6)
+    src = write_stack(tmp_path / "ts.tif", values, dates=dates)
+    out = str(tmp_path / "monthly.tif")
+    res = qp.run("subsidence:resampletimeseries", {"INPUT": src, "METHOD": 2, "OUTPUT": out})
+    assert res["results"]["OUTPUT"] == out
+    ds = gdal.Open(out)
+    targets = resample.target_dates(dates)  # 2019-11-15 .. 2020-07-15
+    assert ds.RasterCount == len(targets) == 9
+    assert [ds.GetRasterBand(i + 1).GetDescription() for i in range(9)] == [t.isoformat() for t in targets]
+    assert np.isfinite(ds.ReadAsArray()).any()
+
+
+def test_error_is_reported(qp, tmp_path):
+    src = write_stack(tmp_path / "nodate.tif", np.ones((3, 2, 2)), descriptions=["x", "y", "z"])
+    res = qp.run("subsidence:resampletimeseries", {"INPUT": src, "OUTPUT": str(tmp_path / "o.tif")}, check=False)
+    text = str(res)
+    assert "band 1 has no date" in text
+    assert not (tmp_path / "o.tif").exists()
