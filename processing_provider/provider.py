@@ -7,6 +7,7 @@ from qgis.PyQt.QtGui import QIcon
 from ..algorithms.lagged_correlation import LaggedCorrelation
 from ..algorithms.resample_timeseries import ResampleTimeSeries
 from ..algorithms.sample_deformation_classes import SampleDeformationClasses
+from ..algorithms.sbas_inversion import SbasInversion
 from ..algorithms.validate_time_series import ValidateTimeSeries
 
 PROVIDER_ID = "subsidence"
@@ -18,6 +19,7 @@ ALGORITHMS = [
     SampleDeformationClasses,
     ValidateTimeSeries,
     LaggedCorrelation,
+    SbasInversion,
 ]
 
 
