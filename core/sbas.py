@@ -580,33 +580,40 @@ def _cholesky_pattern_last(Mat):
     """Cholesky factors of SPD matrices stored pattern-last, vectorized across patterns.
 
     Mat (s, s, U) -> (C (s, s, U) lower, good (U,)): good is False where a
-    pivot fell below ``PIVOT_TOL`` (the matrix is singular: the pattern lost rank).
+    pivot fell below ``PIVOT_TOL`` (the matrix is singular: the pattern lost
+    rank). Right-looking (outer-product) form: one rank-1 update of the
+    trailing block per column.
     """
     s, _, U = Mat.shape
+    A = Mat.copy()
     C = np.zeros_like(Mat)
     good = np.ones(U, dtype=bool)
     for j in range(s):
-        d = Mat[j, j] - np.einsum("kp,kp->p", C[j, :j], C[j, :j]) if j else Mat[j, j].copy()
+        d = A[j, j]
         ok = d > PIVOT_TOL
         good &= ok
         cjj = np.sqrt(np.where(ok, d, 1.0))
-        C[j, j] = cjj
+        col = A[j:, j] / cjj
+        C[j:, j] = col
         if j + 1 < s:
-            r = Mat[j + 1:, j] - np.einsum("ikp,kp->ip", C[j + 1:, :j], C[j, :j]) if j else Mat[j + 1:, j]
-            C[j + 1:, j] = r / cjj
+            c = col[1:]
+            A[j + 1:, j + 1:] -= c[:, None, :] * c[None, :, :]
     return C, good
 
 
 def _cholesky_solve_pixel_last(C, b):
-    """Solve ``C C^T x = b`` for C (s, s, n), b (s, n) (forward + back substitution)."""
+    """Solve ``C C^T x = b`` for C (s, s, n), b (s, n) (column-oriented substitutions)."""
     s = C.shape[0]
-    z = np.empty_like(b)
-    for i in range(s):
-        z[i] = (b[i] - np.einsum("kp,kp->p", C[i, :i], z[:i])) / C[i, i] if i else b[i] / C[i, i]
-    x = np.empty_like(b)
+    z = b.copy()
+    for j in range(s):
+        z[j] /= C[j, j]
+        if j + 1 < s:
+            z[j + 1:] -= C[j + 1:, j] * z[j]
     for i in range(s - 1, -1, -1):
-        x[i] = (z[i] - np.einsum("kp,kp->p", C[i + 1:, i], x[i + 1:])) / C[i, i] if i + 1 < s else z[i] / C[i, i]
-    return x
+        z[i] /= C[i, i]
+        if i:
+            z[:i] -= C[i, :i] * z[i]
+    return z
 
 
 def _impute_missing(H, Y, part, pat, inv, M):
