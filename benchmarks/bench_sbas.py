@@ -154,7 +154,7 @@ def run_ours(net, phase, coh, offsets, weighting, dtype, repeat):
     for _ in range(repeat):
         t0 = time.perf_counter()
         ts = np.empty((net.n_dates, H, W), np.float32)
-        step = 100
+        step = 20
         for r0 in range(0, H, step):
             obs = (phase[:, r0:r0 + step] - offsets[:, None, None].astype(np.float32)) * np.float32(f)
             kw = {}

@@ -576,7 +576,7 @@ def _weighted_laplacian_solve(network, obs, valid, w, chunk=8192):
 PIVOT_TOL = 1e-9
 
 
-def _cholesky_pattern_last(Mat):
+def _cholesky_pattern_last(Mat, tol=None):
     """Cholesky factors of SPD matrices stored pattern-last, vectorized across patterns.
 
     Mat (s, s, U) -> (C (s, s, U) lower, good (U,)): good is False where a
@@ -585,12 +585,13 @@ def _cholesky_pattern_last(Mat):
     trailing block per column.
     """
     s, _, U = Mat.shape
+    tol = PIVOT_TOL if tol is None else tol
     A = Mat.copy()
     C = np.zeros_like(Mat)
     good = np.ones(U, dtype=bool)
     for j in range(s):
         d = A[j, j]
-        ok = d > PIVOT_TOL
+        ok = d > tol
         good &= ok
         cjj = np.sqrt(np.where(ok, d, 1.0))
         col = A[j:, j] / cjj
@@ -628,7 +629,10 @@ def _impute_missing(H, Y, part, pat, inv, M):
     Returns a bool per pattern: True where solved, False where the pattern
     lost rank (a gap beyond the network's) or misses more than half the rows.
     """
-    H64 = np.asarray(H, dtype=np.float64)
+    # float32 stacks: float32 factorisations (imputed values to ~1e-6 relative), looser rank tolerance
+    fdt = np.float64 if Y.dtype == np.float64 else np.float32
+    tol = PIVOT_TOL if fdt == np.float64 else 1e-5
+    Hf = np.asarray(H, dtype=fdt)
     miss = ~pat
     s_count = miss.sum(axis=0)
     pred = det_matmul(H.astype(Y.dtype), Y[:, part], chunk=512)   # (H y0) of the partial pixels
@@ -640,8 +644,8 @@ def _impute_missing(H, Y, part, pat, inv, M):
             continue
         us = np.flatnonzero(s_count == s)
         S = np.nonzero(miss[:, us].T)[1].reshape(len(us), s)          # (u, s) missing rows
-        Mat = np.eye(s)[:, :, None] - H64[S.T[:, None, :], S.T[None, :, :]]   # (s, s, u)
-        C, good = _cholesky_pattern_last(Mat)
+        Mat = np.eye(s, dtype=fdt)[:, :, None] - Hf[S.T[:, None, :], S.T[None, :, :]]   # (s, s, u)
+        C, good = _cholesky_pattern_last(Mat, tol)
         if not good.any():
             continue
         ug = us[good]
@@ -660,7 +664,7 @@ def _impute_missing(H, Y, part, pat, inv, M):
         for c0 in range(0, sel.size, step):
             sl, lc = sel[c0:c0 + step], loc[c0:c0 + step]
             SpT = Sg[lc].T                                             # (s, n)
-            rhs = pred[SpT, sl[None, :]].astype(np.float64)
+            rhs = pred[SpT, sl[None, :]].astype(fdt)
             Cp = Cg[:, :, c0:c0 + step] if unique_px else Cg[:, :, lc]
             c = _cholesky_solve_pixel_last(Cp, rhs)
             Y[SpT, part[sl][None, :]] = c
@@ -723,10 +727,12 @@ def sbas_invert_block(obs_block, network, coherence_block=None, weighting=WEIGHT
     if np.any(network.sign < 0):
         Y *= network.sign.astype(wdt)[:, None]
 
-    n_used = valid.sum(axis=0)
-    has = n_used > 0
-    full = n_used == M
+    full = valid.all(axis=0)
+    has = valid.any(axis=0)
     part = np.flatnonzero(has & ~full)
+    n_used = np.where(full, M, 0)
+    if part.size:
+        n_used[part] = valid[:, part].sum(axis=0)
     ts = np.full((N, P), np.nan, dtype=wdt)
     n_gaps = np.full(P, -1, dtype=np.int32)
     net_lab = network.components()[:, 0]
@@ -734,6 +740,7 @@ def sbas_invert_block(obs_block, network, coherence_block=None, weighting=WEIGHT
     n_gaps[full] = net_gaps
     pat = inv = None
     pat_gaps = None
+    fallback = np.zeros(0, dtype=np.intp)
     if part.size:
         pat, inv = _unique_patterns(valid[:, part])
 
@@ -743,7 +750,6 @@ def sbas_invert_block(obs_block, network, coherence_block=None, weighting=WEIGHT
 
     if not weighted:
         eng = _engine(network, gap_handling, nsbas_gamma, rcond)
-        H = eng["H"].astype(wdt)
         fallback = np.zeros(0, dtype=np.intp)
         if part.size:
             pat_ok = _impute_missing(eng["H"], Y, part, pat, inv, M)
@@ -782,10 +788,13 @@ def sbas_invert_block(obs_block, network, coherence_block=None, weighting=WEIGHT
     e = tz[network.i2]
     np.subtract(e, tz[network.i1], out=e)
     np.subtract(Y, e, out=e)
-    if part.size:
-        ep = e[:, part]
-        ep[~valid[:, part]] = 0
-        e[:, part] = ep
+    # imputed observations have zero residual by construction; only pixels solved otherwise
+    # (weighted / fallback) need their missing rows zeroed
+    fix = part if weighted else fallback
+    if fix.size:
+        ep = e[:, fix]
+        ep[~valid[:, fix]] = 0
+        e[:, fix] = ep
     nu_ = np.maximum(n_used, 1)
     rms = np.sqrt(np.einsum("mp,mp->p", e, e).astype(np.float64) / nu_)
     e *= wdt(rad_per_unit)

@@ -338,3 +338,13 @@ def test_reference_helpers():
     assert sbas.auto_reference(n, 5, score) == (0, 1)
     assert sbas.auto_reference(n, 5, score, higher_is_better=False) == (0, 0)
     assert sbas.auto_reference(n, 6, score) is None
+
+
+def test_float32_path_matches_float64():
+    net, obs, _, _ = nan_stack(seed=21)
+    ts64, q64 = sbas.sbas_invert_block(obs, net)
+    ts32, q32 = sbas.sbas_invert_block(obs.astype(np.float32), net, dtype=np.float32)
+    assert ts32.dtype == np.float32
+    assert np.array_equal(np.isnan(ts32), np.isnan(ts64))
+    assert np.nanmax(np.abs(ts32 - ts64)) < 1e-3 * np.nanmax(np.abs(ts64))
+    assert np.array_equal(q32["n_gaps"], q64["n_gaps"])
