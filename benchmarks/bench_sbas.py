@@ -10,6 +10,9 @@ Run (one BLAS thread for both tools; the script sets OMP/OPENBLAS/MKL_NUM_THREAD
     /usr/bin/python3 benchmarks/bench_sbas.py                 # 500x500 px, 60 dates, ~198 pairs
     /usr/bin/python3 benchmarks/bench_sbas.py --size 100      # quick check
     /usr/bin/python3 benchmarks/bench_sbas.py --skip-weighted-mintpy   # MintPy WLS takes ~2 min
+    /usr/bin/python3 benchmarks/bench_sbas.py --e2e /tmp/sbas_e2e --no-mintpy --memory 256
+        # also writes the stack as LiCSAR-named GeoTIFFs (+ coherence) and runs
+        # qgis_process.bin ... subsidence:sbasinversion under /usr/bin/time -v (wall, peak RSS)
 
 Stack: 60 Sentinel-1 dates on a 12-day grid with missing acquisitions, pairs
 with temporal baseline <= 48 d; truth = subsidence bowl (up to -60 mm/yr) +
@@ -177,6 +180,44 @@ def run_mintpy(npz, weight, workdir):
     return info, np.load(out)
 
 
+def run_e2e(folder, net, phase, coh, memory_mb, weighting=0):
+    """Write the stack as GeoTIFFs and time ``qgis_process.bin run subsidence:sbasinversion`` (peak RSS too)."""
+    from osgeo import gdal
+    sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
+    from subsidence_toolkit.core import tsraster
+    from subsidence_toolkit.demo.headless import QgisProcess
+
+    os.makedirs(folder, exist_ok=True)
+    M, H, W = phase.shape
+    grid = tsraster.grid_from_origin(108.0, 38.5, 0.001, 0.001, W, H)
+    ifgs, cohs = [], []
+    for k in range(M):
+        tag = "%s_%s" % (net.dates[net.i1[k]].strftime("%Y%m%d"), net.dates[net.i2[k]].strftime("%Y%m%d"))
+        f = os.path.join(folder, tag + ".geo.unw.tif")
+        c = os.path.join(folder, tag + ".geo.cc.tif")
+        if not os.path.exists(f):
+            tsraster.write_raster(f, grid, phase[k], units="radians")
+            tsraster.write_raster(c, grid, coh[k], units="")
+        ifgs.append(f)
+        cohs.append(c)
+    qp = QgisProcess(os.path.join(folder, "qgis"))
+    out = os.path.join(folder, "out")
+    os.makedirs(out, exist_ok=True)
+    params = {"INTERFEROGRAMS": ifgs, "COHERENCE": cohs, "WEIGHTING": weighting, "MEMORY_LIMIT_MB": memory_mb,
+              "OUTPUT_TIMESERIES": os.path.join(out, "ts.tif"), "OUTPUT_VELOCITY": os.path.join(out, "vel.tif"),
+              "OUTPUT_QUALITY": os.path.join(out, "q.tif"), "OUTPUT_NETWORK": os.path.join(out, "net.csv")}
+    cmd = ["/usr/bin/time", "-v", qp.exe, "--json", "run", "subsidence:sbasinversion", "--"] + qp.arguments(params)
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, env=qp.env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise RuntimeError(r.stdout[-2000:] + r.stderr[-3000:])
+    rss = [line for line in r.stderr.splitlines() if "Maximum resident set size" in line]
+    rss_mb = int(rss[0].split(":")[1]) / 1024.0 if rss else float("nan")
+    ts = gdal.Open(params["OUTPUT_TIMESERIES"]).ReadAsArray()
+    return wall, rss_mb, ts
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=500)
@@ -184,6 +225,9 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--skip-weighted-mintpy", action="store_true")
     ap.add_argument("--no-mintpy", action="store_true")
+    ap.add_argument("--no-core", action="store_true", help="skip the in-memory comparison")
+    ap.add_argument("--e2e", help="folder for the end-to-end qgis_process run from GeoTIFFs")
+    ap.add_argument("--memory", type=float, default=256, help="MEMORY_LIMIT_MB of the end-to-end run")
     a = ap.parse_args()
     net, dates, phase, coh, offsets, truth, water = make_stack(a.size, a.dates)
     M, H, W = phase.shape
@@ -194,6 +238,14 @@ def main():
              int(np.sum(np.isnan(phase.reshape(M, -1)).any(0) & has)), int(water.sum())))
     tr = truth.reshape(net.n_dates, -1)
     results = {}
+    if a.e2e:
+        for wmode, label in ((0, "none"), (1, "coherence")):
+            wall, rss, ts = run_e2e(a.e2e, net, phase, coh, a.memory, wmode)
+            print("e2e qgis_process w=%-9s %d GeoTIFFs (+%d coherence) %dx%d: wall %.1f s, peak RSS %.0f MB "
+                  "(MEMORY_LIMIT_MB=%g; phase stack %.0f MB, +coherence %.0f MB)"
+                  % (label, M, M, H, W, wall, rss, a.memory, phase.nbytes / 2 ** 20, 2 * phase.nbytes / 2 ** 20))
+    if a.no_core:
+        return
     for weighting in ("none", "coherence"):
         for dtype in (np.float32,):
             sec, ts = run_ours(net, phase, coh, offsets, weighting, dtype, a.repeat)
