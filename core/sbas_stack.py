@@ -202,7 +202,7 @@ def _invert_stack(stack, out_ts, out_vel, out_quality, input_units, wavelength, 
     names = net.names
     # working memory per pixel measured with tracemalloc: ~21 B per interferogram unweighted (float32),
     # ~80 B weighted (float64 normal equations), plus the float32 inputs and the outputs
-    per_ifg = 4 + (4 if coh_ds else 0) + (84 if weighted else 26)
+    per_ifg = 8 + (4 if coh_ds else 0) + (92 if weighted else 40)
     bytes_per_row = grid.xsize * (M * per_ifg + N * 48 + 256)
     work = np.float64 if weighted else np.float32
     blocks = row_blocks(grid.ysize, bytes_per_row, memory_mb)
