@@ -266,8 +266,22 @@ class SbasNetwork:
                 self._cache["components"] = self.components(np.ones((self.n_ifg, 1), dtype=bool))
             return self._cache["components"].copy()
         u = valid.shape[1]
-        lab = np.repeat(np.arange(self.n_dates, dtype=np.int32)[:, None], u, axis=1)
         i1, i2 = self.i1, self.i2
+        if u <= 64:
+            # few patterns: scipy's graph components, one small sparse graph per pattern
+            from scipy.sparse import coo_matrix
+            from scipy.sparse.csgraph import connected_components
+
+            lab = np.empty((self.n_dates, u), dtype=np.int32)
+            for j in range(u):
+                v = valid[:, j]
+                g = coo_matrix((np.ones(int(v.sum())), (i1[v], i2[v])), shape=(self.n_dates, self.n_dates))
+                _, comp = connected_components(g, directed=False)
+                first = np.full(comp.max() + 1, self.n_dates, dtype=np.int32)
+                np.minimum.at(first, comp, np.arange(self.n_dates, dtype=np.int32))
+                lab[:, j] = first[comp]
+            return lab
+        lab = np.repeat(np.arange(self.n_dates, dtype=np.int32)[:, None], u, axis=1)
         for _ in range(self.n_dates + 1):
             before = lab.copy()
             for k in range(self.n_ifg):
@@ -448,7 +462,8 @@ def _engine(network, gap_handling, gamma, rcond):
     pinv = (Vr / sr) @ Ur.T            # (nu', R)
     K = (O @ pinv)[:, :m]              # ts[1:] = K y  (extra rows have obs 0)
     Hm = Ur[:m] @ Ur[:m].T             # hat matrix of the data rows
-    eng = {"K": K, "H": Hm, "rank": r, "full_gaps": full_gaps, "nsbas": use_nsbas}
+    eng = {"K": K, "H": Hm, "U": np.ascontiguousarray(Ur[:m]), "rank": r, "full_gaps": full_gaps,
+           "nsbas": use_nsbas}
     network._cache[key] = eng
     return eng
 
@@ -617,7 +632,7 @@ def _cholesky_solve_pixel_last(C, b):
     return z
 
 
-def _impute_missing(H, Y, part, pat, inv, M):
+def _impute_missing(H, Y, part, pat, inv, M, Ur=None):
     """Fill the missing observations of partial pixels with their own LSQ prediction (in place).
 
     For a validity pattern with missing rows S, ``(I - H_SS) c = (H y_0)_S``
@@ -635,7 +650,12 @@ def _impute_missing(H, Y, part, pat, inv, M):
     Hf = np.asarray(H, dtype=fdt)
     miss = ~pat
     s_count = miss.sum(axis=0)
-    pred = det_matmul(H.astype(Y.dtype), Y[:, part], chunk=512)   # (H y0) of the partial pixels
+    Yp = Y[:, part]
+    if Ur is not None:                                       # H y0 = U (U^T y0), U: (M, rank)
+        Uf = Ur.astype(Y.dtype)
+        pred = det_matmul(Uf, det_matmul(np.ascontiguousarray(Uf.T), Yp, chunk=512), chunk=512)
+    else:
+        pred = det_matmul(H.astype(Y.dtype), Yp, chunk=512)
     pat_ok = np.zeros(pat.shape[1], dtype=bool)
     order = np.argsort(inv, kind="stable")
     starts = np.searchsorted(inv[order], np.arange(pat.shape[1] + 1))
@@ -752,7 +772,7 @@ def sbas_invert_block(obs_block, network, coherence_block=None, weighting=WEIGHT
         eng = _engine(network, gap_handling, nsbas_gamma, rcond)
         fallback = np.zeros(0, dtype=np.intp)
         if part.size:
-            pat_ok = _impute_missing(eng["H"], Y, part, pat, inv, M)
+            pat_ok = _impute_missing(eng["H"], Y, part, pat, inv, M, eng["U"])
             # patterns keeping the network's rank have the network's gaps; components only for the rest
             pat_gaps = np.full(pat.shape[1], net_gaps, dtype=np.int32)
             bad_pat = np.flatnonzero(~pat_ok)
@@ -785,8 +805,9 @@ def sbas_invert_block(obs_block, network, coherence_block=None, weighting=WEIGHT
 
     # residuals of the used observations (unweighted): e = y - A ts
     tz = np.where(np.isfinite(ts), ts, 0)
-    e = tz[network.i2]
-    np.subtract(e, tz[network.i1], out=e)
+    e = np.empty_like(Y)
+    for k in range(M):
+        np.subtract(tz[network.i2[k]], tz[network.i1[k]], out=e[k])
     np.subtract(Y, e, out=e)
     # imputed observations have zero residual by construction; only pixels solved otherwise
     # (weighted / fallback) need their missing rows zeroed

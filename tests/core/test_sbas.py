@@ -348,3 +348,13 @@ def test_float32_path_matches_float64():
     assert np.array_equal(np.isnan(ts32), np.isnan(ts64))
     assert np.nanmax(np.abs(ts32 - ts64)) < 1e-3 * np.nanmax(np.abs(ts64))
     assert np.array_equal(q32["n_gaps"], q64["n_gaps"])
+
+
+def test_components_small_and_large_pattern_paths_agree():
+    net, obs, _, _ = nan_stack(seed=31)
+    rng = np.random.default_rng(4)
+    valid = rng.random((net.n_ifg, 70)) > 0.5
+    big = net.components(valid)                 # vectorized label propagation (> 64 patterns)
+    small = np.hstack([net.components(valid[:, :35]), net.components(valid[:, 35:])])   # scipy csgraph
+    assert np.array_equal(big, small)
+    assert (big == np.arange(net.n_dates)[:, None]).sum(0).max() > 1
