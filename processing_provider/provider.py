@@ -8,6 +8,7 @@ from ..algorithms.geodetector import Geodetector
 from ..algorithms.lagged_correlation import LaggedCorrelation
 from ..algorithms.resample_timeseries import ResampleTimeSeries
 from ..algorithms.sample_deformation_classes import SampleDeformationClasses
+from ..algorithms.sbas_inversion import SbasInversion
 from ..algorithms.validate_time_series import ValidateTimeSeries
 
 PROVIDER_ID = "subsidence"
@@ -20,6 +21,7 @@ ALGORITHMS = [
     ValidateTimeSeries,
     LaggedCorrelation,
     Geodetector,
+    SbasInversion,
 ]
 
 
