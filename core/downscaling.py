@@ -1,0 +1,410 @@
+"""Weighted downscaling of GRACE TWSA to a fine hydrological-model grid (no QGIS).
+
+Liu et al. (2024), Land 13:184, sec. 2.3.2, eqs. (6)-(9) (seed 000); seed 002 sec. 2.2.2 eqs. (6)-(8):
+
+* eq. (6)  ``TG_m = mean_y TG_{y,m}``     calendar-month climatology of the coarse GRACE TWSA;
+* eq. (7)  ``TF_m = mean_y TF_{y,m}``     the same for the fine model TWS;
+* eq. (8)  ``E_{y,m} = TG_{y,m} - TG_m``  coarse deviation from the climatology;
+* eq. (9)  ``TD_{y,m} = TF_m + f(E_{y,m})`` downscaled TWS, ``f`` = spatial interpolation of the
+  coarse deviation to the fine grid (bilinear, bicubic spline, inverse distance or nearest).
+
+The fine grid streams in row blocks: :func:`downscale_block` is pure (arrays in, arrays out).
+Regional means are area weighted with cos(latitude) (:func:`weighted_sums_block`).
+"""
+import numpy as np
+import pandas as pd
+from scipy import interpolate as _si
+from scipy import ndimage as _nd
+from scipy.spatial import cKDTree
+
+from .grace import describe_months, month_label, month_range_label
+from .tsraster import TimeSeriesError, decimal_year, month_from_index, row_blocks
+
+METHODS = ("bilinear", "bicubic", "idw", "nearest")
+
+
+# --------------------------------------------------------------------------- climatology
+def month_of_year(months):
+    """0..11 calendar month of month indices."""
+    return np.asarray(months, dtype=np.int64) % 12
+
+
+def months_in_period(months, start=None, end=None):
+    """Boolean mask of months whose middle lies in [start, end] (decimal years, e.g. 2004.0-2009.999)."""
+    months = np.asarray(months, dtype=np.int64)
+    mid = months // 12 + (months % 12 + 0.5) / 12.0
+    ok = np.ones(len(months), bool)
+    if start is not None:
+        ok &= mid >= start
+    if end is not None:
+        ok &= mid <= end
+    return ok
+
+
+def monthly_climatology(stack, months, use):
+    """Eqs. (6)/(7): per calendar month, the mean over the years of ``stack`` (nt, ...) at the months
+    where ``use`` is True (NaN ignored). Returns (12, ...); calendar months without data are NaN."""
+    moy = month_of_year(months)
+    out = np.full((12,) + stack.shape[1:], np.nan)
+    for m in range(12):
+        sel = use & (moy == m)
+        if sel.any():
+            x = stack[sel]
+            cnt = np.sum(np.isfinite(x), axis=0)
+            s = np.nansum(x, axis=0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[m] = np.where(cnt > 0, s / np.maximum(cnt, 1), np.nan)
+    return out
+
+
+def climatology_deviation(stack, months, clim):
+    """Eq. (8): ``E = TG - TG_m`` for every month of ``stack``."""
+    return stack - clim[month_of_year(months)]
+
+
+# --------------------------------------------------------------------------- interpolation
+def _linear_matrix(src, dst):
+    """Dense (len(dst), len(src)) linear-interpolation weights; rows outside src are NaN."""
+    src = np.asarray(src, float)
+    dst = np.asarray(dst, float)
+    order = np.argsort(src)
+    s = src[order]
+    n = len(s)
+    w = np.zeros((len(dst), n))
+    if n == 1:
+        inside = np.abs(dst - s[0]) < 1e-9
+        w[inside, 0] = 1.0
+        w[~inside] = np.nan
+    else:
+        tol = 1e-9 * (s[-1] - s[0])
+        j = np.clip(np.searchsorted(s, dst, side="right") - 1, 0, n - 2)
+        t = (dst - s[j]) / (s[j + 1] - s[j])
+        inside = (dst >= s[0] - tol) & (dst <= s[-1] + tol)
+        t = np.clip(t, 0.0, 1.0)
+        rows = np.arange(len(dst))
+        w[rows, j] = 1.0 - t
+        w[rows, j + 1] += t
+        w[~inside] = np.nan
+    out = np.empty_like(w)
+    out[:, order] = w
+    return out
+
+
+def _spline_matrix(src, dst):
+    """Dense cubic (not-a-knot) interpolating-spline weights; rows outside src are NaN."""
+    src = np.asarray(src, float)
+    order = np.argsort(src)
+    s = src[order]
+    if len(s) < 4:
+        raise TimeSeriesError("bicubic spline needs at least 4 coarse cells per direction (found %d)" % len(s))
+    spl = _si.make_interp_spline(s, np.eye(len(s)), k=3)
+    w = spl(np.asarray(dst, float))
+    tol = 1e-9 * (s[-1] - s[0])
+    w[(dst < s[0] - tol) | (dst > s[-1] + tol)] = np.nan
+    out = np.empty_like(w)
+    out[:, order] = w
+    return out
+
+
+class Interpolator:
+    """``f`` of eq. (9): coarse grid (``src_lons``, ``src_lats``) -> fine cell centres.
+
+    Built once for the whole fine grid; :meth:`rows` gives the pure weights of a fine row block,
+    consumed by :func:`interpolate_block`.
+
+    * ``bilinear`` (default): separable linear weights (exact for fields bilinear in lon/lat). A
+      fine cell is NaN when a coarse cell with non-zero weight is NaN, or outside the coarse centres.
+    * ``bicubic``: tensor-product cubic interpolating spline (not-a-knot, = scipy
+      ``RectBivariateSpline(..., s=0)``); coarse NaN cells are filled from the nearest valid cell
+      before fitting and fine cells whose bilinear neighbours include NaN are NaN.
+    * ``idw``: inverse distance (power 2) of the 4 nearest coarse centres (distances in degrees with
+      longitude x cos(latitude)), NaN neighbours skipped.
+    * ``nearest``: the nearest coarse centre.
+    """
+
+    def __init__(self, src_lons, src_lats, dst_lons, dst_lats, method="bilinear", k=4, power=2.0):
+        if method not in METHODS:
+            raise TimeSeriesError("unknown interpolation %r (use one of %s)" % (method, ", ".join(METHODS)))
+        self.method = method
+        self.src_lons = np.asarray(src_lons, float)
+        self.src_lats = np.asarray(src_lats, float)
+        self.dst_lons = np.asarray(dst_lons, float)
+        self.dst_lats = np.asarray(dst_lats, float)
+        self.k = k
+        self.power = power
+        self.wx = _linear_matrix(self.src_lons, self.dst_lons)
+        self.wy = _linear_matrix(self.src_lats, self.dst_lats)
+        if method == "bicubic":
+            self.sx = _spline_matrix(self.src_lons, self.dst_lons)
+            self.sy = _spline_matrix(self.src_lats, self.dst_lats)
+        if method in ("idw", "nearest"):
+            lat0 = np.deg2rad(np.mean(self.src_lats))
+            self._c = np.cos(lat0)
+            gx, gy = np.meshgrid(self.src_lons * self._c, self.src_lats)
+            self.tree = cKDTree(np.column_stack([gx.ravel(), gy.ravel()]))
+
+    def rows(self, row0, nrows):
+        """Weights for fine rows ``row0..row0+nrows`` (a dict of arrays; pure input of interpolate_block)."""
+        sl = slice(row0, row0 + nrows)
+        w = {"method": self.method, "wy": self.wy[sl], "wx": self.wx}
+        if self.method == "bicubic":
+            w.update(sy=self.sy[sl], sx=self.sx)
+        elif self.method in ("idw", "nearest"):
+            k = 1 if self.method == "nearest" else min(self.k, self.tree.n)
+            gx, gy = np.meshgrid(self.dst_lons * self._c, self.dst_lats[sl])
+            d, idx = self.tree.query(np.column_stack([gx.ravel(), gy.ravel()]), k=k)
+            if k == 1:
+                d, idx = d[:, None], idx[:, None]
+            w.update(dist=d, idx=idx, shape=(nrows, len(self.dst_lons)), power=self.power)
+        return w
+
+    def __call__(self, coarse):
+        """Whole fine grid at once (convenience for small grids)."""
+        return interpolate_block(coarse, self.rows(0, len(self.dst_lats)))
+
+
+def _separable(e, wy, wx):
+    """(nt, ny, nx) coarse -> (nt, ry, rx) with NaN-aware separable weights."""
+    valid = np.isfinite(e)
+    e0 = np.where(valid, e, 0.0)
+    wy0, wx0 = np.nan_to_num(wy), np.nan_to_num(wx)
+    out = np.matmul(np.matmul(wy0, e0), wx0.T)
+    bad_w = (np.abs(wy0) > 0).astype(float)
+    bad_x = (np.abs(wx0) > 0).astype(float)
+    touched = np.matmul(np.matmul(bad_w, (~valid).astype(float)), bad_x.T) > 0
+    out[touched] = np.nan
+    outside = np.isnan(wy).any(axis=1)[:, None] | np.isnan(wx).any(axis=1)[None, :]
+    out[:, outside] = np.nan
+    return out
+
+
+def _fill_nearest(e):
+    """Fill NaN cells of each 2-D field from the nearest valid cell (all-NaN fields stay NaN)."""
+    out = e.copy()
+    for t in range(e.shape[0]):  # per month, not per pixel
+        bad = ~np.isfinite(e[t])
+        if bad.any() and not bad.all():
+            idx = _nd.distance_transform_edt(bad, return_distances=False, return_indices=True)
+            out[t] = e[t][tuple(idx)]
+    return out
+
+
+def interpolate_block(coarse, w):
+    """Pure: interpolate coarse fields (nt, ny_c, nx_c) to one fine row block with weights ``w``
+    from :meth:`Interpolator.rows`. Returns (nt, nrows, nx_fine)."""
+    coarse = np.asarray(coarse, float)
+    m = w["method"]
+    if m == "bilinear":
+        return _separable(coarse, w["wy"], w["wx"])
+    if m == "bicubic":
+        lin = _separable(coarse, w["wy"], w["wx"])
+        filled = _fill_nearest(coarse)
+        ok = np.isfinite(filled)
+        out = np.matmul(np.matmul(np.nan_to_num(w["sy"]), np.where(ok, filled, 0.0)), np.nan_to_num(w["sx"]).T)
+        out[np.isnan(lin)] = np.nan
+        return out
+    nt = coarse.shape[0]
+    flat = coarse.reshape(nt, -1)
+    vals = flat[:, w["idx"]]  # (nt, npts, k)
+    d = w["dist"]
+    if m == "nearest":
+        out = vals[:, :, 0]
+    else:
+        with np.errstate(divide="ignore"):
+            wt = np.where(d > 1e-12, 1.0 / np.maximum(d, 1e-300) ** w["power"], 0.0)
+        exact = d[:, 0] <= 1e-12
+        valid = np.isfinite(vals)
+        ww = np.where(valid, wt[None], 0.0)
+        s = np.sum(ww * np.where(valid, vals, 0.0), axis=2)
+        sw = np.sum(ww, axis=2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = np.where(sw > 0, s / sw, np.nan)
+        out[:, exact] = vals[:, exact, 0]
+    return out.reshape((nt,) + tuple(w["shape"]))
+
+
+# --------------------------------------------------------------------------- block function
+def downscale_block(tf_clim, e, moy, w):
+    """Eq. (9) for one fine row block (pure).
+
+    ``tf_clim`` (12, nrows, nx) fine climatology TF_m; ``e`` (nt, ny_c, nx_c) coarse deviation E;
+    ``moy`` (nt,) calendar month 0..11 of each output month; ``w`` interpolation weights.
+    Returns TD (nt, nrows, nx).
+    """
+    return tf_clim[np.asarray(moy)] + interpolate_block(e, w)
+
+
+def area_weights(lats):
+    """cos(latitude) weights of grid rows (equal-angle cells have area proportional to cos phi)."""
+    return np.cos(np.deg2rad(np.asarray(lats, float)))
+
+
+def weighted_sums_block(block, lats, mask=None):
+    """Pure: per band, sum of cos(phi)-weighted values and of weights over valid cells of a row block.
+    ``mask`` (nrows, nx) bool selects cells. Returns (sum_wx (nt,), sum_w (nt,))."""
+    w = np.broadcast_to(area_weights(lats)[:, None], block.shape[1:])
+    if mask is not None:
+        w = np.where(mask, w, 0.0)
+    valid = np.isfinite(block)
+    ww = np.where(valid, w[None], 0.0)
+    return np.sum(ww * np.where(valid, block, 0.0), axis=(1, 2)), np.sum(ww, axis=(1, 2))
+
+
+def regional_mean(stack, lats, mask=None):
+    """cos(phi)-weighted mean over valid cells per band; NaN where a band has no valid cell."""
+    s, w = weighted_sums_block(stack, lats, mask)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(w > 0, s / np.where(w > 0, w, 1.0), np.nan)
+
+
+# --------------------------------------------------------------------------- driver
+def fine_bbox(lons, lats):
+    """(lon_min, lat_min, lon_max, lat_max) of cell centres."""
+    return (float(np.min(lons)), float(np.min(lats)), float(np.max(lons)), float(np.max(lats)))
+
+
+class ModelSum:
+    """Fine model TWS = sum of component readers on one grid (each a ``grace.ProductReader``)."""
+
+    def __init__(self, readers):
+        if not readers:
+            raise TimeSeriesError("no model raster given")
+        self.readers = list(readers)
+        g0 = self.readers[0].grid()
+        for r in self.readers[1:]:
+            if not r.grid().same_as(g0):
+                raise TimeSeriesError("model raster %s is on another grid (%s) than %s (%s); resample it first"
+                                      % (r.label, r.grid().describe(), self.readers[0].label, g0.describe()))
+        months = set(self.readers[0].record_months.tolist())
+        for r in self.readers[1:]:
+            months &= set(r.record_months.tolist())
+        if not months:
+            raise TimeSeriesError("the model rasters share no month: %s" % "; ".join(
+                "%s %s" % (r.label, month_range_label(r.record_months)) for r in self.readers))
+        self.record_months = np.array(sorted(months), dtype=np.int64)
+        self.label = " + ".join(r.label for r in self.readers)
+        r0 = self.readers[0]
+        self.xsize, self.ysize = r0.xsize, r0.ysize
+        self.lons = r0.lons
+        self.lats = r0.north_up_lats()
+
+    def grid(self):
+        g = self.readers[0].grid()
+        gt = g.geotransform
+        if gt[5] > 0:
+            gt = (gt[0], gt[1], 0.0, gt[3] + gt[5] * g.ysize, 0.0, -gt[5])
+        from .tsraster import RasterGrid
+        return RasterGrid(g.xsize, g.ysize, gt, g.projection)
+
+    def read_rows(self, row0, nrows, months):
+        out = None
+        for r in self.readers:
+            a = r.read_rows(row0, nrows, months)
+            out = a if out is None else out + a
+        return out
+
+
+def weighted_downscaling(grace, model, method="bilinear", period=None, gain=None, write=None,
+                         progress=None, memory_mb=512, margin=1, log=None):
+    """Run eqs. (6)-(9) on a GRACE product and a fine model, streaming the fine grid in row blocks.
+
+    ``grace``: :class:`grace.ProductReader` (values already in mm); ``model``: :class:`ModelSum`;
+    ``period``: (start, end) decimal years of the climatology (default: all months where both exist);
+    ``gain``: optional callable(stack) -> per-cell gain array on the coarse window (JPL);
+    ``write(row0, block)``: receives TD blocks (nmonths, nrows, nx) for the output months;
+    ``progress(fraction)`` may raise to cancel.
+    Returns ``(months, table)``: the output month indices (complete GRACE axis, missing months NaN)
+    and a DataFrame with per-month cos(phi)-weighted regional means of the coarse GRACE field
+    interpolated to the fine grid, the model TWS and the downscaled TWS.
+    """
+    log = log or (lambda s: None)
+    lons, lats = model.lons, model.lats
+    bbox = fine_bbox(lons, lats)
+    tg = grace.window(bbox, margin=margin)
+    if gain is not None:
+        tg.data = tg.data * gain(tg)[None]
+    for line in grace.report():
+        log(line)
+    months = tg.months
+    g_valid = np.array([np.isfinite(tg.data[i]).any() for i in range(len(months))])
+    if not g_valid.any():
+        raise TimeSeriesError("%s: all GRACE cells around the study area (%g..%g E, %g..%g N) are NaN"
+                              % (grace.label, bbox[0], bbox[2], bbox[1], bbox[3]))
+    g_months = set(months[g_valid].tolist())
+    m_months = set(model.record_months.tolist())
+    common = sorted(g_months & m_months)
+    if not common:
+        raise TimeSeriesError(
+            "GRACE and model months do not overlap: GRACE %s (%s), model %s (%s)"
+            % (month_range_label(g_months), grace.label, month_range_label(m_months), model.label))
+    use_g = np.isin(months, common)
+    if period is not None:
+        use_g &= months_in_period(months, *period)
+        if not use_g.any():
+            raise TimeSeriesError("climatology period %.3f-%.3f holds no month with both GRACE and model data "
+                                  "(common months %s)" % (period[0], period[1], month_range_label(common)))
+    clim_months = months[use_g]
+    need = sorted(set(month_of_year(months).tolist()))
+    have = set(month_of_year(clim_months).tolist())
+    lacking = [m for m in need if m not in have]
+    if lacking:
+        raise TimeSeriesError("the climatology period (%s) has no GRACE+model data for calendar month(s) %s"
+                              % (month_range_label(clim_months), ", ".join("%02d" % (m + 1) for m in lacking)))
+    log("climatology (eqs. 6-7) from %d months %s" % (len(clim_months), month_range_label(clim_months)))
+    tg_clim = monthly_climatology(tg.data, months, use_g)
+    e = climatology_deviation(tg.data, months, tg_clim)
+    # is the fine grid covered by the coarse window?
+    interp = Interpolator(tg.lons, tg.lats, lons, lats, method)
+    moy = month_of_year(months)
+    model_months = np.array(sorted(m_months & set(months.tolist())), dtype=np.int64)
+    model_pos = np.searchsorted(months, model_months)
+    clim_in_model = np.isin(model_months, clim_months)
+    nt, nx, ny = len(months), len(lons), len(lats)
+    per_row = nx * 8 * (3 * nt + 2 * len(model_months) + 12 + 4) + 8 * nx * max(tg.data.shape[1], 1) * nt
+    blocks = row_blocks(ny, per_row, memory_mb)
+    sums = {k: [np.zeros(nt), np.zeros(nt)] for k in ("grace", "model", "down")}
+    for bi, (r0, nr) in enumerate(blocks):
+        w = interp.rows(r0, nr)
+        tf = model.read_rows(r0, nr, model_months)
+        tf_clim = monthly_climatology(tf, model_months, clim_in_model)
+        td = downscale_block(tf_clim, e, moy, w)
+        blat = lats[r0:r0 + nr]
+        gi = interpolate_block(tg.data, w)
+        for key, arr in (("grace", gi), ("down", td)):
+            s, sw = weighted_sums_block(arr, blat)
+            sums[key][0] += s
+            sums[key][1] += sw
+        s, sw = weighted_sums_block(tf, blat)
+        sums["model"][0][model_pos] += s
+        sums["model"][1][model_pos] += sw
+        if write is not None:
+            write(r0, td)
+        if progress is not None:
+            progress((bi + 1) / len(blocks))
+    means = {}
+    for k, (s, sw) in sums.items():
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means[k] = np.where(sw > 0, s / np.where(sw > 0, sw, 1), np.nan)
+    if not np.isfinite(means["down"]).any():
+        raise TimeSeriesError("the downscaled study area is NaN in every month (model %s, GRACE %s)"
+                              % (model.label, grace.label))
+    dates = [month_from_index(k) for k in months]
+    table = pd.DataFrame({
+        "date": [d.strftime("%Y-%m-%d") for d in dates],
+        "decimal_year": [decimal_year(d) for d in dates],
+        "grace_missing": [int(k) in set(tg.missing) for k in months],
+        "in_climatology": use_g,
+        "grace_twsa_mm": means["grace"],
+        "model_tws_mm": means["model"],
+        "downscaled_tws_mm": means["down"],
+    })
+    if tg.missing:
+        log("GRACE months missing (NaN bands in the output): %s" % describe_months(tg.missing))
+    return months, table
+
+
+__all__ = [
+    "METHODS", "Interpolator", "ModelSum", "area_weights", "climatology_deviation", "downscale_block",
+    "interpolate_block", "month_of_year", "monthly_climatology", "months_in_period", "regional_mean",
+    "weighted_downscaling", "weighted_sums_block", "month_label",
+]
