@@ -229,9 +229,10 @@ def _read_time_bounds(path, ds, nrec):
     """time_bounds as datetimes (nrec, 2), or None when the file has none."""
     md = ds.GetMetadata() or {}
     units = md.get("time#units")
+    available = _variables(path)
     candidates = [md.get("time#bounds")] + ["time_bounds", "time_bnds"]
     for var in candidates:
-        if not var:
+        if not var or var not in available:
             continue
         try:
             b = gdal.Open(gdal_name(path, var))
@@ -251,6 +252,25 @@ def _read_time_bounds(path, ds, nrec):
             arr = arr[::-1]
         return [(decode_cf_time(a, bunits), decode_cf_time(c, bunits)) for a, c in arr]
     return None
+
+
+def _variables(path):
+    """Names of the NetCDF variables GDAL exposes as subdatasets (empty for a single-variable file)."""
+    gdal.PushErrorHandler("CPLQuietErrorHandler")
+    try:
+        ds = gdal.Open(str(path))
+    except RuntimeError:
+        return set()
+    finally:
+        gdal.PopErrorHandler()
+    if ds is None:
+        return set()
+    names = set()
+    for name, _ in ds.GetSubDatasets() or []:
+        _, var = split_source(name)
+        if var:
+            names.add(var)
+    return names
 
 
 class Record:

@@ -173,3 +173,28 @@ def groundwater_anomaly(twsa, components, mode="anomaly", baseline=DEFAULT_BASEL
 
 __all__ = ["MODES", "DEFAULT_BASELINE", "anomaly", "change", "gwsa_anomaly_block", "gwsa_change_block",
            "groundwater_anomaly"]
+
+
+def mask_from_wkt(wkts, grid):
+    """Boolean (ny, nx) mask of the cells of ``grid`` (:class:`tsraster.RasterGrid`, north-up) whose centres
+    fall inside any of the polygons ``wkts`` (WKT in the grid's CRS), rasterized with GDAL."""
+    from osgeo import gdal, ogr, osr
+
+    drv = gdal.GetDriverByName("MEM")
+    ds = drv.Create("", grid.xsize, grid.ysize, 1, gdal.GDT_Byte)
+    ds.SetGeoTransform(grid.geotransform)
+    srs = osr.SpatialReference()
+    if grid.projection:
+        srs.ImportFromWkt(grid.projection)
+        ds.SetProjection(grid.projection)
+    vds = ogr.GetDriverByName("Memory").CreateDataSource("mask")
+    lyr = vds.CreateLayer("mask", srs if grid.projection else None, ogr.wkbUnknown)
+    for w in wkts:
+        geom = ogr.CreateGeometryFromWkt(w)
+        if geom is None:
+            raise TimeSeriesError("mask polygon: invalid geometry %s" % w[:60])
+        f = ogr.Feature(lyr.GetLayerDefn())
+        f.SetGeometry(geom)
+        lyr.CreateFeature(f)
+    gdal.RasterizeLayer(ds, [1], lyr, burn_values=[1])
+    return ds.GetRasterBand(1).ReadAsArray().astype(bool)

@@ -4,6 +4,8 @@ import os
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
+from ..algorithms.grace_downscaling import GraceDownscaling
+from ..algorithms.groundwater_anomaly import GroundwaterAnomaly
 from ..algorithms.resample_timeseries import ResampleTimeSeries
 
 PROVIDER_ID = "subsidence"
@@ -12,6 +14,8 @@ ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "ui", "icons", "
 # One entry per algorithm class, listed explicitly (no discovery by file name).
 ALGORITHMS = [
     ResampleTimeSeries,
+    GraceDownscaling,
+    GroundwaterAnomaly,
 ]
 
 
