@@ -184,7 +184,7 @@ def rss_run(fine, nt, memory_mb):
             b = ds.GetRasterBand(i + 1)
             b.SetDescription("%04d-%02d-15" % (y, m))
             b.SetUnitType("mm")
-            b.WriteArray(np.broadcast_to(x + 30 * np.sin(2 * np.pi * i / 12), (fine, fine)))
+            b.WriteArray(np.ascontiguousarray(np.broadcast_to(x + 30 * np.sin(2 * np.pi * i / 12), (fine, fine)), dtype=np.float32))
         ds = None
         print("model GeoTIFF %dx%dx%d written in %.1f s" % (fine, fine, nt, time.perf_counter() - t0))
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

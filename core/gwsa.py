@@ -24,8 +24,13 @@ DEFAULT_BASELINE = (2004.0, 2009.999)
 
 
 def anomaly(stack, use):
-    """``X - mean(X over baseline months)`` per cell (NaN ignored in the mean; no baseline value -> NaN)."""
-    base = stack[use]
+    """``X - mean(X over baseline months)`` per cell (NaN ignored in the mean; no baseline value -> NaN).
+
+    ``use`` is (nt,) or, per cell, (nt, rows, cols) bool."""
+    use = np.asarray(use, bool)
+    if use.ndim == 1:
+        use = use[:, None, None]
+    base = np.where(use, stack, np.nan)
     cnt = np.sum(np.isfinite(base), axis=0)
     s = np.nansum(base, axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -44,9 +49,16 @@ def gwsa_anomaly_block(twsa, components, use):
     """Pure: GWSA = anom(TWSA) - sum anom(C_i) for one row block.
 
     ``twsa`` (nt, r, c); ``components`` list of (nt, r, c) on the same grid and months; ``use`` (nt,)
-    bool baseline months. Returns (gwsa, twsa_anomaly, [component anomalies])."""
-    ta = anomaly(twsa, use)
-    ca = [anomaly(c, use) for c in components]
+    bool baseline months. Every term's baseline mean is taken over the same months, per cell: the
+    baseline months where TWSA and all components have data (otherwise a month missing in one term
+    only, e.g. a GRACE gap at the seasonal peak, would shift GWSA by a constant).
+    Returns (gwsa, twsa_anomaly, [component anomalies])."""
+    joint = np.isfinite(twsa)
+    for c in components:
+        joint &= np.isfinite(c)
+    both = np.asarray(use, bool)[:, None, None] & joint
+    ta = anomaly(twsa, both)
+    ca = [anomaly(c, both) for c in components]
     g = ta.copy()
     for c in ca:
         g = g - c

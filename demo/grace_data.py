@@ -128,3 +128,99 @@ def write_fldas_month(path, year, month, lat, lon, fields, units=None):
         v[:] = np.where(np.isfinite(arr), arr, -9999.0).astype(np.float32)[None]
     f.close()
     return str(path)
+
+
+# --------------------------------------------------------------------------- demo data set
+DEMO_REGION = (108.0, 36.0, 112.0, 40.0)  # lon_min, lat_min, lon_max, lat_max (Loess Plateau-like)
+
+
+def planted_gws(t_years, lat, lon):
+    """Planted groundwater storage (mm): a depletion bowl, -25 mm/yr at 110E 38N, no seasonal cycle."""
+    bowl = np.exp(-((lon - 110.0) ** 2 + (lat - 38.0) ** 2) / 1.5 ** 2)
+    return -(5.0 + 20.0 * bowl) * t_years
+
+
+def planted_soil(t_years, lat, lon):
+    """Volumetric soil moisture (m3 m-3) per layer (same for all four layers), seasonal."""
+    return 0.22 + 0.04 * np.sin(2 * np.pi * (t_years - 0.25)) * (1 + 0.1 * (lon - 110.0)) + 0.005 * (lat - 38.0)
+
+
+def planted_swe(t_years, lat, lon):
+    return np.maximum(0.0, 25.0 * np.cos(2 * np.pi * t_years)) * np.clip((lat - 35.0) / 5.0, 0, 1)
+
+
+def planted_canopy(t_years, lat, lon):
+    return 0.4 + 0.3 * np.sin(2 * np.pi * (t_years - 0.4)) + 0 * lon
+
+
+def planted_tws(t_years, lat, lon):
+    soil_mm = planted_soil(t_years, lat, lon) * 2.0 * 1000.0  # 0.1+0.3+0.6+1.0 m of soil
+    return (planted_gws(t_years, lat, lon) + soil_mm + planted_swe(t_years, lat, lon)
+            + planted_canopy(t_years, lat, lon))
+
+
+def demo_months(small):
+    years = (2004, 2005, 2006) if small else tuple(range(2004, 2010))
+    return [(y, m) for y in years for m in range(1, 13)]
+
+
+def t_of(y, m):
+    return (y - 2004) + (m - 0.5) / 12.0
+
+
+def make_demo_inputs(folder, small=False, missing=(2005, 6), special=(2005, 11)):
+    """CSR-layout global-ring mascon file + FLDAS-layout (0.1 deg) and GLDAS-layout (0.25 deg) monthly files.
+
+    GRACE TWSA = planted total storage at 0.25 deg centres minus its 2004-2009 mean (cm); the record of
+    ``special`` is centred in the previous month (as CSR Nov 2011); ``missing`` has no record.
+    Returns a dict of source specs and the month list.
+    """
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    months = demo_months(small)
+    clat = 33.125 + 0.25 * np.arange(40)
+    clon = 0.125 + 0.25 * np.arange(1440)
+    la, lo = np.meshgrid(clat, clon, indexing="ij")
+    tws = np.stack([planted_tws(t_of(y, m), la, lo) for y, m in months])
+    base = np.array([2004 <= y <= 2009 for y, _ in months])
+    twsa_cm = (tws - tws[base].mean(axis=0)) / 10.0
+    keep, bounds = [], []
+    for i, (y, m) in enumerate(months):
+        if (y, m) == missing:
+            continue
+        keep.append(i)
+        if (y, m) == special:
+            py, pm = (y, m - 1) if m > 1 else (y - 1, 12)
+            bounds.append((dt.datetime(py, pm, 18), dt.datetime(y, m, 9)))  # centred in the previous month
+        elif special is not None and (y, m) == ((special[0], special[1] - 1) if special[1] > 1 else (special[0] - 1, 12)):
+            bounds.append((dt.datetime(y, m, 1), dt.datetime(y, m, 18)))
+        else:
+            bounds.append(grace_month_bounds(y, m))
+    csr = write_mascon(folder / "CSR_GRACE_GRACE-FO_RL06_Mascons_all-corrections_v02.nc", clat, clon, bounds,
+                       twsa_cm[keep].astype(np.float32))
+    flat = 36.05 + 0.1 * np.arange(40)
+    flon = 108.05 + 0.1 * np.arange(40)
+    fla, flo = np.meshgrid(flat, flon, indexing="ij")
+    glat = 35.125 + 0.25 * np.arange(22)
+    glon = 107.125 + 0.25 * np.arange(24)
+    gla, glo = np.meshgrid(glat, glon, indexing="ij")
+    for y, m in months:
+        t = t_of(y, m)
+        th = planted_soil(t, fla, flo)
+        fields = {name: th for name, _ in FLDAS_LAYERS}
+        fields["SWE_inst"] = planted_swe(t, fla, flo)
+        write_fldas_month(folder / ("FLDAS_NOAH01_C_GL_M.A%04d%02d.001.nc" % (y, m)), y, m, flat, flon, fields)
+        write_gldas_month(folder / ("GLDAS_NOAH025_M.A%04d%02d.021.nc4" % (y, m)), y, m, glat, glon,
+                          {"CanopInt_inst": planted_canopy(t, gla, glo)})
+    fl = folder / "FLDAS_NOAH01_C_GL_M.A*.nc"
+    gl = folder / "GLDAS_NOAH025_M.A*.nc4"
+    return {
+        "grace": str(csr),
+        "fldas_soil": ['NETCDF:"%s":%s' % (fl, name) for name, _ in FLDAS_LAYERS],
+        "fldas_swe": 'NETCDF:"%s":SWE_inst' % fl,
+        "gldas_canopy": 'NETCDF:"%s":CanopInt_inst' % gl,
+        "months": months, "missing": missing, "special": special,
+        "fine_lat": flat[::-1], "fine_lon": flon,
+    }

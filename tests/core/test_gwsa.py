@@ -84,11 +84,14 @@ def test_anomaly_against_independent(case):
     months, table, out = run(case)
     assert months.tolist() == [mk(y, m) for y, m in MONTHS]
     r = case["ref"]
-    # independent: pandas per-cell baseline mean (2004.0-2009.999 = all our months), skipna
+    # independent: pandas per-cell baseline mean (2004.0-2009.999 = all our months) over the months
+    # where every term has data (TWSA gap and GLDAS gap excluded from all means)
+    joint = np.isfinite(r["twsa"]) & np.isfinite(r["swe"]) & np.isfinite(r["can"]) & np.isfinite(r["sm"])
+
     def anom(x):
         n = x.shape[1] * x.shape[2]
-        df = pd.DataFrame(x.reshape(len(MONTHS), n))
-        return (df - df.mean(axis=0, skipna=True)).to_numpy().reshape(x.shape)
+        df = pd.DataFrame(np.where(joint, x, np.nan).reshape(len(MONTHS), n))
+        return x - df.mean(axis=0, skipna=True).to_numpy().reshape(x.shape[1:])[None]
     exp = anom(r["twsa"]) - anom(r["swe"]) - anom(r["can"]) - anom(r["sm"])
     np.testing.assert_array_equal(np.isnan(out), np.isnan(exp))
     np.testing.assert_allclose(out, exp, atol=1e-4, equal_nan=True)
@@ -106,8 +109,9 @@ def test_baseline_period_and_block_invariance(case):
     _, t2, b = run(case, baseline=(2005.0, 2006.999), memory_mb=0.01)
     np.testing.assert_allclose(a, b, atol=1e-9, equal_nan=True)
     r = case["ref"]
-    use = np.array([2005 <= y <= 2006 for y, _ in MONTHS])
-    exp = sum(s * (x - np.nanmean(x[use], axis=0)) for s, x in
+    use = np.array([2005 <= y <= 2006 for y, _ in MONTHS])[:, None, None]
+    use = use & np.isfinite(r["twsa"]) & np.isfinite(r["swe"]) & np.isfinite(r["can"]) & np.isfinite(r["sm"])
+    exp = sum(s * (x - np.nanmean(np.where(use, x, np.nan), axis=0)) for s, x in
               ((1, r["twsa"]), (-1, r["swe"]), (-1, r["can"]), (-1, r["sm"])))
     np.testing.assert_allclose(a, exp, atol=1e-4, equal_nan=True)
 
@@ -162,3 +166,17 @@ def test_errors(case, tmp_path):
         run(case, twsa=nan)
     with pytest.raises(TimeSeriesError, match="unknown mode"):
         run(case, mode="trend")
+
+
+def test_gap_in_one_term_does_not_shift_gwsa():
+    """TWSA = soil + GWS exactly; a TWSA gap at the seasonal soil peak must not bias GWSA."""
+    t = np.arange(36)
+    soil = (100 * np.sin(2 * np.pi * t / 12))[:, None, None] * np.ones((1, 2, 3))
+    gws = (-2.0 * t)[:, None, None] * np.ones((1, 2, 3))
+    twsa = soil + gws
+    twsa[3] = np.nan  # the soil-moisture peak month is missing in GRACE
+    use = np.ones(36, bool)
+    g, _, _ = gwsa.gwsa_anomaly_block(twsa, [soil], use)
+    ok = np.arange(36) != 3
+    np.testing.assert_allclose(g[ok], (gws - gws[ok].mean(axis=0))[ok], atol=1e-12)
+    assert np.isnan(g[3]).all()
