@@ -215,7 +215,7 @@ class GraceDownscaling(SubsidenceAlgorithm):
             with writer:
                 months, table = downscaling.weighted_downscaling(
                     g, model, method=method, period=period, gain=gain,
-                    write=lambda r0, b: writer.write_block(r0, b.astype("float32")),
+                    write=lambda r0, b, c0=0: writer.write_block(r0, b.astype("float32"), c0),
                     progress=progress_callback(self, feedback, 0, 95), memory_mb=memory, log=feedback.pushInfo)
         table_id = write_table(self, parameters, self.OUTPUT_TABLE, context, table)
         feedback.setProgress(100)

@@ -167,7 +167,7 @@ class GroundwaterAnomaly(SubsidenceAlgorithm):
                                                  "METHOD": "water balance, Liu et al. 2024 eqs. 10-12"}) as writer:
                 months, table = gwsa.groundwater_anomaly(
                     tw, readers, mode=mode, baseline=baseline, mask=mask,
-                    write=lambda r0, b: writer.write_block(r0, b.astype("float32")),
+                    write=lambda r0, b, c0=0: writer.write_block(r0, b.astype("float32"), c0),
                     progress=progress_callback(self, feedback, 0, 95), memory_mb=memory, log=feedback.pushInfo,
                     names=names)
         table_id = write_table(self, parameters, self.OUTPUT_TABLE, context, table)

@@ -99,8 +99,8 @@ def run_ours(gpath, mpath, memory_mb=512):
     m = downscaling.ModelSum([grace.ProductReader('NETCDF:"%s":tws' % mpath)])
     out = np.empty((len(g.months), m.ysize, m.xsize), np.float32)
 
-    def write(r0, b):
-        out[:, r0:r0 + b.shape[1]] = b
+    def write(r0, b, c0=0):
+        out[:, r0:r0 + b.shape[1], c0:c0 + b.shape[2]] = b
 
     downscaling.weighted_downscaling(g, m, "bilinear", write=write, memory_mb=memory_mb)
     return time.perf_counter() - t0, out
@@ -194,7 +194,7 @@ def rss_run(fine, nt, memory_mb):
         out = str(d / "td.tif")
         with tsraster.RasterWriter(out, model.grid(), len(g.months),
                                    dates=[tsraster.month_from_index(k) for k in g.months]) as w:
-            downscaling.weighted_downscaling(g, model, write=lambda r0, b: w.write_block(r0, b.astype(np.float32)),
+            downscaling.weighted_downscaling(g, model, write=lambda r0, b, c0=0: w.write_block(r0, b.astype(np.float32), c0),
                                              memory_mb=memory_mb)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         print("streamed downscaling %dx%dx%d -> GeoTIFF: %.1f s, peak RSS %.0f MB (before the run %.0f MB), "

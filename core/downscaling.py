@@ -18,7 +18,7 @@ from scipy import ndimage as _nd
 from scipy.spatial import cKDTree
 
 from .grace import describe_months, month_label, month_range_label
-from .tsraster import TimeSeriesError, decimal_year, month_from_index, row_blocks
+from .tsraster import TimeSeriesError, decimal_year, month_from_index, window_blocks
 
 METHODS = ("bilinear", "bicubic", "idw", "nearest")
 
@@ -143,19 +143,21 @@ class Interpolator:
             gx, gy = np.meshgrid(self.src_lons * self._c, self.src_lats)
             self.tree = cKDTree(np.column_stack([gx.ravel(), gy.ravel()]))
 
-    def rows(self, row0, nrows):
-        """Weights for fine rows ``row0..row0+nrows`` (a dict of arrays; pure input of interpolate_block)."""
-        sl = slice(row0, row0 + nrows)
-        w = {"method": self.method, "wy": self.wy[sl], "wx": self.wx}
+    def rows(self, row0, nrows, col0=0, ncols=None):
+        """Weights for the fine window rows ``row0..row0+nrows`` x columns ``col0..col0+ncols`` (default all)
+        as a dict of arrays, the pure input of :func:`interpolate_block`."""
+        ncols = len(self.dst_lons) - col0 if ncols is None else ncols
+        sl, cl = slice(row0, row0 + nrows), slice(col0, col0 + ncols)
+        w = {"method": self.method, "wy": self.wy[sl], "wx": self.wx[cl]}
         if self.method == "bicubic":
-            w.update(sy=self.sy[sl], sx=self.sx)
+            w.update(sy=self.sy[sl], sx=self.sx[cl])
         elif self.method in ("idw", "nearest"):
             k = 1 if self.method == "nearest" else min(self.k, self.tree.n)
-            gx, gy = np.meshgrid(self.dst_lons * self._c, self.dst_lats[sl])
+            gx, gy = np.meshgrid(self.dst_lons[cl] * self._c, self.dst_lats[sl])
             d, idx = self.tree.query(np.column_stack([gx.ravel(), gy.ravel()]), k=k)
             if k == 1:
                 d, idx = d[:, None], idx[:, None]
-            w.update(dist=d, idx=idx, shape=(nrows, len(self.dst_lons)), power=self.power)
+            w.update(dist=d, idx=idx, shape=(nrows, ncols), power=self.power)
         return w
 
     def __call__(self, coarse):
@@ -164,15 +166,27 @@ class Interpolator:
 
 
 def _separable(e, wy, wx):
-    """(nt, ny, nx) coarse -> (nt, ry, rx) with NaN-aware separable weights."""
-    valid = np.isfinite(e)
-    e0 = np.where(valid, e, 0.0)
+    """(nt, ny, nx) coarse -> (nt, ry, rx) with NaN-aware separable weights.
+
+    A fine cell is NaN when a NaN coarse cell has a non-zero weight for it (all-NaN months -> NaN)."""
+    nt = e.shape[0]
+    bad = ~np.isfinite(e)
+    e0 = np.where(bad, 0.0, e)
     wy0, wx0 = np.nan_to_num(wy), np.nan_to_num(wx)
     out = np.matmul(np.matmul(wy0, e0), wx0.T)
-    bad_w = (np.abs(wy0) > 0).astype(float)
-    bad_x = (np.abs(wx0) > 0).astype(float)
-    touched = np.matmul(np.matmul(bad_w, (~valid).astype(float)), bad_x.T) > 0
-    out[touched] = np.nan
+    flat = bad.reshape(nt, -1)
+    anybad = flat.any(axis=1)
+    if anybad.any():
+        allbad = flat.all(axis=1)
+        out[allbad] = np.nan
+        part = anybad & ~allbad
+        if part.any():
+            bw = (np.abs(wy0) > 0).astype(float)
+            bx = (np.abs(wx0) > 0).astype(float)
+            touched = np.matmul(np.matmul(bw, bad[part].astype(float)), bx.T) > 0
+            sub = out[part]
+            sub[touched] = np.nan
+            out[part] = sub
     outside = np.isnan(wy).any(axis=1)[:, None] | np.isnan(wx).any(axis=1)[None, :]
     out[:, outside] = np.nan
     return out
@@ -296,10 +310,10 @@ class ModelSum:
         from .tsraster import RasterGrid
         return RasterGrid(g.xsize, g.ysize, gt, g.projection)
 
-    def read_rows(self, row0, nrows, months):
+    def read_rows(self, row0, nrows, months, cols=None):
         out = None
         for r in self.readers:
-            a = r.read_rows(row0, nrows, months)
+            a = r.read_rows(row0, nrows, months, cols=cols)
             out = a if out is None else out + a
         return out
 
@@ -311,7 +325,9 @@ def weighted_downscaling(grace, model, method="bilinear", period=None, gain=None
     ``grace``: :class:`grace.ProductReader` (values already in mm); ``model``: :class:`ModelSum`;
     ``period``: (start, end) decimal years of the climatology (default: all months where both exist);
     ``gain``: optional callable(stack) -> per-cell gain array on the coarse window (JPL);
-    ``write(row0, block)``: receives TD blocks (nmonths, nrows, nx) for the output months;
+    ``write(row0, block[, col0])``: receives TD windows (nmonths, nrows, ncols) for the output months
+    (``col0`` is passed only for windows narrower than the grid: deep stacks are cut into tile-row
+    windows, :func:`tsraster.window_blocks`);
     ``progress(fraction)`` may raise to cancel.
     Returns ``(months, table)``: the output month indices (complete GRACE axis, missing months NaN)
     and a DataFrame with per-month cos(phi)-weighted regional means of the coarse GRACE field
@@ -360,12 +376,14 @@ def weighted_downscaling(grace, model, method="bilinear", period=None, gain=None
     model_pos = np.searchsorted(months, model_months)
     clim_in_model = np.isin(model_months, clim_months)
     nt, nx, ny = len(months), len(lons), len(lats)
-    per_row = nx * 8 * (3 * nt + 2 * len(model_months) + 12 + 4) + 8 * nx * max(tg.data.shape[1], 1) * nt
-    blocks = row_blocks(ny, per_row, memory_mb)
+    per_cell = 8 * (4 * nt + 2 * len(model_months) + 12 + 4)
+    if method == "idw":
+        per_cell += 8 * nt * 3 * interp.k
+    blocks = window_blocks(ny, nx, per_cell, memory_mb)
     sums = {k: [np.zeros(nt), np.zeros(nt)] for k in ("grace", "model", "down")}
-    for bi, (r0, nr) in enumerate(blocks):
-        w = interp.rows(r0, nr)
-        tf = model.read_rows(r0, nr, model_months)
+    for bi, (r0, nr, c0, nc) in enumerate(blocks):
+        w = interp.rows(r0, nr, c0, nc)
+        tf = model.read_rows(r0, nr, model_months, cols=(c0, nc))
         tf_clim = monthly_climatology(tf, model_months, clim_in_model)
         td = downscale_block(tf_clim, e, moy, w)
         blat = lats[r0:r0 + nr]
@@ -378,7 +396,10 @@ def weighted_downscaling(grace, model, method="bilinear", period=None, gain=None
         sums["model"][0][model_pos] += s
         sums["model"][1][model_pos] += sw
         if write is not None:
-            write(r0, td)
+            if nc == nx:
+                write(r0, td)
+            else:
+                write(r0, td, c0)
         if progress is not None:
             progress((bi + 1) / len(blocks))
     means = {}

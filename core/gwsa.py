@@ -17,7 +17,7 @@ import pandas as pd
 
 from .downscaling import Interpolator, fine_bbox, interpolate_block, months_in_period, weighted_sums_block
 from .grace import describe_months, month_range_label
-from .tsraster import TimeSeriesError, decimal_year, month_from_index, row_blocks
+from .tsraster import TimeSeriesError, decimal_year, month_from_index, window_blocks
 
 MODES = ("anomaly", "change")
 DEFAULT_BASELINE = (2004.0, 2009.999)
@@ -89,10 +89,10 @@ class _Component:
                 raise TimeSeriesError("%s does not cover the TWSA grid (%g..%g E, %g..%g N)" % (
                     reader.label, np.min(lons), np.max(lons), np.min(lats), np.max(lats)))
 
-    def rows(self, r0, nr):
+    def rows(self, r0, nr, c0, nc):
         if self.same:
-            return self.reader.read_rows(r0, nr, self.months)
-        return interpolate_block(self.window.data, self.interp.rows(r0, nr))
+            return self.reader.read_rows(r0, nr, self.months, cols=(c0, nc))
+        return interpolate_block(self.window.data, self.interp.rows(r0, nr, c0, nc))
 
 
 def groundwater_anomaly(twsa, components, mode="anomaly", baseline=DEFAULT_BASELINE, mask=None, write=None,
@@ -102,7 +102,7 @@ def groundwater_anomaly(twsa, components, mode="anomaly", baseline=DEFAULT_BASEL
     ``twsa`` / ``components``: :class:`grace.ProductReader` objects (values in mm); the output is on
     the TWSA grid and its complete monthly axis. ``mask`` (ny, nx) bool on the TWSA grid: cells outside are NaN in
     the output and left out of the regional means. ``write(row0, block)``
-    receives GWSA row blocks. Returns ``(months, table)`` with cos(phi)-weighted regional means per
+    receives GWSA windows (``col0`` only for windows narrower than the grid). Returns ``(months, table)`` with cos(phi)-weighted regional means per
     month of TWSA, each component and GWSA (anomalies or changes, per ``mode``).
     """
     log = log or (lambda s: None)
@@ -144,18 +144,18 @@ def groundwater_anomaly(twsa, components, mode="anomaly", baseline=DEFAULT_BASEL
             raise TimeSeriesError("mask shape %s differs from the TWSA grid %dx%d" % (mask.shape, nx, ny))
         if not mask.any():
             raise TimeSeriesError("the mask polygon covers no TWSA cell")
-    per_row = nx * 8 * nt * (4 * (len(comps) + 1) + 2)
-    blocks = row_blocks(ny, per_row, memory_mb)
+    per_cell = 8 * nt * (4 * (len(comps) + 1) + 2)
+    blocks = window_blocks(ny, nx, per_cell, memory_mb)
     keys = ["twsa"] + names + ["gwsa"]
     sums = {k: [np.zeros(nt), np.zeros(nt)] for k in keys}
-    for bi, (r0, nr) in enumerate(blocks):
-        t = twsa.read_rows(r0, nr, months)
-        cs = [c.rows(r0, nr) for c in comps]
+    for bi, (r0, nr, c0, nc) in enumerate(blocks):
+        t = twsa.read_rows(r0, nr, months, cols=(c0, nc))
+        cs = [c.rows(r0, nr, c0, nc) for c in comps]
         if mode == "anomaly":
             g, ta, ca = gwsa_anomaly_block(t, cs, use)
         else:
             g, ta, ca = gwsa_change_block(t, cs)
-        bm = mask[r0:r0 + nr] if mask is not None else None
+        bm = mask[r0:r0 + nr, c0:c0 + nc] if mask is not None else None
         if bm is not None:
             g = np.where(bm[None], g, np.nan)
         blat = lats[r0:r0 + nr]
@@ -164,7 +164,10 @@ def groundwater_anomaly(twsa, components, mode="anomaly", baseline=DEFAULT_BASEL
             sums[k][0] += s
             sums[k][1] += sw
         if write is not None:
-            write(r0, g)
+            if nc == nx:
+                write(r0, g)
+            else:
+                write(r0, g, c0)
         if progress is not None:
             progress((bi + 1) / len(blocks))
     means = {}

@@ -122,8 +122,8 @@ def run(case, method="bilinear", memory_mb=512, period=None, model=None, full=Fa
     m = ds.ModelSum([grace.ProductReader(p) for p in (model or case["model"])])
     out = np.full((len(g.months), m.ysize, m.xsize), np.nan)
 
-    def write(r0, block):
-        out[:, r0:r0 + block.shape[1]] = block
+    def write(r0, block, c0=0):
+        out[:, r0:r0 + block.shape[1], c0:c0 + block.shape[2]] = block
 
     months, table = ds.weighted_downscaling(g, m, method=method, period=period, write=write, memory_mb=memory_mb)
     return months, table, out
@@ -160,9 +160,11 @@ def test_nan_footprint_of_ocean_cell(case, method):
     assert np.isnan(out[0][near]).all() and np.isfinite(out[0][~near]).all()
 
 
-def test_block_split_invariance(case):
-    _, t1, a = run(case, "bilinear", memory_mb=512)
-    _, t2, b = run(case, "bilinear", memory_mb=0.02)  # a few rows per block
+@pytest.mark.parametrize("method,memory_mb", [("bilinear", 0.02), ("bilinear", 0.5), ("idw", 0.3), ("bicubic", 0.2)])
+def test_block_split_invariance(case, method, memory_mb):
+    # small caps cut the 50x50 grid into narrow windows (rows x columns)
+    _, t1, a = run(case, method, memory_mb=512)
+    _, t2, b = run(case, method, memory_mb=memory_mb)
     np.testing.assert_allclose(a, b, atol=1e-9, equal_nan=True)
     pd.testing.assert_frame_equal(t1, t2, atol=1e-9)
 

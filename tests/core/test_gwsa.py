@@ -72,8 +72,8 @@ def run(case, mode="anomaly", baseline=gwsa.DEFAULT_BASELINE, mask=None, comps=N
     readers = [grace.ProductReader(c) for c in (comps or case["comps"])]
     out = np.full((len(tw.months), tw.ysize, tw.xsize), np.nan)
 
-    def write(r0, block):
-        out[:, r0:r0 + block.shape[1]] = block
+    def write(r0, block, c0=0):
+        out[:, r0:r0 + block.shape[1], c0:c0 + block.shape[2]] = block
 
     months, table = gwsa.groundwater_anomaly(tw, readers, mode=mode, baseline=baseline, mask=mask, write=write,
                                              memory_mb=memory_mb, names=["swe", "canopy", "soil"])
