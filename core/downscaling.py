@@ -171,7 +171,7 @@ def _separable(e, wy, wx):
     A fine cell is NaN when a NaN coarse cell has a non-zero weight for it (all-NaN months -> NaN)."""
     nt = e.shape[0]
     bad = ~np.isfinite(e)
-    e0 = np.where(bad, 0.0, e)
+    e0 = np.where(bad, 0.0, e) if bad.any() else e
     wy0, wx0 = np.nan_to_num(wy), np.nan_to_num(wx)
     out = np.matmul(np.matmul(wy0, e0), wx0.T)
     flat = bad.reshape(nt, -1)
@@ -256,12 +256,12 @@ def area_weights(lats):
 def weighted_sums_block(block, lats, mask=None):
     """Pure: per band, sum of cos(phi)-weighted values and of weights over valid cells of a row block.
     ``mask`` (nrows, nx) bool selects cells. Returns (sum_wx (nt,), sum_w (nt,))."""
-    w = np.broadcast_to(area_weights(lats)[:, None], block.shape[1:])
-    if mask is not None:
-        w = np.where(mask, w, 0.0)
+    w = area_weights(lats)
     valid = np.isfinite(block)
-    ww = np.where(valid, w[None], 0.0)
-    return np.sum(ww * np.where(valid, block, 0.0), axis=(1, 2)), np.sum(ww, axis=(1, 2))
+    if mask is not None:
+        valid &= np.asarray(mask, bool)[None]
+    x = block if valid.all() else np.where(valid, block, 0.0)
+    return x.sum(axis=2) @ w, valid.sum(axis=2) @ w
 
 
 def regional_mean(stack, lats, mask=None):
