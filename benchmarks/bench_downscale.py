@@ -152,7 +152,7 @@ def bench(fine, nt, repeat):
         diff = float(np.nanmax(np.abs(a.astype(np.float64) - b)))
         nan_same = bool(np.array_equal(np.isnan(a), np.isnan(b)))
         print("inputs: fine %dx%d cells x %d months, coarse CSR layout 0.25 deg" % (fine, fine, nt))
-        print("ours (core/downscaling.py, GDAL read, row blocks): best %.2f s  (runs %s)"
+        print("ours (core/downscaling.py, GDAL read, windows) : best %.2f s  (runs %s)"
               % (min(ours), ", ".join("%.2f" % x for x in ours)))
         print("peer (xarray %s groupby + interp):               best %.2f s  (runs %s)"
               % (info["xarray"], min(peer), ", ".join("%.2f" % x for x in peer)))
