@@ -60,3 +60,33 @@ def test_downscaling_errors_leave_no_output(run_alg, inputs, tmp_path):
                                      "OUTPUT": out})
 
 
+
+
+def test_jpl_layout_with_gain_factors(run_alg, inputs, tmp_path):
+    """JPL layout (0.5 deg, fill -99999, scale_factor variable) read through the file + variable parameters."""
+    from subsidence_toolkit.demo import grace_data as gd
+
+    lat = 33.25 + 0.5 * np.arange(10)
+    lon = 0.25 + 0.5 * np.arange(720)
+    keep = [ym for ym in MONTHS if ym != MISSING]
+    t = np.arange(len(keep))
+    data = (3 * np.sin(2 * np.pi * t / 12)[:, None, None] + 0.2 * (lat[None, :, None] - 35)
+            + 0.01 * lon[None, None, :]) * np.ones((1, 10, 720))
+    gain = 1.0 + 0.1 * (lat[:, None] - 35) * np.ones((1, 720))
+    path = gd.write_mascon(tmp_path / "GRCTellus.JPL.200204_202501.GLO.RL06.3M.MSCNv04CRI.nc", lat, lon,
+                           [gd.grace_month_bounds(*ym) for ym in keep], data, layout="JPL", scale_factor=gain)
+    out = str(tmp_path / "jpl.tif")
+    run_alg("gracedownscaling", {"GRACE": path, "GRACE_VARIABLE": "lwe_thickness", "SCALE_FACTOR": path,
+                                 "MODEL_FILES": inputs["sm"], "OUTPUT": out})
+    got = gdal.Open(out).ReadAsArray()
+    g = grace.ProductReader('NETCDF:"%s":lwe_thickness' % path)
+    m = downscaling.ModelSum([grace.ProductReader(inputs["sm"])])
+    exp = np.full_like(got, np.nan, dtype=float)
+    downscaling.weighted_downscaling(
+        g, m, gain=lambda st: gain[np.ix_(np.rint((st.lats - 33.25) / 0.5).astype(int),
+                                          np.rint((st.lons - 0.25) / 0.5).astype(int))],
+        write=lambda r0, b, c0=0: exp.__setitem__((slice(None), slice(r0, r0 + b.shape[1])), b))
+    np.testing.assert_allclose(got, exp, atol=1e-3, equal_nan=True)
+    no_gain = str(tmp_path / "jpl_nogain.tif")
+    run_alg("gracedownscaling", {"GRACE": path, "MODEL_FILES": inputs["sm"], "OUTPUT": no_gain})
+    assert np.nanmax(np.abs(gdal.Open(no_gain).ReadAsArray() - got)) > 0.5
