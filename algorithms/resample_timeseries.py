@@ -11,6 +11,7 @@ from qgis.core import (
 from ..core import resample, tsraster
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
 from ..processing_provider.rasters import output_raster_path, parse_date_param, parse_date_list
+from ..processing_provider.styling import style_output
 
 
 class ResampleTimeSeries(SubsidenceAlgorithm):
@@ -24,6 +25,7 @@ class ResampleTimeSeries(SubsidenceAlgorithm):
     END = "END"
     MIN_VALID = "MIN_VALID"
     MEMORY_LIMIT_MB = "MEMORY_LIMIT_MB"
+    DASK_SCHEDULER = "DASK_SCHEDULER"
     OUTPUT = "OUTPUT"
 
     METHODS = ("linear", "cubic", "pchip", "nearest")
@@ -107,6 +109,7 @@ class ResampleTimeSeries(SubsidenceAlgorithm):
             advanced=True,
         )
         self.add_memory_limit(self.MEMORY_LIMIT_MB)
+        self.add_dask_scheduler(self.DASK_SCHEDULER)
         self.add(
             QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Resampled time series")),
             "GeoTIFF with one band per target date (band descriptions YYYY-MM-DD), NoData NaN.",
@@ -147,13 +150,14 @@ class ResampleTimeSeries(SubsidenceAlgorithm):
                                          self.parameterAsDouble(parameters, self.MEMORY_LIMIT_MB, context))
             min_valid = self.parameterAsInt(parameters, self.MIN_VALID, context)
             src_units = ds.GetRasterBand(1).GetUnitType() or (ds.GetMetadata() or {}).get("UNITS", "")
+            tasks = [dict(path=path, row0=row0, nrows=nrows, t=t, t_new=t_new, method=method, min_valid=min_valid)
+                     for row0, nrows in blocks]
             with tsraster.RasterWriter(
                 out_path, grid, len(targets), dates=targets, units=src_units,
                 metadata={"SOURCE": path, "RESAMPLING": method},
             ) as writer:
-                for i, (row0, nrows) in enumerate(blocks):
-                    self.check_canceled(feedback)
-                    block = tsraster.read_block(ds, row0, nrows)
-                    writer.write_block(row0, resample.temporal_resample_block(block, t, t_new, method, min_valid))
-                    feedback.setProgress(100.0 * (i + 1) / len(blocks))
+                for _, (row0, block) in self.map_blocks(resample.resample_block_task, tasks, parameters, context,
+                                                        feedback):
+                    writer.write_block(row0, block)
+        style_output(self, context, out_path, "timeseries")
         return {self.OUTPUT: out_path}

@@ -191,3 +191,18 @@ def temporal_resample_block(values, t, t_new, method="cubic", min_valid=2):
         else:
             out[:, members] = _apply_weights(_interp_weights(tv, t_new, method), Yg)
     return out.reshape((len(t_new),) + shape[1:])
+
+
+def resample_block_task(task):
+    """Row-block task for :func:`~.parallel.map_blocks`: read, resample, return the block.
+
+    ``task`` is a dict with ``path``, ``row0``, ``nrows``, ``t``, ``t_new``, ``method`` and
+    ``min_valid``; it reads its rows from ``path`` itself (so it can run on a Dask worker that sees
+    the same file system) and returns ``(row0, array (K, nrows, cols) float32)``.
+    """
+    from .tsraster import open_raster, read_block
+
+    ds = open_raster(task["path"])
+    block = read_block(ds, task["row0"], task["nrows"])
+    out = temporal_resample_block(block, task["t"], task["t_new"], task["method"], task.get("min_valid", 2))
+    return task["row0"], out.astype(np.float32)

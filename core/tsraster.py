@@ -334,13 +334,23 @@ def read_block(ds, row0, nrows, bands=None, dtype=np.float64, apply_scale=True):
     NoData value turned into NaN and ``scale``/``offset`` applied (GDAL reports
     but does not apply NetCDF ``scale_factor``/``add_offset``).
     """
+    return read_window(ds, 0, row0, ds.RasterXSize, nrows, bands, dtype, apply_scale)
+
+
+def read_window(ds, xoff, yoff, xsize, ysize, bands=None, dtype=np.float64, apply_scale=True):
+    """Read the pixel window ``(xoff, yoff, xsize, ysize)`` of the given bands (1-based; default all).
+
+    Same conventions as :func:`read_block` (NoData -> NaN, scale/offset applied);
+    returns ``(nbands, ysize, xsize)``. The window must lie inside the raster.
+    """
     bands = list(bands) if bands is not None else list(range(1, ds.RasterCount + 1))
-    out = np.empty((len(bands), nrows, ds.RasterXSize), dtype=dtype)
+    out = np.empty((len(bands), int(ysize), int(xsize)), dtype=dtype)
     for k, b in enumerate(bands):
         band = ds.GetRasterBand(b)
-        a = band.ReadAsArray(0, row0, ds.RasterXSize, nrows)
+        a = band.ReadAsArray(int(xoff), int(yoff), int(xsize), int(ysize))
         if a is None:
-            raise TimeSeriesError("%s: cannot read band %d rows %d-%d" % (ds.GetDescription(), b, row0, row0 + nrows))
+            raise TimeSeriesError("%s: cannot read band %d window x %d-%d, y %d-%d" % (
+                ds.GetDescription(), b, xoff, xoff + xsize, yoff, yoff + ysize))
         a = a.astype(dtype, copy=False)
         nd = band.GetNoDataValue()
         if nd is not None and not np.isnan(nd):

@@ -6,10 +6,12 @@ from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
 )
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
+from ..core.parallel import Cancelled, DaskUnavailable
 from ..core.tsraster import DEFAULT_MEMORY_MB, TimeSeriesError
 
 ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "ui", "icons", "subsidence.svg")
@@ -81,6 +83,37 @@ class SubsidenceAlgorithm(QgsProcessingAlgorithm):
             advanced=True,
         )
 
+    def add_dask_scheduler(self, name="DASK_SCHEDULER"):
+        """Optional address of a running dask.distributed scheduler (empty = run here)."""
+        from ..core.parallel import dask_available
+
+        note = "" if dask_available() else " (dask.distributed is not installed in this QGIS Python: " \
+            "install python3-distributed / distributed to use it)"
+        return self.add(
+            QgsProcessingParameterString(name, self.tr("Dask scheduler address (optional)") + note,
+                                         defaultValue="", optional=True),
+            "Address of a running dask.distributed scheduler, e.g. tcp://10.0.0.5:8786. Row blocks then run "
+            "as tasks on its workers, which must see the input and output paths (shared file system) and "
+            "have numpy, scipy and GDAL; results are identical to a local run. Empty: run in this process."
+            + note,
+            advanced=True,
+        )
+
+    def map_blocks(self, task_fn, tasks, parameters, context, feedback, name="DASK_SCHEDULER"):
+        """Run row-block tasks locally or on Dask (per the scheduler parameter), with progress and cancel."""
+        from ..core.parallel import map_blocks
+
+        scheduler = (self.parameterAsString(parameters, name, context) or "").strip() \
+            if self.parameterDefinition(name) is not None else ""
+        if scheduler:
+            feedback.pushInfo("Running %d row blocks on the Dask scheduler %s" % (len(tasks), scheduler))
+        done = 0
+        for i, result in map_blocks(task_fn, tasks, scheduler=scheduler or None,
+                                    is_canceled=lambda: feedback is not None and feedback.isCanceled()):
+            done += 1
+            feedback.setProgress(100.0 * done / max(1, len(tasks)))
+            yield i, result
+
     @contextlib.contextmanager
     def core_errors(self):
         """Turn errors raised by core/ (which name the file, band or date) into QgsProcessingException."""
@@ -88,8 +121,10 @@ class SubsidenceAlgorithm(QgsProcessingAlgorithm):
             yield
         except QgsProcessingException:
             raise
-        except Canceled:
+        except (Canceled, Cancelled):
             raise QgsProcessingException(self.tr("Canceled: no output was written.")) from None
+        except DaskUnavailable as e:
+            raise QgsProcessingException(str(e)) from None
         except (TimeSeriesError, ValueError, KeyError, OSError) as e:
             raise QgsProcessingException(str(e)) from None
 

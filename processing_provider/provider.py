@@ -4,9 +4,13 @@ import os
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
+from ..algorithms.geodetector import Geodetector
 from ..algorithms.grace_downscaling import GraceDownscaling
 from ..algorithms.groundwater_anomaly import GroundwaterAnomaly
+from ..algorithms.lagged_correlation import LaggedCorrelation
 from ..algorithms.resample_timeseries import ResampleTimeSeries
+from ..algorithms.sample_deformation_classes import SampleDeformationClasses
+from ..algorithms.validate_time_series import ValidateTimeSeries
 
 PROVIDER_ID = "subsidence"
 ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "ui", "icons", "subsidence.svg")
@@ -16,6 +20,10 @@ ALGORITHMS = [
     ResampleTimeSeries,
     GraceDownscaling,
     GroundwaterAnomaly,
+    SampleDeformationClasses,
+    ValidateTimeSeries,
+    LaggedCorrelation,
+    Geodetector,
 ]
 
 

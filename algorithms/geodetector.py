@@ -1,0 +1,462 @@
+"""Geodetector: factor, interaction, risk and ecological detectors (``subsidence:geodetector``)."""
+import base64
+import html
+import io
+import os
+
+import numpy as np
+import pandas as pd
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFeatureSink,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterField,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+)
+
+from ..core import geodetector as gd
+from ..core import tsraster
+from ..processing_provider.base import SubsidenceAlgorithm, layer_path
+from ..processing_provider.tables import dataframe_from_source, write_table
+
+
+def parse_overrides(text):
+    """'dem=quantile:10; ndvi=manual:0.2,0.4; landuse=categorical; gwsa=20' -> {name: spec}."""
+    out = {}
+    for item in (text or "").replace("\n", ";").split(";"):
+        item = item.strip()
+        if not item:
+            continue
+        if "=" not in item:
+            raise ValueError(f"per-factor setting {item!r}: expected name=method[:classes or breaks]")
+        name, spec = (s.strip() for s in item.split("=", 1))
+        method, _, arg = spec.partition(":")
+        method = method.strip().lower()
+        d = {}
+        if method.isdigit():
+            d["k"] = int(method)
+        else:
+            if method not in gd.DISCRETIZE_METHODS:
+                raise ValueError(f"per-factor setting {item!r}: unknown method {method!r}")
+            d["method"] = method
+            arg = arg.strip()
+            if method == "manual":
+                try:
+                    d["breaks"] = [float(v) for v in arg.split(",") if v.strip()]
+                except ValueError:
+                    raise ValueError(f"per-factor setting {item!r}: breaks must be numbers") from None
+                if not d["breaks"]:
+                    raise ValueError(f"per-factor setting {item!r}: manual needs break values")
+            elif arg:
+                d["k"] = int(arg)
+        out[name] = d
+    return out
+
+
+def _column(series):
+    """A table column as float (NULL -> NaN) when every value is numeric, else text (NULL -> None)."""
+    num = pd.to_numeric(series, errors="coerce")
+    if num.notna().sum() == series.notna().sum():
+        return num.to_numpy(dtype=np.float64)
+    return series.where(series.notna(), None).astype(object).to_numpy()
+
+
+def _png(fig):
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    return "<img src='data:image/png;base64,%s'/>" % base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def html_report(results, info_lines, path):
+    """HTML report: settings, tables, and (if matplotlib imports) q bars and interaction heat map."""
+    parts = ["<html><head><meta charset='utf-8'><title>Geodetector</title><style>"
+             "body{font-family:sans-serif} table{border-collapse:collapse;font-size:12px}"
+             "td,th{border:1px solid #bbb;padding:2px 6px}</style></head><body><h1>Geodetector</h1>"]
+    parts.append("<ul>%s</ul>" % "".join("<li>%s</li>" % html.escape(s) for s in info_lines))
+    fac = results["factor"].sort_values("q", ascending=False)
+    inter = results["interaction"]
+    try:
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(6, 0.4 * len(fac) + 1))
+        ax = fig.subplots()
+        ax.barh(fac.factor[::-1], fac.q[::-1], color="#4477aa")
+        ax.set_xlabel("q")
+        ax.set_title("Factor detector")
+        parts.append(_png(fig))
+        if len(inter):
+            names = list(results["factor"].factor)
+            m = np.full((len(names), len(names)), np.nan)
+            for r in inter.itertuples():
+                i, j = names.index(r.factor_a), names.index(r.factor_b)
+                m[i, j] = m[j, i] = r.q_ab
+            for i, r in enumerate(results["factor"].itertuples()):
+                m[i, i] = r.q
+            fig = Figure(figsize=(1 + 0.6 * len(names), 1 + 0.6 * len(names)))
+            ax = fig.subplots()
+            im = ax.imshow(m, cmap="viridis")
+            ax.set_xticks(range(len(names)))
+            ax.set_xticklabels(names, rotation=90)
+            ax.set_yticks(range(len(names)))
+            ax.set_yticklabels(names)
+            for i in range(len(names)):
+                for j in range(len(names)):
+                    if np.isfinite(m[i, j]):
+                        ax.text(j, i, "%.2f" % m[i, j], ha="center", va="center", fontsize=7, color="w")
+            fig.colorbar(im, ax=ax, label="q (diagonal) / q(A∩B)")
+            ax.set_title("Interaction detector")
+            parts.append(_png(fig))
+    except ImportError:
+        parts.append("<p>(matplotlib is not available: tables only)</p>")
+    for title, key in (("Factor detector", "factor"), ("Interaction detector", "interaction"),
+                       ("Ecological detector", "ecological"), ("Risk detector: strata", "risk"),
+                       ("Risk detector: Welch t-tests", "risk_tests"), ("q versus classes", "curves")):
+        df = results.get(key)
+        if df is not None and len(df):
+            parts.append("<h2>%s</h2>%s" % (title, df.to_html(index=False, float_format=lambda v: "%.6g" % v)))
+    parts.append("</body></html>")
+    tmp = path + ".partial"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write("\n".join(parts))
+    os.replace(tmp, path)
+
+
+class Geodetector(SubsidenceAlgorithm):
+    INPUT = "INPUT"
+    TARGET_FIELD = "TARGET_FIELD"
+    FACTOR_FIELDS = "FACTOR_FIELDS"
+    TARGET_RASTER = "TARGET_RASTER"
+    FACTOR_RASTERS = "FACTOR_RASTERS"
+    METHOD = "METHOD"
+    CLASSES = "CLASSES"
+    FACTOR_SETTINGS = "FACTOR_SETTINGS"
+    OPTIMAL_MIN_CLASSES = "OPTIMAL_MIN_CLASSES"
+    OPTIMAL_MAX_CLASSES = "OPTIMAL_MAX_CLASSES"
+    OPTIMAL_MIN_GAIN = "OPTIMAL_MIN_GAIN"
+    SUBSIDENCE_THRESHOLD = "SUBSIDENCE_THRESHOLD"
+    SAMPLE_RATIO = "SAMPLE_RATIO"
+    SEED = "SEED"
+    CONVENTION = "CONVENTION"
+    SINGLETONS = "SINGLETONS"
+    LAMBDA_VARIANCE = "LAMBDA_VARIANCE"
+    PERMUTATIONS = "PERMUTATIONS"
+    ALPHA = "ALPHA"
+    STRATUM_FACTOR = "STRATUM_FACTOR"
+    OUTPUT_FACTOR = "OUTPUT_FACTOR"
+    OUTPUT_INTERACTION = "OUTPUT_INTERACTION"
+    OUTPUT_RISK = "OUTPUT_RISK"
+    OUTPUT_RISK_TESTS = "OUTPUT_RISK_TESTS"
+    OUTPUT_ECOLOGICAL = "OUTPUT_ECOLOGICAL"
+    OUTPUT_CURVES = "OUTPUT_CURVES"
+    OUTPUT_HTML = "OUTPUT_HTML"
+    OUTPUT_STRATUM_MEAN = "OUTPUT_STRATUM_MEAN"
+
+    METHODS = ("natural", "quantile", "equal", "geometric", "sd", "optimal")
+    METHOD_LABELS = ("Natural breaks (exact Jenks)", "Quantile", "Equal interval", "Geometric interval",
+                     "Standard deviation", "Optimal (methods x classes, elbow on q gain)")
+    CONVENTIONS = ("r", "tolerance")
+    SINGLETON_MODES = ("keep", "drop")
+
+    NAME = "geodetector"
+    DISPLAY_NAME = "Geodetector (factor, interaction, risk, ecological)"
+    GROUP = "Drivers"
+    GROUP_ID = "drivers"
+    TAGS = ("geodetector", "q statistic", "spatial stratified heterogeneity", "driving factors", "interaction",
+            "natural breaks", "jenks", "subsidence")
+    SHORT_HELP = (
+        "Which drivers explain the spatial pattern of a variable Y (e.g. the subsidence rate), by the q "
+        "statistic of Wang & Xu (2017): q = 1 - sum_h N_h sigma_h^2 / (N sigma^2), as in Huang et al. "
+        "(2025, sec. 2.2.4 and 3.3.2: 9 drivers, natural breaks with 20 classes, -15 mm/yr threshold, "
+        "subsidence : non-subsidence samples 1:2, 1:1, 1:0.5).\n\n"
+        "Vector mode: a layer or table with the Y field and factor fields. Raster mode: a target raster "
+        "and factor rasters on any grids; factors are warped to the target grid (nearest neighbour for "
+        "categorical factors, bilinear otherwise) and NoData is masked per factor and per pair.\n\n"
+        "Numeric factors are discretized (exact natural breaks, quantile, equal, geometric, standard "
+        "deviation, manual breaks, or the optimal mode that reports the q-versus-classes curve and picks "
+        "the elbow); integer or text factors with at most 50 distinct values are used as categories.\n\n"
+        "Outputs: factor table (q, Wang-Zhang-Fu 2016 noncentral-F p, one-way ANOVA p, adjusted q, q "
+        "expected by chance (L-1)/(N-1)); interaction table (type by the R geodetector 1.0-5 rules by "
+        "default, integer cell keys, optional permutation p of the enhancement); risk detector (stratum "
+        "means, pairwise Welch t-tests); ecological detector (F = SSW_A/SSW_B, df N-1, two-sided p); an "
+        "HTML report. Rows with NULL/NaN are dropped per factor and per pair, never made a stratum."
+    )
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.add(QgsProcessingParameterFeatureSource(self.INPUT, self.tr("Input layer or table (vector mode)"),
+                                                     [QgsProcessing.TypeVector], optional=True),
+                 "Points, polygons or a table with the target field and the factor fields. Leave empty in "
+                 "raster mode.")
+        self.add(QgsProcessingParameterField(self.TARGET_FIELD, self.tr("Target field Y"), parentLayerParameterName=self.INPUT,
+                                             type=QgsProcessingParameterField.Numeric, optional=True),
+                 "Numeric field explained by the factors, e.g. the subsidence rate (mm/yr).")
+        self.add(QgsProcessingParameterField(self.FACTOR_FIELDS, self.tr("Factor fields"), parentLayerParameterName=self.INPUT,
+                                             allowMultiple=True, optional=True),
+                 "Explanatory fields. Numeric fields are discretized; text fields and integer fields with "
+                 "at most 50 distinct values are categories.")
+        self.add(QgsProcessingParameterRasterLayer(self.TARGET_RASTER, self.tr("Target raster Y (raster mode)"),
+                                                   optional=True),
+                 "Raster of Y (band 1), e.g. the SBAS velocity. Its grid is the analysis grid.")
+        self.add(QgsProcessingParameterMultipleLayers(self.FACTOR_RASTERS, self.tr("Factor rasters"),
+                                                      QgsProcessing.TypeRaster, optional=True),
+                 "Factor rasters (band 1) on any grid overlapping the target; the layer name is the factor name.")
+        self.add(QgsProcessingParameterEnum(self.METHOD, self.tr("Discretization of numeric factors"),
+                                            options=list(self.METHOD_LABELS), defaultValue=0),
+                 "Natural breaks = exact Jenks (optimal 1-D k-means). Optimal: every method with "
+                 "'Optimal: classes from/to' classes; the smallest class count after which no extra class "
+                 "gains more than 'Optimal: minimum relative q gain per class' is chosen.")
+        self.add(QgsProcessingParameterNumber(self.CLASSES, self.tr("Number of classes"),
+                                              QgsProcessingParameterNumber.Integer, defaultValue=5, minValue=2),
+                 "Classes per numeric factor (the seed study used 20).")
+        self.add(QgsProcessingParameterString(self.FACTOR_SETTINGS, self.tr("Per-factor settings (optional)"),
+                                              optional=True, multiLine=True),
+                 "Overrides separated by ';': name=method[:classes], name=classes, name=manual:b1,b2,..., "
+                 "name=categorical. Methods: natural, quantile, equal, geometric, sd, optimal. Example: "
+                 "dem=quantile:10; ndvi=manual:0.2,0.4,0.6; landuse=categorical.")
+        self.add(QgsProcessingParameterNumber(self.OPTIMAL_MIN_CLASSES, self.tr("Optimal: classes from"),
+                                              QgsProcessingParameterNumber.Integer, defaultValue=3, minValue=2),
+                 "Smallest class count tried by the optimal mode.", advanced=True)
+        self.add(QgsProcessingParameterNumber(self.OPTIMAL_MAX_CLASSES, self.tr("Optimal: classes to"),
+                                              QgsProcessingParameterNumber.Integer, defaultValue=10, minValue=2),
+                 "Largest class count tried by the optimal mode.", advanced=True)
+        self.add(QgsProcessingParameterNumber(self.OPTIMAL_MIN_GAIN, self.tr("Optimal: minimum relative q gain per class"),
+                                              QgsProcessingParameterNumber.Double, defaultValue=0.05, minValue=0),
+                 "Elbow rule: stop at the first k from which no larger k gains more than this fraction of "
+                 "q(k) per extra class.", advanced=True)
+        self.add(QgsProcessingParameterNumber(self.SUBSIDENCE_THRESHOLD, self.tr("Subsidence threshold (optional)"),
+                                              QgsProcessingParameterNumber.Double, optional=True),
+                 "Seed sampling: rows with Y <= threshold (e.g. -15 mm/yr) are subsidence samples and all "
+                 "are kept; non-subsidence rows are drawn by 'Sample ratio'. Empty: use every row.")
+        self.add(QgsProcessingParameterString(self.SAMPLE_RATIO, self.tr("Sample ratio subsidence:non-subsidence"),
+                                              defaultValue="1:2", optional=True),
+                 "e.g. 1:2, 1:1 or 1:0.5 (Huang et al. 2025). Used only with a subsidence threshold.")
+        self.add(QgsProcessingParameterNumber(self.SEED, self.tr("Random seed"), QgsProcessingParameterNumber.Integer,
+                                              defaultValue=0, minValue=0),
+                 "Seed of the sampling and of the permutation test: same seed, same result.")
+        self.add(QgsProcessingParameterEnum(self.CONVENTION, self.tr("Interaction type rules"),
+                                            options=["R geodetector 1.0-5 (default)",
+                                                     "Wang & Xu table with tolerance 1e-10 (Independent reachable)"],
+                                            defaultValue=0),
+                 "R rules: q12 <= min -> Weaken, nonlinear; min < q12 < max -> Weaken, uni-; "
+                 "max <= q12 <= q1+q2 -> Enhance, bi-; q12 > q1+q2 -> Enhance, nonlinear (Independent is "
+                 "never assigned by R). Tolerance rules report Independent when |q12 - (q1+q2)| <= 1e-10.",
+                 advanced=True)
+        self.add(QgsProcessingParameterEnum(self.SINGLETONS, self.tr("Strata with one sample"),
+                                            options=["Keep (R geodetector)", "Drop (GD, gdverse, PyPI geodetector)"],
+                                            defaultValue=0),
+                 "Keep: a single-sample stratum adds 0 to SSW and counts in N and L. Drop: removed first.",
+                 advanced=True)
+        self.add(QgsProcessingParameterEnum(self.LAMBDA_VARIANCE, self.tr("Variance in the noncentrality parameter"),
+                                            options=["Sample variance (R geodetector)", "Population variance (GD, gdverse)"],
+                                            defaultValue=0),
+                 "Variance of Y used in lambda of the Wang-Zhang-Fu p-value.", advanced=True)
+        self.add(QgsProcessingParameterNumber(self.PERMUTATIONS, self.tr("Permutations for the interaction p"),
+                                              QgsProcessingParameterNumber.Integer, defaultValue=0, minValue=0),
+                 "0: off. Otherwise Y is shuffled within the strata of the stronger factor this many times and "
+                 "p_enhance = share of shuffles whose q(A∩B) - max(q(A), q(B)) reaches the observed one. "
+                 "Many classes inflate q(A∩B) by chance: check p_enhance and q_ab_null before reading a type.",
+                 advanced=True)
+        self.add(QgsProcessingParameterNumber(self.ALPHA, self.tr("Significance level"),
+                                              QgsProcessingParameterNumber.Double, defaultValue=0.05,
+                                              minValue=1e-6, maxValue=0.5),
+                 "Level of the risk and ecological tests.", advanced=True)
+        self.add(QgsProcessingParameterString(self.STRATUM_FACTOR, self.tr("Factor for the stratum-mean raster"),
+                                              optional=True),
+                 "Raster mode: name of the factor whose stratum means of Y are written to the stratum-mean "
+                 "raster (default: the factor with the largest q).")
+        self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_FACTOR, self.tr("Factor detector"),
+                                                   QgsProcessing.TypeVector),
+                 "factor, method, classes, breaks, n, strata, q, p_wang, p_anova, q_adj, q_null, lambda, singletons.")
+        self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_INTERACTION, self.tr("Interaction detector"),
+                                                   QgsProcessing.TypeVector),
+                 "factor_a, factor_b, q_a, q_b, q_ab, type, cells, n, q_ab_null = (cells-1)/(n-1), p_enhance.")
+        self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_RISK, self.tr("Risk detector (strata)"),
+                                                   QgsProcessing.TypeVector),
+                 "factor, stratum, range, n, mean and sd of Y.")
+        self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_RISK_TESTS, self.tr("Risk detector (Welch t-tests)"),
+                                                   QgsProcessing.TypeVector, optional=True, createByDefault=True),
+                 "Pairwise Welch t-tests between the strata of each factor: t, df, p, significant.")
+        self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_ECOLOGICAL, self.tr("Ecological detector"),
+                                                   QgsProcessing.TypeVector),
+                 "factor_a, factor_b, n, ssw_a, ssw_b, F = ssw_a/ssw_b, df1, df2, two-sided p, significant, stronger.")
+        self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_CURVES, self.tr("q versus classes (optimal mode)"),
+                                                   QgsProcessing.TypeVector, optional=True, createByDefault=False),
+                 "Optimal mode: q for every factor, method and class count, with the chosen one flagged.")
+        self.add(QgsProcessingParameterFileDestination(self.OUTPUT_HTML, self.tr("HTML report"), "HTML files (*.html)",
+                                                       optional=True, createByDefault=True),
+                 "Settings, all tables, a q bar chart and an interaction heat map (when matplotlib is available).")
+        self.add(QgsProcessingParameterRasterDestination(self.OUTPUT_STRATUM_MEAN, self.tr("Stratum-mean raster"),
+                                                         optional=True, createByDefault=False),
+                 "Raster mode: every pixel gets the mean Y of its stratum of the chosen factor (risk map).")
+
+    # ------------------------------------------------------------------ inputs
+    def _vector_inputs(self, parameters, context):
+        source = self.parameterAsSource(parameters, self.INPUT, context)
+        target = self.parameterAsString(parameters, self.TARGET_FIELD, context)
+        fields = self.parameterAsFields(parameters, self.FACTOR_FIELDS, context)
+        if not target:
+            raise QgsProcessingException("vector mode: choose the target field Y")
+        if not fields:
+            raise QgsProcessingException("vector mode: choose at least one factor field")
+        if target in fields:
+            raise QgsProcessingException(f"field {target!r} is both the target and a factor")
+        df = dataframe_from_source(source, [target] + list(fields))
+        try:
+            y = gd.as_target(df[target].to_numpy(), target)
+        except ValueError as e:
+            raise QgsProcessingException(str(e)) from None
+        return y, {f: _column(df[f]) for f in fields}, source.sourceName(), None
+
+    def _raster_inputs(self, parameters, context, feedback, categorical_names):
+        tlayer = self.parameterAsRasterLayer(parameters, self.TARGET_RASTER, context)
+        layers = self.parameterAsLayerList(parameters, self.FACTOR_RASTERS, context)
+        if not layers:
+            raise QgsProcessingException("raster mode: add at least one factor raster")
+        tpath = layer_path(tlayer)
+        y2d = gd.read_raster_band(tpath)
+        factors, full, used = {}, {}, set()
+        from osgeo import gdal
+
+        for i, lyr in enumerate(layers):
+            self.check_canceled(feedback)
+            name = lyr.name() or "factor%d" % (i + 1)
+            while name in used:
+                name = "%s_%d" % (name, i + 1)
+            used.add(name)
+            path = layer_path(lyr)
+            ds = gdal.Open(path)
+            is_int = ds.GetRasterBand(1).DataType in (gdal.GDT_Byte, gdal.GDT_Int16, gdal.GDT_UInt16,
+                                                      gdal.GDT_Int32, gdal.GDT_UInt32)
+            ds = None
+            cat = is_int or name in categorical_names
+            arr = gd.align_to_grid(path, tpath, categorical=cat)
+            feedback.pushInfo("%s: aligned to the target grid (%s)" % (name, "nearest" if cat else "bilinear"))
+            full[name] = arr
+            factors[name] = arr.ravel()
+            feedback.setProgress(5 + 25 * (i + 1) / len(layers))
+        return y2d.ravel(), factors, tpath, (tpath, y2d.shape, full)
+
+    # ------------------------------------------------------------------ run
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        raster_mode = parameters.get(self.TARGET_RASTER) not in (None, "")
+        vector_mode = parameters.get(self.INPUT) not in (None, "")
+        if raster_mode and vector_mode:
+            raise QgsProcessingException("give either an input layer (vector mode) or a target raster, not both")
+        if not raster_mode and not vector_mode:
+            raise QgsProcessingException("give an input layer with fields (vector mode) or a target raster "
+                                         "with factor rasters (raster mode)")
+        messages = []
+        with self.core_errors():
+            specs = parse_overrides(self.parameterAsString(parameters, self.FACTOR_SETTINGS, context))
+            categorical_names = {n for n, s in specs.items() if s.get("method") == "categorical"}
+            if raster_mode:
+                y, factors, source, raster = self._raster_inputs(parameters, context, feedback, categorical_names)
+            else:
+                y, factors, source, raster = self._vector_inputs(parameters, context)
+            unknown = set(specs) - set(factors)
+            if unknown:
+                raise QgsProcessingException("per-factor settings name unknown factors: %s (factors: %s)"
+                                             % (", ".join(sorted(unknown)), ", ".join(factors)))
+            rows = np.flatnonzero(np.isfinite(y))
+            threshold = parameters.get(self.SUBSIDENCE_THRESHOLD)
+            info = ["source: %s" % source]
+            if threshold not in (None, ""):
+                thr = self.parameterAsDouble(parameters, self.SUBSIDENCE_THRESHOLD, context)
+                ratio = self.parameterAsString(parameters, self.SAMPLE_RATIO, context) or "1:1"
+                seed = self.parameterAsInt(parameters, self.SEED, context)
+                rows = gd.sample_by_threshold(y, thr, ratio, seed, messages=messages)
+                n_sub = int(np.sum(y[rows] <= thr))
+                info.append("sampling: Y <= %g is subsidence (%d samples), ratio %s, seed %d -> %d non-subsidence"
+                            % (thr, n_sub, ratio, seed, rows.size - n_sub))
+            else:
+                info.append("all %d rows with a valid Y" % rows.size)
+            feedback.pushInfo(info[-1])
+            ys = y[rows]
+            fs = {k: v[rows] for k, v in factors.items()}
+            method = self.METHODS[self.parameterAsEnum(parameters, self.METHOD, context)]
+            k = self.parameterAsInt(parameters, self.CLASSES, context)
+            kmin = self.parameterAsInt(parameters, self.OPTIMAL_MIN_CLASSES, context)
+            kmax = self.parameterAsInt(parameters, self.OPTIMAL_MAX_CLASSES, context)
+            if kmax < kmin:
+                raise QgsProcessingException("Optimal: 'classes to' is smaller than 'classes from'")
+            convention = self.CONVENTIONS[self.parameterAsEnum(parameters, self.CONVENTION, context)]
+            singletons = self.SINGLETON_MODES[self.parameterAsEnum(parameters, self.SINGLETONS, context)]
+            ddof = 1 if self.parameterAsEnum(parameters, self.LAMBDA_VARIANCE, context) == 0 else 0
+            perms = self.parameterAsInt(parameters, self.PERMUTATIONS, context)
+            alpha = self.parameterAsDouble(parameters, self.ALPHA, context)
+            self.check_canceled(feedback)
+            feedback.setProgress(35)
+            res = gd.run_geodetector(
+                ys, fs, specs, method, k, convention=convention, lambda_ddof=ddof, singletons=singletons,
+                permutations=perms, seed=self.parameterAsInt(parameters, self.SEED, context), alpha=alpha,
+                optimal_ks=range(kmin, kmax + 1), min_gain=self.parameterAsDouble(parameters, self.OPTIMAL_MIN_GAIN, context),
+                messages=messages)
+            feedback.setProgress(80)
+            for m in messages:
+                feedback.pushWarning(m) if hasattr(feedback, "pushWarning") else feedback.reportError(m)
+            fac = res["factor"]
+            for r in fac.sort_values("q", ascending=False).itertuples():
+                feedback.pushInfo("q(%s) = %.4f  (N %d, L %d, q by chance %.4f, p_wang %.3g, p_anova %.3g)"
+                                  % (r.factor, r.q, r.n, r.strata, r.q_null, r.p_wang, r.p_anova))
+            info.append("discretization: %s, %d classes; interaction rules %s; singletons %s; lambda ddof %d"
+                        % (method, k, convention, singletons, ddof))
+            info += messages
+            stratum_path = None
+            if raster is not None and parameters.get(self.OUTPUT_STRATUM_MEAN) not in (None, ""):
+                stratum_path = self._stratum_raster(parameters, context, res, ys, raster)
+        outputs = {}
+        written = []
+        try:
+            for name, key in ((self.OUTPUT_FACTOR, "factor"), (self.OUTPUT_INTERACTION, "interaction"),
+                              (self.OUTPUT_RISK, "risk"), (self.OUTPUT_RISK_TESTS, "risk_tests"),
+                              (self.OUTPUT_ECOLOGICAL, "ecological"), (self.OUTPUT_CURVES, "curves")):
+                df = res[key]
+                if not len(df.columns):
+                    df = pd.DataFrame({"note": ["not computed (fewer than 2 factors or not optimal mode)"]})
+                dest = write_table(self, parameters, name, context, df)
+                if dest is not None:
+                    outputs[name] = dest
+                    written.append(dest)
+            html_path = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
+            if html_path:
+                html_report(res, info, html_path)
+                outputs[self.OUTPUT_HTML] = html_path
+        except Exception:
+            for p in written:
+                if isinstance(p, str) and os.path.exists(p.split("|")[0]):
+                    try:
+                        os.remove(p.split("|")[0])
+                    except OSError:
+                        pass
+            raise
+        if stratum_path:
+            outputs[self.OUTPUT_STRATUM_MEAN] = stratum_path
+        feedback.setProgress(100)
+        return outputs
+
+    def _stratum_raster(self, parameters, context, res, ys, raster):
+        from ..processing_provider.rasters import output_raster_path
+
+        tpath, shape, full = raster
+        name = (self.parameterAsString(parameters, self.STRATUM_FACTOR, context) or "").strip()
+        codings = {c.name: c for c in res["codings"]}
+        if not name:
+            name = res["factor"].sort_values("q", ascending=False).factor.iloc[0]
+        if name not in codings:
+            raise QgsProcessingException("stratum-mean raster: no factor named %r (factors: %s)"
+                                         % (name, ", ".join(codings)))
+        out = output_raster_path(self, parameters, self.OUTPUT_STRATUM_MEAN, context)
+        means = gd.stratum_means(ys, codings[name], values=full[name].ravel()).reshape(shape)
+        ds = tsraster.open_raster(tpath)
+        grid = tsraster.RasterGrid.of(ds)
+        ds = None
+        tsraster.write_raster(out, grid, means, band_names=["mean of Y by %s stratum" % name], units="",
+                              metadata={"FACTOR": name, "SOURCE": tpath})
+        return out

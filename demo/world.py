@@ -1,0 +1,424 @@
+"""A small, deterministic synthetic world for the demo, with the ground truth saved beside it.
+
+Three landscapes in a 0.8 deg x 0.8 deg region of the Loess Plateau (108.0-108.8 E, 38.6-39.4 N):
+
+* **mining** (south-west): a subsidence bowl, inelastic, up to -140 mm/yr at its centre, plus a
+  small elastic response to mine-drainage groundwater with no lag;
+* **irrigation** (east half): slow compaction (-18 mm/yr) plus an elastic response to groundwater
+  pumping that **lags the groundwater by one month** (seed 000: Hetao, 1-2 months);
+* **desert** (north-west): stable.
+
+Groundwater (mm of water) in each landscape = a decline + irregular, non-seasonal pumping pulses.
+The pulses are what the GRACE downscaling can see: the method replaces GRACE's mean seasonal
+cycle by the model's, so a purely seasonal groundwater signal would vanish from the GWSA
+(see the reference note on the method property).
+
+Files written (layouts as the real products, sizes reduced):
+
+* ``insar/YYYYMMDD_YYYYMMDD.geo.unw.tif`` + ``.geo.cc.tif`` -- LiCSAR-named unwrapped phase (rad)
+  and coherence on an irregular Sentinel-1 epoch list (12-day revisit, ~10 % of acquisitions
+  missing), pairs with temporal baseline <= 48 days; a reservoir is NaN in every interferogram;
+* ``grace/CSR_GRACE_GRACE-FO_RL06_Mascons_all-corrections_v02.nc`` -- CSR mascon layout:
+  ``lwe_thickness`` (cm), lat ascending, lon 0-360 (x.125 centres), ``time`` days since
+  2002-01-01 with ``time_bounds``; one month missing and one record centred in the previous
+  month (as CSR's Nov 2011 / May 2015);
+* ``fldas/FLDAS_NOAH01_C_GL_M.AYYYYMM.001.nc`` -- X/Y dims, volumetric soil moisture in four
+  layers (m3 m-3) and ``SWE_inst`` (kg m-2) on the fine model grid;
+* ``gldas/GLDAS_NOAH025_M.AYYYYMM.021.nc4`` -- ``CanopInt_inst`` and ``SWE_inst`` (kg m-2),
+  fill -9999, 0.25 deg, lon -180..180;
+* ``areas.geojson`` (landscape polygons), ``factors/*.tif`` (Geodetector drivers),
+  ``leveling.csv`` and ``wells.csv`` (id, lon, lat, date, value);
+* ``truth/`` -- velocity (mm/yr), groundwater series per landscape, planted lags,
+  strongest factor (``truth.json``).
+"""
+import datetime as dt
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+from scipy.interpolate import CubicSpline
+from scipy.io import netcdf_file
+from scipy.ndimage import gaussian_filter
+
+from subsidence_toolkit.core import tsraster
+
+WAVELENGTH = tsraster.SENTINEL1_WAVELENGTH_M
+LON0, LON1, LAT0, LAT1 = 108.0, 108.8, 38.6, 39.4
+LANDSCAPES = {
+    # name: (lon_min, lon_max, lat_min, lat_max), Sy, planted lag in months (None: no coupling)
+    "desert": ((108.0, 108.4, 39.0, 39.4), 0.015, None),
+    "mining": ((108.0, 108.4, 38.6, 39.0), 0.022, 0),
+    "irrigation": ((108.4, 108.8, 38.6, 39.4), 0.03, 1),
+}
+BOWL = (108.2, 38.8, 0.06, -140.0)  # centre lon, lat, sigma (deg), peak rate mm/yr
+RESERVOIR = (108.12, 39.28, 0.03)  # a lake: NaN in every interferogram
+
+
+def month_range(first, last):
+    out, d = [], first
+    while d <= last:
+        out.append(d)
+        d = dt.date(d.year + (d.month == 12), d.month % 12 + 1, 1)
+    return out
+
+
+class World:
+    def __init__(self, root, small=False, seed=2024):
+        self.root = Path(root)
+        self.small = small
+        self.rng = np.random.default_rng(seed)
+        self.pixel = 0.01 if small else 0.005  # InSAR grid (deg)
+        self.model_pixel = 0.02  # fine hydrological model grid (deg)
+        self.first = dt.date(2020, 1, 1) if small else dt.date(2019, 1, 1)
+        self.last = dt.date(2021, 12, 31)
+        self.months = month_range(self.first, dt.date(2021, 12, 1))
+        self.t0 = dt.date(2019, 1, 1)  # time origin of the truth
+        self._pulses = {}
+
+    # ------------------------------------------------------------------ truth in time
+    def days(self, d):
+        return (d - self.t0).days
+
+    def groundwater(self, name, days):
+        """Groundwater storage (mm water) of a landscape at ``days`` since t0: decline + pulses."""
+        trend = {"desert": -10.0, "mining": -60.0, "irrigation": -25.0}[name]
+        amp = {"desert": 4.0, "mining": 20.0, "irrigation": 45.0}[name]
+        if name not in self._pulses:
+            n = 60
+            knots = np.arange(n) * 30.4375 - 45.0
+            vals = np.convolve(self.rng.normal(0, 1, n + 2), np.ones(3) / 3, mode="valid")
+            self._pulses[name] = CubicSpline(knots, amp * vals / vals.std())
+        days = np.asarray(days, float)
+        return trend * days / 365.25 + self._pulses[name](days)
+
+    def monthly_mean(self, name, month):
+        """Monthly mean of a landscape's groundwater (what GRACE and wells see)."""
+        nd = tsraster.days_in_month(month.year, month.month)
+        days = self.days(month) + np.arange(nd) + 0.5
+        return float(np.mean(self.groundwater(name, days)))
+
+    # ------------------------------------------------------------------ truth in space
+    def grid(self, pixel, margin=0.0):
+        nx = int(round((LON1 - LON0 + 2 * margin) / pixel))
+        ny = int(round((LAT1 - LAT0 + 2 * margin) / pixel))
+        return tsraster.grid_from_origin(LON0 - margin, LAT1 + margin, pixel, pixel, nx, ny)
+
+    @staticmethod
+    def centres(grid):
+        gt = grid.geotransform
+        lon = gt[0] + (np.arange(grid.xsize) + 0.5) * gt[1]
+        lat = gt[3] + (np.arange(grid.ysize) + 0.5) * gt[5]
+        return np.meshgrid(lon, lat)
+
+    @staticmethod
+    def weights(lon, lat):
+        """Smooth membership (0..1) of every landscape (sigmoid edges ~0.02 deg)."""
+        out = {}
+        for name, ((x0, x1, y0, y1), _, _) in LANDSCAPES.items():
+            s = 0.02
+            wx = 1 / (1 + np.exp(-(lon - x0) / s)) * 1 / (1 + np.exp((lon - x1) / s))
+            wy = 1 / (1 + np.exp(-(lat - y0) / s)) * 1 / (1 + np.exp((lat - y1) / s))
+            out[name] = wx * wy
+        return out
+
+    def velocity(self, lon, lat):
+        """Long-term (inelastic) LOS velocity, mm/yr."""
+        w = self.weights(lon, lat)
+        cx, cy, sig, peak = BOWL
+        bowl = peak * np.exp(-((lon - cx) ** 2 + (lat - cy) ** 2) / (2 * sig ** 2))
+        return bowl * w["mining"] - 18.0 * w["irrigation"] - 1.0 * w["desert"]
+
+    def displacement(self, lon, lat, day):
+        """LOS displacement (mm, positive toward the satellite) at ``day`` since t0."""
+        w = self.weights(lon, lat)
+        d = self.velocity(lon, lat) * day / 365.25
+        d = d + 0.25 * w["irrigation"] * (self.groundwater("irrigation", day - 30.4) - self.groundwater("irrigation", 0))
+        d = d + 0.10 * w["mining"] * (self.groundwater("mining", day) - self.groundwater("mining", 0))
+        return d + 2.0 * math.sin(2 * math.pi * day / 365.25)  # thermal seasonal term
+
+    # ------------------------------------------------------------------ writers
+    def epochs(self):
+        out, d = [], dt.date(self.first.year, 1, 3)
+        while d <= self.last:
+            if not out or self.rng.random() > 0.1:
+                out.append(d)
+            d += dt.timedelta(days=12)
+        return out
+
+    def write_insar(self):
+        folder = self.root / "insar"
+        folder.mkdir(parents=True, exist_ok=True)
+        grid = self.grid(self.pixel)
+        lon, lat = self.centres(grid)
+        epochs = self.epochs()
+        w = self.weights(lon, lat)
+        base_coh = 0.85 * w["desert"] + 0.55 * w["irrigation"] + 0.45 * w["mining"] + 0.3 * (
+            1 - w["desert"] - w["irrigation"] - w["mining"]).clip(0, 1)
+        lake = (lon - RESERVOIR[0]) ** 2 + (lat - RESERVOIR[1]) ** 2 < RESERVOIR[2] ** 2
+        disp = {e: self.displacement(lon, lat, self.days(e)) for e in epochs}
+        aps = {e: gaussian_filter(self.rng.normal(0, 1, lon.shape), 6) for e in epochs}
+        for e in epochs:
+            aps[e] *= 2.0 / max(aps[e].std(), 1e-9)  # ~2 mm atmospheric delay per epoch
+        pairs = [(a, b) for i, a in enumerate(epochs) for b in epochs[i + 1:] if (b - a).days <= 48]
+        to_rad = -4 * math.pi / (WAVELENGTH * 1000.0)  # mm -> rad, d = -lambda/(4 pi) phi
+        files = []
+        for a, b in pairs:
+            dtd = (b - a).days
+            coh = np.clip(base_coh * math.exp(-dtd / 200.0) + self.rng.normal(0, 0.03, lon.shape), 0.05, 0.99)
+            sigma = np.sqrt((1 - coh ** 2) / (2 * 20 * coh ** 2))  # CRLB, 20 looks
+            phase = to_rad * ((disp[b] + aps[b]) - (disp[a] + aps[a])) + self.rng.normal(0, 1, lon.shape) * sigma
+            phase[lake] = np.nan
+            stem = "%s_%s" % (a.strftime("%Y%m%d"), b.strftime("%Y%m%d"))
+            unw = folder / (stem + ".geo.unw.tif")
+            tsraster.write_raster(unw, grid, phase, band_names=["unwrapped phase"], units="rad")
+            tsraster.write_raster(folder / (stem + ".geo.cc.tif"), grid, coh, band_names=["coherence"], units="")
+            files.append(str(unw))
+        truth_ts = np.stack([disp[e] - disp[epochs[0]] for e in epochs])
+        truth_ts[:, lake] = np.nan
+        return grid, epochs, pairs, files, truth_ts, lake
+
+    def write_grace(self):
+        """CSR layout subset: 0.25 deg cells with x.125 centres, lon 0-360, one missing + one shifted month."""
+        folder = self.root / "grace"
+        folder.mkdir(parents=True, exist_ok=True)
+        lons = np.arange(105.125, 112.0, 0.25)
+        lats = np.arange(35.125, 43.0, 0.25)  # ascending, as in the file
+        months = self.months
+        missing = dt.date(2021, 6, 1)
+        shifted = dt.date(2021, 4, 1)  # record centred in the previous month (like CSR May 2015)
+        cells = self._cell_truth(lons, lats)
+        recs, times, bounds = [], [], []
+        for m in months:
+            if m == missing:
+                continue
+            start = self.days(m)
+            nd = tsraster.days_in_month(m.year, m.month)
+            b0, b1 = (start - 20, start + 8) if m == shifted else (start, start + nd)
+            offset = (self.t0 - dt.date(2002, 1, 1)).days
+            times.append(offset + (b0 + b1) / 2.0)
+            bounds.append((offset + b0, offset + b1))
+            recs.append(cells(m) / 10.0)  # mm -> cm
+        path = folder / "CSR_GRACE_GRACE-FO_RL06_Mascons_all-corrections_v02.nc"
+        with netcdf_file(str(path), "w") as f:
+            f.title = "CSR GRACE and GRACE-FO MASCON RL06Mv2 (demo subset)"
+            f.time_mean_removed = "demo period"
+            f.createDimension("time", len(times))
+            f.createDimension("lat", len(lats))
+            f.createDimension("lon", len(lons))
+            f.createDimension("bounds", 2)
+            v = f.createVariable("lon", "f8", ("lon",))
+            v[:] = lons
+            v.units, v.standard_name, v.long_name = "degrees_east", "longitude", "longitude"
+            v = f.createVariable("lat", "f8", ("lat",))
+            v[:] = lats
+            v.units, v.standard_name, v.long_name = "degrees_north", "latitude", "latitude"
+            v = f.createVariable("time", "f8", ("time",))
+            v[:] = np.array(times)
+            v.units, v.standard_name, v.calendar, v.bounds = "days since 2002-01-01T00:00:00Z", "time", "gregorian", "time_bounds"
+            v = f.createVariable("time_bounds", "f8", ("time", "bounds"))
+            v[:] = np.array(bounds)
+            v = f.createVariable("lwe_thickness", "f4", ("time", "lat", "lon"))
+            v[:] = np.stack(recs)[:, ::-1, :].astype(np.float32)  # rows were north-up; file is lat ascending
+            v.units, v.long_name = "cm", "Liquid_Water_Equivalent_Thickness"
+        return path, missing, shifted
+
+    def _components(self, lon, lat, month):
+        """Soil moisture (mm, 0-200 cm), SWE (mm), canopy water (mm) at mid-month."""
+        k = month.month - 1
+        season = math.cos(2 * math.pi * (k - 7) / 12.0)  # wettest in August
+        year_anom = 8.0 * math.sin(month.year * 1.3)
+        sm = 380 + 45 * season + year_anom + 15 * np.sin(lon * 7.0) * np.cos(lat * 5.0)
+        swe = np.full_like(lon, 12.0 if month.month in (12, 1, 2) else 0.0) * (1 + 0.2 * np.cos(lon * 3.0))
+        cws = 0.4 + 0.3 * max(season, 0) + 0.0 * lon
+        return sm, swe, cws
+
+    def _cell_truth(self, lons, lats):
+        """A function month -> coarse TWS anomaly (mm, north-up rows) = mean of the fine truth per cell."""
+        sub = 5
+        off = (np.arange(sub) + 0.5) / sub * 0.25 - 0.125
+        LON, LAT = np.meshgrid((lons[:, None] + off[None]).ravel(), (lats[::-1][:, None] - off[None]).ravel())
+        w = self.weights(LON, LAT)
+
+        def cells(month):
+            gw = sum(w[n] * self.monthly_mean(n, month) for n in LANDSCAPES)
+            sm, swe, cws = self._components(LON, LAT, month)
+            tws = gw + sm + swe + cws - 380.0
+            return tws.reshape(len(lats), sub, len(lons), sub).mean(axis=(1, 3))
+
+        return cells
+
+    def write_models(self):
+        """FLDAS-layout (fine) soil moisture + SWE and GLDAS-layout (0.25 deg) canopy + SWE monthly files."""
+        fl = self.root / "fldas"
+        gl = self.root / "gldas"
+        fl.mkdir(parents=True, exist_ok=True)
+        gl.mkdir(parents=True, exist_ok=True)
+        grid = self.grid(self.model_pixel, margin=0.1)
+        lon, lat = self.centres(grid)
+        x, y = lon[0], lat[::-1, 0]  # file order: ascending
+        glon = np.arange(107.625, 109.5, 0.25)
+        glat = np.arange(38.125, 40.0, 0.25)
+        GLON, GLAT = np.meshgrid(glon, glat)
+        thick = (0.1, 0.3, 0.6, 1.0)
+        fl_files, gl_files = [], []
+        for m in self.months:
+            sm, swe, _ = self._components(lon, lat, m)
+            path = fl / ("FLDAS_NOAH01_C_GL_M.A%04d%02d.001.nc" % (m.year, m.month))
+            with netcdf_file(str(path), "w") as f:
+                f.createDimension("time", 1)
+                f.createDimension("Y", len(y))
+                f.createDimension("X", len(x))
+                v = f.createVariable("X", "f4", ("X",))
+                v[:] = x
+                v.units, v.standard_name = "degrees_east", "longitude"
+                v = f.createVariable("Y", "f4", ("Y",))
+                v[:] = y
+                v.units, v.standard_name = "degrees_north", "latitude"
+                v = f.createVariable("time", "f4", ("time",))
+                v[:] = [(m - dt.date(1982, 1, 1)).days]
+                v.units = "days since 1982-01-01 00:00:00"
+                for (name, z0, z1), dz in zip((("SoilMoi00_10cm_tavg", 0, 10), ("SoilMoi10_40cm_tavg", 10, 40),
+                                               ("SoilMoi40_100cm_tavg", 40, 100), ("SoilMoi100_200cm_tavg", 100, 200)),
+                                              thick):
+                    v = f.createVariable(name, "f4", ("time", "Y", "X"))
+                    v[:] = (sm * dz / 2.0 / (dz * 1000.0))[::-1][None].astype(np.float32)  # volumetric
+                    v.units, v._FillValue, v.missing_value = "m^3 m-3", np.float32(-9999.0), np.float32(-9999.0)
+                v = f.createVariable("SWE_inst", "f4", ("time", "Y", "X"))
+                v[:] = swe[::-1][None].astype(np.float32)
+                v.units, v._FillValue, v.missing_value = "kg m-2", np.float32(-9999.0), np.float32(-9999.0)
+            fl_files.append(str(path))
+            _, gswe, gcws = self._components(GLON, GLAT, m)
+            path = gl / ("GLDAS_NOAH025_M.A%04d%02d.021.nc4" % (m.year, m.month))
+            with netcdf_file(str(path), "w") as f:
+                f.createDimension("time", 1)
+                f.createDimension("lat", len(glat))
+                f.createDimension("lon", len(glon))
+                v = f.createVariable("lon", "f4", ("lon",))
+                v[:] = glon
+                v.units = "degrees_east"
+                v = f.createVariable("lat", "f4", ("lat",))
+                v[:] = glat
+                v.units = "degrees_north"
+                v = f.createVariable("time", "f8", ("time",))
+                v[:] = [(m - dt.date(2000, 1, 1)).days]
+                v.units = "days since 2000-01-01 00:00:00"
+                for name, arr in (("CanopInt_inst", gcws), ("SWE_inst", gswe)):
+                    v = f.createVariable(name, "f4", ("time", "lat", "lon"))
+                    v[:] = arr[None].astype(np.float32)
+                    v.units, v._FillValue, v.missing_value = "kg m-2", np.float32(-9999.0), np.float32(-9999.0)
+            gl_files.append(str(path))
+        # fine-grid model TWS (soil moisture + SWE + canopy, mm) as a time-series GeoTIFF, for users without FLDAS
+        return fl_files, gl_files
+
+    def write_areas(self):
+        feats = []
+        for name, ((x0, x1, y0, y1), sy, lag) in LANDSCAPES.items():
+            feats.append({"type": "Feature", "properties": {"area": name, "sy": sy},
+                          "geometry": {"type": "Polygon",
+                                       "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]}})
+        path = self.root / "areas.geojson"
+        path.write_text(json.dumps({"type": "FeatureCollection", "features": feats}))
+        return path
+
+    def write_factors(self, grid):
+        """Geodetector drivers on a 0.01 deg grid; coal-mining intensity is planted as the strongest."""
+        folder = self.root / "factors"
+        folder.mkdir(parents=True, exist_ok=True)
+        g = self.grid(0.01)
+        lon, lat = self.centres(g)
+        w = self.weights(lon, lat)
+        cx, cy, sig, _ = BOWL
+        smooth = lambda s: gaussian_filter(self.rng.normal(0, 1, lon.shape), s)  # noqa: E731
+        factors = {
+            "coal_mining_intensity": np.exp(-((lon - cx) ** 2 + (lat - cy) ** 2) / (2 * (1.3 * sig) ** 2)) * w["mining"]
+            + 0.05 * np.abs(smooth(2)),
+            "groundwater_decline": 60 * w["mining"] + 25 * w["irrigation"] + 10 * w["desert"] + 3 * smooth(4),
+            "ndvi": 0.15 + 0.5 * w["irrigation"] + 0.05 * smooth(3),
+            "dem": 1100 + 300 * (lat - LAT0) + 80 * smooth(8),
+            "precipitation": 250 + 120 * (LON1 - lon) + 10 * smooth(6),
+        }
+        paths = {}
+        for name, arr in factors.items():
+            p = folder / (name + ".tif")
+            tsraster.write_raster(p, g, arr, band_names=[name], units="")
+            paths[name] = str(p)
+        return paths
+
+    def write_leveling(self, epochs):
+        pts = [(108.2 + dx, 38.8 + dy) for dx, dy in ((0, 0), (0.03, 0), (-0.04, 0.02), (0.08, -0.05))]
+        pts += [(108.55, 38.9), (108.65, 39.2), (108.1, 39.2), (108.3, 39.1)]
+        surveys = [e for e in epochs if e.month in (4, 10) and e.day <= 12]
+        rows = ["id,lon,lat,date,displacement_mm"]
+        for i, (x, y) in enumerate(pts):
+            base = self.displacement(np.array([x]), np.array([y]), self.days(surveys[0]))[0]
+            for s in surveys:
+                v = self.displacement(np.array([x]), np.array([y]), self.days(s))[0] - base + self.rng.normal(0, 1.5)
+                rows.append("BM%02d,%.5f,%.5f,%s,%.2f" % (i + 1, x, y, s.isoformat(), v))
+        path = self.root / "leveling.csv"
+        path.write_text("\n".join(rows) + "\n")
+        return path
+
+    def write_wells(self):
+        rows = ["id,lon,lat,date,head_m,sy"]
+        wells = [("W%02d" % (i + 1), name, x, y) for i, (name, x, y) in enumerate(
+            [("desert", 108.15, 39.25), ("desert", 108.3, 39.15), ("mining", 108.25, 38.75), ("mining", 108.1, 38.7),
+             ("irrigation", 108.6, 39.0), ("irrigation", 108.7, 38.8)])]
+        for wid, name, x, y in wells:
+            sy = LANDSCAPES[name][1]
+            for m in self.months:
+                mid = m + dt.timedelta(days=14)
+                head = 1050.0 + self.monthly_mean(name, m) / (sy * 1000.0) + self.rng.normal(0, 0.03)
+                rows.append("%s,%.4f,%.4f,%s,%.3f,%.3f" % (wid, x, y, mid.isoformat(), head, sy))
+        path = self.root / "wells.csv"
+        path.write_text("\n".join(rows) + "\n")
+        return path
+
+    def generate(self):
+        """Write every input and the truth; returns a dict of paths and facts."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        truth_dir = self.root / "truth"
+        truth_dir.mkdir(exist_ok=True)
+        grid, epochs, pairs, ifgs, truth_ts, lake = self.write_insar()
+        lon, lat = self.centres(grid)
+        vel = self.velocity(lon, lat)
+        vel[lake] = np.nan
+        tsraster.write_raster(truth_dir / "velocity_truth.tif", grid, vel, band_names=["velocity"], units="mm/yr")
+        tsraster.write_raster(truth_dir / "displacement_truth.tif", grid, truth_ts, dates=epochs)
+        grace, missing, shifted = self.write_grace()
+        fldas, gldas = self.write_models()
+        factors = self.write_factors(grid)
+        gw = {n: [self.monthly_mean(n, m) for m in self.months] for n in LANDSCAPES}
+        truth = {
+            "epochs": [e.isoformat() for e in epochs], "pairs": len(pairs),
+            "grace_missing_month": missing.isoformat()[:7], "grace_shifted_month": shifted.isoformat()[:7],
+            "planted_lag_months": {n: LANDSCAPES[n][2] for n in LANDSCAPES},
+            "specific_yield": {n: LANDSCAPES[n][1] for n in LANDSCAPES},
+            "strongest_factor": "coal_mining_intensity",
+            "months": [m.isoformat()[:7] for m in self.months], "groundwater_mm": gw,
+            "velocity_truth": str(truth_dir / "velocity_truth.tif"),
+            "displacement_truth": str(truth_dir / "displacement_truth.tif"),
+        }
+        (truth_dir / "truth.json").write_text(json.dumps(truth, indent=1))
+        return {
+            "insar_dir": str(self.root / "insar"), "interferograms": ifgs,
+            "coherence": [p.replace(".unw.tif", ".cc.tif") for p in ifgs],
+            "grace": str(grace), "fldas": fldas, "gldas": gldas, "areas": str(self.write_areas()),
+            "factors": factors, "leveling": str(self.write_leveling(epochs)), "wells": str(self.write_wells()),
+            "truth": truth, "truth_dir": str(truth_dir),
+        }
+
+
+def generate(root, small=False):
+    """Generate the demo world in ``root`` (deterministic) and return the paths and truth."""
+    return World(root, small=small).generate()
+
+
+if __name__ == "__main__":
+    import sys
+
+    out = generate(sys.argv[1] if len(sys.argv) > 1 else "demo_world", small="--small" in sys.argv)
+    print(json.dumps({k: v for k, v in out.items() if k not in ("interferograms", "coherence", "fldas", "gldas",
+                                                                  "truth")}, indent=1))
+    os.sys.exit(0)

@@ -1,0 +1,255 @@
+"""Styles applied to the toolkit's raster outputs when QGIS loads them.
+
+How an algorithm uses it (once per raster output, after the file is written,
+at the end of ``processAlgorithm``)::
+
+    from ..processing_provider.styling import style_output
+
+    style_output(self, context, out_path, "velocity")                  # group = display name
+    style_output(self, context, ts_path, "timeseries", group_name="SBAS")
+    style_output(self, context, rmse_path, "quality")
+    style_output(self, context, gwsa_path, "gwsa")
+
+``style_output`` only acts when Processing is going to load the output (the
+user kept "Open output file after running", or ``processing.runAndLoadResults``):
+it attaches a post-processor to the output's
+``QgsProcessingContext.LayerDetails``. Under ``qgis_process`` or
+``processing.run`` with plain paths nothing is loaded and nothing happens.
+Pass ``load=True`` for an extra file that is not a destination parameter: it is
+then added with ``context.addLayerToLoadOnCompletion``.
+
+Styles (all single-band pseudocolor, continuous interpolation):
+
+* ``velocity`` -- diverging ``RdBu`` ramp centred on 0, symmetric limits
+  ``+-max(|p2|, |p98|)`` of the band's values (2nd/98th percentiles of a
+  decimated read of at most 10^6 pixels). Red = negative (subsidence, away from
+  the satellite), blue = positive (uplift).
+* ``timeseries`` / ``gwsa`` -- the same diverging rule on the **last band**
+  (the latest date: cumulative displacement / storage anomaly at the end).
+* ``quality`` (coherence, RMSE, p-values, counts) -- sequential ``Viridis``
+  ramp between the 2nd and 98th percentiles.
+
+All outputs styled in one run go into one layer-tree group (``group_name``,
+default the algorithm's display name), created next to where Processing put
+the layers; a second run gets its own group even with the same name.
+
+On QGIS >= 3.38 time-series rasters also get per-band temporal ranges (band
+``k`` valid from its date to the next band's date, see
+:func:`core.pixel_series.band_time_ranges`) so the temporal controller steps
+through the dates; older versions (3.22) skip this (guarded with ``hasattr``).
+
+The post-processor objects are kept alive in a module-level dict (Processing
+holds only a C++ pointer to them).
+"""
+import itertools
+import os
+
+from qgis.core import (
+    QgsColorRampShader,
+    QgsGradientColorRamp,
+    QgsGradientStop,
+    QgsProcessingContext,
+    QgsProcessingLayerPostProcessorInterface,
+    QgsProject,
+    QgsRasterLayer,
+    QgsRasterShader,
+    QgsSingleBandPseudoColorRenderer,
+    QgsStyle,
+)
+from qgis.PyQt.QtGui import QColor
+
+from ..core import pixel_series, tsraster
+
+KINDS = ("velocity", "timeseries", "quality", "gwsa")
+DIVERGING = ("velocity", "timeseries", "gwsa")
+LAST_BAND = ("timeseries", "gwsa")
+PERCENTILES = (2.0, 98.0)
+MAX_SAMPLE_PIXELS = 1_000_000
+RUN_PROPERTY = "subsidence_toolkit/run"
+KIND_PROPERTY = "subsidence_toolkit/kind"
+
+# Keeps the post-processors alive: {dest_path: OutputStyler}. The last run writing a path wins.
+_POST_PROCESSORS = {}
+_counter = itertools.count(1)
+
+
+# --------------------------------------------------------------------------- ramps
+def _style_ramp(name):
+    style = QgsStyle.defaultStyle()
+    ramp = style.colorRamp(name) if style is not None else None
+    return ramp
+
+
+def diverging_ramp():
+    """ColorBrewer RdBu (red = low/negative, white = 0, blue = high/positive)."""
+    ramp = _style_ramp("RdBu")
+    if ramp is None:
+        ramp = QgsGradientColorRamp(QColor(202, 0, 32), QColor(5, 113, 176), False, [
+            QgsGradientStop(0.25, QColor(244, 165, 130)),
+            QgsGradientStop(0.5, QColor(247, 247, 247)),
+            QgsGradientStop(0.75, QColor(146, 197, 222)),
+        ])
+    return ramp
+
+
+def sequential_ramp():
+    """Viridis (perceptually uniform, colour-blind safe)."""
+    ramp = _style_ramp("Viridis")
+    if ramp is None:
+        ramp = QgsGradientColorRamp(QColor(68, 1, 84), QColor(253, 231, 37), False, [
+            QgsGradientStop(0.25, QColor(59, 82, 139)),
+            QgsGradientStop(0.5, QColor(33, 145, 140)),
+            QgsGradientStop(0.75, QColor(94, 201, 98)),
+        ])
+    return ramp
+
+
+# --------------------------------------------------------------------------- styles
+def _layer_file(layer):
+    src = layer.source()
+    return src.split("|")[0] if layer.providerType() == "gdal" else src
+
+
+def style_band_and_limits(path, kind):
+    """``(band, (vmin, vmax), dates)`` the style of ``kind`` uses for the raster at ``path``.
+
+    ``dates`` is the list of band dates for a dated multiband raster, else ``None``.
+    """
+    ds = tsraster.open_raster(path)
+    dates = None
+    if ds.RasterCount >= 2:
+        try:
+            dates = tsraster.read_dates(ds, require=False)
+        except tsraster.TimeSeriesError:
+            dates = None
+    band = ds.RasterCount if kind in LAST_BAND else 1
+    values = pixel_series.sample_band(ds, band, MAX_SAMPLE_PIXELS)
+    limits = pixel_series.robust_limits(values, PERCENTILES[0], PERCENTILES[1], symmetric=kind in DIVERGING)
+    if limits is None:
+        limits = (-1.0, 1.0) if kind in DIVERGING else (0.0, 1.0)
+    return band, limits, dates
+
+
+def apply_style(layer, kind):
+    """Give a raster layer the pseudocolor style of ``kind`` (see the module docstring).
+
+    Returns ``(band, vmin, vmax)``.
+    """
+    if kind not in KINDS:
+        raise ValueError("unknown output kind %r; expected one of %s" % (kind, ", ".join(KINDS)))
+    if not isinstance(layer, QgsRasterLayer) or not layer.isValid():
+        raise ValueError("not a valid raster layer: %r" % (layer.name() if layer is not None else None))
+    band, (vmin, vmax), dates = style_band_and_limits(_layer_file(layer), kind)
+    ramp = diverging_ramp() if kind in DIVERGING else sequential_ramp()
+    shader_fn = QgsColorRampShader(vmin, vmax, ramp, QgsColorRampShader.Interpolated, QgsColorRampShader.Continuous)
+    shader_fn.classifyColorRamp(5, -1)
+    shader = QgsRasterShader()
+    shader.setRasterShaderFunction(shader_fn)
+    renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), band, shader)
+    renderer.setClassificationMin(vmin)
+    renderer.setClassificationMax(vmax)
+    layer.setRenderer(renderer)
+    layer.setCustomProperty(KIND_PROPERTY, kind)
+    if dates and kind in LAST_BAND:
+        set_band_temporal_ranges(layer, dates)
+    layer.triggerRepaint()
+    return band, vmin, vmax
+
+
+def set_band_temporal_ranges(layer, dates):
+    """Per-band temporal ranges (QGIS >= 3.38). Returns True when set, False on older QGIS."""
+    props = layer.temporalProperties()
+    if not hasattr(props, "setFixedRangePerBand"):
+        return False
+    from qgis.core import Qgis, QgsDateTimeRange
+    from qgis.PyQt.QtCore import QDateTime
+
+    ranges = {}
+    for band, (start, end) in enumerate(pixel_series.band_time_ranges(dates), start=1):
+        ranges[band] = QgsDateTimeRange(QDateTime(start), QDateTime(end), True, False)
+    props.setMode(Qgis.RasterTemporalMode.FixedRangePerBand)
+    props.setFixedRangePerBand(ranges)
+    props.setIsActive(True)
+    return True
+
+
+# --------------------------------------------------------------------------- layer tree
+def move_to_run_group(layer, project, group_name, run_id):
+    """Move the layer's tree node into the group of run ``run_id`` (created on first use)."""
+    root = project.layerTreeRoot()
+    node = root.findLayer(layer.id())
+    if node is None:
+        return None
+    parent = node.parent() or root
+    group = None
+    for g in parent.findGroups():
+        if g.customProperty(RUN_PROPERTY) == run_id:
+            group = g
+            break
+    if group is None:
+        group = parent.insertGroup(0, group_name)
+        group.setCustomProperty(RUN_PROPERTY, run_id)
+    group.addLayer(layer)
+    parent.removeChildNode(node)
+    return group
+
+
+class OutputStyler(QgsProcessingLayerPostProcessorInterface):
+    """Post-processor: style the loaded layer and put it into its run's group."""
+
+    def __init__(self, kind, group_name, run_id):
+        super().__init__()
+        self.kind = kind
+        self.group_name = group_name
+        self.run_id = run_id
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (QGIS API name)
+        try:
+            apply_style(layer, self.kind)
+        except Exception as e:  # a style must never fail a finished run
+            if feedback is not None:
+                feedback.pushInfo("Subsidence Toolkit: could not style %s: %s" % (layer.name(), e))
+            return
+        if self.group_name:
+            project = context.project() or QgsProject.instance()
+            move_to_run_group(layer, project, self.group_name, self.run_id)
+
+
+def _run_id(context):
+    """One id per run: stored as an attribute of the run's context object, so all outputs
+    styled from one ``processAlgorithm`` call (same context) share a group."""
+    rid = getattr(context, "_subsidence_run_id", None)
+    if rid is None:
+        rid = "run-%d-%d" % (os.getpid(), next(_counter))
+        try:
+            context._subsidence_run_id = rid
+        except AttributeError:  # wrapper without attributes: each output gets its own group
+            pass
+    return rid
+
+
+def style_output(alg, context, dest_path, kind, group_name=None, name=None, load=False):
+    """Style ``dest_path`` as ``kind`` when Processing loads it; group it with the run's other outputs.
+
+    ``alg``: the running algorithm (its display name is the default group
+    name); ``context``: the ``QgsProcessingContext`` of ``processAlgorithm``;
+    ``kind``: one of ``velocity``, ``timeseries``, ``quality``, ``gwsa``;
+    ``load=True`` loads ``dest_path`` even if it is not a destination
+    parameter (layer name ``name``). Returns the post-processor, or ``None``
+    when the output is not going to be loaded.
+    """
+    if kind not in KINDS:
+        raise ValueError("unknown output kind %r; expected one of %s" % (kind, ", ".join(KINDS)))
+    dest_path = str(dest_path)
+    if not context.willLoadLayerOnCompletion(dest_path):
+        project = context.project()
+        if not load or project is None:
+            return None
+        label = name or os.path.splitext(os.path.basename(dest_path))[0]
+        context.addLayerToLoadOnCompletion(dest_path, QgsProcessingContext.LayerDetails(label, project, label))
+    if group_name is None and alg is not None:
+        group_name = alg.displayName()
+    styler = OutputStyler(kind, group_name, _run_id(context))
+    _POST_PROCESSORS[dest_path] = styler
+    context.layerToLoadOnCompletionDetails(dest_path).setPostProcessor(styler)
+    return styler

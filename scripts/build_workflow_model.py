@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""Build ``processing_provider/models/workflow.model3``: the whole seed workflow as one Processing model.
+
+SBAS inversion -> monthly resampling -> GRACE downscaling -> GWSA -> sampling by deformation class
+-> lagged correlation, and Geodetector on the SBAS velocity. The provider offers the shipped file
+as ``subsidence:workflow``; this script is how it is (re)generated, so the model stays in step with
+the algorithms' parameter names (``tests/algorithms/test_workflow_model.py`` checks it).
+
+Usage: QT_QPA_PLATFORM=offscreen /usr/bin/python3 scripts/build_workflow_model.py
+"""
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET = ROOT / "processing_provider" / "models" / "workflow.model3"
+
+
+def build():
+    from qgis.core import (
+        QgsProcessing,
+        QgsProcessingModelAlgorithm,
+        QgsProcessingModelChildAlgorithm,
+        QgsProcessingModelChildParameterSource as Src,
+        QgsProcessingModelOutput,
+        QgsProcessingModelParameter,
+        QgsProcessingParameterField,
+        QgsProcessingParameterFile,
+        QgsProcessingParameterMultipleLayers,
+        QgsProcessingParameterNumber,
+        QgsProcessingParameterString,
+        QgsProcessingParameterVectorLayer,
+    )
+    from qgis.PyQt.QtCore import QPointF
+
+    m = QgsProcessingModelAlgorithm("workflow", "Workflows")
+    m.setHelpContent({
+        "ALG_DESC": (
+            "The whole seed workflow (Liu et al. 2024; Huang et al. 2025) in one run: SBAS inversion of the "
+            "interferograms, monthly resampling of the displacement, GRACE weighted downscaling to the "
+            "hydrological model grid, groundwater storage anomaly by water balance, random points per "
+            "deformation class in each study area with class-averaged deformation and GWSA series, lagged "
+            "correlation of deformation and GWSA per area and class, and Geodetector on the SBAS velocity. "
+            "Every step is also available on its own; open the model in the graphical modeler to change "
+            "any setting."),
+        "ALG_CREATOR": "Subsidence Toolkit",
+    })
+    x = [0.0]
+
+    def param(p, help_text, desc=None):
+        p.setHelp(help_text)
+        m.addModelParameter(p, QgsProcessingModelParameter(p.name()))
+        comp = m.parameterComponent(p.name())
+        comp.setPosition(QPointF(120.0, 60.0 + 70.0 * len(m.parameterComponents())))
+        m.addModelParameter(p, comp)
+
+    param(QgsProcessingParameterMultipleLayers("interferograms", "Unwrapped interferograms", QgsProcessing.TypeRaster),
+          "Unwrapped interferograms (radians), reference and secondary dates in the file names "
+          "(LiCSAR YYYYMMDD_YYYYMMDD.geo.unw.tif, HyP3 ..._YYYYMMDDThhmmss_YYYYMMDDThhmmss_...).")
+    param(QgsProcessingParameterMultipleLayers("coherence", "Coherence rasters", QgsProcessing.TypeRaster,
+                                               optional=True),
+          "Coherence rasters matched to the interferograms by their date pair (optional).")
+    param(QgsProcessingParameterFile("grace", "GRACE mascon file (CSR/JPL NetCDF or time-series GeoTIFF)"),
+          "GRACE TWSA: CSR or JPL mascon NetCDF (lwe_thickness, cm) or a GeoTIFF with one band per month.")
+    param(QgsProcessingParameterString("model_files", "Fine model TWS monthly files", multiLine=True),
+          "Monthly model storage files as GDAL sources with wildcards, one per line, e.g. "
+          "NETCDF:\"/data/FLDAS_NOAH01_C_GL_M.A*.001.nc\":SoilMoi00_10cm_tavg (soil moisture layers, SWE...).")
+    param(QgsProcessingParameterString("component_files", "Storage components (soil moisture, snow, canopy...)",
+                                       multiLine=True),
+          "The storage components subtracted from the downscaled TWS to give GWSA, as monthly file lists "
+          "(same syntax as the model files); units are taken from the files.")
+    param(QgsProcessingParameterNumber("baseline_start", "GWSA baseline start (decimal year)",
+                                       QgsProcessingParameterNumber.Double, defaultValue=2004.0),
+          "First year of the anomaly baseline (GRACE convention 2004.0-2009.999; use your own study period "
+          "for data after 2010).")
+    param(QgsProcessingParameterNumber("baseline_end", "GWSA baseline end (decimal year)",
+                                       QgsProcessingParameterNumber.Double, defaultValue=2009.999),
+          "Last year of the anomaly baseline.")
+    param(QgsProcessingParameterVectorLayer("areas", "Study areas (polygons)", [QgsProcessing.TypeVectorPolygon]),
+          "One polygon per landscape / study area; each is sampled separately.")
+    param(QgsProcessingParameterField("area_field", "Area name field", parentLayerParameterName="areas"),
+          "Field with the study-area names.")
+    param(QgsProcessingParameterNumber("points_per_class", "Points per deformation class",
+                                       QgsProcessingParameterNumber.Integer, defaultValue=100, minValue=1),
+          "Random points per deformation class in each area (seed 000: 100).")
+    param(QgsProcessingParameterNumber("max_lag", "Maximum lag (months)", QgsProcessingParameterNumber.Integer,
+                                       defaultValue=3, minValue=0),
+          "Lags 0..max (GWSA leading deformation) are tested.")
+    param(QgsProcessingParameterMultipleLayers("factors", "Geodetector factor rasters", QgsProcessing.TypeRaster),
+          "Candidate drivers of subsidence (e.g. GWSA trend, DEM, NDVI, mining intensity) on any grid.")
+    param(QgsProcessingParameterNumber("classes", "Geodetector classes per factor",
+                                       QgsProcessingParameterNumber.Integer, defaultValue=20, minValue=2),
+          "Natural-breaks classes per numeric factor (seed 002: 20).")
+
+    def child(cid, alg, sources, outputs=(), row=0):
+        c = QgsProcessingModelChildAlgorithm(alg)
+        c.setChildId(cid)
+        c.setDescription(cid)
+        c.setPosition(QPointF(480.0 + 260.0 * (row % 2), 80.0 + 110.0 * row))
+        for name, src in sources.items():
+            c.addParameterSources(name, src if isinstance(src, list) else [src])
+        outs = {}
+        for child_out, model_out in outputs:
+            o = QgsProcessingModelOutput(model_out, model_out)
+            o.setChildOutputName(child_out)
+            o.setChildId(cid)
+            outs[model_out] = o
+        c.setModelOutputs(outs)
+        m.addChildAlgorithm(c)
+        return cid
+
+    P = Src.fromModelParameter
+    S = Src.fromStaticValue
+    O = Src.fromChildOutput
+
+    child("sbas", "subsidence:sbasinversion", {
+        "INTERFEROGRAMS": P("interferograms"), "COHERENCE": P("coherence"),
+    }, [("OUTPUT_TIMESERIES", "LOS displacement time series"), ("OUTPUT_VELOCITY", "LOS velocity"),
+        ("OUTPUT_QUALITY", "SBAS quality"), ("OUTPUT_NETWORK", "Interferogram network")], row=0)
+    child("monthly", "subsidence:resampletimeseries", {
+        "INPUT": O("sbas", "OUTPUT_TIMESERIES"), "METHOD": S(1), "STEP": S(0), "DAY_OF_MONTH": S(15),
+    }, [("OUTPUT", "Monthly displacement")], row=1)
+    child("downscaling", "subsidence:gracedownscaling", {
+        "GRACE": P("grace"), "MODEL_FILES": P("model_files"),
+    }, [("OUTPUT", "Downscaled TWSA")], row=2)
+    child("gwsa", "subsidence:groundwateranomaly", {
+        "TWSA": O("downscaling", "OUTPUT"), "COMPONENT_FILES": P("component_files"), "MODE": S(0),
+        "BASELINE_START": P("baseline_start"), "BASELINE_END": P("baseline_end"),
+    }, [("OUTPUT", "GWSA")], row=3)
+    child("classes", "subsidence:sampledeformationclasses", {
+        "VELOCITY": O("sbas", "OUTPUT_VELOCITY"), "AREA": P("areas"), "AREA_FIELD": P("area_field"),
+        "POINTS_PER_CLASS": P("points_per_class"), "SEED": S(1),
+        "TIME_SERIES": [O("monthly", "OUTPUT"), O("gwsa", "OUTPUT")], "LAYER_NAMES": S("deformation,gwsa"),
+    }, [("OUTPUT_POINTS", "Class sample points"), ("OUTPUT_TABLE", "Class time series")], row=4)
+    child("lag", "subsidence:laggedcorrelation", {
+        "INPUT": O("classes", "OUTPUT_TABLE"), "DATE_FIELD": S("date"), "VARIABLE_FIELD": S("layer"),
+        "VALUE_FIELD": S("mean"), "X_NAME": S("gwsa"), "Y_NAME": S("deformation"),
+        "GROUP_FIELDS": S(["area", "class"]), "MAX_LAG": P("max_lag"),
+    }, [("OUTPUT", "Lagged correlation"), ("OUTPUT_HTML", "Lagged correlation report")], row=5)
+    child("geodetector", "subsidence:geodetector", {
+        "TARGET_RASTER": O("sbas", "OUTPUT_VELOCITY"), "FACTOR_RASTERS": P("factors"), "CLASSES": P("classes"),
+    }, [("OUTPUT_FACTOR", "Geodetector factors"), ("OUTPUT_INTERACTION", "Geodetector interactions"),
+        ("OUTPUT_HTML", "Geodetector report")], row=6)
+    return m
+
+
+def main():
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    sys.path.append("/usr/share/qgis/python/plugins")
+    from qgis.core import QgsApplication
+
+    app = QgsApplication([], False)
+    app.initQgis()
+    from processing.core.Processing import Processing
+
+    Processing.initialize()
+    spec = importlib.util.spec_from_file_location("subsidence_toolkit", ROOT / "__init__.py",
+                                                  submodule_search_locations=[str(ROOT)])
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["subsidence_toolkit"] = mod
+    spec.loader.exec_module(mod)
+    from subsidence_toolkit.processing_provider.provider import SubsidenceProvider
+
+    QgsApplication.processingRegistry().addProvider(SubsidenceProvider(load_models=False))
+    model = build()
+    errors = model.validate() if hasattr(model, "validate") else (True, [])
+    TARGET.parent.mkdir(parents=True, exist_ok=True)
+    if not model.toFile(str(TARGET)):
+        raise SystemExit("could not write %s" % TARGET)
+    print("wrote %s (%d child algorithms)" % (TARGET, len(model.childAlgorithms())))
+    if errors and errors is not True and not errors[0]:
+        print("validation:", errors[1])
+    app.exitQgis()
+
+
+if __name__ == "__main__":
+    main()

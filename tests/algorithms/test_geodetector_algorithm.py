@@ -1,0 +1,143 @@
+"""subsidence:geodetector through processing.run (vector and raster mode)."""
+import numpy as np
+import pytest
+from osgeo import gdal
+
+from subsidence_toolkit.core import geodetector as G
+from subsidence_toolkit.core import tsraster
+
+
+def _table(path_or_layer):
+    from qgis.core import QgsVectorLayer
+
+    lyr = path_or_layer if not isinstance(path_or_layer, str) else QgsVectorLayer(path_or_layer, "t", "ogr")
+    if isinstance(path_or_layer, str) and not lyr.isValid():
+        from qgis.core import QgsProcessingUtils  # noqa: F401
+    names = [f.name() for f in lyr.fields()]
+    return [dict(zip(names, f.attributes())) for f in lyr.getFeatures()]
+
+
+def _csv_points(tmp_path, n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    strong = rng.uniform(0, 10, n)
+    weak = rng.uniform(0, 10, n)
+    land = rng.choice(["crop", "urban", "bare"], n)
+    y = -3 * strong + 0.3 * weak + np.where(land == "urban", -5, 0) + rng.normal(0, 1, n)
+    lines = ["x,y,rate,strong,weak,land"]
+    for i in range(n):
+        w = "" if i % 25 == 0 else "%.6f" % weak[i]
+        lines.append("%.4f,%.4f,%.6f,%.6f,%s,%s" % (i % 20, i // 20, y[i], strong[i], w, land[i]))
+    p = tmp_path / "pts.csv"
+    p.write_text("\n".join(lines) + "\n")
+    uri = "file://%s?delimiter=,&xField=x&yField=y&crs=EPSG:4326&field=rate:double&field=strong:double&field=weak:double&field=land:text" % p
+    from qgis.core import QgsVectorLayer
+
+    lyr = QgsVectorLayer(uri, "pts", "delimitedtext")
+    assert lyr.isValid()
+    return lyr, y, strong, weak, land
+
+
+def test_vector_mode_matches_core(run_alg, tmp_path):
+    lyr, y, strong, weak, land = _csv_points(tmp_path)
+    html = str(tmp_path / "r.html")
+    res = run_alg("geodetector", {
+        "INPUT": lyr, "TARGET_FIELD": "rate", "FACTOR_FIELDS": ["strong", "weak", "land"], "METHOD": 0,
+        "CLASSES": 6, "FACTOR_SETTINGS": "weak=quantile:4", "OUTPUT_FACTOR": "memory:", "OUTPUT_INTERACTION": "memory:",
+        "OUTPUT_RISK": "memory:", "OUTPUT_RISK_TESTS": "memory:", "OUTPUT_ECOLOGICAL": "memory:", "OUTPUT_HTML": html})
+    from qgis.core import QgsProcessingContext  # noqa: F401
+
+    fac = {r["factor"]: r for r in _table(res["OUTPUT_FACTOR"])}
+    assert set(fac) == {"strong", "weak", "land"}
+    weak_f = np.where([i % 25 == 0 for i in range(len(y))], np.nan, np.round(weak, 6))
+    ref = G.run_geodetector(np.round(y, 6), {"strong": np.round(strong, 6), "weak": weak_f, "land": land},
+                            {"weak": {"method": "quantile", "k": 4}}, "natural", 6, messages=[])
+    for r in ref["factor"].itertuples():
+        assert fac[r.factor]["q"] == pytest.approx(r.q, rel=1e-9)
+        assert fac[r.factor]["n"] == r.n
+    assert fac["weak"]["n"] == len(y) - 12  # NULL rows dropped for that factor only
+    assert fac["land"]["method"] == "categorical" and fac["land"]["strata"] == 3
+    assert max(fac, key=lambda k: fac[k]["q"]) == "strong"
+    inter = _table(res["OUTPUT_INTERACTION"])
+    assert len(inter) == 3 and all(r["type"] in G.INTERACTION_TYPES for r in inter)
+    assert len(_table(res["OUTPUT_ECOLOGICAL"])) == 3
+    assert {r["factor"] for r in _table(res["OUTPUT_RISK"])} == {"strong", "weak", "land"}
+    with open(html, encoding="utf-8") as fh:
+        text = fh.read()
+    assert "Factor detector" in text and "strong" in text
+
+
+def test_vector_mode_sampling_and_errors(run_alg, tmp_path):
+    from qgis.core import QgsProcessingException
+
+    lyr, y, *_ = _csv_points(tmp_path)
+    res = run_alg("geodetector", {
+        "INPUT": lyr, "TARGET_FIELD": "rate", "FACTOR_FIELDS": ["strong", "land"], "SUBSIDENCE_THRESHOLD": -15,
+        "SAMPLE_RATIO": "1:0.5", "SEED": 4, "OUTPUT_FACTOR": "memory:", "OUTPUT_INTERACTION": "memory:",
+        "OUTPUT_RISK": "memory:", "OUTPUT_ECOLOGICAL": "memory:"})
+    n_sub = int(np.sum(np.round(y, 6) <= -15))
+    fac = _table(res["OUTPUT_FACTOR"])
+    assert fac[0]["n"] == n_sub + round(0.5 * n_sub)
+    with pytest.raises(QgsProcessingException, match="unknown factors"):
+        run_alg("geodetector", {"INPUT": lyr, "TARGET_FIELD": "rate", "FACTOR_FIELDS": ["strong"],
+                                "FACTOR_SETTINGS": "nope=5", "OUTPUT_FACTOR": "memory:",
+                                "OUTPUT_INTERACTION": "memory:", "OUTPUT_RISK": "memory:",
+                                "OUTPUT_ECOLOGICAL": "memory:"})
+    with pytest.raises(QgsProcessingException, match="vector mode|raster mode"):
+        run_alg("geodetector", {"OUTPUT_FACTOR": "memory:", "OUTPUT_INTERACTION": "memory:",
+                                "OUTPUT_RISK": "memory:", "OUTPUT_ECOLOGICAL": "memory:"})
+
+
+def _write(path, x0, y0, dx, arr, nodata=None, dtype=gdal.GDT_Float32):
+    from osgeo import osr
+
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), arr.shape[1], arr.shape[0], 1, dtype)
+    ds.SetGeoTransform((x0, dx, 0, y0, 0, -dx))
+    s = osr.SpatialReference()
+    s.ImportFromEPSG(4326)
+    ds.SetProjection(s.ExportToWkt())
+    if nodata is not None:
+        ds.GetRasterBand(1).SetNoDataValue(nodata)
+    ds.GetRasterBand(1).WriteArray(arr)
+    ds = None
+    return str(path)
+
+
+def test_raster_mode_alignment_and_stratum_mean(run_alg, tmp_path):
+    from qgis.core import QgsRasterLayer
+
+    rng = np.random.default_rng(1)
+    ny, nx = 30, 40
+    zone = (np.arange(nx)[None, :] // 10).repeat(ny, 0)  # 4 zones, the true driver
+    y = np.array([-30.0, -10.0, 0.0, 5.0])[zone] + rng.normal(0, 1, (ny, nx))
+    y[0, :5] = np.nan
+    t = _write(tmp_path / "y.tif", 100.0, 30.0, 0.1, y)
+    # driver on a 2x finer grid (integer -> nearest), noise factor on a coarser, larger grid with NoData
+    fine = np.repeat(np.repeat(zone, 2, 0), 2, 1).astype(np.int16)
+    f1 = _write(tmp_path / "zone.tif", 100.0, 30.0, 0.05, fine, dtype=gdal.GDT_Int16)
+    noise = rng.normal(size=(20, 25))
+    noise[:6, :6] = -9999
+    f2 = _write(tmp_path / "noise.tif", 99.5, 30.5, 0.2, noise, nodata=-9999)
+    out = str(tmp_path / "sm.tif")
+    res = run_alg("geodetector", {
+        "TARGET_RASTER": QgsRasterLayer(t, "y"), "FACTOR_RASTERS": [QgsRasterLayer(f1, "zone"), QgsRasterLayer(f2, "noise")],
+        "CLASSES": 5, "OUTPUT_FACTOR": "memory:", "OUTPUT_INTERACTION": "memory:", "OUTPUT_RISK": "memory:",
+        "OUTPUT_ECOLOGICAL": "memory:", "OUTPUT_STRATUM_MEAN": out})
+    fac = {r["factor"]: r for r in _table(res["OUTPUT_FACTOR"])}
+    assert fac["zone"]["method"] == "categorical" and fac["zone"]["strata"] == 4
+    assert fac["zone"]["q"] > 0.95 > 0.2 > fac["noise"]["q"]
+    assert fac["zone"]["n"] == ny * nx - 5
+    assert fac["noise"]["n"] < fac["zone"]["n"]  # NoData masked for that factor only
+    sm = gdal.Open(out).ReadAsArray()
+    means = [np.nanmean(y[zone == z]) for z in range(4)]
+    np.testing.assert_allclose(sm, np.array(means)[zone], rtol=1e-5)
+
+
+def test_raster_mode_no_overlap(run_alg, tmp_path):
+    from qgis.core import QgsProcessingException, QgsRasterLayer
+
+    t = _write(tmp_path / "y.tif", 0.0, 10.0, 1.0, np.random.default_rng(0).normal(size=(5, 5)))
+    f = _write(tmp_path / "far.tif", 50.0, 60.0, 1.0, np.ones((5, 5)))
+    with pytest.raises(QgsProcessingException, match="does not overlap"):
+        run_alg("geodetector", {"TARGET_RASTER": QgsRasterLayer(t, "y"), "FACTOR_RASTERS": [QgsRasterLayer(f, "far")],
+                                "OUTPUT_FACTOR": "memory:", "OUTPUT_INTERACTION": "memory:",
+                                "OUTPUT_RISK": "memory:", "OUTPUT_ECOLOGICAL": "memory:"})
