@@ -277,18 +277,62 @@ def fine_bbox(lons, lats):
     return (float(np.min(lons)), float(np.min(lats)), float(np.max(lons)), float(np.max(lats)))
 
 
+class RegriddedReader:
+    """A product seen on a target grid: direct reads when the grids match, otherwise a window of the
+    product (cells bracketing the target centres + ``margin``) interpolated bilinearly to the target
+    cell centres (e.g. GLDAS 0.25 deg canopy water on a 0.1 deg FLDAS grid)."""
+
+    def __init__(self, reader, target_grid, lons, lats, margin=1, target="the target grid"):
+        self.reader = reader
+        self.label = reader.label
+        self.record_months = reader.record_months
+        self.same = reader.grid().same_as(target_grid) and reader.geotransform[5] < 0
+        if not self.same:
+            self.window = reader.window(fine_bbox(lons, lats), margin=margin)
+            self.pos = {int(k): i for i, k in enumerate(self.window.months)}
+            self.interp = Interpolator(self.window.lons, self.window.lats, lons, lats, "bilinear")
+            if np.isnan(self.interp.wx).any() or np.isnan(self.interp.wy).any():
+                raise TimeSeriesError("%s does not cover %s (%g..%g E, %g..%g N)" % (
+                    reader.label, target, np.min(lons), np.max(lons), np.min(lats), np.max(lats)))
+            self.nx = len(lons)
+
+    def report(self):
+        lines = self.reader.report()
+        if not self.same:
+            lines.append("interpolated bilinearly from its %g deg grid to %s"
+                         % (abs(self.reader.geotransform[1]), "the target grid"))
+        return lines
+
+    def read_rows(self, row0, nrows, months, cols=None):
+        if self.same:
+            return self.reader.read_rows(row0, nrows, months, cols=cols)
+        c0, nc = cols if cols is not None else (0, self.nx)
+        months = np.asarray(months, dtype=np.int64)
+        idx = np.array([self.pos.get(int(k), -1) for k in months], dtype=np.int64)
+        out = np.full((len(months), nrows, nc), np.nan)
+        have = idx >= 0
+        if have.any():
+            out[have] = interpolate_block(self.window.data[idx[have]], self.interp.rows(row0, nrows, c0, nc))
+        return out
+
+
 class ModelSum:
-    """Fine model TWS = sum of component readers on one grid (each a ``grace.ProductReader``)."""
+    """Fine model TWS = sum of component readers (``grace.ProductReader``) on the grid of the first one;
+    inputs on other grids (e.g. GLDAS 0.25 deg canopy with FLDAS 0.1 deg soil moisture) are interpolated
+    bilinearly to it (:class:`RegriddedReader`)."""
 
     def __init__(self, readers):
         if not readers:
             raise TimeSeriesError("no model raster given")
-        self.readers = list(readers)
-        g0 = self.readers[0].grid()
-        for r in self.readers[1:]:
-            if not r.grid().same_as(g0):
-                raise TimeSeriesError("model raster %s is on another grid (%s) than %s (%s); resample it first"
-                                      % (r.label, r.grid().describe(), self.readers[0].label, g0.describe()))
+        r0 = readers[0]
+        self.xsize, self.ysize = r0.xsize, r0.ysize
+        self.lons = r0.lons
+        self.lats = r0.north_up_lats()
+        self.first = r0
+        g0 = self.grid()
+        self.readers = [r0] + [RegriddedReader(r, g0, self.lons, self.lats, target="the model grid of %s" % r0.label)
+                               for r in readers[1:]]
+        self.regridded = [r.label for r in self.readers[1:] if not r.same]
         months = set(self.readers[0].record_months.tolist())
         for r in self.readers[1:]:
             months &= set(r.record_months.tolist())
@@ -297,13 +341,9 @@ class ModelSum:
                 "%s %s" % (r.label, month_range_label(r.record_months)) for r in self.readers))
         self.record_months = np.array(sorted(months), dtype=np.int64)
         self.label = " + ".join(r.label for r in self.readers)
-        r0 = self.readers[0]
-        self.xsize, self.ysize = r0.xsize, r0.ysize
-        self.lons = r0.lons
-        self.lats = r0.north_up_lats()
 
     def grid(self):
-        g = self.readers[0].grid()
+        g = self.first.grid()
         gt = g.geotransform
         if gt[5] > 0:
             gt = (gt[0], gt[1], 0.0, gt[3] + gt[5] * g.ysize, 0.0, -gt[5])

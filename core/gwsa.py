@@ -15,7 +15,7 @@ row blocks; :func:`gwsa_anomaly_block` and :func:`gwsa_change_block` are pure.
 import numpy as np
 import pandas as pd
 
-from .downscaling import Interpolator, fine_bbox, interpolate_block, months_in_period, weighted_sums_block
+from .downscaling import RegriddedReader, months_in_period, weighted_sums_block
 from .grace import describe_months, month_range_label
 from .tsraster import TimeSeriesError, decimal_year, month_from_index, window_blocks
 
@@ -75,26 +75,6 @@ def gwsa_change_block(twsa, components):
     return g, dt, dc
 
 
-class _Component:
-    """A component reader mapped onto the TWSA grid (direct rows, or a coarse window + bilinear)."""
-
-    def __init__(self, reader, twsa_reader, lons, lats, months, margin=1):
-        self.reader = reader
-        self.months = months
-        self.same = reader.grid().same_as(twsa_reader.grid())
-        if not self.same:
-            self.window = reader.window(fine_bbox(lons, lats), margin=margin, months=months)
-            self.interp = Interpolator(self.window.lons, self.window.lats, lons, lats, "bilinear")
-            if np.isnan(self.interp.wx).any() or np.isnan(self.interp.wy).any():
-                raise TimeSeriesError("%s does not cover the TWSA grid (%g..%g E, %g..%g N)" % (
-                    reader.label, np.min(lons), np.max(lons), np.min(lats), np.max(lats)))
-
-    def rows(self, r0, nr, c0, nc):
-        if self.same:
-            return self.reader.read_rows(r0, nr, self.months, cols=(c0, nc))
-        return interpolate_block(self.window.data, self.interp.rows(r0, nr, c0, nc))
-
-
 def groundwater_anomaly(twsa, components, mode="anomaly", baseline=DEFAULT_BASELINE, mask=None, write=None,
                         progress=None, memory_mb=512, log=None, names=None):
     """GWSA (anomaly or month-to-month change) from a TWSA reader and component readers.
@@ -114,6 +94,7 @@ def groundwater_anomaly(twsa, components, mode="anomaly", baseline=DEFAULT_BASEL
     months = twsa.months
     lons, lats = twsa.lons, twsa.north_up_lats()
     t_months = set(twsa.record_months.tolist())
+    tw_grid = twsa.grid()
     comps = []
     for name, c in zip(names, components):
         cm = set(c.record_months.tolist())
@@ -123,7 +104,7 @@ def groundwater_anomaly(twsa, components, mode="anomaly", baseline=DEFAULT_BASEL
         lack = sorted(t_months - cm)
         if lack:
             log("%s: no data for TWSA month(s) %s -> GWSA NaN there" % (name, describe_months(lack)))
-        comps.append(_Component(c, twsa, lons, lats, months))
+        comps.append(RegriddedReader(c, tw_grid, lons, lats, target="the TWSA grid"))
     use = None
     if mode == "anomaly":
         use = months_in_period(months, *baseline)
@@ -150,7 +131,7 @@ def groundwater_anomaly(twsa, components, mode="anomaly", baseline=DEFAULT_BASEL
     sums = {k: [np.zeros(nt), np.zeros(nt)] for k in keys}
     for bi, (r0, nr, c0, nc) in enumerate(blocks):
         t = twsa.read_rows(r0, nr, months, cols=(c0, nc))
-        cs = [c.rows(r0, nr, c0, nc) for c in comps]
+        cs = [c.read_rows(r0, nr, months, cols=(c0, nc)) for c in comps]
         if mode == "anomaly":
             g, ta, ca = gwsa_anomaly_block(t, cs, use)
         else:

@@ -205,7 +205,7 @@ def test_errors(case, tmp_path):
     # model rasters on different grids
     other = tsraster.write_raster(str(tmp_path / "other.tif"), tsraster.grid_from_origin(110.0, 40.0, 0.2, 0.2, 25, 25),
                                   np.ones((36, 25, 25)), dates=[dt.date(y, m, 15) for y, m in MONTHS])
-    with pytest.raises(TimeSeriesError, match="other.tif is on another grid"):
+    with pytest.raises(TimeSeriesError, match="other.tif does not cover the model grid"):
         run(case, model=[case["model"][0], other])
     # an all-NaN study area (fill everywhere)
     nan_path = gd.write_mascon(tmp_path / "nan.nc", CLAT, CLON, [gd.grace_month_bounds(2004, m) for m in (1, 2)],
@@ -229,3 +229,25 @@ def test_bilinear_exact_for_bilinear_fields():
     # outside the coarse centres -> NaN (no extrapolation)
     got = ds.Interpolator(lon_c, lat_c, np.array([99.9, 100.5]), lat_f, "bilinear")(coarse)[0]
     assert np.isnan(got[:, 0]).all() and np.isfinite(got[:, 1]).all()
+
+
+def test_model_inputs_on_other_grids_are_interpolated(case, tmp_path):
+    """FLDAS-like fine soil moisture + GLDAS-like 0.25 deg canopy (lon -180..180 layout, own months)."""
+    glat = 34.625 + 0.25 * np.arange(24)  # ascending, covers 35-40N with margin
+    glon = 109.625 + 0.25 * np.arange(24)
+    can = {}
+    for i, (y, m) in enumerate(MONTHS):
+        c = (0.5 + 0.3 * np.sin(2 * np.pi * i / 12) + 0.02 * (glon[None, :] - 110) + 0.01 * (glat[:, None] - 35))
+        can[(y, m)] = c.astype(np.float32).astype(np.float64)
+        gd.write_gldas_month(tmp_path / ("GLDAS_NOAH025_M.A%04d%02d.021.nc4" % (y, m)), y, m, glat, glon,
+                             {"CanopInt_inst": c})
+    src = 'NETCDF:"%s":CanopInt_inst' % (tmp_path / "GLDAS_NOAH025_M.A*.nc4")
+    _, _, out = run(case, "bilinear", model=case["model"] + [src])
+    plat, plon = np.meshgrid(FLAT, FLON, indexing="ij")
+    pts = np.column_stack([plat.ravel(), plon.ravel()])
+    can_f = np.stack([RegularGridInterpolator((glat, glon), can[ym])(pts).reshape(50, 50) for ym in MONTHS])
+    ref, _, _ = reference(case["tg"], case["tf"] + can_f, "bilinear")
+    np.testing.assert_allclose(out, ref, atol=1e-4, equal_nan=True)
+    # the canopy climatology enters TD: it differs from the run without it
+    _, _, out0 = run(case, "bilinear")
+    assert np.nanmax(np.abs(out - out0)) > 0.2
