@@ -108,8 +108,9 @@ class GraceDownscaling(SubsidenceAlgorithm):
         "its time_bounds; special months centred in a neighbouring month (e.g. Nov 2011 in Oct 2011) move to "
         "the adjacent empty month (reported in the log). Missing months (e.g. 2017-07..2018-05) are NoData "
         "bands, never interpolated, and are listed in the log.\n\n"
-        "Model: one or more rasters on the same fine grid, summed (e.g. soil-moisture layers + SWE + canopy), "
-        "and/or monthly file lists such as NETCDF:\"/data/FLDAS_NOAH01_C_GL_M.A*.nc\":SoilMoi10_40cm_tavg "
+        "Model: one or more inputs summed into the fine TWS (e.g. FLDAS soil-moisture layers + SWE + GLDAS canopy "
+        "water); the first defines the output grid, inputs on other grids are interpolated bilinearly to it. "
+        "Inputs are rasters and/or monthly file lists such as NETCDF:\"/data/FLDAS_NOAH01_C_GL_M.A*.nc\":SoilMoi10_40cm_tavg "
         "(month from the file's time or the .AYYYYMM. in its name).\n\n"
         "Output: fine TWS (mm) with one band per month of the GRACE record (band descriptions YYYY-MM-15), and "
         "a table with the cos(latitude)-weighted regional mean of the interpolated GRACE field, the model TWS "
@@ -139,8 +140,9 @@ class GraceDownscaling(SubsidenceAlgorithm):
                  advanced=True)
         self.add(QgsProcessingParameterMultipleLayers(self.MODEL, self.tr("Fine model TWS rasters (summed)"),
                                                       QgsProcessing.TypeRaster, optional=True),
-                 "Time-series rasters of the hydrological model on one fine grid (one band per month); "
-                 "several rasters (e.g. soil-moisture layers, snow, canopy) are summed.")
+                 "Time-series rasters of the hydrological model (one band per month); several rasters (e.g. "
+                 "soil-moisture layers, snow, canopy) are summed. The first model input defines the output grid; "
+                 "inputs on other grids are interpolated bilinearly to it.")
         self.add(QgsProcessingParameterString(self.MODEL_FILES, self.tr("Model monthly file lists (optional)"),
                                               optional=True, multiLine=True),
                  "Further model inputs as monthly file lists, one per line or separated by ';', e.g. "
