@@ -450,9 +450,14 @@ def weighted_downscaling(grace, model, method="bilinear", period=None, gain=None
         raise TimeSeriesError("the downscaled study area is NaN in every month (model %s, GRACE %s)"
                               % (model.label, grace.label))
     dates = [month_from_index(k) for k in months]
+    notes = {int(k): "missing (no GRACE record)" for k in tg.missing}
+    for rec, frm, to in tg.moves:
+        notes[int(to)] = "special month: record centred %s (in %s) assigned here" % (
+            rec.mid.strftime("%Y-%m-%d"), month_label(frm))
     table = pd.DataFrame({
         "date": [d.strftime("%Y-%m-%d") for d in dates],
         "decimal_year": [decimal_year(d) for d in dates],
+        "grace_note": [notes.get(int(k), "") for k in months],
         "grace_missing": [int(k) in set(tg.missing) for k in months],
         "in_climatology": use_g,
         "grace_twsa_mm": means["grace"],

@@ -35,7 +35,7 @@ def _world(demo):
     return w
 
 
-def _glob(files, pattern_from):
+def _glob(files):
     """``NETCDF:"<folder>/<prefix>*<suffix>":var`` for a list of monthly files."""
     import os
 
@@ -50,8 +50,8 @@ def run(demo):
     from subsidence_toolkit.demo import world as world_mod
 
     w = _world(demo)
-    fl = _glob(w["fldas"], "FLDAS")
-    gl = _glob(w["gldas"], "GLDAS")
+    fl = _glob(w["fldas"])
+    gl = _glob(w["gldas"])
     soil = [fl(v) for v in ("SoilMoi00_10cm_tavg", "SoilMoi10_40cm_tavg", "SoilMoi40_100cm_tavg",
                             "SoilMoi100_200cm_tavg")]
     storages = soil + [fl("SWE_inst"), gl("CanopInt_inst")]

@@ -182,7 +182,8 @@ def test_regional_means_cos_weighted(case):
         assert abs(table["model_tws_mm"][i] - exp_m) < 1e-6
     # exact property: with the same months in both climatologies, sum over years of (TD - TF_m) is the
     # deviation of GRACE, which averages to ~0 per calendar month
-    assert list(table.columns[:4]) == ["date", "decimal_year", "grace_missing", "in_climatology"]
+    assert list(table.columns[:5]) == ["date", "decimal_year", "grace_note", "grace_missing", "in_climatology"]
+    assert table["grace_note"][MONTHS.index(MISSING)].startswith("missing")
 
 
 def test_climatology_period(case):
