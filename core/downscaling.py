@@ -411,6 +411,14 @@ def weighted_downscaling(grace, model, method="bilinear", period=None, gain=None
     e = climatology_deviation(tg.data, months, tg_clim)
     # is the fine grid covered by the coarse window?
     interp = Interpolator(tg.lons, tg.lats, lons, lats, method)
+    out_cols = int(np.isnan(interp.wx).any(axis=1).sum())
+    out_rows = int(np.isnan(interp.wy).any(axis=1).sum())
+    if out_cols == len(lons) or out_rows == len(lats):
+        raise TimeSeriesError("%s: the model grid (%g..%g E, %g..%g N) lies outside the GRACE cell centres"
+                              % (grace.label, bbox[0], bbox[2], bbox[1], bbox[3]))
+    if out_cols or out_rows:
+        log("warning: %d model columns and %d rows lie outside the GRACE cell centres (%g..%g E, %g..%g N) "
+            "and are NoData" % (out_cols, out_rows, tg.lons.min(), tg.lons.max(), tg.lats.min(), tg.lats.max()))
     moy = month_of_year(months)
     model_months = np.array(sorted(m_months & set(months.tolist())), dtype=np.int64)
     model_pos = np.searchsorted(months, model_months)

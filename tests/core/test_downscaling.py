@@ -252,3 +252,33 @@ def test_model_inputs_on_other_grids_are_interpolated(case, tmp_path):
     # the canopy climatology enters TD: it differs from the run without it
     _, _, out0 = run(case, "bilinear")
     assert np.nanmax(np.abs(out - out0)) > 0.2
+
+
+def test_study_area_across_the_0_360_seam(tmp_path):
+    """A fine grid at -0.4..0.4 E with a CSR 0..360 file: the coarse window wraps around the seam."""
+    lat = 50.125 + 0.25 * np.arange(8)
+    lon = 0.125 + 0.25 * np.arange(1440)
+    months = [(2010, m) for m in range(1, 13)] + [(2011, m) for m in range(1, 13)]
+    rng = np.random.default_rng(9)
+    cm = (np.sin(2 * np.pi * np.arange(24) / 12)[:, None, None] * np.cos(np.deg2rad(lon))[None, None, :]
+          + rng.normal(0, 0.2, (24, 8, 1440))).astype(np.float32)
+    path = gd.write_mascon(tmp_path / "csr.nc", lat, lon, [gd.grace_month_bounds(*m) for m in months], cm)
+    flon = -0.38 + 0.04 * np.arange(20)
+    flat = 51.38 - 0.04 * np.arange(20)
+    grid = tsraster.grid_from_origin(-0.4, 51.4, 0.04, 0.04, 20, 20)
+    model = tsraster.write_raster(str(tmp_path / "m.tif"), grid, np.full((24, 20, 20), 100.0),
+                                  dates=[dt.date(y, m, 15) for y, m in months])
+    out = np.full((24, 20, 20), np.nan)
+    ds.weighted_downscaling(grace.ProductReader('NETCDF:"%s":lwe_thickness' % path),
+                            ds.ModelSum([grace.ProductReader(model)]),
+                            write=lambda r0, b: out.__setitem__((slice(None), slice(r0, r0 + b.shape[1])), b))
+    # independent: roll the global grid so that it runs -180..180, climatology with pandas, scipy interpolation
+    rolled = np.roll(cm.astype(np.float64) * 10.0, 720, axis=2)
+    rlon = np.concatenate([lon[720:] - 360.0, lon[:720]])
+    moy = np.array([m for _, m in months])
+    clim = pd.DataFrame(rolled.reshape(24, -1)).groupby(moy).mean().to_numpy().reshape(12, 8, 1440)
+    e = rolled - clim[moy - 1]
+    plat, plon = np.meshgrid(flat, flon, indexing="ij")
+    pts = np.column_stack([plat.ravel(), plon.ravel()])
+    exp = np.stack([100.0 + RegularGridInterpolator((lat, rlon), e[i])(pts).reshape(20, 20) for i in range(24)])
+    np.testing.assert_allclose(out, exp, atol=1e-4)
