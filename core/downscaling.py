@@ -424,7 +424,7 @@ def weighted_downscaling(grace, model, method="bilinear", period=None, gain=None
     model_pos = np.searchsorted(months, model_months)
     clim_in_model = np.isin(model_months, clim_months)
     nt, nx, ny = len(months), len(lons), len(lats)
-    per_cell = 8 * (4 * nt + 2 * len(model_months) + 12 + 4)
+    per_cell = 8 * (6 * nt + 2 * len(model_months) + 16)  # TD, f(E), TF_m[moy], f(TG), sums, float32 copy
     if method == "idw":
         per_cell += 8 * nt * 3 * interp.k
     blocks = window_blocks(ny, nx, per_cell, memory_mb)
