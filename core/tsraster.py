@@ -300,6 +300,33 @@ def row_blocks(ysize, bytes_per_row, memory_mb=DEFAULT_MEMORY_MB, align=1):
     return [(r, min(cap, ysize - r)) for r in range(0, ysize, cap)]
 
 
+def window_blocks(ysize, xsize, bytes_per_cell, memory_mb=DEFAULT_MEMORY_MB, tile=256):
+    """Split a grid into ``(row0, nrows, col0, ncols)`` windows of at most ``memory_mb``.
+
+    ``bytes_per_cell`` is the working memory one cell needs (all bands, inputs, outputs and
+    temporaries). Full-width row blocks aligned to ``tile`` rows are used when at least ``tile``
+    rows fit; otherwise windows of ``tile`` rows (or fewer) and as many columns as fit, aligned
+    to ``tile`` columns, so tiled GeoTIFF outputs are written one whole tile row at a time
+    instead of re-compressing partial tiles (deep stacks: many bands x few rows per block).
+    """
+    cap = max(1, int(memory_mb * 1024 * 1024 // max(1, int(bytes_per_cell))))
+    if ysize <= 0 or xsize <= 0:
+        return []
+    rows_full = cap // xsize
+    if rows_full >= min(tile, ysize):
+        nr = min(ysize, rows_full - rows_full % tile if rows_full >= tile else rows_full)
+        return [(r, min(nr, ysize - r), 0, xsize) for r in range(0, ysize, nr)]
+    nr = min(tile, ysize)
+    nc = cap // nr
+    if nc < 1:
+        nr = max(1, cap)
+        nc = 1
+    elif nc >= tile:
+        nc -= nc % tile
+    return [(r, min(nr, ysize - r), c, min(nc, xsize - c))
+            for r in range(0, ysize, nr) for c in range(0, xsize, nc)]
+
+
 def read_block(ds, row0, nrows, bands=None, dtype=np.float64, apply_scale=True):
     """Read rows ``row0 .. row0+nrows`` of the given bands (1-based; default all).
 
@@ -404,16 +431,18 @@ class RasterWriter:
                 band.SetDescription(str(self.band_names[i]))
         return self
 
-    def write_block(self, row0, block):
-        """Write ``block`` of shape ``(nbands, nrows, xsize)`` (or 2-D for one band) at ``row0``."""
+    def write_block(self, row0, block, col0=0):
+        """Write ``block`` of shape ``(nbands, nrows, ncols)`` (or 2-D for one band) at ``row0``
+        (and ``col0``; by default a full-width block)."""
         block = np.asarray(block)
         if block.ndim == 2:
             block = block[None]
-        if block.shape[0] != self.nbands or block.shape[2] != self.grid.xsize:
-            raise ValueError("block shape %s does not match %d bands x %d columns"
-                             % (block.shape, self.nbands, self.grid.xsize))
+        full = col0 == 0 and block.shape[2] == self.grid.xsize
+        if block.shape[0] != self.nbands or (not full and col0 + block.shape[2] > self.grid.xsize):
+            raise ValueError("block shape %s at column %d does not match %d bands x %d columns"
+                             % (block.shape, col0, self.nbands, self.grid.xsize))
         for i in range(self.nbands):
-            self.ds.GetRasterBand(i + 1).WriteArray(block[i], 0, int(row0))
+            self.ds.GetRasterBand(i + 1).WriteArray(block[i], int(col0), int(row0))
 
     def write_band(self, index, array):
         """Write a whole band (1-based ``index``)."""

@@ -5,6 +5,8 @@ from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from ..algorithms.geodetector import Geodetector
+from ..algorithms.grace_downscaling import GraceDownscaling
+from ..algorithms.groundwater_anomaly import GroundwaterAnomaly
 from ..algorithms.lagged_correlation import LaggedCorrelation
 from ..algorithms.resample_timeseries import ResampleTimeSeries
 from ..algorithms.sample_deformation_classes import SampleDeformationClasses
@@ -17,6 +19,8 @@ ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "ui", "icons", "
 # One entry per algorithm class, listed explicitly (no discovery by file name).
 ALGORITHMS = [
     ResampleTimeSeries,
+    GraceDownscaling,
+    GroundwaterAnomaly,
     SampleDeformationClasses,
     ValidateTimeSeries,
     LaggedCorrelation,

@@ -112,3 +112,22 @@ def test_writer_is_atomic_and_labels_bands(tmp_path):
 def test_phase_to_los_sign():
     # positive phase = range increase = away from the satellite -> negative displacement
     assert tsraster.phase_to_los_mm(1.0) == pytest.approx(-0.05546576 / (4 * np.pi) * 1000)
+
+
+def test_window_blocks_cover_grid_once():
+    import numpy as np
+    from subsidence_toolkit.core.tsraster import window_blocks
+
+    for ny, nx, bpc, mb in ((1000, 900, 8 * 100, 512), (1000, 4000, 8 * 1216, 64), (300, 70, 8, 0.001), (5, 7, 80, 1e-5)):
+        cover = np.zeros((ny, nx), int)
+        blocks = window_blocks(ny, nx, bpc, mb)
+        for r0, nr, c0, nc in blocks:
+            assert nr >= 1 and nc >= 1
+            assert nr * nc * bpc <= max(mb * 1024 * 1024, bpc) + 1e-9
+            cover[r0:r0 + nr, c0:c0 + nc] += 1
+        assert (cover == 1).all()
+    # deep stacks: whole tile rows, tile-aligned columns
+    blocks = window_blocks(4000, 4000, 8 * 1216, 512)
+    assert blocks[0][1] == 256 and blocks[0][3] == 512 * 1024 * 1024 // (8 * 1216) // 256
+    blocks = window_blocks(4000, 4000, 8 * 1216, 2048)
+    assert blocks[0][1] == 256 and blocks[0][3] % 256 == 0

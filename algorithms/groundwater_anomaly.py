@@ -1,0 +1,175 @@
+"""Groundwater storage anomaly by water balance (``subsidence:groundwateranomaly``), Liu et al. (2024) eqs. 10-12."""
+import os
+
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFeatureSink,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+)
+
+from ..core import grace, gwsa, tsraster
+from ..processing_provider.base import SubsidenceAlgorithm, layer_path
+from ..processing_provider.rasters import output_raster_path
+from ..processing_provider.tables import write_table
+from .grace_downscaling import progress_callback, split_specs, unit_specs
+
+
+def component_name(source, used):
+    path, var = grace.split_source(source)
+    base = var or os.path.splitext(os.path.basename(path))[0]
+    base = "".join(c if c.isalnum() or c == "_" else "_" for c in base)[:40] or "component"
+    name, i = base, 2
+    while name in used or name in ("twsa", "gwsa", "date", "decimal_year"):
+        name, i = "%s_%d" % (base, i), i + 1
+    used.add(name)
+    return name
+
+
+class GroundwaterAnomaly(SubsidenceAlgorithm):
+    TWSA = "TWSA"
+    TWSA_UNITS = "TWSA_UNITS"
+    COMPONENTS = "COMPONENTS"
+    COMPONENT_FILES = "COMPONENT_FILES"
+    COMPONENT_UNITS = "COMPONENT_UNITS"
+    MODE = "MODE"
+    BASELINE_START = "BASELINE_START"
+    BASELINE_END = "BASELINE_END"
+    MASK = "MASK"
+    MEMORY_LIMIT_MB = "MEMORY_LIMIT_MB"
+    OUTPUT = "OUTPUT"
+    OUTPUT_TABLE = "OUTPUT_TABLE"
+
+    MODES = gwsa.MODES
+
+    NAME = "groundwateranomaly"
+    DISPLAY_NAME = "Groundwater storage anomaly (water balance)"
+    GROUP = "GRACE and groundwater"
+    GROUP_ID = "grace"
+    TAGS = ("GRACE", "GWSA", "groundwater", "water balance", "GLDAS", "FLDAS", "soil moisture", "snow", "canopy",
+            "TWSA", "storage")
+    SHORT_HELP = (
+        "Groundwater storage from terrestrial water storage by water balance (Liu et al. 2024, Land 13:184, "
+        "sec. 2.3.3, eqs. 10-12): TWS = SMS + SWS + SWE + CWS + GWS.\n\n"
+        "Anomaly mode: GWSA = TWSA - (soil moisture + surface water + snow + canopy water), every term as the "
+        "anomaly against the mean of the same baseline period (default 2004.0-2009.999, the GRACE convention).\n"
+        "Change mode (eq. 12): dGWS = dTWS - (dSMS + dSWS + dSWE + dCWS), dX = this month minus the previous "
+        "month; a month next to a missing month is NoData (gaps are never bridged).\n\n"
+        "Components may lie on their own grids (e.g. GLDAS 0.25 deg canopy, FLDAS 0.1 deg soil moisture): they "
+        "are interpolated bilinearly to the TWSA grid. Give their units: kg m-2 = mm; volumetric m3 m-3 x layer "
+        "thickness x 1000 (auto from names like SoilMoi10_40cm); cm x 10. Runoff/evaporation rates are not "
+        "storages and are refused.\n\n"
+        "Outputs: GWSA (mm, one band per TWSA month) and a table with the cos(latitude)-weighted regional means "
+        "per month of TWSA, each component and GWSA (inside the mask polygon when given)."
+    )
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.add(QgsProcessingParameterRasterLayer(self.TWSA, self.tr("TWSA time series")),
+                 "Terrestrial water storage (anomaly), one band per month, e.g. the output of GRACE weighted "
+                 "downscaling, or a GRACE mascon variable.")
+        self.add(QgsProcessingParameterString(self.TWSA_UNITS, self.tr("TWSA units"), defaultValue="auto",
+                                              optional=True),
+                 "auto (from the raster's units, mm for toolkit outputs), or mm, cm, kg m-2, m, or a number.")
+        self.add(QgsProcessingParameterMultipleLayers(self.COMPONENTS, self.tr("Storage components"),
+                                                      QgsProcessing.TypeRaster, optional=True),
+                 "Soil-moisture layers, snow water equivalent, canopy water, surface water: time-series rasters, "
+                 "each on its own grid.")
+        self.add(QgsProcessingParameterString(self.COMPONENT_FILES, self.tr("Component monthly file lists "
+                                                                            "(optional)"),
+                                              optional=True, multiLine=True),
+                 "Further components as monthly file lists, one per line or ';' separated, e.g. "
+                 "NETCDF:\"/data/GLDAS_NOAH025_M.A*.nc4\":CanopInt_inst.")
+        self.add(QgsProcessingParameterString(self.COMPONENT_UNITS, self.tr("Component units"), defaultValue="auto",
+                                              optional=True),
+                 "One unit statement for all components or one per component (rasters first, then file lists), "
+                 "comma separated: auto, mm, kg m-2, cm, m, m3 m-3:<layer thickness in m>, or a number.")
+        self.add(QgsProcessingParameterEnum(self.MODE, self.tr("Mode"),
+                                            options=["Anomaly against the baseline period",
+                                                     "Month-to-month change (eq. 12)"], defaultValue=0),
+                 "Anomalies against a baseline mean, or monthly changes dGWS = dTWS - sum dComponents.")
+        self.add(QgsProcessingParameterNumber(self.BASELINE_START, self.tr("Baseline start (decimal year)"),
+                                              QgsProcessingParameterNumber.Double, defaultValue=2004.0),
+                 "Start of the baseline period for anomalies (months whose middle falls in the period).")
+        self.add(QgsProcessingParameterNumber(self.BASELINE_END, self.tr("Baseline end (decimal year)"),
+                                              QgsProcessingParameterNumber.Double, defaultValue=2009.999),
+                 "End of the baseline period (2009.999 = through December 2009).")
+        self.add(QgsProcessingParameterFeatureSource(self.MASK, self.tr("Study area polygon (optional)"),
+                                                     [QgsProcessing.TypeVectorPolygon], optional=True),
+                 "Cells whose centres fall outside the polygons are NoData and left out of the regional means.")
+        self.add_memory_limit(self.MEMORY_LIMIT_MB)
+        self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("GWSA")),
+                 "Groundwater storage anomaly (or monthly change), mm, on the TWSA grid, one band per month.")
+        self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_TABLE, self.tr("Regional means per month"),
+                                                   QgsProcessing.TypeVector, optional=True, createByDefault=False),
+                 "Per month: regional mean TWSA, each component and GWSA (mm).")
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        layer = self.parameterAsRasterLayer(parameters, self.TWSA, context)
+        if layer is None:
+            raise QgsProcessingException(self.invalidRasterError(parameters, self.TWSA))
+        twsa_src = layer_path(layer)
+        comp_src = [layer_path(l) for l in self.parameterAsLayerList(parameters, self.COMPONENTS, context)]
+        comp_src += split_specs(self.parameterAsString(parameters, self.COMPONENT_FILES, context))
+        if not comp_src:
+            raise QgsProcessingException("give at least one storage component (COMPONENTS / COMPONENT_FILES)")
+        mode = self.MODES[self.parameterAsEnum(parameters, self.MODE, context)]
+        baseline = (self.parameterAsDouble(parameters, self.BASELINE_START, context),
+                    self.parameterAsDouble(parameters, self.BASELINE_END, context))
+        out_path = output_raster_path(self, parameters, self.OUTPUT, context)
+        memory = self.parameterAsDouble(parameters, self.MEMORY_LIMIT_MB, context)
+        with self.core_errors():
+            tw = grace.ProductReader(twsa_src, units=self.parameterAsString(parameters, self.TWSA_UNITS, context)
+                                     or "auto", label=twsa_src)
+            units = unit_specs(self.parameterAsString(parameters, self.COMPONENT_UNITS, context), len(comp_src),
+                               "Component units")
+            readers, names, used = [], [], set()
+            for s, u in zip(comp_src, units):
+                r = grace.ProductReader(s, units=u)
+                feedback.pushInfo("component: " + "; ".join(r.report()))
+                readers.append(r)
+                names.append(component_name(s, used))
+            for line in tw.report():
+                feedback.pushInfo(line)
+            grid = tw.grid()
+            gt = grid.geotransform
+            if gt[5] > 0:
+                grid = tsraster.RasterGrid(grid.xsize, grid.ysize,
+                                           (gt[0], gt[1], 0.0, gt[3] + gt[5] * grid.ysize, 0.0, -gt[5]),
+                                           grid.projection)
+            mask = None
+            source = self.parameterAsSource(parameters, self.MASK, context)
+            if source is not None:
+                crs = QgsCoordinateReferenceSystem()
+                crs.createFromWkt(grid.projection)
+                xform = QgsCoordinateTransform(source.sourceCrs(), crs, context.transformContext())
+                wkts = []
+                for f in source.getFeatures():
+                    geom = f.geometry()
+                    if geom.isEmpty():
+                        continue
+                    geom.transform(xform)
+                    wkts.append(geom.asWkt())
+                if not wkts:
+                    raise QgsProcessingException("the mask layer has no polygon")
+                mask = gwsa.mask_from_wkt(wkts, grid)
+            with tsraster.RasterWriter(out_path, grid, len(tw.months),
+                                       dates=[tsraster.month_from_index(k) for k in tw.months],
+                                       metadata={"SOURCE_TWSA": twsa_src, "COMPONENTS": " + ".join(comp_src),
+                                                 "MODE": mode, "BASELINE": "%.3f-%.3f" % baseline,
+                                                 "METHOD": "water balance, Liu et al. 2024 eqs. 10-12"}) as writer:
+                months, table = gwsa.groundwater_anomaly(
+                    tw, readers, mode=mode, baseline=baseline, mask=mask,
+                    write=lambda r0, b, c0=0: writer.write_block(r0, b.astype("float32"), c0),
+                    progress=progress_callback(self, feedback, 0, 95), memory_mb=memory, log=feedback.pushInfo,
+                    names=names)
+        table_id = write_table(self, parameters, self.OUTPUT_TABLE, context, table)
+        feedback.setProgress(100)
+        return {self.OUTPUT: out_path, self.OUTPUT_TABLE: table_id}

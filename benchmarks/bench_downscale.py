@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""Benchmark: GRACE weighted downscaling (core/downscaling.py) vs a straightforward xarray implementation.
+
+Both run on identical input files made here: a CSR-layout mascon NetCDF (0.25 deg, cm, lat
+ascending, time_bounds) and a fine model TWS NetCDF (0.01 deg, ``FINE`` x ``FINE`` cells, ``NT``
+months). The peer is the obvious xarray code (``groupby('time.month')`` climatologies, groupby
+subtraction, ``.interp(method='linear')``), run in its own venv in a subprocess of this script.
+Timed per side: reading the inputs + computing TD for every month (in memory), best of
+``--repeat`` runs; the max difference between both results is printed.
+
+Peer venv (outside the repo):
+    python3 -m venv /work/venvs/xarray && /work/venvs/xarray/bin/pip install xarray numpy scipy pandas
+
+Run:
+    /usr/bin/python3 benchmarks/bench_downscale.py                 # 500 x 500 x 120 months
+    /usr/bin/python3 benchmarks/bench_downscale.py --rss 4000 24   # peak RSS of a streamed run to GeoTIFF
+"""
+import argparse
+import datetime as dt
+import importlib.util
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+PEER_PY = os.environ.get("XARRAY_PY", "/work/venvs/xarray/bin/python")
+
+
+def register():
+    if "subsidence_toolkit" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("subsidence_toolkit", ROOT / "__init__.py",
+                                                      submodule_search_locations=[str(ROOT)])
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["subsidence_toolkit"] = mod
+        spec.loader.exec_module(mod)
+
+
+def month_list(nt, y0=2010):
+    return [(y0 + i // 12, i % 12 + 1) for i in range(nt)]
+
+
+def make_inputs(d, fine, nt, write_model=True):
+    """CSR-layout GRACE file around the fine region + fine model NetCDF (time, lat, lon), float32."""
+    from scipy.io import netcdf_file
+
+    register()
+    from subsidence_toolkit.demo import grace_data as gd
+
+    res = 0.01
+    lon0, lat_top = 105.0, 40.0
+    span = fine * res
+    clat = np.arange(np.floor((lat_top - span) * 4) / 4 - 1 + 0.125, lat_top + 1, 0.25)
+    clon = np.arange(np.floor(lon0 * 4) / 4 - 1 + 0.125, lon0 + span + 1, 0.25)
+    months = month_list(nt)
+    rng = np.random.default_rng(0)
+    t = np.arange(nt)
+    la, lo = np.meshgrid(clat, clon, indexing="ij")
+    cm = (6 * np.sin(2 * np.pi * t / 12)[:, None, None] * (1 + 0.02 * (lo - lon0))[None] - 0.1 * t[:, None, None]
+          + np.cos(np.deg2rad(la * 9))[None] + rng.normal(0, 0.5, (nt,) + la.shape)).astype(np.float32)
+    gpath = gd.write_mascon(d / "grace.nc", clat, clon, [gd.grace_month_bounds(*m) for m in months], cm)
+    mpath = d / "model.nc"
+    if write_model:
+        flat = lat_top - res / 2 - res * np.arange(fine)
+        flon = lon0 + res / 2 + res * np.arange(fine)
+        f = netcdf_file(str(mpath), "w", version=2)
+        f.createDimension("time", nt)
+        f.createDimension("lat", fine)
+        f.createDimension("lon", fine)
+        for name, vals, u in (("lat", flat[::-1], "degrees_north"), ("lon", flon, "degrees_east")):
+            v = f.createVariable(name, "d", (name,))
+            v[:] = vals
+            v.units = u
+        tv = f.createVariable("time", "d", ("time",))
+        tv[:] = [(dt.datetime(y, m, 15) - dt.datetime(2000, 1, 1)).days for y, m in months]
+        tv.units = "days since 2000-01-01"
+        v = f.createVariable("tws", "f", ("time", "lat", "lon"))
+        v.units = "kg m-2"
+        base = (300 + 20 * np.sin(np.deg2rad(flon * 50)))[None, :].astype(np.float32)
+        for i in range(nt):
+            v[i] = (base + 30 * np.sin(2 * np.pi * (i - 2) / 12)
+                    + rng.normal(0, 2, (fine, fine))).astype(np.float32)
+        f.close()
+    return str(gpath), str(mpath)
+
+
+def run_ours(gpath, mpath, memory_mb=512):
+    register()
+    from subsidence_toolkit.core import downscaling, grace
+
+    t0 = time.perf_counter()
+    g = grace.ProductReader('NETCDF:"%s":lwe_thickness' % gpath)
+    m = downscaling.ModelSum([grace.ProductReader('NETCDF:"%s":tws' % mpath)])
+    out = np.empty((len(g.months), m.ysize, m.xsize), np.float32)
+
+    def write(r0, b, c0=0):
+        out[:, r0:r0 + b.shape[1], c0:c0 + b.shape[2]] = b
+
+    downscaling.weighted_downscaling(g, m, "bilinear", write=write, memory_mb=memory_mb)
+    return time.perf_counter() - t0, out
+
+
+PEER = r'''
+import sys, time, json
+import numpy as np, xarray as xr
+gpath, mpath, out = sys.argv[1:4]
+t0 = time.perf_counter()
+g = xr.open_dataset(gpath, engine="scipy")["lwe_thickness"].astype("float64") * 10.0
+m = xr.open_dataset(mpath, engine="scipy")["tws"].astype("float64")
+m = m.sortby("lat", ascending=False)
+g = g.sel(lat=slice(float(m.lat.min()) - 0.5, float(m.lat.max()) + 0.5),
+          lon=slice(float(m.lon.min()) - 0.5, float(m.lon.max()) + 0.5))
+tg_m = g.groupby("time.month").mean("time")
+e = g.groupby("time.month") - tg_m
+tf_m = m.groupby("time.month").mean("time")
+fe = e.interp(lat=m.lat, lon=m.lon, method="linear")
+td = tf_m.sel(month=fe["time.month"]) + fe
+arr = td.transpose("time", "lat", "lon").values.astype("float32")
+dt = time.perf_counter() - t0
+np.save(out, arr)
+print(json.dumps({"seconds": dt, "xarray": xr.__version__, "numpy": np.__version__}))
+'''
+
+
+def run_peer(gpath, mpath, d):
+    script = Path(d) / "peer.py"
+    script.write_text(PEER)
+    out = Path(d) / "peer.npy"
+    p = subprocess.run([PEER_PY, str(script), gpath, mpath, str(out)], capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(p.stderr)
+    info = json.loads(p.stdout.strip().splitlines()[-1])
+    return info, np.load(out)
+
+
+def bench(fine, nt, repeat):
+    with tempfile.TemporaryDirectory(prefix="bench_down_") as d:
+        d = Path(d)
+        gpath, mpath = make_inputs(d, fine, nt)
+        ours, peer = [], []
+        for _ in range(repeat):
+            s, a = run_ours(gpath, mpath)
+            ours.append(s)
+            info, b = run_peer(gpath, mpath, d)
+            peer.append(info["seconds"])
+        diff = float(np.nanmax(np.abs(a.astype(np.float64) - b)))
+        nan_same = bool(np.array_equal(np.isnan(a), np.isnan(b)))
+        print("inputs: fine %dx%d cells x %d months, coarse CSR layout 0.25 deg" % (fine, fine, nt))
+        print("ours (core/downscaling.py, GDAL read, windows) : best %.2f s  (runs %s)"
+              % (min(ours), ", ".join("%.2f" % x for x in ours)))
+        print("peer (xarray %s groupby + interp):               best %.2f s  (runs %s)"
+              % (info["xarray"], min(peer), ", ".join("%.2f" % x for x in peer)))
+        print("ratio peer/ours: %.2fx ; max |ours - peer| = %.2e mm ; NaN patterns equal: %s"
+              % (min(peer) / min(ours), diff, nan_same))
+
+
+def rss_run(fine, nt, memory_mb):
+    """Streamed run to a GeoTIFF with a fine model written as a tiled GeoTIFF; prints peak RSS."""
+    register()
+    from osgeo import gdal
+
+    from subsidence_toolkit.core import downscaling, grace, tsraster
+
+    with tempfile.TemporaryDirectory(prefix="bench_rss_", dir=os.environ.get("BENCH_TMP")) as d:
+        d = Path(d)
+        gpath, _ = make_inputs(d, fine, nt, write_model=False)
+        grid = tsraster.grid_from_origin(105.0, 40.0, 0.01, 0.01, fine, fine)
+        months = month_list(nt)
+        mpath = str(d / "model.tif")
+        t0 = time.perf_counter()
+        drv = gdal.GetDriverByName("GTiff")
+        ds = drv.Create(mpath, fine, fine, nt, gdal.GDT_Float32,
+                        ["TILED=YES", "BIGTIFF=YES", "INTERLEAVE=BAND", "BLOCKXSIZE=256", "BLOCKYSIZE=256"])
+        ds.SetGeoTransform(grid.geotransform)
+        ds.SetProjection(grid.projection)
+        x = 300 + 20 * np.sin(np.arange(fine) / 50.0)[None, :].astype(np.float32)
+        for i, (y, m) in enumerate(months):
+            b = ds.GetRasterBand(i + 1)
+            b.SetDescription("%04d-%02d-15" % (y, m))
+            b.SetUnitType("mm")
+            b.WriteArray(np.ascontiguousarray(np.broadcast_to(x + 30 * np.sin(2 * np.pi * i / 12), (fine, fine)), dtype=np.float32))
+        ds = None
+        print("model GeoTIFF %dx%dx%d written in %.1f s" % (fine, fine, nt, time.perf_counter() - t0))
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        t0 = time.perf_counter()
+        g = grace.ProductReader('NETCDF:"%s":lwe_thickness' % gpath)
+        model = downscaling.ModelSum([grace.ProductReader(mpath)])
+        out = str(d / "td.tif")
+        with tsraster.RasterWriter(out, model.grid(), len(g.months),
+                                   dates=[tsraster.month_from_index(k) for k in g.months]) as w:
+            downscaling.weighted_downscaling(g, model, write=lambda r0, b, c0=0: w.write_block(r0, b.astype(np.float32), c0),
+                                             memory_mb=memory_mb)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print("streamed downscaling %dx%dx%d -> GeoTIFF: %.1f s, peak RSS %.0f MB (before the run %.0f MB), "
+              "memory cap %d MB" % (fine, fine, nt, time.perf_counter() - t0, peak / 1024, base / 1024, memory_mb))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--fine", type=int, default=500)
+    ap.add_argument("--months", type=int, default=120)
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--rss", nargs=2, type=int, metavar=("FINE", "MONTHS"))
+    ap.add_argument("--memory-mb", type=int, default=512)
+    a = ap.parse_args()
+    if a.rss:
+        rss_run(a.rss[0], a.rss[1], a.memory_mb)
+    else:
+        bench(a.fine, a.months, a.repeat)
+
+
+if __name__ == "__main__":
+    main()
