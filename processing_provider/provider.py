@@ -1,7 +1,7 @@
 """The ``subsidence`` Processing provider. Its id prefixes every algorithm id: never change it."""
 import os
 
-from qgis.core import QgsProcessingProvider
+from qgis.core import QgsProcessingModelAlgorithm, QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from ..algorithms.geodetector import Geodetector
@@ -41,7 +41,15 @@ def _version():
     return ""
 
 
+MODELS_DIR = os.path.join(os.path.dirname(__file__), "models")
+
+
 class SubsidenceProvider(QgsProcessingProvider):
+    """The provider; ``load_models=False`` leaves out the shipped models (used while rebuilding them)."""
+
+    def __init__(self, load_models=True):
+        super().__init__()
+        self.load_models = load_models
     def id(self):
         return PROVIDER_ID
 
@@ -63,3 +71,9 @@ class SubsidenceProvider(QgsProcessingProvider):
     def loadAlgorithms(self):  # noqa: N802
         for cls in ALGORITHMS:
             self.addAlgorithm(cls())
+        if self.load_models and os.path.isdir(MODELS_DIR):
+            for name in sorted(os.listdir(MODELS_DIR)):
+                if name.endswith(".model3"):
+                    model = QgsProcessingModelAlgorithm()
+                    if model.fromFile(os.path.join(MODELS_DIR, name)):
+                        self.addAlgorithm(model)

@@ -19,6 +19,7 @@ TARGET = ROOT / "processing_provider" / "models" / "workflow.model3"
 
 def build():
     from qgis.core import (
+        QgsApplication,
         QgsProcessing,
         QgsProcessingModelAlgorithm,
         QgsProcessingModelChildAlgorithm,
@@ -50,8 +51,7 @@ def build():
 
     def param(p, help_text, desc=None):
         p.setHelp(help_text)
-        m.addModelParameter(p, QgsProcessingModelParameter(p.name()))
-        comp = m.parameterComponent(p.name())
+        comp = QgsProcessingModelParameter(p.name())
         comp.setPosition(QPointF(120.0, 60.0 + 70.0 * len(m.parameterComponents())))
         m.addModelParameter(p, comp)
 
@@ -100,6 +100,12 @@ def build():
         c.setPosition(QPointF(480.0 + 260.0 * (row % 2), 80.0 + 110.0 * row))
         for name, src in sources.items():
             c.addParameterSources(name, src if isinstance(src, list) else [src])
+        # every other input at its default, as the modeler dialog would set it
+        alg_def = QgsApplication.processingRegistry().algorithmById(alg)
+        for pdef in alg_def.parameterDefinitions():
+            if pdef.isDestination() or pdef.name() in sources or pdef.defaultValue() is None:
+                continue
+            c.addParameterSources(pdef.name(), [Src.fromStaticValue(pdef.defaultValue())])
         outs = {}
         for child_out, model_out in outputs:
             o = QgsProcessingModelOutput(model_out, model_out)
@@ -162,7 +168,8 @@ def main():
     spec.loader.exec_module(mod)
     from subsidence_toolkit.processing_provider.provider import SubsidenceProvider
 
-    QgsApplication.processingRegistry().addProvider(SubsidenceProvider(load_models=False))
+    provider = SubsidenceProvider(load_models=False)
+    QgsApplication.processingRegistry().addProvider(provider)
     model = build()
     errors = model.validate() if hasattr(model, "validate") else (True, [])
     TARGET.parent.mkdir(parents=True, exist_ok=True)
