@@ -24,15 +24,9 @@ BASELINE = (2020.0, 2021.999)
 
 
 def _world(demo):
-    w = demo.outputs.get("world")
-    if isinstance(w, dict) and w.get("grace") and w.get("fldas"):
-        return w
     from subsidence_toolkit.demo import world
 
-    w = world.generate(demo.data_dir / "world", small=demo.small)
-    demo.outputs["world"] = w
-    demo.log("generated the demo world in %s" % (demo.data_dir / "world"))
-    return w
+    return world.for_demo(demo)
 
 
 def _glob(files):

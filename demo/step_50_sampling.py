@@ -41,14 +41,18 @@ def run(demo):
         dates = tsraster.read_dates(monthly)
         gwsa = sd.make_gwsa(demo.data_dir / "gwsa_monthly.tif", vel, dates)
         demo.log("made %s (EPSG:4326, 0.01 deg) over the velocity extent" % gwsa)
-    areas = sd.make_areas(demo.data_dir / "landscapes.gpkg", vel)
+    world = demo.outputs.get("world")
+    if planted is None and world:
+        areas, area_field = world["areas"], "area"
+    else:
+        areas, area_field = sd.make_areas(demo.data_dir / "landscapes.gpkg", vel), "landscape"
     points_out = str(demo.out_dir / "class_points.gpkg")
     table_out = str(demo.out_dir / "class_timeseries.csv")
     report_out = str(demo.out_dir / "class_report.csv")
     n = 30 if demo.small else 100
     res = demo.run("subsidence:sampledeformationclasses", {
         "VELOCITY": vel, "CLASS_BREAKS": "0,20,50,100", "CLASS_NAMES": "micro,mild,moderate,severe",
-        "POINTS_PER_CLASS": n, "AREA": areas, "AREA_FIELD": "landscape", "SEED": 2024,
+        "POINTS_PER_CLASS": n, "AREA": areas, "AREA_FIELD": area_field, "SEED": 2024,
         "TIME_SERIES": [monthly, gwsa], "WINDOW": 0,
         "OUTPUT_POINTS": points_out, "OUTPUT_TABLE": table_out, "OUTPUT_REPORT": report_out,
     })

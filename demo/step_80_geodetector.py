@@ -13,14 +13,9 @@ import pandas as pd
 
 
 def _world(demo):
-    w = demo.outputs.get("world")
-    if isinstance(w, dict) and w.get("factors"):
-        return w
     from subsidence_toolkit.demo import world
 
-    w = world.generate(demo.data_dir / "world", small=demo.small)
-    demo.log("generated the demo world in %s" % (demo.data_dir / "world"))
-    return w
+    return world.for_demo(demo)
 
 
 def run(demo):

@@ -34,7 +34,6 @@ Files written (layouts as the real products, sizes reduced):
 import datetime as dt
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -71,10 +70,10 @@ class World:
         self.rng = np.random.default_rng(seed)
         self.pixel = 0.01 if small else 0.005  # InSAR grid (deg)
         self.model_pixel = 0.02  # fine hydrological model grid (deg)
-        self.first = dt.date(2020, 1, 1) if small else dt.date(2019, 1, 1)
+        self.first = dt.date(2019, 1, 1) if small else dt.date(2018, 1, 1)
         self.last = dt.date(2021, 12, 31)
         self.months = month_range(self.first, dt.date(2021, 12, 1))
-        self.t0 = dt.date(2019, 1, 1)  # time origin of the truth
+        self.t0 = dt.date(2018, 1, 1)  # time origin of the truth
         self._pulses = {}
 
     # ------------------------------------------------------------------ truth in time
@@ -84,9 +83,9 @@ class World:
     def groundwater(self, name, days):
         """Groundwater storage (mm water) of a landscape at ``days`` since t0: decline + pulses."""
         trend = {"desert": -10.0, "mining": -60.0, "irrigation": -25.0}[name]
-        amp = {"desert": 4.0, "mining": 20.0, "irrigation": 45.0}[name]
+        amp = {"desert": 4.0, "mining": 25.0, "irrigation": 45.0}[name]
         if name not in self._pulses:
-            n = 60
+            n = 80
             knots = np.arange(n) * 30.4375 - 45.0
             vals = np.convolve(self.rng.normal(0, 1, n + 2), np.ones(3) / 3, mode="valid")
             self._pulses[name] = CubicSpline(knots, amp * vals / vals.std())
@@ -135,7 +134,7 @@ class World:
         w = self.weights(lon, lat)
         d = self.velocity(lon, lat) * day / 365.25
         d = d + 0.25 * w["irrigation"] * (self.groundwater("irrigation", day - 30.4) - self.groundwater("irrigation", 0))
-        d = d + 0.10 * w["mining"] * (self.groundwater("mining", day) - self.groundwater("mining", 0))
+        d = d + 0.30 * w["mining"] * (self.groundwater("mining", day) - self.groundwater("mining", 0))
         return d + 2.0 * math.sin(2 * math.pi * day / 365.25)  # thermal seasonal term
 
     # ------------------------------------------------------------------ writers
@@ -160,7 +159,7 @@ class World:
         disp = {e: self.displacement(lon, lat, self.days(e)) for e in epochs}
         aps = {e: gaussian_filter(self.rng.normal(0, 1, lon.shape), 6) for e in epochs}
         for e in epochs:
-            aps[e] *= 2.0 / max(aps[e].std(), 1e-9)  # ~2 mm atmospheric delay per epoch
+            aps[e] *= 1.5 / max(aps[e].std(), 1e-9)  # ~1.5 mm atmospheric delay per epoch
         pairs = [(a, b) for i, a in enumerate(epochs) for b in epochs[i + 1:] if (b - a).days <= 48]
         to_rad = -4 * math.pi / (WAVELENGTH * 1000.0)  # mm -> rad, d = -lambda/(4 pi) phi
         files = []
@@ -334,7 +333,7 @@ class World:
         factors = {
             "coal_mining_intensity": np.exp(-((lon - cx) ** 2 + (lat - cy) ** 2) / (2 * (1.3 * sig) ** 2)) * w["mining"]
             + 0.05 * np.abs(smooth(2)),
-            "groundwater_decline": 60 * w["mining"] + 25 * w["irrigation"] + 10 * w["desert"] + 3 * smooth(4),
+            "groundwater_decline": 30 * w["mining"] + 25 * w["irrigation"] + 10 * w["desert"] + 10 * smooth(4),
             "ndvi": 0.15 + 0.5 * w["irrigation"] + 0.05 * smooth(3),
             "dem": 1100 + 300 * (lat - LAT0) + 80 * smooth(8),
             "precipitation": 250 + 120 * (LON1 - lon) + 10 * smooth(6),
@@ -421,4 +420,16 @@ if __name__ == "__main__":
     out = generate(sys.argv[1] if len(sys.argv) > 1 else "demo_world", small="--small" in sys.argv)
     print(json.dumps({k: v for k, v in out.items() if k not in ("interferograms", "coherence", "fldas", "gldas",
                                                                   "truth")}, indent=1))
-    os.sys.exit(0)
+
+
+def for_demo(demo):
+    """The demo's shared world (generated once into ``demo.data_dir/world`` and kept in ``demo.outputs``)."""
+    w = demo.outputs.get("world")
+    if isinstance(w, dict) and w.get("interferograms"):
+        return w
+    w = generate(demo.data_dir / "world", small=demo.small)
+    demo.outputs["world"] = w
+    demo.log("generated the demo world in %s: %d interferograms on %d epochs, %d months of GRACE/FLDAS/GLDAS"
+             % (demo.data_dir / "world", len(w["interferograms"]), len(w["truth"]["epochs"]),
+                len(w["truth"]["months"])))
+    return w

@@ -143,6 +143,7 @@ def build():
         "INPUT": O("classes", "OUTPUT_TABLE"), "DATE_FIELD": S("date"), "VARIABLE_FIELD": S("layer"),
         "VALUE_FIELD": S("mean"), "X_NAME": S("gwsa"), "Y_NAME": S("deformation"),
         "GROUP_FIELDS": S(["area", "class"]), "MAX_LAG": P("max_lag"),
+        "BEST_BY": S(1),  # largest positive r: elastic deformation follows groundwater with the same sign
     }, [("OUTPUT", "Lagged correlation"), ("OUTPUT_HTML", "Lagged correlation report")], row=5)
     child("geodetector", "subsidence:geodetector", {
         "TARGET_RASTER": O("sbas", "OUTPUT_VELOCITY"), "FACTOR_RASTERS": P("factors"), "CLASSES": P("classes"),
