@@ -10,6 +10,7 @@ from ..algorithms.groundwater_anomaly import GroundwaterAnomaly
 from ..algorithms.lagged_correlation import LaggedCorrelation
 from ..algorithms.resample_timeseries import ResampleTimeSeries
 from ..algorithms.sample_deformation_classes import SampleDeformationClasses
+from ..algorithms.sbas_inversion import SbasInversion
 from ..algorithms.validate_time_series import ValidateTimeSeries
 
 PROVIDER_ID = "subsidence"
@@ -24,6 +25,7 @@ ALGORITHMS = [
     ValidateTimeSeries,
     LaggedCorrelation,
     Geodetector,
+    SbasInversion,
 ]
 
 

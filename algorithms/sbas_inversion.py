@@ -1,0 +1,238 @@
+"""SBAS inversion of an interferogram stack (``subsidence:sbasinversion``)."""
+import os
+
+import pandas as pd
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFeatureSink,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterPoint,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterString,
+)
+
+from ..core import sbas, sbas_stack, tsraster
+from ..processing_provider.base import Canceled, SubsidenceAlgorithm, layer_path
+from ..processing_provider.rasters import output_raster_path
+from ..processing_provider.tables import write_table
+
+
+def _remove(paths):
+    for p in paths:
+        if p and os.path.exists(p):
+            try:
+                os.remove(p)
+            except OSError:
+                pass
+
+
+class SbasInversion(SubsidenceAlgorithm):
+    INTERFEROGRAMS = "INTERFEROGRAMS"
+    PAIRS = "PAIRS"
+    COHERENCE = "COHERENCE"
+    MIN_COHERENCE = "MIN_COHERENCE"
+    WEIGHTING = "WEIGHTING"
+    LOOKS = "LOOKS"
+    INPUT_UNITS = "INPUT_UNITS"
+    WAVELENGTH = "WAVELENGTH"
+    FLIP_SIGN = "FLIP_SIGN"
+    REFERENCE_POINT = "REFERENCE_POINT"
+    REFERENCE_WINDOW = "REFERENCE_WINDOW"
+    MAX_TEMPORAL_BASELINE = "MAX_TEMPORAL_BASELINE"
+    MAX_PERP_BASELINE = "MAX_PERP_BASELINE"
+    EXCLUDE = "EXCLUDE"
+    GAP_HANDLING = "GAP_HANDLING"
+    SEASONAL = "SEASONAL"
+    MEMORY_LIMIT_MB = "MEMORY_LIMIT_MB"
+    OUTPUT_TIMESERIES = "OUTPUT_TIMESERIES"
+    OUTPUT_VELOCITY = "OUTPUT_VELOCITY"
+    OUTPUT_QUALITY = "OUTPUT_QUALITY"
+    OUTPUT_NETWORK = "OUTPUT_NETWORK"
+
+    WEIGHTINGS = (sbas.WEIGHT_NONE, sbas.WEIGHT_COHERENCE, sbas.WEIGHT_VARIANCE)
+    WEIGHTING_LABELS = ("None (classic SBAS)", "Coherence", "Phase variance from coherence and looks")
+    UNITS = (sbas.UNITS_RADIANS, sbas.UNITS_METRES, sbas.UNITS_MM)
+    UNIT_LABELS = ("Unwrapped phase (radians)", "LOS displacement (m)", "LOS displacement (mm)")
+    GAPS = (sbas.GAP_MIN_NORM, sbas.GAP_NSBAS, sbas.GAP_MASK)
+    GAP_LABELS = ("Minimum-norm velocity (Berardino; zero velocity across a gap)",
+                  "NSBAS linear-trend bridge (LiCSBAS-style weak constraint)",
+                  "Mask dates not connected to the first date (NoData)")
+
+    NAME = "sbasinversion"
+    DISPLAY_NAME = "SBAS inversion"
+    GROUP = "InSAR"
+    GROUP_ID = "insar"
+    TAGS = ("InSAR", "SBAS", "NSBAS", "interferogram", "time series", "LiCSAR", "HyP3", "MintPy", "velocity",
+            "subsidence", "Berardino")
+    SHORT_HELP = (
+        "Inverts a stack of unwrapped interferograms (one GeoTIFF per pair) into the line-of-sight displacement "
+        "time series of every pixel, its mean velocity and quality layers (Small BAseline Subset method, "
+        "Berardino et al. 2002: design matrix of the velocities between consecutive acquisition dates, "
+        "minimum-norm SVD least squares, cumulative sum; first date = 0).\n\n"
+        "Pair dates come from the file names (the first two YYYYMMDD groups, with or without Thhmmss: LiCSAR "
+        "20200103_20200115.geo.unw.tif, HyP3 S1AA_20200103T..._20200115T..._unw_phase.tif) or from a pairs CSV "
+        "(file, reference date, secondary date, optional perpendicular baseline).\n\n"
+        "Displacement = -wavelength/(4 pi) x phase, positive toward the satellite (MintPy/LiCSBAS convention); "
+        "'Flip sign' reverses it for processors with the opposite convention. NoData is the band's NoData "
+        "value or NaN; an exact 0.0 is a valid observation.\n\n"
+        "Pixels whose own network (after NoData / low coherence) is split get the chosen gap handling and are "
+        "counted in the quality band n_gaps (0 = connected); nothing is silently set to zero.\n\n"
+        "Outputs: time series (mm, one band per date, band description YYYY-MM-DD); velocity (mm/yr, least "
+        "squares on the time series, optionally with annual and semi-annual terms); quality (temporal "
+        "coherence, number of interferograms used, residual RMS mm, velocity standard deviation mm/yr, number "
+        "of gaps); network table (per interferogram: dates, baselines, used or why not, mean coherence, "
+        "residual RMS)."
+    )
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.add(QgsProcessingParameterMultipleLayers(self.INTERFEROGRAMS, self.tr("Unwrapped interferograms"),
+                                                      QgsProcessing.TypeRaster),
+                 "One single-band raster per pair, all on one grid. Dates from the file names (first two YYYYMMDD "
+                 "groups: reference, then secondary) unless a pairs CSV is given.")
+        self.add(QgsProcessingParameterFile(self.PAIRS, self.tr("Pairs CSV (optional)"), extension="csv",
+                                            optional=True),
+                 "CSV with columns file (name or path), reference, secondary (YYYY-MM-DD or YYYYMMDD) and optional "
+                 "bperp (m). Needed when file names carry no dates, and for the perpendicular-baseline limit.")
+        self.add(QgsProcessingParameterMultipleLayers(self.COHERENCE, self.tr("Coherence rasters (optional)"),
+                                                      QgsProcessing.TypeRaster, optional=True),
+                 "One coherence raster (0-1) per interferogram, matched by the date pair in the file name "
+                 "(LiCSAR .geo.cc.tif, HyP3 _corr.tif). Used for weighting, the coherence threshold, the automatic "
+                 "reference and the network table.")
+        self.add(QgsProcessingParameterNumber(self.MIN_COHERENCE, self.tr("Minimum coherence"),
+                                              QgsProcessingParameterNumber.Double, defaultValue=0.0, minValue=0.0,
+                                              maxValue=1.0),
+                 "Observations with coherence below this are dropped (default 0 = keep all).")
+        self.add(QgsProcessingParameterEnum(self.WEIGHTING, self.tr("Weighting"), options=list(self.WEIGHTING_LABELS),
+                                            defaultValue=0),
+                 "None: classic SBAS. Coherence: weight = coherence. Phase variance: weight = 1/variance of the "
+                 "multilooked phase for the coherence and number of looks (Tough et al. 1995). Needs coherence.")
+        self.add(QgsProcessingParameterNumber(self.LOOKS, self.tr("Number of looks (phase-variance weights)"),
+                                              QgsProcessingParameterNumber.Integer,
+                                              defaultValue=sbas.DEFAULT_LOOKS, minValue=1),
+                 "Effective number of independent looks of the coherence estimate (default 20; LiCSAR/HyP3 use "
+                 "20x4 multilooking). Only used by the phase-variance weighting.", advanced=True)
+        self.add(QgsProcessingParameterEnum(self.INPUT_UNITS, self.tr("Input units"), options=list(self.UNIT_LABELS),
+                                            defaultValue=0),
+                 "Unwrapped phase in radians (default), or LOS displacement in metres or millimetres.")
+        self.add(QgsProcessingParameterNumber(self.WAVELENGTH, self.tr("Radar wavelength (m)"),
+                                              QgsProcessingParameterNumber.Double,
+                                              defaultValue=tsraster.SENTINEL1_WAVELENGTH_M, minValue=1e-6),
+                 "Default 0.05546576 m (Sentinel-1 C band). Phase to LOS: -wavelength/(4 pi).")
+        self.add(QgsProcessingParameterBoolean(self.FLIP_SIGN, self.tr("Flip sign"), defaultValue=False),
+                 "Reverse the sign of the input (for processors whose positive phase means motion toward the "
+                 "satellite).")
+        self.add(QgsProcessingParameterPoint(self.REFERENCE_POINT, self.tr("Reference point (optional)"),
+                                             optional=True),
+                 "Stable point whose displacement is set to 0 (any CRS). Default: automatic, the pixel with data in "
+                 "every interferogram and the highest mean coherence (or the lowest residual RMS without "
+                 "coherence). The pixel used is reported in the log and in the output metadata.")
+        self.add(QgsProcessingParameterNumber(self.REFERENCE_WINDOW, self.tr("Reference window (pixels)"),
+                                              QgsProcessingParameterNumber.Integer, defaultValue=1, minValue=1),
+                 "Side of the square window around the reference pixel whose median is subtracted from each "
+                 "interferogram (1 = the pixel only; odd values are centred).", advanced=True)
+        self.add(QgsProcessingParameterNumber(self.MAX_TEMPORAL_BASELINE, self.tr("Maximum temporal baseline (days)"),
+                                              QgsProcessingParameterNumber.Double, defaultValue=0.0, minValue=0.0),
+                 "Pairs with a longer temporal baseline are not used (0 = no limit; the seed studies use 300 d).")
+        self.add(QgsProcessingParameterNumber(self.MAX_PERP_BASELINE, self.tr("Maximum perpendicular baseline (m)"),
+                                              QgsProcessingParameterNumber.Double, defaultValue=0.0, minValue=0.0),
+                 "Pairs with a longer perpendicular baseline are not used (0 = no limit; needs the bperp column "
+                 "of the pairs CSV; the seed studies use 300 m).")
+        self.add(QgsProcessingParameterString(self.EXCLUDE, self.tr("Exclude interferograms"), optional=True,
+                                              multiLine=True),
+                 "File names (with or without folder/extension) or pairs YYYYMMDD_YYYYMMDD to leave out, separated "
+                 "by commas, semicolons or new lines.")
+        self.add(QgsProcessingParameterEnum(self.GAP_HANDLING, self.tr("Gap handling"), options=list(self.GAP_LABELS),
+                                            defaultValue=0),
+                 "What to do where a pixel's network is split in parts: minimum-norm velocity (Berardino, MintPy "
+                 "default: zero velocity across the unobserved interval), NSBAS linear-trend bridge (LiCSBAS), or "
+                 "NoData for the dates not connected to the first date. Gaps are counted in the quality band.")
+        self.add(QgsProcessingParameterBoolean(self.SEASONAL, self.tr("Fit annual and semi-annual terms"),
+                                               defaultValue=False),
+                 "Estimate the velocity together with annual and semi-annual sinusoids.")
+        self.add_memory_limit(self.MEMORY_LIMIT_MB)
+        self.add(QgsProcessingParameterRasterDestination(self.OUTPUT_TIMESERIES, self.tr("Displacement time series")),
+                 "GeoTIFF, mm, one band per acquisition date (description YYYY-MM-DD), first date = 0, NoData NaN.")
+        self.add(QgsProcessingParameterRasterDestination(self.OUTPUT_VELOCITY, self.tr("LOS velocity")),
+                 "Mean LOS velocity, mm/yr, positive toward the satellite.")
+        self.add(QgsProcessingParameterRasterDestination(self.OUTPUT_QUALITY, self.tr("Quality")),
+                 "Bands: temporal coherence, number of interferograms used, residual RMS (mm), velocity standard "
+                 "deviation (mm/yr), number of network gaps.")
+        self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_NETWORK, self.tr("Network"), QgsProcessing.TypeVector,
+                                                   optional=True),
+                 "One row per interferogram: file, dates, temporal and perpendicular baseline, used or why not, "
+                 "mean coherence, residual RMS (mm).")
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        layers = self.parameterAsLayerList(parameters, self.INTERFEROGRAMS, context) or []
+        if not layers:
+            raise QgsProcessingException("no interferograms given")
+        ifgs = [layer_path(lyr) for lyr in layers]
+        coh_layers = self.parameterAsLayerList(parameters, self.COHERENCE, context) or []
+        cohs = [layer_path(lyr) for lyr in coh_layers]
+        pairs = self.parameterAsFile(parameters, self.PAIRS, context) or None
+        outs = [output_raster_path(self, parameters, n, context)
+                for n in (self.OUTPUT_TIMESERIES, self.OUTPUT_VELOCITY, self.OUTPUT_QUALITY)]
+        weighting = self.WEIGHTINGS[self.parameterAsEnum(parameters, self.WEIGHTING, context)]
+        units = self.UNITS[self.parameterAsEnum(parameters, self.INPUT_UNITS, context)]
+        gaps = self.GAPS[self.parameterAsEnum(parameters, self.GAP_HANDLING, context)]
+        exclude = [s.strip() for s in (self.parameterAsString(parameters, self.EXCLUDE, context) or "")
+                   .replace(";", ",").replace("\n", ",").split(",") if s.strip()]
+        tmax = self.parameterAsDouble(parameters, self.MAX_TEMPORAL_BASELINE, context) or None
+        bmax = self.parameterAsDouble(parameters, self.MAX_PERP_BASELINE, context) or None
+        if weighting != sbas.WEIGHT_NONE and not cohs:
+            raise QgsProcessingException("Weighting '%s' needs the coherence rasters (COHERENCE)" % weighting)
+        with self.core_errors():
+            stack = sbas_stack.prepare_stack(ifgs, pairs, cohs or None, tmax, bmax, exclude)
+            net = stack["network"]
+            feedback.pushInfo("%d interferograms, %d used, %d dates %s .. %s, network gaps: %d" % (
+                len(ifgs), net.n_ifg, net.n_dates, tsraster.format_date(net.dates[0]),
+                tsraster.format_date(net.dates[-1]), int(net.n_gaps()[0])))
+            for name, why in zip(stack["network_all"].names, stack["reasons"]):
+                if why:
+                    feedback.pushInfo("not used: %s (%s)" % (name, why))
+            reference = None
+            half = (self.parameterAsInt(parameters, self.REFERENCE_WINDOW, context) - 1) // 2
+            if parameters.get(self.REFERENCE_POINT) not in (None, ""):
+                crs = QgsCoordinateReferenceSystem()
+                grid = stack["grid"]
+                if grid.projection:
+                    crs = QgsCoordinateReferenceSystem.fromWkt(grid.projection)
+                pt = self.parameterAsPoint(parameters, self.REFERENCE_POINT, context, crs)
+                reference = sbas_stack.pixel_of(grid, pt.x(), pt.y())
+                if reference is None:
+                    raise tsraster.TimeSeriesError(
+                        "the reference point (%.6g, %.6g) lies outside the interferograms (%s)"
+                        % (pt.x(), pt.y(), grid.describe()))
+            try:
+                summary = sbas_stack.invert_stack(
+                    stack, outs[0], outs[1], outs[2], input_units=units,
+                    wavelength=self.parameterAsDouble(parameters, self.WAVELENGTH, context),
+                    flip_sign=self.parameterAsBoolean(parameters, self.FLIP_SIGN, context),
+                    weighting=weighting, looks=self.parameterAsInt(parameters, self.LOOKS, context),
+                    min_coherence=self.parameterAsDouble(parameters, self.MIN_COHERENCE, context),
+                    gap_handling=gaps, reference=reference, reference_half_window=half,
+                    seasonal=self.parameterAsBoolean(parameters, self.SEASONAL, context),
+                    memory_mb=self.parameterAsDouble(parameters, self.MEMORY_LIMIT_MB, context),
+                    progress=lambda f: feedback.setProgress(100.0 * f),
+                    is_canceled=feedback.isCanceled, log=feedback.pushInfo)
+            except sbas_stack.Canceled:
+                raise Canceled() from None
+            results = {self.OUTPUT_TIMESERIES: outs[0], self.OUTPUT_VELOCITY: outs[1], self.OUTPUT_QUALITY: outs[2]}
+            try:
+                dest = write_table(self, parameters, self.OUTPUT_NETWORK, context,
+                                   pd.DataFrame(summary["network_rows"]))
+            except Exception:
+                _remove(outs)
+                raise
+            if dest is not None:
+                results[self.OUTPUT_NETWORK] = dest
+        feedback.pushInfo("reference pixel row %d col %d (x %.10g, y %.10g); %d pixels, %d with gaps" % (
+            summary["reference"][0], summary["reference"][1], summary["reference_xy"][0],
+            summary["reference_xy"][1], summary["n_pixels"], summary["n_pixels_with_gaps"]))
+        return results

@@ -1,0 +1,279 @@
+"""Benchmark: SBAS inversion (core/sbas.py) vs MintPy 1.6.4 on the identical in-memory stack.
+
+Peer venv (outside the repo; MintPy pulls numpy/scipy/h5py from PyPI)::
+
+    python3 -m venv /work/venvs/mintpy
+    /work/venvs/mintpy/bin/pip install mintpy==1.6.4
+
+Run (one BLAS thread for both tools; the script sets OMP/OPENBLAS/MKL_NUM_THREADS=1)::
+
+    /usr/bin/python3 benchmarks/bench_sbas.py                 # 500x500 px, 60 dates, ~198 pairs
+    /usr/bin/python3 benchmarks/bench_sbas.py --size 100      # quick check
+    /usr/bin/python3 benchmarks/bench_sbas.py --skip-weighted-mintpy   # MintPy WLS takes ~2 min
+    /usr/bin/python3 benchmarks/bench_sbas.py --e2e /tmp/sbas_e2e --no-mintpy --memory 256
+        # also writes the stack as LiCSAR-named GeoTIFFs (+ coherence) and runs
+        # qgis_process.bin ... subsidence:sbasinversion under /usr/bin/time -v (wall, peak RSS)
+
+Stack: 60 Sentinel-1 dates on a 12-day grid with missing acquisitions, pairs
+with temporal baseline <= 48 d; truth = subsidence bowl (up to -60 mm/yr) +
+annual term (0-6 mm) + spatially smooth non-linear term; coherence decays
+with temporal baseline and varies in space; phase noise drawn with the
+Cramer-Rao standard deviation for L = 20 looks; per-interferogram offsets
+that both tools remove with the same reference values; 2 % of pixels are
+water (NaN in every interferogram) and 10 % of pixels miss 10 % of the
+interferograms (NaN). Ours runs in this process (/usr/bin/python3), MintPy
+in its venv via ``mintpy.ifgram_inversion.run_ifgram_inversion_patch`` on an
+ifgramStack.h5 written from the same arrays (writing is not timed, reading
+the HDF5 is part of MintPy's patch call). RMSE over every pixel with data
+and every date, in mm; velocity = LSQ linear fit of the time series vs the
+same fit of the truth.
+"""
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_v] = "1"
+
+import numpy as np  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
+import importlib.util  # noqa: E402
+
+if "subsidence_toolkit" not in sys.modules:
+    _spec = importlib.util.spec_from_file_location(
+        "subsidence_toolkit", os.path.join(os.path.dirname(HERE), "__init__.py"),
+        submodule_search_locations=[os.path.dirname(HERE)])
+    _m = importlib.util.module_from_spec(_spec)
+    sys.modules["subsidence_toolkit"] = _m
+    _spec.loader.exec_module(_m)
+from subsidence_toolkit.core import sbas  # noqa: E402
+
+WAVELENGTH = 0.05546576
+MINTPY_PY = "/work/venvs/mintpy/bin/python"
+LOOKS = 20
+
+MINTPY_RUNNER = r'''
+import os, sys, time, json
+for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[v] = "1"
+import numpy as np, h5py
+from mintpy import ifgram_inversion as ii
+d = np.load(sys.argv[1])
+weight = sys.argv[2]
+out = sys.argv[3]
+phase, coh = d["phase"], d["coherence"]
+M, H, W = phase.shape
+fn = os.path.join(os.path.dirname(out), "inputs", "ifgramStack.h5")
+os.makedirs(os.path.dirname(fn), exist_ok=True)
+if not os.path.exists(fn):
+    with h5py.File(fn, "w") as f:
+        f.create_dataset("unwrapPhase", data=phase, chunks=(M, 100, 100) if H >= 100 else None)
+        f.create_dataset("coherence", data=coh, chunks=(M, 100, 100) if H >= 100 else None)
+        f.create_dataset("date", data=np.array([[a, b] for a, b in zip(d["date1"], d["date2"])], dtype="S8"))
+        f.create_dataset("bperp", data=np.zeros(M, np.float32))
+        f.create_dataset("dropIfgram", data=np.ones(M, np.bool_))
+        f.attrs.update({"FILE_TYPE": "ifgramStack", "LENGTH": str(H), "WIDTH": str(W),
+                        "WAVELENGTH": str(float(d["wavelength"])), "REF_Y": "0", "REF_X": "0",
+                        "NCORRLOOKS": str(int(d["looks"])), "ALOOKS": "1", "RLOOKS": "1", "UNIT": "radian"})
+t0 = time.perf_counter()
+ts, _, tcoh, ninv, _ = ii.run_ifgram_inversion_patch(fn, box=None, ref_phase=d["ref_phase"],
+                                                     weight_func=weight, min_norm_velocity=True)
+t = time.perf_counter() - t0
+np.save(out, ts.astype(np.float32))
+print(json.dumps({"seconds": t, "zero_pixels": int(np.sum(np.all(ts == 0, axis=0) & (ninv == 0)))}))
+'''
+
+
+def make_dates(n=60, seed=2):
+    rng = np.random.default_rng(seed)
+    slots = np.arange(n + 8)
+    skip = set(rng.choice(slots[2:-2], 8, replace=False).tolist())
+    start = dt.date(2019, 1, 6)
+    return [start + dt.timedelta(days=12 * int(s)) for s in slots if s not in skip][:n]
+
+
+def make_stack(size=500, n_dates=60, max_days=48, seed=1):
+    rng = np.random.default_rng(seed)
+    dates = make_dates(n_dates)
+    pairs = [(a, b) for i, a in enumerate(dates) for b in dates[i + 1:] if (b - a).days <= max_days]
+    net = sbas.SbasNetwork([a for a, _ in pairs], [b for _, b in pairs])
+    M, N = net.n_ifg, net.n_dates
+    H = W = size
+    yy, xx = np.mgrid[0:H, 0:W] / float(size)
+    bowl = -60.0 * np.exp(-((xx - 0.45) ** 2 + (yy - 0.55) ** 2) / (2 * 0.15 ** 2))   # mm/yr
+    amp = 6.0 * (0.5 + 0.5 * np.sin(3 * xx) * np.cos(2 * yy))                        # mm
+    nl = 4.0 * np.cos(5 * xx + 3 * yy)                                               # mm, non-linear
+    t = net.tyears[:, None, None]
+    truth = bowl * t + amp * np.sin(2 * np.pi * t) + nl * (t / t[-1]) ** 2 * 3
+    truth = (truth - truth[0]).astype(np.float64)                                   # mm
+    mm2rad = -4 * np.pi / (WAVELENGTH * 1000.0)
+    tb = net.temporal_baselines
+    base_coh = 0.25 + 0.6 * np.exp(-((xx - 0.3) ** 2 + (yy - 0.3) ** 2) / 0.2)        # spatial pattern
+    phase = np.empty((M, H, W), np.float32)
+    coh = np.empty((M, H, W), np.float32)
+    offsets = rng.normal(0, 2.0, M)
+    for k in range(M):
+        g = np.clip(base_coh * np.exp(-tb[k] / 120.0) + rng.normal(0, 0.05, (H, W)), 0.1, 0.98)
+        sig = np.sqrt((1 - g ** 2) / (2 * LOOKS * g ** 2))
+        d = (truth[net.i2[k]] - truth[net.i1[k]]) * mm2rad
+        phase[k] = d + rng.normal(0, 1, (H, W)) * sig + offsets[k]
+        coh[k] = g
+    P = H * W
+    flat = phase.reshape(M, P)
+    water = rng.random(P) < 0.02
+    flat[:, water] = np.nan
+    cand = np.flatnonzero(~water)
+    part = rng.choice(cand, int(0.10 * P), replace=False)
+    nmiss = max(1, int(round(0.1 * M)))
+    miss = np.argsort(rng.random((part.size, M)), axis=1)[:, :nmiss]
+    flat[miss.T, part[None, :]] = np.nan
+    return net, dates, phase, coh, offsets, truth, water
+
+
+def rmse(ts_mm, truth, has):
+    d = ts_mm[:, has] - truth[:, has]
+    return float(np.sqrt(np.nanmean(d ** 2)))
+
+
+def vel_rmse(ts_mm, truth, tyears, has):
+    v, _ = sbas.velocity_fit(ts_mm[:, has][:, None, :], tyears)
+    vt, _ = sbas.velocity_fit(truth[:, has][:, None, :], tyears)
+    return float(np.sqrt(np.nanmean((v - vt) ** 2)))
+
+
+def run_ours(net, phase, coh, offsets, weighting, dtype, repeat):
+    """Whole-scene inversion in row blocks (as the algorithm streams them), best of ``repeat``."""
+    M, H, W = phase.shape
+    f = sbas.los_factor_mm("radians", WAVELENGTH)
+    rpu = sbas.radians_per_mm(WAVELENGTH)
+    best, out = None, None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        ts = np.empty((net.n_dates, H, W), np.float32)
+        step = 20
+        for r0 in range(0, H, step):
+            obs = (phase[:, r0:r0 + step] - offsets[:, None, None].astype(np.float32)) * np.float32(f)
+            kw = {}
+            if weighting != "none":
+                kw = dict(coherence_block=coh[:, r0:r0 + step], weighting=weighting, looks=LOOKS)
+            t, q = sbas.sbas_invert_block(obs, net, rad_per_unit=rpu, dtype=dtype, **kw)
+            ts[:, r0:r0 + step] = t
+        el = time.perf_counter() - t0
+        if best is None or el < best:
+            best, out = el, ts
+    return best, out
+
+
+def run_mintpy(npz, weight, workdir):
+    out = os.path.join(workdir, "ts_%s.npy" % weight)
+    r = subprocess.run([MINTPY_PY, "-c", MINTPY_RUNNER, npz, weight, out], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr[-3000:])
+    info = json.loads(r.stdout.strip().splitlines()[-1])
+    return info, np.load(out)
+
+
+def run_e2e(folder, net, phase, coh, memory_mb, weighting=0):
+    """Write the stack as GeoTIFFs and time ``qgis_process.bin run subsidence:sbasinversion`` (peak RSS too)."""
+    from osgeo import gdal
+    sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
+    from subsidence_toolkit.core import tsraster
+    from subsidence_toolkit.demo.headless import QgisProcess
+
+    os.makedirs(folder, exist_ok=True)
+    M, H, W = phase.shape
+    grid = tsraster.grid_from_origin(108.0, 38.5, 0.001, 0.001, W, H)
+    ifgs, cohs = [], []
+    for k in range(M):
+        tag = "%s_%s" % (net.dates[net.i1[k]].strftime("%Y%m%d"), net.dates[net.i2[k]].strftime("%Y%m%d"))
+        f = os.path.join(folder, tag + ".geo.unw.tif")
+        c = os.path.join(folder, tag + ".geo.cc.tif")
+        if not os.path.exists(f):
+            tsraster.write_raster(f, grid, phase[k], units="radians")
+            tsraster.write_raster(c, grid, coh[k], units="")
+        ifgs.append(f)
+        cohs.append(c)
+    qp = QgisProcess(os.path.join(folder, "qgis"))
+    out = os.path.join(folder, "out")
+    os.makedirs(out, exist_ok=True)
+    params = {"INTERFEROGRAMS": ifgs, "COHERENCE": cohs, "WEIGHTING": weighting, "MEMORY_LIMIT_MB": memory_mb,
+              "OUTPUT_TIMESERIES": os.path.join(out, "ts.tif"), "OUTPUT_VELOCITY": os.path.join(out, "vel.tif"),
+              "OUTPUT_QUALITY": os.path.join(out, "q.tif"), "OUTPUT_NETWORK": os.path.join(out, "net.csv")}
+    cmd = ["/usr/bin/time", "-v", qp.exe, "--json", "run", "subsidence:sbasinversion", "--"] + qp.arguments(params)
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, env=qp.env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise RuntimeError(r.stdout[-2000:] + r.stderr[-3000:])
+    rss = [line for line in r.stderr.splitlines() if "Maximum resident set size" in line]
+    rss_mb = int(rss[0].split(":")[1]) / 1024.0 if rss else float("nan")
+    ts = gdal.Open(params["OUTPUT_TIMESERIES"]).ReadAsArray()
+    return wall, rss_mb, ts
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size", type=int, default=500)
+    ap.add_argument("--dates", type=int, default=60)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--skip-weighted-mintpy", action="store_true")
+    ap.add_argument("--no-mintpy", action="store_true")
+    ap.add_argument("--no-core", action="store_true", help="skip the in-memory comparison")
+    ap.add_argument("--e2e", help="folder for the end-to-end qgis_process run from GeoTIFFs")
+    ap.add_argument("--memory", type=float, default=256, help="MEMORY_LIMIT_MB of the end-to-end run")
+    a = ap.parse_args()
+    net, dates, phase, coh, offsets, truth, water = make_stack(a.size, a.dates)
+    M, H, W = phase.shape
+    P = H * W
+    has = ~water
+    print("stack %dx%d px, %d dates, %d pairs (max dt %d d), %d partial px, %d water px"
+          % (H, W, net.n_dates, M, net.temporal_baselines.max(),
+             int(np.sum(np.isnan(phase.reshape(M, -1)).any(0) & has)), int(water.sum())))
+    tr = truth.reshape(net.n_dates, -1)
+    results = {}
+    if a.e2e:
+        for wmode, label in ((0, "none"), (1, "coherence")):
+            wall, rss, ts = run_e2e(a.e2e, net, phase, coh, a.memory, wmode)
+            print("e2e qgis_process w=%-9s %d GeoTIFFs (+%d coherence) %dx%d: wall %.1f s, peak RSS %.0f MB "
+                  "(MEMORY_LIMIT_MB=%g; phase stack %.0f MB, +coherence %.0f MB)"
+                  % (label, M, M, H, W, wall, rss, a.memory, phase.nbytes / 2 ** 20, 2 * phase.nbytes / 2 ** 20))
+    if a.no_core:
+        return
+    for weighting in ("none", "coherence"):
+        for dtype in (np.float32,):
+            sec, ts = run_ours(net, phase, coh, offsets, weighting, dtype, a.repeat)
+            tsf = ts.reshape(net.n_dates, -1).astype(np.float64)
+            zero = int(np.sum(has & np.all(tsf == 0, axis=0)))
+            results[("ours", weighting)] = sec
+            print("ours   w=%-9s %7.3f s  %9.0f px/s  RMSE ts %.3f mm  vel %.3f mm/yr  all-zero px with data: %d"
+                  % (weighting, sec, P / sec, rmse(tsf, tr, has), vel_rmse(tsf, tr, net.tyears, has), zero))
+    if a.no_mintpy or not os.path.exists(MINTPY_PY):
+        print("MintPy venv %s not found: peer not measured" % MINTPY_PY)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        npz = os.path.join(tmp, "stack.npz")
+        np.savez(npz, phase=phase, coherence=coh, ref_phase=offsets.astype(np.float32),
+                 date1=np.array([net.dates[i].strftime("%Y%m%d") for i in net.i1]),
+                 date2=np.array([net.dates[i].strftime("%Y%m%d") for i in net.i2]),
+                 wavelength=WAVELENGTH, looks=LOOKS)
+        for weighting, mw in (("none", "no"), ("coherence", "coh")):
+            if weighting != "none" and a.skip_weighted_mintpy:
+                continue
+            info, ts_m = run_mintpy(npz, mw, tmp)
+            tsm = ts_m.reshape(net.n_dates, -1).astype(np.float64) * 1000.0
+            sec = info["seconds"]
+            print("MintPy w=%-9s %7.3f s  %9.0f px/s  RMSE ts %.3f mm  vel %.3f mm/yr  all-zero px with data: %d"
+                  % (mw, sec, P / sec, rmse(tsm, tr, has), vel_rmse(tsm, tr, net.tyears, has),
+                     int(np.sum(has & np.all(tsm == 0, axis=0)))))
+            print("  ratio ours/MintPy px/s (w=%s): %.1fx" % (weighting, sec / results[("ours", weighting)]))
+
+
+if __name__ == "__main__":
+    main()
