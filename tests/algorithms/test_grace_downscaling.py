@@ -90,3 +90,15 @@ def test_jpl_layout_with_gain_factors(run_alg, inputs, tmp_path):
     no_gain = str(tmp_path / "jpl_nogain.tif")
     run_alg("gracedownscaling", {"GRACE": path, "MODEL_FILES": inputs["sm"], "OUTPUT": no_gain})
     assert np.nanmax(np.abs(gdal.Open(no_gain).ReadAsArray() - got)) > 0.5
+
+
+def test_cancel_leaves_no_output(run_alg, inputs, tmp_path):
+    from qgis.core import QgsProcessingException, QgsProcessingFeedback
+
+    fb = QgsProcessingFeedback()
+    fb.cancel()
+    out = str(tmp_path / "cancelled.tif")
+    with pytest.raises(QgsProcessingException, match="Canceled"):
+        run_alg("gracedownscaling", {"GRACE": inputs["grace"], "MODEL_FILES": inputs["sm"], "OUTPUT": out,
+                                     "MEMORY_LIMIT_MB": 0.05}, feedback=fb)
+    assert not [f for f in os.listdir(tmp_path) if "cancelled" in f]
