@@ -80,11 +80,12 @@ def main(argv=None):
             traceback.print_exc()
             failed.append(name)
         print("   (%.1f s)" % (time.time() - t0), flush=True)
-    summary = {"outputs": {k: str(v) for k, v in demo.outputs.items()}, "metrics": demo.metrics,
+    files = {k: str(v) for k, v in demo.outputs.items() if isinstance(v, (str, Path))}
+    summary = {"outputs": files, "metrics": demo.metrics,
                "commands": demo.commands, "failed": failed}
     (demo.root / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     print("\nDemo outputs in %s" % demo.out_dir)
-    for k, v in demo.outputs.items():
+    for k, v in files.items():
         print("  %-24s %s" % (k, v))
     if failed:
         print("FAILED steps: %s" % ", ".join(failed))
