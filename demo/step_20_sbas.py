@@ -100,8 +100,8 @@ def run_world(demo):
     truth = truth - truth[r, c]
     ok = np.isfinite(truth) & np.isfinite(vel)
     rmse = float(np.sqrt(np.mean((vel[ok] - truth[ok]) ** 2)))
-    demo.log("world: velocity RMSE vs planted long-term rate %.2f mm/yr over %d px (rates %.0f..%.0f mm/yr; the "
-             "elastic groundwater and thermal terms are part of the series, not of the planted rate)"
+    demo.log("world: velocity RMSE vs planted (LSQ slope of the planted displacement) %.2f mm/yr over %d px "
+             "(rates %.0f..%.0f mm/yr)"
              % (rmse, ok.sum(), np.nanmin(truth), np.nanmax(truth)))
     return {"velocity_rmse_mm_yr": rmse}
 

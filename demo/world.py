@@ -64,13 +64,13 @@ def month_range(first, last):
 
 
 class World:
-    def __init__(self, root, small=False, seed=2024):
+    def __init__(self, root, small=False, seed=2024, tiny=False):
         self.root = Path(root)
-        self.small = small
+        self.small = small or tiny
         self.rng = np.random.default_rng(seed)
-        self.pixel = 0.01 if small else 0.005  # InSAR grid (deg)
-        self.model_pixel = 0.02  # fine hydrological model grid (deg)
-        self.first = dt.date(2019, 1, 1) if small else dt.date(2018, 1, 1)
+        self.pixel = 0.025 if tiny else 0.01 if small else 0.005  # InSAR grid (deg)
+        self.model_pixel = 0.04 if tiny else 0.02  # fine hydrological model grid (deg)
+        self.first = dt.date(2020, 1, 1) if tiny else dt.date(2019, 1, 1) if small else dt.date(2018, 1, 1)
         self.last = dt.date(2021, 12, 31)
         self.months = month_range(self.first, dt.date(2021, 12, 1))
         self.t0 = dt.date(2018, 1, 1)  # time origin of the truth
@@ -381,8 +381,14 @@ class World:
         truth_dir.mkdir(exist_ok=True)
         grid, epochs, pairs, ifgs, truth_ts, lake = self.write_insar()
         lon, lat = self.centres(grid)
-        vel = self.velocity(lon, lat)
-        vel[lake] = np.nan
+        rate = self.velocity(lon, lat)
+        rate[lake] = np.nan
+        tsraster.write_raster(truth_dir / "inelastic_rate.tif", grid, rate, band_names=["rate"], units="mm/yr")
+        # what an SBAS mean velocity estimates: the least-squares slope of the whole planted displacement
+        # (inelastic rate + the trend of the elastic groundwater response + thermal term)
+        t = np.array([(e - epochs[0]).days / 365.25 for e in epochs])
+        X = np.stack([np.ones_like(t), t], 1)
+        vel = np.linalg.lstsq(X, truth_ts.reshape(len(t), -1), rcond=None)[0][1].reshape(rate.shape)
         tsraster.write_raster(truth_dir / "velocity_truth.tif", grid, vel, band_names=["velocity"], units="mm/yr")
         tsraster.write_raster(truth_dir / "displacement_truth.tif", grid, truth_ts, dates=epochs)
         grace, missing, shifted = self.write_grace()
@@ -409,9 +415,11 @@ class World:
         }
 
 
-def generate(root, small=False):
-    """Generate the demo world in ``root`` (deterministic) and return the paths and truth."""
-    return World(root, small=small).generate()
+def generate(root, small=False, tiny=False):
+    """Generate the demo world in ``root`` (deterministic) and return the paths and truth.
+
+    ``small`` is the CI demo; ``tiny`` a 32x32-pixel, two-year world for tests."""
+    return World(root, small=small, tiny=tiny).generate()
 
 
 if __name__ == "__main__":

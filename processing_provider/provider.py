@@ -1,7 +1,7 @@
 """The ``subsidence`` Processing provider. Its id prefixes every algorithm id: never change it."""
 import os
 
-from qgis.core import QgsProcessingModelAlgorithm, QgsProcessingProvider
+from qgis.core import QgsApplication, QgsProcessingModelAlgorithm, QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from ..algorithms.geodetector import Geodetector
@@ -42,6 +42,32 @@ def _version():
 
 
 MODELS_DIR = os.path.join(os.path.dirname(__file__), "models")
+# shipped models: file name -> (algorithm name, display name)
+MODELS = {"workflow.model3": ("workflow", "Subsidence\u2013groundwater workflow")}
+
+
+class ShippedModel(QgsProcessingModelAlgorithm):
+    """A .model3 shipped with the plugin, offered under a stable id and a readable name."""
+
+    def __init__(self, path, name, display_name):
+        super().__init__()
+        self._args = (path, name, display_name)
+        self.fromFile(path)
+
+    def name(self):
+        return self._args[1]
+
+    def displayName(self):  # noqa: N802
+        return self._args[2]
+
+    def group(self):
+        return "Workflows"
+
+    def groupId(self):  # noqa: N802
+        return "workflows"
+
+    def createInstance(self):  # noqa: N802
+        return ShippedModel(*self._args)
 
 
 class SubsidenceProvider(QgsProcessingProvider):
@@ -50,6 +76,21 @@ class SubsidenceProvider(QgsProcessingProvider):
     def __init__(self, load_models=True):
         super().__init__()
         self.load_models = load_models
+        self._models_attached = False
+
+    def load(self):
+        ok = super().load()
+        if self.load_models:
+            # A model's child algorithms are looked up in the registry when the model is read, but this
+            # provider's algorithms are only there once the registry has accepted the provider: read the
+            # models again at that moment.
+            QgsApplication.processingRegistry().providerAdded.connect(self._on_provider_added)
+        return ok
+
+    def _on_provider_added(self, provider_id):
+        if provider_id == self.id() and not self._models_attached:
+            self._models_attached = True
+            self.refreshAlgorithms()
     def id(self):
         return PROVIDER_ID
 
@@ -71,9 +112,8 @@ class SubsidenceProvider(QgsProcessingProvider):
     def loadAlgorithms(self):  # noqa: N802
         for cls in ALGORITHMS:
             self.addAlgorithm(cls())
-        if self.load_models and os.path.isdir(MODELS_DIR):
-            for name in sorted(os.listdir(MODELS_DIR)):
-                if name.endswith(".model3"):
-                    model = QgsProcessingModelAlgorithm()
-                    if model.fromFile(os.path.join(MODELS_DIR, name)):
-                        self.addAlgorithm(model)
+        if self.load_models:
+            for fname, (name, label) in MODELS.items():
+                path = os.path.join(MODELS_DIR, fname)
+                if os.path.exists(path):
+                    self.addAlgorithm(ShippedModel(path, name, label))

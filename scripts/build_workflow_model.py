@@ -47,10 +47,11 @@ def build():
             "any setting."),
         "ALG_CREATOR": "Subsidence Toolkit",
     })
-    x = [0.0]
+    param_help = {}
 
-    def param(p, help_text, desc=None):
+    def param(p, help_text):
         p.setHelp(help_text)
+        param_help[p.name()] = help_text
         comp = QgsProcessingModelParameter(p.name())
         comp.setPosition(QPointF(120.0, 60.0 + 70.0 * len(m.parameterComponents())))
         m.addModelParameter(p, comp)
@@ -149,6 +150,9 @@ def build():
         "TARGET_RASTER": O("sbas", "OUTPUT_VELOCITY"), "FACTOR_RASTERS": P("factors"), "CLASSES": P("classes"),
     }, [("OUTPUT_FACTOR", "Geodetector factors"), ("OUTPUT_INTERACTION", "Geodetector interactions"),
         ("OUTPUT_HTML", "Geodetector report")], row=6)
+    content = m.helpContent()
+    content.update(param_help)  # the modeler shows parameter help from here
+    m.setHelpContent(content)
     return m
 
 
