@@ -119,13 +119,15 @@ def _layer(dprev, pw, p1, p2, j, b_lo, b_hi, d_out, opt_out, buf, opt_prev=None)
         best = a[pos[np.searchsorted(pos, starts)]]
         d_out[mid] = mins + p2[mid]
         opt_out[mid] = best
-        left = rl < mid
-        right = mid < rh
+        # children in row order (left child, then right child of each row): the candidate ranges
+        # of one depth then run through the prefix arrays front to back, and the gathers below
+        # read memory sequentially instead of jumping between the two halves
+        keep = np.stack((rl < mid, mid < rh), 1).ravel()
         rl, rh, ol, oh = (
-            np.concatenate((rl[left], mid[right] + 1)),
-            np.concatenate((mid[left] - 1, rh[right])),
-            np.concatenate((ol[left], best[right])),
-            np.concatenate((best[left], oh[right])),
+            np.stack((rl, mid + 1), 1).ravel()[keep],
+            np.stack((mid - 1, rh), 1).ravel()[keep],
+            np.stack((ol, best), 1).ravel()[keep],
+            np.stack((best, oh), 1).ravel()[keep],
         )
 
 
