@@ -491,6 +491,13 @@ class ProductReader:
         self.lons = x0 + (np.arange(self.xsize) + 0.5) * dx
         self.lats = y0 + (np.arange(self.ysize) + 0.5) * dy
 
+    def __getstate__(self):
+        """Picklable (e.g. sent to Dask workers): open GDAL datasets are dropped and reopened on demand
+        from the file paths, which the receiving process must be able to reach."""
+        state = self.__dict__.copy()
+        state["_ds"] = {}
+        return state
+
     def _open(self, f, v):
         key = (f, v)
         if key not in self._ds:
