@@ -172,8 +172,8 @@ class GroundwaterAnomaly(SubsidenceAlgorithm):
                     write=lambda r0, b, c0=0: writer.write_block(r0, b.astype("float32", copy=False), c0),
                     progress=lambda fraction: self.check_canceled(feedback), memory_mb=memory, log=feedback.pushInfo,
                     out_dtype="float32",
-                    run_tasks=lambda fn, tasks: self.map_blocks(fn, tasks, parameters, context, feedback,
-                                                                self.DASK_SCHEDULER),
+                    run_tasks=lambda fn, tasks, shared: self.map_blocks(fn, tasks, parameters, context, feedback,
+                                                                        self.DASK_SCHEDULER, shared=shared),
                     names=names)
         table_id = write_table(self, parameters, self.OUTPUT_TABLE, context, table)
         feedback.setProgress(100)

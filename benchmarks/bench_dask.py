@@ -80,10 +80,10 @@ def main():
                 s, arr_l, tab_l, nwin = run(gpath, mpath, a.memory_mb)
                 local.append(s)
 
-                def on_dask(fn, tasks):
+                def on_dask(fn, tasks, shared):
                     client = Client(cluster.scheduler_address, set_as_default=False)
                     try:
-                        yield from parallel.map_blocks(fn, tasks, client=client)
+                        yield from parallel.map_blocks(fn, tasks, client=client, shared=shared)
                     finally:
                         client.close()
                 s, arr_d, tab_d, _ = run(gpath, mpath, a.memory_mb, on_dask)

@@ -358,15 +358,16 @@ class ModelSum:
         return out
 
 
-def run_window_tasks(task_fn, tasks, run_tasks=None):
-    """Yield ``(index, task_fn(tasks[index]))``: through ``run_tasks(task_fn, tasks)`` (e.g. Dask via
-    :func:`.parallel.map_blocks`, any completion order) or, by default, here in order. The runner is
-    closed when the consumer stops early (error, cancel), so outstanding tasks are dropped."""
+def run_window_tasks(task_fn, tasks, run_tasks=None, shared=None):
+    """Yield ``(index, task_fn(tasks[index], shared))``: through ``run_tasks(task_fn, tasks, shared)``
+    (e.g. Dask via :func:`.parallel.map_blocks`, any completion order; ``shared`` is what every task
+    needs and goes to each worker once) or, by default, here in order. The runner is closed when the
+    consumer stops early (error, cancel), so outstanding tasks are dropped."""
     if run_tasks is None:
         for i, task in enumerate(tasks):
-            yield i, task_fn(task)
+            yield i, task_fn(task, shared)
         return
-    results = run_tasks(task_fn, tasks)
+    results = run_tasks(task_fn, tasks, shared)
     try:
         for item in results:
             yield item
@@ -376,10 +377,10 @@ def run_window_tasks(task_fn, tasks, run_tasks=None):
             close()
 
 
-def downscale_window_task(spec):
+def downscale_window_task(spec, shared=None):
     """Pure window task of :func:`weighted_downscaling` (eq. 9 + partial regional sums), picklable.
 
-    ``spec``: ``window`` (row0, nrows, col0, ncols) of the fine grid; ``model`` (:class:`ModelSum`,
+    ``spec`` (merged over ``shared``, the part common to every window): ``window`` (row0, nrows, col0, ncols) of the fine grid; ``model`` (:class:`ModelSum`,
     read here from its files); ``interp`` (:class:`Interpolator` of the coarse window); ``e`` coarse
     deviation E (nt, ny_c, nx_c); ``tg`` coarse GRACE field (same shape); ``moy`` calendar month of
     each output month; ``model_months`` / ``clim_in_model`` model months read and those in the
@@ -387,6 +388,8 @@ def downscale_window_task(spec):
     Returns ``{"td": TD (nt, nrows, ncols), "sums": {"grace"|"down"|"model": (sum_wx, sum_w)}}``,
     the cos(phi)-weighted sums of f(TG), TD and the model TWS (the latter on ``model_months``).
     """
+    if shared:
+        spec = dict(shared, **spec)
     r0, nr, c0, nc = spec["window"]
     w = spec["interp"].rows(r0, nr, c0, nc)
     tf = spec["model"].read_rows(r0, nr, spec["model_months"], cols=(c0, nc))
@@ -412,7 +415,7 @@ def weighted_downscaling(grace, model, method="bilinear", period=None, gain=None
     (``col0`` is passed only for windows narrower than the grid: deep stacks are cut into tile-row
     windows, :func:`tsraster.window_blocks`);
     ``progress(fraction)`` may raise to cancel;
-    ``run_tasks(task_fn, tasks)``: optional runner yielding ``(index, result)`` of the window tasks
+    ``run_tasks(task_fn, tasks, shared)``: optional runner yielding ``(index, result)`` of the window tasks
     (:func:`downscale_window_task`) in any order, e.g. on Dask (:func:`.parallel.map_blocks`); windows
     are written as they arrive and the regional sums are added in window order, so the results do
     not depend on the runner; ``out_dtype``: dtype of the TD windows handed to ``write`` (cast in the task).
@@ -475,14 +478,13 @@ def weighted_downscaling(grace, model, method="bilinear", period=None, gain=None
     if method == "idw":
         per_cell += 8 * nt * 3 * interp.k
     blocks = window_blocks(ny, nx, per_cell, memory_mb)
-    # one picklable task per window; locally the objects are shared, on Dask each task carries the
-    # small coarse arrays and re-opens the model files itself (ProductReader pickles without handles)
-    tasks = [dict(window=(r0, nr, c0, nc), model=model, interp=interp, e=e, tg=tg.data, moy=moy,
-                  model_months=model_months, clim_in_model=clim_in_model, lats=lats[r0:r0 + nr],
-                  out_dtype=out_dtype)
-             for (r0, nr, c0, nc) in blocks]
+    # one picklable task per window + what all windows share (coarse arrays, interpolator, model readers:
+    # sent once to each Dask worker, where the readers re-open the files; ProductReader pickles without handles)
+    shared = dict(model=model, interp=interp, e=e, tg=tg.data, moy=moy, model_months=model_months,
+                  clim_in_model=clim_in_model, out_dtype=out_dtype)
+    tasks = [dict(window=(r0, nr, c0, nc), lats=lats[r0:r0 + nr]) for (r0, nr, c0, nc) in blocks]
     partial = {}
-    for done, (bi, res) in enumerate(run_window_tasks(downscale_window_task, tasks, run_tasks), 1):
+    for done, (bi, res) in enumerate(run_window_tasks(downscale_window_task, tasks, run_tasks, shared), 1):
         r0, nr, c0, nc = blocks[bi]
         partial[bi] = res["sums"]
         if write is not None:

@@ -75,16 +75,18 @@ def gwsa_change_block(twsa, components):
     return g, dt, dc
 
 
-def gwsa_window_task(spec):
+def gwsa_window_task(spec, shared=None):
     """Pure window task of :func:`groundwater_anomaly`, picklable (e.g. a Dask task).
 
-    ``spec``: ``window`` (row0, nrows, col0, ncols) of the TWSA grid; ``twsa`` reader and ``components``
+    ``spec`` (merged over ``shared``, the part common to every window): ``window`` (row0, nrows, col0, ncols) of the TWSA grid; ``twsa`` reader and ``components``
     (:class:`~.downscaling.RegriddedReader`), read here from their files; ``months`` output months;
     ``mode``; ``use`` baseline months (anomaly mode); ``mask`` (nrows, ncols) bool or None; ``lats`` of
     the window rows; ``out_dtype`` optional dtype of the GWSA window.
     Returns ``{"gwsa": (nt, nrows, ncols), "sums": [(sum_wx, sum_w) of TWSA, each component, GWSA]}``
     (cos(phi)-weighted partial sums over the valid, unmasked cells).
     """
+    if shared:
+        spec = dict(shared, **spec)
     r0, nr, c0, nc = spec["window"]
     months = spec["months"]
     t = spec["twsa"].read_rows(r0, nr, months, cols=(c0, nc))
@@ -111,7 +113,7 @@ def groundwater_anomaly(twsa, components, mode="anomaly", baseline=DEFAULT_BASEL
     the output and left out of the regional means. ``write(row0, block)``
     receives GWSA windows (``col0`` only for windows narrower than the grid). Returns ``(months, table)`` with cos(phi)-weighted regional means per
     month of TWSA, each component and GWSA (anomalies or changes, per ``mode``).
-    ``run_tasks(task_fn, tasks)``: optional runner of the window tasks (:func:`gwsa_window_task`), e.g.
+    ``run_tasks(task_fn, tasks, shared)``: optional runner of the window tasks (:func:`gwsa_window_task`), e.g.
     on Dask (:func:`.parallel.map_blocks`); windows are written as they arrive and the regional sums
     are added in window order, so results do not depend on the runner. ``out_dtype``: dtype of the
     GWSA windows handed to ``write`` (cast in the task).
@@ -159,12 +161,12 @@ def groundwater_anomaly(twsa, components, mode="anomaly", baseline=DEFAULT_BASEL
     per_cell = 8 * nt * (4 * (len(comps) + 1) + 2)
     blocks = window_blocks(ny, nx, per_cell, memory_mb)
     keys = ["twsa"] + names + ["gwsa"]
-    tasks = [dict(window=(r0, nr, c0, nc), twsa=twsa, components=comps, months=months, mode=mode, use=use,
-                  mask=mask[r0:r0 + nr, c0:c0 + nc] if mask is not None else None, lats=lats[r0:r0 + nr],
-                  out_dtype=out_dtype)
+    shared = dict(twsa=twsa, components=comps, months=months, mode=mode, use=use, out_dtype=out_dtype)
+    tasks = [dict(window=(r0, nr, c0, nc), mask=mask[r0:r0 + nr, c0:c0 + nc] if mask is not None else None,
+                  lats=lats[r0:r0 + nr])
              for (r0, nr, c0, nc) in blocks]
     partial = {}
-    for done, (bi, res) in enumerate(run_window_tasks(gwsa_window_task, tasks, run_tasks), 1):
+    for done, (bi, res) in enumerate(run_window_tasks(gwsa_window_task, tasks, run_tasks, shared), 1):
         r0, nr, c0, nc = blocks[bi]
         partial[bi] = res["sums"]
         if write is not None:

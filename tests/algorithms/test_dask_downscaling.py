@@ -1,5 +1,4 @@
 """GRACE downscaling and GWSA on a 2-worker LocalCluster (loopback, no dashboard) equal the local run bit for bit."""
-import functools
 import os
 import signal
 
@@ -27,6 +26,11 @@ def cluster():
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     return build_inputs(tmp_path_factory.mktemp("gr_dask"))
+
+
+def _on(client):
+    """A run_tasks runner on the cluster of ``client`` (shared part scattered once)."""
+    return lambda fn, tasks, shared: parallel.map_blocks(fn, tasks, client=client, shared=shared)
 
 
 def _collect(shape):
@@ -58,7 +62,7 @@ def test_core_downscaling_on_cluster_equals_local(inputs, cluster, method):
 
     local, t_local, n_local = run(None)
     with Client(cluster.scheduler_address, set_as_default=False) as client:
-        remote, t_remote, n_remote = run(functools.partial(parallel.map_blocks, client=client))
+        remote, t_remote, n_remote = run(_on(client))
     assert n_local == n_remote > 4  # several windows, so arrival order can differ from window order
     assert np.isfinite(local).any()
     assert np.array_equal(local, remote, equal_nan=True)
@@ -109,7 +113,7 @@ def test_core_gwsa_change_mode_with_mask_on_cluster(inputs, cluster):
 
     local, t_local = run(None)
     with Client(cluster.scheduler_address, set_as_default=False) as client:
-        remote, t_remote = run(functools.partial(parallel.map_blocks, client=client))
+        remote, t_remote = run(_on(client))
     assert np.isfinite(local).sum() == (len(MONTHS) - 1) * 15 * 12
     assert np.array_equal(local, remote, equal_nan=True)
     pd.testing.assert_frame_equal(t_local, t_remote, check_exact=True)
