@@ -164,7 +164,8 @@ class GroundwaterAnomaly(SubsidenceAlgorithm):
                 mask = gwsa.mask_from_wkt(wkts, grid)
             with tsraster.RasterWriter(out_path, grid, len(tw.months),
                                        dates=[tsraster.month_from_index(k) for k in tw.months],
-                                       metadata={"SOURCE_TWSA": twsa_src, "COMPONENTS": " + ".join(comp_src),
+                                       metadata={"KIND": "gwsa", "SOURCE_TWSA": twsa_src,
+                                                 "COMPONENTS": " + ".join(comp_src),
                                                  "MODE": mode, "BASELINE": "%.3f-%.3f" % baseline,
                                                  "METHOD": "water balance, Liu et al. 2024 eqs. 10-12"}) as writer:
                 months, table = gwsa.groundwater_anomaly(

@@ -154,7 +154,8 @@ class ResampleTimeSeries(SubsidenceAlgorithm):
                      for row0, nrows in blocks]
             with tsraster.RasterWriter(
                 out_path, grid, len(targets), dates=targets, units=src_units,
-                metadata={"SOURCE": path, "RESAMPLING": method},
+                metadata=dict({"SOURCE": path, "RESAMPLING": method},
+                              **{k: v for k, v in (ds.GetMetadata() or {}).items() if k == "KIND"}),
             ) as writer:
                 for _, (row0, block) in self.map_blocks(resample.resample_block_task, tasks, parameters, context,
                                                         feedback):

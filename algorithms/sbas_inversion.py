@@ -18,6 +18,7 @@ from qgis.core import (
 )
 
 from ..core import sbas, sbas_stack, tsraster
+from ..processing_provider.styling import style_output
 from ..processing_provider.base import Canceled, SubsidenceAlgorithm, layer_path
 from ..processing_provider.rasters import output_raster_path
 from ..processing_provider.tables import write_table
@@ -235,4 +236,6 @@ class SbasInversion(SubsidenceAlgorithm):
         feedback.pushInfo("reference pixel row %d col %d (x %.10g, y %.10g); %d pixels, %d with gaps" % (
             summary["reference"][0], summary["reference"][1], summary["reference_xy"][0],
             summary["reference_xy"][1], summary["n_pixels"], summary["n_pixels_with_gaps"]))
+        for path, kind in zip(outs, ("timeseries", "velocity", "quality")):
+            style_output(self, context, path, kind, group_name="SBAS inversion")
         return results

@@ -159,7 +159,8 @@ def run_ours(net, phase, coh, offsets, weighting, dtype, repeat):
         ts = np.empty((net.n_dates, H, W), np.float32)
         step = 20
         for r0 in range(0, H, step):
-            obs = (phase[:, r0:r0 + step] - offsets[:, None, None].astype(np.float32)) * np.float32(f)
+            obs = phase[:, r0:r0 + step] - offsets[:, None, None].astype(np.float32)
+            obs *= np.float32(f)
             kw = {}
             if weighting != "none":
                 kw = dict(coherence_block=coh[:, r0:r0 + step], weighting=weighting, looks=LOOKS)

@@ -604,16 +604,20 @@ def _cholesky_pattern_last(Mat, tol=None):
     A = Mat.copy()
     C = np.zeros_like(Mat)
     good = np.ones(U, dtype=bool)
+    tmp = np.empty((max(s - 1, 1), max(s - 1, 1), U), dtype=Mat.dtype)
     for j in range(s):
         d = A[j, j]
         ok = d > tol
         good &= ok
         cjj = np.sqrt(np.where(ok, d, 1.0))
-        col = A[j:, j] / cjj
-        C[j:, j] = col
-        if j + 1 < s:
+        col = C[j:, j]
+        np.divide(A[j:, j], cjj, out=col)
+        n = s - j - 1
+        if n:
             c = col[1:]
-            A[j + 1:, j + 1:] -= c[:, None, :] * c[None, :, :]
+            t = tmp[:n, :n]
+            np.multiply(c[:, None, :], c[None, :, :], out=t)
+            A[j + 1:, j + 1:] -= t
     return C, good
 
 
@@ -664,7 +668,10 @@ def _impute_missing(H, Y, part, pat, inv, M, Ur=None):
             continue
         us = np.flatnonzero(s_count == s)
         S = np.nonzero(miss[:, us].T)[1].reshape(len(us), s)          # (u, s) missing rows
-        Mat = np.eye(s, dtype=fdt)[:, :, None] - Hf[S.T[:, None, :], S.T[None, :, :]]   # (s, s, u)
+        ST = S.T.astype(np.intp)
+        Mat = Hf.ravel().take(ST[:, None, :] * M + ST[None, :, :])                     # (s, s, u) = H_SS
+        np.negative(Mat, out=Mat)
+        Mat[np.arange(s), np.arange(s)] += 1                                          # I - H_SS
         C, good = _cholesky_pattern_last(Mat, tol)
         if not good.any():
             continue

@@ -264,7 +264,7 @@ def _invert_stack(stack, out_ts, out_vel, out_quality, input_units, wavelength, 
     coh_n = np.zeros(M, dtype=np.int64)
     n_pix_data = 0
     n_pix_gap = 0
-    meta = {"REFERENCE_ROW": reference[0], "REFERENCE_COL": reference[1], "REFERENCE_X": "%.10g" % ref_xy[0],
+    meta = {"KIND": "deformation", "REFERENCE_ROW": reference[0], "REFERENCE_COL": reference[1], "REFERENCE_X": "%.10g" % ref_xy[0],
             "REFERENCE_Y": "%.10g" % ref_xy[1], "REFERENCE_DATE": format_date(net.dates[0]),
             "SIGN": "positive toward the satellite", "WAVELENGTH_M": wavelength, "GAP_HANDLING": gap_handling,
             "WEIGHTING": weighting, "METHOD": "SBAS (Berardino et al. 2002), minimum-norm interval velocities",

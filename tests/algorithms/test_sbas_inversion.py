@@ -277,3 +277,32 @@ def test_help_on_every_parameter(qgis_app):
         assert n in names
     for p in alg.parameterDefinitions():
         assert p.help(), p.name()
+
+
+def test_loaded_outputs_are_styled_and_grouped(qgis_app, tmp_path):
+    """runAndLoadResults: velocity and time series diverging around 0, quality sequential, one group."""
+    import processing
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback, QgsProject
+
+    project = QgsProject.instance()
+    project.clear()
+    _, _, ifgs, cohs, _ = make_stack(tmp_path / "in")
+    ctx = QgsProcessingContext()
+    ctx.setProject(project)
+    processing.runAndLoadResults("subsidence:sbasinversion", dict(INTERFEROGRAMS=ifgs, COHERENCE=cohs,
+                                                                  **outputs(tmp_path)),
+                                 feedback=QgsProcessingFeedback(), context=ctx)
+    layers = {os.path.basename(lyr.source().split("|")[0]): lyr for lyr in project.mapLayers().values()}
+    for name in ("o_ts.tif", "o_vel.tif", "o_q.tif"):
+        assert name in layers, layers.keys()
+    vel, ts, q = layers["o_vel.tif"].renderer(), layers["o_ts.tif"].renderer(), layers["o_q.tif"].renderer()
+    for r in (vel, ts, q):
+        assert r.type() == "singlebandpseudocolor"
+    assert vel.classificationMin() == pytest.approx(-vel.classificationMax())
+    assert ts.band() == gdal.Open(str(tmp_path / "o_ts.tif")).RasterCount  # the last date is shown
+    assert ts.classificationMin() == pytest.approx(-ts.classificationMax())
+    assert q.classificationMin() != pytest.approx(-q.classificationMax())
+    groups = {project.layerTreeRoot().findLayer(layers[n].id()).parent().name() for n in ("o_ts.tif", "o_vel.tif",
+                                                                                         "o_q.tif")}
+    assert groups == {"SBAS inversion"}
+    project.clear()
