@@ -27,6 +27,7 @@ import glob
 import math
 import os
 import re
+import threading
 
 import numpy as np
 from osgeo import gdal, osr
@@ -499,7 +500,7 @@ class ProductReader:
         return state
 
     def _open(self, f, v):
-        key = (f, v)
+        key = (threading.get_ident(), f, v)  # GDAL handles are not shared between threads (Dask workers)
         if key not in self._ds:
             self._ds[key] = _open(f, v)
         return self._ds[key]
