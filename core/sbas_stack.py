@@ -157,6 +157,16 @@ class StackFiles:
         return _read_stack(self.datasets(), row0, nrows, dtype=dtype)
 
 
+def _worker_cache(shared):
+    """Give GDAL's block cache the size chosen under the memory cap (a no-op in the driving process,
+    which set it already; on a Dask worker the cap then holds there too)."""
+    cache = shared.get("gdal_cache")
+    if cache:
+        from osgeo import gdal
+        if gdal.GetCacheMax() != cache:
+            gdal.SetCacheMax(int(cache))
+
+
 def reference_block_task(spec, shared):
     """Pure row-block task of the automatic reference search (picklable, e.g. for Dask).
 
@@ -164,6 +174,7 @@ def reference_block_task(spec, shared):
     None), ``min_coherence``, ``to_mm``, ``net``, ``rad_per_mm``, ``M``. Returns ``{"any_data": bool,
     "best": (score, row, col) or None}``: the block's best candidate (highest mean coherence, or the
     lowest residual RMS without coherence) among pixels with data in every interferogram."""
+    _worker_cache(shared)
     row0, nrows = spec["block"]
     min_coherence = shared["min_coherence"]
     phase = shared["ifg"].read(row0, nrows)
@@ -190,10 +201,11 @@ def invert_block_task(spec, shared):
     """Pure row-block task of the SBAS inversion (picklable, e.g. for Dask): read, reference, invert,
     fit the velocity. ``spec``: ``block`` (row0, nrows); ``shared``: ``ifg``/``coh`` (:class:`StackFiles`),
     ``ref_vals``, ``to_mm``, ``net``, ``weighting``, ``looks``, ``min_coherence``, ``gap_handling``,
-    ``rad_per_mm``, ``work`` dtype, ``seasonal``.
+    ``rad_per_mm``, ``work`` dtype, ``seasonal``, ``gdal_cache`` (bytes of GDAL's block cache, optional).
     Returns the float32 output blocks ``ts`` (N, rows, cols), ``vel`` (1, ...), ``quality`` (5, ...) and
     the block's partial network statistics (``sum_e2``, ``n``, ``coh_sum``, ``coh_n`` per interferogram,
     ``n_data``, ``n_gap`` pixels)."""
+    _worker_cache(shared)
     row0, nrows = spec["block"]
     net = shared["net"]
     M = net.n_ifg
@@ -306,14 +318,14 @@ def invert_stack(stack, out_ts, out_vel, out_quality, input_units=sbas.UNITS_RAD
         return _invert_stack(stack, out_ts, out_vel, out_quality, input_units, wavelength, flip_sign, weighting,
                              looks, min_coherence, gap_handling, reference, reference_half_window, seasonal,
                              ((cap - cache) if cap - cache > 0.25 * cap else 0.75 * cap) / 2 ** 20, progress, is_canceled, log,
-                             run_tasks)
+                             run_tasks, cache)
     finally:
         gdal.SetCacheMax(old_cache)
 
 
 def _invert_stack(stack, out_ts, out_vel, out_quality, input_units, wavelength, flip_sign, weighting, looks,
                   min_coherence, gap_handling, reference, reference_half_window, seasonal, memory_mb, progress,
-                  is_canceled, log, run_tasks=None):
+                  is_canceled, log, run_tasks=None, gdal_cache=None):
     log = log or (lambda s: None)
     progress = progress or (lambda f: None)
     net, grid = stack["network"], stack["grid"]
@@ -351,7 +363,7 @@ def _invert_stack(stack, out_ts, out_vel, out_quality, input_units, wavelength, 
         best = None   # (score, row, col)
         any_data = False
         shared = dict(ifg=ifg_files, coh=coh_files, min_coherence=min_coherence, to_mm=to_mm, net=net,
-                      rad_per_mm=rad_per_mm, M=M)
+                      rad_per_mm=rad_per_mm, M=M, gdal_cache=gdal_cache)
         found = {}
         for i, res in _run_block_tasks(reference_block_task, [dict(block=b) for b in blocks], shared, run_tasks):
             found[i] = res
@@ -397,7 +409,7 @@ def _invert_stack(stack, out_ts, out_vel, out_quality, input_units, wavelength, 
                                             band_names=list(sbas.QUALITY_BANDS), units="", metadata=meta))
         shared = dict(ifg=ifg_files, coh=coh_files, ref_vals=ref_vals, to_mm=to_mm, net=net, weighting=weighting,
                       looks=looks, min_coherence=min_coherence, gap_handling=gap_handling, rad_per_mm=rad_per_mm,
-                      work=work, seasonal=seasonal)
+                      work=work, seasonal=seasonal, gdal_cache=gdal_cache)
         stats = {}
         for i, res in _run_block_tasks(invert_block_task, [dict(block=b) for b in blocks], shared, run_tasks):
             row0 = blocks[i][0]
