@@ -83,6 +83,7 @@ class GraceDownscaling(SubsidenceAlgorithm):
     CLIMATOLOGY_START = "CLIMATOLOGY_START"
     CLIMATOLOGY_END = "CLIMATOLOGY_END"
     MEMORY_LIMIT_MB = "MEMORY_LIMIT_MB"
+    DASK_SCHEDULER = "DASK_SCHEDULER"
     OUTPUT = "OUTPUT"
     OUTPUT_TABLE = "OUTPUT_TABLE"
 
@@ -165,6 +166,7 @@ class GraceDownscaling(SubsidenceAlgorithm):
                                               QgsProcessingParameterNumber.Double, optional=True),
                  "Last year of the climatology months (e.g. 2021.999).")
         self.add_memory_limit(self.MEMORY_LIMIT_MB)
+        self.add_dask_scheduler(self.DASK_SCHEDULER)
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Downscaled TWS")),
                  "GeoTIFF on the model grid, mm, one band per GRACE month; missing GRACE months are NoData bands.")
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_TABLE, self.tr("Regional means per month"),
@@ -217,8 +219,11 @@ class GraceDownscaling(SubsidenceAlgorithm):
             with writer:
                 months, table = downscaling.weighted_downscaling(
                     g, model, method=method, period=period, gain=gain,
-                    write=lambda r0, b, c0=0: writer.write_block(r0, b.astype("float32"), c0),
-                    progress=progress_callback(self, feedback, 0, 95), memory_mb=memory, log=feedback.pushInfo)
+                    write=lambda r0, b, c0=0: writer.write_block(r0, b.astype("float32", copy=False), c0),
+                    progress=lambda fraction: self.check_canceled(feedback), memory_mb=memory, log=feedback.pushInfo,
+                    out_dtype="float32",
+                    run_tasks=lambda fn, tasks, shared: self.map_blocks(fn, tasks, parameters, context, feedback,
+                                                                        self.DASK_SCHEDULER, shared=shared))
         table_id = write_table(self, parameters, self.OUTPUT_TABLE, context, table)
         feedback.setProgress(100)
         return {self.OUTPUT: out_path, self.OUTPUT_TABLE: table_id}

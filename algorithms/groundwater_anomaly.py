@@ -20,7 +20,7 @@ from ..core import grace, gwsa, tsraster
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
 from ..processing_provider.rasters import output_raster_path
 from ..processing_provider.tables import write_table
-from .grace_downscaling import progress_callback, split_specs, unit_specs
+from .grace_downscaling import split_specs, unit_specs
 
 
 def component_name(source, used):
@@ -45,6 +45,7 @@ class GroundwaterAnomaly(SubsidenceAlgorithm):
     BASELINE_END = "BASELINE_END"
     MASK = "MASK"
     MEMORY_LIMIT_MB = "MEMORY_LIMIT_MB"
+    DASK_SCHEDULER = "DASK_SCHEDULER"
     OUTPUT = "OUTPUT"
     OUTPUT_TABLE = "OUTPUT_TABLE"
 
@@ -105,6 +106,7 @@ class GroundwaterAnomaly(SubsidenceAlgorithm):
                                                      [QgsProcessing.TypeVectorPolygon], optional=True),
                  "Cells whose centres fall outside the polygons are NoData and left out of the regional means.")
         self.add_memory_limit(self.MEMORY_LIMIT_MB)
+        self.add_dask_scheduler(self.DASK_SCHEDULER)
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("GWSA")),
                  "Groundwater storage anomaly (or monthly change), mm, on the TWSA grid, one band per month.")
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_TABLE, self.tr("Regional means per month"),
@@ -168,8 +170,11 @@ class GroundwaterAnomaly(SubsidenceAlgorithm):
                                                  "METHOD": "water balance, Liu et al. 2024 eqs. 10-12"}) as writer:
                 months, table = gwsa.groundwater_anomaly(
                     tw, readers, mode=mode, baseline=baseline, mask=mask,
-                    write=lambda r0, b, c0=0: writer.write_block(r0, b.astype("float32"), c0),
-                    progress=progress_callback(self, feedback, 0, 95), memory_mb=memory, log=feedback.pushInfo,
+                    write=lambda r0, b, c0=0: writer.write_block(r0, b.astype("float32", copy=False), c0),
+                    progress=lambda fraction: self.check_canceled(feedback), memory_mb=memory, log=feedback.pushInfo,
+                    out_dtype="float32",
+                    run_tasks=lambda fn, tasks, shared: self.map_blocks(fn, tasks, parameters, context, feedback,
+                                                                        self.DASK_SCHEDULER, shared=shared),
                     names=names)
         table_id = write_table(self, parameters, self.OUTPUT_TABLE, context, table)
         feedback.setProgress(100)

@@ -51,6 +51,7 @@ class SbasInversion(SubsidenceAlgorithm):
     GAP_HANDLING = "GAP_HANDLING"
     SEASONAL = "SEASONAL"
     MEMORY_LIMIT_MB = "MEMORY_LIMIT_MB"
+    DASK_SCHEDULER = "DASK_SCHEDULER"
     OUTPUT_TIMESERIES = "OUTPUT_TIMESERIES"
     OUTPUT_VELOCITY = "OUTPUT_VELOCITY"
     OUTPUT_QUALITY = "OUTPUT_QUALITY"
@@ -157,6 +158,7 @@ class SbasInversion(SubsidenceAlgorithm):
                                                defaultValue=False),
                  "Estimate the velocity together with annual and semi-annual sinusoids.")
         self.add_memory_limit(self.MEMORY_LIMIT_MB)
+        self.add_dask_scheduler(self.DASK_SCHEDULER)
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT_TIMESERIES, self.tr("Displacement time series")),
                  "GeoTIFF, mm, one band per acquisition date (description YYYY-MM-DD), first date = 0, NoData NaN.")
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT_VELOCITY, self.tr("LOS velocity")),
@@ -221,7 +223,10 @@ class SbasInversion(SubsidenceAlgorithm):
                     seasonal=self.parameterAsBoolean(parameters, self.SEASONAL, context),
                     memory_mb=self.parameterAsDouble(parameters, self.MEMORY_LIMIT_MB, context),
                     progress=lambda f: feedback.setProgress(100.0 * f),
-                    is_canceled=feedback.isCanceled, log=feedback.pushInfo)
+                    is_canceled=feedback.isCanceled, log=feedback.pushInfo,
+                    run_tasks=lambda fn, tasks, shared: self.map_blocks(fn, tasks, parameters, context, feedback,
+                                                                        self.DASK_SCHEDULER, shared=shared,
+                                                                        report_progress=False))
             except sbas_stack.Canceled:
                 raise Canceled() from None
             results = {self.OUTPUT_TIMESERIES: outs[0], self.OUTPUT_VELOCITY: outs[1], self.OUTPUT_QUALITY: outs[2]}

@@ -358,8 +358,54 @@ class ModelSum:
         return out
 
 
+def run_window_tasks(task_fn, tasks, run_tasks=None, shared=None):
+    """Yield ``(index, task_fn(tasks[index], shared))``: through ``run_tasks(task_fn, tasks, shared)``
+    (e.g. Dask via :func:`.parallel.map_blocks`, any completion order; ``shared`` is what every task
+    needs and goes to each worker once) or, by default, here in order. The runner is closed when the
+    consumer stops early (error, cancel), so outstanding tasks are dropped."""
+    if run_tasks is None:
+        for i, task in enumerate(tasks):
+            yield i, task_fn(task, shared)
+        return
+    results = run_tasks(task_fn, tasks, shared)
+    try:
+        for item in results:
+            yield item
+    finally:
+        close = getattr(results, "close", None)
+        if close is not None:
+            close()
+
+
+def downscale_window_task(spec, shared=None):
+    """Pure window task of :func:`weighted_downscaling` (eq. 9 + partial regional sums), picklable.
+
+    ``spec`` (merged over ``shared``, the part common to every window): ``window`` (row0, nrows, col0, ncols) of the fine grid; ``model`` (:class:`ModelSum`,
+    read here from its files); ``interp`` (:class:`Interpolator` of the coarse window); ``e`` coarse
+    deviation E (nt, ny_c, nx_c); ``tg`` coarse GRACE field (same shape); ``moy`` calendar month of
+    each output month; ``model_months`` / ``clim_in_model`` model months read and those in the
+    climatology; ``lats`` latitudes of the window rows; ``out_dtype`` optional dtype of TD.
+    Returns ``{"td": TD (nt, nrows, ncols), "sums": {"grace"|"down"|"model": (sum_wx, sum_w)}}``,
+    the cos(phi)-weighted sums of f(TG), TD and the model TWS (the latter on ``model_months``).
+    """
+    if shared:
+        spec = dict(shared, **spec)
+    r0, nr, c0, nc = spec["window"]
+    w = spec["interp"].rows(r0, nr, c0, nc)
+    tf = spec["model"].read_rows(r0, nr, spec["model_months"], cols=(c0, nc))
+    tf_clim = monthly_climatology(tf, spec["model_months"], spec["clim_in_model"])
+    td = downscale_block(tf_clim, spec["e"], spec["moy"], w)
+    blat = spec["lats"]
+    gi = interpolate_block(spec["tg"], w)
+    sums = {"grace": weighted_sums_block(gi, blat), "down": weighted_sums_block(td, blat),
+            "model": weighted_sums_block(tf, blat)}
+    if spec.get("out_dtype") is not None:
+        td = td.astype(spec["out_dtype"])
+    return {"td": td, "sums": sums}
+
+
 def weighted_downscaling(grace, model, method="bilinear", period=None, gain=None, write=None,
-                         progress=None, memory_mb=512, margin=1, log=None):
+                         progress=None, memory_mb=512, margin=1, log=None, run_tasks=None, out_dtype=None):
     """Run eqs. (6)-(9) on a GRACE product and a fine model, streaming the fine grid in row blocks.
 
     ``grace``: :class:`grace.ProductReader` (values already in mm); ``model``: :class:`ModelSum`;
@@ -368,7 +414,11 @@ def weighted_downscaling(grace, model, method="bilinear", period=None, gain=None
     ``write(row0, block[, col0])``: receives TD windows (nmonths, nrows, ncols) for the output months
     (``col0`` is passed only for windows narrower than the grid: deep stacks are cut into tile-row
     windows, :func:`tsraster.window_blocks`);
-    ``progress(fraction)`` may raise to cancel.
+    ``progress(fraction)`` may raise to cancel;
+    ``run_tasks(task_fn, tasks, shared)``: optional runner yielding ``(index, result)`` of the window tasks
+    (:func:`downscale_window_task`) in any order, e.g. on Dask (:func:`.parallel.map_blocks`); windows
+    are written as they arrive and the regional sums are added in window order, so the results do
+    not depend on the runner; ``out_dtype``: dtype of the TD windows handed to ``write`` (cast in the task).
     Returns ``(months, table)``: the output month indices (complete GRACE axis, missing months NaN)
     and a DataFrame with per-month cos(phi)-weighted regional means of the coarse GRACE field
     interpolated to the fine grid, the model TWS and the downscaled TWS.
@@ -428,28 +478,32 @@ def weighted_downscaling(grace, model, method="bilinear", period=None, gain=None
     if method == "idw":
         per_cell += 8 * nt * 3 * interp.k
     blocks = window_blocks(ny, nx, per_cell, memory_mb)
-    sums = {k: [np.zeros(nt), np.zeros(nt)] for k in ("grace", "model", "down")}
-    for bi, (r0, nr, c0, nc) in enumerate(blocks):
-        w = interp.rows(r0, nr, c0, nc)
-        tf = model.read_rows(r0, nr, model_months, cols=(c0, nc))
-        tf_clim = monthly_climatology(tf, model_months, clim_in_model)
-        td = downscale_block(tf_clim, e, moy, w)
-        blat = lats[r0:r0 + nr]
-        gi = interpolate_block(tg.data, w)
-        for key, arr in (("grace", gi), ("down", td)):
-            s, sw = weighted_sums_block(arr, blat)
-            sums[key][0] += s
-            sums[key][1] += sw
-        s, sw = weighted_sums_block(tf, blat)
-        sums["model"][0][model_pos] += s
-        sums["model"][1][model_pos] += sw
+    # one picklable task per window + what all windows share (coarse arrays, interpolator, model readers:
+    # sent once to each Dask worker, where the readers re-open the files; ProductReader pickles without handles)
+    shared = dict(model=model, interp=interp, e=e, tg=tg.data, moy=moy, model_months=model_months,
+                  clim_in_model=clim_in_model, out_dtype=out_dtype)
+    tasks = [dict(window=(r0, nr, c0, nc), lats=lats[r0:r0 + nr]) for (r0, nr, c0, nc) in blocks]
+    partial = {}
+    for done, (bi, res) in enumerate(run_window_tasks(downscale_window_task, tasks, run_tasks, shared), 1):
+        r0, nr, c0, nc = blocks[bi]
+        partial[bi] = res["sums"]
         if write is not None:
             if nc == nx:
-                write(r0, td)
+                write(r0, res["td"])
             else:
-                write(r0, td, c0)
+                write(r0, res["td"], c0)
+        del res
         if progress is not None:
-            progress((bi + 1) / len(blocks))
+            progress(done / len(blocks))
+    # regional sums in window order (not arrival order): local and Dask tables are identical
+    sums = {k: [np.zeros(nt), np.zeros(nt)] for k in ("grace", "model", "down")}
+    for bi in sorted(partial):
+        p = partial[bi]
+        for key in ("grace", "down"):
+            sums[key][0] += p[key][0]
+            sums[key][1] += p[key][1]
+        sums["model"][0][model_pos] += p["model"][0]
+        sums["model"][1][model_pos] += p["model"][1]
     means = {}
     for k, (s, sw) in sums.items():
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -479,6 +533,7 @@ def weighted_downscaling(grace, model, method="bilinear", period=None, gain=None
 
 __all__ = [
     "METHODS", "Interpolator", "ModelSum", "area_weights", "climatology_deviation", "downscale_block",
+    "downscale_window_task", "run_window_tasks",
     "interpolate_block", "month_of_year", "monthly_climatology", "months_in_period", "regional_mean",
     "weighted_downscaling", "weighted_sums_block", "month_label",
 ]

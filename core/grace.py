@@ -27,6 +27,7 @@ import glob
 import math
 import os
 import re
+import threading
 
 import numpy as np
 from osgeo import gdal, osr
@@ -491,8 +492,15 @@ class ProductReader:
         self.lons = x0 + (np.arange(self.xsize) + 0.5) * dx
         self.lats = y0 + (np.arange(self.ysize) + 0.5) * dy
 
+    def __getstate__(self):
+        """Picklable (e.g. sent to Dask workers): open GDAL datasets are dropped and reopened on demand
+        from the file paths, which the receiving process must be able to reach."""
+        state = self.__dict__.copy()
+        state["_ds"] = {}
+        return state
+
     def _open(self, f, v):
-        key = (f, v)
+        key = (threading.get_ident(), f, v)  # GDAL handles are not shared between threads (Dask workers)
         if key not in self._ds:
             self._ds[key] = _open(f, v)
         return self._ds[key]

@@ -15,7 +15,7 @@ row blocks; :func:`gwsa_anomaly_block` and :func:`gwsa_change_block` are pure.
 import numpy as np
 import pandas as pd
 
-from .downscaling import RegriddedReader, months_in_period, weighted_sums_block
+from .downscaling import RegriddedReader, months_in_period, run_window_tasks, weighted_sums_block
 from .grace import describe_months, month_range_label
 from .tsraster import TimeSeriesError, decimal_year, month_from_index, window_blocks
 
@@ -75,8 +75,37 @@ def gwsa_change_block(twsa, components):
     return g, dt, dc
 
 
+def gwsa_window_task(spec, shared=None):
+    """Pure window task of :func:`groundwater_anomaly`, picklable (e.g. a Dask task).
+
+    ``spec`` (merged over ``shared``, the part common to every window): ``window`` (row0, nrows, col0, ncols) of the TWSA grid; ``twsa`` reader and ``components``
+    (:class:`~.downscaling.RegriddedReader`), read here from their files; ``months`` output months;
+    ``mode``; ``use`` baseline months (anomaly mode); ``mask`` (nrows, ncols) bool or None; ``lats`` of
+    the window rows; ``out_dtype`` optional dtype of the GWSA window.
+    Returns ``{"gwsa": (nt, nrows, ncols), "sums": [(sum_wx, sum_w) of TWSA, each component, GWSA]}``
+    (cos(phi)-weighted partial sums over the valid, unmasked cells).
+    """
+    if shared:
+        spec = dict(shared, **spec)
+    r0, nr, c0, nc = spec["window"]
+    months = spec["months"]
+    t = spec["twsa"].read_rows(r0, nr, months, cols=(c0, nc))
+    cs = [c.read_rows(r0, nr, months, cols=(c0, nc)) for c in spec["components"]]
+    if spec["mode"] == "anomaly":
+        g, ta, ca = gwsa_anomaly_block(t, cs, spec["use"])
+    else:
+        g, ta, ca = gwsa_change_block(t, cs)
+    bm = spec.get("mask")
+    if bm is not None:
+        g = np.where(bm[None], g, np.nan)
+    sums = [weighted_sums_block(arr, spec["lats"], bm) for arr in [ta] + ca + [g]]
+    if spec.get("out_dtype") is not None:
+        g = g.astype(spec["out_dtype"])
+    return {"gwsa": g, "sums": sums}
+
+
 def groundwater_anomaly(twsa, components, mode="anomaly", baseline=DEFAULT_BASELINE, mask=None, write=None,
-                        progress=None, memory_mb=512, log=None, names=None):
+                        progress=None, memory_mb=512, log=None, names=None, run_tasks=None, out_dtype=None):
     """GWSA (anomaly or month-to-month change) from a TWSA reader and component readers.
 
     ``twsa`` / ``components``: :class:`grace.ProductReader` objects (values in mm); the output is on
@@ -84,6 +113,10 @@ def groundwater_anomaly(twsa, components, mode="anomaly", baseline=DEFAULT_BASEL
     the output and left out of the regional means. ``write(row0, block)``
     receives GWSA windows (``col0`` only for windows narrower than the grid). Returns ``(months, table)`` with cos(phi)-weighted regional means per
     month of TWSA, each component and GWSA (anomalies or changes, per ``mode``).
+    ``run_tasks(task_fn, tasks, shared)``: optional runner of the window tasks (:func:`gwsa_window_task`), e.g.
+    on Dask (:func:`.parallel.map_blocks`); windows are written as they arrive and the regional sums
+    are added in window order, so results do not depend on the runner. ``out_dtype``: dtype of the
+    GWSA windows handed to ``write`` (cast in the task).
     """
     log = log or (lambda s: None)
     if mode not in MODES:
@@ -128,29 +161,28 @@ def groundwater_anomaly(twsa, components, mode="anomaly", baseline=DEFAULT_BASEL
     per_cell = 8 * nt * (4 * (len(comps) + 1) + 2)
     blocks = window_blocks(ny, nx, per_cell, memory_mb)
     keys = ["twsa"] + names + ["gwsa"]
-    sums = {k: [np.zeros(nt), np.zeros(nt)] for k in keys}
-    for bi, (r0, nr, c0, nc) in enumerate(blocks):
-        t = twsa.read_rows(r0, nr, months, cols=(c0, nc))
-        cs = [c.read_rows(r0, nr, months, cols=(c0, nc)) for c in comps]
-        if mode == "anomaly":
-            g, ta, ca = gwsa_anomaly_block(t, cs, use)
-        else:
-            g, ta, ca = gwsa_change_block(t, cs)
-        bm = mask[r0:r0 + nr, c0:c0 + nc] if mask is not None else None
-        if bm is not None:
-            g = np.where(bm[None], g, np.nan)
-        blat = lats[r0:r0 + nr]
-        for k, arr in zip(keys, [ta] + ca + [g]):
-            s, sw = weighted_sums_block(arr, blat, bm)
-            sums[k][0] += s
-            sums[k][1] += sw
+    shared = dict(twsa=twsa, components=comps, months=months, mode=mode, use=use, out_dtype=out_dtype)
+    tasks = [dict(window=(r0, nr, c0, nc), mask=mask[r0:r0 + nr, c0:c0 + nc] if mask is not None else None,
+                  lats=lats[r0:r0 + nr])
+             for (r0, nr, c0, nc) in blocks]
+    partial = {}
+    for done, (bi, res) in enumerate(run_window_tasks(gwsa_window_task, tasks, run_tasks, shared), 1):
+        r0, nr, c0, nc = blocks[bi]
+        partial[bi] = res["sums"]
         if write is not None:
             if nc == nx:
-                write(r0, g)
+                write(r0, res["gwsa"])
             else:
-                write(r0, g, c0)
+                write(r0, res["gwsa"], c0)
+        del res
         if progress is not None:
-            progress((bi + 1) / len(blocks))
+            progress(done / len(blocks))
+    # regional sums in window order (not arrival order): local and Dask tables are identical
+    sums = {k: [np.zeros(nt), np.zeros(nt)] for k in keys}
+    for bi in sorted(partial):
+        for k, (s, sw) in zip(keys, partial[bi]):
+            sums[k][0] += s
+            sums[k][1] += sw
     means = {}
     for k, (s, sw) in sums.items():
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -168,7 +200,7 @@ def groundwater_anomaly(twsa, components, mode="anomaly", baseline=DEFAULT_BASEL
 
 
 __all__ = ["MODES", "DEFAULT_BASELINE", "anomaly", "change", "gwsa_anomaly_block", "gwsa_change_block",
-           "groundwater_anomaly"]
+           "groundwater_anomaly", "gwsa_window_task"]
 
 
 def mask_from_wkt(wkts, grid):

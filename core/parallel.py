@@ -77,28 +77,35 @@ def connect(scheduler, timeout=10):
     return client
 
 
-def map_blocks(task_fn, tasks, scheduler=None, client=None, max_in_flight=None, is_canceled=None, retries=2):
+def map_blocks(task_fn, tasks, scheduler=None, client=None, max_in_flight=None, is_canceled=None, retries=2,
+               shared=None):
     """Yield ``(index, task_fn(tasks[index]))`` for every task, in completion order.
 
     ``scheduler``/``client``: run on Dask (else locally, in order). ``is_canceled``: a callable
     polled between tasks; when it returns True, :class:`Cancelled` is raised after cancelling the
-    outstanding futures.
+    outstanding futures. ``shared``: an object every task needs (e.g. coarse arrays, a reader):
+    the call becomes ``task_fn(task, shared)``; on Dask it is sent to the workers once
+    (scattered, replicated on every worker) instead of with every task.
     """
     tasks = list(tasks)
     is_canceled = is_canceled or (lambda: False)
+    extra = () if shared is None else (shared,)
     if not scheduler and client is None:
         for i, task in enumerate(tasks):
             if is_canceled():
                 raise Cancelled()
-            yield i, task_fn(task)
+            yield i, task_fn(task, *extra)
         return
     own = client is None
+    scattered = ()
     client = client or connect(scheduler)
     try:
         prepare_workers(client)
         from distributed import as_completed
 
         nworkers = max(1, len(client.scheduler_info().get("workers", {})))
+        if extra:
+            extra = scattered = tuple(client.scatter(list(extra), broadcast=True, hash=False))
         window = max_in_flight or 2 * nworkers
         pending = {}
         it = iter(enumerate(tasks))
@@ -109,7 +116,7 @@ def map_blocks(task_fn, tasks, scheduler=None, client=None, max_in_flight=None, 
                 i, task = next(it)
             except StopIteration:
                 return None
-            fut = client.submit(task_fn, task, pure=False, retries=retries,
+            fut = client.submit(task_fn, task, *extra, pure=False, retries=retries,
                                 key="subsidence-block-%d-%s" % (i, os.urandom(4).hex()))
             pending[fut.key] = (i, fut)
             if ac is not None:
@@ -130,5 +137,7 @@ def map_blocks(task_fn, tasks, scheduler=None, client=None, max_in_flight=None, 
             yield i, result
             submit_next()
     finally:
+        for f in scattered:
+            f.release()
         if own:
             client.close()

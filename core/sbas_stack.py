@@ -10,6 +10,7 @@ cancellation leaves no output behind.
 """
 import contextlib
 import os
+import threading
 
 import numpy as np
 
@@ -135,6 +136,139 @@ def _read_stack(dss, row0, nrows, dtype=np.float32):
     return out
 
 
+class StackFiles:
+    """Single-band rasters read as a stack of row blocks; GDAL handles are opened lazily per thread and
+    dropped when pickled (a Dask worker re-opens the files from their paths)."""
+
+    def __init__(self, paths):
+        self.paths = [str(p) for p in paths]
+        self._ds = {}
+
+    def __getstate__(self):
+        return {"paths": self.paths, "_ds": {}}
+
+    def datasets(self):
+        key = threading.get_ident()
+        if key not in self._ds:
+            self._ds[key] = _open_all(self.paths)
+        return self._ds[key]
+
+    def read(self, row0, nrows, dtype=np.float32):
+        return _read_stack(self.datasets(), row0, nrows, dtype=dtype)
+
+
+def _worker_cache(shared):
+    """Give GDAL's block cache the size chosen under the memory cap (a no-op in the driving process,
+    which set it already; on a Dask worker the cap then holds there too)."""
+    cache = shared.get("gdal_cache")
+    if cache:
+        from osgeo import gdal
+        if gdal.GetCacheMax() != cache:
+            gdal.SetCacheMax(int(cache))
+
+
+def reference_block_task(spec, shared):
+    """Pure row-block task of the automatic reference search (picklable, e.g. for Dask).
+
+    ``spec``: ``block`` (row0, nrows); ``shared``: ``ifg``/``coh`` (:class:`StackFiles`, coh may be
+    None), ``min_coherence``, ``to_mm``, ``net``, ``rad_per_mm``, ``M``. Returns ``{"any_data": bool,
+    "best": (score, row, col) or None}``: the block's best candidate (highest mean coherence, or the
+    lowest residual RMS without coherence) among pixels with data in every interferogram."""
+    _worker_cache(shared)
+    row0, nrows = spec["block"]
+    min_coherence = shared["min_coherence"]
+    phase = shared["ifg"].read(row0, nrows)
+    coh = shared["coh"].read(row0, nrows) if shared["coh"] is not None else None
+    valid = np.isfinite(phase)
+    if coh is not None and min_coherence and min_coherence > 0:
+        valid &= coh >= min_coherence
+    nvalid = valid.sum(axis=0)
+    any_data = bool(nvalid.max() > 0)
+    if coh is not None:
+        with np.errstate(all="ignore"):
+            score = np.where(valid, coh, 0).sum(axis=0) / np.maximum(nvalid, 1)
+        hib = True
+    else:
+        _, q = sbas.sbas_invert_block(np.where(valid, phase, np.nan) * shared["to_mm"], shared["net"],
+                                      rad_per_unit=shared["rad_per_mm"])
+        score = q["residual_rms"]
+        hib = False
+    rc = sbas.auto_reference(nvalid, shared["M"], score, higher_is_better=hib)
+    return {"any_data": any_data, "best": None if rc is None else (score[rc], row0 + rc[0], rc[1])}
+
+
+def invert_block_task(spec, shared):
+    """Pure row-block task of the SBAS inversion (picklable, e.g. for Dask): read, reference, invert,
+    fit the velocity. ``spec``: ``block`` (row0, nrows); ``shared``: ``ifg``/``coh`` (:class:`StackFiles`),
+    ``ref_vals``, ``to_mm``, ``net``, ``weighting``, ``looks``, ``min_coherence``, ``gap_handling``,
+    ``rad_per_mm``, ``work`` dtype, ``seasonal``, ``gdal_cache`` (bytes of GDAL's block cache, optional).
+    Returns the float32 output blocks ``ts`` (N, rows, cols), ``vel`` (1, ...), ``quality`` (5, ...) and
+    the block's partial network statistics (``sum_e2``, ``n``, ``coh_sum``, ``coh_n`` per interferogram,
+    ``n_data``, ``n_gap`` pixels)."""
+    _worker_cache(shared)
+    row0, nrows = spec["block"]
+    net = shared["net"]
+    M = net.n_ifg
+    min_coherence = shared["min_coherence"]
+    weighting = shared["weighting"]
+    weighted = weighting != sbas.WEIGHT_NONE
+    phase = shared["ifg"].read(row0, nrows, dtype=np.float32)
+    coh = shared["coh"].read(row0, nrows, dtype=np.float32) if shared["coh"] is not None else None
+    obs = phase
+    obs -= shared["ref_vals"][:, None, None].astype(np.float32)
+    obs *= np.float32(shared["to_mm"])
+    ts, q = sbas.sbas_invert_block(obs, net, coherence_block=coh, weighting=weighting, looks=shared["looks"],
+                                   min_coherence=min_coherence, gap_handling=shared["gap_handling"],
+                                   rad_per_unit=shared["rad_per_mm"], dtype=shared["work"])
+    vel, vstd = sbas.velocity_fit(ts, net.tyears, shared["seasonal"])
+    has = q["n_ifg_used"] > 0
+    # per-interferogram residual statistics for the network table
+    valid = np.isfinite(obs)
+    if coh is not None and min_coherence and min_coherence > 0:
+        valid &= coh >= min_coherence
+    if weighted:
+        valid &= np.isfinite(coh)
+    tsz = np.nan_to_num(ts)
+    e = tsz[net.i2]
+    e -= tsz[net.i1]
+    np.subtract(obs * net.sign[:, None, None].astype(obs.dtype), e, out=e)
+    e[~valid] = 0
+    out = {"sum_e2": np.einsum("mp,mp->m", e.reshape(M, -1), e.reshape(M, -1), dtype=np.float64)}
+    del e
+    out["n"] = valid.reshape(M, -1).sum(axis=1)
+    if coh is not None:
+        cf = np.isfinite(coh)
+        out["coh_sum"] = np.where(cf, coh, 0).reshape(M, -1).sum(axis=1)
+        out["coh_n"] = cf.reshape(M, -1).sum(axis=1)
+    out["n_data"] = int(has.sum())
+    out["n_gap"] = int((q["n_gaps"] > 0).sum())
+    gaps = q["n_gaps"].astype(np.float32)
+    gaps[~has] = np.nan
+    nused = q["n_ifg_used"].astype(np.float32)
+    nused[~has] = np.nan
+    out["ts"] = ts.astype(np.float32)
+    out["vel"] = vel.astype(np.float32)[None]
+    out["quality"] = np.stack([q["temporal_coherence"], nused, q["residual_rms"], vstd, gaps]).astype(np.float32)
+    return out
+
+
+def _run_block_tasks(task_fn, tasks, shared, run_tasks):
+    """``(index, result)`` of the block tasks: here in order, or through ``run_tasks(task_fn, tasks, shared)``
+    (e.g. Dask, any order); the runner is closed when the consumer stops early."""
+    if run_tasks is None:
+        for i, t in enumerate(tasks):
+            yield i, task_fn(t, shared)
+        return
+    results = run_tasks(task_fn, tasks, shared)
+    try:
+        for item in results:
+            yield item
+    finally:
+        close = getattr(results, "close", None)
+        if close is not None:
+            close()
+
+
 def reference_window_values(ifg_dss, row, col, half, grid, names):
     """Median of each interferogram over the (2 half + 1)^2 window at (row, col), clipped to the raster."""
     r0, r1 = max(0, row - half), min(grid.ysize, row + half + 1)
@@ -152,8 +286,13 @@ def invert_stack(stack, out_ts, out_vel, out_quality, input_units=sbas.UNITS_RAD
                  wavelength=SENTINEL1_WAVELENGTH_M,
                  flip_sign=False, weighting=sbas.WEIGHT_NONE, looks=sbas.DEFAULT_LOOKS, min_coherence=0.0,
                  gap_handling=sbas.GAP_MIN_NORM, reference=None, reference_half_window=0, seasonal=False,
-                 memory_mb=512, progress=None, is_canceled=None, log=None):
+                 memory_mb=512, progress=None, is_canceled=None, log=None, run_tasks=None):
     """Invert the prepared stack and write the outputs. Returns a summary dict with the network table rows.
+
+    ``run_tasks(task_fn, tasks, shared)``: optional runner of the row-block tasks
+    (:func:`reference_block_task`, :func:`invert_block_task`) yielding ``(index, result)`` in any
+    order, e.g. on Dask (:func:`.parallel.map_blocks`); blocks are written as they arrive and the
+    statistics and the automatic reference are combined in block order, so results do not depend on it.
 
     ``reference``: (row, col) pixel or None for automatic (data in every
     interferogram and the highest mean coherence, or the lowest residual RMS
@@ -178,14 +317,15 @@ def invert_stack(stack, out_ts, out_vel, out_quality, input_units=sbas.UNITS_RAD
     try:
         return _invert_stack(stack, out_ts, out_vel, out_quality, input_units, wavelength, flip_sign, weighting,
                              looks, min_coherence, gap_handling, reference, reference_half_window, seasonal,
-                             ((cap - cache) if cap - cache > 0.25 * cap else 0.75 * cap) / 2 ** 20, progress, is_canceled, log)
+                             ((cap - cache) if cap - cache > 0.25 * cap else 0.75 * cap) / 2 ** 20, progress, is_canceled, log,
+                             run_tasks, cache)
     finally:
         gdal.SetCacheMax(old_cache)
 
 
 def _invert_stack(stack, out_ts, out_vel, out_quality, input_units, wavelength, flip_sign, weighting, looks,
                   min_coherence, gap_handling, reference, reference_half_window, seasonal, memory_mb, progress,
-                  is_canceled, log):
+                  is_canceled, log, run_tasks=None, gdal_cache=None):
     log = log or (lambda s: None)
     progress = progress or (lambda f: None)
     net, grid = stack["network"], stack["grid"]
@@ -197,8 +337,10 @@ def _invert_stack(stack, out_ts, out_vel, out_quality, input_units, wavelength, 
         raise TimeSeriesError("weighting '%s' needs the coherence rasters" % weighting)
     if min_coherence and min_coherence > 0 and not stack["coh"]:
         raise TimeSeriesError("a minimum coherence needs the coherence rasters")
-    ifg_ds = _open_all(stack["ifg"])
-    coh_ds = _open_all(stack["coh"]) if stack["coh"] else None
+    ifg_files = StackFiles(stack["ifg"])
+    coh_files = StackFiles(stack["coh"]) if stack["coh"] else None
+    ifg_ds = ifg_files.datasets()
+    coh_ds = coh_files.datasets() if coh_files is not None else None
     names = net.names
     # working memory per pixel measured with tracemalloc: ~21 B per interferogram unweighted (float32),
     # ~80 B weighted (float64 normal equations), plus the float32 inputs and the outputs
@@ -220,28 +362,18 @@ def _invert_stack(stack, out_ts, out_vel, out_quality, input_units, wavelength, 
     if reference is None:
         best = None   # (score, row, col)
         any_data = False
-        for row0, nrows in blocks:
-            phase = _read_stack(ifg_ds, row0, nrows)
-            coh = _read_stack(coh_ds, row0, nrows) if coh_ds else None
-            valid = np.isfinite(phase)
-            if coh is not None and min_coherence and min_coherence > 0:
-                valid &= coh >= min_coherence
-            nvalid = valid.sum(axis=0)
-            any_data = any_data or bool(nvalid.max() > 0)
-            if coh is not None:
-                with np.errstate(all="ignore"):
-                    score = np.where(valid, coh, 0).sum(axis=0) / np.maximum(nvalid, 1)
-                hib = True
-            else:
-                _, q = sbas.sbas_invert_block(np.where(valid, phase, np.nan) * to_mm, net, rad_per_unit=rad_per_mm)
-                score = q["residual_rms"]
-                hib = False
-            rc = sbas.auto_reference(nvalid, M, score, higher_is_better=hib)
-            if rc is not None:
-                s = score[rc]
-                if best is None or (s > best[0] if hib else s < best[0]):
-                    best = (s, row0 + rc[0], rc[1])
+        shared = dict(ifg=ifg_files, coh=coh_files, min_coherence=min_coherence, to_mm=to_mm, net=net,
+                      rad_per_mm=rad_per_mm, M=M, gdal_cache=gdal_cache)
+        found = {}
+        for i, res in _run_block_tasks(reference_block_task, [dict(block=b) for b in blocks], shared, run_tasks):
+            found[i] = res
             tick()
+        for i in sorted(found):  # block order: ties go to the first block, as in a sequential run
+            res = found[i]
+            any_data = any_data or res["any_data"]
+            c = res["best"]
+            if c is not None and (best is None or (c[0] > best[0] if coh_ds else c[0] < best[0])):
+                best = c
         if not any_data:
             raise TimeSeriesError("every pixel is NoData in every interferogram (%s ...)" % names[0])
         if best is None:
@@ -275,46 +407,26 @@ def _invert_stack(stack, out_ts, out_vel, out_quality, input_units, wavelength, 
                                               units="mm/yr", metadata=dict(meta, SEASONAL=int(bool(seasonal)))))
         w_q = es.enter_context(RasterWriter(out_quality, grid, len(sbas.QUALITY_BANDS),
                                             band_names=list(sbas.QUALITY_BANDS), units="", metadata=meta))
-        for row0, nrows in blocks:
-            phase = _read_stack(ifg_ds, row0, nrows, dtype=np.float32)
-            coh = _read_stack(coh_ds, row0, nrows, dtype=np.float32) if coh_ds else None
-            obs = phase
-            obs -= ref_vals[:, None, None].astype(np.float32)
-            obs *= np.float32(to_mm)
-            ts, q = sbas.sbas_invert_block(obs, net, coherence_block=coh, weighting=weighting, looks=looks,
-                                           min_coherence=min_coherence, gap_handling=gap_handling,
-                                           rad_per_unit=rad_per_mm, dtype=work)
-            vel, vstd = sbas.velocity_fit(ts, net.tyears, seasonal)
-            has = q["n_ifg_used"] > 0
-            # per-interferogram residual statistics for the network table
-            valid = np.isfinite(obs)
-            if coh is not None and min_coherence and min_coherence > 0:
-                valid &= coh >= min_coherence
-            if weighted:
-                valid &= np.isfinite(coh)
-            tsz = np.nan_to_num(ts)
-            e = tsz[net.i2]
-            e -= tsz[net.i1]
-            np.subtract(obs * net.sign[:, None, None].astype(obs.dtype), e, out=e)
-            e[~valid] = 0
-            ifg_sum_e2 += np.einsum("mp,mp->m", e.reshape(M, -1), e.reshape(M, -1), dtype=np.float64)
-            del e
-            ifg_n += valid.reshape(M, -1).sum(axis=1)
-            if coh is not None:
-                cf = np.isfinite(coh)
-                coh_sum += np.where(cf, coh, 0).reshape(M, -1).sum(axis=1)
-                coh_n += cf.reshape(M, -1).sum(axis=1)
-            n_pix_data += int(has.sum())
-            n_pix_gap += int((q["n_gaps"] > 0).sum())
-            gaps = q["n_gaps"].astype(np.float32)
-            gaps[~has] = np.nan
-            nused = q["n_ifg_used"].astype(np.float32)
-            nused[~has] = np.nan
-            w_ts.write_block(row0, ts.astype(np.float32))
-            w_vel.write_block(row0, vel.astype(np.float32)[None])
-            w_q.write_block(row0, np.stack([q["temporal_coherence"], nused, q["residual_rms"], vstd, gaps])
-                            .astype(np.float32))
+        shared = dict(ifg=ifg_files, coh=coh_files, ref_vals=ref_vals, to_mm=to_mm, net=net, weighting=weighting,
+                      looks=looks, min_coherence=min_coherence, gap_handling=gap_handling, rad_per_mm=rad_per_mm,
+                      work=work, seasonal=seasonal, gdal_cache=gdal_cache)
+        stats = {}
+        for i, res in _run_block_tasks(invert_block_task, [dict(block=b) for b in blocks], shared, run_tasks):
+            row0 = blocks[i][0]
+            w_ts.write_block(row0, res.pop("ts"))
+            w_vel.write_block(row0, res.pop("vel"))
+            w_q.write_block(row0, res.pop("quality"))
+            stats[i] = res
             tick()
+        for i in sorted(stats):  # block order, not arrival order: identical sums locally and on Dask
+            res = stats[i]
+            ifg_sum_e2 += res["sum_e2"]
+            ifg_n += res["n"]
+            if "coh_sum" in res:
+                coh_sum += res["coh_sum"]
+                coh_n += res["coh_n"]
+            n_pix_data += res["n_data"]
+            n_pix_gap += res["n_gap"]
         if n_pix_data == 0:
             raise TimeSeriesError("every pixel is NoData in every interferogram (%s ...)" % names[0])
     log("%d pixels inverted, %d with gaps in their own network (%s)" % (n_pix_data, n_pix_gap, gap_handling))

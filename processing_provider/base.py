@@ -99,8 +99,11 @@ class SubsidenceAlgorithm(QgsProcessingAlgorithm):
             advanced=True,
         )
 
-    def map_blocks(self, task_fn, tasks, parameters, context, feedback, name="DASK_SCHEDULER"):
-        """Run row-block tasks locally or on Dask (per the scheduler parameter), with progress and cancel."""
+    def map_blocks(self, task_fn, tasks, parameters, context, feedback, name="DASK_SCHEDULER", shared=None,
+                   report_progress=True):
+        """Run row-block tasks locally or on Dask (per the scheduler parameter), with progress and cancel.
+        ``shared``: passed to every task as ``task_fn(task, shared)``, sent to Dask workers once.
+        ``report_progress=False``: the caller sets the progress itself (e.g. several passes)."""
         from ..core.parallel import map_blocks
 
         scheduler = (self.parameterAsString(parameters, name, context) or "").strip() \
@@ -109,9 +112,11 @@ class SubsidenceAlgorithm(QgsProcessingAlgorithm):
             feedback.pushInfo("Running %d row blocks on the Dask scheduler %s" % (len(tasks), scheduler))
         done = 0
         for i, result in map_blocks(task_fn, tasks, scheduler=scheduler or None,
-                                    is_canceled=lambda: feedback is not None and feedback.isCanceled()):
+                                    is_canceled=lambda: feedback is not None and feedback.isCanceled(),
+                                    shared=shared):
             done += 1
-            feedback.setProgress(100.0 * done / max(1, len(tasks)))
+            if report_progress:
+                feedback.setProgress(100.0 * done / max(1, len(tasks)))
             yield i, result
 
     @contextlib.contextmanager

@@ -26,6 +26,15 @@ def test_local_map_blocks_in_order_and_cancel(tmp_path):
     assert calls == [0, 1]
 
 
+def _scaled_task(task, shared):
+    return task * shared["factor"]
+
+
+def test_shared_object_reaches_every_task():
+    got = dict(parallel.map_blocks(_scaled_task, [1, 2, 3], shared={"factor": 10}))
+    assert got == {0: 10, 1: 20, 2: 30}
+
+
 def test_dask_missing_is_reported(monkeypatch):
     monkeypatch.setattr(parallel, "dask_available", lambda: False)
     with pytest.raises(parallel.DaskUnavailable, match="dask.distributed is not installed"):
@@ -43,6 +52,9 @@ def test_local_cluster_equals_local_run(tmp_path):
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster, Client(cluster) as client:
         remote = dict(parallel.map_blocks(resample.resample_block_task, tasks, client=client, max_in_flight=3))
+        scaled = dict(parallel.map_blocks(_scaled_task, [np.arange(3.0), np.ones(2)], client=client,
+                                          shared={"factor": np.full(1, 2.5)}))
+    assert np.array_equal(scaled[0], [0.0, 2.5, 5.0]) and np.array_equal(scaled[1], [2.5, 2.5])
     assert sorted(remote) == sorted(local)
     for i in local:
         assert local[i][0] == remote[i][0]
