@@ -42,13 +42,6 @@ def optional_number(alg, parameters, name, context):
     return alg.parameterAsDouble(parameters, name, context)
 
 
-def progress_callback(alg, feedback, start=0.0, span=100.0):
-    def _p(fraction):
-        alg.check_canceled(feedback)
-        feedback.setProgress(start + span * fraction)
-    return _p
-
-
 NC_EXT = (".nc", ".nc4", ".cdf", ".netcdf", ".h5", ".he5")
 FILE_FILTER = "NetCDF or GeoTIFF (*.nc *.nc4 *.h5 *.tif *.tiff);;All files (*.*)"
 

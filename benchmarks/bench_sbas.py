@@ -43,7 +43,6 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 import importlib.util  # noqa: E402
 
 if "subsidence_toolkit" not in sys.modules:
@@ -184,7 +183,6 @@ def run_mintpy(npz, weight, workdir):
 def run_e2e(folder, net, phase, coh, memory_mb, weighting=0):
     """Write the stack as GeoTIFFs and time ``qgis_process.bin run subsidence:sbasinversion`` (peak RSS too)."""
     from osgeo import gdal
-    sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
     from subsidence_toolkit.core import tsraster
     from subsidence_toolkit.demo.headless import QgisProcess
 
@@ -255,7 +253,9 @@ def main():
             results[("ours", weighting)] = sec
             print("ours   w=%-9s %7.3f s  %9.0f px/s  RMSE ts %.3f mm  vel %.3f mm/yr  all-zero px with data: %d"
                   % (weighting, sec, P / sec, rmse(tsf, tr, has), vel_rmse(tsf, tr, net.tyears, has), zero))
-    if a.no_mintpy or not os.path.exists(MINTPY_PY):
+    if a.no_mintpy:
+        return
+    if not os.path.exists(MINTPY_PY):
         print("MintPy venv %s not found: peer not measured" % MINTPY_PY)
         return
     with tempfile.TemporaryDirectory() as tmp:
