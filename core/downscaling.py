@@ -18,6 +18,7 @@ from scipy import ndimage as _nd
 from scipy.spatial import cKDTree
 
 from .grace import describe_months, month_label, month_range_label
+from .parallel import run_tasks_here_or
 from .tsraster import TimeSeriesError, decimal_year, month_from_index, window_blocks
 
 METHODS = ("bilinear", "bicubic", "idw", "nearest")
@@ -358,25 +359,6 @@ class ModelSum:
         return out
 
 
-def run_window_tasks(task_fn, tasks, run_tasks=None, shared=None):
-    """Yield ``(index, task_fn(tasks[index], shared))``: through ``run_tasks(task_fn, tasks, shared)``
-    (e.g. Dask via :func:`.parallel.map_blocks`, any completion order; ``shared`` is what every task
-    needs and goes to each worker once) or, by default, here in order. The runner is closed when the
-    consumer stops early (error, cancel), so outstanding tasks are dropped."""
-    if run_tasks is None:
-        for i, task in enumerate(tasks):
-            yield i, task_fn(task, shared)
-        return
-    results = run_tasks(task_fn, tasks, shared)
-    try:
-        for item in results:
-            yield item
-    finally:
-        close = getattr(results, "close", None)
-        if close is not None:
-            close()
-
-
 def downscale_window_task(spec, shared=None):
     """Pure window task of :func:`weighted_downscaling` (eq. 9 + partial regional sums), picklable.
 
@@ -484,7 +466,7 @@ def weighted_downscaling(grace, model, method="bilinear", period=None, gain=None
                   clim_in_model=clim_in_model, out_dtype=out_dtype)
     tasks = [dict(window=(r0, nr, c0, nc), lats=lats[r0:r0 + nr]) for (r0, nr, c0, nc) in blocks]
     partial = {}
-    for done, (bi, res) in enumerate(run_window_tasks(downscale_window_task, tasks, run_tasks, shared), 1):
+    for done, (bi, res) in enumerate(run_tasks_here_or(downscale_window_task, tasks, run_tasks, shared), 1):
         r0, nr, c0, nc = blocks[bi]
         partial[bi] = res["sums"]
         if write is not None:
@@ -533,7 +515,7 @@ def weighted_downscaling(grace, model, method="bilinear", period=None, gain=None
 
 __all__ = [
     "METHODS", "Interpolator", "ModelSum", "area_weights", "climatology_deviation", "downscale_block",
-    "downscale_window_task", "run_window_tasks",
+    "downscale_window_task",
     "interpolate_block", "month_of_year", "monthly_climatology", "months_in_period", "regional_mean",
     "weighted_downscaling", "weighted_sums_block", "month_label",
 ]

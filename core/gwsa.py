@@ -15,7 +15,8 @@ row blocks; :func:`gwsa_anomaly_block` and :func:`gwsa_change_block` are pure.
 import numpy as np
 import pandas as pd
 
-from .downscaling import RegriddedReader, months_in_period, run_window_tasks, weighted_sums_block
+from .downscaling import RegriddedReader, months_in_period, weighted_sums_block
+from .parallel import run_tasks_here_or
 from .grace import describe_months, month_range_label
 from .tsraster import TimeSeriesError, decimal_year, month_from_index, window_blocks
 
@@ -166,7 +167,7 @@ def groundwater_anomaly(twsa, components, mode="anomaly", baseline=DEFAULT_BASEL
                   lats=lats[r0:r0 + nr])
              for (r0, nr, c0, nc) in blocks]
     partial = {}
-    for done, (bi, res) in enumerate(run_window_tasks(gwsa_window_task, tasks, run_tasks, shared), 1):
+    for done, (bi, res) in enumerate(run_tasks_here_or(gwsa_window_task, tasks, run_tasks, shared), 1):
         r0, nr, c0, nc = blocks[bi]
         partial[bi] = res["sums"]
         if write is not None:

@@ -141,3 +141,22 @@ def map_blocks(task_fn, tasks, scheduler=None, client=None, max_in_flight=None, 
             f.release()
         if own:
             client.close()
+
+
+def run_tasks_here_or(task_fn, tasks, run_tasks=None, shared=None):
+    """Yield ``(index, task_fn(tasks[index], shared))``: here in order, or through
+    ``run_tasks(task_fn, tasks, shared)`` (e.g. Dask via :func:`map_blocks`, any completion order;
+    ``shared`` is what every task needs and goes to each worker once). The runner is closed when the
+    consumer stops early (error, cancel), so outstanding tasks are dropped."""
+    if run_tasks is None:
+        for i, task in enumerate(tasks):
+            yield i, task_fn(task, shared)
+        return
+    results = run_tasks(task_fn, tasks, shared)
+    try:
+        for item in results:
+            yield item
+    finally:
+        close = getattr(results, "close", None)
+        if close is not None:
+            close()

@@ -15,6 +15,7 @@ import threading
 import numpy as np
 
 from . import sbas
+from .parallel import run_tasks_here_or
 from .tsraster import (SENTINEL1_WAVELENGTH_M, RasterGrid, RasterWriter, TimeSeriesError, check_band_numeric, format_date, open_raster,
                        read_block, read_window, row_blocks)
 
@@ -252,23 +253,6 @@ def invert_block_task(spec, shared):
     return out
 
 
-def _run_block_tasks(task_fn, tasks, shared, run_tasks):
-    """``(index, result)`` of the block tasks: here in order, or through ``run_tasks(task_fn, tasks, shared)``
-    (e.g. Dask, any order); the runner is closed when the consumer stops early."""
-    if run_tasks is None:
-        for i, t in enumerate(tasks):
-            yield i, task_fn(t, shared)
-        return
-    results = run_tasks(task_fn, tasks, shared)
-    try:
-        for item in results:
-            yield item
-    finally:
-        close = getattr(results, "close", None)
-        if close is not None:
-            close()
-
-
 def reference_window_values(ifg_dss, row, col, half, grid, names):
     """Median of each interferogram over the (2 half + 1)^2 window at (row, col), clipped to the raster."""
     r0, r1 = max(0, row - half), min(grid.ysize, row + half + 1)
@@ -365,7 +349,7 @@ def _invert_stack(stack, out_ts, out_vel, out_quality, input_units, wavelength, 
         shared = dict(ifg=ifg_files, coh=coh_files, min_coherence=min_coherence, to_mm=to_mm, net=net,
                       rad_per_mm=rad_per_mm, M=M, gdal_cache=gdal_cache)
         found = {}
-        for i, res in _run_block_tasks(reference_block_task, [dict(block=b) for b in blocks], shared, run_tasks):
+        for i, res in run_tasks_here_or(reference_block_task, [dict(block=b) for b in blocks], run_tasks, shared):
             found[i] = res
             tick()
         for i in sorted(found):  # block order: ties go to the first block, as in a sequential run
@@ -411,7 +395,7 @@ def _invert_stack(stack, out_ts, out_vel, out_quality, input_units, wavelength, 
                       looks=looks, min_coherence=min_coherence, gap_handling=gap_handling, rad_per_mm=rad_per_mm,
                       work=work, seasonal=seasonal, gdal_cache=gdal_cache)
         stats = {}
-        for i, res in _run_block_tasks(invert_block_task, [dict(block=b) for b in blocks], shared, run_tasks):
+        for i, res in run_tasks_here_or(invert_block_task, [dict(block=b) for b in blocks], run_tasks, shared):
             row0 = blocks[i][0]
             w_ts.write_block(row0, res.pop("ts"))
             w_vel.write_block(row0, res.pop("vel"))

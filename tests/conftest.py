@@ -70,3 +70,12 @@ def run_alg(qgis_app):
         )
 
     return _run
+
+
+@pytest.fixture(scope="module")
+def dask_cluster():
+    """A 2-worker dask LocalCluster on loopback, no dashboard (one per test module: some tests kill a worker)."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+        yield cluster

@@ -15,15 +15,6 @@ pytestmark = pytest.mark.skipif(not parallel.dask_available(), reason="dask.dist
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    from distributed import LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     return build_inputs(tmp_path_factory.mktemp("gr_dask"))
 
@@ -42,7 +33,7 @@ def _collect(shape):
 
 
 @pytest.mark.parametrize("method", ["bilinear", "idw"])
-def test_core_downscaling_on_cluster_equals_local(inputs, cluster, method):
+def test_core_downscaling_on_cluster_equals_local(inputs, dask_cluster, method):
     """Core level: TD windows and the regional-mean table (float64, no CSV rounding) identical; the
     canopy input on the 0.25 deg GLDAS grid is regridded inside the tasks."""
     from distributed import Client
@@ -61,7 +52,7 @@ def test_core_downscaling_on_cluster_equals_local(inputs, cluster, method):
         return out, table, n["windows"]
 
     local, t_local, n_local = run(None)
-    with Client(cluster.scheduler_address, set_as_default=False) as client:
+    with Client(dask_cluster.scheduler_address, set_as_default=False) as client:
         remote, t_remote, n_remote = run(_on(client))
     assert n_local == n_remote > 4  # several windows, so arrival order can differ from window order
     assert np.isfinite(local).any()
@@ -69,11 +60,11 @@ def test_core_downscaling_on_cluster_equals_local(inputs, cluster, method):
     pd.testing.assert_frame_equal(t_local, t_remote, check_exact=True)
 
 
-def test_downscaling_and_gwsa_algorithms_on_cluster_equal_local(run_alg, inputs, cluster, tmp_path):
+def test_downscaling_and_gwsa_algorithms_on_cluster_equal_local(run_alg, inputs, dask_cluster, tmp_path):
     common = {"GRACE": inputs["grace"], "GRACE_SCALE": 10, "MODEL_FILES": inputs["sm"] + ";" + inputs["swe"],
               "INTERPOLATION": 1, "MEMORY_LIMIT_MB": 0.05}
     res = {}
-    for how, sched in (("local", ""), ("dask", cluster.scheduler_address)):
+    for how, sched in (("local", ""), ("dask", dask_cluster.scheduler_address)):
         res[how] = run_alg("gracedownscaling", dict(common, DASK_SCHEDULER=sched, OUTPUT=str(tmp_path / (how + ".tif")),
                                                     OUTPUT_TABLE=str(tmp_path / (how + ".csv"))))
     a = gdal.Open(res["local"]["OUTPUT"]).ReadAsArray()
@@ -84,7 +75,7 @@ def test_downscaling_and_gwsa_algorithms_on_cluster_equal_local(run_alg, inputs,
         assert f1.read() == f2.read()
     # GWSA of that output, anomaly mode with the GLDAS canopy regridded to the 0.1 deg grid
     gw = {}
-    for how, sched in (("local", ""), ("dask", cluster.scheduler_address)):
+    for how, sched in (("local", ""), ("dask", dask_cluster.scheduler_address)):
         gw[how] = run_alg("groundwateranomaly", {
             "TWSA": res["local"]["OUTPUT"], "COMPONENT_FILES": ";".join([inputs["sm"], inputs["can"]]),
             "MODE": 0, "BASELINE_START": 2004.0, "BASELINE_END": 2004.999, "MEMORY_LIMIT_MB": 0.02,
@@ -98,7 +89,7 @@ def test_downscaling_and_gwsa_algorithms_on_cluster_equal_local(run_alg, inputs,
     pd.testing.assert_frame_equal(t1, t2, check_exact=True)
 
 
-def test_core_gwsa_change_mode_with_mask_on_cluster(inputs, cluster):
+def test_core_gwsa_change_mode_with_mask_on_cluster(inputs, dask_cluster):
     from distributed import Client
 
     def run(run_tasks):
@@ -112,14 +103,14 @@ def test_core_gwsa_change_mode_with_mask_on_cluster(inputs, cluster):
         return out, table
 
     local, t_local = run(None)
-    with Client(cluster.scheduler_address, set_as_default=False) as client:
+    with Client(dask_cluster.scheduler_address, set_as_default=False) as client:
         remote, t_remote = run(_on(client))
     assert np.isfinite(local).sum() == (len(MONTHS) - 1) * 15 * 12
     assert np.array_equal(local, remote, equal_nan=True)
     pd.testing.assert_frame_equal(t_local, t_remote, check_exact=True)
 
 
-def test_killing_a_worker_mid_downscaling_does_not_corrupt_output(run_alg, inputs, cluster, tmp_path):
+def test_killing_a_worker_mid_downscaling_does_not_corrupt_output(run_alg, inputs, dask_cluster, tmp_path):
     """A worker is SIGKILLed when the first window has arrived: the run completes identically through
     Dask's retry, or fails with an error and leaves no output (nor temporary file)."""
     from distributed import Client
@@ -129,7 +120,7 @@ def test_killing_a_worker_mid_downscaling_does_not_corrupt_output(run_alg, input
               "MEMORY_LIMIT_MB": 0.01}
     local = run_alg("gracedownscaling", dict(params, OUTPUT=str(tmp_path / "local.tif"),
                                              OUTPUT_TABLE=str(tmp_path / "local.csv")))
-    with Client(cluster.scheduler_address, set_as_default=False) as client:
+    with Client(dask_cluster.scheduler_address, set_as_default=False) as client:
         pids = list(client.run(os.getpid).values())
     assert len(pids) == 2
 
@@ -146,7 +137,7 @@ def test_killing_a_worker_mid_downscaling_does_not_corrupt_output(run_alg, input
     remote, table = str(tmp_path / "dask.tif"), str(tmp_path / "dask.csv")
     try:
         run_alg("gracedownscaling", dict(params, OUTPUT=remote, OUTPUT_TABLE=table,
-                                         DASK_SCHEDULER=cluster.scheduler_address), feedback=fb)
+                                         DASK_SCHEDULER=dask_cluster.scheduler_address), feedback=fb)
         completed = True
     except QgsProcessingException:
         completed = False

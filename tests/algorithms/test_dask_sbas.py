@@ -13,15 +13,6 @@ from test_sbas_inversion import make_stack, outputs, read_table
 pytestmark = pytest.mark.skipif(not parallel.dask_available(), reason="dask.distributed not installed")
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    from distributed import LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as c:
-        yield c
-
-
 def _same_outputs(a, b):
     for key in ("OUTPUT_TIMESERIES", "OUTPUT_VELOCITY", "OUTPUT_QUALITY"):
         x, y = gdal.Open(a[key]), gdal.Open(b[key])
@@ -32,12 +23,12 @@ def _same_outputs(a, b):
 
 
 @pytest.mark.parametrize("weighting", [0, 1])
-def test_sbas_on_cluster_equals_local(run_alg, cluster, tmp_path, weighting):
+def test_sbas_on_cluster_equals_local(run_alg, dask_cluster, tmp_path, weighting):
     """Automatic reference (both passes as tasks), coherence, NoData pixels, 20 row blocks."""
     dates, truth, ifgs, cohs, _ = make_stack(tmp_path / "stack", n_dates=10)
     params = {"INTERFEROGRAMS": ifgs, "COHERENCE": cohs, "WEIGHTING": weighting, "MEMORY_LIMIT_MB": 0.02}
     local = run_alg("sbasinversion", dict(params, **outputs(tmp_path, "local")))
-    remote = run_alg("sbasinversion", dict(params, DASK_SCHEDULER=cluster.scheduler_address,
+    remote = run_alg("sbasinversion", dict(params, DASK_SCHEDULER=dask_cluster.scheduler_address,
                                            **outputs(tmp_path, "dask")))
     _same_outputs(local, remote)
     ts = gdal.Open(local["OUTPUT_TIMESERIES"]).ReadAsArray()
@@ -45,14 +36,14 @@ def test_sbas_on_cluster_equals_local(run_alg, cluster, tmp_path, weighting):
     assert np.nanmax(np.abs(ts[:, 5:15, 5:15] - truth[:, 5:15, 5:15])) < 1e-3  # noise-free stack
 
 
-def test_killing_a_worker_mid_sbas_does_not_corrupt_output(run_alg, cluster, tmp_path):
+def test_killing_a_worker_mid_sbas_does_not_corrupt_output(run_alg, dask_cluster, tmp_path):
     from distributed import Client
     from qgis.core import QgsProcessingException, QgsProcessingFeedback
 
     dates, truth, ifgs, cohs, _ = make_stack(tmp_path / "stack", n_dates=10)
     params = {"INTERFEROGRAMS": ifgs, "COHERENCE": cohs, "MEMORY_LIMIT_MB": 0.02}
     local = run_alg("sbasinversion", dict(params, **outputs(tmp_path, "local")))
-    with Client(cluster.scheduler_address, set_as_default=False) as client:
+    with Client(dask_cluster.scheduler_address, set_as_default=False) as client:
         pids = list(client.run(os.getpid).values())
     assert len(pids) == 2
 
@@ -68,7 +59,7 @@ def test_killing_a_worker_mid_sbas_does_not_corrupt_output(run_alg, cluster, tmp
     fb = KillAtFirstBlock()
     out = outputs(tmp_path, "dask")
     try:
-        remote = run_alg("sbasinversion", dict(params, DASK_SCHEDULER=cluster.scheduler_address, **out), feedback=fb)
+        remote = run_alg("sbasinversion", dict(params, DASK_SCHEDULER=dask_cluster.scheduler_address, **out), feedback=fb)
         completed = True
     except QgsProcessingException:
         completed = False

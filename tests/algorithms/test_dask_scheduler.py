@@ -14,22 +14,13 @@ from synthetic import sentinel1_dates, smooth_stack, write_stack
 pytestmark = pytest.mark.skipif(not parallel.dask_available(), reason="dask.distributed not installed")
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    from distributed import LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as c:
-        yield c
-
-
-def test_resample_on_cluster_equals_local(run_alg, cluster, tmp_path):
+def test_resample_on_cluster_equals_local(run_alg, dask_cluster, tmp_path):
     dates = sentinel1_dates(n=20)
     src = write_stack(tmp_path / "ts.tif", smooth_stack(dates, ny=16, nx=6, nan_fraction=0.2), dates=dates)
     a, b = str(tmp_path / "local.tif"), str(tmp_path / "dask.tif")
     run_alg("resampletimeseries", {"INPUT": src, "OUTPUT": a, "MEMORY_LIMIT_MB": 0.01})
     run_alg("resampletimeseries", {"INPUT": src, "OUTPUT": b, "MEMORY_LIMIT_MB": 0.01,
-                                   "DASK_SCHEDULER": cluster.scheduler_address})
+                                   "DASK_SCHEDULER": dask_cluster.scheduler_address})
     assert np.array_equal(gdal.Open(a).ReadAsArray(), gdal.Open(b).ReadAsArray(), equal_nan=True)
 
 
@@ -44,7 +35,7 @@ def test_unreachable_scheduler_is_a_clear_error(run_alg, tmp_path):
     assert not (tmp_path / "o.tif").exists()
 
 
-def test_killing_a_worker_mid_run_does_not_corrupt_output(run_alg, cluster, tmp_path):
+def test_killing_a_worker_mid_run_does_not_corrupt_output(run_alg, dask_cluster, tmp_path):
     from distributed import Client
     from qgis.core import QgsProcessingException
 
@@ -52,7 +43,7 @@ def test_killing_a_worker_mid_run_does_not_corrupt_output(run_alg, cluster, tmp_
     src = write_stack(tmp_path / "ts.tif", smooth_stack(dates, ny=300, nx=40, nan_fraction=0.1), dates=dates)
     local, remote = str(tmp_path / "local.tif"), str(tmp_path / "dask.tif")
     run_alg("resampletimeseries", {"INPUT": src, "OUTPUT": local, "MEMORY_LIMIT_MB": 0.05})
-    with Client(cluster.scheduler_address, set_as_default=False) as client:
+    with Client(dask_cluster.scheduler_address, set_as_default=False) as client:
         pids = list(client.run(os.getpid).values())
     assert len(pids) == 2
 
@@ -65,7 +56,7 @@ def test_killing_a_worker_mid_run_does_not_corrupt_output(run_alg, cluster, tmp_
     t0 = time.time()
     try:
         run_alg("resampletimeseries", {"INPUT": src, "OUTPUT": remote, "MEMORY_LIMIT_MB": 0.05,
-                                       "DASK_SCHEDULER": cluster.scheduler_address})
+                                       "DASK_SCHEDULER": dask_cluster.scheduler_address})
         completed = True
     except QgsProcessingException:
         completed = False
