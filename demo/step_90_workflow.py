@@ -76,7 +76,7 @@ def _figures(out, class_csv):
     tab = pd.read_csv(class_csv)
     tab["date"] = pd.to_datetime(tab["date"])
     areas = list(dict.fromkeys(tab["area"]))
-    fig, axes = plt.subplots(1, len(areas), figsize=(5 * len(areas), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(areas), figsize=(5.6 * len(areas), 3.8), squeeze=False)
     for ax, area in zip(axes[0], areas):
         sub = tab[tab["area"] == area]
         cls = sub.groupby("class")["n"].max().idxmax()
@@ -86,9 +86,11 @@ def _figures(out, class_csv):
         ax2 = ax.twinx()
         ax2.plot(g["date"], g["cumulative_change"], "s--", ms=3, color="tab:red", label="GWSA (mm)")
         ax.set_title("%s, %s class" % (area, cls))
-        ax.set_ylabel("cumulative deformation (mm)")
-        ax2.set_ylabel("cumulative GWSA change (mm)", color="tab:red")
+        ax.set_ylabel("deformation (mm)")
+        ax2.set_ylabel("GWSA (mm)", color="tab:red")
         ax.tick_params(axis="x", labelrotation=45)
+    fig.suptitle("Cumulative change from the first month, class with the most points")
+    fig.tight_layout(w_pad=3.0)
     figs.append(_png(fig))
     plt.close(fig)
     return figs
