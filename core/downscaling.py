@@ -359,6 +359,34 @@ class ModelSum:
         return out
 
 
+def run_windows(task_fn, tasks, blocks, nx, key, write=None, progress=None, run_tasks=None, shared=None):
+    """Run window tasks (here or through ``run_tasks``), write each result's ``key`` array as it arrives
+    (``write(row0, block[, col0])``, ``col0`` only for windows narrower than the grid) and return the
+    per-window partial sums ``{window index: result["sums"]}`` for summing in window order."""
+    partial = {}
+    for done, (bi, res) in enumerate(run_tasks_here_or(task_fn, tasks, run_tasks, shared), 1):
+        r0, nr, c0, nc = blocks[bi]
+        partial[bi] = res["sums"]
+        if write is not None:
+            if nc == nx:
+                write(r0, res[key])
+            else:
+                write(r0, res[key], c0)
+        del res
+        if progress is not None:
+            progress(done / len(blocks))
+    return partial
+
+
+def weighted_means(sums):
+    """``{name: sum / weight}`` of ``{name: [sum, weight]}`` per month, NaN where no weight."""
+    means = {}
+    for k, (s, sw) in sums.items():
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means[k] = np.where(sw > 0, s / np.where(sw > 0, sw, 1), np.nan)
+    return means
+
+
 def downscale_window_task(spec, shared=None):
     """Pure window task of :func:`weighted_downscaling` (eq. 9 + partial regional sums), picklable.
 
@@ -465,18 +493,7 @@ def weighted_downscaling(grace, model, method="bilinear", period=None, gain=None
     shared = dict(model=model, interp=interp, e=e, tg=tg.data, moy=moy, model_months=model_months,
                   clim_in_model=clim_in_model, out_dtype=out_dtype)
     tasks = [dict(window=(r0, nr, c0, nc), lats=lats[r0:r0 + nr]) for (r0, nr, c0, nc) in blocks]
-    partial = {}
-    for done, (bi, res) in enumerate(run_tasks_here_or(downscale_window_task, tasks, run_tasks, shared), 1):
-        r0, nr, c0, nc = blocks[bi]
-        partial[bi] = res["sums"]
-        if write is not None:
-            if nc == nx:
-                write(r0, res["td"])
-            else:
-                write(r0, res["td"], c0)
-        del res
-        if progress is not None:
-            progress(done / len(blocks))
+    partial = run_windows(downscale_window_task, tasks, blocks, nx, "td", write, progress, run_tasks, shared)
     # regional sums in window order (not arrival order): local and Dask tables are identical
     sums = {k: [np.zeros(nt), np.zeros(nt)] for k in ("grace", "model", "down")}
     for bi in sorted(partial):
@@ -486,10 +503,7 @@ def weighted_downscaling(grace, model, method="bilinear", period=None, gain=None
             sums[key][1] += p[key][1]
         sums["model"][0][model_pos] += p["model"][0]
         sums["model"][1][model_pos] += p["model"][1]
-    means = {}
-    for k, (s, sw) in sums.items():
-        with np.errstate(invalid="ignore", divide="ignore"):
-            means[k] = np.where(sw > 0, s / np.where(sw > 0, sw, 1), np.nan)
+    means = weighted_means(sums)
     if not np.isfinite(means["down"]).any():
         raise TimeSeriesError("the downscaled study area is NaN in every month (model %s, GRACE %s)"
                               % (model.label, grace.label))

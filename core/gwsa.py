@@ -15,8 +15,7 @@ row blocks; :func:`gwsa_anomaly_block` and :func:`gwsa_change_block` are pure.
 import numpy as np
 import pandas as pd
 
-from .downscaling import RegriddedReader, months_in_period, weighted_sums_block
-from .parallel import run_tasks_here_or
+from .downscaling import RegriddedReader, months_in_period, run_windows, weighted_means, weighted_sums_block
 from .grace import describe_months, month_range_label
 from .tsraster import TimeSeriesError, decimal_year, month_from_index, window_blocks
 
@@ -166,28 +165,14 @@ def groundwater_anomaly(twsa, components, mode="anomaly", baseline=DEFAULT_BASEL
     tasks = [dict(window=(r0, nr, c0, nc), mask=mask[r0:r0 + nr, c0:c0 + nc] if mask is not None else None,
                   lats=lats[r0:r0 + nr])
              for (r0, nr, c0, nc) in blocks]
-    partial = {}
-    for done, (bi, res) in enumerate(run_tasks_here_or(gwsa_window_task, tasks, run_tasks, shared), 1):
-        r0, nr, c0, nc = blocks[bi]
-        partial[bi] = res["sums"]
-        if write is not None:
-            if nc == nx:
-                write(r0, res["gwsa"])
-            else:
-                write(r0, res["gwsa"], c0)
-        del res
-        if progress is not None:
-            progress(done / len(blocks))
+    partial = run_windows(gwsa_window_task, tasks, blocks, nx, "gwsa", write, progress, run_tasks, shared)
     # regional sums in window order (not arrival order): local and Dask tables are identical
     sums = {k: [np.zeros(nt), np.zeros(nt)] for k in keys}
     for bi in sorted(partial):
         for k, (s, sw) in zip(keys, partial[bi]):
             sums[k][0] += s
             sums[k][1] += sw
-    means = {}
-    for k, (s, sw) in sums.items():
-        with np.errstate(invalid="ignore", divide="ignore"):
-            means[k] = np.where(sw > 0, s / np.where(sw > 0, sw, 1), np.nan)
+    means = weighted_means(sums)
     if not np.isfinite(means["gwsa"]).any():
         raise TimeSeriesError("GWSA is NaN over the whole study area in every month (TWSA %s%s)"
                               % (twsa.label, ", inside the mask" if mask is not None else ""))
