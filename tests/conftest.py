@@ -79,3 +79,28 @@ def dask_cluster():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                                   dashboard_address=None) as cluster:
         yield cluster
+
+
+@pytest.fixture
+def worker_killing_feedback(dask_cluster):
+    """A QgsProcessingFeedback that SIGKILLs one of ``dask_cluster``'s two workers at the first progress
+    report, i.e. while the run's first blocks are on the workers (``.killed`` says it happened)."""
+    import signal
+
+    from distributed import Client
+    from qgis.core import QgsProcessingFeedback
+
+    with Client(dask_cluster.scheduler_address, set_as_default=False) as client:
+        pids = list(client.run(os.getpid).values())
+    assert len(pids) == 2
+
+    class KillAtFirstBlock(QgsProcessingFeedback):
+        killed = False
+
+        def setProgress(self, p):  # noqa: N802 (called from Python by the block loop)
+            if p > 0 and not self.killed:
+                self.killed = True
+                os.kill(pids[0], signal.SIGKILL)
+            super().setProgress(p)
+
+    return KillAtFirstBlock()

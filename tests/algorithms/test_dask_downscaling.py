@@ -1,6 +1,5 @@
 """GRACE downscaling and GWSA on a 2-worker LocalCluster (loopback, no dashboard) equal the local run bit for bit."""
 import os
-import signal
 
 import numpy as np
 import pandas as pd
@@ -110,30 +109,17 @@ def test_core_gwsa_change_mode_with_mask_on_cluster(inputs, dask_cluster):
     pd.testing.assert_frame_equal(t_local, t_remote, check_exact=True)
 
 
-def test_killing_a_worker_mid_downscaling_does_not_corrupt_output(run_alg, inputs, dask_cluster, tmp_path):
+def test_killing_a_worker_mid_downscaling_does_not_corrupt_output(run_alg, inputs, dask_cluster,
+                                                                 worker_killing_feedback, tmp_path):
     """A worker is SIGKILLed when the first window has arrived: the run completes identically through
     Dask's retry, or fails with an error and leaves no output (nor temporary file)."""
-    from distributed import Client
-    from qgis.core import QgsProcessingException, QgsProcessingFeedback
+    from qgis.core import QgsProcessingException
 
     params = {"GRACE": inputs["grace"], "GRACE_SCALE": 10, "MODEL_FILES": inputs["sm"] + ";" + inputs["swe"],
               "MEMORY_LIMIT_MB": 0.01}
     local = run_alg("gracedownscaling", dict(params, OUTPUT=str(tmp_path / "local.tif"),
                                              OUTPUT_TABLE=str(tmp_path / "local.csv")))
-    with Client(dask_cluster.scheduler_address, set_as_default=False) as client:
-        pids = list(client.run(os.getpid).values())
-    assert len(pids) == 2
-
-    class KillAtFirstWindow(QgsProcessingFeedback):
-        killed = False
-
-        def setProgress(self, p):  # noqa: N802 (called from Python by the block loop)
-            if p > 0 and not self.killed:
-                self.killed = True
-                os.kill(pids[0], signal.SIGKILL)
-            super().setProgress(p)
-
-    fb = KillAtFirstWindow()
+    fb = worker_killing_feedback
     remote, table = str(tmp_path / "dask.tif"), str(tmp_path / "dask.csv")
     try:
         run_alg("gracedownscaling", dict(params, OUTPUT=remote, OUTPUT_TABLE=table,

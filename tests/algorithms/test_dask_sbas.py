@@ -1,6 +1,5 @@
 """SBAS inversion on a 2-worker LocalCluster (loopback, no dashboard) equals the local run bit for bit."""
 import os
-import signal
 
 import numpy as np
 import pytest
@@ -36,27 +35,13 @@ def test_sbas_on_cluster_equals_local(run_alg, dask_cluster, tmp_path, weighting
     assert np.nanmax(np.abs(ts[:, 5:15, 5:15] - truth[:, 5:15, 5:15])) < 1e-3  # noise-free stack
 
 
-def test_killing_a_worker_mid_sbas_does_not_corrupt_output(run_alg, dask_cluster, tmp_path):
-    from distributed import Client
-    from qgis.core import QgsProcessingException, QgsProcessingFeedback
+def test_killing_a_worker_mid_sbas_does_not_corrupt_output(run_alg, dask_cluster, worker_killing_feedback, tmp_path):
+    from qgis.core import QgsProcessingException
 
     dates, truth, ifgs, cohs, _ = make_stack(tmp_path / "stack", n_dates=10)
     params = {"INTERFEROGRAMS": ifgs, "COHERENCE": cohs, "MEMORY_LIMIT_MB": 0.02}
     local = run_alg("sbasinversion", dict(params, **outputs(tmp_path, "local")))
-    with Client(dask_cluster.scheduler_address, set_as_default=False) as client:
-        pids = list(client.run(os.getpid).values())
-    assert len(pids) == 2
-
-    class KillAtFirstBlock(QgsProcessingFeedback):
-        killed = False
-
-        def setProgress(self, p):  # noqa: N802 (called from Python by the block loop)
-            if p > 0 and not self.killed:
-                self.killed = True
-                os.kill(pids[0], signal.SIGKILL)
-            super().setProgress(p)
-
-    fb = KillAtFirstBlock()
+    fb = worker_killing_feedback
     out = outputs(tmp_path, "dask")
     try:
         remote = run_alg("sbasinversion", dict(params, DASK_SCHEDULER=dask_cluster.scheduler_address, **out), feedback=fb)
