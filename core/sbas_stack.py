@@ -17,7 +17,7 @@ import numpy as np
 from . import sbas
 from .parallel import run_tasks_here_or
 from .tsraster import (SENTINEL1_WAVELENGTH_M, RasterGrid, RasterWriter, TimeSeriesError, check_band_numeric, format_date, open_raster,
-                       read_block, read_window, row_blocks)
+                       read_window)
 
 
 class Canceled(Exception):
@@ -126,36 +126,146 @@ def pixel_of(grid, x, y):
     return int(np.floor(row)), int(np.floor(col))
 
 
-def _open_all(paths):
-    return [open_raster(p) for p in paths]
+# --------------------------------------------------------------------------- memory plan
+MIB = 2 ** 20
+OUT_TILE = 256            # tile side of the GeoTIFFs RasterWriter writes
+MIN_GDAL_CACHE = 4 * MIB  # GDAL's block cache never gets less
+OPEN_FILE_BYTES = MIB     # one open GeoTIFF while it is read: libtiff's compressed-block buffer, zlib state,
+#                           PAM, measured 0.35-0.6 MB per dataset; files are opened one at a time for that reason
+READ_BYTES_PX = 12        # temporaries of reading one file's window (GDAL array, NoData mask/where copy)
+MIN_SUB_PIXELS = 2048     # smallest sub-block worth solving when a whole window of tiles is buffered
+MAX_SUB_PIXELS = 65536    # larger sub-blocks are not faster, only bigger
+# Working memory of one pixel in a sub-block solve (sbas_invert_block + velocity fit + per-interferogram
+# residual statistics of invert_block_task, outputs included, inputs not: they sit in the window buffer),
+# measured with tracemalloc (M = 60..202 interferograms, N = 20..60 dates; tests/core/test_sbas_stack.py
+# checks the peak stays below): bytes per interferogram, per date and per pixel.
+SOLVE_BYTES = {
+    "float32": (22, 16, 512),     # unweighted, float32 solve
+    "float64": (42, 24, 512),     # unweighted, float64 solve (automatic reference without coherence)
+    "weighted": (88, 24, 512),    # float64 normal equations
+}
 
 
-def _read_stack(dss, row0, nrows, dtype=np.float32):
-    out = np.empty((len(dss), nrows, dss[0].RasterXSize), dtype=dtype)
-    for k, ds in enumerate(dss):
-        out[k] = read_block(ds, row0, nrows, bands=[1], dtype=dtype)[0]
-    return out
+def solve_bytes_per_pixel(n_ifg, n_dates, kind):
+    """Working memory (bytes) of one pixel in :func:`invert_block_task`'s sub-block solve (see SOLVE_BYTES)."""
+    a, b, c = SOLVE_BYTES[kind]
+    return a * n_ifg + b * n_dates + c
 
 
+def _out_tiles_open(h, w, ysize, xsize, out_bands):
+    """Bytes of output tiles a window of h x w leaves partly written (they wait in GDAL's cache for the
+    next windows), zero when windows cover whole output tiles."""
+    rows_ok = h % OUT_TILE == 0 or h >= ysize
+    cols_ok = w % OUT_TILE == 0 or w >= xsize
+    if rows_ok and cols_ok:
+        return 0
+    return out_bands * (-(-w // OUT_TILE) + 1) * OUT_TILE * OUT_TILE * 4
+
+
+def plan_blocks(ysize, xsize, block_size, buf_bytes_px, solve_bytes_px, memory_mb, out_bands=0,
+                in_sample_bytes=4):
+    """Windows and sub-blocks of a streamed pass whose memory stays under ``memory_mb``.
+
+    A *window* (``row0, nrows, col0, ncols``) is read from every input file in turn (one file open at a
+    time) into a buffer of ``buf_bytes_px`` bytes per pixel (all inputs of the window and its outputs),
+    then solved in *sub-blocks* of ``sub_rows`` whole window rows of ``solve_bytes_px`` bytes per pixel.
+    Windows cover whole input blocks (GeoTIFF tiles or strips: ``block_size`` = (x, y)) so that every
+    input block is decompressed once per pass; only when a window of one block row does not fit they
+    get fewer rows (the blocks are then decompressed once per window). GDAL's block cache is part of
+    the budget: it needs two input blocks plus the output tiles a window leaves partly written.
+
+    Returns a dict: ``windows``, ``sub_rows``, ``gdal_cache`` (bytes), ``parts`` (bytes of ``cache``,
+    ``buffers``, ``read``, ``solve``), ``total`` (their sum) and ``fits`` (False when even the smallest
+    plan, one row of one block width, exceeds the budget; it is used anyway).
+    """
+    budget = float(memory_mb) * MIB
+    bw = min(max(1, int(block_size[0])), xsize)
+    bh = min(max(1, int(block_size[1])), ysize)
+    col_unit = xsize if bw >= xsize else bw
+    row_unit = bh if bh >= OUT_TILE else max(bh, OUT_TILE // bh * bh)
+    row_unit = min(row_unit, ysize)
+    in_block = bw * bh * in_sample_bytes
+
+    def cost(h, w):
+        cache = max(MIN_GDAL_CACHE, 2 * in_block + _out_tiles_open(h, w, ysize, xsize, out_bands))
+        fixed = {"cache": cache, "buffers": buf_bytes_px * h * w, "read": OPEN_FILE_BYTES + READ_BYTES_PX * h * w}
+        return fixed, sum(fixed.values())
+
+    cands = [(row_unit * k, xsize) for k in range(-(-ysize // row_unit), 0, -1)]
+    cands += [(row_unit, col_unit * j) for j in range(-(-xsize // col_unit) - 1, 0, -1)]
+    h = row_unit // 2
+    while h >= 1:
+        cands.append((h, col_unit))
+        h //= 2
+    choice = None
+    for h, w in cands:
+        h, w = min(h, ysize), min(w, xsize)
+        fixed, tot = cost(h, w)
+        if tot + solve_bytes_px * min(h * w, max(MIN_SUB_PIXELS, w)) <= budget:
+            choice = (h, w, fixed, tot, True)
+            break
+    if choice is None:
+        h, w = 1, col_unit
+        fixed, tot = cost(h, w)
+        choice = (h, w, fixed, tot, False)
+    h, w, fixed, tot, fits = choice
+    if solve_bytes_px > 0:
+        sub = int((budget - tot) // (solve_bytes_px * w)) if budget > tot else 1
+        sub = max(1, min(h, sub, max(1, MAX_SUB_PIXELS // w)))
+    else:
+        sub = h
+    parts = dict(fixed, solve=solve_bytes_px * sub * w)
+    # windows in output tile rows, column by column inside one (a partly written output tile is
+    # completed by the next windows before the cache has to keep others)
+    wins = [(r, min(h, ysize - r), c, min(w, xsize - c)) for r in range(0, ysize, h) for c in range(0, xsize, w)]
+    wins.sort(key=lambda t: (t[0] // OUT_TILE, t[2], t[0]))
+    return {"windows": wins, "sub_rows": sub, "gdal_cache": int(fixed["cache"]), "parts": parts, "memory_mb": memory_mb,
+            "total": int(sum(parts.values())), "fits": fits and sum(parts.values()) <= budget}
+
+
+# --------------------------------------------------------------------------- reading
 class StackFiles:
-    """Single-band rasters read as a stack of row blocks; GDAL handles are opened lazily per thread and
-    dropped when pickled (a Dask worker re-opens the files from their paths)."""
+    """Single-band rasters read as a stack of windows. Each file is opened, read and closed in turn: an
+    open GeoTIFF keeps ~0.5 MB of decoder buffers once read, which for hundreds of inputs would be more
+    than the memory cap. Holds only paths, so it pickles to a Dask worker."""
 
     def __init__(self, paths):
         self.paths = [str(p) for p in paths]
-        self._ds = {}
 
-    def __getstate__(self):
-        return {"paths": self.paths, "_ds": {}}
+    def block_size(self):
+        """(x, y) block size and the sample size in bytes of the first file's band 1."""
+        from osgeo import gdal
+        ds = open_raster(self.paths[0])
+        b = ds.GetRasterBand(1)
+        bs = b.GetBlockSize()
+        return (int(bs[0]), int(bs[1])), max(1, gdal.GetDataTypeSize(b.DataType) // 8)
 
-    def datasets(self):
-        key = threading.get_ident()
-        if key not in self._ds:
-            self._ds[key] = _open_all(self.paths)
-        return self._ds[key]
+    def read_one(self, k, row0, nrows, col0=0, ncols=None):
+        ds = open_raster(self.paths[k])
+        try:
+            return read_window(ds, col0, row0, ds.RasterXSize - col0 if ncols is None else ncols, nrows,
+                               bands=[1], dtype=np.float32)[0]
+        finally:
+            ds = None
 
-    def read(self, row0, nrows, dtype=np.float32):
-        return _read_stack(self.datasets(), row0, nrows, dtype=dtype)
+    def iter_window(self, row0, nrows, col0=0, ncols=None):
+        """Yield ``(k, array)`` of every file's window, float32, NoData -> NaN."""
+        for k in range(len(self.paths)):
+            yield k, self.read_one(k, row0, nrows, col0, ncols)
+
+    def read(self, row0, nrows, col0=0, ncols=None, out=None):
+        """The window of every file as one ``(n_files, nrows, ncols)`` float32 array."""
+        for k, a in self.iter_window(row0, nrows, col0, ncols):
+            if out is None:
+                out = np.empty((len(self.paths),) + a.shape, dtype=np.float32)
+            out[k] = a
+        return out
+
+
+def _coherence_stats(k, coh, stats):
+    cf = np.isfinite(coh)
+    stats["coh_sum"][k] += float(np.where(cf, coh, 0).sum(dtype=np.float64))
+    stats["coh_n"][k] += int(cf.sum())
 
 
 def _worker_cache(shared):
@@ -168,54 +278,86 @@ def _worker_cache(shared):
             gdal.SetCacheMax(int(cache))
 
 
+# Progress/cancel hook of the local run: set by invert_stack for the thread that runs the tasks here, so
+# a window of many sub-blocks still reports and cancels per sub-block; a Dask worker has none.
+_LOCAL = threading.local()
+
+
+def _sub_tick():
+    fn = getattr(_LOCAL, "tick", None)
+    if fn is not None:
+        fn()
+
+
+def _windows(spec):
+    w = spec["window"]
+    return w[0], w[1], w[2], w[3]
+
+
 def reference_block_task(spec, shared):
-    """Pure row-block task of the automatic reference search (picklable, e.g. for Dask).
+    """Pure window task of the automatic reference search (picklable, e.g. for Dask).
 
-    ``spec``: ``block`` (row0, nrows); ``shared``: ``ifg``/``coh`` (:class:`StackFiles`, coh may be
-    None), ``min_coherence``, ``to_mm``, ``net``, ``rad_per_mm``, ``M``. Returns ``{"any_data": bool,
-    "best": (score, row, col) or None}``: the block's best candidate (highest mean coherence, or the
-    lowest residual RMS without coherence) among pixels with data in every interferogram."""
+    ``spec``: ``window`` (row0, nrows, col0, ncols), ``sub_rows``; ``shared``: ``ifg``/``coh``
+    (:class:`StackFiles`, coh may be None), ``min_coherence``, ``to_mm``, ``net``, ``rad_per_mm``, ``M``.
+    Returns ``{"any_data": bool, "best": (score, row, col) or None}`` (the window's best candidate: highest
+    mean coherence, or the lowest residual RMS without coherence, among pixels with data in every
+    interferogram; first in row order on ties) and, with coherence, the per-interferogram coherence sums
+    of the window (``coh_sum``, ``coh_n``). With coherence the files are streamed one at a time (a few
+    bytes per pixel); without, the window is inverted in sub-blocks of ``sub_rows`` rows."""
     _worker_cache(shared)
-    row0, nrows = spec["block"]
+    r0, h, c0, w = _windows(spec)
+    M = shared["M"]
     min_coherence = shared["min_coherence"]
-    phase = shared["ifg"].read(row0, nrows)
-    coh = shared["coh"].read(row0, nrows) if shared["coh"] is not None else None
-    valid = np.isfinite(phase)
-    if coh is not None and min_coherence and min_coherence > 0:
-        valid &= coh >= min_coherence
-    nvalid = valid.sum(axis=0)
-    any_data = bool(nvalid.max() > 0)
-    if coh is not None:
+    if shared["coh"] is not None:
+        # running sums over the interferograms, in their order: the same float32 sums as
+        # np.where(valid, coh, 0).sum(axis=0) over the stacked window
+        nvalid = np.zeros((h, w), dtype=np.intp)
+        csum = np.zeros((h, w), dtype=np.float32)
+        stats = {"coh_sum": np.zeros(M), "coh_n": np.zeros(M, dtype=np.int64)}
+        cohs = shared["coh"]
+        for k, phase in shared["ifg"].iter_window(r0, h, c0, w):
+            coh = cohs.read_one(k, r0, h, c0, w)
+            valid = np.isfinite(phase)
+            if min_coherence and min_coherence > 0:
+                valid &= coh >= min_coherence
+            nvalid += valid
+            csum += np.where(valid, coh, 0)
+            _coherence_stats(k, coh, stats)
+            del phase, coh, valid
         with np.errstate(all="ignore"):
-            score = np.where(valid, coh, 0).sum(axis=0) / np.maximum(nvalid, 1)
+            score = csum / np.maximum(nvalid, 1)
         hib = True
+        _sub_tick()
     else:
-        _, q = sbas.sbas_invert_block(np.where(valid, phase, np.nan) * shared["to_mm"], shared["net"],
-                                      rad_per_unit=shared["rad_per_mm"])
-        score = q["residual_rms"]
+        phase = shared["ifg"].read(r0, h, c0, w)
+        valid = np.isfinite(phase)
+        nvalid = valid.sum(axis=0)
+        del valid
+        score = np.empty((h, w))
+        s = spec["sub_rows"]
+        for a in range(0, h, s):
+            b = min(h, a + s)
+            sub = phase[:, a:b]
+            _, q = sbas.sbas_invert_block(sub * shared["to_mm"], shared["net"], rad_per_unit=shared["rad_per_mm"])
+            score[a:b] = q["residual_rms"]
+            del q
+            _sub_tick()
+        del phase
+        stats = {}
         hib = False
-    rc = sbas.auto_reference(nvalid, shared["M"], score, higher_is_better=hib)
-    return {"any_data": any_data, "best": None if rc is None else (score[rc], row0 + rc[0], rc[1])}
+    rc = sbas.auto_reference(nvalid, M, score, higher_is_better=hib)
+    out = {"any_data": bool(nvalid.max() > 0), "best": None if rc is None else (score[rc], r0 + rc[0], c0 + rc[1])}
+    out.update(stats)
+    return out
 
 
-def invert_block_task(spec, shared):
-    """Pure row-block task of the SBAS inversion (picklable, e.g. for Dask): read, reference, invert,
-    fit the velocity. ``spec``: ``block`` (row0, nrows); ``shared``: ``ifg``/``coh`` (:class:`StackFiles`),
-    ``ref_vals``, ``to_mm``, ``net``, ``weighting``, ``looks``, ``min_coherence``, ``gap_handling``,
-    ``rad_per_mm``, ``work`` dtype, ``seasonal``, ``gdal_cache`` (bytes of GDAL's block cache, optional).
-    Returns the float32 output blocks ``ts`` (N, rows, cols), ``vel`` (1, ...), ``quality`` (5, ...) and
-    the block's partial network statistics (``sum_e2``, ``n``, ``coh_sum``, ``coh_n`` per interferogram,
-    ``n_data``, ``n_gap`` pixels)."""
-    _worker_cache(shared)
-    row0, nrows = spec["block"]
+def _solve_sub_block(obs, coh, shared, stats):
+    """Invert one sub-block (views into the window buffers; ``obs`` is overwritten): returns the float32
+    time series, velocity and quality blocks and adds the residual statistics to ``stats``."""
     net = shared["net"]
     M = net.n_ifg
     min_coherence = shared["min_coherence"]
     weighting = shared["weighting"]
-    weighted = weighting != sbas.WEIGHT_NONE
-    phase = shared["ifg"].read(row0, nrows, dtype=np.float32)
-    coh = shared["coh"].read(row0, nrows, dtype=np.float32) if shared["coh"] is not None else None
-    obs = phase
     obs -= shared["ref_vals"][:, None, None].astype(np.float32)
     obs *= np.float32(shared["to_mm"])
     ts, q = sbas.sbas_invert_block(obs, net, coherence_block=coh, weighting=weighting, looks=shared["looks"],
@@ -227,43 +369,120 @@ def invert_block_task(spec, shared):
     valid = np.isfinite(obs)
     if coh is not None and min_coherence and min_coherence > 0:
         valid &= coh >= min_coherence
-    if weighted:
+    if weighting != sbas.WEIGHT_NONE:
         valid &= np.isfinite(coh)
     tsz = np.nan_to_num(ts)
     e = tsz[net.i2]
     e -= tsz[net.i1]
+    del tsz
     np.subtract(obs * net.sign[:, None, None].astype(obs.dtype), e, out=e)
     e[~valid] = 0
-    out = {"sum_e2": np.einsum("mp,mp->m", e.reshape(M, -1), e.reshape(M, -1), dtype=np.float64)}
+    stats["sum_e2"] += np.einsum("mp,mp->m", e.reshape(M, -1), e.reshape(M, -1), dtype=np.float64)
     del e
-    out["n"] = valid.reshape(M, -1).sum(axis=1)
-    if coh is not None:
-        cf = np.isfinite(coh)
-        out["coh_sum"] = np.where(cf, coh, 0).reshape(M, -1).sum(axis=1)
-        out["coh_n"] = cf.reshape(M, -1).sum(axis=1)
-    out["n_data"] = int(has.sum())
-    out["n_gap"] = int((q["n_gaps"] > 0).sum())
+    stats["n"] += valid.reshape(M, -1).sum(axis=1)
+    del valid
+    stats["n_data"] += int(has.sum())
+    stats["n_gap"] += int((q["n_gaps"] > 0).sum())
     gaps = q["n_gaps"].astype(np.float32)
     gaps[~has] = np.nan
     nused = q["n_ifg_used"].astype(np.float32)
     nused[~has] = np.nan
-    out["ts"] = ts.astype(np.float32)
-    out["vel"] = vel.astype(np.float32)[None]
-    out["quality"] = np.stack([q["temporal_coherence"], nused, q["residual_rms"], vstd, gaps]).astype(np.float32)
-    return out
+    quality = (q["temporal_coherence"], nused, q["residual_rms"], vstd, gaps)
+    return ts, vel, quality
 
 
-def reference_window_values(ifg_dss, row, col, half, grid, names):
+def invert_block_task(spec, shared):
+    """Pure window task of the SBAS inversion (picklable, e.g. for Dask): read the window of every
+    interferogram (and coherence when the solve needs it) one file at a time, then reference, invert and
+    fit the velocity in sub-blocks of ``spec["sub_rows"]`` rows.
+
+    ``spec``: ``window`` (row0, nrows, col0, ncols), ``sub_rows``; ``shared``: ``ifg``/``coh``
+    (:class:`StackFiles`), ``ref_vals``, ``to_mm``, ``net``, ``weighting``, ``looks``, ``min_coherence``,
+    ``gap_handling``, ``rad_per_mm``, ``work`` dtype, ``seasonal``, ``coh_stats`` (sum the coherence per
+    interferogram here), ``gdal_cache`` (bytes of GDAL's block cache, optional). Returns the float32
+    output windows ``ts`` (N, rows, cols), ``vel`` (1, ...), ``quality`` (5, ...) and the window's partial
+    network statistics (``sum_e2``, ``n``, ``coh_sum``, ``coh_n`` per interferogram, ``n_data``, ``n_gap``
+    pixels)."""
+    _worker_cache(shared)
+    r0, h, c0, w = _windows(spec)
+    net = shared["net"]
+    M, N = net.n_ifg, net.n_dates
+    weighted = shared["weighting"] != sbas.WEIGHT_NONE
+    cohs = shared["coh"]
+    need_coh = cohs is not None and (weighted or (shared["min_coherence"] or 0) > 0)
+    stats = {"sum_e2": np.zeros(M), "n": np.zeros(M, dtype=np.int64), "n_data": 0, "n_gap": 0}
+    if cohs is not None and shared.get("coh_stats", True):
+        stats["coh_sum"] = np.zeros(M)
+        stats["coh_n"] = np.zeros(M, dtype=np.int64)
+    phase = shared["ifg"].read(r0, h, c0, w)
+    coh = None
+    if need_coh:
+        coh = np.empty_like(phase)
+        for k in range(M):
+            coh[k] = cohs.read_one(k, r0, h, c0, w)
+            if "coh_sum" in stats:
+                _coherence_stats(k, coh[k], stats)
+    elif "coh_sum" in stats:
+        for k, c in cohs.iter_window(r0, h, c0, w):
+            _coherence_stats(k, c, stats)
+            del c
+    out_ts = np.empty((N, h, w), dtype=np.float32)
+    out_vel = np.empty((1, h, w), dtype=np.float32)
+    out_q = np.empty((len(sbas.QUALITY_BANDS), h, w), dtype=np.float32)
+    s = spec["sub_rows"]
+    for a in range(0, h, s):
+        b = min(h, a + s)
+        ts, vel, quality = _solve_sub_block(phase[:, a:b], None if coh is None else coh[:, a:b], shared, stats)
+        out_ts[:, a:b] = ts
+        out_vel[0, a:b] = vel
+        for i, qb in enumerate(quality):
+            out_q[i, a:b] = qb
+        del ts, vel, quality
+        _sub_tick()
+    del phase, coh
+    stats.update(ts=out_ts, vel=out_vel, quality=out_q)
+    return stats
+
+
+def reference_window_values(ifg_files, row, col, half, grid, names):
     """Median of each interferogram over the (2 half + 1)^2 window at (row, col), clipped to the raster."""
     r0, r1 = max(0, row - half), min(grid.ysize, row + half + 1)
     c0, c1 = max(0, col - half), min(grid.xsize, col + half + 1)
-    vals = np.stack([read_window(ds, c0, r0, c1 - c0, r1 - r0, bands=[1])[0].ravel() for ds in ifg_dss])
+    vals = np.stack([a.astype(np.float64).ravel() for _, a in ifg_files.iter_window(r0, r1 - r0, c0, c1 - c0)])
     ref, missing = sbas.reference_values(vals)
     if missing.any():
         bad = [names[k] for k in np.flatnonzero(missing)]
         raise TimeSeriesError("the reference pixel (row %d, col %d, window %dx%d) is NoData in %s"
                               % (row, col, r1 - r0, c1 - c0, ", ".join(bad[:10]) + (" ..." if len(bad) > 10 else "")))
     return ref
+
+
+def plan_stack(stack, weighting=sbas.WEIGHT_NONE, min_coherence=0.0, memory_mb=512, reference_pass=False):
+    """Memory plans of the passes of :func:`invert_stack` (see :func:`plan_blocks`): ``invert`` and, for the
+    automatic reference, ``reference``. Every byte our code allocates per window counts: GDAL's block
+    cache, the window buffers (interferograms, coherence when the solve needs it, float32 outputs), one
+    open file with its read temporaries and the sub-block solve."""
+    net, grid = stack["network"], stack["grid"]
+    M, N = net.n_ifg, net.n_dates
+    files = StackFiles(stack["ifg"])
+    bsize, sample = files.block_size()
+    weighted = weighting != sbas.WEIGHT_NONE
+    has_coh = bool(stack["coh"])
+    need_coh = has_coh and (weighted or (min_coherence or 0) > 0)
+    out_bands = N + 1 + len(sbas.QUALITY_BANDS)
+    kind = "weighted" if weighted else "float32"
+    plans = {"invert": plan_blocks(grid.ysize, grid.xsize, bsize, 4 * (M * (2 if need_coh else 1) + out_bands),
+                                   solve_bytes_per_pixel(M, N, kind), memory_mb, out_bands, sample)}
+    if reference_pass:
+        if has_coh:
+            # per-pixel running count (intp) and coherence sum (float32), the score (float64); the
+            # files are streamed (READ_BYTES_PX covers one file's window, x2 for phase + coherence)
+            plans["reference"] = plan_blocks(grid.ysize, grid.xsize, bsize, 8 + 4 + 8 + READ_BYTES_PX + 2,
+                                             0, memory_mb, 0, sample)
+        else:
+            plans["reference"] = plan_blocks(grid.ysize, grid.xsize, bsize, 4 * M + 16,
+                                             solve_bytes_per_pixel(M, N, "float64"), memory_mb, 0, sample)
+    return plans
 
 
 def invert_stack(stack, out_ts, out_vel, out_quality, input_units=sbas.UNITS_RADIANS,
@@ -273,42 +492,48 @@ def invert_stack(stack, out_ts, out_vel, out_quality, input_units=sbas.UNITS_RAD
                  memory_mb=512, progress=None, is_canceled=None, log=None, run_tasks=None):
     """Invert the prepared stack and write the outputs. Returns a summary dict with the network table rows.
 
-    ``run_tasks(task_fn, tasks, shared)``: optional runner of the row-block tasks
+    ``memory_mb`` bounds everything this function allocates, GDAL's block cache included (set for the
+    run and restored afterwards); see :func:`plan_stack`.
+
+    ``run_tasks(task_fn, tasks, shared)``: optional runner of the window tasks
     (:func:`reference_block_task`, :func:`invert_block_task`) yielding ``(index, result)`` in any
-    order, e.g. on Dask (:func:`.parallel.map_blocks`); blocks are written as they arrive and the
-    statistics and the automatic reference are combined in block order, so results do not depend on it.
+    order, e.g. on Dask (:func:`.parallel.map_blocks`); windows are written as they arrive and the
+    statistics and the automatic reference are combined in window order, so results do not depend on it.
 
     ``reference``: (row, col) pixel or None for automatic (data in every
     interferogram and the highest mean coherence, or the lowest residual RMS
     when no coherence is given).
     """
-    # The memory cap covers GDAL's block cache and our row blocks. When one row of tiles/strips of
-    # every input fits in half of the cap, the cache holds it (each tile is decompressed once);
-    # otherwise the cache gets a quarter of the cap.
     from osgeo import gdal
-    tile_row = 0
-    for p in list(stack["ifg"]) + list(stack["coh"] or []):
-        ds = open_raster(p)
-        b = ds.GetRasterBand(1)
-        bh = b.GetBlockSize()[1]
-        tile_row += bh * ds.RasterXSize * gdal.GetDataTypeSize(b.DataType) // 8
-        ds = None
-    cap = memory_mb * 2 ** 20
-    cache = int(1.15 * tile_row) + 8 * 2 ** 20 if tile_row * 1.15 + 8 * 2 ** 20 <= 0.5 * cap else int(0.25 * cap)
-    cache = max(cache, 16 * 2 ** 20)
+    weighted = weighting != sbas.WEIGHT_NONE
+    if weighted and not stack["coh"]:
+        raise TimeSeriesError("weighting '%s' needs the coherence rasters" % weighting)
+    if min_coherence and min_coherence > 0 and not stack["coh"]:
+        raise TimeSeriesError("a minimum coherence needs the coherence rasters")
+    plans = plan_stack(stack, weighting, min_coherence, memory_mb, reference_pass=reference is None)
+    cache = max(p["gdal_cache"] for p in plans.values())
     old_cache = gdal.GetCacheMax()
     gdal.SetCacheMax(cache)
     try:
         return _invert_stack(stack, out_ts, out_vel, out_quality, input_units, wavelength, flip_sign, weighting,
                              looks, min_coherence, gap_handling, reference, reference_half_window, seasonal,
-                             ((cap - cache) if cap - cache > 0.25 * cap else 0.75 * cap) / 2 ** 20, progress, is_canceled, log,
-                             run_tasks, cache)
+                             plans, progress, is_canceled, log, run_tasks, cache)
     finally:
         gdal.SetCacheMax(old_cache)
+        _LOCAL.tick = None
+
+
+def _better(c, best, higher_is_better):
+    """Candidate ``c`` (score, row, col) beats ``best``: better score, or the same score earlier in row order."""
+    if best is None:
+        return True
+    if c[0] != best[0]:
+        return c[0] > best[0] if higher_is_better else c[0] < best[0]
+    return (c[1], c[2]) < (best[1], best[2])
 
 
 def _invert_stack(stack, out_ts, out_vel, out_quality, input_units, wavelength, flip_sign, weighting, looks,
-                  min_coherence, gap_handling, reference, reference_half_window, seasonal, memory_mb, progress,
+                  min_coherence, gap_handling, reference, reference_half_window, seasonal, plans, progress,
                   is_canceled, log, run_tasks=None, gdal_cache=None):
     log = log or (lambda s: None)
     progress = progress or (lambda f: None)
@@ -317,58 +542,79 @@ def _invert_stack(stack, out_ts, out_vel, out_quality, input_units, wavelength, 
     to_mm = sbas.los_factor_mm(input_units, wavelength, flip_sign)
     rad_per_mm = sbas.radians_per_mm(wavelength)
     weighted = weighting != sbas.WEIGHT_NONE
-    if weighted and not stack["coh"]:
-        raise TimeSeriesError("weighting '%s' needs the coherence rasters" % weighting)
-    if min_coherence and min_coherence > 0 and not stack["coh"]:
-        raise TimeSeriesError("a minimum coherence needs the coherence rasters")
     ifg_files = StackFiles(stack["ifg"])
     coh_files = StackFiles(stack["coh"]) if stack["coh"] else None
-    ifg_ds = ifg_files.datasets()
-    coh_ds = coh_files.datasets() if coh_files is not None else None
     names = net.names
-    # working memory per pixel measured with tracemalloc: ~21 B per interferogram unweighted (float32),
-    # ~80 B weighted (float64 normal equations), plus the float32 inputs and the outputs
-    per_ifg = 8 + (4 if coh_ds else 0) + (92 if weighted else 40)
-    bytes_per_row = grid.xsize * (M * per_ifg + N * 48 + 256)
     work = np.float64 if weighted else np.float32
-    blocks = row_blocks(grid.ysize, bytes_per_row, memory_mb)
-    n_steps = len(blocks) * (2 if reference is None else 1)
-    step = [0]
 
-    def tick():
-        step[0] += 1
-        progress(step[0] / max(1, n_steps))
+    def n_sub(plan):
+        return [1 if plan is plans.get("reference") and coh_files is not None else -(-w[1] // plan["sub_rows"])
+                for w in plan["windows"]]
+
+    steps = {k: n_sub(p) for k, p in plans.items()}
+    n_steps = sum(sum(v) for v in steps.values())
+    done = [0, 0]   # sub-blocks reported here, steps of the finished windows (Dask reports no sub-blocks)
+
+    def report():
+        progress(min(max(done), n_steps) / max(1, n_steps))
         if is_canceled is not None and is_canceled():
             raise Canceled()
 
+    def tick():
+        done[0] += 1
+        report()
+
+    def window_done(key, i):
+        done[1] += steps[key][i]
+        report()
+
+    for key in ("reference", "invert"):
+        if key in plans:
+            p = plans[key]
+            log("%s pass: %d windows of up to %d x %d px, sub-blocks of %d rows; memory %.0f MB of the %g MB cap "
+                "(GDAL cache %.0f, buffers %.0f, reading %.0f, solve %.0f)%s"
+                % (key, len(p["windows"]), max(w[1] for w in p["windows"]), max(w[3] for w in p["windows"]),
+                   p["sub_rows"], p["total"] / MIB, p["memory_mb"], p["parts"]["cache"] / MIB,
+                   p["parts"]["buffers"] / MIB, p["parts"]["read"] / MIB, p["parts"]["solve"] / MIB,
+                   "" if p["fits"] else " (the cap is below the smallest plan)"))
+    _LOCAL.tick = tick   # reset by invert_stack
+
     # ------------------------------------------------------------ reference
-    any_data = None
+    coh_stats = None
     if reference is None:
         best = None   # (score, row, col)
         any_data = False
+        plan = plans["reference"]
         shared = dict(ifg=ifg_files, coh=coh_files, min_coherence=min_coherence, to_mm=to_mm, net=net,
                       rad_per_mm=rad_per_mm, M=M, gdal_cache=gdal_cache)
         found = {}
-        for i, res in run_tasks_here_or(reference_block_task, [dict(block=b) for b in blocks], run_tasks, shared):
+        tasks = [dict(window=wd, sub_rows=plan["sub_rows"]) for wd in plan["windows"]]
+        for i, res in run_tasks_here_or(reference_block_task, tasks, run_tasks, shared):
             found[i] = res
-            tick()
-        for i in sorted(found):  # block order: ties go to the first block, as in a sequential run
+            window_done("reference", i)
+        for i in sorted(found):  # window order; ties go to the first pixel in row order
             res = found[i]
             any_data = any_data or res["any_data"]
             c = res["best"]
-            if c is not None and (best is None or (c[0] > best[0] if coh_ds else c[0] < best[0])):
+            if c is not None and _better(c, best, coh_files is not None):
                 best = c
+        if coh_files is not None:
+            coh_stats = {"coh_sum": np.zeros(M), "coh_n": np.zeros(M, dtype=np.int64)}
+            for i in sorted(found):
+                coh_stats["coh_sum"] += found[i]["coh_sum"]
+                coh_stats["coh_n"] += found[i]["coh_n"]
+        del found
         if not any_data:
             raise TimeSeriesError("every pixel is NoData in every interferogram (%s ...)" % names[0])
         if best is None:
             raise TimeSeriesError("no pixel has data in every interferogram: give a reference point")
         reference = (best[1], best[2])
-        how = "highest mean coherence %.3f" % best[0] if coh_ds else "lowest residual RMS %.3f mm" % best[0]
+        how = "highest mean coherence %.3f" % best[0] if coh_files is not None else "lowest residual RMS %.3f mm" % best[0]
         log("automatic reference pixel: row %d, col %d (data in all %d interferograms, %s)"
             % (reference[0], reference[1], M, how))
     else:
         log("reference pixel: row %d, col %d" % reference)
-    ref_vals = reference_window_values(ifg_ds, reference[0], reference[1], reference_half_window, grid, names)
+    ref_vals = reference_window_values(ifg_files, reference[0], reference[1], reference_half_window, grid, names)
     gt = grid.geotransform
     ref_xy = (gt[0] + (reference[1] + 0.5) * gt[1] + (reference[0] + 0.5) * gt[2],
               gt[3] + (reference[1] + 0.5) * gt[4] + (reference[0] + 0.5) * gt[5])
@@ -378,6 +624,8 @@ def _invert_stack(stack, out_ts, out_vel, out_quality, input_units, wavelength, 
     ifg_n = np.zeros(M, dtype=np.int64)
     coh_sum = np.zeros(M)
     coh_n = np.zeros(M, dtype=np.int64)
+    if coh_stats is not None:
+        coh_sum, coh_n = coh_stats["coh_sum"], coh_stats["coh_n"]
     n_pix_data = 0
     n_pix_gap = 0
     meta = {"KIND": "deformation", "REFERENCE_ROW": reference[0], "REFERENCE_COL": reference[1], "REFERENCE_X": "%.10g" % ref_xy[0],
@@ -385,6 +633,7 @@ def _invert_stack(stack, out_ts, out_vel, out_quality, input_units, wavelength, 
             "SIGN": "positive toward the satellite", "WAVELENGTH_M": wavelength, "GAP_HANDLING": gap_handling,
             "WEIGHTING": weighting, "METHOD": "SBAS (Berardino et al. 2002), minimum-norm interval velocities",
             "N_INTERFEROGRAMS": M}
+    plan = plans["invert"]
     with contextlib.ExitStack() as es:
         w_ts = es.enter_context(RasterWriter(out_ts, grid, N, dates=net.dates, metadata=meta))
         w_vel = es.enter_context(RasterWriter(out_vel, grid, 1, band_names=["velocity_mm_per_year"],
@@ -393,16 +642,17 @@ def _invert_stack(stack, out_ts, out_vel, out_quality, input_units, wavelength, 
                                             band_names=list(sbas.QUALITY_BANDS), units="", metadata=meta))
         shared = dict(ifg=ifg_files, coh=coh_files, ref_vals=ref_vals, to_mm=to_mm, net=net, weighting=weighting,
                       looks=looks, min_coherence=min_coherence, gap_handling=gap_handling, rad_per_mm=rad_per_mm,
-                      work=work, seasonal=seasonal, gdal_cache=gdal_cache)
+                      work=work, seasonal=seasonal, gdal_cache=gdal_cache, coh_stats=coh_stats is None)
         stats = {}
-        for i, res in run_tasks_here_or(invert_block_task, [dict(block=b) for b in blocks], run_tasks, shared):
-            row0 = blocks[i][0]
-            w_ts.write_block(row0, res.pop("ts"))
-            w_vel.write_block(row0, res.pop("vel"))
-            w_q.write_block(row0, res.pop("quality"))
+        tasks = [dict(window=wd, sub_rows=plan["sub_rows"]) for wd in plan["windows"]]
+        for i, res in run_tasks_here_or(invert_block_task, tasks, run_tasks, shared):
+            row0, _, col0, _ = plan["windows"][i]
+            w_ts.write_block(row0, res.pop("ts"), col0)
+            w_vel.write_block(row0, res.pop("vel"), col0)
+            w_q.write_block(row0, res.pop("quality"), col0)
             stats[i] = res
-            tick()
-        for i in sorted(stats):  # block order, not arrival order: identical sums locally and on Dask
+            window_done("invert", i)
+        for i in sorted(stats):  # window order, not arrival order: identical sums locally and on Dask
             res = stats[i]
             ifg_sum_e2 += res["sum_e2"]
             ifg_n += res["n"]
