@@ -468,12 +468,17 @@ def _engine(network, gap_handling, gamma, rcond):
     return eng
 
 
-def _fallback_solve(network, obs, valid, sqrtw, gap_handling, gamma, rcond, chunk=512):
+FALLBACK_CHUNK_BYTES = 16 * 2 ** 20   # working memory of one chunk of _fallback_solve
+FALLBACK_BYTES_PER_ENTRY = 32        # float64 design copy, SVD factors and pseudo-inverse per design entry
+
+
+def _fallback_solve(network, obs, valid, sqrtw, gap_handling, gamma, rcond, chunk=None):
     """Per-pixel minimum-norm (or NSBAS) solution via batched SVD pseudo-inverse.
 
     obs (M, n), valid (M, n), sqrtw (M, n) or None -> ts[1:] (N-1, n).
     Rows of invalid observations are zeroed (a zero row does not change the
-    min-norm least-squares solution).
+    min-norm least-squares solution). Pixels go in chunks of at most 512 whose
+    per-pixel design matrices and SVD take at most FALLBACK_CHUNK_BYTES.
     """
     m, nu = network.n_ifg, network.n_dates - 1
     if gap_handling == GAP_NSBAS:
@@ -483,6 +488,8 @@ def _fallback_solve(network, obs, valid, sqrtw, gap_handling, gamma, rcond, chun
         D = network.B
         O = network.T
     R, q = D.shape
+    if chunk is None:
+        chunk = int(max(1, min(512, FALLBACK_CHUNK_BYTES // (FALLBACK_BYTES_PER_ENTRY * R * q))))
     n = obs.shape[1]
     out = np.empty((nu, n))
     for c0 in range(0, n, chunk):

@@ -135,21 +135,33 @@ OPEN_FILE_BYTES = MIB     # one open GeoTIFF while it is read: libtiff's compres
 READ_BYTES_PX = 12        # temporaries of reading one file's window (GDAL array, NoData mask/where copy)
 MIN_SUB_PIXELS = 2048     # smallest sub-block worth solving when a whole window of tiles is buffered
 MAX_SUB_PIXELS = 65536    # larger sub-blocks are not faster, only bigger
+ALLOCATOR_SLACK = 0.15    # share of the cap left for what the plan does not count: memory the allocator keeps
+#                           after numpy frees temporaries, GDAL/libtiff internals, Python objects (measured:
+#                           peak RSS - traced peak ~ 10-15 % of the cap)
 # Working memory of one pixel in a sub-block solve (sbas_invert_block + velocity fit + per-interferogram
 # residual statistics of invert_block_task, outputs included, inputs not: they sit in the window buffer),
-# measured with tracemalloc (M = 60..202 interferograms, N = 20..60 dates; tests/core/test_sbas_stack.py
-# checks the peak stays below): bytes per interferogram, per date and per pixel.
+# measured with tracemalloc on the benchmark stack (M = 202 interferograms, N = 60 dates: 3.4 kB float32,
+# 6.9 kB float64, 16.0 kB weighted); tests/core/test_sbas_stack.py checks the peak stays below:
+# bytes per interferogram, per date and per pixel.
 SOLVE_BYTES = {
-    "float32": (22, 16, 512),     # unweighted, float32 solve
-    "float64": (42, 24, 512),     # unweighted, float64 solve (automatic reference without coherence)
-    "weighted": (88, 24, 512),    # float64 normal equations
+    "float32": (15, 8, 256),      # unweighted, float32 solve
+    "float64": (30, 16, 512),     # unweighted, float64 solve (automatic reference without coherence)
+    "weighted": (74, 16, 512),    # float64 normal equations in band storage
 }
 
 
-def solve_bytes_per_pixel(n_ifg, n_dates, kind):
-    """Working memory (bytes) of one pixel in :func:`invert_block_task`'s sub-block solve (see SOLVE_BYTES)."""
+def solve_bytes_per_pixel(n_ifg, n_dates, kind, bandwidth=0):
+    """Working memory (bytes) of one pixel in :func:`invert_block_task`'s sub-block solve (see SOLVE_BYTES);
+    a weighted solve of a network whose bandwidth exceeds 16 uses dense (N-1)^2 normal matrices."""
     a, b, c = SOLVE_BYTES[kind]
-    return a * n_ifg + b * n_dates + c
+    dense = 16 * (n_dates - 1) ** 2 if kind == "weighted" and bandwidth > 16 else 0
+    return a * n_ifg + b * n_dates + c + dense
+
+
+def solve_bytes_fixed(n_ifg, n_dates):
+    """Working memory of a sub-block solve that does not grow with its pixels: one chunk of the per-pixel
+    SVD fallback (pixels whose own network lost rank), bounded by ``sbas.FALLBACK_CHUNK_BYTES``."""
+    return min(sbas.FALLBACK_CHUNK_BYTES, 512 * sbas.FALLBACK_BYTES_PER_ENTRY * n_ifg * (n_dates + 1)) + MIB
 
 
 def _out_tiles_open(h, w, ysize, xsize, out_bands):
@@ -163,12 +175,13 @@ def _out_tiles_open(h, w, ysize, xsize, out_bands):
 
 
 def plan_blocks(ysize, xsize, block_size, buf_bytes_px, solve_bytes_px, memory_mb, out_bands=0,
-                in_sample_bytes=4):
+                in_sample_bytes=4, solve_fixed=0):
     """Windows and sub-blocks of a streamed pass whose memory stays under ``memory_mb``.
 
     A *window* (``row0, nrows, col0, ncols``) is read from every input file in turn (one file open at a
     time) into a buffer of ``buf_bytes_px`` bytes per pixel (all inputs of the window and its outputs),
-    then solved in *sub-blocks* of ``sub_rows`` whole window rows of ``solve_bytes_px`` bytes per pixel.
+    then solved in *sub-blocks* of ``sub_rows`` whole window rows of ``solve_bytes_px`` bytes per pixel
+    (plus ``solve_fixed`` bytes per sub-block). The plan fills ``1 - ALLOCATOR_SLACK`` of the cap.
     Windows cover whole input blocks (GeoTIFF tiles or strips: ``block_size`` = (x, y)) so that every
     input block is decompressed once per pass; only when a window of one block row does not fit they
     get fewer rows (the blocks are then decompressed once per window). GDAL's block cache is part of
@@ -178,7 +191,7 @@ def plan_blocks(ysize, xsize, block_size, buf_bytes_px, solve_bytes_px, memory_m
     ``buffers``, ``read``, ``solve``), ``total`` (their sum) and ``fits`` (False when even the smallest
     plan, one row of one block width, exceeds the budget; it is used anyway).
     """
-    budget = float(memory_mb) * MIB
+    budget = float(memory_mb) * MIB * (1.0 - ALLOCATOR_SLACK)
     bw = min(max(1, int(block_size[0])), xsize)
     bh = min(max(1, int(block_size[1])), ysize)
     col_unit = xsize if bw >= xsize else bw
@@ -188,7 +201,8 @@ def plan_blocks(ysize, xsize, block_size, buf_bytes_px, solve_bytes_px, memory_m
 
     def cost(h, w):
         cache = max(MIN_GDAL_CACHE, 2 * in_block + _out_tiles_open(h, w, ysize, xsize, out_bands))
-        fixed = {"cache": cache, "buffers": buf_bytes_px * h * w, "read": OPEN_FILE_BYTES + READ_BYTES_PX * h * w}
+        fixed = {"cache": cache, "buffers": buf_bytes_px * h * w, "read": OPEN_FILE_BYTES + READ_BYTES_PX * h * w,
+                 "solve_fixed": solve_fixed}
         return fixed, sum(fixed.values())
 
     cands = [(row_unit * k, xsize) for k in range(-(-ysize // row_unit), 0, -1)]
@@ -214,12 +228,14 @@ def plan_blocks(ysize, xsize, block_size, buf_bytes_px, solve_bytes_px, memory_m
         sub = max(1, min(h, sub, max(1, MAX_SUB_PIXELS // w)))
     else:
         sub = h
-    parts = dict(fixed, solve=solve_bytes_px * sub * w)
+    parts = {k: v for k, v in fixed.items() if k != "solve_fixed"}
+    parts["solve"] = solve_bytes_px * sub * w + solve_fixed
     # windows in output tile rows, column by column inside one (a partly written output tile is
     # completed by the next windows before the cache has to keep others)
     wins = [(r, min(h, ysize - r), c, min(w, xsize - c)) for r in range(0, ysize, h) for c in range(0, xsize, w)]
     wins.sort(key=lambda t: (t[0] // OUT_TILE, t[2], t[0]))
     return {"windows": wins, "sub_rows": sub, "gdal_cache": int(fixed["cache"]), "parts": parts, "memory_mb": memory_mb,
+            "budget": int(budget),
             "total": int(sum(parts.values())), "fits": fits and sum(parts.values()) <= budget}
 
 
@@ -471,8 +487,10 @@ def plan_stack(stack, weighting=sbas.WEIGHT_NONE, min_coherence=0.0, memory_mb=5
     need_coh = has_coh and (weighted or (min_coherence or 0) > 0)
     out_bands = N + 1 + len(sbas.QUALITY_BANDS)
     kind = "weighted" if weighted else "float32"
+    fixed = solve_bytes_fixed(M, N)
     plans = {"invert": plan_blocks(grid.ysize, grid.xsize, bsize, 4 * (M * (2 if need_coh else 1) + out_bands),
-                                   solve_bytes_per_pixel(M, N, kind), memory_mb, out_bands, sample)}
+                                   solve_bytes_per_pixel(M, N, kind, net.bandwidth), memory_mb, out_bands, sample,
+                                   fixed)}
     if reference_pass:
         if has_coh:
             # per-pixel running count (intp) and coherence sum (float32), the score (float64); the
@@ -481,7 +499,7 @@ def plan_stack(stack, weighting=sbas.WEIGHT_NONE, min_coherence=0.0, memory_mb=5
                                              0, memory_mb, 0, sample)
         else:
             plans["reference"] = plan_blocks(grid.ysize, grid.xsize, bsize, 4 * M + 16,
-                                             solve_bytes_per_pixel(M, N, "float64"), memory_mb, 0, sample)
+                                             solve_bytes_per_pixel(M, N, "float64"), memory_mb, 0, sample, fixed)
     return plans
 
 
@@ -571,12 +589,12 @@ def _invert_stack(stack, out_ts, out_vel, out_quality, input_units, wavelength, 
     for key in ("reference", "invert"):
         if key in plans:
             p = plans[key]
-            log("%s pass: %d windows of up to %d x %d px, sub-blocks of %d rows; memory %.0f MB of the %g MB cap "
-                "(GDAL cache %.0f, buffers %.0f, reading %.0f, solve %.0f)%s"
+            log("%s pass: %d windows of up to %d x %d px, sub-blocks of %d rows; planned %.0f MB of the %g MB cap "
+                "(GDAL cache %.0f, buffers %.0f, reading %.0f, solve %.0f; %.0f %% left for allocator slack)%s"
                 % (key, len(p["windows"]), max(w[1] for w in p["windows"]), max(w[3] for w in p["windows"]),
                    p["sub_rows"], p["total"] / MIB, p["memory_mb"], p["parts"]["cache"] / MIB,
                    p["parts"]["buffers"] / MIB, p["parts"]["read"] / MIB, p["parts"]["solve"] / MIB,
-                   "" if p["fits"] else " (the cap is below the smallest plan)"))
+                   100 * ALLOCATOR_SLACK, "" if p["fits"] else " (the cap is below the smallest plan)"))
     _LOCAL.tick = tick   # reset by invert_stack
 
     # ------------------------------------------------------------ reference
