@@ -171,7 +171,7 @@ def _out_tiles_open(h, w, ysize, xsize, out_bands):
     cols_ok = w % OUT_TILE == 0 or w >= xsize
     if rows_ok and cols_ok:
         return 0
-    return out_bands * (-(-w // OUT_TILE) + 1) * OUT_TILE * OUT_TILE * 4
+    return out_bands * (-(-w // OUT_TILE) + (0 if cols_ok else 1)) * OUT_TILE * OUT_TILE * 4
 
 
 def plan_blocks(ysize, xsize, block_size, buf_bytes_px, solve_bytes_px, memory_mb, out_bands=0,
