@@ -134,7 +134,7 @@ OPEN_FILE_BYTES = MIB     # one open GeoTIFF while it is read: libtiff's compres
 #                           PAM, measured 0.35-0.6 MB per dataset; files are opened one at a time for that reason
 READ_BYTES_PX = 12        # temporaries of reading one file's window (GDAL array, NoData mask/where copy)
 MIN_SUB_PIXELS = 2048     # smallest sub-block worth solving when a whole window of tiles is buffered
-MAX_SUB_PIXELS = 65536    # larger sub-blocks are not faster, only bigger
+MAX_SUB_PIXELS = 32768    # larger sub-blocks are not faster (temporaries of M x pixels leave the CPU caches)
 ALLOCATOR_SLACK = 0.15    # share of the cap left for what the plan does not count: memory the allocator keeps
 #                           after numpy frees temporaries, GDAL/libtiff internals, Python objects (measured:
 #                           peak RSS - traced peak ~ 10-15 % of the cap)
@@ -145,7 +145,7 @@ ALLOCATOR_SLACK = 0.15    # share of the cap left for what the plan does not cou
 # bytes per interferogram, per date and per pixel.
 SOLVE_BYTES = {
     "float32": (15, 8, 256),      # unweighted, float32 solve
-    "float64": (30, 16, 512),     # unweighted, float64 solve (automatic reference without coherence)
+    "float64": (32, 16, 512),     # unweighted, float64 solve (automatic reference without coherence)
     "weighted": (74, 16, 512),    # float64 normal equations in band storage
 }
 
@@ -297,6 +297,7 @@ def _worker_cache(shared):
 # Progress/cancel hook of the local run: set by invert_stack for the thread that runs the tasks here, so
 # a window of many sub-blocks still reports and cancels per sub-block; a Dask worker has none.
 _LOCAL = threading.local()
+REFERENCE_TICK_FILES = 32   # the streamed reference search reports (and checks cancel) every this many files
 
 
 def _sub_tick():
@@ -340,20 +341,22 @@ def reference_block_task(spec, shared):
             csum += np.where(valid, coh, 0)
             _coherence_stats(k, coh, stats)
             del phase, coh, valid
+            if (k + 1) % REFERENCE_TICK_FILES == 0 or k + 1 == M:
+                _sub_tick()
         with np.errstate(all="ignore"):
             score = csum / np.maximum(nvalid, 1)
         hib = True
-        _sub_tick()
     else:
         phase = shared["ifg"].read(r0, h, c0, w)
-        valid = np.isfinite(phase)
-        nvalid = valid.sum(axis=0)
-        del valid
+        nvalid = np.zeros((h, w), dtype=np.intp)
+        for k in range(M):
+            nvalid += np.isfinite(phase[k])
         score = np.empty((h, w))
         s = spec["sub_rows"]
         for a in range(0, h, s):
             b = min(h, a + s)
             sub = phase[:, a:b]
+            np.copyto(sub, np.nan, where=~np.isfinite(sub))
             _, q = sbas.sbas_invert_block(sub * shared["to_mm"], shared["net"], rad_per_unit=shared["rad_per_mm"])
             score[a:b] = q["residual_rms"]
             del q
@@ -566,8 +569,9 @@ def _invert_stack(stack, out_ts, out_vel, out_quality, input_units, wavelength, 
     work = np.float64 if weighted else np.float32
 
     def n_sub(plan):
-        return [1 if plan is plans.get("reference") and coh_files is not None else -(-w[1] // plan["sub_rows"])
-                for w in plan["windows"]]
+        if plan is plans.get("reference") and coh_files is not None:
+            return [-(-M // REFERENCE_TICK_FILES)] * len(plan["windows"])
+        return [-(-w[1] // plan["sub_rows"]) for w in plan["windows"]]
 
     steps = {k: n_sub(p) for k, p in plans.items()}
     n_steps = sum(sum(v) for v in steps.values())
