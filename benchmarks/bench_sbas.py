@@ -157,13 +157,16 @@ def run_ours(net, phase, coh, offsets, weighting, dtype, repeat):
         t0 = time.perf_counter()
         ts = np.empty((net.n_dates, H, W), np.float32)
         step = 20
+        work = {}  # work arrays reused from block to block, as the algorithm's driver does
+        buf = np.empty((M, step, W), np.float32)
         for r0 in range(0, H, step):
-            obs = phase[:, r0:r0 + step] - offsets[:, None, None].astype(np.float32)
+            obs = buf[:, :min(step, H - r0)]
+            np.subtract(phase[:, r0:r0 + step], offsets[:, None, None].astype(np.float32), out=obs)
             obs *= np.float32(f)
             kw = {}
             if weighting != "none":
                 kw = dict(coherence_block=coh[:, r0:r0 + step], weighting=weighting, looks=LOOKS)
-            t, q = sbas.sbas_invert_block(obs, net, rad_per_unit=rpu, dtype=dtype, **kw)
+            t, q = sbas.sbas_invert_block(obs, net, rad_per_unit=rpu, dtype=dtype, workspace=work, **kw)
             ts[:, r0:r0 + step] = t
         el = time.perf_counter() - t0
         if best is None or el < best:

@@ -403,7 +403,7 @@ def coherence_weights(coherence, weighting, looks=DEFAULT_LOOKS):
 DET_CHUNK = 1024
 
 
-def det_matmul(A, X, chunk=DET_CHUNK):
+def det_matmul(A, X, chunk=DET_CHUNK, out=None):
     """``A @ X`` computed on column chunks of exactly ``chunk`` columns (zero-padded).
 
     BLAS picks different kernels (with different summation order) for
@@ -411,24 +411,38 @@ def det_matmul(A, X, chunk=DET_CHUNK):
     result that depends on how many other pixels share the call. Fixed-size
     chunks make every column's result independent of the block split
     (bit-for-bit identical results whatever the memory limit).
+    ``out``: optional (rows of A, columns of X) array to write into.
     """
     A = np.asarray(A)
     X = np.asarray(X)
     n = X.shape[1]
     dt = np.result_type(A, X)
-    out = np.empty((A.shape[0], n), dtype=dt)
+    if out is None:
+        out = np.empty((A.shape[0], n), dtype=dt)
     if n == 0:
         return out
-    buf = np.zeros((X.shape[0], chunk), dtype=dt)
-    for c0 in range(0, n, chunk):
-        c1 = min(n, c0 + chunk)
-        if c1 - c0 == chunk:
-            out[:, c0:c1] = A @ X[:, c0:c1]
-        else:
-            buf[:, : c1 - c0] = X[:, c0:c1]
-            buf[:, c1 - c0:] = 0
-            out[:, c0:c1] = (A @ buf)[:, : c1 - c0]
+    full = n - n % chunk
+    for c0 in range(0, full, chunk):
+        np.matmul(A, X[:, c0:c0 + chunk], out=out[:, c0:c0 + chunk])
+    if full < n:
+        buf = np.zeros((X.shape[0], chunk), dtype=dt)
+        buf[:, : n - full] = X[:, full:]
+        out[:, full:] = (A @ buf)[:, : n - full]
     return out
+
+
+def _work(workspace, name, shape, dtype):
+    """An uninitialised work array: a fresh ``np.empty``, or a view of a buffer kept in the
+    ``workspace`` dict and reused by the next call (a fresh multi-MB array per block costs a
+    page fault per 4 kB page, which is more than the arithmetic done on it)."""
+    if workspace is None:
+        return np.empty(shape, dtype=dtype)
+    size = int(np.prod(shape))
+    key = (name, np.dtype(dtype).str)
+    buf = workspace.get(key)
+    if buf is None or buf.size < size:
+        buf = workspace[key] = np.empty(size, dtype=dtype)
+    return buf[:size].reshape(shape)
 
 
 def _unique_patterns(valid_cols):
@@ -701,7 +715,7 @@ def _impute_missing(H, Y, part, pat, inv, M, Ur=None):
 # --------------------------------------------------------------------------- block solver
 def sbas_invert_block(obs_block, network, coherence_block=None, weighting=WEIGHT_NONE, looks=DEFAULT_LOOKS,
                       min_coherence=0.0, gap_handling=GAP_MIN_NORM, rad_per_unit=1.0,
-                      nsbas_gamma=DEFAULT_NSBAS_GAMMA, rcond=DEFAULT_RCOND, dtype=np.float64):
+                      nsbas_gamma=DEFAULT_NSBAS_GAMMA, rcond=DEFAULT_RCOND, dtype=np.float64, workspace=None):
     """Invert a block of interferograms into a displacement time series.
 
     Parameters
@@ -718,6 +732,8 @@ def sbas_invert_block(obs_block, network, coherence_block=None, weighting=WEIGHT
     rad_per_unit : radians per unit of ``obs_block`` (for temporal coherence).
     dtype : float type of the unweighted solve (float32 is ~2x faster;
         weighted normal equations are always float64).
+    workspace : optional dict in which the (M, pixels) work arrays are kept and reused by the
+        next call with it (consecutive blocks of one stack); results do not depend on it.
 
     Returns
     -------
@@ -740,7 +756,7 @@ def sbas_invert_block(obs_block, network, coherence_block=None, weighting=WEIGHT
     weighted = weighting != WEIGHT_NONE
     wdt = np.float64 if weighted else np.dtype(dtype).type
     y = obs_block.reshape(M, P)
-    valid = np.isfinite(y)
+    valid = np.isfinite(y, out=_work(workspace, "valid", (M, P), bool))
     coh = None
     if coherence_block is not None:
         coh = np.asarray(coherence_block).reshape(M, P)
@@ -750,7 +766,9 @@ def sbas_invert_block(obs_block, network, coherence_block=None, weighting=WEIGHT
             valid &= np.isfinite(coh)
     elif weighted:
         raise ValueError("weighting %r needs coherence" % weighting)
-    Y = np.where(valid, y, 0).astype(wdt, copy=False)
+    Y = _work(workspace, "Y", (M, P), wdt)
+    np.copyto(Y, y)
+    np.copyto(Y, 0, where=np.logical_not(valid, out=_work(workspace, "invalid", (M, P), bool)))
     if np.any(network.sign < 0):
         Y *= network.sign.astype(wdt)[:, None]
 
@@ -788,7 +806,7 @@ def sbas_invert_block(obs_block, network, coherence_block=None, weighting=WEIGHT
             n_gaps[part] = pat_gaps[inv]
             fallback = part[~pat_ok[inv]]
         # the single matrix product for every pixel (full and imputed partial ones)
-        ts[1:] = det_matmul(eng["K"].astype(wdt), Y)
+        det_matmul(eng["K"].astype(wdt), Y, out=ts[1:])
         ts[:, ~has] = np.nan
         if fallback.size:
             ts[1:, fallback] = _fallback_solve(network, y[:, fallback] * network.sign[:, None], valid[:, fallback],
@@ -811,8 +829,8 @@ def sbas_invert_block(obs_block, network, coherence_block=None, weighting=WEIGHT
     ts[0, has] = 0
 
     # residuals of the used observations (unweighted): e = y - A ts
-    tz = np.where(np.isfinite(ts), ts, 0)
-    e = np.empty_like(Y)
+    tz = np.nan_to_num(ts, nan=0.0, posinf=0.0, neginf=0.0)
+    e = _work(workspace, "e", (M, P), wdt)
     for k in range(M):
         np.subtract(tz[network.i2[k]], tz[network.i1[k]], out=e[k])
     np.subtract(Y, e, out=e)
@@ -827,7 +845,7 @@ def sbas_invert_block(obs_block, network, coherence_block=None, weighting=WEIGHT
     rms = np.sqrt(np.einsum("mp,mp->p", e, e).astype(np.float64) / nu_)
     e *= wdt(rad_per_unit)
     n_missing = (M - n_used)
-    tmp = np.cos(e)
+    tmp = np.cos(e, out=_work(workspace, "trig", (M, P), wdt))
     re_ = tmp.sum(axis=0).astype(np.float64) - n_missing       # e = 0 on missing rows -> cos 1
     np.sin(e, out=tmp)
     im_ = tmp.sum(axis=0).astype(np.float64)
