@@ -920,23 +920,36 @@ def velocity_fit(ts, tyears, seasonal=False):
     X = velocity_design(tyears, seasonal)
     p = X.shape[1]
     ok = np.isfinite(Y)
-    Wt = ok.astype(np.float64)
-    Y0 = np.where(ok, Y, 0.0)
     n = ok.sum(axis=0)
-    outer = (X[:, :, None] * X[:, None, :]).reshape(N, p * p)
-    NM = det_matmul(outer.T, Wt).T.reshape(-1, p, p)
-    rhs = det_matmul(X.T, Y0).T
     vel = np.full(Y.shape[1], np.nan)
     std = np.full(Y.shape[1], np.nan)
-    good = n >= p
-    if good.any():
-        NMg = NM[good]
-        det_ok = np.linalg.cond(NMg) < 1e12
-        idx = np.flatnonzero(good)[det_ok]
-        if idx.size:
-            Ninv = np.linalg.inv(NM[idx])
-            coef = np.einsum("nij,nj->ni", Ninv, rhs[idx])
-            res = np.where(ok[:, idx], Y0[:, idx] - det_matmul(X, coef.T), 0.0)
+    # pixels with every date (the usual case): one normal matrix for all of them
+    full = np.flatnonzero(n == N)
+    if full.size and N >= p:
+        XtX = X.T @ X
+        if np.linalg.cond(XtX) < 1e12:
+            Ninv = np.linalg.inv(XtX)
+            Yf = Y[:, full]
+            coef = det_matmul(Ninv @ X.T, Yf)
+            res = Yf - det_matmul(X, coef)
+            vel[full] = coef[1]
+            if N > p:
+                std[full] = np.sqrt(np.einsum("np,np->p", res, res) / (N - p) * Ninv[1, 1])
+    # pixels with missing dates: a normal matrix each (batched)
+    rest = np.flatnonzero((n >= p) & (n < N))
+    if rest.size:
+        okr = ok[:, rest]
+        Y0 = np.where(okr, Y[:, rest], 0.0)
+        outer = (X[:, :, None] * X[:, None, :]).reshape(N, p * p)
+        NM = det_matmul(outer.T, okr.astype(np.float64)).T.reshape(-1, p, p)
+        rhs = det_matmul(X.T, Y0).T
+        det_ok = np.linalg.cond(NM) < 1e12
+        sel = np.flatnonzero(det_ok)
+        if sel.size:
+            idx = rest[sel]
+            Ninv = np.linalg.inv(NM[sel])
+            coef = np.einsum("nij,nj->ni", Ninv, rhs[sel])
+            res = np.where(okr[:, sel], Y0[:, sel] - det_matmul(X, coef.T), 0.0)
             vel[idx] = coef[:, 1]
             dof = n[idx] - p
             s2 = np.where(dof > 0, (res ** 2).sum(axis=0) / np.maximum(dof, 1), np.nan)
