@@ -734,7 +734,8 @@ def _impute_missing(H, Y, part, pat, inv, M, Ur=None):
 # --------------------------------------------------------------------------- block solver
 def sbas_invert_block(obs_block, network, coherence_block=None, weighting=WEIGHT_NONE, looks=DEFAULT_LOOKS,
                       min_coherence=0.0, gap_handling=GAP_MIN_NORM, rad_per_unit=1.0,
-                      nsbas_gamma=DEFAULT_NSBAS_GAMMA, rcond=DEFAULT_RCOND, dtype=np.float64, workspace=None):
+                      nsbas_gamma=DEFAULT_NSBAS_GAMMA, rcond=DEFAULT_RCOND, dtype=np.float64, workspace=None,
+                      ifg_stats=False):
     """Invert a block of interferograms into a displacement time series.
 
     Parameters
@@ -753,6 +754,9 @@ def sbas_invert_block(obs_block, network, coherence_block=None, weighting=WEIGHT
         weighted normal equations are always float64).
     workspace : optional dict in which the (M, pixels) work arrays are kept and reused by the
         next call with it (consecutive blocks of one stack); results do not depend on it.
+    ifg_stats : also return, per interferogram, the sum of squared residuals of the used
+        observations (``ifg_sum_e2``, (M,), units of obs squared) and their number
+        (``ifg_n``, (M,)) in ``quality`` (for the network table).
 
     Returns
     -------
@@ -855,13 +859,16 @@ def sbas_invert_block(obs_block, network, coherence_block=None, weighting=WEIGHT
     np.subtract(Y, e, out=e)
     # imputed observations have zero residual by construction; only pixels solved otherwise
     # (weighted / fallback) need their missing rows zeroed
-    fix = part if weighted else fallback
+    fix = part if (weighted or ifg_stats) else fallback
     if fix.size:
         ep = e[:, fix]
         ep[~valid[:, fix]] = 0
         e[:, fix] = ep
     nu_ = np.maximum(n_used, 1)
     rms = np.sqrt(np.einsum("mp,mp->p", e, e).astype(np.float64) / nu_)
+    if ifg_stats:
+        sum_e2 = np.einsum("mp,mp->m", e, e, dtype=np.float64)
+        n_ifg = valid.sum(axis=1)
     e *= wdt(rad_per_unit)
     n_missing = (M - n_used)
     tmp = np.cos(e, out=_work(workspace, "trig", (M, P), wdt))
@@ -891,6 +898,9 @@ def sbas_invert_block(obs_block, network, coherence_block=None, weighting=WEIGHT
         "residual_rms": rms.reshape(rows, cols),
         "n_gaps": n_gaps.reshape(rows, cols),
     }
+    if ifg_stats:
+        quality["ifg_sum_e2"] = sum_e2
+        quality["ifg_n"] = n_ifg
     return ts.reshape(N, rows, cols), quality
 
 

@@ -386,3 +386,21 @@ def test_fallback_min_norm_equals_pinv(gap):
         yp[:M] = np.where(valid[:, p], obs[:, p], 0.0) * w
         ref = O @ (np.linalg.pinv(Dp, rcond=sbas.DEFAULT_RCOND) @ yp)
         np.testing.assert_allclose(got[:, p], ref, atol=1e-8, rtol=1e-8)
+
+
+@pytest.mark.parametrize("weighting", ["none", "coherence"])
+def test_ifg_stats_equal_residuals_of_used_observations(weighting):
+    """Per-interferogram residual sums returned by the block solver equal y - A ts summed over
+    the used observations (what the network table reports)."""
+    net, obs, coh, _ = nan_stack(seed=3, split=True)
+    M = net.n_ifg
+    kw = {} if weighting == "none" else dict(coherence_block=coh, weighting=weighting)
+    ts, q = sbas.sbas_invert_block(obs, net, ifg_stats=True, **kw)
+    ts0, q0 = sbas.sbas_invert_block(obs, net, **kw)
+    np.testing.assert_array_equal(ts, ts0)
+    y = obs.reshape(M, -1) * net.sign[:, None]
+    valid = np.isfinite(y)
+    t = np.nan_to_num(ts.reshape(net.n_dates, -1))
+    e = np.where(valid, y - (t[net.i2] - t[net.i1]), 0.0)
+    np.testing.assert_array_equal(q["ifg_n"], valid.sum(axis=1))
+    np.testing.assert_allclose(q["ifg_sum_e2"], (e ** 2).sum(axis=1), rtol=1e-9, atol=1e-9)
