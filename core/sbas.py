@@ -497,12 +497,7 @@ def _fallback_solve(network, obs, valid, sqrtw, gap_handling, gamma, rcond, chun
     and the normal matrix (condition number squared) would lose ~1e-8 relative.
     """
     m, nu = network.n_ifg, network.n_dates - 1
-    if gap_handling == GAP_NSBAS:
-        D = network.nsbas_design(gamma)
-        O = np.hstack([network.T, np.zeros((nu, 2))])
-    else:
-        D = network.B
-        O = network.T
+    D = network.nsbas_design(gamma) if gap_handling == GAP_NSBAS else network.B
     R, q = D.shape
     n = obs.shape[1]
     out = np.empty((nu, n))
@@ -527,7 +522,7 @@ def _fallback_solve(network, obs, valid, sqrtw, gap_handling, gamma, rcond, chun
                 g = np.einsum("nrq,nr->nq", Dm, r)                            # D^T r
                 x += np.einsum("nqk,nk->nq", V, inv * np.einsum("nqk,nq->nk", V, g))
                 r = y - np.einsum("nrq,nq->nr", Dm, x)
-        out[:, c0:c1] = det_matmul(O, x.T)
+        out[:, c0:c1] = np.cumsum(x[:, :nu].T * network.dt[:, None], axis=0)  # T v (O = [T | 0])
     return out
 
 
@@ -689,9 +684,9 @@ def _impute_missing(H, Y, part, pat, inv, M, Ur=None):
     Yp = np.take(Y, part, axis=1)
     if Ur is not None:                                       # H y0 = U (U^T y0), U: (M, rank)
         Uf = Ur.astype(Y.dtype)
-        pred = det_matmul(Uf, det_matmul(np.ascontiguousarray(Uf.T), Yp, chunk=512), chunk=512)
+        pred = det_matmul(Uf, det_matmul(np.ascontiguousarray(Uf.T), Yp, chunk=256), chunk=256)
     else:
-        pred = det_matmul(H.astype(Y.dtype), Yp, chunk=512)
+        pred = det_matmul(H.astype(Y.dtype), Yp, chunk=256)
     pat_ok = np.zeros(pat.shape[1], dtype=bool)
     order = np.argsort(inv, kind="stable")
     starts = np.searchsorted(inv[order], np.arange(pat.shape[1] + 1))
