@@ -159,8 +159,12 @@ def bench_breaks(n=1_000_000, k=20, small=1000, skip_peer=False):
     t = time.perf_counter()
     b = breaks.natural_breaks(x, k)
     el = time.perf_counter() - t
+    t = time.perf_counter()
+    b1 = breaks.natural_breaks(x, k, threads=1)
+    el1 = time.perf_counter() - t
     print(f"exact natural breaks k={k} on {n:,} lognormal values ({np.unique(x).size:,} distinct): "
-          f"{el:.2f} s, SSW {breaks.ssw_of_breaks(x, b):.6f}")
+          f"{el:.2f} s ({os.cpu_count()} CPUs), {el1:.2f} s in one thread, "
+          f"SSW {breaks.ssw_of_breaks(x, b):.6f} / {breaks.ssw_of_breaks(x, b1):.6f}")
     xs = x[:small]
     t = time.perf_counter()
     bs = breaks.natural_breaks(xs, k)

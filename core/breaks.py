@@ -11,9 +11,11 @@ Methods (``METHODS``):
   their counts as weights; each layer's row minima are found by the
   divide-and-conquer optimisation (the optimal split a*(b) is non-decreasing
   in b because SSW satisfies the quadrangle inequality; Wang & Song 2011,
-  Ckmeans.1d.dp; Gronlund et al. 2017), O(k n log n) for n unique values,
-  vectorised over all sub-problems of one recursion depth (no Python loop
-  over values).
+  Ckmeans.1d.dp; Gronlund et al. 2017), O(k n log n) for n unique values.
+  The recursion runs level by level (rows at odd multiples of a stride, bounded
+  by the rows solved one level up), each level's candidates evaluated on
+  contiguous slices of the prefix sums in cache-sized chunks, shared out to
+  threads (numpy releases the GIL): no Python loop over values or rows.
 * ``quantile`` -- breaks at the i/k sample quantiles (ties merge classes).
 * ``equal`` -- equal-width intervals between min and max.
 * ``geometric`` -- geometric interval: bounds min*(max/min)^(i/k), i.e. equal
@@ -29,6 +31,9 @@ as mapclassify / R ``cut(right=TRUE)``), computed with ``np.searchsorted``.
 Empty classes are dropped when values are coded (:func:`classify`).
 """
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 METHODS = ("natural", "quantile", "equal", "geometric", "sd", "manual")
@@ -36,6 +41,11 @@ METHODS = ("natural", "quantile", "equal", "geometric", "sd", "manual")
 #: integer / text factors with at most this many distinct values are used as
 #: categories by :func:`is_categorical` (override with ``max_levels``).
 DEFAULT_MAX_LEVELS = 50
+
+#: levels of the natural-breaks DP with fewer candidates than this run in one thread
+_THREAD_MIN = 100_000
+#: candidates per chunk of a DP level (work arrays of a few MB: cache-resident)
+_CHUNK = 1 << 16
 
 
 # ----------------------------------------------------------------------------
@@ -54,106 +64,184 @@ def _prefix(values, weights):
 
 
 class _Buffers:
-    """Work arrays reused across depths and layers (fresh multi-MB arrays per
-    numpy call cost more in page faults than the arithmetic itself)."""
+    """Float work arrays reused across depths and layers (fresh multi-MB arrays per numpy call
+    cost more in page faults than the arithmetic itself); one set per thread."""
 
     def __init__(self, cap):
-        self.ar = np.arange(cap, dtype=np.int64)
-        self.seg = np.empty(cap, dtype=np.int64)
-        self.a = np.empty(cap, dtype=np.int64)
         self.f1 = np.empty(cap)
         self.f2 = np.empty(cap)
-        self.f3 = np.empty(cap)
         self.bm = np.empty(cap, dtype=bool)
 
 
-def _layer(dprev, pw, p1, p2, j, b_lo, b_hi, d_out, opt_out, buf, opt_prev=None):
+def _row_minima(b, lo, hi, pw, p1, a_base, buf):
+    """Row minima of C(b, a) = a_base[a] - (p1[b]-p1[a])^2 / (pw[b]-pw[a]) over a in [lo, hi].
+
+    Rows ``b`` ascend and their candidate ranges come from the divide-and-conquer bounds:
+    ``lo`` is non-decreasing and ``hi[t] <= lo[t+1]``. The ranges therefore tile the one span
+    [lo[0], hi[-1]] except for single shared end points (hi[t] == lo[t+1]) and gaps
+    (hi[t] < a < lo[t+1]: candidates of no row). Row t *owns* [lo[t], lo[t+1]) (the last row
+    [lo, hi]): each candidate of the span is evaluated once, for its owner, on contiguous slices
+    of the prefix arrays; gap candidates are set to +inf; a shared end point is evaluated once
+    more for the row on its left. Ties go to the smallest a. Returns (minima, argmin a).
+    """
+    start, stop = int(lo[0]), int(hi[-1]) + 1
+    total = stop - start
+    nrow = b.size
+    rel = lo - start  # first candidate owned by each row, relative to the span
+    own_end = np.empty(nrow, dtype=np.int64)
+    own_end[:-1] = rel[1:]
+    own_end[-1] = total
+    # seg[i]: the row owning candidate start + i (rows whose owned range is empty own nothing)
+    if nrow > 1:
+        seg = np.cumsum(np.bincount(rel[1:], minlength=total))
+    else:
+        seg = np.zeros(total, dtype=np.int64)
+    f1, f2 = buf.f1[:total], buf.f2[:total]
+    wb, pb = pw[b], p1[b]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        np.take(wb, seg, out=f1, mode="clip")
+        f1 -= pw[start:stop]  # weight of the class a..b-1 (<= 0 only in gaps)
+        np.take(pb, seg, out=f2, mode="clip")
+        f2 -= p1[start:stop]
+        np.square(f2, out=f2)
+        f2 /= f1
+        np.subtract(a_base[start:stop], f2, out=f1)
+    hrel = hi - start
+    gap = own_end - hrel - 1  # owned candidates past the row's upper bound
+    g = np.flatnonzero(gap > 0)
+    if g.size:
+        glen = gap[g]
+        gend = np.cumsum(glen)
+        f1[np.arange(int(gend[-1])) + np.repeat(hrel[g] + 1 - (gend - glen), glen)] = np.inf
+    if nrow > 1 and (own_end[:-1] == rel[:-1]).any():  # rows owning nothing: only a shared end point
+        owners = np.flatnonzero(own_end > rel)
+        mins = np.full(nrow, np.inf)
+        ostart = rel[owners]
+    else:
+        owners, ostart = None, rel
+    omin = np.minimum.reduceat(f1, ostart)
+    if owners is None:
+        mins = omin
+    else:
+        mins[owners] = omin
+    np.take(mins, seg, out=f2, mode="clip")
+    bm = buf.bm[:total]
+    np.equal(f1, f2, out=bm)
+    pos = np.flatnonzero(bm)
+    if pos.size != ostart.size:  # ties: the first position of each row's minimum
+        pos = pos[np.searchsorted(pos, ostart)]
+    if owners is None:
+        best = pos + start
+    else:
+        best = np.zeros(nrow, dtype=np.int64)
+        best[owners] = pos + start
+    if nrow > 1:
+        # shared end points: candidate lo[t+1] of row t when hi[t] == lo[t+1]
+        a = lo[1:]
+        rel_a = rel[1:]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dp1 = pb[:-1] - p1[a]
+            cost = a_base[a] - dp1 * dp1 / (wb[:-1] - pw[a])
+        better = (hrel[:-1] == rel_a) & (cost < mins[:-1])
+        mins[:-1] = np.where(better, cost, mins[:-1])
+        best[:-1] = np.where(better, a, best[:-1])
+    return mins, best
+
+
+def _level_minima(b, lo, hi, pw, p1, a_base, bufs, pool):
+    """:func:`_row_minima` of one level in cache-sized chunks of rows (about ``_CHUNK``
+    candidates each: the work arrays stay in the CPU cache instead of streaming the whole
+    level through memory several times), the chunks shared out to the threads of ``pool``."""
+    span = int(hi[-1]) - int(lo[0]) + 1
+    nchunk = min(b.size, -(-span // _CHUNK))
+    if nchunk <= 1:
+        return _row_minima(b, lo, hi, pw, p1, a_base, bufs[0])
+    marks = np.linspace(int(lo[0]), int(hi[-1]), nchunk + 1)[1:-1]
+    cuts = np.unique(np.clip(np.searchsorted(lo, marks), 1, b.size - 1)).tolist()
+    edges = list(zip([0] + cuts, cuts + [b.size]))
+    nthreads = len(bufs) if pool is not None else 1
+
+    def run(part, buf):
+        return [_row_minima(b[u:v], lo[u:v], hi[u:v], pw, p1, a_base, buf) for u, v in part]
+
+    if nthreads > 1 and len(edges) >= nthreads:
+        k = np.linspace(0, len(edges), nthreads + 1).astype(int)
+        futures = [pool.submit(run, edges[k[i]:k[i + 1]], bufs[i]) for i in range(nthreads)]
+        parts = [r for f in futures for r in f.result()]
+    else:
+        parts = run(edges, bufs[0])
+    return np.concatenate([m for m, _ in parts]), np.concatenate([a for _, a in parts])
+
+
+def _layer(dprev, pw, p1, p2, j, b_lo, b_hi, d_out, opt_out, bufs, pool=None):
     """One DP layer: for every b in [b_lo, b_hi], the best start a of class j.
 
     D_j(b) = min_{j-1 <= a <= b-1} dprev[a] + SSW(a, b), where SSW(a, b) of the
     values a..b-1 is (p2[b]-p2[a]) - (p1[b]-p1[a])^2 / (pw[b]-pw[a]).
-    Divide and conquer over b: the optimal a of the middle row bounds the
-    candidates of the rows on either side. All sub-problems of one depth are
-    evaluated together (concatenated candidate ranges, segmented minimum by
-    ``np.minimum.reduceat``), so the Python loop runs over depths only.
-    ``opt_prev`` (the optimal starts of layer j-1) is a second lower bound:
-    a*_j(b) >= a*_{j-1}(b) (adding a class never moves the last class's start
-    left; the bound Ckmeans.1d.dp uses), which shrinks the candidate ranges.
+    Monotone divide and conquer over b, level by level: the rows at odd multiples of a
+    stride s are solved together, their candidates bounded by the optimal starts of the rows
+    s before and s after (solved at the previous, coarser level), because the optimal start
+    a*(b) is non-decreasing in b. The Python loop runs over the log2(n) levels only; each
+    level evaluates about n candidates (:func:`_row_minima`), shared out to one thread per
+    buffer set when a ``pool`` is given (numpy releases the GIL in these calls).
     """
     a_base = dprev - p2  # dprev[a] - p2[a]; p2[b] is constant within a row
-    rl = np.array([b_lo], dtype=np.int64)
-    rh = np.array([b_hi], dtype=np.int64)
-    ol = np.array([j - 1], dtype=np.int64)
-    oh = np.array([b_hi - 1], dtype=np.int64)
-    while rl.size:
-        mid = (rl + rh) >> 1
-        hi = np.minimum(oh, mid - 1)
-        lo = ol if opt_prev is None else np.minimum(np.maximum(ol, opt_prev[mid]), hi)
-        lens = hi - lo + 1
-        ends = np.cumsum(lens)
-        starts = ends - lens
-        total = int(ends[-1])
-        seg = buf.seg[:total]
-        seg.fill(0)
-        seg[starts[1:]] = 1
-        np.cumsum(seg, out=seg)
-        a = buf.a[:total]
-        np.take(lo - starts, seg, out=a, mode="clip")
-        a += buf.ar[:total]
-        f1, f2, f3 = buf.f1[:total], buf.f2[:total], buf.f3[:total]
-        np.take(pw[mid], seg, out=f1, mode="clip")
-        np.take(pw, a, out=f2, mode="clip")
-        f1 -= f2  # weight of the class a..mid-1
-        np.take(p1[mid], seg, out=f2, mode="clip")
-        np.take(p1, a, out=f3, mode="clip")
-        f2 -= f3
-        np.square(f2, out=f2)
-        f2 /= f1
-        np.take(a_base, a, out=f1, mode="clip")
-        f1 -= f2  # cost minus the per-row constant p2[mid]
-        mins = np.minimum.reduceat(f1, starts)
-        np.take(mins, seg, out=f2, mode="clip")
-        bm = buf.bm[:total]
-        np.equal(f1, f2, out=bm)
-        pos = np.flatnonzero(bm)
-        best = a[pos[np.searchsorted(pos, starts)]]
-        d_out[mid] = mins + p2[mid]
-        opt_out[mid] = best
-        # children in row order (left child, then right child of each row): the candidate ranges
-        # of one depth then run through the prefix arrays front to back, and the gathers below
-        # read memory sequentially instead of jumping between the two halves
-        keep = np.stack((rl < mid, mid < rh), 1).ravel()
-        rl, rh, ol, oh = (
-            np.stack((rl, mid + 1), 1).ravel()[keep],
-            np.stack((mid - 1, rh), 1).ravel()[keep],
-            np.stack((ol, best), 1).ravel()[keep],
-            np.stack((best, oh), 1).ravel()[keep],
-        )
+    nr = b_hi - b_lo + 1
+    o = np.empty(nr + 2, dtype=np.int64)  # o[q]: optimal start of row b_lo + q - 1
+    o[0] = j - 1  # bounds for the first and the last row
+    o[nr + 1] = b_hi - 1
+    s = 1 << (nr.bit_length() - 1)  # largest power of two <= nr
+    while s >= 1:
+        # rows at positions q = s, 3s, 5s, ... <= nr (strided views of o, d_out, opt_out)
+        m = (nr - s) // (2 * s) + 1
+        rows = slice(b_lo - 1 + s, b_lo - 1 + s + 2 * s * (m - 1) + 1, 2 * s)
+        b = np.arange(rows.start, rows.stop, rows.step)
+        lo = o[0:2 * s * (m - 1) + 1:2 * s]  # o[q - s]
+        hi = np.empty(m, dtype=np.int64)  # min(o[q + s], b - 1), o[nr + 1] past the end
+        up = o[2 * s::2 * s][:m]
+        hi[:up.size] = up
+        hi[up.size:] = o[nr + 1]
+        np.minimum(hi, b - 1, out=hi)
+        mins, best = _level_minima(b, lo.copy(), hi, pw, p1, a_base, bufs, pool)
+        d_out[rows] = mins + p2[rows]
+        opt_out[rows] = best
+        o[s:s + 2 * s * (m - 1) + 1:2 * s] = best
+        s >>= 1
 
 
-def _fisher_dp(values, weights, kmax, all_k):
-    """Run the DP layers 2..kmax; returns (layers of opt, list of D_j(n))."""
+def _fisher_dp(values, weights, kmax, all_k, threads=None):
+    """Run the DP layers 2..kmax; returns (layers of opt, list of D_j(n)).
+
+    ``threads``: worker threads for the candidate evaluation of large levels (default: the
+    number of CPUs, at most 4; 1 = no threads). Results do not depend on it.
+    """
     n = values.size
     pw, p1, p2 = _prefix(values, weights)
     d = p2 - np.divide(p1 * p1, pw, out=np.zeros_like(p1), where=pw > 0)  # D_1(b)
     totals = [float(d[n])]
     opts = []
-    buf = _Buffers(2 * n + 4)
-    opt_prev = None
-    for j in range(2, kmax + 1):
-        d_new = np.full(n + 1, np.inf)
-        opt = np.zeros(n + 1, dtype=np.int64)
-        if all_k:
-            b_lo, b_hi = j, n
-        elif j < kmax:
-            b_lo, b_hi = j, n - (kmax - j)
-        else:
-            b_lo = b_hi = n
-        _layer(d, pw, p1, p2, j, b_lo, b_hi, d_new, opt, buf, opt_prev)
-        opt_prev = opt
-        opts.append(opt.astype(np.int32))
-        d = d_new
-        totals.append(float(d[n]))
+    if threads is None:
+        threads = min(os.cpu_count() or 1, 4)
+    threads = max(1, int(threads)) if n > _THREAD_MIN else 1
+    bufs = [_Buffers(n + 2) for _ in range(threads)]
+    pool = ThreadPoolExecutor(threads) if threads > 1 else None
+    try:
+        for j in range(2, kmax + 1):
+            d_new = np.full(n + 1, np.inf)
+            opt = np.zeros(n + 1, dtype=np.int64)
+            if all_k:
+                b_lo, b_hi = j, n
+            elif j < kmax:
+                b_lo, b_hi = j, n - (kmax - j)
+            else:
+                b_lo = b_hi = n
+            _layer(d, pw, p1, p2, j, b_lo, b_hi, d_new, opt, bufs, pool)
+            opts.append(opt.astype(np.int32))
+            d = d_new
+            totals.append(float(d[n]))
+    finally:
+        if pool is not None:
+            pool.shutdown()
     return opts, totals
 
 
@@ -167,7 +255,7 @@ def _backtrack(opts, n, k):
     return bounds
 
 
-def natural_breaks_weighted(values, weights, k):
+def natural_breaks_weighted(values, weights, k, threads=None):
     """Exact optimal partition of sorted unique ``values`` (with ``weights``).
 
     Returns ``(bounds, ssw)``: ``bounds`` are the indices (into ``values``) of
@@ -179,11 +267,11 @@ def natural_breaks_weighted(values, weights, k):
     n = values.size
     if k >= n:
         return np.arange(1, n, dtype=np.int64), 0.0
-    opts, totals = _fisher_dp(values, weights, k, all_k=False)
+    opts, totals = _fisher_dp(values, weights, k, all_k=False, threads=threads)
     return _backtrack(opts, n, k), max(totals[-1], 0.0)
 
 
-def natural_breaks_multi(x, ks):
+def natural_breaks_multi(x, ks, threads=None):
     """Exact natural breaks for several class counts from one DP run.
 
     Returns ``{k: breaks}``; same convention as :func:`natural_breaks`.
@@ -194,7 +282,8 @@ def natural_breaks_multi(x, ks):
     ks = sorted({int(k) for k in ks})
     kmax = min(max(ks), n)
     out = {}
-    opts, _ = _fisher_dp(vals.astype(np.float64), counts.astype(np.float64), kmax, all_k=True) if kmax >= 2 else ([], [])
+    opts, _ = _fisher_dp(vals.astype(np.float64), counts.astype(np.float64), kmax, all_k=True,
+                           threads=threads) if kmax >= 2 else ([], [])
     for k in ks:
         if k >= n:
             out[k] = vals[:-1].copy()
@@ -213,18 +302,20 @@ def _finite(x, name="values"):
     return x
 
 
-def natural_breaks(x, k):
+def natural_breaks(x, k, threads=None):
     """Exact natural breaks (Jenks / Fisher, optimal 1-D k-means) of ``x``.
 
     NaN/inf are ignored. Works on the sorted unique values weighted by their
     counts, so the cost depends on the number of distinct values. Returns the
     k-1 inner breaks as the upper bound (largest value) of classes 1..k-1, the
     convention of jenkspy/mapclassify (their bins without the maximum).
+    ``threads``: threads for large inputs (default: CPUs, at most 4); the result does not
+    depend on it.
     """
     k = _check_k(k)
     x = _finite(x)
     vals, counts = np.unique(x, return_counts=True)
-    bounds, _ = natural_breaks_weighted(vals, counts, k)
+    bounds, _ = natural_breaks_weighted(vals, counts, k, threads=threads)
     return vals[bounds - 1]
 
 

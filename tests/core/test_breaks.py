@@ -80,6 +80,54 @@ def test_natural_breaks_medium_vs_dense_dp():
     assert B.ssw_of_breaks(x, B.natural_breaks(x, k)) == pytest.approx(D[n], rel=1e-9)
 
 
+def _dense_dp_all_k(vals, w, kmax):
+    """Plain O(k n^2) weighted Fisher DP: D_j(n) for j = 1..kmax (no monotonicity used)."""
+    n = vals.size
+    cw = np.concatenate(([0.0], np.cumsum(w)))
+    c1 = np.concatenate(([0.0], np.cumsum(w * vals)))
+    c2 = np.concatenate(([0.0], np.cumsum(w * vals * vals)))
+
+    def cost(a, b):
+        s, ww = c1[b] - c1[a], cw[b] - cw[a]
+        return c2[b] - c2[a] - s * s / ww
+
+    D = np.array([cost(0, b) if b else 0.0 for b in range(n + 1)])
+    out = [D[n]]
+    for j in range(2, kmax + 1):
+        Dn = np.full(n + 1, np.inf)
+        for b in range(j, n + 1):
+            a = np.arange(j - 1, b)
+            Dn[b] = np.min(D[a] + cost(a, b))
+        D = Dn
+        out.append(D[n])
+    return np.array(out)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("threads", [1, 3])
+def test_natural_breaks_chunked_threaded_equal_dense_dp(seed, threads, monkeypatch):
+    """Tiny chunks and a low thread threshold force every code path of the level evaluation
+    (many chunks per level, rows that own no candidate, shared end points, gaps, threads);
+    the optimal SSW of every k equals the dense DP and the breaks do not depend on threads."""
+    rng = np.random.default_rng(seed)
+    x = np.concatenate([rng.lognormal(size=120), rng.normal(30, 1, size=40), [500.0, 900.0]])
+    x = np.round(x, 1)  # ties -> unequal weights
+    vals, w = np.unique(x, return_counts=True)
+    ref = _dense_dp_all_k(vals, w.astype(float), 9)
+    monkeypatch.setattr(B, "_CHUNK", 5)
+    monkeypatch.setattr(B, "_THREAD_MIN", 8)
+    opts, totals = B._fisher_dp(vals, w.astype(float), 9, all_k=True, threads=threads)
+    np.testing.assert_allclose(totals, ref, rtol=1e-9, atol=1e-9)
+    opts1, _ = B._fisher_dp(vals, w.astype(float), 9, all_k=True, threads=1)
+    for k in range(2, 10):
+        bounds = B._backtrack(opts, vals.size, k)
+        assert B.ssw_of_breaks(x, vals[bounds - 1]) == pytest.approx(ref[k - 1], rel=1e-9, abs=1e-9)
+        np.testing.assert_array_equal(bounds, B._backtrack(opts1, vals.size, k))
+    # the single-k run (only the rows the last layer needs) agrees too
+    b9, ssw9 = B.natural_breaks_weighted(vals, w, 9)
+    assert ssw9 == pytest.approx(ref[8], rel=1e-9, abs=1e-9)
+
+
 def test_quantile_equal_geometric_sd_manual():
     x = np.arange(1, 101, dtype=float)
     np.testing.assert_allclose(B.quantile_breaks(x, 4), np.quantile(x, [0.25, 0.5, 0.75]))

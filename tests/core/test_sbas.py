@@ -358,3 +358,49 @@ def test_components_small_and_large_pattern_paths_agree():
     small = np.hstack([net.components(valid[:, :35]), net.components(valid[:, 35:])])   # scipy csgraph
     assert np.array_equal(big, small)
     assert (big == np.arange(net.n_dates)[:, None]).sum(0).max() > 1
+
+
+@pytest.mark.parametrize("gap", ["min_norm", "nsbas"])
+def test_fallback_min_norm_equals_pinv(gap):
+    """The eigen-decomposition route of the per-pixel fallback equals numpy's SVD pinv, also on
+    pixels whose own network is split (rank-deficient) and with weights."""
+    dates = make_dates(12)
+    pairs = short_baseline_pairs(dates, 36)
+    net = sbas.SbasNetwork([a for a, _ in pairs], [b for _, b in pairs])
+    M = net.n_ifg
+    rng = np.random.default_rng(5)
+    n = 40
+    obs = rng.normal(0, 5, (M, n))
+    valid = rng.random((M, n)) > 0.3
+    valid[net.i1 == 5] = False       # every pixel loses the pairs from date 5: split networks
+    valid[net.i2 == 5] = False
+    sqrtw = rng.uniform(0.2, 1.0, (M, n))
+    got = sbas._fallback_solve(net, obs, valid, sqrtw, gap, sbas.DEFAULT_NSBAS_GAMMA, sbas.DEFAULT_RCOND)
+    D = net.nsbas_design(sbas.DEFAULT_NSBAS_GAMMA) if gap == "nsbas" else net.B
+    O = np.hstack([net.T, np.zeros((net.n_dates - 1, D.shape[1] - net.T.shape[1]))])
+    for p in range(n):
+        w = np.where(valid[:, p], sqrtw[:, p], 0.0)
+        Dp = D.copy()
+        Dp[:M] *= w[:, None]
+        yp = np.zeros(D.shape[0])
+        yp[:M] = np.where(valid[:, p], obs[:, p], 0.0) * w
+        ref = O @ (np.linalg.pinv(Dp, rcond=sbas.DEFAULT_RCOND) @ yp)
+        np.testing.assert_allclose(got[:, p], ref, atol=1e-8, rtol=1e-8)
+
+
+@pytest.mark.parametrize("weighting", ["none", "coherence"])
+def test_ifg_stats_equal_residuals_of_used_observations(weighting):
+    """Per-interferogram residual sums returned by the block solver equal y - A ts summed over
+    the used observations (what the network table reports)."""
+    net, obs, coh, _ = nan_stack(seed=3, split=True)
+    M = net.n_ifg
+    kw = {} if weighting == "none" else dict(coherence_block=coh, weighting=weighting)
+    ts, q = sbas.sbas_invert_block(obs, net, ifg_stats=True, **kw)
+    ts0, q0 = sbas.sbas_invert_block(obs, net, **kw)
+    np.testing.assert_array_equal(ts, ts0)
+    y = obs.reshape(M, -1) * net.sign[:, None]
+    valid = np.isfinite(y)
+    t = np.nan_to_num(ts.reshape(net.n_dates, -1))
+    e = np.where(valid, y - (t[net.i2] - t[net.i1]), 0.0)
+    np.testing.assert_array_equal(q["ifg_n"], valid.sum(axis=1))
+    np.testing.assert_allclose(q["ifg_sum_e2"], (e ** 2).sum(axis=1), rtol=1e-9, atol=1e-9)
