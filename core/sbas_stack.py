@@ -138,15 +138,15 @@ MAX_SUB_PIXELS = 32768    # larger sub-blocks are not faster (temporaries of M x
 ALLOCATOR_SLACK = 0.15    # share of the cap left for what the plan does not count: memory the allocator keeps
 #                           after numpy frees temporaries, GDAL/libtiff internals, Python objects (measured:
 #                           peak RSS - traced peak ~ 10-15 % of the cap)
-# Working memory of one pixel in a sub-block solve (sbas_invert_block + velocity fit + per-interferogram
-# residual statistics of invert_block_task, outputs included, inputs not: they sit in the window buffer),
-# measured with tracemalloc on the benchmark stack (M = 202 interferograms, N = 60 dates: 3.4 kB float32,
-# 6.9 kB float64, 16.0 kB weighted); tests/core/test_sbas_stack.py checks the peak stays below:
-# bytes per interferogram, per date and per pixel.
+# Working memory of one pixel in a sub-block solve (sbas_invert_block with its workspace kept for the
+# window's next sub-block, the velocity fit, outputs included; inputs not: they sit in the window buffer),
+# measured with tracemalloc on the benchmark stack (M = 202 interferograms, N = 60 dates: 5.1 kB float32,
+# 6.9 kB float64 without workspace, 19.4 kB weighted); tests/core/test_sbas_stack.py checks the peak stays
+# below: bytes per interferogram, per date and per pixel.
 SOLVE_BYTES = {
-    "float32": (15, 8, 256),      # unweighted, float32 solve
+    "float32": (18, 24, 512),     # unweighted, float32 solve
     "float64": (32, 16, 512),     # unweighted, float64 solve (automatic reference without coherence)
-    "weighted": (74, 16, 512),    # float64 normal equations in band storage
+    "weighted": (88, 32, 512),    # float64 normal equations in band storage
 }
 
 
@@ -370,36 +370,22 @@ def reference_block_task(spec, shared):
     return out
 
 
-def _solve_sub_block(obs, coh, shared, stats):
+def _solve_sub_block(obs, coh, shared, stats, workspace=None):
     """Invert one sub-block (views into the window buffers; ``obs`` is overwritten): returns the float32
-    time series, velocity and quality blocks and adds the residual statistics to ``stats``."""
+    time series, velocity and quality blocks and adds the residual statistics to ``stats``. ``workspace``:
+    the solver's work arrays, reused by the next sub-block of the window."""
     net = shared["net"]
-    M = net.n_ifg
-    min_coherence = shared["min_coherence"]
-    weighting = shared["weighting"]
     obs -= shared["ref_vals"][:, None, None].astype(np.float32)
     obs *= np.float32(shared["to_mm"])
-    ts, q = sbas.sbas_invert_block(obs, net, coherence_block=coh, weighting=weighting, looks=shared["looks"],
-                                   min_coherence=min_coherence, gap_handling=shared["gap_handling"],
-                                   rad_per_unit=shared["rad_per_mm"], dtype=shared["work"])
+    ts, q = sbas.sbas_invert_block(obs, net, coherence_block=coh, weighting=shared["weighting"],
+                                   looks=shared["looks"], min_coherence=shared["min_coherence"],
+                                   gap_handling=shared["gap_handling"], rad_per_unit=shared["rad_per_mm"],
+                                   dtype=shared["work"], workspace=workspace, ifg_stats=True)
     vel, vstd = sbas.velocity_fit(ts, net.tyears, shared["seasonal"])
     has = q["n_ifg_used"] > 0
     # per-interferogram residual statistics for the network table
-    valid = np.isfinite(obs)
-    if coh is not None and min_coherence and min_coherence > 0:
-        valid &= coh >= min_coherence
-    if weighting != sbas.WEIGHT_NONE:
-        valid &= np.isfinite(coh)
-    tsz = np.nan_to_num(ts)
-    e = tsz[net.i2]
-    e -= tsz[net.i1]
-    del tsz
-    np.subtract(obs * net.sign[:, None, None].astype(obs.dtype), e, out=e)
-    e[~valid] = 0
-    stats["sum_e2"] += np.einsum("mp,mp->m", e.reshape(M, -1), e.reshape(M, -1), dtype=np.float64)
-    del e
-    stats["n"] += valid.reshape(M, -1).sum(axis=1)
-    del valid
+    stats["sum_e2"] += q["ifg_sum_e2"]
+    stats["n"] += q["ifg_n"]
     stats["n_data"] += int(has.sum())
     stats["n_gap"] += int((q["n_gaps"] > 0).sum())
     gaps = q["n_gaps"].astype(np.float32)
@@ -449,16 +435,18 @@ def invert_block_task(spec, shared):
     out_vel = np.empty((1, h, w), dtype=np.float32)
     out_q = np.empty((len(sbas.QUALITY_BANDS), h, w), dtype=np.float32)
     s = spec["sub_rows"]
+    workspace = {}
     for a in range(0, h, s):
         b = min(h, a + s)
-        ts, vel, quality = _solve_sub_block(phase[:, a:b], None if coh is None else coh[:, a:b], shared, stats)
+        ts, vel, quality = _solve_sub_block(phase[:, a:b], None if coh is None else coh[:, a:b], shared, stats,
+                                            workspace)
         out_ts[:, a:b] = ts
         out_vel[0, a:b] = vel
         for i, qb in enumerate(quality):
             out_q[i, a:b] = qb
         del ts, vel, quality
         _sub_tick()
-    del phase, coh
+    del phase, coh, workspace
     stats.update(ts=out_ts, vel=out_vel, quality=out_q)
     return stats
 
