@@ -37,6 +37,8 @@ class QgisProcess:
         self.home.mkdir(parents=True, exist_ok=True)
         self.plugins.mkdir(parents=True, exist_ok=True)
         link = self.plugins / PLUGIN
+        if link.is_symlink() and os.path.realpath(link) != os.path.realpath(ROOT):
+            link.unlink()  # left by another checkout (or dangling): never run someone else's code
         if not link.exists():
             link.symlink_to(ROOT, target_is_directory=True)
         runtime = self.workdir / "runtime"
