@@ -157,7 +157,11 @@ class SbasInversion(SubsidenceAlgorithm):
         self.add(QgsProcessingParameterBoolean(self.SEASONAL, self.tr("Fit annual and semi-annual terms"),
                                                defaultValue=False),
                  "Estimate the velocity together with annual and semi-annual sinusoids.")
-        self.add_memory_limit(self.MEMORY_LIMIT_MB)
+        self.add_memory_limit(self.MEMORY_LIMIT_MB, help_text=(
+            "Upper bound of the memory this algorithm allocates besides QGIS itself: GDAL's block cache, the "
+            "window of every interferogram being read, the solver's work arrays and the output buffers. "
+            "Larger stacks are streamed in windows of whole input tiles; results do not depend on it. Small "
+            "caps cost time (tiles decompressed more than once), not accuracy."))
         self.add_dask_scheduler(self.DASK_SCHEDULER)
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT_TIMESERIES, self.tr("Displacement time series")),
                  "GeoTIFF, mm, one band per acquisition date (description YYYY-MM-DD), first date = 0, NoData NaN.")

@@ -71,15 +71,16 @@ class SubsidenceAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(param)
         return param
 
-    def add_memory_limit(self, name="MEMORY_LIMIT_MB", default=DEFAULT_MEMORY_MB):
-        """The common row-block memory cap parameter (MB)."""
+    def add_memory_limit(self, name="MEMORY_LIMIT_MB", default=DEFAULT_MEMORY_MB, help_text=None):
+        """The common memory cap parameter (MB); ``help_text`` says what the cap covers."""
         return self.add(
             QgsProcessingParameterNumber(
-                name, self.tr("Memory limit for row blocks (MB)"), QgsProcessingParameterNumber.Double,
+                name, self.tr("Memory limit (MB)"), QgsProcessingParameterNumber.Double,
                 defaultValue=default, minValue=0.001,
             ),
-            "Upper bound of the working memory used for one row block. Large stacks are streamed block by "
-            "block under this cap; results do not depend on it.",
+            help_text or (
+                "Upper bound of the working memory used for one row block. Large stacks are streamed block "
+                "by block under this cap; results do not depend on it."),
             advanced=True,
         )
 
