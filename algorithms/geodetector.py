@@ -81,6 +81,7 @@ def html_report(results, info_lines, path):
              "body{font-family:sans-serif} table{border-collapse:collapse;font-size:12px}"
              "td,th{border:1px solid #bbb;padding:2px 6px}</style></head><body><h1>Geodetector</h1>"]
     parts.append("<ul>%s</ul>" % "".join("<li>%s</li>" % html.escape(s) for s in info_lines))
+    parts.append("<p><b>Confidence interval of q</b> (q_ci_low, q_ci_high): %s</p>" % html.escape(CI_HELP))
     fac = results["factor"].sort_values("q", ascending=False)
     inter = results["interaction"]
     try:
@@ -88,8 +89,14 @@ def html_report(results, info_lines, path):
 
         fig = Figure(figsize=(6, 0.4 * len(fac) + 1))
         ax = fig.subplots()
-        ax.barh(fac.factor[::-1], fac.q[::-1], color="#4477aa")
-        ax.set_xlabel("q")
+        if "q_ci_low" in fac:
+            err = np.vstack([(fac.q - fac.q_ci_low).clip(lower=0), (fac.q_ci_high - fac.q).clip(lower=0)])[:, ::-1]
+            ax.barh(fac.factor[::-1], fac.q[::-1], color="#4477aa", xerr=err, ecolor="#222222", capsize=3)
+            ax.set_xlabel("q (bars: %g %% confidence interval of the population q)"
+                          % (100 * float(fac.ci_level.iloc[0])))
+        else:
+            ax.barh(fac.factor[::-1], fac.q[::-1], color="#4477aa")
+            ax.set_xlabel("q")
         ax.set_title("Factor detector")
         parts.append(_png(fig))
         if len(inter):
@@ -129,6 +136,17 @@ def html_report(results, info_lines, path):
     os.replace(tmp, path)
 
 
+CI_HELP = (
+    "Confidence interval of the population q (columns q_ci_low, q_ci_high). Under the model behind the "
+    "Wang-Zhang-Fu test (Y normal with equal variance within strata), F = (N-L)/(L-1) q/(1-q) follows a "
+    "noncentral F(L-1, N-L, lambda) with lambda = sum N_h (mu_h - mu)^2 / sigma^2, and the population q "
+    "is lambda/(lambda+N). The interval holds the lambdas whose central range of F contains the observed "
+    "F, mapped to q (Steiger 2004; as gdverse and the QGIS Geographical detector plugin). It is for the "
+    "population q: for weak factors it can lie below the sample q, which is biased upward by about "
+    "(L-1)/(N-1). q = 1 gives [1, 1]; an interval starting at 0 means no evidence of stratification."
+)
+
+
 class Geodetector(SubsidenceAlgorithm):
     INPUT = "INPUT"
     TARGET_FIELD = "TARGET_FIELD"
@@ -149,6 +167,7 @@ class Geodetector(SubsidenceAlgorithm):
     LAMBDA_VARIANCE = "LAMBDA_VARIANCE"
     PERMUTATIONS = "PERMUTATIONS"
     ALPHA = "ALPHA"
+    CONFIDENCE_LEVEL = "CONFIDENCE_LEVEL"
     STRATUM_FACTOR = "STRATUM_FACTOR"
     OUTPUT_FACTOR = "OUTPUT_FACTOR"
     OUTPUT_INTERACTION = "OUTPUT_INTERACTION"
@@ -182,7 +201,8 @@ class Geodetector(SubsidenceAlgorithm):
         "Numeric factors are discretized (exact natural breaks, quantile, equal, geometric, standard "
         "deviation, manual breaks, or the optimal mode that reports the q-versus-classes curve and picks "
         "the elbow); integer or text factors with at most 50 distinct values are used as categories.\n\n"
-        "Outputs: factor table (q, Wang-Zhang-Fu 2016 noncentral-F p, one-way ANOVA p, adjusted q, q "
+        "Outputs: factor table (q with a confidence interval from the noncentral F inverted in its "
+        "noncentrality (Steiger 2004), Wang-Zhang-Fu 2016 noncentral-F p, one-way ANOVA p, adjusted q, q "
         "expected by chance (L-1)/(N-1)); interaction table (type by the R geodetector 1.0-5 rules by "
         "default, integer cell keys, optional permutation p of the enhancement); risk detector (stratum "
         "means, pairwise Welch t-tests); ecological detector (F = SSW_A/SSW_B, df N-1, two-sided p); an "
@@ -267,13 +287,19 @@ class Geodetector(SubsidenceAlgorithm):
                                               QgsProcessingParameterNumber.Double, defaultValue=0.05,
                                               minValue=1e-6, maxValue=0.5),
                  "Level of the risk and ecological tests.", advanced=True)
+        self.add(QgsProcessingParameterNumber(self.CONFIDENCE_LEVEL, self.tr("Confidence level of q"),
+                                              QgsProcessingParameterNumber.Double, defaultValue=0.95,
+                                              minValue=0.5, maxValue=0.9999),
+                 CI_HELP, advanced=True)
         self.add(QgsProcessingParameterString(self.STRATUM_FACTOR, self.tr("Factor for the stratum-mean raster"),
                                               optional=True),
                  "Raster mode: name of the factor whose stratum means of Y are written to the stratum-mean "
                  "raster (default: the factor with the largest q).")
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_FACTOR, self.tr("Factor detector"),
                                                    QgsProcessing.TypeVector),
-                 "factor, method, classes, breaks, n, strata, q, p_wang, p_anova, q_adj, q_null, lambda, singletons.")
+                 "factor, method, classes, breaks, n, strata, q, q_ci_low, q_ci_high (confidence interval of "
+                 "the population q, see 'Confidence level of q'), ci_level, p_wang, p_anova, q_adj, q_null, "
+                 "lambda, singletons.")
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_INTERACTION, self.tr("Interaction detector"),
                                                    QgsProcessing.TypeVector),
                  "factor_a, factor_b, q_a, q_b, q_ab, type, cells, n, q_ab_null = (cells-1)/(n-1), p_enhance.")
@@ -391,22 +417,24 @@ class Geodetector(SubsidenceAlgorithm):
             ddof = 1 if self.parameterAsEnum(parameters, self.LAMBDA_VARIANCE, context) == 0 else 0
             perms = self.parameterAsInt(parameters, self.PERMUTATIONS, context)
             alpha = self.parameterAsDouble(parameters, self.ALPHA, context)
+            ci_level = self.parameterAsDouble(parameters, self.CONFIDENCE_LEVEL, context)
             self.check_canceled(feedback)
             feedback.setProgress(35)
             res = gd.run_geodetector(
                 ys, fs, specs, method, k, convention=convention, lambda_ddof=ddof, singletons=singletons,
                 permutations=perms, seed=self.parameterAsInt(parameters, self.SEED, context), alpha=alpha,
                 optimal_ks=range(kmin, kmax + 1), min_gain=self.parameterAsDouble(parameters, self.OPTIMAL_MIN_GAIN, context),
-                messages=messages)
+                messages=messages, ci_level=ci_level)
             feedback.setProgress(80)
             for m in messages:
                 feedback.pushWarning(m) if hasattr(feedback, "pushWarning") else feedback.reportError(m)
             fac = res["factor"]
             for r in fac.sort_values("q", ascending=False).itertuples():
-                feedback.pushInfo("q(%s) = %.4f  (N %d, L %d, q by chance %.4f, p_wang %.3g, p_anova %.3g)"
-                                  % (r.factor, r.q, r.n, r.strata, r.q_null, r.p_wang, r.p_anova))
-            info.append("discretization: %s, %d classes; interaction rules %s; singletons %s; lambda ddof %d"
-                        % (method, k, convention, singletons, ddof))
+                feedback.pushInfo("q(%s) = %.4f  [%.4f, %.4f]  (N %d, L %d, q by chance %.4f, p_wang %.3g, p_anova %.3g)"
+                                  % (r.factor, r.q, r.q_ci_low, r.q_ci_high, r.n, r.strata, r.q_null, r.p_wang,
+                                     r.p_anova))
+            info.append("discretization: %s, %d classes; interaction rules %s; singletons %s; lambda ddof %d; "
+                        "q confidence level %g" % (method, k, convention, singletons, ddof, ci_level))
             info += messages
             stratum_path = None
             if raster is not None and parameters.get(self.OUTPUT_STRATUM_MEAN) not in (None, ""):

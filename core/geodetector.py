@@ -224,8 +224,97 @@ def _qstats(y, codes, size, lambda_ddof=1, singletons="keep"):
     F = d2 / d1 * q / (1.0 - q)
     with np.errstate(all="ignore"):
         out["p_anova"] = float(stats.f.sf(F, d1, d2))
-        out["p_wang"] = float(stats.ncf.sf(F, d1, d2, lam)) if lam > 0 else out["p_anova"]
+        out["p_wang"] = _ncf_sf(F, d1, d2, lam) if lam > 0 else out["p_anova"]
     return out
+
+
+# Above this noncentrality scipy's ncf (Boost) gets slow and, from ~4e9 on,
+# aborts the whole process (boost::math::rounding_error is not caught).
+_NCF_EXACT_MAX = 1e7
+
+
+def _ncf_cdf(f, d1, d2, lam):
+    """P(F' <= f) for F' ~ noncentral F(d1, d2; lam), safe for any lam >= 0.
+
+    Exact (scipy ``ncf``) up to lam = 1e7; above, the normal approximation of
+    X = chi2'(d1, lam) - (f d1/d2) chi2(d2), mean d1 + lam - f d1,
+    variance 2(d1 + 2 lam) + 2 (f d1/d2)^2 d2 (skewness < 1e-3 there).
+    """
+    if not np.isfinite(f):
+        return 1.0 if f > 0 else 0.0
+    if f <= 0:
+        return 0.0
+    if lam <= _NCF_EXACT_MAX:
+        return float(stats.ncf.cdf(f, d1, d2, lam)) if lam > 0 else float(stats.f.cdf(f, d1, d2))
+    c = f * d1 / d2
+    mean = d1 + lam - c * d2
+    sd = np.sqrt(2.0 * (d1 + 2.0 * lam) + 2.0 * c * c * d2)
+    return float(stats.norm.cdf(-mean / sd))
+
+
+def _ncf_sf(f, d1, d2, lam):
+    """P(F' > f) (see :func:`_ncf_cdf`)."""
+    if lam <= _NCF_EXACT_MAX and np.isfinite(f):
+        return float(stats.ncf.sf(f, d1, d2, lam)) if lam > 0 else float(stats.f.sf(f, d1, d2))
+    return 1.0 - _ncf_cdf(f, d1, d2, lam)
+
+
+def _lambda_for_cdf(F, d1, d2, target):
+    """The noncentrality lam >= 0 with P(F' <= F; lam) = target (0 if even lam = 0 is below).
+
+    The cdf decreases in lam; the root is bracketed by doubling and found by
+    Brent's method to a relative precision of 1e-10.
+    """
+    from scipy.optimize import brentq
+
+    g = lambda lam: _ncf_cdf(F, d1, d2, lam) - target  # noqa: E731
+    if g(0.0) <= 0:
+        return 0.0
+    lo, hi = 0.0, max(10.0, 2.0 * d1 * F)
+    while g(hi) > 0:
+        lo, hi = hi, hi * 4.0
+        if hi > 1e300:
+            return np.inf
+    return float(brentq(g, lo, hi, xtol=1e-12, rtol=1e-10, maxiter=500))
+
+
+def q_confidence_interval(q, n, strata, level=0.95):
+    """Confidence interval of the population q by inverting the noncentral F in lambda.
+
+    Model (one-way fixed effects, the model behind the Wang, Zhang & Fu 2016
+    test): Y = mu_h + e, e ~ N(0, sigma^2), stratum sizes N_h fixed. Then
+    F = (N-L)/(L-1) * q/(1-q) ~ noncentral F(L-1, N-L; lambda) with the
+    textbook noncentrality lambda = sum_h N_h (mu_h - mu)^2 / sigma^2, and
+    the population q (between-strata variance over total variance,
+    sigma_b^2 / (sigma_b^2 + sigma^2)) is q = lambda / (lambda + N).
+    The interval [lambda_lo, lambda_hi] holds the lambdas whose central
+    ``level`` range of F contains the observed F:
+    P(F' <= F_obs; lambda_lo) = (1+level)/2, P(F' <= F_obs; lambda_hi) = (1-level)/2
+    (lambda = 0 when even lambda = 0 leaves F_obs below that quantile), mapped
+    back with q = lambda/(lambda + N). This is the effect-size interval of
+    Steiger (2004, Psychol. Methods 9(2) 164-182, eta^2 by noncentrality
+    interval estimation) and of gdverse/the QGIS Geographical detector plugin.
+    Exact coverage under the model; it is an interval for the population q,
+    so for weak factors it can lie below the sample q, which is biased
+    upwards by about (L-1)/(N-1). (The plug-in lambda of the Wang p does
+    not grow with N and is not used here.) q = 1 gives [1, 1].
+    Returns ``(low, high)``; NaN when L < 2 or N <= L.
+    """
+    level = float(level)
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"confidence level must be between 0 and 1, got {level}")
+    n, strata = int(n), int(strata)
+    if not np.isfinite(q) or strata < 2 or n <= strata:
+        return np.nan, np.nan
+    if q >= 1.0:
+        return 1.0, 1.0
+    d1, d2 = strata - 1, n - strata
+    F = d2 / d1 * max(q, 0.0) / (1.0 - q)
+    a = 1.0 - level
+    lam_lo = _lambda_for_cdf(F, d1, d2, 1.0 - a / 2.0)
+    lam_hi = _lambda_for_cdf(F, d1, d2, a / 2.0)
+    to_q = lambda lam: 1.0 if np.isinf(lam) else lam / (lam + n)  # noqa: E731
+    return to_q(lam_lo), to_q(lam_hi)
 
 
 def q_statistic(y, codes):
@@ -259,8 +348,10 @@ def _valid(y_ok, *codings):
 # detectors
 # ----------------------------------------------------------------------------
 
-def factor_detector(y, codings, lambda_ddof=1, singletons="keep", max_strata_ratio=0.5, messages=None):
-    """Factor detector table: q, Wang p, ANOVA p, q_adj, q_null per factor."""
+def factor_detector(y, codings, lambda_ddof=1, singletons="keep", max_strata_ratio=0.5, messages=None,
+                    ci_level=0.95):
+    """Factor detector table: q, its ``ci_level`` confidence interval
+    (:func:`q_confidence_interval`), Wang p, ANOVA p, q_adj, q_null per factor."""
     y = as_target(y)
     y_ok = _check_target(y)
     rows = []
@@ -280,9 +371,11 @@ def factor_detector(y, codings, lambda_ddof=1, singletons="keep", max_strata_rat
             _warn(messages, f"factor {c.name!r}: {res['singletons']} strata hold a single sample")
         if np.isfinite(res["sst"]) and res["sst"] == 0:
             _warn(messages, f"factor {c.name!r}: Y is constant on its valid rows")
+        ci = q_confidence_interval(res["q"], res["n"], res["strata"], ci_level)
         rows.append({
             "factor": c.name, "method": c.method, "classes": c.k if c.k is not None else c.n_levels,
             "breaks": c.breaks_text(), "n": res["n"], "strata": res["strata"], "q": res["q"],
+            "q_ci_low": ci[0], "q_ci_high": ci[1], "ci_level": float(ci_level),
             "p_wang": res["p_wang"], "p_anova": res["p_anova"], "q_adj": res["q_adj"],
             "q_null": res["q_null"], "lambda": res["lam"], "singletons": res["singletons"],
         })
@@ -610,7 +703,7 @@ def stratum_means(y, coding, values=None):
 
 def run_geodetector(y, factors, specs=None, default_method="natural", default_k=5, convention="r",
                     lambda_ddof=1, singletons="keep", permutations=0, seed=0, alpha=0.05,
-                    optimal_ks=None, optimal_methods=None, min_gain=0.05, messages=None):
+                    optimal_ks=None, optimal_methods=None, min_gain=0.05, messages=None, ci_level=0.95):
     """Encode ``factors`` ({name: values}) once and run all four detectors.
 
     ``specs`` maps a factor name to ``{"method": ..., "k": ..., "breaks": ...}``
@@ -629,7 +722,7 @@ def run_geodetector(y, factors, specs=None, default_method="natural", default_k=
                                      sp.get("breaks"), y=y, optimal_methods=optimal_methods,
                                      optimal_ks=optimal_ks, min_gain=min_gain, curves=curves))
     out = {"codings": codings}
-    out["factor"] = factor_detector(y, codings, lambda_ddof, singletons, messages=messages)
+    out["factor"] = factor_detector(y, codings, lambda_ddof, singletons, messages=messages, ci_level=ci_level)
     if len(codings) >= 2:
         out["interaction"] = interaction_detector(y, codings, convention, permutations=permutations, seed=seed,
                                                   singletons=singletons, messages=messages)

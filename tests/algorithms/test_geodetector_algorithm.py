@@ -43,16 +43,21 @@ def test_vector_mode_matches_core(run_alg, tmp_path):
     res = run_alg("geodetector", {
         "INPUT": lyr, "TARGET_FIELD": "rate", "FACTOR_FIELDS": ["strong", "weak", "land"], "METHOD": 0,
         "CLASSES": 6, "FACTOR_SETTINGS": "weak=quantile:4", "OUTPUT_FACTOR": "memory:", "OUTPUT_INTERACTION": "memory:",
-        "OUTPUT_RISK": "memory:", "OUTPUT_RISK_TESTS": "memory:", "OUTPUT_ECOLOGICAL": "memory:", "OUTPUT_HTML": html})
+        "OUTPUT_RISK": "memory:", "OUTPUT_RISK_TESTS": "memory:", "OUTPUT_ECOLOGICAL": "memory:", "OUTPUT_HTML": html,
+        "CONFIDENCE_LEVEL": 0.9})
     from qgis.core import QgsProcessingContext  # noqa: F401
 
     fac = {r["factor"]: r for r in _table(res["OUTPUT_FACTOR"])}
     assert set(fac) == {"strong", "weak", "land"}
     weak_f = np.where([i % 25 == 0 for i in range(len(y))], np.nan, np.round(weak, 6))
     ref = G.run_geodetector(np.round(y, 6), {"strong": np.round(strong, 6), "weak": weak_f, "land": land},
-                            {"weak": {"method": "quantile", "k": 4}}, "natural", 6, messages=[])
+                            {"weak": {"method": "quantile", "k": 4}}, "natural", 6, messages=[], ci_level=0.9)
     for r in ref["factor"].itertuples():
         assert fac[r.factor]["q"] == pytest.approx(r.q, rel=1e-9)
+        assert fac[r.factor]["q_ci_low"] == pytest.approx(r.q_ci_low, rel=1e-6)
+        assert fac[r.factor]["q_ci_high"] == pytest.approx(r.q_ci_high, rel=1e-6)
+        assert fac[r.factor]["ci_level"] == 0.9
+        assert r.q_ci_low < r.q_ci_high
         assert fac[r.factor]["n"] == r.n
     assert fac["weak"]["n"] == len(y) - 12  # NULL rows dropped for that factor only
     assert fac["land"]["method"] == "categorical" and fac["land"]["strata"] == 3
@@ -63,7 +68,7 @@ def test_vector_mode_matches_core(run_alg, tmp_path):
     assert {r["factor"] for r in _table(res["OUTPUT_RISK"])} == {"strong", "weak", "land"}
     with open(html, encoding="utf-8") as fh:
         text = fh.read()
-    assert "Factor detector" in text and "strong" in text
+    assert "Factor detector" in text and "strong" in text and "Confidence interval of q" in text
 
 
 def test_vector_mode_sampling_and_errors(run_alg, tmp_path):

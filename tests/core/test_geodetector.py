@@ -269,3 +269,83 @@ def test_raster_alignment_and_no_overlap(tmp_path):
     write(tmp_path / "far.tif", 100, 50, 1.0, np.ones((4, 4)))
     with pytest.raises(ValueError, match="does not overlap"):
         G.align_to_grid(tmp_path / "far.tif", tmp_path / "t.tif")
+
+
+# ---------------------------------------------------------------- q confidence interval
+def _planted(rng, q_true, nh, sigma=2.0):
+    """Strata of fixed sizes ``nh`` whose population q (sigma_b^2/(sigma_b^2+sigma^2)) is ``q_true``."""
+    N = nh.sum()
+    codes = np.repeat(np.arange(nh.size), nh)
+    mu0 = np.linspace(-1.0, 1.0, nh.size) ** 3 + np.arange(nh.size) % 2
+    w = nh / N
+    sb2 = np.sum(w * (mu0 - np.sum(w * mu0)) ** 2)
+    mu = mu0 * np.sqrt(q_true / (1 - q_true) * sigma ** 2 / sb2)
+    return codes, mu, sigma
+
+
+@pytest.mark.parametrize("q_true", [0.1, 0.45])
+def test_q_confidence_interval_coverage_on_planted_population_q(q_true):
+    rng = np.random.default_rng(11)
+    nh = np.array([15, 30, 45, 60, 25, 25])
+    codes, mu, sigma = _planted(rng, q_true, nh)
+    # the planted q is the population q: check it from the planted means
+    w = nh / nh.sum()
+    sb2 = np.sum(w * (mu - np.sum(w * mu)) ** 2)
+    assert sb2 / (sb2 + sigma ** 2) == pytest.approx(q_true)
+    sims, below, above = 200, 0, 0
+    for _ in range(sims):
+        y = mu[codes] + rng.normal(0, sigma, codes.size)
+        r = G.factor_detector(y, [cat("x", codes)], ci_level=0.95).iloc[0]
+        assert r.q_ci_low <= r.q_ci_high
+        below += q_true < r.q_ci_low
+        above += q_true > r.q_ci_high
+    cover = 1 - (below + above) / sims
+    # binomial tolerance for 200 draws at p = 0.95: central 99.9 % range
+    lo, hi = stats.binom.ppf([0.0005, 0.9995], sims, 0.95) / sims
+    assert lo <= cover <= hi
+    # both tails are missed at about alpha/2 each (equal-tailed interval)
+    assert below <= stats.binom.ppf(0.9995, sims, 0.025) and above <= stats.binom.ppf(0.9995, sims, 0.025)
+
+
+def test_q_confidence_interval_inverts_the_noncentral_f():
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 7, 400)
+    y = 0.5 * np.sin(x) + rng.normal(size=400)
+    r = G.factor_detector(y, [cat("x", x)], ci_level=0.9).iloc[0]
+    N, L = 400, 7
+    F = (N - L) / (L - 1) * r.q / (1 - r.q)
+    lam_lo = r.q_ci_low * N / (1 - r.q_ci_low)
+    lam_hi = r.q_ci_high * N / (1 - r.q_ci_high)
+    # independent check with scipy: the observed F sits at the 95 % / 5 % quantiles
+    assert stats.ncf.cdf(F, L - 1, N - L, lam_lo) == pytest.approx(0.95, abs=1e-8)
+    assert stats.ncf.cdf(F, L - 1, N - L, lam_hi) == pytest.approx(0.05, abs=1e-8)
+    assert r.q_ci_low < r.q < r.q_ci_high and r.ci_level == 0.9
+
+
+def test_q_confidence_interval_edge_cases_and_monotone_level():
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 5, 300)
+    det = G.factor_detector(np.array([3.0, -1.0, 7.5, 0.2, 11.0])[x], [cat("x", x)]).iloc[0]
+    assert det.q_ci_low == 1.0 and det.q_ci_high == 1.0  # q = 1
+    # unrelated factor, observed F far below its null median: interval collapses to [0, 0]
+    y = np.tile([0.0, 1.0, 2.0, 3.0], 48)
+    z = np.repeat(np.arange(4), 48)  # each stratum holds 12 of each value: q = 0
+    un = G.factor_detector(y, [cat("z", z)]).iloc[0]
+    assert un.q == pytest.approx(0.0, abs=1e-12)
+    assert un.q_ci_low == 0.0 and un.q_ci_high == 0.0
+    # unrelated noise: the interval starts at 0 most of the time and contains q = 0
+    noise = G.factor_detector(rng.normal(size=300), [cat("x", x)]).iloc[0]
+    assert noise.q_ci_low == 0.0 and noise.q_ci_high > 0.0
+    # nested intervals as the level grows
+    y = 0.3 * x + rng.normal(size=300)
+    prev = (np.inf, -np.inf)
+    for level in (0.5, 0.8, 0.9, 0.95, 0.99, 0.999):
+        lo, hi = G.q_confidence_interval(G.q_statistic(y, x), 300, 5, level)
+        assert lo < prev[0] and hi > prev[1]
+        prev = (lo, hi)
+    assert np.isnan(G.q_confidence_interval(0.5, 10, 1)[0])
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        G.q_confidence_interval(0.5, 100, 4, 1.5)
+    # huge N and q close to 1: no crash (scipy's ncf aborts the process at lambda ~ 4e9)
+    lo, hi = G.q_confidence_interval(1 - 1e-9, 10_000_000, 20)
+    assert lo < 1 - 1e-9 < hi < 1
