@@ -204,7 +204,7 @@ class Geodetector(SubsidenceAlgorithm):
         "Outputs: factor table (q with a confidence interval from the noncentral F inverted in its "
         "noncentrality (Steiger 2004), Wang-Zhang-Fu 2016 noncentral-F p, one-way ANOVA p, adjusted q, q "
         "expected by chance (L-1)/(N-1)); interaction table (type by the R geodetector 1.0-5 rules by "
-        "default, integer cell keys, optional permutation p of the enhancement); risk detector (stratum "
+        "default, integer cell keys, Wang p of q(A∩B), optional permutation p of the enhancement); risk detector (stratum "
         "means, pairwise Welch t-tests); ecological detector (F = SSW_A/SSW_B, df N-1, two-sided p); an "
         "HTML report. Rows with NULL/NaN are dropped per factor and per pair, never made a stratum."
     )
@@ -302,7 +302,9 @@ class Geodetector(SubsidenceAlgorithm):
                  "lambda, singletons.")
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_INTERACTION, self.tr("Interaction detector"),
                                                    QgsProcessing.TypeVector),
-                 "factor_a, factor_b, q_a, q_b, q_ab, type, cells, n, q_ab_null = (cells-1)/(n-1), p_enhance.")
+                 "factor_a, factor_b, q_a, q_b, q_ab, type, cells, n, q_ab_null = (cells-1)/(n-1), lambda_ab and "
+                 "p_wang_ab (Wang-Zhang-Fu noncentral-F p of q(A∩B), the A∩B cells taken as one stratification, "
+                 "same conventions as the factor p), p_enhance (permutation p, when permutations > 0).")
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_RISK, self.tr("Risk detector (strata)"),
                                                    QgsProcessing.TypeVector),
                  "factor, stratum, range, n, mean and sd of Y.")

@@ -21,6 +21,12 @@ the seed paper Huang et al. 2025, sec. 2.2.4):
   grow with N, so this p is not a test of "no stratification"; the one-way
   ANOVA p (central F, same statistic) is reported next to it, together with
   q_adj = 1 - (1-q)(N-1)/(N-L) and the q expected by chance (L-1)/(N-1).
+* **Confidence interval of q** (:func:`q_confidence_interval`): the
+  noncentral F of the same statistic inverted in its textbook noncentrality
+  lambda = sum_h N_h (mu_h - mu)^2 / sigma^2, mapped to the population q by
+  q = lambda/(lambda + N) (Steiger 2004; gdverse ``confintv``, QGIS
+  Geographical detector plugin). Exact coverage for normal Y with equal
+  within-stratum variance and fixed stratum sizes.
 * **Interaction types** (Wang & Xu 2017 table 1). ``convention="r"``: the
   exact boundaries of R geodetector 1.0-5: q12 <= min(q1,q2) (and < max)
   "Weaken, nonlinear"; min < q12 < max "Weaken, uni-"; max <= q12 <= q1+q2
@@ -38,6 +44,10 @@ the seed paper Huang et al. 2025, sec. 2.2.4):
   Optional permutation p for the enhancement q12 - max(q1, q2): Y is shuffled
   within the strata of the stronger factor (its q is unchanged) and q12 is
   recomputed; p = (1 + #{gain_perm >= gain}) / (1 + permutations).
+  ``p_wang_ab``: the Wang p of the factor detector applied to the A∩B
+  cells taken as one stratification (integer keys, same ``lambda_ddof``
+  and singleton rule; as gdverse >= 1.6); like the factor p it does not test
+  the enhancement over q(A), q(B) -- that is ``p_enhance``.
 * **Risk detector**: stratum means; pairwise Welch t-test
   t = (Ybar_i - Ybar_j) / sqrt(s_i^2/n_i + s_j^2/n_j), Welch-Satterthwaite df
   (not rounded; as R ``t.test``, GD, gdverse), two-sided p; pairs with a
@@ -212,20 +222,29 @@ def _qstats(y, codes, size, lambda_ddof=1, singletons="keep"):
         out.update(p_wang=np.nan, p_anova=np.nan, q_adj=np.nan, lam=np.nan)
         return out
     out["q_adj"] = 1.0 - (1.0 - q) * (N - 1) / (N - L)
-    m = m_h[present]
+    out["lam"], out["p_wang"], out["p_anova"] = _wang_test(q, N, L, n_h[present], m_h[present], sst, lambda_ddof)
+    return out
+
+
+def _wang_test(q, N, L, n_h, m_h, sst, lambda_ddof=1):
+    """(lambda, Wang p, ANOVA p) of a stratification (Wang, Zhang & Fu 2016, eqs. 5-6).
+
+    ``n_h``, ``m_h``: sizes and means of Y (not centred: the plug-in lambda
+    is not shift invariant) of the L non-empty strata; ``sst`` = sum (y - ybar)^2.
+    """
+    if L < 2 or N <= L or not np.isfinite(q):
+        return np.nan, np.nan, np.nan
     var = sst / (N - lambda_ddof)
-    lam = (np.sum(m * m) - np.sum(np.sqrt(n_h[present]) * m) ** 2 / N) / var
+    lam = (np.sum(m_h * m_h) - np.sum(np.sqrt(n_h) * m_h) ** 2 / N) / var
     lam = max(float(lam), 0.0)
-    out["lam"] = lam
     d1, d2 = L - 1, N - L
     if q >= 1.0:
-        out.update(p_wang=0.0, p_anova=0.0)
-        return out
+        return lam, 0.0, 0.0
     F = d2 / d1 * q / (1.0 - q)
     with np.errstate(all="ignore"):
-        out["p_anova"] = float(stats.f.sf(F, d1, d2))
-        out["p_wang"] = _ncf_sf(F, d1, d2, lam) if lam > 0 else out["p_anova"]
-    return out
+        p_anova = float(stats.f.sf(F, d1, d2))
+        p_wang = _ncf_sf(F, d1, d2, lam) if lam > 0 else p_anova
+    return lam, p_wang, p_anova
 
 
 # Above this noncentrality scipy's ncf (Boost) gets slow and, from ~4e9 on,
@@ -433,11 +452,13 @@ def _within_shuffle(codes, rng, base_order):
 
 
 def interaction_detector(y, codings, convention="r", tol=1e-10, permutations=0, seed=0,
-                         singletons="keep", max_cell_ratio=0.5, messages=None):
+                         singletons="keep", max_cell_ratio=0.5, messages=None, lambda_ddof=1):
     """Interaction detector table for every pair of factors.
 
     q(A), q(B) and q(A∩B) are computed on the rows where Y, A and B are all
-    valid; ``cells`` is the number of non-empty A×B cells. With
+    valid; ``cells`` is the number of non-empty A×B cells; ``lambda_ab`` and
+    ``p_wang_ab`` are the Wang lambda and p of the cells as one
+    stratification (same as :func:`factor_detector` on the combined factor). With
     ``permutations`` > 0, ``p_enhance`` is the within-strata permutation p
     of q(A∩B) - max(q(A), q(B)) (module docstring).
     """
@@ -460,8 +481,9 @@ def interaction_detector(y, codings, convention="r", tol=1e-10, permutations=0, 
         if singletons == "drop":
             ra = _qstats(yy, a, La, 1, "drop")
             rb = _qstats(yy, b, Lb, 1, "drop")
-            rab = _qstats(yy, key, size, 1, "drop")
+            rab = _qstats(yy, key, size, lambda_ddof, "drop")
             qa, qb, qab, cells = ra["q"], rb["q"], rab["q"], rab["strata"]
+            lam_ab, p_ab = rab["lam"], rab["p_wang"]
         else:
             if full:
                 if yc_full is None:
@@ -482,7 +504,12 @@ def interaction_detector(y, codings, convention="r", tol=1e-10, permutations=0, 
             else:
                 qa, _ = _q_only(yc, a, La, sst)
                 qb, _ = _q_only(yc, b, Lb, sst)
-            qab, cells = _q_only(yc, key, size, sst)
+            # cells as one stratification; raw Y for the means in Wang's lambda
+            n_h, m_h, ss_h = _strata(yy, key, size)
+            qab = 1.0 - ss_h.sum() / sst
+            present = n_h > 0
+            cells = int(np.count_nonzero(present))
+            lam_ab, p_ab, _ = _wang_test(qab, yy.size, cells, n_h[present], m_h[present], sst, lambda_ddof)
         if cells > max_cell_ratio * yy.size:
             _warn(messages, f"pair {ca.name!r} x {cb.name!r}: {cells} cells for {yy.size} samples (more than N/2); "
                             "q(A∩B) is inflated by chance")
@@ -504,7 +531,7 @@ def interaction_detector(y, codings, convention="r", tol=1e-10, permutations=0, 
             "factor_a": ca.name, "factor_b": cb.name, "q_a": qa, "q_b": qb, "q_ab": qab,
             "type": interaction_type(qa, qb, qab, convention, tol), "cells": cells,
             "n": int(yy.size), "q_ab_null": (cells - 1) / (yy.size - 1) if yy.size > 1 else np.nan,
-            "p_enhance": p_enh,
+            "lambda_ab": lam_ab, "p_wang_ab": p_ab, "p_enhance": p_enh,
         })
     return pd.DataFrame(rows)
 
@@ -725,7 +752,7 @@ def run_geodetector(y, factors, specs=None, default_method="natural", default_k=
     out["factor"] = factor_detector(y, codings, lambda_ddof, singletons, messages=messages, ci_level=ci_level)
     if len(codings) >= 2:
         out["interaction"] = interaction_detector(y, codings, convention, permutations=permutations, seed=seed,
-                                                  singletons=singletons, messages=messages)
+                                                  singletons=singletons, messages=messages, lambda_ddof=lambda_ddof)
         out["ecological"] = ecological_detector(y, codings, alpha)
     else:
         _warn(messages, "fewer than 2 factors: interaction and ecological detectors skipped")

@@ -64,6 +64,9 @@ def test_vector_mode_matches_core(run_alg, tmp_path):
     assert max(fac, key=lambda k: fac[k]["q"]) == "strong"
     inter = _table(res["OUTPUT_INTERACTION"])
     assert len(inter) == 3 and all(r["type"] in G.INTERACTION_TYPES for r in inter)
+    ref_i = {(r.factor_a, r.factor_b): r for r in ref["interaction"].itertuples()}
+    for r in inter:
+        assert r["p_wang_ab"] == pytest.approx(ref_i[(r["factor_a"], r["factor_b"])].p_wang_ab, rel=1e-6, abs=1e-12)
     assert len(_table(res["OUTPUT_ECOLOGICAL"])) == 3
     assert {r["factor"] for r in _table(res["OUTPUT_RISK"])} == {"strong", "weak", "land"}
     with open(html, encoding="utf-8") as fh:

@@ -349,3 +349,44 @@ def test_q_confidence_interval_edge_cases_and_monotone_level():
     # huge N and q close to 1: no crash (scipy's ncf aborts the process at lambda ~ 4e9)
     lo, hi = G.q_confidence_interval(1 - 1e-9, 10_000_000, 20)
     assert lo < 1 - 1e-9 < hi < 1
+
+
+# ---------------------------------------------------------------- Wang p of q(A∩B)
+@pytest.mark.parametrize("ddof,singletons", [(1, "keep"), (0, "keep"), (1, "drop")])
+def test_interaction_wang_p_matches_independent_formula_and_combined_factor(ddof, singletons):
+    rng = np.random.default_rng(21)
+    N = 400
+    a = rng.integers(0, 4, N)
+    b = rng.integers(0, 12, N)
+    y = 0.4 * a + 0.3 * (b % 3) + 0.5 * (a == b % 4) + rng.normal(size=N) + 1.0  # offset: lambda is not shift invariant
+    y[rng.random(N) < 0.05] = np.nan
+    b_missing = b.copy()
+    b_missing[:7] = -1  # missing B on a few rows: the pair uses the rows valid for Y, A and B
+    ca = cat("a", a)
+    cb = FactorCoding("b", b_missing, [str(i) for i in range(12)], "categorical")
+    inter = G.interaction_detector(y, [ca, cb], lambda_ddof=ddof, singletons=singletons, messages=[]).iloc[0]
+    # the factor detector on the pre-combined factor (a*12 + b; (1,12)/(11,2)-safe keys)
+    combo = np.where(b_missing >= 0, a * 12 + b_missing, -1)
+    uniq = np.unique(combo[combo >= 0])
+    codes = np.where(combo >= 0, np.searchsorted(uniq, combo), -1)
+    comb = FactorCoding("ab", codes, [str(u) for u in uniq], "categorical")
+    fac = G.factor_detector(y, [comb], lambda_ddof=ddof, singletons=singletons, messages=[]).iloc[0]
+    assert inter.q_ab == pytest.approx(fac.q, rel=1e-12)
+    assert inter.cells == fac.strata
+    assert inter.p_wang_ab == pytest.approx(fac.p_wang, rel=1e-9, abs=1e-15)
+    assert inter.lambda_ab == pytest.approx(fac["lambda"], rel=1e-9)
+    # independent: pandas groupby + scipy ncf (eqs. 5-6 of Wang, Zhang & Fu 2016)
+    ok = np.isfinite(y) & (b_missing >= 0)
+    df = pd.DataFrame({"y": y[ok], "k": combo[ok]})
+    if singletons == "drop":
+        df = df[df.groupby("k")["y"].transform("size") > 1]
+    g = df.groupby("k")["y"]
+    n_h, m_h = g.size().to_numpy(float), g.mean().to_numpy()
+    n, L = len(df), len(n_h)
+    q = 1 - (g.var(ddof=0) * g.size()).sum() / (n * df.y.var(ddof=0))
+    lam = (np.sum(m_h ** 2) - np.sum(np.sqrt(n_h) * m_h) ** 2 / n) / df.y.var(ddof=ddof)
+    F = (n - L) / (L - 1) * q / (1 - q)
+    assert inter.q_ab == pytest.approx(q, rel=1e-10)
+    assert inter.lambda_ab == pytest.approx(lam, rel=1e-8)
+    assert inter.p_wang_ab == pytest.approx(stats.ncf.sf(F, L - 1, n - L, lam), rel=1e-7)
+    assert 0 < inter.p_wang_ab < 1
