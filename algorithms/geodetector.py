@@ -23,7 +23,6 @@ from qgis.core import (
 )
 
 from ..core import geodetector as gd
-from ..core import tsraster
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
 from ..processing_provider.tables import dataframe_from_source, write_table
 
@@ -169,6 +168,7 @@ class Geodetector(SubsidenceAlgorithm):
     ALPHA = "ALPHA"
     CONFIDENCE_LEVEL = "CONFIDENCE_LEVEL"
     STRATUM_FACTOR = "STRATUM_FACTOR"
+    MEMORY_LIMIT_MB = "MEMORY_LIMIT_MB"
     OUTPUT_FACTOR = "OUTPUT_FACTOR"
     OUTPUT_INTERACTION = "OUTPUT_INTERACTION"
     OUTPUT_RISK = "OUTPUT_RISK"
@@ -197,7 +197,9 @@ class Geodetector(SubsidenceAlgorithm):
         "subsidence : non-subsidence samples 1:2, 1:1, 1:0.5).\n\n"
         "Vector mode: a layer or table with the Y field and factor fields. Raster mode: a target raster "
         "and factor rasters on any grids; factors are warped to the target grid (nearest neighbour for "
-        "categorical factors, bilinear otherwise) and NoData is masked per factor and per pair.\n\n"
+        "categorical factors, bilinear otherwise, through warped VRTs) and read in row blocks under the "
+        "memory limit; only the pixels with a valid Y are kept (float32 where lossless). NoData is masked per "
+        "factor and per pair.\n\n"
         "Numeric factors are discretized (exact natural breaks, quantile, equal, geometric, standard "
         "deviation, manual breaks, or the optimal mode that reports the q-versus-classes curve and picks "
         "the elbow); integer or text factors with at most 50 distinct values are used as categories.\n\n"
@@ -295,6 +297,7 @@ class Geodetector(SubsidenceAlgorithm):
                                               optional=True),
                  "Raster mode: name of the factor whose stratum means of Y are written to the stratum-mean "
                  "raster (default: the factor with the largest q).")
+        self.add_memory_limit(self.MEMORY_LIMIT_MB)
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_FACTOR, self.tr("Factor detector"),
                                                    QgsProcessing.TypeVector),
                  "factor, method, classes, breaks, n, strata, q, q_ci_low, q_ci_high (confidence interval of "
@@ -348,28 +351,30 @@ class Geodetector(SubsidenceAlgorithm):
         if not layers:
             raise QgsProcessingException("raster mode: add at least one factor raster")
         tpath = layer_path(tlayer)
-        y2d = gd.read_raster_band(tpath)
-        factors, full, used = {}, {}, set()
         from osgeo import gdal
 
+        paths, used = {}, set()
         for i, lyr in enumerate(layers):
-            self.check_canceled(feedback)
             name = lyr.name() or "factor%d" % (i + 1)
             while name in used:
                 name = "%s_%d" % (name, i + 1)
             used.add(name)
             path = layer_path(lyr)
             ds = gdal.Open(path)
+            if ds is None:
+                raise QgsProcessingException("cannot open factor raster %s" % path)
             is_int = ds.GetRasterBand(1).DataType in (gdal.GDT_Byte, gdal.GDT_Int16, gdal.GDT_UInt16,
                                                       gdal.GDT_Int32, gdal.GDT_UInt32)
             ds = None
-            cat = is_int or name in categorical_names
-            arr = gd.align_to_grid(path, tpath, categorical=cat)
-            feedback.pushInfo("%s: aligned to the target grid (%s)" % (name, "nearest" if cat else "bilinear"))
-            full[name] = arr
-            factors[name] = arr.ravel()
-            feedback.setProgress(5 + 25 * (i + 1) / len(layers))
-        return y2d.ravel(), factors, tpath, (tpath, y2d.shape, full)
+            paths[name] = (path, is_int or name in categorical_names)
+            feedback.pushInfo("%s: aligned to the target grid (%s)" % (name, "nearest" if paths[name][1] else "bilinear"))
+        memory = self.parameterAsDouble(parameters, self.MEMORY_LIMIT_MB, context)
+        y, factors, info = gd.read_raster_samples(
+            tpath, paths, memory, check=lambda: self.check_canceled(feedback),
+            progress=lambda f: feedback.setProgress(5 + 25 * f))
+        feedback.pushInfo("%d of %d target pixels have a valid Y (read in row blocks under %g MB)"
+                          % (y.size, info["pixels"], memory))
+        return y, factors, tpath, (tpath, paths, memory)
 
     # ------------------------------------------------------------------ run
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
@@ -440,7 +445,7 @@ class Geodetector(SubsidenceAlgorithm):
             info += messages
             stratum_path = None
             if raster is not None and parameters.get(self.OUTPUT_STRATUM_MEAN) not in (None, ""):
-                stratum_path = self._stratum_raster(parameters, context, res, ys, raster)
+                stratum_path = self._stratum_raster(parameters, context, feedback, res, ys, raster)
         outputs = {}
         written = []
         try:
@@ -471,10 +476,10 @@ class Geodetector(SubsidenceAlgorithm):
         feedback.setProgress(100)
         return outputs
 
-    def _stratum_raster(self, parameters, context, res, ys, raster):
+    def _stratum_raster(self, parameters, context, feedback, res, ys, raster):
         from ..processing_provider.rasters import output_raster_path
 
-        tpath, shape, full = raster
+        tpath, paths, memory = raster
         name = (self.parameterAsString(parameters, self.STRATUM_FACTOR, context) or "").strip()
         codings = {c.name: c for c in res["codings"]}
         if not name:
@@ -483,10 +488,10 @@ class Geodetector(SubsidenceAlgorithm):
             raise QgsProcessingException("stratum-mean raster: no factor named %r (factors: %s)"
                                          % (name, ", ".join(codings)))
         out = output_raster_path(self, parameters, self.OUTPUT_STRATUM_MEAN, context)
-        means = gd.stratum_means(ys, codings[name], values=full[name].ravel()).reshape(shape)
-        ds = tsraster.open_raster(tpath)
-        grid = tsraster.RasterGrid.of(ds)
-        ds = None
-        tsraster.write_raster(out, grid, means, band_names=["mean of Y by %s stratum" % name], units="",
-                              metadata={"FACTOR": name, "SOURCE": tpath})
+        lut = gd.stratum_mean_lut(ys, codings[name])
+        path, categorical = paths[name]
+        gd.write_stratum_mean_raster(out, tpath, path, categorical, codings[name], lut, memory,
+                                     check=lambda: self.check_canceled(feedback),
+                                     band_name="mean of Y by %s stratum" % name,
+                                     metadata={"FACTOR": name, "SOURCE": tpath})
         return out

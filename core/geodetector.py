@@ -717,11 +717,22 @@ def stratum_means(y, coding, values=None):
     every pixel of the factor raster when Y was sampled) the strata of those
     values (:func:`apply_coding`) are mapped to the means instead.
     """
+    lut = stratum_mean_lut(y, coding)
+    codes = coding.codes if values is None else apply_coding(coding, values)
+    return map_strata(lut, codes)
+
+
+def stratum_mean_lut(y, coding):
+    """Mean of Y per stratum code of ``coding`` (NaN for empty strata)."""
     y = as_target(y)
     ok = np.isfinite(y) & (coding.codes >= 0)
     n, mean, _ = _strata(y[ok], coding.codes[ok], max(coding.n_levels, 1))
-    lut = np.where(n > 0, mean, np.nan)
-    codes = coding.codes if values is None else apply_coding(coding, values)
+    return np.where(n > 0, mean, np.nan)
+
+
+def map_strata(lut, codes):
+    """``lut[codes]`` with NaN where ``codes`` < 0 (pure block function)."""
+    codes = np.asarray(codes)
     out = np.full(codes.shape, np.nan)
     has = codes >= 0
     out[has] = lut[codes[has]]
@@ -778,27 +789,158 @@ def read_raster_band(path, band=1):
 
 
 def align_to_grid(path, target_path, categorical=False):
-    """Warp band 1 of ``path`` onto the grid of ``target_path`` (float64, NaN nodata).
+    """Band 1 of ``path`` on the grid of ``target_path`` as one float64 array (NaN nodata).
 
-    Nearest neighbour for categorical factors, bilinear otherwise; source
-    NoData is honoured. Raises ValueError when no pixel overlaps the target.
+    Whole-band convenience for small rasters; the same warp as the block-wise
+    :func:`read_raster_samples` (:func:`warp_to_target`). Raises ValueError
+    when no pixel overlaps the target.
     """
-    from osgeo import gdal
+    from .tsraster import open_raster
 
-    tgt = gdal.Open(str(target_path))
-    gt = tgt.GetGeoTransform()
-    xs, ys = tgt.RasterXSize, tgt.RasterYSize
-    bounds = (gt[0], gt[3] + gt[5] * ys, gt[0] + gt[1] * xs, gt[3])
-    if gt[2] != 0 or gt[4] != 0:
-        raise ValueError(f"target raster {target_path}: rotated grids are not supported")
-    src = gdal.Open(str(path))
-    srs = tgt.GetProjection() or src.GetProjection()
-    opts = gdal.WarpOptions(format="MEM", outputBounds=bounds, width=xs, height=ys, dstSRS=srs or None,
-                            resampleAlg="near" if categorical else "bilinear", outputType=gdal.GDT_Float64,
-                            dstNodata=float("nan"))
-    out = gdal.Warp("", src, options=opts)
-    arr = out.GetRasterBand(1).ReadAsArray().astype(np.float64)
-    out = src = tgt = None
+    tgt = open_raster(target_path)
+    vrt, _ = warp_to_target(path, tgt, categorical, target_path)
+    arr = vrt.GetRasterBand(1).ReadAsArray().astype(np.float64)
+    vrt = tgt = None
     if not np.isfinite(arr).any():
         raise ValueError(f"factor raster {path} does not overlap the target raster {target_path}")
     return arr
+
+
+# Band types whose values float32 holds exactly (after NoData -> NaN).
+def _float32_exact(band):
+    from osgeo import gdal
+
+    small = {gdal.GDT_Byte, gdal.GDT_Int16, gdal.GDT_UInt16, gdal.GDT_Float32}
+    if hasattr(gdal, "GDT_Int8"):
+        small.add(gdal.GDT_Int8)
+    s, o = band.GetScale(), band.GetOffset()
+    return band.DataType in small and s in (None, 1.0) and o in (None, 0.0)
+
+
+def warp_to_target(path, target_ds, categorical=False, target_path=None):
+    """A warped VRT of band 1 of ``path`` on the grid of ``target_ds`` (nothing is read yet).
+
+    Nearest neighbour for categorical factors, bilinear otherwise; source
+    NoData is honoured and becomes NaN. Output type float32 when the source
+    band type fits in it exactly (byte, int16, uint16, float32), else float64.
+    The exact transformer (error threshold 0) makes every pixel independent
+    of how the VRT is read, so row blocks of any height give the same values.
+    Returns ``(vrt_dataset, numpy dtype)``.
+    """
+    from osgeo import gdal
+
+    gt = target_ds.GetGeoTransform()
+    xs, ys = target_ds.RasterXSize, target_ds.RasterYSize
+    if gt[2] != 0 or gt[4] != 0:
+        raise ValueError(f"target raster {target_path or target_ds.GetDescription()}: rotated grids are not supported")
+    bounds = (gt[0], gt[3] + gt[5] * ys, gt[0] + gt[1] * xs, gt[3])
+    try:
+        src = gdal.Open(str(path))
+    except RuntimeError as e:
+        raise ValueError(f"cannot open factor raster {path}: {e}") from None
+    if src is None:
+        raise ValueError(f"cannot open factor raster {path}")
+    f32 = _float32_exact(src.GetRasterBand(1))
+    srs = target_ds.GetProjection() or src.GetProjection()
+    opts = gdal.WarpOptions(format="VRT", outputBounds=bounds, width=xs, height=ys, dstSRS=srs or None,
+                            resampleAlg="near" if categorical else "bilinear", errorThreshold=0,
+                            outputType=gdal.GDT_Float32 if f32 else gdal.GDT_Float64,
+                            dstNodata=float("nan"))
+    vrt = gdal.Warp("", src, options=opts)
+    if vrt is None:
+        raise ValueError(f"factor raster {path}: cannot warp it to the target grid")
+    return vrt, (np.float32 if f32 else np.float64)
+
+
+def compact_block(y, factors, y_dtype=np.float64, dtypes=None):
+    """Keep the pixels of one block where Y is finite (pure block function).
+
+    ``y``: 2-D block of Y (NaN = NoData); ``factors``: list of 2-D blocks on the
+    same grid. Returns ``(y_valid, [factor values at those pixels])`` as 1-D
+    arrays in row-major order, cast to ``y_dtype`` / ``dtypes`` (lossless
+    casts chosen by the caller); factor NoData stays NaN (masked per factor).
+    """
+    ok = np.isfinite(y)
+    dtypes = dtypes or [np.float64] * len(factors)
+    return y[ok].astype(y_dtype, copy=False), [f[ok].astype(d, copy=False) for f, d in zip(factors, dtypes)]
+
+
+def read_raster_samples(target_path, factor_paths, memory_mb=None, check=None, progress=None):
+    """Y and every factor at the pixels where Y is valid, streamed in row blocks.
+
+    ``factor_paths``: ``{name: (path, categorical)}``; each factor is warped to
+    the target grid through a VRT (:func:`warp_to_target`) and read in the same
+    row blocks as Y under ``memory_mb``; only compact 1-D arrays of the valid
+    target pixels are kept (float32 where lossless). ``check()`` is called once
+    per block (raise there to cancel); ``progress(fraction)`` after each block.
+    Returns ``(y, {name: values}, info)`` with ``info = {"grid", "pixels",
+    "dtypes"}``. Raises ValueError when a factor does not overlap the target.
+    Identical to reading whole bands: the values and their order do not
+    depend on the block height.
+    """
+    from .tsraster import DEFAULT_MEMORY_MB, RasterGrid, open_raster, read_block, row_blocks
+
+    memory_mb = DEFAULT_MEMORY_MB if memory_mb is None else memory_mb
+    tds = open_raster(target_path)
+    y_dtype = np.float32 if _float32_exact(tds.GetRasterBand(1)) else np.float64
+    names = list(factor_paths)
+    vrts, dtypes = [], []
+    for name in names:
+        path, categorical = factor_paths[name]
+        v, d = warp_to_target(path, tds, categorical, target_path)
+        vrts.append(v)
+        dtypes.append(d)
+    xs, ys = tds.RasterXSize, tds.RasterYSize
+    # per row: Y as read + float64 + mask + index, each factor read + cast + compact copy
+    per_row = xs * (8 + 8 + 1 + 8 + len(names) * (8 + 8 + 8))
+    blocks = row_blocks(ys, per_row, memory_mb)
+    y_parts, f_parts = [], [[] for _ in names]
+    seen = np.zeros(len(names), dtype=bool)
+    for i, (r0, nr) in enumerate(blocks):
+        if check is not None:
+            check()
+        yb = read_block(tds, r0, nr, bands=[1])[0]
+        fb = [read_block(v, r0, nr, bands=[1], dtype=d, apply_scale=False)[0] for v, d in zip(vrts, dtypes)]
+        for j, f in enumerate(fb):
+            if not seen[j]:
+                seen[j] = bool(np.isfinite(f).any())
+        yv, fv = compact_block(yb, fb, y_dtype, dtypes)
+        y_parts.append(yv)
+        for j, f in enumerate(fv):
+            f_parts[j].append(f)
+        if progress is not None:
+            progress((i + 1) / len(blocks))
+    for j, name in enumerate(names):
+        if not seen[j]:
+            raise ValueError(f"factor raster {factor_paths[name][0]} does not overlap the target raster {target_path}")
+    grid = RasterGrid.of(tds)
+    vrts = tds = None
+    y = np.concatenate(y_parts) if y_parts else np.zeros(0, y_dtype)
+    factors = {n: (np.concatenate(f_parts[j]) if f_parts[j] else np.zeros(0, dtypes[j])) for j, n in enumerate(names)}
+    return y, factors, {"grid": grid, "pixels": xs * ys, "dtypes": dict(zip(names, dtypes))}
+
+
+def write_stratum_mean_raster(out_path, target_path, factor_path, categorical, coding, lut, memory_mb=None,
+                              check=None, band_name="stratum mean", metadata=None):
+    """Every pixel of the target grid gets ``lut`` of its stratum of ``coding``.
+
+    The factor is warped exactly as in :func:`read_raster_samples`, read in
+    row blocks under ``memory_mb``, classified with :func:`apply_coding` and
+    written block by block with the atomic :class:`~.tsraster.RasterWriter`
+    (no output on error or cancel).
+    """
+    from .tsraster import DEFAULT_MEMORY_MB, RasterGrid, RasterWriter, open_raster, read_block, row_blocks
+
+    memory_mb = DEFAULT_MEMORY_MB if memory_mb is None else memory_mb
+    tds = open_raster(target_path)
+    vrt, dtype = warp_to_target(factor_path, tds, categorical, target_path)
+    grid = RasterGrid.of(tds)
+    xs, ys = tds.RasterXSize, tds.RasterYSize
+    with RasterWriter(out_path, grid, 1, band_names=[band_name], units="", metadata=metadata) as w:
+        for r0, nr in row_blocks(ys, xs * (8 + 8 + 4 + 8 + 8), memory_mb):
+            if check is not None:
+                check()
+            vals = read_block(vrt, r0, nr, bands=[1], dtype=dtype, apply_scale=False)[0]
+            w.write_block(r0, map_strata(lut, apply_coding(coding, vals)).astype(np.float32))
+    vrt = tds = None
+    return out_path

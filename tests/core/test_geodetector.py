@@ -390,3 +390,113 @@ def test_interaction_wang_p_matches_independent_formula_and_combined_factor(ddof
     assert inter.lambda_ab == pytest.approx(lam, rel=1e-8)
     assert inter.p_wang_ab == pytest.approx(stats.ncf.sf(F, L - 1, n - L, lam), rel=1e-7)
     assert 0 < inter.p_wang_ab < 1
+
+
+# ---------------------------------------------------------------- block-wise raster mode
+def _write_raster(path, gt, arr, epsg, nodata=None, dtype=None):
+    from osgeo import gdal, osr
+
+    dtype = dtype or gdal.GDT_Float32
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), arr.shape[1], arr.shape[0], 1, dtype)
+    ds.SetGeoTransform(gt)
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(epsg)
+    ds.SetProjection(srs.ExportToWkt())
+    if nodata is not None:
+        ds.GetRasterBand(1).SetNoDataValue(nodata)
+    ds.GetRasterBand(1).WriteArray(arr)
+    ds = None
+    return str(path)
+
+
+def raster_case(tmp_path, seed=0):
+    """Target in UTM 50N; a categorical int16 factor on a finer UTM grid, a float factor in
+    EPSG:4326 with NoData, a float64 factor on a coarser shifted UTM grid."""
+    from osgeo import gdal
+
+    rng = np.random.default_rng(seed)
+    ny, nx = 23, 31
+    x0, y0, dx = 500000.0, 4000000.0, 100.0
+    zone = (np.arange(nx)[None, :] * 4 // nx).repeat(ny, 0)
+    yv = np.array([-20.0, -8.0, 0.0, 3.0])[zone] + rng.normal(0, 2, (ny, nx))
+    yv[0, :4] = -9999
+    yv[5, 7] = -9999
+    t = _write_raster(tmp_path / "y.tif", (x0, dx, 0, y0, 0, -dx), yv, 32650, nodata=-9999)
+    fine = np.repeat(np.repeat(zone, 2, 0), 2, 1).astype(np.int16)
+    fine[10:14, 20:26] = -1
+    f1 = _write_raster(tmp_path / "zone.tif", (x0, dx / 2, 0, y0, 0, -dx / 2), fine, 32650, nodata=-1,
+                       dtype=gdal.GDT_Int16)
+    # geographic grid covering the UTM target (lon ~117 E, lat ~36.1 N)
+    lon0, lat0 = 116.99, 36.15
+    geo = rng.normal(size=(40, 60)).cumsum(1)
+    geo[:8, :8] = -9999
+    f2 = _write_raster(tmp_path / "geo.tif", (lon0, 0.0006, 0, lat0, 0, -0.0006), geo, 4326, nodata=-9999)
+    coarse = rng.uniform(0, 10, (10, 14))
+    f3 = _write_raster(tmp_path / "coarse.tif", (x0 - 130.0, 250.0, 0, y0 + 70.0, 0, -250.0), coarse, 32650,
+                       dtype=gdal.GDT_Float64)
+    return t, {"zone": (f1, True), "geo": (f2, False), "coarse": (f3, False)}, yv
+
+
+def test_raster_samples_do_not_depend_on_the_block_height(tmp_path):
+    from osgeo import gdal
+
+    t, paths, yv = raster_case(tmp_path)
+    tiny = G.read_raster_samples(t, paths, memory_mb=0.001)
+    big = G.read_raster_samples(t, paths, memory_mb=512)
+    blocks = []
+    G.read_raster_samples(t, paths, memory_mb=0.001, progress=blocks.append)
+    assert len(blocks) == yv.shape[0]  # one row per block at the tiny cap
+    valid = yv != -9999
+    assert tiny[0].dtype == np.float32 and tiny[0].size == valid.sum()
+    np.testing.assert_array_equal(tiny[0], yv[valid].astype(np.float32))
+    assert tiny[1]["zone"].dtype == np.float32 and tiny[1]["coarse"].dtype == np.float64
+    for name in paths:
+        np.testing.assert_array_equal(tiny[1][name], big[1][name])
+        # whole-band reference: the same warp read at once
+        whole = G.align_to_grid(paths[name][0], t, categorical=paths[name][1])
+        np.testing.assert_array_equal(tiny[1][name], whole[valid].astype(tiny[1][name].dtype))
+        assert np.isnan(tiny[1][name]).any() == (name != "coarse")  # NoData kept as NaN per factor
+    # the categorical factor is nearest neighbour: exactly the zones, NaN under its NoData patch
+    z = tiny[1]["zone"]
+    ok = np.isfinite(z)
+    zone = (np.arange(yv.shape[1])[None, :] * 4 // yv.shape[1]).repeat(yv.shape[0], 0)[valid]
+    np.testing.assert_array_equal(z[ok], zone[ok])
+    assert (~ok).sum() == 6  # the 4x6 half-pixel patch covers 2x3 target pixels
+    # tables bit for bit
+    r1 = G.run_geodetector(tiny[0], tiny[1], default_k=4, messages=[])
+    r2 = G.run_geodetector(big[0], big[1], default_k=4, messages=[])
+    for key in ("factor", "interaction", "risk", "risk_tests", "ecological"):
+        pd.testing.assert_frame_equal(r1[key], r2[key], check_exact=True)
+    # stratum-mean raster written in blocks equals the whole-array map
+    c = {c.name: c for c in r1["codings"]}["geo"]
+    lut = G.stratum_mean_lut(tiny[0], c)
+    out = [str(tmp_path / ("sm%d.tif" % i)) for i in range(2)]
+    for o, mem in zip(out, (0.001, 512)):
+        G.write_stratum_mean_raster(o, t, paths["geo"][0], False, c, lut, mem)
+    a, b = (gdal.Open(o).ReadAsArray() for o in out)
+    np.testing.assert_array_equal(a, b)
+    ref = G.map_strata(lut, G.apply_coding(c, G.align_to_grid(paths["geo"][0], t).astype(np.float32)))
+    np.testing.assert_array_equal(a, ref.astype(np.float32))
+    assert np.isfinite(a[0, :4]).all()  # painted where Y is NoData too
+
+
+def test_raster_samples_cancel_and_no_overlap(tmp_path):
+    t, paths, _ = raster_case(tmp_path)
+
+    class Stop(Exception):
+        pass
+
+    def check():
+        raise Stop()
+
+    with pytest.raises(Stop):
+        G.read_raster_samples(t, paths, memory_mb=0.001, check=check)
+    far = _write_raster(tmp_path / "far.tif", (0.0, 1.0, 0, 10.0, 0, -1.0), np.ones((5, 5)), 4326)
+    with pytest.raises(ValueError, match="does not overlap"):
+        G.read_raster_samples(t, {"far": (far, False)}, memory_mb=1)
+    out = tmp_path / "sm.tif"
+    c = G.encode_factor(np.arange(10.0), "x", "equal", 2)
+    with pytest.raises(Stop):
+        G.write_stratum_mean_raster(str(out), t, paths["coarse"][0], False, c, np.array([1.0, 2.0]), 0.001,
+                                    check=check)
+    assert not out.exists() and not list(tmp_path.glob(".sm.tif*"))  # atomic: nothing left behind
