@@ -411,8 +411,12 @@ class Geodetector(SubsidenceAlgorithm):
             else:
                 info.append("all %d rows with a valid Y" % rows.size)
             feedback.pushInfo(info[-1])
-            ys = y[rows]
-            fs = {k: v[rows] for k, v in factors.items()}
+            if rows.size == y.size:  # every row (raster mode keeps only valid pixels): no copies
+                ys, fs = y, factors
+            else:
+                ys = y[rows]
+                fs = {k: v[rows] for k, v in factors.items()}
+            factors = None
             method = self.METHODS[self.parameterAsEnum(parameters, self.METHOD, context)]
             k = self.parameterAsInt(parameters, self.CLASSES, context)
             kmin = self.parameterAsInt(parameters, self.OPTIMAL_MIN_CLASSES, context)
