@@ -291,13 +291,15 @@ class Geodetector(SubsidenceAlgorithm):
                  "Level of the risk and ecological tests.", advanced=True)
         self.add(QgsProcessingParameterNumber(self.CONFIDENCE_LEVEL, self.tr("Confidence level of q"),
                                               QgsProcessingParameterNumber.Double, defaultValue=0.95,
-                                              minValue=0.5, maxValue=0.9999),
+                                              minValue=0.5, maxValue=0.9999, optional=True),
                  CI_HELP, advanced=True)
         self.add(QgsProcessingParameterString(self.STRATUM_FACTOR, self.tr("Factor for the stratum-mean raster"),
                                               optional=True),
                  "Raster mode: name of the factor whose stratum means of Y are written to the stratum-mean "
                  "raster (default: the factor with the largest q).")
-        self.add_memory_limit(self.MEMORY_LIMIT_MB)
+        # optional (with its default) so that models saved before these parameters existed stay valid
+        mem = self.add_memory_limit(self.MEMORY_LIMIT_MB)
+        mem.setFlags(mem.flags() | mem.FlagOptional)
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_FACTOR, self.tr("Factor detector"),
                                                    QgsProcessing.TypeVector),
                  "factor, method, classes, breaks, n, strata, q, q_ci_low, q_ci_high (confidence interval of "
@@ -326,6 +328,11 @@ class Geodetector(SubsidenceAlgorithm):
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT_STRATUM_MEAN, self.tr("Stratum-mean raster"),
                                                          optional=True, createByDefault=False),
                  "Raster mode: every pixel gets the mean Y of its stratum of the chosen factor (risk map).")
+
+    def _number_or_default(self, parameters, name, context):
+        if parameters.get(name) in (None, ""):
+            return float(self.parameterDefinition(name).defaultValue())
+        return self.parameterAsDouble(parameters, name, context)
 
     # ------------------------------------------------------------------ inputs
     def _vector_inputs(self, parameters, context):
@@ -368,7 +375,7 @@ class Geodetector(SubsidenceAlgorithm):
             ds = None
             paths[name] = (path, is_int or name in categorical_names)
             feedback.pushInfo("%s: aligned to the target grid (%s)" % (name, "nearest" if paths[name][1] else "bilinear"))
-        memory = self.parameterAsDouble(parameters, self.MEMORY_LIMIT_MB, context)
+        memory = self._number_or_default(parameters, self.MEMORY_LIMIT_MB, context)
         y, factors, info = gd.read_raster_samples(
             tpath, paths, memory, check=lambda: self.check_canceled(feedback),
             progress=lambda f: feedback.setProgress(5 + 25 * f))
@@ -428,7 +435,7 @@ class Geodetector(SubsidenceAlgorithm):
             ddof = 1 if self.parameterAsEnum(parameters, self.LAMBDA_VARIANCE, context) == 0 else 0
             perms = self.parameterAsInt(parameters, self.PERMUTATIONS, context)
             alpha = self.parameterAsDouble(parameters, self.ALPHA, context)
-            ci_level = self.parameterAsDouble(parameters, self.CONFIDENCE_LEVEL, context)
+            ci_level = self._number_or_default(parameters, self.CONFIDENCE_LEVEL, context)
             self.check_canceled(feedback)
             feedback.setProgress(35)
             res = gd.run_geodetector(

@@ -85,6 +85,7 @@ def test_vector_mode_sampling_and_errors(run_alg, tmp_path):
     n_sub = int(np.sum(np.round(y, 6) <= -15))
     fac = _table(res["OUTPUT_FACTOR"])
     assert fac[0]["n"] == n_sub + round(0.5 * n_sub)
+    assert fac[0]["ci_level"] == 0.95  # optional parameter left out: its default
     with pytest.raises(QgsProcessingException, match="unknown factors"):
         run_alg("geodetector", {"INPUT": lyr, "TARGET_FIELD": "rate", "FACTOR_FIELDS": ["strong"],
                                 "FACTOR_SETTINGS": "nope=5", "OUTPUT_FACTOR": "memory:",
