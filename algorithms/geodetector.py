@@ -23,7 +23,6 @@ from qgis.core import (
 )
 
 from ..core import geodetector as gd
-from ..core import tsraster
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
 from ..processing_provider.tables import dataframe_from_source, write_table
 
@@ -81,6 +80,7 @@ def html_report(results, info_lines, path):
              "body{font-family:sans-serif} table{border-collapse:collapse;font-size:12px}"
              "td,th{border:1px solid #bbb;padding:2px 6px}</style></head><body><h1>Geodetector</h1>"]
     parts.append("<ul>%s</ul>" % "".join("<li>%s</li>" % html.escape(s) for s in info_lines))
+    parts.append("<p><b>Confidence interval of q</b> (q_ci_low, q_ci_high): %s</p>" % html.escape(CI_HELP))
     fac = results["factor"].sort_values("q", ascending=False)
     inter = results["interaction"]
     try:
@@ -88,8 +88,14 @@ def html_report(results, info_lines, path):
 
         fig = Figure(figsize=(6, 0.4 * len(fac) + 1))
         ax = fig.subplots()
-        ax.barh(fac.factor[::-1], fac.q[::-1], color="#4477aa")
-        ax.set_xlabel("q")
+        if "q_ci_low" in fac:
+            err = np.vstack([(fac.q - fac.q_ci_low).clip(lower=0), (fac.q_ci_high - fac.q).clip(lower=0)])[:, ::-1]
+            ax.barh(fac.factor[::-1], fac.q[::-1], color="#4477aa", xerr=err, ecolor="#222222", capsize=3)
+            ax.set_xlabel("q (bars: %g %% confidence interval of the population q)"
+                          % (100 * float(fac.ci_level.iloc[0])))
+        else:
+            ax.barh(fac.factor[::-1], fac.q[::-1], color="#4477aa")
+            ax.set_xlabel("q")
         ax.set_title("Factor detector")
         parts.append(_png(fig))
         if len(inter):
@@ -129,6 +135,17 @@ def html_report(results, info_lines, path):
     os.replace(tmp, path)
 
 
+CI_HELP = (
+    "Confidence interval of the population q (columns q_ci_low, q_ci_high). Under the model behind the "
+    "Wang-Zhang-Fu test (Y normal with equal variance within strata), F = (N-L)/(L-1) q/(1-q) follows a "
+    "noncentral F(L-1, N-L, lambda) with lambda = sum N_h (mu_h - mu)^2 / sigma^2, and the population q "
+    "is lambda/(lambda+N). The interval holds the lambdas whose central range of F contains the observed "
+    "F, mapped to q (Steiger 2004; as gdverse and the QGIS Geographical detector plugin). It is for the "
+    "population q: for weak factors it can lie below the sample q, which is biased upward by about "
+    "(L-1)/(N-1). q = 1 gives [1, 1]; an interval starting at 0 means no evidence of stratification."
+)
+
+
 class Geodetector(SubsidenceAlgorithm):
     INPUT = "INPUT"
     TARGET_FIELD = "TARGET_FIELD"
@@ -149,7 +166,9 @@ class Geodetector(SubsidenceAlgorithm):
     LAMBDA_VARIANCE = "LAMBDA_VARIANCE"
     PERMUTATIONS = "PERMUTATIONS"
     ALPHA = "ALPHA"
+    CONFIDENCE_LEVEL = "CONFIDENCE_LEVEL"
     STRATUM_FACTOR = "STRATUM_FACTOR"
+    MEMORY_LIMIT_MB = "MEMORY_LIMIT_MB"
     OUTPUT_FACTOR = "OUTPUT_FACTOR"
     OUTPUT_INTERACTION = "OUTPUT_INTERACTION"
     OUTPUT_RISK = "OUTPUT_RISK"
@@ -178,13 +197,16 @@ class Geodetector(SubsidenceAlgorithm):
         "subsidence : non-subsidence samples 1:2, 1:1, 1:0.5).\n\n"
         "Vector mode: a layer or table with the Y field and factor fields. Raster mode: a target raster "
         "and factor rasters on any grids; factors are warped to the target grid (nearest neighbour for "
-        "categorical factors, bilinear otherwise) and NoData is masked per factor and per pair.\n\n"
+        "categorical factors, bilinear otherwise, through warped VRTs) and read in row blocks under the "
+        "memory limit; only the pixels with a valid Y are kept (float32 where lossless). NoData is masked per "
+        "factor and per pair.\n\n"
         "Numeric factors are discretized (exact natural breaks, quantile, equal, geometric, standard "
         "deviation, manual breaks, or the optimal mode that reports the q-versus-classes curve and picks "
         "the elbow); integer or text factors with at most 50 distinct values are used as categories.\n\n"
-        "Outputs: factor table (q, Wang-Zhang-Fu 2016 noncentral-F p, one-way ANOVA p, adjusted q, q "
+        "Outputs: factor table (q with a confidence interval from the noncentral F inverted in its "
+        "noncentrality (Steiger 2004), Wang-Zhang-Fu 2016 noncentral-F p, one-way ANOVA p, adjusted q, q "
         "expected by chance (L-1)/(N-1)); interaction table (type by the R geodetector 1.0-5 rules by "
-        "default, integer cell keys, optional permutation p of the enhancement); risk detector (stratum "
+        "default, integer cell keys, Wang p of q(A∩B), optional permutation p of the enhancement); risk detector (stratum "
         "means, pairwise Welch t-tests); ecological detector (F = SSW_A/SSW_B, df N-1, two-sided p); an "
         "HTML report. Rows with NULL/NaN are dropped per factor and per pair, never made a stratum."
     )
@@ -267,16 +289,27 @@ class Geodetector(SubsidenceAlgorithm):
                                               QgsProcessingParameterNumber.Double, defaultValue=0.05,
                                               minValue=1e-6, maxValue=0.5),
                  "Level of the risk and ecological tests.", advanced=True)
+        self.add(QgsProcessingParameterNumber(self.CONFIDENCE_LEVEL, self.tr("Confidence level of q"),
+                                              QgsProcessingParameterNumber.Double, defaultValue=0.95,
+                                              minValue=0.5, maxValue=0.9999, optional=True),
+                 CI_HELP, advanced=True)
         self.add(QgsProcessingParameterString(self.STRATUM_FACTOR, self.tr("Factor for the stratum-mean raster"),
                                               optional=True),
                  "Raster mode: name of the factor whose stratum means of Y are written to the stratum-mean "
                  "raster (default: the factor with the largest q).")
+        # optional (with its default) so that models saved before these parameters existed stay valid
+        mem = self.add_memory_limit(self.MEMORY_LIMIT_MB)
+        mem.setFlags(mem.flags() | mem.FlagOptional)
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_FACTOR, self.tr("Factor detector"),
                                                    QgsProcessing.TypeVector),
-                 "factor, method, classes, breaks, n, strata, q, p_wang, p_anova, q_adj, q_null, lambda, singletons.")
+                 "factor, method, classes, breaks, n, strata, q, q_ci_low, q_ci_high (confidence interval of "
+                 "the population q, see 'Confidence level of q'), ci_level, p_wang, p_anova, q_adj, q_null, "
+                 "lambda, singletons.")
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_INTERACTION, self.tr("Interaction detector"),
                                                    QgsProcessing.TypeVector),
-                 "factor_a, factor_b, q_a, q_b, q_ab, type, cells, n, q_ab_null = (cells-1)/(n-1), p_enhance.")
+                 "factor_a, factor_b, q_a, q_b, q_ab, type, cells, n, q_ab_null = (cells-1)/(n-1), lambda_ab and "
+                 "p_wang_ab (Wang-Zhang-Fu noncentral-F p of q(A∩B), the A∩B cells taken as one stratification, "
+                 "same conventions as the factor p), p_enhance (permutation p, when permutations > 0).")
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_RISK, self.tr("Risk detector (strata)"),
                                                    QgsProcessing.TypeVector),
                  "factor, stratum, range, n, mean and sd of Y.")
@@ -295,6 +328,11 @@ class Geodetector(SubsidenceAlgorithm):
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT_STRATUM_MEAN, self.tr("Stratum-mean raster"),
                                                          optional=True, createByDefault=False),
                  "Raster mode: every pixel gets the mean Y of its stratum of the chosen factor (risk map).")
+
+    def _number_or_default(self, parameters, name, context):
+        if parameters.get(name) in (None, ""):
+            return float(self.parameterDefinition(name).defaultValue())
+        return self.parameterAsDouble(parameters, name, context)
 
     # ------------------------------------------------------------------ inputs
     def _vector_inputs(self, parameters, context):
@@ -320,28 +358,30 @@ class Geodetector(SubsidenceAlgorithm):
         if not layers:
             raise QgsProcessingException("raster mode: add at least one factor raster")
         tpath = layer_path(tlayer)
-        y2d = gd.read_raster_band(tpath)
-        factors, full, used = {}, {}, set()
         from osgeo import gdal
 
+        paths, used = {}, set()
         for i, lyr in enumerate(layers):
-            self.check_canceled(feedback)
             name = lyr.name() or "factor%d" % (i + 1)
             while name in used:
                 name = "%s_%d" % (name, i + 1)
             used.add(name)
             path = layer_path(lyr)
             ds = gdal.Open(path)
+            if ds is None:
+                raise QgsProcessingException("cannot open factor raster %s" % path)
             is_int = ds.GetRasterBand(1).DataType in (gdal.GDT_Byte, gdal.GDT_Int16, gdal.GDT_UInt16,
                                                       gdal.GDT_Int32, gdal.GDT_UInt32)
             ds = None
-            cat = is_int or name in categorical_names
-            arr = gd.align_to_grid(path, tpath, categorical=cat)
-            feedback.pushInfo("%s: aligned to the target grid (%s)" % (name, "nearest" if cat else "bilinear"))
-            full[name] = arr
-            factors[name] = arr.ravel()
-            feedback.setProgress(5 + 25 * (i + 1) / len(layers))
-        return y2d.ravel(), factors, tpath, (tpath, y2d.shape, full)
+            paths[name] = (path, is_int or name in categorical_names)
+            feedback.pushInfo("%s: aligned to the target grid (%s)" % (name, "nearest" if paths[name][1] else "bilinear"))
+        memory = self._number_or_default(parameters, self.MEMORY_LIMIT_MB, context)
+        y, factors, info = gd.read_raster_samples(
+            tpath, paths, memory, check=lambda: self.check_canceled(feedback),
+            progress=lambda f: feedback.setProgress(5 + 25 * f))
+        feedback.pushInfo("%d of %d target pixels have a valid Y (read in row blocks under %g MB)"
+                          % (y.size, info["pixels"], memory))
+        return y, factors, tpath, (tpath, paths, memory)
 
     # ------------------------------------------------------------------ run
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
@@ -378,8 +418,12 @@ class Geodetector(SubsidenceAlgorithm):
             else:
                 info.append("all %d rows with a valid Y" % rows.size)
             feedback.pushInfo(info[-1])
-            ys = y[rows]
-            fs = {k: v[rows] for k, v in factors.items()}
+            if rows.size == y.size:  # every row (raster mode keeps only valid pixels): no copies
+                ys, fs = y, factors
+            else:
+                ys = y[rows]
+                fs = {k: v[rows] for k, v in factors.items()}
+            factors = None
             method = self.METHODS[self.parameterAsEnum(parameters, self.METHOD, context)]
             k = self.parameterAsInt(parameters, self.CLASSES, context)
             kmin = self.parameterAsInt(parameters, self.OPTIMAL_MIN_CLASSES, context)
@@ -391,26 +435,28 @@ class Geodetector(SubsidenceAlgorithm):
             ddof = 1 if self.parameterAsEnum(parameters, self.LAMBDA_VARIANCE, context) == 0 else 0
             perms = self.parameterAsInt(parameters, self.PERMUTATIONS, context)
             alpha = self.parameterAsDouble(parameters, self.ALPHA, context)
+            ci_level = self._number_or_default(parameters, self.CONFIDENCE_LEVEL, context)
             self.check_canceled(feedback)
             feedback.setProgress(35)
             res = gd.run_geodetector(
                 ys, fs, specs, method, k, convention=convention, lambda_ddof=ddof, singletons=singletons,
                 permutations=perms, seed=self.parameterAsInt(parameters, self.SEED, context), alpha=alpha,
                 optimal_ks=range(kmin, kmax + 1), min_gain=self.parameterAsDouble(parameters, self.OPTIMAL_MIN_GAIN, context),
-                messages=messages)
+                messages=messages, ci_level=ci_level)
             feedback.setProgress(80)
             for m in messages:
                 feedback.pushWarning(m) if hasattr(feedback, "pushWarning") else feedback.reportError(m)
             fac = res["factor"]
             for r in fac.sort_values("q", ascending=False).itertuples():
-                feedback.pushInfo("q(%s) = %.4f  (N %d, L %d, q by chance %.4f, p_wang %.3g, p_anova %.3g)"
-                                  % (r.factor, r.q, r.n, r.strata, r.q_null, r.p_wang, r.p_anova))
-            info.append("discretization: %s, %d classes; interaction rules %s; singletons %s; lambda ddof %d"
-                        % (method, k, convention, singletons, ddof))
+                feedback.pushInfo("q(%s) = %.4f  [%.4f, %.4f]  (N %d, L %d, q by chance %.4f, p_wang %.3g, p_anova %.3g)"
+                                  % (r.factor, r.q, r.q_ci_low, r.q_ci_high, r.n, r.strata, r.q_null, r.p_wang,
+                                     r.p_anova))
+            info.append("discretization: %s, %d classes; interaction rules %s; singletons %s; lambda ddof %d; "
+                        "q confidence level %g" % (method, k, convention, singletons, ddof, ci_level))
             info += messages
             stratum_path = None
             if raster is not None and parameters.get(self.OUTPUT_STRATUM_MEAN) not in (None, ""):
-                stratum_path = self._stratum_raster(parameters, context, res, ys, raster)
+                stratum_path = self._stratum_raster(parameters, context, feedback, res, ys, raster)
         outputs = {}
         written = []
         try:
@@ -441,10 +487,10 @@ class Geodetector(SubsidenceAlgorithm):
         feedback.setProgress(100)
         return outputs
 
-    def _stratum_raster(self, parameters, context, res, ys, raster):
+    def _stratum_raster(self, parameters, context, feedback, res, ys, raster):
         from ..processing_provider.rasters import output_raster_path
 
-        tpath, shape, full = raster
+        tpath, paths, memory = raster
         name = (self.parameterAsString(parameters, self.STRATUM_FACTOR, context) or "").strip()
         codings = {c.name: c for c in res["codings"]}
         if not name:
@@ -453,10 +499,10 @@ class Geodetector(SubsidenceAlgorithm):
             raise QgsProcessingException("stratum-mean raster: no factor named %r (factors: %s)"
                                          % (name, ", ".join(codings)))
         out = output_raster_path(self, parameters, self.OUTPUT_STRATUM_MEAN, context)
-        means = gd.stratum_means(ys, codings[name], values=full[name].ravel()).reshape(shape)
-        ds = tsraster.open_raster(tpath)
-        grid = tsraster.RasterGrid.of(ds)
-        ds = None
-        tsraster.write_raster(out, grid, means, band_names=["mean of Y by %s stratum" % name], units="",
-                              metadata={"FACTOR": name, "SOURCE": tpath})
+        lut = gd.stratum_mean_lut(ys, codings[name])
+        path, categorical = paths[name]
+        gd.write_stratum_mean_raster(out, tpath, path, categorical, codings[name], lut, memory,
+                                     check=lambda: self.check_canceled(feedback),
+                                     band_name="mean of Y by %s stratum" % name,
+                                     metadata={"FACTOR": name, "SOURCE": tpath})
         return out

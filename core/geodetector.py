@@ -21,6 +21,12 @@ the seed paper Huang et al. 2025, sec. 2.2.4):
   grow with N, so this p is not a test of "no stratification"; the one-way
   ANOVA p (central F, same statistic) is reported next to it, together with
   q_adj = 1 - (1-q)(N-1)/(N-L) and the q expected by chance (L-1)/(N-1).
+* **Confidence interval of q** (:func:`q_confidence_interval`): the
+  noncentral F of the same statistic inverted in its textbook noncentrality
+  lambda = sum_h N_h (mu_h - mu)^2 / sigma^2, mapped to the population q by
+  q = lambda/(lambda + N) (Steiger 2004; gdverse ``confintv``, QGIS
+  Geographical detector plugin). Exact coverage for normal Y with equal
+  within-stratum variance and fixed stratum sizes.
 * **Interaction types** (Wang & Xu 2017 table 1). ``convention="r"``: the
   exact boundaries of R geodetector 1.0-5: q12 <= min(q1,q2) (and < max)
   "Weaken, nonlinear"; min < q12 < max "Weaken, uni-"; max <= q12 <= q1+q2
@@ -38,6 +44,10 @@ the seed paper Huang et al. 2025, sec. 2.2.4):
   Optional permutation p for the enhancement q12 - max(q1, q2): Y is shuffled
   within the strata of the stronger factor (its q is unchanged) and q12 is
   recomputed; p = (1 + #{gain_perm >= gain}) / (1 + permutations).
+  ``p_wang_ab``: the Wang p of the factor detector applied to the A∩B
+  cells taken as one stratification (integer keys, same ``lambda_ddof``
+  and singleton rule; as gdverse >= 1.6); like the factor p it does not test
+  the enhancement over q(A), q(B) -- that is ``p_enhance``.
 * **Risk detector**: stratum means; pairwise Welch t-test
   t = (Ybar_i - Ybar_j) / sqrt(s_i^2/n_i + s_j^2/n_j), Welch-Satterthwaite df
   (not rounded; as R ``t.test``, GD, gdverse), two-sided p; pairs with a
@@ -212,20 +222,118 @@ def _qstats(y, codes, size, lambda_ddof=1, singletons="keep"):
         out.update(p_wang=np.nan, p_anova=np.nan, q_adj=np.nan, lam=np.nan)
         return out
     out["q_adj"] = 1.0 - (1.0 - q) * (N - 1) / (N - L)
-    m = m_h[present]
+    out["lam"], out["p_wang"], out["p_anova"] = _wang_test(q, N, L, n_h[present], m_h[present], sst, lambda_ddof)
+    return out
+
+
+def _wang_test(q, N, L, n_h, m_h, sst, lambda_ddof=1):
+    """(lambda, Wang p, ANOVA p) of a stratification (Wang, Zhang & Fu 2016, eqs. 5-6).
+
+    ``n_h``, ``m_h``: sizes and means of Y (not centred: the plug-in lambda
+    is not shift invariant) of the L non-empty strata; ``sst`` = sum (y - ybar)^2.
+    """
+    if L < 2 or N <= L or not np.isfinite(q):
+        return np.nan, np.nan, np.nan
     var = sst / (N - lambda_ddof)
-    lam = (np.sum(m * m) - np.sum(np.sqrt(n_h[present]) * m) ** 2 / N) / var
+    lam = (np.sum(m_h * m_h) - np.sum(np.sqrt(n_h) * m_h) ** 2 / N) / var
     lam = max(float(lam), 0.0)
-    out["lam"] = lam
     d1, d2 = L - 1, N - L
     if q >= 1.0:
-        out.update(p_wang=0.0, p_anova=0.0)
-        return out
+        return lam, 0.0, 0.0
     F = d2 / d1 * q / (1.0 - q)
     with np.errstate(all="ignore"):
-        out["p_anova"] = float(stats.f.sf(F, d1, d2))
-        out["p_wang"] = float(stats.ncf.sf(F, d1, d2, lam)) if lam > 0 else out["p_anova"]
-    return out
+        p_anova = float(stats.f.sf(F, d1, d2))
+        p_wang = _ncf_sf(F, d1, d2, lam) if lam > 0 else p_anova
+    return lam, p_wang, p_anova
+
+
+# Above this noncentrality scipy's ncf (Boost) gets slow and, from ~4e9 on,
+# aborts the whole process (boost::math::rounding_error is not caught).
+_NCF_EXACT_MAX = 1e7
+
+
+def _ncf_cdf(f, d1, d2, lam):
+    """P(F' <= f) for F' ~ noncentral F(d1, d2; lam), safe for any lam >= 0.
+
+    Exact (scipy ``ncf``) up to lam = 1e7; above, the normal approximation of
+    X = chi2'(d1, lam) - (f d1/d2) chi2(d2), mean d1 + lam - f d1,
+    variance 2(d1 + 2 lam) + 2 (f d1/d2)^2 d2 (skewness < 1e-3 there).
+    """
+    if not np.isfinite(f):
+        return 1.0 if f > 0 else 0.0
+    if f <= 0:
+        return 0.0
+    if lam <= _NCF_EXACT_MAX:
+        return float(stats.ncf.cdf(f, d1, d2, lam)) if lam > 0 else float(stats.f.cdf(f, d1, d2))
+    c = f * d1 / d2
+    mean = d1 + lam - c * d2
+    sd = np.sqrt(2.0 * (d1 + 2.0 * lam) + 2.0 * c * c * d2)
+    return float(stats.norm.cdf(-mean / sd))
+
+
+def _ncf_sf(f, d1, d2, lam):
+    """P(F' > f) (see :func:`_ncf_cdf`)."""
+    if lam <= _NCF_EXACT_MAX and np.isfinite(f):
+        return float(stats.ncf.sf(f, d1, d2, lam)) if lam > 0 else float(stats.f.sf(f, d1, d2))
+    return 1.0 - _ncf_cdf(f, d1, d2, lam)
+
+
+def _lambda_for_cdf(F, d1, d2, target):
+    """The noncentrality lam >= 0 with P(F' <= F; lam) = target (0 if even lam = 0 is below).
+
+    The cdf decreases in lam; the root is bracketed by doubling and found by
+    Brent's method to a relative precision of 1e-10.
+    """
+    from scipy.optimize import brentq
+
+    g = lambda lam: _ncf_cdf(F, d1, d2, lam) - target  # noqa: E731
+    if g(0.0) <= 0:
+        return 0.0
+    lo, hi = 0.0, max(10.0, 2.0 * d1 * F)
+    while g(hi) > 0:
+        lo, hi = hi, hi * 4.0
+        if hi > 1e300:
+            return np.inf
+    return float(brentq(g, lo, hi, xtol=1e-12, rtol=1e-10, maxiter=500))
+
+
+def q_confidence_interval(q, n, strata, level=0.95):
+    """Confidence interval of the population q by inverting the noncentral F in lambda.
+
+    Model (one-way fixed effects, the model behind the Wang, Zhang & Fu 2016
+    test): Y = mu_h + e, e ~ N(0, sigma^2), stratum sizes N_h fixed. Then
+    F = (N-L)/(L-1) * q/(1-q) ~ noncentral F(L-1, N-L; lambda) with the
+    textbook noncentrality lambda = sum_h N_h (mu_h - mu)^2 / sigma^2, and
+    the population q (between-strata variance over total variance,
+    sigma_b^2 / (sigma_b^2 + sigma^2)) is q = lambda / (lambda + N).
+    The interval [lambda_lo, lambda_hi] holds the lambdas whose central
+    ``level`` range of F contains the observed F:
+    P(F' <= F_obs; lambda_lo) = (1+level)/2, P(F' <= F_obs; lambda_hi) = (1-level)/2
+    (lambda = 0 when even lambda = 0 leaves F_obs below that quantile), mapped
+    back with q = lambda/(lambda + N). This is the effect-size interval of
+    Steiger (2004, Psychol. Methods 9(2) 164-182, eta^2 by noncentrality
+    interval estimation) and of gdverse/the QGIS Geographical detector plugin.
+    Exact coverage under the model; it is an interval for the population q,
+    so for weak factors it can lie below the sample q, which is biased
+    upwards by about (L-1)/(N-1). (The plug-in lambda of the Wang p does
+    not grow with N and is not used here.) q = 1 gives [1, 1].
+    Returns ``(low, high)``; NaN when L < 2 or N <= L.
+    """
+    level = float(level)
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"confidence level must be between 0 and 1, got {level}")
+    n, strata = int(n), int(strata)
+    if not np.isfinite(q) or strata < 2 or n <= strata:
+        return np.nan, np.nan
+    if q >= 1.0:
+        return 1.0, 1.0
+    d1, d2 = strata - 1, n - strata
+    F = d2 / d1 * max(q, 0.0) / (1.0 - q)
+    a = 1.0 - level
+    lam_lo = _lambda_for_cdf(F, d1, d2, 1.0 - a / 2.0)
+    lam_hi = _lambda_for_cdf(F, d1, d2, a / 2.0)
+    to_q = lambda lam: 1.0 if np.isinf(lam) else lam / (lam + n)  # noqa: E731
+    return to_q(lam_lo), to_q(lam_hi)
 
 
 def q_statistic(y, codes):
@@ -259,8 +367,10 @@ def _valid(y_ok, *codings):
 # detectors
 # ----------------------------------------------------------------------------
 
-def factor_detector(y, codings, lambda_ddof=1, singletons="keep", max_strata_ratio=0.5, messages=None):
-    """Factor detector table: q, Wang p, ANOVA p, q_adj, q_null per factor."""
+def factor_detector(y, codings, lambda_ddof=1, singletons="keep", max_strata_ratio=0.5, messages=None,
+                    ci_level=0.95):
+    """Factor detector table: q, its ``ci_level`` confidence interval
+    (:func:`q_confidence_interval`), Wang p, ANOVA p, q_adj, q_null per factor."""
     y = as_target(y)
     y_ok = _check_target(y)
     rows = []
@@ -280,9 +390,11 @@ def factor_detector(y, codings, lambda_ddof=1, singletons="keep", max_strata_rat
             _warn(messages, f"factor {c.name!r}: {res['singletons']} strata hold a single sample")
         if np.isfinite(res["sst"]) and res["sst"] == 0:
             _warn(messages, f"factor {c.name!r}: Y is constant on its valid rows")
+        ci = q_confidence_interval(res["q"], res["n"], res["strata"], ci_level)
         rows.append({
             "factor": c.name, "method": c.method, "classes": c.k if c.k is not None else c.n_levels,
             "breaks": c.breaks_text(), "n": res["n"], "strata": res["strata"], "q": res["q"],
+            "q_ci_low": ci[0], "q_ci_high": ci[1], "ci_level": float(ci_level),
             "p_wang": res["p_wang"], "p_anova": res["p_anova"], "q_adj": res["q_adj"],
             "q_null": res["q_null"], "lambda": res["lam"], "singletons": res["singletons"],
         })
@@ -340,11 +452,13 @@ def _within_shuffle(codes, rng, base_order):
 
 
 def interaction_detector(y, codings, convention="r", tol=1e-10, permutations=0, seed=0,
-                         singletons="keep", max_cell_ratio=0.5, messages=None):
+                         singletons="keep", max_cell_ratio=0.5, messages=None, lambda_ddof=1):
     """Interaction detector table for every pair of factors.
 
     q(A), q(B) and q(A∩B) are computed on the rows where Y, A and B are all
-    valid; ``cells`` is the number of non-empty A×B cells. With
+    valid; ``cells`` is the number of non-empty A×B cells; ``lambda_ab`` and
+    ``p_wang_ab`` are the Wang lambda and p of the cells as one
+    stratification (same as :func:`factor_detector` on the combined factor). With
     ``permutations`` > 0, ``p_enhance`` is the within-strata permutation p
     of q(A∩B) - max(q(A), q(B)) (module docstring).
     """
@@ -367,8 +481,9 @@ def interaction_detector(y, codings, convention="r", tol=1e-10, permutations=0, 
         if singletons == "drop":
             ra = _qstats(yy, a, La, 1, "drop")
             rb = _qstats(yy, b, Lb, 1, "drop")
-            rab = _qstats(yy, key, size, 1, "drop")
+            rab = _qstats(yy, key, size, lambda_ddof, "drop")
             qa, qb, qab, cells = ra["q"], rb["q"], rab["q"], rab["strata"]
+            lam_ab, p_ab = rab["lam"], rab["p_wang"]
         else:
             if full:
                 if yc_full is None:
@@ -389,7 +504,12 @@ def interaction_detector(y, codings, convention="r", tol=1e-10, permutations=0, 
             else:
                 qa, _ = _q_only(yc, a, La, sst)
                 qb, _ = _q_only(yc, b, Lb, sst)
-            qab, cells = _q_only(yc, key, size, sst)
+            # cells as one stratification; raw Y for the means in Wang's lambda
+            n_h, m_h, ss_h = _strata(yy, key, size)
+            qab = 1.0 - ss_h.sum() / sst
+            present = n_h > 0
+            cells = int(np.count_nonzero(present))
+            lam_ab, p_ab, _ = _wang_test(qab, yy.size, cells, n_h[present], m_h[present], sst, lambda_ddof)
         if cells > max_cell_ratio * yy.size:
             _warn(messages, f"pair {ca.name!r} x {cb.name!r}: {cells} cells for {yy.size} samples (more than N/2); "
                             "q(A∩B) is inflated by chance")
@@ -411,7 +531,7 @@ def interaction_detector(y, codings, convention="r", tol=1e-10, permutations=0, 
             "factor_a": ca.name, "factor_b": cb.name, "q_a": qa, "q_b": qb, "q_ab": qab,
             "type": interaction_type(qa, qb, qab, convention, tol), "cells": cells,
             "n": int(yy.size), "q_ab_null": (cells - 1) / (yy.size - 1) if yy.size > 1 else np.nan,
-            "p_enhance": p_enh,
+            "lambda_ab": lam_ab, "p_wang_ab": p_ab, "p_enhance": p_enh,
         })
     return pd.DataFrame(rows)
 
@@ -597,11 +717,22 @@ def stratum_means(y, coding, values=None):
     every pixel of the factor raster when Y was sampled) the strata of those
     values (:func:`apply_coding`) are mapped to the means instead.
     """
+    lut = stratum_mean_lut(y, coding)
+    codes = coding.codes if values is None else apply_coding(coding, values)
+    return map_strata(lut, codes)
+
+
+def stratum_mean_lut(y, coding):
+    """Mean of Y per stratum code of ``coding`` (NaN for empty strata)."""
     y = as_target(y)
     ok = np.isfinite(y) & (coding.codes >= 0)
     n, mean, _ = _strata(y[ok], coding.codes[ok], max(coding.n_levels, 1))
-    lut = np.where(n > 0, mean, np.nan)
-    codes = coding.codes if values is None else apply_coding(coding, values)
+    return np.where(n > 0, mean, np.nan)
+
+
+def map_strata(lut, codes):
+    """``lut[codes]`` with NaN where ``codes`` < 0 (pure block function)."""
+    codes = np.asarray(codes)
     out = np.full(codes.shape, np.nan)
     has = codes >= 0
     out[has] = lut[codes[has]]
@@ -610,7 +741,7 @@ def stratum_means(y, coding, values=None):
 
 def run_geodetector(y, factors, specs=None, default_method="natural", default_k=5, convention="r",
                     lambda_ddof=1, singletons="keep", permutations=0, seed=0, alpha=0.05,
-                    optimal_ks=None, optimal_methods=None, min_gain=0.05, messages=None):
+                    optimal_ks=None, optimal_methods=None, min_gain=0.05, messages=None, ci_level=0.95):
     """Encode ``factors`` ({name: values}) once and run all four detectors.
 
     ``specs`` maps a factor name to ``{"method": ..., "k": ..., "breaks": ...}``
@@ -629,10 +760,10 @@ def run_geodetector(y, factors, specs=None, default_method="natural", default_k=
                                      sp.get("breaks"), y=y, optimal_methods=optimal_methods,
                                      optimal_ks=optimal_ks, min_gain=min_gain, curves=curves))
     out = {"codings": codings}
-    out["factor"] = factor_detector(y, codings, lambda_ddof, singletons, messages=messages)
+    out["factor"] = factor_detector(y, codings, lambda_ddof, singletons, messages=messages, ci_level=ci_level)
     if len(codings) >= 2:
         out["interaction"] = interaction_detector(y, codings, convention, permutations=permutations, seed=seed,
-                                                  singletons=singletons, messages=messages)
+                                                  singletons=singletons, messages=messages, lambda_ddof=lambda_ddof)
         out["ecological"] = ecological_detector(y, codings, alpha)
     else:
         _warn(messages, "fewer than 2 factors: interaction and ecological detectors skipped")
@@ -658,27 +789,158 @@ def read_raster_band(path, band=1):
 
 
 def align_to_grid(path, target_path, categorical=False):
-    """Warp band 1 of ``path`` onto the grid of ``target_path`` (float64, NaN nodata).
+    """Band 1 of ``path`` on the grid of ``target_path`` as one float64 array (NaN nodata).
 
-    Nearest neighbour for categorical factors, bilinear otherwise; source
-    NoData is honoured. Raises ValueError when no pixel overlaps the target.
+    Whole-band convenience for small rasters; the same warp as the block-wise
+    :func:`read_raster_samples` (:func:`warp_to_target`). Raises ValueError
+    when no pixel overlaps the target.
     """
-    from osgeo import gdal
+    from .tsraster import open_raster
 
-    tgt = gdal.Open(str(target_path))
-    gt = tgt.GetGeoTransform()
-    xs, ys = tgt.RasterXSize, tgt.RasterYSize
-    bounds = (gt[0], gt[3] + gt[5] * ys, gt[0] + gt[1] * xs, gt[3])
-    if gt[2] != 0 or gt[4] != 0:
-        raise ValueError(f"target raster {target_path}: rotated grids are not supported")
-    src = gdal.Open(str(path))
-    srs = tgt.GetProjection() or src.GetProjection()
-    opts = gdal.WarpOptions(format="MEM", outputBounds=bounds, width=xs, height=ys, dstSRS=srs or None,
-                            resampleAlg="near" if categorical else "bilinear", outputType=gdal.GDT_Float64,
-                            dstNodata=float("nan"))
-    out = gdal.Warp("", src, options=opts)
-    arr = out.GetRasterBand(1).ReadAsArray().astype(np.float64)
-    out = src = tgt = None
+    tgt = open_raster(target_path)
+    vrt, _ = warp_to_target(path, tgt, categorical, target_path)
+    arr = vrt.GetRasterBand(1).ReadAsArray().astype(np.float64)
+    vrt = tgt = None
     if not np.isfinite(arr).any():
         raise ValueError(f"factor raster {path} does not overlap the target raster {target_path}")
     return arr
+
+
+# Band types whose values float32 holds exactly (after NoData -> NaN).
+def _float32_exact(band):
+    from osgeo import gdal
+
+    small = {gdal.GDT_Byte, gdal.GDT_Int16, gdal.GDT_UInt16, gdal.GDT_Float32}
+    if hasattr(gdal, "GDT_Int8"):
+        small.add(gdal.GDT_Int8)
+    s, o = band.GetScale(), band.GetOffset()
+    return band.DataType in small and s in (None, 1.0) and o in (None, 0.0)
+
+
+def warp_to_target(path, target_ds, categorical=False, target_path=None):
+    """A warped VRT of band 1 of ``path`` on the grid of ``target_ds`` (nothing is read yet).
+
+    Nearest neighbour for categorical factors, bilinear otherwise; source
+    NoData is honoured and becomes NaN. Output type float32 when the source
+    band type fits in it exactly (byte, int16, uint16, float32), else float64.
+    The exact transformer (error threshold 0) makes every pixel independent
+    of how the VRT is read, so row blocks of any height give the same values.
+    Returns ``(vrt_dataset, numpy dtype)``.
+    """
+    from osgeo import gdal
+
+    gt = target_ds.GetGeoTransform()
+    xs, ys = target_ds.RasterXSize, target_ds.RasterYSize
+    if gt[2] != 0 or gt[4] != 0:
+        raise ValueError(f"target raster {target_path or target_ds.GetDescription()}: rotated grids are not supported")
+    bounds = (gt[0], gt[3] + gt[5] * ys, gt[0] + gt[1] * xs, gt[3])
+    try:
+        src = gdal.Open(str(path))
+    except RuntimeError as e:
+        raise ValueError(f"cannot open factor raster {path}: {e}") from None
+    if src is None:
+        raise ValueError(f"cannot open factor raster {path}")
+    f32 = _float32_exact(src.GetRasterBand(1))
+    srs = target_ds.GetProjection() or src.GetProjection()
+    opts = gdal.WarpOptions(format="VRT", outputBounds=bounds, width=xs, height=ys, dstSRS=srs or None,
+                            resampleAlg="near" if categorical else "bilinear", errorThreshold=0,
+                            outputType=gdal.GDT_Float32 if f32 else gdal.GDT_Float64,
+                            dstNodata=float("nan"))
+    vrt = gdal.Warp("", src, options=opts)
+    if vrt is None:
+        raise ValueError(f"factor raster {path}: cannot warp it to the target grid")
+    return vrt, (np.float32 if f32 else np.float64)
+
+
+def compact_block(y, factors, y_dtype=np.float64, dtypes=None):
+    """Keep the pixels of one block where Y is finite (pure block function).
+
+    ``y``: 2-D block of Y (NaN = NoData); ``factors``: list of 2-D blocks on the
+    same grid. Returns ``(y_valid, [factor values at those pixels])`` as 1-D
+    arrays in row-major order, cast to ``y_dtype`` / ``dtypes`` (lossless
+    casts chosen by the caller); factor NoData stays NaN (masked per factor).
+    """
+    ok = np.isfinite(y)
+    dtypes = dtypes or [np.float64] * len(factors)
+    return y[ok].astype(y_dtype, copy=False), [f[ok].astype(d, copy=False) for f, d in zip(factors, dtypes)]
+
+
+def read_raster_samples(target_path, factor_paths, memory_mb=None, check=None, progress=None):
+    """Y and every factor at the pixels where Y is valid, streamed in row blocks.
+
+    ``factor_paths``: ``{name: (path, categorical)}``; each factor is warped to
+    the target grid through a VRT (:func:`warp_to_target`) and read in the same
+    row blocks as Y under ``memory_mb``; only compact 1-D arrays of the valid
+    target pixels are kept (float32 where lossless). ``check()`` is called once
+    per block (raise there to cancel); ``progress(fraction)`` after each block.
+    Returns ``(y, {name: values}, info)`` with ``info = {"grid", "pixels",
+    "dtypes"}``. Raises ValueError when a factor does not overlap the target.
+    Identical to reading whole bands: the values and their order do not
+    depend on the block height.
+    """
+    from .tsraster import DEFAULT_MEMORY_MB, RasterGrid, open_raster, read_block, row_blocks
+
+    memory_mb = DEFAULT_MEMORY_MB if memory_mb is None else memory_mb
+    tds = open_raster(target_path)
+    y_dtype = np.float32 if _float32_exact(tds.GetRasterBand(1)) else np.float64
+    names = list(factor_paths)
+    vrts, dtypes = [], []
+    for name in names:
+        path, categorical = factor_paths[name]
+        v, d = warp_to_target(path, tds, categorical, target_path)
+        vrts.append(v)
+        dtypes.append(d)
+    xs, ys = tds.RasterXSize, tds.RasterYSize
+    # per row: Y as read + float64 + mask + index, each factor read + cast + compact copy
+    per_row = xs * (8 + 8 + 1 + 8 + len(names) * (8 + 8 + 8))
+    blocks = row_blocks(ys, per_row, memory_mb)
+    y_parts, f_parts = [], [[] for _ in names]
+    seen = np.zeros(len(names), dtype=bool)
+    for i, (r0, nr) in enumerate(blocks):
+        if check is not None:
+            check()
+        yb = read_block(tds, r0, nr, bands=[1])[0]
+        fb = [read_block(v, r0, nr, bands=[1], dtype=d, apply_scale=False)[0] for v, d in zip(vrts, dtypes)]
+        for j, f in enumerate(fb):
+            if not seen[j]:
+                seen[j] = bool(np.isfinite(f).any())
+        yv, fv = compact_block(yb, fb, y_dtype, dtypes)
+        y_parts.append(yv)
+        for j, f in enumerate(fv):
+            f_parts[j].append(f)
+        if progress is not None:
+            progress((i + 1) / len(blocks))
+    for j, name in enumerate(names):
+        if not seen[j]:
+            raise ValueError(f"factor raster {factor_paths[name][0]} does not overlap the target raster {target_path}")
+    grid = RasterGrid.of(tds)
+    vrts = tds = None
+    y = np.concatenate(y_parts) if y_parts else np.zeros(0, y_dtype)
+    factors = {n: (np.concatenate(f_parts[j]) if f_parts[j] else np.zeros(0, dtypes[j])) for j, n in enumerate(names)}
+    return y, factors, {"grid": grid, "pixels": xs * ys, "dtypes": dict(zip(names, dtypes))}
+
+
+def write_stratum_mean_raster(out_path, target_path, factor_path, categorical, coding, lut, memory_mb=None,
+                              check=None, band_name="stratum mean", metadata=None):
+    """Every pixel of the target grid gets ``lut`` of its stratum of ``coding``.
+
+    The factor is warped exactly as in :func:`read_raster_samples`, read in
+    row blocks under ``memory_mb``, classified with :func:`apply_coding` and
+    written block by block with the atomic :class:`~.tsraster.RasterWriter`
+    (no output on error or cancel).
+    """
+    from .tsraster import DEFAULT_MEMORY_MB, RasterGrid, RasterWriter, open_raster, read_block, row_blocks
+
+    memory_mb = DEFAULT_MEMORY_MB if memory_mb is None else memory_mb
+    tds = open_raster(target_path)
+    vrt, dtype = warp_to_target(factor_path, tds, categorical, target_path)
+    grid = RasterGrid.of(tds)
+    xs, ys = tds.RasterXSize, tds.RasterYSize
+    with RasterWriter(out_path, grid, 1, band_names=[band_name], units="", metadata=metadata) as w:
+        for r0, nr in row_blocks(ys, xs * (8 + 8 + 4 + 8 + 8), memory_mb):
+            if check is not None:
+                check()
+            vals = read_block(vrt, r0, nr, bands=[1], dtype=dtype, apply_scale=False)[0]
+            w.write_block(r0, map_strata(lut, apply_coding(coding, vals)).astype(np.float32))
+    vrt = tds = None
+    return out_path

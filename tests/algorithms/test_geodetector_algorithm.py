@@ -43,27 +43,35 @@ def test_vector_mode_matches_core(run_alg, tmp_path):
     res = run_alg("geodetector", {
         "INPUT": lyr, "TARGET_FIELD": "rate", "FACTOR_FIELDS": ["strong", "weak", "land"], "METHOD": 0,
         "CLASSES": 6, "FACTOR_SETTINGS": "weak=quantile:4", "OUTPUT_FACTOR": "memory:", "OUTPUT_INTERACTION": "memory:",
-        "OUTPUT_RISK": "memory:", "OUTPUT_RISK_TESTS": "memory:", "OUTPUT_ECOLOGICAL": "memory:", "OUTPUT_HTML": html})
+        "OUTPUT_RISK": "memory:", "OUTPUT_RISK_TESTS": "memory:", "OUTPUT_ECOLOGICAL": "memory:", "OUTPUT_HTML": html,
+        "CONFIDENCE_LEVEL": 0.9})
     from qgis.core import QgsProcessingContext  # noqa: F401
 
     fac = {r["factor"]: r for r in _table(res["OUTPUT_FACTOR"])}
     assert set(fac) == {"strong", "weak", "land"}
     weak_f = np.where([i % 25 == 0 for i in range(len(y))], np.nan, np.round(weak, 6))
     ref = G.run_geodetector(np.round(y, 6), {"strong": np.round(strong, 6), "weak": weak_f, "land": land},
-                            {"weak": {"method": "quantile", "k": 4}}, "natural", 6, messages=[])
+                            {"weak": {"method": "quantile", "k": 4}}, "natural", 6, messages=[], ci_level=0.9)
     for r in ref["factor"].itertuples():
         assert fac[r.factor]["q"] == pytest.approx(r.q, rel=1e-9)
+        assert fac[r.factor]["q_ci_low"] == pytest.approx(r.q_ci_low, rel=1e-6)
+        assert fac[r.factor]["q_ci_high"] == pytest.approx(r.q_ci_high, rel=1e-6)
+        assert fac[r.factor]["ci_level"] == 0.9
+        assert r.q_ci_low < r.q_ci_high
         assert fac[r.factor]["n"] == r.n
     assert fac["weak"]["n"] == len(y) - 12  # NULL rows dropped for that factor only
     assert fac["land"]["method"] == "categorical" and fac["land"]["strata"] == 3
     assert max(fac, key=lambda k: fac[k]["q"]) == "strong"
     inter = _table(res["OUTPUT_INTERACTION"])
     assert len(inter) == 3 and all(r["type"] in G.INTERACTION_TYPES for r in inter)
+    ref_i = {(r.factor_a, r.factor_b): r for r in ref["interaction"].itertuples()}
+    for r in inter:
+        assert r["p_wang_ab"] == pytest.approx(ref_i[(r["factor_a"], r["factor_b"])].p_wang_ab, rel=1e-6, abs=1e-12)
     assert len(_table(res["OUTPUT_ECOLOGICAL"])) == 3
     assert {r["factor"] for r in _table(res["OUTPUT_RISK"])} == {"strong", "weak", "land"}
     with open(html, encoding="utf-8") as fh:
         text = fh.read()
-    assert "Factor detector" in text and "strong" in text
+    assert "Factor detector" in text and "strong" in text and "Confidence interval of q" in text
 
 
 def test_vector_mode_sampling_and_errors(run_alg, tmp_path):
@@ -77,6 +85,7 @@ def test_vector_mode_sampling_and_errors(run_alg, tmp_path):
     n_sub = int(np.sum(np.round(y, 6) <= -15))
     fac = _table(res["OUTPUT_FACTOR"])
     assert fac[0]["n"] == n_sub + round(0.5 * n_sub)
+    assert fac[0]["ci_level"] == 0.95  # optional parameter left out: its default
     with pytest.raises(QgsProcessingException, match="unknown factors"):
         run_alg("geodetector", {"INPUT": lyr, "TARGET_FIELD": "rate", "FACTOR_FIELDS": ["strong"],
                                 "FACTOR_SETTINGS": "nope=5", "OUTPUT_FACTOR": "memory:",
@@ -141,3 +150,76 @@ def test_raster_mode_no_overlap(run_alg, tmp_path):
         run_alg("geodetector", {"TARGET_RASTER": QgsRasterLayer(t, "y"), "FACTOR_RASTERS": [QgsRasterLayer(f, "far")],
                                 "OUTPUT_FACTOR": "memory:", "OUTPUT_INTERACTION": "memory:",
                                 "OUTPUT_RISK": "memory:", "OUTPUT_ECOLOGICAL": "memory:"})
+
+
+def _write_crs(path, gt, arr, epsg, nodata=None, dtype=gdal.GDT_Float32):
+    from osgeo import osr
+
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), arr.shape[1], arr.shape[0], 1, dtype)
+    ds.SetGeoTransform(gt)
+    s = osr.SpatialReference()
+    s.ImportFromEPSG(epsg)
+    ds.SetProjection(s.ExportToWkt())
+    if nodata is not None:
+        ds.GetRasterBand(1).SetNoDataValue(nodata)
+    ds.GetRasterBand(1).WriteArray(arr)
+    ds = None
+    return str(path)
+
+
+def _same(rows_a, rows_b):
+    assert len(rows_a) == len(rows_b) > 0
+    for ra, rb in zip(rows_a, rows_b):
+        assert ra.keys() == rb.keys()
+        for k in ra:
+            va, vb = ra[k], rb[k]
+            if isinstance(va, float) and isinstance(vb, float) and np.isnan(va) and np.isnan(vb):
+                continue
+            assert va == vb, (k, va, vb)
+
+
+def test_raster_mode_blockwise_identical_for_any_memory_limit(run_alg, tmp_path):
+    from qgis.core import QgsRasterLayer
+
+    rng = np.random.default_rng(7)
+    ny, nx = 21, 27
+    x0, y0, dx = 500000.0, 4000000.0, 100.0
+    zone = (np.arange(nx)[None, :] * 3 // nx).repeat(ny, 0)
+    y = np.array([-25.0, -5.0, 2.0])[zone] + rng.normal(0, 3, (ny, nx))
+    y[2, :6] = np.nan
+    t = _write_crs(tmp_path / "y.tif", (x0, dx, 0, y0, 0, -dx), y, 32650)
+    fine = np.repeat(np.repeat(zone, 2, 0), 2, 1).astype(np.int16)
+    fine[:4, :4] = 99
+    f1 = _write_crs(tmp_path / "zone.tif", (x0, dx / 2, 0, y0, 0, -dx / 2), fine, 32650, nodata=99, dtype=gdal.GDT_Int16)
+    geo = rng.normal(size=(40, 60)).cumsum(1)
+    geo[15:25, 10:30] = -9999
+    f2 = _write_crs(tmp_path / "geo.tif", (116.995, 0.0006, 0, 36.15, 0, -0.0006), geo, 4326, nodata=-9999)
+    results = []
+    for mem in (0.001, 1024):
+        sm = str(tmp_path / ("sm_%g.tif" % mem))
+        res = run_alg("geodetector", {
+            "TARGET_RASTER": QgsRasterLayer(t, "y"), "FACTOR_RASTERS": [QgsRasterLayer(f1, "zone"), QgsRasterLayer(f2, "geo")],
+            "CLASSES": 4, "MEMORY_LIMIT_MB": mem, "STRATUM_FACTOR": "geo", "OUTPUT_FACTOR": "memory:",
+            "OUTPUT_INTERACTION": "memory:", "OUTPUT_RISK": "memory:", "OUTPUT_RISK_TESTS": "memory:",
+            "OUTPUT_ECOLOGICAL": "memory:", "OUTPUT_STRATUM_MEAN": sm})
+        results.append({k: _table(res[k]) for k in ("OUTPUT_FACTOR", "OUTPUT_INTERACTION", "OUTPUT_RISK",
+                                                     "OUTPUT_RISK_TESTS", "OUTPUT_ECOLOGICAL")})
+        results[-1]["sm"] = gdal.Open(sm).ReadAsArray()
+    for k in results[0]:
+        if k == "sm":
+            np.testing.assert_array_equal(results[0][k], results[1][k])
+        else:
+            _same(results[0][k], results[1][k])
+    fac = {r["factor"]: r for r in results[0]["OUTPUT_FACTOR"]}
+    assert fac["zone"]["n"] == np.isfinite(y).sum() - 4  # 2x2 target pixels under the zone NoData patch
+    assert fac["geo"]["n"] < fac["zone"]["n"]  # NoData and no coverage masked for that factor only
+    assert fac["zone"]["q"] > 0.9
+    # same tables as the core on the whole-band arrays (same warp, read at once)
+    valid = np.isfinite(y)
+    fs = {"zone": G.align_to_grid(f1, t, categorical=True)[valid].astype(np.float32),
+          "geo": G.align_to_grid(f2, t)[valid].astype(np.float32)}
+    ref = G.run_geodetector(y[valid].astype(np.float32), fs, default_k=4, messages=[])
+    for r in ref["factor"].itertuples():
+        assert fac[r.factor]["q"] == r.q and fac[r.factor]["n"] == r.n
+    inter = results[0]["OUTPUT_INTERACTION"][0]
+    assert inter["q_ab"] == ref["interaction"].q_ab[0] and inter["p_wang_ab"] == ref["interaction"].p_wang_ab[0]
