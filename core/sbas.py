@@ -624,6 +624,8 @@ def _weighted_laplacian_solve(network, obs, valid, w, chunk=8192):
 
 
 PIVOT_TOL = 1e-9
+#: interferograms per chunk of the residual / temporal-coherence pass
+RESID_CHUNK = 16
 
 
 def _cholesky_pattern_last(Mat, tol=None):
@@ -794,7 +796,8 @@ def sbas_invert_block(obs_block, network, coherence_block=None, weighting=WEIGHT
         raise ValueError("weighting %r needs coherence" % weighting)
     Y = _work(workspace, "Y", (M, P), wdt)
     np.copyto(Y, y)
-    np.copyto(Y, 0, where=np.logical_not(valid, out=_work(workspace, "invalid", (M, P), bool)))
+    miss = np.flatnonzero(np.logical_not(valid, out=_work(workspace, "invalid", (M, P), bool)))
+    Y.reshape(-1)[miss] = 0  # (usually few: a sparse scatter beats a masked pass)
     if np.any(network.sign < 0):
         Y *= network.sign.astype(wdt)[:, None]
 
@@ -854,31 +857,43 @@ def sbas_invert_block(obs_block, network, coherence_block=None, weighting=WEIGHT
                                            gap_handling, nsbas_gamma, rcond)
     ts[0, has] = 0
 
-    # residuals of the used observations (unweighted): e = y - A ts
+    # residuals of the used observations (unweighted): e = y - A ts, then their RMS and the temporal
+    # coherence |sum exp(i e)| / n (Pepe & Lanari 2006). Computed for RESID_CHUNK interferograms at a
+    # time so that e, cos e and sin e stay in the CPU cache instead of streaming (M, P) arrays.
     tz = np.where(np.isnan(ts), wdt(0), ts)  # (ts is finite or NaN)
-    e = _work(workspace, "e", (M, P), wdt)
-    for k in range(M):
-        np.subtract(tz[network.i2[k]], tz[network.i1[k]], out=e[k])
-    np.subtract(Y, e, out=e)
     # imputed observations have zero residual by construction; only pixels solved otherwise
-    # (weighted / fallback) need their missing rows zeroed
+    # (weighted / fallback) need their missing rows zeroed (and all partial ones for ifg_stats)
     fix = part if (weighted or ifg_stats) else fallback
-    if fix.size:
-        ep = e[:, fix]
-        ep[~valid[:, fix]] = 0
-        e[:, fix] = ep
-    nu_ = np.maximum(n_used, 1)
-    rms = np.sqrt(np.einsum("mp,mp->p", e, e).astype(np.float64) / nu_)
+    e2 = np.zeros(P)
+    re_ = np.zeros(P)
+    im_ = np.zeros(P)
     if ifg_stats:
-        sum_e2 = np.einsum("mp,mp->m", e, e, dtype=np.float64)
+        sum_e2 = np.empty(M)
         n_ifg = valid.sum(axis=1)
-    e *= wdt(rad_per_unit)
-    n_missing = (M - n_used)
-    tmp = np.cos(e, out=_work(workspace, "trig", (M, P), wdt))
-    re_ = tmp.sum(axis=0).astype(np.float64) - n_missing       # e = 0 on missing rows -> cos 1
-    np.sin(e, out=tmp)
-    im_ = tmp.sum(axis=0).astype(np.float64)
-    del tmp
+    ch = min(M, RESID_CHUNK)
+    e = _work(workspace, "e", (ch, P), wdt)
+    tmp = _work(workspace, "trig", (ch, P), wdt)
+    rpu = wdt(rad_per_unit)
+    for k0 in range(0, M, ch):
+        k1 = min(M, k0 + ch)
+        ek, tk = e[:k1 - k0], tmp[:k1 - k0]
+        np.take(tz, network.i2[k0:k1], axis=0, out=ek)
+        np.take(tz, network.i1[k0:k1], axis=0, out=tk)
+        np.subtract(ek, tk, out=ek)
+        np.subtract(Y[k0:k1], ek, out=ek)
+        if fix.size:
+            ep = ek[:, fix]
+            ep[~valid[k0:k1, fix]] = 0
+            ek[:, fix] = ep
+        e2 += np.einsum("mp,mp->p", ek, ek)
+        if ifg_stats:
+            sum_e2[k0:k1] = np.einsum("mp,mp->m", ek, ek, dtype=np.float64)
+        ek *= rpu
+        re_ += np.cos(ek, out=tk).sum(axis=0)
+        im_ += np.sin(ek, out=tk).sum(axis=0)
+    nu_ = np.maximum(n_used, 1)
+    rms = np.sqrt(e2 / nu_)
+    re_ -= M - n_used  # e = 0 on missing rows -> cos 1
     tcoh = np.hypot(re_, im_) / nu_
     tcoh[~has] = np.nan
     rms[~has] = np.nan
