@@ -628,33 +628,34 @@ PIVOT_TOL = 1e-9
 RESID_CHUNK = 16
 
 
-def _cholesky_pattern_last(Mat, tol=None):
+def _cholesky_pattern_last(Mat, tol=None, overwrite=False, workspace=None):
     """Cholesky factors of SPD matrices stored pattern-last, vectorized across patterns.
 
-    Mat (s, s, U) -> (C (s, s, U) lower, good (U,)): good is False where a
-    pivot fell below ``PIVOT_TOL`` (the matrix is singular: the pattern lost
-    rank). Right-looking (outer-product) form: one rank-1 update of the
-    trailing block per column.
+    Mat (s, s, U) -> (C (s, s, U), good (U,)): the factor is C's lower triangle (the
+    strict upper triangle is not meaningful); good is False where a pivot fell below
+    ``PIVOT_TOL`` (the matrix is singular: the pattern lost rank). Right-looking
+    (outer-product) form: one rank-1 update of the trailing block per column.
+    ``overwrite``: factor in place (C is Mat).
     """
     s, _, U = Mat.shape
     tol = PIVOT_TOL if tol is None else tol
-    A = Mat.copy()
-    C = np.zeros_like(Mat)
+    C = Mat if overwrite else Mat.copy()
     good = np.ones(U, dtype=bool)
-    tmp = np.empty((max(s - 1, 1), max(s - 1, 1), U), dtype=Mat.dtype)
+    n1 = max(s - 1, 1)
+    tmp = _work(workspace, "chol_tmp", (n1, n1, U), Mat.dtype)
     for j in range(s):
-        d = A[j, j]
+        d = C[j, j]
         ok = d > tol
         good &= ok
         cjj = np.sqrt(np.where(ok, d, 1.0))
         col = C[j:, j]
-        np.divide(A[j:, j], cjj, out=col)
+        np.divide(col, cjj, out=col)
         n = s - j - 1
         if n:
             c = col[1:]
             t = tmp[:n, :n]
             np.multiply(c[:, None, :], c[None, :, :], out=t)
-            A[j + 1:, j + 1:] -= t
+            C[j + 1:, j + 1:] -= t
     return C, good
 
 
@@ -673,7 +674,7 @@ def _cholesky_solve_pixel_last(C, b):
     return z
 
 
-def _impute_missing(H, Y, part, pat, inv, M, Ur=None):
+def _impute_missing(H, Y, part, pat, inv, M, Ur=None, workspace=None):
     """Fill the missing observations of partial pixels with their own LSQ prediction (in place).
 
     For a validity pattern with missing rows S, ``(I - H_SS) c = (H y_0)_S``
@@ -707,10 +708,12 @@ def _impute_missing(H, Y, part, pat, inv, M, Ur=None):
         mt = miss.T if us.size == s_count.size else miss[:, us].T
         S = np.nonzero(np.ascontiguousarray(mt))[1].reshape(len(us), s)  # (u, s) missing rows
         ST = np.ascontiguousarray(S.T)
-        Mat = Hf.ravel().take(np.add((ST * M)[:, None, :], ST[None, :, :]))          # (s, s, u) = H_SS
+        u = len(us)
+        idx = np.add((ST * M)[:, None, :], ST[None, :, :], out=_work(workspace, "hss_idx", (s, s, u), np.intp))
+        Mat = Hf.ravel().take(idx, out=_work(workspace, "hss", (s, s, u), fdt))          # (s, s, u) = H_SS
         np.negative(Mat, out=Mat)
         Mat[np.arange(s), np.arange(s)] += 1                                          # I - H_SS
-        C, good = _cholesky_pattern_last(Mat, tol)
+        C, good = _cholesky_pattern_last(Mat, tol, overwrite=True, workspace=workspace)
         if not good.any():
             continue
         ug = us[good]
@@ -826,7 +829,7 @@ def sbas_invert_block(obs_block, network, coherence_block=None, weighting=WEIGHT
         eng = _engine(network, gap_handling, nsbas_gamma, rcond)
         fallback = np.zeros(0, dtype=np.intp)
         if part.size:
-            pat_ok = _impute_missing(eng["H"], Y, part, pat, inv, M, eng["U"])
+            pat_ok = _impute_missing(eng["H"], Y, part, pat, inv, M, eng["U"], workspace=workspace)
             # patterns keeping the network's rank have the network's gaps; components only for the rest
             pat_gaps = np.full(pat.shape[1], net_gaps, dtype=np.int32)
             bad_pat = np.flatnonzero(~pat_ok)
