@@ -55,3 +55,17 @@ def smooth_stack(dates, ny=6, nx=7, seed=1, nan_fraction=0.1):
     mask = rng.random(data.shape) < nan_fraction
     data[mask] = np.nan
     return data
+
+
+def write_band(path, geotransform, array, epsg, nodata=None, dtype=gdal.GDT_Float32):
+    """One-band GeoTIFF with the given geotransform and EPSG code (test rasters on any grid)."""
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), array.shape[1], array.shape[0], 1, dtype)
+    ds.SetGeoTransform(tuple(geotransform))
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(epsg)
+    ds.SetProjection(srs.ExportToWkt())
+    if nodata is not None:
+        ds.GetRasterBand(1).SetNoDataValue(nodata)
+    ds.GetRasterBand(1).WriteArray(array)
+    ds = None
+    return str(path)

@@ -5,6 +5,7 @@ from osgeo import gdal
 
 from subsidence_toolkit.core import geodetector as G
 from subsidence_toolkit.core import tsraster
+from synthetic import write_band
 
 
 def _table(path_or_layer):
@@ -97,18 +98,7 @@ def test_vector_mode_sampling_and_errors(run_alg, tmp_path):
 
 
 def _write(path, x0, y0, dx, arr, nodata=None, dtype=gdal.GDT_Float32):
-    from osgeo import osr
-
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), arr.shape[1], arr.shape[0], 1, dtype)
-    ds.SetGeoTransform((x0, dx, 0, y0, 0, -dx))
-    s = osr.SpatialReference()
-    s.ImportFromEPSG(4326)
-    ds.SetProjection(s.ExportToWkt())
-    if nodata is not None:
-        ds.GetRasterBand(1).SetNoDataValue(nodata)
-    ds.GetRasterBand(1).WriteArray(arr)
-    ds = None
-    return str(path)
+    return write_band(path, (x0, dx, 0, y0, 0, -dx), arr, 4326, nodata=nodata, dtype=dtype)
 
 
 def test_raster_mode_alignment_and_stratum_mean(run_alg, tmp_path):
@@ -153,18 +143,7 @@ def test_raster_mode_no_overlap(run_alg, tmp_path):
 
 
 def _write_crs(path, gt, arr, epsg, nodata=None, dtype=gdal.GDT_Float32):
-    from osgeo import osr
-
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), arr.shape[1], arr.shape[0], 1, dtype)
-    ds.SetGeoTransform(gt)
-    s = osr.SpatialReference()
-    s.ImportFromEPSG(epsg)
-    ds.SetProjection(s.ExportToWkt())
-    if nodata is not None:
-        ds.GetRasterBand(1).SetNoDataValue(nodata)
-    ds.GetRasterBand(1).WriteArray(arr)
-    ds = None
-    return str(path)
+    return write_band(path, gt, arr, epsg, nodata=nodata, dtype=dtype)
 
 
 def _same(rows_a, rows_b):

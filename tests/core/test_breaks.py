@@ -61,23 +61,8 @@ def test_natural_breaks_medium_vs_dense_dp():
     rng = np.random.default_rng(3)
     x = rng.gamma(2.0, size=300)
     k = 6
-    v = np.sort(x)
-    n = v.size
-    c1 = np.concatenate(([0.0], np.cumsum(v)))
-    c2 = np.concatenate(([0.0], np.cumsum(v * v)))
-
-    def cost(a, b):
-        s, w = c1[b] - c1[a], b - a
-        return c2[b] - c2[a] - s * s / w
-
-    D = np.array([cost(0, b) if b else 0.0 for b in range(n + 1)])
-    for j in range(2, k + 1):
-        Dn = np.full(n + 1, np.inf)
-        for b in range(j, n + 1):
-            a = np.arange(j - 1, b)
-            Dn[b] = np.min(D[a] + cost(a, b))
-        D = Dn
-    assert B.ssw_of_breaks(x, B.natural_breaks(x, k)) == pytest.approx(D[n], rel=1e-9)
+    ref = _dense_dp_all_k(np.sort(x), np.ones(x.size), k)
+    assert B.ssw_of_breaks(x, B.natural_breaks(x, k)) == pytest.approx(ref[k - 1], rel=1e-9)
 
 
 def _dense_dp_all_k(vals, w, kmax):

@@ -6,6 +6,7 @@ from scipy import stats
 
 from subsidence_toolkit.core import geodetector as G
 from subsidence_toolkit.core.geodetector import FactorCoding
+from synthetic import write_band
 
 
 def cat(name, codes):
@@ -394,19 +395,9 @@ def test_interaction_wang_p_matches_independent_formula_and_combined_factor(ddof
 
 # ---------------------------------------------------------------- block-wise raster mode
 def _write_raster(path, gt, arr, epsg, nodata=None, dtype=None):
-    from osgeo import gdal, osr
+    from osgeo import gdal
 
-    dtype = dtype or gdal.GDT_Float32
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), arr.shape[1], arr.shape[0], 1, dtype)
-    ds.SetGeoTransform(gt)
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(epsg)
-    ds.SetProjection(srs.ExportToWkt())
-    if nodata is not None:
-        ds.GetRasterBand(1).SetNoDataValue(nodata)
-    ds.GetRasterBand(1).WriteArray(arr)
-    ds = None
-    return str(path)
+    return write_band(path, gt, arr, epsg, nodata=nodata, dtype=dtype or gdal.GDT_Float32)
 
 
 def raster_case(tmp_path, seed=0):
