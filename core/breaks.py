@@ -151,7 +151,27 @@ def _row_minima(b, lo, hi, pw, p1, a_base, buf):
 def _level_minima(b, lo, hi, pw, p1, a_base, bufs, pool):
     """:func:`_row_minima` of one level in cache-sized chunks of rows (about ``_CHUNK``
     candidates each: the work arrays stay in the CPU cache instead of streaming the whole
-    level through memory several times), the chunks shared out to the threads of ``pool``."""
+    level through memory several times), the chunks shared out to the threads of ``pool``.
+    Rows with more than ``_CHUNK`` candidates (the first levels) are cut into pieces of
+    consecutive candidates, solved as rows of their own, and each row keeps its best piece
+    (the first one on ties: the smallest start)."""
+    lens = hi - lo + 1
+    npieces = -(-lens // _CHUNK)
+    if npieces.max() <= 1:
+        return _chunked_minima(b, lo, hi, pw, p1, a_base, bufs, pool)
+    row = np.repeat(np.arange(b.size), npieces)
+    first = np.cumsum(npieces) - npieces
+    k = np.arange(row.size) - first[row]  # piece number within its row
+    plo = lo[row] + k * _CHUNK
+    phi = np.minimum(plo + (_CHUNK - 1), hi[row])
+    pmins, pbest = _chunked_minima(b[row], plo, phi, pw, p1, a_base, bufs, pool)
+    mins = np.minimum.reduceat(pmins, first)
+    hit = np.flatnonzero(pmins == mins[row])
+    return mins, pbest[hit[np.searchsorted(hit, first)]]
+
+
+def _chunked_minima(b, lo, hi, pw, p1, a_base, bufs, pool):
+    """:func:`_level_minima` for rows of at most about ``_CHUNK`` candidates."""
     span = int(hi[-1]) - int(lo[0]) + 1
     nchunk = min(b.size, -(-span // _CHUNK))
     if nchunk <= 1:
