@@ -45,7 +45,7 @@ DEFAULT_MAX_LEVELS = 50
 #: levels of the natural-breaks DP with fewer candidates than this run in one thread
 _THREAD_MIN = 100_000
 #: candidates per chunk of a DP level (work arrays of a few MB: cache-resident)
-_CHUNK = 1 << 16
+_CHUNK = 1 << 17
 
 
 # ----------------------------------------------------------------------------
