@@ -9,7 +9,6 @@ import pandas as pd
 from qgis.core import (
     QgsProcessing,
     QgsProcessingException,
-    QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFeatureSource,
@@ -22,7 +21,7 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..core import geodetector as gd
+from ..core.stats import geodetector as gd
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
 from ..processing_provider.tables import dataframe_from_source, write_table
 

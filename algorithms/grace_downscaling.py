@@ -13,7 +13,10 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..core import downscaling, grace, tsraster
+from ..core.grace import downscaling, products
+from ..core.io.dates import month_from_index
+from ..core.io.errors import TimeSeriesError
+from ..core.io.rasters import RasterWriter
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
 from ..processing_provider.rasters import output_raster_path
 from ..processing_provider.tables import write_table
@@ -30,7 +33,7 @@ def unit_specs(text, n, label):
     if len(items) == 1:
         return items * n
     if len(items) != n:
-        raise tsraster.TimeSeriesError("%s: %d unit statements for %d inputs (give one, or one per input)"
+        raise TimeSeriesError("%s: %d unit statements for %d inputs (give one, or one per input)"
                                        % (label, len(items), n))
     return items
 
@@ -53,7 +56,7 @@ def file_source(path, variable):
         return None
     if path.upper().startswith("NETCDF:") or not path.lower().endswith(NC_EXT) or not (variable or "").strip():
         return path
-    return grace.gdal_name(path, variable.strip())
+    return products.gdal_name(path, variable.strip())
 
 
 def push_warning(feedback, text):
@@ -186,26 +189,26 @@ class GraceDownscaling(SubsidenceAlgorithm):
         period = None if start is None and end is None else (start, end)
         memory = self.parameterAsDouble(parameters, self.MEMORY_LIMIT_MB, context)
         with self.core_errors():
-            g = grace.ProductReader(grace_src, units="auto" if scale == 0 else repr(scale), label=grace_src)
+            g = products.ProductReader(grace_src, units="auto" if scale == 0 else repr(scale), label=grace_src)
             if scale != 0 and g.file_units:
                 try:
-                    f = grace.units_to_mm(g.file_units, source=grace_src)
+                    f = products.units_to_mm(g.file_units, source=grace_src)
                     if abs(f - scale) > 1e-9:
                         push_warning(feedback, "%s: units %r imply a factor %g to mm but GRACE unit factor is %g"
                                      % (grace_src, g.file_units, f, scale))
-                except tsraster.TimeSeriesError:
+                except TimeSeriesError:
                     pass
             units = unit_specs(self.parameterAsString(parameters, self.MODEL_UNITS, context), len(model_src),
                                "Model units")
-            model = downscaling.ModelSum([grace.ProductReader(s, units=u) for s, u in zip(model_src, units)])
+            model = downscaling.ModelSum([products.ProductReader(s, units=u) for s, u in zip(model_src, units)])
             for r in model.readers:
                 feedback.pushInfo("model: " + "; ".join(r.report()))
             gain = None
             if gain_src:
-                gain = lambda stack: grace.read_gain(gain_src, stack)  # noqa: E731
+                gain = lambda stack: products.read_gain(gain_src, stack)  # noqa: E731
             grid = model.grid()
             nt = len(g.months)
-            writer = tsraster.RasterWriter(out_path, grid, nt, dates=[tsraster.month_from_index(k) for k in g.months],
+            writer = RasterWriter(out_path, grid, nt, dates=[month_from_index(k) for k in g.months],
                                            metadata={"SOURCE_GRACE": grace_src, "SOURCE_MODEL": model.label,
                                                      "INTERPOLATION": method, "METHOD": "weighted downscaling, "
                                                      "Liu et al. 2024 eqs. 6-9"})

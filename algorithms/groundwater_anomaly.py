@@ -16,7 +16,9 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..core import grace, gwsa, tsraster
+from ..core.grace import gwsa, products
+from ..core.io.dates import month_from_index
+from ..core.io.rasters import RasterGrid, RasterWriter
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
 from ..processing_provider.rasters import output_raster_path
 from ..processing_provider.tables import write_table
@@ -24,7 +26,7 @@ from .grace_downscaling import split_specs, unit_specs
 
 
 def component_name(source, used):
-    path, var = grace.split_source(source)
+    path, var = products.split_source(source)
     base = var or os.path.splitext(os.path.basename(path))[0]
     base = "".join(c if c.isalnum() or c == "_" else "_" for c in base)[:40] or "component"
     name, i = base, 2
@@ -128,13 +130,13 @@ class GroundwaterAnomaly(SubsidenceAlgorithm):
         out_path = output_raster_path(self, parameters, self.OUTPUT, context)
         memory = self.parameterAsDouble(parameters, self.MEMORY_LIMIT_MB, context)
         with self.core_errors():
-            tw = grace.ProductReader(twsa_src, units=self.parameterAsString(parameters, self.TWSA_UNITS, context)
+            tw = products.ProductReader(twsa_src, units=self.parameterAsString(parameters, self.TWSA_UNITS, context)
                                      or "auto", label=twsa_src)
             units = unit_specs(self.parameterAsString(parameters, self.COMPONENT_UNITS, context), len(comp_src),
                                "Component units")
             readers, names, used = [], [], set()
             for s, u in zip(comp_src, units):
-                r = grace.ProductReader(s, units=u)
+                r = products.ProductReader(s, units=u)
                 feedback.pushInfo("component: " + "; ".join(r.report()))
                 readers.append(r)
                 names.append(component_name(s, used))
@@ -143,7 +145,7 @@ class GroundwaterAnomaly(SubsidenceAlgorithm):
             grid = tw.grid()
             gt = grid.geotransform
             if gt[5] > 0:
-                grid = tsraster.RasterGrid(grid.xsize, grid.ysize,
+                grid = RasterGrid(grid.xsize, grid.ysize,
                                            (gt[0], gt[1], 0.0, gt[3] + gt[5] * grid.ysize, 0.0, -gt[5]),
                                            grid.projection)
             mask = None
@@ -162,8 +164,8 @@ class GroundwaterAnomaly(SubsidenceAlgorithm):
                 if not wkts:
                     raise QgsProcessingException("the mask layer has no polygon")
                 mask = gwsa.mask_from_wkt(wkts, grid)
-            with tsraster.RasterWriter(out_path, grid, len(tw.months),
-                                       dates=[tsraster.month_from_index(k) for k in tw.months],
+            with RasterWriter(out_path, grid, len(tw.months),
+                                       dates=[month_from_index(k) for k in tw.months],
                                        metadata={"KIND": "gwsa", "SOURCE_TWSA": twsa_src,
                                                  "COMPONENTS": " + ".join(comp_src),
                                                  "MODE": mode, "BASELINE": "%.3f-%.3f" % baseline,

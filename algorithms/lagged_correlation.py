@@ -14,8 +14,8 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..core import lagcorr
-from ..core.lagcorr_report import write_html_report
+from ..core.reports.lagcorr_report import write_html_report
+from ..core.stats import lagcorr
 from ..processing_provider.base import SubsidenceAlgorithm
 from ..processing_provider.tables import dataframe_from_source, write_table
 

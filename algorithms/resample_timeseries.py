@@ -8,9 +8,12 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..core import resample, tsraster
+from ..core.io.dates import days_since, format_date
+from ..core.io.rasters import RasterGrid, RasterWriter, check_band_numeric, open_raster, read_dates
+from ..core.io.windows import row_blocks
+from ..core.timeseries import resample
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
-from ..processing_provider.rasters import output_raster_path, parse_date_param, parse_date_list
+from ..processing_provider.rasters import output_raster_path, parse_date_list, parse_date_param
 from ..processing_provider.styling import style_output
 
 
@@ -127,9 +130,9 @@ class ResampleTimeSeries(SubsidenceAlgorithm):
             explicit = parse_date_list(self.parameterAsString(parameters, self.DATES, context), "Dates")
             start = parse_date_param(self.parameterAsString(parameters, self.START, context), "Start date")
             end = parse_date_param(self.parameterAsString(parameters, self.END, context), "End date")
-            ds = tsraster.open_raster(path)
-            tsraster.check_band_numeric(ds, path)
-            dates = tsraster.read_dates(ds, explicit)
+            ds = open_raster(path)
+            check_band_numeric(ds, path)
+            dates = read_dates(ds, explicit)
             targets = resample.target_dates(
                 dates, step,
                 day=self.parameterAsInt(parameters, self.DAY_OF_MONTH, context),
@@ -138,21 +141,21 @@ class ResampleTimeSeries(SubsidenceAlgorithm):
             )
             feedback.pushInfo(
                 "%s: %d dates %s .. %s -> %d target dates %s .. %s (%s)" % (
-                    path, len(dates), tsraster.format_date(dates[0]), tsraster.format_date(dates[-1]), len(targets),
-                    tsraster.format_date(targets[0]), tsraster.format_date(targets[-1]), method)
+                    path, len(dates), format_date(dates[0]), format_date(dates[-1]), len(targets),
+                    format_date(targets[0]), format_date(targets[-1]), method)
             )
-            t = tsraster.days_since(dates)
-            t_new = tsraster.days_since(targets, dates[0])
-            grid = tsraster.RasterGrid.of(ds)
+            t = days_since(dates)
+            t_new = days_since(targets, dates[0])
+            grid = RasterGrid.of(ds)
             # float64 block + float64 output + temporaries
             bytes_per_row = grid.xsize * 8 * (2 * len(dates) + 3 * len(targets))
-            blocks = tsraster.row_blocks(grid.ysize, bytes_per_row,
+            blocks = row_blocks(grid.ysize, bytes_per_row,
                                          self.parameterAsDouble(parameters, self.MEMORY_LIMIT_MB, context))
             min_valid = self.parameterAsInt(parameters, self.MIN_VALID, context)
             src_units = ds.GetRasterBand(1).GetUnitType() or (ds.GetMetadata() or {}).get("UNITS", "")
             tasks = [dict(path=path, row0=row0, nrows=nrows, t=t, t_new=t_new, method=method, min_valid=min_valid)
                      for row0, nrows in blocks]
-            with tsraster.RasterWriter(
+            with RasterWriter(
                 out_path, grid, len(targets), dates=targets, units=src_units,
                 metadata=dict({"SOURCE": path, "RESAMPLING": method},
                               **{k: v for k, v in (ds.GetMetadata() or {}).items() if k == "KIND"}),

@@ -27,7 +27,10 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QVariant
 
-from ..core import sampling, tsraster
+from ..core.io.dates import parse_date
+from ..core.io.errors import TimeSeriesError
+from ..core.io.rasters import open_raster, read_dates
+from ..core.stats import sampling
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
 from ..processing_provider.tables import write_table
 
@@ -244,10 +247,10 @@ class SampleDeformationClasses(SubsidenceAlgorithm):
             seed = self.parameterAsInt(parameters, self.SEED, context)
             spacing = self.parameterAsDouble(parameters, self.MIN_SPACING, context)
             base_text = (self.parameterAsString(parameters, self.BASE_DATE, context) or "").strip()
-            base_date = tsraster.parse_date(base_text) if base_text else None
+            base_date = parse_date(base_text) if base_text else None
             if base_text and base_date is None:
-                raise tsraster.TimeSeriesError("Base date: %r is not a date (YYYY-MM-DD)" % base_text)
-            ds = tsraster.open_raster(vel_path)
+                raise TimeSeriesError("Base date: %r is not a date (YYYY-MM-DD)" % base_text)
+            ds = open_raster(vel_path)
             feedback.pushInfo("%s: classes %s" % (vel_path, "; ".join(
                 "%s = %s" % (a, b) for a, b in zip(names, sampling.class_intervals(breaks, signed)))))
             areas = self._areas(parameters, context, vel_crs, feedback)
@@ -287,8 +290,8 @@ class SampleDeformationClasses(SubsidenceAlgorithm):
                 if name in layer_names:
                     name = "%s (%d)" % (name, j + 1)
                 layer_names.append(name)
-                ts = tsraster.open_raster(path)
-                dates = tsraster.read_dates(ts)
+                ts = open_raster(path)
+                dates = read_dates(ts)
                 x, y = self._transform(points, vel_crs, lyr.crs(), context, path)
                 means, counts = sampling.window_means(ts, x, y, window, canceled=lambda: self.check_canceled(feedback))
                 off = int((counts.sum(axis=1) == 0).sum())

@@ -17,10 +17,12 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..core import sbas, sbas_stack, tsraster
-from ..processing_provider.styling import style_output
+from ..core.insar import sbas, sbas_stack
+from ..core.io.dates import format_date
+from ..core.io.errors import TimeSeriesError
 from ..processing_provider.base import Canceled, SubsidenceAlgorithm, layer_path
 from ..processing_provider.rasters import output_raster_path
+from ..processing_provider.styling import style_output
 from ..processing_provider.tables import write_table
 
 
@@ -124,7 +126,7 @@ class SbasInversion(SubsidenceAlgorithm):
                  "Unwrapped phase in radians (default), or LOS displacement in metres or millimetres.")
         self.add(QgsProcessingParameterNumber(self.WAVELENGTH, self.tr("Radar wavelength (m)"),
                                               QgsProcessingParameterNumber.Double,
-                                              defaultValue=tsraster.SENTINEL1_WAVELENGTH_M, minValue=1e-6),
+                                              defaultValue=sbas.SENTINEL1_WAVELENGTH_M, minValue=1e-6),
                  "Default 0.05546576 m (Sentinel-1 C band). Phase to LOS: -wavelength/(4 pi).")
         self.add(QgsProcessingParameterBoolean(self.FLIP_SIGN, self.tr("Flip sign"), defaultValue=False),
                  "Reverse the sign of the input (for processors whose positive phase means motion toward the "
@@ -198,8 +200,8 @@ class SbasInversion(SubsidenceAlgorithm):
             stack = sbas_stack.prepare_stack(ifgs, pairs, cohs or None, tmax, bmax, exclude)
             net = stack["network"]
             feedback.pushInfo("%d interferograms, %d used, %d dates %s .. %s, network gaps: %d" % (
-                len(ifgs), net.n_ifg, net.n_dates, tsraster.format_date(net.dates[0]),
-                tsraster.format_date(net.dates[-1]), int(net.n_gaps()[0])))
+                len(ifgs), net.n_ifg, net.n_dates, format_date(net.dates[0]),
+                format_date(net.dates[-1]), int(net.n_gaps()[0])))
             for name, why in zip(stack["network_all"].names, stack["reasons"]):
                 if why:
                     feedback.pushInfo("not used: %s (%s)" % (name, why))
@@ -213,7 +215,7 @@ class SbasInversion(SubsidenceAlgorithm):
                 pt = self.parameterAsPoint(parameters, self.REFERENCE_POINT, context, crs)
                 reference = sbas_stack.pixel_of(grid, pt.x(), pt.y())
                 if reference is None:
-                    raise tsraster.TimeSeriesError(
+                    raise TimeSeriesError(
                         "the reference point (%.6g, %.6g) lies outside the interferograms (%s)"
                         % (pt.x(), pt.y(), grid.describe()))
             try:

@@ -19,7 +19,8 @@ from qgis.core import (
     QgsWkbTypes,
 )
 
-from ..core import tsraster, validation
+from ..core.io.rasters import open_raster
+from ..core.stats import validation
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
 from ..processing_provider.tables import _plain, write_table
 
@@ -200,7 +201,7 @@ class ValidateTimeSeries(SubsidenceAlgorithm):
         obs = self._observations(parameters, context, layer.crs())
         feedback.setProgress(20)
         with self.core_errors():
-            ds = tsraster.open_raster(path)
+            ds = open_raster(path)
             table, summary = validation.validate_time_series(
                 ds, obs, window=window,
                 tolerance_days=self.parameterAsDouble(parameters, self.DATE_TOLERANCE, context),

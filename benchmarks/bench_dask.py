@@ -3,7 +3,7 @@
 
 Inputs are those of ``bench_downscale.py`` (CSR-layout 0.25 deg mascon NetCDF + a 0.01 deg model
 TWS NetCDF of ``--fine`` x ``--fine`` cells and ``--months`` months), made once in a temporary
-folder. Both sides run :func:`core.downscaling.weighted_downscaling` with the same memory cap
+folder. Both sides run :func:`core.grace.downscaling.weighted_downscaling` with the same memory cap
 (so the same windows); the Dask side sends the window tasks (:func:`downscale_window_task`) to a
 ``LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
 dashboard_address=None)`` whose workers read the model file themselves. Timed: reading + computing
@@ -13,7 +13,7 @@ checks that the TD arrays and the tables are identical (bit for bit).
 
 ``--sbas``: the SBAS benchmark stack of ``bench_sbas.py`` (``--size`` pixels squared, ``--dates``
 dates, pairs <= 48 days, coherence, NaN pixels; one BLAS thread) written as LiCSAR-named GeoTIFFs,
-then :func:`core.sbas_stack.invert_stack` (automatic reference, coherence given) locally vs on the
+then :func:`core.insar.sbas_stack.invert_stack` (automatic reference, coherence given) locally vs on the
 same LocalCluster; time series, velocity and quality rasters and the network table must be identical.
 
 No peer venv is needed: Dask comes from Debian (``apt-get install python3-distributed``).
@@ -23,7 +23,6 @@ Run:
     /usr/bin/python3 benchmarks/bench_dask.py --sbas               # SBAS 300 x 300 px, 60 dates, 128 MB blocks
 """
 import argparse
-import functools
 import importlib.util
 import sys
 import tempfile
@@ -43,11 +42,11 @@ def load_bench_downscale():
 
 
 def run(gpath, mpath, memory_mb, run_tasks=None):
-    from subsidence_toolkit.core import downscaling, grace
+    from subsidence_toolkit.core.grace import downscaling, products
 
     t0 = time.perf_counter()
-    g = grace.ProductReader('NETCDF:"%s":lwe_thickness' % gpath)
-    m = downscaling.ModelSum([grace.ProductReader('NETCDF:"%s":tws' % mpath)])
+    g = products.ProductReader('NETCDF:"%s":lwe_thickness' % gpath)
+    m = downscaling.ModelSum([products.ProductReader('NETCDF:"%s":tws' % mpath)])
     out = np.empty((len(g.months), m.ysize, m.xsize), np.float32)
     n = [0]
 
@@ -74,19 +73,21 @@ def sbas_bench(size, n_dates, memory_mb, repeat):
     from distributed import Client, LocalCluster
     from osgeo import gdal
 
-    from subsidence_toolkit.core import parallel, sbas_stack, tsraster
+    from subsidence_toolkit.core.insar import sbas_stack
+    from subsidence_toolkit.core.io import tasks as runner
+    from subsidence_toolkit.core.io.rasters import grid_from_origin, write_raster
 
     net, dates, phase, coh, offsets, truth, water = bs.make_stack(size, n_dates)
     M, H, W = phase.shape
     with tempfile.TemporaryDirectory(prefix="bench_dask_sbas_") as d:
-        grid = tsraster.grid_from_origin(108.0, 38.5, 0.001, 0.001, W, H)
+        grid = grid_from_origin(108.0, 38.5, 0.001, 0.001, W, H)
         ifgs, cohs = [], []
         for k in range(M):
             tag = "%s_%s" % (net.dates[net.i1[k]].strftime("%Y%m%d"), net.dates[net.i2[k]].strftime("%Y%m%d"))
             ifgs.append(str(Path(d) / (tag + ".geo.unw.tif")))
             cohs.append(str(Path(d) / (tag + ".geo.cc.tif")))
-            tsraster.write_raster(ifgs[-1], grid, phase[k], units="radians")
-            tsraster.write_raster(cohs[-1], grid, coh[k], units="")
+            write_raster(ifgs[-1], grid, phase[k], units="radians")
+            write_raster(cohs[-1], grid, coh[k], units="")
         del phase, coh
         print("inputs: SBAS stack %d x %d px, %d dates, %d interferograms + coherence (GeoTIFF), memory cap %g MB"
               % (W, H, len(net.dates), M, memory_mb))
@@ -108,7 +109,7 @@ def sbas_bench(size, n_dates, memory_mb, repeat):
                 def on_dask(fn, tasks, shared):
                     client = Client(cluster.scheduler_address, set_as_default=False)
                     try:
-                        yield from parallel.map_blocks(fn, tasks, client=client, shared=shared)
+                        yield from runner.map_blocks(fn, tasks, client=client, shared=shared)
                     finally:
                         client.close()
                 s, out_d, sum_d = run("dask", on_dask)
@@ -143,7 +144,7 @@ def main():
     bd.register()
     from distributed import Client, LocalCluster
 
-    from subsidence_toolkit.core import parallel
+    from subsidence_toolkit.core.io import tasks as runner
 
     with tempfile.TemporaryDirectory(prefix="bench_dask_") as d:
         gpath, mpath = bd.make_inputs(Path(d), a.fine, a.months)
@@ -161,7 +162,7 @@ def main():
                 def on_dask(fn, tasks, shared):
                     client = Client(cluster.scheduler_address, set_as_default=False)
                     try:
-                        yield from parallel.map_blocks(fn, tasks, client=client, shared=shared)
+                        yield from runner.map_blocks(fn, tasks, client=client, shared=shared)
                     finally:
                         client.close()
                 s, arr_d, tab_d, _ = run(gpath, mpath, a.memory_mb, on_dask)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark: GRACE weighted downscaling (core/downscaling.py) vs a straightforward xarray implementation.
+"""Benchmark: GRACE weighted downscaling (core/grace/downscaling.py) vs a straightforward xarray implementation.
 
 Both run on identical input files made here: a CSR-layout mascon NetCDF (0.25 deg, cm, lat
 ascending, time_bounds) and a fine model TWS NetCDF (0.01 deg, ``FINE`` x ``FINE`` cells, ``NT``
@@ -64,7 +64,7 @@ def make_inputs(d, fine, nt, write_model=True):
     la, lo = np.meshgrid(clat, clon, indexing="ij")
     cm = (6 * np.sin(2 * np.pi * t / 12)[:, None, None] * (1 + 0.02 * (lo - lon0))[None] - 0.1 * t[:, None, None]
           + np.cos(np.deg2rad(la * 9))[None] + rng.normal(0, 0.5, (nt,) + la.shape)).astype(np.float32)
-    gpath = gd.write_mascon(d / "grace.nc", clat, clon, [gd.grace_month_bounds(*m) for m in months], cm)
+    gpath = gd.write_mascon(d / "products.nc", clat, clon, [gd.grace_month_bounds(*m) for m in months], cm)
     mpath = d / "model.nc"
     if write_model:
         flat = lat_top - res / 2 - res * np.arange(fine)
@@ -92,11 +92,11 @@ def make_inputs(d, fine, nt, write_model=True):
 
 def run_ours(gpath, mpath, memory_mb=512):
     register()
-    from subsidence_toolkit.core import downscaling, grace
+    from subsidence_toolkit.core.grace import downscaling, products
 
     t0 = time.perf_counter()
-    g = grace.ProductReader('NETCDF:"%s":lwe_thickness' % gpath)
-    m = downscaling.ModelSum([grace.ProductReader('NETCDF:"%s":tws' % mpath)])
+    g = products.ProductReader('NETCDF:"%s":lwe_thickness' % gpath)
+    m = downscaling.ModelSum([products.ProductReader('NETCDF:"%s":tws' % mpath)])
     out = np.empty((len(g.months), m.ysize, m.xsize), np.float32)
 
     def write(r0, b, c0=0):
@@ -152,7 +152,7 @@ def bench(fine, nt, repeat):
         diff = float(np.nanmax(np.abs(a.astype(np.float64) - b)))
         nan_same = bool(np.array_equal(np.isnan(a), np.isnan(b)))
         print("inputs: fine %dx%d cells x %d months, coarse CSR layout 0.25 deg" % (fine, fine, nt))
-        print("ours (core/downscaling.py, GDAL read, windows) : best %.2f s  (runs %s)"
+        print("ours (core/grace/downscaling.py, GDAL read, windows) : best %.2f s  (runs %s)"
               % (min(ours), ", ".join("%.2f" % x for x in ours)))
         print("peer (xarray %s groupby + interp):               best %.2f s  (runs %s)"
               % (info["xarray"], min(peer), ", ".join("%.2f" % x for x in peer)))
@@ -165,12 +165,13 @@ def rss_run(fine, nt, memory_mb):
     register()
     from osgeo import gdal
 
-    from subsidence_toolkit.core import downscaling, grace, tsraster
+    from subsidence_toolkit.core.grace import downscaling, products
+    from subsidence_toolkit.core.io import dates, rasters
 
     with tempfile.TemporaryDirectory(prefix="bench_rss_", dir=os.environ.get("BENCH_TMP")) as d:
         d = Path(d)
         gpath, _ = make_inputs(d, fine, nt, write_model=False)
-        grid = tsraster.grid_from_origin(105.0, 40.0, 0.01, 0.01, fine, fine)
+        grid = rasters.grid_from_origin(105.0, 40.0, 0.01, 0.01, fine, fine)
         months = month_list(nt)
         mpath = str(d / "model.tif")
         t0 = time.perf_counter()
@@ -189,11 +190,11 @@ def rss_run(fine, nt, memory_mb):
         print("model GeoTIFF %dx%dx%d written in %.1f s" % (fine, fine, nt, time.perf_counter() - t0))
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         t0 = time.perf_counter()
-        g = grace.ProductReader('NETCDF:"%s":lwe_thickness' % gpath)
-        model = downscaling.ModelSum([grace.ProductReader(mpath)])
+        g = products.ProductReader('NETCDF:"%s":lwe_thickness' % gpath)
+        model = downscaling.ModelSum([products.ProductReader(mpath)])
         out = str(d / "td.tif")
-        with tsraster.RasterWriter(out, model.grid(), len(g.months),
-                                   dates=[tsraster.month_from_index(k) for k in g.months]) as w:
+        with rasters.RasterWriter(out, model.grid(), len(g.months),
+                                   dates=[dates.month_from_index(k) for k in g.months]) as w:
             downscaling.weighted_downscaling(g, model, write=lambda r0, b, c0=0: w.write_block(r0, b.astype(np.float32), c0),
                                              memory_mb=memory_mb)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

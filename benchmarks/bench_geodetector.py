@@ -44,7 +44,7 @@ def _import_ours():
         mod = importlib.util.module_from_spec(spec)
         sys.modules["subsidence_toolkit"] = mod
         spec.loader.exec_module(mod)
-    from subsidence_toolkit.core import breaks, geodetector
+    from subsidence_toolkit.core.stats import breaks, geodetector
 
     return breaks, geodetector
 

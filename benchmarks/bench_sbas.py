@@ -1,4 +1,4 @@
-"""Benchmark: SBAS inversion (core/sbas.py) vs MintPy 1.6.4 on the identical in-memory stack.
+"""Benchmark: SBAS inversion (core/insar/sbas.py) vs MintPy 1.6.4 on the identical in-memory stack.
 
 Peer venv (outside the repo; MintPy pulls numpy/scipy/h5py from PyPI)::
 
@@ -52,7 +52,7 @@ if "subsidence_toolkit" not in sys.modules:
     _m = importlib.util.module_from_spec(_spec)
     sys.modules["subsidence_toolkit"] = _m
     _spec.loader.exec_module(_m)
-from subsidence_toolkit.core import sbas  # noqa: E402
+from subsidence_toolkit.core.insar import sbas
 
 WAVELENGTH = 0.05546576
 MINTPY_PY = "/work/venvs/mintpy/bin/python"
@@ -188,20 +188,21 @@ def run_mintpy(npz, weight, workdir):
 def run_e2e(folder, net, phase, coh, memory_mb, weighting=0):
     """Write the stack as GeoTIFFs and time ``qgis_process.bin run subsidence:sbasinversion`` (peak RSS too)."""
     from osgeo import gdal
-    from subsidence_toolkit.core import tsraster
+
+    from subsidence_toolkit.core.io.rasters import grid_from_origin, write_raster
     from subsidence_toolkit.demo.headless import QgisProcess
 
     os.makedirs(folder, exist_ok=True)
     M, H, W = phase.shape
-    grid = tsraster.grid_from_origin(108.0, 38.5, 0.001, 0.001, W, H)
+    grid = grid_from_origin(108.0, 38.5, 0.001, 0.001, W, H)
     ifgs, cohs = [], []
     for k in range(M):
         tag = "%s_%s" % (net.dates[net.i1[k]].strftime("%Y%m%d"), net.dates[net.i2[k]].strftime("%Y%m%d"))
         f = os.path.join(folder, tag + ".geo.unw.tif")
         c = os.path.join(folder, tag + ".geo.cc.tif")
         if not os.path.exists(f):
-            tsraster.write_raster(f, grid, phase[k], units="radians")
-            tsraster.write_raster(c, grid, coh[k], units="")
+            write_raster(f, grid, phase[k], units="radians")
+            write_raster(c, grid, coh[k], units="")
         ifgs.append(f)
         cohs.append(c)
     qp = QgisProcess(os.path.join(folder, "qgis"))

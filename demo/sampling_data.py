@@ -10,7 +10,8 @@ import datetime as dt
 import numpy as np
 from osgeo import ogr, osr
 
-from subsidence_toolkit.core import tsraster
+from subsidence_toolkit.core.io.dates import decimal_year
+from subsidence_toolkit.core.io.rasters import grid_from_origin, open_raster, write_raster
 
 UTM = 32649
 X0, Y0, PIX = 400000.0, 4400000.0, 100.0
@@ -28,7 +29,7 @@ def months(n=24, start=START):
 
 
 def years_since(dates, origin=START):
-    return np.array([tsraster.decimal_year(d) - tsraster.decimal_year(origin) for d in dates])
+    return np.array([decimal_year(d) - decimal_year(origin) for d in dates])
 
 
 def grid_shape(small):
@@ -90,11 +91,11 @@ def make_rasters(folder, small, seed=50):
     hole = rng.random((ny, nx)) < 0.03
     v_out = np.where(hole, np.nan, v)
     defo_out = np.where(hole[None], np.nan, defo)
-    grid = tsraster.grid_from_origin(X0, Y0, PIX, PIX, nx, ny, epsg=UTM)
+    grid = grid_from_origin(X0, Y0, PIX, PIX, nx, ny, epsg=UTM)
     vel_path = str(folder / "velocity.tif")
     defo_path = str(folder / "deformation_monthly.tif")
-    tsraster.write_raster(vel_path, grid, v_out, band_names=["velocity"], units="mm/yr")
-    tsraster.write_raster(defo_path, grid, defo_out, dates=dates)
+    write_raster(vel_path, grid, v_out, band_names=["velocity"], units="mm/yr")
+    write_raster(defo_path, grid, defo_out, dates=dates)
     gwsa_path = make_gwsa(folder / "gwsa_monthly.tif", vel_path, dates)
     return dict(velocity=vel_path, deformation=defo_path, gwsa=gwsa_path, dates=dates, v=v, strip=strip,
                 defo=defo_out, grid=grid)
@@ -117,13 +118,13 @@ def make_gwsa(path, velocity_path, dates):
     glat = lat1 - (np.arange(gy) + 0.5) * d
     lon2, lat2 = np.meshgrid(glon, glat)
     gwsa = gwsa_model(lon2, lat2, dates, min(lons), max(lons))
-    tsraster.write_raster(str(path), tsraster.grid_from_origin(lon0, lat1, d, d, gx, gy, epsg=4326), gwsa,
+    write_raster(str(path), grid_from_origin(lon0, lat1, d, d, gx, gy, epsg=4326), gwsa,
                           dates=dates)
     return str(path)
 
 
 def raster_extent(path):
-    ds = tsraster.open_raster(path)
+    ds = open_raster(path)
     gt = ds.GetGeoTransform()
     x0, x1 = gt[0], gt[0] + gt[1] * ds.RasterXSize
     y0, y1 = gt[3] + gt[5] * ds.RasterYSize, gt[3]

@@ -16,7 +16,7 @@ import math
 import numpy as np
 from osgeo import gdal
 
-from subsidence_toolkit.core import tsraster
+from subsidence_toolkit.core.io.rasters import grid_from_origin, write_raster
 
 WAVELENGTH = 0.05546576
 ORIGIN = dt.date(2020, 1, 3)
@@ -47,7 +47,7 @@ def make_data(folder, ny, nx, n_dates, max_days=72, looks=20, seed=21):
     rng = np.random.default_rng(seed)
     dates = epochs(n_dates)
     rate, amp, truth, t = planted(dates, ny, nx)
-    grid = tsraster.grid_from_origin(108.0, 38.5, 0.0008, 0.0008, nx, ny)
+    grid = grid_from_origin(108.0, 38.5, 0.0008, 0.0008, nx, ny)
     yy, xx = np.mgrid[0:ny, 0:nx]
     base = 0.35 + 0.55 * np.exp(-((yy - 0.15 * ny) ** 2 + (xx - 0.15 * nx) ** 2) / (0.3 * nx) ** 2)
     water = ((yy - 0.8 * ny) ** 2 + (xx - 0.2 * nx) ** 2) < (0.08 * nx) ** 2
@@ -66,8 +66,8 @@ def make_data(folder, ny, nx, n_dates, max_days=72, looks=20, seed=21):
         tag = "%s_%s" % (dates[i].strftime("%Y%m%d"), dates[j].strftime("%Y%m%d"))
         f = folder / ("%s.geo.unw.tif" % tag)
         c = folder / ("%s.geo.cc.tif" % tag)
-        tsraster.write_raster(str(f), grid, phase.astype(np.float32), units="radians")
-        tsraster.write_raster(str(c), grid, g.astype(np.float32), units="")
+        write_raster(str(f), grid, phase.astype(np.float32), units="radians")
+        write_raster(str(c), grid, g.astype(np.float32), units="")
         ifgs.append(str(f))
         cohs.append(str(c))
     return dates, ifgs, cohs, water

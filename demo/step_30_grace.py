@@ -18,7 +18,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from subsidence_toolkit.core import tsraster
+from subsidence_toolkit.core.io.rasters import open_raster, read_block
 
 BASELINE = (2020.0, 2021.999)
 
@@ -88,9 +88,9 @@ def run(demo):
     sel = ok & np.isfinite(got)
     rmse = float(np.sqrt(np.mean((got[sel] - expected[sel]) ** 2)))
     r = float(np.corrcoef(got[sel], expected[sel])[0, 1])
-    ds = tsraster.open_raster(gw)
+    ds = open_raster(gw)
     k = months.index(missing)
-    nan_missing = bool(np.isnan(tsraster.read_block(ds, 0, ds.RasterYSize, bands=[k + 1])).all())
+    nan_missing = bool(np.isnan(read_block(ds, 0, ds.RasterYSize, bands=[k + 1])).all())
     demo.log("GWSA: %d monthly bands; missing GRACE month %s is NoData: %s" % (ds.RasterCount,
                                                                            truth["grace_missing_month"], nan_missing))
     demo.log("regional GWSA vs planted groundwater (climatology removed): RMSE %.2f mm, r = %.3f "

@@ -36,9 +36,9 @@ def run(demo):
             gwsa = planted["gwsa"]
             demo.log("made %s (EPSG:4326, 0.01 deg)" % gwsa)
     elif gwsa is None:
-        from subsidence_toolkit.core import tsraster
+        from subsidence_toolkit.core.io.rasters import read_dates
 
-        dates = tsraster.read_dates(monthly)
+        dates = read_dates(monthly)
         gwsa = sd.make_gwsa(demo.data_dir / "gwsa_monthly.tif", vel, dates)
         demo.log("made %s (EPSG:4326, 0.01 deg) over the velocity extent" % gwsa)
     world = demo.outputs.get("world")

@@ -21,7 +21,9 @@ import datetime as dt
 import numpy as np
 from osgeo import osr
 
-from subsidence_toolkit.core import sampling, tsraster
+from subsidence_toolkit.core.io.dates import days_since
+from subsidence_toolkit.core.io.rasters import open_raster, read_dates
+from subsidence_toolkit.core.stats import sampling
 from subsidence_toolkit.demo import sampling_data as sd
 
 LEVELING_DATES = (dt.date(2020, 3, 27), dt.date(2020, 7, 25), dt.date(2021, 1, 25), dt.date(2021, 5, 21))
@@ -31,7 +33,7 @@ WELL_NOISE_MM = 8.0
 
 def _to_lonlat(path, x, y):
     src = osr.SpatialReference()
-    src.ImportFromWkt(tsraster.open_raster(path).GetProjection())
+    src.ImportFromWkt(open_raster(path).GetProjection())
     src.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
     ct = osr.CoordinateTransformation(src, sd.wgs84_srs())
     out = np.array([ct.TransformPoint(float(a), float(b))[:2] for a, b in zip(x, y)])
@@ -40,10 +42,10 @@ def _to_lonlat(path, x, y):
 
 def _series_at(path, x, y, window, when):
     """Window mean of the raster at (x, y) (raster CRS), linearly interpolated to the dates ``when``."""
-    ds = tsraster.open_raster(path)
-    dates = tsraster.read_dates(ds)
+    ds = open_raster(path)
+    dates = read_dates(ds)
     m, _ = sampling.window_means(ds, x, y, window)
-    t = tsraster.days_since(dates)
+    t = days_since(dates)
     q = np.array([(d - dates[0]).days for d in when], float)
     return np.array([np.interp(q, t, row) for row in m])
 
@@ -146,8 +148,8 @@ def run_own(demo):
     demo.outputs["leveling_validation"] = out
 
     # ---------------------------------------------------------------- wells
-    ds = tsraster.open_raster(gwsa)
-    months = tsraster.read_dates(ds)
+    ds = open_raster(gwsa)
+    months = read_dates(ds)
     src = osr.SpatialReference()
     src.ImportFromWkt(ds.GetProjection())
     src.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)

@@ -41,9 +41,10 @@ from scipy.interpolate import CubicSpline
 from scipy.io import netcdf_file
 from scipy.ndimage import gaussian_filter
 
-from subsidence_toolkit.core import tsraster
+from subsidence_toolkit.core.insar import sbas
+from subsidence_toolkit.core.io import dates, rasters
 
-WAVELENGTH = tsraster.SENTINEL1_WAVELENGTH_M
+WAVELENGTH = sbas.SENTINEL1_WAVELENGTH_M
 LON0, LON1, LAT0, LAT1 = 108.0, 108.8, 38.6, 39.4
 LANDSCAPES = {
     # name: (lon_min, lon_max, lat_min, lat_max), Sy, planted lag in months (None: no coupling)
@@ -94,7 +95,7 @@ class World:
 
     def monthly_mean(self, name, month):
         """Monthly mean of a landscape's groundwater (what GRACE and wells see)."""
-        nd = tsraster.days_in_month(month.year, month.month)
+        nd = dates.days_in_month(month.year, month.month)
         days = self.days(month) + np.arange(nd) + 0.5
         return float(np.mean(self.groundwater(name, days)))
 
@@ -102,7 +103,7 @@ class World:
     def grid(self, pixel, margin=0.0):
         nx = int(round((LON1 - LON0 + 2 * margin) / pixel))
         ny = int(round((LAT1 - LAT0 + 2 * margin) / pixel))
-        return tsraster.grid_from_origin(LON0 - margin, LAT1 + margin, pixel, pixel, nx, ny)
+        return rasters.grid_from_origin(LON0 - margin, LAT1 + margin, pixel, pixel, nx, ny)
 
     @staticmethod
     def centres(grid):
@@ -171,8 +172,8 @@ class World:
             phase[lake] = np.nan
             stem = "%s_%s" % (a.strftime("%Y%m%d"), b.strftime("%Y%m%d"))
             unw = folder / (stem + ".geo.unw.tif")
-            tsraster.write_raster(unw, grid, phase, band_names=["unwrapped phase"], units="rad")
-            tsraster.write_raster(folder / (stem + ".geo.cc.tif"), grid, coh, band_names=["coherence"], units="")
+            rasters.write_raster(unw, grid, phase, band_names=["unwrapped phase"], units="rad")
+            rasters.write_raster(folder / (stem + ".geo.cc.tif"), grid, coh, band_names=["coherence"], units="")
             files.append(str(unw))
         truth_ts = np.stack([disp[e] - disp[epochs[0]] for e in epochs])
         truth_ts[:, lake] = np.nan
@@ -193,7 +194,7 @@ class World:
             if m == missing:
                 continue
             start = self.days(m)
-            nd = tsraster.days_in_month(m.year, m.month)
+            nd = dates.days_in_month(m.year, m.month)
             b0, b1 = (start - 20, start + 8) if m == shifted else (start, start + nd)
             offset = (self.t0 - dt.date(2002, 1, 1)).days
             times.append(offset + (b0 + b1) / 2.0)
@@ -341,7 +342,7 @@ class World:
         paths = {}
         for name, arr in factors.items():
             p = folder / (name + ".tif")
-            tsraster.write_raster(p, g, arr, band_names=[name], units="")
+            rasters.write_raster(p, g, arr, band_names=[name], units="")
             paths[name] = str(p)
         return paths
 
@@ -383,14 +384,14 @@ class World:
         lon, lat = self.centres(grid)
         rate = self.velocity(lon, lat)
         rate[lake] = np.nan
-        tsraster.write_raster(truth_dir / "inelastic_rate.tif", grid, rate, band_names=["rate"], units="mm/yr")
+        rasters.write_raster(truth_dir / "inelastic_rate.tif", grid, rate, band_names=["rate"], units="mm/yr")
         # what an SBAS mean velocity estimates: the least-squares slope of the whole planted displacement
         # (inelastic rate + the trend of the elastic groundwater response + thermal term)
         t = np.array([(e - epochs[0]).days / 365.25 for e in epochs])
         X = np.stack([np.ones_like(t), t], 1)
         vel = np.linalg.lstsq(X, truth_ts.reshape(len(t), -1), rcond=None)[0][1].reshape(rate.shape)
-        tsraster.write_raster(truth_dir / "velocity_truth.tif", grid, vel, band_names=["velocity"], units="mm/yr")
-        tsraster.write_raster(truth_dir / "displacement_truth.tif", grid, truth_ts, dates=epochs)
+        rasters.write_raster(truth_dir / "velocity_truth.tif", grid, vel, band_names=["velocity"], units="mm/yr")
+        rasters.write_raster(truth_dir / "displacement_truth.tif", grid, truth_ts, dates=epochs)
         grace, missing, shifted = self.write_grace()
         fldas, gldas = self.write_models()
         factors = self.write_factors(grid)

@@ -11,8 +11,8 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
-from ..core.parallel import Cancelled, DaskUnavailable
-from ..core.tsraster import DEFAULT_MEMORY_MB, TimeSeriesError
+from ..core.io.errors import Cancelled, DaskUnavailable, TimeSeriesError
+from ..core.io.windows import DEFAULT_MEMORY_MB
 
 ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "ui", "icons", "subsidence.svg")
 
@@ -86,7 +86,7 @@ class SubsidenceAlgorithm(QgsProcessingAlgorithm):
 
     def add_dask_scheduler(self, name="DASK_SCHEDULER"):
         """Optional address of a running dask.distributed scheduler (empty = run here)."""
-        from ..core.parallel import dask_available
+        from ..core.io.tasks import dask_available
 
         note = "" if dask_available() else " (dask.distributed is not installed in this QGIS Python: " \
             "install python3-distributed / distributed to use it)"
@@ -105,7 +105,7 @@ class SubsidenceAlgorithm(QgsProcessingAlgorithm):
         """Run row-block tasks locally or on Dask (per the scheduler parameter), with progress and cancel.
         ``shared``: passed to every task as ``task_fn(task, shared)``, sent to Dask workers once.
         ``report_progress=False``: the caller sets the progress itself (e.g. several passes)."""
-        from ..core.parallel import map_blocks
+        from ..core.io.tasks import map_blocks
 
         scheduler = (self.parameterAsString(parameters, name, context) or "").strip() \
             if self.parameterDefinition(name) is not None else ""

@@ -3,7 +3,8 @@ import os
 
 from qgis.core import QgsProcessingException
 
-from ..core.tsraster import TimeSeriesError, parse_date
+from ..core.io.dates import parse_date
+from ..core.io.errors import TimeSeriesError
 
 
 def output_raster_path(alg, parameters, name, context):

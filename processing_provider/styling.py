@@ -35,7 +35,7 @@ the layers; a second run gets its own group even with the same name.
 
 On QGIS >= 3.38 time-series rasters also get per-band temporal ranges (band
 ``k`` valid from its date to the next band's date, see
-:func:`core.pixel_series.band_time_ranges`) so the temporal controller steps
+:func:`core.timeseries.pixel_series.band_time_ranges`) so the temporal controller steps
 through the dates; older versions (3.22) skip this (guarded with ``hasattr``).
 
 The post-processor objects are kept alive in a module-level dict (Processing
@@ -58,7 +58,9 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QColor
 
-from ..core import pixel_series, tsraster
+from ..core.io.errors import TimeSeriesError
+from ..core.io.rasters import open_raster, read_dates
+from ..core.timeseries import pixel_series
 
 KINDS = ("velocity", "timeseries", "quality", "gwsa")
 DIVERGING = ("velocity", "timeseries", "gwsa")
@@ -115,12 +117,12 @@ def style_band_and_limits(path, kind):
 
     ``dates`` is the list of band dates for a dated multiband raster, else ``None``.
     """
-    ds = tsraster.open_raster(path)
+    ds = open_raster(path)
     dates = None
     if ds.RasterCount >= 2:
         try:
-            dates = tsraster.read_dates(ds, require=False)
-        except tsraster.TimeSeriesError:
+            dates = read_dates(ds, require=False)
+        except TimeSeriesError:
             dates = None
     band = ds.RasterCount if kind in LAST_BAND else 1
     values = pixel_series.sample_band(ds, band, MAX_SAMPLE_PIXELS)

@@ -33,7 +33,7 @@ def test_zip_layout(tmp_path):
     names = zipfile.ZipFile(out).namelist()
     assert {n.split("/")[0] for n in names} == {"subsidence_toolkit"}
     for required in ("metadata.txt", "__init__.py", "plugin.py", "processing_provider/provider.py",
-                     "core/tsraster.py", "ui/icons/subsidence.svg"):
+                     "core/io/rasters.py", "ui/icons/subsidence.svg"):
         assert "subsidence_toolkit/" + required in names, required
     assert not [n for n in names if n.startswith(("subsidence_toolkit/tests/", "subsidence_toolkit/.ci/",
                                                    "subsidence_toolkit/benchmarks/", "subsidence_toolkit/demo/"))]

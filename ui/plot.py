@@ -1,6 +1,6 @@
 """Matplotlib plot of time series for the dock (Qt canvas, no pyplot global state).
 
-Twin axes follow the rule of :mod:`core.pixel_series`: deformation series on
+Twin axes follow the rule of :mod:`core.timeseries.pixel_series`: deformation series on
 the left y axis, water-storage series (GWSA/TWSA/groundwater ...) on the right
 one, which exists only when both families are plotted.
 """
@@ -46,7 +46,7 @@ class SeriesPlot:
         self.draw([])
 
     def draw(self, series):
-        """Redraw the figure with ``series`` (list of :class:`core.pixel_series.Series`)."""
+        """Redraw the figure with ``series`` (list of :class:`core.timeseries.pixel_series.Series`)."""
         fig = self.figure
         fig.clear()
         self.lines = {}

@@ -2,14 +2,14 @@
 
 * **Pick point**: a click plots, for every raster layer of the project that is a
   time-series raster (two or more bands, each dated: see
-  :func:`core.pixel_series.inspect_raster`), the values of the pixel under the
+  :func:`core.timeseries.pixel_series.inspect_raster`), the values of the pixel under the
   click. The point is transformed from the canvas CRS to each layer's CRS, so
   layers with different CRSs and grids work together; only the ``1 x 1 x N``
   pixel column is read.
 * **Draw polygon** (left clicks, right click closes) or **Selected polygons**
   (the selected features of the current polygon layer): the mean over the
   pixels inside the polygon (pixel centre inside; see
-  :func:`core.pixel_series.polygon_mean_series`).
+  :func:`core.timeseries.pixel_series.polygon_mean_series`).
 * **Hold**: keep earlier series (several points on one plot, with a legend);
   otherwise each new point/polygon replaces the plot. **Clear** empties it.
 * **Export CSV** (one ``date`` column, one column per series) and **Export PNG**.
@@ -43,7 +43,7 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from ..core import pixel_series
+from ..core.timeseries import pixel_series
 from . import plot as plot_module
 from .map_tools import PointTool, PolygonTool
 

@@ -4,13 +4,13 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+from grace_inputs import MONTHS, build_inputs
 from osgeo import gdal
 
-from subsidence_toolkit.core import downscaling, grace, gwsa, parallel
+from subsidence_toolkit.core.grace import downscaling, gwsa, products
+from subsidence_toolkit.core.io import tasks as runner
 
-from grace_inputs import MONTHS, build_inputs
-
-pytestmark = pytest.mark.skipif(not parallel.dask_available(), reason="dask.distributed not installed")
+pytestmark = pytest.mark.skipif(not runner.dask_available(), reason="dask.distributed not installed")
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def inputs(tmp_path_factory):
 
 def _on(client):
     """A run_tasks runner on the cluster of ``client`` (shared part scattered once)."""
-    return lambda fn, tasks, shared: parallel.map_blocks(fn, tasks, client=client, shared=shared)
+    return lambda fn, tasks, shared: runner.map_blocks(fn, tasks, client=client, shared=shared)
 
 
 def _collect(shape):
@@ -38,8 +38,8 @@ def test_core_downscaling_on_cluster_equals_local(inputs, dask_cluster, method):
     from distributed import Client
 
     def run(run_tasks):
-        g = grace.ProductReader(inputs["grace"], units="10")
-        m = downscaling.ModelSum([grace.ProductReader(inputs["sm"]), grace.ProductReader(inputs["can"])])
+        g = products.ProductReader(inputs["grace"], units="10")
+        m = downscaling.ModelSum([products.ProductReader(inputs["sm"]), products.ProductReader(inputs["can"])])
         out, write = _collect((len(g.months), 20, 20))
         n = {"windows": 0}
 
@@ -92,8 +92,8 @@ def test_core_gwsa_change_mode_with_mask_on_cluster(inputs, dask_cluster):
     from distributed import Client
 
     def run(run_tasks):
-        t = grace.ProductReader(inputs["sm"])
-        comps = [grace.ProductReader(inputs["swe"]), grace.ProductReader(inputs["can"])]
+        t = products.ProductReader(inputs["sm"])
+        comps = [products.ProductReader(inputs["swe"]), products.ProductReader(inputs["can"])]
         mask = np.zeros((20, 20), bool)
         mask[2:17, 3:15] = True
         out, write = _collect((len(t.months), 20, 20))

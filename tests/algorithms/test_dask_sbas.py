@@ -4,12 +4,11 @@ import os
 import numpy as np
 import pytest
 from osgeo import gdal
-
-from subsidence_toolkit.core import parallel
-
 from test_sbas_inversion import make_stack, outputs, read_table
 
-pytestmark = pytest.mark.skipif(not parallel.dask_available(), reason="dask.distributed not installed")
+from subsidence_toolkit.core.io import tasks as runner
+
+pytestmark = pytest.mark.skipif(not runner.dask_available(), reason="dask.distributed not installed")
 
 
 def _same_outputs(a, b):

@@ -4,11 +4,11 @@ import os
 import numpy as np
 import pytest
 from osgeo import gdal
-
-from subsidence_toolkit.core import parallel
 from synthetic import sentinel1_dates, smooth_stack, write_stack
 
-pytestmark = pytest.mark.skipif(not parallel.dask_available(), reason="dask.distributed not installed")
+from subsidence_toolkit.core.io import tasks as runner
+
+pytestmark = pytest.mark.skipif(not runner.dask_available(), reason="dask.distributed not installed")
 
 
 def test_resample_on_cluster_equals_local(run_alg, dask_cluster, tmp_path):

@@ -2,10 +2,9 @@
 import numpy as np
 import pytest
 from osgeo import gdal
-
-from subsidence_toolkit.core import geodetector as G
-from subsidence_toolkit.core import tsraster
 from synthetic import write_band
+
+from subsidence_toolkit.core.stats import geodetector as G
 
 
 def _table(path_or_layer):

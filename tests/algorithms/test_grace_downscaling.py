@@ -5,11 +5,11 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+from grace_inputs import MISSING, MONTHS, build_inputs
 from osgeo import gdal
 
-from subsidence_toolkit.core import downscaling, grace, tsraster
-
-from grace_inputs import MISSING, MONTHS, build_inputs
+from subsidence_toolkit.core.grace import downscaling, products
+from subsidence_toolkit.core.io.rasters import grid_from_origin, write_raster
 
 
 @pytest.fixture(scope="module")
@@ -18,8 +18,8 @@ def inputs(tmp_path_factory):
 
 
 def _core_downscale(inputs, method="bilinear"):
-    g = grace.ProductReader(inputs["grace"], units="10")
-    m = downscaling.ModelSum([grace.ProductReader(inputs["sm"]), grace.ProductReader(inputs["swe"])])
+    g = products.ProductReader(inputs["grace"], units="10")
+    m = downscaling.ModelSum([products.ProductReader(inputs["sm"]), products.ProductReader(inputs["swe"])])
     out = np.full((len(g.months), 20, 20), np.nan)
     months, table = downscaling.weighted_downscaling(
         g, m, method=method, write=lambda r0, b: out.__setitem__((slice(None), slice(r0, r0 + b.shape[1])), b))
@@ -49,7 +49,7 @@ def test_downscaling_algorithm(run_alg, inputs, tmp_path):
 def test_downscaling_errors_leave_no_output(run_alg, inputs, tmp_path):
     from qgis.core import QgsProcessingException
     other = str(tmp_path / "late.tif")
-    tsraster.write_raster(other, tsraster.grid_from_origin(110, 37, 0.1, 0.1, 20, 20), np.ones((3, 20, 20)),
+    write_raster(other, grid_from_origin(110, 37, 0.1, 0.1, 20, 20), np.ones((3, 20, 20)),
                           dates=[dt.date(2015, m, 15) for m in (1, 2, 3)])
     out = str(tmp_path / "bad.tif")
     with pytest.raises(QgsProcessingException, match=r"do not overlap: GRACE 2004-01\.\.2005-12 .*model 2015-01\.\.2015-03"):
@@ -79,8 +79,8 @@ def test_jpl_layout_with_gain_factors(run_alg, inputs, tmp_path):
     run_alg("gracedownscaling", {"GRACE": path, "GRACE_VARIABLE": "lwe_thickness", "SCALE_FACTOR": path,
                                  "MODEL_FILES": inputs["sm"], "OUTPUT": out})
     got = gdal.Open(out).ReadAsArray()
-    g = grace.ProductReader('NETCDF:"%s":lwe_thickness' % path)
-    m = downscaling.ModelSum([grace.ProductReader(inputs["sm"])])
+    g = products.ProductReader('NETCDF:"%s":lwe_thickness' % path)
+    m = downscaling.ModelSum([products.ProductReader(inputs["sm"])])
     exp = np.full_like(got, np.nan, dtype=float)
     downscaling.weighted_downscaling(
         g, m, gain=lambda st: gain[np.ix_(np.rint((st.lats - 33.25) / 0.5).astype(int),

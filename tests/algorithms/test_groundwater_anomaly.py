@@ -4,11 +4,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from grace_inputs import MISSING, MONTHS, build_inputs
 from osgeo import gdal
 
-from subsidence_toolkit.core import grace, gwsa, tsraster
-
-from grace_inputs import MISSING, MONTHS, build_inputs
+from subsidence_toolkit.core.grace import gwsa, products
+from subsidence_toolkit.core.io.rasters import RasterGrid
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +32,9 @@ def test_groundwater_anomaly_algorithm(run_alg, inputs, tmp_path):
         "OUTPUT": out, "OUTPUT_TABLE": table})
     got = gdal.Open(out).ReadAsArray()
     # core on the same inputs
-    tw = grace.ProductReader(td)
-    comps = [grace.ProductReader(inputs[k]) for k in ("sm", "swe", "can")]
-    grid = tsraster.RasterGrid.of(gdal.Open(td))
+    tw = products.ProductReader(td)
+    comps = [products.ProductReader(inputs[k]) for k in ("sm", "swe", "can")]
+    grid = RasterGrid.of(gdal.Open(td))
     mask = gwsa.mask_from_wkt(["POLYGON((110.3 35.3,111.5 35.3,111.5 36.6,110.3 36.6,110.3 35.3))"], grid)
     exp = np.full_like(got, np.nan, dtype=float)
     _, tab = gwsa.groundwater_anomaly(tw, comps, mask=mask,

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from subsidence_toolkit.core import lagcorr
+from subsidence_toolkit.core.stats import lagcorr
 
 
 def month_dates(n, start=(2020, 1), day=15):

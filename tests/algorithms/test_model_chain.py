@@ -1,9 +1,10 @@
 """A .model3 that chains two of the plugin's algorithms runs like any Processing model."""
 import numpy as np
 from osgeo import gdal
-
-from subsidence_toolkit.core import resample, tsraster
 from synthetic import sentinel1_dates, smooth_stack, write_stack
+
+from subsidence_toolkit.core.io.dates import days_since
+from subsidence_toolkit.core.timeseries import resample
 
 
 def _build_model(path):
@@ -56,11 +57,11 @@ def test_model3_chain(qgis_app, tmp_path):
     ds = gdal.Open(final)
     # linear then linear: the 6-day grid contains every 12-day epoch only where they align, so
     # the expected result is linear interpolation of the linearly interpolated 6-day series
-    t = tsraster.days_since(dates)
+    t = days_since(dates)
     six = resample.regular_dates(dates[0], dates[-1], 6)
-    mid = resample.temporal_resample_block(values.astype(np.float32), t, tsraster.days_since(six, dates[0]), "linear")
+    mid = resample.temporal_resample_block(values.astype(np.float32), t, days_since(six, dates[0]), "linear")
     monthly = resample.target_dates(six)
-    expected = resample.temporal_resample_block(mid.astype(np.float32), tsraster.days_since(six, dates[0]),
-                                                tsraster.days_since(monthly, dates[0]), "linear")
+    expected = resample.temporal_resample_block(mid.astype(np.float32), days_since(six, dates[0]),
+                                                days_since(monthly, dates[0]), "linear")
     assert ds.RasterCount == len(monthly)
     np.testing.assert_allclose(ds.ReadAsArray(), expected, atol=1e-4)

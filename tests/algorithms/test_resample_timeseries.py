@@ -3,9 +3,10 @@ import os
 import numpy as np
 import pytest
 from osgeo import gdal
-
-from subsidence_toolkit.core import resample, tsraster
 from synthetic import sentinel1_dates, smooth_stack, write_stack
+
+from subsidence_toolkit.core.io.dates import days_since
+from subsidence_toolkit.core.timeseries import resample
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ def test_monthly_cubic_matches_core_and_is_labelled(run_alg, stack, tmp_path):
         t.isoformat() for t in targets
     ]
     expected = resample.temporal_resample_block(
-        values.astype(np.float32), tsraster.days_since(dates), tsraster.days_since(targets, dates[0]), "cubic"
+        values.astype(np.float32), days_since(dates), days_since(targets, dates[0]), "cubic"
     )
     np.testing.assert_allclose(ds.ReadAsArray(), expected, atol=1e-4, equal_nan=True)
 

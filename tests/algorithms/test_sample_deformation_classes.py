@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from osgeo import ogr, osr
-
-from subsidence_toolkit.core import sampling
 from synthetic import write_stack
+
+from subsidence_toolkit.core.stats import sampling
 
 UTM = 32649
 ORIGIN = (500000.0, 4000000.0)
@@ -238,7 +238,7 @@ def test_signed_mode_and_csv_table(run_alg, inputs, tmp_path):
     # velocities span -130..60: no 'uplift moderate' (50..100 exists) but no 'uplift severe'
     assert "uplift severe" not in set(tab["class"]) and "subsidence severe" in set(tab["class"])
     # 90 m window on the 30 m grid: 3x3 means of the projected series
-    from subsidence_toolkit.core import sampling as S
+    from subsidence_toolkit.core.stats import sampling as S
 
     g = tab[(tab["class"] == "subsidence severe")]
     sel = [(r, c) for _, _, cls, _, r, c, _, _ in rows if cls == "subsidence severe"]

@@ -6,7 +6,6 @@ import os
 import numpy as np
 import pytest
 from osgeo import gdal, ogr
-
 from synthetic import sentinel1_dates, write_stack
 
 LAMBDA = 0.05546576

@@ -6,7 +6,6 @@ import pandas as pd
 import pytest
 from osgeo import ogr, osr
 from scipy import stats
-
 from synthetic import write_stack
 
 UTM = 32649

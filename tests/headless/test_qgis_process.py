@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 from osgeo import gdal
-
-from subsidence_toolkit.core import resample
-from subsidence_toolkit.demo.headless import QgisProcess, find_qgis_process
 from synthetic import sentinel1_dates, smooth_stack, write_stack
+
+from subsidence_toolkit.core.timeseries import resample
+from subsidence_toolkit.demo.headless import QgisProcess, find_qgis_process
 
 pytestmark = pytest.mark.skipif(find_qgis_process() is None, reason="qgis_process.bin not installed")
 

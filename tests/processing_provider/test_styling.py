@@ -2,7 +2,6 @@
 import numpy as np
 import pytest
 from osgeo import gdal
-
 from synthetic import sentinel1_dates, smooth_stack, write_stack
 
 
@@ -73,8 +72,9 @@ def test_run_and_load_results_styles_resample_output(project, tmp_path):
 
 
 def test_post_processor_styles_velocity_and_quality_in_one_group(project, tmp_path):
-    from qgis.core import QgsApplication, QgsProcessingContext, QgsProcessingFeedback
     from processing.gui.Postprocessing import handleAlgorithmResults
+    from qgis.core import QgsApplication, QgsProcessingContext, QgsProcessingFeedback
+
     from subsidence_toolkit.processing_provider import styling
 
     rng = np.random.default_rng(3)
@@ -116,6 +116,7 @@ def test_post_processor_styles_velocity_and_quality_in_one_group(project, tmp_pa
 
 def test_temporal_ranges_guarded(project, tmp_path):
     from qgis.core import QgsRasterLayer
+
     from subsidence_toolkit.processing_provider import styling
 
     dates = sentinel1_dates(n=4)
@@ -137,6 +138,7 @@ def test_per_band_ranges_code_path_with_a_338_like_api(qgis_app, monkeypatch):
     import types
 
     from qgis.core import Qgis
+
     from subsidence_toolkit.processing_provider import styling
 
     monkeypatch.setattr(Qgis, "RasterTemporalMode", types.SimpleNamespace(FixedRangePerBand="per-band"),

@@ -6,7 +6,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from osgeo import gdal, osr
-
 from synthetic import sentinel1_dates, smooth_stack, write_stack
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -180,10 +179,18 @@ def test_click_plots_known_series_on_twin_axes_and_exports(scene, tmp_path):
 
 
 def test_drawn_polygon_and_selected_feature_average(scene):
-    from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsFeature, QgsGeometry,
-                           QgsPointXY, QgsProject, QgsVectorLayer)
+    from qgis.core import (
+        QgsCoordinateReferenceSystem,
+        QgsCoordinateTransform,
+        QgsFeature,
+        QgsGeometry,
+        QgsPointXY,
+        QgsProject,
+        QgsVectorLayer,
+    )
     from qgis.PyQt.QtCore import Qt
-    from subsidence_toolkit.core import pixel_series
+
+    from subsidence_toolkit.core.timeseries import pixel_series
 
     dock, canvas = scene["dock"], scene["canvas"]
     dock.polygon_button.click()
@@ -228,6 +235,7 @@ def test_drawn_polygon_and_selected_feature_average(scene):
 
 def test_dock_without_matplotlib_says_so_and_still_exports_csv(scene, monkeypatch, tmp_path):
     from qgis.core import QgsPointXY
+
     from subsidence_toolkit.ui import plot as plot_module
     from subsidence_toolkit.ui.timeseries_dock import TimeSeriesDock
 
@@ -252,6 +260,7 @@ def test_dock_without_matplotlib_says_so_and_still_exports_csv(scene, monkeypatc
 def test_plugin_adds_and_removes_the_action(qgis_app, monkeypatch):
     from qgis.gui import QgsMapCanvas
     from qgis.PyQt.QtWidgets import QMainWindow
+
     from subsidence_toolkit.plugin import SubsidenceToolkitPlugin
 
     class FakeIface:

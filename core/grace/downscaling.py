@@ -1,0 +1,517 @@
+"""Weighted downscaling of GRACE TWSA to a fine hydrological-model grid (no QGIS).
+
+Liu et al. (2024), Land 13:184, sec. 2.3.2, eqs. (6)-(9) (seed 000); seed 002 sec. 2.2.2 eqs. (6)-(8):
+
+* eq. (6)  ``TG_m = mean_y TG_{y,m}``     calendar-month climatology of the coarse GRACE TWSA;
+* eq. (7)  ``TF_m = mean_y TF_{y,m}``     the same for the fine model TWS;
+* eq. (8)  ``E_{y,m} = TG_{y,m} - TG_m``  coarse deviation from the climatology;
+* eq. (9)  ``TD_{y,m} = TF_m + f(E_{y,m})`` downscaled TWS, ``f`` = spatial interpolation of the
+  coarse deviation to the fine grid (bilinear, bicubic spline, inverse distance or nearest).
+
+The fine grid streams in row blocks: :func:`downscale_block` is pure (arrays in, arrays out).
+Regional means are area weighted with cos(latitude) (:func:`weighted_sums_block`).
+"""
+import numpy as np
+import pandas as pd
+from scipy import interpolate as _si
+from scipy import ndimage as _nd
+from scipy.spatial import cKDTree
+
+from ..io.dates import decimal_year, month_from_index, month_label
+from ..io.errors import TimeSeriesError
+from ..io.windows import run_windows, window_blocks
+from .products import describe_months, month_range_label
+
+METHODS = ("bilinear", "bicubic", "idw", "nearest")
+
+
+# --------------------------------------------------------------------------- climatology
+def month_of_year(months):
+    """0..11 calendar month of month indices."""
+    return np.asarray(months, dtype=np.int64) % 12
+
+
+def months_in_period(months, start=None, end=None):
+    """Boolean mask of months whose middle lies in [start, end] (decimal years, e.g. 2004.0-2009.999)."""
+    months = np.asarray(months, dtype=np.int64)
+    mid = months // 12 + (months % 12 + 0.5) / 12.0
+    ok = np.ones(len(months), bool)
+    if start is not None:
+        ok &= mid >= start
+    if end is not None:
+        ok &= mid <= end
+    return ok
+
+
+def monthly_climatology(stack, months, use):
+    """Eqs. (6)/(7): per calendar month, the mean over the years of ``stack`` (nt, ...) at the months
+    where ``use`` is True (NaN ignored). Returns (12, ...); calendar months without data are NaN."""
+    moy = month_of_year(months)
+    out = np.full((12,) + stack.shape[1:], np.nan)
+    for m in range(12):
+        sel = use & (moy == m)
+        if sel.any():
+            x = stack[sel]
+            cnt = np.sum(np.isfinite(x), axis=0)
+            s = np.nansum(x, axis=0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[m] = np.where(cnt > 0, s / np.maximum(cnt, 1), np.nan)
+    return out
+
+
+def climatology_deviation(stack, months, clim):
+    """Eq. (8): ``E = TG - TG_m`` for every month of ``stack``."""
+    return stack - clim[month_of_year(months)]
+
+
+# --------------------------------------------------------------------------- interpolation
+def _linear_matrix(src, dst):
+    """Dense (len(dst), len(src)) linear-interpolation weights; rows outside src are NaN."""
+    src = np.asarray(src, float)
+    dst = np.asarray(dst, float)
+    order = np.argsort(src)
+    s = src[order]
+    n = len(s)
+    w = np.zeros((len(dst), n))
+    if n == 1:
+        inside = np.abs(dst - s[0]) < 1e-9
+        w[inside, 0] = 1.0
+        w[~inside] = np.nan
+    else:
+        tol = 1e-9 * (s[-1] - s[0])
+        j = np.clip(np.searchsorted(s, dst, side="right") - 1, 0, n - 2)
+        t = (dst - s[j]) / (s[j + 1] - s[j])
+        inside = (dst >= s[0] - tol) & (dst <= s[-1] + tol)
+        t = np.clip(t, 0.0, 1.0)
+        rows = np.arange(len(dst))
+        w[rows, j] = 1.0 - t
+        w[rows, j + 1] += t
+        w[~inside] = np.nan
+    out = np.empty_like(w)
+    out[:, order] = w
+    return out
+
+
+def _spline_matrix(src, dst):
+    """Dense cubic (not-a-knot) interpolating-spline weights; rows outside src are NaN."""
+    src = np.asarray(src, float)
+    order = np.argsort(src)
+    s = src[order]
+    if len(s) < 4:
+        raise TimeSeriesError("bicubic spline needs at least 4 coarse cells per direction (found %d)" % len(s))
+    spl = _si.make_interp_spline(s, np.eye(len(s)), k=3)
+    w = spl(np.asarray(dst, float))
+    tol = 1e-9 * (s[-1] - s[0])
+    w[(dst < s[0] - tol) | (dst > s[-1] + tol)] = np.nan
+    out = np.empty_like(w)
+    out[:, order] = w
+    return out
+
+
+class Interpolator:
+    """``f`` of eq. (9): coarse grid (``src_lons``, ``src_lats``) -> fine cell centres.
+
+    Built once for the whole fine grid; :meth:`rows` gives the pure weights of a fine row block,
+    consumed by :func:`interpolate_block`.
+
+    * ``bilinear`` (default): separable linear weights (exact for fields bilinear in lon/lat). A
+      fine cell is NaN when a coarse cell with non-zero weight is NaN, or outside the coarse centres.
+    * ``bicubic``: tensor-product cubic interpolating spline (not-a-knot, = scipy
+      ``RectBivariateSpline(..., s=0)``); coarse NaN cells are filled from the nearest valid cell
+      before fitting and fine cells whose bilinear neighbours include NaN are NaN.
+    * ``idw``: inverse distance (power 2) of the 4 nearest coarse centres (distances in degrees with
+      longitude x cos(latitude)), NaN neighbours skipped.
+    * ``nearest``: the nearest coarse centre.
+    """
+
+    def __init__(self, src_lons, src_lats, dst_lons, dst_lats, method="bilinear", k=4, power=2.0):
+        if method not in METHODS:
+            raise TimeSeriesError("unknown interpolation %r (use one of %s)" % (method, ", ".join(METHODS)))
+        self.method = method
+        self.src_lons = np.asarray(src_lons, float)
+        self.src_lats = np.asarray(src_lats, float)
+        self.dst_lons = np.asarray(dst_lons, float)
+        self.dst_lats = np.asarray(dst_lats, float)
+        self.k = k
+        self.power = power
+        self.wx = _linear_matrix(self.src_lons, self.dst_lons)
+        self.wy = _linear_matrix(self.src_lats, self.dst_lats)
+        if method == "bicubic":
+            self.sx = _spline_matrix(self.src_lons, self.dst_lons)
+            self.sy = _spline_matrix(self.src_lats, self.dst_lats)
+        if method in ("idw", "nearest"):
+            lat0 = np.deg2rad(np.mean(self.src_lats))
+            self._c = np.cos(lat0)
+            gx, gy = np.meshgrid(self.src_lons * self._c, self.src_lats)
+            self.tree = cKDTree(np.column_stack([gx.ravel(), gy.ravel()]))
+
+    def rows(self, row0, nrows, col0=0, ncols=None):
+        """Weights for the fine window rows ``row0..row0+nrows`` x columns ``col0..col0+ncols`` (default all)
+        as a dict of arrays, the pure input of :func:`interpolate_block`."""
+        ncols = len(self.dst_lons) - col0 if ncols is None else ncols
+        sl, cl = slice(row0, row0 + nrows), slice(col0, col0 + ncols)
+        w = {"method": self.method, "wy": self.wy[sl], "wx": self.wx[cl]}
+        if self.method == "bicubic":
+            w.update(sy=self.sy[sl], sx=self.sx[cl])
+        elif self.method in ("idw", "nearest"):
+            k = 1 if self.method == "nearest" else min(self.k, self.tree.n)
+            gx, gy = np.meshgrid(self.dst_lons[cl] * self._c, self.dst_lats[sl])
+            d, idx = self.tree.query(np.column_stack([gx.ravel(), gy.ravel()]), k=k)
+            if k == 1:
+                d, idx = d[:, None], idx[:, None]
+            w.update(dist=d, idx=idx, shape=(nrows, ncols), power=self.power)
+        return w
+
+    def __call__(self, coarse):
+        """Whole fine grid at once (convenience for small grids)."""
+        return interpolate_block(coarse, self.rows(0, len(self.dst_lats)))
+
+
+def _separable(e, wy, wx):
+    """(nt, ny, nx) coarse -> (nt, ry, rx) with NaN-aware separable weights.
+
+    A fine cell is NaN when a NaN coarse cell has a non-zero weight for it (all-NaN months -> NaN)."""
+    nt = e.shape[0]
+    bad = ~np.isfinite(e)
+    e0 = np.where(bad, 0.0, e) if bad.any() else e
+    wy0, wx0 = np.nan_to_num(wy), np.nan_to_num(wx)
+    out = np.matmul(np.matmul(wy0, e0), wx0.T)
+    flat = bad.reshape(nt, -1)
+    anybad = flat.any(axis=1)
+    if anybad.any():
+        allbad = flat.all(axis=1)
+        out[allbad] = np.nan
+        part = anybad & ~allbad
+        if part.any():
+            bw = (np.abs(wy0) > 0).astype(float)
+            bx = (np.abs(wx0) > 0).astype(float)
+            touched = np.matmul(np.matmul(bw, bad[part].astype(float)), bx.T) > 0
+            sub = out[part]
+            sub[touched] = np.nan
+            out[part] = sub
+    outside = np.isnan(wy).any(axis=1)[:, None] | np.isnan(wx).any(axis=1)[None, :]
+    out[:, outside] = np.nan
+    return out
+
+
+def _fill_nearest(e):
+    """Fill NaN cells of each 2-D field from the nearest valid cell (all-NaN fields stay NaN)."""
+    out = e.copy()
+    for t in range(e.shape[0]):  # per month, not per pixel
+        bad = ~np.isfinite(e[t])
+        if bad.any() and not bad.all():
+            idx = _nd.distance_transform_edt(bad, return_distances=False, return_indices=True)
+            out[t] = e[t][tuple(idx)]
+    return out
+
+
+def interpolate_block(coarse, w):
+    """Pure: interpolate coarse fields (nt, ny_c, nx_c) to one fine row block with weights ``w``
+    from :meth:`Interpolator.rows`. Returns (nt, nrows, nx_fine)."""
+    coarse = np.asarray(coarse, float)
+    m = w["method"]
+    if m == "bilinear":
+        return _separable(coarse, w["wy"], w["wx"])
+    if m == "bicubic":
+        lin = _separable(coarse, w["wy"], w["wx"])
+        filled = _fill_nearest(coarse)
+        ok = np.isfinite(filled)
+        out = np.matmul(np.matmul(np.nan_to_num(w["sy"]), np.where(ok, filled, 0.0)), np.nan_to_num(w["sx"]).T)
+        out[np.isnan(lin)] = np.nan
+        return out
+    nt = coarse.shape[0]
+    flat = coarse.reshape(nt, -1)
+    vals = flat[:, w["idx"]]  # (nt, npts, k)
+    d = w["dist"]
+    if m == "nearest":
+        out = vals[:, :, 0]
+    else:
+        with np.errstate(divide="ignore"):
+            wt = np.where(d > 1e-12, 1.0 / np.maximum(d, 1e-300) ** w["power"], 0.0)
+        exact = d[:, 0] <= 1e-12
+        valid = np.isfinite(vals)
+        ww = np.where(valid, wt[None], 0.0)
+        s = np.sum(ww * np.where(valid, vals, 0.0), axis=2)
+        sw = np.sum(ww, axis=2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = np.where(sw > 0, s / sw, np.nan)
+        out[:, exact] = vals[:, exact, 0]
+    return out.reshape((nt,) + tuple(w["shape"]))
+
+
+# --------------------------------------------------------------------------- block function
+def downscale_block(tf_clim, e, moy, w):
+    """Eq. (9) for one fine row block (pure).
+
+    ``tf_clim`` (12, nrows, nx) fine climatology TF_m; ``e`` (nt, ny_c, nx_c) coarse deviation E;
+    ``moy`` (nt,) calendar month 0..11 of each output month; ``w`` interpolation weights.
+    Returns TD (nt, nrows, nx).
+    """
+    return tf_clim[np.asarray(moy)] + interpolate_block(e, w)
+
+
+def area_weights(lats):
+    """cos(latitude) weights of grid rows (equal-angle cells have area proportional to cos phi)."""
+    return np.cos(np.deg2rad(np.asarray(lats, float)))
+
+
+def weighted_sums_block(block, lats, mask=None):
+    """Pure: per band, sum of cos(phi)-weighted values and of weights over valid cells of a row block.
+    ``mask`` (nrows, nx) bool selects cells. Returns (sum_wx (nt,), sum_w (nt,))."""
+    w = area_weights(lats)
+    valid = np.isfinite(block)
+    if mask is not None:
+        valid &= np.asarray(mask, bool)[None]
+    x = block if valid.all() else np.where(valid, block, 0.0)
+    return x.sum(axis=2) @ w, valid.sum(axis=2) @ w
+
+
+def regional_mean(stack, lats, mask=None):
+    """cos(phi)-weighted mean over valid cells per band; NaN where a band has no valid cell."""
+    s, w = weighted_sums_block(stack, lats, mask)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(w > 0, s / np.where(w > 0, w, 1.0), np.nan)
+
+
+# --------------------------------------------------------------------------- driver
+def fine_bbox(lons, lats):
+    """(lon_min, lat_min, lon_max, lat_max) of cell centres."""
+    return (float(np.min(lons)), float(np.min(lats)), float(np.max(lons)), float(np.max(lats)))
+
+
+class RegriddedReader:
+    """A product seen on a target grid: direct reads when the grids match, otherwise a window of the
+    product (cells bracketing the target centres + ``margin``) interpolated bilinearly to the target
+    cell centres (e.g. GLDAS 0.25 deg canopy water on a 0.1 deg FLDAS grid)."""
+
+    def __init__(self, reader, target_grid, lons, lats, margin=1, target="the target grid"):
+        self.reader = reader
+        self.label = reader.label
+        self.record_months = reader.record_months
+        self.same = reader.grid().same_as(target_grid) and reader.geotransform[5] < 0
+        if not self.same:
+            self.window = reader.window(fine_bbox(lons, lats), margin=margin)
+            self.pos = {int(k): i for i, k in enumerate(self.window.months)}
+            self.interp = Interpolator(self.window.lons, self.window.lats, lons, lats, "bilinear")
+            if np.isnan(self.interp.wx).any() or np.isnan(self.interp.wy).any():
+                raise TimeSeriesError("%s does not cover %s (%g..%g E, %g..%g N)" % (
+                    reader.label, target, np.min(lons), np.max(lons), np.min(lats), np.max(lats)))
+            self.nx = len(lons)
+
+    def report(self):
+        lines = self.reader.report()
+        if not self.same:
+            lines.append("interpolated bilinearly from its %g deg grid to %s"
+                         % (abs(self.reader.geotransform[1]), "the target grid"))
+        return lines
+
+    def read_rows(self, row0, nrows, months, cols=None):
+        if self.same:
+            return self.reader.read_rows(row0, nrows, months, cols=cols)
+        c0, nc = cols if cols is not None else (0, self.nx)
+        months = np.asarray(months, dtype=np.int64)
+        idx = np.array([self.pos.get(int(k), -1) for k in months], dtype=np.int64)
+        out = np.full((len(months), nrows, nc), np.nan)
+        have = idx >= 0
+        if have.any():
+            out[have] = interpolate_block(self.window.data[idx[have]], self.interp.rows(row0, nrows, c0, nc))
+        return out
+
+
+class ModelSum:
+    """Fine model TWS = sum of component readers (``grace.ProductReader``) on the grid of the first one;
+    inputs on other grids (e.g. GLDAS 0.25 deg canopy with FLDAS 0.1 deg soil moisture) are interpolated
+    bilinearly to it (:class:`RegriddedReader`)."""
+
+    def __init__(self, readers):
+        if not readers:
+            raise TimeSeriesError("no model raster given")
+        r0 = readers[0]
+        self.xsize, self.ysize = r0.xsize, r0.ysize
+        self.lons = r0.lons
+        self.lats = r0.north_up_lats()
+        self.first = r0
+        g0 = self.grid()
+        self.readers = [r0] + [RegriddedReader(r, g0, self.lons, self.lats, target="the model grid of %s" % r0.label)
+                               for r in readers[1:]]
+        self.regridded = [r.label for r in self.readers[1:] if not r.same]
+        months = set(self.readers[0].record_months.tolist())
+        for r in self.readers[1:]:
+            months &= set(r.record_months.tolist())
+        if not months:
+            raise TimeSeriesError("the model rasters share no month: %s" % "; ".join(
+                "%s %s" % (r.label, month_range_label(r.record_months)) for r in self.readers))
+        self.record_months = np.array(sorted(months), dtype=np.int64)
+        self.label = " + ".join(r.label for r in self.readers)
+
+    def grid(self):
+        g = self.first.grid()
+        gt = g.geotransform
+        if gt[5] > 0:
+            gt = (gt[0], gt[1], 0.0, gt[3] + gt[5] * g.ysize, 0.0, -gt[5])
+        from ..io.rasters import RasterGrid
+        return RasterGrid(g.xsize, g.ysize, gt, g.projection)
+
+    def read_rows(self, row0, nrows, months, cols=None):
+        out = None
+        for r in self.readers:
+            a = r.read_rows(row0, nrows, months, cols=cols)
+            out = a if out is None else out + a
+        return out
+
+
+def weighted_means(sums):
+    """``{name: sum / weight}`` of ``{name: [sum, weight]}`` per month, NaN where no weight."""
+    means = {}
+    for k, (s, sw) in sums.items():
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means[k] = np.where(sw > 0, s / np.where(sw > 0, sw, 1), np.nan)
+    return means
+
+
+def downscale_window_task(spec, shared=None):
+    """Pure window task of :func:`weighted_downscaling` (eq. 9 + partial regional sums), picklable.
+
+    ``spec`` (merged over ``shared``, the part common to every window): ``window`` (row0, nrows, col0, ncols) of the fine grid; ``model`` (:class:`ModelSum`,
+    read here from its files); ``interp`` (:class:`Interpolator` of the coarse window); ``e`` coarse
+    deviation E (nt, ny_c, nx_c); ``tg`` coarse GRACE field (same shape); ``moy`` calendar month of
+    each output month; ``model_months`` / ``clim_in_model`` model months read and those in the
+    climatology; ``lats`` latitudes of the window rows; ``out_dtype`` optional dtype of TD.
+    Returns ``{"td": TD (nt, nrows, ncols), "sums": {"grace"|"down"|"model": (sum_wx, sum_w)}}``,
+    the cos(phi)-weighted sums of f(TG), TD and the model TWS (the latter on ``model_months``).
+    """
+    if shared:
+        spec = dict(shared, **spec)
+    r0, nr, c0, nc = spec["window"]
+    w = spec["interp"].rows(r0, nr, c0, nc)
+    tf = spec["model"].read_rows(r0, nr, spec["model_months"], cols=(c0, nc))
+    tf_clim = monthly_climatology(tf, spec["model_months"], spec["clim_in_model"])
+    td = downscale_block(tf_clim, spec["e"], spec["moy"], w)
+    blat = spec["lats"]
+    gi = interpolate_block(spec["tg"], w)
+    sums = {"grace": weighted_sums_block(gi, blat), "down": weighted_sums_block(td, blat),
+            "model": weighted_sums_block(tf, blat)}
+    if spec.get("out_dtype") is not None:
+        td = td.astype(spec["out_dtype"])
+    return {"td": td, "sums": sums}
+
+
+def weighted_downscaling(grace, model, method="bilinear", period=None, gain=None, write=None,
+                         progress=None, memory_mb=512, margin=1, log=None, run_tasks=None, out_dtype=None):
+    """Run eqs. (6)-(9) on a GRACE product and a fine model, streaming the fine grid in row blocks.
+
+    ``grace``: :class:`grace.ProductReader` (values already in mm); ``model``: :class:`ModelSum`;
+    ``period``: (start, end) decimal years of the climatology (default: all months where both exist);
+    ``gain``: optional callable(stack) -> per-cell gain array on the coarse window (JPL);
+    ``write(row0, block[, col0])``: receives TD windows (nmonths, nrows, ncols) for the output months
+    (``col0`` is passed only for windows narrower than the grid: deep stacks are cut into tile-row
+    windows, :func:`~subsidence_toolkit.core.io.windows.window_blocks`);
+    ``progress(fraction)`` may raise to cancel;
+    ``run_tasks(task_fn, tasks, shared)``: optional runner yielding ``(index, result)`` of the window tasks
+    (:func:`downscale_window_task`) in any order, e.g. on Dask (:func:`.parallel.map_blocks`); windows
+    are written as they arrive and the regional sums are added in window order, so the results do
+    not depend on the runner; ``out_dtype``: dtype of the TD windows handed to ``write`` (cast in the task).
+    Returns ``(months, table)``: the output month indices (complete GRACE axis, missing months NaN)
+    and a DataFrame with per-month cos(phi)-weighted regional means of the coarse GRACE field
+    interpolated to the fine grid, the model TWS and the downscaled TWS.
+    """
+    log = log or (lambda s: None)
+    lons, lats = model.lons, model.lats
+    bbox = fine_bbox(lons, lats)
+    tg = grace.window(bbox, margin=margin)
+    if gain is not None:
+        tg.data = tg.data * gain(tg)[None]
+    for line in grace.report():
+        log(line)
+    months = tg.months
+    g_valid = np.array([np.isfinite(tg.data[i]).any() for i in range(len(months))])
+    if not g_valid.any():
+        raise TimeSeriesError("%s: all GRACE cells around the study area (%g..%g E, %g..%g N) are NaN"
+                              % (grace.label, bbox[0], bbox[2], bbox[1], bbox[3]))
+    g_months = set(months[g_valid].tolist())
+    m_months = set(model.record_months.tolist())
+    common = sorted(g_months & m_months)
+    if not common:
+        raise TimeSeriesError(
+            "GRACE and model months do not overlap: GRACE %s (%s), model %s (%s)"
+            % (month_range_label(g_months), grace.label, month_range_label(m_months), model.label))
+    use_g = np.isin(months, common)
+    if period is not None:
+        use_g &= months_in_period(months, *period)
+        if not use_g.any():
+            raise TimeSeriesError("climatology period %.3f-%.3f holds no month with both GRACE and model data "
+                                  "(common months %s)" % (period[0], period[1], month_range_label(common)))
+    clim_months = months[use_g]
+    need = sorted(set(month_of_year(months).tolist()))
+    have = set(month_of_year(clim_months).tolist())
+    lacking = [m for m in need if m not in have]
+    if lacking:
+        raise TimeSeriesError("the climatology period (%s) has no GRACE+model data for calendar month(s) %s"
+                              % (month_range_label(clim_months), ", ".join("%02d" % (m + 1) for m in lacking)))
+    log("climatology (eqs. 6-7) from %d months %s" % (len(clim_months), month_range_label(clim_months)))
+    tg_clim = monthly_climatology(tg.data, months, use_g)
+    e = climatology_deviation(tg.data, months, tg_clim)
+    # is the fine grid covered by the coarse window?
+    interp = Interpolator(tg.lons, tg.lats, lons, lats, method)
+    out_cols = int(np.isnan(interp.wx).any(axis=1).sum())
+    out_rows = int(np.isnan(interp.wy).any(axis=1).sum())
+    if out_cols == len(lons) or out_rows == len(lats):
+        raise TimeSeriesError("%s: the model grid (%g..%g E, %g..%g N) lies outside the GRACE cell centres"
+                              % (grace.label, bbox[0], bbox[2], bbox[1], bbox[3]))
+    if out_cols or out_rows:
+        log("warning: %d model columns and %d rows lie outside the GRACE cell centres (%g..%g E, %g..%g N) "
+            "and are NoData" % (out_cols, out_rows, tg.lons.min(), tg.lons.max(), tg.lats.min(), tg.lats.max()))
+    moy = month_of_year(months)
+    model_months = np.array(sorted(m_months & set(months.tolist())), dtype=np.int64)
+    model_pos = np.searchsorted(months, model_months)
+    clim_in_model = np.isin(model_months, clim_months)
+    nt, nx, ny = len(months), len(lons), len(lats)
+    per_cell = 8 * (6 * nt + 2 * len(model_months) + 16)  # TD, f(E), TF_m[moy], f(TG), sums, float32 copy
+    if method == "idw":
+        per_cell += 8 * nt * 3 * interp.k
+    blocks = window_blocks(ny, nx, per_cell, memory_mb)
+    # one picklable task per window + what all windows share (coarse arrays, interpolator, model readers:
+    # sent once to each Dask worker, where the readers re-open the files; ProductReader pickles without handles)
+    shared = dict(model=model, interp=interp, e=e, tg=tg.data, moy=moy, model_months=model_months,
+                  clim_in_model=clim_in_model, out_dtype=out_dtype)
+    tasks = [dict(window=(r0, nr, c0, nc), lats=lats[r0:r0 + nr]) for (r0, nr, c0, nc) in blocks]
+    partial = run_windows(downscale_window_task, tasks, blocks, nx, "td", write, progress, run_tasks, shared)
+    # regional sums in window order (not arrival order): local and Dask tables are identical
+    sums = {k: [np.zeros(nt), np.zeros(nt)] for k in ("grace", "model", "down")}
+    for bi in sorted(partial):
+        p = partial[bi]
+        for key in ("grace", "down"):
+            sums[key][0] += p[key][0]
+            sums[key][1] += p[key][1]
+        sums["model"][0][model_pos] += p["model"][0]
+        sums["model"][1][model_pos] += p["model"][1]
+    means = weighted_means(sums)
+    if not np.isfinite(means["down"]).any():
+        raise TimeSeriesError("the downscaled study area is NaN in every month (model %s, GRACE %s)"
+                              % (model.label, grace.label))
+    dates = [month_from_index(k) for k in months]
+    notes = {int(k): "missing (no GRACE record)" for k in tg.missing}
+    for rec, frm, to in tg.moves:
+        notes[int(to)] = "special month: record centred %s (in %s) assigned here" % (
+            rec.mid.strftime("%Y-%m-%d"), month_label(frm))
+    table = pd.DataFrame({
+        "date": [d.strftime("%Y-%m-%d") for d in dates],
+        "decimal_year": [decimal_year(d) for d in dates],
+        "grace_note": [notes.get(int(k), "") for k in months],
+        "grace_missing": [int(k) in set(tg.missing) for k in months],
+        "in_climatology": use_g,
+        "grace_twsa_mm": means["grace"],
+        "model_tws_mm": means["model"],
+        "downscaled_tws_mm": means["down"],
+    })
+    if tg.missing:
+        log("GRACE months missing (NaN bands in the output): %s" % describe_months(tg.missing))
+    return months, table
+
+
+__all__ = [
+    "METHODS", "Interpolator", "ModelSum", "area_weights", "climatology_deviation", "downscale_block",
+    "downscale_window_task",
+    "interpolate_block", "month_of_year", "monthly_climatology", "months_in_period", "regional_mean",
+    "weighted_downscaling", "weighted_sums_block", "month_label",
+]

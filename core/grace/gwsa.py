@@ -1,0 +1,216 @@
+"""Groundwater storage anomaly by water balance (no QGIS).
+
+Liu et al. (2024), Land 13:184, sec. 2.3.3, eqs. (10)-(12) (seed 000); seed 002 sec. 2.2.3:
+
+* eq. (10) ``TWS = SMS + SWS + SWE + CWS + GWS``;
+* anomaly mode: ``GWSA = TWSA - (SMSA + SWSA + SWEA + CWSA)``, every term an anomaly against the
+  mean of the same baseline period (default 2004.0-2009.999, the GRACE convention);
+* change mode, eqs. (11)-(12): ``dGWS_t = dTWS_t - (dSMS_t + dSWS_t + dSWE_t + dCWS_t)`` with
+  ``dX_t = X_t - X_{t-1}`` on the complete monthly axis (NaN when either month is missing: a gap
+  is never bridged).
+
+Components on other grids are interpolated (bilinear) to the TWSA grid. The fine grid streams in
+row blocks; :func:`gwsa_anomaly_block` and :func:`gwsa_change_block` are pure.
+"""
+import numpy as np
+import pandas as pd
+
+from ..io.dates import decimal_year, month_from_index
+from ..io.errors import TimeSeriesError
+from ..io.windows import run_windows, window_blocks
+from .downscaling import RegriddedReader, months_in_period, weighted_means, weighted_sums_block
+from .products import describe_months, month_range_label
+
+MODES = ("anomaly", "change")
+DEFAULT_BASELINE = (2004.0, 2009.999)
+
+
+def anomaly(stack, use):
+    """``X - mean(X over baseline months)`` per cell (NaN ignored in the mean; no baseline value -> NaN).
+
+    ``use`` is (nt,) or, per cell, (nt, rows, cols) bool."""
+    use = np.asarray(use, bool)
+    if use.ndim == 1:
+        use = use[:, None, None]
+    base = np.where(use, stack, np.nan)
+    cnt = np.sum(np.isfinite(base), axis=0)
+    s = np.nansum(base, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(cnt > 0, s / np.maximum(cnt, 1), np.nan)
+    return stack - mean[None]
+
+
+def change(stack):
+    """Month-to-month change on a complete monthly axis; the first month is NaN."""
+    out = np.full_like(stack, np.nan)
+    out[1:] = stack[1:] - stack[:-1]
+    return out
+
+
+def gwsa_anomaly_block(twsa, components, use):
+    """Pure: GWSA = anom(TWSA) - sum anom(C_i) for one row block.
+
+    ``twsa`` (nt, r, c); ``components`` list of (nt, r, c) on the same grid and months; ``use`` (nt,)
+    bool baseline months. Every term's baseline mean is taken over the same months, per cell: the
+    baseline months where TWSA and all components have data (otherwise a month missing in one term
+    only, e.g. a GRACE gap at the seasonal peak, would shift GWSA by a constant).
+    Returns (gwsa, twsa_anomaly, [component anomalies])."""
+    joint = np.isfinite(twsa)
+    for c in components:
+        joint &= np.isfinite(c)
+    both = np.asarray(use, bool)[:, None, None] & joint
+    ta = anomaly(twsa, both)
+    ca = [anomaly(c, both) for c in components]
+    g = ta.copy()
+    for c in ca:
+        g = g - c
+    return g, ta, ca
+
+
+def gwsa_change_block(twsa, components):
+    """Pure: eq. (12) dGWS = dTWS - sum dC_i for one row block. Returns (dgws, dtws, [dC_i])."""
+    dt = change(twsa)
+    dc = [change(c) for c in components]
+    g = dt.copy()
+    for c in dc:
+        g = g - c
+    return g, dt, dc
+
+
+def gwsa_window_task(spec, shared=None):
+    """Pure window task of :func:`groundwater_anomaly`, picklable (e.g. a Dask task).
+
+    ``spec`` (merged over ``shared``, the part common to every window): ``window`` (row0, nrows, col0, ncols) of the TWSA grid; ``twsa`` reader and ``components``
+    (:class:`~.downscaling.RegriddedReader`), read here from their files; ``months`` output months;
+    ``mode``; ``use`` baseline months (anomaly mode); ``mask`` (nrows, ncols) bool or None; ``lats`` of
+    the window rows; ``out_dtype`` optional dtype of the GWSA window.
+    Returns ``{"gwsa": (nt, nrows, ncols), "sums": [(sum_wx, sum_w) of TWSA, each component, GWSA]}``
+    (cos(phi)-weighted partial sums over the valid, unmasked cells).
+    """
+    if shared:
+        spec = dict(shared, **spec)
+    r0, nr, c0, nc = spec["window"]
+    months = spec["months"]
+    t = spec["twsa"].read_rows(r0, nr, months, cols=(c0, nc))
+    cs = [c.read_rows(r0, nr, months, cols=(c0, nc)) for c in spec["components"]]
+    if spec["mode"] == "anomaly":
+        g, ta, ca = gwsa_anomaly_block(t, cs, spec["use"])
+    else:
+        g, ta, ca = gwsa_change_block(t, cs)
+    bm = spec.get("mask")
+    if bm is not None:
+        g = np.where(bm[None], g, np.nan)
+    sums = [weighted_sums_block(arr, spec["lats"], bm) for arr in [ta] + ca + [g]]
+    if spec.get("out_dtype") is not None:
+        g = g.astype(spec["out_dtype"])
+    return {"gwsa": g, "sums": sums}
+
+
+def groundwater_anomaly(twsa, components, mode="anomaly", baseline=DEFAULT_BASELINE, mask=None, write=None,
+                        progress=None, memory_mb=512, log=None, names=None, run_tasks=None, out_dtype=None):
+    """GWSA (anomaly or month-to-month change) from a TWSA reader and component readers.
+
+    ``twsa`` / ``components``: :class:`grace.ProductReader` objects (values in mm); the output is on
+    the TWSA grid and its complete monthly axis. ``mask`` (ny, nx) bool on the TWSA grid: cells outside are NaN in
+    the output and left out of the regional means. ``write(row0, block)``
+    receives GWSA windows (``col0`` only for windows narrower than the grid). Returns ``(months, table)`` with cos(phi)-weighted regional means per
+    month of TWSA, each component and GWSA (anomalies or changes, per ``mode``).
+    ``run_tasks(task_fn, tasks, shared)``: optional runner of the window tasks (:func:`gwsa_window_task`), e.g.
+    on Dask (:func:`.parallel.map_blocks`); windows are written as they arrive and the regional sums
+    are added in window order, so results do not depend on the runner. ``out_dtype``: dtype of the
+    GWSA windows handed to ``write`` (cast in the task).
+    """
+    log = log or (lambda s: None)
+    if mode not in MODES:
+        raise TimeSeriesError("unknown mode %r (anomaly or change)" % mode)
+    if not components:
+        raise TimeSeriesError("no storage component given (soil moisture, snow, canopy, surface water)")
+    names = list(names or ["component_%d" % (i + 1) for i in range(len(components))])
+    months = twsa.months
+    lons, lats = twsa.lons, twsa.north_up_lats()
+    t_months = set(twsa.record_months.tolist())
+    tw_grid = twsa.grid()
+    comps = []
+    for name, c in zip(names, components):
+        cm = set(c.record_months.tolist())
+        if not (cm & t_months):
+            raise TimeSeriesError("component %s months %s do not overlap the TWSA months %s (%s)"
+                                  % (c.label, month_range_label(cm), month_range_label(t_months), twsa.label))
+        lack = sorted(t_months - cm)
+        if lack:
+            log("%s: no data for TWSA month(s) %s -> GWSA NaN there" % (name, describe_months(lack)))
+        comps.append(RegriddedReader(c, tw_grid, lons, lats, target="the TWSA grid"))
+    use = None
+    if mode == "anomaly":
+        use = months_in_period(months, *baseline)
+        use_t = use & np.isin(months, list(t_months))
+        if not use_t.any():
+            raise TimeSeriesError("baseline %.3f-%.3f is outside the TWSA data (%s, months %s)"
+                                  % (baseline[0], baseline[1], twsa.label, month_range_label(t_months)))
+        for name, c in zip(names, components):
+            if not (use & np.isin(months, c.record_months)).any():
+                raise TimeSeriesError("baseline %.3f-%.3f is outside the data of component %s (months %s)"
+                                      % (baseline[0], baseline[1], c.label, month_range_label(c.record_months)))
+        log("baseline %.3f-%.3f: %d TWSA months %s" % (baseline[0], baseline[1], int(use_t.sum()),
+                                                       month_range_label(months[use_t])))
+    nt, nx, ny = len(months), len(lons), len(lats)
+    if mask is not None:
+        mask = np.asarray(mask, bool)
+        if mask.shape != (ny, nx):
+            raise TimeSeriesError("mask shape %s differs from the TWSA grid %dx%d" % (mask.shape, nx, ny))
+        if not mask.any():
+            raise TimeSeriesError("the mask polygon covers no TWSA cell")
+    per_cell = 8 * nt * (4 * (len(comps) + 1) + 2)
+    blocks = window_blocks(ny, nx, per_cell, memory_mb)
+    keys = ["twsa"] + names + ["gwsa"]
+    shared = dict(twsa=twsa, components=comps, months=months, mode=mode, use=use, out_dtype=out_dtype)
+    tasks = [dict(window=(r0, nr, c0, nc), mask=mask[r0:r0 + nr, c0:c0 + nc] if mask is not None else None,
+                  lats=lats[r0:r0 + nr])
+             for (r0, nr, c0, nc) in blocks]
+    partial = run_windows(gwsa_window_task, tasks, blocks, nx, "gwsa", write, progress, run_tasks, shared)
+    # regional sums in window order (not arrival order): local and Dask tables are identical
+    sums = {k: [np.zeros(nt), np.zeros(nt)] for k in keys}
+    for bi in sorted(partial):
+        for k, (s, sw) in zip(keys, partial[bi]):
+            sums[k][0] += s
+            sums[k][1] += sw
+    means = weighted_means(sums)
+    if not np.isfinite(means["gwsa"]).any():
+        raise TimeSeriesError("GWSA is NaN over the whole study area in every month (TWSA %s%s)"
+                              % (twsa.label, ", inside the mask" if mask is not None else ""))
+    dates = [month_from_index(k) for k in months]
+    table = pd.DataFrame({"date": [d.strftime("%Y-%m-%d") for d in dates],
+                          "decimal_year": [decimal_year(d) for d in dates]})
+    suffix = "_mm" if mode == "anomaly" else "_change_mm"
+    for k in keys:
+        table[k + suffix] = means[k]
+    return months, table
+
+
+__all__ = ["MODES", "DEFAULT_BASELINE", "anomaly", "change", "gwsa_anomaly_block", "gwsa_change_block",
+           "groundwater_anomaly", "gwsa_window_task"]
+
+
+def mask_from_wkt(wkts, grid):
+    """Boolean (ny, nx) mask of the cells of ``grid`` (:class:`~subsidence_toolkit.core.io.rasters.RasterGrid`, north-up) whose centres
+    fall inside any of the polygons ``wkts`` (WKT in the grid's CRS), rasterized with GDAL."""
+    from osgeo import gdal, ogr, osr
+
+    drv = gdal.GetDriverByName("MEM")
+    ds = drv.Create("", grid.xsize, grid.ysize, 1, gdal.GDT_Byte)
+    ds.SetGeoTransform(grid.geotransform)
+    srs = osr.SpatialReference()
+    if grid.projection:
+        srs.ImportFromWkt(grid.projection)
+        ds.SetProjection(grid.projection)
+    vds = ogr.GetDriverByName("Memory").CreateDataSource("mask")
+    lyr = vds.CreateLayer("mask", srs if grid.projection else None, ogr.wkbUnknown)
+    for w in wkts:
+        geom = ogr.CreateGeometryFromWkt(w)
+        if geom is None:
+            raise TimeSeriesError("mask polygon: invalid geometry %s" % w[:60])
+        f = ogr.Feature(lyr.GetLayerDefn())
+        f.SetGeometry(geom)
+        lyr.CreateFeature(f)
+    gdal.RasterizeLayer(ds, [1], lyr, burn_values=[1])
+    return ds.GetRasterBand(1).ReadAsArray().astype(bool)

@@ -1,0 +1,306 @@
+"""Time-series raster convention and raster I/O (no QGIS imports).
+
+The convention every algorithm of the toolkit reads and writes:
+
+* a time-series raster is a multiband GeoTIFF, **one band per date**;
+* each band's description is the date as ``YYYY-MM-DD`` and the same date is
+  stored in the band metadata item ``DATE`` (and ``ACQUISITION_DATE`` for
+  InSAR viewers);
+* values are millimetres (dataset metadata ``UNITS=mm``), NoData is NaN;
+* displacement is positive **toward the satellite** (uplift).
+
+Dates are recognised, in this order, from an explicit list, the band
+description, band metadata (``DATE``, ``ACQUISITION_DATE``, ``date``) and the
+NetCDF time axis (band metadata ``NETCDF_DIM_time`` with units from the dataset
+item ``time#units``, e.g. ``days since 2002-01-01``); see :mod:`.dates`.
+
+Reading happens in windows (:mod:`.windows`) so stacks larger than memory stream through.
+Writing goes through :class:`RasterWriter`, which writes to a temporary file
+next to the destination and renames it only when everything succeeded, so a
+failed or cancelled run never leaves a half-written output behind.
+"""
+import os
+import uuid
+
+import numpy as np
+from osgeo import gdal, osr
+
+from .dates import decode_cf_time, format_date, parse_date, validate_dates
+from .errors import TimeSeriesError
+
+gdal.UseExceptions()
+
+UNITS_MM = "mm"
+NODATA = float("nan")
+
+
+def open_raster(path, update=False):
+    """Open a raster with GDAL; the error names the file."""
+    try:
+        ds = gdal.Open(str(path), gdal.GA_Update if update else gdal.GA_ReadOnly)
+    except RuntimeError as e:
+        raise TimeSeriesError("cannot open raster %s: %s" % (path, e)) from None
+    if ds is None:
+        raise TimeSeriesError("cannot open raster %s" % path)
+    if ds.RasterCount == 0:
+        subs = [s[0] for s in (ds.GetSubDatasets() or [])]
+        hint = (" ; it holds subdatasets, open one of: %s" % ", ".join(subs[:8])) if subs else ""
+        raise TimeSeriesError("raster %s has no bands%s" % (path, hint))
+    return ds
+
+
+def band_date(ds, index, nc_units=None):
+    """The date of band ``index`` (1-based) of an open dataset, or ``None``."""
+    band = ds.GetRasterBand(index)
+    d = parse_date(band.GetDescription())
+    if d:
+        return d
+    md = band.GetMetadata() or {}
+    for key in ("DATE", "ACQUISITION_DATE", "date", "acquisition_date"):
+        d = parse_date(md.get(key))
+        if d:
+            return d
+    if "NETCDF_DIM_time" in md:
+        units = nc_units or (ds.GetMetadata() or {}).get("time#units")
+        if units:
+            return decode_cf_time(md["NETCDF_DIM_time"], units).date()
+    return None
+
+
+def read_dates(ds_or_path, dates=None, require=True):
+    """The dates of every band of a time-series raster.
+
+    ``dates`` (a list of dates or date strings) overrides what the file says;
+    its length must equal the band count. Raises :class:`TimeSeriesError` for a
+    band without a date, duplicate or unsorted dates, or fewer than two bands.
+    """
+    ds = open_raster(ds_or_path) if isinstance(ds_or_path, (str, os.PathLike)) else ds_or_path
+    name = ds.GetDescription()
+    n = ds.RasterCount
+    if dates:
+        parsed = []
+        for i, t in enumerate(dates):
+            d = parse_date(t)
+            if d is None:
+                raise TimeSeriesError("%s: explicit date %d (%r) is not a date (YYYY-MM-DD)" % (name, i + 1, t))
+            parsed.append(d)
+        if len(parsed) != n:
+            raise TimeSeriesError("%s: %d dates given for %d bands" % (name, len(parsed), n))
+    else:
+        parsed = []
+        for i in range(1, n + 1):
+            d = band_date(ds, i)
+            if d is None:
+                if not require:
+                    return None
+                desc = ds.GetRasterBand(i).GetDescription()
+                raise TimeSeriesError(
+                    "%s: band %d has no date (description %r; expected YYYY-MM-DD, YYYYMMDD, DYYYYMMDD, "
+                    "band metadata DATE or NetCDF time)" % (name, i, desc)
+                )
+            parsed.append(d)
+    return validate_dates(parsed, name)
+
+
+class RasterGrid:
+    """Size, geotransform and CRS (WKT) of a raster; compares with a tolerance."""
+
+    def __init__(self, xsize, ysize, geotransform, projection):
+        self.xsize = int(xsize)
+        self.ysize = int(ysize)
+        self.geotransform = tuple(float(v) for v in geotransform)
+        self.projection = projection or ""
+
+    @classmethod
+    def of(cls, ds):
+        return cls(ds.RasterXSize, ds.RasterYSize, ds.GetGeoTransform(), ds.GetProjection())
+
+    def same_as(self, other, rel_tol=1e-6):
+        if (self.xsize, self.ysize) != (other.xsize, other.ysize):
+            return False
+        px = max(abs(self.geotransform[1]), abs(self.geotransform[5]), 1e-12)
+        if any(abs(a - b) > rel_tol * px for a, b in zip(self.geotransform, other.geotransform)):
+            return False
+        if self.projection and other.projection and self.projection != other.projection:
+            a, b = osr.SpatialReference(), osr.SpatialReference()
+            a.ImportFromWkt(self.projection)
+            b.ImportFromWkt(other.projection)
+            return bool(a.IsSame(b))
+        return True
+
+    def describe(self):
+        return "%dx%d px, geotransform %s" % (self.xsize, self.ysize, ", ".join("%.6g" % v for v in self.geotransform))
+
+
+def check_band_numeric(ds, source=None):
+    """Raise if a band is not of a numeric (integer/float) type; complex and bytes-of-text are refused."""
+    source = source or ds.GetDescription()
+    for i in range(1, ds.RasterCount + 1):
+        t = ds.GetRasterBand(i).DataType
+        if t == gdal.GDT_Unknown or gdal.DataTypeIsComplex(t):
+            raise TimeSeriesError(
+                "%s: band %d has the non-numeric data type %s" % (source, i, gdal.GetDataTypeName(t))
+            )
+
+
+# --------------------------------------------------------------------------- reading
+def read_block(ds, row0, nrows, bands=None, dtype=np.float64, apply_scale=True):
+    """Read rows ``row0 .. row0+nrows`` of the given bands (1-based; default all).
+
+    Returns an array ``(nbands, nrows, xsize)`` in ``dtype`` with the band's
+    NoData value turned into NaN and ``scale``/``offset`` applied (GDAL reports
+    but does not apply NetCDF ``scale_factor``/``add_offset``).
+    """
+    return read_window(ds, 0, row0, ds.RasterXSize, nrows, bands, dtype, apply_scale)
+
+
+def read_window(ds, xoff, yoff, xsize, ysize, bands=None, dtype=np.float64, apply_scale=True):
+    """Read the pixel window ``(xoff, yoff, xsize, ysize)`` of the given bands (1-based; default all).
+
+    Same conventions as :func:`read_block` (NoData -> NaN, scale/offset applied);
+    returns ``(nbands, ysize, xsize)``. The window must lie inside the raster.
+    """
+    bands = list(bands) if bands is not None else list(range(1, ds.RasterCount + 1))
+    out = np.empty((len(bands), int(ysize), int(xsize)), dtype=dtype)
+    for k, b in enumerate(bands):
+        band = ds.GetRasterBand(b)
+        a = band.ReadAsArray(int(xoff), int(yoff), int(xsize), int(ysize))
+        if a is None:
+            raise TimeSeriesError("%s: cannot read band %d window x %d-%d, y %d-%d" % (
+                ds.GetDescription(), b, xoff, xoff + xsize, yoff, yoff + ysize))
+        a = a.astype(dtype, copy=False)
+        nd = band.GetNoDataValue()
+        if nd is not None and not np.isnan(nd):
+            a = np.where(a == nd, np.nan, a)
+        if apply_scale:
+            s, o = band.GetScale(), band.GetOffset()
+            if s not in (None, 1.0) or o not in (None, 0.0):
+                a = a * (1.0 if s is None else s) + (0.0 if o is None else o)
+        out[k] = a
+    return out
+
+
+# --------------------------------------------------------------------------- writing
+GTIFF_OPTIONS = ["TILED=YES", "COMPRESS=DEFLATE", "PREDICTOR=3", "BIGTIFF=IF_SAFER", "BLOCKXSIZE=256", "BLOCKYSIZE=256"]
+
+
+class RasterWriter:
+    """Write a float32 GeoTIFF (one band per date or per named layer) atomically.
+
+    Use as a context manager: the data go to a hidden temporary file beside
+    ``path`` and are renamed onto ``path`` when the block exits without an
+    exception; on an exception (including cancellation) the temporary file is
+    removed and ``path`` is untouched.
+
+    ``dates`` (list of dates) labels bands ``YYYY-MM-DD`` with metadata
+    ``DATE``/``ACQUISITION_DATE``; otherwise ``band_names`` labels them.
+    ``metadata`` goes into the dataset metadata (``UNITS`` is always set).
+    """
+
+    def __init__(self, path, grid, nbands, dates=None, band_names=None, units=UNITS_MM,
+                 metadata=None, dtype=gdal.GDT_Float32, nodata=NODATA):
+        self.path = str(path)
+        self.grid = grid
+        self.nbands = int(nbands)
+        self.dates = list(dates) if dates is not None else None
+        self.band_names = list(band_names) if band_names is not None else None
+        self.units = units
+        self.metadata = dict(metadata or {})
+        self.dtype = dtype
+        self.nodata = nodata
+        self.ds = None
+        d, f = os.path.split(os.path.abspath(self.path))
+        self.tmp = os.path.join(d, ".%s.%s.partial.tif" % (f, uuid.uuid4().hex[:8]))
+
+    def __enter__(self):
+        return self.open()
+
+    def open(self):
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        drv = gdal.GetDriverByName("GTiff")
+        opts = list(GTIFF_OPTIONS)
+        if self.dtype not in (gdal.GDT_Float32, gdal.GDT_Float64):
+            opts = [o for o in opts if not o.startswith("PREDICTOR")]
+        if self.nbands > 1:
+            opts.append("INTERLEAVE=BAND")
+        self.ds = drv.Create(self.tmp, self.grid.xsize, self.grid.ysize, self.nbands, self.dtype, opts)
+        if self.ds is None:
+            raise TimeSeriesError("cannot create %s" % self.path)
+        self.ds.SetGeoTransform(self.grid.geotransform)
+        if self.grid.projection:
+            self.ds.SetProjection(self.grid.projection)
+        md = {"UNITS": self.units or ""}
+        if self.dates is not None:
+            md["DATES"] = ",".join(format_date(d) for d in self.dates)
+        md.update({str(k): str(v) for k, v in self.metadata.items()})
+        self.ds.SetMetadata(md)
+        for i in range(self.nbands):
+            band = self.ds.GetRasterBand(i + 1)
+            if self.nodata is not None:
+                band.SetNoDataValue(float(self.nodata))
+            if self.units:
+                band.SetUnitType(self.units)
+            if self.dates is not None:
+                s = format_date(self.dates[i])
+                band.SetDescription(s)
+                band.SetMetadata({"DATE": s, "ACQUISITION_DATE": s})
+            elif self.band_names is not None:
+                band.SetDescription(str(self.band_names[i]))
+        return self
+
+    def write_block(self, row0, block, col0=0):
+        """Write ``block`` of shape ``(nbands, nrows, ncols)`` (or 2-D for one band) at ``row0``
+        (and ``col0``; by default a full-width block)."""
+        block = np.asarray(block)
+        if block.ndim == 2:
+            block = block[None]
+        full = col0 == 0 and block.shape[2] == self.grid.xsize
+        if block.shape[0] != self.nbands or (not full and col0 + block.shape[2] > self.grid.xsize):
+            raise ValueError("block shape %s at column %d does not match %d bands x %d columns"
+                             % (block.shape, col0, self.nbands, self.grid.xsize))
+        for i in range(self.nbands):
+            self.ds.GetRasterBand(i + 1).WriteArray(block[i], int(col0), int(row0))
+
+    def write_band(self, index, array):
+        """Write a whole band (1-based ``index``)."""
+        self.ds.GetRasterBand(index).WriteArray(np.asarray(array))
+
+    def commit(self):
+        """Close and move the finished file onto the destination."""
+        if self.ds is None:
+            return
+        self.ds.FlushCache()
+        self.ds = None
+        os.replace(self.tmp, self.path)
+
+    def abort(self):
+        """Close and delete the temporary file; the destination is not touched."""
+        self.ds = None
+        for p in (self.tmp, self.tmp + ".aux.xml"):
+            if os.path.exists(p):
+                os.remove(p)
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+        return False
+
+
+def write_raster(path, grid, array, dates=None, band_names=None, units=UNITS_MM, metadata=None):
+    """Write a whole ``(nbands, rows, cols)`` (or 2-D) array with :class:`RasterWriter`."""
+    array = np.asarray(array)
+    if array.ndim == 2:
+        array = array[None]
+    with RasterWriter(path, grid, array.shape[0], dates=dates, band_names=band_names,
+                      units=units, metadata=metadata) as w:
+        w.write_block(0, array)
+    return path
+
+
+def grid_from_origin(x0, y0, dx, dy, xsize, ysize, epsg=4326):
+    """A north-up :class:`RasterGrid` with top-left corner ``(x0, y0)`` and pixel size ``dx`` x ``dy``."""
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(int(epsg))
+    return RasterGrid(xsize, ysize, (x0, dx, 0.0, y0, 0.0, -abs(dy)), srs.ExportToWkt())

@@ -1,0 +1,156 @@
+"""Run pure row-block tasks locally or on a Dask cluster, with the same results bit for bit.
+
+A *task function* takes one picklable task description (e.g. ``(row0, nrows)`` plus the input
+paths and parameters) and returns arrays; it reads its inputs itself from paths the workers can
+reach (a shared file system) and has no side effects. :func:`map_blocks` runs such tasks and
+yields ``(index, result)`` as they finish; the caller writes each result into the output files
+(e.g. with :class:`~.rasters.RasterWriter`), so the outputs are assembled in one place and a
+failed run leaves nothing behind.
+
+Locally, tasks run one after the other in this process. With ``scheduler`` set to the address of
+a running ``dask.distributed`` scheduler (``tcp://host:8786``) they run on its workers; at most
+``max_in_flight`` tasks are outstanding so memory stays bounded, a task whose worker dies is
+retried (``retries``), and cancelling stops submitting and cancels the outstanding futures.
+Dask is optional: it is imported only when a scheduler is given.
+"""
+import importlib.util
+import os
+
+from .errors import Cancelled, DaskUnavailable
+
+#: the plugin folder (core/io/tasks.py -> three levels up), made importable on Dask workers
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def dask_available():
+    """True when ``dask.distributed`` can be imported."""
+    return importlib.util.find_spec("distributed") is not None
+
+
+_BOOTSTRAP = """
+import importlib, importlib.util, os, sys
+if {name!r} not in sys.modules:
+    try:
+        importlib.import_module({name!r})
+    except ImportError:
+        spec = importlib.util.spec_from_file_location(
+            {name!r}, os.path.join({root!r}, "__init__.py"), submodule_search_locations=[{root!r}])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[{name!r}] = module
+        spec.loader.exec_module(module)
+"""
+
+
+def prepare_workers(client):
+    """Make this package importable on every current and future worker of ``client``.
+
+    The plugin may live in a folder whose name is not its package name (a git checkout), so
+    workers register it the way QGIS does. The set-up is sent as source text run by ``exec``
+    (a builtin), because a function of this package could not be unpickled before it exists there.
+    """
+    import functools
+
+    code = _BOOTSTRAP.format(name=__name__.split(".")[0], root=PACKAGE_ROOT)
+    client.register_worker_callbacks(setup=functools.partial(exec, code))
+    client.run(functools.partial(exec, code))
+
+
+def connect(scheduler, timeout=10):
+    """A ``distributed.Client`` for ``scheduler`` with this package importable on every worker."""
+    if not dask_available():
+        raise DaskUnavailable(
+            "a Dask scheduler was given (%s) but dask.distributed is not installed in this Python "
+            "(Debian: apt-get install python3-distributed; elsewhere: pip install distributed)" % scheduler
+        )
+    from distributed import Client
+
+    try:
+        client = Client(scheduler, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError) as e:
+        raise DaskUnavailable("cannot reach the Dask scheduler %s: %s" % (scheduler, e)) from None
+    return client
+
+
+def map_blocks(task_fn, tasks, scheduler=None, client=None, max_in_flight=None, is_canceled=None, retries=2,
+               shared=None):
+    """Yield ``(index, task_fn(tasks[index]))`` for every task, in completion order.
+
+    ``scheduler``/``client``: run on Dask (else locally, in order). ``is_canceled``: a callable
+    polled between tasks; when it returns True, :class:`Cancelled` is raised after cancelling the
+    outstanding futures. ``shared``: an object every task needs (e.g. coarse arrays, a reader):
+    the call becomes ``task_fn(task, shared)``; on Dask it is sent to the workers once
+    (scattered, replicated on every worker) instead of with every task.
+    """
+    tasks = list(tasks)
+    is_canceled = is_canceled or (lambda: False)
+    extra = () if shared is None else (shared,)
+    if not scheduler and client is None:
+        for i, task in enumerate(tasks):
+            if is_canceled():
+                raise Cancelled()
+            yield i, task_fn(task, *extra)
+        return
+    own = client is None
+    scattered = ()
+    client = client or connect(scheduler)
+    try:
+        prepare_workers(client)
+        from distributed import as_completed
+
+        nworkers = max(1, len(client.scheduler_info().get("workers", {})))
+        if extra:
+            extra = scattered = tuple(client.scatter(list(extra), broadcast=True, hash=False))
+        window = max_in_flight or 2 * nworkers
+        pending = {}
+        it = iter(enumerate(tasks))
+        ac = None
+
+        def submit_next():
+            try:
+                i, task = next(it)
+            except StopIteration:
+                return None
+            fut = client.submit(task_fn, task, *extra, pure=False, retries=retries,
+                                key="subsidence-block-%d-%s" % (i, os.urandom(4).hex()))
+            pending[fut.key] = (i, fut)
+            if ac is not None:
+                ac.add(fut)
+            return fut
+
+        first = [f for f in (submit_next() for _ in range(window)) if f is not None]
+        if not first:
+            return
+        ac = as_completed(first, loop=client.loop)
+        for fut in ac:
+            if is_canceled():
+                client.cancel([f for _, f in pending.values()])
+                raise Cancelled()
+            i, _ = pending.pop(fut.key)
+            result = fut.result()
+            fut.release()
+            yield i, result
+            submit_next()
+    finally:
+        for f in scattered:
+            f.release()
+        if own:
+            client.close()
+
+
+def run_tasks_here_or(task_fn, tasks, run_tasks=None, shared=None):
+    """Yield ``(index, task_fn(tasks[index], shared))``: here in order, or through
+    ``run_tasks(task_fn, tasks, shared)`` (e.g. Dask via :func:`map_blocks`, any completion order;
+    ``shared`` is what every task needs and goes to each worker once). The runner is closed when the
+    consumer stops early (error, cancel), so outstanding tasks are dropped."""
+    if run_tasks is None:
+        for i, task in enumerate(tasks):
+            yield i, task_fn(task, shared)
+        return
+    results = run_tasks(task_fn, tasks, shared)
+    try:
+        for item in results:
+            yield item
+    finally:
+        close = getattr(results, "close", None)
+        if close is not None:
+            close()

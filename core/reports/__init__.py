@@ -1,0 +1,1 @@
+"""HTML reports built from the statistics' result objects (self-contained pages, figures inline)."""

@@ -1,0 +1,220 @@
+"""HTML report of a lagged-correlation run (no QGIS; matplotlib optional).
+
+Per group: the analysed X and Y series overlaid (two y axes) and r versus lag for every series
+mode, as PNG images embedded in the page when matplotlib is importable; tables always. The
+page is self-contained (no external files), so the Processing results viewer and a browser
+show it as is.
+"""
+import base64
+import html
+import io
+import math
+import os
+
+import numpy as np
+
+from ..io.dates import month_from_index, month_label
+
+MAX_PLOTS = 40
+MAX_TABLES = 200
+MAX_WARNINGS = 100
+
+
+def _fmt(v, digits=3):
+    if v is None:
+        return ""
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else ""
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return html.escape(str(v))
+    if math.isnan(f):
+        return "&ndash;"
+    if f != 0 and (abs(f) < 1e-3 or abs(f) >= 1e5):
+        return "%.2e" % f
+    return ("%%.%df" % digits) % f
+
+
+def _matplotlib():
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except Exception:  # noqa: BLE001 - any import problem means: no plots
+        return None
+    return Figure, FigureCanvasAgg
+
+
+def _png(fig, canvas_cls):
+    canvas_cls(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def group_figure(curves, table, x_label, y_label, mpl, title=None):
+    """One figure for a group: per series mode an overlay panel and an r-vs-lag panel. Base64 PNG.
+
+    The overlay shows X (left axis), Y (right axis) and, when the best lag k is not 0, X
+    shifted by k months (X[t-k] drawn at t, dashed), which is what R_k correlates with Y[t].
+    """
+    Figure, Canvas = mpl
+    modes = [c["series"] for c in curves]
+    fig = Figure(figsize=(10, 2.8 * len(modes) + (0.4 if title else 0)))
+    for i, c in enumerate(curves):
+        rows = table[table["series"] == c["series"]]
+        ax = fig.add_subplot(len(modes), 2, 2 * i + 1)
+        dates = [month_from_index(k) for k in c["months"]]
+        lines = ax.plot(dates, c["x"], "o-", color="tab:blue", ms=3, label=x_label)
+        best = rows["best_lag"].to_numpy(dtype=bool)
+        k = int(rows["lag"].to_numpy()[best][0]) if best.any() else 0
+        if k != 0 and len(dates) > abs(k):
+            shifted = [month_from_index(m + k) for m in c["months"]]
+            lines += ax.plot(shifted, c["x"], "--", color="tab:blue", alpha=0.5,
+                             label="%s shifted %+d months" % (x_label, k))
+        ax.set_ylabel(x_label, color="tab:blue")
+        ax2 = ax.twinx()
+        lines += ax2.plot(dates, c["y"], "s-", color="tab:red", ms=3, label=y_label)
+        ax2.set_ylabel(y_label, color="tab:red")
+        ax.set_xlim(dates[0], dates[-1]) if dates else None
+        ax.legend(lines, [ln.get_label() for ln in lines], fontsize=7, loc="best")
+        ax.set_title("%s series" % c["series"], fontsize=10)
+        ax.tick_params(axis="x", labelsize=7, rotation=30)
+        bx = fig.add_subplot(len(modes), 2, 2 * i + 2)
+        lags = rows["lag"].to_numpy()
+        r = rows["r"].to_numpy(dtype=float)
+        sig = rows["p_eff"].to_numpy(dtype=float) < 0.05
+        bx.axhline(0, color="0.6", lw=0.8)
+        bx.plot(lags, r, "-", color="0.3")
+        bx.plot(lags[sig], r[sig], "o", color="black", label="p_eff < 0.05")
+        bx.plot(lags[~sig], r[~sig], "o", mfc="white", color="black", label="p_eff >= 0.05")
+        if best.any():
+            bx.plot(lags[best], r[best], "*", color="tab:orange", ms=14, label="best lag")
+        bx.set_xticks(lags)
+        bx.set_ylim(-1.05, 1.05)
+        bx.set_xlabel("lag k (months, %s leads %s)" % (x_label, y_label), fontsize=8)
+        bx.set_ylabel("r")
+        bx.legend(fontsize=7, loc="lower right")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return _png(fig, Canvas)
+
+
+def html_report(result, title="Lagged correlation", parameters=None, plots=True, max_plots=MAX_PLOTS,
+                max_tables=MAX_TABLES):
+    """The HTML page (str) for a :class:`core.lagcorr.LagCorrResult`.
+
+    The summary (best lag per group and series) lists every group; plots are drawn for the
+    first ``max_plots`` groups and per-lag tables for the first ``max_tables`` (the output
+    table holds everything).
+    """
+    t = result.table
+    xl, yl = result.x_label, result.y_label
+    mpl = _matplotlib() if plots else None
+    e = html.escape
+    out = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>%s</title>" % e(title),
+        "<style>body{font-family:sans-serif;font-size:13px;margin:1em}table{border-collapse:collapse;"
+        "margin:0.5em 0}td,th{border:1px solid #bbb;padding:2px 6px;text-align:right}th{background:#eee}"
+        "td.t{text-align:left}tr.best{background:#fff3c4;font-weight:bold}td.sig{color:#060;font-weight:bold}.warn{color:#a40}</style></head><body>",
+        "<h2>%s</h2>" % e(title),
+        "<p><b>Convention:</b> lag k &ge; 0 means <b>%s leads %s by k months</b>: "
+        "R<sub>k</sub> = Pearson(%s[t+k], %s[t]) over the months where both exist (means over the pairs). "
+        "Negative k: %s leads %s.</p>" % (e(xl), e(yl), e(yl), e(xl), e(yl), e(xl)),
+        "<p>p: two-sided t-test with N&minus;2 degrees of freedom (white-noise null, as scipy.stats.pearsonr). "
+        "N<sub>eff</sub> = N(1&minus;r<sub>1</sub>r<sub>2</sub>)/(1+r<sub>1</sub>r<sub>2</sub>) (Bretherton et al. "
+        "1999, capped at N) from the lag-1 autocorrelations r<sub>1</sub>, r<sub>2</sub> of the paired series; "
+        "p<sub>eff</sub> is the t-test with N<sub>eff</sub>&minus;2 degrees of freedom. Monthly levels are strongly "
+        "autocorrelated, so judge significance by p<sub>eff</sub>. Cumulative change from a base month is "
+        "X<sub>t</sub>&minus;X<sub>base</sub>, so it has exactly the r of the levels; temporal change is the "
+        "month-to-month difference and is missing across a missing month.</p>",
+    ]
+    if parameters:
+        out.append("<table>")
+        for k, v in parameters.items():
+            out.append("<tr><th>%s</th><td class='t'>%s</td></tr>" % (e(str(k)), e(str(v))))
+        out.append("</table>")
+    if result.warnings:
+        out.append("<h3 class='warn'>Warnings</h3><ul class='warn'>")
+        out += ["<li>%s</li>" % e(w) for w in result.warnings[:MAX_WARNINGS]]
+        if len(result.warnings) > MAX_WARNINGS:
+            out.append("<li>... and %d more</li>" % (len(result.warnings) - MAX_WARNINGS))
+        out.append("</ul>")
+
+    # summary: best lag per group and series
+    out.append("<h3>Best lag per group</h3><table><tr><th>group</th><th>series</th><th>best lag</th><th>r</th>"
+               "<th>n</th><th>p</th><th>N<sub>eff</sub></th><th>p<sub>eff</sub></th></tr>")
+    for (grp, ser), part in t.groupby(["group", "series"], sort=False):
+        best = part[part["best_lag"].astype(bool)]
+        if len(best):
+            b = best.iloc[0]
+            cells = [_fmt(int(b["lag"])), _fmt(b["r"]), _fmt(int(b["n"])), _fmt(b["p"]), _fmt(b["n_eff"], 1),
+                     _fmt(b["p_eff"])]
+        else:
+            cells = ["&ndash;"] * 6
+        out.append("<tr><td class='t'>%s</td><td class='t'>%s</td>%s</tr>" % (
+            e(str(grp)), e(str(ser)), "".join("<td>%s</td>" % c for c in cells)))
+    out.append("</table>")
+    if plots and mpl is None:
+        out.append("<p>matplotlib is not available: tables only.</p>")
+
+    cols = ["lag", "n", "r", "p", "r1_x", "r1_y", "n_eff", "p_eff", "note"]
+    heads = ["lag", "n", "r", "p", "r<sub>1</sub> %s" % e(xl), "r<sub>1</sub> %s" % e(yl), "N<sub>eff</sub>",
+             "p<sub>eff</sub>", "note"]
+    groups = list(dict.fromkeys(t["group"]))
+    if len(groups) > max_tables:
+        out.append("<p>Per-lag details for the first %d of %d groups; the output table has all.</p>"
+                   % (max_tables, len(groups)))
+    by_group = dict(tuple(t.groupby("group", sort=False)))
+    curves_by_group = {}
+    for c in result.curves:
+        curves_by_group.setdefault(c["group"], []).append(c)
+    for gi, grp in enumerate(groups[:max_tables]):
+        gt = by_group[grp]
+        out.append("<h3>%s</h3>" % e(str(grp)))
+        curves = curves_by_group.get(grp, [])
+        if mpl is not None and curves and gi < max_plots:
+            try:
+                png = group_figure(curves, gt, xl, yl, mpl, title=str(grp))
+                out.append("<img alt='%s' src='data:image/png;base64,%s'/>" % (e(str(grp)), png))
+            except Exception as ex:  # noqa: BLE001 - a plot failure must not lose the tables
+                out.append("<p class='warn'>plot failed: %s</p>" % e(str(ex)))
+        elif mpl is not None and gi == max_plots:
+            out.append("<p>(plots shown for the first %d groups only)</p>" % max_plots)
+        for ser, part in gt.groupby("series", sort=False):
+            months = [c["months"] for c in curves if c["series"] == ser]
+            span = ""
+            if months and len(months[0]):
+                span = " (%s .. %s)" % (month_label(months[0][0]), month_label(months[0][-1]))
+            out.append("<p><b>%s</b>%s</p><table><tr>%s</tr>" % (
+                e(str(ser)), e(span), "".join("<th>%s</th>" % h for h in heads)))
+            for _, row in part.iterrows():
+                cls = " class='best'" if bool(row["best_lag"]) else ""
+                cells = []
+                for c in cols:
+                    v = row[c]
+                    if c in ("lag", "n"):
+                        cells.append("<td>%d</td>" % int(v))
+                    elif c == "note":
+                        cells.append("<td class='t'>%s</td>" % e(str(v or "")))
+                    elif c == "p_eff" and np.isfinite(v) and v < 0.05:
+                        cells.append("<td class='sig'>%s</td>" % _fmt(v))
+                    else:
+                        cells.append("<td>%s</td>" % _fmt(v, 1 if c == "n_eff" else 3))
+                out.append("<tr%s>%s</tr>" % (cls, "".join(cells)))
+            out.append("</table>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def write_html_report(path, result, **kwargs):
+    """Write :func:`html_report` to ``path`` (UTF-8) atomically (temporary file, then rename)."""
+    text = html_report(result, **kwargs)
+    tmp = "%s.partial" % path
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,213 @@
+"""core/insar/sbas_stack.py: the memory plan of the streamed SBAS inversion and window-split invariance."""
+import datetime as dt
+import math
+import tracemalloc
+
+import numpy as np
+import pytest
+from osgeo import gdal, osr
+
+from subsidence_toolkit.core.insar import sbas, sbas_stack
+
+MIB = 2 ** 20
+
+
+@pytest.mark.parametrize("ysize,xsize,block,buf,solve,cap", [
+    (500, 500, (256, 256), 4 * (202 + 66), 3766, 256),
+    (500, 500, (256, 256), 4 * (404 + 66), 16420, 128),
+    (500, 500, (256, 256), 4 * (404 + 66), 16420, 2048),
+    (3000, 2500, (512, 512), 4 * (300 + 100), 8000, 512),
+    (1200, 900, (900, 4), 4 * (202 + 66), 3766, 96),      # stripped input, 4 rows per strip
+    (1200, 900, (900, 1), 4 * (202 + 66), 3766, 40),
+    (77, 53, (16, 16), 4 * (40 + 20), 900, 6),
+])
+def test_plan_stays_within_its_budget_and_covers_the_grid(ysize, xsize, block, buf, solve, cap):
+    plan = sbas_stack.plan_blocks(ysize, xsize, block, buf, solve, cap, out_bands=66, solve_fixed=2 * MIB)
+    assert plan["budget"] <= cap * MIB * (1 - sbas_stack.ALLOCATOR_SLACK) + 1
+    if plan["fits"]:
+        assert plan["total"] <= plan["budget"]
+        assert sum(plan["parts"].values()) == plan["total"]
+    cover = np.zeros((ysize, xsize), np.int32)
+    for r0, h, c0, w in plan["windows"]:
+        assert plan["sub_rows"] >= 1 and h >= 1 and w >= 1
+        cover[r0:r0 + h, c0:c0 + w] += 1
+        # the largest window's buffer and one sub-block are what the plan counted
+        assert buf * h * w <= plan["parts"]["buffers"]
+        assert solve * min(h, plan["sub_rows"]) * w + 2 * MIB <= plan["parts"]["solve"]
+    assert np.all(cover == 1)
+    h0, w0 = plan["windows"][0][1], plan["windows"][0][3]
+    bw, bh = min(block[0], xsize), min(block[1], ysize)
+    if h0 >= bh:        # whole input blocks per window: each block decompressed once per pass
+        assert all(r0 % bh == 0 for r0, _, _, _ in plan["windows"])
+        assert all(c0 % bw == 0 for _, _, c0, _ in plan["windows"]) or w0 == xsize
+    assert plan["gdal_cache"] >= sbas_stack.MIN_GDAL_CACHE
+
+
+def test_plan_uses_whole_tiles_when_they_fit():
+    # benchmark stack, unweighted, 256 MB: one tile row (256 x 500) of all 202 interferograms buffered
+    p = sbas_stack.plan_blocks(500, 500, (256, 256), 4 * (202 + 66), 3766, 256, 66, 4, 17 * MIB)
+    assert p["fits"] and p["windows"][0] == (0, 256, 0, 500)
+    # weighted at 128 MB: part of a tile row of one tile column (tiles decompressed 256 / rows times); the
+    # output tiles of that column wait in GDAL's cache until the window below completes them
+    p = sbas_stack.plan_blocks(500, 500, (256, 256), 4 * (404 + 66), 16420, 128, 66, 4, 17 * MIB)
+    assert p["fits"] and p["windows"][0][1] in (64, 128) and p["windows"][0][3] == 256
+    assert p["gdal_cache"] >= 66 * 256 * 256 * 4
+    assert [w[:3] for w in p["windows"][:3]] == [(0, 64, 0), (64, 64, 0), (128, 64, 0)][:3] or p["windows"][0][1] == 128
+    # a cap below the smallest plan: one row of one block width, flagged
+    p = sbas_stack.plan_blocks(500, 500, (256, 256), 4 * (404 + 66), 16420, 1, 66, 4, 17 * MIB)
+    assert not p["fits"] and p["windows"][0] == (0, 1, 0, 256) and p["sub_rows"] == 1
+
+
+def _net(n_dates=14, max_days=48, skip=(5, 11)):
+    dates, d, k = [], dt.date(2020, 1, 3), 0
+    while len(dates) < n_dates:
+        if k not in skip:
+            dates.append(d)
+        d += dt.timedelta(days=12)
+        k += 1
+    pairs = [(a, b) for i, a in enumerate(dates) for b in dates[i + 1:] if (b - a).days <= max_days]
+    return sbas.SbasNetwork([a for a, _ in pairs], [b for _, b in pairs])
+
+
+def _gappy_obs(net, rows, cols, seed=3):
+    rng = np.random.default_rng(seed)
+    M = net.n_ifg
+    obs = rng.normal(0, 3, (M, rows, cols)).astype(np.float32)
+    o = obs.reshape(M, -1)
+    P = o.shape[1]
+    for p in rng.choice(P, P // 3, replace=False):                  # partial pixels
+        o[rng.choice(M, max(1, M // 8), replace=False), p] = np.nan
+    for p in rng.choice(P, P // 10, replace=False):                 # split own networks -> SVD fallback
+        o[(net.i1 <= 4) & (net.i2 > 4), p] = np.nan
+    o[:, :7] = np.nan
+    coh = rng.uniform(0.2, 0.95, (M, rows, cols)).astype(np.float32)
+    return obs, coh
+
+
+@pytest.mark.parametrize("kind,weighting", [("float32", "none"), ("weighted", "coherence")])
+def test_solve_working_memory_within_the_per_pixel_estimate(kind, weighting):
+    """tracemalloc peak of a sub-block solve <= the planner's per-pixel bytes x pixels + its fixed term."""
+    net = _net()
+    M, N = net.n_ifg, net.n_dates
+    rows, cols = 40, 60
+    obs, coh = _gappy_obs(net, rows, cols)
+    shared = dict(ref_vals=np.zeros(M), to_mm=1.0, net=net, weighting=weighting, looks=20, min_coherence=0.0,
+                  gap_handling="min_norm", rad_per_mm=1.0, seasonal=False,
+                  work=np.float64 if weighting != "none" else np.float32)
+    stats = {"sum_e2": np.zeros(M), "n": np.zeros(M, dtype=np.int64), "n_data": 0, "n_gap": 0}
+    sbas_stack._solve_sub_block(obs.copy()[:, :4], coh[:, :4], shared, stats)   # warm network operators
+    a = obs.copy()
+    tracemalloc.start()
+    try:
+        workspace = {}                                               # kept from sub-block to sub-block
+        for r in range(0, rows, rows // 2):
+            out = sbas_stack._solve_sub_block(a[:, r:r + rows // 2], coh[:, r:r + rows // 2], shared, stats,
+                                              workspace)
+            del out
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert stats["n_gap"] > 0                                        # the fallback path ran
+    budget = sbas_stack.solve_bytes_per_pixel(M, N, kind, net.bandwidth) * rows // 2 * cols \
+        + sbas_stack.solve_bytes_fixed(M, N)
+    assert peak <= budget, (peak, budget)
+
+
+def test_fallback_chunking_is_bit_for_bit():
+    net = _net(max_days=36)
+    obs, _ = _gappy_obs(net, 10, 30, seed=9)
+    y = obs.reshape(net.n_ifg, -1).astype(np.float64)
+    valid = np.isfinite(y)
+    keep = valid.any(axis=0)
+    y, valid = np.where(valid, y, 0.0)[:, keep], valid[:, keep]
+    args = (net, y, valid, None, "min_norm", sbas.DEFAULT_NSBAS_GAMMA, sbas.DEFAULT_RCOND)
+    a = sbas._fallback_solve(*args, chunk=512)
+    assert np.isfinite(a).all() and a.shape[1] > 200
+    for chunk in (None, 7, 1):
+        assert np.array_equal(a, sbas._fallback_solve(*args, chunk=chunk))
+
+
+# --------------------------------------------------------------------------- window-split invariance
+NY, NX = 40, 56
+LAMBDA = 0.05546576
+
+
+def _write_tiled(path, arr, nodata=None):
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), NX, NY, 1, gdal.GDT_Float32,
+                                              ["TILED=YES", "BLOCKXSIZE=16", "BLOCKYSIZE=16", "COMPRESS=DEFLATE"])
+    ds.SetGeoTransform((500000.0, 30.0, 0, 4000000.0, 0, -30.0))
+    s = osr.SpatialReference()
+    s.ImportFromEPSG(32649)
+    ds.SetProjection(s.ExportToWkt())
+    b = ds.GetRasterBand(1)
+    if nodata is not None:
+        b.SetNoDataValue(nodata)
+    b.WriteArray(arr)
+    ds = None
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def tiled_stack(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiled")
+    net = _net(n_dates=10, max_days=36)
+    rng = np.random.default_rng(4)
+    t = net.tyears
+    yy, xx = np.mgrid[0:NY, 0:NX]
+    truth = (-30.0 * np.exp(-((yy - 20) ** 2 + (xx - 30) ** 2) / 90.0))[None] * t[:, None, None]
+    ifgs, cohs = [], []
+    for k in range(net.n_ifg):
+        a, b = net.dates[net.i1[k]], net.dates[net.i2[k]]
+        ph = -(truth[net.i2[k]] - truth[net.i1[k]]) / 1000.0 * 4 * math.pi / LAMBDA + rng.normal(0, 0.3, (NY, NX))
+        ph[rng.random((NY, NX)) < 0.05] = np.nan
+        ph[0:3, 0:3] = -9999.0
+        if k % 3 == 0:
+            ph[(yy > 30) & (xx < 5)] = np.nan                        # a gappy corner
+        coh = rng.uniform(0.3, 0.8, (NY, NX))
+        coh[5, 40] = coh[10, 3] = 0.99                                # a tie: (5, 40) comes first in row order
+        ph[5, 40] = ph[10, 3] = 0.5
+        tag = "%s_%s" % (a.strftime("%Y%m%d"), b.strftime("%Y%m%d"))
+        ifgs.append(_write_tiled(folder / ("%s.geo.unw.tif" % tag), ph, nodata=-9999.0))
+        cohs.append(_write_tiled(folder / ("%s.geo.cc.tif" % tag), coh.astype(np.float32)))
+    return ifgs, cohs
+
+
+def _run(stack, out, memory_mb, **kw):
+    paths = [str(out / n) for n in ("ts.tif", "vel.tif", "q.tif")]
+    caches = []
+    summary = sbas_stack.invert_stack(stack, *paths, memory_mb=memory_mb,
+                                      progress=lambda f: caches.append(gdal.GetCacheMax()), **kw)
+    arrays = [gdal.Open(p).ReadAsArray() for p in paths]
+    return summary, arrays, caches
+
+
+@pytest.mark.parametrize("weighting,with_coh", [("none", True), ("coherence", True), ("none", False)])
+def test_windows_and_sub_blocks_do_not_change_results(tiled_stack, tmp_path, weighting, with_coh):
+    """One window for the whole grid vs 1-row windows of one 16-px tile column: identical rasters and
+    reference; GDAL's cache is the planned one during the run and restored afterwards."""
+    ifgs, cohs = tiled_stack
+    stack = sbas_stack.prepare_stack(ifgs, None, cohs if with_coh else None)
+    old = 77 * MIB
+    gdal.SetCacheMax(old)
+    try:
+        res = []
+        for mem in (512, 0.5):
+            out = tmp_path / ("m%g" % mem)
+            out.mkdir()
+            res.append(_run(stack, out, mem, weighting=weighting))
+            assert gdal.GetCacheMax() == old
+            plans = sbas_stack.plan_stack(stack, weighting, 0.0, mem, reference_pass=True)
+            assert set(res[-1][2]) == {max(p["gdal_cache"] for p in plans.values())}
+        assert len(plans["invert"]["windows"]) == NY * math.ceil(NX / 16)     # the small cap: 1 x 16 windows
+    finally:
+        gdal.SetCacheMax(old)
+    (s1, a1, _), (s2, a2, _) = res
+    assert s1["reference"] == s2["reference"]
+    if with_coh:
+        assert s1["reference"] == (5, 40)                            # tie -> first in row order
+    for x, y in zip(a1, a2):
+        assert np.array_equal(x, y, equal_nan=True)
+    for r1, r2 in zip(s1["network_rows"], s2["network_rows"]):
+        for k in ("mean_coherence", "residual_rms_mm"):
+            assert r1[k] == pytest.approx(r2[k], rel=1e-9, nan_ok=True)
+        assert r1["n_pixels_used"] == r2["n_pixels_used"]

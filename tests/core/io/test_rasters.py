@@ -1,0 +1,144 @@
+import datetime as dt
+import os
+
+import numpy as np
+import pytest
+from osgeo import gdal
+from synthetic import write_stack
+
+from subsidence_toolkit.core.insar import sbas
+from subsidence_toolkit.core.io.dates import decode_cf_time, month_from_index, month_index, parse_date
+from subsidence_toolkit.core.io.errors import TimeSeriesError
+from subsidence_toolkit.core.io.rasters import (
+    RasterWriter,
+    grid_from_origin,
+    open_raster,
+    read_block,
+    read_dates,
+    write_raster,
+)
+from subsidence_toolkit.core.io.windows import row_blocks
+
+
+def test_parse_date_forms():
+    assert parse_date("2020-01-15") == dt.date(2020, 1, 15)
+    assert parse_date("20200115") == dt.date(2020, 1, 15)
+    assert parse_date("D20200115") == dt.date(2020, 1, 15)
+    assert parse_date("D_20200115") == dt.date(2020, 1, 15)
+    assert parse_date("2020-02-30") is None
+    assert parse_date("Band 1") is None
+    assert parse_date("") is None
+
+
+def test_decode_cf_time():
+    assert decode_cf_time(107.5, "days since 2002-01-01").date() == dt.date(2002, 4, 18)
+    assert decode_cf_time(0, "days since 2002-01-01T00:00:00Z").date() == dt.date(2002, 1, 1)
+    assert decode_cf_time(24, "hours since 2000-02-28 00:00:00").date() == dt.date(2000, 2, 29)
+    assert decode_cf_time(13, "months since 2019-12-15").date() == dt.date(2021, 1, 15)
+    with pytest.raises(TimeSeriesError):
+        decode_cf_time(1, "furlongs")
+
+
+def test_month_index_roundtrip():
+    for d in (dt.date(2019, 12, 31), dt.date(2020, 1, 1), dt.date(2020, 2, 29)):
+        k = month_index(d)
+        assert month_from_index(k, day=d.day) == d
+    assert month_index(dt.date(2020, 1, 5)) - month_index(dt.date(2019, 12, 5)) == 1
+
+
+def test_read_dates_from_descriptions_metadata_and_netcdf(tmp_path):
+    a = np.arange(3 * 4 * 5, dtype=float).reshape(3, 4, 5)
+    p1 = write_stack(tmp_path / "desc.tif", a, descriptions=["2020-01-03", "20200115", "D20200127"])
+    assert read_dates(p1) == [dt.date(2020, 1, 3), dt.date(2020, 1, 15), dt.date(2020, 1, 27)]
+    p2 = write_stack(tmp_path / "md.tif", a, metadata=[{"DATE": "2020-01-03"}, {"ACQUISITION_DATE": "2020-01-15"},
+                                                       {"DATE": "20200127"}])
+    assert read_dates(p2)[1] == dt.date(2020, 1, 15)
+    p3 = write_stack(tmp_path / "nc.tif", a, metadata=[{"NETCDF_DIM_time": str(v)} for v in (107.5, 129.5, 227.5)])
+    ds = gdal.Open(p3, gdal.GA_Update)
+    ds.SetMetadataItem("time#units", "days since 2002-01-01 00:00:00")
+    ds = None
+    assert [d.month for d in read_dates(p3)] == [4, 5, 8]
+
+
+def test_read_dates_errors_name_file_and_band(tmp_path):
+    a = np.ones((3, 2, 2))
+    p = write_stack(tmp_path / "bad.tif", a, descriptions=["2020-01-03", "nope", "2020-01-27"])
+    with pytest.raises(TimeSeriesError, match=r"bad\.tif: band 2 has no date"):
+        read_dates(p)
+    p = write_stack(tmp_path / "dup.tif", a, descriptions=["2020-01-03", "2020-01-15", "2020-01-15"])
+    with pytest.raises(TimeSeriesError, match=r"dup\.tif: duplicate date 2020-01-15 in band 3"):
+        read_dates(p)
+    p = write_stack(tmp_path / "uns.tif", a, descriptions=["2020-01-03", "2020-01-27", "2020-01-15"])
+    with pytest.raises(TimeSeriesError, match=r"not in increasing order: band 3"):
+        read_dates(p)
+    p = write_stack(tmp_path / "one.tif", a[:1], descriptions=["2020-01-03"])
+    with pytest.raises(TimeSeriesError, match="at least two dates"):
+        read_dates(p)
+    with pytest.raises(TimeSeriesError, match="2 dates given for 3 bands"):
+        read_dates(write_stack(tmp_path / "x.tif", a), ["2020-01-01", "2020-02-01"])
+
+
+def test_row_blocks_cover_rows_under_cap():
+    blocks = row_blocks(1000, bytes_per_row=1024 * 1024, memory_mb=64)
+    assert blocks[0] == (0, 64) and sum(n for _, n in blocks) == 1000
+    assert all(r0 == sum(n for _, n in blocks[:i]) for i, (r0, _) in enumerate(blocks))
+    assert row_blocks(10, bytes_per_row=10 ** 12, memory_mb=1) == [(i, 1) for i in range(10)]
+
+
+def test_read_block_nodata_and_scale(tmp_path):
+    a = np.array([[[1, -9999], [3, 4]]], dtype=np.float32)
+    p = write_stack(tmp_path / "nd.tif", a, nodata=-9999)
+    ds = gdal.Open(p, gdal.GA_Update)
+    ds.GetRasterBand(1).SetScale(10.0)
+    ds.GetRasterBand(1).SetOffset(1.0)
+    ds = None
+    blk = read_block(open_raster(p), 0, 2)
+    assert np.isnan(blk[0, 0, 1])
+    np.testing.assert_array_equal(blk[0][np.isfinite(blk[0])], [11.0, 31.0, 41.0])
+
+
+def test_writer_is_atomic_and_labels_bands(tmp_path):
+    grid = grid_from_origin(100.0, 40.0, 0.1, 0.1, 5, 4)
+    dates = [dt.date(2020, 1, 15), dt.date(2020, 2, 15)]
+    out = tmp_path / "out.tif"
+    with pytest.raises(RuntimeError):
+        with RasterWriter(out, grid, 2, dates=dates) as w:
+            w.write_block(0, np.zeros((2, 2, 5)))
+            raise RuntimeError("boom")
+    assert not out.exists() and not [f for f in os.listdir(tmp_path) if "partial" in f]
+    data = np.random.default_rng(0).normal(size=(2, 4, 5))
+    data[0, 0, 0] = np.nan
+    write_raster(out, grid, data, dates=dates)
+    ds = gdal.Open(str(out))
+    assert ds.GetRasterBand(2).GetDescription() == "2020-02-15"
+    assert ds.GetRasterBand(2).GetMetadataItem("DATE") == "2020-02-15"
+    assert ds.GetMetadataItem("UNITS") == "mm"
+    assert np.isnan(ds.GetRasterBand(1).GetNoDataValue())
+    assert ds.GetMetadata("IMAGE_STRUCTURE").get("COMPRESSION") == "DEFLATE"
+    np.testing.assert_allclose(ds.ReadAsArray(), data.astype(np.float32), equal_nan=True)
+    assert read_dates(str(out)) == dates
+
+
+def test_phase_to_los_sign():
+    # positive phase = range increase = away from the satellite -> negative displacement
+    assert sbas.los_factor_mm("radians", sbas.SENTINEL1_WAVELENGTH_M) * 1.0 == pytest.approx(-0.05546576 / (4 * np.pi) * 1000)
+
+
+def test_window_blocks_cover_grid_once():
+    import numpy as np
+
+    from subsidence_toolkit.core.io.windows import window_blocks
+
+    for ny, nx, bpc, mb in ((1000, 900, 8 * 100, 512), (1000, 4000, 8 * 1216, 64), (300, 70, 8, 0.001), (5, 7, 80, 1e-5)):
+        cover = np.zeros((ny, nx), int)
+        blocks = window_blocks(ny, nx, bpc, mb)
+        for r0, nr, c0, nc in blocks:
+            assert nr >= 1 and nc >= 1
+            assert nr * nc * bpc <= max(mb * 1024 * 1024, bpc) + 1e-9
+            cover[r0:r0 + nr, c0:c0 + nc] += 1
+        assert (cover == 1).all()
+    # deep stacks: whole tile rows, tile-aligned columns
+    blocks = window_blocks(4000, 4000, 8 * 1216, 512)
+    assert blocks[0][1] == 256 and blocks[0][3] == 512 * 1024 * 1024 // (8 * 1216) // 256
+    blocks = window_blocks(4000, 4000, 8 * 1216, 2048)
+    assert blocks[0][1] == 256 and blocks[0][3] % 256 == 0

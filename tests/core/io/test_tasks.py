@@ -1,0 +1,64 @@
+"""map_blocks gives the same blocks locally and on a 2-worker LocalCluster (loopback, no dashboard)."""
+import numpy as np
+import pytest
+from synthetic import sentinel1_dates, smooth_stack, write_stack
+
+from subsidence_toolkit.core.io import tasks as runner
+from subsidence_toolkit.core.io.dates import days_since
+from subsidence_toolkit.core.io.windows import row_blocks
+from subsidence_toolkit.core.timeseries import resample
+
+
+def _tasks(path, dates, ny):
+    t = days_since(dates)
+    t_new = days_since(resample.target_dates(dates), dates[0])
+    return [dict(path=path, row0=r, nrows=n, t=t, t_new=t_new, method="cubic", min_valid=2)
+            for r, n in row_blocks(ny, 1, memory_mb=3e-6)]
+
+
+def test_local_map_blocks_in_order_and_cancel(tmp_path):
+    dates = sentinel1_dates(n=15)
+    path = write_stack(tmp_path / "s.tif", smooth_stack(dates, ny=9, nx=4), dates=dates)
+    tasks = _tasks(path, dates, 9)
+    got = list(runner.map_blocks(resample.resample_block_task, tasks))
+    assert [i for i, _ in got] == list(range(len(tasks)))
+    calls = []
+    with pytest.raises(runner.Cancelled):
+        for i, _ in runner.map_blocks(resample.resample_block_task, tasks, is_canceled=lambda: len(calls) >= 2):
+            calls.append(i)
+    assert calls == [0, 1]
+
+
+def _scaled_task(task, shared):
+    return task * shared["factor"]
+
+
+def test_shared_object_reaches_every_task():
+    got = dict(runner.map_blocks(_scaled_task, [1, 2, 3], shared={"factor": 10}))
+    assert got == {0: 10, 1: 20, 2: 30}
+
+
+def test_dask_missing_is_reported(monkeypatch):
+    monkeypatch.setattr(runner, "dask_available", lambda: False)
+    with pytest.raises(runner.DaskUnavailable, match="dask.distributed is not installed"):
+        runner.connect("tcp://127.0.0.1:1")
+
+
+@pytest.mark.skipif(not runner.dask_available(), reason="dask.distributed not installed")
+def test_local_cluster_equals_local_run(tmp_path):
+    from distributed import Client, LocalCluster
+
+    dates = sentinel1_dates(n=15)
+    path = write_stack(tmp_path / "s.tif", smooth_stack(dates, ny=12, nx=5, nan_fraction=0.2), dates=dates)
+    tasks = _tasks(path, dates, 12)
+    local = dict(runner.map_blocks(resample.resample_block_task, tasks))
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        remote = dict(runner.map_blocks(resample.resample_block_task, tasks, client=client, max_in_flight=3))
+        scaled = dict(runner.map_blocks(_scaled_task, [np.arange(3.0), np.ones(2)], client=client,
+                                          shared={"factor": np.full(1, 2.5)}))
+    assert np.array_equal(scaled[0], [0.0, 2.5, 5.0]) and np.array_equal(scaled[1], [2.5, 2.5])
+    assert sorted(remote) == sorted(local)
+    for i in local:
+        assert local[i][0] == remote[i][0]
+        assert np.array_equal(local[i][1], remote[i][1], equal_nan=True)

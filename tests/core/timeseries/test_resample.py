@@ -1,0 +1,106 @@
+import datetime as dt
+
+import numpy as np
+import pytest
+from scipy.interpolate import CubicSpline, PchipInterpolator
+from synthetic import sentinel1_dates, smooth_stack
+
+from subsidence_toolkit.core.io.dates import days_since
+from subsidence_toolkit.core.io.errors import TimeSeriesError
+from subsidence_toolkit.core.timeseries import resample
+
+
+def _reference(values, t, t_new, method):
+    """Per-pixel scipy/numpy reference using only the pixel's valid dates, NaN outside its range."""
+    T, ny, nx = values.shape
+    out = np.full((len(t_new), ny, nx), np.nan)
+    for i in range(ny):
+        for j in range(nx):
+            y = values[:, i, j]
+            m = np.isfinite(y)
+            if m.sum() < 2:
+                continue
+            tv, yv = t[m], y[m]
+            inside = (t_new >= tv[0]) & (t_new <= tv[-1])
+            if method == "linear":
+                r = np.interp(t_new, tv, yv)
+            elif method == "cubic":
+                r = CubicSpline(tv, yv)(t_new)
+            elif method == "pchip":
+                r = PchipInterpolator(tv, yv)(t_new)
+            else:
+                k = np.array([np.argmin(np.abs(tv - x)) for x in t_new])  # argmin -> first (earlier) on ties
+                r = yv[k]
+            out[inside, i, j] = r[inside]
+    return out
+
+
+@pytest.mark.parametrize("method", ["linear", "cubic", "pchip", "nearest"])
+def test_matches_scipy_per_pixel_with_nan_gaps(method):
+    dates = sentinel1_dates(n=30)
+    values = smooth_stack(dates, ny=7, nx=9, nan_fraction=0.15)
+    values[0, 0, 0] = values[-1, 0, 0] = np.nan  # a pixel with a shorter valid range
+    values[:, 1, 1] = np.nan  # all NaN
+    values[:-1, 2, 2] = np.nan  # single valid date
+    targets = resample.target_dates(dates)
+    t = days_since(dates)
+    t_new = days_since(targets, dates[0])
+    got = resample.temporal_resample_block(values, t, t_new, method)
+    ref = _reference(values, t, t_new, method)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+    np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0, equal_nan=True)
+    assert np.isnan(got[:, 1, 1]).all() and np.isnan(got[:, 2, 2]).all()
+
+
+def test_no_extrapolation_outside_pixel_range():
+    dates = [dt.date(2020, 1, 1), dt.date(2020, 2, 1), dt.date(2020, 3, 1), dt.date(2020, 4, 1)]
+    v = np.array([np.nan, 1.0, 2.0, np.nan]).reshape(4, 1, 1)
+    targets = resample.target_dates(dates)  # Jan 15 .. Mar 15
+    out = resample.temporal_resample_block(v, days_since(dates), days_since(targets, dates[0]),
+                                           "linear")[:, 0, 0]
+    assert [d.isoformat() for d in targets] == ["2020-01-15", "2020-02-15", "2020-03-15"]
+    assert np.isnan(out[0]) and np.isnan(out[2])
+    assert out[1] == pytest.approx(1.0 + 14 / 29)
+
+
+def test_linear_is_exact_on_linear_series():
+    dates = sentinel1_dates(n=20)
+    t = days_since(dates)
+    v = (3.0 * t - 7.0)[:, None, None] * np.ones((1, 2, 3))
+    targets = resample.target_dates(dates)
+    t_new = days_since(targets, dates[0])
+    for method in ("linear", "cubic", "pchip"):
+        out = resample.temporal_resample_block(v, t, t_new, method)
+        np.testing.assert_allclose(out[:, 1, 2], 3.0 * t_new - 7.0, atol=1e-9)
+
+
+def test_monthly_steps_across_year_end_and_leap_year():
+    d = resample.monthly_dates(dt.date(2019, 11, 20), dt.date(2020, 4, 1), day=15)
+    assert d == [dt.date(2019, 12, 15), dt.date(2020, 1, 15), dt.date(2020, 2, 15), dt.date(2020, 3, 15)]
+    d = resample.monthly_dates(dt.date(2019, 12, 31), dt.date(2021, 3, 31), day=31)
+    assert d[:4] == [dt.date(2019, 12, 31), dt.date(2020, 1, 31), dt.date(2020, 2, 29), dt.date(2020, 3, 31)]
+    assert dt.date(2021, 2, 28) in d and len(d) == 16
+    assert resample.monthly_dates(dt.date(2020, 1, 1), dt.date(2020, 1, 31), 29) == [dt.date(2020, 1, 29)]
+    d = resample.regular_dates(dt.date(2020, 2, 20), dt.date(2020, 3, 10), 12)
+    assert d == [dt.date(2020, 2, 20), dt.date(2020, 3, 3)]
+
+
+def test_target_date_errors():
+    dates = [dt.date(2020, 1, 1), dt.date(2020, 6, 1)]
+    with pytest.raises(TimeSeriesError, match="start date 2020-05-01 is after end date 2020-02-01"):
+        resample.target_dates(dates, start=dt.date(2020, 5, 1), end=dt.date(2020, 2, 1))
+    with pytest.raises(TimeSeriesError, match="no target date"):
+        resample.target_dates([dt.date(2020, 1, 16), dt.date(2020, 2, 10)], day=15)
+
+
+def test_block_split_is_bit_identical():
+    dates = sentinel1_dates(n=25)
+    values = smooth_stack(dates, ny=20, nx=11, nan_fraction=0.2, seed=5)
+    t = days_since(dates)
+    t_new = days_since(resample.target_dates(dates), dates[0])
+    for method in resample.METHODS:
+        whole = resample.temporal_resample_block(values, t, t_new, method)
+        parts = np.concatenate(
+            [resample.temporal_resample_block(values[:, r:r + 3], t, t_new, method) for r in range(0, 20, 3)], axis=1
+        )
+        assert np.array_equal(whole, parts, equal_nan=True), method
