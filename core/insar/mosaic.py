@@ -1,0 +1,405 @@
+"""Mosaics of overlapping frames with per-date offsets (no QGIS imports).
+
+Every InSAR frame (or track) is referenced to its own reference point, so two frames differ in their
+overlap by an offset per date (and noise). The mosaic
+
+1. brings every frame to one target grid (:mod:`..io.warp`: read directly when already on it, else
+   a warped VRT with an exact transformer);
+2. estimates, per date and per pair of overlapping frames, the **median** of the differences in the
+   overlap (on a regular lattice of overlap pixels when the overlaps hold more values than a quarter
+   of the memory cap; the lattice is global, so the result does not depend on the windows);
+3. adjusts all pairs of a date in **one weighted least-squares** problem (weights = overlap pixels):
+   ``o_i - o_j = -median(x_i - x_j)``, with the reference frame's offset 0 or the offsets of zero mean,
+   per connected group of frames, so chains of frames without a common overlap stay consistent;
+   frames (or groups) not connected to the reference are reported (``connected_to_reference``);
+   optionally each frame's offsets are then replaced by a straight line in time (velocity-like
+   offsets: a reference drifting linearly);
+4. blends overlapping frames with weights that fall off linearly over ``blend_width`` pixels towards
+   each frame's edge of valid data (Euclidean distance to the nearest pixel without data in any date;
+   the target grid's border is not an edge), times an optional quality raster per frame (e.g. temporal
+   coherence), and writes the result window by window under the memory cap (atomic GeoTIFF).
+
+Returns the long offsets table (one row per frame and date): ``frame`` (0-based), ``input`` (file
+name), ``date`` (``YYYY-MM-DD``, empty for a single-band velocity), ``offset_mm`` (added to the frame),
+``overlap_pixels``, ``rms_before_mm``, ``rms_after_mm`` (RMS of the differences with the overlapping
+frames before and after the offsets), ``connected_to_reference``.
+"""
+import math
+import os
+
+import numpy as np
+from scipy.ndimage import distance_transform_edt
+
+from ..io.dates import format_date
+from ..io.errors import Cancelled, TimeSeriesError
+from ..io.rasters import RasterWriter, open_raster
+from ..io.warp import GridReader, target_grid
+from ..io.windows import DEFAULT_MEMORY_MB, row_blocks, window_blocks
+from .geometry import raster_dates
+
+MISSING_DROP = "drop"
+MISSING_AVAILABLE = "available"
+DEFAULT_BLEND_WIDTH = 32
+
+
+def _check(is_canceled):
+    if is_canceled is not None and is_canceled():
+        raise Cancelled()
+
+
+def frame_dates(paths, missing=MISSING_DROP, log=None):
+    """Dates of the mosaic and, per frame, the 1-based band of each mosaic date (0 = the frame lacks it).
+
+    Returns ``(dates or None for velocities, band_map (n_frames, n_dates) int)``.
+    """
+    per = [raster_dates(open_raster(p)) for p in paths]
+    if all(d is None for d in per):
+        return None, np.ones((len(paths), 1), dtype=int)
+    if any(d is None for d in per):
+        one = [str(p) for p, d in zip(paths, per) if d is None]
+        raise TimeSeriesError("inputs mix single-band rasters (velocities: %s) with time series; give all "
+                              "velocities or all time series" % ", ".join(one))
+    common = set.intersection(*(set(d) for d in per))
+    union = set.union(*(set(d) for d in per))
+    if missing == MISSING_DROP:
+        if not common:
+            raise TimeSeriesError("the inputs have no common date: %s (resample them to the same monthly dates "
+                                  "with Resample time series in time, or mosaic the dates that exist)" % "; ".join(
+                                      "%s %s..%s" % (os.path.basename(str(p)), format_date(d[0]), format_date(d[-1]))
+                                      for p, d in zip(paths, per)))
+        dates = sorted(common)
+    else:
+        dates = sorted(union)
+    if log is not None:
+        for p, d in zip(paths, per):
+            lacking = sorted(union - set(d))
+            if lacking:
+                log("%s lacks %d of the dates of the other inputs (%s)%s" % (
+                    p, len(lacking), ", ".join(format_date(x) for x in lacking[:6]) + (" ..." if len(lacking) > 6
+                                                                                     else ""),
+                    "" if missing == MISSING_DROP else ": those dates are mosaicked from the frames that have them"))
+        if missing == MISSING_DROP and len(union) > len(common):
+            log("%d dates are not in every input and are left out; %d common dates are mosaicked"
+                % (len(union) - len(common), len(common)))
+    band_map = np.array([[(d.index(t) + 1) if t in d else 0 for t in dates] for d in per], dtype=int)
+    return dates, band_map
+
+
+def _intersect(a, b):
+    r0, r1 = max(a[0], b[0]), min(a[1], b[1])
+    c0, c1 = max(a[2], b[2]), min(a[3], b[3])
+    return (r0, r1, c0, c1) if r1 > r0 and c1 > c0 else None
+
+
+def _expand(box, w, grid):
+    return (max(0, box[0] - w), min(grid.ysize, box[1] + w), max(0, box[2] - w), min(grid.xsize, box[3] + w))
+
+
+def _components(n, edges):
+    parent = list(range(n))
+
+    def find(a):
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for i, j in edges:
+        ri, rj = find(i), find(j)
+        if ri != rj:
+            parent[max(ri, rj)] = min(ri, rj)
+    groups = {}
+    for i in range(n):
+        groups.setdefault(find(i), []).append(i)
+    return list(groups.values())
+
+
+def adjust_offsets(n_frames, pairs, medians, counts, present, reference=0):
+    """Offsets of one date from the pairwise medians (see the module help).
+
+    ``pairs``: list of ``(i, j)``; ``medians[p]`` = median of ``x_i - x_j``; ``counts[p]`` = overlap pixels
+    (0 = no data in common that date); ``present``: frames that have the date; ``reference``: frame index
+    or -1 (zero mean). Returns ``(offsets (n_frames,) with NaN for absent frames, connected bool array)``.
+    """
+    offsets = np.full(n_frames, np.nan)
+    connected = np.zeros(n_frames, dtype=bool)
+    live = [(p, i, j) for p, (i, j) in enumerate(pairs) if counts[p] > 0 and present[i] and present[j]]
+    frames = [f for f in range(n_frames) if present[f]]
+    groups = [g for g in _components(n_frames, [(i, j) for _, i, j in live]) if present[g[0]]]
+    ref = reference if reference is not None and reference >= 0 and present[reference] else -1
+    if ref >= 0:
+        main = next(g for g in groups if ref in g)
+    else:
+        main = max(groups, key=lambda g: (len(g), -g[0])) if groups else []
+    for g in groups:
+        if len(g) == 1:
+            offsets[g[0]] = 0.0
+            continue
+        col = {f: k for k, f in enumerate(g)}
+        rows = [(p, i, j) for p, i, j in live if i in col]
+        a = np.zeros((len(rows), len(g)))
+        b = np.zeros(len(rows))
+        for r, (p, i, j) in enumerate(rows):
+            w = math.sqrt(counts[p])
+            a[r, col[i]], a[r, col[j]] = w, -w
+            b[r] = -w * medians[p]
+        # minimum-norm solution of a connected difference network = offsets of zero mean
+        sol = np.linalg.lstsq(a, b, rcond=None)[0]
+        sol -= sol.mean()
+        if g is main and ref >= 0:
+            sol -= sol[col[ref]]
+        offsets[g] = sol
+    connected[main] = True
+    if len(frames) == 1:
+        connected[frames] = True
+    return offsets, connected
+
+
+def _fit_lines(offsets, connected, t):
+    """Replace each frame's offsets (connected dates) by their least-squares straight line in time ``t``."""
+    out = offsets.copy()
+    for f in range(offsets.shape[0]):
+        ok = connected[f] & np.isfinite(offsets[f])
+        if ok.sum() >= 2:
+            coef = np.polyfit(t[ok], offsets[f, ok], 1)
+            out[f, ok] = np.polyval(coef, t[ok])
+    return out
+
+
+def _taper(mask, width, inner):
+    """min(distance to the nearest False, width) over ``inner`` (slices) of a padded mask."""
+    if mask.all():
+        return np.full(mask[inner].shape, float(width))
+    return np.minimum(distance_transform_edt(mask)[inner], float(width))
+
+
+def mosaic_frames(inputs, out_path, reference_frame=0, crs_wkt=None, extent=None, resolution=0.0,
+                  missing=MISSING_DROP, time_trend=False, quality_paths=None, blend_width=DEFAULT_BLEND_WIDTH,
+                  resampling="bilinear", memory_mb=DEFAULT_MEMORY_MB, progress=None, is_canceled=None, log=None):
+    """Mosaic ``inputs`` (time series or velocities of overlapping frames) into ``out_path``.
+
+    See the module help. ``reference_frame``: 0-based index whose offsets are 0, or -1 for offsets of
+    zero mean. ``crs_wkt``/``extent``/``resolution``: the target grid (default: first input's CRS,
+    union extent, finest resolution). ``missing``: ``"drop"`` dates not in every input, or
+    ``"available"`` (mosaic each date from the frames that have it). Returns ``(rows, summary)``:
+    the offsets table as a list of dicts and a summary dict.
+    """
+    inputs = [str(p) for p in inputs]
+    nf = len(inputs)
+    if nf < 2:
+        raise TimeSeriesError("a mosaic needs at least two rasters, got %d" % nf)
+    if reference_frame is None:
+        reference_frame = -1
+    if not -1 <= int(reference_frame) < nf:
+        raise TimeSeriesError("reference frame %d: must be -1 (zero-mean offsets) or 0..%d (an index into the "
+                              "inputs)" % (reference_frame, nf - 1))
+    if quality_paths and len(quality_paths) != nf:
+        raise TimeSeriesError("%d quality rasters for %d inputs (one per input, in the same order)"
+                              % (len(quality_paths), nf))
+    memory_mb = float(memory_mb or DEFAULT_MEMORY_MB)
+    progress = progress or (lambda f: None)
+    dates, band_map = frame_dates(inputs, missing, log)
+    nd = band_map.shape[1]
+    grid = target_grid(inputs, crs_wkt, extent, resolution, "union")
+    if log is not None:
+        log("target grid %s" % grid.describe())
+    readers = []
+    for f, p in enumerate(inputs):
+        bands = [int(b) for b in band_map[f] if b > 0]
+        readers.append(GridReader(p, grid, bands=bands, resampling=resampling))
+    # reader band index of each mosaic date (-1 = lacking)
+    slot = np.full((nf, nd), -1, dtype=int)
+    for f in range(nf):
+        slot[f, band_map[f] > 0] = np.arange(int((band_map[f] > 0).sum()))
+    for f, r in enumerate(readers):
+        if r.empty():
+            raise TimeSeriesError("%s does not reach the target extent" % inputs[f])
+    qreaders = [GridReader(q, grid, bands=[1]) for q in quality_paths] if quality_paths else None
+
+    pairs, pboxes = [], []
+    for i in range(nf):
+        for j in range(i + 1, nf):
+            box = _intersect(readers[i].bbox, readers[j].bbox)
+            if box is not None:
+                pairs.append((i, j))
+                pboxes.append(box)
+    if not pairs:
+        raise TimeSeriesError("the inputs do not overlap at all (%s): offsets between frames cannot be estimated"
+                              % ", ".join(os.path.basename(p) for p in inputs))
+    wb = int(max(1, blend_width))
+    np_ = len(pairs)
+    # -------------------------------------------------------------- pass 1: overlaps
+    total_vals = sum((b[1] - b[0]) * (b[3] - b[2]) for b in pboxes) * nd
+    budget_vals = max(1, int(memory_mb * 1024 * 1024 / 4 / 8))
+    stride = max(1, int(math.ceil(math.sqrt(total_vals / budget_vals))))
+    sums = np.zeros((np_, nd, 3))  # n, sum d, sum d^2
+    samples = [[] for _ in pairs]
+    ebox = [_expand(b, wb, grid) for b in pboxes]
+    masks = [[np.zeros((b[1] - b[0], (b[3] - b[2] + 7) // 8), dtype=np.uint8) for _ in range(2)] for b in ebox]
+    width_read = sum(b[3] - b[2] for b in ebox) * 2
+    r_lo, r_hi = min(b[0] for b in ebox), max(b[1] for b in ebox)
+    p1_blocks = [(r0 + r_lo, nr) for r0, nr in row_blocks(r_hi - r_lo, max(1, width_read) * (nd * 8 * 3 + 4),
+                                                          memory_mb * 0.5)]
+    for bi, (r0, nr) in enumerate(p1_blocks):
+        _check(is_canceled)
+        rows = (r0, r0 + nr)
+        # read each frame once over the bounding box of its (expanded) pair boxes in these rows
+        need = {}
+        for p, (i, j) in enumerate(pairs):
+            b = _intersect(ebox[p], (rows[0], rows[1], 0, grid.xsize))
+            if b is None:
+                continue
+            for f in (i, j):
+                o = need.get(f)
+                need[f] = b if o is None else (min(o[0], b[0]), max(o[1], b[1]), min(o[2], b[2]), max(o[3], b[3]))
+        data = {f: (b, readers[f].read(b[0], b[1] - b[0], b[2], b[3] - b[2])) for f, b in need.items()}
+        for p, (i, j) in enumerate(pairs):
+            be = _intersect(ebox[p], (rows[0], rows[1], 0, grid.xsize))
+            if be is None:
+                continue
+            for k, f in enumerate((i, j)):
+                fb, x = data[f]
+                m = np.isfinite(x[:, be[0] - fb[0]:be[1] - fb[0], be[2] - fb[2]:be[3] - fb[2]]).any(axis=0)
+                masks[p][k][be[0] - ebox[p][0]:be[1] - ebox[p][0]] = np.packbits(m, axis=1)
+            b = _intersect(pboxes[p], (rows[0], rows[1], 0, grid.xsize))
+            if b is None:
+                continue
+            (bi_, xi), (bj_, xj) = data[i], data[j]
+            vi = xi[:, b[0] - bi_[0]:b[1] - bi_[0], b[2] - bi_[2]:b[3] - bi_[2]]
+            vj = xj[:, b[0] - bj_[0]:b[1] - bj_[0], b[2] - bj_[2]:b[3] - bj_[2]]
+            si, sj = slot[i], slot[j]
+            both = (si >= 0) & (sj >= 0)
+            d = np.full((nd,) + vi.shape[1:], np.nan)
+            d[both] = vi[si[both]] - vj[sj[both]]
+            ok = np.isfinite(d)
+            d0 = np.where(ok, d, 0.0)
+            sums[p, :, 0] += ok.sum(axis=(1, 2))
+            sums[p, :, 1] += d0.sum(axis=(1, 2))
+            sums[p, :, 2] += (d0 * d0).sum(axis=(1, 2))
+            rsel = np.arange(b[0], b[1]) % stride == 0
+            csel = np.arange(b[2], b[3]) % stride == 0
+            if rsel.any() and csel.any():
+                sub = d[:, rsel][:, :, csel].reshape(nd, -1)
+                keep = np.isfinite(sub).any(axis=0)
+                if keep.any():
+                    samples[p].append(sub[:, keep])
+        del data
+        progress(0.3 * (bi + 1) / len(p1_blocks))
+    counts = sums[:, :, 0]
+    if counts.sum() == 0:
+        raise TimeSeriesError("the inputs have no valid pixel in common on any date (%s): offsets between frames "
+                              "cannot be estimated" % ", ".join(os.path.basename(p) for p in inputs))
+    medians = np.full((np_, nd), np.nan)
+    for p in range(np_):
+        if samples[p]:
+            s = np.concatenate(samples[p], axis=1)
+            with np.errstate(all="ignore"):
+                import warnings
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    medians[p] = np.nanmedian(s, axis=1)
+        samples[p] = None
+    # a pair with data but no lattice sample that date: fall back to its mean difference
+    fallback = (counts > 0) & ~np.isfinite(medians)
+    medians[fallback] = sums[:, :, 1][fallback] / counts[fallback]
+    # -------------------------------------------------------------- adjustment
+    offsets = np.full((nf, nd), np.nan)
+    connected = np.zeros((nf, nd), dtype=bool)
+    for t in range(nd):
+        present = slot[:, t] >= 0
+        offsets[:, t], connected[:, t] = adjust_offsets(nf, pairs, medians[:, t], counts[:, t], present,
+                                                        int(reference_frame))
+    if time_trend and dates is not None:
+        tyears = np.array([(d - dates[0]).days / 365.25 for d in dates])
+        offsets = _fit_lines(offsets, connected, tyears)
+    if reference_frame >= 0 and time_trend and dates is not None:
+        offsets[reference_frame, slot[reference_frame] >= 0] = 0.0
+    rows = []
+    for f in range(nf):
+        for t in range(nd):
+            if slot[f, t] < 0:
+                continue
+            n = s1 = s2 = a1 = 0.0
+            for p, (i, j) in enumerate(pairs):
+                if f not in (i, j) or counts[p, t] == 0:
+                    continue
+                cn, cs, cq = sums[p, t]
+                delta = offsets[i, t] - offsets[j, t]
+                n += cn
+                s1 += cq
+                a1 += cq + 2.0 * delta * cs + cn * delta * delta
+            rows.append({
+                "frame": f, "input": os.path.basename(inputs[f]),
+                "date": format_date(dates[t]) if dates is not None else "",
+                "offset_mm": float(offsets[f, t]), "overlap_pixels": int(n),
+                "rms_before_mm": math.sqrt(s1 / n) if n else float("nan"),
+                "rms_after_mm": math.sqrt(max(a1, 0.0) / n) if n else float("nan"),
+                "connected_to_reference": bool(connected[f, t]),
+            })
+    if log is not None:
+        lonely = sorted({r["input"] for r in rows if not r["connected_to_reference"]})
+        if lonely:
+            log("warning: not connected to the reference frame on some dates (their offsets could not be "
+                "estimated; see connected_to_reference in the offsets table): %s" % ", ".join(lonely))
+    # -------------------------------------------------------------- pass 2: blend and write
+    ds0 = open_raster(inputs[0])
+    md0 = ds0.GetMetadata() or {}
+    units = ds0.GetRasterBand(1).GetUnitType() or md0.get("UNITS", "mm")
+    md = {"MOSAIC_INPUTS": ";".join(inputs), "REFERENCE_FRAME": str(reference_frame),
+          "OFFSET_MODEL": "linear in time" if time_trend and dates is not None else "per date"}
+    if "KIND" in md0:
+        md["KIND"] = md0["KIND"]
+    if "COMPONENT" in md0:
+        md["COMPONENT"] = md0["COMPONENT"]
+    per_cell = nf * (nd * 8 * 2 + 40) + nd * (8 * 3 + 4)
+    blocks = window_blocks(grid.ysize, grid.xsize, per_cell, memory_mb)
+    name = [ds0.GetRasterBand(1).GetDescription() or "velocity"] if dates is None else None
+    with RasterWriter(out_path, grid, nd, dates=dates, band_names=name, units=units, metadata=md) as w:
+        for bi, (r0, nr, c0, nc) in enumerate(blocks):
+            _check(is_canceled)
+            win = (r0, r0 + nr, c0, c0 + nc)
+            num = np.zeros((nd, nr, nc))
+            den = np.zeros((nd, nr, nc))
+            for f in range(nf):
+                if not readers[f].touches(r0, nr, c0, nc):
+                    continue
+                x = readers[f].read(r0, nr, c0, nc)
+                weight = np.full((nr, nc), float(wb))
+                for p, (i, j) in enumerate(pairs):
+                    if f not in (i, j):
+                        continue
+                    b = _intersect(pboxes[p], win)
+                    if b is None:
+                        continue
+                    k = 0 if f == i else 1
+                    e = ebox[p]
+                    # the mask around b (width wb), edge-replicated beyond the grid's border
+                    lo_r, hi_r = b[0] - wb, b[1] + wb
+                    lo_c, hi_c = b[2] - wb, b[3] + wb
+                    cr0, cr1 = max(lo_r, e[0]), min(hi_r, e[1])
+                    cc0, cc1 = max(lo_c, e[2]), min(hi_c, e[3])
+                    packed = masks[p][k][cr0 - e[0]:cr1 - e[0]]
+                    m = np.unpackbits(packed, axis=1, count=e[3] - e[2])[:, cc0 - e[2]:cc1 - e[2]].astype(bool)
+                    m = np.pad(m, ((cr0 - lo_r, hi_r - cr1), (cc0 - lo_c, hi_c - cc1)), mode="edge")
+                    inner = (slice(wb, wb + b[1] - b[0]), slice(wb, wb + b[3] - b[2]))
+                    weight[b[0] - r0:b[1] - r0, b[2] - c0:b[3] - c0] = _taper(m, wb, inner)
+                if qreaders is not None:
+                    q = qreaders[f].read(r0, nr, c0, nc)[0]
+                    weight = weight * np.where(np.isfinite(q), np.clip(q, 1e-6, None), 1e-6)
+                for t in range(nd):
+                    s = slot[f, t]
+                    if s < 0 or not np.isfinite(offsets[f, t]):
+                        continue
+                    v = x[s]
+                    ok = np.isfinite(v)
+                    wv = np.where(ok, weight, 0.0)
+                    num[t] += wv * np.where(ok, v + offsets[f, t], 0.0)
+                    den[t] += wv
+                del x
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out = np.where(den > 0, num / den, np.nan)
+            w.write_block(r0, out.astype(np.float32), c0)
+            progress(0.3 + 0.7 * (bi + 1) / len(blocks))
+    summary = {"grid": grid, "dates": dates, "pairs": pairs, "pair_pixels": counts.max(axis=1).astype(int).tolist(),
+               "sample_stride": stride, "n_windows": len(blocks)}
+    return rows, summary
