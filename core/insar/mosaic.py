@@ -232,7 +232,8 @@ def mosaic_frames(inputs, out_path, reference_frame=0, crs_wkt=None, extent=None
     total_vals = sum((b[1] - b[0]) * (b[3] - b[2]) for b in pboxes) * nd
     budget_vals = max(1, int(memory_mb * 1024 * 1024 / 4 / 8))
     stride = max(1, int(math.ceil(math.sqrt(total_vals / budget_vals))))
-    sums = np.zeros((np_, nd, 3))  # n, sum d, sum d^2
+    sums = np.zeros((np_, nd, 3))  # n, sum e, sum e^2 with e = d - shift
+    shift = np.full((np_, nd), np.nan)
     samples = [[] for _ in pairs]
     ebox = [_expand(b, wb, grid) for b in pboxes]
     masks = [[np.zeros((b[1] - b[0], (b[3] - b[2] + 7) // 8), dtype=np.uint8) for _ in range(2)] for b in ebox]
@@ -272,7 +273,12 @@ def mosaic_frames(inputs, out_path, reference_frame=0, crs_wkt=None, extent=None
             d = np.full((nd,) + vi.shape[1:], np.nan)
             d[both] = vi[si[both]] - vj[sj[both]]
             ok = np.isfinite(d)
-            d0 = np.where(ok, d, 0.0)
+            # sums of d - shift (shift = the first window's mean difference): no cancellation in the RMS
+            nok = ok.sum(axis=(1, 2))
+            first = ~np.isfinite(shift[p]) & (nok > 0)
+            if first.any():
+                shift[p, first] = np.where(ok, d, 0.0).sum(axis=(1, 2))[first] / nok[first]
+            d0 = np.where(ok, d - np.nan_to_num(shift[p])[:, None, None], 0.0)
             sums[p, :, 0] += ok.sum(axis=(1, 2))
             sums[p, :, 1] += d0.sum(axis=(1, 2))
             sums[p, :, 2] += (d0 * d0).sum(axis=(1, 2))
@@ -301,7 +307,7 @@ def mosaic_frames(inputs, out_path, reference_frame=0, crs_wkt=None, extent=None
         samples[p] = None
     # a pair with data but no lattice sample that date: fall back to its mean difference
     fallback = (counts > 0) & ~np.isfinite(medians)
-    medians[fallback] = sums[:, :, 1][fallback] / counts[fallback]
+    medians[fallback] = shift[fallback] + sums[:, :, 1][fallback] / counts[fallback]
     # -------------------------------------------------------------- adjustment
     offsets = np.full((nf, nd), np.nan)
     connected = np.zeros((nf, nd), dtype=bool)
@@ -324,9 +330,10 @@ def mosaic_frames(inputs, out_path, reference_frame=0, crs_wkt=None, extent=None
                 if f not in (i, j) or counts[p, t] == 0:
                     continue
                 cn, cs, cq = sums[p, t]
-                delta = offsets[i, t] - offsets[j, t]
+                c = shift[p, t]
+                delta = c + offsets[i, t] - offsets[j, t]
                 n += cn
-                s1 += cq
+                s1 += cq + 2.0 * c * cs + cn * c * c
                 a1 += cq + 2.0 * delta * cs + cn * delta * delta
             rows.append({
                 "frame": f, "input": os.path.basename(inputs[f]),
