@@ -4,10 +4,13 @@ import os
 from qgis.core import QgsApplication, QgsProcessingModelAlgorithm, QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
+from ..algorithms.decompose_los import DecomposeLos
 from ..algorithms.geodetector import Geodetector
 from ..algorithms.grace_downscaling import GraceDownscaling
 from ..algorithms.groundwater_anomaly import GroundwaterAnomaly
 from ..algorithms.lagged_correlation import LaggedCorrelation
+from ..algorithms.mosaic_frames import MosaicFrames
+from ..algorithms.project_los import ProjectLos
 from ..algorithms.resample_timeseries import ResampleTimeSeries
 from ..algorithms.sample_deformation_classes import SampleDeformationClasses
 from ..algorithms.sbas_inversion import SbasInversion
@@ -26,6 +29,9 @@ ALGORITHMS = [
     LaggedCorrelation,
     Geodetector,
     SbasInversion,
+    ProjectLos,
+    DecomposeLos,
+    MosaicFrames,
 ]
 
 
