@@ -14,13 +14,15 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterPoint,
     QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
 )
 
-from ..core.insar import sbas, sbas_stack
+from ..core.insar import geometry, sbas, sbas_stack
 from ..core.io.dates import format_date
 from ..core.io.errors import TimeSeriesError
 from ..processing_provider.base import Canceled, SubsidenceAlgorithm, layer_path
+from .project_los import GEOMETRY_TYPE_LABELS, geometry_spec
 from ..processing_provider.rasters import output_raster_path
 from ..processing_provider.styling import style_output
 from ..processing_provider.tables import write_table
@@ -52,6 +54,10 @@ class SbasInversion(SubsidenceAlgorithm):
     EXCLUDE = "EXCLUDE"
     GAP_HANDLING = "GAP_HANDLING"
     SEASONAL = "SEASONAL"
+    OUTPUT_COMPONENT = "OUTPUT_COMPONENT"
+    INCIDENCE = "INCIDENCE"
+    INCIDENCE_TYPE = "INCIDENCE_TYPE"
+    INCIDENCE_ANGLE = "INCIDENCE_ANGLE"
     MEMORY_LIMIT_MB = "MEMORY_LIMIT_MB"
     DASK_SCHEDULER = "DASK_SCHEDULER"
     OUTPUT_TIMESERIES = "OUTPUT_TIMESERIES"
@@ -159,6 +165,22 @@ class SbasInversion(SubsidenceAlgorithm):
         self.add(QgsProcessingParameterBoolean(self.SEASONAL, self.tr("Fit annual and semi-annual terms"),
                                                defaultValue=False),
                  "Estimate the velocity together with annual and semi-annual sinusoids.")
+        self.add(QgsProcessingParameterEnum(self.OUTPUT_COMPONENT, self.tr("Output component"),
+                                            options=[self.tr("LOS"), self.tr("Vertical (horizontal motion neglected)")],
+                                            defaultValue=0),
+                 "LOS (default), or the time series and velocity divided by cos(incidence) as in 'LOS to vertical' "
+                 "(needs the incidence raster or angle). Quality layers stay in LOS.")
+        self.add(QgsProcessingParameterRasterLayer(self.INCIDENCE, self.tr("Incidence raster (optional)"),
+                                                   optional=True),
+                 "Incidence angle (degrees) or U component of the LOS unit vector (LiCSAR *.geo.U.tif) per pixel, as "
+                 "chosen in 'Incidence raster type'; resampled to the interferogram grid.")
+        self.add(QgsProcessingParameterEnum(self.INCIDENCE_TYPE, self.tr("Incidence raster type"),
+                                            options=list(GEOMETRY_TYPE_LABELS), defaultValue=0),
+                 "Incidence angle in degrees [0, 90), or U = cos(incidence) in (0, 1].")
+        self.add(QgsProcessingParameterNumber(self.INCIDENCE_ANGLE, self.tr("Constant incidence angle (degrees)"),
+                                              QgsProcessingParameterNumber.Double, optional=True, minValue=0.0,
+                                              maxValue=89.999),
+                 "Used when no incidence raster is given.")
         self.add_memory_limit(self.MEMORY_LIMIT_MB, help_text=(
             "Upper bound of the memory this algorithm allocates besides QGIS itself: GDAL's block cache, the "
             "window of every interferogram being read, the solver's work arrays and the output buffers. "
@@ -196,7 +218,10 @@ class SbasInversion(SubsidenceAlgorithm):
         bmax = self.parameterAsDouble(parameters, self.MAX_PERP_BASELINE, context) or None
         if weighting != sbas.WEIGHT_NONE and not cohs:
             raise QgsProcessingException("Weighting '%s' needs the coherence rasters (COHERENCE)" % weighting)
+        vertical = self.parameterAsEnum(parameters, self.OUTPUT_COMPONENT, context) == 1
         with self.core_errors():
+            incidence = geometry_spec(self, parameters, context, self.INCIDENCE, self.INCIDENCE_TYPE,
+                                      self.INCIDENCE_ANGLE) if vertical else None
             stack = sbas_stack.prepare_stack(ifgs, pairs, cohs or None, tmax, bmax, exclude)
             net = stack["network"]
             feedback.pushInfo("%d interferograms, %d used, %d dates %s .. %s, network gaps: %d" % (
@@ -218,9 +243,11 @@ class SbasInversion(SubsidenceAlgorithm):
                     raise TimeSeriesError(
                         "the reference point (%.6g, %.6g) lies outside the interferograms (%s)"
                         % (pt.x(), pt.y(), grid.describe()))
+            los = [os.path.join(os.path.dirname(o), ".%s.los.tif" % os.path.basename(o)) for o in outs[:2]] \
+                if vertical else outs[:2]
             try:
                 summary = sbas_stack.invert_stack(
-                    stack, outs[0], outs[1], outs[2], input_units=units,
+                    stack, los[0], los[1], outs[2], input_units=units,
                     wavelength=self.parameterAsDouble(parameters, self.WAVELENGTH, context),
                     flip_sign=self.parameterAsBoolean(parameters, self.FLIP_SIGN, context),
                     weighting=weighting, looks=self.parameterAsInt(parameters, self.LOOKS, context),
@@ -233,8 +260,21 @@ class SbasInversion(SubsidenceAlgorithm):
                     run_tasks=lambda fn, tasks, shared: self.map_blocks(fn, tasks, parameters, context, feedback,
                                                                         self.DASK_SCHEDULER, shared=shared,
                                                                         report_progress=False))
+                if vertical:
+                    try:
+                        for src, dst in zip(los, outs[:2]):
+                            geometry.project_raster(src, dst, incidence, log=feedback.pushWarning,
+                                                    is_canceled=feedback.isCanceled)
+                        feedback.pushInfo("time series and velocity projected to vertical (%s)"
+                                          % geometry.IncidenceSource(grid=stack["grid"], **incidence).describe())
+                    except BaseException:
+                        _remove(outs)
+                        raise
             except sbas_stack.Canceled:
                 raise Canceled() from None
+            finally:
+                if vertical:
+                    _remove(los)
             results = {self.OUTPUT_TIMESERIES: outs[0], self.OUTPUT_VELOCITY: outs[1], self.OUTPUT_QUALITY: outs[2]}
             try:
                 dest = write_table(self, parameters, self.OUTPUT_NETWORK, context,

@@ -16,13 +16,16 @@ from qgis.core import (
     QgsProcessingParameterField,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
+    QgsProcessingUtils,
     QgsWkbTypes,
 )
 
+from ..core.insar import geometry
 from ..core.io.rasters import open_raster
 from ..core.stats import validation
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
 from ..processing_provider.tables import _plain, write_table
+from .project_los import GEOMETRY_TYPE_LABELS, geometry_spec
 
 
 class ValidateTimeSeries(SubsidenceAlgorithm):
@@ -40,6 +43,10 @@ class ValidateTimeSeries(SubsidenceAlgorithm):
     DATE_TOLERANCE = "DATE_TOLERANCE"
     DATE_MATCHING = "DATE_MATCHING"
     RELATIVE = "RELATIVE"
+    PROJECT_TO_VERTICAL = "PROJECT_TO_VERTICAL"
+    INCIDENCE = "INCIDENCE"
+    INCIDENCE_TYPE = "INCIDENCE_TYPE"
+    INCIDENCE_ANGLE = "INCIDENCE_ANGLE"
     OUTPUT = "OUTPUT"
     OUTPUT_SUMMARY = "OUTPUT_SUMMARY"
 
@@ -124,6 +131,21 @@ class ValidateTimeSeries(SubsidenceAlgorithm):
                                                defaultValue=False),
                  "Compare changes: both series of each id minus their value at the id's first date where both "
                  "are valid (e.g. leveling relative to the first survey).")
+        self.add(QgsProcessingParameterBoolean(self.PROJECT_TO_VERTICAL, self.tr("Project LOS to vertical"),
+                                               defaultValue=False),
+                 "The raster holds LOS deformation and the measurements are vertical (leveling): compare with "
+                 "LOS / cos(incidence), horizontal motion neglected (as 'LOS to vertical').")
+        self.add(QgsProcessingParameterRasterLayer(self.INCIDENCE, self.tr("Incidence raster (optional)"),
+                                                   optional=True),
+                 "For the vertical projection: incidence angle (degrees) or U component of the LOS unit vector "
+                 "(LiCSAR *.geo.U.tif) per pixel, as chosen in 'Incidence raster type'.")
+        self.add(QgsProcessingParameterEnum(self.INCIDENCE_TYPE, self.tr("Incidence raster type"),
+                                            options=list(GEOMETRY_TYPE_LABELS), defaultValue=0),
+                 "Incidence angle in degrees [0, 90), or U = cos(incidence) in (0, 1].")
+        self.add(QgsProcessingParameterNumber(self.INCIDENCE_ANGLE, self.tr("Constant incidence angle (degrees)"),
+                                              QgsProcessingParameterNumber.Double, optional=True, minValue=0.0,
+                                              maxValue=89.999),
+                 "For the vertical projection when no incidence raster is given.")
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT, self.tr("Validation per observation"),
                                                    QgsProcessing.TypeVector),
                  "id, date, band_date, measured, predicted, error, n_pixels, reference.")
@@ -201,6 +223,14 @@ class ValidateTimeSeries(SubsidenceAlgorithm):
         obs = self._observations(parameters, context, layer.crs())
         feedback.setProgress(20)
         with self.core_errors():
+            if self.parameterAsBoolean(parameters, self.PROJECT_TO_VERTICAL, context):
+                vertical = QgsProcessingUtils.generateTempFilename("vertical.tif")
+                spec = geometry_spec(self, parameters, context, self.INCIDENCE, self.INCIDENCE_TYPE,
+                                     self.INCIDENCE_ANGLE)
+                info = geometry.project_raster(path, vertical, spec, is_canceled=feedback.isCanceled,
+                                               log=feedback.pushWarning)
+                feedback.pushInfo("comparing with the vertical projection of %s (%s)" % (path, info["geometry"]))
+                path = vertical
             ds = open_raster(path)
             table, summary = validation.validate_time_series(
                 ds, obs, window=window,
