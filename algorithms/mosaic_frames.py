@@ -75,7 +75,8 @@ class MosaicFrames(SubsidenceAlgorithm):
                  "Two or more time-series (one band per date) or velocity rasters of overlapping frames or tracks, on "
                  "any grids and CRS. Time series need the same dates (e.g. monthly from 'Resample time series in "
                  "time').")
-        self.add(QgsProcessingParameterNumber(self.REFERENCE_FRAME, self.tr("Reference frame (0-based, -1 = zero mean)"),
+        self.add(QgsProcessingParameterNumber(self.REFERENCE_FRAME,
+                                              self.tr("Reference frame (0-based, -1 = zero mean)"),
                                               QgsProcessingParameterNumber.Integer, defaultValue=0, minValue=-1),
                  "Index into the frames (0 = the first) whose values are kept as they are; the others are shifted "
                  "onto it. -1: offsets of zero mean over the frames.")

@@ -28,8 +28,13 @@ Files written (layouts as the real products, sizes reduced):
   fill -9999, 0.25 deg, lon -180..180;
 * ``areas.geojson`` (landscape polygons), ``factors/*.tif`` (Geodetector drivers),
   ``leveling.csv`` and ``wells.csv`` (id, lon, lat, date, value);
+* ``regional/`` -- two overlapping frames of one ascending track (monthly LOS series, the second
+  on its own reference: a planted offset per date), a descending track over the whole region, and
+  both tracks' LiCSAR-style unit-vector rasters ``asc.geo.E/N/U.tif``, ``dsc.geo.E/N/U.tif``; here
+  the world's displacement is vertical and the mining bowl also moves the ground horizontally
+  towards its centre (east component planted);
 * ``truth/`` -- velocity (mm/yr), groundwater series per landscape, planted lags,
-  strongest factor (``truth.json``).
+  strongest factor (``truth.json``); vertical / east monthly series and velocities of ``regional/``.
 """
 import datetime as dt
 import json
@@ -41,7 +46,7 @@ from scipy.interpolate import CubicSpline
 from scipy.io import netcdf_file
 from scipy.ndimage import gaussian_filter
 
-from subsidence_toolkit.core.insar import sbas
+from subsidence_toolkit.core.insar import geometry, sbas
 from subsidence_toolkit.core.io import dates, rasters
 
 WAVELENGTH = sbas.SENTINEL1_WAVELENGTH_M
@@ -178,6 +183,57 @@ class World:
         truth_ts = np.stack([disp[e] - disp[epochs[0]] for e in epochs])
         truth_ts[:, lake] = np.nan
         return grid, epochs, pairs, files, truth_ts, lake
+
+    def write_regional(self, truth_dir):
+        """Ascending frames A and B (overlapping, B with a per-date offset) and a descending track, monthly
+        LOS (mm) with 1 mm noise, plus E/N/U rasters; the truth (vertical, east) goes to ``truth_dir``."""
+        folder = self.root / "regional"
+        folder.mkdir(parents=True, exist_ok=True)
+        grid = self.grid(self.pixel)
+        lon, lat = self.centres(grid)
+        months = [dt.date(m.year, m.month, 15) for m in self.months]
+        vert = np.stack([self.displacement(lon, lat, self.days(d)) for d in months])
+        vert -= vert[0]
+        cx, cy, sig, peak = BOWL
+        bowl = np.exp(-((lon - cx) ** 2 + (lat - cy) ** 2) / (2 * sig ** 2))
+        east_rate = 0.35 * peak * (lon - cx) / sig * bowl  # towards the bowl's centre, mm/yr
+        years = np.array([(d - months[0]).days / 365.25 for d in months])
+        east = east_rate[None] * years[:, None, None]
+        across = (lon - LON0) / (LON1 - LON0)
+        geo = {"asc": geometry.unit_vector(-10.5, 31.0 + 14.0 * across),  # looks east: near range in the west
+               "dsc": geometry.unit_vector(190.5, 45.0 - 14.0 * across)}
+        paths = {}
+        for track, (e, n, u) in geo.items():
+            for comp, arr in zip("ENU", (e, n, u)):
+                p = folder / ("%s.geo.%s.tif" % (track, comp))
+                rasters.write_raster(p, grid, arr, band_names=[comp], units="")
+                paths["%s_%s" % (track, comp)] = str(p)
+        los = {t: geometry.los_from_enu(east, 0.0, vert, e[None], n[None], u[None]) for t, (e, n, u) in geo.items()}
+        nx = grid.xsize
+        split_a, split_b = int(0.6 * nx), int(0.45 * nx)
+        rng = np.random.default_rng(15)  # its own generator: the other inputs stay as they were
+        offsets_b = np.cumsum(rng.normal(0, 4.0, len(months)))  # frame B's reference drifts
+        gt = grid.geotransform
+        for name, c0, c1, off in (("frame_a", 0, split_a, np.zeros(len(months))), ("frame_b", split_b, nx, offsets_b)):
+            fgrid = rasters.RasterGrid(c1 - c0, grid.ysize, (gt[0] + c0 * gt[1],) + gt[1:], grid.projection)
+            data = los["asc"][:, :, c0:c1] + off[:, None, None] + rng.normal(0, 1.0, (len(months), grid.ysize, c1 - c0))
+            p = folder / ("%s_asc_monthly.tif" % name)
+            rasters.write_raster(p, fgrid, data, dates=months, metadata={"COMPONENT": "LOS"})
+            paths[name] = str(p)
+        p = folder / "dsc_monthly.tif"
+        rasters.write_raster(p, grid, los["dsc"] + rng.normal(0, 1.0, los["dsc"].shape), dates=months)
+        paths["dsc"] = str(p)
+        X = np.stack([np.ones_like(years), years], 1)
+        for name, series in (("vertical", vert), ("east", east), ("asc_los", los["asc"])):
+            rasters.write_raster(truth_dir / ("%s_monthly.tif" % name), grid, series, dates=months)
+            v = np.linalg.lstsq(X, series.reshape(len(years), -1), rcond=None)[0][1].reshape(grid.ysize, nx)
+            rasters.write_raster(truth_dir / ("%s_velocity.tif" % name), grid, v, band_names=["velocity"],
+                                 units="mm/yr")
+            paths["truth_%s_monthly" % name] = str(truth_dir / ("%s_monthly.tif" % name))
+            paths["truth_%s_velocity" % name] = str(truth_dir / ("%s_velocity.tif" % name))
+        paths["frame_b_offsets_mm"] = [float(o) for o in offsets_b]
+        paths["frame_b_first_column"] = split_b
+        return paths
 
     def write_grace(self):
         """CSR layout subset: 0.25 deg cells with x.125 centres, lon 0-360, one missing + one shifted month."""
@@ -392,6 +448,7 @@ class World:
         vel = np.linalg.lstsq(X, truth_ts.reshape(len(t), -1), rcond=None)[0][1].reshape(rate.shape)
         rasters.write_raster(truth_dir / "velocity_truth.tif", grid, vel, band_names=["velocity"], units="mm/yr")
         rasters.write_raster(truth_dir / "displacement_truth.tif", grid, truth_ts, dates=epochs)
+        regional = self.write_regional(truth_dir)
         grace, missing, shifted = self.write_grace()
         fldas, gldas = self.write_models()
         factors = self.write_factors(grid)
@@ -412,7 +469,7 @@ class World:
             "coherence": [p.replace(".unw.tif", ".cc.tif") for p in ifgs],
             "grace": str(grace), "fldas": fldas, "gldas": gldas, "areas": str(self.write_areas()),
             "factors": factors, "leveling": str(self.write_leveling(epochs)), "wells": str(self.write_wells()),
-            "truth": truth, "truth_dir": str(truth_dir),
+            "truth": truth, "truth_dir": str(truth_dir), "regional": regional,
         }
 
 

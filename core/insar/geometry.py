@@ -309,7 +309,8 @@ def decompose_rasters(inputs, up_paths=None, east_paths=None, north_paths=None, 
         else:
             e, n, u = unit_vector(headings[i], incidences[i])
             if not 0.0 < u <= 1.0:
-                raise TimeSeriesError("input %s: incidence angle %g gives U outside (0, 1]" % (inputs[i], incidences[i]))
+                raise TimeSeriesError("input %s: incidence angle %g gives U outside (0, 1]"
+                                      % (inputs[i], incidences[i]))
             geo.append((float(e), float(u)))
     nd = 1 if dates is None else len(dates)
     ds0 = open_raster(inputs[0])

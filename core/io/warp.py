@@ -10,6 +10,7 @@
   resampling kernel never depends on the size of the chunk GDAL warps: a window read gives the same
   values as the same pixels of a whole read, on every GDAL version. NoData (and NaN) become NaN.
 """
+import contextlib
 import math
 
 import numpy as np
@@ -21,6 +22,17 @@ from .rasters import RasterGrid, open_raster, read_window
 gdal.UseExceptions()
 
 RESAMPLING = ("bilinear", "near", "cubic", "average")
+
+
+@contextlib.contextmanager
+def gdal_cache(megabytes):
+    """GDAL's block cache limited to ``megabytes`` (its default, 5 % of RAM, is not under a memory cap)."""
+    old = gdal.GetCacheMax()
+    gdal.SetCacheMax(int(max(1, megabytes) * 1024 * 1024))
+    try:
+        yield
+    finally:
+        gdal.SetCacheMax(old)
 
 
 def _srs(wkt):
