@@ -49,7 +49,8 @@ def _version():
 
 MODELS_DIR = os.path.join(os.path.dirname(__file__), "models")
 # shipped models: file name -> (algorithm name, display name)
-MODELS = {"workflow.model3": ("workflow", "Subsidence\u2013groundwater workflow")}
+MODELS = {"workflow.model3": ("workflow", "Subsidence\u2013groundwater workflow"),
+          "workflow_regional.model3": ("workflowregional", "Subsidence\u2013groundwater workflow, several frames")}
 
 
 class ShippedModel(QgsProcessingModelAlgorithm):

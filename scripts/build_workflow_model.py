@@ -6,6 +6,9 @@ SBAS inversion -> monthly resampling -> GRACE downscaling -> GWSA -> sampling by
 as ``subsidence:workflow``; this script is how it is (re)generated, so the model stays in step with
 the algorithms' parameter names (``tests/algorithms/test_workflow_model.py`` checks it).
 
+Also ``workflow_regional.model3`` (``subsidence:workflowregional``): several frames' LOS time series and
+velocities -> frame mosaics -> vertical (LOS / cos incidence) -> the same downstream steps.
+
 Usage: QT_QPA_PLATFORM=offscreen /usr/bin/python3 scripts/build_workflow_model.py
 """
 import importlib.util
@@ -15,9 +18,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "processing_provider" / "models" / "workflow.model3"
+TARGET_REGIONAL = ROOT / "processing_provider" / "models" / "workflow_regional.model3"
 
 
-def build():
+def build(regional=False):
     from qgis.core import (
         QgsApplication,
         QgsProcessing,
@@ -29,6 +33,7 @@ def build():
         QgsProcessingParameterFile,
         QgsProcessingParameterMultipleLayers,
         QgsProcessingParameterNumber,
+        QgsProcessingParameterRasterLayer,
         QgsProcessingParameterString,
         QgsProcessingParameterVectorLayer,
     )
@@ -37,9 +42,16 @@ def build():
     )
     from qgis.PyQt.QtCore import QPointF
 
-    m = QgsProcessingModelAlgorithm("workflow", "Workflows")
+    m = QgsProcessingModelAlgorithm("workflowregional" if regional else "workflow", "Workflows")
     m.setHelpContent({
         "ALG_DESC": (
+            "The seed workflow at regional scale (Liu et al. 2024: eleven Sentinel-1 frames on one monthly grid): "
+            "the LOS time series and velocities of several overlapping frames (on common monthly dates, e.g. from "
+            "'Resample time series in time') are mosaicked with per-date offsets between frames, projected to "
+            "vertical with the up component of the LOS unit vector (horizontal motion neglected), and go through "
+            "GRACE downscaling, groundwater storage anomaly, class sampling, lagged correlation and Geodetector "
+            "as in the single-frame workflow. Open the model in the graphical modeler to change any setting."
+        ) if regional else (
             "The whole seed workflow (Liu et al. 2024; Huang et al. 2025) in one run: SBAS inversion of the "
             "interferograms, monthly resampling of the displacement, GRACE weighted downscaling to the "
             "hydrological model grid, groundwater storage anomaly by water balance, random points per "
@@ -58,12 +70,23 @@ def build():
         comp.setPosition(QPointF(120.0, 60.0 + 70.0 * len(m.parameterComponents())))
         m.addModelParameter(p, comp)
 
-    param(QgsProcessingParameterMultipleLayers("interferograms", "Unwrapped interferograms", QgsProcessing.TypeRaster),
-          "Unwrapped interferograms (radians), reference and secondary dates in the file names "
-          "(LiCSAR YYYYMMDD_YYYYMMDD.geo.unw.tif, HyP3 ..._YYYYMMDDThhmmss_YYYYMMDDThhmmss_...).")
-    param(QgsProcessingParameterMultipleLayers("coherence", "Coherence rasters", QgsProcessing.TypeRaster,
-                                               optional=True),
-          "Coherence rasters matched to the interferograms by their date pair (optional).")
+    if regional:
+        param(QgsProcessingParameterMultipleLayers("frames", "Frame LOS time series", QgsProcessing.TypeRaster),
+              "LOS displacement time series (mm) of overlapping frames, on common monthly dates; the first frame "
+              "is the reference of the mosaic.")
+        param(QgsProcessingParameterMultipleLayers("frame_velocities", "Frame LOS velocities",
+                                                   QgsProcessing.TypeRaster),
+              "LOS velocities (mm/yr) of the same frames, in the same order.")
+        param(QgsProcessingParameterRasterLayer("up_component", "Up component U of the LOS unit vector"),
+              "U = cos(incidence) covering all frames (e.g. LiCSAR *.geo.U.tif mosaicked), for LOS -> vertical.")
+    else:
+        param(QgsProcessingParameterMultipleLayers("interferograms", "Unwrapped interferograms",
+                                                   QgsProcessing.TypeRaster),
+              "Unwrapped interferograms (radians), reference and secondary dates in the file names "
+              "(LiCSAR YYYYMMDD_YYYYMMDD.geo.unw.tif, HyP3 ..._YYYYMMDDThhmmss_YYYYMMDDThhmmss_...).")
+        param(QgsProcessingParameterMultipleLayers("coherence", "Coherence rasters", QgsProcessing.TypeRaster,
+                                                   optional=True),
+              "Coherence rasters matched to the interferograms by their date pair (optional).")
     param(QgsProcessingParameterFile("grace", "GRACE mascon file (CSR/JPL NetCDF or time-series GeoTIFF)"),
           "GRACE TWSA: CSR or JPL mascon NetCDF (lwe_thickness, cm) or a GeoTIFF with one band per month.")
     param(QgsProcessingParameterString("model_files", "Fine model TWS monthly files", multiLine=True),
@@ -123,35 +146,52 @@ def build():
     S = Src.fromStaticValue
     O = Src.fromChildOutput
 
-    child("sbas", "subsidence:sbasinversion", {
-        "INTERFEROGRAMS": P("interferograms"), "COHERENCE": P("coherence"),
-    }, [("OUTPUT_TIMESERIES", "LOS displacement time series"), ("OUTPUT_VELOCITY", "LOS velocity"),
-        ("OUTPUT_QUALITY", "SBAS quality"), ("OUTPUT_NETWORK", "Interferogram network")], row=0)
-    child("monthly", "subsidence:resampletimeseries", {
-        "INPUT": O("sbas", "OUTPUT_TIMESERIES"), "METHOD": S(1), "STEP": S(0), "DAY_OF_MONTH": S(15),
-    }, [("OUTPUT", "Monthly displacement")], row=1)
+    if regional:
+        child("mosaic", "subsidence:mosaicframes", {
+            "INPUTS": P("frames"), "REFERENCE_FRAME": S(0),
+        }, [("OUTPUT", "LOS mosaic time series"), ("OUTPUT_OFFSETS", "Frame offsets")], row=0)
+        child("mosaicvelocity", "subsidence:mosaicframes", {
+            "INPUTS": P("frame_velocities"), "REFERENCE_FRAME": S(0),
+        }, [("OUTPUT", "LOS mosaic velocity"), ("OUTPUT_OFFSETS", "Frame velocity offsets")], row=1)
+        child("vertical", "subsidence:projectlos", {
+            "INPUT": O("mosaic", "OUTPUT"), "GEOMETRY": P("up_component"), "GEOMETRY_TYPE": S(1),
+        }, [("OUTPUT", "Monthly vertical displacement")], row=2)
+        child("verticalvelocity", "subsidence:projectlos", {
+            "INPUT": O("mosaicvelocity", "OUTPUT"), "GEOMETRY": P("up_component"), "GEOMETRY_TYPE": S(1),
+        }, [("OUTPUT", "Vertical velocity")], row=3)
+        series, velocity = O("vertical", "OUTPUT"), O("verticalvelocity", "OUTPUT")
+    else:
+        child("sbas", "subsidence:sbasinversion", {
+            "INTERFEROGRAMS": P("interferograms"), "COHERENCE": P("coherence"),
+        }, [("OUTPUT_TIMESERIES", "LOS displacement time series"), ("OUTPUT_VELOCITY", "LOS velocity"),
+            ("OUTPUT_QUALITY", "SBAS quality"), ("OUTPUT_NETWORK", "Interferogram network")], row=0)
+        child("monthly", "subsidence:resampletimeseries", {
+            "INPUT": O("sbas", "OUTPUT_TIMESERIES"), "METHOD": S(1), "STEP": S(0), "DAY_OF_MONTH": S(15),
+        }, [("OUTPUT", "Monthly displacement")], row=1)
+        series, velocity = O("monthly", "OUTPUT"), O("sbas", "OUTPUT_VELOCITY")
+    shift = 2 if regional else 0  # modeler layout: the regional model has two more children on top
     child("downscaling", "subsidence:gracedownscaling", {
         "GRACE": P("grace"), "MODEL_FILES": P("model_files"),
-    }, [("OUTPUT", "Downscaled TWSA")], row=2)
+    }, [("OUTPUT", "Downscaled TWSA")], row=2 + shift)
     child("gwsa", "subsidence:groundwateranomaly", {
         "TWSA": O("downscaling", "OUTPUT"), "COMPONENT_FILES": P("component_files"), "MODE": S(0),
         "BASELINE_START": P("baseline_start"), "BASELINE_END": P("baseline_end"),
-    }, [("OUTPUT", "GWSA")], row=3)
+    }, [("OUTPUT", "GWSA")], row=3 + shift)
     child("classes", "subsidence:sampledeformationclasses", {
-        "VELOCITY": O("sbas", "OUTPUT_VELOCITY"), "AREA": P("areas"), "AREA_FIELD": P("area_field"),
+        "VELOCITY": velocity, "AREA": P("areas"), "AREA_FIELD": P("area_field"),
         "POINTS_PER_CLASS": P("points_per_class"), "SEED": S(1),
-        "TIME_SERIES": [O("monthly", "OUTPUT"), O("gwsa", "OUTPUT")], "LAYER_NAMES": S("deformation,gwsa"),
-    }, [("OUTPUT_POINTS", "Class sample points"), ("OUTPUT_TABLE", "Class time series")], row=4)
+        "TIME_SERIES": [series, O("gwsa", "OUTPUT")], "LAYER_NAMES": S("deformation,gwsa"),
+    }, [("OUTPUT_POINTS", "Class sample points"), ("OUTPUT_TABLE", "Class time series")], row=4 + shift)
     child("lag", "subsidence:laggedcorrelation", {
         "INPUT": O("classes", "OUTPUT_TABLE"), "DATE_FIELD": S("date"), "VARIABLE_FIELD": S("layer"),
         "VALUE_FIELD": S("mean"), "X_NAME": S("gwsa"), "Y_NAME": S("deformation"),
         "GROUP_FIELDS": S(["area", "class"]), "MAX_LAG": P("max_lag"),
         "BEST_BY": S(1),  # largest positive r: elastic deformation follows groundwater with the same sign
-    }, [("OUTPUT", "Lagged correlation"), ("OUTPUT_HTML", "Lagged correlation report")], row=5)
+    }, [("OUTPUT", "Lagged correlation"), ("OUTPUT_HTML", "Lagged correlation report")], row=5 + shift)
     child("geodetector", "subsidence:geodetector", {
-        "TARGET_RASTER": O("sbas", "OUTPUT_VELOCITY"), "FACTOR_RASTERS": P("factors"), "CLASSES": P("classes"),
+        "TARGET_RASTER": velocity, "FACTOR_RASTERS": P("factors"), "CLASSES": P("classes"),
     }, [("OUTPUT_FACTOR", "Geodetector factors"), ("OUTPUT_INTERACTION", "Geodetector interactions"),
-        ("OUTPUT_HTML", "Geodetector report")], row=6)
+        ("OUTPUT_HTML", "Geodetector report")], row=6 + shift)
     content = m.helpContent()
     content.update(param_help)  # the modeler shows parameter help from here
     m.setHelpContent(content)
@@ -177,14 +217,15 @@ def main():
 
     provider = SubsidenceProvider(load_models=False)
     QgsApplication.processingRegistry().addProvider(provider)
-    model = build()
-    errors = model.validate() if hasattr(model, "validate") else (True, [])
-    TARGET.parent.mkdir(parents=True, exist_ok=True)
-    if not model.toFile(str(TARGET)):
-        raise SystemExit("could not write %s" % TARGET)
-    print("wrote %s (%d child algorithms)" % (TARGET, len(model.childAlgorithms())))
-    if errors and errors is not True and not errors[0]:
-        print("validation:", errors[1])
+    for regional, target in ((False, TARGET), (True, TARGET_REGIONAL)):
+        model = build(regional)
+        errors = model.validate() if hasattr(model, "validate") else (True, [])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not model.toFile(str(target)):
+            raise SystemExit("could not write %s" % target)
+        print("wrote %s (%d child algorithms)" % (target, len(model.childAlgorithms())))
+        if errors and errors is not True and not errors[0]:
+            print("validation:", errors[1])
     app.exitQgis()
 
 
