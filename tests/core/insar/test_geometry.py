@@ -102,7 +102,7 @@ def test_decompose_rasters_float32_time_series(tmp_path):
     assert ds.GetMetadata()["COMPONENT"] == "vertical"
 
 
-def test_decompose_headings_and_date_intersection(tmp_path, caplog):
+def test_decompose_headings_and_date_intersection(tmp_path):
     up, east, *_ = _truth(nd=3)
     ga, gd = geometry.unit_vector(-10, 35), geometry.unit_vector(190, 40)
     a = write_stack(tmp_path / "a.tif", geometry.los_from_enu(east, 0, up, *ga), DATES)
