@@ -168,3 +168,16 @@ def test_geometry_errors_name_the_file(tmp_path):
         geometry.decompose_rasters([src, src], up_paths=[small, small], east_paths=[small, small],
                                    out_vertical=str(tmp_path / "v.tif"))
     assert not (tmp_path / "v.tif").exists()
+
+
+def test_cancel_leaves_nothing(tmp_path):
+    from subsidence_toolkit.core.io.errors import Cancelled
+
+    src = write_stack(tmp_path / "los.tif", np.ones((3, 5, 5)), DATES)
+    with pytest.raises(Cancelled):
+        geometry.project_raster(src, str(tmp_path / "v.tif"), dict(angle=39.0), is_canceled=lambda: True)
+    with pytest.raises(Cancelled):
+        geometry.decompose_rasters([src, src], headings=[-10, 190], incidences=[35, 40],
+                                   out_vertical=str(tmp_path / "v.tif"), out_east=str(tmp_path / "e.tif"),
+                                   out_quality=str(tmp_path / "q.tif"), is_canceled=lambda: True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["los.tif"]
