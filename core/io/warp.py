@@ -12,6 +12,8 @@
 """
 import contextlib
 import math
+import re
+import uuid
 
 import numpy as np
 from osgeo import gdal, osr
@@ -22,6 +24,8 @@ from .rasters import RasterGrid, open_raster, read_window
 gdal.UseExceptions()
 
 RESAMPLING = ("bilinear", "near", "cubic", "average")
+# block size of the warped VRTs: the tile of the windows (io.windows.window_blocks), so each block is warped once
+WARP_BLOCK = 256
 
 
 @contextlib.contextmanager
@@ -159,6 +163,7 @@ class GridReader:
         tgt = grid.geotransform
         dx, dy = tgt[1], tgt[5]
         self.aligned = False
+        self._vsimem = []
         if same_crs(self.ds.GetProjection(), grid.projection) and gt[2] == 0 and gt[4] == 0 \
                 and tgt[2] == 0 and tgt[4] == 0 \
                 and abs(gt[1] - dx) <= 1e-9 * abs(dx) and abs(gt[5] - dy) <= 1e-9 * abs(dy):
@@ -192,24 +197,39 @@ class GridReader:
             raise TimeSeriesError("rotated target grids are not supported")
         bounds = (gt[0], gt[3] + gt[5] * g.ysize, gt[0] + gt[1] * g.xsize, gt[3])
         nd = self.ds.GetRasterBand(1).GetNoDataValue()
-        src = self.ds
+        src = self.path
         if self.bands != list(range(1, self.ds.RasterCount + 1)):
             # band selection through a plain VRT (gdalwarp's -srcband needs GDAL >= 3.7)
-            src = gdal.Translate("", self.ds, options=gdal.TranslateOptions(format="VRT", bandList=self.bands))
-            self._band_vrt = src
+            src = "/vsimem/subsidence_bands_%s.vrt" % uuid.uuid4().hex
+            gdal.Translate(src, self.ds, options=gdal.TranslateOptions(format="VRT", bandList=self.bands))
+            self._vsimem.append(src)
         opts = gdal.WarpOptions(
             format="VRT", outputBounds=bounds, width=g.xsize, height=g.ysize,
             dstSRS=g.projection or None, srcSRS=None if self.ds.GetProjection() else g.projection or None,
             resampleAlg=resampling, errorThreshold=0, warpOptions=["XSCALE=1", "YSCALE=1"],
-            srcNodata=float("nan") if nd is None else nd, dstNodata=float("nan"),
-            outputType=gdal.GDT_Float64)
+            srcNodata=float("nan") if nd is None else nd, dstNodata=float("nan"), outputType=self._warp_type())
         try:
             vrt = gdal.Warp("", src, options=opts)
+            # blocks of whole window tiles (GDAL < 3.7 takes no block size option for warped VRTs): every block
+            # is then warped once, for all bands, instead of once per window of a full-width block row
+            xml = vrt.GetMetadata("xml:VRT")[0]
+            xml = re.sub(r"<BlockXSize>\d+</BlockXSize>", "<BlockXSize>%d</BlockXSize>" % WARP_BLOCK, xml)
+            xml = re.sub(r"<BlockYSize>\d+</BlockYSize>", "<BlockYSize>%d</BlockYSize>" % WARP_BLOCK, xml)
+            vrt = gdal.Open(xml)
         except RuntimeError as e:
             raise TimeSeriesError("%s: cannot be resampled to the target grid: %s" % (self.path, e)) from None
         if vrt is None:
             raise TimeSeriesError("%s: cannot be resampled to the target grid" % self.path)
         return vrt
+
+    def _warp_type(self):
+        """Float32 when every band's values fit in it exactly (float32 or small integers, no scale), else Float64."""
+        small = {gdal.GDT_Byte, gdal.GDT_Int16, gdal.GDT_UInt16, gdal.GDT_Float32}
+        for b in self.bands:
+            band = self.ds.GetRasterBand(b)
+            if band.DataType not in small or band.GetScale() not in (None, 1.0) or band.GetOffset() not in (None, 0.0):
+                return gdal.GDT_Float64
+        return gdal.GDT_Float32
 
     def empty(self):
         r0, r1, c0, c1 = self.bbox
@@ -235,8 +255,12 @@ class GridReader:
             blk = read_window(self.ds, b0 - self.col_off, a0 - self.row_off, b1 - b0, a1 - a0,
                               [self.bands[k] for k in which], dtype=dtype)
         else:
-            blk = read_window(self.source, b0, a0, b1 - b0, a1 - a0, [k + 1 for k in which], dtype=dtype,
-                              apply_scale=False)
+            # all bands in one request: the warped VRT warps each chunk once for every band
+            blk = self.source.ReadAsArray(b0, a0, b1 - b0, a1 - a0, band_list=[k + 1 for k in which])
+            if blk is None:
+                raise TimeSeriesError("%s: cannot read window x %d-%d, y %d-%d on the target grid"
+                                      % (self.path, b0, b1, a0, a1))
+            blk = np.asarray(blk, dtype=dtype).reshape(len(which), a1 - a0, b1 - b0)
             for i, k in enumerate(which):
                 s, o = self.scales[k]
                 if s != 1.0 or o != 0.0:
@@ -246,3 +270,12 @@ class GridReader:
 
     def close(self):
         self.source = self.ds = None
+        for p in self._vsimem:
+            gdal.Unlink(p)
+        self._vsimem = []
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown
+            pass
