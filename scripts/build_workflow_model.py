@@ -200,6 +200,7 @@ def build(regional=False):
 
 def main():
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    os.environ.setdefault("QT_HASH_SEED", "0")  # attributes written in a fixed order: small diffs between builds
     sys.path.append("/usr/share/qgis/python/plugins")
     from qgis.core import QgsApplication
 
