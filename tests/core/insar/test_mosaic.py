@@ -153,3 +153,25 @@ def test_mosaic_errors_and_cancel(tmp_path):
     with pytest.raises(Cancelled):
         mosaic.mosaic_frames(paths, str(out), is_canceled=lambda: True)
     assert not out.exists() and not list(tmp_path.glob(".*partial*"))
+
+
+def test_isolated_frame_is_reported_and_quality_weights(tmp_path):
+    truth = _truth(ny=20, nx=60)
+    boxes = [(0, 20, 0, 25), (0, 20, 15, 40), (0, 20, 45, 60)]  # the third touches nobody
+    planted = np.array([np.zeros(5), np.full(5, 3.0), np.full(5, -8.0)])
+    paths = _cut(tmp_path, truth, boxes, planted, holes=False)
+    logs = []
+    rows, _ = mosaic.mosaic_frames(paths, str(tmp_path / "m.tif"), log=logs.append)
+    lonely = [r for r in rows if r["frame"] == 2]
+    assert all(not r["connected_to_reference"] and r["overlap_pixels"] == 0 for r in lonely)
+    assert all(r["connected_to_reference"] for r in rows if r["frame"] < 2)
+    assert any("not connected" in s and "frame2.tif" in s for s in logs)
+    # quality: frame 1 has noise and a near-zero quality in the overlap -> the overlap comes from frame 0
+    noisy = truth[:, :, 15:40] + 3.0 + np.random.default_rng(0).normal(0, 1, (5, 20, 25))
+    p1 = write_stack(tmp_path / "noisy.tif", noisy, DATES, origin=(X0 + 15 * PX, Y0), pixel=PX, dtype=gdal.GDT_Float64)
+    q0 = write_stack(tmp_path / "q0.tif", np.ones((20, 25)), origin=(X0, Y0), pixel=PX)
+    q1 = write_stack(tmp_path / "q1.tif", np.full((20, 25), 1e-6), origin=(X0 + 15 * PX, Y0), pixel=PX)
+    out = str(tmp_path / "q.tif")
+    mosaic.mosaic_frames([paths[0], p1], out, quality_paths=[q0, q1])
+    got = _read(out)
+    assert np.abs(got[:, :, 16:24] - truth[:, :, 16:24]).max() < 1e-3
