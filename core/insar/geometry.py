@@ -122,6 +122,8 @@ class IncidenceSource:
         v = self.reader.read(row0, nrows, col0, ncols)[0]
         if self.kind == KIND_UP:
             return check_up(v, self.path)
+        if np.isfinite(v).any():
+            self.max_angle = max(getattr(self, "max_angle", -np.inf), float(np.nanmax(v)))
         return cos_from_incidence(v, self.path)
 
 
@@ -191,6 +193,9 @@ def project_raster(in_path, out_path, geometry, memory_mb=DEFAULT_MEMORY_MB, pro
     if n_missing and log is not None:
         log("warning: %d of %d data pixels of %s have no geometry in %s: NoData in the output"
             % (n_missing, n_data, in_path, src.describe()))
+    if getattr(src, "max_angle", 90.0) < 2.0 and log is not None:
+        log("warning: the incidence angles of %s are all below 2 degrees (largest %.4g): if they are radians, "
+            "convert them to degrees; SAR incidence is 20-50 degrees" % (src.path, src.max_angle))
     return {"pixels": n_data, "pixels_without_geometry": n_missing,
             "mean_inverse_cos": inv_sum / max(1, n_data - n_missing), "geometry": src.describe()}
 
@@ -317,7 +322,7 @@ def decompose_rasters(inputs, up_paths=None, east_paths=None, north_paths=None, 
     units = ds0.GetRasterBand(1).GetUnitType() or (ds0.GetMetadata() or {}).get("UNITS", "mm")
     md = {"SOURCES": ";".join(str(p) for p in inputs), "NORTH": "constrained to zero"}
     blocks = window_blocks(grid.ysize, grid.xsize, 8 * (k * (nd * 3 + 6) + nd * 8 + 12), memory_mb)
-    counts = {"pixels": 0, "missing_geometry": 0}
+    counts = {"pixels": 0, "missing_geometry": 0, "solved": 0, "degenerate": 0}
     writers = []
     try:
         specs = [(out_vertical, dict(dates=dates, band_names=None if dates else ["vertical"], units=units,
@@ -346,6 +351,8 @@ def decompose_rasters(inputs, up_paths=None, east_paths=None, north_paths=None, 
             counts["missing_geometry"] += int((has & ~(np.isfinite(e) & np.isfinite(u))).sum())
             vert, east, _, _, _, _ = decompose_block(d, e[:, None], u[:, None], sig)
             _, _, sv, se, cond, n = decompose_block(np.where(has, 0.0, np.nan), e, u, sig)
+            counts["solved"] += int(np.isfinite(sv).sum())
+            counts["degenerate"] += int(((n >= 2) & ~np.isfinite(sv)).sum())
             if writers[0]:
                 writers[0].write_block(r0, vert.astype(np.float32), c0)
             if writers[1]:
@@ -363,8 +370,13 @@ def decompose_rasters(inputs, up_paths=None, east_paths=None, north_paths=None, 
             if w:
                 w.abort()
         raise
-    if counts["missing_geometry"] and log is not None:
-        log("warning: %d of %d input pixels have no unit vector (the geometry rasters' NoData)"
-            % (counts["missing_geometry"], counts["pixels"]))
+    if log is not None:
+        if counts["missing_geometry"]:
+            log("warning: %d of %d input pixels have no unit vector (the geometry rasters' NoData)"
+                % (counts["missing_geometry"], counts["pixels"]))
+        if counts["degenerate"]:
+            log("warning: %d pixels with two or more inputs have geometries too alike to separate vertical from east "
+                "(condition number > %g): NoData. Combine ascending with descending tracks." % (
+                    counts["degenerate"], MAX_CONDITION))
     return {"grid": grid, "dates": dates, "n_inputs": k, "sigmas": list(sig), **counts}
 

@@ -208,6 +208,17 @@ def _mosaic_frames(inputs, out_path, reference_frame=0, crs_wkt=None, extent=Non
     progress = progress or (lambda f: None)
     dates, band_map = frame_dates(inputs, missing, log)
     nd = band_map.shape[1]
+    if log is not None:
+        if time_trend and dates is None:
+            log("offsets linear in time: ignored for single-band inputs (velocities)")
+        units = {}
+        for p in inputs:
+            ds = open_raster(p)
+            unit = ds.GetRasterBand(1).GetUnitType() or (ds.GetMetadata() or {}).get("UNITS", "")
+            units.setdefault(unit, []).append(p)
+        if len(units) > 1:
+            log("warning: the inputs have different units (%s): the mosaic keeps the first input's" % "; ".join(
+                "%s: %s" % (u or "none", ", ".join(os.path.basename(x) for x in ps)) for u, ps in units.items()))
     grid = target_grid(inputs, crs_wkt, extent, resolution, "union")
     if log is not None:
         log("target grid %s" % grid.describe())

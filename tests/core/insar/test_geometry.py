@@ -181,3 +181,15 @@ def test_cancel_leaves_nothing(tmp_path):
                                    out_vertical=str(tmp_path / "v.tif"), out_east=str(tmp_path / "e.tif"),
                                    out_quality=str(tmp_path / "q.tif"), is_canceled=lambda: True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["los.tif"]
+
+
+def test_warnings_for_alike_geometries_and_radians(tmp_path):
+    src = write_stack(tmp_path / "los.tif", np.ones((4, 4)))
+    logs = []
+    s = geometry.decompose_rasters([src, src], headings=[-10, -10], incidences=[35, 35],
+                                   out_vertical=str(tmp_path / "v.tif"), log=logs.append)
+    assert s["solved"] == 0 and s["degenerate"] == 16 and any("too alike" in m for m in logs)
+    rad = write_stack(tmp_path / "inc_rad.tif", np.full((4, 4), 0.68))
+    logs = []
+    geometry.project_raster(src, str(tmp_path / "p.tif"), dict(path=rad, kind="incidence"), log=logs.append)
+    assert any("radians" in m for m in logs)
