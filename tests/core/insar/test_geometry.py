@@ -193,3 +193,28 @@ def test_warnings_for_alike_geometries_and_radians(tmp_path):
     logs = []
     geometry.project_raster(src, str(tmp_path / "p.tif"), dict(path=rad, kind="incidence"), log=logs.append)
     assert any("radians" in m for m in logs)
+
+
+def test_decompose_tracks_on_different_grids(tmp_path):
+    # linear fields: bilinear resampling is exact, so the decomposition on the common grid is too
+    ga, gd = geometry.unit_vector(-10, 34.0), geometry.unit_vector(190, 41.0)
+
+    def fields(x0, y0, px, ny, nx):
+        x = x0 + (np.arange(nx) + 0.5) * px
+        y = y0 - (np.arange(ny) + 0.5) * px
+        xx, yy = np.meshgrid(x - 500000.0, y - 4000000.0)
+        return -40.0 + 0.01 * xx - 0.02 * yy, 5.0 + 0.005 * yy
+
+    ua, ea = fields(500000.0, 4000000.0, 30.0, 40, 40)
+    a = write_stack(tmp_path / "asc.tif", ga[0] * ea + ga[2] * ua, pixel=30.0)
+    ud, ed = fields(500200.0, 3999800.0, 20.0, 50, 50)
+    d = write_stack(tmp_path / "dsc.tif", gd[0] * ed + gd[2] * ud, pixel=20.0, origin=(500200.0, 3999800.0))
+    s = geometry.decompose_rasters([a, d], headings=[-10, 190], incidences=[34, 41],
+                                   out_vertical=str(tmp_path / "v.tif"), out_east=str(tmp_path / "e.tif"))
+    g = s["grid"]
+    assert g.geotransform[1] == 20.0 and g.geotransform[0] == 500200.0
+    uv, ev = fields(g.geotransform[0], g.geotransform[3], 20.0, g.ysize, g.xsize)
+    v, e = _read(tmp_path / "v.tif")[0], _read(tmp_path / "e.tif")[0]
+    inner = (slice(1, -1), slice(1, -1))  # bilinear at the footprint's edge uses fewer neighbours
+    assert np.isfinite(v[inner]).all()
+    assert np.abs(v[inner] - uv[inner]).max() < 1e-4 and np.abs(e[inner] - ev[inner]).max() < 1e-4
