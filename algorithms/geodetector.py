@@ -1,13 +1,11 @@
 """Geodetector: factor, interaction, risk and ecological detectors (``subsidence:geodetector``)."""
-import base64
-import html
-import io
 import os
 
 import numpy as np
 import pandas as pd
 from qgis.core import (
     QgsProcessing,
+    QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSink,
@@ -21,42 +19,11 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
+from ..core.reports.geodetector_report import CI_HELP, write_html_report
 from ..core.stats import geodetector as gd
+from ..core.stats.factor_settings import parse_overrides
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
 from ..processing_provider.tables import dataframe_from_source, write_table
-
-
-def parse_overrides(text):
-    """'dem=quantile:10; ndvi=manual:0.2,0.4; landuse=categorical; gwsa=20' -> {name: spec}."""
-    out = {}
-    for item in (text or "").replace("\n", ";").split(";"):
-        item = item.strip()
-        if not item:
-            continue
-        if "=" not in item:
-            raise ValueError(f"per-factor setting {item!r}: expected name=method[:classes or breaks]")
-        name, spec = (s.strip() for s in item.split("=", 1))
-        method, _, arg = spec.partition(":")
-        method = method.strip().lower()
-        d = {}
-        if method.isdigit():
-            d["k"] = int(method)
-        else:
-            if method not in gd.DISCRETIZE_METHODS:
-                raise ValueError(f"per-factor setting {item!r}: unknown method {method!r}")
-            d["method"] = method
-            arg = arg.strip()
-            if method == "manual":
-                try:
-                    d["breaks"] = [float(v) for v in arg.split(",") if v.strip()]
-                except ValueError:
-                    raise ValueError(f"per-factor setting {item!r}: breaks must be numbers") from None
-                if not d["breaks"]:
-                    raise ValueError(f"per-factor setting {item!r}: manual needs break values")
-            elif arg:
-                d["k"] = int(arg)
-        out[name] = d
-    return out
 
 
 def _column(series):
@@ -65,84 +32,6 @@ def _column(series):
     if num.notna().sum() == series.notna().sum():
         return num.to_numpy(dtype=np.float64)
     return series.where(series.notna(), None).astype(object).to_numpy()
-
-
-def _png(fig):
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    return "<img src='data:image/png;base64,%s'/>" % base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def html_report(results, info_lines, path):
-    """HTML report: settings, tables, and (if matplotlib imports) q bars and interaction heat map."""
-    parts = ["<html><head><meta charset='utf-8'><title>Geodetector</title><style>"
-             "body{font-family:sans-serif} table{border-collapse:collapse;font-size:12px}"
-             "td,th{border:1px solid #bbb;padding:2px 6px}</style></head><body><h1>Geodetector</h1>"]
-    parts.append("<ul>%s</ul>" % "".join("<li>%s</li>" % html.escape(s) for s in info_lines))
-    parts.append("<p><b>Confidence interval of q</b> (q_ci_low, q_ci_high): %s</p>" % html.escape(CI_HELP))
-    fac = results["factor"].sort_values("q", ascending=False)
-    inter = results["interaction"]
-    try:
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=(6, 0.4 * len(fac) + 1))
-        ax = fig.subplots()
-        if "q_ci_low" in fac:
-            err = np.vstack([(fac.q - fac.q_ci_low).clip(lower=0), (fac.q_ci_high - fac.q).clip(lower=0)])[:, ::-1]
-            ax.barh(fac.factor[::-1], fac.q[::-1], color="#4477aa", xerr=err, ecolor="#222222", capsize=3)
-            ax.set_xlabel("q (bars: %g %% confidence interval of the population q)"
-                          % (100 * float(fac.ci_level.iloc[0])))
-        else:
-            ax.barh(fac.factor[::-1], fac.q[::-1], color="#4477aa")
-            ax.set_xlabel("q")
-        ax.set_title("Factor detector")
-        parts.append(_png(fig))
-        if len(inter):
-            names = list(results["factor"].factor)
-            m = np.full((len(names), len(names)), np.nan)
-            for r in inter.itertuples():
-                i, j = names.index(r.factor_a), names.index(r.factor_b)
-                m[i, j] = m[j, i] = r.q_ab
-            for i, r in enumerate(results["factor"].itertuples()):
-                m[i, i] = r.q
-            fig = Figure(figsize=(1 + 0.6 * len(names), 1 + 0.6 * len(names)))
-            ax = fig.subplots()
-            im = ax.imshow(m, cmap="viridis")
-            ax.set_xticks(range(len(names)))
-            ax.set_xticklabels(names, rotation=90)
-            ax.set_yticks(range(len(names)))
-            ax.set_yticklabels(names)
-            for i in range(len(names)):
-                for j in range(len(names)):
-                    if np.isfinite(m[i, j]):
-                        ax.text(j, i, "%.2f" % m[i, j], ha="center", va="center", fontsize=7, color="w")
-            fig.colorbar(im, ax=ax, label="q (diagonal) / q(A∩B)")
-            ax.set_title("Interaction detector")
-            parts.append(_png(fig))
-    except ImportError:
-        parts.append("<p>(matplotlib is not available: tables only)</p>")
-    for title, key in (("Factor detector", "factor"), ("Interaction detector", "interaction"),
-                       ("Ecological detector", "ecological"), ("Risk detector: strata", "risk"),
-                       ("Risk detector: Welch t-tests", "risk_tests"), ("q versus classes", "curves")):
-        df = results.get(key)
-        if df is not None and len(df):
-            parts.append("<h2>%s</h2>%s" % (title, df.to_html(index=False, float_format=lambda v: "%.6g" % v)))
-    parts.append("</body></html>")
-    tmp = path + ".partial"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("\n".join(parts))
-    os.replace(tmp, path)
-
-
-CI_HELP = (
-    "Confidence interval of the population q (columns q_ci_low, q_ci_high). Under the model behind the "
-    "Wang-Zhang-Fu test (Y normal with equal variance within strata), F = (N-L)/(L-1) q/(1-q) follows a "
-    "noncentral F(L-1, N-L, lambda) with lambda = sum N_h (mu_h - mu)^2 / sigma^2, and the population q "
-    "is lambda/(lambda+N). The interval holds the lambdas whose central range of F contains the observed "
-    "F, mapped to q (Steiger 2004; as gdverse and the QGIS Geographical detector plugin). It is for the "
-    "population q: for weak factors it can lie below the sample q, which is biased upward by about "
-    "(L-1)/(N-1). q = 1 gives [1, 1]; an interval starting at 0 means no evidence of stratification."
-)
 
 
 class Geodetector(SubsidenceAlgorithm):
@@ -210,24 +99,43 @@ class Geodetector(SubsidenceAlgorithm):
         "HTML report. Rows with NULL/NaN are dropped per factor and per pair, never made a stratum."
     )
 
+    MODE = "both"  # "vector" / "raster": the split algorithms below show one mode's inputs only
+
+    def flags(self):
+        # the two-mode algorithm stays for saved models and command lines; the toolbox shows the split ones
+        flag = getattr(QgsProcessingAlgorithm, "FlagHideFromToolbox", None)
+        if flag is None:
+            from qgis.core import Qgis
+
+            flag = Qgis.ProcessingAlgorithmFlag.HideFromToolbox
+        return super().flags() | flag
+
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.add(QgsProcessingParameterFeatureSource(self.INPUT, self.tr("Input layer or table (vector mode)"),
-                                                     [QgsProcessing.TypeVector], optional=True),
-                 "Points, polygons or a table with the target field and the factor fields. Leave empty in "
-                 "raster mode.")
-        self.add(QgsProcessingParameterField(self.TARGET_FIELD, self.tr("Target field Y"), parentLayerParameterName=self.INPUT,
-                                             type=QgsProcessingParameterField.Numeric, optional=True),
-                 "Numeric field explained by the factors, e.g. the subsidence rate (mm/yr).")
-        self.add(QgsProcessingParameterField(self.FACTOR_FIELDS, self.tr("Factor fields"), parentLayerParameterName=self.INPUT,
-                                             allowMultiple=True, optional=True),
-                 "Explanatory fields. Numeric fields are discretized; text fields and integer fields with "
-                 "at most 50 distinct values are categories.")
-        self.add(QgsProcessingParameterRasterLayer(self.TARGET_RASTER, self.tr("Target raster Y (raster mode)"),
-                                                   optional=True),
-                 "Raster of Y (band 1), e.g. the SBAS velocity. Its grid is the analysis grid.")
-        self.add(QgsProcessingParameterMultipleLayers(self.FACTOR_RASTERS, self.tr("Factor rasters"),
-                                                      QgsProcessing.TypeRaster, optional=True),
-                 "Factor rasters (band 1) on any grid overlapping the target; the layer name is the factor name.")
+        vector, raster = self.MODE in ("both", "vector"), self.MODE in ("both", "raster")
+        either = self.MODE == "both"  # one dialog for both modes: every mode input is optional
+        vprefix, rprefix = ("Vector mode: ", "Raster mode: ") if either else ("", "")
+        if vector:
+            self.add(QgsProcessingParameterFeatureSource(self.INPUT, self.tr(vprefix + "Input layer or table"),
+                                                         [QgsProcessing.TypeVector], optional=either),
+                     "Points, polygons or a table with the target field and the factor fields."
+                     + (" Leave empty in raster mode." if either else ""))
+            self.add(QgsProcessingParameterField(self.TARGET_FIELD, self.tr(vprefix + "Target field Y"),
+                                                 parentLayerParameterName=self.INPUT,
+                                                 type=QgsProcessingParameterField.Numeric, optional=either),
+                     "Numeric field explained by the factors, e.g. the subsidence rate (mm/yr).")
+            self.add(QgsProcessingParameterField(self.FACTOR_FIELDS, self.tr(vprefix + "Factor fields"),
+                                                 parentLayerParameterName=self.INPUT,
+                                                 allowMultiple=True, optional=either),
+                     "Explanatory fields. Numeric fields are discretized; text fields and integer fields with "
+                     "at most 50 distinct values are categories.")
+        if raster:
+            self.add(QgsProcessingParameterRasterLayer(self.TARGET_RASTER, self.tr(rprefix + "Target raster Y"),
+                                                       optional=either),
+                     "Raster of Y (band 1), e.g. the SBAS velocity. Its grid is the analysis grid.")
+            self.add(QgsProcessingParameterMultipleLayers(self.FACTOR_RASTERS, self.tr(rprefix + "Factor rasters"),
+                                                          QgsProcessing.TypeRaster, optional=either),
+                     "Factor rasters (band 1) on any grid overlapping the target; the layer name is the factor "
+                     "name.")
         self.add(QgsProcessingParameterEnum(self.METHOD, self.tr("Discretization of numeric factors"),
                                             options=list(self.METHOD_LABELS), defaultValue=0),
                  "Natural breaks = exact Jenks (optimal 1-D k-means). Optimal: every method with "
@@ -236,7 +144,7 @@ class Geodetector(SubsidenceAlgorithm):
         self.add(QgsProcessingParameterNumber(self.CLASSES, self.tr("Number of classes"),
                                               QgsProcessingParameterNumber.Integer, defaultValue=5, minValue=2),
                  "Classes per numeric factor (the seed study used 20).")
-        self.add(QgsProcessingParameterString(self.FACTOR_SETTINGS, self.tr("Per-factor settings (optional)"),
+        self.add(QgsProcessingParameterString(self.FACTOR_SETTINGS, self.tr("Per-factor settings"),
                                               optional=True, multiLine=True),
                  "Overrides separated by ';': name=method[:classes], name=classes, name=manual:b1,b2,..., "
                  "name=categorical. Methods: natural, quantile, equal, geometric, sd, optimal. Example: "
@@ -251,7 +159,7 @@ class Geodetector(SubsidenceAlgorithm):
                                               QgsProcessingParameterNumber.Double, defaultValue=0.05, minValue=0),
                  "Elbow rule: stop at the first k from which no larger k gains more than this fraction of "
                  "q(k) per extra class.", advanced=True)
-        self.add(QgsProcessingParameterNumber(self.SUBSIDENCE_THRESHOLD, self.tr("Subsidence threshold (optional)"),
+        self.add(QgsProcessingParameterNumber(self.SUBSIDENCE_THRESHOLD, self.tr("Subsidence threshold"),
                                               QgsProcessingParameterNumber.Double, optional=True),
                  "Seed sampling: rows with Y <= threshold (e.g. -15 mm/yr) are subsidence samples and all "
                  "are kept; non-subsidence rows are drawn by 'Sample ratio'. Empty: use every row.")
@@ -292,10 +200,11 @@ class Geodetector(SubsidenceAlgorithm):
                                               QgsProcessingParameterNumber.Double, defaultValue=0.95,
                                               minValue=0.5, maxValue=0.9999, optional=True),
                  CI_HELP, advanced=True)
-        self.add(QgsProcessingParameterString(self.STRATUM_FACTOR, self.tr("Factor for the stratum-mean raster"),
-                                              optional=True),
-                 "Raster mode: name of the factor whose stratum means of Y are written to the stratum-mean "
-                 "raster (default: the factor with the largest q).")
+        if raster:
+            self.add(QgsProcessingParameterString(self.STRATUM_FACTOR, self.tr("Factor for the stratum-mean raster"),
+                                                  optional=True),
+                     "Raster mode: name of the factor whose stratum means of Y are written to the stratum-mean "
+                     "raster (default: the factor with the largest q).")
         # optional (with its default) so that models saved before these parameters existed stay valid
         mem = self.add_memory_limit(self.MEMORY_LIMIT_MB)
         mem.setFlags(mem.flags() | mem.FlagOptional)
@@ -305,18 +214,18 @@ class Geodetector(SubsidenceAlgorithm):
                  "the population q, see 'Confidence level of q'), ci_level, p_wang, p_anova, q_adj, q_null, "
                  "lambda, singletons.")
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_INTERACTION, self.tr("Interaction detector"),
-                                                   QgsProcessing.TypeVector),
+                                                   QgsProcessing.TypeVector, optional=True, createByDefault=True),
                  "factor_a, factor_b, q_a, q_b, q_ab, type, cells, n, q_ab_null = (cells-1)/(n-1), lambda_ab and "
                  "p_wang_ab (Wang-Zhang-Fu noncentral-F p of q(A∩B), the A∩B cells taken as one stratification, "
                  "same conventions as the factor p), p_enhance (permutation p, when permutations > 0).")
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_RISK, self.tr("Risk detector (strata)"),
-                                                   QgsProcessing.TypeVector),
+                                                   QgsProcessing.TypeVector, optional=True, createByDefault=True),
                  "factor, stratum, range, n, mean and sd of Y.")
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_RISK_TESTS, self.tr("Risk detector (Welch t-tests)"),
                                                    QgsProcessing.TypeVector, optional=True, createByDefault=True),
                  "Pairwise Welch t-tests between the strata of each factor: t, df, p, significant.")
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_ECOLOGICAL, self.tr("Ecological detector"),
-                                                   QgsProcessing.TypeVector),
+                                                   QgsProcessing.TypeVector, optional=True, createByDefault=True),
                  "factor_a, factor_b, n, ssw_a, ssw_b, F = ssw_a/ssw_b, df1, df2, two-sided p, significant, stronger.")
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_CURVES, self.tr("q versus classes (optimal mode)"),
                                                    QgsProcessing.TypeVector, optional=True, createByDefault=False),
@@ -324,9 +233,10 @@ class Geodetector(SubsidenceAlgorithm):
         self.add(QgsProcessingParameterFileDestination(self.OUTPUT_HTML, self.tr("HTML report"), "HTML files (*.html)",
                                                        optional=True, createByDefault=True),
                  "Settings, all tables, a q bar chart and an interaction heat map (when matplotlib is available).")
-        self.add(QgsProcessingParameterRasterDestination(self.OUTPUT_STRATUM_MEAN, self.tr("Stratum-mean raster"),
-                                                         optional=True, createByDefault=False),
-                 "Raster mode: every pixel gets the mean Y of its stratum of the chosen factor (risk map).")
+        if raster:
+            self.add(QgsProcessingParameterRasterDestination(self.OUTPUT_STRATUM_MEAN, self.tr("Stratum-mean raster"),
+                                                             optional=True, createByDefault=False),
+                     "Raster mode: every pixel gets the mean Y of its stratum of the chosen factor (risk map).")
 
     def _number_or_default(self, parameters, name, context):
         if parameters.get(name) in (None, ""):
@@ -471,7 +381,7 @@ class Geodetector(SubsidenceAlgorithm):
                     written.append(dest)
             html_path = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
             if html_path:
-                html_report(res, info, html_path)
+                write_html_report(html_path, res, info)
                 outputs[self.OUTPUT_HTML] = html_path
         except Exception:
             for p in written:
@@ -505,3 +415,29 @@ class Geodetector(SubsidenceAlgorithm):
                                      band_name="mean of Y by %s stratum" % name,
                                      metadata={"FACTOR": name, "SOURCE": tpath})
         return out
+
+
+class GeodetectorTable(Geodetector):
+    """Geodetector on a vector layer or table (``subsidence:geodetectortable``): Y and factors are fields."""
+
+    MODE = "vector"
+    NAME = "geodetectortable"
+    DISPLAY_NAME = "Geodetector on a table or vector layer"
+    SHORT_HELP = ("Fields of one layer or table: the target field Y and the factor fields (same method and "
+                  "outputs as 'Geodetector on rasters').\n\n" + Geodetector.SHORT_HELP)
+
+    def flags(self):
+        return SubsidenceAlgorithm.flags(self)
+
+
+class GeodetectorRaster(Geodetector):
+    """Geodetector on rasters (``subsidence:geodetectorraster``): a target raster Y and factor rasters."""
+
+    MODE = "raster"
+    NAME = "geodetectorraster"
+    DISPLAY_NAME = "Geodetector on rasters"
+    SHORT_HELP = ("A target raster Y (e.g. the SBAS velocity) and factor rasters on any grids (same method and "
+                  "outputs as 'Geodetector on a table or vector layer').\n\n" + Geodetector.SHORT_HELP)
+
+    def flags(self):
+        return SubsidenceAlgorithm.flags(self)

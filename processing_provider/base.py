@@ -61,6 +61,20 @@ class SubsidenceAlgorithm(QgsProcessingAlgorithm):
     def svgIconPath(self):  # noqa: N802
         return ICON
 
+    def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        """Names this run's layer-tree group (algorithm, first input, time) for the outputs QGIS loads."""
+        from .styling import remember_run
+
+        remember_run(self, parameters, context)
+        return True
+
+    def postProcessAlgorithm(self, context, feedback):  # noqa: N802
+        """Every output QGIS is about to load goes into this run's one layer-tree group."""
+        from .styling import group_run_outputs
+
+        group_run_outputs(self, context)
+        return {}
+
     # ---------------------------------------------------------------- helpers
     def add(self, param, help_text, advanced=False):
         """Add a parameter with its help text (shown by the GUI and ``qgis_process help``)."""

@@ -5,7 +5,7 @@ from qgis.core import QgsApplication, QgsProcessingModelAlgorithm, QgsProcessing
 from qgis.PyQt.QtGui import QIcon
 
 from ..algorithms.decompose_los import DecomposeLos
-from ..algorithms.geodetector import Geodetector
+from ..algorithms.geodetector import Geodetector, GeodetectorRaster, GeodetectorTable
 from ..algorithms.grace_downscaling import GraceDownscaling
 from ..algorithms.groundwater_anomaly import GroundwaterAnomaly
 from ..algorithms.lagged_correlation import LaggedCorrelation
@@ -28,6 +28,8 @@ ALGORITHMS = [
     ValidateTimeSeries,
     LaggedCorrelation,
     Geodetector,
+    GeodetectorTable,
+    GeodetectorRaster,
     SbasInversion,
     ProjectLos,
     DecomposeLos,

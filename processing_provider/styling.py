@@ -41,6 +41,7 @@ through the dates; older versions (3.22) skip this (guarded with ``hasattr``).
 The post-processor objects are kept alive in a module-level dict (Processing
 holds only a C++ pointer to them).
 """
+import datetime as _dt
 import itertools
 import os
 
@@ -176,28 +177,62 @@ def set_band_temporal_ranges(layer, dates):
 
 
 # --------------------------------------------------------------------------- layer tree
+def _walk_groups(group):
+    for g in group.findGroups(True):
+        yield g
+
+
+def find_run_group(root, run_id):
+    """The group of run ``run_id`` anywhere in the tree (or None)."""
+    for g in _walk_groups(root):
+        if g.customProperty(RUN_PROPERTY) == run_id:
+            return g
+    return None
+
+
+def _unique_group_name(root, name):
+    taken = {g.name() for g in _walk_groups(root)}
+    if name not in taken:
+        return name
+    k = 2
+    while "%s (%d)" % (name, k) in taken:
+        k += 1
+    return "%s (%d)" % (name, k)
+
+
 def move_to_run_group(layer, project, group_name, run_id):
-    """Move the layer's tree node into the group of run ``run_id`` (created on first use)."""
+    """Move the layer's tree node into the group of run ``run_id`` (created on first use).
+
+    The group is searched in the whole tree: QGIS desktop inserts a run's later outputs at the
+    current insertion point, which after the first output is *inside* the group just created.
+    A new group is created next to the layer, but never inside another run's group (it climbs
+    out of those), so runs never nest whatever the layer-tree selection.
+    """
     root = project.layerTreeRoot()
     node = root.findLayer(layer.id())
     if node is None:
         return None
-    parent = node.parent() or root
-    group = None
-    for g in parent.findGroups():
-        if g.customProperty(RUN_PROPERTY) == run_id:
-            group = g
-            break
+    group = find_run_group(root, run_id)
     if group is None:
-        group = parent.insertGroup(0, group_name)
+        parent = node.parent() or root
+        child = node
+        while parent is not root and parent.customProperty(RUN_PROPERTY):
+            child = parent
+            parent = parent.parent() or root
+        index = parent.children().index(child) if child in parent.children() else 0
+        group = parent.insertGroup(index, _unique_group_name(root, group_name))
         group.setCustomProperty(RUN_PROPERTY, run_id)
-    group.addLayer(layer)
-    parent.removeChildNode(node)
+    if node.parent() is group:
+        return group
+    old_parent = node.parent() or root
+    clone = node.clone()
+    group.addChildNode(clone)
+    old_parent.removeChildNode(node)
     return group
 
 
 class OutputStyler(QgsProcessingLayerPostProcessorInterface):
-    """Post-processor: style the loaded layer and put it into its run's group."""
+    """Post-processor: style the loaded layer (``kind``; None = keep its style) and put it into its run's group."""
 
     def __init__(self, kind, group_name, run_id):
         super().__init__()
@@ -206,36 +241,136 @@ class OutputStyler(QgsProcessingLayerPostProcessorInterface):
         self.run_id = run_id
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (QGIS API name)
-        try:
-            apply_style(layer, self.kind)
-        except Exception as e:  # a style must never fail a finished run
-            if feedback is not None:
-                feedback.pushInfo("Subsidence Toolkit: could not style %s: %s" % (layer.name(), e))
-            return
+        if self.kind is not None:
+            try:
+                apply_style(layer, self.kind)
+            except Exception as e:  # a style must never fail a finished run
+                if feedback is not None:
+                    feedback.pushInfo("Subsidence Toolkit: could not style %s: %s" % (layer.name(), e))
         if self.group_name:
             project = context.project() or QgsProject.instance()
-            move_to_run_group(layer, project, self.group_name, self.run_id)
+            try:
+                move_to_run_group(layer, project, self.group_name, self.run_id)
+            except Exception as e:  # grouping must never fail a finished run either
+                if feedback is not None:
+                    feedback.pushInfo("Subsidence Toolkit: could not group %s: %s" % (layer.name(), e))
 
 
-def _run_id(context):
-    """One id per run: stored as an attribute of the run's context object, so all outputs
-    styled from one ``processAlgorithm`` call (same context) share a group."""
-    rid = getattr(context, "_subsidence_run_id", None)
-    if rid is None:
-        rid = "run-%d-%d" % (os.getpid(), next(_counter))
+def run_title(alg, parameters, context, when=None):
+    """``"SBAS inversion – 20190101_20190113.unw +11 – 14:52:07"``: algorithm, first input, time.
+
+    Names a run's layer-tree group so that two runs of one algorithm can be told apart.
+    """
+    title = alg.displayName() if alg is not None else "Subsidence Toolkit"
+    title = title.split(" (")[0]
+    first = ""
+    for pdef in alg.parameterDefinitions() if alg is not None else []:
+        if pdef.isDestination() or pdef.name() not in parameters:
+            continue
+        value = parameters.get(pdef.name())
+        if value in (None, "", []):
+            continue
         try:
-            context._subsidence_run_id = rid
-        except AttributeError:  # wrapper without attributes: each output gets its own group
+            first = _input_label(alg, pdef, parameters, context)
+        except Exception:  # noqa: BLE001 - a label is cosmetic
+            first = ""
+        if first:
+            break
+    when = when or _dt.datetime.now()
+    parts = [title] + ([first] if first else []) + [when.strftime("%H:%M:%S")]
+    return " \u2013 ".join(parts)
+
+
+LAYER_PARAMETER_TYPES = ("raster", "vector", "source", "layer", "mesh", "multilayer", "file", "pointcloud")
+
+
+def _input_label(alg, pdef, parameters, context):
+    """A short name of an input layer/file parameter's value, without loading any layer."""
+    if pdef.type() not in LAYER_PARAMETER_TYPES:
+        return ""
+    value = parameters.get(pdef.name())
+    values = value if isinstance(value, (list, tuple)) else [value]
+    values = [v for v in values if v not in (None, "")]
+    if not values:
+        return ""
+    extra = " +%d" % (len(values) - 1) if len(values) > 1 else ""
+    return _short(_value_name(values[0], context)) + extra
+
+
+def _value_name(value, context):
+    if hasattr(value, "source") and hasattr(value, "name") and callable(value.name):  # a map layer
+        return value.name()
+    if hasattr(value, "source") and hasattr(value.source, "staticValue"):  # feature source definition
+        value = value.source.staticValue()
+    text = str(value)
+    project = context.project() if context is not None else None
+    layer = project.mapLayer(text) if project is not None else None
+    if layer is not None:
+        return layer.name()
+    text = text.split("|")[0]
+    if text.upper().startswith("NETCDF:"):
+        text = text.split(":")[1].strip('"')
+    return os.path.basename(text.rstrip("/\\")) or text
+
+
+def _short(text, n=32):
+    text = str(text)
+    return text if len(text) <= n else text[: n - 1] + "\u2026"
+
+
+def _run_state(alg, context):
+    """``(run_id, title)`` shared by every output of one run (kept on the running algorithm instance,
+    which Processing creates per run; falls back to the context object)."""
+    holder = alg if alg is not None else context
+    state = getattr(holder, "_subsidence_run_state", None)
+    if state is None:
+        state = ["run-%d-%d" % (os.getpid(), next(_counter)), None]
+        try:
+            holder._subsidence_run_state = state
+        except AttributeError:
             pass
-    return rid
+    return state
+
+
+def _run_id(context, alg=None):
+    return _run_state(alg, context)[0]
+
+
+def remember_run(alg, parameters, context):
+    """Called before a run (base class ``prepareAlgorithm``): fixes the run's group title."""
+    state = _run_state(alg, context)
+    try:
+        state[1] = run_title(alg, parameters, context)
+    except Exception:  # noqa: BLE001 - cosmetic
+        state[1] = None
+    return state
+
+
+def group_run_outputs(alg, context):
+    """Put every output of this run that Processing will load into the run's group (called after a run
+    by the base class ``postProcessAlgorithm``); outputs already given a post-processor keep theirs."""
+    state = _run_state(alg, context)
+    title = state[1] or (alg.displayName() if alg is not None else "Subsidence Toolkit")
+    n = 0
+    for dest in list(context.layersToLoadOnCompletion().keys()):
+        details = context.layerToLoadOnCompletionDetails(dest)
+        post = details.postProcessor()
+        if isinstance(post, OutputStyler) or post is not None:
+            continue
+        styler = OutputStyler(None, title, state[0])
+        _POST_PROCESSORS[dest] = styler
+        details.setPostProcessor(styler)
+        n += 1
+    return n
 
 
 def style_output(alg, context, dest_path, kind, group_name=None, name=None, load=False):
     """Style ``dest_path`` as ``kind`` when Processing loads it; group it with the run's other outputs.
 
-    ``alg``: the running algorithm (its display name is the default group
-    name); ``context``: the ``QgsProcessingContext`` of ``processAlgorithm``;
+    ``alg``: the running algorithm (the group is named after it, its first input and the time);
+    ``context``: the ``QgsProcessingContext`` of ``processAlgorithm``;
     ``kind``: one of ``velocity``, ``timeseries``, ``quality``, ``gwsa``;
+    ``group_name``: a fixed group name instead;
     ``load=True`` loads ``dest_path`` even if it is not a destination
     parameter (layer name ``name``). Returns the post-processor, or ``None``
     when the output is not going to be loaded.
@@ -249,9 +384,9 @@ def style_output(alg, context, dest_path, kind, group_name=None, name=None, load
             return None
         label = name or os.path.splitext(os.path.basename(dest_path))[0]
         context.addLayerToLoadOnCompletion(dest_path, QgsProcessingContext.LayerDetails(label, project, label))
-    if group_name is None and alg is not None:
-        group_name = alg.displayName()
-    styler = OutputStyler(kind, group_name, _run_id(context))
+    state = _run_state(alg, context)
+    title = state[1] or group_name or (alg.displayName() if alg is not None else None)
+    styler = OutputStyler(kind, title, state[0])
     _POST_PROCESSORS[dest_path] = styler
     context.layerToLoadOnCompletionDetails(dest_path).setPostProcessor(styler)
     return styler

@@ -201,3 +201,36 @@ def test_raster_mode_blockwise_identical_for_any_memory_limit(run_alg, tmp_path)
         assert fac[r.factor]["q"] == r.q and fac[r.factor]["n"] == r.n
     inter = results[0]["OUTPUT_INTERACTION"][0]
     assert inter["q_ab"] == ref["interaction"].q_ab[0] and inter["p_wang_ab"] == ref["interaction"].p_wang_ab[0]
+
+
+def test_split_algorithms_show_one_mode_each(qgis_app):
+    from qgis.core import QgsApplication, QgsProcessingAlgorithm, QgsProcessingParameterDefinition
+
+    reg = QgsApplication.processingRegistry()
+    table = reg.algorithmById("subsidence:geodetectortable")
+    raster = reg.algorithmById("subsidence:geodetectorraster")
+    both = reg.algorithmById("subsidence:geodetector")  # kept for saved models and command lines
+    assert both.flags() & QgsProcessingAlgorithm.FlagHideFromToolbox
+    assert not table.flags() & QgsProcessingAlgorithm.FlagHideFromToolbox
+    optional = QgsProcessingParameterDefinition.FlagOptional
+
+    def required(alg):
+        return {p.name() for p in alg.parameterDefinitions() if not p.flags() & optional}
+
+    assert {"INPUT", "TARGET_FIELD", "FACTOR_FIELDS", "OUTPUT_FACTOR"} <= required(table)
+    assert table.parameterDefinition("TARGET_RASTER") is None and table.parameterDefinition("OUTPUT_STRATUM_MEAN") is None
+    assert {"TARGET_RASTER", "FACTOR_RASTERS", "OUTPUT_FACTOR"} <= required(raster)
+    assert raster.parameterDefinition("INPUT") is None
+    for alg in (table, raster, both):
+        outs = required(alg) & {p.name() for p in alg.destinationParameterDefinitions()}
+        assert outs == {"OUTPUT_FACTOR"}  # risk, Welch, ecological, interaction: optional
+        assert not any("(optional)" in p.description() for p in alg.parameterDefinitions())
+
+
+def test_table_algorithm_with_only_the_factor_output(run_alg, tmp_path):
+    lyr, y, *_ = _csv_points(tmp_path)
+    res = run_alg("geodetectortable", {"INPUT": lyr, "TARGET_FIELD": "rate", "FACTOR_FIELDS": ["strong", "land"],
+                                       "OUTPUT_FACTOR": str(tmp_path / "f.csv")})
+    fac = {r["factor"]: r for r in _table(res["OUTPUT_FACTOR"])}
+    assert set(fac) == {"strong", "land"} and fac["strong"]["q"] > fac["land"]["q"]
+    assert set(res) == {"OUTPUT_FACTOR"}

@@ -66,7 +66,7 @@ def test_run_and_load_results_styles_resample_output(project, tmp_path):
         c0, c1 = items[0].color, items[-1].color
         assert c0.red() > c0.blue() and c1.blue() > c1.red()  # red = subsidence, blue = uplift
         group, run = _run_group(project, layer)
-        assert group.name() == "Resample time series in time" and run
+        assert group.name().startswith("Resample time series in time \u2013 ts.tif \u2013") and run
         groups.add(run)
     assert len(groups) == 2  # one group per run, even with the same name
 
