@@ -50,18 +50,29 @@ def test_error_is_reported(qp, tmp_path):
 
 def test_geodetector_with_only_the_factor_table(qp, tmp_path):
     """Only OUTPUT_FACTOR is mandatory: risk, Welch, ecological and interaction tables are optional."""
+    from osgeo import ogr
+
     rng = np.random.default_rng(5)
-    table = tmp_path / "pts.csv"
     a = rng.integers(0, 3, 90)
     y = 2.0 * a + rng.normal(0, 0.5, 90)
-    with open(table, "w") as f:
-        f.write("y,a\n" + "".join("%g,%d\n" % (v, k) for v, k in zip(y, a)))
+
+    table = str(tmp_path / "pts.gpkg")
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(table)
+    lyr = ds.CreateLayer("pts", geom_type=ogr.wkbNone)
+    lyr.CreateField(ogr.FieldDefn("y", ogr.OFTReal))
+    lyr.CreateField(ogr.FieldDefn("a", ogr.OFTInteger))
+    for v, k in zip(y, a):
+        f = ogr.Feature(lyr.GetLayerDefn())
+        f.SetField("y", float(v))
+        f.SetField("a", int(k))
+        lyr.CreateFeature(f)
+    ds = None
     out = str(tmp_path / "factor.csv")
-    res = qp.run("subsidence:geodetector", {"INPUT": "file://%s?delimiter=,&type=csv" % table, "TARGET_FIELD": "y",
+    res = qp.run("subsidence:geodetector", {"INPUT": table, "TARGET_FIELD": "y",
                                             "FACTOR_FIELDS": "a", "OUTPUT_FACTOR": out})
     assert res["results"]["OUTPUT_FACTOR"] == out
     import csv
 
     rows = list(csv.DictReader(open(out)))
     assert rows[0]["factor"] == "a" and float(rows[0]["q"]) > 0.8
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["factor.csv", "pts.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["factor.csv", "pts.gpkg"]
