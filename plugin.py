@@ -48,7 +48,7 @@ class SubsidenceToolkitPlugin:
 
         if self.dock is None:
             self.dock = TimeSeriesDock(self.iface.mapCanvas(), self.iface.mainWindow())
-            self.iface.addDockWidget(Qt.RightDockWidgetArea, self.dock)
+            self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
         self.dock.show()
         self.dock.raise_()
         return self.dock

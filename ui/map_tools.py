@@ -10,7 +10,7 @@ class PointTool(QgsMapToolEmitPoint):
 
     def __init__(self, canvas):
         super().__init__(canvas)
-        self.setCursor(Qt.CrossCursor)
+        self.setCursor(Qt.CursorShape.CrossCursor)
 
 
 class PolygonTool(QgsMapTool):
@@ -24,7 +24,7 @@ class PolygonTool(QgsMapTool):
 
     def __init__(self, canvas):
         super().__init__(canvas)
-        self.setCursor(Qt.CrossCursor)
+        self.setCursor(Qt.CursorShape.CrossCursor)
         self.points = []
         self.band = QgsRubberBand(canvas, QgsWkbTypes.PolygonGeometry)
         self.band.setColor(QColor(255, 140, 0, 180))
@@ -36,17 +36,17 @@ class PolygonTool(QgsMapTool):
         self.band.reset(QgsWkbTypes.PolygonGeometry)
 
     def canvasReleaseEvent(self, event):  # noqa: N802 (Qt API name)
-        if event.button() == Qt.LeftButton:
+        if event.button() == Qt.MouseButton.LeftButton:
             self.points.append(QgsPointXY(self.toMapCoordinates(event.pos())))
             self.band.addPoint(self.points[-1], True)
-        elif event.button() == Qt.RightButton:
+        elif event.button() == Qt.MouseButton.RightButton:
             self.finish()
 
     def canvasDoubleClickEvent(self, event):  # noqa: N802
         self.finish()
 
     def keyPressEvent(self, event):  # noqa: N802
-        if event.key() == Qt.Key_Escape:
+        if event.key() == Qt.Key.Key_Escape:
             self.reset()
 
     def finish(self):

@@ -29,9 +29,9 @@ from qgis.core import (
     QgsProject,
     QgsWkbTypes,
 )
-from qgis.gui import QgsDockWidget, QgsRubberBand, QgsVertexMarker
-from qgis.PyQt.QtCore import Qt
-from qgis.PyQt.QtGui import QColor
+from qgis.gui import QgsDockWidget, QgsMapCanvasItem, QgsRubberBand
+from qgis.PyQt.QtCore import QLineF, QPointF, QRectF, Qt
+from qgis.PyQt.QtGui import QColor, QFont, QPainterPath, QPen
 from qgis.PyQt.QtWidgets import (
     QCheckBox,
     QFileDialog,
@@ -39,6 +39,7 @@ from qgis.PyQt.QtWidgets import (
     QLabel,
     QPushButton,
     QSizePolicy,
+    QSlider,
     QVBoxLayout,
     QWidget,
 )
@@ -73,13 +74,13 @@ class TimeSeriesDock(QgsDockWidget):
         layout = QVBoxLayout(body)
         layout.setContentsMargins(4, 4, 4, 4)
         row = QHBoxLayout()
-        self.pick_button = QPushButton("Pick point", body)
+        self.pick_button = QPushButton("Pick", body)
         self.pick_button.setCheckable(True)
         self.pick_button.setToolTip("Click the map to plot the series of the pixel under the cursor")
-        self.polygon_button = QPushButton("Draw polygon", body)
+        self.polygon_button = QPushButton("Polygon", body)
         self.polygon_button.setCheckable(True)
         self.polygon_button.setToolTip("Left clicks add vertices, right click closes: plots the mean inside")
-        self.selected_button = QPushButton("Selected polygons", body)
+        self.selected_button = QPushButton("Selected", body)
         self.selected_button.setToolTip("Mean over the selected features of the current polygon layer")
         self.hold_check = QCheckBox("Hold", body)
         self.hold_check.setToolTip("Keep earlier series on the plot")
@@ -89,17 +90,44 @@ class TimeSeriesDock(QgsDockWidget):
         layout.addLayout(row)
         row2 = QHBoxLayout()
         self.clear_button = QPushButton("Clear", body)
-        self.csv_button = QPushButton("Export CSV…", body)
-        self.png_button = QPushButton("Export PNG…", body)
-        for w in (self.clear_button, self.csv_button, self.png_button):
+        self.clear_button.setToolTip("Remove every series and map marker")
+        self.csv_button = QPushButton("CSV…", body)
+        self.png_button = QPushButton("PNG…", body)
+        self.png_button.setToolTip("Saves the plot at a fixed publication size (%g x %g in at %d dpi)"
+                                   % (plot_module.EXPORT_SIZE_IN + (plot_module.EXPORT_DPI,)))
+        self.zero_check = QCheckBox("Align 0", body)
+        self.zero_check.setToolTip("Put 0 at the same height on the deformation and storage axes")
+        for w in (self.clear_button, self.csv_button, self.png_button, self.zero_check):
             row2.addWidget(w)
         row2.addStretch(1)
         layout.addLayout(row2)
+        self.csv_button.setToolTip("Export the plotted series as CSV (one date column, one column per series)")
+        for lay in (row, row2):
+            lay.setSpacing(3)
+        for b in (self.pick_button, self.polygon_button, self.selected_button, self.clear_button, self.csv_button,
+                  self.png_button):
+            b.setMinimumWidth(10)
+            b.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Fixed)
+
+        # band / date shown by the current multiband layer
+        self.band_row = QWidget(body)
+        band_layout = QHBoxLayout(self.band_row)
+        band_layout.setContentsMargins(0, 0, 0, 0)
+        self.band_slider = QSlider(Qt.Orientation.Horizontal, self.band_row)
+        self.band_slider.setMinimum(1)
+        self.band_slider.setToolTip("Band (date) shown by the current layer on the map")
+        self.band_label = QLabel(self.band_row)
+        band_layout.addWidget(QLabel("Shown:", self.band_row))
+        band_layout.addWidget(self.band_slider, 1)
+        band_layout.addWidget(self.band_label)
+        layout.addWidget(self.band_row)
+        self.band_row.setVisible(False)
+        self._band_layer = None
 
         self.plot = None
         self.message = QLabel(body)
         self.message.setWordWrap(True)
-        self.message.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         try:
             self.plot = plot_module.SeriesPlot(body)
         except ImportError as e:
@@ -107,12 +135,13 @@ class TimeSeriesDock(QgsDockWidget):
             self.placeholder = QLabel(self.plot_error, body)
             self.placeholder.setWordWrap(True)
             self.placeholder.setStyleSheet("color: #a00000; font-weight: bold;")
-            self.placeholder.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
+            self.placeholder.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
             layout.addWidget(self.placeholder, 1)
             self.png_button.setEnabled(False)
         else:
             self.plot_error = ""
-            self.plot.widget.setMinimumHeight(220)
+            self.plot.widget.setMinimumHeight(140)
+            self.plot.widget.setMinimumWidth(220)
             layout.addWidget(self.plot.widget, 1)
         layout.addWidget(self.message)
         self.setWidget(body)
@@ -128,7 +157,11 @@ class TimeSeriesDock(QgsDockWidget):
         self.csv_button.clicked.connect(lambda: self.export_csv())
         self.png_button.clicked.connect(lambda: self.export_png())
         canvas.mapToolSet.connect(self._tool_changed)
+        self.zero_check.toggled.connect(self._toggle_zeros)
+        self.band_slider.valueChanged.connect(self._band_changed)
+        canvas.currentLayerChanged.connect(self.follow_layer)
         self.redraw()
+        self.follow_layer(canvas.currentLayer())
         self.set_message("Pick a point or draw a polygon. Time-series rasters are rasters whose bands are dated "
                          "(YYYY-MM-DD band descriptions or DATE metadata).")
 
@@ -159,13 +192,15 @@ class TimeSeriesDock(QgsDockWidget):
         for tool in (self.point_tool, self.polygon_tool):
             if self.canvas.mapTool() is tool:
                 self.canvas.unsetMapTool(tool)
-        try:
-            self.canvas.mapToolSet.disconnect(self._tool_changed)
-        except TypeError:
-            pass
+        for signal, slot in ((self.canvas.mapToolSet, self._tool_changed),
+                             (self.canvas.currentLayerChanged, self.follow_layer)):
+            try:
+                signal.disconnect(slot)
+            except (TypeError, RuntimeError):
+                pass
 
     def _on_click(self, point, button=None):
-        if button is None or button == Qt.LeftButton:
+        if button is None or button == Qt.MouseButton.LeftButton:
             self.add_point(point)
 
     def _on_polygon(self, geometry):
@@ -211,22 +246,21 @@ class TimeSeriesDock(QgsDockWidget):
             self.canvas.scene().removeItem(item)
         self._canvas_items = []
 
-    def _mark_point(self, point):
-        m = QgsVertexMarker(self.canvas)
-        m.setCenter(point)
-        m.setIconType(QgsVertexMarker.ICON_X)
-        m.setColor(QColor(220, 0, 0))
-        m.setIconSize(12)
-        m.setPenWidth(3)
-        self._canvas_items.append(m)
+    def _mark_point(self, point, label, color):
+        self._canvas_items.append(LabelledCross(self.canvas, point, label, color))
 
-    def _mark_polygon(self, geometry, crs):
+    def _mark_polygon(self, geometry, crs, color):
+        c = QColor(color)
         band = QgsRubberBand(self.canvas, QgsWkbTypes.PolygonGeometry)
-        band.setColor(QColor(220, 0, 0, 200))
-        band.setFillColor(QColor(220, 0, 0, 30))
+        band.setColor(QColor(c.red(), c.green(), c.blue(), 220))
+        band.setFillColor(QColor(c.red(), c.green(), c.blue(), 35))
         band.setWidth(2)
         band.setToGeometry(geometry, crs)
         self._canvas_items.append(band)
+
+    def _next_color(self, group):
+        groups = list(plot_module.group_colors(self.series if self.hold_check.isChecked() else []))
+        return plot_module.PALETTE[len([g for g in groups if g != group]) % len(plot_module.PALETTE)]
 
     def _add(self, new):
         if not self.hold_check.isChecked():
@@ -249,8 +283,9 @@ class TimeSeriesDock(QgsDockWidget):
         self._npoints += 1
         if not self.hold_check.isChecked():
             self._remove_canvas_items()
+        group = "P%d" % self._npoints
         if crs == self.canvas_crs():
-            self._mark_point(point)
+            self._mark_point(point, group, self._next_color(group))
         where = self._format_point(point, crs)
         new, outside, empty = [], [], []
         for layer, src in layers:
@@ -267,8 +302,9 @@ class TimeSeriesDock(QgsDockWidget):
                 empty.append(layer.name())
                 continue
             label = "%s @ P%d" % (layer.name(), self._npoints)
-            new.append(pixel_series.Series(label, src, src.dates, values, location=where,
-                                           point=(point.x(), point.y())))
+            series = pixel_series.Series(label, src, src.dates, values, location=where, point=(point.x(), point.y()))
+            series.group = group  # one colour per point, shared by all its series
+            new.append(series)
         self._add(new)
         msg = "P%d at %s: %d series" % (self._npoints, where, len(new))
         if outside:
@@ -291,7 +327,8 @@ class TimeSeriesDock(QgsDockWidget):
         self._npolygons += 1
         if not self.hold_check.isChecked():
             self._remove_canvas_items()
-        self._mark_polygon(geometry, crs)
+        group = "polygon %d" % self._npolygons
+        self._mark_polygon(geometry, crs, self._next_color(group))
         new, outside = [], []
         for layer, src in layers:
             g = QgsGeometry(geometry)
@@ -306,7 +343,9 @@ class TimeSeriesDock(QgsDockWidget):
                 continue
             values, n = res
             label = "%s @ polygon %d" % (layer.name(), self._npolygons)
-            new.append(pixel_series.Series(label, src, src.dates, values, location="%d px" % n, npixels=n))
+            series = pixel_series.Series(label, src, src.dates, values, location="%d px" % n, npixels=n)
+            series.group = group
+            new.append(series)
         self._add(new)
         msg = "Polygon %d: %d mean series" % (self._npolygons, len(new))
         if outside:
@@ -346,6 +385,56 @@ class TimeSeriesDock(QgsDockWidget):
         self.csv_button.setEnabled(bool(self.series))
         self.png_button.setEnabled(bool(self.series) and self.plot is not None)
 
+    def _toggle_zeros(self, on):
+        if self.plot is not None:
+            self.plot.align_zeros = bool(on)
+            self.redraw()
+
+    # ------------------------------------------------------------------ band / date shown
+    def follow_layer(self, layer):
+        """Show the band slider when ``layer`` is a multiband raster drawn with one band (toolkit style)."""
+        self._band_layer = None
+        renderer = layer.renderer() if layer is not None and layer.type() == QgsMapLayerType.RasterLayer else None
+        if renderer is None or layer.bandCount() < 2 or not hasattr(renderer, "setBand"):
+            self.band_row.setVisible(False)
+            return
+        self._band_layer = layer
+        self.band_slider.blockSignals(True)
+        self.band_slider.setMaximum(layer.bandCount())
+        self.band_slider.setValue(renderer.band())
+        self.band_slider.blockSignals(False)
+        self._update_band_label()
+        self.band_row.setVisible(True)
+
+    def _update_band_label(self):
+        layer = self._band_layer
+        if layer is None:
+            return
+        b = self.band_slider.value()
+        name = layer.dataProvider().generateBandName(b)
+        desc = layer.bandName(b)
+        text = desc.split(": ", 1)[1] if ": " in desc else desc or name
+        self.band_label.setText("%s (%d/%d)" % (text, b, layer.bandCount()))
+
+    def _band_changed(self, band):
+        layer = self._band_layer
+        if layer is None:
+            return
+        renderer = layer.renderer()
+        if renderer is None or not hasattr(renderer, "setBand"):
+            return
+        renderer.setBand(int(band))
+        layer.triggerRepaint()
+        self._update_band_label()
+        if hasattr(layer, "emitStyleChanged"):
+            layer.emitStyleChanged()
+
+    def show_band(self, layer, band):
+        """Show ``band`` of ``layer`` (used by the slider; for scripts and tests)."""
+        self.follow_layer(layer)
+        self.band_slider.setValue(int(band))
+        return layer.renderer().band()
+
     # ------------------------------------------------------------------ export
     def export_csv(self, path=None):
         if not self.series:
@@ -381,3 +470,40 @@ class TimeSeriesDock(QgsDockWidget):
                 self.canvas.unsetMapTool(tool)
         super().closeEvent(event)
 
+
+
+class LabelledCross(QgsMapCanvasItem):
+    """A coloured cross with its label (``P1``, ``P2`` … as in the plot legend) at a map point."""
+
+    SIZE = 6
+
+    def __init__(self, canvas, point, text, color):
+        super().__init__(canvas)
+        self.point = point
+        self.text = text
+        self.color = QColor(color)
+        self.setZValue(30)
+        self.updatePosition()
+
+    def updatePosition(self):  # noqa: N802 (QGIS API name)
+        self.setPos(self.toCanvasCoordinates(self.point))
+
+    def boundingRect(self):  # noqa: N802
+        return QRectF(-self.SIZE - 3, -26, 70, 26 + self.SIZE + 3)
+
+    def paint(self, painter, option=None, widget=None):
+        s = self.SIZE
+        painter.setPen(QPen(QColor(255, 255, 255), 5))
+        for line in (QLineF(-s, -s, s, s), QLineF(-s, s, s, -s)):
+            painter.drawLine(line)
+        painter.setPen(QPen(self.color, 3))
+        for line in (QLineF(-s, -s, s, s), QLineF(-s, s, s, -s)):
+            painter.drawLine(line)
+        font = QFont(painter.font())
+        font.setBold(True)
+        font.setPointSizeF(max(font.pointSizeF(), 9.0))
+        path = QPainterPath()
+        path.addText(QPointF(s + 2, -s - 2), font, self.text)
+        painter.setPen(QPen(QColor(255, 255, 255), 3))
+        painter.drawPath(path)
+        painter.fillPath(path, self.color)

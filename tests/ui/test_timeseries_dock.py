@@ -129,7 +129,7 @@ def test_click_plots_known_series_on_twin_axes_and_exports(scene, tmp_path):
     assert list(right[0].get_xdata()) == scene["gdates"]
     np.testing.assert_array_equal(np.asarray(right[0].get_ydata(), float), _gwsa_expected(scene, *defo_s.point))
     assert dock.plot.ax_left.get_ylabel() == "Deformation (mm)"
-    assert dock.plot.ax_right.get_ylabel() == "Water storage anomaly (mm)"
+    assert dock.plot.ax_right.get_ylabel() in ("Water storage anomaly (mm)", "Storage anomaly (mm)")  # by size
 
     # hold: a second point joins the plot with its own legend entries
     dock.hold_check.setChecked(True)
@@ -137,8 +137,18 @@ def test_click_plots_known_series_on_twin_axes_and_exports(scene, tmp_path):
     _click(dock.point_tool, canvas, x2, y2)
     assert len(dock.series) == 4
     assert len(dock._canvas_items) == 2  # one marker per held point
+    # compact legend: one colour per point (shared by its deformation and GWSA lines), one style per layer
     legend = [t.get_text() for t in dock.plot.ax_left.get_legend().get_texts()]
-    assert legend == [s.label for s in dock.series] and len(set(legend)) == 4
+    assert legend == ["P1", "P2", "SBAS displacement", "GWSA (GRACE)"]
+    lines = dock.plot.lines
+    assert lines["SBAS displacement @ P1"].get_color() == lines["GWSA (GRACE) @ P1"].get_color()
+    assert lines["SBAS displacement @ P2"].get_color() == lines["GWSA (GRACE) @ P2"].get_color()
+    assert lines["SBAS displacement @ P1"].get_color() != lines["SBAS displacement @ P2"].get_color()
+    assert lines["SBAS displacement @ P1"].get_linestyle() != lines["GWSA (GRACE) @ P1"].get_linestyle()
+    # the map crosses carry the same labels and colours
+    assert [m.text for m in dock._canvas_items] == ["P1", "P2"]
+    assert [m.color.name() for m in dock._canvas_items] == [lines["SBAS displacement @ P%d" % k].get_color()
+                                                            for k in (1, 2)]
     np.testing.assert_array_equal(dock.plot.ax_left.get_lines()[1].get_ydata(), scene["defo"][:, 3, 5])
 
     # CSV: union of dates, one column per plotted series
@@ -160,6 +170,10 @@ def test_click_plots_known_series_on_twin_axes_and_exports(scene, tmp_path):
     # PNG export and a screenshot of the dock next to the map (artifact)
     png = dock.export_png(str(tmp_path / "plot.png"))
     assert Path(png).stat().st_size > 10000
+    from qgis.PyQt.QtGui import QImage
+
+    img = QImage(png)
+    assert (img.width(), img.height()) == (1500, 900)  # fixed publication size, whatever the dock size
     ARTIFACTS.mkdir(exist_ok=True)
     canvas.refresh()
     canvas.waitWhileRendering()
@@ -312,3 +326,63 @@ def test_plugin_adds_and_removes_the_action(qgis_app, monkeypatch):
     assert iface.docks == [plugin.dock]
     plugin.unload()
     assert iface.toolbar == [] and iface.menu == [] and iface.docks == [] and plugin.dock is None
+
+
+def _overlaps(boxes):
+    return [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:] if a.overlaps(b)]
+
+
+@pytest.mark.parametrize("size", [(380, 300), (900, 600)])
+def test_readable_at_dock_sizes(scene, qgis_app, size):
+    """Tick labels do not overlap, axis labels and the legend are inside the figure, at both sizes;
+    the same holds after a polygon and with aligned zeros. Screenshots go to tests/artifacts."""
+    dock, canvas = scene["dock"], scene["canvas"]
+    dock.setFloating(True)
+    dock.resize(*size)
+    dock.show()
+    qgis_app.processEvents()
+    dock.hold_check.setChecked(True)
+    for col, row in ((2, 1), (5, 3), (0, 4)):
+        dock.add_point(__import__("qgis.core", fromlist=["QgsPointXY"]).QgsPointXY(*utm_centre(col, row)))
+    from qgis.core import QgsGeometry
+
+    x0, y0 = utm_centre(1, 1)
+    x1, y1 = utm_centre(4, 3)
+    dock.add_polygon(QgsGeometry.fromWkt("POLYGON((%f %f,%f %f,%f %f,%f %f,%f %f))"
+                                         % (x0, y0, x1, y0, x1, y1, x0, y1, x0, y0)))
+    assert len(dock.series) == 8
+    dock.zero_check.setChecked(True)
+    qgis_app.processEvents()
+    fig = dock.plot.figure
+    w, h = dock.plot.widget.width(), dock.plot.widget.height()
+    assert w <= size[0] and h <= size[1]
+    assert abs(fig.get_figwidth() * fig.dpi - w) <= 2 and abs(fig.get_figheight() * fig.dpi - h) <= 2  # follows resize
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    fbox = fig.bbox
+    ax, axr = dock.plot.ax_left, dock.plot.ax_right
+
+    def inside(box, tol=1.0):
+        return box.x0 >= fbox.x0 - tol and box.x1 <= fbox.x1 + tol and box.y0 >= fbox.y0 - tol and box.y1 <= fbox.y1 + tol
+
+    def shown(axis, view):  # labels of the ticks drawn (inside the view limits)
+        lo, hi = sorted(view)
+        return [t.get_window_extent(renderer) for t, v in zip(axis.get_ticklabels(), axis.get_ticklocs())
+                if t.get_visible() and t.get_text() and lo <= v <= hi]
+
+    xt = shown(ax.xaxis, ax.get_xlim())
+    assert len(xt) >= 2 and not _overlaps(xt)
+    for a in (ax, axr):
+        yt = shown(a.yaxis, a.get_ylim())
+        assert len(yt) >= 2 and not _overlaps(yt) and all(inside(b) for b in yt)
+        label = a.yaxis.label
+        assert label.get_text() and inside(label.get_window_extent(renderer)), label.get_text()
+    assert all(inside(b) for b in xt)
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert inside(legend) and legend.y0 >= ax.get_window_extent(renderer).y1 - 2  # above the data, not over it
+    # aligned zeros: 0 at the same height on both axes
+    l0, l1 = ax.get_ylim()
+    r0, r1 = axr.get_ylim()
+    assert -l0 / (l1 - l0) == pytest.approx(-r0 / (r1 - r0), abs=1e-9)
+    ARTIFACTS.mkdir(exist_ok=True)
+    dock.grab().save(str(ARTIFACTS / ("timeseries_dock_%dx%d.png" % size)))
