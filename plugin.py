@@ -16,6 +16,8 @@ class SubsidenceToolkitPlugin:
         self.iface = iface
         self.provider = None
         self.action = None
+        self.style_action = None
+        self.model_action = None
         self.dock = None
 
     def initProcessing(self):  # noqa: N802 (QGIS API name)
@@ -40,6 +42,52 @@ class SubsidenceToolkitPlugin:
         self.iface.addToolBarIcon(self.action)
         self.iface.addPluginToRasterMenu(MENU, self.action)
 
+        self.style_action = QAction(icon, "Apply toolkit style", self.iface.mainWindow())
+        self.style_action.setObjectName("SubsidenceToolkitApplyStyle")
+        self.style_action.setToolTip("Style the selected toolkit rasters by their metadata (velocity, time series, "
+                                     "GWSA, quality) with rounded legend limits")
+        self.style_action.triggered.connect(self.apply_style_to_selection)
+        self.iface.addPluginToRasterMenu(MENU, self.style_action)
+        if hasattr(self.iface, "addCustomActionForLayerType"):  # layer tree context menu of raster layers
+            from qgis.core import QgsMapLayerType
+
+            self.iface.addCustomActionForLayerType(self.style_action, "", QgsMapLayerType.RasterLayer, True)
+
+        self.model_action = QAction(icon, "Edit a copy of the workflow model…", self.iface.mainWindow())
+        self.model_action.setObjectName("SubsidenceToolkitEditWorkflowModel")
+        self.model_action.setToolTip("Copy the shipped subsidence:workflow model into your Processing models "
+                                     "folder and open it in the graphical modeler")
+        self.model_action.triggered.connect(self.edit_workflow_model)
+        self.iface.addPluginToRasterMenu(MENU, self.model_action)
+
+    def _selected_rasters(self):
+        from qgis.core import QgsMapLayerType
+
+        layers = []
+        view = self.iface.layerTreeView() if hasattr(self.iface, "layerTreeView") else None
+        if view is not None:
+            layers = list(view.selectedLayers())
+        if not layers and self.iface.activeLayer() is not None:
+            layers = [self.iface.activeLayer()]
+        return [lyr for lyr in layers if lyr.type() == QgsMapLayerType.RasterLayer]
+
+    def apply_style_to_selection(self):
+        from .ui.model_tools import style_layers
+
+        done = style_layers(self._selected_rasters())
+        text = "; ".join("%s: %s" % d for d in done) or "select one or more raster layers first"
+        if hasattr(self.iface, "messageBar"):
+            self.iface.messageBar().pushInfo("Subsidence Toolkit", text)
+        return done
+
+    def edit_workflow_model(self):
+        from .ui.model_tools import copy_workflow_model, open_in_modeler
+
+        path = copy_workflow_model()
+        if hasattr(self.iface, "messageBar"):
+            self.iface.messageBar().pushInfo("Subsidence Toolkit", "copied the workflow model to %s" % path)
+        return path, open_in_modeler(path)
+
     def show_dock(self):
         """Create the dock on first use, then show and raise it."""
         from qgis.PyQt.QtCore import Qt
@@ -60,6 +108,13 @@ class SubsidenceToolkitPlugin:
                 self.iface.removeDockWidget(self.dock)
             self.dock.deleteLater()
             self.dock = None
+        for extra in (self.style_action, self.model_action):
+            if extra is not None:
+                if extra is self.style_action and hasattr(self.iface, "removeCustomActionForLayerType"):
+                    self.iface.removeCustomActionForLayerType(extra)
+                self.iface.removePluginRasterMenu(MENU, extra)
+                extra.deleteLater()
+        self.style_action = self.model_action = None
         if self.action is not None:
             self.iface.removeToolBarIcon(self.action)
             self.iface.removePluginRasterMenu(MENU, self.action)

@@ -22,7 +22,8 @@ Styles (all single-band pseudocolor, continuous interpolation):
 
 * ``velocity`` -- diverging ``RdBu`` ramp centred on 0, symmetric limits
   ``+-max(|p2|, |p98|)`` of the band's values (2nd/98th percentiles of a
-  decimated read of at most 10^6 pixels). Red = negative (subsidence, away from
+  decimated read of at most 10^6 pixels), rounded outward to two significant
+  digits (:func:`nice_limits`: 54.840598 -> 55). Red = negative (subsidence, away from
   the satellite), blue = positive (uplift).
 * ``timeseries`` / ``gwsa`` -- the same diverging rule on the **last band**
   (the latest date: cumulative displacement / storage anomaly at the end).
@@ -43,7 +44,11 @@ holds only a C++ pointer to them).
 """
 import datetime as _dt
 import itertools
+import math
 import os
+import re
+
+import numpy as np
 
 from qgis.core import (
     QgsColorRampShader,
@@ -130,7 +135,66 @@ def style_band_and_limits(path, kind):
     limits = pixel_series.robust_limits(values, PERCENTILES[0], PERCENTILES[1], symmetric=kind in DIVERGING)
     if limits is None:
         limits = (-1.0, 1.0) if kind in DIVERGING else (0.0, 1.0)
-    return band, limits, dates
+    return band, nice_limits(*limits, symmetric=kind in DIVERGING), dates
+
+
+def _round_out(value, step, up):
+    q = value / step
+    q = math.ceil(q - 1e-9) if up else math.floor(q + 1e-9)
+    return float(round(q * step, 12))
+
+
+def nice_limits(vmin, vmax, symmetric=False):
+    """Legend limits rounded outward to two significant digits of the range: ``54.840598 -> 55``,
+    ``(0.2134, 0.8871) -> (0.21, 0.89)``; symmetric limits stay symmetric."""
+    span = (max(abs(vmin), abs(vmax)) if symmetric else vmax - vmin)
+    if not (span > 0) or not math.isfinite(span):
+        return vmin, vmax
+    step = 10.0 ** (math.floor(math.log10(span)) - 1)
+    if symmetric:
+        lim = _round_out(max(abs(vmin), abs(vmax)), step, True)
+        return -lim, lim
+    return _round_out(vmin, step, False), _round_out(vmax, step, True)
+
+
+_QUALITY_WORDS = re.compile(r"coheren|rms|sigma|std|count|quality|p_?value|residual|number|used|gap", re.I)
+
+
+def detect_kind(path, name=""):
+    """The toolkit style for a raster by its metadata: ``timeseries`` / ``gwsa`` for dated multiband
+    rasters (storage by ``KIND`` or name), ``quality`` for undated multiband rasters and single bands
+    named like coherence/RMS/σ/counts or without negative values, else ``velocity``."""
+    ds = open_raster(path)
+    md = ds.GetMetadata() or {}
+    kind_text = " ".join(str(md.get(k, "")) for k in ("KIND", "kind", "QUANTITY", "quantity"))
+    storage = pixel_series.series_kind(name, md, path) == pixel_series.STORAGE
+    if ds.RasterCount >= 2:
+        try:
+            dates = read_dates(ds, require=False)
+        except TimeSeriesError:
+            dates = None
+        if dates:
+            return "gwsa" if storage else "timeseries"
+        return "quality"
+    desc = " ".join([ds.GetRasterBand(1).GetDescription() or "", name or "", os.path.basename(str(path)), kind_text])
+    if storage:
+        return "gwsa" if ds.RasterCount >= 2 else "velocity"
+    if _QUALITY_WORDS.search(desc):
+        return "quality"
+    values = pixel_series.sample_band(ds, 1, 250_000)
+    finite = values[np.isfinite(values)]
+    if finite.size and finite.min() >= 0:
+        return "quality"
+    return "velocity"
+
+
+def apply_toolkit_style(layer):
+    """Style any toolkit raster by its metadata (:func:`detect_kind`). Returns the kind applied."""
+    if not isinstance(layer, QgsRasterLayer) or not layer.isValid():
+        raise ValueError("not a valid raster layer: %r" % (layer.name() if layer is not None else None))
+    kind = detect_kind(_layer_file(layer), layer.name())
+    apply_style(layer, kind)
+    return kind
 
 
 def apply_style(layer, kind):

@@ -16,11 +16,24 @@ def project(qgis_app):
 
 
 def _expected_symmetric(array):
+    from subsidence_toolkit.processing_provider.styling import nice_limits
+
     v = np.asarray(array, float)
     v = v[np.isfinite(v)]
     lo, hi = np.percentile(v, [2, 98])
     lim = max(abs(lo), abs(hi))
-    return -lim, lim
+    return nice_limits(-lim, lim, symmetric=True)
+
+
+def test_nice_limits(qgis_app):
+    from subsidence_toolkit.processing_provider.styling import nice_limits
+
+    assert nice_limits(-54.840598, 54.840598, symmetric=True) == (-55.0, 55.0)
+    assert nice_limits(-3.0, 54.840598, symmetric=True) == (-55.0, 55.0)
+    assert nice_limits(0.2134, 0.8871) == (0.21, 0.89)
+    assert nice_limits(-3.2, 137.2) == (-10.0, 140.0)
+    assert nice_limits(12.0, 12.0) == (12.0, 12.0)  # degenerate: unchanged
+    assert nice_limits(-0.012345, 0.0101, symmetric=True) == (-0.013, 0.013)
 
 
 def _run_group(project, layer):
@@ -104,7 +117,7 @@ def test_post_processor_styles_velocity_and_quality_in_one_group(project, tmp_pa
     lo, hi = _expected_symmetric(vel)
     assert (rv.classificationMin(), rv.classificationMax()) == (pytest.approx(lo), pytest.approx(hi))
     assert hi < 100  # robust: the +-800 outliers are ignored
-    qlo, qhi = np.percentile(coh, [2, 98])
+    qlo, qhi = styling.nice_limits(*np.percentile(coh, [2, 98]))
     assert (rq.classificationMin(), rq.classificationMax()) == (pytest.approx(qlo), pytest.approx(qhi))
     q0 = rq.shader().rasterShaderFunction().colorRampItemList()[0].color
     assert q0.blue() > q0.green() > 0 and q0.red() < 100  # viridis starts dark purple
@@ -164,3 +177,35 @@ def test_per_band_ranges_code_path_with_a_338_like_api(qgis_app, monkeypatch):
     assert r1.begin().date().toPyDate() == dates[0] and r1.end().date().toPyDate() == dates[1]
     assert r1.includeBeginning() and not r1.includeEnd()
     assert r3.end().date().toPyDate() == dt.date(2020, 2, 6)
+
+
+def test_apply_toolkit_style_by_metadata(project, tmp_path):
+    """A toolkit raster added by hand (not through Processing) gets its style from its metadata."""
+    from qgis.core import QgsRasterLayer
+
+    from subsidence_toolkit.processing_provider import styling
+
+    dates = sentinel1_dates(n=5)
+    rng = np.random.default_rng(2)
+    cases = {
+        "storage.tif": (write_stack(tmp_path / "storage.tif", 40 * rng.normal(size=(5, 6, 7)), dates=dates),
+                        "gwsa", 5),
+        "ts.tif": (write_stack(tmp_path / "ts.tif", smooth_stack(dates, nan_fraction=0), dates=dates), "timeseries", 5),
+        "vel.tif": (write_stack(tmp_path / "vel.tif", rng.normal(-10, 20, (6, 7))), "velocity", 1),
+        "quality.tif": (write_stack(tmp_path / "quality.tif", rng.uniform(0, 1, (3, 6, 7)),
+                                    descriptions=["temporal coherence", "interferograms used", "residual RMS"]),
+                        "quality", 1),
+        "coherence.tif": (write_stack(tmp_path / "coherence.tif", rng.uniform(-0.1, 1, (6, 7))), "quality", 1),
+    }
+    ds = gdal.Open(cases["storage.tif"][0], gdal.GA_Update)
+    ds.SetMetadata({"KIND": "gwsa", "UNITS": "mm"})  # as subsidence:groundwateranomaly writes it
+    ds = None
+    for name, (path, kind, band) in cases.items():
+        layer = QgsRasterLayer(path, name)
+        assert layer.renderer().type() != "singlebandpseudocolor" or layer.bandCount() == 1
+        assert styling.apply_toolkit_style(layer) == kind, name
+        r = layer.renderer()
+        assert r.type() == "singlebandpseudocolor" and r.band() == band
+        for v in (r.classificationMin(), r.classificationMax()):  # rounded legend limits
+            assert float("%.2g" % v) == pytest.approx(v, abs=1e-12) or abs(v) >= 100, (name, v)
+        assert layer.customProperty(styling.KIND_PROPERTY) == kind

@@ -271,7 +271,7 @@ def test_dock_without_matplotlib_says_so_and_still_exports_csv(scene, monkeypatc
         dock.deleteLater()
 
 
-def test_plugin_adds_and_removes_the_action(qgis_app, monkeypatch):
+def test_plugin_adds_and_removes_the_action(qgis_app, monkeypatch, tmp_path):
     from qgis.gui import QgsMapCanvas
     from qgis.PyQt.QtWidgets import QMainWindow
 
@@ -282,12 +282,16 @@ def test_plugin_adds_and_removes_the_action(qgis_app, monkeypatch):
             self.window = QMainWindow()
             self.canvas = QgsMapCanvas(self.window)
             self.toolbar, self.menu, self.docks = [], [], []
+            self.active = None
 
         def mainWindow(self):  # noqa: N802
             return self.window
 
         def mapCanvas(self):  # noqa: N802
             return self.canvas
+
+        def activeLayer(self):  # noqa: N802
+            return self.active
 
         def addToolBarIcon(self, a):  # noqa: N802
             self.toolbar.append(a)
@@ -324,6 +328,29 @@ def test_plugin_adds_and_removes_the_action(qgis_app, monkeypatch):
     assert plugin.dock is not None and iface.docks == [plugin.dock]
     plugin.action.trigger()  # the same dock again
     assert iface.docks == [plugin.dock]
+    # Apply toolkit style: a GWSA raster added by hand is styled by its metadata
+    from qgis.core import QgsRasterLayer
+
+    dates = sentinel1_dates(n=4)
+    path = write_stack(tmp_path / "gwsa.tif", 30 * np.arange(4 * 6 * 7).reshape(4, 6, 7) / 168.0 - 12, dates=dates)
+    ds = gdal.Open(path, gdal.GA_Update)
+    ds.SetMetadata({"KIND": "gwsa"})
+    ds = None
+    iface.active = QgsRasterLayer(path, "gwsa")
+    assert [a.objectName() for _, a in iface.menu] == ["SubsidenceToolkitTimeSeriesViewer", "SubsidenceToolkitApplyStyle",
+                                                       "SubsidenceToolkitEditWorkflowModel"]
+    assert plugin.apply_style_to_selection() == [("gwsa", "gwsa")]
+    assert iface.active.renderer().band() == 4
+    # Edit a copy of the workflow model: copied into the models folder, never overwriting, opened in the modeler
+    from subsidence_toolkit.ui import model_tools
+
+    monkeypatch.setattr(model_tools, "user_models_folder", lambda: str(tmp_path))
+    path1, dialog = plugin.edit_workflow_model()
+    path2 = model_tools.copy_workflow_model()
+    assert Path(path1).name == "subsidence_workflow.model3" and Path(path2).name == "subsidence_workflow_2.model3"
+    assert Path(path1).read_bytes() == Path(model_tools.shipped_model_path()).read_bytes()
+    assert dialog.model().childAlgorithms() and dialog.model().sourceFilePath() == path1
+    dialog.close()
     plugin.unload()
     assert iface.toolbar == [] and iface.menu == [] and iface.docks == [] and plugin.dock is None
 
