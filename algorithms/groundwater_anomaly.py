@@ -99,11 +99,14 @@ class GroundwaterAnomaly(SubsidenceAlgorithm):
                                                      "Month-to-month change (eq. 12)"], defaultValue=0),
                  "Anomalies against a baseline mean, or monthly changes dGWS = dTWS - sum dComponents.")
         self.add(QgsProcessingParameterNumber(self.BASELINE_START, self.tr("Baseline start (decimal year)"),
-                                              QgsProcessingParameterNumber.Double, defaultValue=2004.0),
-                 "Start of the baseline period for anomalies (months whose middle falls in the period).")
+                                              QgsProcessingParameterNumber.Double, optional=True),
+                 "Start of the baseline period for anomalies (months whose middle falls in the period). Empty "
+                 "(with the end): 2004.0-2009.999 (GRACE convention) when the data cover it, else the period "
+                 "of the data.", decimals=3)
         self.add(QgsProcessingParameterNumber(self.BASELINE_END, self.tr("Baseline end (decimal year)"),
-                                              QgsProcessingParameterNumber.Double, defaultValue=2009.999),
-                 "End of the baseline period (2009.999 = through December 2009).")
+                                              QgsProcessingParameterNumber.Double, optional=True),
+                 "End of the baseline period (2009.999 = through December 2009). Empty: see the start.",
+                 decimals=3)
         self.add(QgsProcessingParameterFeatureSource(self.MASK, self.tr("Study area polygon (optional)"),
                                                      [QgsProcessing.TypeVectorPolygon], optional=True),
                  "Cells whose centres fall outside the polygons are NoData and left out of the regional means.")
@@ -125,8 +128,11 @@ class GroundwaterAnomaly(SubsidenceAlgorithm):
         if not comp_src:
             raise QgsProcessingException("give at least one storage component (COMPONENTS / COMPONENT_FILES)")
         mode = self.MODES[self.parameterAsEnum(parameters, self.MODE, context)]
+        given = [parameters.get(n) not in (None, "") for n in (self.BASELINE_START, self.BASELINE_END)]
+        if any(given) and not all(given):
+            raise QgsProcessingException("give both baseline start and end, or neither (automatic baseline)")
         baseline = (self.parameterAsDouble(parameters, self.BASELINE_START, context),
-                    self.parameterAsDouble(parameters, self.BASELINE_END, context))
+                    self.parameterAsDouble(parameters, self.BASELINE_END, context)) if all(given) else None
         out_path = output_raster_path(self, parameters, self.OUTPUT, context)
         memory = self.parameterAsDouble(parameters, self.MEMORY_LIMIT_MB, context)
         with self.core_errors():
@@ -142,6 +148,9 @@ class GroundwaterAnomaly(SubsidenceAlgorithm):
                 names.append(component_name(s, used))
             for line in tw.report():
                 feedback.pushInfo(line)
+            if baseline is None:
+                baseline = gwsa.auto_baseline(tw.record_months, [r.record_months for r in readers])
+                feedback.pushInfo("baseline (automatic): %.3f-%.3f" % baseline)
             grid = tw.grid()
             gt = grid.geotransform
             if gt[5] > 0:

@@ -76,8 +76,19 @@ class SubsidenceAlgorithm(QgsProcessingAlgorithm):
         return {}
 
     # ---------------------------------------------------------------- helpers
-    def add(self, param, help_text, advanced=False):
-        """Add a parameter with its help text (shown by the GUI and ``qgis_process help``)."""
+    def add(self, param, help_text, advanced=False, decimals=None):
+        """Add a parameter with its help text (shown by the GUI and ``qgis_process help``).
+
+        Labels do not say "(optional)": QGIS appends "[optional]" itself. Decimal numbers get a spin box
+        with ``decimals`` places (default: as many as the default value needs, at least 2), so that e.g.
+        a wavelength of 0.05546576 m is neither shown nor stored as 0.055466.
+        """
+        desc = param.description()
+        if "optional)" in desc:
+            param.setDescription(desc.replace(" (optional)", "").replace(", optional)", ")"))
+        if decimals is None and any(u in desc for u in WHOLE_NUMBER_UNITS):
+            decimals = 0
+        _set_decimals(param, decimals)
         if hasattr(param, "setHelp"):
             param.setHelp(self.tr(help_text))
         if advanced:
@@ -105,7 +116,7 @@ class SubsidenceAlgorithm(QgsProcessingAlgorithm):
         note = "" if dask_available() else " (dask.distributed is not installed in this QGIS Python: " \
             "install python3-distributed / distributed to use it)"
         return self.add(
-            QgsProcessingParameterString(name, self.tr("Dask scheduler address (optional)") + note,
+            QgsProcessingParameterString(name, self.tr("Dask scheduler address") + note,
                                          defaultValue="", optional=True),
             "Address of a running dask.distributed scheduler, e.g. tcp://10.0.0.5:8786. Row blocks then run "
             "as tasks on its workers, which must see the input and output paths (shared file system) and "
@@ -153,6 +164,33 @@ class SubsidenceAlgorithm(QgsProcessingAlgorithm):
         """Raise :class:`Canceled` when the user pressed Cancel (call it once per block)."""
         if feedback is not None and feedback.isCanceled():
             raise Canceled()
+
+
+WHOLE_NUMBER_UNITS = ("(days)",)  # decimal parameters shown as whole numbers
+
+
+def decimals_needed(value, at_least=2, at_most=10):
+    """Decimal places that show ``value`` exactly (``0.05546576 -> 8``, ``2009.999 -> 3``, ``5.0 -> 2``)."""
+    try:
+        text = ("%.*f" % (at_most, float(value))).rstrip("0")
+    except (TypeError, ValueError):
+        return at_least
+    places = len(text.split(".", 1)[1]) if "." in text else 0
+    return max(at_least, min(at_most, places))
+
+
+def _set_decimals(param, decimals=None):
+    if not isinstance(param, QgsProcessingParameterNumber):
+        return
+    if param.dataType() != QgsProcessingParameterNumber.Type.Double:
+        return
+    meta = dict(param.metadata() or {})
+    wrapper = dict(meta.get("widget_wrapper") or {})
+    if "decimals" in wrapper and decimals is None:
+        return
+    wrapper["decimals"] = int(decimals) if decimals is not None else decimals_needed(param.defaultValue())
+    meta["widget_wrapper"] = wrapper
+    param.setMetadata(meta)
 
 
 def layer_path(layer):

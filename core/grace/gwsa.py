@@ -4,7 +4,8 @@ Liu et al. (2024), Land 13:184, sec. 2.3.3, eqs. (10)-(12) (seed 000); seed 002 
 
 * eq. (10) ``TWS = SMS + SWS + SWE + CWS + GWS``;
 * anomaly mode: ``GWSA = TWSA - (SMSA + SWSA + SWEA + CWSA)``, every term an anomaly against the
-  mean of the same baseline period (default 2004.0-2009.999, the GRACE convention);
+  mean of the same baseline period (default 2004.0-2009.999, the GRACE convention, when the data cover
+  it, otherwise the period of the data: :func:`auto_baseline`);
 * change mode, eqs. (11)-(12): ``dGWS_t = dTWS_t - (dSMS_t + dSWS_t + dSWE_t + dCWS_t)`` with
   ``dX_t = X_t - X_{t-1}`` on the complete monthly axis (NaN when either month is missing: a gap
   is never bridged).
@@ -106,6 +107,22 @@ def gwsa_window_task(spec, shared=None):
     return {"gwsa": g, "sums": sums}
 
 
+def auto_baseline(record_months, components_months=()):
+    """The baseline when none is given: the GRACE convention 2004.0-2009.999 when the data (TWSA and every
+    component) cover all of it, otherwise the period the data have in common (decimal years, month
+    middles inside). So Sentinel-1-era studies (2015+) get their own period, not an error."""
+    common = set(int(m) for m in record_months)
+    for cm in components_months:
+        common &= set(int(m) for m in cm)
+    if not common:
+        common = set(int(m) for m in record_months)
+    first, last = min(common), max(common)
+    wanted = np.arange(2004 * 12, 2010 * 12)
+    if first <= wanted[0] and last >= wanted[-1]:
+        return DEFAULT_BASELINE
+    return (first // 12 + (first % 12) / 12.0, last // 12 + (last % 12 + 1) / 12.0 - 0.001)
+
+
 def groundwater_anomaly(twsa, components, mode="anomaly", baseline=DEFAULT_BASELINE, mask=None, write=None,
                         progress=None, memory_mb=512, log=None, names=None, run_tasks=None, out_dtype=None):
     """GWSA (anomaly or month-to-month change) from a TWSA reader and component readers.
@@ -141,6 +158,10 @@ def groundwater_anomaly(twsa, components, mode="anomaly", baseline=DEFAULT_BASEL
             log("%s: no data for TWSA month(s) %s -> GWSA NaN there" % (name, describe_months(lack)))
         comps.append(RegriddedReader(c, tw_grid, lons, lats, target="the TWSA grid"))
     use = None
+    if mode == "anomaly" and baseline is None:
+        baseline = auto_baseline(t_months, [c.record_months for c in components])
+        log("baseline (automatic: %s): %.3f-%.3f" % ("GRACE convention" if baseline == DEFAULT_BASELINE
+                                                     else "period of the data", baseline[0], baseline[1]))
     if mode == "anomaly":
         use = months_in_period(months, *baseline)
         use_t = use & np.isin(months, list(t_months))
@@ -187,7 +208,7 @@ def groundwater_anomaly(twsa, components, mode="anomaly", baseline=DEFAULT_BASEL
     return months, table
 
 
-__all__ = ["MODES", "DEFAULT_BASELINE", "anomaly", "change", "gwsa_anomaly_block", "gwsa_change_block",
+__all__ = ["MODES", "DEFAULT_BASELINE", "auto_baseline", "anomaly", "change", "gwsa_anomaly_block", "gwsa_change_block",
            "groundwater_anomaly", "gwsa_window_task"]
 
 

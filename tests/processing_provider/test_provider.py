@@ -21,3 +21,22 @@ def test_provider_and_algorithms_are_documented(qgis_app):
             assert p.help(), "%s: parameter %s has no help" % (alg.id(), p.name())
             assert p.name() == p.name().upper(), "%s: %s is not UPPER_CASE" % (alg.id(), p.name())
         assert alg.createInstance().name() == alg.name()
+
+
+def test_dialog_labels_and_decimals(qgis_app):
+    """No "(optional)" in our labels (QGIS appends "[optional]"); decimal spin boxes show what the default
+    needs: the Sentinel-1 wavelength keeps all its digits in the dialog's widget (QGIS 3.22 and newer)."""
+    from qgis.core import QgsApplication, QgsProcessingContext, QgsProcessingParameterNumber
+    from qgis.gui import QgsGui, QgsProcessingGui
+
+    provider = QgsApplication.processingRegistry().providerById("subsidence")
+    for alg in provider.algorithms():
+        for p in alg.parameterDefinitions():
+            assert "optional" not in p.description().lower(), (alg.id(), p.description())
+            if isinstance(p, QgsProcessingParameterNumber) and p.dataType() == QgsProcessingParameterNumber.Type.Double:
+                assert "decimals" in (p.metadata().get("widget_wrapper") or {}), (alg.id(), p.name())
+    wl = QgsApplication.processingRegistry().algorithmById("subsidence:sbasinversion").parameterDefinition("WAVELENGTH")
+    wrapper = QgsGui.processingGuiRegistry().createParameterWidgetWrapper(wl, QgsProcessingGui.Standard)
+    widget = wrapper.createWrappedWidget(QgsProcessingContext())
+    assert widget.decimals() == 8 and widget.text() == "0.05546576"
+    assert wrapper.parameterValue() == 0.05546576

@@ -182,3 +182,22 @@ def test_gap_in_one_term_does_not_shift_gwsa():
     ok = np.arange(36) != 3
     np.testing.assert_allclose(g[ok], (gws - gws[ok].mean(axis=0))[ok], atol=1e-12)
     assert np.isnan(g[3]).all()
+
+
+def test_auto_baseline_uses_grace_convention_only_when_covered():
+    from subsidence_toolkit.core.grace import gwsa as G
+
+    grace_era = range(2002 * 12 + 3, 2023 * 12)  # April 2002 .. Dec 2022
+    assert G.auto_baseline(grace_era) == G.DEFAULT_BASELINE
+    s1_era = range(2015 * 12, 2021 * 12 + 6)  # Jan 2015 .. Jun 2021
+    start, end = G.auto_baseline(s1_era)
+    assert start == 2015.0 and end == pytest.approx(2021.5 - 0.001)
+    # the period the components have in common
+    start, end = G.auto_baseline(grace_era, [range(2016 * 12, 2019 * 12)])
+    assert (start, end) == (2016.0, pytest.approx(2018.999))
+    # the chosen months are exactly the record (month middles inside)
+    from subsidence_toolkit.core.grace.downscaling import months_in_period
+
+    months = np.arange(2014 * 12, 2023 * 12)
+    use = months_in_period(months, *G.auto_baseline(s1_era))
+    assert list(months[use]) == list(s1_era)
