@@ -6,9 +6,7 @@ Geodetector on the SBAS velocity, in one ``qgis_process.bin run``. Writes ``work
 logs how close the results are to the planted truth: velocity RMSE, the recovered lag per landscape
 against the planted one, and the top-ranked factor.
 """
-import base64
 import html
-import io
 import os
 
 import numpy as np
@@ -44,61 +42,20 @@ def _best_lags(lag_csv, planted):
     return pd.DataFrame(rows)
 
 
-def _png(fig):
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    return "<img src='data:image/png;base64,%s'/>" % base64.b64encode(buf.getvalue()).decode()
-
-
-def _figures(out, class_csv):
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return ["<p>(matplotlib is not installed: no figures)</p>"]
-    figs = []
-    vel = gdal.Open(out["velocity"]).ReadAsArray().astype(float)
-    gw = gdal.Open(out["gwsa"])
-    gwl = gw.GetRasterBand(gw.RasterCount).ReadAsArray().astype(float)
-    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
-    lim = np.nanpercentile(np.abs(vel), 98)
-    im = ax[0].imshow(vel, cmap="RdBu", vmin=-lim, vmax=lim)
-    ax[0].set_title("SBAS LOS velocity (mm/yr)")
-    fig.colorbar(im, ax=ax[0])
-    lim = np.nanpercentile(np.abs(gwl), 98)
-    im = ax[1].imshow(gwl, cmap="RdBu", vmin=-lim, vmax=lim)
-    ax[1].set_title("GWSA %s (mm)" % gw.GetRasterBand(gw.RasterCount).GetDescription())
-    fig.colorbar(im, ax=ax[1])
-    figs.append(_png(fig))
-    plt.close(fig)
-    tab = pd.read_csv(class_csv)
-    tab["date"] = pd.to_datetime(tab["date"])
-    areas = list(dict.fromkeys(tab["area"]))
-    fig, axes = plt.subplots(1, len(areas), figsize=(5.6 * len(areas), 3.8), squeeze=False)
-    for ax, area in zip(axes[0], areas):
-        sub = tab[tab["area"] == area]
-        cls = sub.groupby("class")["n"].max().idxmax()
-        d = sub[(sub["class"] == cls) & (sub["layer"] == "deformation")]
-        g = sub[(sub["class"] == cls) & (sub["layer"] == "gwsa")]
-        ax.plot(d["date"], d["cumulative_change"], "o-", ms=3, label="deformation (mm)")
-        ax2 = ax.twinx()
-        ax2.plot(g["date"], g["cumulative_change"], "s--", ms=3, color="tab:red", label="GWSA (mm)")
-        ax.set_title("%s, %s class" % (area, cls))
-        ax.set_ylabel("deformation (mm)")
-        ax2.set_ylabel("GWSA (mm)", color="tab:red")
-        ax.tick_params(axis="x", labelrotation=45)
-    fig.suptitle("Cumulative change from the first month, class with the most points")
-    fig.tight_layout(w_pad=3.0)
-    figs.append(_png(fig))
-    plt.close(fig)
-    return figs
-
-
 def _table(df, n=None):
     df = df.head(n) if n else df
     return df.to_html(index=False, float_format=lambda v: "%.4g" % v, border=0)
+
+
+def _outlines(areas_path):
+    """[(name, WKT, CRS WKT)] of the study-area polygons (for the report's map outlines)."""
+    from osgeo import ogr
+
+    ds = ogr.Open(str(areas_path))
+    lyr = ds.GetLayer(0)
+    srs = lyr.GetSpatialRef()
+    crs = srs.ExportToWkt() if srs is not None else ""
+    return [(f.GetField("area"), f.GetGeometryRef().ExportToWkt(), crs) for f in lyr]
 
 
 def run(demo):
@@ -112,7 +69,7 @@ def run(demo):
         ("gwsa", "gwsa.tif"), ("points", "class_points.gpkg"), ("classes", "class_timeseries.csv"),
         ("lag", "lagged_correlation.csv"), ("lag_html", "lagged_correlation.html"),
         ("gd_factor", "geodetector_factor.csv"), ("gd_inter", "geodetector_interaction.csv"),
-        ("gd_html", "geodetector.html"))}
+        ("gd_html", "geodetector.html"), ("report", "report.html"))}
     months = truth["months"]
     y0, y1 = int(months[0][:4]), int(months[-1][:4])
     params = {
@@ -129,6 +86,7 @@ def run(demo):
         "classes:Class time series": f["classes"], "lag:Lagged correlation": f["lag"],
         "lag:Lagged correlation report": f["lag_html"], "geodetector:Geodetector factors": f["gd_factor"],
         "geodetector:Geodetector interactions": f["gd_inter"], "geodetector:Geodetector report": f["gd_html"],
+        "report:Workflow report": f["report"],
     }
     demo.run("subsidence:workflow", params)
 
@@ -142,7 +100,6 @@ def run(demo):
     rmse = float(np.sqrt(np.mean((vel[ok] - vt[ok]) ** 2)))
     lags = _best_lags(f["lag"], truth["planted_lag_months"])
     fac = pd.read_csv(f["gd_factor"]).sort_values("q", ascending=False)
-    inter = pd.read_csv(f["gd_inter"]).sort_values("q_ab", ascending=False)
     top = str(fac["factor"].iloc[0])
     demo.log("velocity RMSE vs planted (LSQ slope of the planted displacement): %.2f mm/yr (%d px, rates %.0f..%.0f mm/yr)"
              % (rmse, ok.sum(), np.nanmin(vt), np.nanmax(vt)))
@@ -157,34 +114,24 @@ def run(demo):
              % (top, fac["q"].iloc[0], truth["strongest_factor"],
                 "MATCH" if top == truth["strongest_factor"] else "NO MATCH"))
 
-    # ---- report
-    parts = ["<html><head><meta charset='utf-8'><title>Subsidence Toolkit workflow report</title>",
-             "<style>body{font-family:sans-serif;margin:2em;max-width:1200px} table{border-collapse:collapse}"
-             " td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}</style></head><body>",
-             "<h1>Subsidence–groundwater workflow on the demo world</h1>",
-             "<p>One run of <code>subsidence:workflow</code> (%d interferograms, %d months of GRACE/FLDAS). "
-             "Inputs and planted truth: <code>%s</code>.</p>" % (len(w["interferograms"]), len(months),
-                                                                  html.escape(w["truth_dir"])),
-             "<h2>Against the planted truth</h2><ul><li>Velocity RMSE: <b>%.2f mm/yr</b> over %d pixels</li>"
-             "<li>Top-ranked factor: <b>%s</b> (planted: %s)</li></ul>" % (rmse, ok.sum(), top,
-                                                                           truth["strongest_factor"]),
-             _table(lags)]
-    parts += ["<h2>Maps and class series</h2>"] + _figures(f, f["classes"])
-    lag_tab = pd.read_csv(f["lag"])
-    lag_tab = lag_tab[lag_tab["best_lag"].astype(str).str.lower().isin(["1", "true"])]
-    parts += ["<h2>Lagged correlation (best lag per group; lag k: GWSA leads deformation by k months)</h2>",
-              _table(lag_tab[["group", "series", "lag", "n", "r", "p", "n_eff", "p_eff"]]),
-              "<h2>Geodetector factor detector</h2>",
-              _table(fac[[c for c in ("factor", "method", "classes", "n", "strata", "q", "q_adj", "q_null", "p_wang",
-                                     "p_anova") if c in fac.columns]]),
-              "<h2>Geodetector interactions (top 10)</h2>",
-              _table(inter[[c for c in ("factor_a", "factor_b", "q_a", "q_b", "q_ab", "type") if c in inter.columns]],
-                     10),
-              "<p>Full reports: <a href='%s'>lagged correlation</a>, <a href='%s'>Geodetector</a>.</p>"
-              % (os.path.basename(f["lag_html"]), os.path.basename(f["gd_html"])),
-              "</body></html>"]
+    # ---- report: the page the model wrote (core/reports/workflow_report.py), plus the planted truth
+    from subsidence_toolkit.core.reports import workflow_report
+
+    truth_html = [
+        "<h2>Against the planted truth</h2><ul><li>Velocity RMSE: <b>%.2f mm/yr</b> over %d pixels</li>"
+        "<li>Top-ranked factor: <b>%s</b> (planted: %s)</li></ul>" % (rmse, ok.sum(), top, truth["strongest_factor"]),
+        _table(lags)]
     report = folder / "report.html"
-    report.write_text("\n".join(parts), encoding="utf-8")
+    outlines = _outlines(w["areas"])
+    workflow_report.write_html_report(
+        str(report), f["velocity"], f["gwsa"], class_table=f["classes"], lag_table=f["lag"],
+        factor_table=f["gd_factor"], interaction_table=f["gd_inter"], outlines=outlines,
+        links={"lagged correlation": f["lag_html"], "Geodetector": f["gd_html"]},
+        title="Subsidence\u2013groundwater workflow on the demo world",
+        intro="One run of <code>subsidence:workflow</code> (%d interferograms, %d months of GRACE/FLDAS). "
+              "Inputs and planted truth: <code>%s</code>." % (len(w["interferograms"]), len(months),
+                                                              html.escape(w["truth_dir"])),
+        sections_before=truth_html)
     demo.outputs["workflow_report"] = str(report)
     demo.log("report: %s" % report)
     return {"velocity_rmse_mm_yr": rmse, "lags": lags.to_dict("records"), "top_factor": top,

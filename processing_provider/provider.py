@@ -15,6 +15,7 @@ from ..algorithms.resample_timeseries import ResampleTimeSeries
 from ..algorithms.sample_deformation_classes import SampleDeformationClasses
 from ..algorithms.sbas_inversion import SbasInversion
 from ..algorithms.validate_time_series import ValidateTimeSeries
+from ..algorithms.workflow_report import WorkflowReport
 
 PROVIDER_ID = "subsidence"
 ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "ui", "icons", "subsidence.svg")
@@ -34,6 +35,7 @@ ALGORITHMS = [
     ProjectLos,
     DecomposeLos,
     MosaicFrames,
+    WorkflowReport,
 ]
 
 

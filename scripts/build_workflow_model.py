@@ -42,6 +42,7 @@ def build(regional=False):
     )
     from qgis.PyQt.QtCore import QPointF
 
+    _next_y[0] = TOP_Y  # modeler layout starts at the top for each model
     m = QgsProcessingModelAlgorithm("workflowregional" if regional else "workflow", "Workflows")
     m.setHelpContent({
         "ALG_DESC": (
@@ -96,13 +97,13 @@ def build(regional=False):
                                        multiLine=True),
           "The storage components subtracted from the downscaled TWS to give GWSA, as monthly file lists "
           "(same syntax as the model files); units are taken from the files.")
-    param(QgsProcessingParameterNumber("baseline_start", "GWSA baseline start (decimal year)",
-                                       QgsProcessingParameterNumber.Double, defaultValue=2004.0),
-          "First year of the anomaly baseline (GRACE convention 2004.0-2009.999; use your own study period "
-          "for data after 2010).")
-    param(QgsProcessingParameterNumber("baseline_end", "GWSA baseline end (decimal year)",
-                                       QgsProcessingParameterNumber.Double, defaultValue=2009.999),
-          "Last year of the anomaly baseline.")
+    param(decimal_places(QgsProcessingParameterNumber("baseline_start", "GWSA baseline start (decimal year)",
+                                                      QgsProcessingParameterNumber.Double, optional=True), 3),
+          "First year of the anomaly baseline. Empty (with the end): the GRACE convention 2004.0-2009.999 when "
+          "the data cover it, otherwise the period of the data (e.g. 2015-2021 for a Sentinel-1 study).")
+    param(decimal_places(QgsProcessingParameterNumber("baseline_end", "GWSA baseline end (decimal year)",
+                                                      QgsProcessingParameterNumber.Double, optional=True), 3),
+          "Last year of the anomaly baseline (2009.999 = through December 2009). Empty: see the start.")
     param(QgsProcessingParameterVectorLayer("areas", "Study areas (polygons)", [QgsProcessing.TypeVectorPolygon]),
           "One polygon per landscape / study area; each is sampled separately.")
     param(QgsProcessingParameterField("area_field", "Area name field", parentLayerParameterName="areas"),
@@ -122,8 +123,7 @@ def build(regional=False):
     def child(cid, alg, sources, outputs=(), row=0):
         c = QgsProcessingModelChildAlgorithm(alg)
         c.setChildId(cid)
-        c.setDescription(cid)
-        c.setPosition(QPointF(480.0 + 260.0 * (row % 2), 80.0 + 110.0 * row))
+        c.setDescription(describe(cid))
         for name, src in sources.items():
             c.addParameterSources(name, src if isinstance(src, list) else [src])
         # every other input at its default, as the modeler dialog would set it
@@ -138,6 +138,7 @@ def build(regional=False):
             o.setChildOutputName(child_out)
             o.setChildId(cid)
             outs[model_out] = o
+        place(c, outs)
         c.setModelOutputs(outs)
         m.addChildAlgorithm(c)
         return cid
@@ -192,10 +193,65 @@ def build(regional=False):
         "TARGET_RASTER": velocity, "FACTOR_RASTERS": P("factors"), "CLASSES": P("classes"),
     }, [("OUTPUT_FACTOR", "Geodetector factors"), ("OUTPUT_INTERACTION", "Geodetector interactions"),
         ("OUTPUT_HTML", "Geodetector report")], row=6 + shift)
+    child("report", "subsidence:workflowreport", {
+        "VELOCITY": velocity, "GWSA": O("gwsa", "OUTPUT"), "AREAS": P("areas"),
+        "AREA_FIELD": P("area_field"), "CLASS_TABLE": O("classes", "OUTPUT_TABLE"), "LAG_TABLE": O("lag", "OUTPUT"),
+        "FACTOR_TABLE": O("geodetector", "OUTPUT_FACTOR"), "INTERACTION_TABLE": O("geodetector", "OUTPUT_INTERACTION"),
+        "LAG_REPORT": O("lag", "OUTPUT_HTML"), "GEODETECTOR_REPORT": O("geodetector", "OUTPUT_HTML"),
+    }, [("OUTPUT_HTML", "Workflow report")])
+    # the dialog lists the inputs in the order they were declared above (as the workflow runs), on every QGIS
+    m.setParameterOrder([c.parameterName() for c in sorted(m.parameterComponents().values(),
+                                                            key=lambda c: c.position().y())])
     content = m.helpContent()
     content.update(param_help)  # the modeler shows parameter help from here
     m.setHelpContent(content)
     return m
+
+
+# --------------------------------------------------------------------------- modeler layout
+# Readable names of the model's steps (shown in the graphical modeler and the log) and a layout without
+# overlaps: inputs in a column on the left, steps in a column in the middle, each step's outputs stacked to
+# its right; a step gets as much height as its outputs need.
+DESCRIPTIONS = {
+    "sbas": "SBAS inversion of the interferograms",
+    "monthly": "Monthly resampling of the displacement",
+    "downscaling": "GRACE weighted downscaling",
+    "gwsa": "Groundwater storage anomaly (water balance)",
+    "classes": "Sampling by deformation class",
+    "lag": "Lagged correlation (GWSA leads deformation)",
+    "geodetector": "Geodetector on the SBAS velocity",
+    "report": "Workflow summary report",
+    "mosaic": "Mosaic of the frames' time series",
+    "mosaicvelocity": "Mosaic of the frames' velocities",
+    "vertical": "LOS to vertical (time series)",
+    "verticalvelocity": "LOS to vertical (velocity)",
+}
+STEP_X, OUTPUT_X, TOP_Y = 560.0, 900.0, 60.0
+OUTPUT_DY, STEP_GAP = 42.0, 36.0
+_next_y = [TOP_Y]
+
+
+def describe(cid):
+    return DESCRIPTIONS.get(cid, cid.replace("_", " ").capitalize())
+
+
+def place(c, outputs):
+    """Position a step and its model outputs below the previous step (no overlaps)."""
+    from qgis.PyQt.QtCore import QPointF
+
+    y = _next_y[0]
+    height = max(1, len(outputs)) * OUTPUT_DY
+    c.setPosition(QPointF(STEP_X, y + height / 2.0 - OUTPUT_DY / 2.0))
+    for k, o in enumerate(outputs.values()):
+        o.setPosition(QPointF(OUTPUT_X, y + k * OUTPUT_DY))
+    _next_y[0] = y + height + STEP_GAP
+
+
+def decimal_places(param, n):
+    meta = dict(param.metadata() or {})
+    meta["widget_wrapper"] = {"decimals": n}
+    param.setMetadata(meta)
+    return param
 
 
 def main():

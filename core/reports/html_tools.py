@@ -27,7 +27,7 @@ PAGE_CSS = (
 
 
 def is_missing(v):
-    if v is None:
+    if v is None or (isinstance(v, str) and v.strip() in ("", "NULL")):
         return True
     try:
         return bool(isinstance(v, (float, np.floating)) and math.isnan(v))
@@ -60,7 +60,10 @@ def fmt_p(p):
     """A p-value: ``0.0123``, ``3.4e-07``, ``< 1e-300`` (a p that underflowed to 0), em dash for NaN."""
     if is_missing(p):
         return DASH
-    p = float(p)
+    try:
+        p = float(p)
+    except (TypeError, ValueError):
+        return html.escape(str(p))
     if math.isnan(p):
         return DASH
     if p < P_FLOOR:

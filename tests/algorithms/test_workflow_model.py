@@ -18,11 +18,34 @@ def test_shipped_model_is_valid(qgis_app):
     assert sorted(c.algorithmId() for c in model.childAlgorithms().values()) == sorted([
         "subsidence:sbasinversion", "subsidence:resampletimeseries", "subsidence:gracedownscaling",
         "subsidence:groundwateranomaly", "subsidence:sampledeformationclasses", "subsidence:laggedcorrelation",
-        "subsidence:geodetector"])
+        "subsidence:geodetector", "subsidence:workflowreport"])
     assert len(model.shortHelpString()) > 100
     for p in model.parameterDefinitions():
         if not p.isDestination():
             assert p.help() or model.helpContent().get(p.name()), p.name()
+
+
+def test_model_reads_well_in_dialog_and_modeler(qgis_app):
+    """Inputs in the order the workflow runs; steps with readable names; no box hides another."""
+    from qgis.core import QgsApplication
+    from qgis.PyQt.QtCore import QRectF
+
+    model = QgsApplication.processingRegistry().algorithmById("subsidence:workflow")
+    names = [p.name() for p in model.parameterDefinitions() if not p.isDestination()]
+    order = ["interferograms", "coherence", "grace", "model_files", "component_files", "baseline_start",
+             "baseline_end", "areas", "area_field", "points_per_class", "max_lag", "factors", "classes"]
+    assert [n for n in names if n in order] == order
+    boxes = []
+    for comp in model.parameterComponents().values():
+        boxes.append(("input " + comp.parameterName(), comp.position(), comp.size()))
+    for cid, c in model.childAlgorithms().items():
+        assert c.description() != cid and " " in c.description(), c.description()
+        boxes.append((c.description(), c.position(), c.size()))
+        for name, o in c.modelOutputs().items():
+            boxes.append(("output " + name, o.position(), o.size()))
+    rects = [(n, QRectF(p.x() - s.width() / 2, p.y() - s.height() / 2, s.width(), s.height())) for n, p, s in boxes]
+    clashes = [(a, b) for i, (a, ra) in enumerate(rects) for b, rb in rects[i + 1:] if ra.intersects(rb)]
+    assert not clashes
 
 
 def test_workflow_runs_through_processing_run(run_alg, tmp_path):
@@ -32,7 +55,7 @@ def test_workflow_runs_through_processing_run(run_alg, tmp_path):
     files = "\n".join(_pattern(w["fldas"], v) for v in FLDAS_VARS)
     res = run_alg("subsidence:workflow", {
         "interferograms": w["interferograms"], "coherence": w["coherence"], "grace": w["grace"],
-        "model_files": files, "component_files": files, "baseline_start": 2020.0, "baseline_end": 2021.999,
+        "model_files": files, "component_files": files,  # baseline: automatic (the data's period, 2020-2021)
         "areas": w["areas"], "area_field": "area", "points_per_class": 20, "max_lag": 2,
         "factors": list(w["factors"].values()), "classes": 5,
         "sbas:LOS velocity": str(out / "v.tif"), "sbas:LOS displacement time series": str(out / "ts.tif"),
@@ -42,7 +65,7 @@ def test_workflow_runs_through_processing_run(run_alg, tmp_path):
         "classes:Class time series": str(out / "classes.csv"), "lag:Lagged correlation": str(out / "lag.csv"),
         "lag:Lagged correlation report": str(out / "lag.html"), "geodetector:Geodetector factors": str(out / "gd.csv"),
         "geodetector:Geodetector interactions": str(out / "gdi.csv"),
-        "geodetector:Geodetector report": str(out / "gd.html"),
+        "geodetector:Geodetector report": str(out / "gd.html"), "report:Workflow report": str(out / "report.html"),
     })
     vel = gdal.Open(res["sbas:LOS velocity"]).ReadAsArray()
     truth = gdal.Open(w["truth"]["velocity_truth"]).ReadAsArray()
@@ -55,3 +78,9 @@ def test_workflow_runs_through_processing_run(run_alg, tmp_path):
     assert {"area=irrigation", "area=mining"} <= {g.split(",")[0] for g in lag["group"]}
     gd = pd.read_csv(res["geodetector:Geodetector factors"]).sort_values("q", ascending=False)
     assert gd["factor"].iloc[0] == w["truth"]["strongest_factor"]
+    # the summary report the demo writes, now an output of the model itself
+    text = open(res["report:Workflow report"], encoding="utf-8").read()
+    for part in ("<h2>Maps</h2>", "<h2>Class series</h2>", "best lag per group", "Geodetector: factor detector",
+                 "href='lag.html'", "href='gd.html'", w["truth"]["strongest_factor"]):
+        assert part in text, part
+    assert text.count("<img") == 2
