@@ -10,6 +10,7 @@ from qgis.core import (
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
     QgsProcessingParameterPoint,
@@ -21,6 +22,7 @@ from qgis.core import (
 from ..core.insar import geometry, sbas, sbas_stack
 from ..core.io.dates import format_date
 from ..core.io.errors import TimeSeriesError
+from ..core.reports.network_report import write_html_report as write_network_report
 from ..processing_provider.base import Canceled, SubsidenceAlgorithm, layer_path
 from .project_los import GEOMETRY_TYPE_LABELS, geometry_spec
 from ..processing_provider.rasters import output_raster_path
@@ -64,6 +66,7 @@ class SbasInversion(SubsidenceAlgorithm):
     OUTPUT_VELOCITY = "OUTPUT_VELOCITY"
     OUTPUT_QUALITY = "OUTPUT_QUALITY"
     OUTPUT_NETWORK = "OUTPUT_NETWORK"
+    OUTPUT_NETWORK_HTML = "OUTPUT_NETWORK_HTML"
 
     WEIGHTINGS = (sbas.WEIGHT_NONE, sbas.WEIGHT_COHERENCE, sbas.WEIGHT_VARIANCE)
     WEIGHTING_LABELS = ("None (classic SBAS)", "Coherence", "Phase variance from coherence and looks")
@@ -198,6 +201,10 @@ class SbasInversion(SubsidenceAlgorithm):
                                                    optional=True),
                  "One row per interferogram: file, dates, temporal and perpendicular baseline, used or why not, "
                  "mean coherence, residual RMS (mm).")
+        self.add(QgsProcessingParameterFileDestination(self.OUTPUT_NETWORK_HTML, self.tr("Network figure"),
+                                                       "HTML files (*.html)", optional=True, createByDefault=True),
+                 "The network as a figure (date vs perpendicular baseline, or date vs date without baselines): "
+                 "used interferograms and those not used, with the reason.")
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         layers = self.parameterAsLayerList(parameters, self.INTERFEROGRAMS, context) or []
@@ -284,6 +291,10 @@ class SbasInversion(SubsidenceAlgorithm):
                 raise
             if dest is not None:
                 results[self.OUTPUT_NETWORK] = dest
+            network_html = self.parameterAsFileOutput(parameters, self.OUTPUT_NETWORK_HTML, context)
+            if network_html:
+                results[self.OUTPUT_NETWORK_HTML] = write_network_report(network_html,
+                                                                         pd.DataFrame(summary["network_rows"]))
         feedback.pushInfo("reference pixel row %d col %d (x %.10g, y %.10g); %d pixels, %d with gaps" % (
             summary["reference"][0], summary["reference"][1], summary["reference_xy"][0],
             summary["reference_xy"][1], summary["n_pixels"], summary["n_pixels_with_gaps"]))
