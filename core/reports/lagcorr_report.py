@@ -38,6 +38,24 @@ def _fmt(v, digits=3):
     return ("%%.%df" % digits) % f
 
 
+_STORAGE = ("gwsa", "twsa", "gws", "grace", "storage", "groundwater", "water")
+_DEFORMATION = ("deformation", "displacement", "subsidence", "los", "uplift", "leveling", "levelling")
+SERIES_TITLES = {"levels": "level", "cumulative": "cumulative change", "temporal": "month-to-month change"}
+
+
+def axis_label(name, units=None):
+    """A readable axis title for a variable name: ``gwsa`` -> ``GWSA (mm)``, ``deformation`` -> ``Deformation (mm)``.
+
+    ``units``: given units; otherwise mm for storage and deformation names (the toolkit's units), none else.
+    """
+    text = str(name)
+    low = text.lower()
+    if units is None and any(w in low for w in _STORAGE + _DEFORMATION):
+        units = "mm"
+    pretty = text.upper() if low in ("gwsa", "twsa", "gws", "los") else text[:1].upper() + text[1:]
+    return "%s (%s)" % (pretty, units) if units else pretty
+
+
 def _matplotlib():
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -54,7 +72,7 @@ def _png(fig, canvas_cls):
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def group_figure(curves, table, x_label, y_label, mpl, title=None):
+def group_figure(curves, table, x_label, y_label, mpl, title=None, x_units=None, y_units=None):
     """One figure for a group: per series mode an overlay panel and an r-vs-lag panel. Base64 PNG.
 
     The overlay shows X (left axis), Y (right axis) and, when the best lag k is not 0, X
@@ -62,26 +80,31 @@ def group_figure(curves, table, x_label, y_label, mpl, title=None):
     """
     Figure, Canvas = mpl
     modes = [c["series"] for c in curves]
-    fig = Figure(figsize=(10, 2.8 * len(modes) + (0.4 if title else 0)))
+    x_name, y_name = x_label, y_label
+    x_label, y_label = axis_label(x_name, x_units), axis_label(y_name, y_units)
+    fig = Figure(figsize=(11, 3.3 * len(modes) + (0.5 if title else 0)))
     for i, c in enumerate(curves):
         rows = table[table["series"] == c["series"]]
         ax = fig.add_subplot(len(modes), 2, 2 * i + 1)
         dates = [month_from_index(k) for k in c["months"]]
-        lines = ax.plot(dates, c["x"], "o-", color="tab:blue", ms=3, label=x_label)
+        lines = ax.plot(dates, c["x"], "o-", color="tab:blue", ms=3, label=x_name)
         best = rows["best_lag"].to_numpy(dtype=bool)
         k = int(rows["lag"].to_numpy()[best][0]) if best.any() else 0
         if k != 0 and len(dates) > abs(k):
             shifted = [month_from_index(m + k) for m in c["months"]]
             lines += ax.plot(shifted, c["x"], "--", color="tab:blue", alpha=0.5,
-                             label="%s shifted %+d months" % (x_label, k))
-        ax.set_ylabel(x_label, color="tab:blue")
+                             label="%s shifted %+d months" % (x_name, k))
+        what = SERIES_TITLES.get(c["series"], c["series"])
+        ax.set_ylabel("%s\n%s" % (x_label, what), color="tab:blue", fontsize=10)
         ax2 = ax.twinx()
-        lines += ax2.plot(dates, c["y"], "s-", color="tab:red", ms=3, label=y_label)
-        ax2.set_ylabel(y_label, color="tab:red")
+        lines += ax2.plot(dates, c["y"], "s-", color="tab:red", ms=3, label=y_name)
+        ax2.set_ylabel("%s\n%s" % (y_label, what), color="tab:red", fontsize=10)
+        ax2.tick_params(labelsize=9)
         ax.set_xlim(dates[0], dates[-1]) if dates else None
-        ax.legend(lines, [ln.get_label() for ln in lines], fontsize=7, loc="best")
-        ax.set_title("%s series" % c["series"], fontsize=10)
-        ax.tick_params(axis="x", labelsize=7, rotation=30)
+        ax.legend(lines, [ln.get_label() for ln in lines], fontsize=9, loc="best")
+        ax.set_title("%s series" % c["series"], fontsize=11)
+        ax.tick_params(axis="x", labelsize=9, rotation=30)
+        ax.tick_params(axis="y", labelsize=9)
         bx = fig.add_subplot(len(modes), 2, 2 * i + 2)
         lags = rows["lag"].to_numpy()
         r = rows["r"].to_numpy(dtype=float)
@@ -94,11 +117,12 @@ def group_figure(curves, table, x_label, y_label, mpl, title=None):
             bx.plot(lags[best], r[best], "*", color="tab:orange", ms=14, label="best lag")
         bx.set_xticks(lags)
         bx.set_ylim(-1.05, 1.05)
-        bx.set_xlabel("lag k (months, %s leads %s)" % (x_label, y_label), fontsize=8)
-        bx.set_ylabel("r")
-        bx.legend(fontsize=7, loc="lower right")
+        bx.set_xlabel("Lag k (months; %s leads %s)" % (x_name, y_name), fontsize=10)
+        bx.set_ylabel("Pearson r", fontsize=10)
+        bx.tick_params(labelsize=9)
+        bx.legend(fontsize=9, loc="lower right")
     if title:
-        fig.suptitle(title, fontsize=11)
+        fig.suptitle(title, fontsize=12)
     fig.tight_layout()
     return _png(fig, Canvas)
 
@@ -117,9 +141,12 @@ def html_report(result, title="Lagged correlation", parameters=None, plots=True,
     e = html.escape
     out = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>%s</title>" % e(title),
-        "<style>body{font-family:sans-serif;font-size:13px;margin:1em}table{border-collapse:collapse;"
+        "<style>body{font-family:sans-serif;font-size:14px;margin:1em auto;max-width:1100px}img{max-width:100%;height:auto}"
+        "table{border-collapse:collapse;"
         "margin:0.5em 0}td,th{border:1px solid #bbb;padding:2px 6px;text-align:right}th{background:#eee}"
-        "td.t{text-align:left}tr.best{background:#fff3c4;font-weight:bold}td.sig{color:#060;font-weight:bold}.warn{color:#a40}</style></head><body>",
+        "td.t{text-align:left}tr.sig td{background:#e8f5e9}tr.best{font-weight:bold}tr.best td:first-child{background:#fff3c4}"
+        "td.sig{color:#060;font-weight:bold}.warn{color:#a40}</style></head><body>",
+        "<p>Rows with p<sub>eff</sub> &lt; 0.05 are green; the best lag of each series is bold.</p>",
         "<h2>%s</h2>" % e(title),
         "<p><b>Convention:</b> lag k &ge; 0 means <b>%s leads %s by k months</b>: "
         "R<sub>k</sub> = Pearson(%s[t+k], %s[t]) over the months where both exist (means over the pairs). "
@@ -155,8 +182,9 @@ def html_report(result, title="Lagged correlation", parameters=None, plots=True,
                      _fmt(b["p_eff"])]
         else:
             cells = ["&ndash;"] * 6
-        out.append("<tr><td class='t'>%s</td><td class='t'>%s</td>%s</tr>" % (
-            e(str(grp)), e(str(ser)), "".join("<td>%s</td>" % c for c in cells)))
+        sig = len(best) and np.isfinite(best.iloc[0]["p_eff"]) and best.iloc[0]["p_eff"] < 0.05
+        out.append("<tr%s><td class='t'>%s</td><td class='t'>%s</td>%s</tr>" % (
+            " class='sig'" if sig else "", e(str(grp)), e(str(ser)), "".join("<td>%s</td>" % c for c in cells)))
     out.append("</table>")
     if plots and mpl is None:
         out.append("<p>matplotlib is not available: tables only.</p>")
@@ -192,7 +220,9 @@ def html_report(result, title="Lagged correlation", parameters=None, plots=True,
             out.append("<p><b>%s</b>%s</p><table><tr>%s</tr>" % (
                 e(str(ser)), e(span), "".join("<th>%s</th>" % h for h in heads)))
             for _, row in part.iterrows():
-                cls = " class='best'" if bool(row["best_lag"]) else ""
+                classes = (["best"] if bool(row["best_lag"]) else []) + \
+                    (["sig"] if np.isfinite(row["p_eff"]) and row["p_eff"] < 0.05 else [])
+                cls = " class='%s'" % " ".join(classes) if classes else ""
                 cells = []
                 for c in cols:
                     v = row[c]

@@ -30,7 +30,11 @@ def test_report_with_plots_has_one_image_per_group_and_all_rows():
     assert len(imgs) == 3
     assert base64.b64decode(imgs[0])[:8] == b"\x89PNG\r\n\x1a\n"
     assert "gwsa leads defo by k months" in text
-    assert text.count("<tr class='best'>") == int(res.table["best_lag"].sum()) == 4  # a, b x 2 modes; c none
+    best = text.count("<tr class='best'>") + text.count("<tr class='best sig'>")
+    assert best == int(res.table["best_lag"].sum()) == 4  # a, b x 2 modes; c none
+    # rows significant by p_eff are highlighted (per-lag tables), and only those
+    n_sig = int((res.table["p_eff"] < 0.05).sum())
+    assert text.count("<tr class='best sig'>") + text.count("<tr class='sig'>") >= n_sig > 0
     assert "area=c: " in text and "fewer than 4" in text  # warning listed
     # every r of the table appears, rounded, in the page
     for r in res.table["r"].dropna():
@@ -54,3 +58,10 @@ def test_report_caps_details_for_many_groups():
     assert text.count("<table>") == 1 + 2
     assert "first 1 of 3 groups" in text
     assert text.count("<td class='t'>area=") == 6  # the summary still lists every group and series
+
+
+def test_axis_labels_with_units():
+    assert rep.axis_label("gwsa") == "GWSA (mm)"
+    assert rep.axis_label("deformation") == "Deformation (mm)"
+    assert rep.axis_label("rainfall") == "Rainfall"
+    assert rep.axis_label("rainfall", "mm/month") == "Rainfall (mm/month)"
