@@ -227,7 +227,7 @@ DESCRIPTIONS = {
     "verticalvelocity": "LOS to vertical (velocity)",
 }
 STEP_X, OUTPUT_X, TOP_Y = 560.0, 900.0, 60.0
-OUTPUT_DY, STEP_GAP = 42.0, 36.0
+OUTPUT_DY, STEP_GAP = 42.0, 64.0
 _next_y = [TOP_Y]
 
 

@@ -110,8 +110,10 @@ def html_report(results, info_lines=(), title="Geodetector", plots=True):
         df = results.get(key)
         if df is None or not len(df) or not len(df.columns):
             continue
-        if key == "factor":
-            df = fac
+        if key == "factor":  # what matters first: q, its interval and p; the rest after
+            first = [c for c in ("factor", "q", "q_ci_low", "q_ci_high", "p_wang", "p_anova", "q_adj", "q_null",
+                                 "n", "strata", "method", "classes", "breaks") if c in fac]
+            df = fac[first + [c for c in fac.columns if c not in first]]
         if key == "interaction" and "q_ab" in df:
             df = df.sort_values("q_ab", ascending=False)
 

@@ -19,8 +19,8 @@ PAGE_CSS = (
     "body{font-family:sans-serif;font-size:14px;margin:1.5em auto;max-width:1100px;padding:0 1em;color:#222}"
     "img{max-width:100%;height:auto}"
     "table{border-collapse:collapse;margin:0.5em 0;font-size:13px}"
-    "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right;vertical-align:top}th{background:#eee}"
-    "td.t{text-align:left}tr.sig td{background:#e8f5e9}tr.warnrow td{background:#fff3e0}"
+    "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right;vertical-align:top;white-space:nowrap}"
+    "th{background:#eee}td.t{text-align:left;white-space:normal}details{white-space:normal;max-width:30em}tr.sig td{background:#e8f5e9}tr.warnrow td{background:#fff3e0}"
     "details summary{cursor:pointer}.note{color:#555;font-size:12px}.warn{color:#a40}"
     ".scroll{overflow-x:auto;max-width:100%}"
 )
@@ -85,7 +85,7 @@ def fmt_breaks(text, digits=4, show=3):
     short = [("%%.%dg" % digits) % v for v in vals]
     if len(short) <= show:
         return ", ".join(short)
-    return "<details><summary>%s \u2026 %s (%d breaks)</summary>%s</details>" % (
+    return "<details><summary>%s\u2009\u2026\u2009%s (%d breaks)</summary>%s</details>" % (
         short[0], short[-1], len(short), ", ".join(short))
 
 

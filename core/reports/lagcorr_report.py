@@ -146,7 +146,6 @@ def html_report(result, title="Lagged correlation", parameters=None, plots=True,
         "margin:0.5em 0}td,th{border:1px solid #bbb;padding:2px 6px;text-align:right}th{background:#eee}"
         "td.t{text-align:left}tr.sig td{background:#e8f5e9}tr.best{font-weight:bold}tr.best td:first-child{background:#fff3c4}"
         "td.sig{color:#060;font-weight:bold}.warn{color:#a40}</style></head><body>",
-        "<p>Rows with p<sub>eff</sub> &lt; 0.05 are green; the best lag of each series is bold.</p>",
         "<h2>%s</h2>" % e(title),
         "<p><b>Convention:</b> lag k &ge; 0 means <b>%s leads %s by k months</b>: "
         "R<sub>k</sub> = Pearson(%s[t+k], %s[t]) over the months where both exist (means over the pairs). "
@@ -159,6 +158,7 @@ def html_report(result, title="Lagged correlation", parameters=None, plots=True,
         "X<sub>t</sub>&minus;X<sub>base</sub>, so it has exactly the r of the levels; temporal change is the "
         "month-to-month difference and is missing across a missing month.</p>",
     ]
+    out.append("<p>Rows with p<sub>eff</sub> &lt; 0.05 are green; the best lag of each series is bold.</p>")
     if parameters:
         out.append("<table>")
         for k, v in parameters.items():

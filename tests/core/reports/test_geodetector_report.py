@@ -27,7 +27,7 @@ def test_formatting_helpers():
     assert ht.fmt_number(54.840598) == "54.84" and ht.fmt_number(12345.6) == "12346"
     assert ht.fmt_number(np.int64(7)) == "7" and ht.fmt_number(float("nan")) == ht.DASH
     b = ht.fmt_breaks(";".join("%.10g" % v for v in np.linspace(-80.123456, 12.5, 19)))
-    assert b.startswith("<details><summary>-80.12 \u2026 12.5 (19 breaks)</summary>")
+    assert b.startswith("<details><summary>-80.12\u2009\u2026\u200912.5 (19 breaks)</summary>")
     assert ht.fmt_breaks("1;2") == "1, 2"
 
 
