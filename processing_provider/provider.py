@@ -80,6 +80,13 @@ class ShippedModel(QgsProcessingModelAlgorithm):
     def createInstance(self):  # noqa: N802
         return ShippedModel(*self._args)
 
+    def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        # one layer-tree group for the whole model run, named after the model (its steps share the context)
+        from .styling import remember_run
+
+        remember_run(self, parameters, context)
+        return super().prepareAlgorithm(parameters, context, feedback)
+
 
 class SubsidenceProvider(QgsProcessingProvider):
     """The provider; ``load_models=False`` leaves out the shipped models (used while rebuilding them)."""

@@ -74,6 +74,8 @@ LAST_BAND = ("timeseries", "gwsa")
 PERCENTILES = (2.0, 98.0)
 MAX_SAMPLE_PIXELS = 1_000_000
 RUN_PROPERTY = "subsidence_toolkit/run"
+RUN_ID_PROPERTY = "subsidence_toolkit_run_id"  # dynamic Qt properties of the run context's layer store
+RUN_TITLE_PROPERTY = "subsidence_toolkit_run_title"
 KIND_PROPERTY = "subsidence_toolkit/kind"
 
 # Keeps the post-processors alive: {dest_path: OutputStyler}. The last run writing a path wins.
@@ -382,9 +384,26 @@ def _short(text, n=32):
     return text if len(text) <= n else text[: n - 1] + "\u2026"
 
 
+def _store(context):
+    """The run's QObject that lives exactly as long as the run's context (its temporary layer store):
+    a model's steps share it, a new run (new context) gets a fresh one."""
+    try:
+        return context.temporaryLayerStore()
+    except Exception:  # noqa: BLE001 - not a real QgsProcessingContext
+        return None
+
+
 def _run_state(alg, context):
-    """``(run_id, title)`` shared by every output of one run (kept on the running algorithm instance,
-    which Processing creates per run; falls back to the context object)."""
+    """``[run_id, title]`` shared by every output of one run: kept on the run's context (so the steps of a
+    model run share one group), else on the running algorithm instance."""
+    store = _store(context)
+    if store is not None:
+        rid = store.property(RUN_ID_PROPERTY)
+        if rid:
+            return [str(rid), store.property(RUN_TITLE_PROPERTY) or None]
+        rid = "run-%d-%d" % (os.getpid(), next(_counter))
+        store.setProperty(RUN_ID_PROPERTY, rid)
+        return [rid, None]
     holder = alg if alg is not None else context
     state = getattr(holder, "_subsidence_run_state", None)
     if state is None:
@@ -396,17 +415,26 @@ def _run_state(alg, context):
     return state
 
 
-def _run_id(context, alg=None):
-    return _run_state(alg, context)[0]
+def _set_title(alg, context, title):
+    store = _store(context)
+    if store is not None:
+        store.setProperty(RUN_TITLE_PROPERTY, title)
+    else:
+        _run_state(alg, context)[1] = title
 
 
 def remember_run(alg, parameters, context):
-    """Called before a run (base class ``prepareAlgorithm``): fixes the run's group title."""
+    """Called before a run (base class ``prepareAlgorithm``; the shipped models' too): names the run's group
+    after the first algorithm of the run (a model before its steps), its first input and the time."""
     state = _run_state(alg, context)
-    try:
-        state[1] = run_title(alg, parameters, context)
-    except Exception:  # noqa: BLE001 - cosmetic
-        state[1] = None
+    if not state[1]:
+        try:
+            title = run_title(alg, parameters, context)
+        except Exception:  # noqa: BLE001 - cosmetic
+            title = None
+        if title:
+            _set_title(alg, context, title)
+            state[1] = title
     return state
 
 
@@ -418,8 +446,7 @@ def group_run_outputs(alg, context):
     n = 0
     for dest in list(context.layersToLoadOnCompletion().keys()):
         details = context.layerToLoadOnCompletionDetails(dest)
-        post = details.postProcessor()
-        if isinstance(post, OutputStyler) or post is not None:
+        if details.postProcessor() is not None:
             continue
         styler = OutputStyler(None, title, state[0])
         _POST_PROCESSORS[dest] = styler

@@ -48,12 +48,22 @@ def test_model_reads_well_in_dialog_and_modeler(qgis_app):
     assert not clashes
 
 
-def test_workflow_runs_through_processing_run(run_alg, tmp_path):
+def test_workflow_runs_through_processing_run(qgis_app, tmp_path):
+    """End to end, loaded as in the desktop (processing.runAndLoadResults): one layer-tree group for the run."""
+    import processing
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback, QgsProject
+
+    from subsidence_toolkit.processing_provider.styling import RUN_PROPERTY
+
+    project = QgsProject.instance()
+    project.clear()
+    context = QgsProcessingContext()
+    context.setProject(project)
     w = world.generate(tmp_path / "world", tiny=True)
     out = tmp_path / "out"
     out.mkdir()
     files = "\n".join(_pattern(w["fldas"], v) for v in FLDAS_VARS)
-    res = run_alg("subsidence:workflow", {
+    res = processing.runAndLoadResults("subsidence:workflow", {
         "interferograms": w["interferograms"], "coherence": w["coherence"], "grace": w["grace"],
         "model_files": files, "component_files": files,  # baseline: automatic (the data's period, 2020-2021)
         "areas": w["areas"], "area_field": "area", "points_per_class": 20, "max_lag": 2,
@@ -66,7 +76,10 @@ def test_workflow_runs_through_processing_run(run_alg, tmp_path):
         "lag:Lagged correlation report": str(out / "lag.html"), "geodetector:Geodetector factors": str(out / "gd.csv"),
         "geodetector:Geodetector interactions": str(out / "gdi.csv"),
         "geodetector:Geodetector report": str(out / "gd.html"), "report:Workflow report": str(out / "report.html"),
-    })
+    }, feedback=QgsProcessingFeedback(), context=context)
+    groups = [g for g in project.layerTreeRoot().findGroups(True) if g.customProperty(RUN_PROPERTY)]
+    assert len(groups) == 1 and groups[0].name().startswith("Subsidence\u2013groundwater workflow \u2013 ")
+    assert len(groups[0].findLayers()) == len(project.mapLayers()) >= 10  # every loaded output, one group
     vel = gdal.Open(res["sbas:LOS velocity"]).ReadAsArray()
     truth = gdal.Open(w["truth"]["velocity_truth"]).ReadAsArray()
     md = gdal.Open(res["sbas:LOS displacement time series"]).GetMetadata()
@@ -84,3 +97,4 @@ def test_workflow_runs_through_processing_run(run_alg, tmp_path):
                  "href='lag.html'", "href='gd.html'", w["truth"]["strongest_factor"]):
         assert part in text, part
     assert text.count("<img") == 2
+    project.clear()
