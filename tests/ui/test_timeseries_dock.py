@@ -413,3 +413,18 @@ def test_readable_at_dock_sizes(scene, qgis_app, size):
     assert -l0 / (l1 - l0) == pytest.approx(-r0 / (r1 - r0), abs=1e-9)
     ARTIFACTS.mkdir(exist_ok=True)
     dock.grab().save(str(ARTIFACTS / ("timeseries_dock_%dx%d.png" % size)))
+
+
+def test_band_slider_shows_the_chosen_date(scene, qgis_app):
+    """A multiband toolkit layer: the dock's slider picks the band (date) the map shows."""
+    dock, canvas, project = scene["dock"], scene["canvas"], scene["project"]
+    layer = project.mapLayersByName("SBAS displacement")[0]
+    velocity = project.mapLayersByName("velocity")[0]
+    canvas.setCurrentLayer(layer)  # the dock follows the current layer
+    assert not dock.band_row.isHidden()
+    n = layer.bandCount()
+    assert dock.band_slider.maximum() == n and dock.band_slider.value() == n  # the style shows the last date
+    assert dock.show_band(layer, 3) == 3
+    assert dock.band_label.text() == "%s (3/%d)" % (scene["ddates"][2].isoformat(), n)
+    canvas.setCurrentLayer(velocity)  # one band: nothing to pick
+    assert dock.band_row.isHidden()
