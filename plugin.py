@@ -49,9 +49,15 @@ class SubsidenceToolkitPlugin:
         self.style_action.triggered.connect(self.apply_style_to_selection)
         self.iface.addPluginToRasterMenu(MENU, self.style_action)
         if hasattr(self.iface, "addCustomActionForLayerType"):  # layer tree context menu of raster layers
-            from qgis.core import QgsMapLayerType
+            from qgis.core import Qgis
 
-            self.iface.addCustomActionForLayerType(self.style_action, "", QgsMapLayerType.RasterLayer, True)
+            if hasattr(Qgis, "LayerType"):  # QGIS >= 3.30
+                raster_type = Qgis.LayerType.Raster
+            else:
+                from qgis.core import QgsMapLayerType
+
+                raster_type = QgsMapLayerType.RasterLayer
+            self.iface.addCustomActionForLayerType(self.style_action, "", raster_type, True)
 
         self.model_action = QAction(icon, "Edit a copy of the workflow model…", self.iface.mainWindow())
         self.model_action.setObjectName("SubsidenceToolkitEditWorkflowModel")
@@ -61,7 +67,7 @@ class SubsidenceToolkitPlugin:
         self.iface.addPluginToRasterMenu(MENU, self.model_action)
 
     def _selected_rasters(self):
-        from qgis.core import QgsMapLayerType
+        from qgis.core import QgsRasterLayer
 
         layers = []
         view = self.iface.layerTreeView() if hasattr(self.iface, "layerTreeView") else None
@@ -69,7 +75,7 @@ class SubsidenceToolkitPlugin:
             layers = list(view.selectedLayers())
         if not layers and self.iface.activeLayer() is not None:
             layers = [self.iface.activeLayer()]
-        return [lyr for lyr in layers if lyr.type() == QgsMapLayerType.RasterLayer]
+        return [lyr for lyr in layers if isinstance(lyr, QgsRasterLayer)]
 
     def apply_style_to_selection(self):
         from .ui.model_tools import style_layers

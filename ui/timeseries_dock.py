@@ -27,6 +27,7 @@ from qgis.core import (
     QgsGeometry,
     QgsMapLayerType,
     QgsProject,
+    QgsRasterLayer,
     QgsWkbTypes,
 )
 from qgis.gui import QgsDockWidget, QgsMapCanvasItem, QgsRubberBand
@@ -394,7 +395,7 @@ class TimeSeriesDock(QgsDockWidget):
     def follow_layer(self, layer):
         """Show the band slider when ``layer`` is a multiband raster drawn with one band (toolkit style)."""
         self._band_layer = None
-        renderer = layer.renderer() if layer is not None and layer.type() == QgsMapLayerType.RasterLayer else None
+        renderer = layer.renderer() if isinstance(layer, QgsRasterLayer) else None
         if renderer is None or layer.bandCount() < 2 or not hasattr(renderer, "setBand"):
             self.band_row.setVisible(False)
             return
