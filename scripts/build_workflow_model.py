@@ -88,14 +88,14 @@ def build(regional=False):
         param(QgsProcessingParameterMultipleLayers("coherence", "Coherence rasters", QgsProcessing.TypeRaster,
                                                    optional=True),
               "Coherence rasters matched to the interferograms by their date pair (optional).")
-    param(QgsProcessingParameterFile("grace", "GRACE mascon file (CSR/JPL NetCDF or time-series GeoTIFF)"),
+    param(QgsProcessingParameterFile("grace", "GRACE mascon file"),
           "GRACE TWSA: CSR or JPL mascon NetCDF (lwe_thickness, cm) or a GeoTIFF with one band per month.")
     param(QgsProcessingParameterString("model_files", "Fine model TWS monthly files", multiLine=True),
           "Monthly model storage files as GDAL sources with wildcards, one per line, e.g. "
           "NETCDF:\"/data/FLDAS_NOAH01_C_GL_M.A*.001.nc\":SoilMoi00_10cm_tavg (soil moisture layers, SWE...).")
-    param(QgsProcessingParameterString("component_files", "Storage components (soil moisture, snow, canopy...)",
-                                       multiLine=True),
-          "The storage components subtracted from the downscaled TWS to give GWSA, as monthly file lists "
+    param(QgsProcessingParameterString("component_files", "Storage components", multiLine=True),
+          "The storage components (soil moisture, snow, canopy, surface water) subtracted from the downscaled "
+          "TWS to give GWSA, as monthly file lists "
           "(same syntax as the model files); units are taken from the files.")
     param(decimal_places(QgsProcessingParameterNumber("baseline_start", "GWSA baseline start (decimal year)",
                                                       QgsProcessingParameterNumber.Double, optional=True), 3),
@@ -218,7 +218,7 @@ DESCRIPTIONS = {
     "downscaling": "GRACE weighted downscaling",
     "gwsa": "Groundwater storage anomaly (water balance)",
     "classes": "Sampling by deformation class",
-    "lag": "Lagged correlation (GWSA leads deformation)",
+    "lag": "Lagged correlation, GWSA vs deformation",
     "geodetector": "Geodetector on the SBAS velocity",
     "report": "Workflow summary report",
     "mosaic": "Mosaic of the frames' time series",
