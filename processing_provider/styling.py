@@ -5,8 +5,8 @@ at the end of ``processAlgorithm``)::
 
     from ..processing_provider.styling import style_output
 
-    style_output(self, context, out_path, "velocity")                  # group = display name
-    style_output(self, context, ts_path, "timeseries", group_name="SBAS")
+    style_output(self, context, out_path, "velocity")                  # group named after the run
+    style_output(self, context, ts_path, "timeseries")
     style_output(self, context, rmse_path, "quality")
     style_output(self, context, gwsa_path, "gwsa")
 
@@ -30,9 +30,15 @@ Styles (all single-band pseudocolor, continuous interpolation):
 * ``quality`` (coherence, RMSE, p-values, counts) -- sequential ``Viridis``
   ramp between the 2nd and 98th percentiles.
 
-All outputs styled in one run go into one layer-tree group (``group_name``,
-default the algorithm's display name), created next to where Processing put
-the layers; a second run gets its own group even with the same name.
+Every output QGIS loads at the end of a run (rasters, tables) goes into one layer-tree group per run,
+named after the algorithm (or the shipped model), its first input and the time, e.g.
+``SBAS inversion – 20190103_20190115.geo.unw.tif +57 – 14:52:07`` (``(2)`` appended if taken). The base
+class names the run in ``prepareAlgorithm`` (:func:`remember_run`) and gives the outputs without a style
+a grouping post-processor in ``postProcessAlgorithm`` (:func:`group_run_outputs`). The run's id and name
+live on the run's context (dynamic properties of its temporary layer store), so a model's steps share
+one group. The group is searched in the whole tree, because QGIS desktop inserts each later output at the
+current insertion point (inside the group just created); a new group never nests inside another run's.
+``group_name`` of :func:`style_output` is only the fallback name.
 
 On QGIS >= 3.38 time-series rasters also get per-band temporal ranges (band
 ``k`` valid from its date to the next band's date, see
