@@ -36,8 +36,12 @@ def load_matplotlib():
     """Import the matplotlib pieces the plot needs; raises ImportError when missing."""
     import matplotlib
     import matplotlib.dates as mdates
-    from matplotlib.backends.backend_qt5agg import FigureCanvasQTAgg
     from matplotlib.figure import Figure
+
+    try:  # matplotlib >= 3.5: follows the Qt binding already loaded (PyQt5 for QGIS 3, PyQt6 for QGIS 4)
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+    except ImportError:  # older matplotlib (Qt5 only)
+        from matplotlib.backends.backend_qt5agg import FigureCanvasQTAgg
 
     return Figure, FigureCanvasQTAgg, mdates, matplotlib
 
