@@ -17,7 +17,7 @@ def test_regional_model_is_valid(qgis_app):
     assert sorted(c.algorithmId() for c in model.childAlgorithms().values()) == sorted([
         "subsidence:mosaicframes", "subsidence:mosaicframes", "subsidence:projectlos", "subsidence:projectlos",
         "subsidence:gracedownscaling", "subsidence:groundwateranomaly", "subsidence:sampledeformationclasses",
-        "subsidence:laggedcorrelation", "subsidence:geodetector"])
+        "subsidence:laggedcorrelation", "subsidence:geodetector", "subsidence:workflowreport"])
     for p in model.parameterDefinitions():
         if not p.isDestination():
             assert p.help() or model.helpContent().get(p.name()), p.name()
@@ -57,8 +57,9 @@ def test_regional_workflow_runs(run_alg, tmp_path):
         "classes:Class time series": str(out / "classes.csv"), "lag:Lagged correlation": str(out / "lag.csv"),
         "lag:Lagged correlation report": str(out / "lag.html"), "geodetector:Geodetector factors": str(out / "gd.csv"),
         "geodetector:Geodetector interactions": str(out / "gdi.csv"),
-        "geodetector:Geodetector report": str(out / "gd.html"),
+        "geodetector:Geodetector report": str(out / "gd.html"), "report:Workflow report": str(out / "report.html"),
     })
+    assert "Lagged correlation: best lag per group" in open(res["report:Workflow report"], encoding="utf-8").read()
     offs = pd.read_csv(res["mosaic:Frame offsets"])
     got = -offs[offs["frame"] == 1]["offset_mm"].to_numpy()
     assert np.abs(got - np.array(r["frame_b_offsets_mm"])).max() < 1.0  # 1 mm noise, median of a small overlap
