@@ -92,7 +92,7 @@ def toolbox(app, png):
     view.setFilters(QgsProcessingToolboxProxyModel.Filter.FilterToolbox
                     if hasattr(QgsProcessingToolboxProxyModel, "Filter") else QgsProcessingToolboxProxyModel.FilterToolbox)
     view.setHeaderHidden(True)
-    view.resize(430, 520)
+    view.resize(440, 600)
     model = view.model()
     for row in range(model.rowCount()):
         idx = model.index(row, 0)
