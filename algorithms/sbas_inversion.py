@@ -19,11 +19,13 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..core.insar import geometry, sbas, sbas_stack
+from ..core.insar import geometry, sbas, sbas_stack, units, weights
+from ..core.insar.reference import pixel_of
+from ..core.insar.stack import prepare_stack
 from ..core.io.dates import format_date
 from ..core.io.errors import TimeSeriesError
 from ..core.reports.network_report import write_html_report as write_network_report
-from ..processing_provider.base import Canceled, SubsidenceAlgorithm, layer_path
+from ..processing_provider.base import SubsidenceAlgorithm, layer_path
 from .project_los import GEOMETRY_TYPE_LABELS, geometry_spec
 from ..processing_provider.rasters import output_raster_path
 from ..processing_provider.styling import style_output
@@ -68,9 +70,9 @@ class SbasInversion(SubsidenceAlgorithm):
     OUTPUT_NETWORK = "OUTPUT_NETWORK"
     OUTPUT_NETWORK_HTML = "OUTPUT_NETWORK_HTML"
 
-    WEIGHTINGS = (sbas.WEIGHT_NONE, sbas.WEIGHT_COHERENCE, sbas.WEIGHT_VARIANCE)
+    WEIGHTINGS = (weights.WEIGHT_NONE, weights.WEIGHT_COHERENCE, weights.WEIGHT_VARIANCE)
     WEIGHTING_LABELS = ("None (classic SBAS)", "Coherence", "Phase variance from coherence and looks")
-    UNITS = (sbas.UNITS_RADIANS, sbas.UNITS_METRES, sbas.UNITS_MM)
+    UNITS = (units.UNITS_RADIANS, units.UNITS_METRES, units.UNITS_MM)
     UNIT_LABELS = ("Unwrapped phase (radians)", "LOS displacement (m)", "LOS displacement (mm)")
     GAPS = (sbas.GAP_MIN_NORM, sbas.GAP_NSBAS, sbas.GAP_MASK)
     GAP_LABELS = ("Minimum-norm velocity (Berardino; zero velocity across a gap)",
@@ -127,7 +129,7 @@ class SbasInversion(SubsidenceAlgorithm):
                  "multilooked phase for the coherence and number of looks (Tough et al. 1995). Needs coherence.")
         self.add(QgsProcessingParameterNumber(self.LOOKS, self.tr("Number of looks (phase-variance weights)"),
                                               QgsProcessingParameterNumber.Integer,
-                                              defaultValue=sbas.DEFAULT_LOOKS, minValue=1),
+                                              defaultValue=weights.DEFAULT_LOOKS, minValue=1),
                  "Effective number of independent looks of the coherence estimate (default 20; LiCSAR/HyP3 use "
                  "20x4 multilooking). Only used by the phase-variance weighting.", advanced=True)
         self.add(QgsProcessingParameterEnum(self.INPUT_UNITS, self.tr("Input units"), options=list(self.UNIT_LABELS),
@@ -135,7 +137,7 @@ class SbasInversion(SubsidenceAlgorithm):
                  "Unwrapped phase in radians (default), or LOS displacement in metres or millimetres.")
         self.add(QgsProcessingParameterNumber(self.WAVELENGTH, self.tr("Radar wavelength (m)"),
                                               QgsProcessingParameterNumber.Double,
-                                              defaultValue=sbas.SENTINEL1_WAVELENGTH_M, minValue=1e-6),
+                                              defaultValue=units.SENTINEL1_WAVELENGTH_M, minValue=1e-6),
                  "Default 0.05546576 m (Sentinel-1 C band). Phase to LOS: -wavelength/(4 pi).")
         self.add(QgsProcessingParameterBoolean(self.FLIP_SIGN, self.tr("Flip sign"), defaultValue=False),
                  "Reverse the sign of the input (for processors whose positive phase means motion toward the "
@@ -217,51 +219,52 @@ class SbasInversion(SubsidenceAlgorithm):
         outs = [output_raster_path(self, parameters, n, context)
                 for n in (self.OUTPUT_TIMESERIES, self.OUTPUT_VELOCITY, self.OUTPUT_QUALITY)]
         weighting = self.WEIGHTINGS[self.parameterAsEnum(parameters, self.WEIGHTING, context)]
-        units = self.UNITS[self.parameterAsEnum(parameters, self.INPUT_UNITS, context)]
+        input_units = self.UNITS[self.parameterAsEnum(parameters, self.INPUT_UNITS, context)]
         gaps = self.GAPS[self.parameterAsEnum(parameters, self.GAP_HANDLING, context)]
         exclude = [s.strip() for s in (self.parameterAsString(parameters, self.EXCLUDE, context) or "")
                    .replace(";", ",").replace("\n", ",").split(",") if s.strip()]
         tmax = self.parameterAsDouble(parameters, self.MAX_TEMPORAL_BASELINE, context) or None
         bmax = self.parameterAsDouble(parameters, self.MAX_PERP_BASELINE, context) or None
-        if weighting != sbas.WEIGHT_NONE and not cohs:
+        if weighting != weights.WEIGHT_NONE and not cohs:
             raise QgsProcessingException("Weighting '%s' needs the coherence rasters (COHERENCE)" % weighting)
         vertical = self.parameterAsEnum(parameters, self.OUTPUT_COMPONENT, context) == 1
         with self.core_errors():
             incidence = geometry_spec(self, parameters, context, self.INCIDENCE, self.INCIDENCE_TYPE,
                                       self.INCIDENCE_ANGLE) if vertical else None
-            stack = sbas_stack.prepare_stack(ifgs, pairs, cohs or None, tmax, bmax, exclude)
-            net = stack["network"]
+            stack = prepare_stack(ifgs, pairs, cohs or None, tmax, bmax, exclude)
+            net = stack.network
             feedback.pushInfo("%d interferograms, %d used, %d dates %s .. %s, network gaps: %d" % (
                 len(ifgs), net.n_ifg, net.n_dates, format_date(net.dates[0]),
                 format_date(net.dates[-1]), int(net.n_gaps()[0])))
-            for name, why in zip(stack["network_all"].names, stack["reasons"]):
+            for name, why in zip(stack.network_all.names, stack.reasons):
                 if why:
                     feedback.pushInfo("not used: %s (%s)" % (name, why))
             reference = None
             half = (self.parameterAsInt(parameters, self.REFERENCE_WINDOW, context) - 1) // 2
             if parameters.get(self.REFERENCE_POINT) not in (None, ""):
                 crs = QgsCoordinateReferenceSystem()
-                grid = stack["grid"]
+                grid = stack.grid
                 if grid.projection:
                     crs = QgsCoordinateReferenceSystem.fromWkt(grid.projection)
                 pt = self.parameterAsPoint(parameters, self.REFERENCE_POINT, context, crs)
-                reference = sbas_stack.pixel_of(grid, pt.x(), pt.y())
+                reference = pixel_of(grid, pt.x(), pt.y())
                 if reference is None:
                     raise TimeSeriesError(
                         "the reference point (%.6g, %.6g) lies outside the interferograms (%s)"
                         % (pt.x(), pt.y(), grid.describe()))
             los = [os.path.join(os.path.dirname(o), ".%s.los.tif" % os.path.basename(o)) for o in outs[:2]] \
                 if vertical else outs[:2]
+            options = sbas_stack.SbasOptions(
+                input_units=input_units, wavelength=self.parameterAsDouble(parameters, self.WAVELENGTH, context),
+                flip_sign=self.parameterAsBoolean(parameters, self.FLIP_SIGN, context),
+                weighting=weighting, looks=self.parameterAsInt(parameters, self.LOOKS, context),
+                min_coherence=self.parameterAsDouble(parameters, self.MIN_COHERENCE, context),
+                gap_handling=gaps, reference=reference, reference_half_window=half,
+                seasonal=self.parameterAsBoolean(parameters, self.SEASONAL, context),
+                memory_mb=self.parameterAsDouble(parameters, self.MEMORY_LIMIT_MB, context))
             try:
                 summary = sbas_stack.invert_stack(
-                    stack, los[0], los[1], outs[2], input_units=units,
-                    wavelength=self.parameterAsDouble(parameters, self.WAVELENGTH, context),
-                    flip_sign=self.parameterAsBoolean(parameters, self.FLIP_SIGN, context),
-                    weighting=weighting, looks=self.parameterAsInt(parameters, self.LOOKS, context),
-                    min_coherence=self.parameterAsDouble(parameters, self.MIN_COHERENCE, context),
-                    gap_handling=gaps, reference=reference, reference_half_window=half,
-                    seasonal=self.parameterAsBoolean(parameters, self.SEASONAL, context),
-                    memory_mb=self.parameterAsDouble(parameters, self.MEMORY_LIMIT_MB, context),
+                    stack, los[0], los[1], outs[2], options,
                     progress=lambda f: feedback.setProgress(100.0 * f),
                     is_canceled=feedback.isCanceled, log=feedback.pushInfo,
                     run_tasks=lambda fn, tasks, shared: self.map_blocks(fn, tasks, parameters, context, feedback,
@@ -273,12 +276,10 @@ class SbasInversion(SubsidenceAlgorithm):
                             geometry.project_raster(src, dst, incidence, log=feedback.pushWarning,
                                                     is_canceled=feedback.isCanceled)
                         feedback.pushInfo("time series and velocity projected to vertical (%s)"
-                                          % geometry.IncidenceSource(grid=stack["grid"], **incidence).describe())
+                                          % geometry.IncidenceSource(grid=stack.grid, **incidence).describe())
                     except BaseException:
                         _remove(outs)
                         raise
-            except sbas_stack.Canceled:
-                raise Canceled() from None
             finally:
                 if vertical:
                     _remove(los)

@@ -74,6 +74,7 @@ def sbas_bench(size, n_dates, memory_mb, repeat):
     from osgeo import gdal
 
     from subsidence_toolkit.core.insar import sbas_stack
+    from subsidence_toolkit.core.insar.stack import prepare_stack
     from subsidence_toolkit.core.io import tasks as runner
     from subsidence_toolkit.core.io.rasters import grid_from_origin, write_raster
 
@@ -94,9 +95,10 @@ def sbas_bench(size, n_dates, memory_mb, repeat):
 
         def run(tag, run_tasks=None):
             t0 = time.perf_counter()
-            st = sbas_stack.prepare_stack(ifgs, None, cohs)
+            st = prepare_stack(ifgs, None, cohs)
             outs = [str(Path(d) / ("%s_%s.tif" % (tag, k))) for k in ("ts", "vel", "q")]
-            summary = sbas_stack.invert_stack(st, *outs, memory_mb=memory_mb, run_tasks=run_tasks)
+            summary = sbas_stack.invert_stack(st, *outs, sbas_stack.SbasOptions(memory_mb=memory_mb),
+                                              run_tasks=run_tasks)
             return time.perf_counter() - t0, outs, summary
 
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",

@@ -53,6 +53,9 @@ if "subsidence_toolkit" not in sys.modules:
     sys.modules["subsidence_toolkit"] = _m
     _spec.loader.exec_module(_m)
 from subsidence_toolkit.core.insar import sbas
+from subsidence_toolkit.core.insar.network import SbasNetwork
+from subsidence_toolkit.core.insar.units import los_factor_mm, radians_per_mm
+from subsidence_toolkit.core.insar.velocity import velocity_fit
 
 WAVELENGTH = 0.05546576
 MINTPY_PY = "/work/venvs/mintpy/bin/python"
@@ -102,7 +105,7 @@ def make_stack(size=500, n_dates=60, max_days=48, seed=1):
     rng = np.random.default_rng(seed)
     dates = make_dates(n_dates)
     pairs = [(a, b) for i, a in enumerate(dates) for b in dates[i + 1:] if (b - a).days <= max_days]
-    net = sbas.SbasNetwork([a for a, _ in pairs], [b for _, b in pairs])
+    net = SbasNetwork([a for a, _ in pairs], [b for _, b in pairs])
     M, N = net.n_ifg, net.n_dates
     H = W = size
     yy, xx = np.mgrid[0:H, 0:W] / float(size)
@@ -142,8 +145,8 @@ def rmse(ts_mm, truth, has):
 
 
 def vel_rmse(ts_mm, truth, tyears, has):
-    v, _ = sbas.velocity_fit(ts_mm[:, has][:, None, :], tyears)
-    vt, _ = sbas.velocity_fit(truth[:, has][:, None, :], tyears)
+    v, _ = velocity_fit(ts_mm[:, has][:, None, :], tyears)
+    vt, _ = velocity_fit(truth[:, has][:, None, :], tyears)
     return float(np.sqrt(np.nanmean((v - vt) ** 2)))
 
 
@@ -151,8 +154,8 @@ def run_ours(net, phase, coh, offsets, weighting, dtype, repeat):
     """Whole-scene inversion in row blocks (as the algorithm streams them): (median, best) of
     ``repeat`` runs and the time series."""
     M, H, W = phase.shape
-    f = sbas.los_factor_mm("radians", WAVELENGTH)
-    rpu = sbas.radians_per_mm(WAVELENGTH)
+    f = los_factor_mm("radians", WAVELENGTH)
+    rad_per_mm = radians_per_mm(WAVELENGTH)
     best, out, times = None, None, []
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -167,7 +170,7 @@ def run_ours(net, phase, coh, offsets, weighting, dtype, repeat):
             kw = {}
             if weighting != "none":
                 kw = dict(coherence_block=coh[:, r0:r0 + step], weighting=weighting, looks=LOOKS)
-            t, q = sbas.sbas_invert_block(obs, net, rad_per_unit=rpu, dtype=dtype, workspace=work, **kw)
+            t, q = sbas.sbas_invert_block(obs, net, rad_per_unit=rad_per_mm, dtype=dtype, workspace=work, **kw)
             ts[:, r0:r0 + step] = t
         el = time.perf_counter() - t0
         times.append(el)

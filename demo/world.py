@@ -46,10 +46,10 @@ from scipy.interpolate import CubicSpline
 from scipy.io import netcdf_file
 from scipy.ndimage import gaussian_filter
 
-from subsidence_toolkit.core.insar import geometry, sbas
+from subsidence_toolkit.core.insar import geometry, units
 from subsidence_toolkit.core.io import dates, rasters
 
-WAVELENGTH = sbas.SENTINEL1_WAVELENGTH_M
+WAVELENGTH = units.SENTINEL1_WAVELENGTH_M
 LON0, LON1, LAT0, LAT1 = 108.0, 108.8, 38.6, 39.4
 LANDSCAPES = {
     # name: (lon_min, lon_max, lat_min, lat_max), Sy, planted lag in months (None: no coupling)

@@ -1,3 +1,13 @@
-"""InSAR stacks: interferogram pairs and network, SBAS solver kernels (:mod:`.sbas`) and the streaming
-driver that reads a stack of files and writes the time series (:mod:`.sbas_stack`). Corrections and
-network QC (loop closure, ramps, troposphere) and LOS geometry go here too."""
+"""InSAR stacks, one module per job:
+
+* :mod:`.pairs`: pair dates from file names or a pairs CSV; :mod:`.network`: the interferogram network
+  (dates, design matrices, components, pair selection);
+* :mod:`.weights`: observation weights from coherence; :mod:`.units`: radians / m / mm -> LOS mm;
+* :mod:`.kernels`: linear-algebra kernels vectorised across pixels; :mod:`.sbas`: the SBAS block solver
+  (:func:`~.sbas.sbas_invert_block`, :class:`~.sbas.SolverOptions`) and the memory model of its solve;
+  :mod:`.velocity`: the velocity fit; :mod:`.reference`: the reference pixel;
+* :mod:`.stack`: the prepared stack of files (:func:`~.stack.prepare_stack`); :mod:`.memory_plan`:
+  windows and sub-blocks under a memory cap; :mod:`.sbas_stack`: the streaming driver
+  (:func:`~.sbas_stack.invert_stack`, :class:`~.sbas_stack.SbasOptions`).
+
+Corrections and network QC (loop closure, ramps, troposphere) and LOS geometry go here too."""

@@ -1,7 +1,7 @@
 """SBAS inversion of an interferogram stack into a displacement time series.
 
 Small BAseline Subset method of Berardino et al. (2002, IEEE TGRS 40(11)), as
-used in seed 000 sec. 2.3.1 and seed 002 sec. 2.2.1:
+used by Liu et al. (2024, sec. 2.3.1) and Huang et al. (2025, sec. 2.2.1):
 
 * unknowns are the mean velocities ``v_j`` between consecutive acquisition
   dates ``t_j, t_j+1`` (Berardino 2002, eq. 6-7); an interferogram between
@@ -45,451 +45,106 @@ Speed (no per-pixel Python loop):
 * pixels whose own network is more disconnected than the whole network (and
   every weighted pixel with a gap) go through a batched SVD pseudo-inverse.
 """
-
-import csv
-import math
-import os
-import re
+from dataclasses import dataclass, replace
+from typing import Optional
 
 import numpy as np
 
-from ..io.dates import format_date, parse_date
-from ..io.errors import TimeSeriesError
-
-#: Sentinel-1 C-band radar wavelength (m)
-SENTINEL1_WAVELENGTH_M = 0.05546576
+from .kernels import (PIVOT_TOL, band_cholesky_solve, cholesky_pattern_last, cholesky_solve_pixel_last,
+                      fixed_chunk_matmul, unique_patterns, work_array)
+from .network import DEFAULT_NSBAS_GAMMA
+from .weights import DEFAULT_LOOKS, WEIGHT_NONE, WEIGHTINGS, coherence_weights
 
 GAP_MIN_NORM = "min_norm"
 GAP_NSBAS = "nsbas"
 GAP_MASK = "mask"
 GAP_MODES = (GAP_MIN_NORM, GAP_NSBAS, GAP_MASK)
-
-WEIGHT_NONE = "none"
-WEIGHT_COHERENCE = "coherence"
-WEIGHT_VARIANCE = "variance"
-WEIGHTINGS = (WEIGHT_NONE, WEIGHT_COHERENCE, WEIGHT_VARIANCE)
-
-#: Default number of independent looks for the phase-variance weights when the
-#: product's metadata do not say (LiCSAR / HyP3 multilook 20x4 = 80 looks; the
-#: effective number of independent looks is ~1/2 to 1/4 of that).
-DEFAULT_LOOKS = 20
-DEFAULT_NSBAS_GAMMA = 1e-4
 DEFAULT_RCOND = 1e-5
-MIN_WEIGHT_COHERENCE = 0.05
-
-UNITS_RADIANS = "radians"
-UNITS_METRES = "m"
-UNITS_MM = "mm"
-INPUT_UNITS = (UNITS_RADIANS, UNITS_METRES, UNITS_MM)
 
 QUALITY_BANDS = ("temporal_coherence", "n_ifg_used", "residual_rms_mm", "velocity_std_mm_yr", "n_gaps")
 
+#: interferograms per chunk of the residual / temporal-coherence pass
+RESID_CHUNK = 16
 
-# --------------------------------------------------------------------------- pairs
-_PAIR_RE = re.compile(r"(?<!\d)(\d{8})(?:T(\d{6}))?(?!\d)")
 
+@dataclass(frozen=True)
+class SolverOptions:
+    """How :func:`sbas_invert_block` solves a block.
 
-def pair_from_name(name):
-    """The (reference, secondary) dates of an interferogram file name, or None.
-
-    The first two 8-digit ``YYYYMMDD`` groups (optionally followed by
-    ``Thhmmss``) that are valid dates: LiCSAR ``20200103_20200115.geo.unw.tif``,
-    HyP3 ``S1AA_20200103T054123_20200115T054122_VVP012_INT80_G_ueF_1A2B_unw_phase.tif``.
+    ``weighting``: ``none`` (classic SBAS), ``coherence`` or ``variance``; ``looks``: number of looks of the
+    ``variance`` weights (None/invalid -> default); ``min_coherence``: observations with a lower coherence
+    (or NaN coherence when weighting) are dropped; ``gap_handling``: ``min_norm``, ``nsbas`` or ``mask``;
+    ``rad_per_unit``: radians per unit of the observations (for temporal coherence); ``dtype``: float
+    type of the unweighted solve (float32 is ~2x faster; weighted normal equations are always float64).
     """
-    base = os.path.basename(str(name))
-    found = []
-    for m in _PAIR_RE.finditer(base):
-        d = parse_date(m.group(1))
-        if d is not None:
-            found.append(d)
-        if len(found) == 2:
-            return found[0], found[1]
-    return None
+    weighting: str = WEIGHT_NONE
+    looks: Optional[float] = DEFAULT_LOOKS
+    min_coherence: float = 0.0
+    gap_handling: str = GAP_MIN_NORM
+    rad_per_unit: float = 1.0
+    nsbas_gamma: float = DEFAULT_NSBAS_GAMMA
+    rcond: float = DEFAULT_RCOND
+    dtype: type = np.float64
 
-
-def pairs_from_names(names):
-    """Date pairs of every file name; the error lists every name without two dates."""
-    out, bad = [], []
-    for n in names:
-        p = pair_from_name(n)
-        if p is None:
-            bad.append(os.path.basename(str(n)))
-        out.append(p)
-    if bad:
-        raise TimeSeriesError(
-            "no reference and secondary date (two YYYYMMDD groups) in the file name of: %s; "
-            "rename the files or give a pairs CSV" % ", ".join(bad))
-    return out
-
-
-_FILE_COLS = ("file", "filename", "file_name", "path", "name", "interferogram", "ifg")
-_REF_COLS = ("reference", "reference_date", "ref", "ref_date", "date1", "primary", "master", "date_ref")
-_SEC_COLS = ("secondary", "secondary_date", "sec", "sec_date", "date2", "slave", "date_sec")
-_BPERP_COLS = ("bperp", "perp_baseline", "perpendicular_baseline", "b_perp", "baseline", "perp")
-
-
-def read_pairs_csv(path):
-    """Read a pairs CSV: file name or path, reference date, secondary date, optional Bperp (m).
-
-    Columns are found by header name (``file``, ``reference``/``date1``,
-    ``secondary``/``date2``, ``bperp``) or, without a recognised header, by
-    position. Returns a list of dicts ``{file, date1, date2, bperp}``.
-    """
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        sample = f.read(4096)
-        f.seek(0)
-        try:
-            dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
-        except csv.Error:
-            dialect = csv.excel
-        rows = [r for r in csv.reader(f, dialect) if any(c.strip() for c in r)]
-    if not rows:
-        raise TimeSeriesError("pairs CSV %s is empty" % path)
-    head = [c.strip().lower() for c in rows[0]]
-
-    def find(names):
-        for i, h in enumerate(head):
-            if h in names:
-                return i
-        return None
-
-    fi, ri, si, bi = find(_FILE_COLS), find(_REF_COLS), find(_SEC_COLS), find(_BPERP_COLS)
-    if fi is not None and ri is not None and si is not None:
-        body = rows[1:]
-    else:
-        fi, ri, si = 0, 1, 2
-        bi = 3 if len(rows[0]) > 3 else None
-        body = rows[1:] if parse_date(rows[0][1].strip() if len(rows[0]) > 1 else "") is None else rows
-    out = []
-    for n, r in enumerate(body, start=2 if body is not rows else 1):
-        if len(r) <= max(fi, ri, si):
-            raise TimeSeriesError("pairs CSV %s line %d: expected file, reference date, secondary date" % (path, n))
-        d1, d2 = parse_date(r[ri].strip()), parse_date(r[si].strip())
-        if d1 is None or d2 is None:
-            raise TimeSeriesError("pairs CSV %s line %d: %r / %r are not dates (YYYY-MM-DD or YYYYMMDD)"
-                                  % (path, n, r[ri], r[si]))
-        bp = None
-        if bi is not None and bi < len(r) and r[bi].strip():
-            try:
-                bp = float(r[bi])
-            except ValueError:
-                raise TimeSeriesError("pairs CSV %s line %d: perpendicular baseline %r is not a number"
-                                      % (path, n, r[bi])) from None
-        out.append({"file": r[fi].strip(), "date1": d1, "date2": d2, "bperp": bp})
-    return out
-
-
-def match_pairs_csv(files, table, source="PAIRS"):
-    """Look up each interferogram file in a pairs table (by path, base name or stem)."""
-    def keys(p):
-        b = os.path.basename(str(p))
-        return {str(p), b, b.split(".")[0], os.path.splitext(b)[0]}
-    index = {}
-    for row in table:
-        for k in keys(row["file"]):
-            index.setdefault(k, row)
-    out, missing = [], []
-    for f in files:
-        row = next((index[k] for k in (str(f), os.path.basename(str(f)), os.path.splitext(os.path.basename(str(f)))[0],
-                                        os.path.basename(str(f)).split(".")[0]) if k in index), None)
-        if row is None:
-            missing.append(os.path.basename(str(f)))
-        out.append(row)
-    if missing:
-        raise TimeSeriesError("%s has no row for: %s" % (source, ", ".join(missing)))
-    return out
-
-
-# --------------------------------------------------------------------------- network
-class SbasNetwork:
-    """Dates, pairs and design matrices of an interferogram network.
-
-    ``date1``/``date2`` are the reference/secondary date of every pair (any
-    order; a pair given as later/earlier enters with sign -1). Raises
-    :class:`TimeSeriesError` for a pair with equal dates, duplicate pairs or
-    fewer than 3 dates (``names`` label the messages).
-    """
-
-    def __init__(self, date1, date2, names=None, bperp=None):
-        m = len(date1)
-        names = list(names) if names is not None else ["pair %d" % (k + 1) for k in range(m)]
-        self.names = names
-        seen = {}
-        for k, (a, b) in enumerate(zip(date1, date2)):
-            if a == b:
-                raise TimeSeriesError("%s: reference date equals secondary date (%s)" % (names[k], format_date(a)))
-            key = (min(a, b), max(a, b))
-            if key in seen:
-                raise TimeSeriesError("duplicate pair %s_%s: %s and %s"
-                                      % (key[0].strftime("%Y%m%d"), key[1].strftime("%Y%m%d"), names[seen[key]], names[k]))
-            seen[key] = k
-        self.dates = sorted(set(date1) | set(date2))
-        if len(self.dates) < 3:
-            raise TimeSeriesError("an SBAS inversion needs at least 3 acquisition dates, the network has %d (%s)"
-                                  % (len(self.dates), ", ".join(format_date(d) for d in self.dates)))
-        pos = {d: i for i, d in enumerate(self.dates)}
-        a = np.array([pos[d] for d in date1])
-        b = np.array([pos[d] for d in date2])
-        self.i1 = np.minimum(a, b)
-        self.i2 = np.maximum(a, b)
-        self.sign = np.where(b > a, 1.0, -1.0)
-        self.bperp = None if bperp is None else np.asarray(bperp, dtype=np.float64)
-        self.n_dates = len(self.dates)
-        self.n_ifg = m
-        self.tdays = np.array([(d - self.dates[0]).days for d in self.dates], dtype=np.float64)
-        self.tyears = self.tdays / 365.25
-        self.dt = np.diff(self.tyears)
-        nu = self.n_dates - 1
-        # Berardino 2002 eq. 9: B[k, j] = t_{j+1} - t_j for intervals spanned by pair k
-        cols = np.arange(nu)
-        span = (cols[None, :] >= self.i1[:, None]) & (cols[None, :] < self.i2[:, None])
-        self.B = np.where(span, self.dt[None, :], 0.0)
-        # A-form (phase per date, date 0 dropped): -1 at i1, +1 at i2
-        A = np.zeros((m, self.n_dates))
-        A[np.arange(m), self.i1] = -1.0
-        A[np.arange(m), self.i2] = 1.0
-        self.A = A
-        # cumulative operator: ts[1:] = T v
-        self.T = np.tril(np.ones((nu, nu))) * self.dt[None, :]
-        self.bandwidth = int(np.max(self.i2 - self.i1))
-        self._cache = {}
+    def __post_init__(self):
+        if self.gap_handling not in GAP_MODES:
+            raise ValueError("unknown gap handling %r (use one of %s)" % (self.gap_handling, ", ".join(GAP_MODES)))
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError("unknown weighting %r (use one of %s)" % (self.weighting, ", ".join(WEIGHTINGS)))
 
     @property
-    def temporal_baselines(self):
-        return self.tdays[self.i2] - self.tdays[self.i1]
+    def weighted(self):
+        return self.weighting != WEIGHT_NONE
 
-    def components(self, valid=None):
-        """Connected-component labels of the dates, ``(N, U)`` for validity patterns ``valid`` ``(M, U)``.
-
-        A date's label is the smallest date index of its component (iterated
-        min-label propagation along the pairs, vectorized over patterns).
-        """
-        if valid is None:
-            if "components" not in self._cache:
-                self._cache["components"] = self.components(np.ones((self.n_ifg, 1), dtype=bool))
-            return self._cache["components"].copy()
-        u = valid.shape[1]
-        i1, i2 = self.i1, self.i2
-        if u <= 64:
-            # few patterns: scipy's graph components, one small sparse graph per pattern
-            from scipy.sparse import coo_matrix
-            from scipy.sparse.csgraph import connected_components
-
-            lab = np.empty((self.n_dates, u), dtype=np.int32)
-            for j in range(u):
-                v = valid[:, j]
-                g = coo_matrix((np.ones(int(v.sum())), (i1[v], i2[v])), shape=(self.n_dates, self.n_dates))
-                _, comp = connected_components(g, directed=False)
-                first = np.full(comp.max() + 1, self.n_dates, dtype=np.int32)
-                np.minimum.at(first, comp, np.arange(self.n_dates, dtype=np.int32))
-                lab[:, j] = first[comp]
-            return lab
-        lab = np.repeat(np.arange(self.n_dates, dtype=np.int32)[:, None], u, axis=1)
-        for _ in range(self.n_dates + 1):
-            before = lab.copy()
-            for k in range(self.n_ifg):
-                la, lb = lab[i1[k]], lab[i2[k]]
-                mn = np.minimum(la, lb)
-                v = valid[k]
-                np.copyto(la, mn, where=v)
-                np.copyto(lb, mn, where=v)
-            if np.array_equal(before, lab):
-                break
-        return lab
-
-    def n_gaps(self, valid=None):
-        lab = self.components(valid)
-        return (lab == np.arange(self.n_dates)[:, None]).sum(axis=0) - 1
-
-    def nsbas_design(self, gamma=DEFAULT_NSBAS_GAMMA):
-        """Augmented NSBAS design (LiCSBAS ``invert_nsbas``): unknowns [v (N-1), vel, c].
-
-        Extra rows ``gamma * (T v - vel t_n - c) = 0`` for n = 1..N-1.
-        """
-        nu = self.n_dates - 1
-        top = np.hstack([self.B, np.zeros((self.n_ifg, 2))])
-        bottom = np.hstack([gamma * self.T, -gamma * self.tyears[1:, None], -gamma * np.ones((nu, 1))])
-        return np.vstack([top, bottom])
+    @property
+    def work_dtype(self):
+        """The float type of the solve: float64 when weighted, else ``dtype``."""
+        return np.float64 if self.weighted else np.dtype(self.dtype).type
 
 
-def select_pairs(network, max_temporal_baseline=None, max_perp_baseline=None, exclude=()):
-    """Network selection. Returns (used bool (M,), reasons list of str ('' = used)).
+@dataclass(frozen=True, eq=False)
+class SvdOperators:
+    """SVD-based operators of a network's design for the unweighted fast path (see :func:`svd_operators`).
 
-    ``exclude`` holds file names (with or without path/extension) or pair
-    labels ``YYYYMMDD_YYYYMMDD``.
-    """
-    excl = set()
-    for e in exclude or ():
-        e = str(e).strip()
-        if e:
-            excl.add(os.path.basename(e))
-            excl.add(os.path.basename(e).split(".")[0])
-    tb = network.temporal_baselines
-    used = np.ones(network.n_ifg, dtype=bool)
-    reasons = [""] * network.n_ifg
-    for k, name in enumerate(network.names):
-        d1, d2 = network.dates[network.i1[k]], network.dates[network.i2[k]]
-        label = "%s_%s" % (d1.strftime("%Y%m%d"), d2.strftime("%Y%m%d"))
-        base = os.path.basename(str(name))
-        if base in excl or base.split(".")[0] in excl or label in excl:
-            used[k], reasons[k] = False, "excluded"
-        elif max_temporal_baseline and tb[k] > max_temporal_baseline:
-            used[k], reasons[k] = False, "temporal baseline %.0f d > %.0f d" % (tb[k], max_temporal_baseline)
-        elif max_perp_baseline and network.bperp is not None and np.isfinite(network.bperp[k]) \
-                and abs(network.bperp[k]) > max_perp_baseline:
-            used[k], reasons[k] = False, "perpendicular baseline %.1f m > %.1f m" % (abs(network.bperp[k]), max_perp_baseline)
-    return used, reasons
+    ``solve`` (N-1, M): ``ts[1:] = solve @ y``; ``hat`` (M, M): hat matrix of the data rows; ``basis``
+    (M, rank): its orthonormal basis (``hat = basis basis^T``); ``nsbas``: the NSBAS design was used."""
+    solve: np.ndarray
+    hat: np.ndarray
+    basis: np.ndarray
+    rank: int
+    nsbas: bool
 
 
-def subnetwork(network, used):
-    """A new :class:`SbasNetwork` of the used pairs (dates re-derived)."""
-    idx = np.flatnonzero(used)
-    d1 = [network.dates[network.i1[k]] if network.sign[k] > 0 else network.dates[network.i2[k]] for k in idx]
-    d2 = [network.dates[network.i2[k]] if network.sign[k] > 0 else network.dates[network.i1[k]] for k in idx]
-    bp = None if network.bperp is None else network.bperp[idx]
-    return SbasNetwork(d1, d2, [network.names[k] for k in idx], bp)
-
-
-# --------------------------------------------------------------------------- weights
-_TOUGH_CACHE = {}
-
-
-def phase_variance_lut(looks, step=0.005):
-    """Variance of the multilooked phase vs coherence (Tough et al. 1995 eq. 3-4 PDF).
-
-    ``pdf(phi) = (1-g^2)^L / (2 pi) 2F1(L, 1; 1/2; b^2)
-    + G(L+1/2) (1-g^2)^L b / (2 sqrt(pi) G(L) (1-b^2)^(L+1/2))``, ``b = g cos(phi)``,
-    integrated numerically over (-pi, pi). Non-finite entries fall back to
-    the Cramer-Rao bound. Returns (coherence grid, variance).
-    """
-    from scipy.special import gammaln, hyp2f1
-
-    L = float(min(max(looks, 1), 80))
-    key = (L, step)
-    if key in _TOUGH_CACHE:
-        return _TOUGH_CACHE[key]
-    g = np.arange(0.0, 1.0 + step / 2, step)
-    g = np.clip(g, 0.0, 0.999)
-    phi = np.linspace(-np.pi, np.pi, 2001)
-    gg, pp = np.meshgrid(g, phi, indexing="ij")
-    beta = gg * np.cos(pp)
-    with np.errstate(all="ignore"):
-        a = (1 - gg ** 2) ** L
-        t1 = a / (2 * np.pi) * hyp2f1(L, 1.0, 0.5, beta ** 2)
-        t2 = a * beta * np.exp(gammaln(L + 0.5) - gammaln(L)) / (2 * np.sqrt(np.pi) * (1 - beta ** 2) ** (L + 0.5))
-        pdf = t1 + t2
-        var = np.trapz(pdf * pp ** 2, phi, axis=1) / np.trapz(pdf, phi, axis=1)
-        crlb = (1 - g ** 2) / (2 * L * np.maximum(g, 1e-3) ** 2)
-    bad = ~np.isfinite(var) | (var <= 0)
-    var[bad] = np.minimum(crlb[bad], np.pi ** 2 / 3)
-    _TOUGH_CACHE[key] = (g, var)
-    return g, var
-
-
-def coherence_weights(coherence, weighting, looks=DEFAULT_LOOKS):
-    """Observation weights from coherence (NaN where coherence is NaN)."""
-    coh = np.asarray(coherence, dtype=np.float64)
-    if weighting == WEIGHT_COHERENCE:
-        return np.clip(coh, MIN_WEIGHT_COHERENCE, 1.0)
-    if weighting == WEIGHT_VARIANCE:
-        try:
-            L = float(looks) if looks is not None and float(looks) > 0 else DEFAULT_LOOKS
-        except (TypeError, ValueError):
-            L = DEFAULT_LOOKS
-        g, var = phase_variance_lut(L)
-        c = np.clip(coh, MIN_WEIGHT_COHERENCE, 0.999)
-        return 1.0 / np.interp(c, g, var)
-    raise ValueError("unknown weighting %r (use one of %s)" % (weighting, ", ".join(WEIGHTINGS)))
-
-
-# --------------------------------------------------------------------------- engines
-DET_CHUNK = 1024
-
-
-def det_matmul(A, X, chunk=DET_CHUNK, out=None):
-    """``A @ X`` computed on column chunks of exactly ``chunk`` columns (zero-padded).
-
-    BLAS picks different kernels (with different summation order) for
-    different matrix sizes, so a plain ``A @ X`` gives a pixel (column) a
-    result that depends on how many other pixels share the call. Fixed-size
-    chunks make every column's result independent of the block split
-    (bit-for-bit identical results whatever the memory limit).
-    ``out``: optional (rows of A, columns of X) array to write into.
-    """
-    A = np.asarray(A)
-    X = np.asarray(X)
-    n = X.shape[1]
-    dt = np.result_type(A, X)
-    if out is None:
-        out = np.empty((A.shape[0], n), dtype=dt)
-    if n == 0:
-        return out
-    full = n - n % chunk
-    for c0 in range(0, full, chunk):
-        np.matmul(A, X[:, c0:c0 + chunk], out=out[:, c0:c0 + chunk])
-    if full < n:
-        buf = np.zeros((X.shape[0], chunk), dtype=dt)
-        buf[:, : n - full] = X[:, full:]
-        out[:, full:] = (A @ buf)[:, : n - full]
-    return out
-
-
-def _work(workspace, name, shape, dtype):
-    """An uninitialised work array: a fresh ``np.empty``, or a view of a buffer kept in the
-    ``workspace`` dict and reused by the next call (a fresh multi-MB array per block costs a
-    page fault per 4 kB page, which is more than the arithmetic done on it)."""
-    if workspace is None:
-        return np.empty(shape, dtype=dtype)
-    size = int(np.prod(shape))
-    key = (name, np.dtype(dtype).str)
-    buf = workspace.get(key)
-    if buf is None or buf.size < size:
-        buf = workspace[key] = np.empty(size, dtype=dtype)
-    return buf[:size].reshape(shape)
-
-
-def _unique_patterns(valid_cols):
-    """Unique validity patterns of (M, P) bool columns -> (patterns (M, U) bool, inverse (P,))."""
-    packed = np.packbits(valid_cols.T, axis=1)
-    pad = (-packed.shape[1]) % 8
-    if pad:
-        packed = np.hstack([packed, np.zeros((packed.shape[0], pad), np.uint8)])
-    keys = np.ascontiguousarray(packed).view(np.dtype((np.void, packed.shape[1])))[:, 0]
-    _, first, inv = np.unique(keys, return_index=True, return_inverse=True)
-    return valid_cols[:, first], inv.reshape(-1)
-
-
-def _engine(network, gap_handling, gamma, rcond):
-    """SVD-based operators of the design used for the unweighted fast path (cached)."""
-    full_gaps = int(network.n_gaps()[0])
-    use_nsbas = gap_handling == GAP_NSBAS and full_gaps > 0
-    key = ("engine", use_nsbas, gamma, rcond)
+def svd_operators(network, options):
+    """The :class:`SvdOperators` of ``network`` for ``options`` (gap handling, NSBAS gamma, rcond), cached
+    on the network."""
+    use_nsbas = options.gap_handling == GAP_NSBAS and int(network.n_gaps()[0]) > 0
+    key = ("svd_operators", use_nsbas, options.nsbas_gamma, options.rcond)
     if key in network._cache:
         return network._cache[key]
     m, nu = network.n_ifg, network.n_dates - 1
     if use_nsbas:
-        D = network.nsbas_design(gamma)
+        D = network.nsbas_design(options.nsbas_gamma)
         O = np.hstack([network.T, np.zeros((nu, 2))])
     else:
         D = network.B
         O = network.T
     U, s, Vt = np.linalg.svd(D, full_matrices=False)
-    r = int(np.sum(s > rcond * s[0]))
+    r = int(np.sum(s > options.rcond * s[0]))
     Ur, sr, Vr = U[:, :r], s[:r], Vt[:r].T
     pinv = (Vr / sr) @ Ur.T            # (nu', R)
-    K = (O @ pinv)[:, :m]              # ts[1:] = K y  (extra rows have obs 0)
-    Hm = Ur[:m] @ Ur[:m].T             # hat matrix of the data rows
-    eng = {"K": K, "H": Hm, "U": np.ascontiguousarray(Ur[:m]), "rank": r, "full_gaps": full_gaps,
-           "nsbas": use_nsbas}
-    network._cache[key] = eng
-    return eng
+    ops = SvdOperators(solve=(O @ pinv)[:, :m],                 # ts[1:] = K y  (extra rows have obs 0)
+                       hat=Ur[:m] @ Ur[:m].T,                   # hat matrix of the data rows
+                       basis=np.ascontiguousarray(Ur[:m]), rank=r, nsbas=use_nsbas)
+    network._cache[key] = ops
+    return ops
 
 
 FALLBACK_CHUNK_BYTES = 16 * 2 ** 20   # working memory of one chunk of _fallback_solve
 FALLBACK_BYTES_PER_ENTRY = 32        # float64 design copy, products and factors per design entry
 
 
-def _fallback_solve(network, obs, valid, sqrtw, gap_handling, gamma, rcond, chunk=None):
+def _fallback_solve(network, obs, valid, sqrtw, options, chunk=None):
     """Per-pixel minimum-norm (or NSBAS) least-squares solution, batched over pixels.
 
     obs (M, n), valid (M, n), sqrtw (M, n) or None -> ts[1:] (N-1, n).
@@ -503,10 +158,11 @@ def _fallback_solve(network, obs, valid, sqrtw, gap_handling, gamma, rcond, chun
     202 x 59 SVD. NSBAS keeps the SVD ``pinv``: its constraint rows are scaled by gamma
     and the normal matrix (condition number squared) would lose ~1e-8 relative.
     Pixels go in chunks of at most 512 whose per-pixel matrices take at most
-    FALLBACK_CHUNK_BYTES (``chunk`` overrides).
+    FALLBACK_CHUNK_BYTES (``chunk`` overrides). ``options``: gap handling, NSBAS gamma and rcond.
     """
     m, nu = network.n_ifg, network.n_dates - 1
-    D = network.nsbas_design(gamma) if gap_handling == GAP_NSBAS else network.B
+    gap_handling, rcond = options.gap_handling, options.rcond
+    D = network.nsbas_design(options.nsbas_gamma) if gap_handling == GAP_NSBAS else network.B
     R, q = D.shape
     if chunk is None:
         chunk = int(max(1, min(512, FALLBACK_CHUNK_BYTES // (FALLBACK_BYTES_PER_ENTRY * R * q))))
@@ -537,49 +193,6 @@ def _fallback_solve(network, obs, valid, sqrtw, gap_handling, gamma, rcond, chun
     return out
 
 
-def _band_cholesky_solve(Lb, rhs):
-    """Solve SPD banded systems stored pixel-last, vectorized across pixels.
-
-    ``Lb[i, k, p]`` = matrix entry (i, i-k) of pixel p for k = 0..bw (lower
-    band); ``rhs`` (n, P). Banded Cholesky ``L = C C^T`` (C in the same band
-    storage), forward and back substitution. Returns (x (n, P), ok (P,)),
-    ok False where a pivot was not positive.
-    """
-    n, b1, P = Lb.shape
-    bw = b1 - 1
-    C = np.empty_like(Lb)
-    ok = np.ones(P, dtype=bool)
-    for j in range(n):
-        d = Lb[j, 0].copy()
-        for k in range(1, min(bw, j) + 1):
-            d -= C[j, k] * C[j, k]
-        bad = ~(d > 1e-300)
-        if bad.any():
-            ok &= ~bad
-            d[bad] = 1.0
-        cjj = np.sqrt(d)
-        C[j, 0] = cjj
-        for i in range(j + 1, min(n, j + bw + 1)):
-            off = i - j
-            s = Lb[i, off].copy()
-            # sum over columns c < j inside both bands: C[i, i-c] * C[j, j-c]
-            for c in range(max(0, i - bw), j):
-                s -= C[i, i - c] * C[j, j - c]
-            C[i, off] = s / cjj
-    z = np.empty_like(rhs)
-    for i in range(n):
-        acc = rhs[i].copy()
-        for c in range(max(0, i - bw), i):
-            acc -= C[i, i - c] * z[c]
-        z[i] = acc / C[i, 0]
-    x = np.empty_like(rhs)
-    for i in range(n - 1, -1, -1):
-        acc = z[i].copy()
-        for r in range(i + 1, min(n, i + bw + 1)):
-            acc -= C[r, r - i] * x[r]
-        x[i] = acc / C[i, 0]
-    return x, ok
-
 
 def _weighted_laplacian_solve(network, obs, valid, w, chunk=8192):
     """Weighted LSQ in phase-per-date form for connected pixels -> ts[1:] (N-1, n), ok (n,).
@@ -588,7 +201,7 @@ def _weighted_laplacian_solve(network, obs, valid, w, chunk=8192):
     weighted graph Laplacian of the network; with date 0 removed it is SPD for
     a connected pixel network. It is banded (half bandwidth = the largest
     index distance of a pair), assembled in band storage for a chunk of
-    pixels at once and solved by :func:`_band_cholesky_solve` (dense batched
+    pixels at once and solved by :func:`band_cholesky_solve` (dense batched
     LU when the bandwidth exceeds 16).
     """
     m, N = network.n_ifg, network.n_dates
@@ -603,13 +216,13 @@ def _weighted_laplacian_solve(network, obs, valid, w, chunk=8192):
         c1 = min(n, c0 + chunk)
         p = c1 - c0
         W = np.where(valid[:, c0:c1], w[:, c0:c1], 0.0)
-        rhs = det_matmul(network.A.T, W * np.where(valid[:, c0:c1], obs[:, c0:c1], 0.0))[1:]
-        diag = det_matmul(absA.T, W)[1:]
+        rhs = fixed_chunk_matmul(network.A.T, W * np.where(valid[:, c0:c1], obs[:, c0:c1], 0.0))[1:]
+        diag = fixed_chunk_matmul(absA.T, W)[1:]
         if bw <= 16:
             Lb = np.zeros((N - 1, bw + 1, p))
             Lb[:, 0] = diag
             Lb[i2[inner] - 1, (i2 - i1)[inner]] = -W[inner]
-            x, ok = _band_cholesky_solve(Lb, rhs)
+            x, ok = band_cholesky_solve(Lb, rhs)
         else:
             Lap = np.zeros((p, N - 1, N - 1))
             Lap[:, np.arange(N - 1), np.arange(N - 1)] = diag.T
@@ -626,58 +239,10 @@ def _weighted_laplacian_solve(network, obs, valid, w, chunk=8192):
     return out, okall
 
 
-PIVOT_TOL = 1e-9
 #: interferograms per chunk of the residual / temporal-coherence pass
-RESID_CHUNK = 16
 
 
-def _cholesky_pattern_last(Mat, tol=None, overwrite=False, workspace=None):
-    """Cholesky factors of SPD matrices stored pattern-last, vectorized across patterns.
-
-    Mat (s, s, U) -> (C (s, s, U), good (U,)): the factor is C's lower triangle (the
-    strict upper triangle is not meaningful); good is False where a pivot fell below
-    ``PIVOT_TOL`` (the matrix is singular: the pattern lost rank). Right-looking
-    (outer-product) form: one rank-1 update of the trailing block per column.
-    ``overwrite``: factor in place (C is Mat).
-    """
-    s, _, U = Mat.shape
-    tol = PIVOT_TOL if tol is None else tol
-    C = Mat if overwrite else Mat.copy()
-    good = np.ones(U, dtype=bool)
-    n1 = max(s - 1, 1)
-    tmp = _work(workspace, "chol_tmp", (n1, n1, U), Mat.dtype)
-    for j in range(s):
-        d = C[j, j]
-        ok = d > tol
-        good &= ok
-        cjj = np.sqrt(np.where(ok, d, 1.0))
-        col = C[j:, j]
-        np.divide(col, cjj, out=col)
-        n = s - j - 1
-        if n:
-            c = col[1:]
-            t = tmp[:n, :n]
-            np.multiply(c[:, None, :], c[None, :, :], out=t)
-            C[j + 1:, j + 1:] -= t
-    return C, good
-
-
-def _cholesky_solve_pixel_last(C, b):
-    """Solve ``C C^T x = b`` for C (s, s, n), b (s, n) (column-oriented substitutions)."""
-    s = C.shape[0]
-    z = b.copy()
-    for j in range(s):
-        z[j] /= C[j, j]
-        if j + 1 < s:
-            z[j + 1:] -= C[j + 1:, j] * z[j]
-    for i in range(s - 1, -1, -1):
-        z[i] /= C[i, i]
-        if i:
-            z[:i] -= C[i, :i] * z[i]
-    return z
-
-
-def _impute_missing(H, Y, part, pat, inv, M, Ur=None, workspace=None):
+def _impute_missing(operators, obs, workspace=None):
     """Fill the missing observations of partial pixels with their own LSQ prediction (in place).
 
     For a validity pattern with missing rows S, ``(I - H_SS) c = (H y_0)_S``
@@ -688,19 +253,19 @@ def _impute_missing(H, Y, part, pat, inv, M, Ur=None, workspace=None):
     patterns with the same number of missing rows), then solved per pixel.
     Returns a bool per pattern: True where solved, False where the pattern
     lost rank (a gap beyond the network's) or misses more than half the rows.
+    ``operators``: :class:`SvdOperators`; ``obs``: :class:`Observations` (``obs.signed`` is filled).
     """
+    Y, part, pat, inv = obs.signed, obs.partial, obs.patterns, obs.pattern_index
+    M = Y.shape[0]
     # float32 stacks: float32 factorisations (imputed values to ~1e-6 relative), looser rank tolerance
     fdt = np.float64 if Y.dtype == np.float64 else np.float32
     tol = PIVOT_TOL if fdt == np.float64 else 1e-5
-    Hf = np.asarray(H, dtype=fdt)
+    Hf = np.asarray(operators.hat, dtype=fdt)
     miss = ~pat
     s_count = miss.sum(axis=0)
     Yp = np.take(Y, part, axis=1)
-    if Ur is not None:                                       # H y0 = U (U^T y0), U: (M, rank)
-        Uf = Ur.astype(Y.dtype)
-        pred = det_matmul(Uf, det_matmul(np.ascontiguousarray(Uf.T), Yp, chunk=256), chunk=256)
-    else:
-        pred = det_matmul(H.astype(Y.dtype), Yp, chunk=256)
+    Uf = operators.basis.astype(Y.dtype)                    # H y0 = U (U^T y0), U: (M, rank)
+    pred = fixed_chunk_matmul(Uf, fixed_chunk_matmul(np.ascontiguousarray(Uf.T), Yp, chunk=256), chunk=256)
     pat_ok = np.zeros(pat.shape[1], dtype=bool)
     order = np.argsort(inv, kind="stable")
     starts = np.searchsorted(inv[order], np.arange(pat.shape[1] + 1))
@@ -712,11 +277,11 @@ def _impute_missing(H, Y, part, pat, inv, M, Ur=None, workspace=None):
         S = np.nonzero(np.ascontiguousarray(mt))[1].reshape(len(us), s)  # (u, s) missing rows
         ST = np.ascontiguousarray(S.T)
         u = len(us)
-        idx = np.add((ST * M)[:, None, :], ST[None, :, :], out=_work(workspace, "hss_idx", (s, s, u), np.intp))
-        Mat = Hf.ravel().take(idx, out=_work(workspace, "hss", (s, s, u), fdt))          # (s, s, u) = H_SS
+        idx = np.add((ST * M)[:, None, :], ST[None, :, :], out=work_array(workspace, "hss_idx", (s, s, u), np.intp))
+        Mat = Hf.ravel().take(idx, out=work_array(workspace, "hss", (s, s, u), fdt))          # (s, s, u) = H_SS
         np.negative(Mat, out=Mat)
         Mat[np.arange(s), np.arange(s)] += 1                                          # I - H_SS
-        C, good = _cholesky_pattern_last(Mat, tol, overwrite=True, workspace=workspace)
+        C, good = cholesky_pattern_last(Mat, tol, overwrite=True, workspace=workspace)
         if not good.any():
             continue
         ug = us[good]
@@ -737,16 +302,207 @@ def _impute_missing(H, Y, part, pat, inv, M, Ur=None, workspace=None):
             SpT = Sg[lc].T                                             # (s, n)
             rhs = pred[SpT, sl[None, :]].astype(fdt)
             Cp = Cg[:, :, c0:c0 + step] if unique_px else Cg[:, :, lc]
-            c = _cholesky_solve_pixel_last(Cp, rhs)
+            c = cholesky_solve_pixel_last(Cp, rhs)
             Y[SpT, part[sl][None, :]] = c
     return pat_ok
 
 
+
 # --------------------------------------------------------------------------- block solver
-def sbas_invert_block(obs_block, network, coherence_block=None, weighting=WEIGHT_NONE, looks=DEFAULT_LOOKS,
-                      min_coherence=0.0, gap_handling=GAP_MIN_NORM, rad_per_unit=1.0,
-                      nsbas_gamma=DEFAULT_NSBAS_GAMMA, rcond=DEFAULT_RCOND, dtype=np.float64, workspace=None,
-                      ifg_stats=False):
+@dataclass(eq=False)
+class Observations:
+    """A block's observations prepared for the solves (pixels flattened: ``P = rows * cols``).
+
+    ``raw`` (M, P) as given (NaN = no data); ``signed`` (M, P) in the solve's dtype with the pair signs
+    applied and 0 where not valid (partial pixels get their missing rows imputed in place); ``valid``
+    (M, P); ``coherence`` (M, P) or None; ``full``/``has`` (P,) every/any observation valid; ``partial``
+    indices of the pixels with some but not all; ``n_used`` (P,); ``patterns`` (M, U) the distinct
+    validity patterns of the partial pixels and ``pattern_index`` each partial pixel's pattern (None
+    without partial pixels)."""
+    raw: np.ndarray
+    signed: np.ndarray
+    valid: np.ndarray
+    coherence: Optional[np.ndarray]
+    full: np.ndarray
+    has: np.ndarray
+    partial: np.ndarray
+    n_used: np.ndarray
+    patterns: Optional[np.ndarray] = None
+    pattern_index: Optional[np.ndarray] = None
+
+
+@dataclass(eq=False)
+class Gaps:
+    """Gaps (connected date components - 1) of the network and of every pixel's own network.
+
+    ``per_pixel`` (P,) int32, -1 without data; ``network_labels`` (N,) component label of each date
+    (smallest date index of its component) in the whole network; ``network`` its gap count;
+    ``per_pattern`` (U,) of the validity patterns of :class:`Observations` (None without partial pixels)."""
+    per_pixel: np.ndarray
+    network_labels: np.ndarray
+    network: int
+    per_pattern: Optional[np.ndarray] = None
+
+
+def _prepare_observations(obs_block, network, coherence_block, options, workspace):
+    """Observation preparation: validity (NaN, coherence threshold), signed zero-filled copy, pixel classes."""
+    M, rows, cols = obs_block.shape
+    if M != network.n_ifg:
+        raise ValueError("block has %d interferograms, network has %d" % (M, network.n_ifg))
+    P = rows * cols
+    wdt = options.work_dtype
+    y = obs_block.reshape(M, P)
+    valid = np.isfinite(y, out=work_array(workspace, "valid", (M, P), bool))
+    coh = None
+    if coherence_block is not None:
+        coh = np.asarray(coherence_block).reshape(M, P)
+        if options.min_coherence and options.min_coherence > 0:
+            valid &= coh >= options.min_coherence
+        if options.weighted:
+            valid &= np.isfinite(coh)
+    elif options.weighted:
+        raise ValueError("weighting %r needs coherence" % options.weighting)
+    Y = work_array(workspace, "Y", (M, P), wdt)
+    np.copyto(Y, y)
+    miss = np.flatnonzero(np.logical_not(valid, out=work_array(workspace, "invalid", (M, P), bool)))
+    Y.reshape(-1)[miss] = 0  # (usually few: a sparse scatter beats a masked pass)
+    if np.any(network.sign < 0):
+        Y *= network.sign.astype(wdt)[:, None]
+    full = valid.all(axis=0)
+    has = valid.any(axis=0)
+    part = np.flatnonzero(has & ~full)
+    n_used = np.where(full, M, 0)
+    obs = Observations(raw=y, signed=Y, valid=valid, coherence=coh, full=full, has=has, partial=part,
+                       n_used=n_used)
+    if part.size:
+        n_used[part] = valid[:, part].sum(axis=0)
+        obs.patterns, obs.pattern_index = unique_patterns(valid[:, part])
+    return obs
+
+
+def _network_gaps(network, obs):
+    """Gaps of the whole network; pixels with every observation have them, pixels without data -1."""
+    n_gaps = np.full(obs.full.size, -1, dtype=np.int32)
+    labels = network.components()[:, 0]
+    count = int((labels == np.arange(network.n_dates)).sum() - 1)
+    n_gaps[obs.full] = count
+    return Gaps(per_pixel=n_gaps, network_labels=labels, network=count)
+
+
+def _pattern_gaps(network, patterns):
+    """Gap counts (U,) and component labels (N, U) of validity patterns (M, U)."""
+    labels = network.components(patterns)
+    return (labels == np.arange(network.n_dates)[:, None]).sum(axis=0) - 1, labels
+
+
+def _solve_unweighted(obs, network, options, ts, gaps, workspace):
+    """Unweighted solve: impute partial pixels, ONE matrix product for every pixel, SVD fallback for the
+    pixels whose own network lost rank. Fills ``ts`` and the partial pixels' gaps; returns the fallback
+    pixels (their missing rows are not imputed: residual statistics zero them)."""
+    wdt = options.work_dtype
+    ops = svd_operators(network, options)
+    fallback = np.zeros(0, dtype=np.intp)
+    part = obs.partial
+    if part.size:
+        pat_ok = _impute_missing(ops, obs, workspace=workspace)
+        # patterns keeping the network's rank have the network's gaps; components only for the rest
+        gaps.per_pattern = np.full(obs.patterns.shape[1], gaps.network, dtype=np.int32)
+        bad_pat = np.flatnonzero(~pat_ok)
+        if bad_pat.size:
+            gaps.per_pattern[bad_pat] = _pattern_gaps(network, obs.patterns[:, bad_pat])[0]
+        gaps.per_pixel[part] = gaps.per_pattern[obs.pattern_index]
+        fallback = part[~pat_ok[obs.pattern_index]]
+    # the single matrix product for every pixel (full and imputed partial ones)
+    fixed_chunk_matmul(ops.solve.astype(wdt), obs.signed, out=ts[1:])
+    ts[:, ~obs.has] = np.nan
+    if fallback.size:
+        ts[1:, fallback] = _fallback_solve(network, obs.raw[:, fallback] * network.sign[:, None],
+                                           obs.valid[:, fallback], None, options)
+    return fallback
+
+
+def _solve_weighted(obs, network, options, ts, gaps):
+    """Weighted solve: banded weighted-Laplacian normal equations for the pixels whose own network is
+    connected, the weighted SVD fallback for the rest (and where a factorisation failed). Fills ``ts``
+    and the partial pixels' gaps."""
+    w = coherence_weights(obs.coherence, options.weighting, options.looks)
+    if obs.partial.size:
+        gaps.per_pattern = _pattern_gaps(network, obs.patterns)[0].astype(np.int32)
+        gaps.per_pixel[obs.partial] = gaps.per_pattern[obs.pattern_index]
+    conn = obs.has & (gaps.per_pixel == 0)
+    ci = np.flatnonzero(conn)
+    rest = np.flatnonzero(obs.has & ~conn)
+    Y, valid = obs.signed, obs.valid
+    if ci.size:
+        x, ok = _weighted_laplacian_solve(network, Y[:, ci], valid[:, ci], w[:, ci])
+        ts[1:, ci] = x
+        rest = np.concatenate([rest, ci[~ok]])
+    if rest.size:
+        ts[1:, rest] = _fallback_solve(network, Y[:, rest], valid[:, rest], np.sqrt(w[:, rest]), options)
+
+
+def _residual_statistics(ts, obs, network, options, zero_rows, ifg_stats=False, workspace=None):
+    """Residual statistics of the used observations (unweighted): ``e = y - A ts``, their RMS per pixel,
+    the temporal coherence ``|sum exp(i e)| / n`` (Pepe & Lanari 2006) and, with ``ifg_stats``, the sum
+    of squared residuals per interferogram. ``zero_rows``: pixels whose missing rows are not imputed
+    (their residual is set to 0 there). Computed for RESID_CHUNK interferograms at a time so that e,
+    cos e and sin e stay in the CPU cache instead of streaming (M, P) arrays.
+    Returns (rms (P,), temporal coherence (P,), sum_e2 (M,) or None)."""
+    wdt = options.work_dtype
+    Y, valid, n_used = obs.signed, obs.valid, obs.n_used
+    M, P = Y.shape
+    ts_filled = np.where(np.isnan(ts), wdt(0), ts)  # (ts is finite or NaN)
+    e2 = np.zeros(P)
+    cos_sum = np.zeros(P)
+    sin_sum = np.zeros(P)
+    sum_e2 = np.empty(M) if ifg_stats else None
+    ch = min(M, RESID_CHUNK)
+    e = work_array(workspace, "e", (ch, P), wdt)
+    tmp = work_array(workspace, "trig", (ch, P), wdt)
+    rad_per_unit = wdt(options.rad_per_unit)
+    for k0 in range(0, M, ch):
+        k1 = min(M, k0 + ch)
+        ek, tk = e[:k1 - k0], tmp[:k1 - k0]
+        np.take(ts_filled, network.i2[k0:k1], axis=0, out=ek)
+        np.take(ts_filled, network.i1[k0:k1], axis=0, out=tk)
+        np.subtract(ek, tk, out=ek)
+        np.subtract(Y[k0:k1], ek, out=ek)
+        if zero_rows.size:
+            ep = ek[:, zero_rows]
+            ep[~valid[k0:k1, zero_rows]] = 0
+            ek[:, zero_rows] = ep
+        e2 += np.einsum("mp,mp->p", ek, ek)
+        if ifg_stats:
+            sum_e2[k0:k1] = np.einsum("mp,mp->m", ek, ek, dtype=np.float64)
+        ek *= rad_per_unit
+        cos_sum += np.cos(ek, out=tk).sum(axis=0)
+        sin_sum += np.sin(ek, out=tk).sum(axis=0)
+    n_div = np.maximum(n_used, 1)
+    rms = np.sqrt(e2 / n_div)
+    cos_sum -= M - n_used  # e = 0 on missing rows -> cos 1
+    tcoh = np.hypot(cos_sum, sin_sum) / n_div
+    tcoh[~obs.has] = np.nan
+    rms[~obs.has] = np.nan
+    return rms, tcoh, sum_e2
+
+
+def _mask_disconnected(ts, obs, network, gaps):
+    """Gap masking (``mask``): dates not connected to the first date are undetermined -> NaN."""
+    if not np.any(gaps.per_pixel > 0):
+        return
+    if gaps.network > 0:
+        ts[:, obs.full] = np.where((gaps.network_labels == 0)[:, None], ts[:, obs.full], np.nan)
+    if obs.partial.size:
+        pg = np.flatnonzero(gaps.per_pattern > 0)
+        if pg.size:
+            labels = network.components(obs.patterns[:, pg])
+            conn0 = np.ones((network.n_dates, obs.patterns.shape[1]), dtype=bool)
+            conn0[:, pg] = labels == 0
+            ts[:, obs.partial] = np.where(conn0[:, obs.pattern_index], ts[:, obs.partial], np.nan)
+
+
+def sbas_invert_block(obs_block, network, coherence_block=None, options=None, workspace=None, ifg_stats=False,
+                      **option_values):
     """Invert a block of interferograms into a displacement time series.
 
     Parameters
@@ -754,20 +510,20 @@ def sbas_invert_block(obs_block, network, coherence_block=None, weighting=WEIGHT
     obs_block : (M, rows, cols) array, one interferogram per pair of
         ``network`` (same order), NaN = no data (an exact 0.0 is data). Units
         are kept (radians, mm...).
-    network : :class:`SbasNetwork`.
+    network : :class:`~.network.SbasNetwork`.
     coherence_block : optional (M, rows, cols) coherence; observations with
         coherence < ``min_coherence`` (or NaN coherence when weighting) are dropped.
-    weighting : ``none`` (classic SBAS), ``coherence`` or ``variance``.
-    looks : number of looks for ``variance`` weights (None/invalid -> default).
-    gap_handling : ``min_norm``, ``nsbas`` or ``mask``.
-    rad_per_unit : radians per unit of ``obs_block`` (for temporal coherence).
-    dtype : float type of the unweighted solve (float32 is ~2x faster;
-        weighted normal equations are always float64).
+    options : :class:`SolverOptions`; ``option_values`` (its field names: ``weighting``, ``looks``,
+        ``min_coherence``, ``gap_handling``, ``rad_per_unit``, ``nsbas_gamma``, ``rcond``, ``dtype``)
+        set or override fields.
     workspace : optional dict in which the (M, pixels) work arrays are kept and reused by the
         next call with it (consecutive blocks of one stack); results do not depend on it.
     ifg_stats : also return, per interferogram, the sum of squared residuals of the used
         observations (``ifg_sum_e2``, (M,), units of obs squared) and their number
         (``ifg_n``, (M,)) in ``quality`` (for the network table).
+
+    Steps: observation preparation, the unweighted or the weighted solve, residual statistics, gap
+    masking (``mask``).
 
     Returns
     -------
@@ -778,263 +534,64 @@ def sbas_invert_block(obs_block, network, coherence_block=None, weighting=WEIGHT
         residuals of the used interferograms), ``n_gaps`` (connected date
         components - 1; -1 for a pixel without data).
     """
-    if gap_handling not in GAP_MODES:
-        raise ValueError("unknown gap handling %r (use one of %s)" % (gap_handling, ", ".join(GAP_MODES)))
-    if weighting not in WEIGHTINGS:
-        raise ValueError("unknown weighting %r (use one of %s)" % (weighting, ", ".join(WEIGHTINGS)))
+    if options is None:
+        options = SolverOptions(**option_values)
+    elif option_values:
+        options = replace(options, **option_values)
     obs_block = np.asarray(obs_block)
-    M, rows, cols = obs_block.shape
-    if M != network.n_ifg:
-        raise ValueError("block has %d interferograms, network has %d" % (M, network.n_ifg))
-    N, P = network.n_dates, rows * cols
-    weighted = weighting != WEIGHT_NONE
-    wdt = np.float64 if weighted else np.dtype(dtype).type
-    y = obs_block.reshape(M, P)
-    valid = np.isfinite(y, out=_work(workspace, "valid", (M, P), bool))
-    coh = None
-    if coherence_block is not None:
-        coh = np.asarray(coherence_block).reshape(M, P)
-        if min_coherence and min_coherence > 0:
-            valid &= coh >= min_coherence
-        if weighted:
-            valid &= np.isfinite(coh)
-    elif weighted:
-        raise ValueError("weighting %r needs coherence" % weighting)
-    Y = _work(workspace, "Y", (M, P), wdt)
-    np.copyto(Y, y)
-    miss = np.flatnonzero(np.logical_not(valid, out=_work(workspace, "invalid", (M, P), bool)))
-    Y.reshape(-1)[miss] = 0  # (usually few: a sparse scatter beats a masked pass)
-    if np.any(network.sign < 0):
-        Y *= network.sign.astype(wdt)[:, None]
-
-    full = valid.all(axis=0)
-    has = valid.any(axis=0)
-    part = np.flatnonzero(has & ~full)
-    n_used = np.where(full, M, 0)
-    if part.size:
-        n_used[part] = valid[:, part].sum(axis=0)
-    ts = np.full((N, P), np.nan, dtype=wdt)
-    n_gaps = np.full(P, -1, dtype=np.int32)
-    net_lab = network.components()[:, 0]
-    net_gaps = int((net_lab == np.arange(N)).sum() - 1)
-    n_gaps[full] = net_gaps
-    pat = inv = None
-    pat_gaps = None
-    fallback = np.zeros(0, dtype=np.intp)
-    if part.size:
-        pat, inv = _unique_patterns(valid[:, part])
-
-    def pattern_gaps(idx):
-        lab = network.components(pat[:, idx])
-        return (lab == np.arange(N)[:, None]).sum(axis=0) - 1, lab
-
-    if not weighted:
-        eng = _engine(network, gap_handling, nsbas_gamma, rcond)
-        fallback = np.zeros(0, dtype=np.intp)
-        if part.size:
-            pat_ok = _impute_missing(eng["H"], Y, part, pat, inv, M, eng["U"], workspace=workspace)
-            # patterns keeping the network's rank have the network's gaps; components only for the rest
-            pat_gaps = np.full(pat.shape[1], net_gaps, dtype=np.int32)
-            bad_pat = np.flatnonzero(~pat_ok)
-            if bad_pat.size:
-                pat_gaps[bad_pat] = pattern_gaps(bad_pat)[0]
-            n_gaps[part] = pat_gaps[inv]
-            fallback = part[~pat_ok[inv]]
-        # the single matrix product for every pixel (full and imputed partial ones)
-        det_matmul(eng["K"].astype(wdt), Y, out=ts[1:])
-        ts[:, ~has] = np.nan
-        if fallback.size:
-            ts[1:, fallback] = _fallback_solve(network, y[:, fallback] * network.sign[:, None], valid[:, fallback],
-                                               None, gap_handling, nsbas_gamma, rcond)
+    _, rows, cols = obs_block.shape
+    obs = _prepare_observations(obs_block, network, coherence_block, options, workspace)
+    N = network.n_dates
+    ts = np.full((N, rows * cols), np.nan, dtype=options.work_dtype)
+    gaps = _network_gaps(network, obs)
+    if options.weighted:
+        _solve_weighted(obs, network, options, ts, gaps)
     else:
-        w = coherence_weights(coh, weighting, looks)
-        if part.size:
-            pat_gaps = pattern_gaps(np.arange(pat.shape[1]))[0].astype(np.int32)
-            n_gaps[part] = pat_gaps[inv]
-        conn = has & (n_gaps == 0)
-        ci = np.flatnonzero(conn)
-        rest = np.flatnonzero(has & ~conn)
-        if ci.size:
-            x, ok = _weighted_laplacian_solve(network, Y[:, ci], valid[:, ci], w[:, ci])
-            ts[1:, ci] = x
-            rest = np.concatenate([rest, ci[~ok]])
-        if rest.size:
-            ts[1:, rest] = _fallback_solve(network, Y[:, rest], valid[:, rest], np.sqrt(w[:, rest]),
-                                           gap_handling, nsbas_gamma, rcond)
-    ts[0, has] = 0
-
-    # residuals of the used observations (unweighted): e = y - A ts, then their RMS and the temporal
-    # coherence |sum exp(i e)| / n (Pepe & Lanari 2006). Computed for RESID_CHUNK interferograms at a
-    # time so that e, cos e and sin e stay in the CPU cache instead of streaming (M, P) arrays.
-    tz = np.where(np.isnan(ts), wdt(0), ts)  # (ts is finite or NaN)
+        fallback = _solve_unweighted(obs, network, options, ts, gaps, workspace)
+    ts[0, obs.has] = 0
     # imputed observations have zero residual by construction; only pixels solved otherwise
     # (weighted / fallback) need their missing rows zeroed (and all partial ones for ifg_stats)
-    fix = part if (weighted or ifg_stats) else fallback
-    e2 = np.zeros(P)
-    re_ = np.zeros(P)
-    im_ = np.zeros(P)
-    if ifg_stats:
-        sum_e2 = np.empty(M)
-        n_ifg = valid.sum(axis=1)
-    ch = min(M, RESID_CHUNK)
-    e = _work(workspace, "e", (ch, P), wdt)
-    tmp = _work(workspace, "trig", (ch, P), wdt)
-    rpu = wdt(rad_per_unit)
-    for k0 in range(0, M, ch):
-        k1 = min(M, k0 + ch)
-        ek, tk = e[:k1 - k0], tmp[:k1 - k0]
-        np.take(tz, network.i2[k0:k1], axis=0, out=ek)
-        np.take(tz, network.i1[k0:k1], axis=0, out=tk)
-        np.subtract(ek, tk, out=ek)
-        np.subtract(Y[k0:k1], ek, out=ek)
-        if fix.size:
-            ep = ek[:, fix]
-            ep[~valid[k0:k1, fix]] = 0
-            ek[:, fix] = ep
-        e2 += np.einsum("mp,mp->p", ek, ek)
-        if ifg_stats:
-            sum_e2[k0:k1] = np.einsum("mp,mp->m", ek, ek, dtype=np.float64)
-        ek *= rpu
-        re_ += np.cos(ek, out=tk).sum(axis=0)
-        im_ += np.sin(ek, out=tk).sum(axis=0)
-    nu_ = np.maximum(n_used, 1)
-    rms = np.sqrt(e2 / nu_)
-    re_ -= M - n_used  # e = 0 on missing rows -> cos 1
-    tcoh = np.hypot(re_, im_) / nu_
-    tcoh[~has] = np.nan
-    rms[~has] = np.nan
-    if gap_handling == GAP_MASK:
-        gp = np.flatnonzero(n_gaps > 0)
-        if gp.size:
-            # dates not connected to the first date are undetermined: NaN
-            if net_gaps > 0:
-                ts[:, full] = np.where((net_lab == 0)[:, None], ts[:, full], np.nan)
-            if part.size:
-                pg = np.flatnonzero(pat_gaps > 0)
-                if pg.size:
-                    lab = network.components(pat[:, pg])
-                    conn0 = np.ones((N, pat.shape[1]), dtype=bool)
-                    conn0[:, pg] = lab == 0
-                    ts[:, part] = np.where(conn0[:, inv], ts[:, part], np.nan)
+    zero_rows = obs.partial if (options.weighted or ifg_stats) else fallback
+    rms, tcoh, sum_e2 = _residual_statistics(ts, obs, network, options, zero_rows, ifg_stats, workspace)
+    if options.gap_handling == GAP_MASK:
+        _mask_disconnected(ts, obs, network, gaps)
     quality = {
         "temporal_coherence": tcoh.reshape(rows, cols),
-        "n_ifg_used": n_used.reshape(rows, cols),
+        "n_ifg_used": obs.n_used.reshape(rows, cols),
         "residual_rms": rms.reshape(rows, cols),
-        "n_gaps": n_gaps.reshape(rows, cols),
+        "n_gaps": gaps.per_pixel.reshape(rows, cols),
     }
     if ifg_stats:
         quality["ifg_sum_e2"] = sum_e2
-        quality["ifg_n"] = n_ifg
+        quality["ifg_n"] = obs.valid.sum(axis=1)
     return ts.reshape(N, rows, cols), quality
 
 
-# --------------------------------------------------------------------------- velocity
-def velocity_design(tyears, seasonal=False):
-    """Columns [1, t, (cos 2pi t, sin 2pi t, cos 4pi t, sin 4pi t)] (t in years)."""
-    t = np.asarray(tyears, dtype=np.float64)
-    cols = [np.ones_like(t), t]
-    if seasonal:
-        for k in (1, 2):
-            cols += [np.cos(2 * np.pi * k * t), np.sin(2 * np.pi * k * t)]
-    return np.stack(cols, axis=1)
+# --------------------------------------------------------------------------- memory model
+MIB = 2 ** 20
+# Working memory of one pixel in a sub-block solve: sbas_invert_block with its workspace kept for the
+# window's next sub-block, then the velocity fit, outputs included (the streamed driver's
+# ``solve_sub_block``); inputs are not counted: they sit in the window buffer. Measured with tracemalloc on
+# the benchmark stack (M = 202 interferograms, N = 60 dates: 5.1 kB float32, 6.9 kB float64 without
+# workspace, 19.4 kB weighted); tests/core/insar/test_sbas.py and test_sbas_stack.py check that the peak
+# stays below the model and does not fall far below it (the model drifts when the solver changes):
+# bytes per interferogram, per date and per pixel.
+SOLVE_BYTES = {
+    "float32": (18, 24, 512),     # unweighted, float32 solve
+    "float64": (32, 16, 512),     # unweighted, float64 solve (automatic reference without coherence)
+    "weighted": (88, 32, 512),    # float64 normal equations in band storage
+}
 
 
-def velocity_fit(ts, tyears, seasonal=False):
-    """Mean velocity by least squares on the time series, with its standard deviation.
-
-    ``ts`` (N, rows, cols) (NaN = missing). ``d(t) = a + v t [+ annual + semi-annual]``;
-    ``sigma_v^2 = s^2 (X^T X)^-1_vv`` with ``s^2 = sum r^2 / (n - p)``.
-    Returns (velocity, std) in units of ts per year; NaN where fewer than
-    p + 1 dates (std) or p dates (velocity).
-    """
-    ts = np.asarray(ts, dtype=np.float64)
-    N = ts.shape[0]
-    shape = ts.shape[1:]
-    Y = ts.reshape(N, -1)
-    X = velocity_design(tyears, seasonal)
-    p = X.shape[1]
-    ok = np.isfinite(Y)
-    n = ok.sum(axis=0)
-    vel = np.full(Y.shape[1], np.nan)
-    std = np.full(Y.shape[1], np.nan)
-    # pixels with every date (the usual case): one normal matrix for all of them
-    full = np.flatnonzero(n == N)
-    if full.size and N >= p:
-        XtX = X.T @ X
-        if np.linalg.cond(XtX) < 1e12:
-            Ninv = np.linalg.inv(XtX)
-            Yf = Y[:, full]
-            coef = det_matmul(Ninv @ X.T, Yf)
-            res = Yf - det_matmul(X, coef)
-            vel[full] = coef[1]
-            if N > p:
-                std[full] = np.sqrt(np.einsum("np,np->p", res, res) / (N - p) * Ninv[1, 1])
-    # pixels with missing dates: a normal matrix each (batched)
-    rest = np.flatnonzero((n >= p) & (n < N))
-    if rest.size:
-        okr = ok[:, rest]
-        Y0 = np.where(okr, Y[:, rest], 0.0)
-        outer = (X[:, :, None] * X[:, None, :]).reshape(N, p * p)
-        NM = det_matmul(outer.T, okr.astype(np.float64)).T.reshape(-1, p, p)
-        rhs = det_matmul(X.T, Y0).T
-        det_ok = np.linalg.cond(NM) < 1e12
-        sel = np.flatnonzero(det_ok)
-        if sel.size:
-            idx = rest[sel]
-            Ninv = np.linalg.inv(NM[sel])
-            coef = np.einsum("nij,nj->ni", Ninv, rhs[sel])
-            res = np.where(okr[:, sel], Y0[:, sel] - det_matmul(X, coef.T), 0.0)
-            vel[idx] = coef[:, 1]
-            dof = n[idx] - p
-            s2 = np.where(dof > 0, (res ** 2).sum(axis=0) / np.maximum(dof, 1), np.nan)
-            std[idx] = np.sqrt(s2 * Ninv[:, 1, 1])
-    return vel.reshape(shape), std.reshape(shape)
+def solve_bytes_per_pixel(n_ifg, n_dates, kind, bandwidth=0):
+    """Working memory (bytes) of one pixel in a sub-block solve (see SOLVE_BYTES); a weighted solve of a
+    network whose bandwidth exceeds 16 uses dense (N-1)^2 normal matrices."""
+    a, b, c = SOLVE_BYTES[kind]
+    dense = 16 * (n_dates - 1) ** 2 if kind == "weighted" and bandwidth > 16 else 0
+    return a * n_ifg + b * n_dates + c + dense
 
 
-# --------------------------------------------------------------------------- reference / units
-def los_factor_mm(input_units, wavelength_m, flip_sign=False):
-    """Multiplier from input units to LOS mm (positive toward the satellite)."""
-    if input_units == UNITS_RADIANS:
-        f = -wavelength_m / (4.0 * math.pi) * 1000.0
-    elif input_units == UNITS_METRES:
-        f = 1000.0
-    elif input_units == UNITS_MM:
-        f = 1.0
-    else:
-        raise ValueError("unknown input units %r (use one of %s)" % (input_units, ", ".join(INPUT_UNITS)))
-    return -f if flip_sign else f
-
-
-def radians_per_mm(wavelength_m):
-    """Phase (rad) per mm of LOS displacement, for temporal coherence."""
-    return 4.0 * math.pi / (wavelength_m * 1000.0)
-
-
-def reference_values(window_values):
-    """Per-interferogram reference value: the NaN-ignoring median of the window ``(M, k)``.
-
-    Returns (values (M,), missing bool (M,)) where missing marks interferograms
-    with no valid pixel in the window.
-    """
-    v = np.asarray(window_values, dtype=np.float64).reshape(window_values.shape[0], -1)
-    missing = ~np.isfinite(v).any(axis=1)
-    with np.errstate(all="ignore"):
-        import warnings
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            med = np.nanmedian(v, axis=1)
-    return med, missing
-
-
-def auto_reference(n_valid, n_ifg, score, higher_is_better=True):
-    """Auto reference pixel: data in every interferogram and the best score.
-
-    ``n_valid`` and ``score`` are (rows, cols). Returns (row, col) or None
-    when no pixel has data in every interferogram.
-    """
-    cand = (np.asarray(n_valid) == n_ifg) & np.isfinite(score)
-    if not cand.any():
-        return None
-    s = np.where(cand, score, -np.inf if higher_is_better else np.inf)
-    k = int(np.argmax(s) if higher_is_better else np.argmin(s))
-    return divmod(k, s.shape[1])
+def solve_bytes_fixed(n_ifg, n_dates):
+    """Working memory of a sub-block solve that does not grow with its pixels: one chunk of the per-pixel
+    SVD fallback (pixels whose own network lost rank), bounded by ``FALLBACK_CHUNK_BYTES``."""
+    return min(FALLBACK_CHUNK_BYTES, 512 * FALLBACK_BYTES_PER_ENTRY * n_ifg * (n_dates + 1)) + MIB

@@ -6,6 +6,12 @@ import numpy as np
 import pytest
 
 from subsidence_toolkit.core.insar import sbas
+from subsidence_toolkit.core.insar.network import DEFAULT_NSBAS_GAMMA, SbasNetwork, select_pairs
+from subsidence_toolkit.core.insar.pairs import match_pairs_csv, pair_from_name, pairs_from_names, read_pairs_csv
+from subsidence_toolkit.core.insar.reference import auto_reference, reference_values
+from subsidence_toolkit.core.insar.units import los_factor_mm
+from subsidence_toolkit.core.insar.velocity import velocity_fit
+from subsidence_toolkit.core.insar.weights import coherence_weights, phase_variance_lut
 from subsidence_toolkit.core.io.errors import TimeSeriesError
 
 
@@ -56,43 +62,43 @@ def lstsq_reference(net, y, valid, w=None, nsbas_gamma=None):
 
 
 def test_pair_parsing():
-    assert sbas.pair_from_name("/x/20200103_20200115.geo.unw.tif") == (dt.date(2020, 1, 3), dt.date(2020, 1, 15))
+    assert pair_from_name("/x/20200103_20200115.geo.unw.tif") == (dt.date(2020, 1, 3), dt.date(2020, 1, 15))
     h = "S1AA_20200103T054123_20200115T054122_VVP012_INT80_G_ueF_1A2B_unw_phase.tif"
-    assert sbas.pair_from_name(h) == (dt.date(2020, 1, 3), dt.date(2020, 1, 15))
-    assert sbas.pair_from_name("ifg_2020.tif") is None
+    assert pair_from_name(h) == (dt.date(2020, 1, 3), dt.date(2020, 1, 15))
+    assert pair_from_name("ifg_2020.tif") is None
     with pytest.raises(TimeSeriesError, match="ifg_a.tif, b.tif"):
-        sbas.pairs_from_names(["20200103_20200115.tif", "ifg_a.tif", "b.tif"])
+        pairs_from_names(["20200103_20200115.tif", "ifg_a.tif", "b.tif"])
 
 
 def test_pairs_csv(tmp_path):
     p = tmp_path / "pairs.csv"
     p.write_text("file,reference,secondary,bperp\na.tif,2020-01-03,20200115,12.5\nb.tif,2020-01-15,2020-01-27,\n")
-    rows = sbas.read_pairs_csv(p)
+    rows = read_pairs_csv(p)
     assert rows[0] == {"file": "a.tif", "date1": dt.date(2020, 1, 3), "date2": dt.date(2020, 1, 15), "bperp": 12.5}
     assert rows[1]["bperp"] is None
-    m = sbas.match_pairs_csv(["/d/b.tif", "/d/a.tif"], rows)
+    m = match_pairs_csv(["/d/b.tif", "/d/a.tif"], rows)
     assert m[0]["file"] == "b.tif"
     with pytest.raises(TimeSeriesError, match="c.tif"):
-        sbas.match_pairs_csv(["/d/c.tif"], rows)
+        match_pairs_csv(["/d/c.tif"], rows)
 
 
 def test_network_errors():
     d = make_dates(4)
     with pytest.raises(TimeSeriesError, match="duplicate"):
-        sbas.SbasNetwork([d[0], d[1], d[1]], [d[1], d[2], d[0]], ["a", "b", "c"])
+        SbasNetwork([d[0], d[1], d[1]], [d[1], d[2], d[0]], ["a", "b", "c"])
     with pytest.raises(TimeSeriesError, match="equals"):
-        sbas.SbasNetwork([d[0], d[1]], [d[1], d[1]], ["a", "b"])
+        SbasNetwork([d[0], d[1]], [d[1], d[1]], ["a", "b"])
     with pytest.raises(TimeSeriesError, match="at least 3"):
-        sbas.SbasNetwork([d[0]], [d[1]], ["a"])
+        SbasNetwork([d[0]], [d[1]], ["a"])
 
 
 def test_select_pairs():
     d = make_dates(6)
     pairs = short_baseline_pairs(d, 48)
     names = ["%s_%s.unw.tif" % (a.strftime("%Y%m%d"), b.strftime("%Y%m%d")) for a, b in pairs]
-    net = sbas.SbasNetwork([a for a, _ in pairs], [b for _, b in pairs], names,
+    net = SbasNetwork([a for a, _ in pairs], [b for _, b in pairs], names,
                            bperp=np.arange(len(pairs)) * 40.0)
-    used, why = sbas.select_pairs(net, max_temporal_baseline=24, max_perp_baseline=200, exclude=[names[0]])
+    used, why = select_pairs(net, max_temporal_baseline=24, max_perp_baseline=200, exclude=[names[0]])
     tb = net.temporal_baselines
     for k in range(len(pairs)):
         expect = k != 0 and tb[k] <= 24 and k * 40 <= 200
@@ -103,7 +109,7 @@ def test_select_pairs():
 def test_noise_free_full_network_recovers_truth():
     dates = make_dates(20)
     pairs = short_baseline_pairs(dates, 48)
-    net = sbas.SbasNetwork([a for a, _ in pairs], [b for _, b in pairs])
+    net = SbasNetwork([a for a, _ in pairs], [b for _, b in pairs])
     truth = truth_ts(net.tyears, 6, 7)
     ts, q = sbas.sbas_invert_block(ifgs_from_ts(net, truth), net)
     assert np.max(np.abs(ts - truth)) < 1e-4
@@ -121,7 +127,7 @@ def test_reversed_pairs_sign():
     pairs = short_baseline_pairs(dates, 36)
     d1 = [b if k % 3 == 0 else a for k, (a, b) in enumerate(pairs)]
     d2 = [a if k % 3 == 0 else b for k, (a, b) in enumerate(pairs)]
-    net = sbas.SbasNetwork(d1, d2)
+    net = SbasNetwork(d1, d2)
     truth = truth_ts(net.tyears, 3, 3)
     pos = {d: i for i, d in enumerate(net.dates)}
     obs = np.stack([truth[pos[b]] - truth[pos[a]] for a, b in zip(d1, d2)])
@@ -131,13 +137,13 @@ def test_reversed_pairs_sign():
 
 def test_star_network_equals_direct_differences():
     dates = make_dates(7)
-    net = sbas.SbasNetwork([dates[0]] * 6, dates[1:])
+    net = SbasNetwork([dates[0]] * 6, dates[1:])
     rng = np.random.default_rng(3)
     obs = rng.normal(0, 10, (6, 4, 5))
     ts, q = sbas.sbas_invert_block(obs, net)
     assert np.allclose(ts[1:], obs, atol=1e-10) and np.all(ts[0] == 0)
     # a reference that is not the first date: ts(d) = ifg(ref,d) - ifg(ref,first)
-    net2 = sbas.SbasNetwork([dates[3]] * 6, dates[:3] + dates[4:])
+    net2 = SbasNetwork([dates[3]] * 6, dates[:3] + dates[4:])
     ts2, _ = sbas.sbas_invert_block(obs, net2)
     direct = np.concatenate([obs[:3], np.zeros((1, 4, 5)), obs[3:]])
     assert np.allclose(ts2, direct - direct[0], atol=1e-10)
@@ -147,7 +153,7 @@ def split_network():
     dates = make_dates(12)
     pairs = [(a, b) for a, b in short_baseline_pairs(dates, 36)
              if not (a <= dates[5] and b >= dates[6])]
-    return sbas.SbasNetwork([a for a, _ in pairs], [b for _, b in pairs])
+    return SbasNetwork([a for a, _ in pairs], [b for _, b in pairs])
 
 
 def test_split_network_detected_and_handled():
@@ -179,7 +185,7 @@ def nan_stack(seed=5, rows=9, cols=11, split=False):
     else:
         dates = make_dates(14)
         pairs = short_baseline_pairs(dates, 48)
-        net = sbas.SbasNetwork([a for a, _ in pairs], [b for _, b in pairs])
+        net = SbasNetwork([a for a, _ in pairs], [b for _, b in pairs])
     truth = truth_ts(net.tyears, rows, cols, seed)
     obs = ifgs_from_ts(net, truth) + rng.normal(0, 2.0, (net.n_ifg, rows, cols)) \
         + rng.normal(0, 3.0, (net.n_ifg, 1, 1))
@@ -242,7 +248,7 @@ def test_weighted_equals_per_pixel_weighted_lstsq(wmode, split):
     ts, q = sbas.sbas_invert_block(obs, net, coherence_block=coh, weighting=wmode)
     y = obs.reshape(M, -1)
     valid = np.isfinite(y)
-    w = sbas.coherence_weights(coh.reshape(M, -1), wmode)
+    w = coherence_weights(coh.reshape(M, -1), wmode)
     ref = lstsq_reference(net, y, valid, w)
     got = ts.reshape(net.n_dates, -1)
     assert np.array_equal(np.isnan(got), np.isnan(ref))
@@ -307,37 +313,37 @@ def test_velocity_fit():
     ts[5:9, 1, 0] = np.nan
     ts[:, 0, 0] = np.nan
     ts[0, 0, 0] = 1.0
-    v, s = sbas.velocity_fit(ts, t)
+    v, s = velocity_fit(ts, t)
     assert np.isnan(v[0, 0]) and abs(v[1, 0] + 20) < 1e-9 and s[1, 0] < 1e-9
     X = np.stack([np.ones(40), t], 1)
     c, res = np.linalg.lstsq(X, ts[:, 0, 1], rcond=None)[:2]
     cov = res[0] / 38 * np.linalg.inv(X.T @ X)
     assert abs(v[0, 1] - c[1]) < 1e-9 and abs(s[0, 1] - math.sqrt(cov[1, 1])) < 1e-9
-    v2, _ = sbas.velocity_fit(ts, t, seasonal=True)
+    v2, _ = velocity_fit(ts, t, seasonal=True)
     assert abs(v2[1, 1] + 20) < 1e-8
 
 
 def test_weights_and_units():
-    g, var = sbas.phase_variance_lut(20)
+    g, var = phase_variance_lut(20)
     assert np.all(np.diff(var[5:]) < 0)                        # variance falls with coherence
     assert abs(var[0] - np.pi ** 2 / 3) < 0.05                 # uniform phase at zero coherence
     crlb = (1 - 0.8 ** 2) / (2 * 20 * 0.8 ** 2)
     assert abs(np.interp(0.8, g, var) / crlb - 1) < 0.1        # near the CRLB for many looks
-    w = sbas.coherence_weights(np.array([0.0, 0.5, np.nan]), "variance", looks=None)
+    w = coherence_weights(np.array([0.0, 0.5, np.nan]), "variance", looks=None)
     assert w[0] > 0 and w[1] > w[0] and np.isnan(w[2])
-    f = sbas.los_factor_mm("radians", 0.05546576)
+    f = los_factor_mm("radians", 0.05546576)
     assert abs(f - (-0.05546576 / (4 * math.pi) * 1000)) < 1e-12
-    assert sbas.los_factor_mm("m", 0.05, flip_sign=True) == -1000.0
+    assert los_factor_mm("m", 0.05, flip_sign=True) == -1000.0
 
 
 def test_reference_helpers():
-    v, miss = sbas.reference_values(np.array([[1.0, 2.0, 9.0], [np.nan, np.nan, np.nan]]))
+    v, miss = reference_values(np.array([[1.0, 2.0, 9.0], [np.nan, np.nan, np.nan]]))
     assert v[0] == 2.0 and miss.tolist() == [False, True]
     n = np.array([[5, 5], [4, 5]])
     score = np.array([[0.5, 0.7], [0.9, 0.6]])
-    assert sbas.auto_reference(n, 5, score) == (0, 1)
-    assert sbas.auto_reference(n, 5, score, higher_is_better=False) == (0, 0)
-    assert sbas.auto_reference(n, 6, score) is None
+    assert auto_reference(n, 5, score) == (0, 1)
+    assert auto_reference(n, 5, score, higher_is_better=False) == (0, 0)
+    assert auto_reference(n, 6, score) is None
 
 
 def test_float32_path_matches_float64():
@@ -366,7 +372,7 @@ def test_fallback_min_norm_equals_pinv(gap):
     pixels whose own network is split (rank-deficient) and with weights."""
     dates = make_dates(12)
     pairs = short_baseline_pairs(dates, 36)
-    net = sbas.SbasNetwork([a for a, _ in pairs], [b for _, b in pairs])
+    net = SbasNetwork([a for a, _ in pairs], [b for _, b in pairs])
     M = net.n_ifg
     rng = np.random.default_rng(5)
     n = 40
@@ -375,8 +381,8 @@ def test_fallback_min_norm_equals_pinv(gap):
     valid[net.i1 == 5] = False       # every pixel loses the pairs from date 5: split networks
     valid[net.i2 == 5] = False
     sqrtw = rng.uniform(0.2, 1.0, (M, n))
-    got = sbas._fallback_solve(net, obs, valid, sqrtw, gap, sbas.DEFAULT_NSBAS_GAMMA, sbas.DEFAULT_RCOND)
-    D = net.nsbas_design(sbas.DEFAULT_NSBAS_GAMMA) if gap == "nsbas" else net.B
+    got = sbas._fallback_solve(net, obs, valid, sqrtw, sbas.SolverOptions(gap_handling=gap))
+    D = net.nsbas_design(DEFAULT_NSBAS_GAMMA) if gap == "nsbas" else net.B
     O = np.hstack([net.T, np.zeros((net.n_dates - 1, D.shape[1] - net.T.shape[1]))])
     for p in range(n):
         w = np.where(valid[:, p], sqrtw[:, p], 0.0)

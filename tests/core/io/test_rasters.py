@@ -6,7 +6,7 @@ import pytest
 from osgeo import gdal
 from synthetic import write_stack
 
-from subsidence_toolkit.core.insar import sbas
+from subsidence_toolkit.core.insar import units
 from subsidence_toolkit.core.io.dates import decode_cf_time, month_from_index, month_index, parse_date
 from subsidence_toolkit.core.io.errors import TimeSeriesError
 from subsidence_toolkit.core.io.rasters import (
@@ -121,7 +121,7 @@ def test_writer_is_atomic_and_labels_bands(tmp_path):
 
 def test_phase_to_los_sign():
     # positive phase = range increase = away from the satellite -> negative displacement
-    assert sbas.los_factor_mm("radians", sbas.SENTINEL1_WAVELENGTH_M) * 1.0 == pytest.approx(-0.05546576 / (4 * np.pi) * 1000)
+    assert units.los_factor_mm("radians", units.SENTINEL1_WAVELENGTH_M) * 1.0 == pytest.approx(-0.05546576 / (4 * np.pi) * 1000)
 
 
 def test_window_blocks_cover_grid_once():

@@ -1,0 +1,155 @@
+"""Linear-algebra kernels of the SBAS solver, vectorised across pixels (or validity patterns).
+
+Shapes put the pixel (pattern) axis LAST so that each step is one numpy operation over all pixels.
+"""
+import numpy as np
+
+MATMUL_CHUNK = 1024
+
+
+def fixed_chunk_matmul(A, X, chunk=MATMUL_CHUNK, out=None):
+    """``A @ X`` computed on column chunks of exactly ``chunk`` columns (zero-padded).
+
+    BLAS picks different kernels (with different summation order) for
+    different matrix sizes, so a plain ``A @ X`` gives a pixel (column) a
+    result that depends on how many other pixels share the call. Fixed-size
+    chunks make every column's result independent of the block split
+    (bit-for-bit identical results whatever the memory limit).
+    ``out``: optional (rows of A, columns of X) array to write into.
+    """
+    A = np.asarray(A)
+    X = np.asarray(X)
+    n = X.shape[1]
+    dt = np.result_type(A, X)
+    if out is None:
+        out = np.empty((A.shape[0], n), dtype=dt)
+    if n == 0:
+        return out
+    full = n - n % chunk
+    for c0 in range(0, full, chunk):
+        np.matmul(A, X[:, c0:c0 + chunk], out=out[:, c0:c0 + chunk])
+    if full < n:
+        buf = np.zeros((X.shape[0], chunk), dtype=dt)
+        buf[:, : n - full] = X[:, full:]
+        out[:, full:] = (A @ buf)[:, : n - full]
+    return out
+
+
+def work_array(workspace, name, shape, dtype):
+    """An uninitialised work array: a fresh ``np.empty``, or a view of a buffer kept in the
+    ``workspace`` dict and reused by the next call (a fresh multi-MB array per block costs a
+    page fault per 4 kB page, which is more than the arithmetic done on it)."""
+    if workspace is None:
+        return np.empty(shape, dtype=dtype)
+    size = int(np.prod(shape))
+    key = (name, np.dtype(dtype).str)
+    buf = workspace.get(key)
+    if buf is None or buf.size < size:
+        buf = workspace[key] = np.empty(size, dtype=dtype)
+    return buf[:size].reshape(shape)
+
+
+def unique_patterns(valid_cols):
+    """Unique validity patterns of (M, P) bool columns -> (patterns (M, U) bool, inverse (P,))."""
+    packed = np.packbits(valid_cols.T, axis=1)
+    pad = (-packed.shape[1]) % 8
+    if pad:
+        packed = np.hstack([packed, np.zeros((packed.shape[0], pad), np.uint8)])
+    keys = np.ascontiguousarray(packed).view(np.dtype((np.void, packed.shape[1])))[:, 0]
+    _, first, inv = np.unique(keys, return_index=True, return_inverse=True)
+    return valid_cols[:, first], inv.reshape(-1)
+
+
+def band_cholesky_solve(Lb, rhs):
+    """Solve SPD banded systems stored pixel-last, vectorized across pixels.
+
+    ``Lb[i, k, p]`` = matrix entry (i, i-k) of pixel p for k = 0..bw (lower
+    band); ``rhs`` (n, P). Banded Cholesky ``L = C C^T`` (C in the same band
+    storage), forward and back substitution. Returns (x (n, P), ok (P,)),
+    ok False where a pivot was not positive.
+    """
+    n, b1, P = Lb.shape
+    bw = b1 - 1
+    C = np.empty_like(Lb)
+    ok = np.ones(P, dtype=bool)
+    for j in range(n):
+        d = Lb[j, 0].copy()
+        for k in range(1, min(bw, j) + 1):
+            d -= C[j, k] * C[j, k]
+        bad = ~(d > 1e-300)
+        if bad.any():
+            ok &= ~bad
+            d[bad] = 1.0
+        cjj = np.sqrt(d)
+        C[j, 0] = cjj
+        for i in range(j + 1, min(n, j + bw + 1)):
+            off = i - j
+            s = Lb[i, off].copy()
+            # sum over columns c < j inside both bands: C[i, i-c] * C[j, j-c]
+            for c in range(max(0, i - bw), j):
+                s -= C[i, i - c] * C[j, j - c]
+            C[i, off] = s / cjj
+    z = np.empty_like(rhs)
+    for i in range(n):
+        acc = rhs[i].copy()
+        for c in range(max(0, i - bw), i):
+            acc -= C[i, i - c] * z[c]
+        z[i] = acc / C[i, 0]
+    x = np.empty_like(rhs)
+    for i in range(n - 1, -1, -1):
+        acc = z[i].copy()
+        for r in range(i + 1, min(n, i + bw + 1)):
+            acc -= C[r, r - i] * x[r]
+        x[i] = acc / C[i, 0]
+    return x, ok
+
+
+#: smallest pivot of a Cholesky factorisation (below: the matrix lost rank)
+PIVOT_TOL = 1e-9
+
+
+def cholesky_pattern_last(Mat, tol=None, overwrite=False, workspace=None):
+    """Cholesky factors of SPD matrices stored pattern-last, vectorized across patterns.
+
+    Mat (s, s, U) -> (C (s, s, U), good (U,)): the factor is C's lower triangle (the
+    strict upper triangle is not meaningful); good is False where a pivot fell below
+    ``PIVOT_TOL`` (the matrix is singular: the pattern lost rank). Right-looking
+    (outer-product) form: one rank-1 update of the trailing block per column.
+    ``overwrite``: factor in place (C is Mat).
+    """
+    s, _, U = Mat.shape
+    tol = PIVOT_TOL if tol is None else tol
+    C = Mat if overwrite else Mat.copy()
+    good = np.ones(U, dtype=bool)
+    n1 = max(s - 1, 1)
+    tmp = work_array(workspace, "chol_tmp", (n1, n1, U), Mat.dtype)
+    for j in range(s):
+        d = C[j, j]
+        ok = d > tol
+        good &= ok
+        cjj = np.sqrt(np.where(ok, d, 1.0))
+        col = C[j:, j]
+        np.divide(col, cjj, out=col)
+        n = s - j - 1
+        if n:
+            c = col[1:]
+            t = tmp[:n, :n]
+            np.multiply(c[:, None, :], c[None, :, :], out=t)
+            C[j + 1:, j + 1:] -= t
+    return C, good
+
+
+def cholesky_solve_pixel_last(C, b):
+    """Solve ``C C^T x = b`` for C (s, s, n), b (s, n) (column-oriented substitutions)."""
+    s = C.shape[0]
+    z = b.copy()
+    for j in range(s):
+        z[j] /= C[j, j]
+        if j + 1 < s:
+            z[j + 1:] -= C[j + 1:, j] * z[j]
+    for i in range(s - 1, -1, -1):
+        z[i] /= C[i, i]
+        if i:
+            z[:i] -= C[i, :i] * z[i]
+    return z
+

@@ -1,0 +1,161 @@
+"""The interferogram network of an SBAS inversion: dates, pairs, design matrices, components, selection."""
+import os
+
+import numpy as np
+
+from ..io.dates import format_date
+from ..io.errors import TimeSeriesError
+
+#: weight of the NSBAS linear-trend rows (LiCSBAS ``gamma``)
+DEFAULT_NSBAS_GAMMA = 1e-4
+
+
+class SbasNetwork:
+    """Dates, pairs and design matrices of an interferogram network.
+
+    ``date1``/``date2`` are the reference/secondary date of every pair (any
+    order; a pair given as later/earlier enters with sign -1). Raises
+    :class:`TimeSeriesError` for a pair with equal dates, duplicate pairs or
+    fewer than 3 dates (``names`` label the messages).
+    """
+
+    def __init__(self, date1, date2, names=None, bperp=None):
+        m = len(date1)
+        names = list(names) if names is not None else ["pair %d" % (k + 1) for k in range(m)]
+        self.names = names
+        seen = {}
+        for k, (a, b) in enumerate(zip(date1, date2)):
+            if a == b:
+                raise TimeSeriesError("%s: reference date equals secondary date (%s)" % (names[k], format_date(a)))
+            key = (min(a, b), max(a, b))
+            if key in seen:
+                raise TimeSeriesError("duplicate pair %s_%s: %s and %s" % (
+                    key[0].strftime("%Y%m%d"), key[1].strftime("%Y%m%d"), names[seen[key]], names[k]))
+            seen[key] = k
+        self.dates = sorted(set(date1) | set(date2))
+        if len(self.dates) < 3:
+            raise TimeSeriesError("an SBAS inversion needs at least 3 acquisition dates, the network has %d (%s)"
+                                  % (len(self.dates), ", ".join(format_date(d) for d in self.dates)))
+        pos = {d: i for i, d in enumerate(self.dates)}
+        a = np.array([pos[d] for d in date1])
+        b = np.array([pos[d] for d in date2])
+        self.i1 = np.minimum(a, b)
+        self.i2 = np.maximum(a, b)
+        self.sign = np.where(b > a, 1.0, -1.0)
+        self.bperp = None if bperp is None else np.asarray(bperp, dtype=np.float64)
+        self.n_dates = len(self.dates)
+        self.n_ifg = m
+        self.tdays = np.array([(d - self.dates[0]).days for d in self.dates], dtype=np.float64)
+        self.tyears = self.tdays / 365.25
+        self.dt = np.diff(self.tyears)
+        nu = self.n_dates - 1
+        # Berardino 2002 eq. 9: B[k, j] = t_{j+1} - t_j for intervals spanned by pair k
+        cols = np.arange(nu)
+        span = (cols[None, :] >= self.i1[:, None]) & (cols[None, :] < self.i2[:, None])
+        self.B = np.where(span, self.dt[None, :], 0.0)
+        # A-form (phase per date, date 0 dropped): -1 at i1, +1 at i2
+        A = np.zeros((m, self.n_dates))
+        A[np.arange(m), self.i1] = -1.0
+        A[np.arange(m), self.i2] = 1.0
+        self.A = A
+        # cumulative operator: ts[1:] = T v
+        self.T = np.tril(np.ones((nu, nu))) * self.dt[None, :]
+        self.bandwidth = int(np.max(self.i2 - self.i1))
+        self._cache = {}
+
+    @property
+    def temporal_baselines(self):
+        return self.tdays[self.i2] - self.tdays[self.i1]
+
+    def components(self, valid=None):
+        """Connected-component labels of the dates, ``(N, U)`` for validity patterns ``valid`` ``(M, U)``.
+
+        A date's label is the smallest date index of its component (iterated
+        min-label propagation along the pairs, vectorized over patterns).
+        """
+        if valid is None:
+            if "components" not in self._cache:
+                self._cache["components"] = self.components(np.ones((self.n_ifg, 1), dtype=bool))
+            return self._cache["components"].copy()
+        u = valid.shape[1]
+        i1, i2 = self.i1, self.i2
+        if u <= 64:
+            # few patterns: scipy's graph components, one small sparse graph per pattern
+            from scipy.sparse import coo_matrix
+            from scipy.sparse.csgraph import connected_components
+
+            lab = np.empty((self.n_dates, u), dtype=np.int32)
+            for j in range(u):
+                v = valid[:, j]
+                g = coo_matrix((np.ones(int(v.sum())), (i1[v], i2[v])), shape=(self.n_dates, self.n_dates))
+                _, comp = connected_components(g, directed=False)
+                first = np.full(comp.max() + 1, self.n_dates, dtype=np.int32)
+                np.minimum.at(first, comp, np.arange(self.n_dates, dtype=np.int32))
+                lab[:, j] = first[comp]
+            return lab
+        lab = np.repeat(np.arange(self.n_dates, dtype=np.int32)[:, None], u, axis=1)
+        for _ in range(self.n_dates + 1):
+            before = lab.copy()
+            for k in range(self.n_ifg):
+                la, lb = lab[i1[k]], lab[i2[k]]
+                mn = np.minimum(la, lb)
+                v = valid[k]
+                np.copyto(la, mn, where=v)
+                np.copyto(lb, mn, where=v)
+            if np.array_equal(before, lab):
+                break
+        return lab
+
+    def n_gaps(self, valid=None):
+        lab = self.components(valid)
+        return (lab == np.arange(self.n_dates)[:, None]).sum(axis=0) - 1
+
+    def nsbas_design(self, gamma=DEFAULT_NSBAS_GAMMA):
+        """Augmented NSBAS design (LiCSBAS ``invert_nsbas``): unknowns [v (N-1), vel, c].
+
+        Extra rows ``gamma * (T v - vel t_n - c) = 0`` for n = 1..N-1.
+        """
+        nu = self.n_dates - 1
+        top = np.hstack([self.B, np.zeros((self.n_ifg, 2))])
+        bottom = np.hstack([gamma * self.T, -gamma * self.tyears[1:, None], -gamma * np.ones((nu, 1))])
+        return np.vstack([top, bottom])
+
+
+def select_pairs(network, max_temporal_baseline=None, max_perp_baseline=None, exclude=()):
+    """Network selection. Returns (used bool (M,), reasons list of str ('' = used)).
+
+    ``exclude`` holds file names (with or without path/extension) or pair
+    labels ``YYYYMMDD_YYYYMMDD``.
+    """
+    excl = set()
+    for e in exclude or ():
+        e = str(e).strip()
+        if e:
+            excl.add(os.path.basename(e))
+            excl.add(os.path.basename(e).split(".")[0])
+    tb = network.temporal_baselines
+    used = np.ones(network.n_ifg, dtype=bool)
+    reasons = [""] * network.n_ifg
+    for k, name in enumerate(network.names):
+        d1, d2 = network.dates[network.i1[k]], network.dates[network.i2[k]]
+        label = "%s_%s" % (d1.strftime("%Y%m%d"), d2.strftime("%Y%m%d"))
+        base = os.path.basename(str(name))
+        if base in excl or base.split(".")[0] in excl or label in excl:
+            used[k], reasons[k] = False, "excluded"
+        elif max_temporal_baseline and tb[k] > max_temporal_baseline:
+            used[k], reasons[k] = False, "temporal baseline %.0f d > %.0f d" % (tb[k], max_temporal_baseline)
+        elif max_perp_baseline and network.bperp is not None and np.isfinite(network.bperp[k]) \
+                and abs(network.bperp[k]) > max_perp_baseline:
+            used[k] = False
+            reasons[k] = "perpendicular baseline %.1f m > %.1f m" % (abs(network.bperp[k]), max_perp_baseline)
+    return used, reasons
+
+
+def subnetwork(network, used):
+    """A new :class:`SbasNetwork` of the used pairs (dates re-derived)."""
+    idx = np.flatnonzero(used)
+    d1 = [network.dates[network.i1[k]] if network.sign[k] > 0 else network.dates[network.i2[k]] for k in idx]
+    d2 = [network.dates[network.i2[k]] if network.sign[k] > 0 else network.dates[network.i1[k]] for k in idx]
+    bp = None if network.bperp is None else network.bperp[idx]
+    return SbasNetwork(d1, d2, [network.names[k] for k in idx], bp)
+

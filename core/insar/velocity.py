@@ -1,0 +1,67 @@
+"""Mean velocity (optionally with annual and semi-annual terms) fitted to displacement time series."""
+import numpy as np
+
+from .kernels import fixed_chunk_matmul
+
+
+def velocity_design(tyears, seasonal=False):
+    """Columns [1, t, (cos 2pi t, sin 2pi t, cos 4pi t, sin 4pi t)] (t in years)."""
+    t = np.asarray(tyears, dtype=np.float64)
+    cols = [np.ones_like(t), t]
+    if seasonal:
+        for k in (1, 2):
+            cols += [np.cos(2 * np.pi * k * t), np.sin(2 * np.pi * k * t)]
+    return np.stack(cols, axis=1)
+
+
+def velocity_fit(ts, tyears, seasonal=False):
+    """Mean velocity by least squares on the time series, with its standard deviation.
+
+    ``ts`` (N, rows, cols) (NaN = missing). ``d(t) = a + v t [+ annual + semi-annual]``;
+    ``sigma_v^2 = s^2 (X^T X)^-1_vv`` with ``s^2 = sum r^2 / (n - p)``.
+    Returns (velocity, std) in units of ts per year; NaN where fewer than
+    p + 1 dates (std) or p dates (velocity).
+    """
+    ts = np.asarray(ts, dtype=np.float64)
+    N = ts.shape[0]
+    shape = ts.shape[1:]
+    Y = ts.reshape(N, -1)
+    X = velocity_design(tyears, seasonal)
+    p = X.shape[1]
+    ok = np.isfinite(Y)
+    n = ok.sum(axis=0)
+    vel = np.full(Y.shape[1], np.nan)
+    std = np.full(Y.shape[1], np.nan)
+    # pixels with every date (the usual case): one normal matrix for all of them
+    full = np.flatnonzero(n == N)
+    if full.size and N >= p:
+        XtX = X.T @ X
+        if np.linalg.cond(XtX) < 1e12:
+            Ninv = np.linalg.inv(XtX)
+            Yf = Y[:, full]
+            coef = fixed_chunk_matmul(Ninv @ X.T, Yf)
+            res = Yf - fixed_chunk_matmul(X, coef)
+            vel[full] = coef[1]
+            if N > p:
+                std[full] = np.sqrt(np.einsum("np,np->p", res, res) / (N - p) * Ninv[1, 1])
+    # pixels with missing dates: a normal matrix each (batched)
+    rest = np.flatnonzero((n >= p) & (n < N))
+    if rest.size:
+        okr = ok[:, rest]
+        Y0 = np.where(okr, Y[:, rest], 0.0)
+        outer = (X[:, :, None] * X[:, None, :]).reshape(N, p * p)
+        NM = fixed_chunk_matmul(outer.T, okr.astype(np.float64)).T.reshape(-1, p, p)
+        rhs = fixed_chunk_matmul(X.T, Y0).T
+        det_ok = np.linalg.cond(NM) < 1e12
+        sel = np.flatnonzero(det_ok)
+        if sel.size:
+            idx = rest[sel]
+            Ninv = np.linalg.inv(NM[sel])
+            coef = np.einsum("nij,nj->ni", Ninv, rhs[sel])
+            res = np.where(okr[:, sel], Y0[:, sel] - fixed_chunk_matmul(X, coef.T), 0.0)
+            vel[idx] = coef[:, 1]
+            dof = n[idx] - p
+            s2 = np.where(dof > 0, (res ** 2).sum(axis=0) / np.maximum(dof, 1), np.nan)
+            std[idx] = np.sqrt(s2 * Ninv[:, 1, 1])
+    return vel.reshape(shape), std.reshape(shape)
+
