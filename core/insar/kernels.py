@@ -8,13 +8,16 @@ MATMUL_CHUNK = 1024
 
 
 def fixed_chunk_matmul(A, X, chunk=MATMUL_CHUNK, out=None):
-    """``A @ X`` computed on column chunks of exactly ``chunk`` columns (zero-padded).
+    """``A @ X`` computed on column chunks of exactly ``chunk`` columns (zero-padded), in float64.
 
     BLAS picks different kernels (with different summation order) for
     different matrix sizes, so a plain ``A @ X`` gives a pixel (column) a
     result that depends on how many other pixels share the call. Fixed-size
     chunks make every column's result independent of the block split
-    (bit-for-bit identical results whatever the memory limit).
+    (bit-for-bit identical results whatever the memory limit). Float32 operands
+    are multiplied in float64 (and the result rounded to float32): OpenBLAS's
+    single-precision kernels (AVX-512) give a column a result that depends on its
+    position inside the chunk, its double-precision kernels do not.
     ``out``: optional (rows of A, columns of X) array to write into.
     """
     A = np.asarray(A)
@@ -24,6 +27,18 @@ def fixed_chunk_matmul(A, X, chunk=MATMUL_CHUNK, out=None):
     if out is None:
         out = np.empty((A.shape[0], n), dtype=dt)
     if n == 0:
+        return out
+    if dt == np.float32:
+        A64 = A.astype(np.float64)
+        buf = np.zeros((X.shape[0], chunk), dtype=np.float64)
+        res = np.empty((A.shape[0], chunk), dtype=np.float64)
+        for c0 in range(0, n, chunk):
+            w = min(chunk, n - c0)
+            buf[:, :w] = X[:, c0:c0 + w]
+            if w < chunk:
+                buf[:, w:] = 0
+            np.matmul(A64, buf, out=res)
+            out[:, c0:c0 + w] = res[:, :w]
         return out
     full = n - n % chunk
     for c0 in range(0, full, chunk):
