@@ -54,6 +54,7 @@ returns a :class:`LagCorrResult` (output table + the analysed series for plottin
 import math
 import re
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -429,16 +430,29 @@ def lag_list(max_lag, negative_lags=False):
     return list(range(-max_lag if negative_lags else 0, max_lag + 1))
 
 
-def correlate_rows(x, y, months, lags, series=("levels",), detrend="none", base_month=None,
-                   min_pairs=MIN_PAIRS, best_by="abs"):
+@dataclass(frozen=True)
+class LagOptions:
+    """How :func:`correlate_rows` correlates: ``lags`` (months), ``series`` modes (levels, cumulative,
+    temporal), ``detrend``, ``base_month`` (month index of the cumulative base; default: per row the first
+    month where both series have a value), ``min_pairs`` and ``best_by`` (abs, max, min)."""
+    lags: tuple
+    series: tuple = ("levels",)
+    detrend: str = "none"
+    base_month: Optional[int] = None
+    min_pairs: int = MIN_PAIRS
+    best_by: str = "abs"
+
+
+def correlate_rows(x, y, months, options):
     """Lagged correlation of many series pairs on one complete monthly axis (vectorised over rows).
 
-    ``x``, ``y``: rows x months (one row per group), ``months``: the month index of each column.
+    ``x``, ``y``: rows x months (one row per group), ``months``: the month index of each column,
+    ``options``: :class:`LagOptions`.
     Returns a dict mode -> ``{"x", "y"`` (analysed series), ``"stats"`` (:func:`lag_statistics`),
     ``"best"`` (best-lag index per row, -1 if none), ``"notes"`` (list of lists of messages per row)``}``.
-    ``base_month``: month index of the cumulative base (default: per row the first month where
-    both series have a value).
     """
+    lags, detrend, base_month = list(options.lags), options.detrend, options.base_month
+    min_pairs, best_by = options.min_pairs, options.best_by
     x2, _ = _rows(x)
     y2, _ = _rows(y)
     months = np.asarray(months, dtype=np.int64)
@@ -446,7 +460,7 @@ def correlate_rows(x, y, months, lags, series=("levels",), detrend="none", base_
     if detrend not in DETREND_CHOICES:
         raise ValueError("unknown detrending %r (expected one of %s)" % (detrend, ", ".join(DETREND_CHOICES)))
     out = {}
-    for mode in expand_series(series):
+    for mode in expand_series(options.series):
         notes = [[] for _ in range(rows)]
         base = None
         if mode == "cumulative":
@@ -496,37 +510,6 @@ def _row_notes(st, min_pairs):
     note[noacf] = "lag-1 autocorrelation not estimable (fewer than %d adjacent months)" % MIN_ADJACENT_PAIRS
     note[small] = "effective sample size <= 2"
     return note
-
-
-def correlate_pair(x, y, lags, series=("levels",), detrend="none", base_month=None,
-                   min_pairs=MIN_PAIRS, best_by="abs"):
-    """Lagged correlation of two month-indexed series (pd.Series, index = month index).
-
-    Returns ``(rows, curves, notes)``: ``rows`` a list of dicts (series, lag, n, r, p, r1_x,
-    r1_y, n_eff, p_eff, best_lag, note), ``curves`` a dict mode -> (months, x, y) of the
-    analysed series, ``notes`` warnings. See :func:`correlate_rows`.
-    """
-    if len(x) and len(y):
-        m0 = int(min(x.index.min(), y.index.min()))
-        m1 = int(max(x.index.max(), y.index.max()))
-    else:
-        m0, m1 = 0, -1
-    months = np.arange(m0, m1 + 1)
-    xa = x.reindex(months).to_numpy(dtype=np.float64)[None] if months.size else np.full((1, 0), np.nan)
-    ya = y.reindex(months).to_numpy(dtype=np.float64)[None] if months.size else np.full((1, 0), np.nan)
-    res = correlate_rows(xa, ya, months, lags, series, detrend, base_month, min_pairs, best_by)
-    rows, curves, notes = [], {}, []
-    for mode, r in res.items():
-        st = r["stats"]
-        nt = _row_notes(st, min_pairs)
-        for j, k in enumerate(lags):
-            rows.append({"series": mode, "lag": int(k), "n": int(st["n"][0, j]), "r": st["r"][0, j],
-                         "p": st["p"][0, j], "r1_x": st["r1_x"][0, j], "r1_y": st["r1_y"][0, j],
-                         "n_eff": st["n_eff"][0, j], "p_eff": st["p_eff"][0, j],
-                         "best_lag": bool(r["best"][0] == j), "note": nt[0, j]})
-        curves[mode] = (months, r["x"][0], r["y"][0])
-        notes += r["notes"][0]
-    return rows, curves, notes
 
 
 # --------------------------------------------------------------------------- tables
@@ -595,113 +578,106 @@ def group_label(group_fields, key):
     return ", ".join("%s=%s" % (f, v) for f, v in zip(group_fields, key))
 
 
-def lagged_correlation_table(df, date_field, x_field=None, y_field=None, group_fields=(),
-                             variable_field=None, value_field=None, x_name=None, y_name=None,
-                             max_lag=3, negative_lags=False, series="levels", detrend="none",
-                             base_date=None, min_pairs=MIN_PAIRS, best_by="abs", progress=None,
-                             chunk_rows=4096):
-    """Lagged correlation per group of a wide or long table.
-
-    Wide table: one row per date (and group) with the driver in ``x_field`` and the response
-    in ``y_field``. Long table: ``variable_field`` names the variable of each row (rows whose
-    value is ``x_name`` are X, ``y_name`` are Y) and ``value_field`` holds the value — e.g. the
-    class-sampling table (area, class, layer, date, mean) with ``variable_field='layer'``.
-
-    Missing values (None, '' or NaN) are missing months; text that is not a number, a date
-    that cannot be parsed, X and Y naming the same field/variable or unknown fields raise
-    ValueError naming the field. A group with fewer than ``min_pairs`` overlapping months
-    gives NaN rows and a warning. Groups are processed together, vectorised, ``chunk_rows``
-    groups at a time; ``progress(done, total)`` is called after each chunk (it may raise to
-    cancel).
-    """
-    if not isinstance(df, pd.DataFrame):
-        df = pd.DataFrame(df)
-    group_fields = [g for g in (group_fields or []) if g]
-    lags = lag_list(max_lag, negative_lags)
-    modes = expand_series(series)
+def _check_options(detrend, best_by):
     if detrend not in DETREND_CHOICES:
         raise ValueError("unknown detrending %r (expected one of %s)" % (detrend, ", ".join(DETREND_CHOICES)))
     if best_by not in BEST_BY_CHOICES:
         raise ValueError("unknown best_by %r (expected one of %s)" % (best_by, ", ".join(BEST_BY_CHOICES)))
-    long = bool(variable_field)
-    _check_columns(df, [date_field], "date")
-    if len(df) == 0:
-        raise ValueError("the input table has no rows")
-    _check_columns(df, group_fields, "group")
-    clash = [g for g in group_fields if g in OUTPUT_COLUMNS]
-    if clash:
-        raise ValueError("group field '%s' has the name of an output column; rename it" % clash[0])
-    if long:
-        if not value_field:
-            raise ValueError("a long table needs a value field besides the variable field '%s'" % variable_field)
-        _check_columns(df, [variable_field], "variable")
-        _check_columns(df, [value_field], "value")
-        if x_name is None or y_name is None or str(x_name) == "" or str(y_name) == "":
-            raise ValueError("a long table needs the names of the X and Y variables in field '%s'" % variable_field)
-        if str(x_name) == str(y_name):
-            raise ValueError("X and Y are the same variable '%s' of field '%s'" % (x_name, variable_field))
-        if value_field in (date_field, variable_field) or value_field in group_fields:
-            raise ValueError("value field '%s' is also used as date/variable/group field" % value_field)
-        names = df[variable_field].astype(str)
-        present = set(names)
-        for nm, what in ((x_name, "X"), (y_name, "Y")):
-            if str(nm) not in present:
-                raise ValueError("%s variable '%s' does not occur in field '%s' (values: %s)" % (
-                    what, nm, variable_field, ", ".join(sorted(present)[:20])))
-        sub = df[names.isin([str(x_name), str(y_name)])].reset_index(drop=True)
-        months = _months(sub, date_field)
-        vals = _numeric(sub, value_field, "value")
-        is_x = (sub[variable_field].astype(str) == str(x_name)).to_numpy()
-        work = pd.DataFrame({"_m": months, "_v": vals.to_numpy(), "_isx": is_x})
-        for g in group_fields:
-            work[g] = sub[g].to_numpy()
-        x_label, y_label = str(x_name), str(y_name)
-    else:
-        if not x_field or not y_field:
-            raise ValueError("give the X and Y fields (or a variable field for a long table)")
-        _check_columns(df, [x_field], "X")
-        _check_columns(df, [y_field], "Y")
-        if x_field == y_field:
-            raise ValueError("X and Y are the same field '%s'" % x_field)
-        for f, what in ((x_field, "X"), (y_field, "Y")):
-            if f == date_field or f in group_fields:
-                raise ValueError("%s field '%s' is also the date or a group field" % (what, f))
-        months = _months(df, date_field)
-        xv = _numeric(df, x_field, "X").to_numpy()
-        yv = _numeric(df, y_field, "Y").to_numpy()
-        n = len(df)
-        work = pd.DataFrame({"_m": np.concatenate([months, months]), "_v": np.concatenate([xv, yv]),
-                             "_isx": np.r_[np.ones(n, bool), np.zeros(n, bool)]})
-        for g in group_fields:
-            work[g] = np.concatenate([df[g].to_numpy(), df[g].to_numpy()])
-        x_label, y_label = str(x_field), str(y_field)
 
-    base_month = None
-    if base_date is not None and base_date != "":
-        base_month = to_month(base_date)
-        if base_month is None:
-            raise ValueError("base date %r is not a date" % (base_date,))
 
-    if group_fields:
-        keyed = work.copy()
-        for g in group_fields:  # None / NaN keys form their own group ('')
-            if keyed[g].isna().any():
-                keyed[g] = keyed[g].astype(object).where(keyed[g].notna(), "")
-        by = group_fields if len(group_fields) > 1 else group_fields[0]
-        try:
-            codes = keyed.groupby(by, sort=True).ngroup().to_numpy()
-        except TypeError:  # keys of mixed types cannot be sorted: keep order of appearance
-            codes = keyed.groupby(by, sort=False).ngroup().to_numpy()
-        firsts = keyed.assign(_c=codes).drop_duplicates("_c").sort_values("_c")
-        keys = [tuple(r) for r in firsts[group_fields].itertuples(index=False, name=None)]
-    else:
-        codes = np.zeros(len(work), dtype=np.int64)
-        keys = [()]
-    work["_c"] = codes
-    ngroups = len(keys)
-    labels = [group_label(group_fields, k) for k in keys]
+@dataclass
+class _Observations:
+    """Every X and Y value of the table in one frame (``_m`` month index, ``_v`` value, ``_isx`` X or Y,
+    the group fields) with the labels of X and Y."""
+    work: pd.DataFrame
+    x_label: str
+    y_label: str
 
-    # one row per group, one column per calendar month (several values in a month averaged)
+
+def _long_observations(df, date_field, group_fields, variable_field, value_field, names):
+    """Observations of a long table: ``variable_field`` names the variable of each row, ``names`` = (X, Y)."""
+    x_name, y_name = names
+    if not value_field:
+        raise ValueError("a long table needs a value field besides the variable field '%s'" % variable_field)
+    _check_columns(df, [variable_field], "variable")
+    _check_columns(df, [value_field], "value")
+    if x_name is None or y_name is None or str(x_name) == "" or str(y_name) == "":
+        raise ValueError("a long table needs the names of the X and Y variables in field '%s'" % variable_field)
+    if str(x_name) == str(y_name):
+        raise ValueError("X and Y are the same variable '%s' of field '%s'" % (x_name, variable_field))
+    if value_field in (date_field, variable_field) or value_field in group_fields:
+        raise ValueError("value field '%s' is also used as date/variable/group field" % value_field)
+    var_names = df[variable_field].astype(str)
+    present = set(var_names)
+    for nm, what in ((x_name, "X"), (y_name, "Y")):
+        if str(nm) not in present:
+            raise ValueError("%s variable '%s' does not occur in field '%s' (values: %s)" % (
+                what, nm, variable_field, ", ".join(sorted(present)[:20])))
+    sub = df[var_names.isin([str(x_name), str(y_name)])].reset_index(drop=True)
+    months = _months(sub, date_field)
+    vals = _numeric(sub, value_field, "value")
+    is_x = (sub[variable_field].astype(str) == str(x_name)).to_numpy()
+    work = pd.DataFrame({"_m": months, "_v": vals.to_numpy(), "_isx": is_x})
+    for g in group_fields:
+        work[g] = sub[g].to_numpy()
+    return _Observations(work, str(x_name), str(y_name))
+
+
+def _wide_observations(df, date_field, group_fields, x_field, y_field):
+    """Observations of a wide table: X in ``x_field``, Y in ``y_field``."""
+    if not x_field or not y_field:
+        raise ValueError("give the X and Y fields (or a variable field for a long table)")
+    _check_columns(df, [x_field], "X")
+    _check_columns(df, [y_field], "Y")
+    if x_field == y_field:
+        raise ValueError("X and Y are the same field '%s'" % x_field)
+    for f, what in ((x_field, "X"), (y_field, "Y")):
+        if f == date_field or f in group_fields:
+            raise ValueError("%s field '%s' is also the date or a group field" % (what, f))
+    months = _months(df, date_field)
+    xv = _numeric(df, x_field, "X").to_numpy()
+    yv = _numeric(df, y_field, "Y").to_numpy()
+    n = len(df)
+    work = pd.DataFrame({"_m": np.concatenate([months, months]), "_v": np.concatenate([xv, yv]),
+                         "_isx": np.r_[np.ones(n, bool), np.zeros(n, bool)]})
+    for g in group_fields:
+        work[g] = np.concatenate([df[g].to_numpy(), df[g].to_numpy()])
+    return _Observations(work, str(x_field), str(y_field))
+
+
+def _group_codes(work, group_fields):
+    """Group code of every observation, the key tuple of every group and the first row of each group
+    (sorted keys; order of appearance when the keys cannot be sorted)."""
+    if not group_fields:
+        return np.zeros(len(work), dtype=np.int64), [()], None
+    keyed = work.copy()
+    for g in group_fields:  # None / NaN keys form their own group ('')
+        if keyed[g].isna().any():
+            keyed[g] = keyed[g].astype(object).where(keyed[g].notna(), "")
+    by = group_fields if len(group_fields) > 1 else group_fields[0]
+    try:
+        codes = keyed.groupby(by, sort=True).ngroup().to_numpy()
+    except TypeError:  # keys of mixed types cannot be sorted: keep order of appearance
+        codes = keyed.groupby(by, sort=False).ngroup().to_numpy()
+    firsts = keyed.assign(_c=codes).drop_duplicates("_c").sort_values("_c")
+    keys = [tuple(r) for r in firsts[group_fields].itertuples(index=False, name=None)]
+    return codes, keys, firsts
+
+
+@dataclass
+class _MonthlyGrid:
+    """One row per group, one column per calendar month: ``x``, ``y`` (several values in a month are
+    averaged: ``merged`` counts such months), ``months`` (month index per column), ``first``/``last``
+    column with a value per group."""
+    months: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    first: np.ndarray
+    last: np.ndarray
+    merged: int
+
+
+def _monthly_grid(work, ngroups):
     fin = work[np.isfinite(work["_v"].to_numpy())]
     agg = fin.groupby(["_c", "_isx", "_m"], sort=False)["_v"].agg(["mean", "size"]).reset_index()
     merged_total = int((agg["size"] > 1).sum())
@@ -720,46 +696,67 @@ def lagged_correlation_table(df, date_field, x_field=None, y_field=None, group_f
     present = np.isfinite(xall) | np.isfinite(yall)
     first = np.where(present.any(axis=1), present.argmax(axis=1) if months.size else 0, 0)
     last = np.where(present.any(axis=1), months.size - 1 - present[:, ::-1].argmax(axis=1) if months.size else -1, -1)
+    return _MonthlyGrid(months, xall, yall, first, last, merged_total)
 
-    warnings = []
-    if merged_total:
-        warnings.append("%d group/variable months had several values and were averaged "
-                        "(monthly series are keyed by calendar month)" % merged_total)
-    group_notes = [[] for _ in range(ngroups)]
-    for i in np.flatnonzero(~np.isfinite(xall).any(axis=1) if months.size else np.ones(ngroups, bool)):
-        group_notes[i].append("X has no values")
-    for i in np.flatnonzero(~np.isfinite(yall).any(axis=1) if months.size else np.ones(ngroups, bool)):
-        group_notes[i].append("Y has no values")
-    nl, nm = len(lags), len(modes)
-    stats_keys = ("n", "r", "p", "r1_x", "r1_y", "n_eff", "p_eff")
-    cube = {k: np.full((ngroups, nm, nl), np.nan) for k in stats_keys}
-    best = np.zeros((ngroups, nm, nl), dtype=bool)
-    note = np.full((ngroups, nm, nl), "", dtype=object)
-    curves = []
+
+_STATS_KEYS = ("n", "r", "p", "r1_x", "r1_y", "n_eff", "p_eff")
+
+
+@dataclass
+class _Correlations:
+    """Statistics cube (groups x series x lags) of every key of :func:`lag_statistics`, the best-lag flags,
+    the note per row, the curves and the notes per group."""
+    cube: dict
+    best: np.ndarray
+    note: np.ndarray
+    curves: list
+    group_notes: list
+
+
+def _correlate_groups(grid, options, groups, chunk_rows, progress):
+    """Correlate every group's row of ``grid`` (``groups`` = (labels, keys)), ``chunk_rows`` groups at a time."""
+    labels, keys = groups
+    ngroups = len(labels)
+    modes, nl = options.series, len(options.lags)
+    shape = (ngroups, len(modes), nl)
+    acc = _Correlations(cube={k: np.full(shape, np.nan) for k in _STATS_KEYS}, best=np.zeros(shape, dtype=bool),
+                        note=np.full(shape, "", dtype=object), curves=[], group_notes=[[] for _ in range(ngroups)])
+    if grid.months.size:
+        no_x, no_y = ~np.isfinite(grid.x).any(axis=1), ~np.isfinite(grid.y).any(axis=1)
+    else:
+        no_x = no_y = np.ones(ngroups, bool)
+    for i in np.flatnonzero(no_x):
+        acc.group_notes[i].append("X has no values")
+    for i in np.flatnonzero(no_y):
+        acc.group_notes[i].append("Y has no values")
     chunk = max(1, int(chunk_rows))
     for g0 in range(0, ngroups, chunk):
         g1 = min(ngroups, g0 + chunk)
-        res = correlate_rows(xall[g0:g1], yall[g0:g1], months, lags, modes, detrend, base_month, min_pairs, best_by)
+        res = correlate_rows(grid.x[g0:g1], grid.y[g0:g1], grid.months, options)
         for j, mode in enumerate(modes):
             r = res[mode]
-            for k in stats_keys:
-                cube[k][g0:g1, j, :] = r["stats"][k]
+            for k in _STATS_KEYS:
+                acc.cube[k][g0:g1, j, :] = r["stats"][k]
             b = r["best"]
             has = b >= 0
-            best[np.arange(g0, g1)[has], j, b[has]] = True
-            note[g0:g1, j, :] = _row_notes(r["stats"], min_pairs)
+            acc.best[np.arange(g0, g1)[has], j, b[has]] = True
+            acc.note[g0:g1, j, :] = _row_notes(r["stats"], options.min_pairs)
             for i in range(g1 - g0):
-                group_notes[g0 + i] += r["notes"][i]
+                acc.group_notes[g0 + i] += r["notes"][i]
         for i in range(g0, g1):
-            sl = slice(first[i], last[i] + 1)
+            sl = slice(grid.first[i], grid.last[i] + 1)
             for mode in modes:
-                curves.append({"group": labels[i], "key": keys[i], "series": mode, "months": months[sl],
-                               "x": res[mode]["x"][i - g0, sl], "y": res[mode]["y"][i - g0, sl]})
+                acc.curves.append({"group": labels[i], "key": keys[i], "series": mode, "months": grid.months[sl],
+                                   "x": res[mode]["x"][i - g0, sl], "y": res[mode]["y"][i - g0, sl]})
         if progress is not None:
             progress(g1, ngroups)
-    for i, notes in enumerate(group_notes):
-        warnings += ["%s: %s" % (labels[i], msg) for msg in notes]
+    return acc
 
+
+def _result_table(corr, options, labels, obs, group_fields, firsts):
+    """The long output table: one row per group, series and lag (columns: the group fields, OUTPUT_COLUMNS)."""
+    modes, lags = options.series, options.lags
+    ngroups, nm, nl = len(labels), len(modes), len(lags)
     total = ngroups * nm * nl
     gi = np.repeat(np.arange(ngroups), nm * nl)
     data = {}
@@ -768,19 +765,81 @@ def lagged_correlation_table(df, date_field, x_field=None, y_field=None, group_f
         for g in group_fields:
             data[g] = key_cols[g].to_numpy()
     data["group"] = np.array(labels, dtype=object)[gi] if total else np.array([], dtype=object)
-    data["x"] = np.full(total, x_label, dtype=object)
-    data["y"] = np.full(total, y_label, dtype=object)
+    data["x"] = np.full(total, obs.x_label, dtype=object)
+    data["y"] = np.full(total, obs.y_label, dtype=object)
     data["series"] = np.tile(np.repeat(np.array(modes, dtype=object), nl), ngroups)
-    data["detrend"] = np.full(total, detrend, dtype=object)
+    data["detrend"] = np.full(total, options.detrend, dtype=object)
     data["lag"] = np.tile(np.array(lags, dtype=np.int64), ngroups * nm)
-    data["n"] = cube["n"].reshape(-1).astype(np.int64)
+    data["n"] = corr.cube["n"].reshape(-1).astype(np.int64)
     for k in ("r", "p", "r1_x", "r1_y", "n_eff", "p_eff"):
-        data[k] = cube[k].reshape(-1)
-    data["best_lag"] = best.reshape(-1)
-    data["note"] = note.reshape(-1)
-    table = pd.DataFrame({k: data[k] for k in list(group_fields) + list(OUTPUT_COLUMNS)})
-    return LagCorrResult(table=table, curves=curves, warnings=warnings, x_label=x_label,
-                         y_label=y_label, lags=lags)
+        data[k] = corr.cube[k].reshape(-1)
+    data["best_lag"] = corr.best.reshape(-1)
+    data["note"] = corr.note.reshape(-1)
+    return pd.DataFrame({k: data[k] for k in list(group_fields) + list(OUTPUT_COLUMNS)})
+
+
+def lagged_correlation_table(df, date_field, x_field=None, y_field=None, *, group_fields=(),
+                             variable_field=None, value_field=None, x_name=None, y_name=None,
+                             max_lag=3, negative_lags=False, series="levels", detrend="none",
+                             base_date=None, min_pairs=MIN_PAIRS, best_by="abs", progress=None,
+                             chunk_rows=4096):
+    """Lagged correlation per group of a wide or long table.
+
+    Wide table: one row per date (and group) with the driver in ``x_field`` and the response
+    in ``y_field``. Long table: ``variable_field`` names the variable of each row (rows whose
+    value is ``x_name`` are X, ``y_name`` are Y) and ``value_field`` holds the value — e.g. the
+    class-sampling table (area, class, layer, date, mean) with ``variable_field='layer'``.
+
+    Missing values (None, '' or NaN) are missing months; text that is not a number, a date
+    that cannot be parsed, X and Y naming the same field/variable or unknown fields raise
+    ValueError naming the field. A group with fewer than ``min_pairs`` overlapping months
+    gives NaN rows and a warning. Groups are processed together, vectorised, ``chunk_rows``
+    groups at a time; ``progress(done, total)`` is called after each chunk (it may raise to
+    cancel).
+
+    Steps: observations of the wide or long table, group codes, one monthly grid row per group,
+    the correlations (:func:`correlate_rows`), the output table.
+    """
+    if not isinstance(df, pd.DataFrame):
+        df = pd.DataFrame(df)
+    group_fields = [g for g in (group_fields or []) if g]
+    lags = lag_list(max_lag, negative_lags)
+    modes = expand_series(series)
+    _check_options(detrend, best_by)
+    _check_columns(df, [date_field], "date")
+    if len(df) == 0:
+        raise ValueError("the input table has no rows")
+    _check_columns(df, group_fields, "group")
+    clash = [g for g in group_fields if g in OUTPUT_COLUMNS]
+    if clash:
+        raise ValueError("group field '%s' has the name of an output column; rename it" % clash[0])
+    if variable_field:
+        obs = _long_observations(df, date_field, group_fields, variable_field, value_field, (x_name, y_name))
+    else:
+        obs = _wide_observations(df, date_field, group_fields, x_field, y_field)
+
+    base_month = None
+    if base_date is not None and base_date != "":
+        base_month = to_month(base_date)
+        if base_month is None:
+            raise ValueError("base date %r is not a date" % (base_date,))
+    options = LagOptions(lags=tuple(lags), series=tuple(modes), detrend=detrend, base_month=base_month,
+                         min_pairs=min_pairs, best_by=best_by)
+
+    codes, keys, firsts = _group_codes(obs.work, group_fields)
+    obs.work["_c"] = codes
+    labels = [group_label(group_fields, k) for k in keys]
+    grid = _monthly_grid(obs.work, len(keys))
+    corr = _correlate_groups(grid, options, (labels, keys), chunk_rows, progress)
+    warnings = []
+    if grid.merged:
+        warnings.append("%d group/variable months had several values and were averaged "
+                        "(monthly series are keyed by calendar month)" % grid.merged)
+    for i, notes in enumerate(corr.group_notes):
+        warnings += ["%s: %s" % (labels[i], msg) for msg in notes]
+    table = _result_table(corr, options, labels, obs, group_fields, firsts)
+    return LagCorrResult(table=table, curves=corr.curves, warnings=warnings, x_label=obs.x_label,
+                         y_label=obs.y_label, lags=lags)
 
 
 def wide_result(table, group_fields=()):
