@@ -396,45 +396,29 @@ def downscale_window_task(spec, shared=None):
     return {"td": td, "sums": sums}
 
 
-def weighted_downscaling(grace, model, method="bilinear", period=None, gain=None, write=None,
-                         progress=None, memory_mb=512, margin=1, log=None, run_tasks=None, out_dtype=None):
-    """Run eqs. (6)-(9) on a GRACE product and a fine model, streaming the fine grid in row blocks.
-
-    ``grace``: :class:`grace.ProductReader` (values already in mm); ``model``: :class:`ModelSum`;
-    ``period``: (start, end) decimal years of the climatology (default: all months where both exist);
-    ``gain``: optional callable(stack) -> per-cell gain array on the coarse window (JPL);
-    ``write(row0, block[, col0])``: receives TD windows (nmonths, nrows, ncols) for the output months
-    (``col0`` is passed only for windows narrower than the grid: deep stacks are cut into tile-row
-    windows, :func:`~subsidence_toolkit.core.io.windows.window_blocks`);
-    ``progress(fraction)`` may raise to cancel;
-    ``run_tasks(task_fn, tasks, shared)``: optional runner yielding ``(index, result)`` of the window tasks
-    (:func:`downscale_window_task`) in any order, e.g. on Dask (:func:`.parallel.map_blocks`); windows
-    are written as they arrive and the regional sums are added in window order, so the results do
-    not depend on the runner; ``out_dtype``: dtype of the TD windows handed to ``write`` (cast in the task).
-    Returns ``(months, table)``: the output month indices (complete GRACE axis, missing months NaN)
-    and a DataFrame with per-month cos(phi)-weighted regional means of the coarse GRACE field
-    interpolated to the fine grid, the model TWS and the downscaled TWS.
-    """
-    log = log or (lambda s: None)
-    lons, lats = model.lons, model.lats
-    bbox = fine_bbox(lons, lats)
+def _grace_window(grace, model, margin, gain, log):
+    """The GRACE window around the model grid (gain applied), checked to hold data. Returns (window, bbox)."""
+    bbox = fine_bbox(model.lons, model.lats)
     tg = grace.window(bbox, margin=margin)
     if gain is not None:
         tg.data = tg.data * gain(tg)[None]
     for line in grace.report():
         log(line)
-    months = tg.months
-    g_valid = np.array([np.isfinite(tg.data[i]).any() for i in range(len(months))])
+    g_valid = np.array([np.isfinite(tg.data[i]).any() for i in range(len(tg.months))])
     if not g_valid.any():
         raise TimeSeriesError("%s: all GRACE cells around the study area (%g..%g E, %g..%g N) are NaN"
                               % (grace.label, bbox[0], bbox[2], bbox[1], bbox[3]))
-    g_months = set(months[g_valid].tolist())
-    m_months = set(model.record_months.tolist())
+    return tg, bbox, set(tg.months[g_valid].tolist())
+
+
+def _climatology_months(months, g_months, m_months, period, labels):
+    """Months of the climatology (eqs. 6-7): GRACE and model both present, inside ``period``, every calendar
+    month represented. ``labels``: (GRACE label, model label) for the messages. Returns a bool per month."""
     common = sorted(g_months & m_months)
     if not common:
         raise TimeSeriesError(
             "GRACE and model months do not overlap: GRACE %s (%s), model %s (%s)"
-            % (month_range_label(g_months), grace.label, month_range_label(m_months), model.label))
+            % (month_range_label(g_months), labels[0], month_range_label(m_months), labels[1]))
     use_g = np.isin(months, common)
     if period is not None:
         use_g &= months_in_period(months, *period)
@@ -448,19 +432,88 @@ def weighted_downscaling(grace, model, method="bilinear", period=None, gain=None
     if lacking:
         raise TimeSeriesError("the climatology period (%s) has no GRACE+model data for calendar month(s) %s"
                               % (month_range_label(clim_months), ", ".join("%02d" % (m + 1) for m in lacking)))
-    log("climatology (eqs. 6-7) from %d months %s" % (len(clim_months), month_range_label(clim_months)))
-    tg_clim = monthly_climatology(tg.data, months, use_g)
-    e = climatology_deviation(tg.data, months, tg_clim)
-    # is the fine grid covered by the coarse window?
-    interp = Interpolator(tg.lons, tg.lats, lons, lats, method)
+    return use_g
+
+
+def _check_coverage(interp, tg, bbox, grace_label, log):
+    """Error when the fine grid lies outside the GRACE cell centres, a warning when part of it does."""
     out_cols = int(np.isnan(interp.wx).any(axis=1).sum())
     out_rows = int(np.isnan(interp.wy).any(axis=1).sum())
-    if out_cols == len(lons) or out_rows == len(lats):
+    if out_cols == len(interp.dst_lons) or out_rows == len(interp.dst_lats):
         raise TimeSeriesError("%s: the model grid (%g..%g E, %g..%g N) lies outside the GRACE cell centres"
-                              % (grace.label, bbox[0], bbox[2], bbox[1], bbox[3]))
+                              % (grace_label, bbox[0], bbox[2], bbox[1], bbox[3]))
     if out_cols or out_rows:
         log("warning: %d model columns and %d rows lie outside the GRACE cell centres (%g..%g E, %g..%g N) "
             "and are NoData" % (out_cols, out_rows, tg.lons.min(), tg.lons.max(), tg.lats.min(), tg.lats.max()))
+
+
+def _regional_sums(partial, nt, model_pos):
+    """The windows' weighted sums added in window order (not arrival order: local and Dask tables are
+    identical); the model's are on its months ``model_pos`` of the output axis."""
+    sums = {k: [np.zeros(nt), np.zeros(nt)] for k in ("grace", "model", "down")}
+    for bi in sorted(partial):
+        p = partial[bi]
+        for key in ("grace", "down"):
+            sums[key][0] += p[key][0]
+            sums[key][1] += p[key][1]
+        sums["model"][0][model_pos] += p["model"][0]
+        sums["model"][1][model_pos] += p["model"][1]
+    return sums
+
+
+def _monthly_table(months, tg, use_g, means):
+    """One row per output month: date, GRACE note/missing, climatology flag and the three regional means."""
+    dates = [month_from_index(k) for k in months]
+    notes = {int(k): "missing (no GRACE record)" for k in tg.missing}
+    for rec, frm, to in tg.moves:
+        notes[int(to)] = "special month: record centred %s (in %s) assigned here" % (
+            rec.mid.strftime("%Y-%m-%d"), month_label(frm))
+    return pd.DataFrame({
+        "date": [d.strftime("%Y-%m-%d") for d in dates],
+        "decimal_year": [decimal_year(d) for d in dates],
+        "grace_note": [notes.get(int(k), "") for k in months],
+        "grace_missing": [int(k) in set(tg.missing) for k in months],
+        "in_climatology": use_g,
+        "grace_twsa_mm": means["grace"],
+        "model_tws_mm": means["model"],
+        "downscaled_tws_mm": means["down"],
+    })
+
+
+def weighted_downscaling(grace, model, method="bilinear", period=None, gain=None, write=None, *,
+                         progress=None, memory_mb=512, margin=1, log=None, run_tasks=None, out_dtype=None):
+    """Run eqs. (6)-(9) on a GRACE product and a fine model, streaming the fine grid in row blocks.
+
+    ``grace``: :class:`grace.ProductReader` (values already in mm); ``model``: :class:`ModelSum`;
+    ``period``: (start, end) decimal years of the climatology (default: all months where both exist);
+    ``gain``: optional callable(stack) -> per-cell gain array on the coarse window (JPL);
+    ``write(row0, block[, col0])``: receives TD windows (nmonths, nrows, ncols) for the output months
+    (``col0`` is passed only for windows narrower than the grid: deep stacks are cut into tile-row
+    windows, :func:`~subsidence_toolkit.core.io.windows.window_blocks`);
+    ``progress(fraction)`` may raise to cancel;
+    ``run_tasks(task_fn, tasks, shared)``: optional runner yielding ``(index, result)`` of the window tasks
+    (:func:`downscale_window_task`) in any order, e.g. on Dask (:func:`~..io.tasks.map_blocks`); windows
+    are written as they arrive and the regional sums are added in window order, so the results do
+    not depend on the runner; ``out_dtype``: dtype of the TD windows handed to ``write`` (cast in the task).
+    Returns ``(months, table)``: the output month indices (complete GRACE axis, missing months NaN)
+    and a DataFrame with per-month cos(phi)-weighted regional means of the coarse GRACE field
+    interpolated to the fine grid, the model TWS and the downscaled TWS.
+
+    Steps: the GRACE window, the climatology months, the climatology deviation E (eqs. 6-7), the
+    interpolator and its coverage, the window tasks (eqs. 8-9), the regional means.
+    """
+    log = log or (lambda s: None)
+    lons, lats = model.lons, model.lats
+    tg, bbox, g_months = _grace_window(grace, model, margin, gain, log)
+    months = tg.months
+    m_months = set(model.record_months.tolist())
+    use_g = _climatology_months(months, g_months, m_months, period, (grace.label, model.label))
+    clim_months = months[use_g]
+    log("climatology (eqs. 6-7) from %d months %s" % (len(clim_months), month_range_label(clim_months)))
+    tg_clim = monthly_climatology(tg.data, months, use_g)
+    e = climatology_deviation(tg.data, months, tg_clim)
+    interp = Interpolator(tg.lons, tg.lats, lons, lats, method)
+    _check_coverage(interp, tg, bbox, grace.label, log)
     moy = month_of_year(months)
     model_months = np.array(sorted(m_months & set(months.tolist())), dtype=np.int64)
     model_pos = np.searchsorted(months, model_months)
@@ -476,34 +529,11 @@ def weighted_downscaling(grace, model, method="bilinear", period=None, gain=None
                   clim_in_model=clim_in_model, out_dtype=out_dtype)
     tasks = [dict(window=(r0, nr, c0, nc), lats=lats[r0:r0 + nr]) for (r0, nr, c0, nc) in blocks]
     partial = run_windows(downscale_window_task, tasks, blocks, nx, "td", write, progress, run_tasks, shared)
-    # regional sums in window order (not arrival order): local and Dask tables are identical
-    sums = {k: [np.zeros(nt), np.zeros(nt)] for k in ("grace", "model", "down")}
-    for bi in sorted(partial):
-        p = partial[bi]
-        for key in ("grace", "down"):
-            sums[key][0] += p[key][0]
-            sums[key][1] += p[key][1]
-        sums["model"][0][model_pos] += p["model"][0]
-        sums["model"][1][model_pos] += p["model"][1]
-    means = weighted_means(sums)
+    means = weighted_means(_regional_sums(partial, nt, model_pos))
     if not np.isfinite(means["down"]).any():
         raise TimeSeriesError("the downscaled study area is NaN in every month (model %s, GRACE %s)"
                               % (model.label, grace.label))
-    dates = [month_from_index(k) for k in months]
-    notes = {int(k): "missing (no GRACE record)" for k in tg.missing}
-    for rec, frm, to in tg.moves:
-        notes[int(to)] = "special month: record centred %s (in %s) assigned here" % (
-            rec.mid.strftime("%Y-%m-%d"), month_label(frm))
-    table = pd.DataFrame({
-        "date": [d.strftime("%Y-%m-%d") for d in dates],
-        "decimal_year": [decimal_year(d) for d in dates],
-        "grace_note": [notes.get(int(k), "") for k in months],
-        "grace_missing": [int(k) in set(tg.missing) for k in months],
-        "in_climatology": use_g,
-        "grace_twsa_mm": means["grace"],
-        "model_tws_mm": means["model"],
-        "downscaled_tws_mm": means["down"],
-    })
+    table = _monthly_table(months, tg, use_g, means)
     if tg.missing:
         log("GRACE months missing (NaN bands in the output): %s" % describe_months(tg.missing))
     return months, table
