@@ -127,25 +127,21 @@ def group_figure(curves, table, x_label, y_label, mpl, title=None, x_units=None,
     return _png(fig, Canvas)
 
 
-def html_report(result, title="Lagged correlation", parameters=None, plots=True, max_plots=MAX_PLOTS,
-                max_tables=MAX_TABLES):
-    """The HTML page (str) for a :class:`core.lagcorr.LagCorrResult`.
+_STYLE = (
+    "<style>body{font-family:sans-serif;font-size:14px;margin:1em auto;max-width:1100px}img{max-width:100%;height:auto}"
+    "table{border-collapse:collapse;"
+    "margin:0.5em 0}td,th{border:1px solid #bbb;padding:2px 6px;text-align:right}th{background:#eee}"
+    "td.t{text-align:left}tr.sig td{background:#e8f5e9}tr.best{font-weight:bold}"
+    "tr.best td:first-child{background:#fff3c4}"
+    "td.sig{color:#060;font-weight:bold}.warn{color:#a40}</style></head><body>")
 
-    The summary (best lag per group and series) lists every group; plots are drawn for the
-    first ``max_plots`` groups and per-lag tables for the first ``max_tables`` (the output
-    table holds everything).
-    """
-    t = result.table
-    xl, yl = result.x_label, result.y_label
-    mpl = _matplotlib() if plots else None
+
+def _head(title, xl, yl):
+    """Title, style and the convention / statistics paragraphs."""
     e = html.escape
-    out = [
+    return [
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>%s</title>" % e(title),
-        "<style>body{font-family:sans-serif;font-size:14px;margin:1em auto;max-width:1100px}img{max-width:100%;height:auto}"
-        "table{border-collapse:collapse;"
-        "margin:0.5em 0}td,th{border:1px solid #bbb;padding:2px 6px;text-align:right}th{background:#eee}"
-        "td.t{text-align:left}tr.sig td{background:#e8f5e9}tr.best{font-weight:bold}tr.best td:first-child{background:#fff3c4}"
-        "td.sig{color:#060;font-weight:bold}.warn{color:#a40}</style></head><body>",
+        _STYLE,
         "<h2>%s</h2>" % e(title),
         "<p><b>Convention:</b> lag k &ge; 0 means <b>%s leads %s by k months</b>: "
         "R<sub>k</sub> = Pearson(%s[t+k], %s[t]) over the months where both exist (means over the pairs). "
@@ -157,23 +153,32 @@ def html_report(result, title="Lagged correlation", parameters=None, plots=True,
         "autocorrelated, so judge significance by p<sub>eff</sub>. Cumulative change from a base month is "
         "X<sub>t</sub>&minus;X<sub>base</sub>, so it has exactly the r of the levels; temporal change is the "
         "month-to-month difference and is missing across a missing month.</p>",
+        "<p>Rows with p<sub>eff</sub> &lt; 0.05 are green; the best lag of each series is bold.</p>",
     ]
-    out.append("<p>Rows with p<sub>eff</sub> &lt; 0.05 are green; the best lag of each series is bold.</p>")
+
+
+def _parameters_and_warnings(parameters, warnings):
+    e = html.escape
+    out = []
     if parameters:
         out.append("<table>")
         for k, v in parameters.items():
             out.append("<tr><th>%s</th><td class='t'>%s</td></tr>" % (e(str(k)), e(str(v))))
         out.append("</table>")
-    if result.warnings:
+    if warnings:
         out.append("<h3 class='warn'>Warnings</h3><ul class='warn'>")
-        out += ["<li>%s</li>" % e(w) for w in result.warnings[:MAX_WARNINGS]]
-        if len(result.warnings) > MAX_WARNINGS:
-            out.append("<li>... and %d more</li>" % (len(result.warnings) - MAX_WARNINGS))
+        out += ["<li>%s</li>" % e(w) for w in warnings[:MAX_WARNINGS]]
+        if len(warnings) > MAX_WARNINGS:
+            out.append("<li>... and %d more</li>" % (len(warnings) - MAX_WARNINGS))
         out.append("</ul>")
+    return out
 
-    # summary: best lag per group and series
-    out.append("<h3>Best lag per group</h3><table><tr><th>group</th><th>series</th><th>best lag</th><th>r</th>"
-               "<th>n</th><th>p</th><th>N<sub>eff</sub></th><th>p<sub>eff</sub></th></tr>")
+
+def _summary(t):
+    """The best lag per group and series (green where its p_eff < 0.05)."""
+    e = html.escape
+    out = ["<h3>Best lag per group</h3><table><tr><th>group</th><th>series</th><th>best lag</th><th>r</th>"
+           "<th>n</th><th>p</th><th>N<sub>eff</sub></th><th>p<sub>eff</sub></th></tr>"]
     for (grp, ser), part in t.groupby(["group", "series"], sort=False):
         best = part[part["best_lag"].astype(bool)]
         if len(best):
@@ -186,12 +191,48 @@ def html_report(result, title="Lagged correlation", parameters=None, plots=True,
         out.append("<tr%s><td class='t'>%s</td><td class='t'>%s</td>%s</tr>" % (
             " class='sig'" if sig else "", e(str(grp)), e(str(ser)), "".join("<td>%s</td>" % c for c in cells)))
     out.append("</table>")
-    if plots and mpl is None:
-        out.append("<p>matplotlib is not available: tables only.</p>")
+    return out
 
-    cols = ["lag", "n", "r", "p", "r1_x", "r1_y", "n_eff", "p_eff", "note"]
+
+_LAG_COLUMNS = ["lag", "n", "r", "p", "r1_x", "r1_y", "n_eff", "p_eff", "note"]
+
+
+def _lag_table(ser, part, curves, heads):
+    """The per-lag table of one series of one group (best lag bold, p_eff < 0.05 green)."""
+    e = html.escape
+    months = [c["months"] for c in curves if c["series"] == ser]
+    span = ""
+    if months and len(months[0]):
+        span = " (%s .. %s)" % (month_label(months[0][0]), month_label(months[0][-1]))
+    out = ["<p><b>%s</b>%s</p><table><tr>%s</tr>" % (e(str(ser)), e(span), "".join("<th>%s</th>" % h for h in heads))]
+    for _, row in part.iterrows():
+        classes = (["best"] if bool(row["best_lag"]) else []) + \
+            (["sig"] if np.isfinite(row["p_eff"]) and row["p_eff"] < 0.05 else [])
+        cls = " class='%s'" % " ".join(classes) if classes else ""
+        cells = []
+        for c in _LAG_COLUMNS:
+            v = row[c]
+            if c in ("lag", "n"):
+                cells.append("<td>%d</td>" % int(v))
+            elif c == "note":
+                cells.append("<td class='t'>%s</td>" % e(str(v or "")))
+            elif c == "p_eff" and np.isfinite(v) and v < 0.05:
+                cells.append("<td class='sig'>%s</td>" % _fmt(v))
+            else:
+                cells.append("<td>%s</td>" % _fmt(v, 1 if c == "n_eff" else 3))
+        out.append("<tr%s>%s</tr>" % (cls, "".join(cells)))
+    out.append("</table>")
+    return out
+
+
+def _group_sections(result, mpl, max_plots, max_tables):
+    """Per group: its figure (for the first ``max_plots``) and its per-lag tables (first ``max_tables``)."""
+    e = html.escape
+    t = result.table
+    xl, yl = result.x_label, result.y_label
     heads = ["lag", "n", "r", "p", "r<sub>1</sub> %s" % e(xl), "r<sub>1</sub> %s" % e(yl), "N<sub>eff</sub>",
              "p<sub>eff</sub>", "note"]
+    out = []
     groups = list(dict.fromkeys(t["group"]))
     if len(groups) > max_tables:
         out.append("<p>Per-lag details for the first %d of %d groups; the output table has all.</p>"
@@ -213,29 +254,25 @@ def html_report(result, title="Lagged correlation", parameters=None, plots=True,
         elif mpl is not None and gi == max_plots:
             out.append("<p>(plots shown for the first %d groups only)</p>" % max_plots)
         for ser, part in gt.groupby("series", sort=False):
-            months = [c["months"] for c in curves if c["series"] == ser]
-            span = ""
-            if months and len(months[0]):
-                span = " (%s .. %s)" % (month_label(months[0][0]), month_label(months[0][-1]))
-            out.append("<p><b>%s</b>%s</p><table><tr>%s</tr>" % (
-                e(str(ser)), e(span), "".join("<th>%s</th>" % h for h in heads)))
-            for _, row in part.iterrows():
-                classes = (["best"] if bool(row["best_lag"]) else []) + \
-                    (["sig"] if np.isfinite(row["p_eff"]) and row["p_eff"] < 0.05 else [])
-                cls = " class='%s'" % " ".join(classes) if classes else ""
-                cells = []
-                for c in cols:
-                    v = row[c]
-                    if c in ("lag", "n"):
-                        cells.append("<td>%d</td>" % int(v))
-                    elif c == "note":
-                        cells.append("<td class='t'>%s</td>" % e(str(v or "")))
-                    elif c == "p_eff" and np.isfinite(v) and v < 0.05:
-                        cells.append("<td class='sig'>%s</td>" % _fmt(v))
-                    else:
-                        cells.append("<td>%s</td>" % _fmt(v, 1 if c == "n_eff" else 3))
-                out.append("<tr%s>%s</tr>" % (cls, "".join(cells)))
-            out.append("</table>")
+            out += _lag_table(ser, part, curves, heads)
+    return out
+
+
+def html_report(result, title="Lagged correlation", parameters=None, plots=True, max_plots=MAX_PLOTS,
+                max_tables=MAX_TABLES):
+    """The HTML page (str) for a :class:`~..stats.lagcorr.LagCorrResult`.
+
+    The summary (best lag per group and series) lists every group; plots are drawn for the
+    first ``max_plots`` groups and per-lag tables for the first ``max_tables`` (the output
+    table holds everything).
+    """
+    mpl = _matplotlib() if plots else None
+    out = _head(title, result.x_label, result.y_label)
+    out += _parameters_and_warnings(parameters, result.warnings)
+    out += _summary(result.table)
+    if plots and mpl is None:
+        out.append("<p>matplotlib is not available: tables only.</p>")
+    out += _group_sections(result, mpl, max_plots, max_tables)
     out.append("</body></html>")
     return "\n".join(out)
 
