@@ -451,6 +451,25 @@ def _within_shuffle(codes, rng, base_order):
     return perm
 
 
+def _enhancement_p(yy, strong, cells, q, permutations, rng):
+    """Within-strata permutation p of the enhancement q(A∩B) - max(q(A), q(B)) (module docstring): Y is
+    shuffled within the strata of the stronger factor's codes ``strong``; ``cells`` = (cell codes, number
+    of cells), ``q`` = (q(A), q(B), q(A∩B))."""
+    key, size = cells
+    qa, qb, qab = q
+    gain = qab - max(qa, qb)
+    yc = yy - yy.mean()
+    sst = float(np.dot(yc, yc))
+    base = np.argsort(strong, kind="stable")
+    exceed = 0
+    for _ in range(permutations):
+        yp = yc[_within_shuffle(strong, rng, base)]
+        qp, _ = _q_only(yp, key, size, sst)
+        if qp - max(qa, qb) >= gain - 1e-12:
+            exceed += 1
+    return (1 + exceed) / (1 + permutations)
+
+
 def interaction_detector(y, codings, convention="r", tol=1e-10, permutations=0, seed=0,
                          singletons="keep", max_cell_ratio=0.5, messages=None, lambda_ddof=1):
     """Interaction detector table for every pair of factors.
@@ -515,18 +534,7 @@ def interaction_detector(y, codings, convention="r", tol=1e-10, permutations=0, 
                             "q(A∩B) is inflated by chance")
         p_enh = np.nan
         if permutations and permutations > 0:
-            strong, ls = (a, La) if qa >= qb else (b, Lb)
-            gain = qab - max(qa, qb)
-            yc = yy - yy.mean()
-            sst = float(np.dot(yc, yc))
-            base = np.argsort(strong, kind="stable")
-            exceed = 0
-            for _ in range(int(permutations)):
-                yp = yc[_within_shuffle(strong, rng, base)]
-                qp, _ = _q_only(yp, key, size, sst)
-                if qp - max(qa, qb) >= gain - 1e-12:
-                    exceed += 1
-            p_enh = (1 + exceed) / (1 + int(permutations))
+            p_enh = _enhancement_p(yy, a if qa >= qb else b, (key, size), (qa, qb, qab), int(permutations), rng)
         rows.append({
             "factor_a": ca.name, "factor_b": cb.name, "q_a": qa, "q_b": qb, "q_ab": qab,
             "type": interaction_type(qa, qb, qab, convention, tol), "cells": cells,
