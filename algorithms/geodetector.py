@@ -143,7 +143,7 @@ class Geodetector(SubsidenceAlgorithm):
                  "gains more than 'Optimal: minimum relative q gain per class' is chosen.")
         self.add(QgsProcessingParameterNumber(self.CLASSES, self.tr("Number of classes"),
                                               QgsProcessingParameterNumber.Integer, defaultValue=5, minValue=2),
-                 "Classes per numeric factor (the seed study used 20).")
+                 "Classes per numeric factor (Huang et al. 2025 used 20).")
         self.add(QgsProcessingParameterString(self.FACTOR_SETTINGS, self.tr("Per-factor settings"),
                                               optional=True, multiLine=True),
                  "Overrides separated by ';': name=method[:classes], name=classes, name=manual:b1,b2,..., "

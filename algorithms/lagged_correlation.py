@@ -70,8 +70,8 @@ class LaggedCorrelation(SubsidenceAlgorithm):
         "Series: levels; cumulative change from a base month (X_t - X_base: it has exactly the r of the levels, "
         "because a constant shift does not change a correlation); temporal (month-to-month) change, missing when "
         "either month is missing (a gap is never bridged or zero-filled); or both cumulative and temporal.\n\n"
-        "Detrending (of the analysed series, each on its own months): none (default, as in the seed papers), "
-        "linear, linear + annual + semi-annual, monthly climatology.\n\n"
+        "Detrending (of the analysed series, each on its own months): none (default, as in Liu et al. 2024 "
+        "and Huang et al. 2025), linear, linear + annual + semi-annual, monthly climatology.\n\n"
         "Significance: p of the t-test with N-2 degrees of freedom assumes independent months, which monthly "
         "levels are not. The effective sample size of Bretherton et al. (1999) N_eff = N(1 - r1 r2)/(1 + r1 r2) "
         "(r1, r2: lag-1 autocorrelations of the paired series; capped at N) gives p_eff, the honest p.\n\n"
@@ -160,8 +160,8 @@ class LaggedCorrelation(SubsidenceAlgorithm):
         self.add(
             QgsProcessingParameterEnum(self.DETREND, self.tr("Detrending"), options=list(self.DETREND_LABELS),
                                        defaultValue=0),
-            "Removed from each analysed series before correlating: none (default, as in the seed papers), a "
-            "linear trend, linear + annual + semi-annual harmonics, or the mean of each calendar month.",
+            "Removed from each analysed series before correlating: none (default, as in Liu et al. 2024 and "
+            "Huang et al. 2025), a linear trend, linear + annual + semi-annual harmonics, or the mean of each calendar month.",
         )
         self.add(
             QgsProcessingParameterEnum(self.BEST_BY, self.tr("Best lag by"), options=list(self.BEST_LABELS),

@@ -70,7 +70,7 @@ class ResampleTimeSeries(SubsidenceAlgorithm):
             QgsProcessingParameterEnum(
                 self.METHOD, self.tr("Interpolation method"), options=list(self.METHOD_LABELS), defaultValue=1
             ),
-            "Linear, cubic spline (default, as in the seed study), PCHIP or nearest date. Each pixel uses "
+            "Linear, cubic spline (default, as in Liu et al. 2024), PCHIP or nearest date. Each pixel uses "
             "only its valid dates.",
         )
         self.add(

@@ -104,7 +104,7 @@ class SampleDeformationClasses(SubsidenceAlgorithm):
         self.add(
             QgsProcessingParameterNumber(self.POINTS_PER_CLASS, self.tr("Points per class"),
                                          QgsProcessingParameterNumber.Integer, defaultValue=100, minValue=1),
-            "Number of random points per class (and per area). 100 in the seed study.",
+            "Number of random points per class (and per area). 100 in Liu et al. 2024.",
         )
         self.add(
             QgsProcessingParameterFeatureSource(self.AREA, self.tr("Study areas (optional)"),

@@ -153,11 +153,11 @@ class SbasInversion(SubsidenceAlgorithm):
                  "interferogram (1 = the pixel only; odd values are centred).", advanced=True)
         self.add(QgsProcessingParameterNumber(self.MAX_TEMPORAL_BASELINE, self.tr("Maximum temporal baseline (days)"),
                                               QgsProcessingParameterNumber.Double, defaultValue=0.0, minValue=0.0),
-                 "Pairs with a longer temporal baseline are not used (0 = no limit; the seed studies use 300 d).")
+                 "Pairs with a longer temporal baseline are not used (0 = no limit; Liu et al. 2024 use 300 d).")
         self.add(QgsProcessingParameterNumber(self.MAX_PERP_BASELINE, self.tr("Maximum perpendicular baseline (m)"),
                                               QgsProcessingParameterNumber.Double, defaultValue=0.0, minValue=0.0),
                  "Pairs with a longer perpendicular baseline are not used (0 = no limit; needs the bperp column "
-                 "of the pairs CSV; the seed studies use 300 m).")
+                 "of the pairs CSV; Liu et al. 2024 use 300 m).")
         self.add(QgsProcessingParameterString(self.EXCLUDE, self.tr("Exclude interferograms"), optional=True,
                                               multiLine=True),
                  "File names (with or without folder/extension) or pairs YYYYMMDD_YYYYMMDD to leave out, separated "

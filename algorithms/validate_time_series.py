@@ -118,7 +118,7 @@ class ValidateTimeSeries(SubsidenceAlgorithm):
         self.add(QgsProcessingParameterNumber(self.WINDOW, self.tr("Window side"), QgsProcessingParameterNumber.Double,
                                               defaultValue=0.0, minValue=0.0),
                  "Side of the averaged square (raster map units; metres for rasters in degrees): 200 m for "
-                 "leveling, 10 km for wells in the seed study; 0 = the pixel under the point.")
+                 "leveling, 10 km for wells in Liu et al. 2024; 0 = the pixel under the point.")
         self.add(QgsProcessingParameterNumber(self.DATE_TOLERANCE, self.tr("Date tolerance (days)"),
                                               QgsProcessingParameterNumber.Double, defaultValue=16.0, minValue=0.0),
                  "Largest accepted distance between an observation date and the matched band date (nearest), "

@@ -16,7 +16,7 @@ from subsidence_toolkit.core.io.rasters import grid_from_origin, open_raster, wr
 UTM = 32649
 X0, Y0, PIX = 400000.0, 4400000.0, 100.0
 AREAS = ("mining bowl", "irrigation district", "desert")
-SY = {"mining bowl": 0.024, "irrigation district": 0.03, "desert": 0.015}  # seed 000 sec. 2.3.4
+SY = {"mining bowl": 0.024, "irrigation district": 0.03, "desert": 0.015}  # Liu et al. 2024 sec. 2.3.4
 START = dt.date(2020, 1, 15)
 
 
@@ -64,13 +64,6 @@ def gwsa_model(lon, lat, dates, lon_min, lon_max):
     frac = (lon - lon_min) / max(lon_max - lon_min, 1e-9)
     rate = np.where(frac < 1 / 3, -60.0, np.where(frac < 2 / 3, -25.0, -3.0))
     return rate[None] * t[:, None, None] + 20.0 * np.sin(2 * np.pi * (t[:, None, None] - 0.25)) + 0 * lat[None]
-
-
-def utm_srs():
-    s = osr.SpatialReference()
-    s.ImportFromEPSG(UTM)
-    s.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    return s
 
 
 def wgs84_srs():

@@ -1,4 +1,4 @@
-"""Demo step: SBAS inversion of LiCSAR-named interferograms (seed 000 sec. 2.3.1, Berardino 2002).
+"""Demo step: SBAS inversion of LiCSAR-named interferograms (Liu et al. 2024 sec. 2.3.1, Berardino 2002).
 
 Generates a deterministic stack on an irregular Sentinel-1 epoch list (12-day revisit, ~half of the
 acquisitions missing, spanning ~1.5-2 years): a subsidence bowl (-60 mm/yr at the centre) + an annual term that is

@@ -1,4 +1,4 @@
-"""Demo step: random points per deformation class and class-averaged time series (seed 000 sec. 2.3.5).
+"""Demo step: random points per deformation class and class-averaged time series (Liu et al. 2024 sec. 2.3.5).
 
 Uses ``demo.outputs['sbas_velocity']`` with ``demo.outputs['sbas_monthly']`` (the SBAS series
 resampled to months) and ``demo.outputs['gwsa']`` when earlier steps produced them. Otherwise it

@@ -1,15 +1,15 @@
-"""Demo step: validate the deformation series with leveling and GWSA with wells (seed 000 sec. 3.1.1, 2.3.4, 3.2.1).
+"""Demo step: validate the deformation series with leveling and GWSA with wells (Liu et al. 2024 sec. 3.1.1, 2.3.4, 3.2.1).
 
 Inputs: the deformation and GWSA rasters step 50 used (``demo.outputs['sampling_deformation']``,
 ``['sampling_gwsa']``, landscapes ``['sampling_areas']``), or freshly generated ones.
 
 * Leveling: 20 benchmarks A1..A20 on a line towards the centre of the mining bowl, surveyed on
-  27 Mar 2020, 25 Jul 2020, 25 Jan 2021 and 21 May 2021 (the seed's dates). Heights (mm, with an
+  27 Mar 2020, 25 Jul 2020, 25 Jan 2021 and 21 May 2021 (the dates of Liu et al. 2024). Heights (mm, with an
   arbitrary per-benchmark datum) = the deformation in a 200 m square around the benchmark at that
   date + planted survey noise of 5 mm; validated relative to the first survey, 200 m window,
   linear interpolation in time.
 * Wells: two per landscape, monthly depth to water (m) = datum - dGWS / (Sy x 1000) with the
-  seed's specific yields (mining 0.024, irrigation 0.03, desert 0.015), dGWS = the GWSA in a
+  specific yields of Liu et al. 2024 (mining 0.024, irrigation 0.03, desert 0.015), dGWS = the GWSA in a
   10 km square + planted noise of 8 mm; validated per landscape with VALUE_SCALE = Sy x 1000,
   depth-to-water sign, 10 km window, relative to the first common month.
 

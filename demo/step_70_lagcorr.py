@@ -1,4 +1,4 @@
-"""Demo step: lagged correlation of class-averaged deformation and GWSA (seed 000 sec. 3.3).
+"""Demo step: lagged correlation of class-averaged deformation and GWSA (Liu et al. 2024 sec. 3.3).
 
 Always: writes a small long-format CSV with three landscapes whose deformation follows GWSA by a
 planted 0, 1 and 2 months (one GRACE month missing, as in real gaps), runs the algorithm and logs

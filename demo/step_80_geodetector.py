@@ -3,7 +3,7 @@
 Target: ``demo.outputs['sbas_velocity']`` when the SBAS step produced it, else the world's
 planted velocity (mm/yr). Factors: the world's ``factors/*.tif`` (coal-mining intensity is the
 planted strongest driver), from ``demo.outputs['world']`` when an earlier step generated the
-world, else generated here (deterministic). Runs the seed-paper set-up (Huang et al. 2025: exact
+world, else generated here (deterministic). Runs the set-up of Huang et al. 2025: exact
 natural breaks, 20 classes; -15 mm/yr threshold, samples 1:0.5) and all rows with 5 classes, and
 logs whether the top-ranked factor is the planted one.
 """

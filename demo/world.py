@@ -5,7 +5,7 @@ Three landscapes in a 0.8 deg x 0.8 deg region of the Loess Plateau (108.0-108.8
 * **mining** (south-west): a subsidence bowl, inelastic, up to -140 mm/yr at its centre, plus a
   small elastic response to mine-drainage groundwater with no lag;
 * **irrigation** (east half): slow compaction (-18 mm/yr) plus an elastic response to groundwater
-  pumping that **lags the groundwater by one month** (seed 000: Hetao, 1-2 months);
+  pumping that **lags the groundwater by one month** (Liu et al. 2024: Hetao, 1-2 months);
 * **desert** (north-west): stable.
 
 Groundwater (mm of water) in each landscape = a decline + irregular, non-seasonal pumping pulses.

@@ -17,10 +17,6 @@ from ..core.io.windows import DEFAULT_MEMORY_MB
 ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "ui", "icons", "subsidence.svg")
 
 
-class Canceled(Exception):
-    """Raised inside a block loop when the user cancels; outputs are rolled back."""
-
-
 class SubsidenceAlgorithm(QgsProcessingAlgorithm):
     """Thin base: subclasses set NAME, DISPLAY_NAME, GROUP, GROUP_ID, SHORT_HELP, TAGS."""
 
@@ -152,7 +148,7 @@ class SubsidenceAlgorithm(QgsProcessingAlgorithm):
             yield
         except QgsProcessingException:
             raise
-        except (Canceled, Cancelled):
+        except Cancelled:
             raise QgsProcessingException(self.tr("Canceled: no output was written.")) from None
         except DaskUnavailable as e:
             raise QgsProcessingException(str(e)) from None
@@ -161,9 +157,9 @@ class SubsidenceAlgorithm(QgsProcessingAlgorithm):
 
     @staticmethod
     def check_canceled(feedback):
-        """Raise :class:`Canceled` when the user pressed Cancel (call it once per block)."""
+        """Raise :class:`~..core.io.errors.Cancelled` when the user pressed Cancel (call it once per block)."""
         if feedback is not None and feedback.isCanceled():
-            raise Canceled()
+            raise Cancelled()
 
 
 WHOLE_NUMBER_UNITS = ("(days)",)  # decimal parameters shown as whole numbers

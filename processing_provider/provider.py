@@ -16,9 +16,9 @@ from ..algorithms.sample_deformation_classes import SampleDeformationClasses
 from ..algorithms.sbas_inversion import SbasInversion
 from ..algorithms.validate_time_series import ValidateTimeSeries
 from ..algorithms.workflow_report import WorkflowReport
+from .base import ICON
 
 PROVIDER_ID = "subsidence"
-ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "ui", "icons", "subsidence.svg")
 
 # One entry per algorithm class, listed explicitly (no discovery by file name).
 ALGORITHMS = [

@@ -73,6 +73,7 @@ from qgis.PyQt.QtGui import QColor
 from ..core.io.errors import TimeSeriesError
 from ..core.io.rasters import open_raster, read_dates
 from ..core.timeseries import pixel_series
+from .base import layer_path
 
 KINDS = ("velocity", "timeseries", "quality", "gwsa")
 DIVERGING = ("velocity", "timeseries", "gwsa")
@@ -121,11 +122,6 @@ def sequential_ramp():
 
 
 # --------------------------------------------------------------------------- styles
-def _layer_file(layer):
-    src = layer.source()
-    return src.split("|")[0] if layer.providerType() == "gdal" else src
-
-
 def style_band_and_limits(path, kind):
     """``(band, (vmin, vmax), dates)`` the style of ``kind`` uses for the raster at ``path``.
 
@@ -200,7 +196,7 @@ def apply_toolkit_style(layer):
     """Style any toolkit raster by its metadata (:func:`detect_kind`). Returns the kind applied."""
     if not isinstance(layer, QgsRasterLayer) or not layer.isValid():
         raise ValueError("not a valid raster layer: %r" % (layer.name() if layer is not None else None))
-    kind = detect_kind(_layer_file(layer), layer.name())
+    kind = detect_kind(layer_path(layer), layer.name())
     apply_style(layer, kind)
     return kind
 
@@ -214,7 +210,7 @@ def apply_style(layer, kind):
         raise ValueError("unknown output kind %r; expected one of %s" % (kind, ", ".join(KINDS)))
     if not isinstance(layer, QgsRasterLayer) or not layer.isValid():
         raise ValueError("not a valid raster layer: %r" % (layer.name() if layer is not None else None))
-    band, (vmin, vmax), dates = style_band_and_limits(_layer_file(layer), kind)
+    band, (vmin, vmax), dates = style_band_and_limits(layer_path(layer), kind)
     ramp = diverging_ramp() if kind in DIVERGING else sequential_ramp()
     shader_fn = QgsColorRampShader(vmin, vmax, ramp, QgsColorRampShader.Interpolated, QgsColorRampShader.Continuous)
     shader_fn.classifyColorRamp(5, -1)

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Build ``processing_provider/models/workflow.model3``: the whole seed workflow as one Processing model.
+"""Build ``processing_provider/models/workflow.model3``: the whole workflow of Liu et al.
+2024 and Huang et al. 2025 as one Processing model.
 
 SBAS inversion -> monthly resampling -> GRACE downscaling -> GWSA -> sampling by deformation class
 -> lagged correlation, and Geodetector on the SBAS velocity. The provider offers the shipped file
@@ -46,14 +47,14 @@ def build(regional=False):
     m = QgsProcessingModelAlgorithm("workflowregional" if regional else "workflow", "Workflows")
     m.setHelpContent({
         "ALG_DESC": (
-            "The seed workflow at regional scale (Liu et al. 2024: eleven Sentinel-1 frames on one monthly grid): "
+            "The workflow at regional scale (Liu et al. 2024: eleven Sentinel-1 frames on one monthly grid): "
             "the LOS time series and velocities of several overlapping frames (on common monthly dates, e.g. from "
             "'Resample time series in time') are mosaicked with per-date offsets between frames, projected to "
             "vertical with the up component of the LOS unit vector (horizontal motion neglected), and go through "
             "GRACE downscaling, groundwater storage anomaly, class sampling, lagged correlation and Geodetector "
             "as in the single-frame workflow. Open the model in the graphical modeler to change any setting."
         ) if regional else (
-            "The whole seed workflow (Liu et al. 2024; Huang et al. 2025) in one run: SBAS inversion of the "
+            "The whole workflow (Liu et al. 2024; Huang et al. 2025) in one run: SBAS inversion of the "
             "interferograms, monthly resampling of the displacement, GRACE weighted downscaling to the "
             "hydrological model grid, groundwater storage anomaly by water balance, random points per "
             "deformation class in each study area with class-averaged deformation and GWSA series, lagged "
@@ -110,7 +111,7 @@ def build(regional=False):
           "Field with the study-area names.")
     param(QgsProcessingParameterNumber("points_per_class", "Points per deformation class",
                                        QgsProcessingParameterNumber.Integer, defaultValue=100, minValue=1),
-          "Random points per deformation class in each area (seed 000: 100).")
+          "Random points per deformation class in each area (Liu et al. 2024: 100).")
     param(QgsProcessingParameterNumber("max_lag", "Maximum lag (months)", QgsProcessingParameterNumber.Integer,
                                        defaultValue=3, minValue=0),
           "Lags 0..max (GWSA leading deformation) are tested.")
@@ -118,7 +119,7 @@ def build(regional=False):
           "Candidate drivers of subsidence (e.g. GWSA trend, DEM, NDVI, mining intensity) on any grid.")
     param(QgsProcessingParameterNumber("classes", "Geodetector classes per factor",
                                        QgsProcessingParameterNumber.Integer, defaultValue=20, minValue=2),
-          "Natural-breaks classes per numeric factor (seed 002: 20).")
+          "Natural-breaks classes per numeric factor (Huang et al. 2025: 20).")
 
     def child(cid, alg, sources, outputs=(), row=0):
         c = QgsProcessingModelChildAlgorithm(alg)

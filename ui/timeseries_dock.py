@@ -46,13 +46,9 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from ..core.timeseries import pixel_series
+from ..processing_provider.base import layer_path
 from . import plot as plot_module
 from .map_tools import PointTool, PolygonTool
-
-
-def _layer_file(layer):
-    src = layer.source()
-    return src.split("|")[0]
 
 
 class TimeSeriesDock(QgsDockWidget):
@@ -223,7 +219,7 @@ class TimeSeriesDock(QgsDockWidget):
         for layer in ordered + others:
             if layer.type() != QgsMapLayerType.RasterLayer or layer.providerType() != "gdal" or not layer.isValid():
                 continue
-            path = _layer_file(layer)
+            path = layer_path(layer)
             try:
                 key = (path, os.path.getmtime(path), layer.name())
             except OSError:

@@ -1,6 +1,6 @@
 """Weighted downscaling of GRACE TWSA to a fine hydrological-model grid (no QGIS).
 
-Liu et al. (2024), Land 13:184, sec. 2.3.2, eqs. (6)-(9) (seed 000); seed 002 sec. 2.2.2 eqs. (6)-(8):
+Liu et al. (2024), Land 13:184, sec. 2.3.2, eqs. (6)-(9); Huang et al. (2025) sec. 2.2.2 eqs. (6)-(8):
 
 * eq. (6)  ``TG_m = mean_y TG_{y,m}``     calendar-month climatology of the coarse GRACE TWSA;
 * eq. (7)  ``TF_m = mean_y TF_{y,m}``     the same for the fine model TWS;

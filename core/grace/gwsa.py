@@ -1,6 +1,6 @@
 """Groundwater storage anomaly by water balance (no QGIS).
 
-Liu et al. (2024), Land 13:184, sec. 2.3.3, eqs. (10)-(12) (seed 000); seed 002 sec. 2.2.3:
+Liu et al. (2024), Land 13:184, sec. 2.3.3, eqs. (10)-(12); Huang et al. (2025) sec. 2.2.3:
 
 * eq. (10) ``TWS = SMS + SWS + SWE + CWS + GWS``;
 * anomaly mode: ``GWSA = TWSA - (SMSA + SWSA + SWEA + CWSA)``, every term an anomaly against the

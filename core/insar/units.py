@@ -1,12 +1,13 @@
 """Units of interferometric observations: radians, metres or mm of line-of-sight displacement."""
 import math
 
+from ..io.rasters import UNITS_MM
+
 #: Sentinel-1 C-band radar wavelength (m)
 SENTINEL1_WAVELENGTH_M = 0.05546576
 
 UNITS_RADIANS = "radians"
 UNITS_METRES = "m"
-UNITS_MM = "mm"
 INPUT_UNITS = (UNITS_RADIANS, UNITS_METRES, UNITS_MM)
 
 

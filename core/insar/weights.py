@@ -1,6 +1,9 @@
 """Observation weights of the SBAS solve from coherence: ``gamma`` or the inverse phase variance."""
 import numpy as np
 
+# np.trapezoid since numpy 2.0; np.trapz (numpy 1.x) was removed in numpy 2.4
+_trapezoid = getattr(np, "trapezoid", None) or np.trapz
+
 WEIGHT_NONE = "none"
 WEIGHT_COHERENCE = "coherence"
 WEIGHT_VARIANCE = "variance"
@@ -40,7 +43,7 @@ def phase_variance_lut(looks, step=0.005):
         t1 = a / (2 * np.pi) * hyp2f1(L, 1.0, 0.5, beta ** 2)
         t2 = a * beta * np.exp(gammaln(L + 0.5) - gammaln(L)) / (2 * np.sqrt(np.pi) * (1 - beta ** 2) ** (L + 0.5))
         pdf = t1 + t2
-        var = np.trapz(pdf * pp ** 2, phi, axis=1) / np.trapz(pdf, phi, axis=1)
+        var = _trapezoid(pdf * pp ** 2, phi, axis=1) / _trapezoid(pdf, phi, axis=1)
         crlb = (1 - g ** 2) / (2 * L * np.maximum(g, 1e-3) ** 2)
     bad = ~np.isfinite(var) | (var <= 0)
     var[bad] = np.minimum(crlb[bad], np.pi ** 2 / 3)

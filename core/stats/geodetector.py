@@ -6,9 +6,9 @@ once per factor (:func:`encode_factor`); per-stratum sums come from
 string concatenation, which merges cells such as (1, 12) and (11, 2)).
 
 Conventions (default = R package ``geodetector`` 1.0-5 of Wang & Xu, cited by
-the seed paper Huang et al. 2025, sec. 2.2.4):
+Huang et al. 2025, sec. 2.2.4):
 
-* **q** (Wang & Xu 2017 eq. in seed 002 eq. 11): q = 1 - SSW/SST with
+* **q** (Wang & Xu 2017; Huang et al. 2025 eq. 11): q = 1 - SSW/SST with
   SSW = sum_h N_h sigma_h^2 and SST = N sigma^2 (population variances, i.e.
   sums of squares). Strata with a single sample are kept (they add 0 to SSW
   and count in N and L); ``singletons="drop"`` removes them first (GD, gdverse,
@@ -693,7 +693,7 @@ def parse_ratio(text):
 
 
 def sample_by_threshold(y, threshold, ratio, seed=0, messages=None):
-    """Seed-paper sampling (Huang et al. 2025, sec. 3.3.2).
+    """Sampling of Huang et al. 2025 (sec. 3.3.2).
 
     Rows with Y <= ``threshold`` (e.g. -15 mm/yr; negative = subsidence) are
     subsidence samples and all are kept; ``ratio`` (subsidence :
@@ -785,16 +785,6 @@ def run_geodetector(y, factors, specs=None, default_method="natural", default_k=
 # ----------------------------------------------------------------------------
 # raster mode
 # ----------------------------------------------------------------------------
-
-def read_raster_band(path, band=1):
-    """Band of a raster as float64 with NoData -> NaN (whole band)."""
-    from ..io.rasters import open_raster, read_block
-
-    ds = open_raster(path)
-    arr = read_block(ds, 0, ds.RasterYSize, bands=[band])[0]
-    ds = None
-    return arr
-
 
 def align_to_grid(path, target_path, categorical=False):
     """Band 1 of ``path`` on the grid of ``target_path`` as one float64 array (NaN nodata).

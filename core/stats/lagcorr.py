@@ -22,13 +22,13 @@ Conventions
     (the telescoping sum is evaluated as the difference of two observed levels, so a gap does
     not break it and nothing is zero-filled). Subtracting a constant leaves Pearson's r,
     its t-test p, the lag-1 autocorrelations and hence N_eff unchanged: **cumulative gives
-    exactly the r of levels at every lag**; it is offered because it is what the seed papers
+    exactly the r of levels at every lag**; it is offered because it is what Liu et al. (2024) and Huang et al. (2025)
     plot (both curves start at 0 in the base month);
   - ``temporal``: month-to-month change ``dX_t = X_t - X_{t-1}``; missing when month t or t-1
     is missing (a change across a gap is never bridged, never zero);
-  - ``both``: ``cumulative`` and ``temporal`` (the pair used in the seed paper).
+  - ``both``: ``cumulative`` and ``temporal`` (the pair used by Liu et al. 2024).
 * Detrending (applied to the series as analysed, each series on its own valid months):
-  ``none`` (default, as in the seeds), ``linear`` (least-squares a + b t),
+  ``none`` (default, as in both papers), ``linear`` (least-squares a + b t),
   ``harmonic`` (linear + annual + semi-annual sine/cosine, the design matrix of
   gravity-toolkit ``regress(ORDER=1, CYCLES=[0.5, 1.0])``), ``climatology`` (subtract the mean
   of each calendar month).

@@ -1,6 +1,6 @@
 """Temporal resampling of time-series rasters (irregular SAR epochs to monthly values).
 
-Seed 000 (Liu et al. 2024, sec. 2.3.1) brings the Sentinel-1 time series to
+Liu et al. (2024, sec. 2.3.1) bring the Sentinel-1 time series to
 "a temporal resolution of 1 month" by cubic-spline interpolation in time. For
 every pixel the interpolant is built **only from that pixel's valid dates** and
 evaluated at the target dates inside the pixel's valid range; targets before

@@ -15,7 +15,7 @@ def cat(name, codes):
 
 
 def q_reference(y, x):
-    """Eq. 11 of seed 002 written with pandas: 1 - sum N_h sigma_h^2 / (N sigma^2)."""
+    """Eq. 11 of Huang et al. 2025 written with pandas: 1 - sum N_h sigma_h^2 / (N sigma^2)."""
     df = pd.DataFrame({"y": y, "x": x})
     g = df.groupby("x")["y"]
     return 1 - (g.count() * g.var(ddof=0)).sum() / (len(y) * np.var(y))
