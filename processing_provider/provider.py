@@ -68,16 +68,16 @@ class ShippedModel(QgsProcessingModelAlgorithm):
     def name(self):
         return self._args[1]
 
-    def displayName(self):  # noqa: N802
+    def displayName(self):
         return self._args[2]
 
     def group(self):
         return "Workflows"
 
-    def groupId(self):  # noqa: N802
+    def groupId(self):
         return "workflows"
 
-    def createInstance(self):  # noqa: N802
+    def createInstance(self):
         return ShippedModel(*self._args)
 
     def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802
@@ -115,19 +115,19 @@ class SubsidenceProvider(QgsProcessingProvider):
     def name(self):
         return "Subsidence Toolkit"
 
-    def longName(self):  # noqa: N802
+    def longName(self):
         return "Subsidence Toolkit %s (InSAR, GRACE, groundwater)" % _version()
 
-    def versionInfo(self):  # noqa: N802
+    def versionInfo(self):
         return _version()
 
     def icon(self):
         return QIcon(ICON)
 
-    def svgIconPath(self):  # noqa: N802
+    def svgIconPath(self):
         return ICON
 
-    def loadAlgorithms(self):  # noqa: N802
+    def loadAlgorithms(self):
         for cls in ALGORITHMS:
             self.addAlgorithm(cls())
         if self.load_models:

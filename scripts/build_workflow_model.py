@@ -146,7 +146,7 @@ def build(regional=False):
 
     P = Src.fromModelParameter
     S = Src.fromStaticValue
-    O = Src.fromChildOutput
+    O = Src.fromChildOutput  # noqa: E741 (P, S, O: parameter, static value, child output)
 
     if regional:
         child("mosaic", "subsidence:mosaicframes", {

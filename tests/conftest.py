@@ -97,7 +97,7 @@ def worker_killing_feedback(dask_cluster):
     class KillAtFirstBlock(QgsProcessingFeedback):
         killed = False
 
-        def setProgress(self, p):  # noqa: N802 (called from Python by the block loop)
+        def setProgress(self, p):
             if p > 0 and not self.killed:
                 self.killed = True
                 os.kill(pids[0], signal.SIGKILL)

@@ -372,11 +372,12 @@ def weighted_means(sums):
 def downscale_window_task(spec, shared=None):
     """Pure window task of :func:`weighted_downscaling` (eq. 9 + partial regional sums), picklable.
 
-    ``spec`` (merged over ``shared``, the part common to every window): ``window`` (row0, nrows, col0, ncols) of the fine grid; ``model`` (:class:`ModelSum`,
-    read here from its files); ``interp`` (:class:`Interpolator` of the coarse window); ``e`` coarse
-    deviation E (nt, ny_c, nx_c); ``tg`` coarse GRACE field (same shape); ``moy`` calendar month of
-    each output month; ``model_months`` / ``clim_in_model`` model months read and those in the
-    climatology; ``lats`` latitudes of the window rows; ``out_dtype`` optional dtype of TD.
+    ``spec`` (merged over ``shared``, the part common to every window): ``window`` (row0, nrows, col0,
+    ncols) of the fine grid; ``model`` (:class:`ModelSum`, read here from its files); ``interp``
+    (:class:`Interpolator` of the coarse window); ``e`` coarse deviation E (nt, ny_c, nx_c); ``tg`` coarse
+    GRACE field (same shape); ``moy`` calendar month of each output month; ``model_months`` /
+    ``clim_in_model`` model months read and those in the climatology; ``lats`` latitudes of the window
+    rows; ``out_dtype`` optional dtype of TD.
     Returns ``{"td": TD (nt, nrows, ncols), "sums": {"grace"|"down"|"model": (sum_wx, sum_w)}}``,
     the cos(phi)-weighted sums of f(TG), TD and the model TWS (the latter on ``model_months``).
     """

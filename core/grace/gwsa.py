@@ -81,10 +81,10 @@ def gwsa_change_block(twsa, components):
 def gwsa_window_task(spec, shared=None):
     """Pure window task of :func:`groundwater_anomaly`, picklable (e.g. a Dask task).
 
-    ``spec`` (merged over ``shared``, the part common to every window): ``window`` (row0, nrows, col0, ncols) of the TWSA grid; ``twsa`` reader and ``components``
-    (:class:`~.downscaling.RegriddedReader`), read here from their files; ``months`` output months;
-    ``mode``; ``use`` baseline months (anomaly mode); ``mask`` (nrows, ncols) bool or None; ``lats`` of
-    the window rows; ``out_dtype`` optional dtype of the GWSA window.
+    ``spec`` (merged over ``shared``, the part common to every window): ``window`` (row0, nrows, col0,
+    ncols) of the TWSA grid; ``twsa`` reader and ``components`` (:class:`~.downscaling.RegriddedReader`),
+    read here from their files; ``months`` output months; ``mode``; ``use`` baseline months (anomaly mode);
+    ``mask`` (nrows, ncols) bool or None; ``lats`` of the window rows; ``out_dtype`` optional dtype of the GWSA window.
     Returns ``{"gwsa": (nt, nrows, ncols), "sums": [(sum_wx, sum_w) of TWSA, each component, GWSA]}``
     (cos(phi)-weighted partial sums over the valid, unmasked cells).
     """
@@ -128,12 +128,13 @@ def groundwater_anomaly(twsa, components, mode="anomaly", baseline=DEFAULT_BASEL
     """GWSA (anomaly or month-to-month change) from a TWSA reader and component readers.
 
     ``twsa`` / ``components``: :class:`grace.ProductReader` objects (values in mm); the output is on
-    the TWSA grid and its complete monthly axis. ``mask`` (ny, nx) bool on the TWSA grid: cells outside are NaN in
-    the output and left out of the regional means. ``write(row0, block)``
-    receives GWSA windows (``col0`` only for windows narrower than the grid). Returns ``(months, table)`` with cos(phi)-weighted regional means per
-    month of TWSA, each component and GWSA (anomalies or changes, per ``mode``).
+    the TWSA grid and its complete monthly axis. ``mask`` (ny, nx) bool on the TWSA grid: cells outside are
+    NaN in the output and left out of the regional means. ``write(row0, block)``
+    receives GWSA windows (``col0`` only for windows narrower than the grid). Returns ``(months, table)``
+    with cos(phi)-weighted regional means per month of TWSA, each component and GWSA (anomalies or
+    changes, per ``mode``).
     ``run_tasks(task_fn, tasks, shared)``: optional runner of the window tasks (:func:`gwsa_window_task`), e.g.
-    on Dask (:func:`.parallel.map_blocks`); windows are written as they arrive and the regional sums
+    on Dask (:func:`~..io.tasks.map_blocks`); windows are written as they arrive and the regional sums
     are added in window order, so results do not depend on the runner. ``out_dtype``: dtype of the
     GWSA windows handed to ``write`` (cast in the task).
     """
@@ -213,8 +214,8 @@ __all__ = ["MODES", "DEFAULT_BASELINE", "auto_baseline", "anomaly", "change", "g
 
 
 def mask_from_wkt(wkts, grid):
-    """Boolean (ny, nx) mask of the cells of ``grid`` (:class:`~subsidence_toolkit.core.io.rasters.RasterGrid`, north-up) whose centres
-    fall inside any of the polygons ``wkts`` (WKT in the grid's CRS), rasterized with GDAL."""
+    """Boolean (ny, nx) mask of the cells of ``grid`` (:class:`~subsidence_toolkit.core.io.rasters.RasterGrid`,
+    north-up) whose centres fall inside any of the polygons ``wkts`` (WKT in the grid's CRS), rasterized with GDAL."""
     from osgeo import gdal, ogr, osr
 
     drv = gdal.GetDriverByName("MEM")

@@ -50,8 +50,15 @@ from typing import Optional
 
 import numpy as np
 
-from .kernels import (PIVOT_TOL, band_cholesky_solve, cholesky_pattern_last, cholesky_solve_pixel_last,
-                      fixed_chunk_matmul, unique_patterns, work_array)
+from .kernels import (
+    PIVOT_TOL,
+    band_cholesky_solve,
+    cholesky_pattern_last,
+    cholesky_solve_pixel_last,
+    fixed_chunk_matmul,
+    unique_patterns,
+    work_array,
+)
 from .network import DEFAULT_NSBAS_GAMMA
 from .weights import DEFAULT_LOOKS, WEIGHT_NONE, WEIGHTINGS, coherence_weights
 
@@ -125,15 +132,15 @@ def svd_operators(network, options):
     m, nu = network.n_ifg, network.n_dates - 1
     if use_nsbas:
         D = network.nsbas_design(options.nsbas_gamma)
-        O = np.hstack([network.T, np.zeros((nu, 2))])
+        cumulative = np.hstack([network.T, np.zeros((nu, 2))])
     else:
         D = network.B
-        O = network.T
+        cumulative = network.T
     U, s, Vt = np.linalg.svd(D, full_matrices=False)
     r = int(np.sum(s > options.rcond * s[0]))
     Ur, sr, Vr = U[:, :r], s[:r], Vt[:r].T
     pinv = (Vr / sr) @ Ur.T            # (nu', R)
-    ops = SvdOperators(solve=(O @ pinv)[:, :m],                 # ts[1:] = K y  (extra rows have obs 0)
+    ops = SvdOperators(solve=(cumulative @ pinv)[:, :m],                 # ts[1:] = K y  (extra rows have obs 0)
                        hat=Ur[:m] @ Ur[:m].T,                   # hat matrix of the data rows
                        basis=np.ascontiguousarray(Ur[:m]), rank=r, nsbas=use_nsbas)
     network._cache[key] = ops
@@ -204,7 +211,7 @@ def _weighted_laplacian_solve(network, obs, valid, w, chunk=8192):
     pixels at once and solved by :func:`band_cholesky_solve` (dense batched
     LU when the bandwidth exceeds 16).
     """
-    m, N = network.n_ifg, network.n_dates
+    N = network.n_dates
     n = obs.shape[1]
     i1, i2 = network.i1, network.i2
     absA = np.abs(network.A)

@@ -211,7 +211,8 @@ def _qstats(y, codes, size, lambda_ddof=1, singletons="keep"):
     L = int(present.sum())
     out = {"n": N, "strata": L, "singletons": n_single}
     if N < 2:
-        out.update(q=np.nan, p_wang=np.nan, p_anova=np.nan, q_adj=np.nan, q_null=np.nan, lam=np.nan, ssw=np.nan, sst=np.nan)
+        out.update(q=np.nan, p_wang=np.nan, p_anova=np.nan, q_adj=np.nan, q_null=np.nan, lam=np.nan, ssw=np.nan,
+                   sst=np.nan)
         return out
     ybar = y.mean()
     sst = float(np.sum((y - ybar) ** 2))
@@ -582,7 +583,8 @@ def risk_detector(y, codings, alpha=0.05):
             "significant": np.where(np.isfinite(p), p < alpha, False),
         }))
     tests = pd.concat(test_frames, ignore_index=True) if test_frames else pd.DataFrame(
-        columns=["factor", "stratum_a", "stratum_b", "range_a", "range_b", "mean_a", "mean_b", "t", "df", "p", "significant"])
+        columns=["factor", "stratum_a", "stratum_b", "range_a", "range_b", "mean_a", "mean_b", "t", "df", "p",
+                 "significant"])
     return pd.DataFrame(strata_rows), tests
 
 
@@ -634,8 +636,8 @@ def optimal_discretization(y, x, methods=None, ks=None, min_gain=0.05):
     than ``min_gain`` * q*(k) per extra class, i.e.
     max_{k'>k} (q*(k') - q*(k)) / (k' - k) < min_gain * q*(k) (elbow; q grows
     with k, so the largest q is not a criterion), and the method is the best
-    one at that k. ``gain`` in the curve is that relative gain per class. Returns ``(method, k, curve)`` with curve columns
-    method, k, strata, q, gain, chosen.
+    one at that k. ``gain`` in the curve is that relative gain per class. Returns ``(method, k, curve)`` with
+    curve columns method, k, strata, q, gain, chosen.
     """
     methods = list(methods or ("natural", "quantile", "equal", "geometric", "sd"))
     ks = sorted({int(k) for k in (ks or range(3, 11))})

@@ -195,7 +195,7 @@ def temporal_resample_block(values, t, t_new, method="cubic", min_valid=2):
 
 
 def resample_block_task(task):
-    """Row-block task for :func:`~.parallel.map_blocks`: read, resample, return the block.
+    """Row-block task for :func:`~..io.tasks.map_blocks`: read, resample, return the block.
 
     ``task`` is a dict with ``path``, ``row0``, ``nrows``, ``t``, ``t_new``, ``method`` and
     ``min_valid``; it reads its rows from ``path`` itself (so it can run on a Dask worker that sees

@@ -43,7 +43,8 @@ def test_killing_a_worker_mid_sbas_does_not_corrupt_output(run_alg, dask_cluster
     fb = worker_killing_feedback
     out = outputs(tmp_path, "dask")
     try:
-        remote = run_alg("sbasinversion", dict(params, DASK_SCHEDULER=dask_cluster.scheduler_address, **out), feedback=fb)
+        remote = run_alg("sbasinversion", dict(params, DASK_SCHEDULER=dask_cluster.scheduler_address, **out),
+                         feedback=fb)
         completed = True
     except QgsProcessingException:
         completed = False

@@ -126,10 +126,10 @@ def test_short_group_gives_nan_rows_not_an_error(run_alg, tmp_path):
             super().__init__()
             self.messages = []
 
-        def pushWarning(self, text):  # noqa: N802
+        def pushWarning(self, text):
             self.messages.append(text)
 
-        def reportError(self, text, fatal=False):  # noqa: N802
+        def reportError(self, text, fatal=False):
             self.messages.append(text)
 
     fb = Feedback()

@@ -251,7 +251,7 @@ def test_cancel_mid_run_leaves_no_output(qgis_app, tmp_path):
             super().__init__()
             self.calls = 0
 
-        def isCanceled(self):  # noqa: N802
+        def isCanceled(self):
             self.calls += 1
             return self.calls > 3
 

@@ -158,13 +158,13 @@ def test_per_band_ranges_code_path_with_a_338_like_api(qgis_app, monkeypatch):
                         raising=False)
 
     class Props:
-        def setMode(self, m):  # noqa: N802
+        def setMode(self, m):
             self.mode = m
 
-        def setFixedRangePerBand(self, r):  # noqa: N802
+        def setFixedRangePerBand(self, r):
             self.ranges = r
 
-        def setIsActive(self, a):  # noqa: N802
+        def setIsActive(self, a):
             self.active = a
 
     props = Props()

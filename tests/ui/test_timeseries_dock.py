@@ -284,32 +284,32 @@ def test_plugin_adds_and_removes_the_action(qgis_app, monkeypatch, tmp_path):
             self.toolbar, self.menu, self.docks = [], [], []
             self.active = None
 
-        def mainWindow(self):  # noqa: N802
+        def mainWindow(self):
             return self.window
 
-        def mapCanvas(self):  # noqa: N802
+        def mapCanvas(self):
             return self.canvas
 
-        def activeLayer(self):  # noqa: N802
+        def activeLayer(self):
             return self.active
 
-        def addToolBarIcon(self, a):  # noqa: N802
+        def addToolBarIcon(self, a):
             self.toolbar.append(a)
 
-        def removeToolBarIcon(self, a):  # noqa: N802
+        def removeToolBarIcon(self, a):
             self.toolbar.remove(a)
 
-        def addPluginToRasterMenu(self, m, a):  # noqa: N802
+        def addPluginToRasterMenu(self, m, a):
             self.menu.append((m, a))
 
-        def removePluginRasterMenu(self, m, a):  # noqa: N802
+        def removePluginRasterMenu(self, m, a):
             self.menu.remove((m, a))
 
-        def addDockWidget(self, area, d):  # noqa: N802
+        def addDockWidget(self, area, d):
             self.docks.append(d)
             self.window.addDockWidget(area, d)
 
-        def removeDockWidget(self, d):  # noqa: N802
+        def removeDockWidget(self, d):
             self.docks.remove(d)
             self.window.removeDockWidget(d)
 

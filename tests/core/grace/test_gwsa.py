@@ -143,13 +143,15 @@ def test_mask(case):
 
 
 def test_errors(case, tmp_path):
-    with pytest.raises(TimeSeriesError, match=r"baseline 1990.000-1995.999 is outside the TWSA data .*2004-01\.\.2007-12"):
+    with pytest.raises(TimeSeriesError,
+                       match=r"baseline 1990.000-1995.999 is outside the TWSA data .*2004-01\.\.2007-12"):
         run(case, baseline=(1990.0, 1995.999))
     late = tmp_path / "GLDAS_NOAH025_M.A201501.021.nc4"
     gd.write_gldas_month(late, 2015, 1, GLAT, GLON, {"SWE_inst": np.ones((12, 14))})
     gd.write_gldas_month(tmp_path / "GLDAS_NOAH025_M.A201502.021.nc4", 2015, 2, GLAT, GLON,
                          {"SWE_inst": np.ones((12, 14))})
-    with pytest.raises(TimeSeriesError, match=r"months 2015-01\.\.2015-02 do not overlap the TWSA months 2004-01\.\.2007-12"):
+    with pytest.raises(TimeSeriesError,
+                       match=r"months 2015-01\.\.2015-02 do not overlap the TWSA months 2004-01\.\.2007-12"):
         run(case, comps=['NETCDF:"%s":SWE_inst' % (tmp_path / "GLDAS_NOAH025_M.A2015*.nc4")])
     with pytest.raises(TimeSeriesError, match="mask polygon covers no TWSA cell"):
         run(case, mask=np.zeros((20, 20), bool))

@@ -121,7 +121,8 @@ def test_writer_is_atomic_and_labels_bands(tmp_path):
 
 def test_phase_to_los_sign():
     # positive phase = range increase = away from the satellite -> negative displacement
-    assert units.los_factor_mm("radians", units.SENTINEL1_WAVELENGTH_M) * 1.0 == pytest.approx(-0.05546576 / (4 * np.pi) * 1000)
+    assert units.los_factor_mm("radians", units.SENTINEL1_WAVELENGTH_M) * 1.0 == pytest.approx(
+        -0.05546576 / (4 * np.pi) * 1000)
 
 
 def test_window_blocks_cover_grid_once():
@@ -129,7 +130,8 @@ def test_window_blocks_cover_grid_once():
 
     from subsidence_toolkit.core.io.windows import window_blocks
 
-    for ny, nx, bpc, mb in ((1000, 900, 8 * 100, 512), (1000, 4000, 8 * 1216, 64), (300, 70, 8, 0.001), (5, 7, 80, 1e-5)):
+    for ny, nx, bpc, mb in ((1000, 900, 8 * 100, 512), (1000, 4000, 8 * 1216, 64), (300, 70, 8, 0.001),
+                            (5, 7, 80, 1e-5)):
         cover = np.zeros((ny, nx), int)
         blocks = window_blocks(ny, nx, bpc, mb)
         for r0, nr, c0, nc in blocks:

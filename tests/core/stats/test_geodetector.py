@@ -180,7 +180,10 @@ def test_ecological_detector_matches_scipy_f():
     b = rng.integers(0, 5, 150)
     y = a + rng.normal(size=150)
     e = G.ecological_detector(y, [cat("a", a), cat("b", b)]).iloc[0]
-    ssw = lambda x: sum(((y[x == h] - y[x == h].mean()) ** 2).sum() for h in np.unique(x))
+
+    def ssw(x):
+        return sum(((y[x == h] - y[x == h].mean()) ** 2).sum() for h in np.unique(x))
+
     F = ssw(a) / ssw(b)
     assert e.F == pytest.approx(F, rel=1e-12)
     p = 2 * min(stats.f.cdf(F, 149, 149), stats.f.sf(F, 149, 149))

@@ -427,7 +427,8 @@ def test_groups_processed_together_equal_groups_alone(detrend):
 
 def test_missing_group_key_is_its_own_group():
     df = pd.DataFrame({"area": ["a"] * 6 + [None] * 6, "date": month_dates(6) * 2,
-                       "x": np.r_[np.arange(6.0), np.arange(6.0) ** 2], "y": np.r_[np.arange(6.0) ** 1.5, -np.arange(6.0)]})
+                       "x": np.r_[np.arange(6.0), np.arange(6.0) ** 2],
+                       "y": np.r_[np.arange(6.0) ** 1.5, -np.arange(6.0)]})
     t = lc.lagged_correlation_table(df, "date", "x", "y", group_fields=["area"], max_lag=0).table
     assert sorted(t["group"]) == ["area=", "area=a"]
     assert t.loc[t["group"] == "area=", "r"].iloc[0] == pytest.approx(-stats.pearsonr(np.arange(6.0) ** 2,
