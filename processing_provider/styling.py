@@ -91,34 +91,25 @@ _counter = itertools.count(1)
 
 
 # --------------------------------------------------------------------------- ramps
-def _style_ramp(name):
+def _ramp(style_name, colors):
+    """The ramp ``style_name`` of the QGIS default style or, without it, a gradient through ``colors``
+    (five RGB tuples at 0, 0.25, 0.5, 0.75 and 1)."""
     style = QgsStyle.defaultStyle()
-    ramp = style.colorRamp(name) if style is not None else None
+    ramp = style.colorRamp(style_name) if style is not None else None
+    if ramp is None:
+        c = [QColor(*rgb) for rgb in colors]
+        ramp = QgsGradientColorRamp(c[0], c[4], False, [QgsGradientStop(0.25 * i, c[i]) for i in (1, 2, 3)])
     return ramp
 
 
 def diverging_ramp():
     """ColorBrewer RdBu (red = low/negative, white = 0, blue = high/positive)."""
-    ramp = _style_ramp("RdBu")
-    if ramp is None:
-        ramp = QgsGradientColorRamp(QColor(202, 0, 32), QColor(5, 113, 176), False, [
-            QgsGradientStop(0.25, QColor(244, 165, 130)),
-            QgsGradientStop(0.5, QColor(247, 247, 247)),
-            QgsGradientStop(0.75, QColor(146, 197, 222)),
-        ])
-    return ramp
+    return _ramp("RdBu", [(202, 0, 32), (244, 165, 130), (247, 247, 247), (146, 197, 222), (5, 113, 176)])
 
 
 def sequential_ramp():
     """Viridis (perceptually uniform, colour-blind safe)."""
-    ramp = _style_ramp("Viridis")
-    if ramp is None:
-        ramp = QgsGradientColorRamp(QColor(68, 1, 84), QColor(253, 231, 37), False, [
-            QgsGradientStop(0.25, QColor(59, 82, 139)),
-            QgsGradientStop(0.5, QColor(33, 145, 140)),
-            QgsGradientStop(0.75, QColor(94, 201, 98)),
-        ])
-    return ramp
+    return _ramp("Viridis", [(68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37)])
 
 
 # --------------------------------------------------------------------------- styles

@@ -34,7 +34,7 @@ from osgeo import gdal, osr
 
 from ..io.dates import decode_cf_time, format_date, month_from_index, month_index, month_label
 from ..io.errors import TimeSeriesError
-from ..io.rasters import RasterGrid, read_dates
+from ..io.rasters import RasterGrid, open_raster, read_dates
 
 gdal.UseExceptions()
 
@@ -169,18 +169,7 @@ def expand_source(source):
 
 
 def _open(path, variable):
-    name = gdal_name(path, variable)
-    try:
-        ds = gdal.Open(name)
-    except RuntimeError as e:
-        raise TimeSeriesError("cannot open %s: %s" % (name, e)) from None
-    if ds is None:
-        raise TimeSeriesError("cannot open %s" % name)
-    if ds.RasterCount == 0:
-        subs = [s[0] for s in (ds.GetSubDatasets() or [])]
-        raise TimeSeriesError("%s has no bands%s" % (
-            name, (" ; choose a variable: " + ", ".join(subs[:12])) if subs else ""))
-    return ds
+    return open_raster(gdal_name(path, variable))
 
 
 def _georef(ds, name):

@@ -44,7 +44,7 @@ def open_raster(path, update=False):
         raise TimeSeriesError("cannot open raster %s" % path)
     if ds.RasterCount == 0:
         subs = [s[0] for s in (ds.GetSubDatasets() or [])]
-        hint = (" ; it holds subdatasets, open one of: %s" % ", ".join(subs[:8])) if subs else ""
+        hint = (" ; it holds subdatasets, choose a variable: %s" % ", ".join(subs[:12])) if subs else ""
         raise TimeSeriesError("raster %s has no bands%s" % (path, hint))
     return ds
 

@@ -86,6 +86,29 @@ def _gappy_obs(net, rows, cols, seed=3):
     return obs, coh
 
 
+def _traced_solve(obs, coh, weighting, dtype, net):
+    """Peak traced memory of solving ``obs`` in two sub-blocks of half its rows (workspace kept between them,
+    as a window task does), after one warm-up solve; returns (peak, window statistics)."""
+    M, rows = net.n_ifg, obs.shape[1]
+    solver = sbas.SolverOptions(weighting=weighting, looks=20, min_coherence=0.0, gap_handling="min_norm",
+                                rad_per_unit=1.0, dtype=dtype)
+    state = sbas_stack.TaskState(network=net, solver=solver, to_mm=1.0, ref_vals=np.zeros(M), seasonal=False)
+    stats = {"sum_e2": np.zeros(M), "n": np.zeros(M, dtype=np.int64), "n_data": 0, "n_gap": 0}
+    sbas_stack._solve_sub_block(obs.copy()[:, :4], coh[:, :4], state, stats)   # warm network operators
+    a = obs.copy()
+    tracemalloc.start()
+    try:
+        workspace = {}                                               # kept from sub-block to sub-block
+        for r in range(0, rows, rows // 2):
+            out = sbas_stack._solve_sub_block(a[:, r:r + rows // 2], coh[:, r:r + rows // 2], state, stats,
+                                              workspace)
+            del out
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return peak, stats
+
+
 @pytest.mark.parametrize("kind,weighting", [("float32", "none"), ("weighted", "coherence")])
 def test_solve_working_memory_within_the_per_pixel_estimate(kind, weighting):
     """tracemalloc peak of a sub-block solve <= the planner's per-pixel bytes x pixels + its fixed term."""
@@ -93,22 +116,7 @@ def test_solve_working_memory_within_the_per_pixel_estimate(kind, weighting):
     M, N = net.n_ifg, net.n_dates
     rows, cols = 40, 60
     obs, coh = _gappy_obs(net, rows, cols)
-    solver = sbas.SolverOptions(weighting=weighting, looks=20, min_coherence=0.0, gap_handling="min_norm",
-                                rad_per_unit=1.0, dtype=np.float64 if weighting != "none" else np.float32)
-    shared = sbas_stack.TaskState(network=net, solver=solver, to_mm=1.0, ref_vals=np.zeros(M), seasonal=False)
-    stats = {"sum_e2": np.zeros(M), "n": np.zeros(M, dtype=np.int64), "n_data": 0, "n_gap": 0}
-    sbas_stack._solve_sub_block(obs.copy()[:, :4], coh[:, :4], shared, stats)   # warm network operators
-    a = obs.copy()
-    tracemalloc.start()
-    try:
-        workspace = {}                                               # kept from sub-block to sub-block
-        for r in range(0, rows, rows // 2):
-            out = sbas_stack._solve_sub_block(a[:, r:r + rows // 2], coh[:, r:r + rows // 2], shared, stats,
-                                              workspace)
-            del out
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    peak, stats = _traced_solve(obs, coh, weighting, np.float64 if weighting != "none" else np.float32, net)
     assert stats["n_gap"] > 0                                        # the fallback path ran
     budget = sbas.solve_bytes_per_pixel(M, N, kind, net.bandwidth) * rows // 2 * cols \
         + sbas.solve_bytes_fixed(M, N)
@@ -130,20 +138,7 @@ def test_memory_model_tracks_the_solver(kind, weighting):
     for p in rng.choice(rows * cols, rows * cols // 3, replace=False):
         flat[rng.choice(M, 2, replace=False), p] = np.nan
     coh = rng.uniform(0.2, 0.95, (M, rows, cols)).astype(np.float32)
-    solver = sbas.SolverOptions(weighting=weighting, dtype=np.float32 if kind == "float32" else np.float64)
-    state = sbas_stack.TaskState(network=net, solver=solver, to_mm=1.0, ref_vals=np.zeros(M))
-    stats = {"sum_e2": np.zeros(M), "n": np.zeros(M, dtype=np.int64), "n_data": 0, "n_gap": 0}
-    sbas_stack._solve_sub_block(obs.copy()[:, :4], coh[:, :4], state, stats)   # warm network operators
-    tracemalloc.start()
-    try:
-        workspace = {}
-        for r in range(0, rows, rows // 2):
-            out = sbas_stack._solve_sub_block(obs[:, r:r + rows // 2], coh[:, r:r + rows // 2], state, stats,
-                                              workspace)
-            del out
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    peak, stats = _traced_solve(obs, coh, weighting, np.float32 if kind == "float32" else np.float64, net)
     assert stats["n_gap"] == 0                                      # no fallback: only the per-pixel terms
     model = sbas.solve_bytes_per_pixel(M, N, kind, net.bandwidth) * rows // 2 * cols
     assert 0.4 * model <= peak <= model, (peak, model)
