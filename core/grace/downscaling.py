@@ -529,7 +529,8 @@ def weighted_downscaling(grace, model, method="bilinear", period=None, gain=None
     shared = dict(model=model, interp=interp, e=e, tg=tg.data, moy=moy, model_months=model_months,
                   clim_in_model=clim_in_model, out_dtype=out_dtype)
     tasks = [dict(window=(r0, nr, c0, nc), lats=lats[r0:r0 + nr]) for (r0, nr, c0, nc) in blocks]
-    partial = run_windows(downscale_window_task, tasks, blocks, nx, "td", write, progress, run_tasks, shared)
+    partial = run_windows(downscale_window_task, tasks, blocks, nx, "td", write=write, progress=progress,
+                          run_tasks=run_tasks, shared=shared)
     means = weighted_means(_regional_sums(partial, nt, model_pos))
     if not np.isfinite(means["down"]).any():
         raise TimeSeriesError("the downscaled study area is NaN in every month (model %s, GRACE %s)"

@@ -189,7 +189,8 @@ def groundwater_anomaly(twsa, components, mode="anomaly", baseline=DEFAULT_BASEL
     tasks = [dict(window=(r0, nr, c0, nc), mask=mask[r0:r0 + nr, c0:c0 + nc] if mask is not None else None,
                   lats=lats[r0:r0 + nr])
              for (r0, nr, c0, nc) in blocks]
-    partial = run_windows(gwsa_window_task, tasks, blocks, nx, "gwsa", write, progress, run_tasks, shared)
+    partial = run_windows(gwsa_window_task, tasks, blocks, nx, "gwsa", write=write, progress=progress,
+                          run_tasks=run_tasks, shared=shared)
     # regional sums in window order (not arrival order): local and Dask tables are identical
     sums = {k: [np.zeros(nt), np.zeros(nt)] for k in keys}
     for bi in sorted(partial):

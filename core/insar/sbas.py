@@ -448,7 +448,7 @@ def _solve_weighted(obs, network, options, ts, gaps):
         ts[1:, rest] = _fallback_solve(network, Y[:, rest], valid[:, rest], np.sqrt(w[:, rest]), options)
 
 
-def _residual_statistics(ts, obs, network, options, zero_rows, ifg_stats=False, workspace=None):
+def _residual_statistics(ts, obs, network, options, zero_rows, *, ifg_stats=False, workspace=None):
     """Residual statistics of the used observations (unweighted): ``e = y - A ts``, their RMS per pixel,
     the temporal coherence ``|sum exp(i e)| / n`` (Pepe & Lanari 2006) and, with ``ifg_stats``, the sum
     of squared residuals per interferogram. ``zero_rows``: pixels whose missing rows are not imputed
@@ -559,7 +559,8 @@ def sbas_invert_block(obs_block, network, coherence_block=None, options=None, wo
     # imputed observations have zero residual by construction; only pixels solved otherwise
     # (weighted / fallback) need their missing rows zeroed (and all partial ones for ifg_stats)
     zero_rows = obs.partial if (options.weighted or ifg_stats) else fallback
-    rms, tcoh, sum_e2 = _residual_statistics(ts, obs, network, options, zero_rows, ifg_stats, workspace)
+    rms, tcoh, sum_e2 = _residual_statistics(ts, obs, network, options, zero_rows, ifg_stats=ifg_stats,
+                                             workspace=workspace)
     if options.gap_handling == GAP_MASK:
         _mask_disconnected(ts, obs, network, gaps)
     quality = {

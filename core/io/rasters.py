@@ -151,7 +151,7 @@ def read_block(ds, row0, nrows, bands=None, dtype=np.float64, apply_scale=True):
     NoData value turned into NaN and ``scale``/``offset`` applied (GDAL reports
     but does not apply NetCDF ``scale_factor``/``add_offset``).
     """
-    return read_window(ds, 0, row0, ds.RasterXSize, nrows, bands, dtype, apply_scale)
+    return read_window(ds, 0, row0, ds.RasterXSize, nrows, bands=bands, dtype=dtype, apply_scale=apply_scale)
 
 
 def read_window(ds, xoff, yoff, xsize, ysize, bands=None, dtype=np.float64, apply_scale=True):

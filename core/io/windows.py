@@ -57,7 +57,7 @@ def window_blocks(ysize, xsize, bytes_per_cell, memory_mb=DEFAULT_MEMORY_MB, til
             for r in range(0, ysize, nr) for c in range(0, xsize, nc)]
 
 
-def run_windows(task_fn, tasks, blocks, nx, key, write=None, progress=None, run_tasks=None, shared=None):
+def run_windows(task_fn, tasks, blocks, nx, key, *, write=None, progress=None, run_tasks=None, shared=None):
     """Run window tasks (here or through ``run_tasks``), write each result's ``key`` array as it arrives
     (``write(row0, block[, col0])``, ``col0`` only for windows narrower than the grid) and return the
     per-window partial sums ``{window index: result["sums"]}`` for summing in window order."""

@@ -33,6 +33,7 @@ Empty classes are dropped when values are coded (:func:`classify`).
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import numpy as np
 
@@ -63,6 +64,20 @@ def _prefix(values, weights):
     return pw, p1, p2
 
 
+class _Costs(NamedTuple):
+    """What the cost C(b, a) = a_base[a] - (p1[b]-p1[a])^2 / (pw[b]-pw[a]) of a DP layer reads: the prefix
+    sums ``pw``, ``p1`` (:func:`_prefix`) and ``a_base`` = D_{j-1}[a] - p2[a]."""
+    pw: np.ndarray
+    p1: np.ndarray
+    a_base: np.ndarray
+
+
+class _Workers(NamedTuple):
+    """One :class:`_Buffers` per thread and the thread pool (None: this thread only)."""
+    bufs: list
+    pool: object = None
+
+
 class _Buffers:
     """Float work arrays reused across depths and layers (fresh multi-MB arrays per numpy call
     cost more in page faults than the arithmetic itself); one set per thread."""
@@ -73,7 +88,7 @@ class _Buffers:
         self.bm = np.empty(cap, dtype=bool)
 
 
-def _row_minima(b, lo, hi, pw, p1, a_base, buf):
+def _row_minima(b, lo, hi, costs, buf):
     """Row minima of C(b, a) = a_base[a] - (p1[b]-p1[a])^2 / (pw[b]-pw[a]) over a in [lo, hi].
 
     Rows ``b`` ascend and their candidate ranges come from the divide-and-conquer bounds:
@@ -84,6 +99,7 @@ def _row_minima(b, lo, hi, pw, p1, a_base, buf):
     of the prefix arrays; gap candidates are set to +inf; a shared end point is evaluated once
     more for the row on its left. Ties go to the smallest a. Returns (minima, argmin a).
     """
+    pw, p1, a_base = costs
     start, stop = int(lo[0]), int(hi[-1]) + 1
     total = stop - start
     nrow = b.size
@@ -148,7 +164,7 @@ def _row_minima(b, lo, hi, pw, p1, a_base, buf):
     return mins, best
 
 
-def _level_minima(b, lo, hi, pw, p1, a_base, bufs, pool):
+def _level_minima(b, lo, hi, costs, workers):
     """:func:`_row_minima` of one level in cache-sized chunks of rows (about ``_CHUNK``
     candidates each: the work arrays stay in the CPU cache instead of streaming the whole
     level through memory several times), the chunks shared out to the threads of ``pool``.
@@ -158,31 +174,32 @@ def _level_minima(b, lo, hi, pw, p1, a_base, bufs, pool):
     lens = hi - lo + 1
     npieces = -(-lens // _CHUNK)
     if npieces.max() <= 1:
-        return _chunked_minima(b, lo, hi, pw, p1, a_base, bufs, pool)
+        return _chunked_minima(b, lo, hi, costs, workers)
     row = np.repeat(np.arange(b.size), npieces)
     first = np.cumsum(npieces) - npieces
     k = np.arange(row.size) - first[row]  # piece number within its row
     plo = lo[row] + k * _CHUNK
     phi = np.minimum(plo + (_CHUNK - 1), hi[row])
-    pmins, pbest = _chunked_minima(b[row], plo, phi, pw, p1, a_base, bufs, pool)
+    pmins, pbest = _chunked_minima(b[row], plo, phi, costs, workers)
     mins = np.minimum.reduceat(pmins, first)
     hit = np.flatnonzero(pmins == mins[row])
     return mins, pbest[hit[np.searchsorted(hit, first)]]
 
 
-def _chunked_minima(b, lo, hi, pw, p1, a_base, bufs, pool):
+def _chunked_minima(b, lo, hi, costs, workers):
     """:func:`_level_minima` for rows of at most about ``_CHUNK`` candidates."""
+    bufs, pool = workers
     span = int(hi[-1]) - int(lo[0]) + 1
     nchunk = min(b.size, -(-span // _CHUNK))
     if nchunk <= 1:
-        return _row_minima(b, lo, hi, pw, p1, a_base, bufs[0])
+        return _row_minima(b, lo, hi, costs, bufs[0])
     marks = np.linspace(int(lo[0]), int(hi[-1]), nchunk + 1)[1:-1]
     cuts = np.unique(np.clip(np.searchsorted(lo, marks), 1, b.size - 1)).tolist()
     edges = list(zip([0] + cuts, cuts + [b.size]))
     nthreads = len(bufs) if pool is not None else 1
 
     def run(part, buf):
-        return [_row_minima(b[u:v], lo[u:v], hi[u:v], pw, p1, a_base, buf) for u, v in part]
+        return [_row_minima(b[u:v], lo[u:v], hi[u:v], costs, buf) for u, v in part]
 
     if nthreads > 1 and len(edges) >= nthreads:
         k = np.linspace(0, len(edges), nthreads + 1).astype(int)
@@ -193,7 +210,7 @@ def _chunked_minima(b, lo, hi, pw, p1, a_base, bufs, pool):
     return np.concatenate([m for m, _ in parts]), np.concatenate([a for _, a in parts])
 
 
-def _layer(dprev, pw, p1, p2, j, b_lo, b_hi, d_out, opt_out, bufs, pool=None):
+def _layer(dprev, prefix, j, b_range, out, workers):
     """One DP layer: for every b in [b_lo, b_hi], the best start a of class j.
 
     D_j(b) = min_{j-1 <= a <= b-1} dprev[a] + SSW(a, b), where SSW(a, b) of the
@@ -203,9 +220,14 @@ def _layer(dprev, pw, p1, p2, j, b_lo, b_hi, d_out, opt_out, bufs, pool=None):
     s before and s after (solved at the previous, coarser level), because the optimal start
     a*(b) is non-decreasing in b. The Python loop runs over the log2(n) levels only; each
     level evaluates about n candidates (:func:`_row_minima`), shared out to one thread per
-    buffer set when a ``pool`` is given (numpy releases the GIL in these calls).
+    buffer set when ``workers`` has a pool (numpy releases the GIL in these calls).
+    ``prefix`` = (pw, p1, p2) of :func:`_prefix`, ``b_range`` = (b_lo, b_hi), ``out`` = (D_j, opt) arrays.
     """
+    pw, p1, p2 = prefix
+    b_lo, b_hi = b_range
+    d_out, opt_out = out
     a_base = dprev - p2  # dprev[a] - p2[a]; p2[b] is constant within a row
+    costs = _Costs(pw, p1, a_base)
     nr = b_hi - b_lo + 1
     o = np.empty(nr + 2, dtype=np.int64)  # o[q]: optimal start of row b_lo + q - 1
     o[0] = j - 1  # bounds for the first and the last row
@@ -222,7 +244,7 @@ def _layer(dprev, pw, p1, p2, j, b_lo, b_hi, d_out, opt_out, bufs, pool=None):
         hi[:up.size] = up
         hi[up.size:] = o[nr + 1]
         np.minimum(hi, b - 1, out=hi)
-        mins, best = _level_minima(b, lo.copy(), hi, pw, p1, a_base, bufs, pool)
+        mins, best = _level_minima(b, lo.copy(), hi, costs, workers)
         d_out[rows] = mins + p2[rows]
         opt_out[rows] = best
         o[s:s + 2 * s * (m - 1) + 1:2 * s] = best
@@ -255,7 +277,7 @@ def _fisher_dp(values, weights, kmax, all_k, threads=None):
                 b_lo, b_hi = j, n - (kmax - j)
             else:
                 b_lo = b_hi = n
-            _layer(d, pw, p1, p2, j, b_lo, b_hi, d_new, opt, bufs, pool)
+            _layer(d, (pw, p1, p2), j, (b_lo, b_hi), (d_new, opt), _Workers(bufs, pool))
             opts.append(opt.astype(np.int32))
             d = d_new
             totals.append(float(d[n]))

@@ -223,7 +223,8 @@ def _qstats(y, codes, size, lambda_ddof=1, singletons="keep"):
         out.update(p_wang=np.nan, p_anova=np.nan, q_adj=np.nan, lam=np.nan)
         return out
     out["q_adj"] = 1.0 - (1.0 - q) * (N - 1) / (N - L)
-    out["lam"], out["p_wang"], out["p_anova"] = _wang_test(q, N, L, n_h[present], m_h[present], sst, lambda_ddof)
+    out["lam"], out["p_wang"], out["p_anova"] = _wang_test(q, N, L, n_h[present], m_h[present], sst,
+                                                           lambda_ddof=lambda_ddof)
     return out
 
 
@@ -529,7 +530,8 @@ def interaction_detector(y, codings, convention="r", tol=1e-10, permutations=0, 
             qab = 1.0 - ss_h.sum() / sst
             present = n_h > 0
             cells = int(np.count_nonzero(present))
-            lam_ab, p_ab, _ = _wang_test(qab, yy.size, cells, n_h[present], m_h[present], sst, lambda_ddof)
+            lam_ab, p_ab, _ = _wang_test(qab, yy.size, cells, n_h[present], m_h[present], sst,
+                                          lambda_ddof=lambda_ddof)
         if cells > max_cell_ratio * yy.size:
             _warn(messages, f"pair {ca.name!r} x {cb.name!r}: {cells} cells for {yy.size} samples (more than N/2); "
                             "q(A∩B) is inflated by chance")

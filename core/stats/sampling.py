@@ -473,8 +473,8 @@ def window_means(raster, x, y, window=0.0, bands=None, canceled=None):
     """
     ds = open_raster(raster) if not isinstance(raster, gdal.Dataset) else raster
     bands = list(bands) if bands is not None else list(range(1, ds.RasterCount + 1))
-    c0, r0, c1, r1 = window_pixels(ds.GetGeoTransform(), ds.RasterXSize, ds.RasterYSize, x, y, window,
-                                   is_geographic(ds))
+    c0, r0, c1, r1 = window_pixels(ds.GetGeoTransform(), ds.RasterXSize, ds.RasterYSize, x, y, window=window,
+                                   geographic=is_geographic(ds))
     npts = c0.size
     mean = np.full((npts, len(bands)), np.nan)
     count = np.zeros((npts, len(bands)), dtype=np.int64)

@@ -215,7 +215,8 @@ def validate_time_series(raster, observations, window=0.0, tolerance_days=16, me
     reference; summary one row for all observations (id ``(all)``) and one per id.
     """
     obs = parse_observations(observations)
-    pred, npx, band_text = predict(raster, obs, window, tolerance_days, method, dates, canceled)
+    pred, npx, band_text = predict(raster, obs, window=window, tolerance_days=tolerance_days, method=method,
+                                   dates=dates, canceled=canceled)
     meas = measured_mm(obs["value"].to_numpy(), value_scale, sign)
     ref = np.zeros(len(obs), dtype=bool)
     if relative:
