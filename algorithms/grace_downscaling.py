@@ -1,6 +1,4 @@
 """GRACE weighted downscaling (``subsidence:gracedownscaling``), Liu et al. (2024) eqs. 6-9."""
-import re
-
 from qgis.core import (
     QgsProcessing,
     QgsProcessingException,
@@ -18,24 +16,9 @@ from ..core.io.dates import month_from_index
 from ..core.io.errors import TimeSeriesError
 from ..core.io.rasters import RasterWriter
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
+from ..processing_provider.parameters import split_specs, unit_specs
 from ..processing_provider.rasters import output_raster_path
 from ..processing_provider.tables import write_table
-
-
-def split_specs(text):
-    """``;`` or newline separated source specs (paths, ``NETCDF:"glob":var``)."""
-    return [s.strip() for s in re.split(r"[;\n]", text or "") if s.strip()]
-
-
-def unit_specs(text, n, label):
-    """Comma-separated unit statements, one per input or one for all (default ``auto``)."""
-    items = [s.strip() for s in (text or "").split(",") if s.strip()] or ["auto"]
-    if len(items) == 1:
-        return items * n
-    if len(items) != n:
-        raise TimeSeriesError("%s: %d unit statements for %d inputs (give one, or one per input)"
-                                       % (label, len(items), n))
-    return items
 
 
 def optional_number(alg, parameters, name, context):

@@ -20,9 +20,9 @@ from ..core.grace import gwsa, products
 from ..core.io.dates import month_from_index
 from ..core.io.rasters import RasterGrid, RasterWriter
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
+from ..processing_provider.parameters import split_specs, unit_specs
 from ..processing_provider.rasters import output_raster_path
 from ..processing_provider.tables import write_table
-from .grace_downscaling import split_specs, unit_specs
 
 
 def component_name(source, used):
