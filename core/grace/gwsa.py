@@ -123,6 +123,46 @@ def auto_baseline(record_months, components_months=()):
     return (first // 12 + (first % 12) / 12.0, last // 12 + (last % 12 + 1) / 12.0 - 0.001)
 
 
+def _regridded_components(twsa, components, names, target, log):
+    """Every component as a reader on the TWSA grid (``target`` = (grid, lons, lats)); an error when a
+    component shares no month with the TWSA, a log line for the TWSA months it lacks."""
+    tw_grid, lons, lats = target
+    t_months = set(twsa.record_months.tolist())
+    comps = []
+    for name, c in zip(names, components):
+        cm = set(c.record_months.tolist())
+        if not (cm & t_months):
+            raise TimeSeriesError("component %s months %s do not overlap the TWSA months %s (%s)"
+                                  % (c.label, month_range_label(cm), month_range_label(t_months), twsa.label))
+        lack = sorted(t_months - cm)
+        if lack:
+            log("%s: no data for TWSA month(s) %s -> GWSA NaN there" % (name, describe_months(lack)))
+        comps.append(RegriddedReader(c, tw_grid, lons, lats, target="the TWSA grid"))
+    return comps
+
+
+def _checked_mask(mask, nx, ny):
+    if mask is None:
+        return None
+    mask = np.asarray(mask, bool)
+    if mask.shape != (ny, nx):
+        raise TimeSeriesError("mask shape %s differs from the TWSA grid %dx%d" % (mask.shape, nx, ny))
+    if not mask.any():
+        raise TimeSeriesError("the mask polygon covers no TWSA cell")
+    return mask
+
+
+def _regional_means(partial, keys, nt):
+    """Regional means of TWSA, each component and GWSA from the windows' partial sums, added in window
+    order (not arrival order: local and Dask tables are identical)."""
+    sums = {k: [np.zeros(nt), np.zeros(nt)] for k in keys}
+    for bi in sorted(partial):
+        for k, (s, sw) in zip(keys, partial[bi]):
+            sums[k][0] += s
+            sums[k][1] += sw
+    return weighted_means(sums)
+
+
 def groundwater_anomaly(twsa, components, mode="anomaly", baseline=DEFAULT_BASELINE, mask=None, write=None,
                         progress=None, memory_mb=512, log=None, names=None, run_tasks=None, out_dtype=None):
     """GWSA (anomaly or month-to-month change) from a TWSA reader and component readers.
@@ -148,16 +188,7 @@ def groundwater_anomaly(twsa, components, mode="anomaly", baseline=DEFAULT_BASEL
     lons, lats = twsa.lons, twsa.north_up_lats()
     t_months = set(twsa.record_months.tolist())
     tw_grid = twsa.grid()
-    comps = []
-    for name, c in zip(names, components):
-        cm = set(c.record_months.tolist())
-        if not (cm & t_months):
-            raise TimeSeriesError("component %s months %s do not overlap the TWSA months %s (%s)"
-                                  % (c.label, month_range_label(cm), month_range_label(t_months), twsa.label))
-        lack = sorted(t_months - cm)
-        if lack:
-            log("%s: no data for TWSA month(s) %s -> GWSA NaN there" % (name, describe_months(lack)))
-        comps.append(RegriddedReader(c, tw_grid, lons, lats, target="the TWSA grid"))
+    comps = _regridded_components(twsa, components, names, (tw_grid, lons, lats), log)
     use = None
     if mode == "anomaly" and baseline is None:
         baseline = auto_baseline(t_months, [c.record_months for c in components])
@@ -176,12 +207,7 @@ def groundwater_anomaly(twsa, components, mode="anomaly", baseline=DEFAULT_BASEL
         log("baseline %.3f-%.3f: %d TWSA months %s" % (baseline[0], baseline[1], int(use_t.sum()),
                                                        month_range_label(months[use_t])))
     nt, nx, ny = len(months), len(lons), len(lats)
-    if mask is not None:
-        mask = np.asarray(mask, bool)
-        if mask.shape != (ny, nx):
-            raise TimeSeriesError("mask shape %s differs from the TWSA grid %dx%d" % (mask.shape, nx, ny))
-        if not mask.any():
-            raise TimeSeriesError("the mask polygon covers no TWSA cell")
+    mask = _checked_mask(mask, nx, ny)
     per_cell = 8 * nt * (4 * (len(comps) + 1) + 2)
     blocks = window_blocks(ny, nx, per_cell, memory_mb)
     keys = ["twsa"] + names + ["gwsa"]
@@ -191,13 +217,7 @@ def groundwater_anomaly(twsa, components, mode="anomaly", baseline=DEFAULT_BASEL
              for (r0, nr, c0, nc) in blocks]
     partial = run_windows(gwsa_window_task, tasks, blocks, nx, "gwsa", write=write, progress=progress,
                           run_tasks=run_tasks, shared=shared)
-    # regional sums in window order (not arrival order): local and Dask tables are identical
-    sums = {k: [np.zeros(nt), np.zeros(nt)] for k in keys}
-    for bi in sorted(partial):
-        for k, (s, sw) in zip(keys, partial[bi]):
-            sums[k][0] += s
-            sums[k][1] += sw
-    means = weighted_means(sums)
+    means = _regional_means(partial, keys, nt)
     if not np.isfinite(means["gwsa"]).any():
         raise TimeSeriesError("GWSA is NaN over the whole study area in every month (TWSA %s%s)"
                               % (twsa.label, ", inside the mask" if mask is not None else ""))
