@@ -11,6 +11,9 @@ Liu et al. (2024), Land 13:184, sec. 2.3.2, eqs. (6)-(9); Huang et al. (2025) se
 The fine grid streams in row blocks: :func:`downscale_block` is pure (arrays in, arrays out).
 Regional means are area weighted with cos(latitude) (:func:`weighted_sums_block`).
 """
+from dataclasses import dataclass
+from typing import Optional
+
 import numpy as np
 import pandas as pd
 from scipy import interpolate as _si
@@ -369,31 +372,50 @@ def weighted_means(sums):
     return means
 
 
-def downscale_window_task(spec, shared=None):
+@dataclass(frozen=True, eq=False)
+class GridWindow:
+    """One window task of a GRACE / GWSA pass: ``window`` (row0, nrows, col0, ncols) of the grid, the
+    latitudes ``lats`` of its rows and, for GWSA, its part of the study-area ``mask`` (None: all cells)."""
+    window: tuple
+    lats: np.ndarray
+    mask: Optional[np.ndarray] = None
+
+
+@dataclass(frozen=True, eq=False)
+class DownscaleState:
+    """What every window task of :func:`weighted_downscaling` shares (sent to each Dask worker once; the
+    readers re-open their files there): ``model`` (:class:`ModelSum`), ``interp`` (:class:`Interpolator`
+    of the coarse window), ``deviation`` E (nt, ny_c, nx_c) and ``grace`` TG (same shape) on the coarse
+    window, ``month_of_year`` of each output month, ``model_months`` / ``clim_in_model`` the model months
+    read and those in the climatology, ``out_dtype`` optional dtype of the TD windows."""
+    model: "ModelSum"
+    interp: Interpolator
+    deviation: np.ndarray
+    grace: np.ndarray
+    month_of_year: np.ndarray
+    model_months: np.ndarray
+    clim_in_model: np.ndarray
+    out_dtype: Optional[str] = None
+
+
+def downscale_window_task(task, state):
     """Pure window task of :func:`weighted_downscaling` (eq. 9 + partial regional sums), picklable.
 
-    ``spec`` (merged over ``shared``, the part common to every window): ``window`` (row0, nrows, col0,
-    ncols) of the fine grid; ``model`` (:class:`ModelSum`, read here from its files); ``interp``
-    (:class:`Interpolator` of the coarse window); ``e`` coarse deviation E (nt, ny_c, nx_c); ``tg`` coarse
-    GRACE field (same shape); ``moy`` calendar month of each output month; ``model_months`` /
-    ``clim_in_model`` model months read and those in the climatology; ``lats`` latitudes of the window
-    rows; ``out_dtype`` optional dtype of TD.
+    ``task``: :class:`GridWindow` of the fine grid; ``state``: :class:`DownscaleState`.
     Returns ``{"td": TD (nt, nrows, ncols), "sums": {"grace"|"down"|"model": (sum_wx, sum_w)}}``,
     the cos(phi)-weighted sums of f(TG), TD and the model TWS (the latter on ``model_months``).
     """
-    if shared:
-        spec = dict(shared, **spec)
-    r0, nr, c0, nc = spec["window"]
-    w = spec["interp"].rows(r0, nr, c0, nc)
-    tf = spec["model"].read_rows(r0, nr, spec["model_months"], cols=(c0, nc))
-    tf_clim = monthly_climatology(tf, spec["model_months"], spec["clim_in_model"])
-    td = downscale_block(tf_clim, spec["e"], spec["moy"], w)
-    blat = spec["lats"]
-    gi = interpolate_block(spec["tg"], w)
+    r0, nr, c0, nc = task.window
+    w = state.interp.rows(r0, nr, c0, nc)
+    tf = state.model.read_rows(r0, nr, state.model_months, cols=(c0, nc))
+    tf_clim = monthly_climatology(tf, state.model_months, state.clim_in_model)
+    td = downscale_block(tf_clim, state.deviation, state.month_of_year, w)
+    blat = task.lats
+    gi = interpolate_block(state.grace, w)
     sums = {"grace": weighted_sums_block(gi, blat), "down": weighted_sums_block(td, blat),
             "model": weighted_sums_block(tf, blat)}
-    if spec.get("out_dtype") is not None:
-        td = td.astype(spec["out_dtype"])
+    if state.out_dtype is not None:
+        td = td.astype(state.out_dtype)
     return {"td": td, "sums": sums}
 
 
@@ -526,9 +548,9 @@ def weighted_downscaling(grace, model, method="bilinear", period=None, gain=None
     blocks = window_blocks(ny, nx, per_cell, memory_mb)
     # one picklable task per window + what all windows share (coarse arrays, interpolator, model readers:
     # sent once to each Dask worker, where the readers re-open the files; ProductReader pickles without handles)
-    shared = dict(model=model, interp=interp, e=e, tg=tg.data, moy=moy, model_months=model_months,
-                  clim_in_model=clim_in_model, out_dtype=out_dtype)
-    tasks = [dict(window=(r0, nr, c0, nc), lats=lats[r0:r0 + nr]) for (r0, nr, c0, nc) in blocks]
+    shared = DownscaleState(model=model, interp=interp, deviation=e, grace=tg.data, month_of_year=moy,
+                            model_months=model_months, clim_in_model=clim_in_model, out_dtype=out_dtype)
+    tasks = [GridWindow((r0, nr, c0, nc), lats[r0:r0 + nr]) for (r0, nr, c0, nc) in blocks]
     partial = run_windows(downscale_window_task, tasks, blocks, nx, "td", write=write, progress=progress,
                           run_tasks=run_tasks, shared=shared)
     means = weighted_means(_regional_sums(partial, nt, model_pos))
@@ -542,8 +564,8 @@ def weighted_downscaling(grace, model, method="bilinear", period=None, gain=None
 
 
 __all__ = [
-    "METHODS", "Interpolator", "ModelSum", "area_weights", "climatology_deviation", "downscale_block",
-    "downscale_window_task",
+    "METHODS", "DownscaleState", "GridWindow", "Interpolator", "ModelSum", "area_weights", "climatology_deviation",
+    "downscale_block", "downscale_window_task",
     "interpolate_block", "month_of_year", "monthly_climatology", "months_in_period", "regional_mean",
     "weighted_downscaling", "weighted_sums_block", "month_label",
 ]

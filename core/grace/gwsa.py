@@ -13,13 +13,16 @@ Liu et al. (2024), Land 13:184, sec. 2.3.3, eqs. (10)-(12); Huang et al. (2025) 
 Components on other grids are interpolated (bilinear) to the TWSA grid. The fine grid streams in
 row blocks; :func:`gwsa_anomaly_block` and :func:`gwsa_change_block` are pure.
 """
+from dataclasses import dataclass
+from typing import Optional
+
 import numpy as np
 import pandas as pd
 
 from ..io.dates import decimal_year, month_from_index
 from ..io.errors import TimeSeriesError
 from ..io.windows import run_windows, window_blocks
-from .downscaling import RegriddedReader, months_in_period, weighted_means, weighted_sums_block
+from .downscaling import GridWindow, RegriddedReader, months_in_period, weighted_means, weighted_sums_block
 from .products import describe_months, month_range_label
 
 MODES = ("anomaly", "change")
@@ -78,32 +81,41 @@ def gwsa_change_block(twsa, components):
     return g, dt, dc
 
 
-def gwsa_window_task(spec, shared=None):
+@dataclass(frozen=True, eq=False)
+class GwsaState:
+    """What every window task of :func:`groundwater_anomaly` shares (sent to each Dask worker once; the
+    readers re-open their files there): the ``twsa`` reader and the ``components``
+    (:class:`~.downscaling.RegriddedReader` on the TWSA grid), the output ``months``, the ``mode``, the
+    baseline months ``use`` (anomaly mode), ``out_dtype`` optional dtype of the GWSA windows."""
+    twsa: object
+    components: list
+    months: np.ndarray
+    mode: str
+    use: Optional[np.ndarray] = None
+    out_dtype: Optional[str] = None
+
+
+def gwsa_window_task(task, state):
     """Pure window task of :func:`groundwater_anomaly`, picklable (e.g. a Dask task).
 
-    ``spec`` (merged over ``shared``, the part common to every window): ``window`` (row0, nrows, col0,
-    ncols) of the TWSA grid; ``twsa`` reader and ``components`` (:class:`~.downscaling.RegriddedReader`),
-    read here from their files; ``months`` output months; ``mode``; ``use`` baseline months (anomaly mode);
-    ``mask`` (nrows, ncols) bool or None; ``lats`` of the window rows; ``out_dtype`` optional dtype of the GWSA window.
+    ``task``: :class:`~.downscaling.GridWindow` of the TWSA grid (with its mask); ``state``: :class:`GwsaState`.
     Returns ``{"gwsa": (nt, nrows, ncols), "sums": [(sum_wx, sum_w) of TWSA, each component, GWSA]}``
     (cos(phi)-weighted partial sums over the valid, unmasked cells).
     """
-    if shared:
-        spec = dict(shared, **spec)
-    r0, nr, c0, nc = spec["window"]
-    months = spec["months"]
-    t = spec["twsa"].read_rows(r0, nr, months, cols=(c0, nc))
-    cs = [c.read_rows(r0, nr, months, cols=(c0, nc)) for c in spec["components"]]
-    if spec["mode"] == "anomaly":
-        g, ta, ca = gwsa_anomaly_block(t, cs, spec["use"])
+    r0, nr, c0, nc = task.window
+    months = state.months
+    t = state.twsa.read_rows(r0, nr, months, cols=(c0, nc))
+    cs = [c.read_rows(r0, nr, months, cols=(c0, nc)) for c in state.components]
+    if state.mode == "anomaly":
+        g, ta, ca = gwsa_anomaly_block(t, cs, state.use)
     else:
         g, ta, ca = gwsa_change_block(t, cs)
-    bm = spec.get("mask")
+    bm = task.mask
     if bm is not None:
         g = np.where(bm[None], g, np.nan)
-    sums = [weighted_sums_block(arr, spec["lats"], bm) for arr in [ta] + ca + [g]]
-    if spec.get("out_dtype") is not None:
-        g = g.astype(spec["out_dtype"])
+    sums = [weighted_sums_block(arr, task.lats, bm) for arr in [ta] + ca + [g]]
+    if state.out_dtype is not None:
+        g = g.astype(state.out_dtype)
     return {"gwsa": g, "sums": sums}
 
 
@@ -211,9 +223,8 @@ def groundwater_anomaly(twsa, components, mode="anomaly", baseline=DEFAULT_BASEL
     per_cell = 8 * nt * (4 * (len(comps) + 1) + 2)
     blocks = window_blocks(ny, nx, per_cell, memory_mb)
     keys = ["twsa"] + names + ["gwsa"]
-    shared = dict(twsa=twsa, components=comps, months=months, mode=mode, use=use, out_dtype=out_dtype)
-    tasks = [dict(window=(r0, nr, c0, nc), mask=mask[r0:r0 + nr, c0:c0 + nc] if mask is not None else None,
-                  lats=lats[r0:r0 + nr])
+    shared = GwsaState(twsa=twsa, components=comps, months=months, mode=mode, use=use, out_dtype=out_dtype)
+    tasks = [GridWindow((r0, nr, c0, nc), lats[r0:r0 + nr], mask[r0:r0 + nr, c0:c0 + nc] if mask is not None else None)
              for (r0, nr, c0, nc) in blocks]
     partial = run_windows(gwsa_window_task, tasks, blocks, nx, "gwsa", write=write, progress=progress,
                           run_tasks=run_tasks, shared=shared)
@@ -230,8 +241,8 @@ def groundwater_anomaly(twsa, components, mode="anomaly", baseline=DEFAULT_BASEL
     return months, table
 
 
-__all__ = ["MODES", "DEFAULT_BASELINE", "auto_baseline", "anomaly", "change", "gwsa_anomaly_block", "gwsa_change_block",
-           "groundwater_anomaly", "gwsa_window_task"]
+__all__ = ["MODES", "DEFAULT_BASELINE", "auto_baseline", "anomaly", "change", "gwsa_anomaly_block",
+           "gwsa_change_block", "groundwater_anomaly", "gwsa_window_task", "GwsaState"]
 
 
 def mask_from_wkt(wkts, grid):
