@@ -8,6 +8,10 @@ The contract (documented once here, used by SBAS, downscaling, GWSA, resampling,
   ``memory_mb``;
 * a *task function* ``task_fn(task, shared)`` is pure: it reads its own window from paths, computes,
   and returns arrays (never writes files), so it runs here or as a Dask task (:mod:`.tasks`);
+  ``task`` describes one window and ``shared`` what every window needs (sent to each Dask worker
+  once), both frozen dataclasses defined at module level so that they pickle by module path
+  (e.g. :class:`~..insar.sbas_stack.WindowTask` / :class:`~..insar.sbas_stack.TaskState`,
+  :class:`~..grace.downscaling.GridWindow` / :class:`~..grace.downscaling.DownscaleState`);
 * the caller writes each result into the output (:class:`.rasters.RasterWriter`) as it arrives and
   sums partial statistics in window order, so results do not depend on the window split.
 """
