@@ -1,0 +1,63 @@
+"""core/insar/kernels.py: the properties the SBAS solver relies on."""
+import numpy as np
+import pytest
+
+from subsidence_toolkit.core.insar.kernels import (
+    cholesky_pattern_last,
+    cholesky_solve_pixel_last,
+    fixed_chunk_matmul,
+    unique_patterns,
+    work_array,
+)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(9, 26), (26, 9), (59, 202)])
+def test_fixed_chunk_matmul_column_does_not_depend_on_its_position(dtype, shape):
+    """A pixel's result is the same whichever pixels share the call and wherever it sits in it (the
+    window split of a stack moves pixels inside the chunks), and it is the product to rounding."""
+    rng = np.random.default_rng(1)
+    A = rng.normal(size=shape).astype(dtype)
+    X = rng.normal(size=(shape[1], 2500)).astype(dtype)
+    full = fixed_chunk_matmul(A, X)
+    assert full.dtype == dtype
+    for offset in (1, 17, 333, 1024, 2000):
+        assert np.array_equal(fixed_chunk_matmul(A, X[:, offset:]), full[:, offset:])
+    assert np.array_equal(fixed_chunk_matmul(A, X[:, 5:6]), full[:, 5:6])
+    exact = A.astype(np.float64) @ X.astype(np.float64)
+    tol = 1e-6 if dtype == np.float32 else 1e-12
+    assert np.allclose(full, exact, rtol=tol, atol=tol * np.abs(exact).max())
+
+
+def test_work_array_reuses_the_workspace_buffer():
+    ws = {}
+    a = work_array(ws, "e", (4, 100), np.float32)
+    b = work_array(ws, "e", (3, 50), np.float32)
+    assert np.shares_memory(a, b) and b.shape == (3, 50)
+    c = work_array(ws, "e", (8, 100), np.float32)            # larger: a new buffer, kept for the next call
+    assert c.shape == (8, 100) and np.shares_memory(c, work_array(ws, "e", (2, 2), np.float32))
+    assert work_array(None, "e", (2, 3), np.float64).shape == (2, 3)
+
+
+def test_unique_patterns_inverse_rebuilds_the_columns():
+    rng = np.random.default_rng(2)
+    valid = rng.random((70, 500)) < 0.9                          # 70 rows: packed bits span 9 bytes
+    valid[:, 250:] = valid[:, :250]
+    pat, inv = unique_patterns(valid)
+    assert np.array_equal(pat[:, inv], valid)
+    assert pat.shape[1] == len({tuple(c) for c in valid.T})
+
+
+def test_pattern_last_cholesky_solves_and_flags_singular_matrices():
+    rng = np.random.default_rng(3)
+    s, u = 5, 40
+    G = rng.normal(size=(u, s, s))
+    mats = G @ G.transpose(0, 2, 1) + s * np.eye(s)               # SPD
+    mats[7] = np.outer(np.ones(s), np.ones(s))                  # rank 1: must be flagged
+    C, good = cholesky_pattern_last(np.ascontiguousarray(mats.transpose(1, 2, 0)))
+    assert not good[7] and good[np.arange(u) != 7].all()
+    b = rng.normal(size=(s, u))
+    ok = np.flatnonzero(good)
+    x = cholesky_solve_pixel_last(np.ascontiguousarray(C[:, :, ok]), b[:, ok])
+    ref = np.linalg.solve(mats[ok], b[:, ok].T[:, :, None])[:, :, 0].T
+    assert np.allclose(x, ref, rtol=1e-10, atol=1e-12)
