@@ -269,13 +269,6 @@ def weighted_sums_block(block, lats, mask=None):
     return x.sum(axis=2) @ w, valid.sum(axis=2) @ w
 
 
-def regional_mean(stack, lats, mask=None):
-    """cos(phi)-weighted mean over valid cells per band; NaN where a band has no valid cell."""
-    s, w = weighted_sums_block(stack, lats, mask)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(w > 0, s / np.where(w > 0, w, 1.0), np.nan)
-
-
 # --------------------------------------------------------------------------- driver
 def fine_bbox(lons, lats):
     """(lon_min, lat_min, lon_max, lat_max) of cell centres."""
@@ -566,6 +559,6 @@ def weighted_downscaling(grace, model, method="bilinear", period=None, gain=None
 __all__ = [
     "METHODS", "DownscaleState", "GridWindow", "Interpolator", "ModelSum", "area_weights", "climatology_deviation",
     "downscale_block", "downscale_window_task",
-    "interpolate_block", "month_of_year", "monthly_climatology", "months_in_period", "regional_mean",
+    "interpolate_block", "month_of_year", "monthly_climatology", "months_in_period",
     "weighted_downscaling", "weighted_sums_block", "month_label",
 ]

@@ -98,27 +98,6 @@ def pearson_p(r, n):
     return out if out.ndim else float(out)
 
 
-def pearson_r(x, y):
-    """Pearson's r of two equal-length 1-D arrays without NaN (means over these values).
-
-    NaN when fewer than 2 values or a series is constant.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    if x.size < 2:
-        return float("nan")
-    xm = x - x.mean()
-    ym = y - y.mean()
-    nx = math.sqrt(float(np.dot(xm, xm)))
-    ny = math.sqrt(float(np.dot(ym, ym)))
-    # a series constant up to rounding has no defined correlation
-    if nx <= 1e-12 * max(1.0, float(np.abs(x).max())) * math.sqrt(x.size) or \
-            ny <= 1e-12 * max(1.0, float(np.abs(y).max())) * math.sqrt(y.size):
-        return float("nan")
-    r = float(np.dot(xm / nx, ym / ny))
-    return max(-1.0, min(1.0, r))
-
-
 def lag1_autocorrelation(a, min_pairs=MIN_ADJACENT_PAIRS):
     """Sample lag-1 autocorrelation of a series on a complete monthly axis (NaN = missing).
 
