@@ -26,10 +26,10 @@ from ..core.io.dates import format_date
 from ..core.io.errors import TimeSeriesError
 from ..core.reports.network_report import write_html_report as write_network_report
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
-from .project_los import GEOMETRY_TYPE_LABELS, geometry_spec
 from ..processing_provider.rasters import output_raster_path
 from ..processing_provider.styling import style_output
 from ..processing_provider.tables import write_table
+from .project_los import GEOMETRY_TYPE_LABELS, geometry_spec
 
 
 def _remove(paths):

@@ -344,7 +344,7 @@ def _mosaic_frames(inputs, out_path, reference_frame=0, crs_wkt=None, extent=Non
         for t in range(nd):
             if slot[f, t] < 0:
                 continue
-            n = s1 = s2 = a1 = 0.0
+            n = s1 = a1 = 0.0
             for p, (i, j) in enumerate(pairs):
                 if f not in (i, j) or counts[p, t] == 0:
                     continue
