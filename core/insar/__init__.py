@@ -8,6 +8,7 @@
   :mod:`.velocity`: the velocity fit; :mod:`.reference`: the reference pixel;
 * :mod:`.stack`: the prepared stack of files (:func:`~.stack.prepare_stack`); :mod:`.memory_plan`:
   windows and sub-blocks under a memory cap; :mod:`.sbas_stack`: the streaming driver
-  (:func:`~.sbas_stack.invert_stack`, :class:`~.sbas_stack.SbasOptions`).
+  (:func:`~.sbas_stack.invert_stack`, :class:`~.sbas_stack.SbasOptions`);
+* :mod:`.geometry`: LOS to vertical, ascending/descending decomposition; :mod:`.mosaic`: frame mosaics.
 
-Corrections and network QC (loop closure, ramps, troposphere) and LOS geometry go here too."""
+Corrections and network QC (loop closure, ramps, troposphere) go here too."""
