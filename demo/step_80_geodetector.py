@@ -24,7 +24,7 @@ def run(demo):
     target = demo.outputs.get("sbas_velocity") or w["truth"]["velocity_truth"]
     factors = list(w["factors"].values())
     metrics = {"truth_strongest": truth}
-    for tag, extra in (("seed", {"CLASSES": 20, "SUBSIDENCE_THRESHOLD": -15, "SAMPLE_RATIO": "1:0.5", "SEED": 0}),
+    for tag, extra in (("huang2025", {"CLASSES": 20, "SUBSIDENCE_THRESHOLD": -15, "SAMPLE_RATIO": "1:0.5", "SEED": 0}),
                        ("all", {"CLASSES": 5})):
         out = {k: str(demo.out_dir / ("geodetector_%s_%s.csv" % (tag, k.lower().replace("output_", ""))))
                for k in ("OUTPUT_FACTOR", "OUTPUT_INTERACTION", "OUTPUT_RISK", "OUTPUT_RISK_TESTS", "OUTPUT_ECOLOGICAL")}
@@ -42,6 +42,6 @@ def run(demo):
         demo.log("[%s] top-ranked factor %s %s the planted strongest driver %s" % (
             tag, top, "MATCHES" if top == truth else "does NOT match", truth))
         metrics[tag] = {"top": top, "match": top == truth, "q_top": float(fac.q.iloc[0]), "n": int(fac.n.iloc[0])}
-    demo.outputs["geodetector_report"] = str(demo.out_dir / "geodetector_seed.html")
+    demo.outputs["geodetector_report"] = str(demo.out_dir / "geodetector_huang2025.html")
     (demo.out_dir / "geodetector_metrics.json").write_text(json.dumps(metrics, indent=1))
     return metrics
