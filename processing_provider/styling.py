@@ -55,7 +55,6 @@ import os
 import re
 
 import numpy as np
-
 from qgis.core import (
     QgsColorRampShader,
     QgsGradientColorRamp,
