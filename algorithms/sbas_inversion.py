@@ -19,7 +19,7 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..core.insar import geometry, sbas, sbas_stack, units, weights
+from ..core.insar import geometry, products, sbas, sbas_stack, units, weights
 from ..core.insar.reference import pixel_of
 from ..core.insar.stack import prepare_stack
 from ..core.io.dates import format_date
@@ -43,6 +43,10 @@ def _remove(paths):
 
 class SbasInversion(SubsidenceAlgorithm):
     INTERFEROGRAMS = "INTERFEROGRAMS"
+    INPUT_FOLDER = "INPUT_FOLDER"
+    PRODUCT = "PRODUCT"
+    EXTENT = "EXTENT"
+    DIFFERENT_CRS = "DIFFERENT_CRS"
     PAIRS = "PAIRS"
     COHERENCE = "COHERENCE"
     MIN_COHERENCE = "MIN_COHERENCE"
@@ -70,6 +74,13 @@ class SbasInversion(SubsidenceAlgorithm):
     OUTPUT_NETWORK = "OUTPUT_NETWORK"
     OUTPUT_NETWORK_HTML = "OUTPUT_NETWORK_HTML"
 
+    PRODUCTS = (products.PRODUCT_AUTO, products.PRODUCT_LICSAR, products.PRODUCT_HYP3, products.PRODUCT_GENERIC)
+    PRODUCT_LABELS = ("Automatic (from the file names)", "LiCSAR", "HyP3 (GAMMA, ISCE2 burst / multi-burst)",
+                      "Generic (NoData as declared, dates from the names or the pairs CSV)")
+    EXTENTS = (products.EXTENT_INTERSECTION, products.EXTENT_UNION)
+    EXTENT_LABELS = ("Common intersection of the products", "Union (NoData outside a product)")
+    CRS_MODES = (products.CRS_ERROR, products.CRS_WARP)
+    CRS_LABELS = ("Stop with an error naming them", "Warp onto the first product's grid (nearest neighbour)")
     WEIGHTINGS = (weights.WEIGHT_NONE, weights.WEIGHT_COHERENCE, weights.WEIGHT_VARIANCE)
     WEIGHTING_LABELS = ("None (classic SBAS)", "Coherence", "Phase variance from coherence and looks")
     UNITS = (units.UNITS_RADIANS, units.UNITS_METRES, units.UNITS_MM)
@@ -90,12 +101,23 @@ class SbasInversion(SubsidenceAlgorithm):
         "time series of every pixel, its mean velocity and quality layers (Small BAseline Subset method, "
         "Berardino et al. 2002: design matrix of the velocities between consecutive acquisition dates, "
         "minimum-norm SVD least squares, cumulative sum; first date = 0).\n\n"
+        "Input: a list of files, or a folder (INPUT_FOLDER) holding a LiCSAR frame download "
+        "(GEOC/YYYYMMDD_YYYYMMDD/*.geo.unw.tif + *.geo.cc.tif, metadata/ with <frame>.geo.E/N/U/hgt.tif and "
+        "baselines) or a HyP3 download (one folder or zip per product, read in place): interferograms, coherence "
+        "and perpendicular baselines are found there, nothing else is needed.\n\n"
         "Pair dates come from the file names (the first two YYYYMMDD groups, with or without Thhmmss: LiCSAR "
-        "20200103_20200115.geo.unw.tif, HyP3 S1AA_20200103T..._20200115T..._unw_phase.tif) or from a pairs CSV "
+        "20200103_20200115.geo.unw.tif, HyP3 S1AA_20200103T..._20200115T..._unw_phase.tif, "
+        "S1_136231_IW2_20200103_20200115_..., S1_064_..._IW_20200103_20200115_...) or from a pairs CSV "
         "(file, reference date, secondary date, optional perpendicular baseline).\n\n"
-        "Displacement = -wavelength/(4 pi) x phase, positive toward the satellite (MintPy/LiCSBAS convention); "
-        "'Flip sign' reverses it for processors with the opposite convention. NoData is the band's NoData "
-        "value or NaN; an exact 0.0 is a valid observation.\n\n"
+        "Products are read as their processors ship them: 8-bit coherence (current LiCSAR) is DN/255; in LiCSAR "
+        "products an exact 0 is no data (unwrapped phase, coherence, E/N/U), with or without a NoData tag, as "
+        "LiCSBAS reads them; HyP3 and generic files: the band's NoData value or NaN (an exact 0.0 is then a valid "
+        "observation). Products with different extents (HyP3) are read on their common area (or the union) "
+        "without resampling when they share a pixel lattice; products in different CRS / UTM zones stop with an "
+        "error naming them unless they may be warped onto the first product's grid.\n\n"
+        "Displacement = -wavelength/(4 pi) x phase, positive toward the satellite (MintPy/LiCSBAS convention; "
+        "LiCSAR and HyP3 unwrapped phase need no flip -- HyP3's own displacement maps have the opposite sign to "
+        "its phase); 'Flip sign' reverses it for processors with the opposite convention.\n\n"
         "Pixels whose own network (after NoData / low coherence) is split get the chosen gap handling and are "
         "counted in the quality band n_gaps (0 = connected); nothing is silently set to zero.\n\n"
         "Outputs: time series (mm, one band per date, band description YYYY-MM-DD); velocity (mm/yr, least "
@@ -107,18 +129,44 @@ class SbasInversion(SubsidenceAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.add(QgsProcessingParameterMultipleLayers(self.INTERFEROGRAMS, self.tr("Unwrapped interferograms"),
-                                                      QgsProcessing.TypeRaster),
-                 "One single-band raster per pair, all on one grid. Dates from the file names (first two YYYYMMDD "
-                 "groups: reference, then secondary) unless a pairs CSV is given.")
+                                                      QgsProcessing.TypeRaster, optional=True),
+                 "One single-band raster per pair (or give an input folder instead). Dates from the file names "
+                 "(first two YYYYMMDD groups: reference, then secondary) unless a pairs CSV is given. Files of one "
+                 "pixel lattice may differ in extent (see Extent).")
+        self.add(QgsProcessingParameterFile(self.INPUT_FOLDER, self.tr("Input folder (LiCSAR frame or HyP3 download)"),
+                                            behavior=QgsProcessingParameterFile.Behavior.Folder, optional=True),
+                 "Instead of the file lists: a LiCSAR frame folder (GEOC/YYYYMMDD_YYYYMMDD/ or interferograms/"
+                 "YYYYMMDD_YYYYMMDD/ with *.geo.unw.tif and *.geo.cc.tif; metadata/ with <frame>.geo.E/N/U/hgt.tif "
+                 "and baselines) or a HyP3 download folder (one folder or .zip per product with *_unw_phase.tif, "
+                 "*_corr.tif and <name>.txt; zips are read in place). Interferograms, coherence and perpendicular "
+                 "baselines are discovered; a product without coherence or unwrapped phase is named in the error.")
+        self.add(QgsProcessingParameterEnum(self.PRODUCT, self.tr("Product type"), options=list(self.PRODUCT_LABELS),
+                                            defaultValue=0),
+                 "How to read the inputs. Automatic: from the file names (LiCSAR *.geo.unw.tif, HyP3 *_unw_phase.tif; "
+                 "anything else generic). LiCSAR: an exact 0 is no data in unwrapped phase and coherence, with or "
+                 "without a NoData tag. HyP3: NoData as declared, baselines from each product's .txt. Generic: NoData "
+                 "as declared. In every case a coherence raster of 8-bit data type is DN/255.")
+        self.add(QgsProcessingParameterEnum(self.EXTENT, self.tr("Extent of products that differ"),
+                                            options=list(self.EXTENT_LABELS), defaultValue=0),
+                 "When the products cover different areas (each HyP3 product has its own extent): invert their "
+                 "common intersection (default; every pixel is in every interferogram), or their union with NoData "
+                 "where a product does not reach (pixels then have fewer interferograms; gaps are handled and "
+                 "counted as usual). Products on one pixel lattice are never resampled.")
+        self.add(QgsProcessingParameterEnum(self.DIFFERENT_CRS, self.tr("Products in different CRS or grids"),
+                                            options=list(self.CRS_LABELS), defaultValue=0),
+                 "When products are in different CRS (e.g. HyP3 products in two UTM zones) or not on one pixel "
+                 "lattice: stop with an error naming them (default), or warp them onto the grid of the first product "
+                 "(nearest neighbour, its CRS and pixel size; logged).")
         self.add(QgsProcessingParameterFile(self.PAIRS, self.tr("Pairs CSV (optional)"), extension="csv",
                                             optional=True),
                  "CSV with columns file (name or path), reference, secondary (YYYY-MM-DD or YYYYMMDD) and optional "
-                 "bperp (m). Needed when file names carry no dates, and for the perpendicular-baseline limit.")
+                 "bperp (m). Needed when file names carry no dates. Baselines of LiCSAR (baselines file) and HyP3 "
+                 "(.txt) products are read from the products; a CSV's bperp column takes precedence.")
         self.add(QgsProcessingParameterMultipleLayers(self.COHERENCE, self.tr("Coherence rasters (optional)"),
                                                       QgsProcessing.TypeRaster, optional=True),
-                 "One coherence raster (0-1) per interferogram, matched by the date pair in the file name "
-                 "(LiCSAR .geo.cc.tif, HyP3 _corr.tif). Used for weighting, the coherence threshold, the automatic "
-                 "reference and the network table.")
+                 "One coherence raster (0-1, or 8-bit 0-255 = DN/255) per interferogram, matched by the date pair in "
+                 "the file name (LiCSAR .geo.cc.tif, HyP3 _corr.tif; found automatically with an input folder). Used "
+                 "for weighting, the coherence threshold, the automatic reference and the network table.")
         self.add(QgsProcessingParameterNumber(self.MIN_COHERENCE, self.tr("Minimum coherence"),
                                               QgsProcessingParameterNumber.Double, defaultValue=0.0, minValue=0.0,
                                               maxValue=1.0),
@@ -156,8 +204,9 @@ class SbasInversion(SubsidenceAlgorithm):
                  "Pairs with a longer temporal baseline are not used (0 = no limit; Liu et al. 2024 use 300 d).")
         self.add(QgsProcessingParameterNumber(self.MAX_PERP_BASELINE, self.tr("Maximum perpendicular baseline (m)"),
                                               QgsProcessingParameterNumber.Double, defaultValue=0.0, minValue=0.0),
-                 "Pairs with a longer perpendicular baseline are not used (0 = no limit; needs the bperp column "
-                 "of the pairs CSV; Liu et al. 2024 use 300 m).")
+                 "Pairs with a longer perpendicular baseline are not used (0 = no limit; Liu et al. 2024 use 300 m). "
+                 "Baselines from the products (LiCSAR baselines file, HyP3 .txt) or the bperp column of the pairs "
+                 "CSV.")
         self.add(QgsProcessingParameterString(self.EXCLUDE, self.tr("Exclude interferograms"), optional=True,
                                               multiLine=True),
                  "File names (with or without folder/extension) or pairs YYYYMMDD_YYYYMMDD to leave out, separated "
@@ -210,8 +259,11 @@ class SbasInversion(SubsidenceAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         layers = self.parameterAsLayerList(parameters, self.INTERFEROGRAMS, context) or []
-        if not layers:
-            raise QgsProcessingException("no interferograms given")
+        folder = self.parameterAsFile(parameters, self.INPUT_FOLDER, context) or None
+        if not layers and not folder:
+            raise QgsProcessingException("no interferograms given: give INTERFEROGRAMS or an INPUT_FOLDER")
+        if layers and folder:
+            raise QgsProcessingException("give either INTERFEROGRAMS or INPUT_FOLDER, not both")
         ifgs = [layer_path(lyr) for lyr in layers]
         coh_layers = self.parameterAsLayerList(parameters, self.COHERENCE, context) or []
         cohs = [layer_path(lyr) for lyr in coh_layers]
@@ -225,16 +277,21 @@ class SbasInversion(SubsidenceAlgorithm):
                    .replace(";", ",").replace("\n", ",").split(",") if s.strip()]
         tmax = self.parameterAsDouble(parameters, self.MAX_TEMPORAL_BASELINE, context) or None
         bmax = self.parameterAsDouble(parameters, self.MAX_PERP_BASELINE, context) or None
-        if weighting != weights.WEIGHT_NONE and not cohs:
+        if weighting != weights.WEIGHT_NONE and not cohs and not folder:
             raise QgsProcessingException("Weighting '%s' needs the coherence rasters (COHERENCE)" % weighting)
         vertical = self.parameterAsEnum(parameters, self.OUTPUT_COMPONENT, context) == 1
         with self.core_errors():
             incidence = geometry_spec(self, parameters, context, self.INCIDENCE, self.INCIDENCE_TYPE,
                                       self.INCIDENCE_ANGLE) if vertical else None
-            stack = prepare_stack(ifgs, pairs, cohs or None, tmax, bmax, exclude)
+            stack = prepare_stack(
+                ifgs, pairs, cohs or None, tmax, bmax, exclude, folder=folder,
+                product=self.PRODUCTS[self.parameterAsEnum(parameters, self.PRODUCT, context)],
+                extent=self.EXTENTS[self.parameterAsEnum(parameters, self.EXTENT, context)],
+                crs_mode=self.CRS_MODES[self.parameterAsEnum(parameters, self.DIFFERENT_CRS, context)],
+                log=feedback.pushInfo)
             net = stack.network
             feedback.pushInfo("%d interferograms, %d used, %d dates %s .. %s, network gaps: %d" % (
-                len(ifgs), net.n_ifg, net.n_dates, format_date(net.dates[0]),
+                len(stack.all_paths), net.n_ifg, net.n_dates, format_date(net.dates[0]),
                 format_date(net.dates[-1]), int(net.n_gaps()[0])))
             for name, why in zip(stack.network_all.names, stack.reasons):
                 if why:

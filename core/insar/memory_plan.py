@@ -99,7 +99,7 @@ def plan_stack(stack, weighting=WEIGHT_NONE, min_coherence=0.0, memory_mb=512, r
     open file with its read temporaries and the sub-block solve."""
     net, grid = stack.network, stack.grid
     M, N = net.n_ifg, net.n_dates
-    bsize, sample = StackFiles(stack.ifg_paths).block_size()
+    bsize, sample = StackFiles(stack.ifg_paths, stack.rasters).block_size()
     weighted = weighting != WEIGHT_NONE
     has_coh = bool(stack.coherence_paths)
     need_coh = has_coh and (weighted or (min_coherence or 0) > 0)

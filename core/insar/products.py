@@ -718,7 +718,7 @@ def discover_hyp3(folder, log=None):
 
 
 def _generic_pairs(folder):
-    from .sbas import pair_from_name
+    from .pairs import pair_from_name
     unw, coh = {}, {}
     for dirpath, _, files in os.walk(folder):
         for f in sorted(files):
@@ -772,7 +772,7 @@ def discover(folder, product=PRODUCT_AUTO, log=None):
         pairs = discover_hyp3(folder, log)
     else:
         pairs = _generic_pairs(folder)
-    from .sbas import pair_from_name
+    from .pairs import pair_from_name
     seen = {}
     for p in pairs:
         key = pair_from_name(os.path.basename(p.unw))
@@ -1002,7 +1002,7 @@ def open_stack(ifg_paths=None, coherence_paths=None, folder=None, product=PRODUC
         elif product == PRODUCT_LICSAR:
             bl = _baselines_near(ifg_paths[0])
             if bl:
-                from .sbas import pair_from_name
+                from .pairs import pair_from_name
                 epochs = read_licsar_baselines(bl)
                 vals = []
                 for p in ifg_paths:

@@ -1,13 +1,15 @@
-"""The prepared interferogram stack of an SBAS inversion: pairs, network selection, grid and coherence
-checks (:func:`prepare_stack`), and the files read window by window (:class:`StackFiles`)."""
+"""The prepared interferogram stack of an SBAS inversion: products opened on one grid, pairs, network
+selection and coherence matching (:func:`prepare_stack`), and the files read window by window
+(:class:`StackFiles`)."""
 import os
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 
 from ..io.errors import TimeSeriesError
-from ..io.rasters import RasterGrid, check_band_numeric, open_raster, read_window
+from ..io.rasters import RasterGrid, open_raster, read_window
+from . import products
 from .network import SbasNetwork, select_pairs, subnetwork
 from .pairs import match_pairs_csv, pair_from_name, pairs_from_names, read_pairs_csv
 
@@ -17,7 +19,10 @@ class PreparedStack:
     """What :func:`prepare_stack` checked: ``network_all`` (every pair, in input order), ``used`` (bool per
     pair), ``reasons`` (why a pair is not used, '' when used), ``network`` (the used pairs),
     ``ifg_paths`` (paths of the used pairs), ``coherence_paths`` (one per used pair, or None), ``grid``
-    (:class:`RasterGrid` shared by every raster), ``all_paths`` (every input interferogram)."""
+    (:class:`RasterGrid` of the stack: the products' common area or union), ``all_paths`` (every input
+    interferogram), ``rasters`` (path -> :class:`~.products.ProductRaster`: how each file is read on ``grid``
+    with its product's conventions; a path without one is read as it is), ``products`` (the
+    :class:`~.products.ProductStack`: format, baselines, geometry)."""
     network_all: SbasNetwork
     used: np.ndarray
     reasons: List[str]
@@ -26,38 +31,25 @@ class PreparedStack:
     coherence_paths: Optional[List[str]]
     grid: RasterGrid
     all_paths: List[str]
+    rasters: Optional[Dict[str, "products.ProductRaster"]] = None
+    products: Optional["products.ProductStack"] = None
 
 
-def _pair_dates(paths, pairs_csv):
-    """Reference dates, secondary dates and perpendicular baselines (or None) of every interferogram."""
+def _pair_dates(paths, pairs_csv, product_bperp=None):
+    """Reference dates, secondary dates and perpendicular baselines (or None) of every interferogram; the
+    baselines of a pairs CSV's bperp column, else those the products ship (``product_bperp``)."""
     if pairs_csv:
         rows = match_pairs_csv(paths, read_pairs_csv(pairs_csv), "pairs CSV %s" % pairs_csv)
         bp = [np.nan if r["bperp"] is None else r["bperp"] for r in rows]
-        bperp = np.array(bp, dtype=float) if any(np.isfinite(bp)) else None
+        bperp = np.array(bp, dtype=float) if any(np.isfinite(bp)) else product_bperp
         return [r["date1"] for r in rows], [r["date2"] for r in rows], bperp
     pairs = pairs_from_names(paths)
-    return [p[0] for p in pairs], [p[1] for p in pairs], None
+    return [p[0] for p in pairs], [p[1] for p in pairs], product_bperp
 
 
-def _common_grid(paths):
-    """The grid every interferogram is on (one numeric band each), or a TimeSeriesError naming the odd one."""
-    grid = None
-    for p in paths:
-        ds = open_raster(p)
-        check_band_numeric(ds, p)
-        g = RasterGrid.of(ds)
-        if grid is None:
-            grid, first = g, p
-        elif not g.same_as(grid):
-            raise TimeSeriesError("%s is on a different grid (%s) than %s (%s); resample the interferograms "
-                                  "to one grid" % (p, g.describe(), os.path.basename(first), grid.describe()))
-        ds = None
-    return grid
-
-
-def match_coherence(coherence_paths, network, grid):
+def match_coherence(coherence_paths, network, grid=None):
     """The coherence file of every pair of ``network`` (matched by the date pair in the file names), each
-    checked to be on ``grid``."""
+    checked to be on ``grid`` (None: the product layer placed them on the stack grid already)."""
     cpaths = [str(p) for p in coherence_paths]
     cpairs = [pair_from_name(p) for p in cpaths]
     bad = [os.path.basename(p) for p, pp in zip(cpaths, cpairs) if pp is None]
@@ -80,7 +72,7 @@ def match_coherence(coherence_paths, network, grid):
     if missing:
         raise TimeSeriesError("the coherence list does not match the interferograms: no coherence file for %s"
                               % ", ".join(missing))
-    for p in coh:
+    for p in coh if grid is not None else ():
         ds = open_raster(p)
         g = RasterGrid.of(ds)
         if not g.same_as(grid):
@@ -91,14 +83,27 @@ def match_coherence(coherence_paths, network, grid):
 
 
 def prepare_stack(ifg_paths, pairs_csv=None, coherence_paths=None, max_temporal_baseline=None,
-                  max_perp_baseline=None, exclude=()):
-    """Parse pairs, build and select the network, open and check every raster -> :class:`PreparedStack`."""
-    paths = [str(p) for p in ifg_paths]
-    if not paths:
+                  max_perp_baseline=None, exclude=(), folder=None, product=products.PRODUCT_AUTO,
+                  extent=products.EXTENT_INTERSECTION, crs_mode=products.CRS_ERROR, log=None):
+    """Open the products, parse pairs, build and select the network -> :class:`PreparedStack`.
+
+    Interferograms and coherence are read through :mod:`.products` (LiCSAR / HyP3 conventions, per-product
+    extents on one stack grid): ``ifg_paths`` (+ ``coherence_paths``) or a download ``folder`` (LiCSAR frame,
+    HyP3 products); ``product``, ``extent``, ``crs_mode`` as in :func:`.products.open_stack`.
+    """
+    if not folder and not ifg_paths:
         raise TimeSeriesError("no interferograms given")
-    d1, d2, bperp = _pair_dates(paths, pairs_csv)
+    ps = products.open_stack(None if folder else ifg_paths, None if folder else coherence_paths, folder, product,
+                             extent, crs_mode, log)
+    paths = ps.paths
+    d1, d2, bperp = _pair_dates(paths, pairs_csv, ps.bperp)
     if max_perp_baseline and bperp is None:
-        raise TimeSeriesError("a maximum perpendicular baseline needs baselines: give a pairs CSV with a bperp column")
+        raise TimeSeriesError("a maximum perpendicular baseline needs baselines: give LiCSAR products with their "
+                              "baselines file, HyP3 products with their .txt, or a pairs CSV with a bperp column")
+    if max_perp_baseline and not np.isfinite(bperp).all():
+        miss = [os.path.basename(paths[k]) for k in np.flatnonzero(~np.isfinite(bperp))]
+        raise TimeSeriesError("no perpendicular baseline for %s%s; complete the baselines or set the maximum "
+                              "perpendicular baseline to 0" % (", ".join(miss[:5]), " ..." if len(miss) > 5 else ""))
     names = [os.path.basename(p) for p in paths]
     net_all = SbasNetwork(d1, d2, names, bperp)
     used, reasons = select_pairs(net_all, max_temporal_baseline, max_perp_baseline, exclude)
@@ -106,30 +111,36 @@ def prepare_stack(ifg_paths, pairs_csv=None, coherence_paths=None, max_temporal_
         raise TimeSeriesError("no interferogram left after the pair selection (%s)"
                               % "; ".join(sorted(set(reasons))))
     net = subnetwork(net_all, used)
-    grid = _common_grid(paths)
-    coh = match_coherence(coherence_paths, net, grid) if coherence_paths else None
+    coh = match_coherence([r.path for r in ps.coh], net) if ps.coh else None
+    rasters = {r.path: r for r in ps.ifg + (ps.coh or [])}
     return PreparedStack(network_all=net_all, used=used, reasons=reasons, network=net,
-                         ifg_paths=[paths[k] for k in np.flatnonzero(used)], coherence_paths=coh, grid=grid,
-                         all_paths=paths)
+                         ifg_paths=[paths[k] for k in np.flatnonzero(used)], coherence_paths=coh, grid=ps.grid,
+                         all_paths=paths, rasters=rasters, products=ps)
 
 
 class StackFiles:
     """Single-band rasters read as a stack of windows. Each file is opened, read and closed in turn: an
     open GeoTIFF keeps ~0.5 MB of decoder buffers once read, which for hundreds of inputs would be more
-    than the memory cap. Holds only paths, so it pickles to a Dask worker."""
+    than the memory cap. Holds only paths and :class:`~.products.ProductRaster` (``rasters``: path -> how to
+    read it on the stack grid with its product's conventions), so it pickles to a Dask worker."""
 
-    def __init__(self, paths):
+    def __init__(self, paths, rasters=None):
         self.paths = [str(p) for p in paths]
+        self.rasters = [(rasters or {}).get(p) for p in self.paths]
 
     def block_size(self):
         """(x, y) block size and the sample size in bytes of the first file's band 1."""
         from osgeo import gdal
+        if self.rasters[0] is not None:
+            return self.rasters[0].block_size, self.rasters[0].sample_bytes
         ds = open_raster(self.paths[0])
         b = ds.GetRasterBand(1)
         bs = b.GetBlockSize()
         return (int(bs[0]), int(bs[1])), max(1, gdal.GetDataTypeSize(b.DataType) // 8)
 
     def read_one(self, k, row0, nrows, col0=0, ncols=None):
+        if self.rasters[k] is not None:
+            return self.rasters[k].read(row0, nrows, col0, ncols)
         ds = open_raster(self.paths[k])
         try:
             return read_window(ds, col0, row0, ds.RasterXSize - col0 if ncols is None else ncols, nrows,

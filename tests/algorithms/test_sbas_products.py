@@ -1,0 +1,87 @@
+"""subsidence:sbasinversion on LiCSAR and HyP3 products as shipped: the same results as the same data in our
+own convention (float coherence = uint8/255, NaN instead of 0, pre-clipped to the common area)."""
+import numpy as np
+import pandas as pd
+import pytest
+from osgeo import gdal
+from product_layouts import FRAME, write_hyp3_folder, write_licsar_frame, write_own_convention
+
+OUTS = ("OUTPUT_TIMESERIES", "OUTPUT_VELOCITY", "OUTPUT_QUALITY")
+
+
+def outputs(tmp_path, tag):
+    return {"OUTPUT_TIMESERIES": str(tmp_path / ("%s_ts.tif" % tag)),
+            "OUTPUT_VELOCITY": str(tmp_path / ("%s_vel.tif" % tag)),
+            "OUTPUT_QUALITY": str(tmp_path / ("%s_q.tif" % tag)),
+            "OUTPUT_NETWORK": str(tmp_path / ("%s_net.csv" % tag))}
+
+
+def _same_outputs(a, b, n_ifg):
+    for k in OUTS:
+        da, db = gdal.Open(a[k]), gdal.Open(b[k])
+        assert da.GetGeoTransform() == db.GetGeoTransform()
+        x, y = da.ReadAsArray(), db.ReadAsArray()
+        assert np.isfinite(x).any()
+        assert np.array_equal(x, y, equal_nan=True), k
+        assert da.GetMetadata()["REFERENCE_ROW"] == db.GetMetadata()["REFERENCE_ROW"]
+    ta, tb = pd.read_csv(a["OUTPUT_NETWORK"]), pd.read_csv(b["OUTPUT_NETWORK"])
+    assert len(ta) == len(tb) == n_ifg
+    for c in ("reference_date", "secondary_date", "status", "mean_coherence", "residual_rms_mm", "n_pixels_used"):
+        pd.testing.assert_series_equal(ta[c], tb[c], check_exact=True)
+    return ta, tb
+
+
+@pytest.mark.parametrize("params", [dict(), dict(WEIGHTING=2, MIN_COHERENCE=0.3, GAP_HANDLING=1)])
+def test_licsar_frame_folder_equals_own_convention(run_alg, tmp_path, params):
+    lay = write_licsar_frame(tmp_path / FRAME)
+    own_i, own_c, _ = write_own_convention(tmp_path / "own", lay)
+    a = run_alg("sbasinversion", dict(INPUT_FOLDER=lay["root"], **params, **outputs(tmp_path, "lic")))
+    b = run_alg("sbasinversion", dict(INTERFEROGRAMS=own_i, COHERENCE=own_c, **params, **outputs(tmp_path, "own")))
+    ta, _ = _same_outputs(a, b, len(lay["pairs"]))
+    # baselines from the frame's baselines file in the network table
+    bp = lay["bperp_epochs"]
+    want = [bp[y] - bp[x] for x, y in lay["pairs"]]
+    np.testing.assert_allclose(ta["perp_baseline_m"], want, atol=1e-9)
+    # the LiCSAR files themselves given as lists: the same
+    c = run_alg("sbasinversion", dict(INTERFEROGRAMS=lay["unw"], COHERENCE=lay["cc"], **params,
+                                      **outputs(tmp_path, "list")))
+    _same_outputs(a, c, len(lay["pairs"]))
+
+
+def test_hyp3_zips_with_own_extents_equal_own_convention_clipped(run_alg, tmp_path):
+    lay = write_hyp3_folder(tmp_path / "hyp3", zipped=True)
+    own_i, own_c, _ = write_own_convention(tmp_path / "own", lay)
+    a = run_alg("sbasinversion", dict(INPUT_FOLDER=lay["root"], WEIGHTING=1, **outputs(tmp_path, "h")))
+    b = run_alg("sbasinversion", dict(INTERFEROGRAMS=own_i, COHERENCE=own_c, WEIGHTING=1, **outputs(tmp_path, "o")))
+    assert gdal.Open(a["OUTPUT_VELOCITY"]).GetGeoTransform() == lay["common_gt"]
+    ta, _ = _same_outputs(a, b, len(lay["pairs"]))
+    np.testing.assert_allclose(ta["perp_baseline_m"], [p["bperp"] for p in lay["products"]], atol=1e-4)
+
+
+def test_max_perp_baseline_from_product_baselines_without_a_pairs_csv(run_alg, tmp_path):
+    lay = write_licsar_frame(tmp_path / FRAME, with_geometry=False)
+    own_i, own_c, csv = write_own_convention(tmp_path / "own", lay)
+    bp = lay["bperp_epochs"]
+    limit = float(np.median([abs(bp[y] - bp[x]) for x, y in lay["pairs"]]))
+    a = run_alg("sbasinversion", dict(INPUT_FOLDER=lay["root"], MAX_PERP_BASELINE=limit, **outputs(tmp_path, "a")))
+    b = run_alg("sbasinversion", dict(INTERFEROGRAMS=own_i, COHERENCE=own_c, PAIRS=csv, MAX_PERP_BASELINE=limit,
+                                      **outputs(tmp_path, "b")))
+    ta, _ = _same_outputs(a, b, len(lay["pairs"]))
+    dropped = ta[~ta["used"].astype(bool)]
+    assert len(dropped) > 0 and all(s.startswith("perpendicular baseline") for s in dropped["status"])
+    assert (dropped["perp_baseline_m"].abs() > limit).all()
+
+
+def test_bad_product_inputs_are_named(run_alg, tmp_path):
+    from qgis.core import QgsProcessingException
+
+    lay = write_hyp3_folder(tmp_path / "zones", zipped=True, other_zone=(1,), with_geometry=False)
+    with pytest.raises(QgsProcessingException, match=r"2 different CRS \(EPSG:32650 .*EPSG:32651.*%s"
+                                                     % lay["products"][1]["name"]):
+        run_alg("sbasinversion", dict(INPUT_FOLDER=lay["root"], **outputs(tmp_path, "z")))
+    # with the warp option it runs, on the first product's UTM zone
+    res = run_alg("sbasinversion", dict(INPUT_FOLDER=lay["root"], DIFFERENT_CRS=1, **outputs(tmp_path, "w")))
+    assert "32650" in gdal.Open(res["OUTPUT_VELOCITY"]).GetProjection()
+    with pytest.raises(QgsProcessingException, match="give INTERFEROGRAMS or an INPUT_FOLDER"):
+        run_alg("sbasinversion", outputs(tmp_path, "n"))
+    assert not list(tmp_path.glob("z_*")) and not list(tmp_path.glob("n_*"))
