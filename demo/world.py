@@ -15,9 +15,17 @@ cycle by the model's, so a purely seasonal groundwater signal would vanish from 
 
 Files written (layouts as the real products, sizes reduced):
 
-* ``insar/YYYYMMDD_YYYYMMDD.geo.unw.tif`` + ``.geo.cc.tif`` -- LiCSAR-named unwrapped phase (rad)
-  and coherence on an irregular Sentinel-1 epoch list (12-day revisit, ~10 % of acquisitions
-  missing), pairs with temporal baseline <= 48 days; a reservoir is NaN in every interferogram;
+* ``insar/<frame>/`` -- a LiCSAR frame download exactly as LiCSAR ships it:
+  ``GEOC/YYYYMMDD_YYYYMMDD/YYYYMMDD_YYYYMMDD.geo.unw.tif`` (float32 unwrapped phase, rad, 0 = no data
+  without a NoData tag) and ``.geo.cc.tif`` (8-bit coherence 0-255), ``metadata/<frame>.geo.E/N/U/hgt.tif``
+  (0 = no data) and ``metadata/baselines``, on an irregular Sentinel-1 epoch list (12-day revisit, ~10 % of
+  acquisitions missing), pairs with temporal baseline <= 48 days; a reservoir is no data in every
+  interferogram;
+* ``hyp3/S1AA_<date1>T<time>_<date2>T<time>_VVP<days>_INT80_G_ueF_<id>.zip`` -- a HyP3 GAMMA stack of the
+  mining area as HyP3 ships it: one zip per product with ``_unw_phase.tif``, ``_corr.tif`` (float32, NoData 0),
+  ``_lv_theta.tif``/``_lv_phi.tif`` (radians), ``_dem.tif``, ``_water_mask.tif`` and the ``.txt`` metadata
+  (baseline, unwrapping reference point, where the phase is 0), 80 m pixels in UTM zone 49N, each product
+  on its own extent;
 * ``grace/CSR_GRACE_GRACE-FO_RL06_Mascons_all-corrections_v02.nc`` -- CSR mascon layout:
   ``lwe_thickness`` (cm), lat ascending, lon 0-360 (x.125 centres), ``time`` days since
   2002-01-01 with ``time_bounds``; one month missing and one record centred in the previous
@@ -59,6 +67,9 @@ LANDSCAPES = {
 }
 BOWL = (108.2, 38.8, 0.06, -140.0)  # centre lon, lat, sigma (deg), peak rate mm/yr
 RESERVOIR = (108.12, 39.28, 0.03)  # a lake: NaN in every interferogram
+FRAME = "157D_05226_131313"  # LiCSAR frame id: track 157, descending
+HYP3_AREA = (108.2, 38.8)  # centre of the HyP3 stack (lon, lat): the mining bowl
+HYP3_EPSG = 32649  # UTM zone 49N
 
 
 def month_range(first, last):
@@ -153,7 +164,8 @@ class World:
         return out
 
     def write_insar(self):
-        folder = self.root / "insar"
+        frame = self.root / "insar" / FRAME
+        folder = frame / "GEOC"
         folder.mkdir(parents=True, exist_ok=True)
         grid = self.grid(self.pixel)
         lon, lat = self.centres(grid)
@@ -174,12 +186,13 @@ class World:
             coh = np.clip(base_coh * math.exp(-dtd / 200.0) + self.rng.normal(0, 0.03, lon.shape), 0.05, 0.99)
             sigma = np.sqrt((1 - coh ** 2) / (2 * 20 * coh ** 2))  # CRLB, 20 looks
             phase = to_rad * ((disp[b] + aps[b]) - (disp[a] + aps[a])) + self.rng.normal(0, 1, lon.shape) * sigma
-            phase[lake] = np.nan
+            phase[lake] = 0.0  # LiCSAR: no data is 0, without a NoData tag
             stem = "%s_%s" % (a.strftime("%Y%m%d"), b.strftime("%Y%m%d"))
-            unw = folder / (stem + ".geo.unw.tif")
-            rasters.write_raster(unw, grid, phase, band_names=["unwrapped phase"], units="rad")
-            rasters.write_raster(folder / (stem + ".geo.cc.tif"), grid, coh, band_names=["coherence"], units="")
+            unw = folder / stem / (stem + ".geo.unw.tif")
+            write_licsar_tif(unw, grid, phase.astype(np.float32))
+            write_licsar_tif(folder / stem / (stem + ".geo.cc.tif"), grid, np.round(coh * 255).astype(np.uint8))
             files.append(str(unw))
+        self.write_licsar_metadata(frame / "metadata", grid, epochs)
         truth_ts = np.stack([disp[e] - disp[epochs[0]] for e in epochs])
         truth_ts[:, lake] = np.nan
         return grid, epochs, pairs, files, truth_ts, lake
@@ -234,6 +247,124 @@ class World:
         paths["frame_b_offsets_mm"] = [float(o) for o in offsets_b]
         paths["frame_b_first_column"] = split_b
         return paths
+
+    def epoch_baselines(self, epochs):
+        """Perpendicular baseline (m) of every epoch relative to the first (Sentinel-1's ~100 m orbital tube)."""
+        rng = np.random.default_rng(7)
+        return {e: (0.0 if i == 0 else float(np.round(rng.normal(0, 60), 2))) for i, e in enumerate(epochs)}
+
+    def write_licsar_metadata(self, folder, grid, epochs):
+        """LiCSAR frame metadata: ``<frame>.geo.E/N/U.tif`` (unit vector ground -> satellite, descending, incidence
+        30.5-45.5 deg across the swath), ``<frame>.geo.hgt.tif`` and ``baselines`` (primary, secondary, bperp,
+        btemp per epoch)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        lon, lat = self.centres(grid)
+        inc = np.radians(30.5 + 15.0 * (lon - LON0) / (LON1 - LON0))
+        heading = np.radians(-167.0)        # descending, right-looking: look direction heading + 90 deg
+        look_az = heading + np.pi / 2
+        enu = {"E": -np.sin(inc) * np.sin(look_az), "N": -np.sin(inc) * np.cos(look_az), "U": np.cos(inc)}
+        lake = (lon - RESERVOIR[0]) ** 2 + (lat - RESERVOIR[1]) ** 2 < RESERVOIR[2] ** 2
+        for k, v in enu.items():
+            v = v.astype(np.float32)
+            v[lake] = 0.0                   # LiCSAR: no data is 0
+            write_licsar_tif(folder / ("%s.geo.%s.tif" % (FRAME, k)), grid, v)
+        hgt = (1100 + 300 * (lat - LAT0) + 40 * np.sin(lon * 20.0)).astype(np.float32)
+        write_licsar_tif(folder / ("%s.geo.hgt.tif" % FRAME), grid, hgt)
+        bp = self.epoch_baselines(epochs)
+        lines = ["%s %s %.2f %.1f" % (epochs[0].strftime("%Y%m%d"), e.strftime("%Y%m%d"), bp[e], (e - epochs[0]).days)
+                 for e in epochs[1:]]
+        (folder / "baselines").write_text("\n".join(lines) + "\n")
+
+    def hyp3_epochs(self, epochs):
+        """The epochs of the HyP3 stack: the last year of the world (the last 5 months in the reduced demo)."""
+        first = self.last - dt.timedelta(days=150 if self.small else 365)
+        return [e for e in epochs if e >= first]
+
+    def write_hyp3(self, epochs):
+        """A HyP3 GAMMA stack of the mining bowl as HyP3 ships it (see the module docstring). Returns the folder,
+        the common-area grid, the epochs and the LSQ velocity truth (mm/yr) on it."""
+        from osgeo import osr
+
+        rng = np.random.default_rng(49)
+        folder = self.root / "hyp3"
+        folder.mkdir(parents=True, exist_ok=True)
+        eps = self.hyp3_epochs(epochs)
+        pairs = [(a, b) for i, a in enumerate(eps) for b in eps[i + 1:i + 3]]      # two nearest neighbours
+        px = 80.0
+        nx, ny = (90, 110) if self.small else (200, 240)
+        wgs, utm = osr.SpatialReference(), osr.SpatialReference()
+        wgs.ImportFromEPSG(4326)
+        utm.ImportFromEPSG(HYP3_EPSG)
+        for s in (wgs, utm):
+            s.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+        cx, cy, _ = osr.CoordinateTransformation(wgs, utm).TransformPoint(*HYP3_AREA)
+        x0 = round((cx - nx / 2 * px) / px) * px
+        y0 = round((cy + ny / 2 * px) / px) * px
+        margin = 6
+        X0, Y0 = x0 - margin * px, y0 + margin * px            # the lattice origin of the largest footprint
+        NX, NY = nx + 2 * margin, ny + 2 * margin
+        xs = X0 + (np.arange(NX) + 0.5) * px
+        ys = Y0 - (np.arange(NY) + 0.5) * px
+        XX, YY = np.meshgrid(xs, ys)
+        pts = osr.CoordinateTransformation(utm, wgs).TransformPoints(np.stack([XX.ravel(), YY.ravel()], 1).tolist())
+        lon = np.array([p[0] for p in pts]).reshape(NY, NX)
+        lat = np.array([p[1] for p in pts]).reshape(NY, NX)
+        disp = {e: self.displacement(lon, lat, self.days(e)) for e in eps}
+        aps = {e: gaussian_filter(rng.normal(0, 1, lon.shape), 8) for e in eps}
+        for e in eps:
+            aps[e] *= 1.0 / max(aps[e].std(), 1e-9)
+        w = self.weights(lon, lat)
+        base_coh = 0.85 * w["desert"] + 0.55 * w["irrigation"] + 0.5 * w["mining"] + 0.3
+        base_coh = np.clip(base_coh, 0, 0.95)
+        inc = np.radians(30.5 + 15.0 * (lon - LON0) / (LON1 - LON0))
+        theta = (np.pi / 2 - inc).astype(np.float32)       # look-vector elevation above the horizon, radians
+        # look-vector orientation from east (counter-clockwise) of the ground -> satellite direction: heading
+        # -167 deg, right-looking, so the satellite is seen at azimuth 103 deg (clockwise from north) = -13 deg
+        phi = np.full(lon.shape, np.radians(90.0 - (-167.0 + 270.0)), np.float32)
+        dem = (1100 + 300 * (lat - LAT0) + 40 * np.sin(lon * 20.0)).astype(np.float32)
+        bp = self.epoch_baselines(epochs)
+        to_rad = -4 * math.pi / (WAVELENGTH * 1000.0)
+        wkt = utm.ExportToWkt()
+        zips = []
+        for k, (a, b) in enumerate(pairs):
+            dtd = (b - a).days
+            coh = np.clip(base_coh * math.exp(-dtd / 200.0) + rng.normal(0, 0.03, lon.shape), 0.05, 0.99)
+            sigma = np.sqrt((1 - coh ** 2) / (2 * 20 * coh ** 2))
+            phase = to_rad * ((disp[b] + aps[b]) - (disp[a] + aps[a])) + rng.normal(0, 1, lon.shape) * sigma
+            # each product covers the common area plus its own margin
+            t, l_, bt, r = (int(v) for v in rng.integers(0, margin + 1, 4))
+            if k == 0:
+                t = l_ = 0          # the common area is exactly the intersection: its top left from the first
+            elif k == 1:
+                bt = r = 0          # product, its bottom right from the second
+            sl = (slice(margin - t, margin + ny + bt), slice(margin - l_, margin + nx + r))
+            gt = (X0 + (margin - l_) * px, px, 0.0, Y0 - (margin - t) * px, 0.0, -px)
+            ph = phase[sl]
+            # HyP3 unwraps from the first pixel in SAR geometry (top right of a descending scene in map view):
+            # the phase there is removed and reported in the .txt
+            ref_r, ref_c = 0, ph.shape[1] - 1
+            ref_phase = float(ph[ref_r, ref_c])
+            ph = (ph - ref_phase).astype(np.float32)
+            ph[ph == 0] = np.float32(1e-6)       # 0 is the declared NoData: keep the reference pixel valid
+            name = "S1AA_%sT224101_%sT224101_VVP%03d_INT80_G_ueF_%04X" % (
+                a.strftime("%Y%m%d"), b.strftime("%Y%m%d"), dtd, (0x1A2B + 97 * k) % 0x10000)
+            layers = {"unw_phase": (ph, 0.0), "corr": (coh[sl].astype(np.float32), 0.0),
+                      "lv_theta": (theta[sl], 0.0), "lv_phi": (phi[sl], 0.0), "dem": (dem[sl], 0.0),
+                      "water_mask": (np.ones(ph.shape, np.uint8), None)}
+            rx, ry = gt[0] + (ref_c + 0.5) * px, gt[3] - (ref_r + 0.5) * px
+            txt = hyp3_txt(a, b, bp[b] - bp[a], ref_phase, rx, ry, lon[sl][ref_r, ref_c], lat[sl][ref_r, ref_c])
+            zips.append(write_hyp3_zip(folder, name, gt, wkt, layers, txt))
+        common = rasters.RasterGrid(nx, ny, (x0, px, 0.0, y0, 0.0, -px), wkt)
+        c = (slice(margin, margin + ny), slice(margin, margin + nx))
+        t = np.array([(e - eps[0]).days / 365.25 for e in eps])
+        truth_ts = np.stack([disp[e][c] - disp[eps[0]][c] for e in eps])
+        X = np.stack([np.ones_like(t), t], 1)
+        vel = np.linalg.lstsq(X, truth_ts.reshape(len(t), -1), rcond=None)[0][1].reshape(ny, nx)
+        truth = self.root / "truth" / "hyp3_velocity_truth.tif"
+        truth.parent.mkdir(parents=True, exist_ok=True)
+        rasters.write_raster(truth, common, vel, band_names=["velocity"], units="mm/yr")
+        return {"hyp3_dir": str(folder), "hyp3_products": zips, "hyp3_epochs": [e.isoformat() for e in eps],
+                "hyp3_pairs": len(pairs), "hyp3_velocity_truth": str(truth)}
 
     def write_grace(self):
         """CSR layout subset: 0.25 deg cells with x.125 centres, lon 0-360, one missing + one shifted month."""
@@ -437,6 +568,7 @@ class World:
         truth_dir = self.root / "truth"
         truth_dir.mkdir(exist_ok=True)
         grid, epochs, pairs, ifgs, truth_ts, lake = self.write_insar()
+        hyp3 = self.write_hyp3(epochs)
         lon, lat = self.centres(grid)
         rate = self.velocity(lon, lat)
         rate[lake] = np.nan
@@ -465,12 +597,101 @@ class World:
         }
         (truth_dir / "truth.json").write_text(json.dumps(truth, indent=1))
         return {
-            "insar_dir": str(self.root / "insar"), "interferograms": ifgs,
-            "coherence": [p.replace(".unw.tif", ".cc.tif") for p in ifgs],
+            "insar_dir": str(self.root / "insar" / FRAME), "licsar_frame": str(self.root / "insar" / FRAME),
+            "interferograms": ifgs, "coherence": [p.replace(".unw.tif", ".cc.tif") for p in ifgs], **hyp3,
             "grace": str(grace), "fldas": fldas, "gldas": gldas, "areas": str(self.write_areas()),
             "factors": factors, "leveling": str(self.write_leveling(epochs)), "wells": str(self.write_wells()),
             "truth": truth, "truth_dir": str(truth_dir), "regional": regional,
         }
+
+
+def write_licsar_tif(path, grid, array):
+    """A GeoTIFF as LiCSAR writes it: the array's data type, no NoData tag (0 means no data)."""
+    from osgeo import gdal
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dtype = gdal.GDT_Byte if array.dtype == np.uint8 else gdal.GDT_Float32
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), grid.xsize, grid.ysize, 1, dtype, ["COMPRESS=DEFLATE"])
+    ds.SetGeoTransform(grid.geotransform)
+    ds.SetProjection(grid.projection)
+    ds.GetRasterBand(1).WriteArray(array)
+    ds = None
+    return str(path)
+
+
+HYP3_TXT = """Reference Granule: S1A_IW_SLC__1SDV_{d1}T224101_{d1}T224128_{o1:06d}_04A1B2_1C4D
+Secondary Granule: S1A_IW_SLC__1SDV_{d2}T224101_{d2}T224128_{o2:06d}_04A3C4_2E5F
+Reference Pass Direction: DESCENDING
+Reference Orbit Number: {o1}
+Secondary Pass Direction: DESCENDING
+Secondary Orbit Number: {o2}
+Baseline: {bperp:.4f}
+UTC time: 81661.5
+Heading: -167.0
+Spacecraft height: 693000.0
+Earth radius at nadir: 6369000.0
+Slant range near: 800000.0
+Slant range center: 850000.0
+Slant range far: 900000.0
+Range looks: 20
+Azimuth looks: 4
+INSAR phase filter: adf
+Phase filter parameter: 0.6
+Resolution of output (m): 80
+Range bandpass filter: no
+Azimuth bandpass filter: no
+DEM source: GLO-30
+DEM resolution (m): 160
+Unwrapping type: mcf
+Phase at reference point: {ref_phase:.5f}
+Azimuth line of the reference point in SAR space: 0.0
+Range pixel of the reference point in SAR space: 0.0
+Y coordinate of the reference point in the map projection: {ry:.4f}
+X coordinate of the reference point in the map projection: {rx:.4f}
+Latitude of the reference point (WGS84): {lat:.7f}
+Longitude of the reference point (WGS84): {lon:.7f}
+Unwrapping threshold: none
+Speckle filter: no
+"""
+
+
+def hyp3_txt(a, b, bperp, ref_phase, rx, ry, lon, lat):
+    orbit = lambda d: 25000 + (d - dt.date(2019, 1, 1)).days * 175 // 12  # noqa: E731
+    return HYP3_TXT.format(d1=a.strftime("%Y%m%d"), d2=b.strftime("%Y%m%d"), o1=orbit(a), o2=orbit(b), bperp=bperp,
+                           ref_phase=ref_phase, rx=rx, ry=ry, lon=lon, lat=lat)
+
+
+def write_hyp3_zip(folder, name, gt, wkt, layers, txt):
+    """One HyP3 product zip ``<name>.zip`` holding ``<name>/<name>_<layer>.tif`` (float32, or uint8 water mask;
+    NoData as HyP3 declares it), ``<name>/<name>.txt`` and the README."""
+    import zipfile
+
+    from osgeo import gdal
+
+    zpath = Path(folder) / (name + ".zip")
+    with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED) as z:
+        for layer, (arr, nodata) in layers.items():
+            mem = "/vsimem/%s_%s.tif" % (name, layer)
+            dtype = gdal.GDT_Byte if arr.dtype == np.uint8 else gdal.GDT_Float32
+            ds = gdal.GetDriverByName("GTiff").Create(mem, arr.shape[1], arr.shape[0], 1, dtype)
+            ds.SetGeoTransform(gt)
+            ds.SetProjection(wkt)
+            if nodata is not None:
+                ds.GetRasterBand(1).SetNoDataValue(nodata)
+            ds.GetRasterBand(1).WriteArray(arr)
+            ds = None
+            f = gdal.VSIFOpenL(mem, "rb")
+            gdal.VSIFSeekL(f, 0, 2)
+            n = gdal.VSIFTellL(f)
+            gdal.VSIFSeekL(f, 0, 0)
+            data = gdal.VSIFReadL(1, n, f)
+            gdal.VSIFCloseL(f)
+            gdal.Unlink(mem)
+            z.writestr("%s/%s_%s.tif" % (name, name, layer), data)
+        z.writestr("%s/%s.txt" % (name, name), txt)
+        z.writestr("%s/%s.README.md.txt" % (name, name), "ASF HyP3 InSAR product %s (demo world)\n" % name)
+    return str(zpath)
 
 
 def generate(root, small=False, tiny=False):

@@ -185,6 +185,10 @@ def write_hyp3_folder(root, shape=(24, 30), dates=None, seed=5, zipped=True, eps
         name = hyp3_name(a, b, k, kind)
         top, left = int(rng.integers(0, 4)), int(rng.integers(0, 3))      # margin above / left of the common area
         bottom, right = int(rng.integers(0, 4)), int(rng.integers(0, 3))
+        if k == 0:
+            top = left = 0          # the common area is exactly the intersection
+        elif k == 1:
+            bottom = right = 0
         H, W = ny + top + bottom, nx + left + right
         # common area at lattice rows 3..3+ny, cols 2..2+nx; the product starts at (3 - top, 2 - left)
         gt = (x0 + (2 - left) * px, px, 0.0, y0 - (3 - top) * px, 0.0, -px)
