@@ -85,3 +85,24 @@ def test_bad_product_inputs_are_named(run_alg, tmp_path):
     with pytest.raises(QgsProcessingException, match="give INTERFEROGRAMS or an INPUT_FOLDER"):
         run_alg("sbasinversion", outputs(tmp_path, "n"))
     assert not list(tmp_path.glob("z_*")) and not list(tmp_path.glob("n_*"))
+
+
+def test_hyp3_union_extent_inverts_every_pixel_some_product_covers(run_alg, tmp_path):
+    lay = write_hyp3_folder(tmp_path / "hyp3", zipped=True, with_geometry=False)
+    a = run_alg("sbasinversion", dict(INPUT_FOLDER=lay["root"], EXTENT=1, **outputs(tmp_path, "u")))
+    ds = gdal.Open(a["OUTPUT_VELOCITY"])
+    gts = [p["gt"] for p in lay["products"]]
+    x0, y0 = min(g[0] for g in gts), max(g[3] for g in gts)
+    x1 = max(g[0] + p["shape"][1] * 80.0 for g, p in zip(gts, lay["products"]))
+    y1 = min(g[3] - p["shape"][0] * 80.0 for g, p in zip(gts, lay["products"]))
+    assert ds.GetGeoTransform()[0] == x0 and ds.GetGeoTransform()[3] == y0
+    assert (ds.RasterXSize, ds.RasterYSize) == (round((x1 - x0) / 80.0), round((y0 - y1) / 80.0))
+    q = gdal.Open(a["OUTPUT_QUALITY"]).ReadAsArray()
+    n_used = q[1]
+    c0, r0 = round((lay["common_gt"][0] - x0) / 80.0), round((y0 - lay["common_gt"][3]) / 80.0)
+    ny, nx = lay["shape"]
+    inner = n_used[r0:r0 + ny, c0:c0 + nx]
+    outer = np.ones(n_used.shape, bool)
+    outer[r0:r0 + ny, c0:c0 + nx] = False
+    # margins are covered by fewer products than the common area
+    assert np.nanmax(n_used[outer]) < np.nanmax(inner) == len(lay["pairs"])

@@ -252,7 +252,8 @@ def test_hyp3_union_extent_has_nan_outside_a_product(tmp_path):
 
 def test_hyp3_products_in_two_utm_zones_error_names_them_or_warp(tmp_path):
     lay = write_hyp3_folder(tmp_path / "hyp3", zipped=True, other_zone=(2, 4))
-    with pytest.raises(TimeSeriesError, match=r"2 different CRS \(EPSG:32650 .*EPSG:32651 .*%s" % lay["products"][2]["name"]):
+    name = lay["products"][2]["name"]
+    with pytest.raises(TimeSeriesError, match=r"2 different CRS \(EPSG:32650 .*EPSG:32651 .*%s" % name):
         products.open_stack(folder=lay["root"])
     logs = []
     st = products.open_stack(folder=lay["root"], crs_mode=products.CRS_WARP, log=logs.append)
@@ -267,7 +268,8 @@ def test_hyp3_products_in_two_utm_zones_error_names_them_or_warp(tmp_path):
 
 def test_hyp3_zip_without_unwrapped_phase_and_product_without_coherence(tmp_path):
     lay = write_hyp3_folder(tmp_path / "a", zipped=True, drop={1: "unw_phase"}, with_geometry=False)
-    with pytest.raises(TimeSeriesError, match=r"HyP3 product %s.zip holds no unwrapped phase" % lay["products"][1]["name"]):
+    name = lay["products"][1]["name"]
+    with pytest.raises(TimeSeriesError, match=r"HyP3 product %s.zip holds no unwrapped phase" % name):
         products.open_stack(folder=lay["root"])
     lay = write_hyp3_folder(tmp_path / "b", zipped=False, drop={3: "corr"}, with_geometry=False)
     with pytest.raises(TimeSeriesError, match=r"HyP3 product %s has no coherence" % lay["products"][3]["name"]):
