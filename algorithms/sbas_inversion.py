@@ -3,6 +3,7 @@ import os
 
 import pandas as pd
 from qgis.core import (
+    Qgis,
     QgsCoordinateReferenceSystem,
     QgsProcessing,
     QgsProcessingException,
@@ -30,6 +31,12 @@ from ..processing_provider.rasters import output_raster_path
 from ..processing_provider.styling import style_output
 from ..processing_provider.tables import write_table
 from .project_los import GEOMETRY_TYPE_LABELS, geometry_spec
+
+
+# Qgis.ProcessingFileParameterBehavior since QGIS 3.36 (the only spelling in QGIS 4)
+FOLDER_BEHAVIOR = getattr(getattr(Qgis, "ProcessingFileParameterBehavior", None), "Folder", None)
+if FOLDER_BEHAVIOR is None:
+    FOLDER_BEHAVIOR = QgsProcessingParameterFile.Behavior.Folder  # qt6-compat: 3.22-3.34 fallback
 
 
 def _remove(paths):
@@ -134,7 +141,7 @@ class SbasInversion(SubsidenceAlgorithm):
                  "(first two YYYYMMDD groups: reference, then secondary) unless a pairs CSV is given. Files of one "
                  "pixel lattice may differ in extent (see Extent).")
         self.add(QgsProcessingParameterFile(self.INPUT_FOLDER, self.tr("Input folder (LiCSAR frame or HyP3 download)"),
-                                            behavior=QgsProcessingParameterFile.Behavior.Folder, optional=True),
+                                            behavior=FOLDER_BEHAVIOR, optional=True),
                  "Instead of the file lists: a LiCSAR frame folder (GEOC/YYYYMMDD_YYYYMMDD/ or interferograms/"
                  "YYYYMMDD_YYYYMMDD/ with *.geo.unw.tif and *.geo.cc.tif; metadata/ with <frame>.geo.E/N/U/hgt.tif "
                  "and baselines) or a HyP3 download folder (one folder or .zip per product with *_unw_phase.tif, "

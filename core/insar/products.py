@@ -874,6 +874,20 @@ class GeometryLayer:
     def describe(self):
         return ", ".join("%s from %s" % (k, r.label()) for k, r in self.sources.items())
 
+    UNITS = {"incidence": "degrees", "E": "", "N": "", "U": "", "hgt": "m", "dem": "m", "lv_theta": "radians",
+             "lv_phi": "radians", "water_mask": ""}
+
+    def write(self, path, rows_per_block=256):
+        """Write the layer on the stack grid as a float32 GeoTIFF (NaN = no data), in row blocks."""
+        from ..io.rasters import RasterWriter
+        g = self.grid
+        with RasterWriter(path, g, 1, band_names=[self.kind], units=self.UNITS.get(self.kind, ""),
+                          metadata={"KIND": "geometry", "SOURCE": self.describe()}) as w:
+            for r0 in range(0, g.ysize, rows_per_block):
+                n = min(rows_per_block, g.ysize - r0)
+                w.write_block(r0, self.read(r0, n, 0, g.xsize)[None])
+        return str(path)
+
     def read(self, row0, nrows, col0=0, ncols=None):
         s = self.sources
         if self.method == "file":
@@ -955,7 +969,11 @@ def open_stack(ifg_paths=None, coherence_paths=None, folder=None, product=PRODUC
         product = kind
         ifg_paths = [p.unw for p in pairs]
         coherence_paths = [p.coh for p in pairs if p.coh]
-        if len(coherence_paths) != len(ifg_paths):
+        if coherence_paths and len(coherence_paths) != len(ifg_paths):
+            note("coherence found for only %d of the %d interferograms in %s: coherence not used"
+                 % (len(coherence_paths), len(ifg_paths), folder))
+            coherence_paths = None
+        elif not coherence_paths:
             coherence_paths = None
         names = [p.name for p in pairs]
         bperp = np.array([np.nan if p.bperp is None else p.bperp for p in pairs], dtype=float)

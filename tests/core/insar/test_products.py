@@ -163,6 +163,11 @@ def test_licsar_frame_folder_equals_our_own_convention(tmp_path):
     e = st.geometry("E").read(0, 2, 0, 5)
     assert np.isnan(e[0, :3]).all() and np.isfinite(e[1]).all()
     assert st.geometry("hgt").read(2, 1, 0, 3).tolist() == [[400.0, 410.0, 420.0]]
+    # written on the stack grid for the steps that take a raster (LOS -> vertical, GACOS)
+    out = inc.write(tmp_path / "incidence.tif", rows_per_block=5)
+    ds = gdal.Open(out)
+    assert ds.GetGeoTransform() == lay["gt"] and ds.GetRasterBand(1).GetUnitType() == "degrees"
+    np.testing.assert_array_equal(ds.ReadAsArray(), got)
 
 
 def test_licsar_metadata_in_geoc_and_files_given_as_a_list(tmp_path):
@@ -334,3 +339,21 @@ def test_folder_detection(tmp_path):
     z = [f for f in os.listdir(tmp_path / "hyp") if f.endswith(".zip")][0]
     with zipfile.ZipFile(tmp_path / "hyp" / z) as zf:
         assert any(n.endswith("_unw_phase.tif") for n in zf.namelist())
+
+
+def test_generic_folder_pairs_interferograms_and_coherence_by_name(tmp_path):
+    gt = (400000.0, 80.0, 0.0, 4100000.0, 0.0, -80.0)
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    for s in ("20200103_20200115", "20200115_20200127", "20200103_20200127"):
+        _write(tmp_path / "g" / ("ifg_%s.tif" % s), a, gt, 32650)
+        _write(tmp_path / "g" / ("coh_%s.tif" % s), np.full((3, 4), 200, np.uint8), gt, 32650, gdal.GDT_Byte)
+    st = products.open_stack(folder=str(tmp_path / "g"))
+    assert st.product == products.PRODUCT_GENERIC and len(st.ifg) == 3 and len(st.coh) == 3
+    assert [r.name for r in st.ifg] == ["ifg_20200103_20200115.tif", "ifg_20200103_20200127.tif",
+                                        "ifg_20200115_20200127.tif"]
+    np.testing.assert_array_equal(_read_all(st.ifg[0]), a)                # generic: the 0 is a value
+    assert _read_all(st.coh[0])[0, 0] == np.float32(200) / np.float32(255)
+    os.remove(tmp_path / "g" / "coh_20200115_20200127.tif")
+    logs = []
+    st = products.open_stack(folder=str(tmp_path / "g"), log=logs.append)
+    assert st.coh is None and any("coherence found for only 2 of the 3" in s for s in logs)
