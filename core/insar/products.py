@@ -595,17 +595,42 @@ def _licsar_metadata_dirs(folder, geoc_root):
     return out
 
 
-def discover_licsar(folder, log=None):
-    """Products of a LiCSAR frame folder: (list of :class:`Pair`, frame geometry dict, baselines path or None)."""
+def _excluded(entry, exclude):
+    """Whether a product (folder, zip or file name ``entry``) is named in ``exclude`` (names with or without
+    folder / extension, HyP3 product names or pair labels ``YYYYMMDD_YYYYMMDD``)."""
+    if not exclude:
+        return False
+    from .pairs import pair_from_name
+    base = os.path.basename(str(entry).rstrip("/"))
+    keys = {base, base.split(".")[0], base[:-4] if base.lower().endswith(".zip") else base}
+    pr = pair_from_name(base)
+    if pr is not None:
+        keys.add("%s_%s" % (pr[0].strftime("%Y%m%d"), pr[1].strftime("%Y%m%d")))
+    for e in exclude:
+        e = os.path.basename(str(e).strip())
+        if e and (e in keys or e.split(".")[0] in keys):
+            return True
+    return False
+
+
+_FIX = "download it again, move it out of the folder or list it in EXCLUDE"
+
+
+def discover_licsar(folder, log=None, exclude=()):
+    """Products of a LiCSAR frame folder: (list of :class:`Pair`, frame geometry dict, baselines path or None).
+    Pairs named in ``exclude`` are left out before they are checked."""
     log = log or (lambda s: None)
     folder = str(folder)
     root, found = _find_pair_folders(folder)
     if not found:
         raise TimeSeriesError("no LiCSAR interferograms in %s (expected GEOC/YYYYMMDD_YYYYMMDD/"
                               "YYYYMMDD_YYYYMMDD.geo.unw.tif)" % folder)
-    pairs, no_unw, no_cc = [], [], []
+    pairs, no_unw, no_cc, left_out = [], [], [], []
     for d, unw, cc in found:
         stem = os.path.basename(d)
+        if _excluded(stem, exclude):
+            left_out.append(stem)
+            continue
         if unw is None:
             no_unw.append(stem)
             continue
@@ -614,12 +639,12 @@ def discover_licsar(folder, log=None):
         pairs.append(Pair(stem, unw, cc, source=d))
     if no_unw:
         raise TimeSeriesError("LiCSAR pair folder(s) without an unwrapped interferogram (*.geo.unw.tif): %s%s in %s; "
-                              "download them again or move the folders out"
-                              % (", ".join(no_unw[:5]), " ..." if len(no_unw) > 5 else "", root))
+                              "%s" % (", ".join(no_unw[:5]), " ..." if len(no_unw) > 5 else "", root, _FIX))
     if no_cc:
         raise TimeSeriesError("LiCSAR product(s) without coherence (YYYYMMDD_YYYYMMDD.geo.cc.tif): %s%s in %s; "
-                              "download them again or move the folders out"
-                              % (", ".join(no_cc[:5]), " ..." if len(no_cc) > 5 else "", root))
+                              "%s" % (", ".join(no_cc[:5]), " ..." if len(no_cc) > 5 else "", root, _FIX))
+    if left_out:
+        log("left out (EXCLUDE): %s" % ", ".join(left_out))
     geometry, baselines = {}, None
     for mdir in _licsar_metadata_dirs(folder, root):
         for e in _listdir(mdir):
@@ -669,12 +694,10 @@ def _hyp3_pair(container, files, label):
             if hyp3_product_name(base[:-4]) is not None or txt is None:
                 txt = f
     if "unw_phase" not in layers:
-        raise TimeSeriesError("HyP3 product %s holds no unwrapped phase (*_unw_phase.tif); download it again or "
-                              "move it out of the folder" % label)
+        raise TimeSeriesError("HyP3 product %s holds no unwrapped phase (*_unw_phase.tif); %s" % (label, _FIX))
     name = hyp3_layer(layers["unw_phase"])[0]
     if "corr" not in layers:
-        raise TimeSeriesError("HyP3 product %s has no coherence (%s_corr.tif); download it again or move it out of "
-                              "the folder" % (label, name))
+        raise TimeSeriesError("HyP3 product %s has no coherence (%s_corr.tif); %s" % (label, name, _FIX))
     meta, bperp = {}, None
     if txt is not None:
         meta = parse_hyp3_metadata(read_text(txt))
@@ -683,14 +706,20 @@ def _hyp3_pair(container, files, label):
     return Pair(name, layers["unw_phase"], layers["corr"], bperp, meta, geometry, source=container)
 
 
-def discover_hyp3(folder, log=None):
+def discover_hyp3(folder, log=None, exclude=()):
     """Products of a HyP3 download folder: one sub-folder or zip per product (or the files of one product
-    directly in the folder). Returns a list of :class:`Pair`."""
+    directly in the folder). Returns a list of :class:`Pair`; products named in ``exclude`` are left out
+    before they are checked."""
+    log = log or (lambda s: None)
     folder = str(folder)
     pairs = []
     loose = []
+    left_out = []
     for e in _listdir(folder):
         p = os.path.join(folder, e)
+        if (e.lower().endswith(".zip") or os.path.isdir(p)) and _excluded(e, exclude):
+            left_out.append(e)
+            continue
         if e.lower().endswith(".zip") and os.path.isfile(p):
             vz = "/vsizip/" + os.path.abspath(p)
             try:
@@ -711,6 +740,8 @@ def discover_hyp3(folder, log=None):
         for name, files in sorted(by_name.items()):
             txt = os.path.join(folder, name + ".txt")
             pairs.append(_hyp3_pair(folder, files + ([txt] if os.path.exists(txt) else []), name))
+    if left_out:
+        log("left out (EXCLUDE): %s" % ", ".join(left_out))
     if not pairs:
         raise TimeSeriesError("no HyP3 products in %s (expected one folder or zip per product, named like "
                               "S1AA_20200103T..._20200115T..._VVP012_INT80_G_ueF_1A2B)" % folder)
@@ -751,7 +782,7 @@ def detect_folder(folder):
     return PRODUCT_LICSAR if lic else PRODUCT_HYP3 if hyp else PRODUCT_GENERIC
 
 
-def discover(folder, product=PRODUCT_AUTO, log=None):
+def discover(folder, product=PRODUCT_AUTO, log=None, exclude=()):
     """Interferograms, coherence, baselines and geometry of a download folder.
 
     Returns ``(product, pairs, frame_geometry, baselines_file)``: the format found (or given), a list of
@@ -767,9 +798,9 @@ def discover(folder, product=PRODUCT_AUTO, log=None):
         product = detect_folder(folder)
     geometry, baselines = {}, None
     if product == PRODUCT_LICSAR:
-        pairs, geometry, baselines = discover_licsar(folder, log)
+        pairs, geometry, baselines = discover_licsar(folder, log, exclude)
     elif product == PRODUCT_HYP3:
-        pairs = discover_hyp3(folder, log)
+        pairs = discover_hyp3(folder, log, exclude)
     else:
         pairs = _generic_pairs(folder)
     from .pairs import pair_from_name
@@ -947,7 +978,7 @@ class _GridProbe:
 
 
 def open_stack(ifg_paths=None, coherence_paths=None, folder=None, product=PRODUCT_AUTO,
-               extent=EXTENT_INTERSECTION, crs_mode=CRS_ERROR, log=None):
+               extent=EXTENT_INTERSECTION, crs_mode=CRS_ERROR, log=None, exclude=()):
     """Open the interferograms (and coherence) of a stack through the product conventions and place them on
     one grid. Either ``folder`` (a LiCSAR frame or HyP3 download folder, see :func:`discover`) or
     ``ifg_paths`` (and optionally ``coherence_paths``). Returns a :class:`ProductStack`.
@@ -965,7 +996,7 @@ def open_stack(ifg_paths=None, coherence_paths=None, folder=None, product=PRODUC
     if folder:
         if ifg_paths:
             raise TimeSeriesError("give either an input folder or interferogram files, not both")
-        kind, pairs, frame_geom, baselines = discover(folder, product, note)
+        kind, pairs, frame_geom, baselines = discover(folder, product, note, exclude)
         product = kind
         ifg_paths = [p.unw for p in pairs]
         coherence_paths = [p.coh for p in pairs if p.coh]

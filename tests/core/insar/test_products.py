@@ -185,8 +185,13 @@ def test_licsar_product_without_coherence_is_named(tmp_path):
     lay = write_licsar_frame(tmp_path / FRAME, with_geometry=False)
     os.remove(lay["cc"][2])
     s = stem(*lay["pairs"][2])
-    with pytest.raises(TimeSeriesError, match=r"LiCSAR product\(s\) without coherence.*%s" % s):
+    with pytest.raises(TimeSeriesError, match=r"LiCSAR product\(s\) without coherence.*%s.*list it in EXCLUDE" % s):
         products.open_stack(folder=lay["root"])
+    # named in EXCLUDE: left out before it is checked
+    logs = []
+    st = products.open_stack(folder=lay["root"], exclude=[s], log=logs.append)
+    assert len(st.ifg) == len(lay["pairs"]) - 1 and s not in st.names
+    assert "left out (EXCLUDE): %s" % s in logs
 
 
 def test_licsar_geometry_missing_or_not_covering(tmp_path):
@@ -276,9 +281,14 @@ def test_hyp3_zip_without_unwrapped_phase_and_product_without_coherence(tmp_path
     name = lay["products"][1]["name"]
     with pytest.raises(TimeSeriesError, match=r"HyP3 product %s.zip holds no unwrapped phase" % name):
         products.open_stack(folder=lay["root"])
+    st = products.open_stack(folder=lay["root"], exclude=[lay["products"][1]["name"] + ".zip"])
+    assert len(st.ifg) == len(lay["pairs"]) - 1
     lay = write_hyp3_folder(tmp_path / "b", zipped=False, drop={3: "corr"}, with_geometry=False)
     with pytest.raises(TimeSeriesError, match=r"HyP3 product %s has no coherence" % lay["products"][3]["name"]):
         products.open_stack(folder=lay["root"])
+    a, b = lay["pairs"][3]
+    st = products.open_stack(folder=lay["root"], exclude=["%s_%s" % (a.strftime("%Y%m%d"), b.strftime("%Y%m%d"))])
+    assert len(st.ifg) == len(lay["pairs"]) - 1
 
 
 def test_hyp3_geometry_not_covering_the_union_stack(tmp_path):
