@@ -146,8 +146,8 @@ class SbasInversion(SubsidenceAlgorithm):
                  "YYYYMMDD_YYYYMMDD/ with *.geo.unw.tif and *.geo.cc.tif; metadata/ with <frame>.geo.E/N/U/hgt.tif "
                  "and baselines) or a HyP3 download folder (one folder or .zip per product with *_unw_phase.tif, "
                  "*_corr.tif and <name>.txt; zips are read in place). Interferograms, coherence and perpendicular "
-                 "baselines are discovered; a product without coherence or unwrapped phase is named in the error (leave it out "
-                 "with Exclude interferograms: its pair YYYYMMDD_YYYYMMDD or product name).")
+                 "baselines are discovered; a product without coherence or unwrapped phase is named in the error "
+                 "(leave it out with Exclude interferograms: its pair YYYYMMDD_YYYYMMDD or product name).")
         self.add(QgsProcessingParameterEnum(self.PRODUCT, self.tr("Product type"), options=list(self.PRODUCT_LABELS),
                                             defaultValue=0),
                  "How to read the inputs. Automatic: from the file names (LiCSAR *.geo.unw.tif, HyP3 *_unw_phase.tif; "
