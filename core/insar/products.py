@@ -68,6 +68,8 @@ LICSAR_ZERO_NODATA = (KIND_UNW, KIND_COH, "E", "N", "U", "hgt")
 
 COHERENCE_BYTE_SCALE = np.float32(255.0)
 LATTICE_TOL = 1e-3          # a product is on the stack's lattice when its origin is within this many pixels of it
+WARP_MEMORY_BYTES = 4 * 2 ** 20   # GDAL warper working memory of a warped read (its default, 64 MB, would exceed
+#                                   small memory caps; the warp runs in chunks of this size)
 
 # --------------------------------------------------------------------------- names
 _D8 = r"\d{8}"
@@ -253,7 +255,8 @@ class ProductRaster:
             src_nodata = 0
         opts = gdal.WarpOptions(format="VRT", outputBounds=(gt[0], gt[3] + ys * gt[5], gt[0] + xs * gt[1], gt[3]),
                                 width=xs, height=ys, dstSRS=wkt, resampleAlg="near", outputType=gdal.GDT_Float32,
-                                srcNodata=src_nodata, dstNodata=float("nan"), multithread=False)
+                                srcNodata=src_nodata, dstNodata=float("nan"), multithread=False,
+                                warpMemoryLimit=WARP_MEMORY_BYTES)
         return gdal.Warp("", self.path, options=opts)
 
     def read(self, row0, nrows, col0=0, ncols=None):
@@ -994,8 +997,8 @@ def open_stack(ifg_paths=None, coherence_paths=None, folder=None, product=PRODUC
     ref_points = None
     names = None
     if folder:
-        if ifg_paths:
-            raise TimeSeriesError("give either an input folder or interferogram files, not both")
+        if ifg_paths or coherence_paths:
+            raise TimeSeriesError("give either an input folder or interferogram / coherence files, not both")
         kind, pairs, frame_geom, baselines = discover(folder, product, note, exclude)
         product = kind
         ifg_paths = [p.unw for p in pairs]

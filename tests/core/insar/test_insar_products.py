@@ -342,6 +342,8 @@ def test_folder_detection(tmp_path):
     assert products.detect_folder(tmp_path / "hyp") == products.PRODUCT_HYP3
     with pytest.raises(TimeSeriesError, match="does not exist"):
         products.discover(tmp_path / "nothing")
+    with pytest.raises(TimeSeriesError, match="either an input folder or interferogram / coherence files"):
+        products.open_stack(coherence_paths=["x_20200103_20200115.tif"], folder=str(tmp_path / "lic"))
     # a HyP3 folder read as LiCSAR finds nothing and says what it expected
     with pytest.raises(TimeSeriesError, match="no LiCSAR interferograms"):
         products.open_stack(folder=str(tmp_path / "hyp"), product=products.PRODUCT_LICSAR)
