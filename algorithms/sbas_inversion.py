@@ -32,7 +32,6 @@ from ..processing_provider.styling import style_output
 from ..processing_provider.tables import write_table
 from .project_los import GEOMETRY_TYPE_LABELS, geometry_spec
 
-
 # Qgis.ProcessingFileParameterBehavior since QGIS 3.36 (the only spelling in QGIS 4)
 FOLDER_BEHAVIOR = getattr(getattr(Qgis, "ProcessingFileParameterBehavior", None), "Folder", None)
 if FOLDER_BEHAVIOR is None:
