@@ -79,6 +79,7 @@ class SbasInversion(SubsidenceAlgorithm):
     OUTPUT_QUALITY = "OUTPUT_QUALITY"
     OUTPUT_NETWORK = "OUTPUT_NETWORK"
     OUTPUT_NETWORK_HTML = "OUTPUT_NETWORK_HTML"
+    OUTPUT_INCIDENCE = "OUTPUT_INCIDENCE"
 
     PRODUCTS = (products.PRODUCT_AUTO, products.PRODUCT_LICSAR, products.PRODUCT_HYP3, products.PRODUCT_GENERIC)
     PRODUCT_LABELS = ("Automatic (from the file names)", "LiCSAR", "HyP3 (GAMMA, ISCE2 burst / multi-burst)",
@@ -263,6 +264,12 @@ class SbasInversion(SubsidenceAlgorithm):
                                                        "HTML files (*.html)", optional=True, createByDefault=True),
                  "The network as a figure (date vs perpendicular baseline, or date vs date without baselines): "
                  "used interferograms and those not used, with the reason.")
+        self.add(QgsProcessingParameterRasterDestination(self.OUTPUT_INCIDENCE, self.tr("Incidence angle (optional)"),
+                                                         optional=True, createByDefault=False),
+                 "The incidence angle (degrees from the vertical) from the products' own geometry, on the grid of the "
+                 "outputs, for LOS -> vertical projection or tropospheric corrections: acos(U) of LiCSAR's "
+                 "<frame>.geo.U.tif, or 90 deg - lv_theta of HyP3's _lv_theta.tif (radians). An error when the "
+                 "products ship no geometry or it does not cover the stack.")
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         layers = self.parameterAsLayerList(parameters, self.INTERFEROGRAMS, context) or []
@@ -297,6 +304,11 @@ class SbasInversion(SubsidenceAlgorithm):
                 crs_mode=self.CRS_MODES[self.parameterAsEnum(parameters, self.DIFFERENT_CRS, context)],
                 log=feedback.pushInfo)
             net = stack.network
+            incidence = None
+            if parameters.get(self.OUTPUT_INCIDENCE):
+                inc_path = output_raster_path(self, parameters, self.OUTPUT_INCIDENCE, context)
+                incidence = stack.products.geometry("incidence")    # checked before the inversion
+                feedback.pushInfo("incidence angle: %s" % incidence.describe())
             feedback.pushInfo("%d interferograms, %d used, %d dates %s .. %s, network gaps: %d" % (
                 len(stack.all_paths), net.n_ifg, net.n_dates, format_date(net.dates[0]),
                 format_date(net.dates[-1]), int(net.n_gaps()[0])))
@@ -351,6 +363,8 @@ class SbasInversion(SubsidenceAlgorithm):
             try:
                 dest = write_table(self, parameters, self.OUTPUT_NETWORK, context,
                                    pd.DataFrame(summary["network_rows"]))
+                if incidence is not None:
+                    results[self.OUTPUT_INCIDENCE] = incidence.write(inc_path)
             except Exception:
                 _remove(outs)
                 raise

@@ -106,3 +106,31 @@ def test_hyp3_union_extent_inverts_every_pixel_some_product_covers(run_alg, tmp_
     outer[r0:r0 + ny, c0:c0 + nx] = False
     # margins are covered by fewer products than the common area
     assert np.nanmax(n_used[outer]) < np.nanmax(inner) == len(lay["pairs"])
+
+
+def test_incidence_from_the_products_on_the_output_grid(run_alg, tmp_path):
+    from qgis.core import QgsProcessingException
+
+    lay = write_licsar_frame(tmp_path / FRAME)
+    inc = str(tmp_path / "inc.tif")
+    res = run_alg("sbasinversion", dict(INPUT_FOLDER=lay["root"], OUTPUT_INCIDENCE=inc, **outputs(tmp_path, "l")))
+    assert res["OUTPUT_INCIDENCE"] == inc
+    ds = gdal.Open(inc)
+    assert ds.GetGeoTransform() == gdal.Open(res["OUTPUT_VELOCITY"]).GetGeoTransform()
+    u = lay["geometry"]["U"].astype(np.float64)
+    want = np.degrees(np.arccos(u))
+    want[u == 0] = np.nan                                   # LiCSAR: 0 = no data
+    np.testing.assert_allclose(ds.ReadAsArray(), want, atol=1e-4)
+    # HyP3: 90 deg - lv_theta (radians), on the products' common area
+    hy = write_hyp3_folder(tmp_path / "hyp3", zipped=True)
+    res = run_alg("sbasinversion", dict(INPUT_FOLDER=hy["root"], OUTPUT_INCIDENCE=str(tmp_path / "hinc.tif"),
+                                        **outputs(tmp_path, "h")))
+    a = gdal.Open(res["OUTPUT_INCIDENCE"]).ReadAsArray()
+    assert gdal.Open(res["OUTPUT_INCIDENCE"]).GetGeoTransform() == hy["common_gt"]
+    assert 29.9 < a.min() and a.max() < 45.1
+    # products without geometry: named before anything is written
+    bare = write_licsar_frame(tmp_path / "bare", with_geometry=False)
+    with pytest.raises(QgsProcessingException, match="ship no geometry for incidence"):
+        run_alg("sbasinversion", dict(INPUT_FOLDER=bare["root"], OUTPUT_INCIDENCE=str(tmp_path / "x.tif"),
+                                      **outputs(tmp_path, "b")))
+    assert not list(tmp_path.glob("b_*")) and not (tmp_path / "x.tif").exists()
