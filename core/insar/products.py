@@ -326,30 +326,10 @@ def _on_lattice(r, ref):
     return True, ""
 
 
-def align(rasters, extent=EXTENT_INTERSECTION, crs_mode=CRS_ERROR, log=None):
-    """Compute the stack grid of ``rasters`` (:class:`ProductRaster`, the first one defines CRS, pixel size and
-    lattice) and place every raster on it. Returns the stack :class:`RasterGrid`.
-
-    ``extent``: ``intersection`` (the area every raster covers) or ``union`` (NaN where a raster does not
-    reach). ``crs_mode``: ``error`` stops when rasters are in different CRS or off the first one's pixel
-    lattice, naming them; ``warp`` warps those onto the first raster's grid (nearest neighbour).
-    """
-    log = log or (lambda s: None)
-    if extent not in EXTENTS:
-        raise TimeSeriesError("unknown extent mode %r (one of %s)" % (extent, ", ".join(EXTENTS)))
-    if crs_mode not in CRS_MODES:
-        raise TimeSeriesError("unknown CRS handling %r (one of %s)" % (crs_mode, ", ".join(CRS_MODES)))
-    if not rasters:
-        raise TimeSeriesError("no rasters to align")
-    for r in rasters:
-        _north_up(r)
+def _off_lattice(rasters, crs_mode):
+    """The rasters not on the first one's pixel lattice and why ({label: reason}); with ``crs_mode='error'`` a
+    TimeSeriesError naming the CRS (HyP3 products in two UTM zones) or the rasters off the lattice."""
     ref = rasters[0]
-    gt0 = ref.grid.geotransform
-    # fast path: every raster on the first one's grid
-    if all(r.grid.same_as(ref.grid) for r in rasters[1:]):
-        for r in rasters:
-            r.place(ref.grid)
-        return ref.grid
     off, reasons = [], {}
     for r in rasters:
         ok, why = _on_lattice(r, ref)
@@ -370,65 +350,92 @@ def align(rasters, extent=EXTENT_INTERSECTION, crs_mode=CRS_ERROR, log=None):
         raise TimeSeriesError("%d product raster(s) are not on the pixel lattice of %s: %s%s; set the CRS handling "
                               "to warp onto the first product's grid, or resample them to one lattice"
                               % (len(off), ref.label(), names, " ..." if len(off) > 3 else ""))
-    # footprints in pixel units of the first raster's lattice
+    return off, reasons
+
+
+def _footprint(r, ref, extent, warped):
+    """(col0, row0, col1, row1) of raster ``r`` in pixels of ``ref``'s lattice: exact for a raster on the
+    lattice; for a warped one the whole lattice pixels inside its footprint (intersection) or touched by it
+    (union)."""
+    gt0 = ref.grid.geotransform
     dx, dy = gt0[1], gt0[5]
-    boxes = []
-    dst = _srs(ref.grid.projection)
+    if not warped:
+        g = r.grid.geotransform
+        c0 = int(round((g[0] - gt0[0]) / dx))
+        r0 = int(round((g[3] - gt0[3]) / dy))
+        return c0, r0, c0 + r.grid.xsize, r0 + r.grid.ysize
+    xmin, ymin, xmax, ymax = r.bounds()
+    if not same_crs(r.grid.projection, ref.grid.projection):
+        ct = osr.CoordinateTransformation(_srs(r.grid.projection), _srs(ref.grid.projection))
+        xmin, ymin, xmax, ymax = ct.TransformBounds(xmin, ymin, xmax, ymax, 21)
+    c0, c1 = (xmin - gt0[0]) / dx, (xmax - gt0[0]) / dx
+    r0, r1 = (ymax - gt0[3]) / dy, (ymin - gt0[3]) / dy
+    if extent == EXTENT_INTERSECTION:
+        return (math.ceil(c0 - LATTICE_TOL), math.ceil(r0 - LATTICE_TOL),
+                math.floor(c1 + LATTICE_TOL), math.floor(r1 + LATTICE_TOL))
+    return (math.floor(c0 + LATTICE_TOL), math.floor(r0 + LATTICE_TOL),
+            math.ceil(c1 - LATTICE_TOL), math.ceil(r1 - LATTICE_TOL))
+
+
+def _no_common_area(rasters, boxes):
+    """The error for products without a common area, naming the first two that do not overlap."""
+    detail = ""
+    for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+            bi, bj = boxes[i], boxes[j]
+            if min(bi[2], bj[2]) <= max(bi[0], bj[0]) or min(bi[3], bj[3]) <= max(bi[1], bj[1]):
+                detail = ": %s and %s do not overlap" % (rasters[i].label(), rasters[j].label())
+                break
+        if detail:
+            break
+    return TimeSeriesError("the products have no common area%s; use the union extent or leave the "
+                           "non-overlapping products out" % detail)
+
+
+def align(rasters, extent=EXTENT_INTERSECTION, crs_mode=CRS_ERROR, log=None):
+    """Compute the stack grid of ``rasters`` (:class:`ProductRaster`, the first one defines CRS, pixel size and
+    lattice) and place every raster on it. Returns the stack :class:`RasterGrid`.
+
+    ``extent``: ``intersection`` (the area every raster covers) or ``union`` (NaN where a raster does not
+    reach). ``crs_mode``: ``error`` stops when rasters are in different CRS or off the first one's pixel
+    lattice, naming them; ``warp`` warps those onto the first raster's grid (nearest neighbour).
+    """
+    log = log or (lambda s: None)
+    if extent not in EXTENTS:
+        raise TimeSeriesError("unknown extent mode %r (one of %s)" % (extent, ", ".join(EXTENTS)))
+    if crs_mode not in CRS_MODES:
+        raise TimeSeriesError("unknown CRS handling %r (one of %s)" % (crs_mode, ", ".join(CRS_MODES)))
+    if not rasters:
+        raise TimeSeriesError("no rasters to align")
     for r in rasters:
-        if r in off:
-            xmin, ymin, xmax, ymax = r.bounds()
-            if not same_crs(r.grid.projection, ref.grid.projection):
-                ct = osr.CoordinateTransformation(_srs(r.grid.projection), dst)
-                xmin, ymin, xmax, ymax = ct.TransformBounds(xmin, ymin, xmax, ymax, 21)
-            c0, c1 = (xmin - gt0[0]) / dx, (xmax - gt0[0]) / dx
-            r0, r1 = (ymax - gt0[3]) / dy, (ymin - gt0[3]) / dy
-            # whole target pixels inside a warped footprint (intersection) or touched by it (union)
-            if extent == EXTENT_INTERSECTION:
-                box = (math.ceil(c0 - LATTICE_TOL), math.ceil(r0 - LATTICE_TOL),
-                       math.floor(c1 + LATTICE_TOL), math.floor(r1 + LATTICE_TOL))
-            else:
-                box = (math.floor(c0 + LATTICE_TOL), math.floor(r0 + LATTICE_TOL),
-                       math.ceil(c1 - LATTICE_TOL), math.ceil(r1 - LATTICE_TOL))
-        else:
-            g = r.grid.geotransform
-            c0 = int(round((g[0] - gt0[0]) / dx))
-            r0 = int(round((g[3] - gt0[3]) / dy))
-            box = (c0, r0, c0 + r.grid.xsize, r0 + r.grid.ysize)
-        boxes.append(box)
+        _north_up(r)
+    ref = rasters[0]
+    if all(r.grid.same_as(ref.grid) for r in rasters[1:]):      # every raster on the first one's grid
+        for r in rasters:
+            r.place(ref.grid)
+        return ref.grid
+    off, reasons = _off_lattice(rasters, crs_mode)
+    boxes = [_footprint(r, ref, extent, r in off) for r in rasters]
     b = np.array(boxes)
     if extent == EXTENT_INTERSECTION:
         c0, r0, c1, r1 = b[:, 0].max(), b[:, 1].max(), b[:, 2].min(), b[:, 3].min()
         if c1 <= c0 or r1 <= r0:
-            # name the pair of products that do not overlap
-            worst = None
-            for i in range(len(boxes)):
-                for j in range(i + 1, len(boxes)):
-                    bi, bj = boxes[i], boxes[j]
-                    if min(bi[2], bj[2]) <= max(bi[0], bj[0]) or min(bi[3], bj[3]) <= max(bi[1], bj[1]):
-                        worst = (i, j)
-                        break
-                if worst:
-                    break
-            detail = ""
-            if worst:
-                detail = ": %s and %s do not overlap" % (rasters[worst[0]].label(), rasters[worst[1]].label())
-            raise TimeSeriesError("the products have no common area%s; use the union extent or leave the "
-                                  "non-overlapping products out" % detail)
+            raise _no_common_area(rasters, boxes)
     else:
         c0, r0, c1, r1 = b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()
     c0, r0, c1, r1 = int(c0), int(r0), int(c1), int(r1)
-    grid = RasterGrid(c1 - c0, r1 - r0, (gt0[0] + c0 * dx, dx, 0.0, gt0[3] + r0 * dy, 0.0, dy), ref.grid.projection)
+    gt0 = ref.grid.geotransform
+    grid = RasterGrid(c1 - c0, r1 - r0, (gt0[0] + c0 * gt0[1], gt0[1], 0.0, gt0[3] + r0 * gt0[5], 0.0, gt0[5]),
+                      ref.grid.projection)
     for r in rasters:
         r.place(grid, warp=r in off)
     if off:
         log("%d product raster(s) warped (nearest neighbour) onto the grid of %s (%s): %s%s"
             % (len(off), ref.label(), crs_label(ref.grid.projection),
                ", ".join("%s (%s)" % (k, v) for k, v in list(reasons.items())[:3]), " ..." if len(off) > 3 else ""))
-    sizes = {(r.grid.xsize, r.grid.ysize, r.grid.geotransform[0], r.grid.geotransform[3]) for r in rasters}
-    if len(sizes) > 1 or off:
-        log("products differ in extent: stack grid = their %s, %d x %d px (%s)"
-            % ("common intersection" if extent == EXTENT_INTERSECTION else "union (NaN outside a product)",
-               grid.xsize, grid.ysize, grid.describe()))
+    log("products differ in extent: stack grid = their %s, %d x %d px (%s)"
+        % ("common intersection" if extent == EXTENT_INTERSECTION else "union (NaN outside a product)",
+           grid.xsize, grid.ysize, grid.describe()))
     return grid
 
 
@@ -980,11 +987,110 @@ class _GridProbe:
         self.grid = grid
 
 
+class _Inputs:
+    """What a folder or a file list holds: format, files, names, baselines, geometry, reference points."""
+
+    def __init__(self, product, ifg_paths, coherence_paths=None, names=None, bperp=None, geometry_files=None,
+                 reference_points=None):
+        self.product = product
+        self.ifg_paths = ifg_paths
+        self.coherence_paths = coherence_paths or None
+        self.names = names
+        self.bperp = bperp
+        self.geometry_files = geometry_files or {}
+        self.reference_points = reference_points
+
+
+def _inputs_from_folder(folder, product, note, exclude):
+    kind, pairs, frame_geom, baselines = discover(folder, product, note, exclude)
+    ifg_paths = [p.unw for p in pairs]
+    coherence_paths = [p.coh for p in pairs if p.coh]
+    if coherence_paths and len(coherence_paths) != len(ifg_paths):
+        note("coherence found for only %d of the %d interferograms in %s: coherence not used"
+             % (len(coherence_paths), len(ifg_paths), folder))
+        coherence_paths = None
+    bperp = np.array([np.nan if p.bperp is None else p.bperp for p in pairs], dtype=float)
+    geometry_files, ref_points = dict(frame_geom), None
+    if kind == PRODUCT_HYP3:
+        for k in ("lv_theta", "lv_phi", "dem", "water_mask"):
+            cands = [p.geometry[k] for p in pairs if k in p.geometry]
+            if cands:
+                geometry_files[k] = cands
+        ref_points = [hyp3_reference_point(p.metadata) for p in pairs]
+    note("%s products in %s: %d interferograms%s%s%s" % (
+        PRODUCT_LABELS[kind], folder, len(pairs), ", with coherence" if coherence_paths else "",
+        ", baselines from %s" % (os.path.basename(baselines) if baselines else "each product's .txt")
+        if np.isfinite(bperp).any() else ", no baselines",
+        ", geometry %s" % "/".join(sorted(geometry_files)) if geometry_files else ""))
+    return _Inputs(kind, ifg_paths, coherence_paths, [p.name for p in pairs], bperp, geometry_files, ref_points)
+
+
+def _hyp3_files_metadata(ifg_paths, note):
+    """Baselines, reference points and geometry files next to HyP3 interferograms given as files."""
+    vals, metas, geometry_files = [], [], {}
+    for p in ifg_paths:
+        txt = _hyp3_txt_near(p)
+        meta = parse_hyp3_metadata(read_text(txt)) if txt else {}
+        metas.append(meta)
+        b = hyp3_baseline(meta)
+        vals.append(np.nan if b is None else b)
+    bperp = None
+    if np.isfinite(vals).any():
+        bperp = np.array(vals, dtype=float)
+        note("perpendicular baselines from the HyP3 .txt of %d products" % int(np.isfinite(bperp).sum()))
+    for k in ("lv_theta", "lv_phi", "dem", "water_mask"):
+        cands = []
+        for p in ifg_paths:
+            hl = hyp3_layer(p)
+            f = os.path.join(os.path.dirname(p), "%s_%s.tif" % (hl[0], k)) if hl else None
+            if f and _exists(f):
+                cands.append(f)
+        if cands:
+            geometry_files[k] = cands
+    return bperp, [hyp3_reference_point(m) for m in metas], geometry_files
+
+
+def _licsar_files_metadata(ifg_paths, note):
+    """Baselines and frame geometry near LiCSAR interferograms given as files."""
+    from .pairs import pair_from_name
+    bperp, geometry_files = None, {}
+    bl = _baselines_near(ifg_paths[0])
+    if bl:
+        epochs = read_licsar_baselines(bl)
+        vals = []
+        for p in ifg_paths:
+            pr = pair_from_name(p)
+            vals.append(epochs[pr[1]] - epochs[pr[0]] if pr and pr[0] in epochs and pr[1] in epochs else np.nan)
+        bperp = np.array(vals, dtype=float)
+        note("perpendicular baselines from the LiCSAR baselines file %s" % bl)
+    d = os.path.dirname(os.path.abspath(ifg_paths[0]))
+    for mdir in _licsar_metadata_dirs(os.path.dirname(os.path.dirname(d)), os.path.dirname(d)):
+        for e in _listdir(mdir):
+            m = LICSAR_GEOMETRY_RE.match(e)
+            if m and m.group(2) not in geometry_files:
+                geometry_files[m.group(2)] = os.path.join(mdir, e)
+    return bperp, geometry_files
+
+
+def _inputs_from_files(ifg_paths, coherence_paths, product, note):
+    ifg_paths = [str(p) for p in (ifg_paths or [])]
+    if not ifg_paths:
+        raise TimeSeriesError("no interferograms given (a file list or an input folder)")
+    product = detect_product(ifg_paths, product)
+    inputs = _Inputs(product, ifg_paths, [str(p) for p in (coherence_paths or [])])
+    if product == PRODUCT_HYP3:
+        inputs.bperp, inputs.reference_points, inputs.geometry_files = _hyp3_files_metadata(ifg_paths, note)
+    elif product == PRODUCT_LICSAR:
+        inputs.bperp, inputs.geometry_files = _licsar_files_metadata(ifg_paths, note)
+    return inputs
+
+
 def open_stack(ifg_paths=None, coherence_paths=None, folder=None, product=PRODUCT_AUTO,
                extent=EXTENT_INTERSECTION, crs_mode=CRS_ERROR, log=None, exclude=()):
     """Open the interferograms (and coherence) of a stack through the product conventions and place them on
-    one grid. Either ``folder`` (a LiCSAR frame or HyP3 download folder, see :func:`discover`) or
-    ``ifg_paths`` (and optionally ``coherence_paths``). Returns a :class:`ProductStack`.
+    one grid. Either ``folder`` (a LiCSAR frame or HyP3 download folder, see :func:`discover`; products named
+    in ``exclude`` are left out) or ``ifg_paths`` (and optionally ``coherence_paths``). Returns a
+    :class:`ProductStack`.
     """
     log = log or (lambda s: None)
     notes = []
@@ -993,92 +1099,23 @@ def open_stack(ifg_paths=None, coherence_paths=None, folder=None, product=PRODUC
         notes.append(s)
         log(s)
 
-    geometry_files = {}
-    ref_points = None
-    names = None
     if folder:
         if ifg_paths or coherence_paths:
             raise TimeSeriesError("give either an input folder or interferogram / coherence files, not both")
-        kind, pairs, frame_geom, baselines = discover(folder, product, note, exclude)
-        product = kind
-        ifg_paths = [p.unw for p in pairs]
-        coherence_paths = [p.coh for p in pairs if p.coh]
-        if coherence_paths and len(coherence_paths) != len(ifg_paths):
-            note("coherence found for only %d of the %d interferograms in %s: coherence not used"
-                 % (len(coherence_paths), len(ifg_paths), folder))
-            coherence_paths = None
-        elif not coherence_paths:
-            coherence_paths = None
-        names = [p.name for p in pairs]
-        bperp = np.array([np.nan if p.bperp is None else p.bperp for p in pairs], dtype=float)
-        if kind == PRODUCT_HYP3:
-            for k in ("lv_theta", "lv_phi", "dem", "water_mask"):
-                cands = [p.geometry[k] for p in pairs if k in p.geometry]
-                if cands:
-                    geometry_files[k] = cands
-            ref_points = [hyp3_reference_point(p.metadata) for p in pairs]
-        else:
-            geometry_files = dict(frame_geom)
-        note("%s products in %s: %d interferograms%s%s%s" % (
-            PRODUCT_LABELS[kind], folder, len(pairs), ", with coherence" if coherence_paths else "",
-            ", baselines from %s" % (os.path.basename(baselines) if baselines else "each product's .txt")
-            if np.isfinite(bperp).any() else ", no baselines",
-            ", geometry %s" % "/".join(sorted(geometry_files)) if geometry_files else ""))
+        inputs = _inputs_from_folder(folder, product, note, exclude)
     else:
-        ifg_paths = [str(p) for p in (ifg_paths or [])]
-        if not ifg_paths:
-            raise TimeSeriesError("no interferograms given (a file list or an input folder)")
-        product = detect_product(ifg_paths, product)
-        bperp = None
-        if product == PRODUCT_HYP3:
-            vals, metas = [], []
-            for p in ifg_paths:
-                txt = _hyp3_txt_near(p)
-                meta = parse_hyp3_metadata(read_text(txt)) if txt else {}
-                metas.append(meta)
-                b = hyp3_baseline(meta)
-                vals.append(np.nan if b is None else b)
-            if np.isfinite(vals).any():
-                bperp = np.array(vals, dtype=float)
-                note("perpendicular baselines from the HyP3 .txt of %d products" % int(np.isfinite(bperp).sum()))
-            ref_points = [hyp3_reference_point(m) for m in metas]
-            for k in ("lv_theta", "lv_phi", "dem", "water_mask"):
-                cands = []
-                for p in ifg_paths:
-                    hl = hyp3_layer(p)
-                    f = os.path.join(os.path.dirname(p), "%s_%s.tif" % (hl[0], k)) if hl else None
-                    if f and _exists(f):
-                        cands.append(f)
-                if cands:
-                    geometry_files[k] = cands
-        elif product == PRODUCT_LICSAR:
-            bl = _baselines_near(ifg_paths[0])
-            if bl:
-                from .pairs import pair_from_name
-                epochs = read_licsar_baselines(bl)
-                vals = []
-                for p in ifg_paths:
-                    pr = pair_from_name(p)
-                    vals.append(epochs[pr[1]] - epochs[pr[0]] if pr and pr[0] in epochs and pr[1] in epochs
-                                else np.nan)
-                bperp = np.array(vals, dtype=float)
-                note("perpendicular baselines from the LiCSAR baselines file %s" % bl)
-            d = os.path.dirname(os.path.abspath(ifg_paths[0]))
-            for mdir in _licsar_metadata_dirs(os.path.dirname(os.path.dirname(d)), os.path.dirname(d)):
-                for e in _listdir(mdir):
-                    m = LICSAR_GEOMETRY_RE.match(e)
-                    if m and m.group(2) not in geometry_files:
-                        geometry_files[m.group(2)] = os.path.join(mdir, e)
-    ifg = [ProductRaster(p, KIND_UNW, product, name=(names[i] if names else None)) for i, p in enumerate(ifg_paths)]
-    coh = None
-    if coherence_paths:
-        coh = [ProductRaster(p, KIND_COH, product) for p in coherence_paths]
+        inputs = _inputs_from_files(ifg_paths, coherence_paths, product, note)
+    product = inputs.product
+    names = inputs.names or [None] * len(inputs.ifg_paths)
+    ifg = [ProductRaster(p, KIND_UNW, product, name=n) for p, n in zip(inputs.ifg_paths, names)]
+    coh = [ProductRaster(p, KIND_COH, product) for p in inputs.coherence_paths] if inputs.coherence_paths else None
     rasters = ifg + (coh or [])
     grid = align(rasters, extent, crs_mode, note)
     conv = sorted({"%s: %s" % ("interferograms" if r.kind == KIND_UNW else "coherence", r.conventions())
                    for r in rasters})
     note("reading %s products (%s)" % (PRODUCT_LABELS.get(product, product), "; ".join(conv)))
+    bperp = inputs.bperp
     if bperp is not None and not np.isfinite(bperp).any():
         bperp = None
-    return ProductStack(product, ifg, coh, grid, bperp, [r.name for r in ifg], geometry_files, ref_points, notes,
-                        extent, crs_mode)
+    return ProductStack(product, ifg, coh, grid, bperp, [r.name for r in ifg], inputs.geometry_files,
+                        inputs.reference_points, notes, extent, crs_mode)
