@@ -6,6 +6,8 @@
 * :mod:`.kernels`: linear-algebra kernels vectorised across pixels; :mod:`.sbas`: the SBAS block solver
   (:func:`~.sbas.sbas_invert_block`, :class:`~.sbas.SolverOptions`) and the memory model of its solve;
   :mod:`.velocity`: the velocity fit; :mod:`.reference`: the reference pixel;
+* :mod:`.products`: the one reader of interferograms, coherence and geometry as LiCSAR and HyP3 ship them
+  (8-bit coherence, LiCSAR zeros as no data, per-product extents on one grid, baselines, folder discovery);
 * :mod:`.stack`: the prepared stack of files (:func:`~.stack.prepare_stack`); :mod:`.memory_plan`:
   windows and sub-blocks under a memory cap; :mod:`.sbas_stack`: the streaming driver
   (:func:`~.sbas_stack.invert_stack`, :class:`~.sbas_stack.SbasOptions`);
