@@ -1,7 +1,6 @@
 """Memory plan of the streamed SBAS inversion: windows read from every file and sub-blocks solved, under a
 cap that counts GDAL's block cache, the window buffers, reading and the solve (see :func:`plan_blocks`)."""
 from .sbas import QUALITY_BANDS, solve_bytes_fixed, solve_bytes_per_pixel
-from .stack import StackFiles
 from .weights import WEIGHT_NONE
 
 MIB = 2 ** 20
@@ -99,7 +98,7 @@ def plan_stack(stack, weighting=WEIGHT_NONE, min_coherence=0.0, memory_mb=512, r
     open file with its read temporaries and the sub-block solve."""
     net, grid = stack.network, stack.grid
     M, N = net.n_ifg, net.n_dates
-    bsize, sample = StackFiles(stack.ifg_paths, stack.rasters).block_size()
+    bsize, sample = stack.ifg_files().block_size()
     weighted = weighting != WEIGHT_NONE
     has_coh = bool(stack.coherence_paths)
     need_coh = has_coh and (weighted or (min_coherence or 0) > 0)

@@ -491,8 +491,8 @@ def _invert_stack(stack, outputs, options, plans, hooks, gdal_cache):
     """The passes of :func:`invert_stack` under its GDAL cache: reference (automatic or given), inversion."""
     net, grid = stack.network, stack.grid
     M = net.n_ifg
-    ifg_files = StackFiles(stack.ifg_paths, stack.rasters)
-    coh_files = StackFiles(stack.coherence_paths, stack.rasters) if stack.coherence_paths else None
+    ifg_files = stack.ifg_files()
+    coh_files = stack.coherence_files()
     to_mm = los_factor_mm(options.input_units, options.wavelength, options.flip_sign)
     progress = _Progress(plans, M, coh_files is not None, hooks)
     _log_plans(plans, hooks)

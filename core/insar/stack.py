@@ -34,6 +34,15 @@ class PreparedStack:
     rasters: Optional[Dict[str, "products.ProductRaster"]] = None
     products: Optional["products.ProductStack"] = None
 
+    def ifg_files(self):
+        """The used interferograms as :class:`StackFiles`, read with their product's conventions on ``grid``
+        (every step that reads the interferograms goes through this)."""
+        return StackFiles(self.ifg_paths, self.rasters)
+
+    def coherence_files(self):
+        """The coherence of the used pairs as :class:`StackFiles` (0-1 on ``grid``), or None."""
+        return StackFiles(self.coherence_paths, self.rasters) if self.coherence_paths else None
+
 
 def _pair_dates(paths, pairs_csv, product_bperp=None):
     """Reference dates, secondary dates and perpendicular baselines (or None) of every interferogram; the
