@@ -369,3 +369,25 @@ def test_generic_folder_pairs_interferograms_and_coherence_by_name(tmp_path):
     logs = []
     st = products.open_stack(folder=str(tmp_path / "g"), log=logs.append)
     assert st.coh is None and any("coherence found for only 2 of the 3" in s for s in logs)
+
+
+def test_licsar_portal_layout_interferograms_folder(tmp_path):
+    # the LiCSAR portal: <frame>/interferograms/YYYYMMDD_YYYYMMDD/ and <frame>/metadata/
+    lay = write_licsar_frame(tmp_path / FRAME)
+    os.rename(os.path.join(lay["root"], "GEOC"), os.path.join(lay["root"], "interferograms"))
+    st = products.open_stack(folder=lay["root"])
+    assert st.product == products.PRODUCT_LICSAR and len(st.ifg) == len(lay["pairs"])
+    assert all("/interferograms/" in r.path for r in st.ifg) and st.bperp is not None
+    assert set(st.geometry_files) == {"E", "N", "U", "hgt"}
+
+
+def test_hyp3_files_given_as_a_list_find_their_txt_and_geometry(tmp_path):
+    lay = write_hyp3_folder(tmp_path / "hyp3", zipped=False)
+    unw = [p["files"]["unw_phase"] for p in lay["products"]]
+    cor = [p["files"]["corr"] for p in lay["products"]]
+    st = products.open_stack(unw, cor)
+    assert st.product == products.PRODUCT_HYP3
+    np.testing.assert_allclose(st.bperp, [p["bperp"] for p in lay["products"]], atol=1e-4)
+    assert st.reference_points[0]["y"] == pytest.approx(lay["products"][0]["ref_xy"][1])
+    assert len(st.geometry_files["lv_theta"]) == len(unw)
+    assert st.grid.geotransform == lay["common_gt"]
