@@ -231,7 +231,9 @@ class SbasInversion(SubsidenceAlgorithm):
                                             options=[self.tr("LOS"), self.tr("Vertical (horizontal motion neglected)")],
                                             defaultValue=0),
                  "LOS (default), or the time series and velocity divided by cos(incidence) as in 'LOS to vertical' "
-                 "(needs the incidence raster or angle). Quality layers stay in LOS.")
+                 "(needs the incidence raster or angle; with an input folder the products' own geometry is used when "
+                 "neither is given: LiCSAR metadata/<frame>.geo.U.tif, HyP3 _lv_theta.tif). Quality layers stay in "
+                 "LOS.")
         self.add(QgsProcessingParameterRasterLayer(self.INCIDENCE, self.tr("Incidence raster (optional)"),
                                                    optional=True),
                  "Incidence angle (degrees) or U component of the LOS unit vector (LiCSAR *.geo.U.tif) per pixel, as "
@@ -294,9 +296,11 @@ class SbasInversion(SubsidenceAlgorithm):
         if weighting != weights.WEIGHT_NONE and not cohs and not folder:
             raise QgsProcessingException("Weighting '%s' needs the coherence rasters (COHERENCE)" % weighting)
         vertical = self.parameterAsEnum(parameters, self.OUTPUT_COMPONENT, context) == 1
+        # vertical without a given geometry: the products' own (LiCSAR U, HyP3 lv_theta), found below
+        given = any(parameters.get(k) not in (None, "") for k in (self.INCIDENCE, self.INCIDENCE_ANGLE))
         with self.core_errors():
             incidence = geometry_spec(self, parameters, context, self.INCIDENCE, self.INCIDENCE_TYPE,
-                                      self.INCIDENCE_ANGLE) if vertical else None
+                                      self.INCIDENCE_ANGLE) if vertical and (given or not folder) else None
             stack = prepare_stack(
                 ifgs, pairs, cohs or None, tmax, bmax, exclude, folder=folder,
                 product=self.PRODUCTS[self.parameterAsEnum(parameters, self.PRODUCT, context)],
@@ -304,11 +308,17 @@ class SbasInversion(SubsidenceAlgorithm):
                 crs_mode=self.CRS_MODES[self.parameterAsEnum(parameters, self.DIFFERENT_CRS, context)],
                 log=feedback.pushInfo)
             net = stack.network
-            incidence = None
-            if parameters.get(self.OUTPUT_INCIDENCE):
-                inc_path = output_raster_path(self, parameters, self.OUTPUT_INCIDENCE, context)
-                incidence = stack.products.geometry("incidence")    # checked before the inversion
-                feedback.pushInfo("incidence angle: %s" % incidence.describe())
+            incidence_layer, product_incidence = None, None
+            inc_path = output_raster_path(self, parameters, self.OUTPUT_INCIDENCE, context) \
+                if parameters.get(self.OUTPUT_INCIDENCE) else None
+            if inc_path or (vertical and incidence is None):
+                incidence_layer = stack.products.geometry("incidence")    # checked before the inversion
+                feedback.pushInfo("incidence angle from the products: %s" % incidence_layer.describe())
+            if vertical and incidence is None:
+                product_incidence = os.path.join(os.path.dirname(outs[1]), ".%s.incidence.tif"
+                                                 % os.path.basename(outs[1]))
+                incidence = dict(path=incidence_layer.write(product_incidence), kind=geometry.KIND_INCIDENCE,
+                                 angle=None)
             feedback.pushInfo("%d interferograms, %d used, %d dates %s .. %s, network gaps: %d" % (
                 len(stack.all_paths), net.n_ifg, net.n_dates, format_date(net.dates[0]),
                 format_date(net.dates[-1]), int(net.n_gaps()[0])))
@@ -358,13 +368,13 @@ class SbasInversion(SubsidenceAlgorithm):
                         raise
             finally:
                 if vertical:
-                    _remove(los)
+                    _remove(los + [product_incidence])
             results = {self.OUTPUT_TIMESERIES: outs[0], self.OUTPUT_VELOCITY: outs[1], self.OUTPUT_QUALITY: outs[2]}
             try:
                 dest = write_table(self, parameters, self.OUTPUT_NETWORK, context,
                                    pd.DataFrame(summary["network_rows"]))
-                if incidence is not None:
-                    results[self.OUTPUT_INCIDENCE] = incidence.write(inc_path)
+                if inc_path:
+                    results[self.OUTPUT_INCIDENCE] = incidence_layer.write(inc_path)
             except Exception:
                 _remove(outs)
                 raise

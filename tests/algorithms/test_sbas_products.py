@@ -134,3 +134,18 @@ def test_incidence_from_the_products_on_the_output_grid(run_alg, tmp_path):
         run_alg("sbasinversion", dict(INPUT_FOLDER=bare["root"], OUTPUT_INCIDENCE=str(tmp_path / "x.tif"),
                                       **outputs(tmp_path, "b")))
     assert not list(tmp_path.glob("b_*")) and not (tmp_path / "x.tif").exists()
+
+
+def test_vertical_output_uses_the_products_geometry_when_none_is_given(run_alg, tmp_path):
+    lay = write_licsar_frame(tmp_path / FRAME)
+    los = run_alg("sbasinversion", dict(INPUT_FOLDER=lay["root"], **outputs(tmp_path, "los")))
+    inc = str(tmp_path / "inc.tif")
+    up = run_alg("sbasinversion", dict(INPUT_FOLDER=lay["root"], OUTPUT_COMPONENT=1, OUTPUT_INCIDENCE=inc,
+                                       **outputs(tmp_path, "up")))
+    v_los = gdal.Open(los["OUTPUT_VELOCITY"]).ReadAsArray().astype(float)
+    v_up = gdal.Open(up["OUTPUT_VELOCITY"]).ReadAsArray().astype(float)
+    cos = np.cos(np.radians(gdal.Open(inc).ReadAsArray().astype(float)))
+    ok = np.isfinite(v_los) & np.isfinite(cos)
+    np.testing.assert_allclose(v_up[ok], v_los[ok] / cos[ok], rtol=1e-5, atol=1e-5)
+    assert np.isnan(v_up[0, :3]).all()                      # LiCSAR U = 0 there: no geometry, no vertical
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]     # no temporary geometry left
