@@ -249,13 +249,7 @@ def find_run_group(root, run_id):
 
 
 def _unique_group_name(root, name):
-    taken = {g.name() for g in _walk_groups(root)}
-    if name not in taken:
-        return name
-    k = 2
-    while "%s (%d)" % (name, k) in taken:
-        k += 1
-    return "%s (%d)" % (name, k)
+    return pixel_series.unique_label(name, {g.name() for g in _walk_groups(root)})
 
 
 def move_to_run_group(layer, project, group_name, run_id):
