@@ -26,6 +26,9 @@ frames before and after the offsets), ``connected_to_reference``.
 """
 import math
 import os
+import warnings
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 from scipy.ndimage import distance_transform_edt
@@ -182,18 +185,36 @@ def mosaic_frames(inputs, out_path, memory_mb=DEFAULT_MEMORY_MB, **kwargs):
         return _mosaic_frames(inputs, out_path, memory_mb=max(memory_mb - cache, memory_mb / 2), **kwargs)
 
 
-def _mosaic_frames(inputs, out_path, reference_frame=0, crs_wkt=None, extent=None, resolution=0.0,
-                  missing=MISSING_DROP, time_trend=False, quality_paths=None, blend_width=DEFAULT_BLEND_WIDTH,
-                  resampling="bilinear", memory_mb=DEFAULT_MEMORY_MB, progress=None, is_canceled=None, log=None):
-    """Mosaic ``inputs`` (time series or velocities of overlapping frames) into ``out_path``.
+@dataclass(eq=False)
+class _Frames:
+    """The inputs seen on the target ``grid``: ``paths``, ``readers`` (:class:`GridReader`), ``quality`` readers
+    (or None), ``slot`` (n_frames, n_dates) the reader band of each mosaic date (-1: the frame lacks it) and the
+    mosaic ``dates`` (None for single-band velocities)."""
+    paths: list
+    readers: list
+    quality: Optional[list]
+    slot: np.ndarray
+    dates: Optional[list]
+    grid: object
 
-    See the module help. ``reference_frame``: 0-based index whose offsets are 0, or -1 for offsets of
-    zero mean. ``crs_wkt``/``extent``/``resolution``: the target grid (default: first input's CRS,
-    union extent, finest resolution). ``missing``: ``"drop"`` dates not in every input, or
-    ``"available"`` (mosaic each date from the frames that have it). Returns ``(rows, summary)``:
-    the offsets table as a list of dicts and a summary dict.
-    """
-    inputs = [str(p) for p in inputs]
+
+@dataclass(eq=False)
+class _Overlaps:
+    """The overlapping pairs (i, j) of frames, their overlap ``boxes`` (row0, row1, col0, col1), the boxes grown
+    by the blend width (``expanded``) and, from pass 1, the packed validity ``masks`` of both frames there,
+    ``sums`` (pairs, dates, 3: n, sum e, sum e^2 with e = d - shift), ``shift`` (the first window's mean
+    difference) and the lattice ``samples`` of the differences (every ``stride``-th row and column)."""
+    pairs: list
+    boxes: list
+    expanded: list
+    masks: list = None
+    sums: np.ndarray = None
+    shift: np.ndarray = None
+    samples: list = None
+    stride: int = 1
+
+
+def _check_arguments(inputs, reference_frame, quality_paths):
     nf = len(inputs)
     if nf < 2:
         raise TimeSeriesError("a mosaic needs at least two rasters, got %d" % nf)
@@ -205,23 +226,23 @@ def _mosaic_frames(inputs, out_path, reference_frame=0, crs_wkt=None, extent=Non
     if quality_paths and len(quality_paths) != nf:
         raise TimeSeriesError("%d quality rasters for %d inputs (one per input, in the same order)"
                               % (len(quality_paths), nf))
-    progress = progress or (lambda f: None)
-    dates, band_map = frame_dates(inputs, missing, log)
-    nd = band_map.shape[1]
-    if log is not None:
-        if time_trend and dates is None:
-            log("offsets linear in time: ignored for single-band inputs (velocities)")
-        units = {}
-        for p in inputs:
-            ds = open_raster(p)
-            unit = ds.GetRasterBand(1).GetUnitType() or (ds.GetMetadata() or {}).get("UNITS", "")
-            units.setdefault(unit, []).append(p)
-        if len(units) > 1:
-            log("warning: the inputs have different units (%s): the mosaic keeps the first input's" % "; ".join(
-                "%s: %s" % (u or "none", ", ".join(os.path.basename(x) for x in ps)) for u, ps in units.items()))
-    grid = target_grid(inputs, crs_wkt, extent, resolution, "union")
-    if log is not None:
-        log("target grid %s" % grid.describe())
+    return reference_frame
+
+
+def _warn_mixed_units(inputs, log):
+    units = {}
+    for p in inputs:
+        ds = open_raster(p)
+        unit = ds.GetRasterBand(1).GetUnitType() or (ds.GetMetadata() or {}).get("UNITS", "")
+        units.setdefault(unit, []).append(p)
+    if len(units) > 1:
+        log("warning: the inputs have different units (%s): the mosaic keeps the first input's" % "; ".join(
+            "%s: %s" % (u or "none", ", ".join(os.path.basename(x) for x in ps)) for u, ps in units.items()))
+
+
+def _open_frames(inputs, quality_paths, grid, band_map, resampling):
+    """Readers of every input (its bands of the mosaic dates) and quality raster on ``grid``."""
+    nf, nd = band_map.shape
     readers = []
     for f, p in enumerate(inputs):
         bands = [int(b) for b in band_map[f] if b > 0]
@@ -234,7 +255,11 @@ def _mosaic_frames(inputs, out_path, reference_frame=0, crs_wkt=None, extent=Non
         if r.empty():
             raise TimeSeriesError("%s does not reach the target extent" % inputs[f])
     qreaders = [GridReader(q, grid, bands=[1]) for q in quality_paths] if quality_paths else None
+    return readers, qreaders, slot
 
+
+def _overlapping_pairs(frames, blend_width):
+    readers, nf = frames.readers, len(frames.paths)
     pairs, pboxes = [], []
     for i in range(nf):
         for j in range(i + 1, nf):
@@ -244,188 +269,289 @@ def _mosaic_frames(inputs, out_path, reference_frame=0, crs_wkt=None, extent=Non
                 pboxes.append(box)
     if not pairs:
         raise TimeSeriesError("the inputs do not overlap at all (%s): offsets between frames cannot be estimated"
-                              % ", ".join(os.path.basename(p) for p in inputs))
-    wb = int(max(1, blend_width))
-    np_ = len(pairs)
-    # -------------------------------------------------------------- pass 1: overlaps
-    total_vals = sum((b[1] - b[0]) * (b[3] - b[2]) for b in pboxes) * nd
+                              % ", ".join(os.path.basename(p) for p in frames.paths))
+    return _Overlaps(pairs, pboxes, [_expand(b, blend_width, frames.grid) for b in pboxes])
+
+
+def _read_pair_windows(frames, ov, rows):
+    """Each frame read once over the bounding box of its (expanded) pair boxes in ``rows``: {frame: (box, array)}."""
+    need = {}
+    for p, (i, j) in enumerate(ov.pairs):
+        b = _intersect(ov.expanded[p], (rows[0], rows[1], 0, frames.grid.xsize))
+        if b is None:
+            continue
+        for f in (i, j):
+            o = need.get(f)
+            need[f] = b if o is None else (min(o[0], b[0]), max(o[1], b[1]), min(o[2], b[2]), max(o[3], b[3]))
+    return {f: (b, frames.readers[f].read(b[0], b[1] - b[0], b[2], b[3] - b[2])) for f, b in need.items()}
+
+
+def _add_pair_differences(frames, ov, p, data, rows):
+    """Pass 1 for pair ``p`` in ``rows``: its frames' validity masks, the sums of the differences and samples."""
+    i, j = ov.pairs[p]
+    nd = frames.slot.shape[1]
+    be = _intersect(ov.expanded[p], (rows[0], rows[1], 0, frames.grid.xsize))
+    if be is None:
+        return
+    for k, f in enumerate((i, j)):
+        fb, x = data[f]
+        m = np.isfinite(x[:, be[0] - fb[0]:be[1] - fb[0], be[2] - fb[2]:be[3] - fb[2]]).any(axis=0)
+        ov.masks[p][k][be[0] - ov.expanded[p][0]:be[1] - ov.expanded[p][0]] = np.packbits(m, axis=1)
+    b = _intersect(ov.boxes[p], (rows[0], rows[1], 0, frames.grid.xsize))
+    if b is None:
+        return
+    (bi_, xi), (bj_, xj) = data[i], data[j]
+    vi = xi[:, b[0] - bi_[0]:b[1] - bi_[0], b[2] - bi_[2]:b[3] - bi_[2]]
+    vj = xj[:, b[0] - bj_[0]:b[1] - bj_[0], b[2] - bj_[2]:b[3] - bj_[2]]
+    si, sj = frames.slot[i], frames.slot[j]
+    both = (si >= 0) & (sj >= 0)
+    d = np.full((nd,) + vi.shape[1:], np.nan)
+    d[both] = vi[si[both]] - vj[sj[both]]
+    ok = np.isfinite(d)
+    # sums of d - shift (shift = the first window's mean difference): no cancellation in the RMS
+    nok = ok.sum(axis=(1, 2))
+    first = ~np.isfinite(ov.shift[p]) & (nok > 0)
+    if first.any():
+        ov.shift[p, first] = np.where(ok, d, 0.0).sum(axis=(1, 2))[first] / nok[first]
+    d0 = np.where(ok, d - np.nan_to_num(ov.shift[p])[:, None, None], 0.0)
+    ov.sums[p, :, 0] += ok.sum(axis=(1, 2))
+    ov.sums[p, :, 1] += d0.sum(axis=(1, 2))
+    ov.sums[p, :, 2] += (d0 * d0).sum(axis=(1, 2))
+    rsel = np.arange(b[0], b[1]) % ov.stride == 0
+    csel = np.arange(b[2], b[3]) % ov.stride == 0
+    if rsel.any() and csel.any():
+        sub = d[:, rsel][:, :, csel].reshape(nd, -1)
+        keep = np.isfinite(sub).any(axis=0)
+        if keep.any():
+            ov.samples[p].append(sub[:, keep])
+
+
+def _overlap_pass(frames, ov, memory_mb, progress, is_canceled):
+    """Pass 1: per pair and date the sums and a lattice sample of the differences in the overlap, and both
+    frames' validity around it (for the blend), read in row blocks under ``memory_mb``."""
+    nd = frames.slot.shape[1]
+    total_vals = sum((b[1] - b[0]) * (b[3] - b[2]) for b in ov.boxes) * nd
     budget_vals = max(1, int(memory_mb * 1024 * 1024 / 4 / 8))
-    stride = max(1, int(math.ceil(math.sqrt(total_vals / budget_vals))))
-    sums = np.zeros((np_, nd, 3))  # n, sum e, sum e^2 with e = d - shift
-    shift = np.full((np_, nd), np.nan)
-    samples = [[] for _ in pairs]
-    ebox = [_expand(b, wb, grid) for b in pboxes]
-    masks = [[np.zeros((b[1] - b[0], (b[3] - b[2] + 7) // 8), dtype=np.uint8) for _ in range(2)] for b in ebox]
-    width_read = sum(b[3] - b[2] for b in ebox) * 2
-    r_lo, r_hi = min(b[0] for b in ebox), max(b[1] for b in ebox)
+    ov.stride = max(1, int(math.ceil(math.sqrt(total_vals / budget_vals))))
+    ov.sums = np.zeros((len(ov.pairs), nd, 3))
+    ov.shift = np.full((len(ov.pairs), nd), np.nan)
+    ov.samples = [[] for _ in ov.pairs]
+    ov.masks = [[np.zeros((b[1] - b[0], (b[3] - b[2] + 7) // 8), dtype=np.uint8) for _ in range(2)]
+                for b in ov.expanded]
+    width_read = sum(b[3] - b[2] for b in ov.expanded) * 2
+    r_lo, r_hi = min(b[0] for b in ov.expanded), max(b[1] for b in ov.expanded)
     p1_blocks = [(r0 + r_lo, nr) for r0, nr in row_blocks(r_hi - r_lo, max(1, width_read) * (nd * 8 * 3 + 4),
                                                           memory_mb * 0.5)]
     for bi, (r0, nr) in enumerate(p1_blocks):
         _check(is_canceled)
         rows = (r0, r0 + nr)
-        # read each frame once over the bounding box of its (expanded) pair boxes in these rows
-        need = {}
-        for p, (i, j) in enumerate(pairs):
-            b = _intersect(ebox[p], (rows[0], rows[1], 0, grid.xsize))
-            if b is None:
-                continue
-            for f in (i, j):
-                o = need.get(f)
-                need[f] = b if o is None else (min(o[0], b[0]), max(o[1], b[1]), min(o[2], b[2]), max(o[3], b[3]))
-        data = {f: (b, readers[f].read(b[0], b[1] - b[0], b[2], b[3] - b[2])) for f, b in need.items()}
-        for p, (i, j) in enumerate(pairs):
-            be = _intersect(ebox[p], (rows[0], rows[1], 0, grid.xsize))
-            if be is None:
-                continue
-            for k, f in enumerate((i, j)):
-                fb, x = data[f]
-                m = np.isfinite(x[:, be[0] - fb[0]:be[1] - fb[0], be[2] - fb[2]:be[3] - fb[2]]).any(axis=0)
-                masks[p][k][be[0] - ebox[p][0]:be[1] - ebox[p][0]] = np.packbits(m, axis=1)
-            b = _intersect(pboxes[p], (rows[0], rows[1], 0, grid.xsize))
-            if b is None:
-                continue
-            (bi_, xi), (bj_, xj) = data[i], data[j]
-            vi = xi[:, b[0] - bi_[0]:b[1] - bi_[0], b[2] - bi_[2]:b[3] - bi_[2]]
-            vj = xj[:, b[0] - bj_[0]:b[1] - bj_[0], b[2] - bj_[2]:b[3] - bj_[2]]
-            si, sj = slot[i], slot[j]
-            both = (si >= 0) & (sj >= 0)
-            d = np.full((nd,) + vi.shape[1:], np.nan)
-            d[both] = vi[si[both]] - vj[sj[both]]
-            ok = np.isfinite(d)
-            # sums of d - shift (shift = the first window's mean difference): no cancellation in the RMS
-            nok = ok.sum(axis=(1, 2))
-            first = ~np.isfinite(shift[p]) & (nok > 0)
-            if first.any():
-                shift[p, first] = np.where(ok, d, 0.0).sum(axis=(1, 2))[first] / nok[first]
-            d0 = np.where(ok, d - np.nan_to_num(shift[p])[:, None, None], 0.0)
-            sums[p, :, 0] += ok.sum(axis=(1, 2))
-            sums[p, :, 1] += d0.sum(axis=(1, 2))
-            sums[p, :, 2] += (d0 * d0).sum(axis=(1, 2))
-            rsel = np.arange(b[0], b[1]) % stride == 0
-            csel = np.arange(b[2], b[3]) % stride == 0
-            if rsel.any() and csel.any():
-                sub = d[:, rsel][:, :, csel].reshape(nd, -1)
-                keep = np.isfinite(sub).any(axis=0)
-                if keep.any():
-                    samples[p].append(sub[:, keep])
+        data = _read_pair_windows(frames, ov, rows)
+        for p in range(len(ov.pairs)):
+            _add_pair_differences(frames, ov, p, data, rows)
         del data
         progress(0.3 * (bi + 1) / len(p1_blocks))
-    counts = sums[:, :, 0]
-    if counts.sum() == 0:
-        raise TimeSeriesError("the inputs have no valid pixel in common on any date (%s): offsets between frames "
-                              "cannot be estimated" % ", ".join(os.path.basename(p) for p in inputs))
-    medians = np.full((np_, nd), np.nan)
-    for p in range(np_):
-        if samples[p]:
-            s = np.concatenate(samples[p], axis=1)
-            with np.errstate(all="ignore"):
-                import warnings
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    medians[p] = np.nanmedian(s, axis=1)
-        samples[p] = None
-    # a pair with data but no lattice sample that date: fall back to its mean difference
+
+
+def _pair_medians(ov):
+    """Median difference per pair and date from the lattice samples; a pair with data but no lattice sample
+    that date falls back to its mean difference."""
+    counts = ov.sums[:, :, 0]
+    medians = np.full(counts.shape, np.nan)
+    for p in range(len(ov.pairs)):
+        if ov.samples[p]:
+            s = np.concatenate(ov.samples[p], axis=1)
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                medians[p] = np.nanmedian(s, axis=1)
+        ov.samples[p] = None
     fallback = (counts > 0) & ~np.isfinite(medians)
-    medians[fallback] = shift[fallback] + sums[:, :, 1][fallback] / counts[fallback]
-    # -------------------------------------------------------------- adjustment
+    medians[fallback] = ov.shift[fallback] + ov.sums[:, :, 1][fallback] / counts[fallback]
+    return medians
+
+
+def _frame_offsets(frames, ov, medians, reference_frame, time_trend):
+    """Offsets (n_frames, n_dates) by the least-squares adjustment of every date (optionally a straight line
+    in time per frame), and whether each frame is connected to the reference that date."""
+    nf, nd = frames.slot.shape
+    counts = ov.sums[:, :, 0]
     offsets = np.full((nf, nd), np.nan)
     connected = np.zeros((nf, nd), dtype=bool)
     for t in range(nd):
-        present = slot[:, t] >= 0
-        offsets[:, t], connected[:, t] = adjust_offsets(nf, pairs, medians[:, t], counts[:, t], present,
+        present = frames.slot[:, t] >= 0
+        offsets[:, t], connected[:, t] = adjust_offsets(nf, ov.pairs, medians[:, t], counts[:, t], present,
                                                         int(reference_frame))
+    dates = frames.dates
     if time_trend and dates is not None:
         tyears = np.array([(d - dates[0]).days / 365.25 for d in dates])
         offsets = _fit_lines(offsets, connected, tyears)
     if reference_frame >= 0 and time_trend and dates is not None:
-        offsets[reference_frame, slot[reference_frame] >= 0] = 0.0
+        offsets[reference_frame, frames.slot[reference_frame] >= 0] = 0.0
+    return offsets, connected
+
+
+def _offset_rows(frames, ov, offsets, connected):
+    """The offsets table: per frame and date its offset, overlap pixels and the RMS of the differences in its
+    overlaps before and after the adjustment."""
+    nf, nd = frames.slot.shape
+    counts = ov.sums[:, :, 0]
     rows = []
     for f in range(nf):
         for t in range(nd):
-            if slot[f, t] < 0:
+            if frames.slot[f, t] < 0:
                 continue
             n = s1 = a1 = 0.0
-            for p, (i, j) in enumerate(pairs):
+            for p, (i, j) in enumerate(ov.pairs):
                 if f not in (i, j) or counts[p, t] == 0:
                     continue
-                cn, cs, cq = sums[p, t]
-                c = shift[p, t]
+                cn, cs, cq = ov.sums[p, t]
+                c = ov.shift[p, t]
                 delta = c + offsets[i, t] - offsets[j, t]
                 n += cn
                 s1 += cq + 2.0 * c * cs + cn * c * c
                 a1 += cq + 2.0 * delta * cs + cn * delta * delta
             rows.append({
-                "frame": f, "input": os.path.basename(inputs[f]),
-                "date": format_date(dates[t]) if dates is not None else "",
+                "frame": f, "input": os.path.basename(frames.paths[f]),
+                "date": format_date(frames.dates[t]) if frames.dates is not None else "",
                 "offset_mm": float(offsets[f, t]), "overlap_pixels": int(n),
                 "rms_before_mm": math.sqrt(s1 / n) if n else float("nan"),
                 "rms_after_mm": math.sqrt(max(a1, 0.0) / n) if n else float("nan"),
                 "connected_to_reference": bool(connected[f, t]),
             })
+    return rows
+
+
+def _blend_weight(frames, ov, f, window, wb):
+    """Blend weight of frame ``f`` in ``window`` (r0, nr, c0, nc): the distance to the other frame's edge inside
+    each overlap (capped at ``wb``, ``wb`` elsewhere), times the frame's quality when given."""
+    r0, nr, c0, nc = window
+    win = (r0, r0 + nr, c0, c0 + nc)
+    weight = np.full((nr, nc), float(wb))
+    for p, (i, j) in enumerate(ov.pairs):
+        if f not in (i, j):
+            continue
+        b = _intersect(ov.boxes[p], win)
+        if b is None:
+            continue
+        k = 0 if f == i else 1
+        e = ov.expanded[p]
+        # the mask around b (width wb), edge-replicated beyond the grid's border
+        lo_r, hi_r = b[0] - wb, b[1] + wb
+        lo_c, hi_c = b[2] - wb, b[3] + wb
+        cr0, cr1 = max(lo_r, e[0]), min(hi_r, e[1])
+        cc0, cc1 = max(lo_c, e[2]), min(hi_c, e[3])
+        packed = ov.masks[p][k][cr0 - e[0]:cr1 - e[0]]
+        m = np.unpackbits(packed, axis=1, count=e[3] - e[2])[:, cc0 - e[2]:cc1 - e[2]].astype(bool)
+        m = np.pad(m, ((cr0 - lo_r, hi_r - cr1), (cc0 - lo_c, hi_c - cc1)), mode="edge")
+        inner = (slice(wb, wb + b[1] - b[0]), slice(wb, wb + b[3] - b[2]))
+        weight[b[0] - r0:b[1] - r0, b[2] - c0:b[3] - c0] = _taper(m, wb, inner)
+    if frames.quality is not None:
+        q = frames.quality[f].read(r0, nr, c0, nc)[0]
+        weight = weight * np.where(np.isfinite(q), np.clip(q, 1e-6, None), 1e-6)
+    return weight
+
+
+def _blend_window(frames, ov, offsets, window, wb):
+    """The mosaic of ``window``: the offset-corrected frames averaged with their blend weights."""
+    r0, nr, c0, nc = window
+    nf, nd = frames.slot.shape
+    num = np.zeros((nd, nr, nc))
+    den = np.zeros((nd, nr, nc))
+    for f in range(nf):
+        if not frames.readers[f].touches(r0, nr, c0, nc):
+            continue
+        x = frames.readers[f].read(r0, nr, c0, nc)
+        weight = _blend_weight(frames, ov, f, window, wb)
+        for t in range(nd):
+            s = frames.slot[f, t]
+            if s < 0 or not np.isfinite(offsets[f, t]):
+                continue
+            v = x[s]
+            ok = np.isfinite(v)
+            wv = np.where(ok, weight, 0.0)
+            num[t] += wv * np.where(ok, v + offsets[f, t], 0.0)
+            den[t] += wv
+        del x
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / den, np.nan)
+
+
+def _output_metadata(inputs, reference_frame, linear_offsets):
+    """Units, metadata and (velocities) band name of the mosaic, from the first input."""
+    ds0 = open_raster(inputs[0])
+    md0 = ds0.GetMetadata() or {}
+    units = ds0.GetRasterBand(1).GetUnitType() or md0.get("UNITS", "mm")
+    md = {"MOSAIC_INPUTS": ";".join(inputs), "REFERENCE_FRAME": str(reference_frame),
+          "OFFSET_MODEL": "linear in time" if linear_offsets else "per date"}
+    if "KIND" in md0:
+        md["KIND"] = md0["KIND"]
+    if "COMPONENT" in md0:
+        md["COMPONENT"] = md0["COMPONENT"]
+    return units, md, ds0.GetRasterBand(1).GetDescription() or "velocity"
+
+
+def _blend_pass(frames, ov, offsets, out_path, options):
+    """Pass 2: blend and write the mosaic window by window. ``options`` = (reference frame, time trend, blend
+    width, memory_mb, progress, is_canceled). Returns the number of windows."""
+    reference_frame, time_trend, wb, memory_mb, progress, is_canceled = options
+    nf, nd = frames.slot.shape
+    dates, grid = frames.dates, frames.grid
+    units, md, band_name = _output_metadata(frames.paths, reference_frame, time_trend and dates is not None)
+    per_cell = nf * (nd * 8 * 2 + 40) + nd * (8 * 3 + 4)
+    blocks = window_blocks(grid.ysize, grid.xsize, per_cell, memory_mb)
+    name = [band_name] if dates is None else None
+    with RasterWriter(out_path, grid, nd, dates=dates, band_names=name, units=units, metadata=md) as w:
+        for bi, window in enumerate(blocks):
+            _check(is_canceled)
+            out = _blend_window(frames, ov, offsets, window, wb)
+            w.write_block(window[0], out.astype(np.float32), window[2])
+            progress(0.3 + 0.7 * (bi + 1) / len(blocks))
+    return len(blocks)
+
+
+def _mosaic_frames(inputs, out_path, reference_frame=0, crs_wkt=None, extent=None, resolution=0.0,
+                  missing=MISSING_DROP, time_trend=False, quality_paths=None, blend_width=DEFAULT_BLEND_WIDTH,
+                  resampling="bilinear", memory_mb=DEFAULT_MEMORY_MB, progress=None, is_canceled=None, log=None):
+    """Mosaic ``inputs`` (time series or velocities of overlapping frames) into ``out_path``.
+
+    See the module help. ``reference_frame``: 0-based index whose offsets are 0, or -1 for offsets of
+    zero mean. ``crs_wkt``/``extent``/``resolution``: the target grid (default: first input's CRS,
+    union extent, finest resolution). ``missing``: ``"drop"`` dates not in every input, or
+    ``"available"`` (mosaic each date from the frames that have it). Returns ``(rows, summary)``:
+    the offsets table as a list of dicts and a summary dict.
+
+    Steps: frames on the target grid, overlapping pairs, pass 1 (differences in the overlaps), pair
+    medians, offsets by least squares, the offsets table, pass 2 (blend and write).
+    """
+    inputs = [str(p) for p in inputs]
+    reference_frame = _check_arguments(inputs, reference_frame, quality_paths)
+    progress = progress or (lambda f: None)
+    dates, band_map = frame_dates(inputs, missing, log)
+    if log is not None:
+        if time_trend and dates is None:
+            log("offsets linear in time: ignored for single-band inputs (velocities)")
+        _warn_mixed_units(inputs, log)
+    grid = target_grid(inputs, crs_wkt, extent, resolution, "union")
+    if log is not None:
+        log("target grid %s" % grid.describe())
+    readers, qreaders, slot = _open_frames(inputs, quality_paths, grid, band_map, resampling)
+    frames = _Frames(inputs, readers, qreaders, slot, dates, grid)
+    wb = int(max(1, blend_width))
+    ov = _overlapping_pairs(frames, wb)
+    _overlap_pass(frames, ov, memory_mb, progress, is_canceled)
+    counts = ov.sums[:, :, 0]
+    if counts.sum() == 0:
+        raise TimeSeriesError("the inputs have no valid pixel in common on any date (%s): offsets between frames "
+                              "cannot be estimated" % ", ".join(os.path.basename(p) for p in inputs))
+    medians = _pair_medians(ov)
+    offsets, connected = _frame_offsets(frames, ov, medians, reference_frame, time_trend)
+    rows = _offset_rows(frames, ov, offsets, connected)
     if log is not None:
         lonely = sorted({r["input"] for r in rows if not r["connected_to_reference"]})
         if lonely:
             log("warning: not connected to the reference frame on some dates (their offsets could not be "
                 "estimated; see connected_to_reference in the offsets table): %s" % ", ".join(lonely))
-    # -------------------------------------------------------------- pass 2: blend and write
-    ds0 = open_raster(inputs[0])
-    md0 = ds0.GetMetadata() or {}
-    units = ds0.GetRasterBand(1).GetUnitType() or md0.get("UNITS", "mm")
-    md = {"MOSAIC_INPUTS": ";".join(inputs), "REFERENCE_FRAME": str(reference_frame),
-          "OFFSET_MODEL": "linear in time" if time_trend and dates is not None else "per date"}
-    if "KIND" in md0:
-        md["KIND"] = md0["KIND"]
-    if "COMPONENT" in md0:
-        md["COMPONENT"] = md0["COMPONENT"]
-    per_cell = nf * (nd * 8 * 2 + 40) + nd * (8 * 3 + 4)
-    blocks = window_blocks(grid.ysize, grid.xsize, per_cell, memory_mb)
-    name = [ds0.GetRasterBand(1).GetDescription() or "velocity"] if dates is None else None
-    with RasterWriter(out_path, grid, nd, dates=dates, band_names=name, units=units, metadata=md) as w:
-        for bi, (r0, nr, c0, nc) in enumerate(blocks):
-            _check(is_canceled)
-            win = (r0, r0 + nr, c0, c0 + nc)
-            num = np.zeros((nd, nr, nc))
-            den = np.zeros((nd, nr, nc))
-            for f in range(nf):
-                if not readers[f].touches(r0, nr, c0, nc):
-                    continue
-                x = readers[f].read(r0, nr, c0, nc)
-                weight = np.full((nr, nc), float(wb))
-                for p, (i, j) in enumerate(pairs):
-                    if f not in (i, j):
-                        continue
-                    b = _intersect(pboxes[p], win)
-                    if b is None:
-                        continue
-                    k = 0 if f == i else 1
-                    e = ebox[p]
-                    # the mask around b (width wb), edge-replicated beyond the grid's border
-                    lo_r, hi_r = b[0] - wb, b[1] + wb
-                    lo_c, hi_c = b[2] - wb, b[3] + wb
-                    cr0, cr1 = max(lo_r, e[0]), min(hi_r, e[1])
-                    cc0, cc1 = max(lo_c, e[2]), min(hi_c, e[3])
-                    packed = masks[p][k][cr0 - e[0]:cr1 - e[0]]
-                    m = np.unpackbits(packed, axis=1, count=e[3] - e[2])[:, cc0 - e[2]:cc1 - e[2]].astype(bool)
-                    m = np.pad(m, ((cr0 - lo_r, hi_r - cr1), (cc0 - lo_c, hi_c - cc1)), mode="edge")
-                    inner = (slice(wb, wb + b[1] - b[0]), slice(wb, wb + b[3] - b[2]))
-                    weight[b[0] - r0:b[1] - r0, b[2] - c0:b[3] - c0] = _taper(m, wb, inner)
-                if qreaders is not None:
-                    q = qreaders[f].read(r0, nr, c0, nc)[0]
-                    weight = weight * np.where(np.isfinite(q), np.clip(q, 1e-6, None), 1e-6)
-                for t in range(nd):
-                    s = slot[f, t]
-                    if s < 0 or not np.isfinite(offsets[f, t]):
-                        continue
-                    v = x[s]
-                    ok = np.isfinite(v)
-                    wv = np.where(ok, weight, 0.0)
-                    num[t] += wv * np.where(ok, v + offsets[f, t], 0.0)
-                    den[t] += wv
-                del x
-            with np.errstate(invalid="ignore", divide="ignore"):
-                out = np.where(den > 0, num / den, np.nan)
-            w.write_block(r0, out.astype(np.float32), c0)
-            progress(0.3 + 0.7 * (bi + 1) / len(blocks))
-    summary = {"grid": grid, "dates": dates, "pairs": pairs, "pair_pixels": counts.max(axis=1).astype(int).tolist(),
-               "sample_stride": stride, "n_windows": len(blocks)}
+    n_windows = _blend_pass(frames, ov, offsets, out_path,
+                            (reference_frame, time_trend, wb, memory_mb, progress, is_canceled))
+    summary = {"grid": grid, "dates": dates, "pairs": ov.pairs, "pair_pixels": counts.max(axis=1).astype(int).tolist(),
+               "sample_stride": ov.stride, "n_windows": n_windows}
     return rows, summary
