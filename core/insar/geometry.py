@@ -259,19 +259,8 @@ def common_dates(paths):
     return per, common
 
 
-def decompose_rasters(inputs, up_paths=None, east_paths=None, north_paths=None, headings=None, incidences=None,
-                      sigmas=None, out_vertical=None, out_east=None, out_quality=None,
-                      memory_mb=DEFAULT_MEMORY_MB, progress=None, is_canceled=None, log=None):
-    """Decompose two or more LOS rasters (velocities or time series) into vertical and east.
-
-    Geometry per input: ``east_paths``/``up_paths`` unit-vector rasters (``north_paths`` are checked for
-    coverage only: north is constrained to zero), or constant ``headings``/``incidences`` in degrees.
-    The common grid is the intersection of the inputs' footprints in the first input's CRS at the finest
-    input resolution; dates are the intersection of the inputs' dates. Outputs (atomic GeoTIFFs):
-    vertical and east (mm or mm/yr, bands per date), quality (sigma_vertical, sigma_east for the given
-    input sigmas -- 1 mm each by default --, condition number, number of inputs used; for time series
-    those of the inputs valid on at least one date). Returns a summary dict.
-    """
+def _check_decompose_arguments(inputs, up_paths, east_paths, north_paths, headings, incidences, sigmas):
+    """The argument checks of :func:`decompose_rasters`. Returns (use unit-vector rasters, sigmas array)."""
     k = len(inputs)
     if k < 2:
         raise TimeSeriesError("the decomposition needs at least two LOS rasters (e.g. one ascending and one "
@@ -290,76 +279,132 @@ def decompose_rasters(inputs, up_paths=None, east_paths=None, north_paths=None, 
     sig = np.ones(k) if not sigmas else np.asarray(sigmas, dtype=np.float64)
     if not (np.isfinite(sig).all() and (sig > 0).all()):
         raise TimeSeriesError("uncertainties must be positive numbers, got %s" % list(sigmas))
-    per, dates = common_dates(inputs)
-    if dates is not None and log is not None:
-        for p, d in zip(inputs, per):
-            dropped = sorted(set(d) - set(dates))
-            if dropped:
-                log("%s: %d dates not in every input are left out (%s)" % (
-                    p, len(dropped), ", ".join(format_date(x) for x in dropped[:6]) + (" ..." if len(dropped) > 6
-                                                                                   else "")))
-    grid = target_grid(inputs, mode="intersection")
-    data = []
+    return use_rasters, sig
+
+
+def _log_dropped_dates(inputs, per, dates, log):
     for p, d in zip(inputs, per):
-        bands = [1] if d is None else [d.index(x) + 1 for x in dates]
-        data.append(GridReader(p, grid, bands=bands))
-    geo = []
-    for i in range(k):
-        if use_rasters:
-            er, ur = GridReader(east_paths[i], grid, bands=[1]), GridReader(up_paths[i], grid, bands=[1])
-            for path, r in ((east_paths[i], er), (up_paths[i], ur)) + (
-                    ((north_paths[i], GridReader(north_paths[i], grid, bands=[1])),) if north_paths else ()):
-                check_covers(r, path, data[i], inputs[i])
-            geo.append((er, ur))
-        else:
-            e, n, u = unit_vector(headings[i], incidences[i])
-            if not 0.0 < u <= 1.0:
-                raise TimeSeriesError("input %s: incidence angle %g gives U outside (0, 1]"
-                                      % (inputs[i], incidences[i]))
-            geo.append((float(e), float(u)))
+        dropped = sorted(set(d) - set(dates))
+        if dropped:
+            log("%s: %d dates not in every input are left out (%s)" % (
+                p, len(dropped), ", ".join(format_date(x) for x in dropped[:6]) + (" ..." if len(dropped) > 6
+                                                                               else "")))
+
+
+def _input_geometry(i, inputs, data, grid, geometry):
+    """(E, U) of input ``i``: readers of its unit-vector rasters (checked to cover the input) or constants
+    from its heading and incidence. ``geometry`` = (up_paths, east_paths, north_paths, headings, incidences)."""
+    up_paths, east_paths, north_paths, headings, incidences = geometry
+    if up_paths:
+        er, ur = GridReader(east_paths[i], grid, bands=[1]), GridReader(up_paths[i], grid, bands=[1])
+        for path, r in ((east_paths[i], er), (up_paths[i], ur)) + (
+                ((north_paths[i], GridReader(north_paths[i], grid, bands=[1])),) if north_paths else ()):
+            check_covers(r, path, data[i], inputs[i])
+        return er, ur
+    e, n, u = unit_vector(headings[i], incidences[i])
+    if not 0.0 < u <= 1.0:
+        raise TimeSeriesError("input %s: incidence angle %g gives U outside (0, 1]" % (inputs[i], incidences[i]))
+    return float(e), float(u)
+
+
+def _open_writers(outputs, grid, dates, inputs, sig):
+    """Writers of the vertical, east and quality outputs (None where not asked), opened; units and metadata
+    from the first input."""
+    out_vertical, out_east, out_quality = outputs
     nd = 1 if dates is None else len(dates)
     ds0 = open_raster(inputs[0])
     units = ds0.GetRasterBand(1).GetUnitType() or (ds0.GetMetadata() or {}).get("UNITS", "mm")
     md = {"SOURCES": ";".join(str(p) for p in inputs), "NORTH": "constrained to zero"}
-    blocks = window_blocks(grid.ysize, grid.xsize, 8 * (k * (nd * 3 + 6) + nd * 8 + 12), memory_mb)
-    counts = {"pixels": 0, "missing_geometry": 0, "solved": 0, "degenerate": 0}
+    specs = [(out_vertical, dict(dates=dates, band_names=None if dates else ["vertical"], units=units,
+                                 metadata=dict(md, COMPONENT="vertical"))),
+             (out_east, dict(dates=dates, band_names=None if dates else ["east"], units=units,
+                             metadata=dict(md, COMPONENT="east"))),
+             (out_quality, dict(band_names=["sigma_vertical", "sigma_east", "condition_number", "n_inputs"],
+                                units="", metadata=dict(md, SIGMAS=",".join("%g" % s for s in sig))))]
     writers = []
     try:
-        specs = [(out_vertical, dict(dates=dates, band_names=None if dates else ["vertical"], units=units,
-                                     metadata=dict(md, COMPONENT="vertical"))),
-                 (out_east, dict(dates=dates, band_names=None if dates else ["east"], units=units,
-                                 metadata=dict(md, COMPONENT="east"))),
-                 (out_quality, dict(band_names=["sigma_vertical", "sigma_east", "condition_number", "n_inputs"],
-                                    units="", metadata=dict(md, SIGMAS=",".join("%g" % s for s in sig))))]
         for path, kw in specs:
             if path:
                 nb = 4 if kw.get("units") == "" else nd
                 writers.append(RasterWriter(path, grid, nb, **kw).open())
             else:
                 writers.append(None)
-        for bi, (r0, nr, c0, nc) in enumerate(blocks):
+    except BaseException:
+        for w in writers:
+            if w:
+                w.abort()
+        raise
+    return writers
+
+
+def _decompose_window(window, data, geo, up_paths, sig, counts):
+    """Vertical, east and quality of one window; adds the window's pixel counts to ``counts``."""
+    r0, nr, c0, nc = window
+    k = len(data)
+    d = np.stack([rd.read(r0, nr, c0, nc) for rd in data])  # (k, nd, nr, nc)
+    if up_paths:
+        e = np.stack([g[0].read(r0, nr, c0, nc)[0] for g in geo])
+        u = np.stack([check_up(g[1].read(r0, nr, c0, nc)[0], up_paths[i]) for i, g in enumerate(geo)])
+    else:
+        e = np.array([g[0] for g in geo]).reshape(k, 1, 1) * np.ones((1, nr, nc))
+        u = np.array([g[1] for g in geo]).reshape(k, 1, 1) * np.ones((1, nr, nc))
+    has = np.isfinite(d).any(axis=1)  # (k, nr, nc)
+    counts["pixels"] += int(has.sum())
+    counts["missing_geometry"] += int((has & ~(np.isfinite(e) & np.isfinite(u))).sum())
+    vert, east, _, _, _, _ = decompose_block(d, e[:, None], u[:, None], sig)
+    _, _, sv, se, cond, n = decompose_block(np.where(has, 0.0, np.nan), e, u, sig)
+    counts["solved"] += int(np.isfinite(sv).sum())
+    counts["degenerate"] += int(((n >= 2) & ~np.isfinite(sv)).sum())
+    return vert, east, np.stack([sv, se, cond, np.where(n > 0, n, np.nan)])
+
+
+def _log_counts(counts, log):
+    if counts["missing_geometry"]:
+        log("warning: %d of %d input pixels have no unit vector (the geometry rasters' NoData)"
+            % (counts["missing_geometry"], counts["pixels"]))
+    if counts["degenerate"]:
+        log("warning: %d pixels with two or more inputs have geometries too alike to separate vertical from east "
+            "(condition number > %g): NoData. Combine ascending with descending tracks." % (
+                counts["degenerate"], MAX_CONDITION))
+
+
+def decompose_rasters(inputs, up_paths=None, east_paths=None, north_paths=None, headings=None, incidences=None,
+                      sigmas=None, out_vertical=None, out_east=None, out_quality=None,
+                      memory_mb=DEFAULT_MEMORY_MB, progress=None, is_canceled=None, log=None):
+    """Decompose two or more LOS rasters (velocities or time series) into vertical and east.
+
+    Geometry per input: ``east_paths``/``up_paths`` unit-vector rasters (``north_paths`` are checked for
+    coverage only: north is constrained to zero), or constant ``headings``/``incidences`` in degrees.
+    The common grid is the intersection of the inputs' footprints in the first input's CRS at the finest
+    input resolution; dates are the intersection of the inputs' dates. Outputs (atomic GeoTIFFs):
+    vertical and east (mm or mm/yr, bands per date), quality (sigma_vertical, sigma_east for the given
+    input sigmas -- 1 mm each by default --, condition number, number of inputs used; for time series
+    those of the inputs valid on at least one date). Returns a summary dict.
+    """
+    use_rasters, sig = _check_decompose_arguments(inputs, up_paths, east_paths, north_paths, headings, incidences,
+                                                  sigmas)
+    k = len(inputs)
+    per, dates = common_dates(inputs)
+    if dates is not None and log is not None:
+        _log_dropped_dates(inputs, per, dates, log)
+    grid = target_grid(inputs, mode="intersection")
+    data = []
+    for p, d in zip(inputs, per):
+        bands = [1] if d is None else [d.index(x) + 1 for x in dates]
+        data.append(GridReader(p, grid, bands=bands))
+    geometry = (up_paths if use_rasters else None, east_paths, north_paths, headings, incidences)
+    geo = [_input_geometry(i, inputs, data, grid, geometry) for i in range(k)]
+    nd = 1 if dates is None else len(dates)
+    blocks = window_blocks(grid.ysize, grid.xsize, 8 * (k * (nd * 3 + 6) + nd * 8 + 12), memory_mb)
+    counts = {"pixels": 0, "missing_geometry": 0, "solved": 0, "degenerate": 0}
+    writers = _open_writers((out_vertical, out_east, out_quality), grid, dates, inputs, sig)
+    try:
+        for bi, window in enumerate(blocks):
             _check(is_canceled)
-            d = np.stack([rd.read(r0, nr, c0, nc) for rd in data])  # (k, nd, nr, nc)
-            if use_rasters:
-                e = np.stack([g[0].read(r0, nr, c0, nc)[0] for g in geo])
-                u = np.stack([check_up(g[1].read(r0, nr, c0, nc)[0], up_paths[i]) for i, g in enumerate(geo)])
-            else:
-                e = np.array([g[0] for g in geo]).reshape(k, 1, 1) * np.ones((1, nr, nc))
-                u = np.array([g[1] for g in geo]).reshape(k, 1, 1) * np.ones((1, nr, nc))
-            has = np.isfinite(d).any(axis=1)  # (k, nr, nc)
-            counts["pixels"] += int(has.sum())
-            counts["missing_geometry"] += int((has & ~(np.isfinite(e) & np.isfinite(u))).sum())
-            vert, east, _, _, _, _ = decompose_block(d, e[:, None], u[:, None], sig)
-            _, _, sv, se, cond, n = decompose_block(np.where(has, 0.0, np.nan), e, u, sig)
-            counts["solved"] += int(np.isfinite(sv).sum())
-            counts["degenerate"] += int(((n >= 2) & ~np.isfinite(sv)).sum())
-            if writers[0]:
-                writers[0].write_block(r0, vert.astype(np.float32), c0)
-            if writers[1]:
-                writers[1].write_block(r0, east.astype(np.float32), c0)
-            if writers[2]:
-                q = np.stack([sv, se, cond, np.where(n > 0, n, np.nan)]).astype(np.float32)
-                writers[2].write_block(r0, q, c0)
+            outs = _decompose_window(window, data, geo, up_paths if use_rasters else None, sig, counts)
+            for w, arr in zip(writers, outs):
+                if w:
+                    w.write_block(window[0], arr.astype(np.float32), window[2])
             if progress is not None:
                 progress((bi + 1) / len(blocks))
         for w in writers:
@@ -371,12 +416,6 @@ def decompose_rasters(inputs, up_paths=None, east_paths=None, north_paths=None, 
                 w.abort()
         raise
     if log is not None:
-        if counts["missing_geometry"]:
-            log("warning: %d of %d input pixels have no unit vector (the geometry rasters' NoData)"
-                % (counts["missing_geometry"], counts["pixels"]))
-        if counts["degenerate"]:
-            log("warning: %d pixels with two or more inputs have geometries too alike to separate vertical from east "
-                "(condition number > %g): NoData. Combine ascending with descending tracks." % (
-                    counts["degenerate"], MAX_CONDITION))
+        _log_counts(counts, log)
     return {"grid": grid, "dates": dates, "n_inputs": k, "sigmas": list(sig), **counts}
 
