@@ -259,8 +259,10 @@ def common_dates(paths):
     return per, common
 
 
-def _check_decompose_arguments(inputs, up_paths, east_paths, north_paths, headings, incidences, sigmas):
-    """The argument checks of :func:`decompose_rasters`. Returns (use unit-vector rasters, sigmas array)."""
+def _check_decompose_arguments(inputs, geometry, sigmas):
+    """The argument checks of :func:`decompose_rasters` (``geometry`` = (up_paths, east_paths, north_paths,
+    headings, incidences)). Returns (use unit-vector rasters, sigmas array)."""
+    up_paths, east_paths, north_paths, headings, incidences = geometry
     k = len(inputs)
     if k < 2:
         raise TimeSeriesError("the decomposition needs at least two LOS rasters (e.g. one ascending and one "
@@ -381,8 +383,8 @@ def decompose_rasters(inputs, up_paths=None, east_paths=None, north_paths=None, 
     input sigmas -- 1 mm each by default --, condition number, number of inputs used; for time series
     those of the inputs valid on at least one date). Returns a summary dict.
     """
-    use_rasters, sig = _check_decompose_arguments(inputs, up_paths, east_paths, north_paths, headings, incidences,
-                                                  sigmas)
+    use_rasters, sig = _check_decompose_arguments(
+        inputs, (up_paths, east_paths, north_paths, headings, incidences), sigmas)
     k = len(inputs)
     per, dates = common_dates(inputs)
     if dates is not None and log is not None:

@@ -1022,7 +1022,8 @@ def _inputs_from_folder(folder, product, note, exclude):
         ", baselines from %s" % (os.path.basename(baselines) if baselines else "each product's .txt")
         if np.isfinite(bperp).any() else ", no baselines",
         ", geometry %s" % "/".join(sorted(geometry_files)) if geometry_files else ""))
-    return _Inputs(kind, ifg_paths, coherence_paths, [p.name for p in pairs], bperp, geometry_files, ref_points)
+    return _Inputs(kind, ifg_paths, coherence_paths, names=[p.name for p in pairs], bperp=bperp,
+                   geometry_files=geometry_files, reference_points=ref_points)
 
 
 def _hyp3_files_metadata(ifg_paths, note):
@@ -1117,5 +1118,6 @@ def open_stack(ifg_paths=None, coherence_paths=None, folder=None, product=PRODUC
     bperp = inputs.bperp
     if bperp is not None and not np.isfinite(bperp).any():
         bperp = None
-    return ProductStack(product, ifg, coh, grid, bperp, [r.name for r in ifg], inputs.geometry_files,
-                        inputs.reference_points, notes, extent, crs_mode)
+    return ProductStack(product, ifg, coh, grid, bperp=bperp, names=[r.name for r in ifg],
+                        geometry_files=inputs.geometry_files, reference_points=inputs.reference_points, notes=notes,
+                        extent=extent, crs_mode=crs_mode)

@@ -102,7 +102,8 @@ def prepare_stack(ifg_paths, pairs_csv=None, coherence_paths=None, max_temporal_
     """
     if not folder and not ifg_paths:
         raise TimeSeriesError("no interferograms given")
-    ps = products.open_stack(ifg_paths, coherence_paths, folder, product, extent, crs_mode, log, exclude)
+    ps = products.open_stack(ifg_paths, coherence_paths, folder, product=product, extent=extent, crs_mode=crs_mode,
+                             log=log, exclude=exclude)
     paths = ps.paths
     d1, d2, bperp = _pair_dates(paths, pairs_csv, ps.bperp)
     if max_perp_baseline and bperp is None:
