@@ -35,18 +35,26 @@ def is_missing(v):
         return False
 
 
+def number_or_text(v):
+    """``(float, None)`` for a number; ``(None, text)`` for an integer (its digits) or for what is not a number
+    (escaped). Booleans and missing values are the caller's to show."""
+    if isinstance(v, (int, np.integer)):
+        return None, str(int(v))
+    try:
+        return float(v), None
+    except (TypeError, ValueError):
+        return None, html.escape(str(v))
+
+
 def fmt_number(v, digits=4):
     """Numbers with ``digits`` significant digits; integers as integers; NaN/None as an em dash."""
     if is_missing(v):
         return DASH
     if isinstance(v, (bool, np.bool_)):
         return "yes" if v else "no"
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return html.escape(str(v))
+    f, text = number_or_text(v)
+    if text is not None:
+        return text
     if math.isnan(f):
         return DASH
     if f != 0 and 10 ** digits <= abs(f) < 1e6:

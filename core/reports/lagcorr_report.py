@@ -14,6 +14,7 @@ import os
 import numpy as np
 
 from ..io.dates import month_from_index, month_label
+from .html_tools import number_or_text
 
 MAX_PLOTS = 40
 MAX_TABLES = 200
@@ -25,12 +26,9 @@ def _fmt(v, digits=3):
         return ""
     if isinstance(v, (bool, np.bool_)):
         return "yes" if v else ""
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return html.escape(str(v))
+    f, text = number_or_text(v)
+    if text is not None:
+        return text
     if math.isnan(f):
         return "&ndash;"
     if f != 0 and (abs(f) < 1e-3 or abs(f) >= 1e5):
