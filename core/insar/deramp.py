@@ -60,6 +60,33 @@ def accumulate(normals, values, reliable, row0, col0, ysize, xsize, mode):
     return normals
 
 
+def accumulate_one(normals, k, values, reliable, X, outer):
+    """Add one interferogram ``k``'s window (``values``: list of (h, w) right-hand sides, ``reliable`` (h, w))
+    with the window's design ``X`` (P, p) and ``outer`` (P, p^2) computed once for all interferograms."""
+    p = X.shape[1]
+    wt = reliable.reshape(-1)
+    if not wt.any():
+        return normals
+    if wt.all():
+        normals["xtx"][k] += outer.sum(axis=0).reshape(p, p)
+        for r, v in enumerate(values):
+            normals["xty"][r, k] += v.reshape(-1).astype(np.float64) @ X
+    else:
+        idx = np.flatnonzero(wt)
+        normals["xtx"][k] += outer[idx].sum(axis=0).reshape(p, p)
+        for r, v in enumerate(values):
+            normals["xty"][r, k] += v.reshape(-1)[idx].astype(np.float64) @ X[idx]
+    normals["n"][k] += int(wt.sum())
+    return normals
+
+
+def window_design(row0, nrows, col0, ncols, ysize, xsize, mode):
+    """(X, outer) of a window for :func:`accumulate_one`."""
+    X = design(row0, nrows, col0, ncols, ysize, xsize, mode)
+    p = X.shape[1]
+    return X, (X[:, :, None] * X[:, None, :]).reshape(-1, p * p)
+
+
 def solve(normals, names=None, rhs=0):
     """Ramp coefficients (M, p) of right-hand side ``rhs``; an interferogram with too few reliable pixels
     gets NaN coefficients and is listed in the second value (indices)."""

@@ -1,0 +1,298 @@
+"""Per-interferogram corrections and loop-closure passes of the streaming SBAS driver (no QGIS imports).
+
+Order, as LiCSBAS (GACOS in step 03, before the loop closure of step 12 and the inversion of step 13):
+
+1. *corrections pass* (only when GACOS or a ramp is asked for): every window of every interferogram is
+   read once; per interferogram it sums the statistics of the GACOS correction (standard deviation before
+   / after) and the normal equations of the ramp fit, with and without the GACOS correction (the choice
+   is made per interferogram once the whole image is seen);
+2. :class:`CorrectedFiles` then reads any window of an interferogram already corrected: minus the GACOS
+   delay difference (where applied) minus the fitted ramp. The reference, loop-closure and inversion
+   passes read through it, so they all see the same corrected values;
+3. *loop-closure pass*: every window of every interferogram (GACOS-corrected, referenced; not deramped:
+   ramps of orbital or atmospheric origin are per date and close in every loop, while a ramp fitted to one
+   interferogram absorbs part of an unwrapping error over a large area and would hide it), the loop phase of
+   every loop as one sparse matrix product, summed per loop (:mod:`.loop_closure`); the LiCSBAS rule then
+   names the bad interferograms. The per-pixel count of unclosed loops is made in the inversion pass.
+
+Window tasks are pure functions of (spec, shared) and return partial sums, so they run here or on Dask
+and their sums are combined in window order.
+"""
+import numpy as np
+
+from ..io.errors import TimeSeriesError
+from . import deramp as dr
+from . import loop_closure as lc
+
+#: bytes per pixel of the GACOS window cache (N date delays, float32) + sampling temporaries
+GACOS_BYTES_PER_DATE = 4
+GACOS_SAMPLE_BYTES = 96
+
+
+class CorrectedFiles:
+    """Windows of interferogram files with their corrections applied (picklable: paths and small arrays).
+
+    ``files``: a stack reader with ``paths``, ``read_one(k, row0, nrows, col0, ncols)`` and ``block_size()``;
+    ``ref_idx``/``sec_idx`` (M,): date indices (into ``dates``) of each file's first (reference) and second
+    (secondary) date; ``gacos``: a :class:`.gacos.GacosSet` or None, with ``incidence``, ``m2u`` (metres of
+    delay to the files' units) and ``gacos_apply`` (M,) bool; ``ramp_mode`` / ``ramp_coef`` (M, p) in the
+    files' units and the raster size for the ramp's coordinates.
+    """
+
+    def __init__(self, files, dates, ref_idx, sec_idx, grid, gacos=None, incidence=None, m2u=None,
+                 gacos_apply=None, ramp_mode=dr.DERAMP_NONE, ramp_coef=None):
+        self.files = files
+        self.paths = files.paths
+        self.dates = list(dates)
+        self.ref_idx = np.asarray(ref_idx)
+        self.sec_idx = np.asarray(sec_idx)
+        self.grid = grid
+        self.gacos = gacos
+        self.incidence = incidence
+        self.m2u = m2u
+        M = len(self.paths)
+        self.gacos_apply = np.ones(M, bool) if gacos_apply is None else np.asarray(gacos_apply, bool)
+        self.ramp_mode = ramp_mode
+        self.ramp_coef = ramp_coef
+        self._cache = None
+
+    @property
+    def active(self):
+        return (self.gacos is not None and bool(self.gacos_apply.any())) or \
+            (self.ramp_mode != dr.DERAMP_NONE and self.ramp_coef is not None)
+
+    def block_size(self):
+        return self.files.block_size()
+
+    def without_ramp(self):
+        """The same reader without the ramp (GACOS kept): for the loop closure, in which per-date ramps
+        close anyway while a fitted ramp would absorb part of a large-area unwrapping error."""
+        return CorrectedFiles(self.files, self.dates, self.ref_idx, self.sec_idx, self.grid, self.gacos,
+                              self.incidence, self.m2u, self.gacos_apply, dr.DERAMP_NONE, None)
+
+    def ramp_window(self, k, row0, nrows, col0, ncols):
+        """The ramp (nrows, ncols) float32 subtracted from interferogram ``k`` (None without a ramp)."""
+        if self.ramp_mode == dr.DERAMP_NONE or self.ramp_coef is None:
+            return None
+        return dr.evaluate(self.ramp_coef[k:k + 1], row0, nrows, col0, ncols, self.grid.ysize, self.grid.xsize,
+                           self.ramp_mode)[0]
+
+    def subset(self, keep):
+        """The corrected reader of the files ``keep`` (bool or indices)."""
+        idx = np.flatnonzero(keep) if np.asarray(keep).dtype == bool else np.asarray(keep)
+        sub = type(self.files)([self.paths[k] for k in idx])
+        return CorrectedFiles(sub, self.dates, self.ref_idx[idx], self.sec_idx[idx], self.grid, self.gacos,
+                              self.incidence, self.m2u, self.gacos_apply[idx], self.ramp_mode,
+                              None if self.ramp_coef is None else self.ramp_coef[idx])
+
+    def delays(self, row0, nrows, col0, ncols, data_mask=None):
+        """Slant delays (N, nrows, ncols) float32 of every date on the window (kept for the window's files)."""
+        key = (row0, nrows, col0, ncols)
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        self._cache = None
+        s = self.gacos.slant_delays(self.dates, self.incidence, row0, nrows, col0, ncols, data_mask).astype(np.float32)
+        self._cache = (key, s)
+        return s
+
+    def gacos_correction(self, k, row0, nrows, col0, ncols, data_mask=None):
+        s = self.delays(row0, nrows, col0, ncols, data_mask)
+        return (s[self.sec_idx[k]] - s[self.ref_idx[k]]) * np.float32(self.m2u)
+
+    def read_one(self, k, row0, nrows, col0=0, ncols=None):
+        ncols = self.grid.xsize - col0 if ncols is None else ncols
+        a = self.files.read_one(k, row0, nrows, col0, ncols)
+        if self.gacos is not None and self.gacos_apply[k]:
+            a = a - self.gacos_correction(k, row0, nrows, col0, ncols, np.isfinite(a))
+        r = self.ramp_window(k, row0, nrows, col0, ncols)
+        if r is not None:
+            a = a - r
+        return a
+
+    def iter_window(self, row0, nrows, col0=0, ncols=None):
+        for k in range(len(self.paths)):
+            yield k, self.read_one(k, row0, nrows, col0, ncols)
+
+    def read(self, row0, nrows, col0=0, ncols=None, out=None):
+        for k, a in self.iter_window(row0, nrows, col0, ncols):
+            if out is None:
+                out = np.empty((len(self.paths),) + a.shape, dtype=np.float32)
+            out[k] = a
+        return out
+
+
+# --------------------------------------------------------------------------- corrections pass
+def corrections_block_task(spec, shared):
+    """One window of the corrections pass (pure). ``shared``: ``files`` (:class:`CorrectedFiles` without
+    corrections yet: gacos set, no ramp), ``coh`` (a stack reader or None), ``min_coherence``,
+    ``ramp_mode``, ``mask`` (path of a 0/1 raster on the grid, 1 = excluded from the ramp fit, or None).
+    Returns partial sums: ``gacos`` (sum/sumsq before and after, n) and ``normals`` (two right-hand sides:
+    0 = after GACOS, 1 = without)."""
+    r0, h, c0, w = spec["window"]
+    cf = shared["files"]
+    M = len(cf.paths)
+    mode = shared["ramp_mode"]
+    use_gacos = cf.gacos is not None
+    out = {}
+    if use_gacos:
+        g = {k: np.zeros(M) for k in ("sum_b", "sumsq_b", "sum_a", "sumsq_a")}
+        g["n"] = np.zeros(M, dtype=np.int64)
+    if mode != dr.DERAMP_NONE:
+        normals = dr.empty_normals(M, mode, n_rhs=2)
+        excluded = None
+        if shared.get("mask"):
+            from ..io.rasters import open_raster, read_window
+            ds = open_raster(shared["mask"])
+            m = read_window(ds, c0, r0, w, h, bands=[1], dtype=np.float32)[0]
+            ds = None
+            excluded = np.isfinite(m) & (m != 0)
+        X, outer = dr.window_design(r0, h, c0, w, cf.grid.ysize, cf.grid.xsize, mode)
+    for k in range(M):
+        a = cf.files.read_one(k, r0, h, c0, w)
+        fin = np.isfinite(a)
+        corr = None
+        if use_gacos:
+            corr = cf.gacos_correction(k, r0, h, c0, w, fin)
+            ok = fin & np.isfinite(corr)
+            missing = fin & ~np.isfinite(corr)
+            if missing.any():
+                rr, cc = np.argwhere(missing)[0]
+                raise TimeSeriesError("GACOS has no delay (0 / NoData) at row %d, col %d where %s has data "
+                                      "(dates %s / %s); fill the GACOS files or leave GACOS out"
+                                      % (r0 + rr, c0 + cc, cf.paths[k], cf.dates[cf.ref_idx[k]],
+                                         cf.dates[cf.sec_idx[k]]))
+            av = np.where(ok, a, 0).astype(np.float64)
+            bv = np.where(ok, a - corr, 0).astype(np.float64)
+            g["sum_b"][k] += av.sum()
+            g["sumsq_b"][k] += (av * av).sum()
+            g["sum_a"][k] += bv.sum()
+            g["sumsq_a"][k] += (bv * bv).sum()
+            g["n"][k] += int(ok.sum())
+        if mode != dr.DERAMP_NONE:
+            rel = fin.copy()
+            if corr is not None:
+                rel &= np.isfinite(corr)
+            if shared.get("coh") is not None and (shared.get("min_coherence") or 0) > 0:
+                coh = shared["coh"].read_one(k, r0, h, c0, w)
+                with np.errstate(invalid="ignore"):
+                    rel &= coh >= shared["min_coherence"]
+            if excluded is not None:
+                rel &= ~excluded
+            after = a - corr if corr is not None else a
+            dr.accumulate_one(normals, k, [after, a], rel, X, outer)
+    if use_gacos:
+        out["gacos"] = g
+    if mode != dr.DERAMP_NONE:
+        out["normals"] = normals
+    return out
+
+
+def combine(partials):
+    """Sum the per-window results of :func:`corrections_block_task` (in window order)."""
+    total = None
+    for i in sorted(partials):
+        p = partials[i]
+        if total is None:
+            total = {k: ({kk: vv.copy() for kk, vv in v.items()}) for k, v in p.items()}
+            continue
+        for k, v in p.items():
+            for kk, vv in v.items():
+                total[k][kk] += vv
+    return total or {}
+
+
+def decide(total, names, tolerance, ramp_mode):
+    """From the summed statistics: per interferogram whether GACOS is applied (std after <= std before x
+    (1 + tolerance)), the table columns and the ramp coefficients of the data as corrected.
+
+    Returns a dict: ``gacos_apply`` (M,) bool or None, ``gacos_std_before``/``after`` (M,) in file units,
+    ``ramp_coef`` (M, p) or None, ``no_ramp`` (indices of interferograms with too few reliable pixels)."""
+    from .gacos import std_change
+    out = {"gacos_apply": None, "gacos_std_before": None, "gacos_std_after": None, "ramp_coef": None,
+           "no_ramp": np.zeros(0, dtype=np.intp)}
+    if "gacos" in total:
+        g = total["gacos"]
+        sb, sa = std_change(g["sum_b"], g["sumsq_b"], g["sum_a"], g["sumsq_a"], g["n"])
+        out["gacos_std_before"], out["gacos_std_after"] = sb, sa
+        out["gacos_apply"] = ~(sa > sb * (1.0 + tolerance))
+    if "normals" in total:
+        nrm = total["normals"]
+        M = nrm["xtx"].shape[0]
+        coef_after, bad = dr.solve(nrm, rhs=0)
+        coef_raw, _ = dr.solve(nrm, rhs=1)
+        apply = out["gacos_apply"] if out["gacos_apply"] is not None else np.ones(M, bool)
+        coef = np.where(apply[:, None], coef_after, coef_raw)
+        coef[bad] = 0.0
+        out["ramp_coef"] = coef
+        out["no_ramp"] = bad
+    return out
+
+
+# --------------------------------------------------------------------------- loop-closure pass
+def loop_block_task(spec, shared):
+    """One window of the loop-closure pass (pure). ``shared``: ``files`` (corrected reader), ``ref_vals``
+    (M,), ``rad_per_unit``, ``loop_net`` (:class:`.loop_closure.LoopNetwork`), ``min_coherence`` and ``coh``
+    (observations below the coherence threshold do not enter the loops). Returns the per-loop sums."""
+    r0, h, c0, w = spec["window"]
+    cf = shared["files"]
+    ln = shared["loop_net"]
+    M = len(cf.paths)
+    y = cf.read(r0, h, c0, w)
+    y -= shared["ref_vals"][:, None, None].astype(np.float32)
+    if shared.get("coh") is not None and (shared.get("min_coherence") or 0) > 0:
+        for k in range(M):
+            c = shared["coh"].read_one(k, r0, h, c0, w)
+            with np.errstate(invalid="ignore"):
+                y[k][~(c >= shared["min_coherence"])] = np.nan
+    y *= np.float32(shared["rad_per_unit"])
+    stats = lc.empty_stats(ln.n_loops)
+    yy = y.reshape(M, -1)
+    step = max(1, int(4e6 // max(1, yy.shape[1])))
+    for a in range(0, ln.n_loops, step):
+        sel = np.arange(a, min(ln.n_loops, a + step))
+        part = lc.empty_stats(len(sel))
+        lc.accumulate(part, ln.loop_phase(yy, sel))
+        for k in stats:
+            stats[k][sel] += part[k]
+    return stats
+
+
+def loop_cycles_by_dates(loop_net, cycles, dates):
+    """{(date_i, date_j, date_k): median cycles} to carry the loops' integer cycles to a sub-network."""
+    return {tuple(dates[i] for i in loop_net.dates[n]): int(cycles[n]) for n in range(loop_net.n_loops)}
+
+
+def cycles_for(loop_net, dates, table):
+    """The cycles (L,) of ``loop_net`` (over ``dates``) looked up in a table of :func:`loop_cycles_by_dates`."""
+    return np.array([table.get(tuple(dates[i] for i in loop_net.dates[n]), 0) for n in range(loop_net.n_loops)],
+                    dtype=np.int64)
+
+
+def mask_on_grid(source, grid, out_path):
+    """Rasterise polygons (any OGR source) or warp a raster (nearest) onto ``grid`` as a 0/1 Byte GeoTIFF
+    (1 = inside the polygons / non-zero raster value = excluded from the ramp fit). Returns ``out_path``."""
+    from osgeo import gdal, ogr
+    gt = grid.geotransform
+    bounds = (gt[0], gt[3] + gt[5] * grid.ysize, gt[0] + gt[1] * grid.xsize, gt[3])
+    vec = None
+    try:
+        vec = ogr.Open(str(source))
+    except RuntimeError:
+        vec = None
+    if vec is not None and vec.GetLayerCount() > 0:
+        vec = None
+        ds = gdal.Rasterize(str(out_path), str(source), format="GTiff", outputType=gdal.GDT_Byte,
+                            outputBounds=bounds, width=grid.xsize, height=grid.ysize, burnValues=[1],
+                            initValues=[0], outputSRS=grid.projection or None, allTouched=False)
+    else:
+        src = gdal.Open(str(source))
+        if src is None:
+            raise TimeSeriesError("DERAMP_MASK %s is neither a vector layer nor a raster GDAL can open" % source)
+        src = None
+        ds = gdal.Warp(str(out_path), str(source), format="GTiff", outputBounds=bounds, width=grid.xsize,
+                       height=grid.ysize, dstSRS=grid.projection or None, resampleAlg="near",
+                       outputType=gdal.GDT_Float32, dstNodata=0)
+    if ds is None:
+        raise TimeSeriesError("cannot bring DERAMP_MASK %s onto the interferogram grid" % source)
+    ds = None
+    return str(out_path)
