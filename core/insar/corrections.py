@@ -27,6 +27,9 @@ from . import loop_closure as lc
 #: bytes per pixel of the GACOS window cache (N date delays, float32) + sampling temporaries
 GACOS_BYTES_PER_DATE = 4
 GACOS_SAMPLE_BYTES = 96
+#: loop phases computed at a time (loops x pixels): float32 values, float64 sums, int64 cycles ~ 40 B each
+LOOP_CHUNK_ELEMENTS = 1 << 18
+LOOP_CHUNK_BYTES = 40 * LOOP_CHUNK_ELEMENTS
 
 
 class CorrectedFiles:
@@ -80,7 +83,8 @@ class CorrectedFiles:
     def subset(self, keep):
         """The corrected reader of the files ``keep`` (bool or indices)."""
         idx = np.flatnonzero(keep) if np.asarray(keep).dtype == bool else np.asarray(keep)
-        sub = type(self.files)([self.paths[k] for k in idx])
+        rasters = dict(zip(self.files.paths, getattr(self.files, "rasters", [None] * len(self.files.paths))))
+        sub = type(self.files)([self.paths[k] for k in idx], rasters)
         return CorrectedFiles(sub, self.dates, self.ref_idx[idx], self.sec_idx[idx], self.grid, self.gacos,
                               self.incidence, self.m2u, self.gacos_apply[idx], self.ramp_mode,
                               None if self.ramp_coef is None else self.ramp_coef[idx])
@@ -121,6 +125,13 @@ class CorrectedFiles:
         return out
 
 
+def _window(task):
+    """(row0, nrows, col0, ncols) of a window task (a WindowTask or a dict with ``window``)."""
+    if isinstance(task, dict):
+        return tuple(task["window"])
+    return task.row0, task.nrows, task.col0, task.ncols
+
+
 # --------------------------------------------------------------------------- corrections pass
 def corrections_block_task(spec, shared):
     """One window of the corrections pass (pure). ``shared``: ``files`` (:class:`CorrectedFiles` without
@@ -128,7 +139,7 @@ def corrections_block_task(spec, shared):
     ``ramp_mode``, ``mask`` (path of a 0/1 raster on the grid, 1 = excluded from the ramp fit, or None).
     Returns partial sums: ``gacos`` (sum/sumsq before and after, n) and ``normals`` (two right-hand sides:
     0 = after GACOS, 1 = without)."""
-    r0, h, c0, w = spec["window"]
+    r0, h, c0, w = _window(spec)
     cf = shared["files"]
     M = len(cf.paths)
     mode = shared["ramp_mode"]
@@ -233,7 +244,7 @@ def loop_block_task(spec, shared):
     """One window of the loop-closure pass (pure). ``shared``: ``files`` (corrected reader), ``ref_vals``
     (M,), ``rad_per_unit``, ``loop_net`` (:class:`.loop_closure.LoopNetwork`), ``min_coherence`` and ``coh``
     (observations below the coherence threshold do not enter the loops). Returns the per-loop sums."""
-    r0, h, c0, w = spec["window"]
+    r0, h, c0, w = _window(spec)
     cf = shared["files"]
     ln = shared["loop_net"]
     M = len(cf.paths)
@@ -247,7 +258,7 @@ def loop_block_task(spec, shared):
     y *= np.float32(shared["rad_per_unit"])
     stats = lc.empty_stats(ln.n_loops)
     yy = y.reshape(M, -1)
-    step = max(1, int(4e6 // max(1, yy.shape[1])))
+    step = max(1, LOOP_CHUNK_ELEMENTS // max(1, yy.shape[1]))
     for a in range(0, ln.n_loops, step):
         sel = np.arange(a, min(ln.n_loops, a + step))
         part = lc.empty_stats(len(sel))

@@ -187,7 +187,7 @@ def count_loop_errors(loop_net, phase, loops=None, cycles=None, rad_per_unit=1.0
     if len(loops) == 0:
         return out.reshape(shape)
     y = phase.reshape(loop_net.n_ifg, -1)
-    step = max(1, int(4e6 // max(1, y.shape[1])))   # loops per chunk: ~16 MB of float32 loop phase
+    step = max(1, (1 << 18) // max(1, y.shape[1]))   # loops per chunk: ~1 MB of float32 loop phase
     for a in range(0, len(loops), step):
         sel = loops[a:a + step]
         lp = loop_net.loop_phase(y, sel)

@@ -68,7 +68,11 @@ GAP_MASK = "mask"
 GAP_MODES = (GAP_MIN_NORM, GAP_NSBAS, GAP_MASK)
 DEFAULT_RCOND = 1e-5
 
-QUALITY_BANDS = ("temporal_coherence", "n_ifg_used", "residual_rms_mm", "velocity_std_mm_yr", "n_gaps")
+#: bands of the quality raster of the streaming driver, in this order (new bands are appended): the last two
+#: are the number of loops with an unclosed 2 pi ambiguity (NaN without loop closure) and the index of the
+#: first date of the part of the network that was kept (0 unless GAP_HANDLING mask dropped a part)
+QUALITY_BANDS = ("temporal_coherence", "n_ifg_used", "residual_rms_mm", "velocity_std_mm_yr", "n_gaps",
+                 "n_loop_errors", "kept_first_date")
 
 #: interferograms per chunk of the residual / temporal-coherence pass
 RESID_CHUNK = 16

@@ -11,7 +11,7 @@ get a :class:`WindowTask` and the pass's :class:`TaskState` and may run on Dask 
 """
 import contextlib
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional, Tuple
 
 import numpy as np
@@ -20,8 +20,12 @@ from ..io.dates import format_date
 from ..io.errors import Cancelled, TimeSeriesError
 from ..io.rasters import RasterWriter
 from ..io.tasks import run_tasks_here_or
-from .memory_plan import ALLOCATOR_SLACK, MIB, plan_stack
-from .network import SbasNetwork
+from . import corrections as corr
+from . import deramp as dr
+from . import gacos as gc
+from . import loop_closure as lc
+from .memory_plan import ALLOCATOR_SLACK, MIB, READ_BYTES_PX, plan_blocks, plan_stack
+from .network import SbasNetwork, subnetwork
 from .reference import auto_reference, better_candidate, pixel_centre, reference_values
 from .sbas import GAP_MIN_NORM, QUALITY_BANDS, SolverOptions, sbas_invert_block
 from .stack import PreparedStack, StackFiles
@@ -39,7 +43,15 @@ class SbasOptions:
     :class:`~.sbas.SolverOptions`; ``reference``: (row, col) pixel, or None for automatic (data in every
     interferogram and the highest mean coherence, or the lowest residual RMS when no coherence is
     given), with the median over a ``2 reference_half_window + 1`` square window; ``seasonal``: annual
-    and semi-annual terms in the velocity fit; ``memory_mb``: cap of everything the run allocates."""
+    and semi-annual terms in the velocity fit; ``memory_mb``: cap of everything the run allocates.
+
+    Corrections and network QC (:mod:`.corrections`): ``loop_closure`` 0 off, 1 report, 2 reject the bad
+    interferograms (LiCSBAS step-12 rule, ``loop_threshold`` rad on the loop-phase RMS); ``deramp`` none /
+    linear / quadratic surface per interferogram fitted outside ``deramp_mask`` (a raster on the grid, non-zero
+    = excluded); ``gacos`` per-date ZTD files with the incidence from ``incidence`` (a raster read as
+    ``incidence_type``: angle in degrees or U = cos) or the constant ``incidence_angle``; a correction that
+    raises an interferogram's standard deviation by more than ``gacos_tolerance`` (share) is not applied;
+    a date without a GACOS file is an error unless ``gacos_skip_missing`` (its interferograms are left out)."""
     input_units: str = UNITS_RADIANS
     wavelength: float = SENTINEL1_WAVELENGTH_M
     flip_sign: bool = False
@@ -51,6 +63,16 @@ class SbasOptions:
     reference_half_window: int = 0
     seasonal: bool = False
     memory_mb: float = 512
+    loop_closure: int = lc.LOOP_OFF
+    loop_threshold: float = lc.DEFAULT_LOOP_THRESHOLD
+    deramp: str = dr.DERAMP_NONE
+    deramp_mask: Optional[str] = None
+    gacos: Tuple[str, ...] = ()
+    incidence: Optional[str] = None
+    incidence_type: str = gc.INCIDENCE_ANGLE
+    incidence_angle: float = gc.DEFAULT_INCIDENCE_ANGLE
+    gacos_tolerance: float = gc.DEFAULT_TOLERANCE
+    gacos_skip_missing: bool = False
 
     @property
     def weighted(self):
@@ -82,7 +104,8 @@ class TaskState:
     to LOS mm; ``ifg_files``/``coh_files`` (:class:`StackFiles`, coherence None when not given);
     ``ref_vals`` per-interferogram reference values (inversion pass; None in the reference pass);
     ``seasonal`` velocity fit; ``sum_coherence``: add up the coherence per interferogram (when the
-    reference pass did not); ``gdal_cache``: bytes of GDAL's block cache (optional)."""
+    reference pass did not); ``gdal_cache``: bytes of GDAL's block cache (optional); ``loop_net``: the loops
+    of ``network`` whose unclosed 2 pi ambiguities are counted per pixel (None: no count, NaN band)."""
     network: SbasNetwork
     solver: SolverOptions
     to_mm: float
@@ -92,6 +115,7 @@ class TaskState:
     seasonal: bool = False
     sum_coherence: bool = True
     gdal_cache: Optional[int] = None
+    loop_net: Optional[lc.LoopNetwork] = None
 
     @property
     def need_coherence(self):
@@ -207,6 +231,15 @@ def _solve_sub_block(obs, coh, state, stats, workspace=None):
     net = state.network
     obs -= state.ref_vals[:, None, None].astype(np.float32)
     obs *= np.float32(state.to_mm)
+    n_loop_err = None
+    if state.loop_net is not None:
+        # referenced loop phase (LiCSBAS n_loop_err), dropped observations excluded
+        lp_obs = obs
+        if coh is not None and (state.solver.min_coherence or 0) > 0:
+            with np.errstate(invalid="ignore"):
+                lp_obs = np.where(coh >= state.solver.min_coherence, obs, np.float32(np.nan))
+        n_loop_err = lc.count_loop_errors(state.loop_net, lp_obs, rad_per_unit=state.solver.rad_per_unit)
+        del lp_obs
     ts, q = sbas_invert_block(obs, net, coherence_block=coh, options=state.solver, workspace=workspace,
                               ifg_stats=True)
     vel, vstd = velocity_fit(ts, net.tyears, state.seasonal)
@@ -220,7 +253,14 @@ def _solve_sub_block(obs, coh, state, stats, workspace=None):
     gaps[~has] = np.nan
     nused = q["n_ifg_used"].astype(np.float32)
     nused[~has] = np.nan
-    quality = (q["temporal_coherence"], nused, q["residual_rms"], vstd, gaps)
+    if n_loop_err is None:
+        loop_err = np.full(has.shape, np.nan, dtype=np.float32)
+    else:
+        loop_err = n_loop_err.astype(np.float32)
+        loop_err[~has] = np.nan
+    kept = q["kept_first_date"].astype(np.float32)
+    kept[~has] = np.nan
+    quality = (q["temporal_coherence"], nused, q["residual_rms"], vstd, gaps, loop_err, kept)
     return ts, vel, quality
 
 
@@ -342,7 +382,7 @@ class _Progress:
 
 
 def _log_plans(plans, hooks):
-    for key in ("reference", "invert"):
+    for key in ("corrections", "reference", "loops", "invert"):
         if key in plans:
             p = plans[key]
             hooks.say("%s pass: %d windows of up to %d x %d px, sub-blocks of %d rows; planned %.0f MB of the %g MB "
@@ -391,13 +431,167 @@ def _find_reference(state, plan, progress):
     return (best[1], best[2]), coh_stats
 
 
+# --------------------------------------------------------------------------- corrections and loop closure
+def restrict_stack(stack, keep, reasons):
+    """The stack without the used interferograms where ``keep`` (M,) is False; ``reasons``: one string or
+    one per used interferogram (recorded for the left-out ones)."""
+    keep = np.asarray(keep, dtype=bool)
+    idx_used = np.flatnonzero(stack.used)
+    used = stack.used.copy()
+    why = list(stack.reasons)
+    for j, k in enumerate(idx_used):
+        if not keep[j]:
+            used[k] = False
+            why[k] = reasons if isinstance(reasons, str) else reasons[j]
+    if not used.any():
+        raise TimeSeriesError("no interferogram left (%s)" % "; ".join(sorted(set(r for r in why if r))))
+    net = subnetwork(stack.network_all, used)
+    coh = [c for c, kp in zip(stack.coherence_paths, keep) if kp] if stack.coherence_paths else None
+    return replace(stack, used=used, reasons=why, network=net,
+                   ifg_paths=[stack.all_paths[k] for k in np.flatnonzero(used)], coherence_paths=coh)
+
+
+def _gacos_setup(stack, options, hooks):
+    """GACOS files matched to the dates (a missing date: error, or its interferograms left out) and the
+    incidence. Returns (stack, (GacosSet, Incidence) or None)."""
+    if not options.gacos:
+        return stack, None
+    gset = gc.GacosSet(options.gacos, stack.grid)
+    net = stack.network
+    missing = gset.missing(net.dates)
+    if missing:
+        labels = ", ".join(format_date(d) for d in missing)
+        if not options.gacos_skip_missing:
+            raise TimeSeriesError("no GACOS file for %s (give a YYYYMMDD.ztd or .ztd.tif for every acquisition "
+                                  "date, or leave out the interferograms of those dates)" % labels)
+        miss = set(missing)
+        dates = net.dates
+        keep = np.array([dates[a] not in miss and dates[b] not in miss for a, b in zip(net.i1, net.i2)])
+        why = ["no GACOS file for %s" % ", ".join(format_date(d) for d in (dates[a], dates[b]) if d in miss)
+               for a, b in zip(net.i1, net.i2)]
+        hooks.say("no GACOS file for %s: %d interferogram(s) left out" % (labels, int((~keep).sum())))
+        stack = restrict_stack(stack, keep, why)
+    incidence = gc.Incidence(options.incidence, options.incidence_type, options.incidence_angle)
+    hooks.say("GACOS: %d ZTD files, %s" % (len(gset.by_date), incidence.describe()))
+    return stack, (gset, incidence)
+
+
+def _corrected_files(stack, gacos_parts, to_mm, options):
+    net = stack.network
+    gset, inc = gacos_parts if gacos_parts else (None, None)
+    return corr.CorrectedFiles(stack.ifg_files(), net.dates, np.where(net.sign > 0, net.i1, net.i2),
+                               np.where(net.sign > 0, net.i2, net.i1), stack.grid, gset, inc,
+                               gc.metres_to_units(to_mm) if gset is not None else None, ramp_mode=options.deramp)
+
+
+def _gacos_bytes(stack, gacos_parts):
+    """Per-pixel bytes of GACOS delays in a window (every date, float32) and their resampling."""
+    return (corr.GACOS_BYTES_PER_DATE * stack.network.n_dates + corr.GACOS_SAMPLE_BYTES) if gacos_parts else 0
+
+
+def plan_corrections(stack, options, gacos_parts, need_loops):
+    """Plans of the corrections pass and of the loop-closure pass (streamed windows; see
+    :func:`~.memory_plan.plan_blocks`)."""
+    grid, net = stack.grid, stack.network
+    bsize, sample = stack.ifg_files().block_size()
+    g = _gacos_bytes(stack, gacos_parts)
+    plans = {}
+    if gacos_parts or options.deramp != dr.DERAMP_NONE:
+        p = dr.N_TERMS.get(options.deramp, 0)
+        # one file (+ coherence) read at a time; raw, correction, float64 sums; ramp design and outer products
+        per_px = g + 2 * READ_BYTES_PX + 4 + 4 + 16 + 2 + 4 + 8 * p + 8 * p * p
+        plans["corrections"] = plan_blocks(grid.ysize, grid.xsize, bsize, per_px, 0, options.memory_mb,
+                                           in_sample_bytes=sample)
+    if need_loops:
+        per_px = 4 * net.n_ifg + g + 2 * READ_BYTES_PX + 8
+        plans["loops"] = plan_blocks(grid.ysize, grid.xsize, bsize, per_px, 0, options.memory_mb,
+                                     in_sample_bytes=sample, solve_fixed=corr.LOOP_CHUNK_BYTES)
+    return plans
+
+
+def _corrections_pass(cf, stack, options, plan, progress, gdal_cache):
+    """Fit the ramps and decide the GACOS corrections (sets them on ``cf``). Returns the table columns
+    (per used interferogram)."""
+    hooks = progress.hooks
+    mask_path = options.deramp_mask
+    shared = dict(files=cf, coh=stack.coherence_files(),
+                  min_coherence=options.min_coherence, ramp_mode=options.deramp, mask=mask_path)
+    parts = {}
+    for i, res in run_tasks_here_or(corr.corrections_block_task, _tasks(plan), hooks.run_tasks, shared):
+        parts[i] = res
+        progress.window_done("corrections", i)
+    total = corr.combine(parts)
+    d = corr.decide(total, stack.network.names, options.gacos_tolerance, options.deramp)
+    names = stack.network.names
+    cols = {}
+    if d["gacos_apply"] is not None:
+        cf.gacos_apply = d["gacos_apply"]
+        worse = np.flatnonzero(~d["gacos_apply"])
+        hooks.say("GACOS: standard deviation reduced in %d of %d interferograms (median %.3g -> %.3g)"
+                  % (int((d["gacos_std_after"] < d["gacos_std_before"]).sum()), len(names),
+                     float(np.median(d["gacos_std_before"])), float(np.median(d["gacos_std_after"]))))
+        if worse.size:
+            hooks.say("GACOS not applied (standard deviation up by more than %.0f %%): %s"
+                      % (100 * options.gacos_tolerance, ", ".join("%s (%.3g -> %.3g)" % (
+                          names[k], d["gacos_std_before"][k], d["gacos_std_after"][k]) for k in worse)))
+        cols.update(gacos_std_before=d["gacos_std_before"], gacos_std_after=d["gacos_std_after"],
+                    gacos_applied=d["gacos_apply"])
+    if d["ramp_coef"] is not None:
+        cf.ramp_coef = d["ramp_coef"]
+        if d["no_ramp"].size:
+            hooks.say("too few reliable pixels to fit a %s ramp, not deramped: %s"
+                      % (options.deramp, ", ".join(names[k] for k in d["no_ramp"])))
+        ramp_ok = np.ones(len(names), bool)
+        ramp_ok[d["no_ramp"]] = False
+        cols["deramped"] = ramp_ok
+    return cols
+
+
+def _loop_pass(cf, stack, options, ref_vals_loop, to_mm, plan, progress):
+    """Loop-closure statistics of every loop (corrected, referenced, not deramped data) and the verdict."""
+    net = stack.network
+    ln = lc.LoopNetwork(net.i1, net.i2, net.sign)
+    shared = dict(files=cf.without_ramp(), ref_vals=ref_vals_loop,
+                  rad_per_unit=to_mm * radians_per_mm(options.wavelength), loop_net=ln,
+                  coh=stack.coherence_files(),
+                  min_coherence=options.min_coherence)
+    parts = {}
+    for i, res in run_tasks_here_or(corr.loop_block_task, _tasks(plan), progress.hooks.run_tasks, shared):
+        parts[i] = res
+        progress.window_done("loops", i)
+    stats = lc.empty_stats(ln.n_loops)
+    for i in sorted(parts):
+        stats = lc.merge_stats(stats, parts[i])
+    rms = lc.loop_rms(stats)
+    return ln, lc.classify(ln, rms, options.loop_threshold), rms
+
+
+def _report_loops(verdict, rms, names, options, hooks):
+    n_bad_loops = int(verdict["bad_loop"].sum())
+    hooks.say("loop closure: %d loops, %d with a loop-phase RMS >= %g rad; median loop RMS %.3f rad"
+              % (len(rms), n_bad_loops, options.loop_threshold, float(np.median(rms)) if len(rms) else np.nan))
+    bad = np.flatnonzero(verdict["bad"])
+    if bad.size:
+        what = "rejected" if options.loop_closure == lc.LOOP_REJECT else "bad (report only, kept)"
+        hooks.say("loop closure %s: %s" % (what, ", ".join("%s (loop RMS %.2f rad)" % (names[k],
+                                                                                    verdict["loop_rms"][k])
+                                                             for k in bad)))
+    noloop = np.flatnonzero(verdict["no_loop"])
+    if noloop.size:
+        hooks.say("in no loop (not checked by loop closure): %s" % ", ".join(names[k] for k in noloop))
+
+
 def _output_metadata(net, options, reference, ref_xy):
     return {"KIND": "deformation", "REFERENCE_ROW": reference[0], "REFERENCE_COL": reference[1],
             "REFERENCE_X": "%.10g" % ref_xy[0], "REFERENCE_Y": "%.10g" % ref_xy[1],
             "REFERENCE_DATE": format_date(net.dates[0]), "SIGN": "positive toward the satellite",
             "WAVELENGTH_M": options.wavelength, "GAP_HANDLING": options.gap_handling,
             "WEIGHTING": options.weighting,
-            "METHOD": "SBAS (Berardino et al. 2002), minimum-norm interval velocities", "N_INTERFEROGRAMS": net.n_ifg}
+            "METHOD": "SBAS (Berardino et al. 2002), minimum-norm interval velocities", "N_INTERFEROGRAMS": net.n_ifg,
+            "LOOP_CLOSURE": ("off", "report", "reject")[options.loop_closure],
+            "LOOP_THRESHOLD_RAD": options.loop_threshold, "DERAMP": options.deramp,
+            "GACOS": "%d files" % len(options.gacos) if options.gacos else "none",
+            "KEPT_PART": "quality band kept_first_date: index of the first date of the part of the network kept"}
 
 
 def _invert_pass(state, plan, grid, outputs, metadata, progress):
@@ -432,9 +626,10 @@ def _invert_pass(state, plan, grid, outputs, metadata, progress):
     return totals
 
 
-def network_table(stack, totals):
+def network_table(stack, totals, extra=None):
     """One row per input interferogram (used or not): dates, baselines, status, mean coherence, residual
-    RMS (mm) and pixels used, from the run's per-interferogram ``totals``."""
+    RMS (mm) and pixels used, from the run's per-interferogram ``totals``; ``extra``: more columns,
+    {name: (values per input interferogram)}."""
     na, used = stack.network_all, stack.used
     uidx = {k: j for j, k in enumerate(np.flatnonzero(used))}
     coh_sum, coh_n, sum_e2, n = totals["coh_sum"], totals["coh_n"], totals["sum_e2"], totals["n"]
@@ -455,6 +650,9 @@ def network_table(stack, totals):
             "residual_rms_mm": float(np.sqrt(sum_e2[j] / n[j])) if j is not None and n[j] > 0 else np.nan,
             "n_pixels_used": int(n[j]) if j is not None else 0,
         })
+        for name, values in (extra or {}).items():
+            v = values[k]
+            rows[-1][name] = v.item() if isinstance(v, np.generic) else v
     return rows
 
 
@@ -467,6 +665,9 @@ def invert_stack(stack: PreparedStack, out_ts, out_vel, out_quality, options=Non
     :func:`~.memory_plan.plan_stack`. ``progress``, ``is_canceled``, ``log``, ``run_tasks``: see
     :class:`RunHooks`; windows are written as they arrive and the statistics and the automatic reference
     are combined in window order, so results do not depend on the runner.
+
+    Passes: corrections (GACOS and / or ramps, when asked), automatic reference, loop closure (when asked),
+    inversion; see :mod:`.corrections`.
     """
     from osgeo import gdal
     options = options or SbasOptions()
@@ -475,51 +676,118 @@ def invert_stack(stack: PreparedStack, out_ts, out_vel, out_quality, options=Non
         raise TimeSeriesError("weighting '%s' needs the coherence rasters" % options.weighting)
     if options.min_coherence and options.min_coherence > 0 and not stack.coherence_paths:
         raise TimeSeriesError("a minimum coherence needs the coherence rasters")
-    plans = plan_stack(stack, options.weighting, options.min_coherence, options.memory_mb,
-                       reference_pass=options.reference is None)
+    if options.deramp not in dr.DERAMP_MODES:
+        raise TimeSeriesError("unknown ramp %r (use one of %s)" % (options.deramp, ", ".join(dr.DERAMP_MODES)))
+    if options.loop_closure not in (lc.LOOP_OFF, lc.LOOP_REPORT, lc.LOOP_REJECT):
+        raise TimeSeriesError("LOOP_CLOSURE must be 0 (off), 1 (report) or 2 (reject), not %r" % options.loop_closure)
+    stack, gacos_parts = _gacos_setup(stack, options, hooks)
+    plans = _plans(stack, options, gacos_parts)
     cache = max(p["gdal_cache"] for p in plans.values())
     old_cache = gdal.GetCacheMax()
     gdal.SetCacheMax(cache)
     try:
-        return _invert_stack(stack, (out_ts, out_vel, out_quality), options, plans, hooks, cache)
+        return _invert_stack(stack, (out_ts, out_vel, out_quality), options, plans, hooks, cache, gacos_parts)
     finally:
         gdal.SetCacheMax(old_cache)
         _LOCAL.tick = None
 
 
-def _invert_stack(stack, outputs, options, plans, hooks, gdal_cache):
-    """The passes of :func:`invert_stack` under its GDAL cache: reference (automatic or given), inversion."""
+def _plans(stack, options, gacos_parts):
+    loops = options.loop_closure != lc.LOOP_OFF
+    plans = plan_stack(stack, options.weighting, options.min_coherence, options.memory_mb,
+                       reference_pass=options.reference is None, extra_bytes_px=_gacos_bytes(stack, gacos_parts),
+                       extra_fixed=(4 << 20) if loops else 0)
+    plans.update(plan_corrections(stack, options, gacos_parts, loops))
+    return plans
+
+
+def _invert_stack(stack, outputs, options, plans, hooks, gdal_cache, gacos_parts=None):
+    """The passes of :func:`invert_stack` under its GDAL cache: corrections, reference (automatic or given),
+    loop closure, inversion."""
     net, grid = stack.network, stack.grid
     M = net.n_ifg
-    ifg_files = stack.ifg_files()
-    coh_files = stack.coherence_files()
     to_mm = los_factor_mm(options.input_units, options.wavelength, options.flip_sign)
+    cf = _corrected_files(stack, gacos_parts, to_mm, options)
+    coh_files = stack.coherence_files()
     progress = _Progress(plans, M, coh_files is not None, hooks)
     _log_plans(plans, hooks)
     _LOCAL.tick = progress.tick   # reset by invert_stack
+    names_all = stack.network_all.names
+    extra = {}
+
+    def per_input(values_used, fill, dtype=object):
+        """Values of the used interferograms spread over every input (``fill`` elsewhere)."""
+        out = np.full(stack.network_all.n_ifg, fill, dtype=dtype)
+        out[np.flatnonzero(stack.used)] = values_used
+        return out
+
+    if "corrections" in plans:
+        cols = _corrections_pass(cf, stack, options, plans["corrections"], progress, gdal_cache)
+        for name, vals in cols.items():
+            extra[name] = per_input(vals, np.nan if vals.dtype.kind == "f" else None)
 
     reference = options.reference
     coh_stats = None
     if reference is None:
         state = TaskState(network=net, solver=SolverOptions(min_coherence=options.min_coherence,
                                                             rad_per_unit=radians_per_mm(options.wavelength)),
-                          to_mm=to_mm, ifg_files=ifg_files, coh_files=coh_files, gdal_cache=gdal_cache)
+                          to_mm=to_mm, ifg_files=cf, coh_files=coh_files, gdal_cache=gdal_cache)
         reference, coh_stats = _find_reference(state, plans["reference"], progress)
     else:
         hooks.say("reference pixel: row %d, col %d" % reference)
-    ref_vals = reference_window_values(ifg_files, reference[0], reference[1], options.reference_half_window, grid,
+    ref_vals = reference_window_values(cf, reference[0], reference[1], options.reference_half_window, grid,
                                        net.names)
     ref_xy = pixel_centre(grid, reference[0], reference[1])
 
-    state = TaskState(network=net, solver=options.solver(), to_mm=to_mm, ifg_files=ifg_files, coh_files=coh_files,
+    loop_net = None
+    if options.loop_closure != lc.LOOP_OFF:
+        ref_loop = ref_vals if cf.ramp_coef is None else reference_window_values(
+            cf.without_ramp(), reference[0], reference[1], options.reference_half_window, grid, net.names)
+        ln, verdict, rms = _loop_pass(cf, stack, options, ref_loop, to_mm, plans["loops"], progress)
+        _report_loops(verdict, rms, net.names, options, hooks)
+        status = np.where(verdict["no_loop"], "in no loop", np.where(verdict["bad"], "bad", "ok")).astype(object)
+        bad = verdict["bad"]
+        if options.loop_closure == lc.LOOP_REJECT and bad.any():
+            status[bad] = "rejected"
+            keep = ~bad
+            n_parts_before = int(net.n_gaps()[0]) + 1
+            stack = restrict_stack(stack, keep, "loop closure")
+            if coh_stats is not None:
+                coh_stats = {k: v[keep] for k, v in coh_stats.items()}
+            ref_vals = ref_vals[keep]
+            cf = cf.subset(keep)
+            net = stack.network
+            coh_files = stack.coherence_files()
+            n_parts = int(net.n_gaps()[0]) + 1
+            if n_parts > n_parts_before:
+                hooks.say("the rejection splits the network into %d parts: GAP_HANDLING (%s) bridges or masks them"
+                          % (n_parts, options.gap_handling))
+            new_plan = _plans(stack, options, gacos_parts)["invert"]
+            progress.n_steps += sum(-(-w[1] // new_plan["sub_rows"]) for w in new_plan["windows"]) \
+                - sum(progress.steps["invert"])
+            progress.steps["invert"] = [-(-w[1] // new_plan["sub_rows"]) for w in new_plan["windows"]]
+            plans = dict(plans, invert=new_plan)
+        elif options.loop_closure == lc.LOOP_REPORT and bad.any():
+            status[bad] = "bad (kept: report only)"
+        extra["loop_check"] = per_input(status, None)
+        extra["loop_rms_rad"] = per_input(verdict["loop_rms"], np.nan, float)
+        extra["n_loops"] = per_input(verdict["n_loops"], 0, int)
+        extra["n_bad_loops"] = per_input(verdict["n_bad_loops"], 0, int)
+        loop_net = lc.LoopNetwork(net.i1, net.i2, net.sign)
+
+    state = TaskState(network=net, solver=options.solver(), to_mm=to_mm, ifg_files=cf, coh_files=coh_files,
                       ref_vals=ref_vals, seasonal=options.seasonal, sum_coherence=coh_stats is None,
-                      gdal_cache=gdal_cache)
-    totals = _invert_pass(state, plans["invert"], grid, outputs,
-                          _output_metadata(net, options, reference, ref_xy), progress)
+                      gdal_cache=gdal_cache, loop_net=loop_net)
+    metadata = _output_metadata(net, options, reference, ref_xy)
+    rejected = [names_all[k] for k in range(len(names_all)) if stack.reasons[k] == "loop closure"]
+    if rejected:
+        metadata["REJECTED_BY_LOOP_CLOSURE"] = ",".join(rejected)
+    totals = _invert_pass(state, plans["invert"], grid, outputs, metadata, progress)
     if coh_stats is not None:    # summed by the reference pass
         totals.update(coh_stats)
     hooks.say("%d pixels inverted, %d with gaps in their own network (%s)"
               % (totals["n_data"], totals["n_gap"], options.gap_handling))
-    return {"reference": reference, "reference_xy": ref_xy, "network_rows": network_table(stack, totals),
+    return {"reference": reference, "reference_xy": ref_xy, "network_rows": network_table(stack, totals, extra),
             "n_pixels": totals["n_data"], "n_pixels_with_gaps": totals["n_gap"],
-            "network_gaps": int(net.n_gaps()[0]), "n_dates": net.n_dates, "n_ifg": M}
+            "network_gaps": int(net.n_gaps()[0]), "n_dates": net.n_dates, "n_ifg": net.n_ifg,
+            "rejected": rejected}

@@ -8,8 +8,10 @@ import numpy as np
 from osgeo import gdal
 from synthetic import write_stack
 
-from subsidence_toolkit.core.insar import corrections, deramp, gacos, loop_closure, sbas
-from subsidence_toolkit.core.insar.sbas_stack import StackFiles
+from subsidence_toolkit.core.insar import corrections, deramp, gacos, loop_closure
+from subsidence_toolkit.core.insar.network import SbasNetwork
+from subsidence_toolkit.core.insar.stack import StackFiles
+from subsidence_toolkit.core.insar.units import UNITS_RADIANS, los_factor_mm
 from subsidence_toolkit.core.io.rasters import RasterGrid, open_raster
 
 WL = 0.05546576
@@ -29,7 +31,7 @@ def build(tmp_path, bad_ifgs=(), gacos_missing_in=None, seed=0):
     rng = np.random.default_rng(seed)
     dates = [dt.date(2021, 1, 1) + dt.timedelta(days=12 * k) for k in range(8)]
     pairs = [(a, b) for i, a in enumerate(dates) for b in dates[i + 1:] if (b - a).days <= 36]
-    net = sbas.SbasNetwork([a for a, _ in pairs], [b for _, b in pairs])
+    net = SbasNetwork([a for a, _ in pairs], [b for _, b in pairs])
     yy, xx = np.mgrid[0:NY, 0:NX]
     bowl = ((yy - 15) ** 2 + (xx - 20) ** 2) < 36
     t = net.tyears
@@ -77,7 +79,7 @@ def reader(s, gset=True):
     ref = np.where(net.sign > 0, net.i1, net.i2)
     sec = np.where(net.sign > 0, net.i2, net.i1)
     gs = gacos.GacosSet(s["gpaths"], s["grid"]) if gset else None
-    to_mm = sbas.los_factor_mm(sbas.UNITS_RADIANS, WL)
+    to_mm = los_factor_mm(UNITS_RADIANS, WL)
     return corrections.CorrectedFiles(StackFiles(s["paths"]), net.dates, ref, sec, s["grid"], gs,
                                       gacos.Incidence(angle=39.0), gacos.metres_to_units(to_mm))
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from subsidence_toolkit.core.insar import loop_closure as lc
-from subsidence_toolkit.core.insar import sbas
+from subsidence_toolkit.core.insar.network import SbasNetwork
 
 TWO_PI = 2 * math.pi
 
@@ -15,7 +15,7 @@ def make_net(n=14, max_days=36, reverse=()):
     dates = [dt.date(2021, 1, 1) + dt.timedelta(days=12 * k) for k in range(n)]
     pairs = [(a, b) for i, a in enumerate(dates) for b in dates[i + 1:] if (b - a).days <= max_days]
     pairs = [(b, a) if k in reverse else (a, b) for k, (a, b) in enumerate(pairs)]
-    return sbas.SbasNetwork([a for a, _ in pairs], [b for _, b in pairs])
+    return SbasNetwork([a for a, _ in pairs], [b for _, b in pairs])
 
 
 def phase_stack(net, rows=20, cols=24, seed=0, noise=0.3):
@@ -118,7 +118,7 @@ def test_interferogram_in_no_loop_reported():
     dates = [dt.date(2021, 1, 1) + dt.timedelta(days=12 * k) for k in range(5)]
     d1 = [dates[0], dates[1], dates[0], dates[2], dates[3]]
     d2 = [dates[1], dates[2], dates[2], dates[3], dates[4]]
-    net = sbas.SbasNetwork(d1, d2)
+    net = SbasNetwork(d1, d2)
     ln = lc.LoopNetwork(net.i1, net.i2, net.sign)
     assert ln.n_loops == 1
     v = lc.classify(ln, np.array([5.0]), 1.5)
