@@ -715,10 +715,10 @@ def _invert_stack(stack, outputs, options, plans, hooks, gdal_cache, gacos_parts
     names_all = stack.network_all.names
     extra = {}
 
-    def per_input(values_used, fill, dtype=object):
+    def per_input(values_used, fill, dtype=object, used=None):
         """Values of the used interferograms spread over every input (``fill`` elsewhere)."""
         out = np.full(stack.network_all.n_ifg, fill, dtype=dtype)
-        out[np.flatnonzero(stack.used)] = values_used
+        out[np.flatnonzero(stack.used if used is None else used)] = values_used
         return out
 
     if "corrections" in plans:
@@ -747,6 +747,7 @@ def _invert_stack(stack, outputs, options, plans, hooks, gdal_cache, gacos_parts
         _report_loops(verdict, rms, net.names, options, hooks)
         status = np.where(verdict["no_loop"], "in no loop", np.where(verdict["bad"], "bad", "ok")).astype(object)
         bad = verdict["bad"]
+        used_before = stack.used.copy()
         if options.loop_closure == lc.LOOP_REJECT and bad.any():
             status[bad] = "rejected"
             keep = ~bad
@@ -769,10 +770,10 @@ def _invert_stack(stack, outputs, options, plans, hooks, gdal_cache, gacos_parts
             plans = dict(plans, invert=new_plan)
         elif options.loop_closure == lc.LOOP_REPORT and bad.any():
             status[bad] = "bad (kept: report only)"
-        extra["loop_check"] = per_input(status, None)
-        extra["loop_rms_rad"] = per_input(verdict["loop_rms"], np.nan, float)
-        extra["n_loops"] = per_input(verdict["n_loops"], 0, int)
-        extra["n_bad_loops"] = per_input(verdict["n_bad_loops"], 0, int)
+        extra["loop_check"] = per_input(status, None, used=used_before)
+        extra["loop_rms_rad"] = per_input(verdict["loop_rms"], np.nan, float, used=used_before)
+        extra["n_loops"] = per_input(verdict["n_loops"], 0, int, used=used_before)
+        extra["n_bad_loops"] = per_input(verdict["n_bad_loops"], 0, int, used=used_before)
         loop_net = lc.LoopNetwork(net.i1, net.i2, net.sign)
 
     state = TaskState(network=net, solver=options.solver(), to_mm=to_mm, ifg_files=cf, coh_files=coh_files,
