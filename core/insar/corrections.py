@@ -2,16 +2,18 @@
 
 Order, as LiCSBAS (GACOS in step 03, before the loop closure of step 12 and the inversion of step 13):
 
-1. *corrections pass* (only when GACOS or a ramp is asked for): every window of every interferogram is
-   read once; per interferogram it sums the statistics of the GACOS correction (standard deviation before
-   / after) and the normal equations of the ramp fit, with and without the GACOS correction (the choice
-   is made per interferogram once the whole image is seen);
+1. *scan pass* (:func:`scan_block_task`): every window of every interferogram is read once; per
+   interferogram it sums the statistics of the GACOS correction (standard deviation before / after) and
+   the normal equations of the ramp fit, with and without the GACOS correction (the choice is made per
+   interferogram once the whole image is seen); per loop, the loop-closure statistics (see 3.); and it
+   scores the automatic reference pixel, so that all of this costs one read of the stack;
 2. :class:`CorrectedFiles` then reads any window of an interferogram already corrected: minus the GACOS
    delay difference (where applied) minus the fitted ramp. The reference, loop-closure and inversion
    passes read through it, so they all see the same corrected values;
-3. *loop-closure pass*: every window of every interferogram (GACOS-corrected, referenced; not deramped:
-   ramps of orbital or atmospheric origin are per date and close in every loop, while a ramp fitted to one
-   interferogram absorbs part of an unwrapping error over a large area and would hide it), the loop phase of
+3. *loop closure*: the loop phase of every interferogram (GACOS-corrected - all of them, as a per-date delay
+   closes in every loop -, not deramped: ramps of orbital or atmospheric origin are per date and close in
+   every loop, while a ramp fitted to one interferogram absorbs part of an unwrapping error over a large
+   area and would hide it), summed in the scan before the reference is known and referenced afterwards, the loop phase of
    every loop as one sparse matrix product, summed per loop (:mod:`.loop_closure`); the LiCSBAS rule then
    names the bad interferograms. The per-pixel count of unclosed loops is made in the inversion pass.
 
@@ -73,6 +75,12 @@ class CorrectedFiles:
         return CorrectedFiles(self.files, self.dates, self.ref_idx, self.sec_idx, self.grid, self.gacos,
                               self.incidence, self.m2u, self.gacos_apply, dr.DERAMP_NONE, None)
 
+    def for_loops(self):
+        """The reader of the loop closure: GACOS applied to every interferogram (a per-date delay closes in
+        every loop whether or not it improved an interferogram), no ramp."""
+        return CorrectedFiles(self.files, self.dates, self.ref_idx, self.sec_idx, self.grid, self.gacos,
+                              self.incidence, self.m2u, None, dr.DERAMP_NONE, None)
+
     def ramp_window(self, k, row0, nrows, col0, ncols):
         """The ramp (nrows, ncols) float32 subtracted from interferogram ``k`` (None without a ramp)."""
         if self.ramp_mode == dr.DERAMP_NONE or self.ramp_coef is None:
@@ -132,24 +140,45 @@ def _window(task):
     return task.row0, task.nrows, task.col0, task.ncols
 
 
-# --------------------------------------------------------------------------- corrections pass
-def corrections_block_task(spec, shared):
-    """One window of the corrections pass (pure). ``shared``: ``files`` (:class:`CorrectedFiles` without
-    corrections yet: gacos set, no ramp), ``coh`` (a stack reader or None), ``min_coherence``,
-    ``ramp_mode``, ``mask`` (path of a 0/1 raster on the grid, 1 = excluded from the ramp fit, or None).
-    Returns partial sums: ``gacos`` (sum/sumsq before and after, n) and ``normals`` (two right-hand sides:
-    0 = after GACOS, 1 = without)."""
+# --------------------------------------------------------------------------- scan pass
+def scan_block_task(spec, shared):
+    """One window of the scan pass (pure; picklable arguments): every interferogram of the window is read
+    once and feeds, as asked by ``shared``,
+
+    * the GACOS statistics (sum / sum of squares before and after, per interferogram) when ``files`` has a
+      GACOS set;
+    * the ramp normal equations (``ramp_mode``; right-hand sides 0 = after GACOS, 1 = without; reliable
+      pixels: valid, coherence >= ``min_coherence`` when ``coh`` is given, outside the ``mask`` raster);
+    * the loop statistics (``loop_net``; the loop phase of the GACOS-corrected, not deramped, unreferenced
+      values times ``rad_per_unit``; observations below the coherence threshold left out);
+    * the coherence sums per interferogram (``coh``);
+    * the automatic reference candidate (``reference``: ``"coherence"`` - highest mean coherence of the valid
+      observations - or ``"residual"`` - lowest residual RMS of an unweighted inversion of ``network`` in mm
+      (``to_mm``, ``rad_per_mm``) in sub-blocks of ``sub_rows`` - among pixels with data in every
+      interferogram).
+
+    Returns the window's partial sums: ``gacos``, ``normals``, ``loops``, ``coh_sum``/``coh_n``,
+    ``any_data`` and ``best`` (score, row, col) as present."""
+    from .sbas_stack import REFERENCE_TICK_FILES, _sub_tick
     r0, h, c0, w = _window(spec)
     cf = shared["files"]
     M = len(cf.paths)
-    mode = shared["ramp_mode"]
+    mode = shared.get("ramp_mode") or dr.DERAMP_NONE
     use_gacos = cf.gacos is not None
+    ln = shared.get("loop_net")
+    ref_kind = shared.get("reference")
+    coh_files = shared.get("coh")
+    minc = shared.get("min_coherence") or 0
+    need_buf = ln is not None or ref_kind == "residual"
+    buf = np.empty((M, h, w), dtype=np.float32) if need_buf else None
     out = {}
     if use_gacos:
         g = {k: np.zeros(M) for k in ("sum_b", "sumsq_b", "sum_a", "sumsq_a")}
         g["n"] = np.zeros(M, dtype=np.int64)
+        out["gacos"] = g
     if mode != dr.DERAMP_NONE:
         normals = dr.empty_normals(M, mode, n_rhs=2)
+        out["normals"] = normals
         excluded = None
         if shared.get("mask"):
             from ..io.rasters import open_raster, read_window
@@ -158,9 +187,23 @@ def corrections_block_task(spec, shared):
             ds = None
             excluded = np.isfinite(m) & (m != 0)
         X, outer = dr.window_design(r0, h, c0, w, cf.grid.ysize, cf.grid.xsize, mode)
+    if coh_files is not None:
+        out["coh_sum"] = np.zeros(M)
+        out["coh_n"] = np.zeros(M, dtype=np.int64)
+    nvalid = np.zeros((h, w), dtype=np.intp)
+    csum = np.zeros((h, w), dtype=np.float32) if ref_kind == "coherence" else None
     for k in range(M):
         a = cf.files.read_one(k, r0, h, c0, w)
         fin = np.isfinite(a)
+        valid = fin
+        coh = None
+        if coh_files is not None:
+            coh = coh_files.read_one(k, r0, h, c0, w)
+            cfin = np.isfinite(coh)
+            out["coh_sum"][k] += float(np.where(cfin, coh, 0).sum(dtype=np.float64))
+            out["coh_n"][k] += int(cfin.sum())
+            if minc > 0:
+                valid = fin & (coh >= minc)
         corr = None
         if use_gacos:
             corr = cf.gacos_correction(k, r0, h, c0, w, fin)
@@ -179,37 +222,83 @@ def corrections_block_task(spec, shared):
             g["sum_a"][k] += bv.sum()
             g["sumsq_a"][k] += (bv * bv).sum()
             g["n"][k] += int(ok.sum())
+        after = a - corr if corr is not None else a
         if mode != dr.DERAMP_NONE:
-            rel = fin.copy()
-            if corr is not None:
-                rel &= np.isfinite(corr)
-            if shared.get("coh") is not None and (shared.get("min_coherence") or 0) > 0:
-                coh = shared["coh"].read_one(k, r0, h, c0, w)
-                with np.errstate(invalid="ignore"):
-                    rel &= coh >= shared["min_coherence"]
+            rel = valid if corr is None else (valid & np.isfinite(corr))
             if excluded is not None:
-                rel &= ~excluded
-            after = a - corr if corr is not None else a
+                rel = rel & ~excluded
             dr.accumulate_one(normals, k, [after, a], rel, X, outer)
-    if use_gacos:
-        out["gacos"] = g
-    if mode != dr.DERAMP_NONE:
-        out["normals"] = normals
+        if ref_kind == "coherence":
+            nvalid += valid
+            csum += np.where(valid, coh, 0)
+        else:
+            nvalid += fin
+        if need_buf:
+            buf[k] = np.where(valid, after, np.float32(np.nan)) if valid is not fin else after
+        del a, fin, valid, coh, corr, after
+        if (k + 1) % REFERENCE_TICK_FILES == 0 or k + 1 == M:
+            _sub_tick()
+    if ln is not None:
+        stats = lc.empty_stats(ln.n_loops)
+        yy = buf.reshape(M, -1)
+        step = max(1, LOOP_CHUNK_ELEMENTS // max(1, yy.shape[1]))
+        rpu = np.float32(shared["rad_per_unit"])
+        for a0 in range(0, ln.n_loops, step):
+            sel = np.arange(a0, min(ln.n_loops, a0 + step))
+            part = lc.empty_stats(len(sel))
+            lp = ln.loop_phase(yy, sel)
+            lp *= rpu
+            lc.accumulate(part, lp)
+            del lp
+            for key in stats:
+                stats[key][sel] += part[key]
+        out["loops"] = stats
+    if ref_kind is not None:
+        from .reference import auto_reference
+        if ref_kind == "coherence":
+            with np.errstate(all="ignore"):
+                score = csum / np.maximum(nvalid, 1)
+            hib = True
+        else:
+            from .sbas import sbas_invert_block
+            score = np.empty((h, w))
+            s = spec.sub_rows if not isinstance(spec, dict) else spec.get("sub_rows", h)
+            for a0 in range(0, h, s):
+                b0 = min(h, a0 + s)
+                _, q = sbas_invert_block(buf[:, a0:b0] * np.float32(shared["to_mm"]), shared["network"],
+                                         rad_per_unit=shared["rad_per_mm"])
+                score[a0:b0] = q["residual_rms"]
+                del q
+            hib = False
+        rc = auto_reference(nvalid, M, score, higher_is_better=hib)
+        out["best"] = None if rc is None else (score[rc], r0 + rc[0], c0 + rc[1])
+    out["any_data"] = bool(nvalid.max() > 0)
+    _sub_tick()
     return out
 
 
+def corrections_block_task(spec, shared):
+    """The corrections part of :func:`scan_block_task` alone (GACOS statistics, ramp normals)."""
+    return scan_block_task(spec, dict(shared, loop_net=None, reference=None))
+
+
 def combine(partials):
-    """Sum the per-window results of :func:`corrections_block_task` (in window order)."""
-    total = None
+    """Sum the per-window results of :func:`scan_block_task` (in window order; dict entries summed per key,
+    arrays summed; ``best``/``any_data`` left to the caller)."""
+    total = {}
     for i in sorted(partials):
-        p = partials[i]
-        if total is None:
-            total = {k: ({kk: vv.copy() for kk, vv in v.items()}) for k, v in p.items()}
-            continue
-        for k, v in p.items():
-            for kk, vv in v.items():
-                total[k][kk] += vv
-    return total or {}
+        for k, v in partials[i].items():
+            if k in ("best", "any_data"):
+                continue
+            if isinstance(v, dict):
+                if k not in total:
+                    total[k] = {kk: vv.copy() for kk, vv in v.items()}
+                else:
+                    for kk, vv in v.items():
+                        total[k][kk] += vv
+            else:
+                total[k] = v.copy() if k not in total else total[k] + v
+    return total
 
 
 def decide(total, names, tolerance, ramp_mode):
@@ -237,46 +326,6 @@ def decide(total, names, tolerance, ramp_mode):
         out["ramp_coef"] = coef
         out["no_ramp"] = bad
     return out
-
-
-# --------------------------------------------------------------------------- loop-closure pass
-def loop_block_task(spec, shared):
-    """One window of the loop-closure pass (pure). ``shared``: ``files`` (corrected reader), ``ref_vals``
-    (M,), ``rad_per_unit``, ``loop_net`` (:class:`.loop_closure.LoopNetwork`), ``min_coherence`` and ``coh``
-    (observations below the coherence threshold do not enter the loops). Returns the per-loop sums."""
-    r0, h, c0, w = _window(spec)
-    cf = shared["files"]
-    ln = shared["loop_net"]
-    M = len(cf.paths)
-    y = cf.read(r0, h, c0, w)
-    y -= shared["ref_vals"][:, None, None].astype(np.float32)
-    if shared.get("coh") is not None and (shared.get("min_coherence") or 0) > 0:
-        for k in range(M):
-            c = shared["coh"].read_one(k, r0, h, c0, w)
-            with np.errstate(invalid="ignore"):
-                y[k][~(c >= shared["min_coherence"])] = np.nan
-    y *= np.float32(shared["rad_per_unit"])
-    stats = lc.empty_stats(ln.n_loops)
-    yy = y.reshape(M, -1)
-    step = max(1, LOOP_CHUNK_ELEMENTS // max(1, yy.shape[1]))
-    for a in range(0, ln.n_loops, step):
-        sel = np.arange(a, min(ln.n_loops, a + step))
-        part = lc.empty_stats(len(sel))
-        lc.accumulate(part, ln.loop_phase(yy, sel))
-        for k in stats:
-            stats[k][sel] += part[k]
-    return stats
-
-
-def loop_cycles_by_dates(loop_net, cycles, dates):
-    """{(date_i, date_j, date_k): median cycles} to carry the loops' integer cycles to a sub-network."""
-    return {tuple(dates[i] for i in loop_net.dates[n]): int(cycles[n]) for n in range(loop_net.n_loops)}
-
-
-def cycles_for(loop_net, dates, table):
-    """The cycles (L,) of ``loop_net`` (over ``dates``) looked up in a table of :func:`loop_cycles_by_dates`."""
-    return np.array([table.get(tuple(dates[i] for i in loop_net.dates[n]), 0) for n in range(loop_net.n_loops)],
-                    dtype=np.int64)
 
 
 def mask_on_grid(source, grid, out_path):

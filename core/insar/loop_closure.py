@@ -9,8 +9,10 @@ The method of LiCSBAS step 12 (Morishita et al. 2020, *Remote Sens.* 12:424), ve
   loops x interferograms, +1 / +1 / -1; NaN propagates only from the three interferograms of a loop);
 * per loop over the whole image: the integer number of cycles of the loop phase's median is removed
   (``2 pi round(median / 2 pi)``), then its RMS is taken (LiCSBAS ``loop_ph_rms``); the statistics are
-  additive over windows (count, sum, sum of squares and a histogram of the rounded cycles, whose median
-  is the median's rounded cycles because rounding is monotonic), so the image is streamed;
+  additive over windows (count, sum, sum of squares and a histogram of the loop phase in bins of
+  2 pi / 32 over +-16 cycles, from which the median is known to half a bin), so the image is streamed;
+  they can be taken before the reference is known: referencing shifts a loop's phase by a constant
+  (the reference pixel's loop phase), applied afterwards to the sums exactly and to the median;
 * bad-interferogram rule (LiCSBAS ``identify_bad_ifg``): a loop with RMS >= the threshold (default
   1.5 rad) is bad; every interferogram of a bad loop is a candidate, and a candidate that is also in at
   least one good loop is kept. Equivalently an interferogram in loops is rejected when the *smallest*
@@ -29,9 +31,11 @@ DEFAULT_LOOP_THRESHOLD = 1.5
 LOOP_OFF = 0
 LOOP_REPORT = 1
 LOOP_REJECT = 2
-#: rounded cycles histogram: bins -MAX_CYCLES .. MAX_CYCLES (larger values are clipped, which cannot move
-#: a median that lies inside the range)
+#: loop-phase histogram: bins of 2 pi / BINS_PER_CYCLE over -MAX_CYCLES .. MAX_CYCLES cycles (larger values
+#: are clipped, which cannot move a median that lies inside the range)
 MAX_CYCLES = 16
+BINS_PER_CYCLE = 32
+N_BINS = 2 * MAX_CYCLES * BINS_PER_CYCLE + 1
 TWO_PI = 2.0 * math.pi
 
 
@@ -102,7 +106,7 @@ class LoopNetwork:
 def empty_stats(n_loops):
     """Additive per-loop statistics of the loop phase over pixels (see :func:`accumulate`)."""
     return {"count": np.zeros(n_loops, dtype=np.int64), "sum": np.zeros(n_loops), "sumsq": np.zeros(n_loops),
-            "cycles": np.zeros((n_loops, 2 * MAX_CYCLES + 1), dtype=np.int64)}
+            "hist": np.zeros((n_loops, N_BINS), dtype=np.int64)}
 
 
 def accumulate(stats, loop_ph):
@@ -114,10 +118,10 @@ def accumulate(stats, loop_ph):
     stats["count"] += ok.sum(axis=1)
     stats["sum"] += x0.sum(axis=1)
     stats["sumsq"] += np.einsum("lp,lp->l", x0, x0)
-    cyc = np.clip(np.rint(x0 / TWO_PI), -MAX_CYCLES, MAX_CYCLES).astype(np.int64) + MAX_CYCLES
-    cyc = np.where(ok, cyc + (2 * MAX_CYCLES + 1) * np.arange(L)[:, None], -1)
-    flat = cyc[cyc >= 0]
-    stats["cycles"] += np.bincount(flat, minlength=L * (2 * MAX_CYCLES + 1)).reshape(L, -1)
+    half = MAX_CYCLES * BINS_PER_CYCLE
+    b = np.clip(np.rint(x0 * (BINS_PER_CYCLE / TWO_PI)), -half, half).astype(np.int64) + half
+    b += N_BINS * np.arange(L)[:, None]
+    stats["hist"] += np.bincount(b[ok], minlength=L * N_BINS).reshape(L, N_BINS)
     return stats
 
 
@@ -126,26 +130,33 @@ def merge_stats(a, b):
     return {k: a[k] + b[k] for k in a}
 
 
-def median_cycles(stats):
-    """Integer cycles of each loop's median (round(median / 2 pi)), 0 for a loop without data."""
-    h = stats["cycles"]
+def median_phase(stats):
+    """Each loop's median loop phase (rad) from the histogram (to half a bin, pi / 32), NaN without data; for
+    an even count the lower middle value."""
+    h = stats["hist"]
     n = h.sum(axis=1)
     cum = np.cumsum(h, axis=1)
-    # lower and upper middle order statistics (their average for an even count, as np.nanmedian)
     lo = np.argmax(cum >= np.maximum((n + 1) // 2, 1)[:, None], axis=1)
-    hi = np.argmax(cum >= (n // 2 + 1)[:, None], axis=1)
-    # an even count whose two middle values round to different cycles: the median of the values lies
-    # between them and is not known from the histogram; take the lower (a half-cycle median is a
-    # pathological loop either way)
-    med = np.minimum(lo, hi) - MAX_CYCLES
-    return np.where(n > 0, med, 0).astype(np.int64)
+    med = (lo - MAX_CYCLES * BINS_PER_CYCLE) * (TWO_PI / BINS_PER_CYCLE)
+    return np.where(n > 0, med, np.nan)
 
 
-def loop_rms(stats):
-    """RMS (rad) of each loop's phase after removing its median's integer cycles; inf without data
-    (LiCSBAS gives a loop without data RMS inf)."""
+def median_cycles(stats, shift=None):
+    """Integer cycles of each loop's median, round((median - shift) / 2 pi), 0 for a loop without data.
+    ``shift`` (L,): the reference's loop phase, subtracted from every pixel's loop phase."""
+    med = median_phase(stats)
+    if shift is not None:
+        med = med - shift
+    return np.where(np.isfinite(med), np.rint(med / TWO_PI), 0).astype(np.int64)
+
+
+def loop_rms(stats, shift=None):
+    """RMS (rad) of each loop's phase (minus ``shift``, the reference's loop phase) after removing its
+    median's integer cycles; inf without data (LiCSBAS gives a loop without data RMS inf)."""
     n = stats["count"].astype(np.float64)
-    c = TWO_PI * median_cycles(stats)
+    c = TWO_PI * median_cycles(stats, shift)
+    if shift is not None:
+        c = c + np.asarray(shift, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         ms = (stats["sumsq"] - 2.0 * c * stats["sum"] + c * c * n) / n
     return np.where(n > 0, np.sqrt(np.maximum(ms, 0.0)), np.inf)

@@ -25,6 +25,7 @@ from . import deramp as dr
 from . import gacos as gc
 from . import loop_closure as lc
 from .memory_plan import ALLOCATOR_SLACK, MIB, READ_BYTES_PX, plan_blocks, plan_stack
+from .sbas import solve_bytes_fixed, solve_bytes_per_pixel
 from .network import SbasNetwork, subnetwork
 from .reference import auto_reference, better_candidate, pixel_centre, reference_values
 from .sbas import GAP_MIN_NORM, QUALITY_BANDS, SolverOptions, sbas_invert_block
@@ -223,11 +224,12 @@ def reference_block_task(task, state):
     return out
 
 
-def _solve_sub_block(obs, coh, state, stats, workspace=None):
+def _solve_sub_block(obs, coh, state, stats, workspace=None, loop_fix=None):
     """Invert one sub-block (views into the window buffers; ``obs`` is overwritten): returns the float32
     time series, velocity and quality blocks and adds the residual statistics to ``stats``. ``workspace``:
     the solver's work arrays, reused by the next sub-block of the window. Its memory is modelled by
-    :data:`.sbas.SOLVE_BYTES`."""
+    :data:`.sbas.SOLVE_BYTES`. ``loop_fix``: (indices, corrections in input units) of the interferograms whose
+    GACOS correction was not applied, subtracted for the loop count only (a per-date delay closes in loops)."""
     net = state.network
     obs -= state.ref_vals[:, None, None].astype(np.float32)
     obs *= np.float32(state.to_mm)
@@ -238,6 +240,9 @@ def _solve_sub_block(obs, coh, state, stats, workspace=None):
         if coh is not None and (state.solver.min_coherence or 0) > 0:
             with np.errstate(invalid="ignore"):
                 lp_obs = np.where(coh >= state.solver.min_coherence, obs, np.float32(np.nan))
+        if loop_fix is not None:
+            lp_obs = lp_obs.copy() if lp_obs is obs else lp_obs
+            lp_obs[loop_fix[0]] -= loop_fix[1] * np.float32(state.to_mm)
         n_loop_err = lc.count_loop_errors(state.loop_net, lp_obs, rad_per_unit=state.solver.rad_per_unit)
         del lp_obs
     ts, q = sbas_invert_block(obs, net, coherence_block=coh, options=state.solver, workspace=workspace,
@@ -301,6 +306,11 @@ def invert_block_task(task, state):
         stats["coh_sum"] = np.zeros(M)
         stats["coh_n"] = np.zeros(M, dtype=np.int64)
     phase, coh = _read_window(task, state, stats)
+    fix = None
+    cf = state.ifg_files
+    if state.loop_net is not None and getattr(cf, "gacos", None) is not None and not cf.gacos_apply.all():
+        skipped = np.flatnonzero(~cf.gacos_apply)
+        fix = (skipped, np.stack([cf.gacos_correction(k, task.row0, h, task.col0, w) for k in skipped]))
     out_ts = np.empty((N, h, w), dtype=np.float32)
     out_vel = np.empty((1, h, w), dtype=np.float32)
     out_q = np.empty((len(QUALITY_BANDS), h, w), dtype=np.float32)
@@ -309,7 +319,7 @@ def invert_block_task(task, state):
     for a in range(0, h, s):
         b = min(h, a + s)
         ts, vel, quality = _solve_sub_block(phase[:, a:b], None if coh is None else coh[:, a:b], state, stats,
-                                            workspace)
+                                            workspace, None if fix is None else (fix[0], fix[1][:, a:b]))
         out_ts[:, a:b] = ts
         out_vel[0, a:b] = vel
         for i, qb in enumerate(quality):
@@ -356,6 +366,8 @@ class _Progress:
 
     def __init__(self, plans, n_ifg, streamed_reference, hooks):
         def n_sub(key, plan):
+            if key == "scan":
+                return [-(-n_ifg // REFERENCE_TICK_FILES) + 1] * len(plan["windows"])
             if key == "reference" and streamed_reference:
                 return [-(-n_ifg // REFERENCE_TICK_FILES)] * len(plan["windows"])
             return [-(-w[1] // plan["sub_rows"]) for w in plan["windows"]]
@@ -382,7 +394,7 @@ class _Progress:
 
 
 def _log_plans(plans, hooks):
-    for key in ("corrections", "reference", "loops", "invert"):
+    for key in ("scan", "reference", "invert"):
         if key in plans:
             p = plans[key]
             hooks.say("%s pass: %d windows of up to %d x %d px, sub-blocks of %d rows; planned %.0f MB of the %g MB "
@@ -489,41 +501,61 @@ def _gacos_bytes(stack, gacos_parts):
     return (corr.GACOS_BYTES_PER_DATE * stack.network.n_dates + corr.GACOS_SAMPLE_BYTES) if gacos_parts else 0
 
 
-def plan_corrections(stack, options, gacos_parts, need_loops):
-    """Plans of the corrections pass and of the loop-closure pass (streamed windows; see
-    :func:`~.memory_plan.plan_blocks`)."""
+def _scan_needed(options):
+    return options.loop_closure != lc.LOOP_OFF or bool(options.gacos) or options.deramp != dr.DERAMP_NONE
+
+
+def plan_scan(stack, options, gacos_parts):
+    """Plan of the scan pass (:func:`.corrections.scan_block_task`): one read of every interferogram (and
+    coherence) per window; the window of every interferogram is kept when the loops or the residual-based
+    reference need it."""
     grid, net = stack.grid, stack.network
+    M, N = net.n_ifg, net.n_dates
     bsize, sample = stack.ifg_files().block_size()
-    g = _gacos_bytes(stack, gacos_parts)
-    plans = {}
-    if gacos_parts or options.deramp != dr.DERAMP_NONE:
-        p = dr.N_TERMS.get(options.deramp, 0)
-        # one file (+ coherence) read at a time; raw, correction, float64 sums; ramp design and outer products
-        per_px = g + 2 * READ_BYTES_PX + 4 + 4 + 16 + 2 + 4 + 8 * p + 8 * p * p
-        plans["corrections"] = plan_blocks(grid.ysize, grid.xsize, bsize, per_px, 0, options.memory_mb,
-                                           in_sample_bytes=sample)
-    if need_loops:
-        per_px = 4 * net.n_ifg + g + 2 * READ_BYTES_PX + 8
-        plans["loops"] = plan_blocks(grid.ysize, grid.xsize, bsize, per_px, 0, options.memory_mb,
-                                     in_sample_bytes=sample, solve_fixed=corr.LOOP_CHUNK_BYTES)
-    return plans
+    residual_ref = options.reference is None and not stack.coherence_paths
+    loops = options.loop_closure != lc.LOOP_OFF
+    p = dr.N_TERMS.get(options.deramp, 0)
+    per_px = (4 * M if (loops or residual_ref) else 0) + _gacos_bytes(stack, gacos_parts) + 2 * READ_BYTES_PX \
+        + 4 + 4 + 16 + 2 + 4 + 8 * p + 8 * p * p + 8 + 4 + 8
+    solve_px, fixed = 0, 0
+    if residual_ref:
+        solve_px, fixed = solve_bytes_per_pixel(M, N, "float64"), solve_bytes_fixed(M, N)
+    if loops:
+        fixed += corr.LOOP_CHUNK_BYTES
+    return plan_blocks(grid.ysize, grid.xsize, bsize, per_px, solve_px, options.memory_mb, in_sample_bytes=sample,
+                       solve_fixed=fixed)
 
 
-def _corrections_pass(cf, stack, options, plan, progress, gdal_cache):
-    """Fit the ramps and decide the GACOS corrections (sets them on ``cf``). Returns the table columns
-    (per used interferogram)."""
-    hooks = progress.hooks
-    mask_path = options.deramp_mask
+def _scan_pass(cf, stack, options, plan, progress, to_mm, loop_net, reference_kind):
+    """The scan pass; returns the summed statistics, ``best`` reference candidate and ``any_data``."""
     shared = dict(files=cf, coh=stack.coherence_files(),
-                  min_coherence=options.min_coherence, ramp_mode=options.deramp, mask=mask_path)
+                  min_coherence=options.min_coherence, ramp_mode=options.deramp, mask=options.deramp_mask,
+                  loop_net=loop_net, rad_per_unit=to_mm * radians_per_mm(options.wavelength),
+                  reference=reference_kind, network=stack.network, to_mm=to_mm,
+                  rad_per_mm=radians_per_mm(options.wavelength))
     parts = {}
-    for i, res in run_tasks_here_or(corr.corrections_block_task, _tasks(plan), hooks.run_tasks, shared):
+    for i, res in run_tasks_here_or(corr.scan_block_task, _tasks(plan), progress.hooks.run_tasks, shared):
         parts[i] = res
-        progress.window_done("corrections", i)
+        progress.window_done("scan", i)
     total = corr.combine(parts)
-    d = corr.decide(total, stack.network.names, options.gacos_tolerance, options.deramp)
-    names = stack.network.names
+    best = None
+    any_data = False
+    for i in sorted(parts):  # window order; ties go to the first pixel in row order
+        any_data = any_data or parts[i]["any_data"]
+        c = parts[i].get("best")
+        if c is not None and better_candidate(c, best, reference_kind == "coherence"):
+            best = c
+    total["best"], total["any_data"] = best, any_data
+    return total
+
+
+def _apply_corrections(cf, total, names, options, hooks):
+    """Decide the GACOS corrections and the ramps from the scan's sums (set on ``cf``); log them. Returns the
+    network-table columns per used interferogram."""
     cols = {}
+    if "gacos" not in total and "normals" not in total:
+        return cols
+    d = corr.decide(total, names, options.gacos_tolerance, options.deramp)
     if d["gacos_apply"] is not None:
         cf.gacos_apply = d["gacos_apply"]
         worse = np.flatnonzero(~d["gacos_apply"])
@@ -545,25 +577,6 @@ def _corrections_pass(cf, stack, options, plan, progress, gdal_cache):
         ramp_ok[d["no_ramp"]] = False
         cols["deramped"] = ramp_ok
     return cols
-
-
-def _loop_pass(cf, stack, options, ref_vals_loop, to_mm, plan, progress):
-    """Loop-closure statistics of every loop (corrected, referenced, not deramped data) and the verdict."""
-    net = stack.network
-    ln = lc.LoopNetwork(net.i1, net.i2, net.sign)
-    shared = dict(files=cf.without_ramp(), ref_vals=ref_vals_loop,
-                  rad_per_unit=to_mm * radians_per_mm(options.wavelength), loop_net=ln,
-                  coh=stack.coherence_files(),
-                  min_coherence=options.min_coherence)
-    parts = {}
-    for i, res in run_tasks_here_or(corr.loop_block_task, _tasks(plan), progress.hooks.run_tasks, shared):
-        parts[i] = res
-        progress.window_done("loops", i)
-    stats = lc.empty_stats(ln.n_loops)
-    for i in sorted(parts):
-        stats = lc.merge_stats(stats, parts[i])
-    rms = lc.loop_rms(stats)
-    return ln, lc.classify(ln, rms, options.loop_threshold), rms
 
 
 def _report_loops(verdict, rms, names, options, hooks):
@@ -694,10 +707,12 @@ def invert_stack(stack: PreparedStack, out_ts, out_vel, out_quality, options=Non
 
 def _plans(stack, options, gacos_parts):
     loops = options.loop_closure != lc.LOOP_OFF
+    scan = _scan_needed(options)
     plans = plan_stack(stack, options.weighting, options.min_coherence, options.memory_mb,
-                       reference_pass=options.reference is None, extra_bytes_px=_gacos_bytes(stack, gacos_parts),
-                       extra_fixed=(4 << 20) if loops else 0)
-    plans.update(plan_corrections(stack, options, gacos_parts, loops))
+                       reference_pass=options.reference is None and not scan,
+                       extra_bytes_px=_gacos_bytes(stack, gacos_parts), extra_fixed=(4 << 20) if loops else 0)
+    if scan:
+        plans["scan"] = plan_scan(stack, options, gacos_parts)
     return plans
 
 
@@ -721,14 +736,32 @@ def _invert_stack(stack, outputs, options, plans, hooks, gdal_cache, gacos_parts
         out[np.flatnonzero(stack.used if used is None else used)] = values_used
         return out
 
-    if "corrections" in plans:
-        cols = _corrections_pass(cf, stack, options, plans["corrections"], progress, gdal_cache)
-        for name, vals in cols.items():
-            extra[name] = per_input(vals, np.nan if vals.dtype.kind == "f" else None)
-
     reference = options.reference
     coh_stats = None
-    if reference is None:
+    loops_on = options.loop_closure != lc.LOOP_OFF
+    ln = lc.LoopNetwork(net.i1, net.i2, net.sign) if loops_on else None
+    scan = None
+    if "scan" in plans:
+        kind = None if reference is not None else ("coherence" if coh_files is not None else "residual")
+        scan = _scan_pass(cf, stack, options, plans["scan"], progress, to_mm, ln, kind)
+        for name, vals in _apply_corrections(cf, scan, net.names, options, hooks).items():
+            extra[name] = per_input(vals, np.nan if vals.dtype.kind == "f" else None)
+        if coh_files is not None:
+            coh_stats = {"coh_sum": scan["coh_sum"], "coh_n": scan["coh_n"]}
+        if not scan["any_data"]:
+            raise TimeSeriesError("every pixel is NoData in every interferogram (%s ...)" % net.names[0])
+        if reference is None:
+            best = scan["best"]
+            if best is None:
+                raise TimeSeriesError("no pixel has data in every interferogram: give a reference point")
+            reference = (best[1], best[2])
+            how = "highest mean coherence %.3f" % best[0] if kind == "coherence" else \
+                "lowest residual RMS %.3f mm" % best[0]
+            hooks.say("automatic reference pixel: row %d, col %d (data in all %d interferograms, %s)"
+                      % (reference[0], reference[1], M, how))
+        else:
+            hooks.say("reference pixel: row %d, col %d" % reference)
+    elif reference is None:
         state = TaskState(network=net, solver=SolverOptions(min_coherence=options.min_coherence,
                                                             rad_per_unit=radians_per_mm(options.wavelength)),
                           to_mm=to_mm, ifg_files=cf, coh_files=coh_files, gdal_cache=gdal_cache)
@@ -740,10 +773,13 @@ def _invert_stack(stack, outputs, options, plans, hooks, gdal_cache, gacos_parts
     ref_xy = pixel_centre(grid, reference[0], reference[1])
 
     loop_net = None
-    if options.loop_closure != lc.LOOP_OFF:
-        ref_loop = ref_vals if cf.ramp_coef is None else reference_window_values(
-            cf.without_ramp(), reference[0], reference[1], options.reference_half_window, grid, net.names)
-        ln, verdict, rms = _loop_pass(cf, stack, options, ref_loop, to_mm, plans["loops"], progress)
+    if loops_on:
+        # the loops were summed unreferenced: shift each by the reference's loop phase
+        ref_loop = reference_window_values(cf.for_loops(), reference[0], reference[1],
+                                           options.reference_half_window, grid, net.names)
+        shift = ln.matrix @ (ref_loop * to_mm * radians_per_mm(options.wavelength))
+        rms = lc.loop_rms(scan["loops"], shift)
+        verdict = lc.classify(ln, rms, options.loop_threshold)
         _report_loops(verdict, rms, net.names, options, hooks)
         status = np.where(verdict["no_loop"], "in no loop", np.where(verdict["bad"], "bad", "ok")).astype(object)
         bad = verdict["bad"]

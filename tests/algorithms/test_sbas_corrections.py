@@ -88,13 +88,13 @@ def outputs(tmp_path, tag):
 
 
 def velocity_rmse(res, truth):
-    """RMSE outside the 2 pi patch (whose interferogram is kept: flagged, not corrected)."""
+    """RMSE outside the 2 pi patch (whose interferogram is kept: flagged, not corrected), after removing the
+    median error: the reference pixel's own noise shifts the whole image alike (~0.3 mm/yr here)."""
     vel = gdal.Open(res["OUTPUT_VELOCITY"]).ReadAsArray()
-    md = gdal.Open(res["OUTPUT_TIMESERIES"]).GetMetadata()
-    r, c = int(md["REFERENCE_ROW"]), int(md["REFERENCE_COL"])
     ok = np.ones(vel.shape, bool)
     ok[PATCH] = False
-    return float(np.sqrt(np.nanmean((vel - (truth - truth[r, c]))[ok] ** 2)))
+    err = (vel - truth)[ok]
+    return float(np.sqrt(np.nanmean((err - np.nanmedian(err)) ** 2)))
 
 
 def test_defaults_reject_bad_ifgs_and_corrections_reach_noise(run_alg, stack, tmp_path):

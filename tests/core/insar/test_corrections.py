@@ -112,31 +112,37 @@ def test_gacos_and_ramps_removed_to_noise(tmp_path):
     assert np.allclose(part, got[:, 5:14, 11:24], atol=1e-5)
 
 
-def test_loop_pass_names_bad_interferograms(tmp_path):
+def test_scan_loops_name_bad_interferograms_and_reference_shift(tmp_path):
     s = build(tmp_path, bad_ifgs=(2, 9))
-    cf = reader(s, gset=False)
+    cf = reader(s, gset=True)
     net = s["net"]
     ln = loop_closure.LoopNetwork(net.i1, net.i2, net.sign)
-    shared = dict(files=cf, ref_vals=np.zeros(net.n_ifg), rad_per_unit=1.0, loop_net=ln)
+    shared = dict(files=cf, coh=None, min_coherence=0, ramp_mode=deramp.DERAMP_QUADRATIC, mask=s["mask"],
+                  loop_net=ln, rad_per_unit=1.0, reference=None)
     wins = [(0, 10, 0, 40), (10, 20, 0, 40)]
-    parts = [corrections.loop_block_task(dict(window=w), shared) for w in wins]
-    stats = loop_closure.empty_stats(ln.n_loops)
-    for p in parts:
-        stats = loop_closure.merge_stats(stats, p)
-    verdict = loop_closure.classify(ln, loop_closure.loop_rms(stats))
+    total = corrections.combine({i: corrections.scan_block_task(dict(window=w), shared) for i, w in enumerate(wins)})
+    # loops of the GACOS-corrected, not deramped data referenced afterwards to pixel (3, 4)
+    ref = cf.for_loops().read(3, 1, 4, 1)[:, 0, 0]
+    rms = loop_closure.loop_rms(total["loops"], ln.matrix @ ref)
+    verdict = loop_closure.classify(ln, rms)
     assert np.flatnonzero(verdict["bad"]).tolist() == [2, 9]
-    # a quadratic ramp fitted to each interferogram absorbs much of a 2 pi step over two thirds of the image:
-    # the driver runs the loop closure without the ramp (per-date ramps close in loops anyway)
-    total = run_pass(cf, deramp.DERAMP_QUADRATIC, s["mask"])
+    # equal to the statistics of the referenced data taken directly
+    y = cf.for_loops().read(0, NY, 0, NX) - ref[:, None, None]
+    direct = loop_closure.accumulate(loop_closure.empty_stats(ln.n_loops), ln.loop_phase(y))
+    assert np.allclose(rms, loop_closure.loop_rms(direct), rtol=1e-6, atol=1e-6)
+    # the ramp normals of the same scan give the corrections pass's ramps
     d = corrections.decide(total, net.names, 0.1, deramp.DERAMP_QUADRATIC)
+    d2 = corrections.decide(run_pass(reader(s), deramp.DERAMP_QUADRATIC, s["mask"]), net.names, 0.1,
+                            deramp.DERAMP_QUADRATIC)
+    assert np.allclose(d["ramp_coef"], d2["ramp_coef"], rtol=1e-9, atol=1e-9)
+    # a quadratic ramp fitted to each interferogram absorbs much of a 2 pi step over two thirds of the image,
+    # which is why the loops are summed without the ramp
     cf.ramp_mode, cf.ramp_coef = deramp.DERAMP_QUADRATIC, d["ramp_coef"]
-    shared["files"] = cf.without_ramp()
-    parts = [corrections.loop_block_task(dict(window=w), shared) for w in wins]
-    stats2 = loop_closure.empty_stats(ln.n_loops)
-    for p in parts:
-        stats2 = loop_closure.merge_stats(stats2, p)
-    assert np.allclose(loop_closure.loop_rms(stats2), loop_closure.loop_rms(stats))
-    assert verdict["n_loops"].sum() == 3 * ln.n_loops
+    yr = cf.read(0, NY, 0, NX)
+    yr -= yr[:, 3:4, 4:5]
+    deramped = loop_closure.classify(ln, loop_closure.loop_rms(
+        loop_closure.accumulate(loop_closure.empty_stats(ln.n_loops), ln.loop_phase(yr))))
+    assert deramped["bad"].sum() < 2
 
 
 def test_deramp_mask_from_polygons(tmp_path):
