@@ -60,6 +60,7 @@ class CorrectedFiles:
         self.ramp_mode = ramp_mode
         self.ramp_coef = ramp_coef
         self._cache = None
+        self._design = None
 
     @property
     def active(self):
@@ -85,8 +86,12 @@ class CorrectedFiles:
         """The ramp (nrows, ncols) float32 subtracted from interferogram ``k`` (None without a ramp)."""
         if self.ramp_mode == dr.DERAMP_NONE or self.ramp_coef is None:
             return None
-        return dr.evaluate(self.ramp_coef[k:k + 1], row0, nrows, col0, ncols, self.grid.ysize, self.grid.xsize,
-                           self.ramp_mode)[0]
+        key = ("design", row0, nrows, col0, ncols)
+        if self._design is None or self._design[0] != key:
+            self._design = (key, dr.design(row0, nrows, col0, ncols, self.grid.ysize, self.grid.xsize,
+                                           self.ramp_mode).T.copy())
+        c = np.where(np.isfinite(self.ramp_coef[k]), self.ramp_coef[k], 0.0)
+        return (c @ self._design[1]).astype(np.float32).reshape(nrows, ncols)
 
     def subset(self, keep):
         """The corrected reader of the files ``keep`` (bool or indices)."""

@@ -65,19 +65,33 @@ def accumulate_one(normals, k, values, reliable, X, outer):
     with the window's design ``X`` (P, p) and ``outer`` (P, p^2) computed once for all interferograms."""
     p = X.shape[1]
     wt = reliable.reshape(-1)
-    if not wt.any():
+    n = int(np.count_nonzero(wt))
+    if n == 0:
         return normals
-    if wt.all():
-        normals["xtx"][k] += outer.sum(axis=0).reshape(p, p)
-        for r, v in enumerate(values):
-            normals["xty"][r, k] += v.reshape(-1).astype(np.float64) @ X
+    if n > wt.size // 2:
+        # mostly reliable: the window's total minus the few unreliable pixels
+        bad = np.flatnonzero(~wt)
+        normals["xtx"][k] += (outer_total(outer) - outer[bad].sum(axis=0)).reshape(p, p)
     else:
-        idx = np.flatnonzero(wt)
-        normals["xtx"][k] += outer[idx].sum(axis=0).reshape(p, p)
-        for r, v in enumerate(values):
-            normals["xty"][r, k] += v.reshape(-1)[idx].astype(np.float64) @ X[idx]
-    normals["n"][k] += int(wt.sum())
+        normals["xtx"][k] += outer[np.flatnonzero(wt)].sum(axis=0).reshape(p, p)
+    for r, v in enumerate(values):
+        normals["xty"][r, k] += np.where(wt, v.reshape(-1), 0).astype(X.dtype) @ X
+    normals["n"][k] += n
     return normals
+
+
+_OUTER_TOTAL = {}
+
+
+def outer_total(outer):
+    """Column sums of a window's outer products, kept for the window's other interferograms."""
+    key = id(outer)
+    hit = _OUTER_TOTAL.get("key")
+    if hit is not None and hit[0] == key and hit[1] is outer:
+        return hit[2]
+    total = outer.sum(axis=0)
+    _OUTER_TOTAL["key"] = (key, outer, total)
+    return total
 
 
 def window_design(row0, nrows, col0, ncols, ysize, xsize, mode):
