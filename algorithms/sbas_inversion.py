@@ -296,7 +296,11 @@ class SbasInversion(SubsidenceAlgorithm):
                                               QgsProcessingParameterNumber.Double,
                                               defaultValue=100 * gacos.DEFAULT_TOLERANCE, minValue=0.0),
                  "The correction is not applied to an interferogram whose standard deviation it raises by more "
-                 "than this percentage (default 10 %); the log names them.", advanced=True)
+                 "than this percentage (default 100 %: it more than doubles it); the log and the network table "
+                 "name them. Meant to catch a failed GACOS map (wrong epoch, holes): an interferogram left "
+                 "uncorrected among corrected ones keeps its dates' delays, so each one skipped costs network "
+                 "consistency; the table also gives the standard deviations about a fitted plane.",
+                 advanced=True)
         self.add(QgsProcessingParameterEnum(self.OUTPUT_COMPONENT, self.tr("Output component"),
                                             options=[self.tr("LOS"), self.tr("Vertical (horizontal motion neglected)")],
                                             defaultValue=0),

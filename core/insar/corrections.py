@@ -181,6 +181,10 @@ def scan_block_task(spec, shared):
         g = {k: np.zeros(M) for k in ("sum_b", "sumsq_b", "sum_a", "sumsq_a")}
         g["n"] = np.zeros(M, dtype=np.int64)
         out["gacos"] = g
+        # standard deviations about a plane (before / after), as well as the plain ones
+        gn = dr.empty_normals(M, dr.DERAMP_LINEAR, n_rhs=2)
+        out["gacos_normals"] = gn
+        Xl, outl, outl_sum = dr.window_design(r0, h, c0, w, cf.grid.ysize, cf.grid.xsize, dr.DERAMP_LINEAR)
     if mode != dr.DERAMP_NONE:
         normals = dr.empty_normals(M, mode, n_rhs=2)
         out["normals"] = normals
@@ -191,7 +195,7 @@ def scan_block_task(spec, shared):
             m = read_window(ds, c0, r0, w, h, bands=[1], dtype=np.float32)[0]
             ds = None
             excluded = np.isfinite(m) & (m != 0)
-        X, outer = dr.window_design(r0, h, c0, w, cf.grid.ysize, cf.grid.xsize, mode)
+        X, outer, outer_sum = dr.window_design(r0, h, c0, w, cf.grid.ysize, cf.grid.xsize, mode)
     if coh_files is not None:
         out["coh_sum"] = np.zeros(M)
         out["coh_n"] = np.zeros(M, dtype=np.int64)
@@ -227,12 +231,13 @@ def scan_block_task(spec, shared):
             g["sum_a"][k] += bv.sum()
             g["sumsq_a"][k] += (bv * bv).sum()
             g["n"][k] += int(ok.sum())
+            dr.accumulate_one(gn, k, [a, a - corr], ok, Xl, outl, outl_sum)
         after = a - corr if corr is not None else a
         if mode != dr.DERAMP_NONE:
             rel = valid if corr is None else (valid & np.isfinite(corr))
             if excluded is not None:
                 rel = rel & ~excluded
-            dr.accumulate_one(normals, k, [after, a], rel, X, outer)
+            dr.accumulate_one(normals, k, [after, a], rel, X, outer, outer_sum)
         if ref_kind == "coherence":
             nvalid += valid
             csum += np.where(valid, coh, 0)
@@ -310,8 +315,12 @@ def decide(total, names, tolerance, ramp_mode):
     """From the summed statistics: per interferogram whether GACOS is applied (std after <= std before x
     (1 + tolerance)), the table columns and the ramp coefficients of the data as corrected.
 
-    Returns a dict: ``gacos_apply`` (M,) bool or None, ``gacos_std_before``/``after`` (M,) in file units,
-    ``ramp_coef`` (M, p) or None, ``no_ramp`` (indices of interferograms with too few reliable pixels)."""
+    The decision uses the plain standard deviations (those LiCSBAS reports in GACOS_info); the ones about a
+    least-squares plane (``gacos_std_detrended_*``, a ramp removed) are reported too.
+
+    Returns a dict: ``gacos_apply`` (M,) bool or None, ``gacos_std_before``/``after`` and
+    ``gacos_std_detrended_before``/``after`` (M,) in file units, ``ramp_coef`` (M, p) or None, ``no_ramp``
+    (indices of interferograms with too few reliable pixels)."""
     from .gacos import std_change
     out = {"gacos_apply": None, "gacos_std_before": None, "gacos_std_after": None, "ramp_coef": None,
            "no_ramp": np.zeros(0, dtype=np.intp)}
@@ -319,6 +328,13 @@ def decide(total, names, tolerance, ramp_mode):
         g = total["gacos"]
         sb, sa = std_change(g["sum_b"], g["sumsq_b"], g["sum_a"], g["sumsq_a"], g["n"])
         out["gacos_std_before"], out["gacos_std_after"] = sb, sa
+        if "gacos_normals" in total:
+            gn = total["gacos_normals"]
+            db = np.sqrt(dr.residual_variance(gn, g["sumsq_b"], 0))
+            da = np.sqrt(dr.residual_variance(gn, g["sumsq_a"], 1))
+        else:
+            db, da = sb, sa
+        out["gacos_std_detrended_before"], out["gacos_std_detrended_after"] = db, da
         out["gacos_apply"] = ~(sa > sb * (1.0 + tolerance))
     if "normals" in total:
         nrm = total["normals"]

@@ -60,9 +60,10 @@ def accumulate(normals, values, reliable, row0, col0, ysize, xsize, mode):
     return normals
 
 
-def accumulate_one(normals, k, values, reliable, X, outer):
+def accumulate_one(normals, k, values, reliable, X, outer, outer_sum=None):
     """Add one interferogram ``k``'s window (``values``: list of (h, w) right-hand sides, ``reliable`` (h, w))
-    with the window's design ``X`` (P, p) and ``outer`` (P, p^2) computed once for all interferograms."""
+    with the window's design ``X`` (P, p) and ``outer`` (P, p^2) computed once for all interferograms
+    (``outer_sum``: its column sums, also computed once)."""
     p = X.shape[1]
     wt = reliable.reshape(-1)
     n = int(np.count_nonzero(wt))
@@ -71,7 +72,8 @@ def accumulate_one(normals, k, values, reliable, X, outer):
     if n > wt.size // 2:
         # mostly reliable: the window's total minus the few unreliable pixels
         bad = np.flatnonzero(~wt)
-        normals["xtx"][k] += (outer_total(outer) - outer[bad].sum(axis=0)).reshape(p, p)
+        total = outer.sum(axis=0) if outer_sum is None else outer_sum
+        normals["xtx"][k] += (total - outer[bad].sum(axis=0)).reshape(p, p)
     else:
         normals["xtx"][k] += outer[np.flatnonzero(wt)].sum(axis=0).reshape(p, p)
     for r, v in enumerate(values):
@@ -80,25 +82,23 @@ def accumulate_one(normals, k, values, reliable, X, outer):
     return normals
 
 
-_OUTER_TOTAL = {}
-
-
-def outer_total(outer):
-    """Column sums of a window's outer products, kept for the window's other interferograms."""
-    key = id(outer)
-    hit = _OUTER_TOTAL.get("key")
-    if hit is not None and hit[0] == key and hit[1] is outer:
-        return hit[2]
-    total = outer.sum(axis=0)
-    _OUTER_TOTAL["key"] = (key, outer, total)
-    return total
-
-
 def window_design(row0, nrows, col0, ncols, ysize, xsize, mode):
-    """(X, outer) of a window for :func:`accumulate_one`."""
+    """(X, outer, column sums of outer) of a window for :func:`accumulate_one`."""
     X = design(row0, nrows, col0, ncols, ysize, xsize, mode)
     p = X.shape[1]
-    return X, (X[:, :, None] * X[:, None, :]).reshape(-1, p * p)
+    outer = (X[:, :, None] * X[:, None, :]).reshape(-1, p * p)
+    return X, outer, outer.sum(axis=0)
+
+
+def residual_variance(normals, sumsq, rhs=0):
+    """Variance (M,) of each interferogram's values about its least-squares surface, from the normal
+    equations and the sums of squares of the same pixels (``sumsq`` (M,))."""
+    coef, bad = solve(normals, rhs)
+    n = np.maximum(normals["n"], 1)
+    rss = sumsq - np.einsum("mp,mp->m", np.where(np.isfinite(coef), coef, 0.0), normals["xty"][rhs])
+    out = np.maximum(rss, 0.0) / n
+    out[bad] = np.nan
+    return out
 
 
 def solve(normals, names=None, rhs=0):

@@ -106,7 +106,9 @@ class TaskState:
     ``ref_vals`` per-interferogram reference values (inversion pass; None in the reference pass);
     ``seasonal`` velocity fit; ``sum_coherence``: add up the coherence per interferogram (when the
     reference pass did not); ``gdal_cache``: bytes of GDAL's block cache (optional); ``loop_net``: the loops
-    of ``network`` whose unclosed 2 pi ambiguities are counted per pixel (None: no count, NaN band)."""
+    of ``network`` whose unclosed 2 pi ambiguities are counted per pixel (None: no count, NaN band);
+    ``loop_fix_ref``: per interferogram, the GACOS correction at the reference of those whose correction was
+    not applied (subtracted for the loop count only, referenced)."""
     network: SbasNetwork
     solver: SolverOptions
     to_mm: float
@@ -117,6 +119,7 @@ class TaskState:
     sum_coherence: bool = True
     gdal_cache: Optional[int] = None
     loop_net: Optional[lc.LoopNetwork] = None
+    loop_fix_ref: Optional[np.ndarray] = None
 
     @property
     def need_coherence(self):
@@ -310,7 +313,8 @@ def invert_block_task(task, state):
     cf = state.ifg_files
     if state.loop_net is not None and getattr(cf, "gacos", None) is not None and not cf.gacos_apply.all():
         skipped = np.flatnonzero(~cf.gacos_apply)
-        fix = (skipped, np.stack([cf.gacos_correction(k, task.row0, h, task.col0, w) for k in skipped]))
+        fix = (skipped, np.stack([cf.gacos_correction(k, task.row0, h, task.col0, w)
+                                  - np.float32(state.loop_fix_ref[k]) for k in skipped]))
     out_ts = np.empty((N, h, w), dtype=np.float32)
     out_vel = np.empty((1, h, w), dtype=np.float32)
     out_q = np.empty((len(QUALITY_BANDS), h, w), dtype=np.float32)
@@ -559,15 +563,17 @@ def _apply_corrections(cf, total, names, options, hooks):
     if d["gacos_apply"] is not None:
         cf.gacos_apply = d["gacos_apply"]
         worse = np.flatnonzero(~d["gacos_apply"])
-        hooks.say("GACOS: standard deviation reduced in %d of %d interferograms (median %.3g -> %.3g)"
-                  % (int((d["gacos_std_after"] < d["gacos_std_before"]).sum()), len(names),
-                     float(np.median(d["gacos_std_before"])), float(np.median(d["gacos_std_after"]))))
+        db, da = d["gacos_std_detrended_before"], d["gacos_std_detrended_after"]
+        hooks.say("GACOS: standard deviation reduced in %d of %d interferograms (median %.3g -> %.3g; about a "
+                  "plane %.3g -> %.3g)"
+                  % (int((da < db).sum()), len(names), float(np.median(d["gacos_std_before"])),
+                     float(np.median(d["gacos_std_after"])), float(np.nanmedian(db)), float(np.nanmedian(da))))
         if worse.size:
             hooks.say("GACOS not applied (standard deviation up by more than %.0f %%): %s"
                       % (100 * options.gacos_tolerance, ", ".join("%s (%.3g -> %.3g)" % (
                           names[k], d["gacos_std_before"][k], d["gacos_std_after"][k]) for k in worse)))
         cols.update(gacos_std_before=d["gacos_std_before"], gacos_std_after=d["gacos_std_after"],
-                    gacos_applied=d["gacos_apply"])
+                    gacos_std_detrended_before=db, gacos_std_detrended_after=da, gacos_applied=d["gacos_apply"])
     if d["ramp_coef"] is not None:
         cf.ramp_coef = d["ramp_coef"]
         if d["no_ramp"].size:
@@ -773,6 +779,7 @@ def _invert_stack(stack, outputs, options, plans, hooks, gdal_cache, gacos_parts
     ref_xy = pixel_centre(grid, reference[0], reference[1])
 
     loop_net = None
+    loop_fix_ref = None
     if loops_on:
         # the loops were summed unreferenced: shift each by the reference's loop phase
         ref_loop = reference_window_values(cf.for_loops(), reference[0], reference[1],
@@ -811,10 +818,20 @@ def _invert_stack(stack, outputs, options, plans, hooks, gdal_cache, gacos_parts
         extra["n_loops"] = per_input(verdict["n_loops"], 0, int, used=used_before)
         extra["n_bad_loops"] = per_input(verdict["n_bad_loops"], 0, int, used=used_before)
         loop_net = lc.LoopNetwork(net.i1, net.i2, net.sign)
+        if cf.gacos is not None and not cf.gacos_apply.all():
+            r0_, r1_ = max(0, reference[0] - options.reference_half_window), \
+                min(grid.ysize, reference[0] + options.reference_half_window + 1)
+            c0_, c1_ = max(0, reference[1] - options.reference_half_window), \
+                min(grid.xsize, reference[1] + options.reference_half_window + 1)
+            loop_fix_ref = np.zeros(net.n_ifg)
+            for k in np.flatnonzero(~cf.gacos_apply):
+                loop_fix_ref[k] = float(np.nanmedian(cf.gacos_correction(k, r0_, r1_ - r0_, c0_, c1_ - c0_)))
+        else:
+            loop_fix_ref = None
 
     state = TaskState(network=net, solver=options.solver(), to_mm=to_mm, ifg_files=cf, coh_files=coh_files,
                       ref_vals=ref_vals, seasonal=options.seasonal, sum_coherence=coh_stats is None,
-                      gdal_cache=gdal_cache, loop_net=loop_net)
+                      gdal_cache=gdal_cache, loop_net=loop_net, loop_fix_ref=loop_fix_ref)
     metadata = _output_metadata(net, options, reference, ref_xy)
     rejected = [names_all[k] for k in range(len(names_all)) if stack.reasons[k] == "loop closure"]
     if rejected:
