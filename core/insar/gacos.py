@@ -118,6 +118,11 @@ class GriddedSource:
                                   % (self.label, self.path, gt))
         self._transforms = {}
 
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_transforms"] = {}          # OSR transformations do not pickle (Dask workers rebuild them)
+        return state
+
     # ---- coordinates
     def _transform(self, grid_projection):
         """A function mapping target (x, y) arrays to this source's CRS (identity when the same)."""
