@@ -225,7 +225,10 @@ def run_e2e(folder, net, phase, coh, memory_mb, weighting=0, extra=None, tag="ou
         raise RuntimeError(r.stdout[-2000:] + r.stderr[-3000:])
     rss = [line for line in r.stderr.splitlines() if "Maximum resident set size" in line]
     rss_mb = int(rss[0].split(":")[1]) / 1024.0 if rss else float("nan")
+    cpu = sum(float(line.split(":")[1]) for line in r.stderr.splitlines()
+              if line.strip().startswith(("User time", "System time")))
     ts = gdal.Open(params["OUTPUT_TIMESERIES"]).ReadAsArray()
+    run_e2e.cpu = cpu
     return wall, rss_mb, ts
 
 
@@ -254,15 +257,19 @@ def main():
     results = {}
     if a.e2e and a.qc:
         walls = {"baseline": [], "loop+deramp": []}
+        cpus = {"baseline": [], "loop+deramp": []}
         for rep in range(a.qc):
             for label, extra in (("baseline", {}), ("loop+deramp", {"LOOP_CLOSURE": 2, "DERAMP": 1})):
                 load = os.getloadavg()[0]
                 wall, rss, ts = run_e2e(a.e2e, net, phase, coh, a.memory, 0, extra, tag="qc_" + label)
                 walls[label].append(wall)
-                print("e2e qgis_process %-11s run %d: wall %.1f s, peak RSS %.0f MB, load avg before %.2f"
-                      % (label, rep + 1, wall, rss, load))
-        b, q = np.median(walls["baseline"]), np.median(walls["loop+deramp"])
-        print("loop closure + deramp add %.1f s to %.1f s (median of %d): +%.0f %%" % (q - b, b, a.qc, 100 * (q - b) / b))
+                cpus[label].append(run_e2e.cpu)
+                print("e2e qgis_process %-11s run %d: wall %.1f s, CPU (user + sys) %.1f s, peak RSS %.0f MB, "
+                      "load avg before %.2f" % (label, rep + 1, wall, run_e2e.cpu, rss, load))
+        for what, d in (("wall", walls), ("CPU", cpus)):
+            b, q = np.median(d["baseline"]), np.median(d["loop+deramp"])
+            print("loop closure + deramp add %.1f s to %.1f s of %s (median of %d): +%.0f %%"
+                  % (q - b, b, what, a.qc, 100 * (q - b) / b))
         return
     if a.e2e:
         for wmode, label in ((0, "none"), (1, "coherence")):

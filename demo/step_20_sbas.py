@@ -140,6 +140,20 @@ def run_world_corrections(demo):
                  % (label, rmse, n, ref_free, ", ".join(rejected) or "none",
                     "; pixels with unclosed loops: %d (planted small patch: %d px)"
                     % (flagged, truth["small_patch_pixels"]) if np.isfinite(nle).any() else ""))
+    # mask by quality (LiCSBAS step-15 thresholds) on the corrected run
+    tag = "raw_corrected"
+    mask_out = {k: str(demo.out_dir / ("world_%s_%s" % (tag, f))) for k, f in (
+        ("OUTPUT_VELOCITY", "velocity_masked.tif"), ("OUTPUT_MASK", "quality_mask.tif"),
+        ("OUTPUT_TABLE", "mask_table.csv"))}
+    res = demo.run("subsidence:maskbyquality", dict(
+        QUALITY=str(demo.out_dir / ("world_%s_quality.tif" % tag)),
+        VELOCITY=str(demo.out_dir / ("world_%s_velocity.tif" % tag)), **mask_out))
+    table = pd.read_csv(res.get("OUTPUT_TABLE", mask_out["OUTPUT_TABLE"]))
+    removed = "; ".join("%s %d" % (r.threshold, r.pixels) for r in table.itertuples()
+                        if r.threshold not in ("kept", "no data"))
+    kept = int(table.loc[table["threshold"] == "kept", "pixels"].iloc[0])
+    demo.log("mask by quality (defaults): kept %d pixels; pixels failing each threshold: %s" % (kept, removed))
+    metrics["mask_kept_pixels"] = kept
     planted = sorted(truth["planted_unwrapping_errors"])
     got = metrics["raw_corrected"]["rejected"]
     demo.log("planted unwrapping errors in %s; loop closure rejected %s (%s)"

@@ -89,9 +89,9 @@ class CorrectedFiles:
         key = ("design", row0, nrows, col0, ncols)
         if self._design is None or self._design[0] != key:
             self._design = (key, dr.design(row0, nrows, col0, ncols, self.grid.ysize, self.grid.xsize,
-                                           self.ramp_mode).T.copy())
-        c = np.where(np.isfinite(self.ramp_coef[k]), self.ramp_coef[k], 0.0)
-        return (c @ self._design[1]).astype(np.float32).reshape(nrows, ncols)
+                                           self.ramp_mode).T.astype(np.float32))
+        c = np.where(np.isfinite(self.ramp_coef[k]), self.ramp_coef[k], 0.0).astype(np.float32)
+        return (c @ self._design[1]).reshape(nrows, ncols)
 
     def subset(self, keep):
         """The corrected reader of the files ``keep`` (bool or indices)."""
@@ -123,7 +123,7 @@ class CorrectedFiles:
             a = a - self.gacos_correction(k, row0, nrows, col0, ncols, np.isfinite(a))
         r = self.ramp_window(k, row0, nrows, col0, ncols)
         if r is not None:
-            a = a - r
+            a -= r
         return a
 
     def iter_window(self, row0, nrows, col0=0, ncols=None):

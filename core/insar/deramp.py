@@ -76,8 +76,17 @@ def accumulate_one(normals, k, values, reliable, X, outer, outer_sum=None):
         normals["xtx"][k] += (total - outer[bad].sum(axis=0)).reshape(p, p)
     else:
         normals["xtx"][k] += outer[np.flatnonzero(wt)].sum(axis=0).reshape(p, p)
+    done = {}
     for r, v in enumerate(values):
-        normals["xty"][r, k] += np.where(wt, v.reshape(-1), 0).astype(X.dtype) @ X
+        if id(v) in done:                       # the same values (e.g. no GACOS): the same products
+            normals["xty"][r, k] += done[id(v)]
+            continue
+        vv = v.reshape(-1)
+        if n < wt.size:
+            vv = np.where(wt, vv, 0)
+        prod = vv.astype(np.float64) @ X
+        done[id(v)] = prod
+        normals["xty"][r, k] += prod
     normals["n"][k] += n
     return normals
 

@@ -1,7 +1,9 @@
 """Streaming SBAS inversion of a stack of interferogram GeoTIFFs (no QGIS imports).
 
 Drives :mod:`.sbas` over windows of M single-band rasters under a memory cap (:mod:`.memory_plan`) for a
-:class:`~.stack.PreparedStack`: reference pixel / window (median) or an automatic reference, then one pass
+:class:`~.stack.PreparedStack`: with loop closure, GACOS or ramps a scan pass (:mod:`.corrections`: their
+statistics and the automatic reference in one read of the stack; the LiCSBAS loop-closure rule may then
+reject interferograms), otherwise an automatic-reference pass when no reference is given; then one pass
 writing the time series (mm, one band per date), the velocity (mm/yr) and the quality layers, and the rows
 of a network table. Outputs go through :class:`~subsidence_toolkit.core.io.rasters.RasterWriter`, so an
 error or a cancellation leaves no output behind.
@@ -346,6 +348,35 @@ def reference_window_values(ifg_files, row, col, half, grid, names):
         raise TimeSeriesError("the reference pixel (row %d, col %d, window %dx%d) is NoData in %s"
                               % (row, col, r1 - r0, c1 - c0, ", ".join(bad[:10]) + (" ..." if len(bad) > 10 else "")))
     return ref
+
+
+def corrected_reference_values(cf, row, col, half, grid, names):
+    """:func:`reference_window_values` of the corrected interferograms (``cf``: a
+    :class:`~.corrections.CorrectedFiles`) and of the loop closure's version of them (GACOS on every
+    interferogram, no ramp), from one read of the window."""
+    r0, r1 = max(0, row - half), min(grid.ysize, row + half + 1)
+    c0, c1 = max(0, col - half), min(grid.xsize, col + half + 1)
+    inv, loop = [], []
+    for k, a in cf.files.iter_window(r0, r1 - r0, c0, c1 - c0):
+        a = a.astype(np.float64)
+        if cf.gacos is not None:
+            g = cf.gacos_correction(k, r0, r1 - r0, c0, c1 - c0)
+            loop.append((a - g).ravel())
+            if cf.gacos_apply[k]:
+                a = a - g
+        else:
+            loop.append(a.ravel())
+        ramp = cf.ramp_window(k, r0, r1 - r0, c0, c1 - c0)
+        inv.append((a - ramp if ramp is not None else a).ravel())
+    out = []
+    for vals in (np.stack(inv), np.stack(loop)):
+        ref, missing = reference_values(vals)
+        if missing.any():
+            bad = [names[k] for k in np.flatnonzero(missing)]
+            raise TimeSeriesError("the reference pixel (row %d, col %d, window %dx%d) is NoData in %s"
+                                  % (row, col, r1 - r0, c1 - c0, ", ".join(bad[:10]) + (" ..." if len(bad) > 10 else "")))
+        out.append(ref)
+    return out[0], out[1]
 
 
 # --------------------------------------------------------------------------- driver
@@ -774,16 +805,18 @@ def _invert_stack(stack, outputs, options, plans, hooks, gdal_cache, gacos_parts
         reference, coh_stats = _find_reference(state, plans["reference"], progress)
     else:
         hooks.say("reference pixel: row %d, col %d" % reference)
-    ref_vals = reference_window_values(cf, reference[0], reference[1], options.reference_half_window, grid,
-                                       net.names)
+    if loops_on:
+        ref_vals, ref_loop = corrected_reference_values(cf, reference[0], reference[1],
+                                                        options.reference_half_window, grid, net.names)
+    else:
+        ref_vals = reference_window_values(cf, reference[0], reference[1], options.reference_half_window, grid,
+                                           net.names)
     ref_xy = pixel_centre(grid, reference[0], reference[1])
 
     loop_net = None
     loop_fix_ref = None
     if loops_on:
         # the loops were summed unreferenced: shift each by the reference's loop phase
-        ref_loop = reference_window_values(cf.for_loops(), reference[0], reference[1],
-                                           options.reference_half_window, grid, net.names)
         shift = ln.matrix @ (ref_loop * to_mm * radians_per_mm(options.wavelength))
         rms = lc.loop_rms(scan["loops"], shift)
         verdict = lc.classify(ln, rms, options.loop_threshold)
