@@ -111,13 +111,14 @@ def run_world_corrections(demo):
     truth = w["truth"]
     metrics = {}
     runs = [("without corrections", "raw_plain", dict(LOOP_CLOSURE=0)),
-            ("with GACOS + loop closure (default: reject)", "raw_corrected", dict(GACOS=w["gacos"]))]
+            ("with GACOS + loop closure (default: reject)", "raw_corrected", dict(GACOS=w["gacos"],
+                                                                                INCIDENCE_ANGLE=39.0))]
     if not demo.small:
         # a linear ramp fitted outside the deforming areas: the planted orbital ramps are per date and close in
         # the network, and the fit also takes the deformation gradient at the edges of those areas (shown, not
         # recommended here)
         runs.append(("with GACOS + loop closure + linear ramps", "raw_deramped",
-                     dict(GACOS=w["gacos"], DERAMP=1, DERAMP_MASK=w["deforming_areas"])))
+                     dict(GACOS=w["gacos"], INCIDENCE_ANGLE=39.0, DERAMP=1, DERAMP_MASK=w["deforming_areas"])))
     for label, tag, extra in runs:
         out = {k: str(demo.out_dir / ("world_%s_%s" % (tag, f))) for k, f in (
             ("OUTPUT_TIMESERIES", "timeseries.tif"), ("OUTPUT_VELOCITY", "velocity.tif"),

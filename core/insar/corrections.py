@@ -13,9 +13,9 @@ Order, as LiCSBAS (GACOS in step 03, before the loop closure of step 12 and the 
 3. *loop closure*: the loop phase of every interferogram (GACOS-corrected - all of them, as a per-date delay
    closes in every loop -, not deramped: ramps of orbital or atmospheric origin are per date and close in
    every loop, while a ramp fitted to one interferogram absorbs part of an unwrapping error over a large
-   area and would hide it), summed in the scan before the reference is known and referenced afterwards, the loop phase of
-   every loop as one sparse matrix product, summed per loop (:mod:`.loop_closure`); the LiCSBAS rule then
-   names the bad interferograms. The per-pixel count of unclosed loops is made in the inversion pass.
+   area and would hide it), summed in the scan before the reference is known and referenced afterwards;
+   the loop phase of every loop is one sparse matrix product, summed per loop (:mod:`.loop_closure`); the
+   LiCSBAS rule then names the bad interferograms. The per-pixel count of unclosed loops is made in the inversion pass.
 
 Window tasks are pure functions of (spec, shared) and return partial sums, so they run here or on Dask
 and their sums are combined in window order.

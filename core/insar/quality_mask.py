@@ -2,9 +2,10 @@
 
 The thresholds of LiCSBAS step 15 (``LiCSBAS15_mask_ts.py``, Morishita et al. 2020) applied to the bands
 of the SBAS quality raster this toolkit writes (found by band description): a pixel is kept when it has
-data and passes every threshold that is set (a NaN in a thresholded band is not evaluated there); the velocity and time series are copied with the other
-pixels set to NoData, and a 0/1 mask (NaN where the quality raster has no data) is written. Streams in
-row blocks under a memory cap; outputs are written atomically.
+data and passes every threshold that is set (a NaN in a thresholded band is not evaluated there); the
+velocity and time series are copied with the other pixels set to NoData, and a 0/1 mask (NaN where the
+quality raster has no data) is written. Streams in row blocks under a memory cap; outputs are written
+atomically.
 """
 import contextlib
 

@@ -374,7 +374,8 @@ def corrected_reference_values(cf, row, col, half, grid, names):
         if missing.any():
             bad = [names[k] for k in np.flatnonzero(missing)]
             raise TimeSeriesError("the reference pixel (row %d, col %d, window %dx%d) is NoData in %s"
-                                  % (row, col, r1 - r0, c1 - c0, ", ".join(bad[:10]) + (" ..." if len(bad) > 10 else "")))
+                                  % (row, col, r1 - r0, c1 - c0,
+                                     ", ".join(bad[:10]) + (" ..." if len(bad) > 10 else "")))
         out.append(ref)
     return out[0], out[1]
 

@@ -109,7 +109,8 @@ def test_defaults_reject_bad_ifgs_and_corrections_reach_noise(run_alg, stack, tm
 
     fb = Log()
     res = run_alg("sbasinversion", dict(INTERFEROGRAMS=stack["ifgs"], DERAMP=1, DERAMP_MASK=stack["mask"],
-                                        GACOS=stack["gacos"], **outputs(tmp_path, "c")), feedback=fb)
+                                        GACOS=stack["gacos"], INCIDENCE_ANGLE=39.0, **outputs(tmp_path, "c")),
+                  feedback=fb)
     net = pd.read_csv(res["OUTPUT_NETWORK"])
     names = [os.path.basename(p) for p in stack["ifgs"]]
     rejected = net.loc[net["status"] == "loop closure", "file"].map(os.path.basename).tolist()
@@ -163,13 +164,15 @@ def _fails(run_alg, params, tmp_path, tag, match):
 def test_bad_gacos_and_incidence_input_named(run_alg, stack, tmp_path):
     ifgs, g = stack["ifgs"], stack["gacos"]
     # a date without a GACOS file: error naming the date; or its interferograms left out
-    _fails(run_alg, dict(INTERFEROGRAMS=ifgs, GACOS=g[1:]), tmp_path, "m", str(stack["dates"][0]))
+    _fails(run_alg, dict(INTERFEROGRAMS=ifgs, GACOS=g[1:], INCIDENCE_ANGLE=39.0), tmp_path, "m",
+           str(stack["dates"][0]))
     # GACOS not covering
     small = tmp_path / "small"
     small.mkdir()
     z = np.full((3, 3), 2.4, np.float32)
     p0 = gacos.write_ztd(small / os.path.basename(g[0]), z, X0 + 0.01, Y0 - 0.01, 0.001, -0.001)
-    _fails(run_alg, dict(INTERFEROGRAMS=ifgs, GACOS=[p0] + g[1:]), tmp_path, "c", "does not cover")
+    _fails(run_alg, dict(INTERFEROGRAMS=ifgs, GACOS=[p0] + g[1:], INCIDENCE_ANGLE=39.0), tmp_path, "c",
+           "does not cover")
     # unreadable .rsc
     bad = tmp_path / "badrsc"
     bad.mkdir()
@@ -178,7 +181,9 @@ def test_bad_gacos_and_incidence_input_named(run_alg, stack, tmp_path):
         o.write(f.read())
     with open(p1 + ".rsc", "w") as f:
         f.write("WIDTH 7\n")
-    _fails(run_alg, dict(INTERFEROGRAMS=ifgs, GACOS=[p1] + g[1:]), tmp_path, "r", r"\.rsc")
+    _fails(run_alg, dict(INTERFEROGRAMS=ifgs, GACOS=[p1] + g[1:], INCIDENCE_ANGLE=39.0), tmp_path, "r", r"\.rsc")
+    # GACOS without any incidence: refused (no silent default angle)
+    _fails(run_alg, dict(INTERFEROGRAMS=ifgs, GACOS=g), tmp_path, "n", "INCIDENCE")
     # incidence raster with NoData under the data (any grid: this one is coarser)
     a = np.full((6, 8), 39.0, np.float32)
     a[2, 3] = np.nan
@@ -200,8 +205,9 @@ def test_gacos_skip_missing_date_and_deramp_polygons(run_alg, stack, tmp_path):
         X0 + 5 * PX, Y0 - 3 * PX)))
     lyr.CreateFeature(f)
     ds = None
-    res = run_alg("sbasinversion", dict(INTERFEROGRAMS=stack["ifgs"], GACOS=stack["gacos"][:-1], GACOS_SKIP_MISSING=True,
-                                        DERAMP=1, DERAMP_MASK=shp, **outputs(tmp_path, "s")))
+    res = run_alg("sbasinversion", dict(INTERFEROGRAMS=stack["ifgs"], GACOS=stack["gacos"][:-1],
+                                        GACOS_SKIP_MISSING=True,
+                                        INCIDENCE_ANGLE=39.0, DERAMP=1, DERAMP_MASK=shp, **outputs(tmp_path, "s")))
     net = pd.read_csv(res["OUTPUT_NETWORK"])
     last = stack["dates"][-1].strftime("%Y-%m-%d")
     skipped = net["status"].str.startswith("no GACOS file")
