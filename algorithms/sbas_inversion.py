@@ -1,5 +1,7 @@
 """SBAS inversion of an interferogram stack (``subsidence:sbasinversion``)."""
 import os
+import shutil
+import tempfile
 
 import pandas as pd
 from qgis.core import (
@@ -12,6 +14,7 @@ from qgis.core import (
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
+    QgsProcessingParameterMapLayer,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
     QgsProcessingParameterPoint,
@@ -20,7 +23,7 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..core.insar import geometry, products, sbas, sbas_stack, units, weights
+from ..core.insar import corrections, deramp, gacos, geometry, loop_closure, products, sbas, sbas_stack, units, weights
 from ..core.insar.reference import pixel_of
 from ..core.insar.stack import prepare_stack
 from ..core.io.dates import format_date
@@ -69,6 +72,13 @@ class SbasInversion(SubsidenceAlgorithm):
     GAP_HANDLING = "GAP_HANDLING"
     SEASONAL = "SEASONAL"
     OUTPUT_COMPONENT = "OUTPUT_COMPONENT"
+    LOOP_CLOSURE = "LOOP_CLOSURE"
+    LOOP_THRESHOLD = "LOOP_THRESHOLD"
+    DERAMP = "DERAMP"
+    DERAMP_MASK = "DERAMP_MASK"
+    GACOS = "GACOS"
+    GACOS_SKIP_MISSING = "GACOS_SKIP_MISSING"
+    GACOS_TOLERANCE = "GACOS_TOLERANCE"
     INCIDENCE = "INCIDENCE"
     INCIDENCE_TYPE = "INCIDENCE_TYPE"
     INCIDENCE_ANGLE = "INCIDENCE_ANGLE"
@@ -95,7 +105,11 @@ class SbasInversion(SubsidenceAlgorithm):
     GAPS = (sbas.GAP_MIN_NORM, sbas.GAP_NSBAS, sbas.GAP_MASK)
     GAP_LABELS = ("Minimum-norm velocity (Berardino; zero velocity across a gap)",
                   "NSBAS linear-trend bridge (LiCSBAS-style weak constraint)",
-                  "Mask dates not connected to the first date (NoData)")
+                  "Mask: keep the largest connected part of the dates (others NoData)")
+    LOOP_LABELS = ("Off", "Report bad interferograms only",
+                   "Reject bad interferograms (LiCSBAS rule)")
+    DERAMPS = (deramp.DERAMP_NONE, deramp.DERAMP_LINEAR, deramp.DERAMP_QUADRATIC)
+    DERAMP_LABELS = ("None", "Linear (a + b x + c y)", "Quadratic (+ d x2 + e xy + f y2)")
 
     NAME = "sbasinversion"
     DISPLAY_NAME = "SBAS inversion"
@@ -126,12 +140,28 @@ class SbasInversion(SubsidenceAlgorithm):
         "LiCSAR and HyP3 unwrapped phase need no flip -- HyP3's own displacement maps have the opposite sign to "
         "its phase); 'Flip sign' reverses it for processors with the opposite convention.\n\n"
         "Pixels whose own network (after NoData / low coherence) is split get the chosen gap handling and are "
-        "counted in the quality band n_gaps (0 = connected); nothing is silently set to zero.\n\n"
+        "counted in the quality band n_gaps = number of connected parts of the dates - 1 (0 = connected); "
+        "nothing is silently set to zero. (LiCSBAS's n_gap counts the intervals between consecutive dates that "
+        "no pair spans instead: for an isolated middle date ours says 1 more part, LiCSBAS 2 intervals.)\n\n"
+        "Corrections, applied to every interferogram before the loop closure and the inversion (as LiCSBAS "
+        "corrects GACOS in step 03 before its loop closure in step 12): GACOS tropospheric delays (per-date "
+        "zenith delay / cos(incidence), differenced per pair, not applied where it raises the interferogram's "
+        "standard deviation), then a linear or quadratic ramp per interferogram fitted by least squares "
+        "over the reliable pixels.\n\n"
+        "Loop closure (LiCSBAS step 12, on by default): for every triplet of dates with its three pairs, the loop "
+        "phase phi_ij + phi_jk - phi_ik; per loop its RMS over the image after removing the integer cycles of "
+        "its median; a loop with RMS >= the threshold (1.5 rad) is bad; an interferogram in a bad loop and in "
+        "no good loop is bad and, by default, rejected (named in the log and the network table); interferograms "
+        "in no loop cannot be checked and are listed. The loop closure runs on the GACOS-corrected, "
+        "referenced data without the ramp (ramps of orbital or atmospheric origin close in loops; a fitted "
+        "ramp would absorb part of a large unwrapping error). Per pixel, the number of loops (of the "
+        "interferograms kept) whose phase exceeds pi is the quality band n_loop_errors.\n\n"
         "Outputs: time series (mm, one band per date, band description YYYY-MM-DD); velocity (mm/yr, least "
         "squares on the time series, optionally with annual and semi-annual terms); quality (temporal "
         "coherence, number of interferograms used, residual RMS mm, velocity standard deviation mm/yr, number "
-        "of gaps); network table (per interferogram: dates, baselines, used or why not, mean coherence, "
-        "residual RMS)."
+        "of gaps, loops with an unclosed 2 pi, first date of the part kept); network table (per interferogram: "
+        "dates, baselines, used or why not, mean coherence, residual RMS, loop-closure check and loop RMS, GACOS "
+        "standard deviation before / after)."
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
@@ -227,6 +257,50 @@ class SbasInversion(SubsidenceAlgorithm):
         self.add(QgsProcessingParameterBoolean(self.SEASONAL, self.tr("Fit annual and semi-annual terms"),
                                                defaultValue=False),
                  "Estimate the velocity together with annual and semi-annual sinusoids.")
+        self.add(QgsProcessingParameterEnum(self.LOOP_CLOSURE, self.tr("Loop closure"), options=list(self.LOOP_LABELS),
+                                            defaultValue=2),
+                 "Network check of LiCSBAS step 12. Off; report only (bad interferograms named, all used); reject "
+                 "(default): an interferogram whose every loop has a loop-phase RMS >= the threshold (it is in a "
+                 "bad loop and in no good loop) is not used. Rejections that split the network are handled by the "
+                 "gap handling. The quality band n_loop_errors counts, per pixel, the loops that do not close "
+                 "within pi.")
+        self.add(QgsProcessingParameterNumber(self.LOOP_THRESHOLD, self.tr("Loop-phase RMS threshold (rad)"),
+                                              QgsProcessingParameterNumber.Double,
+                                              defaultValue=loop_closure.DEFAULT_LOOP_THRESHOLD, minValue=0.0),
+                 "A loop whose phase RMS over the image (after removing the integer cycles of its median) reaches "
+                 "this is bad (default 1.5 rad, LiCSBAS loop_thre).")
+        self.add(QgsProcessingParameterEnum(self.DERAMP, self.tr("Remove ramps"), options=list(self.DERAMP_LABELS),
+                                            defaultValue=0),
+                 "Fit a linear or quadratic surface to every interferogram by least squares over its reliable pixels "
+                 "(coherence >= the minimum coherence when coherence is given, every valid pixel otherwise, minus "
+                 "the deramp mask) and subtract it before the inversion (orbital / long-wavelength errors). A ramp "
+                 "also removes a regional deformation gradient: mask the deforming area.")
+        self.add(QgsProcessingParameterMapLayer(self.DERAMP_MASK, self.tr("Area excluded from the ramp fit (optional)"),
+                                                optional=True),
+                 "Polygons (the deforming area) or a raster (non-zero = excluded, any grid) left out of the ramp "
+                 "fit.")
+        self.add(QgsProcessingParameterMultipleLayers(self.GACOS, self.tr("GACOS zenith delay files (optional)"),
+                                                      QgsProcessing.TypeFile, optional=True),
+                 "One file per acquisition date as GACOS distributes them: YYYYMMDD.ztd (raw float32, metres; its "
+                 "YYYYMMDD.ztd.rsc header must sit next to it, X_FIRST/Y_FIRST = centre of the first pixel, "
+                 "WGS84) or YYYYMMDD.ztd.tif, on their own grid (resampled bilinearly). Slant delay = ZTD / "
+                 "cos(incidence); per pair the difference of the two dates, in the interferograms' units and sign, "
+                 "is subtracted. The log and the network table give each interferogram's standard deviation "
+                 "before and after. The files must cover the interferograms.")
+        self.add(QgsProcessingParameterBoolean(self.GACOS_SKIP_MISSING,
+                                               self.tr("Leave out interferograms of dates without GACOS"),
+                                               defaultValue=False),
+                 "A date without a GACOS file is an error naming the date (default); checked, its interferograms "
+                 "are left out instead (named in the log and the network table).", advanced=True)
+        self.add(QgsProcessingParameterNumber(self.GACOS_TOLERANCE, self.tr("GACOS tolerance (%)"),
+                                              QgsProcessingParameterNumber.Double,
+                                              defaultValue=100 * gacos.DEFAULT_TOLERANCE, minValue=0.0),
+                 "The correction is not applied to an interferogram whose standard deviation it raises by more "
+                 "than this percentage (default 100 %: it more than doubles it); the log and the network table "
+                 "name them. Meant to catch a failed GACOS map (wrong epoch, holes): an interferogram left "
+                 "uncorrected among corrected ones keeps its dates' delays, so each one skipped costs network "
+                 "consistency; the table also gives the standard deviations about a fitted plane.",
+                 advanced=True)
         self.add(QgsProcessingParameterEnum(self.OUTPUT_COMPONENT, self.tr("Output component"),
                                             options=[self.tr("LOS"), self.tr("Vertical (horizontal motion neglected)")],
                                             defaultValue=0),
@@ -237,14 +311,17 @@ class SbasInversion(SubsidenceAlgorithm):
         self.add(QgsProcessingParameterRasterLayer(self.INCIDENCE, self.tr("Incidence raster (optional)"),
                                                    optional=True),
                  "Incidence angle (degrees) or U component of the LOS unit vector (LiCSAR *.geo.U.tif) per pixel, as "
-                 "chosen in 'Incidence raster type'; resampled to the interferogram grid.")
+                 "chosen in 'Incidence raster type'; resampled to the interferogram grid. Used by the vertical output "
+                 "component and by the GACOS slant delay (ZTD / cos incidence); NoData or 0 under interferogram data "
+                 "is an error naming the raster.")
         self.add(QgsProcessingParameterEnum(self.INCIDENCE_TYPE, self.tr("Incidence raster type"),
                                             options=list(GEOMETRY_TYPE_LABELS), defaultValue=0),
                  "Incidence angle in degrees [0, 90), or U = cos(incidence) in (0, 1].")
         self.add(QgsProcessingParameterNumber(self.INCIDENCE_ANGLE, self.tr("Constant incidence angle (degrees)"),
                                               QgsProcessingParameterNumber.Double, optional=True, minValue=0.0,
                                               maxValue=89.999),
-                 "Used when no incidence raster is given.")
+                 "Used when no incidence raster is given (e.g. 39 for the middle of a Sentinel-1 IW swath); the "
+                 "vertical output component and GACOS need the raster or this angle.")
         self.add_memory_limit(self.MEMORY_LIMIT_MB, help_text=(
             "Upper bound of the memory this algorithm allocates besides QGIS itself: GDAL's block cache, the "
             "window of every interferogram being read, the solver's work arrays and the output buffers. "
@@ -257,11 +334,17 @@ class SbasInversion(SubsidenceAlgorithm):
                  "Mean LOS velocity, mm/yr, positive toward the satellite.")
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT_QUALITY, self.tr("Quality")),
                  "Bands: temporal coherence, number of interferograms used, residual RMS (mm), velocity standard "
-                 "deviation (mm/yr), number of network gaps.")
+                 "deviation (mm/yr), number of network gaps (connected parts - 1), n_loop_errors (loops of the "
+                 "interferograms used whose referenced phase exceeds pi: an unclosed 2 pi ambiguity; NaN with loop "
+                 "closure off), kept_first_date (index of the first date of the part kept: 0 unless the mask gap "
+                 "handling kept a later part).")
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_NETWORK, self.tr("Network"), QgsProcessing.TypeVector,
                                                    optional=True),
-                 "One row per interferogram: file, dates, temporal and perpendicular baseline, used or why not, "
-                 "mean coherence, residual RMS (mm).")
+                 "One row per interferogram: file, dates, temporal and perpendicular baseline, used or why not "
+                 "(e.g. 'loop closure'), mean coherence, residual RMS (mm); with loop closure: loop_check (ok, "
+                 "rejected, bad (kept: report only), in no loop), loop_rms_rad (the smallest RMS of its loops), "
+                 "n_loops, n_bad_loops; with GACOS: standard deviation before / after and whether applied; with "
+                 "a ramp: whether it was removed.")
         self.add(QgsProcessingParameterFileDestination(self.OUTPUT_NETWORK_HTML, self.tr("Network figure"),
                                                        "HTML files (*.html)", optional=True, createByDefault=True),
                  "The network as a figure (date vs perpendicular baseline, or date vs date without baselines): "
@@ -340,6 +423,17 @@ class SbasInversion(SubsidenceAlgorithm):
                         % (pt.x(), pt.y(), grid.describe()))
             los = [os.path.join(os.path.dirname(o), ".%s.los.tif" % os.path.basename(o)) for o in outs[:2]] \
                 if vertical else outs[:2]
+            gacos_files = [f for f in (self.parameterAsFileList(parameters, self.GACOS, context) or []) if f]
+            gacos_incidence = geometry_spec(self, parameters, context, self.INCIDENCE, self.INCIDENCE_TYPE,
+                                            self.INCIDENCE_ANGLE) if gacos_files else None
+            deramp_mode = self.DERAMPS[self.parameterAsEnum(parameters, self.DERAMP, context)]
+            mask_layer = self.parameterAsLayer(parameters, self.DERAMP_MASK, context)
+            tmpdir = None
+            mask_path = None
+            if mask_layer is not None and deramp_mode != deramp.DERAMP_NONE:
+                tmpdir = tempfile.mkdtemp(prefix="sbas_deramp_mask_")
+                mask_path = corrections.mask_on_grid(layer_path(mask_layer), stack.grid,
+                                                     os.path.join(tmpdir, "deramp_mask.tif"))
             options = sbas_stack.SbasOptions(
                 input_units=input_units, wavelength=self.parameterAsDouble(parameters, self.WAVELENGTH, context),
                 flip_sign=self.parameterAsBoolean(parameters, self.FLIP_SIGN, context),
@@ -347,7 +441,17 @@ class SbasInversion(SubsidenceAlgorithm):
                 min_coherence=self.parameterAsDouble(parameters, self.MIN_COHERENCE, context),
                 gap_handling=gaps, reference=reference, reference_half_window=half,
                 seasonal=self.parameterAsBoolean(parameters, self.SEASONAL, context),
-                memory_mb=self.parameterAsDouble(parameters, self.MEMORY_LIMIT_MB, context))
+                memory_mb=self.parameterAsDouble(parameters, self.MEMORY_LIMIT_MB, context),
+                loop_closure=self.parameterAsEnum(parameters, self.LOOP_CLOSURE, context),
+                loop_threshold=self.parameterAsDouble(parameters, self.LOOP_THRESHOLD, context),
+                deramp=deramp_mode, deramp_mask=mask_path, gacos=tuple(gacos_files),
+                incidence=gacos_incidence["path"] if gacos_incidence else None,
+                incidence_type=gacos.INCIDENCE_UP if gacos_incidence and gacos_incidence["kind"] == geometry.KIND_UP
+                else gacos.INCIDENCE_ANGLE,
+                incidence_angle=gacos_incidence["angle"] if gacos_incidence and gacos_incidence["angle"] is not None
+                else gacos.DEFAULT_INCIDENCE_ANGLE,
+                gacos_tolerance=self.parameterAsDouble(parameters, self.GACOS_TOLERANCE, context) / 100.0,
+                gacos_skip_missing=self.parameterAsBoolean(parameters, self.GACOS_SKIP_MISSING, context))
             try:
                 summary = sbas_stack.invert_stack(
                     stack, los[0], los[1], outs[2], options,
@@ -369,6 +473,8 @@ class SbasInversion(SubsidenceAlgorithm):
             finally:
                 if vertical:
                     _remove(los + [product_incidence])
+                if tmpdir:
+                    shutil.rmtree(tmpdir, ignore_errors=True)
             results = {self.OUTPUT_TIMESERIES: outs[0], self.OUTPUT_VELOCITY: outs[1], self.OUTPUT_QUALITY: outs[2]}
             try:
                 dest = write_table(self, parameters, self.OUTPUT_NETWORK, context,

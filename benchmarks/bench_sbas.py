@@ -188,7 +188,7 @@ def run_mintpy(npz, weight, workdir):
     return info, np.load(out)
 
 
-def run_e2e(folder, net, phase, coh, memory_mb, weighting=0):
+def run_e2e(folder, net, phase, coh, memory_mb, weighting=0, extra=None, tag="out"):
     """Write the stack as GeoTIFFs and time ``qgis_process.bin run subsidence:sbasinversion`` (peak RSS too)."""
     from osgeo import gdal
 
@@ -209,11 +209,14 @@ def run_e2e(folder, net, phase, coh, memory_mb, weighting=0):
         ifgs.append(f)
         cohs.append(c)
     qp = QgisProcess(os.path.join(folder, "qgis"))
-    out = os.path.join(folder, "out")
+    out = os.path.join(folder, tag)
     os.makedirs(out, exist_ok=True)
     params = {"INTERFEROGRAMS": ifgs, "COHERENCE": cohs, "WEIGHTING": weighting, "MEMORY_LIMIT_MB": memory_mb,
               "OUTPUT_TIMESERIES": os.path.join(out, "ts.tif"), "OUTPUT_VELOCITY": os.path.join(out, "vel.tif"),
               "OUTPUT_QUALITY": os.path.join(out, "q.tif"), "OUTPUT_NETWORK": os.path.join(out, "net.csv")}
+    # before issue 14 there was no loop closure and no ramp: keep that the baseline unless asked
+    params.update({"LOOP_CLOSURE": 0, "DERAMP": 0})
+    params.update(extra or {})
     cmd = ["/usr/bin/time", "-v", qp.exe, "--json", "run", "subsidence:sbasinversion", "--"] + qp.arguments(params)
     t0 = time.perf_counter()
     r = subprocess.run(cmd, env=qp.env, capture_output=True, text=True)
@@ -222,7 +225,10 @@ def run_e2e(folder, net, phase, coh, memory_mb, weighting=0):
         raise RuntimeError(r.stdout[-2000:] + r.stderr[-3000:])
     rss = [line for line in r.stderr.splitlines() if "Maximum resident set size" in line]
     rss_mb = int(rss[0].split(":")[1]) / 1024.0 if rss else float("nan")
+    cpu = sum(float(line.split(":")[1]) for line in r.stderr.splitlines()
+              if line.strip().startswith(("User time", "System time")))
     ts = gdal.Open(params["OUTPUT_TIMESERIES"]).ReadAsArray()
+    run_e2e.cpu = cpu
     return wall, rss_mb, ts
 
 
@@ -236,6 +242,9 @@ def main():
     ap.add_argument("--no-core", action="store_true", help="skip the in-memory comparison")
     ap.add_argument("--e2e", help="folder for the end-to-end qgis_process run from GeoTIFFs")
     ap.add_argument("--memory", type=float, default=256, help="MEMORY_LIMIT_MB of the end-to-end run")
+    ap.add_argument("--qc", type=int, default=0, metavar="N",
+                    help="end to end (needs --e2e): N alternating runs without / with loop closure (reject) + linear "
+                         "deramp, unweighted, to measure what the network QC adds")
     a = ap.parse_args()
     net, dates, phase, coh, offsets, truth, water = make_stack(a.size, a.dates)
     M, H, W = phase.shape
@@ -246,6 +255,22 @@ def main():
              int(np.sum(np.isnan(phase.reshape(M, -1)).any(0) & has)), int(water.sum())))
     tr = truth.reshape(net.n_dates, -1)
     results = {}
+    if a.e2e and a.qc:
+        walls = {"baseline": [], "loop+deramp": []}
+        cpus = {"baseline": [], "loop+deramp": []}
+        for rep in range(a.qc):
+            for label, extra in (("baseline", {}), ("loop+deramp", {"LOOP_CLOSURE": 2, "DERAMP": 1})):
+                load = os.getloadavg()[0]
+                wall, rss, ts = run_e2e(a.e2e, net, phase, coh, a.memory, 0, extra, tag="qc_" + label)
+                walls[label].append(wall)
+                cpus[label].append(run_e2e.cpu)
+                print("e2e qgis_process %-11s run %d: wall %.1f s, CPU (user + sys) %.1f s, peak RSS %.0f MB, "
+                      "load avg before %.2f" % (label, rep + 1, wall, run_e2e.cpu, rss, load))
+        for what, d in (("wall", walls), ("CPU", cpus)):
+            b, q = np.median(d["baseline"]), np.median(d["loop+deramp"])
+            print("loop closure + deramp add %.1f s to %.1f s of %s (median of %d): +%.0f %%"
+                  % (q - b, b, what, a.qc, 100 * (q - b) / b))
+        return
     if a.e2e:
         for wmode, label in ((0, "none"), (1, "coherence")):
             wall, rss, ts = run_e2e(a.e2e, net, phase, coh, a.memory, wmode)

@@ -41,6 +41,11 @@ Files written (layouts as the real products, sizes reduced):
   both tracks' LiCSAR-style unit-vector rasters ``asc.geo.E/N/U.tif``, ``dsc.geo.E/N/U.tif``; here
   the world's displacement is vertical and the mining bowl also moves the ground horizontally
   towards its centre (east component planted);
+* ``insar_raw/`` -- the same interferograms as real products deliver them (not in the tiny test world):
+  plus a tropospheric delay that GACOS models (``gacos/YYYYMMDD.ztd`` + ``.ztd.rsc``, the GACOS format, on
+  their own coarser grid), per-epoch orbital ramps, and +2 pi unwrapping errors over a patch in 3
+  interferograms (the loop closure rejects them) and over a small patch in a fourth (only the per-pixel
+  n_loop_errors sees it); ``deforming_areas.geojson`` (mining and irrigation: left out of the ramp fit);
 * ``truth/`` -- velocity (mm/yr), groundwater series per landscape, planted lags,
   strongest factor (``truth.json``); vertical / east monthly series and velocities of ``regional/``.
 """
@@ -54,7 +59,7 @@ from scipy.interpolate import CubicSpline
 from scipy.io import netcdf_file
 from scipy.ndimage import gaussian_filter
 
-from subsidence_toolkit.core.insar import geometry, units
+from subsidence_toolkit.core.insar import gacos, geometry, units
 from subsidence_toolkit.core.io import dates, rasters
 
 WAVELENGTH = units.SENTINEL1_WAVELENGTH_M
@@ -84,6 +89,7 @@ class World:
     def __init__(self, root, small=False, seed=2024, tiny=False):
         self.root = Path(root)
         self.small = small or tiny
+        self.tiny = tiny
         self.rng = np.random.default_rng(seed)
         self.pixel = 0.025 if tiny else 0.01 if small else 0.005  # InSAR grid (deg)
         self.model_pixel = 0.04 if tiny else 0.02  # fine hydrological model grid (deg)
@@ -366,6 +372,58 @@ class World:
         return {"hyp3_dir": str(folder), "hyp3_products": zips, "hyp3_epochs": [e.isoformat() for e in eps],
                 "hyp3_pairs": len(pairs), "hyp3_velocity_truth": str(truth)}
 
+    def write_insar_raw(self, grid, epochs, pairs, files):
+        """The interferograms with a GACOS-format troposphere, orbital ramps and unwrapping errors planted
+        (own random stream: the rest of the world does not change)."""
+        rng = np.random.default_rng(7)
+        raw_dir = self.root / "insar_raw"
+        gdir = self.root / "gacos"
+        raw_dir.mkdir(parents=True, exist_ok=True)
+        gdir.mkdir(parents=True, exist_ok=True)
+        step, margin = 0.02, 0.06                       # GACOS grid: coarser than the interferograms, wider
+        gx = LON0 - margin + step * np.arange(int((LON1 - LON0 + 2 * margin) / step) + 1)
+        gy = LAT1 + margin - step * np.arange(int((LAT1 - LAT0 + 2 * margin) / step) + 1)
+        ztd_files = []
+        for e in epochs:
+            a, b = rng.normal(0, 0.02, 2)               # m per degree: ~1.6 cm across the region
+            turb = gaussian_filter(rng.normal(0, 1, (gy.size, gx.size)), 2)
+            ztd = 2.3 + a * (gy[:, None] - 39.0) + b * (gx[None, :] - 108.4) + 0.006 * turb / max(turb.std(), 1e-9)
+            ztd_files.append(gacos.write_ztd(gdir / ("%s.ztd" % e.strftime("%Y%m%d")), ztd.astype(np.float32),
+                                             float(gx[0]), float(gy[0]), step, -step))
+        slant = gacos.GacosSet(ztd_files, grid).slant_delays(epochs, gacos.Incidence(angle=39.0), 0, grid.ysize,
+                                                            0, grid.xsize)
+        lon, lat = self.centres(grid)
+        ramps = [c1 * (lon - 108.4) / 0.4 + c2 * (lat - 39.0) / 0.4 for c1, c2 in rng.normal(0, 1.5, (len(epochs), 2))]
+        index = {e: n for n, e in enumerate(epochs)}
+        m = len(pairs)
+        bad = [m // 4, m // 2, (3 * m) // 4]            # far apart: no loop holds two of them
+        patch_ifg = m // 10
+        big = (lon > 108.5) & (lon < 108.74) & (lat > 39.0) & (lat < 39.2)       # 7.5 % of the image
+        small = (lon > 108.3) & (lon < 108.34) & (lat > 39.1) & (lat < 39.14)
+        out = []
+        for k, ((a, b), f) in enumerate(zip(pairs, files)):
+            ia, ib = index[a], index[b]
+            phase = rasters.open_raster(f).ReadAsArray().astype(np.float64)
+            phase[phase == 0] = np.nan                  # LiCSAR: 0 is no data
+            phase += 4 * math.pi / WAVELENGTH * (slant[ib] - slant[ia]) + ramps[ib] - ramps[ia]
+            if k in bad:
+                phase[big] += 2 * math.pi
+            if k == patch_ifg:
+                phase[small] += 2 * math.pi
+            path = raw_dir / Path(f).name
+            rasters.write_raster(path, grid, phase, band_names=["unwrapped phase"], units="rad")
+            out.append(str(path))
+        names = [Path(files[k]).name for k in bad]
+        deforming = {"type": "FeatureCollection", "features": [
+            {"type": "Feature", "properties": {"area": n},
+             "geometry": {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]}}
+            for n, ((x0, x1, y0, y1), _, _) in LANDSCAPES.items() if n != "desert"]}
+        mask = self.root / "deforming_areas.geojson"
+        mask.write_text(json.dumps(deforming))
+        return {"raw_interferograms": out, "gacos": ztd_files, "deforming_areas": str(mask),
+                "planted_unwrapping_errors": names, "planted_small_patch": Path(files[patch_ifg]).name,
+                "small_patch_pixels": int(small.sum())}
+
     def write_grace(self):
         """CSR layout subset: 0.25 deg cells with x.125 centres, lon 0-360, one missing + one shifted month."""
         folder = self.root / "grace"
@@ -581,6 +639,7 @@ class World:
         rasters.write_raster(truth_dir / "velocity_truth.tif", grid, vel, band_names=["velocity"], units="mm/yr")
         rasters.write_raster(truth_dir / "displacement_truth.tif", grid, truth_ts, dates=epochs)
         regional = self.write_regional(truth_dir)
+        raw = {} if self.tiny else self.write_insar_raw(grid, epochs, pairs, ifgs)
         grace, missing, shifted = self.write_grace()
         fldas, gldas = self.write_models()
         factors = self.write_factors(grid)
@@ -595,6 +654,7 @@ class World:
             "velocity_truth": str(truth_dir / "velocity_truth.tif"),
             "displacement_truth": str(truth_dir / "displacement_truth.tif"),
         }
+        truth.update({k: v for k, v in raw.items() if k.startswith("planted") or k == "small_patch_pixels"})
         (truth_dir / "truth.json").write_text(json.dumps(truth, indent=1))
         return {
             "insar_dir": str(self.root / "insar" / FRAME), "licsar_frame": str(self.root / "insar" / FRAME),
@@ -602,6 +662,7 @@ class World:
             "grace": str(grace), "fldas": fldas, "gldas": gldas, "areas": str(self.write_areas()),
             "factors": factors, "leveling": str(self.write_leveling(epochs)), "wells": str(self.write_wells()),
             "truth": truth, "truth_dir": str(truth_dir), "regional": regional,
+            **{k: v for k, v in raw.items() if k in ("raw_interferograms", "gacos", "deforming_areas")},
         }
 
 
@@ -706,7 +767,8 @@ if __name__ == "__main__":
 
     out = generate(sys.argv[1] if len(sys.argv) > 1 else "demo_world", small="--small" in sys.argv)
     print(json.dumps({k: v for k, v in out.items() if k not in ("interferograms", "coherence", "fldas", "gldas",
-                                                                  "truth")}, indent=1))
+                                                                  "truth", "raw_interferograms", "gacos")},
+                     indent=1))
 
 
 def for_demo(demo):

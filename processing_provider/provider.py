@@ -9,6 +9,7 @@ from ..algorithms.geodetector import Geodetector, GeodetectorRaster, Geodetector
 from ..algorithms.grace_downscaling import GraceDownscaling
 from ..algorithms.groundwater_anomaly import GroundwaterAnomaly
 from ..algorithms.lagged_correlation import LaggedCorrelation
+from ..algorithms.mask_by_quality import MaskByQuality
 from ..algorithms.mosaic_frames import MosaicFrames
 from ..algorithms.project_los import ProjectLos
 from ..algorithms.resample_timeseries import ResampleTimeSeries
@@ -36,6 +37,7 @@ ALGORITHMS = [
     DecomposeLos,
     MosaicFrames,
     WorkflowReport,
+    MaskByQuality,
 ]
 
 

@@ -2,8 +2,8 @@
 """Build ``processing_provider/models/workflow.model3``: the whole workflow of Liu et al.
 2024 and Huang et al. 2025 as one Processing model.
 
-SBAS inversion -> monthly resampling -> GRACE downscaling -> GWSA -> sampling by deformation class
--> lagged correlation, and Geodetector on the SBAS velocity. The provider offers the shipped file
+SBAS inversion -> mask by quality -> monthly resampling -> GRACE downscaling -> GWSA -> sampling by
+deformation class -> lagged correlation, and Geodetector on the (masked) SBAS velocity. The provider offers the shipped file
 as ``subsidence:workflow``; this script is how it is (re)generated, so the model stays in step with
 the algorithms' parameter names (``tests/algorithms/test_workflow_model.py`` checks it).
 
@@ -55,7 +55,8 @@ def build(regional=False):
             "as in the single-frame workflow. Open the model in the graphical modeler to change any setting."
         ) if regional else (
             "The whole workflow (Liu et al. 2024; Huang et al. 2025) in one run: SBAS inversion of the "
-            "interferograms, monthly resampling of the displacement, GRACE weighted downscaling to the "
+            "interferograms, masking by the SBAS quality layers (LiCSBAS-style thresholds), monthly resampling "
+            "of the displacement, GRACE weighted downscaling to the "
             "hydrological model grid, groundwater storage anomaly by water balance, random points per "
             "deformation class in each study area with class-averaged deformation and GWSA series, lagged "
             "correlation of deformation and GWSA per area and class, and Geodetector on the SBAS velocity. "
@@ -167,10 +168,14 @@ def build(regional=False):
             "INTERFEROGRAMS": P("interferograms"), "COHERENCE": P("coherence"),
         }, [("OUTPUT_TIMESERIES", "LOS displacement time series"), ("OUTPUT_VELOCITY", "LOS velocity"),
             ("OUTPUT_QUALITY", "SBAS quality"), ("OUTPUT_NETWORK", "Interferogram network")], row=0)
+        child("mask", "subsidence:maskbyquality", {
+            "QUALITY": O("sbas", "OUTPUT_QUALITY"), "VELOCITY": O("sbas", "OUTPUT_VELOCITY"),
+            "TIMESERIES": O("sbas", "OUTPUT_TIMESERIES"),
+        }, row=1)
         child("monthly", "subsidence:resampletimeseries", {
-            "INPUT": O("sbas", "OUTPUT_TIMESERIES"), "METHOD": S(1), "STEP": S(0), "DAY_OF_MONTH": S(15),
-        }, [("OUTPUT", "Monthly displacement")], row=1)
-        series, velocity = O("monthly", "OUTPUT"), O("sbas", "OUTPUT_VELOCITY")
+            "INPUT": O("mask", "OUTPUT_TIMESERIES"), "METHOD": S(1), "STEP": S(0), "DAY_OF_MONTH": S(15),
+        }, [("OUTPUT", "Monthly displacement")], row=2)
+        series, velocity = O("monthly", "OUTPUT"), O("mask", "OUTPUT_VELOCITY")
     shift = 2 if regional else 0  # modeler layout: the regional model has two more children on top
     child("downscaling", "subsidence:gracedownscaling", {
         "GRACE": P("grace"), "MODEL_FILES": P("model_files"),
@@ -215,6 +220,7 @@ def build(regional=False):
 # its right; a step gets as much height as its outputs need.
 DESCRIPTIONS = {
     "sbas": "SBAS inversion of the interferograms",
+    "mask": "Mask by quality (LiCSBAS-style thresholds on the SBAS quality layers)",
     "monthly": "Monthly resampling of the displacement",
     "downscaling": "GRACE weighted downscaling",
     "gwsa": "Groundwater storage anomaly (water balance)",

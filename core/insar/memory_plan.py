@@ -91,11 +91,14 @@ def plan_blocks(ysize, xsize, block_size, buf_bytes_px, solve_bytes_px, memory_m
             "total": int(sum(parts.values())), "fits": fits and sum(parts.values()) <= budget}
 
 
-def plan_stack(stack, weighting=WEIGHT_NONE, min_coherence=0.0, memory_mb=512, reference_pass=False):
+def plan_stack(stack, weighting=WEIGHT_NONE, min_coherence=0.0, memory_mb=512, reference_pass=False, *,
+               extra_bytes_px=0, extra_fixed=0):
     """Memory plans of the passes of :func:`.sbas_stack.invert_stack` (see :func:`plan_blocks`): ``invert`` and, for the
     automatic reference, ``reference``. Every byte our code allocates per window counts: GDAL's block
     cache, the window buffers (interferograms, coherence when the solve needs it, float32 outputs), one
-    open file with its read temporaries and the sub-block solve."""
+    open file with its read temporaries and the sub-block solve. ``extra_bytes_px`` / ``extra_fixed``: what the
+    corrections add to the inversion pass (per pixel of a window, e.g. GACOS delays of every date; per
+    sub-block, e.g. a chunk of loop phases)."""
     net, grid = stack.network, stack.grid
     M, N = net.n_ifg, net.n_dates
     bsize, sample = stack.ifg_files().block_size()
@@ -105,9 +108,10 @@ def plan_stack(stack, weighting=WEIGHT_NONE, min_coherence=0.0, memory_mb=512, r
     out_bands = N + 1 + len(QUALITY_BANDS)
     kind = "weighted" if weighted else "float32"
     fixed = solve_bytes_fixed(M, N)
-    plans = {"invert": plan_blocks(grid.ysize, grid.xsize, bsize, 4 * (M * (2 if need_coh else 1) + out_bands),
+    plans = {"invert": plan_blocks(grid.ysize, grid.xsize, bsize,
+                                   4 * (M * (2 if need_coh else 1) + out_bands) + extra_bytes_px,
                                    solve_bytes_per_pixel(M, N, kind, net.bandwidth), memory_mb,
-                                   out_bands=out_bands, in_sample_bytes=sample, solve_fixed=fixed)}
+                                   out_bands=out_bands, in_sample_bytes=sample, solve_fixed=fixed + extra_fixed)}
     if reference_pass:
         if has_coh:
             # per-pixel running count (intp) and coherence sum (float32), the score (float64); the

@@ -113,12 +113,26 @@ class SbasNetwork:
     def nsbas_design(self, gamma=DEFAULT_NSBAS_GAMMA):
         """Augmented NSBAS design (LiCSBAS ``invert_nsbas``): unknowns [v (N-1), vel, c].
 
-        Extra rows ``gamma * (T v - vel t_n - c) = 0`` for n = 1..N-1.
+        Extra rows ``gamma * (T v - vel t_n - c) = 0`` for every date n = 0..N-1, the first date included
+        (its row is ``-gamma c = 0``: the linear model passes through the first date's 0 unless the data
+        say otherwise), t in years = days / 365.25, as LiCSBAS ``invert_nsbas``.
         """
         nu = self.n_dates - 1
         top = np.hstack([self.B, np.zeros((self.n_ifg, 2))])
-        bottom = np.hstack([gamma * self.T, -gamma * self.tyears[1:, None], -gamma * np.ones((nu, 1))])
+        cum = np.vstack([np.zeros((1, nu)), self.T])
+        bottom = np.hstack([gamma * cum, -gamma * self.tyears[:, None], -gamma * np.ones((self.n_dates, 1))])
         return np.vstack([top, bottom])
+
+
+def largest_part(labels):
+    """The largest connected part of the dates per pattern: ``labels`` (N, U) component labels (a date's
+    label is the first date of its part) -> (keep (N, U) bool, first (U,) index of the part's first date).
+    Ties go to the earliest part."""
+    labels = np.asarray(labels)
+    N = labels.shape[0]
+    sizes = (labels[None, :, :] == np.arange(N)[:, None, None]).sum(axis=1)   # (label, U)
+    first = np.argmax(sizes, axis=0)
+    return labels == first[None, :], first
 
 
 def select_pairs(network, max_temporal_baseline=None, max_perp_baseline=None, exclude=()):

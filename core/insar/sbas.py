@@ -59,7 +59,7 @@ from .kernels import (
     unique_patterns,
     work_array,
 )
-from .network import DEFAULT_NSBAS_GAMMA
+from .network import DEFAULT_NSBAS_GAMMA, largest_part
 from .weights import DEFAULT_LOOKS, WEIGHT_NONE, WEIGHTINGS, coherence_weights
 
 GAP_MIN_NORM = "min_norm"
@@ -68,7 +68,11 @@ GAP_MASK = "mask"
 GAP_MODES = (GAP_MIN_NORM, GAP_NSBAS, GAP_MASK)
 DEFAULT_RCOND = 1e-5
 
-QUALITY_BANDS = ("temporal_coherence", "n_ifg_used", "residual_rms_mm", "velocity_std_mm_yr", "n_gaps")
+#: bands of the quality raster of the streaming driver, in this order (new bands are appended): the last two
+#: are the number of loops with an unclosed 2 pi ambiguity (NaN without loop closure) and the index of the
+#: first date of the part of the network that was kept (0 unless GAP_HANDLING mask dropped a part)
+QUALITY_BANDS = ("temporal_coherence", "n_ifg_used", "residual_rms_mm", "velocity_std_mm_yr", "n_gaps",
+                 "n_loop_errors", "kept_first_date")
 
 #: interferograms per chunk of the residual / temporal-coherence pass
 RESID_CHUNK = 16
@@ -414,7 +418,8 @@ def _solve_unweighted(obs, network, options, ts, gaps, workspace):
         pat_ok = _impute_missing(ops, obs, workspace=workspace)
         # patterns keeping the network's rank have the network's gaps; components only for the rest
         gaps.per_pattern = np.full(obs.patterns.shape[1], gaps.network, dtype=np.int32)
-        bad_pat = np.flatnonzero(~pat_ok)
+        # (the NSBAS design keeps full rank whatever the pattern: its patterns are all counted)
+        bad_pat = np.arange(obs.patterns.shape[1]) if ops.nsbas else np.flatnonzero(~pat_ok)
         if bad_pat.size:
             gaps.per_pattern[bad_pat] = _pattern_gaps(network, obs.patterns[:, bad_pat])[0]
         gaps.per_pixel[part] = gaps.per_pattern[obs.pattern_index]
@@ -494,18 +499,28 @@ def _residual_statistics(ts, obs, network, options, zero_rows, *, ifg_stats=Fals
 
 
 def _mask_disconnected(ts, obs, network, gaps):
-    """Gap masking (``mask``): dates not connected to the first date are undetermined -> NaN."""
+    """Gap masking (``mask``): only the largest connected part of a pixel's dates is determined; its first
+    date becomes 0 and the other dates NaN (ties: the earliest part). Returns the index of the kept part's
+    first date per pixel (0 for connected pixels, -1 without data)."""
+    kept_first = np.where(obs.has, 0, -1).astype(np.int32)
     if not np.any(gaps.per_pixel > 0):
-        return
+        return kept_first
     if gaps.network > 0:
-        ts[:, obs.full] = np.where((gaps.network_labels == 0)[:, None], ts[:, obs.full], np.nan)
+        keep, first = largest_part(gaps.network_labels[:, None])
+        full = obs.full
+        ts[:, full] = np.where(keep, ts[:, full] - ts[first[0]][full], np.nan)
+        kept_first[full] = first[0]
     if obs.partial.size:
         pg = np.flatnonzero(gaps.per_pattern > 0)
         if pg.size:
-            labels = network.components(obs.patterns[:, pg])
-            conn0 = np.ones((network.n_dates, obs.patterns.shape[1]), dtype=bool)
-            conn0[:, pg] = labels == 0
-            ts[:, obs.partial] = np.where(conn0[:, obs.pattern_index], ts[:, obs.partial], np.nan)
+            keep, first = largest_part(network.components(obs.patterns[:, pg]))
+            sel = np.flatnonzero(np.isin(obs.pattern_index, pg))
+            col = np.searchsorted(pg, obs.pattern_index[sel])
+            px = obs.partial[sel]
+            fpx = first[col]
+            ts[:, px] = np.where(keep[:, col], ts[:, px] - ts[fpx, px][None, :], np.nan)
+            kept_first[px] = fpx
+    return kept_first
 
 
 def sbas_invert_block(obs_block, network, coherence_block=None, options=None, workspace=None, ifg_stats=False,
@@ -561,13 +576,15 @@ def sbas_invert_block(obs_block, network, coherence_block=None, options=None, wo
     zero_rows = obs.partial if (options.weighted or ifg_stats) else fallback
     rms, tcoh, sum_e2 = _residual_statistics(ts, obs, network, options, zero_rows, ifg_stats=ifg_stats,
                                              workspace=workspace)
+    kept_first = np.where(obs.has, 0, -1).astype(np.int32)
     if options.gap_handling == GAP_MASK:
-        _mask_disconnected(ts, obs, network, gaps)
+        kept_first = _mask_disconnected(ts, obs, network, gaps)
     quality = {
         "temporal_coherence": tcoh.reshape(rows, cols),
         "n_ifg_used": obs.n_used.reshape(rows, cols),
         "residual_rms": rms.reshape(rows, cols),
         "n_gaps": gaps.per_pixel.reshape(rows, cols),
+        "kept_first_date": kept_first.reshape(rows, cols),
     }
     if ifg_stats:
         quality["ifg_sum_e2"] = sum_e2

@@ -1,7 +1,9 @@
 """Streaming SBAS inversion of a stack of interferogram GeoTIFFs (no QGIS imports).
 
 Drives :mod:`.sbas` over windows of M single-band rasters under a memory cap (:mod:`.memory_plan`) for a
-:class:`~.stack.PreparedStack`: reference pixel / window (median) or an automatic reference, then one pass
+:class:`~.stack.PreparedStack`: with loop closure, GACOS or ramps a scan pass (:mod:`.corrections`: their
+statistics and the automatic reference in one read of the stack; the LiCSBAS loop-closure rule may then
+reject interferograms), otherwise an automatic-reference pass when no reference is given; then one pass
 writing the time series (mm, one band per date), the velocity (mm/yr) and the quality layers, and the rows
 of a network table. Outputs go through :class:`~subsidence_toolkit.core.io.rasters.RasterWriter`, so an
 error or a cancellation leaves no output behind.
@@ -11,7 +13,7 @@ get a :class:`WindowTask` and the pass's :class:`TaskState` and may run on Dask 
 """
 import contextlib
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional, Tuple
 
 import numpy as np
@@ -20,8 +22,13 @@ from ..io.dates import format_date
 from ..io.errors import Cancelled, TimeSeriesError
 from ..io.rasters import RasterWriter
 from ..io.tasks import run_tasks_here_or
-from .memory_plan import ALLOCATOR_SLACK, MIB, plan_stack
-from .network import SbasNetwork
+from . import corrections as corr
+from . import deramp as dr
+from . import gacos as gc
+from . import loop_closure as lc
+from .memory_plan import ALLOCATOR_SLACK, MIB, READ_BYTES_PX, plan_blocks, plan_stack
+from .sbas import solve_bytes_fixed, solve_bytes_per_pixel
+from .network import SbasNetwork, subnetwork
 from .reference import auto_reference, better_candidate, pixel_centre, reference_values
 from .sbas import GAP_MIN_NORM, QUALITY_BANDS, SolverOptions, sbas_invert_block
 from .stack import PreparedStack, StackFiles
@@ -39,7 +46,15 @@ class SbasOptions:
     :class:`~.sbas.SolverOptions`; ``reference``: (row, col) pixel, or None for automatic (data in every
     interferogram and the highest mean coherence, or the lowest residual RMS when no coherence is
     given), with the median over a ``2 reference_half_window + 1`` square window; ``seasonal``: annual
-    and semi-annual terms in the velocity fit; ``memory_mb``: cap of everything the run allocates."""
+    and semi-annual terms in the velocity fit; ``memory_mb``: cap of everything the run allocates.
+
+    Corrections and network QC (:mod:`.corrections`): ``loop_closure`` 0 off, 1 report, 2 reject the bad
+    interferograms (LiCSBAS step-12 rule, ``loop_threshold`` rad on the loop-phase RMS); ``deramp`` none /
+    linear / quadratic surface per interferogram fitted outside ``deramp_mask`` (a raster on the grid, non-zero
+    = excluded); ``gacos`` per-date ZTD files with the incidence from ``incidence`` (a raster read as
+    ``incidence_type``: angle in degrees or U = cos) or the constant ``incidence_angle``; a correction that
+    raises an interferogram's standard deviation by more than ``gacos_tolerance`` (share) is not applied;
+    a date without a GACOS file is an error unless ``gacos_skip_missing`` (its interferograms are left out)."""
     input_units: str = UNITS_RADIANS
     wavelength: float = SENTINEL1_WAVELENGTH_M
     flip_sign: bool = False
@@ -51,6 +66,16 @@ class SbasOptions:
     reference_half_window: int = 0
     seasonal: bool = False
     memory_mb: float = 512
+    loop_closure: int = lc.LOOP_OFF
+    loop_threshold: float = lc.DEFAULT_LOOP_THRESHOLD
+    deramp: str = dr.DERAMP_NONE
+    deramp_mask: Optional[str] = None
+    gacos: Tuple[str, ...] = ()
+    incidence: Optional[str] = None
+    incidence_type: str = gc.INCIDENCE_ANGLE
+    incidence_angle: float = gc.DEFAULT_INCIDENCE_ANGLE
+    gacos_tolerance: float = gc.DEFAULT_TOLERANCE
+    gacos_skip_missing: bool = False
 
     @property
     def weighted(self):
@@ -82,7 +107,10 @@ class TaskState:
     to LOS mm; ``ifg_files``/``coh_files`` (:class:`StackFiles`, coherence None when not given);
     ``ref_vals`` per-interferogram reference values (inversion pass; None in the reference pass);
     ``seasonal`` velocity fit; ``sum_coherence``: add up the coherence per interferogram (when the
-    reference pass did not); ``gdal_cache``: bytes of GDAL's block cache (optional)."""
+    reference pass did not); ``gdal_cache``: bytes of GDAL's block cache (optional); ``loop_net``: the loops
+    of ``network`` whose unclosed 2 pi ambiguities are counted per pixel (None: no count, NaN band);
+    ``loop_fix_ref``: per interferogram, the GACOS correction at the reference of those whose correction was
+    not applied (subtracted for the loop count only, referenced)."""
     network: SbasNetwork
     solver: SolverOptions
     to_mm: float
@@ -92,6 +120,8 @@ class TaskState:
     seasonal: bool = False
     sum_coherence: bool = True
     gdal_cache: Optional[int] = None
+    loop_net: Optional[lc.LoopNetwork] = None
+    loop_fix_ref: Optional[np.ndarray] = None
 
     @property
     def need_coherence(self):
@@ -199,14 +229,27 @@ def reference_block_task(task, state):
     return out
 
 
-def _solve_sub_block(obs, coh, state, stats, workspace=None):
+def _solve_sub_block(obs, coh, state, stats, workspace=None, loop_fix=None):
     """Invert one sub-block (views into the window buffers; ``obs`` is overwritten): returns the float32
     time series, velocity and quality blocks and adds the residual statistics to ``stats``. ``workspace``:
     the solver's work arrays, reused by the next sub-block of the window. Its memory is modelled by
-    :data:`.sbas.SOLVE_BYTES`."""
+    :data:`.sbas.SOLVE_BYTES`. ``loop_fix``: (indices, corrections in input units) of the interferograms whose
+    GACOS correction was not applied, subtracted for the loop count only (a per-date delay closes in loops)."""
     net = state.network
     obs -= state.ref_vals[:, None, None].astype(np.float32)
     obs *= np.float32(state.to_mm)
+    n_loop_err = None
+    if state.loop_net is not None:
+        # referenced loop phase (LiCSBAS n_loop_err), dropped observations excluded
+        lp_obs = obs
+        if coh is not None and (state.solver.min_coherence or 0) > 0:
+            with np.errstate(invalid="ignore"):
+                lp_obs = np.where(coh >= state.solver.min_coherence, obs, np.float32(np.nan))
+        if loop_fix is not None:
+            lp_obs = lp_obs.copy() if lp_obs is obs else lp_obs
+            lp_obs[loop_fix[0]] -= loop_fix[1] * np.float32(state.to_mm)
+        n_loop_err = lc.count_loop_errors(state.loop_net, lp_obs, rad_per_unit=state.solver.rad_per_unit)
+        del lp_obs
     ts, q = sbas_invert_block(obs, net, coherence_block=coh, options=state.solver, workspace=workspace,
                               ifg_stats=True)
     vel, vstd = velocity_fit(ts, net.tyears, state.seasonal)
@@ -220,7 +263,14 @@ def _solve_sub_block(obs, coh, state, stats, workspace=None):
     gaps[~has] = np.nan
     nused = q["n_ifg_used"].astype(np.float32)
     nused[~has] = np.nan
-    quality = (q["temporal_coherence"], nused, q["residual_rms"], vstd, gaps)
+    if n_loop_err is None:
+        loop_err = np.full(has.shape, np.nan, dtype=np.float32)
+    else:
+        loop_err = n_loop_err.astype(np.float32)
+        loop_err[~has] = np.nan
+    kept = q["kept_first_date"].astype(np.float32)
+    kept[~has] = np.nan
+    quality = (q["temporal_coherence"], nused, q["residual_rms"], vstd, gaps, loop_err, kept)
     return ts, vel, quality
 
 
@@ -261,6 +311,12 @@ def invert_block_task(task, state):
         stats["coh_sum"] = np.zeros(M)
         stats["coh_n"] = np.zeros(M, dtype=np.int64)
     phase, coh = _read_window(task, state, stats)
+    fix = None
+    cf = state.ifg_files
+    if state.loop_net is not None and getattr(cf, "gacos", None) is not None and not cf.gacos_apply.all():
+        skipped = np.flatnonzero(~cf.gacos_apply)
+        fix = (skipped, np.stack([cf.gacos_correction(k, task.row0, h, task.col0, w)
+                                  - np.float32(state.loop_fix_ref[k]) for k in skipped]))
     out_ts = np.empty((N, h, w), dtype=np.float32)
     out_vel = np.empty((1, h, w), dtype=np.float32)
     out_q = np.empty((len(QUALITY_BANDS), h, w), dtype=np.float32)
@@ -269,7 +325,7 @@ def invert_block_task(task, state):
     for a in range(0, h, s):
         b = min(h, a + s)
         ts, vel, quality = _solve_sub_block(phase[:, a:b], None if coh is None else coh[:, a:b], state, stats,
-                                            workspace)
+                                            workspace, None if fix is None else (fix[0], fix[1][:, a:b]))
         out_ts[:, a:b] = ts
         out_vel[0, a:b] = vel
         for i, qb in enumerate(quality):
@@ -294,6 +350,36 @@ def reference_window_values(ifg_files, row, col, half, grid, names):
     return ref
 
 
+def corrected_reference_values(cf, row, col, half, grid, names):
+    """:func:`reference_window_values` of the corrected interferograms (``cf``: a
+    :class:`~.corrections.CorrectedFiles`) and of the loop closure's version of them (GACOS on every
+    interferogram, no ramp), from one read of the window."""
+    r0, r1 = max(0, row - half), min(grid.ysize, row + half + 1)
+    c0, c1 = max(0, col - half), min(grid.xsize, col + half + 1)
+    inv, loop = [], []
+    for k, a in cf.files.iter_window(r0, r1 - r0, c0, c1 - c0):
+        a = a.astype(np.float64)
+        if cf.gacos is not None:
+            g = cf.gacos_correction(k, r0, r1 - r0, c0, c1 - c0)
+            loop.append((a - g).ravel())
+            if cf.gacos_apply[k]:
+                a = a - g
+        else:
+            loop.append(a.ravel())
+        ramp = cf.ramp_window(k, r0, r1 - r0, c0, c1 - c0)
+        inv.append((a - ramp if ramp is not None else a).ravel())
+    out = []
+    for vals in (np.stack(inv), np.stack(loop)):
+        ref, missing = reference_values(vals)
+        if missing.any():
+            bad = [names[k] for k in np.flatnonzero(missing)]
+            raise TimeSeriesError("the reference pixel (row %d, col %d, window %dx%d) is NoData in %s"
+                                  % (row, col, r1 - r0, c1 - c0,
+                                     ", ".join(bad[:10]) + (" ..." if len(bad) > 10 else "")))
+        out.append(ref)
+    return out[0], out[1]
+
+
 # --------------------------------------------------------------------------- driver
 @dataclass(frozen=True)
 class RunHooks:
@@ -316,6 +402,8 @@ class _Progress:
 
     def __init__(self, plans, n_ifg, streamed_reference, hooks):
         def n_sub(key, plan):
+            if key == "scan":
+                return [-(-n_ifg // REFERENCE_TICK_FILES) + 1] * len(plan["windows"])
             if key == "reference" and streamed_reference:
                 return [-(-n_ifg // REFERENCE_TICK_FILES)] * len(plan["windows"])
             return [-(-w[1] // plan["sub_rows"]) for w in plan["windows"]]
@@ -342,7 +430,7 @@ class _Progress:
 
 
 def _log_plans(plans, hooks):
-    for key in ("reference", "invert"):
+    for key in ("scan", "reference", "invert"):
         if key in plans:
             p = plans[key]
             hooks.say("%s pass: %d windows of up to %d x %d px, sub-blocks of %d rows; planned %.0f MB of the %g MB "
@@ -391,13 +479,170 @@ def _find_reference(state, plan, progress):
     return (best[1], best[2]), coh_stats
 
 
+# --------------------------------------------------------------------------- corrections and loop closure
+def restrict_stack(stack, keep, reasons):
+    """The stack without the used interferograms where ``keep`` (M,) is False; ``reasons``: one string or
+    one per used interferogram (recorded for the left-out ones)."""
+    keep = np.asarray(keep, dtype=bool)
+    idx_used = np.flatnonzero(stack.used)
+    used = stack.used.copy()
+    why = list(stack.reasons)
+    for j, k in enumerate(idx_used):
+        if not keep[j]:
+            used[k] = False
+            why[k] = reasons if isinstance(reasons, str) else reasons[j]
+    if not used.any():
+        raise TimeSeriesError("no interferogram left (%s)" % "; ".join(sorted(set(r for r in why if r))))
+    net = subnetwork(stack.network_all, used)
+    coh = [c for c, kp in zip(stack.coherence_paths, keep) if kp] if stack.coherence_paths else None
+    return replace(stack, used=used, reasons=why, network=net,
+                   ifg_paths=[stack.all_paths[k] for k in np.flatnonzero(used)], coherence_paths=coh)
+
+
+def _gacos_setup(stack, options, hooks):
+    """GACOS files matched to the dates (a missing date: error, or its interferograms left out) and the
+    incidence. Returns (stack, (GacosSet, Incidence) or None)."""
+    if not options.gacos:
+        return stack, None
+    gset = gc.GacosSet(options.gacos, stack.grid)
+    net = stack.network
+    missing = gset.missing(net.dates)
+    if missing:
+        labels = ", ".join(format_date(d) for d in missing)
+        if not options.gacos_skip_missing:
+            raise TimeSeriesError("no GACOS file for %s (give a YYYYMMDD.ztd or .ztd.tif for every acquisition "
+                                  "date, or leave out the interferograms of those dates)" % labels)
+        miss = set(missing)
+        dates = net.dates
+        keep = np.array([dates[a] not in miss and dates[b] not in miss for a, b in zip(net.i1, net.i2)])
+        why = ["no GACOS file for %s" % ", ".join(format_date(d) for d in (dates[a], dates[b]) if d in miss)
+               for a, b in zip(net.i1, net.i2)]
+        hooks.say("no GACOS file for %s: %d interferogram(s) left out" % (labels, int((~keep).sum())))
+        stack = restrict_stack(stack, keep, why)
+    incidence = gc.Incidence(options.incidence, options.incidence_type, options.incidence_angle)
+    hooks.say("GACOS: %d ZTD files, %s" % (len(gset.by_date), incidence.describe()))
+    return stack, (gset, incidence)
+
+
+def _corrected_files(stack, gacos_parts, to_mm, options):
+    net = stack.network
+    gset, inc = gacos_parts if gacos_parts else (None, None)
+    return corr.CorrectedFiles(stack.ifg_files(), net.dates, np.where(net.sign > 0, net.i1, net.i2),
+                               np.where(net.sign > 0, net.i2, net.i1), stack.grid, gset, inc,
+                               gc.metres_to_units(to_mm) if gset is not None else None, ramp_mode=options.deramp)
+
+
+def _gacos_bytes(stack, gacos_parts):
+    """Per-pixel bytes of GACOS delays in a window (every date, float32) and their resampling."""
+    return (corr.GACOS_BYTES_PER_DATE * stack.network.n_dates + corr.GACOS_SAMPLE_BYTES) if gacos_parts else 0
+
+
+def _scan_needed(options):
+    return options.loop_closure != lc.LOOP_OFF or bool(options.gacos) or options.deramp != dr.DERAMP_NONE
+
+
+def plan_scan(stack, options, gacos_parts):
+    """Plan of the scan pass (:func:`.corrections.scan_block_task`): one read of every interferogram (and
+    coherence) per window; the window of every interferogram is kept when the loops or the residual-based
+    reference need it."""
+    grid, net = stack.grid, stack.network
+    M, N = net.n_ifg, net.n_dates
+    bsize, sample = stack.ifg_files().block_size()
+    residual_ref = options.reference is None and not stack.coherence_paths
+    loops = options.loop_closure != lc.LOOP_OFF
+    p = dr.N_TERMS.get(options.deramp, 0)
+    per_px = (4 * M if (loops or residual_ref) else 0) + _gacos_bytes(stack, gacos_parts) + 2 * READ_BYTES_PX \
+        + 4 + 4 + 16 + 2 + 4 + 8 * p + 8 * p * p + 8 + 4 + 8
+    solve_px, fixed = 0, 0
+    if residual_ref:
+        solve_px, fixed = solve_bytes_per_pixel(M, N, "float64"), solve_bytes_fixed(M, N)
+    if loops:
+        fixed += corr.LOOP_CHUNK_BYTES
+    return plan_blocks(grid.ysize, grid.xsize, bsize, per_px, solve_px, options.memory_mb, in_sample_bytes=sample,
+                       solve_fixed=fixed)
+
+
+def _scan_pass(cf, stack, options, plan, progress, to_mm, loop_net, reference_kind):
+    """The scan pass; returns the summed statistics, ``best`` reference candidate and ``any_data``."""
+    shared = dict(files=cf, coh=stack.coherence_files(),
+                  min_coherence=options.min_coherence, ramp_mode=options.deramp, mask=options.deramp_mask,
+                  loop_net=loop_net, rad_per_unit=to_mm * radians_per_mm(options.wavelength),
+                  reference=reference_kind, network=stack.network, to_mm=to_mm,
+                  rad_per_mm=radians_per_mm(options.wavelength))
+    parts = {}
+    for i, res in run_tasks_here_or(corr.scan_block_task, _tasks(plan), progress.hooks.run_tasks, shared):
+        parts[i] = res
+        progress.window_done("scan", i)
+    total = corr.combine(parts)
+    best = None
+    any_data = False
+    for i in sorted(parts):  # window order; ties go to the first pixel in row order
+        any_data = any_data or parts[i]["any_data"]
+        c = parts[i].get("best")
+        if c is not None and better_candidate(c, best, reference_kind == "coherence"):
+            best = c
+    total["best"], total["any_data"] = best, any_data
+    return total
+
+
+def _apply_corrections(cf, total, names, options, hooks):
+    """Decide the GACOS corrections and the ramps from the scan's sums (set on ``cf``); log them. Returns the
+    network-table columns per used interferogram."""
+    cols = {}
+    if "gacos" not in total and "normals" not in total:
+        return cols
+    d = corr.decide(total, names, options.gacos_tolerance, options.deramp)
+    if d["gacos_apply"] is not None:
+        cf.gacos_apply = d["gacos_apply"]
+        worse = np.flatnonzero(~d["gacos_apply"])
+        db, da = d["gacos_std_detrended_before"], d["gacos_std_detrended_after"]
+        hooks.say("GACOS: standard deviation reduced in %d of %d interferograms (median %.3g -> %.3g; about a "
+                  "plane %.3g -> %.3g)"
+                  % (int((da < db).sum()), len(names), float(np.median(d["gacos_std_before"])),
+                     float(np.median(d["gacos_std_after"])), float(np.nanmedian(db)), float(np.nanmedian(da))))
+        if worse.size:
+            hooks.say("GACOS not applied (standard deviation up by more than %.0f %%): %s"
+                      % (100 * options.gacos_tolerance, ", ".join("%s (%.3g -> %.3g)" % (
+                          names[k], d["gacos_std_before"][k], d["gacos_std_after"][k]) for k in worse)))
+        cols.update(gacos_std_before=d["gacos_std_before"], gacos_std_after=d["gacos_std_after"],
+                    gacos_std_detrended_before=db, gacos_std_detrended_after=da, gacos_applied=d["gacos_apply"])
+    if d["ramp_coef"] is not None:
+        cf.ramp_coef = d["ramp_coef"]
+        if d["no_ramp"].size:
+            hooks.say("too few reliable pixels to fit a %s ramp, not deramped: %s"
+                      % (options.deramp, ", ".join(names[k] for k in d["no_ramp"])))
+        ramp_ok = np.ones(len(names), bool)
+        ramp_ok[d["no_ramp"]] = False
+        cols["deramped"] = ramp_ok
+    return cols
+
+
+def _report_loops(verdict, rms, names, options, hooks):
+    n_bad_loops = int(verdict["bad_loop"].sum())
+    hooks.say("loop closure: %d loops, %d with a loop-phase RMS >= %g rad; median loop RMS %.3f rad"
+              % (len(rms), n_bad_loops, options.loop_threshold, float(np.median(rms)) if len(rms) else np.nan))
+    bad = np.flatnonzero(verdict["bad"])
+    if bad.size:
+        what = "rejected" if options.loop_closure == lc.LOOP_REJECT else "bad (report only, kept)"
+        hooks.say("loop closure %s: %s" % (what, ", ".join("%s (loop RMS %.2f rad)" % (names[k],
+                                                                                    verdict["loop_rms"][k])
+                                                             for k in bad)))
+    noloop = np.flatnonzero(verdict["no_loop"])
+    if noloop.size:
+        hooks.say("in no loop (not checked by loop closure): %s" % ", ".join(names[k] for k in noloop))
+
+
 def _output_metadata(net, options, reference, ref_xy):
     return {"KIND": "deformation", "REFERENCE_ROW": reference[0], "REFERENCE_COL": reference[1],
             "REFERENCE_X": "%.10g" % ref_xy[0], "REFERENCE_Y": "%.10g" % ref_xy[1],
             "REFERENCE_DATE": format_date(net.dates[0]), "SIGN": "positive toward the satellite",
             "WAVELENGTH_M": options.wavelength, "GAP_HANDLING": options.gap_handling,
             "WEIGHTING": options.weighting,
-            "METHOD": "SBAS (Berardino et al. 2002), minimum-norm interval velocities", "N_INTERFEROGRAMS": net.n_ifg}
+            "METHOD": "SBAS (Berardino et al. 2002), minimum-norm interval velocities", "N_INTERFEROGRAMS": net.n_ifg,
+            "LOOP_CLOSURE": ("off", "report", "reject")[options.loop_closure],
+            "LOOP_THRESHOLD_RAD": options.loop_threshold, "DERAMP": options.deramp,
+            "GACOS": "%d files" % len(options.gacos) if options.gacos else "none",
+            "KEPT_PART": "quality band kept_first_date: index of the first date of the part of the network kept"}
 
 
 def _invert_pass(state, plan, grid, outputs, metadata, progress):
@@ -432,9 +677,10 @@ def _invert_pass(state, plan, grid, outputs, metadata, progress):
     return totals
 
 
-def network_table(stack, totals):
+def network_table(stack, totals, extra=None):
     """One row per input interferogram (used or not): dates, baselines, status, mean coherence, residual
-    RMS (mm) and pixels used, from the run's per-interferogram ``totals``."""
+    RMS (mm) and pixels used, from the run's per-interferogram ``totals``; ``extra``: more columns,
+    {name: (values per input interferogram)}."""
     na, used = stack.network_all, stack.used
     uidx = {k: j for j, k in enumerate(np.flatnonzero(used))}
     coh_sum, coh_n, sum_e2, n = totals["coh_sum"], totals["coh_n"], totals["sum_e2"], totals["n"]
@@ -455,6 +701,9 @@ def network_table(stack, totals):
             "residual_rms_mm": float(np.sqrt(sum_e2[j] / n[j])) if j is not None and n[j] > 0 else np.nan,
             "n_pixels_used": int(n[j]) if j is not None else 0,
         })
+        for name, values in (extra or {}).items():
+            v = values[k]
+            rows[-1][name] = v.item() if isinstance(v, np.generic) else v
     return rows
 
 
@@ -467,6 +716,9 @@ def invert_stack(stack: PreparedStack, out_ts, out_vel, out_quality, options=Non
     :func:`~.memory_plan.plan_stack`. ``progress``, ``is_canceled``, ``log``, ``run_tasks``: see
     :class:`RunHooks`; windows are written as they arrive and the statistics and the automatic reference
     are combined in window order, so results do not depend on the runner.
+
+    Passes: corrections (GACOS and / or ramps, when asked), automatic reference, loop closure (when asked),
+    inversion; see :mod:`.corrections`.
     """
     from osgeo import gdal
     options = options or SbasOptions()
@@ -475,51 +727,155 @@ def invert_stack(stack: PreparedStack, out_ts, out_vel, out_quality, options=Non
         raise TimeSeriesError("weighting '%s' needs the coherence rasters" % options.weighting)
     if options.min_coherence and options.min_coherence > 0 and not stack.coherence_paths:
         raise TimeSeriesError("a minimum coherence needs the coherence rasters")
-    plans = plan_stack(stack, options.weighting, options.min_coherence, options.memory_mb,
-                       reference_pass=options.reference is None)
+    if options.deramp not in dr.DERAMP_MODES:
+        raise TimeSeriesError("unknown ramp %r (use one of %s)" % (options.deramp, ", ".join(dr.DERAMP_MODES)))
+    if options.loop_closure not in (lc.LOOP_OFF, lc.LOOP_REPORT, lc.LOOP_REJECT):
+        raise TimeSeriesError("LOOP_CLOSURE must be 0 (off), 1 (report) or 2 (reject), not %r" % options.loop_closure)
+    stack, gacos_parts = _gacos_setup(stack, options, hooks)
+    plans = _plans(stack, options, gacos_parts)
     cache = max(p["gdal_cache"] for p in plans.values())
     old_cache = gdal.GetCacheMax()
     gdal.SetCacheMax(cache)
     try:
-        return _invert_stack(stack, (out_ts, out_vel, out_quality), options, plans, hooks, cache)
+        return _invert_stack(stack, (out_ts, out_vel, out_quality), options, plans, hooks, cache, gacos_parts)
     finally:
         gdal.SetCacheMax(old_cache)
         _LOCAL.tick = None
 
 
-def _invert_stack(stack, outputs, options, plans, hooks, gdal_cache):
-    """The passes of :func:`invert_stack` under its GDAL cache: reference (automatic or given), inversion."""
+def _plans(stack, options, gacos_parts):
+    loops = options.loop_closure != lc.LOOP_OFF
+    scan = _scan_needed(options)
+    plans = plan_stack(stack, options.weighting, options.min_coherence, options.memory_mb,
+                       reference_pass=options.reference is None and not scan,
+                       extra_bytes_px=_gacos_bytes(stack, gacos_parts), extra_fixed=(4 << 20) if loops else 0)
+    if scan:
+        plans["scan"] = plan_scan(stack, options, gacos_parts)
+    return plans
+
+
+def _invert_stack(stack, outputs, options, plans, hooks, gdal_cache, gacos_parts=None):
+    """The passes of :func:`invert_stack` under its GDAL cache: corrections, reference (automatic or given),
+    loop closure, inversion."""
     net, grid = stack.network, stack.grid
     M = net.n_ifg
-    ifg_files = stack.ifg_files()
-    coh_files = stack.coherence_files()
     to_mm = los_factor_mm(options.input_units, options.wavelength, options.flip_sign)
+    cf = _corrected_files(stack, gacos_parts, to_mm, options)
+    coh_files = stack.coherence_files()
     progress = _Progress(plans, M, coh_files is not None, hooks)
     _log_plans(plans, hooks)
     _LOCAL.tick = progress.tick   # reset by invert_stack
+    names_all = stack.network_all.names
+    extra = {}
+
+    def per_input(values_used, fill, dtype=object, used=None):
+        """Values of the used interferograms spread over every input (``fill`` elsewhere)."""
+        out = np.full(stack.network_all.n_ifg, fill, dtype=dtype)
+        out[np.flatnonzero(stack.used if used is None else used)] = values_used
+        return out
 
     reference = options.reference
     coh_stats = None
-    if reference is None:
+    loops_on = options.loop_closure != lc.LOOP_OFF
+    ln = lc.LoopNetwork(net.i1, net.i2, net.sign) if loops_on else None
+    scan = None
+    if "scan" in plans:
+        kind = None if reference is not None else ("coherence" if coh_files is not None else "residual")
+        scan = _scan_pass(cf, stack, options, plans["scan"], progress, to_mm, ln, kind)
+        for name, vals in _apply_corrections(cf, scan, net.names, options, hooks).items():
+            extra[name] = per_input(vals, np.nan if vals.dtype.kind == "f" else None)
+        if coh_files is not None:
+            coh_stats = {"coh_sum": scan["coh_sum"], "coh_n": scan["coh_n"]}
+        if not scan["any_data"]:
+            raise TimeSeriesError("every pixel is NoData in every interferogram (%s ...)" % net.names[0])
+        if reference is None:
+            best = scan["best"]
+            if best is None:
+                raise TimeSeriesError("no pixel has data in every interferogram: give a reference point")
+            reference = (best[1], best[2])
+            how = "highest mean coherence %.3f" % best[0] if kind == "coherence" else \
+                "lowest residual RMS %.3f mm" % best[0]
+            hooks.say("automatic reference pixel: row %d, col %d (data in all %d interferograms, %s)"
+                      % (reference[0], reference[1], M, how))
+        else:
+            hooks.say("reference pixel: row %d, col %d" % reference)
+    elif reference is None:
         state = TaskState(network=net, solver=SolverOptions(min_coherence=options.min_coherence,
                                                             rad_per_unit=radians_per_mm(options.wavelength)),
-                          to_mm=to_mm, ifg_files=ifg_files, coh_files=coh_files, gdal_cache=gdal_cache)
+                          to_mm=to_mm, ifg_files=cf, coh_files=coh_files, gdal_cache=gdal_cache)
         reference, coh_stats = _find_reference(state, plans["reference"], progress)
     else:
         hooks.say("reference pixel: row %d, col %d" % reference)
-    ref_vals = reference_window_values(ifg_files, reference[0], reference[1], options.reference_half_window, grid,
-                                       net.names)
+    if loops_on:
+        ref_vals, ref_loop = corrected_reference_values(cf, reference[0], reference[1],
+                                                        options.reference_half_window, grid, net.names)
+    else:
+        ref_vals = reference_window_values(cf, reference[0], reference[1], options.reference_half_window, grid,
+                                           net.names)
     ref_xy = pixel_centre(grid, reference[0], reference[1])
 
-    state = TaskState(network=net, solver=options.solver(), to_mm=to_mm, ifg_files=ifg_files, coh_files=coh_files,
+    loop_net = None
+    loop_fix_ref = None
+    if loops_on:
+        # the loops were summed unreferenced: shift each by the reference's loop phase
+        shift = ln.matrix @ (ref_loop * to_mm * radians_per_mm(options.wavelength))
+        rms = lc.loop_rms(scan["loops"], shift)
+        verdict = lc.classify(ln, rms, options.loop_threshold)
+        _report_loops(verdict, rms, net.names, options, hooks)
+        status = np.where(verdict["no_loop"], "in no loop", np.where(verdict["bad"], "bad", "ok")).astype(object)
+        bad = verdict["bad"]
+        used_before = stack.used.copy()
+        if options.loop_closure == lc.LOOP_REJECT and bad.any():
+            status[bad] = "rejected"
+            keep = ~bad
+            n_parts_before = int(net.n_gaps()[0]) + 1
+            stack = restrict_stack(stack, keep, "loop closure")
+            if coh_stats is not None:
+                coh_stats = {k: v[keep] for k, v in coh_stats.items()}
+            ref_vals = ref_vals[keep]
+            cf = cf.subset(keep)
+            net = stack.network
+            coh_files = stack.coherence_files()
+            n_parts = int(net.n_gaps()[0]) + 1
+            if n_parts > n_parts_before:
+                hooks.say("the rejection splits the network into %d parts: GAP_HANDLING (%s) bridges or masks them"
+                          % (n_parts, options.gap_handling))
+            new_plan = _plans(stack, options, gacos_parts)["invert"]
+            progress.n_steps += sum(-(-w[1] // new_plan["sub_rows"]) for w in new_plan["windows"]) \
+                - sum(progress.steps["invert"])
+            progress.steps["invert"] = [-(-w[1] // new_plan["sub_rows"]) for w in new_plan["windows"]]
+            plans = dict(plans, invert=new_plan)
+        elif options.loop_closure == lc.LOOP_REPORT and bad.any():
+            status[bad] = "bad (kept: report only)"
+        extra["loop_check"] = per_input(status, None, used=used_before)
+        extra["loop_rms_rad"] = per_input(verdict["loop_rms"], np.nan, float, used=used_before)
+        extra["n_loops"] = per_input(verdict["n_loops"], 0, int, used=used_before)
+        extra["n_bad_loops"] = per_input(verdict["n_bad_loops"], 0, int, used=used_before)
+        loop_net = lc.LoopNetwork(net.i1, net.i2, net.sign)
+        if cf.gacos is not None and not cf.gacos_apply.all():
+            r0_, r1_ = max(0, reference[0] - options.reference_half_window), \
+                min(grid.ysize, reference[0] + options.reference_half_window + 1)
+            c0_, c1_ = max(0, reference[1] - options.reference_half_window), \
+                min(grid.xsize, reference[1] + options.reference_half_window + 1)
+            loop_fix_ref = np.zeros(net.n_ifg)
+            for k in np.flatnonzero(~cf.gacos_apply):
+                loop_fix_ref[k] = float(np.nanmedian(cf.gacos_correction(k, r0_, r1_ - r0_, c0_, c1_ - c0_)))
+        else:
+            loop_fix_ref = None
+
+    state = TaskState(network=net, solver=options.solver(), to_mm=to_mm, ifg_files=cf, coh_files=coh_files,
                       ref_vals=ref_vals, seasonal=options.seasonal, sum_coherence=coh_stats is None,
-                      gdal_cache=gdal_cache)
-    totals = _invert_pass(state, plans["invert"], grid, outputs,
-                          _output_metadata(net, options, reference, ref_xy), progress)
+                      gdal_cache=gdal_cache, loop_net=loop_net, loop_fix_ref=loop_fix_ref)
+    metadata = _output_metadata(net, options, reference, ref_xy)
+    rejected = [names_all[k] for k in range(len(names_all)) if stack.reasons[k] == "loop closure"]
+    if rejected:
+        metadata["REJECTED_BY_LOOP_CLOSURE"] = ",".join(rejected)
+    totals = _invert_pass(state, plans["invert"], grid, outputs, metadata, progress)
     if coh_stats is not None:    # summed by the reference pass
         totals.update(coh_stats)
     hooks.say("%d pixels inverted, %d with gaps in their own network (%s)"
               % (totals["n_data"], totals["n_gap"], options.gap_handling))
-    return {"reference": reference, "reference_xy": ref_xy, "network_rows": network_table(stack, totals),
+    return {"reference": reference, "reference_xy": ref_xy, "network_rows": network_table(stack, totals, extra),
             "n_pixels": totals["n_data"], "n_pixels_with_gaps": totals["n_gap"],
-            "network_gaps": int(net.n_gaps()[0]), "n_dates": net.n_dates, "n_ifg": M}
+            "network_gaps": int(net.n_gaps()[0]), "n_dates": net.n_dates, "n_ifg": net.n_ifg,
+            "rejected": rejected}

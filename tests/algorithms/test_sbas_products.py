@@ -89,7 +89,8 @@ def test_bad_product_inputs_are_named(run_alg, tmp_path):
 
 def test_hyp3_union_extent_inverts_every_pixel_some_product_covers(run_alg, tmp_path):
     lay = write_hyp3_folder(tmp_path / "hyp3", zipped=True, with_geometry=False)
-    a = run_alg("sbasinversion", dict(INPUT_FOLDER=lay["root"], EXTENT=1, **outputs(tmp_path, "u")))
+    # (the margins hold independent random phase: their loops do not close, so the loop closure is off here)
+    a = run_alg("sbasinversion", dict(INPUT_FOLDER=lay["root"], EXTENT=1, LOOP_CLOSURE=0, **outputs(tmp_path, "u")))
     ds = gdal.Open(a["OUTPUT_VELOCITY"])
     gts = [p["gt"] for p in lay["products"]]
     x0, y0 = min(g[0] for g in gts), max(g[3] for g in gts)

@@ -16,7 +16,8 @@ def test_shipped_model_is_valid(qgis_app):
     ok, errors = model.validate()
     assert ok, errors
     assert sorted(c.algorithmId() for c in model.childAlgorithms().values()) == sorted([
-        "subsidence:sbasinversion", "subsidence:resampletimeseries", "subsidence:gracedownscaling",
+        "subsidence:sbasinversion", "subsidence:maskbyquality", "subsidence:resampletimeseries",
+        "subsidence:gracedownscaling",
         "subsidence:groundwateranomaly", "subsidence:sampledeformationclasses", "subsidence:laggedcorrelation",
         "subsidence:geodetector", "subsidence:workflowreport"])
     assert len(model.shortHelpString()) > 100

@@ -1,0 +1,379 @@
+"""Per-interferogram corrections and loop-closure passes of the streaming SBAS driver (no QGIS imports).
+
+Order, as LiCSBAS (GACOS in step 03, before the loop closure of step 12 and the inversion of step 13):
+
+1. *scan pass* (:func:`scan_block_task`): every window of every interferogram is read once; per
+   interferogram it sums the statistics of the GACOS correction (standard deviation before / after) and
+   the normal equations of the ramp fit, with and without the GACOS correction (the choice is made per
+   interferogram once the whole image is seen); per loop, the loop-closure statistics (see 3.); and it
+   scores the automatic reference pixel, so that all of this costs one read of the stack;
+2. :class:`CorrectedFiles` then reads any window of an interferogram already corrected: minus the GACOS
+   delay difference (where applied) minus the fitted ramp. The reference, loop-closure and inversion
+   passes read through it, so they all see the same corrected values;
+3. *loop closure*: the loop phase of every interferogram (GACOS-corrected - all of them, as a per-date delay
+   closes in every loop -, not deramped: ramps of orbital or atmospheric origin are per date and close in
+   every loop, while a ramp fitted to one interferogram absorbs part of an unwrapping error over a large
+   area and would hide it), summed in the scan before the reference is known and referenced afterwards;
+   the loop phase of every loop is one sparse matrix product, summed per loop (:mod:`.loop_closure`); the
+   LiCSBAS rule then names the bad interferograms. The per-pixel count of unclosed loops is made in the inversion pass.
+
+Window tasks are pure functions of (spec, shared) and return partial sums, so they run here or on Dask
+and their sums are combined in window order.
+"""
+import numpy as np
+
+from ..io.errors import TimeSeriesError
+from . import deramp as dr
+from . import loop_closure as lc
+
+#: bytes per pixel of the GACOS window cache (N date delays, float32) + sampling temporaries
+GACOS_BYTES_PER_DATE = 4
+GACOS_SAMPLE_BYTES = 96
+#: loop phases computed at a time (loops x pixels): float32 values, float64 sums, int64 cycles ~ 40 B each
+LOOP_CHUNK_ELEMENTS = 1 << 18
+LOOP_CHUNK_BYTES = 40 * LOOP_CHUNK_ELEMENTS
+
+
+class CorrectedFiles:
+    """Windows of interferogram files with their corrections applied (picklable: paths and small arrays).
+
+    ``files``: a stack reader with ``paths``, ``read_one(k, row0, nrows, col0, ncols)`` and ``block_size()``;
+    ``ref_idx``/``sec_idx`` (M,): date indices (into ``dates``) of each file's first (reference) and second
+    (secondary) date; ``gacos``: a :class:`.gacos.GacosSet` or None, with ``incidence``, ``m2u`` (metres of
+    delay to the files' units) and ``gacos_apply`` (M,) bool; ``ramp_mode`` / ``ramp_coef`` (M, p) in the
+    files' units and the raster size for the ramp's coordinates.
+    """
+
+    def __init__(self, files, dates, ref_idx, sec_idx, grid, gacos=None, incidence=None, m2u=None,
+                 gacos_apply=None, ramp_mode=dr.DERAMP_NONE, ramp_coef=None):
+        self.files = files
+        self.paths = files.paths
+        self.dates = list(dates)
+        self.ref_idx = np.asarray(ref_idx)
+        self.sec_idx = np.asarray(sec_idx)
+        self.grid = grid
+        self.gacos = gacos
+        self.incidence = incidence
+        self.m2u = m2u
+        M = len(self.paths)
+        self.gacos_apply = np.ones(M, bool) if gacos_apply is None else np.asarray(gacos_apply, bool)
+        self.ramp_mode = ramp_mode
+        self.ramp_coef = ramp_coef
+        self._cache = None
+        self._design = None
+
+    @property
+    def active(self):
+        return (self.gacos is not None and bool(self.gacos_apply.any())) or \
+            (self.ramp_mode != dr.DERAMP_NONE and self.ramp_coef is not None)
+
+    def block_size(self):
+        return self.files.block_size()
+
+    def without_ramp(self):
+        """The same reader without the ramp (GACOS kept): for the loop closure, in which per-date ramps
+        close anyway while a fitted ramp would absorb part of a large-area unwrapping error."""
+        return CorrectedFiles(self.files, self.dates, self.ref_idx, self.sec_idx, self.grid, self.gacos,
+                              self.incidence, self.m2u, self.gacos_apply, dr.DERAMP_NONE, None)
+
+    def for_loops(self):
+        """The reader of the loop closure: GACOS applied to every interferogram (a per-date delay closes in
+        every loop whether or not it improved an interferogram), no ramp."""
+        return CorrectedFiles(self.files, self.dates, self.ref_idx, self.sec_idx, self.grid, self.gacos,
+                              self.incidence, self.m2u, None, dr.DERAMP_NONE, None)
+
+    def ramp_window(self, k, row0, nrows, col0, ncols):
+        """The ramp (nrows, ncols) float32 subtracted from interferogram ``k`` (None without a ramp)."""
+        if self.ramp_mode == dr.DERAMP_NONE or self.ramp_coef is None:
+            return None
+        key = ("design", row0, nrows, col0, ncols)
+        if self._design is None or self._design[0] != key:
+            self._design = (key, dr.design(row0, nrows, col0, ncols, self.grid.ysize, self.grid.xsize,
+                                           self.ramp_mode).T.astype(np.float32))
+        c = np.where(np.isfinite(self.ramp_coef[k]), self.ramp_coef[k], 0.0).astype(np.float32)
+        return (c @ self._design[1]).reshape(nrows, ncols)
+
+    def subset(self, keep):
+        """The corrected reader of the files ``keep`` (bool or indices)."""
+        idx = np.flatnonzero(keep) if np.asarray(keep).dtype == bool else np.asarray(keep)
+        rasters = dict(zip(self.files.paths, getattr(self.files, "rasters", [None] * len(self.files.paths))))
+        sub = type(self.files)([self.paths[k] for k in idx], rasters)
+        return CorrectedFiles(sub, self.dates, self.ref_idx[idx], self.sec_idx[idx], self.grid, self.gacos,
+                              self.incidence, self.m2u, self.gacos_apply[idx], self.ramp_mode,
+                              None if self.ramp_coef is None else self.ramp_coef[idx])
+
+    def delays(self, row0, nrows, col0, ncols, data_mask=None):
+        """Slant delays (N, nrows, ncols) float32 of every date on the window (kept for the window's files)."""
+        key = (row0, nrows, col0, ncols)
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        self._cache = None
+        s = self.gacos.slant_delays(self.dates, self.incidence, row0, nrows, col0, ncols, data_mask).astype(np.float32)
+        self._cache = (key, s)
+        return s
+
+    def gacos_correction(self, k, row0, nrows, col0, ncols, data_mask=None):
+        s = self.delays(row0, nrows, col0, ncols, data_mask)
+        return (s[self.sec_idx[k]] - s[self.ref_idx[k]]) * np.float32(self.m2u)
+
+    def read_one(self, k, row0, nrows, col0=0, ncols=None):
+        ncols = self.grid.xsize - col0 if ncols is None else ncols
+        a = self.files.read_one(k, row0, nrows, col0, ncols)
+        if self.gacos is not None and self.gacos_apply[k]:
+            a = a - self.gacos_correction(k, row0, nrows, col0, ncols, np.isfinite(a))
+        r = self.ramp_window(k, row0, nrows, col0, ncols)
+        if r is not None:
+            a -= r
+        return a
+
+    def iter_window(self, row0, nrows, col0=0, ncols=None):
+        for k in range(len(self.paths)):
+            yield k, self.read_one(k, row0, nrows, col0, ncols)
+
+    def read(self, row0, nrows, col0=0, ncols=None, out=None):
+        for k, a in self.iter_window(row0, nrows, col0, ncols):
+            if out is None:
+                out = np.empty((len(self.paths),) + a.shape, dtype=np.float32)
+            out[k] = a
+        return out
+
+
+def _window(task):
+    """(row0, nrows, col0, ncols) of a window task (a WindowTask or a dict with ``window``)."""
+    if isinstance(task, dict):
+        return tuple(task["window"])
+    return task.row0, task.nrows, task.col0, task.ncols
+
+
+# --------------------------------------------------------------------------- scan pass
+def scan_block_task(spec, shared):
+    """One window of the scan pass (pure; picklable arguments): every interferogram of the window is read
+    once and feeds, as asked by ``shared``,
+
+    * the GACOS statistics (sum / sum of squares before and after, per interferogram) when ``files`` has a
+      GACOS set;
+    * the ramp normal equations (``ramp_mode``; right-hand sides 0 = after GACOS, 1 = without; reliable
+      pixels: valid, coherence >= ``min_coherence`` when ``coh`` is given, outside the ``mask`` raster);
+    * the loop statistics (``loop_net``; the loop phase of the GACOS-corrected, not deramped, unreferenced
+      values times ``rad_per_unit``; observations below the coherence threshold left out);
+    * the coherence sums per interferogram (``coh``);
+    * the automatic reference candidate (``reference``: ``"coherence"`` - highest mean coherence of the valid
+      observations - or ``"residual"`` - lowest residual RMS of an unweighted inversion of ``network`` in mm
+      (``to_mm``, ``rad_per_mm``) in sub-blocks of ``sub_rows`` - among pixels with data in every
+      interferogram).
+
+    Returns the window's partial sums: ``gacos``, ``normals``, ``loops``, ``coh_sum``/``coh_n``,
+    ``any_data`` and ``best`` (score, row, col) as present."""
+    from .sbas_stack import REFERENCE_TICK_FILES, _sub_tick
+    r0, h, c0, w = _window(spec)
+    cf = shared["files"]
+    M = len(cf.paths)
+    mode = shared.get("ramp_mode") or dr.DERAMP_NONE
+    use_gacos = cf.gacos is not None
+    ln = shared.get("loop_net")
+    ref_kind = shared.get("reference")
+    coh_files = shared.get("coh")
+    minc = shared.get("min_coherence") or 0
+    need_buf = ln is not None or ref_kind == "residual"
+    buf = np.empty((M, h, w), dtype=np.float32) if need_buf else None
+    out = {}
+    if use_gacos:
+        g = {k: np.zeros(M) for k in ("sum_b", "sumsq_b", "sum_a", "sumsq_a")}
+        g["n"] = np.zeros(M, dtype=np.int64)
+        out["gacos"] = g
+        # standard deviations about a plane (before / after), as well as the plain ones
+        gn = dr.empty_normals(M, dr.DERAMP_LINEAR, n_rhs=2)
+        out["gacos_normals"] = gn
+        Xl, outl, outl_sum = dr.window_design(r0, h, c0, w, cf.grid.ysize, cf.grid.xsize, dr.DERAMP_LINEAR)
+    if mode != dr.DERAMP_NONE:
+        normals = dr.empty_normals(M, mode, n_rhs=2)
+        out["normals"] = normals
+        excluded = None
+        if shared.get("mask"):
+            from ..io.rasters import open_raster, read_window
+            ds = open_raster(shared["mask"])
+            m = read_window(ds, c0, r0, w, h, bands=[1], dtype=np.float32)[0]
+            ds = None
+            excluded = np.isfinite(m) & (m != 0)
+        X, outer, outer_sum = dr.window_design(r0, h, c0, w, cf.grid.ysize, cf.grid.xsize, mode)
+    if coh_files is not None:
+        out["coh_sum"] = np.zeros(M)
+        out["coh_n"] = np.zeros(M, dtype=np.int64)
+    nvalid = np.zeros((h, w), dtype=np.intp)
+    csum = np.zeros((h, w), dtype=np.float32) if ref_kind == "coherence" else None
+    for k in range(M):
+        a = cf.files.read_one(k, r0, h, c0, w)
+        fin = np.isfinite(a)
+        valid = fin
+        coh = None
+        if coh_files is not None:
+            coh = coh_files.read_one(k, r0, h, c0, w)
+            cfin = np.isfinite(coh)
+            out["coh_sum"][k] += float(np.where(cfin, coh, 0).sum(dtype=np.float64))
+            out["coh_n"][k] += int(cfin.sum())
+            if minc > 0:
+                valid = fin & (coh >= minc)
+        corr = None
+        if use_gacos:
+            corr = cf.gacos_correction(k, r0, h, c0, w, fin)
+            ok = fin & np.isfinite(corr)
+            missing = fin & ~np.isfinite(corr)
+            if missing.any():
+                rr, cc = np.argwhere(missing)[0]
+                raise TimeSeriesError("GACOS has no delay (0 / NoData) at row %d, col %d where %s has data "
+                                      "(dates %s / %s); fill the GACOS files or leave GACOS out"
+                                      % (r0 + rr, c0 + cc, cf.paths[k], cf.dates[cf.ref_idx[k]],
+                                         cf.dates[cf.sec_idx[k]]))
+            av = np.where(ok, a, 0).astype(np.float64)
+            bv = np.where(ok, a - corr, 0).astype(np.float64)
+            g["sum_b"][k] += av.sum()
+            g["sumsq_b"][k] += (av * av).sum()
+            g["sum_a"][k] += bv.sum()
+            g["sumsq_a"][k] += (bv * bv).sum()
+            g["n"][k] += int(ok.sum())
+            dr.accumulate_one(gn, k, [a, a - corr], ok, Xl, outl, outl_sum)
+        after = a - corr if corr is not None else a
+        if mode != dr.DERAMP_NONE:
+            rel = valid if corr is None else (valid & np.isfinite(corr))
+            if excluded is not None:
+                rel = rel & ~excluded
+            dr.accumulate_one(normals, k, [after, a], rel, X, outer, outer_sum)
+        if ref_kind == "coherence":
+            nvalid += valid
+            csum += np.where(valid, coh, 0)
+        else:
+            nvalid += fin
+        if need_buf:
+            buf[k] = np.where(valid, after, np.float32(np.nan)) if valid is not fin else after
+        del a, fin, valid, coh, corr, after
+        if (k + 1) % REFERENCE_TICK_FILES == 0 or k + 1 == M:
+            _sub_tick()
+    if ln is not None:
+        stats = lc.empty_stats(ln.n_loops)
+        yy = buf.reshape(M, -1)
+        step = max(1, LOOP_CHUNK_ELEMENTS // max(1, yy.shape[1]))
+        rpu = np.float32(shared["rad_per_unit"])
+        for a0 in range(0, ln.n_loops, step):
+            sel = np.arange(a0, min(ln.n_loops, a0 + step))
+            part = lc.empty_stats(len(sel))
+            lp = ln.loop_phase(yy, sel)
+            lp *= rpu
+            lc.accumulate(part, lp)
+            del lp
+            for key in stats:
+                stats[key][sel] += part[key]
+        out["loops"] = stats
+    if ref_kind is not None:
+        from .reference import auto_reference
+        if ref_kind == "coherence":
+            with np.errstate(all="ignore"):
+                score = csum / np.maximum(nvalid, 1)
+            hib = True
+        else:
+            from .sbas import sbas_invert_block
+            score = np.empty((h, w))
+            s = spec.sub_rows if not isinstance(spec, dict) else spec.get("sub_rows", h)
+            for a0 in range(0, h, s):
+                b0 = min(h, a0 + s)
+                _, q = sbas_invert_block(buf[:, a0:b0] * np.float32(shared["to_mm"]), shared["network"],
+                                         rad_per_unit=shared["rad_per_mm"])
+                score[a0:b0] = q["residual_rms"]
+                del q
+            hib = False
+        rc = auto_reference(nvalid, M, score, higher_is_better=hib)
+        out["best"] = None if rc is None else (score[rc], r0 + rc[0], c0 + rc[1])
+    out["any_data"] = bool(nvalid.max() > 0)
+    _sub_tick()
+    return out
+
+
+def corrections_block_task(spec, shared):
+    """The corrections part of :func:`scan_block_task` alone (GACOS statistics, ramp normals)."""
+    return scan_block_task(spec, dict(shared, loop_net=None, reference=None))
+
+
+def combine(partials):
+    """Sum the per-window results of :func:`scan_block_task` (in window order; dict entries summed per key,
+    arrays summed; ``best``/``any_data`` left to the caller)."""
+    total = {}
+    for i in sorted(partials):
+        for k, v in partials[i].items():
+            if k in ("best", "any_data"):
+                continue
+            if isinstance(v, dict):
+                if k not in total:
+                    total[k] = {kk: vv.copy() for kk, vv in v.items()}
+                else:
+                    for kk, vv in v.items():
+                        total[k][kk] += vv
+            else:
+                total[k] = v.copy() if k not in total else total[k] + v
+    return total
+
+
+def decide(total, names, tolerance, ramp_mode):
+    """From the summed statistics: per interferogram whether GACOS is applied (std after <= std before x
+    (1 + tolerance)), the table columns and the ramp coefficients of the data as corrected.
+
+    The decision uses the plain standard deviations (those LiCSBAS reports in GACOS_info); the ones about a
+    least-squares plane (``gacos_std_detrended_*``, a ramp removed) are reported too.
+
+    Returns a dict: ``gacos_apply`` (M,) bool or None, ``gacos_std_before``/``after`` and
+    ``gacos_std_detrended_before``/``after`` (M,) in file units, ``ramp_coef`` (M, p) or None, ``no_ramp``
+    (indices of interferograms with too few reliable pixels)."""
+    from .gacos import std_change
+    out = {"gacos_apply": None, "gacos_std_before": None, "gacos_std_after": None, "ramp_coef": None,
+           "no_ramp": np.zeros(0, dtype=np.intp)}
+    if "gacos" in total:
+        g = total["gacos"]
+        sb, sa = std_change(g["sum_b"], g["sumsq_b"], g["sum_a"], g["sumsq_a"], g["n"])
+        out["gacos_std_before"], out["gacos_std_after"] = sb, sa
+        if "gacos_normals" in total:
+            gn = total["gacos_normals"]
+            db = np.sqrt(dr.residual_variance(gn, g["sumsq_b"], 0))
+            da = np.sqrt(dr.residual_variance(gn, g["sumsq_a"], 1))
+        else:
+            db, da = sb, sa
+        out["gacos_std_detrended_before"], out["gacos_std_detrended_after"] = db, da
+        out["gacos_apply"] = ~(sa > sb * (1.0 + tolerance))
+    if "normals" in total:
+        nrm = total["normals"]
+        M = nrm["xtx"].shape[0]
+        coef_after, bad = dr.solve(nrm, rhs=0)
+        coef_raw, _ = dr.solve(nrm, rhs=1)
+        apply = out["gacos_apply"] if out["gacos_apply"] is not None else np.ones(M, bool)
+        coef = np.where(apply[:, None], coef_after, coef_raw)
+        coef[bad] = 0.0
+        out["ramp_coef"] = coef
+        out["no_ramp"] = bad
+    return out
+
+
+def mask_on_grid(source, grid, out_path):
+    """Rasterise polygons (any OGR source) or warp a raster (nearest) onto ``grid`` as a 0/1 Byte GeoTIFF
+    (1 = inside the polygons / non-zero raster value = excluded from the ramp fit). Returns ``out_path``."""
+    from osgeo import gdal, ogr
+    gt = grid.geotransform
+    bounds = (gt[0], gt[3] + gt[5] * grid.ysize, gt[0] + gt[1] * grid.xsize, gt[3])
+    vec = None
+    try:
+        vec = ogr.Open(str(source))
+    except RuntimeError:
+        vec = None
+    if vec is not None and vec.GetLayerCount() > 0:
+        vec = None
+        ds = gdal.Rasterize(str(out_path), str(source), format="GTiff", outputType=gdal.GDT_Byte,
+                            outputBounds=bounds, width=grid.xsize, height=grid.ysize, burnValues=[1],
+                            initValues=[0], outputSRS=grid.projection or None, allTouched=False)
+    else:
+        src = gdal.Open(str(source))
+        if src is None:
+            raise TimeSeriesError("DERAMP_MASK %s is neither a vector layer nor a raster GDAL can open" % source)
+        src = None
+        ds = gdal.Warp(str(out_path), str(source), format="GTiff", outputBounds=bounds, width=grid.xsize,
+                       height=grid.ysize, dstSRS=grid.projection or None, resampleAlg="near",
+                       outputType=gdal.GDT_Float32, dstNodata=0)
+    if ds is None:
+        raise TimeSeriesError("cannot bring DERAMP_MASK %s onto the interferogram grid" % source)
+    ds = None
+    return str(out_path)
