@@ -1,5 +1,15 @@
-"""Base class and parameter helpers shared by every algorithm of the provider."""
+"""Base class and parameter helpers shared by every algorithm of the provider.
+
+Every subclass's ``processAlgorithm`` runs inside an output transaction (:mod:`.transaction`): inputs are
+checked and outputs that would overwrite an input are refused before anything is written; outputs are
+written to staging files the algorithm sees as its destination parameters and moved onto the real
+destinations only when the whole run succeeded; any failure (exception, full disk, cancel, SIGTERM/SIGINT)
+removes them and becomes a one-line ``QgsProcessingException``. A new algorithm gets all of this by
+subclassing :class:`SubsidenceAlgorithm`; it writes tables with :func:`.tables.write_table` (which reports
+the rows sent so the transaction can check they all arrived).
+"""
 import contextlib
+import functools
 import os
 
 from qgis.core import (
@@ -13,12 +23,72 @@ from qgis.PyQt.QtGui import QIcon
 
 from ..core.io.errors import Cancelled, DaskUnavailable, TimeSeriesError
 from ..core.io.windows import DEFAULT_MEMORY_MB
+from .transaction import Interrupted, OutputTransaction, deliver, input_problems, interrupt_guard, one_line_error
 
 ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "ui", "icons", "subsidence.svg")
 
 
+def _in_transaction(process):
+    """Wrap a subclass's ``processAlgorithm`` in the output transaction (see the module doc)."""
+
+    @functools.wraps(process)
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        tx = OutputTransaction(self, parameters, context, feedback)
+        self._transaction = tx
+        with interrupt_guard():
+            try:
+                staged = tx.begin()
+                results = process(self, staged, context, feedback)
+                return tx.finish(results)
+            except BaseException as e:  # noqa: BLE001 (every failure path removes the staged outputs)
+                tx.abort()
+                error = one_line_error(self, e, tx)
+                if isinstance(e, Interrupted):
+                    if feedback is not None:
+                        feedback.reportError(str(error.args[0]) if error.args else "Interrupted", True)
+                    deliver(e)
+                raise error from None
+            finally:
+                self._transaction = None
+
+    processAlgorithm._subsidence_transaction = True
+    return processAlgorithm
+
+
 class SubsidenceAlgorithm(QgsProcessingAlgorithm):
-    """Thin base: subclasses set NAME, DISPLAY_NAME, GROUP, GROUP_ID, SHORT_HELP, TAGS."""
+    """Thin base: subclasses set NAME, DISPLAY_NAME, GROUP, GROUP_ID, SHORT_HELP, TAGS and implement
+    ``initAlgorithm`` and ``processAlgorithm`` (parameters -> one core call -> outputs), which runs in the
+    output transaction automatically."""
+
+    _transaction = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("processAlgorithm")
+        if own is not None and not getattr(own, "_subsidence_transaction", False):
+            cls.processAlgorithm = _in_transaction(own)
+
+    def checkParameterValues(self, parameters, context):  # noqa: N802
+        """Name the parameter and the file for missing, empty, truncated or non-raster inputs, line layers
+        given to polygon parameters, unknown CRSs and non-finite numbers (before QGIS's generic check)."""
+        problem = input_problems(self, parameters, context)
+        if problem:
+            return False, problem
+        return super().checkParameterValues(parameters, context)
+
+    def expect_rows(self, name, count):
+        """Tell the running transaction how many rows were sent to the table output ``name``."""
+        if self._transaction is not None:
+            self._transaction.expect_rows(name, count)
+
+    def warn(self, feedback, text):
+        """A warning in the log (pushWarning where it exists, reportError otherwise)."""
+        if feedback is None:
+            return
+        if hasattr(feedback, "pushWarning"):
+            feedback.pushWarning(text)
+        else:
+            feedback.reportError(text, False)
 
     NAME = ""
     DISPLAY_NAME = ""
@@ -143,17 +213,16 @@ class SubsidenceAlgorithm(QgsProcessingAlgorithm):
 
     @contextlib.contextmanager
     def core_errors(self):
-        """Turn errors raised by core/ (which name the file, band or date) into QgsProcessingException."""
+        """Turn errors raised by core/ (which name the file, band or date) into one-line
+        QgsProcessingExceptions (the transaction does this for the whole run; kept for blocks that want
+        the conversion early)."""
         try:
             yield
         except QgsProcessingException:
             raise
-        except Cancelled:
-            raise QgsProcessingException(self.tr("Canceled: no output was written.")) from None
-        except DaskUnavailable as e:
-            raise QgsProcessingException(str(e)) from None
-        except (TimeSeriesError, ValueError, KeyError, OSError) as e:
-            raise QgsProcessingException(str(e)) from None
+        except (Cancelled, DaskUnavailable, TimeSeriesError, ValueError, KeyError, OSError,
+                RuntimeError, MemoryError) as e:
+            raise one_line_error(self, e, self._transaction) from None
 
     @staticmethod
     def check_canceled(feedback):

@@ -454,6 +454,10 @@ def style_output(alg, context, dest_path, kind, group_name=None, name=None, load
     """
     if kind not in KINDS:
         raise ValueError("unknown output kind %r; expected one of %s" % (kind, ", ".join(KINDS)))
+    tx = getattr(alg, "_transaction", None)
+    if tx is not None and not tx.committed:  # the output is staged: style its final file once committed
+        tx.after_commit(lambda: style_output(alg, context, tx.final_path(dest_path), kind, group_name, name, load))
+        return None
     dest_path = str(dest_path)
     if not context.willLoadLayerOnCompletion(dest_path):
         project = context.project()

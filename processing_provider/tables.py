@@ -1,7 +1,9 @@
 """Write pandas DataFrames to Processing table outputs (FeatureSink without geometry).
 
-Call :func:`write_table` only once all results are computed, so a failed run
-never leaves a half-written table behind.
+Sinks are written inside the algorithm's output transaction (:mod:`.transaction`): the sink is created
+at a staging path, every ``addFeature`` is checked, the number of rows sent is reported to the
+transaction, which re-opens the staged file, compares the row count and only then moves it onto the
+destination. A write failure fails the run with an error naming the output.
 """
 import datetime as _dt
 import math
@@ -58,23 +60,42 @@ def _value(v):
     return str(v)
 
 
-def write_table(alg, parameters, name, context, df, feedback=None):
-    """Write ``df`` to the table output ``name``; returns the destination id (or None if not requested)."""
-    fields = fields_for(df)
-    sink, dest_id = alg.parameterAsSink(
-        parameters, name, context, fields, QgsWkbTypes.NoGeometry, QgsCoordinateReferenceSystem()
-    )
+def write_features(alg, parameters, name, context, fields, wkb_type, crs, features):
+    """Write ``features`` (an iterable of QgsFeature) to the sink output ``name``; returns the destination id
+    (or None when the optional output was not requested). Every feature is checked; the count goes to the
+    transaction, which verifies the file before moving it onto the destination."""
+    sink, dest_id = alg.parameterAsSink(parameters, name, context, fields, wkb_type, crs)
     if sink is None:
         if parameters.get(name) in (None, ""):
             return None
         raise QgsProcessingException(alg.invalidSinkError(parameters, name))
-    columns = list(df.columns)
-    for row in df.itertuples(index=False, name=None):
-        f = QgsFeature(fields)
-        f.setAttributes([_value(v) for v in row])
-        sink.addFeature(f, QgsFeatureSink.FastInsert)
+    n = 0
+    for f in features:
+        if not sink.addFeature(f, QgsFeatureSink.FastInsert):
+            error = sink.lastError() if hasattr(sink, "lastError") else ""
+            raise QgsProcessingException("%s: row %d could not be written (%s)" % (name, n + 1, error or
+                                                                                  "write error; is the disk full?"))
+        n += 1
+    if hasattr(sink, "flushBuffer") and not sink.flushBuffer():
+        raise QgsProcessingException("%s: the rows could not be written (%s)" % (name, sink.lastError()))
     del sink
+    if hasattr(alg, "expect_rows"):
+        alg.expect_rows(name, n)
     return dest_id
+
+
+def write_table(alg, parameters, name, context, df, feedback=None):
+    """Write ``df`` to the table output ``name``; returns the destination id (or None if not requested)."""
+    fields = fields_for(df)
+
+    def features():
+        for row in df.itertuples(index=False, name=None):
+            f = QgsFeature(fields)
+            f.setAttributes([_value(v) for v in row])
+            yield f
+
+    return write_features(alg, parameters, name, context, fields, QgsWkbTypes.NoGeometry,
+                          QgsCoordinateReferenceSystem(), features())
 
 
 def dataframe_from_source(source, fields=None):

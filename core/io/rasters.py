@@ -32,6 +32,7 @@ gdal.UseExceptions()
 
 UNITS_MM = "mm"
 NODATA = float("nan")
+MAX_GTIFF_BANDS = 65535
 
 
 def open_raster(path, update=False):
@@ -164,7 +165,11 @@ def read_window(ds, xoff, yoff, xsize, ysize, bands=None, dtype=np.float64, appl
     out = np.empty((len(bands), int(ysize), int(xsize)), dtype=dtype)
     for k, b in enumerate(bands):
         band = ds.GetRasterBand(b)
-        a = band.ReadAsArray(int(xoff), int(yoff), int(xsize), int(ysize))
+        try:
+            a = band.ReadAsArray(int(xoff), int(yoff), int(xsize), int(ysize))
+        except RuntimeError as e:
+            raise TimeSeriesError("%s: band %d cannot be read (%s): the file is damaged or truncated; re-create "
+                                  "or re-download it" % (ds.GetDescription(), b, _last_line(e))) from None
         if a is None:
             raise TimeSeriesError("%s: cannot read band %d window x %d-%d, y %d-%d" % (
                 ds.GetDescription(), b, xoff, xoff + xsize, yoff, yoff + ysize))
@@ -216,6 +221,10 @@ class RasterWriter:
         return self.open()
 
     def open(self):
+        if self.nbands > MAX_GTIFF_BANDS:
+            raise TimeSeriesError(
+                "%s would need %d bands but a GeoTIFF holds at most %d: choose fewer dates (a shorter period or "
+                "a longer step)" % (self.path, self.nbands, MAX_GTIFF_BANDS))
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         drv = gdal.GetDriverByName("GTiff")
         opts = list(GTIFF_OPTIONS)
@@ -223,7 +232,11 @@ class RasterWriter:
             opts = [o for o in opts if not o.startswith("PREDICTOR")]
         if self.nbands > 1:
             opts.append("INTERLEAVE=BAND")
-        self.ds = drv.Create(self.tmp, self.grid.xsize, self.grid.ysize, self.nbands, self.dtype, opts)
+        try:
+            self.ds = drv.Create(self.tmp, self.grid.xsize, self.grid.ysize, self.nbands, self.dtype, opts)
+        except RuntimeError as e:
+            self.abort()
+            raise OSError(_errno_of(str(e)), "cannot create %s: %s" % (self.path, _last_line(e)), self.path) from None
         if self.ds is None:
             raise TimeSeriesError("cannot create %s" % self.path)
         self.ds.SetGeoTransform(self.grid.geotransform)
@@ -266,26 +279,142 @@ class RasterWriter:
         self.ds.GetRasterBand(index).WriteArray(np.asarray(array))
 
     def commit(self):
-        """Close and move the finished file onto the destination."""
+        """Close, check and move the finished file onto the destination. Any failure (e.g. a full disk while
+        the last blocks are flushed) removes the temporary file and raises :class:`OSError` naming the output."""
         if self.ds is None:
             return
-        self.ds.FlushCache()
-        self.ds = None
-        os.replace(self.tmp, self.path)
+        try:
+            gdal.ErrorReset()
+            self.ds.FlushCache()
+            failed = gdal.GetLastErrorType() >= gdal.CE_Failure
+            message = gdal.GetLastErrorMsg()
+            self.ds = None  # closes the file (GDAL < 3.7 cannot report errors at close: checked below)
+            if failed:
+                raise RuntimeError(message)
+            check_written_raster(self.tmp, self.grid, self.nbands)
+            os.replace(self.tmp, self.path)
+        except (RuntimeError, OSError, TimeSeriesError) as e:
+            self.abort()
+            text = _last_line(e)
+            raise OSError(_errno_of(text), "%s could not be written: %s" % (self.path, text), self.path) from None
+        except BaseException:
+            self.abort()
+            raise
 
     def abort(self):
-        """Close and delete the temporary file; the destination is not touched."""
-        self.ds = None
+        """Close and delete the temporary file; the destination is not touched. Never raises."""
+        try:
+            self.ds = None
+        except Exception:  # closing a file on a full disk may fail: the file goes anyway
+            pass
         for p in (self.tmp, self.tmp + ".aux.xml"):
-            if os.path.exists(p):
-                os.remove(p)
+            try:
+                if os.path.exists(p):
+                    os.remove(p)
+            except OSError:
+                pass
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
-            self.commit()
+            self.commit()  # removes the temporary file itself when it fails
         else:
             self.abort()
         return False
+
+
+def _last_line(e):
+    text = str(e.strerror if isinstance(e, OSError) and e.strerror else e).strip()
+    return text.splitlines()[-1] if text else type(e).__name__
+
+
+def _errno_of(text):
+    """The errno a GDAL message describes (disk full, read-only, permission), else EIO."""
+    import errno
+
+    t = text.lower()
+    if "no space left" in t or "disk full" in t or "enospc" in t:
+        return errno.ENOSPC
+    if "read-only file system" in t:
+        return errno.EROFS
+    if "permission denied" in t:
+        return errno.EACCES
+    return errno.EIO
+
+
+def check_written_raster(path, grid=None, nbands=None):
+    """Re-open a just-written raster and read its last row in every band (a file cut short by a full disk
+    fails here). Raises :class:`TimeSeriesError` naming the file."""
+    try:
+        ds = gdal.Open(str(path))
+        if ds is None:
+            raise RuntimeError("not a raster")
+        if grid is not None and (ds.RasterXSize, ds.RasterYSize) != (grid.xsize, grid.ysize):
+            raise RuntimeError("size %dx%d instead of %dx%d" % (ds.RasterXSize, ds.RasterYSize, grid.xsize,
+                                                                grid.ysize))
+        if nbands is not None and ds.RasterCount != nbands:
+            raise RuntimeError("%d bands instead of %d" % (ds.RasterCount, nbands))
+        damage = truncated_tiff_blocks(ds, path)
+        if damage:
+            raise RuntimeError(damage)
+    except RuntimeError as e:
+        raise TimeSeriesError("%s is incomplete: %s" % (path, _last_line(e))) from None
+
+
+def truncated_tiff_blocks(ds, path=None, max_queries=200000):
+    """For a GeoTIFF: a description of the first block that lies beyond the end of the file (a truncated
+    copy or download), else ``None``. Other formats: reads the last row of every band instead."""
+    path = str(path or ds.GetDescription())
+    if ds.GetDriver().ShortName != "GTiff":
+        for b in range(1, ds.RasterCount + 1):
+            try:
+                if ds.GetRasterBand(b).ReadRaster(0, ds.RasterYSize - 1, ds.RasterXSize, 1) is None:
+                    return "band %d cannot be read" % b
+            except RuntimeError as e:
+                return "band %d cannot be read (%s)" % (b, _last_line(e))
+        return None
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return None
+    queries = 0
+    for b in range(1, ds.RasterCount + 1):
+        band = ds.GetRasterBand(b)
+        bx, by = band.GetBlockSize()
+        nbx, nby = -(-ds.RasterXSize // bx), -(-ds.RasterYSize // by)
+        for j in range(nby):
+            for i in range(nbx):
+                queries += 1
+                if queries > max_queries:
+                    return None
+                off = band.GetMetadataItem("BLOCK_OFFSET_%d_%d" % (i, j), "TIFF")
+                n = band.GetMetadataItem("BLOCK_SIZE_%d_%d" % (i, j), "TIFF")
+                if off and n and int(off) + int(n) > size:
+                    return "band %d block (%d, %d) ends at byte %d but the file has %d bytes (truncated)" % (
+                        b, i, j, int(off) + int(n), size)
+    return None
+
+
+def diagnose_raster(path):
+    """One line saying why ``path`` cannot be used as a raster (missing, empty, not a raster, truncated),
+    or ``None`` when it looks sound. Cheap: file size, header and the GeoTIFF block table."""
+    path = str(path)
+    plain = path
+    if not os.path.exists(plain):
+        return "%s does not exist" % path
+    if os.path.isfile(plain) and os.path.getsize(plain) == 0:
+        return "%s is an empty (0-byte) file" % path
+    try:
+        ds = gdal.Open(path)
+    except RuntimeError as e:
+        return "%s is not a readable raster (%s)" % (path, _last_line(e))
+    if ds is None:
+        return "%s is not a readable raster" % path
+    if ds.RasterCount == 0:
+        return None  # a container of subdatasets (NetCDF/HDF): checked when a variable is read
+    damage = truncated_tiff_blocks(ds, path)
+    if damage:
+        return "%s is damaged: %s; re-create or re-download it" % (path, damage)
+    return None
 
 
 def write_raster(path, grid, array, dates=None, band_names=None, units=UNITS_MM, metadata=None):

@@ -1,0 +1,230 @@
+"""Staged (all-or-nothing) output files and the files an input specification refers to (no QGIS imports).
+
+Every output of a run is first written to a hidden *staging* file beside its destination
+(``.NAME.<id>.partial.EXT``; side-cars such as ``.dbf`` or ``.aux.xml`` share the prefix). Only when
+the whole run has succeeded are all staged files moved onto their destinations; until then an
+existing destination is never touched, and on any failure every staged file is removed
+(:class:`StagedFiles`).
+
+:func:`source_files` turns whatever an input parameter holds (a path, a layer source with ``|``
+options, ``NETCDF:"file":var``, ``GPKG:file:table``, ``/vsizip/archive.zip/inner.tif``, an OGR
+``dbname='...'`` URI, wildcards, ``;``/newline separated lists) into the existing files it refers
+to, and :func:`same_file` compares files by identity (hard links and symbolic links included), so
+an output can be refused when it would overwrite an input.
+"""
+import glob
+import os
+import re
+import uuid
+
+STAGING_TAG = ".partial"
+
+# files written beside a main file by the format (keyed by the main file's extension)
+SIDECARS = {
+    ".shp": (".shx", ".dbf", ".prj", ".cpg", ".qpj", ".qix", ".sbn", ".sbx", ".qmd"),
+    ".gpkg": ("-wal", "-shm", "-journal"),
+    ".sqlite": ("-wal", "-shm", "-journal"),
+    ".csv": (".csvt", ".prj"),
+    ".tab": (".dat", ".id", ".map"),
+}
+RASTER_SIDECARS = (".aux.xml", ".ovr", ".msk")
+
+
+def sidecar_paths(path):
+    """``path`` and the side-car files a writer or GDAL may create beside it."""
+    stem, ext = os.path.splitext(path)
+    out = [path] + [path + s for s in RASTER_SIDECARS]
+    for s in SIDECARS.get(ext.lower(), ()):
+        out.append(stem + s if s.startswith(".") else path + s)
+    return out
+
+
+def file_key(path):
+    """Identity of an existing file (device, inode), else its resolved path."""
+    try:
+        st = os.stat(path)
+        return ("inode", st.st_dev, st.st_ino)
+    except OSError:
+        return ("path", os.path.realpath(path))
+
+
+def same_file(a, b):
+    return file_key(a) == file_key(b)
+
+
+_DRIVER_PREFIX = re.compile(r'^([A-Za-z][A-Za-z0-9_]+):(.*)$')
+_QUOTED = re.compile(r'^"([^"]+)"(?::.*)?$')
+_VSI = re.compile(r"^(/vsi[a-z0-9_]+/)+")
+_URI_KEY = re.compile(r"""(?:dbname|path)\s*=\s*(?:'([^']*)'|"([^"]*)"|(\S+))""")
+
+
+def _existing_file_prefix(path):
+    """The longest leading part of ``path`` that is an existing regular file (for /vsizip/a.zip/inner)."""
+    p = path
+    while p and p not in ("/", "."):
+        if os.path.isfile(p):
+            return p
+        parent = os.path.dirname(p)
+        if parent == p:
+            break
+        p = parent
+    return None
+
+
+def _candidates(item):
+    """Plain path candidates of one source specification (before globbing)."""
+    item = item.strip().strip("'\"").strip()
+    if not item:
+        return []
+    if item.startswith("file://"):
+        item = item[7:]
+    item = item.split("|")[0].strip()
+    out = []
+    m = _URI_KEY.search(item)
+    if m and ("dbname" in item or "path=" in item):
+        out.append(next(g for g in m.groups() if g is not None))
+    m = _DRIVER_PREFIX.match(item)
+    if m and not re.match(r"^[A-Za-z]:[\\/]", item):  # NETCDF:"f":var, GPKG:f:table (not C:\...)
+        rest = m.group(2)
+        q = _QUOTED.match(rest)
+        if q:
+            out.append(q.group(1))
+        else:
+            out.append(rest)
+            if ":" in rest:
+                out.append(rest.rsplit(":", 1)[0])
+    out.append(item)
+    return out
+
+
+def source_files(spec):
+    """Existing files an input specification refers to (see the module doc); never raises."""
+    files = []
+    if spec is None:
+        return files
+    for item in re.split(r"[;\n]", str(spec)):
+        for cand in _candidates(item):
+            cand = _VSI.sub("/", cand) if _VSI.match(cand) else cand
+            paths = glob.glob(cand) if any(c in cand for c in "*?[") else [cand]
+            for p in paths:
+                f = p if os.path.isfile(p) else _existing_file_prefix(p) if p.startswith("/") else None
+                if f and f not in files:
+                    files.append(f)
+    return files
+
+
+def input_file_set(specs):
+    """``{file_key: path}`` of every file the specifications refer to, with their existing side-cars."""
+    keys = {}
+    for spec in specs:
+        for f in source_files(spec):
+            for p in sidecar_paths(f):
+                if os.path.exists(p):
+                    keys.setdefault(file_key(p), p)
+    return keys
+
+
+def staging_path(final, tag=None, single_dot=False):
+    """Hidden staging path beside ``final`` keeping its extension: ``dir/.NAME.<id>.partial.EXT``.
+    ``single_dot``: ``dir/NAME-<id>-partial.EXT`` with no other dot (QGIS 3.22 picks the OGR driver of an
+    ``ogr:dbname=...`` destination from everything after the first dot of the file name)."""
+    d, f = os.path.split(os.path.abspath(final))
+    stem, ext = os.path.splitext(f)
+    tag = tag or uuid.uuid4().hex[:8]
+    if single_dot:
+        return os.path.join(d, "%s-%s-%s%s" % (stem.replace(".", "_"), tag, STAGING_TAG.strip("."), ext))
+    return os.path.join(d, ".%s.%s%s%s" % (stem, tag, STAGING_TAG, ext))
+
+
+class StagedFiles:
+    """A set of ``final <- staging`` moves done all together (:meth:`commit`) or not at all (:meth:`rollback`).
+
+    Staged side-cars (``staging`` prefix + suffix, e.g. ``.x.1a2b.partial.dbf``) follow their main file
+    (``x.dbf``); a stale ``final.aux.xml`` from a previous run is replaced or removed so it cannot
+    describe the new file.
+    """
+
+    def __init__(self):
+        self.items = []  # (final, staging)
+
+    def add(self, final, single_dot=False):
+        staging = staging_path(final, single_dot=single_dot)
+        self.items.append((os.path.abspath(final), staging))
+        return staging
+
+    def _moves(self, final, staging):
+        d = os.path.dirname(staging)
+        s_stem = os.path.splitext(os.path.basename(staging))[0]
+        f_stem = os.path.splitext(os.path.basename(final))[0]
+        moves = [(staging, final)]
+        try:
+            names = os.listdir(d)
+        except OSError:
+            names = []
+        for n in sorted(names):
+            p = os.path.join(d, n)
+            if n.startswith(s_stem) and p != staging:
+                moves.append((p, os.path.join(os.path.dirname(final), f_stem + n[len(s_stem):])))
+        aux = final + ".aux.xml"
+        if os.path.exists(aux) and not any(dst == aux for _, dst in moves):
+            moves.append((None, aux))  # stale side-car of the previous output: removed
+        return moves
+
+    def commit(self):
+        """Move every staged file onto its destination; on a failure restore the previous files."""
+        done = []  # (dst, backup or None)
+        try:
+            for final, staging in self.items:
+                if not os.path.exists(staging):
+                    continue
+                for src, dst in self._moves(final, staging):
+                    backup = None
+                    if os.path.exists(dst):
+                        backup = staging_path(dst, "backup-" + uuid.uuid4().hex[:6])
+                        os.replace(dst, backup)
+                    done.append((dst, backup))
+                    if src is not None:
+                        os.replace(src, dst)
+        except BaseException:
+            for dst, backup in reversed(done):
+                try:
+                    if backup is not None:
+                        os.replace(backup, dst)
+                    elif os.path.exists(dst):
+                        os.remove(dst)
+                except OSError:
+                    pass
+            self.rollback()
+            raise
+        for _, backup in done:
+            if backup is not None:
+                try:
+                    os.remove(backup)
+                except OSError:
+                    pass
+        self.items = []
+
+    def rollback(self):
+        """Remove every staged file (and anything a writer created with the staging prefix)."""
+        for _, staging in self.items:
+            remove_staged(staging)
+        self.items = []
+
+
+def remove_staged(staging):
+    """Remove ``staging`` and every file beside it whose name starts with its stem or with ``.<its name>``."""
+    d = os.path.dirname(staging)
+    base = os.path.basename(staging)
+    stem = os.path.splitext(base)[0]
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return
+    for n in names:
+        if n.startswith(stem) or n.startswith("." + base):
+            p = os.path.join(d, n)
+            try:
+                if os.path.isfile(p) or os.path.islink(p):
+                    os.remove(p)
+            except OSError:
+                pass

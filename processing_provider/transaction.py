@@ -1,0 +1,529 @@
+"""The output transaction every toolkit algorithm runs in (wired by :class:`.base.SubsidenceAlgorithm`).
+
+What a run guarantees, whatever the algorithm does:
+
+1. **Inputs are checked first** (:func:`input_problems`): every raster given as a path or in a file list
+   exists, is not empty, opens and (GeoTIFF) is not truncated; polygon-only parameters hold polygons; a
+   given CRS is valid; numbers are finite. The message names the parameter and the file.
+2. **No output can overwrite an input**: every output (and its side-cars: ``.aux.xml``, shapefile parts,
+   GeoPackage journals) is compared by file identity with every file the inputs refer to (layer sources,
+   ``NETCDF:"f":var``, ``/vsizip/``, wildcards, ``;``-separated lists, GeoPackage layers). A collision,
+   or two outputs on one file, stops the run before anything is written, naming both parameters.
+3. **Outputs are staged**: each file output (raster, FeatureSink table/layer, HTML report) is written to
+   a hidden ``.NAME.<id>.partial.EXT`` beside its destination; the algorithm sees the staging path in its
+   parameters. When the algorithm returns, every staged output is checked (rasters re-opened and their
+   block table checked against the file size, tables re-opened and their row count compared with the rows
+   sent) and only then are all of them moved onto their destinations together. On any failure (an
+   exception, a full disk, cancel, SIGTERM/SIGINT under ``qgis_process``) every staged file is removed and
+   previous outputs stay byte-identical. A GeoPackage layer written into an existing (non-input)
+   GeoPackage is staged on a copy of that file.
+4. **Errors are one line** (:func:`one_line_error`): GDAL ``RuntimeError``, ``OSError`` (disk full,
+   read-only folder), ``MemoryError`` and core's ``TimeSeriesError`` become a ``QgsProcessingException``
+   naming the output / file and what to do.
+"""
+import contextlib
+import errno
+import math
+import os
+import shutil
+import signal
+import threading
+
+from osgeo import gdal
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeatureSourceDefinition,
+    QgsProcessingOutputLayerDefinition,
+    QgsProcessingParameterCrs,
+    QgsProcessingParameterFeatureSink,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+    QgsProcessingParameterVectorDestination,
+    QgsProcessingParameterVectorLayer,
+    QgsProcessingUtils,
+    QgsProperty,
+    QgsWkbTypes,
+)
+
+from ..core.io.errors import Cancelled, DaskUnavailable, TimeSeriesError
+from ..core.io.rasters import diagnose_raster
+from ..core.io.staging import StagedFiles, file_key, input_file_set, sidecar_paths, source_files
+
+TEMPORARY = getattr(QgsProcessing, "TEMPORARY_OUTPUT", "TEMPORARY_OUTPUT")
+LAYER_INPUTS = (QgsProcessingParameterRasterLayer, QgsProcessingParameterVectorLayer,
+                QgsProcessingParameterFeatureSource, QgsProcessingParameterMultipleLayers)
+RASTER_EXTENSIONS = (".tif", ".tiff", ".nc", ".nc4", ".cdf", ".h5", ".he5", ".hdf", ".vrt", ".img", ".grd")
+PATH_INPUTS = LAYER_INPUTS + (QgsProcessingParameterFile, QgsProcessingParameterString)
+
+
+class Interrupted(BaseException):
+    """SIGTERM/SIGINT arrived while an algorithm ran (BaseException: never swallowed by ``except Exception``)."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+# ------------------------------------------------------------------------------------------- inputs
+def _layer_source(value, context):
+    """The source string of one input value (path, layer, layer id, feature-source definition)."""
+    if value is None:
+        return None
+    if isinstance(value, QgsProcessingFeatureSourceDefinition):
+        value = value.source.staticValue()
+    if hasattr(value, "source") and callable(value.source):  # a QgsMapLayer
+        return value.source()
+    text = str(value)
+    if text and not os.path.exists(text.split("|")[0]):
+        try:
+            layer = QgsProcessingUtils.mapLayerFromString(text, context, False)
+        except Exception:  # noqa: BLE001 (any failure: treat the text as a path)
+            layer = None
+        if layer is not None:
+            return layer.source()
+    return text
+
+
+def input_sources(alg, parameters, context):
+    """``[(parameter name, source string)]`` of every input that may refer to files."""
+    out = []
+    for d in alg.parameterDefinitions():
+        if d.isDestination() or not isinstance(d, PATH_INPUTS):
+            continue
+        value = parameters.get(d.name())
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            s = _layer_source(v, context)
+            if s:
+                out.append((d.name(), s))
+    return out
+
+
+def _is_path_value(value):
+    return isinstance(value, str) and value.strip() != "" and (os.sep in value or os.path.exists(value))
+
+
+def input_problems(alg, parameters, context):
+    """The first problem with the inputs as one line naming the parameter and file, else ``None``."""
+    for d in alg.parameterDefinitions():
+        name = d.name()
+        value = parameters.get(name)
+        if d.isDestination() or value is None or (isinstance(value, str) and not value.strip()):
+            continue
+        if isinstance(d, (QgsProcessingParameterRasterLayer, QgsProcessingParameterMultipleLayers)):
+            if isinstance(d, QgsProcessingParameterMultipleLayers) and d.layerType() != QgsProcessing.TypeRaster:
+                continue
+            for v in (value if isinstance(value, (list, tuple)) else [value]):
+                if _is_path_value(v):
+                    problem = diagnose_raster(v.split("|")[0])
+                    if problem:
+                        return "%s: %s" % (name, problem)
+        elif isinstance(d, QgsProcessingParameterFeatureSource):
+            types = list(d.dataTypes())
+            if _is_path_value(value) and not os.path.exists(value.split("|")[0]):
+                return "%s: %s does not exist" % (name, value.split("|")[0])
+            if _is_path_value(value) and os.path.getsize(value.split("|")[0]) == 0:
+                return "%s: %s is an empty (0-byte) file" % (name, value.split("|")[0])
+            if types and all(t == QgsProcessing.TypeVectorPolygon for t in types):
+                layer = alg.parameterAsVectorLayer(parameters, name, context)
+                if layer is not None and layer.isValid() and \
+                        layer.geometryType() != QgsWkbTypes.PolygonGeometry:
+                    return "%s: %s holds %s features; give a polygon layer" % (
+                        name, layer.name() or layer.source(), QgsWkbTypes.geometryDisplayString(
+                            layer.geometryType()).lower())
+        elif isinstance(d, QgsProcessingParameterCrs):
+            if not alg.parameterAsCrs(parameters, name, context).isValid():
+                return "%s: %r is not a known coordinate reference system (e.g. EPSG:4326)" % (name, value)
+        elif isinstance(d, QgsProcessingParameterNumber):
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                continue
+            if not math.isfinite(number):
+                return "%s: %r is not a finite number" % (name, value)
+    return None
+
+
+# ------------------------------------------------------------------------------------------ outputs
+class Output:
+    """One file destination of the run: parameter ``name``, ``kind`` (raster, sink, file), ``final`` path,
+    optional GeoPackage ``layer`` and the ``staging`` path the algorithm writes."""
+
+    def __init__(self, name, kind, final, layer=None, explicit_layer=False):
+        self.name, self.kind, self.final, self.layer, self.explicit_layer = name, kind, final, layer, explicit_layer
+        self.staging = None
+        self.expected_rows = None
+
+
+def _value_string(value, context):
+    if isinstance(value, QgsProcessingOutputLayerDefinition):
+        prop = value.sink
+        if prop.propertyType() == QgsProperty.StaticProperty:
+            value = prop.staticValue()
+        else:
+            value = prop.valueAsString(context.expressionContext(), "")[0]
+    return "" if value is None else str(value)
+
+
+def _parse_sink(text, definition):
+    """(path, layer or None) of a file sink destination, or ``None`` for memory/database sinks."""
+    text = text.strip()
+    if not text or text == TEMPORARY or text.startswith("memory:"):
+        return None
+    if text.startswith("ogr:"):
+        files = source_files(text[4:]) or []
+        import re
+
+        m = re.search(r"dbname\s*=\s*'([^']*)'", text)
+        t = re.search(r'table\s*=\s*"([^"]*)"', text)
+        path = m.group(1) if m else (files[0] if files else None)
+        return (path, t.group(1) if t else None) if path else None
+    if ":" in text.split("/")[0] and not os.path.isabs(text):  # postgres:, spatialite:, ...
+        return None
+    path, _, opts = text.partition("|")
+    layer = None
+    if opts.startswith("layername="):
+        layer = opts[len("layername="):]
+    if not os.path.splitext(path)[1]:
+        path += "." + definition.defaultFileExtension()
+    return path, layer
+
+
+class OutputTransaction:
+    """Stage, check and commit (or roll back) every file output of one algorithm run (see the module doc)."""
+
+    def __init__(self, alg, parameters, context, feedback):
+        self.alg, self.parameters, self.context, self.feedback = alg, dict(parameters), context, feedback
+        self.outputs = {}
+        self.files = StagedFiles()
+        self.committed = False
+        self._after_commit = []
+
+    # ------------------------------------------------------------------ begin
+    def begin(self):
+        """Check inputs and outputs, stage every file output; returns the parameters the algorithm runs with."""
+        problem = input_problems(self.alg, self.parameters, self.context)
+        if problem:
+            raise QgsProcessingException(problem)
+        self._resolve_outputs()
+        self._check_collisions()
+        staged = dict(self.parameters)
+        for out in self.outputs.values():
+            self._check_folder(out)
+            out.staging = self.files.add(out.final, single_dot=out.kind == "sink" and out.layer is not None)
+            if out.kind == "sink" and out.explicit_layer and os.path.exists(out.final):
+                shutil.copyfile(out.final, out.staging)  # the other layers of the GeoPackage are kept
+            staged[out.name] = self._staged_value(self.parameters.get(out.name), out)
+        return staged
+
+    def _resolve_outputs(self):
+        scratch = QgsProcessingContext()
+        for d in self.alg.destinationParameterDefinitions():
+            name, value = d.name(), self.parameters.get(d.name())
+            text = _value_string(value, self.context)
+            if not text.strip() and d.flags() & d.FlagOptional and not d.createByDefault():
+                continue
+            if isinstance(d, QgsProcessingParameterRasterDestination):
+                path = self.alg.parameterAsOutputLayer(self.parameters, name, scratch)
+                if path:
+                    self.outputs[name] = Output(name, "raster", os.path.abspath(path))
+            elif isinstance(d, QgsProcessingParameterFileDestination):
+                path = self.alg.parameterAsFileOutput(self.parameters, name, scratch)
+                if path:
+                    self.outputs[name] = Output(name, "file", os.path.abspath(path))
+            elif isinstance(d, (QgsProcessingParameterFeatureSink, QgsProcessingParameterVectorDestination)):
+                parsed = _parse_sink(text, d)
+                if parsed:
+                    path, layer = parsed
+                    ext = os.path.splitext(path)[1].lower()
+                    default_layer = os.path.splitext(os.path.basename(path))[0] if ext == ".gpkg" else None
+                    self.outputs[name] = Output(name, "sink", os.path.abspath(path), layer or default_layer,
+                                                explicit_layer=layer is not None)
+
+    def _check_collisions(self):
+        sources = input_sources(self.alg, self.parameters, self.context)
+        owners = {}
+        for pname, src in sources:
+            for key, path in input_file_set([src]).items():
+                owners.setdefault(key, (pname, path))
+        seen = {}
+        for out in self.outputs.values():
+            for p in sidecar_paths(out.final):
+                hit = owners.get(file_key(p)) if os.path.exists(p) else None
+                if hit:
+                    raise QgsProcessingException(
+                        "%s: the output %s would overwrite the input %s (%s); choose another output file — "
+                        "nothing was written" % (out.name, out.final, hit[0], hit[1]))
+            key = (os.path.realpath(out.final), out.layer if out.explicit_layer else None)
+            if key in seen:
+                raise QgsProcessingException("%s and %s are the same file %s; give each output its own file — "
+                                             "nothing was written" % (seen[key], out.name, out.final))
+            seen[key] = out.name
+
+    def _check_folder(self, out):
+        folder = os.path.dirname(out.final)
+        if os.path.isdir(out.final):
+            raise QgsProcessingException("%s: %s is a folder; give a file name" % (out.name, out.final))
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as e:
+            raise QgsProcessingException("%s: cannot create the folder %s (%s); choose another output folder"
+                                         % (out.name, folder, e.strerror or e)) from None
+        if not os.access(folder, os.W_OK):
+            try:
+                ro = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+            except OSError:
+                ro = False
+            why = "read-only file system" if ro else "permission denied"
+            raise QgsProcessingException("%s: cannot write to the folder %s (%s); choose another output folder "
+                                         "— nothing was written" % (out.name, folder, why))
+
+    def _staged_value(self, value, out):
+        if out.kind == "sink" and out.layer:
+            target = "ogr:dbname='%s' table=\"%s\" (geom)" % (out.staging, out.layer)
+        else:
+            target = out.staging
+        if isinstance(value, QgsProcessingOutputLayerDefinition):
+            staged = QgsProcessingOutputLayerDefinition(value)
+            staged.sink = QgsProperty.fromValue(target)
+            if not staged.destinationName:
+                staged.destinationName = os.path.splitext(os.path.basename(out.final))[0]
+            return staged
+        return target
+
+    # ------------------------------------------------------------------ rows sent to sinks
+    def expect_rows(self, name, count):
+        """A table writer says how many rows it sent to output ``name``; checked at :meth:`finish`."""
+        out = self.outputs.get(name)
+        if out is not None:
+            out.expected_rows = int(count)
+
+    def staged_for(self, path):
+        """The output whose staging file is (or contains) ``path``, else ``None``."""
+        text = str(path or "")
+        for out in self.outputs.values():
+            if out.staging and (out.staging in text or os.path.basename(out.staging) in text):
+                return out
+        return None
+
+    # ------------------------------------------------------------------ finish
+    def finish(self, results):
+        """Check every staged output, move them all onto their destinations and map results to final paths."""
+        results = dict(results or {})
+        for out in self.outputs.values():
+            written = out.staging and os.path.exists(out.staging)
+            claimed = results.get(out.name) not in (None, "")
+            if claimed and not written:
+                raise QgsProcessingException("%s was not written (%s); nothing was written" % (out.name, out.final))
+            if written:
+                self._check_written(out)
+        self.files.commit()
+        self.committed = True
+        self._remap_loads()
+        for fn in self._after_commit:
+            fn()
+        return {k: self._final_value(v) for k, v in results.items()}
+
+    def after_commit(self, fn):
+        """Call ``fn()`` once every output is on its destination (e.g. to style the loaded layer)."""
+        self._after_commit.append(fn)
+
+    def final_path(self, path):
+        """The destination of a staging path (other paths unchanged)."""
+        return self._final_value(str(path))
+
+    def _check_written(self, out):
+        if out.kind == "raster":
+            problem = diagnose_raster(out.staging)
+            if problem:
+                raise QgsProcessingException("%s could not be written completely (%s); nothing was written"
+                                             % (out.name, problem.replace(out.staging, out.final)))
+        elif out.kind == "sink":
+            count = _feature_count(out.staging, out.layer)
+            if count is None:
+                raise QgsProcessingException("%s: %s could not be written (the file cannot be read back; is the "
+                                             "disk full?); nothing was written" % (out.name, out.final))
+            if out.expected_rows is not None and count != out.expected_rows:
+                raise QgsProcessingException("%s: only %d of %d rows reached %s (is the disk full?); nothing was "
+                                             "written" % (out.name, count, out.expected_rows, out.final))
+        elif os.path.getsize(out.staging) == 0:
+            raise QgsProcessingException("%s: %s came out empty (is the disk full?); nothing was written"
+                                         % (out.name, out.final))
+
+    def _final_value(self, value):
+        if isinstance(value, str):
+            out = self.staged_for(value)
+            if out is not None:
+                value = value.replace(out.staging, out.final)
+                if not out.explicit_layer and "|layername=" in value:
+                    value = value.split("|")[0]
+        elif isinstance(value, (list, tuple)):
+            value = type(value)(self._final_value(v) for v in value)
+        return value
+
+    def _remap_loads(self):
+        """Layers Processing loads on completion were registered under staging paths: use the final ones."""
+        try:
+            layers = self.context.layersToLoadOnCompletion()
+        except AttributeError:
+            return False
+        remapped = {}
+        changed = False
+        for key, details in layers.items():
+            out = self.staged_for(key)
+            if out is not None:
+                changed = True
+                if "partial" in (details.name or ""):
+                    details.name = os.path.splitext(os.path.basename(out.final))[0]
+                key = self._final_value(key)
+            remapped[key] = details
+        if changed:
+            self.context.setLayersToLoadOnCompletion(remapped)
+        return changed
+
+    def abort(self):
+        self.files.rollback()
+
+
+def _feature_count(path, layer=None):
+    try:
+        ds = gdal.OpenEx(str(path), gdal.OF_VECTOR)
+    except RuntimeError:
+        return None
+    if ds is None:
+        return None
+    lyr = ds.GetLayerByName(layer) if layer else ds.GetLayer(0)
+    if lyr is None:
+        return None
+    try:
+        return int(lyr.GetFeatureCount(True))
+    except RuntimeError:
+        return None
+
+
+# ------------------------------------------------------------------------------------------ signals
+@contextlib.contextmanager
+def interrupt_guard():
+    """While an algorithm runs in the main thread (``qgis_process``), SIGTERM and SIGINT raise
+    :class:`Interrupted` so the transaction can remove staged files; the previous handlers come back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+
+    def handler(signum, frame):
+        raise Interrupted(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            old = signal.getsignal(sig)
+            if old in (signal.SIG_IGN, None):
+                continue
+            signal.signal(sig, handler)
+            previous[sig] = old
+        except (ValueError, OSError):
+            pass
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            try:
+                signal.signal(sig, old)
+            except (ValueError, OSError):
+                pass
+
+
+def deliver(interrupted):
+    """After clean-up: let the signal do what it did before (SIG_DFL terminates the process)."""
+    if signal.getsignal(interrupted.signum) == signal.SIG_DFL:
+        signal.raise_signal(interrupted.signum)
+
+
+# ------------------------------------------------------------------------------------------ errors
+def _first_line(text):
+    lines = [s.strip() for s in str(text).strip().splitlines() if s.strip()]
+    return lines[-1] if lines else ""
+
+
+def _output_named(tx, text):
+    """(parameter name, final path) of the output a message refers to, else (None, None)."""
+    if tx is None:
+        return None, None
+    out = tx.staged_for(text)
+    if out is None:
+        for o in tx.outputs.values():
+            if o.final in str(text):
+                out = o
+    if out is None:
+        outs = list(tx.outputs.values())
+        out = outs[0] if len(outs) == 1 else None
+    return (out.name, out.final) if out is not None else (None, None)
+
+
+def _clean(text, tx):
+    """Replace staging paths in a message by the paths the user gave."""
+    text = str(text)
+    if tx is not None:
+        for o in tx.outputs.values():
+            if o.staging:
+                text = text.replace(o.staging, o.final)
+                text = text.replace(os.path.basename(o.staging), os.path.basename(o.final))
+    return text
+
+
+def one_line_error(alg, exc, tx=None):
+    """``exc`` as a one-line QgsProcessingException naming the file / output and what to do."""
+    if isinstance(exc, QgsProcessingException):
+        return QgsProcessingException(_clean(_first_line(str(exc)) or str(exc), tx))
+    if isinstance(exc, Interrupted):
+        name = signal.Signals(exc.signum).name
+        return QgsProcessingException("Interrupted by %s: no output was written" % name)
+    if isinstance(exc, Cancelled) or type(exc).__name__ in ("Canceled", "Cancelled"):
+        return QgsProcessingException("Canceled: no output was written.")
+    if isinstance(exc, MemoryError):
+        hint = " lower MEMORY_LIMIT_MB (advanced parameter) or" if alg.parameterDefinition("MEMORY_LIMIT_MB") else ""
+        return QgsProcessingException("not enough memory for this run:%s process a smaller area or fewer dates; "
+                                      "nothing was written" % hint)
+    text = _clean(_first_line(exc.strerror if isinstance(exc, OSError) and exc.strerror else exc), tx)
+    if isinstance(exc, (TimeSeriesError, DaskUnavailable)):
+        return QgsProcessingException(text)
+    if isinstance(exc, KeyError):
+        return QgsProcessingException("missing item %s" % text)
+    low = text.lower()
+    code = getattr(exc, "errno", None)
+    disk_full = code == errno.ENOSPC or "no space left" in low or "disk full" in low
+    read_only = code in (errno.EROFS, errno.EACCES, errno.EPERM) or "read-only file system" in low or \
+        "permission denied" in low
+    if isinstance(exc, (OSError, RuntimeError)) and (disk_full or read_only):
+        name, final = _output_named(tx, str(exc) + " " + str(getattr(exc, "filename", "") or ""))
+        where = "%s (%s)" % (name, final) if name else (getattr(exc, "filename", None) or "an output")
+        if disk_full:
+            return QgsProcessingException("%s: the disk is full (%s); free space or choose another folder — "
+                                          "nothing was written" % (where, _clean(where and final and
+                                                                                 os.path.dirname(final) or "", tx)))
+        return QgsProcessingException("%s cannot be written (%s); choose another output folder — nothing was "
+                                      "written" % (where, "read-only file system" if "read-only" in low
+                                                   or code == errno.EROFS else "permission denied"))
+    if isinstance(exc, ValueError):
+        return QgsProcessingException(text)
+    if isinstance(exc, OSError):
+        where = getattr(exc, "filename", None)
+        return QgsProcessingException("%s%s" % ("%s: " % where if where and where not in text else "", text))
+    if isinstance(exc, RuntimeError):  # GDAL: find the damaged input if there is one
+        for pname, src in input_sources(alg, getattr(tx, "parameters", {}) or {}, QgsProcessingContext()):
+            for f in source_files(src):
+                if os.path.splitext(f)[1].lower() not in RASTER_EXTENSIONS:
+                    continue
+                problem = diagnose_raster(f)
+                if problem:
+                    return QgsProcessingException("%s: %s" % (pname, problem))
+        return QgsProcessingException("GDAL error: %s" % text)
+    return QgsProcessingException("%s: %s (unexpected; please report it with the log)" % (type(exc).__name__, text))
