@@ -73,8 +73,8 @@ def write_features(alg, parameters, name, context, fields, wkb_type, crs, featur
     for f in features:
         if not sink.addFeature(f, QgsFeatureSink.FastInsert):
             error = sink.lastError() if hasattr(sink, "lastError") else ""
-            raise QgsProcessingException("%s: row %d could not be written (%s)" % (name, n + 1, error or
-                                                                                  "write error; is the disk full?"))
+            raise QgsProcessingException("%s: row %d could not be written (%s); is the disk full?" % (
+                name, n + 1, (error or "write error").splitlines()[0]))
         n += 1
     if hasattr(sink, "flushBuffer") and not sink.flushBuffer():
         raise QgsProcessingException("%s: the rows could not be written (%s)" % (name, sink.lastError()))

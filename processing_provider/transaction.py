@@ -464,8 +464,29 @@ def _output_named(tx, text):
                 out = o
     if out is None:
         outs = list(tx.outputs.values())
-        out = outs[0] if len(outs) == 1 else None
+        staged = [(t, o) for o in outs for t in [_staged_mtime(o)] if t is not None]
+        if len(outs) == 1:
+            out = outs[0]
+        elif staged:  # the output being written when it failed: the latest staged file
+            out = max(staged, key=lambda item: item[0])[1]
     return (out.name, out.final) if out is not None else (None, None)
+
+
+def _staged_mtime(out):
+    """Latest modification time of the files staged for ``out`` (the staging file or a writer's own
+    temporary beside it), else ``None``."""
+    if not out.staging:
+        return None
+    folder, base = os.path.split(out.staging)
+    stem = os.path.splitext(base)[0]
+    times = []
+    try:
+        for n in os.listdir(folder):
+            if n.startswith(stem) or n.startswith("." + base):
+                times.append(os.path.getmtime(os.path.join(folder, n)))
+    except OSError:
+        return None
+    return max(times) if times else None
 
 
 def _clean(text, tx):
@@ -479,10 +500,47 @@ def _clean(text, tx):
     return text
 
 
+def _full_folders(tx):
+    """Output folders whose file system has no free block left."""
+    folders = []
+    for o in (tx.outputs.values() if tx is not None else []):
+        folder = os.path.dirname(o.final)
+        try:
+            if os.statvfs(folder).f_bavail == 0 and folder not in folders:
+                folders.append(folder)
+        except OSError:
+            pass
+    return folders
+
+
+def _write_failure(tx, text, filename=None, code=None):
+    """A one-line message for an output that could not be written, or ``None`` if ``text`` is not about that."""
+    low = text.lower()
+    full = _full_folders(tx)
+    disk_full = code == errno.ENOSPC or "no space left" in low or "disk is full" in low or "disk full" in low
+    read_only = code == errno.EROFS or "read-only file system" in low
+    denied = code in (errno.EACCES, errno.EPERM) or "permission denied" in low
+    about_output = tx is not None and (tx.staged_for(text + " " + str(filename or "")) is not None or
+                                       "could not create layer" in low or "could not be written" in low)
+    if not (disk_full or read_only or denied or (full and about_output)):
+        return None
+    name, final = _output_named(tx, text + " " + str(filename or ""))
+    where = "%s (%s)" % (name, final) if name else None
+    if disk_full or full:
+        folders = ", ".join(full) or (os.path.dirname(final) if final else "the output folder")
+        return "%s: the disk is full (%s); free space or choose another folder — nothing was written" % (
+            where or "output", folders)
+    why = "read-only file system" if read_only else "permission denied"
+    return "%s cannot be written (%s); choose another output folder — nothing was written" % (
+        where or (filename or "an output"), why)
+
+
 def one_line_error(alg, exc, tx=None):
     """``exc`` as a one-line QgsProcessingException naming the file / output and what to do."""
     if isinstance(exc, QgsProcessingException):
-        return QgsProcessingException(_clean(_first_line(str(exc)) or str(exc), tx))
+        text = _clean(_first_line(str(exc)) or str(exc), tx)
+        ours = tx is not None and any(text.startswith(n + ":") or text.startswith(n + " (") for n in tx.outputs)
+        return QgsProcessingException(text if ours else (_write_failure(tx, text) or text))
     if isinstance(exc, Interrupted):
         name = signal.Signals(exc.signum).name
         return QgsProcessingException("Interrupted by %s: no output was written" % name)
@@ -497,25 +555,15 @@ def one_line_error(alg, exc, tx=None):
         return QgsProcessingException(text)
     if isinstance(exc, KeyError):
         return QgsProcessingException("missing item %s" % text)
-    low = text.lower()
-    code = getattr(exc, "errno", None)
-    disk_full = code == errno.ENOSPC or "no space left" in low or "disk full" in low
-    read_only = code in (errno.EROFS, errno.EACCES, errno.EPERM) or "read-only file system" in low or \
-        "permission denied" in low
-    if isinstance(exc, (OSError, RuntimeError)) and (disk_full or read_only):
-        name, final = _output_named(tx, str(exc) + " " + str(getattr(exc, "filename", "") or ""))
-        where = "%s (%s)" % (name, final) if name else (getattr(exc, "filename", None) or "an output")
-        if disk_full:
-            return QgsProcessingException("%s: the disk is full (%s); free space or choose another folder — "
-                                          "nothing was written" % (where, _clean(where and final and
-                                                                                 os.path.dirname(final) or "", tx)))
-        return QgsProcessingException("%s cannot be written (%s); choose another output folder — nothing was "
-                                      "written" % (where, "read-only file system" if "read-only" in low
-                                                   or code == errno.EROFS else "permission denied"))
+    if isinstance(exc, (OSError, RuntimeError)):
+        filename = getattr(exc, "filename", None)
+        message = _write_failure(tx, _clean(str(exc), tx), _clean(filename or "", tx), getattr(exc, "errno", None))
+        if message:
+            return QgsProcessingException(message)
     if isinstance(exc, ValueError):
         return QgsProcessingException(text)
     if isinstance(exc, OSError):
-        where = getattr(exc, "filename", None)
+        where = _clean(getattr(exc, "filename", None) or "", tx)
         return QgsProcessingException("%s%s" % ("%s: " % where if where and where not in text else "", text))
     if isinstance(exc, RuntimeError):  # GDAL: find the damaged input if there is one
         for pname, src in input_sources(alg, getattr(tx, "parameters", {}) or {}, QgsProcessingContext()):

@@ -1,0 +1,373 @@
+"""Fault injection: every algorithm × every way a run can go wrong (issue "never lose a user's data").
+
+One row of ``ALGORITHMS`` per algorithm: its minimal valid parameters built from the small fixtures
+below, its output parameters (with the file extension to write) and the raster input to damage. Each
+case checks that the run fails with a one-line message naming the problem, leaves no new file
+(temporary or final) behind, and leaves every input and previous output byte-identical.
+
+Cases: output = input (every output parameter), truncated and 0-byte raster input, read-only output
+folder (a read-only bind mount: root only), a full disk (a tiny tmpfs: root only), SIGTERM mid-run
+through ``qgis_process.bin`` (two algorithms).
+"""
+import datetime as dt
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from osgeo import gdal
+from synthetic import sentinel1_dates, smooth_stack, write_band, write_stack
+
+IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+MONTHS = [dt.date(2004 + (m // 12), m % 12 + 1, 15) for m in range(24)]
+
+
+# ------------------------------------------------------------------------------------------ fixtures
+def _ifg_stack(d):
+    d.mkdir()
+    dates = sentinel1_dates(start=dt.date(2020, 1, 3), n=6, gaps=())
+    rng = np.random.default_rng(1)
+    files = []
+    for i, a in enumerate(dates):
+        for b in dates[i + 1:i + 3]:
+            tag = "%s_%s" % (a.strftime("%Y%m%d"), b.strftime("%Y%m%d"))
+            files.append(write_stack(d / ("%s.geo.unw.tif" % tag), rng.normal(0, 1, (10, 12))))
+    return files
+
+
+def _build(d):
+    from grace_inputs import build_inputs
+
+    fx = {"dir": d}
+    fx["ts"] = write_stack(d / "ts.tif", smooth_stack(MONTHS, ny=8, nx=9), dates=MONTHS)
+    fx["vel"] = write_stack(d / "vel.tif", np.linspace(-120, 30, 72).reshape(8, 9))
+    fx["factor"] = write_stack(d / "factor.tif", np.repeat(np.arange(8.0)[:, None], 9, axis=1))
+    fx["ifgs"] = _ifg_stack(d / "ifg")
+    (d / "grace").mkdir()
+    g = build_inputs(d / "grace")
+    fx.update(grace=g["grace"], sm=g["sm"])
+    # a monthly TWSA on the FLDAS grid (EPSG:4326) for the water balance
+    arr = np.random.default_rng(2).normal(0, 20, (24, 20, 20))
+    fx["twsa"] = write_stack(d / "twsa.tif", arr, dates=MONTHS, epsg=4326, origin=(110.0, 37.0), pixel=0.1)
+    fx["area"] = str(d / "area.geojson")
+    Path(fx["area"]).write_text(json.dumps({"type": "FeatureCollection", "features": [{
+        "type": "Feature", "properties": {"name": "a"}, "geometry": {"type": "Polygon", "coordinates": [[
+            [110.2, 35.2], [111.5, 35.2], [111.5, 36.6], [110.2, 36.6], [110.2, 35.2]]]}}]}))
+    x0, y0 = 500000.0 + 15, 4000000.0 - 15
+    rows = ["id,date,value,x,y"] + ["p%d,%s,%.2f,%.1f,%.1f" % (k, m.isoformat(), k + i * 0.5, x0 + 30 * k, y0 - 30 * k)
+                                    for k in range(3) for i, m in enumerate(MONTHS)]
+    fx["measurements"] = str(d / "measurements.csv")
+    Path(fx["measurements"]).write_text("\n".join(rows) + "\n")
+    lag = ["date,gwsa,defo"] + ["%s,%.3f,%.3f" % (m.isoformat(), np.sin(i / 2.0), np.sin((i - 1) / 2.0))
+                                for i, m in enumerate(MONTHS)]
+    fx["lagtable"] = str(d / "lag.csv")
+    Path(fx["lagtable"]).write_text("\n".join(lag) + "\n")
+    return fx
+
+
+# One row per algorithm: (id, parameters(fx), {output: extension}, the raster input parameter to damage,
+# the input files an output may be pointed at).
+ALGORITHMS = [
+    ("resampletimeseries", lambda fx: {"INPUT": fx["ts"]}, {"OUTPUT": ".tif"}, "INPUT"),
+    ("sbasinversion", lambda fx: {"INTERFEROGRAMS": fx["ifgs"]},
+     {"OUTPUT_TIMESERIES": ".tif", "OUTPUT_VELOCITY": ".tif", "OUTPUT_QUALITY": ".tif", "OUTPUT_NETWORK": ".gpkg"},
+     "INTERFEROGRAMS"),
+    ("gracedownscaling", lambda fx: {"GRACE": fx["grace"], "MODEL_FILES": fx["sm"]},
+     {"OUTPUT": ".tif", "OUTPUT_TABLE": ".csv"}, None),
+    ("groundwateranomaly", lambda fx: {"TWSA": fx["twsa"], "TWSA_UNITS": "mm", "COMPONENT_FILES": fx["sm"], "MASK": fx["area"]},
+     {"OUTPUT": ".tif", "OUTPUT_TABLE": ".csv"}, "TWSA"),
+    ("sampledeformationclasses", lambda fx: {"VELOCITY": fx["vel"], "TIME_SERIES": [fx["ts"]],
+                                             "POINTS_PER_CLASS": 3},
+     {"OUTPUT_POINTS": ".gpkg", "OUTPUT_TABLE": ".csv", "OUTPUT_REPORT": ".csv"}, "VELOCITY"),
+    ("validatetimeseries", lambda fx: {"MEASUREMENTS": fx["measurements"], "ID_FIELD": "id", "DATE_FIELD": "date",
+                                       "VALUE_FIELD": "value", "X_FIELD": "x", "Y_FIELD": "y",
+                                       "MEASUREMENTS_CRS": "EPSG:32649", "TIME_SERIES": fx["ts"]},
+     {"OUTPUT": ".csv", "OUTPUT_SUMMARY": ".csv"}, "TIME_SERIES"),
+    ("laggedcorrelation", lambda fx: {"INPUT": fx["lagtable"], "DATE_FIELD": "date", "X_FIELD": "gwsa",
+                                      "Y_FIELD": "defo", "MAX_LAG": 2, "SERIES": 0},
+     {"OUTPUT": ".csv", "OUTPUT_HTML": ".html"}, None),
+    ("geodetector", lambda fx: {"TARGET_RASTER": fx["vel"], "FACTOR_RASTERS": [fx["factor"]], "CLASSES": 3},
+     {"OUTPUT_FACTOR": ".csv", "OUTPUT_INTERACTION": ".csv", "OUTPUT_RISK": ".csv", "OUTPUT_RISK_TESTS": ".csv",
+      "OUTPUT_ECOLOGICAL": ".csv", "OUTPUT_HTML": ".html", "OUTPUT_STRATUM_MEAN": ".tif"}, "TARGET_RASTER"),
+]
+ROWS = {row[0]: row for row in ALGORITHMS}
+
+
+@pytest.fixture(scope="module")
+def fx(tmp_path_factory):
+    return _build(tmp_path_factory.mktemp("faults"))
+
+
+def _files(value):
+    from subsidence_toolkit.core.io.staging import source_files
+
+    out = []
+    for v in (value if isinstance(value, list) else [value]):
+        if isinstance(v, str):
+            out += source_files(v)
+    return out
+
+
+def input_files(fx, alg):
+    params = ROWS[alg][1](fx)
+    files = []
+    for v in params.values():
+        files += [f for f in _files(v) if f not in files]
+    return params, files
+
+
+def snapshot(*folders):
+    """{path: sha1} of every file under the folders (hidden staging files included)."""
+    out = {}
+    for folder in folders:
+        for root, _, names in os.walk(folder):
+            for n in names:
+                p = os.path.join(root, n)
+                with open(p, "rb") as f:
+                    out[p] = hashlib.sha1(f.read()).hexdigest()
+    return out
+
+
+def outputs_in(folder, alg, tag="out"):
+    return {name: str(Path(folder) / ("%s_%s%s" % (tag, name.lower(), ext))) for name, ext in ROWS[alg][2].items()}
+
+
+def expect_failure(run_alg, alg, params, pattern, watched):
+    """Run, expect a one-line QgsProcessingException matching ``pattern``; ``watched`` folders unchanged."""
+    from qgis.core import QgsProcessingException
+
+    before = snapshot(*watched)
+    with pytest.raises(QgsProcessingException) as err:
+        run_alg(alg, params)
+    lines = str(err.value.args[0] if err.value.args else err.value).strip().splitlines()
+    if lines[0] == "Unable to execute algorithm":  # processing.run's own prefix for a rejected parameter
+        lines = lines[1:]
+    message = "\n".join(lines)
+    assert len(lines) == 1 and "Traceback" not in message, message
+    assert __import__("re").search(pattern, message, __import__("re").I), message
+    after = snapshot(*watched)
+    assert after == before, "files changed: %s" % sorted(set(after.items()) ^ set(before.items()))
+    return message
+
+
+def previous_outputs(folder, alg):
+    """Put a 'previous run' file at every output path (they must survive a failed run byte for byte)."""
+    outs = outputs_in(folder, alg)
+    os.makedirs(folder, exist_ok=True)
+    for p in outs.values():
+        Path(p).write_bytes(b"previous output of an earlier run\n")
+    return outs
+
+
+# ------------------------------------------------------------------------------------------ the matrix
+@pytest.mark.parametrize("alg", list(ROWS))
+def test_valid_run_succeeds_and_leaves_no_staging_file(run_alg, fx, alg, tmp_path):
+    """The row's parameters are valid: the run writes every output and nothing else."""
+    params, _ = input_files(fx, alg)
+    outs = outputs_in(tmp_path, alg)
+    res = run_alg(alg, dict(params, **outs))
+    for name, path in outs.items():
+        assert os.path.getsize(path) > 0, name
+        assert str(res[name]).split("|")[0] == path, (name, res[name])
+    assert sorted(os.listdir(tmp_path)) == sorted(os.path.basename(p) for p in outs.values())
+
+
+def _collision_cases():
+    for alg, _, outs, _ in ALGORITHMS:
+        for k, name in enumerate(outs):
+            yield alg, name, k
+
+
+@pytest.mark.parametrize("alg,output,k", list(_collision_cases()))
+def test_output_equal_to_an_input_is_refused(run_alg, fx, alg, output, k, tmp_path):
+    params, files = input_files(fx, alg)
+    target = files[k % len(files)]
+    outs = previous_outputs(tmp_path, alg)
+    outs[output] = target
+    expect_failure(run_alg, alg, dict(params, **outs), r"%s: the output .* would overwrite the input" % output,
+                   [fx["dir"], tmp_path])
+
+
+@pytest.mark.parametrize("alg", [a for a, _, _, damaged in ALGORITHMS if damaged])
+@pytest.mark.parametrize("damage", ["truncated", "empty"])
+def test_damaged_raster_input_is_named(run_alg, fx, alg, damage, tmp_path):
+    params, _ = input_files(fx, alg)
+    pname = ROWS[alg][3]
+    value = params[pname]
+    original = value[0] if isinstance(value, list) else value
+    broken = tmp_path / "in" / os.path.basename(original)
+    broken.parent.mkdir()
+    data = Path(original).read_bytes()
+    broken.write_bytes(data[:len(data) * 2 // 3] if damage == "truncated" else b"")
+    params[pname] = [str(broken)] + value[1:] if isinstance(value, list) else str(broken)
+    outs = previous_outputs(tmp_path / "out", alg)
+    pattern = r"%s: .*%s.*(damaged|truncated|cannot be read|not a readable)" % (pname, broken.name) \
+        if damage == "truncated" else r"%s: .*%s is an empty \(0-byte\) file" % (pname, broken.name)
+    expect_failure(run_alg, alg, dict(params, **outs), pattern, [fx["dir"], tmp_path])
+
+
+@pytest.fixture
+def mounted(tmp_path):
+    """mount(options) -> a fresh mount point under tmp_path; unmounted after the test."""
+    if not IS_ROOT:
+        pytest.skip("mounts need root")
+    points = []
+
+    def mount(*args):
+        p = tmp_path / ("m%d" % len(points))
+        p.mkdir()
+        r = subprocess.run(["mount"] + list(args) + [str(p)], capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip("cannot mount here: %s" % r.stderr.strip())
+        points.append(p)
+        return p
+
+    yield mount
+    for p in reversed(points):
+        subprocess.run(["umount", "-l", str(p)], capture_output=True)
+
+
+@pytest.mark.parametrize("alg", list(ROWS))
+def test_read_only_output_folder(run_alg, fx, alg, tmp_path, mounted):
+    src = tmp_path / "src"
+    outs = previous_outputs(src, alg)
+    ro = mounted("--bind", str(src))
+    r = subprocess.run(["mount", "-o", "remount,bind,ro", str(ro)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip("cannot remount read-only: %s" % r.stderr.strip())
+    params, _ = input_files(fx, alg)
+    outs = {k: str(ro / os.path.basename(v)) for k, v in outs.items()}
+    expect_failure(run_alg, alg, dict(params, **outs), r"read-only", [fx["dir"], src])
+
+
+@pytest.mark.parametrize("alg", list(ROWS))
+def test_full_disk(run_alg, fx, alg, mounted):
+    disk = mounted("-t", "tmpfs", "-o", "size=96k", "tmpfs")
+    outs = previous_outputs(disk, alg)
+    fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
+    for chunk in (4096, 256, 1):  # fill the disk to the last byte
+        try:
+            while True:
+                os.write(fd, b"\0" * chunk)
+        except OSError:
+            pass
+    os.close(fd)
+    params, _ = input_files(fx, alg)
+    expect_failure(run_alg, alg, dict(params, **outs), r"disk is full|is the disk full|no space|could not be written",
+                   [fx["dir"], disk])
+
+
+# ------------------------------------------------------------------------------------------ SIGTERM
+@pytest.fixture(scope="module")
+def qp(tmp_path_factory):
+    from subsidence_toolkit.demo.headless import QgisProcess, find_qgis_process
+
+    if find_qgis_process() is None:
+        pytest.skip("qgis_process.bin not installed")
+    return QgisProcess(tmp_path_factory.mktemp("qp_faults"))
+
+
+@pytest.mark.parametrize("alg", ["resampletimeseries", "gracedownscaling"])
+def test_sigterm_mid_run_leaves_nothing(qp, fx, alg, tmp_path):
+    params, _ = input_files(fx, alg)
+    if alg == "resampletimeseries":  # big enough to be killed while it writes
+        dates = [dt.date(2000, 1, 1) + dt.timedelta(days=12 * i) for i in range(60)]
+        params["INPUT"] = write_stack(tmp_path / "big.tif", np.random.default_rng(0).normal(0, 1, (60, 200, 200)),
+                                      dates=dates)
+        params.update(STEP=1, STEP_DAYS=3, MEMORY_LIMIT_MB=1)
+    else:
+        params["MEMORY_LIMIT_MB"] = 0.05
+    outs = previous_outputs(tmp_path / "out", alg)
+    before = snapshot(fx["dir"], tmp_path)
+    proc = subprocess.Popen([qp.exe, "run", "subsidence:" + alg, "--"] + qp.arguments(dict(params, **outs)),
+                            env=qp.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    seen = b""
+    deadline = time.time() + 120
+    while time.time() < deadline and b"10..." not in seen:  # progress "0...10...": terminate at 10 %
+        c = proc.stdout.read(1)
+        if not c:
+            break
+        seen += c
+    staged = [n for n in os.listdir(tmp_path / "out") if "partial" in n]
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0, (seen + rest).decode(errors="replace")
+    assert staged, "the run was not writing yet: %s" % seen.decode(errors="replace")
+    # QGIS itself saves a histogram beside an input raster it loads as a layer (GDAL .aux.xml): not ours
+    after = {p: h for p, h in snapshot(fx["dir"], tmp_path).items()
+             if not (p.endswith(".aux.xml") and p not in before and os.path.exists(p[:-8]))}
+    assert after == before, "files changed after SIGTERM (staged at kill time: %s): %s" % (
+        staged, sorted(set(after.items()) ^ set(before.items())))
+
+
+# ------------------------------------------------------------------------------------------ inputs named
+def test_one_bad_file_in_a_list_is_named(run_alg, fx, tmp_path):
+    params, _ = input_files(fx, "sbasinversion")
+    for name, content in (("missing", None), ("empty", b""), ("text", b"not a raster\n")):
+        bad = tmp_path / ("20200103_20200127_%s.geo.unw.tif" % name)
+        if content is not None:
+            bad.write_bytes(content)
+        p = dict(params, INTERFEROGRAMS=params["INTERFEROGRAMS"] + [str(bad)], **outputs_in(tmp_path / name, "sbasinversion"))
+        expect_failure(run_alg, "sbasinversion", p, r"INTERFEROGRAMS: .*%s" % bad.name, [fx["dir"], tmp_path])
+
+
+def test_line_layer_refused_as_polygon_mask(run_alg, fx, tmp_path):
+    line = tmp_path / "line.geojson"
+    line.write_text(json.dumps({"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {},
+                    "geometry": {"type": "LineString", "coordinates": [[110.2, 35.2], [111.5, 36.6]]}}]}))
+    params, _ = input_files(fx, "groundwateranomaly")
+    p = dict(params, MASK=str(line), **outputs_in(tmp_path / "o", "groundwateranomaly"))
+    expect_failure(run_alg, "groundwateranomaly", p, r"MASK: .* holds line features; give a polygon layer",
+                   [fx["dir"], tmp_path])
+
+
+@pytest.mark.parametrize("key,value,pattern", [
+    ("MEASUREMENTS_CRS", "EPSG:999999", r"MEASUREMENTS_CRS: .*not a known coordinate reference system"),
+    ("VALUE_SCALE", "nan", r"VALUE_SCALE: .*not a finite number")])
+def test_bad_crs_and_scale_are_named(run_alg, fx, tmp_path, key, value, pattern):
+    params, _ = input_files(fx, "validatetimeseries")
+    p = dict(params, **{key: value}, **outputs_in(tmp_path / "o", "validatetimeseries"))
+    expect_failure(run_alg, "validatetimeseries", p, pattern, [fx["dir"], tmp_path])
+
+
+def test_geopackage_layer_of_an_input_geopackage_is_refused(run_alg, fx, tmp_path):
+    """Writing a new layer into the GeoPackage an input comes from is refused too (it rewrites that file)."""
+    gpkg = tmp_path / "data.gpkg"
+    gdal.VectorTranslate(str(gpkg), fx["measurements"], options="-nln obs -oo X_POSSIBLE_NAMES=x "
+                         "-oo Y_POSSIBLE_NAMES=y -a_srs EPSG:32649")
+    params, _ = input_files(fx, "validatetimeseries")
+    params.update(MEASUREMENTS=str(gpkg) + "|layername=obs", X_FIELD=None, Y_FIELD=None)
+    p = dict(params, OUTPUT="ogr:dbname='%s' table=\"validation\" (geom)" % gpkg,
+             OUTPUT_SUMMARY=str(tmp_path / "s.csv"))
+    expect_failure(run_alg, "validatetimeseries", p, r"OUTPUT: the output .*data.gpkg would overwrite the input "
+                   r"MEASUREMENTS", [fx["dir"], tmp_path])
+
+
+def test_new_layer_in_an_existing_geopackage_keeps_its_other_layers(run_alg, fx, tmp_path):
+    gpkg = tmp_path / "results.gpkg"
+    gdal.VectorTranslate(str(gpkg), fx["lagtable"], options="-nln keep")
+    params, _ = input_files(fx, "validatetimeseries")
+    res = run_alg("validatetimeseries", dict(params, OUTPUT="ogr:dbname='%s' table=\"validation\" (geom)" % gpkg,
+                                             OUTPUT_SUMMARY=str(tmp_path / "s.csv")))
+    ds = gdal.OpenEx(str(gpkg), gdal.OF_VECTOR)
+    names = {ds.GetLayer(i).GetName() for i in range(ds.GetLayerCount())}
+    assert names == {"keep", "validation"} and ds.GetLayerByName("keep").GetFeatureCount() == 24
+    assert ds.GetLayerByName("validation").GetFeatureCount() == 72
+    assert res["OUTPUT"].startswith(str(gpkg))
+    assert sorted(os.listdir(tmp_path)) == ["results.gpkg", "s.csv"]
+
+
+def test_second_run_replaces_previous_outputs_and_their_stale_sidecars(run_alg, fx, tmp_path):
+    outs = outputs_in(tmp_path, "resampletimeseries")
+    Path(outs["OUTPUT"]).write_bytes(b"old")
+    Path(outs["OUTPUT"] + ".aux.xml").write_text("<PAMDataset><Metadata><MDI key='STALE'>1</MDI></Metadata>"
+                                                 "</PAMDataset>")
+    run_alg("resampletimeseries", dict(input_files(fx, "resampletimeseries")[0], **outs))
+    ds = gdal.Open(outs["OUTPUT"])
+    assert ds.RasterCount == 24 and "STALE" not in (ds.GetMetadata() or {})
+    assert os.listdir(tmp_path) == [os.path.basename(outs["OUTPUT"])]
