@@ -1,7 +1,7 @@
 """The ``subsidence`` Processing provider. Its id prefixes every algorithm id: never change it."""
 import os
 
-from qgis.core import QgsApplication, QgsProcessingModelAlgorithm, QgsProcessingProvider
+from qgis.core import QgsApplication, QgsProcessingException, QgsProcessingModelAlgorithm, QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from ..algorithms.decompose_los import DecomposeLos
@@ -88,6 +88,25 @@ class ShippedModel(QgsProcessingModelAlgorithm):
 
         remember_run(self, parameters, context)
         return super().prepareAlgorithm(parameters, context, feedback)
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        """Run the model; a failing step's error names the step and says why (QGIS 3.22 only says
+        'Error encountered while running <step>' and reports the reason separately)."""
+        from .model_errors import ErrorRecorder, step_failure
+        from .transaction import OutputTransaction, interrupt_guard, one_line_error
+
+        recorder = ErrorRecorder(feedback)
+        tx = OutputTransaction(self, parameters, context, feedback)  # the model's outputs: all or nothing
+        with interrupt_guard():
+            try:
+                staged = tx.begin()
+                return tx.finish(super().processAlgorithm(staged, context, recorder))
+            except QgsProcessingException as e:
+                tx.abort()
+                raise QgsProcessingException(step_failure(self, str(e), recorder.errors)) from None
+            except BaseException as e:  # noqa: BLE001
+                tx.abort()
+                raise one_line_error(self, e, tx) from None
 
 
 class SubsidenceProvider(QgsProcessingProvider):

@@ -54,6 +54,7 @@ from qgis.core import (
 )
 
 from ..core.io.errors import Cancelled, DaskUnavailable, TimeSeriesError
+from ..core.io.integrity import file_damage
 from ..core.io.rasters import diagnose_raster
 from ..core.io.staging import StagedFiles, file_key, input_file_set, sidecar_paths, source_files
 
@@ -113,6 +114,18 @@ def _is_path_value(value):
 
 def input_problems(alg, parameters, context):
     """The first problem with the inputs as one line naming the parameter and file, else ``None``."""
+    problem = _parameter_problems(alg, parameters, context)
+    if problem:
+        return problem
+    for name, src in input_sources(alg, parameters, context):  # truncated netCDF/HDF5 in files and file lists
+        for f in source_files(src):
+            damage = file_damage(f)
+            if damage:
+                return "%s: %s" % (name, damage)
+    return None
+
+
+def _parameter_problems(alg, parameters, context):
     for d in alg.parameterDefinitions():
         name = d.name()
         value = parameters.get(name)

@@ -27,6 +27,7 @@ from osgeo import gdal, osr
 
 from .dates import decode_cf_time, format_date, parse_date, validate_dates
 from .errors import TimeSeriesError
+from .integrity import file_damage
 
 gdal.UseExceptions()
 
@@ -401,8 +402,9 @@ def diagnose_raster(path):
     plain = path
     if not os.path.exists(plain):
         return "%s does not exist" % path
-    if os.path.isfile(plain) and os.path.getsize(plain) == 0:
-        return "%s is an empty (0-byte) file" % path
+    damage = file_damage(plain) if os.path.isfile(plain) else None
+    if damage:
+        return damage
     try:
         ds = gdal.Open(path)
     except RuntimeError as e:

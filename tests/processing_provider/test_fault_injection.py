@@ -371,3 +371,75 @@ def test_second_run_replaces_previous_outputs_and_their_stale_sidecars(run_alg, 
     ds = gdal.Open(outs["OUTPUT"])
     assert ds.RasterCount == 24 and "STALE" not in (ds.GetMetadata() or {})
     assert os.listdir(tmp_path) == [os.path.basename(outs["OUTPUT"])]
+
+
+# ------------------------------------------------------------------------------------------ the model
+def _workflow_parameters(w, out, **changes):
+    from subsidence_toolkit.demo.step_90_workflow import FLDAS_VARS, _pattern
+
+    files = "\n".join(_pattern(w["fldas"], v) for v in FLDAS_VARS)
+    params = {
+        "interferograms": w["interferograms"], "coherence": w["coherence"], "grace": w["grace"],
+        "model_files": files, "component_files": files, "baseline_start": 2020.0, "baseline_end": 2021.999,
+        "areas": w["areas"], "area_field": "area", "points_per_class": 20, "max_lag": 2,
+        "factors": list(w["factors"].values()), "classes": 5}
+    for name, f in (("sbas:LOS velocity", "v.tif"), ("sbas:LOS displacement time series", "ts.tif"),
+                    ("sbas:SBAS quality", "q.tif"), ("sbas:Interferogram network", "net.csv"),
+                    ("monthly:Monthly displacement", "m.tif"), ("downscaling:Downscaled TWSA", "td.tif"),
+                    ("gwsa:GWSA", "gwsa.tif"), ("classes:Class sample points", "p.gpkg"),
+                    ("classes:Class time series", "classes.csv"), ("lag:Lagged correlation", "lag.csv"),
+                    ("lag:Lagged correlation report", "lag.html"), ("geodetector:Geodetector factors", "gd.csv"),
+                    ("geodetector:Geodetector interactions", "gdi.csv"), ("geodetector:Geodetector report", "gd.html")):
+        params[name] = str(out / f)
+    params.update(changes)
+    return params
+
+
+@pytest.fixture(scope="module")
+def tiny_world(tmp_path_factory):
+    from subsidence_toolkit.demo import world
+
+    d = tmp_path_factory.mktemp("wf")
+    return d, world.generate(d / "world", tiny=True)
+
+
+def test_workflow_step_failure_names_the_step_and_leaves_nothing(run_alg, tiny_world, tmp_path):
+    """A late step of the shipped workflow fails: the message names that step and why, and the outputs of
+    the steps that had already finished are removed too (the model's outputs are one transaction)."""
+    d, w = tiny_world
+    out = tmp_path / "out"
+    out.mkdir()
+    Path(out / "v.tif").write_bytes(b"previous velocity\n")
+    params = _workflow_parameters(w, out, baseline_start=1990.0, baseline_end=1991.0)
+    message = expect_failure(run_alg, "subsidence:workflow", params, r"^step gwsa \(Groundwater storage anomaly.*\) "
+                             r"failed: .*baseline 1990.000-1991.000 is outside", [d, out])
+    assert os.listdir(out) == ["v.tif"], message
+
+
+def test_workflow_input_damage_is_named_before_any_step_runs(run_alg, tiny_world, tmp_path):
+    d, w = tiny_world
+    broken = tmp_path / "broken_grace.nc"
+    src = w["grace"].split('"')[1] if w["grace"].startswith("NETCDF:") else w["grace"]
+    broken.write_bytes(Path(src).read_bytes()[:2000])
+    out = tmp_path / "out"
+    out.mkdir()
+    expect_failure(run_alg, "subsidence:workflow", _workflow_parameters(w, out, grace=str(broken)),
+                   r"^grace: .*broken_grace.nc is truncated", [d, tmp_path])
+
+
+def test_truncated_month_in_a_netcdf_file_list_is_named(run_alg, fx, tmp_path):
+    """One monthly FLDAS file of a wildcard list cut short (it used to be read as 0 mm for that month)."""
+    import glob
+    import shutil
+
+    src = os.path.dirname(fx["sm"].split('"')[1])
+    copy = tmp_path / "fldas"
+    shutil.copytree(src, copy)
+    month = sorted(glob.glob(str(copy / "FLDAS_*A200406*.nc")))[0]
+    data = Path(month).read_bytes()
+    Path(month).write_bytes(data[:len(data) - 100])
+    params, _ = input_files(fx, "gracedownscaling")
+    params["MODEL_FILES"] = fx["sm"].replace(src, str(copy))
+    outs = previous_outputs(tmp_path / "out", "gracedownscaling")
+    expect_failure(run_alg, "gracedownscaling", dict(params, **outs),
+                   r"MODEL_FILES: .*A200406.001.nc is truncated", [fx["dir"], tmp_path])

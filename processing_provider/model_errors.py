@@ -1,0 +1,66 @@
+"""One-line errors for the shipped models: which step failed and why."""
+from qgis.core import QgsProcessingFeedback
+
+
+class ErrorRecorder(QgsProcessingFeedback):
+    """A feedback that forwards everything to ``target`` and remembers the errors reported on it."""
+
+    def __init__(self, target):
+        super().__init__()
+        self.target = target
+        self.errors = []
+        if target is not None:
+            target.canceled.connect(self.cancel)
+            if target.isCanceled():
+                self.cancel()
+
+    def reportError(self, error, fatalError=False):  # noqa: N802, N803
+        self.errors.append(str(error))
+        if self.target is not None:
+            self.target.reportError(error, fatalError)
+
+    def setProgress(self, progress):  # noqa: N802
+        super().setProgress(progress)
+        if self.target is not None:
+            self.target.setProgress(progress)
+
+    def setProgressText(self, text):  # noqa: N802
+        if self.target is not None:
+            self.target.setProgressText(text)
+
+    def pushInfo(self, info):  # noqa: N802
+        if self.target is not None:
+            self.target.pushInfo(info)
+
+    def pushWarning(self, warning):  # noqa: N802
+        if self.target is not None and hasattr(self.target, "pushWarning"):
+            self.target.pushWarning(warning)
+
+    def pushCommandInfo(self, info):  # noqa: N802
+        if self.target is not None:
+            self.target.pushCommandInfo(info)
+
+    def pushDebugInfo(self, info):  # noqa: N802
+        if self.target is not None:
+            self.target.pushDebugInfo(info)
+
+    def pushConsoleInfo(self, info):  # noqa: N802
+        if self.target is not None:
+            self.target.pushConsoleInfo(info)
+
+
+def step_failure(model, message, errors):
+    """'step <description> (<algorithm name>) failed: <the step's own one-line error>'."""
+    message = str(message).strip()
+    step = None
+    for child in model.childAlgorithms().values():
+        if child.description() and child.description() in message:
+            step = child
+            break
+    reasons = [e.strip().splitlines()[-1] for e in errors if e.strip() and e.strip() != message]
+    reason = reasons[-1] if reasons else message
+    if step is None:
+        return reason if reason != message else message
+    alg = step.algorithm()
+    label = "%s (%s)" % (step.description(), alg.displayName() if alg is not None else step.algorithmId())
+    return "step %s failed: %s" % (label, reason)
