@@ -8,9 +8,6 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..core.io.dates import days_since, format_date
-from ..core.io.rasters import RasterGrid, RasterWriter, check_band_numeric, open_raster, read_dates
-from ..core.io.windows import row_blocks
 from ..core.timeseries import resample
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
 from ..processing_provider.rasters import output_raster_path, parse_date_list, parse_date_param
@@ -122,46 +119,19 @@ class ResampleTimeSeries(SubsidenceAlgorithm):
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None:
             raise QgsProcessingException(self.invalidRasterError(parameters, self.INPUT))
-        path = layer_path(layer)
-        method = self.METHODS[self.parameterAsEnum(parameters, self.METHOD, context)]
-        step = self.STEPS[self.parameterAsEnum(parameters, self.STEP, context)]
         out_path = output_raster_path(self, parameters, self.OUTPUT, context)
-        with self.core_errors():
-            explicit = parse_date_list(self.parameterAsString(parameters, self.DATES, context), "Dates")
-            start = parse_date_param(self.parameterAsString(parameters, self.START, context), "Start date")
-            end = parse_date_param(self.parameterAsString(parameters, self.END, context), "End date")
-            ds = open_raster(path)
-            check_band_numeric(ds, path)
-            dates = read_dates(ds, explicit)
-            targets = resample.target_dates(
-                dates, step,
-                day=self.parameterAsInt(parameters, self.DAY_OF_MONTH, context),
-                every_days=self.parameterAsInt(parameters, self.STEP_DAYS, context),
-                start=start, end=end,
-            )
-            feedback.pushInfo(
-                "%s: %d dates %s .. %s -> %d target dates %s .. %s (%s)" % (
-                    path, len(dates), format_date(dates[0]), format_date(dates[-1]), len(targets),
-                    format_date(targets[0]), format_date(targets[-1]), method)
-            )
-            t = days_since(dates)
-            t_new = days_since(targets, dates[0])
-            grid = RasterGrid.of(ds)
-            # float64 block + float64 output + temporaries
-            bytes_per_row = grid.xsize * 8 * (2 * len(dates) + 3 * len(targets))
-            blocks = row_blocks(grid.ysize, bytes_per_row,
-                                         self.parameterAsDouble(parameters, self.MEMORY_LIMIT_MB, context))
-            min_valid = self.parameterAsInt(parameters, self.MIN_VALID, context)
-            src_units = ds.GetRasterBand(1).GetUnitType() or (ds.GetMetadata() or {}).get("UNITS", "")
-            tasks = [dict(path=path, row0=row0, nrows=nrows, t=t, t_new=t_new, method=method, min_valid=min_valid)
-                     for row0, nrows in blocks]
-            with RasterWriter(
-                out_path, grid, len(targets), dates=targets, units=src_units,
-                metadata=dict({"SOURCE": path, "RESAMPLING": method},
-                              **{k: v for k, v in (ds.GetMetadata() or {}).items() if k == "KIND"}),
-            ) as writer:
-                for _, (row0, block) in self.map_blocks(resample.resample_block_task, tasks, parameters, context,
-                                                        feedback):
-                    writer.write_block(row0, block)
+        resample.resample_raster(
+            layer_path(layer), out_path,
+            method=self.METHODS[self.parameterAsEnum(parameters, self.METHOD, context)],
+            step=self.STEPS[self.parameterAsEnum(parameters, self.STEP, context)],
+            day=self.parameterAsInt(parameters, self.DAY_OF_MONTH, context),
+            every_days=self.parameterAsInt(parameters, self.STEP_DAYS, context),
+            start=parse_date_param(self.parameterAsString(parameters, self.START, context), "Start date"),
+            end=parse_date_param(self.parameterAsString(parameters, self.END, context), "End date"),
+            explicit_dates=parse_date_list(self.parameterAsString(parameters, self.DATES, context), "Dates"),
+            min_valid=self.parameterAsInt(parameters, self.MIN_VALID, context),
+            memory_mb=self.parameterAsDouble(parameters, self.MEMORY_LIMIT_MB, context),
+            run_tasks=lambda fn, tasks, shared: self.map_blocks(fn, tasks, parameters, context, feedback),
+            log=feedback.pushInfo)
         style_output(self, context, out_path, "timeseries")
         return {self.OUTPUT: out_path}

@@ -471,6 +471,10 @@ def _find_reference(state, plan, progress):
     names = state.network.names
     if not any_data:
         raise TimeSeriesError("every pixel is NoData in every interferogram (%s ...)" % names[0])
+    if best is None and coh_stats is not None and (coh_stats["coh_n"] == 0).any():
+        empty = [state.coh_files.paths[k] for k in np.flatnonzero(coh_stats["coh_n"] == 0)]
+        raise TimeSeriesError("coherence %s has no valid pixel (all NoData)%s: fix or leave out that coherence "
+                              "file" % (empty[0], " (and %d more)" % (len(empty) - 1) if len(empty) > 1 else ""))
     if best is None:
         raise TimeSeriesError("no pixel has data in every interferogram: give a reference point")
     how = "highest mean coherence %.3f" % best[0] if with_coh else "lowest residual RMS %.3f mm" % best[0]

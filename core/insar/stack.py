@@ -41,7 +41,8 @@ class PreparedStack:
 
     def coherence_files(self):
         """The coherence of the used pairs as :class:`StackFiles` (0-1 on ``grid``), or None."""
-        return StackFiles(self.coherence_paths, self.rasters) if self.coherence_paths else None
+        return StackFiles(self.coherence_paths, self.rasters, valid_range=(0.0, 1.0), quantity="coherence") \
+            if self.coherence_paths else None
 
 
 def _pair_dates(paths, pairs_csv, product_bperp=None):
@@ -127,15 +128,33 @@ def prepare_stack(ifg_paths, pairs_csv=None, coherence_paths=None, max_temporal_
                          all_paths=paths, rasters=rasters, products=ps)
 
 
+def check_value_range(values, valid_range, path, quantity, byte_raw=False):
+    """Raise naming ``path`` when a finite value lies outside ``valid_range`` (values as read, after the
+    product's scaling: 8-bit coherence / 255). ``byte_raw``: an unscaled 8-bit band, whose 0-255 is accepted."""
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return
+    lo, hi = float(finite.min()), float(finite.max())
+    if byte_raw and lo >= 0 and hi <= 255:
+        return
+    low, high = valid_range
+    tol = 1e-6 * max(1.0, abs(high - low))
+    if lo < low - tol or hi > high + tol:
+        raise TimeSeriesError("%s: %s values from %.4g to %.4g lie outside [%g, %g]; give %s rasters (0 = none, "
+                              "1 = perfect) or check the file" % (path, quantity, lo, hi, low, high, quantity))
+
+
 class StackFiles:
     """Single-band rasters read as a stack of windows. Each file is opened, read and closed in turn: an
     open GeoTIFF keeps ~0.5 MB of decoder buffers once read, which for hundreds of inputs would be more
     than the memory cap. Holds only paths and :class:`~.products.ProductRaster` (``rasters``: path -> how to
     read it on the stack grid with its product's conventions), so it pickles to a Dask worker."""
 
-    def __init__(self, paths, rasters=None):
+    def __init__(self, paths, rasters=None, valid_range=None, quantity="value"):
         self.paths = [str(p) for p in paths]
         self.rasters = [(rasters or {}).get(p) for p in self.paths]
+        self.valid_range = valid_range  # (low, high) of the values as read: outside fails naming the file
+        self.quantity = quantity
 
     def block_size(self):
         """(x, y) block size and the sample size in bytes of the first file's band 1."""
@@ -149,13 +168,19 @@ class StackFiles:
 
     def read_one(self, k, row0, nrows, col0=0, ncols=None):
         if self.rasters[k] is not None:
-            return self.rasters[k].read(row0, nrows, col0, ncols)
-        ds = open_raster(self.paths[k])
-        try:
-            return read_window(ds, col0, row0, ds.RasterXSize - col0 if ncols is None else ncols, nrows,
-                               bands=[1], dtype=np.float32)[0]
-        finally:
-            ds = None
+            a = self.rasters[k].read(row0, nrows, col0, ncols)   # 8-bit coherence already / 255
+            byte_raw = False
+        else:
+            ds = open_raster(self.paths[k])
+            try:
+                a = read_window(ds, col0, row0, ds.RasterXSize - col0 if ncols is None else ncols, nrows,
+                                bands=[1], dtype=np.float32)[0]
+                byte_raw = ds.GetRasterBand(1).DataType == 1  # GDT_Byte, not scaled on this path
+            finally:
+                ds = None
+        if self.valid_range is not None:
+            check_value_range(a, self.valid_range, self.paths[k], self.quantity, byte_raw)
+        return a
 
     def iter_window(self, row0, nrows, col0=0, ncols=None):
         """Yield ``(k, array)`` of every file's window, float32, NoData -> NaN."""

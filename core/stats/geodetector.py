@@ -684,15 +684,17 @@ def optimal_discretization(y, x, methods=None, ks=None, min_gain=0.05):
 def parse_ratio(text):
     """'1:2' -> 2.0 (non-subsidence samples per subsidence sample); '0.5' -> 0.5."""
     s = str(text).strip()
-    if ":" in s:
-        a, b = s.split(":", 1)
-        a, b = float(a), float(b)
-        if a <= 0 or b < 0:
-            raise ValueError(f"invalid sample ratio {text!r}")
-        return b / a
-    v = float(s)
-    if v < 0:
-        raise ValueError(f"invalid sample ratio {text!r}")
+    bad = f"SAMPLE_RATIO: {text!r} is not a ratio such as 1:2, 1:1 or 1:0.5"
+    try:
+        if ":" in s:
+            a, b = (float(v) for v in s.split(":", 1))
+            v = b / a if a > 0 else -1.0
+        else:
+            v = float(s)
+    except ValueError:
+        raise ValueError(bad) from None
+    if not np.isfinite(v) or v < 0:
+        raise ValueError(bad)
     return v
 
 
@@ -804,8 +806,28 @@ def align_to_grid(path, target_path, categorical=False):
     arr = vrt.GetRasterBand(1).ReadAsArray().astype(np.float64)
     vrt = tgt = None
     if not np.isfinite(arr).any():
-        raise ValueError(f"factor raster {path} does not overlap the target raster {target_path}")
+        raise ValueError(_no_factor_values(path, target_path))
     return arr
+
+
+def _no_factor_values(path, target_path):
+    """Why a factor gave no value on the target grid: it has none at all (all NoData), or it lies elsewhere."""
+    from osgeo import gdal
+
+    ds = gdal.Open(str(path))
+    band = ds.GetRasterBand(1)
+    nodata = band.GetNoDataValue()
+    any_value = False
+    for r0 in range(0, ds.RasterYSize, 256):
+        a = band.ReadAsArray(0, r0, ds.RasterXSize, min(256, ds.RasterYSize - r0)).astype(np.float64)
+        if nodata is not None:
+            a[a == nodata] = np.nan
+        if np.isfinite(a).any():
+            any_value = True
+            break
+    if not any_value:
+        return f"factor raster {path} has no valid pixel (all NoData): fix it or leave it out"
+    return f"factor raster {path} does not overlap the target raster {target_path}"
 
 
 # Band types whose values float32 holds exactly (after NoData -> NaN).
@@ -915,7 +937,7 @@ def read_raster_samples(target_path, factor_paths, memory_mb=None, check=None, p
             progress((i + 1) / len(blocks))
     for j, name in enumerate(names):
         if not seen[j]:
-            raise ValueError(f"factor raster {factor_paths[name][0]} does not overlap the target raster {target_path}")
+            raise ValueError(_no_factor_values(factor_paths[name][0], target_path))
     grid = RasterGrid.of(tds)
     vrts = tds = None
     y = np.concatenate(y_parts) if y_parts else np.zeros(0, y_dtype)

@@ -81,6 +81,15 @@ def parse_observations(table):
         i = int(np.flatnonzero(bad)[0])
         raise ValueError("measurements: row %d (id %s) has no coordinates" % (i + 1, df["id"].iloc[i]))
     df["id"] = df["id"].astype(str)
+    dup = df.duplicated(["id", "date"], keep=False).to_numpy()
+    if dup.any():
+        rows = np.flatnonzero(dup)
+        raise ValueError("measurements: id %s has %d observations on %s (rows %s): each (id, date) may appear "
+                         "once; remove or average the duplicates" % (
+                             df["id"].iloc[rows[0]], int(((df["id"] == df["id"].iloc[rows[0]]) &
+                                                          (df["date"] == df["date"].iloc[rows[0]])).sum()),
+                             df["date"].iloc[rows[0]].isoformat(),
+                             ", ".join(str(r + 1) for r in rows[:5]) + (" ..." if len(rows) > 5 else "")))
     return df
 
 

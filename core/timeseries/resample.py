@@ -207,3 +207,59 @@ def resample_block_task(task):
     block = read_block(ds, task["row0"], task["nrows"])
     out = temporal_resample_block(block, task["t"], task["t_new"], task["method"], task.get("min_valid", 2))
     return task["row0"], out.astype(np.float32)
+
+
+def check_targets(dates, targets, min_valid):
+    """Refuse settings that can only give an all-NoData output (nothing is extrapolated)."""
+    if min_valid > len(dates):
+        raise TimeSeriesError("Minimum valid dates per pixel (MIN_VALID) is %d but the input has only %d dates: "
+                              "every output pixel would be NoData; lower it" % (min_valid, len(dates)))
+    if targets[-1] < dates[0] or targets[0] > dates[-1]:
+        raise TimeSeriesError(
+            "the target dates %s .. %s lie outside the input dates %s .. %s (nothing is extrapolated): every "
+            "output pixel would be NoData; change START/END" % (format_date(targets[0]), format_date(targets[-1]),
+                                                                format_date(dates[0]), format_date(dates[-1])))
+
+
+def resample_raster(path, out_path, method="cubic", step="monthly", day=15, every_days=None, start=None, end=None,
+                    explicit_dates=None, min_valid=2, memory_mb=512, run_tasks=None, log=None):
+    """Resample the time-series raster ``path`` to ``out_path`` (the whole driver of the algorithm).
+
+    Reads the dates, plans the target dates and row blocks under ``memory_mb``, runs
+    :func:`resample_block_task` per block (here, or through ``run_tasks(task_fn, tasks, None)`` yielding
+    ``(index, result)``, e.g. on Dask) and writes each block atomically (:class:`~..io.rasters.RasterWriter`).
+    Fails (writing nothing) when every output pixel would be NoData. Returns a summary dict."""
+    from ..io.dates import days_since
+    from ..io.rasters import RasterGrid, RasterWriter, check_band_numeric, open_raster, read_dates
+    from ..io.windows import row_blocks
+
+    ds = open_raster(path)
+    check_band_numeric(ds, path)
+    dates = read_dates(ds, explicit_dates)
+    targets = target_dates(dates, step, day=day, every_days=every_days, start=start, end=end)
+    check_targets(dates, targets, min_valid)
+    if log is not None:
+        log("%s: %d dates %s .. %s -> %d target dates %s .. %s (%s)" % (
+            path, len(dates), format_date(dates[0]), format_date(dates[-1]), len(targets),
+            format_date(targets[0]), format_date(targets[-1]), method))
+    t, t_new = days_since(dates), days_since(targets, dates[0])
+    grid = RasterGrid.of(ds)
+    # float64 block + float64 output + temporaries
+    blocks = row_blocks(grid.ysize, grid.xsize * 8 * (2 * len(dates) + 3 * len(targets)), memory_mb)
+    units = ds.GetRasterBand(1).GetUnitType() or (ds.GetMetadata() or {}).get("UNITS", "")
+    metadata = dict({"SOURCE": path, "RESAMPLING": method},
+                    **{k: v for k, v in (ds.GetMetadata() or {}).items() if k == "KIND"})
+    tasks = [dict(path=path, row0=r0, nrows=nr, t=t, t_new=t_new, method=method, min_valid=min_valid)
+             for r0, nr in blocks]
+    results = run_tasks(resample_block_task, tasks, None) if run_tasks is not None else \
+        ((i, resample_block_task(task)) for i, task in enumerate(tasks))
+    valid = 0
+    with RasterWriter(out_path, grid, len(targets), dates=targets, units=units, metadata=metadata) as writer:
+        for _, (row0, block) in results:
+            writer.write_block(row0, block)
+            valid += int(np.isfinite(block).sum())
+        if valid == 0:
+            raise TimeSeriesError(
+                "every output pixel is NoData: no pixel of %s has %d valid dates around the target dates (all "
+                "NoData input, or MIN_VALID too high); nothing was written" % (path, min_valid))
+    return {"dates": dates, "targets": targets, "valid_values": valid, "grid": grid}

@@ -122,12 +122,17 @@ def input_files(fx, alg):
 
 
 def snapshot(*folders):
-    """{path: sha1} of every file under the folders (hidden staging files included)."""
+    """{path: sha1} of every file under the folders (hidden staging files included). Left out: the
+    ``.aux.xml`` statistics GDAL saves beside an input raster when QGIS loads it as a layer (QGIS's
+    raster provider, for any algorithm, not ours; the input itself stays byte-identical)."""
     out = {}
     for folder in folders:
         for root, _, names in os.walk(folder):
             for n in names:
                 p = os.path.join(root, n)
+                if n.endswith(".aux.xml") and os.path.exists(p[:-8]) and not n.startswith(".") \
+                        and "out_" not in n:
+                    continue
                 with open(p, "rb") as f:
                     out[p] = hashlib.sha1(f.read()).hexdigest()
     return out
@@ -298,9 +303,7 @@ def test_sigterm_mid_run_leaves_nothing(qp, fx, alg, tmp_path):
     rest, _ = proc.communicate(timeout=120)
     assert proc.returncode != 0, (seen + rest).decode(errors="replace")
     assert staged, "the run was not writing yet: %s" % seen.decode(errors="replace")
-    # QGIS itself saves a histogram beside an input raster it loads as a layer (GDAL .aux.xml): not ours
-    after = {p: h for p, h in snapshot(fx["dir"], tmp_path).items()
-             if not (p.endswith(".aux.xml") and p not in before and os.path.exists(p[:-8]))}
+    after = snapshot(fx["dir"], tmp_path)
     assert after == before, "files changed after SIGTERM (staged at kill time: %s): %s" % (
         staged, sorted(set(after.items()) ^ set(before.items())))
 
@@ -443,3 +446,67 @@ def test_truncated_month_in_a_netcdf_file_list_is_named(run_alg, fx, tmp_path):
     outs = previous_outputs(tmp_path / "out", "gracedownscaling")
     expect_failure(run_alg, "gracedownscaling", dict(params, **outs),
                    r"MODEL_FILES: .*A200406.001.nc is truncated", [fx["dir"], tmp_path])
+
+
+# ------------------------------------------------------------------------------------------ silently wrong results
+@pytest.mark.parametrize("changes,pattern", [
+    ({"MIN_VALID": 1000000}, r"MIN_VALID\) is 1000000 but the input has only 24 dates"),
+    ({"START": "1990-01-01", "END": "1995-12-31"}, r"target dates 1990-01-15 .. 1995-12-15 lie outside the input"),
+    ({"STEP": 1, "STEP_DAYS": 1, "START": "1900-01-01", "END": "2100-12-31"},
+     r"would need 73414 bands but a GeoTIFF holds at most 65535"),
+    ({"INPUT": "all_nan"}, r"every output pixel is NoData")])
+def test_resampling_that_can_only_give_nodata_fails(run_alg, fx, tmp_path, changes, pattern):
+    params = dict(input_files(fx, "resampletimeseries")[0], **changes)
+    if params["INPUT"] == "all_nan":
+        params["INPUT"] = write_stack(tmp_path / "nan.tif", np.full((24, 4, 5), np.nan), dates=MONTHS)
+    outs = previous_outputs(tmp_path / "out", "resampletimeseries")
+    expect_failure(run_alg, "resampletimeseries", dict(params, **outs), pattern, [fx["dir"], tmp_path])
+
+
+def _coherence_files(fx, folder, values, dtype=gdal.GDT_Float32):
+    folder.mkdir()
+    out = []
+    for f in fx["ifgs"]:
+        name = os.path.basename(f).replace(".geo.unw.tif", ".geo.cc.tif")
+        out.append(write_stack(folder / name, np.full((10, 12), values, dtype=float), dtype=dtype))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["out_of_range", "all_nan"])
+def test_bad_coherence_is_named(run_alg, fx, tmp_path, kind):
+    cohs = _coherence_files(fx, tmp_path / "coh", 4.0 if kind == "out_of_range" else np.nan)
+    params = dict(input_files(fx, "sbasinversion")[0], COHERENCE=cohs, **outputs_in(tmp_path / "o", "sbasinversion"))
+    pattern = r"\.geo\.cc\.tif: coherence values from 4 to 4 lie outside \[0, 1\]" if kind == "out_of_range" else \
+        r"coherence .*\.geo\.cc\.tif has no valid pixel \(all NoData\)"
+    expect_failure(run_alg, "sbasinversion", params, pattern, [fx["dir"], tmp_path])
+
+
+def test_8bit_coherence_up_to_255_is_not_refused(run_alg, fx, tmp_path):
+    """A Byte coherence band holds 0-255 (scaled to 0-1 by its reader): never refused as out of range."""
+    cohs = _coherence_files(fx, tmp_path / "coh", 200, dtype=gdal.GDT_Byte)
+    outs = outputs_in(tmp_path / "o", "sbasinversion")
+    run_alg("sbasinversion", dict(input_files(fx, "sbasinversion")[0], COHERENCE=cohs, **outs))
+    assert all(os.path.getsize(p) > 0 for p in outs.values())
+
+
+def test_all_nodata_factor_is_named_as_such(run_alg, fx, tmp_path):
+    empty = write_stack(tmp_path / "empty_factor.tif", np.full((8, 9), -9999.0), nodata=-9999.0)
+    params = dict(input_files(fx, "geodetector")[0], FACTOR_RASTERS=[empty],
+                  **outputs_in(tmp_path / "o", "geodetector"))
+    expect_failure(run_alg, "geodetector", params, r"empty_factor.tif has no valid pixel \(all NoData\)",
+                   [fx["dir"], tmp_path])
+
+
+def test_sample_ratio_parse_error_names_the_parameter(run_alg, fx, tmp_path):
+    params = dict(input_files(fx, "geodetector")[0], SUBSIDENCE_THRESHOLD=-15, SAMPLE_RATIO="abc",
+                  **outputs_in(tmp_path / "o", "geodetector"))
+    expect_failure(run_alg, "geodetector", params, r"SAMPLE_RATIO: 'abc' is not a ratio", [fx["dir"], tmp_path])
+
+
+def test_duplicate_observations_are_refused(run_alg, fx, tmp_path):
+    dup = tmp_path / "dup.csv"
+    lines = Path(fx["measurements"]).read_text().splitlines()
+    dup.write_text("\n".join(lines + lines[1:]) + "\n")
+    params = dict(input_files(fx, "validatetimeseries")[0], MEASUREMENTS=str(dup),
+                  **outputs_in(tmp_path / "o", "validatetimeseries"))
+    expect_failure(run_alg, "validatetimeseries", params, r"id p0 has 2 observations on 2004-01-15", [fx["dir"], tmp_path])
