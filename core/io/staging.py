@@ -104,7 +104,7 @@ def source_files(spec):
         return files
     for item in re.split(r"[;\n]", str(spec)):
         for cand in _candidates(item):
-            cand = _VSI.sub("/", cand) if _VSI.match(cand) else cand
+            cand = "/" + _VSI.sub("", cand).lstrip("/") if _VSI.match(cand) else cand
             paths = glob.glob(cand) if any(c in cand for c in "*?[") else [cand]
             for p in paths:
                 f = p if os.path.isfile(p) else _existing_file_prefix(p) if p.startswith("/") else None

@@ -1,0 +1,132 @@
+"""Staged outputs, input file resolution and file integrity checks (no QGIS)."""
+import os
+import zipfile
+
+import numpy as np
+import pytest
+from osgeo import gdal
+
+from subsidence_toolkit.core.io import integrity, staging
+from subsidence_toolkit.core.io.errors import TimeSeriesError
+from subsidence_toolkit.core.io.rasters import RasterWriter, grid_from_origin
+
+
+def test_source_files_resolves_every_spelling(tmp_path):
+    nc = tmp_path / "grace.nc"
+    nc.write_bytes(b"x")
+    months = [tmp_path / ("FLDAS.A2004%02d.nc" % m) for m in (1, 2)]
+    for m in months:
+        m.write_bytes(b"x")
+    gpkg = tmp_path / "data.gpkg"
+    gpkg.write_bytes(b"x")
+    archive = tmp_path / "stack.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("inner.tif", "x")
+    sf = staging.source_files
+    assert sf('NETCDF:"%s":lwe_thickness' % nc) == [str(nc)]
+    assert sf('NETCDF:"%s":SoilMoi' % (tmp_path / "FLDAS.A*.nc")) == sorted(str(m) for m in months)
+    assert sf("GPKG:%s:layer" % gpkg) == [str(gpkg)]
+    assert sf("%s|layername=obs" % gpkg) == [str(gpkg)]
+    assert sf("dbname='%s' table=\"t\" (geom)" % gpkg) == [str(gpkg)]
+    assert sf("/vsizip/%s/inner.tif" % archive) == [str(archive)]
+    assert sf("%s; %s\n%s" % (nc, gpkg, tmp_path / "missing.tif")) == [str(nc), str(gpkg)]
+    assert sf("1:2") == [] and sf("") == [] and sf(None) == []
+
+
+def test_same_file_sees_links(tmp_path):
+    a = tmp_path / "a.tif"
+    a.write_bytes(b"data")
+    os.link(a, tmp_path / "hard.tif")
+    os.symlink(a, tmp_path / "soft.tif")
+    assert staging.same_file(a, tmp_path / "hard.tif") and staging.same_file(a, tmp_path / "soft.tif")
+    assert not staging.same_file(a, tmp_path / "other.tif")
+    keys = staging.input_file_set([str(tmp_path / "soft.tif")])
+    assert staging.file_key(str(tmp_path / "hard.tif")) in keys
+
+
+def test_commit_moves_all_outputs_with_sidecars_and_drops_stale_ones(tmp_path):
+    out, table = tmp_path / "v.tif", tmp_path / "t.shp"
+    out.write_bytes(b"previous")
+    (tmp_path / "v.tif.aux.xml").write_text("stale statistics")
+    files = staging.StagedFiles()
+    s1, s2 = files.add(out), files.add(table)
+    assert os.path.basename(s1).startswith(".v.") and s1.endswith(".partial.tif")
+    open(s1, "wb").write(b"new")
+    for ext in (".shp", ".dbf", ".shx"):
+        open(s2[:-4] + ext, "wb").write(ext.encode())
+    files.commit()
+    assert out.read_bytes() == b"new" and not (tmp_path / "v.tif.aux.xml").exists()
+    assert sorted(os.listdir(tmp_path)) == ["t.dbf", "t.shp", "t.shx", "v.tif"]
+
+
+def test_rollback_and_failed_commit_keep_previous_outputs(tmp_path):
+    a, b = tmp_path / "a.tif", tmp_path / "b.csv"
+    a.write_bytes(b"old a")
+    b.write_bytes(b"old b")
+    files = staging.StagedFiles()
+    sa, sb = files.add(a), files.add(b)
+    open(sa, "wb").write(b"new a")
+    open("%s.1234.partial.tif" % os.path.join(tmp_path, "." + os.path.basename(sa)), "wb").write(b"writer tmp")
+    files.rollback()
+    assert sorted(os.listdir(tmp_path)) == ["a.tif", "b.csv"] and a.read_bytes() == b"old a"
+    # a commit that fails half way puts the first output back
+    files = staging.StagedFiles()
+    sa, sb = files.add(a), files.add(b)
+    open(sa, "wb").write(b"new a")
+    open(sb, "wb").write(b"new b")
+    os.chmod(tmp_path, 0o755)
+    real = os.replace
+    calls = []
+
+    def failing_replace(src, dst):
+        calls.append(dst)
+        if str(dst) == str(b) and str(src) == sb:
+            raise OSError(28, "No space left on device")
+        return real(src, dst)
+
+    staging.os.replace = failing_replace
+    try:
+        with pytest.raises(OSError):
+            files.commit()
+    finally:
+        staging.os.replace = real
+    assert a.read_bytes() == b"old a" and b.read_bytes() == b"old b"
+    assert sorted(os.listdir(tmp_path)) == ["a.tif", "b.csv"]
+
+
+def test_raster_writer_commit_failure_aborts(tmp_path, monkeypatch):
+    from subsidence_toolkit.core.io import rasters
+
+    grid = grid_from_origin(0, 10, 1, 1, 4, 3)
+    out = tmp_path / "o.tif"
+
+    def broken_check(path, grid=None, nbands=None):
+        raise TimeSeriesError("%s is incomplete: band 1 cannot be read" % path)
+
+    monkeypatch.setattr(rasters, "check_written_raster", broken_check)
+    with pytest.raises(OSError, match="o.tif could not be written"):
+        with RasterWriter(out, grid, 1) as w:
+            w.write_block(0, np.zeros((1, 3, 4)))
+    assert os.listdir(tmp_path) == []
+
+
+def test_raster_writer_refuses_more_bands_than_geotiff_holds(tmp_path):
+    with pytest.raises(TimeSeriesError, match="70000 bands but a GeoTIFF holds at most 65535"):
+        RasterWriter(tmp_path / "o.tif", grid_from_origin(0, 1, 1, 1, 1, 1), 70000).open()
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("fmt", ["NC", "NC2", "NC4", "NC4C"])
+def test_truncated_netcdf_is_detected(tmp_path, fmt):
+    p = tmp_path / ("f_%s.nc" % fmt)
+    ds = gdal.GetDriverByName("netCDF").Create(str(p), 30, 20, 3, gdal.GDT_Float32, ["FORMAT=" + fmt])
+    ds.SetGeoTransform((0, 1, 0, 0, 0, -1))
+    for b in range(3):
+        ds.GetRasterBand(b + 1).WriteArray(np.arange(600, dtype=np.float32).reshape(20, 30))
+    ds = None
+    assert integrity.file_damage(p) is None
+    data = p.read_bytes()
+    p.write_bytes(data[:len(data) - 200])
+    assert "is truncated" in integrity.file_damage(p)
+    p.write_bytes(b"")
+    assert "empty (0-byte)" in integrity.file_damage(p)
