@@ -1,6 +1,4 @@
 """Lagged correlation of a driver and a response series (``subsidence:laggedcorrelation``)."""
-import os
-
 from qgis.core import (
     QgsProcessing,
     QgsProcessingException,
@@ -195,72 +193,40 @@ class LaggedCorrelation(SubsidenceAlgorithm):
         value = self.parameterAsFields(parameters, name, context)
         return value[0] if value else None
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        source = self.parameterAsSource(parameters, self.INPUT, context)
-        if source is None:
-            raise QgsProcessingException(self.invalidSourceError(parameters, self.INPUT))
-        date_field = self._field(parameters, self.DATE_FIELD, context)
-        x_field = self._field(parameters, self.X_FIELD, context)
-        y_field = self._field(parameters, self.Y_FIELD, context)
-        var_field = self._field(parameters, self.VARIABLE_FIELD, context)
-        value_field = self._field(parameters, self.VALUE_FIELD, context)
-        x_name = (self.parameterAsString(parameters, self.X_NAME, context) or "").strip() or None
-        y_name = (self.parameterAsString(parameters, self.Y_NAME, context) or "").strip() or None
-        groups = self.parameterAsFields(parameters, self.GROUP_FIELDS, context) or []
-        max_lag = self.parameterAsInt(parameters, self.MAX_LAG, context)
-        negative = self.parameterAsBool(parameters, self.NEGATIVE_LAGS, context)
-        series = self.SERIES_VALUES[self.parameterAsEnum(parameters, self.SERIES, context)]
-        base_date = (self.parameterAsString(parameters, self.BASE_DATE, context) or "").strip() or None
-        detrend = self.DETREND_VALUES[self.parameterAsEnum(parameters, self.DETREND, context)]
-        best_by = self.BEST_VALUES[self.parameterAsEnum(parameters, self.BEST_BY, context)]
-        min_pairs = self.parameterAsInt(parameters, self.MIN_PAIRS, context)
-        html_path = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
-
-        if not date_field:
+    def _series_fields(self, parameters, context, feedback):
+        """The date, X/Y (wide) or variable/value/names (long) fields, checked; a dict of keyword arguments."""
+        f = {k: self._field(parameters, n, context) for k, n in (
+            ("date_field", self.DATE_FIELD), ("x_field", self.X_FIELD), ("y_field", self.Y_FIELD),
+            ("variable_field", self.VARIABLE_FIELD), ("value_field", self.VALUE_FIELD))}
+        f["x_name"] = (self.parameterAsString(parameters, self.X_NAME, context) or "").strip() or None
+        f["y_name"] = (self.parameterAsString(parameters, self.Y_NAME, context) or "").strip() or None
+        if not f["date_field"]:
             raise QgsProcessingException("DATE_FIELD: choose the field holding the dates")
-        if var_field:
-            if x_field or y_field:
+        if f["variable_field"]:
+            if f["x_field"] or f["y_field"]:
                 feedback.pushInfo("VARIABLE_FIELD is set: long table; X_FIELD/Y_FIELD are ignored")
-            if not value_field:
+            if not f["value_field"]:
                 raise QgsProcessingException("VALUE_FIELD: a long table (VARIABLE_FIELD '%s') needs the field "
-                                             "holding the values" % var_field)
-            if not x_name or not y_name:
+                                             "holding the values" % f["variable_field"])
+            if not f["x_name"] or not f["y_name"]:
                 raise QgsProcessingException("X_NAME/Y_NAME: give the values of field '%s' that mark the X and "
-                                             "the Y rows" % var_field)
-            x_field = y_field = None
-        elif not x_field or not y_field:
+                                             "the Y rows" % f["variable_field"])
+            f["x_field"] = f["y_field"] = None
+        elif not f["x_field"] or not f["y_field"]:
             raise QgsProcessingException("X_FIELD/Y_FIELD: give both fields (wide table) or VARIABLE_FIELD, "
                                          "VALUE_FIELD, X_NAME and Y_NAME (long table)")
-        if var_field is None and x_field == y_field:
-            raise QgsProcessingException("X_FIELD and Y_FIELD are the same field '%s'" % x_field)
+        elif f["x_field"] == f["y_field"]:
+            raise QgsProcessingException("X_FIELD and Y_FIELD are the same field '%s'" % f["x_field"])
+        return f
 
-        needed = [date_field] + list(groups) + [f for f in (x_field, y_field, var_field, value_field) if f]
-        needed = list(dict.fromkeys(needed))
-        df = dataframe_from_source(source, needed)
-        feedback.pushInfo("%d rows read from %s" % (len(df), source.sourceName()))
-
-        def progress(done, total):
-            self.check_canceled(feedback)
-            feedback.setProgress(90.0 * done / max(total, 1))
-
-        with self.core_errors():
-            result = lagcorr.lagged_correlation_table(
-                df, date_field, x_field=x_field, y_field=y_field, group_fields=groups,
-                variable_field=var_field, value_field=value_field, x_name=x_name, y_name=y_name,
-                max_lag=max_lag, negative_lags=negative, series=series, detrend=detrend,
-                base_date=base_date, min_pairs=min_pairs, best_by=best_by, progress=progress,
-            )
+    def _log_result(self, result, feedback):
         shown = result.warnings[:self.MAX_MESSAGES]
         if len(result.warnings) > self.MAX_MESSAGES:
             shown.append("... and %d more warnings (see the note column of the table)"
                          % (len(result.warnings) - self.MAX_MESSAGES))
         for w in shown:
-            if hasattr(feedback, "pushWarning"):
-                feedback.pushWarning(w)
-            else:
-                feedback.reportError(w, False)
-        table = result.table
-        for (grp, ser), part in list(table.groupby(["group", "series"], sort=False))[:self.MAX_MESSAGES]:
+            self.warn(feedback, w)
+        for (grp, ser), part in list(result.table.groupby(["group", "series"], sort=False))[:self.MAX_MESSAGES]:
             best = part[part["best_lag"]]
             if len(best):
                 b = best.iloc[0]
@@ -269,28 +235,43 @@ class LaggedCorrelation(SubsidenceAlgorithm):
                                                      b["p_eff"]))
             else:
                 feedback.pushInfo("%s, %s: no lag with enough overlapping months" % (grp, ser))
-        self.check_canceled(feedback)
 
-        results = {}
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        source = self.parameterAsSource(parameters, self.INPUT, context)
+        if source is None:
+            raise QgsProcessingException(self.invalidSourceError(parameters, self.INPUT))
+        fields = self._series_fields(parameters, context, feedback)
+        groups = self.parameterAsFields(parameters, self.GROUP_FIELDS, context) or []
+        options = dict(
+            max_lag=self.parameterAsInt(parameters, self.MAX_LAG, context),
+            negative_lags=self.parameterAsBool(parameters, self.NEGATIVE_LAGS, context),
+            series=self.SERIES_VALUES[self.parameterAsEnum(parameters, self.SERIES, context)],
+            detrend=self.DETREND_VALUES[self.parameterAsEnum(parameters, self.DETREND, context)],
+            base_date=(self.parameterAsString(parameters, self.BASE_DATE, context) or "").strip() or None,
+            min_pairs=self.parameterAsInt(parameters, self.MIN_PAIRS, context),
+            best_by=self.BEST_VALUES[self.parameterAsEnum(parameters, self.BEST_BY, context)])
+        needed = list(dict.fromkeys([fields["date_field"]] + list(groups) + [
+            fields[k] for k in ("x_field", "y_field", "variable_field", "value_field") if fields[k]]))
+        df = dataframe_from_source(source, needed)
+        feedback.pushInfo("%d rows read from %s" % (len(df), source.sourceName()))
+
+        def progress(done, total):
+            self.check_canceled(feedback)
+            feedback.setProgress(90.0 * done / max(total, 1))
+
+        result = lagcorr.lagged_correlation_table(df, group_fields=groups, progress=progress, **fields, **options)
+        self._log_result(result, feedback)
+        self.check_canceled(feedback)
+        results = {self.OUTPUT: write_table(self, parameters, self.OUTPUT, context, result.table, feedback)}
+        html_path = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
         if html_path:
-            params = {
-                "input": source.sourceName(),
-                "X": result.x_label, "Y": result.y_label,
-                "groups": ", ".join(groups) or "(none)",
-                "lags": "%d .. %d months" % (result.lags[0], result.lags[-1]),
-                "series": series, "detrend": detrend, "base month": base_date or "first common month",
-                "best lag by": best_by, "minimum overlapping months": min_pairs,
-            }
-            with self.core_errors():
-                write_html_report(html_path, result, title="Lagged correlation: %s vs %s"
-                                  % (result.x_label, result.y_label), parameters=params)
+            write_html_report(html_path, result, title="Lagged correlation: %s vs %s" % (
+                result.x_label, result.y_label), parameters={
+                    "input": source.sourceName(), "X": result.x_label, "Y": result.y_label,
+                    "groups": ", ".join(groups) or "(none)",
+                    "lags": "%d .. %d months" % (result.lags[0], result.lags[-1]), "series": options["series"],
+                    "detrend": options["detrend"], "base month": options["base_date"] or "first common month",
+                    "best lag by": options["best_by"], "minimum overlapping months": options["min_pairs"]})
             results[self.OUTPUT_HTML] = html_path
-        try:
-            dest = write_table(self, parameters, self.OUTPUT, context, table, feedback)
-        except Exception:
-            if html_path and os.path.exists(html_path):
-                os.remove(html_path)
-            raise
-        results[self.OUTPUT] = dest
         feedback.setProgress(100)
         return results

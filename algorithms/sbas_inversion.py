@@ -42,6 +42,7 @@ if FOLDER_BEHAVIOR is None:
 
 
 def _remove(paths):
+    """Remove intermediate files (LOS rasters and incidence of a vertical run); outputs are the transaction's."""
     for p in paths:
         if p and os.path.exists(p):
             try:
@@ -460,30 +461,21 @@ class SbasInversion(SubsidenceAlgorithm):
                     run_tasks=lambda fn, tasks, shared: self.map_blocks(fn, tasks, parameters, context, feedback,
                                                                         self.DASK_SCHEDULER, shared=shared,
                                                                         report_progress=False))
-                if vertical:
-                    try:
-                        for src, dst in zip(los, outs[:2]):
-                            geometry.project_raster(src, dst, incidence, log=feedback.pushWarning,
-                                                    is_canceled=feedback.isCanceled)
-                        feedback.pushInfo("time series and velocity projected to vertical (%s)"
-                                          % geometry.IncidenceSource(grid=stack.grid, **incidence).describe())
-                    except BaseException:
-                        _remove(outs)
-                        raise
+                if vertical:  # outputs are staged by the transaction: a failure here removes them
+                    for src, dst in zip(los, outs[:2]):
+                        geometry.project_raster(src, dst, incidence, log=feedback.pushWarning,
+                                                is_canceled=feedback.isCanceled)
+                    feedback.pushInfo("time series and velocity projected to vertical (%s)"
+                                      % geometry.IncidenceSource(grid=stack.grid, **incidence).describe())
             finally:
                 if vertical:
                     _remove(los + [product_incidence])
                 if tmpdir:
                     shutil.rmtree(tmpdir, ignore_errors=True)
             results = {self.OUTPUT_TIMESERIES: outs[0], self.OUTPUT_VELOCITY: outs[1], self.OUTPUT_QUALITY: outs[2]}
-            try:
-                dest = write_table(self, parameters, self.OUTPUT_NETWORK, context,
-                                   pd.DataFrame(summary["network_rows"]))
-                if inc_path:
-                    results[self.OUTPUT_INCIDENCE] = incidence_layer.write(inc_path)
-            except Exception:
-                _remove(outs)
-                raise
+            dest = write_table(self, parameters, self.OUTPUT_NETWORK, context, pd.DataFrame(summary["network_rows"]))
+            if inc_path:
+                results[self.OUTPUT_INCIDENCE] = incidence_layer.write(inc_path)
             if dest is not None:
                 results[self.OUTPUT_NETWORK] = dest
             network_html = self.parameterAsFileOutput(parameters, self.OUTPUT_NETWORK_HTML, context)
