@@ -1,5 +1,4 @@
 """Geodetector: factor, interaction, risk and ecological detectors (``subsidence:geodetector``)."""
-import os
 
 import numpy as np
 import pandas as pd
@@ -366,31 +365,20 @@ class Geodetector(SubsidenceAlgorithm):
             stratum_path = None
             if raster is not None and parameters.get(self.OUTPUT_STRATUM_MEAN) not in (None, ""):
                 stratum_path = self._stratum_raster(parameters, context, feedback, res, ys, raster)
-        outputs = {}
-        written = []
-        try:
-            for name, key in ((self.OUTPUT_FACTOR, "factor"), (self.OUTPUT_INTERACTION, "interaction"),
-                              (self.OUTPUT_RISK, "risk"), (self.OUTPUT_RISK_TESTS, "risk_tests"),
-                              (self.OUTPUT_ECOLOGICAL, "ecological"), (self.OUTPUT_CURVES, "curves")):
-                df = res[key]
-                if not len(df.columns):
-                    df = pd.DataFrame({"note": ["not computed (fewer than 2 factors or not optimal mode)"]})
-                dest = write_table(self, parameters, name, context, df)
-                if dest is not None:
-                    outputs[name] = dest
-                    written.append(dest)
-            html_path = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
-            if html_path:
-                write_html_report(html_path, res, info)
-                outputs[self.OUTPUT_HTML] = html_path
-        except Exception:
-            for p in written:
-                if isinstance(p, str) and os.path.exists(p.split("|")[0]):
-                    try:
-                        os.remove(p.split("|")[0])
-                    except OSError:
-                        pass
-            raise
+        outputs = {}  # written inside the output transaction: a failure removes every one of them
+        for name, key in ((self.OUTPUT_FACTOR, "factor"), (self.OUTPUT_INTERACTION, "interaction"),
+                          (self.OUTPUT_RISK, "risk"), (self.OUTPUT_RISK_TESTS, "risk_tests"),
+                          (self.OUTPUT_ECOLOGICAL, "ecological"), (self.OUTPUT_CURVES, "curves")):
+            df = res[key]
+            if not len(df.columns):
+                df = pd.DataFrame({"note": ["not computed (fewer than 2 factors or not optimal mode)"]})
+            dest = write_table(self, parameters, name, context, df)
+            if dest is not None:
+                outputs[name] = dest
+        html_path = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
+        if html_path:
+            write_html_report(html_path, res, info)
+            outputs[self.OUTPUT_HTML] = html_path
         if stratum_path:
             outputs[self.OUTPUT_STRATUM_MEAN] = stratum_path
         feedback.setProgress(100)

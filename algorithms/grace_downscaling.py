@@ -42,13 +42,6 @@ def file_source(path, variable):
     return products.gdal_name(path, variable.strip())
 
 
-def push_warning(feedback, text):
-    if hasattr(feedback, "pushWarning"):
-        feedback.pushWarning(text)
-    else:
-        feedback.reportError(text, False)
-
-
 class GraceDownscaling(SubsidenceAlgorithm):
     GRACE = "GRACE"
     GRACE_VARIABLE = "GRACE_VARIABLE"
@@ -153,6 +146,18 @@ class GraceDownscaling(SubsidenceAlgorithm):
                  "Per month: cos(latitude)-weighted mean over the model grid of GRACE (interpolated), model TWS "
                  "and downscaled TWS (mm).")
 
+    def _check_units(self, reader, source, scale, feedback):
+        """Warn when the file's units imply another factor to mm than GRACE_SCALE."""
+        if scale == 0 or not reader.file_units:
+            return
+        try:
+            f = products.units_to_mm(reader.file_units, source=source)
+        except TimeSeriesError:
+            return
+        if abs(f - scale) > 1e-9:
+            self.warn(feedback, "%s: units %r imply a factor %g to mm but GRACE unit factor is %g"
+                      % (source, reader.file_units, f, scale))
+
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         grace_src = file_source(self.parameterAsFile(parameters, self.GRACE, context),
                                 self.parameterAsString(parameters, self.GRACE_VARIABLE, context))
@@ -173,14 +178,7 @@ class GraceDownscaling(SubsidenceAlgorithm):
         memory = self.parameterAsDouble(parameters, self.MEMORY_LIMIT_MB, context)
         with self.core_errors():
             g = products.ProductReader(grace_src, units="auto" if scale == 0 else repr(scale), label=grace_src)
-            if scale != 0 and g.file_units:
-                try:
-                    f = products.units_to_mm(g.file_units, source=grace_src)
-                    if abs(f - scale) > 1e-9:
-                        push_warning(feedback, "%s: units %r imply a factor %g to mm but GRACE unit factor is %g"
-                                     % (grace_src, g.file_units, f, scale))
-                except TimeSeriesError:
-                    pass
+            self._check_units(g, grace_src, scale, feedback)
             units = unit_specs(self.parameterAsString(parameters, self.MODEL_UNITS, context), len(model_src),
                                "Model units")
             model = downscaling.ModelSum([products.ProductReader(s, units=u) for s, u in zip(model_src, units)])

@@ -18,7 +18,7 @@ from qgis.core import (
 
 from ..core.grace import gwsa, products
 from ..core.io.dates import month_from_index
-from ..core.io.rasters import RasterGrid, RasterWriter
+from ..core.io.rasters import RasterWriter, north_up
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
 from ..processing_provider.parameters import split_specs, unit_specs
 from ..processing_provider.rasters import output_raster_path
@@ -123,7 +123,7 @@ class GroundwaterAnomaly(SubsidenceAlgorithm):
         if layer is None:
             raise QgsProcessingException(self.invalidRasterError(parameters, self.TWSA))
         twsa_src = layer_path(layer)
-        comp_src = [layer_path(l) for l in self.parameterAsLayerList(parameters, self.COMPONENTS, context)]
+        comp_src = [layer_path(lyr) for lyr in self.parameterAsLayerList(parameters, self.COMPONENTS, context)]
         comp_src += split_specs(self.parameterAsString(parameters, self.COMPONENT_FILES, context))
         if not comp_src:
             raise QgsProcessingException("give at least one storage component (COMPONENTS / COMPONENT_FILES)")
@@ -134,59 +134,56 @@ class GroundwaterAnomaly(SubsidenceAlgorithm):
         baseline = (self.parameterAsDouble(parameters, self.BASELINE_START, context),
                     self.parameterAsDouble(parameters, self.BASELINE_END, context)) if all(given) else None
         out_path = output_raster_path(self, parameters, self.OUTPUT, context)
-        memory = self.parameterAsDouble(parameters, self.MEMORY_LIMIT_MB, context)
-        with self.core_errors():
-            tw = products.ProductReader(twsa_src, units=self.parameterAsString(parameters, self.TWSA_UNITS, context)
-                                     or "auto", label=twsa_src)
-            units = unit_specs(self.parameterAsString(parameters, self.COMPONENT_UNITS, context), len(comp_src),
-                               "Component units")
-            readers, names, used = [], [], set()
-            for s, u in zip(comp_src, units):
-                r = products.ProductReader(s, units=u)
-                feedback.pushInfo("component: " + "; ".join(r.report()))
-                readers.append(r)
-                names.append(component_name(s, used))
-            for line in tw.report():
-                feedback.pushInfo(line)
-            if baseline is None:
-                baseline = gwsa.auto_baseline(tw.record_months, [r.record_months for r in readers])
-                feedback.pushInfo("baseline (automatic): %.3f-%.3f" % baseline)
-            grid = tw.grid()
-            gt = grid.geotransform
-            if gt[5] > 0:
-                grid = RasterGrid(grid.xsize, grid.ysize,
-                                           (gt[0], gt[1], 0.0, gt[3] + gt[5] * grid.ysize, 0.0, -gt[5]),
-                                           grid.projection)
-            mask = None
-            source = self.parameterAsSource(parameters, self.MASK, context)
-            if source is not None:
-                crs = QgsCoordinateReferenceSystem()
-                crs.createFromWkt(grid.projection)
-                xform = QgsCoordinateTransform(source.sourceCrs(), crs, context.transformContext())
-                wkts = []
-                for f in source.getFeatures():
-                    geom = f.geometry()
-                    if geom.isEmpty():
-                        continue
-                    geom.transform(xform)
-                    wkts.append(geom.asWkt())
-                if not wkts:
-                    raise QgsProcessingException("the mask layer has no polygon")
-                mask = gwsa.mask_from_wkt(wkts, grid)
-            with RasterWriter(out_path, grid, len(tw.months),
-                                       dates=[month_from_index(k) for k in tw.months],
-                                       metadata={"KIND": "gwsa", "SOURCE_TWSA": twsa_src,
-                                                 "COMPONENTS": " + ".join(comp_src),
-                                                 "MODE": mode, "BASELINE": "%.3f-%.3f" % baseline,
-                                                 "METHOD": "water balance, Liu et al. 2024 eqs. 10-12"}) as writer:
-                months, table = gwsa.groundwater_anomaly(
-                    tw, readers, mode=mode, baseline=baseline, mask=mask,
-                    write=lambda r0, b, c0=0: writer.write_block(r0, b.astype("float32", copy=False), c0),
-                    progress=lambda fraction: self.check_canceled(feedback), memory_mb=memory, log=feedback.pushInfo,
-                    out_dtype="float32",
-                    run_tasks=lambda fn, tasks, shared: self.map_blocks(fn, tasks, parameters, context, feedback,
-                                                                        self.DASK_SCHEDULER, shared=shared),
-                    names=names)
+        tw = products.ProductReader(twsa_src, units=self.parameterAsString(parameters, self.TWSA_UNITS, context)
+                                    or "auto", label=twsa_src)
+        readers, names = self._components(comp_src, parameters, context, feedback)
+        for line in tw.report():
+            feedback.pushInfo(line)
+        if baseline is None:
+            baseline = gwsa.auto_baseline(tw.record_months, [r.record_months for r in readers])
+            feedback.pushInfo("baseline (automatic): %.3f-%.3f" % baseline)
+        grid = north_up(tw.grid())
+        with RasterWriter(out_path, grid, len(tw.months), dates=[month_from_index(k) for k in tw.months],
+                          metadata={"KIND": "gwsa", "SOURCE_TWSA": twsa_src, "COMPONENTS": " + ".join(comp_src),
+                                    "MODE": mode, "BASELINE": "%.3f-%.3f" % baseline,
+                                    "METHOD": "water balance, Liu et al. 2024 eqs. 10-12"}) as writer:
+            months, table = gwsa.groundwater_anomaly(
+                tw, readers, mode=mode, baseline=baseline, mask=self._mask(parameters, context, grid),
+                write=lambda r0, b, c0=0: writer.write_block(r0, b.astype("float32", copy=False), c0),
+                progress=lambda fraction: self.check_canceled(feedback),
+                memory_mb=self.parameterAsDouble(parameters, self.MEMORY_LIMIT_MB, context), log=feedback.pushInfo,
+                out_dtype="float32", names=names,
+                run_tasks=lambda fn, tasks, shared: self.map_blocks(fn, tasks, parameters, context, feedback,
+                                                                    self.DASK_SCHEDULER, shared=shared))
         table_id = write_table(self, parameters, self.OUTPUT_TABLE, context, table)
         feedback.setProgress(100)
         return {self.OUTPUT: out_path, self.OUTPUT_TABLE: table_id}
+
+    def _components(self, sources, parameters, context, feedback):
+        units = unit_specs(self.parameterAsString(parameters, self.COMPONENT_UNITS, context), len(sources),
+                           "Component units")
+        readers, names, used = [], [], set()
+        for src, unit in zip(sources, units):
+            reader = products.ProductReader(src, units=unit)
+            feedback.pushInfo("component: " + "; ".join(reader.report()))
+            readers.append(reader)
+            names.append(component_name(src, used))
+        return readers, names
+
+    def _mask(self, parameters, context, grid):
+        """Boolean mask of the cells whose centres fall inside the MASK polygons, or ``None``."""
+        source = self.parameterAsSource(parameters, self.MASK, context)
+        if source is None:
+            return None
+        crs = QgsCoordinateReferenceSystem()
+        crs.createFromWkt(grid.projection)
+        xform = QgsCoordinateTransform(source.sourceCrs(), crs, context.transformContext())
+        wkts = []
+        for f in source.getFeatures():
+            geom = f.geometry()
+            if not geom.isEmpty():
+                geom.transform(xform)
+                wkts.append(geom.asWkt())
+        if not wkts:
+            raise QgsProcessingException("MASK: the layer has no polygon")
+        return gwsa.mask_from_wkt(wkts, grid)

@@ -8,7 +8,6 @@ from qgis.core import (
     QgsCsException,
     QgsFeature,
     QgsFeatureRequest,
-    QgsFeatureSink,
     QgsField,
     QgsFields,
     QgsGeometry,
@@ -32,7 +31,7 @@ from ..core.io.errors import TimeSeriesError
 from ..core.io.rasters import open_raster, read_dates
 from ..core.stats import sampling
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
-from ..processing_provider.tables import write_table
+from ..processing_provider.tables import write_features, write_table
 
 
 class SampleDeformationClasses(SubsidenceAlgorithm):
@@ -210,110 +209,104 @@ class SampleDeformationClasses(SubsidenceAlgorithm):
                            ("class_index", QVariant.Int), ("velocity", QVariant.Double),
                            ("row", QVariant.LongLong), ("col", QVariant.LongLong)):
             fields.append(QgsField(name, kind))
-        sink, dest = self.parameterAsSink(parameters, self.OUTPUT_POINTS, context, fields, QgsWkbTypes.Point, vel_crs)
-        if sink is None:
-            raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT_POINTS))
         cols = [points[c].tolist() for c in ("id", "area", "class", "class_index", "velocity", "row", "col", "x", "y")]
-        for pid, area, cls, cidx, vel, row, col, x, y in zip(*cols):
-            f = QgsFeature(fields)
-            f.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(float(x), float(y))))
-            f.setAttributes([int(pid), str(area), str(cls), int(cidx), float(vel), int(row), int(col)])
-            sink.addFeature(f, QgsFeatureSink.FastInsert)
-        del sink
-        return dest
+
+        def features():
+            for pid, area, cls, cidx, vel, row, col, x, y in zip(*cols):
+                f = QgsFeature(fields)
+                f.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(float(x), float(y))))
+                f.setAttributes([int(pid), str(area), str(cls), int(cidx), float(vel), int(row), int(col)])
+                yield f
+
+        return write_features(self, parameters, self.OUTPUT_POINTS, context, fields, QgsWkbTypes.Point, vel_crs,
+                              features())
 
     # ------------------------------------------------------------------ run
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         vel_layer = self.parameterAsRasterLayer(parameters, self.VELOCITY, context)
         if vel_layer is None:
             raise QgsProcessingException(self.invalidRasterError(parameters, self.VELOCITY))
-        vel_path = layer_path(vel_layer)
-        vel_crs = vel_layer.crs()
+        vel_path, vel_crs = layer_path(vel_layer), vel_layer.crs()
         series_layers = self.parameterAsLayerList(parameters, self.TIME_SERIES, context) or []
-        given_names = [t.strip() for t in (self.parameterAsString(parameters, self.LAYER_NAMES, context) or "").split(",")
-                       if t.strip()]
+        given_names = [t.strip() for t in (self.parameterAsString(parameters, self.LAYER_NAMES, context) or "")
+                       .split(",") if t.strip()]
         if given_names and len(given_names) != len(series_layers):
             raise QgsProcessingException("Names of the time-series layers: %d names for %d rasters (%s)"
                                          % (len(given_names), len(series_layers), ", ".join(given_names)))
         window = self.parameterAsDouble(parameters, self.WINDOW, context)
         if window < 0:
             raise QgsProcessingException("Window side must be >= 0, got %g" % window)
-        with self.core_errors():
-            breaks = sampling.parse_breaks(self.parameterAsString(parameters, self.CLASS_BREAKS, context))
-            signed = self.parameterAsBoolean(parameters, self.SIGNED, context)
-            names = sampling.class_names(breaks, self.parameterAsString(parameters, self.CLASS_NAMES, context) or None,
-                                         signed)
-            n = self.parameterAsInt(parameters, self.POINTS_PER_CLASS, context)
-            seed = self.parameterAsInt(parameters, self.SEED, context)
-            spacing = self.parameterAsDouble(parameters, self.MIN_SPACING, context)
-            base_text = (self.parameterAsString(parameters, self.BASE_DATE, context) or "").strip()
-            base_date = parse_date(base_text) if base_text else None
-            if base_text and base_date is None:
-                raise TimeSeriesError("Base date: %r is not a date (YYYY-MM-DD)" % base_text)
-            ds = open_raster(vel_path)
-            feedback.pushInfo("%s: classes %s" % (vel_path, "; ".join(
-                "%s = %s" % (a, b) for a, b in zip(names, sampling.class_intervals(breaks, signed)))))
-            areas = self._areas(parameters, context, vel_crs, feedback)
-            nsteps = len(areas) + len(series_layers)
-            all_points, reports = [], []
-            for i, (label, wkt) in enumerate(areas):
-                self.check_canceled(feedback)
-                window_px, mask = (None, None)
-                if wkt is not None:
-                    window_px, mask = sampling.polygon_window_mask(ds, wkt, "area %r" % label)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", sampling.SamplingWarning)
-                    pts, rep, msgs = sampling.sample_deformation_classes(
-                        ds, n, breaks, self.parameterAsString(parameters, self.CLASS_NAMES, context) or None,
-                        signed, seed, spacing, window=window_px, mask=mask, area=label,
-                        canceled=lambda: self.check_canceled(feedback))
-                for m in msgs:
-                    feedback.pushWarning(m)
-                feedback.pushInfo("area %r: %s" % (label, ", ".join(
-                    "%s %d/%d" % (r["class"], r["selected"], r["available"]) for _, r in rep.iterrows())))
-                all_points.append(pts)
-                reports.append(rep)
-                feedback.setProgress(100.0 * (i + 1) / nsteps)
-            points = pd.concat(all_points, ignore_index=True)
-            report = pd.concat(reports, ignore_index=True)
-            if len(points) == 0:
-                raise QgsProcessingException(
-                    "no valid velocity pixel in any class of %s within the areas; nothing was sampled" % vel_path)
-            points.insert(0, "id", np.arange(1, len(points) + 1, dtype=np.int64))
+        base_text = (self.parameterAsString(parameters, self.BASE_DATE, context) or "").strip()
+        base_date = parse_date(base_text) if base_text else None
+        if base_text and base_date is None:
+            raise TimeSeriesError("Base date: %r is not a date (YYYY-MM-DD)" % base_text)
+        areas = self._areas(parameters, context, vel_crs, feedback)
+        nsteps = len(areas) + len(series_layers)
+        points, report = self._sample(parameters, context, feedback, vel_path, areas, nsteps)
+        tables, layer_names = [], []
+        for j, lyr in enumerate(series_layers):
+            self.check_canceled(feedback)
+            name = given_names[j] if given_names else (lyr.name() or layer_path(lyr))
+            layer_names.append(name if name not in layer_names else "%s (%d)" % (name, j + 1))
+            tables.append(self._class_series(points, lyr, vel_crs, context, feedback, window, layer_names[-1],
+                                             base_date))
+            feedback.setProgress(100.0 * (len(areas) + j + 1) / nsteps)
+        if not series_layers:
+            self.warn(feedback, "no time-series raster given: the class time-series table is empty")
+        table = pd.concat(tables, ignore_index=True) if tables else sampling.empty_class_series()
+        return {self.OUTPUT_POINTS: self._write_points(parameters, context, points, vel_crs),
+                self.OUTPUT_TABLE: write_table(self, parameters, self.OUTPUT_TABLE, context, table),
+                self.OUTPUT_REPORT: write_table(self, parameters, self.OUTPUT_REPORT, context,
+                                                report.astype({"area": str}))}
 
-            tables = []
-            layer_names = []
-            for j, lyr in enumerate(series_layers):
-                self.check_canceled(feedback)
-                path = layer_path(lyr)
-                name = given_names[j] if given_names else (lyr.name() or path)
-                if name in layer_names:
-                    name = "%s (%d)" % (name, j + 1)
-                layer_names.append(name)
-                ts = open_raster(path)
-                dates = read_dates(ts)
-                x, y = self._transform(points, vel_crs, lyr.crs(), context, path)
-                means, counts = sampling.window_means(ts, x, y, window, canceled=lambda: self.check_canceled(feedback))
-                off = int((counts.sum(axis=1) == 0).sum())
-                if off == len(points):
-                    raise QgsProcessingException(
-                        "%s: none of the %d sampled points has a valid pixel (rasters do not overlap)"
-                        % (path, len(points)))
-                if off:
-                    feedback.pushWarning("%s: %d of %d points have no valid pixel in any band" % (path, off, len(points)))
-                tables.append(sampling.class_series(points, means, dates, name, base_date))
-                feedback.setProgress(100.0 * (len(areas) + j + 1) / nsteps)
-            cols = ["area", "class", "layer", "date", "mean", "std", "n", "temporal_change", "cumulative_change"]
-            table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(
-                {c: pd.Series(dtype=float if c in ("mean", "std", "temporal_change", "cumulative_change")
-                              else (np.int64 if c == "n" else object)) for c in cols})
-            if not series_layers:
-                feedback.pushWarning("no time-series raster given: the class time-series table is empty")
-        results = {self.OUTPUT_POINTS: self._write_points(parameters, context, points, vel_crs)}
-        results[self.OUTPUT_TABLE] = write_table(self, parameters, self.OUTPUT_TABLE, context, table)
-        results[self.OUTPUT_REPORT] = write_table(self, parameters, self.OUTPUT_REPORT, context,
-                                                  report.astype({"area": str}))
-        return results
+    def _sample(self, parameters, context, feedback, vel_path, areas, nsteps):
+        """Random points per class in every area: (points with ids, report)."""
+        breaks = sampling.parse_breaks(self.parameterAsString(parameters, self.CLASS_BREAKS, context))
+        signed = self.parameterAsBoolean(parameters, self.SIGNED, context)
+        class_names = self.parameterAsString(parameters, self.CLASS_NAMES, context) or None
+        names = sampling.class_names(breaks, class_names, signed)
+        ds = open_raster(vel_path)
+        feedback.pushInfo("%s: classes %s" % (vel_path, "; ".join(
+            "%s = %s" % (a, b) for a, b in zip(names, sampling.class_intervals(breaks, signed)))))
+        all_points, reports = [], []
+        for i, (label, wkt) in enumerate(areas):
+            self.check_canceled(feedback)
+            window_px, mask = sampling.polygon_window_mask(ds, wkt, "area %r" % label) if wkt else (None, None)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", sampling.SamplingWarning)
+                pts, rep, msgs = sampling.sample_deformation_classes(
+                    ds, self.parameterAsInt(parameters, self.POINTS_PER_CLASS, context), breaks, class_names,
+                    signed, self.parameterAsInt(parameters, self.SEED, context),
+                    self.parameterAsDouble(parameters, self.MIN_SPACING, context), window=window_px, mask=mask,
+                    area=label, canceled=lambda: self.check_canceled(feedback))
+            for m in msgs:
+                self.warn(feedback, m)
+            feedback.pushInfo("area %r: %s" % (label, ", ".join(
+                "%s %d/%d" % (r["class"], r["selected"], r["available"]) for _, r in rep.iterrows())))
+            all_points.append(pts)
+            reports.append(rep)
+            feedback.setProgress(100.0 * (i + 1) / nsteps)
+        points = pd.concat(all_points, ignore_index=True)
+        if len(points) == 0:
+            raise QgsProcessingException(
+                "no valid velocity pixel in any class of %s within the areas; nothing was sampled" % vel_path)
+        points.insert(0, "id", np.arange(1, len(points) + 1, dtype=np.int64))
+        return points, pd.concat(reports, ignore_index=True)
+
+    def _class_series(self, points, lyr, vel_crs, context, feedback, window, name, base_date):
+        """The class-mean series of one time-series raster at the points."""
+        path = layer_path(lyr)
+        ts = open_raster(path)
+        dates = read_dates(ts)
+        x, y = self._transform(points, vel_crs, lyr.crs(), context, path)
+        means, counts = sampling.window_means(ts, x, y, window, canceled=lambda: self.check_canceled(feedback))
+        off = int((counts.sum(axis=1) == 0).sum())
+        if off == len(points):
+            raise QgsProcessingException("%s: none of the %d sampled points has a valid pixel (rasters do not "
+                                         "overlap)" % (path, len(points)))
+        if off:
+            self.warn(feedback, "%s: %d of %d points have no valid pixel in any band" % (path, off, len(points)))
+        return sampling.class_series(points, means, dates, name, base_date)
 
     @staticmethod
     def _transform(points, src_crs, dst_crs, context, path):

@@ -430,6 +430,15 @@ def write_raster(path, grid, array, dates=None, band_names=None, units=UNITS_MM,
     return path
 
 
+def north_up(grid):
+    """The same grid with a negative y pixel size (rows from north to south), as GeoTIFF outputs are written."""
+    gt = grid.geotransform
+    if gt[5] <= 0:
+        return grid
+    return RasterGrid(grid.xsize, grid.ysize, (gt[0], gt[1], 0.0, gt[3] + gt[5] * grid.ysize, 0.0, -gt[5]),
+                      grid.projection)
+
+
 def grid_from_origin(x0, y0, dx, dy, xsize, ysize, epsg=4326):
     """A north-up :class:`RasterGrid` with top-left corner ``(x0, y0)`` and pixel size ``dx`` x ``dy``."""
     srs = osr.SpatialReference()

@@ -569,3 +569,13 @@ def class_series(points, values, dates, layer, base_date=None):
             "n": n.astype(np.int64), "temporal_change": temporal, "cumulative_change": cumulative,
         }))
     return pd.concat(frames, ignore_index=True)[cols]
+
+
+CLASS_SERIES_COLUMNS = ("area", "class", "layer", "date", "mean", "std", "n", "temporal_change", "cumulative_change")
+
+
+def empty_class_series():
+    """The class time-series table with its columns and types but no row (no time-series raster given)."""
+    floats = ("mean", "std", "temporal_change", "cumulative_change")
+    return pd.DataFrame({c: pd.Series(dtype=float if c in floats else (np.int64 if c == "n" else object))
+                         for c in CLASS_SERIES_COLUMNS})

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from osgeo import gdal
-from synthetic import sentinel1_dates, smooth_stack, write_band, write_stack
+from synthetic import sentinel1_dates, smooth_stack, write_stack
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 MONTHS = [dt.date(2004 + (m // 12), m % 12 + 1, 15) for m in range(24)]
