@@ -41,8 +41,8 @@ def _in_transaction(process):
                 results = process(self, staged, context, feedback)
                 return tx.finish(results)
             except BaseException as e:  # noqa: BLE001 (every failure path removes the staged outputs)
+                error = one_line_error(self, e, tx)  # first: it looks at the disk as the failure left it
                 tx.abort()
-                error = one_line_error(self, e, tx)
                 if isinstance(e, Interrupted):
                     if feedback is not None:
                         feedback.reportError(str(error.args[0]) if error.args else "Interrupted", True)

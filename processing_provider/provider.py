@@ -105,8 +105,9 @@ class ShippedModel(QgsProcessingModelAlgorithm):
                 tx.abort()
                 raise QgsProcessingException(step_failure(self, str(e), recorder.errors)) from None
             except BaseException as e:  # noqa: BLE001
+                error = one_line_error(self, e, tx)
                 tx.abort()
-                raise one_line_error(self, e, tx) from None
+                raise error from None
 
 
 class SubsidenceProvider(QgsProcessingProvider):

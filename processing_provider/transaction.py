@@ -514,16 +514,23 @@ def _clean(text, tx):
 
 
 def _full_folders(tx):
-    """Output folders whose file system has no free block left."""
+    """Output folders whose file system has (almost) no free space left."""
     folders = []
     for o in (tx.outputs.values() if tx is not None else []):
         folder = os.path.dirname(o.final)
-        try:
-            if os.statvfs(folder).f_bavail == 0 and folder not in folders:
-                folders.append(folder)
-        except OSError:
-            pass
+        if low_space(folder) and folder not in folders:
+            folders.append(folder)
     return folders
+
+
+def low_space(folder, margin=64 * 1024):
+    """True when the file system of ``folder`` has (almost) no free space left: a write error there is a
+    full disk (the margin covers what a failed writer freed while cleaning up)."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < max(margin, 4 * st.f_frsize)
 
 
 def _write_failure(tx, text, filename=None, code=None):

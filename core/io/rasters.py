@@ -237,7 +237,8 @@ class RasterWriter:
             self.ds = drv.Create(self.tmp, self.grid.xsize, self.grid.ysize, self.nbands, self.dtype, opts)
         except RuntimeError as e:
             self.abort()
-            raise OSError(_errno_of(str(e)), "cannot create %s: %s" % (self.path, _last_line(e)), self.path) from None
+            raise OSError(_errno_of(str(e), os.path.dirname(os.path.abspath(self.path))),
+                          "cannot create %s: %s" % (self.path, _last_line(e)), self.path) from None
         if self.ds is None:
             raise TimeSeriesError("cannot create %s" % self.path)
         self.ds.SetGeoTransform(self.grid.geotransform)
@@ -295,9 +296,10 @@ class RasterWriter:
             check_written_raster(self.tmp, self.grid, self.nbands)
             os.replace(self.tmp, self.path)
         except (RuntimeError, OSError, TimeSeriesError) as e:
-            self.abort()
             text = _last_line(e)
-            raise OSError(_errno_of(text), "%s could not be written: %s" % (self.path, text), self.path) from None
+            code = _errno_of(text, os.path.dirname(os.path.abspath(self.path)))
+            self.abort()
+            raise OSError(code, "%s could not be written: %s" % (self.path, text), self.path) from None
         except BaseException:
             self.abort()
             raise
@@ -328,8 +330,9 @@ def _last_line(e):
     return text.splitlines()[-1] if text else type(e).__name__
 
 
-def _errno_of(text):
-    """The errno a GDAL message describes (disk full, read-only, permission), else EIO."""
+def _errno_of(text, folder=None):
+    """The errno a GDAL message describes (disk full, read-only, permission), else EIO; another write error
+    in a ``folder`` whose file system has (almost) no free space left is a full disk."""
     import errno
 
     t = text.lower()
@@ -339,6 +342,13 @@ def _errno_of(text):
         return errno.EROFS
     if "permission denied" in t:
         return errno.EACCES
+    if folder is not None:
+        try:
+            st = os.statvfs(folder)
+            if st.f_bavail * st.f_frsize < max(64 * 1024, 4 * st.f_frsize):
+                return errno.ENOSPC
+        except OSError:
+            pass
     return errno.EIO
 
 

@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -154,7 +155,7 @@ def expect_failure(run_alg, alg, params, pattern, watched):
         lines = lines[1:]
     message = "\n".join(lines)
     assert len(lines) == 1 and "Traceback" not in message, message
-    assert __import__("re").search(pattern, message, __import__("re").I), message
+    assert re.search(pattern, message, re.I), message
     after = snapshot(*watched)
     assert after == before, "files changed: %s" % sorted(set(after.items()) ^ set(before.items()))
     return message
@@ -250,21 +251,56 @@ def test_read_only_output_folder(run_alg, fx, alg, tmp_path, mounted):
     expect_failure(run_alg, alg, dict(params, **outs), r"read-only", [fx["dir"], src])
 
 
-@pytest.mark.parametrize("alg", list(ROWS))
-def test_full_disk(run_alg, fx, alg, mounted):
-    disk = mounted("-t", "tmpfs", "-o", "size=96k", "tmpfs")
-    outs = previous_outputs(disk, alg)
+def _fill(disk, leave=0):
+    """Fill the file system of ``disk`` up to ``leave`` free bytes (approximately: whole blocks)."""
     fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
-    for chunk in (4096, 256, 1):  # fill the disk to the last byte
+    for chunk in (4096, 256, 1):
         try:
-            while True:
+            while os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize > leave + chunk:
+                os.write(fd, b"\0" * chunk)
+            while not leave:
                 os.write(fd, b"\0" * chunk)
         except OSError:
             pass
     os.close(fd)
+
+
+@pytest.mark.parametrize("alg", list(ROWS))
+def test_full_disk(run_alg, fx, alg, mounted):
+    disk = mounted("-t", "tmpfs", "-o", "size=96k", "tmpfs")
+    outs = previous_outputs(disk, alg)
+    _fill(disk)
     params, _ = input_files(fx, alg)
     expect_failure(run_alg, alg, dict(params, **outs), r"disk is full|is the disk full|no space|could not be written",
                    [fx["dir"], disk])
+
+
+@pytest.mark.parametrize("alg", list(ROWS))
+def test_disk_filling_up_mid_run(run_alg, fx, alg, mounted):
+    """A few kB left: the run either writes complete outputs or fails cleanly and leaves nothing new."""
+    from qgis.core import QgsProcessingException
+
+    disk = mounted("-t", "tmpfs", "-o", "size=256k", "tmpfs")
+    outs = previous_outputs(disk, alg)
+    _fill(disk, leave=12 * 1024)
+    before = snapshot(fx["dir"], disk)
+    params, _ = input_files(fx, alg)
+    try:
+        res = run_alg(alg, dict(params, **outs))
+    except QgsProcessingException as e:
+        lines = str(e.args[0] if e.args else e).strip().splitlines()
+        assert len(lines) == 1 and re.search(r"disk is full|is the disk full", lines[0]), lines
+        assert snapshot(fx["dir"], disk) == before
+        return
+    for name, path in outs.items():  # success: every output complete
+        assert str(res[name]).split("|")[0] == path
+        if path.endswith(".tif"):
+            assert gdal.Open(path).ReadAsArray() is not None
+        elif not path.endswith(".html"):
+            ds = gdal.OpenEx(path, gdal.OF_VECTOR)
+            assert ds.GetLayer(0).GetFeatureCount() > 0, name
+            ds = None
+    assert not [n for n in os.listdir(disk) if "partial" in n]
 
 
 # ------------------------------------------------------------------------------------------ SIGTERM
