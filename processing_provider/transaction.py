@@ -461,9 +461,16 @@ def deliver(interrupted):
 
 
 # ------------------------------------------------------------------------------------------ errors
+MAX_MESSAGE = 600
+
+
 def _first_line(text):
+    """The last non-empty line of a message (GDAL puts the cause last), cut to MAX_MESSAGE characters."""
     lines = [s.strip() for s in str(text).strip().splitlines() if s.strip()]
-    return lines[-1] if lines else ""
+    line = lines[-1] if lines else ""
+    if len(line) > MAX_MESSAGE:
+        line = line[:MAX_MESSAGE - 40].rstrip() + " … (%d more characters)" % (len(line) - MAX_MESSAGE + 40)
+    return line
 
 
 def _output_named(tx, text):
