@@ -59,6 +59,22 @@ from ..core.io.rasters import diagnose_raster
 from ..core.io.staging import StagedFiles, file_key, input_file_set, sidecar_paths, source_files
 
 TEMPORARY = getattr(QgsProcessing, "TEMPORARY_OUTPUT", "TEMPORARY_OUTPUT")
+
+
+def _enum(scoped, name, legacy_owner, legacy_name):
+    """An enum value from its scoped home (QGIS >= 3.36 / 4) or its 3.22 name."""
+    from qgis import core
+
+    owner = getattr(core, "Qgis", None)
+    for part in scoped.split("."):
+        owner = getattr(owner, part, None)
+    value = getattr(owner, name, None) if owner is not None else None
+    return value if value is not None else getattr(legacy_owner, legacy_name)
+
+
+SOURCE_RASTER = _enum("ProcessingSourceType", "Raster", QgsProcessing, "TypeRaster")
+SOURCE_POLYGON = _enum("ProcessingSourceType", "VectorPolygon", QgsProcessing, "TypeVectorPolygon")
+POLYGON_GEOMETRY = _enum("GeometryType", "Polygon", QgsWkbTypes, "PolygonGeometry")
 LAYER_INPUTS = (QgsProcessingParameterRasterLayer, QgsProcessingParameterVectorLayer,
                 QgsProcessingParameterFeatureSource, QgsProcessingParameterMultipleLayers)
 RASTER_EXTENSIONS = (".tif", ".tiff", ".nc", ".nc4", ".cdf", ".h5", ".he5", ".hdf", ".vrt", ".img", ".grd")
@@ -132,7 +148,7 @@ def _parameter_problems(alg, parameters, context):
         if d.isDestination() or value is None or (isinstance(value, str) and not value.strip()):
             continue
         if isinstance(d, (QgsProcessingParameterRasterLayer, QgsProcessingParameterMultipleLayers)):
-            if isinstance(d, QgsProcessingParameterMultipleLayers) and d.layerType() != QgsProcessing.TypeRaster:
+            if isinstance(d, QgsProcessingParameterMultipleLayers) and d.layerType() != SOURCE_RASTER:
                 continue
             for v in (value if isinstance(value, (list, tuple)) else [value]):
                 if _is_path_value(v):
@@ -145,10 +161,10 @@ def _parameter_problems(alg, parameters, context):
                 return "%s: %s does not exist" % (name, value.split("|")[0])
             if _is_path_value(value) and os.path.getsize(value.split("|")[0]) == 0:
                 return "%s: %s is an empty (0-byte) file" % (name, value.split("|")[0])
-            if types and all(t == QgsProcessing.TypeVectorPolygon for t in types):
+            if types and all(t == SOURCE_POLYGON for t in types):
                 layer = alg.parameterAsVectorLayer(parameters, name, context)
                 if layer is not None and layer.isValid() and \
-                        layer.geometryType() != QgsWkbTypes.PolygonGeometry:
+                        layer.geometryType() != POLYGON_GEOMETRY:
                     return "%s: %s holds %s features; give a polygon layer" % (
                         name, layer.name() or layer.source(), QgsWkbTypes.geometryDisplayString(
                             layer.geometryType()).lower())
@@ -166,6 +182,10 @@ def _parameter_problems(alg, parameters, context):
 
 
 # ------------------------------------------------------------------------------------------ outputs
+def _optional(definition):
+    return bool(definition.flags() & _enum("ProcessingParameterFlag", "Optional", type(definition), "FlagOptional"))
+
+
 class Output:
     """One file destination of the run: parameter ``name``, ``kind`` (raster, sink, file), ``final`` path,
     optional GeoPackage ``layer`` and the ``staging`` path the algorithm writes."""
@@ -178,11 +198,7 @@ class Output:
 
 def _value_string(value, context):
     if isinstance(value, QgsProcessingOutputLayerDefinition):
-        prop = value.sink
-        if prop.propertyType() == QgsProperty.StaticProperty:
-            value = prop.staticValue()
-        else:
-            value = prop.valueAsString(context.expressionContext(), "")[0]
+        value = value.sink.valueAsString(context.expressionContext(), "")[0]
     return "" if value is None else str(value)
 
 
@@ -242,7 +258,7 @@ class OutputTransaction:
         for d in self.alg.destinationParameterDefinitions():
             name, value = d.name(), self.parameters.get(d.name())
             text = _value_string(value, self.context)
-            if not text.strip() and d.flags() & d.FlagOptional and not d.createByDefault():
+            if not text.strip() and _optional(d) and not d.createByDefault():
                 continue
             if isinstance(d, QgsProcessingParameterRasterDestination):
                 path = self.alg.parameterAsOutputLayer(self.parameters, name, scratch)
