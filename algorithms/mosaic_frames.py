@@ -143,13 +143,8 @@ class MosaicFrames(SubsidenceAlgorithm):
                 memory_mb=self.parameterAsDouble(parameters, self.MEMORY_LIMIT_MB, context),
                 progress=lambda f: feedback.setProgress(100.0 * f), is_canceled=feedback.isCanceled,
                 log=feedback.pushInfo)
-            try:
-                dest = write_table(self, parameters, self.OUTPUT_OFFSETS, context,
-                                   pd.DataFrame(rows, columns=OFFSET_COLUMNS))
-            except Exception:
-                if os.path.exists(out):
-                    os.remove(out)
-                raise
+            dest = write_table(self, parameters, self.OUTPUT_OFFSETS, context,
+                               pd.DataFrame(rows, columns=OFFSET_COLUMNS))
         for (i, j), n in zip(summary["pairs"], summary["pair_pixels"]):
             feedback.pushInfo("overlap %s / %s: %d pixels" % (os.path.basename(inputs[i]), os.path.basename(inputs[j]),
                                                               n))

@@ -48,6 +48,10 @@ def _build(d):
     fx["ts"] = write_stack(d / "ts.tif", smooth_stack(MONTHS, ny=8, nx=9), dates=MONTHS)
     fx["vel"] = write_stack(d / "vel.tif", np.linspace(-120, 30, 72).reshape(8, 9))
     fx["factor"] = write_stack(d / "factor.tif", np.repeat(np.arange(8.0)[:, None], 9, axis=1))
+    fx["vel_dsc"] = write_stack(d / "vel_dsc.tif", np.linspace(-100, 20, 72).reshape(8, 9)[:, ::-1].copy())
+    field = np.add.outer(np.arange(8.0), np.arange(12.0))  # two overlapping frames of one field, offset +3 mm
+    fx["frame_a"] = write_stack(d / "frame_a.tif", field[:, :8])
+    fx["frame_b"] = write_stack(d / "frame_b.tif", field[:, 4:] + 3.0, origin=(500000.0 + 4 * 30.0, 4000000.0))
     fx["ifgs"] = _ifg_stack(d / "ifg")
     (d / "grace").mkdir()
     g = build_inputs(d / "grace")
@@ -95,6 +99,12 @@ ALGORITHMS = [
     ("geodetector", lambda fx: {"TARGET_RASTER": fx["vel"], "FACTOR_RASTERS": [fx["factor"]], "CLASSES": 3},
      {"OUTPUT_FACTOR": ".csv", "OUTPUT_INTERACTION": ".csv", "OUTPUT_RISK": ".csv", "OUTPUT_RISK_TESTS": ".csv",
       "OUTPUT_ECOLOGICAL": ".csv", "OUTPUT_HTML": ".html", "OUTPUT_STRATUM_MEAN": ".tif"}, "TARGET_RASTER"),
+    ("projectlos", lambda fx: {"INPUT": fx["ts"], "INCIDENCE_ANGLE": 40.0}, {"OUTPUT": ".tif"}, "INPUT"),
+    ("decomposelos", lambda fx: {"INPUTS": [fx["vel"], fx["vel_dsc"]], "HEADINGS": "-10, 190",
+                                 "INCIDENCE_ANGLES": "35, 40"},
+     {"OUTPUT_VERTICAL": ".tif", "OUTPUT_EAST": ".tif", "OUTPUT_QUALITY": ".tif"}, "INPUTS"),
+    ("mosaicframes", lambda fx: {"INPUTS": [fx["frame_a"], fx["frame_b"]], "REFERENCE_FRAME": 0},
+     {"OUTPUT": ".tif", "OUTPUT_OFFSETS": ".csv"}, "INPUTS"),
 ]
 ROWS = {row[0]: row for row in ALGORITHMS}
 
