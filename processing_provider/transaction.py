@@ -25,6 +25,7 @@ import contextlib
 import errno
 import math
 import os
+import re
 import shutil
 import signal
 import threading
@@ -125,7 +126,14 @@ def input_sources(alg, parameters, context):
 
 
 def _is_path_value(value):
-    return isinstance(value, str) and value.strip() != "" and (os.sep in value or os.path.exists(value))
+    """A plain file path (not a layer id, a driver spec such as NETCDF:"f":v, a /vsi path or a URI)."""
+    if not isinstance(value, str) or not value.strip():
+        return False
+    path = value.split("|")[0].strip()
+    if path.startswith("/vsi") or re.match(r"^[A-Za-z][A-Za-z0-9_]+:", path) and not re.match(r"^[A-Za-z]:[\\/]",
+                                                                                                 path):
+        return False
+    return os.sep in path or os.path.exists(path)
 
 
 def input_problems(alg, parameters, context):
@@ -209,8 +217,6 @@ def _parse_sink(text, definition):
         return None
     if text.startswith("ogr:"):
         files = source_files(text[4:]) or []
-        import re
-
         m = re.search(r"dbname\s*=\s*'([^']*)'", text)
         t = re.search(r'table\s*=\s*"([^"]*)"', text)
         path = m.group(1) if m else (files[0] if files else None)

@@ -556,3 +556,13 @@ def test_duplicate_observations_are_refused(run_alg, fx, tmp_path):
     params = dict(input_files(fx, "validatetimeseries")[0], MEASUREMENTS=str(dup),
                   **outputs_in(tmp_path / "o", "validatetimeseries"))
     expect_failure(run_alg, "validatetimeseries", params, r"id p0 has 2 observations on 2004-01-15", [fx["dir"], tmp_path])
+
+
+def test_driver_specs_are_not_mistaken_for_missing_files(qgis_app):
+    """NETCDF:"file":variable, /vsizip/ paths and layer ids are checked through the files they name
+    (truncation), never refused as missing paths."""
+    from subsidence_toolkit.processing_provider.transaction import _is_path_value
+
+    assert not _is_path_value('NETCDF:"/data/grace.nc":lwe_thickness')
+    assert not _is_path_value("/vsizip//data/stack.zip/a.tif") and not _is_path_value("layer_1234")
+    assert _is_path_value("/data/ts.tif") and _is_path_value("/data/obs.gpkg|layername=obs")
