@@ -192,7 +192,7 @@ class GraceDownscaling(SubsidenceAlgorithm):
             writer = RasterWriter(out_path, grid, nt, dates=[month_from_index(k) for k in g.months],
                                            metadata={"SOURCE_GRACE": grace_src, "SOURCE_MODEL": model.label,
                                                      "INTERPOLATION": method, "METHOD": "weighted downscaling, "
-                                                     "Liu et al. 2024 eqs. 6-9"})
+                                                     "Liu et al. 2024 eqs. 6-9"}, require_data=True)
             with writer:
                 months, table = downscaling.weighted_downscaling(
                     g, model, method=method, period=period, gain=gain,

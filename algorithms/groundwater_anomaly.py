@@ -146,7 +146,8 @@ class GroundwaterAnomaly(SubsidenceAlgorithm):
         with RasterWriter(out_path, grid, len(tw.months), dates=[month_from_index(k) for k in tw.months],
                           metadata={"KIND": "gwsa", "SOURCE_TWSA": twsa_src, "COMPONENTS": " + ".join(comp_src),
                                     "MODE": mode, "BASELINE": "%.3f-%.3f" % baseline,
-                                    "METHOD": "water balance, Liu et al. 2024 eqs. 10-12"}) as writer:
+                                    "METHOD": "water balance, Liu et al. 2024 eqs. 10-12"},
+                          require_data=True) as writer:
             months, table = gwsa.groundwater_anomaly(
                 tw, readers, mode=mode, baseline=baseline, mask=self._mask(parameters, context, grid),
                 write=lambda r0, b, c0=0: writer.write_block(r0, b.astype("float32", copy=False), c0),

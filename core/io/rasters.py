@@ -201,10 +201,12 @@ class RasterWriter:
     ``dates`` (list of dates) labels bands ``YYYY-MM-DD`` with metadata
     ``DATE``/``ACQUISITION_DATE``; otherwise ``band_names`` labels them.
     ``metadata`` goes into the dataset metadata (``UNITS`` is always set).
+    ``require_data=True``: a raster in which every value is NoData fails at commit (nothing is written)
+    instead of silently producing an empty result.
     """
 
     def __init__(self, path, grid, nbands, dates=None, band_names=None, units=UNITS_MM,
-                 metadata=None, dtype=gdal.GDT_Float32, nodata=NODATA):
+                 metadata=None, dtype=gdal.GDT_Float32, nodata=NODATA, require_data=False):
         self.path = str(path)
         self.grid = grid
         self.nbands = int(nbands)
@@ -215,6 +217,8 @@ class RasterWriter:
         self.dtype = dtype
         self.nodata = nodata
         self.ds = None
+        self.require_data = require_data  # True: a raster that is NoData everywhere is refused at commit
+        self.has_data = False
         d, f = os.path.split(os.path.abspath(self.path))
         self.tmp = os.path.join(d, ".%s.%s.partial.tif" % (f, uuid.uuid4().hex[:8]))
 
@@ -275,16 +279,34 @@ class RasterWriter:
                              % (block.shape, col0, self.nbands, self.grid.xsize))
         for i in range(self.nbands):
             self.ds.GetRasterBand(i + 1).WriteArray(block[i], int(col0), int(row0))
+        self._note_data(block)
 
     def write_band(self, index, array):
         """Write a whole band (1-based ``index``)."""
-        self.ds.GetRasterBand(index).WriteArray(np.asarray(array))
+        array = np.asarray(array)
+        self.ds.GetRasterBand(index).WriteArray(array)
+        self._note_data(array)
+
+    def _note_data(self, values):
+        if self.has_data:
+            return
+        if values.dtype.kind == "f":
+            valid = np.isfinite(values)
+            if self.nodata is not None and not np.isnan(self.nodata):
+                valid &= values != self.nodata
+            self.has_data = bool(valid.any())
+        else:
+            self.has_data = self.nodata is None or bool((values != self.nodata).any())
 
     def commit(self):
         """Close, check and move the finished file onto the destination. Any failure (e.g. a full disk while
         the last blocks are flushed) removes the temporary file and raises :class:`OSError` naming the output."""
         if self.ds is None:
             return
+        if self.require_data and not self.has_data:
+            self.abort()
+            raise TimeSeriesError("%s: every value is NoData (nothing valid was computed; check that the inputs "
+                                  "overlap and hold data); nothing was written" % self.path)
         try:
             gdal.ErrorReset()
             self.ds.FlushCache()

@@ -84,7 +84,8 @@ ALGORITHMS = [
      "INTERFEROGRAMS"),
     ("gracedownscaling", lambda fx: {"GRACE": fx["grace"], "MODEL_FILES": fx["sm"]},
      {"OUTPUT": ".tif", "OUTPUT_TABLE": ".csv"}, None),
-    ("groundwateranomaly", lambda fx: {"TWSA": fx["twsa"], "TWSA_UNITS": "mm", "COMPONENT_FILES": fx["sm"], "MASK": fx["area"]},
+    ("groundwateranomaly", lambda fx: {"TWSA": fx["twsa"], "TWSA_UNITS": "mm", "COMPONENT_FILES": fx["sm"],
+                                       "MASK": fx["area"]},
      {"OUTPUT": ".tif", "OUTPUT_TABLE": ".csv"}, "TWSA"),
     ("sampledeformationclasses", lambda fx: {"VELOCITY": fx["vel"], "TIME_SERIES": [fx["ts"]],
                                              "POINTS_PER_CLASS": 3},
@@ -361,7 +362,8 @@ def test_one_bad_file_in_a_list_is_named(run_alg, fx, tmp_path):
         bad = tmp_path / ("20200103_20200127_%s.geo.unw.tif" % name)
         if content is not None:
             bad.write_bytes(content)
-        p = dict(params, INTERFEROGRAMS=params["INTERFEROGRAMS"] + [str(bad)], **outputs_in(tmp_path / name, "sbasinversion"))
+        p = dict(params, INTERFEROGRAMS=params["INTERFEROGRAMS"] + [str(bad)],
+                 **outputs_in(tmp_path / name, "sbasinversion"))
         expect_failure(run_alg, "sbasinversion", p, r"INTERFEROGRAMS: .*%s" % bad.name, [fx["dir"], tmp_path])
 
 
@@ -555,7 +557,8 @@ def test_duplicate_observations_are_refused(run_alg, fx, tmp_path):
     dup.write_text("\n".join(lines + lines[1:]) + "\n")
     params = dict(input_files(fx, "validatetimeseries")[0], MEASUREMENTS=str(dup),
                   **outputs_in(tmp_path / "o", "validatetimeseries"))
-    expect_failure(run_alg, "validatetimeseries", params, r"id p0 has 2 observations on 2004-01-15", [fx["dir"], tmp_path])
+    expect_failure(run_alg, "validatetimeseries", params, r"id p0 has 2 observations on 2004-01-15",
+                   [fx["dir"], tmp_path])
 
 
 def test_driver_specs_are_not_mistaken_for_missing_files(qgis_app):
@@ -566,3 +569,13 @@ def test_driver_specs_are_not_mistaken_for_missing_files(qgis_app):
     assert not _is_path_value('NETCDF:"/data/grace.nc":lwe_thickness')
     assert not _is_path_value("/vsizip//data/stack.zip/a.tif") and not _is_path_value("layer_1234")
     assert _is_path_value("/data/ts.tif") and _is_path_value("/data/obs.gpkg|layername=obs")
+
+
+def test_all_nodata_water_balance_fails(run_alg, fx, tmp_path):
+    """A TWSA raster without one valid value: an error naming the output, not an empty GWSA raster."""
+    nan_twsa = write_stack(tmp_path / "nan_twsa.tif", np.full((24, 20, 20), np.nan), dates=MONTHS, epsg=4326,
+                           origin=(110.0, 37.0), pixel=0.1)
+    params = dict(input_files(fx, "groundwateranomaly")[0], TWSA=nan_twsa)
+    outs = previous_outputs(tmp_path / "out", "groundwateranomaly")
+    expect_failure(run_alg, "groundwateranomaly", dict(params, **outs), r"NaN over the whole study area|every value is NoData",
+                   [fx["dir"], tmp_path])
