@@ -579,3 +579,27 @@ def test_all_nodata_water_balance_fails(run_alg, fx, tmp_path):
     outs = previous_outputs(tmp_path / "out", "groundwateranomaly")
     expect_failure(run_alg, "groundwateranomaly", dict(params, **outs), r"NaN over the whole study area|every value is NoData",
                    [fx["dir"], tmp_path])
+
+
+def test_rows_lost_on_the_way_fail_the_run(run_alg, fx, tmp_path, monkeypatch):
+    """The staged table is re-read and its rows counted: a writer that lost rows fails the run."""
+    from subsidence_toolkit.processing_provider.base import SubsidenceAlgorithm
+
+    real = SubsidenceAlgorithm.expect_rows
+    monkeypatch.setattr(SubsidenceAlgorithm, "expect_rows", lambda self, name, n: real(self, name, n + 1))
+    outs = previous_outputs(tmp_path / "out", "laggedcorrelation")
+    expect_failure(run_alg, "laggedcorrelation", dict(input_files(fx, "laggedcorrelation")[0], **outs),
+                   r"OUTPUT: only 3 of 4 rows reached .*out_output.csv", [fx["dir"], tmp_path])
+
+
+def test_headless_output_equal_to_input_exits_nonzero_with_one_line(qp, fx, tmp_path):
+    """The issue's first case through qgis_process.bin: it used to exit 0 and destroy the input."""
+    src = tmp_path / "ts.tif"
+    src.write_bytes(Path(fx["ts"]).read_bytes())
+    before = snapshot(tmp_path)
+    proc = qp.call(["run", "subsidence:resampletimeseries", "--", "INPUT=%s" % src, "OUTPUT=%s" % src])
+    assert proc.returncode != 0
+    errors = [line for line in (proc.stdout + proc.stderr).splitlines() if "would overwrite the input" in line]
+    assert errors and "OUTPUT: the output %s would overwrite the input INPUT" % src in errors[0], proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert snapshot(tmp_path) == before
