@@ -50,7 +50,7 @@ class ErrorRecorder(QgsProcessingFeedback):
 
 
 def step_failure(model, message, errors):
-    """'step <description> (<algorithm name>) failed: <the step's own one-line error>'."""
+    """'step "<description>" (<algorithm name, when different>) failed: <the step's own one-line error>'."""
     message = str(message).strip()
     step = None
     for child in model.childAlgorithms().values():
@@ -62,5 +62,6 @@ def step_failure(model, message, errors):
     if step is None:
         return reason if reason != message else message
     alg = step.algorithm()
-    label = "%s (%s)" % (step.description(), alg.displayName() if alg is not None else step.algorithmId())
+    name = alg.displayName() if alg is not None else step.algorithmId()
+    label = '"%s"' % step.description() + ("" if name == step.description() else " (%s)" % name)
     return "step %s failed: %s" % (label, reason)

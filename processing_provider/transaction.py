@@ -57,7 +57,8 @@ from qgis.core import (
 from ..core.io.errors import Cancelled, DaskUnavailable, TimeSeriesError
 from ..core.io.integrity import file_damage
 from ..core.io.rasters import diagnose_raster
-from ..core.io.staging import StagedFiles, file_key, input_file_set, sidecar_paths, source_files
+from ..core.io.staging import (StagedFiles, file_key, input_file_set, inside_staging_dir, sidecar_paths,
+                                source_files)
 
 TEMPORARY = getattr(QgsProcessing, "TEMPORARY_OUTPUT", "TEMPORARY_OUTPUT")
 
@@ -201,6 +202,7 @@ class Output:
     def __init__(self, name, kind, final, layer=None, explicit_layer=False):
         self.name, self.kind, self.final, self.layer, self.explicit_layer = name, kind, final, layer, explicit_layer
         self.staging = None
+        self.direct = False
         self.expected_rows = None
 
 
@@ -235,10 +237,10 @@ def _parse_sink(text, definition):
 class OutputTransaction:
     """Stage, check and commit (or roll back) every file output of one algorithm run (see the module doc)."""
 
-    def __init__(self, alg, parameters, context, feedback):
+    def __init__(self, alg, parameters, context, feedback, staging_dir=False):
         self.alg, self.parameters, self.context, self.feedback = alg, dict(parameters), context, feedback
         self.outputs = {}
-        self.files = StagedFiles()
+        self.files = StagedFiles(staging_dir=staging_dir)
         self.committed = False
         self._after_commit = []
 
@@ -253,6 +255,9 @@ class OutputTransaction:
         staged = dict(self.parameters)
         for out in self.outputs.values():
             self._check_folder(out)
+            if inside_staging_dir(out.final):  # a model's step: the model's transaction stages this output
+                out.staging, out.direct = out.final, True
+                continue
             out.staging = self.files.add(out.final, single_dot=out.kind == "sink" and out.layer is not None)
             if out.kind == "sink" and out.explicit_layer and os.path.exists(out.final):
                 shutil.copyfile(out.final, out.staging)  # the other layers of the GeoPackage are kept
@@ -329,10 +334,32 @@ class OutputTransaction:
         if isinstance(value, QgsProcessingOutputLayerDefinition):
             staged = QgsProcessingOutputLayerDefinition(value)
             staged.sink = QgsProperty.fromValue(target)
-            if not staged.destinationName:
-                staged.destinationName = os.path.splitext(os.path.basename(out.final))[0]
+            if value.destinationProject is not None:
+                # Processing loads the final file, never the staging one: register it here, under its real
+                # path, as QGIS would have (the staged definition has no project, so nothing else registers)
+                self._load_on_completion(value, out)
+                staged.destinationProject = None
             return staged
         return target
+
+    def _load_on_completion(self, value, out):
+        definition = self.alg.parameterDefinition(out.name)
+        name, output_name = value.destinationName, ""
+        if not name and definition is not None and \
+                definition.flags() & _enum("ProcessingParameterFlag", "IsModelOutput", type(definition),
+                                           "FlagIsModelOutput"):
+            name, output_name = definition.description(), definition.name()
+        hint = getattr(QgsProcessingUtils, "LayerHint", None)
+        if out.kind == "raster":
+            hint = _enum("LayerType", "Raster", hint, "Raster") if hint else None
+        elif out.kind == "sink":
+            hint = _enum("LayerType", "Vector", hint, "Vector") if hint else None
+        else:
+            return
+        final = out.final if out.kind == "raster" or not out.explicit_layer else \
+            "%s|layername=%s" % (out.final, out.layer)
+        details = QgsProcessingContext.LayerDetails(name, value.destinationProject, output_name, hint)
+        self.context.addLayerToLoadOnCompletion(final, details)
 
     # ------------------------------------------------------------------ rows sent to sinks
     def expect_rows(self, name, count):
@@ -344,10 +371,11 @@ class OutputTransaction:
     def staged_for(self, path):
         """The output whose staging file is (or contains) ``path``, else ``None``."""
         text = str(path or "")
-        for out in self.outputs.values():
-            if out.staging and (out.staging in text or os.path.basename(out.staging) in text):
-                return out
-        return None
+        hits = [o for o in self.outputs.values() if o.staging and not o.direct and o.staging in text]
+        if not hits and self.files.directory is None:  # flat staging names are unique: a bare name will do
+            hits = [o for o in self.outputs.values() if o.staging and not o.direct
+                    and os.path.basename(o.staging) in text]
+        return max(hits, key=lambda o: len(o.staging)) if hits else None
 
     # ------------------------------------------------------------------ finish
     def finish(self, results):
@@ -362,7 +390,6 @@ class OutputTransaction:
                 self._check_written(out)
         self.files.commit()
         self.committed = True
-        self._remap_loads()
         for fn in self._after_commit:
             fn()
         return {k: self._final_value(v) for k, v in results.items()}
@@ -404,28 +431,16 @@ class OutputTransaction:
             value = type(value)(self._final_value(v) for v in value)
         return value
 
-    def _remap_loads(self):
-        """Layers Processing loads on completion were registered under staging paths: use the final ones."""
-        try:
-            layers = self.context.layersToLoadOnCompletion()
-        except AttributeError:
-            return False
-        remapped = {}
-        changed = False
-        for key, details in layers.items():
-            out = self.staged_for(key)
-            if out is not None:
-                changed = True
-                if "partial" in (details.name or ""):
-                    details.name = os.path.splitext(os.path.basename(out.final))[0]
-                key = self._final_value(key)
-            remapped[key] = details
-        if changed:
-            self.context.setLayersToLoadOnCompletion(remapped)
-        return changed
-
     def abort(self):
         self.files.rollback()
+        for out in self.outputs.values():
+            if out.direct:  # inside the enclosing transaction's staging folder: ours to remove
+                for p in sidecar_paths(out.final):
+                    if os.path.isfile(p):
+                        try:
+                            os.remove(p)
+                        except OSError:
+                            pass
 
 
 def _feature_count(path, layer=None):
@@ -531,14 +546,17 @@ def _staged_mtime(out):
     return max(times) if times else None
 
 
-def _clean(text, tx):
+def clean_message(text, tx):
     """Replace staging paths in a message by the paths the user gave."""
     text = str(text)
     if tx is not None:
-        for o in tx.outputs.values():
-            if o.staging:
+        for o in sorted(tx.outputs.values(), key=lambda o: -len(o.staging or "")):
+            if o.staging and not o.direct:
                 text = text.replace(o.staging, o.final)
-                text = text.replace(os.path.basename(o.staging), os.path.basename(o.final))
+                if tx.files.directory is None:
+                    text = text.replace(os.path.basename(o.staging), os.path.basename(o.final))
+                else:
+                    text = text.replace(os.path.dirname(o.staging) + os.sep, os.path.dirname(o.final) + os.sep)
     return text
 
 
@@ -587,7 +605,7 @@ def _write_failure(tx, text, filename=None, code=None):
 def one_line_error(alg, exc, tx=None):
     """``exc`` as a one-line QgsProcessingException naming the file / output and what to do."""
     if isinstance(exc, QgsProcessingException):
-        text = _clean(_first_line(str(exc)) or str(exc), tx)
+        text = clean_message(_first_line(str(exc)) or str(exc), tx)
         ours = tx is not None and any(text.startswith(n + ":") or text.startswith(n + " (") for n in tx.outputs)
         return QgsProcessingException(text if ours else (_write_failure(tx, text) or text))
     if isinstance(exc, Interrupted):
@@ -599,20 +617,21 @@ def one_line_error(alg, exc, tx=None):
         hint = " lower MEMORY_LIMIT_MB (advanced parameter) or" if alg.parameterDefinition("MEMORY_LIMIT_MB") else ""
         return QgsProcessingException("not enough memory for this run:%s process a smaller area or fewer dates; "
                                       "nothing was written" % hint)
-    text = _clean(_first_line(exc.strerror if isinstance(exc, OSError) and exc.strerror else exc), tx)
+    text = clean_message(_first_line(exc.strerror if isinstance(exc, OSError) and exc.strerror else exc), tx)
     if isinstance(exc, (TimeSeriesError, DaskUnavailable)):
         return QgsProcessingException(text)
     if isinstance(exc, KeyError):
         return QgsProcessingException("missing item %s" % text)
     if isinstance(exc, (OSError, RuntimeError)):
         filename = getattr(exc, "filename", None)
-        message = _write_failure(tx, _clean(str(exc), tx), _clean(filename or "", tx), getattr(exc, "errno", None))
+        message = _write_failure(tx, clean_message(str(exc), tx), clean_message(filename or "", tx),
+                                 getattr(exc, "errno", None))
         if message:
             return QgsProcessingException(message)
     if isinstance(exc, ValueError):
         return QgsProcessingException(text)
     if isinstance(exc, OSError):
-        where = _clean(getattr(exc, "filename", None) or "", tx)
+        where = clean_message(getattr(exc, "filename", None) or "", tx)
         return QgsProcessingException("%s%s" % ("%s: " % where if where and where not in text else "", text))
     if isinstance(exc, RuntimeError):  # GDAL: find the damaged input if there is one
         for pname, src in input_sources(alg, getattr(tx, "parameters", {}) or {}, QgsProcessingContext()):

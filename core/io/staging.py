@@ -136,21 +136,50 @@ def staging_path(final, tag=None, single_dot=False):
     return os.path.join(d, ".%s.%s%s%s" % (stem, tag, STAGING_TAG, ext))
 
 
+STAGING_DIR = re.compile(r"^\.subsidence-[0-9a-f]+\.partial$")
+
+
+def inside_staging_dir(path):
+    """True when ``path`` lies in a staging folder of an enclosing transaction (a model's step writing one
+    of the model's outputs): that transaction stages, checks and commits it."""
+    parts = os.path.abspath(path).split(os.sep)
+    return any(STAGING_DIR.match(p) for p in parts[:-1])
+
+
 class StagedFiles:
     """A set of ``final <- staging`` moves done all together (:meth:`commit`) or not at all (:meth:`rollback`).
 
     Staged side-cars (``staging`` prefix + suffix, e.g. ``.x.1a2b.partial.dbf``) follow their main file
     (``x.dbf``); a stale ``final.aux.xml`` from a previous run is replaced or removed so it cannot
     describe the new file.
+
+    ``staging_dir=True``: files are staged under their own names in a hidden folder beside their
+    destinations (``.subsidence-<id>.partial/NAME``), so files that refer to each other by relative path
+    (an HTML report linking another report) stay consistent when they are moved out.
     """
 
-    def __init__(self):
+    def __init__(self, staging_dir=False):
         self.items = []  # (final, staging)
+        self.directory = ".subsidence-%s.partial" % uuid.uuid4().hex[:10] if staging_dir else None
+        self.folders = set()
 
     def add(self, final, single_dot=False):
-        staging = staging_path(final, single_dot=single_dot)
+        if self.directory:
+            folder = os.path.join(os.path.dirname(os.path.abspath(final)), self.directory)
+            os.makedirs(folder, exist_ok=True)
+            self.folders.add(folder)
+            staging = os.path.join(folder, os.path.basename(final))
+        else:
+            staging = staging_path(final, single_dot=single_dot)
         self.items.append((os.path.abspath(final), staging))
         return staging
+
+    def _remove_folders(self):
+        import shutil
+
+        for folder in self.folders:
+            shutil.rmtree(folder, ignore_errors=True)
+        self.folders = set()
 
     def _moves(self, final, staging):
         d = os.path.dirname(staging)
@@ -203,12 +232,14 @@ class StagedFiles:
                 except OSError:
                     pass
         self.items = []
+        self._remove_folders()
 
     def rollback(self):
         """Remove every staged file (and anything a writer created with the staging prefix)."""
         for _, staging in self.items:
             remove_staged(staging)
         self.items = []
+        self._remove_folders()
 
 
 def remove_staged(staging):

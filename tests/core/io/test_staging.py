@@ -130,3 +130,20 @@ def test_truncated_netcdf_is_detected(tmp_path, fmt):
     assert "is truncated" in integrity.file_damage(p)
     p.write_bytes(b"")
     assert "empty (0-byte)" in integrity.file_damage(p)
+
+
+def test_staging_folder_keeps_names_and_commits_everything(tmp_path):
+    """A model's outputs are staged under their own names in one hidden folder (reports that link each other
+    stay consistent); commit empties and removes the folder, rollback removes it."""
+    files = staging.StagedFiles(staging_dir=True)
+    s1, s2 = files.add(tmp_path / "report.html"), files.add(tmp_path / "lag.html")
+    assert os.path.dirname(s1) == os.path.dirname(s2) and os.path.basename(s1) == "report.html"
+    assert staging.inside_staging_dir(s1) and not staging.inside_staging_dir(tmp_path / "report.html")
+    open(s1, "w").write("<a href='lag.html'>")
+    open(s2, "w").write("lag")
+    files.commit()
+    assert sorted(os.listdir(tmp_path)) == ["lag.html", "report.html"]
+    files = staging.StagedFiles(staging_dir=True)
+    open(files.add(tmp_path / "x.tif"), "wb").write(b"x")
+    files.rollback()
+    assert sorted(os.listdir(tmp_path)) == ["lag.html", "report.html"]
