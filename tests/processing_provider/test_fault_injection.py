@@ -103,6 +103,8 @@ ALGORITHMS = [
     ("geodetectorraster", lambda fx: {"TARGET_RASTER": fx["vel"], "FACTOR_RASTERS": [fx["factor"]], "CLASSES": 3},
      {"OUTPUT_FACTOR": ".csv", "OUTPUT_RISK": ".csv", "OUTPUT_HTML": ".html", "OUTPUT_STRATUM_MEAN": ".tif"},
      "TARGET_RASTER"),
+    ("geodetectortable", lambda fx: {"INPUT": fx["measurements"], "TARGET_FIELD": "value", "FACTOR_FIELDS": ["id"]},
+     {"OUTPUT_FACTOR": ".csv", "OUTPUT_RISK": ".csv", "OUTPUT_HTML": ".html"}, None),
     ("workflowreport", lambda fx: {"VELOCITY": fx["vel"], "GWSA": fx["twsa"]}, {"OUTPUT_HTML": ".html"}, "VELOCITY"),
     ("projectlos", lambda fx: {"INPUT": fx["ts"], "INCIDENCE_ANGLE": 40.0}, {"OUTPUT": ".tif"}, "INPUT"),
     ("decomposelos", lambda fx: {"INPUTS": [fx["vel"], fx["vel_dsc"]], "HEADINGS": "-10, 190",
