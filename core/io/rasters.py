@@ -328,10 +328,20 @@ class RasterWriter:
 
     def abort(self):
         """Close and delete the temporary file; the destination is not touched. Never raises."""
+        # closing a file on a full disk fails (GDAL would raise from the dataset's destructor, where it can
+        # only be printed): close quietly, the file is deleted anyway
+        exceptions = gdal.GetUseExceptions()
+        gdal.PushErrorHandler("CPLQuietErrorHandler")
         try:
+            if exceptions:
+                gdal.DontUseExceptions()
             self.ds = None
-        except Exception:  # closing a file on a full disk may fail: the file goes anyway
+        except Exception:  # noqa: BLE001
             pass
+        finally:
+            if exceptions:
+                gdal.UseExceptions()
+            gdal.PopErrorHandler()
         for p in (self.tmp, self.tmp + ".aux.xml"):
             try:
                 if os.path.exists(p):
