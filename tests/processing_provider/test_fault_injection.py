@@ -79,7 +79,7 @@ def _build(d):
 # the input files an output may be pointed at).
 ALGORITHMS = [
     ("resampletimeseries", lambda fx: {"INPUT": fx["ts"]}, {"OUTPUT": ".tif"}, "INPUT"),
-    ("sbasinversion", lambda fx: {"INTERFEROGRAMS": fx["ifgs"]},
+    ("sbasinversion", lambda fx: {"INTERFEROGRAMS": fx["ifgs"], "LOOP_CLOSURE": 0},  # random phase: no loops
      {"OUTPUT_TIMESERIES": ".tif", "OUTPUT_VELOCITY": ".tif", "OUTPUT_QUALITY": ".tif", "OUTPUT_NETWORK": ".gpkg"},
      "INTERFEROGRAMS"),
     ("gracedownscaling", lambda fx: {"GRACE": fx["grace"], "MODEL_FILES": fx["sm"]},
@@ -106,6 +106,9 @@ ALGORITHMS = [
     ("geodetectortable", lambda fx: {"INPUT": fx["measurements"], "TARGET_FIELD": "value", "FACTOR_FIELDS": ["id"]},
      {"OUTPUT_FACTOR": ".csv", "OUTPUT_RISK": ".csv", "OUTPUT_HTML": ".html"}, None),
     ("workflowreport", lambda fx: {"VELOCITY": fx["vel"], "GWSA": fx["twsa"]}, {"OUTPUT_HTML": ".html"}, "VELOCITY"),
+    ("maskbyquality", lambda fx: {"QUALITY": fx["sbas_q"], "VELOCITY": fx["sbas_vel"], "TIMESERIES": fx["sbas_ts"]},
+     {"OUTPUT_VELOCITY": ".tif", "OUTPUT_TIMESERIES": ".tif", "OUTPUT_MASK": ".tif", "OUTPUT_TABLE": ".csv"},
+     "QUALITY"),
     ("projectlos", lambda fx: {"INPUT": fx["ts"], "INCIDENCE_ANGLE": 40.0}, {"OUTPUT": ".tif"}, "INPUT"),
     ("decomposelos", lambda fx: {"INPUTS": [fx["vel"], fx["vel_dsc"]], "HEADINGS": "-10, 190",
                                  "INCIDENCE_ANGLES": "35, 40"},
@@ -117,8 +120,16 @@ ROWS = {row[0]: row for row in ALGORITHMS}
 
 
 @pytest.fixture(scope="module")
-def fx(tmp_path_factory):
-    return _build(tmp_path_factory.mktemp("faults"))
+def fx(tmp_path_factory, qgis_app):
+    fx = _build(tmp_path_factory.mktemp("faults"))
+    import processing  # an SBAS run's outputs, for the algorithms that take them
+
+    sbas = {k: str(fx["dir"] / ("sbas_%s.tif" % k)) for k in ("ts", "vel", "q")}
+    processing.run("subsidence:sbasinversion", {"INTERFEROGRAMS": fx["ifgs"], "LOOP_CLOSURE": 0,
+                                                "OUTPUT_TIMESERIES": sbas["ts"],
+                                                "OUTPUT_VELOCITY": sbas["vel"], "OUTPUT_QUALITY": sbas["q"]})
+    fx.update(("sbas_" + k, v) for k, v in sbas.items())
+    return fx
 
 
 def _files(value):
