@@ -291,13 +291,19 @@ class OutputTransaction:
     def _check_collisions(self):
         sources = input_sources(self.alg, self.parameters, self.context)
         owners = {}
+        folders = []  # folder inputs (a LiCSAR frame, a HyP3 download): every file under them is an input
         for pname, src in sources:
             for key, path in input_file_set([src]).items():
                 owners.setdefault(key, (pname, path))
+            if os.path.isdir(src):
+                folders.append((pname, os.path.join(os.path.realpath(src), "")))
         seen = {}
         for out in self.outputs.values():
             for p in sidecar_paths(out.final):
                 hit = owners.get(file_key(p)) if os.path.exists(p) else None
+                if hit is None and os.path.isfile(p):
+                    real = os.path.realpath(p)
+                    hit = next(((pname, real) for pname, folder in folders if real.startswith(folder)), None)
                 if hit:
                     raise QgsProcessingException(
                         "%s: the output %s would overwrite the input %s (%s); choose another output file — "

@@ -622,3 +622,19 @@ def test_headless_output_equal_to_input_exits_nonzero_with_one_line(qp, fx, tmp_
     assert errors and "OUTPUT: the output %s would overwrite the input INPUT" % src in errors[0], proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("kind", ["unw", "cc", "U"])
+def test_output_equal_to_a_file_found_in_the_input_folder_is_refused(run_alg, kind, tmp_path):
+    """INPUT_FOLDER names a folder, not the files it holds: an output pointed at one of the interferograms,
+    coherence or geometry files found in a LiCSAR frame download used to overwrite it (exit 0)."""
+    from product_layouts import FRAME, write_licsar_frame
+
+    frame = tmp_path / "frame"
+    written = write_licsar_frame(frame)
+    target = {"unw": written["unw"][0], "cc": written["cc"][0],
+              "U": os.path.join(str(frame), "metadata", "%s.geo.U.tif" % FRAME)}[kind]
+    outs = previous_outputs(tmp_path / "out", "sbasinversion")
+    outs["OUTPUT_VELOCITY"] = target
+    expect_failure(run_alg, "sbasinversion", dict(INPUT_FOLDER=str(frame), OUTPUT_COMPONENT=1, **outs),
+                   r"OUTPUT_VELOCITY: the output .* would overwrite the input INPUT_FOLDER", [frame, tmp_path])
