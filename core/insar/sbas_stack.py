@@ -833,6 +833,7 @@ def _invert_stack(stack, outputs, options, plans, hooks, gdal_cache, gacos_parts
             status[bad] = "rejected"
             keep = ~bad
             n_parts_before = int(net.n_gaps()[0]) + 1
+            dates_before = list(net.dates)
             stack = restrict_stack(stack, keep, "loop closure")
             if coh_stats is not None:
                 coh_stats = {k: v[keep] for k, v in coh_stats.items()}
@@ -841,6 +842,10 @@ def _invert_stack(stack, outputs, options, plans, hooks, gdal_cache, gacos_parts
             net = stack.network
             coh_files = stack.coherence_files()
             n_parts = int(net.n_gaps()[0]) + 1
+            lost = [d for d in dates_before if d not in set(net.dates)]
+            if lost:
+                hooks.say("the rejection leaves %d date(s) without any interferogram, left out of the time series: %s"
+                          % (len(lost), ", ".join(format_date(d) for d in lost)))
             if n_parts > n_parts_before:
                 hooks.say("the rejection splits the network into %d parts: GAP_HANDLING (%s) bridges or masks them"
                           % (n_parts, options.gap_handling))

@@ -214,3 +214,35 @@ def test_gacos_skip_missing_date_and_deramp_polygons(run_alg, stack, tmp_path):
     assert skipped.sum() == ((net["secondary_date"] == last) | (net["reference_date"] == last)).sum() > 0
     assert gdal.Open(res["OUTPUT_TIMESERIES"]).RasterCount == len(stack["dates"]) - 1
     assert velocity_rmse(res, stack["vel"]) < 0.6
+
+
+def test_date_left_without_interferograms_by_the_rejection_is_named(run_alg, tmp_path):
+    """Both pairs of the first date are in one loop only, which a +2 pi error makes bad: the rule rejects both,
+    the date has no interferogram left and is left out of the time series - and the log says so."""
+    from qgis.core import QgsProcessingFeedback
+
+    class Log(QgsProcessingFeedback):
+        def __init__(self):
+            super().__init__()
+            self.lines = []
+
+        def pushInfo(self, info):  # noqa: N802
+            self.lines.append(info)
+
+    dates = [dt.date(2021, 1, 4) + dt.timedelta(days=12 * k) for k in range(7)]
+    rng = np.random.default_rng(1)
+    ifgs = []
+    for i in range(7):
+        for j in range(i + 1, min(i + 3, 7)):
+            phase = rng.normal(0, 0.03, (10, 10)) - 0.5 * (j - i)
+            if (i, j) == (0, 1):
+                phase = phase + 2 * math.pi * (np.arange(10)[:, None] < 6)
+            fn = tmp_path / ("%s_%s.geo.unw.tif" % (dates[i].strftime("%Y%m%d"), dates[j].strftime("%Y%m%d")))
+            ifgs.append(write_stack(fn, phase, epsg=4326, origin=(X0, Y0), pixel=PX))
+    fb = Log()
+    res = run_alg("sbasinversion", dict(INTERFEROGRAMS=ifgs, **outputs(tmp_path, "d")), feedback=fb)
+    ts = gdal.Open(res["OUTPUT_TIMESERIES"])
+    bands = [ts.GetRasterBand(k + 1).GetDescription() for k in range(ts.RasterCount)]
+    assert bands == [d.isoformat() for d in dates[1:]]
+    log = "\n".join(fb.lines)
+    assert "leaves 1 date(s) without any interferogram, left out of the time series: 2021-01-04" in log, log
