@@ -26,6 +26,7 @@ SIDECARS = {
     ".sqlite": ("-wal", "-shm", "-journal"),
     ".csv": (".csvt", ".prj"),
     ".tab": (".dat", ".id", ".map"),
+    ".ztd": (".ztd.rsc",),  # GACOS zenith delay: its header YYYYMMDD.ztd.rsc
 }
 RASTER_SIDECARS = (".aux.xml", ".ovr", ".msk")
 

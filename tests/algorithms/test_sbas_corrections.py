@@ -246,3 +246,21 @@ def test_date_left_without_interferograms_by_the_rejection_is_named(run_alg, tmp
     assert bands == [d.isoformat() for d in dates[1:]]
     log = "\n".join(fb.lines)
     assert "leaves 1 date(s) without any interferogram, left out of the time series: 2021-01-04" in log, log
+
+
+def test_output_on_the_header_of_a_gacos_file_is_refused(run_alg, stack, tmp_path):
+    """A GACOS ``.ztd`` is read with its ``.ztd.rsc`` header: an output pointed at the header is an output
+    on an input (it used to fail only after the run, as 'OUTPUT_NETWORK was not written')."""
+    from qgis.core import QgsProcessingException
+
+    rsc = stack["gacos"][0] + ".rsc"
+    with open(rsc, "rb") as f:
+        before = f.read()
+    out = dict(outputs(tmp_path, "h"), OUTPUT_NETWORK=rsc)
+    with pytest.raises(QgsProcessingException, match="OUTPUT_NETWORK: the output .*ztd.rsc would overwrite the "
+                                                     "input GACOS"):
+        run_alg("sbasinversion", dict(INTERFEROGRAMS=stack["ifgs"], GACOS=stack["gacos"], INCIDENCE_ANGLE=39.0,
+                                      **out))
+    with open(rsc, "rb") as f:
+        assert f.read() == before
+    assert not any(os.path.exists(p) for k, p in out.items() if k != "OUTPUT_NETWORK")
