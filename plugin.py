@@ -32,7 +32,10 @@ class SubsidenceToolkitPlugin:
         if self.iface is None:
             return
         from qgis.PyQt.QtGui import QIcon
-        from qgis.PyQt.QtWidgets import QAction
+
+        from .processing_provider.compat import qaction_class
+
+        QAction = qaction_class()  # noqa: N806 (a class)
 
         icon = QIcon(os.path.join(os.path.dirname(__file__), "ui", "icons", "subsidence.svg"))
         self.action = QAction(icon, "Time-series viewer", self.iface.mainWindow())
