@@ -111,7 +111,7 @@ if QGIS_VERSION_INT >= 33800:
     _FIELD_TYPE_NAMES = dict(Double="Double", Int="Int", LongLong="LongLong", String="QString", Bool="Bool",
                              Date="QDate", DateTime="QDateTime")
 else:
-    _FIELD_TYPE_OWNER = QVariant.Type  # qt6-compat: 3.22-3.36 fallback
+    _FIELD_TYPE_OWNER = QVariant  # qt6-compat: 3.22-3.36 fallback (always PyQt5 there: QVariant.Double ...)
     _FIELD_TYPE_NAMES = dict(Double="Double", Int="Int", LongLong="LongLong", String="String", Bool="Bool",
                              Date="Date", DateTime="DateTime")
 FieldType = _Members(_FIELD_TYPE_OWNER, **_FIELD_TYPE_NAMES)

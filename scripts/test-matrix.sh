@@ -6,20 +6,21 @@
 #   bash scripts/test-matrix.sh bookworm               # Debian 12: QGIS 3.22 (what the host runs natively)
 #   bash scripts/test-matrix.sh all                    # the three in turn
 #   bash scripts/test-matrix.sh trixie tests/core -x   # further arguments go to pytest
+#   bash scripts/test-matrix.sh trixie -- CMD ARGS...  # run CMD in the checkout instead of the tests
 #
 # The first run of a release builds a minimal Debian with mmdebstrap and installs everything with
 # this checkout's scripts/setup.sh inside it (a few minutes); the chroot is kept in
 # $SUBSIDENCE_CHROOT_CACHE (default /var/cache/subsidence-toolkit/chroots/<release>) and reused,
 # and set up again when scripts/apt-packages.txt or scripts/setup.sh change. /proc, /sys, /dev and
 # the checkout (at the same path) are bind-mounted for the run and unmounted on exit.
-# Inside, the README's test command runs: bash scripts/test.sh [pytest arguments].
+# Inside, the README's test command runs: bash scripts/test.sh [pytest arguments] (or CMD after --).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 checkout="$(pwd -P)"
 cache="${SUBSIDENCE_CHROOT_CACHE:-/var/cache/subsidence-toolkit/chroots}"
 mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
-usage() { sed -n '2,8s/^# \{0,1\}//p' "$0"; exit 2; }
+usage() { sed -n '2,9s/^# \{0,1\}//p' "$0"; exit 2; }
 [ $# -ge 1 ] || usage
 target="$1"; shift
 case "$target" in
@@ -98,9 +99,11 @@ run_suite() {   # run_suite <suite> [pytest arguments]
   common="$(git -C "$checkout" rev-parse --path-format=absolute --git-common-dir 2>/dev/null || true)"
   case "$common" in ""|"$checkout"/*) ;; *) bind "$common" "$root" ;; esac
   mkdir -p "$root/tmp" && chmod 1777 "$root/tmp"
-  echo "== $suite: bash scripts/test.sh $*"
+  local cmd=(bash scripts/test.sh "$@")
+  if [ "${1:-}" = "--" ]; then shift; cmd=("$@"); fi
+  echo "== $suite: ${cmd[*]}"
   in_chroot "$root" bash -c 'cd "$1" && shift && git config --global --add safe.directory "*" 2>/dev/null; \
-    bash scripts/test.sh "$@"' _ "$checkout" "$@" || rc=$?
+    "$@"' _ "$checkout" "${cmd[@]}" || rc=$?
   unmount_all
   exec 9>&-
   return $rc

@@ -7,7 +7,7 @@ from synthetic import sentinel1_dates, smooth_stack, write_stack
 from subsidence_toolkit.core.timeseries import resample
 from subsidence_toolkit.demo.headless import QgisProcess, find_qgis_process
 
-pytestmark = pytest.mark.skipif(find_qgis_process() is None, reason="qgis_process.bin not installed")
+pytestmark = pytest.mark.skipif(find_qgis_process() is None, reason="no working qgis_process (install QGIS)")
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import pytest
 
 from subsidence_toolkit.demo.headless import QgisProcess, find_qgis_process
 
-pytestmark = pytest.mark.skipif(find_qgis_process() is None, reason="qgis_process.bin not installed")
+pytestmark = pytest.mark.skipif(find_qgis_process() is None, reason="no working qgis_process (install QGIS)")
 
 
 @pytest.fixture(scope="module")
