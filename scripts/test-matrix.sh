@@ -93,6 +93,7 @@ run_suite() {   # run_suite <suite> [pytest arguments]
   exec 9>"$cache/$suite.lock"
   flock 9   # one build or run per chroot at a time
   build "$suite" "$root"
+  cp -L /etc/resolv.conf "$root/etc/resolv.conf"   # for tools that download (pip in check-pyqt6.sh)
   bind /proc "$root"; bind /sys "$root"; bind /dev "$root"; bind "$checkout" "$root"
   # A git worktree keeps its repository elsewhere: make that visible at the same path too.
   local common
