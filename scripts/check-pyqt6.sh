@@ -13,6 +13,8 @@ venv="${PYQT6_VENV:-/var/cache/subsidence-toolkit/pyqt6-venv}"
 if [ ! -x "$venv/bin/pyqt5to6" ]; then
   rm -rf "$venv"
   "$py" -m venv "$venv"
+  # the system's certificate store (with any locally added authority), not pip's own bundle
+  [ -r /etc/ssl/certs/ca-certificates.crt ] && export PIP_CERT=/etc/ssl/certs/ca-certificates.crt
   "$venv/bin/pip" install -q --disable-pip-version-check qgis-pyqt5to6 PyQt6 PyQt6-QScintilla
 fi
 work="$(mktemp -d)"

@@ -100,6 +100,12 @@ run_suite() {   # run_suite <suite> [pytest arguments]
   common="$(git -C "$checkout" rev-parse --path-format=absolute --git-common-dir 2>/dev/null || true)"
   case "$common" in ""|"$checkout"/*) ;; *) bind "$common" "$root" ;; esac
   mkdir -p "$root/tmp" && chmod 1777 "$root/tmp"
+  # certificate authorities the host added locally (e.g. a proxy's) are trusted inside too
+  if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+    mkdir -p "$root/usr/local/share/ca-certificates"
+    cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+    in_chroot "$root" update-ca-certificates >/dev/null 2>&1 || true
+  fi
   local cmd=(bash scripts/test.sh "$@")
   if [ "${1:-}" = "--" ]; then shift; cmd=("$@"); fi
   echo "== $suite: ${cmd[*]}"
