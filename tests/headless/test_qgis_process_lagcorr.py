@@ -1,4 +1,4 @@
-"""subsidence:laggedcorrelation through the real ``qgis_process.bin`` (help text, a run, an error)."""
+"""subsidence:laggedcorrelation through the real ``qgis_process`` (help text, a run, an error, no deprecations)."""
 import numpy as np
 import pandas as pd
 import pytest
@@ -61,3 +61,22 @@ def test_error_names_the_field(qp, tmp_path):
     assert res.get("returncode", 0) != 0 and "stderr" in res, res
     assert "Y field 'defo' is not numeric: row 2 has 'three'" in res["stderr"]
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_no_deprecation_warning_from_the_plugin(qp, tmp_path):
+    """With Python's DeprecationWarnings shown, a run (parameters, field lists, table sink) raises none from
+    the plugin's code: QGIS >= 3.38 warns about the API that QGIS 4 removes."""
+    src = _long_csv(tmp_path / "long.csv")
+    params = {"INPUT": src, "DATE_FIELD": "date", "VARIABLE_FIELD": "layer", "VALUE_FIELD": "mean",
+              "X_NAME": "gwsa", "Y_NAME": "deformation", "GROUP_FIELDS": "area", "MAX_LAG": 2,
+              "OUTPUT": str(tmp_path / "lag.csv")}
+    saved = dict(qp.env)
+    qp.env["PYTHONWARNINGS"] = "always::DeprecationWarning"
+    try:
+        proc = qp.call(["--json", "run", "subsidence:laggedcorrelation", "--"] + qp.arguments(params))
+    finally:
+        qp.env.clear()
+        qp.env.update(saved)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ours = [line for line in proc.stderr.splitlines() if "Warning" in line and "subsidence_toolkit" in line]
+    assert ours == []
