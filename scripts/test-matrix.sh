@@ -116,8 +116,11 @@ run_suite() {   # run_suite <suite> [pytest arguments]
   return $rc
 }
 
-status=0
-for suite in "${suites[@]}"; do
-  if run_suite "$suite" "$@"; then echo "== $suite: passed"; else status=1; echo "== $suite: FAILED" >&2; fi
-done
-exit $status
+main() {
+  local status=0 suite
+  for suite in "${suites[@]}"; do
+    if run_suite "$suite" "$@"; then echo "== $suite: passed"; else status=1; echo "== $suite: FAILED" >&2; fi
+  done
+  return $status
+}
+main "$@"; exit $?   # (one line: editing this file during a run cannot change what runs)
