@@ -11,7 +11,7 @@ Prints ``path:line: message`` per finding and exits 1 if there is any. What it l
   QGIS) rather than an enum class. ``x.FlagAdvanced``-style parameter flags are flagged on any object.
 * **APIs removed in PyQt6 / Qt6:** ``from PyQt5...`` imports (use ``qgis.PyQt``), ``exec_()``,
   ``QRegExp``, ``qApp``, ``QDesktopWidget``/``desktop()``, ``activated[str]``, ``QVariant()`` as NULL,
-  ``QFontMetrics.width``.
+  ``QFontMetrics.width``, matplotlib's Qt5-only ``backend_qt5agg``.
 * **Deprecated QGIS calls with a replacement:** ``parameterAsFields`` (use ``parameterAsStrings``,
   through ``processing_provider.compat``).
 
@@ -95,6 +95,8 @@ def check_source(source, filename="<string>"):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "PyQt5":
             add(node, "import from %s: use qgis.PyQt.%s (works on PyQt5 and PyQt6)"
                 % (node.module, node.module.split(".", 1)[-1]))
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.endswith((".backend_qt5agg", ".backend_qt5")):
+            add(node, "matplotlib's %s forces PyQt5: use matplotlib.backends.backend_qtagg" % node.module)
         if isinstance(node, (ast.ImportFrom, ast.Import)):
             for alias in node.names:
                 if alias.name.split(".")[-1] in REMOVED_NAMES:

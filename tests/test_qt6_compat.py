@@ -32,6 +32,7 @@ def test_repository_has_no_qt6_breakers():
     ("x = alg.parameterAsFields(parameters, 'F', context)\n", "parameterAsFields is deprecated"),
     ("w = self.fontMetrics().width('abc')\n", "horizontalAdvance"),
     ("from qgis.PyQt.QtCore import QVariant\nv = QVariant()\n", "use qgis.core.NULL"),
+    ("from matplotlib.backends.backend_qt5agg import FigureCanvasQTAgg\n", "backend_qtagg"),
 ])
 def test_checker_finds_each_kind_of_breaker(source, expected):
     findings = _checker().check_source(source)
