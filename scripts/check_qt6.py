@@ -95,7 +95,7 @@ def check_source(source, filename="<string>"):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "PyQt5":
             add(node, "import from %s: use qgis.PyQt.%s (works on PyQt5 and PyQt6)"
                 % (node.module, node.module.split(".", 1)[-1]))
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.endswith((".backend_qt5agg", ".backend_qt5")):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").endswith((".backend_qt5agg", ".backend_qt5")):
             add(node, "matplotlib's %s forces PyQt5: use matplotlib.backends.backend_qtagg" % node.module)
         if isinstance(node, (ast.ImportFrom, ast.Import)):
             for alias in node.names:
