@@ -143,7 +143,7 @@ class ValidateTimeSeries(SubsidenceAlgorithm):
                                             options=list(GEOMETRY_TYPE_LABELS), defaultValue=0),
                  "Incidence angle in degrees [0, 90), or U = cos(incidence) in (0, 1].")
         self.add(QgsProcessingParameterNumber(self.INCIDENCE_ANGLE, self.tr("Constant incidence angle (degrees)"),
-                                              QgsProcessingParameterNumber.Double, optional=True, minValue=0.0,
+                                              NumberType.Double, optional=True, minValue=0.0,
                                               maxValue=89.999),
                  "For the vertical projection when no incidence raster is given.")
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT, self.tr("Validation per observation"),

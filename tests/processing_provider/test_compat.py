@@ -96,17 +96,28 @@ def test_shipped_workflow_output_names(qgis_app):
     assert sorted(o.name() for o in model.outputDefinitions()) == WORKFLOW_OUTPUTS
 
 
-def test_rebuilt_workflow_model_keeps_the_shipped_output_names(qgis_app):
-    """scripts/build_workflow_model.py on this QGIS gives the same output names as the shipped file."""
+@pytest.mark.parametrize("regional", [False, True])
+def test_rebuilt_models_keep_the_shipped_output_names(qgis_app, regional):
+    """scripts/build_workflow_model.py on this QGIS gives the output names of the shipped files, all
+    ``child:Output name``."""
     import importlib.util
+    import re
     from pathlib import Path
+
+    from qgis.core import QgsApplication
 
     root = Path(__file__).resolve().parents[2]
     spec = importlib.util.spec_from_file_location("build_workflow_model", root / "scripts" / "build_workflow_model.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    model = module.build()
-    assert sorted(p.name() for p in model.destinationParameterDefinitions()) == WORKFLOW_OUTPUTS
+    model = module.build(regional)  # keep the model alive while its parameter definitions are read
+    rebuilt = sorted(p.name() for p in model.destinationParameterDefinitions())
+    shipped = QgsApplication.processingRegistry().algorithmById(
+        "subsidence:workflowregional" if regional else "subsidence:workflow")
+    assert rebuilt == sorted(p.name() for p in shipped.destinationParameterDefinitions())
+    assert rebuilt and all(re.match(r"^[a-z_]+:[A-Z]", name) for name in rebuilt), rebuilt
+    if not regional:
+        assert rebuilt == WORKFLOW_OUTPUTS
 
 
 def test_parameter_as_fields(qgis_app):
