@@ -47,10 +47,9 @@ trap 'exit 130' INT TERM
 
 bind() {   # bind <host path> <chroot root>: the same path inside the chroot, read-write
   local src="$1" dst="$2$1"
-  mkdir -p "$dst"
-  mount --rbind "$src" "$dst"
-  mount --make-rslave "$dst"
+  mkdir -p "$dst" && mount --rbind "$src" "$dst" || return 1
   mounts+=("$dst")
+  mount --make-rslave "$dst" || return 1
 }
 
 in_chroot() {   # in_chroot <root> <command...>: a clean environment, HOME=/root
@@ -69,6 +68,9 @@ build() {   # build <suite> <root>: minimal Debian + everything scripts/setup.sh
   fi
   if [ ! -x "$root/usr/bin/apt-get" ] || [ ! -f "$root/.subsidence-base" ]; then
     echo "== $suite: building a minimal Debian in $root (mmdebstrap)"
+    if grep -qE " ($root|$root\.partial)/" /proc/self/mounts; then   # never rm -rf through a bind mount
+      echo "$root has mounts left from an interrupted run: unmount them (umount -R) first" >&2; return 1
+    fi
     rm -rf "$root" "$root.partial"
     # The testing suite's Release file may be past its Valid-Until on the mirror: do not reject it.
     mmdebstrap --variant=apt --components=main --include=ca-certificates \
@@ -80,8 +82,10 @@ build() {   # build <suite> <root>: minimal Debian + everything scripts/setup.sh
   fi
   echo "== $suite: installing QGIS and the test dependencies (scripts/setup.sh inside the chroot)"
   cp -L /etc/resolv.conf "$root/etc/resolv.conf"
-  bind /proc "$root"; bind /sys "$root"; bind /dev "$root"; bind "$checkout" "$root"
-  in_chroot "$root" bash "$checkout/scripts/setup.sh"
+  # (functions run inside "if": errors are checked one by one, set -e does not apply there)
+  bind /proc "$root" && bind /sys "$root" && bind /dev "$root" && bind "$checkout" "$root" \
+    && in_chroot "$root" bash "$checkout/scripts/setup.sh" \
+    || { unmount_all; echo "set-up of the $suite chroot failed" >&2; return 1; }
   unmount_all
   echo "$stamp" >"$root/.subsidence-ready"
   echo "== $suite: chroot ready in $((SECONDS - t0)) s"
@@ -92,13 +96,14 @@ run_suite() {   # run_suite <suite> [pytest arguments]
   local root="$cache/$suite" rc=0
   exec 9>"$cache/$suite.lock"
   flock 9   # one build or run per chroot at a time
-  build "$suite" "$root"
+  build "$suite" "$root" || return 1
   cp -L /etc/resolv.conf "$root/etc/resolv.conf"   # for tools that download (pip in check-pyqt6.sh)
-  bind /proc "$root"; bind /sys "$root"; bind /dev "$root"; bind "$checkout" "$root"
+  bind /proc "$root" && bind /sys "$root" && bind /dev "$root" && bind "$checkout" "$root" \
+    || { unmount_all; echo "cannot mount into the $suite chroot" >&2; return 1; }
   # A git worktree keeps its repository elsewhere: make that visible at the same path too.
   local common
   common="$(git -C "$checkout" rev-parse --path-format=absolute --git-common-dir 2>/dev/null || true)"
-  case "$common" in ""|"$checkout"/*) ;; *) bind "$common" "$root" ;; esac
+  case "$common" in ""|"$checkout"/*) ;; *) bind "$common" "$root" || { unmount_all; return 1; } ;; esac
   mkdir -p "$root/tmp" && chmod 1777 "$root/tmp"
   # certificate authorities the host added locally (e.g. a proxy's) are trusted inside too
   if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
