@@ -14,6 +14,7 @@ the fallback lines below are marked ``# qt6-compat:`` for it.
 from qgis.core import (
     Qgis,
     QgsColorRampShader,
+    QgsCoordinateReferenceSystem,
     QgsField,
     QgsProcessing,
     QgsProcessingAlgorithm,
@@ -72,7 +73,17 @@ ParameterFlag = _new_or_old(
     Advanced="FlagAdvanced", Hidden="FlagHidden", Optional="FlagOptional", IsModelOutput="FlagIsModelOutput",
 )
 
-# Geometry, layers, rendering (Qgis.* since 3.30)
+AlgorithmFlag = _new_or_old(
+    "ProcessingAlgorithmFlag", lambda: QgsProcessingAlgorithm.Flag,  # qt6-compat: 3.22-3.34 fallback
+    HideFromToolbox="FlagHideFromToolbox", HideFromModeler="FlagHideFromModeler", Deprecated="FlagDeprecated",
+    NoThreading="FlagNoThreading",
+)
+
+# Geometry, layers, rendering, CRS (Qgis.* since 3.30 / 3.36)
+CrsWktVariant = _new_or_old(
+    "CrsWktVariant", lambda: QgsCoordinateReferenceSystem.WktVariant,  # qt6-compat: 3.22-3.34 fallback
+    PreferredGdal="WKT_PREFERRED_GDAL", Wkt1Gdal="WKT1_GDAL", Wkt2_2019Simplified="WKT2_2019_SIMPLIFIED",
+)
 GeometryType = _new_or_old(
     "GeometryType", lambda: QgsWkbTypes.GeometryType,  # qt6-compat: 3.22-3.28 fallback
     Point="PointGeometry", Line="LineGeometry", Polygon="PolygonGeometry", Unknown="UnknownGeometry",

@@ -72,7 +72,8 @@ def plugin_repository_problems(path):
                 "repository"):
         if not meta.get(key, "").strip():
             problems.append("metadata %s missing" % key)
-    for key, placeholder in (("tracker", "http://bugs"), ("repository", "http://repo"), ("homepage", "http://homepage")):
+    placeholders = (("tracker", "http://bugs"), ("repository", "http://repo"), ("homepage", "http://homepage"))
+    for key, placeholder in placeholders:
         url = urlparse(meta.get(key, ""))
         if meta.get(key) == placeholder or not (url.scheme and url.netloc):
             problems.append("metadata %s is not a URL" % key)
