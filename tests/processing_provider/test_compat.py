@@ -10,6 +10,7 @@ WORKFLOW_OUTPUTS = sorted([
     "classes:Class sample points", "classes:Class time series",
     "lag:Lagged correlation", "lag:Lagged correlation report",
     "geodetector:Geodetector factors", "geodetector:Geodetector interactions", "geodetector:Geodetector report",
+    "report:Workflow report",
 ])
 
 
