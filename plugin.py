@@ -52,15 +52,9 @@ class SubsidenceToolkitPlugin:
         self.style_action.triggered.connect(self.apply_style_to_selection)
         self.iface.addPluginToRasterMenu(MENU, self.style_action)
         if hasattr(self.iface, "addCustomActionForLayerType"):  # layer tree context menu of raster layers
-            from qgis.core import Qgis
+            from .processing_provider.compat import LayerType
 
-            if hasattr(Qgis, "LayerType"):  # QGIS >= 3.30
-                raster_type = Qgis.LayerType.Raster
-            else:
-                from qgis.core import QgsMapLayerType
-
-                raster_type = QgsMapLayerType.RasterLayer
-            self.iface.addCustomActionForLayerType(self.style_action, "", raster_type, True)
+            self.iface.addCustomActionForLayerType(self.style_action, "", LayerType.Raster, True)
 
         self.model_action = QAction(icon, "Edit a copy of the workflow model…", self.iface.mainWindow())
         self.model_action.setObjectName("SubsidenceToolkitEditWorkflowModel")

@@ -30,6 +30,7 @@ SKIP_DIRS = {".git", "__pycache__", "dist", "build", ".venv", "demo_output", "no
 MARKER = "# qt6-compat:"
 QT_MODULE_PREFIXES = ("qgis.", "PyQt5.", "PyQt6.")
 REMOVED_NAMES = {
+    "QgsMapLayerType": "QgsMapLayerType is deprecated (Qgis.LayerType since 3.30): use compat.LayerType",
     "QRegExp": "QRegExp is removed in Qt6: use QRegularExpression",
     "qApp": "qApp is removed in PyQt6: use QApplication.instance()",
     "QDesktopWidget": "QDesktopWidget is removed in Qt6: use QScreen (QGuiApplication.screens())",

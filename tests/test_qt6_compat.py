@@ -33,6 +33,7 @@ def test_repository_has_no_qt6_breakers():
     ("w = self.fontMetrics().width('abc')\n", "horizontalAdvance"),
     ("from qgis.PyQt.QtCore import QVariant\nv = QVariant()\n", "use qgis.core.NULL"),
     ("from matplotlib.backends.backend_qt5agg import FigureCanvasQTAgg\n", "backend_qtagg"),
+    ("t = layer.type() == QgsMapLayerType.RasterLayer\n", "use compat.LayerType"),
 ])
 def test_checker_finds_each_kind_of_breaker(source, expected):
     findings = _checker().check_source(source)

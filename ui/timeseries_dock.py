@@ -25,10 +25,8 @@ from qgis.core import (
     QgsCoordinateTransform,
     QgsCsException,
     QgsGeometry,
-    QgsMapLayerType,
     QgsProject,
     QgsRasterLayer,
-    QgsWkbTypes,
 )
 from qgis.gui import QgsDockWidget, QgsMapCanvasItem, QgsRubberBand
 from qgis.PyQt.QtCore import QLineF, QPointF, QRectF, Qt
@@ -47,6 +45,7 @@ from qgis.PyQt.QtWidgets import (
 
 from ..core.timeseries import pixel_series
 from ..processing_provider.base import layer_path
+from ..processing_provider.compat import GeometryType, LayerType
 from . import plot as plot_module
 from .map_tools import PointTool, PolygonTool
 
@@ -217,7 +216,7 @@ class TimeSeriesDock(QgsDockWidget):
         ordered = [n.layer() for n in root.findLayers() if n.layer() is not None]
         others = [lyr for lyr in self.project.mapLayers().values() if lyr not in ordered]
         for layer in ordered + others:
-            if layer.type() != QgsMapLayerType.RasterLayer or layer.providerType() != "gdal" or not layer.isValid():
+            if layer.type() != LayerType.Raster or layer.providerType() != "gdal" or not layer.isValid():
                 continue
             path = layer_path(layer)
             try:
@@ -248,7 +247,7 @@ class TimeSeriesDock(QgsDockWidget):
 
     def _mark_polygon(self, geometry, crs, color):
         c = QColor(color)
-        band = QgsRubberBand(self.canvas, QgsWkbTypes.PolygonGeometry)
+        band = QgsRubberBand(self.canvas, GeometryType.Polygon)
         band.setColor(QColor(c.red(), c.green(), c.blue(), 220))
         band.setFillColor(QColor(c.red(), c.green(), c.blue(), 35))
         band.setWidth(2)
@@ -314,7 +313,7 @@ class TimeSeriesDock(QgsDockWidget):
     def add_polygon(self, geometry, crs=None):
         """Add the polygon-mean series of every time-series layer (``geometry`` in ``crs``, default canvas CRS)."""
         crs = crs if crs is not None else self.canvas_crs()
-        if geometry is None or geometry.isEmpty() or geometry.type() != QgsWkbTypes.PolygonGeometry:
+        if geometry is None or geometry.isEmpty() or geometry.type() != GeometryType.Polygon:
             self.set_message("Not a polygon.")
             return []
         layers = self.time_series_layers()
@@ -354,8 +353,8 @@ class TimeSeriesDock(QgsDockWidget):
         """The current layer if it is a polygon layer with selected features, else the first such layer."""
         candidates = [self.canvas.currentLayer()] + list(self.project.mapLayers().values())
         for layer in candidates:
-            if (layer is not None and layer.type() == QgsMapLayerType.VectorLayer
-                    and layer.geometryType() == QgsWkbTypes.PolygonGeometry and layer.selectedFeatureCount() > 0):
+            if (layer is not None and layer.type() == LayerType.Vector
+                    and layer.geometryType() == GeometryType.Polygon and layer.selectedFeatureCount() > 0):
                 return layer
         return None
 
