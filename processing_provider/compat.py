@@ -162,3 +162,23 @@ def pin_model_output_names(model):
     if not model.loadVariant(variant):
         raise RuntimeError("could not reload model %s" % model.name())
     return model
+
+
+# Raster renderers drawing one band of a multiband raster (what the toolkit's styles use)
+ONE_BAND_RENDERERS = ("singlebandpseudocolor", "paletted")  # band() / setBand() before QGIS 3.38
+
+
+def renderer_band(renderer):
+    """The band a one-band raster renderer draws (``inputBand()`` on QGIS >= 3.38, where ``band()`` is
+    deprecated), or None for other renderers."""
+    if renderer is None or renderer.type() not in ONE_BAND_RENDERERS:
+        return None
+    return renderer.inputBand() if hasattr(renderer, "inputBand") else renderer.band()  # qt6-compat: < 3.38
+
+
+def set_renderer_band(renderer, band):
+    """Make a one-band renderer draw ``band`` (``setInputBand`` on QGIS >= 3.38, ``setBand`` before)."""
+    if hasattr(renderer, "setInputBand"):
+        renderer.setInputBand(int(band))
+    else:
+        renderer.setBand(int(band))  # qt6-compat: QGIS < 3.38

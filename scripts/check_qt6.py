@@ -38,6 +38,7 @@ REMOVED_NAMES = {
 DEPRECATED_CALLS = {
     "parameterAsFields": "parameterAsFields is deprecated since QGIS 3.32: use compat.parameter_as_fields",
     "exec_": "exec_() is removed in PyQt6: use exec()",
+    "setBand": "renderer setBand()/band() are deprecated since QGIS 3.38: use compat.set_renderer_band / renderer_band",
 }
 
 

@@ -45,7 +45,7 @@ from qgis.PyQt.QtWidgets import (
 
 from ..core.timeseries import pixel_series
 from ..processing_provider.base import layer_path
-from ..processing_provider.compat import GeometryType, LayerType
+from ..processing_provider.compat import GeometryType, LayerType, renderer_band, set_renderer_band
 from . import plot as plot_module
 from .map_tools import PointTool, PolygonTool
 
@@ -391,13 +391,13 @@ class TimeSeriesDock(QgsDockWidget):
         """Show the band slider when ``layer`` is a multiband raster drawn with one band (toolkit style)."""
         self._band_layer = None
         renderer = layer.renderer() if isinstance(layer, QgsRasterLayer) else None
-        if renderer is None or layer.bandCount() < 2 or not hasattr(renderer, "setBand"):
+        if renderer_band(renderer) is None or layer.bandCount() < 2:
             self.band_row.setVisible(False)
             return
         self._band_layer = layer
         self.band_slider.blockSignals(True)
         self.band_slider.setMaximum(layer.bandCount())
-        self.band_slider.setValue(renderer.band())
+        self.band_slider.setValue(renderer_band(renderer))
         self.band_slider.blockSignals(False)
         self._update_band_label()
         self.band_row.setVisible(True)
@@ -417,9 +417,9 @@ class TimeSeriesDock(QgsDockWidget):
         if layer is None:
             return
         renderer = layer.renderer()
-        if renderer is None or not hasattr(renderer, "setBand"):
+        if renderer_band(renderer) is None:
             return
-        renderer.setBand(int(band))
+        set_renderer_band(renderer, band)
         layer.triggerRepaint()
         self._update_band_label()
         if hasattr(layer, "emitStyleChanged"):
@@ -429,7 +429,7 @@ class TimeSeriesDock(QgsDockWidget):
         """Show ``band`` of ``layer`` (used by the slider; for scripts and tests)."""
         self.follow_layer(layer)
         self.band_slider.setValue(int(band))
-        return layer.renderer().band()
+        return renderer_band(layer.renderer())
 
     # ------------------------------------------------------------------ export
     def export_csv(self, path=None):

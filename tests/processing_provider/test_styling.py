@@ -186,6 +186,7 @@ def test_apply_toolkit_style_by_metadata(project, tmp_path):
     from qgis.core import QgsRasterLayer
 
     from subsidence_toolkit.processing_provider import styling
+    from subsidence_toolkit.processing_provider.compat import renderer_band
 
     dates = sentinel1_dates(n=5)
     rng = np.random.default_rng(2)
@@ -207,7 +208,7 @@ def test_apply_toolkit_style_by_metadata(project, tmp_path):
         assert layer.renderer().type() != "singlebandpseudocolor" or layer.bandCount() == 1
         assert styling.apply_toolkit_style(layer) == kind, name
         r = layer.renderer()
-        assert r.type() == "singlebandpseudocolor" and r.band() == band
+        assert r.type() == "singlebandpseudocolor" and renderer_band(r) == band
         for v in (r.classificationMin(), r.classificationMax()):  # rounded legend limits
             assert float("%.2g" % v) == pytest.approx(v, abs=1e-12) or abs(v) >= 100, (name, v)
         assert layer.customProperty(styling.KIND_PROPERTY) == kind

@@ -341,7 +341,9 @@ def test_plugin_adds_and_removes_the_action(qgis_app, monkeypatch, tmp_path):
     assert [a.objectName() for _, a in iface.menu] == ["SubsidenceToolkitTimeSeriesViewer", "SubsidenceToolkitApplyStyle",
                                                        "SubsidenceToolkitEditWorkflowModel"]
     assert plugin.apply_style_to_selection() == [("gwsa", "gwsa")]
-    assert iface.active.renderer().band() == 4
+    from subsidence_toolkit.processing_provider.compat import renderer_band
+
+    assert renderer_band(iface.active.renderer()) == 4
     # Edit a copy of the workflow model: copied into the models folder, never overwriting, opened in the modeler
     from subsidence_toolkit.ui import model_tools
 
