@@ -32,7 +32,10 @@ class SubsidenceToolkitPlugin:
         if self.iface is None:
             return
         from qgis.PyQt.QtGui import QIcon
-        from qgis.PyQt.QtWidgets import QAction
+
+        from .processing_provider.compat import qaction_class
+
+        QAction = qaction_class()  # noqa: N806 (a class)
 
         icon = QIcon(os.path.join(os.path.dirname(__file__), "ui", "icons", "subsidence.svg"))
         self.action = QAction(icon, "Time-series viewer", self.iface.mainWindow())
@@ -49,15 +52,9 @@ class SubsidenceToolkitPlugin:
         self.style_action.triggered.connect(self.apply_style_to_selection)
         self.iface.addPluginToRasterMenu(MENU, self.style_action)
         if hasattr(self.iface, "addCustomActionForLayerType"):  # layer tree context menu of raster layers
-            from qgis.core import Qgis
+            from .processing_provider.compat import LayerType
 
-            if hasattr(Qgis, "LayerType"):  # QGIS >= 3.30
-                raster_type = Qgis.LayerType.Raster
-            else:
-                from qgis.core import QgsMapLayerType
-
-                raster_type = QgsMapLayerType.RasterLayer
-            self.iface.addCustomActionForLayerType(self.style_action, "", raster_type, True)
+            self.iface.addCustomActionForLayerType(self.style_action, "", LayerType.Raster, True)
 
         self.model_action = QAction(icon, "Edit a copy of the workflow model…", self.iface.mainWindow())
         self.model_action.setObjectName("SubsidenceToolkitEditWorkflowModel")

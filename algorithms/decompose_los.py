@@ -1,6 +1,5 @@
 """Decompose ascending and descending LOS (``subsidence:decomposelos``)."""
 from qgis.core import (
-    QgsProcessing,
     QgsProcessingException,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterRasterDestination,
@@ -10,6 +9,7 @@ from qgis.core import (
 from ..core.insar import geometry
 from ..core.io.dates import format_date
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
+from ..processing_provider.compat import SourceType
 from ..processing_provider.rasters import output_raster_path
 from ..processing_provider.styling import style_output
 
@@ -62,19 +62,19 @@ class DecomposeLos(SubsidenceAlgorithm):
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.add(QgsProcessingParameterMultipleLayers(self.INPUTS, self.tr("LOS rasters"), QgsProcessing.TypeRaster),
+        self.add(QgsProcessingParameterMultipleLayers(self.INPUTS, self.tr("LOS rasters"), SourceType.Raster),
                  "Two or more LOS velocities or time series (mm, positive toward the satellite) from different "
                  "geometries, e.g. an ascending and a descending track.")
         self.add(QgsProcessingParameterMultipleLayers(self.E_RASTERS, self.tr("E rasters (east component)"),
-                                                      QgsProcessing.TypeRaster, optional=True),
+                                                      SourceType.Raster, optional=True),
                  "East component of each input's ground-to-satellite unit vector (LiCSAR *.geo.E.tif), in the same "
                  "order as the LOS rasters.")
         self.add(QgsProcessingParameterMultipleLayers(self.N_RASTERS, self.tr("N rasters (north component, optional)"),
-                                                      QgsProcessing.TypeRaster, optional=True),
+                                                      SourceType.Raster, optional=True),
                  "North component (LiCSAR *.geo.N.tif), same order. North motion is constrained to zero, so these "
                  "are only checked for coverage; they may be left out.")
         self.add(QgsProcessingParameterMultipleLayers(self.U_RASTERS, self.tr("U rasters (up component)"),
-                                                      QgsProcessing.TypeRaster, optional=True),
+                                                      SourceType.Raster, optional=True),
                  "Up component (LiCSAR *.geo.U.tif, = cos incidence, in (0, 1]; exact zeros are NoData), same "
                  "order. Geometry rasters must cover the data of their input.")
         self.add(QgsProcessingParameterString(self.HEADINGS, self.tr("Headings (degrees, instead of E/U rasters)"),

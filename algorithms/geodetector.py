@@ -3,7 +3,6 @@
 import numpy as np
 import pandas as pd
 from qgis.core import (
-    QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingParameterEnum,
@@ -22,6 +21,13 @@ from ..core.reports.geodetector_report import CI_HELP, write_html_report
 from ..core.stats import geodetector as gd
 from ..core.stats.factor_settings import parse_overrides
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
+from ..processing_provider.compat import (
+    FieldDataType,
+    NumberType,
+    ParameterFlag,
+    SourceType,
+    parameter_as_fields,
+)
 from ..processing_provider.tables import dataframe_from_source, write_table
 
 
@@ -115,12 +121,12 @@ class Geodetector(SubsidenceAlgorithm):
         vprefix, rprefix = ("Vector mode: ", "Raster mode: ") if either else ("", "")
         if vector:
             self.add(QgsProcessingParameterFeatureSource(self.INPUT, self.tr(vprefix + "Input layer or table"),
-                                                         [QgsProcessing.TypeVector], optional=either),
+                                                         [SourceType.Vector], optional=either),
                      "Points, polygons or a table with the target field and the factor fields."
                      + (" Leave empty in raster mode." if either else ""))
             self.add(QgsProcessingParameterField(self.TARGET_FIELD, self.tr(vprefix + "Target field Y"),
                                                  parentLayerParameterName=self.INPUT,
-                                                 type=QgsProcessingParameterField.Numeric, optional=either),
+                                                 type=FieldDataType.Numeric, optional=either),
                      "Numeric field explained by the factors, e.g. the subsidence rate (mm/yr).")
             self.add(QgsProcessingParameterField(self.FACTOR_FIELDS, self.tr(vprefix + "Factor fields"),
                                                  parentLayerParameterName=self.INPUT,
@@ -132,7 +138,7 @@ class Geodetector(SubsidenceAlgorithm):
                                                        optional=either),
                      "Raster of Y (band 1), e.g. the SBAS velocity. Its grid is the analysis grid.")
             self.add(QgsProcessingParameterMultipleLayers(self.FACTOR_RASTERS, self.tr(rprefix + "Factor rasters"),
-                                                          QgsProcessing.TypeRaster, optional=either),
+                                                          SourceType.Raster, optional=either),
                      "Factor rasters (band 1) on any grid overlapping the target; the layer name is the factor "
                      "name.")
         self.add(QgsProcessingParameterEnum(self.METHOD, self.tr("Discretization of numeric factors"),
@@ -141,7 +147,7 @@ class Geodetector(SubsidenceAlgorithm):
                  "'Optimal: classes from/to' classes; the smallest class count after which no extra class "
                  "gains more than 'Optimal: minimum relative q gain per class' is chosen.")
         self.add(QgsProcessingParameterNumber(self.CLASSES, self.tr("Number of classes"),
-                                              QgsProcessingParameterNumber.Integer, defaultValue=5, minValue=2),
+                                              NumberType.Integer, defaultValue=5, minValue=2),
                  "Classes per numeric factor (Huang et al. 2025 used 20).")
         self.add(QgsProcessingParameterString(self.FACTOR_SETTINGS, self.tr("Per-factor settings"),
                                               optional=True, multiLine=True),
@@ -149,23 +155,23 @@ class Geodetector(SubsidenceAlgorithm):
                  "name=categorical. Methods: natural, quantile, equal, geometric, sd, optimal. Example: "
                  "dem=quantile:10; ndvi=manual:0.2,0.4,0.6; landuse=categorical.")
         self.add(QgsProcessingParameterNumber(self.OPTIMAL_MIN_CLASSES, self.tr("Optimal: classes from"),
-                                              QgsProcessingParameterNumber.Integer, defaultValue=3, minValue=2),
+                                              NumberType.Integer, defaultValue=3, minValue=2),
                  "Smallest class count tried by the optimal mode.", advanced=True)
         self.add(QgsProcessingParameterNumber(self.OPTIMAL_MAX_CLASSES, self.tr("Optimal: classes to"),
-                                              QgsProcessingParameterNumber.Integer, defaultValue=10, minValue=2),
+                                              NumberType.Integer, defaultValue=10, minValue=2),
                  "Largest class count tried by the optimal mode.", advanced=True)
         self.add(QgsProcessingParameterNumber(self.OPTIMAL_MIN_GAIN, self.tr("Optimal: minimum relative q gain per class"),
-                                              QgsProcessingParameterNumber.Double, defaultValue=0.05, minValue=0),
+                                              NumberType.Double, defaultValue=0.05, minValue=0),
                  "Elbow rule: stop at the first k from which no larger k gains more than this fraction of "
                  "q(k) per extra class.", advanced=True)
         self.add(QgsProcessingParameterNumber(self.SUBSIDENCE_THRESHOLD, self.tr("Subsidence threshold"),
-                                              QgsProcessingParameterNumber.Double, optional=True),
+                                              NumberType.Double, optional=True),
                  "Seed sampling: rows with Y <= threshold (e.g. -15 mm/yr) are subsidence samples and all "
                  "are kept; non-subsidence rows are drawn by 'Sample ratio'. Empty: use every row.")
         self.add(QgsProcessingParameterString(self.SAMPLE_RATIO, self.tr("Sample ratio subsidence:non-subsidence"),
                                               defaultValue="1:2", optional=True),
                  "e.g. 1:2, 1:1 or 1:0.5 (Huang et al. 2025). Used only with a subsidence threshold.")
-        self.add(QgsProcessingParameterNumber(self.SEED, self.tr("Random seed"), QgsProcessingParameterNumber.Integer,
+        self.add(QgsProcessingParameterNumber(self.SEED, self.tr("Random seed"), NumberType.Integer,
                                               defaultValue=0, minValue=0),
                  "Seed of the sampling and of the permutation test: same seed, same result.")
         self.add(QgsProcessingParameterEnum(self.CONVENTION, self.tr("Interaction type rules"),
@@ -186,17 +192,17 @@ class Geodetector(SubsidenceAlgorithm):
                                             defaultValue=0),
                  "Variance of Y used in lambda of the Wang-Zhang-Fu p-value.", advanced=True)
         self.add(QgsProcessingParameterNumber(self.PERMUTATIONS, self.tr("Permutations for the interaction p"),
-                                              QgsProcessingParameterNumber.Integer, defaultValue=0, minValue=0),
+                                              NumberType.Integer, defaultValue=0, minValue=0),
                  "0: off. Otherwise Y is shuffled within the strata of the stronger factor this many times and "
                  "p_enhance = share of shuffles whose q(A∩B) - max(q(A), q(B)) reaches the observed one. "
                  "Many classes inflate q(A∩B) by chance: check p_enhance and q_ab_null before reading a type.",
                  advanced=True)
         self.add(QgsProcessingParameterNumber(self.ALPHA, self.tr("Significance level"),
-                                              QgsProcessingParameterNumber.Double, defaultValue=0.05,
+                                              NumberType.Double, defaultValue=0.05,
                                               minValue=1e-6, maxValue=0.5),
                  "Level of the risk and ecological tests.", advanced=True)
         self.add(QgsProcessingParameterNumber(self.CONFIDENCE_LEVEL, self.tr("Confidence level of q"),
-                                              QgsProcessingParameterNumber.Double, defaultValue=0.95,
+                                              NumberType.Double, defaultValue=0.95,
                                               minValue=0.5, maxValue=0.9999, optional=True),
                  CI_HELP, advanced=True)
         if raster:
@@ -206,28 +212,28 @@ class Geodetector(SubsidenceAlgorithm):
                      "raster (default: the factor with the largest q).")
         # optional (with its default) so that models saved before these parameters existed stay valid
         mem = self.add_memory_limit(self.MEMORY_LIMIT_MB)
-        mem.setFlags(mem.flags() | mem.FlagOptional)
+        mem.setFlags(mem.flags() | ParameterFlag.Optional)
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_FACTOR, self.tr("Factor detector"),
-                                                   QgsProcessing.TypeVector),
+                                                   SourceType.Vector),
                  "factor, method, classes, breaks, n, strata, q, q_ci_low, q_ci_high (confidence interval of "
                  "the population q, see 'Confidence level of q'), ci_level, p_wang, p_anova, q_adj, q_null, "
                  "lambda, singletons.")
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_INTERACTION, self.tr("Interaction detector"),
-                                                   QgsProcessing.TypeVector, optional=True, createByDefault=True),
+                                                   SourceType.Vector, optional=True, createByDefault=True),
                  "factor_a, factor_b, q_a, q_b, q_ab, type, cells, n, q_ab_null = (cells-1)/(n-1), lambda_ab and "
                  "p_wang_ab (Wang-Zhang-Fu noncentral-F p of q(A∩B), the A∩B cells taken as one stratification, "
                  "same conventions as the factor p), p_enhance (permutation p, when permutations > 0).")
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_RISK, self.tr("Risk detector (strata)"),
-                                                   QgsProcessing.TypeVector, optional=True, createByDefault=True),
+                                                   SourceType.Vector, optional=True, createByDefault=True),
                  "factor, stratum, range, n, mean and sd of Y.")
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_RISK_TESTS, self.tr("Risk detector (Welch t-tests)"),
-                                                   QgsProcessing.TypeVector, optional=True, createByDefault=True),
+                                                   SourceType.Vector, optional=True, createByDefault=True),
                  "Pairwise Welch t-tests between the strata of each factor: t, df, p, significant.")
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_ECOLOGICAL, self.tr("Ecological detector"),
-                                                   QgsProcessing.TypeVector, optional=True, createByDefault=True),
+                                                   SourceType.Vector, optional=True, createByDefault=True),
                  "factor_a, factor_b, n, ssw_a, ssw_b, F = ssw_a/ssw_b, df1, df2, two-sided p, significant, stronger.")
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_CURVES, self.tr("q versus classes (optimal mode)"),
-                                                   QgsProcessing.TypeVector, optional=True, createByDefault=False),
+                                                   SourceType.Vector, optional=True, createByDefault=False),
                  "Optimal mode: q for every factor, method and class count, with the chosen one flagged.")
         self.add(QgsProcessingParameterFileDestination(self.OUTPUT_HTML, self.tr("HTML report"), "HTML files (*.html)",
                                                        optional=True, createByDefault=True),
@@ -246,7 +252,7 @@ class Geodetector(SubsidenceAlgorithm):
     def _vector_inputs(self, parameters, context):
         source = self.parameterAsSource(parameters, self.INPUT, context)
         target = self.parameterAsString(parameters, self.TARGET_FIELD, context)
-        fields = self.parameterAsFields(parameters, self.FACTOR_FIELDS, context)
+        fields = parameter_as_fields(self, parameters, self.FACTOR_FIELDS, context)
         if not target:
             raise QgsProcessingException("vector mode: choose the target field Y")
         if not fields:

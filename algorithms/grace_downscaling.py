@@ -1,6 +1,5 @@
 """GRACE weighted downscaling (``subsidence:gracedownscaling``), Liu et al. (2024) eqs. 6-9."""
 from qgis.core import (
-    QgsProcessing,
     QgsProcessingException,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSink,
@@ -16,6 +15,7 @@ from ..core.io.dates import month_from_index
 from ..core.io.errors import TimeSeriesError
 from ..core.io.rasters import RasterWriter
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
+from ..processing_provider.compat import NumberType, SourceType
 from ..processing_provider.parameters import split_specs, unit_specs
 from ..processing_provider.rasters import output_raster_path
 from ..processing_provider.tables import write_table
@@ -100,7 +100,7 @@ class GraceDownscaling(SubsidenceAlgorithm):
                                               defaultValue="lwe_thickness", optional=True),
                  "Variable read from a NetCDF GRACE file (lwe_thickness in CSR and JPL mascons).")
         self.add(QgsProcessingParameterNumber(self.GRACE_SCALE, self.tr("GRACE unit factor to mm"),
-                                              QgsProcessingParameterNumber.Double, defaultValue=10.0, minValue=0.0),
+                                              NumberType.Double, defaultValue=10.0, minValue=0.0),
                  "Multiplier turning GRACE values into mm: 10 for the cm of CSR/JPL mascons, 1 for mm. "
                  "0 = take it from the file's units attribute. A mismatch with the file's units is reported.")
         self.add(QgsProcessingParameterFile(self.SCALE_FACTOR, self.tr("Gain (scale) factors (optional)"),
@@ -112,7 +112,7 @@ class GraceDownscaling(SubsidenceAlgorithm):
                  "Variable holding the gain factors in a NetCDF file (scale_factor in JPL files).",
                  advanced=True)
         self.add(QgsProcessingParameterMultipleLayers(self.MODEL, self.tr("Fine model TWS rasters (summed)"),
-                                                      QgsProcessing.TypeRaster, optional=True),
+                                                      SourceType.Raster, optional=True),
                  "Time-series rasters of the hydrological model (one band per month); several rasters (e.g. "
                  "soil-moisture layers, snow, canopy) are summed. The first model input defines the output grid; "
                  "inputs on other grids are interpolated bilinearly to it.")
@@ -130,19 +130,19 @@ class GraceDownscaling(SubsidenceAlgorithm):
                  "f in TD = TF_m + f(E): bilinear (default), bicubic spline, inverse distance or nearest coarse cell.")
         self.add(QgsProcessingParameterNumber(self.CLIMATOLOGY_START, self.tr("Climatology start (decimal year, "
                                                                               "optional)"),
-                                              QgsProcessingParameterNumber.Double, optional=True),
+                                              NumberType.Double, optional=True),
                  "First year of the months averaged into TG_m and TF_m (e.g. 2020.0). Default: every month where "
                  "both GRACE and the model exist.")
         self.add(QgsProcessingParameterNumber(self.CLIMATOLOGY_END, self.tr("Climatology end (decimal year, "
                                                                             "optional)"),
-                                              QgsProcessingParameterNumber.Double, optional=True),
+                                              NumberType.Double, optional=True),
                  "Last year of the climatology months (e.g. 2021.999).")
         self.add_memory_limit(self.MEMORY_LIMIT_MB)
         self.add_dask_scheduler(self.DASK_SCHEDULER)
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Downscaled TWS")),
                  "GeoTIFF on the model grid, mm, one band per GRACE month; missing GRACE months are NoData bands.")
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_TABLE, self.tr("Regional means per month"),
-                                                   QgsProcessing.TypeVector, optional=True, createByDefault=False),
+                                                   SourceType.Vector, optional=True, createByDefault=False),
                  "Per month: cos(latitude)-weighted mean over the model grid of GRACE (interpolated), model TWS "
                  "and downscaled TWS (mm).")
 

@@ -4,7 +4,6 @@ import os
 from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
-    QgsProcessing,
     QgsProcessingException,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSink,
@@ -20,6 +19,7 @@ from ..core.grace import gwsa, products
 from ..core.io.dates import month_from_index
 from ..core.io.rasters import RasterWriter, north_up
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
+from ..processing_provider.compat import NumberType, SourceType
 from ..processing_provider.parameters import split_specs, unit_specs
 from ..processing_provider.rasters import output_raster_path
 from ..processing_provider.tables import write_table
@@ -82,7 +82,7 @@ class GroundwaterAnomaly(SubsidenceAlgorithm):
                                               optional=True),
                  "auto (from the raster's units, mm for toolkit outputs), or mm, cm, kg m-2, m, or a number.")
         self.add(QgsProcessingParameterMultipleLayers(self.COMPONENTS, self.tr("Storage components"),
-                                                      QgsProcessing.TypeRaster, optional=True),
+                                                      SourceType.Raster, optional=True),
                  "Soil-moisture layers, snow water equivalent, canopy water, surface water: time-series rasters, "
                  "each on its own grid.")
         self.add(QgsProcessingParameterString(self.COMPONENT_FILES, self.tr("Component monthly file lists "
@@ -99,23 +99,23 @@ class GroundwaterAnomaly(SubsidenceAlgorithm):
                                                      "Month-to-month change (eq. 12)"], defaultValue=0),
                  "Anomalies against a baseline mean, or monthly changes dGWS = dTWS - sum dComponents.")
         self.add(QgsProcessingParameterNumber(self.BASELINE_START, self.tr("Baseline start (decimal year)"),
-                                              QgsProcessingParameterNumber.Double, optional=True),
+                                              NumberType.Double, optional=True),
                  "Start of the baseline period for anomalies (months whose middle falls in the period). Empty "
                  "(with the end): 2004.0-2009.999 (GRACE convention) when the data cover it, else the period "
                  "of the data.", decimals=3)
         self.add(QgsProcessingParameterNumber(self.BASELINE_END, self.tr("Baseline end (decimal year)"),
-                                              QgsProcessingParameterNumber.Double, optional=True),
+                                              NumberType.Double, optional=True),
                  "End of the baseline period (2009.999 = through December 2009). Empty: see the start.",
                  decimals=3)
         self.add(QgsProcessingParameterFeatureSource(self.MASK, self.tr("Study area polygon (optional)"),
-                                                     [QgsProcessing.TypeVectorPolygon], optional=True),
+                                                     [SourceType.VectorPolygon], optional=True),
                  "Cells whose centres fall outside the polygons are NoData and left out of the regional means.")
         self.add_memory_limit(self.MEMORY_LIMIT_MB)
         self.add_dask_scheduler(self.DASK_SCHEDULER)
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("GWSA")),
                  "Groundwater storage anomaly (or monthly change), mm, on the TWSA grid, one band per month.")
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_TABLE, self.tr("Regional means per month"),
-                                                   QgsProcessing.TypeVector, optional=True, createByDefault=False),
+                                                   SourceType.Vector, optional=True, createByDefault=False),
                  "Per month: regional mean TWSA, each component and GWSA (mm).")
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802

@@ -1,6 +1,5 @@
 """Lagged correlation of a driver and a response series (``subsidence:laggedcorrelation``)."""
 from qgis.core import (
-    QgsProcessing,
     QgsProcessingException,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
@@ -15,6 +14,7 @@ from qgis.core import (
 from ..core.reports.lagcorr_report import write_html_report
 from ..core.stats import lagcorr
 from ..processing_provider.base import SubsidenceAlgorithm
+from ..processing_provider.compat import FieldDataType, NumberType, SourceType, parameter_as_fields
 from ..processing_provider.tables import dataframe_from_source, write_table
 
 
@@ -81,40 +81,40 @@ class LaggedCorrelation(SubsidenceAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802
         self.add(
             QgsProcessingParameterFeatureSource(self.INPUT, self.tr("Input table or layer"),
-                                                [QgsProcessing.TypeVector]),
+                                                [SourceType.Vector]),
             "Table (e.g. CSV) or vector layer with one row per date (wide) or per date and variable (long), "
             "e.g. the table of the class sampling.",
         )
         self.add(
             QgsProcessingParameterField(self.DATE_FIELD, self.tr("Date field"), parentLayerParameterName=self.INPUT,
-                                        type=QgsProcessingParameterField.Any),
+                                        type=FieldDataType.Any),
             "Date of each row: a date field or text YYYY-MM-DD, YYYYMMDD or YYYY-MM. Rows are grouped by calendar "
             "month.",
         )
         self.add(
             QgsProcessingParameterField(self.X_FIELD, self.tr("X field: driver, e.g. GWSA (wide table)"),
                                         parentLayerParameterName=self.INPUT,
-                                        type=QgsProcessingParameterField.Any, optional=True),
+                                        type=FieldDataType.Any, optional=True),
             "Wide table: the field with the driver series X (e.g. groundwater storage anomaly, mm). X leads Y at "
             "positive lags.",
         )
         self.add(
             QgsProcessingParameterField(self.Y_FIELD, self.tr("Y field: response, e.g. deformation (wide table)"),
                                         parentLayerParameterName=self.INPUT,
-                                        type=QgsProcessingParameterField.Any, optional=True),
+                                        type=FieldDataType.Any, optional=True),
             "Wide table: the field with the response series Y (e.g. class-averaged deformation, mm).",
         )
         self.add(
             QgsProcessingParameterField(self.VARIABLE_FIELD, self.tr("Variable field (long table)"),
                                         parentLayerParameterName=self.INPUT,
-                                        type=QgsProcessingParameterField.Any, optional=True),
+                                        type=FieldDataType.Any, optional=True),
             "Long table: the field naming the variable (layer) of each row, e.g. 'layer'. When set, the value "
             "field and the X and Y names are used instead of the X and Y fields.",
         )
         self.add(
             QgsProcessingParameterField(self.VALUE_FIELD, self.tr("Value field (long table)"),
                                         parentLayerParameterName=self.INPUT,
-                                        type=QgsProcessingParameterField.Any, optional=True),
+                                        type=FieldDataType.Any, optional=True),
             "Long table: the field holding the values, e.g. 'mean'.",
         )
         self.add(
@@ -127,13 +127,13 @@ class LaggedCorrelation(SubsidenceAlgorithm):
         )
         self.add(
             QgsProcessingParameterField(self.GROUP_FIELDS, self.tr("Group by fields"),
-                                        parentLayerParameterName=self.INPUT, type=QgsProcessingParameterField.Any,
+                                        parentLayerParameterName=self.INPUT, type=FieldDataType.Any,
                                         allowMultiple=True, optional=True),
             "One analysis per combination of these fields (e.g. area and class). Empty: one analysis.",
         )
         self.add(
             QgsProcessingParameterNumber(self.MAX_LAG, self.tr("Maximum lag (months)"),
-                                         QgsProcessingParameterNumber.Integer, defaultValue=3, minValue=0,
+                                         NumberType.Integer, defaultValue=3, minValue=0,
                                          maxValue=120),
             "Lags 0..MAX_LAG months are evaluated; lag k means X leads Y by k months.",
         )
@@ -169,14 +169,14 @@ class LaggedCorrelation(SubsidenceAlgorithm):
         )
         self.add(
             QgsProcessingParameterNumber(self.MIN_PAIRS, self.tr("Minimum overlapping months"),
-                                         QgsProcessingParameterNumber.Integer, defaultValue=lagcorr.MIN_PAIRS,
+                                         NumberType.Integer, defaultValue=lagcorr.MIN_PAIRS,
                                          minValue=3),
             "Lags with fewer overlapping months get NaN r and p (and a warning) instead of a result.",
             advanced=True,
         )
         self.add(
             QgsProcessingParameterFeatureSink(self.OUTPUT, self.tr("Lagged correlation table"),
-                                              QgsProcessing.TypeVector),
+                                              SourceType.Vector),
             "One row per group, series and lag: n, r, p, lag-1 autocorrelations r1_x and r1_y, n_eff, p_eff, "
             "best_lag flag and a note when a value could not be computed.",
         )
@@ -190,7 +190,7 @@ class LaggedCorrelation(SubsidenceAlgorithm):
 
     # ------------------------------------------------------------------ helpers
     def _field(self, parameters, name, context):
-        value = self.parameterAsFields(parameters, name, context)
+        value = parameter_as_fields(self, parameters, name, context)
         return value[0] if value else None
 
     def _series_fields(self, parameters, context, feedback):
@@ -241,7 +241,7 @@ class LaggedCorrelation(SubsidenceAlgorithm):
         if source is None:
             raise QgsProcessingException(self.invalidSourceError(parameters, self.INPUT))
         fields = self._series_fields(parameters, context, feedback)
-        groups = self.parameterAsFields(parameters, self.GROUP_FIELDS, context) or []
+        groups = parameter_as_fields(self, parameters, self.GROUP_FIELDS, context) or []
         options = dict(
             max_lag=self.parameterAsInt(parameters, self.MAX_LAG, context),
             negative_lags=self.parameterAsBool(parameters, self.NEGATIVE_LAGS, context),

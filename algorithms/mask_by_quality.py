@@ -1,7 +1,6 @@
 """Mask SBAS results by quality (``subsidence:maskbyquality``)."""
 import pandas as pd
 from qgis.core import (
-    QgsProcessing,
     QgsProcessingException,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterNumber,
@@ -11,6 +10,7 @@ from qgis.core import (
 
 from ..core.insar import quality_mask
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
+from ..processing_provider.compat import NumberType, SourceType
 from ..processing_provider.rasters import output_raster_path
 from ..processing_provider.styling import style_output
 from ..processing_provider.tables import write_table
@@ -82,7 +82,7 @@ class MaskByQuality(SubsidenceAlgorithm):
                 kw["maxValue"] = hi
             if default is not None:
                 kw["defaultValue"] = default
-            self.add(QgsProcessingParameterNumber(key, self.tr(label), QgsProcessingParameterNumber.Double, **kw),
+            self.add(QgsProcessingParameterNumber(key, self.tr(label), NumberType.Double, **kw),
                      help_text)
         self.add_memory_limit(self.MEMORY_LIMIT_MB)
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT_VELOCITY, self.tr("Masked velocity"),
@@ -94,7 +94,7 @@ class MaskByQuality(SubsidenceAlgorithm):
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT_MASK, self.tr("Quality mask")),
                  "1 = kept, 0 = masked, NoData = no quality data.")
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_TABLE, self.tr("Pixels removed per threshold"),
-                                                   QgsProcessing.TypeVector, optional=True),
+                                                   SourceType.Vector, optional=True),
                  "One row per threshold applied: rule, pixels failing it, pixels removed only by it; then the "
                  "pixels kept and the pixels without quality data.")
 

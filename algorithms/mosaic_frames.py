@@ -3,7 +3,6 @@ import os
 
 import pandas as pd
 from qgis.core import (
-    QgsProcessing,
     QgsProcessingException,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterCrs,
@@ -17,6 +16,7 @@ from qgis.core import (
 
 from ..core.insar import mosaic
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
+from ..processing_provider.compat import NumberType, SourceType
 from ..processing_provider.rasters import output_raster_path
 from ..processing_provider.styling import style_output
 from ..processing_provider.tables import write_table
@@ -71,13 +71,13 @@ class MosaicFrames(SubsidenceAlgorithm):
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.add(QgsProcessingParameterMultipleLayers(self.INPUTS, self.tr("Frames"), QgsProcessing.TypeRaster),
+        self.add(QgsProcessingParameterMultipleLayers(self.INPUTS, self.tr("Frames"), SourceType.Raster),
                  "Two or more time-series (one band per date) or velocity rasters of overlapping frames or tracks, on "
                  "any grids and CRS. Time series need the same dates (e.g. monthly from 'Resample time series in "
                  "time').")
         self.add(QgsProcessingParameterNumber(self.REFERENCE_FRAME,
                                               self.tr("Reference frame (0-based, -1 = zero mean)"),
-                                              QgsProcessingParameterNumber.Integer, defaultValue=0, minValue=-1),
+                                              NumberType.Integer, defaultValue=0, minValue=-1),
                  "Index into the frames (0 = the first) whose values are kept as they are; the others are shifted "
                  "onto it. -1: offsets of zero mean over the frames.")
         self.add(QgsProcessingParameterCrs(self.TARGET_CRS, self.tr("Target CRS"), optional=True),
@@ -85,7 +85,7 @@ class MosaicFrames(SubsidenceAlgorithm):
         self.add(QgsProcessingParameterExtent(self.TARGET_EXTENT, self.tr("Target extent"), optional=True),
                  "Extent of the mosaic. Default: the union of the frames.")
         self.add(QgsProcessingParameterNumber(self.TARGET_RESOLUTION, self.tr("Target resolution"),
-                                              QgsProcessingParameterNumber.Double, defaultValue=0.0, minValue=0.0),
+                                              NumberType.Double, defaultValue=0.0, minValue=0.0),
                  "Pixel size in target CRS units, e.g. 0.01 degrees as in Liu et al. (2024). 0 = the finest input "
                  "resolution (on the finest frame's pixel lattice).")
         self.add(QgsProcessingParameterEnum(self.MISSING_DATES, self.tr("Dates missing from some frames"),
@@ -98,18 +98,18 @@ class MosaicFrames(SubsidenceAlgorithm):
                  "Replace each frame's per-date offsets by a straight line in time (for references that drift "
                  "linearly, e.g. velocity-like offsets); ignored for velocities.", advanced=True)
         self.add(QgsProcessingParameterMultipleLayers(self.QUALITY, self.tr("Quality rasters (optional)"),
-                                                      QgsProcessing.TypeRaster, optional=True),
+                                                      SourceType.Raster, optional=True),
                  "One quality raster per frame, same order (e.g. SBAS temporal coherence, 0-1): blending weights "
                  "are multiplied by it.", advanced=True)
         self.add(QgsProcessingParameterNumber(self.BLEND_WIDTH, self.tr("Blend width (pixels)"),
-                                              QgsProcessingParameterNumber.Integer,
+                                              NumberType.Integer,
                                               defaultValue=mosaic.DEFAULT_BLEND_WIDTH, minValue=1),
                  "Weights rise linearly from a frame's edge of valid data over this many target pixels.",
                  advanced=True)
         self.add_memory_limit(self.MEMORY_LIMIT_MB)
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Mosaic")),
                  "One raster on the target grid: bands and dates as chosen, units of the first frame, NoData NaN.")
-        self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_OFFSETS, self.tr("Offsets"), QgsProcessing.TypeVector,
+        self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_OFFSETS, self.tr("Offsets"), SourceType.Vector,
                                                    optional=True),
                  "Long table, one row per frame and date: " + ", ".join(OFFSET_COLUMNS) + ".")
 

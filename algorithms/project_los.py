@@ -10,6 +10,7 @@ from qgis.core import (
 from ..core.insar import geometry
 from ..core.io.rasters import open_raster
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
+from ..processing_provider.compat import NumberType
 from ..processing_provider.rasters import output_raster_path
 from ..processing_provider.styling import style_output
 
@@ -70,7 +71,7 @@ class ProjectLos(SubsidenceAlgorithm):
                  "What the geometry raster holds: incidence angle in degrees [0, 90), or U = cos(incidence) in "
                  "(0, 1]. Values outside these ranges stop the run naming the file.")
         self.add(QgsProcessingParameterNumber(self.INCIDENCE_ANGLE, self.tr("Constant incidence angle (degrees)"),
-                                              QgsProcessingParameterNumber.Double, optional=True, minValue=0.0,
+                                              NumberType.Double, optional=True, minValue=0.0,
                                               maxValue=89.999),
                  "Used when no geometry raster is given, e.g. 39 for the middle of a Sentinel-1 IW swath. A "
                  "constant angle is off by up to 10% at the swath edges: prefer a raster.")

@@ -10,6 +10,7 @@ from qgis.core import (
 
 from ..core.timeseries import resample
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
+from ..processing_provider.compat import NumberType
 from ..processing_provider.rasters import output_raster_path, parse_date_list, parse_date_param
 from ..processing_provider.styling import style_output
 
@@ -79,7 +80,7 @@ class ResampleTimeSeries(SubsidenceAlgorithm):
         )
         self.add(
             QgsProcessingParameterNumber(
-                self.DAY_OF_MONTH, self.tr("Day of month (monthly step)"), QgsProcessingParameterNumber.Integer,
+                self.DAY_OF_MONTH, self.tr("Day of month (monthly step)"), NumberType.Integer,
                 defaultValue=15, minValue=1, maxValue=31,
             ),
             "Day of each month for monthly targets (default 15 = mid-month). Days beyond a month's length "
@@ -87,7 +88,7 @@ class ResampleTimeSeries(SubsidenceAlgorithm):
         )
         self.add(
             QgsProcessingParameterNumber(
-                self.STEP_DAYS, self.tr("Step in days (every N days)"), QgsProcessingParameterNumber.Integer,
+                self.STEP_DAYS, self.tr("Step in days (every N days)"), NumberType.Integer,
                 defaultValue=12, minValue=1,
             ),
             "Step between target dates when 'Every N days' is chosen (e.g. 12 for the Sentinel-1 revisit).",
@@ -102,7 +103,7 @@ class ResampleTimeSeries(SubsidenceAlgorithm):
         )
         self.add(
             QgsProcessingParameterNumber(
-                self.MIN_VALID, self.tr("Minimum valid dates per pixel"), QgsProcessingParameterNumber.Integer,
+                self.MIN_VALID, self.tr("Minimum valid dates per pixel"), NumberType.Integer,
                 defaultValue=2, minValue=2,
             ),
             "Pixels with fewer valid dates than this are NoData in the output.",

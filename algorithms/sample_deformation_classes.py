@@ -8,11 +8,9 @@ from qgis.core import (
     QgsCsException,
     QgsFeature,
     QgsFeatureRequest,
-    QgsField,
     QgsFields,
     QgsGeometry,
     QgsPointXY,
-    QgsProcessing,
     QgsProcessingException,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterFeatureSink,
@@ -22,15 +20,14 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
-    QgsWkbTypes,
 )
-from qgis.PyQt.QtCore import QVariant
 
 from ..core.io.dates import parse_date
 from ..core.io.errors import TimeSeriesError
 from ..core.io.rasters import open_raster, read_dates
 from ..core.stats import sampling
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
+from ..processing_provider.compat import FieldType, NumberType, SourceType, WkbType, field
 from ..processing_provider.tables import write_features, write_table
 
 
@@ -102,12 +99,12 @@ class SampleDeformationClasses(SubsidenceAlgorithm):
         )
         self.add(
             QgsProcessingParameterNumber(self.POINTS_PER_CLASS, self.tr("Points per class"),
-                                         QgsProcessingParameterNumber.Integer, defaultValue=100, minValue=1),
+                                         NumberType.Integer, defaultValue=100, minValue=1),
             "Number of random points per class (and per area). 100 in Liu et al. 2024.",
         )
         self.add(
             QgsProcessingParameterFeatureSource(self.AREA, self.tr("Study areas (optional)"),
-                                                [QgsProcessing.TypeVectorPolygon], optional=True),
+                                                [SourceType.VectorPolygon], optional=True),
             "Polygon layer: each feature is sampled separately (a pixel belongs to a polygon when its centre "
             "is inside). Without it the whole raster is one area named 'all'.",
         )
@@ -117,19 +114,19 @@ class SampleDeformationClasses(SubsidenceAlgorithm):
             "Field labelling each polygon in the outputs (default: 'feature <id>').",
         )
         self.add(
-            QgsProcessingParameterNumber(self.SEED, self.tr("Random seed"), QgsProcessingParameterNumber.Integer,
+            QgsProcessingParameterNumber(self.SEED, self.tr("Random seed"), NumberType.Integer,
                                          defaultValue=0, minValue=0),
             "Same seed, same inputs -> the same points.",
         )
         self.add(
             QgsProcessingParameterNumber(self.MIN_SPACING, self.tr("Minimum spacing between points"),
-                                         QgsProcessingParameterNumber.Double, defaultValue=0.0, minValue=0.0),
+                                         NumberType.Double, defaultValue=0.0, minValue=0.0),
             "Minimum distance between two points of the same class and area, in the velocity raster's map "
             "units; 0 = none. When it cannot be met, fewer points are returned with a warning.",
         )
         self.add(
             QgsProcessingParameterMultipleLayers(self.TIME_SERIES, self.tr("Time-series rasters"),
-                                                 QgsProcessing.TypeRaster, optional=True),
+                                                 SourceType.Raster, optional=True),
             "Rasters with one band per date (band descriptions YYYY-MM-DD), e.g. the SBAS deformation "
             "resampled to months and a GWSA raster; grids and CRS may differ from the velocity raster.",
         )
@@ -141,7 +138,7 @@ class SampleDeformationClasses(SubsidenceAlgorithm):
             "intermediate outputs are all called OUTPUT.",
         )
         self.add(
-            QgsProcessingParameterNumber(self.WINDOW, self.tr("Window side"), QgsProcessingParameterNumber.Double,
+            QgsProcessingParameterNumber(self.WINDOW, self.tr("Window side"), NumberType.Double,
                                          defaultValue=0.0, minValue=0.0),
             "Side of the square averaged around each point in each time-series raster's map units (metres "
             "for rasters in degrees); 0 = the pixel under the point.",
@@ -155,16 +152,16 @@ class SampleDeformationClasses(SubsidenceAlgorithm):
         )
         self.add(
             QgsProcessingParameterFeatureSink(self.OUTPUT_POINTS, self.tr("Sampled points"),
-                                              QgsProcessing.TypeVectorPoint),
+                                              SourceType.VectorPoint),
             "Point layer in the velocity raster's CRS: id, area, class, class_index, velocity (mm/yr), row, col.",
         )
         self.add(
             QgsProcessingParameterFeatureSink(self.OUTPUT_TABLE, self.tr("Class time series"),
-                                              QgsProcessing.TypeVector, optional=True),
+                                              SourceType.Vector, optional=True),
             "Long table: area, class, layer, date, mean, std, n, temporal_change, cumulative_change.",
         )
         self.add(
-            QgsProcessingParameterFeatureSink(self.OUTPUT_REPORT, self.tr("Class report"), QgsProcessing.TypeVector,
+            QgsProcessingParameterFeatureSink(self.OUTPUT_REPORT, self.tr("Class report"), SourceType.Vector,
                                               optional=True, createByDefault=False),
             "One row per area and class: interval, available valid pixels, requested, selected, status "
             "(ok, fewer, spacing, empty).",
@@ -205,10 +202,10 @@ class SampleDeformationClasses(SubsidenceAlgorithm):
 
     def _write_points(self, parameters, context, points, vel_crs):
         fields = QgsFields()
-        for name, kind in (("id", QVariant.LongLong), ("area", QVariant.String), ("class", QVariant.String),
-                           ("class_index", QVariant.Int), ("velocity", QVariant.Double),
-                           ("row", QVariant.LongLong), ("col", QVariant.LongLong)):
-            fields.append(QgsField(name, kind))
+        for name, kind in (("id", FieldType.LongLong), ("area", FieldType.String), ("class", FieldType.String),
+                           ("class_index", FieldType.Int), ("velocity", FieldType.Double),
+                           ("row", FieldType.LongLong), ("col", FieldType.LongLong)):
+            fields.append(field(name, kind))
         cols = [points[c].tolist() for c in ("id", "area", "class", "class_index", "velocity", "row", "col", "x", "y")]
 
         def features():
@@ -218,7 +215,7 @@ class SampleDeformationClasses(SubsidenceAlgorithm):
                 f.setAttributes([int(pid), str(area), str(cls), int(cidx), float(vel), int(row), int(col)])
                 yield f
 
-        return write_features(self, parameters, self.OUTPUT_POINTS, context, fields, QgsWkbTypes.Point, vel_crs,
+        return write_features(self, parameters, self.OUTPUT_POINTS, context, fields, WkbType.Point, vel_crs,
                               features())
 
     # ------------------------------------------------------------------ run

@@ -7,7 +7,6 @@ import pandas as pd
 from qgis.core import (
     Qgis,
     QgsCoordinateReferenceSystem,
-    QgsProcessing,
     QgsProcessingException,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
@@ -30,6 +29,7 @@ from ..core.io.dates import format_date
 from ..core.io.errors import TimeSeriesError
 from ..core.reports.network_report import write_html_report as write_network_report
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
+from ..processing_provider.compat import NumberType, SourceType
 from ..processing_provider.rasters import output_raster_path
 from ..processing_provider.styling import style_output
 from ..processing_provider.tables import write_table
@@ -167,7 +167,7 @@ class SbasInversion(SubsidenceAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.add(QgsProcessingParameterMultipleLayers(self.INTERFEROGRAMS, self.tr("Unwrapped interferograms"),
-                                                      QgsProcessing.TypeRaster, optional=True),
+                                                      SourceType.Raster, optional=True),
                  "One single-band raster per pair (or give an input folder instead). Dates from the file names "
                  "(first two YYYYMMDD groups: reference, then secondary) unless a pairs CSV is given. Files of one "
                  "pixel lattice may differ in extent (see Extent).")
@@ -202,12 +202,12 @@ class SbasInversion(SubsidenceAlgorithm):
                  "bperp (m). Needed when file names carry no dates. Baselines of LiCSAR (baselines file) and HyP3 "
                  "(.txt) products are read from the products; a CSV's bperp column takes precedence.")
         self.add(QgsProcessingParameterMultipleLayers(self.COHERENCE, self.tr("Coherence rasters (optional)"),
-                                                      QgsProcessing.TypeRaster, optional=True),
+                                                      SourceType.Raster, optional=True),
                  "One coherence raster (0-1, or 8-bit 0-255 = DN/255) per interferogram, matched by the date pair in "
                  "the file name (LiCSAR .geo.cc.tif, HyP3 _corr.tif; found automatically with an input folder). Used "
                  "for weighting, the coherence threshold, the automatic reference and the network table.")
         self.add(QgsProcessingParameterNumber(self.MIN_COHERENCE, self.tr("Minimum coherence"),
-                                              QgsProcessingParameterNumber.Double, defaultValue=0.0, minValue=0.0,
+                                              NumberType.Double, defaultValue=0.0, minValue=0.0,
                                               maxValue=1.0),
                  "Observations with coherence below this are dropped (default 0 = keep all).")
         self.add(QgsProcessingParameterEnum(self.WEIGHTING, self.tr("Weighting"), options=list(self.WEIGHTING_LABELS),
@@ -215,7 +215,7 @@ class SbasInversion(SubsidenceAlgorithm):
                  "None: classic SBAS. Coherence: weight = coherence. Phase variance: weight = 1/variance of the "
                  "multilooked phase for the coherence and number of looks (Tough et al. 1995). Needs coherence.")
         self.add(QgsProcessingParameterNumber(self.LOOKS, self.tr("Number of looks (phase-variance weights)"),
-                                              QgsProcessingParameterNumber.Integer,
+                                              NumberType.Integer,
                                               defaultValue=weights.DEFAULT_LOOKS, minValue=1),
                  "Effective number of independent looks of the coherence estimate (default 20; LiCSAR/HyP3 use "
                  "20x4 multilooking). Only used by the phase-variance weighting.", advanced=True)
@@ -223,7 +223,7 @@ class SbasInversion(SubsidenceAlgorithm):
                                             defaultValue=0),
                  "Unwrapped phase in radians (default), or LOS displacement in metres or millimetres.")
         self.add(QgsProcessingParameterNumber(self.WAVELENGTH, self.tr("Radar wavelength (m)"),
-                                              QgsProcessingParameterNumber.Double,
+                                              NumberType.Double,
                                               defaultValue=units.SENTINEL1_WAVELENGTH_M, minValue=1e-6),
                  "Default 0.05546576 m (Sentinel-1 C band). Phase to LOS: -wavelength/(4 pi).")
         self.add(QgsProcessingParameterBoolean(self.FLIP_SIGN, self.tr("Flip sign"), defaultValue=False),
@@ -235,14 +235,14 @@ class SbasInversion(SubsidenceAlgorithm):
                  "every interferogram and the highest mean coherence (or the lowest residual RMS without "
                  "coherence). The pixel used is reported in the log and in the output metadata.")
         self.add(QgsProcessingParameterNumber(self.REFERENCE_WINDOW, self.tr("Reference window (pixels)"),
-                                              QgsProcessingParameterNumber.Integer, defaultValue=1, minValue=1),
+                                              NumberType.Integer, defaultValue=1, minValue=1),
                  "Side of the square window around the reference pixel whose median is subtracted from each "
                  "interferogram (1 = the pixel only; odd values are centred).", advanced=True)
         self.add(QgsProcessingParameterNumber(self.MAX_TEMPORAL_BASELINE, self.tr("Maximum temporal baseline (days)"),
-                                              QgsProcessingParameterNumber.Double, defaultValue=0.0, minValue=0.0),
+                                              NumberType.Double, defaultValue=0.0, minValue=0.0),
                  "Pairs with a longer temporal baseline are not used (0 = no limit; Liu et al. 2024 use 300 d).")
         self.add(QgsProcessingParameterNumber(self.MAX_PERP_BASELINE, self.tr("Maximum perpendicular baseline (m)"),
-                                              QgsProcessingParameterNumber.Double, defaultValue=0.0, minValue=0.0),
+                                              NumberType.Double, defaultValue=0.0, minValue=0.0),
                  "Pairs with a longer perpendicular baseline are not used (0 = no limit; Liu et al. 2024 use 300 m). "
                  "Baselines from the products (LiCSAR baselines file, HyP3 .txt) or the bperp column of the pairs "
                  "CSV.")
@@ -266,7 +266,7 @@ class SbasInversion(SubsidenceAlgorithm):
                  "gap handling. The quality band n_loop_errors counts, per pixel, the loops that do not close "
                  "within pi.")
         self.add(QgsProcessingParameterNumber(self.LOOP_THRESHOLD, self.tr("Loop-phase RMS threshold (rad)"),
-                                              QgsProcessingParameterNumber.Double,
+                                              NumberType.Double,
                                               defaultValue=loop_closure.DEFAULT_LOOP_THRESHOLD, minValue=0.0),
                  "A loop whose phase RMS over the image (after removing the integer cycles of its median) reaches "
                  "this is bad (default 1.5 rad, LiCSBAS loop_thre).")
@@ -281,7 +281,7 @@ class SbasInversion(SubsidenceAlgorithm):
                  "Polygons (the deforming area) or a raster (non-zero = excluded, any grid) left out of the ramp "
                  "fit.")
         self.add(QgsProcessingParameterMultipleLayers(self.GACOS, self.tr("GACOS zenith delay files (optional)"),
-                                                      QgsProcessing.TypeFile, optional=True),
+                                                      SourceType.File, optional=True),
                  "One file per acquisition date as GACOS distributes them: YYYYMMDD.ztd (raw float32, metres; its "
                  "YYYYMMDD.ztd.rsc header must sit next to it, X_FIRST/Y_FIRST = centre of the first pixel, "
                  "WGS84) or YYYYMMDD.ztd.tif, on their own grid (resampled bilinearly). Slant delay = ZTD / "
@@ -294,7 +294,7 @@ class SbasInversion(SubsidenceAlgorithm):
                  "A date without a GACOS file is an error naming the date (default); checked, its interferograms "
                  "are left out instead (named in the log and the network table).", advanced=True)
         self.add(QgsProcessingParameterNumber(self.GACOS_TOLERANCE, self.tr("GACOS tolerance (%)"),
-                                              QgsProcessingParameterNumber.Double,
+                                              NumberType.Double,
                                               defaultValue=100 * gacos.DEFAULT_TOLERANCE, minValue=0.0),
                  "The correction is not applied to an interferogram whose standard deviation it raises by more "
                  "than this percentage (default 100 %: it more than doubles it); the log and the network table "
@@ -319,7 +319,7 @@ class SbasInversion(SubsidenceAlgorithm):
                                             options=list(GEOMETRY_TYPE_LABELS), defaultValue=0),
                  "Incidence angle in degrees [0, 90), or U = cos(incidence) in (0, 1].")
         self.add(QgsProcessingParameterNumber(self.INCIDENCE_ANGLE, self.tr("Constant incidence angle (degrees)"),
-                                              QgsProcessingParameterNumber.Double, optional=True, minValue=0.0,
+                                              NumberType.Double, optional=True, minValue=0.0,
                                               maxValue=89.999),
                  "Used when no incidence raster is given (e.g. 39 for the middle of a Sentinel-1 IW swath); the "
                  "vertical output component and GACOS need the raster or this angle.")
@@ -339,7 +339,7 @@ class SbasInversion(SubsidenceAlgorithm):
                  "interferograms used whose referenced phase exceeds pi: an unclosed 2 pi ambiguity; NaN with loop "
                  "closure off), kept_first_date (index of the first date of the part kept: 0 unless the mask gap "
                  "handling kept a later part).")
-        self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_NETWORK, self.tr("Network"), QgsProcessing.TypeVector,
+        self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_NETWORK, self.tr("Network"), SourceType.Vector,
                                                    optional=True),
                  "One row per interferogram: file, dates, temporal and perpendicular baseline, used or why not "
                  "(e.g. 'loop closure'), mean coherence, residual RMS (mm); with loop closure: loop_check (ok, "

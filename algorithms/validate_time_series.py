@@ -6,7 +6,6 @@ from qgis.core import (
     QgsCoordinateTransform,
     QgsCsException,
     QgsPointXY,
-    QgsProcessing,
     QgsProcessingException,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterCrs,
@@ -24,6 +23,7 @@ from ..core.insar import geometry
 from ..core.io.rasters import open_raster
 from ..core.stats import validation
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
+from ..processing_provider.compat import GeometryType, NumberType, SourceType
 from ..processing_provider.tables import _plain, write_table
 from .project_los import GEOMETRY_TYPE_LABELS, geometry_spec
 
@@ -84,7 +84,7 @@ class ValidateTimeSeries(SubsidenceAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802
         self.add(
             QgsProcessingParameterFeatureSource(self.MEASUREMENTS, self.tr("Measurements"),
-                                                [QgsProcessing.TypeVector]),
+                                                [SourceType.Vector]),
             "Point layer (or a table with X/Y fields) with one feature per observation: an id, a date and a "
             "value.",
         )
@@ -105,7 +105,7 @@ class ValidateTimeSeries(SubsidenceAlgorithm):
         self.add(QgsProcessingParameterCrs(self.MEASUREMENTS_CRS, self.tr("CRS of the X/Y fields"), optional=True),
                  "CRS of the X/Y columns (default: the layer's CRS, or EPSG:4326 when it has none).")
         self.add(QgsProcessingParameterNumber(self.VALUE_SCALE, self.tr("Value scale (to mm)"),
-                                              QgsProcessingParameterNumber.Double, defaultValue=1.0),
+                                              NumberType.Double, defaultValue=1.0),
                  "Multiplier turning the value into mm of the raster's quantity: 1 for leveling in mm; "
                  "Sy x 1000 for well levels in metres (eq. 13, dGWS = dH x Sy).")
         self.add(QgsProcessingParameterEnum(self.SIGN, self.tr("Value direction"),
@@ -115,12 +115,12 @@ class ValidateTimeSeries(SubsidenceAlgorithm):
                  "Depth to water grows when storage falls, so its sign is flipped (measured = -value x scale).")
         self.add(QgsProcessingParameterRasterLayer(self.TIME_SERIES, self.tr("Time-series raster")),
                  "One band per date (band descriptions YYYY-MM-DD), in mm: SBAS deformation or GWSA.")
-        self.add(QgsProcessingParameterNumber(self.WINDOW, self.tr("Window side"), QgsProcessingParameterNumber.Double,
+        self.add(QgsProcessingParameterNumber(self.WINDOW, self.tr("Window side"), NumberType.Double,
                                               defaultValue=0.0, minValue=0.0),
                  "Side of the averaged square (raster map units; metres for rasters in degrees): 200 m for "
                  "leveling, 10 km for wells in Liu et al. 2024; 0 = the pixel under the point.")
         self.add(QgsProcessingParameterNumber(self.DATE_TOLERANCE, self.tr("Date tolerance (days)"),
-                                              QgsProcessingParameterNumber.Double, defaultValue=16.0, minValue=0.0),
+                                              NumberType.Double, defaultValue=16.0, minValue=0.0),
                  "Largest accepted distance between an observation date and the matched band date (nearest), "
                  "or outside the series (linear). 16 days suits monthly series on mid-month dates.")
         self.add(QgsProcessingParameterEnum(self.DATE_MATCHING, self.tr("Date matching"),
@@ -143,14 +143,14 @@ class ValidateTimeSeries(SubsidenceAlgorithm):
                                             options=list(GEOMETRY_TYPE_LABELS), defaultValue=0),
                  "Incidence angle in degrees [0, 90), or U = cos(incidence) in (0, 1].")
         self.add(QgsProcessingParameterNumber(self.INCIDENCE_ANGLE, self.tr("Constant incidence angle (degrees)"),
-                                              QgsProcessingParameterNumber.Double, optional=True, minValue=0.0,
+                                              NumberType.Double, optional=True, minValue=0.0,
                                               maxValue=89.999),
                  "For the vertical projection when no incidence raster is given.")
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT, self.tr("Validation per observation"),
-                                                   QgsProcessing.TypeVector),
+                                                   SourceType.Vector),
                  "id, date, band_date, measured, predicted, error, n_pixels, reference.")
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_SUMMARY, self.tr("Validation summary"),
-                                                   QgsProcessing.TypeVector),
+                                                   SourceType.Vector),
                  "For all observations (id '(all)') and per id: n, max/min/median/mean absolute error, RMSE, "
                  "bias, Pearson R and p.")
 
@@ -174,7 +174,7 @@ class ValidateTimeSeries(SubsidenceAlgorithm):
         use_xy = "x" in names or "y" in names
         if use_xy and not ("x" in names and "y" in names):
             raise QgsProcessingException("give both an X and a Y field, or neither (to use the point geometry)")
-        if not use_xy and QgsWkbTypes.geometryType(source.wkbType()) != QgsWkbTypes.PointGeometry:
+        if not use_xy and QgsWkbTypes.geometryType(source.wkbType()) != GeometryType.Point:
             raise QgsProcessingException(
                 "%s has no point geometry: give X and Y fields (and their CRS)" % source.sourceName())
         if use_xy:

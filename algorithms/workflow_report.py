@@ -1,7 +1,5 @@
 """Summary report of a workflow run (``subsidence:workflowreport``): the last step of the shipped model."""
 from qgis.core import (
-    QgsCoordinateReferenceSystem,
-    QgsProcessing,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
     QgsProcessingParameterFile,
@@ -11,6 +9,7 @@ from qgis.core import (
 
 from ..core.reports.workflow_report import write_html_report
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
+from ..processing_provider.compat import CrsWktVariant, SourceType
 from ..processing_provider.tables import dataframe_from_source
 
 
@@ -46,22 +45,22 @@ class WorkflowReport(SubsidenceAlgorithm):
         self.add(QgsProcessingParameterRasterLayer(self.GWSA, self.tr("GWSA time series")),
                  "Groundwater storage anomaly raster (one band per month); the last month is mapped.")
         self.add(QgsProcessingParameterFeatureSource(self.AREAS, self.tr("Study areas"),
-                                                     [QgsProcessing.TypeVectorPolygon], optional=True),
+                                                     [SourceType.VectorPolygon], optional=True),
                  "Polygons drawn as outlines on the maps.")
         self.add(QgsProcessingParameterField(self.AREA_FIELD, self.tr("Area name field"),
                                              parentLayerParameterName=self.AREAS, optional=True),
                  "Field whose value labels each outline.")
         self.add(QgsProcessingParameterFeatureSource(self.CLASS_TABLE, self.tr("Class time series"),
-                                                     [QgsProcessing.TypeVector], optional=True),
+                                                     [SourceType.Vector], optional=True),
                  "Table of 'Sample points by deformation class' (area, class, layer, date, cumulative_change, n).")
         self.add(QgsProcessingParameterFeatureSource(self.LAG_TABLE, self.tr("Lagged correlation table"),
-                                                     [QgsProcessing.TypeVector], optional=True),
+                                                     [SourceType.Vector], optional=True),
                  "Table of 'Lagged correlation' (group, series, lag, r, p, n_eff, p_eff, best_lag).")
         self.add(QgsProcessingParameterFeatureSource(self.FACTOR_TABLE, self.tr("Geodetector factor table"),
-                                                     [QgsProcessing.TypeVector], optional=True),
+                                                     [SourceType.Vector], optional=True),
                  "Factor detector table of the Geodetector.")
         self.add(QgsProcessingParameterFeatureSource(self.INTERACTION_TABLE, self.tr("Geodetector interaction table"),
-                                                     [QgsProcessing.TypeVector], optional=True),
+                                                     [SourceType.Vector], optional=True),
                  "Interaction detector table of the Geodetector.")
         self.add(QgsProcessingParameterFile(self.LAG_REPORT, self.tr("Lagged correlation report"),
                                             extension="html", optional=True),
@@ -86,8 +85,7 @@ class WorkflowReport(SubsidenceAlgorithm):
         areas = self.parameterAsSource(parameters, self.AREAS, context)
         if areas is not None:
             field = self.parameterAsString(parameters, self.AREA_FIELD, context)
-            crs = areas.sourceCrs().toWkt(QgsCoordinateReferenceSystem.WKT_PREFERRED_GDAL) \
-                if hasattr(QgsCoordinateReferenceSystem, "WKT_PREFERRED_GDAL") else areas.sourceCrs().toWkt()
+            crs = areas.sourceCrs().toWkt(CrsWktVariant.PreferredGdal)
             for f in areas.getFeatures():
                 if f.hasGeometry():
                     outlines.append((str(f[field]) if field else "", f.geometry().asWkt(), crs))

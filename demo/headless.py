@@ -1,9 +1,11 @@
-"""Run the plugin's algorithms headless through ``qgis_process.bin`` (used by the demo and the headless tests).
+"""Run the plugin's algorithms headless through ``qgis_process`` (used by the demo and the headless tests).
 
-Debian 12's ``/usr/bin/qgis_process`` wrapper is broken (``Command --noversioncheck not known!``),
-so the binary ``qgis_process.bin`` is called directly, with ``QT_QPA_PLATFORM=offscreen``,
-a private HOME (QGIS profile) and ``QGIS_PLUGINPATH`` pointing at a folder that holds a
-``subsidence_toolkit`` link to this checkout. The plugin is enabled once per profile.
+:func:`find_qgis_process` picks the first command that answers ``--version``: the ``qgis_process``
+wrapper where it works (Debian 13 and later, Windows, macOS), else the binary ``qgis_process.bin``
+(Debian 12's wrapper is broken: ``Command --noversioncheck not known!``); ``$QGIS_PROCESS`` overrides.
+It runs with ``QT_QPA_PLATFORM=offscreen``, a private HOME (QGIS profile) and ``QGIS_PLUGINPATH``
+pointing at a folder that holds a ``subsidence_toolkit`` link to this checkout. The plugin is enabled
+once per profile.
 """
 import json
 import os
@@ -16,12 +18,39 @@ ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = "subsidence_toolkit"
 
 
+CANDIDATES = (
+    "qgis_process",                                   # Debian >= 13, Ubuntu, conda, OSGeo4W shells
+    "qgis_process.bin", "/usr/bin/qgis_process.bin",  # Debian 12: the binary behind the broken wrapper
+    "/usr/lib/qgis/qgis_process.bin",
+    "qgis_process-qgis.bat", "qgis_process-qgis-ltr.bat",  # OSGeo4W on Windows
+    "/Applications/QGIS.app/Contents/MacOS/bin/qgis_process",
+    "/Applications/QGIS-LTR.app/Contents/MacOS/bin/qgis_process",
+)
+_FOUND = []
+
+
+def _answers(exe):
+    """True if ``exe --version`` runs and names QGIS (a broken wrapper exits with an error)."""
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    try:
+        out = subprocess.run([exe, "--version"], env=env, capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return out.returncode == 0 and "QGIS" in out.stdout + out.stderr
+
+
 def find_qgis_process():
-    for name in ("qgis_process.bin", "/usr/bin/qgis_process.bin", "/usr/lib/qgis/qgis_process.bin"):
-        p = shutil.which(name) or (name if os.path.exists(name) else None)
-        if p:
-            return p
-    return None
+    """The qgis_process command that works on this machine (checked once), or None."""
+    if not _FOUND:
+        names = [os.environ["QGIS_PROCESS"]] if os.environ.get("QGIS_PROCESS") else list(CANDIDATES)
+        found = None
+        for name in names:
+            p = shutil.which(name) or (name if os.path.isfile(name) else None)
+            if p and _answers(p):
+                found = p
+                break
+        _FOUND.append(found)
+    return _FOUND[0]
 
 
 class QgisProcess:
@@ -30,7 +59,7 @@ class QgisProcess:
     def __init__(self, workdir=None, exe=None):
         self.exe = exe or find_qgis_process()
         if not self.exe:
-            raise RuntimeError("qgis_process.bin not found: install QGIS (apt-get install qgis)")
+            raise RuntimeError("no working qgis_process found: install QGIS (apt-get install qgis) or set QGIS_PROCESS")
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="subsidence_qgis_"))
         self.home = self.workdir / "home"
         self.plugins = self.workdir / "plugins"

@@ -11,6 +11,7 @@ Usage: /usr/bin/python3 demo/run_demo.py --out demo_output [--small] [--only NAM
 import argparse
 import importlib.util
 import json
+import os
 import sys
 import time
 import traceback
@@ -48,7 +49,7 @@ class Demo:
 
     def run(self, alg, params):
         args = self.qp.arguments(params)
-        self.commands.append("qgis_process.bin --json run %s -- %s" % (alg, " ".join(args)))
+        self.commands.append("%s --json run %s -- %s" % (os.path.basename(self.qp.exe), alg, " ".join(args)))
         t0 = time.time()
         res = self.qp.run(alg, params)
         self.log("%s finished in %.1f s" % (alg, time.time() - t0))

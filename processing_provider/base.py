@@ -23,6 +23,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from ..core.io.errors import Cancelled, DaskUnavailable, TimeSeriesError
 from ..core.io.windows import DEFAULT_MEMORY_MB
+from .compat import NumberType, ParameterFlag
 from .transaction import Interrupted, OutputTransaction, deliver, input_problems, interrupt_guard, one_line_error
 
 ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "ui", "icons", "subsidence.svg")
@@ -158,7 +159,7 @@ class SubsidenceAlgorithm(QgsProcessingAlgorithm):
         if hasattr(param, "setHelp"):
             param.setHelp(self.tr(help_text))
         if advanced:
-            param.setFlags(param.flags() | param.FlagAdvanced)
+            param.setFlags(param.flags() | ParameterFlag.Advanced)
         self.addParameter(param)
         return param
 
@@ -166,7 +167,7 @@ class SubsidenceAlgorithm(QgsProcessingAlgorithm):
         """The common memory cap parameter (MB); ``help_text`` says what the cap covers."""
         return self.add(
             QgsProcessingParameterNumber(
-                name, self.tr("Memory limit (MB)"), QgsProcessingParameterNumber.Double,
+                name, self.tr("Memory limit (MB)"), NumberType.Double,
                 defaultValue=default, minValue=0.001,
             ),
             help_text or (
@@ -247,7 +248,7 @@ def decimals_needed(value, at_least=2, at_most=10):
 def _set_decimals(param, decimals=None):
     if not isinstance(param, QgsProcessingParameterNumber):
         return
-    if param.dataType() != QgsProcessingParameterNumber.Type.Double:
+    if param.dataType() != NumberType.Double:
         return
     meta = dict(param.metadata() or {})
     wrapper = dict(meta.get("widget_wrapper") or {})

@@ -202,7 +202,9 @@ def apply_style(layer, kind):
         raise ValueError("not a valid raster layer: %r" % (layer.name() if layer is not None else None))
     band, (vmin, vmax), dates = style_band_and_limits(layer_path(layer), kind)
     ramp = diverging_ramp() if kind in DIVERGING else sequential_ramp()
-    shader_fn = QgsColorRampShader(vmin, vmax, ramp, QgsColorRampShader.Interpolated, QgsColorRampShader.Continuous)
+    from .compat import ShaderClassification, ShaderInterpolation
+
+    shader_fn = QgsColorRampShader(vmin, vmax, ramp, ShaderInterpolation.Linear, ShaderClassification.Continuous)
     shader_fn.classifyColorRamp(5, -1)
     shader = QgsRasterShader()
     shader.setRasterShaderFunction(shader_fn)

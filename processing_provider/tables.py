@@ -13,12 +13,11 @@ from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsFeature,
     QgsFeatureSink,
-    QgsField,
     QgsFields,
     QgsProcessingException,
-    QgsWkbTypes,
 )
-from qgis.PyQt.QtCore import QVariant
+
+from .compat import FieldType, WkbType, field
 
 
 def fields_for(df):
@@ -27,13 +26,13 @@ def fields_for(df):
     for name in df.columns:
         kind = df[name].dtype.kind
         if kind == "f":
-            fields.append(QgsField(str(name), QVariant.Double))
+            fields.append(field(name, FieldType.Double))
         elif kind in "iu":
-            fields.append(QgsField(str(name), QVariant.LongLong))
+            fields.append(field(name, FieldType.LongLong))
         elif kind == "b":
-            fields.append(QgsField(str(name), QVariant.Bool))
+            fields.append(field(name, FieldType.Bool))
         else:
-            fields.append(QgsField(str(name), QVariant.String))
+            fields.append(field(name, FieldType.String))
     return fields
 
 
@@ -71,7 +70,7 @@ def write_features(alg, parameters, name, context, fields, wkb_type, crs, featur
         raise QgsProcessingException(alg.invalidSinkError(parameters, name))
     n = 0
     for f in features:
-        if not sink.addFeature(f, QgsFeatureSink.FastInsert):
+        if not sink.addFeature(f, QgsFeatureSink.Flag.FastInsert):
             error = sink.lastError() if hasattr(sink, "lastError") else ""
             raise QgsProcessingException("%s: row %d could not be written (%s); is the disk full?" % (
                 name, n + 1, (error or "write error").splitlines()[0]))
@@ -94,7 +93,7 @@ def write_table(alg, parameters, name, context, df, feedback=None):
             f.setAttributes([_value(v) for v in row])
             yield f
 
-    return write_features(alg, parameters, name, context, fields, QgsWkbTypes.NoGeometry,
+    return write_features(alg, parameters, name, context, fields, WkbType.NoGeometry,
                           QgsCoordinateReferenceSystem(), features())
 
 

@@ -356,10 +356,12 @@ class OutputTransaction:
                                            "FlagIsModelOutput"):
             name, output_name = definition.description(), definition.name()
         hint = getattr(QgsProcessingUtils, "LayerHint", None)
+        # QgsProcessingUtils.LayerHint itself on every QGIS (Qgis.LayerType, 3.30+, is another enum that
+        # LayerDetails refuses on 3.40+)
         if out.kind == "raster":
-            hint = _enum("LayerType", "Raster", hint, "Raster") if hint else None
+            hint = hint.Raster if hint else None
         elif out.kind == "sink":
-            hint = _enum("LayerType", "Vector", hint, "Vector") if hint else None
+            hint = hint.Vector if hint else None
         else:
             return
         final = out.final if out.kind == "raster" or not out.explicit_layer else \
@@ -594,7 +596,8 @@ def _write_failure(tx, text, filename=None, code=None):
     read_only = code == errno.EROFS or "read-only file system" in low
     denied = code in (errno.EACCES, errno.EPERM) or "permission denied" in low
     about_output = tx is not None and (tx.staged_for(text + " " + str(filename or "")) is not None or
-                                       "could not create layer" in low or "could not be written" in low)
+                                       "could not create layer" in low or "could not be written" in low or
+                                       "io error writing" in low)  # GDAL >= 3.10 libtiff: names no file
     if not (disk_full or read_only or denied or (full and about_output)):
         return None
     name, final = _output_named(tx, text + " " + str(filename or ""))

@@ -10,7 +10,10 @@ the algorithms' parameter names (``tests/algorithms/test_workflow_model.py`` che
 Also ``workflow_regional.model3`` (``subsidence:workflowregional``): several frames' LOS time series and
 velocities -> frame mosaics -> vertical (LOS / cos incidence) -> the same downstream steps.
 
-Usage: QT_QPA_PLATFORM=offscreen /usr/bin/python3 scripts/build_workflow_model.py
+Usage: QT_QPA_PLATFORM=offscreen /usr/bin/python3 scripts/build_workflow_model.py [OUTPUT_FOLDER]
+
+The models' outputs are named ``childId:Output name`` (e.g. ``sbas:LOS velocity``) whichever QGIS builds
+them: see ``processing_provider.compat.pin_model_output_names``.
 """
 import importlib.util
 import os
@@ -25,7 +28,6 @@ TARGET_REGIONAL = ROOT / "processing_provider" / "models" / "workflow_regional.m
 def build(regional=False):
     from qgis.core import (
         QgsApplication,
-        QgsProcessing,
         QgsProcessingModelAlgorithm,
         QgsProcessingModelChildAlgorithm,
         QgsProcessingModelOutput,
@@ -42,6 +44,8 @@ def build(regional=False):
         QgsProcessingModelChildParameterSource as Src,
     )
     from qgis.PyQt.QtCore import QPointF
+
+    from subsidence_toolkit.processing_provider.compat import NumberType, SourceType, pin_model_output_names
 
     _next_y[0] = TOP_Y  # modeler layout starts at the top for each model
     m = QgsProcessingModelAlgorithm("workflowregional" if regional else "workflow", "Workflows")
@@ -74,20 +78,20 @@ def build(regional=False):
         m.addModelParameter(p, comp)
 
     if regional:
-        param(QgsProcessingParameterMultipleLayers("frames", "Frame LOS time series", QgsProcessing.TypeRaster),
+        param(QgsProcessingParameterMultipleLayers("frames", "Frame LOS time series", SourceType.Raster),
               "LOS displacement time series (mm) of overlapping frames, on common monthly dates; the first frame "
               "is the reference of the mosaic.")
         param(QgsProcessingParameterMultipleLayers("frame_velocities", "Frame LOS velocities",
-                                                   QgsProcessing.TypeRaster),
+                                                   SourceType.Raster),
               "LOS velocities (mm/yr) of the same frames, in the same order.")
         param(QgsProcessingParameterRasterLayer("up_component", "Up component U of the LOS unit vector"),
               "U = cos(incidence) covering all frames (e.g. LiCSAR *.geo.U.tif mosaicked), for LOS -> vertical.")
     else:
         param(QgsProcessingParameterMultipleLayers("interferograms", "Unwrapped interferograms",
-                                                   QgsProcessing.TypeRaster),
+                                                   SourceType.Raster),
               "Unwrapped interferograms (radians), reference and secondary dates in the file names "
               "(LiCSAR YYYYMMDD_YYYYMMDD.geo.unw.tif, HyP3 ..._YYYYMMDDThhmmss_YYYYMMDDThhmmss_...).")
-        param(QgsProcessingParameterMultipleLayers("coherence", "Coherence rasters", QgsProcessing.TypeRaster,
+        param(QgsProcessingParameterMultipleLayers("coherence", "Coherence rasters", SourceType.Raster,
                                                    optional=True),
               "Coherence rasters matched to the interferograms by their date pair (optional).")
     param(QgsProcessingParameterFile("grace", "GRACE mascon file"),
@@ -100,26 +104,26 @@ def build(regional=False):
           "TWS to give GWSA, as monthly file lists "
           "(same syntax as the model files); units are taken from the files.")
     param(decimal_places(QgsProcessingParameterNumber("baseline_start", "GWSA baseline start (decimal year)",
-                                                      QgsProcessingParameterNumber.Double, optional=True), 3),
+                                                      NumberType.Double, optional=True), 3),
           "First year of the anomaly baseline. Empty (with the end): the GRACE convention 2004.0-2009.999 when "
           "the data cover it, otherwise the period of the data (e.g. 2015-2021 for a Sentinel-1 study).")
     param(decimal_places(QgsProcessingParameterNumber("baseline_end", "GWSA baseline end (decimal year)",
-                                                      QgsProcessingParameterNumber.Double, optional=True), 3),
+                                                      NumberType.Double, optional=True), 3),
           "Last year of the anomaly baseline (2009.999 = through December 2009). Empty: see the start.")
-    param(QgsProcessingParameterVectorLayer("areas", "Study areas (polygons)", [QgsProcessing.TypeVectorPolygon]),
+    param(QgsProcessingParameterVectorLayer("areas", "Study areas (polygons)", [SourceType.VectorPolygon]),
           "One polygon per landscape / study area; each is sampled separately.")
     param(QgsProcessingParameterField("area_field", "Area name field", parentLayerParameterName="areas"),
           "Field with the study-area names.")
     param(QgsProcessingParameterNumber("points_per_class", "Points per deformation class",
-                                       QgsProcessingParameterNumber.Integer, defaultValue=100, minValue=1),
+                                       NumberType.Integer, defaultValue=100, minValue=1),
           "Random points per deformation class in each area (Liu et al. 2024: 100).")
-    param(QgsProcessingParameterNumber("max_lag", "Maximum lag (months)", QgsProcessingParameterNumber.Integer,
+    param(QgsProcessingParameterNumber("max_lag", "Maximum lag (months)", NumberType.Integer,
                                        defaultValue=3, minValue=0),
           "Lags 0..max (GWSA leading deformation) are tested.")
-    param(QgsProcessingParameterMultipleLayers("factors", "Geodetector factor rasters", QgsProcessing.TypeRaster),
+    param(QgsProcessingParameterMultipleLayers("factors", "Geodetector factor rasters", SourceType.Raster),
           "Candidate drivers of subsidence (e.g. GWSA trend, DEM, NDVI, mining intensity) on any grid.")
     param(QgsProcessingParameterNumber("classes", "Geodetector classes per factor",
-                                       QgsProcessingParameterNumber.Integer, defaultValue=20, minValue=2),
+                                       NumberType.Integer, defaultValue=20, minValue=2),
           "Natural-breaks classes per numeric factor (Huang et al. 2025: 20).")
 
     def child(cid, alg, sources, outputs=(), row=0):
@@ -211,7 +215,8 @@ def build(regional=False):
     content = m.helpContent()
     content.update(param_help)  # the modeler shows parameter help from here
     m.setHelpContent(content)
-    return m
+    # Outputs keep their "childId:Output name" keys whichever QGIS (3.22 ... 4.x) builds or runs the model.
+    return pin_model_output_names(m)
 
 
 # --------------------------------------------------------------------------- modeler layout
@@ -281,7 +286,9 @@ def main():
 
     provider = SubsidenceProvider(load_models=False)
     QgsApplication.processingRegistry().addProvider(provider)
+    folder = Path(sys.argv[1]) if len(sys.argv) > 1 else None
     for regional, target in ((False, TARGET), (True, TARGET_REGIONAL)):
+        target = folder / target.name if folder else target
         model = build(regional)
         errors = model.validate() if hasattr(model, "validate") else (True, [])
         target.parent.mkdir(parents=True, exist_ok=True)

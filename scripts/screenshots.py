@@ -89,8 +89,8 @@ def toolbox(app, png):
     from qgis.gui import QgsProcessingToolboxProxyModel
 
     view = QgsProcessingToolboxTreeView(None, QgsApplication.processingRegistry())
-    view.setFilters(QgsProcessingToolboxProxyModel.Filter.FilterToolbox
-                    if hasattr(QgsProcessingToolboxProxyModel, "Filter") else QgsProcessingToolboxProxyModel.FilterToolbox)
+    filters = QgsProcessingToolboxProxyModel.Filter  # members renamed (FilterToolbox -> Toolbox) in QGIS 3.40
+    view.setFilters(filters.Toolbox if hasattr(filters, "Toolbox") else filters.FilterToolbox)
     view.setHeaderHidden(True)
     view.resize(440, 600)
     model = view.model()

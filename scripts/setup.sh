@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install everything the plugin, its tests and its demo need on Debian 12 (bookworm).
+# Install everything the plugin, its tests and its demo need on Debian 12 (bookworm), 13 (trixie) or
+# testing (forky): the package names in apt-packages.txt are the same on all three.
 # Idempotent: packages already installed are skipped. Needs root (or sudo).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"

@@ -28,6 +28,12 @@ if PKG not in sys.modules:
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
+def pytest_configure(config):
+    # QGIS >= 3.38 marks API it drops in QGIS 4 with DeprecationWarning (so do numpy, pandas, GDAL):
+    # any such warning raised from the plugin's own code fails the test on every QGIS we test.
+    config.addinivalue_line("filterwarnings", "error::DeprecationWarning:subsidence_toolkit")
+
+
 @pytest.fixture(scope="session")
 def qgis_app(tmp_path_factory):
     """An offscreen QgsApplication with Processing and the Subsidence provider."""

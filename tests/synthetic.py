@@ -69,3 +69,22 @@ def write_band(path, geotransform, array, epsg, nodata=None, dtype=gdal.GDT_Floa
     ds.GetRasterBand(1).WriteArray(array)
     ds = None
     return str(path)
+
+
+def assert_equal_to_float32_rounding(actual, expected, n_terms, err_msg=""):
+    """``actual`` equals ``expected`` up to the reordering of float32 sums of ``n_terms`` terms.
+
+    A float32 GEMM (the unweighted SBAS solve) may add each pixel's terms in an order that depends on
+    the call's shape and on the column's position in it, and that order depends on the CPU's BLAS
+    kernel (OpenBLAS's Haswell sgemm on AMD EPYC does; others do not). Two orders of the same n-term
+    sum differ by at most about n float32 roundings of the largest magnitude involved, so the
+    tolerance is ``n_terms * eps32 * max|expected|`` (eps32 = 2**-23 >= two unit roundoffs); a wrong
+    window or pixel would be off by whole mm. NaN positions must agree exactly.
+    """
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, err_msg
+    np.testing.assert_array_equal(np.isnan(actual), np.isnan(expected), err_msg=err_msg)
+    scale = float(np.nanmax(np.abs(expected))) if np.isfinite(expected).any() else 0.0
+    atol = n_terms * float(np.finfo(np.float32).eps) * scale
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=atol, equal_nan=True, err_msg=err_msg)

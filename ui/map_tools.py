@@ -1,8 +1,10 @@
 """Map tools of the time-series dock: click a point, draw a polygon."""
-from qgis.core import QgsGeometry, QgsPointXY, QgsWkbTypes
+from qgis.core import QgsGeometry, QgsPointXY
 from qgis.gui import QgsMapTool, QgsMapToolEmitPoint, QgsRubberBand
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtGui import QColor
+
+from ..processing_provider.compat import GeometryType
 
 
 class PointTool(QgsMapToolEmitPoint):
@@ -26,14 +28,14 @@ class PolygonTool(QgsMapTool):
         super().__init__(canvas)
         self.setCursor(Qt.CursorShape.CrossCursor)
         self.points = []
-        self.band = QgsRubberBand(canvas, QgsWkbTypes.PolygonGeometry)
+        self.band = QgsRubberBand(canvas, GeometryType.Polygon)
         self.band.setColor(QColor(255, 140, 0, 180))
         self.band.setFillColor(QColor(255, 140, 0, 50))
         self.band.setWidth(2)
 
     def reset(self):
         self.points = []
-        self.band.reset(QgsWkbTypes.PolygonGeometry)
+        self.band.reset(GeometryType.Polygon)
 
     def canvasReleaseEvent(self, event):  # noqa: N802 (Qt API name)
         if event.button() == Qt.MouseButton.LeftButton:

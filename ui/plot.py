@@ -41,7 +41,7 @@ def load_matplotlib():
     try:  # matplotlib >= 3.5: follows the Qt binding already loaded (PyQt5 for QGIS 3, PyQt6 for QGIS 4)
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
     except ImportError:  # older matplotlib (Qt5 only)
-        from matplotlib.backends.backend_qt5agg import FigureCanvasQTAgg
+        from matplotlib.backends.backend_qt5agg import FigureCanvasQTAgg  # qt6-compat: matplotlib < 3.5
 
     return Figure, FigureCanvasQTAgg, mdates, matplotlib
 

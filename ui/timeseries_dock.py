@@ -25,10 +25,8 @@ from qgis.core import (
     QgsCoordinateTransform,
     QgsCsException,
     QgsGeometry,
-    QgsMapLayerType,
     QgsProject,
     QgsRasterLayer,
-    QgsWkbTypes,
 )
 from qgis.gui import QgsDockWidget, QgsMapCanvasItem, QgsRubberBand
 from qgis.PyQt.QtCore import QLineF, QPointF, QRectF, Qt
@@ -47,6 +45,7 @@ from qgis.PyQt.QtWidgets import (
 
 from ..core.timeseries import pixel_series
 from ..processing_provider.base import layer_path
+from ..processing_provider.compat import GeometryType, LayerType, renderer_band, set_renderer_band
 from . import plot as plot_module
 from .map_tools import PointTool, PolygonTool
 
@@ -217,7 +216,7 @@ class TimeSeriesDock(QgsDockWidget):
         ordered = [n.layer() for n in root.findLayers() if n.layer() is not None]
         others = [lyr for lyr in self.project.mapLayers().values() if lyr not in ordered]
         for layer in ordered + others:
-            if layer.type() != QgsMapLayerType.RasterLayer or layer.providerType() != "gdal" or not layer.isValid():
+            if layer.type() != LayerType.Raster or layer.providerType() != "gdal" or not layer.isValid():
                 continue
             path = layer_path(layer)
             try:
@@ -248,7 +247,7 @@ class TimeSeriesDock(QgsDockWidget):
 
     def _mark_polygon(self, geometry, crs, color):
         c = QColor(color)
-        band = QgsRubberBand(self.canvas, QgsWkbTypes.PolygonGeometry)
+        band = QgsRubberBand(self.canvas, GeometryType.Polygon)
         band.setColor(QColor(c.red(), c.green(), c.blue(), 220))
         band.setFillColor(QColor(c.red(), c.green(), c.blue(), 35))
         band.setWidth(2)
@@ -314,7 +313,7 @@ class TimeSeriesDock(QgsDockWidget):
     def add_polygon(self, geometry, crs=None):
         """Add the polygon-mean series of every time-series layer (``geometry`` in ``crs``, default canvas CRS)."""
         crs = crs if crs is not None else self.canvas_crs()
-        if geometry is None or geometry.isEmpty() or geometry.type() != QgsWkbTypes.PolygonGeometry:
+        if geometry is None or geometry.isEmpty() or geometry.type() != GeometryType.Polygon:
             self.set_message("Not a polygon.")
             return []
         layers = self.time_series_layers()
@@ -354,8 +353,8 @@ class TimeSeriesDock(QgsDockWidget):
         """The current layer if it is a polygon layer with selected features, else the first such layer."""
         candidates = [self.canvas.currentLayer()] + list(self.project.mapLayers().values())
         for layer in candidates:
-            if (layer is not None and layer.type() == QgsMapLayerType.VectorLayer
-                    and layer.geometryType() == QgsWkbTypes.PolygonGeometry and layer.selectedFeatureCount() > 0):
+            if (layer is not None and layer.type() == LayerType.Vector
+                    and layer.geometryType() == GeometryType.Polygon and layer.selectedFeatureCount() > 0):
                 return layer
         return None
 
@@ -392,13 +391,13 @@ class TimeSeriesDock(QgsDockWidget):
         """Show the band slider when ``layer`` is a multiband raster drawn with one band (toolkit style)."""
         self._band_layer = None
         renderer = layer.renderer() if isinstance(layer, QgsRasterLayer) else None
-        if renderer is None or layer.bandCount() < 2 or not hasattr(renderer, "setBand"):
+        if renderer_band(renderer) is None or layer.bandCount() < 2:
             self.band_row.setVisible(False)
             return
         self._band_layer = layer
         self.band_slider.blockSignals(True)
         self.band_slider.setMaximum(layer.bandCount())
-        self.band_slider.setValue(renderer.band())
+        self.band_slider.setValue(renderer_band(renderer))
         self.band_slider.blockSignals(False)
         self._update_band_label()
         self.band_row.setVisible(True)
@@ -418,9 +417,9 @@ class TimeSeriesDock(QgsDockWidget):
         if layer is None:
             return
         renderer = layer.renderer()
-        if renderer is None or not hasattr(renderer, "setBand"):
+        if renderer_band(renderer) is None:
             return
-        renderer.setBand(int(band))
+        set_renderer_band(renderer, band)
         layer.triggerRepaint()
         self._update_band_label()
         if hasattr(layer, "emitStyleChanged"):
@@ -430,7 +429,7 @@ class TimeSeriesDock(QgsDockWidget):
         """Show ``band`` of ``layer`` (used by the slider; for scripts and tests)."""
         self.follow_layer(layer)
         self.band_slider.setValue(int(band))
-        return layer.renderer().band()
+        return renderer_band(layer.renderer())
 
     # ------------------------------------------------------------------ export
     def export_csv(self, path=None):

@@ -61,6 +61,7 @@ Huang et al. 2025, sec. 2.2.4):
   for a pair, the rows where either factor is missing); never a stratum.
 """
 
+import math
 import warnings
 from itertools import combinations
 
@@ -841,6 +842,43 @@ def _float32_exact(band):
     return band.DataType in small and s in (None, 1.0) and o in (None, 0.0)
 
 
+def warp_scale(src, dst_wkt, bounds, width, height):
+    """Destination pixels per source pixel ``(x, y)`` for the whole target grid, at most 1.
+
+    When downsampling, GDAL widens the bilinear kernel by this ratio. Left to itself it computes the
+    ratio per warped chunk (from the chunk's destination and source windows), so with some GDAL
+    versions (3.10) a VRT read in row blocks differs from the same VRT read whole. Passed as the
+    ``XSCALE``/``YSCALE`` warp options, one ratio for the whole grid makes every read identical.
+    ``bounds`` = (xmin, ymin, xmax, ymax) of the target in ``dst_wkt``; the ratio is taken over the
+    target's footprint in source pixels (edges densified when the CRS differ).
+    """
+    from osgeo import osr
+
+    sgt = src.GetGeoTransform()
+    xmin, ymin, xmax, ymax = bounds
+    src_wkt = src.GetProjection()
+    if src_wkt and dst_wkt:
+        s_srs, d_srs = osr.SpatialReference(), osr.SpatialReference()
+        s_srs.ImportFromWkt(src_wkt)
+        d_srs.ImportFromWkt(dst_wkt)
+        if not s_srs.IsSame(d_srs):
+            for r in (s_srs, d_srs):
+                r.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+            t = np.linspace(0.0, 1.0, 21)
+            ex, ey = xmin + (xmax - xmin) * t, ymin + (ymax - ymin) * t
+            pts = np.concatenate([np.c_[ex, np.full_like(ex, ymin)], np.c_[ex, np.full_like(ex, ymax)],
+                                  np.c_[np.full_like(ey, xmin), ey], np.c_[np.full_like(ey, xmax), ey]])
+            out = np.array(osr.CoordinateTransformation(d_srs, s_srs).TransformPoints(pts.tolist()))[:, :2]
+            out = out[np.isfinite(out).all(axis=1)]
+            if len(out):
+                (xmin, ymin), (xmax, ymax) = out.min(axis=0), out.max(axis=0)
+    src_cols = (xmax - xmin) / math.hypot(sgt[1], sgt[4])
+    src_rows = (ymax - ymin) / math.hypot(sgt[2], sgt[5])
+    xscale = min(1.0, width / src_cols) if src_cols > 0 else 1.0
+    yscale = min(1.0, height / src_rows) if src_rows > 0 else 1.0
+    return xscale, yscale
+
+
 def warp_to_target(path, target_ds, categorical=False, target_path=None):
     """A warped VRT of band 1 of ``path`` on the grid of ``target_ds`` (nothing is read yet).
 
@@ -866,10 +904,12 @@ def warp_to_target(path, target_ds, categorical=False, target_path=None):
         raise ValueError(f"cannot open factor raster {path}")
     f32 = _float32_exact(src.GetRasterBand(1))
     srs = target_ds.GetProjection() or src.GetProjection()
+    xscale, yscale = warp_scale(src, srs, bounds, xs, ys)
     opts = gdal.WarpOptions(format="VRT", outputBounds=bounds, width=xs, height=ys, dstSRS=srs or None,
                             resampleAlg="near" if categorical else "bilinear", errorThreshold=0,
                             outputType=gdal.GDT_Float32 if f32 else gdal.GDT_Float64,
-                            dstNodata=float("nan"))
+                            dstNodata=float("nan"),
+                            warpOptions=["XSCALE=%.17g" % xscale, "YSCALE=%.17g" % yscale])
     vrt = gdal.Warp("", src, options=opts)
     if vrt is None:
         raise ValueError(f"factor raster {path}: cannot warp it to the target grid")

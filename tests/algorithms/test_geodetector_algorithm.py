@@ -204,15 +204,17 @@ def test_raster_mode_blockwise_identical_for_any_memory_limit(run_alg, tmp_path)
 
 
 def test_split_algorithms_show_one_mode_each(qgis_app):
-    from qgis.core import QgsApplication, QgsProcessingAlgorithm, QgsProcessingParameterDefinition
+    from qgis.core import QgsApplication
 
     reg = QgsApplication.processingRegistry()
     table = reg.algorithmById("subsidence:geodetectortable")
     raster = reg.algorithmById("subsidence:geodetectorraster")
     both = reg.algorithmById("subsidence:geodetector")  # kept for saved models and command lines
-    assert both.flags() & QgsProcessingAlgorithm.FlagHideFromToolbox
-    assert not table.flags() & QgsProcessingAlgorithm.FlagHideFromToolbox
-    optional = QgsProcessingParameterDefinition.FlagOptional
+    from subsidence_toolkit.processing_provider.compat import AlgorithmFlag, ParameterFlag
+
+    assert both.flags() & AlgorithmFlag.HideFromToolbox
+    assert not table.flags() & AlgorithmFlag.HideFromToolbox
+    optional = ParameterFlag.Optional
 
     def required(alg):
         return {p.name() for p in alg.parameterDefinitions() if not p.flags() & optional}

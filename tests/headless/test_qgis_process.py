@@ -1,4 +1,4 @@
-"""The plugin through the real ``qgis_process.bin`` (temporary HOME, QGIS_PLUGINPATH, plugins enable)."""
+"""The plugin through the real ``qgis_process`` (temporary HOME, QGIS_PLUGINPATH, plugins enable)."""
 import numpy as np
 import pytest
 from osgeo import gdal
@@ -7,7 +7,7 @@ from synthetic import sentinel1_dates, smooth_stack, write_stack
 from subsidence_toolkit.core.timeseries import resample
 from subsidence_toolkit.demo.headless import QgisProcess, find_qgis_process
 
-pytestmark = pytest.mark.skipif(find_qgis_process() is None, reason="qgis_process.bin not installed")
+pytestmark = pytest.mark.skipif(find_qgis_process() is None, reason="no working qgis_process (install QGIS)")
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +43,8 @@ def test_run_json(qp, tmp_path):
 def test_error_is_reported(qp, tmp_path):
     src = write_stack(tmp_path / "nodate.tif", np.ones((3, 2, 2)), descriptions=["x", "y", "z"])
     res = qp.run("subsidence:resampletimeseries", {"INPUT": src, "OUTPUT": str(tmp_path / "o.tif")}, check=False)
-    text = str(res)
-    assert "band 1 has no date" in text
+    assert res.get("returncode", 0) != 0 and "stderr" in res, res  # failed: no JSON result, message in stderr
+    assert "band 1 has no date" in res["stderr"]
     assert not (tmp_path / "o.tif").exists()
 
 

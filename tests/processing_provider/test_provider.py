@@ -36,7 +36,10 @@ def test_dialog_labels_and_decimals(qgis_app):
             if isinstance(p, QgsProcessingParameterNumber) and p.dataType() == QgsProcessingParameterNumber.Type.Double:
                 assert "decimals" in (p.metadata().get("widget_wrapper") or {}), (alg.id(), p.name())
     wl = QgsApplication.processingRegistry().algorithmById("subsidence:sbasinversion").parameterDefinition("WAVELENGTH")
-    wrapper = QgsGui.processingGuiRegistry().createParameterWidgetWrapper(wl, QgsProcessingGui.Standard)
+    from qgis.core import Qgis
+
+    standard = Qgis.ProcessingMode.Standard if hasattr(Qgis, "ProcessingMode") else QgsProcessingGui.WidgetType.Standard
+    wrapper = QgsGui.processingGuiRegistry().createParameterWidgetWrapper(wl, standard)
     widget = wrapper.createWrappedWidget(QgsProcessingContext())
     assert widget.decimals() == 8 and widget.text() == "0.05546576"
     assert wrapper.parameterValue() == 0.05546576

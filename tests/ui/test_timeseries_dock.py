@@ -79,7 +79,7 @@ def scene(qgis_app, tmp_path):
     from subsidence_toolkit.ui.timeseries_dock import TimeSeriesDock
 
     dock = TimeSeriesDock(canvas, window)
-    window.addDockWidget(Qt.RightDockWidgetArea, dock)
+    window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
     dock.show()
     qgis_app.processEvents()
     yield dict(project=project, canvas=canvas, dock=dock, window=window, defo=defo, ddates=ddates, gwsa=gwsa,
@@ -95,10 +95,11 @@ def _click(tool, canvas, x, y, button=None):
 
     dev = canvas.getCoordinateTransform().transform(x, y)
     pos = QPoint(int(round(dev.x())), int(round(dev.y())))
-    button = button if button is not None else Qt.LeftButton
+    button = button if button is not None else Qt.MouseButton.LeftButton
     # a full click: QgsMapToolEmitPoint reacts to the press, the polygon tool to the release
-    tool.canvasPressEvent(QgsMapMouseEvent(canvas, QEvent.MouseButtonPress, pos, button, button))
-    tool.canvasReleaseEvent(QgsMapMouseEvent(canvas, QEvent.MouseButtonRelease, pos, button, Qt.NoButton))
+    tool.canvasPressEvent(QgsMapMouseEvent(canvas, QEvent.Type.MouseButtonPress, pos, button, button))
+    release = QgsMapMouseEvent(canvas, QEvent.Type.MouseButtonRelease, pos, button, Qt.MouseButton.NoButton)
+    tool.canvasReleaseEvent(release)
 
 
 def _gwsa_expected(scene, x, y):
@@ -215,7 +216,7 @@ def test_drawn_polygon_and_selected_feature_average(scene):
     xa, xb, ya, yb = ORIGIN[0] + 35, ORIGIN[0] + 85, ORIGIN[1] - 65, ORIGIN[1] - 115
     for px, py in ((xa, ya), (xb, ya), (xb, yb), (xa, yb)):
         _click(dock.polygon_tool, canvas, px, py)
-    _click(dock.polygon_tool, canvas, xa, ya, Qt.RightButton)
+    _click(dock.polygon_tool, canvas, xa, ya, Qt.MouseButton.RightButton)
     assert len(drawn) == 1 and len(dock.series) == 2
     defo_s, gwsa_s = dock.series
     assert defo_s.npixels == 4 and defo_s.label == "SBAS displacement @ polygon 1"
@@ -340,7 +341,9 @@ def test_plugin_adds_and_removes_the_action(qgis_app, monkeypatch, tmp_path):
     assert [a.objectName() for _, a in iface.menu] == ["SubsidenceToolkitTimeSeriesViewer", "SubsidenceToolkitApplyStyle",
                                                        "SubsidenceToolkitEditWorkflowModel"]
     assert plugin.apply_style_to_selection() == [("gwsa", "gwsa")]
-    assert iface.active.renderer().band() == 4
+    from subsidence_toolkit.processing_provider.compat import renderer_band
+
+    assert renderer_band(iface.active.renderer()) == 4
     # Edit a copy of the workflow model: copied into the models folder, never overwriting, opened in the modeler
     from subsidence_toolkit.ui import model_tools
 

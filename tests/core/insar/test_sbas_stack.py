@@ -6,6 +6,7 @@ import tracemalloc
 import numpy as np
 import pytest
 from osgeo import gdal, osr
+from synthetic import assert_equal_to_float32_rounding
 
 from subsidence_toolkit.core.insar import memory_plan, sbas, sbas_stack
 from subsidence_toolkit.core.insar.network import SbasNetwork
@@ -214,8 +215,9 @@ def _run(stack, out, memory_mb, **kw):
 
 @pytest.mark.parametrize("weighting,with_coh", [("none", True), ("coherence", True), ("none", False)])
 def test_windows_and_sub_blocks_do_not_change_results(tiled_stack, tmp_path, weighting, with_coh):
-    """One window for the whole grid vs 1-row windows of one 16-px tile column: identical rasters and
-    reference; GDAL's cache is the planned one during the run and restored afterwards."""
+    """One window for the whole grid vs 1-row windows of one 16-px tile column: the same reference and
+    rasters (bit for bit for the float64 weighted solve, to float32 rounding for the float32 unweighted one);
+    GDAL's cache is the planned one during the run and restored afterwards."""
     ifgs, cohs = tiled_stack
     stack = prepare_stack(ifgs, None, cohs if with_coh else None)
     old = 77 * MIB
@@ -236,9 +238,20 @@ def test_windows_and_sub_blocks_do_not_change_results(tiled_stack, tmp_path, wei
     assert s1["reference"] == s2["reference"]
     if with_coh:
         assert s1["reference"] == (5, 40)                            # tie -> first in row order
-    for x, y in zip(a1, a2):
-        assert np.array_equal(x, y, equal_nan=True)
+    if weighting == "none":
+        # the unweighted solve runs in float32: its GEMM may sum in a split-dependent order on some
+        # CPUs/BLAS builds (up to 5 float32 roundings seen on AMD EPYC with OpenBLAS 0.3.21), so the
+        # outputs agree to float32 rounding of sums over the interferograms (per quality band: own units)
+        for name, x, y in zip(("time series", "velocity"), a1[:2], a2[:2]):
+            assert_equal_to_float32_rounding(x, y, len(ifgs), err_msg=name)
+        for band, (x, y) in enumerate(zip(a1[2], a2[2])):
+            assert_equal_to_float32_rounding(x, y, len(ifgs), err_msg="quality band %d" % (band + 1))
+    else:
+        for x, y in zip(a1, a2):  # float64 solve in fixed-shape GEMM chunks: bit for bit
+            assert np.array_equal(x, y, equal_nan=True)
+    # per-interferogram sums over pixels: float64 sums in another order; of float32 residuals when unweighted
+    rel = len(ifgs) * float(np.finfo(np.float32).eps) if weighting == "none" else 1e-9
     for r1, r2 in zip(s1["network_rows"], s2["network_rows"]):
         for k in ("mean_coherence", "residual_rms_mm"):
-            assert r1[k] == pytest.approx(r2[k], rel=1e-9, nan_ok=True)
+            assert r1[k] == pytest.approx(r2[k], rel=rel, nan_ok=True)
         assert r1["n_pixels_used"] == r2["n_pixels_used"]

@@ -474,6 +474,43 @@ def test_raster_samples_do_not_depend_on_the_block_height(tmp_path):
     assert np.isfinite(a[0, :4]).all()  # painted where Y is NoData too
 
 
+def test_warped_factor_reads_the_same_in_blocks_as_whole(tmp_path):
+    """The warped VRT gives the same pixels whatever the read window (GDAL 3.10 did not, for bilinear
+    downsampling, until the resampling scale was fixed for the whole grid)."""
+    from osgeo import gdal
+
+    t, paths, yv = raster_case(tmp_path)
+    target = gdal.Open(t)
+    for name, (path, categorical) in paths.items():
+        vrt, _ = G.warp_to_target(path, target, categorical)
+        band = vrt.GetRasterBand(1)
+        whole = band.ReadAsArray()
+        ny, nx = whole.shape
+        for height in (1, 2, 7):
+            blocks = np.vstack([band.ReadAsArray(0, r, nx, min(height, ny - r)) for r in range(0, ny, height)])
+            np.testing.assert_array_equal(blocks, whole, err_msg="%s, %d-row blocks" % (name, height))
+        vrt = band = None
+
+
+def test_warp_scale_is_the_pixel_size_ratio(tmp_path):
+    """Destination pixels per source pixel over the whole target, capped at 1 (no kernel widening when
+    upsampling): analytic for the three factors of the raster case."""
+    from osgeo import gdal
+
+    t, paths, _ = raster_case(tmp_path)
+    target = gdal.Open(t)
+    gt, nx, ny = target.GetGeoTransform(), target.RasterXSize, target.RasterYSize
+    bounds = (gt[0], gt[3] + gt[5] * ny, gt[0] + gt[1] * nx, gt[3])
+    wkt = target.GetProjection()
+    assert G.warp_scale(gdal.Open(paths["zone"][0]), wkt, bounds, nx, ny) == (0.5, 0.5)  # 50 m -> 100 m
+    assert G.warp_scale(gdal.Open(paths["coarse"][0]), wkt, bounds, nx, ny) == (1.0, 1.0)  # 250 m -> 100 m
+    # 0.0006 degree pixels at 36.1 N: one degree of longitude is ~cos(lat) * 111.3 km, of latitude ~111.0 km
+    xs, ys = G.warp_scale(gdal.Open(paths["geo"][0]), wkt, bounds, nx, ny)
+    lat = np.radians(36.1)
+    assert xs == pytest.approx(0.0006 * 111320.0 * np.cos(lat) / 100.0, rel=0.01)
+    assert ys == pytest.approx(0.0006 * 110950.0 / 100.0, rel=0.01)
+
+
 def test_raster_samples_cancel_and_no_overlap(tmp_path):
     t, paths, _ = raster_case(tmp_path)
 
