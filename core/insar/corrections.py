@@ -370,9 +370,25 @@ def mask_on_grid(source, grid, out_path):
         if src is None:
             raise TimeSeriesError("DERAMP_MASK %s is neither a vector layer nor a raster GDAL can open" % source)
         src = None
-        ds = gdal.Warp(str(out_path), str(source), format="GTiff", outputBounds=bounds, width=grid.xsize,
-                       height=grid.ysize, dstSRS=grid.projection or None, resampleAlg="near",
-                       outputType=gdal.GDT_Float32, dstNodata=0)
+        # Warp (lazily, a VRT) with NaN, not 0, as the destination NoData and write 0/1 ourselves: with
+        # dstNodata=0, GDAL >= 3.11 turns every valid 0 into 1.4e-45 "to avoid being treated as NoData", which is
+        # non-zero, i.e. the whole grid would be excluded from the ramp fit.
+        warped = gdal.Warp("", str(source), format="VRT", outputBounds=bounds, width=grid.xsize,
+                           height=grid.ysize, dstSRS=grid.projection or None, resampleAlg="near",
+                           outputType=gdal.GDT_Float32, dstNodata=float("nan"))
+        if warped is None:
+            raise TimeSeriesError("cannot bring DERAMP_MASK %s onto the interferogram grid" % source)
+        ds = gdal.GetDriverByName("GTiff").Create(str(out_path), grid.xsize, grid.ysize, 1, gdal.GDT_Byte)
+        if ds is not None:
+            ds.SetGeoTransform(tuple(gt))
+            if grid.projection:
+                ds.SetProjection(grid.projection)
+            rows = max(1, (1 << 22) // max(grid.xsize, 1))   # ~16 MB of float32 per block
+            for r0 in range(0, grid.ysize, rows):
+                h = min(rows, grid.ysize - r0)
+                values = warped.GetRasterBand(1).ReadAsArray(0, r0, grid.xsize, h)
+                ds.GetRasterBand(1).WriteArray((np.isfinite(values) & (values != 0)).astype(np.uint8), 0, r0)
+        warped = None
     if ds is None:
         raise TimeSeriesError("cannot bring DERAMP_MASK %s onto the interferogram grid" % source)
     ds = None

@@ -167,3 +167,24 @@ def test_deramp_mask_from_polygons(tmp_path):
     expect = np.zeros((NY, NX))
     expect[5:15, 10:20] = 1
     assert np.array_equal(m, expect)
+
+
+def test_deramp_mask_from_raster_keeps_zeros_as_zero(tmp_path):
+    """A raster mask: non-zero = excluded, 0 / NoData / outside its extent = fitted. The warp must not turn the
+    valid zeros into something non-zero (GDAL >= 3.11 makes them 1.4e-45 when 0 is the destination NoData,
+    which excluded the whole grid from the ramp fit)."""
+    s = build(tmp_path)
+    src = np.zeros((20, NX), np.float32)          # covers rows 0..19 only
+    src[5:15, 10:20] = 1.0
+    src[8, 30] = 3.5                              # any non-zero value excludes
+    src[0:3, 0:5] = -9999.0                       # the source's NoData: not excluded
+    path = write_stack(tmp_path / "mask_raster.tif", src, epsg=4326, origin=(X0, Y0), pixel=PX, nodata=-9999.0)
+    out = corrections.mask_on_grid(path, s["grid"], str(tmp_path / "m.tif"))
+    ds = gdal.Open(out)
+    assert ds.GetRasterBand(1).DataType == gdal.GDT_Byte
+    assert RasterGrid.of(ds).same_as(s["grid"])
+    m = ds.GetRasterBand(1).ReadAsArray()
+    expect = np.zeros((NY, NX), np.uint8)
+    expect[5:15, 10:20] = 1
+    expect[8, 30] = 1
+    assert np.array_equal(m, expect)
