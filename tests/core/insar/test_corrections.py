@@ -171,7 +171,7 @@ def test_deramp_mask_from_polygons(tmp_path):
 
 def test_deramp_mask_from_raster_keeps_zeros_as_zero(tmp_path):
     """A raster mask: non-zero = excluded, 0 / NoData / outside its extent = fitted. The warp must not turn the
-    valid zeros into something non-zero (GDAL >= 3.11 makes them 1.4e-45 when 0 is the destination NoData,
+    valid zeros into something non-zero (GDAL 3.13, not 3.10, makes them 1.4e-45 when 0 is the destination NoData,
     which excluded the whole grid from the ramp fit)."""
     s = build(tmp_path)
     src = np.zeros((20, NX), np.float32)          # covers rows 0..19 only
