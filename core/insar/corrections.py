@@ -371,8 +371,8 @@ def mask_on_grid(source, grid, out_path):
             raise TimeSeriesError("DERAMP_MASK %s is neither a vector layer nor a raster GDAL can open" % source)
         src = None
         # Warp (lazily, a VRT) with NaN, not 0, as the destination NoData and write 0/1 ourselves: with
-        # dstNodata=0, GDAL 3.13 (not 3.6, 3.10) turns every valid 0 into 1.4e-45 "to avoid being treated as NoData", which is
-        # non-zero, i.e. the whole grid would be excluded from the ramp fit.
+        # dstNodata=0, GDAL 3.13 (not 3.6 or 3.10) turns every valid 0 into 1.4e-45 "to avoid being treated as
+        # NoData", which is non-zero, i.e. the whole grid would be excluded from the ramp fit.
         warped = gdal.Warp("", str(source), format="VRT", outputBounds=bounds, width=grid.xsize,
                            height=grid.ysize, dstSRS=grid.projection or None, resampleAlg="near",
                            outputType=gdal.GDT_Float32, dstNodata=float("nan"))
