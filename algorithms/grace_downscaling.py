@@ -1,6 +1,7 @@
 """GRACE weighted downscaling (``subsidence:gracedownscaling``), Liu et al. (2024) eqs. 6-9."""
 from qgis.core import (
     QgsProcessingException,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFile,
@@ -54,6 +55,7 @@ class GraceDownscaling(SubsidenceAlgorithm):
     INTERPOLATION = "INTERPOLATION"
     CLIMATOLOGY_START = "CLIMATOLOGY_START"
     CLIMATOLOGY_END = "CLIMATOLOGY_END"
+    ACCEPT_ZERO_MONTHS = "ACCEPT_ZERO_MONTHS"
     MEMORY_LIMIT_MB = "MEMORY_LIMIT_MB"
     DASK_SCHEDULER = "DASK_SCHEDULER"
     OUTPUT = "OUTPUT"
@@ -137,6 +139,15 @@ class GraceDownscaling(SubsidenceAlgorithm):
                                                                             "optional)"),
                                               NumberType.Double, optional=True),
                  "Last year of the climatology months (e.g. 2021.999).")
+        self.add(QgsProcessingParameterBoolean(self.ACCEPT_ZERO_MONTHS, self.tr("Accept all-zero months"),
+                                               defaultValue=False, optional=True),
+                 "Off (default): a file month whose values over the area read are all exactly 0 (or all "
+                 "fill/NoData) while the months before and after are not stops the run with an error naming the "
+                 "file, variable and month: such a month is almost always a damaged or incompletely converted "
+                 "download that would otherwise be used as 0 mm; download that file again. Turn this on only if the "
+                 "zero month is real (it is then used and reported as a warning). Variables that are zero in every "
+                 "month (snow in a desert) or through a season are never flagged.",
+                 advanced=True)
         self.add_memory_limit(self.MEMORY_LIMIT_MB)
         self.add_dask_scheduler(self.DASK_SCHEDULER)
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Downscaled TWS")),
@@ -198,7 +209,8 @@ class GraceDownscaling(SubsidenceAlgorithm):
                     g, model, method=method, period=period, gain=gain,
                     write=lambda r0, b, c0=0: writer.write_block(r0, b.astype("float32", copy=False), c0),
                     progress=lambda fraction: self.check_canceled(feedback), memory_mb=memory, log=feedback.pushInfo,
-                    out_dtype="float32",
+                    out_dtype="float32", accept_zero_months=self.parameterAsBool(
+                        parameters, self.ACCEPT_ZERO_MONTHS, context),
                     run_tasks=lambda fn, tasks, shared: self.map_blocks(fn, tasks, parameters, context, feedback,
                                                                         self.DASK_SCHEDULER, shared=shared))
         table_id = write_table(self, parameters, self.OUTPUT_TABLE, context, table)

@@ -5,6 +5,7 @@ from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
     QgsProcessingException,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFeatureSource,
@@ -46,6 +47,7 @@ class GroundwaterAnomaly(SubsidenceAlgorithm):
     BASELINE_START = "BASELINE_START"
     BASELINE_END = "BASELINE_END"
     MASK = "MASK"
+    ACCEPT_ZERO_MONTHS = "ACCEPT_ZERO_MONTHS"
     MEMORY_LIMIT_MB = "MEMORY_LIMIT_MB"
     DASK_SCHEDULER = "DASK_SCHEDULER"
     OUTPUT = "OUTPUT"
@@ -110,6 +112,15 @@ class GroundwaterAnomaly(SubsidenceAlgorithm):
         self.add(QgsProcessingParameterFeatureSource(self.MASK, self.tr("Study area polygon (optional)"),
                                                      [SourceType.VectorPolygon], optional=True),
                  "Cells whose centres fall outside the polygons are NoData and left out of the regional means.")
+        self.add(QgsProcessingParameterBoolean(self.ACCEPT_ZERO_MONTHS, self.tr("Accept all-zero months"),
+                                               defaultValue=False, optional=True),
+                 "Off (default): a file month whose values over the area read are all exactly 0 (or all "
+                 "fill/NoData) while the months before and after are not stops the run with an error naming the "
+                 "file, variable and month: such a month is almost always a damaged or incompletely converted "
+                 "download that would otherwise be used as 0 mm; download that file again. Turn this on only if the "
+                 "zero month is real (it is then used and reported as a warning). Variables that are zero in every "
+                 "month (snow in a desert) or through a season are never flagged.",
+                 advanced=True)
         self.add_memory_limit(self.MEMORY_LIMIT_MB)
         self.add_dask_scheduler(self.DASK_SCHEDULER)
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("GWSA")),
@@ -153,7 +164,8 @@ class GroundwaterAnomaly(SubsidenceAlgorithm):
                 write=lambda r0, b, c0=0: writer.write_block(r0, b.astype("float32", copy=False), c0),
                 progress=lambda fraction: self.check_canceled(feedback),
                 memory_mb=self.parameterAsDouble(parameters, self.MEMORY_LIMIT_MB, context), log=feedback.pushInfo,
-                out_dtype="float32", names=names,
+                out_dtype="float32", names=names, accept_zero_months=self.parameterAsBool(
+                    parameters, self.ACCEPT_ZERO_MONTHS, context),
                 run_tasks=lambda fn, tasks, shared: self.map_blocks(fn, tasks, parameters, context, feedback,
                                                                     self.DASK_SCHEDULER, shared=shared))
         table_id = write_table(self, parameters, self.OUTPUT_TABLE, context, table)

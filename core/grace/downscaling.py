@@ -23,7 +23,7 @@ from scipy.spatial import cKDTree
 from ..io.dates import decimal_year, month_from_index, month_label
 from ..io.errors import TimeSeriesError
 from ..io.windows import run_windows, window_blocks
-from .products import describe_months, month_range_label
+from .products import check_zero_months, describe_months, merge_counts, month_range_label, stack_counts
 
 METHODS = ("bilinear", "bicubic", "idw", "nearest")
 
@@ -293,6 +293,8 @@ class RegriddedReader:
                 raise TimeSeriesError("%s does not cover %s (%g..%g E, %g..%g N)" % (
                     reader.label, target, np.min(lons), np.max(lons), np.min(lats), np.max(lats)))
             self.nx = len(lons)
+        # per-month valid / non-zero counts of the window read here (direct reads count in read_rows)
+        self.window_counts = {} if self.same else stack_counts({}, reader, self.window)
 
     def report(self):
         lines = self.reader.report()
@@ -301,9 +303,11 @@ class RegriddedReader:
                          % (abs(self.reader.geotransform[1]), "the target grid"))
         return lines
 
-    def read_rows(self, row0, nrows, months, cols=None):
+    def read_rows(self, row0, nrows, months, cols=None, counts=None):
+        """``counts``: see :meth:`grace.ProductReader.read_rows` (interpolated windows are counted once, in
+        ``window_counts``)."""
         if self.same:
-            return self.reader.read_rows(row0, nrows, months, cols=cols)
+            return self.reader.read_rows(row0, nrows, months, cols=cols, counts=counts)
         c0, nc = cols if cols is not None else (0, self.nx)
         months = np.asarray(months, dtype=np.int64)
         idx = np.array([self.pos.get(int(k), -1) for k in months], dtype=np.int64)
@@ -348,10 +352,11 @@ class ModelSum:
         from ..io.rasters import RasterGrid
         return RasterGrid(g.xsize, g.ysize, gt, g.projection)
 
-    def read_rows(self, row0, nrows, months, cols=None):
+    def read_rows(self, row0, nrows, months, cols=None, counts=None):
+        """Sum of the components; ``counts`` (optional dict) receives each component file's per-month counts."""
         out = None
         for r in self.readers:
-            a = r.read_rows(row0, nrows, months, cols=cols)
+            a = r.read_rows(row0, nrows, months, cols=cols, counts=counts)
             out = a if out is None else out + a
         return out
 
@@ -395,27 +400,32 @@ def downscale_window_task(task, state):
     """Pure window task of :func:`weighted_downscaling` (eq. 9 + partial regional sums), picklable.
 
     ``task``: :class:`GridWindow` of the fine grid; ``state``: :class:`DownscaleState`.
-    Returns ``{"td": TD (nt, nrows, ncols), "sums": {"grace"|"down"|"model": (sum_wx, sum_w)}}``,
-    the cos(phi)-weighted sums of f(TG), TD and the model TWS (the latter on ``model_months``).
+    Returns ``{"td": TD (nt, nrows, ncols), "sums": {"grace"|"down"|"model": (sum_wx, sum_w), "counts": {...}}}``,
+    the cos(phi)-weighted sums of f(TG), TD and the model TWS (the latter on ``model_months``) and the
+    per-file, per-month counts of valid and non-zero model values read (:func:`grace.check_zero_months`).
     """
     r0, nr, c0, nc = task.window
     w = state.interp.rows(r0, nr, c0, nc)
-    tf = state.model.read_rows(r0, nr, state.model_months, cols=(c0, nc))
+    counts = {}
+    tf = state.model.read_rows(r0, nr, state.model_months, cols=(c0, nc), counts=counts)
     tf_clim = monthly_climatology(tf, state.model_months, state.clim_in_model)
     td = downscale_block(tf_clim, state.deviation, state.month_of_year, w)
     blat = task.lats
     gi = interpolate_block(state.grace, w)
     sums = {"grace": weighted_sums_block(gi, blat), "down": weighted_sums_block(td, blat),
-            "model": weighted_sums_block(tf, blat)}
+            "model": weighted_sums_block(tf, blat), "counts": counts}
     if state.out_dtype is not None:
         td = td.astype(state.out_dtype)
     return {"td": td, "sums": sums}
 
 
-def _grace_window(grace, model, margin, gain, log):
-    """The GRACE window around the model grid (gain applied), checked to hold data. Returns (window, bbox)."""
+def _grace_window(grace, model, margin, gain, log, accept_zero_months=False):
+    """The GRACE window around the model grid (gain applied), checked to hold data and to have no record
+    month that is all 0 or all fill among months that are not (:func:`grace.check_zero_months`).
+    Returns (window, bbox, months with data)."""
     bbox = fine_bbox(model.lons, model.lats)
     tg = grace.window(bbox, margin=margin)
+    check_zero_months(stack_counts({}, grace, tg), accept_zero_months, log)
     if gain is not None:
         tg.data = tg.data * gain(tg)[None]
     for line in grace.report():
@@ -497,7 +507,8 @@ def _monthly_table(months, tg, use_g, means):
 
 
 def weighted_downscaling(grace, model, method="bilinear", period=None, gain=None, write=None, *,
-                         progress=None, memory_mb=512, margin=1, log=None, run_tasks=None, out_dtype=None):
+                         progress=None, memory_mb=512, margin=1, log=None, run_tasks=None, out_dtype=None,
+                         accept_zero_months=False):
     """Run eqs. (6)-(9) on a GRACE product and a fine model, streaming the fine grid in row blocks.
 
     ``grace``: :class:`grace.ProductReader` (values already in mm); ``model``: :class:`ModelSum`;
@@ -511,6 +522,9 @@ def weighted_downscaling(grace, model, method="bilinear", period=None, gain=None
     (:func:`downscale_window_task`) in any order, e.g. on Dask (:func:`~..io.tasks.map_blocks`); windows
     are written as they arrive and the regional sums are added in window order, so the results do
     not depend on the runner; ``out_dtype``: dtype of the TD windows handed to ``write`` (cast in the task).
+    A GRACE or model file month whose values read are all 0 (or all fill) while its neighbouring months are
+    not (a damaged file read as 0 mm) raises :class:`TimeSeriesError` naming file, variable and month, unless
+    ``accept_zero_months`` (then it is logged as a warning): :func:`grace.check_zero_months`.
     Returns ``(months, table)``: the output month indices (complete GRACE axis, missing months NaN)
     and a DataFrame with per-month cos(phi)-weighted regional means of the coarse GRACE field
     interpolated to the fine grid, the model TWS and the downscaled TWS.
@@ -520,7 +534,7 @@ def weighted_downscaling(grace, model, method="bilinear", period=None, gain=None
     """
     log = log or (lambda s: None)
     lons, lats = model.lons, model.lats
-    tg, bbox, g_months = _grace_window(grace, model, margin, gain, log)
+    tg, bbox, g_months = _grace_window(grace, model, margin, gain, log, accept_zero_months)
     months = tg.months
     m_months = set(model.record_months.tolist())
     use_g = _climatology_months(months, g_months, m_months, period, (grace.label, model.label))
@@ -546,6 +560,9 @@ def weighted_downscaling(grace, model, method="bilinear", period=None, gain=None
     tasks = [GridWindow((r0, nr, c0, nc), lats[r0:r0 + nr]) for (r0, nr, c0, nc) in blocks]
     partial = run_windows(downscale_window_task, tasks, blocks, nx, "td", write=write, progress=progress,
                           run_tasks=run_tasks, shared=shared)
+    counts = merge_counts([partial[bi]["counts"] for bi in sorted(partial)]
+                          + [r.window_counts for r in model.readers if hasattr(r, "window_counts")])
+    check_zero_months(counts, accept_zero_months, log)
     means = weighted_means(_regional_sums(partial, nt, model_pos))
     if not np.isfinite(means["down"]).any():
         raise TimeSeriesError("the downscaled study area is NaN in every month (model %s, GRACE %s)"

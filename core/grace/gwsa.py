@@ -23,7 +23,7 @@ from ..io.dates import decimal_year, month_from_index
 from ..io.errors import TimeSeriesError
 from ..io.windows import run_windows, window_blocks
 from .downscaling import GridWindow, RegriddedReader, months_in_period, weighted_means, weighted_sums_block
-from .products import describe_months, month_range_label
+from .products import check_zero_months, describe_months, merge_counts, month_range_label
 
 MODES = ("anomaly", "change")
 DEFAULT_BASELINE = (2004.0, 2009.999)
@@ -99,13 +99,15 @@ def gwsa_window_task(task, state):
     """Pure window task of :func:`groundwater_anomaly`, picklable (e.g. a Dask task).
 
     ``task``: :class:`~.downscaling.GridWindow` of the TWSA grid (with its mask); ``state``: :class:`GwsaState`.
-    Returns ``{"gwsa": (nt, nrows, ncols), "sums": [(sum_wx, sum_w) of TWSA, each component, GWSA]}``
-    (cos(phi)-weighted partial sums over the valid, unmasked cells).
+    Returns ``{"gwsa": (nt, nrows, ncols), "sums": [(sum_wx, sum_w) of TWSA, each component, GWSA, counts]}``
+    (cos(phi)-weighted partial sums over the valid, unmasked cells; last, the per-file, per-month counts of
+    valid and non-zero values read, :func:`grace.check_zero_months`).
     """
     r0, nr, c0, nc = task.window
     months = state.months
-    t = state.twsa.read_rows(r0, nr, months, cols=(c0, nc))
-    cs = [c.read_rows(r0, nr, months, cols=(c0, nc)) for c in state.components]
+    counts = {}
+    t = state.twsa.read_rows(r0, nr, months, cols=(c0, nc), counts=counts)
+    cs = [c.read_rows(r0, nr, months, cols=(c0, nc), counts=counts) for c in state.components]
     if state.mode == "anomaly":
         g, ta, ca = gwsa_anomaly_block(t, cs, state.use)
     else:
@@ -113,7 +115,7 @@ def gwsa_window_task(task, state):
     bm = task.mask
     if bm is not None:
         g = np.where(bm[None], g, np.nan)
-    sums = [weighted_sums_block(arr, task.lats, bm) for arr in [ta] + ca + [g]]
+    sums = [weighted_sums_block(arr, task.lats, bm) for arr in [ta] + ca + [g]] + [counts]
     if state.out_dtype is not None:
         g = g.astype(state.out_dtype)
     return {"gwsa": g, "sums": sums}
@@ -169,14 +171,15 @@ def _regional_means(partial, keys, nt):
     order (not arrival order: local and Dask tables are identical)."""
     sums = {k: [np.zeros(nt), np.zeros(nt)] for k in keys}
     for bi in sorted(partial):
-        for k, (s, sw) in zip(keys, partial[bi]):
+        for k, (s, sw) in zip(keys, partial[bi][:len(keys)]):  # the last item is the counts
             sums[k][0] += s
             sums[k][1] += sw
     return weighted_means(sums)
 
 
 def groundwater_anomaly(twsa, components, mode="anomaly", baseline=DEFAULT_BASELINE, mask=None, write=None,
-                        progress=None, memory_mb=512, log=None, names=None, run_tasks=None, out_dtype=None):
+                        progress=None, memory_mb=512, log=None, names=None, run_tasks=None, out_dtype=None,
+                        accept_zero_months=False):
     """GWSA (anomaly or month-to-month change) from a TWSA reader and component readers.
 
     ``twsa`` / ``components``: :class:`grace.ProductReader` objects (values in mm); the output is on
@@ -189,6 +192,9 @@ def groundwater_anomaly(twsa, components, mode="anomaly", baseline=DEFAULT_BASEL
     on Dask (:func:`~..io.tasks.map_blocks`); windows are written as they arrive and the regional sums
     are added in window order, so results do not depend on the runner. ``out_dtype``: dtype of the
     GWSA windows handed to ``write`` (cast in the task).
+    A TWSA or component file month whose values read are all 0 (or all fill) while its neighbouring months
+    are not (a damaged file read as 0 mm) raises :class:`TimeSeriesError` naming file, variable and month,
+    unless ``accept_zero_months`` (then a warning is logged): :func:`grace.check_zero_months`.
     """
     log = log or (lambda s: None)
     if mode not in MODES:
@@ -228,6 +234,8 @@ def groundwater_anomaly(twsa, components, mode="anomaly", baseline=DEFAULT_BASEL
              for (r0, nr, c0, nc) in blocks]
     partial = run_windows(gwsa_window_task, tasks, blocks, nx, "gwsa", write=write, progress=progress,
                           run_tasks=run_tasks, shared=shared)
+    counts = merge_counts([partial[bi][-1] for bi in sorted(partial)] + [c.window_counts for c in comps])
+    check_zero_months(counts, accept_zero_months, log)
     means = _regional_means(partial, keys, nt)
     if not np.isfinite(means["gwsa"]).any():
         raise TimeSeriesError("GWSA is NaN over the whole study area in every month (TWSA %s%s)"

@@ -502,9 +502,11 @@ class ProductReader:
         pos = {int(k): i for i, k in enumerate(months)}
         return months, [(pos[int(r.month)], r) for r in self.records if int(r.month) in pos]
 
-    def read_rows(self, row0, nrows, months=None, cols=None):
+    def read_rows(self, row0, nrows, months=None, cols=None, counts=None):
         """Rows ``row0..row0+nrows`` (whole width, or ``cols`` = (xoff, xsize)) for ``months``
-        (default: the complete axis) as (len(months), nrows, ncols) mm; months without a record are NaN."""
+        (default: the complete axis) as (len(months), nrows, ncols) mm; months without a record are NaN.
+        ``counts``: optional dict to which the valid and non-zero values of each record read are added
+        (:func:`add_record_counts`, for :func:`check_zero_months`)."""
         months, pairs = self._axis_index(months)
         xoff, xs = cols if cols is not None else (0, self.xsize)
         out = np.full((len(months), nrows, xs), np.nan)
@@ -515,6 +517,8 @@ class ProductReader:
             else:
                 a = self._read(rec, xoff, row0, xs, nrows)
             out[i] = a
+            if counts is not None:
+                add_record_counts(counts, self.label, rec, a)
         return out
 
     def north_up_lats(self):
@@ -593,6 +597,85 @@ class ProductReader:
         return lines
 
 
+def add_record_counts(counts, label, rec, values):
+    """Add to ``counts[(label, month)]`` = [valid, non-zero valid, file, variable, band] the values of one
+    record's read (a window of it): the cheap statistic of :func:`check_zero_months`."""
+    valid = np.isfinite(values)
+    c = counts.setdefault((label, int(rec.month)), [0, 0, rec.path, rec.variable, rec.band])
+    c[0] += int(valid.sum())
+    c[1] += int(np.count_nonzero(values[valid]))
+
+
+def stack_counts(counts, reader, stack):
+    """:func:`add_record_counts` for every record month of a :class:`MonthlyStack` read from ``reader``."""
+    pos = {int(k): i for i, k in enumerate(stack.months)}
+    for rec in reader.records:
+        if int(rec.month) in pos:
+            add_record_counts(counts, reader.label, rec, stack.data[pos[int(rec.month)]])
+    return counts
+
+
+def merge_counts(parts):
+    """One counts dict from the counts dicts of several windows (summed)."""
+    out = {}
+    for part in parts:
+        for key, (nv, nz, path, var, band) in part.items():
+            c = out.setdefault(key, [0, 0, path, var, band])
+            c[0] += nv
+            c[1] += nz
+    return out
+
+
+def zero_month_problems(counts):
+    """Months whose values read are all 0 (or all fill/NoData) while their neighbouring record months are not.
+
+    ``counts``: ``{(product label, month): [valid, non-zero, file, variable, band]}`` summed over the data read.
+    A month is suspect when it is a record whose valid values are all exactly 0 while the nearest record
+    month before and after (one of them at the ends of the series) have non-zero values, or when a NetCDF
+    record has no valid value at all while they have valid values (an all-NaN band of a time-series GeoTIFF
+    is the toolkit's way of writing a missing month and is not suspect). A variable that is zero in every month (snow in a
+    desert) or zero in a run of months (a dry season) is not suspect. Returns a list of one-line descriptions.
+    """
+    by_product = {}
+    for (label, k), c in counts.items():
+        by_product.setdefault(label, {})[k] = c
+    problems = []
+    for label in sorted(by_product):
+        per = by_product[label]
+        ks = sorted(per)
+        for j, k in enumerate(ks):
+            nv, nz, path, var, band = per[k]
+            near = [ks[i] for i in (j - 1, j + 1) if 0 <= i < len(ks)]
+            if not near:
+                continue
+            if nv == 0 and var and all(per[n][0] > 0 for n in near):  # NaN bands of GeoTIFFs are missing months
+                what = "has no valid value (all fill/NoData)"
+            elif nv > 0 and nz == 0 and all(per[n][1] > 0 for n in near):
+                what = "is 0 in all %d valid cells" % nv
+            else:
+                continue
+            where = gdal_name(path, var) + (" band %d" % band if band != 1 else "")
+            problems.append("%s: month %s %s while %s %s not" % (
+                where, month_label(k), what, " and ".join(month_label(n) for n in near),
+                "are" if len(near) > 1 else "is"))
+    return problems
+
+
+def check_zero_months(counts, accept=False, log=None):
+    """Raise :class:`TimeSeriesError` naming the first month found by :func:`zero_month_problems` (a damaged
+    or badly converted file is otherwise used as 0 mm), or, with ``accept``, log each one as a warning."""
+    problems = zero_month_problems(counts)
+    if not problems:
+        return
+    if accept:
+        for p in problems:
+            (log or (lambda s: None))("warning: %s (accepted as real data)" % p)
+        return
+    more = " (and %d more month(s): %s)" % (len(problems) - 1, "; ".join(problems[1:])) if len(problems) > 1 else ""
+    raise TimeSeriesError("%s%s: the file is probably damaged or incompletely converted; download it again, or, "
+                          "if the month is real, accept all-zero months (ACCEPT_ZERO_MONTHS)" % (problems[0], more))
+
+
 def read_gain(source, like):
     """A time-invariant gain-factor grid (JPL ``scale_factor`` variable) on the cells of ``like``
     (a :class:`MonthlyStack`); the grids must share cell size and centres (longitudes may wrap)."""
@@ -635,5 +718,6 @@ def month_dates(months, day=15):
 __all__ = [
     "MonthlyStack", "ProductReader", "Record", "assign_months", "units_to_mm", "parse_unit_spec",
     "layer_thickness_from_name", "split_source", "expand_source", "read_gain", "month_label",
-    "month_range_label", "format_date",
+    "month_range_label", "format_date", "check_zero_months", "zero_month_problems", "add_record_counts",
+    "stack_counts", "merge_counts",
 ]
