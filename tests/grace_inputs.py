@@ -32,3 +32,13 @@ def build_inputs(d):
                 can='NETCDF:"%s":CanopInt_inst' % (d / "GLDAS_NOAH025_M.A*.nc4"))
 
 
+
+
+def zero_fldas_month(d, y, m):
+    """Rewrite the FLDAS file of month (y, m) of :func:`build_inputs` with soil moisture 0 everywhere, as a damaged
+    file reads (SWE unchanged)."""
+    i = MONTHS.index((y, m))
+    gd.write_fldas_month(d / ("FLDAS_NOAH01_C_GL_M.A%04d%02d.001.nc" % (y, m)), y, m, 35.05 + 0.1 * np.arange(20),
+                         110.05 + 0.1 * np.arange(20),
+                         {"SoilMoi10_40cm_tavg": np.zeros((20, 20)), "SWE_inst": np.full((20, 20), 3.0 + i % 3)})
+    return "FLDAS_NOAH01_C_GL_M.A%04d%02d.001.nc" % (y, m)

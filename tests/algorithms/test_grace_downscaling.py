@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
-from grace_inputs import MISSING, MONTHS, build_inputs
+from grace_inputs import MISSING, MONTHS, build_inputs, zero_fldas_month
 from osgeo import gdal
 
 from subsidence_toolkit.core.grace import downscaling, products
@@ -60,6 +60,28 @@ def test_downscaling_errors_leave_no_output(run_alg, inputs, tmp_path):
                                      "OUTPUT": out})
 
 
+
+
+def test_damaged_zero_month_fails_naming_file_and_month(run_alg, tmp_path):
+    """A monthly FLDAS file whose soil moisture reads as 0 between normal months (a damaged download) stops the
+    run with a one-line message naming file, variable and month, and leaves no output; ACCEPT_ZERO_MONTHS runs."""
+    from qgis.core import QgsProcessingException
+    d = tmp_path / "in"
+    d.mkdir()
+    inputs = build_inputs(d)
+    name = zero_fldas_month(d, 2005, 6)
+    out = tmp_path / "td.tif"
+    params = {"GRACE": inputs["grace"], "GRACE_SCALE": 10, "MODEL_FILES": inputs["sm"] + ";" + inputs["swe"],
+              "OUTPUT": str(out)}
+    with pytest.raises(QgsProcessingException) as err:
+        run_alg("gracedownscaling", params)
+    msg = str(err.value)
+    assert "\n" not in msg and name in msg and "SoilMoi10_40cm_tavg" in msg and "SWE_inst" not in msg
+    assert "month 2005-06 is 0 in all 400 valid cells while 2005-05 and 2005-07 are not" in msg
+    assert "download it again" in msg and "ACCEPT_ZERO_MONTHS" in msg
+    assert sorted(os.listdir(tmp_path)) == ["in"]
+    res = run_alg("gracedownscaling", dict(params, ACCEPT_ZERO_MONTHS=True))
+    assert res["OUTPUT"] == str(out) and gdal.Open(str(out)).RasterCount == 24
 
 
 def test_jpl_layout_with_gain_factors(run_alg, inputs, tmp_path):

@@ -1,14 +1,15 @@
 """subsidence:groundwateranomaly through processing.run."""
 import json
+import os
 
 import numpy as np
 import pandas as pd
 import pytest
-from grace_inputs import MISSING, MONTHS, build_inputs
+from grace_inputs import MISSING, MONTHS, build_inputs, zero_fldas_month
 from osgeo import gdal
 
 from subsidence_toolkit.core.grace import gwsa, products
-from subsidence_toolkit.core.io.rasters import RasterGrid
+from subsidence_toolkit.core.io.rasters import RasterGrid, grid_from_origin, write_raster
 
 
 @pytest.fixture(scope="module")
@@ -54,3 +55,25 @@ def test_groundwater_anomaly_algorithm(run_alg, inputs, tmp_path):
     with pytest.raises(QgsProcessingException, match="baseline 1990.000-1991.000 is outside the TWSA data"):
         run_alg("groundwateranomaly", {"TWSA": td, "COMPONENT_FILES": inputs["sm"], "BASELINE_START": 1990,
                                        "BASELINE_END": 1991, "OUTPUT": str(tmp_path / "x.tif")})
+
+
+def test_damaged_zero_month_fails_naming_file_and_month(run_alg, tmp_path):
+    """A component month read as 0 between normal months (damaged FLDAS file) fails naming file and month, leaves
+    no output; ACCEPT_ZERO_MONTHS accepts it."""
+    import datetime as dt
+    from qgis.core import QgsProcessingException
+    d = tmp_path / "in"
+    d.mkdir()
+    inputs = build_inputs(d)
+    name = zero_fldas_month(d, 2004, 3)
+    twsa = write_raster(str(d / "twsa.tif"), grid_from_origin(110.0, 37.0, 0.1, 0.1, 20, 20),
+                        np.ones((len(MONTHS), 20, 20)), dates=[dt.date(y, m, 15) for y, m in MONTHS])
+    out = tmp_path / "gwsa.tif"
+    params = {"TWSA": twsa, "COMPONENT_FILES": inputs["sm"] + ";" + inputs["swe"], "OUTPUT": str(out)}
+    with pytest.raises(QgsProcessingException, match=r"%s\":SoilMoi10_40cm_tavg: month 2004-03 is 0 in all 400 "
+                                                     r"valid cells while 2004-02 and 2004-04 are not.*download it "
+                                                     r"again.*ACCEPT_ZERO_MONTHS" % name.replace(".", r"\.")):
+        run_alg("groundwateranomaly", params)
+    assert sorted(os.listdir(tmp_path)) == ["in"]
+    run_alg("groundwateranomaly", dict(params, ACCEPT_ZERO_MONTHS=True))
+    assert gdal.Open(str(out)).RasterCount == len(MONTHS)
