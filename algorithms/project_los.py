@@ -11,6 +11,7 @@ from ..core.insar import geometry
 from ..core.io.rasters import open_raster
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
 from ..processing_provider.compat import NumberType
+from ..processing_provider.inputs import raster_path
 from ..processing_provider.rasters import output_raster_path
 from ..processing_provider.styling import style_output
 
@@ -20,16 +21,15 @@ GEOMETRY_TYPE_LABELS = ("Incidence angle (degrees)", "Up component U of the LOS 
 def geometry_spec(alg, parameters, context, raster_name, type_name, angle_name):
     """``dict(path=, kind=, angle=)`` for :class:`~..core.insar.geometry.IncidenceSource` from a raster parameter,
     its type enum and a constant incidence-angle parameter (shared by the algorithms that use incidence)."""
-    layer = alg.parameterAsRasterLayer(parameters, raster_name, context) \
-        if parameters.get(raster_name) not in (None, "") else None
+    path = raster_path(alg, parameters, raster_name, context)   # no layer: no statistics, no .aux.xml
     angle = parameters.get(angle_name)
     angle = None if angle in (None, "") else alg.parameterAsDouble(parameters, angle_name, context)
-    if layer is None and angle is None:
+    if path is None and angle is None:
         raise QgsProcessingException(
             "no incidence geometry: give a raster in %s (incidence angle or LiCSAR *.geo.U.tif) or a constant %s "
             "(degrees)" % (raster_name, angle_name))
     kind = geometry.KINDS[alg.parameterAsEnum(parameters, type_name, context)]
-    return dict(path=layer_path(layer) if layer is not None else None, kind=kind, angle=angle)
+    return dict(path=path, kind=kind, angle=angle)
 
 
 class ProjectLos(SubsidenceAlgorithm):

@@ -30,6 +30,7 @@ from ..core.io.errors import TimeSeriesError
 from ..core.reports.network_report import write_html_report as write_network_report
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
 from ..processing_provider.compat import NumberType, SourceType
+from ..processing_provider.inputs import parameters_to_check, raster_paths
 from ..processing_provider.rasters import output_raster_path
 from ..processing_provider.styling import style_output
 from ..processing_provider.tables import write_table
@@ -167,10 +168,11 @@ class SbasInversion(SubsidenceAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.add(QgsProcessingParameterMultipleLayers(self.INTERFEROGRAMS, self.tr("Unwrapped interferograms"),
-                                                      SourceType.Raster, optional=True),
+                                                      SourceType.File, optional=True),
                  "One single-band raster per pair (or give an input folder instead). Dates from the file names "
                  "(first two YYYYMMDD groups: reference, then secondary) unless a pairs CSV is given. Files of one "
-                 "pixel lattice may differ in extent (see Extent).")
+                 "pixel lattice may differ in extent (see Extent). A file list: no QGIS layer is opened for them (no "
+                 "band statistics, nothing written next to the inputs); layers of the project are accepted too.")
         self.add(QgsProcessingParameterFile(self.INPUT_FOLDER, self.tr("Input folder (LiCSAR frame or HyP3 download)"),
                                             behavior=FOLDER_BEHAVIOR, optional=True),
                  "Instead of the file lists: a LiCSAR frame folder (GEOC/YYYYMMDD_YYYYMMDD/ or interferograms/"
@@ -202,7 +204,7 @@ class SbasInversion(SubsidenceAlgorithm):
                  "bperp (m). Needed when file names carry no dates. Baselines of LiCSAR (baselines file) and HyP3 "
                  "(.txt) products are read from the products; a CSV's bperp column takes precedence.")
         self.add(QgsProcessingParameterMultipleLayers(self.COHERENCE, self.tr("Coherence rasters (optional)"),
-                                                      SourceType.Raster, optional=True),
+                                                      SourceType.File, optional=True),
                  "One coherence raster (0-1, or 8-bit 0-255 = DN/255) per interferogram, matched by the date pair in "
                  "the file name (LiCSAR .geo.cc.tif, HyP3 _corr.tif; found automatically with an input folder). Used "
                  "for weighting, the coherence threshold, the automatic reference and the network table.")
@@ -357,16 +359,23 @@ class SbasInversion(SubsidenceAlgorithm):
                  "<frame>.geo.U.tif, or 90 deg - lv_theta of HyP3's _lv_theta.tif (radians). An error when the "
                  "products ship no geometry or it does not cover the stack.")
 
+    def checkParameterValues(self, parameters, context):  # noqa: N802
+        # the interferogram and coherence paths are checked without loading hundreds of layers
+        light, error = parameters_to_check(self, parameters, context,
+                                           (self.INTERFEROGRAMS, self.COHERENCE, self.INCIDENCE))
+        if error:
+            return False, error
+        return super().checkParameterValues(light, context)
+
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        layers = self.parameterAsLayerList(parameters, self.INTERFEROGRAMS, context) or []
+        # paths, not layers: a layer per input would compute band statistics and write .aux.xml next to it
+        ifgs = raster_paths(self, parameters, self.INTERFEROGRAMS, context)
         folder = self.parameterAsFile(parameters, self.INPUT_FOLDER, context) or None
-        if not layers and not folder:
+        if not ifgs and not folder:
             raise QgsProcessingException("no interferograms given: give INTERFEROGRAMS or an INPUT_FOLDER")
-        if layers and folder:
+        if ifgs and folder:
             raise QgsProcessingException("give either INTERFEROGRAMS or INPUT_FOLDER, not both")
-        ifgs = [layer_path(lyr) for lyr in layers]
-        coh_layers = self.parameterAsLayerList(parameters, self.COHERENCE, context) or []
-        cohs = [layer_path(lyr) for lyr in coh_layers]
+        cohs = raster_paths(self, parameters, self.COHERENCE, context)
         pairs = self.parameterAsFile(parameters, self.PAIRS, context) or None
         outs = [output_raster_path(self, parameters, n, context)
                 for n in (self.OUTPUT_TIMESERIES, self.OUTPUT_VELOCITY, self.OUTPUT_QUALITY)]

@@ -135,6 +135,13 @@ class SubsidenceAlgorithm(QgsProcessingAlgorithm):
         remember_run(self, parameters, context)
         return True
 
+    def validateInputCrs(self, parameters, context):  # noqa: N802
+        """No check here: Processing's (``processing.run`` calls it) loads every input path as a QGIS layer,
+        whose default renderer computes band statistics and makes GDAL write an ``.aux.xml`` next to the
+        user's input (hundreds for an interferogram stack). The algorithms read their inputs with GDAL and
+        check grids and CRS themselves, with an error that names the file."""
+        return True
+
     def postProcessAlgorithm(self, context, feedback):  # noqa: N802
         """Every output QGIS is about to load goes into this run's one layer-tree group."""
         from .styling import group_run_outputs
