@@ -200,10 +200,11 @@ class SubsidenceAlgorithm(QgsProcessingAlgorithm):
         )
 
     def map_blocks(self, task_fn, tasks, parameters, context, feedback, name="DASK_SCHEDULER", shared=None,
-                   report_progress=True):
+                   report_progress=True, threads=1):
         """Run row-block tasks locally or on Dask (per the scheduler parameter), with progress and cancel.
         ``shared``: passed to every task as ``task_fn(task, shared)``, sent to Dask workers once.
-        ``report_progress=False``: the caller sets the progress itself (e.g. several passes)."""
+        ``report_progress=False``: the caller sets the progress itself (e.g. several passes). ``threads``:
+        without a scheduler, run that many tasks at a time in this process (core ``map_threads``)."""
         from ..core.io.tasks import map_blocks
 
         scheduler = (self.parameterAsString(parameters, name, context) or "").strip() \
@@ -213,7 +214,7 @@ class SubsidenceAlgorithm(QgsProcessingAlgorithm):
         done = 0
         for i, result in map_blocks(task_fn, tasks, scheduler=scheduler or None,
                                     is_canceled=lambda: feedback is not None and feedback.isCanceled(),
-                                    shared=shared):
+                                    shared=shared, threads=1 if scheduler else threads):
             done += 1
             if report_progress:
                 feedback.setProgress(100.0 * done / max(1, len(tasks)))

@@ -21,7 +21,7 @@ import numpy as np
 from ..io.dates import format_date
 from ..io.errors import Cancelled, TimeSeriesError
 from ..io.rasters import RasterWriter
-from ..io.tasks import run_tasks_here_or
+from ..io.tasks import map_threads, run_tasks_here_or
 from . import corrections as corr
 from . import deramp as dr
 from . import gacos as gc
@@ -46,7 +46,9 @@ class SbasOptions:
     :class:`~.sbas.SolverOptions`; ``reference``: (row, col) pixel, or None for automatic (data in every
     interferogram and the highest mean coherence, or the lowest residual RMS when no coherence is
     given), with the median over a ``2 reference_half_window + 1`` square window; ``seasonal``: annual
-    and semi-annual terms in the velocity fit; ``memory_mb``: cap of everything the run allocates.
+    and semi-annual terms in the velocity fit; ``memory_mb``: cap of everything the run allocates (all
+    threads together); ``threads``: windows computed at the same time in this process, each planned under
+    ``memory_mb / threads`` (results do not depend on it).
 
     Corrections and network QC (:mod:`.corrections`): ``loop_closure`` 0 off, 1 report, 2 reject the bad
     interferograms (LiCSBAS step-12 rule, ``loop_threshold`` rad on the loop-phase RMS); ``deramp`` none /
@@ -66,6 +68,7 @@ class SbasOptions:
     reference_half_window: int = 0
     seasonal: bool = False
     memory_mb: float = 512
+    threads: int = 1
     loop_closure: int = lc.LOOP_OFF
     loop_threshold: float = lc.DEFAULT_LOOP_THRESHOLD
     deramp: str = dr.DERAMP_NONE
@@ -562,7 +565,8 @@ def plan_scan(stack, options, gacos_parts):
         solve_px, fixed = solve_bytes_per_pixel(M, N, "float64"), solve_bytes_fixed(M, N)
     if loops:
         fixed += corr.LOOP_CHUNK_BYTES
-    return plan_blocks(grid.ysize, grid.xsize, bsize, per_px, solve_px, options.memory_mb, in_sample_bytes=sample,
+    return plan_blocks(grid.ysize, grid.xsize, bsize, per_px, solve_px, options.memory_mb / _threads(options),
+                       in_sample_bytes=sample,
                        solve_fixed=fixed)
 
 
@@ -719,13 +723,20 @@ def invert_stack(stack: PreparedStack, out_ts, out_vel, out_quality, options=Non
     function allocates, GDAL's block cache included (set for the run and restored afterwards); see
     :func:`~.memory_plan.plan_stack`. ``progress``, ``is_canceled``, ``log``, ``run_tasks``: see
     :class:`RunHooks`; windows are written as they arrive and the statistics and the automatic reference
-    are combined in window order, so results do not depend on the runner.
+    are combined in window order, so results do not depend on the runner. With ``options.threads`` > 1
+    and no ``run_tasks``, the windows run on that many threads (:func:`~..io.tasks.map_threads`); a
+    ``run_tasks`` given must then run at most ``options.threads`` windows at a time (each window is planned
+    under ``memory_mb / threads``).
 
     Passes: corrections (GACOS and / or ramps, when asked), automatic reference, loop closure (when asked),
     inversion; see :mod:`.corrections`.
     """
     from osgeo import gdal
     options = options or SbasOptions()
+    threads = _threads(options)
+    if run_tasks is None and threads > 1:
+        def run_tasks(task_fn, tasks, shared):
+            return map_threads(task_fn, tasks, threads, shared=shared, is_canceled=is_canceled)
     hooks = RunHooks(progress, is_canceled, log, run_tasks)
     if options.weighted and not stack.coherence_paths:
         raise TimeSeriesError("weighting '%s' needs the coherence rasters" % options.weighting)
@@ -737,7 +748,8 @@ def invert_stack(stack: PreparedStack, out_ts, out_vel, out_quality, options=Non
         raise TimeSeriesError("LOOP_CLOSURE must be 0 (off), 1 (report) or 2 (reject), not %r" % options.loop_closure)
     stack, gacos_parts = _gacos_setup(stack, options, hooks)
     plans = _plans(stack, options, gacos_parts)
-    cache = max(p["gdal_cache"] for p in plans.values())
+    # GDAL's block cache is shared by the threads: each window's plan counted its own share
+    cache = threads * max(p["gdal_cache"] for p in plans.values())
     old_cache = gdal.GetCacheMax()
     gdal.SetCacheMax(cache)
     try:
@@ -747,10 +759,15 @@ def invert_stack(stack: PreparedStack, out_ts, out_vel, out_quality, options=Non
         _LOCAL.tick = None
 
 
+def _threads(options):
+    return max(1, int(options.threads or 1))
+
+
 def _plans(stack, options, gacos_parts):
+    """Memory plans of the passes; each window under ``memory_mb / threads`` (that many run at a time)."""
     loops = options.loop_closure != lc.LOOP_OFF
     scan = _scan_needed(options)
-    plans = plan_stack(stack, options.weighting, options.min_coherence, options.memory_mb,
+    plans = plan_stack(stack, options.weighting, options.min_coherence, options.memory_mb / _threads(options),
                        reference_pass=options.reference is None and not scan,
                        extra_bytes_px=_gacos_bytes(stack, gacos_parts), extra_fixed=(4 << 20) if loops else 0)
     if scan:
@@ -768,6 +785,9 @@ def _invert_stack(stack, outputs, options, plans, hooks, gdal_cache, gacos_parts
     coh_files = stack.coherence_files()
     progress = _Progress(plans, M, coh_files is not None, hooks)
     _log_plans(plans, hooks)
+    if _threads(options) > 1:
+        hooks.say("%d threads, each window planned under %g MB / %d" % (options.threads, options.memory_mb,
+                                                                       options.threads))
     _LOCAL.tick = progress.tick   # reset by invert_stack
     names_all = stack.network_all.names
     extra = {}

@@ -71,19 +71,75 @@ def connect(scheduler, timeout=10):
     return client
 
 
+def default_threads():
+    """The cores this process may use (its CPU affinity where the OS tells it, else every core)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def map_threads(task_fn, tasks, threads, shared=None, is_canceled=None):
+    """Yield ``(index, task_fn(tasks[index], shared))`` computed by ``threads`` threads of this process, in
+    completion order (numpy, LAPACK and GDAL release the GIL, so windows compute and decode on every core).
+
+    At most ``threads`` tasks are outstanding and the next one is submitted only after the caller took
+    the previous result (and, e.g., wrote it): memory stays at ``threads`` windows, so a caller that plans
+    each window under ``memory / threads`` keeps the whole run under its cap. While the caller writes a
+    result, the other threads compute (writing overlaps the solve). An exception in a task is raised
+    here; cancelling (``is_canceled``) or closing the generator drops the tasks not yet started and
+    waits for the running ones."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    tasks = list(tasks)
+    is_canceled = is_canceled or (lambda: False)
+    extra = () if shared is None else (shared,)
+    with ThreadPoolExecutor(max_workers=max(1, int(threads)), thread_name_prefix="subsidence") as pool:
+        pending = {}
+        it = iter(enumerate(tasks))
+
+        def submit_next():
+            for i, task in it:
+                pending[pool.submit(task_fn, task, *extra)] = i
+                return True
+            return False
+
+        try:
+            for _ in range(max(1, int(threads))):
+                if not submit_next():
+                    break
+            while pending:
+                done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+                for fut in sorted(done, key=lambda f: pending[f]):
+                    i = pending.pop(fut)
+                    result = fut.result()
+                    if is_canceled():
+                        raise Cancelled()
+                    yield i, result
+                    del result
+                    submit_next()
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+
 def map_blocks(task_fn, tasks, scheduler=None, client=None, max_in_flight=None, is_canceled=None, retries=2,
-               shared=None):
+               shared=None, threads=1):
     """Yield ``(index, task_fn(tasks[index]))`` for every task, in completion order.
 
     ``scheduler``/``client``: run on Dask (else locally, in order). ``is_canceled``: a callable
     polled between tasks; when it returns True, :class:`Cancelled` is raised after cancelling the
     outstanding futures. ``shared``: an object every task needs (e.g. coarse arrays, a reader):
     the call becomes ``task_fn(task, shared)``; on Dask it is sent to the workers once
-    (scattered, replicated on every worker) instead of with every task.
+    (scattered, replicated on every worker) instead of with every task. ``threads``: locally, run the
+    tasks on this many threads (:func:`map_threads`, completion order) instead of one after the other.
     """
     tasks = list(tasks)
     is_canceled = is_canceled or (lambda: False)
     extra = () if shared is None else (shared,)
+    if not scheduler and client is None and threads and threads > 1:
+        yield from map_threads(task_fn, tasks, threads, shared=shared, is_canceled=is_canceled)
+        return
     if not scheduler and client is None:
         for i, task in enumerate(tasks):
             if is_canceled():

@@ -255,3 +255,28 @@ def test_windows_and_sub_blocks_do_not_change_results(tiled_stack, tmp_path, wei
         for k in ("mean_coherence", "residual_rms_mm"):
             assert r1[k] == pytest.approx(r2[k], rel=rel, nan_ok=True)
         assert r1["n_pixels_used"] == r2["n_pixels_used"]
+
+
+@pytest.mark.parametrize("weighting,with_coh", [("none", True), ("coherence", True), ("none", False)])
+def test_threads_do_not_change_results(tiled_stack, tmp_path, weighting, with_coh):
+    """3 threads on small windows (arriving in any order) vs one thread on one window: identical rasters,
+    reference and network statistics; each window planned under cap / threads, GDAL's cache threads x
+    the window's share."""
+    ifgs, cohs = tiled_stack
+    stack = prepare_stack(ifgs, None, cohs if with_coh else None)
+    res = []
+    for mem, threads in ((512, 1), (1.5, 3)):
+        out = tmp_path / ("t%d" % threads)
+        out.mkdir()
+        res.append(_run(stack, out, mem, weighting=weighting, threads=threads))
+    plans = memory_plan.plan_stack(stack, weighting, 0.0, 1.5 / 3, reference_pass=True)
+    assert len(plans["invert"]["windows"]) > 3
+    assert set(res[1][2]) == {3 * max(p["gdal_cache"] for p in plans.values())}
+    (s1, a1, _), (s2, a2, _) = res
+    assert s1["reference"] == s2["reference"]
+    for x, y in zip(a1, a2):
+        assert np.array_equal(x, y, equal_nan=True)
+    for r1, r2 in zip(s1["network_rows"], s2["network_rows"]):
+        for k in ("mean_coherence", "residual_rms_mm"):
+            assert r1[k] == pytest.approx(r2[k], rel=1e-9, nan_ok=True)
+        assert r1["n_pixels_used"] == r2["n_pixels_used"]

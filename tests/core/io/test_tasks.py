@@ -62,3 +62,45 @@ def test_local_cluster_equals_local_run(tmp_path):
     for i in local:
         assert local[i][0] == remote[i][0]
         assert np.array_equal(local[i][1], remote[i][1], equal_nan=True)
+
+
+def _slow_square(task, shared):
+    import time
+    time.sleep(0.002 * (task % 3))          # later tasks may finish first
+    return {"value": task * task + shared, "thread": __import__("threading").get_ident()}
+
+
+def test_threads_give_every_result_once_with_bounded_tasks_in_flight():
+    import threading
+
+    running, peak = [0], [0]
+    lock = threading.Lock()
+
+    def task(t, shared):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        try:
+            return _slow_square(t, shared)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    out = dict((i, r["value"]) for i, r in runner.map_blocks(task, range(20), shared=1, threads=3))
+    assert out == {i: i * i + 1 for i in range(20)}
+    assert 1 <= peak[0] <= 3
+
+
+def test_threads_raise_task_errors_and_cancel():
+    def bad(t, shared):
+        if t == 4:
+            raise ValueError("window 4 is broken")
+        return t
+
+    with pytest.raises(ValueError, match="window 4"):
+        list(runner.map_threads(bad, range(10), 2, shared=0))
+    seen = []
+    with pytest.raises(runner.Cancelled):
+        for i, _ in runner.map_threads(lambda t: t, range(10), 2, is_canceled=lambda: len(seen) >= 3):
+            seen.append(i)
+    assert len(seen) == 3
