@@ -10,9 +10,12 @@ Run (one BLAS thread for both tools; the script sets OMP/OPENBLAS/MKL_NUM_THREAD
     /usr/bin/python3 benchmarks/bench_sbas.py                 # 500x500 px, 60 dates, ~198 pairs
     /usr/bin/python3 benchmarks/bench_sbas.py --size 100      # quick check
     /usr/bin/python3 benchmarks/bench_sbas.py --skip-weighted-mintpy   # MintPy WLS takes ~2 min
-    /usr/bin/python3 benchmarks/bench_sbas.py --e2e /tmp/sbas_e2e --no-mintpy --memory 256
-        # also writes the stack as LiCSAR-named GeoTIFFs (+ coherence) and runs
-        # qgis_process.bin ... subsidence:sbasinversion under /usr/bin/time -v (wall, peak RSS)
+    /usr/bin/python3 benchmarks/bench_sbas.py --e2e /tmp/sbas_e2e/stack --no-mintpy --no-core --memory 256 \
+        --threads 1 2 --scaling
+        # also writes the stack as LiCSAR-named GeoTIFFs (+ coherence; deflate, 256 x 256 tiles; once,
+        # reused) and runs qgis_process.bin ... subsidence:sbasinversion under /usr/bin/time -v (wall,
+        # peak RSS, files added next to the inputs) with THREADS 1 and 2; the ratio divides the wall time by
+        # the floor: one whole GDAL read of the inputs + the in-memory solve + a trivial qgis_process run
 
 Stack: 60 Sentinel-1 dates on a 12-day grid with missing acquisitions, pairs
 with temporal baseline <= 48 d; truth = subsidence bowl (up to -60 mm/yr) +
@@ -188,12 +191,9 @@ def run_mintpy(npz, weight, workdir):
     return info, np.load(out)
 
 
-def run_e2e(folder, net, phase, coh, memory_mb, weighting=0, extra=None, tag="out"):
-    """Write the stack as GeoTIFFs and time ``qgis_process.bin run subsidence:sbasinversion`` (peak RSS too)."""
-    from osgeo import gdal
-
+def write_e2e_stack(folder, net, phase, coh):
+    """The stack as LiCSAR-named GeoTIFFs (deflate, 256 x 256 tiles), written once and reused."""
     from subsidence_toolkit.core.io.rasters import grid_from_origin, write_raster
-    from subsidence_toolkit.demo.headless import QgisProcess
 
     os.makedirs(folder, exist_ok=True)
     M, H, W = phase.shape
@@ -208,15 +208,61 @@ def run_e2e(folder, net, phase, coh, memory_mb, weighting=0, extra=None, tag="ou
             write_raster(c, grid, coh[k], units="")
         ifgs.append(f)
         cohs.append(c)
-    qp = QgisProcess(os.path.join(folder, "qgis"))
-    out = os.path.join(folder, tag)
+    for name in os.listdir(folder):     # a freshly downloaded stack: no side-cars from earlier runs
+        if name.endswith(".aux.xml"):
+            os.remove(os.path.join(folder, name))
+    return ifgs, cohs
+
+
+def read_floor(paths):
+    """Seconds of one whole read of every file with GDAL (the I/O floor of any tool)."""
+    from osgeo import gdal
+
+    t0 = time.perf_counter()
+    for p in paths:
+        ds = gdal.Open(p)
+        ds.GetRasterBand(1).ReadAsArray()
+        ds = None
+    return time.perf_counter() - t0
+
+
+def startup_floor(folder):
+    """Wall seconds of a trivial ``qgis_process.bin run`` (native:buffer of one point)."""
+    from subsidence_toolkit.demo.headless import QgisProcess
+
+    qp = QgisProcess(os.path.join(os.path.dirname(folder.rstrip("/")), "qgis_e2e_home"))
+    pt = os.path.join(os.path.dirname(folder.rstrip("/")), "one_point.geojson")
+    with open(pt, "w") as f:
+        f.write('{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, '
+                '"geometry": {"type": "Point", "coordinates": [108.1, 38.4]}}]}')
+    out = os.path.join(os.path.dirname(folder.rstrip("/")), "one_point_buffer.gpkg")
+    t0 = time.perf_counter()
+    r = subprocess.run([qp.exe, "run", "native:buffer", "--", "INPUT=" + pt, "DISTANCE=0.01", "OUTPUT=" + out],
+                       env=qp.env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise RuntimeError(r.stdout[-2000:] + r.stderr[-2000:])
+    return wall
+
+
+def run_e2e(folder, ifgs, cohs, memory_mb, weighting=0, threads=1, extra=None, tag="e2e_out"):
+    """Time ``qgis_process.bin run subsidence:sbasinversion`` on the GeoTIFF stack: (wall s, peak RSS MB,
+    time series, files the run added to the input folder); ``run_e2e.cpu``: user + system CPU seconds."""
+    from osgeo import gdal
+
+    from subsidence_toolkit.demo.headless import QgisProcess
+
+    qp = QgisProcess(os.path.join(os.path.dirname(folder.rstrip("/")), "qgis_e2e_home"))
+    out = os.path.join(os.path.dirname(folder.rstrip("/")), tag)
     os.makedirs(out, exist_ok=True)
     params = {"INTERFEROGRAMS": ifgs, "COHERENCE": cohs, "WEIGHTING": weighting, "MEMORY_LIMIT_MB": memory_mb,
+              "THREADS": threads,
               "OUTPUT_TIMESERIES": os.path.join(out, "ts.tif"), "OUTPUT_VELOCITY": os.path.join(out, "vel.tif"),
               "OUTPUT_QUALITY": os.path.join(out, "q.tif"), "OUTPUT_NETWORK": os.path.join(out, "net.csv")}
     # before issue 14 there was no loop closure and no ramp: keep that the baseline unless asked
     params.update({"LOOP_CLOSURE": 0, "DERAMP": 0})
     params.update(extra or {})
+    before = set(os.listdir(folder))
     cmd = ["/usr/bin/time", "-v", qp.exe, "--json", "run", "subsidence:sbasinversion", "--"] + qp.arguments(params)
     t0 = time.perf_counter()
     r = subprocess.run(cmd, env=qp.env, capture_output=True, text=True)
@@ -225,11 +271,33 @@ def run_e2e(folder, net, phase, coh, memory_mb, weighting=0, extra=None, tag="ou
         raise RuntimeError(r.stdout[-2000:] + r.stderr[-3000:])
     rss = [line for line in r.stderr.splitlines() if "Maximum resident set size" in line]
     rss_mb = int(rss[0].split(":")[1]) / 1024.0 if rss else float("nan")
-    cpu = sum(float(line.split(":")[1]) for line in r.stderr.splitlines()
-              if line.strip().startswith(("User time", "System time")))
+    run_e2e.cpu = sum(float(line.split(":")[1]) for line in r.stderr.splitlines()
+                      if line.strip().startswith(("User time", "System time")))
     ts = gdal.Open(params["OUTPUT_TIMESERIES"]).ReadAsArray()
-    run_e2e.cpu = cpu
-    return wall, rss_mb, ts
+    return wall, rss_mb, ts, sorted(set(os.listdir(folder)) - before)
+
+
+def solve_threaded(net, phase, offsets, threads, step=20):
+    """The in-memory solve of :func:`run_ours` (unweighted) with row blocks on ``threads`` threads
+    (core ``map_threads``): seconds and the time series."""
+    from subsidence_toolkit.core.io.tasks import map_threads
+
+    M, H, W = phase.shape
+    f = los_factor_mm("radians", WAVELENGTH)
+    rad_per_mm = radians_per_mm(WAVELENGTH)
+    ts = np.empty((net.n_dates, H, W), np.float32)
+
+    def task(r0, _):
+        obs = np.subtract(phase[:, r0:r0 + step], offsets[:, None, None].astype(np.float32))
+        obs *= np.float32(f)
+        t, _ = sbas.sbas_invert_block(obs, net, rad_per_unit=rad_per_mm, dtype=np.float32)
+        return t
+
+    t0 = time.perf_counter()
+    for i, t in map_threads(task, list(range(0, H, step)), threads, shared=0):
+        r0 = i * step
+        ts[:, r0:r0 + step] = t
+    return time.perf_counter() - t0, ts
 
 
 def main():
@@ -242,6 +310,8 @@ def main():
     ap.add_argument("--no-core", action="store_true", help="skip the in-memory comparison")
     ap.add_argument("--e2e", help="folder for the end-to-end qgis_process run from GeoTIFFs")
     ap.add_argument("--memory", type=float, default=256, help="MEMORY_LIMIT_MB of the end-to-end run")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="THREADS of the end-to-end runs")
+    ap.add_argument("--scaling", action="store_true", help="also the in-memory solve on 1 and 2 threads")
     ap.add_argument("--qc", type=int, default=0, metavar="N",
                     help="end to end (needs --e2e): N alternating runs without / with loop closure (reject) + linear "
                          "deramp, unweighted, to measure what the network QC adds")
@@ -256,12 +326,13 @@ def main():
     tr = truth.reshape(net.n_dates, -1)
     results = {}
     if a.e2e and a.qc:
+        ifgs, cohs = write_e2e_stack(a.e2e, net, phase, coh)
         walls = {"baseline": [], "loop+deramp": []}
         cpus = {"baseline": [], "loop+deramp": []}
         for rep in range(a.qc):
             for label, extra in (("baseline", {}), ("loop+deramp", {"LOOP_CLOSURE": 2, "DERAMP": 1})):
                 load = os.getloadavg()[0]
-                wall, rss, ts = run_e2e(a.e2e, net, phase, coh, a.memory, 0, extra, tag="qc_" + label)
+                wall, rss, ts, _ = run_e2e(a.e2e, ifgs, cohs, a.memory, 0, a.threads[0], extra, tag="qc_" + label)
                 walls[label].append(wall)
                 cpus[label].append(run_e2e.cpu)
                 print("e2e qgis_process %-11s run %d: wall %.1f s, CPU (user + sys) %.1f s, peak RSS %.0f MB, "
@@ -272,11 +343,29 @@ def main():
                   % (q - b, b, what, a.qc, 100 * (q - b) / b))
         return
     if a.e2e:
-        for wmode, label in ((0, "none"), (1, "coherence")):
-            wall, rss, ts = run_e2e(a.e2e, net, phase, coh, a.memory, wmode)
-            print("e2e qgis_process w=%-9s %d GeoTIFFs (+%d coherence) %dx%d: wall %.1f s, peak RSS %.0f MB "
-                  "(MEMORY_LIMIT_MB=%g; phase stack %.0f MB, +coherence %.0f MB)"
-                  % (label, M, M, H, W, wall, rss, a.memory, phase.nbytes / 2 ** 20, 2 * phase.nbytes / 2 ** 20))
+        ifgs, cohs = write_e2e_stack(a.e2e, net, phase, coh)
+        load = os.getloadavg()
+        read_s = min(read_floor(ifgs + cohs) for _ in range(2))
+        read_ifg_s = min(read_floor(ifgs) for _ in range(2))
+        start_s = min(startup_floor(a.e2e) for _ in range(2))
+        solve = {}
+        for weighting in ("none", "coherence"):
+            solve[weighting] = run_ours(net, phase, coh, offsets, weighting, np.float32, 1)[0]
+        print("floors (load %.1f %.1f %.1f): one whole GDAL read of %d+%d files %.2f s (interferograms only %.2f s), "
+              "qgis_process.bin run native:buffer %.2f s, in-memory solve %.2f s (weighted %.2f s)"
+              % (load + (M, M, read_s, read_ifg_s, start_s, solve["none"], solve["coherence"])))
+        for threads in a.threads:
+            for wmode, label in ((0, "none"), (1, "coherence")):
+                wall, rss, ts, added = run_e2e(a.e2e, ifgs, cohs, a.memory, wmode, threads)
+                floor = read_s + solve[label] + start_s
+                print("e2e qgis_process w=%-9s threads=%d: wall %.2f s, ratio %.2f (floor %.2f s), peak RSS %.0f MB "
+                      "(MEMORY_LIMIT_MB=%g), files added next to the inputs: %d%s (load %.1f)"
+                      % (label, threads, wall, wall / floor, floor, rss, a.memory, len(added),
+                         (" " + ", ".join(added[:3])) if added else "", os.getloadavg()[0]))
+        if a.scaling:
+            for threads in (1, 2):
+                sec = min(solve_threaded(net, phase, offsets, threads)[0] for _ in range(a.repeat))
+                print("in-memory solve (unweighted) threads=%d: %.3f s" % (threads, sec))
     if a.no_core:
         return
     for weighting in ("none", "coherence"):
