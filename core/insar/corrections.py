@@ -59,8 +59,7 @@ class CorrectedFiles:
         self.gacos_apply = np.ones(M, bool) if gacos_apply is None else np.asarray(gacos_apply, bool)
         self.ramp_mode = ramp_mode
         self.ramp_coef = ramp_coef
-        self._cache = None
-        self._design = None
+        self._caches = {}   # per thread (windows run on several threads): {"delays": .., "design": ..}
 
     @property
     def active(self):
@@ -87,11 +86,18 @@ class CorrectedFiles:
         if self.ramp_mode == dr.DERAMP_NONE or self.ramp_coef is None:
             return None
         key = ("design", row0, nrows, col0, ncols)
-        if self._design is None or self._design[0] != key:
-            self._design = (key, dr.design(row0, nrows, col0, ncols, self.grid.ysize, self.grid.xsize,
-                                           self.ramp_mode).T.astype(np.float32))
+        mine = self._thread_cache()
+        design = mine.get("design")
+        if design is None or design[0] != key:
+            design = mine["design"] = (key, dr.design(row0, nrows, col0, ncols, self.grid.ysize, self.grid.xsize,
+                                                      self.ramp_mode).T.astype(np.float32))
         c = np.where(np.isfinite(self.ramp_coef[k]), self.ramp_coef[k], 0.0).astype(np.float32)
-        return (c @ self._design[1]).reshape(nrows, ncols)
+        return (c @ design[1]).reshape(nrows, ncols)
+
+    def _thread_cache(self):
+        """This thread's cache of the current window (windows may run on several threads at once)."""
+        import threading
+        return self._caches.setdefault(threading.get_ident(), {})
 
     def subset(self, keep):
         """The corrected reader of the files ``keep`` (bool or indices)."""
@@ -105,11 +111,13 @@ class CorrectedFiles:
     def delays(self, row0, nrows, col0, ncols, data_mask=None):
         """Slant delays (N, nrows, ncols) float32 of every date on the window (kept for the window's files)."""
         key = (row0, nrows, col0, ncols)
-        if self._cache is not None and self._cache[0] == key:
-            return self._cache[1]
-        self._cache = None
+        mine = self._thread_cache()
+        cached = mine.get("delays")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        mine.pop("delays", None)
         s = self.gacos.slant_delays(self.dates, self.incidence, row0, nrows, col0, ncols, data_mask).astype(np.float32)
-        self._cache = (key, s)
+        mine["delays"] = (key, s)
         return s
 
     def gacos_correction(self, k, row0, nrows, col0, ncols, data_mask=None):

@@ -257,8 +257,9 @@ def test_windows_and_sub_blocks_do_not_change_results(tiled_stack, tmp_path, wei
         assert r1["n_pixels_used"] == r2["n_pixels_used"]
 
 
-@pytest.mark.parametrize("weighting,with_coh", [("none", True), ("coherence", True), ("none", False)])
-def test_threads_do_not_change_results(tiled_stack, tmp_path, weighting, with_coh):
+@pytest.mark.parametrize("weighting,with_coh,qc", [("none", True, False), ("coherence", True, False),
+                                                    ("none", False, False), ("none", True, True)])
+def test_threads_do_not_change_results(tiled_stack, tmp_path, weighting, with_coh, qc):
     """3 threads on small windows (arriving in any order) vs one thread on one window: identical rasters,
     reference and network statistics; each window planned under cap / threads, GDAL's cache threads x
     the window's share."""
@@ -268,10 +269,13 @@ def test_threads_do_not_change_results(tiled_stack, tmp_path, weighting, with_co
     for mem, threads in ((512, 1), (1.5, 3)):
         out = tmp_path / ("t%d" % threads)
         out.mkdir()
-        res.append(_run(stack, out, mem, weighting=weighting, threads=threads))
-    plans = memory_plan.plan_stack(stack, weighting, 0.0, 1.5 / 3, reference_pass=True)
-    assert len(plans["invert"]["windows"]) > 3
-    assert set(res[1][2]) == {3 * max(p["gdal_cache"] for p in plans.values())}
+        # qc: the scan pass (loop closure, reject; linear ramps) runs on the threads too
+        kw = dict(loop_closure=2, deramp="linear") if qc else {}
+        res.append(_run(stack, out, mem, weighting=weighting, threads=threads, **kw))
+    if not qc:
+        plans = memory_plan.plan_stack(stack, weighting, 0.0, 1.5 / 3, reference_pass=True)
+        assert len(plans["invert"]["windows"]) > 3
+        assert set(res[1][2]) == {3 * max(p["gdal_cache"] for p in plans.values())}
     (s1, a1, _), (s2, a2, _) = res
     assert s1["reference"] == s2["reference"]
     for x, y in zip(a1, a2):
