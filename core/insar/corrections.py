@@ -124,6 +124,11 @@ class CorrectedFiles:
         s = self.delays(row0, nrows, col0, ncols, data_mask)
         return (s[self.sec_idx[k]] - s[self.ref_idx[k]]) * np.float32(self.m2u)
 
+    def valid_at(self, k, points):
+        """Bool per (row, col): the uncorrected interferogram ``k`` has data there (the corrections are not
+        applied: used by the reference search of runs without corrections)."""
+        return self.files.valid_at(k, points)
+
     def read_one(self, k, row0, nrows, col0=0, ncols=None):
         ncols = self.grid.xsize - col0 if ncols is None else ncols
         a = self.files.read_one(k, row0, nrows, col0, ncols)

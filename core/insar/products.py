@@ -282,6 +282,27 @@ class ProductRaster:
                 out[r0 - fr0:r1 - fr0, c0 - fc0:c1 - fc0] = self._read_file(c0, r0, c1 - c0, r1 - r0)
         return out
 
+    def valid_at(self, points):
+        """Bool per stack pixel (row, col) of ``points``: the raster has data there after the product's
+        conventions (NoData, LiCSAR zeros, outside the raster). The file is opened once; only the blocks
+        holding the points are decoded."""
+        ysize, xsize = self.stack_shape
+        ds = self._open_warped() if self.warp is not None else open_raster(self.path)
+        try:
+            band = ds.GetRasterBand(1)
+            nodata = None if self.warp is not None else self.nodata
+            out = np.zeros(len(points), dtype=bool)
+            for j, (r, c) in enumerate(points):
+                fr, fc = (r, c) if self.warp is not None else (r + self.row_off, c + self.col_off)
+                if not (0 <= fr < ds.RasterYSize and 0 <= fc < ds.RasterXSize and 0 <= r < ysize and 0 <= c < xsize):
+                    continue
+                v = float(band.ReadAsArray(int(fc), int(fr), 1, 1)[0, 0])
+                out[j] = np.isfinite(v) and not (nodata is not None and v == nodata) \
+                    and not (self.zero_is_nodata and v == 0)
+            return out
+        finally:
+            ds = None
+
     def _read_file(self, xoff, yoff, xsize, ysize):
         ds = open_raster(self.path)
         try:

@@ -113,7 +113,8 @@ class TaskState:
     reference pass did not); ``gdal_cache``: bytes of GDAL's block cache (optional); ``loop_net``: the loops
     of ``network`` whose unclosed 2 pi ambiguities are counted per pixel (None: no count, NaN band);
     ``loop_fix_ref``: per interferogram, the GACOS correction at the reference of those whose correction was
-    not applied (subtracted for the loop count only, referenced)."""
+    not applied (subtracted for the loop count only, referenced); ``coherence_only``: the reference pass
+    reads the coherence only and returns ranked candidates (:func:`reference_block_task`)."""
     network: SbasNetwork
     solver: SolverOptions
     to_mm: float
@@ -125,6 +126,7 @@ class TaskState:
     gdal_cache: Optional[int] = None
     loop_net: Optional[lc.LoopNetwork] = None
     loop_fix_ref: Optional[np.ndarray] = None
+    coherence_only: bool = False
 
     @property
     def need_coherence(self):
@@ -162,7 +164,11 @@ def _sub_tick():
 # --------------------------------------------------------------------------- window tasks
 def _coherence_score(task, state):
     """Reference score of a window with coherence: mean coherence of the valid observations, streamed one
-    file at a time. Returns (valid count, score, coherence sums per interferogram)."""
+    file at a time. Returns (valid count, score, coherence sums per interferogram). With
+    ``state.coherence_only`` the interferograms are not read: an observation counts as valid when its
+    coherence is (finite, at least the minimum coherence); a pixel valid in every interferogram then has the
+    same score as with the phase read, and is a true candidate when its phase has data too (checked for the
+    best candidates only, :func:`_first_with_phase`)."""
     r0, h, c0, w = task.row0, task.nrows, task.col0, task.ncols
     M = state.network.n_ifg
     min_coherence = state.solver.min_coherence
@@ -171,9 +177,14 @@ def _coherence_score(task, state):
     nvalid = np.zeros((h, w), dtype=np.intp)
     csum = np.zeros((h, w), dtype=np.float32)
     stats = {"coh_sum": np.zeros(M), "coh_n": np.zeros(M, dtype=np.int64)}
-    for k, phase in state.ifg_files.iter_window(r0, h, c0, w):
-        coh = state.coh_files.read_one(k, r0, h, c0, w)
-        valid = np.isfinite(phase)
+    files = state.coh_files if state.coherence_only else state.ifg_files
+    for k, phase in files.iter_window(r0, h, c0, w):
+        if state.coherence_only:
+            coh, phase = phase, None
+            valid = np.isfinite(coh)
+        else:
+            coh = state.coh_files.read_one(k, r0, h, c0, w)
+            valid = np.isfinite(phase)
         if min_coherence and min_coherence > 0:
             valid &= coh >= min_coherence
         nvalid += valid
@@ -228,8 +239,39 @@ def reference_block_task(task, state):
     rc = auto_reference(nvalid, state.network.n_ifg, score, higher_is_better=higher_is_better)
     out = {"any_data": bool(nvalid.max() > 0),
            "best": None if rc is None else (score[rc], task.row0 + rc[0], task.col0 + rc[1])}
+    if state.coherence_only:
+        out["candidates"] = _ranked_candidates(nvalid, score, state.network.n_ifg, task)
     out.update(stats)
     return out
+
+
+#: candidates of the coherence-only reference pass checked against the phase before the full pass is run
+REFERENCE_CANDIDATES = 64
+
+
+def _ranked_candidates(nvalid, score, n_ifg, task, n=REFERENCE_CANDIDATES):
+    """The window's ``n`` best candidates [(score, row, col)], highest score first, then row order."""
+    cand = (nvalid == n_ifg) & np.isfinite(score)
+    rows, cols = np.nonzero(cand)
+    if rows.size == 0:
+        return []
+    sc = score[rows, cols]
+    order = np.lexsort((cols, rows, -sc.astype(np.float64)))[:n]
+    return [(sc[j], task.row0 + int(rows[j]), task.col0 + int(cols[j])) for j in order]
+
+
+def _first_with_phase(ifg_files, candidates):
+    """Index of the first candidate (row, col) whose phase has data in every interferogram, or None: each
+    file is opened once and read at the candidates' pixels only (a few tiles)."""
+    ok = np.ones(len(candidates), dtype=bool)
+    points = [(r, c) for _, r, c in candidates]
+    for k in range(len(ifg_files.paths)):
+        ok &= ifg_files.valid_at(k, points)
+        if not ok.any():
+            return None
+        if (k + 1) % REFERENCE_TICK_FILES == 0:
+            _sub_tick()
+    return int(np.argmax(ok))
 
 
 def _solve_sub_block(obs, coh, state, stats, workspace=None, loop_fix=None):
@@ -450,9 +492,37 @@ def _tasks(plan):
 
 
 def _find_reference(state, plan, progress):
-    """The automatic reference pass. Returns ((row, col), coherence sums per interferogram or None)."""
+    """The automatic reference pass. Returns ((row, col), coherence sums per interferogram or None).
+
+    With coherence, a first pass reads the coherence only (half the data) and ranks the pixels whose
+    coherence is valid in every interferogram; the phase is then read at the best
+    :data:`REFERENCE_CANDIDATES` only, and the first with data in every interferogram is the pixel the full
+    pass would choose (same score, same order). When none of them has, the full pass (phase + coherence)
+    runs."""
     found = {}
     hooks = progress.hooks
+    if state.coh_files is not None:
+        fast = replace(state, coherence_only=True)
+        for i, res in run_tasks_here_or(reference_block_task, _tasks(plan), hooks.run_tasks, fast):
+            found[i] = res
+            progress.window_done("reference", i)
+        ranked = sorted((c for i in sorted(found) for c in found[i]["candidates"]),
+                        key=lambda c: (-float(c[0]), c[1], c[2]))[:REFERENCE_CANDIDATES]
+        j = _first_with_phase(state.ifg_files, ranked) if ranked else None
+        if j is not None:
+            best = ranked[j]
+            hooks.say("automatic reference pixel: row %d, col %d (data in all %d interferograms, highest mean "
+                      "coherence %.3f; found from the coherence, phase checked at %d candidates)"
+                      % (best[1], best[2], state.network.n_ifg, best[0], j + 1))
+            M = state.network.n_ifg
+            coh_stats = {"coh_sum": np.zeros(M), "coh_n": np.zeros(M, dtype=np.int64)}
+            for i in sorted(found):
+                coh_stats["coh_sum"] += found[i]["coh_sum"]
+                coh_stats["coh_n"] += found[i]["coh_n"]
+            return (best[1], best[2]), coh_stats
+        hooks.say("none of the %d best pixels by coherence has phase in every interferogram: reading the phase "
+                  "too" % len(ranked))
+        found = {}
     for i, res in run_tasks_here_or(reference_block_task, _tasks(plan), hooks.run_tasks, state):
         found[i] = res
         progress.window_done("reference", i)

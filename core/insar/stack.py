@@ -182,6 +182,17 @@ class StackFiles:
             check_value_range(a, self.valid_range, self.paths[k], self.quantity, byte_raw)
         return a
 
+    def valid_at(self, k, points):
+        """Bool per (row, col) of ``points``: file ``k`` has data there (the file opened once)."""
+        if self.rasters[k] is not None:
+            return self.rasters[k].valid_at(points)
+        ds = open_raster(self.paths[k])
+        try:
+            return np.array([bool(np.isfinite(read_window(ds, c, r, 1, 1, bands=[1], dtype=np.float32)[0, 0, 0]))
+                             for r, c in points], dtype=bool)
+        finally:
+            ds = None
+
     def iter_window(self, row0, nrows, col0=0, ncols=None):
         """Yield ``(k, array)`` of every file's window, float32, NoData -> NaN."""
         for k in range(len(self.paths)):

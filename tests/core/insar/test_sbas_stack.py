@@ -284,3 +284,49 @@ def test_threads_do_not_change_results(tiled_stack, tmp_path, weighting, with_co
         for k in ("mean_coherence", "residual_rms_mm"):
             assert r1[k] == pytest.approx(r2[k], rel=1e-9, nan_ok=True)
         assert r1["n_pixels_used"] == r2["n_pixels_used"]
+
+
+def _expected_reference(ifgs, cohs):
+    """The automatic reference computed directly: phase and coherence valid in every interferogram, highest
+    mean coherence (float32 running sum, as the driver adds them), first in row order on ties."""
+    ph = np.stack([gdal.Open(p).ReadAsArray().astype(np.float32) for p in ifgs])
+    ph[ph == -9999.0] = np.nan
+    co = np.stack([gdal.Open(p).ReadAsArray().astype(np.float32) for p in cohs])
+    csum = np.zeros(ph.shape[1:], np.float32)
+    for k in range(len(co)):
+        csum += co[k]
+    cand = np.isfinite(ph).all(0) & np.isfinite(co).all(0)
+    score = np.where(cand, csum / len(co), -np.inf)
+    return tuple(int(v) for v in np.unravel_index(np.argmax(score), score.shape))
+
+
+@pytest.mark.parametrize("n_candidates", [64, 1])
+def test_coherence_only_reference_equals_the_full_search(tmp_path, monkeypatch, n_candidates):
+    """The best pixel by coherence lacks phase in one interferogram: the phase check at the candidates skips
+    it (64), or the full phase + coherence pass runs (1 candidate); both give the directly computed pixel."""
+    net = _net(n_dates=8, max_days=36)
+    rng = np.random.default_rng(9)
+    ifgs, cohs = [], []
+    for k in range(net.n_ifg):
+        a, b = net.dates[net.i1[k]], net.dates[net.i2[k]]
+        ph = rng.normal(0, 1, (NY, NX))
+        coh = rng.uniform(0.3, 0.8, (NY, NX)).astype(np.float32)
+        coh[7, 9] = 0.97          # best by coherence, but no phase in interferogram 2
+        coh[30, 50] = 0.95        # the true reference
+        if k == 2:
+            ph[7, 9] = np.nan
+        tag = "%s_%s" % (a.strftime("%Y%m%d"), b.strftime("%Y%m%d"))
+        ifgs.append(_write_tiled(tmp_path / ("%s.geo.unw.tif" % tag), ph, nodata=-9999.0))
+        cohs.append(_write_tiled(tmp_path / ("%s.geo.cc.tif" % tag), coh))
+    monkeypatch.setattr(sbas_stack, "REFERENCE_CANDIDATES", n_candidates)
+    stack = prepare_stack(ifgs, None, cohs)
+    logs = []
+    paths = [str(tmp_path / n) for n in ("ts.tif", "vel.tif", "q.tif")]
+    summary = sbas_stack.invert_stack(stack, *paths, sbas_stack.SbasOptions(memory_mb=1, loop_closure=0),
+                                      log=logs.append)
+    assert summary["reference"] == _expected_reference(ifgs, cohs) == (30, 50)
+    text = "\n".join(logs)
+    if n_candidates == 1:
+        assert "reading the phase too" in text
+    else:
+        assert "phase checked at 2 candidates" in text
