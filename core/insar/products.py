@@ -199,6 +199,7 @@ class ProductRaster:
         self.grid = RasterGrid.of(ds)
         self.data_type = gdal.GetDataTypeName(band.DataType)
         self.nodata = band.GetNoDataValue()
+        self.scale_offset = (band.GetScale(), band.GetOffset())   # read once: not per window (see _read_file)
         bs = band.GetBlockSize()
         self.block_size = (int(bs[0]), int(bs[1]))
         self.sample_bytes = max(1, gdal.GetDataTypeSize(band.DataType) // 8)
@@ -304,11 +305,24 @@ class ProductRaster:
             ds = None
 
     def _read_file(self, xoff, yoff, xsize, ysize):
+        """The file's window with NoData -> NaN and scale/offset applied (as :func:`read_window`), with the
+        band's metadata read once at open: asking GDAL for it on every read costs a metadata (PAM) lookup
+        per file and window, 0.3 s per 1,000 reads."""
         ds = open_raster(self.path)
         try:
-            a = read_window(ds, xoff, yoff, xsize, ysize, bands=[1], dtype=np.float32)[0]
+            a = ds.GetRasterBand(1).ReadAsArray(int(xoff), int(yoff), int(xsize), int(ysize))
         finally:
             ds = None
+        if a is None:
+            raise TimeSeriesError("%s: cannot read band 1 window x %d-%d, y %d-%d"
+                                  % (self.path, xoff, xoff + xsize, yoff, yoff + ysize))
+        a = a.astype(np.float32, copy=False)
+        nd = self.nodata
+        if nd is not None and not np.isnan(nd):
+            a = np.where(a == nd, np.float32(np.nan), a)
+        s, o = self.scale_offset
+        if s not in (None, 1.0) or o not in (None, 0.0):
+            a = a * (1.0 if s is None else s) + (0.0 if o is None else o)
         return self._convert(a)
 
     def bounds(self):

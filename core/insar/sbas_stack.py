@@ -261,17 +261,25 @@ def _ranked_candidates(nvalid, score, n_ifg, task, n=REFERENCE_CANDIDATES):
 
 
 def _first_with_phase(ifg_files, candidates):
-    """Index of the first candidate (row, col) whose phase has data in every interferogram, or None: each
-    file is opened once and read at the candidates' pixels only (a few tiles)."""
-    ok = np.ones(len(candidates), dtype=bool)
-    points = [(r, c) for _, r, c in candidates]
-    for k in range(len(ifg_files.paths)):
-        ok &= ifg_files.valid_at(k, points)
-        if not ok.any():
-            return None
-        if (k + 1) % REFERENCE_TICK_FILES == 0:
-            _sub_tick()
-    return int(np.argmax(ok))
+    """Index of the first candidate (row, col) whose phase has data in every interferogram, or None. The
+    candidates are checked in rank order in batches of 1, 7, 56, ... (usually the first is the one); per
+    batch each file is opened once and read at the batch's pixels only (a few tiles)."""
+    start, size = 0, 1
+    while start < len(candidates):
+        batch = candidates[start:start + size]
+        ok = np.ones(len(batch), dtype=bool)
+        points = [(r, c) for _, r, c in batch]
+        for k in range(len(ifg_files.paths)):
+            ok &= ifg_files.valid_at(k, points)
+            if not ok.any():
+                break
+            if (k + 1) % REFERENCE_TICK_FILES == 0:
+                _sub_tick()
+        if ok.any():
+            return start + int(np.argmax(ok))
+        start += size
+        size = 7 * start
+    return None
 
 
 def _solve_sub_block(obs, coh, state, stats, workspace=None, loop_fix=None):
