@@ -149,6 +149,7 @@ class GraceDownscaling(SubsidenceAlgorithm):
                  "month (snow in a desert) or through a season are never flagged.",
                  advanced=True)
         self.add_memory_limit(self.MEMORY_LIMIT_MB)
+        self.add_threads()
         self.add_dask_scheduler(self.DASK_SCHEDULER)
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Downscaled TWS")),
                  "GeoTIFF on the model grid, mm, one band per GRACE month; missing GRACE months are NoData bands.")
@@ -186,7 +187,9 @@ class GraceDownscaling(SubsidenceAlgorithm):
         start = optional_number(self, parameters, self.CLIMATOLOGY_START, context)
         end = optional_number(self, parameters, self.CLIMATOLOGY_END, context)
         period = None if start is None and end is None else (start, end)
-        memory = self.parameterAsDouble(parameters, self.MEMORY_LIMIT_MB, context)
+        # one window per thread at a time: each under the cap / threads
+        memory = self.parameterAsDouble(parameters, self.MEMORY_LIMIT_MB, context) / self.thread_count(parameters,
+                                                                                                    context)
         with self.core_errors():
             g = products.ProductReader(grace_src, units="auto" if scale == 0 else repr(scale), label=grace_src)
             self._check_units(g, grace_src, scale, feedback)

@@ -122,6 +122,7 @@ class GroundwaterAnomaly(SubsidenceAlgorithm):
                  "month (snow in a desert) or through a season are never flagged.",
                  advanced=True)
         self.add_memory_limit(self.MEMORY_LIMIT_MB)
+        self.add_threads()
         self.add_dask_scheduler(self.DASK_SCHEDULER)
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("GWSA")),
                  "Groundwater storage anomaly (or monthly change), mm, on the TWSA grid, one band per month.")
@@ -163,7 +164,9 @@ class GroundwaterAnomaly(SubsidenceAlgorithm):
                 tw, readers, mode=mode, baseline=baseline, mask=self._mask(parameters, context, grid),
                 write=lambda r0, b, c0=0: writer.write_block(r0, b.astype("float32", copy=False), c0),
                 progress=lambda fraction: self.check_canceled(feedback),
-                memory_mb=self.parameterAsDouble(parameters, self.MEMORY_LIMIT_MB, context), log=feedback.pushInfo,
+                # one window per thread at a time: each under the cap / threads
+                memory_mb=self.parameterAsDouble(parameters, self.MEMORY_LIMIT_MB, context)
+                / self.thread_count(parameters, context), log=feedback.pushInfo,
                 out_dtype="float32", names=names, accept_zero_months=self.parameterAsBool(
                     parameters, self.ACCEPT_ZERO_MONTHS, context),
                 run_tasks=lambda fn, tasks, shared: self.map_blocks(fn, tasks, parameters, context, feedback,

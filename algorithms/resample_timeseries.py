@@ -110,6 +110,7 @@ class ResampleTimeSeries(SubsidenceAlgorithm):
             advanced=True,
         )
         self.add_memory_limit(self.MEMORY_LIMIT_MB)
+        self.add_threads()
         self.add_dask_scheduler(self.DASK_SCHEDULER)
         self.add(
             QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Resampled time series")),
@@ -131,7 +132,9 @@ class ResampleTimeSeries(SubsidenceAlgorithm):
             end=parse_date_param(self.parameterAsString(parameters, self.END, context), "End date"),
             explicit_dates=parse_date_list(self.parameterAsString(parameters, self.DATES, context), "Dates"),
             min_valid=self.parameterAsInt(parameters, self.MIN_VALID, context),
-            memory_mb=self.parameterAsDouble(parameters, self.MEMORY_LIMIT_MB, context),
+            # one block per thread at a time: each under the cap / threads
+            memory_mb=self.parameterAsDouble(parameters, self.MEMORY_LIMIT_MB, context) / self.thread_count(parameters,
+                                                                                                        context),
             run_tasks=lambda fn, tasks, shared: self.map_blocks(fn, tasks, parameters, context, feedback),
             log=feedback.pushInfo)
         style_output(self, context, out_path, "timeseries")

@@ -333,7 +333,8 @@ class SbasInversion(SubsidenceAlgorithm):
             "Larger stacks are streamed in windows of whole input tiles; results do not depend on it. Small "
             "caps cost time (tiles decompressed more than once), not accuracy."))
         self.add(QgsProcessingParameterNumber(self.THREADS, self.tr("Threads (0 = all cores)"),
-                                              QgsProcessingParameterNumber.Integer, defaultValue=0, minValue=0),
+                                              QgsProcessingParameterNumber.Integer, defaultValue=0, minValue=0,
+                                              optional=True),
                  "Windows processed at the same time in this process (numpy, LAPACK and GDAL decoding run on one "
                  "core each). The memory limit holds for all threads together (each window gets limit / threads). "
                  "Results do not depend on it. 0 = every core this process may use. Ignored with a Dask scheduler.",

@@ -183,6 +183,29 @@ class SubsidenceAlgorithm(QgsProcessingAlgorithm):
             advanced=True,
         )
 
+    def add_threads(self, name="THREADS"):
+        """Windows computed at the same time in this process (0 = every core), under the one memory cap."""
+        return self.add(
+            QgsProcessingParameterNumber(name, self.tr("Threads (0 = all cores)"),
+                                         QgsProcessingParameterNumber.Integer, defaultValue=0, minValue=0,
+                                         optional=True),
+            "Windows processed at the same time in this process (numpy, LAPACK and GDAL decoding run on one core "
+            "each). The memory limit holds for all threads together (each window gets limit / threads). Results "
+            "do not depend on it. 0 = every core this process may use. Ignored with a Dask scheduler.",
+            advanced=True,
+        )
+
+    def thread_count(self, parameters, context, name="THREADS", scheduler_name="DASK_SCHEDULER"):
+        """Threads of this run: the parameter (0 = every core), 1 when it is absent or a Dask scheduler is set."""
+        from ..core.io.tasks import default_threads
+
+        if self.parameterDefinition(name) is None:
+            return 1
+        if self.parameterDefinition(scheduler_name) is not None and \
+                (self.parameterAsString(parameters, scheduler_name, context) or "").strip():
+            return 1
+        return self.parameterAsInt(parameters, name, context) or default_threads()
+
     def add_dask_scheduler(self, name="DASK_SCHEDULER"):
         """Optional address of a running dask.distributed scheduler (empty = run here)."""
         from ..core.io.tasks import dask_available
@@ -200,11 +223,12 @@ class SubsidenceAlgorithm(QgsProcessingAlgorithm):
         )
 
     def map_blocks(self, task_fn, tasks, parameters, context, feedback, name="DASK_SCHEDULER", shared=None,
-                   report_progress=True, threads=1):
+                   report_progress=True, threads=None):
         """Run row-block tasks locally or on Dask (per the scheduler parameter), with progress and cancel.
         ``shared``: passed to every task as ``task_fn(task, shared)``, sent to Dask workers once.
         ``report_progress=False``: the caller sets the progress itself (e.g. several passes). ``threads``:
-        without a scheduler, run that many tasks at a time in this process (core ``map_threads``)."""
+        without a scheduler, run that many tasks at a time in this process (core ``map_threads``); None: the
+        algorithm's THREADS parameter (:meth:`thread_count`; its windows must be planned under cap / threads)."""
         from ..core.io.tasks import map_blocks
 
         scheduler = (self.parameterAsString(parameters, name, context) or "").strip() \
@@ -214,7 +238,8 @@ class SubsidenceAlgorithm(QgsProcessingAlgorithm):
         done = 0
         for i, result in map_blocks(task_fn, tasks, scheduler=scheduler or None,
                                     is_canceled=lambda: feedback is not None and feedback.isCanceled(),
-                                    shared=shared, threads=1 if scheduler else threads):
+                                    shared=shared,
+                                    threads=1 if scheduler else (threads or self.thread_count(parameters, context))):
             done += 1
             if report_progress:
                 feedback.setProgress(100.0 * done / max(1, len(tasks)))
