@@ -27,7 +27,6 @@ from ..core.insar.reference import pixel_of
 from ..core.insar.stack import prepare_stack
 from ..core.io.dates import format_date
 from ..core.io.errors import TimeSeriesError
-from ..core.io.tasks import default_threads
 from ..core.reports.network_report import write_html_report as write_network_report
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
 from ..processing_provider.compat import NumberType, SourceType
@@ -332,13 +331,7 @@ class SbasInversion(SubsidenceAlgorithm):
             "window of every interferogram being read, the solver's work arrays and the output buffers. "
             "Larger stacks are streamed in windows of whole input tiles; results do not depend on it. Small "
             "caps cost time (tiles decompressed more than once), not accuracy."))
-        self.add(QgsProcessingParameterNumber(self.THREADS, self.tr("Threads (0 = all cores)"),
-                                              QgsProcessingParameterNumber.Integer, defaultValue=0, minValue=0,
-                                              optional=True),
-                 "Windows processed at the same time in this process (numpy, LAPACK and GDAL decoding run on one "
-                 "core each). The memory limit holds for all threads together (each window gets limit / threads). "
-                 "Results do not depend on it. 0 = every core this process may use. Ignored with a Dask scheduler.",
-                 advanced=True)
+        self.add_threads(self.THREADS)
         self.add_dask_scheduler(self.DASK_SCHEDULER)
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT_TIMESERIES, self.tr("Displacement time series")),
                  "GeoTIFF, mm, one band per acquisition date (description YYYY-MM-DD), first date = 0, NoData NaN.")
@@ -453,8 +446,6 @@ class SbasInversion(SubsidenceAlgorithm):
                 tmpdir = tempfile.mkdtemp(prefix="sbas_deramp_mask_")
                 mask_path = corrections.mask_on_grid(layer_path(mask_layer), stack.grid,
                                                      os.path.join(tmpdir, "deramp_mask.tif"))
-            threads = self.parameterAsInt(parameters, self.THREADS, context) or default_threads()
-            dask = bool((self.parameterAsString(parameters, self.DASK_SCHEDULER, context) or "").strip())
             options = sbas_stack.SbasOptions(
                 input_units=input_units, wavelength=self.parameterAsDouble(parameters, self.WAVELENGTH, context),
                 flip_sign=self.parameterAsBoolean(parameters, self.FLIP_SIGN, context),
@@ -473,7 +464,7 @@ class SbasInversion(SubsidenceAlgorithm):
                 else gacos.DEFAULT_INCIDENCE_ANGLE,
                 gacos_tolerance=self.parameterAsDouble(parameters, self.GACOS_TOLERANCE, context) / 100.0,
                 gacos_skip_missing=self.parameterAsBoolean(parameters, self.GACOS_SKIP_MISSING, context),
-                threads=1 if dask else threads)
+                threads=self.thread_count(parameters, context))
             try:
                 summary = sbas_stack.invert_stack(
                     stack, los[0], los[1], outs[2], options,
