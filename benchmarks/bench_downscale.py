@@ -14,6 +14,8 @@ Peer venv (outside the repo):
 Run:
     /usr/bin/python3 benchmarks/bench_downscale.py                 # 500 x 500 x 120 months
     /usr/bin/python3 benchmarks/bench_downscale.py --rss 4000 24   # peak RSS of a streamed run to GeoTIFF
+    OPENBLAS_NUM_THREADS=1 /usr/bin/python3 benchmarks/bench_downscale.py --scaling --memory-mb 128 --repeat 3
+        # ours on 1 and 2 threads (same cap)
 """
 import argparse
 import datetime as dt
@@ -90,9 +92,17 @@ def make_inputs(d, fine, nt, write_model=True):
     return str(gpath), str(mpath)
 
 
-def run_ours(gpath, mpath, memory_mb=512):
+def run_ours(gpath, mpath, memory_mb=512, threads=1):
+    """Seconds and TD of our streamed downscaling in memory; ``threads`` > 1: the windows on that many
+    threads (core ``map_threads``, each window under ``memory_mb / threads``, as the algorithm plans them)."""
     register()
     from subsidence_toolkit.core.grace import downscaling, products
+    from subsidence_toolkit.core.io.tasks import map_threads
+
+    run_tasks = None
+    if threads > 1:
+        def run_tasks(fn, tasks, shared):
+            return map_threads(fn, tasks, threads, shared=shared)
 
     t0 = time.perf_counter()
     g = products.ProductReader('NETCDF:"%s":lwe_thickness' % gpath)
@@ -102,8 +112,26 @@ def run_ours(gpath, mpath, memory_mb=512):
     def write(r0, b, c0=0):
         out[:, r0:r0 + b.shape[1], c0:c0 + b.shape[2]] = b
 
-    downscaling.weighted_downscaling(g, m, "bilinear", write=write, memory_mb=memory_mb)
+    downscaling.weighted_downscaling(g, m, "bilinear", write=write, memory_mb=memory_mb / threads,
+                                     run_tasks=run_tasks)
     return time.perf_counter() - t0, out
+
+
+def scaling(fine, nt, repeat, memory_mb):
+    """Our downscaling on 1 and 2 threads (same inputs, same cap): best of ``repeat``, and equality."""
+    with tempfile.TemporaryDirectory() as d:
+        gpath, mpath = make_inputs(Path(d), fine, nt)
+        res = {}
+        for threads in (1, 2):
+            times = []
+            for _ in range(repeat):
+                sec, out = run_ours(gpath, mpath, memory_mb, threads)
+                times.append(sec)
+            res[threads] = (min(times), out)
+            print("ours %d thread(s): %.2f s (best of %d; load %.1f)" % (threads, min(times), repeat,
+                                                                        os.getloadavg()[0]))
+        print("2 threads: %.2fx; results equal: %s" % (res[1][0] / res[2][0],
+                                                       np.array_equal(res[1][1], res[2][1], equal_nan=True)))
 
 
 PEER = r'''
@@ -209,8 +237,11 @@ def main():
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--rss", nargs=2, type=int, metavar=("FINE", "MONTHS"))
     ap.add_argument("--memory-mb", type=int, default=512)
+    ap.add_argument("--scaling", action="store_true", help="ours on 1 and 2 threads (THREADS), no peer")
     a = ap.parse_args()
-    if a.rss:
+    if a.scaling:
+        scaling(a.fine, a.months, a.repeat, a.memory_mb)
+    elif a.rss:
         rss_run(a.rss[0], a.rss[1], a.memory_mb)
     else:
         bench(a.fine, a.months, a.repeat)
