@@ -227,7 +227,8 @@ def read_floor(paths):
 
 
 def startup_floor(folder):
-    """Wall seconds of a trivial ``qgis_process.bin run`` (native:buffer of one point)."""
+    """Wall seconds of a trivial ``qgis_process.bin run`` (native:buffer of one point); ``startup_floor.rss``:
+    its peak RSS (MB)."""
     from subsidence_toolkit.demo.headless import QgisProcess
 
     qp = QgisProcess(os.path.join(os.path.dirname(folder.rstrip("/")), "qgis_e2e_home"))
@@ -237,11 +238,13 @@ def startup_floor(folder):
                 '"geometry": {"type": "Point", "coordinates": [108.1, 38.4]}}]}')
     out = os.path.join(os.path.dirname(folder.rstrip("/")), "one_point_buffer.gpkg")
     t0 = time.perf_counter()
-    r = subprocess.run([qp.exe, "run", "native:buffer", "--", "INPUT=" + pt, "DISTANCE=0.01", "OUTPUT=" + out],
-                       env=qp.env, capture_output=True, text=True)
+    r = subprocess.run(["/usr/bin/time", "-v", qp.exe, "run", "native:buffer", "--", "INPUT=" + pt, "DISTANCE=0.01",
+                        "OUTPUT=" + out], env=qp.env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if r.returncode != 0:
         raise RuntimeError(r.stdout[-2000:] + r.stderr[-2000:])
+    rss = [line for line in r.stderr.splitlines() if "Maximum resident set size" in line]
+    startup_floor.rss = int(rss[0].split(":")[1]) / 1024.0 if rss else float("nan")
     return wall
 
 
@@ -312,6 +315,8 @@ def main():
     ap.add_argument("--memory", type=float, default=256, help="MEMORY_LIMIT_MB of the end-to-end run")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="THREADS of the end-to-end runs")
     ap.add_argument("--scaling", action="store_true", help="also the in-memory solve on 1 and 2 threads")
+    ap.add_argument("--e2e-repeat", type=int, default=1, help="end-to-end runs per configuration (best wall)")
+    ap.add_argument("--default-qc", action="store_true", help="also end to end with the default loop closure")
     ap.add_argument("--qc", type=int, default=0, metavar="N",
                     help="end to end (needs --e2e): N alternating runs without / with loop closure (reject) + linear "
                          "deramp, unweighted, to measure what the network QC adds")
@@ -352,16 +357,27 @@ def main():
         for weighting in ("none", "coherence"):
             solve[weighting] = run_ours(net, phase, coh, offsets, weighting, np.float32, 1)[0]
         print("floors (load %.1f %.1f %.1f): one whole GDAL read of %d+%d files %.2f s (interferograms only %.2f s), "
-              "qgis_process.bin run native:buffer %.2f s, in-memory solve %.2f s (weighted %.2f s)"
-              % (load + (M, M, read_s, read_ifg_s, start_s, solve["none"], solve["coherence"])))
+              "qgis_process.bin run native:buffer %.2f s (peak RSS %.0f MB), in-memory solve %.2f s (weighted %.2f s)"
+              % (load + (M, M, read_s, read_ifg_s, start_s, startup_floor.rss, solve["none"], solve["coherence"])))
+        configs = [(0, "none", {}), (1, "coherence", {})]
+        if a.default_qc:
+            configs.append((0, "none+QC", {"LOOP_CLOSURE": 2}))
         for threads in a.threads:
-            for wmode, label in ((0, "none"), (1, "coherence")):
-                wall, rss, ts, added = run_e2e(a.e2e, ifgs, cohs, a.memory, wmode, threads)
-                floor = read_s + solve[label] + start_s
-                print("e2e qgis_process w=%-9s threads=%d: wall %.2f s, ratio %.2f (floor %.2f s), peak RSS %.0f MB "
-                      "(MEMORY_LIMIT_MB=%g), files added next to the inputs: %d%s (load %.1f)"
-                      % (label, threads, wall, wall / floor, floor, rss, a.memory, len(added),
-                         (" " + ", ".join(added[:3])) if added else "", os.getloadavg()[0]))
+            for wmode, label, extra in configs:
+                runs = []
+                for _ in range(a.e2e_repeat):
+                    wall, rss, ts, added = run_e2e(a.e2e, ifgs, cohs, a.memory, wmode, threads, extra)
+                    runs.append((wall, run_e2e.cpu, rss, added))
+                wall = min(r[0] for r in runs)
+                cpu = min(r[1] for r in runs)
+                rss = max(r[2] for r in runs)
+                added = sorted(set(f for r in runs for f in r[3]))
+                floor = read_s + solve[label.split("+")[0]] + start_s
+                print("e2e qgis_process w=%-9s threads=%d: wall %.2f s (best of %d), CPU %.2f s, ratio %.2f (floor "
+                      "%.2f s), peak RSS %.0f MB (MEMORY_LIMIT_MB=%g), files added next to the inputs: %d%s "
+                      "(load %.1f)" % (label, threads, wall, len(runs), cpu, wall / floor, floor, rss, a.memory,
+                                       len(added), (" " + ", ".join(added[:3])) if added else "",
+                                       os.getloadavg()[0]))
         if a.scaling:
             for threads in (1, 2):
                 sec = min(solve_threaded(net, phase, offsets, threads)[0] for _ in range(a.repeat))
