@@ -15,6 +15,7 @@ import os
 
 from qgis.core import QgsMapLayer, QgsProcessingUtils
 
+from ..core.io.rasters import diagnose_raster
 from .base import layer_path
 
 
@@ -70,8 +71,9 @@ def raster_path(alg, parameters, name, context):
 
 def parameters_to_check(alg, parameters, context, names):
     """``parameters`` for Processing's ``checkParameterValues`` without the optional raster parameters
-    ``names`` whose values are file paths (checked here to exist): its check loads every such path as a
-    layer (statistics and an ``.aux.xml`` next to each input). Returns (parameters, error message or '')."""
+    ``names`` whose values are file paths (checked here with GDAL: missing, empty, not a raster, truncated):
+    its check loads every such path as a layer (statistics and an ``.aux.xml`` next to each input). Returns
+    (parameters, error message naming the parameter and the file, or '')."""
     light = dict(parameters)
     for name in names:
         pdef = alg.parameterDefinition(name)
@@ -84,9 +86,14 @@ def parameters_to_check(alg, parameters, context, names):
         if len(items) == 1 and isinstance(items[0], str) and ";" in items[0] and not os.path.exists(items[0]):
             items = [s for s in items[0].split(";") if s]
         resolved = [_as_path(i, context) for i in items]
-        missing = [i for i, p in zip(items, resolved) if p is None and isinstance(i, str)]
-        if any(os.path.isabs(i.split("|")[0]) for i in missing):
-            return light, "%s: no such file: %s" % (name, missing[0])
+        for i, p in zip(items, resolved):
+            # the same one-line diagnosis (missing, empty, not a raster, truncated) as the layer parameters get
+            if p is None and isinstance(i, str) and os.path.isabs(i.split("|")[0]):
+                return light, "%s: %s" % (name, diagnose_raster(i.split("|")[0]) or "%s cannot be read" % i)
+            if p is not None and not p.startswith("/vsi"):
+                problem = diagnose_raster(p)
+                if problem:
+                    return light, "%s: %s" % (name, problem)
         if all(p is not None for p in resolved):
             light[name] = None
     return light, ""
