@@ -470,10 +470,12 @@ class SbasInversion(SubsidenceAlgorithm):
                     stack, los[0], los[1], outs[2], options,
                     progress=lambda f: feedback.setProgress(100.0 * f),
                     is_canceled=feedback.isCanceled, log=feedback.pushInfo,
-                    run_tasks=lambda fn, tasks, shared: self.map_blocks(fn, tasks, parameters, context, feedback,
-                                                                        self.DASK_SCHEDULER, shared=shared,
-                                                                        report_progress=False,
-                                                                        threads=options.threads))
+                    # on Dask through the base runner; locally the driver runs its own threads (it may use fewer
+                    # than asked when a window of whole tiles per thread does not fit the memory limit)
+                    run_tasks=None if options.threads > 1 else (
+                        lambda fn, tasks, shared: self.map_blocks(fn, tasks, parameters, context, feedback,
+                                                                  self.DASK_SCHEDULER, shared=shared,
+                                                                  report_progress=False, threads=1)))
                 if vertical:  # outputs are staged by the transaction: a failure here removes them
                     for src, dst in zip(los, outs[:2]):
                         geometry.project_raster(src, dst, incidence, log=feedback.pushWarning,

@@ -811,10 +811,6 @@ def invert_stack(stack: PreparedStack, out_ts, out_vel, out_quality, options=Non
     """
     from osgeo import gdal
     options = options or SbasOptions()
-    threads = _threads(options)
-    if run_tasks is None and threads > 1:
-        def run_tasks(task_fn, tasks, shared):
-            return map_threads(task_fn, tasks, threads, shared=shared, is_canceled=is_canceled)
     hooks = RunHooks(progress, is_canceled, log, run_tasks)
     if options.weighted and not stack.coherence_paths:
         raise TimeSeriesError("weighting '%s' needs the coherence rasters" % options.weighting)
@@ -825,7 +821,11 @@ def invert_stack(stack: PreparedStack, out_ts, out_vel, out_quality, options=Non
     if options.loop_closure not in (lc.LOOP_OFF, lc.LOOP_REPORT, lc.LOOP_REJECT):
         raise TimeSeriesError("LOOP_CLOSURE must be 0 (off), 1 (report) or 2 (reject), not %r" % options.loop_closure)
     stack, gacos_parts = _gacos_setup(stack, options, hooks)
-    plans = _plans(stack, options, gacos_parts)
+    options, plans = _thread_plans(stack, options, gacos_parts, hooks)
+    threads = _threads(options)
+    if run_tasks is None and threads > 1:
+        hooks = replace(hooks, run_tasks=lambda task_fn, tasks, shared: map_threads(
+            task_fn, tasks, threads, shared=shared, is_canceled=is_canceled))
     # GDAL's block cache is shared by the threads: each window's plan counted its own share
     cache = threads * max(p["gdal_cache"] for p in plans.values())
     old_cache = gdal.GetCacheMax()
@@ -839,6 +839,31 @@ def invert_stack(stack: PreparedStack, out_ts, out_vel, out_quality, options=Non
 
 def _threads(options):
     return max(1, int(options.threads or 1))
+
+
+def _whole_blocks(plans, stack):
+    """Every pass reads windows of whole input blocks (each block decompressed once per pass)."""
+    bh = min(stack.ifg_files().block_size()[0][1], stack.grid.ysize)
+    return all(p["windows"][0][1] >= bh or len(p["windows"]) == 1 for p in plans.values())
+
+
+def _thread_plans(stack, options, gacos_parts, hooks):
+    """(options, plans) with as many threads as asked, or fewer when a window of whole input blocks per
+    thread does not fit in ``memory_mb / threads`` but does with fewer: smaller windows decompress every
+    tile several times, which costs more than the thread gains (measured: 2 threads weighted at 256 MB took
+    +50 % CPU). Without a local thread pool (Dask, ``options.threads`` 1) the plans as asked."""
+    asked = _threads(options)
+    plans = _plans(stack, options, gacos_parts)
+    if asked == 1 or _whole_blocks(plans, stack):
+        return options, plans
+    for t in range(asked - 1, 0, -1):
+        fewer = replace(options, threads=t)
+        p = _plans(stack, fewer, gacos_parts)
+        if _whole_blocks(p, stack):
+            hooks.say("%d threads instead of %d: a window of whole input tiles per thread needs more than %g MB / %d"
+                      % (t, asked, options.memory_mb, asked))
+            return fewer, p
+    return options, plans
 
 
 def _plans(stack, options, gacos_parts):

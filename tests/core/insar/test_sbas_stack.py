@@ -330,3 +330,21 @@ def test_coherence_only_reference_equals_the_full_search(tmp_path, monkeypatch, 
         assert "reading the phase too" in text
     else:
         assert "phase checked at 2 candidates" in text
+
+
+def test_fewer_threads_when_whole_tiles_per_thread_do_not_fit(tiled_stack, tmp_path):
+    """30 MB: one window of whole 16-px tiles fits for one thread, not in 30 / 3 MB per thread (the solver's
+    fixed 17 MB per sub-block): the run uses 1 thread and says so; results as asked with 1 thread."""
+    ifgs, cohs = tiled_stack
+    stack = prepare_stack(ifgs, None, cohs)
+    logs, res = [], []
+    for threads in (3, 1):
+        out = tmp_path / ("t%d" % threads)
+        out.mkdir()
+        paths = [str(out / n) for n in ("ts.tif", "vel.tif", "q.tif")]
+        sbas_stack.invert_stack(stack, *paths, sbas_stack.SbasOptions(memory_mb=30, threads=threads,
+                                                                      weighting="coherence"), log=logs.append)
+        res.append([gdal.Open(p).ReadAsArray() for p in paths])
+    assert any("1 threads instead of 3" in m for m in logs)
+    for x, y in zip(*res):
+        assert np.array_equal(x, y, equal_nan=True)
