@@ -218,11 +218,12 @@ def read_floor(paths):
     """Seconds of one whole read of every file with GDAL (the I/O floor of any tool)."""
     from osgeo import gdal
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for p in paths:
         ds = gdal.Open(p)
         ds.GetRasterBand(1).ReadAsArray()
         ds = None
+    read_floor.cpu = time.process_time() - c0
     return time.perf_counter() - t0
 
 
@@ -245,6 +246,8 @@ def startup_floor(folder):
         raise RuntimeError(r.stdout[-2000:] + r.stderr[-2000:])
     rss = [line for line in r.stderr.splitlines() if "Maximum resident set size" in line]
     startup_floor.rss = int(rss[0].split(":")[1]) / 1024.0 if rss else float("nan")
+    startup_floor.cpu = sum(float(line.split(":")[1]) for line in r.stderr.splitlines()
+                            if line.strip().startswith(("User time", "System time")))
     return wall
 
 
@@ -350,12 +353,16 @@ def main():
     if a.e2e:
         ifgs, cohs = write_e2e_stack(a.e2e, net, phase, coh)
         load = os.getloadavg()
-        read_s = min(read_floor(ifgs + cohs) for _ in range(2))
+        read_s, read_cpu = min((read_floor(ifgs + cohs), read_floor.cpu) for _ in range(2))
         read_ifg_s = min(read_floor(ifgs) for _ in range(2))
-        start_s = min(startup_floor(a.e2e) for _ in range(2))
-        solve = {}
+        start_s, start_cpu = min((startup_floor(a.e2e), startup_floor.cpu) for _ in range(2))
+        solve, solve_cpu = {}, {}
         for weighting in ("none", "coherence"):
+            c0 = time.process_time()
             solve[weighting] = run_ours(net, phase, coh, offsets, weighting, np.float32, 1)[0]
+            solve_cpu[weighting] = time.process_time() - c0
+        print("floors in CPU seconds: read %.2f, qgis_process.bin start-up %.2f, solve %.2f (weighted %.2f)"
+              % (read_cpu, start_cpu, solve_cpu["none"], solve_cpu["coherence"]))
         print("floors (load %.1f %.1f %.1f): one whole GDAL read of %d+%d files %.2f s (interferograms only %.2f s), "
               "qgis_process.bin run native:buffer %.2f s (peak RSS %.0f MB), in-memory solve %.2f s (weighted %.2f s)"
               % (load + (M, M, read_s, read_ifg_s, start_s, startup_floor.rss, solve["none"], solve["coherence"])))
@@ -373,11 +380,12 @@ def main():
                 rss = max(r[2] for r in runs)
                 added = sorted(set(f for r in runs for f in r[3]))
                 floor = read_s + solve[label.split("+")[0]] + start_s
+                floor_cpu = read_cpu + solve_cpu[label.split("+")[0]] + start_cpu
                 print("e2e qgis_process w=%-9s threads=%d: wall %.2f s (best of %d), CPU %.2f s, ratio %.2f (floor "
-                      "%.2f s), peak RSS %.0f MB (MEMORY_LIMIT_MB=%g), files added next to the inputs: %d%s "
-                      "(load %.1f)" % (label, threads, wall, len(runs), cpu, wall / floor, floor, rss, a.memory,
-                                       len(added), (" " + ", ".join(added[:3])) if added else "",
-                                       os.getloadavg()[0]))
+                      "%.2f s), CPU ratio %.2f (floor %.2f s), peak RSS %.0f MB (MEMORY_LIMIT_MB=%g), files added "
+                      "next to the inputs: %d%s (load %.1f)"
+                      % (label, threads, wall, len(runs), cpu, wall / floor, floor, cpu / floor_cpu, floor_cpu, rss,
+                         a.memory, len(added), (" " + ", ".join(added[:3])) if added else "", os.getloadavg()[0]))
         if a.scaling:
             for threads in (1, 2):
                 sec = min(solve_threaded(net, phase, offsets, threads)[0] for _ in range(a.repeat))
