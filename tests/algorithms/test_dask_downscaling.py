@@ -61,7 +61,7 @@ def test_core_downscaling_on_cluster_equals_local(inputs, dask_cluster, method):
 
 def test_downscaling_and_gwsa_algorithms_on_cluster_equal_local(run_alg, inputs, dask_cluster, tmp_path):
     common = {"GRACE": inputs["grace"], "GRACE_SCALE": 10, "MODEL_FILES": inputs["sm"] + ";" + inputs["swe"],
-              "INTERPOLATION": 1, "MEMORY_LIMIT_MB": 0.05}
+              "INTERPOLATION": 1, "MEMORY_LIMIT_MB": 0.05, "THREADS": 1}   # the windows of a Dask run (full cap)
     res = {}
     for how, sched in (("local", ""), ("dask", dask_cluster.scheduler_address)):
         res[how] = run_alg("gracedownscaling", dict(common, DASK_SCHEDULER=sched, OUTPUT=str(tmp_path / (how + ".tif")),
@@ -77,7 +77,7 @@ def test_downscaling_and_gwsa_algorithms_on_cluster_equal_local(run_alg, inputs,
     for how, sched in (("local", ""), ("dask", dask_cluster.scheduler_address)):
         gw[how] = run_alg("groundwateranomaly", {
             "TWSA": res["local"]["OUTPUT"], "COMPONENT_FILES": ";".join([inputs["sm"], inputs["can"]]),
-            "MODE": 0, "BASELINE_START": 2004.0, "BASELINE_END": 2004.999, "MEMORY_LIMIT_MB": 0.02,
+            "MODE": 0, "BASELINE_START": 2004.0, "BASELINE_END": 2004.999, "MEMORY_LIMIT_MB": 0.02, "THREADS": 1,
             "DASK_SCHEDULER": sched, "OUTPUT": str(tmp_path / ("gw_" + how + ".tif")),
             "OUTPUT_TABLE": str(tmp_path / ("gw_" + how + ".csv"))})
     a = gdal.Open(gw["local"]["OUTPUT"]).ReadAsArray()
@@ -116,7 +116,7 @@ def test_killing_a_worker_mid_downscaling_does_not_corrupt_output(run_alg, input
     from qgis.core import QgsProcessingException
 
     params = {"GRACE": inputs["grace"], "GRACE_SCALE": 10, "MODEL_FILES": inputs["sm"] + ";" + inputs["swe"],
-              "MEMORY_LIMIT_MB": 0.01}
+              "MEMORY_LIMIT_MB": 0.01, "THREADS": 1}   # the local run on the windows of the Dask run
     local = run_alg("gracedownscaling", dict(params, OUTPUT=str(tmp_path / "local.tif"),
                                              OUTPUT_TABLE=str(tmp_path / "local.csv")))
     fb = worker_killing_feedback
