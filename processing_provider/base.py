@@ -187,7 +187,7 @@ class SubsidenceAlgorithm(QgsProcessingAlgorithm):
         """Windows computed at the same time in this process (0 = every core), under the one memory cap."""
         return self.add(
             QgsProcessingParameterNumber(name, self.tr("Threads (0 = all cores)"),
-                                         QgsProcessingParameterNumber.Integer, defaultValue=0, minValue=0,
+                                         NumberType.Integer, defaultValue=0, minValue=0,
                                          optional=True),
             "Windows processed at the same time in this process (numpy, LAPACK and GDAL decoding run on one core "
             "each). The memory limit holds for all threads together (each window gets limit / threads). Results "

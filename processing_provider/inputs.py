@@ -17,6 +17,7 @@ from qgis.core import QgsMapLayer, QgsProcessingUtils
 
 from ..core.io.rasters import diagnose_raster
 from .base import layer_path
+from .compat import ParameterFlag
 
 
 def _gdal_can_stat(path):
@@ -78,7 +79,7 @@ def parameters_to_check(alg, parameters, context, names):
     for name in names:
         pdef = alg.parameterDefinition(name)
         value = parameters.get(name)
-        if pdef is None or value in (None, "", []) or not pdef.flags() & pdef.FlagOptional:
+        if pdef is None or value in (None, "", []) or not pdef.flags() & ParameterFlag.Optional:
             continue
         items = list(value) if isinstance(value, (list, tuple)) else [value]
         if not all(isinstance(i, (str, QgsMapLayer)) for i in items):
