@@ -11,7 +11,7 @@ import contextlib
 
 import numpy as np
 
-from ..io.errors import TimeSeriesError
+from ..io.errors import Cancelled, TimeSeriesError
 from ..io.rasters import RasterGrid, RasterWriter, open_raster, read_window
 from ..io.windows import row_blocks
 
@@ -33,18 +33,8 @@ def _bands_by_name(ds):
     return {(ds.GetRasterBand(i).GetDescription() or "").strip().lower(): i for i in range(1, ds.RasterCount + 1)}
 
 
-def mask_by_quality(quality_path, thresholds, velocity_path=None, timeseries_path=None, out_velocity=None,
-                    out_timeseries=None, out_mask=None, memory_mb=256, progress=None, is_canceled=None, log=None):
-    """Apply ``thresholds`` ({key: value or None}) to the quality raster and write the masked copies.
-
-    Returns a list of table rows: per threshold set, ``threshold``, ``value``, ``band``, ``pixels_failing``
-    (pixels with data failing it), ``pixels_removed_only_by_it``; then a row ``kept`` with the pixels kept
-    and a row ``no data`` with the pixels without quality data.
-    """
-    log = log or (lambda s: None)
-    qds = open_raster(quality_path)
-    grid = RasterGrid.of(qds)
-    names = _bands_by_name(qds)
+def _active_thresholds(thresholds, names, quality_path, log):
+    """The thresholds set and present in the quality raster: (key, band, op, value, desc, band index)."""
     active = []
     for key, band, op, _, desc in THRESHOLDS:
         val = thresholds.get(key)
@@ -55,6 +45,11 @@ def mask_by_quality(quality_path, thresholds, velocity_path=None, timeseries_pat
                 % (key, quality_path, band))
             continue
         active.append((key, band, op, float(val), desc, names[band]))
+    return active
+
+
+def _checked_inputs(grid, quality_path, velocity_path, timeseries_path, out_velocity, out_timeseries):
+    """(path, output, band count, kind) of the rasters to mask; each must be on the quality raster's grid."""
     inputs = []
     for path, out, kind in ((velocity_path, out_velocity, "velocity"), (timeseries_path, out_timeseries,
                                                                         "time series")):
@@ -68,45 +63,86 @@ def mask_by_quality(quality_path, thresholds, velocity_path=None, timeseries_pat
                 raise TimeSeriesError("no output given for the %s" % kind)
             inputs.append((path, out, ds.RasterCount, kind))
             ds = None
+    return inputs
+
+
+def _open_writers(es, inputs, grid, out_mask, rule_text):
+    """The writers of the masked copies [(input path, writer, bands)] and of the mask (or None), in ``es``."""
+    writers = []
+    for path, out, n, kind in inputs:
+        ds = open_raster(path)
+        b1 = ds.GetRasterBand(1)
+        descr = [ds.GetRasterBand(i).GetDescription() for i in range(1, n + 1)]
+        md = dict(ds.GetMetadata() or {})
+        md["MASKED_BY_QUALITY"] = rule_text
+        units = b1.GetUnitType() or md.get("UNITS", "")
+        ds = None
+        w = RasterWriter(out, grid, n, band_names=descr, units=units, metadata=md)
+        writers.append((path, es.enter_context(w), n))
+    wm = es.enter_context(RasterWriter(out_mask, grid, 1, band_names=["quality_mask"], units="",
+                                       metadata={"KIND": "mask", "THRESHOLDS": rule_text})) if out_mask else None
+    return writers, wm
+
+
+def _window_failures(quality_path, active, r0, nr, xsize):
+    """(pixels with any quality data, bool (thresholds, nr, xsize) failing each threshold) on rows r0..r0+nr."""
+    q_any = None
+    fail_stack = np.zeros((len(active), nr, xsize), dtype=bool)
+    qds = open_raster(quality_path)
+    for i in range(1, qds.RasterCount + 1):
+        a = read_window(qds, 0, r0, xsize, nr, bands=[i])[0]
+        f = np.isfinite(a)
+        q_any = f if q_any is None else (q_any | f)
+    for j, (key, band, op, val, desc, bidx) in enumerate(active):
+        a = read_window(qds, 0, r0, xsize, nr, bands=[bidx])[0]
+        with np.errstate(invalid="ignore"):
+            ok = a >= val if op == ">=" else a <= val
+        # NaN in a band = not evaluated there (e.g. n_loop_errors with loop closure off): passes
+        fail_stack[j] = ~ok & np.isfinite(a)
+    qds = None
+    return q_any, fail_stack
+
+
+def _table_rows(active, fails, only, kept, nodata):
+    rows = []
+    for j, (key, band, op, val, desc, _) in enumerate(active):
+        rows.append({"threshold": key, "value": val, "band": band, "rule": "%s %s %g" % (band, op, val),
+                     "pixels_failing": int(fails[j]), "pixels_removed_only_by_it": int(only[j])})
+    rows.append({"threshold": "kept", "value": np.nan, "band": "", "rule": "passes every threshold",
+                 "pixels_failing": 0, "pixels_removed_only_by_it": 0, "pixels": kept})
+    rows.append({"threshold": "no data", "value": np.nan, "band": "", "rule": "no quality data",
+                 "pixels_failing": 0, "pixels_removed_only_by_it": 0, "pixels": nodata})
+    for r in rows[:-2]:
+        r["pixels"] = r["pixels_failing"]
+    return rows
+
+
+def mask_by_quality(quality_path, thresholds, velocity_path=None, timeseries_path=None, out_velocity=None,
+                    out_timeseries=None, out_mask=None, memory_mb=256, progress=None, is_canceled=None, log=None):
+    """Apply ``thresholds`` ({key: value or None}) to the quality raster and write the masked copies.
+
+    Returns a list of table rows: per threshold set, ``threshold``, ``value``, ``band``, ``pixels_failing``
+    (pixels with data failing it), ``pixels_removed_only_by_it``; then a row ``kept`` with the pixels kept
+    and a row ``no data`` with the pixels without quality data.
+    """
+    log = log or (lambda s: None)
+    qds = open_raster(quality_path)
+    grid = RasterGrid.of(qds)
+    active = _active_thresholds(thresholds, _bands_by_name(qds), quality_path, log)
+    qds = None
+    inputs = _checked_inputs(grid, quality_path, velocity_path, timeseries_path, out_velocity, out_timeseries)
     nb = sum(i[2] for i in inputs)
     blocks = row_blocks(grid.ysize, grid.xsize * (8 * (nb + len(active) + 4)), memory_mb)
     fails = np.zeros(len(active), dtype=np.int64)
     only = np.zeros(len(active), dtype=np.int64)
     kept = nodata = 0
+    rule_text = "; ".join("%s %g" % (a[0], a[3]) for a in active) or "none"
     with contextlib.ExitStack() as es:
-        writers = []
-        for path, out, n, kind in inputs:
-            ds = open_raster(path)
-            b1 = ds.GetRasterBand(1)
-            descr = [ds.GetRasterBand(i).GetDescription() for i in range(1, n + 1)]
-            md = dict(ds.GetMetadata() or {})
-            md["MASKED_BY_QUALITY"] = "; ".join("%s %g" % (a[0], a[3]) for a in active) or "none"
-            units = b1.GetUnitType() or md.get("UNITS", "")
-            ds = None
-            w = RasterWriter(out, grid, n, band_names=descr, units=units, metadata=md)
-            writers.append((path, es.enter_context(w), n))
-        wm = es.enter_context(RasterWriter(out_mask, grid, 1, band_names=["quality_mask"], units="",
-                                           metadata={"KIND": "mask", "THRESHOLDS": "; ".join(
-                                               "%s %g" % (a[0], a[3]) for a in active) or "none"})) \
-            if out_mask else None
+        writers, wm = _open_writers(es, inputs, grid, out_mask, rule_text)
         for bi, (r0, nr) in enumerate(blocks):
             if is_canceled is not None and is_canceled():
-                from ..io.errors import Cancelled
                 raise Cancelled()
-            q_any = None
-            fail_stack = np.zeros((len(active), nr, grid.xsize), dtype=bool)
-            qds = open_raster(quality_path)
-            for i in range(1, qds.RasterCount + 1):
-                a = read_window(qds, 0, r0, grid.xsize, nr, bands=[i])[0]
-                f = np.isfinite(a)
-                q_any = f if q_any is None else (q_any | f)
-            for j, (key, band, op, val, desc, bidx) in enumerate(active):
-                a = read_window(qds, 0, r0, grid.xsize, nr, bands=[bidx])[0]
-                with np.errstate(invalid="ignore"):
-                    ok = a >= val if op == ">=" else a <= val
-                # NaN in a band = not evaluated there (e.g. n_loop_errors with loop closure off): passes
-                fail_stack[j] = ~ok & np.isfinite(a)
-            qds = None
+            q_any, fail_stack = _window_failures(quality_path, active, r0, nr, grid.xsize)
             nfail = fail_stack.sum(axis=0)
             keep = q_any & (nfail == 0)
             fails += (fail_stack & q_any).sum(axis=(1, 2))
@@ -124,14 +160,4 @@ def mask_by_quality(quality_path, thresholds, velocity_path=None, timeseries_pat
                 wm.write_block(r0, m[None])
             if progress is not None:
                 progress((bi + 1) / len(blocks))
-    rows = []
-    for j, (key, band, op, val, desc, _) in enumerate(active):
-        rows.append({"threshold": key, "value": val, "band": band, "rule": "%s %s %g" % (band, op, val),
-                     "pixels_failing": int(fails[j]), "pixels_removed_only_by_it": int(only[j])})
-    rows.append({"threshold": "kept", "value": np.nan, "band": "", "rule": "passes every threshold",
-                 "pixels_failing": 0, "pixels_removed_only_by_it": 0, "pixels": kept})
-    rows.append({"threshold": "no data", "value": np.nan, "band": "", "rule": "no quality data",
-                 "pixels_failing": 0, "pixels_removed_only_by_it": 0, "pixels": nodata})
-    for r in rows[:-2]:
-        r["pixels"] = r["pixels_failing"]
-    return rows
+    return _table_rows(active, fails, only, kept, nodata)
