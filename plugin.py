@@ -20,14 +20,14 @@ class SubsidenceToolkitPlugin:
         self.model_action = None
         self.dock = None
 
-    def initProcessing(self):  # noqa: N802 (QGIS API name)
+    def initProcessing(self):
         from .processing_provider.provider import SubsidenceProvider
 
         if self.provider is None:
             self.provider = SubsidenceProvider()
             QgsApplication.processingRegistry().addProvider(self.provider)
 
-    def initGui(self):  # noqa: N802
+    def initGui(self):
         self.initProcessing()
         if self.iface is None:
             return

@@ -61,7 +61,7 @@ class DecomposeLos(SubsidenceAlgorithm):
         "used. Pixels with fewer than two inputs, or a degenerate geometry (condition number > 1e6), are NoData."
     )
 
-    def initAlgorithm(self, config=None):  # noqa: N802
+    def initAlgorithm(self, config=None):
         self.add(QgsProcessingParameterMultipleLayers(self.INPUTS, self.tr("LOS rasters"), SourceType.Raster),
                  "Two or more LOS velocities or time series (mm, positive toward the satellite) from different "
                  "geometries, e.g. an ascending and a descending track.")
@@ -95,7 +95,7 @@ class DecomposeLos(SubsidenceAlgorithm):
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT_QUALITY, self.tr("Decomposition quality")),
                  "Bands: sigma_vertical, sigma_east (propagated), condition_number, n_inputs.")
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+    def processAlgorithm(self, parameters, context, feedback):
         def paths(name):
             return [layer_path(lyr) for lyr in (self.parameterAsLayerList(parameters, name, context) or [])]
 

@@ -115,7 +115,7 @@ class Geodetector(SubsidenceAlgorithm):
             flag = Qgis.ProcessingAlgorithmFlag.HideFromToolbox
         return super().flags() | flag
 
-    def initAlgorithm(self, config=None):  # noqa: N802
+    def initAlgorithm(self, config=None):
         vector, raster = self.MODE in ("both", "vector"), self.MODE in ("both", "raster")
         either = self.MODE == "both"  # one dialog for both modes: every mode input is optional
         vprefix, rprefix = ("Vector mode: ", "Raster mode: ") if either else ("", "")
@@ -298,7 +298,7 @@ class Geodetector(SubsidenceAlgorithm):
         return y, factors, tpath, (tpath, paths, memory)
 
     # ------------------------------------------------------------------ run
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+    def processAlgorithm(self, parameters, context, feedback):
         raster_mode = parameters.get(self.TARGET_RASTER) not in (None, "")
         vector_mode = parameters.get(self.INPUT) not in (None, "")
         if raster_mode and vector_mode:

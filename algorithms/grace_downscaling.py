@@ -92,7 +92,7 @@ class GraceDownscaling(SubsidenceAlgorithm):
         "and the downscaled TWS per month."
     )
 
-    def initAlgorithm(self, config=None):  # noqa: N802
+    def initAlgorithm(self, config=None):
         self.add(QgsProcessingParameterFile(self.GRACE, self.tr("GRACE TWSA (mascon NetCDF or time-series raster)"),
                                             fileFilter=FILE_FILTER),
                  "CSR or JPL mascon NetCDF file (the variable is chosen below), a GDAL source such as "
@@ -170,7 +170,7 @@ class GraceDownscaling(SubsidenceAlgorithm):
             self.warn(feedback, "%s: units %r imply a factor %g to mm but GRACE unit factor is %g"
                       % (source, reader.file_units, f, scale))
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+    def processAlgorithm(self, parameters, context, feedback):
         grace_src = file_source(self.parameterAsFile(parameters, self.GRACE, context),
                                 self.parameterAsString(parameters, self.GRACE_VARIABLE, context))
         if not grace_src:

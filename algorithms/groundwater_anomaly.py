@@ -76,7 +76,7 @@ class GroundwaterAnomaly(SubsidenceAlgorithm):
         "per month of TWSA, each component and GWSA (inside the mask polygon when given)."
     )
 
-    def initAlgorithm(self, config=None):  # noqa: N802
+    def initAlgorithm(self, config=None):
         self.add(QgsProcessingParameterRasterLayer(self.TWSA, self.tr("TWSA time series")),
                  "Terrestrial water storage (anomaly), one band per month, e.g. the output of GRACE weighted "
                  "downscaling, or a GRACE mascon variable.")
@@ -130,7 +130,7 @@ class GroundwaterAnomaly(SubsidenceAlgorithm):
                                                    SourceType.Vector, optional=True, createByDefault=False),
                  "Per month: regional mean TWSA, each component and GWSA (mm).")
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+    def processAlgorithm(self, parameters, context, feedback):
         layer = self.parameterAsRasterLayer(parameters, self.TWSA, context)
         if layer is None:
             raise QgsProcessingException(self.invalidRasterError(parameters, self.TWSA))

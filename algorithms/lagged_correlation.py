@@ -78,7 +78,7 @@ class LaggedCorrelation(SubsidenceAlgorithm):
         "available, tables otherwise). A group with fewer than 4 overlapping months gets NaN rows and a warning."
     )
 
-    def initAlgorithm(self, config=None):  # noqa: N802
+    def initAlgorithm(self, config=None):
         self.add(
             QgsProcessingParameterFeatureSource(self.INPUT, self.tr("Input table or layer"),
                                                 [SourceType.Vector]),
@@ -236,7 +236,7 @@ class LaggedCorrelation(SubsidenceAlgorithm):
             else:
                 feedback.pushInfo("%s, %s: no lag with enough overlapping months" % (grp, ser))
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+    def processAlgorithm(self, parameters, context, feedback):
         source = self.parameterAsSource(parameters, self.INPUT, context)
         if source is None:
             raise QgsProcessingException(self.invalidSourceError(parameters, self.INPUT))

@@ -66,7 +66,7 @@ class MaskByQuality(SubsidenceAlgorithm):
                      "LiCSBAS n_gap for C band; 0 keeps only fully connected pixels)."),
     }
 
-    def initAlgorithm(self, config=None):  # noqa: N802
+    def initAlgorithm(self, config=None):
         self.add(QgsProcessingParameterRasterLayer(self.QUALITY, self.tr("SBAS quality raster")),
                  "The OUTPUT_QUALITY raster of 'SBAS inversion' (bands temporal_coherence, n_ifg_used, "
                  "residual_rms_mm, velocity_std_mm_yr, n_gaps, n_loop_errors).")
@@ -98,7 +98,7 @@ class MaskByQuality(SubsidenceAlgorithm):
                  "One row per threshold applied: rule, pixels failing it, pixels removed only by it; then the "
                  "pixels kept and the pixels without quality data.")
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+    def processAlgorithm(self, parameters, context, feedback):
         qlayer = self.parameterAsRasterLayer(parameters, self.QUALITY, context)
         if qlayer is None:
             raise QgsProcessingException(self.invalidRasterError(parameters, self.QUALITY))

@@ -70,7 +70,7 @@ class MosaicFrames(SubsidenceAlgorithm):
         "connected_to_reference."
     )
 
-    def initAlgorithm(self, config=None):  # noqa: N802
+    def initAlgorithm(self, config=None):
         self.add(QgsProcessingParameterMultipleLayers(self.INPUTS, self.tr("Frames"), SourceType.Raster),
                  "Two or more time-series (one band per date) or velocity rasters of overlapping frames or tracks, on "
                  "any grids and CRS. Time series need the same dates (e.g. monthly from 'Resample time series in "
@@ -113,7 +113,7 @@ class MosaicFrames(SubsidenceAlgorithm):
                                                    optional=True),
                  "Long table, one row per frame and date: " + ", ".join(OFFSET_COLUMNS) + ".")
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+    def processAlgorithm(self, parameters, context, feedback):
         layers = self.parameterAsLayerList(parameters, self.INPUTS, context) or []
         if len(layers) < 2:
             raise QgsProcessingException("Mosaic frames needs at least two rasters in INPUTS, got %d" % len(layers))

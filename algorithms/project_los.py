@@ -58,7 +58,7 @@ class ProjectLos(SubsidenceAlgorithm):
         "tracks), decompose ascending and descending tracks instead."
     )
 
-    def initAlgorithm(self, config=None):  # noqa: N802
+    def initAlgorithm(self, config=None):
         self.add(QgsProcessingParameterRasterLayer(self.INPUT, self.tr("LOS time series or velocity")),
                  "LOS displacement time series (one band per date, mm) or velocity (mm/yr), positive toward the "
                  "satellite.")
@@ -79,7 +79,7 @@ class ProjectLos(SubsidenceAlgorithm):
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Vertical")),
                  "Vertical displacement (or velocity): same bands, dates and units as the input, NoData NaN.")
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+    def processAlgorithm(self, parameters, context, feedback):
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None:
             raise QgsProcessingException(self.invalidRasterError(parameters, self.INPUT))

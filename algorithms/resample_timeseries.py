@@ -53,7 +53,7 @@ class ResampleTimeSeries(SubsidenceAlgorithm):
         "does not depend on the block size."
     )
 
-    def initAlgorithm(self, config=None):  # noqa: N802
+    def initAlgorithm(self, config=None):
         self.add(
             QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Time-series raster")),
             "Multiband raster, one band per date (e.g. an SBAS displacement time series in mm).",
@@ -117,7 +117,7 @@ class ResampleTimeSeries(SubsidenceAlgorithm):
             "GeoTIFF with one band per target date (band descriptions YYYY-MM-DD), NoData NaN.",
         )
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+    def processAlgorithm(self, parameters, context, feedback):
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None:
             raise QgsProcessingException(self.invalidRasterError(parameters, self.INPUT))

@@ -75,7 +75,7 @@ class SampleDeformationClasses(SubsidenceAlgorithm):
         "previous calendar month; empty across gaps) and cumulative change (from the base month)."
     )
 
-    def initAlgorithm(self, config=None):  # noqa: N802
+    def initAlgorithm(self, config=None):
         self.add(
             QgsProcessingParameterRasterLayer(self.VELOCITY, self.tr("Velocity raster (mm/yr)")),
             "Deformation rate, band 1 (e.g. the SBAS velocity, mm/yr; negative = subsidence). NoData pixels "
@@ -219,7 +219,7 @@ class SampleDeformationClasses(SubsidenceAlgorithm):
                               features())
 
     # ------------------------------------------------------------------ run
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+    def processAlgorithm(self, parameters, context, feedback):
         vel_layer = self.parameterAsRasterLayer(parameters, self.VELOCITY, context)
         if vel_layer is None:
             raise QgsProcessingException(self.invalidRasterError(parameters, self.VELOCITY))

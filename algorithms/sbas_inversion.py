@@ -167,7 +167,7 @@ class SbasInversion(SubsidenceAlgorithm):
         "standard deviation before / after)."
     )
 
-    def initAlgorithm(self, config=None):  # noqa: N802
+    def initAlgorithm(self, config=None):
         self.add(QgsProcessingParameterMultipleLayers(self.INTERFEROGRAMS, self.tr("Unwrapped interferograms"),
                                                       SourceType.File, optional=True),
                  "One single-band raster per pair (or give an input folder instead). Dates from the file names "
@@ -369,7 +369,7 @@ class SbasInversion(SubsidenceAlgorithm):
             return False, error
         return super().checkParameterValues(light, context)
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+    def processAlgorithm(self, parameters, context, feedback):
         # paths, not layers: a layer per input would compute band statistics and write .aux.xml next to it
         ifgs = raster_paths(self, parameters, self.INTERFEROGRAMS, context)
         folder = self.parameterAsFile(parameters, self.INPUT_FOLDER, context) or None

@@ -81,7 +81,7 @@ class ValidateTimeSeries(SubsidenceAlgorithm):
         "absolute error, RMSE, bias, Pearson R, p)."
     )
 
-    def initAlgorithm(self, config=None):  # noqa: N802
+    def initAlgorithm(self, config=None):
         self.add(
             QgsProcessingParameterFeatureSource(self.MEASUREMENTS, self.tr("Measurements"),
                                                 [SourceType.Vector]),
@@ -212,7 +212,7 @@ class ValidateTimeSeries(SubsidenceAlgorithm):
             raise QgsProcessingException("%s has no observation" % source.sourceName())
         return pd.DataFrame(rows, columns=["id", "date", "value", "x", "y"])
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+    def processAlgorithm(self, parameters, context, feedback):
         layer = self.parameterAsRasterLayer(parameters, self.TIME_SERIES, context)
         if layer is None:
             raise QgsProcessingException(self.invalidRasterError(parameters, self.TIME_SERIES))

@@ -39,7 +39,7 @@ class WorkflowReport(SubsidenceAlgorithm):
         "detailed reports. The last step of the shipped workflow model; the demo writes the same page."
     )
 
-    def initAlgorithm(self, config=None):  # noqa: N802
+    def initAlgorithm(self, config=None):
         self.add(QgsProcessingParameterRasterLayer(self.VELOCITY, self.tr("LOS velocity")),
                  "Velocity raster (mm/yr), e.g. the SBAS inversion's velocity output.")
         self.add(QgsProcessingParameterRasterLayer(self.GWSA, self.tr("GWSA time series")),
@@ -78,7 +78,7 @@ class WorkflowReport(SubsidenceAlgorithm):
         source = self.parameterAsSource(parameters, name, context)
         return dataframe_from_source(source) if source is not None else None
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+    def processAlgorithm(self, parameters, context, feedback):
         velocity = layer_path(self.parameterAsRasterLayer(parameters, self.VELOCITY, context))
         gwsa = layer_path(self.parameterAsRasterLayer(parameters, self.GWSA, context))
         outlines = []

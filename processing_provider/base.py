@@ -33,7 +33,7 @@ def _in_transaction(process):
     """Wrap a subclass's ``processAlgorithm`` in the output transaction (see the module doc)."""
 
     @functools.wraps(process)
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+    def processAlgorithm(self, parameters, context, feedback):
         tx = OutputTransaction(self, parameters, context, feedback)
         self._transaction = tx
         with interrupt_guard():
@@ -101,34 +101,34 @@ class SubsidenceAlgorithm(QgsProcessingAlgorithm):
     def tr(self, text):
         return QCoreApplication.translate(type(self).__name__, text)
 
-    def createInstance(self):  # noqa: N802
+    def createInstance(self):
         return type(self)()
 
     def name(self):
         return self.NAME
 
-    def displayName(self):  # noqa: N802
+    def displayName(self):
         return self.tr(self.DISPLAY_NAME)
 
     def group(self):
         return self.tr(self.GROUP)
 
-    def groupId(self):  # noqa: N802
+    def groupId(self):
         return self.GROUP_ID
 
     def tags(self):
         return [self.tr(t) for t in self.TAGS]
 
-    def shortHelpString(self):  # noqa: N802
+    def shortHelpString(self):
         return self.tr(self.SHORT_HELP)
 
     def icon(self):
         return QIcon(ICON)
 
-    def svgIconPath(self):  # noqa: N802
+    def svgIconPath(self):
         return ICON
 
-    def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802
+    def prepareAlgorithm(self, parameters, context, feedback):
         """Names this run's layer-tree group (algorithm, first input, time) for the outputs QGIS loads."""
         from .styling import remember_run
 
@@ -142,7 +142,7 @@ class SubsidenceAlgorithm(QgsProcessingAlgorithm):
         check grids and CRS themselves, with an error that names the file."""
         return True
 
-    def postProcessAlgorithm(self, context, feedback):  # noqa: N802
+    def postProcessAlgorithm(self, context, feedback):
         """Every output QGIS is about to load goes into this run's one layer-tree group."""
         from .styling import group_run_outputs
 

@@ -14,25 +14,25 @@ class ErrorRecorder(QgsProcessingFeedback):
             if target.isCanceled():
                 self.cancel()
 
-    def reportError(self, error, fatalError=False):  # noqa: N802, N803
+    def reportError(self, error, fatalError=False):
         self.errors.append(str(error))
         if self.target is not None:
             self.target.reportError(error, fatalError)
 
-    def setProgress(self, progress):  # noqa: N802
+    def setProgress(self, progress):
         super().setProgress(progress)
         if self.target is not None:
             self.target.setProgress(progress)
 
-    def setProgressText(self, text):  # noqa: N802
+    def setProgressText(self, text):
         if self.target is not None:
             self.target.setProgressText(text)
 
-    def pushInfo(self, info):  # noqa: N802
+    def pushInfo(self, info):
         if self.target is not None:
             self.target.pushInfo(info)
 
-    def pushWarning(self, warning):  # noqa: N802
+    def pushWarning(self, warning):
         if self.target is not None and hasattr(self.target, "pushWarning"):
             self.target.pushWarning(warning)
 
@@ -40,7 +40,7 @@ class ErrorRecorder(QgsProcessingFeedback):
         if self.target is not None:
             self.target.pushCommandInfo(info)
 
-    def pushDebugInfo(self, info):  # noqa: N802
+    def pushDebugInfo(self, info):
         if self.target is not None:
             self.target.pushDebugInfo(info)
 

@@ -82,14 +82,14 @@ class ShippedModel(QgsProcessingModelAlgorithm):
     def createInstance(self):
         return ShippedModel(*self._args)
 
-    def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802
+    def prepareAlgorithm(self, parameters, context, feedback):
         # one layer-tree group for the whole model run, named after the model (its steps share the context)
         from .styling import remember_run
 
         remember_run(self, parameters, context)
         return super().prepareAlgorithm(parameters, context, feedback)
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+    def processAlgorithm(self, parameters, context, feedback):
         """Run the model; a failing step's error names the step and says why (QGIS 3.22 only says
         'Error encountered while running <step>' and reports the reason separately)."""
         from .model_errors import ErrorRecorder, step_failure

@@ -294,7 +294,7 @@ class OutputStyler(QgsProcessingLayerPostProcessorInterface):
         self.group_name = group_name
         self.run_id = run_id
 
-    def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (QGIS API name)
+    def postProcessLayer(self, layer, context, feedback):
         if self.kind is not None:
             try:
                 apply_style(layer, self.kind)

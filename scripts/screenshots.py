@@ -116,13 +116,13 @@ class _Iface:
         self.window = QMainWindow()
         self.canvas = QgsMapCanvas(self.window)
 
-    def mainWindow(self):  # noqa: N802
+    def mainWindow(self):
         return self.window
 
-    def mapCanvas(self):  # noqa: N802
+    def mapCanvas(self):
         return self.canvas
 
-    def messageBar(self):  # noqa: N802
+    def messageBar(self):
         return None
 
 

@@ -37,17 +37,17 @@ class PolygonTool(QgsMapTool):
         self.points = []
         self.band.reset(GeometryType.Polygon)
 
-    def canvasReleaseEvent(self, event):  # noqa: N802 (Qt API name)
+    def canvasReleaseEvent(self, event):
         if event.button() == Qt.MouseButton.LeftButton:
             self.points.append(QgsPointXY(self.toMapCoordinates(event.pos())))
             self.band.addPoint(self.points[-1], True)
         elif event.button() == Qt.MouseButton.RightButton:
             self.finish()
 
-    def canvasDoubleClickEvent(self, event):  # noqa: N802
+    def canvasDoubleClickEvent(self, event):
         self.finish()
 
-    def keyPressEvent(self, event):  # noqa: N802
+    def keyPressEvent(self, event):
         if event.key() == Qt.Key.Key_Escape:
             self.reset()
 

@@ -196,7 +196,7 @@ class SeriesPlot:
         plot = self
 
         class Canvas(FigureCanvasQTAgg):
-            def resizeEvent(self, event):  # noqa: N802 (Qt API name): new size -> new layout, ticks, fonts
+            def resizeEvent(self, event):  # new size -> new layout, ticks, fonts
                 super().resizeEvent(event)
                 plot.draw(plot.series)
 

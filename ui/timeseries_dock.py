@@ -460,7 +460,7 @@ class TimeSeriesDock(QgsDockWidget):
         self.set_message("Saved the plot to %s" % path)
         return str(path)
 
-    def closeEvent(self, event):  # noqa: N802
+    def closeEvent(self, event):
         for tool in (self.point_tool, self.polygon_tool):
             if self.canvas.mapTool() is tool:
                 self.canvas.unsetMapTool(tool)
@@ -481,10 +481,10 @@ class LabelledCross(QgsMapCanvasItem):
         self.setZValue(30)
         self.updatePosition()
 
-    def updatePosition(self):  # noqa: N802 (QGIS API name)
+    def updatePosition(self):
         self.setPos(self.toCanvasCoordinates(self.point))
 
-    def boundingRect(self):  # noqa: N802
+    def boundingRect(self):
         return QRectF(-self.SIZE - 3, -26, 70, 26 + self.SIZE + 3)
 
     def paint(self, painter, option=None, widget=None):

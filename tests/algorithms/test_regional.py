@@ -143,7 +143,7 @@ def test_mosaic_frames_errors(run_alg, tmp_path):
         run_alg("mosaicframes", {"INPUTS": [apart[0], other], "OUTPUT": str(tmp_path / "m.tif")})
 
     class Cancel(QgsProcessingFeedback):
-        def setProgress(self, p):  # noqa: N802
+        def setProgress(self, p):
             super().setProgress(p)
             if p > 0:
                 self.cancel()

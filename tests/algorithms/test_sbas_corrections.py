@@ -104,7 +104,7 @@ def test_defaults_reject_bad_ifgs_and_corrections_reach_noise(run_alg, stack, tm
     class Log(QgsProcessingFeedback):
         lines = []
 
-        def pushInfo(self, info):  # noqa: N802
+        def pushInfo(self, info):
             self.lines.append(info)
 
     fb = Log()
@@ -226,7 +226,7 @@ def test_date_left_without_interferograms_by_the_rejection_is_named(run_alg, tmp
             super().__init__()
             self.lines = []
 
-        def pushInfo(self, info):  # noqa: N802
+        def pushInfo(self, info):
             self.lines.append(info)
 
     dates = [dt.date(2021, 1, 4) + dt.timedelta(days=12 * k) for k in range(7)]
