@@ -85,7 +85,8 @@ class GraceDownscaling(SubsidenceAlgorithm):
         "bands, never interpolated, and are listed in the log.\n\n"
         "Model: one or more inputs summed into the fine TWS (e.g. FLDAS soil-moisture layers + SWE + GLDAS canopy "
         "water); the first defines the output grid, inputs on other grids are interpolated bilinearly to it. "
-        "Inputs are rasters and/or monthly file lists such as NETCDF:\"/data/FLDAS_NOAH01_C_GL_M.A*.nc\":SoilMoi10_40cm_tavg "
+        "Inputs are rasters and/or monthly file lists such as "
+        "NETCDF:\"/data/FLDAS_NOAH01_C_GL_M.A*.nc\":SoilMoi10_40cm_tavg "
         "(month from the file's time or the .AYYYYMM. in its name).\n\n"
         "Output: fine TWS (mm) with one band per month of the GRACE record (band descriptions YYYY-MM-15), and "
         "a table with the cos(latitude)-weighted regional mean of the interpolated GRACE field, the model TWS "
@@ -177,7 +178,7 @@ class GraceDownscaling(SubsidenceAlgorithm):
             raise QgsProcessingException("no GRACE input given")
         gain_src = file_source(self.parameterAsFile(parameters, self.SCALE_FACTOR, context),
                                self.parameterAsString(parameters, self.SCALE_FACTOR_VARIABLE, context))
-        model_src = [layer_path(l) for l in self.parameterAsLayerList(parameters, self.MODEL, context)]
+        model_src = [layer_path(lyr) for lyr in self.parameterAsLayerList(parameters, self.MODEL, context)]
         model_src += split_specs(self.parameterAsString(parameters, self.MODEL_FILES, context))
         if not model_src:
             raise QgsProcessingException("give at least one model raster or monthly file list (MODEL / MODEL_FILES)")

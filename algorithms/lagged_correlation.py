@@ -159,7 +159,8 @@ class LaggedCorrelation(SubsidenceAlgorithm):
             QgsProcessingParameterEnum(self.DETREND, self.tr("Detrending"), options=list(self.DETREND_LABELS),
                                        defaultValue=0),
             "Removed from each analysed series before correlating: none (default, as in Liu et al. 2024 and "
-            "Huang et al. 2025), a linear trend, linear + annual + semi-annual harmonics, or the mean of each calendar month.",
+            "Huang et al. 2025), a linear trend, linear + annual + semi-annual harmonics, or the mean of each calendar "
+            "month.",
         )
         self.add(
             QgsProcessingParameterEnum(self.BEST_BY, self.tr("Best lag by"), options=list(self.BEST_LABELS),

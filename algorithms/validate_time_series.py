@@ -88,7 +88,8 @@ class ValidateTimeSeries(SubsidenceAlgorithm):
             "Point layer (or a table with X/Y fields) with one feature per observation: an id, a date and a "
             "value.",
         )
-        self.add(QgsProcessingParameterField(self.ID_FIELD, self.tr("Id field"), parentLayerParameterName=self.MEASUREMENTS),
+        self.add(QgsProcessingParameterField(self.ID_FIELD, self.tr("Id field"),
+                                             parentLayerParameterName=self.MEASUREMENTS),
                  "Benchmark or well identifier; observations with the same id form one series.")
         self.add(QgsProcessingParameterField(self.DATE_FIELD, self.tr("Date field"),
                                              parentLayerParameterName=self.MEASUREMENTS),
@@ -180,7 +181,8 @@ class ValidateTimeSeries(SubsidenceAlgorithm):
         if use_xy:
             src_crs = self.parameterAsCrs(parameters, self.MEASUREMENTS_CRS, context)
             if not src_crs.isValid():
-                src_crs = source.sourceCrs() if source.sourceCrs().isValid() else QgsCoordinateReferenceSystem("EPSG:4326")
+                src_crs = (source.sourceCrs() if source.sourceCrs().isValid()
+                           else QgsCoordinateReferenceSystem("EPSG:4326"))
         else:
             src_crs = source.sourceCrs()
         xform = None

@@ -155,7 +155,8 @@ def main():
         t0 = time.perf_counter()
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                           dashboard_address=None) as cluster:
-            print("LocalCluster (2 workers x 1 thread) started in %.1f s (not timed below)" % (time.perf_counter() - t0))
+            print("LocalCluster (2 workers x 1 thread) started in %.1f s (not timed below)"
+                  % (time.perf_counter() - t0))
             local, dask = [], []
             for _ in range(a.repeat):
                 s, arr_l, tab_l, nwin = run(gpath, mpath, a.memory_mb)

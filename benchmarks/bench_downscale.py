@@ -19,29 +19,18 @@ Run:
 """
 import argparse
 import datetime as dt
-import importlib.util
 import json
 import os
 import resource
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from toolkit_package import register
 
-ROOT = Path(__file__).resolve().parents[1]
 PEER_PY = os.environ.get("XARRAY_PY", "/work/venvs/xarray/bin/python")
-
-
-def register():
-    if "subsidence_toolkit" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("subsidence_toolkit", ROOT / "__init__.py",
-                                                      submodule_search_locations=[str(ROOT)])
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["subsidence_toolkit"] = mod
-        spec.loader.exec_module(mod)
 
 
 def month_list(nt, y0=2010):
@@ -213,7 +202,8 @@ def rss_run(fine, nt, memory_mb):
             b = ds.GetRasterBand(i + 1)
             b.SetDescription("%04d-%02d-15" % (y, m))
             b.SetUnitType("mm")
-            b.WriteArray(np.ascontiguousarray(np.broadcast_to(x + 30 * np.sin(2 * np.pi * i / 12), (fine, fine)), dtype=np.float32))
+            month = np.broadcast_to(x + 30 * np.sin(2 * np.pi * i / 12), (fine, fine))
+            b.WriteArray(np.ascontiguousarray(month, dtype=np.float32))
         ds = None
         print("model GeoTIFF %dx%dx%d written in %.1f s" % (fine, fine, nt, time.perf_counter() - t0))
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -223,8 +213,8 @@ def rss_run(fine, nt, memory_mb):
         out = str(d / "td.tif")
         with rasters.RasterWriter(out, model.grid(), len(g.months),
                                    dates=[dates.month_from_index(k) for k in g.months]) as w:
-            downscaling.weighted_downscaling(g, model, write=lambda r0, b, c0=0: w.write_block(r0, b.astype(np.float32), c0),
-                                             memory_mb=memory_mb)
+            downscaling.weighted_downscaling(g, model, memory_mb=memory_mb,
+                                             write=lambda r0, b, c0=0: w.write_block(r0, b.astype(np.float32), c0))
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         print("streamed downscaling %dx%dx%d -> GeoTIFF: %.1f s, peak RSS %.0f MB (before the run %.0f MB), "
               "memory cap %d MB" % (fine, fine, nt, time.perf_counter() - t0, peak / 1024, base / 1024, memory_mb))

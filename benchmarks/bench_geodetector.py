@@ -22,28 +22,21 @@ lognormal values (ours), and SSW vs mapclassify ``FisherJenks`` (the peer's
 natural-breaks backend) on 1000 values.
 """
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from toolkit_package import register
 
-ROOT = Path(__file__).resolve().parents[1]
 PEER_PY = "/work/venvs/geodetector/bin/python"
 
 
 def _import_ours():
-    if "subsidence_toolkit" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "subsidence_toolkit", ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["subsidence_toolkit"] = mod
-        spec.loader.exec_module(mod)
+    register()
     from subsidence_toolkit.core.stats import breaks, geodetector
 
     return breaks, geodetector

@@ -12,22 +12,12 @@ No extra venv is needed: the peer is pandas 1.5 + scipy 1.10 of the system pytho
 Usage: /usr/bin/python3 benchmarks/bench_lagcorr.py [--groups 2000] [--months 120] [--max-lag 6]
 """
 import argparse
-import importlib.util
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import toolkit_package  # noqa: F401  (registers the checkout as subsidence_toolkit)
 from scipy import stats
-
-ROOT = Path(__file__).resolve().parents[1]
-if "subsidence_toolkit" not in sys.modules:
-    spec = importlib.util.spec_from_file_location("subsidence_toolkit", ROOT / "__init__.py",
-                                                  submodule_search_locations=[str(ROOT)])
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["subsidence_toolkit"] = mod
-    spec.loader.exec_module(mod)
 
 from subsidence_toolkit.core.stats import lagcorr
 

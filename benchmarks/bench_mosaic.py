@@ -21,7 +21,6 @@ Run:  /usr/bin/python3 benchmarks/bench_mosaic.py [--size 2000 --dates 36 --fram
 """
 import argparse
 import datetime as dt
-import importlib.util
 import json
 import os
 import re
@@ -29,22 +28,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
+from toolkit_package import register
 
-ROOT = Path(__file__).resolve().parents[1]
 CREATE = ["TILED=YES", "COMPRESS=DEFLATE", "PREDICTOR=3", "BIGTIFF=IF_SAFER", "BLOCKXSIZE=256", "BLOCKYSIZE=256",
           "INTERLEAVE=BAND"]
-
-
-def register():
-    if "subsidence_toolkit" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("subsidence_toolkit", ROOT / "__init__.py",
-                                                      submodule_search_locations=[str(ROOT)])
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["subsidence_toolkit"] = mod
-        spec.loader.exec_module(mod)
 
 
 def layout(size, overlap, frames):

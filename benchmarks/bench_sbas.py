@@ -36,7 +36,6 @@ import datetime as dt
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -44,21 +43,12 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_v] = "1"
 
 import numpy as np  # noqa: E402
+import toolkit_package  # noqa: E402, F401  (registers the checkout as subsidence_toolkit)
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-import importlib.util  # noqa: E402
-
-if "subsidence_toolkit" not in sys.modules:
-    _spec = importlib.util.spec_from_file_location(
-        "subsidence_toolkit", os.path.join(os.path.dirname(HERE), "__init__.py"),
-        submodule_search_locations=[os.path.dirname(HERE)])
-    _m = importlib.util.module_from_spec(_spec)
-    sys.modules["subsidence_toolkit"] = _m
-    _spec.loader.exec_module(_m)
-from subsidence_toolkit.core.insar import sbas
-from subsidence_toolkit.core.insar.network import SbasNetwork
-from subsidence_toolkit.core.insar.units import los_factor_mm, radians_per_mm
-from subsidence_toolkit.core.insar.velocity import velocity_fit
+from subsidence_toolkit.core.insar import sbas  # noqa: E402
+from subsidence_toolkit.core.insar.network import SbasNetwork  # noqa: E402
+from subsidence_toolkit.core.insar.units import los_factor_mm, radians_per_mm  # noqa: E402
+from subsidence_toolkit.core.insar.velocity import velocity_fit  # noqa: E402
 
 WAVELENGTH = 0.05546576
 MINTPY_PY = "/work/venvs/mintpy/bin/python"
@@ -109,7 +99,7 @@ def make_stack(size=500, n_dates=60, max_days=48, seed=1):
     dates = make_dates(n_dates)
     pairs = [(a, b) for i, a in enumerate(dates) for b in dates[i + 1:] if (b - a).days <= max_days]
     net = SbasNetwork([a for a, _ in pairs], [b for _, b in pairs])
-    M, N = net.n_ifg, net.n_dates
+    M = net.n_ifg
     H = W = size
     yy, xx = np.mgrid[0:H, 0:W] / float(size)
     bowl = -60.0 * np.exp(-((xx - 0.45) ** 2 + (yy - 0.55) ** 2) / (2 * 0.15 ** 2))   # mm/yr

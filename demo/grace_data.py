@@ -39,7 +39,8 @@ def write_mascon(path, lat, lon, bounds, data_cm, layout="CSR", scale_factor=Non
     """GRACE mascon file. ``lat`` ascending, ``lon`` 0..360; ``bounds`` list of (start, end) datetimes;
     ``data_cm`` (nt, nlat, nlon) in file order (row 0 = southernmost), NaN -> fill (JPL) / kept (CSR)."""
     f = netcdf_file(str(path), "w", version=2)
-    f.title = "CSR GRACE and GRACE-FO MASCON RL06Mv2" if layout == "CSR" else "JPL GRACE and GRACE-FO MASCON RL06.3Mv04 CRI"
+    f.title = ("CSR GRACE and GRACE-FO MASCON RL06Mv2" if layout == "CSR"
+               else "JPL GRACE and GRACE-FO MASCON RL06.3Mv04 CRI")
     f.time_mean_removed = "2004.000 to 2009.999"
     f.createDimension("time", len(bounds))
     f.createDimension("bounds", 2)

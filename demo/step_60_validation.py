@@ -1,4 +1,5 @@
-"""Demo step: validate the deformation series with leveling and GWSA with wells (Liu et al. 2024 sec. 3.1.1, 2.3.4, 3.2.1).
+"""Demo step: validate the deformation series with leveling and GWSA with wells
+(Liu et al. 2024 sec. 3.1.1, 2.3.4, 3.2.1).
 
 Inputs: the deformation and GWSA rasters step 50 used (``demo.outputs['sampling_deformation']``,
 ``['sampling_gwsa']``, landscapes ``['sampling_areas']``), or freshly generated ones.

@@ -27,7 +27,8 @@ def run(demo):
     for tag, extra in (("huang2025", {"CLASSES": 20, "SUBSIDENCE_THRESHOLD": -15, "SAMPLE_RATIO": "1:0.5", "SEED": 0}),
                        ("all", {"CLASSES": 5})):
         out = {k: str(demo.out_dir / ("geodetector_%s_%s.csv" % (tag, k.lower().replace("output_", ""))))
-               for k in ("OUTPUT_FACTOR", "OUTPUT_INTERACTION", "OUTPUT_RISK", "OUTPUT_RISK_TESTS", "OUTPUT_ECOLOGICAL")}
+               for k in ("OUTPUT_FACTOR", "OUTPUT_INTERACTION", "OUTPUT_RISK", "OUTPUT_RISK_TESTS",
+                         "OUTPUT_ECOLOGICAL")}
         params = {"TARGET_RASTER": target, "FACTOR_RASTERS": factors, "METHOD": 0,
                   "OUTPUT_HTML": str(demo.out_dir / ("geodetector_%s.html" % tag)), **extra, **out}
         if tag == "all":

@@ -101,7 +101,8 @@ def run(demo):
     lags = _best_lags(f["lag"], truth["planted_lag_months"])
     fac = pd.read_csv(f["gd_factor"]).sort_values("q", ascending=False)
     top = str(fac["factor"].iloc[0])
-    demo.log("velocity RMSE vs planted (LSQ slope of the planted displacement): %.2f mm/yr (%d px, rates %.0f..%.0f mm/yr)"
+    demo.log("velocity RMSE vs planted (LSQ slope of the planted displacement): %.2f mm/yr "
+             "(%d px, rates %.0f..%.0f mm/yr)"
              % (rmse, ok.sum(), np.nanmin(vt), np.nanmax(vt)))
     hits = 0
     for row in lags.itertuples():

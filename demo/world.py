@@ -156,7 +156,8 @@ class World:
         """LOS displacement (mm, positive toward the satellite) at ``day`` since t0."""
         w = self.weights(lon, lat)
         d = self.velocity(lon, lat) * day / 365.25
-        d = d + 0.25 * w["irrigation"] * (self.groundwater("irrigation", day - 30.4) - self.groundwater("irrigation", 0))
+        d = d + 0.25 * w["irrigation"] * (self.groundwater("irrigation", day - 30.4)
+                                           - self.groundwater("irrigation", 0))
         d = d + 0.30 * w["mining"] * (self.groundwater("mining", day) - self.groundwater("mining", 0))
         return d + 2.0 * math.sin(2 * math.pi * day / 365.25)  # thermal seasonal term
 
@@ -461,7 +462,8 @@ class World:
             v.units, v.standard_name, v.long_name = "degrees_north", "latitude", "latitude"
             v = f.createVariable("time", "f8", ("time",))
             v[:] = np.array(times)
-            v.units, v.standard_name, v.calendar, v.bounds = "days since 2002-01-01T00:00:00Z", "time", "gregorian", "time_bounds"
+            v.units, v.standard_name = "days since 2002-01-01T00:00:00Z", "time"
+            v.calendar, v.bounds = "gregorian", "time_bounds"
             v = f.createVariable("time_bounds", "f8", ("time", "bounds"))
             v[:] = np.array(bounds)
             v = f.createVariable("lwe_thickness", "f4", ("time", "lat", "lon"))

@@ -57,8 +57,7 @@ from qgis.core import (
 from ..core.io.errors import Cancelled, DaskUnavailable, TimeSeriesError
 from ..core.io.integrity import file_damage
 from ..core.io.rasters import diagnose_raster
-from ..core.io.staging import (StagedFiles, file_key, input_file_set, inside_staging_dir, sidecar_paths,
-                                source_files)
+from ..core.io.staging import StagedFiles, file_key, input_file_set, inside_staging_dir, sidecar_paths, source_files
 
 TEMPORARY = getattr(QgsProcessing, "TEMPORARY_OUTPUT", "TEMPORARY_OUTPUT")
 

@@ -3,8 +3,8 @@
 2024 and Huang et al. 2025 as one Processing model.
 
 SBAS inversion -> mask by quality -> monthly resampling -> GRACE downscaling -> GWSA -> sampling by
-deformation class -> lagged correlation, and Geodetector on the (masked) SBAS velocity. The provider offers the shipped file
-as ``subsidence:workflow``; this script is how it is (re)generated, so the model stays in step with
+deformation class -> lagged correlation, and Geodetector on the (masked) SBAS velocity. The provider offers the
+shipped file as ``subsidence:workflow``; this script is how it is (re)generated, so the model stays in step with
 the algorithms' parameter names (``tests/algorithms/test_workflow_model.py`` checks it).
 
 Also ``workflow_regional.model3`` (``subsidence:workflowregional``): several frames' LOS time series and

@@ -84,9 +84,7 @@ def render_html(app, path, png, width=1100, max_height=1900):
 
 def toolbox(app, png):
     from qgis.core import QgsApplication
-    from qgis.gui import QgsProcessingToolboxTreeView
-
-    from qgis.gui import QgsProcessingToolboxProxyModel
+    from qgis.gui import QgsProcessingToolboxProxyModel, QgsProcessingToolboxTreeView
 
     view = QgsProcessingToolboxTreeView(None, QgsApplication.processingRegistry())
     filters = QgsProcessingToolboxProxyModel.Filter  # members renamed (FilterToolbox -> Toolbox) in QGIS 3.40
@@ -190,8 +188,8 @@ def dock(app, outputs, outlines, png):
     d.hold_check.setChecked(True)
     ext = vel.extent()
     # the deepest subsidence pixel and a pixel in the irrigation district (the second study area)
-    from osgeo import gdal
     import numpy as np
+    from osgeo import gdal
 
     ds = gdal.Open(outputs["LOS velocity"])
     a = ds.ReadAsArray().astype(float)

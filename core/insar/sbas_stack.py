@@ -27,10 +27,16 @@ from . import deramp as dr
 from . import gacos as gc
 from . import loop_closure as lc
 from .memory_plan import ALLOCATOR_SLACK, MIB, READ_BYTES_PX, plan_blocks, plan_stack
-from .sbas import solve_bytes_fixed, solve_bytes_per_pixel
 from .network import SbasNetwork, subnetwork
 from .reference import auto_reference, better_candidate, pixel_centre, reference_values
-from .sbas import GAP_MIN_NORM, QUALITY_BANDS, SolverOptions, sbas_invert_block
+from .sbas import (
+    GAP_MIN_NORM,
+    QUALITY_BANDS,
+    SolverOptions,
+    sbas_invert_block,
+    solve_bytes_fixed,
+    solve_bytes_per_pixel,
+)
 from .stack import PreparedStack, StackFiles
 from .units import SENTINEL1_WAVELENGTH_M, UNITS_RADIANS, los_factor_mm, radians_per_mm
 from .velocity import velocity_fit

@@ -20,7 +20,9 @@ PAGE_CSS = (
     "img{max-width:100%;height:auto}"
     "table{border-collapse:collapse;margin:0.5em 0;font-size:13px}"
     "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right;vertical-align:top;white-space:nowrap}"
-    "th{background:#eee}td.t{text-align:left;white-space:normal}details{white-space:normal;max-width:30em}summary{white-space:nowrap}tr.sig td{background:#e8f5e9}tr.warnrow td{background:#fff3e0}"
+    "th{background:#eee}td.t{text-align:left;white-space:normal}"
+    "details{white-space:normal;max-width:30em}summary{white-space:nowrap}"
+    "tr.sig td{background:#e8f5e9}tr.warnrow td{background:#fff3e0}"
     "details summary{cursor:pointer}.note{color:#555;font-size:12px}.warn{color:#a40}"
     ".scroll{overflow-x:auto;max-width:100%}"
 )
