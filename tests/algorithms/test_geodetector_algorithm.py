@@ -29,7 +29,8 @@ def _csv_points(tmp_path, n=300, seed=0):
         lines.append("%.4f,%.4f,%.6f,%.6f,%s,%s" % (i % 20, i // 20, y[i], strong[i], w, land[i]))
     p = tmp_path / "pts.csv"
     p.write_text("\n".join(lines) + "\n")
-    uri = "file://%s?delimiter=,&xField=x&yField=y&crs=EPSG:4326&field=rate:double&field=strong:double&field=weak:double&field=land:text" % p
+    uri = ("file://%s?delimiter=,&xField=x&yField=y&crs=EPSG:4326&field=rate:double&field=strong:double"
+           "&field=weak:double&field=land:text" % p)
     from qgis.core import QgsVectorLayer
 
     lyr = QgsVectorLayer(uri, "pts", "delimitedtext")
@@ -117,7 +118,8 @@ def test_raster_mode_alignment_and_stratum_mean(run_alg, tmp_path):
     f2 = _write(tmp_path / "noise.tif", 99.5, 30.5, 0.2, noise, nodata=-9999)
     out = str(tmp_path / "sm.tif")
     res = run_alg("geodetector", {
-        "TARGET_RASTER": QgsRasterLayer(t, "y"), "FACTOR_RASTERS": [QgsRasterLayer(f1, "zone"), QgsRasterLayer(f2, "noise")],
+        "TARGET_RASTER": QgsRasterLayer(t, "y"),
+        "FACTOR_RASTERS": [QgsRasterLayer(f1, "zone"), QgsRasterLayer(f2, "noise")],
         "CLASSES": 5, "OUTPUT_FACTOR": "memory:", "OUTPUT_INTERACTION": "memory:", "OUTPUT_RISK": "memory:",
         "OUTPUT_ECOLOGICAL": "memory:", "OUTPUT_STRATUM_MEAN": out})
     fac = {r["factor"]: r for r in _table(res["OUTPUT_FACTOR"])}
@@ -168,7 +170,8 @@ def test_raster_mode_blockwise_identical_for_any_memory_limit(run_alg, tmp_path)
     t = _write_crs(tmp_path / "y.tif", (x0, dx, 0, y0, 0, -dx), y, 32650)
     fine = np.repeat(np.repeat(zone, 2, 0), 2, 1).astype(np.int16)
     fine[:4, :4] = 99
-    f1 = _write_crs(tmp_path / "zone.tif", (x0, dx / 2, 0, y0, 0, -dx / 2), fine, 32650, nodata=99, dtype=gdal.GDT_Int16)
+    f1 = _write_crs(tmp_path / "zone.tif", (x0, dx / 2, 0, y0, 0, -dx / 2), fine, 32650, nodata=99,
+                    dtype=gdal.GDT_Int16)
     geo = rng.normal(size=(40, 60)).cumsum(1)
     geo[15:25, 10:30] = -9999
     f2 = _write_crs(tmp_path / "geo.tif", (116.995, 0.0006, 0, 36.15, 0, -0.0006), geo, 4326, nodata=-9999)
@@ -176,7 +179,8 @@ def test_raster_mode_blockwise_identical_for_any_memory_limit(run_alg, tmp_path)
     for mem in (0.001, 1024):
         sm = str(tmp_path / ("sm_%g.tif" % mem))
         res = run_alg("geodetector", {
-            "TARGET_RASTER": QgsRasterLayer(t, "y"), "FACTOR_RASTERS": [QgsRasterLayer(f1, "zone"), QgsRasterLayer(f2, "geo")],
+            "TARGET_RASTER": QgsRasterLayer(t, "y"),
+            "FACTOR_RASTERS": [QgsRasterLayer(f1, "zone"), QgsRasterLayer(f2, "geo")],
             "CLASSES": 4, "MEMORY_LIMIT_MB": mem, "STRATUM_FACTOR": "geo", "OUTPUT_FACTOR": "memory:",
             "OUTPUT_INTERACTION": "memory:", "OUTPUT_RISK": "memory:", "OUTPUT_RISK_TESTS": "memory:",
             "OUTPUT_ECOLOGICAL": "memory:", "OUTPUT_STRATUM_MEAN": sm})
@@ -220,7 +224,8 @@ def test_split_algorithms_show_one_mode_each(qgis_app):
         return {p.name() for p in alg.parameterDefinitions() if not p.flags() & optional}
 
     assert {"INPUT", "TARGET_FIELD", "FACTOR_FIELDS", "OUTPUT_FACTOR"} <= required(table)
-    assert table.parameterDefinition("TARGET_RASTER") is None and table.parameterDefinition("OUTPUT_STRATUM_MEAN") is None
+    assert (table.parameterDefinition("TARGET_RASTER") is None
+            and table.parameterDefinition("OUTPUT_STRATUM_MEAN") is None)
     assert {"TARGET_RASTER", "FACTOR_RASTERS", "OUTPUT_FACTOR"} <= required(raster)
     assert raster.parameterDefinition("INPUT") is None
     for alg in (table, raster, both):

@@ -52,7 +52,8 @@ def test_downscaling_errors_leave_no_output(run_alg, inputs, tmp_path):
     write_raster(other, grid_from_origin(110, 37, 0.1, 0.1, 20, 20), np.ones((3, 20, 20)),
                           dates=[dt.date(2015, m, 15) for m in (1, 2, 3)])
     out = str(tmp_path / "bad.tif")
-    with pytest.raises(QgsProcessingException, match=r"do not overlap: GRACE 2004-01\.\.2005-12 .*model 2015-01\.\.2015-03"):
+    with pytest.raises(QgsProcessingException,
+                       match=r"do not overlap: GRACE 2004-01\.\.2005-12 .*model 2015-01\.\.2015-03"):
         run_alg("gracedownscaling", {"GRACE": inputs["grace"], "MODEL": [other], "OUTPUT": out})
     assert not [f for f in os.listdir(tmp_path) if f.startswith(("bad", ".bad"))]
     with pytest.raises(QgsProcessingException, match="unknown units 'furlong'"):

@@ -50,7 +50,8 @@ def test_groundwater_anomaly_algorithm(run_alg, inputs, tmp_path):
     res = run_alg("groundwateranomaly", {"TWSA": td, "COMPONENT_FILES": inputs["sm"], "MODE": 1,
                                          "OUTPUT": str(tmp_path / "dgws.tif")})
     d = gdal.Open(res["OUTPUT"]).ReadAsArray()
-    assert np.isnan(d[0]).all() and np.isnan(d[MONTHS.index(MISSING)]).all() and np.isnan(d[MONTHS.index(MISSING) + 1]).all()
+    assert (np.isnan(d[0]).all() and np.isnan(d[MONTHS.index(MISSING)]).all()
+            and np.isnan(d[MONTHS.index(MISSING) + 1]).all())
     from qgis.core import QgsProcessingException
     with pytest.raises(QgsProcessingException, match="baseline 1990.000-1991.000 is outside the TWSA data"):
         run_alg("groundwateranomaly", {"TWSA": td, "COMPONENT_FILES": inputs["sm"], "BASELINE_START": 1990,

@@ -24,7 +24,7 @@ def planted_quality(path):
 
 
 def test_thresholds_remove_the_planted_pixels(run_alg, tmp_path):
-    q = planted_quality(tmp_path / "q.tif")
+    planted_quality(tmp_path / "q.tif")
     vel = np.arange(120, dtype=np.float32).reshape(1, 10, 12)
     ts = np.stack([vel[0] * 0, vel[0], 2 * vel[0]])
     write_stack(tmp_path / "v.tif", vel, descriptions=["velocity_mm_per_year"])

@@ -123,8 +123,10 @@ def test_weighted_mm_input_reference_point_and_memory_cap(run_alg, tmp_path):
     # reference pixel (row 12, col 6) -> map coords -> lon/lat
     from osgeo import osr
     x, y = 500000.0 + 6.5 * 30.0, 4000000.0 - 12.5 * 30.0
-    s = osr.SpatialReference(); s.ImportFromEPSG(32649)
-    d = osr.SpatialReference(); d.ImportFromEPSG(4326)
+    s = osr.SpatialReference()
+    s.ImportFromEPSG(32649)
+    d = osr.SpatialReference()
+    d.ImportFromEPSG(4326)
     for r in (s, d):
         r.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
     lon, lat, _ = osr.CoordinateTransformation(s, d).TransformPoint(x, y)

@@ -338,7 +338,8 @@ def test_plugin_adds_and_removes_the_action(qgis_app, monkeypatch, tmp_path):
     ds.SetMetadata({"KIND": "gwsa"})
     ds = None
     iface.active = QgsRasterLayer(path, "gwsa")
-    assert [a.objectName() for _, a in iface.menu] == ["SubsidenceToolkitTimeSeriesViewer", "SubsidenceToolkitApplyStyle",
+    assert [a.objectName() for _, a in iface.menu] == ["SubsidenceToolkitTimeSeriesViewer",
+                                                       "SubsidenceToolkitApplyStyle",
                                                        "SubsidenceToolkitEditWorkflowModel"]
     assert plugin.apply_style_to_selection() == [("gwsa", "gwsa")]
     from subsidence_toolkit.processing_provider.compat import renderer_band
@@ -366,7 +367,7 @@ def _overlaps(boxes):
 def test_readable_at_dock_sizes(scene, qgis_app, size):
     """Tick labels do not overlap, axis labels and the legend are inside the figure, at both sizes;
     the same holds after a polygon and with aligned zeros. Screenshots go to tests/artifacts."""
-    dock, canvas = scene["dock"], scene["canvas"]
+    dock = scene["dock"]
     dock.setFloating(True)
     dock.resize(*size)
     dock.show()
@@ -393,7 +394,8 @@ def test_readable_at_dock_sizes(scene, qgis_app, size):
     ax, axr = dock.plot.ax_left, dock.plot.ax_right
 
     def inside(box, tol=1.0):
-        return box.x0 >= fbox.x0 - tol and box.x1 <= fbox.x1 + tol and box.y0 >= fbox.y0 - tol and box.y1 <= fbox.y1 + tol
+        return (box.x0 >= fbox.x0 - tol and box.x1 <= fbox.x1 + tol
+                and box.y0 >= fbox.y0 - tol and box.y1 <= fbox.y1 + tol)
 
     def shown(axis, view):  # labels of the ticks drawn (inside the view limits)
         lo, hi = sorted(view)
