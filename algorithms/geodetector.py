@@ -99,8 +99,8 @@ class Geodetector(SubsidenceAlgorithm):
         "Outputs: factor table (q with a confidence interval from the noncentral F inverted in its "
         "noncentrality (Steiger 2004), Wang-Zhang-Fu 2016 noncentral-F p, one-way ANOVA p, adjusted q, q "
         "expected by chance (L-1)/(N-1)); interaction table (type by the R geodetector 1.0-5 rules by "
-        "default, integer cell keys, Wang p of q(A∩B), optional permutation p of the enhancement); risk detector (stratum "
-        "means, pairwise Welch t-tests); ecological detector (F = SSW_A/SSW_B, df N-1, two-sided p); an "
+        "default, integer cell keys, Wang p of q(A∩B), optional permutation p of the enhancement); risk detector "
+        "(stratum means, pairwise Welch t-tests); ecological detector (F = SSW_A/SSW_B, df N-1, two-sided p); an "
         "HTML report. Rows with NULL/NaN are dropped per factor and per pair, never made a stratum."
     )
 
@@ -188,7 +188,8 @@ class Geodetector(SubsidenceAlgorithm):
                  "Keep: a single-sample stratum adds 0 to SSW and counts in N and L. Drop: removed first.",
                  advanced=True)
         self.add(QgsProcessingParameterEnum(self.LAMBDA_VARIANCE, self.tr("Variance in the noncentrality parameter"),
-                                            options=["Sample variance (R geodetector)", "Population variance (GD, gdverse)"],
+                                            options=["Sample variance (R geodetector)",
+                                                     "Population variance (GD, gdverse)"],
                                             defaultValue=0),
                  "Variance of Y used in lambda of the Wang-Zhang-Fu p-value.", advanced=True)
         self.add(QgsProcessingParameterNumber(self.PERMUTATIONS, self.tr("Permutations for the interaction p"),
@@ -288,7 +289,8 @@ class Geodetector(SubsidenceAlgorithm):
                                                       gdal.GDT_Int32, gdal.GDT_UInt32)
             ds = None
             paths[name] = (path, is_int or name in categorical_names)
-            feedback.pushInfo("%s: aligned to the target grid (%s)" % (name, "nearest" if paths[name][1] else "bilinear"))
+            feedback.pushInfo("%s: aligned to the target grid (%s)"
+                              % (name, "nearest" if paths[name][1] else "bilinear"))
         memory = self._number_or_default(parameters, self.MEMORY_LIMIT_MB, context)
         y, factors, info = gd.read_raster_samples(
             tpath, paths, memory, check=lambda: self.check_canceled(feedback),
@@ -318,60 +320,60 @@ class Geodetector(SubsidenceAlgorithm):
             if unknown:
                 raise QgsProcessingException("per-factor settings name unknown factors: %s (factors: %s)"
                                              % (", ".join(sorted(unknown)), ", ".join(factors)))
-            rows = np.flatnonzero(np.isfinite(y))
             threshold = parameters.get(self.SUBSIDENCE_THRESHOLD)
-            info = ["source: %s" % source]
-            if threshold not in (None, ""):
-                thr = self.parameterAsDouble(parameters, self.SUBSIDENCE_THRESHOLD, context)
-                ratio = self.parameterAsString(parameters, self.SAMPLE_RATIO, context) or "1:1"
-                seed = self.parameterAsInt(parameters, self.SEED, context)
-                rows = gd.sample_by_threshold(y, thr, ratio, seed, messages=messages)
-                n_sub = int(np.sum(y[rows] <= thr))
-                info.append("sampling: Y <= %g is subsidence (%d samples), ratio %s, seed %d -> %d non-subsidence"
-                            % (thr, n_sub, ratio, seed, rows.size - n_sub))
-            else:
-                info.append("all %d rows with a valid Y" % rows.size)
-            feedback.pushInfo(info[-1])
-            if rows.size == y.size:  # every row (raster mode keeps only valid pixels): no copies
-                ys, fs = y, factors
-            else:
-                ys = y[rows]
-                fs = {k: v[rows] for k, v in factors.items()}
+            ys, fs, sampled = gd.select_rows(
+                y, factors, None if threshold in (None, "") else
+                self.parameterAsDouble(parameters, self.SUBSIDENCE_THRESHOLD, context),
+                self.parameterAsString(parameters, self.SAMPLE_RATIO, context) or "1:1",
+                self.parameterAsInt(parameters, self.SEED, context), messages=messages)
             factors = None
-            method = self.METHODS[self.parameterAsEnum(parameters, self.METHOD, context)]
-            k = self.parameterAsInt(parameters, self.CLASSES, context)
-            kmin = self.parameterAsInt(parameters, self.OPTIMAL_MIN_CLASSES, context)
-            kmax = self.parameterAsInt(parameters, self.OPTIMAL_MAX_CLASSES, context)
-            if kmax < kmin:
-                raise QgsProcessingException("Optimal: 'classes to' is smaller than 'classes from'")
-            convention = self.CONVENTIONS[self.parameterAsEnum(parameters, self.CONVENTION, context)]
-            singletons = self.SINGLETON_MODES[self.parameterAsEnum(parameters, self.SINGLETONS, context)]
-            ddof = 1 if self.parameterAsEnum(parameters, self.LAMBDA_VARIANCE, context) == 0 else 0
-            perms = self.parameterAsInt(parameters, self.PERMUTATIONS, context)
-            alpha = self.parameterAsDouble(parameters, self.ALPHA, context)
-            ci_level = self._number_or_default(parameters, self.CONFIDENCE_LEVEL, context)
+            info = ["source: %s" % source, sampled]
+            feedback.pushInfo(sampled)
+            options = self._detector_options(parameters, context)
             self.check_canceled(feedback)
             feedback.setProgress(35)
-            res = gd.run_geodetector(
-                ys, fs, specs, method, k, convention=convention, lambda_ddof=ddof, singletons=singletons,
-                permutations=perms, seed=self.parameterAsInt(parameters, self.SEED, context), alpha=alpha,
-                optimal_ks=range(kmin, kmax + 1), min_gain=self.parameterAsDouble(parameters, self.OPTIMAL_MIN_GAIN, context),
-                messages=messages, ci_level=ci_level)
+            res = gd.run_geodetector(ys, fs, specs, messages=messages, **options)
             feedback.setProgress(80)
             for m in messages:
                 feedback.pushWarning(m) if hasattr(feedback, "pushWarning") else feedback.reportError(m)
-            fac = res["factor"]
-            for r in fac.sort_values("q", ascending=False).itertuples():
-                feedback.pushInfo("q(%s) = %.4f  [%.4f, %.4f]  (N %d, L %d, q by chance %.4f, p_wang %.3g, p_anova %.3g)"
-                                  % (r.factor, r.q, r.q_ci_low, r.q_ci_high, r.n, r.strata, r.q_null, r.p_wang,
-                                     r.p_anova))
+            for line in gd.factor_lines(res["factor"]):
+                feedback.pushInfo(line)
             info.append("discretization: %s, %d classes; interaction rules %s; singletons %s; lambda ddof %d; "
-                        "q confidence level %g" % (method, k, convention, singletons, ddof, ci_level))
+                        "q confidence level %g" % (options["default_method"], options["default_k"],
+                                                   options["convention"], options["singletons"],
+                                                   options["lambda_ddof"], options["ci_level"]))
             info += messages
             stratum_path = None
             if raster is not None and parameters.get(self.OUTPUT_STRATUM_MEAN) not in (None, ""):
                 stratum_path = self._stratum_raster(parameters, context, feedback, res, ys, raster)
-        outputs = {}  # written inside the output transaction: a failure removes every one of them
+        outputs = self._write_outputs(parameters, context, res, info)
+        if stratum_path:
+            outputs[self.OUTPUT_STRATUM_MEAN] = stratum_path
+        feedback.setProgress(100)
+        return outputs
+
+    def _detector_options(self, parameters, context):
+        """Keyword arguments of :func:`..core.stats.geodetector.run_geodetector` from the parameters."""
+        kmin = self.parameterAsInt(parameters, self.OPTIMAL_MIN_CLASSES, context)
+        kmax = self.parameterAsInt(parameters, self.OPTIMAL_MAX_CLASSES, context)
+        if kmax < kmin:
+            raise QgsProcessingException("Optimal: 'classes to' is smaller than 'classes from'")
+        return dict(
+            default_method=self.METHODS[self.parameterAsEnum(parameters, self.METHOD, context)],
+            default_k=self.parameterAsInt(parameters, self.CLASSES, context),
+            convention=self.CONVENTIONS[self.parameterAsEnum(parameters, self.CONVENTION, context)],
+            lambda_ddof=1 if self.parameterAsEnum(parameters, self.LAMBDA_VARIANCE, context) == 0 else 0,
+            singletons=self.SINGLETON_MODES[self.parameterAsEnum(parameters, self.SINGLETONS, context)],
+            permutations=self.parameterAsInt(parameters, self.PERMUTATIONS, context),
+            seed=self.parameterAsInt(parameters, self.SEED, context),
+            alpha=self.parameterAsDouble(parameters, self.ALPHA, context),
+            optimal_ks=range(kmin, kmax + 1),
+            min_gain=self.parameterAsDouble(parameters, self.OPTIMAL_MIN_GAIN, context),
+            ci_level=self._number_or_default(parameters, self.CONFIDENCE_LEVEL, context))
+
+    def _write_outputs(self, parameters, context, res, info):
+        """The detector tables and the HTML report (inside the output transaction: a failure removes them all)."""
+        outputs = {}
         for name, key in ((self.OUTPUT_FACTOR, "factor"), (self.OUTPUT_INTERACTION, "interaction"),
                           (self.OUTPUT_RISK, "risk"), (self.OUTPUT_RISK_TESTS, "risk_tests"),
                           (self.OUTPUT_ECOLOGICAL, "ecological"), (self.OUTPUT_CURVES, "curves")):
@@ -385,9 +387,6 @@ class Geodetector(SubsidenceAlgorithm):
         if html_path:
             write_html_report(html_path, res, info)
             outputs[self.OUTPUT_HTML] = html_path
-        if stratum_path:
-            outputs[self.OUTPUT_STRATUM_MEAN] = stratum_path
-        feedback.setProgress(100)
         return outputs
 
     def _stratum_raster(self, parameters, context, feedback, res, ys, raster):

@@ -1,12 +1,9 @@
 """SBAS inversion of an interferogram stack (``subsidence:sbasinversion``)."""
 import os
 import shutil
-import tempfile
 
-import pandas as pd
 from qgis.core import (
     Qgis,
-    QgsCoordinateReferenceSystem,
     QgsProcessingException,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
@@ -22,19 +19,15 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..core.insar import corrections, deramp, gacos, geometry, loop_closure, products, sbas, sbas_stack, units, weights
-from ..core.insar.reference import pixel_of
+from ..core.insar import deramp, gacos, geometry, loop_closure, products, sbas, sbas_stack, units, weights
 from ..core.insar.stack import prepare_stack
-from ..core.io.dates import format_date
-from ..core.io.errors import TimeSeriesError
-from ..core.reports.network_report import write_html_report as write_network_report
-from ..processing_provider.base import SubsidenceAlgorithm, layer_path
+from ..processing_provider import sbas_setup
+from ..processing_provider.base import SubsidenceAlgorithm
 from ..processing_provider.compat import NumberType, SourceType
 from ..processing_provider.inputs import parameters_to_check, raster_paths
 from ..processing_provider.rasters import output_raster_path
 from ..processing_provider.styling import style_output
-from ..processing_provider.tables import write_table
-from .project_los import GEOMETRY_TYPE_LABELS, geometry_spec
+from .project_los import GEOMETRY_TYPE_LABELS
 
 # Qgis.ProcessingFileParameterBehavior since QGIS 3.36 (the only spelling in QGIS 4)
 FOLDER_BEHAVIOR = getattr(getattr(Qgis, "ProcessingFileParameterBehavior", None), "Folder", None)
@@ -167,7 +160,7 @@ class SbasInversion(SubsidenceAlgorithm):
         "standard deviation before / after)."
     )
 
-    def initAlgorithm(self, config=None):
+    def initAlgorithm(self, config=None):  # noqa: N802
         self.add(QgsProcessingParameterMultipleLayers(self.INTERFEROGRAMS, self.tr("Unwrapped interferograms"),
                                                       SourceType.File, optional=True),
                  "One single-band raster per pair (or give an input folder instead). Dates from the file names "
@@ -382,89 +375,20 @@ class SbasInversion(SubsidenceAlgorithm):
         outs = [output_raster_path(self, parameters, n, context)
                 for n in (self.OUTPUT_TIMESERIES, self.OUTPUT_VELOCITY, self.OUTPUT_QUALITY)]
         weighting = self.WEIGHTINGS[self.parameterAsEnum(parameters, self.WEIGHTING, context)]
-        input_units = self.UNITS[self.parameterAsEnum(parameters, self.INPUT_UNITS, context)]
-        gaps = self.GAPS[self.parameterAsEnum(parameters, self.GAP_HANDLING, context)]
-        exclude = [s.strip() for s in (self.parameterAsString(parameters, self.EXCLUDE, context) or "")
-                   .replace(";", ",").replace("\n", ",").split(",") if s.strip()]
-        tmax = self.parameterAsDouble(parameters, self.MAX_TEMPORAL_BASELINE, context) or None
-        bmax = self.parameterAsDouble(parameters, self.MAX_PERP_BASELINE, context) or None
         if weighting != weights.WEIGHT_NONE and not cohs and not folder:
             raise QgsProcessingException("Weighting '%s' needs the coherence rasters (COHERENCE)" % weighting)
         vertical = self.parameterAsEnum(parameters, self.OUTPUT_COMPONENT, context) == 1
-        # vertical without a given geometry: the products' own (LiCSAR U, HyP3 lv_theta), found below
-        given = any(parameters.get(k) not in (None, "") for k in (self.INCIDENCE, self.INCIDENCE_ANGLE))
         with self.core_errors():
-            incidence = geometry_spec(self, parameters, context, self.INCIDENCE, self.INCIDENCE_TYPE,
-                                      self.INCIDENCE_ANGLE) if vertical and (given or not folder) else None
-            stack = prepare_stack(
-                ifgs, pairs, cohs or None, tmax, bmax, exclude, folder=folder,
-                product=self.PRODUCTS[self.parameterAsEnum(parameters, self.PRODUCT, context)],
-                extent=self.EXTENTS[self.parameterAsEnum(parameters, self.EXTENT, context)],
-                crs_mode=self.CRS_MODES[self.parameterAsEnum(parameters, self.DIFFERENT_CRS, context)],
-                log=feedback.pushInfo)
-            net = stack.network
-            incidence_layer, product_incidence = None, None
-            inc_path = output_raster_path(self, parameters, self.OUTPUT_INCIDENCE, context) \
-                if parameters.get(self.OUTPUT_INCIDENCE) else None
-            if inc_path or (vertical and incidence is None):
-                incidence_layer = stack.products.geometry("incidence")    # checked before the inversion
-                feedback.pushInfo("incidence angle from the products: %s" % incidence_layer.describe())
-            if vertical and incidence is None:
-                product_incidence = os.path.join(os.path.dirname(outs[1]), ".%s.incidence.tif"
-                                                 % os.path.basename(outs[1]))
-                incidence = dict(path=incidence_layer.write(product_incidence), kind=geometry.KIND_INCIDENCE,
-                                 angle=None)
-            feedback.pushInfo("%d interferograms, %d used, %d dates %s .. %s, network gaps: %d" % (
-                len(stack.all_paths), net.n_ifg, net.n_dates, format_date(net.dates[0]),
-                format_date(net.dates[-1]), int(net.n_gaps()[0])))
-            for name, why in zip(stack.network_all.names, stack.reasons):
-                if why:
-                    feedback.pushInfo("not used: %s (%s)" % (name, why))
-            reference = None
-            half = (self.parameterAsInt(parameters, self.REFERENCE_WINDOW, context) - 1) // 2
-            if parameters.get(self.REFERENCE_POINT) not in (None, ""):
-                crs = QgsCoordinateReferenceSystem()
-                grid = stack.grid
-                if grid.projection:
-                    crs = QgsCoordinateReferenceSystem.fromWkt(grid.projection)
-                pt = self.parameterAsPoint(parameters, self.REFERENCE_POINT, context, crs)
-                reference = pixel_of(grid, pt.x(), pt.y())
-                if reference is None:
-                    raise TimeSeriesError(
-                        "the reference point (%.6g, %.6g) lies outside the interferograms (%s)"
-                        % (pt.x(), pt.y(), grid.describe()))
+            # vertical without a given geometry: the products' own (LiCSAR U, HyP3 lv_theta), found once open
+            incidence = sbas_setup.given_incidence(self, parameters, context, vertical, folder)
+            stack = prepare_stack(ifgs, pairs, cohs or None, folder=folder, log=feedback.pushInfo,
+                                  **sbas_setup.stack_selection(self, parameters, context))
+            incidence, incidence_layer, product_incidence, inc_path = sbas_setup.product_geometry(
+                self, parameters, context, stack, outs[1], incidence, vertical, feedback.pushInfo)
+            sbas_setup.log_network(stack, feedback.pushInfo)
             los = [os.path.join(os.path.dirname(o), ".%s.los.tif" % os.path.basename(o)) for o in outs[:2]] \
                 if vertical else outs[:2]
-            gacos_files = [f for f in (self.parameterAsFileList(parameters, self.GACOS, context) or []) if f]
-            gacos_incidence = geometry_spec(self, parameters, context, self.INCIDENCE, self.INCIDENCE_TYPE,
-                                            self.INCIDENCE_ANGLE) if gacos_files else None
-            deramp_mode = self.DERAMPS[self.parameterAsEnum(parameters, self.DERAMP, context)]
-            mask_layer = self.parameterAsLayer(parameters, self.DERAMP_MASK, context)
-            tmpdir = None
-            mask_path = None
-            if mask_layer is not None and deramp_mode != deramp.DERAMP_NONE:
-                tmpdir = tempfile.mkdtemp(prefix="sbas_deramp_mask_")
-                mask_path = corrections.mask_on_grid(layer_path(mask_layer), stack.grid,
-                                                     os.path.join(tmpdir, "deramp_mask.tif"))
-            options = sbas_stack.SbasOptions(
-                input_units=input_units, wavelength=self.parameterAsDouble(parameters, self.WAVELENGTH, context),
-                flip_sign=self.parameterAsBoolean(parameters, self.FLIP_SIGN, context),
-                weighting=weighting, looks=self.parameterAsInt(parameters, self.LOOKS, context),
-                min_coherence=self.parameterAsDouble(parameters, self.MIN_COHERENCE, context),
-                gap_handling=gaps, reference=reference, reference_half_window=half,
-                seasonal=self.parameterAsBoolean(parameters, self.SEASONAL, context),
-                memory_mb=self.parameterAsDouble(parameters, self.MEMORY_LIMIT_MB, context),
-                loop_closure=self.parameterAsEnum(parameters, self.LOOP_CLOSURE, context),
-                loop_threshold=self.parameterAsDouble(parameters, self.LOOP_THRESHOLD, context),
-                deramp=deramp_mode, deramp_mask=mask_path, gacos=tuple(gacos_files),
-                incidence=gacos_incidence["path"] if gacos_incidence else None,
-                incidence_type=gacos.INCIDENCE_UP if gacos_incidence and gacos_incidence["kind"] == geometry.KIND_UP
-                else gacos.INCIDENCE_ANGLE,
-                incidence_angle=gacos_incidence["angle"] if gacos_incidence and gacos_incidence["angle"] is not None
-                else gacos.DEFAULT_INCIDENCE_ANGLE,
-                gacos_tolerance=self.parameterAsDouble(parameters, self.GACOS_TOLERANCE, context) / 100.0,
-                gacos_skip_missing=self.parameterAsBoolean(parameters, self.GACOS_SKIP_MISSING, context),
-                threads=self.thread_count(parameters, context))
+            options, tmpdir = sbas_setup.sbas_options(self, parameters, context, stack, weighting)
             try:
                 summary = sbas_stack.invert_stack(
                     stack, los[0], los[1], outs[2], options,
@@ -487,19 +411,8 @@ class SbasInversion(SubsidenceAlgorithm):
                     _remove(los + [product_incidence])
                 if tmpdir:
                     shutil.rmtree(tmpdir, ignore_errors=True)
-            results = {self.OUTPUT_TIMESERIES: outs[0], self.OUTPUT_VELOCITY: outs[1], self.OUTPUT_QUALITY: outs[2]}
-            dest = write_table(self, parameters, self.OUTPUT_NETWORK, context, pd.DataFrame(summary["network_rows"]))
-            if inc_path:
-                results[self.OUTPUT_INCIDENCE] = incidence_layer.write(inc_path)
-            if dest is not None:
-                results[self.OUTPUT_NETWORK] = dest
-            network_html = self.parameterAsFileOutput(parameters, self.OUTPUT_NETWORK_HTML, context)
-            if network_html:
-                results[self.OUTPUT_NETWORK_HTML] = write_network_report(network_html,
-                                                                         pd.DataFrame(summary["network_rows"]))
-        feedback.pushInfo("reference pixel row %d col %d (x %.10g, y %.10g); %d pixels, %d with gaps" % (
-            summary["reference"][0], summary["reference"][1], summary["reference_xy"][0],
-            summary["reference_xy"][1], summary["n_pixels"], summary["n_pixels_with_gaps"]))
+            results = sbas_setup.write_outputs(self, parameters, context, outs, summary, incidence_layer, inc_path)
+        feedback.pushInfo(sbas_setup.reference_text(summary))
         for path, kind in zip(outs, ("timeseries", "velocity", "quality")):
             style_output(self, context, path, kind, group_name="SBAS inversion")
         return results

@@ -789,6 +789,29 @@ def run_geodetector(y, factors, specs=None, default_method="natural", default_k=
     return out
 
 
+def select_rows(y, factors, threshold=None, ratio="1:1", seed=0, messages=None):
+    """The rows the detectors use: every row with a valid Y, or (``threshold`` given) the sample of
+    :func:`sample_by_threshold`. Returns ``(y, factors, description)``; no copies when every row is used."""
+    rows = np.flatnonzero(np.isfinite(y))
+    if threshold is not None:
+        rows = sample_by_threshold(y, threshold, ratio, seed, messages=messages)
+        n_sub = int(np.sum(y[rows] <= threshold))
+        text = ("sampling: Y <= %g is subsidence (%d samples), ratio %s, seed %d -> %d non-subsidence"
+                % (threshold, n_sub, ratio, seed, rows.size - n_sub))
+    else:
+        text = "all %d rows with a valid Y" % rows.size
+    if rows.size == y.size:  # every row (raster mode keeps only valid pixels)
+        return y, factors, text
+    return y[rows], {k: v[rows] for k, v in factors.items()}, text
+
+
+def factor_lines(factor_table):
+    """One line per factor of the factor detector's table, the strongest q first."""
+    return ["q(%s) = %.4f  [%.4f, %.4f]  (N %d, L %d, q by chance %.4f, p_wang %.3g, p_anova %.3g)"
+            % (r.factor, r.q, r.q_ci_low, r.q_ci_high, r.n, r.strata, r.q_null, r.p_wang, r.p_anova)
+            for r in factor_table.sort_values("q", ascending=False).itertuples()]
+
+
 # ----------------------------------------------------------------------------
 # raster mode
 # ----------------------------------------------------------------------------
