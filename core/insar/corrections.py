@@ -25,6 +25,7 @@ import numpy as np
 from ..io.errors import TimeSeriesError
 from . import deramp as dr
 from . import loop_closure as lc
+from .stack import StackFiles
 
 #: bytes per pixel of the GACOS window cache (N date delays, float32) + sampling temporaries
 GACOS_BYTES_PER_DATE = 4
@@ -139,16 +140,9 @@ class CorrectedFiles:
             a -= r
         return a
 
-    def iter_window(self, row0, nrows, col0=0, ncols=None):
-        for k in range(len(self.paths)):
-            yield k, self.read_one(k, row0, nrows, col0, ncols)
-
-    def read(self, row0, nrows, col0=0, ncols=None, out=None):
-        for k, a in self.iter_window(row0, nrows, col0, ncols):
-            if out is None:
-                out = np.empty((len(self.paths),) + a.shape, dtype=np.float32)
-            out[k] = a
-        return out
+    # the windows of every file as the plain files give them, through this class's (corrected) read_one
+    iter_window = StackFiles.iter_window
+    read = StackFiles.read
 
 
 def _window(task):
