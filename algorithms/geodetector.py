@@ -108,6 +108,8 @@ class Geodetector(SubsidenceAlgorithm):
 
     def flags(self):
         # the two-mode algorithm stays for saved models and command lines; the toolbox shows the split ones
+        if self.MODE != "both":
+            return super().flags()
         flag = getattr(QgsProcessingAlgorithm, "FlagHideFromToolbox", None)
         if flag is None:
             from qgis.core import Qgis
@@ -419,9 +421,6 @@ class GeodetectorTable(Geodetector):
     SHORT_HELP = ("Fields of one layer or table: the target field Y and the factor fields (same method and "
                   "outputs as 'Geodetector on rasters').\n\n" + Geodetector.SHORT_HELP)
 
-    def flags(self):
-        return SubsidenceAlgorithm.flags(self)
-
 
 class GeodetectorRaster(Geodetector):
     """Geodetector on rasters (``subsidence:geodetectorraster``): a target raster Y and factor rasters."""
@@ -431,6 +430,3 @@ class GeodetectorRaster(Geodetector):
     DISPLAY_NAME = "Geodetector on rasters"
     SHORT_HELP = ("A target raster Y (e.g. the SBAS velocity) and factor rasters on any grids (same method and "
                   "outputs as 'Geodetector on a table or vector layer').\n\n" + Geodetector.SHORT_HELP)
-
-    def flags(self):
-        return SubsidenceAlgorithm.flags(self)

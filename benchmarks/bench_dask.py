@@ -59,6 +59,21 @@ def run(gpath, mpath, memory_mb, run_tasks=None):
     return time.perf_counter() - t0, out, table, n[0]
 
 
+def dask_runner(cluster):
+    """A ``run_tasks`` that sends the windows to ``cluster`` through a client of its own (closed after the run)."""
+    from distributed import Client
+
+    from subsidence_toolkit.core.io import tasks as runner
+
+    def on_dask(fn, tasks, shared):
+        client = Client(cluster.scheduler_address, set_as_default=False)
+        try:
+            yield from runner.map_blocks(fn, tasks, client=client, shared=shared)
+        finally:
+            client.close()
+    return on_dask
+
+
 def load_bench_sbas():
     spec = importlib.util.spec_from_file_location("bench_sbas", HERE / "bench_sbas.py")
     mod = importlib.util.module_from_spec(spec)
@@ -70,12 +85,11 @@ def load_bench_sbas():
 
 def sbas_bench(size, n_dates, memory_mb, repeat):
     bs = load_bench_sbas()
-    from distributed import Client, LocalCluster
+    from distributed import LocalCluster
     from osgeo import gdal
 
     from subsidence_toolkit.core.insar import sbas_stack
     from subsidence_toolkit.core.insar.stack import prepare_stack
-    from subsidence_toolkit.core.io import tasks as runner
     from subsidence_toolkit.core.io.rasters import grid_from_origin, write_raster
 
     net, dates, phase, coh, offsets, truth, water = bs.make_stack(size, n_dates)
@@ -108,12 +122,7 @@ def sbas_bench(size, n_dates, memory_mb, repeat):
                 s, out_l, sum_l = run("local")
                 local.append(s)
 
-                def on_dask(fn, tasks, shared):
-                    client = Client(cluster.scheduler_address, set_as_default=False)
-                    try:
-                        yield from runner.map_blocks(fn, tasks, client=client, shared=shared)
-                    finally:
-                        client.close()
+                on_dask = dask_runner(cluster)
                 s, out_d, sum_d = run("dask", on_dask)
                 dask.append(s)
                 same = sum_l["network_rows"] == sum_d["network_rows"] and sum_l["reference"] == sum_d["reference"]
@@ -144,9 +153,8 @@ def main():
         return
     bd = load_bench_downscale()
     bd.register()
-    from distributed import Client, LocalCluster
+    from distributed import LocalCluster
 
-    from subsidence_toolkit.core.io import tasks as runner
 
     with tempfile.TemporaryDirectory(prefix="bench_dask_") as d:
         gpath, mpath = bd.make_inputs(Path(d), a.fine, a.months)
@@ -162,12 +170,7 @@ def main():
                 s, arr_l, tab_l, nwin = run(gpath, mpath, a.memory_mb)
                 local.append(s)
 
-                def on_dask(fn, tasks, shared):
-                    client = Client(cluster.scheduler_address, set_as_default=False)
-                    try:
-                        yield from runner.map_blocks(fn, tasks, client=client, shared=shared)
-                    finally:
-                        client.close()
+                on_dask = dask_runner(cluster)
                 s, arr_d, tab_d, _ = run(gpath, mpath, a.memory_mb, on_dask)
                 dask.append(s)
                 same = np.array_equal(arr_l, arr_d, equal_nan=True) and tab_l.equals(tab_d)
