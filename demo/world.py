@@ -85,6 +85,15 @@ def month_range(first, last):
     return out
 
 
+def _nc_variable(f, name, dtype, dims, values, **attributes):
+    """A variable of the open NetCDF file ``f`` with its values and attributes."""
+    v = f.createVariable(name, dtype, dims)
+    v[:] = values
+    for key, value in attributes.items():
+        setattr(v, key, value)
+    return v
+
+
 class World:
     def __init__(self, root, small=False, seed=2024, tiny=False):
         self.root = Path(root)
@@ -517,15 +526,10 @@ class World:
                 f.createDimension("time", 1)
                 f.createDimension("Y", len(y))
                 f.createDimension("X", len(x))
-                v = f.createVariable("X", "f4", ("X",))
-                v[:] = x
-                v.units, v.standard_name = "degrees_east", "longitude"
-                v = f.createVariable("Y", "f4", ("Y",))
-                v[:] = y
-                v.units, v.standard_name = "degrees_north", "latitude"
-                v = f.createVariable("time", "f4", ("time",))
-                v[:] = [(m - dt.date(1982, 1, 1)).days]
-                v.units = "days since 1982-01-01 00:00:00"
+                _nc_variable(f, "X", "f4", ("X",), x, units="degrees_east", standard_name="longitude")
+                _nc_variable(f, "Y", "f4", ("Y",), y, units="degrees_north", standard_name="latitude")
+                _nc_variable(f, "time", "f4", ("time",), [(m - dt.date(1982, 1, 1)).days],
+                             units="days since 1982-01-01 00:00:00")
                 for (name, z0, z1), dz in zip((("SoilMoi00_10cm_tavg", 0, 10), ("SoilMoi10_40cm_tavg", 10, 40),
                                                ("SoilMoi40_100cm_tavg", 40, 100), ("SoilMoi100_200cm_tavg", 100, 200)),
                                               thick):
@@ -542,15 +546,10 @@ class World:
                 f.createDimension("time", 1)
                 f.createDimension("lat", len(glat))
                 f.createDimension("lon", len(glon))
-                v = f.createVariable("lon", "f4", ("lon",))
-                v[:] = glon
-                v.units = "degrees_east"
-                v = f.createVariable("lat", "f4", ("lat",))
-                v[:] = glat
-                v.units = "degrees_north"
-                v = f.createVariable("time", "f8", ("time",))
-                v[:] = [(m - dt.date(2000, 1, 1)).days]
-                v.units = "days since 2000-01-01 00:00:00"
+                _nc_variable(f, "lon", "f4", ("lon",), glon, units="degrees_east")
+                _nc_variable(f, "lat", "f4", ("lat",), glat, units="degrees_north")
+                _nc_variable(f, "time", "f8", ("time",), [(m - dt.date(2000, 1, 1)).days],
+                             units="days since 2000-01-01 00:00:00")
                 for name, arr in (("CanopInt_inst", gcws), ("SWE_inst", gswe)):
                     v = f.createVariable(name, "f4", ("time", "lat", "lon"))
                     v[:] = arr[None].astype(np.float32)
