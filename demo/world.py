@@ -85,6 +85,12 @@ def month_range(first, last):
     return out
 
 
+def _nc_dimensions(f, sizes):
+    """The dimensions ``(name, size)`` of the open NetCDF file ``f``, in this order."""
+    for name, size in sizes:
+        f.createDimension(name, size)
+
+
 def _nc_variable(f, name, dtype, dims, values, **attributes):
     """A variable of the open NetCDF file ``f`` with its values and attributes."""
     v = f.createVariable(name, dtype, dims)
@@ -523,9 +529,7 @@ class World:
             sm, swe, _ = self._components(lon, lat, m)
             path = fl / ("FLDAS_NOAH01_C_GL_M.A%04d%02d.001.nc" % (m.year, m.month))
             with netcdf_file(str(path), "w") as f:
-                f.createDimension("time", 1)
-                f.createDimension("Y", len(y))
-                f.createDimension("X", len(x))
+                _nc_dimensions(f, (("time", 1), ("Y", len(y)), ("X", len(x))))
                 _nc_variable(f, "X", "f4", ("X",), x, units="degrees_east", standard_name="longitude")
                 _nc_variable(f, "Y", "f4", ("Y",), y, units="degrees_north", standard_name="latitude")
                 _nc_variable(f, "time", "f4", ("time",), [(m - dt.date(1982, 1, 1)).days],
@@ -543,9 +547,7 @@ class World:
             _, gswe, gcws = self._components(GLON, GLAT, m)
             path = gl / ("GLDAS_NOAH025_M.A%04d%02d.021.nc4" % (m.year, m.month))
             with netcdf_file(str(path), "w") as f:
-                f.createDimension("time", 1)
-                f.createDimension("lat", len(glat))
-                f.createDimension("lon", len(glon))
+                _nc_dimensions(f, (("time", 1), ("lat", len(glat)), ("lon", len(glon))))
                 _nc_variable(f, "lon", "f4", ("lon",), glon, units="degrees_east")
                 _nc_variable(f, "lat", "f4", ("lat",), glat, units="degrees_north")
                 _nc_variable(f, "time", "f8", ("time",), [(m - dt.date(2000, 1, 1)).days],
