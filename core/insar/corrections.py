@@ -172,126 +172,152 @@ def scan_block_task(spec, shared):
     Returns the window's partial sums: ``gacos``, ``normals``, ``loops``, ``coh_sum``/``coh_n``,
     ``any_data`` and ``best`` (score, row, col) as present."""
     from .sbas_stack import REFERENCE_TICK_FILES, _sub_tick
-    r0, h, c0, w = _window(spec)
-    cf = shared["files"]
-    M = len(cf.paths)
-    mode = shared.get("ramp_mode") or dr.DERAMP_NONE
-    use_gacos = cf.gacos is not None
-    ln = shared.get("loop_net")
-    ref_kind = shared.get("reference")
-    coh_files = shared.get("coh")
-    minc = shared.get("min_coherence") or 0
-    need_buf = ln is not None or ref_kind == "residual"
-    buf = np.empty((M, h, w), dtype=np.float32) if need_buf else None
-    out = {}
-    if use_gacos:
-        g = {k: np.zeros(M) for k in ("sum_b", "sumsq_b", "sum_a", "sumsq_a")}
-        g["n"] = np.zeros(M, dtype=np.int64)
-        out["gacos"] = g
-        # standard deviations about a plane (before / after), as well as the plain ones
-        gn = dr.empty_normals(M, dr.DERAMP_LINEAR, n_rhs=2)
-        out["gacos_normals"] = gn
-        Xl, outl, outl_sum = dr.window_design(r0, h, c0, w, cf.grid.ysize, cf.grid.xsize, dr.DERAMP_LINEAR)
-    if mode != dr.DERAMP_NONE:
-        normals = dr.empty_normals(M, mode, n_rhs=2)
-        out["normals"] = normals
-        excluded = None
-        if shared.get("mask"):
-            from ..io.rasters import open_raster, read_window
-            ds = open_raster(shared["mask"])
-            m = read_window(ds, c0, r0, w, h, bands=[1], dtype=np.float32)[0]
-            ds = None
-            excluded = np.isfinite(m) & (m != 0)
-        X, outer, outer_sum = dr.window_design(r0, h, c0, w, cf.grid.ysize, cf.grid.xsize, mode)
-    if coh_files is not None:
-        out["coh_sum"] = np.zeros(M)
-        out["coh_n"] = np.zeros(M, dtype=np.int64)
-    nvalid = np.zeros((h, w), dtype=np.intp)
-    csum = np.zeros((h, w), dtype=np.float32) if ref_kind == "coherence" else None
-    for k in range(M):
-        a = cf.files.read_one(k, r0, h, c0, w)
+    scan = _WindowScan(spec, shared)
+    for k in range(scan.M):
+        scan.add_file(k)
+        if (k + 1) % REFERENCE_TICK_FILES == 0 or k + 1 == scan.M:
+            _sub_tick()
+    if scan.loop_net is not None:
+        scan.out["loops"] = scan.loop_stats()
+    if scan.ref_kind is not None:
+        scan.out["best"] = scan.best_reference()
+    scan.out["any_data"] = bool(scan.nvalid.max() > 0)
+    _sub_tick()
+    return scan.out
+
+
+class _WindowScan:
+    """The partial sums of one window of the scan pass (see :func:`scan_block_task`), file after file."""
+
+    def __init__(self, spec, shared):
+        self.spec, self.shared = spec, shared
+        r0, h, c0, w = self.window = _window(spec)
+        cf = self.cf = shared["files"]
+        M = self.M = len(cf.paths)
+        self.mode = shared.get("ramp_mode") or dr.DERAMP_NONE
+        self.loop_net = shared.get("loop_net")
+        self.ref_kind = shared.get("reference")
+        self.coh_files = shared.get("coh")
+        self.min_coherence = shared.get("min_coherence") or 0
+        need_buf = self.loop_net is not None or self.ref_kind == "residual"
+        self.buf = np.empty((M, h, w), dtype=np.float32) if need_buf else None
+        self.out = out = {}
+        if cf.gacos is not None:
+            g = {k: np.zeros(M) for k in ("sum_b", "sumsq_b", "sum_a", "sumsq_a")}
+            g["n"] = np.zeros(M, dtype=np.int64)
+            out["gacos"] = g
+            # standard deviations about a plane (before / after), as well as the plain ones
+            out["gacos_normals"] = dr.empty_normals(M, dr.DERAMP_LINEAR, n_rhs=2)
+            self.plane_design = dr.window_design(r0, h, c0, w, cf.grid.ysize, cf.grid.xsize, dr.DERAMP_LINEAR)
+        if self.mode != dr.DERAMP_NONE:
+            out["normals"] = dr.empty_normals(M, self.mode, n_rhs=2)
+            self.excluded = None
+            if shared.get("mask"):
+                from ..io.rasters import open_raster, read_window
+                ds = open_raster(shared["mask"])
+                m = read_window(ds, c0, r0, w, h, bands=[1], dtype=np.float32)[0]
+                ds = None
+                self.excluded = np.isfinite(m) & (m != 0)
+            self.ramp_design = dr.window_design(r0, h, c0, w, cf.grid.ysize, cf.grid.xsize, self.mode)
+        if self.coh_files is not None:
+            out["coh_sum"] = np.zeros(M)
+            out["coh_n"] = np.zeros(M, dtype=np.int64)
+        self.nvalid = np.zeros((h, w), dtype=np.intp)
+        self.csum = np.zeros((h, w), dtype=np.float32) if self.ref_kind == "coherence" else None
+
+    def add_file(self, k):
+        """Read interferogram ``k`` of the window once and add it to every sum asked for."""
+        r0, h, c0, w = self.window
+        a = self.cf.files.read_one(k, r0, h, c0, w)
         fin = np.isfinite(a)
         valid = fin
         coh = None
-        if coh_files is not None:
-            coh = coh_files.read_one(k, r0, h, c0, w)
+        if self.coh_files is not None:
+            coh = self.coh_files.read_one(k, r0, h, c0, w)
             cfin = np.isfinite(coh)
-            out["coh_sum"][k] += float(np.where(cfin, coh, 0).sum(dtype=np.float64))
-            out["coh_n"][k] += int(cfin.sum())
-            if minc > 0:
-                valid = fin & (coh >= minc)
-        corr = None
-        if use_gacos:
-            corr = cf.gacos_correction(k, r0, h, c0, w, fin)
-            ok = fin & np.isfinite(corr)
-            missing = fin & ~np.isfinite(corr)
-            if missing.any():
-                rr, cc = np.argwhere(missing)[0]
-                raise TimeSeriesError("GACOS has no delay (0 / NoData) at row %d, col %d where %s has data "
-                                      "(dates %s / %s); fill the GACOS files or leave GACOS out"
-                                      % (r0 + rr, c0 + cc, cf.paths[k], cf.dates[cf.ref_idx[k]],
-                                         cf.dates[cf.sec_idx[k]]))
-            av = np.where(ok, a, 0).astype(np.float64)
-            bv = np.where(ok, a - corr, 0).astype(np.float64)
-            g["sum_b"][k] += av.sum()
-            g["sumsq_b"][k] += (av * av).sum()
-            g["sum_a"][k] += bv.sum()
-            g["sumsq_a"][k] += (bv * bv).sum()
-            g["n"][k] += int(ok.sum())
-            dr.accumulate_one(gn, k, [a, a - corr], ok, Xl, outl, outl_sum)
+            self.out["coh_sum"][k] += float(np.where(cfin, coh, 0).sum(dtype=np.float64))
+            self.out["coh_n"][k] += int(cfin.sum())
+            if self.min_coherence > 0:
+                valid = fin & (coh >= self.min_coherence)
+        corr = self._add_gacos(k, a, fin) if self.cf.gacos is not None else None
         after = a - corr if corr is not None else a
-        if mode != dr.DERAMP_NONE:
+        if self.mode != dr.DERAMP_NONE:
             rel = valid if corr is None else (valid & np.isfinite(corr))
-            if excluded is not None:
-                rel = rel & ~excluded
-            dr.accumulate_one(normals, k, [after, a], rel, X, outer, outer_sum)
-        if ref_kind == "coherence":
-            nvalid += valid
-            csum += np.where(valid, coh, 0)
+            if self.excluded is not None:
+                rel = rel & ~self.excluded
+            dr.accumulate_one(self.out["normals"], k, [after, a], rel, *self.ramp_design)
+        if self.ref_kind == "coherence":
+            self.nvalid += valid
+            self.csum += np.where(valid, coh, 0)
         else:
-            nvalid += fin
-        if need_buf:
-            buf[k] = np.where(valid, after, np.float32(np.nan)) if valid is not fin else after
-        del a, fin, valid, coh, corr, after
-        if (k + 1) % REFERENCE_TICK_FILES == 0 or k + 1 == M:
-            _sub_tick()
-    if ln is not None:
+            self.nvalid += fin
+        if self.buf is not None:
+            self.buf[k] = np.where(valid, after, np.float32(np.nan)) if valid is not fin else after
+
+    def _add_gacos(self, k, a, fin):
+        """The GACOS correction of interferogram ``k`` on the window; its before/after statistics added."""
+        r0, h, c0, w = self.window
+        cf = self.cf
+        corr = cf.gacos_correction(k, r0, h, c0, w, fin)
+        ok = fin & np.isfinite(corr)
+        missing = fin & ~np.isfinite(corr)
+        if missing.any():
+            rr, cc = np.argwhere(missing)[0]
+            raise TimeSeriesError("GACOS has no delay (0 / NoData) at row %d, col %d where %s has data "
+                                  "(dates %s / %s); fill the GACOS files or leave GACOS out"
+                                  % (r0 + rr, c0 + cc, cf.paths[k], cf.dates[cf.ref_idx[k]],
+                                     cf.dates[cf.sec_idx[k]]))
+        g = self.out["gacos"]
+        av = np.where(ok, a, 0).astype(np.float64)
+        bv = np.where(ok, a - corr, 0).astype(np.float64)
+        g["sum_b"][k] += av.sum()
+        g["sumsq_b"][k] += (av * av).sum()
+        g["sum_a"][k] += bv.sum()
+        g["sumsq_a"][k] += (bv * bv).sum()
+        g["n"][k] += int(ok.sum())
+        dr.accumulate_one(self.out["gacos_normals"], k, [a, a - corr], ok, *self.plane_design)
+        return corr
+
+    def loop_stats(self):
+        """Loop statistics of the window (loop phase in radians, in chunks of loops)."""
+        ln = self.loop_net
         stats = lc.empty_stats(ln.n_loops)
-        yy = buf.reshape(M, -1)
+        yy = self.buf.reshape(self.M, -1)
         step = max(1, LOOP_CHUNK_ELEMENTS // max(1, yy.shape[1]))
-        rpu = np.float32(shared["rad_per_unit"])
+        rad_per_unit = np.float32(self.shared["rad_per_unit"])
         for a0 in range(0, ln.n_loops, step):
             sel = np.arange(a0, min(ln.n_loops, a0 + step))
             part = lc.empty_stats(len(sel))
             lp = ln.loop_phase(yy, sel)
-            lp *= rpu
+            lp *= rad_per_unit
             lc.accumulate(part, lp)
             del lp
             for key in stats:
                 stats[key][sel] += part[key]
-        out["loops"] = stats
-    if ref_kind is not None:
+        return stats
+
+    def best_reference(self):
+        """(score, row, col) of the window's best reference candidate, or None."""
         from .reference import auto_reference
-        if ref_kind == "coherence":
+        r0, h, c0, w = self.window
+        if self.ref_kind == "coherence":
             with np.errstate(all="ignore"):
-                score = csum / np.maximum(nvalid, 1)
-            hib = True
+                score = self.csum / np.maximum(self.nvalid, 1)
+            higher_is_better = True
         else:
             from .sbas import sbas_invert_block
             score = np.empty((h, w))
+            spec, shared = self.spec, self.shared
             s = spec.sub_rows if not isinstance(spec, dict) else spec.get("sub_rows", h)
             for a0 in range(0, h, s):
                 b0 = min(h, a0 + s)
-                _, q = sbas_invert_block(buf[:, a0:b0] * np.float32(shared["to_mm"]), shared["network"],
+                _, q = sbas_invert_block(self.buf[:, a0:b0] * np.float32(shared["to_mm"]), shared["network"],
                                          rad_per_unit=shared["rad_per_mm"])
                 score[a0:b0] = q["residual_rms"]
                 del q
-            hib = False
-        rc = auto_reference(nvalid, M, score, higher_is_better=hib)
-        out["best"] = None if rc is None else (score[rc], r0 + rc[0], c0 + rc[1])
-    out["any_data"] = bool(nvalid.max() > 0)
-    _sub_tick()
-    return out
+            higher_is_better = False
+        rc = auto_reference(self.nvalid, self.M, score, higher_is_better=higher_is_better)
+        return None if rc is None else (score[rc], r0 + rc[0], c0 + rc[1])
 
 
 def corrections_block_task(spec, shared):
