@@ -35,7 +35,7 @@ class SubsidenceToolkitPlugin:
 
         from .processing_provider.compat import qaction_class
 
-        QAction = qaction_class()  # noqa: N806 (a class)
+        QAction = qaction_class()  # a class
 
         icon = QIcon(os.path.join(os.path.dirname(__file__), "ui", "icons", "subsidence.svg"))
         self.action = QAction(icon, "Time-series viewer", self.iface.mainWindow())

@@ -162,8 +162,9 @@ class Geodetector(SubsidenceAlgorithm):
         self.add(QgsProcessingParameterNumber(self.OPTIMAL_MAX_CLASSES, self.tr("Optimal: classes to"),
                                               NumberType.Integer, defaultValue=10, minValue=2),
                  "Largest class count tried by the optimal mode.", advanced=True)
-        self.add(QgsProcessingParameterNumber(self.OPTIMAL_MIN_GAIN, self.tr("Optimal: minimum relative q gain per class"),
-                                              NumberType.Double, defaultValue=0.05, minValue=0),
+        self.add(QgsProcessingParameterNumber(self.OPTIMAL_MIN_GAIN,
+                                              self.tr("Optimal: minimum relative q gain per class"), NumberType.Double,
+                                              defaultValue=0.05, minValue=0),
                  "Elbow rule: stop at the first k from which no larger k gains more than this fraction of "
                  "q(k) per extra class.", advanced=True)
         self.add(QgsProcessingParameterNumber(self.SUBSIDENCE_THRESHOLD, self.tr("Subsidence threshold"),
