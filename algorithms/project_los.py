@@ -18,6 +18,19 @@ from ..processing_provider.styling import style_output
 GEOMETRY_TYPE_LABELS = ("Incidence angle (degrees)", "Up component U of the LOS unit vector (= cos incidence)")
 
 
+def add_incidence_parameters(alg, raster_help, angle_help):
+    """The parameters ``alg.INCIDENCE`` (raster), ``alg.INCIDENCE_TYPE`` and ``alg.INCIDENCE_ANGLE`` of the algorithms
+    that use the incidence geometry besides their main job (read back with :func:`geometry_spec`)."""
+    alg.add(QgsProcessingParameterRasterLayer(alg.INCIDENCE, alg.tr("Incidence raster (optional)"), optional=True),
+            raster_help)
+    alg.add(QgsProcessingParameterEnum(alg.INCIDENCE_TYPE, alg.tr("Incidence raster type"),
+                                       options=list(GEOMETRY_TYPE_LABELS), defaultValue=0),
+            "Incidence angle in degrees [0, 90), or U = cos(incidence) in (0, 1].")
+    alg.add(QgsProcessingParameterNumber(alg.INCIDENCE_ANGLE, alg.tr("Constant incidence angle (degrees)"),
+                                         NumberType.Double, optional=True, minValue=0.0, maxValue=89.999),
+            angle_help)
+
+
 def geometry_spec(alg, parameters, context, raster_name, type_name, angle_name):
     """``dict(path=, kind=, angle=)`` for :class:`~..core.insar.geometry.IncidenceSource` from a raster parameter,
     its type enum and a constant incidence-angle parameter (shared by the algorithms that use incidence)."""

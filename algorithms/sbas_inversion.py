@@ -15,7 +15,6 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterPoint,
     QgsProcessingParameterRasterDestination,
-    QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
 )
 
@@ -27,7 +26,7 @@ from ..processing_provider.compat import NumberType, SourceType
 from ..processing_provider.inputs import parameters_to_check, raster_paths
 from ..processing_provider.rasters import output_raster_path
 from ..processing_provider.styling import style_output
-from .project_los import GEOMETRY_TYPE_LABELS
+from .project_los import add_incidence_parameters
 
 # Qgis.ProcessingFileParameterBehavior since QGIS 3.36 (the only spelling in QGIS 4)
 FOLDER_BEHAVIOR = getattr(getattr(Qgis, "ProcessingFileParameterBehavior", None), "Folder", None)
@@ -305,20 +304,13 @@ class SbasInversion(SubsidenceAlgorithm):
                  "(needs the incidence raster or angle; with an input folder the products' own geometry is used when "
                  "neither is given: LiCSAR metadata/<frame>.geo.U.tif, HyP3 _lv_theta.tif). Quality layers stay in "
                  "LOS.")
-        self.add(QgsProcessingParameterRasterLayer(self.INCIDENCE, self.tr("Incidence raster (optional)"),
-                                                   optional=True),
-                 "Incidence angle (degrees) or U component of the LOS unit vector (LiCSAR *.geo.U.tif) per pixel, as "
-                 "chosen in 'Incidence raster type'; resampled to the interferogram grid. Used by the vertical output "
-                 "component and by the GACOS slant delay (ZTD / cos incidence); NoData or 0 under interferogram data "
-                 "is an error naming the raster.")
-        self.add(QgsProcessingParameterEnum(self.INCIDENCE_TYPE, self.tr("Incidence raster type"),
-                                            options=list(GEOMETRY_TYPE_LABELS), defaultValue=0),
-                 "Incidence angle in degrees [0, 90), or U = cos(incidence) in (0, 1].")
-        self.add(QgsProcessingParameterNumber(self.INCIDENCE_ANGLE, self.tr("Constant incidence angle (degrees)"),
-                                              NumberType.Double, optional=True, minValue=0.0,
-                                              maxValue=89.999),
-                 "Used when no incidence raster is given (e.g. 39 for the middle of a Sentinel-1 IW swath); the "
-                 "vertical output component and GACOS need the raster or this angle.")
+        add_incidence_parameters(
+            self, "Incidence angle (degrees) or U component of the LOS unit vector (LiCSAR *.geo.U.tif) per pixel, "
+            "as chosen in 'Incidence raster type'; resampled to the interferogram grid. Used by the vertical output "
+            "component and by the GACOS slant delay (ZTD / cos incidence); NoData or 0 under interferogram data "
+            "is an error naming the raster.",
+            "Used when no incidence raster is given (e.g. 39 for the middle of a Sentinel-1 IW swath); the "
+            "vertical output component and GACOS need the raster or this angle.")
         self.add_memory_limit(self.MEMORY_LIMIT_MB, help_text=(
             "Upper bound of the memory this algorithm allocates besides QGIS itself: GDAL's block cache, the "
             "window of every interferogram being read, the solver's work arrays and the output buffers. "

@@ -25,7 +25,7 @@ from ..core.stats import validation
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
 from ..processing_provider.compat import GeometryType, NumberType, SourceType
 from ..processing_provider.tables import _plain, write_table
-from .project_los import GEOMETRY_TYPE_LABELS, geometry_spec
+from .project_los import add_incidence_parameters, geometry_spec
 
 
 class ValidateTimeSeries(SubsidenceAlgorithm):
@@ -136,17 +136,10 @@ class ValidateTimeSeries(SubsidenceAlgorithm):
                                                defaultValue=False),
                  "The raster holds LOS deformation and the measurements are vertical (leveling): compare with "
                  "LOS / cos(incidence), horizontal motion neglected (as 'LOS to vertical').")
-        self.add(QgsProcessingParameterRasterLayer(self.INCIDENCE, self.tr("Incidence raster (optional)"),
-                                                   optional=True),
-                 "For the vertical projection: incidence angle (degrees) or U component of the LOS unit vector "
-                 "(LiCSAR *.geo.U.tif) per pixel, as chosen in 'Incidence raster type'.")
-        self.add(QgsProcessingParameterEnum(self.INCIDENCE_TYPE, self.tr("Incidence raster type"),
-                                            options=list(GEOMETRY_TYPE_LABELS), defaultValue=0),
-                 "Incidence angle in degrees [0, 90), or U = cos(incidence) in (0, 1].")
-        self.add(QgsProcessingParameterNumber(self.INCIDENCE_ANGLE, self.tr("Constant incidence angle (degrees)"),
-                                              NumberType.Double, optional=True, minValue=0.0,
-                                              maxValue=89.999),
-                 "For the vertical projection when no incidence raster is given.")
+        add_incidence_parameters(
+            self, "For the vertical projection: incidence angle (degrees) or U component of the LOS unit vector "
+            "(LiCSAR *.geo.U.tif) per pixel, as chosen in 'Incidence raster type'.",
+            "For the vertical projection when no incidence raster is given.")
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT, self.tr("Validation per observation"),
                                                    SourceType.Vector),
                  "id, date, band_date, measured, predicted, error, n_pixels, reference.")
