@@ -633,8 +633,8 @@ def zero_month_problems(counts):
     A month is suspect when it is a record whose valid values are all exactly 0 while the nearest record
     month before and after (one of them at the ends of the series) have non-zero values, or when a NetCDF
     record has no valid value at all while they have valid values (an all-NaN band of a time-series GeoTIFF
-    is the toolkit's way of writing a missing month and is not suspect). A variable that is zero in every month (snow in a
-    desert) or zero in a run of months (a dry season) is not suspect. Returns a list of one-line descriptions.
+    is the toolkit's way of writing a missing month and is not suspect). A variable that is zero in every month (snow
+    in a desert) or zero in a run of months (a dry season) is not suspect. Returns a list of one-line descriptions.
     """
     by_product = {}
     for (label, k), c in counts.items():

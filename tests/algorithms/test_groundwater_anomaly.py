@@ -62,6 +62,7 @@ def test_damaged_zero_month_fails_naming_file_and_month(run_alg, tmp_path):
     """A component month read as 0 between normal months (damaged FLDAS file) fails naming file and month, leaves
     no output; ACCEPT_ZERO_MONTHS accepts it."""
     import datetime as dt
+
     from qgis.core import QgsProcessingException
     d = tmp_path / "in"
     d.mkdir()
