@@ -1,7 +1,6 @@
 """GRACE weighted downscaling (``subsidence:gracedownscaling``), Liu et al. (2024) eqs. 6-9."""
 from qgis.core import (
     QgsProcessingException,
-    QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFile,
@@ -17,7 +16,7 @@ from ..core.io.errors import TimeSeriesError
 from ..core.io.rasters import RasterWriter
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
 from ..processing_provider.compat import NumberType, SourceType
-from ..processing_provider.parameters import split_specs, unit_specs
+from ..processing_provider.parameters import add_accept_zero_months, split_specs, unit_specs
 from ..processing_provider.rasters import output_raster_path
 from ..processing_provider.tables import write_table
 
@@ -140,15 +139,7 @@ class GraceDownscaling(SubsidenceAlgorithm):
                                                                             "optional)"),
                                               NumberType.Double, optional=True),
                  "Last year of the climatology months (e.g. 2021.999).")
-        self.add(QgsProcessingParameterBoolean(self.ACCEPT_ZERO_MONTHS, self.tr("Accept all-zero months"),
-                                               defaultValue=False, optional=True),
-                 "Off (default): a file month whose values over the area read are all exactly 0 (or all "
-                 "fill/NoData) while the months before and after are not stops the run with an error naming the "
-                 "file, variable and month: such a month is almost always a damaged or incompletely converted "
-                 "download that would otherwise be used as 0 mm; download that file again. Turn this on only if the "
-                 "zero month is real (it is then used and reported as a warning). Variables that are zero in every "
-                 "month (snow in a desert) or through a season are never flagged.",
-                 advanced=True)
+        add_accept_zero_months(self, self.ACCEPT_ZERO_MONTHS)
         self.add_memory_limit(self.MEMORY_LIMIT_MB)
         self.add_threads()
         self.add_dask_scheduler(self.DASK_SCHEDULER)

@@ -5,7 +5,6 @@ from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
     QgsProcessingException,
-    QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFeatureSource,
@@ -21,7 +20,7 @@ from ..core.io.dates import month_from_index
 from ..core.io.rasters import RasterWriter, north_up
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
 from ..processing_provider.compat import NumberType, SourceType
-from ..processing_provider.parameters import split_specs, unit_specs
+from ..processing_provider.parameters import add_accept_zero_months, split_specs, unit_specs
 from ..processing_provider.rasters import output_raster_path
 from ..processing_provider.tables import write_table
 
@@ -112,15 +111,7 @@ class GroundwaterAnomaly(SubsidenceAlgorithm):
         self.add(QgsProcessingParameterFeatureSource(self.MASK, self.tr("Study area polygon (optional)"),
                                                      [SourceType.VectorPolygon], optional=True),
                  "Cells whose centres fall outside the polygons are NoData and left out of the regional means.")
-        self.add(QgsProcessingParameterBoolean(self.ACCEPT_ZERO_MONTHS, self.tr("Accept all-zero months"),
-                                               defaultValue=False, optional=True),
-                 "Off (default): a file month whose values over the area read are all exactly 0 (or all "
-                 "fill/NoData) while the months before and after are not stops the run with an error naming the "
-                 "file, variable and month: such a month is almost always a damaged or incompletely converted "
-                 "download that would otherwise be used as 0 mm; download that file again. Turn this on only if the "
-                 "zero month is real (it is then used and reported as a warning). Variables that are zero in every "
-                 "month (snow in a desert) or through a season are never flagged.",
-                 advanced=True)
+        add_accept_zero_months(self, self.ACCEPT_ZERO_MONTHS)
         self.add_memory_limit(self.MEMORY_LIMIT_MB)
         self.add_threads()
         self.add_dask_scheduler(self.DASK_SCHEDULER)
