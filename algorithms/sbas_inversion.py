@@ -159,7 +159,7 @@ class SbasInversion(SubsidenceAlgorithm):
         "standard deviation before / after)."
     )
 
-    def initAlgorithm(self, config=None):  # noqa: N802
+    def initAlgorithm(self, config=None):
         self.add(QgsProcessingParameterMultipleLayers(self.INTERFEROGRAMS, self.tr("Unwrapped interferograms"),
                                                       SourceType.File, optional=True),
                  "One single-band raster per pair (or give an input folder instead). Dates from the file names "
