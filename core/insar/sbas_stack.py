@@ -884,41 +884,45 @@ def _plans(stack, options, gacos_parts):
     return plans
 
 
-def _invert_stack(stack, outputs, options, plans, hooks, gdal_cache, gacos_parts=None):
-    """The passes of :func:`invert_stack` under its GDAL cache: corrections, reference (automatic or given),
-    loop closure, inversion."""
-    net, grid = stack.network, stack.grid
-    M = net.n_ifg
-    to_mm = los_factor_mm(options.input_units, options.wavelength, options.flip_sign)
-    cf = _corrected_files(stack, gacos_parts, to_mm, options)
-    coh_files = stack.coherence_files()
-    progress = _Progress(plans, M, coh_files is not None, hooks)
-    _log_plans(plans, hooks)
-    if _threads(options) > 1:
-        hooks.say("%d threads, each window planned under %g MB / %d" % (options.threads, options.memory_mb,
-                                                                       options.threads))
-    _LOCAL.tick = progress.tick   # reset by invert_stack
-    names_all = stack.network_all.names
-    extra = {}
+@dataclass(eq=False)
+class _Run:
+    """What the passes of one :func:`_invert_stack` run share and update (the loop-closure rejection
+    narrows the stack, its files, the network and the plans)."""
 
-    def per_input(values_used, fill, dtype=object, used=None):
+    stack: PreparedStack
+    cf: object
+    coh_files: object
+    plans: dict
+    extra: dict
+    coh_stats: Optional[dict] = None
+    ref_vals: Optional[np.ndarray] = None
+    loop_net: object = None
+    loop_fix_ref: Optional[np.ndarray] = None
+
+    @property
+    def net(self):
+        return self.stack.network
+
+    def per_input(self, values_used, fill, dtype=object, used=None):
         """Values of the used interferograms spread over every input (``fill`` elsewhere)."""
-        out = np.full(stack.network_all.n_ifg, fill, dtype=dtype)
-        out[np.flatnonzero(stack.used if used is None else used)] = values_used
+        out = np.full(self.stack.network_all.n_ifg, fill, dtype=dtype)
+        out[np.flatnonzero(self.stack.used if used is None else used)] = values_used
         return out
 
+
+def _reference_step(run, options, progress, hooks, to_mm, ln, gdal_cache):
+    """Scan pass (corrections statistics, loop sums, automatic reference) or reference pass; returns the
+    reference pixel ``(row, col)`` and the scan totals (``None`` without a scan pass)."""
+    net, M = run.net, run.net.n_ifg
     reference = options.reference
-    coh_stats = None
-    loops_on = options.loop_closure != lc.LOOP_OFF
-    ln = lc.LoopNetwork(net.i1, net.i2, net.sign) if loops_on else None
     scan = None
-    if "scan" in plans:
-        kind = None if reference is not None else ("coherence" if coh_files is not None else "residual")
-        scan = _scan_pass(cf, stack, options, plans["scan"], progress, to_mm, ln, kind)
-        for name, vals in _apply_corrections(cf, scan, net.names, options, hooks).items():
-            extra[name] = per_input(vals, np.nan if vals.dtype.kind == "f" else None)
-        if coh_files is not None:
-            coh_stats = {"coh_sum": scan["coh_sum"], "coh_n": scan["coh_n"]}
+    if "scan" in run.plans:
+        kind = None if reference is not None else ("coherence" if run.coh_files is not None else "residual")
+        scan = _scan_pass(run.cf, run.stack, options, run.plans["scan"], progress, to_mm, ln, kind)
+        for name, vals in _apply_corrections(run.cf, scan, net.names, options, hooks).items():
+            run.extra[name] = run.per_input(vals, np.nan if vals.dtype.kind == "f" else None)
+        if run.coh_files is not None:
+            run.coh_stats = {"coh_sum": scan["coh_sum"], "coh_n": scan["coh_n"]}
         if not scan["any_data"]:
             raise TimeSeriesError("every pixel is NoData in every interferogram (%s ...)" % net.names[0])
         if reference is None:
@@ -935,85 +939,120 @@ def _invert_stack(stack, outputs, options, plans, hooks, gdal_cache, gacos_parts
     elif reference is None:
         state = TaskState(network=net, solver=SolverOptions(min_coherence=options.min_coherence,
                                                             rad_per_unit=radians_per_mm(options.wavelength)),
-                          to_mm=to_mm, ifg_files=cf, coh_files=coh_files, gdal_cache=gdal_cache)
-        reference, coh_stats = _find_reference(state, plans["reference"], progress)
+                          to_mm=to_mm, ifg_files=run.cf, coh_files=run.coh_files, gdal_cache=gdal_cache)
+        reference, run.coh_stats = _find_reference(state, run.plans["reference"], progress)
     else:
         hooks.say("reference pixel: row %d, col %d" % reference)
+    return reference, scan
+
+
+def _reject_bad_ifgs(run, bad, options, progress, hooks, gacos_parts):
+    """Take the interferograms rejected by loop closure out of the run; log lost dates and new gaps."""
+    keep = ~bad
+    net = run.net
+    n_parts_before = int(net.n_gaps()[0]) + 1
+    dates_before = list(net.dates)
+    run.stack = restrict_stack(run.stack, keep, "loop closure")
+    if run.coh_stats is not None:
+        run.coh_stats = {k: v[keep] for k, v in run.coh_stats.items()}
+    run.ref_vals = run.ref_vals[keep]
+    run.cf = run.cf.subset(keep)
+    net = run.net
+    run.coh_files = run.stack.coherence_files()
+    n_parts = int(net.n_gaps()[0]) + 1
+    lost = [d for d in dates_before if d not in set(net.dates)]
+    if lost:
+        hooks.say("the rejection leaves %d date(s) without any interferogram, left out of the time series: %s"
+                  % (len(lost), ", ".join(format_date(d) for d in lost)))
+    if n_parts > n_parts_before:
+        hooks.say("the rejection splits the network into %d parts: GAP_HANDLING (%s) bridges or masks them"
+                  % (n_parts, options.gap_handling))
+    new_plan = _plans(run.stack, options, gacos_parts)["invert"]
+    progress.n_steps += sum(-(-w[1] // new_plan["sub_rows"]) for w in new_plan["windows"]) \
+        - sum(progress.steps["invert"])
+    progress.steps["invert"] = [-(-w[1] // new_plan["sub_rows"]) for w in new_plan["windows"]]
+    run.plans = dict(run.plans, invert=new_plan)
+
+
+def _gacos_loop_fix(cf, reference, half, grid, n_ifg):
+    """Reference-window median of the GACOS corrections that were not applied (for the loop counts)."""
+    if cf.gacos is None or cf.gacos_apply.all():
+        return None
+    r0, r1 = max(0, reference[0] - half), min(grid.ysize, reference[0] + half + 1)
+    c0, c1 = max(0, reference[1] - half), min(grid.xsize, reference[1] + half + 1)
+    fix = np.zeros(n_ifg)
+    for k in np.flatnonzero(~cf.gacos_apply):
+        fix[k] = float(np.nanmedian(cf.gacos_correction(k, r0, r1 - r0, c0, c1 - c0)))
+    return fix
+
+
+def _loop_closure_step(run, scan, ref_loop, ln, options, progress, hooks, to_mm, gacos_parts, reference):
+    """Classify the loops (sums shifted by the reference's loop phase), reject or report the bad
+    interferograms, and record the per-interferogram loop columns of the network table."""
+    # the loops were summed unreferenced: shift each by the reference's loop phase
+    shift = ln.matrix @ (ref_loop * to_mm * radians_per_mm(options.wavelength))
+    rms = lc.loop_rms(scan["loops"], shift)
+    verdict = lc.classify(ln, rms, options.loop_threshold)
+    _report_loops(verdict, rms, run.net.names, options, hooks)
+    status = np.where(verdict["no_loop"], "in no loop", np.where(verdict["bad"], "bad", "ok")).astype(object)
+    bad = verdict["bad"]
+    used_before = run.stack.used.copy()
+    if options.loop_closure == lc.LOOP_REJECT and bad.any():
+        status[bad] = "rejected"
+        _reject_bad_ifgs(run, bad, options, progress, hooks, gacos_parts)
+    elif options.loop_closure == lc.LOOP_REPORT and bad.any():
+        status[bad] = "bad (kept: report only)"
+    run.extra["loop_check"] = run.per_input(status, None, used=used_before)
+    run.extra["loop_rms_rad"] = run.per_input(verdict["loop_rms"], np.nan, float, used=used_before)
+    run.extra["n_loops"] = run.per_input(verdict["n_loops"], 0, int, used=used_before)
+    run.extra["n_bad_loops"] = run.per_input(verdict["n_bad_loops"], 0, int, used=used_before)
+    net = run.net
+    run.loop_net = lc.LoopNetwork(net.i1, net.i2, net.sign)
+    run.loop_fix_ref = _gacos_loop_fix(run.cf, reference, options.reference_half_window, run.stack.grid,
+                                       net.n_ifg)
+
+
+def _invert_stack(stack, outputs, options, plans, hooks, gdal_cache, gacos_parts=None):
+    """The passes of :func:`invert_stack` under its GDAL cache: corrections, reference (automatic or given),
+    loop closure, inversion."""
+    net, grid = stack.network, stack.grid
+    to_mm = los_factor_mm(options.input_units, options.wavelength, options.flip_sign)
+    run = _Run(stack=stack, cf=_corrected_files(stack, gacos_parts, to_mm, options),
+               coh_files=stack.coherence_files(), plans=plans, extra={})
+    progress = _Progress(plans, net.n_ifg, run.coh_files is not None, hooks)
+    _log_plans(plans, hooks)
+    if _threads(options) > 1:
+        hooks.say("%d threads, each window planned under %g MB / %d" % (options.threads, options.memory_mb,
+                                                                       options.threads))
+    _LOCAL.tick = progress.tick   # reset by invert_stack
+    names_all = stack.network_all.names
+    loops_on = options.loop_closure != lc.LOOP_OFF
+    ln = lc.LoopNetwork(net.i1, net.i2, net.sign) if loops_on else None
+    reference, scan = _reference_step(run, options, progress, hooks, to_mm, ln, gdal_cache)
+    half = options.reference_half_window
     if loops_on:
-        ref_vals, ref_loop = corrected_reference_values(cf, reference[0], reference[1],
-                                                        options.reference_half_window, grid, net.names)
+        run.ref_vals, ref_loop = corrected_reference_values(run.cf, reference[0], reference[1], half, grid,
+                                                            net.names)
+        _loop_closure_step(run, scan, ref_loop, ln, options, progress, hooks, to_mm, gacos_parts, reference)
     else:
-        ref_vals = reference_window_values(cf, reference[0], reference[1], options.reference_half_window, grid,
-                                           net.names)
+        run.ref_vals = reference_window_values(run.cf, reference[0], reference[1], half, grid, net.names)
     ref_xy = pixel_centre(grid, reference[0], reference[1])
-
-    loop_net = None
-    loop_fix_ref = None
-    if loops_on:
-        # the loops were summed unreferenced: shift each by the reference's loop phase
-        shift = ln.matrix @ (ref_loop * to_mm * radians_per_mm(options.wavelength))
-        rms = lc.loop_rms(scan["loops"], shift)
-        verdict = lc.classify(ln, rms, options.loop_threshold)
-        _report_loops(verdict, rms, net.names, options, hooks)
-        status = np.where(verdict["no_loop"], "in no loop", np.where(verdict["bad"], "bad", "ok")).astype(object)
-        bad = verdict["bad"]
-        used_before = stack.used.copy()
-        if options.loop_closure == lc.LOOP_REJECT and bad.any():
-            status[bad] = "rejected"
-            keep = ~bad
-            n_parts_before = int(net.n_gaps()[0]) + 1
-            dates_before = list(net.dates)
-            stack = restrict_stack(stack, keep, "loop closure")
-            if coh_stats is not None:
-                coh_stats = {k: v[keep] for k, v in coh_stats.items()}
-            ref_vals = ref_vals[keep]
-            cf = cf.subset(keep)
-            net = stack.network
-            coh_files = stack.coherence_files()
-            n_parts = int(net.n_gaps()[0]) + 1
-            lost = [d for d in dates_before if d not in set(net.dates)]
-            if lost:
-                hooks.say("the rejection leaves %d date(s) without any interferogram, left out of the time series: %s"
-                          % (len(lost), ", ".join(format_date(d) for d in lost)))
-            if n_parts > n_parts_before:
-                hooks.say("the rejection splits the network into %d parts: GAP_HANDLING (%s) bridges or masks them"
-                          % (n_parts, options.gap_handling))
-            new_plan = _plans(stack, options, gacos_parts)["invert"]
-            progress.n_steps += sum(-(-w[1] // new_plan["sub_rows"]) for w in new_plan["windows"]) \
-                - sum(progress.steps["invert"])
-            progress.steps["invert"] = [-(-w[1] // new_plan["sub_rows"]) for w in new_plan["windows"]]
-            plans = dict(plans, invert=new_plan)
-        elif options.loop_closure == lc.LOOP_REPORT and bad.any():
-            status[bad] = "bad (kept: report only)"
-        extra["loop_check"] = per_input(status, None, used=used_before)
-        extra["loop_rms_rad"] = per_input(verdict["loop_rms"], np.nan, float, used=used_before)
-        extra["n_loops"] = per_input(verdict["n_loops"], 0, int, used=used_before)
-        extra["n_bad_loops"] = per_input(verdict["n_bad_loops"], 0, int, used=used_before)
-        loop_net = lc.LoopNetwork(net.i1, net.i2, net.sign)
-        if cf.gacos is not None and not cf.gacos_apply.all():
-            r0_, r1_ = max(0, reference[0] - options.reference_half_window), \
-                min(grid.ysize, reference[0] + options.reference_half_window + 1)
-            c0_, c1_ = max(0, reference[1] - options.reference_half_window), \
-                min(grid.xsize, reference[1] + options.reference_half_window + 1)
-            loop_fix_ref = np.zeros(net.n_ifg)
-            for k in np.flatnonzero(~cf.gacos_apply):
-                loop_fix_ref[k] = float(np.nanmedian(cf.gacos_correction(k, r0_, r1_ - r0_, c0_, c1_ - c0_)))
-        else:
-            loop_fix_ref = None
-
-    state = TaskState(network=net, solver=options.solver(), to_mm=to_mm, ifg_files=cf, coh_files=coh_files,
-                      ref_vals=ref_vals, seasonal=options.seasonal, sum_coherence=coh_stats is None,
-                      gdal_cache=gdal_cache, loop_net=loop_net, loop_fix_ref=loop_fix_ref)
+    net, stack = run.net, run.stack
+    state = TaskState(network=net, solver=options.solver(), to_mm=to_mm, ifg_files=run.cf,
+                      coh_files=run.coh_files, ref_vals=run.ref_vals, seasonal=options.seasonal,
+                      sum_coherence=run.coh_stats is None, gdal_cache=gdal_cache, loop_net=run.loop_net,
+                      loop_fix_ref=run.loop_fix_ref)
     metadata = _output_metadata(net, options, reference, ref_xy)
     rejected = [names_all[k] for k in range(len(names_all)) if stack.reasons[k] == "loop closure"]
     if rejected:
         metadata["REJECTED_BY_LOOP_CLOSURE"] = ",".join(rejected)
-    totals = _invert_pass(state, plans["invert"], grid, outputs, metadata, progress)
-    if coh_stats is not None:    # summed by the reference pass
-        totals.update(coh_stats)
+    totals = _invert_pass(state, run.plans["invert"], grid, outputs, metadata, progress)
+    if run.coh_stats is not None:    # summed by the reference pass
+        totals.update(run.coh_stats)
     hooks.say("%d pixels inverted, %d with gaps in their own network (%s)"
               % (totals["n_data"], totals["n_gap"], options.gap_handling))
-    return {"reference": reference, "reference_xy": ref_xy, "network_rows": network_table(stack, totals, extra),
+    return {"reference": reference, "reference_xy": ref_xy,
+            "network_rows": network_table(stack, totals, run.extra),
             "n_pixels": totals["n_data"], "n_pixels_with_gaps": totals["n_gap"],
             "network_gaps": int(net.n_gaps()[0]), "n_dates": net.n_dates, "n_ifg": net.n_ifg,
             "rejected": rejected}
