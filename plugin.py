@@ -4,6 +4,7 @@ Under ``qgis_process`` the plugin is built with ``iface=None`` and only
 :meth:`initProcessing` is called, so nothing here may touch ``iface`` or ``ui``
 outside :meth:`initGui` (``ui`` is imported there, lazily).
 """
+
 import os
 
 from qgis.core import QgsApplication
@@ -47,8 +48,10 @@ class SubsidenceToolkitPlugin:
 
         self.style_action = QAction(icon, "Apply toolkit style", self.iface.mainWindow())
         self.style_action.setObjectName("SubsidenceToolkitApplyStyle")
-        self.style_action.setToolTip("Style the selected toolkit rasters by their metadata (velocity, time series, "
-                                     "GWSA, quality) with rounded legend limits")
+        self.style_action.setToolTip(
+            "Style the selected toolkit rasters by their metadata (velocity, time series, "
+            "GWSA, quality) with rounded legend limits"
+        )
         self.style_action.triggered.connect(self.apply_style_to_selection)
         self.iface.addPluginToRasterMenu(MENU, self.style_action)
         if hasattr(self.iface, "addCustomActionForLayerType"):  # layer tree context menu of raster layers
@@ -58,8 +61,10 @@ class SubsidenceToolkitPlugin:
 
         self.model_action = QAction(icon, "Edit a copy of the workflow model…", self.iface.mainWindow())
         self.model_action.setObjectName("SubsidenceToolkitEditWorkflowModel")
-        self.model_action.setToolTip("Copy the shipped subsidence:workflow model into your Processing models "
-                                     "folder and open it in the graphical modeler")
+        self.model_action.setToolTip(
+            "Copy the shipped subsidence:workflow model into your Processing models "
+            "folder and open it in the graphical modeler"
+        )
         self.model_action.triggered.connect(self.edit_workflow_model)
         self.iface.addPluginToRasterMenu(MENU, self.model_action)
 

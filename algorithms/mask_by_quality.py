@@ -1,4 +1,5 @@
 """Mask SBAS results by quality (``subsidence:maskbyquality``)."""
+
 import pandas as pd
 from qgis.core import (
     QgsProcessingException,
@@ -46,35 +47,63 @@ class MaskByQuality(SubsidenceAlgorithm):
     )
 
     NUMBER_HELP = {
-        "MIN_TEMPORAL_COHERENCE": ("Minimum temporal coherence", 0.0, 1.0,
-                                   "Pixels whose temporal coherence (Pepe & Lanari 2006) is below this are masked "
-                                   "(default 0.7, MintPy's minTempCoh)."),
-        "MAX_RESIDUAL_RMS": ("Maximum residual RMS (mm)", 0.0, None,
-                             "Pixels whose inversion residual RMS is above this are masked (default 2 mm, LiCSBAS "
-                             "resid_rms for C band)."),
-        "MAX_LOOP_ERRORS": ("Maximum loops with an unwrapping error", 0.0, None,
-                            "Pixels where more loops than this do not close within pi (n_loop_errors, an "
-                            "unclosed 2 pi ambiguity) are masked (default 5, LiCSBAS n_loop_err for C band)."),
-        "MIN_INTERFEROGRAMS": ("Minimum number of interferograms used", 0.0, None,
-                               "Pixels inverted from fewer interferograms are masked (default: not applied; "
-                               "LiCSBAS uses 1.5 x the number of dates)."),
-        "MAX_VELOCITY_STD": ("Maximum velocity standard deviation (mm/yr)", 0.0, None,
-                             "Pixels whose velocity standard deviation is above this are masked (default 100, "
-                             "LiCSBAS vstd for C band)."),
-        "MAX_GAPS": ("Maximum number of network gaps", 0.0, None,
-                     "Pixels whose own network has more gaps (connected parts - 1) are masked (default 10, "
-                     "LiCSBAS n_gap for C band; 0 keeps only fully connected pixels)."),
+        "MIN_TEMPORAL_COHERENCE": (
+            "Minimum temporal coherence",
+            0.0,
+            1.0,
+            "Pixels whose temporal coherence (Pepe & Lanari 2006) is below this are masked "
+            "(default 0.7, MintPy's minTempCoh).",
+        ),
+        "MAX_RESIDUAL_RMS": (
+            "Maximum residual RMS (mm)",
+            0.0,
+            None,
+            "Pixels whose inversion residual RMS is above this are masked (default 2 mm, LiCSBAS "
+            "resid_rms for C band).",
+        ),
+        "MAX_LOOP_ERRORS": (
+            "Maximum loops with an unwrapping error",
+            0.0,
+            None,
+            "Pixels where more loops than this do not close within pi (n_loop_errors, an "
+            "unclosed 2 pi ambiguity) are masked (default 5, LiCSBAS n_loop_err for C band).",
+        ),
+        "MIN_INTERFEROGRAMS": (
+            "Minimum number of interferograms used",
+            0.0,
+            None,
+            "Pixels inverted from fewer interferograms are masked (default: not applied; "
+            "LiCSBAS uses 1.5 x the number of dates).",
+        ),
+        "MAX_VELOCITY_STD": (
+            "Maximum velocity standard deviation (mm/yr)",
+            0.0,
+            None,
+            "Pixels whose velocity standard deviation is above this are masked (default 100, LiCSBAS vstd for C band).",
+        ),
+        "MAX_GAPS": (
+            "Maximum number of network gaps",
+            0.0,
+            None,
+            "Pixels whose own network has more gaps (connected parts - 1) are masked (default 10, "
+            "LiCSBAS n_gap for C band; 0 keeps only fully connected pixels).",
+        ),
     }
 
     def initAlgorithm(self, config=None):
-        self.add(QgsProcessingParameterRasterLayer(self.QUALITY, self.tr("SBAS quality raster")),
-                 "The OUTPUT_QUALITY raster of 'SBAS inversion' (bands temporal_coherence, n_ifg_used, "
-                 "residual_rms_mm, velocity_std_mm_yr, n_gaps, n_loop_errors).")
-        self.add(QgsProcessingParameterRasterLayer(self.VELOCITY, self.tr("Velocity (optional)"), optional=True),
-                 "Velocity raster on the quality raster's grid, to be masked.")
-        self.add(QgsProcessingParameterRasterLayer(self.TIMESERIES, self.tr("Time series (optional)"),
-                                                   optional=True),
-                 "Displacement time series on the quality raster's grid (all bands masked alike).")
+        self.add(
+            QgsProcessingParameterRasterLayer(self.QUALITY, self.tr("SBAS quality raster")),
+            "The OUTPUT_QUALITY raster of 'SBAS inversion' (bands temporal_coherence, n_ifg_used, "
+            "residual_rms_mm, velocity_std_mm_yr, n_gaps, n_loop_errors).",
+        )
+        self.add(
+            QgsProcessingParameterRasterLayer(self.VELOCITY, self.tr("Velocity (optional)"), optional=True),
+            "Velocity raster on the quality raster's grid, to be masked.",
+        )
+        self.add(
+            QgsProcessingParameterRasterLayer(self.TIMESERIES, self.tr("Time series (optional)"), optional=True),
+            "Displacement time series on the quality raster's grid (all bands masked alike).",
+        )
         for key, _, _, default, _ in quality_mask.THRESHOLDS:
             label, lo, hi, help_text = self.NUMBER_HELP[key]
             kw = dict(minValue=lo, optional=True)
@@ -82,21 +111,31 @@ class MaskByQuality(SubsidenceAlgorithm):
                 kw["maxValue"] = hi
             if default is not None:
                 kw["defaultValue"] = default
-            self.add(QgsProcessingParameterNumber(key, self.tr(label), NumberType.Double, **kw),
-                     help_text)
+            self.add(QgsProcessingParameterNumber(key, self.tr(label), NumberType.Double, **kw), help_text)
         self.add_memory_limit(self.MEMORY_LIMIT_MB)
-        self.add(QgsProcessingParameterRasterDestination(self.OUTPUT_VELOCITY, self.tr("Masked velocity"),
-                                                         optional=True, createByDefault=True),
-                 "Copy of the velocity with masked pixels NoData (needs VELOCITY).")
-        self.add(QgsProcessingParameterRasterDestination(self.OUTPUT_TIMESERIES, self.tr("Masked time series"),
-                                                         optional=True, createByDefault=True),
-                 "Copy of the time series with masked pixels NoData (needs TIMESERIES).")
-        self.add(QgsProcessingParameterRasterDestination(self.OUTPUT_MASK, self.tr("Quality mask")),
-                 "1 = kept, 0 = masked, NoData = no quality data.")
-        self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_TABLE, self.tr("Pixels removed per threshold"),
-                                                   SourceType.Vector, optional=True),
-                 "One row per threshold applied: rule, pixels failing it, pixels removed only by it; then the "
-                 "pixels kept and the pixels without quality data.")
+        self.add(
+            QgsProcessingParameterRasterDestination(
+                self.OUTPUT_VELOCITY, self.tr("Masked velocity"), optional=True, createByDefault=True
+            ),
+            "Copy of the velocity with masked pixels NoData (needs VELOCITY).",
+        )
+        self.add(
+            QgsProcessingParameterRasterDestination(
+                self.OUTPUT_TIMESERIES, self.tr("Masked time series"), optional=True, createByDefault=True
+            ),
+            "Copy of the time series with masked pixels NoData (needs TIMESERIES).",
+        )
+        self.add(
+            QgsProcessingParameterRasterDestination(self.OUTPUT_MASK, self.tr("Quality mask")),
+            "1 = kept, 0 = masked, NoData = no quality data.",
+        )
+        self.add(
+            QgsProcessingParameterFeatureSink(
+                self.OUTPUT_TABLE, self.tr("Pixels removed per threshold"), SourceType.Vector, optional=True
+            ),
+            "One row per threshold applied: rule, pixels failing it, pixels removed only by it; then the "
+            "pixels kept and the pixels without quality data.",
+        )
 
     def processAlgorithm(self, parameters, context, feedback):
         qlayer = self.parameterAsRasterLayer(parameters, self.QUALITY, context)
@@ -119,15 +158,30 @@ class MaskByQuality(SubsidenceAlgorithm):
         out_mask = output_raster_path(self, parameters, self.OUTPUT_MASK, context)
         with self.core_errors():
             rows = quality_mask.mask_by_quality(
-                layer_path(qlayer), thresholds, layer_path(vel) if vel is not None else None,
-                layer_path(ts) if ts is not None else None, out_vel, out_ts, out_mask,
+                layer_path(qlayer),
+                thresholds,
+                layer_path(vel) if vel is not None else None,
+                layer_path(ts) if ts is not None else None,
+                out_vel,
+                out_ts,
+                out_mask,
                 memory_mb=self.parameterAsDouble(parameters, self.MEMORY_LIMIT_MB, context),
-                progress=lambda f: feedback.setProgress(100.0 * f), is_canceled=feedback.isCanceled,
-                log=feedback.pushInfo)
+                progress=lambda f: feedback.setProgress(100.0 * f),
+                is_canceled=feedback.isCanceled,
+                log=feedback.pushInfo,
+            )
         for r in rows:
-            feedback.pushInfo("%s: %s -> %d pixels%s" % (r["threshold"], r["rule"], r["pixels"],
-                                                        " (%d only by it)" % r["pixels_removed_only_by_it"]
-                                                        if r["threshold"] not in ("kept", "no data") else ""))
+            feedback.pushInfo(
+                "%s: %s -> %d pixels%s"
+                % (
+                    r["threshold"],
+                    r["rule"],
+                    r["pixels"],
+                    " (%d only by it)" % r["pixels_removed_only_by_it"]
+                    if r["threshold"] not in ("kept", "no data")
+                    else "",
+                )
+            )
         results = {self.OUTPUT_MASK: out_mask}
         if out_vel:
             results[self.OUTPUT_VELOCITY] = out_vel

@@ -1,4 +1,5 @@
 """Mosaic frames (``subsidence:mosaicframes``)."""
+
 import os
 
 import pandas as pd
@@ -21,8 +22,16 @@ from ..processing_provider.rasters import output_raster_path
 from ..processing_provider.styling import style_output
 from ..processing_provider.tables import write_table
 
-OFFSET_COLUMNS = ["frame", "input", "date", "offset_mm", "overlap_pixels", "rms_before_mm", "rms_after_mm",
-                  "connected_to_reference"]
+OFFSET_COLUMNS = [
+    "frame",
+    "input",
+    "date",
+    "offset_mm",
+    "overlap_pixels",
+    "rms_before_mm",
+    "rms_after_mm",
+    "connected_to_reference",
+]
 
 
 class MosaicFrames(SubsidenceAlgorithm):
@@ -45,8 +54,7 @@ class MosaicFrames(SubsidenceAlgorithm):
     DISPLAY_NAME = "Mosaic frames"
     GROUP = "InSAR"
     GROUP_ID = "insar"
-    TAGS = ("InSAR", "mosaic", "frames", "tracks", "offsets", "regional", "merge", "LiCSAR", "Sentinel-1",
-            "reference")
+    TAGS = ("InSAR", "mosaic", "frames", "tracks", "offsets", "regional", "merge", "LiCSAR", "Sentinel-1", "reference")
     SHORT_HELP = (
         "Joins time series (or velocities) of overlapping InSAR frames or tracks, each referenced to its own "
         "reference point, into one raster on one grid, as Liu et al. (2024) did with eleven Sentinel-1 frames "
@@ -71,47 +79,87 @@ class MosaicFrames(SubsidenceAlgorithm):
     )
 
     def initAlgorithm(self, config=None):
-        self.add(QgsProcessingParameterMultipleLayers(self.INPUTS, self.tr("Frames"), SourceType.Raster),
-                 "Two or more time-series (one band per date) or velocity rasters of overlapping frames or tracks, on "
-                 "any grids and CRS. Time series need the same dates (e.g. monthly from 'Resample time series in "
-                 "time').")
-        self.add(QgsProcessingParameterNumber(self.REFERENCE_FRAME,
-                                              self.tr("Reference frame (0-based, -1 = zero mean)"),
-                                              NumberType.Integer, defaultValue=0, minValue=-1),
-                 "Index into the frames (0 = the first) whose values are kept as they are; the others are shifted "
-                 "onto it. -1: offsets of zero mean over the frames.")
-        self.add(QgsProcessingParameterCrs(self.TARGET_CRS, self.tr("Target CRS"), optional=True),
-                 "CRS of the mosaic. Default: the first frame's CRS.")
-        self.add(QgsProcessingParameterExtent(self.TARGET_EXTENT, self.tr("Target extent"), optional=True),
-                 "Extent of the mosaic. Default: the union of the frames.")
-        self.add(QgsProcessingParameterNumber(self.TARGET_RESOLUTION, self.tr("Target resolution"),
-                                              NumberType.Double, defaultValue=0.0, minValue=0.0),
-                 "Pixel size in target CRS units, e.g. 0.01 degrees as in Liu et al. (2024). 0 = the finest input "
-                 "resolution (on the finest frame's pixel lattice).")
-        self.add(QgsProcessingParameterEnum(self.MISSING_DATES, self.tr("Dates missing from some frames"),
-                                            options=[self.tr("Drop them (dates common to all frames)"),
-                                                     self.tr("Mosaic the frames that have them")],
-                                            defaultValue=0),
-                 "What to do with dates that only some frames have: leave them out (default), or mosaic each date "
-                 "from the frames that have it. The missing dates are reported either way.")
-        self.add(QgsProcessingParameterBoolean(self.TIME_TREND, self.tr("Offsets linear in time"), defaultValue=False),
-                 "Replace each frame's per-date offsets by a straight line in time (for references that drift "
-                 "linearly, e.g. velocity-like offsets); ignored for velocities.", advanced=True)
-        self.add(QgsProcessingParameterMultipleLayers(self.QUALITY, self.tr("Quality rasters (optional)"),
-                                                      SourceType.Raster, optional=True),
-                 "One quality raster per frame, same order (e.g. SBAS temporal coherence, 0-1): blending weights "
-                 "are multiplied by it.", advanced=True)
-        self.add(QgsProcessingParameterNumber(self.BLEND_WIDTH, self.tr("Blend width (pixels)"),
-                                              NumberType.Integer,
-                                              defaultValue=mosaic.DEFAULT_BLEND_WIDTH, minValue=1),
-                 "Weights rise linearly from a frame's edge of valid data over this many target pixels.",
-                 advanced=True)
+        self.add(
+            QgsProcessingParameterMultipleLayers(self.INPUTS, self.tr("Frames"), SourceType.Raster),
+            "Two or more time-series (one band per date) or velocity rasters of overlapping frames or tracks, on "
+            "any grids and CRS. Time series need the same dates (e.g. monthly from 'Resample time series in "
+            "time').",
+        )
+        self.add(
+            QgsProcessingParameterNumber(
+                self.REFERENCE_FRAME,
+                self.tr("Reference frame (0-based, -1 = zero mean)"),
+                NumberType.Integer,
+                defaultValue=0,
+                minValue=-1,
+            ),
+            "Index into the frames (0 = the first) whose values are kept as they are; the others are shifted "
+            "onto it. -1: offsets of zero mean over the frames.",
+        )
+        self.add(
+            QgsProcessingParameterCrs(self.TARGET_CRS, self.tr("Target CRS"), optional=True),
+            "CRS of the mosaic. Default: the first frame's CRS.",
+        )
+        self.add(
+            QgsProcessingParameterExtent(self.TARGET_EXTENT, self.tr("Target extent"), optional=True),
+            "Extent of the mosaic. Default: the union of the frames.",
+        )
+        self.add(
+            QgsProcessingParameterNumber(
+                self.TARGET_RESOLUTION, self.tr("Target resolution"), NumberType.Double, defaultValue=0.0, minValue=0.0
+            ),
+            "Pixel size in target CRS units, e.g. 0.01 degrees as in Liu et al. (2024). 0 = the finest input "
+            "resolution (on the finest frame's pixel lattice).",
+        )
+        self.add(
+            QgsProcessingParameterEnum(
+                self.MISSING_DATES,
+                self.tr("Dates missing from some frames"),
+                options=[
+                    self.tr("Drop them (dates common to all frames)"),
+                    self.tr("Mosaic the frames that have them"),
+                ],
+                defaultValue=0,
+            ),
+            "What to do with dates that only some frames have: leave them out (default), or mosaic each date "
+            "from the frames that have it. The missing dates are reported either way.",
+        )
+        self.add(
+            QgsProcessingParameterBoolean(self.TIME_TREND, self.tr("Offsets linear in time"), defaultValue=False),
+            "Replace each frame's per-date offsets by a straight line in time (for references that drift "
+            "linearly, e.g. velocity-like offsets); ignored for velocities.",
+            advanced=True,
+        )
+        self.add(
+            QgsProcessingParameterMultipleLayers(
+                self.QUALITY, self.tr("Quality rasters (optional)"), SourceType.Raster, optional=True
+            ),
+            "One quality raster per frame, same order (e.g. SBAS temporal coherence, 0-1): blending weights "
+            "are multiplied by it.",
+            advanced=True,
+        )
+        self.add(
+            QgsProcessingParameterNumber(
+                self.BLEND_WIDTH,
+                self.tr("Blend width (pixels)"),
+                NumberType.Integer,
+                defaultValue=mosaic.DEFAULT_BLEND_WIDTH,
+                minValue=1,
+            ),
+            "Weights rise linearly from a frame's edge of valid data over this many target pixels.",
+            advanced=True,
+        )
         self.add_memory_limit(self.MEMORY_LIMIT_MB)
-        self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Mosaic")),
-                 "One raster on the target grid: bands and dates as chosen, units of the first frame, NoData NaN.")
-        self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_OFFSETS, self.tr("Offsets"), SourceType.Vector,
-                                                   optional=True),
-                 "Long table, one row per frame and date: " + ", ".join(OFFSET_COLUMNS) + ".")
+        self.add(
+            QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Mosaic")),
+            "One raster on the target grid: bands and dates as chosen, units of the first frame, NoData NaN.",
+        )
+        self.add(
+            QgsProcessingParameterFeatureSink(
+                self.OUTPUT_OFFSETS, self.tr("Offsets"), SourceType.Vector, optional=True
+            ),
+            "Long table, one row per frame and date: " + ", ".join(OFFSET_COLUMNS) + ".",
+        )
 
     def processAlgorithm(self, parameters, context, feedback):
         layers = self.parameterAsLayerList(parameters, self.INPUTS, context) or []
@@ -130,24 +178,34 @@ class MosaicFrames(SubsidenceAlgorithm):
         out = output_raster_path(self, parameters, self.OUTPUT, context)
         ref = self.parameterAsInt(parameters, self.REFERENCE_FRAME, context)
         if ref >= len(inputs):
-            raise QgsProcessingException("REFERENCE_FRAME %d: there are %d frames (0..%d, or -1 for zero mean)"
-                                         % (ref, len(inputs), len(inputs) - 1))
+            raise QgsProcessingException(
+                "REFERENCE_FRAME %d: there are %d frames (0..%d, or -1 for zero mean)"
+                % (ref, len(inputs), len(inputs) - 1)
+            )
         with self.core_errors():
             rows, summary = mosaic.mosaic_frames(
-                inputs, out, reference_frame=ref, crs_wkt=crs.toWkt() if crs.isValid() else None, extent=extent,
+                inputs,
+                out,
+                reference_frame=ref,
+                crs_wkt=crs.toWkt() if crs.isValid() else None,
+                extent=extent,
                 resolution=self.parameterAsDouble(parameters, self.TARGET_RESOLUTION, context),
                 missing=self.MISSING[self.parameterAsEnum(parameters, self.MISSING_DATES, context)],
                 time_trend=self.parameterAsBoolean(parameters, self.TIME_TREND, context),
                 quality_paths=quality or None,
                 blend_width=self.parameterAsInt(parameters, self.BLEND_WIDTH, context),
                 memory_mb=self.parameterAsDouble(parameters, self.MEMORY_LIMIT_MB, context),
-                progress=lambda f: feedback.setProgress(100.0 * f), is_canceled=feedback.isCanceled,
-                log=feedback.pushInfo)
-            dest = write_table(self, parameters, self.OUTPUT_OFFSETS, context,
-                               pd.DataFrame(rows, columns=OFFSET_COLUMNS))
+                progress=lambda f: feedback.setProgress(100.0 * f),
+                is_canceled=feedback.isCanceled,
+                log=feedback.pushInfo,
+            )
+            dest = write_table(
+                self, parameters, self.OUTPUT_OFFSETS, context, pd.DataFrame(rows, columns=OFFSET_COLUMNS)
+            )
         for (i, j), n in zip(summary["pairs"], summary["pair_pixels"]):
-            feedback.pushInfo("overlap %s / %s: %d pixels" % (os.path.basename(inputs[i]), os.path.basename(inputs[j]),
-                                                              n))
+            feedback.pushInfo(
+                "overlap %s / %s: %d pixels" % (os.path.basename(inputs[i]), os.path.basename(inputs[j]), n)
+            )
         results = {self.OUTPUT: out}
         if dest is not None:
             results[self.OUTPUT_OFFSETS] = dest

@@ -1,4 +1,5 @@
 """Resample time series in time (``subsidence:resampletimeseries``)."""
+
 from qgis.core import (
     QgsProcessingException,
     QgsProcessingParameterEnum,
@@ -75,21 +76,27 @@ class ResampleTimeSeries(SubsidenceAlgorithm):
             QgsProcessingParameterEnum(
                 self.STEP, self.tr("Target dates"), options=["Monthly", "Every N days"], defaultValue=0
             ),
-            "Monthly: one date per calendar month on 'Day of month'. Every N days: a regular step from the "
-            "start date.",
+            "Monthly: one date per calendar month on 'Day of month'. Every N days: a regular step from the start date.",
         )
         self.add(
             QgsProcessingParameterNumber(
-                self.DAY_OF_MONTH, self.tr("Day of month (monthly step)"), NumberType.Integer,
-                defaultValue=15, minValue=1, maxValue=31,
+                self.DAY_OF_MONTH,
+                self.tr("Day of month (monthly step)"),
+                NumberType.Integer,
+                defaultValue=15,
+                minValue=1,
+                maxValue=31,
             ),
             "Day of each month for monthly targets (default 15 = mid-month). Days beyond a month's length "
             "(e.g. 31 in April, 29-31 in February) fall on that month's last day.",
         )
         self.add(
             QgsProcessingParameterNumber(
-                self.STEP_DAYS, self.tr("Step in days (every N days)"), NumberType.Integer,
-                defaultValue=12, minValue=1,
+                self.STEP_DAYS,
+                self.tr("Step in days (every N days)"),
+                NumberType.Integer,
+                defaultValue=12,
+                minValue=1,
             ),
             "Step between target dates when 'Every N days' is chosen (e.g. 12 for the Sentinel-1 revisit).",
         )
@@ -103,8 +110,11 @@ class ResampleTimeSeries(SubsidenceAlgorithm):
         )
         self.add(
             QgsProcessingParameterNumber(
-                self.MIN_VALID, self.tr("Minimum valid dates per pixel"), NumberType.Integer,
-                defaultValue=2, minValue=2,
+                self.MIN_VALID,
+                self.tr("Minimum valid dates per pixel"),
+                NumberType.Integer,
+                defaultValue=2,
+                minValue=2,
             ),
             "Pixels with fewer valid dates than this are NoData in the output.",
             advanced=True,
@@ -123,7 +133,8 @@ class ResampleTimeSeries(SubsidenceAlgorithm):
             raise QgsProcessingException(self.invalidRasterError(parameters, self.INPUT))
         out_path = output_raster_path(self, parameters, self.OUTPUT, context)
         resample.resample_raster(
-            layer_path(layer), out_path,
+            layer_path(layer),
+            out_path,
             method=self.METHODS[self.parameterAsEnum(parameters, self.METHOD, context)],
             step=self.STEPS[self.parameterAsEnum(parameters, self.STEP, context)],
             day=self.parameterAsInt(parameters, self.DAY_OF_MONTH, context),
@@ -133,9 +144,10 @@ class ResampleTimeSeries(SubsidenceAlgorithm):
             explicit_dates=parse_date_list(self.parameterAsString(parameters, self.DATES, context), "Dates"),
             min_valid=self.parameterAsInt(parameters, self.MIN_VALID, context),
             # one block per thread at a time: each under the cap / threads
-            memory_mb=self.parameterAsDouble(parameters, self.MEMORY_LIMIT_MB, context) / self.thread_count(parameters,
-                                                                                                        context),
+            memory_mb=self.parameterAsDouble(parameters, self.MEMORY_LIMIT_MB, context)
+            / self.thread_count(parameters, context),
             run_tasks=lambda fn, tasks, shared: self.map_blocks(fn, tasks, parameters, context, feedback),
-            log=feedback.pushInfo)
+            log=feedback.pushInfo,
+        )
         style_output(self, context, out_path, "timeseries")
         return {self.OUTPUT: out_path}

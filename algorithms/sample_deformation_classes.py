@@ -1,4 +1,5 @@
 """Sample points by deformation class and average time series per class (``subsidence:sampledeformationclasses``)."""
+
 import warnings
 
 import numpy as np
@@ -53,8 +54,19 @@ class SampleDeformationClasses(SubsidenceAlgorithm):
     DISPLAY_NAME = "Sample points by deformation class"
     GROUP = "Validation and sampling"
     GROUP_ID = "validation"
-    TAGS = ("sampling", "random points", "deformation class", "velocity", "subsidence", "GWSA", "time series",
-            "InSAR", "SBAS", "class mean", "cumulative change")
+    TAGS = (
+        "sampling",
+        "random points",
+        "deformation class",
+        "velocity",
+        "subsidence",
+        "GWSA",
+        "time series",
+        "InSAR",
+        "SBAS",
+        "class mean",
+        "cumulative change",
+    )
     SHORT_HELP = (
         "Liu et al. (2024, sec. 2.3.5): picks N random points per deformation class of a velocity raster "
         "(micro 0-20, mild 20-50, moderate 50-100, severe >100 mm/yr), separately in each study area, and "
@@ -82,14 +94,16 @@ class SampleDeformationClasses(SubsidenceAlgorithm):
             "are never sampled.",
         )
         self.add(
-            QgsProcessingParameterString(self.CLASS_BREAKS, self.tr("Class breaks (mm/yr)"),
-                                         defaultValue="0,20,50,100"),
+            QgsProcessingParameterString(
+                self.CLASS_BREAKS, self.tr("Class breaks (mm/yr)"), defaultValue="0,20,50,100"
+            ),
             "Strictly increasing lower bounds of the classes on |velocity|, comma-separated. Class i is "
             "[break i, break i+1) (lower bound inclusive); the last class is open-ended.",
         )
         self.add(
-            QgsProcessingParameterString(self.CLASS_NAMES, self.tr("Class names"),
-                                         defaultValue="micro,mild,moderate,severe", optional=True),
+            QgsProcessingParameterString(
+                self.CLASS_NAMES, self.tr("Class names"), defaultValue="micro,mild,moderate,severe", optional=True
+            ),
             "One name per break, comma-separated (default micro, mild, moderate, severe).",
         )
         self.add(
@@ -98,71 +112,84 @@ class SampleDeformationClasses(SubsidenceAlgorithm):
             "(v >= 0), giving 'subsidence <name>' and 'uplift <name>' classes.",
         )
         self.add(
-            QgsProcessingParameterNumber(self.POINTS_PER_CLASS, self.tr("Points per class"),
-                                         NumberType.Integer, defaultValue=100, minValue=1),
+            QgsProcessingParameterNumber(
+                self.POINTS_PER_CLASS, self.tr("Points per class"), NumberType.Integer, defaultValue=100, minValue=1
+            ),
             "Number of random points per class (and per area). 100 in Liu et al. 2024.",
         )
         self.add(
-            QgsProcessingParameterFeatureSource(self.AREA, self.tr("Study areas (optional)"),
-                                                [SourceType.VectorPolygon], optional=True),
+            QgsProcessingParameterFeatureSource(
+                self.AREA, self.tr("Study areas (optional)"), [SourceType.VectorPolygon], optional=True
+            ),
             "Polygon layer: each feature is sampled separately (a pixel belongs to a polygon when its centre "
             "is inside). Without it the whole raster is one area named 'all'.",
         )
         self.add(
-            QgsProcessingParameterField(self.AREA_FIELD, self.tr("Area name field"), parentLayerParameterName=self.AREA,
-                                        optional=True),
+            QgsProcessingParameterField(
+                self.AREA_FIELD, self.tr("Area name field"), parentLayerParameterName=self.AREA, optional=True
+            ),
             "Field labelling each polygon in the outputs (default: 'feature <id>').",
         )
         self.add(
-            QgsProcessingParameterNumber(self.SEED, self.tr("Random seed"), NumberType.Integer,
-                                         defaultValue=0, minValue=0),
+            QgsProcessingParameterNumber(
+                self.SEED, self.tr("Random seed"), NumberType.Integer, defaultValue=0, minValue=0
+            ),
             "Same seed, same inputs -> the same points.",
         )
         self.add(
-            QgsProcessingParameterNumber(self.MIN_SPACING, self.tr("Minimum spacing between points"),
-                                         NumberType.Double, defaultValue=0.0, minValue=0.0),
+            QgsProcessingParameterNumber(
+                self.MIN_SPACING,
+                self.tr("Minimum spacing between points"),
+                NumberType.Double,
+                defaultValue=0.0,
+                minValue=0.0,
+            ),
             "Minimum distance between two points of the same class and area, in the velocity raster's map "
             "units; 0 = none. When it cannot be met, fewer points are returned with a warning.",
         )
         self.add(
-            QgsProcessingParameterMultipleLayers(self.TIME_SERIES, self.tr("Time-series rasters"),
-                                                 SourceType.Raster, optional=True),
+            QgsProcessingParameterMultipleLayers(
+                self.TIME_SERIES, self.tr("Time-series rasters"), SourceType.Raster, optional=True
+            ),
             "Rasters with one band per date (band descriptions YYYY-MM-DD), e.g. the SBAS deformation "
             "resampled to months and a GWSA raster; grids and CRS may differ from the velocity raster.",
         )
         self.add(
-            QgsProcessingParameterString(self.LAYER_NAMES, self.tr("Names of the time-series layers (optional)"),
-                                         optional=True),
+            QgsProcessingParameterString(
+                self.LAYER_NAMES, self.tr("Names of the time-series layers (optional)"), optional=True
+            ),
             "Comma-separated names written in the 'layer' column of the table, one per time-series raster in "
             "the order given (e.g. deformation,gwsa). Default: the layer names. Set it in models, where "
             "intermediate outputs are all called OUTPUT.",
         )
         self.add(
-            QgsProcessingParameterNumber(self.WINDOW, self.tr("Window side"), NumberType.Double,
-                                         defaultValue=0.0, minValue=0.0),
+            QgsProcessingParameterNumber(
+                self.WINDOW, self.tr("Window side"), NumberType.Double, defaultValue=0.0, minValue=0.0
+            ),
             "Side of the square averaged around each point in each time-series raster's map units (metres "
             "for rasters in degrees); 0 = the pixel under the point.",
         )
         self.add(
-            QgsProcessingParameterString(self.BASE_DATE, self.tr("Base date of the cumulative change (optional)"),
-                                         optional=True),
-            "YYYY-MM-DD, a date of every time-series raster. Default: the first date at which a class mean "
-            "is valid.",
+            QgsProcessingParameterString(
+                self.BASE_DATE, self.tr("Base date of the cumulative change (optional)"), optional=True
+            ),
+            "YYYY-MM-DD, a date of every time-series raster. Default: the first date at which a class mean is valid.",
             advanced=True,
         )
         self.add(
-            QgsProcessingParameterFeatureSink(self.OUTPUT_POINTS, self.tr("Sampled points"),
-                                              SourceType.VectorPoint),
+            QgsProcessingParameterFeatureSink(self.OUTPUT_POINTS, self.tr("Sampled points"), SourceType.VectorPoint),
             "Point layer in the velocity raster's CRS: id, area, class, class_index, velocity (mm/yr), row, col.",
         )
         self.add(
-            QgsProcessingParameterFeatureSink(self.OUTPUT_TABLE, self.tr("Class time series"),
-                                              SourceType.Vector, optional=True),
+            QgsProcessingParameterFeatureSink(
+                self.OUTPUT_TABLE, self.tr("Class time series"), SourceType.Vector, optional=True
+            ),
             "Long table: area, class, layer, date, mean, std, n, temporal_change, cumulative_change.",
         )
         self.add(
-            QgsProcessingParameterFeatureSink(self.OUTPUT_REPORT, self.tr("Class report"), SourceType.Vector,
-                                              optional=True, createByDefault=False),
+            QgsProcessingParameterFeatureSink(
+                self.OUTPUT_REPORT, self.tr("Class report"), SourceType.Vector, optional=True, createByDefault=False
+            ),
             "One row per area and class: interval, available valid pixels, requested, selected, status "
             "(ok, fewer, spacing, empty).",
         )
@@ -202,9 +229,15 @@ class SampleDeformationClasses(SubsidenceAlgorithm):
 
     def _write_points(self, parameters, context, points, vel_crs):
         fields = QgsFields()
-        for name, kind in (("id", FieldType.LongLong), ("area", FieldType.String), ("class", FieldType.String),
-                           ("class_index", FieldType.Int), ("velocity", FieldType.Double),
-                           ("row", FieldType.LongLong), ("col", FieldType.LongLong)):
+        for name, kind in (
+            ("id", FieldType.LongLong),
+            ("area", FieldType.String),
+            ("class", FieldType.String),
+            ("class_index", FieldType.Int),
+            ("velocity", FieldType.Double),
+            ("row", FieldType.LongLong),
+            ("col", FieldType.LongLong),
+        ):
             fields.append(field(name, kind))
         cols = [points[c].tolist() for c in ("id", "area", "class", "class_index", "velocity", "row", "col", "x", "y")]
 
@@ -215,8 +248,7 @@ class SampleDeformationClasses(SubsidenceAlgorithm):
                 f.setAttributes([int(pid), str(area), str(cls), int(cidx), float(vel), int(row), int(col)])
                 yield f
 
-        return write_features(self, parameters, self.OUTPUT_POINTS, context, fields, WkbType.Point, vel_crs,
-                              features())
+        return write_features(self, parameters, self.OUTPUT_POINTS, context, fields, WkbType.Point, vel_crs, features())
 
     # ------------------------------------------------------------------ run
     def processAlgorithm(self, parameters, context, feedback):
@@ -225,11 +257,16 @@ class SampleDeformationClasses(SubsidenceAlgorithm):
             raise QgsProcessingException(self.invalidRasterError(parameters, self.VELOCITY))
         vel_path, vel_crs = layer_path(vel_layer), vel_layer.crs()
         series_layers = self.parameterAsLayerList(parameters, self.TIME_SERIES, context) or []
-        given_names = [t.strip() for t in (self.parameterAsString(parameters, self.LAYER_NAMES, context) or "")
-                       .split(",") if t.strip()]
+        given_names = [
+            t.strip()
+            for t in (self.parameterAsString(parameters, self.LAYER_NAMES, context) or "").split(",")
+            if t.strip()
+        ]
         if given_names and len(given_names) != len(series_layers):
-            raise QgsProcessingException("Names of the time-series layers: %d names for %d rasters (%s)"
-                                         % (len(given_names), len(series_layers), ", ".join(given_names)))
+            raise QgsProcessingException(
+                "Names of the time-series layers: %d names for %d rasters (%s)"
+                % (len(given_names), len(series_layers), ", ".join(given_names))
+            )
         window = self.parameterAsDouble(parameters, self.WINDOW, context)
         if window < 0:
             raise QgsProcessingException("Window side must be >= 0, got %g" % window)
@@ -245,16 +282,20 @@ class SampleDeformationClasses(SubsidenceAlgorithm):
             self.check_canceled(feedback)
             name = given_names[j] if given_names else (lyr.name() or layer_path(lyr))
             layer_names.append(name if name not in layer_names else "%s (%d)" % (name, j + 1))
-            tables.append(self._class_series(points, lyr, vel_crs, context, feedback, window, layer_names[-1],
-                                             base_date))
+            tables.append(
+                self._class_series(points, lyr, vel_crs, context, feedback, window, layer_names[-1], base_date)
+            )
             feedback.setProgress(100.0 * (len(areas) + j + 1) / nsteps)
         if not series_layers:
             self.warn(feedback, "no time-series raster given: the class time-series table is empty")
         table = pd.concat(tables, ignore_index=True) if tables else sampling.empty_class_series()
-        return {self.OUTPUT_POINTS: self._write_points(parameters, context, points, vel_crs),
-                self.OUTPUT_TABLE: write_table(self, parameters, self.OUTPUT_TABLE, context, table),
-                self.OUTPUT_REPORT: write_table(self, parameters, self.OUTPUT_REPORT, context,
-                                                report.astype({"area": str}))}
+        return {
+            self.OUTPUT_POINTS: self._write_points(parameters, context, points, vel_crs),
+            self.OUTPUT_TABLE: write_table(self, parameters, self.OUTPUT_TABLE, context, table),
+            self.OUTPUT_REPORT: write_table(
+                self, parameters, self.OUTPUT_REPORT, context, report.astype({"area": str})
+            ),
+        }
 
     def _sample(self, parameters, context, feedback, vel_path, areas, nsteps):
         """Random points per class in every area: (points with ids, report)."""
@@ -263,8 +304,10 @@ class SampleDeformationClasses(SubsidenceAlgorithm):
         class_names = self.parameterAsString(parameters, self.CLASS_NAMES, context) or None
         names = sampling.class_names(breaks, class_names, signed)
         ds = open_raster(vel_path)
-        feedback.pushInfo("%s: classes %s" % (vel_path, "; ".join(
-            "%s = %s" % (a, b) for a, b in zip(names, sampling.class_intervals(breaks, signed)))))
+        feedback.pushInfo(
+            "%s: classes %s"
+            % (vel_path, "; ".join("%s = %s" % (a, b) for a, b in zip(names, sampling.class_intervals(breaks, signed))))
+        )
         all_points, reports = [], []
         for i, (label, wkt) in enumerate(areas):
             self.check_canceled(feedback)
@@ -272,21 +315,35 @@ class SampleDeformationClasses(SubsidenceAlgorithm):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", sampling.SamplingWarning)
                 pts, rep, msgs = sampling.sample_deformation_classes(
-                    ds, self.parameterAsInt(parameters, self.POINTS_PER_CLASS, context), breaks, class_names,
-                    signed, self.parameterAsInt(parameters, self.SEED, context),
-                    self.parameterAsDouble(parameters, self.MIN_SPACING, context), window=window_px, mask=mask,
-                    area=label, canceled=lambda: self.check_canceled(feedback))
+                    ds,
+                    self.parameterAsInt(parameters, self.POINTS_PER_CLASS, context),
+                    breaks,
+                    class_names,
+                    signed,
+                    self.parameterAsInt(parameters, self.SEED, context),
+                    self.parameterAsDouble(parameters, self.MIN_SPACING, context),
+                    window=window_px,
+                    mask=mask,
+                    area=label,
+                    canceled=lambda: self.check_canceled(feedback),
+                )
             for m in msgs:
                 self.warn(feedback, m)
-            feedback.pushInfo("area %r: %s" % (label, ", ".join(
-                "%s %d/%d" % (r["class"], r["selected"], r["available"]) for _, r in rep.iterrows())))
+            feedback.pushInfo(
+                "area %r: %s"
+                % (
+                    label,
+                    ", ".join("%s %d/%d" % (r["class"], r["selected"], r["available"]) for _, r in rep.iterrows()),
+                )
+            )
             all_points.append(pts)
             reports.append(rep)
             feedback.setProgress(100.0 * (i + 1) / nsteps)
         points = pd.concat(all_points, ignore_index=True)
         if len(points) == 0:
             raise QgsProcessingException(
-                "no valid velocity pixel in any class of %s within the areas; nothing was sampled" % vel_path)
+                "no valid velocity pixel in any class of %s within the areas; nothing was sampled" % vel_path
+            )
         points.insert(0, "id", np.arange(1, len(points) + 1, dtype=np.int64))
         return points, pd.concat(reports, ignore_index=True)
 
@@ -299,8 +356,9 @@ class SampleDeformationClasses(SubsidenceAlgorithm):
         means, counts = sampling.window_means(ts, x, y, window, canceled=lambda: self.check_canceled(feedback))
         off = int((counts.sum(axis=1) == 0).sum())
         if off == len(points):
-            raise QgsProcessingException("%s: none of the %d sampled points has a valid pixel (rasters do not "
-                                         "overlap)" % (path, len(points)))
+            raise QgsProcessingException(
+                "%s: none of the %d sampled points has a valid pixel (rasters do not overlap)" % (path, len(points))
+            )
         if off:
             self.warn(feedback, "%s: %d of %d points have no valid pixel in any band" % (path, off, len(points)))
         return sampling.class_series(points, means, dates, name, base_date)
@@ -320,4 +378,3 @@ class SampleDeformationClasses(SubsidenceAlgorithm):
             except QgsCsException:
                 ox[i] = oy[i] = np.nan
         return ox, oy
-

@@ -1,4 +1,5 @@
 """SBAS inversion of an interferogram stack (``subsidence:sbasinversion``)."""
+
 import os
 import shutil
 
@@ -87,8 +88,12 @@ class SbasInversion(SubsidenceAlgorithm):
     OUTPUT_INCIDENCE = "OUTPUT_INCIDENCE"
 
     PRODUCTS = (products.PRODUCT_AUTO, products.PRODUCT_LICSAR, products.PRODUCT_HYP3, products.PRODUCT_GENERIC)
-    PRODUCT_LABELS = ("Automatic (from the file names)", "LiCSAR", "HyP3 (GAMMA, ISCE2 burst / multi-burst)",
-                      "Generic (NoData as declared, dates from the names or the pairs CSV)")
+    PRODUCT_LABELS = (
+        "Automatic (from the file names)",
+        "LiCSAR",
+        "HyP3 (GAMMA, ISCE2 burst / multi-burst)",
+        "Generic (NoData as declared, dates from the names or the pairs CSV)",
+    )
     EXTENTS = (products.EXTENT_INTERSECTION, products.EXTENT_UNION)
     EXTENT_LABELS = ("Common intersection of the products", "Union (NoData outside a product)")
     CRS_MODES = (products.CRS_ERROR, products.CRS_WARP)
@@ -98,11 +103,12 @@ class SbasInversion(SubsidenceAlgorithm):
     UNITS = (units.UNITS_RADIANS, units.UNITS_METRES, units.UNITS_MM)
     UNIT_LABELS = ("Unwrapped phase (radians)", "LOS displacement (m)", "LOS displacement (mm)")
     GAPS = (sbas.GAP_MIN_NORM, sbas.GAP_NSBAS, sbas.GAP_MASK)
-    GAP_LABELS = ("Minimum-norm velocity (Berardino; zero velocity across a gap)",
-                  "NSBAS linear-trend bridge (LiCSBAS-style weak constraint)",
-                  "Mask: keep the largest connected part of the dates (others NoData)")
-    LOOP_LABELS = ("Off", "Report bad interferograms only",
-                   "Reject bad interferograms (LiCSBAS rule)")
+    GAP_LABELS = (
+        "Minimum-norm velocity (Berardino; zero velocity across a gap)",
+        "NSBAS linear-trend bridge (LiCSBAS-style weak constraint)",
+        "Mask: keep the largest connected part of the dates (others NoData)",
+    )
+    LOOP_LABELS = ("Off", "Report bad interferograms only", "Reject bad interferograms (LiCSBAS rule)")
     DERAMPS = (deramp.DERAMP_NONE, deramp.DERAMP_LINEAR, deramp.DERAMP_QUADRATIC)
     DERAMP_LABELS = ("None", "Linear (a + b x + c y)", "Quadratic (+ d x2 + e xy + f y2)")
 
@@ -110,8 +116,19 @@ class SbasInversion(SubsidenceAlgorithm):
     DISPLAY_NAME = "SBAS inversion"
     GROUP = "InSAR"
     GROUP_ID = "insar"
-    TAGS = ("InSAR", "SBAS", "NSBAS", "interferogram", "time series", "LiCSAR", "HyP3", "MintPy", "velocity",
-            "subsidence", "Berardino")
+    TAGS = (
+        "InSAR",
+        "SBAS",
+        "NSBAS",
+        "interferogram",
+        "time series",
+        "LiCSAR",
+        "HyP3",
+        "MintPy",
+        "velocity",
+        "subsidence",
+        "Berardino",
+    )
     SHORT_HELP = (
         "Inverts a stack of unwrapped interferograms (one GeoTIFF per pair) into the line-of-sight displacement "
         "time series of every pixel, its mean velocity and quality layers (Small BAseline Subset method, "
@@ -160,196 +177,337 @@ class SbasInversion(SubsidenceAlgorithm):
     )
 
     def initAlgorithm(self, config=None):
-        self.add(QgsProcessingParameterMultipleLayers(self.INTERFEROGRAMS, self.tr("Unwrapped interferograms"),
-                                                      SourceType.File, optional=True),
-                 "One single-band raster per pair (or give an input folder instead). Dates from the file names "
-                 "(first two YYYYMMDD groups: reference, then secondary) unless a pairs CSV is given. Files of one "
-                 "pixel lattice may differ in extent (see Extent). A file list: no QGIS layer is opened for them (no "
-                 "band statistics, nothing written next to the inputs); layers of the project are accepted too.")
-        self.add(QgsProcessingParameterFile(self.INPUT_FOLDER, self.tr("Input folder (LiCSAR frame or HyP3 download)"),
-                                            behavior=FOLDER_BEHAVIOR, optional=True),
-                 "Instead of the file lists: a LiCSAR frame folder (GEOC/YYYYMMDD_YYYYMMDD/ or interferograms/"
-                 "YYYYMMDD_YYYYMMDD/ with *.geo.unw.tif and *.geo.cc.tif; metadata/ with <frame>.geo.E/N/U/hgt.tif "
-                 "and baselines) or a HyP3 download folder (one folder or .zip per product with *_unw_phase.tif, "
-                 "*_corr.tif and <name>.txt; zips are read in place). Interferograms, coherence and perpendicular "
-                 "baselines are discovered; a product without coherence or unwrapped phase is named in the error "
-                 "(leave it out with Exclude interferograms: its pair YYYYMMDD_YYYYMMDD or product name).")
-        self.add(QgsProcessingParameterEnum(self.PRODUCT, self.tr("Product type"), options=list(self.PRODUCT_LABELS),
-                                            defaultValue=0),
-                 "How to read the inputs. Automatic: from the file names (LiCSAR *.geo.unw.tif, HyP3 *_unw_phase.tif; "
-                 "anything else generic). LiCSAR: an exact 0 is no data in unwrapped phase and coherence, with or "
-                 "without a NoData tag. HyP3: NoData as declared, baselines from each product's .txt. Generic: NoData "
-                 "as declared. In every case a coherence raster of 8-bit data type is DN/255.")
-        self.add(QgsProcessingParameterEnum(self.EXTENT, self.tr("Extent of products that differ"),
-                                            options=list(self.EXTENT_LABELS), defaultValue=0),
-                 "When the products cover different areas (each HyP3 product has its own extent): invert their "
-                 "common intersection (default; every pixel is in every interferogram), or their union with NoData "
-                 "where a product does not reach (pixels then have fewer interferograms; gaps are handled and "
-                 "counted as usual). Products on one pixel lattice are never resampled.")
-        self.add(QgsProcessingParameterEnum(self.DIFFERENT_CRS, self.tr("Products in different CRS or grids"),
-                                            options=list(self.CRS_LABELS), defaultValue=0),
-                 "When products are in different CRS (e.g. HyP3 products in two UTM zones) or not on one pixel "
-                 "lattice: stop with an error naming them (default), or warp them onto the grid of the first product "
-                 "(nearest neighbour, its CRS and pixel size; logged).")
-        self.add(QgsProcessingParameterFile(self.PAIRS, self.tr("Pairs CSV (optional)"), extension="csv",
-                                            optional=True),
-                 "CSV with columns file (name or path), reference, secondary (YYYY-MM-DD or YYYYMMDD) and optional "
-                 "bperp (m). Needed when file names carry no dates. Baselines of LiCSAR (baselines file) and HyP3 "
-                 "(.txt) products are read from the products; a CSV's bperp column takes precedence.")
-        self.add(QgsProcessingParameterMultipleLayers(self.COHERENCE, self.tr("Coherence rasters (optional)"),
-                                                      SourceType.File, optional=True),
-                 "One coherence raster (0-1, or 8-bit 0-255 = DN/255) per interferogram, matched by the date pair in "
-                 "the file name (LiCSAR .geo.cc.tif, HyP3 _corr.tif; found automatically with an input folder). Used "
-                 "for weighting, the coherence threshold, the automatic reference and the network table.")
-        self.add(QgsProcessingParameterNumber(self.MIN_COHERENCE, self.tr("Minimum coherence"),
-                                              NumberType.Double, defaultValue=0.0, minValue=0.0,
-                                              maxValue=1.0),
-                 "Observations with coherence below this are dropped (default 0 = keep all).")
-        self.add(QgsProcessingParameterEnum(self.WEIGHTING, self.tr("Weighting"), options=list(self.WEIGHTING_LABELS),
-                                            defaultValue=0),
-                 "None: classic SBAS. Coherence: weight = coherence. Phase variance: weight = 1/variance of the "
-                 "multilooked phase for the coherence and number of looks (Tough et al. 1995). Needs coherence.")
-        self.add(QgsProcessingParameterNumber(self.LOOKS, self.tr("Number of looks (phase-variance weights)"),
-                                              NumberType.Integer,
-                                              defaultValue=weights.DEFAULT_LOOKS, minValue=1),
-                 "Effective number of independent looks of the coherence estimate (default 20; LiCSAR/HyP3 use "
-                 "20x4 multilooking). Only used by the phase-variance weighting.", advanced=True)
-        self.add(QgsProcessingParameterEnum(self.INPUT_UNITS, self.tr("Input units"), options=list(self.UNIT_LABELS),
-                                            defaultValue=0),
-                 "Unwrapped phase in radians (default), or LOS displacement in metres or millimetres.")
-        self.add(QgsProcessingParameterNumber(self.WAVELENGTH, self.tr("Radar wavelength (m)"),
-                                              NumberType.Double,
-                                              defaultValue=units.SENTINEL1_WAVELENGTH_M, minValue=1e-6),
-                 "Default 0.05546576 m (Sentinel-1 C band). Phase to LOS: -wavelength/(4 pi).")
-        self.add(QgsProcessingParameterBoolean(self.FLIP_SIGN, self.tr("Flip sign"), defaultValue=False),
-                 "Reverse the sign of the input (for processors whose positive phase means motion toward the "
-                 "satellite).")
-        self.add(QgsProcessingParameterPoint(self.REFERENCE_POINT, self.tr("Reference point (optional)"),
-                                             optional=True),
-                 "Stable point whose displacement is set to 0 (any CRS). Default: automatic, the pixel with data in "
-                 "every interferogram and the highest mean coherence (or the lowest residual RMS without "
-                 "coherence). The pixel used is reported in the log and in the output metadata.")
-        self.add(QgsProcessingParameterNumber(self.REFERENCE_WINDOW, self.tr("Reference window (pixels)"),
-                                              NumberType.Integer, defaultValue=1, minValue=1),
-                 "Side of the square window around the reference pixel whose median is subtracted from each "
-                 "interferogram (1 = the pixel only; odd values are centred).", advanced=True)
-        self.add(QgsProcessingParameterNumber(self.MAX_TEMPORAL_BASELINE, self.tr("Maximum temporal baseline (days)"),
-                                              NumberType.Double, defaultValue=0.0, minValue=0.0),
-                 "Pairs with a longer temporal baseline are not used (0 = no limit; Liu et al. 2024 use 300 d).")
-        self.add(QgsProcessingParameterNumber(self.MAX_PERP_BASELINE, self.tr("Maximum perpendicular baseline (m)"),
-                                              NumberType.Double, defaultValue=0.0, minValue=0.0),
-                 "Pairs with a longer perpendicular baseline are not used (0 = no limit; Liu et al. 2024 use 300 m). "
-                 "Baselines from the products (LiCSAR baselines file, HyP3 .txt) or the bperp column of the pairs "
-                 "CSV.")
-        self.add(QgsProcessingParameterString(self.EXCLUDE, self.tr("Exclude interferograms"), optional=True,
-                                              multiLine=True),
-                 "File names (with or without folder/extension) or pairs YYYYMMDD_YYYYMMDD to leave out, separated "
-                 "by commas, semicolons or new lines.")
-        self.add(QgsProcessingParameterEnum(self.GAP_HANDLING, self.tr("Gap handling"), options=list(self.GAP_LABELS),
-                                            defaultValue=0),
-                 "What to do where a pixel's network is split in parts: minimum-norm velocity (Berardino, MintPy "
-                 "default: zero velocity across the unobserved interval), NSBAS linear-trend bridge (LiCSBAS), or "
-                 "NoData for the dates not connected to the first date. Gaps are counted in the quality band.")
-        self.add(QgsProcessingParameterBoolean(self.SEASONAL, self.tr("Fit annual and semi-annual terms"),
-                                               defaultValue=False),
-                 "Estimate the velocity together with annual and semi-annual sinusoids.")
-        self.add(QgsProcessingParameterEnum(self.LOOP_CLOSURE, self.tr("Loop closure"), options=list(self.LOOP_LABELS),
-                                            defaultValue=2),
-                 "Network check of LiCSBAS step 12. Off; report only (bad interferograms named, all used); reject "
-                 "(default): an interferogram whose every loop has a loop-phase RMS >= the threshold (it is in a "
-                 "bad loop and in no good loop) is not used. Rejections that split the network are handled by the "
-                 "gap handling. The quality band n_loop_errors counts, per pixel, the loops that do not close "
-                 "within pi.")
-        self.add(QgsProcessingParameterNumber(self.LOOP_THRESHOLD, self.tr("Loop-phase RMS threshold (rad)"),
-                                              NumberType.Double,
-                                              defaultValue=loop_closure.DEFAULT_LOOP_THRESHOLD, minValue=0.0),
-                 "A loop whose phase RMS over the image (after removing the integer cycles of its median) reaches "
-                 "this is bad (default 1.5 rad, LiCSBAS loop_thre).")
-        self.add(QgsProcessingParameterEnum(self.DERAMP, self.tr("Remove ramps"), options=list(self.DERAMP_LABELS),
-                                            defaultValue=0),
-                 "Fit a linear or quadratic surface to every interferogram by least squares over its reliable pixels "
-                 "(coherence >= the minimum coherence when coherence is given, every valid pixel otherwise, minus "
-                 "the deramp mask) and subtract it before the inversion (orbital / long-wavelength errors). A ramp "
-                 "also removes a regional deformation gradient: mask the deforming area.")
-        self.add(QgsProcessingParameterMapLayer(self.DERAMP_MASK, self.tr("Area excluded from the ramp fit (optional)"),
-                                                optional=True),
-                 "Polygons (the deforming area) or a raster (non-zero = excluded, any grid) left out of the ramp "
-                 "fit.")
-        self.add(QgsProcessingParameterMultipleLayers(self.GACOS, self.tr("GACOS zenith delay files (optional)"),
-                                                      SourceType.File, optional=True),
-                 "One file per acquisition date as GACOS distributes them: YYYYMMDD.ztd (raw float32, metres; its "
-                 "YYYYMMDD.ztd.rsc header must sit next to it, X_FIRST/Y_FIRST = centre of the first pixel, "
-                 "WGS84) or YYYYMMDD.ztd.tif, on their own grid (resampled bilinearly). Slant delay = ZTD / "
-                 "cos(incidence); per pair the difference of the two dates, in the interferograms' units and sign, "
-                 "is subtracted. The log and the network table give each interferogram's standard deviation "
-                 "before and after. The files must cover the interferograms.")
-        self.add(QgsProcessingParameterBoolean(self.GACOS_SKIP_MISSING,
-                                               self.tr("Leave out interferograms of dates without GACOS"),
-                                               defaultValue=False),
-                 "A date without a GACOS file is an error naming the date (default); checked, its interferograms "
-                 "are left out instead (named in the log and the network table).", advanced=True)
-        self.add(QgsProcessingParameterNumber(self.GACOS_TOLERANCE, self.tr("GACOS tolerance (%)"),
-                                              NumberType.Double,
-                                              defaultValue=100 * gacos.DEFAULT_TOLERANCE, minValue=0.0),
-                 "The correction is not applied to an interferogram whose standard deviation it raises by more "
-                 "than this percentage (default 100 %: it more than doubles it); the log and the network table "
-                 "name them. Meant to catch a failed GACOS map (wrong epoch, holes): an interferogram left "
-                 "uncorrected among corrected ones keeps its dates' delays, so each one skipped costs network "
-                 "consistency; the table also gives the standard deviations about a fitted plane.",
-                 advanced=True)
-        self.add(QgsProcessingParameterEnum(self.OUTPUT_COMPONENT, self.tr("Output component"),
-                                            options=[self.tr("LOS"), self.tr("Vertical (horizontal motion neglected)")],
-                                            defaultValue=0),
-                 "LOS (default), or the time series and velocity divided by cos(incidence) as in 'LOS to vertical' "
-                 "(needs the incidence raster or angle; with an input folder the products' own geometry is used when "
-                 "neither is given: LiCSAR metadata/<frame>.geo.U.tif, HyP3 _lv_theta.tif). Quality layers stay in "
-                 "LOS.")
+        self.add(
+            QgsProcessingParameterMultipleLayers(
+                self.INTERFEROGRAMS, self.tr("Unwrapped interferograms"), SourceType.File, optional=True
+            ),
+            "One single-band raster per pair (or give an input folder instead). Dates from the file names "
+            "(first two YYYYMMDD groups: reference, then secondary) unless a pairs CSV is given. Files of one "
+            "pixel lattice may differ in extent (see Extent). A file list: no QGIS layer is opened for them (no "
+            "band statistics, nothing written next to the inputs); layers of the project are accepted too.",
+        )
+        self.add(
+            QgsProcessingParameterFile(
+                self.INPUT_FOLDER,
+                self.tr("Input folder (LiCSAR frame or HyP3 download)"),
+                behavior=FOLDER_BEHAVIOR,
+                optional=True,
+            ),
+            "Instead of the file lists: a LiCSAR frame folder (GEOC/YYYYMMDD_YYYYMMDD/ or interferograms/"
+            "YYYYMMDD_YYYYMMDD/ with *.geo.unw.tif and *.geo.cc.tif; metadata/ with <frame>.geo.E/N/U/hgt.tif "
+            "and baselines) or a HyP3 download folder (one folder or .zip per product with *_unw_phase.tif, "
+            "*_corr.tif and <name>.txt; zips are read in place). Interferograms, coherence and perpendicular "
+            "baselines are discovered; a product without coherence or unwrapped phase is named in the error "
+            "(leave it out with Exclude interferograms: its pair YYYYMMDD_YYYYMMDD or product name).",
+        )
+        self.add(
+            QgsProcessingParameterEnum(
+                self.PRODUCT, self.tr("Product type"), options=list(self.PRODUCT_LABELS), defaultValue=0
+            ),
+            "How to read the inputs. Automatic: from the file names (LiCSAR *.geo.unw.tif, HyP3 *_unw_phase.tif; "
+            "anything else generic). LiCSAR: an exact 0 is no data in unwrapped phase and coherence, with or "
+            "without a NoData tag. HyP3: NoData as declared, baselines from each product's .txt. Generic: NoData "
+            "as declared. In every case a coherence raster of 8-bit data type is DN/255.",
+        )
+        self.add(
+            QgsProcessingParameterEnum(
+                self.EXTENT, self.tr("Extent of products that differ"), options=list(self.EXTENT_LABELS), defaultValue=0
+            ),
+            "When the products cover different areas (each HyP3 product has its own extent): invert their "
+            "common intersection (default; every pixel is in every interferogram), or their union with NoData "
+            "where a product does not reach (pixels then have fewer interferograms; gaps are handled and "
+            "counted as usual). Products on one pixel lattice are never resampled.",
+        )
+        self.add(
+            QgsProcessingParameterEnum(
+                self.DIFFERENT_CRS,
+                self.tr("Products in different CRS or grids"),
+                options=list(self.CRS_LABELS),
+                defaultValue=0,
+            ),
+            "When products are in different CRS (e.g. HyP3 products in two UTM zones) or not on one pixel "
+            "lattice: stop with an error naming them (default), or warp them onto the grid of the first product "
+            "(nearest neighbour, its CRS and pixel size; logged).",
+        )
+        self.add(
+            QgsProcessingParameterFile(self.PAIRS, self.tr("Pairs CSV (optional)"), extension="csv", optional=True),
+            "CSV with columns file (name or path), reference, secondary (YYYY-MM-DD or YYYYMMDD) and optional "
+            "bperp (m). Needed when file names carry no dates. Baselines of LiCSAR (baselines file) and HyP3 "
+            "(.txt) products are read from the products; a CSV's bperp column takes precedence.",
+        )
+        self.add(
+            QgsProcessingParameterMultipleLayers(
+                self.COHERENCE, self.tr("Coherence rasters (optional)"), SourceType.File, optional=True
+            ),
+            "One coherence raster (0-1, or 8-bit 0-255 = DN/255) per interferogram, matched by the date pair in "
+            "the file name (LiCSAR .geo.cc.tif, HyP3 _corr.tif; found automatically with an input folder). Used "
+            "for weighting, the coherence threshold, the automatic reference and the network table.",
+        )
+        self.add(
+            QgsProcessingParameterNumber(
+                self.MIN_COHERENCE,
+                self.tr("Minimum coherence"),
+                NumberType.Double,
+                defaultValue=0.0,
+                minValue=0.0,
+                maxValue=1.0,
+            ),
+            "Observations with coherence below this are dropped (default 0 = keep all).",
+        )
+        self.add(
+            QgsProcessingParameterEnum(
+                self.WEIGHTING, self.tr("Weighting"), options=list(self.WEIGHTING_LABELS), defaultValue=0
+            ),
+            "None: classic SBAS. Coherence: weight = coherence. Phase variance: weight = 1/variance of the "
+            "multilooked phase for the coherence and number of looks (Tough et al. 1995). Needs coherence.",
+        )
+        self.add(
+            QgsProcessingParameterNumber(
+                self.LOOKS,
+                self.tr("Number of looks (phase-variance weights)"),
+                NumberType.Integer,
+                defaultValue=weights.DEFAULT_LOOKS,
+                minValue=1,
+            ),
+            "Effective number of independent looks of the coherence estimate (default 20; LiCSAR/HyP3 use "
+            "20x4 multilooking). Only used by the phase-variance weighting.",
+            advanced=True,
+        )
+        self.add(
+            QgsProcessingParameterEnum(
+                self.INPUT_UNITS, self.tr("Input units"), options=list(self.UNIT_LABELS), defaultValue=0
+            ),
+            "Unwrapped phase in radians (default), or LOS displacement in metres or millimetres.",
+        )
+        self.add(
+            QgsProcessingParameterNumber(
+                self.WAVELENGTH,
+                self.tr("Radar wavelength (m)"),
+                NumberType.Double,
+                defaultValue=units.SENTINEL1_WAVELENGTH_M,
+                minValue=1e-6,
+            ),
+            "Default 0.05546576 m (Sentinel-1 C band). Phase to LOS: -wavelength/(4 pi).",
+        )
+        self.add(
+            QgsProcessingParameterBoolean(self.FLIP_SIGN, self.tr("Flip sign"), defaultValue=False),
+            "Reverse the sign of the input (for processors whose positive phase means motion toward the satellite).",
+        )
+        self.add(
+            QgsProcessingParameterPoint(self.REFERENCE_POINT, self.tr("Reference point (optional)"), optional=True),
+            "Stable point whose displacement is set to 0 (any CRS). Default: automatic, the pixel with data in "
+            "every interferogram and the highest mean coherence (or the lowest residual RMS without "
+            "coherence). The pixel used is reported in the log and in the output metadata.",
+        )
+        self.add(
+            QgsProcessingParameterNumber(
+                self.REFERENCE_WINDOW,
+                self.tr("Reference window (pixels)"),
+                NumberType.Integer,
+                defaultValue=1,
+                minValue=1,
+            ),
+            "Side of the square window around the reference pixel whose median is subtracted from each "
+            "interferogram (1 = the pixel only; odd values are centred).",
+            advanced=True,
+        )
+        self.add(
+            QgsProcessingParameterNumber(
+                self.MAX_TEMPORAL_BASELINE,
+                self.tr("Maximum temporal baseline (days)"),
+                NumberType.Double,
+                defaultValue=0.0,
+                minValue=0.0,
+            ),
+            "Pairs with a longer temporal baseline are not used (0 = no limit; Liu et al. 2024 use 300 d).",
+        )
+        self.add(
+            QgsProcessingParameterNumber(
+                self.MAX_PERP_BASELINE,
+                self.tr("Maximum perpendicular baseline (m)"),
+                NumberType.Double,
+                defaultValue=0.0,
+                minValue=0.0,
+            ),
+            "Pairs with a longer perpendicular baseline are not used (0 = no limit; Liu et al. 2024 use 300 m). "
+            "Baselines from the products (LiCSAR baselines file, HyP3 .txt) or the bperp column of the pairs "
+            "CSV.",
+        )
+        self.add(
+            QgsProcessingParameterString(
+                self.EXCLUDE, self.tr("Exclude interferograms"), optional=True, multiLine=True
+            ),
+            "File names (with or without folder/extension) or pairs YYYYMMDD_YYYYMMDD to leave out, separated "
+            "by commas, semicolons or new lines.",
+        )
+        self.add(
+            QgsProcessingParameterEnum(
+                self.GAP_HANDLING, self.tr("Gap handling"), options=list(self.GAP_LABELS), defaultValue=0
+            ),
+            "What to do where a pixel's network is split in parts: minimum-norm velocity (Berardino, MintPy "
+            "default: zero velocity across the unobserved interval), NSBAS linear-trend bridge (LiCSBAS), or "
+            "NoData for the dates not connected to the first date. Gaps are counted in the quality band.",
+        )
+        self.add(
+            QgsProcessingParameterBoolean(
+                self.SEASONAL, self.tr("Fit annual and semi-annual terms"), defaultValue=False
+            ),
+            "Estimate the velocity together with annual and semi-annual sinusoids.",
+        )
+        self.add(
+            QgsProcessingParameterEnum(
+                self.LOOP_CLOSURE, self.tr("Loop closure"), options=list(self.LOOP_LABELS), defaultValue=2
+            ),
+            "Network check of LiCSBAS step 12. Off; report only (bad interferograms named, all used); reject "
+            "(default): an interferogram whose every loop has a loop-phase RMS >= the threshold (it is in a "
+            "bad loop and in no good loop) is not used. Rejections that split the network are handled by the "
+            "gap handling. The quality band n_loop_errors counts, per pixel, the loops that do not close "
+            "within pi.",
+        )
+        self.add(
+            QgsProcessingParameterNumber(
+                self.LOOP_THRESHOLD,
+                self.tr("Loop-phase RMS threshold (rad)"),
+                NumberType.Double,
+                defaultValue=loop_closure.DEFAULT_LOOP_THRESHOLD,
+                minValue=0.0,
+            ),
+            "A loop whose phase RMS over the image (after removing the integer cycles of its median) reaches "
+            "this is bad (default 1.5 rad, LiCSBAS loop_thre).",
+        )
+        self.add(
+            QgsProcessingParameterEnum(
+                self.DERAMP, self.tr("Remove ramps"), options=list(self.DERAMP_LABELS), defaultValue=0
+            ),
+            "Fit a linear or quadratic surface to every interferogram by least squares over its reliable pixels "
+            "(coherence >= the minimum coherence when coherence is given, every valid pixel otherwise, minus "
+            "the deramp mask) and subtract it before the inversion (orbital / long-wavelength errors). A ramp "
+            "also removes a regional deformation gradient: mask the deforming area.",
+        )
+        self.add(
+            QgsProcessingParameterMapLayer(
+                self.DERAMP_MASK, self.tr("Area excluded from the ramp fit (optional)"), optional=True
+            ),
+            "Polygons (the deforming area) or a raster (non-zero = excluded, any grid) left out of the ramp fit.",
+        )
+        self.add(
+            QgsProcessingParameterMultipleLayers(
+                self.GACOS, self.tr("GACOS zenith delay files (optional)"), SourceType.File, optional=True
+            ),
+            "One file per acquisition date as GACOS distributes them: YYYYMMDD.ztd (raw float32, metres; its "
+            "YYYYMMDD.ztd.rsc header must sit next to it, X_FIRST/Y_FIRST = centre of the first pixel, "
+            "WGS84) or YYYYMMDD.ztd.tif, on their own grid (resampled bilinearly). Slant delay = ZTD / "
+            "cos(incidence); per pair the difference of the two dates, in the interferograms' units and sign, "
+            "is subtracted. The log and the network table give each interferogram's standard deviation "
+            "before and after. The files must cover the interferograms.",
+        )
+        self.add(
+            QgsProcessingParameterBoolean(
+                self.GACOS_SKIP_MISSING, self.tr("Leave out interferograms of dates without GACOS"), defaultValue=False
+            ),
+            "A date without a GACOS file is an error naming the date (default); checked, its interferograms "
+            "are left out instead (named in the log and the network table).",
+            advanced=True,
+        )
+        self.add(
+            QgsProcessingParameterNumber(
+                self.GACOS_TOLERANCE,
+                self.tr("GACOS tolerance (%)"),
+                NumberType.Double,
+                defaultValue=100 * gacos.DEFAULT_TOLERANCE,
+                minValue=0.0,
+            ),
+            "The correction is not applied to an interferogram whose standard deviation it raises by more "
+            "than this percentage (default 100 %: it more than doubles it); the log and the network table "
+            "name them. Meant to catch a failed GACOS map (wrong epoch, holes): an interferogram left "
+            "uncorrected among corrected ones keeps its dates' delays, so each one skipped costs network "
+            "consistency; the table also gives the standard deviations about a fitted plane.",
+            advanced=True,
+        )
+        self.add(
+            QgsProcessingParameterEnum(
+                self.OUTPUT_COMPONENT,
+                self.tr("Output component"),
+                options=[self.tr("LOS"), self.tr("Vertical (horizontal motion neglected)")],
+                defaultValue=0,
+            ),
+            "LOS (default), or the time series and velocity divided by cos(incidence) as in 'LOS to vertical' "
+            "(needs the incidence raster or angle; with an input folder the products' own geometry is used when "
+            "neither is given: LiCSAR metadata/<frame>.geo.U.tif, HyP3 _lv_theta.tif). Quality layers stay in "
+            "LOS.",
+        )
         add_incidence_parameters(
-            self, "Incidence angle (degrees) or U component of the LOS unit vector (LiCSAR *.geo.U.tif) per pixel, "
+            self,
+            "Incidence angle (degrees) or U component of the LOS unit vector (LiCSAR *.geo.U.tif) per pixel, "
             "as chosen in 'Incidence raster type'; resampled to the interferogram grid. Used by the vertical output "
             "component and by the GACOS slant delay (ZTD / cos incidence); NoData or 0 under interferogram data "
             "is an error naming the raster.",
             "Used when no incidence raster is given (e.g. 39 for the middle of a Sentinel-1 IW swath); the "
-            "vertical output component and GACOS need the raster or this angle.")
-        self.add_memory_limit(self.MEMORY_LIMIT_MB, help_text=(
-            "Upper bound of the memory this algorithm allocates besides QGIS itself: GDAL's block cache, the "
-            "window of every interferogram being read, the solver's work arrays and the output buffers. "
-            "Larger stacks are streamed in windows of whole input tiles; results do not depend on it. Small "
-            "caps cost time (tiles decompressed more than once), not accuracy."))
+            "vertical output component and GACOS need the raster or this angle.",
+        )
+        self.add_memory_limit(
+            self.MEMORY_LIMIT_MB,
+            help_text=(
+                "Upper bound of the memory this algorithm allocates besides QGIS itself: GDAL's block cache, the "
+                "window of every interferogram being read, the solver's work arrays and the output buffers. "
+                "Larger stacks are streamed in windows of whole input tiles; results do not depend on it. Small "
+                "caps cost time (tiles decompressed more than once), not accuracy."
+            ),
+        )
         self.add_threads(self.THREADS)
         self.add_dask_scheduler(self.DASK_SCHEDULER)
-        self.add(QgsProcessingParameterRasterDestination(self.OUTPUT_TIMESERIES, self.tr("Displacement time series")),
-                 "GeoTIFF, mm, one band per acquisition date (description YYYY-MM-DD), first date = 0, NoData NaN.")
-        self.add(QgsProcessingParameterRasterDestination(self.OUTPUT_VELOCITY, self.tr("LOS velocity")),
-                 "Mean LOS velocity, mm/yr, positive toward the satellite.")
-        self.add(QgsProcessingParameterRasterDestination(self.OUTPUT_QUALITY, self.tr("Quality")),
-                 "Bands: temporal coherence, number of interferograms used, residual RMS (mm), velocity standard "
-                 "deviation (mm/yr), number of network gaps (connected parts - 1), n_loop_errors (loops of the "
-                 "interferograms used whose referenced phase exceeds pi: an unclosed 2 pi ambiguity; NaN with loop "
-                 "closure off), kept_first_date (index of the first date of the part kept: 0 unless the mask gap "
-                 "handling kept a later part).")
-        self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_NETWORK, self.tr("Network"), SourceType.Vector,
-                                                   optional=True),
-                 "One row per interferogram: file, dates, temporal and perpendicular baseline, used or why not "
-                 "(e.g. 'loop closure'), mean coherence, residual RMS (mm); with loop closure: loop_check (ok, "
-                 "rejected, bad (kept: report only), in no loop), loop_rms_rad (the smallest RMS of its loops), "
-                 "n_loops, n_bad_loops; with GACOS: standard deviation before / after and whether applied; with "
-                 "a ramp: whether it was removed.")
-        self.add(QgsProcessingParameterFileDestination(self.OUTPUT_NETWORK_HTML, self.tr("Network figure"),
-                                                       "HTML files (*.html)", optional=True, createByDefault=True),
-                 "The network as a figure (date vs perpendicular baseline, or date vs date without baselines): "
-                 "used interferograms and those not used, with the reason.")
-        self.add(QgsProcessingParameterRasterDestination(self.OUTPUT_INCIDENCE, self.tr("Incidence angle (optional)"),
-                                                         optional=True, createByDefault=False),
-                 "The incidence angle (degrees from the vertical) from the products' own geometry, on the grid of the "
-                 "outputs, for LOS -> vertical projection or tropospheric corrections: acos(U) of LiCSAR's "
-                 "<frame>.geo.U.tif, or 90 deg - lv_theta of HyP3's _lv_theta.tif (radians). An error when the "
-                 "products ship no geometry or it does not cover the stack.")
+        self.add(
+            QgsProcessingParameterRasterDestination(self.OUTPUT_TIMESERIES, self.tr("Displacement time series")),
+            "GeoTIFF, mm, one band per acquisition date (description YYYY-MM-DD), first date = 0, NoData NaN.",
+        )
+        self.add(
+            QgsProcessingParameterRasterDestination(self.OUTPUT_VELOCITY, self.tr("LOS velocity")),
+            "Mean LOS velocity, mm/yr, positive toward the satellite.",
+        )
+        self.add(
+            QgsProcessingParameterRasterDestination(self.OUTPUT_QUALITY, self.tr("Quality")),
+            "Bands: temporal coherence, number of interferograms used, residual RMS (mm), velocity standard "
+            "deviation (mm/yr), number of network gaps (connected parts - 1), n_loop_errors (loops of the "
+            "interferograms used whose referenced phase exceeds pi: an unclosed 2 pi ambiguity; NaN with loop "
+            "closure off), kept_first_date (index of the first date of the part kept: 0 unless the mask gap "
+            "handling kept a later part).",
+        )
+        self.add(
+            QgsProcessingParameterFeatureSink(
+                self.OUTPUT_NETWORK, self.tr("Network"), SourceType.Vector, optional=True
+            ),
+            "One row per interferogram: file, dates, temporal and perpendicular baseline, used or why not "
+            "(e.g. 'loop closure'), mean coherence, residual RMS (mm); with loop closure: loop_check (ok, "
+            "rejected, bad (kept: report only), in no loop), loop_rms_rad (the smallest RMS of its loops), "
+            "n_loops, n_bad_loops; with GACOS: standard deviation before / after and whether applied; with "
+            "a ramp: whether it was removed.",
+        )
+        self.add(
+            QgsProcessingParameterFileDestination(
+                self.OUTPUT_NETWORK_HTML,
+                self.tr("Network figure"),
+                "HTML files (*.html)",
+                optional=True,
+                createByDefault=True,
+            ),
+            "The network as a figure (date vs perpendicular baseline, or date vs date without baselines): "
+            "used interferograms and those not used, with the reason.",
+        )
+        self.add(
+            QgsProcessingParameterRasterDestination(
+                self.OUTPUT_INCIDENCE, self.tr("Incidence angle (optional)"), optional=True, createByDefault=False
+            ),
+            "The incidence angle (degrees from the vertical) from the products' own geometry, on the grid of the "
+            "outputs, for LOS -> vertical projection or tropospheric corrections: acos(U) of LiCSAR's "
+            "<frame>.geo.U.tif, or 90 deg - lv_theta of HyP3's _lv_theta.tif (radians). An error when the "
+            "products ship no geometry or it does not cover the stack.",
+        )
 
     def checkParameterValues(self, parameters, context):  # noqa: N802
         # the interferogram and coherence paths are checked without loading hundreds of layers
-        light, error = parameters_to_check(self, parameters, context,
-                                           (self.INTERFEROGRAMS, self.COHERENCE, self.INCIDENCE))
+        light, error = parameters_to_check(
+            self, parameters, context, (self.INTERFEROGRAMS, self.COHERENCE, self.INCIDENCE)
+        )
         if error:
             return False, error
         return super().checkParameterValues(light, context)
@@ -364,8 +522,10 @@ class SbasInversion(SubsidenceAlgorithm):
             raise QgsProcessingException("give either INTERFEROGRAMS or INPUT_FOLDER, not both")
         cohs = raster_paths(self, parameters, self.COHERENCE, context)
         pairs = self.parameterAsFile(parameters, self.PAIRS, context) or None
-        outs = [output_raster_path(self, parameters, n, context)
-                for n in (self.OUTPUT_TIMESERIES, self.OUTPUT_VELOCITY, self.OUTPUT_QUALITY)]
+        outs = [
+            output_raster_path(self, parameters, n, context)
+            for n in (self.OUTPUT_TIMESERIES, self.OUTPUT_VELOCITY, self.OUTPUT_QUALITY)
+        ]
         weighting = self.WEIGHTINGS[self.parameterAsEnum(parameters, self.WEIGHTING, context)]
         if weighting != weights.WEIGHT_NONE and not cohs and not folder:
             raise QgsProcessingException("Weighting '%s' needs the coherence rasters (COHERENCE)" % weighting)
@@ -373,31 +533,61 @@ class SbasInversion(SubsidenceAlgorithm):
         with self.core_errors():
             # vertical without a given geometry: the products' own (LiCSAR U, HyP3 lv_theta), found once open
             incidence = sbas_setup.given_incidence(self, parameters, context, vertical, folder)
-            stack = prepare_stack(ifgs, pairs, cohs or None, folder=folder, log=feedback.pushInfo,
-                                  **sbas_setup.stack_selection(self, parameters, context))
+            stack = prepare_stack(
+                ifgs,
+                pairs,
+                cohs or None,
+                folder=folder,
+                log=feedback.pushInfo,
+                **sbas_setup.stack_selection(self, parameters, context),
+            )
             incidence, incidence_layer, product_incidence, inc_path = sbas_setup.product_geometry(
-                self, parameters, context, stack, outs[1], incidence, vertical, feedback.pushInfo)
+                self, parameters, context, stack, outs[1], incidence, vertical, feedback.pushInfo
+            )
             sbas_setup.log_network(stack, feedback.pushInfo)
-            los = [os.path.join(os.path.dirname(o), ".%s.los.tif" % os.path.basename(o)) for o in outs[:2]] \
-                if vertical else outs[:2]
+            los = (
+                [os.path.join(os.path.dirname(o), ".%s.los.tif" % os.path.basename(o)) for o in outs[:2]]
+                if vertical
+                else outs[:2]
+            )
             options, tmpdir = sbas_setup.sbas_options(self, parameters, context, stack, weighting)
             try:
                 summary = sbas_stack.invert_stack(
-                    stack, los[0], los[1], outs[2], options,
+                    stack,
+                    los[0],
+                    los[1],
+                    outs[2],
+                    options,
                     progress=lambda f: feedback.setProgress(100.0 * f),
-                    is_canceled=feedback.isCanceled, log=feedback.pushInfo,
+                    is_canceled=feedback.isCanceled,
+                    log=feedback.pushInfo,
                     # on Dask through the base runner; locally the driver runs its own threads (it may use fewer
                     # than asked when a window of whole tiles per thread does not fit the memory limit)
-                    run_tasks=None if options.threads > 1 else (
-                        lambda fn, tasks, shared: self.map_blocks(fn, tasks, parameters, context, feedback,
-                                                                  self.DASK_SCHEDULER, shared=shared,
-                                                                  report_progress=False, threads=1)))
+                    run_tasks=None
+                    if options.threads > 1
+                    else (
+                        lambda fn, tasks, shared: self.map_blocks(
+                            fn,
+                            tasks,
+                            parameters,
+                            context,
+                            feedback,
+                            self.DASK_SCHEDULER,
+                            shared=shared,
+                            report_progress=False,
+                            threads=1,
+                        )
+                    ),
+                )
                 if vertical:  # outputs are staged by the transaction: a failure here removes them
                     for src, dst in zip(los, outs[:2]):
-                        geometry.project_raster(src, dst, incidence, log=feedback.pushWarning,
-                                                is_canceled=feedback.isCanceled)
-                    feedback.pushInfo("time series and velocity projected to vertical (%s)"
-                                      % geometry.IncidenceSource(grid=stack.grid, **incidence).describe())
+                        geometry.project_raster(
+                            src, dst, incidence, log=feedback.pushWarning, is_canceled=feedback.isCanceled
+                        )
+                    feedback.pushInfo(
+                        "time series and velocity projected to vertical (%s)"
+                        % geometry.IncidenceSource(grid=stack.grid, **incidence).describe()
+                    )
             finally:
                 if vertical:
                     _remove(los + [product_incidence])

@@ -1,4 +1,5 @@
 """Validate a time-series raster against leveling or well measurements (``subsidence:validatetimeseries``)."""
+
 import numpy as np
 import pandas as pd
 from qgis.core import (
@@ -57,8 +58,20 @@ class ValidateTimeSeries(SubsidenceAlgorithm):
     DISPLAY_NAME = "Validate time series against measurements"
     GROUP = "Validation and sampling"
     GROUP_ID = "validation"
-    TAGS = ("validation", "leveling", "levelling", "wells", "groundwater", "specific yield", "GWSA", "InSAR",
-            "RMSE", "Pearson", "error", "benchmark")
+    TAGS = (
+        "validation",
+        "leveling",
+        "levelling",
+        "wells",
+        "groundwater",
+        "specific yield",
+        "GWSA",
+        "InSAR",
+        "RMSE",
+        "Pearson",
+        "error",
+        "benchmark",
+    )
     SHORT_HELP = (
         "Compares a time-series raster with point measurements, one feature (or table row) per observation: "
         "InSAR deformation with leveling benchmarks (Liu et al. 2024, sec. 3.1.1: mean of the pixels in a "
@@ -83,70 +96,120 @@ class ValidateTimeSeries(SubsidenceAlgorithm):
 
     def initAlgorithm(self, config=None):
         self.add(
-            QgsProcessingParameterFeatureSource(self.MEASUREMENTS, self.tr("Measurements"),
-                                                [SourceType.Vector]),
-            "Point layer (or a table with X/Y fields) with one feature per observation: an id, a date and a "
-            "value.",
+            QgsProcessingParameterFeatureSource(self.MEASUREMENTS, self.tr("Measurements"), [SourceType.Vector]),
+            "Point layer (or a table with X/Y fields) with one feature per observation: an id, a date and a value.",
         )
-        self.add(QgsProcessingParameterField(self.ID_FIELD, self.tr("Id field"),
-                                             parentLayerParameterName=self.MEASUREMENTS),
-                 "Benchmark or well identifier; observations with the same id form one series.")
-        self.add(QgsProcessingParameterField(self.DATE_FIELD, self.tr("Date field"),
-                                             parentLayerParameterName=self.MEASUREMENTS),
-                 "Observation date: a date field or text YYYY-MM-DD / YYYYMMDD.")
-        self.add(QgsProcessingParameterField(self.VALUE_FIELD, self.tr("Value field"),
-                                             parentLayerParameterName=self.MEASUREMENTS),
-                 "Measured value (leveling height/deformation in mm, well level in m, ...).")
-        self.add(QgsProcessingParameterField(self.X_FIELD, self.tr("X field (tables)"),
-                                             parentLayerParameterName=self.MEASUREMENTS, optional=True),
-                 "For tables without geometry: x / longitude column. Leave empty to use the point geometry.")
-        self.add(QgsProcessingParameterField(self.Y_FIELD, self.tr("Y field (tables)"),
-                                             parentLayerParameterName=self.MEASUREMENTS, optional=True),
-                 "For tables without geometry: y / latitude column.")
-        self.add(QgsProcessingParameterCrs(self.MEASUREMENTS_CRS, self.tr("CRS of the X/Y fields"), optional=True),
-                 "CRS of the X/Y columns (default: the layer's CRS, or EPSG:4326 when it has none).")
-        self.add(QgsProcessingParameterNumber(self.VALUE_SCALE, self.tr("Value scale (to mm)"),
-                                              NumberType.Double, defaultValue=1.0),
-                 "Multiplier turning the value into mm of the raster's quantity: 1 for leveling in mm; "
-                 "Sy x 1000 for well levels in metres (eq. 13, dGWS = dH x Sy).")
-        self.add(QgsProcessingParameterEnum(self.SIGN, self.tr("Value direction"),
-                                            options=[self.tr("Increases with uplift / storage (height, head)"),
-                                                     self.tr("Increases with loss (depth to water)")],
-                                            defaultValue=0),
-                 "Depth to water grows when storage falls, so its sign is flipped (measured = -value x scale).")
-        self.add(QgsProcessingParameterRasterLayer(self.TIME_SERIES, self.tr("Time-series raster")),
-                 "One band per date (band descriptions YYYY-MM-DD), in mm: SBAS deformation or GWSA.")
-        self.add(QgsProcessingParameterNumber(self.WINDOW, self.tr("Window side"), NumberType.Double,
-                                              defaultValue=0.0, minValue=0.0),
-                 "Side of the averaged square (raster map units; metres for rasters in degrees): 200 m for "
-                 "leveling, 10 km for wells in Liu et al. 2024; 0 = the pixel under the point.")
-        self.add(QgsProcessingParameterNumber(self.DATE_TOLERANCE, self.tr("Date tolerance (days)"),
-                                              NumberType.Double, defaultValue=16.0, minValue=0.0),
-                 "Largest accepted distance between an observation date and the matched band date (nearest), "
-                 "or outside the series (linear). 16 days suits monthly series on mid-month dates.")
-        self.add(QgsProcessingParameterEnum(self.DATE_MATCHING, self.tr("Date matching"),
-                                            options=[self.tr("Nearest date"), self.tr("Linear interpolation in time")],
-                                            defaultValue=0),
-                 "Nearest band within the tolerance, or linear interpolation between the bands around the date.")
-        self.add(QgsProcessingParameterBoolean(self.RELATIVE, self.tr("Relative to the first common date"),
-                                               defaultValue=False),
-                 "Compare changes: both series of each id minus their value at the id's first date where both "
-                 "are valid (e.g. leveling relative to the first survey).")
-        self.add(QgsProcessingParameterBoolean(self.PROJECT_TO_VERTICAL, self.tr("Project LOS to vertical"),
-                                               defaultValue=False),
-                 "The raster holds LOS deformation and the measurements are vertical (leveling): compare with "
-                 "LOS / cos(incidence), horizontal motion neglected (as 'LOS to vertical').")
+        self.add(
+            QgsProcessingParameterField(self.ID_FIELD, self.tr("Id field"), parentLayerParameterName=self.MEASUREMENTS),
+            "Benchmark or well identifier; observations with the same id form one series.",
+        )
+        self.add(
+            QgsProcessingParameterField(
+                self.DATE_FIELD, self.tr("Date field"), parentLayerParameterName=self.MEASUREMENTS
+            ),
+            "Observation date: a date field or text YYYY-MM-DD / YYYYMMDD.",
+        )
+        self.add(
+            QgsProcessingParameterField(
+                self.VALUE_FIELD, self.tr("Value field"), parentLayerParameterName=self.MEASUREMENTS
+            ),
+            "Measured value (leveling height/deformation in mm, well level in m, ...).",
+        )
+        self.add(
+            QgsProcessingParameterField(
+                self.X_FIELD, self.tr("X field (tables)"), parentLayerParameterName=self.MEASUREMENTS, optional=True
+            ),
+            "For tables without geometry: x / longitude column. Leave empty to use the point geometry.",
+        )
+        self.add(
+            QgsProcessingParameterField(
+                self.Y_FIELD, self.tr("Y field (tables)"), parentLayerParameterName=self.MEASUREMENTS, optional=True
+            ),
+            "For tables without geometry: y / latitude column.",
+        )
+        self.add(
+            QgsProcessingParameterCrs(self.MEASUREMENTS_CRS, self.tr("CRS of the X/Y fields"), optional=True),
+            "CRS of the X/Y columns (default: the layer's CRS, or EPSG:4326 when it has none).",
+        )
+        self.add(
+            QgsProcessingParameterNumber(
+                self.VALUE_SCALE, self.tr("Value scale (to mm)"), NumberType.Double, defaultValue=1.0
+            ),
+            "Multiplier turning the value into mm of the raster's quantity: 1 for leveling in mm; "
+            "Sy x 1000 for well levels in metres (eq. 13, dGWS = dH x Sy).",
+        )
+        self.add(
+            QgsProcessingParameterEnum(
+                self.SIGN,
+                self.tr("Value direction"),
+                options=[
+                    self.tr("Increases with uplift / storage (height, head)"),
+                    self.tr("Increases with loss (depth to water)"),
+                ],
+                defaultValue=0,
+            ),
+            "Depth to water grows when storage falls, so its sign is flipped (measured = -value x scale).",
+        )
+        self.add(
+            QgsProcessingParameterRasterLayer(self.TIME_SERIES, self.tr("Time-series raster")),
+            "One band per date (band descriptions YYYY-MM-DD), in mm: SBAS deformation or GWSA.",
+        )
+        self.add(
+            QgsProcessingParameterNumber(
+                self.WINDOW, self.tr("Window side"), NumberType.Double, defaultValue=0.0, minValue=0.0
+            ),
+            "Side of the averaged square (raster map units; metres for rasters in degrees): 200 m for "
+            "leveling, 10 km for wells in Liu et al. 2024; 0 = the pixel under the point.",
+        )
+        self.add(
+            QgsProcessingParameterNumber(
+                self.DATE_TOLERANCE,
+                self.tr("Date tolerance (days)"),
+                NumberType.Double,
+                defaultValue=16.0,
+                minValue=0.0,
+            ),
+            "Largest accepted distance between an observation date and the matched band date (nearest), "
+            "or outside the series (linear). 16 days suits monthly series on mid-month dates.",
+        )
+        self.add(
+            QgsProcessingParameterEnum(
+                self.DATE_MATCHING,
+                self.tr("Date matching"),
+                options=[self.tr("Nearest date"), self.tr("Linear interpolation in time")],
+                defaultValue=0,
+            ),
+            "Nearest band within the tolerance, or linear interpolation between the bands around the date.",
+        )
+        self.add(
+            QgsProcessingParameterBoolean(
+                self.RELATIVE, self.tr("Relative to the first common date"), defaultValue=False
+            ),
+            "Compare changes: both series of each id minus their value at the id's first date where both "
+            "are valid (e.g. leveling relative to the first survey).",
+        )
+        self.add(
+            QgsProcessingParameterBoolean(
+                self.PROJECT_TO_VERTICAL, self.tr("Project LOS to vertical"), defaultValue=False
+            ),
+            "The raster holds LOS deformation and the measurements are vertical (leveling): compare with "
+            "LOS / cos(incidence), horizontal motion neglected (as 'LOS to vertical').",
+        )
         add_incidence_parameters(
-            self, "For the vertical projection: incidence angle (degrees) or U component of the LOS unit vector "
+            self,
+            "For the vertical projection: incidence angle (degrees) or U component of the LOS unit vector "
             "(LiCSAR *.geo.U.tif) per pixel, as chosen in 'Incidence raster type'.",
-            "For the vertical projection when no incidence raster is given.")
-        self.add(QgsProcessingParameterFeatureSink(self.OUTPUT, self.tr("Validation per observation"),
-                                                   SourceType.Vector),
-                 "id, date, band_date, measured, predicted, error, n_pixels, reference.")
-        self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_SUMMARY, self.tr("Validation summary"),
-                                                   SourceType.Vector),
-                 "For all observations (id '(all)') and per id: n, max/min/median/mean absolute error, RMSE, "
-                 "bias, Pearson R and p.")
+            "For the vertical projection when no incidence raster is given.",
+        )
+        self.add(
+            QgsProcessingParameterFeatureSink(self.OUTPUT, self.tr("Validation per observation"), SourceType.Vector),
+            "id, date, band_date, measured, predicted, error, n_pixels, reference.",
+        )
+        self.add(
+            QgsProcessingParameterFeatureSink(self.OUTPUT_SUMMARY, self.tr("Validation summary"), SourceType.Vector),
+            "For all observations (id '(all)') and per id: n, max/min/median/mean absolute error, RMSE, "
+            "bias, Pearson R and p.",
+        )
 
     def _observations(self, parameters, context, raster_crs):
         source = self.parameterAsSource(parameters, self.MEASUREMENTS, context)
@@ -154,28 +217,37 @@ class ValidateTimeSeries(SubsidenceAlgorithm):
             raise QgsProcessingException(self.invalidSourceError(parameters, self.MEASUREMENTS))
         fields = source.fields()
         names = {}
-        for key, label in ((self.ID_FIELD, "id"), (self.DATE_FIELD, "date"), (self.VALUE_FIELD, "value"),
-                           (self.X_FIELD, "x"), (self.Y_FIELD, "y")):
+        for key, label in (
+            (self.ID_FIELD, "id"),
+            (self.DATE_FIELD, "date"),
+            (self.VALUE_FIELD, "value"),
+            (self.X_FIELD, "x"),
+            (self.Y_FIELD, "y"),
+        ):
             name = self.parameterAsString(parameters, key, context)
             if not name:
                 if label in ("x", "y"):
                     continue
                 raise QgsProcessingException("%s: no %s field given" % (source.sourceName(), label))
             if fields.lookupField(name) < 0:
-                raise QgsProcessingException("%s: field %r (%s) not found; fields are %s"
-                                             % (source.sourceName(), name, label, ", ".join(fields.names())))
+                raise QgsProcessingException(
+                    "%s: field %r (%s) not found; fields are %s"
+                    % (source.sourceName(), name, label, ", ".join(fields.names()))
+                )
             names[label] = fields.lookupField(name)
         use_xy = "x" in names or "y" in names
         if use_xy and not ("x" in names and "y" in names):
             raise QgsProcessingException("give both an X and a Y field, or neither (to use the point geometry)")
         if not use_xy and QgsWkbTypes.geometryType(source.wkbType()) != GeometryType.Point:
             raise QgsProcessingException(
-                "%s has no point geometry: give X and Y fields (and their CRS)" % source.sourceName())
+                "%s has no point geometry: give X and Y fields (and their CRS)" % source.sourceName()
+            )
         if use_xy:
             src_crs = self.parameterAsCrs(parameters, self.MEASUREMENTS_CRS, context)
             if not src_crs.isValid():
-                src_crs = (source.sourceCrs() if source.sourceCrs().isValid()
-                           else QgsCoordinateReferenceSystem("EPSG:4326"))
+                src_crs = (
+                    source.sourceCrs() if source.sourceCrs().isValid() else QgsCoordinateReferenceSystem("EPSG:4326")
+                )
         else:
             src_crs = source.sourceCrs()
         xform = None
@@ -220,15 +292,19 @@ class ValidateTimeSeries(SubsidenceAlgorithm):
         with self.core_errors():
             if self.parameterAsBoolean(parameters, self.PROJECT_TO_VERTICAL, context):
                 vertical = QgsProcessingUtils.generateTempFilename("vertical.tif")
-                spec = geometry_spec(self, parameters, context, self.INCIDENCE, self.INCIDENCE_TYPE,
-                                     self.INCIDENCE_ANGLE)
-                info = geometry.project_raster(path, vertical, spec, is_canceled=feedback.isCanceled,
-                                               log=feedback.pushWarning)
+                spec = geometry_spec(
+                    self, parameters, context, self.INCIDENCE, self.INCIDENCE_TYPE, self.INCIDENCE_ANGLE
+                )
+                info = geometry.project_raster(
+                    path, vertical, spec, is_canceled=feedback.isCanceled, log=feedback.pushWarning
+                )
                 feedback.pushInfo("comparing with the vertical projection of %s (%s)" % (path, info["geometry"]))
                 path = vertical
             ds = open_raster(path)
             table, summary = validation.validate_time_series(
-                ds, obs, window=window,
+                ds,
+                obs,
+                window=window,
                 tolerance_days=self.parameterAsDouble(parameters, self.DATE_TOLERANCE, context),
                 method=self.MATCHING[self.parameterAsEnum(parameters, self.DATE_MATCHING, context)],
                 value_scale=self.parameterAsDouble(parameters, self.VALUE_SCALE, context),
@@ -239,13 +315,25 @@ class ValidateTimeSeries(SubsidenceAlgorithm):
         feedback.setProgress(80)
         nan = int(table["predicted"].isna().sum())
         if nan:
-            feedback.pushWarning("%d of %d observations have no valid raster value (NoData or outside %s)"
-                                 % (nan, len(table), path))
+            feedback.pushWarning(
+                "%d of %d observations have no valid raster value (NoData or outside %s)" % (nan, len(table), path)
+            )
         s = summary.iloc[0]
-        feedback.pushInfo("n = %d, max |error| = %.3f, min = %.3f, median = %.3f, mean = %.3f, RMSE = %.3f, "
-                          "bias = %.3f, R = %.3f (p = %.3g)" % (s["n"], s["max_abs_error"], s["min_abs_error"],
-                                                                s["median_abs_error"], s["mean_abs_error"], s["rmse"],
-                                                                s["bias"], s["pearson_r"], s["p_value"]))
+        feedback.pushInfo(
+            "n = %d, max |error| = %.3f, min = %.3f, median = %.3f, mean = %.3f, RMSE = %.3f, "
+            "bias = %.3f, R = %.3f (p = %.3g)"
+            % (
+                s["n"],
+                s["max_abs_error"],
+                s["min_abs_error"],
+                s["median_abs_error"],
+                s["mean_abs_error"],
+                s["rmse"],
+                s["bias"],
+                s["pearson_r"],
+                s["p_value"],
+            )
+        )
         out = write_table(self, parameters, self.OUTPUT, context, table)
         out_s = write_table(self, parameters, self.OUTPUT_SUMMARY, context, summary)
         feedback.setProgress(100)

@@ -1,4 +1,5 @@
 """Summary report of a workflow run (``subsidence:workflowreport``): the last step of the shipped model."""
+
 from qgis.core import (
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
@@ -40,37 +41,66 @@ class WorkflowReport(SubsidenceAlgorithm):
     )
 
     def initAlgorithm(self, config=None):
-        self.add(QgsProcessingParameterRasterLayer(self.VELOCITY, self.tr("LOS velocity")),
-                 "Velocity raster (mm/yr), e.g. the SBAS inversion's velocity output.")
-        self.add(QgsProcessingParameterRasterLayer(self.GWSA, self.tr("GWSA time series")),
-                 "Groundwater storage anomaly raster (one band per month); the last month is mapped.")
-        self.add(QgsProcessingParameterFeatureSource(self.AREAS, self.tr("Study areas"),
-                                                     [SourceType.VectorPolygon], optional=True),
-                 "Polygons drawn as outlines on the maps.")
-        self.add(QgsProcessingParameterField(self.AREA_FIELD, self.tr("Area name field"),
-                                             parentLayerParameterName=self.AREAS, optional=True),
-                 "Field whose value labels each outline.")
-        self.add(QgsProcessingParameterFeatureSource(self.CLASS_TABLE, self.tr("Class time series"),
-                                                     [SourceType.Vector], optional=True),
-                 "Table of 'Sample points by deformation class' (area, class, layer, date, cumulative_change, n).")
-        self.add(QgsProcessingParameterFeatureSource(self.LAG_TABLE, self.tr("Lagged correlation table"),
-                                                     [SourceType.Vector], optional=True),
-                 "Table of 'Lagged correlation' (group, series, lag, r, p, n_eff, p_eff, best_lag).")
-        self.add(QgsProcessingParameterFeatureSource(self.FACTOR_TABLE, self.tr("Geodetector factor table"),
-                                                     [SourceType.Vector], optional=True),
-                 "Factor detector table of the Geodetector.")
-        self.add(QgsProcessingParameterFeatureSource(self.INTERACTION_TABLE, self.tr("Geodetector interaction table"),
-                                                     [SourceType.Vector], optional=True),
-                 "Interaction detector table of the Geodetector.")
-        self.add(QgsProcessingParameterFile(self.LAG_REPORT, self.tr("Lagged correlation report"),
-                                            extension="html", optional=True),
-                 "HTML report of the lagged correlation, linked from the summary.")
-        self.add(QgsProcessingParameterFile(self.GEODETECTOR_REPORT, self.tr("Geodetector report"),
-                                            extension="html", optional=True),
-                 "HTML report of the Geodetector, linked from the summary.")
-        self.add(QgsProcessingParameterFileDestination(self.OUTPUT_HTML, self.tr("Workflow report"),
-                                                       "HTML files (*.html)"),
-                 "The summary page (self-contained: figures embedded).")
+        self.add(
+            QgsProcessingParameterRasterLayer(self.VELOCITY, self.tr("LOS velocity")),
+            "Velocity raster (mm/yr), e.g. the SBAS inversion's velocity output.",
+        )
+        self.add(
+            QgsProcessingParameterRasterLayer(self.GWSA, self.tr("GWSA time series")),
+            "Groundwater storage anomaly raster (one band per month); the last month is mapped.",
+        )
+        self.add(
+            QgsProcessingParameterFeatureSource(
+                self.AREAS, self.tr("Study areas"), [SourceType.VectorPolygon], optional=True
+            ),
+            "Polygons drawn as outlines on the maps.",
+        )
+        self.add(
+            QgsProcessingParameterField(
+                self.AREA_FIELD, self.tr("Area name field"), parentLayerParameterName=self.AREAS, optional=True
+            ),
+            "Field whose value labels each outline.",
+        )
+        self.add(
+            QgsProcessingParameterFeatureSource(
+                self.CLASS_TABLE, self.tr("Class time series"), [SourceType.Vector], optional=True
+            ),
+            "Table of 'Sample points by deformation class' (area, class, layer, date, cumulative_change, n).",
+        )
+        self.add(
+            QgsProcessingParameterFeatureSource(
+                self.LAG_TABLE, self.tr("Lagged correlation table"), [SourceType.Vector], optional=True
+            ),
+            "Table of 'Lagged correlation' (group, series, lag, r, p, n_eff, p_eff, best_lag).",
+        )
+        self.add(
+            QgsProcessingParameterFeatureSource(
+                self.FACTOR_TABLE, self.tr("Geodetector factor table"), [SourceType.Vector], optional=True
+            ),
+            "Factor detector table of the Geodetector.",
+        )
+        self.add(
+            QgsProcessingParameterFeatureSource(
+                self.INTERACTION_TABLE, self.tr("Geodetector interaction table"), [SourceType.Vector], optional=True
+            ),
+            "Interaction detector table of the Geodetector.",
+        )
+        self.add(
+            QgsProcessingParameterFile(
+                self.LAG_REPORT, self.tr("Lagged correlation report"), extension="html", optional=True
+            ),
+            "HTML report of the lagged correlation, linked from the summary.",
+        )
+        self.add(
+            QgsProcessingParameterFile(
+                self.GEODETECTOR_REPORT, self.tr("Geodetector report"), extension="html", optional=True
+            ),
+            "HTML report of the Geodetector, linked from the summary.",
+        )
+        self.add(
+            QgsProcessingParameterFileDestination(self.OUTPUT_HTML, self.tr("Workflow report"), "HTML files (*.html)"),
+            "The summary page (self-contained: figures embedded).",
+        )
 
     def _table(self, parameters, name, context):
         if parameters.get(name) in (None, ""):
@@ -89,12 +119,20 @@ class WorkflowReport(SubsidenceAlgorithm):
             for f in areas.getFeatures():
                 if f.hasGeometry():
                     outlines.append((str(f[field]) if field else "", f.geometry().asWkt(), crs))
-        tables = {k: self._table(parameters, n, context) for k, n in (
-            ("class_table", self.CLASS_TABLE), ("lag_table", self.LAG_TABLE), ("factor_table", self.FACTOR_TABLE),
-            ("interaction_table", self.INTERACTION_TABLE))}
+        tables = {
+            k: self._table(parameters, n, context)
+            for k, n in (
+                ("class_table", self.CLASS_TABLE),
+                ("lag_table", self.LAG_TABLE),
+                ("factor_table", self.FACTOR_TABLE),
+                ("interaction_table", self.INTERACTION_TABLE),
+            )
+        }
         feedback.setProgress(30)
-        links = {"lagged correlation": self.parameterAsFile(parameters, self.LAG_REPORT, context),
-                 "Geodetector": self.parameterAsFile(parameters, self.GEODETECTOR_REPORT, context)}
+        links = {
+            "lagged correlation": self.parameterAsFile(parameters, self.LAG_REPORT, context),
+            "Geodetector": self.parameterAsFile(parameters, self.GEODETECTOR_REPORT, context),
+        }
         out = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
         with self.core_errors():
             write_html_report(out, velocity, gwsa, outlines=outlines, links=links, **tables)

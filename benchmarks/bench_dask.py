@@ -22,6 +22,7 @@ Run:
     /usr/bin/python3 benchmarks/bench_dask.py                      # 500 x 500 x 120 months, 128 MB windows
     /usr/bin/python3 benchmarks/bench_dask.py --sbas               # SBAS 300 x 300 px, 60 dates, 128 MB blocks
 """
+
 import argparse
 import importlib.util
 import sys
@@ -52,10 +53,11 @@ def run(gpath, mpath, memory_mb, run_tasks=None):
 
     def write(r0, b, c0=0):
         n[0] += 1
-        out[:, r0:r0 + b.shape[1], c0:c0 + b.shape[2]] = b
+        out[:, r0 : r0 + b.shape[1], c0 : c0 + b.shape[2]] = b
 
-    _, table = downscaling.weighted_downscaling(g, m, "bilinear", write=write, memory_mb=memory_mb,
-                                                out_dtype=np.float32, run_tasks=run_tasks)
+    _, table = downscaling.weighted_downscaling(
+        g, m, "bilinear", write=write, memory_mb=memory_mb, out_dtype=np.float32, run_tasks=run_tasks
+    )
     return time.perf_counter() - t0, out, table, n[0]
 
 
@@ -71,6 +73,7 @@ def dask_runner(cluster):
             yield from runner.map_blocks(fn, tasks, client=client, shared=shared)
         finally:
             client.close()
+
     return on_dask
 
 
@@ -104,19 +107,23 @@ def sbas_bench(size, n_dates, memory_mb, repeat):
             write_raster(ifgs[-1], grid, phase[k], units="radians")
             write_raster(cohs[-1], grid, coh[k], units="")
         del phase, coh
-        print("inputs: SBAS stack %d x %d px, %d dates, %d interferograms + coherence (GeoTIFF), memory cap %g MB"
-              % (W, H, len(net.dates), M, memory_mb))
+        print(
+            "inputs: SBAS stack %d x %d px, %d dates, %d interferograms + coherence (GeoTIFF), memory cap %g MB"
+            % (W, H, len(net.dates), M, memory_mb)
+        )
 
         def run(tag, run_tasks=None):
             t0 = time.perf_counter()
             st = prepare_stack(ifgs, None, cohs)
             outs = [str(Path(d) / ("%s_%s.tif" % (tag, k))) for k in ("ts", "vel", "q")]
-            summary = sbas_stack.invert_stack(st, *outs, sbas_stack.SbasOptions(memory_mb=memory_mb),
-                                              run_tasks=run_tasks)
+            summary = sbas_stack.invert_stack(
+                st, *outs, sbas_stack.SbasOptions(memory_mb=memory_mb), run_tasks=run_tasks
+            )
             return time.perf_counter() - t0, outs, summary
 
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                          dashboard_address=None) as cluster:
+        with LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        ) as cluster:
             local, dask = [], []
             for _ in range(repeat):
                 s, out_l, sum_l = run("local")
@@ -127,15 +134,18 @@ def sbas_bench(size, n_dates, memory_mb, repeat):
                 dask.append(s)
                 same = sum_l["network_rows"] == sum_d["network_rows"] and sum_l["reference"] == sum_d["reference"]
                 for a, b in zip(out_l, out_d):
-                    same = same and np.array_equal(gdal.Open(a).ReadAsArray(), gdal.Open(b).ReadAsArray(),
-                                                   equal_nan=True)
+                    same = same and np.array_equal(
+                        gdal.Open(a).ReadAsArray(), gdal.Open(b).ReadAsArray(), equal_nan=True
+                    )
                 if not same:
                     print("MISMATCH between local and Dask results")
                     sys.exit(1)
         print("local (in process)       : best %.2f s  (runs %s)" % (min(local), ", ".join("%.2f" % x for x in local)))
         print("Dask LocalCluster 2 x 1  : best %.2f s  (runs %s)" % (min(dask), ", ".join("%.2f" % x for x in dask)))
-        print("ratio dask/local: %.2fx ; rasters, reference pixel and network table identical: %s"
-              % (min(dask) / min(local), same))
+        print(
+            "ratio dask/local: %.2fx ; rasters, reference pixel and network table identical: %s"
+            % (min(dask) / min(local), same)
+        )
 
 
 def main():
@@ -155,16 +165,19 @@ def main():
     bd.register()
     from distributed import LocalCluster
 
-
     with tempfile.TemporaryDirectory(prefix="bench_dask_") as d:
         gpath, mpath = bd.make_inputs(Path(d), a.fine, a.months)
-        print("inputs: fine %dx%d cells x %d months, coarse CSR layout 0.25 deg, memory cap %g MB"
-              % (a.fine, a.fine, a.months, a.memory_mb))
+        print(
+            "inputs: fine %dx%d cells x %d months, coarse CSR layout 0.25 deg, memory cap %g MB"
+            % (a.fine, a.fine, a.months, a.memory_mb)
+        )
         t0 = time.perf_counter()
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                          dashboard_address=None) as cluster:
-            print("LocalCluster (2 workers x 1 thread) started in %.1f s (not timed below)"
-                  % (time.perf_counter() - t0))
+        with LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        ) as cluster:
+            print(
+                "LocalCluster (2 workers x 1 thread) started in %.1f s (not timed below)" % (time.perf_counter() - t0)
+            )
             local, dask = [], []
             for _ in range(a.repeat):
                 s, arr_l, tab_l, nwin = run(gpath, mpath, a.memory_mb)

@@ -17,6 +17,7 @@ Run:
     OPENBLAS_NUM_THREADS=1 /usr/bin/python3 benchmarks/bench_downscale.py --scaling --memory-mb 128 --repeat 3
         # ours on 1 and 2 threads (same cap)
 """
+
 import argparse
 import datetime as dt
 import json
@@ -53,8 +54,12 @@ def make_inputs(d, fine, nt, write_model=True):
     rng = np.random.default_rng(0)
     t = np.arange(nt)
     la, lo = np.meshgrid(clat, clon, indexing="ij")
-    cm = (6 * np.sin(2 * np.pi * t / 12)[:, None, None] * (1 + 0.02 * (lo - lon0))[None] - 0.1 * t[:, None, None]
-          + np.cos(np.deg2rad(la * 9))[None] + rng.normal(0, 0.5, (nt,) + la.shape)).astype(np.float32)
+    cm = (
+        6 * np.sin(2 * np.pi * t / 12)[:, None, None] * (1 + 0.02 * (lo - lon0))[None]
+        - 0.1 * t[:, None, None]
+        + np.cos(np.deg2rad(la * 9))[None]
+        + rng.normal(0, 0.5, (nt,) + la.shape)
+    ).astype(np.float32)
     gpath = gd.write_mascon(d / "products.nc", clat, clon, [gd.grace_month_bounds(*m) for m in months], cm)
     mpath = d / "model.nc"
     if write_model:
@@ -75,8 +80,7 @@ def make_inputs(d, fine, nt, write_model=True):
         v.units = "kg m-2"
         base = (300 + 20 * np.sin(np.deg2rad(flon * 50)))[None, :].astype(np.float32)
         for i in range(nt):
-            v[i] = (base + 30 * np.sin(2 * np.pi * (i - 2) / 12)
-                    + rng.normal(0, 2, (fine, fine))).astype(np.float32)
+            v[i] = (base + 30 * np.sin(2 * np.pi * (i - 2) / 12) + rng.normal(0, 2, (fine, fine))).astype(np.float32)
         f.close()
     return str(gpath), str(mpath)
 
@@ -90,6 +94,7 @@ def run_ours(gpath, mpath, memory_mb=512, threads=1):
 
     run_tasks = None
     if threads > 1:
+
         def run_tasks(fn, tasks, shared):
             return map_threads(fn, tasks, threads, shared=shared)
 
@@ -99,10 +104,9 @@ def run_ours(gpath, mpath, memory_mb=512, threads=1):
     out = np.empty((len(g.months), m.ysize, m.xsize), np.float32)
 
     def write(r0, b, c0=0):
-        out[:, r0:r0 + b.shape[1], c0:c0 + b.shape[2]] = b
+        out[:, r0 : r0 + b.shape[1], c0 : c0 + b.shape[2]] = b
 
-    downscaling.weighted_downscaling(g, m, "bilinear", write=write, memory_mb=memory_mb / threads,
-                                     run_tasks=run_tasks)
+    downscaling.weighted_downscaling(g, m, "bilinear", write=write, memory_mb=memory_mb / threads, run_tasks=run_tasks)
     return time.perf_counter() - t0, out
 
 
@@ -117,13 +121,16 @@ def scaling(fine, nt, repeat, memory_mb):
                 sec, out = run_ours(gpath, mpath, memory_mb, threads)
                 times.append(sec)
             res[threads] = (min(times), out)
-            print("ours %d thread(s): %.2f s (best of %d; load %.1f)" % (threads, min(times), repeat,
-                                                                        os.getloadavg()[0]))
-        print("2 threads: %.2fx; results equal: %s" % (res[1][0] / res[2][0],
-                                                       np.array_equal(res[1][1], res[2][1], equal_nan=True)))
+            print(
+                "ours %d thread(s): %.2f s (best of %d; load %.1f)" % (threads, min(times), repeat, os.getloadavg()[0])
+            )
+        print(
+            "2 threads: %.2fx; results equal: %s"
+            % (res[1][0] / res[2][0], np.array_equal(res[1][1], res[2][1], equal_nan=True))
+        )
 
 
-PEER = r'''
+PEER = r"""
 import sys, time, json
 import numpy as np, xarray as xr
 gpath, mpath, out = sys.argv[1:4]
@@ -142,7 +149,7 @@ arr = td.transpose("time", "lat", "lon").values.astype("float32")
 dt = time.perf_counter() - t0
 np.save(out, arr)
 print(json.dumps({"seconds": dt, "xarray": xr.__version__, "numpy": np.__version__}))
-'''
+"""
 
 
 def run_peer(gpath, mpath, d):
@@ -169,12 +176,18 @@ def bench(fine, nt, repeat):
         diff = float(np.nanmax(np.abs(a.astype(np.float64) - b)))
         nan_same = bool(np.array_equal(np.isnan(a), np.isnan(b)))
         print("inputs: fine %dx%d cells x %d months, coarse CSR layout 0.25 deg" % (fine, fine, nt))
-        print("ours (core/grace/downscaling.py, GDAL read, windows) : best %.2f s  (runs %s)"
-              % (min(ours), ", ".join("%.2f" % x for x in ours)))
-        print("peer (xarray %s groupby + interp):               best %.2f s  (runs %s)"
-              % (info["xarray"], min(peer), ", ".join("%.2f" % x for x in peer)))
-        print("ratio peer/ours: %.2fx ; max |ours - peer| = %.2e mm ; NaN patterns equal: %s"
-              % (min(peer) / min(ours), diff, nan_same))
+        print(
+            "ours (core/grace/downscaling.py, GDAL read, windows) : best %.2f s  (runs %s)"
+            % (min(ours), ", ".join("%.2f" % x for x in ours))
+        )
+        print(
+            "peer (xarray %s groupby + interp):               best %.2f s  (runs %s)"
+            % (info["xarray"], min(peer), ", ".join("%.2f" % x for x in peer))
+        )
+        print(
+            "ratio peer/ours: %.2fx ; max |ours - peer| = %.2e mm ; NaN patterns equal: %s"
+            % (min(peer) / min(ours), diff, nan_same)
+        )
 
 
 def rss_run(fine, nt, memory_mb):
@@ -193,8 +206,14 @@ def rss_run(fine, nt, memory_mb):
         mpath = str(d / "model.tif")
         t0 = time.perf_counter()
         drv = gdal.GetDriverByName("GTiff")
-        ds = drv.Create(mpath, fine, fine, nt, gdal.GDT_Float32,
-                        ["TILED=YES", "BIGTIFF=YES", "INTERLEAVE=BAND", "BLOCKXSIZE=256", "BLOCKYSIZE=256"])
+        ds = drv.Create(
+            mpath,
+            fine,
+            fine,
+            nt,
+            gdal.GDT_Float32,
+            ["TILED=YES", "BIGTIFF=YES", "INTERLEAVE=BAND", "BLOCKXSIZE=256", "BLOCKYSIZE=256"],
+        )
         ds.SetGeoTransform(grid.geotransform)
         ds.SetProjection(grid.projection)
         x = 300 + 20 * np.sin(np.arange(fine) / 50.0)[None, :].astype(np.float32)
@@ -211,13 +230,17 @@ def rss_run(fine, nt, memory_mb):
         g = products.ProductReader('NETCDF:"%s":lwe_thickness' % gpath)
         model = downscaling.ModelSum([products.ProductReader(mpath)])
         out = str(d / "td.tif")
-        with rasters.RasterWriter(out, model.grid(), len(g.months),
-                                   dates=[dates.month_from_index(k) for k in g.months]) as w:
-            downscaling.weighted_downscaling(g, model, memory_mb=memory_mb,
-                                             write=lambda r0, b, c0=0: w.write_block(r0, b.astype(np.float32), c0))
+        with rasters.RasterWriter(
+            out, model.grid(), len(g.months), dates=[dates.month_from_index(k) for k in g.months]
+        ) as w:
+            downscaling.weighted_downscaling(
+                g, model, memory_mb=memory_mb, write=lambda r0, b, c0=0: w.write_block(r0, b.astype(np.float32), c0)
+            )
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        print("streamed downscaling %dx%dx%d -> GeoTIFF: %.1f s, peak RSS %.0f MB (before the run %.0f MB), "
-              "memory cap %d MB" % (fine, fine, nt, time.perf_counter() - t0, peak / 1024, base / 1024, memory_mb))
+        print(
+            "streamed downscaling %dx%dx%d -> GeoTIFF: %.1f s, peak RSS %.0f MB (before the run %.0f MB), "
+            "memory cap %d MB" % (fine, fine, nt, time.perf_counter() - t0, peak / 1024, base / 1024, memory_mb)
+        )
 
 
 def main():

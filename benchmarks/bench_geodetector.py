@@ -21,6 +21,7 @@ lambda with the population variance). Natural breaks: exact k = 20 on 1e6
 lognormal values (ours), and SSW vs mapclassify ``FisherJenks`` (the peer's
 natural-breaks backend) on 1000 values.
 """
+
 import argparse
 import json
 import os
@@ -141,8 +142,10 @@ def bench_detectors(n, skip_peer=False):
     rt = rt[rt.factor == "x0"]
     rp = dict(zip(rt.stratum_a.astype(str) + "|" + rt.stratum_b.astype(str), rt.p))
     drp = max(abs(rp[k] - v) for k, v in peer["risk0"].items())
-    print(f"  max |dq| {dq:.1e}  max |dq12| {dq12:.1e}  type mismatches {mism}/36  "
-          f"max rel |dF_eco| {dF:.1e}  max |dp_wang| (lambda ddof 0) {dp:.1e}  max |dp_risk(x0)| {drp:.1e}")
+    print(
+        f"  max |dq| {dq:.1e}  max |dq12| {dq12:.1e}  type mismatches {mism}/36  "
+        f"max rel |dF_eco| {dF:.1e}  max |dp_wang| (lambda ddof 0) {dp:.1e}  max |dp_risk(x0)| {drp:.1e}"
+    )
 
 
 def bench_breaks(n=1_000_000, k=20, small=1000, skip_peer=False):
@@ -155,9 +158,11 @@ def bench_breaks(n=1_000_000, k=20, small=1000, skip_peer=False):
     t = time.perf_counter()
     b1 = breaks.natural_breaks(x, k, threads=1)
     el1 = time.perf_counter() - t
-    print(f"exact natural breaks k={k} on {n:,} lognormal values ({np.unique(x).size:,} distinct): "
-          f"{el:.2f} s ({os.cpu_count()} CPUs), {el1:.2f} s in one thread, "
-          f"SSW {breaks.ssw_of_breaks(x, b):.6f} / {breaks.ssw_of_breaks(x, b1):.6f}")
+    print(
+        f"exact natural breaks k={k} on {n:,} lognormal values ({np.unique(x).size:,} distinct): "
+        f"{el:.2f} s ({os.cpu_count()} CPUs), {el1:.2f} s in one thread, "
+        f"SSW {breaks.ssw_of_breaks(x, b):.6f} / {breaks.ssw_of_breaks(x, b1):.6f}"
+    )
     xs = x[:small]
     t = time.perf_counter()
     bs = breaks.natural_breaks(xs, k)
@@ -169,8 +174,7 @@ def bench_breaks(n=1_000_000, k=20, small=1000, skip_peer=False):
             np.savez(data, x=xs)
             run_peer(PEER_BREAKS, [data, out, k])
             peer = json.load(open(out))
-        line += (f" | mapclassify FisherJenks {peer['time']:.3f} s SSW "
-                 f"{breaks.ssw_of_breaks(xs, peer['bins'][:-1]):.8f}")
+        line += f" | mapclassify FisherJenks {peer['time']:.3f} s SSW {breaks.ssw_of_breaks(xs, peer['bins'][:-1]):.8f}"
     print(line)
 
 

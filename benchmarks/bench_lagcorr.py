@@ -11,6 +11,7 @@ No extra venv is needed: the peer is pandas 1.5 + scipy 1.10 of the system pytho
 
 Usage: /usr/bin/python3 benchmarks/bench_lagcorr.py [--groups 2000] [--months 120] [--max-lag 6]
 """
+
 import argparse
 import time
 
@@ -28,12 +29,18 @@ def make_table(groups, months, seed=0, gap=0.05):
     dates = pd.date_range("2010-01-15", periods=months, freq="MS").strftime("%Y-%m-%d")
     g = rng.normal(size=(groups, months + 3)).cumsum(axis=1)
     lag = rng.integers(0, 4, size=groups)
-    defo = np.stack([g[i, 3 - lag[i]: 3 - lag[i] + months] for i in range(groups)]) + rng.normal(size=(groups, months))
+    defo = np.stack([g[i, 3 - lag[i] : 3 - lag[i] + months] for i in range(groups)]) + rng.normal(size=(groups, months))
     gw = g[:, 3:].copy()
     gw[rng.random(gw.shape) < gap] = np.nan
     defo[rng.random(defo.shape) < gap] = np.nan
-    return pd.DataFrame({"point": np.repeat(np.arange(groups), months), "date": np.tile(dates, groups),
-                         "gwsa": gw.ravel(), "defo": defo.ravel()})
+    return pd.DataFrame(
+        {
+            "point": np.repeat(np.arange(groups), months),
+            "date": np.tile(dates, groups),
+            "gwsa": gw.ravel(),
+            "defo": defo.ravel(),
+        }
+    )
 
 
 def peer(df, max_lag):
@@ -58,8 +65,9 @@ def main(argv=None):
     a = ap.parse_args(argv)
     df = make_table(a.groups, a.months)
     t0 = time.perf_counter()
-    ours = lagcorr.lagged_correlation_table(df, "date", "gwsa", "defo", group_fields=["point"],
-                                            max_lag=a.max_lag, series="levels").table
+    ours = lagcorr.lagged_correlation_table(
+        df, "date", "gwsa", "defo", group_fields=["point"], max_lag=a.max_lag, series="levels"
+    ).table
     t_ours = time.perf_counter() - t0
     t0 = time.perf_counter()
     ref = peer(df, a.max_lag)

@@ -19,6 +19,7 @@ reads every frame through an exact warped VRT (bilinear) and gdalwarp/gdal_merge
 
 Run:  /usr/bin/python3 benchmarks/bench_mosaic.py [--size 2000 --dates 36 --frames 4 --memory-mb 512 --resolution 0]
 """
+
 import argparse
 import datetime as dt
 import json
@@ -32,8 +33,15 @@ import time
 import numpy as np
 from toolkit_package import register
 
-CREATE = ["TILED=YES", "COMPRESS=DEFLATE", "PREDICTOR=3", "BIGTIFF=IF_SAFER", "BLOCKXSIZE=256", "BLOCKYSIZE=256",
-          "INTERLEAVE=BAND"]
+CREATE = [
+    "TILED=YES",
+    "COMPRESS=DEFLATE",
+    "PREDICTOR=3",
+    "BIGTIFF=IF_SAFER",
+    "BLOCKXSIZE=256",
+    "BLOCKYSIZE=256",
+    "INTERLEAVE=BAND",
+]
 
 
 def layout(size, overlap, frames):
@@ -62,9 +70,14 @@ def make_inputs(d, size, nd, frames, overlap, seed=0):
     paths, dss = [], []
     for k, (r0, c0) in enumerate(pos):
         p = os.path.join(d, "frame%d.tif" % k)
-        ds = gdal.GetDriverByName("GTiff").Create(p, size, size, nd, gdal.GDT_Float32,
-                                                  ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "INTERLEAVE=BAND",
-                                                   "BIGTIFF=YES"])
+        ds = gdal.GetDriverByName("GTiff").Create(
+            p,
+            size,
+            size,
+            nd,
+            gdal.GDT_Float32,
+            ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "INTERLEAVE=BAND", "BIGTIFF=YES"],
+        )
         ds.SetGeoTransform((500000.0 + 30.0 * c0, 30.0, 0, 4000000.0 - 30.0 * r0, 0, -30.0))
         ds.SetProjection(srs.ExportToWkt())
         paths.append(p)
@@ -75,7 +88,7 @@ def make_inputs(d, size, nd, frames, overlap, seed=0):
             band = dss[k].GetRasterBand(t + 1)
             band.SetDescription(dates[t].isoformat())
             band.SetNoDataValue(float("nan"))
-            a = truth[r0:r0 + size, c0:c0 + size] + np.float32(offsets[k, t])
+            a = truth[r0 : r0 + size, c0 : c0 + size] + np.float32(offsets[k, t])
             a = a + rng.normal(0, 1.0, a.shape).astype(np.float32)
             band.WriteArray(a)
     dss = None
@@ -99,9 +112,16 @@ def ours(paths, out, memory_mb, resolution=0.0):
 
     t0 = time.perf_counter()
     rows, summary = mosaic.mosaic_frames(paths, out, reference_frame=0, memory_mb=memory_mb, resolution=resolution)
-    print(json.dumps({"seconds": time.perf_counter() - t0, "windows": summary["n_windows"],
-                      "stride": summary["sample_stride"],
-                      "offsets": [[r["frame"], r["date"], r["offset_mm"]] for r in rows]}))
+    print(
+        json.dumps(
+            {
+                "seconds": time.perf_counter() - t0,
+                "windows": summary["n_windows"],
+                "stride": summary["sample_stride"],
+                "offsets": [[r["frame"], r["date"], r["offset_mm"]] for r in rows],
+            }
+        )
+    )
 
 
 def main():
@@ -122,31 +142,53 @@ def main():
     with tempfile.TemporaryDirectory(prefix="bench_mosaic_", dir=os.environ.get("BENCH_TMP")) as d:
         t0 = time.perf_counter()
         paths, rate, offsets, dates, pos, (ny, nx) = make_inputs(d, a.size, a.dates, a.frames, a.overlap)
-        print("inputs: %d frames %d x %d x %d float32 (%.1f GB) made in %.0f s; mosaic %d x %d" % (
-            a.frames, a.size, a.size, a.dates, a.frames * a.size ** 2 * a.dates * 4 / 1e9, time.perf_counter() - t0,
-            ny, nx))
+        print(
+            "inputs: %d frames %d x %d x %d float32 (%.1f GB) made in %.0f s; mosaic %d x %d"
+            % (
+                a.frames,
+                a.size,
+                a.size,
+                a.dates,
+                a.frames * a.size**2 * a.dates * 4 / 1e9,
+                time.perf_counter() - t0,
+                ny,
+                nx,
+            )
+        )
         print("load average before: %s" % " ".join("%.2f" % v for v in os.getloadavg()))
         out = os.path.join(d, "ours.tif")
-        w_ours, r_ours, text = timed([sys.executable, __file__, "--memory-mb", str(a.memory_mb), "--resolution",
-                                      str(a.resolution), "--ours"] + paths + [out])
+        w_ours, r_ours, text = timed(
+            [sys.executable, __file__, "--memory-mb", str(a.memory_mb), "--resolution", str(a.resolution), "--ours"]
+            + paths
+            + [out]
+        )
         info = json.loads(text.strip().splitlines()[-1])
-        print("ours (mosaic_frames, %d MB cap, %d windows, median lattice stride %d): %.1f s, peak RSS %.0f MB"
-              % (a.memory_mb, info["windows"], info["stride"], w_ours, r_ours))
+        print(
+            "ours (mosaic_frames, %d MB cap, %d windows, median lattice stride %d): %.1f s, peak RSS %.0f MB"
+            % (a.memory_mb, info["windows"], info["stride"], w_ours, r_ours)
+        )
         co = sum([["-co", c] for c in CREATE], [])
         if a.resolution:
             co += ["-tr", str(a.resolution), str(a.resolution)]
-        w_warp, r_warp, _ = timed(["gdalwarp", "-q", "-r", "bilinear", "-wm", str(int(a.memory_mb))] + co + paths
-                                  + [os.path.join(d, "warp.tif")])
+        w_warp, r_warp, _ = timed(
+            ["gdalwarp", "-q", "-r", "bilinear", "-wm", str(int(a.memory_mb))]
+            + co
+            + paths
+            + [os.path.join(d, "warp.tif")]
+        )
         print("gdalwarp -r bilinear -wm %d: %.1f s, peak RSS %.0f MB" % (a.memory_mb, w_warp, r_warp))
         co_merge = [c if c != "-tr" else "-ps" for c in co]
-        w_merge, r_merge, _ = timed([sys.executable, "/usr/bin/gdal_merge.py", "-q"] + co_merge + ["-o",
-                                    os.path.join(d, "merge.tif")] + paths)
+        w_merge, r_merge, _ = timed(
+            [sys.executable, "/usr/bin/gdal_merge.py", "-q"] + co_merge + ["-o", os.path.join(d, "merge.tif")] + paths
+        )
         print("gdal_merge.py: %.1f s, peak RSS %.0f MB" % (w_merge, r_merge))
         print("load average after: %s" % " ".join("%.2f" % v for v in os.getloadavg()))
         # accuracy: offsets vs planted (frame 0 is the reference), and the mosaic vs truth + noise level
         got = np.array([o[2] for o in info["offsets"]]).reshape(a.frames, a.dates)
-        print("offset error vs planted: max %.3f mm (noise 1 mm per pixel and frame)"
-              % np.abs(got - (offsets[0] - offsets)).max())
+        print(
+            "offset error vs planted: max %.3f mm (noise 1 mm per pixel and frame)"
+            % np.abs(got - (offsets[0] - offsets)).max()
+        )
         ds = gdal.Open(out)
         t = a.dates - 1
         band = ds.GetRasterBand(t + 1).ReadAsArray().astype(np.float64)
@@ -156,10 +198,14 @@ def main():
             cols = (((gt[0] + (np.arange(ds.RasterXSize) + 0.5) * gt[1]) - 500000.0) / 30.0).astype(int)
             rate = rate[np.clip(rows, 0, ny - 1)][:, np.clip(cols, 0, nx - 1)]
         err = band - rate * (t / 12.0)
-        print("last date: mosaic - truth RMS %.3f mm (noise 1 mm), max |error| %.2f mm" % (
-            np.sqrt(np.nanmean(err ** 2)), np.nanmax(np.abs(err))))
-        print("ratio ours / gdalwarp: %.2f, ours / gdal_merge: %.2f; peak RSS - cap: %.0f MB" % (
-            w_ours / w_warp, w_ours / w_merge, r_ours - a.memory_mb))
+        print(
+            "last date: mosaic - truth RMS %.3f mm (noise 1 mm), max |error| %.2f mm"
+            % (np.sqrt(np.nanmean(err**2)), np.nanmax(np.abs(err)))
+        )
+        print(
+            "ratio ours / gdalwarp: %.2f, ours / gdal_merge: %.2f; peak RSS - cap: %.0f MB"
+            % (w_ours / w_warp, w_ours / w_merge, r_ours - a.memory_mb)
+        )
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ the HDF5 is part of MintPy's patch call). RMSE over every pixel with data
 and every date, in mm; velocity = LSQ linear fit of the time series vs the
 same fit of the truth.
 """
+
 import argparse
 import datetime as dt
 import json
@@ -54,7 +55,7 @@ WAVELENGTH = 0.05546576
 MINTPY_PY = "/work/venvs/mintpy/bin/python"
 LOOKS = 20
 
-MINTPY_RUNNER = r'''
+MINTPY_RUNNER = r"""
 import os, sys, time, json
 for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[v] = "1"
@@ -83,7 +84,7 @@ ts, _, tcoh, ninv, _ = ii.run_ifgram_inversion_patch(fn, box=None, ref_phase=d["
 t = time.perf_counter() - t0
 np.save(out, ts.astype(np.float32))
 print(json.dumps({"seconds": t, "zero_pixels": int(np.sum(np.all(ts == 0, axis=0) & (ninv == 0)))}))
-'''
+"""
 
 
 def make_dates(n=60, seed=2):
@@ -97,26 +98,26 @@ def make_dates(n=60, seed=2):
 def make_stack(size=500, n_dates=60, max_days=48, seed=1):
     rng = np.random.default_rng(seed)
     dates = make_dates(n_dates)
-    pairs = [(a, b) for i, a in enumerate(dates) for b in dates[i + 1:] if (b - a).days <= max_days]
+    pairs = [(a, b) for i, a in enumerate(dates) for b in dates[i + 1 :] if (b - a).days <= max_days]
     net = SbasNetwork([a for a, _ in pairs], [b for _, b in pairs])
     M = net.n_ifg
     H = W = size
     yy, xx = np.mgrid[0:H, 0:W] / float(size)
-    bowl = -60.0 * np.exp(-((xx - 0.45) ** 2 + (yy - 0.55) ** 2) / (2 * 0.15 ** 2))   # mm/yr
-    amp = 6.0 * (0.5 + 0.5 * np.sin(3 * xx) * np.cos(2 * yy))                        # mm
-    nl = 4.0 * np.cos(5 * xx + 3 * yy)                                               # mm, non-linear
+    bowl = -60.0 * np.exp(-((xx - 0.45) ** 2 + (yy - 0.55) ** 2) / (2 * 0.15**2))  # mm/yr
+    amp = 6.0 * (0.5 + 0.5 * np.sin(3 * xx) * np.cos(2 * yy))  # mm
+    nl = 4.0 * np.cos(5 * xx + 3 * yy)  # mm, non-linear
     t = net.tyears[:, None, None]
     truth = bowl * t + amp * np.sin(2 * np.pi * t) + nl * (t / t[-1]) ** 2 * 3
-    truth = (truth - truth[0]).astype(np.float64)                                   # mm
+    truth = (truth - truth[0]).astype(np.float64)  # mm
     mm2rad = -4 * np.pi / (WAVELENGTH * 1000.0)
     tb = net.temporal_baselines
-    base_coh = 0.25 + 0.6 * np.exp(-((xx - 0.3) ** 2 + (yy - 0.3) ** 2) / 0.2)        # spatial pattern
+    base_coh = 0.25 + 0.6 * np.exp(-((xx - 0.3) ** 2 + (yy - 0.3) ** 2) / 0.2)  # spatial pattern
     phase = np.empty((M, H, W), np.float32)
     coh = np.empty((M, H, W), np.float32)
     offsets = rng.normal(0, 2.0, M)
     for k in range(M):
         g = np.clip(base_coh * np.exp(-tb[k] / 120.0) + rng.normal(0, 0.05, (H, W)), 0.1, 0.98)
-        sig = np.sqrt((1 - g ** 2) / (2 * LOOKS * g ** 2))
+        sig = np.sqrt((1 - g**2) / (2 * LOOKS * g**2))
         d = (truth[net.i2[k]] - truth[net.i1[k]]) * mm2rad
         phase[k] = d + rng.normal(0, 1, (H, W)) * sig + offsets[k]
         coh[k] = g
@@ -134,7 +135,7 @@ def make_stack(size=500, n_dates=60, max_days=48, seed=1):
 
 def rmse(ts_mm, truth, has):
     d = ts_mm[:, has] - truth[:, has]
-    return float(np.sqrt(np.nanmean(d ** 2)))
+    return float(np.sqrt(np.nanmean(d**2)))
 
 
 def vel_rmse(ts_mm, truth, tyears, has):
@@ -157,14 +158,14 @@ def run_ours(net, phase, coh, offsets, weighting, dtype, repeat):
         work = {}  # work arrays reused from block to block, as the algorithm's driver does
         buf = np.empty((M, step, W), np.float32)
         for r0 in range(0, H, step):
-            obs = buf[:, :min(step, H - r0)]
-            np.subtract(phase[:, r0:r0 + step], offsets[:, None, None].astype(np.float32), out=obs)
+            obs = buf[:, : min(step, H - r0)]
+            np.subtract(phase[:, r0 : r0 + step], offsets[:, None, None].astype(np.float32), out=obs)
             obs *= np.float32(f)
             kw = {}
             if weighting != "none":
-                kw = dict(coherence_block=coh[:, r0:r0 + step], weighting=weighting, looks=LOOKS)
+                kw = dict(coherence_block=coh[:, r0 : r0 + step], weighting=weighting, looks=LOOKS)
             t, q = sbas.sbas_invert_block(obs, net, rad_per_unit=rad_per_mm, dtype=dtype, workspace=work, **kw)
-            ts[:, r0:r0 + step] = t
+            ts[:, r0 : r0 + step] = t
         el = time.perf_counter() - t0
         times.append(el)
         if best is None or el < best:
@@ -198,7 +199,7 @@ def write_e2e_stack(folder, net, phase, coh):
             write_raster(c, grid, coh[k], units="")
         ifgs.append(f)
         cohs.append(c)
-    for name in os.listdir(folder):     # a freshly downloaded stack: no side-cars from earlier runs
+    for name in os.listdir(folder):  # a freshly downloaded stack: no side-cars from earlier runs
         if name.endswith(".aux.xml"):
             os.remove(os.path.join(folder, name))
     return ifgs, cohs
@@ -225,19 +226,28 @@ def startup_floor(folder):
     qp = QgisProcess(os.path.join(os.path.dirname(folder.rstrip("/")), "qgis_e2e_home"))
     pt = os.path.join(os.path.dirname(folder.rstrip("/")), "one_point.geojson")
     with open(pt, "w") as f:
-        f.write('{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, '
-                '"geometry": {"type": "Point", "coordinates": [108.1, 38.4]}}]}')
+        f.write(
+            '{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, '
+            '"geometry": {"type": "Point", "coordinates": [108.1, 38.4]}}]}'
+        )
     out = os.path.join(os.path.dirname(folder.rstrip("/")), "one_point_buffer.gpkg")
     t0 = time.perf_counter()
-    r = subprocess.run(["/usr/bin/time", "-v", qp.exe, "run", "native:buffer", "--", "INPUT=" + pt, "DISTANCE=0.01",
-                        "OUTPUT=" + out], env=qp.env, capture_output=True, text=True)
+    r = subprocess.run(
+        ["/usr/bin/time", "-v", qp.exe, "run", "native:buffer", "--", "INPUT=" + pt, "DISTANCE=0.01", "OUTPUT=" + out],
+        env=qp.env,
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - t0
     if r.returncode != 0:
         raise RuntimeError(r.stdout[-2000:] + r.stderr[-2000:])
     rss = [line for line in r.stderr.splitlines() if "Maximum resident set size" in line]
     startup_floor.rss = int(rss[0].split(":")[1]) / 1024.0 if rss else float("nan")
-    startup_floor.cpu = sum(float(line.split(":")[1]) for line in r.stderr.splitlines()
-                            if line.strip().startswith(("User time", "System time")))
+    startup_floor.cpu = sum(
+        float(line.split(":")[1])
+        for line in r.stderr.splitlines()
+        if line.strip().startswith(("User time", "System time"))
+    )
     return wall
 
 
@@ -251,10 +261,17 @@ def run_e2e(folder, ifgs, cohs, memory_mb, weighting=0, threads=1, extra=None, t
     qp = QgisProcess(os.path.join(os.path.dirname(folder.rstrip("/")), "qgis_e2e_home"))
     out = os.path.join(os.path.dirname(folder.rstrip("/")), tag)
     os.makedirs(out, exist_ok=True)
-    params = {"INTERFEROGRAMS": ifgs, "COHERENCE": cohs, "WEIGHTING": weighting, "MEMORY_LIMIT_MB": memory_mb,
-              "THREADS": threads,
-              "OUTPUT_TIMESERIES": os.path.join(out, "ts.tif"), "OUTPUT_VELOCITY": os.path.join(out, "vel.tif"),
-              "OUTPUT_QUALITY": os.path.join(out, "q.tif"), "OUTPUT_NETWORK": os.path.join(out, "net.csv")}
+    params = {
+        "INTERFEROGRAMS": ifgs,
+        "COHERENCE": cohs,
+        "WEIGHTING": weighting,
+        "MEMORY_LIMIT_MB": memory_mb,
+        "THREADS": threads,
+        "OUTPUT_TIMESERIES": os.path.join(out, "ts.tif"),
+        "OUTPUT_VELOCITY": os.path.join(out, "vel.tif"),
+        "OUTPUT_QUALITY": os.path.join(out, "q.tif"),
+        "OUTPUT_NETWORK": os.path.join(out, "net.csv"),
+    }
     # before issue 14 there was no loop closure and no ramp: keep that the baseline unless asked
     params.update({"LOOP_CLOSURE": 0, "DERAMP": 0})
     params.update(extra or {})
@@ -267,8 +284,11 @@ def run_e2e(folder, ifgs, cohs, memory_mb, weighting=0, threads=1, extra=None, t
         raise RuntimeError(r.stdout[-2000:] + r.stderr[-3000:])
     rss = [line for line in r.stderr.splitlines() if "Maximum resident set size" in line]
     rss_mb = int(rss[0].split(":")[1]) / 1024.0 if rss else float("nan")
-    run_e2e.cpu = sum(float(line.split(":")[1]) for line in r.stderr.splitlines()
-                      if line.strip().startswith(("User time", "System time")))
+    run_e2e.cpu = sum(
+        float(line.split(":")[1])
+        for line in r.stderr.splitlines()
+        if line.strip().startswith(("User time", "System time"))
+    )
     ts = gdal.Open(params["OUTPUT_TIMESERIES"]).ReadAsArray()
     return wall, rss_mb, ts, sorted(set(os.listdir(folder)) - before)
 
@@ -284,7 +304,7 @@ def solve_threaded(net, phase, offsets, threads, step=20):
     ts = np.empty((net.n_dates, H, W), np.float32)
 
     def task(r0, _):
-        obs = np.subtract(phase[:, r0:r0 + step], offsets[:, None, None].astype(np.float32))
+        obs = np.subtract(phase[:, r0 : r0 + step], offsets[:, None, None].astype(np.float32))
         obs *= np.float32(f)
         t, _ = sbas.sbas_invert_block(obs, net, rad_per_unit=rad_per_mm, dtype=np.float32)
         return t
@@ -292,7 +312,7 @@ def solve_threaded(net, phase, offsets, threads, step=20):
     t0 = time.perf_counter()
     for i, t in map_threads(task, list(range(0, H, step)), threads, shared=0):
         r0 = i * step
-        ts[:, r0:r0 + step] = t
+        ts[:, r0 : r0 + step] = t
     return time.perf_counter() - t0, ts
 
 
@@ -310,17 +330,31 @@ def main():
     ap.add_argument("--scaling", action="store_true", help="also the in-memory solve on 1 and 2 threads")
     ap.add_argument("--e2e-repeat", type=int, default=1, help="end-to-end runs per configuration (best wall)")
     ap.add_argument("--default-qc", action="store_true", help="also end to end with the default loop closure")
-    ap.add_argument("--qc", type=int, default=0, metavar="N",
-                    help="end to end (needs --e2e): N alternating runs without / with loop closure (reject) + linear "
-                         "deramp, unweighted, to measure what the network QC adds")
+    ap.add_argument(
+        "--qc",
+        type=int,
+        default=0,
+        metavar="N",
+        help="end to end (needs --e2e): N alternating runs without / with loop closure (reject) + linear "
+        "deramp, unweighted, to measure what the network QC adds",
+    )
     a = ap.parse_args()
     net, dates, phase, coh, offsets, truth, water = make_stack(a.size, a.dates)
     M, H, W = phase.shape
     P = H * W
     has = ~water
-    print("stack %dx%d px, %d dates, %d pairs (max dt %d d), %d partial px, %d water px"
-          % (H, W, net.n_dates, M, net.temporal_baselines.max(),
-             int(np.sum(np.isnan(phase.reshape(M, -1)).any(0) & has)), int(water.sum())))
+    print(
+        "stack %dx%d px, %d dates, %d pairs (max dt %d d), %d partial px, %d water px"
+        % (
+            H,
+            W,
+            net.n_dates,
+            M,
+            net.temporal_baselines.max(),
+            int(np.sum(np.isnan(phase.reshape(M, -1)).any(0) & has)),
+            int(water.sum()),
+        )
+    )
     tr = truth.reshape(net.n_dates, -1)
     results = {}
     if a.e2e and a.qc:
@@ -333,12 +367,16 @@ def main():
                 wall, rss, ts, _ = run_e2e(a.e2e, ifgs, cohs, a.memory, 0, a.threads[0], extra, tag="qc_" + label)
                 walls[label].append(wall)
                 cpus[label].append(run_e2e.cpu)
-                print("e2e qgis_process %-11s run %d: wall %.1f s, CPU (user + sys) %.1f s, peak RSS %.0f MB, "
-                      "load avg before %.2f" % (label, rep + 1, wall, run_e2e.cpu, rss, load))
+                print(
+                    "e2e qgis_process %-11s run %d: wall %.1f s, CPU (user + sys) %.1f s, peak RSS %.0f MB, "
+                    "load avg before %.2f" % (label, rep + 1, wall, run_e2e.cpu, rss, load)
+                )
         for what, d in (("wall", walls), ("CPU", cpus)):
             b, q = np.median(d["baseline"]), np.median(d["loop+deramp"])
-            print("loop closure + deramp add %.1f s to %.1f s of %s (median of %d): +%.0f %%"
-                  % (q - b, b, what, a.qc, 100 * (q - b) / b))
+            print(
+                "loop closure + deramp add %.1f s to %.1f s of %s (median of %d): +%.0f %%"
+                % (q - b, b, what, a.qc, 100 * (q - b) / b)
+            )
         return
     if a.e2e:
         ifgs, cohs = write_e2e_stack(a.e2e, net, phase, coh)
@@ -351,11 +389,15 @@ def main():
             c0 = time.process_time()
             solve[weighting] = run_ours(net, phase, coh, offsets, weighting, np.float32, 1)[0]
             solve_cpu[weighting] = time.process_time() - c0
-        print("floors in CPU seconds: read %.2f, qgis_process.bin start-up %.2f, solve %.2f (weighted %.2f)"
-              % (read_cpu, start_cpu, solve_cpu["none"], solve_cpu["coherence"]))
-        print("floors (load %.1f %.1f %.1f): one whole GDAL read of %d+%d files %.2f s (interferograms only %.2f s), "
-              "qgis_process.bin run native:buffer %.2f s (peak RSS %.0f MB), in-memory solve %.2f s (weighted %.2f s)"
-              % (load + (M, M, read_s, read_ifg_s, start_s, startup_floor.rss, solve["none"], solve["coherence"])))
+        print(
+            "floors in CPU seconds: read %.2f, qgis_process.bin start-up %.2f, solve %.2f (weighted %.2f)"
+            % (read_cpu, start_cpu, solve_cpu["none"], solve_cpu["coherence"])
+        )
+        print(
+            "floors (load %.1f %.1f %.1f): one whole GDAL read of %d+%d files %.2f s (interferograms only %.2f s), "
+            "qgis_process.bin run native:buffer %.2f s (peak RSS %.0f MB), in-memory solve %.2f s (weighted %.2f s)"
+            % (load + (M, M, read_s, read_ifg_s, start_s, startup_floor.rss, solve["none"], solve["coherence"]))
+        )
         configs = [(0, "none", {}), (1, "coherence", {})]
         if a.default_qc:
             configs.append((0, "none+QC", {"LOOP_CLOSURE": 2}))
@@ -371,11 +413,27 @@ def main():
                 added = sorted(set(f for r in runs for f in r[3]))
                 floor = read_s + solve[label.split("+")[0]] + start_s
                 floor_cpu = read_cpu + solve_cpu[label.split("+")[0]] + start_cpu
-                print("e2e qgis_process w=%-9s threads=%d: wall %.2f s (best of %d), CPU %.2f s, ratio %.2f (floor "
-                      "%.2f s), CPU ratio %.2f (floor %.2f s), peak RSS %.0f MB (MEMORY_LIMIT_MB=%g), files added "
-                      "next to the inputs: %d%s (load %.1f)"
-                      % (label, threads, wall, len(runs), cpu, wall / floor, floor, cpu / floor_cpu, floor_cpu, rss,
-                         a.memory, len(added), (" " + ", ".join(added[:3])) if added else "", os.getloadavg()[0]))
+                print(
+                    "e2e qgis_process w=%-9s threads=%d: wall %.2f s (best of %d), CPU %.2f s, ratio %.2f (floor "
+                    "%.2f s), CPU ratio %.2f (floor %.2f s), peak RSS %.0f MB (MEMORY_LIMIT_MB=%g), files added "
+                    "next to the inputs: %d%s (load %.1f)"
+                    % (
+                        label,
+                        threads,
+                        wall,
+                        len(runs),
+                        cpu,
+                        wall / floor,
+                        floor,
+                        cpu / floor_cpu,
+                        floor_cpu,
+                        rss,
+                        a.memory,
+                        len(added),
+                        (" " + ", ".join(added[:3])) if added else "",
+                        os.getloadavg()[0],
+                    )
+                )
         if a.scaling:
             for threads in (1, 2):
                 sec = min(solve_threaded(net, phase, offsets, threads)[0] for _ in range(a.repeat))
@@ -388,10 +446,20 @@ def main():
             tsf = ts.reshape(net.n_dates, -1).astype(np.float64)
             zero = int(np.sum(has & np.all(tsf == 0, axis=0)))
             results[("ours", weighting)] = sec
-            print("ours   w=%-9s %7.3f s  %9.0f px/s  RMSE ts %.3f mm  vel %.3f mm/yr  all-zero px with data: %d"
-                  "  (median of %d runs; best %.3f s)"
-                  % (weighting, sec, P / sec, rmse(tsf, tr, has), vel_rmse(tsf, tr, net.tyears, has), zero,
-                     a.repeat, best))
+            print(
+                "ours   w=%-9s %7.3f s  %9.0f px/s  RMSE ts %.3f mm  vel %.3f mm/yr  all-zero px with data: %d"
+                "  (median of %d runs; best %.3f s)"
+                % (
+                    weighting,
+                    sec,
+                    P / sec,
+                    rmse(tsf, tr, has),
+                    vel_rmse(tsf, tr, net.tyears, has),
+                    zero,
+                    a.repeat,
+                    best,
+                )
+            )
     if a.no_mintpy:
         return
     if not os.path.exists(MINTPY_PY):
@@ -399,19 +467,33 @@ def main():
         return
     with tempfile.TemporaryDirectory() as tmp:
         npz = os.path.join(tmp, "stack.npz")
-        np.savez(npz, phase=phase, coherence=coh, ref_phase=offsets.astype(np.float32),
-                 date1=np.array([net.dates[i].strftime("%Y%m%d") for i in net.i1]),
-                 date2=np.array([net.dates[i].strftime("%Y%m%d") for i in net.i2]),
-                 wavelength=WAVELENGTH, looks=LOOKS)
+        np.savez(
+            npz,
+            phase=phase,
+            coherence=coh,
+            ref_phase=offsets.astype(np.float32),
+            date1=np.array([net.dates[i].strftime("%Y%m%d") for i in net.i1]),
+            date2=np.array([net.dates[i].strftime("%Y%m%d") for i in net.i2]),
+            wavelength=WAVELENGTH,
+            looks=LOOKS,
+        )
         for weighting, mw in (("none", "no"), ("coherence", "coh")):
             if weighting != "none" and a.skip_weighted_mintpy:
                 continue
             info, ts_m = run_mintpy(npz, mw, tmp)
             tsm = ts_m.reshape(net.n_dates, -1).astype(np.float64) * 1000.0
             sec = info["seconds"]
-            print("MintPy w=%-9s %7.3f s  %9.0f px/s  RMSE ts %.3f mm  vel %.3f mm/yr  all-zero px with data: %d"
-                  % (mw, sec, P / sec, rmse(tsm, tr, has), vel_rmse(tsm, tr, net.tyears, has),
-                     int(np.sum(has & np.all(tsm == 0, axis=0)))))
+            print(
+                "MintPy w=%-9s %7.3f s  %9.0f px/s  RMSE ts %.3f mm  vel %.3f mm/yr  all-zero px with data: %d"
+                % (
+                    mw,
+                    sec,
+                    P / sec,
+                    rmse(tsm, tr, has),
+                    vel_rmse(tsm, tr, net.tyears, has),
+                    int(np.sum(has & np.all(tsm == 0, axis=0))),
+                )
+            )
             print("  ratio ours/MintPy px/s (w=%s): %.1fx" % (weighting, sec / results[("ours", weighting)]))
 
 

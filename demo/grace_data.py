@@ -10,6 +10,7 @@ longitude conventions follow the real products (see the project reference note):
 * GLDAS Noah monthly: one file per month, ``SoilMoi0_10cm_inst`` ... kg m-2, fill -9999, lon -180..180;
 * FLDAS Noah monthly: dimensions ``X``/``Y``, ``SoilMoi00_10cm_tavg`` ... volumetric m3 m-3.
 """
+
 import datetime as dt
 
 import numpy as np
@@ -39,8 +40,9 @@ def write_mascon(path, lat, lon, bounds, data_cm, layout="CSR", scale_factor=Non
     """GRACE mascon file. ``lat`` ascending, ``lon`` 0..360; ``bounds`` list of (start, end) datetimes;
     ``data_cm`` (nt, nlat, nlon) in file order (row 0 = southernmost), NaN -> fill (JPL) / kept (CSR)."""
     f = netcdf_file(str(path), "w", version=2)
-    f.title = ("CSR GRACE and GRACE-FO MASCON RL06Mv2" if layout == "CSR"
-               else "JPL GRACE and GRACE-FO MASCON RL06.3Mv04 CRI")
+    f.title = (
+        "CSR GRACE and GRACE-FO MASCON RL06Mv2" if layout == "CSR" else "JPL GRACE and GRACE-FO MASCON RL06.3Mv04 CRI"
+    )
     f.time_mean_removed = "2004.000 to 2009.999"
     f.createDimension("time", len(bounds))
     f.createDimension("bounds", 2)
@@ -110,8 +112,12 @@ def write_gldas_month(path, year, month, lat, lon, fields, time_units="days sinc
     return str(path)
 
 
-FLDAS_LAYERS = (("SoilMoi00_10cm_tavg", 0.1), ("SoilMoi10_40cm_tavg", 0.3),
-                ("SoilMoi40_100cm_tavg", 0.6), ("SoilMoi100_200cm_tavg", 1.0))
+FLDAS_LAYERS = (
+    ("SoilMoi00_10cm_tavg", 0.1),
+    ("SoilMoi10_40cm_tavg", 0.3),
+    ("SoilMoi40_100cm_tavg", 0.6),
+    ("SoilMoi100_200cm_tavg", 1.0),
+)
 
 
 def write_fldas_month(path, year, month, lat, lon, fields, units=None):

@@ -7,6 +7,7 @@ It runs with ``QT_QPA_PLATFORM=offscreen``, a private HOME (QGIS profile) and ``
 pointing at a folder that holds a ``subsidence_toolkit`` link to this checkout. The plugin is enabled
 once per profile.
 """
+
 import json
 import os
 import shutil
@@ -19,10 +20,12 @@ PLUGIN = "subsidence_toolkit"
 
 
 CANDIDATES = (
-    "qgis_process",                                   # Debian >= 13, Ubuntu, conda, OSGeo4W shells
-    "qgis_process.bin", "/usr/bin/qgis_process.bin",  # Debian 12: the binary behind the broken wrapper
+    "qgis_process",  # Debian >= 13, Ubuntu, conda, OSGeo4W shells
+    "qgis_process.bin",
+    "/usr/bin/qgis_process.bin",  # Debian 12: the binary behind the broken wrapper
     "/usr/lib/qgis/qgis_process.bin",
-    "qgis_process-qgis.bat", "qgis_process-qgis-ltr.bat",  # OSGeo4W on Windows
+    "qgis_process-qgis.bat",
+    "qgis_process-qgis-ltr.bat",  # OSGeo4W on Windows
     "/Applications/QGIS.app/Contents/MacOS/bin/qgis_process",
     "/Applications/QGIS-LTR.app/Contents/MacOS/bin/qgis_process",
 )
@@ -73,8 +76,13 @@ class QgisProcess:
         runtime = self.workdir / "runtime"
         runtime.mkdir(mode=0o700, exist_ok=True)
         os.chmod(runtime, 0o700)
-        self.env = dict(os.environ, HOME=str(self.home), QGIS_PLUGINPATH=str(self.plugins),
-                        QT_QPA_PLATFORM="offscreen", XDG_RUNTIME_DIR=str(runtime))
+        self.env = dict(
+            os.environ,
+            HOME=str(self.home),
+            QGIS_PLUGINPATH=str(self.plugins),
+            QT_QPA_PLATFORM="offscreen",
+            XDG_RUNTIME_DIR=str(runtime),
+        )
         self.env.pop("QGIS_CUSTOM_CONFIG_PATH", None)
         out = self.call(["plugins", "enable", PLUGIN])
         if out.returncode != 0 and "already enabled" not in out.stdout + out.stderr:
@@ -108,7 +116,10 @@ class QgisProcess:
             except ValueError:
                 data = None
         if check and (proc.returncode != 0 or data is None):
-            raise RuntimeError("qgis_process run %s failed (exit %d):\n%s\n%s"
-                               % (alg, proc.returncode, proc.stdout[-4000:], proc.stderr[-4000:]))
-        return data if data is not None else {"returncode": proc.returncode, "stdout": proc.stdout,
-                                              "stderr": proc.stderr}
+            raise RuntimeError(
+                "qgis_process run %s failed (exit %d):\n%s\n%s"
+                % (alg, proc.returncode, proc.stdout[-4000:], proc.stderr[-4000:])
+            )
+        return (
+            data if data is not None else {"returncode": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}
+        )

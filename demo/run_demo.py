@@ -8,6 +8,7 @@ are to the planted truth. ``--small`` is the reduced version CI runs.
 
 Usage: /usr/bin/python3 demo/run_demo.py --out demo_output [--small] [--only NAME ...]
 """
+
 import argparse
 import importlib.util
 import json
@@ -82,8 +83,7 @@ def main(argv=None):
             failed.append(name)
         print("   (%.1f s)" % (time.time() - t0), flush=True)
     files = {k: str(v) for k, v in demo.outputs.items() if isinstance(v, (str, Path))}
-    summary = {"outputs": files, "metrics": demo.metrics,
-               "commands": demo.commands, "failed": failed}
+    summary = {"outputs": files, "metrics": demo.metrics, "commands": demo.commands, "failed": failed}
     (demo.root / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     print("\nDemo outputs in %s" % demo.out_dir)
     for k, v in files.items():

@@ -5,6 +5,7 @@ its centre down to micro at its rim), an irrigation district (-25..15 mm/yr with
 and a desert (-5..5 mm/yr). The velocity and the monthly deformation live on a UTM 49N grid
 (100 m pixels); GWSA on a geographic 0.01 deg grid, so sampling crosses CRSs.
 """
+
 import datetime as dt
 
 import numpy as np
@@ -90,8 +91,16 @@ def make_rasters(folder, small, seed=50):
     write_raster(vel_path, grid, v_out, band_names=["velocity"], units="mm/yr")
     write_raster(defo_path, grid, defo_out, dates=dates)
     gwsa_path = make_gwsa(folder / "gwsa_monthly.tif", vel_path, dates)
-    return dict(velocity=vel_path, deformation=defo_path, gwsa=gwsa_path, dates=dates, v=v, strip=strip,
-                defo=defo_out, grid=grid)
+    return dict(
+        velocity=vel_path,
+        deformation=defo_path,
+        gwsa=gwsa_path,
+        dates=dates,
+        v=v,
+        strip=strip,
+        defo=defo_out,
+        grid=grid,
+    )
 
 
 def make_gwsa(path, velocity_path, dates):
@@ -111,8 +120,7 @@ def make_gwsa(path, velocity_path, dates):
     glat = lat1 - (np.arange(gy) + 0.5) * d
     lon2, lat2 = np.meshgrid(glon, glat)
     gwsa = gwsa_model(lon2, lat2, dates, min(lons), max(lons))
-    write_raster(str(path), grid_from_origin(lon0, lat1, d, d, gx, gy, epsg=4326), gwsa,
-                          dates=dates)
+    write_raster(str(path), grid_from_origin(lon0, lat1, d, d, gx, gy, epsg=4326), gwsa, dates=dates)
     return str(path)
 
 
@@ -138,8 +146,12 @@ def make_areas(path, velocity_path):
     for i, name in enumerate(AREAS):
         a, b = x0 + i * w, x0 + (i + 1) * w
         ring = ogr.Geometry(ogr.wkbLinearRing)
-        pts = ([(x, y0) for x in np.linspace(a, b, 10)] + [(b, y) for y in np.linspace(y0, y1, 10)]
-               + [(x, y1) for x in np.linspace(b, a, 10)] + [(a, y) for y in np.linspace(y1, y0, 10)])
+        pts = (
+            [(x, y0) for x in np.linspace(a, b, 10)]
+            + [(b, y) for y in np.linspace(y0, y1, 10)]
+            + [(x, y1) for x in np.linspace(b, a, 10)]
+            + [(a, y) for y in np.linspace(y1, y0, 10)]
+        )
         for x, y in pts:
             lon, lat = ct.TransformPoint(float(x), float(y))[:2]
             ring.AddPoint_2D(lon, lat)

@@ -10,6 +10,7 @@ the interferograms. Runs ``subsidence:sbasinversion`` (coherence weighting, auto
 velocity with annual + semi-annual terms) and logs the RMSE of the velocity and of the time series
 against the planted truth (both relative to the reference pixel the algorithm picked).
 """
+
 import datetime as dt
 import math
 import os
@@ -54,14 +55,15 @@ def make_data(folder, ny, nx, n_dates, max_days=72, looks=20, seed=21):
     water = ((yy - 0.8 * ny) ** 2 + (xx - 0.2 * nx) ** 2) < (0.08 * nx) ** 2
     partial = rng.random((ny, nx)) < 0.10
     ifgs, cohs = [], []
-    pairs = [(i, j) for i in range(len(dates)) for j in range(i + 1, len(dates))
-             if (dates[j] - dates[i]).days <= max_days]
+    pairs = [
+        (i, j) for i in range(len(dates)) for j in range(i + 1, len(dates)) if (dates[j] - dates[i]).days <= max_days
+    ]
     for i, j in pairs:
         tb = (dates[j] - dates[i]).days
         g = np.clip(base * math.exp(-tb / 150.0) + rng.normal(0, 0.03, (ny, nx)), 0.1, 0.97)
-        sig = np.sqrt((1 - g ** 2) / (2 * looks * g ** 2))
+        sig = np.sqrt((1 - g**2) / (2 * looks * g**2))
         phase = -(truth[j] - truth[i]) / 1000.0 * 4 * math.pi / WAVELENGTH + rng.normal(0, 1, (ny, nx)) * sig
-        phase += rng.normal(0, 1.0)                          # per-interferogram offset
+        phase += rng.normal(0, 1.0)  # per-interferogram offset
         phase[water] = np.nan
         phase[partial & (rng.random((ny, nx)) < 0.10)] = np.nan
         tag = "%s_%s" % (dates[i].strftime("%Y%m%d"), dates[j].strftime("%Y%m%d"))
@@ -92,9 +94,9 @@ def _velocity_rmse(vel_path, ts_path, truth_path, exclude=None, median=False):
     if exclude is not None:
         ok &= ~exclude
     err = vel[ok] - truth[ok]
-    if median:       # the reference pixel's own error shifts every pixel alike
+    if median:  # the reference pixel's own error shifts every pixel alike
         err = err - np.median(err)
-    return float(np.sqrt(np.mean(err ** 2))), int(ok.sum())
+    return float(np.sqrt(np.mean(err**2))), int(ok.sum())
 
 
 def run_world_corrections(demo):
@@ -110,21 +112,35 @@ def run_world_corrections(demo):
         return {}
     truth = w["truth"]
     metrics = {}
-    runs = [("without corrections", "raw_plain", dict(LOOP_CLOSURE=0)),
-            ("with GACOS + loop closure (default: reject)", "raw_corrected", dict(GACOS=w["gacos"],
-                                                                                INCIDENCE_ANGLE=39.0))]
+    runs = [
+        ("without corrections", "raw_plain", dict(LOOP_CLOSURE=0)),
+        ("with GACOS + loop closure (default: reject)", "raw_corrected", dict(GACOS=w["gacos"], INCIDENCE_ANGLE=39.0)),
+    ]
     if not demo.small:
         # a linear ramp fitted outside the deforming areas: the planted orbital ramps are per date and close in
         # the network, and the fit also takes the deformation gradient at the edges of those areas (shown, not
         # recommended here)
-        runs.append(("with GACOS + loop closure + linear ramps", "raw_deramped",
-                     dict(GACOS=w["gacos"], INCIDENCE_ANGLE=39.0, DERAMP=1, DERAMP_MASK=w["deforming_areas"])))
+        runs.append(
+            (
+                "with GACOS + loop closure + linear ramps",
+                "raw_deramped",
+                dict(GACOS=w["gacos"], INCIDENCE_ANGLE=39.0, DERAMP=1, DERAMP_MASK=w["deforming_areas"]),
+            )
+        )
     for label, tag, extra in runs:
-        out = {k: str(demo.out_dir / ("world_%s_%s" % (tag, f))) for k, f in (
-            ("OUTPUT_TIMESERIES", "timeseries.tif"), ("OUTPUT_VELOCITY", "velocity.tif"),
-            ("OUTPUT_QUALITY", "quality.tif"), ("OUTPUT_NETWORK", "network.csv"))}
-        res = demo.run("subsidence:sbasinversion", dict(INTERFEROGRAMS=w["raw_interferograms"],
-                                                        COHERENCE=w["coherence"], **extra, **out))
+        out = {
+            k: str(demo.out_dir / ("world_%s_%s" % (tag, f)))
+            for k, f in (
+                ("OUTPUT_TIMESERIES", "timeseries.tif"),
+                ("OUTPUT_VELOCITY", "velocity.tif"),
+                ("OUTPUT_QUALITY", "quality.tif"),
+                ("OUTPUT_NETWORK", "network.csv"),
+            )
+        }
+        res = demo.run(
+            "subsidence:sbasinversion",
+            dict(INTERFEROGRAMS=w["raw_interferograms"], COHERENCE=w["coherence"], **extra, **out),
+        )
         vel = res.get("OUTPUT_VELOCITY", out["OUTPUT_VELOCITY"])
         ts = res.get("OUTPUT_TIMESERIES", out["OUTPUT_TIMESERIES"])
         rmse, n = _velocity_rmse(vel, ts, truth["velocity_truth"])
@@ -134,31 +150,57 @@ def run_world_corrections(demo):
         q = gdal.Open(res.get("OUTPUT_QUALITY", out["OUTPUT_QUALITY"]))
         nle = q.GetRasterBand(6).ReadAsArray()
         flagged = int(np.nansum(nle > 0))
-        metrics[tag] = {"velocity_rmse_mm_yr": rmse, "velocity_rmse_minus_reference_offset_mm_yr": ref_free,
-                        "rejected": rejected, "pixels_with_loop_errors": flagged}
-        demo.log("world as delivered (troposphere, ramps, 4 interferograms with +2 pi patches), %s: velocity RMSE "
-                 "%.2f mm/yr over %d px (%.2f without the reference pixel's offset); rejected by loop closure: %s%s"
-                 % (label, rmse, n, ref_free, ", ".join(rejected) or "none",
-                    "; pixels with unclosed loops: %d (planted small patch: %d px)"
-                    % (flagged, truth["small_patch_pixels"]) if np.isfinite(nle).any() else ""))
+        metrics[tag] = {
+            "velocity_rmse_mm_yr": rmse,
+            "velocity_rmse_minus_reference_offset_mm_yr": ref_free,
+            "rejected": rejected,
+            "pixels_with_loop_errors": flagged,
+        }
+        demo.log(
+            "world as delivered (troposphere, ramps, 4 interferograms with +2 pi patches), %s: velocity RMSE "
+            "%.2f mm/yr over %d px (%.2f without the reference pixel's offset); rejected by loop closure: %s%s"
+            % (
+                label,
+                rmse,
+                n,
+                ref_free,
+                ", ".join(rejected) or "none",
+                "; pixels with unclosed loops: %d (planted small patch: %d px)" % (flagged, truth["small_patch_pixels"])
+                if np.isfinite(nle).any()
+                else "",
+            )
+        )
     # mask by quality (LiCSBAS step-15 thresholds) on the corrected run
     tag = "raw_corrected"
-    mask_out = {k: str(demo.out_dir / ("world_%s_%s" % (tag, f))) for k, f in (
-        ("OUTPUT_VELOCITY", "velocity_masked.tif"), ("OUTPUT_MASK", "quality_mask.tif"),
-        ("OUTPUT_TABLE", "mask_table.csv"))}
-    res = demo.run("subsidence:maskbyquality", dict(
-        QUALITY=str(demo.out_dir / ("world_%s_quality.tif" % tag)),
-        VELOCITY=str(demo.out_dir / ("world_%s_velocity.tif" % tag)), **mask_out))
+    mask_out = {
+        k: str(demo.out_dir / ("world_%s_%s" % (tag, f)))
+        for k, f in (
+            ("OUTPUT_VELOCITY", "velocity_masked.tif"),
+            ("OUTPUT_MASK", "quality_mask.tif"),
+            ("OUTPUT_TABLE", "mask_table.csv"),
+        )
+    }
+    res = demo.run(
+        "subsidence:maskbyquality",
+        dict(
+            QUALITY=str(demo.out_dir / ("world_%s_quality.tif" % tag)),
+            VELOCITY=str(demo.out_dir / ("world_%s_velocity.tif" % tag)),
+            **mask_out,
+        ),
+    )
     table = pd.read_csv(res.get("OUTPUT_TABLE", mask_out["OUTPUT_TABLE"]))
-    removed = "; ".join("%s %d" % (r.threshold, r.pixels) for r in table.itertuples()
-                        if r.threshold not in ("kept", "no data"))
+    removed = "; ".join(
+        "%s %d" % (r.threshold, r.pixels) for r in table.itertuples() if r.threshold not in ("kept", "no data")
+    )
     kept = int(table.loc[table["threshold"] == "kept", "pixels"].iloc[0])
     demo.log("mask by quality (defaults): kept %d pixels; pixels failing each threshold: %s" % (kept, removed))
     metrics["mask_kept_pixels"] = kept
     planted = sorted(truth["planted_unwrapping_errors"])
     got = metrics["raw_corrected"]["rejected"]
-    demo.log("planted unwrapping errors in %s; loop closure rejected %s (%s)"
-             % (", ".join(planted), ", ".join(got) or "none", "exactly those" if got == planted else "DIFFERENT"))
+    demo.log(
+        "planted unwrapping errors in %s; loop closure rejected %s (%s)"
+        % (", ".join(planted), ", ".join(got) or "none", "exactly those" if got == planted else "DIFFERENT")
+    )
     return metrics
 
 
@@ -168,17 +210,24 @@ def run_world(demo):
     from subsidence_toolkit.demo import world
 
     w = world.for_demo(demo)
-    out = {k: str(demo.out_dir / f) for k, f in (("OUTPUT_TIMESERIES", "world_sbas_timeseries.tif"),
-                                                  ("OUTPUT_VELOCITY", "world_sbas_velocity.tif"),
-                                                  ("OUTPUT_QUALITY", "world_sbas_quality.tif"),
-                                                  ("OUTPUT_NETWORK", "world_sbas_network.csv"))}
+    out = {
+        k: str(demo.out_dir / f)
+        for k, f in (
+            ("OUTPUT_TIMESERIES", "world_sbas_timeseries.tif"),
+            ("OUTPUT_VELOCITY", "world_sbas_velocity.tif"),
+            ("OUTPUT_QUALITY", "world_sbas_quality.tif"),
+            ("OUTPUT_NETWORK", "world_sbas_network.csv"),
+        )
+    }
     out["OUTPUT_INCIDENCE"] = str(demo.out_dir / "world_incidence.tif")
     res = demo.run("subsidence:sbasinversion", dict(INPUT_FOLDER=w["licsar_frame"], **out))
     demo.outputs["incidence"] = res.get("OUTPUT_INCIDENCE", out["OUTPUT_INCIDENCE"])
     inc = gdal.Open(demo.outputs["incidence"]).ReadAsArray()
-    demo.log("world: incidence angle from the frame's metadata/<frame>.geo.U.tif: %.2f..%.2f deg (planted 30.5..45.5 "
-             "across the swath), no data at the reservoir: %d px" % (np.nanmin(inc), np.nanmax(inc),
-                                                                     int(np.isnan(inc).sum())))
+    demo.log(
+        "world: incidence angle from the frame's metadata/<frame>.geo.U.tif: %.2f..%.2f deg (planted 30.5..45.5 "
+        "across the swath), no data at the reservoir: %d px"
+        % (np.nanmin(inc), np.nanmax(inc), int(np.isnan(inc).sum()))
+    )
     demo.outputs["sbas_timeseries"] = res.get("OUTPUT_TIMESERIES", out["OUTPUT_TIMESERIES"])
     demo.outputs["sbas_velocity"] = res.get("OUTPUT_VELOCITY", out["OUTPUT_VELOCITY"])
     demo.outputs["sbas_quality"] = res.get("OUTPUT_QUALITY", out["OUTPUT_QUALITY"])
@@ -189,9 +238,10 @@ def run_world(demo):
     truth = truth - truth[r, c]
     ok = np.isfinite(truth) & np.isfinite(vel)
     rmse = float(np.sqrt(np.mean((vel[ok] - truth[ok]) ** 2)))
-    demo.log("world: velocity RMSE vs planted (LSQ slope of the planted displacement) %.2f mm/yr over %d px "
-             "(rates %.0f..%.0f mm/yr)"
-             % (rmse, ok.sum(), np.nanmin(truth), np.nanmax(truth)))
+    demo.log(
+        "world: velocity RMSE vs planted (LSQ slope of the planted displacement) %.2f mm/yr over %d px "
+        "(rates %.0f..%.0f mm/yr)" % (rmse, ok.sum(), np.nanmin(truth), np.nanmax(truth))
+    )
     return {"velocity_rmse_mm_yr": rmse}
 
 
@@ -203,10 +253,15 @@ def run_hyp3(demo):
     from subsidence_toolkit.demo import world
 
     w = world.for_demo(demo)
-    out = {k: str(demo.out_dir / f) for k, f in (("OUTPUT_TIMESERIES", "hyp3_sbas_timeseries.tif"),
-                                                  ("OUTPUT_VELOCITY", "hyp3_sbas_velocity.tif"),
-                                                  ("OUTPUT_QUALITY", "hyp3_sbas_quality.tif"),
-                                                  ("OUTPUT_NETWORK", "hyp3_sbas_network.csv"))}
+    out = {
+        k: str(demo.out_dir / f)
+        for k, f in (
+            ("OUTPUT_TIMESERIES", "hyp3_sbas_timeseries.tif"),
+            ("OUTPUT_VELOCITY", "hyp3_sbas_velocity.tif"),
+            ("OUTPUT_QUALITY", "hyp3_sbas_quality.tif"),
+            ("OUTPUT_NETWORK", "hyp3_sbas_network.csv"),
+        )
+    }
     res = demo.run("subsidence:sbasinversion", dict(INPUT_FOLDER=w["hyp3_dir"], MAX_PERP_BASELINE=150, **out))
     vel_ds = gdal.Open(res.get("OUTPUT_VELOCITY", out["OUTPUT_VELOCITY"]))
     vel = vel_ds.ReadAsArray().astype(float)
@@ -220,9 +275,11 @@ def run_hyp3(demo):
     rmse = float(np.sqrt(np.mean((vel[ok] - truth[ok]) ** 2)))
     net = pd.read_csv(res.get("OUTPUT_NETWORK", out["OUTPUT_NETWORK"]))
     n_used = int(net["used"].astype(bool).sum())
-    demo.log("world HyP3 stack (%d zipped products, %d used after the 150 m perpendicular-baseline limit from their "
-             ".txt): velocity RMSE vs planted %.2f mm/yr over %d px (rates %.0f..%.0f mm/yr)"
-             % (len(net), n_used, rmse, ok.sum(), np.nanmin(truth), np.nanmax(truth)))
+    demo.log(
+        "world HyP3 stack (%d zipped products, %d used after the 150 m perpendicular-baseline limit from their "
+        ".txt): velocity RMSE vs planted %.2f mm/yr over %d px (rates %.0f..%.0f mm/yr)"
+        % (len(net), n_used, rmse, ok.sum(), np.nanmin(truth), np.nanmax(truth))
+    )
     return {"velocity_rmse_mm_yr": rmse, "products": len(net), "used": n_used}
 
 
@@ -233,14 +290,29 @@ def run_check(demo):
     folder = demo.data_dir / "sbas_ifgs"
     folder.mkdir(parents=True, exist_ok=True)
     dates, ifgs, cohs, water = make_data(folder, ny, nx, n_dates)
-    demo.log("made %d LiCSAR-named interferograms + coherence on %d epochs %s..%s (%dx%d px) in %s"
-             % (len(ifgs), len(dates), dates[0], dates[-1], nx, ny, folder))
-    out = {k: str(demo.out_dir / f) for k, f in (("OUTPUT_TIMESERIES", "sbas_timeseries.tif"),
-                                                  ("OUTPUT_VELOCITY", "sbas_velocity.tif"),
-                                                  ("OUTPUT_QUALITY", "sbas_quality.tif"),
-                                                  ("OUTPUT_NETWORK", "sbas_network.csv"))}
-    params = dict(INTERFEROGRAMS=ifgs, COHERENCE=cohs, WEIGHTING=1, MAX_TEMPORAL_BASELINE=72,
-                  GAP_HANDLING=0, SEASONAL=True, REFERENCE_WINDOW=3, **out)
+    demo.log(
+        "made %d LiCSAR-named interferograms + coherence on %d epochs %s..%s (%dx%d px) in %s"
+        % (len(ifgs), len(dates), dates[0], dates[-1], nx, ny, folder)
+    )
+    out = {
+        k: str(demo.out_dir / f)
+        for k, f in (
+            ("OUTPUT_TIMESERIES", "sbas_timeseries.tif"),
+            ("OUTPUT_VELOCITY", "sbas_velocity.tif"),
+            ("OUTPUT_QUALITY", "sbas_quality.tif"),
+            ("OUTPUT_NETWORK", "sbas_network.csv"),
+        )
+    }
+    params = dict(
+        INTERFEROGRAMS=ifgs,
+        COHERENCE=cohs,
+        WEIGHTING=1,
+        MAX_TEMPORAL_BASELINE=72,
+        GAP_HANDLING=0,
+        SEASONAL=True,
+        REFERENCE_WINDOW=3,
+        **out,
+    )
     res = demo.run("subsidence:sbasinversion", params)
     ts_path = res.get("OUTPUT_TIMESERIES", out["OUTPUT_TIMESERIES"])
     vel_path = res.get("OUTPUT_VELOCITY", out["OUTPUT_VELOCITY"])
@@ -251,7 +323,7 @@ def run_check(demo):
     ts = ds.ReadAsArray().astype(float)
     vel = gdal.Open(vel_path).ReadAsArray().astype(float)
     rate, amp, truth, t = planted(dates, ny, nx)
-    truth = truth - truth[:, r:r + 1, c:c + 1]
+    truth = truth - truth[:, r : r + 1, c : c + 1]
     vtrue = rate - rate[r, c]
     ok = ~water
     v_rmse = float(np.sqrt(np.nanmean((vel[ok] - vtrue[ok]) ** 2)))
@@ -260,10 +332,16 @@ def run_check(demo):
     vfit = np.linalg.lstsq(X, truth.reshape(len(t), -1), rcond=None)[0][1].reshape(ny, nx)
     v_rmse_fit = float(np.sqrt(np.nanmean((vel[ok] - vfit[ok]) ** 2)))
     ts_rmse = float(np.sqrt(np.nanmean((ts[:, ok] - truth[:, ok]) ** 2)))
-    ok[r, c] = False                                          # the reference pixel is 0 by definition
+    ok[r, c] = False  # the reference pixel is 0 by definition
     zero = int(np.sum(ok & np.all(ts == 0, axis=0)))
-    demo.log("reference pixel row %d col %d; velocity RMSE vs planted rate %.2f mm/yr (rates %.0f..%.0f mm/yr; "
-             "vs the same fit of the noise-free truth %.2f mm/yr), time-series RMSE %.2f mm, "
-             "all-zero pixels with data: %d" % (r, c, v_rmse, vtrue.min(), vtrue.max(), v_rmse_fit, ts_rmse, zero))
-    return {"velocity_rmse_mm_yr": v_rmse, "velocity_rmse_vs_truth_fit_mm_yr": v_rmse_fit,
-            "timeseries_rmse_mm": ts_rmse, "reference": [r, c]}
+    demo.log(
+        "reference pixel row %d col %d; velocity RMSE vs planted rate %.2f mm/yr (rates %.0f..%.0f mm/yr; "
+        "vs the same fit of the noise-free truth %.2f mm/yr), time-series RMSE %.2f mm, "
+        "all-zero pixels with data: %d" % (r, c, v_rmse, vtrue.min(), vtrue.max(), v_rmse_fit, ts_rmse, zero)
+    )
+    return {
+        "velocity_rmse_mm_yr": v_rmse,
+        "velocity_rmse_vs_truth_fit_mm_yr": v_rmse_fit,
+        "timeseries_rmse_mm": ts_rmse,
+        "reference": [r, c],
+    }

@@ -4,6 +4,7 @@ Uses ``demo.outputs['sbas_timeseries']`` when the SBAS step produced it; otherwi
 small displacement stack with a planted truth (linear subsidence + annual term) on an irregular
 12-day epoch list with gaps, and reports the RMSE of the monthly values against that truth.
 """
+
 import datetime as dt
 
 import numpy as np

@@ -13,6 +13,7 @@ volumetric soil moisture in four layers + SWE) and GLDAS-layout monthly files (0
 The regional GWSA is compared with the planted groundwater (area-weighted over the landscapes) after
 removing its calendar-month climatology, which the method cannot recover (reference note sec. 5).
 """
+
 import json
 
 import numpy as np
@@ -46,25 +47,46 @@ def run(demo):
     w = _world(demo)
     fl = _glob(w["fldas"])
     gl = _glob(w["gldas"])
-    soil = [fl(v) for v in ("SoilMoi00_10cm_tavg", "SoilMoi10_40cm_tavg", "SoilMoi40_100cm_tavg",
-                            "SoilMoi100_200cm_tavg")]
+    soil = [
+        fl(v) for v in ("SoilMoi00_10cm_tavg", "SoilMoi10_40cm_tavg", "SoilMoi40_100cm_tavg", "SoilMoi100_200cm_tavg")
+    ]
     storages = soil + [fl("SWE_inst"), gl("CanopInt_inst")]
     truth = w["truth"]
-    demo.log("GRACE %s (missing %s, record of %s centred in the previous month); %d FLDAS + %d GLDAS files"
-             % (w["grace"], truth["grace_missing_month"], truth["grace_shifted_month"], len(w["fldas"]),
-                len(w["gldas"])))
+    demo.log(
+        "GRACE %s (missing %s, record of %s centred in the previous month); %d FLDAS + %d GLDAS files"
+        % (w["grace"], truth["grace_missing_month"], truth["grace_shifted_month"], len(w["fldas"]), len(w["gldas"]))
+    )
     td = str(demo.out_dir / "grace_downscaled_tws.tif")
     td_table = str(demo.out_dir / "grace_downscaled_means.csv")
-    demo.run("subsidence:gracedownscaling", {
-        "GRACE": w["grace"], "GRACE_VARIABLE": "lwe_thickness", "GRACE_SCALE": 10,
-        "MODEL_FILES": ";".join(storages), "MODEL_UNITS": "auto", "INTERPOLATION": 0,
-        "OUTPUT": td, "OUTPUT_TABLE": td_table})
+    demo.run(
+        "subsidence:gracedownscaling",
+        {
+            "GRACE": w["grace"],
+            "GRACE_VARIABLE": "lwe_thickness",
+            "GRACE_SCALE": 10,
+            "MODEL_FILES": ";".join(storages),
+            "MODEL_UNITS": "auto",
+            "INTERPOLATION": 0,
+            "OUTPUT": td,
+            "OUTPUT_TABLE": td_table,
+        },
+    )
     gw = str(demo.out_dir / "gwsa.tif")
     gw_table = str(demo.out_dir / "gwsa_means.csv")
-    demo.run("subsidence:groundwateranomaly", {
-        "TWSA": td, "COMPONENT_FILES": ";".join(storages), "COMPONENT_UNITS": "auto", "MODE": 0,
-        "BASELINE_START": BASELINE[0], "BASELINE_END": BASELINE[1], "MASK": w["areas"],
-        "OUTPUT": gw, "OUTPUT_TABLE": gw_table})
+    demo.run(
+        "subsidence:groundwateranomaly",
+        {
+            "TWSA": td,
+            "COMPONENT_FILES": ";".join(storages),
+            "COMPONENT_UNITS": "auto",
+            "MODE": 0,
+            "BASELINE_START": BASELINE[0],
+            "BASELINE_END": BASELINE[1],
+            "MASK": w["areas"],
+            "OUTPUT": gw,
+            "OUTPUT_TABLE": gw_table,
+        },
+    )
     demo.outputs["grace_downscaled"] = td
     demo.outputs["gwsa"] = gw
     demo.outputs["gwsa_table"] = gw_table
@@ -91,11 +113,15 @@ def run(demo):
     ds = open_raster(gw)
     k = months.index(missing)
     nan_missing = bool(np.isnan(read_block(ds, 0, ds.RasterYSize, bands=[k + 1])).all())
-    demo.log("GWSA: %d monthly bands; missing GRACE month %s is NoData: %s" % (ds.RasterCount,
-                                                                           truth["grace_missing_month"], nan_missing))
-    demo.log("regional GWSA vs planted groundwater (climatology removed): RMSE %.2f mm, r = %.3f "
-             "(planted range %.1f mm; 0.25 deg GRACE cells smooth the 0.4 deg landscapes)"
-             % (rmse, r, float(np.ptp(expected[ok]))))
+    demo.log(
+        "GWSA: %d monthly bands; missing GRACE month %s is NoData: %s"
+        % (ds.RasterCount, truth["grace_missing_month"], nan_missing)
+    )
+    demo.log(
+        "regional GWSA vs planted groundwater (climatology removed): RMSE %.2f mm, r = %.3f "
+        "(planted range %.1f mm; 0.25 deg GRACE cells smooth the 0.4 deg landscapes)"
+        % (rmse, r, float(np.ptp(expected[ok])))
+    )
     metrics = {"gwsa_rmse_mm": rmse, "gwsa_r": r, "months": len(months), "missing_month_nodata": nan_missing}
     (demo.out_dir / "grace_step_metrics.json").write_text(json.dumps(metrics, indent=1))
     return metrics

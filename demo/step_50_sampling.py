@@ -8,6 +8,7 @@ against the planted deformation. The three landscapes are always written as a Ge
 polygons (thirds of the velocity raster's extent). The long table goes to
 ``demo.outputs['class_table']`` (CSV).
 """
+
 import numpy as np
 import pandas as pd
 from osgeo import ogr
@@ -18,8 +19,10 @@ from subsidence_toolkit.demo import sampling_data as sd
 def _points(path):
     ds = ogr.Open(str(path))
     lyr = ds.GetLayer(0)
-    return pd.DataFrame([(f["id"], f["area"], f["class"], f["velocity"], f["row"], f["col"]) for f in lyr],
-                        columns=["id", "area", "class", "velocity", "row", "col"])
+    return pd.DataFrame(
+        [(f["id"], f["area"], f["class"], f["velocity"], f["row"], f["col"]) for f in lyr],
+        columns=["id", "area", "class", "velocity", "row", "col"],
+    )
 
 
 def run(demo):
@@ -30,8 +33,10 @@ def run(demo):
     if vel is None or monthly is None:
         planted = sd.make_rasters(demo.data_dir, demo.small)
         vel, monthly = planted["velocity"], planted["deformation"]
-        demo.log("made %s, %s (UTM 49N, %dx%d px of 100 m, %d months)" % (
-            vel, monthly, planted["grid"].xsize, planted["grid"].ysize, len(planted["dates"])))
+        demo.log(
+            "made %s, %s (UTM 49N, %dx%d px of 100 m, %d months)"
+            % (vel, monthly, planted["grid"].xsize, planted["grid"].ysize, len(planted["dates"]))
+        )
         if gwsa is None:
             gwsa = planted["gwsa"]
             demo.log("made %s (EPSG:4326, 0.01 deg)" % gwsa)
@@ -50,12 +55,23 @@ def run(demo):
     table_out = str(demo.out_dir / "class_timeseries.csv")
     report_out = str(demo.out_dir / "class_report.csv")
     n = 30 if demo.small else 100
-    res = demo.run("subsidence:sampledeformationclasses", {
-        "VELOCITY": vel, "CLASS_BREAKS": "0,20,50,100", "CLASS_NAMES": "micro,mild,moderate,severe",
-        "POINTS_PER_CLASS": n, "AREA": areas, "AREA_FIELD": area_field, "SEED": 2024,
-        "TIME_SERIES": [monthly, gwsa], "WINDOW": 0,
-        "OUTPUT_POINTS": points_out, "OUTPUT_TABLE": table_out, "OUTPUT_REPORT": report_out,
-    })
+    res = demo.run(
+        "subsidence:sampledeformationclasses",
+        {
+            "VELOCITY": vel,
+            "CLASS_BREAKS": "0,20,50,100",
+            "CLASS_NAMES": "micro,mild,moderate,severe",
+            "POINTS_PER_CLASS": n,
+            "AREA": areas,
+            "AREA_FIELD": area_field,
+            "SEED": 2024,
+            "TIME_SERIES": [monthly, gwsa],
+            "WINDOW": 0,
+            "OUTPUT_POINTS": points_out,
+            "OUTPUT_TABLE": table_out,
+            "OUTPUT_REPORT": report_out,
+        },
+    )
     demo.outputs["class_table"] = res.get("OUTPUT_TABLE", table_out)
     demo.outputs["class_points"] = res.get("OUTPUT_POINTS", points_out)
     demo.outputs["sampling_velocity"] = vel
@@ -65,16 +81,34 @@ def run(demo):
 
     rep = pd.read_csv(report_out)
     for area, g in rep.groupby("area", sort=False):
-        demo.log("%-20s %s" % (area, ", ".join("%s %d/%d%s" % (r["class"], r["selected"], r["available"],
-                                                               "" if r["status"] == "ok" else " (%s)" % r["status"])
-                                              for _, r in g.iterrows())))
+        demo.log(
+            "%-20s %s"
+            % (
+                area,
+                ", ".join(
+                    "%s %d/%d%s"
+                    % (r["class"], r["selected"], r["available"], "" if r["status"] == "ok" else " (%s)" % r["status"])
+                    for _, r in g.iterrows()
+                ),
+            )
+        )
     tab = pd.read_csv(demo.outputs["class_table"])
     last = tab[tab["date"] == tab["date"].max()]
     for (area, cls), g in last.groupby(["area", "class"], sort=False):
-        demo.log("%-20s %-9s cumulative change at %s: %s" % (area, cls, g["date"].iloc[0], ", ".join(
-            "%s %.1f mm" % (r["layer"], r["cumulative_change"]) for _, r in g.iterrows())))
-    metrics = {"points": int(rep["selected"].sum()), "empty_classes": int((rep["status"] == "empty").sum()),
-               "table_rows": int(len(tab))}
+        demo.log(
+            "%-20s %-9s cumulative change at %s: %s"
+            % (
+                area,
+                cls,
+                g["date"].iloc[0],
+                ", ".join("%s %.1f mm" % (r["layer"], r["cumulative_change"]) for _, r in g.iterrows()),
+            )
+        )
+    metrics = {
+        "points": int(rep["selected"].sum()),
+        "empty_classes": int((rep["status"] == "empty").sum()),
+        "table_rows": int(len(tab)),
+    }
     if planted is None:
         return metrics
     # planted truth: the class mean of the deformation layer is the mean of the model at the points' pixels
@@ -89,7 +123,9 @@ def run(demo):
         got = g.set_index("date").reindex(dates)["mean"].to_numpy(float)
         worst = max(worst, float(np.nanmax(np.abs(got - exp))))
     vel_err = float(np.max(np.abs(pts["velocity"].to_numpy() - planted["v"][pts["row"], pts["col"]])))
-    demo.log("class means vs planted deformation at the sampled pixels: max |diff| = %.2e mm; "
-             "point velocities vs planted: max |diff| = %.2e mm/yr" % (worst, vel_err))
+    demo.log(
+        "class means vs planted deformation at the sampled pixels: max |diff| = %.2e mm; "
+        "point velocities vs planted: max |diff| = %.2e mm/yr" % (worst, vel_err)
+    )
     metrics.update(max_abs_diff_class_mean_mm=worst, max_abs_diff_velocity=vel_err)
     return metrics

@@ -16,6 +16,7 @@ Inputs: the deformation and GWSA rasters step 50 used (``demo.outputs['sampling_
 
 Tables are CSV with lon/lat columns (EPSG:4326), as agencies usually deliver them.
 """
+
 import csv
 import datetime as dt
 
@@ -56,9 +57,21 @@ def _summary_line(res_summary_csv):
 
     s = pd.read_csv(res_summary_csv)
     a = s[s["id"] == "(all)"].iloc[0]
-    return a, ("n = %d, max |error| %.1f mm, min %.1f, median %.1f, mean %.1f, RMSE %.1f, bias %.1f, "
-               "R = %.2f (p = %.2g)" % (a["n"], a["max_abs_error"], a["min_abs_error"], a["median_abs_error"],
-                                        a["mean_abs_error"], a["rmse"], a["bias"], a["pearson_r"], a["p_value"]))
+    return a, (
+        "n = %d, max |error| %.1f mm, min %.1f, median %.1f, mean %.1f, RMSE %.1f, bias %.1f, "
+        "R = %.2f (p = %.2g)"
+        % (
+            a["n"],
+            a["max_abs_error"],
+            a["min_abs_error"],
+            a["median_abs_error"],
+            a["mean_abs_error"],
+            a["rmse"],
+            a["bias"],
+            a["pearson_r"],
+            a["p_value"],
+        )
+    )
 
 
 def run(demo):
@@ -75,11 +88,27 @@ def run_world(demo):
     defo, gwsa = demo.outputs["sampling_deformation"], demo.outputs["sampling_gwsa"]
     metrics = {}
     out, summ = str(demo.out_dir / "leveling_validation.csv"), str(demo.out_dir / "leveling_summary.csv")
-    demo.run("subsidence:validatetimeseries", {
-        "MEASUREMENTS": w["leveling"], "ID_FIELD": "id", "DATE_FIELD": "date", "VALUE_FIELD": "displacement_mm",
-        "X_FIELD": "lon", "Y_FIELD": "lat", "MEASUREMENTS_CRS": "EPSG:4326", "VALUE_SCALE": 1.0, "SIGN": 0,
-        "TIME_SERIES": defo, "WINDOW": 200, "DATE_TOLERANCE": 16, "DATE_MATCHING": 1, "RELATIVE": True,
-        "OUTPUT": out, "OUTPUT_SUMMARY": summ})
+    demo.run(
+        "subsidence:validatetimeseries",
+        {
+            "MEASUREMENTS": w["leveling"],
+            "ID_FIELD": "id",
+            "DATE_FIELD": "date",
+            "VALUE_FIELD": "displacement_mm",
+            "X_FIELD": "lon",
+            "Y_FIELD": "lat",
+            "MEASUREMENTS_CRS": "EPSG:4326",
+            "VALUE_SCALE": 1.0,
+            "SIGN": 0,
+            "TIME_SERIES": defo,
+            "WINDOW": 200,
+            "DATE_TOLERANCE": 16,
+            "DATE_MATCHING": 1,
+            "RELATIVE": True,
+            "OUTPUT": out,
+            "OUTPUT_SUMMARY": summ,
+        },
+    )
     a, line = _summary_line(summ)
     demo.log("leveling vs monthly InSAR (200 m window, relative to the first survey): %s" % line)
     metrics["leveling"] = {"n": int(a["n"]), "rmse": float(a["rmse"]), "pearson_r": float(a["pearson_r"])}
@@ -91,16 +120,34 @@ def run_world(demo):
         g.to_csv(path, index=False)
         out = str(demo.out_dir / ("wells_sy%.3f_validation.csv" % sy))
         summ = str(demo.out_dir / ("wells_sy%.3f_summary.csv" % sy))
-        demo.run("subsidence:validatetimeseries", {
-            "MEASUREMENTS": str(path), "ID_FIELD": "id", "DATE_FIELD": "date", "VALUE_FIELD": "head_m",
-            "X_FIELD": "lon", "Y_FIELD": "lat", "MEASUREMENTS_CRS": "EPSG:4326", "VALUE_SCALE": sy * 1000.0,
-            "SIGN": 0, "TIME_SERIES": gwsa, "WINDOW": 10000, "DATE_TOLERANCE": 16, "DATE_MATCHING": 0,
-            "RELATIVE": True, "OUTPUT": out, "OUTPUT_SUMMARY": summ})
+        demo.run(
+            "subsidence:validatetimeseries",
+            {
+                "MEASUREMENTS": str(path),
+                "ID_FIELD": "id",
+                "DATE_FIELD": "date",
+                "VALUE_FIELD": "head_m",
+                "X_FIELD": "lon",
+                "Y_FIELD": "lat",
+                "MEASUREMENTS_CRS": "EPSG:4326",
+                "VALUE_SCALE": sy * 1000.0,
+                "SIGN": 0,
+                "TIME_SERIES": gwsa,
+                "WINDOW": 10000,
+                "DATE_TOLERANCE": 16,
+                "DATE_MATCHING": 0,
+                "RELATIVE": True,
+                "OUTPUT": out,
+                "OUTPUT_SUMMARY": summ,
+            },
+        )
         a, line = _summary_line(summ)
         demo.log("wells (Sy %.3f) dGWS = dH x Sy vs GWSA (10 km window): %s" % (sy, line))
         metrics["wells"]["%.3f" % sy] = {"n": int(a["n"]), "rmse": float(a["rmse"]), "pearson_r": float(a["pearson_r"])}
-    demo.log("(GWSA is groundwater with the GRACE-era monthly climatology removed -- the method's property -- so "
-             "wells, which keep it, agree only in the non-seasonal part)")
+    demo.log(
+        "(GWSA is groundwater with the GRACE-era monthly climatology removed -- the method's property -- so "
+        "wells, which keep it, agree only in the non-seasonal part)"
+    )
     return metrics
 
 
@@ -130,22 +177,45 @@ def run_own(demo):
         for k in np.flatnonzero(ok):
             datum = 1000.0 * rng.uniform(1100, 1300)  # benchmark elevation, mm
             for j, d in enumerate(LEVELING_DATES):
-                wr.writerow(["A%d" % (k + 1), d.isoformat(),
-                             "%.2f" % (datum + truth[k, j] + rng.normal(0, LEVELING_NOISE_MM)),
-                             "%.8f" % lon[k], "%.8f" % lat[k]])
+                wr.writerow(
+                    [
+                        "A%d" % (k + 1),
+                        d.isoformat(),
+                        "%.2f" % (datum + truth[k, j] + rng.normal(0, LEVELING_NOISE_MM)),
+                        "%.8f" % lon[k],
+                        "%.8f" % lat[k],
+                    ]
+                )
     demo.log("leveling: %d benchmarks x %d surveys -> %s" % (ok.sum(), len(LEVELING_DATES), lev_csv))
     out, summ = str(demo.out_dir / "leveling_validation.csv"), str(demo.out_dir / "leveling_summary.csv")
-    demo.run("subsidence:validatetimeseries", {
-        "MEASUREMENTS": str(lev_csv), "ID_FIELD": "benchmark", "DATE_FIELD": "survey_date",
-        "VALUE_FIELD": "height_mm", "X_FIELD": "lon", "Y_FIELD": "lat", "MEASUREMENTS_CRS": "EPSG:4326",
-        "VALUE_SCALE": 1.0, "SIGN": 0, "TIME_SERIES": defo, "WINDOW": 200, "DATE_TOLERANCE": 16,
-        "DATE_MATCHING": 1, "RELATIVE": True, "OUTPUT": out, "OUTPUT_SUMMARY": summ,
-    })
+    demo.run(
+        "subsidence:validatetimeseries",
+        {
+            "MEASUREMENTS": str(lev_csv),
+            "ID_FIELD": "benchmark",
+            "DATE_FIELD": "survey_date",
+            "VALUE_FIELD": "height_mm",
+            "X_FIELD": "lon",
+            "Y_FIELD": "lat",
+            "MEASUREMENTS_CRS": "EPSG:4326",
+            "VALUE_SCALE": 1.0,
+            "SIGN": 0,
+            "TIME_SERIES": defo,
+            "WINDOW": 200,
+            "DATE_TOLERANCE": 16,
+            "DATE_MATCHING": 1,
+            "RELATIVE": True,
+            "OUTPUT": out,
+            "OUTPUT_SUMMARY": summ,
+        },
+    )
     a, line = _summary_line(summ)
     # relative errors combine two surveys' noise: expected RMSE = sqrt(2) x 5 mm
     demo.log("leveling vs InSAR: %s (planted: RMSE ~ %.1f mm)" % (line, np.sqrt(2) * LEVELING_NOISE_MM))
-    metrics["leveling"] = {k: float(a[k]) for k in ("n", "max_abs_error", "min_abs_error", "median_abs_error",
-                                                    "mean_abs_error", "rmse", "pearson_r")}
+    metrics["leveling"] = {
+        k: float(a[k])
+        for k in ("n", "max_abs_error", "min_abs_error", "median_abs_error", "mean_abs_error", "rmse", "pearson_r")
+    }
     demo.outputs["leveling_validation"] = out
 
     # ---------------------------------------------------------------- wells
@@ -177,19 +247,47 @@ def run_own(demo):
                 datum = rng.uniform(5, 40)
                 for j, d in enumerate(obs_dates):
                     dgws = truth[k, j] + rng.normal(0, WELL_NOISE_MM)
-                    wr.writerow(["%s-%d" % (area.split()[0], k + 1), d.isoformat(),
-                                 "%.5f" % (datum - dgws / (sy * 1000.0)), "%.8f" % lon[k], "%.8f" % lat[k]])
+                    wr.writerow(
+                        [
+                            "%s-%d" % (area.split()[0], k + 1),
+                            d.isoformat(),
+                            "%.5f" % (datum - dgws / (sy * 1000.0)),
+                            "%.8f" % lon[k],
+                            "%.8f" % lat[k],
+                        ]
+                    )
         out = str(demo.out_dir / ("wells_%s_validation.csv" % area.split()[0]))
         summ = str(demo.out_dir / ("wells_%s_summary.csv" % area.split()[0]))
-        demo.run("subsidence:validatetimeseries", {
-            "MEASUREMENTS": str(path), "ID_FIELD": "well", "DATE_FIELD": "date", "VALUE_FIELD": "depth_m",
-            "X_FIELD": "lon", "Y_FIELD": "lat", "MEASUREMENTS_CRS": "EPSG:4326",
-            "VALUE_SCALE": sy * 1000.0, "SIGN": 1, "TIME_SERIES": gwsa, "WINDOW": 10000,
-            "DATE_TOLERANCE": 16, "DATE_MATCHING": 0, "RELATIVE": True, "OUTPUT": out, "OUTPUT_SUMMARY": summ,
-        })
+        demo.run(
+            "subsidence:validatetimeseries",
+            {
+                "MEASUREMENTS": str(path),
+                "ID_FIELD": "well",
+                "DATE_FIELD": "date",
+                "VALUE_FIELD": "depth_m",
+                "X_FIELD": "lon",
+                "Y_FIELD": "lat",
+                "MEASUREMENTS_CRS": "EPSG:4326",
+                "VALUE_SCALE": sy * 1000.0,
+                "SIGN": 1,
+                "TIME_SERIES": gwsa,
+                "WINDOW": 10000,
+                "DATE_TOLERANCE": 16,
+                "DATE_MATCHING": 0,
+                "RELATIVE": True,
+                "OUTPUT": out,
+                "OUTPUT_SUMMARY": summ,
+            },
+        )
         a, line = _summary_line(summ)
-        demo.log("wells %-20s (Sy %.3f): %s (planted noise %.0f mm; nearest month vs observation day adds "
-                 "up to half a month of change)" % (area, sy, line, WELL_NOISE_MM))
-        metrics["wells"][area] = {"n": int(a["n"]), "rmse": float(a["rmse"]), "pearson_r": float(a["pearson_r"]),
-                                  "p_value": float(a["p_value"])}
+        demo.log(
+            "wells %-20s (Sy %.3f): %s (planted noise %.0f mm; nearest month vs observation day adds "
+            "up to half a month of change)" % (area, sy, line, WELL_NOISE_MM)
+        )
+        metrics["wells"][area] = {
+            "n": int(a["n"]),
+            "rmse": float(a["rmse"]),
+            "pearson_r": float(a["pearson_r"]),
+            "p_value": float(a["p_value"]),
+        }
     return metrics

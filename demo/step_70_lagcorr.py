@@ -10,6 +10,7 @@ deformation layer as Y (lags -3..3) and logs the best lag per landscape and clas
 rasters have no planted lag (the GWSA annual cycle is a quarter-year off the irrigation
 district's seasonal deformation), so nothing is compared there.
 """
+
 import csv
 import datetime as dt
 from pathlib import Path
@@ -96,18 +97,39 @@ def _correlate(demo, table, x_name, y_name, groups, name, planted=None, negative
     """Run the algorithm on a long table; log the best lag per group (and the planted one); metrics."""
     out = str(demo.out_dir / ("%s.csv" % name))
     html = str(demo.out_dir / ("%s.html" % name))
-    res = demo.run("subsidence:laggedcorrelation", {
-        "INPUT": table, "DATE_FIELD": "date", "VARIABLE_FIELD": "layer", "VALUE_FIELD": "mean",
-        "X_NAME": x_name, "Y_NAME": y_name, "GROUP_FIELDS": groups, "MAX_LAG": 3, "NEGATIVE_LAGS": negative,
-        "SERIES": 3, "DETREND": 0, "BEST_BY": best_by, "OUTPUT": out, "OUTPUT_HTML": html,
-    })
+    res = demo.run(
+        "subsidence:laggedcorrelation",
+        {
+            "INPUT": table,
+            "DATE_FIELD": "date",
+            "VARIABLE_FIELD": "layer",
+            "VALUE_FIELD": "mean",
+            "X_NAME": x_name,
+            "Y_NAME": y_name,
+            "GROUP_FIELDS": groups,
+            "MAX_LAG": 3,
+            "NEGATIVE_LAGS": negative,
+            "SERIES": 3,
+            "DETREND": 0,
+            "BEST_BY": best_by,
+            "OUTPUT": out,
+            "OUTPUT_HTML": html,
+        },
+    )
     out, html = res.get("OUTPUT", out), res.get("OUTPUT_HTML", html)
     t = _read(out)
     metrics = {"groups": int(t["group"].nunique())}
     hits = total = 0
     for _, row in t[t["best_lag"]].iterrows():
         msg = "%-45s %-10s best lag %+d, r = %.2f, p = %.1e, n_eff = %.1f, p_eff = %.1e" % (
-            row["group"], row["series"], row["lag"], row["r"], row["p"], row["n_eff"], row["p_eff"])
+            row["group"],
+            row["series"],
+            row["lag"],
+            row["r"],
+            row["p"],
+            row["n_eff"],
+            row["p_eff"],
+        )
         if planted is not None and planted.get(row["area"]) is not None:
             want = planted[row["area"]]
             hits += int(row["lag"] == want)
@@ -124,12 +146,14 @@ def _correlate(demo, table, x_name, y_name, groups, name, planted=None, negative
 def run(demo):
     # 1. planted lags: the accuracy check (always, it is tiny)
     n = 18 if demo.small else 24
-    planted_csv = str(make_planted_table(demo.data_dir / "class_series_planted_lags.csv", n_months=n,
-                                         gap_month=n - 6))
-    demo.log("made %s: %d landscapes x %d classes, %d months (GWSA month %d missing), planted lags %s"
-             % (planted_csv, len(PLANTED), len(CLASSES), n, n - 5, ", ".join("%s %d" % p for p in PLANTED)))
-    out, html, metrics = _correlate(demo, planted_csv, "gwsa", "deformation", ["area", "class"],
-                                    "lagged_correlation_planted", planted=dict(PLANTED))
+    planted_csv = str(make_planted_table(demo.data_dir / "class_series_planted_lags.csv", n_months=n, gap_month=n - 6))
+    demo.log(
+        "made %s: %d landscapes x %d classes, %d months (GWSA month %d missing), planted lags %s"
+        % (planted_csv, len(PLANTED), len(CLASSES), n, n - 5, ", ".join("%s %d" % p for p in PLANTED))
+    )
+    out, html, metrics = _correlate(
+        demo, planted_csv, "gwsa", "deformation", ["area", "class"], "lagged_correlation_planted", planted=dict(PLANTED)
+    )
     demo.outputs["lagcorr_table"], demo.outputs["lagcorr_report"] = out, html
 
     # 2. the workflow chain: the class-averaged series of the sampling step, when it ran
@@ -144,10 +168,13 @@ def run(demo):
     groups = [g for g in ("area", "class") if g in columns]
     world = demo.outputs.get("world") or {}
     planted = world.get("truth", {}).get("planted_lag_months")
-    demo.log("class table %s: X = %s, Y = %s, groups %s (lags 0..3, best = largest positive r: elastic "
-             "deformation follows groundwater with the same sign)" % (table, x_name, y_name, groups))
-    out, html, m2 = _correlate(demo, table, x_name, y_name, groups, "lagged_correlation_classes", planted=planted,
-                               best_by=1)
+    demo.log(
+        "class table %s: X = %s, Y = %s, groups %s (lags 0..3, best = largest positive r: elastic "
+        "deformation follows groundwater with the same sign)" % (table, x_name, y_name, groups)
+    )
+    out, html, m2 = _correlate(
+        demo, table, x_name, y_name, groups, "lagged_correlation_classes", planted=planted, best_by=1
+    )
     demo.outputs["lagcorr_table"], demo.outputs["lagcorr_report"] = out, html
     metrics["class_table_groups"] = m2["groups"]
     return metrics

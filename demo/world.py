@@ -49,6 +49,7 @@ Files written (layouts as the real products, sizes reduced):
 * ``truth/`` -- velocity (mm/yr), groundwater series per landscape, planted lags,
   strongest factor (``truth.json``); vertical / east monthly series and velocities of ``regional/``.
 """
+
 import datetime as dt
 import json
 import math
@@ -164,15 +165,16 @@ class World:
         """Long-term (inelastic) LOS velocity, mm/yr."""
         w = self.weights(lon, lat)
         cx, cy, sig, peak = BOWL
-        bowl = peak * np.exp(-((lon - cx) ** 2 + (lat - cy) ** 2) / (2 * sig ** 2))
+        bowl = peak * np.exp(-((lon - cx) ** 2 + (lat - cy) ** 2) / (2 * sig**2))
         return bowl * w["mining"] - 18.0 * w["irrigation"] - 1.0 * w["desert"]
 
     def displacement(self, lon, lat, day):
         """LOS displacement (mm, positive toward the satellite) at ``day`` since t0."""
         w = self.weights(lon, lat)
         d = self.velocity(lon, lat) * day / 365.25
-        d = d + 0.25 * w["irrigation"] * (self.groundwater("irrigation", day - 30.4)
-                                           - self.groundwater("irrigation", 0))
+        d = d + 0.25 * w["irrigation"] * (
+            self.groundwater("irrigation", day - 30.4) - self.groundwater("irrigation", 0)
+        )
         d = d + 0.30 * w["mining"] * (self.groundwater("mining", day) - self.groundwater("mining", 0))
         return d + 2.0 * math.sin(2 * math.pi * day / 365.25)  # thermal seasonal term
 
@@ -193,20 +195,24 @@ class World:
         lon, lat = self.centres(grid)
         epochs = self.epochs()
         w = self.weights(lon, lat)
-        base_coh = 0.85 * w["desert"] + 0.55 * w["irrigation"] + 0.45 * w["mining"] + 0.3 * (
-            1 - w["desert"] - w["irrigation"] - w["mining"]).clip(0, 1)
+        base_coh = (
+            0.85 * w["desert"]
+            + 0.55 * w["irrigation"]
+            + 0.45 * w["mining"]
+            + 0.3 * (1 - w["desert"] - w["irrigation"] - w["mining"]).clip(0, 1)
+        )
         lake = (lon - RESERVOIR[0]) ** 2 + (lat - RESERVOIR[1]) ** 2 < RESERVOIR[2] ** 2
         disp = {e: self.displacement(lon, lat, self.days(e)) for e in epochs}
         aps = {e: gaussian_filter(self.rng.normal(0, 1, lon.shape), 6) for e in epochs}
         for e in epochs:
             aps[e] *= 1.5 / max(aps[e].std(), 1e-9)  # ~1.5 mm atmospheric delay per epoch
-        pairs = [(a, b) for i, a in enumerate(epochs) for b in epochs[i + 1:] if (b - a).days <= 48]
+        pairs = [(a, b) for i, a in enumerate(epochs) for b in epochs[i + 1 :] if (b - a).days <= 48]
         to_rad = -4 * math.pi / (WAVELENGTH * 1000.0)  # mm -> rad, d = -lambda/(4 pi) phi
         files = []
         for a, b in pairs:
             dtd = (b - a).days
             coh = np.clip(base_coh * math.exp(-dtd / 200.0) + self.rng.normal(0, 0.03, lon.shape), 0.05, 0.99)
-            sigma = np.sqrt((1 - coh ** 2) / (2 * 20 * coh ** 2))  # CRLB, 20 looks
+            sigma = np.sqrt((1 - coh**2) / (2 * 20 * coh**2))  # CRLB, 20 looks
             phase = to_rad * ((disp[b] + aps[b]) - (disp[a] + aps[a])) + self.rng.normal(0, 1, lon.shape) * sigma
             phase[lake] = 0.0  # LiCSAR: no data is 0, without a NoData tag
             stem = "%s_%s" % (a.strftime("%Y%m%d"), b.strftime("%Y%m%d"))
@@ -230,13 +236,15 @@ class World:
         vert = np.stack([self.displacement(lon, lat, self.days(d)) for d in months])
         vert -= vert[0]
         cx, cy, sig, peak = BOWL
-        bowl = np.exp(-((lon - cx) ** 2 + (lat - cy) ** 2) / (2 * sig ** 2))
+        bowl = np.exp(-((lon - cx) ** 2 + (lat - cy) ** 2) / (2 * sig**2))
         east_rate = 0.35 * peak * (lon - cx) / sig * bowl  # towards the bowl's centre, mm/yr
         years = np.array([(d - months[0]).days / 365.25 for d in months])
         east = east_rate[None] * years[:, None, None]
         across = (lon - LON0) / (LON1 - LON0)
-        geo = {"asc": geometry.unit_vector(-10.5, 31.0 + 14.0 * across),  # looks east: near range in the west
-               "dsc": geometry.unit_vector(190.5, 45.0 - 14.0 * across)}
+        geo = {
+            "asc": geometry.unit_vector(-10.5, 31.0 + 14.0 * across),  # looks east: near range in the west
+            "dsc": geometry.unit_vector(190.5, 45.0 - 14.0 * across),
+        }
         paths = {}
         for track, (e, n, u) in geo.items():
             for comp, arr in zip("ENU", (e, n, u)):
@@ -262,8 +270,9 @@ class World:
         for name, series in (("vertical", vert), ("east", east), ("asc_los", los["asc"])):
             rasters.write_raster(truth_dir / ("%s_monthly.tif" % name), grid, series, dates=months)
             v = np.linalg.lstsq(X, series.reshape(len(years), -1), rcond=None)[0][1].reshape(grid.ysize, nx)
-            rasters.write_raster(truth_dir / ("%s_velocity.tif" % name), grid, v, band_names=["velocity"],
-                                 units="mm/yr")
+            rasters.write_raster(
+                truth_dir / ("%s_velocity.tif" % name), grid, v, band_names=["velocity"], units="mm/yr"
+            )
             paths["truth_%s_monthly" % name] = str(truth_dir / ("%s_monthly.tif" % name))
             paths["truth_%s_velocity" % name] = str(truth_dir / ("%s_velocity.tif" % name))
         paths["frame_b_offsets_mm"] = [float(o) for o in offsets_b]
@@ -282,19 +291,21 @@ class World:
         folder.mkdir(parents=True, exist_ok=True)
         lon, lat = self.centres(grid)
         inc = np.radians(30.5 + 15.0 * (lon - LON0) / (LON1 - LON0))
-        heading = np.radians(-167.0)        # descending, right-looking: look direction heading + 90 deg
+        heading = np.radians(-167.0)  # descending, right-looking: look direction heading + 90 deg
         look_az = heading + np.pi / 2
         enu = {"E": -np.sin(inc) * np.sin(look_az), "N": -np.sin(inc) * np.cos(look_az), "U": np.cos(inc)}
         lake = (lon - RESERVOIR[0]) ** 2 + (lat - RESERVOIR[1]) ** 2 < RESERVOIR[2] ** 2
         for k, v in enu.items():
             v = v.astype(np.float32)
-            v[lake] = 0.0                   # LiCSAR: no data is 0
+            v[lake] = 0.0  # LiCSAR: no data is 0
             write_licsar_tif(folder / ("%s.geo.%s.tif" % (FRAME, k)), grid, v)
         hgt = (1100 + 300 * (lat - LAT0) + 40 * np.sin(lon * 20.0)).astype(np.float32)
         write_licsar_tif(folder / ("%s.geo.hgt.tif" % FRAME), grid, hgt)
         bp = self.epoch_baselines(epochs)
-        lines = ["%s %s %.2f %.1f" % (epochs[0].strftime("%Y%m%d"), e.strftime("%Y%m%d"), bp[e], (e - epochs[0]).days)
-                 for e in epochs[1:]]
+        lines = [
+            "%s %s %.2f %.1f" % (epochs[0].strftime("%Y%m%d"), e.strftime("%Y%m%d"), bp[e], (e - epochs[0]).days)
+            for e in epochs[1:]
+        ]
         (folder / "baselines").write_text("\n".join(lines) + "\n")
 
     def hyp3_epochs(self, epochs):
@@ -311,7 +322,7 @@ class World:
         folder = self.root / "hyp3"
         folder.mkdir(parents=True, exist_ok=True)
         eps = self.hyp3_epochs(epochs)
-        pairs = [(a, b) for i, a in enumerate(eps) for b in eps[i + 1:i + 3]]      # two nearest neighbours
+        pairs = [(a, b) for i, a in enumerate(eps) for b in eps[i + 1 : i + 3]]  # two nearest neighbours
         px = 80.0
         nx, ny = (90, 110) if self.small else (200, 240)
         wgs, utm = osr.SpatialReference(), osr.SpatialReference()
@@ -323,7 +334,7 @@ class World:
         x0 = round((cx - nx / 2 * px) / px) * px
         y0 = round((cy + ny / 2 * px) / px) * px
         margin = 6
-        X0, Y0 = x0 - margin * px, y0 + margin * px            # the lattice origin of the largest footprint
+        X0, Y0 = x0 - margin * px, y0 + margin * px  # the lattice origin of the largest footprint
         NX, NY = nx + 2 * margin, ny + 2 * margin
         xs = X0 + (np.arange(NX) + 0.5) * px
         ys = Y0 - (np.arange(NY) + 0.5) * px
@@ -339,7 +350,7 @@ class World:
         base_coh = 0.85 * w["desert"] + 0.55 * w["irrigation"] + 0.5 * w["mining"] + 0.3
         base_coh = np.clip(base_coh, 0, 0.95)
         inc = np.radians(30.5 + 15.0 * (lon - LON0) / (LON1 - LON0))
-        theta = (np.pi / 2 - inc).astype(np.float32)       # look-vector elevation above the horizon, radians
+        theta = (np.pi / 2 - inc).astype(np.float32)  # look-vector elevation above the horizon, radians
         # look-vector orientation from east (counter-clockwise) of the ground -> satellite direction: heading
         # -167 deg, right-looking, so the satellite is seen at azimuth 103 deg (clockwise from north) = -13 deg
         phi = np.full(lon.shape, np.radians(90.0 - (-167.0 + 270.0)), np.float32)
@@ -351,14 +362,14 @@ class World:
         for k, (a, b) in enumerate(pairs):
             dtd = (b - a).days
             coh = np.clip(base_coh * math.exp(-dtd / 200.0) + rng.normal(0, 0.03, lon.shape), 0.05, 0.99)
-            sigma = np.sqrt((1 - coh ** 2) / (2 * 20 * coh ** 2))
+            sigma = np.sqrt((1 - coh**2) / (2 * 20 * coh**2))
             phase = to_rad * ((disp[b] + aps[b]) - (disp[a] + aps[a])) + rng.normal(0, 1, lon.shape) * sigma
             # each product covers the common area plus its own margin
             t, l_, bt, r = (int(v) for v in rng.integers(0, margin + 1, 4))
             if k == 0:
-                t = l_ = 0          # the common area is exactly the intersection: its top left from the first
+                t = l_ = 0  # the common area is exactly the intersection: its top left from the first
             elif k == 1:
-                bt = r = 0          # product, its bottom right from the second
+                bt = r = 0  # product, its bottom right from the second
             sl = (slice(margin - t, margin + ny + bt), slice(margin - l_, margin + nx + r))
             gt = (X0 + (margin - l_) * px, px, 0.0, Y0 - (margin - t) * px, 0.0, -px)
             ph = phase[sl]
@@ -367,12 +378,21 @@ class World:
             ref_r, ref_c = 0, ph.shape[1] - 1
             ref_phase = float(ph[ref_r, ref_c])
             ph = (ph - ref_phase).astype(np.float32)
-            ph[ph == 0] = np.float32(1e-6)       # 0 is the declared NoData: keep the reference pixel valid
+            ph[ph == 0] = np.float32(1e-6)  # 0 is the declared NoData: keep the reference pixel valid
             name = "S1AA_%sT224101_%sT224101_VVP%03d_INT80_G_ueF_%04X" % (
-                a.strftime("%Y%m%d"), b.strftime("%Y%m%d"), dtd, (0x1A2B + 97 * k) % 0x10000)
-            layers = {"unw_phase": (ph, 0.0), "corr": (coh[sl].astype(np.float32), 0.0),
-                      "lv_theta": (theta[sl], 0.0), "lv_phi": (phi[sl], 0.0), "dem": (dem[sl], 0.0),
-                      "water_mask": (np.ones(ph.shape, np.uint8), None)}
+                a.strftime("%Y%m%d"),
+                b.strftime("%Y%m%d"),
+                dtd,
+                (0x1A2B + 97 * k) % 0x10000,
+            )
+            layers = {
+                "unw_phase": (ph, 0.0),
+                "corr": (coh[sl].astype(np.float32), 0.0),
+                "lv_theta": (theta[sl], 0.0),
+                "lv_phi": (phi[sl], 0.0),
+                "dem": (dem[sl], 0.0),
+                "water_mask": (np.ones(ph.shape, np.uint8), None),
+            }
             rx, ry = gt[0] + (ref_c + 0.5) * px, gt[3] - (ref_r + 0.5) * px
             txt = hyp3_txt(a, b, bp[b] - bp[a], ref_phase, rx, ry, lon[sl][ref_r, ref_c], lat[sl][ref_r, ref_c])
             zips.append(write_hyp3_zip(folder, name, gt, wkt, layers, txt))
@@ -385,8 +405,13 @@ class World:
         truth = self.root / "truth" / "hyp3_velocity_truth.tif"
         truth.parent.mkdir(parents=True, exist_ok=True)
         rasters.write_raster(truth, common, vel, band_names=["velocity"], units="mm/yr")
-        return {"hyp3_dir": str(folder), "hyp3_products": zips, "hyp3_epochs": [e.isoformat() for e in eps],
-                "hyp3_pairs": len(pairs), "hyp3_velocity_truth": str(truth)}
+        return {
+            "hyp3_dir": str(folder),
+            "hyp3_products": zips,
+            "hyp3_epochs": [e.isoformat() for e in eps],
+            "hyp3_pairs": len(pairs),
+            "hyp3_velocity_truth": str(truth),
+        }
 
     def write_insar_raw(self, grid, epochs, pairs, files):
         """The interferograms with a GACOS-format troposphere, orbital ramps and unwrapping errors planted
@@ -396,31 +421,40 @@ class World:
         gdir = self.root / "gacos"
         raw_dir.mkdir(parents=True, exist_ok=True)
         gdir.mkdir(parents=True, exist_ok=True)
-        step, margin = 0.02, 0.06                       # GACOS grid: coarser than the interferograms, wider
+        step, margin = 0.02, 0.06  # GACOS grid: coarser than the interferograms, wider
         gx = LON0 - margin + step * np.arange(int((LON1 - LON0 + 2 * margin) / step) + 1)
         gy = LAT1 + margin - step * np.arange(int((LAT1 - LAT0 + 2 * margin) / step) + 1)
         ztd_files = []
         for e in epochs:
-            a, b = rng.normal(0, 0.02, 2)               # m per degree: ~1.6 cm across the region
+            a, b = rng.normal(0, 0.02, 2)  # m per degree: ~1.6 cm across the region
             turb = gaussian_filter(rng.normal(0, 1, (gy.size, gx.size)), 2)
             ztd = 2.3 + a * (gy[:, None] - 39.0) + b * (gx[None, :] - 108.4) + 0.006 * turb / max(turb.std(), 1e-9)
-            ztd_files.append(gacos.write_ztd(gdir / ("%s.ztd" % e.strftime("%Y%m%d")), ztd.astype(np.float32),
-                                             float(gx[0]), float(gy[0]), step, -step))
-        slant = gacos.GacosSet(ztd_files, grid).slant_delays(epochs, gacos.Incidence(angle=39.0), 0, grid.ysize,
-                                                            0, grid.xsize)
+            ztd_files.append(
+                gacos.write_ztd(
+                    gdir / ("%s.ztd" % e.strftime("%Y%m%d")),
+                    ztd.astype(np.float32),
+                    float(gx[0]),
+                    float(gy[0]),
+                    step,
+                    -step,
+                )
+            )
+        slant = gacos.GacosSet(ztd_files, grid).slant_delays(
+            epochs, gacos.Incidence(angle=39.0), 0, grid.ysize, 0, grid.xsize
+        )
         lon, lat = self.centres(grid)
         ramps = [c1 * (lon - 108.4) / 0.4 + c2 * (lat - 39.0) / 0.4 for c1, c2 in rng.normal(0, 1.5, (len(epochs), 2))]
         index = {e: n for n, e in enumerate(epochs)}
         m = len(pairs)
-        bad = [m // 4, m // 2, (3 * m) // 4]            # far apart: no loop holds two of them
+        bad = [m // 4, m // 2, (3 * m) // 4]  # far apart: no loop holds two of them
         patch_ifg = m // 10
-        big = (lon > 108.5) & (lon < 108.74) & (lat > 39.0) & (lat < 39.2)       # 7.5 % of the image
+        big = (lon > 108.5) & (lon < 108.74) & (lat > 39.0) & (lat < 39.2)  # 7.5 % of the image
         small = (lon > 108.3) & (lon < 108.34) & (lat > 39.1) & (lat < 39.14)
         out = []
         for k, ((a, b), f) in enumerate(zip(pairs, files)):
             ia, ib = index[a], index[b]
             phase = rasters.open_raster(f).ReadAsArray().astype(np.float64)
-            phase[phase == 0] = np.nan                  # LiCSAR: 0 is no data
+            phase[phase == 0] = np.nan  # LiCSAR: 0 is no data
             phase += 4 * math.pi / WAVELENGTH * (slant[ib] - slant[ia]) + ramps[ib] - ramps[ia]
             if k in bad:
                 phase[big] += 2 * math.pi
@@ -430,15 +464,31 @@ class World:
             rasters.write_raster(path, grid, phase, band_names=["unwrapped phase"], units="rad")
             out.append(str(path))
         names = [Path(files[k]).name for k in bad]
-        deforming = {"type": "FeatureCollection", "features": [
-            {"type": "Feature", "properties": {"area": n},
-             "geometry": {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]}}
-            for n, ((x0, x1, y0, y1), _, _) in LANDSCAPES.items() if n != "desert"]}
+        deforming = {
+            "type": "FeatureCollection",
+            "features": [
+                {
+                    "type": "Feature",
+                    "properties": {"area": n},
+                    "geometry": {
+                        "type": "Polygon",
+                        "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]],
+                    },
+                }
+                for n, ((x0, x1, y0, y1), _, _) in LANDSCAPES.items()
+                if n != "desert"
+            ],
+        }
         mask = self.root / "deforming_areas.geojson"
         mask.write_text(json.dumps(deforming))
-        return {"raw_interferograms": out, "gacos": ztd_files, "deforming_areas": str(mask),
-                "planted_unwrapping_errors": names, "planted_small_patch": Path(files[patch_ifg]).name,
-                "small_patch_pixels": int(small.sum())}
+        return {
+            "raw_interferograms": out,
+            "gacos": ztd_files,
+            "deforming_areas": str(mask),
+            "planted_unwrapping_errors": names,
+            "planted_small_patch": Path(files[patch_ifg]).name,
+            "small_patch_pixels": int(small.sum()),
+        }
 
     def write_grace(self):
         """CSR layout subset: 0.25 deg cells with x.125 centres, lon 0-360, one missing + one shifted month."""
@@ -532,11 +582,18 @@ class World:
                 _nc_dimensions(f, (("time", 1), ("Y", len(y)), ("X", len(x))))
                 _nc_variable(f, "X", "f4", ("X",), x, units="degrees_east", standard_name="longitude")
                 _nc_variable(f, "Y", "f4", ("Y",), y, units="degrees_north", standard_name="latitude")
-                _nc_variable(f, "time", "f4", ("time",), [(m - dt.date(1982, 1, 1)).days],
-                             units="days since 1982-01-01 00:00:00")
-                for (name, z0, z1), dz in zip((("SoilMoi00_10cm_tavg", 0, 10), ("SoilMoi10_40cm_tavg", 10, 40),
-                                               ("SoilMoi40_100cm_tavg", 40, 100), ("SoilMoi100_200cm_tavg", 100, 200)),
-                                              thick):
+                _nc_variable(
+                    f, "time", "f4", ("time",), [(m - dt.date(1982, 1, 1)).days], units="days since 1982-01-01 00:00:00"
+                )
+                for (name, z0, z1), dz in zip(
+                    (
+                        ("SoilMoi00_10cm_tavg", 0, 10),
+                        ("SoilMoi10_40cm_tavg", 10, 40),
+                        ("SoilMoi40_100cm_tavg", 40, 100),
+                        ("SoilMoi100_200cm_tavg", 100, 200),
+                    ),
+                    thick,
+                ):
                     v = f.createVariable(name, "f4", ("time", "Y", "X"))
                     v[:] = (sm * dz / 2.0 / (dz * 1000.0))[::-1][None].astype(np.float32)  # volumetric
                     v.units, v._FillValue, v.missing_value = "m^3 m-3", np.float32(-9999.0), np.float32(-9999.0)
@@ -550,8 +607,9 @@ class World:
                 _nc_dimensions(f, (("time", 1), ("lat", len(glat)), ("lon", len(glon))))
                 _nc_variable(f, "lon", "f4", ("lon",), glon, units="degrees_east")
                 _nc_variable(f, "lat", "f4", ("lat",), glat, units="degrees_north")
-                _nc_variable(f, "time", "f8", ("time",), [(m - dt.date(2000, 1, 1)).days],
-                             units="days since 2000-01-01 00:00:00")
+                _nc_variable(
+                    f, "time", "f8", ("time",), [(m - dt.date(2000, 1, 1)).days], units="days since 2000-01-01 00:00:00"
+                )
                 for name, arr in (("CanopInt_inst", gcws), ("SWE_inst", gswe)):
                     v = f.createVariable(name, "f4", ("time", "lat", "lon"))
                     v[:] = arr[None].astype(np.float32)
@@ -563,9 +621,16 @@ class World:
     def write_areas(self):
         feats = []
         for name, ((x0, x1, y0, y1), sy, lag) in LANDSCAPES.items():
-            feats.append({"type": "Feature", "properties": {"area": name, "sy": sy},
-                          "geometry": {"type": "Polygon",
-                                       "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]}})
+            feats.append(
+                {
+                    "type": "Feature",
+                    "properties": {"area": name, "sy": sy},
+                    "geometry": {
+                        "type": "Polygon",
+                        "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]],
+                    },
+                }
+            )
         path = self.root / "areas.geojson"
         path.write_text(json.dumps({"type": "FeatureCollection", "features": feats}))
         return path
@@ -610,9 +675,19 @@ class World:
 
     def write_wells(self):
         rows = ["id,lon,lat,date,head_m,sy"]
-        wells = [("W%02d" % (i + 1), name, x, y) for i, (name, x, y) in enumerate(
-            [("desert", 108.15, 39.25), ("desert", 108.3, 39.15), ("mining", 108.25, 38.75), ("mining", 108.1, 38.7),
-             ("irrigation", 108.6, 39.0), ("irrigation", 108.7, 38.8)])]
+        wells = [
+            ("W%02d" % (i + 1), name, x, y)
+            for i, (name, x, y) in enumerate(
+                [
+                    ("desert", 108.15, 39.25),
+                    ("desert", 108.3, 39.15),
+                    ("mining", 108.25, 38.75),
+                    ("mining", 108.1, 38.7),
+                    ("irrigation", 108.6, 39.0),
+                    ("irrigation", 108.7, 38.8),
+                ]
+            )
+        ]
         for wid, name, x, y in wells:
             sy = LANDSCAPES[name][1]
             for m in self.months:
@@ -648,23 +723,36 @@ class World:
         factors = self.write_factors(grid)
         gw = {n: [self.monthly_mean(n, m) for m in self.months] for n in LANDSCAPES}
         truth = {
-            "epochs": [e.isoformat() for e in epochs], "pairs": len(pairs),
-            "grace_missing_month": missing.isoformat()[:7], "grace_shifted_month": shifted.isoformat()[:7],
+            "epochs": [e.isoformat() for e in epochs],
+            "pairs": len(pairs),
+            "grace_missing_month": missing.isoformat()[:7],
+            "grace_shifted_month": shifted.isoformat()[:7],
             "planted_lag_months": {n: LANDSCAPES[n][2] for n in LANDSCAPES},
             "specific_yield": {n: LANDSCAPES[n][1] for n in LANDSCAPES},
             "strongest_factor": "coal_mining_intensity",
-            "months": [m.isoformat()[:7] for m in self.months], "groundwater_mm": gw,
+            "months": [m.isoformat()[:7] for m in self.months],
+            "groundwater_mm": gw,
             "velocity_truth": str(truth_dir / "velocity_truth.tif"),
             "displacement_truth": str(truth_dir / "displacement_truth.tif"),
         }
         truth.update({k: v for k, v in raw.items() if k.startswith("planted") or k == "small_patch_pixels"})
         (truth_dir / "truth.json").write_text(json.dumps(truth, indent=1))
         return {
-            "insar_dir": str(self.root / "insar" / FRAME), "licsar_frame": str(self.root / "insar" / FRAME),
-            "interferograms": ifgs, "coherence": [p.replace(".unw.tif", ".cc.tif") for p in ifgs], **hyp3,
-            "grace": str(grace), "fldas": fldas, "gldas": gldas, "areas": str(self.write_areas()),
-            "factors": factors, "leveling": str(self.write_leveling(epochs)), "wells": str(self.write_wells()),
-            "truth": truth, "truth_dir": str(truth_dir), "regional": regional,
+            "insar_dir": str(self.root / "insar" / FRAME),
+            "licsar_frame": str(self.root / "insar" / FRAME),
+            "interferograms": ifgs,
+            "coherence": [p.replace(".unw.tif", ".cc.tif") for p in ifgs],
+            **hyp3,
+            "grace": str(grace),
+            "fldas": fldas,
+            "gldas": gldas,
+            "areas": str(self.write_areas()),
+            "factors": factors,
+            "leveling": str(self.write_leveling(epochs)),
+            "wells": str(self.write_wells()),
+            "truth": truth,
+            "truth_dir": str(truth_dir),
+            "regional": regional,
             **{k: v for k, v in raw.items() if k in ("raw_interferograms", "gacos", "deforming_areas")},
         }
 
@@ -722,8 +810,18 @@ Speckle filter: no
 
 def hyp3_txt(a, b, bperp, ref_phase, rx, ry, lon, lat):
     orbit = lambda d: 25000 + (d - dt.date(2019, 1, 1)).days * 175 // 12  # noqa: E731
-    return HYP3_TXT.format(d1=a.strftime("%Y%m%d"), d2=b.strftime("%Y%m%d"), o1=orbit(a), o2=orbit(b), bperp=bperp,
-                           ref_phase=ref_phase, rx=rx, ry=ry, lon=lon, lat=lat)
+    return HYP3_TXT.format(
+        d1=a.strftime("%Y%m%d"),
+        d2=b.strftime("%Y%m%d"),
+        o1=orbit(a),
+        o2=orbit(b),
+        bperp=bperp,
+        ref_phase=ref_phase,
+        rx=rx,
+        ry=ry,
+        lon=lon,
+        lat=lat,
+    )
 
 
 def write_hyp3_zip(folder, name, gt, wkt, layers, txt):
@@ -769,9 +867,16 @@ if __name__ == "__main__":
     import sys
 
     out = generate(sys.argv[1] if len(sys.argv) > 1 else "demo_world", small="--small" in sys.argv)
-    print(json.dumps({k: v for k, v in out.items() if k not in ("interferograms", "coherence", "fldas", "gldas",
-                                                                  "truth", "raw_interferograms", "gacos")},
-                     indent=1))
+    print(
+        json.dumps(
+            {
+                k: v
+                for k, v in out.items()
+                if k not in ("interferograms", "coherence", "fldas", "gldas", "truth", "raw_interferograms", "gacos")
+            },
+            indent=1,
+        )
+    )
 
 
 def for_demo(demo):
@@ -781,7 +886,8 @@ def for_demo(demo):
         return w
     w = generate(demo.data_dir / "world", small=demo.small)
     demo.outputs["world"] = w
-    demo.log("generated the demo world in %s: %d interferograms on %d epochs, %d months of GRACE/FLDAS/GLDAS"
-             % (demo.data_dir / "world", len(w["interferograms"]), len(w["truth"]["epochs"]),
-                len(w["truth"]["months"])))
+    demo.log(
+        "generated the demo world in %s: %d interferograms on %d epochs, %d months of GRACE/FLDAS/GLDAS"
+        % (demo.data_dir / "world", len(w["interferograms"]), len(w["truth"]["epochs"]), len(w["truth"]["months"]))
+    )
     return w

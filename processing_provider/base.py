@@ -8,6 +8,7 @@ removes them and becomes a one-line ``QgsProcessingException``. A new algorithm 
 subclassing :class:`SubsidenceAlgorithm`; it writes tables with :func:`.tables.write_table` (which reports
 the rows sent so the transaction can check they all arrived).
 """
+
 import contextlib
 import functools
 import os
@@ -174,21 +175,26 @@ class SubsidenceAlgorithm(QgsProcessingAlgorithm):
         """The common memory cap parameter (MB); ``help_text`` says what the cap covers."""
         return self.add(
             QgsProcessingParameterNumber(
-                name, self.tr("Memory limit (MB)"), NumberType.Double,
-                defaultValue=default, minValue=0.001,
+                name,
+                self.tr("Memory limit (MB)"),
+                NumberType.Double,
+                defaultValue=default,
+                minValue=0.001,
             ),
-            help_text or (
+            help_text
+            or (
                 "Upper bound of the working memory used for one row block. Large stacks are streamed block "
-                "by block under this cap; results do not depend on it."),
+                "by block under this cap; results do not depend on it."
+            ),
             advanced=True,
         )
 
     def add_threads(self, name="THREADS"):
         """Windows computed at the same time in this process (0 = every core), under the one memory cap."""
         return self.add(
-            QgsProcessingParameterNumber(name, self.tr("Threads (0 = all cores)"),
-                                         NumberType.Integer, defaultValue=0, minValue=0,
-                                         optional=True),
+            QgsProcessingParameterNumber(
+                name, self.tr("Threads (0 = all cores)"), NumberType.Integer, defaultValue=0, minValue=0, optional=True
+            ),
             "Windows processed at the same time in this process (numpy, LAPACK and GDAL decoding run on one core "
             "each). The memory limit holds for all threads together (each window gets limit / threads). Results "
             "do not depend on it. 0 = every core this process may use. Ignored with a Dask scheduler.",
@@ -201,8 +207,10 @@ class SubsidenceAlgorithm(QgsProcessingAlgorithm):
 
         if self.parameterDefinition(name) is None:
             return 1
-        if self.parameterDefinition(scheduler_name) is not None and \
-                (self.parameterAsString(parameters, scheduler_name, context) or "").strip():
+        if (
+            self.parameterDefinition(scheduler_name) is not None
+            and (self.parameterAsString(parameters, scheduler_name, context) or "").strip()
+        ):
             return 1
         return self.parameterAsInt(parameters, name, context) or default_threads()
 
@@ -210,20 +218,34 @@ class SubsidenceAlgorithm(QgsProcessingAlgorithm):
         """Optional address of a running dask.distributed scheduler (empty = run here)."""
         from ..core.io.tasks import dask_available
 
-        note = "" if dask_available() else " (dask.distributed is not installed in this QGIS Python: " \
+        note = (
+            ""
+            if dask_available()
+            else " (dask.distributed is not installed in this QGIS Python: "
             "install python3-distributed / distributed to use it)"
+        )
         return self.add(
-            QgsProcessingParameterString(name, self.tr("Dask scheduler address") + note,
-                                         defaultValue="", optional=True),
+            QgsProcessingParameterString(
+                name, self.tr("Dask scheduler address") + note, defaultValue="", optional=True
+            ),
             "Address of a running dask.distributed scheduler, e.g. tcp://10.0.0.5:8786. Row blocks then run "
             "as tasks on its workers, which must see the input and output paths (shared file system) and "
-            "have numpy, scipy and GDAL; results are identical to a local run. Empty: run in this process."
-            + note,
+            "have numpy, scipy and GDAL; results are identical to a local run. Empty: run in this process." + note,
             advanced=True,
         )
 
-    def map_blocks(self, task_fn, tasks, parameters, context, feedback, name="DASK_SCHEDULER", shared=None,
-                   report_progress=True, threads=None):
+    def map_blocks(
+        self,
+        task_fn,
+        tasks,
+        parameters,
+        context,
+        feedback,
+        name="DASK_SCHEDULER",
+        shared=None,
+        report_progress=True,
+        threads=None,
+    ):
         """Run row-block tasks locally or on Dask (per the scheduler parameter), with progress and cancel.
         ``shared``: passed to every task as ``task_fn(task, shared)``, sent to Dask workers once.
         ``report_progress=False``: the caller sets the progress itself (e.g. several passes). ``threads``:
@@ -231,15 +253,22 @@ class SubsidenceAlgorithm(QgsProcessingAlgorithm):
         algorithm's THREADS parameter (:meth:`thread_count`; its windows must be planned under cap / threads)."""
         from ..core.io.tasks import map_blocks
 
-        scheduler = (self.parameterAsString(parameters, name, context) or "").strip() \
-            if self.parameterDefinition(name) is not None else ""
+        scheduler = (
+            (self.parameterAsString(parameters, name, context) or "").strip()
+            if self.parameterDefinition(name) is not None
+            else ""
+        )
         if scheduler:
             feedback.pushInfo("Running %d row blocks on the Dask scheduler %s" % (len(tasks), scheduler))
         done = 0
-        for i, result in map_blocks(task_fn, tasks, scheduler=scheduler or None,
-                                    is_canceled=lambda: feedback is not None and feedback.isCanceled(),
-                                    shared=shared,
-                                    threads=1 if scheduler else (threads or self.thread_count(parameters, context))):
+        for i, result in map_blocks(
+            task_fn,
+            tasks,
+            scheduler=scheduler or None,
+            is_canceled=lambda: feedback is not None and feedback.isCanceled(),
+            shared=shared,
+            threads=1 if scheduler else (threads or self.thread_count(parameters, context)),
+        ):
             done += 1
             if report_progress:
                 feedback.setProgress(100.0 * done / max(1, len(tasks)))
@@ -254,8 +283,16 @@ class SubsidenceAlgorithm(QgsProcessingAlgorithm):
             yield
         except QgsProcessingException:
             raise
-        except (Cancelled, DaskUnavailable, TimeSeriesError, ValueError, KeyError, OSError,
-                RuntimeError, MemoryError) as e:
+        except (
+            Cancelled,
+            DaskUnavailable,
+            TimeSeriesError,
+            ValueError,
+            KeyError,
+            OSError,
+            RuntimeError,
+            MemoryError,
+        ) as e:
             raise one_line_error(self, e, self._transaction) from None
 
     @staticmethod

@@ -11,6 +11,7 @@ there and gone with Qt6) and ``QVariant.Type`` before.
 ``scripts/check_qt6.py`` (run by the test suite) keeps the rest of the code free of unscoped enums;
 the fallback lines below are marked ``# qt6-compat:`` for it.
 """
+
 from qgis.core import (
     Qgis,
     QgsColorRampShader,
@@ -55,52 +56,91 @@ def _new_or_old(new_name, old_enum, **new_to_old):
 
 # Processing (Qgis.* since 3.36)
 SourceType = _new_or_old(
-    "ProcessingSourceType", lambda: QgsProcessing.SourceType,  # qt6-compat: 3.22-3.34 fallback
-    MapLayer="TypeMapLayer", VectorAnyGeometry="TypeVectorAnyGeometry", VectorPoint="TypeVectorPoint",
-    VectorLine="TypeVectorLine", VectorPolygon="TypeVectorPolygon", Raster="TypeRaster", File="TypeFile",
-    Vector="TypeVector", Mesh="TypeMesh", Plugin="TypePlugin", PointCloud="TypePointCloud",
+    "ProcessingSourceType",
+    lambda: QgsProcessing.SourceType,  # qt6-compat: 3.22-3.34 fallback
+    MapLayer="TypeMapLayer",
+    VectorAnyGeometry="TypeVectorAnyGeometry",
+    VectorPoint="TypeVectorPoint",
+    VectorLine="TypeVectorLine",
+    VectorPolygon="TypeVectorPolygon",
+    Raster="TypeRaster",
+    File="TypeFile",
+    Vector="TypeVector",
+    Mesh="TypeMesh",
+    Plugin="TypePlugin",
+    PointCloud="TypePointCloud",
 )
 NumberType = _new_or_old(
-    "ProcessingNumberParameterType", lambda: QgsProcessingParameterNumber.Type,  # qt6-compat: 3.22-3.34 fallback
-    Integer="Integer", Double="Double",
+    "ProcessingNumberParameterType",
+    lambda: QgsProcessingParameterNumber.Type,  # qt6-compat: 3.22-3.34 fallback
+    Integer="Integer",
+    Double="Double",
 )
 FieldDataType = _new_or_old(
-    "ProcessingFieldParameterDataType", lambda: QgsProcessingParameterField.DataType,  # qt6-compat: 3.22-3.34 fallback
-    Any="Any", Numeric="Numeric", String="String", DateTime="DateTime",
+    "ProcessingFieldParameterDataType",
+    lambda: QgsProcessingParameterField.DataType,  # qt6-compat: 3.22-3.34 fallback
+    Any="Any",
+    Numeric="Numeric",
+    String="String",
+    DateTime="DateTime",
 )
 ParameterFlag = _new_or_old(
-    "ProcessingParameterFlag", lambda: QgsProcessingParameterDefinition.Flag,  # qt6-compat: 3.22-3.34 fallback
-    Advanced="FlagAdvanced", Hidden="FlagHidden", Optional="FlagOptional", IsModelOutput="FlagIsModelOutput",
+    "ProcessingParameterFlag",
+    lambda: QgsProcessingParameterDefinition.Flag,  # qt6-compat: 3.22-3.34 fallback
+    Advanced="FlagAdvanced",
+    Hidden="FlagHidden",
+    Optional="FlagOptional",
+    IsModelOutput="FlagIsModelOutput",
 )
 
 AlgorithmFlag = _new_or_old(
-    "ProcessingAlgorithmFlag", lambda: QgsProcessingAlgorithm.Flag,  # qt6-compat: 3.22-3.34 fallback
-    HideFromToolbox="FlagHideFromToolbox", HideFromModeler="FlagHideFromModeler", Deprecated="FlagDeprecated",
+    "ProcessingAlgorithmFlag",
+    lambda: QgsProcessingAlgorithm.Flag,  # qt6-compat: 3.22-3.34 fallback
+    HideFromToolbox="FlagHideFromToolbox",
+    HideFromModeler="FlagHideFromModeler",
+    Deprecated="FlagDeprecated",
     NoThreading="FlagNoThreading",
 )
 
 # Geometry, layers, rendering, CRS (Qgis.* since 3.30 / 3.36)
 CrsWktVariant = _new_or_old(
-    "CrsWktVariant", lambda: QgsCoordinateReferenceSystem.WktVariant,  # qt6-compat: 3.22-3.34 fallback
-    PreferredGdal="WKT_PREFERRED_GDAL", Wkt1Gdal="WKT1_GDAL", Wkt2_2019Simplified="WKT2_2019_SIMPLIFIED",
+    "CrsWktVariant",
+    lambda: QgsCoordinateReferenceSystem.WktVariant,  # qt6-compat: 3.22-3.34 fallback
+    PreferredGdal="WKT_PREFERRED_GDAL",
+    Wkt1Gdal="WKT1_GDAL",
+    Wkt2_2019Simplified="WKT2_2019_SIMPLIFIED",
 )
 GeometryType = _new_or_old(
-    "GeometryType", lambda: QgsWkbTypes.GeometryType,  # qt6-compat: 3.22-3.28 fallback
-    Point="PointGeometry", Line="LineGeometry", Polygon="PolygonGeometry", Unknown="UnknownGeometry",
+    "GeometryType",
+    lambda: QgsWkbTypes.GeometryType,  # qt6-compat: 3.22-3.28 fallback
+    Point="PointGeometry",
+    Line="LineGeometry",
+    Polygon="PolygonGeometry",
+    Unknown="UnknownGeometry",
     Null="NullGeometry",
 )
 WkbType = _new_or_old(
-    "WkbType", lambda: QgsWkbTypes.Type,  # qt6-compat: 3.22-3.28 fallback
-    NoGeometry="NoGeometry", Point="Point", LineString="LineString", Polygon="Polygon",
+    "WkbType",
+    lambda: QgsWkbTypes.Type,  # qt6-compat: 3.22-3.28 fallback
+    NoGeometry="NoGeometry",
+    Point="Point",
+    LineString="LineString",
+    Polygon="Polygon",
     MultiPolygon="MultiPolygon",
 )
 ShaderInterpolation = _new_or_old(
-    "ShaderInterpolationMethod", lambda: QgsColorRampShader.Type,  # qt6-compat: 3.22-3.28 fallback
-    Linear="Interpolated", Discrete="Discrete", Exact="Exact",
+    "ShaderInterpolationMethod",
+    lambda: QgsColorRampShader.Type,  # qt6-compat: 3.22-3.28 fallback
+    Linear="Interpolated",
+    Discrete="Discrete",
+    Exact="Exact",
 )
 ShaderClassification = _new_or_old(
-    "ShaderClassificationMethod", lambda: QgsColorRampShader.ClassificationMode,  # qt6-compat: 3.22-3.28 fallback
-    Continuous="Continuous", EqualInterval="EqualInterval", Quantile="Quantile",
+    "ShaderClassificationMethod",
+    lambda: QgsColorRampShader.ClassificationMode,  # qt6-compat: 3.22-3.28 fallback
+    Continuous="Continuous",
+    EqualInterval="EqualInterval",
+    Quantile="Quantile",
 )
 
 
@@ -111,20 +151,31 @@ def _old_layer_type():
 
 
 LayerType = _new_or_old(
-    "LayerType", _old_layer_type,  # qt6-compat: 3.22-3.28 fallback
-    Vector="VectorLayer", Raster="RasterLayer", Mesh="MeshLayer",
+    "LayerType",
+    _old_layer_type,  # qt6-compat: 3.22-3.28 fallback
+    Vector="VectorLayer",
+    Raster="RasterLayer",
+    Mesh="MeshLayer",
 )
 
 
 # Field types: QMetaType on QGIS >= 3.38, QVariant before (one helper for the whole plugin)
 if QGIS_VERSION_INT >= 33800:
     _FIELD_TYPE_OWNER = QMetaType.Type
-    _FIELD_TYPE_NAMES = dict(Double="Double", Int="Int", LongLong="LongLong", String="QString", Bool="Bool",
-                             Date="QDate", DateTime="QDateTime")
+    _FIELD_TYPE_NAMES = dict(
+        Double="Double",
+        Int="Int",
+        LongLong="LongLong",
+        String="QString",
+        Bool="Bool",
+        Date="QDate",
+        DateTime="QDateTime",
+    )
 else:
     _FIELD_TYPE_OWNER = QVariant  # qt6-compat: 3.22-3.36 fallback (always PyQt5 there: QVariant.Double ...)
-    _FIELD_TYPE_NAMES = dict(Double="Double", Int="Int", LongLong="LongLong", String="String", Bool="Bool",
-                             Date="Date", DateTime="DateTime")
+    _FIELD_TYPE_NAMES = dict(
+        Double="Double", Int="Int", LongLong="LongLong", String="String", Bool="Bool", Date="Date", DateTime="DateTime"
+    )
 FieldType = _Members(_FIELD_TYPE_OWNER, **_FIELD_TYPE_NAMES)
 
 

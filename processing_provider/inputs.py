@@ -11,6 +11,7 @@ takes a parameter's value as it was given (file paths, GDAL sources, layers, lay
 project) and turns it into paths, loading a layer only for what it cannot resolve otherwise (e.g. an
 expression-based value in a model).
 """
+
 import os
 
 from qgis.core import QgsMapLayer, QgsProcessingUtils
@@ -22,6 +23,7 @@ from .compat import ParameterFlag
 
 def _gdal_can_stat(path):
     from osgeo import gdal
+
     return gdal.VSIStatL(path) is not None
 
 

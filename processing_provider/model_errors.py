@@ -1,4 +1,5 @@
 """One-line errors for the shipped models: which step failed and why."""
+
 from qgis.core import QgsProcessingFeedback
 
 

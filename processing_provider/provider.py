@@ -1,4 +1,5 @@
 """The ``subsidence`` Processing provider. Its id prefixes every algorithm id: never change it."""
+
 import os
 
 from qgis.core import QgsApplication, QgsProcessingException, QgsProcessingModelAlgorithm, QgsProcessingProvider
@@ -55,8 +56,10 @@ def _version():
 
 MODELS_DIR = os.path.join(os.path.dirname(__file__), "models")
 # shipped models: file name -> (algorithm name, display name)
-MODELS = {"workflow.model3": ("workflow", "Subsidence\u2013groundwater workflow"),
-          "workflow_regional.model3": ("workflowregional", "Subsidence\u2013groundwater workflow, several frames")}
+MODELS = {
+    "workflow.model3": ("workflow", "Subsidence\u2013groundwater workflow"),
+    "workflow_regional.model3": ("workflowregional", "Subsidence\u2013groundwater workflow, several frames"),
+}
 
 
 class ShippedModel(QgsProcessingModelAlgorithm):
@@ -132,6 +135,7 @@ class SubsidenceProvider(QgsProcessingProvider):
         if provider_id == self.id() and not self._models_attached:
             self._models_attached = True
             self.refreshAlgorithms()
+
     def id(self):
         return PROVIDER_ID
 

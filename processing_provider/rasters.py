@@ -1,4 +1,5 @@
 """Raster parameter glue: output paths, date parameters."""
+
 import os
 
 from qgis.core import QgsProcessingException

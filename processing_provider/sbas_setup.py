@@ -4,6 +4,7 @@ Helpers of :mod:`..algorithms.sbas_inversion` so that its ``processAlgorithm`` s
 call (:func:`..core.insar.sbas_stack.invert_stack`) -> outputs. Each takes the algorithm (``alg``: its parameter
 ids and ``parameterAs*``) and returns plain values; the core never sees QGIS.
 """
+
 import os
 import tempfile
 
@@ -27,14 +28,22 @@ def _incidence_spec(alg, parameters, context):
 
 def stack_selection(alg, parameters, context):
     """Keyword arguments of :func:`..core.insar.stack.prepare_stack` that select and read the network."""
-    exclude = [s.strip() for s in (alg.parameterAsString(parameters, alg.EXCLUDE, context) or "")
-               .replace(";", ",").replace("\n", ",").split(",") if s.strip()]
-    return dict(max_temporal_baseline=alg.parameterAsDouble(parameters, alg.MAX_TEMPORAL_BASELINE, context) or None,
-                max_perp_baseline=alg.parameterAsDouble(parameters, alg.MAX_PERP_BASELINE, context) or None,
-                exclude=exclude,
-                product=alg.PRODUCTS[alg.parameterAsEnum(parameters, alg.PRODUCT, context)],
-                extent=alg.EXTENTS[alg.parameterAsEnum(parameters, alg.EXTENT, context)],
-                crs_mode=alg.CRS_MODES[alg.parameterAsEnum(parameters, alg.DIFFERENT_CRS, context)])
+    exclude = [
+        s.strip()
+        for s in (alg.parameterAsString(parameters, alg.EXCLUDE, context) or "")
+        .replace(";", ",")
+        .replace("\n", ",")
+        .split(",")
+        if s.strip()
+    ]
+    return dict(
+        max_temporal_baseline=alg.parameterAsDouble(parameters, alg.MAX_TEMPORAL_BASELINE, context) or None,
+        max_perp_baseline=alg.parameterAsDouble(parameters, alg.MAX_PERP_BASELINE, context) or None,
+        exclude=exclude,
+        product=alg.PRODUCTS[alg.parameterAsEnum(parameters, alg.PRODUCT, context)],
+        extent=alg.EXTENTS[alg.parameterAsEnum(parameters, alg.EXTENT, context)],
+        crs_mode=alg.CRS_MODES[alg.parameterAsEnum(parameters, alg.DIFFERENT_CRS, context)],
+    )
 
 
 def given_incidence(alg, parameters, context, vertical, folder):
@@ -50,14 +59,18 @@ def product_geometry(alg, parameters, context, stack, velocity_path, incidence, 
 
     Returns ``(incidence, incidence_layer, product_incidence_path, output_incidence_path)``."""
     incidence_layer, product_incidence = None, None
-    inc_path = output_raster_path(alg, parameters, alg.OUTPUT_INCIDENCE, context) \
-        if parameters.get(alg.OUTPUT_INCIDENCE) else None
+    inc_path = (
+        output_raster_path(alg, parameters, alg.OUTPUT_INCIDENCE, context)
+        if parameters.get(alg.OUTPUT_INCIDENCE)
+        else None
+    )
     if inc_path or (vertical and incidence is None):
-        incidence_layer = stack.products.geometry("incidence")    # checked before the inversion
+        incidence_layer = stack.products.geometry("incidence")  # checked before the inversion
         log("incidence angle from the products: %s" % incidence_layer.describe())
     if vertical and incidence is None:
-        product_incidence = os.path.join(os.path.dirname(velocity_path), ".%s.incidence.tif"
-                                         % os.path.basename(velocity_path))
+        product_incidence = os.path.join(
+            os.path.dirname(velocity_path), ".%s.incidence.tif" % os.path.basename(velocity_path)
+        )
         incidence = dict(path=incidence_layer.write(product_incidence), kind=geometry.KIND_INCIDENCE, angle=None)
     return incidence, incidence_layer, product_incidence, inc_path
 
@@ -65,9 +78,17 @@ def product_geometry(alg, parameters, context, stack, velocity_path, incidence, 
 def log_network(stack, log):
     """One line on the network used, then one line per interferogram not used and why."""
     net = stack.network
-    log("%d interferograms, %d used, %d dates %s .. %s, network gaps: %d" % (
-        len(stack.all_paths), net.n_ifg, net.n_dates, format_date(net.dates[0]),
-        format_date(net.dates[-1]), int(net.n_gaps()[0])))
+    log(
+        "%d interferograms, %d used, %d dates %s .. %s, network gaps: %d"
+        % (
+            len(stack.all_paths),
+            net.n_ifg,
+            net.n_dates,
+            format_date(net.dates[0]),
+            format_date(net.dates[-1]),
+            int(net.n_gaps()[0]),
+        )
+    )
     for name, why in zip(stack.network_all.names, stack.reasons):
         if why:
             log("not used: %s (%s)" % (name, why))
@@ -83,8 +104,9 @@ def reference_pixel(alg, parameters, context, grid):
     pt = alg.parameterAsPoint(parameters, alg.REFERENCE_POINT, context, crs)
     reference = pixel_of(grid, pt.x(), pt.y())
     if reference is None:
-        raise TimeSeriesError("the reference point (%.6g, %.6g) lies outside the interferograms (%s)"
-                              % (pt.x(), pt.y(), grid.describe()))
+        raise TimeSeriesError(
+            "the reference point (%.6g, %.6g) lies outside the interferograms (%s)" % (pt.x(), pt.y(), grid.describe())
+        )
     return reference
 
 
@@ -100,13 +122,15 @@ def sbas_options(alg, parameters, context, stack, weighting):
     mask_path = None
     if mask_layer is not None and deramp_mode != deramp.DERAMP_NONE:
         tmpdir = tempfile.mkdtemp(prefix="sbas_deramp_mask_")
-        mask_path = corrections.mask_on_grid(layer_path(mask_layer), stack.grid,
-                                             os.path.join(tmpdir, "deramp_mask.tif"))
+        mask_path = corrections.mask_on_grid(
+            layer_path(mask_layer), stack.grid, os.path.join(tmpdir, "deramp_mask.tif")
+        )
     options = sbas_stack.SbasOptions(
         input_units=alg.UNITS[alg.parameterAsEnum(parameters, alg.INPUT_UNITS, context)],
         wavelength=alg.parameterAsDouble(parameters, alg.WAVELENGTH, context),
         flip_sign=alg.parameterAsBoolean(parameters, alg.FLIP_SIGN, context),
-        weighting=weighting, looks=alg.parameterAsInt(parameters, alg.LOOKS, context),
+        weighting=weighting,
+        looks=alg.parameterAsInt(parameters, alg.LOOKS, context),
         min_coherence=alg.parameterAsDouble(parameters, alg.MIN_COHERENCE, context),
         gap_handling=alg.GAPS[alg.parameterAsEnum(parameters, alg.GAP_HANDLING, context)],
         reference=reference,
@@ -115,15 +139,20 @@ def sbas_options(alg, parameters, context, stack, weighting):
         memory_mb=alg.parameterAsDouble(parameters, alg.MEMORY_LIMIT_MB, context),
         loop_closure=alg.parameterAsEnum(parameters, alg.LOOP_CLOSURE, context),
         loop_threshold=alg.parameterAsDouble(parameters, alg.LOOP_THRESHOLD, context),
-        deramp=deramp_mode, deramp_mask=mask_path, gacos=tuple(gacos_files),
+        deramp=deramp_mode,
+        deramp_mask=mask_path,
+        gacos=tuple(gacos_files),
         incidence=gacos_incidence["path"] if gacos_incidence else None,
-        incidence_type=gacos.INCIDENCE_UP if gacos_incidence and gacos_incidence["kind"] == geometry.KIND_UP
+        incidence_type=gacos.INCIDENCE_UP
+        if gacos_incidence and gacos_incidence["kind"] == geometry.KIND_UP
         else gacos.INCIDENCE_ANGLE,
-        incidence_angle=gacos_incidence["angle"] if gacos_incidence and gacos_incidence["angle"] is not None
+        incidence_angle=gacos_incidence["angle"]
+        if gacos_incidence and gacos_incidence["angle"] is not None
         else gacos.DEFAULT_INCIDENCE_ANGLE,
         gacos_tolerance=alg.parameterAsDouble(parameters, alg.GACOS_TOLERANCE, context) / 100.0,
         gacos_skip_missing=alg.parameterAsBoolean(parameters, alg.GACOS_SKIP_MISSING, context),
-        threads=alg.thread_count(parameters, context))
+        threads=alg.thread_count(parameters, context),
+    )
     return options, tmpdir
 
 
@@ -143,5 +172,10 @@ def write_outputs(alg, parameters, context, outs, summary, incidence_layer, inc_
 
 def reference_text(summary):
     return "reference pixel row %d col %d (x %.10g, y %.10g); %d pixels, %d with gaps" % (
-        summary["reference"][0], summary["reference"][1], summary["reference_xy"][0],
-        summary["reference_xy"][1], summary["n_pixels"], summary["n_pixels_with_gaps"])
+        summary["reference"][0],
+        summary["reference"][1],
+        summary["reference_xy"][0],
+        summary["reference_xy"][1],
+        summary["n_pixels"],
+        summary["n_pixels_with_gaps"],
+    )

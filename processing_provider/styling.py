@@ -48,6 +48,7 @@ through the dates; older versions (3.22) skip this (guarded with ``hasattr``).
 The post-processor objects are kept alive in a module-level dict (Processing
 holds only a C++ pointer to them).
 """
+
 import datetime as _dt
 import itertools
 import math
@@ -141,7 +142,7 @@ def _round_out(value, step, up):
 def nice_limits(vmin, vmax, symmetric=False):
     """Legend limits rounded outward to two significant digits of the range: ``54.840598 -> 55``,
     ``(0.2134, 0.8871) -> (0.21, 0.89)``; symmetric limits stay symmetric."""
-    span = (max(abs(vmin), abs(vmax)) if symmetric else vmax - vmin)
+    span = max(abs(vmin), abs(vmax)) if symmetric else vmax - vmin
     if not (span > 0) or not math.isfinite(span):
         return vmin, vmax
     step = 10.0 ** (math.floor(math.log10(span)) - 1)

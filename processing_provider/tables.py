@@ -5,6 +5,7 @@ at a staging path, every ``addFeature`` is checked, the number of rows sent is r
 transaction, which re-opens the staged file, compares the row count and only then moves it onto the
 destination. A write failure fails the run with an error naming the output.
 """
+
 import datetime as _dt
 import math
 
@@ -72,8 +73,10 @@ def write_features(alg, parameters, name, context, fields, wkb_type, crs, featur
     for f in features:
         if not sink.addFeature(f, QgsFeatureSink.Flag.FastInsert):
             error = sink.lastError() if hasattr(sink, "lastError") else ""
-            raise QgsProcessingException("%s: row %d could not be written (%s); is the disk full?" % (
-                name, n + 1, (error or "write error").splitlines()[0]))
+            raise QgsProcessingException(
+                "%s: row %d could not be written (%s); is the disk full?"
+                % (name, n + 1, (error or "write error").splitlines()[0])
+            )
         n += 1
     if hasattr(sink, "flushBuffer") and not sink.flushBuffer():
         raise QgsProcessingException("%s: the rows could not be written (%s)" % (name, sink.lastError()))
@@ -93,8 +96,9 @@ def write_table(alg, parameters, name, context, df, feedback=None):
             f.setAttributes([_value(v) for v in row])
             yield f
 
-    return write_features(alg, parameters, name, context, fields, WkbType.NoGeometry,
-                          QgsCoordinateReferenceSystem(), features())
+    return write_features(
+        alg, parameters, name, context, fields, WkbType.NoGeometry, QgsCoordinateReferenceSystem(), features()
+    )
 
 
 def dataframe_from_source(source, fields=None):

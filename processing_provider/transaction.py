@@ -21,6 +21,7 @@ What a run guarantees, whatever the algorithm does:
    read-only folder), ``MemoryError`` and core's ``TimeSeriesError`` become a ``QgsProcessingException``
    naming the output / file and what to do.
 """
+
 import contextlib
 import errno
 import math
@@ -76,8 +77,12 @@ def _enum(scoped, name, legacy_owner, legacy_name):
 SOURCE_RASTER = _enum("ProcessingSourceType", "Raster", QgsProcessing, "TypeRaster")
 SOURCE_POLYGON = _enum("ProcessingSourceType", "VectorPolygon", QgsProcessing, "TypeVectorPolygon")
 POLYGON_GEOMETRY = _enum("GeometryType", "Polygon", QgsWkbTypes, "PolygonGeometry")
-LAYER_INPUTS = (QgsProcessingParameterRasterLayer, QgsProcessingParameterVectorLayer,
-                QgsProcessingParameterFeatureSource, QgsProcessingParameterMultipleLayers)
+LAYER_INPUTS = (
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterVectorLayer,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterMultipleLayers,
+)
 RASTER_EXTENSIONS = (".tif", ".tiff", ".nc", ".nc4", ".cdf", ".h5", ".he5", ".hdf", ".vrt", ".img", ".grd")
 PATH_INPUTS = LAYER_INPUTS + (QgsProcessingParameterFile, QgsProcessingParameterString)
 
@@ -130,8 +135,7 @@ def _is_path_value(value):
     if not isinstance(value, str) or not value.strip():
         return False
     path = value.split("|")[0].strip()
-    if path.startswith("/vsi") or re.match(r"^[A-Za-z][A-Za-z0-9_]+:", path) and not re.match(r"^[A-Za-z]:[\\/]",
-                                                                                                 path):
+    if path.startswith("/vsi") or re.match(r"^[A-Za-z][A-Za-z0-9_]+:", path) and not re.match(r"^[A-Za-z]:[\\/]", path):
         return False
     return os.sep in path or os.path.exists(path)
 
@@ -158,7 +162,7 @@ def _parameter_problems(alg, parameters, context):
         if isinstance(d, (QgsProcessingParameterRasterLayer, QgsProcessingParameterMultipleLayers)):
             if isinstance(d, QgsProcessingParameterMultipleLayers) and d.layerType() != SOURCE_RASTER:
                 continue
-            for v in (value if isinstance(value, (list, tuple)) else [value]):
+            for v in value if isinstance(value, (list, tuple)) else [value]:
                 if _is_path_value(v):
                     problem = diagnose_raster(v.split("|")[0])
                     if problem:
@@ -171,11 +175,12 @@ def _parameter_problems(alg, parameters, context):
                 return "%s: %s is an empty (0-byte) file" % (name, value.split("|")[0])
             if types and all(t == SOURCE_POLYGON for t in types):
                 layer = alg.parameterAsVectorLayer(parameters, name, context)
-                if layer is not None and layer.isValid() and \
-                        layer.geometryType() != POLYGON_GEOMETRY:
+                if layer is not None and layer.isValid() and layer.geometryType() != POLYGON_GEOMETRY:
                     return "%s: %s holds %s features; give a polygon layer" % (
-                        name, layer.name() or layer.source(), QgsWkbTypes.geometryDisplayString(
-                            layer.geometryType()).lower())
+                        name,
+                        layer.name() or layer.source(),
+                        QgsWkbTypes.geometryDisplayString(layer.geometryType()).lower(),
+                    )
         elif isinstance(d, QgsProcessingParameterCrs):
             if not alg.parameterAsCrs(parameters, name, context).isValid():
                 return "%s: %r is not a known coordinate reference system (e.g. EPSG:4326)" % (name, value)
@@ -227,7 +232,7 @@ def _parse_sink(text, definition):
     path, _, opts = text.partition("|")
     layer = None
     if opts.startswith("layername="):
-        layer = opts[len("layername="):]
+        layer = opts[len("layername=") :]
     if not os.path.splitext(path)[1]:
         path += "." + definition.defaultFileExtension()
     return path, layer
@@ -284,8 +289,9 @@ class OutputTransaction:
                     path, layer = parsed
                     ext = os.path.splitext(path)[1].lower()
                     default_layer = os.path.splitext(os.path.basename(path))[0] if ext == ".gpkg" else None
-                    self.outputs[name] = Output(name, "sink", os.path.abspath(path), layer or default_layer,
-                                                explicit_layer=layer is not None)
+                    self.outputs[name] = Output(
+                        name, "sink", os.path.abspath(path), layer or default_layer, explicit_layer=layer is not None
+                    )
 
     def _check_collisions(self):
         sources = input_sources(self.alg, self.parameters, self.context)
@@ -306,11 +312,14 @@ class OutputTransaction:
                 if hit:
                     raise QgsProcessingException(
                         "%s: the output %s would overwrite the input %s (%s); choose another output file — "
-                        "nothing was written" % (out.name, out.final, hit[0], hit[1]))
+                        "nothing was written" % (out.name, out.final, hit[0], hit[1])
+                    )
             key = (os.path.realpath(out.final), out.layer if out.explicit_layer else None)
             if key in seen:
-                raise QgsProcessingException("%s and %s are the same file %s; give each output its own file — "
-                                             "nothing was written" % (seen[key], out.name, out.final))
+                raise QgsProcessingException(
+                    "%s and %s are the same file %s; give each output its own file — "
+                    "nothing was written" % (seen[key], out.name, out.final)
+                )
             seen[key] = out.name
 
     def _check_folder(self, out):
@@ -320,16 +329,20 @@ class OutputTransaction:
         try:
             os.makedirs(folder, exist_ok=True)
         except OSError as e:
-            raise QgsProcessingException("%s: cannot create the folder %s (%s); choose another output folder"
-                                         % (out.name, folder, e.strerror or e)) from None
+            raise QgsProcessingException(
+                "%s: cannot create the folder %s (%s); choose another output folder"
+                % (out.name, folder, e.strerror or e)
+            ) from None
         if not os.access(folder, os.W_OK):
             try:
                 ro = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
             except OSError:
                 ro = False
             why = "read-only file system" if ro else "permission denied"
-            raise QgsProcessingException("%s: cannot write to the folder %s (%s); choose another output folder "
-                                         "— nothing was written" % (out.name, folder, why))
+            raise QgsProcessingException(
+                "%s: cannot write to the folder %s (%s); choose another output folder "
+                "— nothing was written" % (out.name, folder, why)
+            )
 
     def _staged_value(self, value, out):
         if out.kind == "sink" and out.layer:
@@ -350,9 +363,12 @@ class OutputTransaction:
     def _load_on_completion(self, value, out):
         definition = self.alg.parameterDefinition(out.name)
         name, output_name = value.destinationName, ""
-        if not name and definition is not None and \
-                definition.flags() & _enum("ProcessingParameterFlag", "IsModelOutput", type(definition),
-                                           "FlagIsModelOutput"):
+        if (
+            not name
+            and definition is not None
+            and definition.flags()
+            & _enum("ProcessingParameterFlag", "IsModelOutput", type(definition), "FlagIsModelOutput")
+        ):
             name, output_name = definition.description(), definition.name()
         hint = getattr(QgsProcessingUtils, "LayerHint", None)
         # QgsProcessingUtils.LayerHint itself on every QGIS (Qgis.LayerType, 3.30+, is another enum that
@@ -363,8 +379,9 @@ class OutputTransaction:
             hint = hint.Vector if hint else None
         else:
             return
-        final = out.final if out.kind == "raster" or not out.explicit_layer else \
-            "%s|layername=%s" % (out.final, out.layer)
+        final = (
+            out.final if out.kind == "raster" or not out.explicit_layer else "%s|layername=%s" % (out.final, out.layer)
+        )
         details = QgsProcessingContext.LayerDetails(name, value.destinationProject, output_name, hint)
         self.context.addLayerToLoadOnCompletion(final, details)
 
@@ -380,8 +397,9 @@ class OutputTransaction:
         text = str(path or "")
         hits = [o for o in self.outputs.values() if o.staging and not o.direct and o.staging in text]
         if not hits and self.files.directory is None:  # flat staging names are unique: a bare name will do
-            hits = [o for o in self.outputs.values() if o.staging and not o.direct
-                    and os.path.basename(o.staging) in text]
+            hits = [
+                o for o in self.outputs.values() if o.staging and not o.direct and os.path.basename(o.staging) in text
+            ]
         return max(hits, key=lambda o: len(o.staging)) if hits else None
 
     # ------------------------------------------------------------------ finish
@@ -413,19 +431,26 @@ class OutputTransaction:
         if out.kind == "raster":
             problem = diagnose_raster(out.staging)
             if problem:
-                raise QgsProcessingException("%s could not be written completely (%s); nothing was written"
-                                             % (out.name, problem.replace(out.staging, out.final)))
+                raise QgsProcessingException(
+                    "%s could not be written completely (%s); nothing was written"
+                    % (out.name, problem.replace(out.staging, out.final))
+                )
         elif out.kind == "sink":
             count = _feature_count(out.staging, out.layer)
             if count is None:
-                raise QgsProcessingException("%s: %s could not be written (the file cannot be read back; is the "
-                                             "disk full?); nothing was written" % (out.name, out.final))
+                raise QgsProcessingException(
+                    "%s: %s could not be written (the file cannot be read back; is the "
+                    "disk full?); nothing was written" % (out.name, out.final)
+                )
             if out.expected_rows is not None and count != out.expected_rows:
-                raise QgsProcessingException("%s: only %d of %d rows reached %s (is the disk full?); nothing was "
-                                             "written" % (out.name, count, out.expected_rows, out.final))
+                raise QgsProcessingException(
+                    "%s: only %d of %d rows reached %s (is the disk full?); nothing was "
+                    "written" % (out.name, count, out.expected_rows, out.final)
+                )
         elif os.path.getsize(out.staging) == 0:
-            raise QgsProcessingException("%s: %s came out empty (is the disk full?); nothing was written"
-                                         % (out.name, out.final))
+            raise QgsProcessingException(
+                "%s: %s came out empty (is the disk full?); nothing was written" % (out.name, out.final)
+            )
 
     def _final_value(self, value):
         if isinstance(value, str):
@@ -513,7 +538,7 @@ def _first_line(text):
     lines = [s.strip() for s in str(text).strip().splitlines() if s.strip()]
     line = lines[-1] if lines else ""
     if len(line) > MAX_MESSAGE:
-        line = line[:MAX_MESSAGE - 40].rstrip() + " … (%d more characters)" % (len(line) - MAX_MESSAGE + 40)
+        line = line[: MAX_MESSAGE - 40].rstrip() + " … (%d more characters)" % (len(line) - MAX_MESSAGE + 40)
     return line
 
 
@@ -570,7 +595,7 @@ def clean_message(text, tx):
 def _full_folders(tx):
     """Output folders whose file system has (almost) no free space left."""
     folders = []
-    for o in (tx.outputs.values() if tx is not None else []):
+    for o in tx.outputs.values() if tx is not None else []:
         folder = os.path.dirname(o.final)
         if low_space(folder) and folder not in folders:
             folders.append(folder)
@@ -594,9 +619,12 @@ def _write_failure(tx, text, filename=None, code=None):
     disk_full = code == errno.ENOSPC or "no space left" in low or "disk is full" in low or "disk full" in low
     read_only = code == errno.EROFS or "read-only file system" in low
     denied = code in (errno.EACCES, errno.EPERM) or "permission denied" in low
-    about_output = tx is not None and (tx.staged_for(text + " " + str(filename or "")) is not None or
-                                       "could not create layer" in low or "could not be written" in low or
-                                       "io error writing" in low)  # GDAL >= 3.10 libtiff: names no file
+    about_output = tx is not None and (
+        tx.staged_for(text + " " + str(filename or "")) is not None
+        or "could not create layer" in low
+        or "could not be written" in low
+        or "io error writing" in low
+    )  # GDAL >= 3.10 libtiff: names no file
     if not (disk_full or read_only or denied or (full and about_output)):
         return None
     name, final = _output_named(tx, text + " " + str(filename or ""))
@@ -604,10 +632,14 @@ def _write_failure(tx, text, filename=None, code=None):
     if disk_full or full:
         folders = ", ".join(full) or (os.path.dirname(final) if final else "the output folder")
         return "%s: the disk is full (%s); free space or choose another folder — nothing was written" % (
-            where or "output", folders)
+            where or "output",
+            folders,
+        )
     why = "read-only file system" if read_only else "permission denied"
     return "%s cannot be written (%s); choose another output folder — nothing was written" % (
-        where or (filename or "an output"), why)
+        where or (filename or "an output"),
+        why,
+    )
 
 
 def one_line_error(alg, exc, tx=None):
@@ -623,8 +655,9 @@ def one_line_error(alg, exc, tx=None):
         return QgsProcessingException("Canceled: no output was written.")
     if isinstance(exc, MemoryError):
         hint = " lower MEMORY_LIMIT_MB (advanced parameter) or" if alg.parameterDefinition("MEMORY_LIMIT_MB") else ""
-        return QgsProcessingException("not enough memory for this run:%s process a smaller area or fewer dates; "
-                                      "nothing was written" % hint)
+        return QgsProcessingException(
+            "not enough memory for this run:%s process a smaller area or fewer dates; nothing was written" % hint
+        )
     text = clean_message(_first_line(exc.strerror if isinstance(exc, OSError) and exc.strerror else exc), tx)
     if isinstance(exc, (TimeSeriesError, DaskUnavailable)):
         return QgsProcessingException(text)
@@ -632,8 +665,9 @@ def one_line_error(alg, exc, tx=None):
         return QgsProcessingException("missing item %s" % text)
     if isinstance(exc, (OSError, RuntimeError)):
         filename = getattr(exc, "filename", None)
-        message = _write_failure(tx, clean_message(str(exc), tx), clean_message(filename or "", tx),
-                                 getattr(exc, "errno", None))
+        message = _write_failure(
+            tx, clean_message(str(exc), tx), clean_message(filename or "", tx), getattr(exc, "errno", None)
+        )
         if message:
             return QgsProcessingException(message)
     if isinstance(exc, ValueError):

@@ -19,6 +19,7 @@ A line ending in ``# qt6-compat: <reason>`` is skipped: the 3.22 fallback branch
 ``processing_provider/compat.py`` carry it. This is our own lint; QGIS's migration script
 (``pyqt5to6`` on PyPI, run by scripts/check_pyqt6_official.sh) is the official one.
 """
+
 import ast
 import enum
 import importlib
@@ -60,16 +61,24 @@ def _is_enum_member(value):
     if isinstance(value, enum.Enum):
         return True
     meta = type(type(value))
-    return meta.__name__ in ("enumtype", "EnumType", "EnumMeta") and meta.__module__ in ("sip", "PyQt5.sip",
-                                                                                          "PyQt6.sip", "enum")
+    return meta.__name__ in ("enumtype", "EnumType", "EnumMeta") and meta.__module__ in (
+        "sip",
+        "PyQt5.sip",
+        "PyQt6.sip",
+        "enum",
+    )
 
 
 def _imported_qt_names(tree):
     """{local name: object} for names imported from qgis.* / PyQt* modules that import on this machine."""
     names = {}
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 \
-                and (node.module + ".").startswith(QT_MODULE_PREFIXES):
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.level == 0
+            and (node.module + ".").startswith(QT_MODULE_PREFIXES)
+        ):
             try:
                 module = importlib.import_module(node.module)
             except Exception:  # noqa: BLE001 - e.g. qgis.gui without a display: unknown names are not checked
@@ -95,8 +104,11 @@ def check_source(source, filename="<string>"):
 
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "PyQt5":
-            add(node, "import from %s: use qgis.PyQt.%s (works on PyQt5 and PyQt6)"
-                % (node.module, node.module.split(".", 1)[-1]))
+            add(
+                node,
+                "import from %s: use qgis.PyQt.%s (works on PyQt5 and PyQt6)"
+                % (node.module, node.module.split(".", 1)[-1]),
+            )
         if isinstance(node, ast.ImportFrom) and (node.module or "").endswith((".backend_qt5agg", ".backend_qt5")):
             add(node, "matplotlib's %s forces PyQt5: use matplotlib.backends.backend_qtagg" % node.module)
         if isinstance(node, (ast.ImportFrom, ast.Import)):
@@ -108,8 +120,11 @@ def check_source(source, filename="<string>"):
         elif isinstance(node, ast.Attribute):
             if node.attr in DEPRECATED_CALLS:
                 add(node, DEPRECATED_CALLS[node.attr])
-            elif node.attr.startswith("Flag") and node.attr[4:5].isupper() and not (
-                    isinstance(node.value, ast.Attribute) and node.value.attr[:1].isupper()):
+            elif (
+                node.attr.startswith("Flag")
+                and node.attr[4:5].isupper()
+                and not (isinstance(node.value, ast.Attribute) and node.value.attr[:1].isupper())
+            ):
                 # param.FlagAdvanced, QgsProcessingParameterDefinition.FlagOptional, ...
                 add(node, "unscoped parameter flag .%s: use compat.ParameterFlag" % node.attr)
             elif isinstance(node.value, ast.Name) and node.value.id in known:
@@ -120,19 +135,37 @@ def check_source(source, filename="<string>"):
                     value = None
                 if _is_enum_member(value) and type(value) is not owner:  # Enum.Member itself is scoped
                     scope = type(value).__name__
-                    add(node, "unscoped enum %s.%s (of %s): PyQt6 has no unscoped enums; write the scoped form, "
-                        "or the Qgis.* name through processing_provider.compat" % (node.value.id, node.attr, scope))
+                    add(
+                        node,
+                        "unscoped enum %s.%s (of %s): PyQt6 has no unscoped enums; write the scoped form, "
+                        "or the Qgis.* name through processing_provider.compat" % (node.value.id, node.attr, scope),
+                    )
             if node.attr == "desktop" and isinstance(node.ctx, ast.Load):
                 add(node, "QApplication.desktop() is removed in Qt6: use QScreen")
-            if node.attr == "width" and isinstance(node.value, ast.Call) and (
+            if (
+                node.attr == "width"
+                and isinstance(node.value, ast.Call)
+                and (
                     getattr(node.value.func, "attr", None) == "fontMetrics"
-                    or getattr(node.value.func, "id", None) in ("QFontMetrics", "QFontMetricsF")):
+                    or getattr(node.value.func, "id", None) in ("QFontMetrics", "QFontMetricsF")
+                )
+            ):
                 add(node, "QFontMetrics.width() is removed in Qt6: use horizontalAdvance()")
-        elif isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute) \
-                and node.value.attr == "activated" and isinstance(node.slice, ast.Name) and node.slice.id == "str":
+        elif (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.value, ast.Attribute)
+            and node.value.attr == "activated"
+            and isinstance(node.slice, ast.Name)
+            and node.slice.id == "str"
+        ):
             add(node, "activated[str] is removed in Qt6: use textActivated")
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "QVariant" \
-                and len(node.args) <= 1 and not node.keywords:
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "QVariant"
+            and len(node.args) <= 1
+            and not node.keywords
+        ):
             if not node.args or isinstance(node.args[0], ast.Attribute):
                 add(node, "QVariant() as NULL: use qgis.core.NULL")
     return sorted(set(findings))

@@ -13,4 +13,7 @@ if [ ! -x "$VENV/bin/ruff" ] || [ "$("$VENV/bin/ruff" --version)" != "ruff $RUFF
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "ruff==$RUFF_VERSION"
 fi
 cd "$ROOT"
-exec "$VENV/bin/ruff" check "$@"
+"$VENV/bin/ruff" check "$@"
+# formatting (120 columns, pyproject.toml): --check only, never rewrites files here
+"$VENV/bin/ruff" format --check --quiet .
+echo "ruff: lint and format clean"

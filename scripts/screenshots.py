@@ -8,6 +8,7 @@ The HTML reports are rendered with QtWebKit (as the Processing results viewer of
 
 Usage: QT_QPA_PLATFORM=offscreen /usr/bin/python3 scripts/screenshots.py [OUTDIR]   (default docs/)
 """
+
 import importlib.util
 import os
 import sys
@@ -18,8 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _package():
-    spec = importlib.util.spec_from_file_location("subsidence_toolkit", ROOT / "__init__.py",
-                                                  submodule_search_locations=[str(ROOT)])
+    spec = importlib.util.spec_from_file_location(
+        "subsidence_toolkit", ROOT / "__init__.py", submodule_search_locations=[str(ROOT)]
+    )
     mod = importlib.util.module_from_spec(spec)
     sys.modules["subsidence_toolkit"] = mod
     spec.loader.exec_module(mod)
@@ -40,18 +42,36 @@ def run_workflow(work):
     out = work / "out"
     out.mkdir(exist_ok=True)
     files = "\n".join(_pattern(w["fldas"], v) for v in FLDAS_VARS)
-    names = {"sbas:LOS velocity": "velocity.tif", "sbas:LOS displacement time series": "timeseries.tif",
-             "sbas:SBAS quality": "quality.tif", "sbas:Interferogram network": "network.csv",
-             "monthly:Monthly displacement": "displacement_monthly.tif", "downscaling:Downscaled TWSA": "twsa.tif",
-             "gwsa:GWSA": "gwsa.tif", "classes:Class sample points": "class_points.gpkg",
-             "classes:Class time series": "class_timeseries.csv", "lag:Lagged correlation": "lagged_correlation.csv",
-             "lag:Lagged correlation report": "lagged_correlation.html",
-             "geodetector:Geodetector factors": "geodetector_factor.csv",
-             "geodetector:Geodetector interactions": "geodetector_interaction.csv",
-             "geodetector:Geodetector report": "geodetector.html", "report:Workflow report": "report.html"}
-    params = {"interferograms": w["interferograms"], "coherence": w["coherence"], "grace": w["grace"],
-              "model_files": files, "component_files": files, "areas": w["areas"], "area_field": "area",
-              "points_per_class": 20, "max_lag": 3, "factors": list(w["factors"].values()), "classes": 8}
+    names = {
+        "sbas:LOS velocity": "velocity.tif",
+        "sbas:LOS displacement time series": "timeseries.tif",
+        "sbas:SBAS quality": "quality.tif",
+        "sbas:Interferogram network": "network.csv",
+        "monthly:Monthly displacement": "displacement_monthly.tif",
+        "downscaling:Downscaled TWSA": "twsa.tif",
+        "gwsa:GWSA": "gwsa.tif",
+        "classes:Class sample points": "class_points.gpkg",
+        "classes:Class time series": "class_timeseries.csv",
+        "lag:Lagged correlation": "lagged_correlation.csv",
+        "lag:Lagged correlation report": "lagged_correlation.html",
+        "geodetector:Geodetector factors": "geodetector_factor.csv",
+        "geodetector:Geodetector interactions": "geodetector_interaction.csv",
+        "geodetector:Geodetector report": "geodetector.html",
+        "report:Workflow report": "report.html",
+    }
+    params = {
+        "interferograms": w["interferograms"],
+        "coherence": w["coherence"],
+        "grace": w["grace"],
+        "model_files": files,
+        "component_files": files,
+        "areas": w["areas"],
+        "area_field": "area",
+        "points_per_class": 20,
+        "max_lag": 3,
+        "factors": list(w["factors"].values()),
+        "classes": 8,
+    }
     params.update({k: str(out / v) for k, v in names.items()})
     res = processing.run("subsidence:workflow", params)
     return w, {k.split(":", 1)[1]: v for k, v in res.items() if ":" in k}, _outlines(w["areas"])
@@ -262,8 +282,9 @@ def main():
         modeler(app, out_dir / "modeler_workflow.png")
         render_html(app, outputs["Workflow report"], out_dir / "report_workflow.png")
         render_html(app, outputs["Geodetector report"], out_dir / "report_geodetector.png")
-        render_html(app, outputs["Lagged correlation report"], out_dir / "report_lagged_correlation.png",
-                    max_height=1400)
+        render_html(
+            app, outputs["Lagged correlation report"], out_dir / "report_lagged_correlation.png", max_height=1400
+        )
         for p in sorted(out_dir.glob("*.png")):
             shots[p.name] = p.stat().st_size
         for name, size in shots.items():

@@ -7,6 +7,7 @@
   framework initialised and our provider registered. Core tests never request
   it and run without QGIS.
 """
+
 import importlib.util
 import os
 import sys
@@ -18,9 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PKG = "subsidence_toolkit"
 
 if PKG not in sys.modules:
-    spec = importlib.util.spec_from_file_location(
-        PKG, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)]
-    )
+    spec = importlib.util.spec_from_file_location(PKG, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
     module = importlib.util.module_from_spec(spec)
     sys.modules[PKG] = module
     spec.loader.exec_module(module)
@@ -82,8 +81,9 @@ def run_alg(qgis_app):
 def dask_cluster():
     """A 2-worker dask LocalCluster on loopback, no dashboard (one per test module: some tests kill a worker)."""
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None) as cluster:
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
         yield cluster
 
 

@@ -8,6 +8,7 @@ LiCSAR: ``GEOC/YYYYMMDD_YYYYMMDD/YYYYMMDD_YYYYMMDD.geo.unw.tif`` (float32 rad, 0
 ``_corr.tif`` (float32, NoData 0 declared), ``_lv_theta.tif``, ``_lv_phi.tif`` (radians), ``_dem.tif``,
 ``_water_mask.tif`` (uint8) and ``<name>.txt``, each product on its own extent of one UTM grid lattice.
 """
+
 import datetime as dt
 import math
 import os
@@ -47,7 +48,7 @@ def epochs(n=7, start=dt.date(2020, 1, 3)):
 
 
 def network(dates, max_days=40):
-    return [(a, b) for i, a in enumerate(dates) for b in dates[i + 1:] if (b - a).days <= max_days]
+    return [(a, b) for i, a in enumerate(dates) for b in dates[i + 1 :] if (b - a).days <= max_days]
 
 
 def truth_stack(shape, dates, seed=3):
@@ -56,7 +57,7 @@ def truth_stack(shape, dates, seed=3):
     ny, nx = shape
     yy, xx = np.mgrid[0:ny, 0:nx]
     bowl = np.exp(-((yy - ny / 2) ** 2 + (xx - nx / 2) ** 2) / (2 * (min(ny, nx) / 4) ** 2))
-    vel = -40.0 * bowl                              # mm/yr
+    vel = -40.0 * bowl  # mm/yr
     t = np.array([(d - dates[0]).days for d in dates]) / 365.25
     disp = {d: vel * t[i] + rng.normal(0, 0.5, shape) for i, d in enumerate(dates)}
     to_rad = -4 * math.pi / (WAVELENGTH * 1000.0)
@@ -65,7 +66,7 @@ def truth_stack(shape, dates, seed=3):
     for a, b in pairs:
         ph = (to_rad * (disp[b] - disp[a])).astype(np.float32)
         c = np.clip(200 - 2 * (b - a).days + rng.integers(-20, 20, shape), 1, 255).astype(np.uint8)
-        hole = rng.random(shape) < 0.05        # no data: 0 in both files
+        hole = rng.random(shape) < 0.05  # no data: 0 in both files
         ph[hole] = 0.0
         c[hole] = 0
         phase[(a, b)] = ph
@@ -103,7 +104,7 @@ def write_licsar_frame(root, shape=(24, 30), dates=None, seed=3, with_geometry=T
         n = np.sin(inc) * np.sin(head)
         for k, v in (("E", e), ("N", n), ("U", u)):
             v = v.astype(np.float32)
-            v[0, :3] = 0.0                           # LiCSAR no data
+            v[0, :3] = 0.0  # LiCSAR no data
             geometry[k] = v
             _write(os.path.join(meta, "%s.geo.%s.tif" % (FRAME, k)), v, gt, 4326)
         hgt = (400 + 10 * np.arange(nx))[None, :].repeat(ny, 0).astype(np.float32)
@@ -113,10 +114,23 @@ def write_licsar_frame(root, shape=(24, 30), dates=None, seed=3, with_geometry=T
     os.makedirs(meta, exist_ok=True)
     with open(os.path.join(meta, "baselines"), "w") as f:
         for d in dates[1:]:
-            f.write("%s %s %.2f %.1f\n" % (dates[0].strftime("%Y%m%d"), d.strftime("%Y%m%d"), bp[d],
-                                           (d - dates[0]).days))
-    return {"root": str(root), "dates": dates, "pairs": pairs, "phase": phase, "coh": coh, "gt": gt, "epsg": 4326,
-            "unw": unw_files, "cc": cc_files, "geometry": geometry, "bperp_epochs": bp, "shape": shape}
+            f.write(
+                "%s %s %.2f %.1f\n" % (dates[0].strftime("%Y%m%d"), d.strftime("%Y%m%d"), bp[d], (d - dates[0]).days)
+            )
+    return {
+        "root": str(root),
+        "dates": dates,
+        "pairs": pairs,
+        "phase": phase,
+        "coh": coh,
+        "gt": gt,
+        "epsg": 4326,
+        "unw": unw_files,
+        "cc": cc_files,
+        "geometry": geometry,
+        "bperp_epochs": bp,
+        "shape": shape,
+    }
 
 
 HYP3_TXT = """Reference Granule: S1A_IW_SLC__1SDV_{d1}T103522_{d1}T103549_031000_038F5E_1A2B
@@ -160,13 +174,30 @@ def hyp3_name(a, b, k, kind="gamma"):
         return "S1_136231_IW2_%s_%s_VV_INT80_%04X" % (a.strftime("%Y%m%d"), b.strftime("%Y%m%d"), 0x1000 + k)
     if kind == "multiburst":
         return "S1_064_000000s1n00-136231s2n02-000000s3n00_IW_%s_%s_VV_INT80_%04X" % (
-            a.strftime("%Y%m%d"), b.strftime("%Y%m%d"), 0x2000 + k)
+            a.strftime("%Y%m%d"),
+            b.strftime("%Y%m%d"),
+            0x2000 + k,
+        )
     return "S1AA_%sT103522_%sT103522_VVP%03d_INT80_G_ueF_%04X" % (
-        a.strftime("%Y%m%d"), b.strftime("%Y%m%d"), (b - a).days, 0x3000 + k)
+        a.strftime("%Y%m%d"),
+        b.strftime("%Y%m%d"),
+        (b - a).days,
+        0x3000 + k,
+    )
 
 
-def write_hyp3_folder(root, shape=(24, 30), dates=None, seed=5, zipped=True, epsg=32650, kind="gamma",
-                      other_zone=(), drop=None, with_geometry=True):
+def write_hyp3_folder(
+    root,
+    shape=(24, 30),
+    dates=None,
+    seed=5,
+    zipped=True,
+    epsg=32650,
+    kind="gamma",
+    other_zone=(),
+    drop=None,
+    with_geometry=True,
+):
     """A HyP3 download folder: one zip (or folder) per product, each on its own extent of one 80 m lattice.
 
     Every product covers the common area (rows 3..3+ny, cols 2..2+nx of a larger lattice) plus a margin that
@@ -183,10 +214,10 @@ def write_hyp3_folder(root, shape=(24, 30), dates=None, seed=5, zipped=True, eps
     os.makedirs(str(root), exist_ok=True)
     for k, (a, b) in enumerate(pairs):
         name = hyp3_name(a, b, k, kind)
-        top, left = int(rng.integers(0, 4)), int(rng.integers(0, 3))      # margin above / left of the common area
+        top, left = int(rng.integers(0, 4)), int(rng.integers(0, 3))  # margin above / left of the common area
         bottom, right = int(rng.integers(0, 4)), int(rng.integers(0, 3))
         if k == 0:
-            top = left = 0          # the common area is exactly the intersection
+            top = left = 0  # the common area is exactly the intersection
         elif k == 1:
             bottom = right = 0
         H, W = ny + top + bottom, nx + left + right
@@ -199,8 +230,8 @@ def write_hyp3_folder(root, shape=(24, 30), dates=None, seed=5, zipped=True, eps
         cor[:] = rng.uniform(0.2, 0.9, (H, W)).astype(np.float32)
         ph = phase[(a, b)].copy()
         c = (coh[(a, b)].astype(np.float32) / np.float32(255)).astype(np.float32)
-        unw[top:top + ny, left:left + nx] = ph        # holes are 0 = the declared NoData
-        cor[top:top + ny, left:left + nx] = c
+        unw[top : top + ny, left : left + nx] = ph  # holes are 0 = the declared NoData
+        cor[top : top + ny, left : left + nx] = c
         files = {}
         folder = os.path.join(str(root), name)
         ep = epsg
@@ -218,10 +249,14 @@ def write_hyp3_folder(root, shape=(24, 30), dates=None, seed=5, zipped=True, eps
         if with_geometry:
             theta = np.radians(90.0 - np.linspace(30.0, 45.0, W))[None, :].repeat(H, 0).astype(np.float32)
             phi = np.full((H, W), np.radians(-100.0), np.float32)
-            lay.update({"lv_theta": (theta, gdal.GDT_Float32, 0.0), "lv_phi": (phi, gdal.GDT_Float32, 0.0),
-                        "dem": ((300 + np.arange(W))[None, :].repeat(H, 0).astype(np.float32), gdal.GDT_Float32,
-                                None),
-                        "water_mask": (np.ones((H, W), np.uint8), gdal.GDT_Byte, None)})
+            lay.update(
+                {
+                    "lv_theta": (theta, gdal.GDT_Float32, 0.0),
+                    "lv_phi": (phi, gdal.GDT_Float32, 0.0),
+                    "dem": ((300 + np.arange(W))[None, :].repeat(H, 0).astype(np.float32), gdal.GDT_Float32, None),
+                    "water_mask": (np.ones((H, W), np.uint8), gdal.GDT_Byte, None),
+                }
+            )
         for layer, (arr, dtype, nd) in lay.items():
             if drop and drop.get(k) == layer:
                 continue
@@ -229,8 +264,15 @@ def write_hyp3_folder(root, shape=(24, 30), dates=None, seed=5, zipped=True, eps
         ref_x, ref_y = gt[0] + 0.5 * px, gt[3] - (H - 0.5) * px
         txt = os.path.join(folder, name + ".txt")
         with open(txt, "w") as f:
-            f.write(HYP3_TXT.format(d1=a.strftime("%Y%m%d"), d2=b.strftime("%Y%m%d"),
-                                    bperp="%.4f" % (bp[b] - bp[a]), ref_x=ref_x, ref_y=ref_y))
+            f.write(
+                HYP3_TXT.format(
+                    d1=a.strftime("%Y%m%d"),
+                    d2=b.strftime("%Y%m%d"),
+                    bperp="%.4f" % (bp[b] - bp[a]),
+                    ref_x=ref_x,
+                    ref_y=ref_y,
+                )
+            )
         with open(os.path.join(folder, name + ".README.md.txt"), "w") as f:
             f.write("ASF HyP3 InSAR product %s\n" % name)
         path = folder
@@ -242,11 +284,31 @@ def write_hyp3_folder(root, shape=(24, 30), dates=None, seed=5, zipped=True, eps
             for fn in os.listdir(folder):
                 os.remove(os.path.join(folder, fn))
             os.rmdir(folder)
-        products.append({"name": name, "path": path, "gt": gt, "shape": (H, W), "epsg": ep, "files": files,
-                         "bperp": bp[b] - bp[a], "ref_xy": (ref_x, ref_y)})
+        products.append(
+            {
+                "name": name,
+                "path": path,
+                "gt": gt,
+                "shape": (H, W),
+                "epsg": ep,
+                "files": files,
+                "bperp": bp[b] - bp[a],
+                "ref_xy": (ref_x, ref_y),
+            }
+        )
     common_gt = (x0 + 2 * px, px, 0.0, y0 - 3 * px, 0.0, -px)
-    return {"root": str(root), "dates": dates, "pairs": pairs, "phase": phase, "coh": coh, "products": products,
-            "common_gt": common_gt, "epsg": epsg, "shape": shape, "bperp_epochs": bp}
+    return {
+        "root": str(root),
+        "dates": dates,
+        "pairs": pairs,
+        "phase": phase,
+        "coh": coh,
+        "products": products,
+        "common_gt": common_gt,
+        "epsg": epsg,
+        "shape": shape,
+        "bperp_epochs": bp,
+    }
 
 
 def write_own_convention(folder, layout, gt=None, epsg=None):

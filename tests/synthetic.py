@@ -1,4 +1,5 @@
 """Small deterministic inputs for tests (importable from every test: tests/ is on sys.path via conftest)."""
+
 import datetime as dt
 
 import numpy as np
@@ -16,8 +17,18 @@ def sentinel1_dates(start=dt.date(2019, 11, 3), n=30, revisit=12, gaps=(7, 8, 19
     return out
 
 
-def write_stack(path, array, dates=None, descriptions=None, metadata=None, epsg=32649,
-                origin=(500000.0, 4000000.0), pixel=30.0, nodata=None, dtype=gdal.GDT_Float32):
+def write_stack(
+    path,
+    array,
+    dates=None,
+    descriptions=None,
+    metadata=None,
+    epsg=32649,
+    origin=(500000.0, 4000000.0),
+    pixel=30.0,
+    nodata=None,
+    dtype=gdal.GDT_Float32,
+):
     """Write a (bands, rows, cols) array as GeoTIFF; band descriptions from ``dates`` (YYYY-MM-DD) or text."""
     array = np.asarray(array)
     if array.ndim == 2:

@@ -1,4 +1,5 @@
 """The installable zip: one top folder subsidence_toolkit/, metadata and code, no tests or dev files."""
+
 import configparser
 import shutil
 import subprocess
@@ -32,7 +33,8 @@ def test_metadata_declares_qgis_3_22_to_4():
     assert (g["qgisMinimumVersion"], g["qgisMaximumVersion"]) == ("3.22", "4.99")  # QGIS 4 needs max >= 4
     assert g["supportsQt6"] == "True"
     assert g["license"] == "GPL-2.0-or-later" and (ROOT / "LICENSE").read_text().startswith(
-        "                    GNU GENERAL PUBLIC LICENSE\n                       Version 2")
+        "                    GNU GENERAL PUBLIC LICENSE\n                       Version 2"
+    )
 
 
 def plugin_repository_problems(path):
@@ -68,8 +70,17 @@ def plugin_repository_problems(path):
     cfg.optionxform = str
     cfg.read_string(z.read(top + "/metadata.txt").decode("utf-8"))
     meta = dict(cfg["general"])
-    for key in ("name", "description", "version", "qgisMinimumVersion", "author", "email", "about", "tracker",
-                "repository"):
+    for key in (
+        "name",
+        "description",
+        "version",
+        "qgisMinimumVersion",
+        "author",
+        "email",
+        "about",
+        "tracker",
+        "repository",
+    ):
         if not meta.get(key, "").strip():
             problems.append("metadata %s missing" % key)
     placeholders = (("tracker", "http://bugs"), ("repository", "http://repo"), ("homepage", "http://homepage"))
@@ -89,8 +100,17 @@ def plugin_repository_problems(path):
 
 @pytest.mark.skipif(shutil.which("git") is None or not (ROOT / ".git").exists(), reason="needs a git checkout")
 def test_package_passes_the_plugin_repository_rules(tmp_path):
-    out = subprocess.run(["bash", str(ROOT / "scripts" / "package.sh"), str(tmp_path)], cwd=ROOT, check=True,
-                         capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    out = (
+        subprocess.run(
+            ["bash", str(ROOT / "scripts" / "package.sh"), str(tmp_path)],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     path = ROOT / out if not out.startswith("/") else Path(out)
     assert path.name == "subsidence_toolkit-%s.zip" % _version()
     assert plugin_repository_problems(path) == []
@@ -103,8 +123,14 @@ def test_repository_rules_catch_what_the_repository_rejects(tmp_path):
         z.writestr("subsidence_toolkit/core/__pycache__/x.cpython-311.pyc", b"")
         z.writestr("subsidence_toolkit/metadata.txt", "[general]\nname=x\ntracker=http://bugs\n")
     problems = plugin_repository_problems(bad)
-    for expected in ("compiled file", "forbidden folder", "no LICENSE", "metadata about missing",
-                     "metadata tracker is not a URL", "metadata repository missing"):
+    for expected in (
+        "compiled file",
+        "forbidden folder",
+        "no LICENSE",
+        "metadata about missing",
+        "metadata tracker is not a URL",
+        "metadata repository missing",
+    ):
         assert any(p.startswith(expected) for p in problems), (expected, problems)
 
 
@@ -117,20 +143,40 @@ def _version():
 @pytest.mark.skipif(shutil.which("git") is None or not (ROOT / ".git").exists(), reason="needs a git checkout")
 def test_zip_layout(tmp_path):
     out = tmp_path / "plugin.zip"
-    subprocess.run(["git", "archive", "--format=zip", "--prefix=subsidence_toolkit/", "-o", str(out), "HEAD"],
-                   cwd=ROOT, check=True)
+    subprocess.run(
+        ["git", "archive", "--format=zip", "--prefix=subsidence_toolkit/", "-o", str(out), "HEAD"], cwd=ROOT, check=True
+    )
     names = zipfile.ZipFile(out).namelist()
     assert {n.split("/")[0] for n in names} == {"subsidence_toolkit"}
-    for required in ("metadata.txt", "__init__.py", "plugin.py", "processing_provider/provider.py",
-                     "core/io/rasters.py", "ui/icons/subsidence.svg"):
+    for required in (
+        "metadata.txt",
+        "__init__.py",
+        "plugin.py",
+        "processing_provider/provider.py",
+        "core/io/rasters.py",
+        "ui/icons/subsidence.svg",
+    ):
         assert "subsidence_toolkit/" + required in names, required
-    assert not [n for n in names if n.startswith(("subsidence_toolkit/tests/", "subsidence_toolkit/.ci/",
-                                                   "subsidence_toolkit/benchmarks/", "subsidence_toolkit/demo/"))]
+    assert not [
+        n
+        for n in names
+        if n.startswith(
+            (
+                "subsidence_toolkit/tests/",
+                "subsidence_toolkit/.ci/",
+                "subsidence_toolkit/benchmarks/",
+                "subsidence_toolkit/demo/",
+            )
+        )
+    ]
 
 
 def test_core_has_no_qgis_imports():
     import re
 
-    bad = [str(p) for p in (ROOT / "core").rglob("*.py")
-           if re.search(r"^\s*(from|import)\s+(qgis|PyQt5|processing)\b", p.read_text(), re.M)]
+    bad = [
+        str(p)
+        for p in (ROOT / "core").rglob("*.py")
+        if re.search(r"^\s*(from|import)\s+(qgis|PyQt5|processing)\b", p.read_text(), re.M)
+    ]
     assert bad == []

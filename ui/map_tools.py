@@ -1,4 +1,5 @@
 """Map tools of the time-series dock: click a point, draw a polygon."""
+
 from qgis.core import QgsGeometry, QgsPointXY
 from qgis.gui import QgsMapTool, QgsMapToolEmitPoint, QgsRubberBand
 from qgis.PyQt.QtCore import Qt, pyqtSignal

@@ -1,5 +1,6 @@
 """Plugin menu actions: copy the shipped workflow model into the user's models folder (and open it in
 the graphical modeler), and style toolkit rasters added by hand."""
+
 import os
 import shutil
 

@@ -17,6 +17,7 @@ Readable at any dock size (from about 380 x 300 px):
 * :meth:`SeriesPlot.save_png` exports at a fixed publication size (``EXPORT_SIZE_IN`` at
   ``EXPORT_DPI``), independent of the dock's size.
 """
+
 MATPLOTLIB_MISSING = (
     "matplotlib is not available in this QGIS Python ({error}), so series cannot be plotted. "
     "Clicked series are still collected and can be exported as CSV. Install it with the package "
@@ -24,8 +25,7 @@ MATPLOTLIB_MISSING = (
 )
 
 # matplotlib's "tab10" (colour-blind-friendlier than arbitrary colours), usable without matplotlib
-PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
-           "#bcbd22", "#7f7f7f")
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
 LEFT_STYLES = (("-", "o"), ("-.", "^"), (":", "D"), ("-", "v"))
 RIGHT_STYLES = (("--", "s"), ((0, (5, 1, 1, 1)), "P"), ("--", "X"), (":", "*"))
 EXPORT_SIZE_IN = (7.5, 4.5)  # 1500 x 900 px at EXPORT_DPI
@@ -106,8 +106,10 @@ def draw_series(fig, series, mdates, align_zeros=False, compact=None):
     fs = 7.5 if compact else 9.5
     left = [s for s in series if s.axis == "left"]
     right = [s for s in series if s.axis == "right"]
-    left_title, right_title = SeriesPlot.LEFT_TITLE, (SeriesPlot.RIGHT_TITLE_SHORT if compact
-                                                      else SeriesPlot.RIGHT_TITLE)
+    left_title, right_title = (
+        SeriesPlot.LEFT_TITLE,
+        (SeriesPlot.RIGHT_TITLE_SHORT if compact else SeriesPlot.RIGHT_TITLE),
+    )
     if not left:  # storage only: use the left axis
         left, right = right, []
         left_title = right_title
@@ -115,8 +117,16 @@ def draw_series(fig, series, mdates, align_zeros=False, compact=None):
     ax_right = ax.twinx() if right else None
     lines = {}
     if not series:
-        ax.text(0.5, 0.5, "Click the map to plot the series of a pixel", ha="center", va="center",
-                transform=ax.transAxes, color="0.4", fontsize=fs + 1)
+        ax.text(
+            0.5,
+            0.5,
+            "Click the map to plot the series of a pixel",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+            color="0.4",
+            fontsize=fs + 1,
+        )
         ax.set_xticks([])
         ax.set_yticks([])
         return ax, None, lines
@@ -133,8 +143,16 @@ def draw_series(fig, series, mdates, align_zeros=False, compact=None):
         on_right = ax_right is not None and s in right
         target = ax_right if on_right else ax
         ls, marker, _ = layer_style[_layer_name(s)]
-        (line,) = target.plot(s.dates, s.values, linestyle=ls, marker=marker, markersize=2.0 if small_markers else 3.2,
-                              linewidth=1.2, color=colors[group_of(s)], label=s.label)
+        (line,) = target.plot(
+            s.dates,
+            s.values,
+            linestyle=ls,
+            marker=marker,
+            markersize=2.0 if small_markers else 3.2,
+            linewidth=1.2,
+            color=colors[group_of(s)],
+            label=s.label,
+        )
         lines[s.label] = line
     ax.set_ylabel(_axis_label(left_title, left), fontsize=fs)
     if ax_right is not None:
@@ -162,12 +180,23 @@ def draw_series(fig, series, mdates, align_zeros=False, compact=None):
 
     handles = [Line2D([], [], color=c, linewidth=3, label=g) for g, c in colors.items()]
     if len(layer_style) > 1 or len(colors) == 1:
-        handles += [Line2D([], [], color="0.25", linestyle=ls, marker=m, markersize=3.5, linewidth=1.2, label=name)
-                    for name, (ls, m, _) in layer_style.items()]
+        handles += [
+            Line2D([], [], color="0.25", linestyle=ls, marker=m, markersize=3.5, linewidth=1.2, label=name)
+            for name, (ls, m, _) in layer_style.items()
+        ]
     ncol = max(1, min(len(handles), int(width_px / (95 if compact else 130))))
-    ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.01, 1.0, 0.1), ncol=ncol,
-              fontsize=fs - 0.5, frameon=False, handlelength=1.6, columnspacing=0.9, borderaxespad=0.0,
-              mode="expand" if ncol > 1 else None)
+    ax.legend(
+        handles=handles,
+        loc="lower left",
+        bbox_to_anchor=(0.0, 1.01, 1.0, 0.1),
+        ncol=ncol,
+        fontsize=fs - 0.5,
+        frameon=False,
+        handlelength=1.6,
+        columnspacing=0.9,
+        borderaxespad=0.0,
+        mode="expand" if ncol > 1 else None,
+    )
     return ax, ax_right, lines
 
 
@@ -213,8 +242,9 @@ class SeriesPlot:
     def draw(self, series):
         """Redraw the figure with ``series`` (list of :class:`core.timeseries.pixel_series.Series`)."""
         self.series = list(series)
-        self.ax_left, self.ax_right, self.lines = draw_series(self.figure, self.series, self._mdates,
-                                                              align_zeros=self.align_zeros)
+        self.ax_left, self.ax_right, self.lines = draw_series(
+            self.figure, self.series, self._mdates, align_zeros=self.align_zeros
+        )
         self.widget.draw()
 
     def save_png(self, path, size_in=EXPORT_SIZE_IN, dpi=EXPORT_DPI):

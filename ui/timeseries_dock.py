@@ -19,6 +19,7 @@
 matplotlib is used when it is importable (QGIS ships it on all platforms); the
 dock says so plainly when it is not, and CSV export still works.
 """
+
 import os
 
 from qgis.core import (
@@ -89,8 +90,10 @@ class TimeSeriesDock(QgsDockWidget):
         self.clear_button.setToolTip("Remove every series and map marker")
         self.csv_button = QPushButton("CSV…", body)
         self.png_button = QPushButton("PNG…", body)
-        self.png_button.setToolTip("Saves the plot at a fixed publication size (%g x %g in at %d dpi)"
-                                   % (plot_module.EXPORT_SIZE_IN + (plot_module.EXPORT_DPI,)))
+        self.png_button.setToolTip(
+            "Saves the plot at a fixed publication size (%g x %g in at %d dpi)"
+            % (plot_module.EXPORT_SIZE_IN + (plot_module.EXPORT_DPI,))
+        )
         self.zero_check = QCheckBox("Align 0", body)
         self.zero_check.setToolTip("Put 0 at the same height on the deformation and storage axes")
         for w in (self.clear_button, self.csv_button, self.png_button, self.zero_check):
@@ -100,8 +103,14 @@ class TimeSeriesDock(QgsDockWidget):
         self.csv_button.setToolTip("Export the plotted series as CSV (one date column, one column per series)")
         for lay in (row, row2):
             lay.setSpacing(3)
-        for b in (self.pick_button, self.polygon_button, self.selected_button, self.clear_button, self.csv_button,
-                  self.png_button):
+        for b in (
+            self.pick_button,
+            self.polygon_button,
+            self.selected_button,
+            self.clear_button,
+            self.csv_button,
+            self.png_button,
+        ):
             b.setMinimumWidth(10)
             b.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Fixed)
 
@@ -158,8 +167,10 @@ class TimeSeriesDock(QgsDockWidget):
         canvas.currentLayerChanged.connect(self.follow_layer)
         self.redraw()
         self.follow_layer(canvas.currentLayer())
-        self.set_message("Pick a point or draw a polygon. Time-series rasters are rasters whose bands are dated "
-                         "(YYYY-MM-DD band descriptions or DATE metadata).")
+        self.set_message(
+            "Pick a point or draw a polygon. Time-series rasters are rasters whose bands are dated "
+            "(YYYY-MM-DD band descriptions or DATE metadata)."
+        )
 
     # ------------------------------------------------------------------ tools
     def _toggle_pick(self, on):
@@ -188,8 +199,10 @@ class TimeSeriesDock(QgsDockWidget):
         for tool in (self.point_tool, self.polygon_tool):
             if self.canvas.mapTool() is tool:
                 self.canvas.unsetMapTool(tool)
-        for signal, slot in ((self.canvas.mapToolSet, self._tool_changed),
-                             (self.canvas.currentLayerChanged, self.follow_layer)):
+        for signal, slot in (
+            (self.canvas.mapToolSet, self._tool_changed),
+            (self.canvas.currentLayerChanged, self.follow_layer),
+        ):
             try:
                 signal.disconnect(slot)
             except (TypeError, RuntimeError):
@@ -353,8 +366,12 @@ class TimeSeriesDock(QgsDockWidget):
         """The current layer if it is a polygon layer with selected features, else the first such layer."""
         candidates = [self.canvas.currentLayer()] + list(self.project.mapLayers().values())
         for layer in candidates:
-            if (layer is not None and layer.type() == LayerType.Vector
-                    and layer.geometryType() == GeometryType.Polygon and layer.selectedFeatureCount() > 0):
+            if (
+                layer is not None
+                and layer.type() == LayerType.Vector
+                and layer.geometryType() == GeometryType.Polygon
+                and layer.selectedFeatureCount() > 0
+            ):
                 return layer
         return None
 
@@ -465,7 +482,6 @@ class TimeSeriesDock(QgsDockWidget):
             if self.canvas.mapTool() is tool:
                 self.canvas.unsetMapTool(tool)
         super().closeEvent(event)
-
 
 
 class LabelledCross(QgsMapCanvasItem):

@@ -11,6 +11,7 @@ Liu et al. (2024), Land 13:184, sec. 2.3.2, eqs. (6)-(9); Huang et al. (2025) se
 The fine grid streams in row blocks: :func:`downscale_block` is pure (arrays in, arrays out).
 Regional means are area weighted with cos(latitude) (:func:`weighted_sums_block`).
 """
+
 from dataclasses import dataclass
 from typing import Optional
 
@@ -290,8 +291,10 @@ class RegriddedReader:
             self.pos = {int(k): i for i, k in enumerate(self.window.months)}
             self.interp = Interpolator(self.window.lons, self.window.lats, lons, lats, "bilinear")
             if np.isnan(self.interp.wx).any() or np.isnan(self.interp.wy).any():
-                raise TimeSeriesError("%s does not cover %s (%g..%g E, %g..%g N)" % (
-                    reader.label, target, np.min(lons), np.max(lons), np.min(lats), np.max(lats)))
+                raise TimeSeriesError(
+                    "%s does not cover %s (%g..%g E, %g..%g N)"
+                    % (reader.label, target, np.min(lons), np.max(lons), np.min(lats), np.max(lats))
+                )
             self.nx = len(lons)
         # per-month valid / non-zero counts of the window read here (direct reads count in read_rows)
         self.window_counts = {} if self.same else stack_counts({}, reader, self.window)
@@ -299,8 +302,10 @@ class RegriddedReader:
     def report(self):
         lines = self.reader.report()
         if not self.same:
-            lines.append("interpolated bilinearly from its %g deg grid to %s"
-                         % (abs(self.reader.geotransform[1]), "the target grid"))
+            lines.append(
+                "interpolated bilinearly from its %g deg grid to %s"
+                % (abs(self.reader.geotransform[1]), "the target grid")
+            )
         return lines
 
     def read_rows(self, row0, nrows, months, cols=None, counts=None):
@@ -332,15 +337,18 @@ class ModelSum:
         self.lats = r0.north_up_lats()
         self.first = r0
         g0 = self.grid()
-        self.readers = [r0] + [RegriddedReader(r, g0, self.lons, self.lats, target="the model grid of %s" % r0.label)
-                               for r in readers[1:]]
+        self.readers = [r0] + [
+            RegriddedReader(r, g0, self.lons, self.lats, target="the model grid of %s" % r0.label) for r in readers[1:]
+        ]
         self.regridded = [r.label for r in self.readers[1:] if not r.same]
         months = set(self.readers[0].record_months.tolist())
         for r in self.readers[1:]:
             months &= set(r.record_months.tolist())
         if not months:
-            raise TimeSeriesError("the model rasters share no month: %s" % "; ".join(
-                "%s %s" % (r.label, month_range_label(r.record_months)) for r in self.readers))
+            raise TimeSeriesError(
+                "the model rasters share no month: %s"
+                % "; ".join("%s %s" % (r.label, month_range_label(r.record_months)) for r in self.readers)
+            )
         self.record_months = np.array(sorted(months), dtype=np.int64)
         self.label = " + ".join(r.label for r in self.readers)
 
@@ -350,6 +358,7 @@ class ModelSum:
         if gt[5] > 0:
             gt = (gt[0], gt[1], 0.0, gt[3] + gt[5] * g.ysize, 0.0, -gt[5])
         from ..io.rasters import RasterGrid
+
         return RasterGrid(g.xsize, g.ysize, gt, g.projection)
 
     def read_rows(self, row0, nrows, months, cols=None, counts=None):
@@ -374,6 +383,7 @@ def weighted_means(sums):
 class GridWindow:
     """One window task of a GRACE / GWSA pass: ``window`` (row0, nrows, col0, ncols) of the grid, the
     latitudes ``lats`` of its rows and, for GWSA, its part of the study-area ``mask`` (None: all cells)."""
+
     window: tuple
     lats: np.ndarray
     mask: Optional[np.ndarray] = None
@@ -386,6 +396,7 @@ class DownscaleState:
     of the coarse window), ``deviation`` E (nt, ny_c, nx_c) and ``grace`` TG (same shape) on the coarse
     window, ``month_of_year`` of each output month, ``model_months`` / ``clim_in_model`` the model months
     read and those in the climatology, ``out_dtype`` optional dtype of the TD windows."""
+
     model: "ModelSum"
     interp: Interpolator
     deviation: np.ndarray
@@ -412,8 +423,12 @@ def downscale_window_task(task, state):
     td = downscale_block(tf_clim, state.deviation, state.month_of_year, w)
     blat = task.lats
     gi = interpolate_block(state.grace, w)
-    sums = {"grace": weighted_sums_block(gi, blat), "down": weighted_sums_block(td, blat),
-            "model": weighted_sums_block(tf, blat), "counts": counts}
+    sums = {
+        "grace": weighted_sums_block(gi, blat),
+        "down": weighted_sums_block(td, blat),
+        "model": weighted_sums_block(tf, blat),
+        "counts": counts,
+    }
     if state.out_dtype is not None:
         td = td.astype(state.out_dtype)
     return {"td": td, "sums": sums}
@@ -432,8 +447,10 @@ def _grace_window(grace, model, margin, gain, log, accept_zero_months=False):
         log(line)
     g_valid = np.array([np.isfinite(tg.data[i]).any() for i in range(len(tg.months))])
     if not g_valid.any():
-        raise TimeSeriesError("%s: all GRACE cells around the study area (%g..%g E, %g..%g N) are NaN"
-                              % (grace.label, bbox[0], bbox[2], bbox[1], bbox[3]))
+        raise TimeSeriesError(
+            "%s: all GRACE cells around the study area (%g..%g E, %g..%g N) are NaN"
+            % (grace.label, bbox[0], bbox[2], bbox[1], bbox[3])
+        )
     return tg, bbox, set(tg.months[g_valid].tolist())
 
 
@@ -444,20 +461,25 @@ def _climatology_months(months, g_months, m_months, period, labels):
     if not common:
         raise TimeSeriesError(
             "GRACE and model months do not overlap: GRACE %s (%s), model %s (%s)"
-            % (month_range_label(g_months), labels[0], month_range_label(m_months), labels[1]))
+            % (month_range_label(g_months), labels[0], month_range_label(m_months), labels[1])
+        )
     use_g = np.isin(months, common)
     if period is not None:
         use_g &= months_in_period(months, *period)
         if not use_g.any():
-            raise TimeSeriesError("climatology period %.3f-%.3f holds no month with both GRACE and model data "
-                                  "(common months %s)" % (period[0], period[1], month_range_label(common)))
+            raise TimeSeriesError(
+                "climatology period %.3f-%.3f holds no month with both GRACE and model data "
+                "(common months %s)" % (period[0], period[1], month_range_label(common))
+            )
     clim_months = months[use_g]
     need = sorted(set(month_of_year(months).tolist()))
     have = set(month_of_year(clim_months).tolist())
     lacking = [m for m in need if m not in have]
     if lacking:
-        raise TimeSeriesError("the climatology period (%s) has no GRACE+model data for calendar month(s) %s"
-                              % (month_range_label(clim_months), ", ".join("%02d" % (m + 1) for m in lacking)))
+        raise TimeSeriesError(
+            "the climatology period (%s) has no GRACE+model data for calendar month(s) %s"
+            % (month_range_label(clim_months), ", ".join("%02d" % (m + 1) for m in lacking))
+        )
     return use_g
 
 
@@ -466,11 +488,15 @@ def _check_coverage(interp, tg, bbox, grace_label, log):
     out_cols = int(np.isnan(interp.wx).any(axis=1).sum())
     out_rows = int(np.isnan(interp.wy).any(axis=1).sum())
     if out_cols == len(interp.dst_lons) or out_rows == len(interp.dst_lats):
-        raise TimeSeriesError("%s: the model grid (%g..%g E, %g..%g N) lies outside the GRACE cell centres"
-                              % (grace_label, bbox[0], bbox[2], bbox[1], bbox[3]))
+        raise TimeSeriesError(
+            "%s: the model grid (%g..%g E, %g..%g N) lies outside the GRACE cell centres"
+            % (grace_label, bbox[0], bbox[2], bbox[1], bbox[3])
+        )
     if out_cols or out_rows:
-        log("warning: %d model columns and %d rows lie outside the GRACE cell centres (%g..%g E, %g..%g N) "
-            "and are NoData" % (out_cols, out_rows, tg.lons.min(), tg.lons.max(), tg.lats.min(), tg.lats.max()))
+        log(
+            "warning: %d model columns and %d rows lie outside the GRACE cell centres (%g..%g E, %g..%g N) "
+            "and are NoData" % (out_cols, out_rows, tg.lons.min(), tg.lons.max(), tg.lats.min(), tg.lats.max())
+        )
 
 
 def _regional_sums(partial, nt, model_pos):
@@ -493,22 +519,39 @@ def _monthly_table(months, tg, use_g, means):
     notes = {int(k): "missing (no GRACE record)" for k in tg.missing}
     for rec, frm, to in tg.moves:
         notes[int(to)] = "special month: record centred %s (in %s) assigned here" % (
-            rec.mid.strftime("%Y-%m-%d"), month_label(frm))
-    return pd.DataFrame({
-        "date": [d.strftime("%Y-%m-%d") for d in dates],
-        "decimal_year": [decimal_year(d) for d in dates],
-        "grace_note": [notes.get(int(k), "") for k in months],
-        "grace_missing": [int(k) in set(tg.missing) for k in months],
-        "in_climatology": use_g,
-        "grace_twsa_mm": means["grace"],
-        "model_tws_mm": means["model"],
-        "downscaled_tws_mm": means["down"],
-    })
+            rec.mid.strftime("%Y-%m-%d"),
+            month_label(frm),
+        )
+    return pd.DataFrame(
+        {
+            "date": [d.strftime("%Y-%m-%d") for d in dates],
+            "decimal_year": [decimal_year(d) for d in dates],
+            "grace_note": [notes.get(int(k), "") for k in months],
+            "grace_missing": [int(k) in set(tg.missing) for k in months],
+            "in_climatology": use_g,
+            "grace_twsa_mm": means["grace"],
+            "model_tws_mm": means["model"],
+            "downscaled_tws_mm": means["down"],
+        }
+    )
 
 
-def weighted_downscaling(grace, model, method="bilinear", period=None, gain=None, write=None, *,
-                         progress=None, memory_mb=512, margin=1, log=None, run_tasks=None, out_dtype=None,
-                         accept_zero_months=False):
+def weighted_downscaling(
+    grace,
+    model,
+    method="bilinear",
+    period=None,
+    gain=None,
+    write=None,
+    *,
+    progress=None,
+    memory_mb=512,
+    margin=1,
+    log=None,
+    run_tasks=None,
+    out_dtype=None,
+    accept_zero_months=False,
+):
     """Run eqs. (6)-(9) on a GRACE product and a fine model, streaming the fine grid in row blocks.
 
     ``grace``: :class:`grace.ProductReader` (values already in mm); ``model``: :class:`ModelSum`;
@@ -555,18 +598,38 @@ def weighted_downscaling(grace, model, method="bilinear", period=None, gain=None
     blocks = window_blocks(ny, nx, per_cell, memory_mb)
     # one picklable task per window + what all windows share (coarse arrays, interpolator, model readers:
     # sent once to each Dask worker, where the readers re-open the files; ProductReader pickles without handles)
-    shared = DownscaleState(model=model, interp=interp, deviation=e, grace=tg.data, month_of_year=moy,
-                            model_months=model_months, clim_in_model=clim_in_model, out_dtype=out_dtype)
-    tasks = [GridWindow((r0, nr, c0, nc), lats[r0:r0 + nr]) for (r0, nr, c0, nc) in blocks]
-    partial = run_windows(downscale_window_task, tasks, blocks, nx, "td", write=write, progress=progress,
-                          run_tasks=run_tasks, shared=shared)
-    counts = merge_counts([partial[bi]["counts"] for bi in sorted(partial)]
-                          + [r.window_counts for r in model.readers if hasattr(r, "window_counts")])
+    shared = DownscaleState(
+        model=model,
+        interp=interp,
+        deviation=e,
+        grace=tg.data,
+        month_of_year=moy,
+        model_months=model_months,
+        clim_in_model=clim_in_model,
+        out_dtype=out_dtype,
+    )
+    tasks = [GridWindow((r0, nr, c0, nc), lats[r0 : r0 + nr]) for (r0, nr, c0, nc) in blocks]
+    partial = run_windows(
+        downscale_window_task,
+        tasks,
+        blocks,
+        nx,
+        "td",
+        write=write,
+        progress=progress,
+        run_tasks=run_tasks,
+        shared=shared,
+    )
+    counts = merge_counts(
+        [partial[bi]["counts"] for bi in sorted(partial)]
+        + [r.window_counts for r in model.readers if hasattr(r, "window_counts")]
+    )
     check_zero_months(counts, accept_zero_months, log)
     means = weighted_means(_regional_sums(partial, nt, model_pos))
     if not np.isfinite(means["down"]).any():
-        raise TimeSeriesError("the downscaled study area is NaN in every month (model %s, GRACE %s)"
-                              % (model.label, grace.label))
+        raise TimeSeriesError(
+            "the downscaled study area is NaN in every month (model %s, GRACE %s)" % (model.label, grace.label)
+        )
     table = _monthly_table(months, tg, use_g, means)
     if tg.missing:
         log("GRACE months missing (NaN bands in the output): %s" % describe_months(tg.missing))
@@ -574,8 +637,20 @@ def weighted_downscaling(grace, model, method="bilinear", period=None, gain=None
 
 
 __all__ = [
-    "METHODS", "DownscaleState", "GridWindow", "Interpolator", "ModelSum", "area_weights", "climatology_deviation",
-    "downscale_block", "downscale_window_task",
-    "interpolate_block", "month_of_year", "monthly_climatology", "months_in_period",
-    "weighted_downscaling", "weighted_sums_block", "month_label",
+    "METHODS",
+    "DownscaleState",
+    "GridWindow",
+    "Interpolator",
+    "ModelSum",
+    "area_weights",
+    "climatology_deviation",
+    "downscale_block",
+    "downscale_window_task",
+    "interpolate_block",
+    "month_of_year",
+    "monthly_climatology",
+    "months_in_period",
+    "weighted_downscaling",
+    "weighted_sums_block",
+    "month_label",
 ]

@@ -13,6 +13,7 @@ Liu et al. (2024), Land 13:184, sec. 2.3.3, eqs. (10)-(12); Huang et al. (2025) 
 Components on other grids are interpolated (bilinear) to the TWSA grid. The fine grid streams in
 row blocks; :func:`gwsa_anomaly_block` and :func:`gwsa_change_block` are pure.
 """
+
 from dataclasses import dataclass
 from typing import Optional
 
@@ -87,6 +88,7 @@ class GwsaState:
     readers re-open their files there): the ``twsa`` reader and the ``components``
     (:class:`~.downscaling.RegriddedReader` on the TWSA grid), the output ``months``, the ``mode``, the
     baseline months ``use`` (anomaly mode), ``out_dtype`` optional dtype of the GWSA windows."""
+
     twsa: object
     components: list
     months: np.ndarray
@@ -146,8 +148,10 @@ def _regridded_components(twsa, components, names, target, log):
     for name, c in zip(names, components):
         cm = set(c.record_months.tolist())
         if not (cm & t_months):
-            raise TimeSeriesError("component %s months %s do not overlap the TWSA months %s (%s)"
-                                  % (c.label, month_range_label(cm), month_range_label(t_months), twsa.label))
+            raise TimeSeriesError(
+                "component %s months %s do not overlap the TWSA months %s (%s)"
+                % (c.label, month_range_label(cm), month_range_label(t_months), twsa.label)
+            )
         lack = sorted(t_months - cm)
         if lack:
             log("%s: no data for TWSA month(s) %s -> GWSA NaN there" % (name, describe_months(lack)))
@@ -171,15 +175,27 @@ def _regional_means(partial, keys, nt):
     order (not arrival order: local and Dask tables are identical)."""
     sums = {k: [np.zeros(nt), np.zeros(nt)] for k in keys}
     for bi in sorted(partial):
-        for k, (s, sw) in zip(keys, partial[bi][:len(keys)]):  # the last item is the counts
+        for k, (s, sw) in zip(keys, partial[bi][: len(keys)]):  # the last item is the counts
             sums[k][0] += s
             sums[k][1] += sw
     return weighted_means(sums)
 
 
-def groundwater_anomaly(twsa, components, mode="anomaly", baseline=DEFAULT_BASELINE, mask=None, write=None,
-                        progress=None, memory_mb=512, log=None, names=None, run_tasks=None, out_dtype=None,
-                        accept_zero_months=False):
+def groundwater_anomaly(
+    twsa,
+    components,
+    mode="anomaly",
+    baseline=DEFAULT_BASELINE,
+    mask=None,
+    write=None,
+    progress=None,
+    memory_mb=512,
+    log=None,
+    names=None,
+    run_tasks=None,
+    out_dtype=None,
+    accept_zero_months=False,
+):
     """GWSA (anomaly or month-to-month change) from a TWSA reader and component readers.
 
     ``twsa`` / ``components``: :class:`grace.ProductReader` objects (values in mm); the output is on
@@ -210,47 +226,71 @@ def groundwater_anomaly(twsa, components, mode="anomaly", baseline=DEFAULT_BASEL
     use = None
     if mode == "anomaly" and baseline is None:
         baseline = auto_baseline(t_months, [c.record_months for c in components])
-        log("baseline (automatic: %s): %.3f-%.3f" % ("GRACE convention" if baseline == DEFAULT_BASELINE
-                                                     else "period of the data", baseline[0], baseline[1]))
+        log(
+            "baseline (automatic: %s): %.3f-%.3f"
+            % ("GRACE convention" if baseline == DEFAULT_BASELINE else "period of the data", baseline[0], baseline[1])
+        )
     if mode == "anomaly":
         use = months_in_period(months, *baseline)
         use_t = use & np.isin(months, list(t_months))
         if not use_t.any():
-            raise TimeSeriesError("baseline %.3f-%.3f is outside the TWSA data (%s, months %s)"
-                                  % (baseline[0], baseline[1], twsa.label, month_range_label(t_months)))
+            raise TimeSeriesError(
+                "baseline %.3f-%.3f is outside the TWSA data (%s, months %s)"
+                % (baseline[0], baseline[1], twsa.label, month_range_label(t_months))
+            )
         for name, c in zip(names, components):
             if not (use & np.isin(months, c.record_months)).any():
-                raise TimeSeriesError("baseline %.3f-%.3f is outside the data of component %s (months %s)"
-                                      % (baseline[0], baseline[1], c.label, month_range_label(c.record_months)))
-        log("baseline %.3f-%.3f: %d TWSA months %s" % (baseline[0], baseline[1], int(use_t.sum()),
-                                                       month_range_label(months[use_t])))
+                raise TimeSeriesError(
+                    "baseline %.3f-%.3f is outside the data of component %s (months %s)"
+                    % (baseline[0], baseline[1], c.label, month_range_label(c.record_months))
+                )
+        log(
+            "baseline %.3f-%.3f: %d TWSA months %s"
+            % (baseline[0], baseline[1], int(use_t.sum()), month_range_label(months[use_t]))
+        )
     nt, nx, ny = len(months), len(lons), len(lats)
     mask = _checked_mask(mask, nx, ny)
     per_cell = 8 * nt * (4 * (len(comps) + 1) + 2)
     blocks = window_blocks(ny, nx, per_cell, memory_mb)
     keys = ["twsa"] + names + ["gwsa"]
     shared = GwsaState(twsa=twsa, components=comps, months=months, mode=mode, use=use, out_dtype=out_dtype)
-    tasks = [GridWindow((r0, nr, c0, nc), lats[r0:r0 + nr], mask[r0:r0 + nr, c0:c0 + nc] if mask is not None else None)
-             for (r0, nr, c0, nc) in blocks]
-    partial = run_windows(gwsa_window_task, tasks, blocks, nx, "gwsa", write=write, progress=progress,
-                          run_tasks=run_tasks, shared=shared)
+    tasks = [
+        GridWindow((r0, nr, c0, nc), lats[r0 : r0 + nr], mask[r0 : r0 + nr, c0 : c0 + nc] if mask is not None else None)
+        for (r0, nr, c0, nc) in blocks
+    ]
+    partial = run_windows(
+        gwsa_window_task, tasks, blocks, nx, "gwsa", write=write, progress=progress, run_tasks=run_tasks, shared=shared
+    )
     counts = merge_counts([partial[bi][-1] for bi in sorted(partial)] + [c.window_counts for c in comps])
     check_zero_months(counts, accept_zero_months, log)
     means = _regional_means(partial, keys, nt)
     if not np.isfinite(means["gwsa"]).any():
-        raise TimeSeriesError("GWSA is NaN over the whole study area in every month (TWSA %s%s)"
-                              % (twsa.label, ", inside the mask" if mask is not None else ""))
+        raise TimeSeriesError(
+            "GWSA is NaN over the whole study area in every month (TWSA %s%s)"
+            % (twsa.label, ", inside the mask" if mask is not None else "")
+        )
     dates = [month_from_index(k) for k in months]
-    table = pd.DataFrame({"date": [d.strftime("%Y-%m-%d") for d in dates],
-                          "decimal_year": [decimal_year(d) for d in dates]})
+    table = pd.DataFrame(
+        {"date": [d.strftime("%Y-%m-%d") for d in dates], "decimal_year": [decimal_year(d) for d in dates]}
+    )
     suffix = "_mm" if mode == "anomaly" else "_change_mm"
     for k in keys:
         table[k + suffix] = means[k]
     return months, table
 
 
-__all__ = ["MODES", "DEFAULT_BASELINE", "auto_baseline", "anomaly", "change", "gwsa_anomaly_block",
-           "gwsa_change_block", "groundwater_anomaly", "gwsa_window_task", "GwsaState"]
+__all__ = [
+    "MODES",
+    "DEFAULT_BASELINE",
+    "auto_baseline",
+    "anomaly",
+    "change",
+    "gwsa_anomaly_block",
+    "gwsa_change_block",
+    "groundwater_anomaly",
+    "gwsa_window_task",
+    "GwsaState",
+]
 
 
 def mask_from_wkt(wkts, grid):

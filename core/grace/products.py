@@ -22,6 +22,7 @@ months" centred in a neighbouring month (CSR Nov 2011 in Oct 2011, May 2015 in A
 2011 in Jan 2012) are moved to the adjacent empty month and reported. Missing months stay NaN on
 the complete monthly axis and are listed; nothing is interpolated in time.
 """
+
 import datetime as _dt
 import glob
 import math
@@ -54,7 +55,6 @@ def wgs84_wkt():
     return WGS84_WKT
 
 
-
 def month_range_label(months):
     months = sorted(months)
     if not months:
@@ -67,10 +67,36 @@ def _norm_units(units):
     return re.sub(r"[\s\*\^]", "", (units or "").strip().lower())
 
 
-_MM = {"mm", "kgm-2", "kg/m2", "kg/m^2", "kgm2", "kgperm2", "kg/m**2", "mmwe", "mmh2o", "mmwaterequivalent",
-       "kgm-2(mm)", "millimeters", "millimetres", "millimeter", "millimetre"}
-_CM = {"cm", "cmwe", "cmh2o", "centimeters", "centimetres", "centimeter", "centimetre", "cmwaterequivalent",
-       "cmlwe", "cmequivalentwaterthickness", "cmofwater"}
+_MM = {
+    "mm",
+    "kgm-2",
+    "kg/m2",
+    "kg/m^2",
+    "kgm2",
+    "kgperm2",
+    "kg/m**2",
+    "mmwe",
+    "mmh2o",
+    "mmwaterequivalent",
+    "kgm-2(mm)",
+    "millimeters",
+    "millimetres",
+    "millimeter",
+    "millimetre",
+}
+_CM = {
+    "cm",
+    "cmwe",
+    "cmh2o",
+    "centimeters",
+    "centimetres",
+    "centimeter",
+    "centimetre",
+    "cmwaterequivalent",
+    "cmlwe",
+    "cmequivalentwaterthickness",
+    "cmofwater",
+}
 _M = {"m", "mwe", "meters", "metres", "meter", "metre"}
 _VOL = {"m3m-3", "m3/m3", "m^3m^-3", "m3.m-3", "volumefraction", "fraction", "m3m3", "cm3cm-3", "cm3/cm3"}
 
@@ -95,11 +121,14 @@ def units_to_mm(units, thickness_m=None, source="input"):
     """
     u = _norm_units(units)
     if not u:
-        raise TimeSeriesError("%s: no units given (state them: cm, mm, kg m-2, m, or m3 m-3 with a layer "
-                              "thickness)" % source)
+        raise TimeSeriesError(
+            "%s: no units given (state them: cm, mm, kg m-2, m, or m3 m-3 with a layer thickness)" % source
+        )
     if u.endswith("s-1") or "/s" in u or u.endswith("s^-1"):
-        raise TimeSeriesError("%s: units %r are a rate (flux), not a water storage; runoff/evaporation rates "
-                              "cannot be used as storage components" % (source, units))
+        raise TimeSeriesError(
+            "%s: units %r are a rate (flux), not a water storage; runoff/evaporation rates "
+            "cannot be used as storage components" % (source, units)
+        )
     if u in _MM:
         return 1.0
     if u in _CM:
@@ -108,8 +137,9 @@ def units_to_mm(units, thickness_m=None, source="input"):
         return 1000.0
     if u in _VOL:
         if thickness_m is None or not (thickness_m > 0):
-            raise TimeSeriesError("%s: volumetric units %r need the layer thickness in m (e.g. 'm3 m-3:0.3')"
-                                  % (source, units))
+            raise TimeSeriesError(
+                "%s: volumetric units %r need the layer thickness in m (e.g. 'm3 m-3:0.3')" % (source, units)
+            )
         return float(thickness_m) * 1000.0
     raise TimeSeriesError("%s: unknown units %r (known: cm, mm, kg m-2, m, m3 m-3)" % (source, units))
 
@@ -134,8 +164,9 @@ def parse_unit_spec(spec, variable=None, file_units=None, source="input"):
         try:
             thickness = float(t)
         except ValueError:
-            raise TimeSeriesError("%s: layer thickness %r in unit statement %r is not a number"
-                                  % (source, t, spec)) from None
+            raise TimeSeriesError(
+                "%s: layer thickness %r in unit statement %r is not a number" % (source, t, spec)
+            ) from None
     elif _norm_units(s) in _VOL:
         thickness = layer_thickness_from_name(variable)
     return units_to_mm(s, thickness, source)
@@ -185,8 +216,9 @@ def _georef(ds, name):
         x0, dx, _, y0, _, dy = gt
         x1, y1 = x0 + dx * ds.RasterXSize, y0 + dy * ds.RasterYSize
         if min(x0, x1) < -180.001 or max(x0, x1) > 360.001 or min(y0, y1) < -90.001 or max(y0, y1) > 90.001:
-            raise TimeSeriesError("%s: no CRS and the extent (%g..%g, %g..%g) is not longitude/latitude"
-                                  % (name, x0, x1, y1, y0))
+            raise TimeSeriesError(
+                "%s: no CRS and the extent (%g..%g, %g..%g) is not longitude/latitude" % (name, x0, x1, y1, y0)
+            )
         wkt = wgs84_wkt()
         assumed = True
     return tuple(gt), wkt, assumed
@@ -308,8 +340,10 @@ def assign_months(records, source="input"):
         k = dups[0]
         group = by_month[k]
         if len(group) > 2:
-            raise TimeSeriesError("%s: %d records fall in month %s: %s" % (
-                source, len(group), month_label(k), "; ".join(r.label() for r in group)))
+            raise TimeSeriesError(
+                "%s: %d records fall in month %s: %s"
+                % (source, len(group), month_label(k), "; ".join(r.label() for r in group))
+            )
         a, b = group
         cands = []
         if k + 1 not in by_month:
@@ -319,8 +353,8 @@ def assign_months(records, source="input"):
         if not cands:
             raise TimeSeriesError(
                 "%s: duplicate month %s after resolving special months (both neighbours %s and %s are taken): %s"
-                % (source, month_label(k), month_label(k - 1), month_label(k + 1),
-                   "; ".join(r.label() for r in group)))
+                % (source, month_label(k), month_label(k - 1), month_label(k + 1), "; ".join(r.label() for r in group))
+            )
         cands.sort(key=lambda c: (c[0], c[1]), reverse=True)
         _, _, rec, target = cands[0]
         rec.moved_from = k
@@ -348,8 +382,10 @@ def _records_of_dataset(path, variable, ds, name_month=None):
             return [Record(path, variable, 1, _dt.datetime(d.year, d.month, d.day))]
         dates = read_dates(ds) if n >= 2 else None
         if dates is None:
-            raise TimeSeriesError("%s: no date found (no NetCDF time, band date, or .AYYYYMM. in the file name)"
-                                  % gdal_name(path, variable))
+            raise TimeSeriesError(
+                "%s: no date found (no NetCDF time, band date, or .AYYYYMM. in the file name)"
+                % gdal_name(path, variable)
+            )
         return [Record(path, variable, i + 1, _dt.datetime(d.year, d.month, d.day)) for i, d in enumerate(dates)]
     recs = []
     for i, mid in enumerate(mids):
@@ -399,15 +435,19 @@ class MonthlyStack:
     def grid(self):
         dx = self.lons[1] - self.lons[0] if len(self.lons) > 1 else 1.0
         dy = self.lats[0] - self.lats[1] if len(self.lats) > 1 else 1.0
-        return RasterGrid(len(self.lons), len(self.lats),
-                          (self.lons[0] - dx / 2, dx, 0.0, self.lats[0] + dy / 2, 0.0, -dy), self.wkt)
+        return RasterGrid(
+            len(self.lons), len(self.lats), (self.lons[0] - dx / 2, dx, 0.0, self.lats[0] + dy / 2, 0.0, -dy), self.wkt
+        )
 
     def report(self):
-        lines = ["%s: %d months %s (%d missing)" % (self.source, len(self.months),
-                                                   month_range_label(self.months), len(self.missing))]
+        lines = [
+            "%s: %d months %s (%d missing)"
+            % (self.source, len(self.months), month_range_label(self.months), len(self.missing))
+        ]
         for rec, a, b in self.moves:
-            lines.append("special month: %s assigned to %s instead of %s" % (rec.label(), month_label(b),
-                                                                              month_label(a)))
+            lines.append(
+                "special month: %s assigned to %s instead of %s" % (rec.label(), month_label(b), month_label(a))
+            )
         if self.missing:
             lines.append("missing months (NaN, not interpolated): " + ", ".join(month_label(k) for k in self.missing))
         return lines
@@ -430,8 +470,11 @@ class ProductReader:
                 files.append((f, v or variable))
         if not files:
             raise TimeSeriesError("no input given")
-        self.label = label or (gdal_name(*files[0]) if len(files) == 1 else
-                               "%s (+%d monthly files)" % (gdal_name(*files[0]), len(files) - 1))
+        self.label = label or (
+            gdal_name(*files[0])
+            if len(files) == 1
+            else "%s (+%d monthly files)" % (gdal_name(*files[0]), len(files) - 1)
+        )
         self._ds = {}
         records = []
         first = None
@@ -551,8 +594,10 @@ class ProductReader:
             else:
                 c0, c1 = max(c0, 0), min(c1, self.xsize - 1)
             if c1 < c0:
-                raise TimeSeriesError("%s: longitudes %g..%g are outside the product (%g..%g)"
-                                      % (self.label, lon_min, lon_max, x0, x0 + dx * self.xsize))
+                raise TimeSeriesError(
+                    "%s: longitudes %g..%g are outside the product (%g..%g)"
+                    % (self.label, lon_min, lon_max, x0, x0 + dx * self.xsize)
+                )
             cols = np.arange(c0, c1 + 1)
         lons_unwrapped = x0 + (cols + 0.5) * dx + lon_shift
         # rows in north-up order
@@ -581,19 +626,37 @@ class ProductReader:
             data[:, :, a:b] = part
         present = {int(r.month) for _, r in pairs}
         missing = [int(k) for k in months if int(k) not in present]
-        return MonthlyStack(data, months, lons_unwrapped, lats_nu[r0:r1 + 1], missing=missing,
-                            moves=self.moves, source=self.label, wkt=self.wkt)
+        return MonthlyStack(
+            data,
+            months,
+            lons_unwrapped,
+            lats_nu[r0 : r1 + 1],
+            missing=missing,
+            moves=self.moves,
+            source=self.label,
+            wkt=self.wkt,
+        )
 
     def report(self):
-        lines = ["%s: %d records, months %s, units %r x%g -> mm%s" % (
-            self.label, len(self.records), month_range_label(self.record_months), self.file_units, self.factor,
-            ", CRS assumed EPSG:4326" if self.crs_assumed else "")]
+        lines = [
+            "%s: %d records, months %s, units %r x%g -> mm%s"
+            % (
+                self.label,
+                len(self.records),
+                month_range_label(self.record_months),
+                self.file_units,
+                self.factor,
+                ", CRS assumed EPSG:4326" if self.crs_assumed else "",
+            )
+        ]
         for rec, a, b in self.moves:
-            lines.append("special month: %s assigned to %s instead of %s" % (rec.label(), month_label(b),
-                                                                              month_label(a)))
+            lines.append(
+                "special month: %s assigned to %s instead of %s" % (rec.label(), month_label(b), month_label(a))
+            )
         if self.missing:
-            lines.append("missing months (kept NaN, not interpolated): " +
-                         ", ".join(month_label(k) for k in self.missing))
+            lines.append(
+                "missing months (kept NaN, not interpolated): " + ", ".join(month_label(k) for k in self.missing)
+            )
         return lines
 
 
@@ -655,9 +718,16 @@ def zero_month_problems(counts):
             else:
                 continue
             where = gdal_name(path, var) + (" band %d" % band if band != 1 else "")
-            problems.append("%s: month %s %s while %s %s not" % (
-                where, month_label(k), what, " and ".join(month_label(n) for n in near),
-                "are" if len(near) > 1 else "is"))
+            problems.append(
+                "%s: month %s %s while %s %s not"
+                % (
+                    where,
+                    month_label(k),
+                    what,
+                    " and ".join(month_label(n) for n in near),
+                    "are" if len(near) > 1 else "is",
+                )
+            )
     return problems
 
 
@@ -672,8 +742,10 @@ def check_zero_months(counts, accept=False, log=None):
             (log or (lambda s: None))("warning: %s (accepted as real data)" % p)
         return
     more = " (and %d more month(s): %s)" % (len(problems) - 1, "; ".join(problems[1:])) if len(problems) > 1 else ""
-    raise TimeSeriesError("%s%s: the file is probably damaged or incompletely converted; download it again, or, "
-                          "if the month is real, accept all-zero months (ACCEPT_ZERO_MONTHS)" % (problems[0], more))
+    raise TimeSeriesError(
+        "%s%s: the file is probably damaged or incompletely converted; download it again, or, "
+        "if the month is real, accept all-zero months (ACCEPT_ZERO_MONTHS)" % (problems[0], more)
+    )
 
 
 def read_gain(source, like):
@@ -701,8 +773,14 @@ def read_gain(source, like):
         off = np.mod(off + 1e-9, 360.0) - 1e-9
     cf, rf = off / dx, (lat0 - like.lats) / dy
     ci, ri = np.rint(cf).astype(int), np.rint(rf).astype(int)
-    if (np.abs(cf - ci).max() > 1e-4 or np.abs(rf - ri).max() > 1e-4 or ci.min() < 0 or ri.min() < 0
-            or ci.max() >= ds.RasterXSize or ri.max() >= ds.RasterYSize):
+    if (
+        np.abs(cf - ci).max() > 1e-4
+        or np.abs(rf - ri).max() > 1e-4
+        or ci.min() < 0
+        or ri.min() < 0
+        or ci.max() >= ds.RasterXSize
+        or ri.max() >= ds.RasterYSize
+    ):
         raise TimeSeriesError("%s: the gain-factor grid does not cover or align with the GRACE cells" % name)
     return full[np.ix_(ri, ci)]
 
@@ -716,8 +794,22 @@ def month_dates(months, day=15):
 
 
 __all__ = [
-    "MonthlyStack", "ProductReader", "Record", "assign_months", "units_to_mm", "parse_unit_spec",
-    "layer_thickness_from_name", "split_source", "expand_source", "read_gain", "month_label",
-    "month_range_label", "format_date", "check_zero_months", "zero_month_problems", "add_record_counts",
-    "stack_counts", "merge_counts",
+    "MonthlyStack",
+    "ProductReader",
+    "Record",
+    "assign_months",
+    "units_to_mm",
+    "parse_unit_spec",
+    "layer_thickness_from_name",
+    "split_source",
+    "expand_source",
+    "read_gain",
+    "month_label",
+    "month_range_label",
+    "format_date",
+    "check_zero_months",
+    "zero_month_problems",
+    "add_record_counts",
+    "stack_counts",
+    "merge_counts",
 ]

@@ -20,6 +20,7 @@ Order, as LiCSBAS (GACOS in step 03, before the loop closure of step 12 and the 
 Window tasks are pure functions of (spec, shared) and return partial sums, so they run here or on Dask
 and their sums are combined in window order.
 """
+
 import numpy as np
 
 from ..io.errors import TimeSeriesError
@@ -45,8 +46,20 @@ class CorrectedFiles:
     files' units and the raster size for the ramp's coordinates.
     """
 
-    def __init__(self, files, dates, ref_idx, sec_idx, grid, gacos=None, incidence=None, m2u=None,
-                 gacos_apply=None, ramp_mode=dr.DERAMP_NONE, ramp_coef=None):
+    def __init__(
+        self,
+        files,
+        dates,
+        ref_idx,
+        sec_idx,
+        grid,
+        gacos=None,
+        incidence=None,
+        m2u=None,
+        gacos_apply=None,
+        ramp_mode=dr.DERAMP_NONE,
+        ramp_coef=None,
+    ):
         self.files = files
         self.paths = files.paths
         self.dates = list(dates)
@@ -60,12 +73,13 @@ class CorrectedFiles:
         self.gacos_apply = np.ones(M, bool) if gacos_apply is None else np.asarray(gacos_apply, bool)
         self.ramp_mode = ramp_mode
         self.ramp_coef = ramp_coef
-        self._caches = {}   # per thread (windows run on several threads): {"delays": .., "design": ..}
+        self._caches = {}  # per thread (windows run on several threads): {"delays": .., "design": ..}
 
     @property
     def active(self):
-        return (self.gacos is not None and bool(self.gacos_apply.any())) or \
-            (self.ramp_mode != dr.DERAMP_NONE and self.ramp_coef is not None)
+        return (self.gacos is not None and bool(self.gacos_apply.any())) or (
+            self.ramp_mode != dr.DERAMP_NONE and self.ramp_coef is not None
+        )
 
     def block_size(self):
         return self.files.block_size()
@@ -73,14 +87,36 @@ class CorrectedFiles:
     def without_ramp(self):
         """The same reader without the ramp (GACOS kept): for the loop closure, in which per-date ramps
         close anyway while a fitted ramp would absorb part of a large-area unwrapping error."""
-        return CorrectedFiles(self.files, self.dates, self.ref_idx, self.sec_idx, self.grid, self.gacos,
-                              self.incidence, self.m2u, self.gacos_apply, dr.DERAMP_NONE, None)
+        return CorrectedFiles(
+            self.files,
+            self.dates,
+            self.ref_idx,
+            self.sec_idx,
+            self.grid,
+            self.gacos,
+            self.incidence,
+            self.m2u,
+            self.gacos_apply,
+            dr.DERAMP_NONE,
+            None,
+        )
 
     def for_loops(self):
         """The reader of the loop closure: GACOS applied to every interferogram (a per-date delay closes in
         every loop whether or not it improved an interferogram), no ramp."""
-        return CorrectedFiles(self.files, self.dates, self.ref_idx, self.sec_idx, self.grid, self.gacos,
-                              self.incidence, self.m2u, None, dr.DERAMP_NONE, None)
+        return CorrectedFiles(
+            self.files,
+            self.dates,
+            self.ref_idx,
+            self.sec_idx,
+            self.grid,
+            self.gacos,
+            self.incidence,
+            self.m2u,
+            None,
+            dr.DERAMP_NONE,
+            None,
+        )
 
     def ramp_window(self, k, row0, nrows, col0, ncols):
         """The ramp (nrows, ncols) float32 subtracted from interferogram ``k`` (None without a ramp)."""
@@ -90,14 +126,19 @@ class CorrectedFiles:
         mine = self._thread_cache()
         design = mine.get("design")
         if design is None or design[0] != key:
-            design = mine["design"] = (key, dr.design(row0, nrows, col0, ncols, self.grid.ysize, self.grid.xsize,
-                                                      self.ramp_mode).T.astype(np.float32))
+            design = mine["design"] = (
+                key,
+                dr.design(row0, nrows, col0, ncols, self.grid.ysize, self.grid.xsize, self.ramp_mode).T.astype(
+                    np.float32
+                ),
+            )
         c = np.where(np.isfinite(self.ramp_coef[k]), self.ramp_coef[k], 0.0).astype(np.float32)
         return (c @ design[1]).reshape(nrows, ncols)
 
     def _thread_cache(self):
         """This thread's cache of the current window (windows may run on several threads at once)."""
         import threading
+
         return self._caches.setdefault(threading.get_ident(), {})
 
     def subset(self, keep):
@@ -105,9 +146,19 @@ class CorrectedFiles:
         idx = np.flatnonzero(keep) if np.asarray(keep).dtype == bool else np.asarray(keep)
         rasters = dict(zip(self.files.paths, getattr(self.files, "rasters", [None] * len(self.files.paths))))
         sub = type(self.files)([self.paths[k] for k in idx], rasters)
-        return CorrectedFiles(sub, self.dates, self.ref_idx[idx], self.sec_idx[idx], self.grid, self.gacos,
-                              self.incidence, self.m2u, self.gacos_apply[idx], self.ramp_mode,
-                              None if self.ramp_coef is None else self.ramp_coef[idx])
+        return CorrectedFiles(
+            sub,
+            self.dates,
+            self.ref_idx[idx],
+            self.sec_idx[idx],
+            self.grid,
+            self.gacos,
+            self.incidence,
+            self.m2u,
+            self.gacos_apply[idx],
+            self.ramp_mode,
+            None if self.ramp_coef is None else self.ramp_coef[idx],
+        )
 
     def delays(self, row0, nrows, col0, ncols, data_mask=None):
         """Slant delays (N, nrows, ncols) float32 of every date on the window (kept for the window's files)."""
@@ -172,6 +223,7 @@ def scan_block_task(spec, shared):
     Returns the window's partial sums: ``gacos``, ``normals``, ``loops``, ``coh_sum``/``coh_n``,
     ``any_data`` and ``best`` (score, row, col) as present."""
     from .sbas_stack import REFERENCE_TICK_FILES, _sub_tick
+
     scan = _WindowScan(spec, shared)
     for k in range(scan.M):
         scan.add_file(k)
@@ -214,6 +266,7 @@ class _WindowScan:
             self.excluded = None
             if shared.get("mask"):
                 from ..io.rasters import open_raster, read_window
+
                 ds = open_raster(shared["mask"])
                 m = read_window(ds, c0, r0, w, h, bands=[1], dtype=np.float32)[0]
                 ds = None
@@ -263,10 +316,11 @@ class _WindowScan:
         missing = fin & ~np.isfinite(corr)
         if missing.any():
             rr, cc = np.argwhere(missing)[0]
-            raise TimeSeriesError("GACOS has no delay (0 / NoData) at row %d, col %d where %s has data "
-                                  "(dates %s / %s); fill the GACOS files or leave GACOS out"
-                                  % (r0 + rr, c0 + cc, cf.paths[k], cf.dates[cf.ref_idx[k]],
-                                     cf.dates[cf.sec_idx[k]]))
+            raise TimeSeriesError(
+                "GACOS has no delay (0 / NoData) at row %d, col %d where %s has data "
+                "(dates %s / %s); fill the GACOS files or leave GACOS out"
+                % (r0 + rr, c0 + cc, cf.paths[k], cf.dates[cf.ref_idx[k]], cf.dates[cf.sec_idx[k]])
+            )
         g = self.out["gacos"]
         av = np.where(ok, a, 0).astype(np.float64)
         bv = np.where(ok, a - corr, 0).astype(np.float64)
@@ -299,6 +353,7 @@ class _WindowScan:
     def best_reference(self):
         """(score, row, col) of the window's best reference candidate, or None."""
         from .reference import auto_reference
+
         r0, h, c0, w = self.window
         if self.ref_kind == "coherence":
             with np.errstate(all="ignore"):
@@ -306,13 +361,17 @@ class _WindowScan:
             higher_is_better = True
         else:
             from .sbas import sbas_invert_block
+
             score = np.empty((h, w))
             spec, shared = self.spec, self.shared
             s = spec.sub_rows if not isinstance(spec, dict) else spec.get("sub_rows", h)
             for a0 in range(0, h, s):
                 b0 = min(h, a0 + s)
-                _, q = sbas_invert_block(self.buf[:, a0:b0] * np.float32(shared["to_mm"]), shared["network"],
-                                         rad_per_unit=shared["rad_per_mm"])
+                _, q = sbas_invert_block(
+                    self.buf[:, a0:b0] * np.float32(shared["to_mm"]),
+                    shared["network"],
+                    rad_per_unit=shared["rad_per_mm"],
+                )
                 score[a0:b0] = q["residual_rms"]
                 del q
             higher_is_better = False
@@ -355,8 +414,14 @@ def decide(total, names, tolerance, ramp_mode):
     ``gacos_std_detrended_before``/``after`` (M,) in file units, ``ramp_coef`` (M, p) or None, ``no_ramp``
     (indices of interferograms with too few reliable pixels)."""
     from .gacos import std_change
-    out = {"gacos_apply": None, "gacos_std_before": None, "gacos_std_after": None, "ramp_coef": None,
-           "no_ramp": np.zeros(0, dtype=np.intp)}
+
+    out = {
+        "gacos_apply": None,
+        "gacos_std_before": None,
+        "gacos_std_after": None,
+        "ramp_coef": None,
+        "no_ramp": np.zeros(0, dtype=np.intp),
+    }
     if "gacos" in total:
         g = total["gacos"]
         sb, sa = std_change(g["sum_b"], g["sumsq_b"], g["sum_a"], g["sumsq_a"], g["n"])
@@ -386,6 +451,7 @@ def mask_on_grid(source, grid, out_path):
     """Rasterise polygons (any OGR source) or warp a raster (nearest) onto ``grid`` as a 0/1 Byte GeoTIFF
     (1 = inside the polygons / non-zero raster value = excluded from the ramp fit). Returns ``out_path``."""
     from osgeo import gdal, ogr
+
     gt = grid.geotransform
     bounds = (gt[0], gt[3] + gt[5] * grid.ysize, gt[0] + gt[1] * grid.xsize, gt[3])
     vec = None
@@ -395,9 +461,19 @@ def mask_on_grid(source, grid, out_path):
         vec = None
     if vec is not None and vec.GetLayerCount() > 0:
         vec = None
-        ds = gdal.Rasterize(str(out_path), str(source), format="GTiff", outputType=gdal.GDT_Byte,
-                            outputBounds=bounds, width=grid.xsize, height=grid.ysize, burnValues=[1],
-                            initValues=[0], outputSRS=grid.projection or None, allTouched=False)
+        ds = gdal.Rasterize(
+            str(out_path),
+            str(source),
+            format="GTiff",
+            outputType=gdal.GDT_Byte,
+            outputBounds=bounds,
+            width=grid.xsize,
+            height=grid.ysize,
+            burnValues=[1],
+            initValues=[0],
+            outputSRS=grid.projection or None,
+            allTouched=False,
+        )
     else:
         src = gdal.Open(str(source))
         if src is None:
@@ -406,9 +482,18 @@ def mask_on_grid(source, grid, out_path):
         # Warp (lazily, a VRT) with NaN, not 0, as the destination NoData and write 0/1 ourselves: with
         # dstNodata=0, GDAL 3.13 (not 3.6 or 3.10) turns every valid 0 into 1.4e-45 "to avoid being treated as
         # NoData", which is non-zero, i.e. the whole grid would be excluded from the ramp fit.
-        warped = gdal.Warp("", str(source), format="VRT", outputBounds=bounds, width=grid.xsize,
-                           height=grid.ysize, dstSRS=grid.projection or None, resampleAlg="near",
-                           outputType=gdal.GDT_Float32, dstNodata=float("nan"))
+        warped = gdal.Warp(
+            "",
+            str(source),
+            format="VRT",
+            outputBounds=bounds,
+            width=grid.xsize,
+            height=grid.ysize,
+            dstSRS=grid.projection or None,
+            resampleAlg="near",
+            outputType=gdal.GDT_Float32,
+            dstNodata=float("nan"),
+        )
         if warped is None:
             raise TimeSeriesError("cannot bring DERAMP_MASK %s onto the interferogram grid" % source)
         ds = gdal.GetDriverByName("GTiff").Create(str(out_path), grid.xsize, grid.ysize, 1, gdal.GDT_Byte)
@@ -416,7 +501,7 @@ def mask_on_grid(source, grid, out_path):
             ds.SetGeoTransform(tuple(gt))
             if grid.projection:
                 ds.SetProjection(grid.projection)
-            rows = max(1, (1 << 22) // max(grid.xsize, 1))   # ~16 MB of float32 per block
+            rows = max(1, (1 << 22) // max(grid.xsize, 1))  # ~16 MB of float32 per block
             for r0 in range(0, grid.ysize, rows):
                 h = min(rows, grid.ysize - r0)
                 values = warped.GetRasterBand(1).ReadAsArray(0, r0, grid.xsize, h)

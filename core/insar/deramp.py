@@ -8,6 +8,7 @@ outer(X) (P, p^2)`` and ``X^T W y`` = ``(W y) (M, P) @ X (P, p)`` (two matrix pr
 the pixel centres scaled to [-1, 1] over the whole raster (well-conditioned normal equations whatever
 the raster size).
 """
+
 import numpy as np
 
 from ..io.errors import TimeSeriesError
@@ -78,7 +79,7 @@ def accumulate_one(normals, k, values, reliable, X, outer, outer_sum=None):
         normals["xtx"][k] += outer[np.flatnonzero(wt)].sum(axis=0).reshape(p, p)
     done = {}
     for r, v in enumerate(values):
-        if id(v) in done:                       # the same values (e.g. no GACOS): the same products
+        if id(v) in done:  # the same values (e.g. no GACOS): the same products
             normals["xty"][r, k] += done[id(v)]
             continue
         vv = v.reshape(-1)
@@ -142,6 +143,7 @@ def fit_and_remove(stack, reliable=None, mode=DERAMP_LINEAR):
     normals = accumulate(empty_normals(M, mode), stack, rel, 0, 0, h, w, mode)
     coef, bad = solve(normals)
     if bad.size:
-        raise TimeSeriesError("too few reliable pixels to fit a %s ramp to interferogram(s) %s"
-                              % (mode, ", ".join(str(k) for k in bad)))
+        raise TimeSeriesError(
+            "too few reliable pixels to fit a %s ramp to interferogram(s) %s" % (mode, ", ".join(str(k) for k in bad))
+        )
     return stack - evaluate(coef, 0, h, 0, w, h, w, mode, stack.dtype), coef

@@ -17,6 +17,7 @@ longitude / latitude), or ``YYYYMMDD.ztd.tif``. As in LiCSBAS step 03:
 * per interferogram the standard deviation before and after is reported; a correction that increases
   it by more than a tolerance is not applied (and the table says so).
 """
+
 import os
 import re
 
@@ -28,7 +29,7 @@ from ..io.errors import TimeSeriesError
 INCIDENCE_ANGLE = "angle"
 INCIDENCE_UP = "up"
 INCIDENCE_TYPES = (INCIDENCE_ANGLE, INCIDENCE_UP)
-DEFAULT_INCIDENCE_ANGLE = 39.0   # Sentinel-1 IW mid-swath
+DEFAULT_INCIDENCE_ANGLE = 39.0  # Sentinel-1 IW mid-swath
 #: a correction is not applied when it raises an interferogram's standard deviation by more than this share.
 #: Meant to catch a failed GACOS map (wrong epoch, holes), not to tune: an interferogram left uncorrected
 #: among corrected ones keeps its dates' delays while its neighbours in the network lose them, so every
@@ -46,8 +47,9 @@ def read_rsc(path):
         with open(path, encoding="utf-8", errors="replace") as f:
             text = f.read()
     except OSError as e:
-        raise TimeSeriesError("cannot read the GACOS header %s (%s); it must sit next to its .ztd file"
-                              % (path, e.strerror or e)) from None
+        raise TimeSeriesError(
+            "cannot read the GACOS header %s (%s); it must sit next to its .ztd file" % (path, e.strerror or e)
+        ) from None
     out = {}
     for line in text.splitlines():
         parts = line.split()
@@ -75,6 +77,7 @@ def date_of(path):
 
 def _wgs84_wkt():
     from osgeo import osr
+
     s = osr.SpatialReference()
     s.ImportFromEPSG(4326)
     return s.ExportToWkt()
@@ -102,11 +105,20 @@ class GriddedSource:
             except OSError as e:
                 raise TimeSeriesError("cannot read the GACOS file %s (%s)" % (self.path, e.strerror or e)) from None
             if size != 4 * self.xsize * self.ysize:
-                raise TimeSeriesError("GACOS file %s has %d bytes, its header %s says %d x %d float32 = %d"
-                                      % (self.path, size, os.path.basename(self.path + ".rsc"), self.xsize,
-                                         self.ysize, 4 * self.xsize * self.ysize))
+                raise TimeSeriesError(
+                    "GACOS file %s has %d bytes, its header %s says %d x %d float32 = %d"
+                    % (
+                        self.path,
+                        size,
+                        os.path.basename(self.path + ".rsc"),
+                        self.xsize,
+                        self.ysize,
+                        4 * self.xsize * self.ysize,
+                    )
+                )
         else:
             from ..io.rasters import open_raster
+
             ds = open_raster(self.path)
             self.xsize, self.ysize = ds.RasterXSize, ds.RasterYSize
             self.geotransform = tuple(ds.GetGeoTransform())
@@ -114,13 +126,14 @@ class GriddedSource:
             ds = None
         gt = self.geotransform
         if gt[2] != 0 or gt[4] != 0:
-            raise TimeSeriesError("%s %s is rotated (geotransform %s); warp it to a north-up grid"
-                                  % (self.label, self.path, gt))
+            raise TimeSeriesError(
+                "%s %s is rotated (geotransform %s); warp it to a north-up grid" % (self.label, self.path, gt)
+            )
         self._transforms = {}
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state["_transforms"] = {}          # OSR transformations do not pickle (Dask workers rebuild them)
+        state["_transforms"] = {}  # OSR transformations do not pickle (Dask workers rebuild them)
         return state
 
     # ---- coordinates
@@ -131,6 +144,7 @@ class GriddedSource:
         if grid_projection in self._transforms:
             return self._transforms[grid_projection]
         from osgeo import osr
+
         a, b = osr.SpatialReference(), osr.SpatialReference()
         a.ImportFromWkt(grid_projection)
         b.ImportFromWkt(self.projection)
@@ -186,6 +200,7 @@ class GriddedSource:
             del mm
         else:
             from ..io.rasters import open_raster, read_window
+
             ds = open_raster(self.path)
             a = read_window(ds, c0, r0, c1 - c0, r1 - r0, bands=[1], dtype=np.float64)[0]
             ds = None
@@ -220,8 +235,12 @@ class GriddedSource:
         tc = fc - (cl + C0)
         tr = np.where(rh == rl, 0.0, tr)
         tc = np.where(ch == cl, 0.0, tc)
-        v = (a[rl, cl] * (1 - tr) * (1 - tc) + a[rl, ch] * (1 - tr) * tc + a[rh, cl] * tr * (1 - tc)
-             + a[rh, ch] * tr * tc)
+        v = (
+            a[rl, cl] * (1 - tr) * (1 - tc)
+            + a[rl, ch] * (1 - tr) * tc
+            + a[rh, cl] * tr * (1 - tc)
+            + a[rh, ch] * tr * tc
+        )
         out[inside] = v[inside]
         return out
 
@@ -262,8 +281,14 @@ class Incidence:
             raise TimeSeriesError(
                 "incidence raster %s has NoData, 0 or an impossible %s at %d pixel(s) where the interferograms "
                 "have data (first at row %d, col %d); fill it or give a constant incidence angle"
-                % (self.path, "angle" if self.kind == INCIDENCE_ANGLE else "U component", int(bad.sum()),
-                   row0 + r, col0 + cc))
+                % (
+                    self.path,
+                    "angle" if self.kind == INCIDENCE_ANGLE else "U component",
+                    int(bad.sum()),
+                    row0 + r,
+                    col0 + cc,
+                )
+            )
         return c
 
 
@@ -283,10 +308,11 @@ class GacosSet:
                 raise TimeSeriesError("two GACOS files for %s: %s and %s" % (format_date(d), self.by_date[d].path, p))
             src = GriddedSource(p, zero_is_nodata=True, label="GACOS file")
             if not src.covers(grid):
-                raise TimeSeriesError("GACOS file %s (%d x %d px, geotransform %s) does not cover the interferograms "
-                                      "(%s); download GACOS for the whole frame"
-                                      % (p, src.xsize, src.ysize, ", ".join("%.6g" % v for v in src.geotransform),
-                                         grid.describe()))
+                raise TimeSeriesError(
+                    "GACOS file %s (%d x %d px, geotransform %s) does not cover the interferograms "
+                    "(%s); download GACOS for the whole frame"
+                    % (p, src.xsize, src.ysize, ", ".join("%.6g" % v for v in src.geotransform), grid.describe())
+                )
             self.by_date[d] = src
         self.grid = grid
 
@@ -332,9 +358,22 @@ def write_ztd(path, array, x_first, y_first, x_step, y_step):
     a = np.asarray(array, dtype="<f4")
     a.tofile(str(path))
     with open(str(path) + ".rsc", "w") as f:
-        for k, v in (("WIDTH", a.shape[1]), ("FILE_LENGTH", a.shape[0]), ("XMIN", 0), ("XMAX", a.shape[1] - 1),
-                     ("YMIN", 0), ("YMAX", a.shape[0] - 1), ("X_FIRST", x_first), ("Y_FIRST", y_first),
-                     ("X_STEP", x_step), ("Y_STEP", y_step), ("X_UNIT", "degrees"), ("Y_UNIT", "degrees"),
-                     ("Z_OFFSET", 0), ("Z_SCALE", 1), ("PROJECTION", "LATLON")):
+        for k, v in (
+            ("WIDTH", a.shape[1]),
+            ("FILE_LENGTH", a.shape[0]),
+            ("XMIN", 0),
+            ("XMAX", a.shape[1] - 1),
+            ("YMIN", 0),
+            ("YMAX", a.shape[0] - 1),
+            ("X_FIRST", x_first),
+            ("Y_FIRST", y_first),
+            ("X_STEP", x_step),
+            ("Y_STEP", y_step),
+            ("X_UNIT", "degrees"),
+            ("Y_UNIT", "degrees"),
+            ("Z_OFFSET", 0),
+            ("Z_SCALE", 1),
+            ("PROJECTION", "LATLON"),
+        ):
             f.write("%-14s %s\n" % (k, repr(v) if isinstance(v, float) else v))
     return str(path)

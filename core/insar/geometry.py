@@ -20,6 +20,7 @@ given input sigmas, the condition number that of the weighted design matrix.
 Geometry rasters: U rasters must hold values in (0, 1]; an exact 0 is NoData (LiCSAR and LiCSBAS
 write 0 where there is no data); incidence-angle rasters hold degrees in [0, 90).
 """
+
 import numpy as np
 
 from ..io.dates import format_date
@@ -58,7 +59,8 @@ def check_up(u, source):
         raise TimeSeriesError(
             "%s: up component U of the LOS unit vector must lie in (0, 1] (U = cos(incidence)); found values "
             "from %.6g to %.6g. Is it an E or N raster, or an angle? Choose the geometry type accordingly."
-            % (source, float(v.min()), float(v.max())))
+            % (source, float(v.min()), float(v.max()))
+        )
     return np.minimum(u, 1.0)
 
 
@@ -69,7 +71,8 @@ def cos_from_incidence(theta_deg, source):
         v = theta_deg[bad]
         raise TimeSeriesError(
             "%s: incidence angles must lie in [0, 90) degrees; found %.6g to %.6g (radians? a U component? "
-            "choose the geometry type accordingly)" % (source, float(v.min()), float(v.max())))
+            "choose the geometry type accordingly)" % (source, float(v.min()), float(v.max()))
+        )
     return np.cos(np.deg2rad(theta_deg))
 
 
@@ -93,8 +96,10 @@ class IncidenceSource:
         self.path, self.kind, self.grid = (str(path) if path else None), kind, grid
         if self.path is None:
             if angle is None:
-                raise TimeSeriesError("no incidence geometry: give an incidence-angle or U raster, or a constant "
-                                      "incidence angle (degrees)")
+                raise TimeSeriesError(
+                    "no incidence geometry: give an incidence-angle or U raster, or a constant "
+                    "incidence angle (degrees)"
+                )
             self.angle = float(angle)
             if not 0.0 <= self.angle < 90.0:
                 raise TimeSeriesError("incidence angle %g degrees: must lie in [0, 90)" % self.angle)
@@ -103,8 +108,9 @@ class IncidenceSource:
             self.angle = None
             self.reader = GridReader(self.path, grid, bands=[1])
             if self.reader.empty():
-                raise TimeSeriesError("%s: the geometry raster does not cover the data (%s)"
-                                      % (self.path, grid.describe()))
+                raise TimeSeriesError(
+                    "%s: the geometry raster does not cover the data (%s)" % (self.path, grid.describe())
+                )
 
     def describe(self):
         if self.path is None:
@@ -136,8 +142,9 @@ def check_covers(geometry_reader, geometry_path, data_reader, what):
     if g[0] > d[0] + tol or g[1] < d[1] - tol or g[2] > d[2] + tol or g[3] < d[3] - tol:
         raise TimeSeriesError(
             "%s: the geometry raster does not cover the data of %s (it reaches target rows %d-%d, columns "
-            "%d-%d; the data rows %d-%d, columns %d-%d)" % (geometry_path, what, g[0], g[1], g[2], g[3],
-                                                             d[0], d[1], d[2], d[3]))
+            "%d-%d; the data rows %d-%d, columns %d-%d)"
+            % (geometry_path, what, g[0], g[1], g[2], g[3], d[0], d[1], d[2], d[3])
+        )
 
 
 # --------------------------------------------------------------------------- LOS -> vertical
@@ -153,8 +160,7 @@ def raster_dates(ds):
     return read_dates(ds)
 
 
-def project_raster(in_path, out_path, geometry, memory_mb=DEFAULT_MEMORY_MB, progress=None, is_canceled=None,
-                   log=None):
+def project_raster(in_path, out_path, geometry, memory_mb=DEFAULT_MEMORY_MB, progress=None, is_canceled=None, log=None):
     """Write ``in_path`` (LOS, any number of bands) divided by cos(theta) to ``out_path`` on the same grid.
 
     ``geometry``: an :class:`IncidenceSource` description ``dict(path=, kind=, angle=)``. Band
@@ -177,8 +183,9 @@ def project_raster(in_path, out_path, geometry, memory_mb=DEFAULT_MEMORY_MB, pro
     blocks = window_blocks(grid.ysize, grid.xsize, 8 * (3 * nb + 4), memory_mb)
     n_data = n_missing = 0
     inv_sum = 0.0
-    with RasterWriter(out_path, grid, nb, dates=dates, band_names=None if dates else names, units=units,
-                      metadata=md) as w:
+    with RasterWriter(
+        out_path, grid, nb, dates=dates, band_names=None if dates else names, units=units, metadata=md
+    ) as w:
         for i, (r0, nr, c0, nc) in enumerate(blocks):
             _check(is_canceled)
             d = data.read(r0, nr, c0, nc)
@@ -191,13 +198,21 @@ def project_raster(in_path, out_path, geometry, memory_mb=DEFAULT_MEMORY_MB, pro
             if progress is not None:
                 progress((i + 1) / len(blocks))
     if n_missing and log is not None:
-        log("warning: %d of %d data pixels of %s have no geometry in %s: NoData in the output"
-            % (n_missing, n_data, in_path, src.describe()))
+        log(
+            "warning: %d of %d data pixels of %s have no geometry in %s: NoData in the output"
+            % (n_missing, n_data, in_path, src.describe())
+        )
     if getattr(src, "max_angle", 90.0) < 2.0 and log is not None:
-        log("warning: the incidence angles of %s are all below 2 degrees (largest %.4g): if they are radians, "
-            "convert them to degrees; SAR incidence is 20-50 degrees" % (src.path, src.max_angle))
-    return {"pixels": n_data, "pixels_without_geometry": n_missing,
-            "mean_inverse_cos": inv_sum / max(1, n_data - n_missing), "geometry": src.describe()}
+        log(
+            "warning: the incidence angles of %s are all below 2 degrees (largest %.4g): if they are radians, "
+            "convert them to degrees; SAR incidence is 20-50 degrees" % (src.path, src.max_angle)
+        )
+    return {
+        "pixels": n_data,
+        "pixels_without_geometry": n_missing,
+        "mean_inverse_cos": inv_sum / max(1, n_data - n_missing),
+        "geometry": src.describe(),
+    }
 
 
 # --------------------------------------------------------------------------- decomposition
@@ -250,12 +265,16 @@ def common_dates(paths):
         return per, None
     if any(d is None for d in per):
         one = [str(p) for p, d in zip(paths, per) if d is None]
-        raise TimeSeriesError("inputs mix single-band rasters (velocities: %s) with time series; give all "
-                              "velocities or all time series" % ", ".join(one))
+        raise TimeSeriesError(
+            "inputs mix single-band rasters (velocities: %s) with time series; give all "
+            "velocities or all time series" % ", ".join(one)
+        )
     common = sorted(set.intersection(*(set(d) for d in per)))
     if not common:
-        raise TimeSeriesError("the inputs have no common date: %s" % "; ".join(
-            "%s %s..%s" % (p, format_date(d[0]), format_date(d[-1])) for p, d in zip(paths, per)))
+        raise TimeSeriesError(
+            "the inputs have no common date: %s"
+            % "; ".join("%s %s..%s" % (p, format_date(d[0]), format_date(d[-1])) for p, d in zip(paths, per))
+        )
     return per, common
 
 
@@ -265,19 +284,29 @@ def _check_decompose_arguments(inputs, geometry, sigmas):
     up_paths, east_paths, north_paths, headings, incidences = geometry
     k = len(inputs)
     if k < 2:
-        raise TimeSeriesError("the decomposition needs at least two LOS rasters (e.g. one ascending and one "
-                              "descending track), got %d" % k)
-    for name, lst in (("U rasters", up_paths), ("E rasters", east_paths), ("N rasters", north_paths),
-                      ("headings", headings), ("incidence angles", incidences), ("uncertainties", sigmas)):
+        raise TimeSeriesError(
+            "the decomposition needs at least two LOS rasters (e.g. one ascending and one descending track), got %d" % k
+        )
+    for name, lst in (
+        ("U rasters", up_paths),
+        ("E rasters", east_paths),
+        ("N rasters", north_paths),
+        ("headings", headings),
+        ("incidence angles", incidences),
+        ("uncertainties", sigmas),
+    ):
         if lst and len(lst) != k:
-            raise TimeSeriesError("%d %s given for %d LOS inputs (one per input, in the same order)"
-                                  % (len(lst), name, k))
+            raise TimeSeriesError(
+                "%d %s given for %d LOS inputs (one per input, in the same order)" % (len(lst), name, k)
+            )
     use_rasters = bool(up_paths) or bool(east_paths)
     if use_rasters and not (up_paths and east_paths):
         raise TimeSeriesError("give both the E and the U rasters of every input (or headings and incidence angles)")
     if not use_rasters and not (headings and incidences):
-        raise TimeSeriesError("no geometry: give E and U rasters (LiCSAR *.geo.E.tif / *.geo.U.tif) or a "
-                              "heading and an incidence angle per input")
+        raise TimeSeriesError(
+            "no geometry: give E and U rasters (LiCSAR *.geo.E.tif / *.geo.U.tif) or a "
+            "heading and an incidence angle per input"
+        )
     sig = np.ones(k) if not sigmas else np.asarray(sigmas, dtype=np.float64)
     if not (np.isfinite(sig).all() and (sig > 0).all()):
         raise TimeSeriesError("uncertainties must be positive numbers, got %s" % list(sigmas))
@@ -288,9 +317,14 @@ def _log_dropped_dates(inputs, per, dates, log):
     for p, d in zip(inputs, per):
         dropped = sorted(set(d) - set(dates))
         if dropped:
-            log("%s: %d dates not in every input are left out (%s)" % (
-                p, len(dropped), ", ".join(format_date(x) for x in dropped[:6]) + (" ..." if len(dropped) > 6
-                                                                               else "")))
+            log(
+                "%s: %d dates not in every input are left out (%s)"
+                % (
+                    p,
+                    len(dropped),
+                    ", ".join(format_date(x) for x in dropped[:6]) + (" ..." if len(dropped) > 6 else ""),
+                )
+            )
 
 
 def _input_geometry(i, inputs, data, grid, geometry):
@@ -300,7 +334,8 @@ def _input_geometry(i, inputs, data, grid, geometry):
     if up_paths:
         er, ur = GridReader(east_paths[i], grid, bands=[1]), GridReader(up_paths[i], grid, bands=[1])
         for path, r in ((east_paths[i], er), (up_paths[i], ur)) + (
-                ((north_paths[i], GridReader(north_paths[i], grid, bands=[1])),) if north_paths else ()):
+            ((north_paths[i], GridReader(north_paths[i], grid, bands=[1])),) if north_paths else ()
+        ):
             check_covers(r, path, data[i], inputs[i])
         return er, ur
     e, n, u = unit_vector(headings[i], incidences[i])
@@ -317,12 +352,29 @@ def _open_writers(outputs, grid, dates, inputs, sig):
     ds0 = open_raster(inputs[0])
     units = ds0.GetRasterBand(1).GetUnitType() or (ds0.GetMetadata() or {}).get("UNITS", "mm")
     md = {"SOURCES": ";".join(str(p) for p in inputs), "NORTH": "constrained to zero"}
-    specs = [(out_vertical, dict(dates=dates, band_names=None if dates else ["vertical"], units=units,
-                                 metadata=dict(md, COMPONENT="vertical"))),
-             (out_east, dict(dates=dates, band_names=None if dates else ["east"], units=units,
-                             metadata=dict(md, COMPONENT="east"))),
-             (out_quality, dict(band_names=["sigma_vertical", "sigma_east", "condition_number", "n_inputs"],
-                                units="", metadata=dict(md, SIGMAS=",".join("%g" % s for s in sig))))]
+    specs = [
+        (
+            out_vertical,
+            dict(
+                dates=dates,
+                band_names=None if dates else ["vertical"],
+                units=units,
+                metadata=dict(md, COMPONENT="vertical"),
+            ),
+        ),
+        (
+            out_east,
+            dict(dates=dates, band_names=None if dates else ["east"], units=units, metadata=dict(md, COMPONENT="east")),
+        ),
+        (
+            out_quality,
+            dict(
+                band_names=["sigma_vertical", "sigma_east", "condition_number", "n_inputs"],
+                units="",
+                metadata=dict(md, SIGMAS=",".join("%g" % s for s in sig)),
+            ),
+        ),
+    ]
     writers = []
     try:
         for path, kw in specs:
@@ -362,17 +414,34 @@ def _decompose_window(window, data, geo, up_paths, sig, counts):
 
 def _log_counts(counts, log):
     if counts["missing_geometry"]:
-        log("warning: %d of %d input pixels have no unit vector (the geometry rasters' NoData)"
-            % (counts["missing_geometry"], counts["pixels"]))
+        log(
+            "warning: %d of %d input pixels have no unit vector (the geometry rasters' NoData)"
+            % (counts["missing_geometry"], counts["pixels"])
+        )
     if counts["degenerate"]:
-        log("warning: %d pixels with two or more inputs have geometries too alike to separate vertical from east "
-            "(condition number > %g): NoData. Combine ascending with descending tracks." % (
-                counts["degenerate"], MAX_CONDITION))
+        log(
+            "warning: %d pixels with two or more inputs have geometries too alike to separate vertical from east "
+            "(condition number > %g): NoData. Combine ascending with descending tracks."
+            % (counts["degenerate"], MAX_CONDITION)
+        )
 
 
-def decompose_rasters(inputs, up_paths=None, east_paths=None, north_paths=None, headings=None, incidences=None,
-                      sigmas=None, out_vertical=None, out_east=None, out_quality=None,
-                      memory_mb=DEFAULT_MEMORY_MB, progress=None, is_canceled=None, log=None):
+def decompose_rasters(
+    inputs,
+    up_paths=None,
+    east_paths=None,
+    north_paths=None,
+    headings=None,
+    incidences=None,
+    sigmas=None,
+    out_vertical=None,
+    out_east=None,
+    out_quality=None,
+    memory_mb=DEFAULT_MEMORY_MB,
+    progress=None,
+    is_canceled=None,
+    log=None,
+):
     """Decompose two or more LOS rasters (velocities or time series) into vertical and east.
 
     Geometry per input: ``east_paths``/``up_paths`` unit-vector rasters (``north_paths`` are checked for
@@ -384,7 +453,8 @@ def decompose_rasters(inputs, up_paths=None, east_paths=None, north_paths=None, 
     those of the inputs valid on at least one date). Returns a summary dict.
     """
     use_rasters, sig = _check_decompose_arguments(
-        inputs, (up_paths, east_paths, north_paths, headings, incidences), sigmas)
+        inputs, (up_paths, east_paths, north_paths, headings, incidences), sigmas
+    )
     k = len(inputs)
     per, dates = common_dates(inputs)
     if dates is not None and log is not None:
@@ -420,4 +490,3 @@ def decompose_rasters(inputs, up_paths=None, east_paths=None, north_paths=None, 
     if log is not None:
         _log_counts(counts, log)
     return {"grid": grid, "dates": dates, "n_inputs": k, "sigmas": list(sig), **counts}
-

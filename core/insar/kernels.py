@@ -2,6 +2,7 @@
 
 Shapes put the pixel (pattern) axis LAST so that each step is one numpy operation over all pixels.
 """
+
 import numpy as np
 
 MATMUL_CHUNK = 1024
@@ -34,15 +35,15 @@ def fixed_chunk_matmul(A, X, chunk=MATMUL_CHUNK, out=None):
         res = np.empty((A.shape[0], chunk), dtype=np.float64)
         for c0 in range(0, n, chunk):
             w = min(chunk, n - c0)
-            buf[:, :w] = X[:, c0:c0 + w]
+            buf[:, :w] = X[:, c0 : c0 + w]
             if w < chunk:
                 buf[:, w:] = 0
             np.matmul(A64, buf, out=res)
-            out[:, c0:c0 + w] = res[:, :w]
+            out[:, c0 : c0 + w] = res[:, :w]
         return out
     full = n - n % chunk
     for c0 in range(0, full, chunk):
-        np.matmul(A, X[:, c0:c0 + chunk], out=out[:, c0:c0 + chunk])
+        np.matmul(A, X[:, c0 : c0 + chunk], out=out[:, c0 : c0 + chunk])
     if full < n:
         buf = np.zeros((X.shape[0], chunk), dtype=dt)
         buf[:, : n - full] = X[:, full:]
@@ -150,7 +151,7 @@ def cholesky_pattern_last(Mat, tol=None, overwrite=False, workspace=None):
             c = col[1:]
             t = tmp[:n, :n]
             np.multiply(c[:, None, :], c[None, :, :], out=t)
-            C[j + 1:, j + 1:] -= t
+            C[j + 1 :, j + 1 :] -= t
     return C, good
 
 
@@ -161,10 +162,9 @@ def cholesky_solve_pixel_last(C, b):
     for j in range(s):
         z[j] /= C[j, j]
         if j + 1 < s:
-            z[j + 1:] -= C[j + 1:, j] * z[j]
+            z[j + 1 :] -= C[j + 1 :, j] * z[j]
     for i in range(s - 1, -1, -1):
         z[i] /= C[i, i]
         if i:
             z[:i] -= C[i, :i] * z[i]
     return z
-

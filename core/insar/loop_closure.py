@@ -22,6 +22,7 @@ The method of LiCSBAS step 12 (Morishita et al. 2020, *Remote Sens.* 12:424), ve
   loop's integer cycles, exceeds pi in magnitude, i.e. does not close within an ambiguity (LiCSBAS
   ``n_loop_err``).
 """
+
 import math
 
 import numpy as np
@@ -60,7 +61,7 @@ class LoopNetwork:
         loops = []
         for a in range(m):
             i, j = i1[a], i2[a]
-            bs = np.flatnonzero(index[j] >= 0)          # pairs j -> k
+            bs = np.flatnonzero(index[j] >= 0)  # pairs j -> k
             if bs.size == 0:
                 continue
             ik = index[i, bs]
@@ -79,6 +80,7 @@ class LoopNetwork:
         cols = self.loops.ravel()
         vals = (np.array([1.0, 1.0, -1.0])[None, :] * sign[self.loops]).ravel()
         from scipy.sparse import csr_matrix
+
         self.matrix = csr_matrix((vals, (rows, cols)), shape=(self.n_loops, m))
         self.n_loops_per_ifg = np.bincount(cols, minlength=m)
 
@@ -105,8 +107,12 @@ class LoopNetwork:
 
 def empty_stats(n_loops):
     """Additive per-loop statistics of the loop phase over pixels (see :func:`accumulate`)."""
-    return {"count": np.zeros(n_loops, dtype=np.int64), "sum": np.zeros(n_loops), "sumsq": np.zeros(n_loops),
-            "hist": np.zeros((n_loops, N_BINS), dtype=np.int64)}
+    return {
+        "count": np.zeros(n_loops, dtype=np.int64),
+        "sum": np.zeros(n_loops),
+        "sumsq": np.zeros(n_loops),
+        "hist": np.zeros((n_loops, N_BINS), dtype=np.int64),
+    }
 
 
 def accumulate(stats, loop_ph):
@@ -179,8 +185,14 @@ def classify(loop_net, rms, threshold=DEFAULT_LOOP_THRESHOLD):
     n_loops = loop_net.n_loops_per_ifg
     no_loop = n_loops == 0
     best[no_loop] = np.nan
-    return {"bad": (n_bad > 0) & (n_good == 0), "no_loop": no_loop, "n_loops": n_loops, "n_bad_loops": n_bad,
-            "loop_rms": best, "bad_loop": bad_loop}
+    return {
+        "bad": (n_bad > 0) & (n_good == 0),
+        "no_loop": no_loop,
+        "n_loops": n_loops,
+        "n_bad_loops": n_bad,
+        "loop_rms": best,
+        "bad_loop": bad_loop,
+    }
 
 
 def count_loop_errors(loop_net, phase, loops=None, cycles=None, rad_per_unit=1.0):
@@ -198,9 +210,9 @@ def count_loop_errors(loop_net, phase, loops=None, cycles=None, rad_per_unit=1.0
     if len(loops) == 0:
         return out.reshape(shape)
     y = phase.reshape(loop_net.n_ifg, -1)
-    step = max(1, (1 << 18) // max(1, y.shape[1]))   # loops per chunk: ~1 MB of float32 loop phase
+    step = max(1, (1 << 18) // max(1, y.shape[1]))  # loops per chunk: ~1 MB of float32 loop phase
     for a in range(0, len(loops), step):
-        sel = loops[a:a + step]
+        sel = loops[a : a + step]
         lp = loop_net.loop_phase(y, sel)
         if rad_per_unit != 1.0:
             lp = lp * np.asarray(rad_per_unit, dtype=lp.dtype)

@@ -1,17 +1,18 @@
 """Memory plan of the streamed SBAS inversion: windows read from every file and sub-blocks solved, under a
 cap that counts GDAL's block cache, the window buffers, reading and the solve (see :func:`plan_blocks`)."""
+
 from .sbas import QUALITY_BANDS, solve_bytes_fixed, solve_bytes_per_pixel
 from .weights import WEIGHT_NONE
 
-MIB = 2 ** 20
-OUT_TILE = 256            # tile side of the GeoTIFFs RasterWriter writes
+MIB = 2**20
+OUT_TILE = 256  # tile side of the GeoTIFFs RasterWriter writes
 MIN_GDAL_CACHE = 4 * MIB  # GDAL's block cache never gets less
-OPEN_FILE_BYTES = MIB     # one open GeoTIFF while it is read: libtiff's compressed-block buffer, zlib state,
+OPEN_FILE_BYTES = MIB  # one open GeoTIFF while it is read: libtiff's compressed-block buffer, zlib state,
 #                           PAM, measured 0.35-0.6 MB per dataset; files are opened one at a time for that reason
-READ_BYTES_PX = 12        # temporaries of reading one file's window (GDAL array, NoData mask/where copy)
-MIN_SUB_PIXELS = 2048     # smallest sub-block worth solving when a whole window of tiles is buffered
-MAX_SUB_PIXELS = 32768    # larger sub-blocks are not faster (temporaries of M x pixels leave the CPU caches)
-ALLOCATOR_SLACK = 0.15    # share of the cap left for what the plan does not count: memory the allocator keeps
+READ_BYTES_PX = 12  # temporaries of reading one file's window (GDAL array, NoData mask/where copy)
+MIN_SUB_PIXELS = 2048  # smallest sub-block worth solving when a whole window of tiles is buffered
+MAX_SUB_PIXELS = 32768  # larger sub-blocks are not faster (temporaries of M x pixels leave the CPU caches)
+ALLOCATOR_SLACK = 0.15  # share of the cap left for what the plan does not count: memory the allocator keeps
 #                           after numpy frees temporaries, GDAL/libtiff internals, Python objects (measured:
 #                           peak RSS - traced peak ~ 10-15 % of the cap)
 
@@ -26,8 +27,9 @@ def _out_tiles_open(h, w, ysize, xsize, out_bands):
     return out_bands * (-(-w // OUT_TILE) + (0 if cols_ok else 1)) * OUT_TILE * OUT_TILE * 4
 
 
-def plan_blocks(ysize, xsize, block_size, buf_bytes_px, solve_bytes_px, memory_mb, *, out_bands=0,
-                in_sample_bytes=4, solve_fixed=0):
+def plan_blocks(
+    ysize, xsize, block_size, buf_bytes_px, solve_bytes_px, memory_mb, *, out_bands=0, in_sample_bytes=4, solve_fixed=0
+):
     """Windows and sub-blocks of a streamed pass whose memory stays under ``memory_mb``.
 
     A *window* (``row0, nrows, col0, ncols``) is read from every input file in turn (one file open at a
@@ -53,8 +55,12 @@ def plan_blocks(ysize, xsize, block_size, buf_bytes_px, solve_bytes_px, memory_m
 
     def cost(h, w):
         cache = max(MIN_GDAL_CACHE, 2 * in_block + _out_tiles_open(h, w, ysize, xsize, out_bands))
-        fixed = {"cache": cache, "buffers": buf_bytes_px * h * w, "read": OPEN_FILE_BYTES + READ_BYTES_PX * h * w,
-                 "solve_fixed": solve_fixed}
+        fixed = {
+            "cache": cache,
+            "buffers": buf_bytes_px * h * w,
+            "read": OPEN_FILE_BYTES + READ_BYTES_PX * h * w,
+            "solve_fixed": solve_fixed,
+        }
         return fixed, sum(fixed.values())
 
     cands = [(row_unit * k, xsize) for k in range(-(-ysize // row_unit), 0, -1)]
@@ -86,13 +92,28 @@ def plan_blocks(ysize, xsize, block_size, buf_bytes_px, solve_bytes_px, memory_m
     # completed by the next windows before the cache has to keep others)
     wins = [(r, min(h, ysize - r), c, min(w, xsize - c)) for r in range(0, ysize, h) for c in range(0, xsize, w)]
     wins.sort(key=lambda t: (t[0] // OUT_TILE, t[2], t[0]))
-    return {"windows": wins, "sub_rows": sub, "gdal_cache": int(fixed["cache"]), "parts": parts, "memory_mb": memory_mb,
-            "budget": int(budget),
-            "total": int(sum(parts.values())), "fits": fits and sum(parts.values()) <= budget}
+    return {
+        "windows": wins,
+        "sub_rows": sub,
+        "gdal_cache": int(fixed["cache"]),
+        "parts": parts,
+        "memory_mb": memory_mb,
+        "budget": int(budget),
+        "total": int(sum(parts.values())),
+        "fits": fits and sum(parts.values()) <= budget,
+    }
 
 
-def plan_stack(stack, weighting=WEIGHT_NONE, min_coherence=0.0, memory_mb=512, reference_pass=False, *,
-               extra_bytes_px=0, extra_fixed=0):
+def plan_stack(
+    stack,
+    weighting=WEIGHT_NONE,
+    min_coherence=0.0,
+    memory_mb=512,
+    reference_pass=False,
+    *,
+    extra_bytes_px=0,
+    extra_fixed=0,
+):
     """Memory plans of the passes of :func:`.sbas_stack.invert_stack` (see :func:`plan_blocks`): ``invert`` and, for the
     automatic reference, ``reference``. Every byte our code allocates per window counts: GDAL's block
     cache, the window buffers (interferograms, coherence when the solve needs it, float32 outputs), one
@@ -108,18 +129,35 @@ def plan_stack(stack, weighting=WEIGHT_NONE, min_coherence=0.0, memory_mb=512, r
     out_bands = N + 1 + len(QUALITY_BANDS)
     kind = "weighted" if weighted else "float32"
     fixed = solve_bytes_fixed(M, N)
-    plans = {"invert": plan_blocks(grid.ysize, grid.xsize, bsize,
-                                   4 * (M * (2 if need_coh else 1) + out_bands) + extra_bytes_px,
-                                   solve_bytes_per_pixel(M, N, kind, net.bandwidth), memory_mb,
-                                   out_bands=out_bands, in_sample_bytes=sample, solve_fixed=fixed + extra_fixed)}
+    plans = {
+        "invert": plan_blocks(
+            grid.ysize,
+            grid.xsize,
+            bsize,
+            4 * (M * (2 if need_coh else 1) + out_bands) + extra_bytes_px,
+            solve_bytes_per_pixel(M, N, kind, net.bandwidth),
+            memory_mb,
+            out_bands=out_bands,
+            in_sample_bytes=sample,
+            solve_fixed=fixed + extra_fixed,
+        )
+    }
     if reference_pass:
         if has_coh:
             # per-pixel running count (intp) and coherence sum (float32), the score (float64); the
             # files are streamed (READ_BYTES_PX covers one file's window, x2 for phase + coherence)
-            plans["reference"] = plan_blocks(grid.ysize, grid.xsize, bsize, 8 + 4 + 8 + READ_BYTES_PX + 2,
-                                             0, memory_mb, in_sample_bytes=sample)
+            plans["reference"] = plan_blocks(
+                grid.ysize, grid.xsize, bsize, 8 + 4 + 8 + READ_BYTES_PX + 2, 0, memory_mb, in_sample_bytes=sample
+            )
         else:
-            plans["reference"] = plan_blocks(grid.ysize, grid.xsize, bsize, 4 * M + 16,
-                                             solve_bytes_per_pixel(M, N, "float64"), memory_mb,
-                                             in_sample_bytes=sample, solve_fixed=fixed)
+            plans["reference"] = plan_blocks(
+                grid.ysize,
+                grid.xsize,
+                bsize,
+                4 * M + 16,
+                solve_bytes_per_pixel(M, N, "float64"),
+                memory_mb,
+                in_sample_bytes=sample,
+                solve_fixed=fixed,
+            )
     return plans

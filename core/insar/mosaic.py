@@ -24,6 +24,7 @@ name), ``date`` (``YYYY-MM-DD``, empty for a single-band velocity), ``offset_mm`
 ``overlap_pixels``, ``rms_before_mm``, ``rms_after_mm`` (RMS of the differences with the overlapping
 frames before and after the offsets), ``connected_to_reference``.
 """
+
 import math
 import os
 import warnings
@@ -60,16 +61,22 @@ def frame_dates(paths, missing=MISSING_DROP, log=None):
         return None, np.ones((len(paths), 1), dtype=int)
     if any(d is None for d in per):
         one = [str(p) for p, d in zip(paths, per) if d is None]
-        raise TimeSeriesError("inputs mix single-band rasters (velocities: %s) with time series; give all "
-                              "velocities or all time series" % ", ".join(one))
+        raise TimeSeriesError(
+            "inputs mix single-band rasters (velocities: %s) with time series; give all "
+            "velocities or all time series" % ", ".join(one)
+        )
     common = set.intersection(*(set(d) for d in per))
     union = set.union(*(set(d) for d in per))
     if missing == MISSING_DROP:
         if not common:
-            raise TimeSeriesError("the inputs have no common date: %s (resample them to the same monthly dates "
-                                  "with Resample time series in time, or mosaic the dates that exist)" % "; ".join(
-                                      "%s %s..%s" % (os.path.basename(str(p)), format_date(d[0]), format_date(d[-1]))
-                                      for p, d in zip(paths, per)))
+            raise TimeSeriesError(
+                "the inputs have no common date: %s (resample them to the same monthly dates "
+                "with Resample time series in time, or mosaic the dates that exist)"
+                % "; ".join(
+                    "%s %s..%s" % (os.path.basename(str(p)), format_date(d[0]), format_date(d[-1]))
+                    for p, d in zip(paths, per)
+                )
+            )
         dates = sorted(common)
     else:
         dates = sorted(union)
@@ -77,13 +84,20 @@ def frame_dates(paths, missing=MISSING_DROP, log=None):
         for p, d in zip(paths, per):
             lacking = sorted(union - set(d))
             if lacking:
-                log("%s lacks %d of the dates of the other inputs (%s)%s" % (
-                    p, len(lacking), ", ".join(format_date(x) for x in lacking[:6]) + (" ..." if len(lacking) > 6
-                                                                                     else ""),
-                    "" if missing == MISSING_DROP else ": those dates are mosaicked from the frames that have them"))
+                log(
+                    "%s lacks %d of the dates of the other inputs (%s)%s"
+                    % (
+                        p,
+                        len(lacking),
+                        ", ".join(format_date(x) for x in lacking[:6]) + (" ..." if len(lacking) > 6 else ""),
+                        "" if missing == MISSING_DROP else ": those dates are mosaicked from the frames that have them",
+                    )
+                )
         if missing == MISSING_DROP and len(union) > len(common):
-            log("%d dates are not in every input and are left out; %d common dates are mosaicked"
-                % (len(union) - len(common), len(common)))
+            log(
+                "%d dates are not in every input and are left out; %d common dates are mosaicked"
+                % (len(union) - len(common), len(common))
+            )
     band_map = np.array([[(d.index(t) + 1) if t in d else 0 for t in dates] for d in per], dtype=int)
     return dates, band_map
 
@@ -190,6 +204,7 @@ class _Frames:
     """The inputs seen on the target ``grid``: ``paths``, ``readers`` (:class:`GridReader`), ``quality`` readers
     (or None), ``slot`` (n_frames, n_dates) the reader band of each mosaic date (-1: the frame lacks it) and the
     mosaic ``dates`` (None for single-band velocities)."""
+
     paths: list
     readers: list
     quality: Optional[list]
@@ -204,6 +219,7 @@ class _Overlaps:
     by the blend width (``expanded``) and, from pass 1, the packed validity ``masks`` of both frames there,
     ``sums`` (pairs, dates, 3: n, sum e, sum e^2 with e = d - shift), ``shift`` (the first window's mean
     difference) and the lattice ``samples`` of the differences (every ``stride``-th row and column)."""
+
     pairs: list
     boxes: list
     expanded: list
@@ -221,11 +237,14 @@ def _check_arguments(inputs, reference_frame, quality_paths):
     if reference_frame is None:
         reference_frame = -1
     if not -1 <= int(reference_frame) < nf:
-        raise TimeSeriesError("reference frame %d: must be -1 (zero-mean offsets) or 0..%d (an index into the "
-                              "inputs)" % (reference_frame, nf - 1))
+        raise TimeSeriesError(
+            "reference frame %d: must be -1 (zero-mean offsets) or 0..%d (an index into the "
+            "inputs)" % (reference_frame, nf - 1)
+        )
     if quality_paths and len(quality_paths) != nf:
-        raise TimeSeriesError("%d quality rasters for %d inputs (one per input, in the same order)"
-                              % (len(quality_paths), nf))
+        raise TimeSeriesError(
+            "%d quality rasters for %d inputs (one per input, in the same order)" % (len(quality_paths), nf)
+        )
     return reference_frame
 
 
@@ -236,8 +255,10 @@ def _warn_mixed_units(inputs, log):
         unit = ds.GetRasterBand(1).GetUnitType() or (ds.GetMetadata() or {}).get("UNITS", "")
         units.setdefault(unit, []).append(p)
     if len(units) > 1:
-        log("warning: the inputs have different units (%s): the mosaic keeps the first input's" % "; ".join(
-            "%s: %s" % (u or "none", ", ".join(os.path.basename(x) for x in ps)) for u, ps in units.items()))
+        log(
+            "warning: the inputs have different units (%s): the mosaic keeps the first input's"
+            % "; ".join("%s: %s" % (u or "none", ", ".join(os.path.basename(x) for x in ps)) for u, ps in units.items())
+        )
 
 
 def _open_frames(inputs, quality_paths, grid, band_map, resampling):
@@ -268,8 +289,10 @@ def _overlapping_pairs(frames, blend_width):
                 pairs.append((i, j))
                 pboxes.append(box)
     if not pairs:
-        raise TimeSeriesError("the inputs do not overlap at all (%s): offsets between frames cannot be estimated"
-                              % ", ".join(os.path.basename(p) for p in frames.paths))
+        raise TimeSeriesError(
+            "the inputs do not overlap at all (%s): offsets between frames cannot be estimated"
+            % ", ".join(os.path.basename(p) for p in frames.paths)
+        )
     return _Overlaps(pairs, pboxes, [_expand(b, blend_width, frames.grid) for b in pboxes])
 
 
@@ -295,14 +318,14 @@ def _add_pair_differences(frames, ov, p, data, rows):
         return
     for k, f in enumerate((i, j)):
         fb, x = data[f]
-        m = np.isfinite(x[:, be[0] - fb[0]:be[1] - fb[0], be[2] - fb[2]:be[3] - fb[2]]).any(axis=0)
-        ov.masks[p][k][be[0] - ov.expanded[p][0]:be[1] - ov.expanded[p][0]] = np.packbits(m, axis=1)
+        m = np.isfinite(x[:, be[0] - fb[0] : be[1] - fb[0], be[2] - fb[2] : be[3] - fb[2]]).any(axis=0)
+        ov.masks[p][k][be[0] - ov.expanded[p][0] : be[1] - ov.expanded[p][0]] = np.packbits(m, axis=1)
     b = _intersect(ov.boxes[p], (rows[0], rows[1], 0, frames.grid.xsize))
     if b is None:
         return
     (bi_, xi), (bj_, xj) = data[i], data[j]
-    vi = xi[:, b[0] - bi_[0]:b[1] - bi_[0], b[2] - bi_[2]:b[3] - bi_[2]]
-    vj = xj[:, b[0] - bj_[0]:b[1] - bj_[0], b[2] - bj_[2]:b[3] - bj_[2]]
+    vi = xi[:, b[0] - bi_[0] : b[1] - bi_[0], b[2] - bi_[2] : b[3] - bi_[2]]
+    vj = xj[:, b[0] - bj_[0] : b[1] - bj_[0], b[2] - bj_[2] : b[3] - bj_[2]]
     si, sj = frames.slot[i], frames.slot[j]
     both = (si >= 0) & (sj >= 0)
     d = np.full((nd,) + vi.shape[1:], np.nan)
@@ -336,12 +359,14 @@ def _overlap_pass(frames, ov, memory_mb, progress, is_canceled):
     ov.sums = np.zeros((len(ov.pairs), nd, 3))
     ov.shift = np.full((len(ov.pairs), nd), np.nan)
     ov.samples = [[] for _ in ov.pairs]
-    ov.masks = [[np.zeros((b[1] - b[0], (b[3] - b[2] + 7) // 8), dtype=np.uint8) for _ in range(2)]
-                for b in ov.expanded]
+    ov.masks = [
+        [np.zeros((b[1] - b[0], (b[3] - b[2] + 7) // 8), dtype=np.uint8) for _ in range(2)] for b in ov.expanded
+    ]
     width_read = sum(b[3] - b[2] for b in ov.expanded) * 2
     r_lo, r_hi = min(b[0] for b in ov.expanded), max(b[1] for b in ov.expanded)
-    p1_blocks = [(r0 + r_lo, nr) for r0, nr in row_blocks(r_hi - r_lo, max(1, width_read) * (nd * 8 * 3 + 4),
-                                                          memory_mb * 0.5)]
+    p1_blocks = [
+        (r0 + r_lo, nr) for r0, nr in row_blocks(r_hi - r_lo, max(1, width_read) * (nd * 8 * 3 + 4), memory_mb * 0.5)
+    ]
     for bi, (r0, nr) in enumerate(p1_blocks):
         _check(is_canceled)
         rows = (r0, r0 + nr)
@@ -378,8 +403,9 @@ def _frame_offsets(frames, ov, medians, reference_frame, time_trend):
     connected = np.zeros((nf, nd), dtype=bool)
     for t in range(nd):
         present = frames.slot[:, t] >= 0
-        offsets[:, t], connected[:, t] = adjust_offsets(nf, ov.pairs, medians[:, t], counts[:, t], present,
-                                                        int(reference_frame))
+        offsets[:, t], connected[:, t] = adjust_offsets(
+            nf, ov.pairs, medians[:, t], counts[:, t], present, int(reference_frame)
+        )
     dates = frames.dates
     if time_trend and dates is not None:
         tyears = np.array([(d - dates[0]).days / 365.25 for d in dates])
@@ -409,14 +435,18 @@ def _offset_rows(frames, ov, offsets, connected):
                 n += cn
                 s1 += cq + 2.0 * c * cs + cn * c * c
                 a1 += cq + 2.0 * delta * cs + cn * delta * delta
-            rows.append({
-                "frame": f, "input": os.path.basename(frames.paths[f]),
-                "date": format_date(frames.dates[t]) if frames.dates is not None else "",
-                "offset_mm": float(offsets[f, t]), "overlap_pixels": int(n),
-                "rms_before_mm": math.sqrt(s1 / n) if n else float("nan"),
-                "rms_after_mm": math.sqrt(max(a1, 0.0) / n) if n else float("nan"),
-                "connected_to_reference": bool(connected[f, t]),
-            })
+            rows.append(
+                {
+                    "frame": f,
+                    "input": os.path.basename(frames.paths[f]),
+                    "date": format_date(frames.dates[t]) if frames.dates is not None else "",
+                    "offset_mm": float(offsets[f, t]),
+                    "overlap_pixels": int(n),
+                    "rms_before_mm": math.sqrt(s1 / n) if n else float("nan"),
+                    "rms_after_mm": math.sqrt(max(a1, 0.0) / n) if n else float("nan"),
+                    "connected_to_reference": bool(connected[f, t]),
+                }
+            )
     return rows
 
 
@@ -439,11 +469,11 @@ def _blend_weight(frames, ov, f, window, wb):
         lo_c, hi_c = b[2] - wb, b[3] + wb
         cr0, cr1 = max(lo_r, e[0]), min(hi_r, e[1])
         cc0, cc1 = max(lo_c, e[2]), min(hi_c, e[3])
-        packed = ov.masks[p][k][cr0 - e[0]:cr1 - e[0]]
-        m = np.unpackbits(packed, axis=1, count=e[3] - e[2])[:, cc0 - e[2]:cc1 - e[2]].astype(bool)
+        packed = ov.masks[p][k][cr0 - e[0] : cr1 - e[0]]
+        m = np.unpackbits(packed, axis=1, count=e[3] - e[2])[:, cc0 - e[2] : cc1 - e[2]].astype(bool)
         m = np.pad(m, ((cr0 - lo_r, hi_r - cr1), (cc0 - lo_c, hi_c - cc1)), mode="edge")
         inner = (slice(wb, wb + b[1] - b[0]), slice(wb, wb + b[3] - b[2]))
-        weight[b[0] - r0:b[1] - r0, b[2] - c0:b[3] - c0] = _taper(m, wb, inner)
+        weight[b[0] - r0 : b[1] - r0, b[2] - c0 : b[3] - c0] = _taper(m, wb, inner)
     if frames.quality is not None:
         q = frames.quality[f].read(r0, nr, c0, nc)[0]
         weight = weight * np.where(np.isfinite(q), np.clip(q, 1e-6, None), 1e-6)
@@ -480,8 +510,11 @@ def _output_metadata(inputs, reference_frame, linear_offsets):
     ds0 = open_raster(inputs[0])
     md0 = ds0.GetMetadata() or {}
     units = ds0.GetRasterBand(1).GetUnitType() or md0.get("UNITS", "mm")
-    md = {"MOSAIC_INPUTS": ";".join(inputs), "REFERENCE_FRAME": str(reference_frame),
-          "OFFSET_MODEL": "linear in time" if linear_offsets else "per date"}
+    md = {
+        "MOSAIC_INPUTS": ";".join(inputs),
+        "REFERENCE_FRAME": str(reference_frame),
+        "OFFSET_MODEL": "linear in time" if linear_offsets else "per date",
+    }
     if "KIND" in md0:
         md["KIND"] = md0["KIND"]
     if "COMPONENT" in md0:
@@ -508,9 +541,23 @@ def _blend_pass(frames, ov, offsets, out_path, options):
     return len(blocks)
 
 
-def _mosaic_frames(inputs, out_path, reference_frame=0, crs_wkt=None, extent=None, resolution=0.0,
-                  missing=MISSING_DROP, time_trend=False, quality_paths=None, blend_width=DEFAULT_BLEND_WIDTH,
-                  resampling="bilinear", memory_mb=DEFAULT_MEMORY_MB, progress=None, is_canceled=None, log=None):
+def _mosaic_frames(
+    inputs,
+    out_path,
+    reference_frame=0,
+    crs_wkt=None,
+    extent=None,
+    resolution=0.0,
+    missing=MISSING_DROP,
+    time_trend=False,
+    quality_paths=None,
+    blend_width=DEFAULT_BLEND_WIDTH,
+    resampling="bilinear",
+    memory_mb=DEFAULT_MEMORY_MB,
+    progress=None,
+    is_canceled=None,
+    log=None,
+):
     """Mosaic ``inputs`` (time series or velocities of overlapping frames) into ``out_path``.
 
     See the module help. ``reference_frame``: 0-based index whose offsets are 0, or -1 for offsets of
@@ -540,18 +587,29 @@ def _mosaic_frames(inputs, out_path, reference_frame=0, crs_wkt=None, extent=Non
     _overlap_pass(frames, ov, memory_mb, progress, is_canceled)
     counts = ov.sums[:, :, 0]
     if counts.sum() == 0:
-        raise TimeSeriesError("the inputs have no valid pixel in common on any date (%s): offsets between frames "
-                              "cannot be estimated" % ", ".join(os.path.basename(p) for p in inputs))
+        raise TimeSeriesError(
+            "the inputs have no valid pixel in common on any date (%s): offsets between frames "
+            "cannot be estimated" % ", ".join(os.path.basename(p) for p in inputs)
+        )
     medians = _pair_medians(ov)
     offsets, connected = _frame_offsets(frames, ov, medians, reference_frame, time_trend)
     rows = _offset_rows(frames, ov, offsets, connected)
     if log is not None:
         lonely = sorted({r["input"] for r in rows if not r["connected_to_reference"]})
         if lonely:
-            log("warning: not connected to the reference frame on some dates (their offsets could not be "
-                "estimated; see connected_to_reference in the offsets table): %s" % ", ".join(lonely))
-    n_windows = _blend_pass(frames, ov, offsets, out_path,
-                            (reference_frame, time_trend, wb, memory_mb, progress, is_canceled))
-    summary = {"grid": grid, "dates": dates, "pairs": ov.pairs, "pair_pixels": counts.max(axis=1).astype(int).tolist(),
-               "sample_stride": ov.stride, "n_windows": n_windows}
+            log(
+                "warning: not connected to the reference frame on some dates (their offsets could not be "
+                "estimated; see connected_to_reference in the offsets table): %s" % ", ".join(lonely)
+            )
+    n_windows = _blend_pass(
+        frames, ov, offsets, out_path, (reference_frame, time_trend, wb, memory_mb, progress, is_canceled)
+    )
+    summary = {
+        "grid": grid,
+        "dates": dates,
+        "pairs": ov.pairs,
+        "pair_pixels": counts.max(axis=1).astype(int).tolist(),
+        "sample_stride": ov.stride,
+        "n_windows": n_windows,
+    }
     return rows, summary

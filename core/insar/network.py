@@ -1,4 +1,5 @@
 """The interferogram network of an SBAS inversion: dates, pairs, design matrices, components, selection."""
+
 import os
 
 import numpy as np
@@ -29,13 +30,17 @@ class SbasNetwork:
                 raise TimeSeriesError("%s: reference date equals secondary date (%s)" % (names[k], format_date(a)))
             key = (min(a, b), max(a, b))
             if key in seen:
-                raise TimeSeriesError("duplicate pair %s_%s: %s and %s" % (
-                    key[0].strftime("%Y%m%d"), key[1].strftime("%Y%m%d"), names[seen[key]], names[k]))
+                raise TimeSeriesError(
+                    "duplicate pair %s_%s: %s and %s"
+                    % (key[0].strftime("%Y%m%d"), key[1].strftime("%Y%m%d"), names[seen[key]], names[k])
+                )
             seen[key] = k
         self.dates = sorted(set(date1) | set(date2))
         if len(self.dates) < 3:
-            raise TimeSeriesError("an SBAS inversion needs at least 3 acquisition dates, the network has %d (%s)"
-                                  % (len(self.dates), ", ".join(format_date(d) for d in self.dates)))
+            raise TimeSeriesError(
+                "an SBAS inversion needs at least 3 acquisition dates, the network has %d (%s)"
+                % (len(self.dates), ", ".join(format_date(d) for d in self.dates))
+            )
         pos = {d: i for i, d in enumerate(self.dates)}
         a = np.array([pos[d] for d in date1])
         b = np.array([pos[d] for d in date2])
@@ -130,7 +135,7 @@ def largest_part(labels):
     Ties go to the earliest part."""
     labels = np.asarray(labels)
     N = labels.shape[0]
-    sizes = (labels[None, :, :] == np.arange(N)[:, None, None]).sum(axis=1)   # (label, U)
+    sizes = (labels[None, :, :] == np.arange(N)[:, None, None]).sum(axis=1)  # (label, U)
     first = np.argmax(sizes, axis=0)
     return labels == first[None, :], first
 
@@ -158,8 +163,12 @@ def select_pairs(network, max_temporal_baseline=None, max_perp_baseline=None, ex
             used[k], reasons[k] = False, "excluded"
         elif max_temporal_baseline and tb[k] > max_temporal_baseline:
             used[k], reasons[k] = False, "temporal baseline %.0f d > %.0f d" % (tb[k], max_temporal_baseline)
-        elif max_perp_baseline and network.bperp is not None and np.isfinite(network.bperp[k]) \
-                and abs(network.bperp[k]) > max_perp_baseline:
+        elif (
+            max_perp_baseline
+            and network.bperp is not None
+            and np.isfinite(network.bperp[k])
+            and abs(network.bperp[k]) > max_perp_baseline
+        ):
             used[k] = False
             reasons[k] = "perpendicular baseline %.1f m > %.1f m" % (abs(network.bperp[k]), max_perp_baseline)
     return used, reasons
@@ -172,4 +181,3 @@ def subnetwork(network, used):
     d2 = [network.dates[network.i2[k]] if network.sign[k] > 0 else network.dates[network.i1[k]] for k in idx]
     bp = None if network.bperp is None else network.bperp[idx]
     return SbasNetwork(d1, d2, [network.names[k] for k in idx], bp)
-

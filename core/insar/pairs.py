@@ -1,4 +1,5 @@
 """Interferogram pair dates: from file names (LiCSAR, HyP3) or a pairs CSV, matched to the files."""
+
 import csv
 import os
 import re
@@ -38,7 +39,8 @@ def pairs_from_names(names):
     if bad:
         raise TimeSeriesError(
             "no reference and secondary date (two YYYYMMDD groups) in the file name of: %s; "
-            "rename the files or give a pairs CSV" % ", ".join(bad))
+            "rename the files or give a pairs CSV" % ", ".join(bad)
+        )
     return out
 
 
@@ -86,36 +88,50 @@ def read_pairs_csv(path):
             raise TimeSeriesError("pairs CSV %s line %d: expected file, reference date, secondary date" % (path, n))
         d1, d2 = parse_date(r[ri].strip()), parse_date(r[si].strip())
         if d1 is None or d2 is None:
-            raise TimeSeriesError("pairs CSV %s line %d: %r / %r are not dates (YYYY-MM-DD or YYYYMMDD)"
-                                  % (path, n, r[ri], r[si]))
+            raise TimeSeriesError(
+                "pairs CSV %s line %d: %r / %r are not dates (YYYY-MM-DD or YYYYMMDD)" % (path, n, r[ri], r[si])
+            )
         bp = None
         if bi is not None and bi < len(r) and r[bi].strip():
             try:
                 bp = float(r[bi])
             except ValueError:
-                raise TimeSeriesError("pairs CSV %s line %d: perpendicular baseline %r is not a number"
-                                      % (path, n, r[bi])) from None
+                raise TimeSeriesError(
+                    "pairs CSV %s line %d: perpendicular baseline %r is not a number" % (path, n, r[bi])
+                ) from None
         out.append({"file": r[fi].strip(), "date1": d1, "date2": d2, "bperp": bp})
     return out
 
 
 def match_pairs_csv(files, table, source="PAIRS"):
     """Look up each interferogram file in a pairs table (by path, base name or stem)."""
+
     def keys(p):
         b = os.path.basename(str(p))
         return {str(p), b, b.split(".")[0], os.path.splitext(b)[0]}
+
     index = {}
     for row in table:
         for k in keys(row["file"]):
             index.setdefault(k, row)
     out, missing = [], []
     for f in files:
-        row = next((index[k] for k in (str(f), os.path.basename(str(f)), os.path.splitext(os.path.basename(str(f)))[0],
-                                        os.path.basename(str(f)).split(".")[0]) if k in index), None)
+        row = next(
+            (
+                index[k]
+                for k in (
+                    str(f),
+                    os.path.basename(str(f)),
+                    os.path.splitext(os.path.basename(str(f)))[0],
+                    os.path.basename(str(f)).split(".")[0],
+                )
+                if k in index
+            ),
+            None,
+        )
         if row is None:
             missing.append(os.path.basename(str(f)))
         out.append(row)
     if missing:
         raise TimeSeriesError("%s has no row for: %s" % (source, ", ".join(missing)))
     return out
-

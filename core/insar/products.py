@@ -34,6 +34,7 @@ Folder input (:func:`discover`): a LiCSAR frame download (``GEOC/YYYYMMDD_YYYYMM
 pair folders) or a HyP3 download folder (one folder or zip per product; zips are read in place through GDAL's
 ``/vsizip/``).
 """
+
 import math
 import os
 import re
@@ -67,8 +68,8 @@ GEOMETRY_KINDS = ("E", "N", "U", "hgt", "lv_theta", "lv_phi", "dem", "water_mask
 LICSAR_ZERO_NODATA = (KIND_UNW, KIND_COH, "E", "N", "U", "hgt")
 
 COHERENCE_BYTE_SCALE = np.float32(255.0)
-LATTICE_TOL = 1e-3          # a product is on the stack's lattice when its origin is within this many pixels of it
-WARP_MEMORY_BYTES = 4 * 2 ** 20   # GDAL warper working memory of a warped read (its default, 64 MB, would exceed
+LATTICE_TOL = 1e-3  # a product is on the stack's lattice when its origin is within this many pixels of it
+WARP_MEMORY_BYTES = 4 * 2**20  # GDAL warper working memory of a warped read (its default, 64 MB, would exceed
 #                                   small memory caps; the warp runs in chunks of this size)
 
 # --------------------------------------------------------------------------- names
@@ -82,15 +83,32 @@ _HYP3_NAMES = (
     ("INSAR_ISCE_BURST", r"S1_\d{6}_IW[123]_\d{8}_\d{8}_[HV]{2}_INT\d+_[0-9A-Fa-f]{4}"),
     # ISCE2 multi-burst product: S1_064_000000s1n00-136231s2n02-000000s3n00_IW_20200604_20200616_VV_INT80_77F1
     # (the first releases had a hyphen after the relative orbit)
-    ("INSAR_ISCE_MULTI_BURST", r"S1_\d{3}[-_]\d{6}s1n\d{2}-\d{6}s2n\d{2}-\d{6}s3n\d{2}_IW_\d{8}_\d{8}_[HV]{2}_INT\d+"
-                               r"_[0-9A-Fa-f]{4}"),
+    (
+        "INSAR_ISCE_MULTI_BURST",
+        r"S1_\d{3}[-_]\d{6}s1n\d{2}-\d{6}s2n\d{2}-\d{6}s3n\d{2}_IW_\d{8}_\d{8}_[HV]{2}_INT\d+"
+        r"_[0-9A-Fa-f]{4}",
+    ),
 )
 HYP3_NAME_RE = re.compile(r"^(?P<name>%s)" % "|".join("(?:%s)" % p for _, p in _HYP3_NAMES))
-HYP3_LAYERS = ("unw_phase", "corr", "lv_theta", "lv_phi", "dem", "water_mask", "inc_map", "inc_map_ell",
-               "los_disp", "vert_disp", "amp", "wrapped_phase", "conncomp")
+HYP3_LAYERS = (
+    "unw_phase",
+    "corr",
+    "lv_theta",
+    "lv_phi",
+    "dem",
+    "water_mask",
+    "inc_map",
+    "inc_map_ell",
+    "los_disp",
+    "vert_disp",
+    "amp",
+    "wrapped_phase",
+    "conncomp",
+)
 # <name>_<layer>.tif, or MintPy's clipped <name>_<layer>_clip.tif
-HYP3_FILE_RE = re.compile(r"^(?P<name>.+?)_(?P<layer>%s)(?:_clip)?\.tif$" % "|".join(
-    sorted(HYP3_LAYERS, key=len, reverse=True)))
+HYP3_FILE_RE = re.compile(
+    r"^(?P<name>.+?)_(?P<layer>%s)(?:_clip)?\.tif$" % "|".join(sorted(HYP3_LAYERS, key=len, reverse=True))
+)
 
 
 def hyp3_product_name(name):
@@ -138,10 +156,10 @@ def detect_product(paths, product=PRODUCT_AUTO):
 def _short(path):
     p = str(path)
     if p.startswith("/vsizip/"):
-        inner = p[len("/vsizip/"):]
+        inner = p[len("/vsizip/") :]
         i = inner.lower().find(".zip")
         if i >= 0:
-            return "%s (in %s)" % (os.path.basename(inner), os.path.basename(inner[:i + 4]))
+            return "%s (in %s)" % (os.path.basename(inner), os.path.basename(inner[: i + 4]))
     return os.path.basename(p)
 
 
@@ -199,7 +217,7 @@ class ProductRaster:
         self.grid = RasterGrid.of(ds)
         self.data_type = gdal.GetDataTypeName(band.DataType)
         self.nodata = band.GetNoDataValue()
-        self.scale_offset = (band.GetScale(), band.GetOffset())   # read once: not per window (see _read_file)
+        self.scale_offset = (band.GetScale(), band.GetOffset())  # read once: not per window (see _read_file)
         bs = band.GetBlockSize()
         self.block_size = (int(bs[0]), int(bs[1]))
         self.sample_bytes = max(1, gdal.GetDataTypeSize(band.DataType) // 8)
@@ -208,7 +226,7 @@ class ProductRaster:
         self.byte_scaled = kind == KIND_COH and self.data_type == "Byte"
         self.row_off = 0
         self.col_off = 0
-        self.warp = None          # (geotransform, projection wkt, xsize, ysize) of the stack grid
+        self.warp = None  # (geotransform, projection wkt, xsize, ysize) of the stack grid
         self.stack_shape = (self.grid.ysize, self.grid.xsize)
 
     def __repr__(self):
@@ -254,10 +272,19 @@ class ProductRaster:
         src_nodata = self.nodata
         if src_nodata is None and self.zero_is_nodata:
             src_nodata = 0
-        opts = gdal.WarpOptions(format="VRT", outputBounds=(gt[0], gt[3] + ys * gt[5], gt[0] + xs * gt[1], gt[3]),
-                                width=xs, height=ys, dstSRS=wkt, resampleAlg="near", outputType=gdal.GDT_Float32,
-                                srcNodata=src_nodata, dstNodata=float("nan"), multithread=False,
-                                warpMemoryLimit=WARP_MEMORY_BYTES)
+        opts = gdal.WarpOptions(
+            format="VRT",
+            outputBounds=(gt[0], gt[3] + ys * gt[5], gt[0] + xs * gt[1], gt[3]),
+            width=xs,
+            height=ys,
+            dstSRS=wkt,
+            resampleAlg="near",
+            outputType=gdal.GDT_Float32,
+            srcNodata=src_nodata,
+            dstNodata=float("nan"),
+            multithread=False,
+            warpMemoryLimit=WARP_MEMORY_BYTES,
+        )
         return gdal.Warp("", self.path, options=opts)
 
     def read(self, row0, nrows, col0=0, ncols=None):
@@ -271,7 +298,7 @@ class ProductRaster:
                 a = read_window(ds, col0, row0, ncols, nrows, bands=[1], dtype=np.float32)[0]
             finally:
                 ds = None
-            return self._convert(a)   # the warp turned the source NoData into NaN already
+            return self._convert(a)  # the warp turned the source NoData into NaN already
         fr0, fc0 = row0 + self.row_off, col0 + self.col_off
         r0, r1 = max(fr0, 0), min(fr0 + nrows, self.grid.ysize)
         c0, c1 = max(fc0, 0), min(fc0 + ncols, self.grid.xsize)
@@ -280,7 +307,7 @@ class ProductRaster:
         else:
             out = np.full((nrows, ncols), np.nan, dtype=np.float32)
             if r1 > r0 and c1 > c0:
-                out[r0 - fr0:r1 - fr0, c0 - fc0:c1 - fc0] = self._read_file(c0, r0, c1 - c0, r1 - r0)
+                out[r0 - fr0 : r1 - fr0, c0 - fc0 : c1 - fc0] = self._read_file(c0, r0, c1 - c0, r1 - r0)
         return out
 
     def valid_at(self, points):
@@ -298,8 +325,9 @@ class ProductRaster:
                 if not (0 <= fr < ds.RasterYSize and 0 <= fc < ds.RasterXSize and 0 <= r < ysize and 0 <= c < xsize):
                     continue
                 v = float(band.ReadAsArray(int(fc), int(fr), 1, 1)[0, 0])
-                out[j] = np.isfinite(v) and not (nodata is not None and v == nodata) \
-                    and not (self.zero_is_nodata and v == 0)
+                out[j] = (
+                    np.isfinite(v) and not (nodata is not None and v == nodata) and not (self.zero_is_nodata and v == 0)
+                )
             return out
         finally:
             ds = None
@@ -314,8 +342,9 @@ class ProductRaster:
         finally:
             ds = None
         if a is None:
-            raise TimeSeriesError("%s: cannot read band 1 window x %d-%d, y %d-%d"
-                                  % (self.path, xoff, xoff + xsize, yoff, yoff + ysize))
+            raise TimeSeriesError(
+                "%s: cannot read band 1 window x %d-%d, y %d-%d" % (self.path, xoff, xoff + xsize, yoff, yoff + ysize)
+            )
         a = a.astype(np.float32, copy=False)
         nd = self.nodata
         if nd is not None and not np.isnan(nd):
@@ -341,8 +370,10 @@ def grid_bounds(grid):
 def _north_up(r):
     gt = r.grid.geotransform
     if gt[2] != 0 or gt[4] != 0 or gt[1] <= 0 or gt[5] >= 0:
-        raise TimeSeriesError("%s is not a north-up grid (geotransform %s); warp it to a north-up grid first"
-                              % (r.label(), ", ".join("%.6g" % v for v in gt)))
+        raise TimeSeriesError(
+            "%s is not a north-up grid (geotransform %s); warp it to a north-up grid first"
+            % (r.label(), ", ".join("%.6g" % v for v in gt))
+        )
 
 
 def _on_lattice(r, ref):
@@ -376,15 +407,19 @@ def _off_lattice(rasters, crs_mode):
         for r in rasters:
             crs.setdefault(crs_label(r.grid.projection), []).append(r.label())
         if len(crs) > 1:
-            parts = ["%s: %d (%s%s)" % (k, len(v), ", ".join(v[:2]), ", ..." if len(v) > 2 else "")
-                     for k, v in crs.items()]
-            raise TimeSeriesError("the products are in %d different CRS (%s); set the CRS handling to warp onto "
-                                  "the first product's grid, or give products of one UTM zone"
-                                  % (len(crs), "; ".join(parts)))
+            parts = [
+                "%s: %d (%s%s)" % (k, len(v), ", ".join(v[:2]), ", ..." if len(v) > 2 else "") for k, v in crs.items()
+            ]
+            raise TimeSeriesError(
+                "the products are in %d different CRS (%s); set the CRS handling to warp onto "
+                "the first product's grid, or give products of one UTM zone" % (len(crs), "; ".join(parts))
+            )
         names = ", ".join("%s (%s)" % (k, v) for k, v in list(reasons.items())[:3])
-        raise TimeSeriesError("%d product raster(s) are not on the pixel lattice of %s: %s%s; set the CRS handling "
-                              "to warp onto the first product's grid, or resample them to one lattice"
-                              % (len(off), ref.label(), names, " ..." if len(off) > 3 else ""))
+        raise TimeSeriesError(
+            "%d product raster(s) are not on the pixel lattice of %s: %s%s; set the CRS handling "
+            "to warp onto the first product's grid, or resample them to one lattice"
+            % (len(off), ref.label(), names, " ..." if len(off) > 3 else "")
+        )
     return off, reasons
 
 
@@ -406,10 +441,18 @@ def _footprint(r, ref, extent, warped):
     c0, c1 = (xmin - gt0[0]) / dx, (xmax - gt0[0]) / dx
     r0, r1 = (ymax - gt0[3]) / dy, (ymin - gt0[3]) / dy
     if extent == EXTENT_INTERSECTION:
-        return (math.ceil(c0 - LATTICE_TOL), math.ceil(r0 - LATTICE_TOL),
-                math.floor(c1 + LATTICE_TOL), math.floor(r1 + LATTICE_TOL))
-    return (math.floor(c0 + LATTICE_TOL), math.floor(r0 + LATTICE_TOL),
-            math.ceil(c1 - LATTICE_TOL), math.ceil(r1 - LATTICE_TOL))
+        return (
+            math.ceil(c0 - LATTICE_TOL),
+            math.ceil(r0 - LATTICE_TOL),
+            math.floor(c1 + LATTICE_TOL),
+            math.floor(r1 + LATTICE_TOL),
+        )
+    return (
+        math.floor(c0 + LATTICE_TOL),
+        math.floor(r0 + LATTICE_TOL),
+        math.ceil(c1 - LATTICE_TOL),
+        math.ceil(r1 - LATTICE_TOL),
+    )
 
 
 def _no_common_area(rasters, boxes):
@@ -423,8 +466,9 @@ def _no_common_area(rasters, boxes):
                 break
         if detail:
             break
-    return TimeSeriesError("the products have no common area%s; use the union extent or leave the "
-                           "non-overlapping products out" % detail)
+    return TimeSeriesError(
+        "the products have no common area%s; use the union extent or leave the non-overlapping products out" % detail
+    )
 
 
 def align(rasters, extent=EXTENT_INTERSECTION, crs_mode=CRS_ERROR, log=None):
@@ -445,7 +489,7 @@ def align(rasters, extent=EXTENT_INTERSECTION, crs_mode=CRS_ERROR, log=None):
     for r in rasters:
         _north_up(r)
     ref = rasters[0]
-    if all(r.grid.same_as(ref.grid) for r in rasters[1:]):      # every raster on the first one's grid
+    if all(r.grid.same_as(ref.grid) for r in rasters[1:]):  # every raster on the first one's grid
         for r in rasters:
             r.place(ref.grid)
         return ref.grid
@@ -460,17 +504,31 @@ def align(rasters, extent=EXTENT_INTERSECTION, crs_mode=CRS_ERROR, log=None):
         c0, r0, c1, r1 = b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()
     c0, r0, c1, r1 = int(c0), int(r0), int(c1), int(r1)
     gt0 = ref.grid.geotransform
-    grid = RasterGrid(c1 - c0, r1 - r0, (gt0[0] + c0 * gt0[1], gt0[1], 0.0, gt0[3] + r0 * gt0[5], 0.0, gt0[5]),
-                      ref.grid.projection)
+    grid = RasterGrid(
+        c1 - c0, r1 - r0, (gt0[0] + c0 * gt0[1], gt0[1], 0.0, gt0[3] + r0 * gt0[5], 0.0, gt0[5]), ref.grid.projection
+    )
     for r in rasters:
         r.place(grid, warp=r in off)
     if off:
-        log("%d product raster(s) warped (nearest neighbour) onto the grid of %s (%s): %s%s"
-            % (len(off), ref.label(), crs_label(ref.grid.projection),
-               ", ".join("%s (%s)" % (k, v) for k, v in list(reasons.items())[:3]), " ..." if len(off) > 3 else ""))
-    log("products differ in extent: stack grid = their %s, %d x %d px (%s)"
-        % ("common intersection" if extent == EXTENT_INTERSECTION else "union (NaN outside a product)",
-           grid.xsize, grid.ysize, grid.describe()))
+        log(
+            "%d product raster(s) warped (nearest neighbour) onto the grid of %s (%s): %s%s"
+            % (
+                len(off),
+                ref.label(),
+                crs_label(ref.grid.projection),
+                ", ".join("%s (%s)" % (k, v) for k, v in list(reasons.items())[:3]),
+                " ..." if len(off) > 3 else "",
+            )
+        )
+    log(
+        "products differ in extent: stack grid = their %s, %d x %d px (%s)"
+        % (
+            "common intersection" if extent == EXTENT_INTERSECTION else "union (NaN outside a product)",
+            grid.xsize,
+            grid.ysize,
+            grid.describe(),
+        )
+    )
     return grid
 
 
@@ -526,10 +584,13 @@ def hyp3_baseline(meta):
 def hyp3_reference_point(meta):
     """The unwrapping reference point of a HyP3 product (``.txt`` of hyp3-gamma >= 5.1 / ISCE2): dict with
     ``x``, ``y`` (map projection), ``lat``, ``lon``, ``phase`` (rad, removed from the raster), or None."""
-    keys = {"x": "X coordinate of the reference point in the map projection",
-            "y": "Y coordinate of the reference point in the map projection",
-            "lat": "Latitude of the reference point (WGS84)", "lon": "Longitude of the reference point (WGS84)",
-            "phase": "Phase at reference point"}
+    keys = {
+        "x": "X coordinate of the reference point in the map projection",
+        "y": "Y coordinate of the reference point in the map projection",
+        "lat": "Latitude of the reference point (WGS84)",
+        "lon": "Longitude of the reference point (WGS84)",
+        "phase": "Phase at reference point",
+    }
     low = {k.lower(): v for k, v in meta.items()}
     out = {k: _float(low.get(v.lower())) for k, v in keys.items()}
     return out if out["x"] is not None and out["y"] is not None else None
@@ -543,6 +604,7 @@ def read_licsar_baselines(path):
     last two columns. Lines that are neither (headers, comments) are skipped.
     """
     from ..io.dates import parse_date
+
     text = read_text(path)
     out = {}
     for line in text.splitlines():
@@ -553,15 +615,15 @@ def read_licsar_baselines(path):
             if len(tok) >= 9 and parse_date(tok[1]) and parse_date(tok[2]):
                 out[parse_date(tok[1])] = float(tok[7])
                 out[parse_date(tok[2])] = float(tok[8])
-            elif len(tok) >= 3 and len(tok[0]) == 8 and len(tok[1]) == 8 and parse_date(tok[0]) \
-                    and parse_date(tok[1]):
+            elif len(tok) >= 3 and len(tok[0]) == 8 and len(tok[1]) == 8 and parse_date(tok[0]) and parse_date(tok[1]):
                 out.setdefault(parse_date(tok[0]), 0.0)
                 out[parse_date(tok[1])] = float(tok[2])
         except ValueError:
             continue
     if not out:
-        raise TimeSeriesError("%s is not a LiCSAR baselines file (expected lines 'primary secondary bperp btemp')"
-                              % path)
+        raise TimeSeriesError(
+            "%s is not a LiCSAR baselines file (expected lines 'primary secondary bperp btemp')" % path
+        )
     return out
 
 
@@ -630,8 +692,13 @@ def _find_pair_folders(folder):
 
 
 def _licsar_metadata_dirs(folder, geoc_root):
-    cands = [os.path.join(folder, "metadata"), geoc_root, os.path.join(geoc_root, "metadata"), folder,
-             os.path.dirname(os.path.abspath(geoc_root))]
+    cands = [
+        os.path.join(folder, "metadata"),
+        geoc_root,
+        os.path.join(geoc_root, "metadata"),
+        folder,
+        os.path.dirname(os.path.abspath(geoc_root)),
+    ]
     out = []
     for c in cands:
         c = os.path.abspath(c)
@@ -646,6 +713,7 @@ def _excluded(entry, exclude):
     if not exclude:
         return False
     from .pairs import pair_from_name
+
     base = os.path.basename(str(entry).rstrip("/"))
     keys = {base, base.split(".")[0], base[:-4] if base.lower().endswith(".zip") else base}
     pr = pair_from_name(base)
@@ -668,8 +736,9 @@ def discover_licsar(folder, log=None, exclude=()):
     folder = str(folder)
     root, found = _find_pair_folders(folder)
     if not found:
-        raise TimeSeriesError("no LiCSAR interferograms in %s (expected GEOC/YYYYMMDD_YYYYMMDD/"
-                              "YYYYMMDD_YYYYMMDD.geo.unw.tif)" % folder)
+        raise TimeSeriesError(
+            "no LiCSAR interferograms in %s (expected GEOC/YYYYMMDD_YYYYMMDD/YYYYMMDD_YYYYMMDD.geo.unw.tif)" % folder
+        )
     pairs, no_unw, no_cc, left_out = [], [], [], []
     for d, unw, cc in found:
         stem = os.path.basename(d)
@@ -683,11 +752,15 @@ def discover_licsar(folder, log=None, exclude=()):
             no_cc.append(stem)
         pairs.append(Pair(stem, unw, cc, source=d))
     if no_unw:
-        raise TimeSeriesError("LiCSAR pair folder(s) without an unwrapped interferogram (*.geo.unw.tif): %s%s in %s; "
-                              "%s" % (", ".join(no_unw[:5]), " ..." if len(no_unw) > 5 else "", root, _FIX))
+        raise TimeSeriesError(
+            "LiCSAR pair folder(s) without an unwrapped interferogram (*.geo.unw.tif): %s%s in %s; "
+            "%s" % (", ".join(no_unw[:5]), " ..." if len(no_unw) > 5 else "", root, _FIX)
+        )
     if no_cc:
-        raise TimeSeriesError("LiCSAR product(s) without coherence (YYYYMMDD_YYYYMMDD.geo.cc.tif): %s%s in %s; "
-                              "%s" % (", ".join(no_cc[:5]), " ..." if len(no_cc) > 5 else "", root, _FIX))
+        raise TimeSeriesError(
+            "LiCSAR product(s) without coherence (YYYYMMDD_YYYYMMDD.geo.cc.tif): %s%s in %s; "
+            "%s" % (", ".join(no_cc[:5]), " ..." if len(no_cc) > 5 else "", root, _FIX)
+        )
     if left_out:
         log("left out (EXCLUDE): %s" % ", ".join(left_out))
     geometry, baselines = {}, None
@@ -701,6 +774,7 @@ def discover_licsar(folder, log=None, exclude=()):
     if baselines:
         epochs = read_licsar_baselines(baselines)
         from ..io.dates import parse_date
+
         missing = set()
         for p in pairs:
             d1, d2 = (parse_date(s) for s in p.name.split("_"))
@@ -709,8 +783,10 @@ def discover_licsar(folder, log=None, exclude=()):
             else:
                 missing.update(s for s, d in ((p.name[:8], d1), (p.name[9:], d2)) if d not in epochs)
         if missing:
-            log("LiCSAR baselines file %s has no baseline for epoch(s) %s: their pairs have none"
-                % (baselines, ", ".join(sorted(missing)[:8])))
+            log(
+                "LiCSAR baselines file %s has no baseline for epoch(s) %s: their pairs have none"
+                % (baselines, ", ".join(sorted(missing)[:8]))
+            )
     return pairs, geometry, baselines
 
 
@@ -788,13 +864,16 @@ def discover_hyp3(folder, log=None, exclude=()):
     if left_out:
         log("left out (EXCLUDE): %s" % ", ".join(left_out))
     if not pairs:
-        raise TimeSeriesError("no HyP3 products in %s (expected one folder or zip per product, named like "
-                              "S1AA_20200103T..._20200115T..._VVP012_INT80_G_ueF_1A2B)" % folder)
+        raise TimeSeriesError(
+            "no HyP3 products in %s (expected one folder or zip per product, named like "
+            "S1AA_20200103T..._20200115T..._VVP012_INT80_G_ueF_1A2B)" % folder
+        )
     return pairs
 
 
 def _generic_pairs(folder):
     from .pairs import pair_from_name
+
     unw, coh = {}, {}
     for dirpath, _, files in os.walk(folder):
         for f in sorted(files):
@@ -822,8 +901,7 @@ def detect_folder(folder):
             hyp = True
             break
     if lic and hyp:
-        raise TimeSeriesError("%s holds both LiCSAR and HyP3 products; set the product type or separate them"
-                              % folder)
+        raise TimeSeriesError("%s holds both LiCSAR and HyP3 products; set the product type or separate them" % folder)
     return PRODUCT_LICSAR if lic else PRODUCT_HYP3 if hyp else PRODUCT_GENERIC
 
 
@@ -849,14 +927,17 @@ def discover(folder, product=PRODUCT_AUTO, log=None, exclude=()):
     else:
         pairs = _generic_pairs(folder)
     from .pairs import pair_from_name
+
     seen = {}
     for p in pairs:
         key = pair_from_name(os.path.basename(p.unw))
         if key is None:
             raise TimeSeriesError("no date pair in the product name %s" % p.name)
         if key in seen:
-            raise TimeSeriesError("two products for the pair %s_%s: %s and %s; keep one"
-                                  % (key[0].strftime("%Y%m%d"), key[1].strftime("%Y%m%d"), seen[key].name, p.name))
+            raise TimeSeriesError(
+                "two products for the pair %s_%s: %s and %s; keep one"
+                % (key[0].strftime("%Y%m%d"), key[1].strftime("%Y%m%d"), seen[key].name, p.name)
+            )
         seen[key] = p
     pairs = [seen[k] for k in sorted(seen)]
     return product, pairs, geometry, baselines
@@ -865,8 +946,12 @@ def discover(folder, product=PRODUCT_AUTO, log=None, exclude=()):
 def _baselines_near(unw_path):
     """LiCSAR ``baselines`` file next to a frame's pair folders, if any (for interferograms given as files)."""
     d = os.path.dirname(os.path.abspath(unw_path))
-    for c in (os.path.dirname(d), d, os.path.join(os.path.dirname(os.path.dirname(d)), "metadata"),
-              os.path.join(os.path.dirname(d), "metadata")):
+    for c in (
+        os.path.dirname(d),
+        d,
+        os.path.join(os.path.dirname(os.path.dirname(d)), "metadata"),
+        os.path.join(os.path.dirname(d), "metadata"),
+    ):
         f = os.path.join(c, "baselines")
         if os.path.isfile(f):
             return f
@@ -893,8 +978,20 @@ class ProductStack:
     ``notes``: what was detected and done (for the log).
     """
 
-    def __init__(self, product, ifg, coh, grid, bperp=None, names=None, geometry_files=None,
-                 reference_points=None, notes=None, extent=EXTENT_INTERSECTION, crs_mode=CRS_ERROR):
+    def __init__(
+        self,
+        product,
+        ifg,
+        coh,
+        grid,
+        bperp=None,
+        names=None,
+        geometry_files=None,
+        reference_points=None,
+        notes=None,
+        extent=EXTENT_INTERSECTION,
+        crs_mode=CRS_ERROR,
+    ):
         self.product = product
         self.ifg = ifg
         self.coh = coh
@@ -934,15 +1031,18 @@ class GeometryLayer:
                 need = ("lv_theta",) if kind in ("incidence", "U") else ("lv_theta", "lv_phi")
                 self.method = "lv"
             else:
-                raise TimeSeriesError("the %s products ship no geometry for %s (LiCSAR metadata/<frame>.geo.E/N/U.tif "
-                                      "or HyP3 _lv_theta.tif/_lv_phi.tif, which are optional in HyP3 orders)"
-                                      % (PRODUCT_LABELS.get(stack.product, stack.product), kind))
+                raise TimeSeriesError(
+                    "the %s products ship no geometry for %s (LiCSAR metadata/<frame>.geo.E/N/U.tif "
+                    "or HyP3 _lv_theta.tif/_lv_phi.tif, which are optional in HyP3 orders)"
+                    % (PRODUCT_LABELS.get(stack.product, stack.product), kind)
+                )
         elif kind in files:
             need = (kind,)
             self.method = "file"
         else:
-            raise TimeSeriesError("the %s products ship no %s geometry file"
-                                  % (PRODUCT_LABELS.get(stack.product, stack.product), kind))
+            raise TimeSeriesError(
+                "the %s products ship no %s geometry file" % (PRODUCT_LABELS.get(stack.product, stack.product), kind)
+            )
         for k in need:
             self.sources[k] = _covering(files[k], k, stack)
         self.grid = stack.grid
@@ -950,15 +1050,31 @@ class GeometryLayer:
     def describe(self):
         return ", ".join("%s from %s" % (k, r.label()) for k, r in self.sources.items())
 
-    UNITS = {"incidence": "degrees", "E": "", "N": "", "U": "", "hgt": "m", "dem": "m", "lv_theta": "radians",
-             "lv_phi": "radians", "water_mask": ""}
+    UNITS = {
+        "incidence": "degrees",
+        "E": "",
+        "N": "",
+        "U": "",
+        "hgt": "m",
+        "dem": "m",
+        "lv_theta": "radians",
+        "lv_phi": "radians",
+        "water_mask": "",
+    }
 
     def write(self, path, rows_per_block=256):
         """Write the layer on the stack grid as a float32 GeoTIFF (NaN = no data), in row blocks."""
         from ..io.rasters import RasterWriter
+
         g = self.grid
-        with RasterWriter(path, g, 1, band_names=[self.kind], units=self.UNITS.get(self.kind, ""),
-                          metadata={"KIND": "geometry", "SOURCE": self.describe()}) as w:
+        with RasterWriter(
+            path,
+            g,
+            1,
+            band_names=[self.kind],
+            units=self.UNITS.get(self.kind, ""),
+            metadata={"KIND": "geometry", "SOURCE": self.describe()},
+        ) as w:
             for r0 in range(0, g.ysize, rows_per_block):
                 n = min(rows_per_block, g.ysize - r0)
                 w.write_block(r0, self.read(r0, n, 0, g.xsize)[None])
@@ -995,8 +1111,11 @@ def _covering(candidates, kind, stack):
         _north_up(r)
         if not same_crs(r.grid.projection, stack.grid.projection):
             if stack.crs_mode != CRS_WARP:
-                last = "%s is in %s, the stack in %s" % (r.label(), crs_label(r.grid.projection),
-                                                         crs_label(stack.grid.projection))
+                last = "%s is in %s, the stack in %s" % (
+                    r.label(),
+                    crs_label(r.grid.projection),
+                    crs_label(stack.grid.projection),
+                )
                 continue
             ct = osr.CoordinateTransformation(_srs(r.grid.projection), _srs(stack.grid.projection))
             gx0, gy0, gx1, gy1 = ct.TransformBounds(*r.bounds(), 21)
@@ -1010,8 +1129,17 @@ def _covering(candidates, kind, stack):
         px = abs(stack.grid.geotransform[1]) * LATTICE_TOL
         if gx0 <= sx0 + px and gy0 <= sy0 + px and gx1 >= sx1 - px and gy1 >= sy1 - px:
             return r.place(stack.grid, warp=warp)
-        last = ("%s covers x %.10g..%.10g, y %.10g..%.10g but the stack spans x %.10g..%.10g, y %.10g..%.10g"
-                % (r.label(), gx0, gx1, gy0, gy1, sx0, sx1, sy0, sy1))
+        last = "%s covers x %.10g..%.10g, y %.10g..%.10g but the stack spans x %.10g..%.10g, y %.10g..%.10g" % (
+            r.label(),
+            gx0,
+            gx1,
+            gy0,
+            gy1,
+            sx0,
+            sx1,
+            sy0,
+            sy1,
+        )
     raise TimeSeriesError("the %s geometry does not cover the stack: %s" % (kind, last))
 
 
@@ -1025,8 +1153,16 @@ class _GridProbe:
 class _Inputs:
     """What a folder or a file list holds: format, files, names, baselines, geometry, reference points."""
 
-    def __init__(self, product, ifg_paths, coherence_paths=None, names=None, bperp=None, geometry_files=None,
-                 reference_points=None):
+    def __init__(
+        self,
+        product,
+        ifg_paths,
+        coherence_paths=None,
+        names=None,
+        bperp=None,
+        geometry_files=None,
+        reference_points=None,
+    ):
         self.product = product
         self.ifg_paths = ifg_paths
         self.coherence_paths = coherence_paths or None
@@ -1041,8 +1177,10 @@ def _inputs_from_folder(folder, product, note, exclude):
     ifg_paths = [p.unw for p in pairs]
     coherence_paths = [p.coh for p in pairs if p.coh]
     if coherence_paths and len(coherence_paths) != len(ifg_paths):
-        note("coherence found for only %d of the %d interferograms in %s: coherence not used"
-             % (len(coherence_paths), len(ifg_paths), folder))
+        note(
+            "coherence found for only %d of the %d interferograms in %s: coherence not used"
+            % (len(coherence_paths), len(ifg_paths), folder)
+        )
         coherence_paths = None
     bperp = np.array([np.nan if p.bperp is None else p.bperp for p in pairs], dtype=float)
     geometry_files, ref_points = dict(frame_geom), None
@@ -1052,13 +1190,28 @@ def _inputs_from_folder(folder, product, note, exclude):
             if cands:
                 geometry_files[k] = cands
         ref_points = [hyp3_reference_point(p.metadata) for p in pairs]
-    note("%s products in %s: %d interferograms%s%s%s" % (
-        PRODUCT_LABELS[kind], folder, len(pairs), ", with coherence" if coherence_paths else "",
-        ", baselines from %s" % (os.path.basename(baselines) if baselines else "each product's .txt")
-        if np.isfinite(bperp).any() else ", no baselines",
-        ", geometry %s" % "/".join(sorted(geometry_files)) if geometry_files else ""))
-    return _Inputs(kind, ifg_paths, coherence_paths, names=[p.name for p in pairs], bperp=bperp,
-                   geometry_files=geometry_files, reference_points=ref_points)
+    note(
+        "%s products in %s: %d interferograms%s%s%s"
+        % (
+            PRODUCT_LABELS[kind],
+            folder,
+            len(pairs),
+            ", with coherence" if coherence_paths else "",
+            ", baselines from %s" % (os.path.basename(baselines) if baselines else "each product's .txt")
+            if np.isfinite(bperp).any()
+            else ", no baselines",
+            ", geometry %s" % "/".join(sorted(geometry_files)) if geometry_files else "",
+        )
+    )
+    return _Inputs(
+        kind,
+        ifg_paths,
+        coherence_paths,
+        names=[p.name for p in pairs],
+        bperp=bperp,
+        geometry_files=geometry_files,
+        reference_points=ref_points,
+    )
 
 
 def _hyp3_files_metadata(ifg_paths, note):
@@ -1089,6 +1242,7 @@ def _hyp3_files_metadata(ifg_paths, note):
 def _licsar_files_metadata(ifg_paths, note):
     """Baselines and frame geometry near LiCSAR interferograms given as files."""
     from .pairs import pair_from_name
+
     bperp, geometry_files = None, {}
     bl = _baselines_near(ifg_paths[0])
     if bl:
@@ -1121,8 +1275,16 @@ def _inputs_from_files(ifg_paths, coherence_paths, product, note):
     return inputs
 
 
-def open_stack(ifg_paths=None, coherence_paths=None, folder=None, product=PRODUCT_AUTO,
-               extent=EXTENT_INTERSECTION, crs_mode=CRS_ERROR, log=None, exclude=()):
+def open_stack(
+    ifg_paths=None,
+    coherence_paths=None,
+    folder=None,
+    product=PRODUCT_AUTO,
+    extent=EXTENT_INTERSECTION,
+    crs_mode=CRS_ERROR,
+    log=None,
+    exclude=(),
+):
     """Open the interferograms (and coherence) of a stack through the product conventions and place them on
     one grid. Either ``folder`` (a LiCSAR frame or HyP3 download folder, see :func:`discover`; products named
     in ``exclude`` are left out) or ``ifg_paths`` (and optionally ``coherence_paths``). Returns a
@@ -1147,12 +1309,23 @@ def open_stack(ifg_paths=None, coherence_paths=None, folder=None, product=PRODUC
     coh = [ProductRaster(p, KIND_COH, product) for p in inputs.coherence_paths] if inputs.coherence_paths else None
     rasters = ifg + (coh or [])
     grid = align(rasters, extent, crs_mode, note)
-    conv = sorted({"%s: %s" % ("interferograms" if r.kind == KIND_UNW else "coherence", r.conventions())
-                   for r in rasters})
+    conv = sorted(
+        {"%s: %s" % ("interferograms" if r.kind == KIND_UNW else "coherence", r.conventions()) for r in rasters}
+    )
     note("reading %s products (%s)" % (PRODUCT_LABELS.get(product, product), "; ".join(conv)))
     bperp = inputs.bperp
     if bperp is not None and not np.isfinite(bperp).any():
         bperp = None
-    return ProductStack(product, ifg, coh, grid, bperp=bperp, names=[r.name for r in ifg],
-                        geometry_files=inputs.geometry_files, reference_points=inputs.reference_points, notes=notes,
-                        extent=extent, crs_mode=crs_mode)
+    return ProductStack(
+        product,
+        ifg,
+        coh,
+        grid,
+        bperp=bperp,
+        names=[r.name for r in ifg],
+        geometry_files=inputs.geometry_files,
+        reference_points=inputs.reference_points,
+        notes=notes,
+        extent=extent,
+        crs_mode=crs_mode,
+    )

@@ -7,6 +7,7 @@ velocity and time series are copied with the other pixels set to NoData, and a 0
 quality raster has no data) is written. Streams in row blocks under a memory cap; outputs are written
 atomically.
 """
+
 import contextlib
 
 import numpy as np
@@ -41,8 +42,10 @@ def _active_thresholds(thresholds, names, quality_path, log):
         if val is None:
             continue
         if band not in names:
-            log("%s: the quality raster %s has no band '%s' (written by an older version?): threshold not applied"
-                % (key, quality_path, band))
+            log(
+                "%s: the quality raster %s has no band '%s' (written by an older version?): threshold not applied"
+                % (key, quality_path, band)
+            )
             continue
         active.append((key, band, op, float(val), desc, names[band]))
     return active
@@ -51,14 +54,18 @@ def _active_thresholds(thresholds, names, quality_path, log):
 def _checked_inputs(grid, quality_path, velocity_path, timeseries_path, out_velocity, out_timeseries):
     """(path, output, band count, kind) of the rasters to mask; each must be on the quality raster's grid."""
     inputs = []
-    for path, out, kind in ((velocity_path, out_velocity, "velocity"), (timeseries_path, out_timeseries,
-                                                                        "time series")):
+    for path, out, kind in (
+        (velocity_path, out_velocity, "velocity"),
+        (timeseries_path, out_timeseries, "time series"),
+    ):
         if path:
             ds = open_raster(path)
             g = RasterGrid.of(ds)
             if not g.same_as(grid):
-                raise TimeSeriesError("the %s raster %s is on another grid (%s) than the quality raster %s (%s)"
-                                      % (kind, path, g.describe(), quality_path, grid.describe()))
+                raise TimeSeriesError(
+                    "the %s raster %s is on another grid (%s) than the quality raster %s (%s)"
+                    % (kind, path, g.describe(), quality_path, grid.describe())
+                )
             if not out:
                 raise TimeSeriesError("no output given for the %s" % kind)
             inputs.append((path, out, ds.RasterCount, kind))
@@ -79,8 +86,20 @@ def _open_writers(es, inputs, grid, out_mask, rule_text):
         ds = None
         w = RasterWriter(out, grid, n, band_names=descr, units=units, metadata=md)
         writers.append((path, es.enter_context(w), n))
-    wm = es.enter_context(RasterWriter(out_mask, grid, 1, band_names=["quality_mask"], units="",
-                                       metadata={"KIND": "mask", "THRESHOLDS": rule_text})) if out_mask else None
+    wm = (
+        es.enter_context(
+            RasterWriter(
+                out_mask,
+                grid,
+                1,
+                band_names=["quality_mask"],
+                units="",
+                metadata={"KIND": "mask", "THRESHOLDS": rule_text},
+            )
+        )
+        if out_mask
+        else None
+    )
     return writers, wm
 
 
@@ -106,19 +125,56 @@ def _window_failures(quality_path, active, r0, nr, xsize):
 def _table_rows(active, fails, only, kept, nodata):
     rows = []
     for j, (key, band, op, val, desc, _) in enumerate(active):
-        rows.append({"threshold": key, "value": val, "band": band, "rule": "%s %s %g" % (band, op, val),
-                     "pixels_failing": int(fails[j]), "pixels_removed_only_by_it": int(only[j])})
-    rows.append({"threshold": "kept", "value": np.nan, "band": "", "rule": "passes every threshold",
-                 "pixels_failing": 0, "pixels_removed_only_by_it": 0, "pixels": kept})
-    rows.append({"threshold": "no data", "value": np.nan, "band": "", "rule": "no quality data",
-                 "pixels_failing": 0, "pixels_removed_only_by_it": 0, "pixels": nodata})
+        rows.append(
+            {
+                "threshold": key,
+                "value": val,
+                "band": band,
+                "rule": "%s %s %g" % (band, op, val),
+                "pixels_failing": int(fails[j]),
+                "pixels_removed_only_by_it": int(only[j]),
+            }
+        )
+    rows.append(
+        {
+            "threshold": "kept",
+            "value": np.nan,
+            "band": "",
+            "rule": "passes every threshold",
+            "pixels_failing": 0,
+            "pixels_removed_only_by_it": 0,
+            "pixels": kept,
+        }
+    )
+    rows.append(
+        {
+            "threshold": "no data",
+            "value": np.nan,
+            "band": "",
+            "rule": "no quality data",
+            "pixels_failing": 0,
+            "pixels_removed_only_by_it": 0,
+            "pixels": nodata,
+        }
+    )
     for r in rows[:-2]:
         r["pixels"] = r["pixels_failing"]
     return rows
 
 
-def mask_by_quality(quality_path, thresholds, velocity_path=None, timeseries_path=None, out_velocity=None,
-                    out_timeseries=None, out_mask=None, memory_mb=256, progress=None, is_canceled=None, log=None):
+def mask_by_quality(
+    quality_path,
+    thresholds,
+    velocity_path=None,
+    timeseries_path=None,
+    out_velocity=None,
+    out_timeseries=None,
+    out_mask=None,
+    memory_mb=256,
+    progress=None,
+    is_canceled=None,
+    log=None,
+):
     """Apply ``thresholds`` ({key: value or None}) to the quality raster and write the masked copies.
 
     Returns a list of table rows: per threshold set, ``threshold``, ``value``, ``band``, ``pixels_failing``

@@ -1,4 +1,5 @@
 """The reference pixel of an SBAS inversion: window medians, the automatic choice, map <-> pixel."""
+
 import warnings
 
 import numpy as np
@@ -56,5 +57,4 @@ def pixel_of(grid, x, y):
 def pixel_centre(grid, row, col):
     """Map coordinates (x, y) of the centre of pixel (row, col)."""
     gt = grid.geotransform
-    return (gt[0] + (col + 0.5) * gt[1] + (row + 0.5) * gt[2],
-            gt[3] + (col + 0.5) * gt[4] + (row + 0.5) * gt[5])
+    return (gt[0] + (col + 0.5) * gt[1] + (row + 0.5) * gt[2], gt[3] + (col + 0.5) * gt[4] + (row + 0.5) * gt[5])

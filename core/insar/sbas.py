@@ -45,6 +45,7 @@ Speed (no per-pixel Python loop):
 * pixels whose own network is more disconnected than the whole network (and
   every weighted pixel with a gap) go through a batched SVD pseudo-inverse.
 """
+
 from dataclasses import dataclass, replace
 from typing import Optional
 
@@ -71,8 +72,15 @@ DEFAULT_RCOND = 1e-5
 #: bands of the quality raster of the streaming driver, in this order (new bands are appended): the last two
 #: are the number of loops with an unclosed 2 pi ambiguity (NaN without loop closure) and the index of the
 #: first date of the part of the network that was kept (0 unless GAP_HANDLING mask dropped a part)
-QUALITY_BANDS = ("temporal_coherence", "n_ifg_used", "residual_rms_mm", "velocity_std_mm_yr", "n_gaps",
-                 "n_loop_errors", "kept_first_date")
+QUALITY_BANDS = (
+    "temporal_coherence",
+    "n_ifg_used",
+    "residual_rms_mm",
+    "velocity_std_mm_yr",
+    "n_gaps",
+    "n_loop_errors",
+    "kept_first_date",
+)
 
 #: interferograms per chunk of the residual / temporal-coherence pass
 RESID_CHUNK = 16
@@ -88,6 +96,7 @@ class SolverOptions:
     ``rad_per_unit``: radians per unit of the observations (for temporal coherence); ``dtype``: float
     type of the unweighted solve (float32 is ~2x faster; weighted normal equations are always float64).
     """
+
     weighting: str = WEIGHT_NONE
     looks: Optional[float] = DEFAULT_LOOKS
     min_coherence: float = 0.0
@@ -119,6 +128,7 @@ class SvdOperators:
 
     ``solve`` (N-1, M): ``ts[1:] = solve @ y``; ``hat`` (M, M): hat matrix of the data rows; ``basis``
     (M, rank): its orthonormal basis (``hat = basis basis^T``); ``nsbas``: the NSBAS design was used."""
+
     solve: np.ndarray
     hat: np.ndarray
     basis: np.ndarray
@@ -143,16 +153,20 @@ def svd_operators(network, options):
     U, s, Vt = np.linalg.svd(D, full_matrices=False)
     r = int(np.sum(s > options.rcond * s[0]))
     Ur, sr, Vr = U[:, :r], s[:r], Vt[:r].T
-    pinv = (Vr / sr) @ Ur.T            # (nu', R)
-    ops = SvdOperators(solve=(cumulative @ pinv)[:, :m],                 # ts[1:] = K y  (extra rows have obs 0)
-                       hat=Ur[:m] @ Ur[:m].T,                   # hat matrix of the data rows
-                       basis=np.ascontiguousarray(Ur[:m]), rank=r, nsbas=use_nsbas)
+    pinv = (Vr / sr) @ Ur.T  # (nu', R)
+    ops = SvdOperators(
+        solve=(cumulative @ pinv)[:, :m],  # ts[1:] = K y  (extra rows have obs 0)
+        hat=Ur[:m] @ Ur[:m].T,  # hat matrix of the data rows
+        basis=np.ascontiguousarray(Ur[:m]),
+        rank=r,
+        nsbas=use_nsbas,
+    )
     network._cache[key] = ops
     return ops
 
 
-FALLBACK_CHUNK_BYTES = 16 * 2 ** 20   # working memory of one chunk of _fallback_solve
-FALLBACK_BYTES_PER_ENTRY = 32        # float64 design copy, products and factors per design entry
+FALLBACK_CHUNK_BYTES = 16 * 2**20  # working memory of one chunk of _fallback_solve
+FALLBACK_BYTES_PER_ENTRY = 32  # float64 design copy, products and factors per design entry
 
 
 def _fallback_solve(network, obs, valid, sqrtw, options, chunk=None):
@@ -197,12 +211,11 @@ def _fallback_solve(network, obs, valid, sqrtw, options, chunk=None):
             x = np.zeros((c1 - c0, q))
             r = y
             for _ in range(2):  # the solve and one step of iterative refinement on the residual
-                g = np.einsum("nrq,nr->nq", Dm, r)                            # D^T r
+                g = np.einsum("nrq,nr->nq", Dm, r)  # D^T r
                 x += np.einsum("nqk,nk->nq", V, inv * np.einsum("nqk,nq->nk", V, g))
                 r = y - np.einsum("nrq,nq->nr", Dm, x)
         out[:, c0:c1] = np.cumsum(x[:, :nu].T * network.dt[:, None], axis=0)  # T v (O = [T | 0])
     return out
-
 
 
 def _weighted_laplacian_solve(network, obs, valid, w, chunk=8192):
@@ -222,7 +235,7 @@ def _weighted_laplacian_solve(network, obs, valid, w, chunk=8192):
     out = np.empty((N - 1, n))
     okall = np.ones(n, dtype=bool)
     bw = network.bandwidth
-    inner = i1 > 0                                   # pairs whose both dates are unknowns
+    inner = i1 > 0  # pairs whose both dates are unknowns
     for c0 in range(0, n, chunk):
         c1 = min(n, c0 + chunk)
         p = c1 - c0
@@ -275,7 +288,7 @@ def _impute_missing(operators, obs, workspace=None):
     miss = ~pat
     s_count = miss.sum(axis=0)
     Yp = np.take(Y, part, axis=1)
-    Uf = operators.basis.astype(Y.dtype)                    # H y0 = U (U^T y0), U: (M, rank)
+    Uf = operators.basis.astype(Y.dtype)  # H y0 = U (U^T y0), U: (M, rank)
     pred = fixed_chunk_matmul(Uf, fixed_chunk_matmul(np.ascontiguousarray(Uf.T), Yp, chunk=256), chunk=256)
     pat_ok = np.zeros(pat.shape[1], dtype=bool)
     order = np.argsort(inv, kind="stable")
@@ -289,9 +302,9 @@ def _impute_missing(operators, obs, workspace=None):
         ST = np.ascontiguousarray(S.T)
         u = len(us)
         idx = np.add((ST * M)[:, None, :], ST[None, :, :], out=work_array(workspace, "hss_idx", (s, s, u), np.intp))
-        Mat = Hf.ravel().take(idx, out=work_array(workspace, "hss", (s, s, u), fdt))          # (s, s, u) = H_SS
+        Mat = Hf.ravel().take(idx, out=work_array(workspace, "hss", (s, s, u), fdt))  # (s, s, u) = H_SS
         np.negative(Mat, out=Mat)
-        Mat[np.arange(s), np.arange(s)] += 1                                          # I - H_SS
+        Mat[np.arange(s), np.arange(s)] += 1  # I - H_SS
         C, good = cholesky_pattern_last(Mat, tol, overwrite=True, workspace=workspace)
         if not good.any():
             continue
@@ -305,18 +318,17 @@ def _impute_missing(operators, obs, workspace=None):
         counts = starts[ug + 1] - starts[ug]
         first = np.repeat(starts[ug], counts)
         within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-        sel = order[first + within]                                    # positions in `part`
+        sel = order[first + within]  # positions in `part`
         loc = np.repeat(np.arange(len(ug)), counts)
         step = max(256, int(2e7 // (s * s)))
         for c0 in range(0, sel.size, step):
-            sl, lc = sel[c0:c0 + step], loc[c0:c0 + step]
-            SpT = Sg[lc].T                                             # (s, n)
+            sl, lc = sel[c0 : c0 + step], loc[c0 : c0 + step]
+            SpT = Sg[lc].T  # (s, n)
             rhs = pred[SpT, sl[None, :]].astype(fdt)
-            Cp = Cg[:, :, c0:c0 + step] if unique_px else Cg[:, :, lc]
+            Cp = Cg[:, :, c0 : c0 + step] if unique_px else Cg[:, :, lc]
             c = cholesky_solve_pixel_last(Cp, rhs)
             Y[SpT, part[sl][None, :]] = c
     return pat_ok
-
 
 
 # --------------------------------------------------------------------------- block solver
@@ -330,6 +342,7 @@ class Observations:
     indices of the pixels with some but not all; ``n_used`` (P,); ``patterns`` (M, U) the distinct
     validity patterns of the partial pixels and ``pattern_index`` each partial pixel's pattern (None
     without partial pixels)."""
+
     raw: np.ndarray
     signed: np.ndarray
     valid: np.ndarray
@@ -349,6 +362,7 @@ class Gaps:
     ``per_pixel`` (P,) int32, -1 without data; ``network_labels`` (N,) component label of each date
     (smallest date index of its component) in the whole network; ``network`` its gap count;
     ``per_pattern`` (U,) of the validity patterns of :class:`Observations` (None without partial pixels)."""
+
     per_pixel: np.ndarray
     network_labels: np.ndarray
     network: int
@@ -383,8 +397,7 @@ def _prepare_observations(obs_block, network, coherence_block, options, workspac
     has = valid.any(axis=0)
     part = np.flatnonzero(has & ~full)
     n_used = np.where(full, M, 0)
-    obs = Observations(raw=y, signed=Y, valid=valid, coherence=coh, full=full, has=has, partial=part,
-                       n_used=n_used)
+    obs = Observations(raw=y, signed=Y, valid=valid, coherence=coh, full=full, has=has, partial=part, n_used=n_used)
     if part.size:
         n_used[part] = valid[:, part].sum(axis=0)
         obs.patterns, obs.pattern_index = unique_patterns(valid[:, part])
@@ -428,8 +441,9 @@ def _solve_unweighted(obs, network, options, ts, gaps, workspace):
     fixed_chunk_matmul(ops.solve.astype(wdt), obs.signed, out=ts[1:])
     ts[:, ~obs.has] = np.nan
     if fallback.size:
-        ts[1:, fallback] = _fallback_solve(network, obs.raw[:, fallback] * network.sign[:, None],
-                                           obs.valid[:, fallback], None, options)
+        ts[1:, fallback] = _fallback_solve(
+            network, obs.raw[:, fallback] * network.sign[:, None], obs.valid[:, fallback], None, options
+        )
     return fallback
 
 
@@ -474,7 +488,7 @@ def _residual_statistics(ts, obs, network, options, zero_rows, *, ifg_stats=Fals
     rad_per_unit = wdt(options.rad_per_unit)
     for k0 in range(0, M, ch):
         k1 = min(M, k0 + ch)
-        ek, tk = e[:k1 - k0], tmp[:k1 - k0]
+        ek, tk = e[: k1 - k0], tmp[: k1 - k0]
         np.take(ts_filled, network.i2[k0:k1], axis=0, out=ek)
         np.take(ts_filled, network.i1[k0:k1], axis=0, out=tk)
         np.subtract(ek, tk, out=ek)
@@ -523,8 +537,9 @@ def _mask_disconnected(ts, obs, network, gaps):
     return kept_first
 
 
-def sbas_invert_block(obs_block, network, coherence_block=None, options=None, workspace=None, ifg_stats=False,
-                      **option_values):
+def sbas_invert_block(
+    obs_block, network, coherence_block=None, options=None, workspace=None, ifg_stats=False, **option_values
+):
     """Invert a block of interferograms into a displacement time series.
 
     Parameters
@@ -574,8 +589,9 @@ def sbas_invert_block(obs_block, network, coherence_block=None, options=None, wo
     # imputed observations have zero residual by construction; only pixels solved otherwise
     # (weighted / fallback) need their missing rows zeroed (and all partial ones for ifg_stats)
     zero_rows = obs.partial if (options.weighted or ifg_stats) else fallback
-    rms, tcoh, sum_e2 = _residual_statistics(ts, obs, network, options, zero_rows, ifg_stats=ifg_stats,
-                                             workspace=workspace)
+    rms, tcoh, sum_e2 = _residual_statistics(
+        ts, obs, network, options, zero_rows, ifg_stats=ifg_stats, workspace=workspace
+    )
     kept_first = np.where(obs.has, 0, -1).astype(np.int32)
     if options.gap_handling == GAP_MASK:
         kept_first = _mask_disconnected(ts, obs, network, gaps)
@@ -593,7 +609,7 @@ def sbas_invert_block(obs_block, network, coherence_block=None, options=None, wo
 
 
 # --------------------------------------------------------------------------- memory model
-MIB = 2 ** 20
+MIB = 2**20
 # Working memory of one pixel in a sub-block solve: sbas_invert_block with its workspace kept for the
 # window's next sub-block, then the velocity fit, outputs included (the streamed driver's
 # ``solve_sub_block``); inputs are not counted: they sit in the window buffer. Measured with tracemalloc on
@@ -602,9 +618,9 @@ MIB = 2 ** 20
 # stays below the model and does not fall far below it (the model drifts when the solver changes):
 # bytes per interferogram, per date and per pixel.
 SOLVE_BYTES = {
-    "float32": (18, 24, 512),     # unweighted, float32 solve
-    "float64": (32, 16, 512),     # unweighted, float64 solve (automatic reference without coherence)
-    "weighted": (88, 32, 512),    # float64 normal equations in band storage
+    "float32": (18, 24, 512),  # unweighted, float32 solve
+    "float64": (32, 16, 512),  # unweighted, float64 solve (automatic reference without coherence)
+    "weighted": (88, 32, 512),  # float64 normal equations in band storage
 }
 
 

@@ -11,6 +11,7 @@ error or a cancellation leaves no output behind.
 The window tasks (:func:`reference_block_task`, :func:`invert_block_task`) are pure and picklable: they
 get a :class:`WindowTask` and the pass's :class:`TaskState` and may run on Dask workers.
 """
+
 import contextlib
 import threading
 from dataclasses import dataclass, replace
@@ -63,6 +64,7 @@ class SbasOptions:
     ``incidence_type``: angle in degrees or U = cos) or the constant ``incidence_angle``; a correction that
     raises an interferogram's standard deviation by more than ``gacos_tolerance`` (share) is not applied;
     a date without a GACOS file is an error unless ``gacos_skip_missing`` (its interferograms are left out)."""
+
     input_units: str = UNITS_RADIANS
     wavelength: float = SENTINEL1_WAVELENGTH_M
     flip_sign: bool = False
@@ -92,15 +94,21 @@ class SbasOptions:
 
     def solver(self):
         """The :class:`SolverOptions` of the inversion pass (in mm; float32 unless weighted)."""
-        return SolverOptions(weighting=self.weighting, looks=self.looks, min_coherence=self.min_coherence,
-                             gap_handling=self.gap_handling, rad_per_unit=radians_per_mm(self.wavelength),
-                             dtype=np.float64 if self.weighted else np.float32)
+        return SolverOptions(
+            weighting=self.weighting,
+            looks=self.looks,
+            min_coherence=self.min_coherence,
+            gap_handling=self.gap_handling,
+            rad_per_unit=radians_per_mm(self.wavelength),
+            dtype=np.float64 if self.weighted else np.float32,
+        )
 
 
 @dataclass(frozen=True)
 class WindowTask:
     """One window of a pass: rows ``row0 .. row0 + nrows``, columns ``col0 .. col0 + ncols``, solved in
     sub-blocks of ``sub_rows`` rows."""
+
     row0: int
     nrows: int
     col0: int
@@ -121,6 +129,7 @@ class TaskState:
     ``loop_fix_ref``: per interferogram, the GACOS correction at the reference of those whose correction was
     not applied (subtracted for the loop count only, referenced); ``coherence_only``: the reference pass
     reads the coherence only and returns ranked candidates (:func:`reference_block_task`)."""
+
     network: SbasNetwork
     solver: SolverOptions
     to_mm: float
@@ -151,6 +160,7 @@ def _worker_cache(state):
     which set it already; on a Dask worker the cap then holds there too)."""
     if state.gdal_cache:
         from osgeo import gdal
+
         if gdal.GetCacheMax() != state.gdal_cache:
             gdal.SetCacheMax(int(state.gdal_cache))
 
@@ -158,7 +168,7 @@ def _worker_cache(state):
 # Progress/cancel hook of the local run: set by invert_stack for the thread that runs the tasks here, so
 # a window of many sub-blocks still reports and cancels per sub-block; a Dask worker has none.
 _LOCAL = threading.local()
-REFERENCE_TICK_FILES = 32   # the streamed reference search reports (and checks cancel) every this many files
+REFERENCE_TICK_FILES = 32  # the streamed reference search reports (and checks cancel) every this many files
 
 
 def _sub_tick():
@@ -243,8 +253,10 @@ def reference_block_task(task, state):
         stats = {}
         higher_is_better = False
     rc = auto_reference(nvalid, state.network.n_ifg, score, higher_is_better=higher_is_better)
-    out = {"any_data": bool(nvalid.max() > 0),
-           "best": None if rc is None else (score[rc], task.row0 + rc[0], task.col0 + rc[1])}
+    out = {
+        "any_data": bool(nvalid.max() > 0),
+        "best": None if rc is None else (score[rc], task.row0 + rc[0], task.col0 + rc[1]),
+    }
     if state.coherence_only:
         out["candidates"] = _ranked_candidates(nvalid, score, state.network.n_ifg, task)
     out.update(stats)
@@ -272,7 +284,7 @@ def _first_with_phase(ifg_files, candidates):
     batch each file is opened once and read at the batch's pixels only (a few tiles)."""
     start, size = 0, 1
     while start < len(candidates):
-        batch = candidates[start:start + size]
+        batch = candidates[start : start + size]
         ok = np.ones(len(batch), dtype=bool)
         points = [(r, c) for _, r, c in batch]
         for k in range(len(ifg_files.paths)):
@@ -309,8 +321,7 @@ def _solve_sub_block(obs, coh, state, stats, workspace=None, loop_fix=None):
             lp_obs[loop_fix[0]] -= loop_fix[1] * np.float32(state.to_mm)
         n_loop_err = lc.count_loop_errors(state.loop_net, lp_obs, rad_per_unit=state.solver.rad_per_unit)
         del lp_obs
-    ts, q = sbas_invert_block(obs, net, coherence_block=coh, options=state.solver, workspace=workspace,
-                              ifg_stats=True)
+    ts, q = sbas_invert_block(obs, net, coherence_block=coh, options=state.solver, workspace=workspace, ifg_stats=True)
     vel, vstd = velocity_fit(ts, net.tyears, state.seasonal)
     has = q["n_ifg_used"] > 0
     # per-interferogram residual statistics for the network table
@@ -374,8 +385,15 @@ def invert_block_task(task, state):
     cf = state.ifg_files
     if state.loop_net is not None and getattr(cf, "gacos", None) is not None and not cf.gacos_apply.all():
         skipped = np.flatnonzero(~cf.gacos_apply)
-        fix = (skipped, np.stack([cf.gacos_correction(k, task.row0, h, task.col0, w)
-                                  - np.float32(state.loop_fix_ref[k]) for k in skipped]))
+        fix = (
+            skipped,
+            np.stack(
+                [
+                    cf.gacos_correction(k, task.row0, h, task.col0, w) - np.float32(state.loop_fix_ref[k])
+                    for k in skipped
+                ]
+            ),
+        )
     out_ts = np.empty((N, h, w), dtype=np.float32)
     out_vel = np.empty((1, h, w), dtype=np.float32)
     out_q = np.empty((len(QUALITY_BANDS), h, w), dtype=np.float32)
@@ -383,8 +401,14 @@ def invert_block_task(task, state):
     workspace = {}
     for a in range(0, h, s):
         b = min(h, a + s)
-        ts, vel, quality = _solve_sub_block(phase[:, a:b], None if coh is None else coh[:, a:b], state, stats,
-                                            workspace, None if fix is None else (fix[0], fix[1][:, a:b]))
+        ts, vel, quality = _solve_sub_block(
+            phase[:, a:b],
+            None if coh is None else coh[:, a:b],
+            state,
+            stats,
+            workspace,
+            None if fix is None else (fix[0], fix[1][:, a:b]),
+        )
         out_ts[:, a:b] = ts
         out_vel[0, a:b] = vel
         for i, qb in enumerate(quality):
@@ -404,8 +428,10 @@ def reference_window_values(ifg_files, row, col, half, grid, names):
     ref, missing = reference_values(vals)
     if missing.any():
         bad = [names[k] for k in np.flatnonzero(missing)]
-        raise TimeSeriesError("the reference pixel (row %d, col %d, window %dx%d) is NoData in %s"
-                              % (row, col, r1 - r0, c1 - c0, ", ".join(bad[:10]) + (" ..." if len(bad) > 10 else "")))
+        raise TimeSeriesError(
+            "the reference pixel (row %d, col %d, window %dx%d) is NoData in %s"
+            % (row, col, r1 - r0, c1 - c0, ", ".join(bad[:10]) + (" ..." if len(bad) > 10 else ""))
+        )
     return ref
 
 
@@ -432,9 +458,10 @@ def corrected_reference_values(cf, row, col, half, grid, names):
         ref, missing = reference_values(vals)
         if missing.any():
             bad = [names[k] for k in np.flatnonzero(missing)]
-            raise TimeSeriesError("the reference pixel (row %d, col %d, window %dx%d) is NoData in %s"
-                                  % (row, col, r1 - r0, c1 - c0,
-                                     ", ".join(bad[:10]) + (" ..." if len(bad) > 10 else "")))
+            raise TimeSeriesError(
+                "the reference pixel (row %d, col %d, window %dx%d) is NoData in %s"
+                % (row, col, r1 - r0, c1 - c0, ", ".join(bad[:10]) + (" ..." if len(bad) > 10 else ""))
+            )
         out.append(ref)
     return out[0], out[1]
 
@@ -445,6 +472,7 @@ class RunHooks:
     """Callbacks of a run: ``progress(fraction)``, ``is_canceled()`` (True -> :class:`Cancelled`),
     ``log(message)`` and ``run_tasks(task_fn, tasks, state)``, an optional runner of the window tasks
     yielding ``(index, result)`` in any order (e.g. Dask through :func:`~..io.tasks.map_blocks`)."""
+
     progress: Optional[Callable] = None
     is_canceled: Optional[Callable] = None
     log: Optional[Callable] = None
@@ -492,13 +520,26 @@ def _log_plans(plans, hooks):
     for key in ("scan", "reference", "invert"):
         if key in plans:
             p = plans[key]
-            hooks.say("%s pass: %d windows of up to %d x %d px, sub-blocks of %d rows; planned %.0f MB of the %g MB "
-                      "cap (GDAL cache %.0f, buffers %.0f, reading %.0f, solve %.0f; %.0f %% left for allocator "
-                      "slack)%s"
-                      % (key, len(p["windows"]), max(w[1] for w in p["windows"]), max(w[3] for w in p["windows"]),
-                         p["sub_rows"], p["total"] / MIB, p["memory_mb"], p["parts"]["cache"] / MIB,
-                         p["parts"]["buffers"] / MIB, p["parts"]["read"] / MIB, p["parts"]["solve"] / MIB,
-                         100 * ALLOCATOR_SLACK, "" if p["fits"] else " (the cap is below the smallest plan)"))
+            hooks.say(
+                "%s pass: %d windows of up to %d x %d px, sub-blocks of %d rows; planned %.0f MB of the %g MB "
+                "cap (GDAL cache %.0f, buffers %.0f, reading %.0f, solve %.0f; %.0f %% left for allocator "
+                "slack)%s"
+                % (
+                    key,
+                    len(p["windows"]),
+                    max(w[1] for w in p["windows"]),
+                    max(w[3] for w in p["windows"]),
+                    p["sub_rows"],
+                    p["total"] / MIB,
+                    p["memory_mb"],
+                    p["parts"]["cache"] / MIB,
+                    p["parts"]["buffers"] / MIB,
+                    p["parts"]["read"] / MIB,
+                    p["parts"]["solve"] / MIB,
+                    100 * ALLOCATOR_SLACK,
+                    "" if p["fits"] else " (the cap is below the smallest plan)",
+                )
+            )
 
 
 def _tasks(plan):
@@ -520,27 +561,32 @@ def _find_reference(state, plan, progress):
         for i, res in run_tasks_here_or(reference_block_task, _tasks(plan), hooks.run_tasks, fast):
             found[i] = res
             progress.window_done("reference", i)
-        ranked = sorted((c for i in sorted(found) for c in found[i]["candidates"]),
-                        key=lambda c: (-float(c[0]), c[1], c[2]))[:REFERENCE_CANDIDATES]
+        ranked = sorted(
+            (c for i in sorted(found) for c in found[i]["candidates"]), key=lambda c: (-float(c[0]), c[1], c[2])
+        )[:REFERENCE_CANDIDATES]
         j = _first_with_phase(state.ifg_files, ranked) if ranked else None
         if j is not None:
             best = ranked[j]
-            hooks.say("automatic reference pixel: row %d, col %d (data in all %d interferograms, highest mean "
-                      "coherence %.3f; found from the coherence, phase checked at %d candidates)"
-                      % (best[1], best[2], state.network.n_ifg, best[0], j + 1))
+            hooks.say(
+                "automatic reference pixel: row %d, col %d (data in all %d interferograms, highest mean "
+                "coherence %.3f; found from the coherence, phase checked at %d candidates)"
+                % (best[1], best[2], state.network.n_ifg, best[0], j + 1)
+            )
             M = state.network.n_ifg
             coh_stats = {"coh_sum": np.zeros(M), "coh_n": np.zeros(M, dtype=np.int64)}
             for i in sorted(found):
                 coh_stats["coh_sum"] += found[i]["coh_sum"]
                 coh_stats["coh_n"] += found[i]["coh_n"]
             return (best[1], best[2]), coh_stats
-        hooks.say("none of the %d best pixels by coherence has phase in every interferogram: reading the phase "
-                  "too" % len(ranked))
+        hooks.say(
+            "none of the %d best pixels by coherence has phase in every interferogram: reading the phase "
+            "too" % len(ranked)
+        )
         found = {}
     for i, res in run_tasks_here_or(reference_block_task, _tasks(plan), hooks.run_tasks, state):
         found[i] = res
         progress.window_done("reference", i)
-    best = None   # (score, row, col)
+    best = None  # (score, row, col)
     any_data = False
     with_coh = state.coh_files is not None
     for i in sorted(found):  # window order; ties go to the first pixel in row order
@@ -560,13 +606,17 @@ def _find_reference(state, plan, progress):
         raise TimeSeriesError("every pixel is NoData in every interferogram (%s ...)" % names[0])
     if best is None and coh_stats is not None and (coh_stats["coh_n"] == 0).any():
         empty = [state.coh_files.paths[k] for k in np.flatnonzero(coh_stats["coh_n"] == 0)]
-        raise TimeSeriesError("coherence %s has no valid pixel (all NoData)%s: fix or leave out that coherence "
-                              "file" % (empty[0], " (and %d more)" % (len(empty) - 1) if len(empty) > 1 else ""))
+        raise TimeSeriesError(
+            "coherence %s has no valid pixel (all NoData)%s: fix or leave out that coherence "
+            "file" % (empty[0], " (and %d more)" % (len(empty) - 1) if len(empty) > 1 else "")
+        )
     if best is None:
         raise TimeSeriesError("no pixel has data in every interferogram: give a reference point")
     how = "highest mean coherence %.3f" % best[0] if with_coh else "lowest residual RMS %.3f mm" % best[0]
-    hooks.say("automatic reference pixel: row %d, col %d (data in all %d interferograms, %s)"
-              % (best[1], best[2], state.network.n_ifg, how))
+    hooks.say(
+        "automatic reference pixel: row %d, col %d (data in all %d interferograms, %s)"
+        % (best[1], best[2], state.network.n_ifg, how)
+    )
     return (best[1], best[2]), coh_stats
 
 
@@ -586,8 +636,14 @@ def restrict_stack(stack, keep, reasons):
         raise TimeSeriesError("no interferogram left (%s)" % "; ".join(sorted(set(r for r in why if r))))
     net = subnetwork(stack.network_all, used)
     coh = [c for c, kp in zip(stack.coherence_paths, keep) if kp] if stack.coherence_paths else None
-    return replace(stack, used=used, reasons=why, network=net,
-                   ifg_paths=[stack.all_paths[k] for k in np.flatnonzero(used)], coherence_paths=coh)
+    return replace(
+        stack,
+        used=used,
+        reasons=why,
+        network=net,
+        ifg_paths=[stack.all_paths[k] for k in np.flatnonzero(used)],
+        coherence_paths=coh,
+    )
 
 
 def _gacos_setup(stack, options, hooks):
@@ -601,13 +657,17 @@ def _gacos_setup(stack, options, hooks):
     if missing:
         labels = ", ".join(format_date(d) for d in missing)
         if not options.gacos_skip_missing:
-            raise TimeSeriesError("no GACOS file for %s (give a YYYYMMDD.ztd or .ztd.tif for every acquisition "
-                                  "date, or leave out the interferograms of those dates)" % labels)
+            raise TimeSeriesError(
+                "no GACOS file for %s (give a YYYYMMDD.ztd or .ztd.tif for every acquisition "
+                "date, or leave out the interferograms of those dates)" % labels
+            )
         miss = set(missing)
         dates = net.dates
         keep = np.array([dates[a] not in miss and dates[b] not in miss for a, b in zip(net.i1, net.i2)])
-        why = ["no GACOS file for %s" % ", ".join(format_date(d) for d in (dates[a], dates[b]) if d in miss)
-               for a, b in zip(net.i1, net.i2)]
+        why = [
+            "no GACOS file for %s" % ", ".join(format_date(d) for d in (dates[a], dates[b]) if d in miss)
+            for a, b in zip(net.i1, net.i2)
+        ]
         hooks.say("no GACOS file for %s: %d interferogram(s) left out" % (labels, int((~keep).sum())))
         stack = restrict_stack(stack, keep, why)
     incidence = gc.Incidence(options.incidence, options.incidence_type, options.incidence_angle)
@@ -618,9 +678,17 @@ def _gacos_setup(stack, options, hooks):
 def _corrected_files(stack, gacos_parts, to_mm, options):
     net = stack.network
     gset, inc = gacos_parts if gacos_parts else (None, None)
-    return corr.CorrectedFiles(stack.ifg_files(), net.dates, np.where(net.sign > 0, net.i1, net.i2),
-                               np.where(net.sign > 0, net.i2, net.i1), stack.grid, gset, inc,
-                               gc.metres_to_units(to_mm) if gset is not None else None, ramp_mode=options.deramp)
+    return corr.CorrectedFiles(
+        stack.ifg_files(),
+        net.dates,
+        np.where(net.sign > 0, net.i1, net.i2),
+        np.where(net.sign > 0, net.i2, net.i1),
+        stack.grid,
+        gset,
+        inc,
+        gc.metres_to_units(to_mm) if gset is not None else None,
+        ramp_mode=options.deramp,
+    )
 
 
 def _gacos_bytes(stack, gacos_parts):
@@ -642,25 +710,53 @@ def plan_scan(stack, options, gacos_parts):
     residual_ref = options.reference is None and not stack.coherence_paths
     loops = options.loop_closure != lc.LOOP_OFF
     p = dr.N_TERMS.get(options.deramp, 0)
-    per_px = (4 * M if (loops or residual_ref) else 0) + _gacos_bytes(stack, gacos_parts) + 2 * READ_BYTES_PX \
-        + 4 + 4 + 16 + 2 + 4 + 8 * p + 8 * p * p + 8 + 4 + 8
+    per_px = (
+        (4 * M if (loops or residual_ref) else 0)
+        + _gacos_bytes(stack, gacos_parts)
+        + 2 * READ_BYTES_PX
+        + 4
+        + 4
+        + 16
+        + 2
+        + 4
+        + 8 * p
+        + 8 * p * p
+        + 8
+        + 4
+        + 8
+    )
     solve_px, fixed = 0, 0
     if residual_ref:
         solve_px, fixed = solve_bytes_per_pixel(M, N, "float64"), solve_bytes_fixed(M, N)
     if loops:
         fixed += corr.LOOP_CHUNK_BYTES
-    return plan_blocks(grid.ysize, grid.xsize, bsize, per_px, solve_px, options.memory_mb / _threads(options),
-                       in_sample_bytes=sample,
-                       solve_fixed=fixed)
+    return plan_blocks(
+        grid.ysize,
+        grid.xsize,
+        bsize,
+        per_px,
+        solve_px,
+        options.memory_mb / _threads(options),
+        in_sample_bytes=sample,
+        solve_fixed=fixed,
+    )
 
 
 def _scan_pass(cf, stack, options, plan, progress, to_mm, loop_net, reference_kind):
     """The scan pass; returns the summed statistics, ``best`` reference candidate and ``any_data``."""
-    shared = dict(files=cf, coh=stack.coherence_files(),
-                  min_coherence=options.min_coherence, ramp_mode=options.deramp, mask=options.deramp_mask,
-                  loop_net=loop_net, rad_per_unit=to_mm * radians_per_mm(options.wavelength),
-                  reference=reference_kind, network=stack.network, to_mm=to_mm,
-                  rad_per_mm=radians_per_mm(options.wavelength))
+    shared = dict(
+        files=cf,
+        coh=stack.coherence_files(),
+        min_coherence=options.min_coherence,
+        ramp_mode=options.deramp,
+        mask=options.deramp_mask,
+        loop_net=loop_net,
+        rad_per_unit=to_mm * radians_per_mm(options.wavelength),
+        reference=reference_kind,
+        network=stack.network,
+        to_mm=to_mm,
+        rad_per_mm=radians_per_mm(options.wavelength),
+    )
     parts = {}
     for i, res in run_tasks_here_or(corr.scan_block_task, _tasks(plan), progress.hooks.run_tasks, shared):
         parts[i] = res
@@ -688,21 +784,43 @@ def _apply_corrections(cf, total, names, options, hooks):
         cf.gacos_apply = d["gacos_apply"]
         worse = np.flatnonzero(~d["gacos_apply"])
         db, da = d["gacos_std_detrended_before"], d["gacos_std_detrended_after"]
-        hooks.say("GACOS: standard deviation reduced in %d of %d interferograms (median %.3g -> %.3g; about a "
-                  "plane %.3g -> %.3g)"
-                  % (int((da < db).sum()), len(names), float(np.median(d["gacos_std_before"])),
-                     float(np.median(d["gacos_std_after"])), float(np.nanmedian(db)), float(np.nanmedian(da))))
+        hooks.say(
+            "GACOS: standard deviation reduced in %d of %d interferograms (median %.3g -> %.3g; about a "
+            "plane %.3g -> %.3g)"
+            % (
+                int((da < db).sum()),
+                len(names),
+                float(np.median(d["gacos_std_before"])),
+                float(np.median(d["gacos_std_after"])),
+                float(np.nanmedian(db)),
+                float(np.nanmedian(da)),
+            )
+        )
         if worse.size:
-            hooks.say("GACOS not applied (standard deviation up by more than %.0f %%): %s"
-                      % (100 * options.gacos_tolerance, ", ".join("%s (%.3g -> %.3g)" % (
-                          names[k], d["gacos_std_before"][k], d["gacos_std_after"][k]) for k in worse)))
-        cols.update(gacos_std_before=d["gacos_std_before"], gacos_std_after=d["gacos_std_after"],
-                    gacos_std_detrended_before=db, gacos_std_detrended_after=da, gacos_applied=d["gacos_apply"])
+            hooks.say(
+                "GACOS not applied (standard deviation up by more than %.0f %%): %s"
+                % (
+                    100 * options.gacos_tolerance,
+                    ", ".join(
+                        "%s (%.3g -> %.3g)" % (names[k], d["gacos_std_before"][k], d["gacos_std_after"][k])
+                        for k in worse
+                    ),
+                )
+            )
+        cols.update(
+            gacos_std_before=d["gacos_std_before"],
+            gacos_std_after=d["gacos_std_after"],
+            gacos_std_detrended_before=db,
+            gacos_std_detrended_after=da,
+            gacos_applied=d["gacos_apply"],
+        )
     if d["ramp_coef"] is not None:
         cf.ramp_coef = d["ramp_coef"]
         if d["no_ramp"].size:
-            hooks.say("too few reliable pixels to fit a %s ramp, not deramped: %s"
-                      % (options.deramp, ", ".join(names[k] for k in d["no_ramp"])))
+            hooks.say(
+                "too few reliable pixels to fit a %s ramp, not deramped: %s"
+                % (options.deramp, ", ".join(names[k] for k in d["no_ramp"]))
+            )
         ramp_ok = np.ones(len(names), bool)
         ramp_ok[d["no_ramp"]] = False
         cols["deramped"] = ramp_ok
@@ -711,30 +829,42 @@ def _apply_corrections(cf, total, names, options, hooks):
 
 def _report_loops(verdict, rms, names, options, hooks):
     n_bad_loops = int(verdict["bad_loop"].sum())
-    hooks.say("loop closure: %d loops, %d with a loop-phase RMS >= %g rad; median loop RMS %.3f rad"
-              % (len(rms), n_bad_loops, options.loop_threshold, float(np.median(rms)) if len(rms) else np.nan))
+    hooks.say(
+        "loop closure: %d loops, %d with a loop-phase RMS >= %g rad; median loop RMS %.3f rad"
+        % (len(rms), n_bad_loops, options.loop_threshold, float(np.median(rms)) if len(rms) else np.nan)
+    )
     bad = np.flatnonzero(verdict["bad"])
     if bad.size:
         what = "rejected" if options.loop_closure == lc.LOOP_REJECT else "bad (report only, kept)"
-        hooks.say("loop closure %s: %s" % (what, ", ".join("%s (loop RMS %.2f rad)" % (names[k],
-                                                                                    verdict["loop_rms"][k])
-                                                             for k in bad)))
+        hooks.say(
+            "loop closure %s: %s"
+            % (what, ", ".join("%s (loop RMS %.2f rad)" % (names[k], verdict["loop_rms"][k]) for k in bad))
+        )
     noloop = np.flatnonzero(verdict["no_loop"])
     if noloop.size:
         hooks.say("in no loop (not checked by loop closure): %s" % ", ".join(names[k] for k in noloop))
 
 
 def _output_metadata(net, options, reference, ref_xy):
-    return {"KIND": "deformation", "REFERENCE_ROW": reference[0], "REFERENCE_COL": reference[1],
-            "REFERENCE_X": "%.10g" % ref_xy[0], "REFERENCE_Y": "%.10g" % ref_xy[1],
-            "REFERENCE_DATE": format_date(net.dates[0]), "SIGN": "positive toward the satellite",
-            "WAVELENGTH_M": options.wavelength, "GAP_HANDLING": options.gap_handling,
-            "WEIGHTING": options.weighting,
-            "METHOD": "SBAS (Berardino et al. 2002), minimum-norm interval velocities", "N_INTERFEROGRAMS": net.n_ifg,
-            "LOOP_CLOSURE": ("off", "report", "reject")[options.loop_closure],
-            "LOOP_THRESHOLD_RAD": options.loop_threshold, "DERAMP": options.deramp,
-            "GACOS": "%d files" % len(options.gacos) if options.gacos else "none",
-            "KEPT_PART": "quality band kept_first_date: index of the first date of the part of the network kept"}
+    return {
+        "KIND": "deformation",
+        "REFERENCE_ROW": reference[0],
+        "REFERENCE_COL": reference[1],
+        "REFERENCE_X": "%.10g" % ref_xy[0],
+        "REFERENCE_Y": "%.10g" % ref_xy[1],
+        "REFERENCE_DATE": format_date(net.dates[0]),
+        "SIGN": "positive toward the satellite",
+        "WAVELENGTH_M": options.wavelength,
+        "GAP_HANDLING": options.gap_handling,
+        "WEIGHTING": options.weighting,
+        "METHOD": "SBAS (Berardino et al. 2002), minimum-norm interval velocities",
+        "N_INTERFEROGRAMS": net.n_ifg,
+        "LOOP_CLOSURE": ("off", "report", "reject")[options.loop_closure],
+        "LOOP_THRESHOLD_RAD": options.loop_threshold,
+        "DERAMP": options.deramp,
+        "GACOS": "%d files" % len(options.gacos) if options.gacos else "none",
+        "KEPT_PART": "quality band kept_first_date: index of the first date of the part of the network kept",
+    }
 
 
 def _invert_pass(state, plan, grid, outputs, metadata, progress):
@@ -744,15 +874,32 @@ def _invert_pass(state, plan, grid, outputs, metadata, progress):
     unless ``state.sum_coherence``) per interferogram, ``n_data``, ``n_gap`` pixels."""
     net = state.network
     M = net.n_ifg
-    totals = {"sum_e2": np.zeros(M), "n": np.zeros(M, dtype=np.int64), "coh_sum": np.zeros(M),
-              "coh_n": np.zeros(M, dtype=np.int64), "n_data": 0, "n_gap": 0}
+    totals = {
+        "sum_e2": np.zeros(M),
+        "n": np.zeros(M, dtype=np.int64),
+        "coh_sum": np.zeros(M),
+        "coh_n": np.zeros(M, dtype=np.int64),
+        "n_data": 0,
+        "n_gap": 0,
+    }
     out_ts, out_vel, out_quality = outputs
     with contextlib.ExitStack() as es:
         w_ts = es.enter_context(RasterWriter(out_ts, grid, net.n_dates, dates=net.dates, metadata=metadata))
-        w_vel = es.enter_context(RasterWriter(out_vel, grid, 1, band_names=["velocity_mm_per_year"], units="mm/yr",
-                                              metadata=dict(metadata, SEASONAL=int(bool(state.seasonal)))))
-        w_q = es.enter_context(RasterWriter(out_quality, grid, len(QUALITY_BANDS), band_names=list(QUALITY_BANDS),
-                                            units="", metadata=metadata))
+        w_vel = es.enter_context(
+            RasterWriter(
+                out_vel,
+                grid,
+                1,
+                band_names=["velocity_mm_per_year"],
+                units="mm/yr",
+                metadata=dict(metadata, SEASONAL=int(bool(state.seasonal))),
+            )
+        )
+        w_q = es.enter_context(
+            RasterWriter(
+                out_quality, grid, len(QUALITY_BANDS), band_names=list(QUALITY_BANDS), units="", metadata=metadata
+            )
+        )
         stats = {}
         for i, res in run_tasks_here_or(invert_block_task, _tasks(plan), progress.hooks.run_tasks, state):
             row0, _, col0, _ = plan["windows"][i]
@@ -781,26 +928,38 @@ def network_table(stack, totals, extra=None):
         j = uidx.get(k)
         d1 = na.dates[na.i1[k]] if na.sign[k] > 0 else na.dates[na.i2[k]]
         d2 = na.dates[na.i2[k]] if na.sign[k] > 0 else na.dates[na.i1[k]]
-        rows.append({
-            "file": stack.all_paths[k],
-            "reference_date": format_date(d1),
-            "secondary_date": format_date(d2),
-            "temporal_baseline_days": float(abs((d2 - d1).days)),
-            "perp_baseline_m": float(na.bperp[k]) if na.bperp is not None and np.isfinite(na.bperp[k]) else np.nan,
-            "used": bool(used[k]),
-            "status": "used" if used[k] else stack.reasons[k],
-            "mean_coherence": float(coh_sum[j] / coh_n[j]) if j is not None and coh_n[j] > 0 else np.nan,
-            "residual_rms_mm": float(np.sqrt(sum_e2[j] / n[j])) if j is not None and n[j] > 0 else np.nan,
-            "n_pixels_used": int(n[j]) if j is not None else 0,
-        })
+        rows.append(
+            {
+                "file": stack.all_paths[k],
+                "reference_date": format_date(d1),
+                "secondary_date": format_date(d2),
+                "temporal_baseline_days": float(abs((d2 - d1).days)),
+                "perp_baseline_m": float(na.bperp[k]) if na.bperp is not None and np.isfinite(na.bperp[k]) else np.nan,
+                "used": bool(used[k]),
+                "status": "used" if used[k] else stack.reasons[k],
+                "mean_coherence": float(coh_sum[j] / coh_n[j]) if j is not None and coh_n[j] > 0 else np.nan,
+                "residual_rms_mm": float(np.sqrt(sum_e2[j] / n[j])) if j is not None and n[j] > 0 else np.nan,
+                "n_pixels_used": int(n[j]) if j is not None else 0,
+            }
+        )
         for name, values in (extra or {}).items():
             v = values[k]
             rows[-1][name] = v.item() if isinstance(v, np.generic) else v
     return rows
 
 
-def invert_stack(stack: PreparedStack, out_ts, out_vel, out_quality, options=None, *, progress=None,
-                 is_canceled=None, log=None, run_tasks=None):
+def invert_stack(
+    stack: PreparedStack,
+    out_ts,
+    out_vel,
+    out_quality,
+    options=None,
+    *,
+    progress=None,
+    is_canceled=None,
+    log=None,
+    run_tasks=None,
+):
     """Invert the prepared stack and write the outputs. Returns a summary dict with the network table rows.
 
     ``options``: :class:`SbasOptions` (defaults when None). ``options.memory_mb`` bounds everything this
@@ -816,6 +975,7 @@ def invert_stack(stack: PreparedStack, out_ts, out_vel, out_quality, options=Non
     inversion; see :mod:`.corrections`.
     """
     from osgeo import gdal
+
     options = options or SbasOptions()
     hooks = RunHooks(progress, is_canceled, log, run_tasks)
     if options.weighted and not stack.coherence_paths:
@@ -830,8 +990,12 @@ def invert_stack(stack: PreparedStack, out_ts, out_vel, out_quality, options=Non
     options, plans = _thread_plans(stack, options, gacos_parts, hooks)
     threads = _threads(options)
     if run_tasks is None and threads > 1:
-        hooks = replace(hooks, run_tasks=lambda task_fn, tasks, shared: map_threads(
-            task_fn, tasks, threads, shared=shared, is_canceled=is_canceled))
+        hooks = replace(
+            hooks,
+            run_tasks=lambda task_fn, tasks, shared: map_threads(
+                task_fn, tasks, threads, shared=shared, is_canceled=is_canceled
+            ),
+        )
     # GDAL's block cache is shared by the threads: each window's plan counted its own share
     cache = threads * max(p["gdal_cache"] for p in plans.values())
     old_cache = gdal.GetCacheMax()
@@ -866,8 +1030,10 @@ def _thread_plans(stack, options, gacos_parts, hooks):
         fewer = replace(options, threads=t)
         p = _plans(stack, fewer, gacos_parts)
         if _whole_blocks(p, stack):
-            hooks.say("%d threads instead of %d: a window of whole input tiles per thread needs more than %g MB / %d"
-                      % (t, asked, options.memory_mb, asked))
+            hooks.say(
+                "%d threads instead of %d: a window of whole input tiles per thread needs more than %g MB / %d"
+                % (t, asked, options.memory_mb, asked)
+            )
             return fewer, p
     return options, plans
 
@@ -876,9 +1042,15 @@ def _plans(stack, options, gacos_parts):
     """Memory plans of the passes; each window under ``memory_mb / threads`` (that many run at a time)."""
     loops = options.loop_closure != lc.LOOP_OFF
     scan = _scan_needed(options)
-    plans = plan_stack(stack, options.weighting, options.min_coherence, options.memory_mb / _threads(options),
-                       reference_pass=options.reference is None and not scan,
-                       extra_bytes_px=_gacos_bytes(stack, gacos_parts), extra_fixed=(4 << 20) if loops else 0)
+    plans = plan_stack(
+        stack,
+        options.weighting,
+        options.min_coherence,
+        options.memory_mb / _threads(options),
+        reference_pass=options.reference is None and not scan,
+        extra_bytes_px=_gacos_bytes(stack, gacos_parts),
+        extra_fixed=(4 << 20) if loops else 0,
+    )
     if scan:
         plans["scan"] = plan_scan(stack, options, gacos_parts)
     return plans
@@ -930,16 +1102,26 @@ def _reference_step(run, options, progress, hooks, to_mm, ln, gdal_cache):
             if best is None:
                 raise TimeSeriesError("no pixel has data in every interferogram: give a reference point")
             reference = (best[1], best[2])
-            how = "highest mean coherence %.3f" % best[0] if kind == "coherence" else \
-                "lowest residual RMS %.3f mm" % best[0]
-            hooks.say("automatic reference pixel: row %d, col %d (data in all %d interferograms, %s)"
-                      % (reference[0], reference[1], M, how))
+            how = (
+                "highest mean coherence %.3f" % best[0]
+                if kind == "coherence"
+                else "lowest residual RMS %.3f mm" % best[0]
+            )
+            hooks.say(
+                "automatic reference pixel: row %d, col %d (data in all %d interferograms, %s)"
+                % (reference[0], reference[1], M, how)
+            )
         else:
             hooks.say("reference pixel: row %d, col %d" % reference)
     elif reference is None:
-        state = TaskState(network=net, solver=SolverOptions(min_coherence=options.min_coherence,
-                                                            rad_per_unit=radians_per_mm(options.wavelength)),
-                          to_mm=to_mm, ifg_files=run.cf, coh_files=run.coh_files, gdal_cache=gdal_cache)
+        state = TaskState(
+            network=net,
+            solver=SolverOptions(min_coherence=options.min_coherence, rad_per_unit=radians_per_mm(options.wavelength)),
+            to_mm=to_mm,
+            ifg_files=run.cf,
+            coh_files=run.coh_files,
+            gdal_cache=gdal_cache,
+        )
         reference, run.coh_stats = _find_reference(state, run.plans["reference"], progress)
     else:
         hooks.say("reference pixel: row %d, col %d" % reference)
@@ -962,14 +1144,19 @@ def _reject_bad_ifgs(run, bad, options, progress, hooks, gacos_parts):
     n_parts = int(net.n_gaps()[0]) + 1
     lost = [d for d in dates_before if d not in set(net.dates)]
     if lost:
-        hooks.say("the rejection leaves %d date(s) without any interferogram, left out of the time series: %s"
-                  % (len(lost), ", ".join(format_date(d) for d in lost)))
+        hooks.say(
+            "the rejection leaves %d date(s) without any interferogram, left out of the time series: %s"
+            % (len(lost), ", ".join(format_date(d) for d in lost))
+        )
     if n_parts > n_parts_before:
-        hooks.say("the rejection splits the network into %d parts: GAP_HANDLING (%s) bridges or masks them"
-                  % (n_parts, options.gap_handling))
+        hooks.say(
+            "the rejection splits the network into %d parts: GAP_HANDLING (%s) bridges or masks them"
+            % (n_parts, options.gap_handling)
+        )
     new_plan = _plans(run.stack, options, gacos_parts)["invert"]
-    progress.n_steps += sum(-(-w[1] // new_plan["sub_rows"]) for w in new_plan["windows"]) \
-        - sum(progress.steps["invert"])
+    progress.n_steps += sum(-(-w[1] // new_plan["sub_rows"]) for w in new_plan["windows"]) - sum(
+        progress.steps["invert"]
+    )
     progress.steps["invert"] = [-(-w[1] // new_plan["sub_rows"]) for w in new_plan["windows"]]
     run.plans = dict(run.plans, invert=new_plan)
 
@@ -1008,8 +1195,7 @@ def _loop_closure_step(run, scan, ref_loop, ln, options, progress, hooks, to_mm,
     run.extra["n_bad_loops"] = run.per_input(verdict["n_bad_loops"], 0, int, used=used_before)
     net = run.net
     run.loop_net = lc.LoopNetwork(net.i1, net.i2, net.sign)
-    run.loop_fix_ref = _gacos_loop_fix(run.cf, reference, options.reference_half_window, run.stack.grid,
-                                       net.n_ifg)
+    run.loop_fix_ref = _gacos_loop_fix(run.cf, reference, options.reference_half_window, run.stack.grid, net.n_ifg)
 
 
 def _invert_stack(stack, outputs, options, plans, hooks, gdal_cache, gacos_parts=None):
@@ -1017,42 +1203,64 @@ def _invert_stack(stack, outputs, options, plans, hooks, gdal_cache, gacos_parts
     loop closure, inversion."""
     net, grid = stack.network, stack.grid
     to_mm = los_factor_mm(options.input_units, options.wavelength, options.flip_sign)
-    run = _Run(stack=stack, cf=_corrected_files(stack, gacos_parts, to_mm, options),
-               coh_files=stack.coherence_files(), plans=plans, extra={})
+    run = _Run(
+        stack=stack,
+        cf=_corrected_files(stack, gacos_parts, to_mm, options),
+        coh_files=stack.coherence_files(),
+        plans=plans,
+        extra={},
+    )
     progress = _Progress(plans, net.n_ifg, run.coh_files is not None, hooks)
     _log_plans(plans, hooks)
     if _threads(options) > 1:
-        hooks.say("%d threads, each window planned under %g MB / %d" % (options.threads, options.memory_mb,
-                                                                       options.threads))
-    _LOCAL.tick = progress.tick   # reset by invert_stack
+        hooks.say(
+            "%d threads, each window planned under %g MB / %d" % (options.threads, options.memory_mb, options.threads)
+        )
+    _LOCAL.tick = progress.tick  # reset by invert_stack
     names_all = stack.network_all.names
     loops_on = options.loop_closure != lc.LOOP_OFF
     ln = lc.LoopNetwork(net.i1, net.i2, net.sign) if loops_on else None
     reference, scan = _reference_step(run, options, progress, hooks, to_mm, ln, gdal_cache)
     half = options.reference_half_window
     if loops_on:
-        run.ref_vals, ref_loop = corrected_reference_values(run.cf, reference[0], reference[1], half, grid,
-                                                            net.names)
+        run.ref_vals, ref_loop = corrected_reference_values(run.cf, reference[0], reference[1], half, grid, net.names)
         _loop_closure_step(run, scan, ref_loop, ln, options, progress, hooks, to_mm, gacos_parts, reference)
     else:
         run.ref_vals = reference_window_values(run.cf, reference[0], reference[1], half, grid, net.names)
     ref_xy = pixel_centre(grid, reference[0], reference[1])
     net, stack = run.net, run.stack
-    state = TaskState(network=net, solver=options.solver(), to_mm=to_mm, ifg_files=run.cf,
-                      coh_files=run.coh_files, ref_vals=run.ref_vals, seasonal=options.seasonal,
-                      sum_coherence=run.coh_stats is None, gdal_cache=gdal_cache, loop_net=run.loop_net,
-                      loop_fix_ref=run.loop_fix_ref)
+    state = TaskState(
+        network=net,
+        solver=options.solver(),
+        to_mm=to_mm,
+        ifg_files=run.cf,
+        coh_files=run.coh_files,
+        ref_vals=run.ref_vals,
+        seasonal=options.seasonal,
+        sum_coherence=run.coh_stats is None,
+        gdal_cache=gdal_cache,
+        loop_net=run.loop_net,
+        loop_fix_ref=run.loop_fix_ref,
+    )
     metadata = _output_metadata(net, options, reference, ref_xy)
     rejected = [names_all[k] for k in range(len(names_all)) if stack.reasons[k] == "loop closure"]
     if rejected:
         metadata["REJECTED_BY_LOOP_CLOSURE"] = ",".join(rejected)
     totals = _invert_pass(state, run.plans["invert"], grid, outputs, metadata, progress)
-    if run.coh_stats is not None:    # summed by the reference pass
+    if run.coh_stats is not None:  # summed by the reference pass
         totals.update(run.coh_stats)
-    hooks.say("%d pixels inverted, %d with gaps in their own network (%s)"
-              % (totals["n_data"], totals["n_gap"], options.gap_handling))
-    return {"reference": reference, "reference_xy": ref_xy,
-            "network_rows": network_table(stack, totals, run.extra),
-            "n_pixels": totals["n_data"], "n_pixels_with_gaps": totals["n_gap"],
-            "network_gaps": int(net.n_gaps()[0]), "n_dates": net.n_dates, "n_ifg": net.n_ifg,
-            "rejected": rejected}
+    hooks.say(
+        "%d pixels inverted, %d with gaps in their own network (%s)"
+        % (totals["n_data"], totals["n_gap"], options.gap_handling)
+    )
+    return {
+        "reference": reference,
+        "reference_xy": ref_xy,
+        "network_rows": network_table(stack, totals, run.extra),
+        "n_pixels": totals["n_data"],
+        "n_pixels_with_gaps": totals["n_gap"],
+        "network_gaps": int(net.n_gaps()[0]),
+        "n_dates": net.n_dates,
+        "n_ifg": net.n_ifg,
+        "rejected": rejected,
+    }

@@ -1,6 +1,7 @@
 """The prepared interferogram stack of an SBAS inversion: products opened on one grid, pairs, network
 selection and coherence matching (:func:`prepare_stack`), and the files read window by window
 (:class:`StackFiles`)."""
+
 import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional
@@ -23,6 +24,7 @@ class PreparedStack:
     interferogram), ``rasters`` (path -> :class:`~.products.ProductRaster`: how each file is read on ``grid``
     with its product's conventions; a path without one is read as it is), ``products`` (the
     :class:`~.products.ProductStack`: format, baselines, geometry)."""
+
     network_all: SbasNetwork
     used: np.ndarray
     reasons: List[str]
@@ -41,8 +43,11 @@ class PreparedStack:
 
     def coherence_files(self):
         """The coherence of the used pairs as :class:`StackFiles` (0-1 on ``grid``), or None."""
-        return StackFiles(self.coherence_paths, self.rasters, valid_range=(0.0, 1.0), quantity="coherence") \
-            if self.coherence_paths else None
+        return (
+            StackFiles(self.coherence_paths, self.rasters, valid_range=(0.0, 1.0), quantity="coherence")
+            if self.coherence_paths
+            else None
+        )
 
 
 def _pair_dates(paths, pairs_csv, product_bperp=None):
@@ -69,9 +74,10 @@ def match_coherence(coherence_paths, network, grid=None):
     for p, (a, b) in zip(cpaths, cpairs):
         k = (min(a, b), max(a, b))
         if k in index:
-            raise TimeSeriesError("two coherence files for the pair %s_%s: %s and %s" % (
-                k[0].strftime("%Y%m%d"), k[1].strftime("%Y%m%d"), os.path.basename(index[k]),
-                os.path.basename(p)))
+            raise TimeSeriesError(
+                "two coherence files for the pair %s_%s: %s and %s"
+                % (k[0].strftime("%Y%m%d"), k[1].strftime("%Y%m%d"), os.path.basename(index[k]), os.path.basename(p))
+            )
         index[k] = p
     coh, missing = [], []
     for k in range(network.n_ifg):
@@ -80,21 +86,34 @@ def match_coherence(coherence_paths, network, grid=None):
             missing.append(network.names[k])
         coh.append(index.get(key))
     if missing:
-        raise TimeSeriesError("the coherence list does not match the interferograms: no coherence file for %s"
-                              % ", ".join(missing))
+        raise TimeSeriesError(
+            "the coherence list does not match the interferograms: no coherence file for %s" % ", ".join(missing)
+        )
     for p in coh if grid is not None else ():
         ds = open_raster(p)
         g = RasterGrid.of(ds)
         if not g.same_as(grid):
-            raise TimeSeriesError("coherence %s is on a different grid (%s) than the interferograms (%s)"
-                                  % (p, g.describe(), grid.describe()))
+            raise TimeSeriesError(
+                "coherence %s is on a different grid (%s) than the interferograms (%s)"
+                % (p, g.describe(), grid.describe())
+            )
         ds = None
     return coh
 
 
-def prepare_stack(ifg_paths, pairs_csv=None, coherence_paths=None, max_temporal_baseline=None,
-                  max_perp_baseline=None, exclude=(), folder=None, product=products.PRODUCT_AUTO,
-                  extent=products.EXTENT_INTERSECTION, crs_mode=products.CRS_ERROR, log=None):
+def prepare_stack(
+    ifg_paths,
+    pairs_csv=None,
+    coherence_paths=None,
+    max_temporal_baseline=None,
+    max_perp_baseline=None,
+    exclude=(),
+    folder=None,
+    product=products.PRODUCT_AUTO,
+    extent=products.EXTENT_INTERSECTION,
+    crs_mode=products.CRS_ERROR,
+    log=None,
+):
     """Open the products, parse pairs, build and select the network -> :class:`PreparedStack`.
 
     Interferograms and coherence are read through :mod:`.products` (LiCSAR / HyP3 conventions, per-product
@@ -103,29 +122,42 @@ def prepare_stack(ifg_paths, pairs_csv=None, coherence_paths=None, max_temporal_
     """
     if not folder and not ifg_paths:
         raise TimeSeriesError("no interferograms given")
-    ps = products.open_stack(ifg_paths, coherence_paths, folder, product=product, extent=extent, crs_mode=crs_mode,
-                             log=log, exclude=exclude)
+    ps = products.open_stack(
+        ifg_paths, coherence_paths, folder, product=product, extent=extent, crs_mode=crs_mode, log=log, exclude=exclude
+    )
     paths = ps.paths
     d1, d2, bperp = _pair_dates(paths, pairs_csv, ps.bperp)
     if max_perp_baseline and bperp is None:
-        raise TimeSeriesError("a maximum perpendicular baseline needs baselines: give LiCSAR products with their "
-                              "baselines file, HyP3 products with their .txt, or a pairs CSV with a bperp column")
+        raise TimeSeriesError(
+            "a maximum perpendicular baseline needs baselines: give LiCSAR products with their "
+            "baselines file, HyP3 products with their .txt, or a pairs CSV with a bperp column"
+        )
     if max_perp_baseline and not np.isfinite(bperp).all():
         miss = [os.path.basename(paths[k]) for k in np.flatnonzero(~np.isfinite(bperp))]
-        raise TimeSeriesError("no perpendicular baseline for %s%s; complete the baselines or set the maximum "
-                              "perpendicular baseline to 0" % (", ".join(miss[:5]), " ..." if len(miss) > 5 else ""))
+        raise TimeSeriesError(
+            "no perpendicular baseline for %s%s; complete the baselines or set the maximum "
+            "perpendicular baseline to 0" % (", ".join(miss[:5]), " ..." if len(miss) > 5 else "")
+        )
     names = [os.path.basename(p) for p in paths]
     net_all = SbasNetwork(d1, d2, names, bperp)
     used, reasons = select_pairs(net_all, max_temporal_baseline, max_perp_baseline, exclude)
     if used.sum() == 0:
-        raise TimeSeriesError("no interferogram left after the pair selection (%s)"
-                              % "; ".join(sorted(set(reasons))))
+        raise TimeSeriesError("no interferogram left after the pair selection (%s)" % "; ".join(sorted(set(reasons))))
     net = subnetwork(net_all, used)
     coh = match_coherence([r.path for r in ps.coh], net) if ps.coh else None
     rasters = {r.path: r for r in ps.ifg + (ps.coh or [])}
-    return PreparedStack(network_all=net_all, used=used, reasons=reasons, network=net,
-                         ifg_paths=[paths[k] for k in np.flatnonzero(used)], coherence_paths=coh, grid=ps.grid,
-                         all_paths=paths, rasters=rasters, products=ps)
+    return PreparedStack(
+        network_all=net_all,
+        used=used,
+        reasons=reasons,
+        network=net,
+        ifg_paths=[paths[k] for k in np.flatnonzero(used)],
+        coherence_paths=coh,
+        grid=ps.grid,
+        all_paths=paths,
+        rasters=rasters,
+        products=ps,
+    )
 
 
 def check_value_range(values, valid_range, path, quantity, byte_raw=False):
@@ -140,8 +172,10 @@ def check_value_range(values, valid_range, path, quantity, byte_raw=False):
     low, high = valid_range
     tol = 1e-6 * max(1.0, abs(high - low))
     if lo < low - tol or hi > high + tol:
-        raise TimeSeriesError("%s: %s values from %.4g to %.4g lie outside [%g, %g]; give %s rasters (0 = none, "
-                              "1 = perfect) or check the file" % (path, quantity, lo, hi, low, high, quantity))
+        raise TimeSeriesError(
+            "%s: %s values from %.4g to %.4g lie outside [%g, %g]; give %s rasters (0 = none, "
+            "1 = perfect) or check the file" % (path, quantity, lo, hi, low, high, quantity)
+        )
 
 
 class StackFiles:
@@ -159,6 +193,7 @@ class StackFiles:
     def block_size(self):
         """(x, y) block size and the sample size in bytes of the first file's band 1."""
         from osgeo import gdal
+
         if self.rasters[0] is not None:
             return self.rasters[0].block_size, self.rasters[0].sample_bytes
         ds = open_raster(self.paths[0])
@@ -168,13 +203,20 @@ class StackFiles:
 
     def read_one(self, k, row0, nrows, col0=0, ncols=None):
         if self.rasters[k] is not None:
-            a = self.rasters[k].read(row0, nrows, col0, ncols)   # 8-bit coherence already / 255
+            a = self.rasters[k].read(row0, nrows, col0, ncols)  # 8-bit coherence already / 255
             byte_raw = False
         else:
             ds = open_raster(self.paths[k])
             try:
-                a = read_window(ds, col0, row0, ds.RasterXSize - col0 if ncols is None else ncols, nrows,
-                                bands=[1], dtype=np.float32)[0]
+                a = read_window(
+                    ds,
+                    col0,
+                    row0,
+                    ds.RasterXSize - col0 if ncols is None else ncols,
+                    nrows,
+                    bands=[1],
+                    dtype=np.float32,
+                )[0]
                 byte_raw = ds.GetRasterBand(1).DataType == 1  # GDT_Byte, not scaled on this path
             finally:
                 ds = None
@@ -188,8 +230,13 @@ class StackFiles:
             return self.rasters[k].valid_at(points)
         ds = open_raster(self.paths[k])
         try:
-            return np.array([bool(np.isfinite(read_window(ds, c, r, 1, 1, bands=[1], dtype=np.float32)[0, 0, 0]))
-                             for r, c in points], dtype=bool)
+            return np.array(
+                [
+                    bool(np.isfinite(read_window(ds, c, r, 1, 1, bands=[1], dtype=np.float32)[0, 0, 0]))
+                    for r, c in points
+                ],
+                dtype=bool,
+            )
         finally:
             ds = None
 

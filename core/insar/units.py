@@ -1,4 +1,5 @@
 """Units of interferometric observations: radians, metres or mm of line-of-sight displacement."""
+
 import math
 
 from ..io.rasters import UNITS_MM
@@ -27,4 +28,3 @@ def los_factor_mm(input_units, wavelength_m, flip_sign=False):
 def radians_per_mm(wavelength_m):
     """Phase (rad) per mm of LOS displacement, for temporal coherence."""
     return 4.0 * math.pi / (wavelength_m * 1000.0)
-

@@ -1,4 +1,5 @@
 """Mean velocity (optionally with annual and semi-annual terms) fitted to displacement time series."""
+
 import numpy as np
 
 from .kernels import fixed_chunk_matmul
@@ -61,7 +62,6 @@ def velocity_fit(ts, tyears, seasonal=False):
             res = np.where(okr[:, sel], Y0[:, sel] - fixed_chunk_matmul(X, coef.T), 0.0)
             vel[idx] = coef[:, 1]
             dof = n[idx] - p
-            s2 = np.where(dof > 0, (res ** 2).sum(axis=0) / np.maximum(dof, 1), np.nan)
+            s2 = np.where(dof > 0, (res**2).sum(axis=0) / np.maximum(dof, 1), np.nan)
             std[idx] = np.sqrt(s2 * Ninv[:, 1, 1])
     return vel.reshape(shape), std.reshape(shape)
-

@@ -1,4 +1,5 @@
 """Observation weights of the SBAS solve from coherence: ``gamma`` or the inverse phase variance."""
+
 import numpy as np
 
 # np.trapezoid since numpy 2.0; np.trapz (numpy 1.x) was removed in numpy 2.4
@@ -39,14 +40,14 @@ def phase_variance_lut(looks, step=0.005):
     gg, pp = np.meshgrid(g, phi, indexing="ij")
     beta = gg * np.cos(pp)
     with np.errstate(all="ignore"):
-        a = (1 - gg ** 2) ** L
-        t1 = a / (2 * np.pi) * hyp2f1(L, 1.0, 0.5, beta ** 2)
-        t2 = a * beta * np.exp(gammaln(L + 0.5) - gammaln(L)) / (2 * np.sqrt(np.pi) * (1 - beta ** 2) ** (L + 0.5))
+        a = (1 - gg**2) ** L
+        t1 = a / (2 * np.pi) * hyp2f1(L, 1.0, 0.5, beta**2)
+        t2 = a * beta * np.exp(gammaln(L + 0.5) - gammaln(L)) / (2 * np.sqrt(np.pi) * (1 - beta**2) ** (L + 0.5))
         pdf = t1 + t2
-        var = _trapezoid(pdf * pp ** 2, phi, axis=1) / _trapezoid(pdf, phi, axis=1)
-        crlb = (1 - g ** 2) / (2 * L * np.maximum(g, 1e-3) ** 2)
+        var = _trapezoid(pdf * pp**2, phi, axis=1) / _trapezoid(pdf, phi, axis=1)
+        crlb = (1 - g**2) / (2 * L * np.maximum(g, 1e-3) ** 2)
     bad = ~np.isfinite(var) | (var <= 0)
-    var[bad] = np.minimum(crlb[bad], np.pi ** 2 / 3)
+    var[bad] = np.minimum(crlb[bad], np.pi**2 / 3)
     _PHASE_VARIANCE_CACHE[key] = (g, var)
     return g, var
 
@@ -65,4 +66,3 @@ def coherence_weights(coherence, weighting, looks=DEFAULT_LOOKS):
         c = np.clip(coh, MIN_WEIGHT_COHERENCE, 0.999)
         return 1.0 / np.interp(c, g, var)
     raise ValueError("unknown weighting %r (use one of %s)" % (weighting, ", ".join(WEIGHTINGS)))
-

@@ -4,6 +4,7 @@ Accepted text forms are ``YYYY-MM-DD``, ``YYYYMMDD`` and ``DYYYYMMDD``; NetCDF t
 with their ``units`` attribute (``days since 2002-01-01``). Monthly series are keyed by calendar
 month (:func:`month_index`), and monthly dates fall on the 15th by default (:func:`month_from_index`).
 """
+
 import datetime as _dt
 import math
 import re
@@ -64,8 +65,12 @@ def decode_cf_time(value, units):
         raise TimeSeriesError("time units %r are not of the form '<unit> since YYYY-MM-DD'" % units)
     unit = m.group(1).lower().rstrip("s")
     base = _dt.datetime(
-        int(m.group(2)), int(m.group(3)), int(m.group(4)),
-        int(m.group(5) or 0), int(m.group(6) or 0), int(float(m.group(7) or 0)),
+        int(m.group(2)),
+        int(m.group(3)),
+        int(m.group(4)),
+        int(m.group(5) or 0),
+        int(m.group(6) or 0),
+        int(float(m.group(7) or 0)),
     )
     v = float(value)
     if unit in ("second", "minute", "hour", "day"):

@@ -5,6 +5,7 @@
   long they are; the file must reach the end of the last one.
 * netCDF-4 / HDF5: the superblock declares the end-of-file address; the file must be that long.
 """
+
 import os
 import struct
 
@@ -20,7 +21,7 @@ class _Reader:
     def take(self, n):
         if self.pos + n > len(self.data):
             raise EOFError
-        out = self.data[self.pos:self.pos + n]
+        out = self.data[self.pos : self.pos + n]
         self.pos += n
         return out
 
@@ -131,6 +132,10 @@ def file_damage(path):
     except OSError:
         return None
     if end is not None and size < end:
-        return ("%s is truncated: the %s header declares %d bytes but the file has %d; re-download or re-create "
-                "it" % (path, kind, end, size))
+        return "%s is truncated: the %s header declares %d bytes but the file has %d; re-download or re-create it" % (
+            path,
+            kind,
+            end,
+            size,
+        )
     return None

@@ -19,6 +19,7 @@ Writing goes through :class:`RasterWriter`, which writes to a temporary file
 next to the destination and renames it only when everything succeeded, so a
 failed or cancelled run never leaves a half-written output behind.
 """
+
 import os
 import uuid
 
@@ -140,9 +141,7 @@ def check_band_numeric(ds, source=None):
     for i in range(1, ds.RasterCount + 1):
         t = ds.GetRasterBand(i).DataType
         if t == gdal.GDT_Unknown or gdal.DataTypeIsComplex(t):
-            raise TimeSeriesError(
-                "%s: band %d has the non-numeric data type %s" % (source, i, gdal.GetDataTypeName(t))
-            )
+            raise TimeSeriesError("%s: band %d has the non-numeric data type %s" % (source, i, gdal.GetDataTypeName(t)))
 
 
 # --------------------------------------------------------------------------- reading
@@ -169,11 +168,15 @@ def read_window(ds, xoff, yoff, xsize, ysize, bands=None, dtype=np.float64, appl
         try:
             a = band.ReadAsArray(int(xoff), int(yoff), int(xsize), int(ysize))
         except RuntimeError as e:
-            raise TimeSeriesError("%s: band %d cannot be read (%s): the file is damaged or truncated; re-create "
-                                  "or re-download it" % (ds.GetDescription(), b, _last_line(e))) from None
+            raise TimeSeriesError(
+                "%s: band %d cannot be read (%s): the file is damaged or truncated; re-create "
+                "or re-download it" % (ds.GetDescription(), b, _last_line(e))
+            ) from None
         if a is None:
-            raise TimeSeriesError("%s: cannot read band %d window x %d-%d, y %d-%d" % (
-                ds.GetDescription(), b, xoff, xoff + xsize, yoff, yoff + ysize))
+            raise TimeSeriesError(
+                "%s: cannot read band %d window x %d-%d, y %d-%d"
+                % (ds.GetDescription(), b, xoff, xoff + xsize, yoff, yoff + ysize)
+            )
         a = a.astype(dtype, copy=False)
         nd = band.GetNoDataValue()
         if nd is not None and not np.isnan(nd):
@@ -205,8 +208,19 @@ class RasterWriter:
     instead of silently producing an empty result.
     """
 
-    def __init__(self, path, grid, nbands, dates=None, band_names=None, units=UNITS_MM,
-                 metadata=None, dtype=gdal.GDT_Float32, nodata=NODATA, require_data=False):
+    def __init__(
+        self,
+        path,
+        grid,
+        nbands,
+        dates=None,
+        band_names=None,
+        units=UNITS_MM,
+        metadata=None,
+        dtype=gdal.GDT_Float32,
+        nodata=NODATA,
+        require_data=False,
+    ):
         self.path = str(path)
         self.grid = grid
         self.nbands = int(nbands)
@@ -229,7 +243,8 @@ class RasterWriter:
         if self.nbands > MAX_GTIFF_BANDS:
             raise TimeSeriesError(
                 "%s would need %d bands but a GeoTIFF holds at most %d: choose fewer dates (a shorter period or "
-                "a longer step)" % (self.path, self.nbands, MAX_GTIFF_BANDS))
+                "a longer step)" % (self.path, self.nbands, MAX_GTIFF_BANDS)
+            )
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         drv = gdal.GetDriverByName("GTiff")
         opts = list(GTIFF_OPTIONS)
@@ -241,8 +256,11 @@ class RasterWriter:
             self.ds = drv.Create(self.tmp, self.grid.xsize, self.grid.ysize, self.nbands, self.dtype, opts)
         except RuntimeError as e:
             self.abort()
-            raise OSError(_errno_of(str(e), os.path.dirname(os.path.abspath(self.path))),
-                          "cannot create %s: %s" % (self.path, _last_line(e)), self.path) from None
+            raise OSError(
+                _errno_of(str(e), os.path.dirname(os.path.abspath(self.path))),
+                "cannot create %s: %s" % (self.path, _last_line(e)),
+                self.path,
+            ) from None
         if self.ds is None:
             raise TimeSeriesError("cannot create %s" % self.path)
         self.ds.SetGeoTransform(self.grid.geotransform)
@@ -275,8 +293,10 @@ class RasterWriter:
             block = block[None]
         full = col0 == 0 and block.shape[2] == self.grid.xsize
         if block.shape[0] != self.nbands or (not full and col0 + block.shape[2] > self.grid.xsize):
-            raise ValueError("block shape %s at column %d does not match %d bands x %d columns"
-                             % (block.shape, col0, self.nbands, self.grid.xsize))
+            raise ValueError(
+                "block shape %s at column %d does not match %d bands x %d columns"
+                % (block.shape, col0, self.nbands, self.grid.xsize)
+            )
         for i in range(self.nbands):
             self.ds.GetRasterBand(i + 1).WriteArray(block[i], int(col0), int(row0))
         self._note_data(block)
@@ -305,8 +325,10 @@ class RasterWriter:
             return
         if self.require_data and not self.has_data:
             self.abort()
-            raise TimeSeriesError("%s: every value is NoData (nothing valid was computed; check that the inputs "
-                                  "overlap and hold data); nothing was written" % self.path)
+            raise TimeSeriesError(
+                "%s: every value is NoData (nothing valid was computed; check that the inputs "
+                "overlap and hold data); nothing was written" % self.path
+            )
         try:
             gdal.ErrorReset()
             self.ds.FlushCache()
@@ -392,8 +414,7 @@ def check_written_raster(path, grid=None, nbands=None):
         if ds is None:
             raise RuntimeError("not a raster")
         if grid is not None and (ds.RasterXSize, ds.RasterYSize) != (grid.xsize, grid.ysize):
-            raise RuntimeError("size %dx%d instead of %dx%d" % (ds.RasterXSize, ds.RasterYSize, grid.xsize,
-                                                                grid.ysize))
+            raise RuntimeError("size %dx%d instead of %dx%d" % (ds.RasterXSize, ds.RasterYSize, grid.xsize, grid.ysize))
         if nbands is not None and ds.RasterCount != nbands:
             raise RuntimeError("%d bands instead of %d" % (ds.RasterCount, nbands))
         damage = truncated_tiff_blocks(ds, path)
@@ -433,7 +454,12 @@ def truncated_tiff_blocks(ds, path=None, max_queries=200000):
                 n = band.GetMetadataItem("BLOCK_SIZE_%d_%d" % (i, j), "TIFF")
                 if off and n and int(off) + int(n) > size:
                     return "band %d block (%d, %d) ends at byte %d but the file has %d bytes (truncated)" % (
-                        b, i, j, int(off) + int(n), size)
+                        b,
+                        i,
+                        j,
+                        int(off) + int(n),
+                        size,
+                    )
     return None
 
 
@@ -466,8 +492,9 @@ def write_raster(path, grid, array, dates=None, band_names=None, units=UNITS_MM,
     array = np.asarray(array)
     if array.ndim == 2:
         array = array[None]
-    with RasterWriter(path, grid, array.shape[0], dates=dates, band_names=band_names,
-                      units=units, metadata=metadata) as w:
+    with RasterWriter(
+        path, grid, array.shape[0], dates=dates, band_names=band_names, units=units, metadata=metadata
+    ) as w:
         w.write_block(0, array)
     return path
 
@@ -477,8 +504,9 @@ def north_up(grid):
     gt = grid.geotransform
     if gt[5] <= 0:
         return grid
-    return RasterGrid(grid.xsize, grid.ysize, (gt[0], gt[1], 0.0, gt[3] + gt[5] * grid.ysize, 0.0, -gt[5]),
-                      grid.projection)
+    return RasterGrid(
+        grid.xsize, grid.ysize, (gt[0], gt[1], 0.0, gt[3] + gt[5] * grid.ysize, 0.0, -gt[5]), grid.projection
+    )
 
 
 def grid_from_origin(x0, y0, dx, dy, xsize, ysize, epsg=4326):

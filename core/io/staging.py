@@ -12,6 +12,7 @@ options, ``NETCDF:"file":var``, ``GPKG:file:table``, ``/vsizip/archive.zip/inner
 to, and :func:`same_file` compares files by identity (hard links and symbolic links included), so
 an output can be refused when it would overwrite an input.
 """
+
 import glob
 import os
 import re
@@ -53,7 +54,7 @@ def same_file(a, b):
     return file_key(a) == file_key(b)
 
 
-_DRIVER_PREFIX = re.compile(r'^([A-Za-z][A-Za-z0-9_]+):(.*)$')
+_DRIVER_PREFIX = re.compile(r"^([A-Za-z][A-Za-z0-9_]+):(.*)$")
 _QUOTED = re.compile(r'^"([^"]+)"(?::.*)?$')
 _VSI = re.compile(r"^(/vsi[a-z0-9_]+/)+")
 _URI_KEY = re.compile(r"""(?:dbname|path)\s*=\s*(?:'([^']*)'|"([^"]*)"|(\S+))""")
@@ -194,7 +195,7 @@ class StagedFiles:
         for n in sorted(names):
             p = os.path.join(d, n)
             if n.startswith(s_stem) and p != staging:
-                moves.append((p, os.path.join(os.path.dirname(final), f_stem + n[len(s_stem):])))
+                moves.append((p, os.path.join(os.path.dirname(final), f_stem + n[len(s_stem) :])))
         aux = final + ".aux.xml"
         if os.path.exists(aux) and not any(dst == aux for _, dst in moves):
             moves.append((None, aux))  # stale side-car of the previous output: removed

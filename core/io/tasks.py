@@ -13,6 +13,7 @@ a running ``dask.distributed`` scheduler (``tcp://host:8786``) they run on its w
 retried (``retries``), and cancelling stops submitting and cancels the outstanding futures.
 Dask is optional: it is imported only when a scheduler is given.
 """
+
 import importlib.util
 import os
 
@@ -123,8 +124,9 @@ def map_threads(task_fn, tasks, threads, shared=None, is_canceled=None):
                 fut.cancel()
 
 
-def map_blocks(task_fn, tasks, scheduler=None, client=None, max_in_flight=None, is_canceled=None, retries=2,
-               shared=None, threads=1):
+def map_blocks(
+    task_fn, tasks, scheduler=None, client=None, max_in_flight=None, is_canceled=None, retries=2, shared=None, threads=1
+):
     """Yield ``(index, task_fn(tasks[index]))`` for every task, in completion order.
 
     ``scheduler``/``client``: run on Dask (else locally, in order). ``is_canceled``: a callable
@@ -166,8 +168,14 @@ def map_blocks(task_fn, tasks, scheduler=None, client=None, max_in_flight=None, 
                 i, task = next(it)
             except StopIteration:
                 return None
-            fut = client.submit(task_fn, task, *extra, pure=False, retries=retries,
-                                key="subsidence-block-%d-%s" % (i, os.urandom(4).hex()))
+            fut = client.submit(
+                task_fn,
+                task,
+                *extra,
+                pure=False,
+                retries=retries,
+                key="subsidence-block-%d-%s" % (i, os.urandom(4).hex()),
+            )
             pending[fut.key] = (i, fut)
             if ac is not None:
                 ac.add(fut)

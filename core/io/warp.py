@@ -10,6 +10,7 @@
   resampling kernel never depends on the size of the chunk GDAL warps: a window read gives the same
   values as the same pixels of a whole read, on every GDAL version. NoData (and NaN) become NaN.
 """
+
 import contextlib
 import math
 import re
@@ -125,8 +126,13 @@ def target_grid(paths, crs_wkt=None, extent=None, resolution=0.0, mode="union"):
         x0, y0 = minx, maxy
         fds = dss[finest]
         fgt = fds.GetGeoTransform()
-        if same_crs(fds.GetProjection(), crs_wkt) and fgt[2] == 0 and fgt[4] == 0 \
-                and abs(abs(fgt[1]) - dx) <= 1e-9 * dx and abs(abs(fgt[5]) - dy) <= 1e-9 * dy:
+        if (
+            same_crs(fds.GetProjection(), crs_wkt)
+            and fgt[2] == 0
+            and fgt[4] == 0
+            and abs(abs(fgt[1]) - dx) <= 1e-9 * dx
+            and abs(abs(fgt[5]) - dy) <= 1e-9 * dy
+        ):
             # snap to the finest input's lattice (outwards for a union, inwards for an intersection)
             kx = (minx - fgt[0]) / dx
             ky = (fgt[3] - maxy) / dy
@@ -136,13 +142,20 @@ def target_grid(paths, crs_wkt=None, extent=None, resolution=0.0, mode="union"):
             x0, y0 = fgt[0] + kx * dx, fgt[3] - ky * dy
     nx = (maxx - x0) / dx
     ny = (y0 - miny) / dy
-    nx = int(round(nx)) if abs(nx - round(nx)) < 1e-6 else int(math.ceil(nx) if mode != "intersection" else
-                                                               math.floor(nx))
-    ny = int(round(ny)) if abs(ny - round(ny)) < 1e-6 else int(math.ceil(ny) if mode != "intersection" else
-                                                               math.floor(ny))
+    nx = (
+        int(round(nx))
+        if abs(nx - round(nx)) < 1e-6
+        else int(math.ceil(nx) if mode != "intersection" else math.floor(nx))
+    )
+    ny = (
+        int(round(ny))
+        if abs(ny - round(ny)) < 1e-6
+        else int(math.ceil(ny) if mode != "intersection" else math.floor(ny))
+    )
     if nx < 1 or ny < 1:
-        raise TimeSeriesError("the target grid is empty (extent %s, pixel size %g x %g)" % (
-            (minx, miny, maxx, maxy), dx, dy))
+        raise TimeSeriesError(
+            "the target grid is empty (extent %s, pixel size %g x %g)" % ((minx, miny, maxx, maxy), dx, dy)
+        )
     return RasterGrid(nx, ny, (x0, dx, 0.0, y0, 0.0, -dy), crs_wkt)
 
 
@@ -164,9 +177,15 @@ class GridReader:
         dx, dy = tgt[1], tgt[5]
         self.aligned = False
         self._vsimem = []
-        if same_crs(self.ds.GetProjection(), grid.projection) and gt[2] == 0 and gt[4] == 0 \
-                and tgt[2] == 0 and tgt[4] == 0 \
-                and abs(gt[1] - dx) <= 1e-9 * abs(dx) and abs(gt[5] - dy) <= 1e-9 * abs(dy):
+        if (
+            same_crs(self.ds.GetProjection(), grid.projection)
+            and gt[2] == 0
+            and gt[4] == 0
+            and tgt[2] == 0
+            and tgt[4] == 0
+            and abs(gt[1] - dx) <= 1e-9 * abs(dx)
+            and abs(gt[5] - dy) <= 1e-9 * abs(dy)
+        ):
             col = (gt[0] - tgt[0]) / dx
             row = (gt[3] - tgt[3]) / dy
             if abs(col - round(col)) < 1e-6 and abs(row - round(row)) < 1e-6:
@@ -204,10 +223,19 @@ class GridReader:
             gdal.Translate(src, self.ds, options=gdal.TranslateOptions(format="VRT", bandList=self.bands))
             self._vsimem.append(src)
         opts = gdal.WarpOptions(
-            format="VRT", outputBounds=bounds, width=g.xsize, height=g.ysize,
-            dstSRS=g.projection or None, srcSRS=None if self.ds.GetProjection() else g.projection or None,
-            resampleAlg=resampling, errorThreshold=0, warpOptions=["XSCALE=1", "YSCALE=1"],
-            srcNodata=float("nan") if nd is None else nd, dstNodata=float("nan"), outputType=self._warp_type())
+            format="VRT",
+            outputBounds=bounds,
+            width=g.xsize,
+            height=g.ysize,
+            dstSRS=g.projection or None,
+            srcSRS=None if self.ds.GetProjection() else g.projection or None,
+            resampleAlg=resampling,
+            errorThreshold=0,
+            warpOptions=["XSCALE=1", "YSCALE=1"],
+            srcNodata=float("nan") if nd is None else nd,
+            dstNodata=float("nan"),
+            outputType=self._warp_type(),
+        )
         try:
             vrt = gdal.Warp("", src, options=opts)
             # blocks of whole window tiles (GDAL < 3.7 takes no block size option for warped VRTs): every block
@@ -252,20 +280,28 @@ class GridReader:
         if a1 <= a0 or b1 <= b0:
             return out
         if self.aligned:
-            blk = read_window(self.ds, b0 - self.col_off, a0 - self.row_off, b1 - b0, a1 - a0,
-                              [self.bands[k] for k in which], dtype=dtype)
+            blk = read_window(
+                self.ds,
+                b0 - self.col_off,
+                a0 - self.row_off,
+                b1 - b0,
+                a1 - a0,
+                [self.bands[k] for k in which],
+                dtype=dtype,
+            )
         else:
             # all bands in one request: the warped VRT warps each chunk once for every band
             blk = self.source.ReadAsArray(b0, a0, b1 - b0, a1 - a0, band_list=[k + 1 for k in which])
             if blk is None:
-                raise TimeSeriesError("%s: cannot read window x %d-%d, y %d-%d on the target grid"
-                                      % (self.path, b0, b1, a0, a1))
+                raise TimeSeriesError(
+                    "%s: cannot read window x %d-%d, y %d-%d on the target grid" % (self.path, b0, b1, a0, a1)
+                )
             blk = np.asarray(blk, dtype=dtype).reshape(len(which), a1 - a0, b1 - b0)
             for i, k in enumerate(which):
                 s, o = self.scales[k]
                 if s != 1.0 or o != 0.0:
                     blk[i] = blk[i] * s + o
-        out[:, a0 - row0:a1 - row0, b0 - col0:b1 - col0] = blk
+        out[:, a0 - row0 : a1 - row0, b0 - col0 : b1 - col0] = blk
         return out
 
     def close(self):

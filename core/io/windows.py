@@ -15,6 +15,7 @@ The contract (documented once here, used by SBAS, downscaling, GWSA, resampling,
 * the caller writes each result into the output (:class:`.rasters.RasterWriter`) as it arrives and
   sums partial statistics in window order, so results do not depend on the window split.
 """
+
 from .tasks import run_tasks_here_or
 
 DEFAULT_MEMORY_MB = 512
@@ -57,8 +58,7 @@ def window_blocks(ysize, xsize, bytes_per_cell, memory_mb=DEFAULT_MEMORY_MB, til
         nc = 1
     elif nc >= tile:
         nc -= nc % tile
-    return [(r, min(nr, ysize - r), c, min(nc, xsize - c))
-            for r in range(0, ysize, nr) for c in range(0, xsize, nc)]
+    return [(r, min(nr, ysize - r), c, min(nc, xsize - c)) for r in range(0, ysize, nr) for c in range(0, xsize, nc)]
 
 
 def run_windows(task_fn, tasks, blocks, nx, key, *, write=None, progress=None, run_tasks=None, shared=None):

@@ -5,6 +5,7 @@ imports), then the tables: breaks shown compactly (first … last, count; every 
 collapsible cell), p-values in scientific notation (``p < 1e-300`` when it underflowed to 0) and
 missing values as "—" with a note saying why (e.g. no permutations run).
 """
+
 import html
 
 import numpy as np
@@ -32,7 +33,7 @@ SECTIONS = (
 )
 MISSING_NOTES = {
     "interaction": "p_enhance is empty when no permutations were run (Permutations for the interaction p = 0); "
-                   "other empty cells: not defined for that pair (e.g. a single stratum).",
+    "other empty cells: not defined for that pair (e.g. a single stratum).",
     "factor": "not defined (e.g. a factor with a single stratum has no F test).",
 }
 
@@ -111,8 +112,25 @@ def html_report(results, info_lines=(), title="Geodetector", plots=True):
         if df is None or not len(df) or not len(df.columns):
             continue
         if key == "factor":  # what matters first: q, its interval and p; the rest after
-            first = [c for c in ("factor", "q", "q_ci_low", "q_ci_high", "p_wang", "p_anova", "q_adj", "q_null",
-                                 "n", "strata", "method", "classes", "breaks") if c in fac]
+            first = [
+                c
+                for c in (
+                    "factor",
+                    "q",
+                    "q_ci_low",
+                    "q_ci_high",
+                    "p_wang",
+                    "p_anova",
+                    "q_adj",
+                    "q_null",
+                    "n",
+                    "strata",
+                    "method",
+                    "classes",
+                    "breaks",
+                )
+                if c in fac
+            ]
             df = fac[first + [c for c in fac.columns if c not in first]]
         if key == "interaction" and "q_ab" in df:
             df = df.sort_values("q_ab", ascending=False)
@@ -126,12 +144,20 @@ def html_report(results, info_lines=(), title="Geodetector", plots=True):
 
         parts.append("<h2>%s</h2>" % e(title_))
         if key == "factor":
-            parts.append("<p class='note'>Green rows: p_wang &lt; 0.05. <b>Confidence interval of q</b> (q_ci_low, "
-                         "q_ci_high): %s</p>"
-                         % e(CI_HELP))
-        parts.append(ht.table(df, formats=_formats(), p_columns=P_COLUMNS, text_columns=("factor", "factor_a",
-                                                                                       "factor_b", "type", "range"),
-                              row_class=row_class, missing_note=MISSING_NOTES.get(key)))
+            parts.append(
+                "<p class='note'>Green rows: p_wang &lt; 0.05. <b>Confidence interval of q</b> (q_ci_low, "
+                "q_ci_high): %s</p>" % e(CI_HELP)
+            )
+        parts.append(
+            ht.table(
+                df,
+                formats=_formats(),
+                p_columns=P_COLUMNS,
+                text_columns=("factor", "factor_a", "factor_b", "type", "range"),
+                row_class=row_class,
+                missing_note=MISSING_NOTES.get(key),
+            )
+        )
     return ht.page(title, parts)
 
 

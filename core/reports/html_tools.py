@@ -5,6 +5,7 @@
 * long break lists shown compactly (first … last, count) with the full list in a collapsible cell;
 * figures embedded as PNG (base64) and never wider than the page (CSS ``max-width:100%``).
 """
+
 import base64
 import html
 import io
@@ -59,7 +60,7 @@ def fmt_number(v, digits=4):
         return text
     if math.isnan(f):
         return DASH
-    if f != 0 and 10 ** digits <= abs(f) < 1e6:
+    if f != 0 and 10**digits <= abs(f) < 1e6:
         return "%.0f" % f
     if f != 0 and (abs(f) < 1e-3 or abs(f) >= 1e6):
         return "%.*e" % (max(digits - 2, 1), f)
@@ -96,7 +97,11 @@ def fmt_breaks(text, digits=4, show=3):
     if len(short) <= show:
         return ", ".join(short)
     return "<details><summary>%s\u2009\u2026\u2009%s (%d breaks)</summary>%s</details>" % (
-        short[0], short[-1], len(short), ", ".join(short))
+        short[0],
+        short[-1],
+        len(short),
+        ", ".join(short),
+    )
 
 
 def table(df, formats=None, p_columns=(), text_columns=(), row_class=None, missing_note=None, max_rows=None):
@@ -108,8 +113,7 @@ def table(df, formats=None, p_columns=(), text_columns=(), row_class=None, missi
     """
     formats = dict(formats or {})
     rows = df if max_rows is None else df.head(max_rows)
-    out = ["<div class='scroll'><table><tr>%s</tr>" % "".join("<th>%s</th>" % html.escape(str(c))
-                                                               for c in df.columns)]
+    out = ["<div class='scroll'><table><tr>%s</tr>" % "".join("<th>%s</th>" % html.escape(str(c)) for c in df.columns)]
     any_missing = False
     for _, r in rows.iterrows():
         cells = []
@@ -160,9 +164,14 @@ def matplotlib_figure():
 
 
 def page(title, body_parts, css=""):
-    return "\n".join(["<!DOCTYPE html><html><head><meta charset='utf-8'><title>%s</title><style>%s%s</style>"
-                      "</head><body>" % (html.escape(title), PAGE_CSS, css)] + list(body_parts)
-                     + ["</body></html>"])
+    return "\n".join(
+        [
+            "<!DOCTYPE html><html><head><meta charset='utf-8'><title>%s</title><style>%s%s</style>"
+            "</head><body>" % (html.escape(title), PAGE_CSS, css)
+        ]
+        + list(body_parts)
+        + ["</body></html>"]
+    )
 
 
 def write_text_atomic(path, text):

@@ -5,6 +5,7 @@ mode, as PNG images embedded in the page when matplotlib is importable; tables a
 page is self-contained (no external files), so the Processing results viewer and a browser
 show it as is.
 """
+
 import base64
 import html
 import io
@@ -90,8 +91,9 @@ def group_figure(curves, table, x_label, y_label, mpl, title=None, x_units=None,
         k = int(rows["lag"].to_numpy()[best][0]) if best.any() else 0
         if k != 0 and len(dates) > abs(k):
             shifted = [month_from_index(m + k) for m in c["months"]]
-            lines += ax.plot(shifted, c["x"], "--", color="tab:blue", alpha=0.5,
-                             label="%s shifted %+d months" % (x_name, k))
+            lines += ax.plot(
+                shifted, c["x"], "--", color="tab:blue", alpha=0.5, label="%s shifted %+d months" % (x_name, k)
+            )
         what = SERIES_TITLES.get(c["series"], c["series"])
         ax.set_ylabel("%s\n%s" % (x_label, what), color="tab:blue", fontsize=10)
         ax2 = ax.twinx()
@@ -131,7 +133,8 @@ _STYLE = (
     "margin:0.5em 0}td,th{border:1px solid #bbb;padding:2px 6px;text-align:right}th{background:#eee}"
     "td.t{text-align:left}tr.sig td{background:#e8f5e9}tr.best{font-weight:bold}"
     "tr.best td:first-child{background:#fff3c4}"
-    "td.sig{color:#060;font-weight:bold}.warn{color:#a40}</style></head><body>")
+    "td.sig{color:#060;font-weight:bold}.warn{color:#a40}</style></head><body>"
+)
 
 
 def _head(title, xl, yl):
@@ -175,19 +178,29 @@ def _parameters_and_warnings(parameters, warnings):
 def _summary(t):
     """The best lag per group and series (green where its p_eff < 0.05)."""
     e = html.escape
-    out = ["<h3>Best lag per group</h3><table><tr><th>group</th><th>series</th><th>best lag</th><th>r</th>"
-           "<th>n</th><th>p</th><th>N<sub>eff</sub></th><th>p<sub>eff</sub></th></tr>"]
+    out = [
+        "<h3>Best lag per group</h3><table><tr><th>group</th><th>series</th><th>best lag</th><th>r</th>"
+        "<th>n</th><th>p</th><th>N<sub>eff</sub></th><th>p<sub>eff</sub></th></tr>"
+    ]
     for (grp, ser), part in t.groupby(["group", "series"], sort=False):
         best = part[part["best_lag"].astype(bool)]
         if len(best):
             b = best.iloc[0]
-            cells = [_fmt(int(b["lag"])), _fmt(b["r"]), _fmt(int(b["n"])), _fmt(b["p"]), _fmt(b["n_eff"], 1),
-                     _fmt(b["p_eff"])]
+            cells = [
+                _fmt(int(b["lag"])),
+                _fmt(b["r"]),
+                _fmt(int(b["n"])),
+                _fmt(b["p"]),
+                _fmt(b["n_eff"], 1),
+                _fmt(b["p_eff"]),
+            ]
         else:
             cells = ["&ndash;"] * 6
         sig = len(best) and np.isfinite(best.iloc[0]["p_eff"]) and best.iloc[0]["p_eff"] < 0.05
-        out.append("<tr%s><td class='t'>%s</td><td class='t'>%s</td>%s</tr>" % (
-            " class='sig'" if sig else "", e(str(grp)), e(str(ser)), "".join("<td>%s</td>" % c for c in cells)))
+        out.append(
+            "<tr%s><td class='t'>%s</td><td class='t'>%s</td>%s</tr>"
+            % (" class='sig'" if sig else "", e(str(grp)), e(str(ser)), "".join("<td>%s</td>" % c for c in cells))
+        )
     out.append("</table>")
     return out
 
@@ -204,8 +217,9 @@ def _lag_table(ser, part, curves, heads):
         span = " (%s .. %s)" % (month_label(months[0][0]), month_label(months[0][-1]))
     out = ["<p><b>%s</b>%s</p><table><tr>%s</tr>" % (e(str(ser)), e(span), "".join("<th>%s</th>" % h for h in heads))]
     for _, row in part.iterrows():
-        classes = (["best"] if bool(row["best_lag"]) else []) + \
-            (["sig"] if np.isfinite(row["p_eff"]) and row["p_eff"] < 0.05 else [])
+        classes = (["best"] if bool(row["best_lag"]) else []) + (
+            ["sig"] if np.isfinite(row["p_eff"]) and row["p_eff"] < 0.05 else []
+        )
         cls = " class='%s'" % " ".join(classes) if classes else ""
         cells = []
         for c in _LAG_COLUMNS:
@@ -228,13 +242,24 @@ def _group_sections(result, mpl, max_plots, max_tables):
     e = html.escape
     t = result.table
     xl, yl = result.x_label, result.y_label
-    heads = ["lag", "n", "r", "p", "r<sub>1</sub> %s" % e(xl), "r<sub>1</sub> %s" % e(yl), "N<sub>eff</sub>",
-             "p<sub>eff</sub>", "note"]
+    heads = [
+        "lag",
+        "n",
+        "r",
+        "p",
+        "r<sub>1</sub> %s" % e(xl),
+        "r<sub>1</sub> %s" % e(yl),
+        "N<sub>eff</sub>",
+        "p<sub>eff</sub>",
+        "note",
+    ]
     out = []
     groups = list(dict.fromkeys(t["group"]))
     if len(groups) > max_tables:
-        out.append("<p>Per-lag details for the first %d of %d groups; the output table has all.</p>"
-                   % (max_tables, len(groups)))
+        out.append(
+            "<p>Per-lag details for the first %d of %d groups; the output table has all.</p>"
+            % (max_tables, len(groups))
+        )
     by_group = dict(tuple(t.groupby("group", sort=False)))
     curves_by_group = {}
     for c in result.curves:
@@ -256,8 +281,9 @@ def _group_sections(result, mpl, max_plots, max_tables):
     return out
 
 
-def html_report(result, title="Lagged correlation", parameters=None, plots=True, max_plots=MAX_PLOTS,
-                max_tables=MAX_TABLES):
+def html_report(
+    result, title="Lagged correlation", parameters=None, plots=True, max_plots=MAX_PLOTS, max_tables=MAX_TABLES
+):
     """The HTML page (str) for a :class:`~..stats.lagcorr.LagCorrResult`.
 
     The summary (best lag per group and series) lists every group; plots are drawn for the

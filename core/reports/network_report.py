@@ -7,6 +7,7 @@ used in ``reason`` or ``status``). With perpendicular baselines the figure is th
 the first date at 0); without them it is date vs date (reference date on x, secondary date on y).
 Used pairs are blue lines/dots, rejected ones red dashed lines/crosses, labelled by reason.
 """
+
 import datetime as _dt
 import html
 
@@ -82,15 +83,20 @@ def network_figure(df, Figure, title="SBAS interferogram network"):
         pos = dict(zip(dates, b))
         for k in np.argsort(used):  # rejected drawn first, used on top
             y1, y2 = pos.get(ref[k], np.nan), pos.get(sec[k], np.nan)
-            ax.plot([ref[k], sec[k]], [y1, y2], "-" if used[k] else "--", lw=0.9 if used[k] else 1.1,
-                    color=USED_COLOR if used[k] else REJECTED_COLOR, alpha=0.75)
+            ax.plot(
+                [ref[k], sec[k]],
+                [y1, y2],
+                "-" if used[k] else "--",
+                lw=0.9 if used[k] else 1.1,
+                color=USED_COLOR if used[k] else REJECTED_COLOR,
+                alpha=0.75,
+            )
         ax.plot(dates, b, "o", color="black", ms=4, zorder=5)
         ax.set_ylabel("Perpendicular baseline (m)")
         ax.set_xlabel("Acquisition date")
         handles.append(Line2D([], [], color="black", marker="o", lw=0, label="acquisition (%d)" % len(dates)))
     else:
-        ax.plot([r for r, u in zip(ref, used) if u], [s for s, u in zip(sec, used) if u], "o", ms=4,
-                color=USED_COLOR)
+        ax.plot([r for r, u in zip(ref, used) if u], [s for s, u in zip(sec, used) if u], "o", ms=4, color=USED_COLOR)
         ax.set_xlabel("Reference date")
         ax.set_ylabel("Secondary date")
         lo, hi = min(ref + sec), max(ref + sec)
@@ -107,8 +113,17 @@ def network_figure(df, Figure, title="SBAS interferogram network"):
         else:
             mid_x, mid_y = [ref[k] for k in sel], [sec[k] for k in sel]
         ax.plot(mid_x, mid_y, markers[i % len(markers)], color=REJECTED_COLOR, ms=6, mew=1.5)
-        handles.append(Line2D([], [], color=REJECTED_COLOR, marker=markers[i % len(markers)], ls="--", lw=1,
-                              label="not used: %s (%d)" % (short, len(sel))))
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color=REJECTED_COLOR,
+                marker=markers[i % len(markers)],
+                ls="--",
+                lw=1,
+                label="not used: %s (%d)" % (short, len(sel)),
+            )
+        )
     loc = mdates.AutoDateLocator(minticks=3, maxticks=8)
     ax.xaxis.set_major_locator(loc)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc))
@@ -122,10 +137,16 @@ def html_report(df, title="SBAS interferogram network", plots=True):
     """The page (str): the figure (when matplotlib imports), counts, and the table of pairs not used."""
     used = _used(df)
     reasons = rejection_reasons(df)
-    parts = ["<h1>%s</h1>" % html.escape(title),
-             "<p>%d interferograms, %d used, %d not used; %d acquisition dates.</p>"
-             % (len(df), int(used.sum()), int((~used).sum()),
-                len(set(df["reference_date"].astype(str)) | set(df["secondary_date"].astype(str))))]
+    parts = [
+        "<h1>%s</h1>" % html.escape(title),
+        "<p>%d interferograms, %d used, %d not used; %d acquisition dates.</p>"
+        % (
+            len(df),
+            int(used.sum()),
+            int((~used).sum()),
+            len(set(df["reference_date"].astype(str)) | set(df["secondary_date"].astype(str))),
+        ),
+    ]
     Figure = ht.matplotlib_figure() if plots else None
     if Figure is not None and len(df):
         try:
@@ -137,11 +158,19 @@ def html_report(df, title="SBAS interferogram network", plots=True):
     if (~used).any():
         rej = df.loc[~used].copy()
         rej["reason"] = reasons[~used]
-        cols = [c for c in ("file", "reference_date", "secondary_date", "temporal_baseline_days", "perp_baseline_m",
-                            "reason") if c in rej]
+        cols = [
+            c
+            for c in ("file", "reference_date", "secondary_date", "temporal_baseline_days", "perp_baseline_m", "reason")
+            if c in rej
+        ]
         parts.append("<h2>Interferograms not used</h2>")
-        parts.append(ht.table(rej[cols], text_columns=("file", "reference_date", "secondary_date", "reason"),
-                              missing_note="no perpendicular baseline given"))
+        parts.append(
+            ht.table(
+                rej[cols],
+                text_columns=("file", "reference_date", "secondary_date", "reason"),
+                missing_note="no perpendicular baseline given",
+            )
+        )
     return ht.page(title, parts)
 
 

@@ -10,6 +10,7 @@ step of the shipped model and by the demo, so a run inside QGIS and the demo wri
 * the best lag per group, with a recovered lag whose ``p_eff`` is not significant flagged as such;
 * the Geodetector factor and top interaction tables, p-values in scientific notation.
 """
+
 import html
 import os
 
@@ -67,8 +68,11 @@ def best_lags(lag_table, alpha=ALPHA):
     t = lag_table[_true(lag_table["best_lag"])].copy() if "best_lag" in lag_table else lag_table.copy()
     p = pd.to_numeric(t.get("p_eff"), errors="coerce")
     t["significant"] = p < alpha
-    t["verdict"] = np.where(t["significant"], "recovered lag (p_eff < %g)" % alpha,
-                            "not significant (p_eff \u2265 %g): not a result" % alpha)
+    t["verdict"] = np.where(
+        t["significant"],
+        "recovered lag (p_eff < %g)" % alpha,
+        "not significant (p_eff \u2265 %g): not a result" % alpha,
+    )
     return t
 
 
@@ -111,8 +115,7 @@ def _outline_xy(wkt, src_wkt, dst_wkt):
         if not s.IsSame(d):
             g.Transform(osr.CoordinateTransformation(s, d))
     rings = []
-    polys = [g.GetGeometryRef(i) for i in range(g.GetGeometryCount())] if g.GetGeometryName() == "MULTIPOLYGON" \
-        else [g]
+    polys = [g.GetGeometryRef(i) for i in range(g.GetGeometryCount())] if g.GetGeometryName() == "MULTIPOLYGON" else [g]
     for p in polys:
         if p is None or p.GetGeometryCount() == 0:
             continue
@@ -134,8 +137,14 @@ def map_panel(ax, fig, path, title, outlines=(), band=None, units="mm"):
             ax.plot(xy[:, 0], xy[:, 1], "-", color="black", linewidth=1.0)
             if k == 0 and name:
                 cx, cy = xy[:, 0].mean(), xy[:, 1].mean()
-                ax.annotate(str(name), (cx, cy), fontsize=8, ha="center", va="center",
-                            bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.7))
+                ax.annotate(
+                    str(name),
+                    (cx, cy),
+                    fontsize=8,
+                    ha="center",
+                    va="center",
+                    bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.7),
+                )
     ax.set_xlim(extent[0], extent[1])
     ax.set_ylim(extent[2], extent[3])
     if geographic:
@@ -198,16 +207,28 @@ def class_series_figure(tab, Figure):
         ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc))
         ax.tick_params(labelsize=8)
         ax.grid(True, alpha=0.3)
-    for ax in axes[len(areas):]:
+    for ax in axes[len(areas) :]:
         ax.set_visible(False)
     fig.suptitle("Cumulative change from the first month (class with the most points per area)", fontsize=11)
     return fig
 
 
 # --------------------------------------------------------------------------- page
-def html_report(velocity, gwsa, class_table, lag_table, factor_table=None, interaction_table=None, outlines=(),
-                links=None, title="Subsidence\u2013groundwater workflow report", intro="", sections_before=(),
-                plots=True, alpha=ALPHA):
+def html_report(
+    velocity,
+    gwsa,
+    class_table,
+    lag_table,
+    factor_table=None,
+    interaction_table=None,
+    outlines=(),
+    links=None,
+    title="Subsidence\u2013groundwater workflow report",
+    intro="",
+    sections_before=(),
+    plots=True,
+    alpha=ALPHA,
+):
     """The page (str). Paths of the workflow outputs; ``outlines`` = [(name, polygon WKT, CRS WKT)];
     ``links`` = {label: relative path} of the detailed reports; ``sections_before``: extra HTML parts
     placed before the maps (the demo puts its comparison with the planted truth there)."""
@@ -236,37 +257,78 @@ def html_report(velocity, gwsa, class_table, lag_table, factor_table=None, inter
         lags = best_lags(read_table(lag_table), alpha)
         cols = [c for c in ("group", "series", "lag", "n", "r", "p", "n_eff", "p_eff", "verdict") if c in lags]
         n_bad = int((~lags["significant"]).sum())
-        parts.append("<h2>Lagged correlation: best lag per group</h2>"
-                     "<p>Lag k: GWSA leads deformation by k months. Significance is judged by p<sub>eff</sub> "
-                     "(autocorrelation-corrected, Bretherton et al. 1999); green rows are significant at "
-                     "%g, orange rows are <b>not</b> a recovered lag.</p>" % alpha)
+        parts.append(
+            "<h2>Lagged correlation: best lag per group</h2>"
+            "<p>Lag k: GWSA leads deformation by k months. Significance is judged by p<sub>eff</sub> "
+            "(autocorrelation-corrected, Bretherton et al. 1999); green rows are significant at "
+            "%g, orange rows are <b>not</b> a recovered lag.</p>" % alpha
+        )
         if n_bad:
-            parts.append("<p class='warn'>%d of %d best lags are not significant (p<sub>eff</sub> &ge; %g): "
-                         "their lag is the largest r among noise, not a result.</p>" % (n_bad, len(lags), alpha))
-        parts.append(ht.table(lags[cols], p_columns=("p", "p_eff"), text_columns=("group", "series", "verdict"),
-                              row_class=lambda r: "sig" if r.get("verdict", "").startswith("recovered")
-                              else "warnrow"))
+            parts.append(
+                "<p class='warn'>%d of %d best lags are not significant (p<sub>eff</sub> &ge; %g): "
+                "their lag is the largest r among noise, not a result.</p>" % (n_bad, len(lags), alpha)
+            )
+        parts.append(
+            ht.table(
+                lags[cols],
+                p_columns=("p", "p_eff"),
+                text_columns=("group", "series", "verdict"),
+                row_class=lambda r: "sig" if r.get("verdict", "").startswith("recovered") else "warnrow",
+            )
+        )
     if factor_table is not None:
         fac = read_table(factor_table).sort_values("q", ascending=False)
-        cols = [c for c in ("factor", "method", "classes", "n", "strata", "q", "q_ci_low", "q_ci_high", "q_adj",
-                            "q_null", "p_wang", "p_anova") if c in fac]
+        cols = [
+            c
+            for c in (
+                "factor",
+                "method",
+                "classes",
+                "n",
+                "strata",
+                "q",
+                "q_ci_low",
+                "q_ci_high",
+                "q_adj",
+                "q_null",
+                "p_wang",
+                "p_anova",
+            )
+            if c in fac
+        ]
         parts.append("<h2>Geodetector: factor detector</h2>")
-        parts.append(ht.table(fac[cols], p_columns=("p_wang", "p_anova"), text_columns=("factor", "method"),
-                              row_class=lambda r: "sig" if not ht.is_missing(r.get("p_wang"))
-                              and float(r["p_wang"]) < alpha else ""))
+        parts.append(
+            ht.table(
+                fac[cols],
+                p_columns=("p_wang", "p_anova"),
+                text_columns=("factor", "method"),
+                row_class=lambda r: "sig" if not ht.is_missing(r.get("p_wang")) and float(r["p_wang"]) < alpha else "",
+            )
+        )
     if interaction_table is not None:
         inter = read_table(interaction_table)
         if "q_ab" in inter:
             inter = inter.sort_values("q_ab", ascending=False)
-            cols = [c for c in ("factor_a", "factor_b", "q_a", "q_b", "q_ab", "type", "p_wang_ab", "p_enhance")
-                    if c in inter]
+            cols = [
+                c
+                for c in ("factor_a", "factor_b", "q_a", "q_b", "q_ab", "type", "p_wang_ab", "p_enhance")
+                if c in inter
+            ]
             parts.append("<h2>Geodetector: interactions (top 10)</h2>")
-            parts.append(ht.table(inter[cols], p_columns=("p_wang_ab", "p_enhance"),
-                                  text_columns=("factor_a", "factor_b", "type"), max_rows=10,
-                                  missing_note="p_enhance is empty when no permutations were run."))
+            parts.append(
+                ht.table(
+                    inter[cols],
+                    p_columns=("p_wang_ab", "p_enhance"),
+                    text_columns=("factor_a", "factor_b", "type"),
+                    max_rows=10,
+                    missing_note="p_enhance is empty when no permutations were run.",
+                )
+            )
     if links:
-        parts.append("<p>Detailed reports: %s.</p>" % ", ".join(
-            "<a href='%s'>%s</a>" % (e(str(v)), e(k)) for k, v in links.items() if v))
+        parts.append(
+            "<p>Detailed reports: %s.</p>"
+            % ", ".join("<a href='%s'>%s</a>" % (e(str(v)), e(k)) for k, v in links.items() if v)
+        )
     return ht.page(title, parts)
 
 

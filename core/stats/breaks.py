@@ -53,6 +53,7 @@ _CHUNK = 1 << 17
 # exact natural breaks
 # ----------------------------------------------------------------------------
 
+
 def _prefix(values, weights):
     """Prefix sums (length n+1) of w, w*x, w*x^2 on centred values."""
     w = weights.astype(np.float64)
@@ -67,6 +68,7 @@ def _prefix(values, weights):
 class _Costs(NamedTuple):
     """What the cost C(b, a) = a_base[a] - (p1[b]-p1[a])^2 / (pw[b]-pw[a]) of a DP layer reads: the prefix
     sums ``pw``, ``p1`` (:func:`_prefix`) and ``a_base`` = D_{j-1}[a] - p2[a]."""
+
     pw: np.ndarray
     p1: np.ndarray
     a_base: np.ndarray
@@ -74,6 +76,7 @@ class _Costs(NamedTuple):
 
 class _Workers(NamedTuple):
     """One :class:`_Buffers` per thread and the thread pool (None: this thread only)."""
+
     bufs: list
     pool: object = None
 
@@ -203,7 +206,7 @@ def _chunked_minima(b, lo, hi, costs, workers):
 
     if nthreads > 1 and len(edges) >= nthreads:
         k = np.linspace(0, len(edges), nthreads + 1).astype(int)
-        futures = [pool.submit(run, edges[k[i]:k[i + 1]], bufs[i]) for i in range(nthreads)]
+        futures = [pool.submit(run, edges[k[i] : k[i + 1]], bufs[i]) for i in range(nthreads)]
         parts = [r for f in futures for r in f.result()]
     else:
         parts = run(edges, bufs[0])
@@ -238,16 +241,16 @@ def _layer(dprev, prefix, j, b_range, out, workers):
         m = (nr - s) // (2 * s) + 1
         rows = slice(b_lo - 1 + s, b_lo - 1 + s + 2 * s * (m - 1) + 1, 2 * s)
         b = np.arange(rows.start, rows.stop, rows.step)
-        lo = o[0:2 * s * (m - 1) + 1:2 * s]  # o[q - s]
+        lo = o[0 : 2 * s * (m - 1) + 1 : 2 * s]  # o[q - s]
         hi = np.empty(m, dtype=np.int64)  # min(o[q + s], b - 1), o[nr + 1] past the end
-        up = o[2 * s::2 * s][:m]
-        hi[:up.size] = up
-        hi[up.size:] = o[nr + 1]
+        up = o[2 * s :: 2 * s][:m]
+        hi[: up.size] = up
+        hi[up.size :] = o[nr + 1]
         np.minimum(hi, b - 1, out=hi)
         mins, best = _level_minima(b, lo.copy(), hi, costs, workers)
         d_out[rows] = mins + p2[rows]
         opt_out[rows] = best
-        o[s:s + 2 * s * (m - 1) + 1:2 * s] = best
+        o[s : s + 2 * s * (m - 1) + 1 : 2 * s] = best
         s >>= 1
 
 
@@ -324,8 +327,11 @@ def natural_breaks_multi(x, ks, threads=None):
     ks = sorted({int(k) for k in ks})
     kmax = min(max(ks), n)
     out = {}
-    opts, _ = _fisher_dp(vals.astype(np.float64), counts.astype(np.float64), kmax, all_k=True,
-                           threads=threads) if kmax >= 2 else ([], [])
+    opts, _ = (
+        _fisher_dp(vals.astype(np.float64), counts.astype(np.float64), kmax, all_k=True, threads=threads)
+        if kmax >= 2
+        else ([], [])
+    )
     for k in ks:
         if k >= n:
             out[k] = vals[:-1].copy()
@@ -376,6 +382,7 @@ def ssw_of_breaks(x, breaks):
 # ----------------------------------------------------------------------------
 # other methods
 # ----------------------------------------------------------------------------
+
 
 def _check_k(k):
     k = int(k)
@@ -469,6 +476,7 @@ def compute_breaks(x, method="natural", k=5, breaks=None):
 # ----------------------------------------------------------------------------
 # coding
 # ----------------------------------------------------------------------------
+
 
 def classify(x, breaks):
     """Integer class codes of ``x`` for the inner ``breaks`` (right-closed).

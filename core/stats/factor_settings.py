@@ -5,6 +5,7 @@
 'landuse': {'method': 'categorical'}, 'gwsa': {'k': 20}}``. Items are separated by ``;`` or new
 lines; methods are those of :data:`core.stats.geodetector.DISCRETIZE_METHODS`.
 """
+
 from . import geodetector as gd
 
 

@@ -92,6 +92,7 @@ def _warn(messages, text):
 # inputs
 # ----------------------------------------------------------------------------
 
+
 def as_target(y, name="Y"):
     """Y as float64; non-numeric values raise ValueError naming the field."""
     arr = np.asarray(y)
@@ -124,8 +125,19 @@ class FactorCoding:
         return ";".join(f"{b:.10g}" for b in self.breaks)
 
 
-def encode_factor(values, name="X", method="natural", k=5, breaks=None, max_levels=_breaks.DEFAULT_MAX_LEVELS,
-                  y=None, optimal_methods=None, optimal_ks=None, min_gain=0.05, curves=None):
+def encode_factor(
+    values,
+    name="X",
+    method="natural",
+    k=5,
+    breaks=None,
+    max_levels=_breaks.DEFAULT_MAX_LEVELS,
+    y=None,
+    optimal_methods=None,
+    optimal_ks=None,
+    min_gain=0.05,
+    curves=None,
+):
     """Encode one factor to integer strata.
 
     Text/bool factors and integer-valued ones with at most ``max_levels``
@@ -189,6 +201,7 @@ def apply_coding(coding, values):
 # q statistic
 # ----------------------------------------------------------------------------
 
+
 def _strata(y, codes, size):
     """Per-stratum count, mean and within sum of squares (two-pass)."""
     n = np.bincount(codes, minlength=size).astype(np.float64)
@@ -212,8 +225,9 @@ def _qstats(y, codes, size, lambda_ddof=1, singletons="keep"):
     L = int(present.sum())
     out = {"n": N, "strata": L, "singletons": n_single}
     if N < 2:
-        out.update(q=np.nan, p_wang=np.nan, p_anova=np.nan, q_adj=np.nan, q_null=np.nan, lam=np.nan, ssw=np.nan,
-                   sst=np.nan)
+        out.update(
+            q=np.nan, p_wang=np.nan, p_anova=np.nan, q_adj=np.nan, q_null=np.nan, lam=np.nan, ssw=np.nan, sst=np.nan
+        )
         return out
     ybar = y.mean()
     sst = float(np.sum((y - ybar) ** 2))
@@ -224,8 +238,9 @@ def _qstats(y, codes, size, lambda_ddof=1, singletons="keep"):
         out.update(p_wang=np.nan, p_anova=np.nan, q_adj=np.nan, lam=np.nan)
         return out
     out["q_adj"] = 1.0 - (1.0 - q) * (N - 1) / (N - L)
-    out["lam"], out["p_wang"], out["p_anova"] = _wang_test(q, N, L, n_h[present], m_h[present], sst,
-                                                           lambda_ddof=lambda_ddof)
+    out["lam"], out["p_wang"], out["p_anova"] = _wang_test(
+        q, N, L, n_h[present], m_h[present], sst, lambda_ddof=lambda_ddof
+    )
     return out
 
 
@@ -370,8 +385,8 @@ def _valid(y_ok, *codings):
 # detectors
 # ----------------------------------------------------------------------------
 
-def factor_detector(y, codings, lambda_ddof=1, singletons="keep", max_strata_ratio=0.5, messages=None,
-                    ci_level=0.95):
+
+def factor_detector(y, codings, lambda_ddof=1, singletons="keep", max_strata_ratio=0.5, messages=None, ci_level=0.95):
     """Factor detector table: q, its ``ci_level`` confidence interval
     (:func:`q_confidence_interval`), Wang p, ANOVA p, q_adj, q_null per factor."""
     y = as_target(y)
@@ -394,13 +409,26 @@ def factor_detector(y, codings, lambda_ddof=1, singletons="keep", max_strata_rat
         if np.isfinite(res["sst"]) and res["sst"] == 0:
             _warn(messages, f"factor {c.name!r}: Y is constant on its valid rows")
         ci = q_confidence_interval(res["q"], res["n"], res["strata"], ci_level)
-        rows.append({
-            "factor": c.name, "method": c.method, "classes": c.k if c.k is not None else c.n_levels,
-            "breaks": c.breaks_text(), "n": res["n"], "strata": res["strata"], "q": res["q"],
-            "q_ci_low": ci[0], "q_ci_high": ci[1], "ci_level": float(ci_level),
-            "p_wang": res["p_wang"], "p_anova": res["p_anova"], "q_adj": res["q_adj"],
-            "q_null": res["q_null"], "lambda": res["lam"], "singletons": res["singletons"],
-        })
+        rows.append(
+            {
+                "factor": c.name,
+                "method": c.method,
+                "classes": c.k if c.k is not None else c.n_levels,
+                "breaks": c.breaks_text(),
+                "n": res["n"],
+                "strata": res["strata"],
+                "q": res["q"],
+                "q_ci_low": ci[0],
+                "q_ci_high": ci[1],
+                "ci_level": float(ci_level),
+                "p_wang": res["p_wang"],
+                "p_anova": res["p_anova"],
+                "q_adj": res["q_adj"],
+                "q_null": res["q_null"],
+                "lambda": res["lam"],
+                "singletons": res["singletons"],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -473,8 +501,18 @@ def _enhancement_p(yy, strong, cells, q, permutations, rng):
     return (1 + exceed) / (1 + permutations)
 
 
-def interaction_detector(y, codings, convention="r", tol=1e-10, permutations=0, seed=0,
-                         singletons="keep", max_cell_ratio=0.5, messages=None, lambda_ddof=1):
+def interaction_detector(
+    y,
+    codings,
+    convention="r",
+    tol=1e-10,
+    permutations=0,
+    seed=0,
+    singletons="keep",
+    max_cell_ratio=0.5,
+    messages=None,
+    lambda_ddof=1,
+):
     """Interaction detector table for every pair of factors.
 
     q(A), q(B) and q(A∩B) are computed on the rows where Y, A and B are all
@@ -531,20 +569,32 @@ def interaction_detector(y, codings, convention="r", tol=1e-10, permutations=0, 
             qab = 1.0 - ss_h.sum() / sst
             present = n_h > 0
             cells = int(np.count_nonzero(present))
-            lam_ab, p_ab, _ = _wang_test(qab, yy.size, cells, n_h[present], m_h[present], sst,
-                                          lambda_ddof=lambda_ddof)
+            lam_ab, p_ab, _ = _wang_test(qab, yy.size, cells, n_h[present], m_h[present], sst, lambda_ddof=lambda_ddof)
         if cells > max_cell_ratio * yy.size:
-            _warn(messages, f"pair {ca.name!r} x {cb.name!r}: {cells} cells for {yy.size} samples (more than N/2); "
-                            "q(A∩B) is inflated by chance")
+            _warn(
+                messages,
+                f"pair {ca.name!r} x {cb.name!r}: {cells} cells for {yy.size} samples (more than N/2); "
+                "q(A∩B) is inflated by chance",
+            )
         p_enh = np.nan
         if permutations and permutations > 0:
             p_enh = _enhancement_p(yy, a if qa >= qb else b, (key, size), (qa, qb, qab), int(permutations), rng)
-        rows.append({
-            "factor_a": ca.name, "factor_b": cb.name, "q_a": qa, "q_b": qb, "q_ab": qab,
-            "type": interaction_type(qa, qb, qab, convention, tol), "cells": cells,
-            "n": int(yy.size), "q_ab_null": (cells - 1) / (yy.size - 1) if yy.size > 1 else np.nan,
-            "lambda_ab": lam_ab, "p_wang_ab": p_ab, "p_enhance": p_enh,
-        })
+        rows.append(
+            {
+                "factor_a": ca.name,
+                "factor_b": cb.name,
+                "q_a": qa,
+                "q_b": qb,
+                "q_ab": qab,
+                "type": interaction_type(qa, qb, qab, convention, tol),
+                "cells": cells,
+                "n": int(yy.size),
+                "q_ab_null": (cells - 1) / (yy.size - 1) if yy.size > 1 else np.nan,
+                "lambda_ab": lam_ab,
+                "p_wang_ab": p_ab,
+                "p_enhance": p_enh,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -562,8 +612,16 @@ def risk_detector(y, codings, alpha=0.05):
         for h in range(L):
             if n[h] == 0:
                 continue
-            strata_rows.append({"factor": c.name, "stratum": h, "range": c.labels[h], "n": int(n[h]),
-                                "mean": mean[h], "sd": float(np.sqrt(var[h])) if n[h] > 1 else np.nan})
+            strata_rows.append(
+                {
+                    "factor": c.name,
+                    "stratum": h,
+                    "range": c.labels[h],
+                    "n": int(n[h]),
+                    "mean": mean[h],
+                    "sd": float(np.sqrt(var[h])) if n[h] > 1 else np.nan,
+                }
+            )
         present = np.flatnonzero(n > 0)
         if present.size < 2:
             continue
@@ -573,21 +631,48 @@ def risk_detector(y, codings, alpha=0.05):
         se2 = vi + vj
         with np.errstate(divide="ignore", invalid="ignore"):
             t = (mean[i] - mean[j]) / np.sqrt(se2)
-            df = se2 ** 2 / (vi ** 2 / (n[i] - 1) + vj ** 2 / (n[j] - 1))
+            df = se2**2 / (vi**2 / (n[i] - 1) + vj**2 / (n[j] - 1))
             p = 2.0 * stats.t.sf(np.abs(t), df)
         bad = (n[i] < 2) | (n[j] < 2) | ~(se2 > 0)
         t[bad] = np.nan
         df[bad] = np.nan
         p[bad] = np.nan
-        test_frames.append(pd.DataFrame({
-            "factor": c.name, "stratum_a": i, "stratum_b": j,
-            "range_a": [c.labels[k] for k in i], "range_b": [c.labels[k] for k in j],
-            "mean_a": mean[i], "mean_b": mean[j], "t": t, "df": df, "p": p,
-            "significant": np.where(np.isfinite(p), p < alpha, False),
-        }))
-    tests = pd.concat(test_frames, ignore_index=True) if test_frames else pd.DataFrame(
-        columns=["factor", "stratum_a", "stratum_b", "range_a", "range_b", "mean_a", "mean_b", "t", "df", "p",
-                 "significant"])
+        test_frames.append(
+            pd.DataFrame(
+                {
+                    "factor": c.name,
+                    "stratum_a": i,
+                    "stratum_b": j,
+                    "range_a": [c.labels[k] for k in i],
+                    "range_b": [c.labels[k] for k in j],
+                    "mean_a": mean[i],
+                    "mean_b": mean[j],
+                    "t": t,
+                    "df": df,
+                    "p": p,
+                    "significant": np.where(np.isfinite(p), p < alpha, False),
+                }
+            )
+        )
+    tests = (
+        pd.concat(test_frames, ignore_index=True)
+        if test_frames
+        else pd.DataFrame(
+            columns=[
+                "factor",
+                "stratum_a",
+                "stratum_b",
+                "range_a",
+                "range_b",
+                "mean_a",
+                "mean_b",
+                "t",
+                "df",
+                "p",
+                "significant",
+            ]
+        )
+    )
     return pd.DataFrame(strata_rows), tests
 
 
@@ -619,16 +704,28 @@ def ecological_detector(y, codings, alpha=0.05):
             p = float(min(1.0, 2.0 * min(stats.f.cdf(F, N - 1, N - 1), stats.f.sf(F, N - 1, N - 1))))
         else:
             F, p = (np.inf, 0.0) if ssw_a > 0 else (np.nan, np.nan)
-        rows.append({"factor_a": ca.name, "factor_b": cb.name, "n": N, "ssw_a": ssw_a, "ssw_b": ssw_b,
-                     "F": F, "df1": N - 1, "df2": N - 1, "p": p,
-                     "significant": bool(np.isfinite(p) and p < alpha),
-                     "stronger": "" if not np.isfinite(p) or p >= alpha else (ca.name if ssw_a < ssw_b else cb.name)})
+        rows.append(
+            {
+                "factor_a": ca.name,
+                "factor_b": cb.name,
+                "n": N,
+                "ssw_a": ssw_a,
+                "ssw_b": ssw_b,
+                "F": F,
+                "df1": N - 1,
+                "df2": N - 1,
+                "p": p,
+                "significant": bool(np.isfinite(p) and p < alpha),
+                "stronger": "" if not np.isfinite(p) or p >= alpha else (ca.name if ssw_a < ssw_b else cb.name),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 # ----------------------------------------------------------------------------
 # optimal discretization, sampling
 # ----------------------------------------------------------------------------
+
 
 def optimal_discretization(y, x, methods=None, ks=None, min_gain=0.05):
     """Search methods x class counts; pick k by the q gain per extra class.
@@ -667,7 +764,7 @@ def optimal_discretization(y, x, methods=None, ks=None, min_gain=0.05):
     # gain per extra class from k to the best later k, relative to q*(k)
     gains = np.full(qk.size, np.nan)
     for i in range(qk.size - 1):
-        per_class = (qk[i + 1:] - qk[i]) / (kk[i + 1:] - kk[i])
+        per_class = (qk[i + 1 :] - qk[i]) / (kk[i + 1 :] - kk[i])
         gains[i] = per_class.max() / qk[i] if qk[i] > 0 else np.inf
     pick = qk.size - 1
     for i in range(qk.size - 1):
@@ -754,9 +851,24 @@ def map_strata(lut, codes):
     return out
 
 
-def run_geodetector(y, factors, specs=None, default_method="natural", default_k=5, convention="r",
-                    lambda_ddof=1, singletons="keep", permutations=0, seed=0, alpha=0.05,
-                    optimal_ks=None, optimal_methods=None, min_gain=0.05, messages=None, ci_level=0.95):
+def run_geodetector(
+    y,
+    factors,
+    specs=None,
+    default_method="natural",
+    default_k=5,
+    convention="r",
+    lambda_ddof=1,
+    singletons="keep",
+    permutations=0,
+    seed=0,
+    alpha=0.05,
+    optimal_ks=None,
+    optimal_methods=None,
+    min_gain=0.05,
+    messages=None,
+    ci_level=0.95,
+):
     """Encode ``factors`` ({name: values}) once and run all four detectors.
 
     ``specs`` maps a factor name to ``{"method": ..., "k": ..., "breaks": ...}``
@@ -771,14 +883,33 @@ def run_geodetector(y, factors, specs=None, default_method="natural", default_k=
     codings = []
     for name, values in factors.items():
         sp = specs.get(name, {})
-        codings.append(encode_factor(values, name, sp.get("method", default_method), sp.get("k", default_k),
-                                     sp.get("breaks"), y=y, optimal_methods=optimal_methods,
-                                     optimal_ks=optimal_ks, min_gain=min_gain, curves=curves))
+        codings.append(
+            encode_factor(
+                values,
+                name,
+                sp.get("method", default_method),
+                sp.get("k", default_k),
+                sp.get("breaks"),
+                y=y,
+                optimal_methods=optimal_methods,
+                optimal_ks=optimal_ks,
+                min_gain=min_gain,
+                curves=curves,
+            )
+        )
     out = {"codings": codings}
     out["factor"] = factor_detector(y, codings, lambda_ddof, singletons, messages=messages, ci_level=ci_level)
     if len(codings) >= 2:
-        out["interaction"] = interaction_detector(y, codings, convention, permutations=permutations, seed=seed,
-                                                  singletons=singletons, messages=messages, lambda_ddof=lambda_ddof)
+        out["interaction"] = interaction_detector(
+            y,
+            codings,
+            convention,
+            permutations=permutations,
+            seed=seed,
+            singletons=singletons,
+            messages=messages,
+            lambda_ddof=lambda_ddof,
+        )
         out["ecological"] = ecological_detector(y, codings, alpha)
     else:
         _warn(messages, "fewer than 2 factors: interaction and ecological detectors skipped")
@@ -796,8 +927,13 @@ def select_rows(y, factors, threshold=None, ratio="1:1", seed=0, messages=None):
     if threshold is not None:
         rows = sample_by_threshold(y, threshold, ratio, seed, messages=messages)
         n_sub = int(np.sum(y[rows] <= threshold))
-        text = ("sampling: Y <= %g is subsidence (%d samples), ratio %s, seed %d -> %d non-subsidence"
-                % (threshold, n_sub, ratio, seed, rows.size - n_sub))
+        text = "sampling: Y <= %g is subsidence (%d samples), ratio %s, seed %d -> %d non-subsidence" % (
+            threshold,
+            n_sub,
+            ratio,
+            seed,
+            rows.size - n_sub,
+        )
     else:
         text = "all %d rows with a valid Y" % rows.size
     if rows.size == y.size:  # every row (raster mode keeps only valid pixels)
@@ -807,14 +943,17 @@ def select_rows(y, factors, threshold=None, ratio="1:1", seed=0, messages=None):
 
 def factor_lines(factor_table):
     """One line per factor of the factor detector's table, the strongest q first."""
-    return ["q(%s) = %.4f  [%.4f, %.4f]  (N %d, L %d, q by chance %.4f, p_wang %.3g, p_anova %.3g)"
-            % (r.factor, r.q, r.q_ci_low, r.q_ci_high, r.n, r.strata, r.q_null, r.p_wang, r.p_anova)
-            for r in factor_table.sort_values("q", ascending=False).itertuples()]
+    return [
+        "q(%s) = %.4f  [%.4f, %.4f]  (N %d, L %d, q by chance %.4f, p_wang %.3g, p_anova %.3g)"
+        % (r.factor, r.q, r.q_ci_low, r.q_ci_high, r.n, r.strata, r.q_null, r.p_wang, r.p_anova)
+        for r in factor_table.sort_values("q", ascending=False).itertuples()
+    ]
 
 
 # ----------------------------------------------------------------------------
 # raster mode
 # ----------------------------------------------------------------------------
+
 
 def align_to_grid(path, target_path, categorical=False):
     """Band 1 of ``path`` on the grid of ``target_path`` as one float64 array (NaN nodata).
@@ -889,8 +1028,14 @@ def warp_scale(src, dst_wkt, bounds, width, height):
                 r.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
             t = np.linspace(0.0, 1.0, 21)
             ex, ey = xmin + (xmax - xmin) * t, ymin + (ymax - ymin) * t
-            pts = np.concatenate([np.c_[ex, np.full_like(ex, ymin)], np.c_[ex, np.full_like(ex, ymax)],
-                                  np.c_[np.full_like(ey, xmin), ey], np.c_[np.full_like(ey, xmax), ey]])
+            pts = np.concatenate(
+                [
+                    np.c_[ex, np.full_like(ex, ymin)],
+                    np.c_[ex, np.full_like(ex, ymax)],
+                    np.c_[np.full_like(ey, xmin), ey],
+                    np.c_[np.full_like(ey, xmax), ey],
+                ]
+            )
             out = np.array(osr.CoordinateTransformation(d_srs, s_srs).TransformPoints(pts.tolist()))[:, :2]
             out = out[np.isfinite(out).all(axis=1)]
             if len(out):
@@ -928,11 +1073,18 @@ def warp_to_target(path, target_ds, categorical=False, target_path=None):
     f32 = _float32_exact(src.GetRasterBand(1))
     srs = target_ds.GetProjection() or src.GetProjection()
     xscale, yscale = warp_scale(src, srs, bounds, xs, ys)
-    opts = gdal.WarpOptions(format="VRT", outputBounds=bounds, width=xs, height=ys, dstSRS=srs or None,
-                            resampleAlg="near" if categorical else "bilinear", errorThreshold=0,
-                            outputType=gdal.GDT_Float32 if f32 else gdal.GDT_Float64,
-                            dstNodata=float("nan"),
-                            warpOptions=["XSCALE=%.17g" % xscale, "YSCALE=%.17g" % yscale])
+    opts = gdal.WarpOptions(
+        format="VRT",
+        outputBounds=bounds,
+        width=xs,
+        height=ys,
+        dstSRS=srs or None,
+        resampleAlg="near" if categorical else "bilinear",
+        errorThreshold=0,
+        outputType=gdal.GDT_Float32 if f32 else gdal.GDT_Float64,
+        dstNodata=float("nan"),
+        warpOptions=["XSCALE=%.17g" % xscale, "YSCALE=%.17g" % yscale],
+    )
     vrt = gdal.Warp("", src, options=opts)
     if vrt is None:
         raise ValueError(f"factor raster {path}: cannot warp it to the target grid")
@@ -1008,8 +1160,18 @@ def read_raster_samples(target_path, factor_paths, memory_mb=None, check=None, p
     return y, factors, {"grid": grid, "pixels": xs * ys, "dtypes": dict(zip(names, dtypes))}
 
 
-def write_stratum_mean_raster(out_path, target_path, factor_path, categorical, coding, lut, memory_mb=None,
-                              check=None, band_name="stratum mean", metadata=None):
+def write_stratum_mean_raster(
+    out_path,
+    target_path,
+    factor_path,
+    categorical,
+    coding,
+    lut,
+    memory_mb=None,
+    check=None,
+    band_name="stratum mean",
+    metadata=None,
+):
     """Every pixel of the target grid gets ``lut`` of its stratum of ``coding``.
 
     The factor is warped exactly as in :func:`read_raster_samples`, read in

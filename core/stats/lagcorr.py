@@ -70,8 +70,21 @@ MIN_PAIRS = 4
 MIN_ADJACENT_PAIRS = 3
 
 OUTPUT_COLUMNS = (
-    "group", "x", "y", "series", "detrend", "lag", "n", "r", "p",
-    "r1_x", "r1_y", "n_eff", "p_eff", "best_lag", "note",
+    "group",
+    "x",
+    "y",
+    "series",
+    "detrend",
+    "lag",
+    "n",
+    "r",
+    "p",
+    "r1_x",
+    "r1_y",
+    "n_eff",
+    "p_eff",
+    "best_lag",
+    "note",
 )
 
 _YEAR_MONTH = re.compile(r"^\s*(\d{4})-(\d{1,2})\s*$")
@@ -414,6 +427,7 @@ class LagOptions:
     """How :func:`correlate_rows` correlates: ``lags`` (months), ``series`` modes (levels, cumulative,
     temporal), ``detrend``, ``base_month`` (month index of the cumulative base; default: per row the first
     month where both series have a value), ``min_pairs`` and ``best_by`` (abs, max, min)."""
+
     lags: tuple
     series: tuple = ("levels",)
     detrend: str = "none"
@@ -467,12 +481,16 @@ def correlate_rows(x, y, months, options):
         st = lag_statistics(xa, ya, lags, min_pairs=min_pairs)
         few = st["n"] < min_pairs
         for i in np.flatnonzero(few.any(axis=1)):
-            notes[i].append("%s: fewer than %d overlapping months at lag %s" % (
-                mode, min_pairs, ", ".join(str(lags[j]) for j in np.flatnonzero(few[i]))))
+            notes[i].append(
+                "%s: fewer than %d overlapping months at lag %s"
+                % (mode, min_pairs, ", ".join(str(lags[j]) for j in np.flatnonzero(few[i])))
+            )
         const = ~few & ~np.isfinite(st["r"])
         for i in np.flatnonzero(const.any(axis=1)):
-            notes[i].append("%s: r undefined (a constant series) at lag %s" % (
-                mode, ", ".join(str(lags[j]) for j in np.flatnonzero(const[i]))))
+            notes[i].append(
+                "%s: r undefined (a constant series) at lag %s"
+                % (mode, ", ".join(str(lags[j]) for j in np.flatnonzero(const[i])))
+            )
         out[mode] = {"x": xa, "y": ya, "stats": st, "best": best_lag_index(st["r"], best_by), "notes": notes}
     return out
 
@@ -500,6 +518,7 @@ class LagCorrResult:
     :data:`OUTPUT_COLUMNS`). ``curves``: list of dicts ``{group, label, series, months, x, y}``
     with the analysed series (for plots). ``warnings``: human-readable messages.
     """
+
     table: pd.DataFrame
     curves: list = field(default_factory=list)
     warnings: list = field(default_factory=list)
@@ -538,8 +557,10 @@ def _months(df, col):
         except TypeError:  # unhashable value
             m = to_month(v)
         if m is None:
-            raise ValueError("date field '%s': row %d has %r, which is not a date "
-                             "(expected YYYY-MM-DD, YYYYMMDD, YYYY-MM or a date value)" % (col, i + 1, v))
+            raise ValueError(
+                "date field '%s': row %d has %r, which is not a date "
+                "(expected YYYY-MM-DD, YYYYMMDD, YYYY-MM or a date value)" % (col, i + 1, v)
+            )
         out[i] = m
     return out
 
@@ -568,6 +589,7 @@ def _check_options(detrend, best_by):
 class _Observations:
     """Every X and Y value of the table in one frame (``_m`` month index, ``_v`` value, ``_isx`` X or Y,
     the group fields) with the labels of X and Y."""
+
     work: pd.DataFrame
     x_label: str
     y_label: str
@@ -590,8 +612,10 @@ def _long_observations(df, date_field, group_fields, variable_field, value_field
     present = set(var_names)
     for nm, what in ((x_name, "X"), (y_name, "Y")):
         if str(nm) not in present:
-            raise ValueError("%s variable '%s' does not occur in field '%s' (values: %s)" % (
-                what, nm, variable_field, ", ".join(sorted(present)[:20])))
+            raise ValueError(
+                "%s variable '%s' does not occur in field '%s' (values: %s)"
+                % (what, nm, variable_field, ", ".join(sorted(present)[:20]))
+            )
     sub = df[var_names.isin([str(x_name), str(y_name)])].reset_index(drop=True)
     months = _months(sub, date_field)
     vals = _numeric(sub, value_field, "value")
@@ -617,8 +641,13 @@ def _wide_observations(df, date_field, group_fields, x_field, y_field):
     xv = _numeric(df, x_field, "X").to_numpy()
     yv = _numeric(df, y_field, "Y").to_numpy()
     n = len(df)
-    work = pd.DataFrame({"_m": np.concatenate([months, months]), "_v": np.concatenate([xv, yv]),
-                         "_isx": np.r_[np.ones(n, bool), np.zeros(n, bool)]})
+    work = pd.DataFrame(
+        {
+            "_m": np.concatenate([months, months]),
+            "_v": np.concatenate([xv, yv]),
+            "_isx": np.r_[np.ones(n, bool), np.zeros(n, bool)],
+        }
+    )
     for g in group_fields:
         work[g] = np.concatenate([df[g].to_numpy(), df[g].to_numpy()])
     return _Observations(work, str(x_field), str(y_field))
@@ -648,6 +677,7 @@ class _MonthlyGrid:
     """One row per group, one column per calendar month: ``x``, ``y`` (several values in a month are
     averaged: ``merged`` counts such months), ``months`` (month index per column), ``first``/``last``
     column with a value per group."""
+
     months: np.ndarray
     x: np.ndarray
     y: np.ndarray
@@ -685,6 +715,7 @@ _STATS_KEYS = ("n", "r", "p", "r1_x", "r1_y", "n_eff", "p_eff")
 class _Correlations:
     """Statistics cube (groups x series x lags) of every key of :func:`lag_statistics`, the best-lag flags,
     the note per row, the curves and the notes per group."""
+
     cube: dict
     best: np.ndarray
     note: np.ndarray
@@ -698,8 +729,13 @@ def _correlate_groups(grid, options, groups, chunk_rows, progress):
     ngroups = len(labels)
     modes, nl = options.series, len(options.lags)
     shape = (ngroups, len(modes), nl)
-    acc = _Correlations(cube={k: np.full(shape, np.nan) for k in _STATS_KEYS}, best=np.zeros(shape, dtype=bool),
-                        note=np.full(shape, "", dtype=object), curves=[], group_notes=[[] for _ in range(ngroups)])
+    acc = _Correlations(
+        cube={k: np.full(shape, np.nan) for k in _STATS_KEYS},
+        best=np.zeros(shape, dtype=bool),
+        note=np.full(shape, "", dtype=object),
+        curves=[],
+        group_notes=[[] for _ in range(ngroups)],
+    )
     if grid.months.size:
         no_x, no_y = ~np.isfinite(grid.x).any(axis=1), ~np.isfinite(grid.y).any(axis=1)
     else:
@@ -725,8 +761,16 @@ def _correlate_groups(grid, options, groups, chunk_rows, progress):
         for i in range(g0, g1):
             sl = slice(grid.first[i], grid.last[i] + 1)
             for mode in modes:
-                acc.curves.append({"group": labels[i], "key": keys[i], "series": mode, "months": grid.months[sl],
-                                   "x": res[mode]["x"][i - g0, sl], "y": res[mode]["y"][i - g0, sl]})
+                acc.curves.append(
+                    {
+                        "group": labels[i],
+                        "key": keys[i],
+                        "series": mode,
+                        "months": grid.months[sl],
+                        "x": res[mode]["x"][i - g0, sl],
+                        "y": res[mode]["y"][i - g0, sl],
+                    }
+                )
         if progress is not None:
             progress(g1, ngroups)
     return acc
@@ -757,11 +801,27 @@ def _result_table(corr, options, labels, obs, group_fields, firsts):
     return pd.DataFrame({k: data[k] for k in list(group_fields) + list(OUTPUT_COLUMNS)})
 
 
-def lagged_correlation_table(df, date_field, x_field=None, y_field=None, *, group_fields=(),
-                             variable_field=None, value_field=None, x_name=None, y_name=None,
-                             max_lag=3, negative_lags=False, series="levels", detrend="none",
-                             base_date=None, min_pairs=MIN_PAIRS, best_by="abs", progress=None,
-                             chunk_rows=4096):
+def lagged_correlation_table(
+    df,
+    date_field,
+    x_field=None,
+    y_field=None,
+    *,
+    group_fields=(),
+    variable_field=None,
+    value_field=None,
+    x_name=None,
+    y_name=None,
+    max_lag=3,
+    negative_lags=False,
+    series="levels",
+    detrend="none",
+    base_date=None,
+    min_pairs=MIN_PAIRS,
+    best_by="abs",
+    progress=None,
+    chunk_rows=4096,
+):
     """Lagged correlation per group of a wide or long table.
 
     Wide table: one row per date (and group) with the driver in ``x_field`` and the response
@@ -802,8 +862,14 @@ def lagged_correlation_table(df, date_field, x_field=None, y_field=None, *, grou
         base_month = to_month(base_date)
         if base_month is None:
             raise ValueError("base date %r is not a date" % (base_date,))
-    options = LagOptions(lags=tuple(lags), series=tuple(modes), detrend=detrend, base_month=base_month,
-                         min_pairs=min_pairs, best_by=best_by)
+    options = LagOptions(
+        lags=tuple(lags),
+        series=tuple(modes),
+        detrend=detrend,
+        base_month=base_month,
+        min_pairs=min_pairs,
+        best_by=best_by,
+    )
 
     codes, keys, firsts = _group_codes(obs.work, group_fields)
     obs.work["_c"] = codes
@@ -812,13 +878,16 @@ def lagged_correlation_table(df, date_field, x_field=None, y_field=None, *, grou
     corr = _correlate_groups(grid, options, (labels, keys), chunk_rows, progress)
     warnings = []
     if grid.merged:
-        warnings.append("%d group/variable months had several values and were averaged "
-                        "(monthly series are keyed by calendar month)" % grid.merged)
+        warnings.append(
+            "%d group/variable months had several values and were averaged "
+            "(monthly series are keyed by calendar month)" % grid.merged
+        )
     for i, notes in enumerate(corr.group_notes):
         warnings += ["%s: %s" % (labels[i], msg) for msg in notes]
     table = _result_table(corr, options, labels, obs, group_fields, firsts)
-    return LagCorrResult(table=table, curves=corr.curves, warnings=warnings, x_label=obs.x_label,
-                         y_label=obs.y_label, lags=lags)
+    return LagCorrResult(
+        table=table, curves=corr.curves, warnings=warnings, x_label=obs.x_label, y_label=obs.y_label, lags=lags
+    )
 
 
 def wide_result(table, group_fields=()):
@@ -837,5 +906,3 @@ def wide_result(table, group_fields=()):
         row["best_r"] = float(best["r"].iloc[0]) if len(best) else float("nan")
         out.append(row)
     return pd.DataFrame(out)
-
-

@@ -47,6 +47,7 @@ Conventions of this module
   previous *band* is used instead. Cumulative change = mean(t) - mean(base),
   base = the first date at which the class mean is valid (or a given base date).
 """
+
 import math
 import warnings as _warnings
 
@@ -94,8 +95,7 @@ def parse_breaks(value):
         if not math.isfinite(b):
             raise ValueError("class breaks: item %d (%r) is not finite" % (i + 1, s))
         if out and b <= out[-1]:
-            raise ValueError("class breaks must be strictly increasing: %g (item %d) follows %g"
-                             % (b, i + 1, out[-1]))
+            raise ValueError("class breaks must be strictly increasing: %g (item %d) follows %g" % (b, i + 1, out[-1]))
         out.append(b)
     return out
 
@@ -108,8 +108,10 @@ def parse_names(value, nbreaks):
         return ["class %d" % (i + 1) for i in range(nbreaks)]
     names = [s.strip() for s in value.split(",")] if isinstance(value, str) else [str(s).strip() for s in value]
     if len(names) != nbreaks:
-        raise ValueError("class names: %d names given for %d breaks (one name per class, the last class is "
-                         "open-ended)" % (len(names), nbreaks))
+        raise ValueError(
+            "class names: %d names given for %d breaks (one name per class, the last class is "
+            "open-ended)" % (len(names), nbreaks)
+        )
     if any(not n for n in names):
         raise ValueError("class names: empty name in %r" % (value,))
     if len(set(names)) != len(names):
@@ -126,7 +128,7 @@ def class_names(breaks, names=None, signed=False):
 
 
 def _fmt(v):
-    return ("%g" % v)
+    return "%g" % v
 
 
 def class_intervals(breaks, signed=False, units="mm/yr"):
@@ -147,8 +149,9 @@ def class_intervals(breaks, signed=False, units="mm/yr"):
         out.append("%s %s %s" % (left, right, units))
     for i in range(k):
         lo, hi = max(breaks[i], 0.0), (breaks[i + 1] if i + 1 < k else None)
-        out.append(("%s <= v < %s %s" % (_fmt(lo), _fmt(hi), units)) if hi is not None
-                   else "v >= %s %s" % (_fmt(lo), units))
+        out.append(
+            ("%s <= v < %s %s" % (_fmt(lo), _fmt(hi), units)) if hi is not None else "v >= %s %s" % (_fmt(lo), units)
+        )
     return out
 
 
@@ -205,8 +208,17 @@ class ClassSampler:
     (True = inside the area); ``result`` picks the points.
     """
 
-    def __init__(self, breaks, n_per_class, seed=0, signed=False, names=None, min_spacing=0.0,
-                 spacing_oversample=DEFAULT_OVERSAMPLE, raster_xsize=None):
+    def __init__(
+        self,
+        breaks,
+        n_per_class,
+        seed=0,
+        signed=False,
+        names=None,
+        min_spacing=0.0,
+        spacing_oversample=DEFAULT_OVERSAMPLE,
+        raster_xsize=None,
+    ):
         self.breaks = parse_breaks(breaks)
         self.names = class_names(self.breaks, names, signed)
         self.signed = bool(signed)
@@ -282,32 +294,49 @@ class ClassSampler:
             status = "ok"
             if avail == 0:
                 status = "empty"
-                msgs.append("%sclass %r (%s) is empty: no valid pixel in this class; no point is sampled"
-                            % (label, name, intervals[k]))
+                msgs.append(
+                    "%sclass %r (%s) is empty: no valid pixel in this class; no point is sampled"
+                    % (label, name, intervals[k])
+                )
             elif avail < self.n:
                 status = "fewer"
-                msgs.append("%sclass %r (%s): only %d valid pixels, fewer than the %d requested; all of them "
-                            "are used" % (label, name, intervals[k], avail, self.n)
-                            if take.size == avail else
-                            "%sclass %r (%s): only %d valid pixels, %d of them respect the minimum spacing %g"
-                            % (label, name, intervals[k], avail, take.size, self.min_spacing))
+                msgs.append(
+                    "%sclass %r (%s): only %d valid pixels, fewer than the %d requested; all of them "
+                    "are used" % (label, name, intervals[k], avail, self.n)
+                    if take.size == avail
+                    else "%sclass %r (%s): only %d valid pixels, %d of them respect the minimum spacing %g"
+                    % (label, name, intervals[k], avail, take.size, self.min_spacing)
+                )
             elif take.size < self.n:
                 status = "spacing"
-                msgs.append("%sclass %r (%s): only %d of %d requested points respect the minimum spacing %g "
-                            "among the %d candidates drawn" % (label, name, intervals[k], take.size, self.n,
-                                                               self.min_spacing, flat.size))
+                msgs.append(
+                    "%sclass %r (%s): only %d of %d requested points respect the minimum spacing %g "
+                    "among the %d candidates drawn"
+                    % (label, name, intervals[k], take.size, self.n, self.min_spacing, flat.size)
+                )
             rep.append((area, name, intervals[k], avail, self.n, int(take.size), status))
             if take.size:
-                pts.append(pd.DataFrame({
-                    "area": [area] * take.size, "class": name, "class_index": k,
-                    "velocity": vel[take], "row": rows[take], "col": cols[take], "x": x[take], "y": y[take],
-                }))
+                pts.append(
+                    pd.DataFrame(
+                        {
+                            "area": [area] * take.size,
+                            "class": name,
+                            "class_index": k,
+                            "velocity": vel[take],
+                            "row": rows[take],
+                            "col": cols[take],
+                            "x": x[take],
+                            "y": y[take],
+                        }
+                    )
+                )
         for m in msgs:
             _warnings.warn(m, SamplingWarning, stacklevel=2)
         cols = ["area", "class", "class_index", "velocity", "row", "col", "x", "y"]
         points = pd.concat(pts, ignore_index=True) if pts else pd.DataFrame(columns=cols)
-        report = pd.DataFrame(rep, columns=["area", "class", "interval", "available", "requested",
-                                            "selected", "status"])
+        report = pd.DataFrame(
+            rep, columns=["area", "class", "interval", "available", "requested", "selected", "status"]
+        )
         return points, report, msgs
 
 
@@ -327,9 +356,21 @@ def _greedy_spacing(x, y, spacing, n):
     return acc[:m]
 
 
-def sample_deformation_classes(velocity, n_per_class=100, breaks=DEFAULT_BREAKS, names=None, signed=False,
-                               seed=0, min_spacing=0.0, window=None, mask=None, area=None,
-                               memory_mb=DEFAULT_MEMORY_MB, band=1, canceled=None):
+def sample_deformation_classes(
+    velocity,
+    n_per_class=100,
+    breaks=DEFAULT_BREAKS,
+    names=None,
+    signed=False,
+    seed=0,
+    min_spacing=0.0,
+    window=None,
+    mask=None,
+    area=None,
+    memory_mb=DEFAULT_MEMORY_MB,
+    band=1,
+    canceled=None,
+):
     """Random points per deformation class of a velocity raster (Liu et al. 2024, sec. 2.3.5).
 
     ``velocity``: path or GDAL dataset (mm/yr). ``window``: optional pixel
@@ -347,13 +388,14 @@ def sample_deformation_classes(velocity, n_per_class=100, breaks=DEFAULT_BREAKS,
         mask = np.asarray(mask, bool)
         if mask.shape != (ys, xs):
             raise ValueError("area mask shape %s does not match the window %dx%d" % (mask.shape, xs, ys))
-    sampler = ClassSampler(breaks, n_per_class, seed=seed, signed=signed, names=names,
-                           min_spacing=min_spacing, raster_xsize=X)
+    sampler = ClassSampler(
+        breaks, n_per_class, seed=seed, signed=signed, names=names, min_spacing=min_spacing, raster_xsize=X
+    )
     for r0, nr in row_blocks(ys, xs * 8 * 12, memory_mb):
         if canceled is not None:
             canceled()
         block = read_window(ds, xoff, yoff + r0, xs, nr, bands=[band])[0]
-        sampler.add_block(block, yoff + r0, xoff, None if mask is None else mask[r0:r0 + nr])
+        sampler.add_block(block, yoff + r0, xoff, None if mask is None else mask[r0 : r0 + nr])
     return sampler.result(ds.GetGeoTransform(), X, area=area)
 
 
@@ -378,8 +420,10 @@ def polygon_window_mask(ds, wkt, label="area"):
     c0, r0 = max(int(math.floor(c0)), 0), max(int(math.floor(r0)), 0)
     c1, r1 = min(int(math.ceil(c1)), ds.RasterXSize), min(int(math.ceil(r1)), ds.RasterYSize)
     if c1 <= c0 or r1 <= r0:
-        raise ValueError("%s does not overlap the raster %s (area extent %g, %g - %g, %g)"
-                         % (label, ds.GetDescription(), minx, miny, maxx, maxy))
+        raise ValueError(
+            "%s does not overlap the raster %s (area extent %g, %g - %g, %g)"
+            % (label, ds.GetDescription(), minx, miny, maxx, maxy)
+        )
     xs, ys = c1 - c0, r1 - r0
     mem = gdal.GetDriverByName("MEM").Create("", xs, ys, 1, gdal.GDT_Byte)
     mem.SetGeoTransform((gt[0] + c0 * gt[1], gt[1], 0.0, gt[3] + r0 * gt[5], 0.0, gt[5]))
@@ -473,8 +517,9 @@ def window_means(raster, x, y, window=0.0, bands=None, canceled=None):
     """
     ds = open_raster(raster) if not isinstance(raster, gdal.Dataset) else raster
     bands = list(bands) if bands is not None else list(range(1, ds.RasterCount + 1))
-    c0, r0, c1, r1 = window_pixels(ds.GetGeoTransform(), ds.RasterXSize, ds.RasterYSize, x, y, window=window,
-                                   geographic=is_geographic(ds))
+    c0, r0, c1, r1 = window_pixels(
+        ds.GetGeoTransform(), ds.RasterXSize, ds.RasterYSize, x, y, window=window, geographic=is_geographic(ds)
+    )
     npts = c0.size
     mean = np.full((npts, len(bands)), np.nan)
     count = np.zeros((npts, len(bands)), dtype=np.int64)
@@ -519,8 +564,10 @@ def temporal_changes(values, dates, base_date=None):
         temporal[..., 1:] = v[..., 1:] - v[..., :-1]
     if base_date is not None:
         if base_date not in dates:
-            raise TimeSeriesError("base date %s is not a date of the series (%s .. %s)"
-                                  % (format_date(base_date), format_date(dates[0]), format_date(dates[-1])))
+            raise TimeSeriesError(
+                "base date %s is not a date of the series (%s .. %s)"
+                % (format_date(base_date), format_date(dates[0]), format_date(dates[-1]))
+            )
         base = v[..., [dates.index(base_date)]]
     else:
         finite = np.isfinite(v)
@@ -540,8 +587,9 @@ def class_series(points, values, dates, layer, base_date=None):
     """
     values = np.asarray(values, dtype=np.float64)
     if values.shape != (len(points), len(dates)):
-        raise ValueError("values shape %s does not match %d points x %d dates"
-                         % (values.shape, len(points), len(dates)))
+        raise ValueError(
+            "values shape %s does not match %d points x %d dates" % (values.shape, len(points), len(dates))
+        )
     cols = ["area", "class", "layer", "date", "mean", "std", "n", "temporal_change", "cumulative_change"]
     if len(points) == 0:
         return pd.DataFrame(columns=cols)
@@ -562,12 +610,23 @@ def class_series(points, values, dates, layer, base_date=None):
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.where(n > 0, np.nansum(g, axis=0) / np.maximum(n, 1), np.nan)
             dev = np.where(np.isfinite(g), g - mean, 0.0)
-            std = np.where(n > 1, np.sqrt((dev ** 2).sum(axis=0) / np.maximum(n - 1, 1)), np.nan)
+            std = np.where(n > 1, np.sqrt((dev**2).sum(axis=0) / np.maximum(n - 1, 1)), np.nan)
         temporal, cumulative = temporal_changes(mean, dates, base_date)
-        frames.append(pd.DataFrame({
-            "area": [a] * len(dates), "class": c, "layer": layer, "date": date_text, "mean": mean, "std": std,
-            "n": n.astype(np.int64), "temporal_change": temporal, "cumulative_change": cumulative,
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "area": [a] * len(dates),
+                    "class": c,
+                    "layer": layer,
+                    "date": date_text,
+                    "mean": mean,
+                    "std": std,
+                    "n": n.astype(np.int64),
+                    "temporal_change": temporal,
+                    "cumulative_change": cumulative,
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)[cols]
 
 
@@ -577,5 +636,6 @@ CLASS_SERIES_COLUMNS = ("area", "class", "layer", "date", "mean", "std", "n", "t
 def empty_class_series():
     """The class time-series table with its columns and types but no row (no time-series raster given)."""
     floats = ("mean", "std", "temporal_change", "cumulative_change")
-    return pd.DataFrame({c: pd.Series(dtype=float if c in floats else (np.int64 if c == "n" else object))
-                         for c in CLASS_SERIES_COLUMNS})
+    return pd.DataFrame(
+        {c: pd.Series(dtype=float if c in floats else (np.int64 if c == "n" else object)) for c in CLASS_SERIES_COLUMNS}
+    )

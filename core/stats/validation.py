@@ -35,6 +35,7 @@ Conventions
   (``scipy.stats.pearsonr``; NaN for n < 3 or a constant series), for all
   observations and per id.
 """
+
 import math
 
 import numpy as np
@@ -84,12 +85,16 @@ def parse_observations(table):
     dup = df.duplicated(["id", "date"], keep=False).to_numpy()
     if dup.any():
         rows = np.flatnonzero(dup)
-        raise ValueError("measurements: id %s has %d observations on %s (rows %s): each (id, date) may appear "
-                         "once; remove or average the duplicates" % (
-                             df["id"].iloc[rows[0]], int(((df["id"] == df["id"].iloc[rows[0]]) &
-                                                          (df["date"] == df["date"].iloc[rows[0]])).sum()),
-                             df["date"].iloc[rows[0]].isoformat(),
-                             ", ".join(str(r + 1) for r in rows[:5]) + (" ..." if len(rows) > 5 else "")))
+        raise ValueError(
+            "measurements: id %s has %d observations on %s (rows %s): each (id, date) may appear "
+            "once; remove or average the duplicates"
+            % (
+                df["id"].iloc[rows[0]],
+                int(((df["id"] == df["id"].iloc[rows[0]]) & (df["date"] == df["date"].iloc[rows[0]])).sum()),
+                df["date"].iloc[rows[0]].isoformat(),
+                ", ".join(str(r + 1) for r in rows[:5]) + (" ..." if len(rows) > 5 else ""),
+            )
+        )
     return df
 
 
@@ -133,8 +138,17 @@ def match_dates(obs_dates, series_dates, tolerance_days=16, method="nearest", id
         raise TimeSeriesError(
             "%d measurement(s) fall outside the dates of %s (%s .. %s; no band within the tolerance of %g days, "
             "%s matching): %s%s"
-            % (bad.size, source, format_date(series_dates[0]), format_date(series_dates[-1]), tol, method,
-               shown, " ..." if bad.size > 5 else ""))
+            % (
+                bad.size,
+                source,
+                format_date(series_dates[0]),
+                format_date(series_dates[-1]),
+                tol,
+                method,
+                shown,
+                " ..." if bad.size > 5 else "",
+            )
+        )
     return i0.astype(np.int64), i1.astype(np.int64), w
 
 
@@ -148,8 +162,9 @@ def predict(raster, obs, window=0.0, tolerance_days=16, method="nearest", dates=
     """
     ds = open_raster(raster) if isinstance(raster, (str, bytes)) or hasattr(raster, "__fspath__") else raster
     sdates = read_dates(ds, dates)
-    i0, i1, w = match_dates(list(obs["date"]), sdates, tolerance_days, method, ids=list(obs["id"]),
-                            source=ds.GetDescription())
+    i0, i1, w = match_dates(
+        list(obs["date"]), sdates, tolerance_days, method, ids=list(obs["id"]), source=ds.GetDescription()
+    )
     xy = obs[["x", "y"]].to_numpy(dtype=np.float64)
     uniq, inv = np.unique(xy, axis=0, return_inverse=True)
     inv = np.asarray(inv).reshape(-1)
@@ -161,10 +176,13 @@ def predict(raster, obs, window=0.0, tolerance_days=16, method="nearest", dates=
     npx = np.where(w == 0, c[rows, i0], np.minimum(c[rows, i0], c[rows, i1]))
     outside = np.all(c == 0, axis=1)
     if outside.all():
-        raise TimeSeriesError("no measurement lies on a valid pixel of %s (check the CRS of the measurements)"
-                              % ds.GetDescription())
-    text = [format_date(sdates[a]) if a == b or ww == 0 else "%s/%s" % (format_date(sdates[a]), format_date(sdates[b]))
-            for a, b, ww in zip(i0, i1, w)]
+        raise TimeSeriesError(
+            "no measurement lies on a valid pixel of %s (check the CRS of the measurements)" % ds.GetDescription()
+        )
+    text = [
+        format_date(sdates[a]) if a == b or ww == 0 else "%s/%s" % (format_date(sdates[a]), format_date(sdates[b]))
+        for a, b, ww in zip(i0, i1, w)
+    ]
     return pred, npx, text
 
 
@@ -201,21 +219,46 @@ def error_summary(measured, predicted):
     m, p = m[ok], p[ok]
     e = p - m
     n = int(e.size)
-    out = {"n": n, "max_abs_error": np.nan, "min_abs_error": np.nan, "median_abs_error": np.nan,
-           "mean_abs_error": np.nan, "rmse": np.nan, "bias": np.nan, "pearson_r": np.nan, "p_value": np.nan}
+    out = {
+        "n": n,
+        "max_abs_error": np.nan,
+        "min_abs_error": np.nan,
+        "median_abs_error": np.nan,
+        "mean_abs_error": np.nan,
+        "rmse": np.nan,
+        "bias": np.nan,
+        "pearson_r": np.nan,
+        "p_value": np.nan,
+    }
     if n == 0:
         return out
     a = np.abs(e)
-    out.update(max_abs_error=float(a.max()), min_abs_error=float(a.min()), median_abs_error=float(np.median(a)),
-               mean_abs_error=float(a.mean()), rmse=float(math.sqrt(np.mean(e ** 2))), bias=float(e.mean()))
+    out.update(
+        max_abs_error=float(a.max()),
+        min_abs_error=float(a.min()),
+        median_abs_error=float(np.median(a)),
+        mean_abs_error=float(a.mean()),
+        rmse=float(math.sqrt(np.mean(e**2))),
+        bias=float(e.mean()),
+    )
     if n >= 3 and np.ptp(m) > 0 and np.ptp(p) > 0:
         r, pv = stats.pearsonr(m, p)
         out.update(pearson_r=float(r), p_value=float(pv))
     return out
 
 
-def validate_time_series(raster, observations, window=0.0, tolerance_days=16, method="nearest",
-                         value_scale=1.0, sign=1.0, relative=False, dates=None, canceled=None):
+def validate_time_series(
+    raster,
+    observations,
+    window=0.0,
+    tolerance_days=16,
+    method="nearest",
+    value_scale=1.0,
+    sign=1.0,
+    relative=False,
+    dates=None,
+    canceled=None,
+):
     """Compare measurements with a time-series raster (Liu et al. 2024, sec. 3.1.1, 2.3.4 eq. 13, 3.2.1).
 
     ``observations``: DataFrame with id, date, value, x, y (x/y in the
@@ -224,17 +267,25 @@ def validate_time_series(raster, observations, window=0.0, tolerance_days=16, me
     reference; summary one row for all observations (id ``(all)``) and one per id.
     """
     obs = parse_observations(observations)
-    pred, npx, band_text = predict(raster, obs, window=window, tolerance_days=tolerance_days, method=method,
-                                   dates=dates, canceled=canceled)
+    pred, npx, band_text = predict(
+        raster, obs, window=window, tolerance_days=tolerance_days, method=method, dates=dates, canceled=canceled
+    )
     meas = measured_mm(obs["value"].to_numpy(), value_scale, sign)
     ref = np.zeros(len(obs), dtype=bool)
     if relative:
         meas, pred, ref = relative_to_first_common(obs["id"], obs["date"], meas, pred)
-    table = pd.DataFrame({
-        "id": obs["id"], "date": [format_date(d) for d in obs["date"]], "band_date": band_text,
-        "measured": meas, "predicted": pred, "error": pred - meas, "n_pixels": npx.astype(np.int64),
-        "reference": ref,
-    })
+    table = pd.DataFrame(
+        {
+            "id": obs["id"],
+            "date": [format_date(d) for d in obs["date"]],
+            "band_date": band_text,
+            "measured": meas,
+            "predicted": pred,
+            "error": pred - meas,
+            "n_pixels": npx.astype(np.int64),
+            "reference": ref,
+        }
+    )
     use = ~ref
     rows = [dict(id="(all)", **error_summary(meas[use], pred[use]))]
     for oid in pd.unique(obs["id"]):

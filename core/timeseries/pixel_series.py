@@ -36,6 +36,7 @@ only drawn when both families are on the plot; a plot holding only storage
 series uses the left axis. The units (``UNITS`` metadata or the band unit type)
 label each axis.
 """
+
 import csv
 import datetime as _dt
 import os
@@ -267,7 +268,7 @@ def polygon_mean_series(ds_or_path, polygon_wkt, memory_mb=64):
     total = np.zeros(nb)
     count = np.zeros(nb)
     for r0, nr in row_blocks(ny, nx * nb * 8 * 3, memory_mb):
-        m = mask[r0:r0 + nr]
+        m = mask[r0 : r0 + nr]
         if not m.any():
             continue
         block = read_window(ds, x0, y0 + r0, nx, nr)[:, m]  # (bands, member pixels)

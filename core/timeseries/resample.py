@@ -21,6 +21,7 @@ each group is solved as one matrix product ``W @ Y`` with ``W`` built once per
 pattern; PCHIP (non-linear in ``y``) is evaluated once per group on all its
 pixels at the same time.
 """
+
 import datetime as _dt
 
 import numpy as np
@@ -132,7 +133,7 @@ def _apply_weights(W, Y):
     nan_rows = np.isnan(W).any(axis=1)
     Wf = np.where(nan_rows[:, None], 0.0, W)
     for j in np.flatnonzero(np.any(Wf != 0.0, axis=0)):
-        out += Wf[:, j:j + 1] * Y[j]
+        out += Wf[:, j : j + 1] * Y[j]
     out[nan_rows] = np.nan
     return out
 
@@ -178,7 +179,7 @@ def temporal_resample_block(values, t, t_new, method="cubic", min_valid=2):
         order = np.argsort(inverse, kind="stable")
         bounds = np.searchsorted(inverse[order], np.arange(patterns.shape[1] + 1))
         for g in range(patterns.shape[1]):
-            members = partial[order[bounds[g]:bounds[g + 1]]]
+            members = partial[order[bounds[g] : bounds[g + 1]]]
             groups.append((valid[:, members[0]], members))
     for mask, members in groups:
         tv = t[mask]
@@ -212,17 +213,33 @@ def resample_block_task(task):
 def check_targets(dates, targets, min_valid):
     """Refuse settings that can only give an all-NoData output (nothing is extrapolated)."""
     if min_valid > len(dates):
-        raise TimeSeriesError("Minimum valid dates per pixel (MIN_VALID) is %d but the input has only %d dates: "
-                              "every output pixel would be NoData; lower it" % (min_valid, len(dates)))
+        raise TimeSeriesError(
+            "Minimum valid dates per pixel (MIN_VALID) is %d but the input has only %d dates: "
+            "every output pixel would be NoData; lower it" % (min_valid, len(dates))
+        )
     if targets[-1] < dates[0] or targets[0] > dates[-1]:
         raise TimeSeriesError(
             "the target dates %s .. %s lie outside the input dates %s .. %s (nothing is extrapolated): every "
-            "output pixel would be NoData; change START/END" % (format_date(targets[0]), format_date(targets[-1]),
-                                                                format_date(dates[0]), format_date(dates[-1])))
+            "output pixel would be NoData; change START/END"
+            % (format_date(targets[0]), format_date(targets[-1]), format_date(dates[0]), format_date(dates[-1]))
+        )
 
 
-def resample_raster(path, out_path, method="cubic", step="monthly", day=15, every_days=None, start=None, end=None,
-                    explicit_dates=None, min_valid=2, memory_mb=512, run_tasks=None, log=None):
+def resample_raster(
+    path,
+    out_path,
+    method="cubic",
+    step="monthly",
+    day=15,
+    every_days=None,
+    start=None,
+    end=None,
+    explicit_dates=None,
+    min_valid=2,
+    memory_mb=512,
+    run_tasks=None,
+    log=None,
+):
     """Resample the time-series raster ``path`` to ``out_path`` (the whole driver of the algorithm).
 
     Reads the dates, plans the target dates and row blocks under ``memory_mb``, runs
@@ -239,20 +256,35 @@ def resample_raster(path, out_path, method="cubic", step="monthly", day=15, ever
     targets = target_dates(dates, step, day=day, every_days=every_days, start=start, end=end)
     check_targets(dates, targets, min_valid)
     if log is not None:
-        log("%s: %d dates %s .. %s -> %d target dates %s .. %s (%s)" % (
-            path, len(dates), format_date(dates[0]), format_date(dates[-1]), len(targets),
-            format_date(targets[0]), format_date(targets[-1]), method))
+        log(
+            "%s: %d dates %s .. %s -> %d target dates %s .. %s (%s)"
+            % (
+                path,
+                len(dates),
+                format_date(dates[0]),
+                format_date(dates[-1]),
+                len(targets),
+                format_date(targets[0]),
+                format_date(targets[-1]),
+                method,
+            )
+        )
     t, t_new = days_since(dates), days_since(targets, dates[0])
     grid = RasterGrid.of(ds)
     # float64 block + float64 output + temporaries
     blocks = row_blocks(grid.ysize, grid.xsize * 8 * (2 * len(dates) + 3 * len(targets)), memory_mb)
     units = ds.GetRasterBand(1).GetUnitType() or (ds.GetMetadata() or {}).get("UNITS", "")
-    metadata = dict({"SOURCE": path, "RESAMPLING": method},
-                    **{k: v for k, v in (ds.GetMetadata() or {}).items() if k == "KIND"})
-    tasks = [dict(path=path, row0=r0, nrows=nr, t=t, t_new=t_new, method=method, min_valid=min_valid)
-             for r0, nr in blocks]
-    results = run_tasks(resample_block_task, tasks, None) if run_tasks is not None else \
-        ((i, resample_block_task(task)) for i, task in enumerate(tasks))
+    metadata = dict(
+        {"SOURCE": path, "RESAMPLING": method}, **{k: v for k, v in (ds.GetMetadata() or {}).items() if k == "KIND"}
+    )
+    tasks = [
+        dict(path=path, row0=r0, nrows=nr, t=t, t_new=t_new, method=method, min_valid=min_valid) for r0, nr in blocks
+    ]
+    results = (
+        run_tasks(resample_block_task, tasks, None)
+        if run_tasks is not None
+        else ((i, resample_block_task(task)) for i, task in enumerate(tasks))
+    )
     valid = 0
     with RasterWriter(out_path, grid, len(targets), dates=targets, units=units, metadata=metadata) as writer:
         for _, (row0, block) in results:
@@ -261,5 +293,6 @@ def resample_raster(path, out_path, method="cubic", step="monthly", day=15, ever
         if valid == 0:
             raise TimeSeriesError(
                 "every output pixel is NoData: no pixel of %s has %d valid dates around the target dates (all "
-                "NoData input, or MIN_VALID too high); nothing was written" % (path, min_valid))
+                "NoData input, or MIN_VALID too high); nothing was written" % (path, min_valid)
+            )
     return {"dates": dates, "targets": targets, "valid_values": valid, "grid": grid}

@@ -1,4 +1,5 @@
 """SBAS inversion on a 2-worker LocalCluster (loopback, no dashboard) equals the local run bit for bit."""
+
 import os
 
 import numpy as np
@@ -25,11 +26,11 @@ def test_sbas_on_cluster_equals_local(run_alg, dask_cluster, tmp_path, weighting
     """Automatic reference (both passes as tasks), coherence, NoData pixels, 20 row blocks."""
     dates, truth, ifgs, cohs, _ = make_stack(tmp_path / "stack", n_dates=10)
     # LiCSAR names, our own convention (the exact 0 phase at the reference is valid): read as generic products
-    params = {"INTERFEROGRAMS": ifgs, "COHERENCE": cohs, "WEIGHTING": weighting, "MEMORY_LIMIT_MB": 0.02,
-              "PRODUCT": 3}
+    params = {"INTERFEROGRAMS": ifgs, "COHERENCE": cohs, "WEIGHTING": weighting, "MEMORY_LIMIT_MB": 0.02, "PRODUCT": 3}
     local = run_alg("sbasinversion", dict(params, **outputs(tmp_path, "local")))
-    remote = run_alg("sbasinversion", dict(params, DASK_SCHEDULER=dask_cluster.scheduler_address,
-                                           **outputs(tmp_path, "dask")))
+    remote = run_alg(
+        "sbasinversion", dict(params, DASK_SCHEDULER=dask_cluster.scheduler_address, **outputs(tmp_path, "dask"))
+    )
     _same_outputs(local, remote)
     ts = gdal.Open(local["OUTPUT_TIMESERIES"]).ReadAsArray()
     assert ts.shape == truth.shape and np.isfinite(ts[:, 5:15, 5:15]).all()
@@ -45,8 +46,9 @@ def test_killing_a_worker_mid_sbas_does_not_corrupt_output(run_alg, dask_cluster
     fb = worker_killing_feedback
     out = outputs(tmp_path, "dask")
     try:
-        remote = run_alg("sbasinversion", dict(params, DASK_SCHEDULER=dask_cluster.scheduler_address, **out),
-                         feedback=fb)
+        remote = run_alg(
+            "sbasinversion", dict(params, DASK_SCHEDULER=dask_cluster.scheduler_address, **out), feedback=fb
+        )
         completed = True
     except QgsProcessingException:
         completed = False

@@ -1,4 +1,5 @@
 """DASK_SCHEDULER: the same algorithm on a 2-worker LocalCluster (loopback, no dashboard) equals the local run."""
+
 import os
 
 import numpy as np
@@ -16,8 +17,10 @@ def test_resample_on_cluster_equals_local(run_alg, dask_cluster, tmp_path):
     src = write_stack(tmp_path / "ts.tif", smooth_stack(dates, ny=16, nx=6, nan_fraction=0.2), dates=dates)
     a, b = str(tmp_path / "local.tif"), str(tmp_path / "dask.tif")
     run_alg("resampletimeseries", {"INPUT": src, "OUTPUT": a, "MEMORY_LIMIT_MB": 0.01})
-    run_alg("resampletimeseries", {"INPUT": src, "OUTPUT": b, "MEMORY_LIMIT_MB": 0.01,
-                                   "DASK_SCHEDULER": dask_cluster.scheduler_address})
+    run_alg(
+        "resampletimeseries",
+        {"INPUT": src, "OUTPUT": b, "MEMORY_LIMIT_MB": 0.01, "DASK_SCHEDULER": dask_cluster.scheduler_address},
+    )
     assert np.array_equal(gdal.Open(a).ReadAsArray(), gdal.Open(b).ReadAsArray(), equal_nan=True)
 
 
@@ -27,8 +30,10 @@ def test_unreachable_scheduler_is_a_clear_error(run_alg, tmp_path):
     dates = sentinel1_dates(n=5)
     src = write_stack(tmp_path / "ts.tif", smooth_stack(dates, ny=3, nx=3), dates=dates)
     with pytest.raises(QgsProcessingException, match="cannot reach the Dask scheduler tcp://127.0.0.1:9"):
-        run_alg("resampletimeseries", {"INPUT": src, "OUTPUT": str(tmp_path / "o.tif"),
-                                       "DASK_SCHEDULER": "tcp://127.0.0.1:9"})
+        run_alg(
+            "resampletimeseries",
+            {"INPUT": src, "OUTPUT": str(tmp_path / "o.tif"), "DASK_SCHEDULER": "tcp://127.0.0.1:9"},
+        )
     assert not (tmp_path / "o.tif").exists()
 
 
@@ -40,9 +45,11 @@ def test_killing_a_worker_mid_run_does_not_corrupt_output(run_alg, dask_cluster,
     local, remote = str(tmp_path / "local.tif"), str(tmp_path / "dask.tif")
     run_alg("resampletimeseries", {"INPUT": src, "OUTPUT": local, "MEMORY_LIMIT_MB": 0.05})
     try:
-        run_alg("resampletimeseries", {"INPUT": src, "OUTPUT": remote, "MEMORY_LIMIT_MB": 0.05,
-                                       "DASK_SCHEDULER": dask_cluster.scheduler_address},
-                feedback=worker_killing_feedback)
+        run_alg(
+            "resampletimeseries",
+            {"INPUT": src, "OUTPUT": remote, "MEMORY_LIMIT_MB": 0.05, "DASK_SCHEDULER": dask_cluster.scheduler_address},
+            feedback=worker_killing_feedback,
+        )
         completed = True
     except QgsProcessingException:
         completed = False

@@ -1,4 +1,5 @@
 """subsidence:geodetector through processing.run (vector and raster mode)."""
+
 import numpy as np
 import pytest
 from osgeo import gdal
@@ -29,8 +30,10 @@ def _csv_points(tmp_path, n=300, seed=0):
         lines.append("%.4f,%.4f,%.6f,%.6f,%s,%s" % (i % 20, i // 20, y[i], strong[i], w, land[i]))
     p = tmp_path / "pts.csv"
     p.write_text("\n".join(lines) + "\n")
-    uri = ("file://%s?delimiter=,&xField=x&yField=y&crs=EPSG:4326&field=rate:double&field=strong:double"
-           "&field=weak:double&field=land:text" % p)
+    uri = (
+        "file://%s?delimiter=,&xField=x&yField=y&crs=EPSG:4326&field=rate:double&field=strong:double"
+        "&field=weak:double&field=land:text" % p
+    )
     from qgis.core import QgsVectorLayer
 
     lyr = QgsVectorLayer(uri, "pts", "delimitedtext")
@@ -41,18 +44,38 @@ def _csv_points(tmp_path, n=300, seed=0):
 def test_vector_mode_matches_core(run_alg, tmp_path):
     lyr, y, strong, weak, land = _csv_points(tmp_path)
     html = str(tmp_path / "r.html")
-    res = run_alg("geodetector", {
-        "INPUT": lyr, "TARGET_FIELD": "rate", "FACTOR_FIELDS": ["strong", "weak", "land"], "METHOD": 0,
-        "CLASSES": 6, "FACTOR_SETTINGS": "weak=quantile:4", "OUTPUT_FACTOR": "memory:", "OUTPUT_INTERACTION": "memory:",
-        "OUTPUT_RISK": "memory:", "OUTPUT_RISK_TESTS": "memory:", "OUTPUT_ECOLOGICAL": "memory:", "OUTPUT_HTML": html,
-        "CONFIDENCE_LEVEL": 0.9})
+    res = run_alg(
+        "geodetector",
+        {
+            "INPUT": lyr,
+            "TARGET_FIELD": "rate",
+            "FACTOR_FIELDS": ["strong", "weak", "land"],
+            "METHOD": 0,
+            "CLASSES": 6,
+            "FACTOR_SETTINGS": "weak=quantile:4",
+            "OUTPUT_FACTOR": "memory:",
+            "OUTPUT_INTERACTION": "memory:",
+            "OUTPUT_RISK": "memory:",
+            "OUTPUT_RISK_TESTS": "memory:",
+            "OUTPUT_ECOLOGICAL": "memory:",
+            "OUTPUT_HTML": html,
+            "CONFIDENCE_LEVEL": 0.9,
+        },
+    )
     from qgis.core import QgsProcessingContext  # noqa: F401
 
     fac = {r["factor"]: r for r in _table(res["OUTPUT_FACTOR"])}
     assert set(fac) == {"strong", "weak", "land"}
     weak_f = np.where([i % 25 == 0 for i in range(len(y))], np.nan, np.round(weak, 6))
-    ref = G.run_geodetector(np.round(y, 6), {"strong": np.round(strong, 6), "weak": weak_f, "land": land},
-                            {"weak": {"method": "quantile", "k": 4}}, "natural", 6, messages=[], ci_level=0.9)
+    ref = G.run_geodetector(
+        np.round(y, 6),
+        {"strong": np.round(strong, 6), "weak": weak_f, "land": land},
+        {"weak": {"method": "quantile", "k": 4}},
+        "natural",
+        6,
+        messages=[],
+        ci_level=0.9,
+    )
     for r in ref["factor"].itertuples():
         assert fac[r.factor]["q"] == pytest.approx(r.q, rel=1e-9)
         assert fac[r.factor]["q_ci_low"] == pytest.approx(r.q_ci_low, rel=1e-6)
@@ -79,22 +102,49 @@ def test_vector_mode_sampling_and_errors(run_alg, tmp_path):
     from qgis.core import QgsProcessingException
 
     lyr, y, *_ = _csv_points(tmp_path)
-    res = run_alg("geodetector", {
-        "INPUT": lyr, "TARGET_FIELD": "rate", "FACTOR_FIELDS": ["strong", "land"], "SUBSIDENCE_THRESHOLD": -15,
-        "SAMPLE_RATIO": "1:0.5", "SEED": 4, "OUTPUT_FACTOR": "memory:", "OUTPUT_INTERACTION": "memory:",
-        "OUTPUT_RISK": "memory:", "OUTPUT_ECOLOGICAL": "memory:"})
+    res = run_alg(
+        "geodetector",
+        {
+            "INPUT": lyr,
+            "TARGET_FIELD": "rate",
+            "FACTOR_FIELDS": ["strong", "land"],
+            "SUBSIDENCE_THRESHOLD": -15,
+            "SAMPLE_RATIO": "1:0.5",
+            "SEED": 4,
+            "OUTPUT_FACTOR": "memory:",
+            "OUTPUT_INTERACTION": "memory:",
+            "OUTPUT_RISK": "memory:",
+            "OUTPUT_ECOLOGICAL": "memory:",
+        },
+    )
     n_sub = int(np.sum(np.round(y, 6) <= -15))
     fac = _table(res["OUTPUT_FACTOR"])
     assert fac[0]["n"] == n_sub + round(0.5 * n_sub)
     assert fac[0]["ci_level"] == 0.95  # optional parameter left out: its default
     with pytest.raises(QgsProcessingException, match="unknown factors"):
-        run_alg("geodetector", {"INPUT": lyr, "TARGET_FIELD": "rate", "FACTOR_FIELDS": ["strong"],
-                                "FACTOR_SETTINGS": "nope=5", "OUTPUT_FACTOR": "memory:",
-                                "OUTPUT_INTERACTION": "memory:", "OUTPUT_RISK": "memory:",
-                                "OUTPUT_ECOLOGICAL": "memory:"})
+        run_alg(
+            "geodetector",
+            {
+                "INPUT": lyr,
+                "TARGET_FIELD": "rate",
+                "FACTOR_FIELDS": ["strong"],
+                "FACTOR_SETTINGS": "nope=5",
+                "OUTPUT_FACTOR": "memory:",
+                "OUTPUT_INTERACTION": "memory:",
+                "OUTPUT_RISK": "memory:",
+                "OUTPUT_ECOLOGICAL": "memory:",
+            },
+        )
     with pytest.raises(QgsProcessingException, match="vector mode|raster mode"):
-        run_alg("geodetector", {"OUTPUT_FACTOR": "memory:", "OUTPUT_INTERACTION": "memory:",
-                                "OUTPUT_RISK": "memory:", "OUTPUT_ECOLOGICAL": "memory:"})
+        run_alg(
+            "geodetector",
+            {
+                "OUTPUT_FACTOR": "memory:",
+                "OUTPUT_INTERACTION": "memory:",
+                "OUTPUT_RISK": "memory:",
+                "OUTPUT_ECOLOGICAL": "memory:",
+            },
+        )
 
 
 def _write(path, x0, y0, dx, arr, nodata=None, dtype=gdal.GDT_Float32):
@@ -117,11 +167,19 @@ def test_raster_mode_alignment_and_stratum_mean(run_alg, tmp_path):
     noise[:6, :6] = -9999
     f2 = _write(tmp_path / "noise.tif", 99.5, 30.5, 0.2, noise, nodata=-9999)
     out = str(tmp_path / "sm.tif")
-    res = run_alg("geodetector", {
-        "TARGET_RASTER": QgsRasterLayer(t, "y"),
-        "FACTOR_RASTERS": [QgsRasterLayer(f1, "zone"), QgsRasterLayer(f2, "noise")],
-        "CLASSES": 5, "OUTPUT_FACTOR": "memory:", "OUTPUT_INTERACTION": "memory:", "OUTPUT_RISK": "memory:",
-        "OUTPUT_ECOLOGICAL": "memory:", "OUTPUT_STRATUM_MEAN": out})
+    res = run_alg(
+        "geodetector",
+        {
+            "TARGET_RASTER": QgsRasterLayer(t, "y"),
+            "FACTOR_RASTERS": [QgsRasterLayer(f1, "zone"), QgsRasterLayer(f2, "noise")],
+            "CLASSES": 5,
+            "OUTPUT_FACTOR": "memory:",
+            "OUTPUT_INTERACTION": "memory:",
+            "OUTPUT_RISK": "memory:",
+            "OUTPUT_ECOLOGICAL": "memory:",
+            "OUTPUT_STRATUM_MEAN": out,
+        },
+    )
     fac = {r["factor"]: r for r in _table(res["OUTPUT_FACTOR"])}
     assert fac["zone"]["method"] == "categorical" and fac["zone"]["strata"] == 4
     assert fac["zone"]["q"] > 0.95 > 0.2 > fac["noise"]["q"]
@@ -138,9 +196,17 @@ def test_raster_mode_no_overlap(run_alg, tmp_path):
     t = _write(tmp_path / "y.tif", 0.0, 10.0, 1.0, np.random.default_rng(0).normal(size=(5, 5)))
     f = _write(tmp_path / "far.tif", 50.0, 60.0, 1.0, np.ones((5, 5)))
     with pytest.raises(QgsProcessingException, match="does not overlap"):
-        run_alg("geodetector", {"TARGET_RASTER": QgsRasterLayer(t, "y"), "FACTOR_RASTERS": [QgsRasterLayer(f, "far")],
-                                "OUTPUT_FACTOR": "memory:", "OUTPUT_INTERACTION": "memory:",
-                                "OUTPUT_RISK": "memory:", "OUTPUT_ECOLOGICAL": "memory:"})
+        run_alg(
+            "geodetector",
+            {
+                "TARGET_RASTER": QgsRasterLayer(t, "y"),
+                "FACTOR_RASTERS": [QgsRasterLayer(f, "far")],
+                "OUTPUT_FACTOR": "memory:",
+                "OUTPUT_INTERACTION": "memory:",
+                "OUTPUT_RISK": "memory:",
+                "OUTPUT_ECOLOGICAL": "memory:",
+            },
+        )
 
 
 def _write_crs(path, gt, arr, epsg, nodata=None, dtype=gdal.GDT_Float32):
@@ -170,22 +236,43 @@ def test_raster_mode_blockwise_identical_for_any_memory_limit(run_alg, tmp_path)
     t = _write_crs(tmp_path / "y.tif", (x0, dx, 0, y0, 0, -dx), y, 32650)
     fine = np.repeat(np.repeat(zone, 2, 0), 2, 1).astype(np.int16)
     fine[:4, :4] = 99
-    f1 = _write_crs(tmp_path / "zone.tif", (x0, dx / 2, 0, y0, 0, -dx / 2), fine, 32650, nodata=99,
-                    dtype=gdal.GDT_Int16)
+    f1 = _write_crs(
+        tmp_path / "zone.tif", (x0, dx / 2, 0, y0, 0, -dx / 2), fine, 32650, nodata=99, dtype=gdal.GDT_Int16
+    )
     geo = rng.normal(size=(40, 60)).cumsum(1)
     geo[15:25, 10:30] = -9999
     f2 = _write_crs(tmp_path / "geo.tif", (116.995, 0.0006, 0, 36.15, 0, -0.0006), geo, 4326, nodata=-9999)
     results = []
     for mem in (0.001, 1024):
         sm = str(tmp_path / ("sm_%g.tif" % mem))
-        res = run_alg("geodetector", {
-            "TARGET_RASTER": QgsRasterLayer(t, "y"),
-            "FACTOR_RASTERS": [QgsRasterLayer(f1, "zone"), QgsRasterLayer(f2, "geo")],
-            "CLASSES": 4, "MEMORY_LIMIT_MB": mem, "STRATUM_FACTOR": "geo", "OUTPUT_FACTOR": "memory:",
-            "OUTPUT_INTERACTION": "memory:", "OUTPUT_RISK": "memory:", "OUTPUT_RISK_TESTS": "memory:",
-            "OUTPUT_ECOLOGICAL": "memory:", "OUTPUT_STRATUM_MEAN": sm})
-        results.append({k: _table(res[k]) for k in ("OUTPUT_FACTOR", "OUTPUT_INTERACTION", "OUTPUT_RISK",
-                                                     "OUTPUT_RISK_TESTS", "OUTPUT_ECOLOGICAL")})
+        res = run_alg(
+            "geodetector",
+            {
+                "TARGET_RASTER": QgsRasterLayer(t, "y"),
+                "FACTOR_RASTERS": [QgsRasterLayer(f1, "zone"), QgsRasterLayer(f2, "geo")],
+                "CLASSES": 4,
+                "MEMORY_LIMIT_MB": mem,
+                "STRATUM_FACTOR": "geo",
+                "OUTPUT_FACTOR": "memory:",
+                "OUTPUT_INTERACTION": "memory:",
+                "OUTPUT_RISK": "memory:",
+                "OUTPUT_RISK_TESTS": "memory:",
+                "OUTPUT_ECOLOGICAL": "memory:",
+                "OUTPUT_STRATUM_MEAN": sm,
+            },
+        )
+        results.append(
+            {
+                k: _table(res[k])
+                for k in (
+                    "OUTPUT_FACTOR",
+                    "OUTPUT_INTERACTION",
+                    "OUTPUT_RISK",
+                    "OUTPUT_RISK_TESTS",
+                    "OUTPUT_ECOLOGICAL",
+                )
+            }
+        )
         results[-1]["sm"] = gdal.Open(sm).ReadAsArray()
     for k in results[0]:
         if k == "sm":
@@ -198,8 +285,10 @@ def test_raster_mode_blockwise_identical_for_any_memory_limit(run_alg, tmp_path)
     assert fac["zone"]["q"] > 0.9
     # same tables as the core on the whole-band arrays (same warp, read at once)
     valid = np.isfinite(y)
-    fs = {"zone": G.align_to_grid(f1, t, categorical=True)[valid].astype(np.float32),
-          "geo": G.align_to_grid(f2, t)[valid].astype(np.float32)}
+    fs = {
+        "zone": G.align_to_grid(f1, t, categorical=True)[valid].astype(np.float32),
+        "geo": G.align_to_grid(f2, t)[valid].astype(np.float32),
+    }
     ref = G.run_geodetector(y[valid].astype(np.float32), fs, default_k=4, messages=[])
     for r in ref["factor"].itertuples():
         assert fac[r.factor]["q"] == r.q and fac[r.factor]["n"] == r.n
@@ -224,8 +313,9 @@ def test_split_algorithms_show_one_mode_each(qgis_app):
         return {p.name() for p in alg.parameterDefinitions() if not p.flags() & optional}
 
     assert {"INPUT", "TARGET_FIELD", "FACTOR_FIELDS", "OUTPUT_FACTOR"} <= required(table)
-    assert (table.parameterDefinition("TARGET_RASTER") is None
-            and table.parameterDefinition("OUTPUT_STRATUM_MEAN") is None)
+    assert (
+        table.parameterDefinition("TARGET_RASTER") is None and table.parameterDefinition("OUTPUT_STRATUM_MEAN") is None
+    )
     assert {"TARGET_RASTER", "FACTOR_RASTERS", "OUTPUT_FACTOR"} <= required(raster)
     assert raster.parameterDefinition("INPUT") is None
     for alg in (table, raster, both):
@@ -236,8 +326,15 @@ def test_split_algorithms_show_one_mode_each(qgis_app):
 
 def test_table_algorithm_with_only_the_factor_output(run_alg, tmp_path):
     lyr, y, *_ = _csv_points(tmp_path)
-    res = run_alg("geodetectortable", {"INPUT": lyr, "TARGET_FIELD": "rate", "FACTOR_FIELDS": ["strong", "land"],
-                                       "OUTPUT_FACTOR": str(tmp_path / "f.csv")})
+    res = run_alg(
+        "geodetectortable",
+        {
+            "INPUT": lyr,
+            "TARGET_FIELD": "rate",
+            "FACTOR_FIELDS": ["strong", "land"],
+            "OUTPUT_FACTOR": str(tmp_path / "f.csv"),
+        },
+    )
     fac = {r["factor"]: r for r in _table(res["OUTPUT_FACTOR"])}
     assert set(fac) == {"strong", "land"} and fac["strong"]["q"] > fac["land"]["q"]
     assert set(res) == {"OUTPUT_FACTOR"}

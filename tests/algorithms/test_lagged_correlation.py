@@ -1,4 +1,5 @@
 """subsidence:laggedcorrelation through processing.run on small CSV files and memory layers."""
+
 import datetime as dt
 
 import numpy as np
@@ -60,15 +61,26 @@ def test_wide_csv_matches_scipy_and_writes_report(run_alg, tmp_path):
     rng = np.random.default_rng(4)
     n = 24
     g = np.cumsum(rng.normal(size=n + 2))
-    df = pd.DataFrame({"date": [d.isoformat() for d in month_dates(n)], "gwsa": g[2:],
-                       "defo": g[:n] + 0.3 * rng.normal(size=n)})
+    df = pd.DataFrame(
+        {"date": [d.isoformat() for d in month_dates(n)], "gwsa": g[2:], "defo": g[:n] + 0.3 * rng.normal(size=n)}
+    )
     df.loc[7, "defo"] = np.nan
     src = tmp_path / "wide.csv"
     df.to_csv(src, index=False, na_rep="")
     out, html = tmp_path / "lag.csv", tmp_path / "lag.html"
-    res = run_alg("laggedcorrelation", {"INPUT": str(src), "DATE_FIELD": "date", "X_FIELD": "gwsa",
-                                        "Y_FIELD": "defo", "MAX_LAG": 3, "SERIES": 0,
-                                        "OUTPUT": str(out), "OUTPUT_HTML": str(html)})
+    res = run_alg(
+        "laggedcorrelation",
+        {
+            "INPUT": str(src),
+            "DATE_FIELD": "date",
+            "X_FIELD": "gwsa",
+            "Y_FIELD": "defo",
+            "MAX_LAG": 3,
+            "SERIES": 0,
+            "OUTPUT": str(out),
+            "OUTPUT_HTML": str(html),
+        },
+    )
     assert res["OUTPUT_HTML"] == str(html)
     t = read_csv(res["OUTPUT"])
     assert list(t["lag"]) == [0, 1, 2, 3]
@@ -89,13 +101,27 @@ def test_wide_csv_matches_scipy_and_writes_report(run_alg, tmp_path):
 
 
 def test_long_memory_layer_with_groups_recovers_planted_lags(run_alg, tmp_path):
-    layer = memory_table(planted_long(), [("area", "string"), ("class", "integer"), ("layer", "string"),
-                                          ("date", "date"), ("mean", "double")])
+    layer = memory_table(
+        planted_long(),
+        [("area", "string"), ("class", "integer"), ("layer", "string"), ("date", "date"), ("mean", "double")],
+    )
     out = tmp_path / "lag.csv"
-    res = run_alg("laggedcorrelation", {
-        "INPUT": layer, "DATE_FIELD": "date", "VARIABLE_FIELD": "layer", "VALUE_FIELD": "mean",
-        "X_NAME": "gwsa", "Y_NAME": "deformation", "GROUP_FIELDS": ["area", "class"], "MAX_LAG": 3,
-        "NEGATIVE_LAGS": True, "SERIES": 3, "OUTPUT": str(out)})
+    res = run_alg(
+        "laggedcorrelation",
+        {
+            "INPUT": layer,
+            "DATE_FIELD": "date",
+            "VARIABLE_FIELD": "layer",
+            "VALUE_FIELD": "mean",
+            "X_NAME": "gwsa",
+            "Y_NAME": "deformation",
+            "GROUP_FIELDS": ["area", "class"],
+            "MAX_LAG": 3,
+            "NEGATIVE_LAGS": True,
+            "SERIES": 3,
+            "OUTPUT": str(out),
+        },
+    )
     t = read_csv(res["OUTPUT"])
     assert set(t["series"]) == {"cumulative", "temporal"}
     assert len(t) == 3 * 2 * 7
@@ -106,9 +132,18 @@ def test_long_memory_layer_with_groups_recovers_planted_lags(run_alg, tmp_path):
         assert got[(area, "cumulative")] == lag
     # same numbers as the core on the same table
     df = pd.DataFrame(planted_long(), columns=["area", "class", "layer", "date", "mean"])
-    core = lagcorr.lagged_correlation_table(df, "date", group_fields=["area", "class"], variable_field="layer",
-                                            value_field="mean", x_name="gwsa", y_name="deformation", max_lag=3,
-                                            negative_lags=True, series="both").table
+    core = lagcorr.lagged_correlation_table(
+        df,
+        "date",
+        group_fields=["area", "class"],
+        variable_field="layer",
+        value_field="mean",
+        x_name="gwsa",
+        y_name="deformation",
+        max_lag=3,
+        negative_lags=True,
+        series="both",
+    ).table
     np.testing.assert_allclose(t["r"], core["r"], rtol=1e-9)
     np.testing.assert_allclose(t["n_eff"], core["n_eff"], rtol=1e-9)
 
@@ -117,8 +152,9 @@ def test_short_group_gives_nan_rows_not_an_error(run_alg, tmp_path):
     rows = planted_long(n=12)
     rows += [("tiny", 1, "gwsa", d, v) for d, v in zip(month_dates(3), (1.0, 2.0, 4.0))]
     rows += [("tiny", 1, "deformation", d, v) for d, v in zip(month_dates(3), (0.5, 1.0, 3.0))]
-    layer = memory_table(rows, [("area", "string"), ("class", "integer"), ("layer", "string"),
-                                ("date", "date"), ("mean", "double")])
+    layer = memory_table(
+        rows, [("area", "string"), ("class", "integer"), ("layer", "string"), ("date", "date"), ("mean", "double")]
+    )
     from qgis.core import QgsProcessingFeedback
 
     class Feedback(QgsProcessingFeedback):
@@ -133,10 +169,22 @@ def test_short_group_gives_nan_rows_not_an_error(run_alg, tmp_path):
             self.messages.append(text)
 
     fb = Feedback()
-    res = run_alg("laggedcorrelation", {
-        "INPUT": layer, "DATE_FIELD": "date", "VARIABLE_FIELD": "layer", "VALUE_FIELD": "mean",
-        "X_NAME": "gwsa", "Y_NAME": "deformation", "GROUP_FIELDS": ["area"], "MAX_LAG": 1, "SERIES": 0,
-        "OUTPUT": str(tmp_path / "o.csv")}, feedback=fb)
+    res = run_alg(
+        "laggedcorrelation",
+        {
+            "INPUT": layer,
+            "DATE_FIELD": "date",
+            "VARIABLE_FIELD": "layer",
+            "VALUE_FIELD": "mean",
+            "X_NAME": "gwsa",
+            "Y_NAME": "deformation",
+            "GROUP_FIELDS": ["area"],
+            "MAX_LAG": 1,
+            "SERIES": 0,
+            "OUTPUT": str(tmp_path / "o.csv"),
+        },
+        feedback=fb,
+    )
     t = read_csv(res["OUTPUT"])
     tiny = t[t["area"] == "tiny"]
     assert len(tiny) == 2 and tiny["r"].isna().all() and tiny["p_eff"].isna().all()
@@ -144,23 +192,42 @@ def test_short_group_gives_nan_rows_not_an_error(run_alg, tmp_path):
     assert any("area=tiny" in m and "fewer than 4" in m for m in fb.messages)
 
 
-@pytest.mark.parametrize("csv, params, message", [
-    ("date,a,b\n2020-01-15,1,2\nlater,2,3\n", {"X_FIELD": "a", "Y_FIELD": "b"},
-     r"date field 'date': row 2 has 'later'"),
-    ("date,a,b\n2020-01-15,1,2\n2020-02-15,2,3\n", {"X_FIELD": "a", "Y_FIELD": "a"},
-     r"X_FIELD and Y_FIELD are the same field 'a'"),
-    ("date,a,b\n2020-01-15,1,2\n2020-02-15,2,n/a?\n", {"X_FIELD": "a", "Y_FIELD": "b"},
-     r"Y field 'b' is not numeric: row 2 has 'n/a\?'"),
-    ("date,a,b\n2020-01-15,1,2\n2020-02-15,2,3\n", {"X_FIELD": "a"}, r"X_FIELD/Y_FIELD"),
-    ("date,v,val\n2020-01-15,gwsa,2\n2020-02-15,gwsa,3\n", {"VARIABLE_FIELD": "v", "VALUE_FIELD": "val",
-                                                           "X_NAME": "gwsa", "Y_NAME": "gwsa"},
-     r"same variable 'gwsa'"),
-    ("date,v,val\n2020-01-15,gwsa,2\n2020-02-15,gwsa,3\n", {"VARIABLE_FIELD": "v", "VALUE_FIELD": "val",
-                                                           "X_NAME": "gwsa", "Y_NAME": "defo"},
-     r"Y variable 'defo' does not occur in field 'v'"),
-    ("date,v,val\n2020-01-15,gwsa,2\n2020-02-15,gwsa,3\n", {"VARIABLE_FIELD": "v", "VALUE_FIELD": "val"},
-     r"X_NAME/Y_NAME"),
-])
+@pytest.mark.parametrize(
+    "csv, params, message",
+    [
+        (
+            "date,a,b\n2020-01-15,1,2\nlater,2,3\n",
+            {"X_FIELD": "a", "Y_FIELD": "b"},
+            r"date field 'date': row 2 has 'later'",
+        ),
+        (
+            "date,a,b\n2020-01-15,1,2\n2020-02-15,2,3\n",
+            {"X_FIELD": "a", "Y_FIELD": "a"},
+            r"X_FIELD and Y_FIELD are the same field 'a'",
+        ),
+        (
+            "date,a,b\n2020-01-15,1,2\n2020-02-15,2,n/a?\n",
+            {"X_FIELD": "a", "Y_FIELD": "b"},
+            r"Y field 'b' is not numeric: row 2 has 'n/a\?'",
+        ),
+        ("date,a,b\n2020-01-15,1,2\n2020-02-15,2,3\n", {"X_FIELD": "a"}, r"X_FIELD/Y_FIELD"),
+        (
+            "date,v,val\n2020-01-15,gwsa,2\n2020-02-15,gwsa,3\n",
+            {"VARIABLE_FIELD": "v", "VALUE_FIELD": "val", "X_NAME": "gwsa", "Y_NAME": "gwsa"},
+            r"same variable 'gwsa'",
+        ),
+        (
+            "date,v,val\n2020-01-15,gwsa,2\n2020-02-15,gwsa,3\n",
+            {"VARIABLE_FIELD": "v", "VALUE_FIELD": "val", "X_NAME": "gwsa", "Y_NAME": "defo"},
+            r"Y variable 'defo' does not occur in field 'v'",
+        ),
+        (
+            "date,v,val\n2020-01-15,gwsa,2\n2020-02-15,gwsa,3\n",
+            {"VARIABLE_FIELD": "v", "VALUE_FIELD": "val"},
+            r"X_NAME/Y_NAME",
+        ),
+    ],
+)
 def test_bad_input_is_a_clear_error_and_writes_nothing(run_alg, tmp_path, csv, params, message):
     from qgis.core import QgsProcessingException
 
@@ -168,8 +235,10 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(run_alg, tmp_path, csv, p
     src.write_text(csv)
     out, html = tmp_path / "o.csv", tmp_path / "o.html"
     with pytest.raises(QgsProcessingException, match=message):
-        run_alg("laggedcorrelation", dict({"INPUT": str(src), "DATE_FIELD": "date", "OUTPUT": str(out),
-                                           "OUTPUT_HTML": str(html)}, **params))
+        run_alg(
+            "laggedcorrelation",
+            dict({"INPUT": str(src), "DATE_FIELD": "date", "OUTPUT": str(out), "OUTPUT_HTML": str(html)}, **params),
+        )
     assert not out.exists() and not html.exists()
 
 
@@ -183,20 +252,48 @@ def test_report_is_an_html_output(qgis_app):
 
 
 def test_enum_parameters_map_to_core_options(run_alg, tmp_path):
-    layer = memory_table(planted_long(n=26, seed=5), [("area", "string"), ("class", "integer"),
-                                                      ("layer", "string"), ("date", "date"), ("mean", "double")])
+    layer = memory_table(
+        planted_long(n=26, seed=5),
+        [("area", "string"), ("class", "integer"), ("layer", "string"), ("date", "date"), ("mean", "double")],
+    )
     out = tmp_path / "o.csv"
-    res = run_alg("laggedcorrelation", {
-        "INPUT": layer, "DATE_FIELD": "date", "VARIABLE_FIELD": "layer", "VALUE_FIELD": "mean",
-        "X_NAME": "gwsa", "Y_NAME": "deformation", "GROUP_FIELDS": ["area"], "MAX_LAG": 2,
-        "NEGATIVE_LAGS": True, "SERIES": 2, "DETREND": 2, "BEST_BY": 2, "BASE_DATE": "", "MIN_PAIRS": 5,
-        "OUTPUT": str(out)})
+    res = run_alg(
+        "laggedcorrelation",
+        {
+            "INPUT": layer,
+            "DATE_FIELD": "date",
+            "VARIABLE_FIELD": "layer",
+            "VALUE_FIELD": "mean",
+            "X_NAME": "gwsa",
+            "Y_NAME": "deformation",
+            "GROUP_FIELDS": ["area"],
+            "MAX_LAG": 2,
+            "NEGATIVE_LAGS": True,
+            "SERIES": 2,
+            "DETREND": 2,
+            "BEST_BY": 2,
+            "BASE_DATE": "",
+            "MIN_PAIRS": 5,
+            "OUTPUT": str(out),
+        },
+    )
     t = read_csv(res["OUTPUT"])
     df = pd.DataFrame(planted_long(n=26, seed=5), columns=["area", "class", "layer", "date", "mean"])
-    core = lagcorr.lagged_correlation_table(df, "date", group_fields=["area"], variable_field="layer",
-                                            value_field="mean", x_name="gwsa", y_name="deformation", max_lag=2,
-                                            negative_lags=True, series="temporal", detrend="harmonic",
-                                            best_by="min", min_pairs=5).table
+    core = lagcorr.lagged_correlation_table(
+        df,
+        "date",
+        group_fields=["area"],
+        variable_field="layer",
+        value_field="mean",
+        x_name="gwsa",
+        y_name="deformation",
+        max_lag=2,
+        negative_lags=True,
+        series="temporal",
+        detrend="harmonic",
+        best_by="min",
+        min_pairs=5,
+    ).table
     assert set(t["series"]) == {"temporal"} and set(t["detrend"]) == {"harmonic"}
     assert list(t["lag"]) == list(core["lag"])
     np.testing.assert_allclose(t["r"], core["r"], rtol=1e-9)
@@ -206,14 +303,27 @@ def test_enum_parameters_map_to_core_options(run_alg, tmp_path):
 def test_cancel_writes_nothing(run_alg, tmp_path):
     from qgis.core import QgsProcessingException, QgsProcessingFeedback
 
-    layer = memory_table(planted_long(n=12), [("area", "string"), ("class", "integer"), ("layer", "string"),
-                                              ("date", "date"), ("mean", "double")])
+    layer = memory_table(
+        planted_long(n=12),
+        [("area", "string"), ("class", "integer"), ("layer", "string"), ("date", "date"), ("mean", "double")],
+    )
     fb = QgsProcessingFeedback()
     fb.cancel()
     out, html = tmp_path / "o.csv", tmp_path / "o.html"
     with pytest.raises(QgsProcessingException, match="Canceled"):
-        run_alg("laggedcorrelation", {
-            "INPUT": layer, "DATE_FIELD": "date", "VARIABLE_FIELD": "layer", "VALUE_FIELD": "mean",
-            "X_NAME": "gwsa", "Y_NAME": "deformation", "GROUP_FIELDS": ["area"], "OUTPUT": str(out),
-            "OUTPUT_HTML": str(html)}, feedback=fb)
+        run_alg(
+            "laggedcorrelation",
+            {
+                "INPUT": layer,
+                "DATE_FIELD": "date",
+                "VARIABLE_FIELD": "layer",
+                "VALUE_FIELD": "mean",
+                "X_NAME": "gwsa",
+                "Y_NAME": "deformation",
+                "GROUP_FIELDS": ["area"],
+                "OUTPUT": str(out),
+                "OUTPUT_HTML": str(html),
+            },
+            feedback=fb,
+        )
     assert not out.exists() and not html.exists()

@@ -1,4 +1,5 @@
 """A .model3 that chains two of the plugin's algorithms runs like any Processing model."""
+
 import numpy as np
 from osgeo import gdal
 from synthetic import sentinel1_dates, smooth_stack, write_stack
@@ -65,7 +66,8 @@ def test_model3_chain(qgis_app, tmp_path):
     six = resample.regular_dates(dates[0], dates[-1], 6)
     mid = resample.temporal_resample_block(values.astype(np.float32), t, days_since(six, dates[0]), "linear")
     monthly = resample.target_dates(six)
-    expected = resample.temporal_resample_block(mid.astype(np.float32), days_since(six, dates[0]),
-                                                days_since(monthly, dates[0]), "linear")
+    expected = resample.temporal_resample_block(
+        mid.astype(np.float32), days_since(six, dates[0]), days_since(monthly, dates[0]), "linear"
+    )
     assert ds.RasterCount == len(monthly)
     np.testing.assert_allclose(ds.ReadAsArray(), expected, atol=1e-4)

@@ -1,4 +1,5 @@
 """LOS to vertical, ascending + descending decomposition and frame mosaics through processing.run."""
+
 import datetime as dt
 
 import numpy as np
@@ -60,10 +61,18 @@ def test_decompose_asc_desc(run_alg, tmp_path):
         for comp, arr in zip("ENU", (e, n, u)):
             layers[name + comp] = write_stack(tmp_path / ("%s.geo.%s.tif" % (name, comp)), arr)
     out = {k: str(tmp_path / (k + ".tif")) for k in ("v", "e", "q")}
-    run_alg("decomposelos", {"INPUTS": [layers["asc"], layers["dsc"]], "E_RASTERS": [layers["ascE"], layers["dscE"]],
-                             "N_RASTERS": [layers["ascN"], layers["dscN"]],
-                             "U_RASTERS": [layers["ascU"], layers["dscU"]],
-                             "OUTPUT_VERTICAL": out["v"], "OUTPUT_EAST": out["e"], "OUTPUT_QUALITY": out["q"]})
+    run_alg(
+        "decomposelos",
+        {
+            "INPUTS": [layers["asc"], layers["dsc"]],
+            "E_RASTERS": [layers["ascE"], layers["dscE"]],
+            "N_RASTERS": [layers["ascN"], layers["dscN"]],
+            "U_RASTERS": [layers["ascU"], layers["dscU"]],
+            "OUTPUT_VERTICAL": out["v"],
+            "OUTPUT_EAST": out["e"],
+            "OUTPUT_QUALITY": out["q"],
+        },
+    )
     tol = 4 * np.finfo(np.float32).eps * 200
     assert np.abs(_read(out["v"]) - up).max() < tol and np.abs(_read(out["e"]) - east).max() < tol
     q = _read(out["q"])
@@ -72,9 +81,18 @@ def test_decompose_asc_desc(run_alg, tmp_path):
     ga, gd = geometry.unit_vector(-10, 35.0), geometry.unit_vector(190, 40.0)
     a = write_stack(tmp_path / "a.tif", ga[0] * east + ga[2] * up)
     b = write_stack(tmp_path / "b.tif", gd[0] * east + gd[2] * up)
-    run_alg("decomposelos", {"INPUTS": [a, b], "HEADINGS": "-10, 190", "INCIDENCE_ANGLES": "35,40",
-                             "UNCERTAINTIES": "2,3", "OUTPUT_VERTICAL": out["v"], "OUTPUT_EAST": out["e"],
-                             "OUTPUT_QUALITY": out["q"]})
+    run_alg(
+        "decomposelos",
+        {
+            "INPUTS": [a, b],
+            "HEADINGS": "-10, 190",
+            "INCIDENCE_ANGLES": "35,40",
+            "UNCERTAINTIES": "2,3",
+            "OUTPUT_VERTICAL": out["v"],
+            "OUTPUT_EAST": out["e"],
+            "OUTPUT_QUALITY": out["q"],
+        },
+    )
     assert np.abs(_read(out["v"]) - up).max() < tol
 
 
@@ -84,8 +102,11 @@ def test_decompose_errors(run_alg, tmp_path):
     a = write_stack(tmp_path / "a.tif", np.ones((5, 5)))
     b = write_stack(tmp_path / "b.tif", np.ones((5, 5)))
     small = write_stack(tmp_path / "small.U.tif", np.full((3, 3), 0.8))
-    outs = {"OUTPUT_VERTICAL": str(tmp_path / "v.tif"), "OUTPUT_EAST": str(tmp_path / "e.tif"),
-            "OUTPUT_QUALITY": str(tmp_path / "q.tif")}
+    outs = {
+        "OUTPUT_VERTICAL": str(tmp_path / "v.tif"),
+        "OUTPUT_EAST": str(tmp_path / "e.tif"),
+        "OUTPUT_QUALITY": str(tmp_path / "q.tif"),
+    }
     with pytest.raises(QgsProcessingException, match=r"small\.U\.tif.*does not cover"):
         run_alg("decomposelos", dict(outs, INPUTS=[a, b], E_RASTERS=[small, small], U_RASTERS=[small, small]))
     with pytest.raises(QgsProcessingException, match="no geometry"):
@@ -96,8 +117,16 @@ def test_decompose_errors(run_alg, tmp_path):
 def _frames(tmp_path, truth, boxes, planted):
     paths = []
     for k, ((c0, c1), off) in enumerate(zip(boxes, planted)):
-        paths.append(write_stack(tmp_path / ("frame%d.tif" % k), truth[:, :, c0:c1] + np.asarray(off)[:, None, None],
-                                 DATES, origin=(X0 + c0 * PX, Y0), pixel=PX, dtype=gdal.GDT_Float64))
+        paths.append(
+            write_stack(
+                tmp_path / ("frame%d.tif" % k),
+                truth[:, :, c0:c1] + np.asarray(off)[:, None, None],
+                DATES,
+                origin=(X0 + c0 * PX, Y0),
+                pixel=PX,
+                dtype=gdal.GDT_Float64,
+            )
+        )
     return paths
 
 
@@ -107,15 +136,25 @@ def test_mosaic_frames_with_offsets_table(run_alg, tmp_path):
     planted = np.array([[0, 0, 0, 0], [3, -4, 8, 1.5], [-9, 2, 5, 12]], dtype=float)
     paths = _frames(tmp_path, truth, [(0, 16), (10, 30), (24, 40)], planted)
     out, table = str(tmp_path / "m.tif"), str(tmp_path / "offsets.csv")
-    res = run_alg("mosaicframes", {"INPUTS": paths, "REFERENCE_FRAME": 0, "MEMORY_LIMIT_MB": 0.05,
-                                   "OUTPUT": out, "OUTPUT_OFFSETS": table})
+    res = run_alg(
+        "mosaicframes",
+        {"INPUTS": paths, "REFERENCE_FRAME": 0, "MEMORY_LIMIT_MB": 0.05, "OUTPUT": out, "OUTPUT_OFFSETS": table},
+    )
     assert res["OUTPUT"] == out
     assert np.abs(_read(out) - truth).max() < 1e-4
     import pandas as pd
 
     df = pd.read_csv(table)
-    assert list(df.columns) == ["frame", "input", "date", "offset_mm", "overlap_pixels", "rms_before_mm",
-                                "rms_after_mm", "connected_to_reference"]
+    assert list(df.columns) == [
+        "frame",
+        "input",
+        "date",
+        "offset_mm",
+        "overlap_pixels",
+        "rms_before_mm",
+        "rms_after_mm",
+        "connected_to_reference",
+    ]
     assert len(df) == 12 and set(df["input"]) == {"frame0.tif", "frame1.tif", "frame2.tif"}
     for f in range(3):
         got = df[df["frame"] == f]["offset_mm"].to_numpy()
@@ -123,9 +162,16 @@ def test_mosaic_frames_with_offsets_table(run_alg, tmp_path):
     assert (df["rms_after_mm"] < 1e-9).all()
     # zero-mean offsets and a target resolution / extent
     out2 = str(tmp_path / "m2.tif")
-    run_alg("mosaicframes", {"INPUTS": paths, "REFERENCE_FRAME": -1, "TARGET_RESOLUTION": 60.0,
-                             "TARGET_EXTENT": "%f,%f,%f,%f [EPSG:32649]" % (X0, X0 + 1200, Y0 - 360, Y0),
-                             "OUTPUT": out2})
+    run_alg(
+        "mosaicframes",
+        {
+            "INPUTS": paths,
+            "REFERENCE_FRAME": -1,
+            "TARGET_RESOLUTION": 60.0,
+            "TARGET_EXTENT": "%f,%f,%f,%f [EPSG:32649]" % (X0, X0 + 1200, Y0 - 360, Y0),
+            "OUTPUT": out2,
+        },
+    )
     ds = gdal.Open(out2)
     assert (ds.RasterXSize, ds.RasterYSize) == (20, 6) and ds.GetGeoTransform()[1] == 60.0
 
@@ -137,8 +183,9 @@ def test_mosaic_frames_errors(run_alg, tmp_path):
     apart = _frames(tmp_path, truth, [(0, 15), (20, 40)], np.zeros((2, 4)))
     with pytest.raises(QgsProcessingException, match="do not overlap"):
         run_alg("mosaicframes", {"INPUTS": apart, "OUTPUT": str(tmp_path / "m.tif")})
-    other = write_stack(tmp_path / "other.tif", np.zeros((2, 6, 20)), [dt.date(2021, 1, 1), dt.date(2021, 2, 1)],
-                        origin=(X0, Y0))
+    other = write_stack(
+        tmp_path / "other.tif", np.zeros((2, 6, 20)), [dt.date(2021, 1, 1), dt.date(2021, 2, 1)], origin=(X0, Y0)
+    )
     with pytest.raises(QgsProcessingException, match="no common date"):
         run_alg("mosaicframes", {"INPUTS": [apart[0], other], "OUTPUT": str(tmp_path / "m.tif")})
 
@@ -150,6 +197,9 @@ def test_mosaic_frames_errors(run_alg, tmp_path):
 
     both = _frames(tmp_path, truth, [(0, 25), (15, 40)], np.zeros((2, 4)))
     with pytest.raises(QgsProcessingException, match="Canceled"):
-        run_alg("mosaicframes", {"INPUTS": both, "MEMORY_LIMIT_MB": 0.01, "OUTPUT": str(tmp_path / "m.tif")},
-                feedback=Cancel())
+        run_alg(
+            "mosaicframes",
+            {"INPUTS": both, "MEMORY_LIMIT_MB": 0.01, "OUTPUT": str(tmp_path / "m.tif")},
+            feedback=Cancel(),
+        )
     assert not (tmp_path / "m.tif").exists() and not _leftovers(tmp_path)

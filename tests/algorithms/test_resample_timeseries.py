@@ -28,9 +28,7 @@ def test_monthly_cubic_matches_core_and_is_labelled(run_alg, stack, tmp_path):
     ds = gdal.Open(out)
     targets = resample.target_dates(dates)
     assert ds.RasterCount == len(targets)
-    assert [ds.GetRasterBand(i + 1).GetDescription() for i in range(ds.RasterCount)] == [
-        t.isoformat() for t in targets
-    ]
+    assert [ds.GetRasterBand(i + 1).GetDescription() for i in range(ds.RasterCount)] == [t.isoformat() for t in targets]
     expected = resample.temporal_resample_block(
         values.astype(np.float32), days_since(dates), days_since(targets, dates[0]), "cubic"
     )
@@ -49,22 +47,51 @@ def test_tiny_memory_cap_is_bit_identical(run_alg, stack, tmp_path):
 def test_every_n_days_with_start_end(run_alg, stack, tmp_path):
     path, dates, _ = stack
     out = str(tmp_path / "out.tif")
-    run_alg("resampletimeseries", {"INPUT": path, "METHOD": 0, "STEP": 1, "STEP_DAYS": 30,
-                                   "START": "2020-01-01", "END": "2020-06-30", "OUTPUT": out})
+    run_alg(
+        "resampletimeseries",
+        {
+            "INPUT": path,
+            "METHOD": 0,
+            "STEP": 1,
+            "STEP_DAYS": 30,
+            "START": "2020-01-01",
+            "END": "2020-06-30",
+            "OUTPUT": out,
+        },
+    )
     ds = gdal.Open(out)
     assert [ds.GetRasterBand(i + 1).GetDescription() for i in range(ds.RasterCount)] == [
-        "2020-01-01", "2020-01-31", "2020-03-01", "2020-03-31", "2020-04-30", "2020-05-30", "2020-06-29"]
+        "2020-01-01",
+        "2020-01-31",
+        "2020-03-01",
+        "2020-03-31",
+        "2020-04-30",
+        "2020-05-30",
+        "2020-06-29",
+    ]
 
 
-@pytest.mark.parametrize("case,descs,params,message", [
-    ("nodates", ["a", "b", "c"], {}, "band 1 has no date"),
-    ("dup", ["2020-01-01", "2020-02-01", "2020-02-01"], {}, "duplicate date 2020-02-01 in band 3"),
-    ("unsorted", ["2020-03-01", "2020-02-01", "2020-04-01"], {}, "not in increasing order: band 2"),
-    ("single", ["2020-01-01"], {}, "at least two dates"),
-    ("startend", ["2020-01-01", "2020-02-01", "2020-04-01"], {"START": "2020-03-01", "END": "2020-02-01"},
-     "start date 2020-03-01 is after end date 2020-02-01"),
-    ("baddate", ["2020-01-01", "2020-02-01", "2020-04-01"], {"START": "March"}, "Start date: 'March' is not a date"),
-])
+@pytest.mark.parametrize(
+    "case,descs,params,message",
+    [
+        ("nodates", ["a", "b", "c"], {}, "band 1 has no date"),
+        ("dup", ["2020-01-01", "2020-02-01", "2020-02-01"], {}, "duplicate date 2020-02-01 in band 3"),
+        ("unsorted", ["2020-03-01", "2020-02-01", "2020-04-01"], {}, "not in increasing order: band 2"),
+        ("single", ["2020-01-01"], {}, "at least two dates"),
+        (
+            "startend",
+            ["2020-01-01", "2020-02-01", "2020-04-01"],
+            {"START": "2020-03-01", "END": "2020-02-01"},
+            "start date 2020-03-01 is after end date 2020-02-01",
+        ),
+        (
+            "baddate",
+            ["2020-01-01", "2020-02-01", "2020-04-01"],
+            {"START": "March"},
+            "Start date: 'March' is not a date",
+        ),
+    ],
+)
 def test_bad_input_raises_and_leaves_nothing(run_alg, tmp_path, case, descs, params, message):
     from qgis.core import QgsProcessingException
 
@@ -98,9 +125,12 @@ def test_cancel_leaves_no_output(qgis_app, stack, tmp_path):
     fb = QgsProcessingFeedback()
     fb.cancel()
     with pytest.raises(QgsProcessingException, match="Canceled"):
-        processing.run("subsidence:resampletimeseries",
-                       {"INPUT": path, "OUTPUT": str(tmp_path / "out.tif"), "MEMORY_LIMIT_MB": 0.001},
-                       feedback=fb, context=QgsProcessingContext())
+        processing.run(
+            "subsidence:resampletimeseries",
+            {"INPUT": path, "OUTPUT": str(tmp_path / "out.tif"), "MEMORY_LIMIT_MB": 0.001},
+            feedback=fb,
+            context=QgsProcessingContext(),
+        )
     assert _outputs_left(tmp_path) == []
 
 

@@ -38,8 +38,12 @@ def _write_areas(path, polys_utm, names):
     for (x0, y0, x1, y1), name in zip(polys_utm, names):
         ring = ogr.Geometry(ogr.wkbLinearRing)
         # densified edges so the reprojected polygon keeps the UTM rectangle's shape to < 1 m
-        for xx, yy in ([(x, y0) for x in np.linspace(x0, x1, 20)] + [(x1, y) for y in np.linspace(y0, y1, 20)]
-                       + [(x, y1) for x in np.linspace(x1, x0, 20)] + [(x0, y) for y in np.linspace(y1, y0, 20)]):
+        for xx, yy in (
+            [(x, y0) for x in np.linspace(x0, x1, 20)]
+            + [(x1, y) for y in np.linspace(y0, y1, 20)]
+            + [(x, y1) for x in np.linspace(x1, x0, 20)]
+            + [(x0, y) for y in np.linspace(y1, y0, 20)]
+        ):
             lon, lat = ct.TransformPoint(float(xx), float(yy))[:2]
             ring.AddPoint_2D(lon, lat)
         ring.CloseRings()
@@ -71,15 +75,27 @@ def inputs(tmp_path):
     gy = int(np.ceil((lat1[0] - lat0[0]) / dlon))
     r, c = np.mgrid[0:gy, 0:gx]
     geo = np.stack([1e4 * c + r + 100.0 * b for b in range(len(DATES))])
-    geo_path = write_stack(tmp_path / "ts_geo.tif", geo, dates=DATES, epsg=4326, origin=(lon0[0], lat1[0]),
-                           pixel=dlon)
+    geo_path = write_stack(tmp_path / "ts_geo.tif", geo, dates=DATES, epsg=4326, origin=(lon0[0], lat1[0]), pixel=dlon)
     half = ORIGIN[0] + NX * PIX / 2
-    areas = _write_areas(tmp_path / "areas.gpkg",
-                         [(ORIGIN[0], ORIGIN[1] - NY * PIX, half, ORIGIN[1]),
-                          (half, ORIGIN[1] - NY * PIX, ORIGIN[0] + NX * PIX, ORIGIN[1])],
-                         ["west", "east"])
-    return dict(vel=vel, vel_path=vel_path, ts_path=ts_path, geo_path=geo_path, geo=geo,
-                geo_origin=(lon0[0], lat1[0]), dlon=dlon, areas=areas, months=months)
+    areas = _write_areas(
+        tmp_path / "areas.gpkg",
+        [
+            (ORIGIN[0], ORIGIN[1] - NY * PIX, half, ORIGIN[1]),
+            (half, ORIGIN[1] - NY * PIX, ORIGIN[0] + NX * PIX, ORIGIN[1]),
+        ],
+        ["west", "east"],
+    )
+    return dict(
+        vel=vel,
+        vel_path=vel_path,
+        ts_path=ts_path,
+        geo_path=geo_path,
+        geo=geo,
+        geo_origin=(lon0[0], lat1[0]),
+        dlon=dlon,
+        areas=areas,
+        months=months,
+    )
 
 
 def _read_points(path):
@@ -104,11 +120,21 @@ def _read_table(path):
 
 def test_sample_with_areas_and_two_crs(run_alg, inputs, tmp_path):
     pts_out, tab_out, rep_out = (str(tmp_path / n) for n in ("pts.gpkg", "tab.gpkg", "rep.gpkg"))
-    res = run_alg("sampledeformationclasses", {
-        "VELOCITY": inputs["vel_path"], "POINTS_PER_CLASS": 15, "AREA": inputs["areas"], "AREA_FIELD": "name",
-        "SEED": 4, "TIME_SERIES": [inputs["ts_path"], inputs["geo_path"]], "WINDOW": 0,
-        "OUTPUT_POINTS": pts_out, "OUTPUT_TABLE": tab_out, "OUTPUT_REPORT": rep_out,
-    })
+    res = run_alg(
+        "sampledeformationclasses",
+        {
+            "VELOCITY": inputs["vel_path"],
+            "POINTS_PER_CLASS": 15,
+            "AREA": inputs["areas"],
+            "AREA_FIELD": "name",
+            "SEED": 4,
+            "TIME_SERIES": [inputs["ts_path"], inputs["geo_path"]],
+            "WINDOW": 0,
+            "OUTPUT_POINTS": pts_out,
+            "OUTPUT_TABLE": tab_out,
+            "OUTPUT_REPORT": rep_out,
+        },
+    )
     rows, srs = _read_points(res["OUTPUT_POINTS"])
     assert srs.GetAuthorityCode(None) == str(UTM)
     vel = inputs["vel"]
@@ -153,9 +179,17 @@ def test_sample_with_areas_and_two_crs(run_alg, inputs, tmp_path):
 
 def test_same_seed_same_points(run_alg, inputs, tmp_path):
     def run(seed, name):
-        res = run_alg("sampledeformationclasses", {
-            "VELOCITY": inputs["vel_path"], "POINTS_PER_CLASS": 10, "SEED": seed, "MIN_SPACING": 60,
-            "OUTPUT_POINTS": str(tmp_path / name), "OUTPUT_TABLE": str(tmp_path / ("t" + name))})
+        res = run_alg(
+            "sampledeformationclasses",
+            {
+                "VELOCITY": inputs["vel_path"],
+                "POINTS_PER_CLASS": 10,
+                "SEED": seed,
+                "MIN_SPACING": 60,
+                "OUTPUT_POINTS": str(tmp_path / name),
+                "OUTPUT_TABLE": str(tmp_path / ("t" + name)),
+            },
+        )
         rows, _ = _read_points(res["OUTPUT_POINTS"])
         return sorted((r[1], r[2], r[4], r[5]) for r in rows)
 
@@ -164,18 +198,26 @@ def test_same_seed_same_points(run_alg, inputs, tmp_path):
     assert {r[0] for r in a} == {"all"}
 
 
-@pytest.mark.parametrize("params,message", [
-    ({"CLASS_BREAKS": "0,50,20"}, "strictly increasing"),
-    ({"CLASS_NAMES": "a,b"}, "2 names given for 4 breaks"),
-    ({"AREA_FIELD": "nope"}, "Area name field 'nope' not found"),
-    ({"BASE_DATE": "2021-01-15"}, "base date 2021-01-15 is not a date of the series"),
-    ({"WINDOW": -1}, "WINDOW"),
-])
+@pytest.mark.parametrize(
+    "params,message",
+    [
+        ({"CLASS_BREAKS": "0,50,20"}, "strictly increasing"),
+        ({"CLASS_NAMES": "a,b"}, "2 names given for 4 breaks"),
+        ({"AREA_FIELD": "nope"}, "Area name field 'nope' not found"),
+        ({"BASE_DATE": "2021-01-15"}, "base date 2021-01-15 is not a date of the series"),
+        ({"WINDOW": -1}, "WINDOW"),
+    ],
+)
 def test_errors(run_alg, inputs, tmp_path, params, message):
     from qgis.core import QgsProcessingException
 
-    base = {"VELOCITY": inputs["vel_path"], "AREA": inputs["areas"], "TIME_SERIES": [inputs["ts_path"]],
-            "OUTPUT_POINTS": str(tmp_path / "p.gpkg"), "OUTPUT_TABLE": str(tmp_path / "t.gpkg")}
+    base = {
+        "VELOCITY": inputs["vel_path"],
+        "AREA": inputs["areas"],
+        "TIME_SERIES": [inputs["ts_path"]],
+        "OUTPUT_POINTS": str(tmp_path / "p.gpkg"),
+        "OUTPUT_TABLE": str(tmp_path / "t.gpkg"),
+    }
     with pytest.raises(QgsProcessingException, match=message):
         run_alg("sampledeformationclasses", dict(base, **params))
     assert not (tmp_path / "t.gpkg").exists()
@@ -186,18 +228,28 @@ def test_area_without_overlap(run_alg, inputs, tmp_path):
 
     far = _write_areas(tmp_path / "far.gpkg", [(600000, 4100000, 601000, 4101000)], ["far away"])
     with pytest.raises(QgsProcessingException, match="area 'far away' does not overlap the raster"):
-        run_alg("sampledeformationclasses", {"VELOCITY": inputs["vel_path"], "AREA": far, "AREA_FIELD": "name",
-                                             "OUTPUT_POINTS": str(tmp_path / "p.gpkg")})
+        run_alg(
+            "sampledeformationclasses",
+            {
+                "VELOCITY": inputs["vel_path"],
+                "AREA": far,
+                "AREA_FIELD": "name",
+                "OUTPUT_POINTS": str(tmp_path / "p.gpkg"),
+            },
+        )
 
 
 def test_time_series_without_overlap(run_alg, inputs, tmp_path):
     from qgis.core import QgsProcessingException
 
-    other = write_stack(tmp_path / "other.tif", np.ones((2, 5, 5)) * np.arange(5), dates=DATES[:2],
-                        origin=(700000.0, 4000000.0))
+    other = write_stack(
+        tmp_path / "other.tif", np.ones((2, 5, 5)) * np.arange(5), dates=DATES[:2], origin=(700000.0, 4000000.0)
+    )
     with pytest.raises(QgsProcessingException, match="other.tif: none of the .* sampled points has a valid pixel"):
-        run_alg("sampledeformationclasses", {"VELOCITY": inputs["vel_path"], "TIME_SERIES": [other],
-                                             "OUTPUT_POINTS": str(tmp_path / "p.gpkg")})
+        run_alg(
+            "sampledeformationclasses",
+            {"VELOCITY": inputs["vel_path"], "TIME_SERIES": [other], "OUTPUT_POINTS": str(tmp_path / "p.gpkg")},
+        )
 
 
 def test_help_on_every_parameter(qgis_app):
@@ -217,19 +269,35 @@ def test_cancel_leaves_no_output(qgis_app, inputs, tmp_path):
     fb = QgsProcessingFeedback()
     fb.cancel()
     with pytest.raises(QgsProcessingException, match="Canceled"):
-        processing.run("subsidence:sampledeformationclasses",
-                       {"VELOCITY": inputs["vel_path"], "TIME_SERIES": [inputs["ts_path"]],
-                        "OUTPUT_POINTS": str(tmp_path / "p.gpkg"), "OUTPUT_TABLE": str(tmp_path / "t.csv")},
-                       feedback=fb, context=QgsProcessingContext())
+        processing.run(
+            "subsidence:sampledeformationclasses",
+            {
+                "VELOCITY": inputs["vel_path"],
+                "TIME_SERIES": [inputs["ts_path"]],
+                "OUTPUT_POINTS": str(tmp_path / "p.gpkg"),
+                "OUTPUT_TABLE": str(tmp_path / "t.csv"),
+            },
+            feedback=fb,
+            context=QgsProcessingContext(),
+        )
     assert not (tmp_path / "p.gpkg").exists() and not (tmp_path / "t.csv").exists()
 
 
 def test_signed_mode_and_csv_table(run_alg, inputs, tmp_path):
     import pandas as pd
 
-    res = run_alg("sampledeformationclasses", {
-        "VELOCITY": inputs["vel_path"], "SIGNED": True, "POINTS_PER_CLASS": 5, "TIME_SERIES": [inputs["ts_path"]],
-        "WINDOW": 90, "OUTPUT_POINTS": str(tmp_path / "p.gpkg"), "OUTPUT_TABLE": str(tmp_path / "t.csv")})
+    res = run_alg(
+        "sampledeformationclasses",
+        {
+            "VELOCITY": inputs["vel_path"],
+            "SIGNED": True,
+            "POINTS_PER_CLASS": 5,
+            "TIME_SERIES": [inputs["ts_path"]],
+            "WINDOW": 90,
+            "OUTPUT_POINTS": str(tmp_path / "p.gpkg"),
+            "OUTPUT_TABLE": str(tmp_path / "t.csv"),
+        },
+    )
     rows, _ = _read_points(res["OUTPUT_POINTS"])
     vel = inputs["vel"]
     for _, _, cls, v, r, c, _, _ in rows:
@@ -243,8 +311,13 @@ def test_signed_mode_and_csv_table(run_alg, inputs, tmp_path):
     g = tab[(tab["class"] == "subsidence severe")]
     sel = [(r, c) for _, _, cls, _, r, c, _, _ in rows if cls == "subsidence severe"]
     ts = inputs["months"][:, None, None] * 10.0 + np.nan_to_num(vel)[None]
-    exp = np.mean([[ts[b, max(r - 1, 0):r + 2, max(c - 1, 0):c + 2].astype(np.float32).mean() for b in range(4)]
-                   for r, c in sel], axis=0)
+    exp = np.mean(
+        [
+            [ts[b, max(r - 1, 0) : r + 2, max(c - 1, 0) : c + 2].astype(np.float32).mean() for b in range(4)]
+            for r, c in sel
+        ],
+        axis=0,
+    )
     np.testing.assert_allclose(g["mean"].to_numpy(float), exp, rtol=1e-5)
     assert S.class_names(S.DEFAULT_BREAKS, signed=True)[3] == "subsidence severe"
 
@@ -253,13 +326,27 @@ def test_layer_names_parameter(run_alg, inputs, tmp_path):
     from qgis.core import QgsProcessingException
 
     tab_out = str(tmp_path / "tab.csv")
-    res = run_alg("sampledeformationclasses", {
-        "VELOCITY": inputs["vel_path"], "POINTS_PER_CLASS": 5, "SEED": 1,
-        "TIME_SERIES": [inputs["ts_path"], inputs["geo_path"]], "LAYER_NAMES": "deformation, gwsa",
-        "OUTPUT_POINTS": str(tmp_path / "p.gpkg"), "OUTPUT_TABLE": tab_out})
+    res = run_alg(
+        "sampledeformationclasses",
+        {
+            "VELOCITY": inputs["vel_path"],
+            "POINTS_PER_CLASS": 5,
+            "SEED": 1,
+            "TIME_SERIES": [inputs["ts_path"], inputs["geo_path"]],
+            "LAYER_NAMES": "deformation, gwsa",
+            "OUTPUT_POINTS": str(tmp_path / "p.gpkg"),
+            "OUTPUT_TABLE": tab_out,
+        },
+    )
     assert set(pd.read_csv(res["OUTPUT_TABLE"])["layer"]) == {"deformation", "gwsa"}
     with pytest.raises(QgsProcessingException, match="1 names for 2 rasters"):
-        run_alg("sampledeformationclasses", {
-            "VELOCITY": inputs["vel_path"], "TIME_SERIES": [inputs["ts_path"], inputs["geo_path"]],
-            "LAYER_NAMES": "deformation", "OUTPUT_POINTS": str(tmp_path / "q.gpkg"),
-            "OUTPUT_TABLE": str(tmp_path / "t2.csv")})
+        run_alg(
+            "sampledeformationclasses",
+            {
+                "VELOCITY": inputs["vel_path"],
+                "TIME_SERIES": [inputs["ts_path"], inputs["geo_path"]],
+                "LAYER_NAMES": "deformation",
+                "OUTPUT_POINTS": str(tmp_path / "q.gpkg"),
+                "OUTPUT_TABLE": str(tmp_path / "t2.csv"),
+            },
+        )

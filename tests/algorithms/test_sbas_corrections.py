@@ -2,6 +2,7 @@
 patch in a third), per-date orbital ramps and a GACOS-format troposphere. Defaults reject the bad
 interferograms; ramps and troposphere are removed to the noise level; n_loop_errors flags the patch and
 nothing else; bad GACOS / incidence input is refused naming the file, with no output written."""
+
 import datetime as dt
 import math
 import os
@@ -17,8 +18,8 @@ from subsidence_toolkit.core.io.rasters import RasterGrid, open_raster
 LAMBDA = 0.05546576
 NY, NX = 24, 30
 X0, Y0, PX = 110.0, 35.0, 0.001
-BAD = (3, 15)          # whole-interferogram errors (2/3 of the image)
-PATCH_IFG = 9          # +2 pi over a 3 x 3 patch
+BAD = (3, 15)  # whole-interferogram errors (2/3 of the image)
+PATCH_IFG = 9  # +2 pi over a 3 x 3 patch
 PATCH = (slice(18, 21), slice(24, 27))
 
 
@@ -29,7 +30,7 @@ def build(folder, seed=0):
     t = np.array([(d - dates[0]).days for d in dates]) / 365.25
     yy, xx = np.mgrid[0:NY, 0:NX]
     bowl = ((yy - 8) ** 2 + (xx - 10) ** 2) < 20
-    vel_truth = np.where(bowl, -40.0, 0.0)                    # mm/yr, 0 outside (reference anywhere outside)
+    vel_truth = np.where(bowl, -40.0, 0.0)  # mm/yr, 0 outside (reference anywhere outside)
     disp = vel_truth[None] * t[:, None, None]
     # GACOS ZTD on a coarser grid with a margin; the interferograms carry the delays as GACOS resampled gives them
     gdir = folder / "gacos"
@@ -41,9 +42,10 @@ def build(folder, seed=0):
     gpaths = []
     for n, d in enumerate(dates):
         z = 2.4 + 0.015 * np.sin(300 * (gx[None, :] - X0) + n) + (0.4 + 0.1 * n) * (gy[:, None] - Y0)
-        gpaths.append(gacos.write_ztd(gdir / ("%s.ztd" % d.strftime("%Y%m%d")), z.astype(np.float32), xf, yf,
-                                      step, -step))
-    ramps = [0.01 * (n - 5) * xx - 0.02 * ((n % 3) - 1) * yy for n in range(len(dates))]   # rad, per date
+        gpaths.append(
+            gacos.write_ztd(gdir / ("%s.ztd" % d.strftime("%Y%m%d")), z.astype(np.float32), xf, yf, step, -step)
+        )
+    ramps = [0.01 * (n - 5) * xx - 0.02 * ((n % 3) - 1) * yy for n in range(len(dates))]  # rad, per date
     ifgs, pairs = [], []
     grid = None
     slant = None
@@ -81,10 +83,12 @@ def stack(tmp_path_factory):
 
 
 def outputs(tmp_path, tag):
-    return {"OUTPUT_TIMESERIES": str(tmp_path / ("%s_ts.tif" % tag)),
-            "OUTPUT_VELOCITY": str(tmp_path / ("%s_vel.tif" % tag)),
-            "OUTPUT_QUALITY": str(tmp_path / ("%s_q.tif" % tag)),
-            "OUTPUT_NETWORK": str(tmp_path / ("%s_net.csv" % tag))}
+    return {
+        "OUTPUT_TIMESERIES": str(tmp_path / ("%s_ts.tif" % tag)),
+        "OUTPUT_VELOCITY": str(tmp_path / ("%s_vel.tif" % tag)),
+        "OUTPUT_QUALITY": str(tmp_path / ("%s_q.tif" % tag)),
+        "OUTPUT_NETWORK": str(tmp_path / ("%s_net.csv" % tag)),
+    }
 
 
 def velocity_rmse(res, truth):
@@ -108,9 +112,18 @@ def test_defaults_reject_bad_ifgs_and_corrections_reach_noise(run_alg, stack, tm
             self.lines.append(info)
 
     fb = Log()
-    res = run_alg("sbasinversion", dict(INTERFEROGRAMS=stack["ifgs"], DERAMP=1, DERAMP_MASK=stack["mask"],
-                                        GACOS=stack["gacos"], INCIDENCE_ANGLE=39.0, **outputs(tmp_path, "c")),
-                  feedback=fb)
+    res = run_alg(
+        "sbasinversion",
+        dict(
+            INTERFEROGRAMS=stack["ifgs"],
+            DERAMP=1,
+            DERAMP_MASK=stack["mask"],
+            GACOS=stack["gacos"],
+            INCIDENCE_ANGLE=39.0,
+            **outputs(tmp_path, "c"),
+        ),
+        feedback=fb,
+    )
     net = pd.read_csv(res["OUTPUT_NETWORK"])
     names = [os.path.basename(p) for p in stack["ifgs"]]
     rejected = net.loc[net["status"] == "loop closure", "file"].map(os.path.basename).tolist()
@@ -147,6 +160,7 @@ def test_without_corrections_velocity_is_biased(run_alg, stack, tmp_path):
 
 def test_report_only_keeps_them(run_alg, stack, tmp_path):
     import pandas as pd
+
     res = run_alg("sbasinversion", dict(INTERFEROGRAMS=stack["ifgs"], LOOP_CLOSURE=1, **outputs(tmp_path, "r")))
     net = pd.read_csv(res["OUTPUT_NETWORK"])
     assert net["used"].all()
@@ -155,6 +169,7 @@ def test_report_only_keeps_them(run_alg, stack, tmp_path):
 
 def _fails(run_alg, params, tmp_path, tag, match):
     from qgis.core import QgsProcessingException
+
     out = outputs(tmp_path, tag)
     with pytest.raises(QgsProcessingException, match=match):
         run_alg("sbasinversion", dict(params, **out))
@@ -164,15 +179,15 @@ def _fails(run_alg, params, tmp_path, tag, match):
 def test_bad_gacos_and_incidence_input_named(run_alg, stack, tmp_path):
     ifgs, g = stack["ifgs"], stack["gacos"]
     # a date without a GACOS file: error naming the date; or its interferograms left out
-    _fails(run_alg, dict(INTERFEROGRAMS=ifgs, GACOS=g[1:], INCIDENCE_ANGLE=39.0), tmp_path, "m",
-           str(stack["dates"][0]))
+    _fails(run_alg, dict(INTERFEROGRAMS=ifgs, GACOS=g[1:], INCIDENCE_ANGLE=39.0), tmp_path, "m", str(stack["dates"][0]))
     # GACOS not covering
     small = tmp_path / "small"
     small.mkdir()
     z = np.full((3, 3), 2.4, np.float32)
     p0 = gacos.write_ztd(small / os.path.basename(g[0]), z, X0 + 0.01, Y0 - 0.01, 0.001, -0.001)
-    _fails(run_alg, dict(INTERFEROGRAMS=ifgs, GACOS=[p0] + g[1:], INCIDENCE_ANGLE=39.0), tmp_path, "c",
-           "does not cover")
+    _fails(
+        run_alg, dict(INTERFEROGRAMS=ifgs, GACOS=[p0] + g[1:], INCIDENCE_ANGLE=39.0), tmp_path, "c", "does not cover"
+    )
     # unreadable .rsc
     bad = tmp_path / "badrsc"
     bad.mkdir()
@@ -193,21 +208,46 @@ def test_bad_gacos_and_incidence_input_named(run_alg, stack, tmp_path):
 
 def test_gacos_skip_missing_date_and_deramp_polygons(run_alg, stack, tmp_path):
     import pandas as pd
+
     shp = str(tmp_path / "bowl.gpkg")
     ds = ogr.GetDriverByName("GPKG").CreateDataSource(shp)
     from osgeo import osr
+
     srs = osr.SpatialReference()
     srs.ImportFromEPSG(4326)
     lyr = ds.CreateLayer("bowl", srs, ogr.wkbPolygon)
     f = ogr.Feature(lyr.GetLayerDefn())
-    f.SetGeometry(ogr.CreateGeometryFromWkt("POLYGON((%r %r,%r %r,%r %r,%r %r,%r %r))" % (
-        X0 + 5 * PX, Y0 - 3 * PX, X0 + 16 * PX, Y0 - 3 * PX, X0 + 16 * PX, Y0 - 14 * PX, X0 + 5 * PX, Y0 - 14 * PX,
-        X0 + 5 * PX, Y0 - 3 * PX)))
+    f.SetGeometry(
+        ogr.CreateGeometryFromWkt(
+            "POLYGON((%r %r,%r %r,%r %r,%r %r,%r %r))"
+            % (
+                X0 + 5 * PX,
+                Y0 - 3 * PX,
+                X0 + 16 * PX,
+                Y0 - 3 * PX,
+                X0 + 16 * PX,
+                Y0 - 14 * PX,
+                X0 + 5 * PX,
+                Y0 - 14 * PX,
+                X0 + 5 * PX,
+                Y0 - 3 * PX,
+            )
+        )
+    )
     lyr.CreateFeature(f)
     ds = None
-    res = run_alg("sbasinversion", dict(INTERFEROGRAMS=stack["ifgs"], GACOS=stack["gacos"][:-1],
-                                        GACOS_SKIP_MISSING=True,
-                                        INCIDENCE_ANGLE=39.0, DERAMP=1, DERAMP_MASK=shp, **outputs(tmp_path, "s")))
+    res = run_alg(
+        "sbasinversion",
+        dict(
+            INTERFEROGRAMS=stack["ifgs"],
+            GACOS=stack["gacos"][:-1],
+            GACOS_SKIP_MISSING=True,
+            INCIDENCE_ANGLE=39.0,
+            DERAMP=1,
+            DERAMP_MASK=shp,
+            **outputs(tmp_path, "s"),
+        ),
+    )
     net = pd.read_csv(res["OUTPUT_NETWORK"])
     last = stack["dates"][-1].strftime("%Y-%m-%d")
     skipped = net["status"].str.startswith("no GACOS file")
@@ -257,10 +297,10 @@ def test_output_on_the_header_of_a_gacos_file_is_refused(run_alg, stack, tmp_pat
     with open(rsc, "rb") as f:
         before = f.read()
     out = dict(outputs(tmp_path, "h"), OUTPUT_NETWORK=rsc)
-    with pytest.raises(QgsProcessingException, match="OUTPUT_NETWORK: the output .*ztd.rsc would overwrite the "
-                                                     "input GACOS"):
-        run_alg("sbasinversion", dict(INTERFEROGRAMS=stack["ifgs"], GACOS=stack["gacos"], INCIDENCE_ANGLE=39.0,
-                                      **out))
+    with pytest.raises(
+        QgsProcessingException, match="OUTPUT_NETWORK: the output .*ztd.rsc would overwrite the input GACOS"
+    ):
+        run_alg("sbasinversion", dict(INTERFEROGRAMS=stack["ifgs"], GACOS=stack["gacos"], INCIDENCE_ANGLE=39.0, **out))
     with open(rsc, "rb") as f:
         assert f.read() == before
     assert not any(os.path.exists(p) for k, p in out.items() if k != "OUTPUT_NETWORK")

@@ -1,5 +1,6 @@
 """subsidence:sbasinversion leaves the input folder as it was: no layer is loaded for a path, so QGIS computes
 no band statistics and GDAL writes no ``.aux.xml`` next to the inputs (processing.run and qgis_process.bin)."""
+
 import os
 
 import numpy as np
@@ -11,8 +12,10 @@ from subsidence_toolkit.demo.headless import QgisProcess, find_qgis_process
 
 
 def _listing(folder):
-    return sorted((p, os.path.getsize(os.path.join(folder, p)), os.path.getmtime(os.path.join(folder, p)))
-                  for p in os.listdir(folder))
+    return sorted(
+        (p, os.path.getsize(os.path.join(folder, p)), os.path.getmtime(os.path.join(folder, p)))
+        for p in os.listdir(folder)
+    )
 
 
 def test_processing_run_writes_nothing_next_to_the_inputs(run_alg, qgis_app, tmp_path):
@@ -33,8 +36,10 @@ def test_processing_run_writes_nothing_next_to_the_inputs(run_alg, qgis_app, tmp
     QgsProject.instance().addMapLayers(layers)
     try:
         after_load = _listing(stack)
-        res2 = run_alg("sbasinversion", dict(INTERFEROGRAMS=layers + ifgs[3:], COHERENCE=";".join(cohs), WEIGHTING=1,
-                                             **outputs(out, "o2")))
+        res2 = run_alg(
+            "sbasinversion",
+            dict(INTERFEROGRAMS=layers + ifgs[3:], COHERENCE=";".join(cohs), WEIGHTING=1, **outputs(out, "o2")),
+        )
         assert _listing(stack) == after_load
     finally:
         QgsProject.instance().removeMapLayers([lyr.id() for lyr in layers])

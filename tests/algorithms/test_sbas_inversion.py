@@ -1,4 +1,5 @@
 """subsidence:sbasinversion through processing.run on a tiny LiCSAR-named stack with planted truth."""
+
 import datetime as dt
 import math
 import os
@@ -25,7 +26,7 @@ def make_stack(folder, n_dates=8, max_days=36, nan_pixels=True, names="licsar", 
     folder.mkdir(parents=True, exist_ok=True)
     dates = sentinel1_dates(start=dt.date(2020, 1, 3), n=n_dates, gaps=(3,))
     truth = planted(dates)
-    truth = truth - truth[:, ref_free[0]:ref_free[0] + 1, ref_free[1]:ref_free[1] + 1]
+    truth = truth - truth[:, ref_free[0] : ref_free[0] + 1, ref_free[1] : ref_free[1] + 1]
     rng = np.random.default_rng(0)
     ifgs, cohs, pairs = [], [], []
     for i, a in enumerate(dates):
@@ -37,15 +38,17 @@ def make_stack(folder, n_dates=8, max_days=36, nan_pixels=True, names="licsar", 
             coh = rng.uniform(0.3, 0.8, (NY, NX))
             coh[ref_free] = 0.99
             if nan_pixels:
-                phase[0, 0] = -9999.0                       # band NoData
+                phase[0, 0] = -9999.0  # band NoData
                 if rng.random() < 0.3:
                     phase[15, 15] = np.nan
             tag = "%s_%s" % (a.strftime("%Y%m%d"), b.strftime("%Y%m%d"))
             if names == "licsar":
                 fn = folder / ("%s.geo.unw.tif" % tag)
             elif names == "hyp3":
-                fn = folder / ("S1AA_%sT054123_%sT054122_VVP012_INT80_G_ueF_1A2B_unw_phase.tif"
-                               % (a.strftime("%Y%m%d"), b.strftime("%Y%m%d")))
+                fn = folder / (
+                    "S1AA_%sT054123_%sT054122_VVP012_INT80_G_ueF_1A2B_unw_phase.tif"
+                    % (a.strftime("%Y%m%d"), b.strftime("%Y%m%d"))
+                )
             else:
                 fn = folder / ("ifg_%03d.tif" % len(ifgs))
             write_stack(fn, phase, nodata=-9999.0)
@@ -58,10 +61,12 @@ def make_stack(folder, n_dates=8, max_days=36, nan_pixels=True, names="licsar", 
 
 
 def outputs(tmp_path, tag="o"):
-    return {"OUTPUT_TIMESERIES": str(tmp_path / ("%s_ts.tif" % tag)),
-            "OUTPUT_VELOCITY": str(tmp_path / ("%s_vel.tif" % tag)),
-            "OUTPUT_QUALITY": str(tmp_path / ("%s_q.tif" % tag)),
-            "OUTPUT_NETWORK": str(tmp_path / ("%s_net.gpkg" % tag))}
+    return {
+        "OUTPUT_TIMESERIES": str(tmp_path / ("%s_ts.tif" % tag)),
+        "OUTPUT_VELOCITY": str(tmp_path / ("%s_vel.tif" % tag)),
+        "OUTPUT_QUALITY": str(tmp_path / ("%s_q.tif" % tag)),
+        "OUTPUT_NETWORK": str(tmp_path / ("%s_net.gpkg" % tag)),
+    }
 
 
 def read(path):
@@ -85,11 +90,11 @@ def test_noise_free_stack_recovers_truth(run_alg, tmp_path):
     ts, ds = read(res["OUTPUT_TIMESERIES"])
     assert [ds.GetRasterBand(i + 1).GetDescription() for i in range(len(dates))] == [str(d) for d in dates]
     md = ds.GetMetadata()
-    assert (int(md["REFERENCE_ROW"]), int(md["REFERENCE_COL"])) == (3, 4)    # best mean coherence
+    assert (int(md["REFERENCE_ROW"]), int(md["REFERENCE_COL"])) == (3, 4)  # best mean coherence
     ok = np.ones((NY, NX), bool)
     ok[0, 0] = False
-    assert np.all(np.isnan(ts[:, 0, 0]))                                     # NoData in every ifg
-    assert np.max(np.abs(ts[:, ok] - truth[:, ok])) < 1e-4                   # mm (float32 output)
+    assert np.all(np.isnan(ts[:, 0, 0]))  # NoData in every ifg
+    assert np.max(np.abs(ts[:, ok] - truth[:, ok])) < 1e-4  # mm (float32 output)
     vel, _ = read(res["OUTPUT_VELOCITY"])
     t = np.array([(d - dates[0]).days for d in dates]) / 365.25
     X = np.stack([np.ones_like(t), t], 1)
@@ -97,7 +102,12 @@ def test_noise_free_stack_recovers_truth(run_alg, tmp_path):
     assert np.nanmax(np.abs(vel[0][ok] - vt[ok])) < 1e-3
     q, qds = read(res["OUTPUT_QUALITY"])
     assert [qds.GetRasterBand(i + 1).GetDescription() for i in range(5)] == [
-        "temporal_coherence", "n_ifg_used", "residual_rms_mm", "velocity_std_mm_yr", "n_gaps"]
+        "temporal_coherence",
+        "n_ifg_used",
+        "residual_rms_mm",
+        "velocity_std_mm_yr",
+        "n_gaps",
+    ]
     assert np.allclose(q[0][ok], 1.0, atol=1e-5) and np.all(q[2][ok] < 1e-3)
     assert q[1][5, 5] == len(ifgs) and q[1][15, 15] <= len(ifgs) and np.isnan(q[1][0, 0])
     assert np.all(q[4][ok] == 0)
@@ -122,6 +132,7 @@ def test_weighted_mm_input_reference_point_and_memory_cap(run_alg, tmp_path):
         mm_files.append(str(g))
     # reference pixel (row 12, col 6) -> map coords -> lon/lat
     from osgeo import osr
+
     x, y = 500000.0 + 6.5 * 30.0, 4000000.0 - 12.5 * 30.0
     s = osr.SpatialReference()
     s.ImportFromEPSG(32649)
@@ -130,8 +141,15 @@ def test_weighted_mm_input_reference_point_and_memory_cap(run_alg, tmp_path):
     for r in (s, d):
         r.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
     lon, lat, _ = osr.CoordinateTransformation(s, d).TransformPoint(x, y)
-    common = dict(INTERFEROGRAMS=mm_files, COHERENCE=cohs, INPUT_UNITS=2, FLIP_SIGN=True, WEIGHTING=2, PRODUCT=3,
-                  REFERENCE_POINT="%.10f,%.10f [EPSG:4326]" % (lon, lat))
+    common = dict(
+        INTERFEROGRAMS=mm_files,
+        COHERENCE=cohs,
+        INPUT_UNITS=2,
+        FLIP_SIGN=True,
+        WEIGHTING=2,
+        PRODUCT=3,
+        REFERENCE_POINT="%.10f,%.10f [EPSG:4326]" % (lon, lat),
+    )
     a = run_alg("sbasinversion", dict(common, **outputs(tmp_path, "a")))
     b = run_alg("sbasinversion", dict(common, MEMORY_LIMIT_MB=0.05, **outputs(tmp_path, "b")))
     ta, ds = read(a["OUTPUT_TIMESERIES"])
@@ -153,29 +171,40 @@ def test_pairs_csv_selection_split_network_and_gap_modes(run_alg, tmp_path):
     csv.write_text("\n".join(lines) + "\n")
     # drop every pair bridging dates[3] -> dates[4]: the network splits in two
     bridge = [os.path.basename(f) for f, (a, b) in zip(ifgs, pairs) if a <= dates[3] and b >= dates[4]]
-    base = dict(INTERFEROGRAMS=ifgs, PAIRS=str(csv), MAX_PERP_BASELINE=300, EXCLUDE=";".join(bridge),
-                REFERENCE_POINT="%f,%f [EPSG:32649]" % (500000 + 4.5 * 30, 4000000 - 3.5 * 30))
+    base = dict(
+        INTERFEROGRAMS=ifgs,
+        PAIRS=str(csv),
+        MAX_PERP_BASELINE=300,
+        EXCLUDE=";".join(bridge),
+        REFERENCE_POINT="%f,%f [EPSG:32649]" % (500000 + 4.5 * 30, 4000000 - 3.5 * 30),
+    )
     got = {}
     for mode in (0, 1, 2):
         res = run_alg("sbasinversion", dict(base, GAP_HANDLING=mode, **outputs(tmp_path, "g%d" % mode)))
         got[mode] = read(res["OUTPUT_TIMESERIES"])[0]
         q = read(res["OUTPUT_QUALITY"])[0]
-        assert np.all(q[4] == 1)                                         # one gap everywhere, reported
+        assert np.all(q[4] == 1)  # one gap everywhere, reported
         rows = read_table(res["OUTPUT_NETWORK"])
         status = {r["file"].split("/")[-1]: r["status"] for r in rows}
         assert status[os.path.basename(ifgs[1])].startswith("perpendicular baseline 500.0 m")
         assert all(status[b] == "excluded" for b in bridge)
-    assert np.max(np.abs(got[0][:4] - truth[:4])) < 1e-4                 # first part exact
-    assert np.allclose(got[0][4], got[0][3], atol=1e-4)                  # min-norm: no motion across the gap
+    assert np.max(np.abs(got[0][:4] - truth[:4])) < 1e-4  # first part exact
+    assert np.allclose(got[0][4], got[0][3], atol=1e-4)  # min-norm: no motion across the gap
     assert np.all(np.isnan(got[2][4:])) and np.max(np.abs(got[2][:4] - truth[:4])) < 1e-4
     assert np.max(np.abs(got[1][:4] - truth[:4])) < 1e-3
-    assert not np.allclose(got[1][4:], got[0][4:])                       # NSBAS bridges with the trend
+    assert not np.allclose(got[1][4:], got[0][4:])  # NSBAS bridges with the trend
 
 
 def test_hyp3_names(run_alg, tmp_path):
     dates, truth, ifgs, _, _ = make_stack(tmp_path / "in", names="hyp3", nan_pixels=False, n_dates=5)
-    res = run_alg("sbasinversion", dict(INTERFEROGRAMS=ifgs, REFERENCE_POINT="%f,%f [EPSG:32649]" % (
-        500000 + 4.5 * 30, 4000000 - 3.5 * 30), **outputs(tmp_path)))
+    res = run_alg(
+        "sbasinversion",
+        dict(
+            INTERFEROGRAMS=ifgs,
+            REFERENCE_POINT="%f,%f [EPSG:32649]" % (500000 + 4.5 * 30, 4000000 - 3.5 * 30),
+            **outputs(tmp_path),
+        ),
+    )
     ts = read(res["OUTPUT_TIMESERIES"])[0]
     assert ts.shape[0] == 5 and np.max(np.abs(ts - truth)) < 1e-4
 
@@ -189,7 +218,7 @@ def _case(tmp_path, case):
     p = dict(INTERFEROGRAMS=ifgs)
     if case == "grid":
         arr = gdal.Open(ifgs[2]).ReadAsArray()
-        write_stack(ifgs[2], arr, origin=(500015.0, 4000000.0))      # half a pixel off the others' lattice
+        write_stack(ifgs[2], arr, origin=(500015.0, 4000000.0))  # half a pixel off the others' lattice
         return p, "not on the pixel lattice of .*" + os.path.basename(ifgs[2]) + r" \(origin 0.5"
     if case == "duplicate":
         d = tmp_path / "in" / "x"
@@ -233,8 +262,21 @@ def _case(tmp_path, case):
     raise AssertionError(case)
 
 
-@pytest.mark.parametrize("case", ["grid", "duplicate", "same_date", "two_dates", "no_dates", "coherence",
-                                  "ref_outside", "ref_nodata", "all_nan", "all_nan_refpoint"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "grid",
+        "duplicate",
+        "same_date",
+        "two_dates",
+        "no_dates",
+        "coherence",
+        "ref_outside",
+        "ref_nodata",
+        "all_nan",
+        "all_nan_refpoint",
+    ],
+)
 def test_bad_input_raises_and_leaves_nothing(run_alg, tmp_path, case):
     from qgis.core import QgsProcessingException
 
@@ -260,9 +302,12 @@ def test_cancel_mid_run_leaves_no_output(qgis_app, tmp_path):
 
     dates, truth, ifgs, cohs, pairs = make_stack(tmp_path / "in", n_dates=5)
     with pytest.raises(QgsProcessingException, match="Canceled"):
-        processing.run("subsidence:sbasinversion", dict(INTERFEROGRAMS=ifgs, MEMORY_LIMIT_MB=0.02,
-                                                        **outputs(tmp_path)),
-                       feedback=CancelLater(), context=QgsProcessingContext())
+        processing.run(
+            "subsidence:sbasinversion",
+            dict(INTERFEROGRAMS=ifgs, MEMORY_LIMIT_MB=0.02, **outputs(tmp_path)),
+            feedback=CancelLater(),
+            context=QgsProcessingContext(),
+        )
     assert _left(tmp_path) == []
     assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
 
@@ -273,9 +318,24 @@ def test_help_on_every_parameter(qgis_app):
     alg = QgsApplication.processingRegistry().algorithmById("subsidence:sbasinversion")
     assert alg is not None and alg.shortHelpString()
     names = {p.name() for p in alg.parameterDefinitions()}
-    for n in ("INTERFEROGRAMS", "PAIRS", "COHERENCE", "MIN_COHERENCE", "WEIGHTING", "INPUT_UNITS", "WAVELENGTH",
-              "REFERENCE_POINT", "MAX_TEMPORAL_BASELINE", "MAX_PERP_BASELINE", "GAP_HANDLING", "MEMORY_LIMIT_MB",
-              "OUTPUT_TIMESERIES", "OUTPUT_VELOCITY", "OUTPUT_QUALITY", "OUTPUT_NETWORK"):
+    for n in (
+        "INTERFEROGRAMS",
+        "PAIRS",
+        "COHERENCE",
+        "MIN_COHERENCE",
+        "WEIGHTING",
+        "INPUT_UNITS",
+        "WAVELENGTH",
+        "REFERENCE_POINT",
+        "MAX_TEMPORAL_BASELINE",
+        "MAX_PERP_BASELINE",
+        "GAP_HANDLING",
+        "MEMORY_LIMIT_MB",
+        "OUTPUT_TIMESERIES",
+        "OUTPUT_VELOCITY",
+        "OUTPUT_QUALITY",
+        "OUTPUT_NETWORK",
+    ):
         assert n in names
     for p in alg.parameterDefinitions():
         assert p.help(), p.name()
@@ -291,9 +351,12 @@ def test_loaded_outputs_are_styled_and_grouped(qgis_app, tmp_path):
     _, _, ifgs, cohs, _ = make_stack(tmp_path / "in")
     ctx = QgsProcessingContext()
     ctx.setProject(project)
-    processing.runAndLoadResults("subsidence:sbasinversion", dict(INTERFEROGRAMS=ifgs, COHERENCE=cohs,
-                                                                  **outputs(tmp_path)),
-                                 feedback=QgsProcessingFeedback(), context=ctx)
+    processing.runAndLoadResults(
+        "subsidence:sbasinversion",
+        dict(INTERFEROGRAMS=ifgs, COHERENCE=cohs, **outputs(tmp_path)),
+        feedback=QgsProcessingFeedback(),
+        context=ctx,
+    )
     layers = {os.path.basename(lyr.source().split("|")[0]): lyr for lyr in project.mapLayers().values()}
     for name in ("o_ts.tif", "o_vel.tif", "o_q.tif"):
         assert name in layers, layers.keys()
@@ -305,7 +368,8 @@ def test_loaded_outputs_are_styled_and_grouped(qgis_app, tmp_path):
     assert shown == gdal.Open(str(tmp_path / "o_ts.tif")).RasterCount  # the last date is shown
     assert ts.classificationMin() == pytest.approx(-ts.classificationMax())
     assert q.classificationMin() != pytest.approx(-q.classificationMax())
-    groups = {project.layerTreeRoot().findLayer(layers[n].id()).parent().name() for n in ("o_ts.tif", "o_vel.tif",
-                                                                                         "o_q.tif")}
+    groups = {
+        project.layerTreeRoot().findLayer(layers[n].id()).parent().name() for n in ("o_ts.tif", "o_vel.tif", "o_q.tif")
+    }
     assert len(groups) == 1 and groups.pop().startswith("SBAS inversion \u2013 ")  # one group, named after the run
     project.clear()

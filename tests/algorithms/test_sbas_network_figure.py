@@ -1,4 +1,5 @@
 """subsidence:sbasinversion writes the network figure (HTML) with the pairs it did not use and why."""
+
 import datetime as dt
 import math
 
@@ -16,13 +17,23 @@ def test_network_figure_output(run_alg, tmp_path):
     for i in range(6):
         for j in range(i + 1, min(i + 3, 6)):
             phase = -(truth[j] - truth[i]) / 1000.0 * 4 * math.pi / LAMBDA
-            ifgs.append(write_stack(tmp_path / ("%s_%s.geo.unw.tif" % (dates[i].strftime("%Y%m%d"),
-                                                                      dates[j].strftime("%Y%m%d"))), phase))
+            ifgs.append(
+                write_stack(
+                    tmp_path / ("%s_%s.geo.unw.tif" % (dates[i].strftime("%Y%m%d"), dates[j].strftime("%Y%m%d"))), phase
+                )
+            )
     excluded = ifgs[3].split("/")[-1]
-    res = run_alg("sbasinversion", {
-        "INTERFEROGRAMS": ifgs, "EXCLUDE": excluded, "OUTPUT_TIMESERIES": str(tmp_path / "ts.tif"),
-        "OUTPUT_VELOCITY": str(tmp_path / "v.tif"), "OUTPUT_QUALITY": str(tmp_path / "q.tif"),
-        "OUTPUT_NETWORK_HTML": str(tmp_path / "network.html")})
+    res = run_alg(
+        "sbasinversion",
+        {
+            "INTERFEROGRAMS": ifgs,
+            "EXCLUDE": excluded,
+            "OUTPUT_TIMESERIES": str(tmp_path / "ts.tif"),
+            "OUTPUT_VELOCITY": str(tmp_path / "v.tif"),
+            "OUTPUT_QUALITY": str(tmp_path / "q.tif"),
+            "OUTPUT_NETWORK_HTML": str(tmp_path / "network.html"),
+        },
+    )
     text = open(res["OUTPUT_NETWORK_HTML"], encoding="utf-8").read()
     assert "%d interferograms, %d used, 1 not used; 6 acquisition dates" % (len(ifgs), len(ifgs) - 1) in text
     assert excluded in text and "excluded" in text

@@ -1,5 +1,6 @@
 """subsidence:sbasinversion on LiCSAR and HyP3 products as shipped: the same results as the same data in our
 own convention (float coherence = uint8/255, NaN instead of 0, pre-clipped to the common area)."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,10 +11,12 @@ OUTS = ("OUTPUT_TIMESERIES", "OUTPUT_VELOCITY", "OUTPUT_QUALITY")
 
 
 def outputs(tmp_path, tag):
-    return {"OUTPUT_TIMESERIES": str(tmp_path / ("%s_ts.tif" % tag)),
-            "OUTPUT_VELOCITY": str(tmp_path / ("%s_vel.tif" % tag)),
-            "OUTPUT_QUALITY": str(tmp_path / ("%s_q.tif" % tag)),
-            "OUTPUT_NETWORK": str(tmp_path / ("%s_net.csv" % tag))}
+    return {
+        "OUTPUT_TIMESERIES": str(tmp_path / ("%s_ts.tif" % tag)),
+        "OUTPUT_VELOCITY": str(tmp_path / ("%s_vel.tif" % tag)),
+        "OUTPUT_QUALITY": str(tmp_path / ("%s_q.tif" % tag)),
+        "OUTPUT_NETWORK": str(tmp_path / ("%s_net.csv" % tag)),
+    }
 
 
 def _same_outputs(a, b, n_ifg):
@@ -43,8 +46,9 @@ def test_licsar_frame_folder_equals_own_convention(run_alg, tmp_path, params):
     want = [bp[y] - bp[x] for x, y in lay["pairs"]]
     np.testing.assert_allclose(ta["perp_baseline_m"], want, atol=1e-9)
     # the LiCSAR files themselves given as lists: the same
-    c = run_alg("sbasinversion", dict(INTERFEROGRAMS=lay["unw"], COHERENCE=lay["cc"], **params,
-                                      **outputs(tmp_path, "list")))
+    c = run_alg(
+        "sbasinversion", dict(INTERFEROGRAMS=lay["unw"], COHERENCE=lay["cc"], **params, **outputs(tmp_path, "list"))
+    )
     _same_outputs(a, c, len(lay["pairs"]))
 
 
@@ -64,8 +68,10 @@ def test_max_perp_baseline_from_product_baselines_without_a_pairs_csv(run_alg, t
     bp = lay["bperp_epochs"]
     limit = float(np.median([abs(bp[y] - bp[x]) for x, y in lay["pairs"]]))
     a = run_alg("sbasinversion", dict(INPUT_FOLDER=lay["root"], MAX_PERP_BASELINE=limit, **outputs(tmp_path, "a")))
-    b = run_alg("sbasinversion", dict(INTERFEROGRAMS=own_i, COHERENCE=own_c, PAIRS=csv, MAX_PERP_BASELINE=limit,
-                                      **outputs(tmp_path, "b")))
+    b = run_alg(
+        "sbasinversion",
+        dict(INTERFEROGRAMS=own_i, COHERENCE=own_c, PAIRS=csv, MAX_PERP_BASELINE=limit, **outputs(tmp_path, "b")),
+    )
     ta, _ = _same_outputs(a, b, len(lay["pairs"]))
     dropped = ta[~ta["used"].astype(bool)]
     assert len(dropped) > 0 and all(s.startswith("perpendicular baseline") for s in dropped["status"])
@@ -76,8 +82,9 @@ def test_bad_product_inputs_are_named(run_alg, tmp_path):
     from qgis.core import QgsProcessingException
 
     lay = write_hyp3_folder(tmp_path / "zones", zipped=True, other_zone=(1,), with_geometry=False)
-    with pytest.raises(QgsProcessingException, match=r"2 different CRS \(EPSG:32650 .*EPSG:32651.*%s"
-                                                     % lay["products"][1]["name"]):
+    with pytest.raises(
+        QgsProcessingException, match=r"2 different CRS \(EPSG:32650 .*EPSG:32651.*%s" % lay["products"][1]["name"]
+    ):
         run_alg("sbasinversion", dict(INPUT_FOLDER=lay["root"], **outputs(tmp_path, "z")))
     # with the warp option it runs, on the first product's UTM zone
     res = run_alg("sbasinversion", dict(INPUT_FOLDER=lay["root"], DIFFERENT_CRS=1, **outputs(tmp_path, "w")))
@@ -102,9 +109,9 @@ def test_hyp3_union_extent_inverts_every_pixel_some_product_covers(run_alg, tmp_
     n_used = q[1]
     c0, r0 = round((lay["common_gt"][0] - x0) / 80.0), round((y0 - lay["common_gt"][3]) / 80.0)
     ny, nx = lay["shape"]
-    inner = n_used[r0:r0 + ny, c0:c0 + nx]
+    inner = n_used[r0 : r0 + ny, c0 : c0 + nx]
     outer = np.ones(n_used.shape, bool)
-    outer[r0:r0 + ny, c0:c0 + nx] = False
+    outer[r0 : r0 + ny, c0 : c0 + nx] = False
     # margins are covered by fewer products than the common area
     assert np.nanmax(n_used[outer]) < np.nanmax(inner) == len(lay["pairs"])
 
@@ -120,20 +127,24 @@ def test_incidence_from_the_products_on_the_output_grid(run_alg, tmp_path):
     assert ds.GetGeoTransform() == gdal.Open(res["OUTPUT_VELOCITY"]).GetGeoTransform()
     u = lay["geometry"]["U"].astype(np.float64)
     want = np.degrees(np.arccos(u))
-    want[u == 0] = np.nan                                   # LiCSAR: 0 = no data
+    want[u == 0] = np.nan  # LiCSAR: 0 = no data
     np.testing.assert_allclose(ds.ReadAsArray(), want, atol=1e-4)
     # HyP3: 90 deg - lv_theta (radians), on the products' common area
     hy = write_hyp3_folder(tmp_path / "hyp3", zipped=True)
-    res = run_alg("sbasinversion", dict(INPUT_FOLDER=hy["root"], OUTPUT_INCIDENCE=str(tmp_path / "hinc.tif"),
-                                        **outputs(tmp_path, "h")))
+    res = run_alg(
+        "sbasinversion",
+        dict(INPUT_FOLDER=hy["root"], OUTPUT_INCIDENCE=str(tmp_path / "hinc.tif"), **outputs(tmp_path, "h")),
+    )
     a = gdal.Open(res["OUTPUT_INCIDENCE"]).ReadAsArray()
     assert gdal.Open(res["OUTPUT_INCIDENCE"]).GetGeoTransform() == hy["common_gt"]
     assert 29.9 < a.min() and a.max() < 45.1
     # products without geometry: named before anything is written
     bare = write_licsar_frame(tmp_path / "bare", with_geometry=False)
     with pytest.raises(QgsProcessingException, match="ship no geometry for incidence"):
-        run_alg("sbasinversion", dict(INPUT_FOLDER=bare["root"], OUTPUT_INCIDENCE=str(tmp_path / "x.tif"),
-                                      **outputs(tmp_path, "b")))
+        run_alg(
+            "sbasinversion",
+            dict(INPUT_FOLDER=bare["root"], OUTPUT_INCIDENCE=str(tmp_path / "x.tif"), **outputs(tmp_path, "b")),
+        )
     assert not list(tmp_path.glob("b_*")) and not (tmp_path / "x.tif").exists()
 
 
@@ -141,12 +152,14 @@ def test_vertical_output_uses_the_products_geometry_when_none_is_given(run_alg, 
     lay = write_licsar_frame(tmp_path / FRAME)
     los = run_alg("sbasinversion", dict(INPUT_FOLDER=lay["root"], **outputs(tmp_path, "los")))
     inc = str(tmp_path / "inc.tif")
-    up = run_alg("sbasinversion", dict(INPUT_FOLDER=lay["root"], OUTPUT_COMPONENT=1, OUTPUT_INCIDENCE=inc,
-                                       **outputs(tmp_path, "up")))
+    up = run_alg(
+        "sbasinversion",
+        dict(INPUT_FOLDER=lay["root"], OUTPUT_COMPONENT=1, OUTPUT_INCIDENCE=inc, **outputs(tmp_path, "up")),
+    )
     v_los = gdal.Open(los["OUTPUT_VELOCITY"]).ReadAsArray().astype(float)
     v_up = gdal.Open(up["OUTPUT_VELOCITY"]).ReadAsArray().astype(float)
     cos = np.cos(np.radians(gdal.Open(inc).ReadAsArray().astype(float)))
     ok = np.isfinite(v_los) & np.isfinite(cos)
     np.testing.assert_allclose(v_up[ok], v_los[ok] / cos[ok], rtol=1e-5, atol=1e-5)
-    assert np.isnan(v_up[0, :3]).all()                      # LiCSAR U = 0 there: no geometry, no vertical
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]     # no temporary geometry left
+    assert np.isnan(v_up[0, :3]).all()  # LiCSAR U = 0 there: no geometry, no vertical
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary geometry left

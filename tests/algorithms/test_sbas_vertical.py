@@ -1,4 +1,5 @@
 """subsidence:sbasinversion with OUTPUT_COMPONENT = vertical: the LOS results divided by cos(incidence)."""
+
 import numpy as np
 import pytest
 from synthetic import write_stack
@@ -10,8 +11,17 @@ def test_vertical_component_is_los_over_u(run_alg, tmp_path):
     los = run_alg("sbasinversion", dict(INTERFEROGRAMS=ifgs, COHERENCE=cohs, **outputs(tmp_path, "los")))
     u = np.cos(np.deg2rad(np.linspace(31, 45, NX)))[None].repeat(NY, 0)
     up = write_stack(tmp_path / "frame.geo.U.tif", u)
-    vert = run_alg("sbasinversion", dict(INTERFEROGRAMS=ifgs, COHERENCE=cohs, OUTPUT_COMPONENT=1, INCIDENCE=up,
-                                         INCIDENCE_TYPE=1, **outputs(tmp_path, "vert")))
+    vert = run_alg(
+        "sbasinversion",
+        dict(
+            INTERFEROGRAMS=ifgs,
+            COHERENCE=cohs,
+            OUTPUT_COMPONENT=1,
+            INCIDENCE=up,
+            INCIDENCE_TYPE=1,
+            **outputs(tmp_path, "vert"),
+        ),
+    )
     u32 = u.astype(np.float32).astype(np.float64)
     for key in ("OUTPUT_TIMESERIES", "OUTPUT_VELOCITY"):
         a, _ = read(los[key])

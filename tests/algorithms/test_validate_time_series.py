@@ -78,11 +78,23 @@ def wells(tmp_path):
 def test_wells_in_utm_against_geographic_gwsa(run_alg, wells, tmp_path):
     pts = _write_points(tmp_path / "wells.gpkg", UTM, wells["recs"])
     out, summ = str(tmp_path / "obs.gpkg"), str(tmp_path / "sum.gpkg")
-    res = run_alg("validatetimeseries", {
-        "MEASUREMENTS": pts, "ID_FIELD": "well", "DATE_FIELD": "day", "VALUE_FIELD": "level",
-        "VALUE_SCALE": wells["sy"] * 1000, "SIGN": 1, "TIME_SERIES": wells["raster"], "WINDOW": 0,
-        "DATE_TOLERANCE": 6, "RELATIVE": True, "OUTPUT": out, "OUTPUT_SUMMARY": summ,
-    })
+    res = run_alg(
+        "validatetimeseries",
+        {
+            "MEASUREMENTS": pts,
+            "ID_FIELD": "well",
+            "DATE_FIELD": "day",
+            "VALUE_FIELD": "level",
+            "VALUE_SCALE": wells["sy"] * 1000,
+            "SIGN": 1,
+            "TIME_SERIES": wells["raster"],
+            "WINDOW": 0,
+            "DATE_TOLERANCE": 6,
+            "RELATIVE": True,
+            "OUTPUT": out,
+            "OUTPUT_SUMMARY": summ,
+        },
+    )
     t = _read_table(res["OUTPUT"])
     assert len(t) == 18
     # the pixel under each well: relative GWSA = -5 * band exactly
@@ -98,17 +110,30 @@ def test_wells_in_utm_against_geographic_gwsa(run_alg, wells, tmp_path):
     e = (t["predicted"] - t["measured"]).to_numpy()[use]
     r, p = stats.pearsonr(t["measured"].to_numpy()[use], t["predicted"].to_numpy()[use])
     assert allrow["n"] == 15
-    np.testing.assert_allclose([allrow["rmse"], allrow["bias"], allrow["pearson_r"], allrow["p_value"]],
-                               [math.sqrt((e ** 2).mean()), e.mean(), r, p], rtol=1e-6)
+    np.testing.assert_allclose(
+        [allrow["rmse"], allrow["bias"], allrow["pearson_r"], allrow["p_value"]],
+        [math.sqrt((e**2).mean()), e.mean(), r, p],
+        rtol=1e-6,
+    )
     assert set(s["id"]) == {"(all)", "W0", "W1", "W2"}
 
 
 def test_window_in_metres_on_geographic_raster(run_alg, wells, tmp_path):
     pts = _write_points(tmp_path / "wells.gpkg", UTM, wells["recs"][:6])
-    res = run_alg("validatetimeseries", {
-        "MEASUREMENTS": pts, "ID_FIELD": "well", "DATE_FIELD": "day", "VALUE_FIELD": "level",
-        "TIME_SERIES": wells["raster"], "WINDOW": 2500, "DATE_TOLERANCE": 6,
-        "OUTPUT": str(tmp_path / "o.gpkg"), "OUTPUT_SUMMARY": str(tmp_path / "s.gpkg")})
+    res = run_alg(
+        "validatetimeseries",
+        {
+            "MEASUREMENTS": pts,
+            "ID_FIELD": "well",
+            "DATE_FIELD": "day",
+            "VALUE_FIELD": "level",
+            "TIME_SERIES": wells["raster"],
+            "WINDOW": 2500,
+            "DATE_TOLERANCE": 6,
+            "OUTPUT": str(tmp_path / "o.gpkg"),
+            "OUTPUT_SUMMARY": str(tmp_path / "s.gpkg"),
+        },
+    )
     t = _read_table(res["OUTPUT"])
     # 2.5 km at ~36.4N: +-0.0113 deg lat (3 rows) and +-0.0140 deg lon (3 cols) around the centre pixel
     assert (t["n_pixels"] == 9).all()
@@ -125,13 +150,27 @@ def test_table_with_xy_fields_linear_dates(run_alg, tmp_path):
     x, y = ORIGIN[0] + 10.5 * 30, ORIGIN[1] - 4.5 * 30  # pixel (4, 10)
     lon, lat = _ct(UTM, 4326).TransformPoint(x, y)[:2]
     csv = tmp_path / "level.csv"
-    csv.write_text("pt,when,dz,lon,lat\nA1,2020-03-27,0.5,%.9f,%.9f\nA1,2020-04-14,-17,%.9f,%.9f\n"
-                   % (lon, lat, lon, lat))
-    res = run_alg("validatetimeseries", {
-        "MEASUREMENTS": str(csv), "ID_FIELD": "pt", "DATE_FIELD": "when", "VALUE_FIELD": "dz",
-        "X_FIELD": "lon", "Y_FIELD": "lat", "MEASUREMENTS_CRS": "EPSG:4326", "TIME_SERIES": raster,
-        "DATE_MATCHING": 1, "DATE_TOLERANCE": 0, "WINDOW": 200,
-        "OUTPUT": str(tmp_path / "o.gpkg"), "OUTPUT_SUMMARY": str(tmp_path / "s.gpkg")})
+    csv.write_text(
+        "pt,when,dz,lon,lat\nA1,2020-03-27,0.5,%.9f,%.9f\nA1,2020-04-14,-17,%.9f,%.9f\n" % (lon, lat, lon, lat)
+    )
+    res = run_alg(
+        "validatetimeseries",
+        {
+            "MEASUREMENTS": str(csv),
+            "ID_FIELD": "pt",
+            "DATE_FIELD": "when",
+            "VALUE_FIELD": "dz",
+            "X_FIELD": "lon",
+            "Y_FIELD": "lat",
+            "MEASUREMENTS_CRS": "EPSG:4326",
+            "TIME_SERIES": raster,
+            "DATE_MATCHING": 1,
+            "DATE_TOLERANCE": 0,
+            "WINDOW": 200,
+            "OUTPUT": str(tmp_path / "o.gpkg"),
+            "OUTPUT_SUMMARY": str(tmp_path / "s.gpkg"),
+        },
+    )
     t = _read_table(res["OUTPUT"])
     # 200 m square = 7x7 pixels of 30 m (centres within +-100 m); mean over cols 7..13 = col 10
     assert t["n_pixels"].tolist() == [49, 49]
@@ -140,18 +179,28 @@ def test_table_with_xy_fields_linear_dates(run_alg, tmp_path):
     np.testing.assert_allclose(t["error"], t["predicted"] - np.array([0.5, -17.0]), atol=1e-4)
 
 
-@pytest.mark.parametrize("params,message", [
-    ({"VALUE_FIELD": "missing"}, "field 'missing' \\(value\\) not found"),
-    ({"DATE_TOLERANCE": 1}, "fall outside the dates of .*W0 on"),
-    ({"X_FIELD": "level"}, "give both an X and a Y field"),
-])
+@pytest.mark.parametrize(
+    "params,message",
+    [
+        ({"VALUE_FIELD": "missing"}, "field 'missing' \\(value\\) not found"),
+        ({"DATE_TOLERANCE": 1}, "fall outside the dates of .*W0 on"),
+        ({"X_FIELD": "level"}, "give both an X and a Y field"),
+    ],
+)
 def test_errors(run_alg, wells, tmp_path, params, message):
     from qgis.core import QgsProcessingException
 
     pts = _write_points(tmp_path / "wells.gpkg", UTM, wells["recs"])
-    base = {"MEASUREMENTS": pts, "ID_FIELD": "well", "DATE_FIELD": "day", "VALUE_FIELD": "level",
-            "TIME_SERIES": wells["raster"], "DATE_TOLERANCE": 6,
-            "OUTPUT": str(tmp_path / "o.gpkg"), "OUTPUT_SUMMARY": str(tmp_path / "s.gpkg")}
+    base = {
+        "MEASUREMENTS": pts,
+        "ID_FIELD": "well",
+        "DATE_FIELD": "day",
+        "VALUE_FIELD": "level",
+        "TIME_SERIES": wells["raster"],
+        "DATE_TOLERANCE": 6,
+        "OUTPUT": str(tmp_path / "o.gpkg"),
+        "OUTPUT_SUMMARY": str(tmp_path / "s.gpkg"),
+    }
     with pytest.raises(QgsProcessingException, match=message):
         run_alg("validatetimeseries", dict(base, **params))
     assert not (tmp_path / "o.gpkg").exists() and not (tmp_path / "s.gpkg").exists()

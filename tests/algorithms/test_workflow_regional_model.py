@@ -1,4 +1,5 @@
 """The shipped model subsidence:workflowregional: frames -> mosaic -> vertical -> the rest of the workflow."""
+
 import numpy as np
 import pandas as pd
 from osgeo import gdal
@@ -14,10 +15,20 @@ def test_regional_model_is_valid(qgis_app):
     assert model is not None, "the provider does not offer subsidence:workflowregional"
     ok, errors = model.validate()
     assert ok, errors
-    assert sorted(c.algorithmId() for c in model.childAlgorithms().values()) == sorted([
-        "subsidence:mosaicframes", "subsidence:mosaicframes", "subsidence:projectlos", "subsidence:projectlos",
-        "subsidence:gracedownscaling", "subsidence:groundwateranomaly", "subsidence:sampledeformationclasses",
-        "subsidence:laggedcorrelation", "subsidence:geodetector", "subsidence:workflowreport"])
+    assert sorted(c.algorithmId() for c in model.childAlgorithms().values()) == sorted(
+        [
+            "subsidence:mosaicframes",
+            "subsidence:mosaicframes",
+            "subsidence:projectlos",
+            "subsidence:projectlos",
+            "subsidence:gracedownscaling",
+            "subsidence:groundwateranomaly",
+            "subsidence:sampledeformationclasses",
+            "subsidence:laggedcorrelation",
+            "subsidence:geodetector",
+            "subsidence:workflowreport",
+        ]
+    )
     for p in model.parameterDefinitions():
         if not p.isDestination():
             assert p.help() or model.helpContent().get(p.name()), p.name()
@@ -43,22 +54,41 @@ def test_regional_workflow_runs(run_alg, tmp_path):
     files = "\n".join(_pattern(w["fldas"], v) for v in FLDAS_VARS)
     out = tmp_path / "out"
     out.mkdir()
-    res = run_alg("subsidence:workflowregional", {
-        "frames": [r["frame_a"], r["frame_b"]], "frame_velocities": vel, "up_component": r["asc_U"],
-        "grace": w["grace"], "model_files": files, "component_files": files, "baseline_start": 2020.0,
-        "baseline_end": 2021.999, "areas": w["areas"], "area_field": "area", "points_per_class": 20, "max_lag": 2,
-        "factors": list(w["factors"].values()), "classes": 5,
-        "mosaic:LOS mosaic time series": str(out / "m.tif"), "mosaic:Frame offsets": str(out / "off.csv"),
-        "mosaicvelocity:LOS mosaic velocity": str(out / "mv.tif"),
-        "mosaicvelocity:Frame velocity offsets": str(out / "offv.csv"),
-        "vertical:Monthly vertical displacement": str(out / "v.tif"),
-        "verticalvelocity:Vertical velocity": str(out / "vv.tif"), "downscaling:Downscaled TWSA": str(out / "td.tif"),
-        "gwsa:GWSA": str(out / "gwsa.tif"), "classes:Class sample points": str(out / "p.gpkg"),
-        "classes:Class time series": str(out / "classes.csv"), "lag:Lagged correlation": str(out / "lag.csv"),
-        "lag:Lagged correlation report": str(out / "lag.html"), "geodetector:Geodetector factors": str(out / "gd.csv"),
-        "geodetector:Geodetector interactions": str(out / "gdi.csv"),
-        "geodetector:Geodetector report": str(out / "gd.html"), "report:Workflow report": str(out / "report.html"),
-    })
+    res = run_alg(
+        "subsidence:workflowregional",
+        {
+            "frames": [r["frame_a"], r["frame_b"]],
+            "frame_velocities": vel,
+            "up_component": r["asc_U"],
+            "grace": w["grace"],
+            "model_files": files,
+            "component_files": files,
+            "baseline_start": 2020.0,
+            "baseline_end": 2021.999,
+            "areas": w["areas"],
+            "area_field": "area",
+            "points_per_class": 20,
+            "max_lag": 2,
+            "factors": list(w["factors"].values()),
+            "classes": 5,
+            "mosaic:LOS mosaic time series": str(out / "m.tif"),
+            "mosaic:Frame offsets": str(out / "off.csv"),
+            "mosaicvelocity:LOS mosaic velocity": str(out / "mv.tif"),
+            "mosaicvelocity:Frame velocity offsets": str(out / "offv.csv"),
+            "vertical:Monthly vertical displacement": str(out / "v.tif"),
+            "verticalvelocity:Vertical velocity": str(out / "vv.tif"),
+            "downscaling:Downscaled TWSA": str(out / "td.tif"),
+            "gwsa:GWSA": str(out / "gwsa.tif"),
+            "classes:Class sample points": str(out / "p.gpkg"),
+            "classes:Class time series": str(out / "classes.csv"),
+            "lag:Lagged correlation": str(out / "lag.csv"),
+            "lag:Lagged correlation report": str(out / "lag.html"),
+            "geodetector:Geodetector factors": str(out / "gd.csv"),
+            "geodetector:Geodetector interactions": str(out / "gdi.csv"),
+            "geodetector:Geodetector report": str(out / "gd.html"),
+            "report:Workflow report": str(out / "report.html"),
+        },
+    )
     assert "Lagged correlation: best lag per group" in open(res["report:Workflow report"], encoding="utf-8").read()
     offs = pd.read_csv(res["mosaic:Frame offsets"])
     got = -offs[offs["frame"] == 1]["offset_mm"].to_numpy()

@@ -1,4 +1,5 @@
 """The plugin through the real ``qgis_process`` (temporary HOME, QGIS_PLUGINPATH, plugins enable)."""
+
 import numpy as np
 import pytest
 from osgeo import gdal
@@ -21,8 +22,17 @@ def test_list_and_help(qp):
     assert "subsidence:resampletimeseries" in out.stdout
     out = qp.call(["help", "subsidence:resampletimeseries"])
     assert out.returncode == 0
-    for text in ("INPUT", "METHOD", "STEP", "START", "END", "OUTPUT", "cubic spline",
-                 "Each pixel uses only its valid dates", "Day of each month"):
+    for text in (
+        "INPUT",
+        "METHOD",
+        "STEP",
+        "START",
+        "END",
+        "OUTPUT",
+        "cubic spline",
+        "Each pixel uses only its valid dates",
+        "Day of each month",
+    ):
         assert text in out.stdout, text
 
 
@@ -68,8 +78,9 @@ def test_geodetector_with_only_the_factor_table(qp, tmp_path):
         lyr.CreateFeature(f)
     ds = None
     out = str(tmp_path / "factor.csv")
-    res = qp.run("subsidence:geodetector", {"INPUT": table, "TARGET_FIELD": "y",
-                                            "FACTOR_FIELDS": "a", "OUTPUT_FACTOR": out})
+    res = qp.run(
+        "subsidence:geodetector", {"INPUT": table, "TARGET_FIELD": "y", "FACTOR_FIELDS": "a", "OUTPUT_FACTOR": out}
+    )
     assert res["results"]["OUTPUT_FACTOR"] == out
     import csv
 

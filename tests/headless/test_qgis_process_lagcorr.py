@@ -1,4 +1,5 @@
 """subsidence:laggedcorrelation through the real ``qgis_process`` (help text, a run, an error, no deprecations)."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -31,18 +32,41 @@ def _long_csv(path):
 def test_help_lists_parameters_and_convention(qp):
     out = qp.call(["help", "subsidence:laggedcorrelation"])
     assert out.returncode == 0
-    for text in ("DATE_FIELD", "X_FIELD", "Y_FIELD", "VARIABLE_FIELD", "GROUP_FIELDS", "MAX_LAG", "SERIES",
-                 "DETREND", "OUTPUT_HTML", "X leads Y by k months", "Bretherton"):
+    for text in (
+        "DATE_FIELD",
+        "X_FIELD",
+        "Y_FIELD",
+        "VARIABLE_FIELD",
+        "GROUP_FIELDS",
+        "MAX_LAG",
+        "SERIES",
+        "DETREND",
+        "OUTPUT_HTML",
+        "X leads Y by k months",
+        "Bretherton",
+    ):
         assert text in out.stdout, text
 
 
 def test_run_long_table_with_groups(qp, tmp_path):
     src = _long_csv(tmp_path / "long.csv")
     out, html = str(tmp_path / "lag.csv"), str(tmp_path / "lag.html")
-    res = qp.run("subsidence:laggedcorrelation", {
-        "INPUT": src, "DATE_FIELD": "date", "VARIABLE_FIELD": "layer", "VALUE_FIELD": "mean",
-        "X_NAME": "gwsa", "Y_NAME": "deformation", "GROUP_FIELDS": "area", "MAX_LAG": 3, "SERIES": 2,
-        "OUTPUT": out, "OUTPUT_HTML": html})
+    res = qp.run(
+        "subsidence:laggedcorrelation",
+        {
+            "INPUT": src,
+            "DATE_FIELD": "date",
+            "VARIABLE_FIELD": "layer",
+            "VALUE_FIELD": "mean",
+            "X_NAME": "gwsa",
+            "Y_NAME": "deformation",
+            "GROUP_FIELDS": "area",
+            "MAX_LAG": 3,
+            "SERIES": 2,
+            "OUTPUT": out,
+            "OUTPUT_HTML": html,
+        },
+    )
     assert res["results"]["OUTPUT_HTML"] == html
     t = pd.read_csv(res["results"]["OUTPUT"])
     best = t[t["best_lag"].astype(str).str.lower().isin(["1", "true"])]
@@ -53,9 +77,17 @@ def test_run_long_table_with_groups(qp, tmp_path):
 def test_error_names_the_field(qp, tmp_path):
     src = tmp_path / "bad.csv"
     src.write_text("date,gwsa,defo\n2020-01-15,1,2\n2020-02-15,2,three\n2020-03-15,4,5\n")
-    res = qp.run("subsidence:laggedcorrelation", {
-        "INPUT": str(src), "DATE_FIELD": "date", "X_FIELD": "gwsa", "Y_FIELD": "defo",
-        "OUTPUT": str(tmp_path / "o.csv")}, check=False)
+    res = qp.run(
+        "subsidence:laggedcorrelation",
+        {
+            "INPUT": str(src),
+            "DATE_FIELD": "date",
+            "X_FIELD": "gwsa",
+            "Y_FIELD": "defo",
+            "OUTPUT": str(tmp_path / "o.csv"),
+        },
+        check=False,
+    )
     # the run fails without a JSON result; the message is in stderr (checked as text: the repr of the
     # result would quote it differently when stderr also holds a QGIS warning)
     assert res.get("returncode", 0) != 0 and "stderr" in res, res
@@ -67,9 +99,17 @@ def test_no_deprecation_warning_from_the_plugin(qp, tmp_path):
     """With Python's DeprecationWarnings shown, a run (parameters, field lists, table sink) raises none from
     the plugin's code: QGIS >= 3.38 warns about the API that QGIS 4 removes."""
     src = _long_csv(tmp_path / "long.csv")
-    params = {"INPUT": src, "DATE_FIELD": "date", "VARIABLE_FIELD": "layer", "VALUE_FIELD": "mean",
-              "X_NAME": "gwsa", "Y_NAME": "deformation", "GROUP_FIELDS": "area", "MAX_LAG": 2,
-              "OUTPUT": str(tmp_path / "lag.csv")}
+    params = {
+        "INPUT": src,
+        "DATE_FIELD": "date",
+        "VARIABLE_FIELD": "layer",
+        "VALUE_FIELD": "mean",
+        "X_NAME": "gwsa",
+        "Y_NAME": "deformation",
+        "GROUP_FIELDS": "area",
+        "MAX_LAG": 2,
+        "OUTPUT": str(tmp_path / "lag.csv"),
+    }
     saved = dict(qp.env)
     qp.env["PYTHONWARNINGS"] = "always::DeprecationWarning"
     try:

@@ -1,5 +1,6 @@
 """subsidence:sbasinversion through the real qgis_process.bin with only INPUT_FOLDER (and the outputs): a LiCSAR
 frame download and a folder of HyP3 zips, read as shipped; bad products named in the error."""
+
 import numpy as np
 import pytest
 from osgeo import gdal
@@ -16,10 +17,12 @@ def qp(tmp_path_factory):
 
 
 def outputs(tmp_path, tag):
-    return {"OUTPUT_TIMESERIES": str(tmp_path / ("%s_ts.tif" % tag)),
-            "OUTPUT_VELOCITY": str(tmp_path / ("%s_vel.tif" % tag)),
-            "OUTPUT_QUALITY": str(tmp_path / ("%s_q.tif" % tag)),
-            "OUTPUT_NETWORK": str(tmp_path / ("%s_net.csv" % tag))}
+    return {
+        "OUTPUT_TIMESERIES": str(tmp_path / ("%s_ts.tif" % tag)),
+        "OUTPUT_VELOCITY": str(tmp_path / ("%s_vel.tif" % tag)),
+        "OUTPUT_QUALITY": str(tmp_path / ("%s_q.tif" % tag)),
+        "OUTPUT_NETWORK": str(tmp_path / ("%s_net.csv" % tag)),
+    }
 
 
 def _velocity_matches_the_planted_bowl(path, shape):
@@ -27,10 +30,11 @@ def _velocity_matches_the_planted_bowl(path, shape):
     assert v.shape == shape
     ny, nx = shape
     # planted: -40 mm/yr at the centre of the bowl, ~0 at the corners (relative to the reference pixel)
-    centre = np.nanmean(v[ny // 2 - 1:ny // 2 + 2, nx // 2 - 1:nx // 2 + 2])
+    centre = np.nanmean(v[ny // 2 - 1 : ny // 2 + 2, nx // 2 - 1 : nx // 2 + 2])
     corners = np.nanmean([v[1, 1], v[1, -2], v[-2, 1], v[-2, -2]])
-    assert centre - corners == pytest.approx(-40.0 * (1 - np.exp(-((ny / 2) ** 2 + (nx / 2) ** 2)
-                                                                  / (2 * (min(ny, nx) / 4) ** 2))), abs=4.0)
+    assert centre - corners == pytest.approx(
+        -40.0 * (1 - np.exp(-((ny / 2) ** 2 + (nx / 2) ** 2) / (2 * (min(ny, nx) / 4) ** 2))), abs=4.0
+    )
 
 
 def test_licsar_frame_folder_only(qp, tmp_path):

@@ -1,17 +1,29 @@
 """processing_provider.compat: the QGIS 3.22 -> 4.x bridge gives the same behaviour on every QGIS."""
+
 import warnings
 
 import pytest
 
 # The shipped model's outputs, as saved command lines and the demo use them (README, "Algorithms").
-WORKFLOW_OUTPUTS = sorted([
-    "sbas:LOS displacement time series", "sbas:LOS velocity", "sbas:SBAS quality", "sbas:Interferogram network",
-    "monthly:Monthly displacement", "downscaling:Downscaled TWSA", "gwsa:GWSA",
-    "classes:Class sample points", "classes:Class time series",
-    "lag:Lagged correlation", "lag:Lagged correlation report",
-    "geodetector:Geodetector factors", "geodetector:Geodetector interactions", "geodetector:Geodetector report",
-    "report:Workflow report",
-])
+WORKFLOW_OUTPUTS = sorted(
+    [
+        "sbas:LOS displacement time series",
+        "sbas:LOS velocity",
+        "sbas:SBAS quality",
+        "sbas:Interferogram network",
+        "monthly:Monthly displacement",
+        "downscaling:Downscaled TWSA",
+        "gwsa:GWSA",
+        "classes:Class sample points",
+        "classes:Class time series",
+        "lag:Lagged correlation",
+        "lag:Lagged correlation report",
+        "geodetector:Geodetector factors",
+        "geodetector:Geodetector interactions",
+        "geodetector:Geodetector report",
+        "report:Workflow report",
+    ]
+)
 
 
 def test_enums_are_the_ones_qgis_uses(qgis_app):
@@ -48,8 +60,12 @@ def test_fields_have_their_types_without_deprecation_warnings(qgis_app):
         fields = fields_for(pd.DataFrame({"f": [1.5], "i": [2], "b": [True], "s": ["x"]}))
         assert isinstance(fields, QgsFields)
         got = [(fields.at(i).name(), fields.at(i).type()) for i in range(fields.count())]
-        assert got == [("f", compat.FieldType.Double), ("i", compat.FieldType.LongLong),
-                       ("b", compat.FieldType.Bool), ("s", compat.FieldType.String)]
+        assert got == [
+            ("f", compat.FieldType.Double),
+            ("i", compat.FieldType.LongLong),
+            ("b", compat.FieldType.Bool),
+            ("s", compat.FieldType.String),
+        ]
 
 
 def _chain_model():
@@ -114,7 +130,8 @@ def test_rebuilt_models_keep_the_shipped_output_names(qgis_app, regional):
     model = module.build(regional)  # keep the model alive while its parameter definitions are read
     rebuilt = sorted(p.name() for p in model.destinationParameterDefinitions())
     shipped = QgsApplication.processingRegistry().algorithmById(
-        "subsidence:workflowregional" if regional else "subsidence:workflow")
+        "subsidence:workflowregional" if regional else "subsidence:workflow"
+    )
     assert rebuilt == sorted(p.name() for p in shipped.destinationParameterDefinitions())
     assert rebuilt and all(re.match(r"^[a-z_]+:[A-Z]", name) for name in rebuilt), rebuilt
     if not regional:

@@ -9,6 +9,7 @@ Cases: output = input (every output parameter), truncated and 0-byte raster inpu
 folder (a read-only bind mount: root only), a full disk (a tiny tmpfs: root only), SIGTERM mid-run
 through ``qgis_process.bin`` (two algorithms).
 """
+
 import datetime as dt
 import hashlib
 import json
@@ -35,7 +36,7 @@ def _ifg_stack(d):
     rng = np.random.default_rng(1)
     files = []
     for i, a in enumerate(dates):
-        for b in dates[i + 1:i + 3]:
+        for b in dates[i + 1 : i + 3]:
             tag = "%s_%s" % (a.strftime("%Y%m%d"), b.strftime("%Y%m%d"))
             files.append(write_stack(d / ("%s.geo.unw.tif" % tag), rng.normal(0, 1, (10, 12))))
     return files
@@ -60,16 +61,36 @@ def _build(d):
     arr = np.random.default_rng(2).normal(0, 20, (24, 20, 20))
     fx["twsa"] = write_stack(d / "twsa.tif", arr, dates=MONTHS, epsg=4326, origin=(110.0, 37.0), pixel=0.1)
     fx["area"] = str(d / "area.geojson")
-    Path(fx["area"]).write_text(json.dumps({"type": "FeatureCollection", "features": [{
-        "type": "Feature", "properties": {"name": "a"}, "geometry": {"type": "Polygon", "coordinates": [[
-            [110.2, 35.2], [111.5, 35.2], [111.5, 36.6], [110.2, 36.6], [110.2, 35.2]]]}}]}))
+    Path(fx["area"]).write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "properties": {"name": "a"},
+                        "geometry": {
+                            "type": "Polygon",
+                            "coordinates": [
+                                [[110.2, 35.2], [111.5, 35.2], [111.5, 36.6], [110.2, 36.6], [110.2, 35.2]]
+                            ],
+                        },
+                    }
+                ],
+            }
+        )
+    )
     x0, y0 = 500000.0 + 15, 4000000.0 - 15
-    rows = ["id,date,value,x,y"] + ["p%d,%s,%.2f,%.1f,%.1f" % (k, m.isoformat(), k + i * 0.5, x0 + 30 * k, y0 - 30 * k)
-                                    for k in range(3) for i, m in enumerate(MONTHS)]
+    rows = ["id,date,value,x,y"] + [
+        "p%d,%s,%.2f,%.1f,%.1f" % (k, m.isoformat(), k + i * 0.5, x0 + 30 * k, y0 - 30 * k)
+        for k in range(3)
+        for i, m in enumerate(MONTHS)
+    ]
     fx["measurements"] = str(d / "measurements.csv")
     Path(fx["measurements"]).write_text("\n".join(rows) + "\n")
-    lag = ["date,gwsa,defo"] + ["%s,%.3f,%.3f" % (m.isoformat(), np.sin(i / 2.0), np.sin((i - 1) / 2.0))
-                                for i, m in enumerate(MONTHS)]
+    lag = ["date,gwsa,defo"] + [
+        "%s,%.3f,%.3f" % (m.isoformat(), np.sin(i / 2.0), np.sin((i - 1) / 2.0)) for i, m in enumerate(MONTHS)
+    ]
     fx["lagtable"] = str(d / "lag.csv")
     Path(fx["lagtable"]).write_text("\n".join(lag) + "\n")
     return fx
@@ -79,42 +100,104 @@ def _build(d):
 # the input files an output may be pointed at).
 ALGORITHMS = [
     ("resampletimeseries", lambda fx: {"INPUT": fx["ts"]}, {"OUTPUT": ".tif"}, "INPUT"),
-    ("sbasinversion", lambda fx: {"INTERFEROGRAMS": fx["ifgs"], "LOOP_CLOSURE": 0},  # random phase: no loops
-     {"OUTPUT_TIMESERIES": ".tif", "OUTPUT_VELOCITY": ".tif", "OUTPUT_QUALITY": ".tif", "OUTPUT_NETWORK": ".gpkg"},
-     "INTERFEROGRAMS"),
-    ("gracedownscaling", lambda fx: {"GRACE": fx["grace"], "MODEL_FILES": fx["sm"]},
-     {"OUTPUT": ".tif", "OUTPUT_TABLE": ".csv"}, None),
-    ("groundwateranomaly", lambda fx: {"TWSA": fx["twsa"], "TWSA_UNITS": "mm", "COMPONENT_FILES": fx["sm"],
-                                       "MASK": fx["area"]},
-     {"OUTPUT": ".tif", "OUTPUT_TABLE": ".csv"}, "TWSA"),
-    ("sampledeformationclasses", lambda fx: {"VELOCITY": fx["vel"], "TIME_SERIES": [fx["ts"]],
-                                             "POINTS_PER_CLASS": 3},
-     {"OUTPUT_POINTS": ".gpkg", "OUTPUT_TABLE": ".csv", "OUTPUT_REPORT": ".csv"}, "VELOCITY"),
-    ("validatetimeseries", lambda fx: {"MEASUREMENTS": fx["measurements"], "ID_FIELD": "id", "DATE_FIELD": "date",
-                                       "VALUE_FIELD": "value", "X_FIELD": "x", "Y_FIELD": "y",
-                                       "MEASUREMENTS_CRS": "EPSG:32649", "TIME_SERIES": fx["ts"]},
-     {"OUTPUT": ".csv", "OUTPUT_SUMMARY": ".csv"}, "TIME_SERIES"),
-    ("laggedcorrelation", lambda fx: {"INPUT": fx["lagtable"], "DATE_FIELD": "date", "X_FIELD": "gwsa",
-                                      "Y_FIELD": "defo", "MAX_LAG": 2, "SERIES": 0},
-     {"OUTPUT": ".csv", "OUTPUT_HTML": ".html"}, None),
-    ("geodetector", lambda fx: {"TARGET_RASTER": fx["vel"], "FACTOR_RASTERS": [fx["factor"]], "CLASSES": 3},
-     {"OUTPUT_FACTOR": ".csv", "OUTPUT_INTERACTION": ".csv", "OUTPUT_RISK": ".csv", "OUTPUT_RISK_TESTS": ".csv",
-      "OUTPUT_ECOLOGICAL": ".csv", "OUTPUT_HTML": ".html", "OUTPUT_STRATUM_MEAN": ".tif"}, "TARGET_RASTER"),
-    ("geodetectorraster", lambda fx: {"TARGET_RASTER": fx["vel"], "FACTOR_RASTERS": [fx["factor"]], "CLASSES": 3},
-     {"OUTPUT_FACTOR": ".csv", "OUTPUT_RISK": ".csv", "OUTPUT_HTML": ".html", "OUTPUT_STRATUM_MEAN": ".tif"},
-     "TARGET_RASTER"),
-    ("geodetectortable", lambda fx: {"INPUT": fx["measurements"], "TARGET_FIELD": "value", "FACTOR_FIELDS": ["id"]},
-     {"OUTPUT_FACTOR": ".csv", "OUTPUT_RISK": ".csv", "OUTPUT_HTML": ".html"}, None),
+    (
+        "sbasinversion",
+        lambda fx: {"INTERFEROGRAMS": fx["ifgs"], "LOOP_CLOSURE": 0},  # random phase: no loops
+        {"OUTPUT_TIMESERIES": ".tif", "OUTPUT_VELOCITY": ".tif", "OUTPUT_QUALITY": ".tif", "OUTPUT_NETWORK": ".gpkg"},
+        "INTERFEROGRAMS",
+    ),
+    (
+        "gracedownscaling",
+        lambda fx: {"GRACE": fx["grace"], "MODEL_FILES": fx["sm"]},
+        {"OUTPUT": ".tif", "OUTPUT_TABLE": ".csv"},
+        None,
+    ),
+    (
+        "groundwateranomaly",
+        lambda fx: {"TWSA": fx["twsa"], "TWSA_UNITS": "mm", "COMPONENT_FILES": fx["sm"], "MASK": fx["area"]},
+        {"OUTPUT": ".tif", "OUTPUT_TABLE": ".csv"},
+        "TWSA",
+    ),
+    (
+        "sampledeformationclasses",
+        lambda fx: {"VELOCITY": fx["vel"], "TIME_SERIES": [fx["ts"]], "POINTS_PER_CLASS": 3},
+        {"OUTPUT_POINTS": ".gpkg", "OUTPUT_TABLE": ".csv", "OUTPUT_REPORT": ".csv"},
+        "VELOCITY",
+    ),
+    (
+        "validatetimeseries",
+        lambda fx: {
+            "MEASUREMENTS": fx["measurements"],
+            "ID_FIELD": "id",
+            "DATE_FIELD": "date",
+            "VALUE_FIELD": "value",
+            "X_FIELD": "x",
+            "Y_FIELD": "y",
+            "MEASUREMENTS_CRS": "EPSG:32649",
+            "TIME_SERIES": fx["ts"],
+        },
+        {"OUTPUT": ".csv", "OUTPUT_SUMMARY": ".csv"},
+        "TIME_SERIES",
+    ),
+    (
+        "laggedcorrelation",
+        lambda fx: {
+            "INPUT": fx["lagtable"],
+            "DATE_FIELD": "date",
+            "X_FIELD": "gwsa",
+            "Y_FIELD": "defo",
+            "MAX_LAG": 2,
+            "SERIES": 0,
+        },
+        {"OUTPUT": ".csv", "OUTPUT_HTML": ".html"},
+        None,
+    ),
+    (
+        "geodetector",
+        lambda fx: {"TARGET_RASTER": fx["vel"], "FACTOR_RASTERS": [fx["factor"]], "CLASSES": 3},
+        {
+            "OUTPUT_FACTOR": ".csv",
+            "OUTPUT_INTERACTION": ".csv",
+            "OUTPUT_RISK": ".csv",
+            "OUTPUT_RISK_TESTS": ".csv",
+            "OUTPUT_ECOLOGICAL": ".csv",
+            "OUTPUT_HTML": ".html",
+            "OUTPUT_STRATUM_MEAN": ".tif",
+        },
+        "TARGET_RASTER",
+    ),
+    (
+        "geodetectorraster",
+        lambda fx: {"TARGET_RASTER": fx["vel"], "FACTOR_RASTERS": [fx["factor"]], "CLASSES": 3},
+        {"OUTPUT_FACTOR": ".csv", "OUTPUT_RISK": ".csv", "OUTPUT_HTML": ".html", "OUTPUT_STRATUM_MEAN": ".tif"},
+        "TARGET_RASTER",
+    ),
+    (
+        "geodetectortable",
+        lambda fx: {"INPUT": fx["measurements"], "TARGET_FIELD": "value", "FACTOR_FIELDS": ["id"]},
+        {"OUTPUT_FACTOR": ".csv", "OUTPUT_RISK": ".csv", "OUTPUT_HTML": ".html"},
+        None,
+    ),
     ("workflowreport", lambda fx: {"VELOCITY": fx["vel"], "GWSA": fx["twsa"]}, {"OUTPUT_HTML": ".html"}, "VELOCITY"),
-    ("maskbyquality", lambda fx: {"QUALITY": fx["sbas_q"], "VELOCITY": fx["sbas_vel"], "TIMESERIES": fx["sbas_ts"]},
-     {"OUTPUT_VELOCITY": ".tif", "OUTPUT_TIMESERIES": ".tif", "OUTPUT_MASK": ".tif", "OUTPUT_TABLE": ".csv"},
-     "QUALITY"),
+    (
+        "maskbyquality",
+        lambda fx: {"QUALITY": fx["sbas_q"], "VELOCITY": fx["sbas_vel"], "TIMESERIES": fx["sbas_ts"]},
+        {"OUTPUT_VELOCITY": ".tif", "OUTPUT_TIMESERIES": ".tif", "OUTPUT_MASK": ".tif", "OUTPUT_TABLE": ".csv"},
+        "QUALITY",
+    ),
     ("projectlos", lambda fx: {"INPUT": fx["ts"], "INCIDENCE_ANGLE": 40.0}, {"OUTPUT": ".tif"}, "INPUT"),
-    ("decomposelos", lambda fx: {"INPUTS": [fx["vel"], fx["vel_dsc"]], "HEADINGS": "-10, 190",
-                                 "INCIDENCE_ANGLES": "35, 40"},
-     {"OUTPUT_VERTICAL": ".tif", "OUTPUT_EAST": ".tif", "OUTPUT_QUALITY": ".tif"}, "INPUTS"),
-    ("mosaicframes", lambda fx: {"INPUTS": [fx["frame_a"], fx["frame_b"]], "REFERENCE_FRAME": 0},
-     {"OUTPUT": ".tif", "OUTPUT_OFFSETS": ".csv"}, "INPUTS"),
+    (
+        "decomposelos",
+        lambda fx: {"INPUTS": [fx["vel"], fx["vel_dsc"]], "HEADINGS": "-10, 190", "INCIDENCE_ANGLES": "35, 40"},
+        {"OUTPUT_VERTICAL": ".tif", "OUTPUT_EAST": ".tif", "OUTPUT_QUALITY": ".tif"},
+        "INPUTS",
+    ),
+    (
+        "mosaicframes",
+        lambda fx: {"INPUTS": [fx["frame_a"], fx["frame_b"]], "REFERENCE_FRAME": 0},
+        {"OUTPUT": ".tif", "OUTPUT_OFFSETS": ".csv"},
+        "INPUTS",
+    ),
 ]
 ROWS = {row[0]: row for row in ALGORITHMS}
 
@@ -125,9 +208,16 @@ def fx(tmp_path_factory, qgis_app):
     import processing  # an SBAS run's outputs, for the algorithms that take them
 
     sbas = {k: str(fx["dir"] / ("sbas_%s.tif" % k)) for k in ("ts", "vel", "q")}
-    processing.run("subsidence:sbasinversion", {"INTERFEROGRAMS": fx["ifgs"], "LOOP_CLOSURE": 0,
-                                                "OUTPUT_TIMESERIES": sbas["ts"],
-                                                "OUTPUT_VELOCITY": sbas["vel"], "OUTPUT_QUALITY": sbas["q"]})
+    processing.run(
+        "subsidence:sbasinversion",
+        {
+            "INTERFEROGRAMS": fx["ifgs"],
+            "LOOP_CLOSURE": 0,
+            "OUTPUT_TIMESERIES": sbas["ts"],
+            "OUTPUT_VELOCITY": sbas["vel"],
+            "OUTPUT_QUALITY": sbas["q"],
+        },
+    )
     fx.update(("sbas_" + k, v) for k, v in sbas.items())
     return fx
 
@@ -136,7 +226,7 @@ def _files(value):
     from subsidence_toolkit.core.io.staging import source_files
 
     out = []
-    for v in (value if isinstance(value, list) else [value]):
+    for v in value if isinstance(value, list) else [value]:
         if isinstance(v, str):
             out += source_files(v)
     return out
@@ -159,8 +249,7 @@ def snapshot(*folders):
         for root, _, names in os.walk(folder):
             for n in names:
                 p = os.path.join(root, n)
-                if n.endswith(".aux.xml") and os.path.exists(p[:-8]) and not n.startswith(".") \
-                        and "out_" not in n:
+                if n.endswith(".aux.xml") and os.path.exists(p[:-8]) and not n.startswith(".") and "out_" not in n:
                     continue
                 with open(p, "rb") as f:
                     out[p] = hashlib.sha1(f.read()).hexdigest()
@@ -223,8 +312,13 @@ def test_output_equal_to_an_input_is_refused(run_alg, fx, alg, output, k, tmp_pa
     target = files[k % len(files)]
     outs = previous_outputs(tmp_path, alg)
     outs[output] = target
-    expect_failure(run_alg, alg, dict(params, **outs), r"%s: the output .* would overwrite the input" % output,
-                   [fx["dir"], tmp_path])
+    expect_failure(
+        run_alg,
+        alg,
+        dict(params, **outs),
+        r"%s: the output .* would overwrite the input" % output,
+        [fx["dir"], tmp_path],
+    )
 
 
 @pytest.mark.parametrize("alg", [a for a, _, _, damaged in ALGORITHMS if damaged])
@@ -237,11 +331,14 @@ def test_damaged_raster_input_is_named(run_alg, fx, alg, damage, tmp_path):
     broken = tmp_path / "in" / os.path.basename(original)
     broken.parent.mkdir()
     data = Path(original).read_bytes()
-    broken.write_bytes(data[:len(data) * 2 // 3] if damage == "truncated" else b"")
+    broken.write_bytes(data[: len(data) * 2 // 3] if damage == "truncated" else b"")
     params[pname] = [str(broken)] + value[1:] if isinstance(value, list) else str(broken)
     outs = previous_outputs(tmp_path / "out", alg)
-    pattern = r"%s: .*%s.*(damaged|truncated|cannot be read|not a readable)" % (pname, broken.name) \
-        if damage == "truncated" else r"%s: .*%s is an empty \(0-byte\) file" % (pname, broken.name)
+    pattern = (
+        r"%s: .*%s.*(damaged|truncated|cannot be read|not a readable)" % (pname, broken.name)
+        if damage == "truncated"
+        else r"%s: .*%s is an empty \(0-byte\) file" % (pname, broken.name)
+    )
     expect_failure(run_alg, alg, dict(params, **outs), pattern, [fx["dir"], tmp_path])
 
 
@@ -299,8 +396,13 @@ def test_full_disk(run_alg, fx, alg, mounted):
     outs = previous_outputs(disk, alg)
     _fill(disk)
     params, _ = input_files(fx, alg)
-    expect_failure(run_alg, alg, dict(params, **outs), r"disk is full|is the disk full|no space|could not be written",
-                   [fx["dir"], disk])
+    expect_failure(
+        run_alg,
+        alg,
+        dict(params, **outs),
+        r"disk is full|is the disk full|no space|could not be written",
+        [fx["dir"], disk],
+    )
 
 
 @pytest.mark.parametrize("alg", list(ROWS))
@@ -346,15 +448,20 @@ def test_sigterm_mid_run_leaves_nothing(qp, fx, alg, tmp_path):
     params, _ = input_files(fx, alg)
     if alg == "resampletimeseries":  # big enough to be killed while it writes
         dates = [dt.date(2000, 1, 1) + dt.timedelta(days=12 * i) for i in range(60)]
-        params["INPUT"] = write_stack(tmp_path / "big.tif", np.random.default_rng(0).normal(0, 1, (60, 200, 200)),
-                                      dates=dates)
+        params["INPUT"] = write_stack(
+            tmp_path / "big.tif", np.random.default_rng(0).normal(0, 1, (60, 200, 200)), dates=dates
+        )
         params.update(STEP=1, STEP_DAYS=3, MEMORY_LIMIT_MB=1)
     else:
         params["MEMORY_LIMIT_MB"] = 0.05
     outs = previous_outputs(tmp_path / "out", alg)
     before = snapshot(fx["dir"], tmp_path)
-    proc = subprocess.Popen([qp.exe, "run", "subsidence:" + alg, "--"] + qp.arguments(dict(params, **outs)),
-                            env=qp.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [qp.exe, "run", "subsidence:" + alg, "--"] + qp.arguments(dict(params, **outs)),
+        env=qp.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     seen = b""
     deadline = time.time() + 120
     while time.time() < deadline and b"10..." not in seen:  # progress "0...10...": terminate at 10 %
@@ -369,7 +476,9 @@ def test_sigterm_mid_run_leaves_nothing(qp, fx, alg, tmp_path):
     assert staged, "the run was not writing yet: %s" % seen.decode(errors="replace")
     after = snapshot(fx["dir"], tmp_path)
     assert after == before, "files changed after SIGTERM (staged at kill time: %s): %s" % (
-        staged, sorted(set(after.items()) ^ set(before.items())))
+        staged,
+        sorted(set(after.items()) ^ set(before.items())),
+    )
 
 
 # ------------------------------------------------------------------------------------------ inputs named
@@ -379,24 +488,42 @@ def test_one_bad_file_in_a_list_is_named(run_alg, fx, tmp_path):
         bad = tmp_path / ("20200103_20200127_%s.geo.unw.tif" % name)
         if content is not None:
             bad.write_bytes(content)
-        p = dict(params, INTERFEROGRAMS=params["INTERFEROGRAMS"] + [str(bad)],
-                 **outputs_in(tmp_path / name, "sbasinversion"))
+        p = dict(
+            params, INTERFEROGRAMS=params["INTERFEROGRAMS"] + [str(bad)], **outputs_in(tmp_path / name, "sbasinversion")
+        )
         expect_failure(run_alg, "sbasinversion", p, r"INTERFEROGRAMS: .*%s" % bad.name, [fx["dir"], tmp_path])
 
 
 def test_line_layer_refused_as_polygon_mask(run_alg, fx, tmp_path):
     line = tmp_path / "line.geojson"
-    line.write_text(json.dumps({"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {},
-                    "geometry": {"type": "LineString", "coordinates": [[110.2, 35.2], [111.5, 36.6]]}}]}))
+    line.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "properties": {},
+                        "geometry": {"type": "LineString", "coordinates": [[110.2, 35.2], [111.5, 36.6]]},
+                    }
+                ],
+            }
+        )
+    )
     params, _ = input_files(fx, "groundwateranomaly")
     p = dict(params, MASK=str(line), **outputs_in(tmp_path / "o", "groundwateranomaly"))
-    expect_failure(run_alg, "groundwateranomaly", p, r"MASK: .* holds line features; give a polygon layer",
-                   [fx["dir"], tmp_path])
+    expect_failure(
+        run_alg, "groundwateranomaly", p, r"MASK: .* holds line features; give a polygon layer", [fx["dir"], tmp_path]
+    )
 
 
-@pytest.mark.parametrize("key,value,pattern", [
-    ("MEASUREMENTS_CRS", "EPSG:999999", r"MEASUREMENTS_CRS: .*not a known coordinate reference system"),
-    ("VALUE_SCALE", "nan", r"VALUE_SCALE: .*not a finite number")])
+@pytest.mark.parametrize(
+    "key,value,pattern",
+    [
+        ("MEASUREMENTS_CRS", "EPSG:999999", r"MEASUREMENTS_CRS: .*not a known coordinate reference system"),
+        ("VALUE_SCALE", "nan", r"VALUE_SCALE: .*not a finite number"),
+    ],
+)
 def test_bad_crs_and_scale_are_named(run_alg, fx, tmp_path, key, value, pattern):
     params, _ = input_files(fx, "validatetimeseries")
     p = dict(params, **{key: value}, **outputs_in(tmp_path / "o", "validatetimeseries"))
@@ -406,22 +533,36 @@ def test_bad_crs_and_scale_are_named(run_alg, fx, tmp_path, key, value, pattern)
 def test_geopackage_layer_of_an_input_geopackage_is_refused(run_alg, fx, tmp_path):
     """Writing a new layer into the GeoPackage an input comes from is refused too (it rewrites that file)."""
     gpkg = tmp_path / "data.gpkg"
-    gdal.VectorTranslate(str(gpkg), fx["measurements"], options="-nln obs -oo X_POSSIBLE_NAMES=x "
-                         "-oo Y_POSSIBLE_NAMES=y -a_srs EPSG:32649")
+    gdal.VectorTranslate(
+        str(gpkg),
+        fx["measurements"],
+        options="-nln obs -oo X_POSSIBLE_NAMES=x -oo Y_POSSIBLE_NAMES=y -a_srs EPSG:32649",
+    )
     params, _ = input_files(fx, "validatetimeseries")
     params.update(MEASUREMENTS=str(gpkg) + "|layername=obs", X_FIELD=None, Y_FIELD=None)
-    p = dict(params, OUTPUT="ogr:dbname='%s' table=\"validation\" (geom)" % gpkg,
-             OUTPUT_SUMMARY=str(tmp_path / "s.csv"))
-    expect_failure(run_alg, "validatetimeseries", p, r"OUTPUT: the output .*data.gpkg would overwrite the input "
-                   r"MEASUREMENTS", [fx["dir"], tmp_path])
+    p = dict(
+        params, OUTPUT="ogr:dbname='%s' table=\"validation\" (geom)" % gpkg, OUTPUT_SUMMARY=str(tmp_path / "s.csv")
+    )
+    expect_failure(
+        run_alg,
+        "validatetimeseries",
+        p,
+        r"OUTPUT: the output .*data.gpkg would overwrite the input "
+        r"MEASUREMENTS",
+        [fx["dir"], tmp_path],
+    )
 
 
 def test_new_layer_in_an_existing_geopackage_keeps_its_other_layers(run_alg, fx, tmp_path):
     gpkg = tmp_path / "results.gpkg"
     gdal.VectorTranslate(str(gpkg), fx["lagtable"], options="-nln keep")
     params, _ = input_files(fx, "validatetimeseries")
-    res = run_alg("validatetimeseries", dict(params, OUTPUT="ogr:dbname='%s' table=\"validation\" (geom)" % gpkg,
-                                             OUTPUT_SUMMARY=str(tmp_path / "s.csv")))
+    res = run_alg(
+        "validatetimeseries",
+        dict(
+            params, OUTPUT="ogr:dbname='%s' table=\"validation\" (geom)" % gpkg, OUTPUT_SUMMARY=str(tmp_path / "s.csv")
+        ),
+    )
     ds = gdal.OpenEx(str(gpkg), gdal.OF_VECTOR)
     names = {ds.GetLayer(i).GetName() for i in range(ds.GetLayerCount())}
     assert names == {"keep", "validation"} and ds.GetLayerByName("keep").GetFeatureCount() == 24
@@ -433,8 +574,9 @@ def test_new_layer_in_an_existing_geopackage_keeps_its_other_layers(run_alg, fx,
 def test_second_run_replaces_previous_outputs_and_their_stale_sidecars(run_alg, fx, tmp_path):
     outs = outputs_in(tmp_path, "resampletimeseries")
     Path(outs["OUTPUT"]).write_bytes(b"old")
-    Path(outs["OUTPUT"] + ".aux.xml").write_text("<PAMDataset><Metadata><MDI key='STALE'>1</MDI></Metadata>"
-                                                 "</PAMDataset>")
+    Path(outs["OUTPUT"] + ".aux.xml").write_text(
+        "<PAMDataset><Metadata><MDI key='STALE'>1</MDI></Metadata></PAMDataset>"
+    )
     run_alg("resampletimeseries", dict(input_files(fx, "resampletimeseries")[0], **outs))
     ds = gdal.Open(outs["OUTPUT"])
     assert ds.RasterCount == 24 and "STALE" not in (ds.GetMetadata() or {})
@@ -447,18 +589,37 @@ def _workflow_parameters(w, out, **changes):
 
     files = "\n".join(_pattern(w["fldas"], v) for v in FLDAS_VARS)
     params = {
-        "interferograms": w["interferograms"], "coherence": w["coherence"], "grace": w["grace"],
-        "model_files": files, "component_files": files, "baseline_start": 2020.0, "baseline_end": 2021.999,
-        "areas": w["areas"], "area_field": "area", "points_per_class": 20, "max_lag": 2,
-        "factors": list(w["factors"].values()), "classes": 5}
-    for name, f in (("sbas:LOS velocity", "v.tif"), ("sbas:LOS displacement time series", "ts.tif"),
-                    ("sbas:SBAS quality", "q.tif"), ("sbas:Interferogram network", "net.csv"),
-                    ("monthly:Monthly displacement", "m.tif"), ("downscaling:Downscaled TWSA", "td.tif"),
-                    ("gwsa:GWSA", "gwsa.tif"), ("classes:Class sample points", "p.gpkg"),
-                    ("classes:Class time series", "classes.csv"), ("lag:Lagged correlation", "lag.csv"),
-                    ("lag:Lagged correlation report", "lag.html"), ("geodetector:Geodetector factors", "gd.csv"),
-                    ("geodetector:Geodetector interactions", "gdi.csv"), ("geodetector:Geodetector report", "gd.html"),
-                    ("report:Workflow report", "report.html")):
+        "interferograms": w["interferograms"],
+        "coherence": w["coherence"],
+        "grace": w["grace"],
+        "model_files": files,
+        "component_files": files,
+        "baseline_start": 2020.0,
+        "baseline_end": 2021.999,
+        "areas": w["areas"],
+        "area_field": "area",
+        "points_per_class": 20,
+        "max_lag": 2,
+        "factors": list(w["factors"].values()),
+        "classes": 5,
+    }
+    for name, f in (
+        ("sbas:LOS velocity", "v.tif"),
+        ("sbas:LOS displacement time series", "ts.tif"),
+        ("sbas:SBAS quality", "q.tif"),
+        ("sbas:Interferogram network", "net.csv"),
+        ("monthly:Monthly displacement", "m.tif"),
+        ("downscaling:Downscaled TWSA", "td.tif"),
+        ("gwsa:GWSA", "gwsa.tif"),
+        ("classes:Class sample points", "p.gpkg"),
+        ("classes:Class time series", "classes.csv"),
+        ("lag:Lagged correlation", "lag.csv"),
+        ("lag:Lagged correlation report", "lag.html"),
+        ("geodetector:Geodetector factors", "gd.csv"),
+        ("geodetector:Geodetector interactions", "gdi.csv"),
+        ("geodetector:Geodetector report", "gd.html"),
+        ("report:Workflow report", "report.html"),
+    ):
         params[name] = str(out / f)
     params.update(changes)
     return params
@@ -480,8 +641,14 @@ def test_workflow_step_failure_names_the_step_and_leaves_nothing(run_alg, tiny_w
     out.mkdir()
     Path(out / "v.tif").write_bytes(b"previous velocity\n")
     params = _workflow_parameters(w, out, baseline_start=1990.0, baseline_end=1991.0)
-    message = expect_failure(run_alg, "subsidence:workflow", params, r'^step "Groundwater storage anomaly.*" '
-                             r"failed: .*baseline 1990.000-1991.000 is outside", [d, out])
+    message = expect_failure(
+        run_alg,
+        "subsidence:workflow",
+        params,
+        r'^step "Groundwater storage anomaly.*" '
+        r"failed: .*baseline 1990.000-1991.000 is outside",
+        [d, out],
+    )
     assert os.listdir(out) == ["v.tif"] and "partial" not in message, message
 
 
@@ -492,8 +659,13 @@ def test_workflow_input_damage_is_named_before_any_step_runs(run_alg, tiny_world
     broken.write_bytes(Path(src).read_bytes()[:2000])
     out = tmp_path / "out"
     out.mkdir()
-    expect_failure(run_alg, "subsidence:workflow", _workflow_parameters(w, out, grace=str(broken)),
-                   r"^grace: .*broken_grace.nc is truncated", [d, tmp_path])
+    expect_failure(
+        run_alg,
+        "subsidence:workflow",
+        _workflow_parameters(w, out, grace=str(broken)),
+        r"^grace: .*broken_grace.nc is truncated",
+        [d, tmp_path],
+    )
 
 
 def test_truncated_month_in_a_netcdf_file_list_is_named(run_alg, fx, tmp_path):
@@ -506,21 +678,32 @@ def test_truncated_month_in_a_netcdf_file_list_is_named(run_alg, fx, tmp_path):
     shutil.copytree(src, copy)
     month = sorted(glob.glob(str(copy / "FLDAS_*A200406*.nc")))[0]
     data = Path(month).read_bytes()
-    Path(month).write_bytes(data[:len(data) - 100])
+    Path(month).write_bytes(data[: len(data) - 100])
     params, _ = input_files(fx, "gracedownscaling")
     params["MODEL_FILES"] = fx["sm"].replace(src, str(copy))
     outs = previous_outputs(tmp_path / "out", "gracedownscaling")
-    expect_failure(run_alg, "gracedownscaling", dict(params, **outs),
-                   r"MODEL_FILES: .*A200406.001.nc is truncated", [fx["dir"], tmp_path])
+    expect_failure(
+        run_alg,
+        "gracedownscaling",
+        dict(params, **outs),
+        r"MODEL_FILES: .*A200406.001.nc is truncated",
+        [fx["dir"], tmp_path],
+    )
 
 
 # ------------------------------------------------------------------------------------------ silently wrong results
-@pytest.mark.parametrize("changes,pattern", [
-    ({"MIN_VALID": 1000000}, r"MIN_VALID\) is 1000000 but the input has only 24 dates"),
-    ({"START": "1990-01-01", "END": "1995-12-31"}, r"target dates 1990-01-15 .. 1995-12-15 lie outside the input"),
-    ({"STEP": 1, "STEP_DAYS": 1, "START": "1900-01-01", "END": "2100-12-31"},
-     r"would need 73414 bands but a GeoTIFF holds at most 65535"),
-    ({"INPUT": "all_nan"}, r"every output pixel is NoData")])
+@pytest.mark.parametrize(
+    "changes,pattern",
+    [
+        ({"MIN_VALID": 1000000}, r"MIN_VALID\) is 1000000 but the input has only 24 dates"),
+        ({"START": "1990-01-01", "END": "1995-12-31"}, r"target dates 1990-01-15 .. 1995-12-15 lie outside the input"),
+        (
+            {"STEP": 1, "STEP_DAYS": 1, "START": "1900-01-01", "END": "2100-12-31"},
+            r"would need 73414 bands but a GeoTIFF holds at most 65535",
+        ),
+        ({"INPUT": "all_nan"}, r"every output pixel is NoData"),
+    ],
+)
 def test_resampling_that_can_only_give_nodata_fails(run_alg, fx, tmp_path, changes, pattern):
     params = dict(input_files(fx, "resampletimeseries")[0], **changes)
     if params["INPUT"] == "all_nan":
@@ -542,8 +725,11 @@ def _coherence_files(fx, folder, values, dtype=gdal.GDT_Float32):
 def test_bad_coherence_is_named(run_alg, fx, tmp_path, kind):
     cohs = _coherence_files(fx, tmp_path / "coh", 4.0 if kind == "out_of_range" else np.nan)
     params = dict(input_files(fx, "sbasinversion")[0], COHERENCE=cohs, **outputs_in(tmp_path / "o", "sbasinversion"))
-    pattern = r"\.geo\.cc\.tif: coherence values from 4 to 4 lie outside \[0, 1\]" if kind == "out_of_range" else \
-        r"coherence .*\.geo\.cc\.tif has no valid pixel \(all NoData\)"
+    pattern = (
+        r"\.geo\.cc\.tif: coherence values from 4 to 4 lie outside \[0, 1\]"
+        if kind == "out_of_range"
+        else r"coherence .*\.geo\.cc\.tif has no valid pixel \(all NoData\)"
+    )
     expect_failure(run_alg, "sbasinversion", params, pattern, [fx["dir"], tmp_path])
 
 
@@ -557,15 +743,21 @@ def test_8bit_coherence_up_to_255_is_not_refused(run_alg, fx, tmp_path):
 
 def test_all_nodata_factor_is_named_as_such(run_alg, fx, tmp_path):
     empty = write_stack(tmp_path / "empty_factor.tif", np.full((8, 9), -9999.0), nodata=-9999.0)
-    params = dict(input_files(fx, "geodetector")[0], FACTOR_RASTERS=[empty],
-                  **outputs_in(tmp_path / "o", "geodetector"))
-    expect_failure(run_alg, "geodetector", params, r"empty_factor.tif has no valid pixel \(all NoData\)",
-                   [fx["dir"], tmp_path])
+    params = dict(
+        input_files(fx, "geodetector")[0], FACTOR_RASTERS=[empty], **outputs_in(tmp_path / "o", "geodetector")
+    )
+    expect_failure(
+        run_alg, "geodetector", params, r"empty_factor.tif has no valid pixel \(all NoData\)", [fx["dir"], tmp_path]
+    )
 
 
 def test_sample_ratio_parse_error_names_the_parameter(run_alg, fx, tmp_path):
-    params = dict(input_files(fx, "geodetector")[0], SUBSIDENCE_THRESHOLD=-15, SAMPLE_RATIO="abc",
-                  **outputs_in(tmp_path / "o", "geodetector"))
+    params = dict(
+        input_files(fx, "geodetector")[0],
+        SUBSIDENCE_THRESHOLD=-15,
+        SAMPLE_RATIO="abc",
+        **outputs_in(tmp_path / "o", "geodetector"),
+    )
     expect_failure(run_alg, "geodetector", params, r"SAMPLE_RATIO: 'abc' is not a ratio", [fx["dir"], tmp_path])
 
 
@@ -573,10 +765,14 @@ def test_duplicate_observations_are_refused(run_alg, fx, tmp_path):
     dup = tmp_path / "dup.csv"
     lines = Path(fx["measurements"]).read_text().splitlines()
     dup.write_text("\n".join(lines + lines[1:]) + "\n")
-    params = dict(input_files(fx, "validatetimeseries")[0], MEASUREMENTS=str(dup),
-                  **outputs_in(tmp_path / "o", "validatetimeseries"))
-    expect_failure(run_alg, "validatetimeseries", params, r"id p0 has 2 observations on 2004-01-15",
-                   [fx["dir"], tmp_path])
+    params = dict(
+        input_files(fx, "validatetimeseries")[0],
+        MEASUREMENTS=str(dup),
+        **outputs_in(tmp_path / "o", "validatetimeseries"),
+    )
+    expect_failure(
+        run_alg, "validatetimeseries", params, r"id p0 has 2 observations on 2004-01-15", [fx["dir"], tmp_path]
+    )
 
 
 def test_driver_specs_are_not_mistaken_for_missing_files(qgis_app):
@@ -591,13 +787,23 @@ def test_driver_specs_are_not_mistaken_for_missing_files(qgis_app):
 
 def test_all_nodata_water_balance_fails(run_alg, fx, tmp_path):
     """A TWSA raster without one valid value: an error naming the output, not an empty GWSA raster."""
-    nan_twsa = write_stack(tmp_path / "nan_twsa.tif", np.full((24, 20, 20), np.nan), dates=MONTHS, epsg=4326,
-                           origin=(110.0, 37.0), pixel=0.1)
+    nan_twsa = write_stack(
+        tmp_path / "nan_twsa.tif",
+        np.full((24, 20, 20), np.nan),
+        dates=MONTHS,
+        epsg=4326,
+        origin=(110.0, 37.0),
+        pixel=0.1,
+    )
     params = dict(input_files(fx, "groundwateranomaly")[0], TWSA=nan_twsa)
     outs = previous_outputs(tmp_path / "out", "groundwateranomaly")
-    expect_failure(run_alg, "groundwateranomaly", dict(params, **outs),
-                   r"NaN over the whole study area|every value is NoData",
-                   [fx["dir"], tmp_path])
+    expect_failure(
+        run_alg,
+        "groundwateranomaly",
+        dict(params, **outs),
+        r"NaN over the whole study area|every value is NoData",
+        [fx["dir"], tmp_path],
+    )
 
 
 def test_rows_lost_on_the_way_fail_the_run(run_alg, fx, tmp_path, monkeypatch):
@@ -607,8 +813,13 @@ def test_rows_lost_on_the_way_fail_the_run(run_alg, fx, tmp_path, monkeypatch):
     real = SubsidenceAlgorithm.expect_rows
     monkeypatch.setattr(SubsidenceAlgorithm, "expect_rows", lambda self, name, n: real(self, name, n + 1))
     outs = previous_outputs(tmp_path / "out", "laggedcorrelation")
-    expect_failure(run_alg, "laggedcorrelation", dict(input_files(fx, "laggedcorrelation")[0], **outs),
-                   r"OUTPUT: only 3 of 4 rows reached .*out_output.csv", [fx["dir"], tmp_path])
+    expect_failure(
+        run_alg,
+        "laggedcorrelation",
+        dict(input_files(fx, "laggedcorrelation")[0], **outs),
+        r"OUTPUT: only 3 of 4 rows reached .*out_output.csv",
+        [fx["dir"], tmp_path],
+    )
 
 
 def test_headless_output_equal_to_input_exits_nonzero_with_one_line(qp, fx, tmp_path):
@@ -632,9 +843,17 @@ def test_output_equal_to_a_file_found_in_the_input_folder_is_refused(run_alg, ki
 
     frame = tmp_path / "frame"
     written = write_licsar_frame(frame)
-    target = {"unw": written["unw"][0], "cc": written["cc"][0],
-              "U": os.path.join(str(frame), "metadata", "%s.geo.U.tif" % FRAME)}[kind]
+    target = {
+        "unw": written["unw"][0],
+        "cc": written["cc"][0],
+        "U": os.path.join(str(frame), "metadata", "%s.geo.U.tif" % FRAME),
+    }[kind]
     outs = previous_outputs(tmp_path / "out", "sbasinversion")
     outs["OUTPUT_VELOCITY"] = target
-    expect_failure(run_alg, "sbasinversion", dict(INPUT_FOLDER=str(frame), OUTPUT_COMPONENT=1, **outs),
-                   r"OUTPUT_VELOCITY: the output .* would overwrite the input INPUT_FOLDER", [frame, tmp_path])
+    expect_failure(
+        run_alg,
+        "sbasinversion",
+        dict(INPUT_FOLDER=str(frame), OUTPUT_COMPONENT=1, **outs),
+        r"OUTPUT_VELOCITY: the output .* would overwrite the input INPUT_FOLDER",
+        [frame, tmp_path],
+    )

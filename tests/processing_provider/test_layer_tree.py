@@ -6,6 +6,7 @@ the current node: after the first output was moved into a new group, the next ou
 (QgisApp::layerTreeInsertionPoint) on the library's registry bridge, so these tests see what a
 user sees.
 """
+
 import datetime as dt
 import math
 import re
@@ -57,8 +58,9 @@ def _stack(folder, n_dates=6):
         for j in range(i + 1, min(i + 3, n_dates)):
             a, b = dates[i], dates[j]
             phase = -(truth[j] - truth[i]) / 1000.0 * 4 * math.pi / LAMBDA
-            ifgs.append(write_stack(folder / ("%s_%s.geo.unw.tif" % (a.strftime("%Y%m%d"), b.strftime("%Y%m%d"))),
-                                    phase))
+            ifgs.append(
+                write_stack(folder / ("%s_%s.geo.unw.tif" % (a.strftime("%Y%m%d"), b.strftime("%Y%m%d"))), phase)
+            )
     return ifgs
 
 
@@ -89,10 +91,17 @@ def test_sbas_outputs_in_one_group_whatever_the_selection(project, follow_curren
     project.layerTreeRegistryBridge().setLayerInsertionPoint(QgsLayerTreeRegistryBridge.InsertionPoint(mine, 0))
     ifgs = _stack(tmp_path / "ifg")
     for k in range(2):
-        _run("subsidence:sbasinversion", {
-            "INTERFEROGRAMS": ifgs, "OUTPUT_TIMESERIES": str(tmp_path / ("ts%d.tif" % k)),
-            "OUTPUT_VELOCITY": str(tmp_path / ("v%d.tif" % k)), "OUTPUT_QUALITY": str(tmp_path / ("q%d.tif" % k)),
-            "OUTPUT_NETWORK": str(tmp_path / ("net%d.gpkg" % k))}, project)
+        _run(
+            "subsidence:sbasinversion",
+            {
+                "INTERFEROGRAMS": ifgs,
+                "OUTPUT_TIMESERIES": str(tmp_path / ("ts%d.tif" % k)),
+                "OUTPUT_VELOCITY": str(tmp_path / ("v%d.tif" % k)),
+                "OUTPUT_QUALITY": str(tmp_path / ("q%d.tif" % k)),
+                "OUTPUT_NETWORK": str(tmp_path / ("net%d.gpkg" % k)),
+            },
+            project,
+        )
     runs = [g for g in _groups(project) if g.customProperty(RUN_PROPERTY)]
     assert len(runs) == 2
     names = [g.name() for g in runs]
@@ -134,9 +143,17 @@ def test_second_algorithm_does_not_drop_into_previous_group(project, follow_curr
     assert layer.isValid()
     project.addMapLayer(layer, False)
     project.layerTreeRoot().addLayer(layer)
-    _run("subsidence:geodetector", {"INPUT": layer, "TARGET_FIELD": "y", "FACTOR_FIELDS": ["a", "b"],
-                                     "OUTPUT_FACTOR": str(tmp_path / "f.csv"),
-                                     "OUTPUT_INTERACTION": str(tmp_path / "i.csv")}, project)
+    _run(
+        "subsidence:geodetector",
+        {
+            "INPUT": layer,
+            "TARGET_FIELD": "y",
+            "FACTOR_FIELDS": ["a", "b"],
+            "OUTPUT_FACTOR": str(tmp_path / "f.csv"),
+            "OUTPUT_INTERACTION": str(tmp_path / "i.csv"),
+        },
+        project,
+    )
     runs = [g for g in _groups(project) if g.customProperty(RUN_PROPERTY)]
     assert len(runs) == 2
     by_name = {g.name().split(" \u2013 ")[0]: g for g in runs}

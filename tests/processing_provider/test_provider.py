@@ -1,4 +1,5 @@
 """Every algorithm of the provider: stable id, group, short help, and help text on every parameter."""
+
 import re
 
 

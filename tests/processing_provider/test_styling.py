@@ -1,4 +1,5 @@
 """Styles applied when outputs load (processing_provider/styling.py)."""
+
 import numpy as np
 import pytest
 from osgeo import gdal
@@ -60,7 +61,8 @@ def test_run_and_load_results_styles_resample_output(project, tmp_path):
         processing.runAndLoadResults(
             "subsidence:resampletimeseries",
             {"INPUT": str(tmp_path / "ts.tif"), "METHOD": 0, "OUTPUT": str(tmp_path / ("out%d.tif" % k))},
-            feedback=QgsProcessingFeedback(), context=ctx,
+            feedback=QgsProcessingFeedback(),
+            context=ctx,
         )
     layers = sorted(project.mapLayers().values(), key=lambda lyr: lyr.source())
     assert len(layers) == 2
@@ -156,8 +158,7 @@ def test_per_band_ranges_code_path_with_a_338_like_api(qgis_app, monkeypatch):
 
     from subsidence_toolkit.processing_provider import styling
 
-    monkeypatch.setattr(Qgis, "RasterTemporalMode", types.SimpleNamespace(FixedRangePerBand="per-band"),
-                        raising=False)
+    monkeypatch.setattr(Qgis, "RasterTemporalMode", types.SimpleNamespace(FixedRangePerBand="per-band"), raising=False)
 
     class Props:
         def setMode(self, m):
@@ -191,13 +192,18 @@ def test_apply_toolkit_style_by_metadata(project, tmp_path):
     dates = sentinel1_dates(n=5)
     rng = np.random.default_rng(2)
     cases = {
-        "storage.tif": (write_stack(tmp_path / "storage.tif", 40 * rng.normal(size=(5, 6, 7)), dates=dates),
-                        "gwsa", 5),
+        "storage.tif": (write_stack(tmp_path / "storage.tif", 40 * rng.normal(size=(5, 6, 7)), dates=dates), "gwsa", 5),
         "ts.tif": (write_stack(tmp_path / "ts.tif", smooth_stack(dates, nan_fraction=0), dates=dates), "timeseries", 5),
         "vel.tif": (write_stack(tmp_path / "vel.tif", rng.normal(-10, 20, (6, 7))), "velocity", 1),
-        "quality.tif": (write_stack(tmp_path / "quality.tif", rng.uniform(0, 1, (3, 6, 7)),
-                                    descriptions=["temporal coherence", "interferograms used", "residual RMS"]),
-                        "quality", 1),
+        "quality.tif": (
+            write_stack(
+                tmp_path / "quality.tif",
+                rng.uniform(0, 1, (3, 6, 7)),
+                descriptions=["temporal coherence", "interferograms used", "residual RMS"],
+            ),
+            "quality",
+            1,
+        ),
         "coherence.tif": (write_stack(tmp_path / "coherence.tif", rng.uniform(-0.1, 1, (6, 7))), "quality", 1),
     }
     ds = gdal.Open(cases["storage.tif"][0], gdal.GA_Update)

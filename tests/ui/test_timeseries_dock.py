@@ -1,4 +1,5 @@
 """The time-series dock in a real QgsMapCanvas under offscreen Qt."""
+
 import csv
 import datetime as dt
 from pathlib import Path
@@ -49,8 +50,9 @@ def scene(qgis_app, tmp_path):
     gx0, gy0 = np.floor(lon0 / gpix) * gpix, np.ceil(lat0 / gpix) * gpix
     gny, gnx = 6, 8
     t = np.arange(len(gdates))[:, None, None]
-    gwsa = (-3.0 * t + 20 * np.sin(2 * np.pi * t / 12) + np.arange(gny)[None, :, None]
-            + 0.1 * np.arange(gnx)[None, None, :]).astype(np.float32)
+    gwsa = (
+        -3.0 * t + 20 * np.sin(2 * np.pi * t / 12) + np.arange(gny)[None, :, None] + 0.1 * np.arange(gnx)[None, None, :]
+    ).astype(np.float32)
     gpath = write_stack(tmp_path / "gwsa_monthly.tif", gwsa, dates=gdates, epsg=4326, origin=(gx0, gy0), pixel=gpix)
     for p in (dpath, gpath):
         ds = gdal.Open(p, gdal.GA_Update)
@@ -58,8 +60,9 @@ def scene(qgis_app, tmp_path):
         ds = None
     velocity = write_stack(tmp_path / "velocity.tif", defo[-1])  # single band: not a time series
 
-    layers = [QgsRasterLayer(p, n) for p, n in ((dpath, "SBAS displacement"), (gpath, "GWSA (GRACE)"),
-                                                (velocity, "velocity"))]
+    layers = [
+        QgsRasterLayer(p, n) for p, n in ((dpath, "SBAS displacement"), (gpath, "GWSA (GRACE)"), (velocity, "velocity"))
+    ]
     assert all(lyr.isValid() for lyr in layers)
     project.addMapLayers(layers)
     from subsidence_toolkit.processing_provider.styling import apply_style
@@ -82,8 +85,19 @@ def scene(qgis_app, tmp_path):
     window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
     dock.show()
     qgis_app.processEvents()
-    yield dict(project=project, canvas=canvas, dock=dock, window=window, defo=defo, ddates=ddates, gwsa=gwsa,
-               gdates=gdates, gpath=gpath, dpath=dpath, ggrid=(gx0, gy0, gpix))
+    yield dict(
+        project=project,
+        canvas=canvas,
+        dock=dock,
+        window=window,
+        defo=defo,
+        ddates=ddates,
+        gwsa=gwsa,
+        gdates=gdates,
+        gpath=gpath,
+        dpath=dpath,
+        ggrid=(gx0, gy0, gpix),
+    )
     dock.cleanup()
     window.close()
     project.clear()
@@ -148,8 +162,9 @@ def test_click_plots_known_series_on_twin_axes_and_exports(scene, tmp_path):
     assert lines["SBAS displacement @ P1"].get_linestyle() != lines["GWSA (GRACE) @ P1"].get_linestyle()
     # the map crosses carry the same labels and colours
     assert [m.text for m in dock._canvas_items] == ["P1", "P2"]
-    assert [m.color.name() for m in dock._canvas_items] == [lines["SBAS displacement @ P%d" % k].get_color()
-                                                            for k in (1, 2)]
+    assert [m.color.name() for m in dock._canvas_items] == [
+        lines["SBAS displacement @ P%d" % k].get_color() for k in (1, 2)
+    ]
     np.testing.assert_array_equal(dock.plot.ax_left.get_lines()[1].get_ydata(), scene["defo"][:, 3, 5])
 
     # CSV: union of dates, one column per plotted series
@@ -221,19 +236,26 @@ def test_drawn_polygon_and_selected_feature_average(scene):
     defo_s, gwsa_s = dock.series
     assert defo_s.npixels == 4 and defo_s.label == "SBAS displacement @ polygon 1"
     assert defo_s.column_name() == "SBAS displacement @ polygon 1 (4 px) [mm]"
-    np.testing.assert_allclose(defo_s.values, scene["defo"][:, 2:4, 1:3].reshape(len(scene["ddates"]), -1)
-                               .mean(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(
+        defo_s.values, scene["defo"][:, 2:4, 1:3].reshape(len(scene["ddates"]), -1).mean(axis=1), rtol=1e-6
+    )
     g = QgsGeometry(drawn[0])
-    g.transform(QgsCoordinateTransform(QgsCoordinateReferenceSystem("EPSG:32649"),
-                                       QgsCoordinateReferenceSystem("EPSG:4326"), QgsProject.instance()))
+    g.transform(
+        QgsCoordinateTransform(
+            QgsCoordinateReferenceSystem("EPSG:32649"), QgsCoordinateReferenceSystem("EPSG:4326"), QgsProject.instance()
+        )
+    )
     exp, n = pixel_series.polygon_mean_series(scene["gpath"], g.asWkt())
     np.testing.assert_allclose(gwsa_s.values, exp)
     assert gwsa_s.npixels == n >= 1
 
     # selected feature of a polygon layer in another CRS (EPSG:4326): cols 4-5, rows 0-1
-    ring = [_utm_to_wgs(ORIGIN[0] + 4 * PIX + 5, ORIGIN[1] - 5), _utm_to_wgs(ORIGIN[0] + 6 * PIX - 5, ORIGIN[1] - 5),
-            _utm_to_wgs(ORIGIN[0] + 6 * PIX - 5, ORIGIN[1] - 2 * PIX + 5),
-            _utm_to_wgs(ORIGIN[0] + 4 * PIX + 5, ORIGIN[1] - 2 * PIX + 5)]
+    ring = [
+        _utm_to_wgs(ORIGIN[0] + 4 * PIX + 5, ORIGIN[1] - 5),
+        _utm_to_wgs(ORIGIN[0] + 6 * PIX - 5, ORIGIN[1] - 5),
+        _utm_to_wgs(ORIGIN[0] + 6 * PIX - 5, ORIGIN[1] - 2 * PIX + 5),
+        _utm_to_wgs(ORIGIN[0] + 4 * PIX + 5, ORIGIN[1] - 2 * PIX + 5),
+    ]
     vl = QgsVectorLayer("Polygon?crs=EPSG:4326", "areas", "memory")
     f = QgsFeature()
     f.setGeometry(QgsGeometry.fromPolygonXY([[QgsPointXY(*p) for p in ring + ring[:1]]]))
@@ -244,8 +266,9 @@ def test_drawn_polygon_and_selected_feature_average(scene):
     new = dock.use_selected_polygons()
     assert len(new) == 2 and dock.series == new  # hold is off: replaced
     assert new[0].npixels == 4
-    np.testing.assert_allclose(new[0].values, scene["defo"][:, 0:2, 4:6].reshape(len(scene["ddates"]), -1)
-                               .mean(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(
+        new[0].values, scene["defo"][:, 0:2, 4:6].reshape(len(scene["ddates"]), -1).mean(axis=1), rtol=1e-6
+    )
 
 
 def test_dock_without_matplotlib_says_so_and_still_exports_csv(scene, monkeypatch, tmp_path):
@@ -338,9 +361,11 @@ def test_plugin_adds_and_removes_the_action(qgis_app, monkeypatch, tmp_path):
     ds.SetMetadata({"KIND": "gwsa"})
     ds = None
     iface.active = QgsRasterLayer(path, "gwsa")
-    assert [a.objectName() for _, a in iface.menu] == ["SubsidenceToolkitTimeSeriesViewer",
-                                                       "SubsidenceToolkitApplyStyle",
-                                                       "SubsidenceToolkitEditWorkflowModel"]
+    assert [a.objectName() for _, a in iface.menu] == [
+        "SubsidenceToolkitTimeSeriesViewer",
+        "SubsidenceToolkitApplyStyle",
+        "SubsidenceToolkitEditWorkflowModel",
+    ]
     assert plugin.apply_style_to_selection() == [("gwsa", "gwsa")]
     from subsidence_toolkit.processing_provider.compat import renderer_band
 
@@ -360,7 +385,7 @@ def test_plugin_adds_and_removes_the_action(qgis_app, monkeypatch, tmp_path):
 
 
 def _overlaps(boxes):
-    return [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:] if a.overlaps(b)]
+    return [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1 :] if a.overlaps(b)]
 
 
 @pytest.mark.parametrize("size", [(380, 300), (900, 600)])
@@ -379,8 +404,9 @@ def test_readable_at_dock_sizes(scene, qgis_app, size):
 
     x0, y0 = utm_centre(1, 1)
     x1, y1 = utm_centre(4, 3)
-    dock.add_polygon(QgsGeometry.fromWkt("POLYGON((%f %f,%f %f,%f %f,%f %f,%f %f))"
-                                         % (x0, y0, x1, y0, x1, y1, x0, y1, x0, y0)))
+    dock.add_polygon(
+        QgsGeometry.fromWkt("POLYGON((%f %f,%f %f,%f %f,%f %f,%f %f))" % (x0, y0, x1, y0, x1, y1, x0, y1, x0, y0))
+    )
     assert len(dock.series) == 8
     dock.zero_check.setChecked(True)
     qgis_app.processEvents()
@@ -394,13 +420,17 @@ def test_readable_at_dock_sizes(scene, qgis_app, size):
     ax, axr = dock.plot.ax_left, dock.plot.ax_right
 
     def inside(box, tol=1.0):
-        return (box.x0 >= fbox.x0 - tol and box.x1 <= fbox.x1 + tol
-                and box.y0 >= fbox.y0 - tol and box.y1 <= fbox.y1 + tol)
+        return (
+            box.x0 >= fbox.x0 - tol and box.x1 <= fbox.x1 + tol and box.y0 >= fbox.y0 - tol and box.y1 <= fbox.y1 + tol
+        )
 
     def shown(axis, view):  # labels of the ticks drawn (inside the view limits)
         lo, hi = sorted(view)
-        return [t.get_window_extent(renderer) for t, v in zip(axis.get_ticklabels(), axis.get_ticklocs())
-                if t.get_visible() and t.get_text() and lo <= v <= hi]
+        return [
+            t.get_window_extent(renderer)
+            for t, v in zip(axis.get_ticklabels(), axis.get_ticklocs())
+            if t.get_visible() and t.get_text() and lo <= v <= hi
+        ]
 
     xt = shown(ax.xaxis, ax.get_xlim())
     assert len(xt) >= 2 and not _overlaps(xt)

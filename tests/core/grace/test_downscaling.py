@@ -1,4 +1,5 @@
 """Weighted downscaling (Liu et al. 2024 eqs. 6-9) against an independent pandas + scipy implementation."""
+
 import datetime as dt
 
 import numpy as np
@@ -43,15 +44,19 @@ def case(tmp_path_factory):
     keep = [i for i, ym in enumerate(MONTHS) if ym != MISSING]
     cm = _grace_cm()
     bounds = [gd.grace_month_bounds(*MONTHS[i]) for i in keep]
-    path = gd.write_mascon(d / "CSR_GRACE_GRACE-FO_RL06_Mascons_all-corrections_v02.nc", CLAT, CLON, bounds,
-                           cm[keep], layout="JPL")  # JPL layout: NaN -> -99999 fill
+    path = gd.write_mascon(
+        d / "CSR_GRACE_GRACE-FO_RL06_Mascons_all-corrections_v02.nc", CLAT, CLON, bounds, cm[keep], layout="JPL"
+    )  # JPL layout: NaN -> -99999 fill
     full = gd.write_mascon(d / "full.nc", CLAT, CLON, bounds, _grace_cm(False)[keep], layout="CSR")
     rng = np.random.default_rng(7)
     nt = len(MONTHS)
     t = np.arange(nt)
     lat, lon = np.meshgrid(FLAT, FLON, indexing="ij")
-    sm = 300 + 40 * np.sin(2 * np.pi * (t[:, None, None] - 2) / 12) * (1 + 0.01 * (lon - 110))[None] \
+    sm = (
+        300
+        + 40 * np.sin(2 * np.pi * (t[:, None, None] - 2) / 12) * (1 + 0.01 * (lon - 110))[None]
         + rng.normal(0, 3, (nt, 50, 50))
+    )
     swe = np.maximum(0, 20 * np.cos(2 * np.pi * t / 12))[:, None, None] + rng.normal(0, 1, (nt, 50, 50))
     dates = [dt.date(y, m, 15) for y, m in MONTHS]
     grid = rasters.grid_from_origin(110.0, 40.0, 0.1, 0.1, 50, 50)
@@ -66,7 +71,7 @@ def case(tmp_path_factory):
     tg_full = np.full((nt, 36, 40), np.nan)
     with netcdf_file(full, "r", mmap=False) as f:
         tg_full[keep] = f.variables["lwe_thickness"][:].astype(np.float64) * 10.0
-    tf = (sm.astype(np.float32).astype(np.float64) + swe.astype(np.float32).astype(np.float64))
+    tf = sm.astype(np.float32).astype(np.float64) + swe.astype(np.float32).astype(np.float64)
     return dict(dir=d, grace=path, model=[p1, p2], tg=tg, tf=tf, grace_full=full, tg_full=tg_full)
 
 
@@ -83,8 +88,9 @@ def reference(tg, tf, method):
 
     def clim(stack, valid):
         n = stack.shape[1] * stack.shape[2]
-        df = pd.DataFrame({"moy": np.repeat(moy[valid], n), "cell": np.tile(np.arange(n), valid.sum()),
-                           "v": stack[valid].reshape(-1)})
+        df = pd.DataFrame(
+            {"moy": np.repeat(moy[valid], n), "cell": np.tile(np.arange(n), valid.sum()), "v": stack[valid].reshape(-1)}
+        )
         g = df.groupby(["moy", "cell"])["v"].mean().unstack("cell")
         return g.reindex(columns=range(n)).to_numpy().reshape(12, stack.shape[1], stack.shape[2])
 
@@ -110,7 +116,7 @@ def reference(tg, tf, method):
             nn = np.argsort(dd, axis=1)[:, :4]
             dn = np.take_along_axis(dd, nn, 1)
             vals = e[i].ravel()[nn]
-            wts = np.where(np.isfinite(vals), 1 / dn ** 2, 0)
+            wts = np.where(np.isfinite(vals), 1 / dn**2, 0)
             with np.errstate(invalid="ignore"):
                 fe = (np.nansum(wts * np.nan_to_num(vals), 1) / wts.sum(1)).reshape(50, 50)
             if not ok[i]:
@@ -125,7 +131,7 @@ def run(case, method="bilinear", memory_mb=512, period=None, model=None, full=Fa
     out = np.full((len(g.months), m.ysize, m.xsize), np.nan)
 
     def write(r0, block, c0=0):
-        out[:, r0:r0 + block.shape[1], c0:c0 + block.shape[2]] = block
+        out[:, r0 : r0 + block.shape[1], c0 : c0 + block.shape[2]] = block
 
     months, table = ds.weighted_downscaling(g, m, method=method, period=period, write=write, memory_mb=memory_mb)
     return months, table, out
@@ -206,13 +212,23 @@ def test_errors(case, tmp_path):
     with pytest.raises(TimeSeriesError, match="calendar month"):
         run(case, period=(2004.0, 2004.4))
     # model rasters on different grids
-    other = rasters.write_raster(str(tmp_path / "other.tif"), rasters.grid_from_origin(110.0, 40.0, 0.2, 0.2, 25, 25),
-                                  np.ones((36, 25, 25)), dates=[dt.date(y, m, 15) for y, m in MONTHS])
+    other = rasters.write_raster(
+        str(tmp_path / "other.tif"),
+        rasters.grid_from_origin(110.0, 40.0, 0.2, 0.2, 25, 25),
+        np.ones((36, 25, 25)),
+        dates=[dt.date(y, m, 15) for y, m in MONTHS],
+    )
     with pytest.raises(TimeSeriesError, match="other.tif does not cover the model grid"):
         run(case, model=[case["model"][0], other])
     # an all-NaN study area (fill everywhere)
-    nan_path = gd.write_mascon(tmp_path / "nan.nc", CLAT, CLON, [gd.grace_month_bounds(2004, m) for m in (1, 2)],
-                               np.full((2, 36, 40), np.nan), layout="JPL")
+    nan_path = gd.write_mascon(
+        tmp_path / "nan.nc",
+        CLAT,
+        CLON,
+        [gd.grace_month_bounds(2004, m) for m in (1, 2)],
+        np.full((2, 36, 40), np.nan),
+        layout="JPL",
+    )
     g = products.ProductReader('NETCDF:"%s":lwe_thickness' % nan_path)
     with pytest.raises(TimeSeriesError, match="all GRACE cells around the study area .* are NaN"):
         ds.weighted_downscaling(g, ds.ModelSum([products.ProductReader(case["model"][0])]))
@@ -240,10 +256,11 @@ def test_model_inputs_on_other_grids_are_interpolated(case, tmp_path):
     glon = 109.625 + 0.25 * np.arange(24)
     can = {}
     for i, (y, m) in enumerate(MONTHS):
-        c = (0.5 + 0.3 * np.sin(2 * np.pi * i / 12) + 0.02 * (glon[None, :] - 110) + 0.01 * (glat[:, None] - 35))
+        c = 0.5 + 0.3 * np.sin(2 * np.pi * i / 12) + 0.02 * (glon[None, :] - 110) + 0.01 * (glat[:, None] - 35)
         can[(y, m)] = c.astype(np.float32).astype(np.float64)
-        gd.write_gldas_month(tmp_path / ("GLDAS_NOAH025_M.A%04d%02d.021.nc4" % (y, m)), y, m, glat, glon,
-                             {"CanopInt_inst": c})
+        gd.write_gldas_month(
+            tmp_path / ("GLDAS_NOAH025_M.A%04d%02d.021.nc4" % (y, m)), y, m, glat, glon, {"CanopInt_inst": c}
+        )
     src = 'NETCDF:"%s":CanopInt_inst' % (tmp_path / "GLDAS_NOAH025_M.A*.nc4")
     _, _, out = run(case, "bilinear", model=case["model"] + [src])
     plat, plon = np.meshgrid(FLAT, FLON, indexing="ij")
@@ -262,18 +279,23 @@ def test_study_area_across_the_0_360_seam(tmp_path):
     lon = 0.125 + 0.25 * np.arange(1440)
     months = [(2010, m) for m in range(1, 13)] + [(2011, m) for m in range(1, 13)]
     rng = np.random.default_rng(9)
-    cm = (np.sin(2 * np.pi * np.arange(24) / 12)[:, None, None] * np.cos(np.deg2rad(lon))[None, None, :]
-          + rng.normal(0, 0.2, (24, 8, 1440))).astype(np.float32)
+    cm = (
+        np.sin(2 * np.pi * np.arange(24) / 12)[:, None, None] * np.cos(np.deg2rad(lon))[None, None, :]
+        + rng.normal(0, 0.2, (24, 8, 1440))
+    ).astype(np.float32)
     path = gd.write_mascon(tmp_path / "csr.nc", lat, lon, [gd.grace_month_bounds(*m) for m in months], cm)
     flon = -0.38 + 0.04 * np.arange(20)
     flat = 51.38 - 0.04 * np.arange(20)
     grid = rasters.grid_from_origin(-0.4, 51.4, 0.04, 0.04, 20, 20)
-    model = rasters.write_raster(str(tmp_path / "m.tif"), grid, np.full((24, 20, 20), 100.0),
-                                  dates=[dt.date(y, m, 15) for y, m in months])
+    model = rasters.write_raster(
+        str(tmp_path / "m.tif"), grid, np.full((24, 20, 20), 100.0), dates=[dt.date(y, m, 15) for y, m in months]
+    )
     out = np.full((24, 20, 20), np.nan)
-    ds.weighted_downscaling(products.ProductReader('NETCDF:"%s":lwe_thickness' % path),
-                            ds.ModelSum([products.ProductReader(model)]),
-                            write=lambda r0, b: out.__setitem__((slice(None), slice(r0, r0 + b.shape[1])), b))
+    ds.weighted_downscaling(
+        products.ProductReader('NETCDF:"%s":lwe_thickness' % path),
+        ds.ModelSum([products.ProductReader(model)]),
+        write=lambda r0, b: out.__setitem__((slice(None), slice(r0, r0 + b.shape[1])), b),
+    )
     # independent: roll the global grid so that it runs -180..180, climatology with pandas, scipy interpolation
     rolled = np.roll(cm.astype(np.float64) * 10.0, 720, axis=2)
     rlon = np.concatenate([lon[720:] - 360.0, lon[:720]])

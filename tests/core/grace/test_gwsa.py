@@ -1,4 +1,5 @@
 """GWSA by water balance (Liu et al. 2024 eqs. 10-12) from real-layout component files."""
+
 import datetime as dt
 
 import numpy as np
@@ -34,26 +35,34 @@ def case(tmp_path_factory):
     twsa = 30 * np.sin(2 * np.pi * t / 12)[:, None, None] - 0.8 * t[:, None, None] + rng.normal(0, 4, (nt, 20, 20))
     twsa[MONTHS.index(TWSA_NAN)] = np.nan
     grid = grid_from_origin(110.0, 37.0, 0.1, 0.1, 20, 20)
-    tpath = write_raster(str(d / "twsa_downscaled.tif"), grid, twsa,
-                                  dates=[dt.date(y, m, 15) for y, m in MONTHS])
+    tpath = write_raster(str(d / "twsa_downscaled.tif"), grid, twsa, dates=[dt.date(y, m, 15) for y, m in MONTHS])
     swe, can = {}, {}
     for i, (y, m) in enumerate(MONTHS):
         a = 15 * max(0, np.cos(2 * np.pi * i / 12)) + rng.normal(0, 1, (12, 14)) + 2 * (GLAT[:, None] - 35)
         c = 0.5 + 0.3 * np.sin(2 * np.pi * i / 12) + 0.01 * (GLON[None, :] - 110) * np.ones((12, 1))
         swe[(y, m)], can[(y, m)] = a, c
         if (y, m) != GLDAS_MISSING:
-            gd.write_gldas_month(d / ("GLDAS_NOAH025_M.A%04d%02d.021.nc4" % (y, m)), y, m, GLAT, GLON,
-                                 {"SWE_inst": a, "CanopInt_inst": c})
+            gd.write_gldas_month(
+                d / ("GLDAS_NOAH025_M.A%04d%02d.021.nc4" % (y, m)),
+                y,
+                m,
+                GLAT,
+                GLON,
+                {"SWE_inst": a, "CanopInt_inst": c},
+            )
     flat_asc = FLAT[::-1]
     sm = {}
     for i, (y, m) in enumerate(MONTHS):
         th = 0.25 + 0.05 * np.sin(2 * np.pi * (i - 1) / 12) + rng.normal(0, 0.005, (20, 20))
         sm[(y, m)] = th
-        gd.write_fldas_month(d / ("FLDAS_NOAH01_C_GL_M.A%04d%02d.001.nc" % (y, m)), y, m, flat_asc, FLON,
-                             {"SoilMoi10_40cm_tavg": th})
-    comps = ['NETCDF:"%s":SWE_inst' % (d / "GLDAS_NOAH025_M.A*.nc4"),
-             'NETCDF:"%s":CanopInt_inst' % (d / "GLDAS_NOAH025_M.A*.nc4"),
-             'NETCDF:"%s":SoilMoi10_40cm_tavg' % (d / "FLDAS_NOAH01_C_GL_M.A*.nc")]
+        gd.write_fldas_month(
+            d / ("FLDAS_NOAH01_C_GL_M.A%04d%02d.001.nc" % (y, m)), y, m, flat_asc, FLON, {"SoilMoi10_40cm_tavg": th}
+        )
+    comps = [
+        'NETCDF:"%s":SWE_inst' % (d / "GLDAS_NOAH025_M.A*.nc4"),
+        'NETCDF:"%s":CanopInt_inst' % (d / "GLDAS_NOAH025_M.A*.nc4"),
+        'NETCDF:"%s":SoilMoi10_40cm_tavg' % (d / "FLDAS_NOAH01_C_GL_M.A*.nc"),
+    ]
     # independent component fields on the TWSA grid (north-up), mm
     plat, plon = np.meshgrid(FLAT, FLON, indexing="ij")
     pts = np.column_stack([plat.ravel(), plon.ravel()])
@@ -75,10 +84,18 @@ def run(case, mode="anomaly", baseline=gwsa.DEFAULT_BASELINE, mask=None, comps=N
     out = np.full((len(tw.months), tw.ysize, tw.xsize), np.nan)
 
     def write(r0, block, c0=0):
-        out[:, r0:r0 + block.shape[1], c0:c0 + block.shape[2]] = block
+        out[:, r0 : r0 + block.shape[1], c0 : c0 + block.shape[2]] = block
 
-    months, table = gwsa.groundwater_anomaly(tw, readers, mode=mode, baseline=baseline, mask=mask, write=write,
-                                             memory_mb=memory_mb, names=["swe", "canopy", "soil"])
+    months, table = gwsa.groundwater_anomaly(
+        tw,
+        readers,
+        mode=mode,
+        baseline=baseline,
+        mask=mask,
+        write=write,
+        memory_mb=memory_mb,
+        names=["swe", "canopy", "soil"],
+    )
     return months, table, out
 
 
@@ -94,6 +111,7 @@ def test_anomaly_against_independent(case):
         n = x.shape[1] * x.shape[2]
         df = pd.DataFrame(np.where(joint, x, np.nan).reshape(len(MONTHS), n))
         return x - df.mean(axis=0, skipna=True).to_numpy().reshape(x.shape[1:])[None]
+
     exp = anom(r["twsa"]) - anom(r["swe"]) - anom(r["can"]) - anom(r["sm"])
     np.testing.assert_array_equal(np.isnan(out), np.isnan(exp))
     np.testing.assert_allclose(out, exp, atol=1e-4, equal_nan=True)
@@ -101,7 +119,8 @@ def test_anomaly_against_independent(case):
     # regional mean table: GWSA = TWSA - sum components holds for the means (same valid cells)
     i = MONTHS.index((2004, 5))
     assert table["gwsa_mm"][i] == pytest.approx(
-        table["twsa_mm"][i] - table["swe_mm"][i] - table["canopy_mm"][i] - table["soil_mm"][i], abs=1e-9)
+        table["twsa_mm"][i] - table["swe_mm"][i] - table["canopy_mm"][i] - table["soil_mm"][i], abs=1e-9
+    )
     w = np.cos(np.deg2rad(FLAT))[:, None] * np.ones((1, 20))
     assert table["gwsa_mm"][i] == pytest.approx(np.sum(exp[i] * w) / w.sum(), abs=1e-6)
 
@@ -113,8 +132,10 @@ def test_baseline_period_and_block_invariance(case):
     r = case["ref"]
     use = np.array([2005 <= y <= 2006 for y, _ in MONTHS])[:, None, None]
     use = use & np.isfinite(r["twsa"]) & np.isfinite(r["swe"]) & np.isfinite(r["can"]) & np.isfinite(r["sm"])
-    exp = sum(s * (x - np.nanmean(np.where(use, x, np.nan), axis=0)) for s, x in
-              ((1, r["twsa"]), (-1, r["swe"]), (-1, r["can"]), (-1, r["sm"])))
+    exp = sum(
+        s * (x - np.nanmean(np.where(use, x, np.nan), axis=0))
+        for s, x in ((1, r["twsa"]), (-1, r["swe"]), (-1, r["can"]), (-1, r["sm"]))
+    )
     np.testing.assert_allclose(a, exp, atol=1e-4, equal_nan=True)
 
 
@@ -143,29 +164,35 @@ def test_mask(case):
 
 
 def test_errors(case, tmp_path):
-    with pytest.raises(TimeSeriesError,
-                       match=r"baseline 1990.000-1995.999 is outside the TWSA data .*2004-01\.\.2007-12"):
+    with pytest.raises(
+        TimeSeriesError, match=r"baseline 1990.000-1995.999 is outside the TWSA data .*2004-01\.\.2007-12"
+    ):
         run(case, baseline=(1990.0, 1995.999))
     late = tmp_path / "GLDAS_NOAH025_M.A201501.021.nc4"
     gd.write_gldas_month(late, 2015, 1, GLAT, GLON, {"SWE_inst": np.ones((12, 14))})
-    gd.write_gldas_month(tmp_path / "GLDAS_NOAH025_M.A201502.021.nc4", 2015, 2, GLAT, GLON,
-                         {"SWE_inst": np.ones((12, 14))})
-    with pytest.raises(TimeSeriesError,
-                       match=r"months 2015-01\.\.2015-02 do not overlap the TWSA months 2004-01\.\.2007-12"):
+    gd.write_gldas_month(
+        tmp_path / "GLDAS_NOAH025_M.A201502.021.nc4", 2015, 2, GLAT, GLON, {"SWE_inst": np.ones((12, 14))}
+    )
+    with pytest.raises(
+        TimeSeriesError, match=r"months 2015-01\.\.2015-02 do not overlap the TWSA months 2004-01\.\.2007-12"
+    ):
         run(case, comps=['NETCDF:"%s":SWE_inst' % (tmp_path / "GLDAS_NOAH025_M.A2015*.nc4")])
     with pytest.raises(TimeSeriesError, match="mask polygon covers no TWSA cell"):
         run(case, mask=np.zeros((20, 20), bool))
     # a component that does not cover the TWSA grid
-    gd.write_gldas_month(tmp_path / "GLDAS_NOAH025_M.A200401.021.nc4", 2004, 1, GLAT + 10, GLON,
-                         {"SWE_inst": np.ones((12, 14))})
-    gd.write_gldas_month(tmp_path / "GLDAS_NOAH025_M.A200402.021.nc4", 2004, 2, GLAT + 10, GLON,
-                         {"SWE_inst": np.ones((12, 14))})
+    gd.write_gldas_month(
+        tmp_path / "GLDAS_NOAH025_M.A200401.021.nc4", 2004, 1, GLAT + 10, GLON, {"SWE_inst": np.ones((12, 14))}
+    )
+    gd.write_gldas_month(
+        tmp_path / "GLDAS_NOAH025_M.A200402.021.nc4", 2004, 2, GLAT + 10, GLON, {"SWE_inst": np.ones((12, 14))}
+    )
     with pytest.raises(TimeSeriesError, match="latitudes .* are outside the product|does not cover the TWSA grid"):
         run(case, comps=['NETCDF:"%s":SWE_inst' % (tmp_path / "GLDAS_NOAH025_M.A2004*.nc4")])
     # an all-NaN TWSA
     grid = grid_from_origin(110.0, 37.0, 0.1, 0.1, 20, 20)
-    nan = write_raster(str(tmp_path / "nan.tif"), grid, np.full((48, 20, 20), np.nan),
-                                dates=[dt.date(y, m, 15) for y, m in MONTHS])
+    nan = write_raster(
+        str(tmp_path / "nan.tif"), grid, np.full((48, 20, 20), np.nan), dates=[dt.date(y, m, 15) for y, m in MONTHS]
+    )
     with pytest.raises(TimeSeriesError, match="NaN over the whole study area"):
         run(case, twsa=nan)
     with pytest.raises(TimeSeriesError, match="unknown mode"):

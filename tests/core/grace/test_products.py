@@ -1,4 +1,5 @@
 """Reading GRACE / GLDAS / FLDAS layouts: months, special months, gaps, units, windows, longitudes."""
+
 import datetime as dt
 
 import numpy as np
@@ -115,8 +116,16 @@ def test_jpl_fill_and_gain_factors(tmp_path):
     data[:, 2, 10] = np.nan  # ocean / fill cell
     gain = np.full((6, 720), 1.2)
     gain[0, :] = np.nan
-    path = gd.write_mascon(tmp_path / "GRCTellus.JPL.200204_202501.GLO.RL06.3M.MSCNv04CRI.nc", lat, lon, bounds,
-                           data, layout="JPL", scale_factor=gain, land_mask=np.ones((6, 720)))
+    path = gd.write_mascon(
+        tmp_path / "GRCTellus.JPL.200204_202501.GLO.RL06.3M.MSCNv04CRI.nc",
+        lat,
+        lon,
+        bounds,
+        data,
+        layout="JPL",
+        scale_factor=gain,
+        land_mask=np.ones((6, 720)),
+    )
     ds = gdal.Open('NETCDF:"%s":scale_factor' % path)
     assert ds.GetRasterBand(1).GetScale() in (None, 1.0)
     r = products.ProductReader('NETCDF:"%s":lwe_thickness' % path)
@@ -138,8 +147,14 @@ def test_gldas_monthly_file_list(tmp_path):
         sm = np.full((5, 6), 100.0 + m)
         sm[0, 0] = np.nan
         expect[m] = sm
-        gd.write_gldas_month(tmp_path / ("GLDAS_NOAH025_M.A2020%02d.021.nc4" % m), 2020, m, lat, lon,
-                             {"SoilMoi0_10cm_inst": sm, "SWE_inst": sm * 0 + 3.0})
+        gd.write_gldas_month(
+            tmp_path / ("GLDAS_NOAH025_M.A2020%02d.021.nc4" % m),
+            2020,
+            m,
+            lat,
+            lon,
+            {"SoilMoi0_10cm_inst": sm, "SWE_inst": sm * 0 + 3.0},
+        )
     r = products.ProductReader('NETCDF:"%s":SoilMoi0_10cm_inst' % (tmp_path / "GLDAS_NOAH025_M.A*.nc4"))
     assert r.factor == 1.0 and r.file_units == "kg m-2"
     assert r.record_months.tolist() == [mk(2020, 1), mk(2020, 2), mk(2020, 4)]
@@ -159,9 +174,10 @@ def test_fldas_xy_volumetric_and_month_from_name(tmp_path):
     lon = 110.05 + 0.1 * np.arange(5)
     fields = {name: np.full((4, 5), 0.25) for name, _ in gd.FLDAS_LAYERS}
     p = gd.write_fldas_month(tmp_path / "FLDAS_NOAH01_C_GL_M.A202003.001.nc", 2020, 3, lat, lon, fields)
-    p2 = gd.write_fldas_month(tmp_path / "FLDAS_NOAH01_C_GL_M.A202004.001.nc", 2020, 4, lat, lon,
-                              {k: v * 2 for k, v in fields.items()})
-    for (name, thick) in gd.FLDAS_LAYERS:
+    p2 = gd.write_fldas_month(
+        tmp_path / "FLDAS_NOAH01_C_GL_M.A202004.001.nc", 2020, 4, lat, lon, {k: v * 2 for k, v in fields.items()}
+    )
+    for name, thick in gd.FLDAS_LAYERS:
         r = products.ProductReader(['NETCDF:"%s":%s' % (p, name), 'NETCDF:"%s":%s' % (p2, name)])
         assert r.factor == pytest.approx(thick * 1000.0)
         assert r.record_months.tolist() == [mk(2020, 3), mk(2020, 4)]
@@ -173,6 +189,7 @@ def test_fldas_xy_volumetric_and_month_from_name(tmp_path):
     assert r.factor == pytest.approx(200.0)
     # a monthly file without a time variable: the month comes from the .AYYYYMM. in the name
     from scipy.io import netcdf_file
+
     q = tmp_path / "FLDAS_NOAH01_C_GL_M.A201907.001.nc"
     f = netcdf_file(str(q), "w")
     f.createDimension("Y", 4)
@@ -187,6 +204,7 @@ def test_fldas_xy_volumetric_and_month_from_name(tmp_path):
     f.close()
     q2 = tmp_path / "FLDAS_NOAH01_C_GL_M.A201908.001.nc"
     import shutil
+
     shutil.copy(q, q2)
     r = products.ProductReader('NETCDF:"%s":SWE_inst' % (tmp_path / "FLDAS_NOAH01_C_GL_M.A2019*.nc"))
     assert r.record_months.tolist() == [mk(2019, 7), mk(2019, 8)]
@@ -194,6 +212,7 @@ def test_fldas_xy_volumetric_and_month_from_name(tmp_path):
 
 def test_scale_offset_attributes_applied(tmp_path):
     from scipy.io import netcdf_file
+
     p = tmp_path / "packed.nc"
     f = netcdf_file(str(p), "w")
     f.createDimension("time", 2)
@@ -244,16 +263,22 @@ def _rec(mid, start=None, end=None):
 
 def test_assign_months_jpl_style_and_duplicates():
     # JPL: Dec 2011 centred in Jan 2012 -> moves back to the empty December
-    recs = [_rec(dt.datetime(2011, 11, 15)), _rec(dt.datetime(2012, 1, 2), dt.datetime(2011, 12, 17),
-                                                    dt.datetime(2012, 1, 18)),
-            _rec(dt.datetime(2012, 1, 25), dt.datetime(2012, 1, 18), dt.datetime(2012, 1, 31)),
-            _rec(dt.datetime(2012, 2, 15))]
+    recs = [
+        _rec(dt.datetime(2011, 11, 15)),
+        _rec(dt.datetime(2012, 1, 2), dt.datetime(2011, 12, 17), dt.datetime(2012, 1, 18)),
+        _rec(dt.datetime(2012, 1, 25), dt.datetime(2012, 1, 18), dt.datetime(2012, 1, 31)),
+        _rec(dt.datetime(2012, 2, 15)),
+    ]
     moves = products.assign_months(recs)
     assert [r.month for r in recs] == [mk(2011, 11), mk(2011, 12), mk(2012, 1), mk(2012, 2)]
     assert moves[0][1:] == (mk(2012, 1), mk(2011, 12))
     # both neighbours taken -> error naming the month and both records
-    recs = [_rec(dt.datetime(2011, 9, 15)), _rec(dt.datetime(2011, 10, 5)), _rec(dt.datetime(2011, 10, 28)),
-            _rec(dt.datetime(2011, 11, 15))]
+    recs = [
+        _rec(dt.datetime(2011, 9, 15)),
+        _rec(dt.datetime(2011, 10, 5)),
+        _rec(dt.datetime(2011, 10, 28)),
+        _rec(dt.datetime(2011, 11, 15)),
+    ]
     with pytest.raises(TimeSeriesError, match="duplicate month 2011-10.*2011-10-05.*2011-10-28"):
         products.assign_months(recs, "f.nc")
     recs = [_rec(dt.datetime(2011, 10, d)) for d in (3, 13, 23)]
@@ -270,7 +295,13 @@ def test_no_georeferencing_and_variable_choice(tmp_path):
     with pytest.raises(TimeSeriesError, match="plain.tif: the grid has no usable georeferencing"):
         products.ProductReader(str(p))
     lat = 30.125 + 0.25 * np.arange(3)
-    f = gd.write_gldas_month(tmp_path / "GLDAS_NOAH025_M.A202001.021.nc4", 2020, 1, lat, lat + 80,
-                             {"SWE_inst": np.ones((3, 3)), "CanopInt_inst": np.ones((3, 3))})
+    f = gd.write_gldas_month(
+        tmp_path / "GLDAS_NOAH025_M.A202001.021.nc4",
+        2020,
+        1,
+        lat,
+        lat + 80,
+        {"SWE_inst": np.ones((3, 3)), "CanopInt_inst": np.ones((3, 3))},
+    )
     with pytest.raises(TimeSeriesError, match="choose a variable.*SWE_inst"):
         products.ProductReader(f)

@@ -1,6 +1,7 @@
 """The corrections and loop-closure passes (core/insar/corrections.py) on a planted GeoTIFF stack: GACOS
 troposphere and ramps removed to the noise level, a worsening GACOS correction not applied, whole-image
 unwrapping errors found by the streamed loop statistics."""
+
 import datetime as dt
 import math
 
@@ -30,12 +31,12 @@ def date_ramp(n, xx, yy):
 def build(tmp_path, bad_ifgs=(), gacos_missing_in=None, seed=0):
     rng = np.random.default_rng(seed)
     dates = [dt.date(2021, 1, 1) + dt.timedelta(days=12 * k) for k in range(8)]
-    pairs = [(a, b) for i, a in enumerate(dates) for b in dates[i + 1:] if (b - a).days <= 36]
+    pairs = [(a, b) for i, a in enumerate(dates) for b in dates[i + 1 :] if (b - a).days <= 36]
     net = SbasNetwork([a for a, _ in pairs], [b for _, b in pairs])
     yy, xx = np.mgrid[0:NY, 0:NX]
     bowl = ((yy - 15) ** 2 + (xx - 20) ** 2) < 36
     t = net.tyears
-    defo = np.where(bowl[None], -3.0 * t[:, None, None], 0.0)          # rad, only inside the bowl
+    defo = np.where(bowl[None], -3.0 * t[:, None, None], 0.0)  # rad, only inside the bowl
     lon = X0 + (xx + 0.5) * PX
     lat = Y0 - (yy + 0.5) * PX
     step = 0.0025
@@ -56,22 +57,36 @@ def build(tmp_path, bad_ifgs=(), gacos_missing_in=None, seed=0):
     for k, (a, b) in enumerate(pairs):
         i, j = dates.index(a), dates.index(b)
         clean = defo[j] - defo[i]
-        ramp = date_ramp(j, xx, yy) - date_ramp(i, xx, yy)   # orbital ramps are per date
+        ramp = date_ramp(j, xx, yy) - date_ramp(i, xx, yy)  # orbital ramps are per date
         tropo = 4 * math.pi / WL * (slant[j] - slant[i])
         if gacos_missing_in is not None and k == gacos_missing_in:
-            tropo = 0 * tropo                      # this pair carries no troposphere: GACOS would worsen it
+            tropo = 0 * tropo  # this pair carries no troposphere: GACOS would worsen it
         phase = clean + tropo + ramp + rng.normal(0, 0.05, (NY, NX))
         if k in bad_ifgs:
             phase = phase + 2 * math.pi * (yy < 20)
-        p = write_stack(tmp_path / ("%s_%s.geo.unw.tif" % (a.strftime("%Y%m%d"), b.strftime("%Y%m%d"))), phase,
-                        epsg=4326, origin=(X0, Y0), pixel=PX)
+        p = write_stack(
+            tmp_path / ("%s_%s.geo.unw.tif" % (a.strftime("%Y%m%d"), b.strftime("%Y%m%d"))),
+            phase,
+            epsg=4326,
+            origin=(X0, Y0),
+            pixel=PX,
+        )
         paths.append(p)
         truth.append(clean)
         ramps.append(ramp)
     grid = RasterGrid.of(open_raster(paths[0]))
     mask = write_stack(tmp_path / "bowl.tif", bowl.astype(np.float32), epsg=4326, origin=(X0, Y0), pixel=PX)
-    return dict(dates=dates, pairs=pairs, net=net, paths=paths, truth=np.array(truth), grid=grid, gpaths=gpaths,
-                mask=mask, bowl=bowl)
+    return dict(
+        dates=dates,
+        pairs=pairs,
+        net=net,
+        paths=paths,
+        truth=np.array(truth),
+        grid=grid,
+        gpaths=gpaths,
+        mask=mask,
+        bowl=bowl,
+    )
 
 
 def reader(s, gset=True):
@@ -80,8 +95,16 @@ def reader(s, gset=True):
     sec = np.where(net.sign > 0, net.i2, net.i1)
     gs = gacos.GacosSet(s["gpaths"], s["grid"]) if gset else None
     to_mm = los_factor_mm(UNITS_RADIANS, WL)
-    return corrections.CorrectedFiles(StackFiles(s["paths"]), net.dates, ref, sec, s["grid"], gs,
-                                      gacos.Incidence(angle=39.0), gacos.metres_to_units(to_mm))
+    return corrections.CorrectedFiles(
+        StackFiles(s["paths"]),
+        net.dates,
+        ref,
+        sec,
+        s["grid"],
+        gs,
+        gacos.Incidence(angle=39.0),
+        gacos.metres_to_units(to_mm),
+    )
 
 
 def run_pass(cf, mode, mask=None, windows=((0, 17, 0, 25), (0, 17, 25, 15), (17, 13, 0, 40))):
@@ -104,7 +127,7 @@ def test_gacos_and_ramps_removed_to_noise(tmp_path):
     got = cf.read(0, NY, 0, NX)
     resid = got - s["truth"]
     # noise 0.05 rad; the uncorrected troposphere + ramps are several radians
-    assert np.sqrt(np.mean(resid ** 2)) < 0.08
+    assert np.sqrt(np.mean(resid**2)) < 0.08
     raw = StackFiles(s["paths"]).read(0, NY, 0, NX)
     assert np.sqrt(np.mean((raw - s["truth"]) ** 2)) > 1.0
     # windows read through the reader equal the whole read
@@ -117,8 +140,16 @@ def test_scan_loops_name_bad_interferograms_and_reference_shift(tmp_path):
     cf = reader(s, gset=True)
     net = s["net"]
     ln = loop_closure.LoopNetwork(net.i1, net.i2, net.sign)
-    shared = dict(files=cf, coh=None, min_coherence=0, ramp_mode=deramp.DERAMP_QUADRATIC, mask=s["mask"],
-                  loop_net=ln, rad_per_unit=1.0, reference=None)
+    shared = dict(
+        files=cf,
+        coh=None,
+        min_coherence=0,
+        ramp_mode=deramp.DERAMP_QUADRATIC,
+        mask=s["mask"],
+        loop_net=ln,
+        rad_per_unit=1.0,
+        reference=None,
+    )
     wins = [(0, 10, 0, 40), (10, 20, 0, 40)]
     total = corrections.combine({i: corrections.scan_block_task(dict(window=w), shared) for i, w in enumerate(wins)})
     # loops of the GACOS-corrected, not deramped data referenced afterwards to pixel (3, 4)
@@ -132,21 +163,24 @@ def test_scan_loops_name_bad_interferograms_and_reference_shift(tmp_path):
     assert np.allclose(rms, loop_closure.loop_rms(direct), rtol=1e-6, atol=1e-6)
     # the ramp normals of the same scan give the corrections pass's ramps
     d = corrections.decide(total, net.names, 0.1, deramp.DERAMP_QUADRATIC)
-    d2 = corrections.decide(run_pass(reader(s), deramp.DERAMP_QUADRATIC, s["mask"]), net.names, 0.1,
-                            deramp.DERAMP_QUADRATIC)
+    d2 = corrections.decide(
+        run_pass(reader(s), deramp.DERAMP_QUADRATIC, s["mask"]), net.names, 0.1, deramp.DERAMP_QUADRATIC
+    )
     assert np.allclose(d["ramp_coef"], d2["ramp_coef"], rtol=1e-9, atol=1e-9)
     # a quadratic ramp fitted to each interferogram absorbs much of a 2 pi step over two thirds of the image,
     # which is why the loops are summed without the ramp
     cf.ramp_mode, cf.ramp_coef = deramp.DERAMP_QUADRATIC, d["ramp_coef"]
     yr = cf.read(0, NY, 0, NX)
     yr -= yr[:, 3:4, 4:5]
-    deramped = loop_closure.classify(ln, loop_closure.loop_rms(
-        loop_closure.accumulate(loop_closure.empty_stats(ln.n_loops), ln.loop_phase(yr))))
+    deramped = loop_closure.classify(
+        ln, loop_closure.loop_rms(loop_closure.accumulate(loop_closure.empty_stats(ln.n_loops), ln.loop_phase(yr)))
+    )
     assert deramped["bad"].sum() < 2
 
 
 def test_deramp_mask_from_polygons(tmp_path):
     from osgeo import ogr, osr
+
     s = build(tmp_path)
     shp = str(tmp_path / "area.gpkg")
     drv = ogr.GetDriverByName("GPKG")
@@ -158,8 +192,9 @@ def test_deramp_mask_from_polygons(tmp_path):
     # rows 5..14, cols 10..19
     x0, x1 = X0 + 10 * PX, X0 + 20 * PX
     y0, y1 = Y0 - 5 * PX, Y0 - 15 * PX
-    f.SetGeometry(ogr.CreateGeometryFromWkt("POLYGON((%r %r,%r %r,%r %r,%r %r,%r %r))"
-                                            % (x0, y0, x1, y0, x1, y1, x0, y1, x0, y0)))
+    f.SetGeometry(
+        ogr.CreateGeometryFromWkt("POLYGON((%r %r,%r %r,%r %r,%r %r,%r %r))" % (x0, y0, x1, y0, x1, y1, x0, y1, x0, y0))
+    )
     lyr.CreateFeature(f)
     ds = None
     out = corrections.mask_on_grid(shp, s["grid"], str(tmp_path / "m.tif"))
@@ -174,10 +209,10 @@ def test_deramp_mask_from_raster_keeps_zeros_as_zero(tmp_path):
     valid zeros into something non-zero (GDAL 3.13, not 3.10, makes them 1.4e-45 when 0 is the destination NoData,
     which excluded the whole grid from the ramp fit)."""
     s = build(tmp_path)
-    src = np.zeros((20, NX), np.float32)          # covers rows 0..19 only
+    src = np.zeros((20, NX), np.float32)  # covers rows 0..19 only
     src[5:15, 10:20] = 1.0
-    src[8, 30] = 3.5                              # any non-zero value excludes
-    src[0:3, 0:5] = -9999.0                       # the source's NoData: not excluded
+    src[8, 30] = 3.5  # any non-zero value excludes
+    src[0:3, 0:5] = -9999.0  # the source's NoData: not excluded
     path = write_stack(tmp_path / "mask_raster.tif", src, epsg=4326, origin=(X0, Y0), pixel=PX, nodata=-9999.0)
     out = corrections.mask_on_grid(path, s["grid"], str(tmp_path / "m.tif"))
     ds = gdal.Open(out)

@@ -1,4 +1,5 @@
 """Ramp removal (core/insar/deramp.py) and GACOS reading / resampling / correction (core/insar/gacos.py)."""
+
 import datetime as dt
 
 import numpy as np
@@ -15,13 +16,17 @@ def test_planted_ramps_removed_to_noise_and_streaming_equals_whole():
     M, h, w = 5, 40, 50
     noise = rng.normal(0, 0.1, (M, h, w))
     yy, xx = np.mgrid[0:h, 0:w]
-    ramps = np.stack([0.03 * xx - 0.05 * yy + 1.0,
-                      -0.02 * xx + 0.01 * yy,
-                      1e-3 * xx ** 2 - 2e-3 * xx * yy + 0.02 * yy - 3,
-                      np.zeros((h, w)),
-                      5e-4 * (yy - 20) ** 2])
+    ramps = np.stack(
+        [
+            0.03 * xx - 0.05 * yy + 1.0,
+            -0.02 * xx + 0.01 * yy,
+            1e-3 * xx**2 - 2e-3 * xx * yy + 0.02 * yy - 3,
+            np.zeros((h, w)),
+            5e-4 * (yy - 20) ** 2,
+        ]
+    )
     defo = np.zeros((h, w))
-    defo[10:20, 10:20] = -6.0                     # deforming area, excluded from the fit by the mask
+    defo[10:20, 10:20] = -6.0  # deforming area, excluded from the fit by the mask
     stack = ramps + noise + defo
     reliable = np.ones((M, h, w), bool)
     reliable[:, 10:20, 10:20] = False
@@ -29,13 +34,13 @@ def test_planted_ramps_removed_to_noise_and_streaming_equals_whole():
     out, coef = deramp.fit_and_remove(stack, reliable, deramp.DERAMP_QUADRATIC)
     resid = out - defo - noise
     resid -= np.nanmean(resid, axis=(1, 2), keepdims=True)
-    assert np.nanmax(np.abs(resid)) < 0.05          # ramps gone to a fraction of the noise (0.1)
+    assert np.nanmax(np.abs(resid)) < 0.05  # ramps gone to a fraction of the noise (0.1)
     # streamed in windows of 7 x 13: identical normal equations
     nrm = deramp.empty_normals(M, deramp.DERAMP_QUADRATIC)
     rel = reliable & np.isfinite(stack)
     for r0 in range(0, h, 7):
         for c0 in range(0, w, 13):
-            sl = np.s_[:, r0:r0 + 7, c0:c0 + 13]
+            sl = np.s_[:, r0 : r0 + 7, c0 : c0 + 13]
             deramp.accumulate(nrm, stack[sl], rel[sl], r0, c0, h, w, deramp.DERAMP_QUADRATIC)
     c2, bad = deramp.solve(nrm)
     assert bad.size == 0 and np.allclose(c2, coef, rtol=1e-9, atol=1e-9)
@@ -107,7 +112,7 @@ def test_gacos_corrections_sign_units_and_errors(tmp_path):
     inc = gacos.Incidence(angle=30.0)
     s = gs.slant_delays(dates, inc, 0, 60, 0, 80)
     wl = 0.05546576
-    to_mm = -wl / (4 * np.pi) * 1000          # radians input
+    to_mm = -wl / (4 * np.pi) * 1000  # radians input
     corr = gacos.pair_corrections(s, np.array([0, 1]), np.array([1, 2]), gacos.metres_to_units(to_mm), np.float64)
     # radians: +4 pi / lambda * (s2 - s1)
     assert np.allclose(corr[0], 4 * np.pi / wl * (s[1] - s[0]))
@@ -153,5 +158,5 @@ def test_std_change():
     rng = np.random.default_rng(0)
     y = rng.normal(0, 2, 1000)
     c = y * 0.5
-    sb, sa = gacos.std_change(y.sum(), (y ** 2).sum(), (y - c).sum(), ((y - c) ** 2).sum(), y.size)
+    sb, sa = gacos.std_change(y.sum(), (y**2).sum(), (y - c).sum(), ((y - c) ** 2).sum(), y.size)
     assert np.isclose(sb, y.std()) and np.isclose(sa, (y - c).std())

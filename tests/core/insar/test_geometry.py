@@ -1,4 +1,5 @@
 """LOS geometry: unit vectors, LOS -> vertical and the ascending + descending decomposition (analytic truth)."""
+
 import datetime as dt
 
 import numpy as np
@@ -67,7 +68,7 @@ def test_decompose_three_tracks_weighted_and_missing():
     assert np.isnan(v[10:12]).all() and (n[10:12] == 1).all()
     # propagated sigma equals (G^T W G)^-1 for the full set
     g = np.column_stack([u[:, 0], e[:, 0]])
-    cov = np.linalg.inv(g.T @ np.diag(1 / sig ** 2) @ g)
+    cov = np.linalg.inv(g.T @ np.diag(1 / sig**2) @ g)
     assert sv[15] == pytest.approx(np.sqrt(cov[0, 0]), rel=1e-12)
     assert se[15] == pytest.approx(np.sqrt(cov[1, 1]), rel=1e-12)
 
@@ -81,9 +82,15 @@ def test_decompose_rasters_float32_time_series(tmp_path):
             paths[name + comp] = write_stack(tmp_path / ("%s.geo.%s.tif" % (name, comp)), arr)
     out = {k: str(tmp_path / (k + ".tif")) for k in ("vert", "east", "qual")}
     summ = geometry.decompose_rasters(
-        [paths["asc"], paths["dsc"]], up_paths=[paths["ascU"], paths["dscU"]],
-        east_paths=[paths["ascE"], paths["dscE"]], north_paths=[paths["ascN"], paths["dscN"]],
-        out_vertical=out["vert"], out_east=out["east"], out_quality=out["qual"], memory_mb=0.005)
+        [paths["asc"], paths["dsc"]],
+        up_paths=[paths["ascU"], paths["dscU"]],
+        east_paths=[paths["ascE"], paths["dscE"]],
+        north_paths=[paths["ascN"], paths["dscN"]],
+        out_vertical=out["vert"],
+        out_east=out["east"],
+        out_quality=out["qual"],
+        memory_mb=0.005,
+    )
     assert summ["dates"] == DATES
     v, e, q = _read(out["vert"]), _read(out["east"]), _read(out["qual"])
     # reference: the float64 solution of the float32 values that were stored
@@ -110,8 +117,9 @@ def test_decompose_headings_and_date_intersection(tmp_path):
     dsc_vals = np.concatenate([geometry.los_from_enu(east, 0, up, *gd)[1:], np.zeros((1,) + up.shape[1:])])
     b = write_stack(tmp_path / "b.tif", dsc_vals, extra)
     logs = []
-    geometry.decompose_rasters([a, b], headings=[-10, 190], incidences=[35, 40],
-                               out_vertical=str(tmp_path / "v.tif"), log=logs.append)
+    geometry.decompose_rasters(
+        [a, b], headings=[-10, 190], incidences=[35, 40], out_vertical=str(tmp_path / "v.tif"), log=logs.append
+    )
     v = _read(tmp_path / "v.tif")
     assert v.shape[0] == 2 and np.abs(v - up[1:]).max() < 1e-4
     assert any("left out" in s for s in logs)
@@ -162,11 +170,13 @@ def test_geometry_errors_name_the_file(tmp_path):
     assert not (tmp_path / "o.tif").exists()
     other = write_stack(tmp_path / "other.tif", np.ones((2, 5, 5)), [dt.date(2021, 1, 1), dt.date(2021, 2, 1)])
     with pytest.raises(TimeSeriesError, match="no common date"):
-        geometry.decompose_rasters([src, other], headings=[-10, 190], incidences=[35, 40],
-                                   out_vertical=str(tmp_path / "v.tif"))
+        geometry.decompose_rasters(
+            [src, other], headings=[-10, 190], incidences=[35, 40], out_vertical=str(tmp_path / "v.tif")
+        )
     with pytest.raises(TimeSeriesError, match="does not cover"):
-        geometry.decompose_rasters([src, src], up_paths=[small, small], east_paths=[small, small],
-                                   out_vertical=str(tmp_path / "v.tif"))
+        geometry.decompose_rasters(
+            [src, src], up_paths=[small, small], east_paths=[small, small], out_vertical=str(tmp_path / "v.tif")
+        )
     assert not (tmp_path / "v.tif").exists()
 
 
@@ -177,17 +187,24 @@ def test_cancel_leaves_nothing(tmp_path):
     with pytest.raises(Cancelled):
         geometry.project_raster(src, str(tmp_path / "v.tif"), dict(angle=39.0), is_canceled=lambda: True)
     with pytest.raises(Cancelled):
-        geometry.decompose_rasters([src, src], headings=[-10, 190], incidences=[35, 40],
-                                   out_vertical=str(tmp_path / "v.tif"), out_east=str(tmp_path / "e.tif"),
-                                   out_quality=str(tmp_path / "q.tif"), is_canceled=lambda: True)
+        geometry.decompose_rasters(
+            [src, src],
+            headings=[-10, 190],
+            incidences=[35, 40],
+            out_vertical=str(tmp_path / "v.tif"),
+            out_east=str(tmp_path / "e.tif"),
+            out_quality=str(tmp_path / "q.tif"),
+            is_canceled=lambda: True,
+        )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["los.tif"]
 
 
 def test_warnings_for_alike_geometries_and_radians(tmp_path):
     src = write_stack(tmp_path / "los.tif", np.ones((4, 4)))
     logs = []
-    s = geometry.decompose_rasters([src, src], headings=[-10, -10], incidences=[35, 35],
-                                   out_vertical=str(tmp_path / "v.tif"), log=logs.append)
+    s = geometry.decompose_rasters(
+        [src, src], headings=[-10, -10], incidences=[35, 35], out_vertical=str(tmp_path / "v.tif"), log=logs.append
+    )
     assert s["solved"] == 0 and s["degenerate"] == 16 and any("too alike" in m for m in logs)
     rad = write_stack(tmp_path / "inc_rad.tif", np.full((4, 4), 0.68))
     logs = []
@@ -209,8 +226,13 @@ def test_decompose_tracks_on_different_grids(tmp_path):
     a = write_stack(tmp_path / "asc.tif", ga[0] * ea + ga[2] * ua, pixel=30.0)
     ud, ed = fields(500200.0, 3999800.0, 20.0, 50, 50)
     d = write_stack(tmp_path / "dsc.tif", gd[0] * ed + gd[2] * ud, pixel=20.0, origin=(500200.0, 3999800.0))
-    s = geometry.decompose_rasters([a, d], headings=[-10, 190], incidences=[34, 41],
-                                   out_vertical=str(tmp_path / "v.tif"), out_east=str(tmp_path / "e.tif"))
+    s = geometry.decompose_rasters(
+        [a, d],
+        headings=[-10, 190],
+        incidences=[34, 41],
+        out_vertical=str(tmp_path / "v.tif"),
+        out_east=str(tmp_path / "e.tif"),
+    )
     g = s["grid"]
     assert g.geotransform[1] == 20.0 and g.geotransform[0] == 500200.0
     uv, ev = fields(g.geotransform[0], g.geotransform[3], 20.0, g.ysize, g.xsize)

@@ -1,4 +1,5 @@
 """core/insar/products.py: LiCSAR and HyP3 products as shipped, read through one layer."""
+
 import datetime as dt
 import math
 import os
@@ -44,16 +45,19 @@ def test_product_names_of_the_three_hyp3_job_types_and_licsar():
     old = "S1_064-000000s1n00-136229s2n05-136229s3n04_IW_20200604_20200616_VV_INT20_AB12"
     assert products.hyp3_product_name(old) == (old, "INSAR_ISCE_MULTI_BURST")
     assert products.hyp3_layer(gamma + "_unw_phase.tif") == (gamma, "unw_phase")
-    assert products.hyp3_layer(multi + "_corr_clip.tif") == (multi, "corr")        # MintPy's clipped copies
+    assert products.hyp3_layer(multi + "_corr_clip.tif") == (multi, "corr")  # MintPy's clipped copies
     assert products.hyp3_layer(gamma + "_inc_map_ell.tif") == (gamma, "inc_map_ell")
     assert products.product_of_name("20200604_20200616.geo.unw.tif") == products.PRODUCT_LICSAR
     assert products.product_of_name("%s.geo.U.tif" % FRAME) == products.PRODUCT_LICSAR
     assert products.product_of_name(burst + "_unw_phase.tif") == products.PRODUCT_HYP3
     assert products.product_of_name("ifg_20200604_20200616.tif") == products.PRODUCT_GENERIC
-    assert products.detect_product(["a/20200604_20200616.geo.unw.tif", "b/20200604_20200628.geo.unw.tif"]) \
+    assert (
+        products.detect_product(["a/20200604_20200616.geo.unw.tif", "b/20200604_20200628.geo.unw.tif"])
         == products.PRODUCT_LICSAR
-    assert products.detect_product(["20200604_20200616.geo.unw.tif", gamma + "_unw_phase.tif"]) \
-        == products.PRODUCT_GENERIC
+    )
+    assert (
+        products.detect_product(["20200604_20200616.geo.unw.tif", gamma + "_unw_phase.tif"]) == products.PRODUCT_GENERIC
+    )
     assert products.detect_product(["x_20200604_20200616.tif"], products.PRODUCT_LICSAR) == products.PRODUCT_LICSAR
     with pytest.raises(TimeSeriesError, match="unknown product"):
         products.detect_product(["x"], "isce")
@@ -114,9 +118,11 @@ def test_licsar_baselines_current_and_old_format(tmp_path):
     b = products.read_licsar_baselines(str(new))
     assert b == {dt.date(2020, 1, 3): 0.0, dt.date(2020, 1, 15): -31.4, dt.date(2020, 1, 27): 12.75}
     old = tmp_path / "baselines_old"
-    old.write_text("num mdate sdate bp dt dt_m_sm dt_s_sm bp_m_sm bp_s_sm\n"
-                   "  1 20170218 20170326 96.6 36.0 -12.0 24.0 34.2 130.9\n"
-                   "  2 20170302 20170314 32.4 12.0 0.0 12.0 0.0 32.4\n")
+    old.write_text(
+        "num mdate sdate bp dt dt_m_sm dt_s_sm bp_m_sm bp_s_sm\n"
+        "  1 20170218 20170326 96.6 36.0 -12.0 24.0 34.2 130.9\n"
+        "  2 20170302 20170314 32.4 12.0 0.0 12.0 0.0 32.4\n"
+    )
     b = products.read_licsar_baselines(str(old))
     assert b[dt.date(2017, 3, 26)] - b[dt.date(2017, 2, 18)] == pytest.approx(96.7)
     assert b[dt.date(2017, 3, 2)] == 0.0 and b[dt.date(2017, 3, 14)] == 32.4
@@ -127,12 +133,14 @@ def test_licsar_baselines_current_and_old_format(tmp_path):
 
 
 def test_hyp3_metadata_baseline_and_reference_point():
-    meta = products.parse_hyp3_metadata("Reference Granule: S1A_IW_SLC__1SDV_X\nBaseline: 58.3898\n"
-                                        "Phase at reference point: -4.21967\n"
-                                        "Y coordinate of the reference point in the map projection: 4112453.3223\n"
-                                        "X coordinate of the reference point in the map projection: 589307.6248\n"
-                                        "Latitude of the reference point (WGS84): 37.15\n"
-                                        "Longitude of the reference point (WGS84): 117.3\n")
+    meta = products.parse_hyp3_metadata(
+        "Reference Granule: S1A_IW_SLC__1SDV_X\nBaseline: 58.3898\n"
+        "Phase at reference point: -4.21967\n"
+        "Y coordinate of the reference point in the map projection: 4112453.3223\n"
+        "X coordinate of the reference point in the map projection: 589307.6248\n"
+        "Latitude of the reference point (WGS84): 37.15\n"
+        "Longitude of the reference point (WGS84): 117.3\n"
+    )
     assert products.hyp3_baseline(meta) == 58.3898
     ref = products.hyp3_reference_point(meta)
     assert ref == {"x": 589307.6248, "y": 4112453.3223, "lat": 37.15, "lon": 117.3, "phase": -4.21967}
@@ -215,8 +223,8 @@ def test_hyp3_products_with_own_extents_equal_our_own_convention_on_the_common_a
     st = products.open_stack(folder=lay["root"], log=logs.append)
     assert st.product == products.PRODUCT_HYP3
     assert st.grid.geotransform == lay["common_gt"] and (st.grid.ysize, st.grid.xsize) == lay["shape"]
-    assert len({p["shape"] for p in lay["products"]}) > 1          # the products really differ in extent
-    assert all(not r.warp for r in st.ifg)                            # on one lattice: read by offset
+    assert len({p["shape"] for p in lay["products"]}) > 1  # the products really differ in extent
+    assert all(not r.warp for r in st.ifg)  # on one lattice: read by offset
     assert any("common intersection" in s for s in logs)
     if zipped:
         assert all(r.path.startswith("/vsizip/") for r in st.ifg + st.coh)
@@ -248,7 +256,7 @@ def test_hyp3_union_extent_has_nan_outside_a_product(tmp_path):
         r0 = int(round((y0 - p["gt"][3]) / 80.0))
         H, W = p["shape"]
         inside = np.zeros(a.shape, bool)
-        inside[r0:r0 + H, c0:c0 + W] = True
+        inside[r0 : r0 + H, c0 : c0 + W] = True
         assert np.isnan(a[~inside]).all()
         assert np.isfinite(a[inside]).mean() > 0.9
     # the common area read from the union grid equals the intersection stack
@@ -315,8 +323,11 @@ def test_off_lattice_products_are_refused_unless_warped(tmp_path):
     a = np.ones((6, 8), np.float32)
     p1 = _write(tmp_path / "x_20200103_20200115.tif", a, gt, 32650)
     p2 = _write(tmp_path / "x_20200115_20200127.tif", a * 2, (gt[0] + 40.0,) + gt[1:], 32650)
-    with pytest.raises(TimeSeriesError, match=r"not on the pixel lattice of x_20200103_20200115.tif: "
-                                              r"x_20200115_20200127.tif \(origin 0.5"):
+    with pytest.raises(
+        TimeSeriesError,
+        match=r"not on the pixel lattice of x_20200103_20200115.tif: "
+        r"x_20200115_20200127.tif \(origin 0.5",
+    ):
         products.open_stack([p1, p2])
     st = products.open_stack([p1, p2], crs_mode=products.CRS_WARP)
     assert st.ifg[1].warp and (st.grid.xsize, st.grid.ysize) == (7, 6)
@@ -328,8 +339,9 @@ def test_products_without_common_area(tmp_path):
     a = np.ones((4, 4), np.float32)
     p1 = _write(tmp_path / "x_20200103_20200115.tif", a, gt, 32650)
     p2 = _write(tmp_path / "x_20200115_20200127.tif", a, (gt[0] + 800.0,) + gt[1:], 32650)
-    with pytest.raises(TimeSeriesError, match="no common area: x_20200103_20200115.tif and x_20200115_20200127.tif "
-                                              "do not overlap"):
+    with pytest.raises(
+        TimeSeriesError, match="no common area: x_20200103_20200115.tif and x_20200115_20200127.tif do not overlap"
+    ):
         products.open_stack([p1, p2])
     st = products.open_stack([p1, p2], extent=products.EXTENT_UNION)
     assert (st.grid.xsize, st.grid.ysize) == (14, 4)
@@ -361,9 +373,12 @@ def test_generic_folder_pairs_interferograms_and_coherence_by_name(tmp_path):
         _write(tmp_path / "g" / ("coh_%s.tif" % s), np.full((3, 4), 200, np.uint8), gt, 32650, gdal.GDT_Byte)
     st = products.open_stack(folder=str(tmp_path / "g"))
     assert st.product == products.PRODUCT_GENERIC and len(st.ifg) == 3 and len(st.coh) == 3
-    assert [r.name for r in st.ifg] == ["ifg_20200103_20200115.tif", "ifg_20200103_20200127.tif",
-                                        "ifg_20200115_20200127.tif"]
-    np.testing.assert_array_equal(_read_all(st.ifg[0]), a)                # generic: the 0 is a value
+    assert [r.name for r in st.ifg] == [
+        "ifg_20200103_20200115.tif",
+        "ifg_20200103_20200127.tif",
+        "ifg_20200115_20200127.tif",
+    ]
+    np.testing.assert_array_equal(_read_all(st.ifg[0]), a)  # generic: the 0 is a value
     assert _read_all(st.coh[0])[0, 0] == np.float32(200) / np.float32(255)
     os.remove(tmp_path / "g" / "coh_20200115_20200127.tif")
     logs = []

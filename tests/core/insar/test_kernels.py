@@ -1,4 +1,5 @@
 """core/insar/kernels.py: the properties the SBAS solver relies on."""
+
 import numpy as np
 import pytest
 
@@ -34,14 +35,14 @@ def test_work_array_reuses_the_workspace_buffer():
     a = work_array(ws, "e", (4, 100), np.float32)
     b = work_array(ws, "e", (3, 50), np.float32)
     assert np.shares_memory(a, b) and b.shape == (3, 50)
-    c = work_array(ws, "e", (8, 100), np.float32)            # larger: a new buffer, kept for the next call
+    c = work_array(ws, "e", (8, 100), np.float32)  # larger: a new buffer, kept for the next call
     assert c.shape == (8, 100) and np.shares_memory(c, work_array(ws, "e", (2, 2), np.float32))
     assert work_array(None, "e", (2, 3), np.float64).shape == (2, 3)
 
 
 def test_unique_patterns_inverse_rebuilds_the_columns():
     rng = np.random.default_rng(2)
-    valid = rng.random((70, 500)) < 0.9                          # 70 rows: packed bits span 9 bytes
+    valid = rng.random((70, 500)) < 0.9  # 70 rows: packed bits span 9 bytes
     valid[:, 250:] = valid[:, :250]
     pat, inv = unique_patterns(valid)
     assert np.array_equal(pat[:, inv], valid)
@@ -52,8 +53,8 @@ def test_pattern_last_cholesky_solves_and_flags_singular_matrices():
     rng = np.random.default_rng(3)
     s, u = 5, 40
     G = rng.normal(size=(u, s, s))
-    mats = G @ G.transpose(0, 2, 1) + s * np.eye(s)               # SPD
-    mats[7] = np.outer(np.ones(s), np.ones(s))                  # rank 1: must be flagged
+    mats = G @ G.transpose(0, 2, 1) + s * np.eye(s)  # SPD
+    mats[7] = np.outer(np.ones(s), np.ones(s))  # rank 1: must be flagged
     C, good = cholesky_pattern_last(np.ascontiguousarray(mats.transpose(1, 2, 0)))
     assert not good[7] and good[np.arange(u) != 7].all()
     b = rng.normal(size=(s, u))

@@ -4,6 +4,7 @@ several mm/yr; with the default rejection the bias is <= 0.5 mm/yr and exactly t
 
 Bias = mean velocity error in the patch minus that outside it: the reference pixel's own noise shifts the
 whole image by the same amount (~1 mm/yr for a single pixel at 0.3 rad), which is not the patch's bias."""
+
 import datetime as dt
 import math
 
@@ -26,19 +27,23 @@ def build(folder, seed=3):
     dates = [dt.date(2020, 1, 5) + dt.timedelta(days=12 * k) for k in range(47)]
     t = np.array([(d - dates[0]).days for d in dates]) / 365.25
     yy, xx = np.mgrid[0:NY, 0:NX]
-    vel = -30.0 * np.exp(-((yy - 45) ** 2 + (xx - 25) ** 2) / 300.0)        # mm/yr, 0 far away
+    vel = -30.0 * np.exp(-((yy - 45) ** 2 + (xx - 25) ** 2) / 300.0)  # mm/yr, 0 far away
     disp = vel[None] * t[:, None, None] + 3.0 * np.sin(2 * np.pi * t)[:, None, None]
-    pairs = [(i, j) for i in range(len(dates)) for j in range(i + 1, len(dates))
-             if 24 <= (dates[j] - dates[i]).days <= 48]
+    pairs = [
+        (i, j) for i in range(len(dates)) for j in range(i + 1, len(dates)) if 24 <= (dates[j] - dates[i]).days <= 48
+    ]
     pairs = pairs[:130]
-    bad = np.array([20, 65, 110])      # far apart: no loop holds two of them (two errors can cancel in a loop)
+    bad = np.array([20, 65, 110])  # far apart: no loop holds two of them (two errors can cancel in a loop)
     paths = []
     for k, (i, j) in enumerate(pairs):
         phase = -(disp[j] - disp[i]) / 1000.0 * 4 * math.pi / LAMBDA + rng.normal(0, 0.3, (NY, NX))
         if k in bad:
             phase[PATCH] += 2 * math.pi
-        paths.append(write_stack(folder / ("%s_%s.geo.unw.tif" % (dates[i].strftime("%Y%m%d"),
-                                                                 dates[j].strftime("%Y%m%d"))), phase))
+        paths.append(
+            write_stack(
+                folder / ("%s_%s.geo.unw.tif" % (dates[i].strftime("%Y%m%d"), dates[j].strftime("%Y%m%d"))), phase
+            )
+        )
     return paths, sorted(bad.tolist()), vel
 
 
@@ -75,7 +80,6 @@ def test_default_rejection_removes_the_patch_bias(acceptance):
     names = [stack.network.names[k] for k in bad]
     assert sorted(s2["rejected"]) == sorted(names)
     rows = {r_["file"]: r_ for r_ in s2["network_rows"]}
-    assert all(rows[p]["status"] == "loop closure" and rows[p]["loop_rms_rad"] >= 1.5 for p in
-               (paths[k] for k in bad))
+    assert all(rows[p]["status"] == "loop closure" and rows[p]["loop_rms_rad"] >= 1.5 for p in (paths[k] for k in bad))
     assert abs(bias_off) > 5.0
     assert abs(bias_on) <= 0.5, (bias_off, bias_on)

@@ -1,5 +1,6 @@
 """Loop closure (core/insar/loop_closure.py) against a direct LiCSBAS-step-12-style computation and planted
 unwrapping errors."""
+
 import datetime as dt
 import math
 
@@ -13,7 +14,7 @@ TWO_PI = 2 * math.pi
 
 def make_net(n=14, max_days=36, reverse=()):
     dates = [dt.date(2021, 1, 1) + dt.timedelta(days=12 * k) for k in range(n)]
-    pairs = [(a, b) for i, a in enumerate(dates) for b in dates[i + 1:] if (b - a).days <= max_days]
+    pairs = [(a, b) for i, a in enumerate(dates) for b in dates[i + 1 :] if (b - a).days <= max_days]
     pairs = [(b, a) if k in reverse else (a, b) for k, (a, b) in enumerate(pairs)]
     return SbasNetwork([a for a, _ in pairs], [b for _, b in pairs])
 
@@ -68,7 +69,7 @@ def licsbas_loop_rms(loop_ph):
             out.append(np.inf)
             continue
         x = x - np.round(np.nanmedian(x) / TWO_PI) * TWO_PI
-        out.append(np.sqrt(np.nanmean(x ** 2)))
+        out.append(np.sqrt(np.nanmean(x**2)))
     return np.array(out)
 
 
@@ -76,12 +77,12 @@ def test_streamed_loop_rms_equals_whole_image_licsbas_rms():
     net = make_net()
     ln = lc.LoopNetwork(net.i1, net.i2, net.sign)
     obs = phase_stack(net, rows=21, seed=1)
-    obs[5] += 2 * TWO_PI                      # two cycles everywhere: removed by the median cycles
-    obs[9, :12] += TWO_PI                     # half the image: raises the RMS
+    obs[5] += 2 * TWO_PI  # two cycles everywhere: removed by the median cycles
+    obs[9, :12] += TWO_PI  # half the image: raises the RMS
     obs[:, 0, :3] = np.nan
     stats = lc.empty_stats(ln.n_loops)
-    for r0 in range(0, 21, 4):               # windows of 4 rows
-        lc.accumulate(stats, ln.loop_phase(obs[:, r0:r0 + 4]))
+    for r0 in range(0, 21, 4):  # windows of 4 rows
+        lc.accumulate(stats, ln.loop_phase(obs[:, r0 : r0 + 4]))
     rms = lc.loop_rms(stats)
     ref = licsbas_loop_rms(ln.loop_phase(obs))
     assert np.allclose(rms, ref, rtol=1e-9, atol=1e-9)
@@ -106,7 +107,7 @@ def test_bad_interferograms_rejected_and_patch_flagged():
     n_err = lc.count_loop_errors(ln, obs, loops, lc.median_cycles(stats))
     patch = np.zeros((30, 30), bool)
     patch[10:16, 20:26] = True
-    assert np.all(n_err[patch] == ln.n_loops_per_ifg[25])   # every loop of ifg 25 (all kept) is open there
+    assert np.all(n_err[patch] == ln.n_loops_per_ifg[25])  # every loop of ifg 25 (all kept) is open there
     assert np.all(n_err[~patch] == 0)
     # loop RMS of an ifg = smallest RMS of its loops, rejection <=> >= threshold
     lr = verdict["loop_rms"]
@@ -129,9 +130,13 @@ def test_interferogram_in_no_loop_reported():
 
 def test_median_cycles_even_and_odd_counts():
     stats = lc.empty_stats(3)
-    x = np.array([[0.1, 0.2, 6.4, 6.5, 6.2],          # median 6.2 -> 1 cycle
-                  [-6.3, -6.2, 0.0, np.nan, np.nan],  # median -6.2 -> -1
-                  [np.nan] * 5])
+    x = np.array(
+        [
+            [0.1, 0.2, 6.4, 6.5, 6.2],  # median 6.2 -> 1 cycle
+            [-6.3, -6.2, 0.0, np.nan, np.nan],  # median -6.2 -> -1
+            [np.nan] * 5,
+        ]
+    )
     lc.accumulate(stats, x)
     assert lc.median_cycles(stats).tolist() == [1, -1, 0]
     assert np.isinf(lc.loop_rms(stats)[2])

@@ -1,4 +1,5 @@
 """Mosaics of frames cut from one planted truth with planted per-date offsets."""
+
 import datetime as dt
 
 import numpy as np
@@ -32,8 +33,16 @@ def _cut(tmp_path, truth, boxes, offsets, dates=DATES, holes=True):
             a = a.copy()
             a[:, 2 + k, 3:6] = np.nan  # incoherent patch (all dates)
             a[1, -3, 1 + k] = np.nan  # one date missing at one pixel
-        paths.append(write_stack(tmp_path / ("frame%d.tif" % k), a, dates, origin=(X0 + c0 * PX, Y0 - r0 * PX),
-                                 pixel=PX, dtype=gdal.GDT_Float64))
+        paths.append(
+            write_stack(
+                tmp_path / ("frame%d.tif" % k),
+                a,
+                dates,
+                origin=(X0 + c0 * PX, Y0 - r0 * PX),
+                pixel=PX,
+                dtype=gdal.GDT_Float64,
+            )
+        )
     return paths
 
 
@@ -103,8 +112,14 @@ def test_linear_offsets_in_time_and_missing_dates(tmp_path):
     assert np.nanmax(np.abs(_read(out) - _expected(truth, CHAIN))) < 1e-4
     # the third frame lacks one date: dropped by default, mosaicked from the others with "available"
     short = [d for i, d in enumerate(DATES) if i != 2]
-    p3 = write_stack(tmp_path / "short.tif", (truth[:, :, 36:60] + planted[2][:, None, None])[[0, 1, 3, 4]], short,
-                     origin=(X0 + 36 * PX, Y0), pixel=PX, dtype=gdal.GDT_Float64)
+    p3 = write_stack(
+        tmp_path / "short.tif",
+        (truth[:, :, 36:60] + planted[2][:, None, None])[[0, 1, 3, 4]],
+        short,
+        origin=(X0 + 36 * PX, Y0),
+        pixel=PX,
+        dtype=gdal.GDT_Float64,
+    )
     logs = []
     mosaic.mosaic_frames([paths[0], paths[1], p3], out, log=logs.append)
     assert gdal.Open(out).RasterCount == 4 and any("lacks 1" in s for s in logs)
@@ -118,8 +133,13 @@ def test_linear_offsets_in_time_and_missing_dates(tmp_path):
 def test_velocity_frames_on_another_grid_and_crs(tmp_path):
     # spatially constant truth per frame: resampling and reprojection are exact away from NoData
     a = write_stack(tmp_path / "a.tif", np.full((20, 20), -40.0), descriptions=["velocity"], origin=(X0, Y0))
-    b = write_stack(tmp_path / "b.tif", np.full((30, 30), -40.0 + 7.5), descriptions=["velocity"],
-                    origin=(X0 + 400.0 + 7.0, Y0 - 100.0), pixel=20.0)
+    b = write_stack(
+        tmp_path / "b.tif",
+        np.full((30, 30), -40.0 + 7.5),
+        descriptions=["velocity"],
+        origin=(X0 + 400.0 + 7.0, Y0 - 100.0),
+        pixel=20.0,
+    )
     # third frame in geographic coordinates over the east part of b
     srs = osr.SpatialReference()
     srs.ImportFromEPSG(32649)
@@ -128,8 +148,14 @@ def test_velocity_frames_on_another_grid_and_crs(tmp_path):
     geo.ImportFromEPSG(4326)
     geo.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
     lon, lat, _ = osr.CoordinateTransformation(srs, geo).TransformPoint(X0 + 800.0, Y0 - 150.0)
-    c = write_stack(tmp_path / "c.tif", np.full((40, 40), -40.0 - 3.0), descriptions=["velocity"], epsg=4326,
-                    origin=(lon, lat), pixel=0.0002)
+    c = write_stack(
+        tmp_path / "c.tif",
+        np.full((40, 40), -40.0 - 3.0),
+        descriptions=["velocity"],
+        epsg=4326,
+        origin=(lon, lat),
+        pixel=0.0002,
+    )
     out = str(tmp_path / "m.tif")
     rows, summ = mosaic.mosaic_frames([a, b, c], out, reference_frame=0, resolution=30.0)
     got = _read(out)[0]
@@ -145,8 +171,9 @@ def test_mosaic_errors_and_cancel(tmp_path):
     out = tmp_path / "m.tif"
     with pytest.raises(TimeSeriesError, match="do not overlap"):
         mosaic.mosaic_frames(far, str(out))
-    other = write_stack(tmp_path / "o.tif", truth[:2, :, 10:40], [dt.date(2021, 1, 1), dt.date(2021, 2, 1)],
-                        origin=(X0 + 10 * PX, Y0))
+    other = write_stack(
+        tmp_path / "o.tif", truth[:2, :, 10:40], [dt.date(2021, 1, 1), dt.date(2021, 2, 1)], origin=(X0 + 10 * PX, Y0)
+    )
     with pytest.raises(TimeSeriesError, match="no common date.*o.tif"):
         mosaic.mosaic_frames([far[0], other], str(out))
     paths = _cut(tmp_path, truth, CHAIN, np.zeros((3, len(DATES))))

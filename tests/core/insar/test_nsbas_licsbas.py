@@ -7,6 +7,7 @@ the intercept; below G, one row per acquisition date INCLUDING the first,
 pixel solved by ``np.linalg.lstsq`` on its valid rows (rcond=None). Written here from that description,
 in its own parametrisation (increments, not our interval velocities), per pixel, in float64.
 """
+
 import datetime as dt
 
 import numpy as np
@@ -27,7 +28,7 @@ def licsbas_nsbas(dates, d1, d2, obs, gamma=1e-4):
     M, P = obs.shape
     G = np.zeros((M, N - 1))
     for k in range(M):
-        G[k, pos[d1[k]]:pos[d2[k]]] = 1.0
+        G[k, pos[d1[k]] : pos[d2[k]]] = 1.0
     t = np.array([(d - dates[0]).days for d in dates], float) / 365.25
     Gb = np.hstack([np.tril(np.ones((N, N - 1)), k=-1), -t[:, None], -np.ones((N, 1))]) * gamma
     Gall = np.vstack([np.hstack([G, np.zeros((M, 2))]), Gb])
@@ -39,13 +40,13 @@ def licsbas_nsbas(dates, d1, d2, obs, gamma=1e-4):
         rows = np.concatenate([v, np.ones(N, bool)])
         b = np.concatenate([obs[v, p], np.zeros(N)])
         x = np.linalg.lstsq(Gall[rows], b, rcond=None)[0]
-        out[:, p] = np.concatenate([[0.0], np.cumsum(x[:N - 1])])
+        out[:, p] = np.concatenate([[0.0], np.cumsum(x[: N - 1])])
     return out
 
 
 def network(n=16, max_days=40, split_at=None):
     dates = dates_list(n)
-    pairs = [(a, b) for i, a in enumerate(dates) for b in dates[i + 1:] if (b - a).days <= max_days]
+    pairs = [(a, b) for i, a in enumerate(dates) for b in dates[i + 1 :] if (b - a).days <= max_days]
     if split_at is not None:
         pairs = [(a, b) for a, b in pairs if not (a <= dates[split_at] < b)]
     return dates, [a for a, _ in pairs], [b for _, b in pairs]
@@ -78,9 +79,9 @@ def test_nsbas_matches_licsbas_on_split_networks(split_at):
     # per pixel: intact; first date isolated; a middle date isolated; last date isolated (twice each)
     cols = [obs[:, 0:2]]
     for k, date in enumerate((dates[0], dates[8], dates[-1])):
-        cols.append(isolate(obs[:, 2 + 2 * k:4 + 2 * k], d1, d2, date))
+        cols.append(isolate(obs[:, 2 + 2 * k : 4 + 2 * k], d1, d2, date))
     cols.append(obs[:, 8:10].copy())
-    cols[-1][[0, 5, 9], 0] = np.nan                       # a few missing observations too
+    cols[-1][[0, 5, 9], 0] = np.nan  # a few missing observations too
     o = np.concatenate(cols, axis=1)
     ts, q = sbas.sbas_invert_block(o[:, None, :], net, gap_handling="nsbas")
     ref = licsbas_nsbas(dates, d1, d2, o)
@@ -102,8 +103,8 @@ def test_mask_keeps_largest_part_when_first_date_isolated():
     pos = {d: i for i, d in enumerate(dates)}
     obs = np.array([truth[pos[b]] - truth[pos[a]] for a, b in zip(d1, d2)])[:, None].repeat(3, axis=1)
     o = obs.copy()
-    o[:, 0] = isolate(obs[:, :1], d1, d2, dates[0])[:, 0]          # first date isolated
-    o[:, 1] = isolate(obs[:, 1:2], d1, d2, dates[-1])[:, 0]        # last date isolated
+    o[:, 0] = isolate(obs[:, :1], d1, d2, dates[0])[:, 0]  # first date isolated
+    o[:, 1] = isolate(obs[:, 1:2], d1, d2, dates[-1])[:, 0]  # last date isolated
     ts, q = sbas.sbas_invert_block(o[:, None, :], net, gap_handling="mask")
     ts = ts[:, 0]
     # first date isolated: dates 1.. kept (15 of 16), referenced to date 1

@@ -1,4 +1,5 @@
 """Tests of core/insar/sbas.py against analytic truth and per-pixel numpy lstsq references."""
+
 import datetime as dt
 import math
 
@@ -26,7 +27,7 @@ def make_dates(n, start=dt.date(2020, 1, 3), skip=(5, 11)):
 
 
 def short_baseline_pairs(dates, max_days=48):
-    return [(a, b) for i, a in enumerate(dates) for b in dates[i + 1:] if (b - a).days <= max_days]
+    return [(a, b) for i, a in enumerate(dates) for b in dates[i + 1 :] if (b - a).days <= max_days]
 
 
 def truth_ts(tyears, rows, cols, seed=0):
@@ -34,7 +35,7 @@ def truth_ts(tyears, rows, cols, seed=0):
     vel = rng.uniform(-40, 10, (rows, cols))
     amp = rng.uniform(0, 8, (rows, cols))
     t = tyears[:, None, None]
-    ts = vel * t + amp * np.sin(2 * np.pi * t) + 2.0 * (t ** 2)
+    ts = vel * t + amp * np.sin(2 * np.pi * t) + 2.0 * (t**2)
     return ts - ts[0]
 
 
@@ -51,7 +52,7 @@ def lstsq_reference(net, y, valid, w=None, nsbas_gamma=None):
         if not v.any():
             continue
         G = net.B[v]
-        b = (y[v, p] * net.sign[v])
+        b = y[v, p] * net.sign[v]
         if w is not None:
             sw = np.sqrt(w[v, p])
             G, b = G * sw[:, None], b * sw
@@ -96,8 +97,7 @@ def test_select_pairs():
     d = make_dates(6)
     pairs = short_baseline_pairs(d, 48)
     names = ["%s_%s.unw.tif" % (a.strftime("%Y%m%d"), b.strftime("%Y%m%d")) for a, b in pairs]
-    net = SbasNetwork([a for a, _ in pairs], [b for _, b in pairs], names,
-                           bperp=np.arange(len(pairs)) * 40.0)
+    net = SbasNetwork([a for a, _ in pairs], [b for _, b in pairs], names, bperp=np.arange(len(pairs)) * 40.0)
     used, why = select_pairs(net, max_temporal_baseline=24, max_perp_baseline=200, exclude=[names[0]])
     tb = net.temporal_baselines
     for k in range(len(pairs)):
@@ -151,8 +151,7 @@ def test_star_network_equals_direct_differences():
 
 def split_network():
     dates = make_dates(12)
-    pairs = [(a, b) for a, b in short_baseline_pairs(dates, 36)
-             if not (a <= dates[5] and b >= dates[6])]
+    pairs = [(a, b) for a, b in short_baseline_pairs(dates, 36) if not (a <= dates[5] and b >= dates[6])]
     return SbasNetwork([a for a, _ in pairs], [b for _, b in pairs])
 
 
@@ -193,8 +192,7 @@ def nan_stack(seed=5, rows=9, cols=11, split=False):
         pairs = short_baseline_pairs(dates, 48)
         net = SbasNetwork([a for a, _ in pairs], [b for _, b in pairs])
     truth = truth_ts(net.tyears, rows, cols, seed)
-    obs = ifgs_from_ts(net, truth) + rng.normal(0, 2.0, (net.n_ifg, rows, cols)) \
-        + rng.normal(0, 3.0, (net.n_ifg, 1, 1))
+    obs = ifgs_from_ts(net, truth) + rng.normal(0, 2.0, (net.n_ifg, rows, cols)) + rng.normal(0, 3.0, (net.n_ifg, 1, 1))
     M, P = net.n_ifg, rows * cols
     o = obs.reshape(M, P)
     clean52 = o[:, 52].copy()
@@ -208,7 +206,7 @@ def nan_stack(seed=5, rows=9, cols=11, split=False):
     o[net.i1 == 0, 50] = np.nan
     o[(net.i1 == 3) | (net.i2 == 3), 51] = np.nan
     o[:, 52] = clean52
-    o[0, 52] = 0.0                          # exact zero is valid data
+    o[0, 52] = 0.0  # exact zero is valid data
     coh = rng.uniform(0.15, 0.95, (M, rows, cols))
     return net, obs, coh, truth
 
@@ -231,7 +229,7 @@ def test_grouped_solver_equals_per_pixel_lstsq(split, gap):
     assert np.nanmax(np.abs(got - ref)) < 1e-7
     n_used = q["n_ifg_used"].reshape(-1)
     assert np.array_equal(n_used, valid.sum(0))
-    assert n_used[52] == M                    # the exact 0.0 counted as data
+    assert n_used[52] == M  # the exact 0.0 counted as data
     gaps = q["n_gaps"].reshape(-1)
     assert np.all(gaps[40:43] == -1) and np.all(np.isnan(got[:, 40:43]))
     assert gaps[50] >= 1 and gaps[51] >= 2 - (0 if split else 1)
@@ -241,7 +239,7 @@ def test_grouped_solver_equals_per_pixel_lstsq(split, gap):
     # residual rms and temporal coherence from the reference residual
     e = np.where(valid, y * net.sign[:, None] - (ref[net.i2] - ref[net.i1]) if gap != "mask" else 0, 0)
     if gap != "mask":
-        rms = np.sqrt((e ** 2).sum(0) / np.maximum(valid.sum(0), 1))
+        rms = np.sqrt((e**2).sum(0) / np.maximum(valid.sum(0), 1))
         assert np.allclose(q["residual_rms"].reshape(-1)[had], rms[had], atol=1e-7)
         tc = np.abs(np.where(valid, np.exp(1j * e), 0).sum(0)) / np.maximum(valid.sum(0), 1)
         assert np.allclose(q["temporal_coherence"].reshape(-1)[had], tc[had], atol=1e-7)
@@ -332,10 +330,10 @@ def test_velocity_fit():
 
 def test_weights_and_units():
     g, var = phase_variance_lut(20)
-    assert np.all(np.diff(var[5:]) < 0)                        # variance falls with coherence
-    assert abs(var[0] - np.pi ** 2 / 3) < 0.05                 # uniform phase at zero coherence
-    crlb = (1 - 0.8 ** 2) / (2 * 20 * 0.8 ** 2)
-    assert abs(np.interp(0.8, g, var) / crlb - 1) < 0.1        # near the CRLB for many looks
+    assert np.all(np.diff(var[5:]) < 0)  # variance falls with coherence
+    assert abs(var[0] - np.pi**2 / 3) < 0.05  # uniform phase at zero coherence
+    crlb = (1 - 0.8**2) / (2 * 20 * 0.8**2)
+    assert abs(np.interp(0.8, g, var) / crlb - 1) < 0.1  # near the CRLB for many looks
     w = coherence_weights(np.array([0.0, 0.5, np.nan]), "variance", looks=None)
     assert w[0] > 0 and w[1] > w[0] and np.isnan(w[2])
     f = los_factor_mm("radians", 0.05546576)
@@ -367,8 +365,8 @@ def test_components_small_and_large_pattern_paths_agree():
     net, obs, _, _ = nan_stack(seed=31)
     rng = np.random.default_rng(4)
     valid = rng.random((net.n_ifg, 70)) > 0.5
-    big = net.components(valid)                 # vectorized label propagation (> 64 patterns)
-    small = np.hstack([net.components(valid[:, :35]), net.components(valid[:, 35:])])   # scipy csgraph
+    big = net.components(valid)  # vectorized label propagation (> 64 patterns)
+    small = np.hstack([net.components(valid[:, :35]), net.components(valid[:, 35:])])  # scipy csgraph
     assert np.array_equal(big, small)
     assert (big == np.arange(net.n_dates)[:, None]).sum(0).max() > 1
 
@@ -385,7 +383,7 @@ def test_fallback_min_norm_equals_pinv(gap):
     n = 40
     obs = rng.normal(0, 5, (M, n))
     valid = rng.random((M, n)) > 0.3
-    valid[net.i1 == 5] = False       # every pixel loses the pairs from date 5: split networks
+    valid[net.i1 == 5] = False  # every pixel loses the pairs from date 5: split networks
     valid[net.i2 == 5] = False
     sqrtw = rng.uniform(0.2, 1.0, (M, n))
     got = sbas._fallback_solve(net, obs, valid, sqrtw, sbas.SolverOptions(gap_handling=gap))
@@ -416,4 +414,4 @@ def test_ifg_stats_equal_residuals_of_used_observations(weighting):
     t = np.nan_to_num(ts.reshape(net.n_dates, -1))
     e = np.where(valid, y - (t[net.i2] - t[net.i1]), 0.0)
     np.testing.assert_array_equal(q["ifg_n"], valid.sum(axis=1))
-    np.testing.assert_allclose(q["ifg_sum_e2"], (e ** 2).sum(axis=1), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(q["ifg_sum_e2"], (e**2).sum(axis=1), rtol=1e-9, atol=1e-9)

@@ -1,4 +1,5 @@
 """core/insar/memory_plan.py, sbas_stack.py: memory plan of the streamed SBAS inversion, window-split invariance."""
+
 import datetime as dt
 import math
 import tracemalloc
@@ -12,18 +13,21 @@ from subsidence_toolkit.core.insar import memory_plan, sbas, sbas_stack
 from subsidence_toolkit.core.insar.network import SbasNetwork
 from subsidence_toolkit.core.insar.stack import prepare_stack
 
-MIB = 2 ** 20
+MIB = 2**20
 
 
-@pytest.mark.parametrize("ysize,xsize,block,buf,solve,cap", [
-    (500, 500, (256, 256), 4 * (202 + 66), 3766, 256),
-    (500, 500, (256, 256), 4 * (404 + 66), 16420, 128),
-    (500, 500, (256, 256), 4 * (404 + 66), 16420, 2048),
-    (3000, 2500, (512, 512), 4 * (300 + 100), 8000, 512),
-    (1200, 900, (900, 4), 4 * (202 + 66), 3766, 96),      # stripped input, 4 rows per strip
-    (1200, 900, (900, 1), 4 * (202 + 66), 3766, 40),
-    (77, 53, (16, 16), 4 * (40 + 20), 900, 6),
-])
+@pytest.mark.parametrize(
+    "ysize,xsize,block,buf,solve,cap",
+    [
+        (500, 500, (256, 256), 4 * (202 + 66), 3766, 256),
+        (500, 500, (256, 256), 4 * (404 + 66), 16420, 128),
+        (500, 500, (256, 256), 4 * (404 + 66), 16420, 2048),
+        (3000, 2500, (512, 512), 4 * (300 + 100), 8000, 512),
+        (1200, 900, (900, 4), 4 * (202 + 66), 3766, 96),  # stripped input, 4 rows per strip
+        (1200, 900, (900, 1), 4 * (202 + 66), 3766, 40),
+        (77, 53, (16, 16), 4 * (40 + 20), 900, 6),
+    ],
+)
 def test_plan_stays_within_its_budget_and_covers_the_grid(ysize, xsize, block, buf, solve, cap):
     plan = memory_plan.plan_blocks(ysize, xsize, block, buf, solve, cap, out_bands=66, solve_fixed=2 * MIB)
     assert plan["budget"] <= cap * MIB * (1 - memory_plan.ALLOCATOR_SLACK) + 1
@@ -33,14 +37,14 @@ def test_plan_stays_within_its_budget_and_covers_the_grid(ysize, xsize, block, b
     cover = np.zeros((ysize, xsize), np.int32)
     for r0, h, c0, w in plan["windows"]:
         assert plan["sub_rows"] >= 1 and h >= 1 and w >= 1
-        cover[r0:r0 + h, c0:c0 + w] += 1
+        cover[r0 : r0 + h, c0 : c0 + w] += 1
         # the largest window's buffer and one sub-block are what the plan counted
         assert buf * h * w <= plan["parts"]["buffers"]
         assert solve * min(h, plan["sub_rows"]) * w + 2 * MIB <= plan["parts"]["solve"]
     assert np.all(cover == 1)
     h0, w0 = plan["windows"][0][1], plan["windows"][0][3]
     bw, bh = min(block[0], xsize), min(block[1], ysize)
-    if h0 >= bh:        # whole input blocks per window: each block decompressed once per pass
+    if h0 >= bh:  # whole input blocks per window: each block decompressed once per pass
         assert all(r0 % bh == 0 for r0, _, _, _ in plan["windows"])
         assert all(c0 % bw == 0 for _, _, c0, _ in plan["windows"]) or w0 == xsize
     assert plan["gdal_cache"] >= memory_plan.MIN_GDAL_CACHE
@@ -68,7 +72,7 @@ def _net(n_dates=14, max_days=48, skip=(5, 11)):
             dates.append(d)
         d += dt.timedelta(days=12)
         k += 1
-    pairs = [(a, b) for i, a in enumerate(dates) for b in dates[i + 1:] if (b - a).days <= max_days]
+    pairs = [(a, b) for i, a in enumerate(dates) for b in dates[i + 1 :] if (b - a).days <= max_days]
     return SbasNetwork([a for a, _ in pairs], [b for _, b in pairs])
 
 
@@ -78,9 +82,9 @@ def _gappy_obs(net, rows, cols, seed=3):
     obs = rng.normal(0, 3, (M, rows, cols)).astype(np.float32)
     o = obs.reshape(M, -1)
     P = o.shape[1]
-    for p in rng.choice(P, P // 3, replace=False):                  # partial pixels
+    for p in rng.choice(P, P // 3, replace=False):  # partial pixels
         o[rng.choice(M, max(1, M // 8), replace=False), p] = np.nan
-    for p in rng.choice(P, P // 10, replace=False):                 # split own networks -> SVD fallback
+    for p in rng.choice(P, P // 10, replace=False):  # split own networks -> SVD fallback
         o[(net.i1 <= 4) & (net.i2 > 4), p] = np.nan
     o[:, :7] = np.nan
     coh = rng.uniform(0.2, 0.95, (M, rows, cols)).astype(np.float32)
@@ -91,18 +95,20 @@ def _traced_solve(obs, coh, weighting, dtype, net):
     """Peak traced memory of solving ``obs`` in two sub-blocks of half its rows (workspace kept between them,
     as a window task does), after one warm-up solve; returns (peak, window statistics)."""
     M, rows = net.n_ifg, obs.shape[1]
-    solver = sbas.SolverOptions(weighting=weighting, looks=20, min_coherence=0.0, gap_handling="min_norm",
-                                rad_per_unit=1.0, dtype=dtype)
+    solver = sbas.SolverOptions(
+        weighting=weighting, looks=20, min_coherence=0.0, gap_handling="min_norm", rad_per_unit=1.0, dtype=dtype
+    )
     state = sbas_stack.TaskState(network=net, solver=solver, to_mm=1.0, ref_vals=np.zeros(M), seasonal=False)
     stats = {"sum_e2": np.zeros(M), "n": np.zeros(M, dtype=np.int64), "n_data": 0, "n_gap": 0}
-    sbas_stack._solve_sub_block(obs.copy()[:, :4], coh[:, :4], state, stats)   # warm network operators
+    sbas_stack._solve_sub_block(obs.copy()[:, :4], coh[:, :4], state, stats)  # warm network operators
     a = obs.copy()
     tracemalloc.start()
     try:
-        workspace = {}                                               # kept from sub-block to sub-block
+        workspace = {}  # kept from sub-block to sub-block
         for r in range(0, rows, rows // 2):
-            out = sbas_stack._solve_sub_block(a[:, r:r + rows // 2], coh[:, r:r + rows // 2], state, stats,
-                                              workspace)
+            out = sbas_stack._solve_sub_block(
+                a[:, r : r + rows // 2], coh[:, r : r + rows // 2], state, stats, workspace
+            )
             del out
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -118,9 +124,8 @@ def test_solve_working_memory_within_the_per_pixel_estimate(kind, weighting):
     rows, cols = 40, 60
     obs, coh = _gappy_obs(net, rows, cols)
     peak, stats = _traced_solve(obs, coh, weighting, np.float64 if weighting != "none" else np.float32, net)
-    assert stats["n_gap"] > 0                                        # the fallback path ran
-    budget = sbas.solve_bytes_per_pixel(M, N, kind, net.bandwidth) * rows // 2 * cols \
-        + sbas.solve_bytes_fixed(M, N)
+    assert stats["n_gap"] > 0  # the fallback path ran
+    budget = sbas.solve_bytes_per_pixel(M, N, kind, net.bandwidth) * rows // 2 * cols + sbas.solve_bytes_fixed(M, N)
     assert peak <= budget, (peak, budget)
 
 
@@ -140,7 +145,7 @@ def test_memory_model_tracks_the_solver(kind, weighting):
         flat[rng.choice(M, 2, replace=False), p] = np.nan
     coh = rng.uniform(0.2, 0.95, (M, rows, cols)).astype(np.float32)
     peak, stats = _traced_solve(obs, coh, weighting, np.float32 if kind == "float32" else np.float64, net)
-    assert stats["n_gap"] == 0                                      # no fallback: only the per-pixel terms
+    assert stats["n_gap"] == 0  # no fallback: only the per-pixel terms
     model = sbas.solve_bytes_per_pixel(M, N, kind, net.bandwidth) * rows // 2 * cols
     assert 0.4 * model <= peak <= model, (peak, model)
 
@@ -165,8 +170,9 @@ LAMBDA = 0.05546576
 
 
 def _write_tiled(path, arr, nodata=None):
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), NX, NY, 1, gdal.GDT_Float32,
-                                              ["TILED=YES", "BLOCKXSIZE=16", "BLOCKYSIZE=16", "COMPRESS=DEFLATE"])
+    ds = gdal.GetDriverByName("GTiff").Create(
+        str(path), NX, NY, 1, gdal.GDT_Float32, ["TILED=YES", "BLOCKXSIZE=16", "BLOCKYSIZE=16", "COMPRESS=DEFLATE"]
+    )
     ds.SetGeoTransform((500000.0, 30.0, 0, 4000000.0, 0, -30.0))
     s = osr.SpatialReference()
     s.ImportFromEPSG(32649)
@@ -194,9 +200,9 @@ def tiled_stack(tmp_path_factory):
         ph[rng.random((NY, NX)) < 0.05] = np.nan
         ph[0:3, 0:3] = -9999.0
         if k % 3 == 0:
-            ph[(yy > 30) & (xx < 5)] = np.nan                        # a gappy corner
+            ph[(yy > 30) & (xx < 5)] = np.nan  # a gappy corner
         coh = rng.uniform(0.3, 0.8, (NY, NX))
-        coh[5, 40] = coh[10, 3] = 0.99                                # a tie: (5, 40) comes first in row order
+        coh[5, 40] = coh[10, 3] = 0.99  # a tie: (5, 40) comes first in row order
         ph[5, 40] = ph[10, 3] = 0.5
         tag = "%s_%s" % (a.strftime("%Y%m%d"), b.strftime("%Y%m%d"))
         ifgs.append(_write_tiled(folder / ("%s.geo.unw.tif" % tag), ph, nodata=-9999.0))
@@ -207,8 +213,12 @@ def tiled_stack(tmp_path_factory):
 def _run(stack, out, memory_mb, **kw):
     paths = [str(out / n) for n in ("ts.tif", "vel.tif", "q.tif")]
     caches = []
-    summary = sbas_stack.invert_stack(stack, *paths, sbas_stack.SbasOptions(memory_mb=memory_mb, **kw),
-                                      progress=lambda f: caches.append(gdal.GetCacheMax()))
+    summary = sbas_stack.invert_stack(
+        stack,
+        *paths,
+        sbas_stack.SbasOptions(memory_mb=memory_mb, **kw),
+        progress=lambda f: caches.append(gdal.GetCacheMax()),
+    )
     arrays = [gdal.Open(p).ReadAsArray() for p in paths]
     return summary, arrays, caches
 
@@ -231,13 +241,13 @@ def test_windows_and_sub_blocks_do_not_change_results(tiled_stack, tmp_path, wei
             assert gdal.GetCacheMax() == old
             plans = memory_plan.plan_stack(stack, weighting, 0.0, mem, reference_pass=True)
             assert set(res[-1][2]) == {max(p["gdal_cache"] for p in plans.values())}
-        assert len(plans["invert"]["windows"]) == NY * math.ceil(NX / 16)     # the small cap: 1 x 16 windows
+        assert len(plans["invert"]["windows"]) == NY * math.ceil(NX / 16)  # the small cap: 1 x 16 windows
     finally:
         gdal.SetCacheMax(old)
     (s1, a1, _), (s2, a2, _) = res
     assert s1["reference"] == s2["reference"]
     if with_coh:
-        assert s1["reference"] == (5, 40)                            # tie -> first in row order
+        assert s1["reference"] == (5, 40)  # tie -> first in row order
     if weighting == "none":
         # the unweighted solve runs in float32: its GEMM may sum in a split-dependent order on some
         # CPUs/BLAS builds (up to 5 float32 roundings seen on AMD EPYC with OpenBLAS 0.3.21), so the
@@ -257,8 +267,10 @@ def test_windows_and_sub_blocks_do_not_change_results(tiled_stack, tmp_path, wei
         assert r1["n_pixels_used"] == r2["n_pixels_used"]
 
 
-@pytest.mark.parametrize("weighting,with_coh,qc", [("none", True, False), ("coherence", True, False),
-                                                    ("none", False, False), ("none", True, True)])
+@pytest.mark.parametrize(
+    "weighting,with_coh,qc",
+    [("none", True, False), ("coherence", True, False), ("none", False, False), ("none", True, True)],
+)
 def test_threads_do_not_change_results(tiled_stack, tmp_path, weighting, with_coh, qc):
     """3 threads on small windows (arriving in any order) vs one thread on one window: identical rasters,
     reference and network statistics; each window planned under cap / threads, GDAL's cache threads x
@@ -311,8 +323,8 @@ def test_coherence_only_reference_equals_the_full_search(tmp_path, monkeypatch, 
         a, b = net.dates[net.i1[k]], net.dates[net.i2[k]]
         ph = rng.normal(0, 1, (NY, NX))
         coh = rng.uniform(0.3, 0.8, (NY, NX)).astype(np.float32)
-        coh[7, 9] = 0.97          # best by coherence, but no phase in interferogram 2
-        coh[30, 50] = 0.95        # the true reference
+        coh[7, 9] = 0.97  # best by coherence, but no phase in interferogram 2
+        coh[30, 50] = 0.95  # the true reference
         if k == 2:
             ph[7, 9] = np.nan
         tag = "%s_%s" % (a.strftime("%Y%m%d"), b.strftime("%Y%m%d"))
@@ -322,8 +334,9 @@ def test_coherence_only_reference_equals_the_full_search(tmp_path, monkeypatch, 
     stack = prepare_stack(ifgs, None, cohs)
     logs = []
     paths = [str(tmp_path / n) for n in ("ts.tif", "vel.tif", "q.tif")]
-    summary = sbas_stack.invert_stack(stack, *paths, sbas_stack.SbasOptions(memory_mb=1, loop_closure=0),
-                                      log=logs.append)
+    summary = sbas_stack.invert_stack(
+        stack, *paths, sbas_stack.SbasOptions(memory_mb=1, loop_closure=0), log=logs.append
+    )
     assert summary["reference"] == _expected_reference(ifgs, cohs) == (30, 50)
     text = "\n".join(logs)
     if n_candidates == 1:
@@ -342,8 +355,9 @@ def test_fewer_threads_when_whole_tiles_per_thread_do_not_fit(tiled_stack, tmp_p
         out = tmp_path / ("t%d" % threads)
         out.mkdir()
         paths = [str(out / n) for n in ("ts.tif", "vel.tif", "q.tif")]
-        sbas_stack.invert_stack(stack, *paths, sbas_stack.SbasOptions(memory_mb=30, threads=threads,
-                                                                      weighting="coherence"), log=logs.append)
+        sbas_stack.invert_stack(
+            stack, *paths, sbas_stack.SbasOptions(memory_mb=30, threads=threads, weighting="coherence"), log=logs.append
+        )
         res.append([gdal.Open(p).ReadAsArray() for p in paths])
     assert any("1 threads instead of 3" in m for m in logs)
     for x, y in zip(*res):

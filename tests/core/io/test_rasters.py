@@ -50,8 +50,11 @@ def test_read_dates_from_descriptions_metadata_and_netcdf(tmp_path):
     a = np.arange(3 * 4 * 5, dtype=float).reshape(3, 4, 5)
     p1 = write_stack(tmp_path / "desc.tif", a, descriptions=["2020-01-03", "20200115", "D20200127"])
     assert read_dates(p1) == [dt.date(2020, 1, 3), dt.date(2020, 1, 15), dt.date(2020, 1, 27)]
-    p2 = write_stack(tmp_path / "md.tif", a, metadata=[{"DATE": "2020-01-03"}, {"ACQUISITION_DATE": "2020-01-15"},
-                                                       {"DATE": "20200127"}])
+    p2 = write_stack(
+        tmp_path / "md.tif",
+        a,
+        metadata=[{"DATE": "2020-01-03"}, {"ACQUISITION_DATE": "2020-01-15"}, {"DATE": "20200127"}],
+    )
     assert read_dates(p2)[1] == dt.date(2020, 1, 15)
     p3 = write_stack(tmp_path / "nc.tif", a, metadata=[{"NETCDF_DIM_time": str(v)} for v in (107.5, 129.5, 227.5)])
     ds = gdal.Open(p3, gdal.GA_Update)
@@ -82,7 +85,7 @@ def test_row_blocks_cover_rows_under_cap():
     blocks = row_blocks(1000, bytes_per_row=1024 * 1024, memory_mb=64)
     assert blocks[0] == (0, 64) and sum(n for _, n in blocks) == 1000
     assert all(r0 == sum(n for _, n in blocks[:i]) for i, (r0, _) in enumerate(blocks))
-    assert row_blocks(10, bytes_per_row=10 ** 12, memory_mb=1) == [(i, 1) for i in range(10)]
+    assert row_blocks(10, bytes_per_row=10**12, memory_mb=1) == [(i, 1) for i in range(10)]
 
 
 def test_read_block_nodata_and_scale(tmp_path):
@@ -122,7 +125,8 @@ def test_writer_is_atomic_and_labels_bands(tmp_path):
 def test_phase_to_los_sign():
     # positive phase = range increase = away from the satellite -> negative displacement
     assert units.los_factor_mm("radians", units.SENTINEL1_WAVELENGTH_M) * 1.0 == pytest.approx(
-        -0.05546576 / (4 * np.pi) * 1000)
+        -0.05546576 / (4 * np.pi) * 1000
+    )
 
 
 def test_window_blocks_cover_grid_once():
@@ -130,14 +134,18 @@ def test_window_blocks_cover_grid_once():
 
     from subsidence_toolkit.core.io.windows import window_blocks
 
-    for ny, nx, bpc, mb in ((1000, 900, 8 * 100, 512), (1000, 4000, 8 * 1216, 64), (300, 70, 8, 0.001),
-                            (5, 7, 80, 1e-5)):
+    for ny, nx, bpc, mb in (
+        (1000, 900, 8 * 100, 512),
+        (1000, 4000, 8 * 1216, 64),
+        (300, 70, 8, 0.001),
+        (5, 7, 80, 1e-5),
+    ):
         cover = np.zeros((ny, nx), int)
         blocks = window_blocks(ny, nx, bpc, mb)
         for r0, nr, c0, nc in blocks:
             assert nr >= 1 and nc >= 1
             assert nr * nc * bpc <= max(mb * 1024 * 1024, bpc) + 1e-9
-            cover[r0:r0 + nr, c0:c0 + nc] += 1
+            cover[r0 : r0 + nr, c0 : c0 + nc] += 1
         assert (cover == 1).all()
     # deep stacks: whole tile rows, tile-aligned columns
     blocks = window_blocks(4000, 4000, 8 * 1216, 512)

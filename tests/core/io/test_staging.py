@@ -1,4 +1,5 @@
 """Staged outputs, input file resolution and file integrity checks (no QGIS)."""
+
 import os
 import zipfile
 
@@ -126,7 +127,7 @@ def test_truncated_netcdf_is_detected(tmp_path, fmt):
     ds = None
     assert integrity.file_damage(p) is None
     data = p.read_bytes()
-    p.write_bytes(data[:len(data) - 200])
+    p.write_bytes(data[: len(data) - 200])
     assert "is truncated" in integrity.file_damage(p)
     p.write_bytes(b"")
     assert "empty (0-byte)" in integrity.file_damage(p)

@@ -1,4 +1,5 @@
 """map_blocks gives the same blocks locally and on a 2-worker LocalCluster (loopback, no dashboard)."""
+
 import numpy as np
 import pytest
 from synthetic import sentinel1_dates, smooth_stack, write_stack
@@ -12,8 +13,10 @@ from subsidence_toolkit.core.timeseries import resample
 def _tasks(path, dates, ny):
     t = days_since(dates)
     t_new = days_since(resample.target_dates(dates), dates[0])
-    return [dict(path=path, row0=r, nrows=n, t=t, t_new=t_new, method="cubic", min_valid=2)
-            for r, n in row_blocks(ny, 1, memory_mb=3e-6)]
+    return [
+        dict(path=path, row0=r, nrows=n, t=t, t_new=t_new, method="cubic", min_valid=2)
+        for r, n in row_blocks(ny, 1, memory_mb=3e-6)
+    ]
 
 
 def test_local_map_blocks_in_order_and_cancel(tmp_path):
@@ -52,11 +55,18 @@ def test_local_cluster_equals_local_run(tmp_path):
     path = write_stack(tmp_path / "s.tif", smooth_stack(dates, ny=12, nx=5, nan_fraction=0.2), dates=dates)
     tasks = _tasks(path, dates, 12)
     local = dict(runner.map_blocks(resample.resample_block_task, tasks))
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         remote = dict(runner.map_blocks(resample.resample_block_task, tasks, client=client, max_in_flight=3))
-        scaled = dict(runner.map_blocks(_scaled_task, [np.arange(3.0), np.ones(2)], client=client,
-                                          shared={"factor": np.full(1, 2.5)}))
+        scaled = dict(
+            runner.map_blocks(
+                _scaled_task, [np.arange(3.0), np.ones(2)], client=client, shared={"factor": np.full(1, 2.5)}
+            )
+        )
     assert np.array_equal(scaled[0], [0.0, 2.5, 5.0]) and np.array_equal(scaled[1], [2.5, 2.5])
     assert sorted(remote) == sorted(local)
     for i in local:
@@ -66,7 +76,8 @@ def test_local_cluster_equals_local_run(tmp_path):
 
 def _slow_square(task, shared):
     import time
-    time.sleep(0.002 * (task % 3))          # later tasks may finish first
+
+    time.sleep(0.002 * (task % 3))  # later tasks may finish first
     return {"value": task * task + shared, "thread": __import__("threading").get_ident()}
 
 

@@ -1,4 +1,5 @@
 """Target grids and window reads on a target grid (direct and through exact warped VRTs)."""
+
 import numpy as np
 from osgeo import gdal
 from synthetic import write_stack
@@ -22,8 +23,13 @@ def test_union_grid_snaps_to_the_finest_lattice_and_reads_directly(tmp_path):
 
 def test_warped_window_reads_equal_the_whole_read(tmp_path):
     rng = np.random.default_rng(0)
-    src = write_stack(tmp_path / "s.tif", rng.normal(0, 10, (3, 37, 41)), pixel=20.0,
-                      origin=(500013.0, 4000007.0), dtype=gdal.GDT_Float64)
+    src = write_stack(
+        tmp_path / "s.tif",
+        rng.normal(0, 10, (3, 37, 41)),
+        pixel=20.0,
+        origin=(500013.0, 4000007.0),
+        dtype=gdal.GDT_Float64,
+    )
     grid = grid_from_origin(500000.0, 4000000.0, 30.0, 30.0, 30, 27, epsg=32649)
     r = GridReader(src, grid, bands=[1, 3])
     assert not r.aligned
@@ -33,5 +39,5 @@ def test_warped_window_reads_equal_the_whole_read(tmp_path):
     for r0 in range(0, grid.ysize, 4):
         for c0 in range(0, grid.xsize, 7):
             nr, nc = min(4, grid.ysize - r0), min(7, grid.xsize - c0)
-            parts[:, r0:r0 + nr, c0:c0 + nc] = r.read(r0, nr, c0, nc)
+            parts[:, r0 : r0 + nr, c0 : c0 + nc] = r.read(r0, nr, c0, nc)
     assert np.array_equal(whole, parts, equal_nan=True)

@@ -1,4 +1,5 @@
 """Geodetector HTML report and its per-factor settings language (core, no QGIS)."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,8 +12,12 @@ from subsidence_toolkit.core.stats.factor_settings import parse_overrides
 
 def test_parse_overrides():
     spec = parse_overrides("dem=quantile:10; ndvi=manual:0.2,0.4\nlanduse=categorical; gwsa=20")
-    assert spec == {"dem": {"method": "quantile", "k": 10}, "ndvi": {"method": "manual", "breaks": [0.2, 0.4]},
-                    "landuse": {"method": "categorical"}, "gwsa": {"k": 20}}
+    assert spec == {
+        "dem": {"method": "quantile", "k": 10},
+        "ndvi": {"method": "manual", "breaks": [0.2, 0.4]},
+        "landuse": {"method": "categorical"},
+        "gwsa": {"k": 20},
+    }
     assert parse_overrides("") == {}
     for bad in ("dem", "dem=wavelet", "ndvi=manual:", "ndvi=manual:a,b"):
         with pytest.raises(ValueError, match="per-factor setting"):
@@ -53,7 +58,9 @@ def test_report_is_compact_and_explains_missing_values(tmp_path):
 
 
 def test_report_without_matplotlib_plots(tmp_path):
-    res = {"factor": pd.DataFrame({"factor": ["x"], "q": [0.5], "p_wang": [float("nan")]}),
-           "interaction": pd.DataFrame()}
+    res = {
+        "factor": pd.DataFrame({"factor": ["x"], "q": [0.5], "p_wang": [float("nan")]}),
+        "interaction": pd.DataFrame(),
+    }
     text = rep.html_report(res, ["n"], plots=False)
     assert "<img" not in text and ht.DASH in text

@@ -1,4 +1,5 @@
 """The HTML report of a lagged-correlation run: plots when matplotlib is there, tables always."""
+
 import base64
 import re
 
@@ -14,13 +15,21 @@ def _result():
     n = 24
     g = np.cumsum(rng.normal(size=n + 1))
     dates = pd.date_range("2020-01-01", periods=n, freq="MS").strftime("%Y-%m-%d")
-    df = pd.DataFrame({"date": list(dates) * 2, "area": ["a"] * n + ["b"] * n,
-                       "gwsa": np.r_[g[1:], g[1:]], "defo": np.r_[g[:-1], rng.normal(size=n)]})
+    df = pd.DataFrame(
+        {
+            "date": list(dates) * 2,
+            "area": ["a"] * n + ["b"] * n,
+            "gwsa": np.r_[g[1:], g[1:]],
+            "defo": np.r_[g[:-1], rng.normal(size=n)],
+        }
+    )
     df.loc[df.index[-3:], "defo"] = np.nan
-    few = pd.DataFrame({"date": ["2020-01-01", "2020-02-01"], "area": ["c", "c"], "gwsa": [1.0, 2.0],
-                        "defo": [3.0, 1.0]})
-    return lc.lagged_correlation_table(pd.concat([df, few]), "date", "gwsa", "defo", group_fields=["area"],
-                                       max_lag=2, series="both")
+    few = pd.DataFrame(
+        {"date": ["2020-01-01", "2020-02-01"], "area": ["c", "c"], "gwsa": [1.0, 2.0], "defo": [3.0, 1.0]}
+    )
+    return lc.lagged_correlation_table(
+        pd.concat([df, few]), "date", "gwsa", "defo", group_fields=["area"], max_lag=2, series="both"
+    )
 
 
 def test_report_with_plots_has_one_image_per_group_and_all_rows():

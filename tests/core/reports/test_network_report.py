@@ -1,4 +1,5 @@
 """SBAS network figure/page (core, no QGIS)."""
+
 import datetime as dt
 
 import numpy as np
@@ -14,10 +15,16 @@ def _table(with_bperp=True, reason_column=False):
     rows = []
     for i in range(5):
         for j in range(i + 1, min(i + 3, 5)):
-            rows.append({"file": "%d_%d.tif" % (i, j), "reference_date": d[i].isoformat(),
-                         "secondary_date": d[j].isoformat(),
-                         "perp_baseline_m": b[d[j]] - b[d[i]] if with_bperp else np.nan,
-                         "used": not (i == 1 and j == 3), "status": "used"})
+            rows.append(
+                {
+                    "file": "%d_%d.tif" % (i, j),
+                    "reference_date": d[i].isoformat(),
+                    "secondary_date": d[j].isoformat(),
+                    "perp_baseline_m": b[d[j]] - b[d[i]] if with_bperp else np.nan,
+                    "used": not (i == 1 and j == 3),
+                    "status": "used",
+                }
+            )
     df = pd.DataFrame(rows)
     df.loc[~df["used"], "status"] = "perpendicular baseline 95.0 m > 60 m"
     if reason_column:  # as the quality-control steps write it

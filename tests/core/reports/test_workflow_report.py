@@ -1,4 +1,5 @@
 """Workflow summary report (core, no QGIS): map coordinates, outlines, page-wide images, lag verdicts."""
+
 import base64
 import re
 import struct
@@ -27,17 +28,41 @@ def outputs(tmp_path):
     g = np.arange(3 * 8 * 9, dtype=float).reshape(3, 8, 9) - 100
     import datetime as dt
 
-    gwsa = write_stack(tmp_path / "g.tif", g, dates=[dt.date(2020, m, 15) for m in (1, 2, 3)], epsg=4326,
-                       origin=(110.99, 36.14), pixel=0.01)
+    gwsa = write_stack(
+        tmp_path / "g.tif",
+        g,
+        dates=[dt.date(2020, m, 15) for m in (1, 2, 3)],
+        epsg=4326,
+        origin=(110.99, 36.14),
+        pixel=0.01,
+    )
     rows = []
     for area in ("mining", "irrigation", "desert"):
         for layer in ("deformation", "gwsa"):
             for k, d in enumerate(pd.date_range("2020-01-15", periods=6, freq="MS")):
-                rows.append({"area": area, "class": "severe", "layer": layer, "date": d.strftime("%Y-%m-%d"),
-                             "n": 10, "cumulative_change": -k * (2 if layer == "gwsa" else 5)})
-    lag = pd.DataFrame({"group": ["area=mining", "area=desert"], "series": ["temporal", "temporal"], "lag": [1, 3],
-                        "n": [40, 40], "r": [0.8, 0.2], "p": [1e-9, 0.2], "n_eff": [30.0, 12.0],
-                        "p_eff": [1e-6, 0.4], "best_lag": [True, True]})
+                rows.append(
+                    {
+                        "area": area,
+                        "class": "severe",
+                        "layer": layer,
+                        "date": d.strftime("%Y-%m-%d"),
+                        "n": 10,
+                        "cumulative_change": -k * (2 if layer == "gwsa" else 5),
+                    }
+                )
+    lag = pd.DataFrame(
+        {
+            "group": ["area=mining", "area=desert"],
+            "series": ["temporal", "temporal"],
+            "lag": [1, 3],
+            "n": [40, 40],
+            "r": [0.8, 0.2],
+            "p": [1e-9, 0.2],
+            "n_eff": [30.0, 12.0],
+            "p_eff": [1e-6, 0.4],
+            "best_lag": [True, True],
+        }
+    )
     fac = pd.DataFrame({"factor": ["gwsa_trend", "dem"], "q": [0.6, 0.1], "p_wang": [0.0, 0.3]})
     return vel, gwsa, pd.DataFrame(rows), lag, fac
 
@@ -47,9 +72,12 @@ def test_maps_in_map_coordinates_with_outlines(outputs):
 
     vel, gwsa, *_ = outputs
     # a polygon in WGS 84 around the UTM raster's centre: drawn in each map's own CRS
-    outline = ("mining", "POLYGON((111.0 36.13,111.003 36.13,111.003 36.133,111.0 36.133,111.0 36.13))",
-               'GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563]],PRIMEM["Greenwich",0],'
-               'UNIT["degree",0.0174532925199433],AUTHORITY["EPSG","4326"]]')
+    outline = (
+        "mining",
+        "POLYGON((111.0 36.13,111.003 36.13,111.003 36.133,111.0 36.133,111.0 36.13))",
+        'GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563]],PRIMEM["Greenwich",0],'
+        'UNIT["degree",0.0174532925199433],AUTHORITY["EPSG","4326"]]',
+    )
     fig = wr.maps_figure(vel, gwsa, [outline], Figure)
     ax_v, ax_g = [a for a in fig.axes if a.get_label() != "<colorbar>"]
     assert ax_v.get_xlabel() == "Easting (m)" and ax_v.get_ylabel() == "Northing (m)"
@@ -64,8 +92,15 @@ def test_maps_in_map_coordinates_with_outlines(outputs):
 
 def test_report_images_fit_the_page_and_flags_weak_lags(outputs, tmp_path):
     vel, gwsa, classes, lag, fac = outputs
-    path = wr.write_html_report(tmp_path / "r.html", vel, gwsa, class_table=classes, lag_table=lag, factor_table=fac,
-                                links={"Geodetector": str(tmp_path / "sub" / "gd.html")})
+    path = wr.write_html_report(
+        tmp_path / "r.html",
+        vel,
+        gwsa,
+        class_table=classes,
+        lag_table=lag,
+        factor_table=fac,
+        links={"Geodetector": str(tmp_path / "sub" / "gd.html")},
+    )
     text = open(path, encoding="utf-8").read()
     sizes = _png_sizes(text)
     assert len(sizes) == 2 and all(w <= 1000 for w, h in sizes)  # the page is 1100 px wide

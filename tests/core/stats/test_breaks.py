@@ -1,4 +1,5 @@
 """Discretization: exact natural breaks against brute force, other methods by definition."""
+
 from itertools import combinations
 
 import numpy as np

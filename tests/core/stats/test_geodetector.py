@@ -1,4 +1,5 @@
 """Geodetector detectors against analytic cases, independent code and scipy."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -55,7 +56,7 @@ def test_q_and_p_values_against_independent_formulas():
     assert res.p_anova == pytest.approx(stats.f_oneway(*groups).pvalue, rel=1e-9)
     means = np.array([g.mean() for g in groups])
     nh = np.array([g.size for g in groups])
-    lam = (np.sum(means ** 2) - np.sum(np.sqrt(nh) * means) ** 2 / N) / np.var(y, ddof=1)
+    lam = (np.sum(means**2) - np.sum(np.sqrt(nh) * means) ** 2 / N) / np.var(y, ddof=1)
     assert res["lambda"] == pytest.approx(lam, rel=1e-10)
     assert res.p_wang == pytest.approx(stats.ncf.sf(F, L - 1, N - L, lam), rel=1e-9)
     assert res.q_adj == pytest.approx(1 - (1 - res.q) * (N - 1) / (N - L))
@@ -283,7 +284,7 @@ def _planted(rng, q_true, nh, sigma=2.0):
     mu0 = np.linspace(-1.0, 1.0, nh.size) ** 3 + np.arange(nh.size) % 2
     w = nh / N
     sb2 = np.sum(w * (mu0 - np.sum(w * mu0)) ** 2)
-    mu = mu0 * np.sqrt(q_true / (1 - q_true) * sigma ** 2 / sb2)
+    mu = mu0 * np.sqrt(q_true / (1 - q_true) * sigma**2 / sb2)
     return codes, mu, sigma
 
 
@@ -295,7 +296,7 @@ def test_q_confidence_interval_coverage_on_planted_population_q(q_true):
     # the planted q is the population q: check it from the planted means
     w = nh / nh.sum()
     sb2 = np.sum(w * (mu - np.sum(w * mu)) ** 2)
-    assert sb2 / (sb2 + sigma ** 2) == pytest.approx(q_true)
+    assert sb2 / (sb2 + sigma**2) == pytest.approx(q_true)
     sims, below, above = 200, 0, 0
     for _ in range(sims):
         y = mu[codes] + rng.normal(0, sigma, codes.size)
@@ -388,7 +389,7 @@ def test_interaction_wang_p_matches_independent_formula_and_combined_factor(ddof
     n_h, m_h = g.size().to_numpy(float), g.mean().to_numpy()
     n, L = len(df), len(n_h)
     q = 1 - (g.var(ddof=0) * g.size()).sum() / (n * df.y.var(ddof=0))
-    lam = (np.sum(m_h ** 2) - np.sum(np.sqrt(n_h) * m_h) ** 2 / n) / df.y.var(ddof=ddof)
+    lam = (np.sum(m_h**2) - np.sum(np.sqrt(n_h) * m_h) ** 2 / n) / df.y.var(ddof=ddof)
     F = (n - L) / (L - 1) * q / (1 - q)
     assert inter.q_ab == pytest.approx(q, rel=1e-10)
     assert inter.lambda_ab == pytest.approx(lam, rel=1e-8)
@@ -418,16 +419,18 @@ def raster_case(tmp_path, seed=0):
     t = _write_raster(tmp_path / "y.tif", (x0, dx, 0, y0, 0, -dx), yv, 32650, nodata=-9999)
     fine = np.repeat(np.repeat(zone, 2, 0), 2, 1).astype(np.int16)
     fine[10:14, 20:26] = -1
-    f1 = _write_raster(tmp_path / "zone.tif", (x0, dx / 2, 0, y0, 0, -dx / 2), fine, 32650, nodata=-1,
-                       dtype=gdal.GDT_Int16)
+    f1 = _write_raster(
+        tmp_path / "zone.tif", (x0, dx / 2, 0, y0, 0, -dx / 2), fine, 32650, nodata=-1, dtype=gdal.GDT_Int16
+    )
     # geographic grid covering the UTM target (lon ~117 E, lat ~36.1 N)
     lon0, lat0 = 116.99, 36.15
     geo = rng.normal(size=(40, 60)).cumsum(1)
     geo[:8, :8] = -9999
     f2 = _write_raster(tmp_path / "geo.tif", (lon0, 0.0006, 0, lat0, 0, -0.0006), geo, 4326, nodata=-9999)
     coarse = rng.uniform(0, 10, (10, 14))
-    f3 = _write_raster(tmp_path / "coarse.tif", (x0 - 130.0, 250.0, 0, y0 + 70.0, 0, -250.0), coarse, 32650,
-                       dtype=gdal.GDT_Float64)
+    f3 = _write_raster(
+        tmp_path / "coarse.tif", (x0 - 130.0, 250.0, 0, y0 + 70.0, 0, -250.0), coarse, 32650, dtype=gdal.GDT_Float64
+    )
     return t, {"zone": (f1, True), "geo": (f2, False), "coarse": (f3, False)}, yv
 
 
@@ -528,6 +531,5 @@ def test_raster_samples_cancel_and_no_overlap(tmp_path):
     out = tmp_path / "sm.tif"
     c = G.encode_factor(np.arange(10.0), "x", "equal", 2)
     with pytest.raises(Stop):
-        G.write_stratum_mean_raster(str(out), t, paths["coarse"][0], False, c, np.array([1.0, 2.0]), 0.001,
-                                    check=check)
+        G.write_stratum_mean_raster(str(out), t, paths["coarse"][0], False, c, np.array([1.0, 2.0]), 0.001, check=check)
     assert not out.exists() and not list(tmp_path.glob(".sm.tif*"))  # atomic: nothing left behind

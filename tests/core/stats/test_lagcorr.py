@@ -1,4 +1,5 @@
 """Tests of core.stats.lagcorr against scipy, closed forms and synthetic series with planted lags."""
+
 import datetime as dt
 
 import numpy as np
@@ -106,8 +107,9 @@ def test_known_two_month_lag_is_best():
     defo = g[:-2] + 0.3 * rng.normal(size=n)  # defo[t] = g[t-2]: GWSA leads by 2 months
     gw = g[2:]
     df = pd.DataFrame({"date": month_dates(n), "gwsa": gw, "defo": defo})
-    res = lc.lagged_correlation_table(df, "date", "gwsa", "defo", max_lag=4, negative_lags=True,
-                                      series=["levels", "temporal"])
+    res = lc.lagged_correlation_table(
+        df, "date", "gwsa", "defo", max_lag=4, negative_lags=True, series=["levels", "temporal"]
+    )
     for mode in ("levels", "temporal"):
         part = res.table[res.table["series"] == mode]
         assert part["best_lag"].sum() == 1
@@ -121,8 +123,8 @@ def test_negative_lag_when_y_leads():
     rng = np.random.default_rng(3)
     n = 40
     base = rng.normal(size=n + 1)
-    x = base[:-1]   # x[t] = base[t]
-    y = base[1:]    # y[t] = base[t+1] = x[t+1]: Y leads X by one month
+    x = base[:-1]  # x[t] = base[t]
+    y = base[1:]  # y[t] = base[t+1] = x[t+1]: Y leads X by one month
     df = pd.DataFrame({"date": month_dates(n), "x": x, "y": y})
     t = lc.lagged_correlation_table(df, "date", "x", "y", max_lag=2, negative_lags=True).table
     assert int(t.loc[t["best_lag"], "lag"].iloc[0]) == -1
@@ -186,8 +188,9 @@ def test_cumulative_equals_levels(gappy_pair):
     dates, x, y = gappy_pair
     df = pd.DataFrame({"date": dates, "gwsa": x, "defo": y})
     for detrend in ("none", "linear", "harmonic", "climatology"):
-        t = lc.lagged_correlation_table(df, "date", "gwsa", "defo", max_lag=3, negative_lags=True,
-                                        series=["levels", "cumulative"], detrend=detrend).table
+        t = lc.lagged_correlation_table(
+            df, "date", "gwsa", "defo", max_lag=3, negative_lags=True, series=["levels", "cumulative"], detrend=detrend
+        ).table
         lev = t[t["series"] == "levels"].reset_index(drop=True)
         cum = t[t["series"] == "cumulative"].reset_index(drop=True)
         for col in ("n", "r", "p", "n_eff", "p_eff"):
@@ -245,8 +248,16 @@ def test_linear_and_harmonic_detrending_remove_their_models():
     np.testing.assert_allclose(d, ref, atol=1e-9)
     seas = lin + 10 * np.sin(2 * np.pi * months / 12 + 0.4) + 3 * np.cos(2 * np.pi * months / 6)
     dh, _ = lc.detrend_series(seas, "harmonic", months)
-    gh = np.column_stack([np.ones(60), t, np.sin(2 * np.pi * t / 12), np.cos(2 * np.pi * t / 12),
-                          np.sin(2 * np.pi * t / 6), np.cos(2 * np.pi * t / 6)])
+    gh = np.column_stack(
+        [
+            np.ones(60),
+            t,
+            np.sin(2 * np.pi * t / 12),
+            np.cos(2 * np.pi * t / 12),
+            np.sin(2 * np.pi * t / 6),
+            np.cos(2 * np.pi * t / 6),
+        ]
+    )
     refh = noise - gh @ np.linalg.lstsq(gh, noise, rcond=None)[0]
     np.testing.assert_allclose(dh, refh, atol=1e-8)
     few, note = lc.detrend_series(np.r_[1.0, 2.0, np.full(10, np.nan)], "harmonic", months[:12])
@@ -302,9 +313,17 @@ def _planted_long_table():
 
 def test_long_table_groups_and_equals_wide():
     long = _planted_long_table()
-    res = lc.lagged_correlation_table(long, "date", group_fields=["area", "class"], variable_field="layer",
-                                      value_field="mean", x_name="gwsa", y_name="deformation",
-                                      max_lag=3, series="both")
+    res = lc.lagged_correlation_table(
+        long,
+        "date",
+        group_fields=["area", "class"],
+        variable_field="layer",
+        value_field="mean",
+        x_name="gwsa",
+        y_name="deformation",
+        max_lag=3,
+        series="both",
+    )
     t = res.table
     assert list(t.columns[:2]) == ["area", "class"]
     for area, lag in (("desert", 0), ("irrigation", 1), ("mining", 2)):
@@ -313,8 +332,9 @@ def test_long_table_groups_and_equals_wide():
             assert len(part) == 4
             assert int(part.loc[part["best_lag"], "lag"].iloc[0]) == lag, (area, mode)
     wide = long.pivot_table(index=["area", "class", "date"], columns="layer", values="mean").reset_index()
-    res_w = lc.lagged_correlation_table(wide, "date", "gwsa", "deformation", group_fields=["area", "class"],
-                                        max_lag=3, series="both")
+    res_w = lc.lagged_correlation_table(
+        wide, "date", "gwsa", "deformation", group_fields=["area", "class"], max_lag=3, series="both"
+    )
     np.testing.assert_allclose(res_w.table["r"], t["r"], rtol=1e-12)
     np.testing.assert_allclose(res_w.table["n_eff"], t["n_eff"], rtol=1e-12)
     w = lc.wide_result(t, ["area", "class"])
@@ -325,16 +345,26 @@ def test_long_table_groups_and_equals_wide():
 
 def test_too_few_overlapping_months_gives_nan_row_and_warning():
     long = _planted_long_table()
-    few = pd.DataFrame([
-        {"area": "tiny", "class": 1, "layer": "gwsa", "date": d, "mean": v}
-        for d, v in zip(month_dates(3), (1.0, 2.0, 4.0))
-    ] + [
-        {"area": "tiny", "class": 1, "layer": "deformation", "date": d, "mean": v}
-        for d, v in zip(month_dates(3), (0.5, 1.0, 3.0))
-    ])
-    res = lc.lagged_correlation_table(pd.concat([long, few]), "date", group_fields=["area"],
-                                      variable_field="layer", value_field="mean", x_name="gwsa",
-                                      y_name="deformation", max_lag=1)
+    few = pd.DataFrame(
+        [
+            {"area": "tiny", "class": 1, "layer": "gwsa", "date": d, "mean": v}
+            for d, v in zip(month_dates(3), (1.0, 2.0, 4.0))
+        ]
+        + [
+            {"area": "tiny", "class": 1, "layer": "deformation", "date": d, "mean": v}
+            for d, v in zip(month_dates(3), (0.5, 1.0, 3.0))
+        ]
+    )
+    res = lc.lagged_correlation_table(
+        pd.concat([long, few]),
+        "date",
+        group_fields=["area"],
+        variable_field="layer",
+        value_field="mean",
+        x_name="gwsa",
+        y_name="deformation",
+        max_lag=1,
+    )
     tiny = res.table[res.table["area"] == "tiny"]
     assert len(tiny) == 2
     assert tiny["r"].isna().all() and tiny["p"].isna().all() and tiny["p_eff"].isna().all()
@@ -345,8 +375,13 @@ def test_too_few_overlapping_months_gives_nan_row_and_warning():
 
 
 def test_several_values_in_a_month_are_averaged_with_warning():
-    df = pd.DataFrame({"date": ["2020-01-03", "2020-01-27", "2020-02-10", "2020-03-05", "2020-04-01", "2020-05-09"],
-                       "x": [1.0, 3.0, 4.0, 9.0, 10.0, 8.0], "y": [2.0, 2.0, 5.0, 7.0, 11.0, 6.0]})
+    df = pd.DataFrame(
+        {
+            "date": ["2020-01-03", "2020-01-27", "2020-02-10", "2020-03-05", "2020-04-01", "2020-05-09"],
+            "x": [1.0, 3.0, 4.0, 9.0, 10.0, 8.0],
+            "y": [2.0, 2.0, 5.0, 7.0, 11.0, 6.0],
+        }
+    )
     res = lc.lagged_correlation_table(df, "date", "x", "y", max_lag=0)
     assert res.table["n"].iloc[0] == 5
     assert res.table["r"].iloc[0] == pytest.approx(stats.pearsonr([2, 4, 9, 10, 8], [2, 5, 7, 11, 6])[0])
@@ -354,38 +389,105 @@ def test_several_values_in_a_month_are_averaged_with_warning():
 
 
 def test_dates_in_several_forms_and_missing_values():
-    dates = pd.Series(["2020-01-15", "20200215", dt.date(2020, 3, 1), pd.Timestamp("2020-04-30"),
-                       "2020-05", "2020-06-01"], dtype=object)
-    df = pd.DataFrame({"date": dates,
-                       "x": [1, 2, "", None, "5.5", 7], "y": [1.0, 3.0, 2.0, 5.0, 4.0, 8.0]})
+    dates = pd.Series(
+        ["2020-01-15", "20200215", dt.date(2020, 3, 1), pd.Timestamp("2020-04-30"), "2020-05", "2020-06-01"],
+        dtype=object,
+    )
+    df = pd.DataFrame({"date": dates, "x": [1, 2, "", None, "5.5", 7], "y": [1.0, 3.0, 2.0, 5.0, 4.0, 8.0]})
     res = lc.lagged_correlation_table(df, "date", "x", "y", max_lag=0)
     assert res.table["n"].iloc[0] == 4
     assert res.table["r"].iloc[0] == pytest.approx(stats.pearsonr([1, 2, 5.5, 7], [1, 3, 4, 8])[0])
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(df=pd.DataFrame({"d": ["2020-01-01", "not a date"], "x": [1, 2], "y": [1, 2]}), x_field="x", y_field="y"),
-     r"date field 'd': row 2 has 'not a date'"),
-    (dict(df=pd.DataFrame({"d": ["2020-01-01", "2020-02-01"], "x": [1, 2], "y": [1, 2]}), x_field="x", y_field="x"),
-     r"X and Y are the same field 'x'"),
-    (dict(df=pd.DataFrame({"d": ["2020-01-01", "2020-02-01"], "x": [1, 2], "y": ["1", "abc"]}), x_field="x",
-          y_field="y"), r"Y field 'y' is not numeric: row 2 has 'abc'"),
-    (dict(df=pd.DataFrame({"d": ["2020-01-01", "2020-02-01"], "x": [1, 2], "y": [1, 2]}), x_field="x",
-          y_field="gwsa"), r"Y field 'gwsa' not found"),
-    (dict(df=pd.DataFrame({"d": ["2020-01-01", "2020-02-01"], "x": [1, 2], "y": [1, 2]}), x_field="x",
-          y_field="y", group_fields=["area"]), r"group field 'area' not found"),
-    (dict(df=pd.DataFrame({"d": ["2020-01-01"], "v": ["a"], "val": [1.0]}), variable_field="v", value_field="val",
-          x_name="a", y_name="a"), r"same variable 'a'"),
-    (dict(df=pd.DataFrame({"d": ["2020-01-01"], "v": ["a"], "val": [1.0]}), variable_field="v", value_field="val",
-          x_name="a", y_name="b"), r"Y variable 'b' does not occur in field 'v'"),
-    (dict(df=pd.DataFrame({"d": ["2020-01-01", "2020-02-01"], "x": [1, 2], "y": [1, 2]}), x_field="x",
-          y_field="y", max_lag=-1), r"maximum lag"),
-    (dict(df=pd.DataFrame({"d": ["2020-01-01", "2020-02-01"], "x": [1, 2], "y": [1, 2]}), x_field="x",
-          y_field="y", detrend="quadratic"), r"unknown detrending"),
-    (dict(df=pd.DataFrame({"d": [], "x": [], "y": []}), x_field="x", y_field="y"), r"no rows"),
-    (dict(df=pd.DataFrame({"d": ["2020-01-01", "2020-02-01"], "x": [True, False], "y": [1, 2]}), x_field="x",
-          y_field="y"), r"X field 'x' is boolean"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (
+            dict(
+                df=pd.DataFrame({"d": ["2020-01-01", "not a date"], "x": [1, 2], "y": [1, 2]}), x_field="x", y_field="y"
+            ),
+            r"date field 'd': row 2 has 'not a date'",
+        ),
+        (
+            dict(
+                df=pd.DataFrame({"d": ["2020-01-01", "2020-02-01"], "x": [1, 2], "y": [1, 2]}), x_field="x", y_field="x"
+            ),
+            r"X and Y are the same field 'x'",
+        ),
+        (
+            dict(
+                df=pd.DataFrame({"d": ["2020-01-01", "2020-02-01"], "x": [1, 2], "y": ["1", "abc"]}),
+                x_field="x",
+                y_field="y",
+            ),
+            r"Y field 'y' is not numeric: row 2 has 'abc'",
+        ),
+        (
+            dict(
+                df=pd.DataFrame({"d": ["2020-01-01", "2020-02-01"], "x": [1, 2], "y": [1, 2]}),
+                x_field="x",
+                y_field="gwsa",
+            ),
+            r"Y field 'gwsa' not found",
+        ),
+        (
+            dict(
+                df=pd.DataFrame({"d": ["2020-01-01", "2020-02-01"], "x": [1, 2], "y": [1, 2]}),
+                x_field="x",
+                y_field="y",
+                group_fields=["area"],
+            ),
+            r"group field 'area' not found",
+        ),
+        (
+            dict(
+                df=pd.DataFrame({"d": ["2020-01-01"], "v": ["a"], "val": [1.0]}),
+                variable_field="v",
+                value_field="val",
+                x_name="a",
+                y_name="a",
+            ),
+            r"same variable 'a'",
+        ),
+        (
+            dict(
+                df=pd.DataFrame({"d": ["2020-01-01"], "v": ["a"], "val": [1.0]}),
+                variable_field="v",
+                value_field="val",
+                x_name="a",
+                y_name="b",
+            ),
+            r"Y variable 'b' does not occur in field 'v'",
+        ),
+        (
+            dict(
+                df=pd.DataFrame({"d": ["2020-01-01", "2020-02-01"], "x": [1, 2], "y": [1, 2]}),
+                x_field="x",
+                y_field="y",
+                max_lag=-1,
+            ),
+            r"maximum lag",
+        ),
+        (
+            dict(
+                df=pd.DataFrame({"d": ["2020-01-01", "2020-02-01"], "x": [1, 2], "y": [1, 2]}),
+                x_field="x",
+                y_field="y",
+                detrend="quadratic",
+            ),
+            r"unknown detrending",
+        ),
+        (dict(df=pd.DataFrame({"d": [], "x": [], "y": []}), x_field="x", y_field="y"), r"no rows"),
+        (
+            dict(
+                df=pd.DataFrame({"d": ["2020-01-01", "2020-02-01"], "x": [True, False], "y": [1, 2]}),
+                x_field="x",
+                y_field="y",
+            ),
+            r"X field 'x' is boolean",
+        ),
+    ],
+)
 def test_bad_input_errors(kwargs, match):
     df = kwargs.pop("df")
     with pytest.raises(ValueError, match=match):
@@ -426,13 +528,19 @@ def test_groups_processed_together_equal_groups_alone(detrend):
 
 
 def test_missing_group_key_is_its_own_group():
-    df = pd.DataFrame({"area": ["a"] * 6 + [None] * 6, "date": month_dates(6) * 2,
-                       "x": np.r_[np.arange(6.0), np.arange(6.0) ** 2],
-                       "y": np.r_[np.arange(6.0) ** 1.5, -np.arange(6.0)]})
+    df = pd.DataFrame(
+        {
+            "area": ["a"] * 6 + [None] * 6,
+            "date": month_dates(6) * 2,
+            "x": np.r_[np.arange(6.0), np.arange(6.0) ** 2],
+            "y": np.r_[np.arange(6.0) ** 1.5, -np.arange(6.0)],
+        }
+    )
     t = lc.lagged_correlation_table(df, "date", "x", "y", group_fields=["area"], max_lag=0).table
     assert sorted(t["group"]) == ["area=", "area=a"]
-    assert t.loc[t["group"] == "area=", "r"].iloc[0] == pytest.approx(-stats.pearsonr(np.arange(6.0) ** 2,
-                                                                                       np.arange(6.0))[0])
+    assert t.loc[t["group"] == "area=", "r"].iloc[0] == pytest.approx(
+        -stats.pearsonr(np.arange(6.0) ** 2, np.arange(6.0))[0]
+    )
 
 
 def test_lag_statistics_rows_equal_single_series():
@@ -454,15 +562,15 @@ def test_cumulative_from_explicit_base_month():
     rng = np.random.default_rng(12)
     n = 15
     df = pd.DataFrame({"date": month_dates(n), "x": rng.normal(size=n).cumsum(), "y": rng.normal(size=n).cumsum()})
-    res = lc.lagged_correlation_table(df, "date", "x", "y", max_lag=2, series=["levels", "cumulative"],
-                                      base_date="2020-03")
+    res = lc.lagged_correlation_table(
+        df, "date", "x", "y", max_lag=2, series=["levels", "cumulative"], base_date="2020-03"
+    )
     cur = [c for c in res.curves if c["series"] == "cumulative"][0]
     i = list(cur["months"]).index(month_index(dt.date(2020, 3, 1)))
     assert cur["x"][i] == 0.0 and cur["y"][i] == 0.0
     np.testing.assert_allclose(cur["x"], df["x"] - df["x"][2])
     t = res.table
-    np.testing.assert_allclose(t.loc[t["series"] == "cumulative", "r"], t.loc[t["series"] == "levels", "r"],
-                               rtol=1e-12)
+    np.testing.assert_allclose(t.loc[t["series"] == "cumulative", "r"], t.loc[t["series"] == "levels", "r"], rtol=1e-12)
     # a base month missing from Y: NaN rows and a warning, not an exception
     df.loc[2, "y"] = np.nan
     res = lc.lagged_correlation_table(df, "date", "x", "y", max_lag=1, series="cumulative", base_date="2020-03-20")

@@ -30,21 +30,31 @@ def test_signed_mode_splits_subsidence_and_uplift():
     v = np.array([-19.9, -20.0, -50.0, -150.0, 0.0, 20.0, 150.0, np.nan])
     got = S.classify(v, S.DEFAULT_BREAKS, signed=True)
     assert [names[i] if i >= 0 else None for i in got] == [
-        "subsidence micro", "subsidence mild", "subsidence moderate", "subsidence severe",
-        "uplift micro", "uplift mild", "uplift severe", None]
+        "subsidence micro",
+        "subsidence mild",
+        "subsidence moderate",
+        "subsidence severe",
+        "uplift micro",
+        "uplift mild",
+        "uplift severe",
+        None,
+    ]
     iv = S.class_intervals(S.DEFAULT_BREAKS, signed=True)
     assert iv[0] == "-20 < v < 0 mm/yr" and iv[1] == "-50 < v <= -20 mm/yr" and iv[3] == "v <= -100 mm/yr"
     assert iv[4] == "0 <= v < 20 mm/yr" and iv[7] == "v >= 100 mm/yr"
     assert S.class_intervals(S.DEFAULT_BREAKS)[1] == "20 <= |v| < 50 mm/yr"
 
 
-@pytest.mark.parametrize("breaks,message", [
-    ("0,20,20,100", "strictly increasing: 20 (item 3) follows 20"),
-    ("0,50,20", "strictly increasing: 20 (item 3) follows 50"),
-    ("0,a,50", "item 2 ('a') is not a number"),
-    ("", "no break given"),
-    ([0, float("inf")], "not finite"),
-])
+@pytest.mark.parametrize(
+    "breaks,message",
+    [
+        ("0,20,20,100", "strictly increasing: 20 (item 3) follows 20"),
+        ("0,50,20", "strictly increasing: 20 (item 3) follows 50"),
+        ("0,a,50", "item 2 ('a') is not a number"),
+        ("", "no break given"),
+        ([0, float("inf")], "not finite"),
+    ],
+)
 def test_bad_breaks(breaks, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         S.parse_breaks(breaks)
@@ -138,6 +148,7 @@ def test_selection_is_uniform_over_the_class():
         assert len(pts) == 6
         np.add.at(hits, pts["row"] * 10 + pts["col"], 1)
     from scipy import stats
+
     chi2 = ((hits - 40.0) ** 2 / 40.0).sum()
     assert stats.chi2.sf(chi2, 59) > 1e-3
 
@@ -163,6 +174,7 @@ def test_min_spacing_respected_and_reported(tmp_path):
 def test_area_mask_restricts_points_and_no_overlap_errors(velocity):
     path, v, _ = velocity
     from osgeo import gdal
+
     ds = gdal.Open(path)
     # polygon over columns 10..19, rows 5..14 (pixel edges)
     x0, x1 = GT[0] + 10 * 30, GT[0] + 20 * 30
@@ -186,8 +198,7 @@ def _analytic(tmp_path, epsg=32649, origin=(500000.0, 4000000.0), pixel=30.0, ny
     r, c = np.mgrid[0:ny, 0:nx]
     data = np.stack([100.0 * b + 10.0 * r + c for b in range(nb)]).astype(np.float64)
     dates = [dt.date(2020, 1 + b, 15) for b in range(nb)]
-    return write_stack(tmp_path / ("a%d.tif" % epsg), data, dates=dates, epsg=epsg, origin=origin,
-                       pixel=pixel), data
+    return write_stack(tmp_path / ("a%d.tif" % epsg), data, dates=dates, epsg=epsg, origin=origin, pixel=pixel), data
 
 
 def test_window_means_analytic(tmp_path):
@@ -245,7 +256,7 @@ def test_window_in_metres_on_geographic_raster(tmp_path):
     m, n = S.window_means(path, [lon], [lat], 3000.0)
     # +-0.0135 deg in latitude -> 3 rows; +-0.027 deg in longitude -> 5 columns
     assert n[0, 0] == 15
-    np.testing.assert_allclose(m[0, 0], data[0, r - 1:r + 2, c - 2:c + 3].mean())
+    np.testing.assert_allclose(m[0, 0], data[0, r - 1 : r + 2, c - 2 : c + 3].mean())
 
 
 # ------------------------------------------------------------------ per-class series
@@ -266,16 +277,23 @@ def test_temporal_and_cumulative_changes_with_gap():
 
 
 def test_class_series_exact():
-    pts = pd.DataFrame({"area": ["A", "A", "A", "B"], "class": ["mild", "micro", "mild", "micro"],
-                        "class_index": [1, 0, 1, 0]})
+    pts = pd.DataFrame(
+        {"area": ["A", "A", "A", "B"], "class": ["mild", "micro", "mild", "micro"], "class_index": [1, 0, 1, 0]}
+    )
     dates = [dt.date(2020, m, 1) for m in (1, 2, 3)]
-    vals = np.array([[1.0, 2.0, 4.0],
-                     [0.0, 0.0, 1.0],
-                     [3.0, np.nan, 8.0],
-                     [5.0, 5.0, 5.0]])
+    vals = np.array([[1.0, 2.0, 4.0], [0.0, 0.0, 1.0], [3.0, np.nan, 8.0], [5.0, 5.0, 5.0]])
     t = S.class_series(pts, vals, dates, "sbas")
-    assert list(t.columns) == ["area", "class", "layer", "date", "mean", "std", "n", "temporal_change",
-                               "cumulative_change"]
+    assert list(t.columns) == [
+        "area",
+        "class",
+        "layer",
+        "date",
+        "mean",
+        "std",
+        "n",
+        "temporal_change",
+        "cumulative_change",
+    ]
     # ordered by area (first seen), then class index
     assert t[["area", "class"]].drop_duplicates().values.tolist() == [["A", "micro"], ["A", "mild"], ["B", "micro"]]
     mild = t[(t["area"] == "A") & (t["class"] == "mild")]

@@ -31,8 +31,7 @@ def raster(tmp_path):
 
 
 def test_match_dates_nearest_and_tolerance():
-    obs = [dt.date(2020, 1, 1), dt.date(2020, 1, 16), dt.date(2020, 1, 17), dt.date(2020, 4, 11),
-           dt.date(2019, 12, 27)]
+    obs = [dt.date(2020, 1, 1), dt.date(2020, 1, 16), dt.date(2020, 1, 17), dt.date(2020, 4, 11), dt.date(2019, 12, 27)]
     i0, i1, w = V.match_dates(obs, DATES, tolerance_days=16)
     # Jan 16 is 15 days from Jan 1 and 16 days from Feb 1 -> Jan 1; Jan 17 is 16/15 -> Feb 1
     assert i0.tolist() == [0, 0, 1, 3, 0] and (i0 == i1).all() and (w == 0).all()
@@ -41,8 +40,7 @@ def test_match_dates_nearest_and_tolerance():
 
 
 def test_match_dates_linear_weights():
-    obs = [dt.date(2020, 1, 1), dt.date(2020, 1, 11), dt.date(2020, 2, 1), dt.date(2020, 4, 5),
-           dt.date(2019, 12, 30)]
+    obs = [dt.date(2020, 1, 1), dt.date(2020, 1, 11), dt.date(2020, 2, 1), dt.date(2020, 4, 5), dt.date(2019, 12, 30)]
     i0, i1, w = V.match_dates(obs, DATES, tolerance_days=5, method="linear")
     assert i0.tolist() == [0, 0, 1, 3, 0] and i1.tolist() == [0, 1, 1, 3, 0]
     np.testing.assert_allclose(w, [0, 10 / 31, 0, 0, 0])
@@ -56,12 +54,15 @@ def test_match_dates_linear_weights():
 
 def test_predicted_values_exact_with_window_and_linear_time(raster):
     path, data = raster
-    obs = pd.DataFrame({
-        "id": ["P1", "P1", "P2"],
-        "date": ["2020-01-01", "2020-01-16", dt.date(2020, 3, 1)],
-        "value": [0.0, 1.0, 2.0],
-        "x": [cx(3), cx(3), cx(10) + 5], "y": [cy(2), cy(2), cy(7) - 7],
-    })
+    obs = pd.DataFrame(
+        {
+            "id": ["P1", "P1", "P2"],
+            "date": ["2020-01-01", "2020-01-16", dt.date(2020, 3, 1)],
+            "value": [0.0, 1.0, 2.0],
+            "x": [cx(3), cx(3), cx(10) + 5],
+            "y": [cy(2), cy(2), cy(7) - 7],
+        }
+    )
     table, _ = V.validate_time_series(path, obs, window=90.0, method="linear", tolerance_days=0)
     # 3x3 mean of a linear field = centre; Jan 16 = 15/31 of the way to Feb 1 (+100)
     np.testing.assert_allclose(table["predicted"], [23.0, 23.0 + 100 * 15 / 31, 200 + 70 + 10])
@@ -101,10 +102,29 @@ def test_value_scale_sign_relative_and_summary(raster):
     pval = 2 * stats.t.sf(abs(tstat), e.size - 2)
     s = summary.set_index("id").loc["(all)"]
     assert s["n"] == 12
-    np.testing.assert_allclose([s["max_abs_error"], s["min_abs_error"], s["median_abs_error"], s["mean_abs_error"],
-                                s["rmse"], s["bias"], s["pearson_r"], s["p_value"]],
-                               [np.abs(e).max(), np.abs(e).min(), np.median(np.abs(e)), np.abs(e).mean(),
-                                math.sqrt((e ** 2).mean()), e.mean(), r, pval], rtol=1e-9)
+    np.testing.assert_allclose(
+        [
+            s["max_abs_error"],
+            s["min_abs_error"],
+            s["median_abs_error"],
+            s["mean_abs_error"],
+            s["rmse"],
+            s["bias"],
+            s["pearson_r"],
+            s["p_value"],
+        ],
+        [
+            np.abs(e).max(),
+            np.abs(e).min(),
+            np.median(np.abs(e)),
+            np.abs(e).mean(),
+            math.sqrt((e**2).mean()),
+            e.mean(),
+            r,
+            pval,
+        ],
+        rtol=1e-9,
+    )
     assert list(summary["id"]) == ["(all)", "W0", "W1", "W2", "W3"]
     assert (summary["n"].iloc[1:] == 3).all()
     # head instead of depth: the sign flips the measured change

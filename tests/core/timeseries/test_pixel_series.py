@@ -36,8 +36,9 @@ def test_inspect_recognises_dated_stacks_only(stack, tmp_path):
     assert src.dates == dates and src.name == "defo_ts" and src.kind == ps.DEFORMATION and src.axis == "left"
     single = write_stack(tmp_path / "velocity.tif", np.arange(12.0).reshape(3, 4))
     assert ps.inspect_raster(single) is None
-    undated = write_stack(tmp_path / "undated.tif", np.zeros((3, 2, 2)) + np.arange(3)[:, None, None],
-                          descriptions=["a", "b", "c"])
+    undated = write_stack(
+        tmp_path / "undated.tif", np.zeros((3, 2, 2)) + np.arange(3)[:, None, None], descriptions=["a", "b", "c"]
+    )
     assert ps.inspect_raster(undated) is None
     assert ps.inspect_raster(tmp_path / "missing.tif") is None
 
@@ -103,13 +104,20 @@ def _wkt(poly_xy):
     return "POLYGON((%s))" % ",".join("%r %r" % p for p in list(poly_xy) + [poly_xy[0]])
 
 
-@pytest.mark.parametrize("poly", [
-    # rectangle around the centres of cols 1..3, rows 0..2 (contains pixel (3,1) with one NoData band)
-    [(ORIGIN[0] + 40, ORIGIN[1] - 5), (ORIGIN[0] + 115, ORIGIN[1] - 5),
-     (ORIGIN[0] + 115, ORIGIN[1] - 80), (ORIGIN[0] + 40, ORIGIN[1] - 80)],
-    # triangle
-    [(ORIGIN[0] + 10, ORIGIN[1] - 10), (ORIGIN[0] + 200, ORIGIN[1] - 20), (ORIGIN[0] + 60, ORIGIN[1] - 140)],
-])
+@pytest.mark.parametrize(
+    "poly",
+    [
+        # rectangle around the centres of cols 1..3, rows 0..2 (contains pixel (3,1) with one NoData band)
+        [
+            (ORIGIN[0] + 40, ORIGIN[1] - 5),
+            (ORIGIN[0] + 115, ORIGIN[1] - 5),
+            (ORIGIN[0] + 115, ORIGIN[1] - 80),
+            (ORIGIN[0] + 40, ORIGIN[1] - 80),
+        ],
+        # triangle
+        [(ORIGIN[0] + 10, ORIGIN[1] - 10), (ORIGIN[0] + 200, ORIGIN[1] - 20), (ORIGIN[0] + 60, ORIGIN[1] - 140)],
+    ],
+)
 def test_polygon_mean_over_pixel_centres(stack, poly):
     path, _, values = stack
     inside = _centres_inside(poly)
@@ -138,10 +146,15 @@ def test_polygon_smaller_than_a_pixel_and_outside(stack):
 
 def test_csv_has_union_of_dates_and_empty_cells(tmp_path):
     d = [dt.date(2020, 1, 1), dt.date(2020, 2, 1), dt.date(2020, 3, 1)]
-    a = ps.Series("defo @ P1", ps.SeriesSource("a.tif", "defo", d, "mm", ps.DEFORMATION), d, [1.5, np.nan, -3.25],
-                  location="1, 2")
-    b = ps.Series("gwsa @ 1, 2", ps.SeriesSource("b.tif", "gwsa", d[1:], "mm", ps.STORAGE),
-                  [d[1], dt.date(2020, 4, 1)], [10.0, 1e-7])
+    a = ps.Series(
+        "defo @ P1", ps.SeriesSource("a.tif", "defo", d, "mm", ps.DEFORMATION), d, [1.5, np.nan, -3.25], location="1, 2"
+    )
+    b = ps.Series(
+        "gwsa @ 1, 2",
+        ps.SeriesSource("b.tif", "gwsa", d[1:], "mm", ps.STORAGE),
+        [d[1], dt.date(2020, 4, 1)],
+        [10.0, 1e-7],
+    )
     out = ps.write_series_csv(tmp_path / "s.csv", [a, b])
     rows = list(csv.reader(Path(out).read_text().splitlines()))
     assert rows == [

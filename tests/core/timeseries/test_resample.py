@@ -56,8 +56,7 @@ def test_no_extrapolation_outside_pixel_range():
     dates = [dt.date(2020, 1, 1), dt.date(2020, 2, 1), dt.date(2020, 3, 1), dt.date(2020, 4, 1)]
     v = np.array([np.nan, 1.0, 2.0, np.nan]).reshape(4, 1, 1)
     targets = resample.target_dates(dates)  # Jan 15 .. Mar 15
-    out = resample.temporal_resample_block(v, days_since(dates), days_since(targets, dates[0]),
-                                           "linear")[:, 0, 0]
+    out = resample.temporal_resample_block(v, days_since(dates), days_since(targets, dates[0]), "linear")[:, 0, 0]
     assert [d.isoformat() for d in targets] == ["2020-01-15", "2020-02-15", "2020-03-15"]
     assert np.isnan(out[0]) and np.isnan(out[2])
     assert out[1] == pytest.approx(1.0 + 14 / 29)
@@ -101,6 +100,6 @@ def test_block_split_is_bit_identical():
     for method in resample.METHODS:
         whole = resample.temporal_resample_block(values, t, t_new, method)
         parts = np.concatenate(
-            [resample.temporal_resample_block(values[:, r:r + 3], t, t_new, method) for r in range(0, 20, 3)], axis=1
+            [resample.temporal_resample_block(values[:, r : r + 3], t, t_new, method) for r in range(0, 20, 3)], axis=1
         )
         assert np.array_equal(whole, parts, equal_nan=True), method
