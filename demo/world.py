@@ -53,6 +53,7 @@ Files written (layouts as the real products, sizes reduced):
 import datetime as dt
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +75,15 @@ LANDSCAPES = {
 BOWL = (108.2, 38.8, 0.06, -140.0)  # centre lon, lat, sigma (deg), peak rate mm/yr
 RESERVOIR = (108.12, 39.28, 0.03)  # a lake: NaN in every interferogram
 FRAME = "157D_05226_131313"  # LiCSAR frame id: track 157, descending
+
+
+def fresh_dir(path):
+    """Remove a folder this world wrote in an earlier run (products of another world version would be
+    read along with the new ones by a folder input)."""
+    if Path(path).is_dir():
+        shutil.rmtree(path)
+
+
 HYP3_AREA = (108.2, 38.8)  # centre of the HyP3 stack (lon, lat): the mining bowl
 HYP3_EPSG = 32649  # UTM zone 49N
 
@@ -190,6 +200,7 @@ class World:
     def write_insar(self):
         frame = self.root / "insar" / FRAME
         folder = frame / "GEOC"
+        fresh_dir(frame)  # a folder input reads every product in it: no products of an earlier world
         folder.mkdir(parents=True, exist_ok=True)
         grid = self.grid(self.pixel)
         lon, lat = self.centres(grid)
@@ -320,6 +331,7 @@ class World:
 
         rng = np.random.default_rng(49)
         folder = self.root / "hyp3"
+        fresh_dir(folder)
         folder.mkdir(parents=True, exist_ok=True)
         eps = self.hyp3_epochs(epochs)
         pairs = [(a, b) for i, a in enumerate(eps) for b in eps[i + 1 : i + 3]]  # two nearest neighbours
@@ -419,6 +431,8 @@ class World:
         rng = np.random.default_rng(7)
         raw_dir = self.root / "insar_raw"
         gdir = self.root / "gacos"
+        fresh_dir(raw_dir)
+        fresh_dir(gdir)
         raw_dir.mkdir(parents=True, exist_ok=True)
         gdir.mkdir(parents=True, exist_ok=True)
         step, margin = 0.02, 0.06  # GACOS grid: coarser than the interferograms, wider
