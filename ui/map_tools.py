@@ -9,7 +9,7 @@ from ..processing_provider.compat import GeometryType
 
 
 class PointTool(QgsMapToolEmitPoint):
-    """Emits ``canvasClicked(QgsPointXY, Qt.MouseButton)`` (map coordinates in the canvas CRS)."""
+    """Emits ``canvasClicked(point: QgsPointXY, button: a Qt mouse button)`` (map coordinates in the canvas CRS)."""
 
     def __init__(self, canvas):
         super().__init__(canvas)
