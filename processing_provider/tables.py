@@ -8,6 +8,7 @@ destination. A write failure fails the run with an error naming the output.
 
 import datetime as _dt
 import math
+import re
 
 import numpy as np
 from qgis.core import (
@@ -60,11 +61,29 @@ def _value(v):
     return str(v)
 
 
+#: OGR layer options of a CSV table: a ``.csvt`` side-car with the column types, so that QGIS (and any OGR
+#: reader) reads integer, boolean and real columns back as numbers, not as text (GDAL's CSV driver writes
+#: integers quoted, e.g. ``"3"``, and without the side-car every column reads back as a string)
+CSV_LAYER_OPTIONS = ["CREATE_CSVT=YES"]
+_DBNAME = re.compile(r"""dbname\s*=\s*(?:'([^']*)'|"([^"]*)"|(\S+))""")
+
+
+def sink_layer_options(destination):
+    """OGR layer options for a sink written to ``destination`` (a path, ``path|layername=..`` or an
+    ``ogr:dbname='path' table=..`` URI): the CSV ones for a ``.csv`` file, none otherwise."""
+    text = str(destination or "")
+    uri = _DBNAME.search(text)
+    path = next(g for g in uri.groups() if g is not None) if uri else text.split("|")[0]
+    return list(CSV_LAYER_OPTIONS) if path.strip().lower().endswith(".csv") else []
+
+
 def write_features(alg, parameters, name, context, fields, wkb_type, crs, features):
     """Write ``features`` (an iterable of QgsFeature) to the sink output ``name``; returns the destination id
     (or None when the optional output was not requested). Every feature is checked; the count goes to the
-    transaction, which verifies the file before moving it onto the destination."""
-    sink, dest_id = alg.parameterAsSink(parameters, name, context, fields, wkb_type, crs)
+    transaction, which verifies the file before moving it onto the destination. A CSV table gets a ``.csvt``
+    side-car with its column types (:data:`CSV_LAYER_OPTIONS`)."""
+    options = sink_layer_options(alg.parameterAsOutputLayer(parameters, name, context))
+    sink, dest_id = alg.parameterAsSink(parameters, name, context, fields, wkb_type, crs, layerOptions=options)
     if sink is None:
         if parameters.get(name) in (None, ""):
             return None

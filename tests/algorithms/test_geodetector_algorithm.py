@@ -338,3 +338,12 @@ def test_table_algorithm_with_only_the_factor_output(run_alg, tmp_path):
     fac = {r["factor"]: r for r in _table(res["OUTPUT_FACTOR"])}
     assert set(fac) == {"strong", "land"} and fac["strong"]["q"] > fac["land"]["q"]
     assert set(res) == {"OUTPUT_FACTOR"}
+    # the CSV reads back typed (a .csvt side-car): numbers as numbers, not text as GDAL's CSV alone gives
+    assert (tmp_path / "f.csvt").exists()
+    from qgis.core import QgsVectorLayer
+
+    lyr = QgsVectorLayer(res["OUTPUT_FACTOR"], "f", "ogr")
+    types = {f.name(): f.typeName().lower() for f in lyr.fields()}
+    assert types["factor"] == "string" and types["q"] == "real", types
+    assert any(t.startswith("integer") for t in types.values()), types
+    assert isinstance(fac["strong"]["q"], float)

@@ -86,4 +86,4 @@ def test_geodetector_with_only_the_factor_table(qp, tmp_path):
 
     rows = list(csv.DictReader(open(out)))
     assert rows[0]["factor"] == "a" and float(rows[0]["q"]) > 0.8
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["factor.csv", "pts.gpkg"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["factor.csv", "factor.csvt", "pts.gpkg"]

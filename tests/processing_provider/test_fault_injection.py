@@ -297,7 +297,10 @@ def test_valid_run_succeeds_and_leaves_no_staging_file(run_alg, fx, alg, tmp_pat
     for name, path in outs.items():
         assert os.path.getsize(path) > 0, name
         assert str(res[name]).split("|")[0] == path, (name, res[name])
-    assert sorted(os.listdir(tmp_path)) == sorted(os.path.basename(p) for p in outs.values())
+    # a CSV table comes with its .csvt (column types) side-car, nothing else is written
+    expected = [os.path.basename(p) for p in outs.values()]
+    expected += [n + "t" for n in expected if n.endswith(".csv")]
+    assert sorted(os.listdir(tmp_path)) == sorted(expected)
 
 
 def _collision_cases():
@@ -568,7 +571,7 @@ def test_new_layer_in_an_existing_geopackage_keeps_its_other_layers(run_alg, fx,
     assert names == {"keep", "validation"} and ds.GetLayerByName("keep").GetFeatureCount() == 24
     assert ds.GetLayerByName("validation").GetFeatureCount() == 72
     assert res["OUTPUT"].startswith(str(gpkg))
-    assert sorted(os.listdir(tmp_path)) == ["results.gpkg", "s.csv"]
+    assert sorted(os.listdir(tmp_path)) == ["results.gpkg", "s.csv", "s.csvt"]
 
 
 def test_second_run_replaces_previous_outputs_and_their_stale_sidecars(run_alg, fx, tmp_path):
