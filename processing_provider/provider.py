@@ -6,6 +6,7 @@ from qgis.core import QgsApplication, QgsProcessingException, QgsProcessingModel
 from qgis.PyQt.QtGui import QIcon
 
 from ..algorithms.decompose_los import DecomposeLos
+from ..algorithms.dem_error import DemError
 from ..algorithms.geodetector import Geodetector, GeodetectorRaster, GeodetectorTable
 from ..algorithms.grace_downscaling import GraceDownscaling
 from ..algorithms.groundwater_anomaly import GroundwaterAnomaly
@@ -39,6 +40,7 @@ ALGORITHMS = [
     MosaicFrames,
     WorkflowReport,
     MaskByQuality,
+    DemError,
 ]
 
 

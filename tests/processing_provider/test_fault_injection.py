@@ -93,6 +93,9 @@ def _build(d):
     ]
     fx["lagtable"] = str(d / "lag.csv")
     Path(fx["lagtable"]).write_text("\n".join(lag) + "\n")
+    fx["baselines"] = str(d / "baselines.csv")  # per-date perpendicular baselines of the ts dates
+    bperp = np.random.default_rng(3).normal(0, 60, len(MONTHS))
+    Path(fx["baselines"]).write_text("date,bperp\n" + "".join("%s,%.2f\n" % (m, b) for m, b in zip(MONTHS, bperp)))
     return fx
 
 
@@ -191,6 +194,12 @@ ALGORITHMS = [
         lambda fx: {"INPUTS": [fx["vel"], fx["vel_dsc"]], "HEADINGS": "-10, 190", "INCIDENCE_ANGLES": "35, 40"},
         {"OUTPUT_VERTICAL": ".tif", "OUTPUT_EAST": ".tif", "OUTPUT_QUALITY": ".tif"},
         "INPUTS",
+    ),
+    (
+        "demerror",
+        lambda fx: {"INPUT": fx["ts"], "BASELINES": fx["baselines"]},
+        {"OUTPUT_TIMESERIES": ".tif", "OUTPUT_DEM_ERROR": ".tif", "OUTPUT_TABLE": ".csv"},
+        "INPUT",
     ),
     (
         "mosaicframes",
