@@ -75,7 +75,12 @@ class DemError(SubsidenceAlgorithm):
             "(referenced to its first date).",
         )
         self.add(
-            QgsProcessingParameterFile(self.BASELINES, self.tr("Baselines file"), optional=True),
+            QgsProcessingParameterFile(
+                self.BASELINES,
+                self.tr("Baselines file"),
+                optional=True,
+                fileFilter="Baselines (baselines *.csv *.txt *.tsv);;All files (*)",  # LiCSAR's file has no extension
+            ),
             "Perpendicular baselines (m): a LiCSAR frame's metadata/baselines file; a CSV per acquisition "
             "(columns date, bperp); or a CSV per interferogram (date1/reference_date, date2/secondary_date, "
             "bperp/perp_baseline_m = B(date2) - B(date1)) such as the pairs CSV of 'SBAS inversion' or its network "

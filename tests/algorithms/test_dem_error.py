@@ -122,3 +122,29 @@ def test_bad_baselines_are_one_line_errors(run_alg, tmp_path):
         msg = str(e.value)
         assert expect in msg and "\n" not in msg.strip(), msg
         assert not out.exists()
+
+
+def test_licsar_baselines_file_and_u_raster(run_alg, tmp_path):
+    """The frame's metadata/baselines (no file extension; 'primary secondary bperp btemp') and a U raster."""
+    dates, bp, dz, defo, topo = _planted(ny=5, nx=6)
+    series = defo + topo
+    ts = write_stack(tmp_path / "ts.tif", series - series[0], dates=dates, dtype=gdal.GDT_Float64)
+    u = write_stack(tmp_path / "frame.geo.U.tif", np.full((5, 6), math.cos(math.radians(INC))), dtype=gdal.GDT_Float64)
+    lines = [
+        "%s %s %.2f %d" % (dates[0].strftime("%Y%m%d"), d.strftime("%Y%m%d"), b - bp[0], (d - dates[0]).days)
+        for d, b in zip(dates[1:], bp[1:])
+    ]
+    (tmp_path / "baselines").write_text("\n".join(lines) + "\n")
+    res = run_alg(
+        "demerror",
+        dict(
+            INPUT=str(ts),
+            BASELINES=str(tmp_path / "baselines"),
+            INCIDENCE=str(u),
+            INCIDENCE_TYPE=1,
+            OUTPUT_TIMESERIES=str(tmp_path / "c.tif"),
+            OUTPUT_DEM_ERROR=str(tmp_path / "dz.tif"),
+        ),
+    )
+    np.testing.assert_allclose(gdal.Open(res["OUTPUT_DEM_ERROR"]).ReadAsArray(), dz, atol=2e-3)
+    np.testing.assert_allclose(gdal.Open(res["OUTPUT_TIMESERIES"]).ReadAsArray(), defo - defo[0], atol=1e-3)
