@@ -5,9 +5,11 @@ and ``metadata/``) whose every interferogram also holds the phase of a DEM error
 ridge and a -25 m void-fill patch, ``phi = -4 pi / lambda x (B2 - B1) dz / (r sin theta)`` with the epochs'
 baselines from the frame's ``metadata/baselines``, the incidence of its ``*.geo.U.tif`` and r = 880 km. SBAS on
 that copy (``subsidence:sbasinversion``, the frame folder as input) gives a time series with the DEM error in it;
-``subsidence:demerror`` (the frame's ``baselines`` file and U raster) removes it. Logged: the RMSE of the time
-series against the planted displacement before and after (both relative to the reference pixel SBAS picked), and
-of the recovered dz against the planted one.
+``subsidence:demerror`` (the frame's ``baselines`` file and U raster) removes it, with MintPy's default deformation
+model (polynomial of degree 2) and with annual + semi-annual terms (the world's ground moves with the seasons).
+Logged, relative to the reference pixel SBAS picked: the topographic error left in the series (against the series
+SBAS gives without the planted DEM error: the inversion is linear), the RMSE against the planted displacement
+before and after, and the RMSE of the recovered dz against the planted one.
 """
 
 import math

@@ -333,3 +333,40 @@ def test_reference_date_keeps_series_zero_there(tmp_path):
     np.testing.assert_allclose(corr, defo - defo[ref], atol=1e-4)
     np.testing.assert_allclose(got, dz, atol=1e-3)
     assert summary["bperp"][ref] == 0.0
+
+
+def test_geometry_only_scales_the_dem_error(tmp_path):
+    """The corrected series does not depend on the slant range or the incidence (bit for bit); dz scales with
+    r sin(theta): a slant-range raster of 1.1 x 880 km gives 1.1 x dz. A U raster (cos theta) gives what the
+    incidence raster gives."""
+    dates, bp, inc, dz, defo, series = _world(n=16)
+    ts, incp, csv = _write_inputs(tmp_path, dates, bp, inc, series)
+    c1, z1, _ = _run(tmp_path, ts, str(csv), incp, tag="_inc")
+    rng = write_stack(tmp_path / "range.tif", np.full(inc.shape, 1.1 * R), dtype=gdal.GDT_Float64)
+    u = write_stack(tmp_path / "u.tif", np.cos(np.radians(inc)), dtype=gdal.GDT_Float64)
+    out = (tmp_path / "c2.tif", tmp_path / "z2.tif")
+    dem_error.correct_dem_error(
+        str(ts), str(out[0]), str(out[1]), str(csv), slant_range=str(rng), incidence=dict(path=str(u), kind="up")
+    )
+    np.testing.assert_array_equal(_read(out[0]), c1)
+    np.testing.assert_allclose(_read(out[1])[0], 1.1 * z1, rtol=1e-6)
+    c3, z3, _ = _run(tmp_path, ts, str(csv), None, tag="_const", slant_range=R)  # constant 39 degrees
+    np.testing.assert_array_equal(c3, c1)
+    np.testing.assert_allclose(z3, z1 * np.sin(np.radians(39.0)) / np.sin(np.radians(inc)), rtol=1e-6)
+
+
+def test_cancel_leaves_no_output(tmp_path):
+    from subsidence_toolkit.core.io.errors import Cancelled
+
+    dates, bp, inc, dz, defo, series = _world(n=12)
+    ts, incp, csv = _write_inputs(tmp_path, dates, bp, inc, series)
+    with pytest.raises(Cancelled):
+        dem_error.correct_dem_error(
+            str(ts),
+            str(tmp_path / "o.tif"),
+            str(tmp_path / "z.tif"),
+            str(csv),
+            memory_mb=0.005,
+            is_canceled=lambda: True,
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["baselines.csv", "inc.tif", "ts.tif"]
