@@ -148,3 +148,50 @@ def test_licsar_baselines_file_and_u_raster(run_alg, tmp_path):
     )
     np.testing.assert_allclose(gdal.Open(res["OUTPUT_DEM_ERROR"]).ReadAsArray(), dz, atol=2e-3)
     np.testing.assert_allclose(gdal.Open(res["OUTPUT_TIMESERIES"]).ReadAsArray(), defo - defo[0], atol=1e-3)
+
+
+def test_in_a_model_after_sbas(qgis_app, tmp_path):
+    """A model: SBAS inversion -> Correct DEM error, its time series and network table (the baselines) linked."""
+    import processing
+    from qgis.core import (
+        QgsProcessingModelAlgorithm,
+        QgsProcessingModelChildAlgorithm,
+        QgsProcessingModelChildParameterSource,
+        QgsProcessingModelOutput,
+    )
+
+    dates, bp, dz, defo, topo = _planted(ny=6, nx=7)
+    files = _stack(tmp_path, dates, bp, defo + topo)
+    static = QgsProcessingModelChildParameterSource.fromStaticValue
+    model = QgsProcessingModelAlgorithm("sbas_dem", "tests")
+    sbas = QgsProcessingModelChildAlgorithm("subsidence:sbasinversion")
+    sbas.setChildId("sbas")
+    sbas.addParameterSources("INTERFEROGRAMS", [static(files)])
+    sbas.addParameterSources("PAIRS", [static(str(tmp_path / "pairs.csv"))])
+    sbas.addParameterSources("LOOP_CLOSURE", [static(0)])
+    model.addChildAlgorithm(sbas)
+    dem = QgsProcessingModelChildAlgorithm("subsidence:demerror")
+    dem.setChildId("dem")
+    child = QgsProcessingModelChildParameterSource.fromChildOutput
+    dem.addParameterSources("INPUT", [child("sbas", "OUTPUT_TIMESERIES")])
+    dem.addParameterSources("BASELINE_TABLE", [child("sbas", "OUTPUT_NETWORK")])
+    dem.addParameterSources("INCIDENCE_ANGLE", [static(INC)])
+    outputs = {}
+    for name in ("OUTPUT_TIMESERIES", "OUTPUT_DEM_ERROR"):
+        o = QgsProcessingModelOutput(name.lower(), name.lower())
+        o.setChildOutputName(name)
+        o.setChildId("dem")
+        outputs[name.lower()] = o
+    dem.setModelOutputs(outputs)
+    model.addChildAlgorithm(dem)
+    path = tmp_path / "sbas_dem.model3"
+    assert model.toFile(str(path))
+    model = QgsProcessingModelAlgorithm()
+    assert model.fromFile(str(path))
+    names = {p.name().split(":")[-1]: p.name() for p in model.destinationParameterDefinitions()}
+    params = {names["output_timeseries"]: str(tmp_path / "c.tif"), names["output_dem_error"]: str(tmp_path / "dz.tif")}
+    res = processing.run(model, params)
+    got = gdal.Open(res[names["output_dem_error"]]).ReadAsArray()
+    md = gdal.Open(res[names["output_timeseries"]]).GetMetadata()  # the SBAS metadata, carried over
+    r, c = int(md["REFERENCE_ROW"]), int(md["REFERENCE_COL"])
+    np.testing.assert_allclose(got, dz - dz[r, c], atol=2e-3)
