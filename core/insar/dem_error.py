@@ -3,7 +3,7 @@
 Fattahi, H. & Amelung, F. (2013), *DEM error correction in InSAR time series*, IEEE TGRS 51(7):4249-4259:
 an error dz (m) in the DEM used to flatten the interferograms leaves in the displacement of date t_i the term
 
-    d_topo(t_i) = B_perp(t_i) / (r sin(theta)) * dz                                         (F&A 2013, sec. III)
+    d_topo(t_i) = B_perp(t_i) / (r sin(theta)) * dz                  (Fattahi & Amelung 2013, the DEM-error term)
 
 with B_perp(t_i) the perpendicular baseline of acquisition i **relative to the reference acquisition of the
 time series** (the date whose displacement is 0), r the slant range and theta the incidence angle. Per pixel
