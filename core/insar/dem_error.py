@@ -422,15 +422,18 @@ def topographic_coefficients(values, topo, deformation, use_dates=None, cutoff=R
         solved[chunk[full_rank]] = True
         rank_bad[chunk[~full_rank]] = True
     status[has] = np.where(rank_bad[inv], -2, status[has])
-    sel = np.flatnonzero(solved[inv])
-    if sel.size:
-        px = has[sel]
-        d0 = np.where(valid[:, px], values[:, px], 0.0)
-        weights = h[inv[sel]].T  # (N, pixels)
-        acc = np.zeros(px.size)
+    if solved.any():
+        # every pixel of the block at once (no column gathers): a pixel not solved gets the zero column of ``hz``
+        row = np.full(npx, patterns.shape[1])
+        row[has] = np.where(solved[inv], inv, patterns.shape[1])
+        hz = np.zeros((n, patterns.shape[1] + 1))
+        hz[:, :-1] = h.T
+        weights = np.take(hz, row, axis=1)  # (N, P): row i = the pixel's h of date i
+        d0 = np.where(valid, values, 0.0)
+        acc = np.zeros(npx)
         for i in range(n):  # summed in date order: the same for a pixel whatever else is in the window
             acc += weights[i] * d0[i]
-        coef[px] = acc
+        coef = np.where(status == 1, acc, np.nan)
     return coef, status
 
 
@@ -447,8 +450,8 @@ def dem_error_block(values, topo, deformation, use_dates=None, r_sin_theta=None,
     flat = values.reshape(values.shape[0], -1)
     coef, status = topographic_coefficients(flat, topo, deformation, use_dates)
     ok = status == 1
-    corrected = flat.copy()
-    corrected[:, ok] -= np.asarray(topo, dtype=np.float64)[:, None] * coef[None, ok]
+    # x - 0 = x exactly: pixels not estimated are left as they are
+    corrected = flat - np.asarray(topo, dtype=np.float64)[:, None] * np.where(ok, coef, 0.0)[None, :]
     if r_sin_theta is None:
         dz = np.full(flat.shape[1], np.nan)
     else:
