@@ -271,12 +271,19 @@ def read_baselines(path):
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if not lines:
         raise TimeSeriesError("baselines file %s is empty" % path)
-    if not any(sep in lines[0] for sep in (",", ";", "\t")):
-        from .products import read_licsar_baselines
+    if not any(sep in lines[0] for sep in (",", ";", "\t")):  # whitespace separated
+        rows = [ln.split() for ln in lines]
+        head = [c.strip().lower() for c in rows[0]]
+        if any(h in _BPERP_COLS for h in head):
+            return baselines_from_records(head, rows[1:], path)
+        primaries = {r[0] for r in rows if len(r) >= 3 and parse_date(r[0]) and parse_date(r[1])}
+        if len(rows[0]) >= 9 or len(primaries) == 1:  # LiCSAR: 'primary secondary bperp btemp', one primary
+            from .products import read_licsar_baselines
 
-        per = read_licsar_baselines(path)
-        dates = sorted(per)
-        return Baselines(path, dates=dates, values=[per[d] for d in dates])
+            per = read_licsar_baselines(path)
+            dates = sorted(per)
+            return Baselines(path, dates=dates, values=[per[d] for d in dates])
+        return _positional(rows, path)  # 'date bperp' or 'date1 date2 bperp' (several reference dates)
     try:
         dialect = csv.Sniffer().sniff("\n".join(lines[:20]), delimiters=",;\t")
     except csv.Error:

@@ -272,6 +272,11 @@ def test_baselines_files(tmp_path):
     b = dem_error.read_baselines(licsar)
     assert b.kind == "per date" and b.dates == d
     np.testing.assert_allclose(dem_error.epoch_baselines(b, d, 1), [41.2, 0.0, 58.7])
+    spaced = tmp_path / "pairs.txt"  # whitespace, per pair (several reference dates: not LiCSAR's format)
+    spaced.write_text("20200103 20200115 -41.2\n20200115 20200208 58.7\n")
+    b = dem_error.read_baselines(spaced)
+    assert b.kind == "per pair"
+    np.testing.assert_allclose(dem_error.epoch_baselines(b, d), [0.0, -41.2, 17.5], atol=1e-9)
     network = tmp_path / "network.csv"  # the SBAS network table
     network.write_text(
         "file,reference_date,secondary_date,temporal_baseline_days,perp_baseline_m,used\n"
