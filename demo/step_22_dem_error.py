@@ -6,7 +6,9 @@ ridge and a -25 m void-fill patch, ``phi = -4 pi / lambda x (B2 - B1) dz / (r si
 baselines from the frame's ``metadata/baselines``, the incidence of its ``*.geo.U.tif`` and r = 880 km. SBAS on
 that copy (``subsidence:sbasinversion``, the frame folder as input) gives a time series with the DEM error in it;
 ``subsidence:demerror`` (the frame's ``baselines`` file and U raster) removes it, with MintPy's default deformation
-model (polynomial of degree 2) and with annual + semi-annual terms (the world's ground moves with the seasons).
+model (polynomial of degree 2) and with annual + semi-annual terms (the world's ground moves with the seasons; its
+irregular pumping pulses are in neither model, and what a model misses leaks into dz where it happens to correlate
+with the baseline history: in the reduced world the seasonal terms help, in the full one they do not).
 Logged, relative to the reference pixel SBAS picked: the topographic error left in the series (against the series
 SBAS gives without the planted DEM error: the inversion is linear), the RMSE against the planted displacement
 before and after, and the RMSE of the recovered dz against the planted one.
@@ -142,7 +144,7 @@ def run(demo):
         )
     )
     # MintPy's default model (polynomial of degree 2), then with annual + semi-annual terms: the world's ground
-    # moves with the seasons (thermal term, pumping), and what the model misses leaks into the DEM error
+    # moves with the seasons (thermal term, pumping), and what a model misses leaks into the DEM error
     for tag, label, extra in (
         ("default", "polynomial of degree 2", {}),
         ("seasonal", "+ annual and semi-annual", {"SEASONAL": True}),
