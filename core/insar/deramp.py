@@ -103,7 +103,7 @@ def window_design(row0, nrows, col0, ncols, ysize, xsize, mode):
 def residual_variance(normals, sumsq, rhs=0):
     """Variance (M,) of each interferogram's values about its least-squares surface, from the normal
     equations and the sums of squares of the same pixels (``sumsq`` (M,))."""
-    coef, bad = solve(normals, rhs)
+    coef, bad = solve(normals, rhs=rhs)
     n = np.maximum(normals["n"], 1)
     rss = sumsq - np.einsum("mp,mp->m", np.where(np.isfinite(coef), coef, 0.0), normals["xty"][rhs])
     out = np.maximum(rss, 0.0) / n
