@@ -99,10 +99,72 @@ def _velocity_rmse(vel_path, ts_path, truth_path, exclude=None, median=False):
     return float(np.sqrt(np.mean(err**2))), int(ok.sum())
 
 
+#: the runs of :func:`run_world_corrections`, each adding one correction to the previous one:
+#: (tag of the output files, label, parameters besides the inputs)
+CORRECTION_RUNS = (
+    ("raw_plain", "none", dict(LOOP_CLOSURE=0)),
+    ("raw_gacos", "+ GACOS troposphere", dict(LOOP_CLOSURE=0, GACOS=True)),
+    ("raw_corrected", "+ loop closure (default: reject bad ifgs)", dict(GACOS=True)),
+    ("raw_deramped", "+ linear ramps fitted outside deforming_areas", dict(GACOS=True, DERAMP=1, DERAMP_MASK=True)),
+)
+
+
+def independent_loop_errors(w, reference, half=0):
+    """Per pixel, the number of loops whose phase exceeds pi, counted with numpy from the planted data alone
+    (not through the algorithm): the world's clean interferograms (the LiCSAR frame: deformation, atmosphere
+    and phase noise) + the planted per-date ramps + the planted small +2 pi patch, without the three
+    interferograms planted with the large patch (the loop closure has to reject exactly those), referenced
+    like the algorithm (NaN-ignoring median of the (2 half + 1)^2 window at ``reference`` (row, col); the
+    default reference window is the pixel alone); the
+    GACOS delays are left out (a per-date delay closes in every loop). Returns (count (rows, cols), in the small
+    patch (bool))."""
+    from subsidence_toolkit.demo import world
+
+    truth = w["truth"]
+    bad = set(truth["planted_unwrapping_errors"])
+    files = [f for f in w["interferograms"] if os.path.basename(f) not in bad]
+    ds = gdal.Open(files[0])
+    gt, ny, nx = ds.GetGeoTransform(), ds.RasterYSize, ds.RasterXSize
+    ds = None
+    lon, lat = np.meshgrid(gt[0] + (np.arange(nx) + 0.5) * gt[1], gt[3] + (np.arange(ny) + 0.5) * gt[5])
+    patch = world.in_box(lon, lat, truth["planted_small_patch_box"])
+    ramps = {d: np.asarray(c) for d, c in truth["planted_ramps_rad"].items()}
+    iso = lambda s: "%s-%s-%s" % (s[:4], s[4:6], s[6:8])  # noqa: E731
+    pairs, phase = [], np.empty((len(files), ny, nx))
+    for k, f in enumerate(files):
+        d1, d2 = (iso(x) for x in os.path.basename(f).split(".")[0].split("_"))
+        ds = gdal.Open(f)
+        a = ds.ReadAsArray().astype(np.float64)
+        ds = None
+        a[a == 0] = np.nan  # LiCSAR: 0 is no data
+        a += world.planted_ramp(ramps[d2], lon, lat) - world.planted_ramp(ramps[d1], lon, lat)
+        if os.path.basename(f) == truth["planted_small_patch"]:
+            a[patch] += 2 * math.pi
+        phase[k] = a
+        pairs.append((d1, d2))
+    r, c = reference
+    win = phase[:, max(0, r - half) : r + half + 1, max(0, c - half) : c + half + 1].reshape(len(files), -1)
+    phase -= np.nanmedian(win, axis=1)[:, None, None]
+    index = {p: k for k, p in enumerate(pairs)}
+    after = {}
+    for d1, d2 in pairs:
+        after.setdefault(d1, []).append(d2)
+    count = np.zeros((ny, nx), dtype=np.int32)
+    for (d1, d2), k12 in index.items():
+        for d3 in after.get(d2, []):
+            if (d1, d3) in index:
+                loop = phase[k12] + phase[index[(d2, d3)]] - phase[index[(d1, d3)]]
+                with np.errstate(invalid="ignore"):
+                    count += np.abs(loop) > math.pi
+    return count, patch
+
+
 def run_world_corrections(demo):
     """The world's interferograms as real products deliver them (GACOS-format troposphere, orbital ramps,
-    +2 pi unwrapping errors): SBAS without and with the corrections (GACOS, loop closure rejecting bad
-    interferograms by default; in the full demo also linear ramps fitted outside the deforming areas)."""
+    +2 pi unwrapping errors in 4 interferograms): SBAS with no correction, then adding one correction at a time
+    (GACOS, the default loop closure, a linear ramp fitted outside the user's polygons of the deforming
+    areas); the velocity RMSE of each against the planted truth, checked to improve at every step, and the
+    pixels flagged by n_loop_errors checked against an independent count from the planted data."""
     import pandas as pd
 
     from subsidence_toolkit.demo import world
@@ -111,23 +173,18 @@ def run_world_corrections(demo):
     if not w.get("raw_interferograms"):
         return {}
     truth = w["truth"]
-    metrics = {}
-    runs = [
-        ("without corrections", "raw_plain", dict(LOOP_CLOSURE=0)),
-        ("with GACOS + loop closure (default: reject)", "raw_corrected", dict(GACOS=w["gacos"], INCIDENCE_ANGLE=39.0)),
-    ]
-    if not demo.small:
-        # a linear ramp fitted outside the deforming areas: the planted orbital ramps are per date and close in
-        # the network, and the fit also takes the deformation gradient at the edges of those areas (shown, not
-        # recommended here)
-        runs.append(
-            (
-                "with GACOS + loop closure + linear ramps",
-                "raw_deramped",
-                dict(GACOS=w["gacos"], INCIDENCE_ANGLE=39.0, DERAMP=1, DERAMP_MASK=w["deforming_areas"]),
-            )
-        )
-    for label, tag, extra in runs:
+    ds = gdal.Open(w["raw_interferograms"][0])
+    gt, ny, nx = ds.GetGeoTransform(), ds.RasterYSize, ds.RasterXSize
+    ds = None
+    lon, lat = np.meshgrid(gt[0] + (np.arange(nx) + 0.5) * gt[1], gt[3] + (np.arange(ny) + 0.5) * gt[5])
+    big_patch = world.in_box(lon, lat, world.BIG_PATCH)
+    metrics, rows = {}, []
+    for tag, label, extra in CORRECTION_RUNS:
+        params = dict(extra)
+        if params.pop("GACOS", False):
+            params.update(GACOS=w["gacos"], INCIDENCE_ANGLE=39.0)
+        if params.pop("DERAMP_MASK", False):
+            params["DERAMP_MASK"] = w["deforming_areas"]
         out = {
             k: str(demo.out_dir / ("world_%s_%s" % (tag, f)))
             for k, f in (
@@ -139,37 +196,98 @@ def run_world_corrections(demo):
         }
         res = demo.run(
             "subsidence:sbasinversion",
-            dict(INTERFEROGRAMS=w["raw_interferograms"], COHERENCE=w["coherence"], **extra, **out),
+            dict(INTERFEROGRAMS=w["raw_interferograms"], COHERENCE=w["coherence"], **params, **out),
         )
         vel = res.get("OUTPUT_VELOCITY", out["OUTPUT_VELOCITY"])
         ts = res.get("OUTPUT_TIMESERIES", out["OUTPUT_TIMESERIES"])
         rmse, n = _velocity_rmse(vel, ts, truth["velocity_truth"])
         ref_free = _velocity_rmse(vel, ts, truth["velocity_truth"], median=True)[0]
+        bias = _patch_bias(vel, truth["velocity_truth"], big_patch)
         net = pd.read_csv(res.get("OUTPUT_NETWORK", out["OUTPUT_NETWORK"]))
         rejected = sorted(os.path.basename(f) for f in net.loc[net["status"] == "loop closure", "file"])
         q = gdal.Open(res.get("OUTPUT_QUALITY", out["OUTPUT_QUALITY"]))
         nle = q.GetRasterBand(6).ReadAsArray()
-        flagged = int(np.nansum(nle > 0))
+        q = None
+        md = gdal.Open(ts).GetMetadata()
         metrics[tag] = {
+            "corrections": label,
             "velocity_rmse_mm_yr": rmse,
             "velocity_rmse_minus_reference_offset_mm_yr": ref_free,
+            "big_patch_velocity_bias_mm_yr": bias,
             "rejected": rejected,
-            "pixels_with_loop_errors": flagged,
+            "pixels_with_loop_errors": int(np.nansum(nle > 0)) if np.isfinite(nle).any() else None,
+            "reference": [int(md["REFERENCE_ROW"]), int(md["REFERENCE_COL"])],
         }
+        rows.append((tag, label, rmse, ref_free, bias, len(rejected), metrics[tag]["pixels_with_loop_errors"], nle))
+    demo.log(
+        "world as delivered (GACOS-format troposphere, per-date ramps, +2 pi over a large patch in 3 interferograms "
+        "and a small one in a fourth), velocity vs planted over %d px, one correction added per row:" % n
+    )
+    demo.log(
+        "  %-48s %8s %12s %12s %9s %10s"
+        % ("corrections", "RMSE", "RMSE-offset", "patch bias", "rejected", "loop-err px")
+    )
+    for tag, label, rmse, ref_free, bias, n_rej, n_le, _ in rows:
         demo.log(
-            "world as delivered (troposphere, ramps, 4 interferograms with +2 pi patches), %s: velocity RMSE "
-            "%.2f mm/yr over %d px (%.2f without the reference pixel's offset); rejected by loop closure: %s%s"
-            % (
-                label,
-                rmse,
-                n,
-                ref_free,
-                ", ".join(rejected) or "none",
-                "; pixels with unclosed loops: %d (planted small patch: %d px)" % (flagged, truth["small_patch_pixels"])
-                if np.isfinite(nle).any()
-                else "",
-            )
+            "  %-48s %8.2f %12.2f %+12.2f %9d %10s"
+            % (label, rmse, ref_free, bias, n_rej, "-" if n_le is None else n_le)
         )
+    demo.log(
+        "  (mm/yr; RMSE relative to the reference pixel the algorithm picked, RMSE-offset without the common offset "
+        "of the reference pixel's own error, patch bias = mean error in the large +2 pi patch)"
+    )
+    # truth checks: every correction improves the velocity, the loop closure rejects exactly the planted ones
+    problems = []
+    for prev, cur in zip(rows, rows[1:]):
+        if not cur[3] < prev[3]:  # the reference pixel's own error is one offset for the whole map: left out
+            problems.append(
+                "'%s' did not improve the velocity RMSE without the reference offset (%.2f -> %.2f mm/yr)"
+                % (cur[1], prev[3], cur[3])
+            )
+    planted = sorted(truth["planted_unwrapping_errors"])
+    got = metrics["raw_corrected"]["rejected"]
+    demo.log(
+        "planted unwrapping errors in %s; loop closure rejected %s (%s)"
+        % (", ".join(planted), ", ".join(got) or "none", "exactly those" if got == planted else "DIFFERENT")
+    )
+    if got != planted:
+        problems.append("loop closure rejected %s, planted %s" % (got, planted))
+    # n_loop_errors: the planted small patch and the pixels where the planted noise alone leaves a loop unclosed
+    nle = rows[2][7]
+    flagged = np.nan_to_num(nle) > 0
+    expected, patch = independent_loop_errors(w, metrics["raw_corrected"]["reference"])
+    noise_px = int(np.sum((expected > 0) & ~patch))
+    differ = int(np.sum(flagged != (expected > 0)))
+    demo.log(
+        "n_loop_errors (GACOS + loop closure): %d px flagged = %d of the %d px of the planted small patch (its "
+        "median count %d loops) + %d px elsewhere (%d of them in a single loop: there the planted phase noise of "
+        "the loop's three interferograms, referenced, exceeds pi - real unclosed loops, not planted errors). "
+        "Independent count from the planted data (clean interferograms + planted ramps + planted patch, "
+        "referenced like the algorithm, numpy): %d px in the patch + %d px of noise; pixels flagged "
+        "differently: %d"
+        % (
+            int(flagged.sum()),
+            int(np.sum(flagged & patch)),
+            int(patch.sum()),
+            int(np.median(np.nan_to_num(nle)[patch])),
+            int(np.sum(flagged & ~patch)),
+            int(np.sum((np.nan_to_num(nle) == 1) & ~patch)),
+            int(np.sum((expected > 0) & patch)),
+            noise_px,
+            differ,
+        )
+    )
+    metrics["loop_errors"] = {
+        "flagged": int(flagged.sum()),
+        "planted_patch_pixels": int(patch.sum()),
+        "flagged_in_patch": int(np.sum(flagged & patch)),
+        "independent_noise_pixels": noise_px,
+        "flagged_differently_from_independent_count": differ,
+    }
+    if not np.all(flagged[patch]):
+        problems.append("n_loop_errors missed %d px of the planted patch" % int(np.sum(~flagged[patch])))
+    if differ > max(2, 0.02 * flagged.sum()):
+        problems.append("n_loop_errors flags %d px differently from the independent count" % differ)
     # mask by quality (LiCSBAS step-15 thresholds) on the corrected run
     tag = "raw_corrected"
     mask_out = {
@@ -195,13 +313,20 @@ def run_world_corrections(demo):
     kept = int(table.loc[table["threshold"] == "kept", "pixels"].iloc[0])
     demo.log("mask by quality (defaults): kept %d pixels; pixels failing each threshold: %s" % (kept, removed))
     metrics["mask_kept_pixels"] = kept
-    planted = sorted(truth["planted_unwrapping_errors"])
-    got = metrics["raw_corrected"]["rejected"]
-    demo.log(
-        "planted unwrapping errors in %s; loop closure rejected %s (%s)"
-        % (", ".join(planted), ", ".join(got) or "none", "exactly those" if got == planted else "DIFFERENT")
-    )
+    if problems:
+        raise AssertionError("demo truth check of the corrections failed: " + "; ".join(problems))
     return metrics
+
+
+def _patch_bias(vel_path, truth_path, patch):
+    """Mean velocity error (mm/yr) in ``patch`` minus the median error elsewhere (the reference offset)."""
+    ds = gdal.Open(vel_path)
+    vel = ds.ReadAsArray().astype(float)
+    ds = gdal.Open(truth_path)
+    err = vel - ds.ReadAsArray().astype(float)
+    ds = None
+    ok = np.isfinite(err)
+    return float(np.mean(err[ok & patch]) - np.median(err[ok & ~patch]))
 
 
 def run_world(demo):

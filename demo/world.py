@@ -45,7 +45,9 @@ Files written (layouts as the real products, sizes reduced):
   plus a tropospheric delay that GACOS models (``gacos/YYYYMMDD.ztd`` + ``.ztd.rsc``, the GACOS format, on
   their own coarser grid), per-epoch orbital ramps, and +2 pi unwrapping errors over a patch in 3
   interferograms (the loop closure rejects them) and over a small patch in a fourth (only the per-pixel
-  n_loop_errors sees it); ``deforming_areas.geojson`` (mining and irrigation: left out of the ramp fit);
+  n_loop_errors sees it); ``deforming_areas.geojson`` (the mining and irrigation landscapes with a 0.1 deg
+  margin, as a user would draw the districts they suspect: left out of the ramp fit); the planted ramps and
+  patches are in ``truth.json``;
 * ``truth/`` -- velocity (mm/yr), groundwater series per landscape, planted lags,
   strongest factor (``truth.json``); vertical / east monthly series and velocities of ``regional/``.
 """
@@ -82,6 +84,39 @@ def fresh_dir(path):
     read along with the new ones by a folder input)."""
     if Path(path).is_dir():
         shutil.rmtree(path)
+
+
+#: planted orbital / long-wavelength ramps of ``insar_raw/``: per epoch, coefficients drawn N(0, RAMP_RAD) rad per
+#: 0.4 deg in longitude and latitude (see :func:`planted_ramp`)
+RAMP_RAD = 3.0
+#: +2 pi unwrapping errors of ``insar_raw/`` (lon_min, lon_max, lat_min, lat_max): a large patch in three
+#: interferograms, a small one in a fourth
+BIG_PATCH = (108.5, 108.74, 39.0, 39.2)
+SMALL_PATCH = (108.3, 108.34, 39.1, 39.14)
+#: margin (deg) around the mining and irrigation landscapes in ``deforming_areas.geojson``: a user who knows the
+#: districts draws them with a margin, because the deformation does not stop at their boundary (here the
+#: landscapes' edges are ~0.02 deg wide sigmoids; with no margin, a plane fitted outside the boxes takes
+#: up their edges' subsidence gradient and extrapolates it over the image: 5.5 mm/yr velocity RMSE)
+DEFORMING_MARGIN = 0.1
+
+
+def planted_ramp(coef, lon, lat):
+    """The planted ramp (rad) of one epoch with coefficients ``coef`` = (c_lon, c_lat), rad per 0.4 deg."""
+    return coef[0] * (lon - 108.4) / 0.4 + coef[1] * (lat - 39.0) / 0.4
+
+
+def in_box(lon, lat, box):
+    x0, x1, y0, y1 = box
+    return (lon > x0) & (lon < x1) & (lat > y0) & (lat < y1)
+
+
+def deforming_boxes(margin=DEFORMING_MARGIN):
+    """The areas a user would exclude from a ramp fit: the mining and irrigation landscapes plus ``margin``."""
+    return {
+        n: (x0 - margin, x1 + margin, y0 - margin, y1 + margin)
+        for n, ((x0, x1, y0, y1), _, _) in LANDSCAPES.items()
+        if n != "desert"
+    }
 
 
 HYP3_AREA = (108.2, 38.8)  # centre of the HyP3 stack (lon, lat): the mining bowl
@@ -457,13 +492,14 @@ class World:
             epochs, gacos.Incidence(angle=39.0), 0, grid.ysize, 0, grid.xsize
         )
         lon, lat = self.centres(grid)
-        ramps = [c1 * (lon - 108.4) / 0.4 + c2 * (lat - 39.0) / 0.4 for c1, c2 in rng.normal(0, 1.5, (len(epochs), 2))]
+        ramp_coef = rng.normal(0, 1.0, (len(epochs), 2)) * RAMP_RAD
+        ramps = [planted_ramp(c, lon, lat) for c in ramp_coef]
         index = {e: n for n, e in enumerate(epochs)}
         m = len(pairs)
         bad = [m // 4, m // 2, (3 * m) // 4]  # far apart: no loop holds two of them
         patch_ifg = m // 10
-        big = (lon > 108.5) & (lon < 108.74) & (lat > 39.0) & (lat < 39.2)  # 7.5 % of the image
-        small = (lon > 108.3) & (lon < 108.34) & (lat > 39.1) & (lat < 39.14)
+        big = in_box(lon, lat, BIG_PATCH)  # 7.5 % of the image
+        small = in_box(lon, lat, SMALL_PATCH)
         out = []
         for k, ((a, b), f) in enumerate(zip(pairs, files)):
             ia, ib = index[a], index[b]
@@ -489,8 +525,7 @@ class World:
                         "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]],
                     },
                 }
-                for n, ((x0, x1, y0, y1), _, _) in LANDSCAPES.items()
-                if n != "desert"
+                for n, (x0, x1, y0, y1) in deforming_boxes().items()
             ],
         }
         mask = self.root / "deforming_areas.geojson"
@@ -501,6 +536,8 @@ class World:
             "deforming_areas": str(mask),
             "planted_unwrapping_errors": names,
             "planted_small_patch": Path(files[patch_ifg]).name,
+            "planted_small_patch_box": list(SMALL_PATCH),
+            "planted_ramps_rad": {e.isoformat(): [float(c1), float(c2)] for e, (c1, c2) in zip(epochs, ramp_coef)},
             "small_patch_pixels": int(small.sum()),
         }
 
