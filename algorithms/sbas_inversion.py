@@ -421,7 +421,9 @@ class SbasInversion(SubsidenceAlgorithm):
             "than this percentage (default 100 %: it more than doubles it); the log and the network table "
             "name them. Meant to catch a failed GACOS map (wrong epoch, holes): an interferogram left "
             "uncorrected among corrected ones keeps its dates' delays, so each one skipped costs network "
-            "consistency; the table also gives the standard deviations about a fitted plane.",
+            "consistency; the table also gives the standard deviations about a fitted plane. LiCSBAS step 03 "
+            "(LiCSBAS03op_GACOS.py) has no such rule: it applies every correction and only reports the reduction "
+            "rate (GACOS_info.txt); a very large tolerance (e.g. 1000000 %) does the same here.",
             advanced=True,
         )
         self.add(

@@ -14,8 +14,10 @@ longitude / latitude), or ``YYYYMMDD.ztd.tif``. As in LiCSBAS step 03:
   expressed in the interferograms' own units and sign: a delay lengthens the range, which LiCSAR /
   LiCSBAS phase (positive = range increase) carries as ``+4 pi / lambda * (s2 - s1)``, and LOS
   displacement (positive toward the satellite) as ``-(s2 - s1)``;
-* per interferogram the standard deviation before and after is reported; a correction that increases
-  it by more than a tolerance is not applied (and the table says so).
+* per interferogram the standard deviation before and after is reported. Unlike LiCSBAS step 03, which
+  applies every correction and only reports the reduction rate (``GACOS_info.txt``), a correction that
+  increases it by more than a tolerance (default 100 %) is not applied (and the table says so): a safety net
+  against a failed GACOS map; a very large tolerance reproduces LiCSBAS.
 """
 
 import os
