@@ -66,7 +66,9 @@ class MaskByQuality(SubsidenceAlgorithm):
             0.0,
             None,
             "Pixels where more loops than this do not close within pi (n_loop_errors, an "
-            "unclosed 2 pi ambiguity) are masked (default 5, LiCSBAS n_loop_err for C band).",
+            "unclosed 2 pi ambiguity) are masked (default 5, LiCSBAS n_loop_err for C band). Noisy "
+            "low-coherence pixels have the odd loop above pi from phase noise alone (the demo world: ~100 "
+            "pixels with one such loop); an unwrapping error over an area shows as several loops per pixel.",
         ),
         "MIN_INTERFEROGRAMS": (
             "Minimum number of interferograms used",

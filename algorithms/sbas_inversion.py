@@ -388,7 +388,10 @@ class SbasInversion(SubsidenceAlgorithm):
             QgsProcessingParameterMapLayer(
                 self.DERAMP_MASK, self.tr("Area excluded from the ramp fit (optional)"), optional=True
             ),
-            "Polygons (the deforming area) or a raster (non-zero = excluded, any grid) left out of the ramp fit.",
+            "Polygons (the deforming area) or a raster (non-zero = excluded, any grid) left out of the ramp fit. "
+            "Draw the deforming areas with a margin: a plane fitted next to a subsiding district takes up the "
+            "subsidence gradient at its edge and extrapolates it over the image (in the demo, polygons drawn on "
+            "the districts' boundaries gave 5.5 mm/yr velocity RMSE, the same polygons 0.1 deg larger 1.4).",
         )
         self.add(
             QgsProcessingParameterMultipleLayers(
