@@ -32,6 +32,9 @@ DEFAULT_LOOP_THRESHOLD = 1.5
 LOOP_OFF = 0
 LOOP_REPORT = 1
 LOOP_REJECT = 2
+#: correct unwrapping errors per pixel by phase closure (:mod:`.unwrap_correction`), reject only what that cannot fix
+LOOP_CORRECT = 3
+LOOP_MODES = (LOOP_OFF, LOOP_REPORT, LOOP_REJECT, LOOP_CORRECT)
 #: loop-phase histogram: bins of 2 pi / BINS_PER_CYCLE over -MAX_CYCLES .. MAX_CYCLES cycles (larger values
 #: are clipped, which cannot move a median that lies inside the range)
 MAX_CYCLES = 16
@@ -166,6 +169,22 @@ def loop_rms(stats, shift=None):
     with np.errstate(invalid="ignore", divide="ignore"):
         ms = (stats["sumsq"] - 2.0 * c * stats["sum"] + c * c * n) / n
     return np.where(n > 0, np.sqrt(np.maximum(ms, 0.0)), np.inf)
+
+
+def wrapped_loop_rms(stats, shift=None):
+    """RMS (rad) of each loop's phase (minus ``shift``) wrapped per pixel into [-pi, pi]: the misclosure left
+    when every pixel's integer cycles are removed, i.e. what a per-pixel unwrapping-error correction cannot
+    remove (noise, phase bias). From the histogram, to its bin width (2 pi / 32, a quantisation error of
+    about 0.06 rad RMS); values clipped at +-16 cycles are wrapped as the end bins. Never above
+    :func:`loop_rms` (up to the quantisation); inf for a loop without data."""
+    h = stats["hist"]
+    n = h.sum(axis=1).astype(np.float64)
+    centres = (np.arange(N_BINS) - MAX_CYCLES * BINS_PER_CYCLE) * (TWO_PI / BINS_PER_CYCLE)
+    v = centres[None, :] - (0.0 if shift is None else np.asarray(shift, dtype=np.float64)[:, None])
+    w = v - TWO_PI * np.rint(v / TWO_PI)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ms = (h * (w * w)).sum(axis=1) / n
+    return np.where(n > 0, np.sqrt(ms), np.inf)
 
 
 def classify(loop_net, rms, threshold=DEFAULT_LOOP_THRESHOLD):

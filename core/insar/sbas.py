@@ -80,6 +80,7 @@ QUALITY_BANDS = (
     "n_gaps",
     "n_loop_errors",
     "kept_first_date",
+    "n_unwrap_corrected",
 )
 
 #: interferograms per chunk of the residual / temporal-coherence pass

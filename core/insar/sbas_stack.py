@@ -27,6 +27,7 @@ from . import corrections as corr
 from . import deramp as dr
 from . import gacos as gc
 from . import loop_closure as lc
+from . import unwrap_correction as uc
 from .memory_plan import ALLOCATOR_SLACK, MIB, READ_BYTES_PX, plan_blocks, plan_stack
 from .network import SbasNetwork, subnetwork
 from .reference import auto_reference, better_candidate, pixel_centre, reference_values
@@ -58,7 +59,9 @@ class SbasOptions:
     ``memory_mb / threads`` (results do not depend on it).
 
     Corrections and network QC (:mod:`.corrections`): ``loop_closure`` 0 off, 1 report, 2 reject the bad
-    interferograms (LiCSBAS step-12 rule, ``loop_threshold`` rad on the loop-phase RMS); ``deramp`` none /
+    interferograms (LiCSBAS step-12 rule, ``loop_threshold`` rad on the loop-phase RMS), 3 correct unwrapping
+    errors per pixel by phase closure (:mod:`.unwrap_correction`, at most ``unwrap_max_patterns`` integer
+    programs per sub-block) and reject only the bad interferograms that this cannot fix; ``deramp`` none /
     linear / quadratic surface per interferogram fitted outside ``deramp_mask`` (a raster on the grid, non-zero
     = excluded); ``gacos`` per-date ZTD files with the incidence from ``incidence`` (a raster read as
     ``incidence_type``: angle in degrees or U = cos) or the constant ``incidence_angle``; a correction that
@@ -79,6 +82,7 @@ class SbasOptions:
     threads: int = 1
     loop_closure: int = lc.LOOP_OFF
     loop_threshold: float = lc.DEFAULT_LOOP_THRESHOLD
+    unwrap_max_patterns: int = uc.DEFAULT_MAX_PATTERNS
     deramp: str = dr.DERAMP_NONE
     deramp_mask: Optional[str] = None
     gacos: Tuple[str, ...] = ()
@@ -128,7 +132,8 @@ class TaskState:
     of ``network`` whose unclosed 2 pi ambiguities are counted per pixel (None: no count, NaN band);
     ``loop_fix_ref``: per interferogram, the GACOS correction at the reference of those whose correction was
     not applied (subtracted for the loop count only, referenced); ``coherence_only``: the reference pass
-    reads the coherence only and returns ranked candidates (:func:`reference_block_task`)."""
+    reads the coherence only and returns ranked candidates (:func:`reference_block_task`); ``unwrap``: the
+    per-pixel unwrapping-error correction on the loops of ``loop_net`` (LOOP_CLOSURE 3), or None."""
 
     network: SbasNetwork
     solver: SolverOptions
@@ -142,6 +147,7 @@ class TaskState:
     loop_net: Optional[lc.LoopNetwork] = None
     loop_fix_ref: Optional[np.ndarray] = None
     coherence_only: bool = False
+    unwrap: Optional[uc.ClosureCorrector] = None
 
     @property
     def need_coherence(self):
@@ -305,7 +311,9 @@ def _solve_sub_block(obs, coh, state, stats, workspace=None, loop_fix=None):
     time series, velocity and quality blocks and adds the residual statistics to ``stats``. ``workspace``:
     the solver's work arrays, reused by the next sub-block of the window. Its memory is modelled by
     :data:`.sbas.SOLVE_BYTES`. ``loop_fix``: (indices, corrections in input units) of the interferograms whose
-    GACOS correction was not applied, subtracted for the loop count only (a per-date delay closes in loops)."""
+    GACOS correction was not applied, subtracted for the loop count only (a per-date delay closes in loops).
+    With ``state.unwrap`` the unwrapping errors found by phase closure are subtracted from ``obs`` first (and
+    counted in ``stats``); n_loop_errors then counts what is left."""
     net = state.network
     obs -= state.ref_vals[:, None, None].astype(np.float32)
     obs *= np.float32(state.to_mm)
@@ -319,7 +327,11 @@ def _solve_sub_block(obs, coh, state, stats, workspace=None, loop_fix=None):
         if loop_fix is not None:
             lp_obs = lp_obs.copy() if lp_obs is obs else lp_obs
             lp_obs[loop_fix[0]] -= loop_fix[1] * np.float32(state.to_mm)
-        n_loop_err = lc.count_loop_errors(state.loop_net, lp_obs, rad_per_unit=state.solver.rad_per_unit)
+        cycles = None
+        if state.unwrap is not None:
+            n_fixed = _correct_unwrapping(obs, lp_obs, state, stats, workspace)
+            cycles = state.unwrap.cycles
+        n_loop_err = lc.count_loop_errors(state.loop_net, lp_obs, rad_per_unit=state.solver.rad_per_unit, cycles=cycles)
         del lp_obs
     ts, q = sbas_invert_block(obs, net, coherence_block=coh, options=state.solver, workspace=workspace, ifg_stats=True)
     vel, vstd = velocity_fit(ts, net.tyears, state.seasonal)
@@ -340,8 +352,31 @@ def _solve_sub_block(obs, coh, state, stats, workspace=None, loop_fix=None):
         loop_err[~has] = np.nan
     kept = q["kept_first_date"].astype(np.float32)
     kept[~has] = np.nan
-    quality = (q["temporal_coherence"], nused, q["residual_rms"], vstd, gaps, loop_err, kept)
+    if state.unwrap is None:
+        unwrap_fixed = np.full(has.shape, np.nan, dtype=np.float32)
+    else:
+        unwrap_fixed = n_fixed.astype(np.float32)
+        unwrap_fixed[~has] = np.nan
+    quality = (q["temporal_coherence"], nused, q["residual_rms"], vstd, gaps, loop_err, kept, unwrap_fixed)
     return ts, vel, quality
+
+
+def _correct_unwrapping(obs, lp_obs, state, stats, workspace):
+    """Subtract the unwrapping errors that phase closure finds in the loop phase of ``lp_obs`` (mm) from
+    ``obs`` and ``lp_obs`` (in place); add the counts to ``stats``. Returns the interferograms corrected per
+    pixel (rows, cols)."""
+    M = obs.shape[0]
+    rpu = state.solver.rad_per_unit
+    cache = workspace.setdefault("unwrap_patterns", {}) if workspace is not None else None
+    fix = state.unwrap.correct(lp_obs.reshape(M, -1), rpu, cache, shape=obs.shape[1:])
+    mm_per_cycle = uc.TWO_PI / rpu
+    fix.subtract(obs, mm_per_cycle)
+    if lp_obs is not obs:
+        fix.subtract(lp_obs, mm_per_cycle)
+    stats["unwrap_ifg_corrected"] += fix.ifg_corrected
+    stats["unwrap_ifg_ambiguous"] += fix.ifg_ambiguous
+    stats["unwrap_counts"] += fix.counts
+    return fix.n_corrected.reshape(obs.shape[1:])
 
 
 def _read_window(task, state, stats):
@@ -377,6 +412,8 @@ def invert_block_task(task, state):
     h, w = task.nrows, task.ncols
     M, N = state.network.n_ifg, state.network.n_dates
     stats = {"sum_e2": np.zeros(M), "n": np.zeros(M, dtype=np.int64), "n_data": 0, "n_gap": 0}
+    if state.unwrap is not None:
+        stats.update(_unwrap_totals(M))
     if state.coh_files is not None and state.sum_coherence:
         stats["coh_sum"] = np.zeros(M)
         stats["coh_n"] = np.zeros(M, dtype=np.int64)
@@ -418,6 +455,16 @@ def invert_block_task(task, state):
     del phase, coh, workspace
     stats.update(ts=out_ts, vel=out_vel, quality=out_q)
     return stats
+
+
+def _unwrap_totals(M):
+    """Zero sums of the unwrapping-error correction: pixels corrected / left ambiguous per interferogram and
+    the pixel counts of :data:`.unwrap_correction.COUNT_NAMES`."""
+    return {
+        "unwrap_ifg_corrected": np.zeros(M, dtype=np.int64),
+        "unwrap_ifg_ambiguous": np.zeros(M, dtype=np.int64),
+        "unwrap_counts": np.zeros(len(uc.COUNT_NAMES), dtype=np.int64),
+    }
 
 
 def reference_window_values(ifg_files, row, col, half, grid, names):
@@ -835,7 +882,9 @@ def _report_loops(verdict, rms, names, options, hooks):
     )
     bad = np.flatnonzero(verdict["bad"])
     if bad.size:
-        what = "rejected" if options.loop_closure == lc.LOOP_REJECT else "bad (report only, kept)"
+        what = {lc.LOOP_REJECT: "rejected", lc.LOOP_CORRECT: "bad by the loop RMS"}.get(
+            options.loop_closure, "bad (report only, kept)"
+        )
         hooks.say(
             "loop closure %s: %s"
             % (what, ", ".join("%s (loop RMS %.2f rad)" % (names[k], verdict["loop_rms"][k]) for k in bad))
@@ -843,6 +892,35 @@ def _report_loops(verdict, rms, names, options, hooks):
     noloop = np.flatnonzero(verdict["no_loop"])
     if noloop.size:
         hooks.say("in no loop (not checked by loop closure): %s" % ", ".join(names[k] for k in noloop))
+
+
+def _report_unwrap(run, totals, options, hooks):
+    """Log the unwrapping-error correction and add its network-table columns."""
+    n = dict(zip(uc.COUNT_NAMES, totals["unwrap_counts"].tolist()))
+    fixed, amb = totals["unwrap_ifg_corrected"], totals["unwrap_ifg_ambiguous"]
+    hooks.say(
+        "unwrapping-error correction (phase closure): %d pixels with an unclosed loop; %d corrected (%d "
+        "interferogram values); left uncorrected: %d with an ambiguous answer (interferograms left there), %d "
+        "inconsistent loops (no integer solution: noise), %d isolated (no neighbour with the same loops: noise), "
+        "%d implausible (more cycles than the loops miss), %d over the limit of %d patterns per sub-block"
+        % (
+            n["flagged"],
+            n["corrected"],
+            int(fixed.sum()),
+            n["ambiguous"],
+            n["inconsistent"],
+            n["isolated"],
+            n["implausible"],
+            n["unsolved"],
+            options.unwrap_max_patterns,
+        )
+    )
+    names = run.net.names
+    top = np.argsort(-fixed, kind="stable")[: min(10, int((fixed > 0).sum()))]
+    if top.size:
+        hooks.say("pixels corrected per interferogram: %s" % ", ".join("%s %d" % (names[k], fixed[k]) for k in top))
+    run.extra["n_pixels_unwrap_corrected"] = run.per_input(fixed, 0, int)
+    run.extra["n_pixels_unwrap_ambiguous"] = run.per_input(amb, 0, int)
 
 
 def _output_metadata(net, options, reference, ref_xy):
@@ -859,7 +937,7 @@ def _output_metadata(net, options, reference, ref_xy):
         "WEIGHTING": options.weighting,
         "METHOD": "SBAS (Berardino et al. 2002), minimum-norm interval velocities",
         "N_INTERFEROGRAMS": net.n_ifg,
-        "LOOP_CLOSURE": ("off", "report", "reject")[options.loop_closure],
+        "LOOP_CLOSURE": ("off", "report", "reject", "correct")[options.loop_closure],
         "LOOP_THRESHOLD_RAD": options.loop_threshold,
         "DERAMP": options.deramp,
         "GACOS": "%d files" % len(options.gacos) if options.gacos else "none",
@@ -882,6 +960,8 @@ def _invert_pass(state, plan, grid, outputs, metadata, progress):
         "n_data": 0,
         "n_gap": 0,
     }
+    if state.unwrap is not None:
+        totals.update(_unwrap_totals(M))
     out_ts, out_vel, out_quality = outputs
     with contextlib.ExitStack() as es:
         w_ts = es.enter_context(RasterWriter(out_ts, grid, net.n_dates, dates=net.dates, metadata=metadata))
@@ -984,8 +1064,10 @@ def invert_stack(
         raise TimeSeriesError("a minimum coherence needs the coherence rasters")
     if options.deramp not in dr.DERAMP_MODES:
         raise TimeSeriesError("unknown ramp %r (use one of %s)" % (options.deramp, ", ".join(dr.DERAMP_MODES)))
-    if options.loop_closure not in (lc.LOOP_OFF, lc.LOOP_REPORT, lc.LOOP_REJECT):
-        raise TimeSeriesError("LOOP_CLOSURE must be 0 (off), 1 (report) or 2 (reject), not %r" % options.loop_closure)
+    if options.loop_closure not in lc.LOOP_MODES:
+        raise TimeSeriesError(
+            "LOOP_CLOSURE must be 0 (off), 1 (report), 2 (reject) or 3 (correct), not %r" % options.loop_closure
+        )
     stack, gacos_parts = _gacos_setup(stack, options, hooks)
     options, plans = _thread_plans(stack, options, gacos_parts, hooks)
     threads = _threads(options)
@@ -1070,6 +1152,7 @@ class _Run:
     ref_vals: Optional[np.ndarray] = None
     loop_net: object = None
     loop_fix_ref: Optional[np.ndarray] = None
+    unwrap: object = None
 
     @property
     def net(self):
@@ -1184,7 +1267,12 @@ def _loop_closure_step(run, scan, ref_loop, ln, options, progress, hooks, to_mm,
     status = np.where(verdict["no_loop"], "in no loop", np.where(verdict["bad"], "bad", "ok")).astype(object)
     bad = verdict["bad"]
     used_before = run.stack.used.copy()
-    if options.loop_closure == lc.LOOP_REJECT and bad.any():
+    kept_for_correction = None
+    if options.loop_closure == lc.LOOP_CORRECT:
+        kept_for_correction = _correction_step(
+            run, scan, ln, shift, verdict, status, options, progress, hooks, gacos_parts, used_before
+        )
+    elif options.loop_closure == lc.LOOP_REJECT and bad.any():
         status[bad] = "rejected"
         _reject_bad_ifgs(run, bad, options, progress, hooks, gacos_parts)
     elif options.loop_closure == lc.LOOP_REPORT and bad.any():
@@ -1196,6 +1284,48 @@ def _loop_closure_step(run, scan, ref_loop, ln, options, progress, hooks, to_mm,
     net = run.net
     run.loop_net = lc.LoopNetwork(net.i1, net.i2, net.sign)
     run.loop_fix_ref = _gacos_loop_fix(run.cf, reference, options.reference_half_window, run.stack.grid, net.n_ifg)
+    if kept_for_correction is not None:
+        # each loop's median cycles (as the loop statistics remove them), on the loops of the kept network
+        cycles = lc.median_cycles(scan["loops"], shift)
+        old = np.flatnonzero(kept_for_correction)[run.loop_net.loops]  # kept loops in the indices of ln
+        index = {tuple(t): i for i, t in enumerate(ln.loops.tolist())}
+        kept_cycles = np.array([cycles[index[tuple(t)]] for t in old.tolist()], dtype=np.int64)
+        run.unwrap = uc.ClosureCorrector(run.loop_net, kept_cycles, options.unwrap_max_patterns)
+
+
+def _correction_step(run, scan, ln, shift, verdict, status, options, progress, hooks, gacos_parts, used_before):
+    """LOOP_CLOSURE 3: the bad interferograms (LiCSBAS rule on the loop RMS) are kept and corrected per pixel
+    when the rule applied to the wrapped loop RMS (integer cycles removed per pixel) finds them good and an
+    error of theirs is told apart from any other interferogram's (:func:`.unwrap_correction.identifiable`);
+    the others are rejected as with LOOP_CLOSURE 2. Returns the mask of the interferograms kept (of ``ln``)."""
+    bad = verdict["bad"]
+    wrms = lc.wrapped_loop_rms(scan["loops"], shift)
+    wverdict = lc.classify(ln, wrms, options.loop_threshold)
+    ident = uc.identifiable(ln)
+    fixable = bad & ~wverdict["bad"] & ident
+    reject = bad & ~fixable
+    names = run.net.names
+    wr = wverdict["loop_rms"]
+    if fixable.any():
+        hooks.say(
+            "loop closure: kept and corrected per pixel (loop RMS without the integer cycles below %g rad): %s"
+            % (options.loop_threshold, ", ".join("%s (%.2f rad)" % (names[k], wr[k]) for k in np.flatnonzero(fixable)))
+        )
+    if reject.any():
+        hooks.say(
+            "loop closure rejected (not correctable per pixel): %s"
+            % ", ".join(
+                "%s (%s)"
+                % (names[k], "wrapped loop RMS %.2f rad" % wr[k] if wverdict["bad"][k] else "not identifiable")
+                for k in np.flatnonzero(reject)
+            )
+        )
+    status[fixable] = "bad (kept: unwrapping errors corrected per pixel)"
+    status[reject] = "rejected"
+    run.extra["loop_rms_wrapped_rad"] = run.per_input(wverdict["loop_rms"], np.nan, float, used=used_before)
+    if reject.any():
+        _reject_bad_ifgs(run, reject, options, progress, hooks, gacos_parts)
+    return ~reject
 
 
 def _invert_stack(stack, outputs, options, plans, hooks, gdal_cache, gacos_parts=None):
@@ -1241,6 +1371,7 @@ def _invert_stack(stack, outputs, options, plans, hooks, gdal_cache, gacos_parts
         gdal_cache=gdal_cache,
         loop_net=run.loop_net,
         loop_fix_ref=run.loop_fix_ref,
+        unwrap=run.unwrap,
     )
     metadata = _output_metadata(net, options, reference, ref_xy)
     rejected = [names_all[k] for k in range(len(names_all)) if stack.reasons[k] == "loop closure"]
@@ -1249,6 +1380,8 @@ def _invert_stack(stack, outputs, options, plans, hooks, gdal_cache, gacos_parts
     totals = _invert_pass(state, run.plans["invert"], grid, outputs, metadata, progress)
     if run.coh_stats is not None:  # summed by the reference pass
         totals.update(run.coh_stats)
+    if run.unwrap is not None:
+        _report_unwrap(run, totals, options, hooks)
     hooks.say(
         "%d pixels inverted, %d with gaps in their own network (%s)"
         % (totals["n_data"], totals["n_gap"], options.gap_handling)
