@@ -108,7 +108,12 @@ class SbasInversion(SubsidenceAlgorithm):
         "NSBAS linear-trend bridge (LiCSBAS-style weak constraint)",
         "Mask: keep the largest connected part of the dates (others NoData)",
     )
-    LOOP_LABELS = ("Off", "Report bad interferograms only", "Reject bad interferograms (LiCSBAS rule)")
+    LOOP_LABELS = (
+        "Off",
+        "Report bad interferograms only",
+        "Reject bad interferograms (LiCSBAS rule)",
+        "Correct unwrapping errors per pixel (phase closure)",
+    )
     DERAMPS = (deramp.DERAMP_NONE, deramp.DERAMP_LINEAR, deramp.DERAMP_QUADRATIC)
     DERAMP_LABELS = ("None", "Linear (a + b x + c y)", "Quadratic (+ d x2 + e xy + f y2)")
 
@@ -167,11 +172,15 @@ class SbasInversion(SubsidenceAlgorithm):
         "in no loop cannot be checked and are listed. The loop closure runs on the GACOS-corrected, "
         "referenced data without the ramp (ramps of orbital or atmospheric origin close in loops; a fitted "
         "ramp would absorb part of a large unwrapping error). Per pixel, the number of loops (of the "
-        "interferograms kept) whose phase exceeds pi is the quality band n_loop_errors.\n\n"
+        "interferograms kept) whose phase exceeds pi is the quality band n_loop_errors. Option 3 corrects "
+        "unwrapping errors per pixel instead (phase closure, Yunjun et al. 2019): the integer cycles of the "
+        "loops, the fewest interferogram cycles that explain them (exact), subtracted; ambiguous, inconsistent "
+        "or isolated pixels are left and counted (see the parameter's help).\n\n"
         "Outputs: time series (mm, one band per date, band description YYYY-MM-DD); velocity (mm/yr, least "
         "squares on the time series, optionally with annual and semi-annual terms); quality (temporal "
         "coherence, number of interferograms used, residual RMS mm, velocity standard deviation mm/yr, number "
-        "of gaps, loops with an unclosed 2 pi, first date of the part kept); network table (per interferogram: "
+        "of gaps, loops with an unclosed 2 pi, first date of the part kept, interferograms corrected for "
+        "unwrapping errors); network table (per interferogram: "
         "dates, baselines, used or why not, mean coherence, residual RMS, loop-closure check and loop RMS, GACOS "
         "standard deviation before / after)."
     )
@@ -362,7 +371,24 @@ class SbasInversion(SubsidenceAlgorithm):
             "(default): an interferogram whose every loop has a loop-phase RMS >= the threshold (it is in a "
             "bad loop and in no good loop) is not used. Rejections that split the network are handled by the "
             "gap handling. The quality band n_loop_errors counts, per pixel, the loops that do not close "
-            "within pi.",
+            "within pi.\n"
+            "Correct unwrapping errors per pixel (phase closure; Yunjun et al. 2019, as MintPy's "
+            "unwrap_error_phase_closure, solved exactly for every pixel): per pixel the integer cycles of each "
+            "loop c = round(loop phase / 2 pi) of the referenced phase (the reference pixel's side of an "
+            "error is right by definition, as in MintPy); the "
+            "interferograms' integer errors u with C u = c and the fewest cycles (exact integer program, one per "
+            "distinct pattern of c) are subtracted, 2 pi u, before the inversion. Left uncorrected and counted "
+            "(log, network table): pixels where the answer is not unique (e.g. an interferogram that shares its "
+            "only loop with another one: the error may sit on either), inconsistent loops (no integer solution: "
+            "noise), pixels whose pattern no neighbour shares (an unwrapping error is a region; noise is not), "
+            "solutions with more cycles than the loops miss, and patterns beyond the per-sub-block limit. "
+            "Interferograms that the LiCSBAS rule finds bad are kept and corrected when the rule applied to the "
+            "loop RMS without each pixel's integer cycles finds them good (their misclosure is integer cycles "
+            "over patches) and their errors are told apart from any other interferogram's; otherwise they are "
+            "rejected as with 'Reject' (noise or phase bias cannot be corrected by integers). New quality band "
+            "n_unwrap_corrected (interferograms corrected at the pixel; NaN in the other modes); n_loop_errors "
+            "then counts the loops left unclosed after the correction. Errors in interferograms in no loop are "
+            "not seen; two errors whose loops add up to a third interferogram's are attributed to that one.",
         )
         self.add(
             QgsProcessingParameterNumber(
@@ -474,8 +500,9 @@ class SbasInversion(SubsidenceAlgorithm):
             "Bands: temporal coherence, number of interferograms used, residual RMS (mm), velocity standard "
             "deviation (mm/yr), number of network gaps (connected parts - 1), n_loop_errors (loops of the "
             "interferograms used whose referenced phase exceeds pi: an unclosed 2 pi ambiguity; NaN with loop "
-            "closure off), kept_first_date (index of the first date of the part kept: 0 unless the mask gap "
-            "handling kept a later part).",
+            "closure off; after the correction with loop closure 3), kept_first_date (index of the first date of "
+            "the part kept: 0 unless the mask gap handling kept a later part), n_unwrap_corrected "
+            "(interferograms whose unwrapping error was corrected at the pixel, loop closure 3; NaN otherwise).",
         )
         self.add(
             QgsProcessingParameterFeatureSink(
@@ -484,8 +511,11 @@ class SbasInversion(SubsidenceAlgorithm):
             "One row per interferogram: file, dates, temporal and perpendicular baseline, used or why not "
             "(e.g. 'loop closure'), mean coherence, residual RMS (mm); with loop closure: loop_check (ok, "
             "rejected, bad (kept: report only), in no loop), loop_rms_rad (the smallest RMS of its loops), "
-            "n_loops, n_bad_loops; with GACOS: standard deviation before / after and whether applied; with "
-            "a ramp: whether it was removed.",
+            "n_loops, n_bad_loops; with the unwrapping-error correction also loop_rms_wrapped_rad (the same "
+            "without each pixel's integer cycles), n_pixels_unwrap_corrected and n_pixels_unwrap_ambiguous "
+            "(pixels where it was corrected / left because the answer is not unique) and loop_check 'bad (kept: "
+            "unwrapping errors corrected per pixel)'; with GACOS: standard deviation before / after and whether "
+            "applied; with a ramp: whether it was removed.",
         )
         self.add(
             QgsProcessingParameterFileDestination(

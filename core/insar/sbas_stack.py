@@ -327,11 +327,9 @@ def _solve_sub_block(obs, coh, state, stats, workspace=None, loop_fix=None):
         if loop_fix is not None:
             lp_obs = lp_obs.copy() if lp_obs is obs else lp_obs
             lp_obs[loop_fix[0]] -= loop_fix[1] * np.float32(state.to_mm)
-        cycles = None
         if state.unwrap is not None:
             n_fixed = _correct_unwrapping(obs, lp_obs, state, stats, workspace)
-            cycles = state.unwrap.cycles
-        n_loop_err = lc.count_loop_errors(state.loop_net, lp_obs, rad_per_unit=state.solver.rad_per_unit, cycles=cycles)
+        n_loop_err = lc.count_loop_errors(state.loop_net, lp_obs, rad_per_unit=state.solver.rad_per_unit)
         del lp_obs
     ts, q = sbas_invert_block(obs, net, coherence_block=coh, options=state.solver, workspace=workspace, ifg_stats=True)
     vel, vstd = velocity_fit(ts, net.tyears, state.seasonal)
@@ -1285,12 +1283,10 @@ def _loop_closure_step(run, scan, ref_loop, ln, options, progress, hooks, to_mm,
     run.loop_net = lc.LoopNetwork(net.i1, net.i2, net.sign)
     run.loop_fix_ref = _gacos_loop_fix(run.cf, reference, options.reference_half_window, run.stack.grid, net.n_ifg)
     if kept_for_correction is not None:
-        # each loop's median cycles (as the loop statistics remove them), on the loops of the kept network
-        cycles = lc.median_cycles(scan["loops"], shift)
-        old = np.flatnonzero(kept_for_correction)[run.loop_net.loops]  # kept loops in the indices of ln
-        index = {tuple(t): i for i, t in enumerate(ln.loops.tolist())}
-        kept_cycles = np.array([cycles[index[tuple(t)]] for t in old.tolist()], dtype=np.int64)
-        run.unwrap = uc.ClosureCorrector(run.loop_net, kept_cycles, options.unwrap_max_patterns)
+        # on the referenced loop phase, as n_loop_errors (and MintPy): the reference pixel's side of an error is
+        # right by definition, so the output stays 0 there (removing the loops' median cycles instead would
+        # correct the reference side of an error covering most of the image, shifting the whole image)
+        run.unwrap = uc.ClosureCorrector(run.loop_net, None, options.unwrap_max_patterns)
 
 
 def _correction_step(run, scan, ln, shift, verdict, status, options, progress, hooks, gacos_parts, used_before):
@@ -1319,6 +1315,12 @@ def _correction_step(run, scan, ln, shift, verdict, status, options, progress, h
                 % (names[k], "wrapped loop RMS %.2f rad" % wr[k] if wverdict["bad"][k] else "not identifiable")
                 for k in np.flatnonzero(reject)
             )
+        )
+    if fixable.any() and options.deramp != dr.DERAMP_NONE:
+        hooks.say(
+            "warning: the ramps were fitted before the per-pixel correction; on an interferogram with an "
+            "unwrapping error over a large area the fitted ramp absorbs part of it (exclude that area with "
+            "DERAMP_MASK, or use LOOP_CLOSURE 2)"
         )
     status[fixable] = "bad (kept: unwrapping errors corrected per pixel)"
     status[reject] = "rejected"

@@ -5,10 +5,11 @@ The phase-closure method of Yunjun et al. 2019 (*Computers & Geosciences* 133:10
 connected region:
 
 * the loop phase of every closed triplet ``C phi`` (:class:`.loop_closure.LoopNetwork`: loops x
-  interferograms, entries +-1, referenced phase) minus each loop's median integer cycles over the image
-  (:func:`.loop_closure.median_cycles`, as the loop statistics do) has the integer ambiguity
-  ``c = round(C phi / 2 pi)``; 0 for every loop of a pixel without unwrapping errors (the loop noise stays
-  within +-pi);
+  interferograms, entries +-1) of the referenced phase has the integer ambiguity ``c = round(C phi / 2 pi)``;
+  0 for every loop of a pixel without unwrapping errors (the loop noise stays within +-pi). As in MintPy and
+  in our ``n_loop_errors``, the reference pixel's side of an error is right by definition (the driver gives no
+  ``cycles``; a loop's median integer cycles over the image, :func:`.loop_closure.median_cycles`, may be
+  removed first with ``cycles``, which makes the majority of the image right instead);
 * the unwrapping errors ``u`` (integer cycles per interferogram) satisfy ``C u = c``; the correction is the
   solution of smallest L1 norm (fewest cycles), found by an exact integer program (HiGHS through
   :func:`scipy.optimize.milp`, ``u = p - n`` with ``p, n >= 0`` integer), and the corrected phase is

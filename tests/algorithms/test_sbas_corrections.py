@@ -141,7 +141,7 @@ def test_defaults_reject_bad_ifgs_and_corrections_reach_noise(run_alg, stack, tm
     qds = gdal.Open(res["OUTPUT_QUALITY"])
     bands = [qds.GetRasterBand(i + 1).GetDescription() for i in range(qds.RasterCount)]
     assert bands[:5] == ["temporal_coherence", "n_ifg_used", "residual_rms_mm", "velocity_std_mm_yr", "n_gaps"]
-    assert bands[5:] == ["n_loop_errors", "kept_first_date"]
+    assert bands[5:] == ["n_loop_errors", "kept_first_date", "n_unwrap_corrected"]
     nle = qds.GetRasterBand(6).ReadAsArray()
     patch = np.zeros((NY, NX), bool)
     patch[PATCH] = True
@@ -165,6 +165,32 @@ def test_report_only_keeps_them(run_alg, stack, tmp_path):
     net = pd.read_csv(res["OUTPUT_NETWORK"])
     assert net["used"].all()
     assert sorted(np.flatnonzero(net["loop_check"] == "bad (kept: report only)").tolist()) == list(BAD)
+
+
+def test_correction_keeps_and_corrects_them(run_alg, stack, tmp_path):
+    """LOOP_CLOSURE 3: the whole-interferogram errors (2/3 of the image) and the patch are corrected per pixel
+    and every interferogram is kept: the result equals the report-only run's with 2 pi x the corrections
+    removed, i.e. no loop is left unclosed. (Without DERAMP: a ramp is fitted before the correction and
+    would absorb part of a large-area error; the core tests check the restored values.)"""
+    import pandas as pd
+
+    common = dict(INTERFEROGRAMS=stack["ifgs"], GACOS=stack["gacos"], INCIDENCE_ANGLE=39.0)
+    res = run_alg("sbasinversion", dict(common, LOOP_CLOSURE=3, **outputs(tmp_path, "u")))
+    rep = run_alg("sbasinversion", dict(common, LOOP_CLOSURE=1, **outputs(tmp_path, "u1")))
+    net = pd.read_csv(res["OUTPUT_NETWORK"])
+    assert net["used"].all()
+    fixed = net["n_pixels_unwrap_corrected"].to_numpy()
+    assert sorted(np.flatnonzero(fixed).tolist()) == sorted(BAD + (PATCH_IFG,))
+    assert all(net["loop_check"].iloc[k].startswith("bad (kept") for k in BAD)
+    assert (net["n_pixels_unwrap_ambiguous"] == 0).all()
+    q3, q1 = gdal.Open(res["OUTPUT_QUALITY"]), gdal.Open(rep["OUTPUT_QUALITY"])
+    assert np.all(q3.GetRasterBand(6).ReadAsArray() == 0)  # no loop left unclosed
+    assert np.all(q1.GetRasterBand(6).ReadAsArray()[PATCH] > 0)
+    assert np.all(np.isnan(q1.GetRasterBand(8).ReadAsArray()))
+    fixed_px = q3.GetRasterBand(8).ReadAsArray()
+    assert np.all(fixed_px[PATCH] >= 1) and int(fixed_px.sum()) == int(fixed.sum())
+    # the whole-interferogram errors: corrected on the side of the error without the reference pixel
+    assert int(fixed[BAD[0]]) in (16 * NX, (NY - 16) * NX)
 
 
 def _fails(run_alg, params, tmp_path, tag, match):
