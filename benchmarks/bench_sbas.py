@@ -331,6 +331,11 @@ def main():
     ap.add_argument("--e2e-repeat", type=int, default=1, help="end-to-end runs per configuration (best wall)")
     ap.add_argument("--default-qc", action="store_true", help="also end to end with the default loop closure")
     ap.add_argument(
+        "--correct",
+        action="store_true",
+        help="also end to end with LOOP_CLOSURE 3 (per-pixel unwrapping-error correction by phase closure)",
+    )
+    ap.add_argument(
         "--qc",
         type=int,
         default=0,
@@ -401,6 +406,8 @@ def main():
         configs = [(0, "none", {}), (1, "coherence", {})]
         if a.default_qc:
             configs.append((0, "none+QC", {"LOOP_CLOSURE": 2}))
+        if a.correct:
+            configs.append((0, "none+fix", {"LOOP_CLOSURE": 3}))
         for threads in a.threads:
             for wmode, label, extra in configs:
                 runs = []

@@ -61,6 +61,8 @@ MILP_TIME_LIMIT = 10.0
 #: code of a loop without data in a pattern (loop integers are clipped to +-MAX_CYCLES_CODE)
 NO_DATA_CODE = 127
 MAX_CYCLES_CODE = 126
+#: loop values per chunk of flagged pixels (float32 + int8 codes + int64 hashes: ~4 MB at the peak)
+CHUNK_ELEMENTS = 1 << 18
 #: patterns remembered per cache (a window's sub-blocks)
 CACHE_SIZE = 4096
 TWO_PI = 2.0 * math.pi
@@ -197,8 +199,8 @@ class ClosureCorrector:
         between calls (e.g. the sub-blocks of a window) for patterns already solved. ``shape``: (rows, cols)
         of the P pixels; then a pixel is corrected only when one of its 4 neighbours has the same pattern of
         loop integers (spatial support, see the module notes); None: every pixel on its own. The flagged
-        pixels are taken in chunks of ~1 M loop values (bounded memory); at most ``max_patterns`` new integer
-        programs per call, the most frequent patterns of each chunk first."""
+        pixels are taken in chunks of :data:`CHUNK_ELEMENTS` loop values (bounded memory); at most
+        ``max_patterns`` new integer programs per call, the most frequent patterns of each chunk first."""
         M, P = y.shape
         res = Correction(M, P)
         L = self.loop_net.n_loops
@@ -206,7 +208,7 @@ class ClosureCorrector:
             return res
         idx_all = np.flatnonzero(self.flagged(y, rad_per_unit))
         res.counts[0] = idx_all.size
-        step = max(1, (1 << 20) // L)
+        step = max(1, CHUNK_ELEMENTS // L)
         if shape is not None and idx_all.size:
             idx_all = self._supported(y, idx_all, rad_per_unit, shape, step, res)
         cache = {} if cache is None else cache

@@ -146,6 +146,18 @@ def test_decorrelated_noise_is_not_corrected():
     assert fix.counts[1] == 25 and np.array_equal(fix.ifg_corrected, np.eye(len(pairs), dtype=int)[4] * 25)
 
 
+def test_pattern_cap_leaves_the_rest_counted(clean):
+    """Two distinct patterns (two patches in different interferograms), one integer program allowed: the
+    larger patch is corrected, the other is left and counted as unsolved."""
+    phase, _, _, _ = clean
+    truth = planted([(BAD[0], PATCH, 1), (BAD[1], (slice(2, 6), slice(2, 6)), 1)])
+    y = (phase + (2 * math.pi * truth).astype(np.float32)).reshape(130, -1)
+    y = y - np.median(y[:, :600], axis=1, keepdims=True)
+    fix = uc.ClosureCorrector(loop_network(), max_patterns=1).correct(y, shape=(NY, NX))
+    assert fix.counts[1] == 400 and fix.counts[5] == 16
+    assert fix.ifg_corrected[BAD[0]] == 400 and fix.ifg_corrected.sum() == 400
+
+
 def test_tetrahedron_relations_hold_for_any_phase():
     rng = np.random.default_rng(1)
     pairs = [(i, j) for i in range(7) for j in range(7) if 0 < j - i <= 3]
