@@ -8,6 +8,7 @@ ambiguous pixel uncorrected and counted, and change nothing on a clean stack."""
 
 import datetime as dt
 import math
+import os
 
 import numpy as np
 import pytest
@@ -251,3 +252,42 @@ def test_driver_ambiguous_pixels_counted(clean, tmp_path):
     rows = {r["file"]: r for r in s3["network_rows"]}
     assert rows[paths[0]]["n_pixels_unwrap_ambiguous"] == 9 and rows[paths[2]]["n_pixels_unwrap_ambiguous"] == 9
     assert any("9 with an ambiguous answer" in m for m in logs)
+
+
+def test_wrapped_loop_rms_removes_only_integer_cycles():
+    """The histogram-based wrapped RMS: integer cycles at some pixels do not count, noise does; never above the
+    RMS after the median's cycles (up to the bin width)."""
+    rng = np.random.default_rng(2)
+    noise = rng.normal(0, 0.5, (3, 5000))
+    jumps = np.zeros((3, 5000))
+    jumps[0, :1000] = 2 * math.pi
+    jumps[1, :300] = -4 * math.pi
+    loop_ph = noise + jumps
+    loop_ph[2] = rng.uniform(-math.pi, math.pi, 5000)  # decorrelated: no integer structure
+    stats = lc.accumulate(lc.empty_stats(3), loop_ph)
+    rms, wrms = lc.loop_rms(stats), lc.wrapped_loop_rms(stats)
+    assert rms[0] > 2.5 and rms[1] > 2.5
+    assert np.allclose(wrms[:2], 0.5, atol=0.03)
+    assert abs(wrms[2] - math.pi / math.sqrt(3)) < 0.05  # uniform over a cycle: still above the 1.5 threshold
+    assert np.all(wrms <= rms + math.pi / 32)
+    shift = np.array([0.3, -0.2, 0.0])  # a reference's loop phase: wrapped RMS of loop_ph - shift
+    expected = np.sqrt(np.mean(np.angle(np.exp(1j * (loop_ph[:2] - shift[:2, None]))) ** 2, axis=1))
+    assert np.allclose(lc.wrapped_loop_rms(stats, shift)[:2], expected, atol=0.03)
+
+
+def test_driver_rejects_what_it_cannot_correct(clean, tmp_path):
+    """Mode 3 rejects, as mode 2, a bad interferogram whose misclosure is noise (wrapped loop RMS >= 1.5) and
+    bad interferograms whose errors cannot be told apart (0-2 and 0-4 share their only loop)."""
+    phase, _, dates, pairs = clean
+    noisy = phase.copy()
+    noisy[BAD[1]] += np.random.default_rng(9).normal(0, 2.5, (NY, NX)).astype(np.float32)
+    noisy += (2 * math.pi * planted([(0, PATCH, 1), (BAD[0], PATCH, 1)])).astype(np.float32)
+    paths = write(tmp_path, noisy, dates, pairs)
+    _, q3, s3, logs = run(tmp_path, paths, lc.LOOP_CORRECT, "rej3")
+    names = paths
+    assert sorted(s3["rejected"]) == sorted(os.path.basename(names[k]) for k in (0, 2, BAD[1]))
+    rows = {r["file"]: r for r in s3["network_rows"]}
+    assert rows[names[BAD[1]]]["loop_rms_wrapped_rad"] >= 1.5 and rows[names[0]]["loop_rms_wrapped_rad"] < 1.0
+    assert rows[names[BAD[0]]]["used"] and rows[names[BAD[0]]]["n_pixels_unwrap_corrected"] == 400
+    log = "\n".join(logs)
+    assert "not identifiable" in log and "wrapped loop RMS" in log
