@@ -83,3 +83,17 @@ def test_default_rejection_removes_the_patch_bias(acceptance):
     assert all(rows[p]["status"] == "loop closure" and rows[p]["loop_rms_rad"] >= 1.5 for p in (paths[k] for k in bad))
     assert abs(bias_off) > 5.0
     assert abs(bias_on) <= 0.5, (bias_off, bias_on)
+
+
+def test_correction_keeps_the_three_and_removes_the_bias(acceptance):
+    """LOOP_CLOSURE 3 on the same stack: the 3 interferograms are kept, their patch corrected per pixel
+    (measured: bias 0.105 mm/yr vs 0.125 with the default rejection, -8.0 without loop closure)."""
+    folder, (paths, bad, vel) = acceptance
+    stack = prepare_stack(paths)
+    v2, _, _, _ = patch_bias(folder, stack, lc.LOOP_REJECT, "rej2")
+    v3, s3, _, _ = patch_bias(folder, stack, lc.LOOP_CORRECT, "fix")
+    assert s3["rejected"] == []
+    rows = {r_["file"]: r_ for r_ in s3["network_rows"]}
+    assert [rows[paths[k]]["n_pixels_unwrap_corrected"] for k in bad] == [400, 400, 400]
+    assert sum(r_["n_pixels_unwrap_corrected"] for r_ in s3["network_rows"]) == 1200
+    assert abs(bias(v3, vel)) <= max(0.12, abs(bias(v2, vel)))
