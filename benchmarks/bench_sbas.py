@@ -16,6 +16,10 @@ Run (one BLAS thread for both tools; the script sets OMP/OPENBLAS/MKL_NUM_THREAD
         # reused) and runs qgis_process.bin ... subsidence:sbasinversion under /usr/bin/time -v (wall,
         # peak RSS, files added next to the inputs) with THREADS 1 and 2; the ratio divides the wall time by
         # the floor: one whole GDAL read of the inputs + the in-memory solve + a trivial qgis_process run
+    /usr/bin/python3 benchmarks/bench_sbas.py --e2e /tmp/sbas_e2e/stack --no-mintpy --no-core --memory 256 \
+        --threads 2 --default-qc --correct    # + LOOP_CLOSURE 2 and 3 in the end-to-end table
+    /usr/bin/python3 benchmarks/bench_sbas.py --e2e /tmp/sbas_e2e/stack --no-mintpy --memory 256 --threads 2 \
+        --fix 3    # 3 alternating runs LOOP_CLOSURE 2 / 3: what the unwrapping-error correction adds
 
 Stack: 60 Sentinel-1 dates on a 12-day grid with missing acquisitions, pairs
 with temporal baseline <= 48 d; truth = subsidence bowl (up to -60 mm/yr) +
@@ -343,6 +347,14 @@ def main():
         help="end to end (needs --e2e): N alternating runs without / with loop closure (reject) + linear "
         "deramp, unweighted, to measure what the network QC adds",
     )
+    ap.add_argument(
+        "--fix",
+        type=int,
+        default=0,
+        metavar="N",
+        help="end to end (needs --e2e): N alternating runs with LOOP_CLOSURE 2 (reject) / 3 (correct unwrapping "
+        "errors per pixel), unweighted, to measure what the correction adds",
+    )
     a = ap.parse_args()
     net, dates, phase, coh, offsets, truth, water = make_stack(a.size, a.dates)
     M, H, W = phase.shape
@@ -362,12 +374,17 @@ def main():
     )
     tr = truth.reshape(net.n_dates, -1)
     results = {}
-    if a.e2e and a.qc:
+    if a.e2e and (a.qc or a.fix):
         ifgs, cohs = write_e2e_stack(a.e2e, net, phase, coh)
-        walls = {"baseline": [], "loop+deramp": []}
-        cpus = {"baseline": [], "loop+deramp": []}
-        for rep in range(a.qc):
-            for label, extra in (("baseline", {}), ("loop+deramp", {"LOOP_CLOSURE": 2, "DERAMP": 1})):
+        if a.fix:
+            labels = (("reject", {"LOOP_CLOSURE": 2}), ("correct", {"LOOP_CLOSURE": 3}))
+        else:
+            labels = (("baseline", {}), ("loop+deramp", {"LOOP_CLOSURE": 2, "DERAMP": 1}))
+        (base, other), n_runs = [lab for lab, _ in labels], a.fix or a.qc
+        walls = {base: [], other: []}
+        cpus = {base: [], other: []}
+        for rep in range(n_runs):
+            for label, extra in labels:
                 load = os.getloadavg()[0]
                 wall, rss, ts, _ = run_e2e(a.e2e, ifgs, cohs, a.memory, 0, a.threads[0], extra, tag="qc_" + label)
                 walls[label].append(wall)
@@ -377,10 +394,10 @@ def main():
                     "load avg before %.2f" % (label, rep + 1, wall, run_e2e.cpu, rss, load)
                 )
         for what, d in (("wall", walls), ("CPU", cpus)):
-            b, q = np.median(d["baseline"]), np.median(d["loop+deramp"])
+            b, q = np.median(d[base]), np.median(d[other])
             print(
-                "loop closure + deramp add %.1f s to %.1f s of %s (median of %d): +%.0f %%"
-                % (q - b, b, what, a.qc, 100 * (q - b) / b)
+                "%s adds %.1f s to %.1f s of %s (%s; median of %d): %+.0f %%"
+                % (other, q - b, b, what, base, n_runs, 100 * (q - b) / b)
             )
         return
     if a.e2e:
