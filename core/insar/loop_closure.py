@@ -20,7 +20,11 @@ The method of LiCSBAS step 12 (Morishita et al. 2020, *Remote Sens.* 12:424), ve
   interferograms that are in no loop cannot be checked and are reported as such;
 * per pixel ``n_loop_errors``: the number of loops (of the interferograms kept) whose phase, after the
   loop's integer cycles, exceeds pi in magnitude, i.e. does not close within an ambiguity (LiCSBAS
-  ``n_loop_err``).
+  ``n_loop_err``);
+* ``LOOP_CORRECT`` (3): the unwrapping errors are corrected per pixel instead (:mod:`.unwrap_correction`);
+  a bad interferogram is then kept when the rule applied to :func:`wrapped_loop_rms` (each pixel's loop
+  phase wrapped into [-pi, pi], i.e. without its integer cycles) finds it good - its misclosure is integer
+  cycles, which the correction removes - and rejected otherwise (noise or phase bias).
 """
 
 import math
