@@ -1129,7 +1129,7 @@ def _plans(stack, options, gacos_parts):
         options.memory_mb / _threads(options),
         reference_pass=options.reference is None and not scan,
         extra_bytes_px=_gacos_bytes(stack, gacos_parts),
-        extra_fixed=(4 << 20) if loops else 0,
+        extra_fixed=((4 << 20) if loops else 0) + (uc.WORK_BYTES if options.loop_closure == lc.LOOP_CORRECT else 0),
     )
     if scan:
         plans["scan"] = plan_scan(stack, options, gacos_parts)

@@ -63,6 +63,8 @@ NO_DATA_CODE = 127
 MAX_CYCLES_CODE = 126
 #: loop values per chunk of flagged pixels (float32 + int8 codes + int64 hashes: ~4 MB at the peak)
 CHUNK_ELEMENTS = 1 << 18
+#: bytes a correction allocates at most besides its patterns (for the memory plan)
+WORK_BYTES = 24 * CHUNK_ELEMENTS
 #: patterns remembered per cache (a window's sub-blocks)
 CACHE_SIZE = 4096
 TWO_PI = 2.0 * math.pi
