@@ -1265,11 +1265,8 @@ def _loop_closure_step(run, scan, ref_loop, ln, options, progress, hooks, to_mm,
     status = np.where(verdict["no_loop"], "in no loop", np.where(verdict["bad"], "bad", "ok")).astype(object)
     bad = verdict["bad"]
     used_before = run.stack.used.copy()
-    kept_for_correction = None
     if options.loop_closure == lc.LOOP_CORRECT:
-        kept_for_correction = _correction_step(
-            run, scan, ln, shift, verdict, status, options, progress, hooks, gacos_parts, used_before
-        )
+        _correction_step(run, scan, ln, shift, verdict, status, options, progress, hooks, gacos_parts, used_before)
     elif options.loop_closure == lc.LOOP_REJECT and bad.any():
         status[bad] = "rejected"
         _reject_bad_ifgs(run, bad, options, progress, hooks, gacos_parts)
@@ -1282,7 +1279,7 @@ def _loop_closure_step(run, scan, ref_loop, ln, options, progress, hooks, to_mm,
     net = run.net
     run.loop_net = lc.LoopNetwork(net.i1, net.i2, net.sign)
     run.loop_fix_ref = _gacos_loop_fix(run.cf, reference, options.reference_half_window, run.stack.grid, net.n_ifg)
-    if kept_for_correction is not None:
+    if options.loop_closure == lc.LOOP_CORRECT:
         # on the referenced loop phase, as n_loop_errors (and MintPy): the reference pixel's side of an error is
         # right by definition, so the output stays 0 there (removing the loops' median cycles instead would
         # correct the reference side of an error covering most of the image, shifting the whole image)
@@ -1293,7 +1290,7 @@ def _correction_step(run, scan, ln, shift, verdict, status, options, progress, h
     """LOOP_CLOSURE 3: the bad interferograms (LiCSBAS rule on the loop RMS) are kept and corrected per pixel
     when the rule applied to the wrapped loop RMS (integer cycles removed per pixel) finds them good and an
     error of theirs is told apart from any other interferogram's (:func:`.unwrap_correction.identifiable`);
-    the others are rejected as with LOOP_CLOSURE 2. Returns the mask of the interferograms kept (of ``ln``)."""
+    the others are rejected as with LOOP_CLOSURE 2."""
     bad = verdict["bad"]
     wrms = lc.wrapped_loop_rms(scan["loops"], shift)
     wverdict = lc.classify(ln, wrms, options.loop_threshold)
@@ -1327,7 +1324,6 @@ def _correction_step(run, scan, ln, shift, verdict, status, options, progress, h
     run.extra["loop_rms_wrapped_rad"] = run.per_input(wverdict["loop_rms"], np.nan, float, used=used_before)
     if reject.any():
         _reject_bad_ifgs(run, reject, options, progress, hooks, gacos_parts)
-    return ~reject
 
 
 def _invert_stack(stack, outputs, options, plans, hooks, gdal_cache, gacos_parts=None):

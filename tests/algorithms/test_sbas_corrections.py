@@ -193,6 +193,19 @@ def test_correction_keeps_and_corrects_them(run_alg, stack, tmp_path):
     assert int(fixed[BAD[0]]) in (16 * NX, (NY - 16) * NX)
 
 
+def test_correction_option_has_help(qgis_app):
+    from subsidence_toolkit.algorithms.sbas_inversion import SbasInversion
+
+    alg = SbasInversion()
+    alg.initAlgorithm()
+    p = alg.parameterDefinition("LOOP_CLOSURE")
+    assert p.options()[3] == "Correct unwrapping errors per pixel (phase closure)" and p.defaultValue() == 2
+    text = p.help() if hasattr(p, "help") else alg.shortHelpString()
+    for words in ("Yunjun et al. 2019", "not unique", "n_unwrap_corrected", "rejected as with 'Reject'"):
+        assert words in text
+    assert "n_unwrap_corrected" in alg.parameterDefinition("OUTPUT_QUALITY").help()
+
+
 def _fails(run_alg, params, tmp_path, tag, match):
     from qgis.core import QgsProcessingException
 
