@@ -385,7 +385,9 @@ class SbasInversion(SubsidenceAlgorithm):
             "Interferograms that the LiCSBAS rule finds bad are kept and corrected when the rule applied to the "
             "loop RMS without each pixel's integer cycles finds them good (their misclosure is integer cycles "
             "over patches) and their errors are told apart from any other interferogram's; otherwise they are "
-            "rejected as with 'Reject' (noise or phase bias cannot be corrected by integers). New quality band "
+            "rejected as with 'Reject' (noise or phase bias cannot be corrected by integers). With ramps, the "
+            "ramps of the interferograms kept that way are fitted again without their errors (one more read of "
+            "the stack). New quality band "
             "n_unwrap_corrected (interferograms corrected at the pixel; NaN in the other modes); n_loop_errors "
             "then counts the loops left unclosed after the correction. Errors in interferograms in no loop are "
             "not seen; two errors whose loops add up to a third interferogram's are attributed to that one.",

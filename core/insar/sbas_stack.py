@@ -21,7 +21,7 @@ import numpy as np
 
 from ..io.dates import format_date
 from ..io.errors import Cancelled, TimeSeriesError
-from ..io.rasters import RasterWriter
+from ..io.rasters import RasterWriter, open_raster, read_window
 from ..io.tasks import map_threads, run_tasks_here_or
 from . import corrections as corr
 from . import deramp as dr
@@ -1265,8 +1265,11 @@ def _loop_closure_step(run, scan, ref_loop, ln, options, progress, hooks, to_mm,
     status = np.where(verdict["no_loop"], "in no loop", np.where(verdict["bad"], "bad", "ok")).astype(object)
     bad = verdict["bad"]
     used_before = run.stack.used.copy()
+    fixable = None
     if options.loop_closure == lc.LOOP_CORRECT:
-        _correction_step(run, scan, ln, shift, verdict, status, options, progress, hooks, gacos_parts, used_before)
+        fixable = _correction_step(
+            run, scan, ln, shift, verdict, status, options, progress, hooks, gacos_parts, used_before
+        )
     elif options.loop_closure == lc.LOOP_REJECT and bad.any():
         status[bad] = "rejected"
         _reject_bad_ifgs(run, bad, options, progress, hooks, gacos_parts)
@@ -1284,13 +1287,82 @@ def _loop_closure_step(run, scan, ref_loop, ln, options, progress, hooks, to_mm,
         # right by definition, so the output stays 0 there (removing the loops' median cycles instead would
         # correct the reference side of an error covering most of the image, shifting the whole image)
         run.unwrap = uc.ClosureCorrector(run.loop_net, None, options.unwrap_max_patterns)
+        if fixable[0].any() and run.cf.ramp_coef is not None and "normals" in scan:
+            _refit_ramps(run, scan, ref_loop, fixable, options, progress, hooks, to_mm)
+            # the reference values of the inversion with the new ramps
+            run.ref_vals = corrected_reference_values(
+                run.cf, reference[0], reference[1], options.reference_half_window, run.stack.grid, net.names
+            )[0]
+
+
+def _refit_ramps(run, scan, ref_loop, fixable, options, progress, hooks, to_mm):
+    """The ramps of the interferograms kept for the per-pixel correction (``fixable``, (M,) of the network
+    before the rejection), fitted again without their unwrapping errors: a ramp fitted to an interferogram
+    with a 2 pi step over a large area absorbs part of the step. The normal equations are linear in the data,
+    so one more read of the stack (GACOS-corrected, no ramp, referenced as the loop closure; the windows of the
+    scan pass, in this process) finds the corrections ``u`` of those interferograms and subtracts
+    ``X^T 2 pi u`` over their reliable pixels from the scan's right-hand sides; the pixels and ``X^T X`` are
+    the scan's. Decided on the data without ramps (per-date ramps close in loops), so a pixel's correction in
+    the inversion pass (deramped data) can differ where a loop closes within pi of the boundary."""
+    mode = options.deramp
+    fixable, keep = fixable
+    old_idx = np.flatnonzero(keep)  # kept interferograms in the indices before the rejection
+    fix_new = np.flatnonzero(fixable[old_idx])  # fixable ones in the kept network's indices
+    M = run.net.n_ifg
+    grid = run.stack.grid
+    files = run.cf.without_ramp()
+    coh_files = run.stack.coherence_files() if (options.min_coherence or 0) > 0 else None
+    rpu = radians_per_mm(options.wavelength)
+    units_per_cycle = uc.TWO_PI / (rpu * to_mm)
+    ref = np.asarray(ref_loop, dtype=np.float64)[old_idx].astype(np.float32)
+    p = dr.N_TERMS[mode]
+    delta = np.zeros((M, p))
+    mask_ds = None
+    if options.deramp_mask:
+        mask_ds = open_raster(options.deramp_mask)
+    for r0, h, c0, w in run.plans["scan"]["windows"]:
+        y = files.read(r0, h, c0, w)
+        y -= ref[:, None, None]
+        y *= np.float32(to_mm)
+        if coh_files is not None:
+            for k in range(M):
+                with np.errstate(invalid="ignore"):
+                    y[k][~(coh_files.read_one(k, r0, h, c0, w) >= options.min_coherence)] = np.nan
+        fix = run.unwrap.correct(y.reshape(M, -1), rpu, {}, shape=(h, w))
+        del y
+        if fix.pixels.size:
+            reliable = np.ones(fix.pixels.size, dtype=bool)
+            if mask_ds is not None:
+                m = read_window(mask_ds, c0, r0, w, h, bands=[1], dtype=np.float32)[0].ravel()[fix.pixels]
+                reliable = ~(np.isfinite(m) & (m != 0))
+            X = dr.design(r0, h, c0, w, grid.ysize, grid.xsize, mode)[fix.pixels]
+            for k in fix_new:
+                u = np.where(reliable, fix.cycles[k], 0).astype(np.float64)
+                delta[k] += u @ X
+        progress.report()
+    mask_ds = None
+    normals = scan["normals"]
+    shifted = dict(normals, xty=normals["xty"].copy())
+    for k in fix_new:
+        shifted["xty"][:, old_idx[k]] -= units_per_cycle * delta[k]
+    coef_after, bad = dr.solve(shifted, rhs=0)
+    coef_raw, _ = dr.solve(shifted, rhs=1)
+    apply = run.cf.gacos_apply if run.cf.gacos is not None else np.ones(M, bool)
+    for k in fix_new:
+        if old_idx[k] not in bad:
+            run.cf.ramp_coef[k] = coef_after[old_idx[k]] if apply[k] else coef_raw[old_idx[k]]
+    hooks.say(
+        "ramps fitted again without the unwrapping errors corrected per pixel (one more read of the stack): %s"
+        % ", ".join(run.net.names[k] for k in fix_new)
+    )
 
 
 def _correction_step(run, scan, ln, shift, verdict, status, options, progress, hooks, gacos_parts, used_before):
     """LOOP_CLOSURE 3: the bad interferograms (LiCSBAS rule on the loop RMS) are kept and corrected per pixel
     when the rule applied to the wrapped loop RMS (integer cycles removed per pixel) finds them good and an
     error of theirs is told apart from any other interferogram's (:func:`.unwrap_correction.identifiable`);
-    the others are rejected as with LOOP_CLOSURE 2."""
+    the others are rejected as with LOOP_CLOSURE 2. Returns (fixable, kept) masks of the interferograms of
+    ``ln``."""
     bad = verdict["bad"]
     wrms = lc.wrapped_loop_rms(scan["loops"], shift)
     wverdict = lc.classify(ln, wrms, options.loop_threshold)
@@ -1313,17 +1385,12 @@ def _correction_step(run, scan, ln, shift, verdict, status, options, progress, h
                 for k in np.flatnonzero(reject)
             )
         )
-    if fixable.any() and options.deramp != dr.DERAMP_NONE:
-        hooks.say(
-            "warning: the ramps were fitted before the per-pixel correction; on an interferogram with an "
-            "unwrapping error over a large area the fitted ramp absorbs part of it (exclude that area with "
-            "DERAMP_MASK, or use LOOP_CLOSURE 2)"
-        )
     status[fixable] = "bad (kept: unwrapping errors corrected per pixel)"
     status[reject] = "rejected"
     run.extra["loop_rms_wrapped_rad"] = run.per_input(wverdict["loop_rms"], np.nan, float, used=used_before)
     if reject.any():
         _reject_bad_ifgs(run, reject, options, progress, hooks, gacos_parts)
+    return fixable, ~reject
 
 
 def _invert_stack(stack, outputs, options, plans, hooks, gdal_cache, gacos_parts=None):
