@@ -1296,21 +1296,22 @@ def _loop_closure_step(run, scan, ref_loop, ln, options, progress, hooks, to_mm,
 
 
 def _refit_ramps(run, scan, ref_loop, fixable, options, progress, hooks, to_mm):
-    """The ramps of the interferograms kept for the per-pixel correction (``fixable``, (M,) of the network
-    before the rejection), fitted again without their unwrapping errors: a ramp fitted to an interferogram
-    with a 2 pi step over a large area absorbs part of the step. The normal equations are linear in the data,
-    so one more read of the stack (GACOS-corrected, no ramp, referenced as the loop closure; the windows of the
-    scan pass, in this process) finds the corrections ``u`` of those interferograms and subtracts
-    ``X^T 2 pi u`` over their reliable pixels from the scan's right-hand sides; the pixels and ``X^T X`` are
-    the scan's. Decided on the data without ramps (per-date ramps close in loops), so a pixel's correction in
-    the inversion pass (deramped data) can differ where a loop closes within pi of the boundary."""
+    """The ramps of the interferograms kept for the per-pixel correction (``fixable``: the (fixable, kept)
+    masks of :func:`_correction_step`), fitted again without their unwrapping errors: a ramp fitted to an
+    interferogram with a 2 pi step over a large area absorbs part of the step. The normal equations are linear
+    in the data, so one more read of the stack (as the loop closure reads it: GACOS on every interferogram, no
+    ramp, referenced with ``ref_loop``; the windows of the scan pass, in this process) finds the corrections
+    ``u`` of those interferograms and subtracts ``X^T 2 pi u`` over their reliable pixels from the scan's
+    right-hand sides; the pixels and ``X^T X`` are the scan's. Decided on the data without ramps (per-date
+    ramps close in loops), so a pixel's correction in the inversion pass (deramped data) can differ where a
+    loop closes within pi of the boundary."""
     mode = options.deramp
     fixable, keep = fixable
     old_idx = np.flatnonzero(keep)  # kept interferograms in the indices before the rejection
     fix_new = np.flatnonzero(fixable[old_idx])  # fixable ones in the kept network's indices
     M = run.net.n_ifg
     grid = run.stack.grid
-    files = run.cf.without_ramp()
+    files = run.cf.for_loops()
     coh_files = run.stack.coherence_files() if (options.min_coherence or 0) > 0 else None
     rpu = radians_per_mm(options.wavelength)
     units_per_cycle = uc.TWO_PI / (rpu * to_mm)
