@@ -1296,9 +1296,10 @@ def _loop_closure_step(run, scan, ref_loop, ln, options, progress, hooks, to_mm,
 
 
 def _refit_ramps(run, scan, ref_loop, fixable, options, progress, hooks, to_mm):
-    """The ramps of the interferograms kept for the per-pixel correction (``fixable``: the (fixable, kept)
-    masks of :func:`_correction_step`), fitted again without their unwrapping errors: a ramp fitted to an
-    interferogram with a 2 pi step over a large area absorbs part of the step. The normal equations are linear
+    """The ramps fitted again without the unwrapping errors corrected per pixel, when some bad interferogram is
+    kept for the correction (``fixable``: the (fixable, kept) masks of :func:`_correction_step`): a ramp
+    fitted to an interferogram with a 2 pi step over a large area absorbs part of the step. Every
+    interferogram with a correction somewhere gets its ramp fitted again. The normal equations are linear
     in the data, so one more read of the stack (as the loop closure reads it: GACOS on every interferogram, no
     ramp, referenced with ``ref_loop``; the windows of the scan pass, in this process) finds the corrections
     ``u`` of those interferograms and subtracts ``X^T 2 pi u`` over their reliable pixels from the scan's
@@ -1306,9 +1307,8 @@ def _refit_ramps(run, scan, ref_loop, fixable, options, progress, hooks, to_mm):
     ramps close in loops), so a pixel's correction in the inversion pass (deramped data) can differ where a
     loop closes within pi of the boundary."""
     mode = options.deramp
-    fixable, keep = fixable
+    _, keep = fixable
     old_idx = np.flatnonzero(keep)  # kept interferograms in the indices before the rejection
-    fix_new = np.flatnonzero(fixable[old_idx])  # fixable ones in the kept network's indices
     M = run.net.n_ifg
     grid = run.stack.grid
     files = run.cf.for_loops()
@@ -1337,13 +1337,12 @@ def _refit_ramps(run, scan, ref_loop, fixable, options, progress, hooks, to_mm):
                 m = read_window(mask_ds, c0, r0, w, h, bands=[1], dtype=np.float32)[0].ravel()[fix.pixels]
                 reliable = ~(np.isfinite(m) & (m != 0))
             X = dr.design(r0, h, c0, w, grid.ysize, grid.xsize, mode)[fix.pixels]
-            for k in fix_new:
-                u = np.where(reliable, fix.cycles[k], 0).astype(np.float64)
-                delta[k] += u @ X
+            delta += np.where(reliable[None, :], fix.cycles, 0).astype(np.float64) @ X
         progress.report()
     mask_ds = None
     normals = scan["normals"]
     shifted = dict(normals, xty=normals["xty"].copy())
+    fix_new = np.flatnonzero(np.any(delta != 0, axis=1))  # every interferogram corrected somewhere
     for k in fix_new:
         shifted["xty"][:, old_idx[k]] -= units_per_cycle * delta[k]
     coef_after, bad = dr.solve(shifted, rhs=0)
@@ -1352,10 +1351,11 @@ def _refit_ramps(run, scan, ref_loop, fixable, options, progress, hooks, to_mm):
     for k in fix_new:
         if old_idx[k] not in bad:
             run.cf.ramp_coef[k] = coef_after[old_idx[k]] if apply[k] else coef_raw[old_idx[k]]
-    hooks.say(
-        "ramps fitted again without the unwrapping errors corrected per pixel (one more read of the stack): %s"
-        % ", ".join(run.net.names[k] for k in fix_new)
-    )
+    if fix_new.size:
+        hooks.say(
+            "ramps fitted again without the unwrapping errors corrected per pixel (one more read of the stack): %s"
+            % ", ".join(run.net.names[k] for k in fix_new)
+        )
 
 
 def _correction_step(run, scan, ln, shift, verdict, status, options, progress, hooks, gacos_parts, used_before):
