@@ -107,6 +107,18 @@ CORRECTION_RUNS = (
     ("raw_corrected", "+ loop closure (default: reject bad ifgs)", dict(GACOS=True)),
     ("raw_deramped", "+ linear ramps fitted outside deforming_areas", dict(GACOS=True, DERAMP=1, DERAMP_MASK=True)),
 )
+#: a parallel row: the last run with the loop closure correcting the unwrapping errors per pixel (LOOP_CLOSURE 3)
+#: instead of rejecting the interferograms that carry them
+UNWRAP_CORRECTION_RUN = (
+    "raw_unwrap_corrected",
+    "  ... loop closure corrects per pixel instead",
+    dict(GACOS=True, DERAMP=1, DERAMP_MASK=True, LOOP_CLOSURE=3),
+)
+#: tolerances of the checks of the per-pixel correction against the planted truth: pixels outside the planted
+#: patches corrected (phase noise beyond pi that a neighbour shares, as a fraction of the pixels with data), and
+#: how much worse (mm/yr) than the rejection its velocity RMSE, offset-free RMSE and |large-patch bias| may be
+UNWRAP_NOISE_FRACTION = 0.001
+UNWRAP_MARGIN_MM_YR = 0.1
 
 
 def independent_loop_errors(w, reference, half=0):
@@ -178,8 +190,8 @@ def run_world_corrections(demo, clean_rmse=None):
     ds = None
     lon, lat = np.meshgrid(gt[0] + (np.arange(nx) + 0.5) * gt[1], gt[3] + (np.arange(ny) + 0.5) * gt[5])
     big_patch = world.in_box(lon, lat, world.BIG_PATCH)
-    metrics, rows = {}, []
-    for tag, label, extra in CORRECTION_RUNS:
+    metrics, rows, nets, corrected = {}, [], {}, None
+    for tag, label, extra in CORRECTION_RUNS + (UNWRAP_CORRECTION_RUN,):
         params = dict(extra)
         if params.pop("GACOS", False):
             params.update(GACOS=w["gacos"], INCIDENCE_ANGLE=39.0)
@@ -207,7 +219,10 @@ def run_world_corrections(demo, clean_rmse=None):
         rejected = sorted(os.path.basename(f) for f in net.loc[net["status"] == "loop closure", "file"])
         q = gdal.Open(res.get("OUTPUT_QUALITY", out["OUTPUT_QUALITY"]))
         nle = q.GetRasterBand(6).ReadAsArray()
+        if tag == UNWRAP_CORRECTION_RUN[0]:
+            corrected = q.GetRasterBand(8).ReadAsArray()  # n_unwrap_corrected
         q = None
+        nets[tag] = net
         md = gdal.Open(ts).GetMetadata()
         metrics[tag] = {
             "corrections": label,
@@ -241,7 +256,8 @@ def run_world_corrections(demo, clean_rmse=None):
     )
     # truth checks: every correction improves the velocity, the loop closure rejects exactly the planted ones
     problems = []
-    for prev, cur in zip(rows, rows[1:]):
+    cumulative = rows[: len(CORRECTION_RUNS)]
+    for prev, cur in zip(cumulative, cumulative[1:]):
         if not cur[3] < prev[3]:  # the reference pixel's own error is one offset for the whole map: left out
             problems.append(
                 "'%s' did not improve the velocity RMSE without the reference offset (%.2f -> %.2f mm/yr)"
@@ -291,6 +307,7 @@ def run_world_corrections(demo, clean_rmse=None):
         problems.append("n_loop_errors missed %d px of the planted patch" % int(np.sum(~flagged[patch])))
     if differ > max(2, 0.02 * flagged.sum()):
         problems.append("n_loop_errors flags %d px differently from the independent count" % differ)
+    problems += check_unwrap_correction(demo, w, nets, corrected, metrics, lon, lat, big_patch)
     # mask by quality (LiCSBAS step-15 thresholds) on the corrected run
     tag = "raw_corrected"
     mask_out = {
@@ -319,6 +336,94 @@ def run_world_corrections(demo, clean_rmse=None):
     if problems:
         raise AssertionError("demo truth check of the corrections failed: " + "; ".join(problems))
     return metrics
+
+
+def check_unwrap_correction(demo, w, nets, corrected, metrics, lon, lat, big_patch):
+    """LOOP_CLOSURE 3 against the planted truth: the pixels of the planted patches are corrected (3 interferograms
+    in the large patch, 1 in the small one), the three interferograms planted with the large patch are kept and
+    their corrected pixels counted in the network table, hardly any pixel outside the patches is corrected, and
+    the velocity is no worse than with the rejection (same GACOS and ramps). Logs the numbers, returns the
+    problems found."""
+    from subsidence_toolkit.demo import world
+
+    truth = w["truth"]
+    tag, ref = UNWRAP_CORRECTION_RUN[0], "raw_deramped"
+    net = nets[tag]
+    small_patch = world.in_box(lon, lat, truth["planted_small_patch_box"])
+    n_fixed = np.nan_to_num(corrected).astype(int)
+    data = np.isfinite(corrected)  # pixels the correction looked at (NaN: no data)
+    names = net["file"].map(os.path.basename)
+    per_ifg = dict(zip(names, net["n_pixels_unwrap_corrected"].fillna(0).astype(int)))
+    planted = sorted(truth["planted_unwrapping_errors"])
+    rows = net[names.isin(planted)]
+    kept = [os.path.basename(f) for f in rows.loc[rows["used"].astype(bool), "file"]]
+    status = sorted(set(rows["loop_check"].astype(str)))
+    outside = data & ~big_patch & ~small_patch
+    noise_px = int(np.sum(outside & (n_fixed > 0)))
+    big_ok = int(np.sum(big_patch & data & (n_fixed == 3)))
+    small_ok = int(np.sum(small_patch & data & (n_fixed == 1)))
+    m, r = metrics[tag], metrics[ref]
+    m.update(
+        unwrap_corrected_pixels=int(np.sum(n_fixed > 0)),
+        large_patch_pixels_corrected_3=big_ok,
+        large_patch_pixels=int(np.sum(big_patch & data)),
+        small_patch_pixels_corrected_1=small_ok,
+        small_patch_pixels=int(np.sum(small_patch & data)),
+        pixels_corrected_outside_patches=noise_px,
+        pixels_outside_patches=int(outside.sum()),
+        planted_kept=kept,
+        pixels_corrected_per_planted_ifg=[per_ifg[n] for n in planted],
+        pixels_corrected_small_patch_ifg=per_ifg[truth["planted_small_patch"]],
+    )
+    demo.log(
+        "loop closure 3 (correct per pixel; GACOS + ramps as in the reject run): %d px corrected; large patch: "
+        "%d of its %d px corrected in 3 interferograms; small patch: %d of %d px in 1; outside the patches %d of "
+        "%d px (phase noise; tolerance %.1f %%); the 3 planted interferograms %s (loop_check %s), pixels corrected "
+        "in each (network table): %s, in the small patch's one: %d; velocity vs the rejection: RMSE %.2f vs %.2f, "
+        "offset-free %.2f vs %.2f, large-patch bias %+.2f vs %+.2f mm/yr (margin %.2f)"
+        % (
+            m["unwrap_corrected_pixels"],
+            big_ok,
+            m["large_patch_pixels"],
+            small_ok,
+            m["small_patch_pixels"],
+            noise_px,
+            outside.sum(),
+            100 * UNWRAP_NOISE_FRACTION,
+            "kept" if kept == planted else "NOT all kept (%s)" % ", ".join(kept),
+            " / ".join(status),
+            ", ".join(str(per_ifg[n]) for n in planted),
+            per_ifg[truth["planted_small_patch"]],
+            m["velocity_rmse_mm_yr"],
+            r["velocity_rmse_mm_yr"],
+            m["velocity_rmse_minus_reference_offset_mm_yr"],
+            r["velocity_rmse_minus_reference_offset_mm_yr"],
+            m["big_patch_velocity_bias_mm_yr"],
+            r["big_patch_velocity_bias_mm_yr"],
+            UNWRAP_MARGIN_MM_YR,
+        )
+    )
+    problems = []
+    if kept != planted or status != ["bad (kept: unwrapping errors corrected per pixel)"]:
+        problems.append("loop closure 3 kept %s (loop_check %s) of the planted %s" % (kept, status, planted))
+    if big_ok < m["large_patch_pixels"] or small_ok < m["small_patch_pixels"]:
+        problems.append(
+            "loop closure 3 corrected %d of %d px of the large patch (3 interferograms), %d of %d of the small one"
+            % (big_ok, m["large_patch_pixels"], small_ok, m["small_patch_pixels"])
+        )
+    if any(per_ifg[n] < big_ok for n in planted):
+        problems.append(
+            "network table: pixels corrected in the planted interferograms %s" % m["pixels_corrected_per_planted_ifg"]
+        )
+    if noise_px > UNWRAP_NOISE_FRACTION * outside.sum():
+        problems.append("loop closure 3 corrected %d px outside the planted patches" % noise_px)
+    for key in ("velocity_rmse_mm_yr", "velocity_rmse_minus_reference_offset_mm_yr"):
+        if m[key] > r[key] + UNWRAP_MARGIN_MM_YR:
+            problems.append("loop closure 3: %s %.2f, rejection %.2f" % (key, m[key], r[key]))
+    bias = "big_patch_velocity_bias_mm_yr"
+    if abs(m[bias]) > abs(r[bias]) + UNWRAP_MARGIN_MM_YR:
+        problems.append("loop closure 3: large-patch bias %+.2f, rejection %+.2f" % (m[bias], r[bias]))
+    return problems
 
 
 def _patch_bias(vel_path, truth_path, patch):
