@@ -220,7 +220,7 @@ def run_world_corrections(demo, clean_rmse=None):
         q = gdal.Open(res.get("OUTPUT_QUALITY", out["OUTPUT_QUALITY"]))
         nle = q.GetRasterBand(6).ReadAsArray()
         if tag == UNWRAP_CORRECTION_RUN[0]:
-            corrected = q.GetRasterBand(8).ReadAsArray()  # n_unwrap_corrected
+            corrected = (q.GetRasterBand(8).ReadAsArray(), nle)  # n_unwrap_corrected, loops left unclosed
         q = None
         nets[tag] = net
         md = gdal.Open(ts).GetMetadata()
@@ -350,8 +350,9 @@ def check_unwrap_correction(demo, w, nets, corrected, metrics, lon, lat, big_pat
     tag, ref = UNWRAP_CORRECTION_RUN[0], "raw_deramped"
     net = nets[tag]
     small_patch = world.in_box(lon, lat, truth["planted_small_patch_box"])
-    n_fixed = np.nan_to_num(corrected).astype(int)
-    data = np.isfinite(corrected)  # pixels the correction looked at (NaN: no data)
+    n_fixed = np.nan_to_num(corrected[0]).astype(int)
+    data = np.isfinite(corrected[1])  # pixels with data (n_loop_errors is NaN only there)
+    unclosed_in_patches = int(np.sum((np.nan_to_num(corrected[1]) > 0) & (big_patch | small_patch)))
     names = net["file"].map(os.path.basename)
     per_ifg = dict(zip(names, net["n_pixels_unwrap_corrected"].fillna(0).astype(int)))
     planted = sorted(truth["planted_unwrapping_errors"])
@@ -370,6 +371,7 @@ def check_unwrap_correction(demo, w, nets, corrected, metrics, lon, lat, big_pat
         small_patch_pixels_corrected_1=small_ok,
         small_patch_pixels=int(np.sum(small_patch & data)),
         pixels_corrected_outside_patches=noise_px,
+        patch_pixels_with_loops_left_unclosed=unclosed_in_patches,
         pixels_outside_patches=int(outside.sum()),
         planted_kept=kept,
         pixels_corrected_per_planted_ifg=[per_ifg[n] for n in planted],
@@ -378,9 +380,10 @@ def check_unwrap_correction(demo, w, nets, corrected, metrics, lon, lat, big_pat
     demo.log(
         "loop closure 3 (correct per pixel; GACOS + ramps as in the reject run): %d px corrected; large patch: "
         "%d of its %d px corrected in 3 interferograms; small patch: %d of %d px in 1; outside the patches %d of "
-        "%d px (phase noise; tolerance %.1f %%); the 3 planted interferograms %s (loop_check %s), pixels corrected "
-        "in each (network table): %s, in the small patch's one: %d; velocity vs the rejection: RMSE %.2f vs %.2f, "
-        "offset-free %.2f vs %.2f, large-patch bias %+.2f vs %+.2f mm/yr (margin %.2f)"
+        "%d px (phase noise; tolerance %.1f %%); patch pixels with a loop left unclosed: %d; the 3 planted "
+        "interferograms %s (loop_check %s), pixels corrected in each (network table): %s, in the small patch's one: "
+        "%d, in all: %d (quality band: %d); velocity vs the rejection: RMSE %.2f vs %.2f, offset-free %.2f vs "
+        "%.2f, large-patch bias %+.2f vs %+.2f mm/yr (margin %.2f)"
         % (
             m["unwrap_corrected_pixels"],
             big_ok,
@@ -390,10 +393,13 @@ def check_unwrap_correction(demo, w, nets, corrected, metrics, lon, lat, big_pat
             noise_px,
             outside.sum(),
             100 * UNWRAP_NOISE_FRACTION,
+            unclosed_in_patches,
             "kept" if kept == planted else "NOT all kept (%s)" % ", ".join(kept),
             " / ".join(status),
             ", ".join(str(per_ifg[n]) for n in planted),
             per_ifg[truth["planted_small_patch"]],
+            sum(per_ifg.values()),
+            int(n_fixed.sum()),
             m["velocity_rmse_mm_yr"],
             r["velocity_rmse_mm_yr"],
             m["velocity_rmse_minus_reference_offset_mm_yr"],
@@ -411,9 +417,16 @@ def check_unwrap_correction(demo, w, nets, corrected, metrics, lon, lat, big_pat
             "loop closure 3 corrected %d of %d px of the large patch (3 interferograms), %d of %d of the small one"
             % (big_ok, m["large_patch_pixels"], small_ok, m["small_patch_pixels"])
         )
-    if any(per_ifg[n] < big_ok for n in planted):
+    if unclosed_in_patches:
+        problems.append("loop closure 3 left loops unclosed at %d px of the planted patches" % unclosed_in_patches)
+    if any(per_ifg[n] < big_ok for n in planted) or per_ifg[truth["planted_small_patch"]] < small_ok:
         problems.append(
             "network table: pixels corrected in the planted interferograms %s" % m["pixels_corrected_per_planted_ifg"]
+        )
+    if sum(per_ifg.values()) != n_fixed.sum():
+        problems.append(
+            "network table: %d corrected values, quality band n_unwrap_corrected: %d"
+            % (sum(per_ifg.values()), n_fixed.sum())
         )
     if noise_px > UNWRAP_NOISE_FRACTION * outside.sum():
         problems.append("loop closure 3 corrected %d px outside the planted patches" % noise_px)
