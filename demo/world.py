@@ -45,9 +45,10 @@ Files written (layouts as the real products, sizes reduced):
   plus a tropospheric delay that GACOS models (``gacos/YYYYMMDD.ztd`` + ``.ztd.rsc``, the GACOS format, on
   their own coarser grid), per-epoch orbital ramps, and +2 pi unwrapping errors over a patch in 3
   interferograms (the loop closure rejects them, or corrects them per pixel) and over a small patch in a
-  fourth (the rejection does not see it; n_loop_errors and the per-pixel correction do); ``deforming_areas.geojson`` (the mining and irrigation landscapes with a 0.1 deg
-  margin, as a user would draw the districts they suspect: left out of the ramp fit); the planted ramps and
-  patches are in ``truth.json``;
+  fourth (the rejection does not see it; n_loop_errors and the per-pixel correction do);
+  ``deforming_areas.geojson`` (the mining and irrigation landscapes with a 0.1 deg margin, as a user would
+  draw the districts they suspect: left out of the ramp fit); the planted ramps and patches are in
+  ``truth.json``;
 * ``truth/`` -- velocity (mm/yr), groundwater series per landscape, planted lags,
   strongest factor (``truth.json``); vertical / east monthly series and velocities of ``regional/``.
 """
