@@ -599,9 +599,11 @@ class SbasInversion(SubsidenceAlgorithm):
                     is_canceled=feedback.isCanceled,
                     log=feedback.pushInfo,
                     # on Dask through the base runner; locally the driver runs its own threads (it may use fewer
-                    # than asked when a window of whole tiles per thread does not fit the memory limit)
+                    # than asked when a window of whole tiles per thread does not fit the memory limit) and keeps
+                    # what its scan pass reads for the inversion pass (in this process only)
                     run_tasks=None
                     if options.threads > 1
+                    or not (self.parameterAsString(parameters, self.DASK_SCHEDULER, context) or "").strip()
                     else (
                         lambda fn, tasks, shared: self.map_blocks(
                             fn,

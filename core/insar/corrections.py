@@ -144,8 +144,11 @@ class CorrectedFiles:
     def subset(self, keep):
         """The corrected reader of the files ``keep`` (bool or indices)."""
         idx = np.flatnonzero(keep) if np.asarray(keep).dtype == bool else np.asarray(keep)
-        rasters = dict(zip(self.files.paths, getattr(self.files, "rasters", [None] * len(self.files.paths))))
-        sub = type(self.files)([self.paths[k] for k in idx], rasters)
+        if hasattr(self.files, "subset"):
+            sub = self.files.subset(idx)
+        else:
+            rasters = dict(zip(self.files.paths, getattr(self.files, "rasters", [None] * len(self.files.paths))))
+            sub = type(self.files)([self.paths[k] for k in idx], rasters)
         return CorrectedFiles(
             sub,
             self.dates,
@@ -193,7 +196,24 @@ class CorrectedFiles:
 
     # the windows of every file as the plain files give them, through this class's (corrected) read_one
     iter_window = StackFiles.iter_window
-    read = StackFiles.read
+
+    def read(self, row0, nrows, col0=0, ncols=None, out=None):
+        """The corrected window of every file, ``(n_files, nrows, ncols)`` float32. From a reader with
+        ``read_into`` (a :class:`~.stack.ScratchFiles`) the values are read straight into the buffer and
+        corrected there, with the same float32 operations as :meth:`read_one` (the same values bit for bit)."""
+        if not hasattr(self.files, "read_into"):
+            return StackFiles.read(self, row0, nrows, col0, ncols, out)
+        ncols = self.grid.xsize - col0 if ncols is None else ncols
+        if out is None:
+            out = np.empty((len(self.paths), nrows, ncols), dtype=np.float32)
+        for k in range(len(self.paths)):
+            a = self.files.read_into(k, row0, nrows, col0, ncols, out[k])
+            if self.gacos is not None and self.gacos_apply[k]:
+                a -= self.gacos_correction(k, row0, nrows, col0, ncols, np.isfinite(a))
+            r = self.ramp_window(k, row0, nrows, col0, ncols)
+            if r is not None:
+                a -= r
+        return out
 
 
 def _window(task):
@@ -215,6 +235,9 @@ def scan_block_task(spec, shared):
     * the loop statistics (``loop_net``; the loop phase of the GACOS-corrected, not deramped, unreferenced
       values times ``rad_per_unit``; observations below the coherence threshold left out);
     * the coherence sums per interferogram (``coh``);
+    * a copy of the values as read (``scratch``: a :class:`~.stack.ScratchStack`, slots ``("ifg", path)`` and,
+      with ``scratch_coherence``, ``("coh", path)``), from which the inversion pass reads instead of decoding
+      the files again;
     * the automatic reference candidate (``reference``: ``"coherence"`` - highest mean coherence of the valid
       observations - or ``"residual"`` - lowest residual RMS of an unweighted inversion of ``network`` in mm
       (``to_mm``, ``rad_per_mm``) in sub-blocks of ``sub_rows`` - among pixels with data in every
@@ -277,16 +300,23 @@ class _WindowScan:
             out["coh_n"] = np.zeros(M, dtype=np.int64)
         self.nvalid = np.zeros((h, w), dtype=np.intp)
         self.csum = np.zeros((h, w), dtype=np.float32) if self.ref_kind == "coherence" else None
+        # values as read (file units, before any correction) kept for the inversion pass (a ScratchStack)
+        self.scratch = shared.get("scratch")
+        self.scratch_coh = bool(shared.get("scratch_coherence"))
 
     def add_file(self, k):
         """Read interferogram ``k`` of the window once and add it to every sum asked for."""
         r0, h, c0, w = self.window
         a = self.cf.files.read_one(k, r0, h, c0, w)
+        if self.scratch is not None:
+            self.scratch.write(("ifg", self.cf.paths[k]), r0, c0, a)
         fin = np.isfinite(a)
         valid = fin
         coh = None
         if self.coh_files is not None:
             coh = self.coh_files.read_one(k, r0, h, c0, w)
+            if self.scratch_coh:
+                self.scratch.write(("coh", self.coh_files.paths[k]), r0, c0, coh)
             cfin = np.isfinite(coh)
             self.out["coh_sum"][k] += float(np.where(cfin, coh, 0).sum(dtype=np.float64))
             self.out["coh_n"][k] += int(cfin.sum())

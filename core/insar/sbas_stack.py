@@ -13,6 +13,8 @@ get a :class:`WindowTask` and the pass's :class:`TaskState` and may run on Dask 
 """
 
 import contextlib
+import os
+import shutil
 import threading
 from dataclasses import dataclass, replace
 from typing import Callable, Optional, Tuple
@@ -39,7 +41,7 @@ from .sbas import (
     solve_bytes_fixed,
     solve_bytes_per_pixel,
 )
-from .stack import PreparedStack, StackFiles
+from .stack import PreparedStack, ScratchFiles, ScratchStack, StackFiles, scratch_supported
 from .units import SENTINEL1_WAVELENGTH_M, UNITS_RADIANS, los_factor_mm, radians_per_mm
 from .velocity import velocity_fit
 from .weights import DEFAULT_LOOKS, WEIGHT_NONE
@@ -387,7 +389,10 @@ def _read_window(task, state, stats):
     if state.need_coherence:
         coh = np.empty_like(phase)
         for k in range(state.network.n_ifg):
-            coh[k] = cohs.read_one(k, r0, h, c0, w)
+            if hasattr(cohs, "read_into"):  # from the scan's scratch copy, straight into the buffer
+                cohs.read_into(k, r0, h, c0, w, coh[k])
+            else:
+                coh[k] = cohs.read_one(k, r0, h, c0, w)
             if "coh_sum" in stats:
                 _coherence_stats(k, coh[k], stats)
     elif "coh_sum" in stats:
@@ -787,8 +792,9 @@ def plan_scan(stack, options, gacos_parts):
     )
 
 
-def _scan_pass(cf, stack, options, plan, progress, to_mm, loop_net, reference_kind):
-    """The scan pass; returns the summed statistics, ``best`` reference candidate and ``any_data``."""
+def _scan_pass(cf, stack, options, plan, progress, to_mm, loop_net, reference_kind, scratch=None):
+    """The scan pass; returns the summed statistics, ``best`` reference candidate and ``any_data``. With a
+    ``scratch`` (:class:`~.stack.ScratchStack`) the values read are kept there for the inversion pass."""
     shared = dict(
         files=cf,
         coh=stack.coherence_files(),
@@ -801,6 +807,8 @@ def _scan_pass(cf, stack, options, plan, progress, to_mm, loop_net, reference_ki
         network=stack.network,
         to_mm=to_mm,
         rad_per_mm=radians_per_mm(options.wavelength),
+        scratch=scratch,
+        scratch_coherence=scratch is not None and _scratch_coherence(stack, options),
     )
     parts = {}
     for i, res in run_tasks_here_or(corr.scan_block_task, _tasks(plan), progress.hooks.run_tasks, shared):
@@ -1080,11 +1088,67 @@ def invert_stack(
     cache = threads * max(p["gdal_cache"] for p in plans.values())
     old_cache = gdal.GetCacheMax()
     gdal.SetCacheMax(cache)
+    scratch = None
     try:
-        return _invert_stack(stack, (out_ts, out_vel, out_quality), options, plans, hooks, cache, gacos_parts)
+        if "scan" in plans:
+            scratch = _open_scratch(stack, options, out_ts, hooks, local=run_tasks is None)
+        outputs = (out_ts, out_vel, out_quality)
+        return _invert_stack(stack, outputs, options, plans, hooks, cache, gacos_parts, scratch)
     finally:
         gdal.SetCacheMax(old_cache)
         _LOCAL.tick = None
+        if scratch is not None:
+            scratch.close()
+
+
+#: free space left beside the outputs after the scratch copy of the stack and the outputs (bytes)
+SCRATCH_MARGIN = 256 * MIB
+
+
+def _scratch_coherence(stack, options):
+    """The inversion pass reads the coherence (weights or a minimum coherence): the scratch keeps it too."""
+    return bool(stack.coherence_paths) and (options.weighted or (options.min_coherence or 0) > 0)
+
+
+def _open_scratch(stack, options, first_output, hooks, local):
+    """A :class:`~.stack.ScratchStack` beside the first output in which the scan pass keeps the windows it
+    reads (interferograms, and the coherence when the inversion needs it), so that the inversion pass does
+    not decode the files again; None (and the log says why) when the tasks run elsewhere (``local`` False:
+    a given runner, e.g. Dask workers in other processes), the system has no positioned file I/O, or the
+    folder lacks the free space for it, the outputs and :data:`SCRATCH_MARGIN`."""
+    grid, net = stack.grid, stack.network
+    keys = [("ifg", p) for p in stack.ifg_paths]
+    if _scratch_coherence(stack, options):
+        keys += [("coh", p) for p in stack.coherence_paths]
+    need = ScratchStack.nbytes(grid.ysize, grid.xsize, len(keys))
+    folder = os.path.dirname(os.path.abspath(first_output))
+    what = "the inversion pass decodes the files the scan pass read again"
+    if not local:
+        hooks.say("%s: the windows run through the given task runner (e.g. Dask workers, other processes)" % what)
+        return None
+    if not scratch_supported():
+        hooks.say("%s: this system has no positioned file reads and writes (os.pwrite / os.pread)" % what)
+        return None
+    outputs = 4 * grid.ysize * grid.xsize * (net.n_dates + 1 + len(QUALITY_BANDS))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        free = shutil.disk_usage(folder).free
+        if free < need + outputs + SCRATCH_MARGIN:
+            hooks.say(
+                "%s: %.0f MB free in %s, a copy of the stack as read needs %.0f MB (+ %.0f MB of outputs and a "
+                "margin of %.0f MB)" % (what, free / MIB, folder, need / MIB, outputs / MIB, SCRATCH_MARGIN / MIB)
+            )
+            return None
+        scratch = ScratchStack(folder, grid.ysize, grid.xsize, keys)
+    except OSError as e:
+        hooks.say("%s: cannot create a temporary file in %s (%s)" % (what, folder, e))
+        return None
+    hooks.say(
+        "the scan pass keeps the %d interferograms%s as read (%.0f MB) in an anonymous temporary file in %s (gone "
+        "at the end of the run); the inversion pass reads them from there instead of decoding the files again"
+        % (net.n_ifg, " and coherence files" if len(keys) > net.n_ifg else "", need / MIB, folder)
+    )
+    return scratch
 
 
 def _threads(options):
@@ -1151,6 +1215,7 @@ class _Run:
     loop_net: object = None
     loop_fix_ref: Optional[np.ndarray] = None
     unwrap: object = None
+    scratch: Optional[ScratchStack] = None
 
     @property
     def net(self):
@@ -1171,7 +1236,11 @@ def _reference_step(run, options, progress, hooks, to_mm, ln, gdal_cache):
     scan = None
     if "scan" in run.plans:
         kind = None if reference is not None else ("coherence" if run.coh_files is not None else "residual")
-        scan = _scan_pass(run.cf, run.stack, options, run.plans["scan"], progress, to_mm, ln, kind)
+        scan = _scan_pass(run.cf, run.stack, options, run.plans["scan"], progress, to_mm, ln, kind, run.scratch)
+        if run.scratch is not None:  # later passes read the scan's copy of the values as read
+            run.cf.files = ScratchFiles(run.scratch, "ifg", run.cf.files)
+            if _scratch_coherence(run.stack, options):
+                run.coh_files = ScratchFiles(run.scratch, "coh", run.coh_files)
         for name, vals in _apply_corrections(run.cf, scan, net.names, options, hooks).items():
             run.extra[name] = run.per_input(vals, np.nan if vals.dtype.kind == "f" else None)
         if run.coh_files is not None:
@@ -1221,7 +1290,7 @@ def _reject_bad_ifgs(run, bad, options, progress, hooks, gacos_parts):
     run.ref_vals = run.ref_vals[keep]
     run.cf = run.cf.subset(keep)
     net = run.net
-    run.coh_files = run.stack.coherence_files()
+    run.coh_files = None if run.coh_files is None else run.coh_files.subset(np.flatnonzero(keep))
     n_parts = int(net.n_gaps()[0]) + 1
     lost = [d for d in dates_before if d not in set(net.dates)]
     if lost:
@@ -1394,9 +1463,9 @@ def _correction_step(run, scan, ln, shift, verdict, status, options, progress, h
     return fixable, ~reject
 
 
-def _invert_stack(stack, outputs, options, plans, hooks, gdal_cache, gacos_parts=None):
+def _invert_stack(stack, outputs, options, plans, hooks, gdal_cache, gacos_parts=None, scratch=None):
     """The passes of :func:`invert_stack` under its GDAL cache: corrections, reference (automatic or given),
-    loop closure, inversion."""
+    loop closure, inversion. ``scratch``: where the scan pass keeps the values it reads (or None)."""
     net, grid = stack.network, stack.grid
     to_mm = los_factor_mm(options.input_units, options.wavelength, options.flip_sign)
     run = _Run(
@@ -1405,6 +1474,7 @@ def _invert_stack(stack, outputs, options, plans, hooks, gdal_cache, gacos_parts
         coh_files=stack.coherence_files(),
         plans=plans,
         extra={},
+        scratch=scratch,
     )
     progress = _Progress(plans, net.n_ifg, run.coh_files is not None, hooks)
     _log_plans(plans, hooks)

@@ -252,3 +252,145 @@ class StackFiles:
                 out = np.empty((len(self.paths),) + a.shape, dtype=np.float32)
             out[k] = a
         return out
+
+    def subset(self, idx):
+        """The reader of files ``idx`` (indices), with the same conventions."""
+        return StackFiles(
+            [self.paths[k] for k in idx],
+            {p: r for p, r in zip(self.paths, self.rasters) if r is not None},
+            self.valid_range,
+            self.quantity,
+        )
+
+
+# --------------------------------------------------------------------------- scratch copy of a stack
+def scratch_supported():
+    """True where positioned reads and writes exist (``os.pwrite`` and ``os.pread``: Linux, macOS, BSD; not
+    Windows)."""
+    return hasattr(os, "pwrite") and hasattr(os, "pread")
+
+
+def _pwrite_all(fd, buf, offset):
+    view = memoryview(buf).cast("B")
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
+
+
+def _pread_into(fd, buf, offset):
+    view = memoryview(buf).cast("B")
+    while view:
+        if hasattr(os, "preadv"):
+            n = os.preadv(fd, [view], offset)
+        else:  # macOS before 11: a copy
+            data = os.pread(fd, len(view), offset)
+            n = len(data)
+            view[:n] = data
+        if n == 0:
+            raise OSError("the scratch copy of the stack ends early (offset %d)" % offset)
+        view, offset = view[n:], offset + n
+
+
+class ScratchStack:
+    """Float32 copies of single-band rasters already read once, kept in an anonymous temporary file so that a
+    later pass reads them back instead of decoding the files again (:class:`ScratchFiles`).
+
+    The file is ``tempfile.TemporaryFile(dir=folder)``: on Linux an ``O_TMPFILE`` (it never has a name and is
+    gone on any exit of the process, even a kill), elsewhere a file removed as soon as it is created. Each
+    raster has an image-shaped slot (``ysize x xsize`` float32, row-major) at its own offset; windows are written
+    with ``os.pwrite`` and read with ``os.preadv`` straight into the caller's buffer (no mapping: mapped pages
+    would count in the process's resident memory; the kernel's page cache does not). Positioned reads and
+    writes at distinct offsets are safe from several threads at once. ``keys``: one hashable key per slot
+    (e.g. ``("ifg", path)``). Not picklable: the file belongs to this process."""
+
+    def __init__(self, folder, ysize, xsize, keys):
+        import tempfile
+
+        self.ysize, self.xsize = int(ysize), int(xsize)
+        self.slots = {key: i for i, key in enumerate(keys)}
+        self._file = tempfile.TemporaryFile(dir=folder)
+        self.fd = self._file.fileno()
+
+    @staticmethod
+    def nbytes(ysize, xsize, n_slots):
+        """Bytes of a scratch file of ``n_slots`` rasters of ``ysize x xsize``."""
+        return 4 * int(ysize) * int(xsize) * int(n_slots)
+
+    def __reduce__(self):
+        raise TypeError("a ScratchStack is a file of this process: it cannot be sent to another one")
+
+    def close(self):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _rows(self, key, row0, nrows, col0, ncols):
+        """(offset, byte count) of the file runs holding window rows: one run when the window spans the
+        whole width, else one per row."""
+        base = 4 * self.slots[key] * self.ysize * self.xsize
+        if col0 == 0 and ncols == self.xsize:
+            return [(base + 4 * row0 * self.xsize, 4 * nrows * ncols)]
+        return [(base + 4 * ((row0 + i) * self.xsize + col0), 4 * ncols) for i in range(nrows)]
+
+    def write(self, key, row0, col0, values):
+        """Store the window ``values`` (nrows, ncols) of raster ``key`` at (``row0``, ``col0``)."""
+        a = np.ascontiguousarray(values, dtype=np.float32)
+        runs = self._rows(key, row0, a.shape[0], col0, a.shape[1])
+        if len(runs) == 1:
+            _pwrite_all(self.fd, a, runs[0][0])
+        else:
+            for i, (off, _) in enumerate(runs):
+                _pwrite_all(self.fd, a[i], off)
+
+    def read_into(self, key, row0, col0, out):
+        """Read the window of raster ``key`` at (``row0``, ``col0``) into ``out`` (C-contiguous float32
+        (nrows, ncols), e.g. one file's plane of a window buffer)."""
+        runs = self._rows(key, row0, out.shape[0], col0, out.shape[1])
+        if len(runs) == 1:
+            _pread_into(self.fd, out, runs[0][0])
+        else:
+            for i, (off, _) in enumerate(runs):
+                _pread_into(self.fd, out[i], off)
+
+
+class ScratchFiles:
+    """A :class:`StackFiles` whose windows are read from a :class:`ScratchStack` (the values exactly as the
+    files gave them: same NoData, scaling and product conventions), by ``kind`` and path. ``files``: the
+    reader of the same rasters (block size, and anything not in the scratch)."""
+
+    def __init__(self, scratch, kind, files):
+        self.scratch, self.kind, self.files = scratch, kind, files
+        self.paths = files.paths
+        self.rasters = files.rasters
+
+    def __reduce__(self):
+        raise TypeError("ScratchFiles read a file of this process: they cannot be sent to another one")
+
+    def block_size(self):
+        return self.files.block_size()
+
+    def read_into(self, k, row0, nrows, col0, ncols, out):
+        """Window of file ``k`` into ``out`` (nrows, ncols) float32."""
+        self.scratch.read_into((self.kind, self.paths[k]), row0, col0, out)
+        return out
+
+    def read_one(self, k, row0, nrows, col0=0, ncols=None):
+        ncols = self.scratch.xsize - col0 if ncols is None else ncols
+        return self.read_into(k, row0, nrows, col0, ncols, np.empty((nrows, ncols), dtype=np.float32))
+
+    def valid_at(self, k, points):
+        return self.files.valid_at(k, points)
+
+    def subset(self, idx):
+        return ScratchFiles(self.scratch, self.kind, self.files.subset(idx))
+
+    iter_window = StackFiles.iter_window
+
+    def read(self, row0, nrows, col0=0, ncols=None, out=None):
+        """The window of every file as one ``(n_files, nrows, ncols)`` float32 array (read in place)."""
+        ncols = self.scratch.xsize - col0 if ncols is None else ncols
+        if out is None:
+            out = np.empty((len(self.paths), nrows, ncols), dtype=np.float32)
+        for k in range(len(self.paths)):
+            self.read_into(k, row0, nrows, col0, ncols, out[k])
+        return out

@@ -1,0 +1,242 @@
+"""core/insar/stack.py ScratchStack / ScratchFiles and their use by sbas_stack: the inversion pass reads the
+values the scan pass kept instead of decoding the GeoTIFFs again, with results bit for bit equal to reading
+them again (unweighted, weighted, with loop closure, ramps and GACOS, on several threads), and no file left
+behind by a run, a failure or a cancel."""
+
+import datetime as dt
+import math
+import os
+import pickle
+import re
+import shutil
+
+import numpy as np
+import pytest
+from osgeo import gdal, osr
+
+from subsidence_toolkit.core.insar import gacos, sbas_stack
+from subsidence_toolkit.core.insar.stack import ScratchFiles, ScratchStack, StackFiles, prepare_stack
+from subsidence_toolkit.core.io.errors import Cancelled, TimeSeriesError
+from subsidence_toolkit.core.io.tasks import map_threads
+
+WL = 0.05546576
+NY, NX = 30, 40
+X0, Y0, PX = 110.0, 35.0, 0.001
+
+
+def _write_tiled(path, arr, nodata=None):
+    """A deflate GeoTIFF of 16 x 16 tiles in EPSG:4326 (windows then cut tiles into columns)."""
+    ds = gdal.GetDriverByName("GTiff").Create(
+        str(path), NX, NY, 1, gdal.GDT_Float32, ["TILED=YES", "BLOCKXSIZE=16", "BLOCKYSIZE=16", "COMPRESS=DEFLATE"]
+    )
+    ds.SetGeoTransform((X0, PX, 0, Y0, 0, -PX))
+    s = osr.SpatialReference()
+    s.ImportFromEPSG(4326)
+    ds.SetProjection(s.ExportToWkt())
+    if nodata is not None:
+        ds.GetRasterBand(1).SetNoDataValue(nodata)
+    ds.GetRasterBand(1).WriteArray(arr)
+    ds = None
+    return str(path)
+
+
+def _ztd(n, lon, lat):
+    return 2.4 + 0.03 * np.sin(25 * (lon - X0) + n) + 0.5 * (lat - Y0) * (1 + 0.3 * n)
+
+
+@pytest.fixture(scope="module")
+def qc_stack(tmp_path_factory):
+    """8 dates, pairs up to 36 days: subsidence bowl + per-date ramps + troposphere (GACOS files) + noise, one
+    interferogram with a 2 pi error over a patch (rejected by loop closure), NoData holes, coherence."""
+    folder = tmp_path_factory.mktemp("qc_stack")
+    rng = np.random.default_rng(3)
+    dates = [dt.date(2021, 1, 1) + dt.timedelta(days=12 * k) for k in range(8)]
+    pairs = [(a, b) for i, a in enumerate(dates) for b in dates[i + 1 :] if (b - a).days <= 36]
+    yy, xx = np.mgrid[0:NY, 0:NX]
+    lon, lat = X0 + (xx + 0.5) * PX, Y0 - (yy + 0.5) * PX
+    step, xf, yf = 0.0025, X0 - 0.004, Y0 + 0.004
+    glon = xf + step * np.arange(int((NX * PX + 0.008) / step) + 2)
+    glat = yf - step * np.arange(int((NY * PX + 0.008) / step) + 2)
+    gdir = folder / "gacos"
+    gdir.mkdir()
+    ztds = []
+    for n, d in enumerate(dates):
+        z = _ztd(n, glon[None, :], glat[:, None]).astype(np.float32)
+        ztds.append(gacos.write_ztd(gdir / ("%s.ztd" % d.strftime("%Y%m%d")), z, xf, yf, step, -step))
+    slant = np.array([_ztd(n, lon, lat) for n in range(len(dates))]) / math.cos(math.radians(39.0))
+    bowl = np.exp(-((yy - 15) ** 2 + (xx - 20) ** 2) / 40.0)
+    ifgs, cohs = [], []
+    for k, (a, b) in enumerate(pairs):
+        i, j = dates.index(a), dates.index(b)
+        ph = -3.0 * bowl * (j - i) / 30.0 + 4 * math.pi / WL * (slant[j] - slant[i])
+        ph += 0.002 * (j - i) * xx - 0.001 * (j + i) * yy + rng.normal(0, 0.1, (NY, NX))
+        if k == 4:
+            ph[5:25, 3:30] += 2 * math.pi
+        ph[rng.random((NY, NX)) < 0.04] = -9999.0
+        coh = rng.uniform(0.2, 0.9, (NY, NX)).astype(np.float32)
+        coh[rng.random((NY, NX)) < 0.02] = np.nan
+        tag = "%s_%s" % (a.strftime("%Y%m%d"), b.strftime("%Y%m%d"))
+        ifgs.append(_write_tiled(folder / ("%s.geo.unw.tif" % tag), ph, nodata=-9999.0))
+        cohs.append(_write_tiled(folder / ("%s.geo.cc.tif" % tag), coh))
+    return dict(folder=folder, ifgs=ifgs, cohs=cohs, gacos=tuple(ztds))
+
+
+def _invert(qc, out, log=None, **kw):
+    stack = prepare_stack(qc["ifgs"], None, qc["cohs"])
+    out.mkdir()
+    paths = [str(out / n) for n in ("ts.tif", "vel.tif", "q.tif")]
+    summary = sbas_stack.invert_stack(stack, *paths, sbas_stack.SbasOptions(**kw), log=log)
+    return summary, [gdal.Open(p).ReadAsArray() for p in paths]
+
+
+QC = dict(loop_closure=2, deramp="linear", incidence_angle=39.0)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(memory_mb=64),
+        dict(memory_mb=1, threads=3, gacos=True),
+        dict(memory_mb=64, weighting="coherence", gacos=True),
+        dict(memory_mb=1, threads=3, weighting="coherence", min_coherence=0.3, gacos=True),
+        dict(memory_mb=1, threads=2, reference=(12, 33), deramp="quadratic"),
+    ],
+)
+def test_scratch_equals_reading_the_files_again(qc_stack, tmp_path, monkeypatch, kw):
+    """The same run with the scan's scratch copy and with the files decoded again: every output raster and
+    every network-table value equal bit for bit (the corrections are applied to the same float32 values in the
+    same order); the loop closure rejected the planted interferogram in both."""
+    kw = dict(QC, **kw)
+    if kw.pop("gacos", False):
+        kw["gacos"] = qc_stack["gacos"]
+    logs_on, logs_off = [], []
+    s_on, a_on = _invert(qc_stack, tmp_path / "on", logs_on.append, **kw)
+    monkeypatch.setattr(sbas_stack, "scratch_supported", lambda: False)
+    s_off, a_off = _invert(qc_stack, tmp_path / "off", logs_off.append, **kw)
+    assert any("anonymous temporary file" in m for m in logs_on)
+    assert any("no positioned file reads" in m for m in logs_off)
+    if kw["memory_mb"] < 2:  # several windows, some narrower than the grid: per-row reads and writes
+        assert any(re.search(r"invert pass: \d\d+ windows of up to \d+ x 16 px", m) for m in logs_on)
+    assert s_on["rejected"] == s_off["rejected"] and len(s_on["rejected"]) == 1
+    assert s_on["reference"] == s_off["reference"]
+    for x, y in zip(a_on, a_off):
+        assert np.array_equal(x, y, equal_nan=True)
+    for r1, r2 in zip(s_on["network_rows"], s_off["network_rows"]):
+        assert r1.keys() == r2.keys()
+        for k in r1:
+            same = r1[k] == r2[k] or (isinstance(r1[k], float) and math.isnan(r1[k]) and math.isnan(r2[k]))
+            assert same, (k, r1[k], r2[k])
+
+
+def _open_deleted_files_in(folder):
+    """Descriptors of this process open on (deleted) files of ``folder``."""
+    real = os.path.realpath(folder)
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink("/proc/self/fd/" + fd)
+        except OSError:
+            continue
+        if target.startswith(real + os.sep):
+            found.append(target)
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc (Linux)")
+@pytest.mark.parametrize("how", ["success", "failure", "cancel"])
+def test_nothing_left_behind(qc_stack, tmp_path, monkeypatch, how):
+    """After a run, a failure in the inversion pass and a cancel after the scan: no new file next to the inputs,
+    only the outputs (success) or nothing (failure, cancel) in the output folder, and no descriptor of the
+    process left open on a file there (the scratch file is closed, so its space is given back)."""
+    out = tmp_path / "out"
+    before_in = sorted(os.listdir(qc_stack["folder"]))
+    logs, fractions = [], []
+    hooks = {}
+    if how == "failure":
+
+        def broken(*a, **k):
+            raise TimeSeriesError("planted failure in the inversion pass")
+
+        monkeypatch.setattr(sbas_stack, "_solve_sub_block", broken)
+    if how == "cancel":
+        hooks["is_canceled"] = lambda: bool(fractions) and fractions[-1] > 0.5
+    stack = prepare_stack(qc_stack["ifgs"], None, qc_stack["cohs"])
+    out.mkdir()
+    paths = [str(out / n) for n in ("ts.tif", "vel.tif", "q.tif")]
+    opts = sbas_stack.SbasOptions(memory_mb=1, threads=2, weighting="coherence", **QC)
+    call = lambda: sbas_stack.invert_stack(stack, *paths, opts, log=logs.append, progress=fractions.append, **hooks)  # noqa: E731
+    if how == "success":
+        call()
+        assert sorted(os.listdir(out)) == ["q.tif", "ts.tif", "vel.tif"]
+    else:
+        with pytest.raises(TimeSeriesError if how == "failure" else Cancelled):
+            call()
+        assert os.listdir(out) == []
+    assert any("anonymous temporary file in %s" % out in m for m in logs)
+    assert sorted(os.listdir(qc_stack["folder"])) == before_in
+    assert _open_deleted_files_in(out) == []
+
+
+def test_falls_back_without_space_or_with_a_task_runner(qc_stack, tmp_path, monkeypatch):
+    """Too little free space beside the outputs, or windows run by a given runner (Dask, other processes): the
+    files are decoded again, the log says why, and the results equal the scratch run's."""
+    logs = []
+    _, ref = _invert(qc_stack, tmp_path / "scratch", logs.append, memory_mb=64, **QC)
+    assert any("anonymous temporary file" in m for m in logs)
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=10 * 2**20))
+    logs = []
+    _, a = _invert(qc_stack, tmp_path / "full", logs.append, memory_mb=64, **QC)
+    assert any(re.search(r"10 MB free in .*, a copy of the stack as read needs", m) for m in logs)
+    assert all("anonymous temporary file" not in m for m in logs)
+    for x, y in zip(ref, a):
+        assert np.array_equal(x, y, equal_nan=True)
+    monkeypatch.undo()
+    logs = []
+    stack = prepare_stack(qc_stack["ifgs"], None, qc_stack["cohs"])
+    (tmp_path / "runner").mkdir()
+    paths = [str(tmp_path / "runner" / n) for n in ("ts.tif", "vel.tif", "q.tif")]
+    sbas_stack.invert_stack(
+        stack,
+        *paths,
+        sbas_stack.SbasOptions(memory_mb=64, **QC),
+        log=logs.append,
+        run_tasks=lambda fn, tasks, shared: (
+            (i, fn(t, pickle.loads(pickle.dumps(shared)))) for i, t in enumerate(tasks)
+        ),
+    )
+    assert any("through the given task runner" in m for m in logs)
+    for x, p in zip(ref, paths):
+        assert np.array_equal(x, gdal.Open(p).ReadAsArray(), equal_nan=True)
+
+
+def test_scratch_stack_windows_threads_and_pickling(tmp_path):
+    """Windows written from several threads (whole-width and narrower ones) read back as any other window
+    split; the scratch file has no name in the folder; it refuses to be pickled."""
+    rng = np.random.default_rng(1)
+    data = {("ifg", "a"): rng.normal(size=(23, 37)).astype(np.float32)}
+    data[("coh", "b")] = rng.uniform(size=(23, 37)).astype(np.float32)
+    data[("coh", "b")][3, 4] = np.nan
+    s = ScratchStack(str(tmp_path), 23, 37, list(data))
+    assert os.listdir(tmp_path) == []
+    windows = [(0, 10, 0, 37), (10, 13, 0, 16), (10, 13, 16, 21)]
+    tasks = [(key, w) for key in data for w in windows]
+
+    def write(task, _):
+        key, (r0, h, c0, w) = task
+        s.write(key, r0, c0, data[key][r0 : r0 + h, c0 : c0 + w])
+
+    list(map_threads(write, tasks, 3, shared=0))
+    for key, arr in data.items():
+        for r0, h, c0, w in [(0, 23, 0, 37), (5, 7, 3, 30), (22, 1, 36, 1)]:
+            out = np.empty((h, w), np.float32)
+            s.read_into(key, r0, c0, out)
+            assert np.array_equal(out, arr[r0 : r0 + h, c0 : c0 + w], equal_nan=True)
+    files = ScratchFiles(s, "ifg", StackFiles(["a"]))
+    assert np.array_equal(files.read(2, 5, 1, 9)[0], data[("ifg", "a")][2:7, 1:10])
+    with pytest.raises(TypeError):
+        pickle.dumps(files)
+    with pytest.raises(TypeError):
+        pickle.dumps(s)
+    s.close()
+    assert os.listdir(tmp_path) == []
