@@ -26,7 +26,7 @@ import numpy as np
 from ..io.errors import TimeSeriesError
 from . import deramp as dr
 from . import loop_closure as lc
-from .stack import StackFiles
+from .stack import StackFiles, read_files_into
 
 #: bytes per pixel of the GACOS window cache (N date delays, float32) + sampling temporaries
 GACOS_BYTES_PER_DATE = 4
@@ -197,17 +197,17 @@ class CorrectedFiles:
     # the windows of every file as the plain files give them, through this class's (corrected) read_one
     iter_window = StackFiles.iter_window
 
-    def read(self, row0, nrows, col0=0, ncols=None, out=None):
-        """The corrected window of every file, ``(n_files, nrows, ncols)`` float32. From a reader with
-        ``read_into`` (a :class:`~.stack.ScratchFiles`) the values are read straight into the buffer and
-        corrected there, with the same float32 operations as :meth:`read_one` (the same values bit for bit)."""
-        if not hasattr(self.files, "read_into"):
-            return StackFiles.read(self, row0, nrows, col0, ncols, out)
+    def read(self, row0, nrows, col0=0, ncols=None, out=None, threads=1):
+        """The corrected window of every file, ``(n_files, nrows, ncols)`` float32: the values as read go straight
+        into the buffer (``threads`` files read at once, :func:`~.stack.read_files_into`) and are corrected there,
+        file after file in this thread, with the same float32 operations as :meth:`read_one` (the same values bit
+        for bit)."""
         ncols = self.grid.xsize - col0 if ncols is None else ncols
         if out is None:
             out = np.empty((len(self.paths), nrows, ncols), dtype=np.float32)
+        read_files_into(self.files, out, row0, nrows, col0, ncols, threads)
         for k in range(len(self.paths)):
-            a = self.files.read_into(k, row0, nrows, col0, ncols, out[k])
+            a = out[k]
             if self.gacos is not None and self.gacos_apply[k]:
                 a -= self.gacos_correction(k, row0, nrows, col0, ncols, np.isfinite(a))
             r = self.ramp_window(k, row0, nrows, col0, ncols)

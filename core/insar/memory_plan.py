@@ -28,7 +28,17 @@ def _out_tiles_open(h, w, ysize, xsize, out_bands):
 
 
 def plan_blocks(
-    ysize, xsize, block_size, buf_bytes_px, solve_bytes_px, memory_mb, *, out_bands=0, in_sample_bytes=4, solve_fixed=0
+    ysize,
+    xsize,
+    block_size,
+    buf_bytes_px,
+    solve_bytes_px,
+    memory_mb,
+    *,
+    out_bands=0,
+    in_sample_bytes=4,
+    solve_fixed=0,
+    threads_in_window=1,
 ):
     """Windows and sub-blocks of a streamed pass whose memory stays under ``memory_mb``.
 
@@ -41,6 +51,10 @@ def plan_blocks(
     get fewer rows (the blocks are then decompressed once per window). GDAL's block cache is part of
     the budget: it needs two input blocks plus the output tiles a window leaves partly written.
 
+    ``threads_in_window`` t > 1: one window at a time, its files read by t threads at once (t open files, their
+    read temporaries and 2 t input blocks in GDAL's cache) and its sub-blocks solved by t threads (t sub-blocks
+    in memory, each with its ``solve_fixed``); the smallest sub-block worth it is then ``MIN_SUB_PIXELS / t``.
+
     Returns a dict: ``windows``, ``sub_rows``, ``gdal_cache`` (bytes), ``parts`` (bytes of ``cache``,
     ``buffers``, ``read``, ``solve``), ``total`` (their sum) and ``fits`` (False when even the smallest
     plan, one row of one block width, exceeds the budget; it is used anyway).
@@ -52,14 +66,16 @@ def plan_blocks(
     row_unit = bh if bh >= OUT_TILE else max(bh, OUT_TILE // bh * bh)
     row_unit = min(row_unit, ysize)
     in_block = bw * bh * in_sample_bytes
+    t = max(1, int(threads_in_window))
+    min_sub = max(1, MIN_SUB_PIXELS // t)
 
     def cost(h, w):
-        cache = max(MIN_GDAL_CACHE, 2 * in_block + _out_tiles_open(h, w, ysize, xsize, out_bands))
+        cache = max(MIN_GDAL_CACHE, 2 * t * in_block + _out_tiles_open(h, w, ysize, xsize, out_bands))
         fixed = {
             "cache": cache,
             "buffers": buf_bytes_px * h * w,
-            "read": OPEN_FILE_BYTES + READ_BYTES_PX * h * w,
-            "solve_fixed": solve_fixed,
+            "read": t * (OPEN_FILE_BYTES + READ_BYTES_PX * h * w),
+            "solve_fixed": t * solve_fixed,
         }
         return fixed, sum(fixed.values())
 
@@ -73,7 +89,7 @@ def plan_blocks(
     for h, w in cands:
         h, w = min(h, ysize), min(w, xsize)
         fixed, tot = cost(h, w)
-        if tot + solve_bytes_px * min(h * w, max(MIN_SUB_PIXELS, w)) <= budget:
+        if tot + t * solve_bytes_px * min(h * w, max(min_sub, w)) <= budget:
             choice = (h, w, fixed, tot, True)
             break
     if choice is None:
@@ -82,12 +98,14 @@ def plan_blocks(
         choice = (h, w, fixed, tot, False)
     h, w, fixed, tot, fits = choice
     if solve_bytes_px > 0:
-        sub = int((budget - tot) // (solve_bytes_px * w)) if budget > tot else 1
+        sub = int((budget - tot) // (t * solve_bytes_px * w)) if budget > tot else 1
         sub = max(1, min(h, sub, max(1, MAX_SUB_PIXELS // w)))
+        if t > 1:  # every thread gets sub-blocks: at most ceil(h / t) rows each
+            sub = min(sub, -(-h // t))
     else:
         sub = h
     parts = {k: v for k, v in fixed.items() if k != "solve_fixed"}
-    parts["solve"] = solve_bytes_px * sub * w + solve_fixed
+    parts["solve"] = t * (solve_bytes_px * sub * w + solve_fixed)
     # windows in output tile rows, column by column inside one (a partly written output tile is
     # completed by the next windows before the cache has to keep others)
     wins = [(r, min(h, ysize - r), c, min(w, xsize - c)) for r in range(0, ysize, h) for c in range(0, xsize, w)]
@@ -101,6 +119,7 @@ def plan_blocks(
         "budget": int(budget),
         "total": int(sum(parts.values())),
         "fits": fits and sum(parts.values()) <= budget,
+        "threads_in_window": t,
     }
 
 
@@ -113,13 +132,15 @@ def plan_stack(
     *,
     extra_bytes_px=0,
     extra_fixed=0,
+    threads_in_window=1,
 ):
     """Memory plans of the passes of :func:`.sbas_stack.invert_stack` (see :func:`plan_blocks`): ``invert`` and, for the
     automatic reference, ``reference``. Every byte our code allocates per window counts: GDAL's block
     cache, the window buffers (interferograms, coherence when the solve needs it, float32 outputs), one
     open file with its read temporaries and the sub-block solve. ``extra_bytes_px`` / ``extra_fixed``: what the
     corrections add to the inversion pass (per pixel of a window, e.g. GACOS delays of every date; per
-    sub-block, e.g. a chunk of loop phases)."""
+    sub-block, e.g. a chunk of loop phases). ``threads_in_window``: the inversion pass reads and solves each window
+    with that many threads (see :func:`plan_blocks`)."""
     net, grid = stack.network, stack.grid
     M, N = net.n_ifg, net.n_dates
     bsize, sample = stack.ifg_files().block_size()
@@ -140,6 +161,7 @@ def plan_stack(
             out_bands=out_bands,
             in_sample_bytes=sample,
             solve_fixed=fixed + extra_fixed,
+            threads_in_window=threads_in_window,
         )
     }
     if reference_pass:

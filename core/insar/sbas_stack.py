@@ -41,7 +41,7 @@ from .sbas import (
     solve_bytes_fixed,
     solve_bytes_per_pixel,
 )
-from .stack import PreparedStack, ScratchFiles, ScratchStack, StackFiles, scratch_supported
+from .stack import PreparedStack, ScratchFiles, ScratchStack, StackFiles, read_files_into, scratch_supported
 from .units import SENTINEL1_WAVELENGTH_M, UNITS_RADIANS, los_factor_mm, radians_per_mm
 from .velocity import velocity_fit
 from .weights import DEFAULT_LOOKS, WEIGHT_NONE
@@ -135,7 +135,8 @@ class TaskState:
     ``loop_fix_ref``: per interferogram, the GACOS correction at the reference of those whose correction was
     not applied (subtracted for the loop count only, referenced); ``coherence_only``: the reference pass
     reads the coherence only and returns ranked candidates (:func:`reference_block_task`); ``unwrap``: the
-    per-pixel unwrapping-error correction on the loops of ``loop_net`` (LOOP_CLOSURE 3), or None."""
+    per-pixel unwrapping-error correction on the loops of ``loop_net`` (LOOP_CLOSURE 3), or None;
+    ``inner_threads``: threads reading the files and solving the sub-blocks of one window of the inversion pass."""
 
     network: SbasNetwork
     solver: SolverOptions
@@ -150,6 +151,7 @@ class TaskState:
     loop_fix_ref: Optional[np.ndarray] = None
     coherence_only: bool = False
     unwrap: Optional[uc.ClosureCorrector] = None
+    inner_threads: int = 1
 
     @property
     def need_coherence(self):
@@ -381,25 +383,83 @@ def _correct_unwrapping(obs, lp_obs, state, stats, workspace):
 
 def _read_window(task, state, stats):
     """The window of every interferogram and, when the solve needs it, of every coherence file (adding
-    the coherence sums to ``stats`` when asked). Returns (phase, coherence or None)."""
+    the coherence sums to ``stats`` when asked), ``state.inner_threads`` files at a time. Returns (phase,
+    coherence or None)."""
     r0, h, c0, w = task.row0, task.nrows, task.col0, task.ncols
     cohs = state.coh_files
-    phase = state.ifg_files.read(r0, h, c0, w)
+    t = max(1, int(state.inner_threads))
+    cf = state.ifg_files
+    if t > 1 and isinstance(cf, corr.CorrectedFiles):
+        phase = cf.read(r0, h, c0, w, threads=t)
+    else:
+        phase = cf.read(r0, h, c0, w)
     coh = None
     if state.need_coherence:
-        coh = np.empty_like(phase)
-        for k in range(state.network.n_ifg):
-            if hasattr(cohs, "read_into"):  # from the scan's scratch copy, straight into the buffer
-                cohs.read_into(k, r0, h, c0, w, coh[k])
-            else:
-                coh[k] = cohs.read_one(k, r0, h, c0, w)
-            if "coh_sum" in stats:
+        coh = read_files_into(cohs, np.empty_like(phase), r0, h, c0, w, t)
+        if "coh_sum" in stats:
+            for k in range(state.network.n_ifg):
                 _coherence_stats(k, coh[k], stats)
     elif "coh_sum" in stats:
         for k, c in cohs.iter_window(r0, h, c0, w):
             _coherence_stats(k, c, stats)
             del c
     return phase, coh
+
+
+def _solve_window(phase, coh, fix, task, state, stats):
+    """Solve the window's sub-blocks of ``task.sub_rows`` rows (``state.inner_threads`` at a time, each thread
+    with its own workspace; their statistics added in sub-block order, as one thread adds them). Returns the
+    float32 output windows (ts, vel, quality)."""
+    h, w = task.nrows, task.ncols
+    out_ts = np.empty((state.network.n_dates, h, w), dtype=np.float32)
+    out_vel = np.empty((1, h, w), dtype=np.float32)
+    out_q = np.empty((len(QUALITY_BANDS), h, w), dtype=np.float32)
+    blocks = [(a, min(h, a + task.sub_rows)) for a in range(0, h, task.sub_rows)]
+    workspaces = {}
+
+    def solve(ab, sub_stats):
+        a, b = ab
+        ts, vel, quality = _solve_sub_block(
+            phase[:, a:b],
+            None if coh is None else coh[:, a:b],
+            state,
+            sub_stats,
+            workspaces.setdefault(threading.get_ident(), {}),
+            None if fix is None else (fix[0], fix[1][:, a:b]),
+        )
+        out_ts[:, a:b] = ts
+        out_vel[0, a:b] = vel
+        for i, qb in enumerate(quality):
+            out_q[i, a:b] = qb
+        return sub_stats
+
+    t = max(1, int(state.inner_threads))
+    if t == 1 or len(blocks) == 1:
+        for ab in blocks:
+            solve(ab, stats)
+            _sub_tick()
+        return out_ts, out_vel, out_q
+    from concurrent.futures import ThreadPoolExecutor
+
+    # per sub-block sums of what _solve_sub_block adds (residuals, pixel counts, unwrapping corrections)
+    zero = {
+        k: np.zeros_like(v) if isinstance(v, np.ndarray) else 0 for k, v in stats.items() if not k.startswith("coh_")
+    }
+    with ThreadPoolExecutor(max_workers=t, thread_name_prefix="subsidence-solve") as pool:
+        futures = [
+            pool.submit(solve, ab, {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in zero.items()})
+            for ab in blocks
+        ]
+        try:
+            for fut in futures:  # in sub-block order: the sums as one thread makes them
+                for k, v in fut.result().items():
+                    stats[k] += v
+                _sub_tick()
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+    return out_ts, out_vel, out_q
 
 
 def invert_block_task(task, state):
@@ -413,7 +473,7 @@ def invert_block_task(task, state):
     pixels)."""
     _worker_cache(state)
     h, w = task.nrows, task.ncols
-    M, N = state.network.n_ifg, state.network.n_dates
+    M = state.network.n_ifg
     stats = {"sum_e2": np.zeros(M), "n": np.zeros(M, dtype=np.int64), "n_data": 0, "n_gap": 0}
     if state.unwrap is not None:
         stats.update(_unwrap_totals(M))
@@ -434,28 +494,8 @@ def invert_block_task(task, state):
                 ]
             ),
         )
-    out_ts = np.empty((N, h, w), dtype=np.float32)
-    out_vel = np.empty((1, h, w), dtype=np.float32)
-    out_q = np.empty((len(QUALITY_BANDS), h, w), dtype=np.float32)
-    s = task.sub_rows
-    workspace = {}
-    for a in range(0, h, s):
-        b = min(h, a + s)
-        ts, vel, quality = _solve_sub_block(
-            phase[:, a:b],
-            None if coh is None else coh[:, a:b],
-            state,
-            stats,
-            workspace,
-            None if fix is None else (fix[0], fix[1][:, a:b]),
-        )
-        out_ts[:, a:b] = ts
-        out_vel[0, a:b] = vel
-        for i, qb in enumerate(quality):
-            out_q[i, a:b] = qb
-        del ts, vel, quality
-        _sub_tick()
-    del phase, coh, workspace
+    out_ts, out_vel, out_q = _solve_window(phase, coh, fix, task, state, stats)
+    del phase, coh
     stats.update(ts=out_ts, vel=out_vel, quality=out_q)
     return stats
 
@@ -608,7 +648,7 @@ def _find_reference(state, plan, progress):
     hooks = progress.hooks
     if state.coh_files is not None:
         fast = replace(state, coherence_only=True)
-        for i, res in run_tasks_here_or(reference_block_task, _tasks(plan), hooks.run_tasks, fast):
+        for i, res in run_tasks_here_or(reference_block_task, _tasks(plan), _pass_runner(hooks, plan), fast):
             found[i] = res
             progress.window_done("reference", i)
         ranked = sorted(
@@ -633,7 +673,7 @@ def _find_reference(state, plan, progress):
             "too" % len(ranked)
         )
         found = {}
-    for i, res in run_tasks_here_or(reference_block_task, _tasks(plan), hooks.run_tasks, state):
+    for i, res in run_tasks_here_or(reference_block_task, _tasks(plan), _pass_runner(hooks, plan), state):
         found[i] = res
         progress.window_done("reference", i)
     best = None  # (score, row, col)
@@ -750,7 +790,7 @@ def _scan_needed(options):
     return options.loop_closure != lc.LOOP_OFF or bool(options.gacos) or options.deramp != dr.DERAMP_NONE
 
 
-def plan_scan(stack, options, gacos_parts):
+def plan_scan(stack, options, gacos_parts, memory_mb=None):
     """Plan of the scan pass (:func:`.corrections.scan_block_task`): one read of every interferogram (and
     coherence) per window; the window of every interferogram is kept when the loops or the residual-based
     reference need it."""
@@ -786,7 +826,7 @@ def plan_scan(stack, options, gacos_parts):
         bsize,
         per_px,
         solve_px,
-        options.memory_mb / _threads(options),
+        options.memory_mb / _threads(options) if memory_mb is None else memory_mb,
         in_sample_bytes=sample,
         solve_fixed=fixed,
     )
@@ -811,7 +851,7 @@ def _scan_pass(cf, stack, options, plan, progress, to_mm, loop_net, reference_ki
         scratch_coherence=scratch is not None and _scratch_coherence(stack, options),
     )
     parts = {}
-    for i, res in run_tasks_here_or(corr.scan_block_task, _tasks(plan), progress.hooks.run_tasks, shared):
+    for i, res in run_tasks_here_or(corr.scan_block_task, _tasks(plan), _pass_runner(progress.hooks, plan), shared):
         parts[i] = res
         progress.window_done("scan", i)
     total = corr.combine(parts)
@@ -987,7 +1027,9 @@ def _invert_pass(state, plan, grid, outputs, metadata, progress):
             )
         )
         stats = {}
-        for i, res in run_tasks_here_or(invert_block_task, _tasks(plan), progress.hooks.run_tasks, state):
+        state = replace(state, inner_threads=plan.get("threads_in_window", 1))
+        runner = _pass_runner(progress.hooks, plan)
+        for i, res in run_tasks_here_or(invert_block_task, _tasks(plan), runner, state):
             row0, _, col0, _ = plan["windows"][i]
             w_ts.write_block(row0, res.pop("ts"), col0)
             w_vel.write_block(row0, res.pop("vel"), col0)
@@ -1075,17 +1117,9 @@ def invert_stack(
             "LOOP_CLOSURE must be 0 (off), 1 (report), 2 (reject) or 3 (correct), not %r" % options.loop_closure
         )
     stack, gacos_parts = _gacos_setup(stack, options, hooks)
-    options, plans = _thread_plans(stack, options, gacos_parts, hooks)
-    threads = _threads(options)
-    if run_tasks is None and threads > 1:
-        hooks = replace(
-            hooks,
-            run_tasks=lambda task_fn, tasks, shared: map_threads(
-                task_fn, tasks, threads, shared=shared, is_canceled=is_canceled
-            ),
-        )
+    plans = _thread_plans(stack, options, gacos_parts, hooks, local=run_tasks is None)
     # GDAL's block cache is shared by the threads: each window's plan counted its own share
-    cache = threads * max(p["gdal_cache"] for p in plans.values())
+    cache = max(p["threads"] * p["gdal_cache"] for p in plans.values())
     old_cache = gdal.GetCacheMax()
     gdal.SetCacheMax(cache)
     scratch = None
@@ -1093,7 +1127,7 @@ def invert_stack(
         if "scan" in plans:
             scratch = _open_scratch(stack, options, out_ts, hooks, local=run_tasks is None)
         outputs = (out_ts, out_vel, out_quality)
-        return _invert_stack(stack, outputs, options, plans, hooks, cache, gacos_parts, scratch)
+        return _invert_stack(stack, outputs, options, plans, hooks, cache, gacos_parts, scratch, run_tasks is None)
     finally:
         gdal.SetCacheMax(old_cache)
         _LOCAL.tick = None
@@ -1155,48 +1189,85 @@ def _threads(options):
     return max(1, int(options.threads or 1))
 
 
-def _whole_blocks(plans, stack):
-    """Every pass reads windows of whole input blocks (each block decompressed once per pass)."""
-    bh = min(stack.ifg_files().block_size()[0][1], stack.grid.ysize)
-    return all(p["windows"][0][1] >= bh or len(p["windows"]) == 1 for p in plans.values())
+def _whole(plan, block_rows):
+    """The plan's windows cover whole input blocks (each block decompressed once per pass)."""
+    return plan["windows"][0][1] >= block_rows or len(plan["windows"]) == 1
 
 
-def _thread_plans(stack, options, gacos_parts, hooks):
-    """(options, plans) with as many threads as asked, or fewer when a window of whole input blocks per
-    thread does not fit in ``memory_mb / threads`` but does with fewer: smaller windows decompress every
-    tile several times, which costs more than the thread gains (measured: 2 threads weighted at 256 MB took
-    +50 % CPU). Without a local thread pool (Dask, ``options.threads`` 1) the plans as asked."""
+def _thread_plans(stack, options, gacos_parts, hooks, local=True):
+    """The plans of the passes with their threads: ``threads`` windows at a time (each planned under
+    ``memory_mb / threads``) or ``threads_in_window`` threads reading and solving one window at a time.
+
+    Per pass, in this order: ``options.threads`` windows at a time when each can still hold whole input blocks
+    (smaller windows decompress every tile several times, which costs more than a thread gains: measured, 2
+    threads weighted at 256 MB took +50 % CPU); else, for the inversion pass, every thread inside one window of
+    whole blocks planned under the whole cap (its files decoded and its sub-blocks solved in parallel); else
+    fewer windows at a time. The choice is logged. Without a local thread pool (``local`` False: a given task
+    runner, e.g. Dask) or with one thread, the plans as asked."""
     asked = _threads(options)
-    plans = _plans(stack, options, gacos_parts)
-    if asked == 1 or _whole_blocks(plans, stack):
-        return options, plans
-    for t in range(asked - 1, 0, -1):
-        fewer = replace(options, threads=t)
-        p = _plans(stack, fewer, gacos_parts)
-        if _whole_blocks(p, stack):
-            hooks.say(
-                "%d threads instead of %d: a window of whole input tiles per thread needs more than %g MB / %d"
-                % (t, asked, options.memory_mb, asked)
-            )
-            return fewer, p
-    return options, plans
+    plans = _plans(stack, options, gacos_parts, options.memory_mb / asked)
+    bh = min(stack.ifg_files().block_size()[0][1], stack.grid.ysize)
+    if asked == 1 or not local or all(_whole(p, bh) for p in plans.values()):
+        if asked > 1:
+            hooks.say("%d threads, each window planned under %g MB / %d" % (asked, options.memory_mb, asked))
+        return {k: dict(p, threads=asked) for k, p in plans.items()}
+    out = {}
+    for key, p in plans.items():
+        if _whole(p, bh):
+            out[key] = dict(p, threads=asked)
+            hooks.say("%s pass: %d windows at a time, each under %g MB / %d" % (key, asked, options.memory_mb, asked))
+            continue
+        if key == "invert":
+            inner = _plans(stack, options, gacos_parts, options.memory_mb, threads_in_window=asked)["invert"]
+            if _whole(inner, bh) and inner["fits"]:
+                out[key] = dict(inner, threads=1)
+                hooks.say(
+                    "invert pass: %d threads inside each window (files decoded and sub-blocks solved in parallel), "
+                    "one window of whole input tiles at a time under %g MB: a window of whole tiles per thread "
+                    "needs more than %g MB / %d" % (asked, options.memory_mb, options.memory_mb, asked)
+                )
+                continue
+        out[key] = dict(p, threads=asked)
+        for t in range(asked - 1, 0, -1):
+            q = _plans(stack, options, gacos_parts, options.memory_mb / t)[key]
+            if _whole(q, bh):
+                out[key] = dict(q, threads=t)
+                hooks.say(
+                    "%s pass: %d threads instead of %d: a window of whole input tiles per thread needs more than "
+                    "%g MB / %d" % (key, t, asked, options.memory_mb, asked)
+                )
+                break
+    return out
 
 
-def _plans(stack, options, gacos_parts):
-    """Memory plans of the passes; each window under ``memory_mb / threads`` (that many run at a time)."""
+def _pass_runner(hooks, plan):
+    """The runner of a pass's window tasks: the given one (e.g. Dask), ``plan["threads"]`` threads of this
+    process (:func:`~..io.tasks.map_threads`), or None (here, in order)."""
+    threads = plan.get("threads", 1)
+    if hooks.run_tasks is not None or threads <= 1:
+        return hooks.run_tasks
+    return lambda task_fn, tasks, shared: map_threads(
+        task_fn, tasks, threads, shared=shared, is_canceled=hooks.is_canceled
+    )
+
+
+def _plans(stack, options, gacos_parts, memory_mb, threads_in_window=1):
+    """Memory plans of the passes, each window under ``memory_mb``; ``threads_in_window``: see
+    :func:`~.memory_plan.plan_blocks` (inversion pass)."""
     loops = options.loop_closure != lc.LOOP_OFF
     scan = _scan_needed(options)
     plans = plan_stack(
         stack,
         options.weighting,
         options.min_coherence,
-        options.memory_mb / _threads(options),
+        memory_mb,
         reference_pass=options.reference is None and not scan,
         extra_bytes_px=_gacos_bytes(stack, gacos_parts),
         extra_fixed=((4 << 20) if loops else 0) + (uc.WORK_BYTES if options.loop_closure == lc.LOOP_CORRECT else 0),
+        threads_in_window=threads_in_window,
     )
     if scan:
-        plans["scan"] = plan_scan(stack, options, gacos_parts)
+        plans["scan"] = plan_scan(stack, options, gacos_parts, memory_mb)
     return plans
 
 
@@ -1216,6 +1287,7 @@ class _Run:
     loop_fix_ref: Optional[np.ndarray] = None
     unwrap: object = None
     scratch: Optional[ScratchStack] = None
+    local: bool = True
 
     @property
     def net(self):
@@ -1303,7 +1375,7 @@ def _reject_bad_ifgs(run, bad, options, progress, hooks, gacos_parts):
             "the rejection splits the network into %d parts: GAP_HANDLING (%s) bridges or masks them"
             % (n_parts, options.gap_handling)
         )
-    new_plan = _plans(run.stack, options, gacos_parts)["invert"]
+    new_plan = _thread_plans(run.stack, options, gacos_parts, RunHooks(), run.local)["invert"]
     progress.n_steps += sum(-(-w[1] // new_plan["sub_rows"]) for w in new_plan["windows"]) - sum(
         progress.steps["invert"]
     )
@@ -1463,9 +1535,10 @@ def _correction_step(run, scan, ln, shift, verdict, status, options, progress, h
     return fixable, ~reject
 
 
-def _invert_stack(stack, outputs, options, plans, hooks, gdal_cache, gacos_parts=None, scratch=None):
+def _invert_stack(stack, outputs, options, plans, hooks, gdal_cache, gacos_parts=None, scratch=None, local=True):
     """The passes of :func:`invert_stack` under its GDAL cache: corrections, reference (automatic or given),
-    loop closure, inversion. ``scratch``: where the scan pass keeps the values it reads (or None)."""
+    loop closure, inversion. ``scratch``: where the scan pass keeps the values it reads (or None); ``local``:
+    the windows run in this process (no given task runner)."""
     net, grid = stack.network, stack.grid
     to_mm = los_factor_mm(options.input_units, options.wavelength, options.flip_sign)
     run = _Run(
@@ -1475,13 +1548,10 @@ def _invert_stack(stack, outputs, options, plans, hooks, gdal_cache, gacos_parts
         plans=plans,
         extra={},
         scratch=scratch,
+        local=local,
     )
     progress = _Progress(plans, net.n_ifg, run.coh_files is not None, hooks)
     _log_plans(plans, hooks)
-    if _threads(options) > 1:
-        hooks.say(
-            "%d threads, each window planned under %g MB / %d" % (options.threads, options.memory_mb, options.threads)
-        )
     _LOCAL.tick = progress.tick  # reset by invert_stack
     names_all = stack.network_all.names
     loops_on = options.loop_closure != lc.LOOP_OFF

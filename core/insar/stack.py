@@ -263,6 +263,30 @@ class StackFiles:
         )
 
 
+def read_files_into(files, out, row0, nrows, col0, ncols, threads=1):
+    """Read the window of every file of ``files`` (a :class:`StackFiles` or :class:`ScratchFiles`) into ``out[k]``
+    ((n_files, nrows, ncols) float32), with ``threads`` threads at once (each file opened by the thread that reads
+    it; GDAL decodes without the GIL). The values are those of ``files.read_one``."""
+
+    def one(k):
+        if hasattr(files, "read_into"):
+            files.read_into(k, row0, nrows, col0, ncols, out[k])
+        else:
+            out[k] = files.read_one(k, row0, nrows, col0, ncols)
+
+    n = len(files.paths)
+    if threads <= 1 or n <= 1:
+        for k in range(n):
+            one(k)
+        return out
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=int(threads), thread_name_prefix="subsidence-read") as pool:
+        for _ in pool.map(one, range(n)):  # raises the first error (e.g. a damaged file, named)
+            pass
+    return out
+
+
 # --------------------------------------------------------------------------- scratch copy of a stack
 def scratch_supported():
     """True where positioned reads and writes exist (``os.pwrite`` and ``os.pread``: Linux, macOS, BSD; not

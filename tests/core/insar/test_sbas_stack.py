@@ -2,6 +2,7 @@
 
 import datetime as dt
 import math
+import os
 import tracemalloc
 
 import numpy as np
@@ -12,6 +13,7 @@ from synthetic import assert_equal_to_float32_rounding
 from subsidence_toolkit.core.insar import memory_plan, sbas, sbas_stack
 from subsidence_toolkit.core.insar.network import SbasNetwork
 from subsidence_toolkit.core.insar.stack import prepare_stack
+from subsidence_toolkit.core.io.errors import Cancelled
 
 MIB = 2**20
 
@@ -370,3 +372,50 @@ def test_fewer_threads_when_whole_tiles_per_thread_do_not_fit(tiled_stack, tmp_p
     assert any("1 threads instead of 3" in m for m in logs)
     for x, y in zip(*res):
         assert np.array_equal(x, y, equal_nan=True)
+
+
+@pytest.mark.parametrize("weighting,qc", [("coherence", False), ("coherence", True), ("none", False)])
+def test_threads_inside_a_window_equal_one_thread(tiled_stack, tmp_path, weighting, qc):
+    """40 MB (30, 55), 3 threads: a window of whole tiles per thread does not fit 40 / 3 MB, one window of whole tiles
+    with 3 threads reading its files and solving its sub-blocks does; the run says so, and its rasters equal one
+    thread's (bit for bit for the float64 weighted solve, to float32 rounding for the float32 one; with loop
+    closure and ramps the inversion reads the scan's scratch copy on 3 threads). A cancel while the sub-blocks
+    are solved on the threads leaves no output."""
+    ifgs, cohs = tiled_stack
+    stack = prepare_stack(ifgs, None, cohs)
+    kw = dict(loop_closure=2, deramp="linear") if qc else dict(loop_closure=0)
+    mem = 30 if weighting == "none" else (55 if qc else 40)
+    res, logs = [], []
+    for threads in (1, 3):
+        out = tmp_path / ("t%d" % threads)
+        out.mkdir()
+        paths = [str(out / n) for n in ("ts.tif", "vel.tif", "q.tif")]
+        opts = sbas_stack.SbasOptions(memory_mb=mem, threads=threads, weighting=weighting, **kw)
+        s = sbas_stack.invert_stack(stack, *paths, opts, log=logs.append)
+        res.append((s, [gdal.Open(p).ReadAsArray() for p in paths]))
+    assert any(m.startswith("invert pass: 3 threads inside each window") for m in logs)
+    (s1, a1), (s2, a2) = res
+    assert s1["reference"] == s2["reference"]
+    if weighting == "none":
+        for name, x, y in zip(("time series", "velocity"), a1[:2], a2[:2]):
+            assert_equal_to_float32_rounding(x, y, len(ifgs), err_msg=name)
+    else:
+        for x, y in zip(a1, a2):
+            assert np.array_equal(x, y, equal_nan=True)
+    rel = len(ifgs) * float(np.finfo(np.float32).eps) if weighting == "none" else 1e-9
+    for r1, r2 in zip(s1["network_rows"], s2["network_rows"]):
+        for k in ("mean_coherence", "residual_rms_mm"):
+            assert r1[k] == pytest.approx(r2[k], rel=rel, nan_ok=True)
+        assert r1["n_pixels_used"] == r2["n_pixels_used"]
+    out = tmp_path / "cancel"
+    out.mkdir()
+    ticks = []
+    with pytest.raises(Cancelled):
+        sbas_stack.invert_stack(
+            stack,
+            *[str(out / n) for n in ("ts.tif", "vel.tif", "q.tif")],
+            sbas_stack.SbasOptions(memory_mb=mem, threads=3, weighting=weighting, **kw),
+            progress=ticks.append,
+            is_canceled=lambda: len(ticks) > 0 and ticks[-1] > 0.7,
+        )
+    assert os.listdir(out) == []
