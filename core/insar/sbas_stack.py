@@ -3,7 +3,9 @@
 Drives :mod:`.sbas` over windows of M single-band rasters under a memory cap (:mod:`.memory_plan`) for a
 :class:`~.stack.PreparedStack`: with loop closure, GACOS or ramps a scan pass (:mod:`.corrections`: their
 statistics and the automatic reference in one read of the stack; the LiCSBAS loop-closure rule may then
-reject interferograms), otherwise an automatic-reference pass when no reference is given; then one pass
+reject interferograms; the values it reads are kept in an anonymous scratch file beside the outputs, from which
+the inversion pass reads them instead of decoding the files again), otherwise an automatic-reference pass when
+no reference is given; then one pass
 writing the time series (mm, one band per date), the velocity (mm/yr) and the quality layers, and the rows
 of a network table. Outputs go through :class:`~subsidence_toolkit.core.io.rasters.RasterWriter`, so an
 error or a cancellation leaves no output behind.
@@ -57,8 +59,9 @@ class SbasOptions:
     interferogram and the highest mean coherence, or the lowest residual RMS when no coherence is
     given), with the median over a ``2 reference_half_window + 1`` square window; ``seasonal``: annual
     and semi-annual terms in the velocity fit; ``memory_mb``: cap of everything the run allocates (all
-    threads together); ``threads``: windows computed at the same time in this process, each planned under
-    ``memory_mb / threads`` (results do not depend on it).
+    threads together); ``threads``: threads of this process, per pass either windows computed at the same time
+    (each planned under ``memory_mb / threads``) or, when a window of whole input tiles per thread does not fit
+    that, threads reading and solving one window at a time under ``memory_mb`` (results do not depend on it).
 
     Corrections and network QC (:mod:`.corrections`): ``loop_closure`` 0 off, 1 report, 2 reject the bad
     interferograms (LiCSBAS step-12 rule, ``loop_threshold`` rad on the loop-phase RMS), 3 correct unwrapping
@@ -1095,9 +1098,11 @@ def invert_stack(
     :func:`~.memory_plan.plan_stack`. ``progress``, ``is_canceled``, ``log``, ``run_tasks``: see
     :class:`RunHooks`; windows are written as they arrive and the statistics and the automatic reference
     are combined in window order, so results do not depend on the runner. With ``options.threads`` > 1
-    and no ``run_tasks``, the windows run on that many threads (:func:`~..io.tasks.map_threads`); a
-    ``run_tasks`` given must then run at most ``options.threads`` windows at a time (each window is planned
-    under ``memory_mb / threads``).
+    and no ``run_tasks``, each pass runs its windows on that many threads (:func:`~..io.tasks.map_threads`) or
+    uses them inside each window (:func:`_thread_plans`); a ``run_tasks`` given must then run at most
+    ``options.threads`` windows at a time (each window is planned under ``memory_mb / threads``). Only without
+    a ``run_tasks`` (the windows run in this process) does the scan pass keep what it reads for the inversion
+    pass (:func:`_open_scratch`).
 
     Passes: corrections (GACOS and / or ramps, when asked), automatic reference, loop closure (when asked),
     inversion; see :mod:`.corrections`.
