@@ -140,7 +140,7 @@ def plan_stack(
     open file with its read temporaries and the sub-block solve. ``extra_bytes_px`` / ``extra_fixed``: what the
     corrections add to the inversion pass (per pixel of a window, e.g. GACOS delays of every date; per
     sub-block, e.g. a chunk of loop phases). ``threads_in_window``: the inversion pass reads and solves each window
-    with that many threads (see :func:`plan_blocks`)."""
+    with that many threads (see :func:`plan_blocks`), the outputs of one window written while the next computes."""
     net, grid = stack.network, stack.grid
     M, N = net.n_ifg, net.n_dates
     bsize, sample = stack.ifg_files().block_size()
@@ -155,7 +155,8 @@ def plan_stack(
             grid.ysize,
             grid.xsize,
             bsize,
-            4 * (M * (2 if need_coh else 1) + out_bands) + extra_bytes_px,
+            # threads inside the window: the outputs of the previous window are written while this one computes
+            4 * (M * (2 if need_coh else 1) + out_bands * (2 if threads_in_window > 1 else 1)) + extra_bytes_px,
             solve_bytes_per_pixel(M, N, kind, net.bandwidth),
             memory_mb,
             out_bands=out_bands,

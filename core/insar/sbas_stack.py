@@ -994,6 +994,34 @@ def _output_metadata(net, options, reference, ref_xy):
     }
 
 
+def _window_writer(es, writers, behind):
+    """``write(row0, col0, blocks)``: the output windows into ``writers``; ``behind``: by a writer thread while the
+    next window is computed (with threads inside the windows; the plan counts one more window of outputs), at
+    most one window waiting; ``write(None, None, None)`` waits for the last one. The thread is joined before the
+    writers of ``es`` (an ExitStack) close, also on an error or a cancel."""
+
+    def now(row0, col0, blocks):
+        if row0 is not None:
+            for w, b in zip(writers, blocks):
+                w.write_block(row0, b, col0)
+
+    if not behind:
+        return now
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="subsidence-write")
+    es.callback(pool.shutdown, wait=True)  # runs before the writers are closed or removed
+    pending = []
+
+    def later(row0, col0, blocks):
+        if pending:
+            pending.pop().result()  # raises the writer's error here
+        if row0 is not None:
+            pending.append(pool.submit(now, row0, col0, blocks))
+
+    return later
+
+
 def _invert_pass(state, plan, grid, outputs, metadata, progress):
     """The inversion pass: window tasks written as they arrive, statistics summed in window order (so
     that they are identical locally and on Dask). ``outputs``: paths of the time series, velocity and
@@ -1032,13 +1060,13 @@ def _invert_pass(state, plan, grid, outputs, metadata, progress):
         stats = {}
         state = replace(state, inner_threads=plan.get("threads_in_window", 1))
         runner = _pass_runner(progress.hooks, plan)
+        write = _window_writer(es, (w_ts, w_vel, w_q), state.inner_threads > 1)
         for i, res in run_tasks_here_or(invert_block_task, _tasks(plan), runner, state):
             row0, _, col0, _ = plan["windows"][i]
-            w_ts.write_block(row0, res.pop("ts"), col0)
-            w_vel.write_block(row0, res.pop("vel"), col0)
-            w_q.write_block(row0, res.pop("quality"), col0)
+            write(row0, col0, (res.pop("ts"), res.pop("vel"), res.pop("quality")))
             stats[i] = res
             progress.window_done("invert", i)
+        write(None, None, None)  # the last window written
         for i in sorted(stats):  # window order, not arrival order: identical sums locally and on Dask
             for k, v in stats[i].items():
                 totals[k] += v

@@ -375,13 +375,23 @@ def test_fewer_threads_when_whole_tiles_per_thread_do_not_fit(tiled_stack, tmp_p
 
 
 @pytest.mark.parametrize("weighting,qc", [("coherence", False), ("coherence", True), ("none", False)])
-def test_threads_inside_a_window_equal_one_thread(tiled_stack, tmp_path, weighting, qc):
+def test_threads_inside_a_window_equal_one_thread(tiled_stack, tmp_path, monkeypatch, weighting, qc):
     """40 MB (30, 55), 3 threads: a window of whole tiles per thread does not fit 40 / 3 MB, one window of whole tiles
     with 3 threads reading its files and solving its sub-blocks does; the run says so, and its rasters equal one
     thread's (bit for bit for the float64 weighted solve, to float32 rounding for the float32 one; with loop
-    closure and ramps the inversion reads the scan's scratch copy on 3 threads). A cancel while the sub-blocks
-    are solved on the threads leaves no output."""
+    closure and ramps the inversion reads the scan's scratch copy on 3 threads). The plan's one window is cut in
+    three of whole tile rows, so that outputs are written behind the next window's solve. A cancel while the
+    sub-blocks are solved on the threads leaves no output."""
     ifgs, cohs = tiled_stack
+    real = sbas_stack._thread_plans
+
+    def three_windows(*a, **k):
+        plans = real(*a, **k)
+        if plans["invert"]["threads_in_window"] > 1:
+            plans["invert"] = dict(plans["invert"], windows=[(0, 16, 0, NX), (16, 16, 0, NX), (32, 8, 0, NX)])
+        return plans
+
+    monkeypatch.setattr(sbas_stack, "_thread_plans", three_windows)
     stack = prepare_stack(ifgs, None, cohs)
     kw = dict(loop_closure=2, deramp="linear") if qc else dict(loop_closure=0)
     mem = 30 if weighting == "none" else (55 if qc else 40)
