@@ -118,6 +118,26 @@ def _traced_solve(obs, coh, weighting, dtype, net):
     return peak, stats
 
 
+def test_plan_with_threads_inside_the_window():
+    """Benchmark stack, weighted, 256 MB, 2 threads: a window of whole tiles per thread does not fit 128 MB, one
+    window of whole tiles with 2 sub-blocks solved at once (each with its fixed part) and 2 files read at once does
+    fit 256 MB; every part counted, the sum under the budget."""
+    buf, solve, fixed = 4 * (404 + 2 * 66), 20208, 17 * MIB
+    across = memory_plan.plan_blocks(500, 500, (256, 256), buf, solve, 128, out_bands=66, solve_fixed=fixed)
+    assert across["windows"][0][1] < 256
+    p = memory_plan.plan_blocks(
+        500, 500, (256, 256), buf, solve, 256, out_bands=66, solve_fixed=fixed, threads_in_window=2
+    )
+    assert p["fits"] and p["threads_in_window"] == 2
+    assert p["windows"][0] == (0, 256, 0, 256)
+    h, w = 256, 256
+    assert p["parts"]["solve"] == 2 * (solve * p["sub_rows"] * w + fixed)
+    assert p["parts"]["read"] == 2 * (memory_plan.OPEN_FILE_BYTES + memory_plan.READ_BYTES_PX * h * w)
+    assert p["parts"]["buffers"] == buf * h * w
+    assert p["total"] == sum(p["parts"].values()) <= p["budget"]
+    assert 2 * p["sub_rows"] * w >= memory_plan.MIN_SUB_PIXELS // 2
+
+
 @pytest.mark.parametrize("kind,weighting", [("float32", "none"), ("weighted", "coherence")])
 def test_solve_working_memory_within_the_per_pixel_estimate(kind, weighting):
     """tracemalloc peak of a sub-block solve <= the planner's per-pixel bytes x pixels + its fixed term."""
