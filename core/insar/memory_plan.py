@@ -27,6 +27,38 @@ def _out_tiles_open(h, w, ysize, xsize, out_bands):
     return out_bands * (-(-w // OUT_TILE) + (0 if cols_ok else 1)) * OUT_TILE * OUT_TILE * 4
 
 
+def _window_candidates(ysize, xsize, row_unit, col_unit):
+    """Window shapes (rows, cols), largest first: whole block rows of the full width, then fewer block columns
+    of one block row, then fewer rows of one block column."""
+    cands = [(row_unit * k, xsize) for k in range(-(-ysize // row_unit), 0, -1)]
+    cands += [(row_unit, col_unit * j) for j in range(-(-xsize // col_unit) - 1, 0, -1)]
+    h = row_unit // 2
+    while h >= 1:
+        cands.append((h, col_unit))
+        h //= 2
+    return cands
+
+
+def _sub_rows(left, solve_bytes_px, h, w, threads):
+    """Rows of a sub-block: as many as ``left`` bytes hold for ``threads`` sub-blocks at once (at most
+    :data:`MAX_SUB_PIXELS`, and with several threads at most ``ceil(h / threads)`` so that each gets one)."""
+    if solve_bytes_px <= 0:
+        return h
+    sub = int(left // (threads * solve_bytes_px * w)) if left > 0 else 1
+    sub = max(1, min(h, sub, max(1, MAX_SUB_PIXELS // w)))
+    if threads > 1:
+        sub = min(sub, -(-h // threads))
+    return sub
+
+
+def _ordered_windows(ysize, xsize, h, w):
+    """Windows of h x w in output tile rows, column by column inside one (a partly written output tile is
+    completed by the next windows before the cache has to keep others)."""
+    wins = [(r, min(h, ysize - r), c, min(w, xsize - c)) for r in range(0, ysize, h) for c in range(0, xsize, w)]
+    wins.sort(key=lambda win: (win[0] // OUT_TILE, win[2], win[0]))
+    return wins
+
+
 def plan_blocks(
     ysize,
     xsize,
@@ -79,14 +111,8 @@ def plan_blocks(
         }
         return fixed, sum(fixed.values())
 
-    cands = [(row_unit * k, xsize) for k in range(-(-ysize // row_unit), 0, -1)]
-    cands += [(row_unit, col_unit * j) for j in range(-(-xsize // col_unit) - 1, 0, -1)]
-    h = row_unit // 2
-    while h >= 1:
-        cands.append((h, col_unit))
-        h //= 2
     choice = None
-    for h, w in cands:
+    for h, w in _window_candidates(ysize, xsize, row_unit, col_unit):
         h, w = min(h, ysize), min(w, xsize)
         fixed, tot = cost(h, w)
         if tot + t * solve_bytes_px * min(h * w, max(min_sub, w)) <= budget:
@@ -97,21 +123,11 @@ def plan_blocks(
         fixed, tot = cost(h, w)
         choice = (h, w, fixed, tot, False)
     h, w, fixed, tot, fits = choice
-    if solve_bytes_px > 0:
-        sub = int((budget - tot) // (t * solve_bytes_px * w)) if budget > tot else 1
-        sub = max(1, min(h, sub, max(1, MAX_SUB_PIXELS // w)))
-        if t > 1:  # every thread gets sub-blocks: at most ceil(h / t) rows each
-            sub = min(sub, -(-h // t))
-    else:
-        sub = h
+    sub = _sub_rows(budget - tot, solve_bytes_px, h, w, t)
     parts = {k: v for k, v in fixed.items() if k != "solve_fixed"}
     parts["solve"] = t * (solve_bytes_px * sub * w + solve_fixed)
-    # windows in output tile rows, column by column inside one (a partly written output tile is
-    # completed by the next windows before the cache has to keep others)
-    wins = [(r, min(h, ysize - r), c, min(w, xsize - c)) for r in range(0, ysize, h) for c in range(0, xsize, w)]
-    wins.sort(key=lambda t: (t[0] // OUT_TILE, t[2], t[0]))
     return {
-        "windows": wins,
+        "windows": _ordered_windows(ysize, xsize, h, w),
         "sub_rows": sub,
         "gdal_cache": int(fixed["cache"]),
         "parts": parts,
