@@ -156,7 +156,8 @@ def plan_stack(
     open file with its read temporaries and the sub-block solve. ``extra_bytes_px`` / ``extra_fixed``: what the
     corrections add to the inversion pass (per pixel of a window, e.g. GACOS delays of every date; per
     sub-block, e.g. a chunk of loop phases). ``threads_in_window``: the inversion pass reads and solves each window
-    with that many threads (see :func:`plan_blocks`), the outputs of one window written while the next computes."""
+    with that many threads (see :func:`plan_blocks`), the outputs of one window written while the next computes; the
+    reference pass with coherence reads that many files at once."""
     net, grid = stack.network, stack.grid
     M, N = net.n_ifg, net.n_dates
     bsize, sample = stack.ifg_files().block_size()
@@ -185,8 +186,16 @@ def plan_stack(
         if has_coh:
             # per-pixel running count (intp) and coherence sum (float32), the score (float64); the
             # files are streamed (READ_BYTES_PX covers one file's window, x2 for phase + coherence)
+            # (threads inside the window: that many files read at once, each with its read temporaries)
             plans["reference"] = plan_blocks(
-                grid.ysize, grid.xsize, bsize, 8 + 4 + 8 + READ_BYTES_PX + 2, 0, memory_mb, in_sample_bytes=sample
+                grid.ysize,
+                grid.xsize,
+                bsize,
+                8 + 4 + 8 + READ_BYTES_PX + 2,
+                0,
+                memory_mb,
+                in_sample_bytes=sample,
+                threads_in_window=threads_in_window,
             )
         else:
             plans["reference"] = plan_blocks(

@@ -43,7 +43,15 @@ from .sbas import (
     solve_bytes_fixed,
     solve_bytes_per_pixel,
 )
-from .stack import PreparedStack, ScratchFiles, ScratchStack, StackFiles, read_files_into, scratch_supported
+from .stack import (
+    PreparedStack,
+    ScratchFiles,
+    ScratchStack,
+    StackFiles,
+    map_files_in_order,
+    read_files_into,
+    scratch_supported,
+)
 from .units import SENTINEL1_WAVELENGTH_M, UNITS_RADIANS, los_factor_mm, radians_per_mm
 from .velocity import velocity_fit
 from .weights import DEFAULT_LOOKS, WEIGHT_NONE
@@ -207,7 +215,8 @@ def _coherence_score(task, state):
     csum = np.zeros((h, w), dtype=np.float32)
     stats = {"coh_sum": np.zeros(M), "coh_n": np.zeros(M, dtype=np.int64)}
     files = state.coh_files if state.coherence_only else state.ifg_files
-    for k, phase in files.iter_window(r0, h, c0, w):
+    t = max(1, int(state.inner_threads))  # files decoded ahead by other threads, summed here in file order
+    for k, phase in map_files_in_order(lambda k: files.read_one(k, r0, h, c0, w), M, t):
         if state.coherence_only:
             coh, phase = phase, None
             valid = np.isfinite(coh)
@@ -291,18 +300,21 @@ def _ranked_candidates(nvalid, score, n_ifg, task, n=REFERENCE_CANDIDATES):
     return [(sc[j], task.row0 + int(rows[j]), task.col0 + int(cols[j])) for j in order]
 
 
-def _first_with_phase(ifg_files, candidates):
+def _first_with_phase(ifg_files, candidates, threads=1):
     """Index of the first candidate (row, col) whose phase has data in every interferogram, or None. The
     candidates are checked in rank order in batches of 1, 7, 56, ... (usually the first is the one); per
-    batch each file is opened once and read at the batch's pixels only (a few tiles)."""
+    batch each file is opened once and read at the batch's pixels only (a few tiles), ``threads`` files at
+    a time."""
     start, size = 0, 1
     while start < len(candidates):
         batch = candidates[start : start + size]
         ok = np.ones(len(batch), dtype=bool)
         points = [(r, c) for _, r, c in batch]
-        for k in range(len(ifg_files.paths)):
-            ok &= ifg_files.valid_at(k, points)
+        checks = map_files_in_order(lambda k: ifg_files.valid_at(k, points), len(ifg_files.paths), threads)
+        for k, valid in checks:
+            ok &= valid
             if not ok.any():
+                checks.close()
                 break
             if (k + 1) % REFERENCE_TICK_FILES == 0:
                 _sub_tick()
@@ -649,6 +661,7 @@ def _find_reference(state, plan, progress):
     runs."""
     found = {}
     hooks = progress.hooks
+    state = replace(state, inner_threads=plan.get("threads_in_window", 1))
     if state.coh_files is not None:
         fast = replace(state, coherence_only=True)
         for i, res in run_tasks_here_or(reference_block_task, _tasks(plan), _pass_runner(hooks, plan), fast):
@@ -657,7 +670,7 @@ def _find_reference(state, plan, progress):
         ranked = sorted(
             (c for i in sorted(found) for c in found[i]["candidates"]), key=lambda c: (-float(c[0]), c[1], c[2])
         )[:REFERENCE_CANDIDATES]
-        j = _first_with_phase(state.ifg_files, ranked) if ranked else None
+        j = _first_with_phase(state.ifg_files, ranked, state.inner_threads) if ranked else None
         if j is not None:
             best = ranked[j]
             hooks.say(
@@ -1229,48 +1242,65 @@ def _whole(plan, block_rows):
 
 def _thread_plans(stack, options, gacos_parts, hooks, local=True):
     """The plans of the passes with their threads: ``threads`` windows at a time (each planned under
-    ``memory_mb / threads``) or ``threads_in_window`` threads reading and solving one window at a time.
+    ``memory_mb / threads``) or ``threads_in_window`` threads reading (and solving) one window at a time.
 
     Per pass, in this order: ``options.threads`` windows at a time when each can still hold whole input blocks
     (smaller windows decompress every tile several times, which costs more than a thread gains: measured, 2
-    threads weighted at 256 MB took +50 % CPU); else, for the inversion pass, every thread inside one window of
-    whole blocks planned under the whole cap (its files decoded and its sub-blocks solved in parallel); else
-    fewer windows at a time. The choice is logged. Without a local thread pool (``local`` False: a given task
-    runner, e.g. Dask) or with one thread, the plans as asked."""
+    threads weighted at 256 MB took +50 % CPU) and there are windows for every thread; else, for the inversion
+    pass and the reference pass with coherence, every thread inside one window of whole blocks planned under
+    the whole cap (its files decoded, and its sub-blocks solved, in parallel); else fewer windows at a time. The
+    choice is logged. Without a local thread pool (``local`` False: a given task runner, e.g. Dask) or with one
+    thread, the plans as asked."""
     asked = _threads(options)
     plans = _plans(stack, options, gacos_parts, options.memory_mb / asked)
-    bh = min(stack.ifg_files().block_size()[0][1], stack.grid.ysize)
-    if asked == 1 or not local or all(_whole(p, bh) for p in plans.values()):
-        if asked > 1:
-            hooks.say("%d threads, each window planned under %g MB / %d" % (asked, options.memory_mb, asked))
+    if asked == 1 or not local:
         return {k: dict(p, threads=asked) for k, p in plans.items()}
-    out = {}
+    bh = min(stack.ifg_files().block_size()[0][1], stack.grid.ysize)
+    out, notes = {}, []
     for key, p in plans.items():
-        if _whole(p, bh):
-            out[key] = dict(p, threads=asked)
-            hooks.say("%s pass: %d windows at a time, each under %g MB / %d" % (key, asked, options.memory_mb, asked))
-            continue
-        if key == "invert":
-            inner = _plans(stack, options, gacos_parts, options.memory_mb, threads_in_window=asked)["invert"]
-            if _whole(inner, bh) and inner["fits"]:
-                out[key] = dict(inner, threads=1)
-                hooks.say(
-                    "invert pass: %d threads inside each window (files decoded and sub-blocks solved in parallel), "
-                    "one window of whole input tiles at a time under %g MB: a window of whole tiles per thread "
-                    "needs more than %g MB / %d" % (asked, options.memory_mb, options.memory_mb, asked)
+        out[key], note = _pass_threads(key, p, asked, bh, stack, options, gacos_parts)
+        notes += [note] if note else []
+    if not notes:
+        hooks.say("%d threads, each window planned under %g MB / %d" % (asked, options.memory_mb, asked))
+    else:
+        for key in out:
+            if out[key]["threads"] == asked and not any(n.startswith(key + " pass") for n in notes):
+                notes.insert(
+                    0, "%s pass: %d windows at a time, each under %g MB / %d" % (key, asked, options.memory_mb, asked)
                 )
-                continue
-        out[key] = dict(p, threads=asked)
-        for t in range(asked - 1, 0, -1):
-            q = _plans(stack, options, gacos_parts, options.memory_mb / t)[key]
-            if _whole(q, bh):
-                out[key] = dict(q, threads=t)
-                hooks.say(
-                    "%s pass: %d threads instead of %d: a window of whole input tiles per thread needs more than "
-                    "%g MB / %d" % (key, t, asked, options.memory_mb, asked)
-                )
-                break
+        for note in notes:
+            hooks.say(note)
     return out
+
+
+def _pass_threads(key, plan, asked, block_rows, stack, options, gacos_parts):
+    """(plan with ``threads``, log note or None) of one pass (see :func:`_thread_plans`)."""
+    few_windows = key == "reference" and stack.coherence_paths and len(plan["windows"]) < asked
+    if _whole(plan, block_rows) and not few_windows:
+        return dict(plan, threads=asked), None
+    if key in ("invert", "reference") and (key == "invert" or stack.coherence_paths):
+        inner = _plans(stack, options, gacos_parts, options.memory_mb, threads_in_window=asked)[key]
+        if _whole(inner, block_rows) and inner["fits"]:
+            what = "files decoded and sub-blocks solved" if key == "invert" else "files decoded"
+            why = (
+                "fewer windows than threads"
+                if few_windows
+                else "a window of whole tiles per thread needs more than %g MB / %d" % (options.memory_mb, asked)
+            )
+            return dict(inner, threads=1), (
+                "%s pass: %d threads inside each window (%s in parallel), one window of whole input tiles at a time "
+                "under %g MB: %s" % (key, asked, what, options.memory_mb, why)
+            )
+    if _whole(plan, block_rows):
+        return dict(plan, threads=asked), None
+    for t in range(asked - 1, 0, -1):
+        q = _plans(stack, options, gacos_parts, options.memory_mb / t)[key]
+        if _whole(q, block_rows):
+            return dict(q, threads=t), (
+                "%s pass: %d threads instead of %d: a window of whole input tiles per thread needs more than "
+                "%g MB / %d" % (key, t, asked, options.memory_mb, asked)
+            )
+    return dict(plan, threads=asked), None
 
 
 def _pass_runner(hooks, plan):

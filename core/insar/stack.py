@@ -287,6 +287,30 @@ def read_files_into(files, out, row0, nrows, col0, ncols, threads=1):
     return out
 
 
+def map_files_in_order(fn, n, threads):
+    """Yield ``(k, fn(k))`` for k = 0 .. n - 1 in order, with up to ``threads`` calls running at once (e.g. files
+    decoded ahead by other threads while the caller adds up the previous ones in file order). Closing the
+    generator early (an error, a cancel) drops the calls not started and waits for the running ones."""
+    if threads <= 1 or n <= 1:
+        for k in range(n):
+            yield k, fn(k)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=int(threads), thread_name_prefix="subsidence-read") as pool:
+        pending = [pool.submit(fn, k) for k in range(min(n, threads))]
+        try:
+            for k in range(n):
+                result = pending.pop(0).result()
+                if k + threads < n:
+                    pending.append(pool.submit(fn, k + threads))
+                yield k, result
+                del result
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+
 # --------------------------------------------------------------------------- scratch copy of a stack
 def scratch_supported():
     """True where positioned reads and writes exist (``os.pwrite`` and ``os.pread``: Linux, macOS, BSD; not

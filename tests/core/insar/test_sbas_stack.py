@@ -342,10 +342,12 @@ def _expected_reference(ifgs, cohs):
     return tuple(int(v) for v in np.unravel_index(np.argmax(score), score.shape))
 
 
-@pytest.mark.parametrize("n_candidates", [64, 1])
-def test_coherence_only_reference_equals_the_full_search(tmp_path, monkeypatch, n_candidates):
+@pytest.mark.parametrize("n_candidates,threads", [(64, 1), (1, 1), (64, 3)])
+def test_coherence_only_reference_equals_the_full_search(tmp_path, monkeypatch, n_candidates, threads):
     """The best pixel by coherence lacks phase in one interferogram: the phase check at the candidates skips
-    it (64), or the full phase + coherence pass runs (1 candidate); both give the directly computed pixel."""
+    it (64), or the full phase + coherence pass runs (1 candidate); both give the directly computed pixel. With 3
+    threads and one window, the coherence files are decoded 3 at a time (summed in file order) and the phase
+    checked 3 files at a time: the same pixel."""
     net = _net(n_dates=8, max_days=36)
     rng = np.random.default_rng(9)
     ifgs, cohs = [], []
@@ -365,10 +367,15 @@ def test_coherence_only_reference_equals_the_full_search(tmp_path, monkeypatch, 
     logs = []
     paths = [str(tmp_path / n) for n in ("ts.tif", "vel.tif", "q.tif")]
     summary = sbas_stack.invert_stack(
-        stack, *paths, sbas_stack.SbasOptions(memory_mb=1, loop_closure=0), log=logs.append
+        stack,
+        *paths,
+        sbas_stack.SbasOptions(memory_mb=1 if threads == 1 else 60, loop_closure=0, threads=threads),
+        log=logs.append,
     )
     assert summary["reference"] == _expected_reference(ifgs, cohs) == (30, 50)
     text = "\n".join(logs)
+    if threads > 1:
+        assert "reference pass: 3 threads inside each window (files decoded in parallel)" in text
     if n_candidates == 1:
         assert "reading the phase too" in text
     else:
