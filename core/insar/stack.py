@@ -339,6 +339,10 @@ def _pread_into(fd, buf, offset):
         view, offset = view[n:], offset + n
 
 
+#: rows of a narrow window read by one preadv (2 buffers per row; POSIX guarantees at least 16, Linux allows 1024)
+IOV_ROWS = max(1, min(512, (os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16) // 2))
+
+
 class ScratchStack:
     """Float32 copies of single-band rasters already read once, kept in an anonymous temporary file so that a
     later pass reads them back instead of decoding the files again (:class:`ScratchFiles`).
@@ -392,13 +396,25 @@ class ScratchStack:
 
     def read_into(self, key, row0, col0, out):
         """Read the window of raster ``key`` at (``row0``, ``col0``) into ``out`` (C-contiguous float32
-        (nrows, ncols), e.g. one file's plane of a window buffer)."""
+        (nrows, ncols), e.g. one file's plane of a window buffer). A window narrower than the raster is read
+        with one ``preadv`` per up to :data:`IOV_ROWS` rows: its rows into ``out``, the columns between them into a
+        small discarded buffer."""
         runs = self._rows(key, row0, out.shape[0], col0, out.shape[1])
         if len(runs) == 1:
             _pread_into(self.fd, out, runs[0][0])
-        else:
-            for i, (off, _) in enumerate(runs):
-                _pread_into(self.fd, out[i], off)
+            return
+        gap = self.xsize - out.shape[1]
+        skip = memoryview(np.empty(gap, dtype=np.float32)).cast("B") if hasattr(os, "preadv") else None
+        for a in range(0, len(runs), IOV_ROWS):
+            rows = range(a, min(len(runs), a + IOV_ROWS))
+            if skip is not None:
+                iov = [memoryview(out[i]).cast("B") for i in rows]
+                iov = [v for i, row in zip(rows, iov) for v in ((row, skip) if i + 1 < rows.stop else (row,))]
+                want = sum(len(v) for v in iov)
+                if os.preadv(self.fd, iov, runs[a][0]) == want:
+                    continue
+            for i in rows:  # no preadv, or a short read: row by row
+                _pread_into(self.fd, out[i], runs[i][0])
 
 
 class ScratchFiles:

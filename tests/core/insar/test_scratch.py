@@ -15,6 +15,7 @@ import pytest
 from osgeo import gdal, osr
 
 from subsidence_toolkit.core.insar import gacos, sbas_stack
+from subsidence_toolkit.core.insar import stack as stack_module
 from subsidence_toolkit.core.insar.stack import ScratchFiles, ScratchStack, StackFiles, prepare_stack
 from subsidence_toolkit.core.io.errors import Cancelled, TimeSeriesError
 from subsidence_toolkit.core.io.tasks import map_threads
@@ -210,9 +211,15 @@ def test_falls_back_without_space_or_with_a_task_runner(qc_stack, tmp_path, monk
         assert np.array_equal(x, gdal.Open(p).ReadAsArray(), equal_nan=True)
 
 
-def test_scratch_stack_windows_threads_and_pickling(tmp_path):
+@pytest.mark.parametrize("preadv", [True, False])
+def test_scratch_stack_windows_threads_and_pickling(tmp_path, monkeypatch, preadv):
     """Windows written from several threads (whole-width and narrower ones) read back as any other window
-    split; the scratch file has no name in the folder; it refuses to be pickled."""
+    split (narrow windows by one preadv over their rows, or row by row with os.pread where there is no preadv,
+    as on macOS before 11); the scratch file has no name in the folder; it refuses to be pickled."""
+    if not preadv:
+        monkeypatch.delattr(os, "preadv", raising=False)
+    else:
+        monkeypatch.setattr(stack_module, "IOV_ROWS", 4)  # 23-row windows: several preadv calls
     rng = np.random.default_rng(1)
     data = {("ifg", "a"): rng.normal(size=(23, 37)).astype(np.float32)}
     data[("coh", "b")] = rng.uniform(size=(23, 37)).astype(np.float32)
@@ -228,7 +235,7 @@ def test_scratch_stack_windows_threads_and_pickling(tmp_path):
 
     list(map_threads(write, tasks, 3, shared=0))
     for key, arr in data.items():
-        for r0, h, c0, w in [(0, 23, 0, 37), (5, 7, 3, 30), (22, 1, 36, 1)]:
+        for r0, h, c0, w in [(0, 23, 0, 37), (5, 7, 3, 30), (22, 1, 36, 1), (0, 23, 1, 36), (4, 19, 0, 36)]:
             out = np.empty((h, w), np.float32)
             s.read_into(key, r0, c0, out)
             assert np.array_equal(out, arr[r0 : r0 + h, c0 : c0 + w], equal_nan=True)
