@@ -1516,7 +1516,7 @@ def _refit_ramps(run, scan, ref_loop, fixable, options, progress, hooks, to_mm):
     M = run.net.n_ifg
     grid = run.stack.grid
     files = run.cf.for_loops()
-    coh_files = run.stack.coherence_files() if (options.min_coherence or 0) > 0 else None
+    coh_files = run.coh_files if (options.min_coherence or 0) > 0 else None  # the scan's scratch copy when kept
     rpu = radians_per_mm(options.wavelength)
     units_per_cycle = uc.TWO_PI / (rpu * to_mm)
     ref = np.asarray(ref_loop, dtype=np.float64)[old_idx].astype(np.float32)

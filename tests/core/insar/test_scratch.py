@@ -101,6 +101,7 @@ QC = dict(loop_closure=2, deramp="linear", incidence_angle=39.0)
         dict(memory_mb=64, weighting="coherence", gacos=True),
         dict(memory_mb=1, threads=3, weighting="coherence", min_coherence=0.3, gacos=True),
         dict(memory_mb=1, threads=2, reference=(12, 33), deramp="quadratic"),
+        dict(memory_mb=64, threads=2, loop_closure=3, weighting="coherence", min_coherence=0.3, gacos=True),
     ],
 )
 def test_scratch_equals_reading_the_files_again(qc_stack, tmp_path, monkeypatch, kw):
@@ -118,7 +119,9 @@ def test_scratch_equals_reading_the_files_again(qc_stack, tmp_path, monkeypatch,
     assert any("no positioned file reads" in m for m in logs_off)
     if kw["memory_mb"] < 2:  # several windows, some narrower than the grid: per-row reads and writes
         assert any(re.search(r"invert pass: \d\d+ windows of up to \d+ x 16 px", m) for m in logs_on)
-    assert s_on["rejected"] == s_off["rejected"] and len(s_on["rejected"]) == 1
+    assert s_on["rejected"] == s_off["rejected"]
+    if kw["loop_closure"] == 2:  # the planted 2 pi patch (LOOP_CLOSURE 3 may keep and correct it)
+        assert len(s_on["rejected"]) == 1
     assert s_on["reference"] == s_off["reference"]
     for x, y in zip(a_on, a_off):
         assert np.array_equal(x, y, equal_nan=True)
