@@ -45,6 +45,7 @@ class MosaicFrames(SubsidenceAlgorithm):
     QUALITY = "QUALITY"
     BLEND_WIDTH = "BLEND_WIDTH"
     MEMORY_LIMIT_MB = "MEMORY_LIMIT_MB"
+    THREADS = "THREADS"
     OUTPUT = "OUTPUT"
     OUTPUT_OFFSETS = "OUTPUT_OFFSETS"
 
@@ -150,6 +151,7 @@ class MosaicFrames(SubsidenceAlgorithm):
             advanced=True,
         )
         self.add_memory_limit(self.MEMORY_LIMIT_MB)
+        self.add_threads(self.THREADS)
         self.add(
             QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Mosaic")),
             "One raster on the target grid: bands and dates as chosen, units of the first frame, NoData NaN.",
@@ -198,6 +200,7 @@ class MosaicFrames(SubsidenceAlgorithm):
                 progress=lambda f: feedback.setProgress(100.0 * f),
                 is_canceled=feedback.isCanceled,
                 log=feedback.pushInfo,
+                threads=self.thread_count(parameters, context, self.THREADS),
             )
             dest = write_table(
                 self, parameters, self.OUTPUT_OFFSETS, context, pd.DataFrame(rows, columns=OFFSET_COLUMNS)

@@ -19,6 +19,12 @@ overlap by an offset per date (and noise). The mosaic
    the target grid's border is not an edge), times an optional quality raster per frame (e.g. temporal
    coherence), and writes the result window by window under the memory cap (atomic GeoTIFF).
 
+``threads`` > 1: the blend windows are computed that many at a time (:func:`~..io.tasks.map_threads`, each
+window planned under ``memory_mb / threads``, each thread with its own GDAL handles) while this thread writes,
+and pass 1 reads the frames of a row block concurrently (its row blocks do not depend on ``threads``). Every
+pixel of the blend depends only on the global pass-1 statistics, so the mosaic and the offsets table are the
+same bit for bit for any number of threads (and any window split of pass 2).
+
 Returns the long offsets table (one row per frame and date): ``frame`` (0-based), ``input`` (file
 name), ``date`` (``YYYY-MM-DD``, empty for a single-band velocity), ``offset_mm`` (added to the frame),
 ``overlap_pixels``, ``rms_before_mm``, ``rms_after_mm`` (RMS of the differences with the overlapping
@@ -27,6 +33,7 @@ frames before and after the offsets), ``connected_to_reference``.
 
 import math
 import os
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import Optional
@@ -37,6 +44,7 @@ from scipy.ndimage import distance_transform_edt
 from ..io.dates import format_date
 from ..io.errors import Cancelled, TimeSeriesError
 from ..io.rasters import RasterWriter, open_raster
+from ..io.tasks import map_threads
 from ..io.warp import GridReader, gdal_cache, target_grid
 from ..io.windows import DEFAULT_MEMORY_MB, row_blocks, window_blocks
 from .geometry import raster_dates
@@ -211,6 +219,40 @@ class _Frames:
     slot: np.ndarray
     dates: Optional[list]
     grid: object
+    resampling: str = "bilinear"
+    quality_paths: Optional[list] = None
+    _shared: Optional[dict] = None
+
+    def here(self):
+        """This frame set with GDAL handles of the calling thread (a GDAL dataset must not be used by two
+        threads at once): the thread that opened them gets ``self``, any other its own copy, opened once."""
+        shared = self._shared
+        if shared is None or threading.get_ident() == shared["owner"]:
+            return self
+        view = getattr(shared["local"], "view", None)
+        if view is None:
+            readers = [
+                GridReader(p, self.grid, bands=r.bands, resampling=self.resampling)
+                for p, r in zip(self.paths, self.readers)
+            ]
+            quality = [GridReader(q, self.grid, bands=[1]) for q in self.quality_paths] if self.quality else None
+            view = _Frames(self.paths, readers, quality, self.slot, self.dates, self.grid, self.resampling)
+            shared["local"].view = view
+            shared["views"].append(view)
+        return view
+
+    def share(self):
+        """Let other threads call :meth:`here` (each opens its own handles, closed by :meth:`close_shared`)."""
+        if self._shared is None:
+            self._shared = {"owner": threading.get_ident(), "local": threading.local(), "views": []}
+
+    def close_shared(self):
+        """Close the handles other threads opened."""
+        if self._shared is not None:
+            for view in self._shared["views"]:
+                for r in view.readers + (view.quality or []):
+                    r.close()
+            self._shared = None
 
 
 @dataclass(eq=False)
@@ -296,8 +338,9 @@ def _overlapping_pairs(frames, blend_width):
     return _Overlaps(pairs, pboxes, [_expand(b, blend_width, frames.grid) for b in pboxes])
 
 
-def _read_pair_windows(frames, ov, rows):
-    """Each frame read once over the bounding box of its (expanded) pair boxes in ``rows``: {frame: (box, array)}."""
+def _read_pair_windows(frames, ov, rows, threads=1):
+    """Each frame read once over the bounding box of its (expanded) pair boxes in ``rows``: {frame: (box, array)}
+    (``threads`` frames at a time)."""
     need = {}
     for p, (i, j) in enumerate(ov.pairs):
         b = _intersect(ov.expanded[p], (rows[0], rows[1], 0, frames.grid.xsize))
@@ -306,7 +349,14 @@ def _read_pair_windows(frames, ov, rows):
         for f in (i, j):
             o = need.get(f)
             need[f] = b if o is None else (min(o[0], b[0]), max(o[1], b[1]), min(o[2], b[2]), max(o[3], b[3]))
-    return {f: (b, frames.readers[f].read(b[0], b[1] - b[0], b[2], b[3] - b[2])) for f, b in need.items()}
+
+    def read(item):
+        f, b = item
+        return f, (b, frames.here().readers[f].read(b[0], b[1] - b[0], b[2], b[3] - b[2]))
+
+    if threads <= 1 or len(need) <= 1:
+        return dict(read(item) for item in need.items())
+    return dict(result for _, result in map_threads(read, list(need.items()), threads))
 
 
 def _add_pair_differences(frames, ov, p, data, rows):
@@ -349,9 +399,10 @@ def _add_pair_differences(frames, ov, p, data, rows):
             ov.samples[p].append(sub[:, keep])
 
 
-def _overlap_pass(frames, ov, memory_mb, progress, is_canceled):
+def _overlap_pass(frames, ov, memory_mb, progress, is_canceled, threads=1):
     """Pass 1: per pair and date the sums and a lattice sample of the differences in the overlap, and both
-    frames' validity around it (for the blend), read in row blocks under ``memory_mb``."""
+    frames' validity around it (for the blend), read in row blocks under ``memory_mb`` (the frames of a block
+    read ``threads`` at a time; the blocks and the arithmetic do not depend on ``threads``)."""
     nd = frames.slot.shape[1]
     total_vals = sum((b[1] - b[0]) * (b[3] - b[2]) for b in ov.boxes) * nd
     budget_vals = max(1, int(memory_mb * 1024 * 1024 / 4 / 8))
@@ -370,7 +421,7 @@ def _overlap_pass(frames, ov, memory_mb, progress, is_canceled):
     for bi, (r0, nr) in enumerate(p1_blocks):
         _check(is_canceled)
         rows = (r0, r0 + nr)
-        data = _read_pair_windows(frames, ov, rows)
+        data = _read_pair_windows(frames, ov, rows, threads)
         for p in range(len(ov.pairs)):
             _add_pair_differences(frames, ov, p, data, rows)
         del data
@@ -481,7 +532,8 @@ def _blend_weight(frames, ov, f, window, wb):
 
 
 def _blend_window(frames, ov, offsets, window, wb):
-    """The mosaic of ``window``: the offset-corrected frames averaged with their blend weights."""
+    """The mosaic of ``window``: the offset-corrected frames averaged with their blend weights (float32)."""
+    frames = frames.here()
     r0, nr, c0, nc = window
     nf, nd = frames.slot.shape
     num = np.zeros((nd, nr, nc))
@@ -502,7 +554,7 @@ def _blend_window(frames, ov, offsets, window, wb):
             den[t] += wv
         del x
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / den, np.nan)
+        return np.where(den > 0, num / den, np.nan).astype(np.float32)
 
 
 def _output_metadata(inputs, reference_frame, linear_offsets):
@@ -524,19 +576,27 @@ def _output_metadata(inputs, reference_frame, linear_offsets):
 
 def _blend_pass(frames, ov, offsets, out_path, options):
     """Pass 2: blend and write the mosaic window by window. ``options`` = (reference frame, time trend, blend
-    width, memory_mb, progress, is_canceled). Returns the number of windows."""
-    reference_frame, time_trend, wb, memory_mb, progress, is_canceled = options
+    width, memory_mb, progress, is_canceled, threads): ``threads`` windows at a time, each planned under
+    ``memory_mb / threads``, written here as they come. Returns the number of windows."""
+    reference_frame, time_trend, wb, memory_mb, progress, is_canceled, threads = options
     nf, nd = frames.slot.shape
     dates, grid = frames.dates, frames.grid
     units, md, band_name = _output_metadata(frames.paths, reference_frame, time_trend and dates is not None)
     per_cell = nf * (nd * 8 * 2 + 40) + nd * (8 * 3 + 4)
-    blocks = window_blocks(grid.ysize, grid.xsize, per_cell, memory_mb)
+    blocks = window_blocks(grid.ysize, grid.xsize, per_cell, memory_mb / threads)
     name = [band_name] if dates is None else None
+
+    def blend(window):
+        return _blend_window(frames, ov, offsets, window, wb)
+
+    if threads > 1:
+        results = map_threads(blend, blocks, threads, is_canceled=is_canceled)
+    else:
+        results = ((i, blend(window)) for i, window in enumerate(blocks))
     with RasterWriter(out_path, grid, nd, dates=dates, band_names=name, units=units, metadata=md) as w:
-        for bi, window in enumerate(blocks):
+        for bi, (i, out) in enumerate(results):
             _check(is_canceled)
-            out = _blend_window(frames, ov, offsets, window, wb)
-            w.write_block(window[0], out.astype(np.float32), window[2])
+            w.write_block(blocks[i][0], out, blocks[i][2])
             progress(0.3 + 0.7 * (bi + 1) / len(blocks))
     return len(blocks)
 
@@ -557,13 +617,15 @@ def _mosaic_frames(
     progress=None,
     is_canceled=None,
     log=None,
+    threads=1,
 ):
     """Mosaic ``inputs`` (time series or velocities of overlapping frames) into ``out_path``.
 
     See the module help. ``reference_frame``: 0-based index whose offsets are 0, or -1 for offsets of
     zero mean. ``crs_wkt``/``extent``/``resolution``: the target grid (default: first input's CRS,
     union extent, finest resolution). ``missing``: ``"drop"`` dates not in every input, or
-    ``"available"`` (mosaic each date from the frames that have it). Returns ``(rows, summary)``:
+    ``"available"`` (mosaic each date from the frames that have it). ``threads``: windows computed at the same
+    time in this process under the one ``memory_mb`` (results do not depend on it). Returns ``(rows, summary)``:
     the offsets table as a list of dicts and a summary dict.
 
     Steps: frames on the target grid, overlapping pairs, pass 1 (differences in the overlaps), pair
@@ -581,10 +643,24 @@ def _mosaic_frames(
     if log is not None:
         log("target grid %s" % grid.describe())
     readers, qreaders, slot = _open_frames(inputs, quality_paths, grid, band_map, resampling)
-    frames = _Frames(inputs, readers, qreaders, slot, dates, grid)
-    wb = int(max(1, blend_width))
+    frames = _Frames(inputs, readers, qreaders, slot, dates, grid, resampling, quality_paths)
+    threads = max(1, int(threads or 1))
+    if threads > 1:
+        frames.share()
+    try:
+        options = (reference_frame, time_trend, int(max(1, blend_width)), memory_mb, progress, is_canceled, threads)
+        return _offsets_and_blend(frames, out_path, options, log)
+    finally:
+        frames.close_shared()
+
+
+def _offsets_and_blend(frames, out_path, options, log):
+    """Pass 1, the offsets and their table, pass 2 (see :func:`_mosaic_frames`; ``options`` as
+    :func:`_blend_pass` takes them)."""
+    reference_frame, time_trend, wb, memory_mb, progress, is_canceled, threads = options
+    inputs, grid, dates = frames.paths, frames.grid, frames.dates
     ov = _overlapping_pairs(frames, wb)
-    _overlap_pass(frames, ov, memory_mb, progress, is_canceled)
+    _overlap_pass(frames, ov, memory_mb, progress, is_canceled, threads)
     counts = ov.sums[:, :, 0]
     if counts.sum() == 0:
         raise TimeSeriesError(
@@ -601,9 +677,7 @@ def _mosaic_frames(
                 "warning: not connected to the reference frame on some dates (their offsets could not be "
                 "estimated; see connected_to_reference in the offsets table): %s" % ", ".join(lonely)
             )
-    n_windows = _blend_pass(
-        frames, ov, offsets, out_path, (reference_frame, time_trend, wb, memory_mb, progress, is_canceled)
-    )
+    n_windows = _blend_pass(frames, ov, offsets, out_path, options)
     summary = {
         "grid": grid,
         "dates": dates,

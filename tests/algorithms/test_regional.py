@@ -176,6 +176,21 @@ def test_mosaic_frames_with_offsets_table(run_alg, tmp_path):
     assert (ds.RasterXSize, ds.RasterYSize) == (20, 6) and ds.GetGeoTransform()[1] == 60.0
 
 
+def test_mosaic_frames_threads_identical(run_alg, tmp_path):
+    rng = np.random.default_rng(7)
+    truth = np.cumsum(rng.normal(-2, 3, (4, 12, 40)), axis=0)
+    planted = np.array([[0, 0, 0, 0], [3, -4, 8, 1.5], [-9, 2, 5, 12]], dtype=float)
+    paths = _frames(tmp_path, truth, [(0, 16), (10, 30), (24, 40)], planted)
+    got = {}
+    for threads in (1, 3):
+        out, table = str(tmp_path / ("m%d.tif" % threads)), str(tmp_path / ("o%d.csv" % threads))
+        params = {"INPUTS": paths, "MEMORY_LIMIT_MB": 0.03, "THREADS": threads, "OUTPUT": out, "OUTPUT_OFFSETS": table}
+        run_alg("mosaicframes", params)
+        got[threads] = (_read(out), open(table).read())
+    assert np.array_equal(got[1][0], got[3][0]) and got[1][1] == got[3][1]
+    assert np.abs(got[3][0] - truth).max() < 1e-4
+
+
 def test_mosaic_frames_errors(run_alg, tmp_path):
     from qgis.core import QgsProcessingException, QgsProcessingFeedback
 

@@ -202,3 +202,54 @@ def test_isolated_frame_is_reported_and_quality_weights(tmp_path):
     mosaic.mosaic_frames([paths[0], p1], out, quality_paths=[q0, q1])
     got = _read(out)
     assert np.abs(got[:, :, 16:24] - truth[:, :, 16:24]).max() < 1e-3
+
+
+def test_threads_give_identical_mosaic_and_table(tmp_path):
+    # four frames (time series, holes, quality weights) and, on another grid, warped velocity frames: 1 and 3
+    # threads (the blend windows planned under memory / threads, so the split differs too) agree bit for bit
+    truth = _truth(ny=40, nx=50)
+    boxes = [(0, 24, 0, 30), (0, 22, 22, 50), (16, 40, 0, 28), (18, 40, 20, 50)]
+    planted = np.random.default_rng(3).normal(0, 10, (4, len(DATES)))
+    paths = _cut(tmp_path, truth, boxes, planted)
+    quality = [
+        write_stack(
+            tmp_path / ("q%d.tif" % k),
+            np.linspace(0.2, 1.0, (r1 - r0) * (c1 - c0)).reshape(r1 - r0, c1 - c0),
+            origin=(X0 + c0 * PX, Y0 - r0 * PX),
+            pixel=PX,
+        )
+        for k, (r0, r1, c0, c1) in enumerate(boxes)
+    ]
+    runs = {}
+    for threads in (1, 3):
+        out = str(tmp_path / ("m%d.tif" % threads))
+        rows, summ = mosaic.mosaic_frames(
+            paths, out, reference_frame=-1, memory_mb=0.05, blend_width=4, quality_paths=quality, threads=threads
+        )
+        runs[threads] = (_read(out), rows, summ["n_windows"])
+    assert runs[3][2] > runs[1][2] > 1  # several windows, more of them with more threads
+    assert np.array_equal(runs[1][0], runs[3][0], equal_nan=True)
+    assert runs[1][1] == runs[3][1]  # offsets table, every float identical
+    expect = _expected(truth, boxes) + planted.mean(axis=0)[:, None, None]
+    assert np.nanmax(np.abs(runs[3][0] - expect)) < 1e-4
+    # frames resampled onto a coarser grid (warped reads in every thread)
+    warped = {}
+    for threads in (1, 3):
+        out = str(tmp_path / ("w%d.tif" % threads))
+        rows, _ = mosaic.mosaic_frames(paths, out, reference_frame=0, memory_mb=0.02, resolution=45.0, threads=threads)
+        warped[threads] = (_read(out), rows)
+    assert np.isfinite(warped[1][0]).sum() > 1000
+    assert np.array_equal(warped[1][0], warped[3][0], equal_nan=True) and warped[1][1] == warped[3][1]
+
+
+def test_threads_cancel_leaves_nothing(tmp_path):
+    truth = _truth()
+    paths = _cut(tmp_path, truth, CHAIN, np.zeros((3, len(DATES))))
+    done = []
+    out = tmp_path / "m.tif"
+    with pytest.raises(Cancelled):  # cancelled while the blend windows run on threads (pass 2: progress > 0.3)
+        mosaic.mosaic_frames(
+            paths, str(out), memory_mb=0.02, threads=3, progress=done.append, is_canceled=lambda: max(done + [0]) > 0.4
+        )
+    assert 0.4 < max(done) < 1.0
+    assert not out.exists() and not list(tmp_path.glob(".*partial*"))
