@@ -465,8 +465,8 @@ def main():
     ap.add_argument("--memory", type=float, default=2048, help="MEMORY_LIMIT_MB of the end-to-end runs")
     ap.add_argument(
         "--runs",
-        nargs="+",
-        default=["0:2", "1:2", "0:0", "1:0"],
+        nargs="*",
+        default=["0:2", "0:0", "1:2", "1:0"],
         metavar="THREADS:LOOP_CLOSURE",
         help="end-to-end runs (default: all cores and one thread, with the default loop closure and without)",
     )
@@ -527,6 +527,8 @@ def main():
                 flush=True,
             )
         floor = {t: read_s + start_s + solve_s[t] for t in tl}
+    if not a.no_mintpy:
+        crop_vs_mintpy(a.folder, net, ifgs, cohs, truth, a.repeat)
     for spec in a.runs:
         threads, loop = (int(x) for x in spec.split(":"))
         l0 = load()
@@ -568,8 +570,6 @@ def main():
             ),
             flush=True,
         )
-    if not a.no_mintpy:
-        crop_vs_mintpy(a.folder, net, ifgs, cohs, truth, a.repeat)
 
 
 if __name__ == "__main__":

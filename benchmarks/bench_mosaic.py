@@ -17,7 +17,12 @@ The script also checks that ours recovers the planted truth (max error outside t
 ``--resolution R`` (metres; the frames have 30 m pixels) makes every side resample to another pixel size, so ours
 reads every frame through an exact warped VRT (bilinear) and gdalwarp/gdal_merge get ``-tr R R``.
 
+``--threads 1 2`` runs ours once per thread count (``THREADS``: blend windows computed concurrently, each under
+cap / threads; the outputs are compared bit for bit); ``--no-peers`` skips gdalwarp and gdal_merge.py. CPU seconds
+(user + system) are printed next to every wall time (the machine may be shared).
+
 Run:  /usr/bin/python3 benchmarks/bench_mosaic.py [--size 2000 --dates 36 --frames 4 --memory-mb 512 --resolution 0]
+      /usr/bin/python3 benchmarks/bench_mosaic.py --threads 1 2 --no-peers
 """
 
 import argparse
@@ -96,22 +101,25 @@ def make_inputs(d, size, nd, frames, overlap, seed=0):
 
 
 def timed(cmd):
-    """Wall time and peak RSS (MB) of a command, from /usr/bin/time -v."""
+    """Wall time and peak RSS (MB) of a command, from /usr/bin/time -v (``timed.cpu``: user + system s)."""
     t0 = time.perf_counter()
     proc = subprocess.run(["/usr/bin/time", "-v"] + cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit("failed: %s\n%s\n%s" % (" ".join(cmd), proc.stdout[-2000:], proc.stderr[-3000:]))
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1)) / 1024.0
+    timed.cpu = sum(float(x) for x in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", proc.stderr))
     return wall, rss, proc.stdout
 
 
-def ours(paths, out, memory_mb, resolution=0.0):
+def ours(paths, out, memory_mb, resolution=0.0, threads=1):
     register()
     from subsidence_toolkit.core.insar import mosaic
 
     t0 = time.perf_counter()
-    rows, summary = mosaic.mosaic_frames(paths, out, reference_frame=0, memory_mb=memory_mb, resolution=resolution)
+    rows, summary = mosaic.mosaic_frames(
+        paths, out, reference_frame=0, memory_mb=memory_mb, resolution=resolution, threads=threads
+    )
     print(
         json.dumps(
             {
@@ -132,10 +140,12 @@ def main():
     ap.add_argument("--overlap", type=int, default=200)
     ap.add_argument("--memory-mb", type=float, default=512)
     ap.add_argument("--resolution", type=float, default=0.0)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1], help="THREADS of ours, one run each")
+    ap.add_argument("--no-peers", action="store_true", help="only ours (no gdalwarp / gdal_merge.py)")
     ap.add_argument("--ours", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.ours:
-        ours(a.ours[:-1], a.ours[-1], a.memory_mb, a.resolution)
+        ours(a.ours[:-1], a.ours[-1], a.memory_mb, a.resolution, a.threads[0])
         return
     from osgeo import gdal
 
@@ -156,32 +166,57 @@ def main():
             )
         )
         print("load average before: %s" % " ".join("%.2f" % v for v in os.getloadavg()))
-        out = os.path.join(d, "ours.tif")
-        w_ours, r_ours, text = timed(
-            [sys.executable, __file__, "--memory-mb", str(a.memory_mb), "--resolution", str(a.resolution), "--ours"]
-            + paths
-            + [out]
-        )
-        info = json.loads(text.strip().splitlines()[-1])
-        print(
-            "ours (mosaic_frames, %d MB cap, %d windows, median lattice stride %d): %.1f s, peak RSS %.0f MB"
-            % (a.memory_mb, info["windows"], info["stride"], w_ours, r_ours)
-        )
-        co = sum([["-co", c] for c in CREATE], [])
-        if a.resolution:
-            co += ["-tr", str(a.resolution), str(a.resolution)]
-        w_warp, r_warp, _ = timed(
-            ["gdalwarp", "-q", "-r", "bilinear", "-wm", str(int(a.memory_mb))]
-            + co
-            + paths
-            + [os.path.join(d, "warp.tif")]
-        )
-        print("gdalwarp -r bilinear -wm %d: %.1f s, peak RSS %.0f MB" % (a.memory_mb, w_warp, r_warp))
-        co_merge = [c if c != "-tr" else "-ps" for c in co]
-        w_merge, r_merge, _ = timed(
-            [sys.executable, "/usr/bin/gdal_merge.py", "-q"] + co_merge + ["-o", os.path.join(d, "merge.tif")] + paths
-        )
-        print("gdal_merge.py: %.1f s, peak RSS %.0f MB" % (w_merge, r_merge))
+        first = None
+        for threads in a.threads:
+            out = os.path.join(d, "ours_%d.tif" % threads)
+            load = os.getloadavg()[0]
+            w_ours, r_ours, text = timed(
+                [sys.executable, __file__, "--memory-mb", str(a.memory_mb), "--resolution", str(a.resolution)]
+                + ["--threads", str(threads), "--ours"]
+                + paths
+                + [out]
+            )
+            info = json.loads(text.strip().splitlines()[-1])
+            same = ""
+            if first is None:
+                first = (out, info, w_ours)
+            else:
+                d0, d1 = gdal.Open(first[0]), gdal.Open(out)
+                equal = first[1]["offsets"] == info["offsets"] and all(
+                    np.array_equal(d0.GetRasterBand(b).ReadAsArray(), d1.GetRasterBand(b).ReadAsArray(), equal_nan=True)
+                    for b in range(1, d0.RasterCount + 1)
+                )
+                d0 = d1 = None
+                same = ", output and offsets %s the first run's; speed-up %.2fx" % (
+                    "bit-identical to" if equal else "DIFFERENT from",
+                    first[2] / w_ours,
+                )
+            print(
+                "ours (mosaic_frames, %d MB cap, THREADS=%d, %d windows, median lattice stride %d): %.1f s, "
+                "CPU %.1f s, peak RSS %.0f MB (load %.2f before)%s"
+                % (a.memory_mb, threads, info["windows"], info["stride"], w_ours, timed.cpu, r_ours, load, same),
+                flush=True,
+            )
+        out, info, w_ours = first[0], first[1], first[2]
+        if not a.no_peers:
+            co = sum([["-co", c] for c in CREATE], [])
+            if a.resolution:
+                co += ["-tr", str(a.resolution), str(a.resolution)]
+            w_warp, r_warp, _ = timed(
+                ["gdalwarp", "-q", "-r", "bilinear", "-wm", str(int(a.memory_mb))]
+                + co
+                + paths
+                + [os.path.join(d, "warp.tif")]
+            )
+            print("gdalwarp -r bilinear -wm %d: %.1f s, peak RSS %.0f MB" % (a.memory_mb, w_warp, r_warp))
+            co_merge = [c if c != "-tr" else "-ps" for c in co]
+            w_merge, r_merge, _ = timed(
+                [sys.executable, "/usr/bin/gdal_merge.py", "-q"]
+                + co_merge
+                + ["-o", os.path.join(d, "merge.tif")]
+                + paths
+            )
+            print("gdal_merge.py: %.1f s, peak RSS %.0f MB" % (w_merge, r_merge))
         print("load average after: %s" % " ".join("%.2f" % v for v in os.getloadavg()))
         # accuracy: offsets vs planted (frame 0 is the reference), and the mosaic vs truth + noise level
         got = np.array([o[2] for o in info["offsets"]]).reshape(a.frames, a.dates)
@@ -202,10 +237,11 @@ def main():
             "last date: mosaic - truth RMS %.3f mm (noise 1 mm), max |error| %.2f mm"
             % (np.sqrt(np.nanmean(err**2)), np.nanmax(np.abs(err)))
         )
-        print(
-            "ratio ours / gdalwarp: %.2f, ours / gdal_merge: %.2f; peak RSS - cap: %.0f MB"
-            % (w_ours / w_warp, w_ours / w_merge, r_ours - a.memory_mb)
-        )
+        if not a.no_peers:
+            print(
+                "ratio ours / gdalwarp: %.2f, ours / gdal_merge: %.2f; peak RSS - cap: %.0f MB"
+                % (w_ours / w_warp, w_ours / w_merge, r_ours - a.memory_mb)
+            )
 
 
 if __name__ == "__main__":
