@@ -312,6 +312,10 @@ def run_frame(root, ifgs, cohs, truth, memory_mb, threads, loop_closure, timeout
     except subprocess.TimeoutExpired:
         return {"error": "timed out after %.0f s" % timeout}
     wall = time.perf_counter() - t0
+    logs = os.path.join(root, "run_logs")
+    os.makedirs(logs, exist_ok=True)
+    with open(os.path.join(logs, "threads%d_loop%d.log" % (threads, loop_closure)), "w") as f:
+        f.write(r.stdout + "\n" + r.stderr)  # the algorithm's log (threads used, windows) and /usr/bin/time -v
     if r.returncode != 0:
         return {"error": "exit %d: %s" % (r.returncode, (r.stdout[-600:] + r.stderr[-900:]).replace("\n", " | "))}
     rss, cpu = time_v(r.stderr)
@@ -445,11 +449,14 @@ def crop_vs_mintpy(root, net, ifgs, cohs, truth, repeat):
         info, ts_m = bench_sbas.run_mintpy(npz, "no", tmp)
     tsm = ts_m.reshape(net.n_dates, -1).astype(np.float64) * 1000.0
     print(
-        "crop MintPy 1.6.4 (weight no): %.2f s, RMSE ts %.3f mm, vel %.3f mm/yr; MintPy / ours %.1fx (%s)"
+        "crop MintPy 1.6.4 (weight no): %.2f s, RMSE ts %.3f mm, vel %.3f mm/yr, all-zero px with data %d (ours %d); "
+        "MintPy / ours %.1fx (%s)"
         % (
             info["seconds"],
             bench_sbas.rmse(tsm, tr, has),
             bench_sbas.vel_rmse(tsm, tr, net.tyears, has),
+            int(np.sum(has & np.all(tsm == 0, axis=0))),
+            int(np.sum(has & np.all(tsf == 0, axis=0))),
             info["seconds"] / sec,
             load(),
         ),
