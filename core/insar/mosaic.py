@@ -20,8 +20,8 @@ overlap by an offset per date (and noise). The mosaic
    coherence), and writes the result window by window under the memory cap (atomic GeoTIFF).
 
 ``threads`` > 1: the blend windows are computed that many at a time (:func:`~..io.tasks.map_threads`, each
-window planned under ``memory_mb / threads``, each thread with its own GDAL handles) while this thread writes,
-and pass 1 reads the frames of a row block concurrently (its row blocks do not depend on ``threads``). Every
+window planned under ``memory_mb / threads``, each thread with its own GDAL handles) while this thread writes;
+pass 1 runs in this thread (its sums depend on its row blocks, which are planned without ``threads``). Every
 pixel of the blend depends only on the global pass-1 statistics, so the mosaic and the offsets table are the
 same bit for bit for any number of threads (and any window split of pass 2).
 
@@ -338,9 +338,8 @@ def _overlapping_pairs(frames, blend_width):
     return _Overlaps(pairs, pboxes, [_expand(b, blend_width, frames.grid) for b in pboxes])
 
 
-def _read_pair_windows(frames, ov, rows, threads=1):
-    """Each frame read once over the bounding box of its (expanded) pair boxes in ``rows``: {frame: (box, array)}
-    (``threads`` frames at a time)."""
+def _read_pair_windows(frames, ov, rows):
+    """Each frame read once over the bounding box of its (expanded) pair boxes in ``rows``: {frame: (box, array)}."""
     need = {}
     for p, (i, j) in enumerate(ov.pairs):
         b = _intersect(ov.expanded[p], (rows[0], rows[1], 0, frames.grid.xsize))
@@ -349,14 +348,7 @@ def _read_pair_windows(frames, ov, rows, threads=1):
         for f in (i, j):
             o = need.get(f)
             need[f] = b if o is None else (min(o[0], b[0]), max(o[1], b[1]), min(o[2], b[2]), max(o[3], b[3]))
-
-    def read(item):
-        f, b = item
-        return f, (b, frames.here().readers[f].read(b[0], b[1] - b[0], b[2], b[3] - b[2]))
-
-    if threads <= 1 or len(need) <= 1:
-        return dict(read(item) for item in need.items())
-    return dict(result for _, result in map_threads(read, list(need.items()), threads))
+    return {f: (b, frames.readers[f].read(b[0], b[1] - b[0], b[2], b[3] - b[2])) for f, b in need.items()}
 
 
 def _add_pair_differences(frames, ov, p, data, rows):
@@ -399,10 +391,10 @@ def _add_pair_differences(frames, ov, p, data, rows):
             ov.samples[p].append(sub[:, keep])
 
 
-def _overlap_pass(frames, ov, memory_mb, progress, is_canceled, threads=1):
+def _overlap_pass(frames, ov, memory_mb, progress, is_canceled):
     """Pass 1: per pair and date the sums and a lattice sample of the differences in the overlap, and both
-    frames' validity around it (for the blend), read in row blocks under ``memory_mb`` (the frames of a block
-    read ``threads`` at a time; the blocks and the arithmetic do not depend on ``threads``)."""
+    frames' validity around it (for the blend), read in row blocks under ``memory_mb`` (in this thread: its sums
+    depend on the row blocks, which must not depend on the thread count)."""
     nd = frames.slot.shape[1]
     total_vals = sum((b[1] - b[0]) * (b[3] - b[2]) for b in ov.boxes) * nd
     budget_vals = max(1, int(memory_mb * 1024 * 1024 / 4 / 8))
@@ -421,7 +413,7 @@ def _overlap_pass(frames, ov, memory_mb, progress, is_canceled, threads=1):
     for bi, (r0, nr) in enumerate(p1_blocks):
         _check(is_canceled)
         rows = (r0, r0 + nr)
-        data = _read_pair_windows(frames, ov, rows, threads)
+        data = _read_pair_windows(frames, ov, rows)
         for p in range(len(ov.pairs)):
             _add_pair_differences(frames, ov, p, data, rows)
         del data
@@ -660,7 +652,7 @@ def _offsets_and_blend(frames, out_path, options, log):
     reference_frame, time_trend, wb, memory_mb, progress, is_canceled, threads = options
     inputs, grid, dates = frames.paths, frames.grid, frames.dates
     ov = _overlapping_pairs(frames, wb)
-    _overlap_pass(frames, ov, memory_mb, progress, is_canceled, threads)
+    _overlap_pass(frames, ov, memory_mb, progress, is_canceled)
     counts = ov.sums[:, :, 0]
     if counts.sum() == 0:
         raise TimeSeriesError(
