@@ -63,6 +63,7 @@ from ..io.tasks import run_tasks_here_or
 from ..io.windows import DEFAULT_MEMORY_MB, window_blocks
 from .geometry import IncidenceSource
 from .kernels import unique_patterns
+from .network import first_index_components
 
 #: default slant range (m) when no range raster is given: the scene-centre range of a Sentinel-1 IW frame (LiCSAR
 #: frame metadata ``centre_range_m`` ~880 km at a mean incidence of ~39 deg; MintPy takes the scene-centre range
@@ -295,29 +296,13 @@ def read_baselines(path):
     return _positional(rows, path)
 
 
-def _components(n, edges):
-    parent = list(range(n))
-
-    def root(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for a, b in edges:
-        ra, rb = root(a), root(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    return np.array([root(i) for i in range(n)])
-
-
 def pair_baselines_to_dates(pairs, source, log=None):
     """Per-date baselines from pair baselines ``B(d2) - B(d1)``: least squares with the first date of every
     connected set of dates at 0. Returns ``(dates, values, component)`` (component: the first date's index of
     each date's connected set). A misfit above :data:`PAIR_MISFIT_TOLERANCE_M` is logged naming the worst pair."""
     dates = sorted({p[0] for p in pairs} | {p[1] for p in pairs})
     idx = {d: i for i, d in enumerate(dates)}
-    comp = _components(len(dates), [(idx[a], idx[b]) for a, b, _ in pairs])
+    comp = first_index_components(len(dates), [(idx[a], idx[b]) for a, b, _ in pairs])
     roots = sorted(set(comp.tolist()))
     a = np.zeros((len(pairs) + len(roots), len(dates)))
     rhs = np.zeros(len(pairs) + len(roots))

@@ -48,6 +48,7 @@ from ..io.tasks import map_threads
 from ..io.warp import GridReader, gdal_cache, target_grid
 from ..io.windows import DEFAULT_MEMORY_MB, row_blocks, window_blocks
 from .geometry import raster_dates
+from .network import first_index_components
 
 MISSING_DROP = "drop"
 MISSING_AVAILABLE = "available"
@@ -121,21 +122,10 @@ def _expand(box, w, grid):
 
 
 def _components(n, edges):
-    parent = list(range(n))
-
-    def find(a):
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    for i, j in edges:
-        ri, rj = find(i), find(j)
-        if ri != rj:
-            parent[max(ri, rj)] = min(ri, rj)
+    """Groups of node indices joined by ``edges``, in the order of their smallest index."""
     groups = {}
-    for i in range(n):
-        groups.setdefault(find(i), []).append(i)
+    for i, label in enumerate(first_index_components(n, edges)):
+        groups.setdefault(int(label), []).append(i)
     return list(groups.values())
 
 

@@ -181,3 +181,21 @@ def subnetwork(network, used):
     d2 = [network.dates[network.i2[k]] if network.sign[k] > 0 else network.dates[network.i1[k]] for k in idx]
     bp = None if network.bperp is None else network.bperp[idx]
     return SbasNetwork(d1, d2, [network.names[k] for k in idx], bp)
+
+
+def first_index_components(n, edges):
+    """Connected components of ``n`` nodes joined by ``edges`` (pairs of node indices): per node, the smallest
+    node index of its component (a small union-find; e.g. dates joined by pairs, frames joined by overlaps)."""
+    parent = list(range(n))
+
+    def root(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a, b in edges:
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    return np.array([root(i) for i in range(n)], dtype=np.intp)
