@@ -11,6 +11,9 @@ OPEN_FILE_BYTES = MIB  # one open GeoTIFF while it is read: libtiff's compressed
 #                           PAM, measured 0.35-0.6 MB per dataset; files are opened one at a time for that reason
 READ_BYTES_PX = 12  # temporaries of reading one file's window (GDAL array, NoData mask/where copy)
 MIN_SUB_PIXELS = 2048  # smallest sub-block worth solving when a whole window of tiles is buffered
+GOOD_SUB_PIXELS = 16384  # sub-blocks at least this large solve at full speed: on the frame benchmark (605 pairs)
+#                          5 120-pixel sub-blocks took 23.5 s per Mpx, 16 384 16.4 s, 40 960 15.0 s; a window is
+#                          narrowed (whole tile rows kept) rather than solved in smaller sub-blocks
 MAX_SUB_PIXELS = 32768  # larger sub-blocks are not faster (temporaries of M x pixels leave the CPU caches)
 ALLOCATOR_SLACK = 0.15  # share of the cap left for what the plan does not count: memory the allocator keeps
 #                           after numpy frees temporaries, GDAL/libtiff internals, Python objects (measured:
@@ -80,7 +83,9 @@ def plan_blocks(
     (plus ``solve_fixed`` bytes per sub-block). The plan fills ``1 - ALLOCATOR_SLACK`` of the cap.
     Windows cover whole input blocks (GeoTIFF tiles or strips: ``block_size`` = (x, y)) so that every
     input block is decompressed once per pass; only when a window of one block row does not fit they
-    get fewer rows (the blocks are then decompressed once per window). GDAL's block cache is part of
+    get fewer rows (the blocks are then decompressed once per window). Among windows of whole block rows the
+    largest whose sub-blocks reach :data:`GOOD_SUB_PIXELS` is taken (a narrower window rather than slow small
+    sub-blocks); only when none does, the largest with smaller sub-blocks. GDAL's block cache is part of
     the budget: it needs two input blocks plus the output tiles a window leaves partly written.
 
     ``threads_in_window`` t > 1: one window at a time, its files read by t threads at once (t open files, their
@@ -112,8 +117,23 @@ def plan_blocks(
         return fixed, sum(fixed.values())
 
     choice = None
-    for h, w in _window_candidates(ysize, xsize, row_unit, col_unit):
-        h, w = min(h, ysize), min(w, xsize)
+    cands = [(min(h, ysize), min(w, xsize)) for h, w in _window_candidates(ysize, xsize, row_unit, col_unit)]
+    # windows of whole block rows (fewer rows decode blocks twice): the largest whose sub-blocks solve at full
+    # speed (GOOD_SUB_PIXELS), else the one with the largest sub-blocks; then any window with the smallest
+    # sub-block worth solving
+    best = 0
+    for h, w in cands:
+        if h < row_unit:
+            break
+        fixed, tot = cost(h, w)
+        if tot + t * solve_bytes_px * min(h * w, max(min_sub, w)) > budget:
+            continue
+        px = min(h * w, GOOD_SUB_PIXELS, _sub_rows(budget - tot, solve_bytes_px, h, w, t) * w)
+        if px > best:
+            best, choice = px, (h, w, fixed, tot, True)
+        if px >= min(h * w, GOOD_SUB_PIXELS):
+            break
+    for h, w in cands if choice is None else ():
         fixed, tot = cost(h, w)
         if tot + t * solve_bytes_px * min(h * w, max(min_sub, w)) <= budget:
             choice = (h, w, fixed, tot, True)

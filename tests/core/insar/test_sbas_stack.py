@@ -67,6 +67,28 @@ def test_plan_uses_whole_tiles_when_they_fit():
     assert not p["fits"] and p["windows"][0] == (0, 1, 0, 256) and p["sub_rows"] == 1
 
 
+def test_plan_narrows_the_window_rather_than_solving_tiny_sub_blocks():
+    """Frame-sized stack (2 000 x 2 500 px, 605 pairs, 150 dates, 256 x 256 tiles), 1 024 MB per window: the widest
+    window of a whole tile row (256 x 1 024) would leave room for 5-row sub-blocks (5 120 px, ~1.5x slower per pixel
+    than 16 384); the plan narrows the window to whole tiles whose sub-blocks reach GOOD_SUB_PIXELS instead, and when
+    no window reaches it (512 MB) takes the one with the largest sub-blocks."""
+    M, N = 605, 150
+    ob = N + 1 + len(sbas.QUALITY_BANDS)
+    args = (2000, 2500, (256, 256), 4 * (M + ob), sbas.solve_bytes_per_pixel(M, N, "float32"))
+    kw = dict(out_bands=ob, solve_fixed=sbas.solve_bytes_fixed(M, N))
+    for cap in (1024, 2048):
+        p = memory_plan.plan_blocks(*args, cap, **kw)
+        _, h, _, w = p["windows"][0]
+        assert p["fits"] and h == 256 and w % 256 == 0
+        assert p["sub_rows"] * w >= memory_plan.GOOD_SUB_PIXELS
+        wider = memory_plan.plan_blocks(*args, cap * 10, **kw)["windows"][0][3]
+        assert wider >= w  # narrowed only when the memory says so
+    p = memory_plan.plan_blocks(*args, 512, **kw)
+    assert p["fits"] and p["windows"][0] == (0, 256, 0, 256)
+    assert p["sub_rows"] * 256 > 4 * 512  # the 256 x 512 window would leave 4-row sub-blocks of 512 px
+    assert all(r0 % 256 == 0 and c0 % 256 == 0 for r0, _, c0, _ in p["windows"])
+
+
 def _net(n_dates=14, max_days=48, skip=(5, 11)):
     dates, d, k = [], dt.date(2020, 1, 3), 0
     while len(dates) < n_dates:
