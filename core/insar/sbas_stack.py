@@ -18,6 +18,7 @@ import contextlib
 import os
 import shutil
 import threading
+import time
 from dataclasses import dataclass, replace
 from typing import Callable, Optional, Tuple
 
@@ -495,7 +496,9 @@ def invert_block_task(task, state):
     if state.coh_files is not None and state.sum_coherence:
         stats["coh_sum"] = np.zeros(M)
         stats["coh_n"] = np.zeros(M, dtype=np.int64)
+    t0 = time.perf_counter()
     phase, coh = _read_window(task, state, stats)
+    t_read = time.perf_counter() - t0
     fix = None
     cf = state.ifg_files
     if state.loop_net is not None and getattr(cf, "gacos", None) is not None and not cf.gacos_apply.all():
@@ -509,9 +512,10 @@ def invert_block_task(task, state):
                 ]
             ),
         )
+    t0 = time.perf_counter()
     out_ts, out_vel, out_q = _solve_window(phase, coh, fix, task, state, stats)
     del phase, coh
-    stats.update(ts=out_ts, vel=out_vel, quality=out_q)
+    stats.update(ts=out_ts, vel=out_vel, quality=out_q, seconds_read=t_read, seconds_solve=time.perf_counter() - t0)
     return stats
 
 
@@ -619,6 +623,13 @@ class _Progress:
     def window_done(self, key, i):
         self.windows += self.steps[key][i]
         self.report()
+
+    @contextlib.contextmanager
+    def timed(self, key):
+        """Log the wall and CPU (process, every thread) time of pass ``key`` when it ends without an error."""
+        t0, c0 = time.perf_counter(), time.process_time()
+        yield
+        self.hooks.say("%s pass took %.1f s (CPU %.1f s)" % (key, time.perf_counter() - t0, time.process_time() - c0))
 
 
 def _log_plans(plans, hooks):
@@ -1015,10 +1026,14 @@ def _window_writer(es, writers, behind):
 
     def now(row0, col0, blocks):
         if row0 is not None:
+            t0 = time.perf_counter()
             for w, b in zip(writers, blocks):
                 w.write_block(row0, b, col0)
+            seconds[0] += time.perf_counter() - t0
 
+    seconds = [0.0]  # time spent writing, for the log
     if not behind:
+        now.seconds = seconds
         return now
     from concurrent.futures import ThreadPoolExecutor
 
@@ -1032,6 +1047,7 @@ def _window_writer(es, writers, behind):
         if row0 is not None:
             pending.append(pool.submit(now, row0, col0, blocks))
 
+    later.seconds = seconds
     return later
 
 
@@ -1049,6 +1065,8 @@ def _invert_pass(state, plan, grid, outputs, metadata, progress):
         "coh_n": np.zeros(M, dtype=np.int64),
         "n_data": 0,
         "n_gap": 0,
+        "seconds_read": 0.0,
+        "seconds_solve": 0.0,
     }
     if state.unwrap is not None:
         totals.update(_unwrap_totals(M))
@@ -1085,6 +1103,10 @@ def _invert_pass(state, plan, grid, outputs, metadata, progress):
                 totals[k] += v
         if totals["n_data"] == 0:
             raise TimeSeriesError("every pixel is NoData in every interferogram (%s ...)" % net.names[0])
+        progress.hooks.say(
+            "invert pass: reading %.1f s, solving %.1f s (summed over the windows), writing %.1f s"
+            % (totals.pop("seconds_read"), totals.pop("seconds_solve"), write.seconds[0])
+        )
     return totals
 
 
@@ -1371,7 +1393,8 @@ def _reference_step(run, options, progress, hooks, to_mm, ln, gdal_cache):
     scan = None
     if "scan" in run.plans:
         kind = None if reference is not None else ("coherence" if run.coh_files is not None else "residual")
-        scan = _scan_pass(run.cf, run.stack, options, run.plans["scan"], progress, to_mm, ln, kind, run.scratch)
+        with progress.timed("scan"):
+            scan = _scan_pass(run.cf, run.stack, options, run.plans["scan"], progress, to_mm, ln, kind, run.scratch)
         if run.scratch is not None:  # later passes read the scan's copy of the values as read
             run.cf.files = ScratchFiles(run.scratch, "ifg", run.cf.files)
             if _scratch_coherence(run.stack, options):
@@ -1407,7 +1430,8 @@ def _reference_step(run, options, progress, hooks, to_mm, ln, gdal_cache):
             coh_files=run.coh_files,
             gdal_cache=gdal_cache,
         )
-        reference, run.coh_stats = _find_reference(state, run.plans["reference"], progress)
+        with progress.timed("reference"):
+            reference, run.coh_stats = _find_reference(state, run.plans["reference"], progress)
     else:
         hooks.say("reference pixel: row %d, col %d" % reference)
     return reference, scan
@@ -1646,7 +1670,8 @@ def _invert_stack(stack, outputs, options, plans, hooks, gdal_cache, gacos_parts
     rejected = [names_all[k] for k in range(len(names_all)) if stack.reasons[k] == "loop closure"]
     if rejected:
         metadata["REJECTED_BY_LOOP_CLOSURE"] = ",".join(rejected)
-    totals = _invert_pass(state, run.plans["invert"], grid, outputs, metadata, progress)
+    with progress.timed("invert"):
+        totals = _invert_pass(state, run.plans["invert"], grid, outputs, metadata, progress)
     if run.coh_stats is not None:  # summed by the reference pass
         totals.update(run.coh_stats)
     if run.unwrap is not None:
