@@ -327,7 +327,12 @@ def run_frame(root, ifgs, cohs, truth, memory_mb, threads, loop_closure, timeout
     ts_mb = os.path.getsize(params["OUTPUT_TIMESERIES"]) / 2**20
     if not keep:
         shutil.rmtree(out, ignore_errors=True)
+    # the algorithm's own account of where the time went (pass times; reading / solving / writing)
+    passes = [
+        ln.strip().strip('",') for ln in r.stdout.splitlines() if " pass took " in ln or "invert pass: reading" in ln
+    ]
     return {
+        "passes": passes,
         "wall": wall,
         "cpu": cpu,
         "rss": rss,
@@ -577,6 +582,8 @@ def main():
             ),
             flush=True,
         )
+        for line in res["passes"]:
+            print("    " + line, flush=True)
 
 
 if __name__ == "__main__":
