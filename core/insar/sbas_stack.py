@@ -170,8 +170,15 @@ class TaskState:
         return self.coh_files is not None and (self.solver.weighted or (self.solver.min_coherence or 0) > 0)
 
 
-def _coherence_stats(k, coh, stats):
+def _coherence_stats(k, coh, stats, disposable=False):
+    """Add file ``k``'s coherence window to the sums. ``disposable``: ``coh`` is not needed afterwards and its
+    non-finite values are zeroed in place (the same array, and so the same sum, as ``np.where(finite, coh, 0)``)."""
     cf = np.isfinite(coh)
+    if disposable:
+        stats["coh_n"][k] += int(np.count_nonzero(cf))
+        np.copyto(coh, 0, where=np.logical_not(cf, out=cf))
+        stats["coh_sum"][k] += float(coh.sum(dtype=np.float64))
+        return
     stats["coh_sum"][k] += float(np.where(cf, coh, 0).sum(dtype=np.float64))
     stats["coh_n"][k] += int(cf.sum())
 
@@ -216,7 +223,11 @@ def _coherence_score(task, state):
     stats = {"coh_sum": np.zeros(M), "coh_n": np.zeros(M, dtype=np.int64)}
     files = state.coh_files if state.coherence_only else state.ifg_files
     t = max(1, int(state.inner_threads))  # files decoded ahead by other threads, summed here in file order
-    for k, phase in map_files_in_order(lambda k: files.read_one(k, r0, h, c0, w), M, t):
+    read = lambda k: files.read_one(k, r0, h, c0, w)  # noqa: E731
+    if hasattr(files, "read_into"):  # the file being summed + t decoded ahead: a ring of t + 1 reused buffers
+        ring = [np.empty((h, w), dtype=np.float32) for _ in range(t + 1)]
+        read = lambda k: files.read_into(k, r0, h, c0, w, ring[k % (t + 1)])  # noqa: E731
+    for k, phase in map_files_in_order(read, M, t):
         if state.coherence_only:
             coh, phase = phase, None
             valid = np.isfinite(coh)
@@ -226,8 +237,8 @@ def _coherence_score(task, state):
         if min_coherence and min_coherence > 0:
             valid &= coh >= min_coherence
         nvalid += valid
-        csum += np.where(valid, coh, 0)
-        _coherence_stats(k, coh, stats)
+        np.add(csum, coh, out=csum, where=valid)  # = csum += np.where(valid, coh, 0) (csum is never -0)
+        _coherence_stats(k, coh, stats, disposable=True)  # coh: a read buffer, or read_one's own array
         del phase, coh, valid
         if (k + 1) % REFERENCE_TICK_FILES == 0 or k + 1 == M:
             _sub_tick()

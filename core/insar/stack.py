@@ -313,7 +313,9 @@ def read_files_into(files, out, row0, nrows, col0, ncols, threads=1):
 def map_files_in_order(fn, n, threads):
     """Yield ``(k, fn(k))`` for k = 0 .. n - 1 in order, with up to ``threads`` calls running at once (e.g. files
     decoded ahead by other threads while the caller adds up the previous ones in file order). Closing the
-    generator early (an error, a cancel) drops the calls not started and waits for the running ones."""
+    generator early (an error, a cancel) drops the calls not started and waits for the running ones.
+    ``fn(k + threads)`` starts only once the caller asks for result ``k`` (done with result ``k - 1``): results
+    may live in a ring of ``threads + 1`` reused buffers."""
     if threads <= 1 or n <= 1:
         for k in range(n):
             yield k, fn(k)
