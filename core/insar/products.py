@@ -362,15 +362,18 @@ class ProductRaster:
                 "%s: cannot read band 1 window x %d-%d, y %d-%d" % (self.path, xoff, xoff + xsize, yoff, yoff + ysize)
             )
         nd = self.nodata
+        zeros_left = True  # whether the values may still hold zeros (LiCSAR: no data)
         if nd is not None and not np.isnan(nd):
             np.copyto(out, np.float32(np.nan), where=out == nd)  # = np.where(a == nd, nan, a)
+            zeros_left = nd != 0
         s, o = self.scale_offset
         if s not in (None, 1.0) or o not in (None, 0.0):
             np.multiply(out, 1.0 if s is None else s, out=out)  # = a * s + o, in float32 (_reads_in_place)
             np.add(out, 0.0 if o is None else o, out=out)
+            zeros_left = True
         if self.byte_scaled:
-            out /= COHERENCE_BYTE_SCALE
-        if self.zero_is_nodata:
+            out /= COHERENCE_BYTE_SCALE  # 1-255 / 255 is not 0
+        if self.zero_is_nodata and zeros_left:
             np.copyto(out, np.float32(np.nan), where=out == 0)
         return out
 

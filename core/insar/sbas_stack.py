@@ -217,8 +217,8 @@ def _coherence_score(task, state):
     M = state.network.n_ifg
     min_coherence = state.solver.min_coherence
     # running sums over the interferograms, in their order: the same float32 sums as
-    # np.where(valid, coh, 0).sum(axis=0) over the stacked window
-    nvalid = np.zeros((h, w), dtype=np.intp)
+    # np.where(valid, coh, 0).sum(axis=0) over the stacked window; counts in uint16 (the fastest to add to)
+    nvalid = np.zeros((h, w), dtype=np.uint16 if M < 2**16 else np.intp)
     csum = np.zeros((h, w), dtype=np.float32)
     stats = {"coh_sum": np.zeros(M), "coh_n": np.zeros(M, dtype=np.int64)}
     files = state.coh_files if state.coherence_only else state.ifg_files
@@ -229,19 +229,32 @@ def _coherence_score(task, state):
         read = lambda k: files.read_into(k, r0, h, c0, w, ring[k % (t + 1)])  # noqa: E731
     for k, phase in map_files_in_order(read, M, t):
         if state.coherence_only:
+            # coh (a read buffer or read_one's own array) is zeroed where not finite, summed for the statistics,
+            # then zeroed where below the minimum: it is then np.where(valid, coh, 0), added without a mask
             coh, phase = phase, None
-            valid = np.isfinite(coh)
+            invalid = np.isfinite(coh)
+            stats["coh_n"][k] += int(np.count_nonzero(invalid))
+            np.logical_not(invalid, out=invalid)
+            np.copyto(coh, 0, where=invalid)
+            stats["coh_sum"][k] += float(coh.sum(dtype=np.float64))  # = np.where(finite, coh, 0).sum(...)
+            if min_coherence and min_coherence > 0:
+                invalid = coh < min_coherence  # = ~(finite & coh >= min): the zeros (no data) are below
+                np.copyto(coh, 0, where=invalid)
+            nvalid += np.logical_not(invalid, out=invalid)
+            csum += coh
+            del coh, invalid
         else:
             coh = state.coh_files.read_one(k, r0, h, c0, w)
             valid = np.isfinite(phase)
-        if min_coherence and min_coherence > 0:
-            valid &= coh >= min_coherence
-        nvalid += valid
-        np.add(csum, coh, out=csum, where=valid)  # = csum += np.where(valid, coh, 0) (csum is never -0)
-        _coherence_stats(k, coh, stats, disposable=True)  # coh: a read buffer, or read_one's own array
-        del phase, coh, valid
+            if min_coherence and min_coherence > 0:
+                valid &= coh >= min_coherence
+            nvalid += valid
+            np.add(csum, coh, out=csum, where=valid)  # = csum += np.where(valid, coh, 0) (csum is never -0)
+            _coherence_stats(k, coh, stats, disposable=True)  # coh: read_one's own array
+            del phase, coh, valid
         if (k + 1) % REFERENCE_TICK_FILES == 0 or k + 1 == M:
             _sub_tick()
+    nvalid = nvalid.astype(np.intp)  # the score's division as with intp counts (float64)
     with np.errstate(all="ignore"):
         score = csum / np.maximum(nvalid, 1)
     return nvalid, score, stats

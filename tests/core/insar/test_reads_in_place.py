@@ -102,6 +102,7 @@ def _cases(folder):
     f64 = rng.uniform(-1, 1, (NY, NX))
     f64[4:6, :] = -1.0e30
     s8 = rng.integers(-128, 128, (NY, NX)).astype(np.int8).view(np.uint8)
+    offset0 = rng.integers(0, 12, (NY, NX)).astype(np.int16)  # 0 = NoData; 5 - 5 = 0: LiCSAR no data after the offset
     return [
         ("licsar_unw", _write(folder / "a.geo.unw.tif", unw, gdal.GDT_Float32), KIND_UNW, PRODUCT_LICSAR),
         ("licsar_coh8", _write(folder / "a.geo.cc.tif", coh8, gdal.GDT_Byte, nodata=0), KIND_COH, PRODUCT_LICSAR),
@@ -122,6 +123,12 @@ def _cases(folder):
             _write(folder / "g.tif", gen, gdal.GDT_Float32, nodata=-9999, scale=0.37, offset=1.25),
             KIND_UNW,
             PRODUCT_GENERIC,
+        ),
+        (
+            "licsar_nodata0_offset",
+            _write(folder / "b.geo.unw.tif", offset0, gdal.GDT_Int16, nodata=0, offset=-5),
+            KIND_UNW,
+            PRODUCT_LICSAR,
         ),
         ("uint16", _write(folder / "u.tif", u16, gdal.GDT_UInt16), KIND_UNW, PRODUCT_GENERIC),
         (
@@ -168,6 +175,9 @@ def test_product_raster_reads_equal_the_old_read_bit_for_bit(cases, window):
         if name == "licsar_coh8":
             finite = want[np.isfinite(want)]
             assert finite.size and finite.min() > 0 and finite.max() <= 1  # / 255, zeros -> NaN
+        if name == "licsar_nodata0_offset":
+            raw = gdal.Open(path).ReadAsArray(col0, row0, ncols, nrows)
+            assert (raw == 5).any() and np.isnan(want[raw == 5]).all() and not (want == 0).any()
         if name == "int16_scale":
             assert not np.signbit(want[np.isfinite(want) & (want == 0)]).any()
 
