@@ -13,12 +13,16 @@ loaded in the same process as a second package::
 Measured, one line per (variant, repeat), in this process, one thread:
 
 * ``window``: one window (default 256 rows x 1,024 columns at row 768, column 768: 1 x 4 tiles) of every
-  interferogram and every coherence file read with ``read_files_into`` into one (n_files, rows, cols) float32
-  buffer, as the inversion pass does (coherence with its [0, 1] range check);
+  interferogram and every coherence file read with ``read_files_into`` into one (2, n_files, rows, cols)
+  float32 buffer, as the inversion pass does (coherence with its [0, 1] range check); the buffer is allocated
+  and touched before (not timed);
+* ``window buffer touch``: what a new buffer of that size costs on its first touch (``np.empty`` + ``fill``: the
+  kernel's page faults and zeroing), paid by every window whose buffer is allocated anew;
 * ``floor``: the same windows decoded by GDAL alone into a reused float32 buffer (open, ``ReadAsArray(buf_obj=)``,
   close; no conventions, no checks);
 * ``reference``: the reference pass's coherence score (``sbas_stack._coherence_score``, coherence only) over the
-  whole frame, the way the automatic reference reads it (one window, one file at a time).
+  whole frame, the way the automatic reference reads it (one window, one file at a time); its floor: every
+  coherence file decoded whole by GDAL into one reused float32 buffer.
 
 Each line gives wall and CPU (user + system) seconds, system seconds and minor page faults
 (``resource.getrusage``). The variants alternate (baseline, new, floor, baseline, new, ...) so that the page
@@ -172,13 +176,15 @@ def main():
     if not args.no_window:
         row0, nrows, col0, ncols = args.window
         print("window: rows %d-%d, cols %d-%d" % (row0, row0 + nrows, col0, col0 + ncols), flush=True)
-        bufs = {name: np.empty((2, len(ifgs), nrows, ncols), dtype=np.float32) for name, _ in variants}
+        shape = (2, len(ifgs), nrows, ncols)
+        bufs = {name: np.full(shape, 7.0, dtype=np.float32) for name, _ in variants}  # touched: not timed
         floor_buf = np.empty((nrows, ncols), dtype=np.float32)
         for r in range(args.repeat):
             for name, m in variants:
-                bufs[name].fill(7.0)
                 _, s = measure(lambda: read_window(m, files[name], args.window, bufs[name]))
                 line("window " + name, r, s)
+            _, s = measure(lambda: np.empty(shape, dtype=np.float32).fill(0))
+            line("window buffer touch", r, s)
             _, s = measure(lambda: floor_window(ifgs + cohs, args.window, floor_buf))
             line("window GDAL floor", r, s)
             if "baseline" in bufs:
@@ -191,6 +197,9 @@ def main():
             res, s = measure(lambda: reference_score(m, files[name], shape))
             results[name] = res
             line("reference " + name, 0, s)
+        whole = (0, shape[0], 0, shape[1])
+        _, s = measure(lambda: floor_window(cohs, whole, np.full(shape, 7.0, dtype=np.float32)))
+        line("reference GDAL floor", 0, s)
         if "baseline" in results:
             print("reference baseline vs new: same %s" % same(results["baseline"], results["new"]), flush=True)
 
