@@ -176,14 +176,14 @@ def main():
     if not args.no_window:
         row0, nrows, col0, ncols = args.window
         print("window: rows %d-%d, cols %d-%d" % (row0, row0 + nrows, col0, col0 + ncols), flush=True)
-        shape = (2, len(ifgs), nrows, ncols)
-        bufs = {name: np.full(shape, 7.0, dtype=np.float32) for name, _ in variants}  # touched: not timed
+        buf_shape = (2, len(ifgs), nrows, ncols)
+        bufs = {name: np.full(buf_shape, 7.0, dtype=np.float32) for name, _ in variants}  # touched: not timed
         floor_buf = np.empty((nrows, ncols), dtype=np.float32)
         for r in range(args.repeat):
             for name, m in variants:
                 _, s = measure(lambda: read_window(m, files[name], args.window, bufs[name]))
                 line("window " + name, r, s)
-            _, s = measure(lambda: np.empty(shape, dtype=np.float32).fill(0))
+            _, s = measure(lambda: np.empty(buf_shape, dtype=np.float32).fill(0))
             line("window buffer touch", r, s)
             _, s = measure(lambda: floor_window(ifgs + cohs, args.window, floor_buf))
             line("window GDAL floor", r, s)

@@ -440,7 +440,7 @@ def _read_window(task, state, stats):
                 _coherence_stats(k, coh[k], stats)
     elif "coh_sum" in stats:
         for k, c in cohs.iter_window(r0, h, c0, w):
-            _coherence_stats(k, c, stats)
+            _coherence_stats(k, c, stats, disposable=True)  # c: read_one's own array
             del c
     return phase, coh
 
