@@ -335,7 +335,7 @@ class ProductRaster:
         """:meth:`read` into ``out`` (float32 (``nrows``, ``ncols``), e.g. one file's plane of a window buffer):
         GDAL decodes into ``out`` and the product's conventions are applied there, with the same float32
         operations as :meth:`read` (the same values bit for bit). Returns ``out``."""
-        if not self._reads_in_place():
+        if out.dtype != np.float32 or not self._reads_in_place():
             out[...] = self.read(row0, nrows, col0, ncols)
             return out
         fr0, fc0 = row0 + self.row_off, col0 + self.col_off

@@ -172,6 +172,8 @@ def test_product_raster_reads_equal_the_old_read_bit_for_bit(cases, window):
         into = raster.read_into(row0, nrows, col0, ncols, buf[1, 1 : nrows + 1, 2 : ncols + 2])  # strided view
         _assert_same_bits(into, want)
         assert (buf[0] == 7).all() and (buf[2] == 7).all() and (buf[1, 0] == 7).all() and (buf[1, :, :2] == 7).all()
+        as_float64 = raster.read_into(row0, nrows, col0, ncols, np.empty((nrows, ncols)))  # through the copy
+        np.testing.assert_array_equal(as_float64, want.astype(np.float64))
         if name == "licsar_coh8":
             finite = want[np.isfinite(want)]
             assert finite.size and finite.min() > 0 and finite.max() <= 1  # / 255, zeros -> NaN
