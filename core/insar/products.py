@@ -68,6 +68,9 @@ GEOMETRY_KINDS = ("E", "N", "U", "hgt", "lv_theta", "lv_phi", "dem", "water_mask
 LICSAR_ZERO_NODATA = (KIND_UNW, KIND_COH, "E", "N", "U", "hgt")
 
 COHERENCE_BYTE_SCALE = np.float32(255.0)
+#: band types that float32 holds exactly: GDAL decodes them straight into a float32 buffer with the values numpy's
+#: ``astype(np.float32)`` gives (ProductRaster.read_into); other types go through a copy
+IN_PLACE_TYPES = ("Byte", "Int16", "UInt16", "Float32")
 LATTICE_TOL = 1e-3  # a product is on the stack's lattice when its origin is within this many pixels of it
 WARP_MEMORY_BYTES = 4 * 2**20  # GDAL warper working memory of a warped read (its default, 64 MB, would exceed
 #                                   small memory caps; the warp runs in chunks of this size)
@@ -221,6 +224,7 @@ class ProductRaster:
         bs = band.GetBlockSize()
         self.block_size = (int(bs[0]), int(bs[1]))
         self.sample_bytes = max(1, gdal.GetDataTypeSize(band.DataType) // 8)
+        self.signed_byte = band.GetMetadataItem("PIXELTYPE", "IMAGE_STRUCTURE") == "SIGNEDBYTE"
         ds = None
         self.zero_is_nodata = product == PRODUCT_LICSAR and kind in LICSAR_ZERO_NODATA
         self.byte_scaled = kind == KIND_COH and self.data_type == "Byte"
@@ -299,6 +303,8 @@ class ProductRaster:
             finally:
                 ds = None
             return self._convert(a)  # the warp turned the source NoData into NaN already
+        if self._reads_in_place():
+            return self.read_into(row0, nrows, col0, ncols, np.empty((nrows, ncols), dtype=np.float32))
         fr0, fc0 = row0 + self.row_off, col0 + self.col_off
         r0, r1 = max(fr0, 0), min(fr0 + nrows, self.grid.ysize)
         c0, c1 = max(fc0, 0), min(fc0 + ncols, self.grid.xsize)
@@ -308,6 +314,67 @@ class ProductRaster:
             out = np.full((nrows, ncols), np.nan, dtype=np.float32)
             if r1 > r0 and c1 > c0:
                 out[r0 - fr0 : r1 - fr0, c0 - fc0 : c1 - fc0] = self._read_file(c0, r0, c1 - c0, r1 - r0)
+        return out
+
+    def _reads_in_place(self):
+        """True when a window can be decoded straight into a float32 buffer and converted there with the same
+        values as :meth:`_read_file`: not warped, a type that float32 holds exactly (GDAL's conversion then
+        equals numpy's ``astype``; not a signed-byte band, which GDAL would read as 0-255), and a scale/offset
+        whose arithmetic stays in float32."""
+        if self.warp is not None or self.signed_byte:
+            return False
+        if self.data_type not in IN_PLACE_TYPES:
+            return False
+        s, o = self.scale_offset
+        if s not in (None, 1.0) or o not in (None, 0.0):
+            scalars = (1.0 if s is None else s, 0.0 if o is None else o)
+            return np.result_type(np.float32, *scalars) == np.float32
+        return True
+
+    def read_into(self, row0, nrows, col0, ncols, out):
+        """:meth:`read` into ``out`` (float32 (``nrows``, ``ncols``), e.g. one file's plane of a window buffer):
+        GDAL decodes into ``out`` and the product's conventions are applied there, with the same float32
+        operations as :meth:`read` (the same values bit for bit). Returns ``out``."""
+        if out.dtype != np.float32 or not self._reads_in_place():
+            out[...] = self.read(row0, nrows, col0, ncols)
+            return out
+        fr0, fc0 = row0 + self.row_off, col0 + self.col_off
+        r0, r1 = max(fr0, 0), min(fr0 + nrows, self.grid.ysize)
+        c0, c1 = max(fc0, 0), min(fc0 + ncols, self.grid.xsize)
+        if r0 == fr0 and c0 == fc0 and r1 - r0 == nrows and c1 - c0 == ncols:
+            return self._read_file_into(c0, r0, out)
+        out.fill(np.nan)
+        if r1 > r0 and c1 > c0:
+            self._read_file_into(c0, r0, out[r0 - fr0 : r1 - fr0, c0 - fc0 : c1 - fc0])
+        return out
+
+    def _read_file_into(self, xoff, yoff, out):
+        """The file's window at (``xoff``, ``yoff``) of ``out``'s shape, decoded into ``out`` (float32, any
+        strides) with NoData -> NaN, scale/offset and the product's conventions applied in place."""
+        ysize, xsize = out.shape
+        ds = open_raster(self.path)
+        try:
+            a = ds.GetRasterBand(1).ReadAsArray(int(xoff), int(yoff), int(xsize), int(ysize), buf_obj=out)
+        finally:
+            ds = None
+        if a is None:
+            raise TimeSeriesError(
+                "%s: cannot read band 1 window x %d-%d, y %d-%d" % (self.path, xoff, xoff + xsize, yoff, yoff + ysize)
+            )
+        nd = self.nodata
+        zeros_left = True  # whether the values may still hold zeros (LiCSAR: no data)
+        if nd is not None and not np.isnan(nd):
+            np.copyto(out, np.float32(np.nan), where=out == nd)  # = np.where(a == nd, nan, a)
+            zeros_left = nd != 0
+        s, o = self.scale_offset
+        if s not in (None, 1.0) or o not in (None, 0.0):
+            np.multiply(out, 1.0 if s is None else s, out=out)  # = a * s + o, in float32 (_reads_in_place)
+            np.add(out, 0.0 if o is None else o, out=out)
+            zeros_left = True
+        if self.byte_scaled:
+            out /= COHERENCE_BYTE_SCALE  # 1-255 / 255 is not 0
+        if self.zero_is_nodata and zeros_left:
+            np.copyto(out, np.float32(np.nan), where=out == 0)
         return out
 
     def valid_at(self, points):

@@ -171,8 +171,15 @@ class TaskState:
         return self.coh_files is not None and (self.solver.weighted or (self.solver.min_coherence or 0) > 0)
 
 
-def _coherence_stats(k, coh, stats):
+def _coherence_stats(k, coh, stats, disposable=False):
+    """Add file ``k``'s coherence window to the sums. ``disposable``: ``coh`` is not needed afterwards and its
+    non-finite values are zeroed in place (the same array, and so the same sum, as ``np.where(finite, coh, 0)``)."""
     cf = np.isfinite(coh)
+    if disposable:
+        stats["coh_n"][k] += int(np.count_nonzero(cf))
+        np.copyto(coh, 0, where=np.logical_not(cf, out=cf))
+        stats["coh_sum"][k] += float(coh.sum(dtype=np.float64))
+        return
     stats["coh_sum"][k] += float(np.where(cf, coh, 0).sum(dtype=np.float64))
     stats["coh_n"][k] += int(cf.sum())
 
@@ -211,27 +218,44 @@ def _coherence_score(task, state):
     M = state.network.n_ifg
     min_coherence = state.solver.min_coherence
     # running sums over the interferograms, in their order: the same float32 sums as
-    # np.where(valid, coh, 0).sum(axis=0) over the stacked window
-    nvalid = np.zeros((h, w), dtype=np.intp)
+    # np.where(valid, coh, 0).sum(axis=0) over the stacked window; counts in uint16 (the fastest to add to)
+    nvalid = np.zeros((h, w), dtype=np.uint16 if M < 2**16 else np.intp)
     csum = np.zeros((h, w), dtype=np.float32)
     stats = {"coh_sum": np.zeros(M), "coh_n": np.zeros(M, dtype=np.int64)}
     files = state.coh_files if state.coherence_only else state.ifg_files
     t = max(1, int(state.inner_threads))  # files decoded ahead by other threads, summed here in file order
-    for k, phase in map_files_in_order(lambda k: files.read_one(k, r0, h, c0, w), M, t):
+    read = lambda k: files.read_one(k, r0, h, c0, w)  # noqa: E731
+    if hasattr(files, "read_into"):  # the file being summed + t decoded ahead: a ring of t + 1 reused buffers
+        ring = [np.empty((h, w), dtype=np.float32) for _ in range(t + 1)]
+        read = lambda k: files.read_into(k, r0, h, c0, w, ring[k % (t + 1)])  # noqa: E731
+    for k, phase in map_files_in_order(read, M, t):
         if state.coherence_only:
+            # coh (a read buffer or read_one's own array) is zeroed where not finite, summed for the statistics,
+            # then zeroed where below the minimum: it is then np.where(valid, coh, 0), added without a mask
             coh, phase = phase, None
-            valid = np.isfinite(coh)
+            invalid = np.isfinite(coh)
+            stats["coh_n"][k] += int(np.count_nonzero(invalid))
+            np.logical_not(invalid, out=invalid)
+            np.copyto(coh, 0, where=invalid)
+            stats["coh_sum"][k] += float(coh.sum(dtype=np.float64))  # = np.where(finite, coh, 0).sum(...)
+            if min_coherence and min_coherence > 0:
+                invalid = coh < min_coherence  # = ~(finite & coh >= min): the zeros (no data) are below
+                np.copyto(coh, 0, where=invalid)
+            nvalid += np.logical_not(invalid, out=invalid)
+            csum += coh
+            del coh, invalid
         else:
             coh = state.coh_files.read_one(k, r0, h, c0, w)
             valid = np.isfinite(phase)
-        if min_coherence and min_coherence > 0:
-            valid &= coh >= min_coherence
-        nvalid += valid
-        csum += np.where(valid, coh, 0)
-        _coherence_stats(k, coh, stats)
-        del phase, coh, valid
+            if min_coherence and min_coherence > 0:
+                valid &= coh >= min_coherence
+            nvalid += valid
+            np.add(csum, coh, out=csum, where=valid)  # = csum += np.where(valid, coh, 0) (csum is never -0)
+            _coherence_stats(k, coh, stats, disposable=True)  # coh: read_one's own array
+            del phase, coh, valid
         if (k + 1) % REFERENCE_TICK_FILES == 0 or k + 1 == M:
             _sub_tick()
+    nvalid = nvalid.astype(np.intp)  # the score's division as with intp counts (float64)
     with np.errstate(all="ignore"):
         score = csum / np.maximum(nvalid, 1)
     return nvalid, score, stats
@@ -417,7 +441,7 @@ def _read_window(task, state, stats):
                 _coherence_stats(k, coh[k], stats)
     elif "coh_sum" in stats:
         for k, c in cohs.iter_window(r0, h, c0, w):
-            _coherence_stats(k, c, stats)
+            _coherence_stats(k, c, stats, disposable=True)  # c: read_one's own array
             del c
     return phase, coh
 

@@ -162,11 +162,18 @@ def prepare_stack(
 
 def check_value_range(values, valid_range, path, quantity, byte_raw=False):
     """Raise naming ``path`` when a finite value lies outside ``valid_range`` (values as read, after the
-    product's scaling: 8-bit coherence / 255). ``byte_raw``: an unscaled 8-bit band, whose 0-255 is accepted."""
-    finite = values[np.isfinite(values)]
-    if not finite.size:
+    product's scaling: 8-bit coherence / 255). ``byte_raw``: an unscaled 8-bit band, whose 0-255 is accepted.
+    The extremes come from ``fmin``/``fmax`` reductions, which skip NaN, without copying the finite values out."""
+    if not values.size:
         return
-    lo, hi = float(finite.min()), float(finite.max())
+    lo, hi = float(np.fmin.reduce(values, axis=None)), float(np.fmax.reduce(values, axis=None))
+    if np.isnan(lo):  # every value NaN
+        return
+    if np.isinf(lo) or np.isinf(hi):  # infinities are not checked: the extremes of the finite values
+        finite = values[np.isfinite(values)]
+        if not finite.size:
+            return
+        lo, hi = float(finite.min()), float(finite.max())
     if byte_raw and lo >= 0 and hi <= 255:
         return
     low, high = valid_range
@@ -203,8 +210,8 @@ class StackFiles:
 
     def read_one(self, k, row0, nrows, col0=0, ncols=None):
         if self.rasters[k] is not None:
-            a = self.rasters[k].read(row0, nrows, col0, ncols)  # 8-bit coherence already / 255
-            byte_raw = False
+            ncols = self.rasters[k].stack_shape[1] - col0 if ncols is None else ncols
+            return self.read_into(k, row0, nrows, col0, ncols, np.empty((nrows, ncols), dtype=np.float32))
         else:
             ds = open_raster(self.paths[k])
             try:
@@ -223,6 +230,18 @@ class StackFiles:
         if self.valid_range is not None:
             check_value_range(a, self.valid_range, self.paths[k], self.quantity, byte_raw)
         return a
+
+    def read_into(self, k, row0, nrows, col0, ncols, out):
+        """The window of file ``k`` (the values of :meth:`read_one`) into ``out`` (float32 (nrows, ncols), e.g. one
+        file's plane of a window buffer): a product raster is decoded straight into it
+        (:meth:`~.products.ProductRaster.read_into`), a plain file through a copy. Returns ``out``."""
+        if self.rasters[k] is None:
+            out[...] = self.read_one(k, row0, nrows, col0, ncols)
+            return out
+        self.rasters[k].read_into(row0, nrows, col0, ncols, out)  # 8-bit coherence already / 255
+        if self.valid_range is not None:
+            check_value_range(out, self.valid_range, self.paths[k], self.quantity)
+        return out
 
     def valid_at(self, k, points):
         """Bool per (row, col) of ``points``: file ``k`` has data there (the file opened once)."""
@@ -246,11 +265,15 @@ class StackFiles:
             yield k, self.read_one(k, row0, nrows, col0, ncols)
 
     def read(self, row0, nrows, col0=0, ncols=None, out=None):
-        """The window of every file as one ``(n_files, nrows, ncols)`` float32 array."""
-        for k, a in self.iter_window(row0, nrows, col0, ncols):
+        """The window of every file as one ``(n_files, nrows, ncols)`` float32 array (read in place)."""
+        for k in range(len(self.paths)):
             if out is None:
+                a = self.read_one(k, row0, nrows, col0, ncols)
                 out = np.empty((len(self.paths),) + a.shape, dtype=np.float32)
-            out[k] = a
+                out[k] = a
+                del a
+            else:
+                self.read_into(k, row0, nrows, col0, out.shape[2], out[k])
         return out
 
     def subset(self, idx):
@@ -290,7 +313,9 @@ def read_files_into(files, out, row0, nrows, col0, ncols, threads=1):
 def map_files_in_order(fn, n, threads):
     """Yield ``(k, fn(k))`` for k = 0 .. n - 1 in order, with up to ``threads`` calls running at once (e.g. files
     decoded ahead by other threads while the caller adds up the previous ones in file order). Closing the
-    generator early (an error, a cancel) drops the calls not started and waits for the running ones."""
+    generator early (an error, a cancel) drops the calls not started and waits for the running ones.
+    ``fn(k + threads)`` starts only once the caller asks for result ``k`` (done with result ``k - 1``): results
+    may live in a ring of ``threads + 1`` reused buffers."""
     if threads <= 1 or n <= 1:
         for k in range(n):
             yield k, fn(k)
