@@ -478,3 +478,55 @@ def test_threads_inside_a_window_equal_one_thread(tiled_stack, tmp_path, monkeyp
             is_canceled=lambda: len(ticks) > 0 and ticks[-1] > 0.7,
         )
     assert os.listdir(out) == []
+
+
+def test_window_buffers_are_reused_per_thread_and_pickle_empty():
+    import pickle
+    import threading
+
+    b = sbas_stack.WindowBuffers()
+    a = b.get("phase", (3, 4, 5))
+    a[:] = 1
+    same = b.get("phase", (3, 2, 5))  # a smaller (edge) window: a view of the same memory
+    assert np.shares_memory(a, same) and same.shape == (3, 2, 5)
+    assert not np.shares_memory(a, b.get("coherence", (3, 4, 5)))
+    bigger = b.get("phase", (3, 8, 5))
+    assert bigger.shape == (3, 8, 5) and not np.shares_memory(a, bigger)
+    other = []
+    t = threading.Thread(target=lambda: other.append(b.get("phase", (3, 8, 5))))
+    t.start()
+    t.join()
+    assert not np.shares_memory(other[0], bigger)  # each thread its own
+    c = pickle.loads(pickle.dumps(b))
+    assert c._local.__dict__ == {}
+
+
+@pytest.mark.parametrize("weighting", ["none", "coherence"])
+def test_dirty_reused_window_buffers_change_nothing(tiled_stack, tmp_path, monkeypatch, weighting):
+    """Windows of different sizes (a small cap: 1 x 16 windows and narrower edge windows) read into reused buffers
+    that are filled with garbage before every use give the rasters of fresh buffers, bit for bit (the same windows
+    and sub-blocks, so the same arithmetic): every value of a window is read, none is left over from the last."""
+    ifgs, cohs = tiled_stack
+    stack = prepare_stack(ifgs, None, cohs)
+
+    class Fresh(sbas_stack.WindowBuffers):
+        def get(self, key, shape):
+            return np.empty(shape, dtype=np.float32)
+
+    class Dirty(sbas_stack.WindowBuffers):
+        def get(self, key, shape):
+            buf = super().get(key, shape)
+            buf[...] = np.float32(1e30)
+            buf.reshape(-1)[::7] = np.nan
+            return buf
+
+    res = []
+    for cls in (Fresh, Dirty):
+        monkeypatch.setattr(sbas_stack, "WindowBuffers", cls)
+        out = tmp_path / cls.__name__
+        out.mkdir()
+        res.append(_run(stack, out, 0.5, weighting=weighting))
+    (s1, a1, _), (s2, a2, _) = res
+    assert s1["reference"] == s2["reference"]
+    for x, y in zip(a1, a2):
+        assert np.array_equal(x, y, equal_nan=True)
