@@ -22,6 +22,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
+from ..core.io import blas
 from ..core.io.errors import Cancelled, DaskUnavailable, TimeSeriesError
 from ..core.io.windows import DEFAULT_MEMORY_MB
 from .compat import NumberType, ParameterFlag
@@ -40,6 +41,8 @@ def _in_transaction(process):
         with interrupt_guard():
             try:
                 staged = tx.begin()
+                if blas.note() and feedback is not None:
+                    feedback.pushInfo(blas.note())
                 results = process(self, staged, context, feedback)
                 return tx.finish(results)
             except BaseException as e:  # noqa: BLE001 (every failure path removes the staged outputs)

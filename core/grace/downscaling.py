@@ -21,6 +21,7 @@ from scipy import interpolate as _si
 from scipy import ndimage as _nd
 from scipy.spatial import cKDTree
 
+from ..io.blas import matmul
 from ..io.dates import decimal_year, month_from_index, month_label
 from ..io.errors import TimeSeriesError
 from ..io.windows import run_windows, window_blocks
@@ -179,7 +180,7 @@ def _separable(e, wy, wx):
     bad = ~np.isfinite(e)
     e0 = np.where(bad, 0.0, e) if bad.any() else e
     wy0, wx0 = np.nan_to_num(wy), np.nan_to_num(wx)
-    out = np.matmul(np.matmul(wy0, e0), wx0.T)
+    out = matmul(matmul(wy0, e0), wx0.T)
     flat = bad.reshape(nt, -1)
     anybad = flat.any(axis=1)
     if anybad.any():
@@ -189,7 +190,7 @@ def _separable(e, wy, wx):
         if part.any():
             bw = (np.abs(wy0) > 0).astype(float)
             bx = (np.abs(wx0) > 0).astype(float)
-            touched = np.matmul(np.matmul(bw, bad[part].astype(float)), bx.T) > 0
+            touched = matmul(matmul(bw, bad[part].astype(float)), bx.T) > 0
             sub = out[part]
             sub[touched] = np.nan
             out[part] = sub
@@ -220,7 +221,7 @@ def interpolate_block(coarse, w):
         lin = _separable(coarse, w["wy"], w["wx"])
         filled = _fill_nearest(coarse)
         ok = np.isfinite(filled)
-        out = np.matmul(np.matmul(np.nan_to_num(w["sy"]), np.where(ok, filled, 0.0)), np.nan_to_num(w["sx"]).T)
+        out = matmul(matmul(np.nan_to_num(w["sy"]), np.where(ok, filled, 0.0)), np.nan_to_num(w["sx"]).T)
         out[np.isnan(lin)] = np.nan
         return out
     nt = coarse.shape[0]

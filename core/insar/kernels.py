@@ -5,6 +5,8 @@ Shapes put the pixel (pattern) axis LAST so that each step is one numpy operatio
 
 import numpy as np
 
+from ..io.blas import matmul
+
 MATMUL_CHUNK = 1024
 
 
@@ -22,7 +24,8 @@ def fixed_chunk_matmul(A, X, chunk=MATMUL_CHUNK, out=None):
     splits on those CPUs; promoting to float64 would make it exact at the cost of
     about 60 % of the unweighted solve time (measured: 0.39 s -> 0.61 s on the
     500x500x202 benchmark stack), so the float32 solve keeps float32 products.
-    ``out``: optional (rows of A, columns of X) array to write into.
+    ``out``: optional (rows of A, columns of X) array to write into. The products run on
+    :func:`~..io.blas.matmul` (SciPy's BLAS where numpy's is a slow reference CBLAS, e.g. inside QGIS).
     """
     A = np.asarray(A)
     X = np.asarray(X)
@@ -34,11 +37,11 @@ def fixed_chunk_matmul(A, X, chunk=MATMUL_CHUNK, out=None):
         return out
     full = n - n % chunk
     for c0 in range(0, full, chunk):
-        np.matmul(A, X[:, c0 : c0 + chunk], out=out[:, c0 : c0 + chunk])
+        matmul(A, X[:, c0 : c0 + chunk], out=out[:, c0 : c0 + chunk])
     if full < n:
         buf = np.zeros((X.shape[0], chunk), dtype=dt)
         buf[:, : n - full] = X[:, full:]
-        out[:, full:] = (A @ buf)[:, : n - full]
+        out[:, full:] = matmul(A, buf)[:, : n - full]
     return out
 
 

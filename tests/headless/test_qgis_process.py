@@ -1,5 +1,7 @@
 """The plugin through the real ``qgis_process`` (temporary HOME, QGIS_PLUGINPATH, plugins enable)."""
 
+import subprocess
+
 import numpy as np
 import pytest
 from osgeo import gdal
@@ -48,6 +50,11 @@ def test_run_json(qp, tmp_path):
     assert ds.RasterCount == len(targets) == 9
     assert [ds.GetRasterBand(i + 1).GetDescription() for i in range(9)] == [t.isoformat() for t in targets]
     assert np.isfinite(ds.ReadAsArray()).any()
+    # qgis_process on Debian links GSL, whose reference CBLAS would take numpy's matrix products: the run says
+    # that they go through SciPy's BLAS instead (core/io/blas.py)
+    ldd = subprocess.run(["ldd", qp.exe], capture_output=True, text=True).stdout
+    said = any("SciPy's BLAS" in line for line in res.get("log", {}).get("info", []))
+    assert said == ("libgslcblas" in ldd), res.get("log")
 
 
 def test_error_is_reported(qp, tmp_path):
