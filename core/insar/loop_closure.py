@@ -162,8 +162,8 @@ def accumulate(stats, loop_ph):
     """Add a block's loop phase (L, ...) (rad, NaN = not closed there) to ``stats`` (in cache-sized chunks; the
     same statistics as :func:`window_stats`)."""
     L = loop_ph.shape[0]
-    x = loop_ph.reshape(L, -1)
-    if not np.issubdtype(x.dtype, np.floating):
+    x = np.asarray(loop_ph).reshape(L, -1)
+    if x.dtype not in (np.float32, np.float64):
         x = x.astype(np.float64)
     P = x.shape[1]
     S, B = _chunk_shape(P)
@@ -226,11 +226,15 @@ class _Work:
     def add_stats(self, t, rows, stats):
         """Add the loop phase ``t`` (B, S) (radians; overwritten) of loops ``rows`` to ``stats``.
 
-        The passes of :func:`accumulate` before, fused and in cache: non-finite values are zeroed through their
-        bits (and excluded from the count), the float64 copy gives the sums and then the bins in place
-        (``rint(x 32 / 2 pi)``, the same float64 operations, so the same bins); values beyond +-16 cycles are
-        clipped only when there are any; the histogram is counted over the bins the chunk uses (not the whole
-        +-16 cycles) and the zeros that stood for missing values are taken out of the centre bin."""
+        What the whole-block passes of the first implementation did (``np.where`` to float64, count, sums,
+        ``clip(rint(x 32 / 2 pi))`` to int64, row offsets, boolean indexing, ``bincount``), with the same results
+        in a few passes over a chunk in cache: non-finite values are zeroed through their bits (and left out of
+        the count), one float64 copy gives the sums and then the bins in place - ``x 32 / 2 pi`` as before, the
+        clip (at the same integers, so the same bins: rint is monotonic) only when a value is beyond +-16 cycles,
+        rint and the row offsets in one addition (below) -, the histogram is counted over the bins the chunk uses
+        (not all 1025) and the zeros that stood for missing values are taken out of the centre bin. Bins taken
+        from the float32 values instead would save a little more but move values within a rounding of a bin edge
+        to the next bin, so they were not."""
         B, S = t.shape
         E = B * S
         ok = self.ok[:E].reshape(B, S)
@@ -252,10 +256,10 @@ class _Work:
         hi, lo = v.max(), v.min()
         if hi > _HALF:
             np.minimum(v, _HALF, out=v)
-            hi = _HALF
+            hi, lo = _HALF, min(lo, _HALF)
         if lo < -_HALF:
             np.maximum(v, -_HALF, out=v)
-            lo = -_HALF
+            lo, hi = -_HALF, max(hi, -_HALF)
         lo, hi = int(np.rint(lo)), int(np.rint(hi))
         # rint and the row offsets in one addition: v + (1.5 2^52 + an even offset) is rounded to an integer as
         # rint rounds (to nearest, ties to even: an even offset keeps the parity), and the integer is the low

@@ -200,3 +200,16 @@ def test_scan_pass_gives_a_window_the_threads_its_plan_leaves_idle():
     assert _loop_threads(four, {"threads": 1, "threads_in_window": 4}, local) == 4
     assert _loop_threads(SimpleNamespace(threads=1), {"threads": 1}, local) == 1
     assert _loop_threads(four, {"threads": 1}, dask) == 1
+
+
+def test_rows_entirely_beyond_the_histogram_are_clipped_to_its_ends():
+    x = np.array([np.full(50, 40 * TWO_PI), np.full(50, -40 * TWO_PI), np.linspace(-200, 200, 50)])
+    got = lc.accumulate(lc.empty_stats(3), x)
+    assert got["hist"][0, -1] == 50 and got["hist"][1, 0] == 50 and got["hist"].sum() == 150
+    assert np.array_equal(got["hist"][2], reference_stats_of(x[2]))
+    assert np.allclose(got["sum"], x.sum(axis=1), rtol=1e-12, atol=1e-9)
+
+
+def reference_stats_of(x):
+    b = np.clip(np.rint(x * (lc.BINS_PER_CYCLE / TWO_PI)), -HALF, HALF).astype(np.int64) + HALF
+    return np.bincount(b, minlength=lc.N_BINS)
