@@ -114,17 +114,18 @@ class LoopNetwork:
         return cached
 
     def blocks(self, loops, size):
-        """``loops`` (indices) in blocks of at most ``size`` whose loops have the same ``same`` pattern (see
-        :meth:`terms`; in the order of ``loops`` within a pattern): [(indices, same2, same3)]. Depends only on
-        ``loops`` and ``size`` (a fixed decomposition: results never depend on how blocks go to threads)."""
+        """``loops`` (indices) cut into blocks of at most ``size`` consecutive loops (in the order given) that have
+        the same ``same`` pattern (see :meth:`terms`): [(start, stop, same2, same3)], positions in ``loops``. A
+        fixed decomposition that depends only on ``loops`` and ``size``, so results never depend on how blocks
+        go to threads. (Networks of files all ordered earlier -> later have one pattern: blocks of ``size``.)"""
         loops = np.asarray(loops, dtype=np.intp)
         _, _, same = self.terms()
-        key = 2 * same[loops, 0] + same[loops, 1]
+        key = 2 * same[loops, 0].astype(np.int8) + same[loops, 1]
+        cuts = np.concatenate([[0], np.flatnonzero(np.diff(key)) + 1, [loops.size]])
         out = []
-        for k in (3, 2, 1, 0):
-            idx = loops[key == k]
-            for a in range(0, idx.size, size):
-                out.append((idx[a : a + size], bool(k & 2), bool(k & 1)))
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            for c in range(a, b, size):
+                out.append((int(c), int(min(b, c + size)), bool(key[a] & 2), bool(key[a] & 1)))
         return out
 
     def dense(self):
@@ -165,17 +166,13 @@ def accumulate(stats, loop_ph):
     x = np.asarray(loop_ph).reshape(L, -1)
     if x.dtype not in (np.float32, np.float64):
         x = x.astype(np.float64)
-    P = x.shape[1]
-    S, B = _chunk_shape(P)
-    work = _Work(B * S, x.dtype)
-    for p0 in range(0, P, S):
-        p1 = min(P, p0 + S)
-        for a in range(0, L, B):
-            b = min(L, a + B)
-            t = work.t[: (b - a) * (p1 - p0)].reshape(b - a, p1 - p0)
-            np.copyto(t, x[a:b, p0:p1])
-            work.add_stats(t, slice(a, b), stats)
-    return stats
+    S, B = _chunk_shape(x.shape[1])
+    blocks = [_Block(a, min(L, a + B)) for a in range(0, L, B)]
+
+    def fill(t, block, p0, p1):
+        np.copyto(t, x[block.rows, p0:p1])
+
+    return _chunked_stats(stats, blocks, x.shape[1], x.dtype, fill, threads=1)
 
 
 #: loop-pixels per chunk of :func:`window_stats` / :func:`count_loop_errors`: the chunk's work arrays (~2.5 MB)
@@ -199,6 +196,40 @@ def _chunk_shape(P):
     return S, max(1, CHUNK_ELEMENTS // S)
 
 
+class _Block:
+    """Loops ``start:stop`` (positions in the loops computed) of one ``same`` pattern: their interferograms
+    ``cols`` (3, B), the operations adding the second and third, ``factor`` (B, 1) and ``shift`` (B, 1) or None."""
+
+    def __init__(self, start, stop, same2=True, same3=True, cols=None, factor=None, shift=None):
+        self.rows = slice(start, stop)
+        self.n = stop - start
+        self.op2 = np.add if same2 else np.subtract
+        self.op3 = np.add if same3 else np.subtract
+        self.cols = None if cols is None else np.ascontiguousarray(cols.T)
+        self.factor = None if factor is None else factor[:, None]
+        self.shift = None if shift is None else shift[:, None]
+
+
+def _loop_blocks(loop_net, loops, size, factor, shift=None):
+    """:class:`_Block` s of ``loops`` (see :meth:`LoopNetwork.blocks`)."""
+    cols, _, _ = loop_net.terms()
+    out = []
+    for a, b, same2, same3 in loop_net.blocks(loops, size):
+        idx = loops[a:b]
+        out.append(_Block(a, b, same2, same3, cols[idx], factor[idx], None if shift is None else shift[idx]))
+    return out
+
+
+def _phase(t, y, block, p0, p1):
+    """Write into ``t`` (B, S) the loop phase of ``block`` on pixels ``p0:p1`` of ``y`` (M, P), times its factor
+    (first coefficient x radians per unit): ``((y1 +- y2) +- y3) x factor``, the sparse product's values
+    (:meth:`LoopNetwork.terms`)."""
+    g = y[:, p0:p1][block.cols]  # (3, B, S)
+    block.op2(g[0], g[1], out=t)
+    block.op3(t, g[2], out=t)
+    np.multiply(t, block.factor, out=t)
+
+
 class _Work:
     """One thread's work arrays for chunks of up to ``elements`` loop-pixels of dtype ``dtype``."""
 
@@ -210,21 +241,29 @@ class _Work:
         self.mask = np.empty(elements, self.itype)
         self.v = np.empty(elements, np.float64) if self.dtype != np.float64 else None
         self.bins = np.empty(elements, np.int64)
+        self._views = {}
 
-    def phase(self, y, cols, same2, same3, factor, p0, p1):
-        """The loop phase (B, S) of the loops with interferograms ``cols`` (B, 3) (stored order, see
-        :meth:`LoopNetwork.terms`) on pixels ``p0:p1`` of ``y`` (M, P), times ``factor`` (B,) (first coefficient
-        x radians per unit): ``((y1 +- y2) +- y3) x factor``, the same values as the sparse product."""
-        B, S = cols.shape[0], p1 - p0
-        t = self.t[: B * S].reshape(B, S)
-        g = y[:, p0:p1][cols]  # (B, 3, S)
-        (np.add if same2 else np.subtract)(g[:, 0], g[:, 1], out=t)
-        (np.add if same3 else np.subtract)(t, g[:, 2], out=t)
-        np.multiply(t, factor[:, None], out=t)
-        return t
+    def views(self, B, S):
+        """(loop phase, finite, mask, float64 values, bins) of a (B, S) chunk, and the row numbers (B, 1)."""
+        key = (B, S)
+        got = self._views.get(key)
+        if got is None:
+            E = B * S
+            t = self.t[:E].reshape(B, S)
+            got = self._views[key] = (
+                t,
+                self.ok[:E].reshape(B, S),
+                self.mask[:E].reshape(B, S),
+                t if self.v is None else self.v[:E].reshape(B, S),
+                self.bins[:E].reshape(B, S),
+                np.arange(B, dtype=np.float64)[:, None],
+            )
+        return got
 
-    def add_stats(self, t, rows, stats):
-        """Add the loop phase ``t`` (B, S) (radians; overwritten) of loops ``rows`` to ``stats``.
+    def add_stats(self, views, block, hist, valid, total, total_sq):
+        """Add the loop phase of ``views`` (B, S) (radians; overwritten) of loops ``block.rows``: to ``hist``
+        (their rows), and the chunk's finite count, sum and sum of squares into ``valid``, ``total``,
+        ``total_sq`` (B,) (written, not added).
 
         What the whole-block passes of the first implementation did (``np.where`` to float64, count, sums,
         ``clip(rint(x 32 / 2 pi))`` to int64, row offsets, boolean indexing, ``bincount``), with the same results
@@ -232,63 +271,84 @@ class _Work:
         the count), one float64 copy gives the sums and then the bins in place - ``x 32 / 2 pi`` as before, the
         clip (at the same integers, so the same bins: rint is monotonic) only when a value is beyond +-16 cycles,
         rint and the row offsets in one addition (below) -, the histogram is counted over the bins the chunk uses
-        (not all 1025) and the zeros that stood for missing values are taken out of the centre bin. Bins taken
-        from the float32 values instead would save a little more but move values within a rounding of a bin edge
-        to the next bin, so they were not."""
-        B, S = t.shape
-        E = B * S
-        ok = self.ok[:E].reshape(B, S)
-        mask = self.mask[:E].reshape(B, S)
+        (not all 1025); the zeros that stood for missing values are taken out of the centre bin by the caller.
+        Bins taken from the float32 values instead would save a little more but move values within a rounding of
+        a bin edge to the next bin, so they were not."""
+        t, ok, mask, v, bins, row = views
         np.isfinite(t, out=ok)
         np.copyto(mask, ok)
-        n = mask.sum(axis=1, dtype=self.itype)
+        mask.sum(axis=1, out=valid)
         np.negative(mask, out=mask)  # every bit set where finite, none elsewhere
         bits = t.view(self.itype)
         np.bitwise_and(bits, mask, out=bits)  # NaN, inf -> +0.0
-        if self.v is None:
-            v = t
-        else:
-            v = self.v[:E].reshape(B, S)
+        if v is not t:
             np.copyto(v, t)
-        total = v.sum(axis=1)
-        total_sq = np.einsum("ij,ij->i", v, v)
+        v.sum(axis=1, out=total)
+        np.einsum("ij,ij->i", v, v, out=total_sq)
         np.multiply(v, _BINS_PER_RAD, out=v)
-        hi, lo = v.max(), v.min()
+        hi, lo = float(v.max()), float(v.min())
         if hi > _HALF:
             np.minimum(v, _HALF, out=v)
             hi, lo = _HALF, min(lo, _HALF)
         if lo < -_HALF:
             np.maximum(v, -_HALF, out=v)
             lo, hi = -_HALF, max(hi, -_HALF)
-        lo, hi = int(np.rint(lo)), int(np.rint(hi))
+        lo, hi = int(round(lo)), int(round(hi))  # round: ties to even, as rint
         # rint and the row offsets in one addition: v + (1.5 2^52 + an even offset) is rounded to an integer as
         # rint rounds (to nearest, ties to even: an even offset keeps the parity), and the integer is the low
         # bits of the sum (bins lo .. hi of row r at columns r stride + base + lo ..)
         base = -lo + (lo & 1)
         stride = hi + base + 1 + ((hi + base + 1) & 1)
-        np.add(v, (_MAGIC + base + stride * np.arange(B, dtype=np.float64))[:, None], out=v)
-        bins = self.bins[:E].reshape(B, S)
+        np.add(v, row * float(stride) + (_MAGIC + base), out=v)
         np.subtract(v.view(np.int64), _MAGIC_BITS, out=bins)
-        h = np.bincount(bins.ravel(), minlength=B * stride).reshape(B, stride)
-        missing = S - n.astype(np.int64)
-        if missing.any():
-            h[:, base] -= missing  # the zeros that stood for missing values
-        stats["count"][rows] += n
-        stats["sum"][rows] += total
-        stats["sumsq"][rows] += total_sq
-        stats["hist"][rows, lo + _HALF : hi + _HALF + 1] += h[:, base + lo : base + hi + 1]
+        h = np.bincount(bins.ravel(), minlength=block.n * stride).reshape(block.n, stride)
+        hist[block.rows, lo + _HALF : hi + _HALF + 1] += h[:, base + lo : base + hi + 1]
 
-    def count_open(self, t, cycles_shift, out):
+    def count_open(self, t, block, out):
         """Add to ``out`` (S,) int32 the loops of ``t`` (B, S) (radians, overwritten) that do not close within pi
-        after ``cycles_shift`` (B,) (2 pi x integer cycles, or None) is subtracted."""
-        B, S = t.shape
-        if cycles_shift is not None:
-            np.subtract(t, cycles_shift[:, None], out=t)
+        once ``block.shift`` (2 pi x the loops' integer cycles, or None) is subtracted."""
+        if block.shift is not None:
+            np.subtract(t, block.shift, out=t)
         np.abs(t, out=t)
-        ok = self.ok[: B * S].reshape(B, S)
+        ok = self.views(*t.shape)[1]
         with np.errstate(invalid="ignore"):
             np.greater(t, math.pi, out=ok)
         out += ok.sum(axis=0, dtype=np.int32)
+
+
+def _chunked_stats(stats, blocks, P, dtype, fill, threads):
+    """Add to ``stats`` the loop phase that ``fill(t, block, p0, p1)`` writes chunk by chunk: every block over
+    pixel chunks of :func:`_chunk_shape`, blocks shared among ``threads`` threads. The float sums of each chunk
+    are kept per pixel chunk and summed in chunk order at the end, the integer counts added as they come: the
+    result depends neither on the threads nor on their timing."""
+    S, _ = _chunk_shape(P)
+    starts = range(0, P, S)
+    n_chunks = len(starts)
+    L = stats["count"].shape[0]
+    itype = np.dtype("i%d" % np.dtype(dtype).itemsize)
+    valid = np.zeros((n_chunks, L), itype)
+    total = np.zeros((n_chunks, L))
+    total_sq = np.zeros((n_chunks, L))
+    hist = stats["hist"]
+    elements = max((b.n for b in blocks), default=1) * S
+
+    def run(mine):
+        work = _Work(elements, dtype)
+        for j, p0 in enumerate(starts):
+            p1 = min(P, p0 + S)
+            for block in mine:
+                views = work.views(block.n, p1 - p0)
+                fill(views[0], block, p0, p1)
+                r = block.rows
+                work.add_stats(views, block, hist, valid[j, r], total[j, r], total_sq[j, r])
+
+    _on_threads(run, blocks, threads)
+    n = valid.sum(axis=0, dtype=np.int64)
+    stats["count"] += n
+    stats["hist"][:, _HALF] -= P - n  # the zeros that stood for missing values
+    stats["sum"] += total.sum(axis=0)
+    stats["sumsq"] += total_sq.sum(axis=0)
+    return stats
 
 
 def window_stats(loop_net, y, rad_per_unit=1.0, threads=1, stats=None):
@@ -300,32 +360,20 @@ def window_stats(loop_net, y, rad_per_unit=1.0, threads=1, stats=None):
     the product's bit for bit (:meth:`LoopNetwork.terms`), the counts and the histogram are therefore the same
     exactly (their bins are the same float64 operations) and the sums differ only in the order of float64
     additions (1e-16 relative). The result does not depend on ``threads``: threads take whole blocks of loops (a
-    fixed decomposition, :meth:`LoopNetwork.blocks`) and write their rows only, every block summed over the
-    pixel chunks in the same order."""
+    fixed decomposition, :meth:`LoopNetwork.blocks`) and write their rows only, and the sums of the pixel chunks
+    are added in chunk order."""
     M, L = loop_net.n_ifg, loop_net.n_loops
-    y = np.asarray(y)
-    y = y.reshape(M, -1)
+    y = np.asarray(y).reshape(M, -1)
     if y.dtype not in (np.float32, np.float64):
         y = y.astype(np.float64)
     stats = empty_stats(L) if stats is None else stats
     P = y.shape[1]
     if L == 0 or P == 0:
         return stats
-    S, B = _chunk_shape(P)
-    cols, first, _ = loop_net.terms()
+    _, first, _ = loop_net.terms()
     factor = first.astype(y.dtype) * y.dtype.type(rad_per_unit)
-    blocks = loop_net.blocks(np.arange(L), B)
-
-    def run(mine):
-        work = _Work(B * S, y.dtype)
-        for p0 in range(0, P, S):
-            p1 = min(P, p0 + S)
-            for idx, same2, same3 in mine:
-                t = work.phase(y, cols[idx], same2, same3, factor[idx], p0, p1)
-                work.add_stats(t, idx, stats)
-
-    _on_threads(run, blocks, threads)
-    return stats
+    blocks = _loop_blocks(loop_net, np.arange(L), _chunk_shape(P)[1], factor)
+    return _chunked_stats(stats, blocks, P, y.dtype, lambda t, block, p0, p1: _phase(t, y, block, p0, p1), threads)
 
 
 def _on_threads(run, blocks, threads):
@@ -432,8 +480,7 @@ def count_loop_errors(loop_net, phase, loops=None, cycles=None, rad_per_unit=1.0
     values (and float32 operations) of the sparse product (:meth:`LoopNetwork.terms`).
     """
     shape = phase.shape[1:]
-    if loops is None:
-        loops = np.arange(loop_net.n_loops)
+    loops = np.arange(loop_net.n_loops) if loops is None else np.asarray(loops, dtype=np.intp)
     P = int(np.prod(shape))
     out = np.zeros(P, dtype=np.int32)
     if len(loops) == 0 or P == 0:
@@ -442,16 +489,17 @@ def count_loop_errors(loop_net, phase, loops=None, cycles=None, rad_per_unit=1.0
     if y.dtype not in (np.float32, np.float64):
         y = y.astype(np.float64)
     S, B = _chunk_shape(P)
-    cols, first, _ = loop_net.terms()
+    _, first, _ = loop_net.terms()
     factor = first.astype(y.dtype)
     if rad_per_unit != 1.0:
         factor = factor * np.asarray(rad_per_unit, dtype=y.dtype)
     shift = None if cycles is None else (TWO_PI * np.asarray(cycles)).astype(y.dtype)
-    blocks = loop_net.blocks(loops, B)
+    blocks = _loop_blocks(loop_net, loops, B, factor, shift)
     work = _Work(B * S, y.dtype)
     for p0 in range(0, P, S):
         p1 = min(P, p0 + S)
-        for idx, same2, same3 in blocks:
-            t = work.phase(y, cols[idx], same2, same3, factor[idx], p0, p1)
-            work.count_open(t, None if shift is None else shift[idx], out[p0:p1])
+        for block in blocks:
+            t = work.views(block.n, p1 - p0)[0]
+            _phase(t, y, block, p0, p1)
+            work.count_open(t, block, out[p0:p1])
     return out.reshape(shape)

@@ -180,12 +180,12 @@ def test_terms_reproduce_the_loop_matrix():
         row = np.zeros(net.n_ifg)
         row[cols[k]] = coef
         assert np.array_equal(row, dense[k])
-    # blocks: every loop once, one pattern per block
-    blocks = ln.blocks(np.arange(ln.n_loops), 5)
-    idx = np.concatenate([b[0] for b in blocks])
-    assert np.array_equal(np.sort(idx), np.arange(ln.n_loops))
-    for b, s2, s3 in blocks:
-        assert len(b) <= 5 and np.all(same[b, 0] == s2) and np.all(same[b, 1] == s3)
+    # blocks: consecutive loops of one pattern, every loop once, in order
+    loops = np.arange(ln.n_loops)[::-2]
+    blocks = ln.blocks(loops, 5)
+    assert np.array_equal(np.concatenate([np.arange(a, b) for a, b, _, _ in blocks]), np.arange(loops.size))
+    for a, b, s2, s3 in blocks:
+        assert 0 < b - a <= 5 and np.all(same[loops[a:b], 0] == s2) and np.all(same[loops[a:b], 1] == s3)
 
 
 def test_scan_pass_gives_a_window_the_threads_its_plan_leaves_idle():
