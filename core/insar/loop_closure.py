@@ -224,7 +224,7 @@ def _phase(t, y, block, p0, p1):
     """Write into ``t`` (B, S) the loop phase of ``block`` on pixels ``p0:p1`` of ``y`` (M, P), times its factor
     (first coefficient x radians per unit): ``((y1 +- y2) +- y3) x factor``, the sparse product's values
     (:meth:`LoopNetwork.terms`)."""
-    g = y[:, p0:p1][block.cols]  # (3, B, S)
+    g = y[block.cols, p0:p1]  # (3, B, S)
     block.op2(g[0], g[1], out=t)
     block.op3(t, g[2], out=t)
     np.multiply(t, block.factor, out=t)
@@ -281,12 +281,13 @@ class _Work:
         np.negative(mask, out=mask)  # every bit set where finite, none elsewhere
         bits = t.view(self.itype)
         np.bitwise_and(bits, mask, out=bits)  # NaN, inf -> +0.0
+        # the extreme bins from the values before the float64 copy (x 32 / 2 pi is monotonic: the same numbers)
+        hi, lo = float(t.max()) * _BINS_PER_RAD, float(t.min()) * _BINS_PER_RAD
         if v is not t:
             np.copyto(v, t)
         v.sum(axis=1, out=total)
         np.einsum("ij,ij->i", v, v, out=total_sq)
         np.multiply(v, _BINS_PER_RAD, out=v)
-        hi, lo = float(v.max()), float(v.min())
         if hi > _HALF:
             np.minimum(v, _HALF, out=v)
             hi, lo = _HALF, min(lo, _HALF)
