@@ -363,7 +363,9 @@ def window_stats(loop_net, y, rad_per_unit=1.0, threads=1, stats=None):
     exactly (their bins are the same float64 operations) and the sums differ only in the order of float64
     additions (1e-16 relative). The result does not depend on ``threads``: threads take whole blocks of loops (a
     fixed decomposition, :meth:`LoopNetwork.blocks`) and write their rows only, and the sums of the pixel chunks
-    are added in chunk order."""
+    are added in chunk order. What limits threads: about a third of one thread's time holds the GIL (sampled
+    with py-spy on a frame window), most of it in ``np.bincount`` (numpy 1.24 finds the extremes and allocates
+    before releasing it); counting pairs of values, or a radix sort, to shorten it cost more than it saved."""
     M, L = loop_net.n_ifg, loop_net.n_loops
     y = np.asarray(y).reshape(M, -1)
     if y.dtype not in (np.float32, np.float64):

@@ -60,12 +60,17 @@ def assert_same_stats(got, ref):
     assert np.allclose(got["sumsq"], ref["sumsq"], rtol=1e-12, atol=1e-9)
 
 
-@pytest.fixture(params=["default", "small"])
+@pytest.fixture(params=["default", "small", "small-even"])
 def chunks(request, monkeypatch):
-    """The default chunks, and tiny ones (many blocks of one or two loops, pixel tails) for the same results."""
+    """The default chunks, and tiny ones (many blocks of one or two loops, pixel tails; an odd number of pixels
+    per chunk has its values counted one by one, an even number of a narrow chunk in pairs) for the same
+    results."""
     if request.param == "small":
         monkeypatch.setattr(lc, "CHUNK_ELEMENTS", 96)
         monkeypatch.setattr(lc, "CHUNK_PIXELS", 61)
+    elif request.param == "small-even":
+        monkeypatch.setattr(lc, "CHUNK_ELEMENTS", 128)
+        monkeypatch.setattr(lc, "CHUNK_PIXELS", 64)
     return request.param
 
 
