@@ -32,10 +32,11 @@ from .stack import StackFiles, read_files_into
 #: bytes per pixel of the GACOS window cache (N date delays, float32) + sampling temporaries
 GACOS_BYTES_PER_DATE = 4
 GACOS_SAMPLE_BYTES = 96
-#: loop phases computed at a time per thread (loops x pixels, :func:`.loop_closure.window_stats`); the bytes of
-#: the loop statistics' work arrays counted per window: those of up to 4 threads
+#: loop phases computed at a time per thread (loops x pixels, :func:`.loop_closure.window_stats`) and the bytes of
+#: their work arrays counted per window (one thread; each further loop thread of a window, given only when the pass
+#: runs fewer windows at a time than threads, adds as much)
 LOOP_CHUNK_ELEMENTS = lc.CHUNK_ELEMENTS
-LOOP_CHUNK_BYTES = 4 * lc.CHUNK_BYTES
+LOOP_CHUNK_BYTES = lc.CHUNK_BYTES
 
 
 class CorrectedFiles:

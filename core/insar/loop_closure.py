@@ -175,15 +175,17 @@ def accumulate(stats, loop_ph):
     return _chunked_stats(stats, blocks, x.shape[1], x.dtype, fill, threads=1)
 
 
-#: loop-pixels per chunk of :func:`window_stats` / :func:`count_loop_errors`: the chunk's work arrays (~2.5 MB)
-#: stay in the caches, and the chunk is large enough that the ~25 numpy calls per chunk (~28 us of Python, which
-#: holds the GIL) cost little: ~12 % of a frame window (256 x 1280 px, 963 loops: 1.0 s on one thread; 2^15 loop-
-#: pixels x 4096 px took 1.37 s, 2^17 x 8192 px no less than 2^16)
-CHUNK_ELEMENTS = 1 << 16
+#: loop-pixels per chunk of :func:`window_stats` / :func:`count_loop_errors` (~10 MB of work arrays): small enough
+#: for the caches, large enough that each numpy call runs long without the GIL. Threads pay for every handoff of
+#: the GIL (a cross-core wake-up, several us on a virtual machine) and a chunk makes ~25 calls: measured on a frame
+#: window (256 x 1280 px, 963 loops; 2-core VM, one core partly busy), 2^16 loop-pixels took 1.06 s on one thread
+#: and 1.21 s on two, 2^18 1.05 s and 0.76 s, 2^20 1.47 s and 1.02 s
+CHUNK_ELEMENTS = 1 << 18
 #: pixels per chunk at most: every loop is computed on those pixels before the next ones, while the window of
 #: the interferograms there (M x 32 kB) is in the shared cache
 CHUNK_PIXELS = 8192
-#: bytes of work arrays per thread (loop phase, the three rows, mask, float64 and integer bins)
+#: bytes of work arrays per thread (float32 windows: loop phase, the three rows, masks, float64 values and bins, 37 B
+#: per loop-pixel)
 CHUNK_BYTES = 40 * CHUNK_ELEMENTS
 _HALF = MAX_CYCLES * BINS_PER_CYCLE
 _BINS_PER_RAD = BINS_PER_CYCLE / TWO_PI
@@ -365,7 +367,8 @@ def window_stats(loop_net, y, rad_per_unit=1.0, threads=1, stats=None):
     fixed decomposition, :meth:`LoopNetwork.blocks`) and write their rows only, and the sums of the pixel chunks
     are added in chunk order. What limits threads: about a third of one thread's time holds the GIL (sampled
     with py-spy on a frame window), most of it in ``np.bincount`` (numpy 1.24 finds the extremes and allocates
-    before releasing it); counting pairs of values, or a radix sort, to shorten it cost more than it saved."""
+    before releasing it; counting pairs of values, or a radix sort, to shorten it cost more than it saved), and
+    each GIL handoff between threads costs (see :data:`CHUNK_ELEMENTS`)."""
     M, L = loop_net.n_ifg, loop_net.n_loops
     y = np.asarray(y).reshape(M, -1)
     if y.dtype not in (np.float32, np.float64):
