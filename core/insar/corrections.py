@@ -14,7 +14,8 @@ Order, as LiCSBAS (GACOS in step 03, before the loop closure of step 12 and the 
    closes in every loop -, not deramped: ramps of orbital or atmospheric origin are per date and close in
    every loop, while a ramp fitted to one interferogram absorbs part of an unwrapping error over a large
    area and would hide it), summed in the scan before the reference is known and referenced afterwards;
-   the loop phase of every loop is one sparse matrix product, summed per loop (:mod:`.loop_closure`); the
+   the loop phase of every loop is computed from its three rows in cache-sized chunks and summed per loop
+   (:func:`.loop_closure.window_stats`, on the threads the pass leaves to a window); the
    LiCSBAS rule then names the bad interferograms. The per-pixel count of unclosed loops is made in the inversion pass.
 
 Window tasks are pure functions of (spec, shared) and return partial sums, so they run here or on Dask
@@ -31,9 +32,11 @@ from .stack import StackFiles, read_files_into
 #: bytes per pixel of the GACOS window cache (N date delays, float32) + sampling temporaries
 GACOS_BYTES_PER_DATE = 4
 GACOS_SAMPLE_BYTES = 96
-#: loop phases computed at a time (loops x pixels): float32 values, float64 sums, int64 cycles ~ 40 B each
-LOOP_CHUNK_ELEMENTS = 1 << 18
-LOOP_CHUNK_BYTES = 40 * LOOP_CHUNK_ELEMENTS
+#: loop phases computed at a time per thread (loops x pixels, :func:`.loop_closure.window_stats`) and the bytes of
+#: their work arrays counted per window (one thread; each further loop thread of a window, given only when the pass
+#: runs fewer windows at a time than threads, adds as much)
+LOOP_CHUNK_ELEMENTS = lc.CHUNK_ELEMENTS
+LOOP_CHUNK_BYTES = lc.CHUNK_BYTES
 
 
 class CorrectedFiles:
@@ -363,22 +366,15 @@ class _WindowScan:
         return corr
 
     def loop_stats(self):
-        """Loop statistics of the window (loop phase in radians, in chunks of loops)."""
-        ln = self.loop_net
-        stats = lc.empty_stats(ln.n_loops)
-        yy = self.buf.reshape(self.M, -1)
-        step = max(1, LOOP_CHUNK_ELEMENTS // max(1, yy.shape[1]))
-        rad_per_unit = np.float32(self.shared["rad_per_unit"])
-        for a0 in range(0, ln.n_loops, step):
-            sel = np.arange(a0, min(ln.n_loops, a0 + step))
-            part = lc.empty_stats(len(sel))
-            lp = ln.loop_phase(yy, sel)
-            lp *= rad_per_unit
-            lc.accumulate(part, lp)
-            del lp
-            for key in stats:
-                stats[key][sel] += part[key]
-        return stats
+        """Loop statistics of the window (loop phase in radians, from the three rows of each loop in cache-sized
+        chunks, :func:`.loop_closure.window_stats`) on ``shared["loop_threads"]`` threads (the same statistics
+        for any number)."""
+        return lc.window_stats(
+            self.loop_net,
+            self.buf.reshape(self.M, -1),
+            np.float32(self.shared["rad_per_unit"]),
+            threads=self.shared.get("loop_threads", 1),
+        )
 
     def best_reference(self):
         """(score, row, col) of the window's best reference candidate, or None."""

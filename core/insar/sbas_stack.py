@@ -930,6 +930,7 @@ def _scan_pass(cf, stack, options, plan, progress, to_mm, loop_net, reference_ki
         rad_per_mm=radians_per_mm(options.wavelength),
         scratch=scratch,
         scratch_coherence=scratch is not None and _scratch_coherence(stack, options),
+        loop_threads=_loop_threads(options, plan, progress.hooks),
     )
     parts = {}
     for i, res in run_tasks_here_or(corr.scan_block_task, _tasks(plan), _pass_runner(progress.hooks, plan), shared):
@@ -945,6 +946,15 @@ def _scan_pass(cf, stack, options, plan, progress, to_mm, loop_net, reference_ki
             best = c
     total["best"], total["any_data"] = best, any_data
     return total
+
+
+def _loop_threads(options, plan, hooks):
+    """Threads computing the loop statistics of one window of the scan pass: those the pass has inside a window
+    (``threads_in_window``), or the threads left idle by fewer windows at a time than ``options.threads``; 1 with
+    a given task runner (e.g. Dask). The statistics do not depend on it."""
+    if hooks.run_tasks is not None:
+        return 1
+    return max(1, int(plan.get("threads_in_window", 1)), _threads(options) // max(1, int(plan.get("threads", 1))))
 
 
 def _apply_corrections(cf, total, names, options, hooks):

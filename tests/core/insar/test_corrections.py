@@ -135,7 +135,7 @@ def test_gacos_and_ramps_removed_to_noise(tmp_path):
     assert np.allclose(part, got[:, 5:14, 11:24], atol=1e-5)
 
 
-def test_scan_loops_name_bad_interferograms_and_reference_shift(tmp_path):
+def test_scan_loops_name_bad_interferograms_and_reference_shift(tmp_path, monkeypatch):
     s = build(tmp_path, bad_ifgs=(2, 9))
     cf = reader(s, gset=True)
     net = s["net"]
@@ -152,6 +152,13 @@ def test_scan_loops_name_bad_interferograms_and_reference_shift(tmp_path):
     )
     wins = [(0, 10, 0, 40), (10, 20, 0, 40)]
     total = corrections.combine({i: corrections.scan_block_task(dict(window=w), shared) for i, w in enumerate(wins)})
+    # the loop statistics of a window on several threads (chunks of one loop x 50 px): the same
+    monkeypatch.setattr(loop_closure, "CHUNK_ELEMENTS", 50)
+    monkeypatch.setattr(loop_closure, "CHUNK_PIXELS", 50)
+    threaded = corrections.scan_block_task(dict(window=wins[1]), dict(shared, loop_threads=3))["loops"]
+    single = corrections.scan_block_task(dict(window=wins[1]), shared)["loops"]
+    for key in single:
+        assert np.array_equal(threaded[key], single[key])
     # loops of the GACOS-corrected, not deramped data referenced afterwards to pixel (3, 4)
     ref = cf.for_loops().read(3, 1, 4, 1)[:, 0, 0]
     rms = loop_closure.loop_rms(total["loops"], ln.matrix @ ref)
