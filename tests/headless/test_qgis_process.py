@@ -1,5 +1,6 @@
 """The plugin through the real ``qgis_process`` (temporary HOME, QGIS_PLUGINPATH, plugins enable)."""
 
+import os
 import subprocess
 
 import numpy as np
@@ -52,7 +53,10 @@ def test_run_json(qp, tmp_path):
     assert np.isfinite(ds.ReadAsArray()).any()
     # qgis_process on Debian links GSL, whose reference CBLAS would take numpy's matrix products: the run says
     # that they go through SciPy's BLAS instead (core/io/blas.py)
-    ldd = subprocess.run(["ldd", qp.exe], capture_output=True, text=True).stdout
+    # the libraries the loader maps for the executable (what ldd prints; ldd itself may not be installed)
+    env = dict(os.environ, LD_TRACE_LOADED_OBJECTS="1")
+    ldd = subprocess.run([qp.exe], env=env, capture_output=True, text=True, timeout=60).stdout
+    assert "libqgis_core" in ldd, ldd[:500]
     said = any("SciPy's BLAS" in line for line in res.get("log", {}).get("info", []))
     assert said == ("libgslcblas" in ldd), res.get("log")
 
