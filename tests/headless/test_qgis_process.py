@@ -55,7 +55,8 @@ def test_run_json(qp, tmp_path):
     # that they go through SciPy's BLAS instead (core/io/blas.py)
     # the libraries the loader maps for the executable (what ldd prints; ldd itself may not be installed)
     env = dict(os.environ, LD_TRACE_LOADED_OBJECTS="1")
-    ldd = subprocess.run([qp.exe], env=env, capture_output=True, text=True, timeout=60).stdout
+    exe = qp.exe + ".bin" if os.path.exists(qp.exe + ".bin") else qp.exe  # qgis_process may be a shell wrapper
+    ldd = subprocess.run([exe], env=env, capture_output=True, text=True, timeout=60).stdout
     assert "libqgis_core" in ldd, ldd[:500]
     said = any("SciPy's BLAS" in line for line in res.get("log", {}).get("info", []))
     assert said == ("libgslcblas" in ldd), res.get("log")
