@@ -55,6 +55,7 @@ def work_array(workspace, name, shape, dtype):
     key = (name, np.dtype(dtype).str)
     buf = workspace.get(key)
     if buf is None or buf.size < size:
+        workspace[key] = buf = None  # the smaller one is freed before the larger one is allocated
         buf = workspace[key] = np.empty(size, dtype=dtype)
     return buf[:size].reshape(shape)
 

@@ -33,6 +33,7 @@ from . import deramp as dr
 from . import gacos as gc
 from . import loop_closure as lc
 from . import unwrap_correction as uc
+from .kernels import work_array
 from .memory_plan import ALLOCATOR_SLACK, MIB, READ_BYTES_PX, plan_blocks, plan_stack
 from .network import SbasNetwork, subnetwork
 from .reference import auto_reference, better_candidate, pixel_centre, reference_values
@@ -144,13 +145,7 @@ class WindowBuffers:
         self._local = threading.local()
 
     def get(self, key, shape):
-        need = int(np.prod(shape))
-        bufs = self._local.__dict__
-        buf = bufs.get(key)
-        if buf is None or buf.size < need:
-            bufs[key] = None  # the smaller one is freed before the larger one is allocated
-            buf = bufs[key] = np.empty(need, dtype=np.float32)
-        return buf[:need].reshape(shape)
+        return work_array(self._local.__dict__, key, shape, np.float32)
 
     def __getstate__(self):
         return {}

@@ -267,6 +267,29 @@ def _run(stack, out, memory_mb, **kw):
     return summary, arrays, caches
 
 
+def _assert_same_results(s1, a1, s2, a2, weighting, n_ifg, quality=True):
+    """Two runs' rasters and network tables agree. The unweighted solve runs in float32: its GEMM may sum in a
+    split-dependent order on some CPUs/BLAS builds (up to 5 float32 roundings seen on AMD EPYC with OpenBLAS
+    0.3.21), so the outputs agree to float32 rounding of sums over the interferograms (per quality band: own
+    units); the float64 weighted solve in fixed-shape GEMM chunks bit for bit. Per-interferogram sums over pixels:
+    float64 sums in another order (of float32 residuals when unweighted). ``quality``: compare the quality
+    bands too (unweighted)."""
+    if weighting == "none":
+        for name, x, y in zip(("time series", "velocity"), a1[:2], a2[:2]):
+            assert_equal_to_float32_rounding(x, y, n_ifg, err_msg=name)
+        if quality:
+            for band, (x, y) in enumerate(zip(a1[2], a2[2])):
+                assert_equal_to_float32_rounding(x, y, n_ifg, err_msg="quality band %d" % (band + 1))
+    else:
+        for x, y in zip(a1, a2):
+            assert np.array_equal(x, y, equal_nan=True)
+    rel = n_ifg * float(np.finfo(np.float32).eps) if weighting == "none" else 1e-9
+    for r1, r2 in zip(s1["network_rows"], s2["network_rows"]):
+        for k in ("mean_coherence", "residual_rms_mm"):
+            assert r1[k] == pytest.approx(r2[k], rel=rel, nan_ok=True)
+        assert r1["n_pixels_used"] == r2["n_pixels_used"]
+
+
 @pytest.mark.parametrize("weighting,with_coh", [("none", True), ("coherence", True), ("none", False)])
 def test_windows_and_sub_blocks_do_not_change_results(tiled_stack, tmp_path, weighting, with_coh):
     """One window for the whole grid vs 1-row windows of one 16-px tile column: the same reference and
@@ -292,23 +315,7 @@ def test_windows_and_sub_blocks_do_not_change_results(tiled_stack, tmp_path, wei
     assert s1["reference"] == s2["reference"]
     if with_coh:
         assert s1["reference"] == (5, 40)  # tie -> first in row order
-    if weighting == "none":
-        # the unweighted solve runs in float32: its GEMM may sum in a split-dependent order on some
-        # CPUs/BLAS builds (up to 5 float32 roundings seen on AMD EPYC with OpenBLAS 0.3.21), so the
-        # outputs agree to float32 rounding of sums over the interferograms (per quality band: own units)
-        for name, x, y in zip(("time series", "velocity"), a1[:2], a2[:2]):
-            assert_equal_to_float32_rounding(x, y, len(ifgs), err_msg=name)
-        for band, (x, y) in enumerate(zip(a1[2], a2[2])):
-            assert_equal_to_float32_rounding(x, y, len(ifgs), err_msg="quality band %d" % (band + 1))
-    else:
-        for x, y in zip(a1, a2):  # float64 solve in fixed-shape GEMM chunks: bit for bit
-            assert np.array_equal(x, y, equal_nan=True)
-    # per-interferogram sums over pixels: float64 sums in another order; of float32 residuals when unweighted
-    rel = len(ifgs) * float(np.finfo(np.float32).eps) if weighting == "none" else 1e-9
-    for r1, r2 in zip(s1["network_rows"], s2["network_rows"]):
-        for k in ("mean_coherence", "residual_rms_mm"):
-            assert r1[k] == pytest.approx(r2[k], rel=rel, nan_ok=True)
-        assert r1["n_pixels_used"] == r2["n_pixels_used"]
+    _assert_same_results(s1, a1, s2, a2, weighting, len(ifgs))
 
 
 @pytest.mark.parametrize(
@@ -335,19 +342,7 @@ def test_threads_do_not_change_results(tiled_stack, tmp_path, weighting, with_co
         assert set(res[1][2]) == {3 * max(p["gdal_cache"] for p in plans.values())}
     (s1, a1, _), (s2, a2, _) = res
     assert s1["reference"] == s2["reference"]
-    if weighting == "none":  # float32 solve: to float32 rounding (see test_windows_and_sub_blocks_...)
-        for name, x, y in zip(("time series", "velocity"), a1[:2], a2[:2]):
-            assert_equal_to_float32_rounding(x, y, len(ifgs), err_msg=name)
-        for band, (x, y) in enumerate(zip(a1[2], a2[2])):
-            assert_equal_to_float32_rounding(x, y, len(ifgs), err_msg="quality band %d" % (band + 1))
-    else:
-        for x, y in zip(a1, a2):
-            assert np.array_equal(x, y, equal_nan=True)
-    rel = len(ifgs) * float(np.finfo(np.float32).eps) if weighting == "none" else 1e-9
-    for r1, r2 in zip(s1["network_rows"], s2["network_rows"]):
-        for k in ("mean_coherence", "residual_rms_mm"):
-            assert r1[k] == pytest.approx(r2[k], rel=rel, nan_ok=True)
-        assert r1["n_pixels_used"] == r2["n_pixels_used"]
+    _assert_same_results(s1, a1, s2, a2, weighting, len(ifgs))
 
 
 def _expected_reference(ifgs, cohs):
@@ -455,17 +450,7 @@ def test_threads_inside_a_window_equal_one_thread(tiled_stack, tmp_path, monkeyp
     assert any(m.startswith("invert pass: 3 threads inside each window") for m in logs)
     (s1, a1), (s2, a2) = res
     assert s1["reference"] == s2["reference"]
-    if weighting == "none":
-        for name, x, y in zip(("time series", "velocity"), a1[:2], a2[:2]):
-            assert_equal_to_float32_rounding(x, y, len(ifgs), err_msg=name)
-    else:
-        for x, y in zip(a1, a2):
-            assert np.array_equal(x, y, equal_nan=True)
-    rel = len(ifgs) * float(np.finfo(np.float32).eps) if weighting == "none" else 1e-9
-    for r1, r2 in zip(s1["network_rows"], s2["network_rows"]):
-        for k in ("mean_coherence", "residual_rms_mm"):
-            assert r1[k] == pytest.approx(r2[k], rel=rel, nan_ok=True)
-        assert r1["n_pixels_used"] == r2["n_pixels_used"]
+    _assert_same_results(s1, a1, s2, a2, weighting, len(ifgs), quality=False)
     out = tmp_path / "cancel"
     out.mkdir()
     ticks = []
