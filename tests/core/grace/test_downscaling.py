@@ -306,3 +306,59 @@ def test_study_area_across_the_0_360_seam(tmp_path):
     pts = np.column_stack([plat.ravel(), plon.ravel()])
     exp = np.stack([100.0 + RegularGridInterpolator((lat, rlon), e[i])(pts).reshape(20, 20) for i in range(24)])
     np.testing.assert_allclose(out, exp, atol=1e-4)
+
+
+@pytest.mark.parametrize("method", ds.METHODS)
+def test_window_interpolation_month_by_month(method):
+    """The window task interpolates one month at a time (``WindowInterpolation.month``) and takes the regional
+    row sums of f(TG) from the coarse-row stage (``row_sums``): the same as ``interpolate_block`` on the whole
+    window, with a partly NaN month, an all-NaN month and fine rows / columns outside the coarse centres."""
+    rng = np.random.default_rng(5)
+    coarse = rng.normal(0, 10, (5, 8, 9))
+    coarse[1, 3, 4] = np.nan  # partly NaN
+    coarse[2] = np.nan  # all NaN (a missing GRACE month)
+    src_lon, src_lat = 100.125 + 0.25 * np.arange(9), 30.125 + 0.25 * np.arange(8)[::-1]
+    dst_lon = 100.0 + 0.05 * np.arange(48)  # the first columns lie west of the first coarse centre
+    dst_lat = 32.2 - 0.05 * np.arange(44)  # the first rows lie north of the last coarse centre
+    interp = ds.Interpolator(src_lon, src_lat, dst_lon, dst_lat, method)
+    for r0, nr, c0, nc in [(0, 44, 0, 48), (0, 7, 0, 11), (10, 9, 20, 28)]:
+        w = interp.rows(r0, nr, c0, nc)
+        block = ds.interpolate_block(coarse, w)
+        wi = ds.WindowInterpolation(coarse, w)
+        for t in range(coarse.shape[0]):
+            np.testing.assert_array_equal(wi.month(t), block[t])
+        sums, counts = wi.row_sums()
+        valid = np.isfinite(block)
+        np.testing.assert_array_equal(counts, valid.sum(axis=2))
+        np.testing.assert_allclose(sums, np.where(valid, block, 0.0).sum(axis=2), rtol=1e-12, atol=1e-9)
+        if method == "bilinear" and nr == 44:  # the cases are there: NaN footprint, missing month, outside rows
+            assert np.isnan(block[2]).all() and np.isnan(block[1]).any() and np.isfinite(block[1]).any()
+            assert np.isnan(block[0][0]).all() and np.isfinite(block[0][20]).any()
+
+
+def test_window_task_equals_whole_window_arithmetic(case):
+    """The streamed window task (months read, summed and interpolated one at a time) gives what eqs. (7)-(9) and
+    the regional sums give on the whole window at once (the earlier, memory-bound form of the task)."""
+    g = products.ProductReader('NETCDF:"%s":lwe_thickness' % case["grace"])
+    m = ds.ModelSum([products.ProductReader(p) for p in case["model"]])
+    captured = {}
+
+    def run_tasks(fn, tasks, shared):
+        captured["tasks"], captured["shared"] = tasks, shared
+        return ((i, fn(t, shared)) for i, t in enumerate(tasks))
+
+    ds.weighted_downscaling(g, m, "bilinear", run_tasks=run_tasks, memory_mb=0.3)
+    state = captured["shared"]
+    assert len(captured["tasks"]) > 2
+    for task in captured["tasks"]:
+        r0, nr, c0, nc = task.window
+        got = ds.downscale_window_task(task, state)
+        w = state.interp.rows(r0, nr, c0, nc)
+        tf = m.read_rows(r0, nr, state.model_months, cols=(c0, nc))
+        clim = ds.monthly_climatology(tf, state.model_months, state.clim_in_model)
+        td = ds.downscale_block(clim, state.deviation, state.month_of_year, w)
+        np.testing.assert_array_equal(got["td"], td)
+        for key, block in (("down", td), ("model", tf), ("grace", ds.interpolate_block(state.grace, w))):
+            exp = ds.weighted_sums_block(block, task.lats)
+            np.testing.assert_allclose(got["sums"][key][0], exp[0], rtol=1e-12)
+            np.testing.assert_array_equal(got["sums"][key][1], exp[1])

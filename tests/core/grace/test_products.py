@@ -305,3 +305,30 @@ def test_no_georeferencing_and_variable_choice(tmp_path):
     )
     with pytest.raises(TimeSeriesError, match="choose a variable.*SWE_inst"):
         products.ProductReader(f)
+
+
+def test_read_month_is_read_rows_one_month_at_a_time(csr):
+    """The window tasks stream months: ``read_month`` gives the same values and counts as ``read_rows`` (south-up
+    CSR file flipped, special month, gaps as NaN), also from two threads sharing the file's netCDF handle."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    path, labels, data = csr
+    r = products.ProductReader('NETCDF:"%s":lwe_thickness' % path)
+    cols = (1430, 7)
+    c_rows, c_month = {}, {}
+    rows = r.read_rows(2, 5, cols=cols, counts=c_rows)
+    for i, k in enumerate(r.months):
+        np.testing.assert_array_equal(r.read_month(2, 5, k, cols=cols, counts=c_month), rows[i])
+    assert c_month == c_rows and len(c_rows) == len(labels)
+    assert np.isnan(r.read_month(2, 5, mk(2012, 6), cols=cols)).all()  # a gap month
+    with ThreadPoolExecutor(2) as ex:
+        got = list(ex.map(lambda k: r.read_month(2, 5, k, cols=cols), list(r.months) * 3))
+    np.testing.assert_array_equal(np.array(got), np.concatenate([rows] * 3))
+
+
+def test_record_counts_valid_and_nonzero():
+    rec = products.Record("f.nc", "v", 1, dt.datetime(2020, 1, 15))
+    counts = {}
+    products.add_record_counts(counts, "lab", rec, np.array([[0.0, np.nan, 2.0], [-0.0, 5.0, np.nan]]))
+    products.add_record_counts(counts, "lab", rec, np.array([[1.0]]))
+    assert counts[("lab", rec.month)][:2] == [5, 3]  # valid: 4 + 1; non-zero valid: 2 + 1 (-0.0 is zero)
