@@ -24,6 +24,7 @@ from scipy.spatial import cKDTree
 from ..io.blas import matmul
 from ..io.dates import decimal_year, month_from_index, month_label
 from ..io.errors import TimeSeriesError
+from ..io.tasks import prefetched
 from ..io.windows import run_windows, window_blocks
 from .products import check_zero_months, describe_months, merge_counts, month_range_label, stack_counts
 
@@ -246,9 +247,13 @@ def interpolate_block(coarse, w):
 
 class WindowInterpolation:
     """``f`` of eq. (9) on one fine window, month by month: :meth:`month` gives ``interpolate_block(coarse,
-    w)[t]`` (the same numbers) without holding the window's months at once. Bilinear does the coarse-row
-    stage for all months (small: months x window rows x coarse columns) and the fine-column stage per month;
-    the other methods interpolate the whole block once."""
+    w)[t]`` (to the rounding of the products) without holding the window's months at once.
+
+    Bilinear keeps only the coarse cells with a non-zero weight in the window (a few per direction: a window
+    of 256 x 256 cells of 0.01 deg sees 12 x 12 cells of 0.25 deg) and interpolates one month at a time with two
+    small products; dropping cells of weight 0 changes no value and no NaN footprint (a NaN coarse cell marks
+    the fine cells it has a non-zero weight for; an all-NaN month stays all NaN). The other methods
+    interpolate the whole block once."""
 
     def __init__(self, coarse, w):
         coarse = np.asarray(coarse, float)
@@ -257,13 +262,15 @@ class WindowInterpolation:
             self.block = interpolate_block(coarse, w)
             return
         wy, wx = w["wy"], w["wx"]
-        nt = coarse.shape[0]
-        self.bad = ~np.isfinite(coarse)
+        wy0, wx0 = np.nan_to_num(wy), np.nan_to_num(wx)
+        ys, xs = _used(wy0), _used(wx0)
+        self.wy0, self.wx0 = wy0[:, ys], wx0[:, xs]
+        sub = coarse[:, ys, xs]
+        nt = sub.shape[0]
+        self.bad = ~np.isfinite(sub)
         flat = self.bad.reshape(nt, -1)
         self.anybad, self.allbad = flat.any(axis=1), flat.all(axis=1)
-        e0 = np.where(self.bad, 0.0, coarse) if self.anybad.any() else coarse
-        self.wy0, self.wx0 = np.nan_to_num(wy), np.nan_to_num(wx)
-        self.rows = matmul(self.wy0, e0)  # (nt, window rows, coarse columns)
+        self.e0 = np.where(self.bad, 0.0, sub) if self.anybad.any() else np.ascontiguousarray(sub)
         self.row_in, self.col_in = ~np.isnan(wy).any(axis=1), ~np.isnan(wx).any(axis=1)
         self.outside = ~self.row_in[:, None] | ~self.col_in[None, :]
         self.any_outside = bool(self.outside.any())
@@ -273,7 +280,7 @@ class WindowInterpolation:
         """Month ``t`` on the window (nrows, ncols), float64, a new array the caller may modify."""
         if self.block is not None:
             return self.block[t].copy()
-        out = matmul(self.rows[t], self.wx0.T)
+        out = matmul(matmul(self.wy0, self.e0[t]), self.wx0.T)
         if self.allbad[t]:
             out[...] = np.nan
         elif self.anybad[t]:
@@ -287,23 +294,30 @@ class WindowInterpolation:
 
     def row_sums(self):
         """Per month and window row, the sum and the number of the valid interpolated cells: (nt, nrows) each.
-        Bilinear months without NaN coarse cells take them from the coarse-row stage (a fine row's sum is that
-        stage's row times the summed column weights of the columns inside the coarse centres): the same sums
-        to rounding, without interpolating the month."""
+        Bilinear months without NaN coarse cells take them from the coarse cells (a fine row's sum is its row
+        weights times the coarse field times the summed column weights of the columns inside the coarse
+        centres): the same sums to rounding, without interpolating the month."""
         if self.block is not None:
             valid = np.isfinite(self.block)
             return np.where(valid, self.block, 0.0).sum(axis=2), valid.sum(axis=2, dtype=np.int32)
-        nt, nr = self.rows.shape[0], self.rows.shape[1]
+        nt, nr = self.e0.shape[0], self.wy0.shape[0]
         row_in, col_in = self.row_in, self.col_in
-        sums = matmul(self.rows, self.wx0[col_in].sum(axis=0)[:, None])[:, :, 0] * row_in
+        per_coarse_row = matmul(self.e0, self.wx0[col_in].sum(axis=0)[:, None])[:, :, 0]  # (nt, coarse rows)
+        sums = matmul(per_coarse_row, self.wy0.T) * row_in
         counts = np.zeros((nt, nr), np.int32)
         counts[:, row_in] = col_in.sum()
         for t in np.flatnonzero(self.anybad):
             if self.allbad[t]:
-                sums[t], counts[t] = 0.0, 0.0
+                sums[t], counts[t] = 0.0, 0
             else:
                 _sum_valid(self.month(t), sums[t], counts[t])
         return sums, counts
+
+
+def _used(w):
+    """The slice of coarse cells with a non-zero weight in any row of ``w`` (the first cell when none has)."""
+    nz = np.flatnonzero(np.abs(w).sum(axis=0) > 0)
+    return slice(int(nz[0]), int(nz[-1]) + 1) if len(nz) else slice(0, 1)
 
 
 def _sum_valid(a, row_sums, row_counts):
@@ -494,6 +508,43 @@ class DownscaleState:
     model_months: np.ndarray
     clim_in_model: np.ndarray
     out_dtype: Optional[str] = None
+    prefetch: bool = False
+
+
+def window_bytes_per_cell(nt, method="bilinear", out_dtype=None, k=4, coarse_share=0.0):
+    """Working memory of :func:`downscale_window_task` per fine cell of its window, for ``nt`` output months: the
+    TD window (``out_dtype``), the climatology sums (float64) and counts (int32) of 12 calendar months, one
+    month's temporaries (read, interpolated, masks; a few float64 per cell) and the coarse cells under the
+    window (``coarse_share`` = fine cell area / coarse cell area; x 4 for the bracketing cells around small
+    windows; nt float64 + a mask each). Methods other than bilinear interpolate whole windows (f(E), then
+    f(TG) while it is computed: 3 x nt float64); inverse distance also holds the ``k`` neighbours' values and
+    weights."""
+    per_cell = np.dtype(out_dtype or np.float64).itemsize * nt + 12 * (8 + 4) + 8 * 8
+    per_cell += int(np.ceil(9 * nt * min(1.0, 4 * coarse_share)))
+    if method != "bilinear":
+        per_cell += 8 * 3 * nt
+    if method == "idw":
+        per_cell += 8 * nt * 3 * k
+    return per_cell
+
+
+def window_fixed_bytes(coarse_shape, method="bilinear"):
+    """Working memory of :func:`downscale_window_task` that does not scale with its window's cells: bicubic
+    fills and copies the whole coarse window (of ``coarse_shape`` = months, rows, columns) once per window (up
+    to 4 float64 copies) and holds its coarse-row stage (months x window rows x coarse columns, windows of up to
+    256 rows); the other methods only the coarse cells under the window (counted per cell,
+    :func:`window_bytes_per_cell`)."""
+    if method != "bicubic":
+        return 0
+    nt, ny, nx = coarse_shape
+    return 8 * nt * nx * (4 * ny + 256)
+
+
+def _cell_area(lons, lats):
+    """The (degree) area of a grid's cell from its centres (1 along an axis with one centre)."""
+    dx = abs(lons[1] - lons[0]) if len(lons) > 1 else 1.0
+    dy = abs(lats[1] - lats[0]) if len(lats) > 1 else 1.0
+    return dx * dy
 
 
 def downscale_window_task(task, state):
@@ -519,15 +570,21 @@ def downscale_window_task(task, state):
     model_moy = month_of_year(state.model_months)
     m_rows, m_valid = np.zeros((nm, nr)), np.zeros((nm, nr), np.int32)
     clim_sum, clim_n = np.zeros((12, nr, nc)), np.zeros((12, nr, nc), np.int32)
-    for j, k in enumerate(state.model_months):
-        x = state.model.read_month(r0, nr, k, cols=(c0, nc), counts=counts)
+
+    def read(k):
+        return state.model.read_month(r0, nr, k, cols=(c0, nc), counts=counts)
+
+    months = prefetched(read, state.model_months) if state.prefetch else map(read, state.model_months)
+    for j, x in enumerate(months):
         valid = _sum_valid(x, m_rows[j], m_valid[j])  # x: invalid cells now 0
         if state.clim_in_model[j]:
             clim_sum[model_moy[j]] += x
             clim_n[model_moy[j]] += valid
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tf_clim = np.where(clim_n > 0, clim_sum / np.maximum(clim_n, 1), np.nan)  # eq. (7)
-    del clim_sum, clim_n
+    empty = clim_n == 0  # eq. (7), in place: the mean where a calendar month has data, else NaN
+    clim_n[empty] = 1
+    tf_clim = np.divide(clim_sum, clim_n, out=clim_sum)
+    tf_clim[empty] = np.nan
+    del clim_n, empty
     fe = WindowInterpolation(state.deviation, w)
     td = np.empty((nt, nr, nc), dtype=np.float64 if state.out_dtype is None else state.out_dtype)
     d_rows, d_valid = np.zeros((nt, nr)), np.zeros((nt, nr), np.int32)
@@ -536,6 +593,7 @@ def downscale_window_task(task, state):
         v += tf_clim[m]  # eq. (9): TD = TF_m + f(E)
         td[t] = v
         _sum_valid(v, d_rows[t], d_valid[t])
+    del fe, tf_clim
     g_rows, g_valid = WindowInterpolation(state.grace, w).row_sums()
     sums = {
         "grace": (g_rows @ lat_w, g_valid @ lat_w),
@@ -663,6 +721,7 @@ def weighted_downscaling(
     run_tasks=None,
     out_dtype=None,
     accept_zero_months=False,
+    prefetch_reads=False,
 ):
     """Run eqs. (6)-(9) on a GRACE product and a fine model, streaming the fine grid in row blocks.
 
@@ -704,14 +763,11 @@ def weighted_downscaling(
     model_pos = np.searchsorted(months, model_months)
     clim_in_model = np.isin(model_months, clim_months)
     nt, nx, ny = len(months), len(lons), len(lats)
-    # the TD window (output dtype) + the climatology sums and counts (12 + 12) + one month's temporaries; the
-    # other methods than bilinear interpolate whole windows (f(E) and f(TG): 2 x nt)
-    per_cell = np.dtype(out_dtype or np.float64).itemsize * nt + 8 * (24 + 12)
-    if method != "bilinear":
-        per_cell += 8 * 2 * nt
-    if method == "idw":
-        per_cell += 8 * nt * 3 * interp.k
-    blocks = window_blocks(ny, nx, per_cell, memory_mb)
+    per_cell = window_bytes_per_cell(
+        nt, method, out_dtype, interp.k, _cell_area(lons, lats) / _cell_area(tg.lons, tg.lats)
+    )
+    fixed_mb = window_fixed_bytes(e.shape, method) / 2.0**20
+    blocks = window_blocks(ny, nx, per_cell, max(memory_mb - fixed_mb, memory_mb / 4))
     # one picklable task per window + what all windows share (coarse arrays, interpolator, model readers:
     # sent once to each Dask worker, where the readers re-open the files; ProductReader pickles without handles)
     shared = DownscaleState(
@@ -723,6 +779,7 @@ def weighted_downscaling(
         model_months=model_months,
         clim_in_model=clim_in_model,
         out_dtype=out_dtype,
+        prefetch=prefetch_reads,
     )
     tasks = [GridWindow((r0, nr, c0, nc), lats[r0 : r0 + nr]) for (r0, nr, c0, nc) in blocks]
     partial = run_windows(
@@ -769,5 +826,7 @@ __all__ = [
     "months_in_period",
     "weighted_downscaling",
     "weighted_sums_block",
+    "window_bytes_per_cell",
+    "window_fixed_bytes",
     "month_label",
 ]

@@ -1,0 +1,61 @@
+"""What the machine gave a benchmark: CPU time stolen by the hypervisor, and how well two threads can scale
+right now. On a shared VM (2 vCPUs here) the host takes back part of the second core when it is busy, so a
+1 -> 2 thread ratio means little without the ceiling measured beside it."""
+
+import threading
+import time
+
+import numpy as np
+
+
+def _cpu_times():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return sum(v[:8]), v[7]  # total jiffies (user .. steal), steal
+
+
+class Steal:
+    """``with Steal() as s: ...`` then ``s.fraction``: the share of this machine's CPU time the hypervisor
+    stole during the block (``/proc/stat``; 0 where it is not reported)."""
+
+    fraction = 0.0
+
+    def __enter__(self):
+        try:
+            self._t0 = _cpu_times()
+        except OSError:
+            self._t0 = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._t0 is not None:
+            t1 = _cpu_times()
+            total, steal = t1[0] - self._t0[0], t1[1] - self._t0[1]
+            self.fraction = steal / total if total > 0 else 0.0
+        return False
+
+
+def _reference_work(n=40):
+    """Arithmetic that releases the GIL for its whole length (float64 matrix products of 384 x 384, ~10 ms each
+    on one BLAS thread; the inputs stay in the core's cache)."""
+    a = np.full((384, 384), 0.5)
+    b = np.full((384, 384), 1.0 / 384)
+    for _ in range(n):
+        c = a @ b
+    return c
+
+
+def ceiling(n=40):
+    """Speed-up of two threads over one on perfectly parallel work, measured now (1.0: the second core is
+    not there; 2.0: it is all ours)."""
+    t = time.perf_counter()
+    _reference_work(n)
+    one = time.perf_counter() - t
+    threads = [threading.Thread(target=_reference_work, args=(n,)) for _ in range(2)]
+    t = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    two = time.perf_counter() - t
+    return 2 * one / two
