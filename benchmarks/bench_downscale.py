@@ -86,9 +86,6 @@ def make_inputs(d, fine, nt, write_model=True):
     return str(gpath), str(mpath)
 
 
-PREFETCH = os.environ.get("PREFETCH", "0") == "1"
-
-
 def run_ours(gpath, mpath, memory_mb=512, threads=1):
     """Seconds and TD of our streamed downscaling in memory; ``threads`` > 1: the windows on that many
     threads (core ``map_threads``, each window under ``memory_mb / threads``, as the algorithm plans them)."""
@@ -110,9 +107,7 @@ def run_ours(gpath, mpath, memory_mb=512, threads=1):
     def write(r0, b, c0=0):
         out[:, r0 : r0 + b.shape[1], c0 : c0 + b.shape[2]] = b
 
-    downscaling.weighted_downscaling(
-        g, m, "bilinear", write=write, memory_mb=memory_mb / threads, run_tasks=run_tasks, prefetch_reads=PREFETCH
-    )
+    downscaling.weighted_downscaling(g, m, "bilinear", write=write, memory_mb=memory_mb / threads, run_tasks=run_tasks)
     return time.perf_counter() - t0, out
 
 

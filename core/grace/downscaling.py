@@ -24,7 +24,6 @@ from scipy.spatial import cKDTree
 from ..io.blas import matmul
 from ..io.dates import decimal_year, month_from_index, month_label
 from ..io.errors import TimeSeriesError
-from ..io.tasks import prefetched
 from ..io.windows import run_windows, window_blocks
 from .products import check_zero_months, describe_months, merge_counts, month_range_label, stack_counts
 
@@ -508,7 +507,6 @@ class DownscaleState:
     model_months: np.ndarray
     clim_in_model: np.ndarray
     out_dtype: Optional[str] = None
-    prefetch: bool = False
 
 
 def window_bytes_per_cell(nt, method="bilinear", out_dtype=None, k=4, coarse_share=0.0):
@@ -571,11 +569,8 @@ def downscale_window_task(task, state):
     m_rows, m_valid = np.zeros((nm, nr)), np.zeros((nm, nr), np.int32)
     clim_sum, clim_n = np.zeros((12, nr, nc)), np.zeros((12, nr, nc), np.int32)
 
-    def read(k):
-        return state.model.read_month(r0, nr, k, cols=(c0, nc), counts=counts)
-
-    months = prefetched(read, state.model_months) if state.prefetch else map(read, state.model_months)
-    for j, x in enumerate(months):
+    for j, k in enumerate(state.model_months):
+        x = state.model.read_month(r0, nr, k, cols=(c0, nc), counts=counts)
         valid = _sum_valid(x, m_rows[j], m_valid[j])  # x: invalid cells now 0
         if state.clim_in_model[j]:
             clim_sum[model_moy[j]] += x
@@ -721,7 +716,6 @@ def weighted_downscaling(
     run_tasks=None,
     out_dtype=None,
     accept_zero_months=False,
-    prefetch_reads=False,
 ):
     """Run eqs. (6)-(9) on a GRACE product and a fine model, streaming the fine grid in row blocks.
 
@@ -779,7 +773,6 @@ def weighted_downscaling(
         model_months=model_months,
         clim_in_model=clim_in_model,
         out_dtype=out_dtype,
-        prefetch=prefetch_reads,
     )
     tasks = [GridWindow((r0, nr, c0, nc), lats[r0 : r0 + nr]) for (r0, nr, c0, nc) in blocks]
     partial = run_windows(

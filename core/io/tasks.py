@@ -72,30 +72,6 @@ def connect(scheduler, timeout=10):
     return client
 
 
-def prefetched(fn, items):
-    """Yield ``fn(item)`` for each of ``items`` in order, computing the next one on a helper thread while the
-    caller works on the current one (read-ahead: a window task's reads overlap its own arithmetic, so the
-    reads of a library that serialises them, e.g. netCDF, keep going while both workers compute). ``fn`` runs
-    on one thread, one item at a time, in order. Closing the generator (or an exception in the caller) waits
-    for the item in flight and drops the rest; an exception in ``fn`` is raised here, at its item."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    items = list(items)
-    if not items:
-        return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="subsidence-read") as pool:
-        nxt = pool.submit(fn, items[0])
-        for i in range(len(items)):
-            cur = nxt
-            nxt = pool.submit(fn, items[i + 1]) if i + 1 < len(items) else None
-            try:
-                yield cur.result()
-            except BaseException:
-                if nxt is not None:
-                    nxt.cancel()
-                raise
-
-
 def default_threads():
     """The cores this process may use (its CPU affinity where the OS tells it, else every core)."""
     try:

@@ -116,37 +116,3 @@ def test_threads_raise_task_errors_and_cancel():
             seen.append(i)
     assert len(seen) == 3
 
-
-def test_prefetched_in_order_one_at_a_time_and_errors_at_their_item():
-    import threading
-    import time
-
-    from subsidence_toolkit.core.io.tasks import prefetched
-
-    calls, threads, active = [], set(), []
-
-    def fn(i):
-        active.append(i)
-        assert len(active) == 1  # one item at a time
-        threads.add(threading.get_ident())
-        time.sleep(0.002)
-        calls.append(i)
-        active.pop()
-        if i == 5:
-            raise ValueError("item 5")
-        return i * 10
-
-    got = []
-    with pytest.raises(ValueError, match="item 5"):
-        for v in prefetched(fn, range(10)):
-            got.append(v)
-    assert got == [0, 10, 20, 30, 40]  # every item before the failing one, in order
-    assert len(threads) == 1 and threading.get_ident() not in threads  # on one helper thread
-    assert calls[:6] == [0, 1, 2, 3, 4, 5] and len(calls) <= 7  # at most one item read ahead
-
-    calls.clear()
-    gen = prefetched(fn, range(4))
-    assert next(gen) == 0
-    gen.close()  # the caller stops: the item in flight finishes, the rest is dropped
-    assert calls in ([0], [0, 1])
-    assert list(prefetched(fn, [])) == []
