@@ -115,4 +115,3 @@ def test_threads_raise_task_errors_and_cancel():
         for i, _ in runner.map_threads(lambda t: t, range(10), 2, is_canceled=lambda: len(seen) >= 3):
             seen.append(i)
     assert len(seen) == 3
-
