@@ -413,6 +413,61 @@ def _clean(a, nodata, scale, offset, factor):
     return a
 
 
+def _md_array(path, variable, ds):
+    """How to read ``variable`` of netCDF ``path`` (opened classically as ``ds``) through GDAL's multidimensional
+    API: ``(array, rows flipped, leading band dimension)``, or False where it does not map simply onto the
+    bands (no variable name, more than one extra dimension, sizes that differ, no y coordinate) or a sample read
+    differs from the classic read (then the classic reads are used). Call under :data:`_SERIAL_READS`."""
+    if not variable or ds.GetDriver().ShortName != "netCDF":
+        return False
+    try:
+        md = gdal.OpenEx(str(path), gdal.OF_MULTIDIM_RASTER | gdal.OF_READONLY, allowed_drivers=["netCDF"])
+        arr = md.GetRootGroup().OpenMDArray(variable) if md is not None else None
+        if arr is None:
+            return False
+        dims = arr.GetDimensions()
+        sizes = [int(d.GetSize()) for d in dims]
+        if len(dims) == 2:
+            banded = False
+            ok = ds.RasterCount == 1
+        elif len(dims) == 3:
+            banded = True
+            ok = sizes[0] == ds.RasterCount
+        else:
+            return False
+        if not ok or sizes[-1] != ds.RasterXSize or sizes[-2] != ds.RasterYSize:
+            return False
+        yvar = dims[-2].GetIndexingVariable()
+        if yvar is None:
+            return False
+        y = np.asarray(yvar.ReadAsArray(), dtype=float)
+        ascending = len(y) > 1 and y[-1] > y[0]
+        gt = ds.GetGeoTransform()
+        plan = (md, arr, ascending == (gt[5] < 0), banded)
+        # the mapping is checked on the first and last rows of the first and last bands
+        for b in {1, ds.RasterCount}:
+            for row in {0, ds.RasterYSize - 1}:
+                classic = ds.GetRasterBand(b).ReadAsArray(0, row, ds.RasterXSize, 1)
+                if not np.array_equal(classic, _md_read(plan, b, 0, row, ds.RasterXSize, 1), equal_nan=True):
+                    return False
+        return plan
+    except (RuntimeError, AttributeError, TypeError, ValueError):
+        return False
+
+
+def _md_read(plan, band, xoff, yoff, xs, ys):
+    """A window of one band through the multidimensional plan of :func:`_md_array` (raw values, as
+    ``ReadAsArray``)."""
+    _, arr, flipped, banded = plan
+    ny = int(arr.GetDimensions()[-2].GetSize())
+    y0 = ny - yoff - ys if flipped else yoff
+    start, count = [y0, xoff], [ys, xs]
+    if banded:
+        start, count = [band - 1] + start, [1] + count
+    a = arr.ReadAsArray(array_start_idx=start, count=count).reshape(ys, xs)
+    return a[::-1] if flipped else a
+
+
 # GDAL's netCDF and HDF drivers serialise every read behind one global mutex (the libraries are not thread
 # safe). Threads that contend for it spend 2-3x the CPU of one thread for the same reads (measured: a 1 000 x
 # 1 000 x 120 model read as 256 x 256 windows, 0.9 s CPU on one thread, 3.3-3.6 s on two); taking turns on a
@@ -488,6 +543,7 @@ class ProductReader:
             else "%s (+%d monthly files)" % (gdal_name(*files[0]), len(files) - 1)
         )
         self._ds = {}
+        self._md = {}  # (path, variable) -> multidimensional read plan, or False (classic reads)
         records = []
         first = None
         for f, v in files:
@@ -533,6 +589,7 @@ class ProductReader:
         from the file paths, which the receiving process must be able to reach."""
         state = self.__dict__.copy()
         state["_ds"] = {}
+        state["_md"] = {}
         return state
 
     def _open(self, f, v):
@@ -554,11 +611,18 @@ class ProductReader:
             if ds.GetDriver().ShortName in _SERIAL_DRIVERS:
                 shared = self._ds.setdefault(("shared", rec.path, rec.variable), ds)
         if shared is not None:
-            # one handle for all threads: its block cache serves the rows another thread's window read
-            # (netCDF blocks are whole rows), and the reads take turns anyway
+            # one handle for all threads (the reads take turns anyway); a netCDF variable is read through
+            # GDAL's multidimensional API where it maps onto the bands (one library call per window and month
+            # instead of one per row: 3x faster)
             with _SERIAL_READS:
                 band = shared.GetRasterBand(rec.band)
-                a = band.ReadAsArray(int(xoff), int(yoff), int(xs), int(ys))
+                md = self._md.get((rec.path, rec.variable))
+                if md is None:
+                    md = self._md[(rec.path, rec.variable)] = _md_array(rec.path, rec.variable, shared)
+                if md:
+                    a = _md_read(md, rec.band, int(xoff), int(yoff), int(xs), int(ys))
+                else:
+                    a = band.ReadAsArray(int(xoff), int(yoff), int(xs), int(ys))
                 nodata, scale, offset = band.GetNoDataValue(), band.GetScale(), band.GetOffset()
         else:
             band = ds.GetRasterBand(rec.band)

@@ -208,6 +208,7 @@ def test_fldas_xy_volumetric_and_month_from_name(tmp_path):
     shutil.copy(q, q2)
     r = products.ProductReader('NETCDF:"%s":SWE_inst' % (tmp_path / "FLDAS_NOAH01_C_GL_M.A2019*.nc"))
     assert r.record_months.tolist() == [mk(2019, 7), mk(2019, 8)]
+    _classic_vs_multidim(r, [(0, 4), (1, 2, None, (1, 3))])  # a 2-D variable (no time dimension)
 
 
 def test_scale_offset_attributes_applied(tmp_path):
@@ -238,6 +239,7 @@ def test_scale_offset_attributes_applied(tmp_path):
     np.testing.assert_array_equal(rows[0][0][:2], [4 * 0.5 + 3, 5 * 0.5 + 3])
     assert np.isnan(rows[0][0][2])
     np.testing.assert_array_equal(rows[0][1], [1 * 0.5 + 3, 2 * 0.5 + 3, 3 * 0.5 + 3])
+    assert all(r._md.values())  # packed int16 read through the multidimensional API, as raw values
 
 
 def test_units():
@@ -332,3 +334,26 @@ def test_record_counts_valid_and_nonzero():
     products.add_record_counts(counts, "lab", rec, np.array([[0.0, np.nan, 2.0], [-0.0, 5.0, np.nan]]))
     products.add_record_counts(counts, "lab", rec, np.array([[1.0]]))
     assert counts[("lab", rec.month)][:2] == [5, 3]  # valid: 4 + 1; non-zero valid: 2 + 1 (-0.0 is zero)
+
+
+def _classic_vs_multidim(r, windows):
+    """Reads of ``r`` through GDAL's multidimensional API (where it maps) equal the classic band reads."""
+    fast = [r.read_rows(*w) for w in windows]
+    assert r._md and all(r._md.values()), r._md  # the fast path was taken for every file
+    for key in list(r._md):
+        r._md[key] = False  # classic band reads from here on
+    for w, a in zip(windows, fast):
+        np.testing.assert_array_equal(a, r.read_rows(*w))
+
+
+def test_netcdf_multidim_reads_equal_classic_reads(csr, tmp_path):
+    path, _, _ = csr
+    r = products.ProductReader('NETCDF:"%s":lwe_thickness' % path)  # lat ascending: rows flipped
+    _classic_vs_multidim(r, [(0, 8), (2, 3, None, (1437, 3)), (7, 1, r.months[3:9], (0, 5))])
+    lat = 34.125 + 0.25 * np.arange(5)
+    lon = -120.875 + 0.25 * np.arange(6)
+    for m in (1, 2):  # one file per month (time of length 1)
+        sm = np.arange(30, dtype=np.float32).reshape(5, 6) * m
+        gd.write_gldas_month(tmp_path / ("GLDAS_NOAH025_M.A2020%02d.021.nc4" % m), 2020, m, lat, lon, {"SWE_inst": sm})
+    r = products.ProductReader('NETCDF:"%s":SWE_inst' % (tmp_path / "GLDAS_NOAH025_M.A*.nc4"))
+    _classic_vs_multidim(r, [(0, 5), (1, 3, None, (2, 3))])
