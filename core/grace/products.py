@@ -415,15 +415,20 @@ def _clean(a, nodata, scale, offset, factor):
 
 def _md_array(path, variable, ds):
     """How to read ``variable`` of netCDF ``path`` (opened classically as ``ds``) through GDAL's multidimensional
-    API: ``(array, rows flipped, leading band dimension)``, or False where it does not map simply onto the
-    bands (no variable name, more than one extra dimension, sizes that differ, no y coordinate) or a sample read
-    differs from the classic read (then the classic reads are used). Call under :data:`_SERIAL_READS`."""
+    API: ``(dataset, array, rows flipped, leading band dimension)`` for a contiguous (unchunked: netCDF-3, or
+    NetCDF-4 without chunks) variable that maps simply onto the bands, else False: no variable name, chunked,
+    more than one extra dimension, sizes that differ, no y coordinate, or a sample read that differs from the
+    classic read (then the classic reads are used). Call under :data:`_SERIAL_READS`."""
     if not variable or ds.GetDriver().ShortName != "netCDF":
         return False
     try:
         md = gdal.OpenEx(str(path), gdal.OF_MULTIDIM_RASTER | gdal.OF_READONLY, allowed_drivers=["netCDF"])
         arr = md.GetRootGroup().OpenMDArray(variable) if md is not None else None
         if arr is None:
+            return False
+        if any(arr.GetBlockSize()):
+            # chunked (NetCDF-4): GDAL's block cache keeps each decompressed chunk for the next windows, the
+            # library's small chunk cache would not (whole-grid chunks: 3.3 s classic vs 14.6 s, 1000 x 1000 x 120)
             return False
         dims = arr.GetDimensions()
         sizes = [int(d.GetSize()) for d in dims]

@@ -357,3 +357,35 @@ def test_netcdf_multidim_reads_equal_classic_reads(csr, tmp_path):
         gd.write_gldas_month(tmp_path / ("GLDAS_NOAH025_M.A2020%02d.021.nc4" % m), 2020, m, lat, lon, {"SWE_inst": sm})
     r = products.ProductReader('NETCDF:"%s":SWE_inst' % (tmp_path / "GLDAS_NOAH025_M.A*.nc4"))
     _classic_vs_multidim(r, [(0, 5), (1, 3, None, (2, 3))])
+
+
+def test_chunked_netcdf4_keeps_classic_reads(tmp_path):
+    """A chunked NetCDF-4 variable is read through the classic bands, whose block cache keeps each decompressed
+    chunk for the next windows (the multidimensional reads would decompress a whole-grid chunk per window)."""
+    p = str(tmp_path / "chunked.nc")
+    ds = gdal.GetDriverByName("netCDF").CreateMultiDimensional(p, [], ["FORMAT=NC4"])
+    rg = ds.GetRootGroup()
+    f8, text = gdal.ExtendedDataType.Create(gdal.GDT_Float64), gdal.ExtendedDataType.CreateString()
+    dims = {}
+    for name, vals, units in (
+        ("time", np.array([14.5, 45.0, 73.5]), "days since 2010-01-01"),
+        ("lat", 30.125 + 0.25 * np.arange(6), "degrees_north"),
+        ("lon", 100.125 + 0.25 * np.arange(7), "degrees_east"),
+    ):
+        dims[name] = rg.CreateDimension(name, None, None, len(vals))
+        v = rg.CreateMDArray(name, [dims[name]], f8)
+        v.Write(vals)
+        v.CreateAttribute("units", [], text).WriteString(units)
+    data = np.arange(3 * 6 * 7, dtype=np.float32).reshape(3, 6, 7)
+    v = rg.CreateMDArray(
+        "tws",
+        [dims["time"], dims["lat"], dims["lon"]],
+        gdal.ExtendedDataType.Create(gdal.GDT_Float32),
+        ["BLOCKSIZE=1,6,7", "COMPRESS=DEFLATE"],
+    )
+    v.Write(data)
+    del v, rg, ds
+    r = products.ProductReader('NETCDF:"%s":tws' % p, units="mm")
+    rows = r.read_rows(1, 3, cols=(2, 4))
+    assert list(r._md.values()) == [False]
+    np.testing.assert_array_equal(rows, data[:, ::-1][:, 1:4, 2:6])  # north-up rows
