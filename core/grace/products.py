@@ -548,7 +548,7 @@ class ProductReader:
             else "%s (+%d monthly files)" % (gdal_name(*files[0]), len(files) - 1)
         )
         self._ds = {}
-        self._md = {}  # (path, variable) -> multidimensional read plan, or False (classic reads)
+        self._md = {}  # (thread, path, variable) -> multidimensional read plan, or False (classic reads)
         records = []
         first = None
         for f, v in files:
@@ -616,14 +616,16 @@ class ProductReader:
             if ds.GetDriver().ShortName in _SERIAL_DRIVERS:
                 shared = self._ds.setdefault(("shared", rec.path, rec.variable), ds)
         if shared is not None:
-            # one handle for all threads (the reads take turns anyway); a netCDF variable is read through
-            # GDAL's multidimensional API where it maps onto the bands (one library call per window and month
-            # instead of one per row: 3x faster)
+            # one classic handle for all threads (the reads take turns anyway, and its block cache serves
+            # the chunks another window read); a contiguous netCDF variable is read through GDAL's
+            # multidimensional API instead (one library call per window and month instead of one per row:
+            # 3x faster), one handle per thread (two threads' windows interleaved on one handle read ~2x slower)
             with _SERIAL_READS:
                 band = shared.GetRasterBand(rec.band)
-                md = self._md.get((rec.path, rec.variable))
+                key = (threading.get_ident(), rec.path, rec.variable)
+                md = self._md.get(key)
                 if md is None:
-                    md = self._md[(rec.path, rec.variable)] = _md_array(rec.path, rec.variable, shared)
+                    md = self._md[key] = _md_array(rec.path, rec.variable, shared)
                 if md:
                     a = _md_read(md, rec.band, int(xoff), int(yoff), int(xs), int(ys))
                 else:
