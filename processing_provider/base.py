@@ -200,7 +200,9 @@ class SubsidenceAlgorithm(QgsProcessingAlgorithm):
             ),
             "Windows processed at the same time in this process (numpy, LAPACK and GDAL decoding run on one core "
             "each). The memory limit holds for all threads together (each window gets limit / threads). Results "
-            "do not depend on it. 0 = every core this process may use. Ignored with a Dask scheduler.",
+            "do not depend on it beyond float rounding (smaller windows may sum in another order). NetCDF and HDF "
+            "inputs are read by one thread at a time (their libraries are not thread-safe): their reading does not "
+            "scale, the arithmetic does. 0 = every core this process may use. Ignored with a Dask scheduler.",
             advanced=True,
         )
 
