@@ -455,21 +455,20 @@ class ModelSum:
 
         return RasterGrid(g.xsize, g.ysize, gt, g.projection)
 
-    def read_rows(self, row0, nrows, months, cols=None, counts=None):
-        """Sum of the components; ``counts`` (optional dict) receives each component file's per-month counts."""
+    def _sum(self, read):
         out = None
         for r in self.readers:
-            a = r.read_rows(row0, nrows, months, cols=cols, counts=counts)
+            a = read(r)
             out = a if out is None else out + a
         return out
 
+    def read_rows(self, row0, nrows, months, cols=None, counts=None):
+        """Sum of the components; ``counts`` (optional dict) receives each component file's per-month counts."""
+        return self._sum(lambda r: r.read_rows(row0, nrows, months, cols=cols, counts=counts))
+
     def read_month(self, row0, nrows, month, cols=None, counts=None):
         """One month of :meth:`read_rows` as (nrows, ncols)."""
-        out = None
-        for r in self.readers:
-            a = r.read_month(row0, nrows, month, cols=cols, counts=counts)
-            out = a if out is None else out + a
-        return out
+        return self._sum(lambda r: r.read_month(row0, nrows, month, cols=cols, counts=counts))
 
 
 def weighted_means(sums):

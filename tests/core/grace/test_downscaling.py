@@ -336,9 +336,8 @@ def test_window_interpolation_month_by_month(method):
             assert np.isnan(block[0][0]).all() and np.isfinite(block[0][20]).any()
 
 
-def test_window_task_equals_whole_window_arithmetic(case):
-    """The streamed window task (months read, summed and interpolated one at a time) gives what eqs. (7)-(9) and
-    the regional sums give on the whole window at once (the earlier, memory-bound form of the task)."""
+def _window_tasks(case, method, **kw):
+    """Run the downscaling of ``case`` and return (months, its window tasks, their shared state, the model)."""
     g = products.ProductReader('NETCDF:"%s":lwe_thickness' % case["grace"])
     m = ds.ModelSum([products.ProductReader(p) for p in case["model"]])
     captured = {}
@@ -347,10 +346,16 @@ def test_window_task_equals_whole_window_arithmetic(case):
         captured["tasks"], captured["shared"] = tasks, shared
         return ((i, fn(t, shared)) for i, t in enumerate(tasks))
 
-    ds.weighted_downscaling(g, m, "bilinear", run_tasks=run_tasks, memory_mb=0.3)
-    state = captured["shared"]
-    assert len(captured["tasks"]) > 2
-    for task in captured["tasks"]:
+    months, _ = ds.weighted_downscaling(g, m, method, run_tasks=run_tasks, **kw)
+    return months, captured["tasks"], captured["shared"], m
+
+
+def test_window_task_equals_whole_window_arithmetic(case):
+    """The streamed window task (months read, summed and interpolated one at a time) gives what eqs. (7)-(9) and
+    the regional sums give on the whole window at once (the earlier, memory-bound form of the task)."""
+    _, tasks, state, m = _window_tasks(case, "bilinear", memory_mb=0.3)
+    assert len(tasks) > 2
+    for task in tasks:
         r0, nr, c0, nc = task.window
         got = ds.downscale_window_task(task, state)
         w = state.interp.rows(r0, nr, c0, nc)
@@ -371,19 +376,10 @@ def test_window_task_memory_within_its_plan(case, method, out_dtype):
     with windows 10x larger than when the task held every month of the window at once."""
     import tracemalloc
 
-    g = products.ProductReader('NETCDF:"%s":lwe_thickness' % case["grace"])
-    m = ds.ModelSum([products.ProductReader(p) for p in case["model"]])
-    captured = {}
-
-    def run_tasks(fn, tasks, shared):
-        captured["tasks"], captured["shared"] = tasks, shared
-        return ((i, fn(t, shared)) for i, t in enumerate(tasks))
-
-    months, _ = ds.weighted_downscaling(g, m, method, run_tasks=run_tasks, out_dtype=out_dtype, memory_mb=0.5)
-    state = captured["shared"]
+    months, tasks, state, _ = _window_tasks(case, method, out_dtype=out_dtype, memory_mb=0.5)
     share = (0.1 * 0.1) / (0.25 * 0.25)  # fine / coarse cell area
     per_cell = ds.window_bytes_per_cell(len(months), method, out_dtype, state.interp.k, share)
-    task = max(captured["tasks"], key=lambda t: t.window[1] * t.window[3])
+    task = max(tasks, key=lambda t: t.window[1] * t.window[3])
     ds.downscale_window_task(task, state)  # warm: GDAL handles opened
     tracemalloc.start()
     try:
