@@ -1,6 +1,5 @@
 """Correct DEM error of a displacement time series (``subsidence:demerror``)."""
 
-import pandas as pd
 from qgis.core import (
     QgsProcessingException,
     QgsProcessingParameterBoolean,
@@ -14,6 +13,7 @@ from qgis.core import (
 )
 
 from ..core.insar import dem_error
+from ..core.io.lazy import lazy_module
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
 from ..processing_provider.compat import NumberType, SourceType
 from ..processing_provider.inputs import raster_path
@@ -21,6 +21,8 @@ from ..processing_provider.rasters import output_raster_path, parse_date_list, p
 from ..processing_provider.styling import style_output
 from ..processing_provider.tables import dataframe_from_source, write_table
 from .project_los import add_incidence_parameters, geometry_spec
+
+pd = lazy_module("pandas")
 
 
 class DemError(SubsidenceAlgorithm):

@@ -1,7 +1,6 @@
 """Geodetector: factor, interaction, risk and ecological detectors (``subsidence:geodetector``)."""
 
 import numpy as np
-import pandas as pd
 from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingException,
@@ -17,6 +16,7 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
+from ..core.io.lazy import lazy_module
 from ..core.reports.geodetector_report import CI_HELP, write_html_report
 from ..core.stats import geodetector as gd
 from ..core.stats.factor_settings import parse_overrides
@@ -29,6 +29,8 @@ from ..processing_provider.compat import (
     parameter_as_fields,
 )
 from ..processing_provider.tables import dataframe_from_source, write_table
+
+pd = lazy_module("pandas")
 
 
 def _column(series):

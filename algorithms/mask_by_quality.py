@@ -1,6 +1,5 @@
 """Mask SBAS results by quality (``subsidence:maskbyquality``)."""
 
-import pandas as pd
 from qgis.core import (
     QgsProcessingException,
     QgsProcessingParameterFeatureSink,
@@ -10,11 +9,14 @@ from qgis.core import (
 )
 
 from ..core.insar import quality_mask
+from ..core.io.lazy import lazy_module
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
 from ..processing_provider.compat import NumberType, SourceType
 from ..processing_provider.rasters import output_raster_path
 from ..processing_provider.styling import style_output
 from ..processing_provider.tables import write_table
+
+pd = lazy_module("pandas")
 
 
 class MaskByQuality(SubsidenceAlgorithm):

@@ -2,7 +2,6 @@
 
 import os
 
-import pandas as pd
 from qgis.core import (
     QgsProcessingException,
     QgsProcessingParameterBoolean,
@@ -16,11 +15,14 @@ from qgis.core import (
 )
 
 from ..core.insar import mosaic
+from ..core.io.lazy import lazy_module
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
 from ..processing_provider.compat import NumberType, SourceType
 from ..processing_provider.rasters import output_raster_path
 from ..processing_provider.styling import style_output
 from ..processing_provider.tables import write_table
+
+pd = lazy_module("pandas")
 
 OFFSET_COLUMNS = [
     "frame",

@@ -3,7 +3,6 @@
 import warnings
 
 import numpy as np
-import pandas as pd
 from qgis.core import (
     QgsCoordinateTransform,
     QgsCsException,
@@ -25,11 +24,14 @@ from qgis.core import (
 
 from ..core.io.dates import parse_date
 from ..core.io.errors import TimeSeriesError
+from ..core.io.lazy import lazy_module
 from ..core.io.rasters import open_raster, read_dates
 from ..core.stats import sampling
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
 from ..processing_provider.compat import FieldType, NumberType, SourceType, WkbType, field
 from ..processing_provider.tables import write_features, write_table
+
+pd = lazy_module("pandas")
 
 
 class SampleDeformationClasses(SubsidenceAlgorithm):

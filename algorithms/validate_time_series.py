@@ -1,7 +1,6 @@
 """Validate a time-series raster against leveling or well measurements (``subsidence:validatetimeseries``)."""
 
 import numpy as np
-import pandas as pd
 from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
@@ -21,12 +20,15 @@ from qgis.core import (
 )
 
 from ..core.insar import geometry
+from ..core.io.lazy import lazy_module
 from ..core.io.rasters import open_raster
 from ..core.stats import validation
 from ..processing_provider.base import SubsidenceAlgorithm, layer_path
 from ..processing_provider.compat import GeometryType, NumberType, SourceType
 from ..processing_provider.tables import _plain, write_table
 from .project_los import add_incidence_parameters, geometry_spec
+
+pd = lazy_module("pandas")
 
 
 class ValidateTimeSeries(SubsidenceAlgorithm):

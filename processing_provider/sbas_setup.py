@@ -8,7 +8,6 @@ ids and ``parameterAs*``) and returns plain values; the core never sees QGIS.
 import os
 import tempfile
 
-import pandas as pd
 from qgis.core import QgsCoordinateReferenceSystem
 
 from ..algorithms.project_los import geometry_spec
@@ -16,10 +15,13 @@ from ..core.insar import corrections, deramp, gacos, geometry, sbas_stack
 from ..core.insar.reference import pixel_of
 from ..core.io.dates import format_date
 from ..core.io.errors import TimeSeriesError
+from ..core.io.lazy import lazy_module
 from ..core.reports.network_report import write_html_report as write_network_report
 from .base import layer_path
 from .rasters import output_raster_path
 from .tables import write_table
+
+pd = lazy_module("pandas")
 
 
 def _incidence_spec(alg, parameters, context):

@@ -16,16 +16,18 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-import pandas as pd
-from scipy import interpolate as _si
-from scipy import ndimage as _nd
-from scipy.spatial import cKDTree
 
 from ..io.blas import matmul
 from ..io.dates import decimal_year, month_from_index, month_label
 from ..io.errors import TimeSeriesError
+from ..io.lazy import lazy_module
 from ..io.windows import run_windows, window_blocks
 from .products import check_zero_months, describe_months, merge_counts, month_range_label, stack_counts
+
+pd = lazy_module("pandas")
+_si = lazy_module("scipy.interpolate")
+_nd = lazy_module("scipy.ndimage")
+_spatial = lazy_module("scipy.spatial")
 
 METHODS = ("bilinear", "bicubic", "idw", "nearest")
 
@@ -148,7 +150,7 @@ class Interpolator:
             lat0 = np.deg2rad(np.mean(self.src_lats))
             self._c = np.cos(lat0)
             gx, gy = np.meshgrid(self.src_lons * self._c, self.src_lats)
-            self.tree = cKDTree(np.column_stack([gx.ravel(), gy.ravel()]))
+            self.tree = _spatial.cKDTree(np.column_stack([gx.ravel(), gy.ravel()]))
 
     def rows(self, row0, nrows, col0=0, ncols=None):
         """Weights for the fine window rows ``row0..row0+nrows`` x columns ``col0..col0+ncols`` (default all)

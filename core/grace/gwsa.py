@@ -18,13 +18,15 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-import pandas as pd
 
 from ..io.dates import decimal_year, month_from_index
 from ..io.errors import TimeSeriesError
+from ..io.lazy import lazy_module
 from ..io.windows import run_windows, window_blocks
 from .downscaling import GridWindow, RegriddedReader, months_in_period, weighted_means, weighted_sums_block
 from .products import check_zero_months, describe_months, merge_counts, month_range_label
+
+pd = lazy_module("pandas")
 
 MODES = ("anomaly", "change")
 DEFAULT_BASELINE = (2004.0, 2009.999)

@@ -39,16 +39,18 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-from scipy.ndimage import distance_transform_edt
 
 from ..io.dates import format_date
 from ..io.errors import Cancelled, TimeSeriesError
+from ..io.lazy import lazy_module
 from ..io.rasters import RasterWriter, open_raster
 from ..io.tasks import map_threads
 from ..io.warp import GridReader, gdal_cache, target_grid
 from ..io.windows import DEFAULT_MEMORY_MB, row_blocks, window_blocks
 from .geometry import raster_dates
 from .network import first_index_components
+
+_nd = lazy_module("scipy.ndimage")
 
 MISSING_DROP = "drop"
 MISSING_AVAILABLE = "available"
@@ -185,7 +187,7 @@ def _taper(mask, width, inner):
     """min(distance to the nearest False, width) over ``inner`` (slices) of a padded mask."""
     if mask.all():
         return np.full(mask[inner].shape, float(width))
-    return np.minimum(distance_transform_edt(mask)[inner], float(width))
+    return np.minimum(_nd.distance_transform_edt(mask)[inner], float(width))
 
 
 def mosaic_frames(inputs, out_path, memory_mb=DEFAULT_MEMORY_MB, **kwargs):

@@ -12,9 +12,11 @@ import datetime as _dt
 import html
 
 import numpy as np
-import pandas as pd
 
+from ..io.lazy import lazy_module
 from . import html_tools as ht
+
+pd = lazy_module("pandas")
 
 USED_COLOR, REJECTED_COLOR = "#1f77b4", "#d62728"
 

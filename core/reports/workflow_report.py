@@ -15,9 +15,11 @@ import html
 import os
 
 import numpy as np
-import pandas as pd
 
+from ..io.lazy import lazy_module
 from . import html_tools as ht
+
+pd = lazy_module("pandas")
 
 ALPHA = 0.05
 MAX_FIG_WIDTH_IN = 10.0  # 900 px at 90 dpi: fits the 1100 px page

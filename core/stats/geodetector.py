@@ -66,10 +66,12 @@ import warnings
 from itertools import combinations
 
 import numpy as np
-import pandas as pd
-from scipy import stats
 
+from ..io.lazy import lazy_module
 from . import breaks as _breaks
+
+pd = lazy_module("pandas")
+stats = lazy_module("scipy.stats")
 
 INTERACTION_TYPES = (
     "Weaken, nonlinear",

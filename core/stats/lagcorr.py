@@ -57,10 +57,12 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
-import pandas as pd
-from scipy import special
 
 from ..io.dates import month_index, month_label, parse_date
+from ..io.lazy import lazy_module
+
+pd = lazy_module("pandas")
+special = lazy_module("scipy.special")
 
 SERIES_MODES = ("levels", "cumulative", "temporal")
 SERIES_CHOICES = ("levels", "cumulative", "temporal", "both")
@@ -519,7 +521,7 @@ class LagCorrResult:
     with the analysed series (for plots). ``warnings``: human-readable messages.
     """
 
-    table: pd.DataFrame
+    table: "pd.DataFrame"
     curves: list = field(default_factory=list)
     warnings: list = field(default_factory=list)
     x_label: str = "X"
@@ -590,7 +592,7 @@ class _Observations:
     """Every X and Y value of the table in one frame (``_m`` month index, ``_v`` value, ``_isx`` X or Y,
     the group fields) with the labels of X and Y."""
 
-    work: pd.DataFrame
+    work: "pd.DataFrame"
     x_label: str
     y_label: str
 

@@ -52,13 +52,15 @@ import math
 import warnings as _warnings
 
 import numpy as np
-import pandas as pd
 from osgeo import gdal, ogr, osr
 
 from ..io.dates import format_date, month_index
 from ..io.errors import TimeSeriesError
+from ..io.lazy import lazy_module
 from ..io.rasters import open_raster, read_window
 from ..io.windows import DEFAULT_MEMORY_MB, row_blocks
+
+pd = lazy_module("pandas")
 
 DEFAULT_BREAKS = (0.0, 20.0, 50.0, 100.0)
 DEFAULT_NAMES = ("micro", "mild", "moderate", "severe")

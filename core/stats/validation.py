@@ -39,12 +39,14 @@ Conventions
 import math
 
 import numpy as np
-import pandas as pd
 
 from ..io.dates import days_since, format_date, parse_date
 from ..io.errors import TimeSeriesError
+from ..io.lazy import lazy_module
 from ..io.rasters import open_raster, read_dates
 from .sampling import window_means
+
+pd = lazy_module("pandas")
 
 REQUIRED = ("id", "date", "value", "x", "y")
 METHODS = ("nearest", "linear")

@@ -25,10 +25,12 @@ pixels at the same time.
 import datetime as _dt
 
 import numpy as np
-from scipy.interpolate import CubicSpline, PchipInterpolator
 
 from ..io.dates import days_in_month, format_date
 from ..io.errors import TimeSeriesError
+from ..io.lazy import lazy_module
+
+_si = lazy_module("scipy.interpolate")
 
 METHODS = ("linear", "cubic", "pchip", "nearest")
 
@@ -107,7 +109,7 @@ def _interp_weights(t, t_new, method):
     W = np.zeros((k, n))
     inside = (t_new >= t[0]) & (t_new <= t[-1])
     if method == "cubic":
-        W[inside] = CubicSpline(t, np.eye(n), axis=0)(t_new[inside])
+        W[inside] = _si.CubicSpline(t, np.eye(n), axis=0)(t_new[inside])
     elif method == "linear":
         j = np.clip(np.searchsorted(t, t_new, side="right") - 1, 0, n - 2)
         t0, t1 = t[j], t[j + 1]
@@ -188,7 +190,7 @@ def temporal_resample_block(values, t, t_new, method="cubic", min_valid=2):
             inside = (t_new >= tv[0]) & (t_new <= tv[-1])
             res = np.full((len(t_new), members.size), np.nan)
             if inside.any():
-                res[inside] = PchipInterpolator(tv, Yg, axis=0, extrapolate=False)(t_new[inside])
+                res[inside] = _si.PchipInterpolator(tv, Yg, axis=0, extrapolate=False)(t_new[inside])
             out[:, members] = res
         else:
             out[:, members] = _apply_weights(_interp_weights(tv, t_new, method), Yg)
