@@ -60,7 +60,9 @@ def test_loading_the_provider_imports_neither_pandas_nor_scipy(tmp_path):
 import importlib.util, os, sys
 spec = importlib.util.spec_from_file_location("subsidence_toolkit", os.path.join(%r, "__init__.py"),
                                               submodule_search_locations=[%r])
-module = importlib.util.module_from_spec(spec); sys.modules["subsidence_toolkit"] = module; spec.loader.exec_module(module)
+module = importlib.util.module_from_spec(spec)
+sys.modules["subsidence_toolkit"] = module
+spec.loader.exec_module(module)
 from qgis.core import QgsApplication
 QgsApplication.setPrefixPath("/usr", True)
 app = QgsApplication([], False); app.initQgis()
