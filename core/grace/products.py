@@ -415,11 +415,14 @@ def _clean(a, nodata, scale, offset, factor):
 
 def _md_array(path, variable, ds):
     """How to read ``variable`` of netCDF ``path`` (opened classically as ``ds``) through GDAL's multidimensional
-    API: ``(dataset, array, rows flipped, leading band dimension)`` for a contiguous (unchunked: netCDF-3, or
-    NetCDF-4 without chunks) variable that maps simply onto the bands, else False: no variable name, chunked,
-    more than one extra dimension, sizes that differ, no y coordinate, or a sample read that differs from the
-    classic read (then the classic reads are used). Call under :data:`_SERIAL_READS`."""
-    if not variable or ds.GetDriver().ShortName != "netCDF":
+    API: ``(dataset, array, rows flipped)`` for a contiguous (unchunked: netCDF-3, or
+    NetCDF-4 without chunks) stack of months whose variable maps simply onto the bands, else False: no variable
+    name, one band (a monthly file), chunked, more than one extra dimension, sizes that differ, no y coordinate,
+    or a sample read that differs from the classic read (then the classic reads are used). Call under
+    :data:`_SERIAL_READS`."""
+    if not variable or ds.GetDriver().ShortName != "netCDF" or ds.RasterCount < 2:
+        # one month per file (GLDAS, FLDAS): classic reads, so hundreds of monthly files do not hold a second
+        # handle each per thread
         return False
     try:
         md = gdal.OpenEx(str(path), gdal.OF_MULTIDIM_RASTER | gdal.OF_READONLY, allowed_drivers=["netCDF"])
@@ -432,15 +435,7 @@ def _md_array(path, variable, ds):
             return False
         dims = arr.GetDimensions()
         sizes = [int(d.GetSize()) for d in dims]
-        if len(dims) == 2:
-            banded = False
-            ok = ds.RasterCount == 1
-        elif len(dims) == 3:
-            banded = True
-            ok = sizes[0] == ds.RasterCount
-        else:
-            return False
-        if not ok or sizes[-1] != ds.RasterXSize or sizes[-2] != ds.RasterYSize:
+        if len(dims) != 3 or sizes[0] != ds.RasterCount or sizes[-1] != ds.RasterXSize or sizes[-2] != ds.RasterYSize:
             return False
         yvar = dims[-2].GetIndexingVariable()
         if yvar is None:
@@ -448,7 +443,7 @@ def _md_array(path, variable, ds):
         y = np.asarray(yvar.ReadAsArray(), dtype=float)
         ascending = len(y) > 1 and y[-1] > y[0]
         gt = ds.GetGeoTransform()
-        plan = (md, arr, ascending == (gt[5] < 0), banded)
+        plan = (md, arr, ascending == (gt[5] < 0))
         # the mapping is checked on the first and last rows of the first and last bands
         for b in {1, ds.RasterCount}:
             for row in {0, ds.RasterYSize - 1}:
@@ -463,13 +458,10 @@ def _md_array(path, variable, ds):
 def _md_read(plan, band, xoff, yoff, xs, ys):
     """A window of one band through the multidimensional plan of :func:`_md_array` (raw values, as
     ``ReadAsArray``)."""
-    _, arr, flipped, banded = plan
+    _, arr, flipped = plan
     ny = int(arr.GetDimensions()[-2].GetSize())
     y0 = ny - yoff - ys if flipped else yoff
-    start, count = [y0, xoff], [ys, xs]
-    if banded:
-        start, count = [band - 1] + start, [1] + count
-    a = arr.ReadAsArray(array_start_idx=start, count=count).reshape(ys, xs)
+    a = arr.ReadAsArray(array_start_idx=[band - 1, y0, xoff], count=[1, ys, xs]).reshape(ys, xs)
     return a[::-1] if flipped else a
 
 
