@@ -557,9 +557,9 @@ def downscale_window_task(task, state):
 
     The window streams month by month: each model month is read, summed and added to its calendar month's
     climatology sum (eq. 7) while it is in the CPU cache, then each output month is interpolated (eq. 9),
-    summed and stored. The same numbers as :func:`downscale_block` and :func:`weighted_sums_block` on the
-    whole window (the climatology adds the years in the same order; the sums are per row, then over rows),
-    in a fraction of the memory traffic, which is what limits two threads on one memory bus.
+    summed and stored. The same numbers, to rounding, as :func:`downscale_block` and :func:`weighted_sums_block`
+    on the whole window (the climatology adds the years in the same order; the sums are per row, then over
+    rows), in a fraction of the memory traffic and memory (:func:`window_bytes_per_cell`).
     """
     r0, nr, c0, nc = task.window
     w = state.interp.rows(r0, nr, c0, nc)
@@ -569,7 +569,6 @@ def downscale_window_task(task, state):
     model_moy = month_of_year(state.model_months)
     m_rows, m_valid = np.zeros((nm, nr)), np.zeros((nm, nr), np.int32)
     clim_sum, clim_n = np.zeros((12, nr, nc)), np.zeros((12, nr, nc), np.int32)
-
     for j, k in enumerate(state.model_months):
         x = state.model.read_month(r0, nr, k, cols=(c0, nc), counts=counts)
         valid = _sum_valid(x, m_rows[j], m_valid[j])  # x: invalid cells now 0
