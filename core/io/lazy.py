@@ -28,6 +28,8 @@ class LazyModule:
         return self._module
 
     def __getattr__(self, attr):
+        if attr in LazyModule.__slots__:  # not set yet (an instance made without __init__, e.g. by copy)
+            raise AttributeError(attr)
         return getattr(self._module or self._load(), attr)
 
     def __repr__(self):
