@@ -20,6 +20,9 @@ Run (one BLAS thread for both tools; the script sets OMP/OPENBLAS/MKL_NUM_THREAD
         --threads 2 --default-qc --correct    # + LOOP_CLOSURE 2 and 3 in the end-to-end table
     /usr/bin/python3 benchmarks/bench_sbas.py --e2e /tmp/sbas_e2e/stack --no-mintpy --memory 256 --threads 2 \
         --fix 3    # 3 alternating runs LOOP_CLOSURE 2 / 3: what the unwrapping-error correction adds
+    /usr/bin/python3 benchmarks/bench_sbas.py --e2e /tmp/sbas_e2e/stack --no-mintpy --no-core --memory 256 \
+        --threads 1 2 --user-blas --e2e-repeat 2   # qgis_process with the BLAS variables users have (none): the
+        # plugin's one-thread BLAS for the run vs BLAS left on every core (SUBSIDENCE_BLAS_THREADS=keep)
 
 Stack: 60 Sentinel-1 dates on a 12-day grid with missing acquisitions, pairs
 with temporal baseline <= 48 d; truth = subsidence bowl (up to -60 mm/yr) +
@@ -44,7 +47,7 @@ import subprocess
 import tempfile
 import time
 
-for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # BLAS_VARS
     os.environ[_v] = "1"
 
 import machine  # noqa: E402
@@ -256,9 +259,16 @@ def startup_floor(folder):
     return wall
 
 
-def run_e2e(folder, ifgs, cohs, memory_mb, weighting=0, threads=1, extra=None, tag="e2e_out"):
+#: BLAS variables this script sets to one thread for the in-memory runs and the peers
+BLAS_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def run_e2e(folder, ifgs, cohs, memory_mb, weighting=0, threads=1, extra=None, tag="e2e_out", blas=None):
     """Time ``qgis_process.bin run subsidence:sbasinversion`` on the GeoTIFF stack: (wall s, peak RSS MB,
-    time series, files the run added to the input folder); ``run_e2e.cpu``: user + system CPU seconds."""
+    time series, files the run added to the input folder); ``run_e2e.cpu``: user + system CPU seconds.
+    ``blas``: None = the BLAS variables of this script (one thread); ``"user"`` = none of them, as a user's
+    ``qgis_process`` or QGIS runs (BLAS on every core until the plugin sets it to one thread for the run);
+    ``"user-keep"`` = the same with ``SUBSIDENCE_BLAS_THREADS=keep`` (the plugin leaves BLAS alone: as before)."""
     from osgeo import gdal
 
     from subsidence_toolkit.demo.headless import QgisProcess
@@ -282,9 +292,15 @@ def run_e2e(folder, ifgs, cohs, memory_mb, weighting=0, threads=1, extra=None, t
     params.update(extra or {})
     before = set(os.listdir(folder))
     cmd = ["/usr/bin/time", "-v", qp.exe, "--json", "run", "subsidence:sbasinversion", "--"] + qp.arguments(params)
+    env = dict(qp.env)
+    if blas in ("user", "user-keep"):
+        for v in BLAS_VARS:
+            env.pop(v, None)
+        if blas == "user-keep":
+            env["SUBSIDENCE_BLAS_THREADS"] = "keep"
     t0 = time.perf_counter()
     with machine.Steal() as stolen:
-        r = subprocess.run(cmd, env=qp.env, capture_output=True, text=True)
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     run_e2e.steal = stolen.fraction
     if r.returncode != 0:
@@ -341,6 +357,13 @@ def main():
     ap.add_argument("--scaling", action="store_true", help="also the in-memory solve on 1 and 2 threads")
     ap.add_argument("--e2e-repeat", type=int, default=1, help="end-to-end runs per configuration (best wall)")
     ap.add_argument("--default-qc", action="store_true", help="also end to end with the default loop closure")
+    ap.add_argument(
+        "--user-blas",
+        action="store_true",
+        help="end-to-end runs without this script's one-thread BLAS variables (as users run qgis_process), each "
+        "twice: with the plugin's one-thread BLAS for the run and with SUBSIDENCE_BLAS_THREADS=keep (BLAS left "
+        "on every core, as before)",
+    )
     ap.add_argument(
         "--correct",
         action="store_true",
@@ -432,11 +455,12 @@ def main():
             configs.append((0, "none+QC", {"LOOP_CLOSURE": 2}))
         if a.correct:
             configs.append((0, "none+fix", {"LOOP_CLOSURE": 3}))
+        blas_modes = ("user", "user-keep") if a.user_blas else (None,)
         for threads in a.threads:
-            for wmode, label, extra in configs:
+            for (wmode, label, extra), blas in [(c, b) for c in configs for b in blas_modes]:
                 runs = []
                 for _ in range(a.e2e_repeat):
-                    wall, rss, ts, added = run_e2e(a.e2e, ifgs, cohs, a.memory, wmode, threads, extra)
+                    wall, rss, ts, added = run_e2e(a.e2e, ifgs, cohs, a.memory, wmode, threads, extra, blas=blas)
                     runs.append((wall, run_e2e.cpu, rss, added, run_e2e.passes, run_e2e.steal))
                 wall = min(r[0] for r in runs)
                 cpu = min(r[1] for r in runs)
@@ -444,6 +468,11 @@ def main():
                 added = sorted(set(f for r in runs for f in r[3]))
                 floor = read_s + solve[label.split("+")[0]] + start_s
                 floor_cpu = read_cpu + solve_cpu[label.split("+")[0]] + start_cpu
+                if blas is not None:
+                    print(
+                        "  BLAS as users have it (no *_NUM_THREADS), %s:"
+                        % ("the plugin's one-thread BLAS for the run" if blas == "user" else "SUBSIDENCE_BLAS_THREADS=keep")
+                    )
                 print(
                     "e2e qgis_process w=%-9s threads=%d: wall %.2f s (best of %d), CPU %.2f s, ratio %.2f (floor "
                     "%.2f s), CPU ratio %.2f (floor %.2f s), peak RSS %.0f MB (MEMORY_LIMIT_MB=%g), files added "

@@ -38,7 +38,8 @@ def _in_transaction(process):
     def processAlgorithm(self, parameters, context, feedback):
         tx = OutputTransaction(self, parameters, context, feedback)
         self._transaction = tx
-        with interrupt_guard():
+        # BLAS on one thread for the run: the algorithms run their own windows on THREADS threads (core.io.blas)
+        with interrupt_guard(), blas.one_thread():
             try:
                 staged = tx.begin()
                 if blas.note() and feedback is not None:
@@ -202,7 +203,9 @@ class SubsidenceAlgorithm(QgsProcessingAlgorithm):
             "each). The memory limit holds for all threads together (each window gets limit / threads). Results "
             "do not depend on it beyond float rounding (smaller windows may sum in another order). NetCDF and HDF "
             "inputs are read by one thread at a time (their libraries are not thread-safe): their reading does not "
-            "scale, the arithmetic does. 0 = every core this process may use. Ignored with a Dask scheduler.",
+            "scale, the arithmetic does. 0 = every core this process may use. Ignored with a Dask scheduler. During "
+            "the run numpy's BLAS (OpenBLAS, MKL, BLIS) is set to one thread and restored afterwards: these "
+            "threads replace its own (set SUBSIDENCE_BLAS_THREADS=keep to leave it alone).",
             advanced=True,
         )
 

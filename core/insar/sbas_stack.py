@@ -24,6 +24,7 @@ from typing import Callable, Optional, Tuple
 
 import numpy as np
 
+from ..io.blas import one_thread as one_blas_thread
 from ..io.dates import format_date
 from ..io.errors import Cancelled, TimeSeriesError
 from ..io.rasters import RasterWriter, open_raster, read_window
@@ -1254,7 +1255,8 @@ def invert_stack(
         if "scan" in plans:
             scratch = _open_scratch(stack, options, out_ts, hooks, local=run_tasks is None)
         outputs = (out_ts, out_vel, out_quality)
-        return _invert_stack(stack, outputs, options, plans, hooks, cache, gacos_parts, scratch, run_tasks is None)
+        with one_blas_thread():  # the passes' own threads replace BLAS's (core.io.blas)
+            return _invert_stack(stack, outputs, options, plans, hooks, cache, gacos_parts, scratch, run_tasks is None)
     finally:
         gdal.SetCacheMax(old_cache)
         _LOCAL.tick = None

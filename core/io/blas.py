@@ -11,11 +11,20 @@ SciPy's BLAS wrappers call the Fortran interface (``sgemm_``, ``dgemm_``), which
 the system BLAS (OpenBLAS) in every process. :func:`matmul` routes the products of the solver and the
 interpolations through them when numpy's CBLAS is GSL's (:data:`SLOW_CBLAS`), and is ``np.matmul`` otherwise.
 ``SUBSIDENCE_BLAS=scipy`` / ``numpy`` forces one route (tests, benchmarks).
+
+:func:`one_thread`: the BLAS libraries of the process on one thread for the duration of a run. The toolkit runs
+its own windows and sub-blocks on ``THREADS`` threads; a multi-threaded BLAS under each of them only adds threads
+that spin between the small products of the solver (measured on the SBAS end-to-end benchmark inside
+``qgis_process``, BLAS left at its default of one thread per core: +40-45 % CPU for the inversion pass, its solve
+up to 1.7x slower, on one thread as on two).
 """
 
+import contextlib
 import ctypes
 import os
+import re
 import sys
+import threading
 
 import numpy as np
 
@@ -66,14 +75,22 @@ SLOW_CBLAS = _slow_cblas()
 
 
 def note():
-    """One line for a run's log when the products are rerouted (None otherwise)."""
-    if not SLOW_CBLAS:
-        return None
-    where = cblas_provider()
-    return (
-        "numpy's matrix products would run on %s in this process (a reference BLAS, several times slower): "
-        "they go through SciPy's BLAS instead" % (os.path.basename(where) if where else "a slow CBLAS")
-    )
+    """One line for a run's log when the products are rerouted (:data:`SLOW_CBLAS`) or numpy runs on the
+    reference BLAS (:func:`reference_blas`); None otherwise."""
+    lines = []
+    if SLOW_CBLAS:
+        where = cblas_provider()
+        lines.append(
+            "numpy's matrix products would run on %s in this process (a reference BLAS, several times slower): "
+            "they go through SciPy's BLAS instead" % (os.path.basename(where) if where else "a slow CBLAS")
+        )
+    ref = reference_blas()
+    if ref:
+        lines.append(
+            "numpy and SciPy run on the reference BLAS (%s), about 3x slower for the SBAS solve than an optimised "
+            "one: install OpenBLAS (Debian / Ubuntu: libopenblas0-pthread)" % ref
+        )
+    return "; ".join(lines) or None
 
 
 def _gemm(a, b):
@@ -112,3 +129,129 @@ def matmul(a, b, out=None):
     for i in range(n):
         out[i] = _gemm(a[i] if a.ndim == 3 else a, b[i] if b.ndim == 3 else b)
     return out
+
+
+#: shared libraries whose thread count :func:`one_thread` sets (file names; Python extension modules excluded)
+BLAS_LIBRARY = re.compile(r"(openblas|libblas|libcblas|mkl_rt|libmkl|blis|flexiblas)", re.IGNORECASE)
+
+#: (getter, setter) symbol names of the BLAS thread count, per implementation (OpenBLAS, including the builds
+#: in numpy/SciPy wheels with 64-bit integers and a ``scipy_`` prefix; MKL; BLIS; FlexiBLAS)
+THREAD_SYMBOLS = (
+    ("openblas_get_num_threads", "openblas_set_num_threads"),
+    ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
+    ("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
+    ("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
+    ("MKL_Get_Max_Threads", "MKL_Set_Num_Threads"),
+    ("bli_thread_get_num_threads", "bli_thread_set_num_threads"),
+    ("flexiblas_get_num_threads", "flexiblas_set_num_threads"),
+)
+
+
+def loaded_libraries():
+    """Paths of the shared libraries mapped into this process (Linux ``/proc/self/maps``; empty elsewhere)."""
+    paths = []
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                parts = line.split(None, 5)
+                if len(parts) == 6 and parts[5].startswith("/"):
+                    path = parts[5].rstrip("\n")
+                    if path not in paths:
+                        paths.append(path)
+    except OSError:
+        return []
+    return paths
+
+
+def thread_controls(paths=None):
+    """``[(library path, get, set)]``: the thread-count functions of the BLAS libraries loaded in this process
+    (``paths``: the candidates, default :func:`loaded_libraries`), one entry per distinct function (a
+    library reached through several names, e.g. ``libblas.so.3`` and ``libopenblas...so``, is listed once).
+    ``get()`` returns the count, ``set(n)`` sets it (process-wide)."""
+    found, seen = [], set()
+    for path in loaded_libraries() if paths is None else paths:
+        name = os.path.basename(path)
+        if not BLAS_LIBRARY.search(name) or ".cpython-" in name or name.endswith(".pyd"):
+            continue
+        try:
+            lib = ctypes.CDLL(path, mode=getattr(os, "RTLD_NOLOAD", 0) | ctypes.RTLD_LOCAL)
+        except OSError:
+            continue
+        for get_name, set_name in THREAD_SYMBOLS:
+            get_fn, set_fn = getattr(lib, get_name, None), getattr(lib, set_name, None)
+            if get_fn is None or set_fn is None:
+                continue
+            key = ctypes.cast(set_fn, ctypes.c_void_p).value
+            if key in seen:
+                continue
+            seen.add(key)
+            get_fn.restype, get_fn.argtypes = ctypes.c_int, []
+            set_fn.restype, set_fn.argtypes = None, [ctypes.c_int]
+            found.append((path, get_fn, set_fn))
+    return found
+
+
+def reference_blas(paths=None):
+    """Path of the reference (netlib) BLAS when it is the BLAS this process runs on, else None: Debian and
+    Ubuntu install it as ``.../blas/libblas.so.3`` when no optimised BLAS is installed (apt without
+    recommends), and it has no thread count (:func:`thread_controls` finds none). Measured: the SBAS solve
+    3.1x slower than on OpenBLAS (19.3 vs 6.1 s per Mpx, 202 pairs, one thread)."""
+    libs = loaded_libraries() if paths is None else list(paths)
+    ref = [p for p in libs if re.search(r"/blas/libc?blas\.so", p)]
+    if not ref or thread_controls(libs):
+        return None
+    return ref[0]
+
+
+_LIMIT_LOCK = threading.Lock()
+_LIMIT = {"depth": 0, "saved": []}
+
+
+def _threadpoolctl_limit():
+    """threadpoolctl's BLAS limit where there is no ``/proc/self/maps`` (Windows, macOS) and it is installed;
+    None otherwise."""
+    if sys.platform.startswith("linux"):
+        return None
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return None
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+@contextlib.contextmanager
+def one_thread():
+    """The process's BLAS libraries on one thread inside the block, restored after it (see the module doc).
+
+    Re-entrant and shared by threads: the first block to enter sets the count, the last to leave restores what
+    it was (the count is process-wide in OpenBLAS, MKL and BLIS). ``SUBSIDENCE_BLAS_THREADS=keep`` leaves it
+    alone. Results do not depend on it beyond the rounding of the products' summation order."""
+    if os.environ.get("SUBSIDENCE_BLAS_THREADS", "").strip().lower() == "keep":
+        yield
+        return
+    with _LIMIT_LOCK:
+        if _LIMIT["depth"] == 0:
+            saved = []
+            try:
+                for path, get_fn, set_fn in thread_controls():
+                    n = int(get_fn())
+                    if n != 1:
+                        set_fn(1)
+                        saved.append((set_fn, n))
+            except (OSError, ValueError, AttributeError):
+                pass
+            other = _threadpoolctl_limit()
+            _LIMIT["saved"], _LIMIT["other"] = saved, other
+        _LIMIT["depth"] += 1
+    try:
+        yield
+    finally:
+        with _LIMIT_LOCK:
+            _LIMIT["depth"] -= 1
+            if _LIMIT["depth"] == 0:
+                for set_fn, n in _LIMIT.pop("saved", []):
+                    set_fn(n)
+                other = _LIMIT.pop("other", None)
+                if other is not None:
+                    other.restore_original_limits()
+                _LIMIT["saved"] = []

@@ -89,13 +89,16 @@ def map_threads(task_fn, tasks, threads, shared=None, is_canceled=None):
     each window under ``memory / threads`` keeps the whole run under its cap. While the caller writes a
     result, the other threads compute (writing overlaps the solve). An exception in a task is raised
     here; cancelling (``is_canceled``) or closing the generator drops the tasks not yet started and
-    waits for the running ones."""
+    waits for the running ones. BLAS runs on one thread meanwhile (:func:`.blas.one_thread`): the threads here
+    replace its own."""
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    from .blas import one_thread
 
     tasks = list(tasks)
     is_canceled = is_canceled or (lambda: False)
     extra = () if shared is None else (shared,)
-    with ThreadPoolExecutor(max_workers=max(1, int(threads)), thread_name_prefix="subsidence") as pool:
+    with one_thread(), ThreadPoolExecutor(max_workers=max(1, int(threads)), thread_name_prefix="subsidence") as pool:
         pending = {}
         it = iter(enumerate(tasks))
 

@@ -57,27 +57,134 @@ def test_fixed_chunk_matmul_rerouted(monkeypatch):
     _close(fixed_chunk_matmul(A, X), ref, 202)
 
 
-def _probe(env):
+def _probe(env, what="print(blas.cblas_provider()); print(blas.SLOW_CBLAS)"):
+    """Lines printed by ``what`` in a new Python process with ``env`` (the checkout imported as the package)."""
     code = (
         "import importlib.util, sys; from pathlib import Path; root = Path(%r); "
         "spec = importlib.util.spec_from_file_location('subsidence_toolkit', root / '__init__.py', "
         "submodule_search_locations=[str(root)]); m = importlib.util.module_from_spec(spec); "
         "sys.modules['subsidence_toolkit'] = m; spec.loader.exec_module(m); "
-        "from subsidence_toolkit.core.io import blas; print(blas.cblas_provider()); print(blas.SLOW_CBLAS)"
-    ) % os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+        "from subsidence_toolkit.core.io import blas; "
+    ) % os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))) + what
     env = dict(os.environ, **env)
     env.pop("SUBSIDENCE_BLAS", None)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    return out.stdout.split()
+    return out.stdout.strip().split("\n")
 
 
 @pytest.mark.skipif(not os.path.exists(GSL), reason="GSL's CBLAS is not installed")
 def test_detects_gsl_cblas_in_the_global_scope():
     """With GSL's CBLAS loaded ahead of numpy's BLAS (as qgis_process does on Debian), numpy's cblas_sgemm is
     GSL's and the products are rerouted; in a plain Python process they are not."""
-    provider, slow = _probe({"LD_PRELOAD": GSL})
+    provider, slow = _probe({"LD_PRELOAD": GSL})[-2:]
     assert provider.endswith("libgslcblas.so.0") and slow == "True"
-    provider, slow = _probe({"LD_PRELOAD": ""})
+    provider, slow = _probe({"LD_PRELOAD": ""})[-2:]
     assert slow == "False"
     assert blas.note() is None or "SciPy's BLAS" in blas.note()
+
+
+class _FakeBlas:
+    """A BLAS thread count as OpenBLAS keeps it (process-wide)."""
+
+    def __init__(self, n):
+        self.n = n
+        self.calls = []
+
+    def get(self):
+        return self.n
+
+    def set(self, n):
+        self.calls.append(n)
+        self.n = n
+
+
+def test_one_thread_sets_every_blas_to_one_and_restores_it_when_the_last_block_leaves(monkeypatch):
+    libs = [_FakeBlas(8), _FakeBlas(1), _FakeBlas(4)]
+    monkeypatch.delenv("SUBSIDENCE_BLAS_THREADS", raising=False)
+    monkeypatch.setattr(blas, "thread_controls", lambda paths=None: [("lib%d" % i, b.get, b.set) for i, b in enumerate(libs)])
+    with blas.one_thread():
+        assert [b.n for b in libs] == [1, 1, 1]
+        with blas.one_thread():  # nested (an algorithm calling the core's threaded runner)
+            assert [b.n for b in libs] == [1, 1, 1]
+        assert [b.n for b in libs] == [1, 1, 1]  # the outer block still runs
+    assert [b.n for b in libs] == [8, 1, 4]
+    assert libs[1].calls == []  # already one thread: left alone
+
+
+def test_one_thread_restores_after_an_error_and_across_threads(monkeypatch):
+    import threading
+
+    lib = _FakeBlas(6)
+    monkeypatch.delenv("SUBSIDENCE_BLAS_THREADS", raising=False)
+    monkeypatch.setattr(blas, "thread_controls", lambda paths=None: [("lib", lib.get, lib.set)])
+    with pytest.raises(RuntimeError):
+        with blas.one_thread():
+            raise RuntimeError("a failing run")
+    assert lib.n == 6
+    # two runs at once (e.g. two QGIS background tasks): the count comes back when both have finished
+    inside, leave = threading.Event(), threading.Event()
+
+    def other_run():
+        with blas.one_thread():
+            inside.set()
+            leave.wait(10)
+
+    t = threading.Thread(target=other_run)
+    t.start()
+    assert inside.wait(10)
+    with blas.one_thread():
+        assert lib.n == 1
+    assert lib.n == 1  # the other run is still inside
+    leave.set()
+    t.join(10)
+    assert lib.n == 6 and lib.calls == [1, 6, 1, 6]  # set once per outermost block: the failed run, then these two
+
+
+def test_one_thread_can_be_turned_off(monkeypatch):
+    lib = _FakeBlas(3)
+    monkeypatch.setattr(blas, "thread_controls", lambda paths=None: [("lib", lib.get, lib.set)])
+    monkeypatch.setenv("SUBSIDENCE_BLAS_THREADS", "keep")
+    with blas.one_thread():
+        assert lib.n == 3
+    assert lib.calls == []
+
+
+def test_thread_controls_find_the_loaded_openblas_and_one_thread_drives_it():
+    """On the real library of this process (OpenBLAS on Debian and in numpy wheels); skipped where numpy runs on a
+    BLAS without a thread count (the reference BLAS)."""
+    controls = blas.thread_controls()
+    if not controls:
+        pytest.skip("no BLAS with a thread count is loaded (numpy on the reference BLAS)")
+    assert len({id(s) for _, _, s in controls}) == len(controls)
+    for path, get_fn, set_fn in controls:
+        assert os.path.exists(path) and ".cpython-" not in path
+    _, get_fn, set_fn = controls[0]
+    before = get_fn()
+    set_fn(2)
+    try:
+        with blas.one_thread():
+            assert get_fn() == 1
+            rng = np.random.default_rng(0)
+            a = rng.normal(size=(200, 200))
+            np.testing.assert_allclose(a @ np.eye(200), a)  # BLAS still works on one thread
+        assert get_fn() == 2
+    finally:
+        set_fn(before)
+    # extension modules reach OpenBLAS through their dependencies: they are not listed as libraries of their own
+    assert blas.thread_controls(["/nonexistent/libopenblas.so.0", sys.executable]) == []
+
+
+REFERENCE_BLAS_DIR = "/usr/lib/x86_64-linux-gnu/blas"
+
+
+@pytest.mark.skipif(not os.path.exists(REFERENCE_BLAS_DIR + "/libblas.so.3"), reason="Debian's reference BLAS absent")
+def test_a_run_on_the_reference_blas_says_so_and_one_on_openblas_does_not():
+    ref, said = _probe(
+        {"LD_LIBRARY_PATH": REFERENCE_BLAS_DIR + ":/usr/lib/x86_64-linux-gnu/lapack", "LD_PRELOAD": ""},
+        "import numpy, scipy.linalg; print(blas.reference_blas()); print(blas.note())",
+    )
+    assert ref.startswith(REFERENCE_BLAS_DIR + "/libblas.so") and "libopenblas0-pthread" in said
+    if blas.thread_controls():  # this process runs on an optimised BLAS: nothing to say about it
+        assert blas.reference_blas() is None
+        assert blas.note() is None or "reference BLAS (" not in blas.note()
