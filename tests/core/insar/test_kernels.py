@@ -74,3 +74,41 @@ def test_pattern_last_cholesky_solves_and_flags_singular_matrices():
     x = cholesky_solve_pixel_last(np.ascontiguousarray(C[:, :, ok]), b[:, ok])
     ref = np.linalg.solve(mats[ok], b[:, ok].T[:, :, None])[:, :, 0].T
     assert np.allclose(x, ref, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_pattern_last_cholesky_lapack_and_vectorised_ways_agree(monkeypatch, dtype):
+    """LAPACK one matrix at a time and the outer-product form across patterns: the same factors to rounding and
+    the same patterns flagged - a rank-deficient matrix (LAPACK fails: the batch goes the second way) and one
+    whose last pivot is positive but below the tolerance (LAPACK succeeds: flagged from the factor's diagonal)."""
+    from subsidence_toolkit.core.insar import kernels
+
+    rng = np.random.default_rng(11)
+    s, u = 40, 12
+    G = rng.normal(size=(u, s, 2 * s))
+    mats = (G @ G.transpose(0, 2, 1) / (2 * s) + 0.05 * np.eye(s)).astype(dtype)
+    tol = 1e-9 if dtype == np.float64 else 1e-5
+    near = np.eye(s, dtype=dtype)
+    near[-1, -1] = tol / 10  # last pivot tol / 10 > 0
+    mats[3] = near
+    pl = np.ascontiguousarray(mats.transpose(1, 2, 0))
+    C_lapack, good_lapack = kernels.cholesky_pattern_last(pl, tol)
+    monkeypatch.setattr(kernels, "LAPACK_MIN_ORDER", 10**9)
+    monkeypatch.setattr(kernels, "LAPACK_MAX_ELEMENTS", 0)
+    C_vec, good_vec = kernels.cholesky_pattern_last(pl, tol)
+    assert np.array_equal(good_lapack, good_vec) and not good_vec[3] and good_vec.sum() == u - 1
+    low = np.tril(np.ones((s, s), dtype=bool))[:, :, None] & good_vec[None, None, :]
+    eps = np.finfo(dtype).eps
+    np.testing.assert_allclose(np.where(low, C_lapack, 0), np.where(low, C_vec, 0), rtol=0, atol=200 * s * eps)
+    # both factors reproduce the matrices they factor
+    for C in (C_lapack, C_vec):
+        Lk = np.where(np.tril(np.ones((s, s), dtype=bool))[:, :, None], C, 0).transpose(2, 0, 1)[good_vec]
+        np.testing.assert_allclose(Lk @ Lk.transpose(0, 2, 1), mats[good_vec], rtol=0, atol=200 * s * eps)
+    # a singular matrix in a LAPACK-sized batch: the batch is factored the vectorised way (flagged per pattern)
+    monkeypatch.undo()
+    sing = pl.copy()
+    sing[:, :, 5] = 1.0  # rank 1
+    C, good = kernels.cholesky_pattern_last(sing, tol)
+    assert not good[5] and not good[3] and good.sum() == u - 2
+    ok = good.copy()
+    np.testing.assert_allclose(np.where(low[:, :, :], C, 0)[:, :, ok], np.where(low, C_vec, 0)[:, :, ok], rtol=0, atol=200 * s * eps)
