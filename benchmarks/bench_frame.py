@@ -51,6 +51,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_sbas  # noqa: E402  (registers the checkout as subsidence_toolkit)
+import machine  # noqa: E402
 
 from subsidence_toolkit.core.insar import sbas  # noqa: E402
 from subsidence_toolkit.core.insar.network import SbasNetwork  # noqa: E402
@@ -308,7 +309,8 @@ def run_frame(root, ifgs, cohs, truth, memory_mb, threads, loop_closure, timeout
     cmd = ["/usr/bin/time", "-v", qp.exe, "--json", "run", "subsidence:sbasinversion", "--"] + qp.arguments(params)
     t0 = time.perf_counter()
     try:
-        r = subprocess.run(cmd, env=qp.env, capture_output=True, text=True, timeout=timeout)
+        with machine.Steal() as stolen:
+            r = subprocess.run(cmd, env=qp.env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"error": "timed out after %.0f s" % timeout}
     wall = time.perf_counter() - t0
@@ -333,6 +335,7 @@ def run_frame(root, ifgs, cohs, truth, memory_mb, threads, loop_closure, timeout
     ]
     return {
         "passes": passes,
+        "steal": stolen.fraction,
         "wall": wall,
         "cpu": cpu,
         "rss": rss,
@@ -564,7 +567,8 @@ def main():
         )
         print(
             "%s: wall %.1f s, CPU %.1f s, peak RSS %.0f MB,%s files added next to the inputs: %d%s, velocity RMSE "
-            "%.3f mm/yr over %d px (constant %.2f removed), time series %.0f MB (%s before, %s after)"
+            "%.3f mm/yr over %d px (constant %.2f removed), time series %.0f MB (%s before, %s after; CPU stolen by "
+            "the host during the run %.0f %%)"
             % (
                 label,
                 res["wall"],
@@ -579,6 +583,7 @@ def main():
                 res["ts_mb"],
                 l0,
                 load(),
+                100 * res["steal"],
             ),
             flush=True,
         )
