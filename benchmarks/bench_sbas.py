@@ -471,7 +471,11 @@ def main():
                 if blas is not None:
                     print(
                         "  BLAS as users have it (no *_NUM_THREADS), %s:"
-                        % ("the plugin's one-thread BLAS for the run" if blas == "user" else "SUBSIDENCE_BLAS_THREADS=keep")
+                        % (
+                            "the plugin's one-thread BLAS for the run"
+                            if blas == "user"
+                            else "SUBSIDENCE_BLAS_THREADS=keep"
+                        )
                     )
                 print(
                     "e2e qgis_process w=%-9s threads=%d: wall %.2f s (best of %d), CPU %.2f s, ratio %.2f (floor "

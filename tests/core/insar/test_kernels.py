@@ -111,4 +111,6 @@ def test_pattern_last_cholesky_lapack_and_vectorised_ways_agree(monkeypatch, dty
     C, good = kernels.cholesky_pattern_last(sing, tol)
     assert not good[5] and not good[3] and good.sum() == u - 2
     ok = good.copy()
-    np.testing.assert_allclose(np.where(low[:, :, :], C, 0)[:, :, ok], np.where(low, C_vec, 0)[:, :, ok], rtol=0, atol=200 * s * eps)
+    np.testing.assert_allclose(
+        np.where(low[:, :, :], C, 0)[:, :, ok], np.where(low, C_vec, 0)[:, :, ok], rtol=0, atol=200 * s * eps
+    )

@@ -102,7 +102,9 @@ class _FakeBlas:
 def test_one_thread_sets_every_blas_to_one_and_restores_it_when_the_last_block_leaves(monkeypatch):
     libs = [_FakeBlas(8), _FakeBlas(1), _FakeBlas(4)]
     monkeypatch.delenv("SUBSIDENCE_BLAS_THREADS", raising=False)
-    monkeypatch.setattr(blas, "thread_controls", lambda paths=None: [("lib%d" % i, b.get, b.set) for i, b in enumerate(libs)])
+    monkeypatch.setattr(
+        blas, "thread_controls", lambda paths=None: [("lib%d" % i, b.get, b.set) for i, b in enumerate(libs)]
+    )
     with blas.one_thread():
         assert [b.n for b in libs] == [1, 1, 1]
         with blas.one_thread():  # nested (an algorithm calling the core's threaded runner)
