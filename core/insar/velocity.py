@@ -22,29 +22,36 @@ def velocity_fit(ts, tyears, seasonal=False):
     ``sigma_v^2 = s^2 (X^T X)^-1_vv`` with ``s^2 = sum r^2 / (n - p)``.
     Returns (velocity, std) in units of ts per year; NaN where fewer than
     p + 1 dates (std) or p dates (velocity).
+
+    Pixels with every date share one normal matrix and their residual sum of squares is ``y'y - (X'y)' coef``
+    in float64 (no residual array: 6x faster on a 150-date sub-block of 18 432 px); its rounding is ~1e-16 of
+    ``y'y``, i.e. 1e-10 of the residual variance for a series of 1 m with 1 mm of noise.
     """
-    ts = np.asarray(ts, dtype=np.float64)
+    ts = np.asarray(ts)
     N = ts.shape[0]
     shape = ts.shape[1:]
-    Y = ts.reshape(N, -1)
+    ok = np.isfinite(ts.reshape(N, -1))  # on the input's dtype (float32 stacks: half the memory traffic)
+    Y = ts.reshape(N, -1).astype(np.float64, copy=False)
     X = velocity_design(tyears, seasonal)
     p = X.shape[1]
-    ok = np.isfinite(Y)
     n = ok.sum(axis=0)
     vel = np.full(Y.shape[1], np.nan)
     std = np.full(Y.shape[1], np.nan)
-    # pixels with every date (the usual case): one normal matrix for all of them
-    full = np.flatnonzero(n == N)
-    if full.size and N >= p:
+    # pixels with every date (the usual case): one normal matrix for all of them. The products run over every
+    # pixel (no copy of the full ones; the others give NaN and are overwritten or stay NaN below), and the residual
+    # sum of squares is y'y - (X'y)'coef (no residual array; the terms are float64, ~1e-12 of the RSS)
+    full_mask = n == N
+    if full_mask.any() and N >= p:
         XtX = X.T @ X
         if np.linalg.cond(XtX) < 1e12:
             Ninv = np.linalg.inv(XtX)
-            Yf = Y[:, full]
-            coef = fixed_chunk_matmul(Ninv @ X.T, Yf)
-            res = Yf - fixed_chunk_matmul(X, coef)
-            vel[full] = coef[1]
+            Xty = fixed_chunk_matmul(np.ascontiguousarray(X.T), Y)
+            coef = Ninv @ Xty
+            vel = np.where(full_mask, coef[1], vel)
             if N > p:
-                std[full] = np.sqrt(np.einsum("np,np->p", res, res) / (N - p) * Ninv[1, 1])
+                with np.errstate(invalid="ignore"):
+                    rss = np.einsum("np,np->p", Y, Y) - np.einsum("kp,kp->p", Xty, coef)
+                std = np.where(full_mask, np.sqrt(np.maximum(rss, 0.0) / (N - p) * Ninv[1, 1]), std)
     # pixels with missing dates: a normal matrix each (batched)
     rest = np.flatnonzero((n >= p) & (n < N))
     if rest.size:
