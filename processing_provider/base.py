@@ -42,8 +42,9 @@ def _in_transaction(process):
         with interrupt_guard(), blas.one_thread():
             try:
                 staged = tx.begin()
-                if blas.note() and feedback is not None:
-                    feedback.pushInfo(blas.note())
+                said = blas.note()
+                if said and feedback is not None:
+                    feedback.pushInfo(said)
                 results = process(self, staged, context, feedback)
                 return tx.finish(results)
             except BaseException as e:  # noqa: BLE001 (every failure path removes the staged outputs)

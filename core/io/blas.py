@@ -15,8 +15,8 @@ interpolations through them when numpy's CBLAS is GSL's (:data:`SLOW_CBLAS`), an
 :func:`one_thread`: the BLAS libraries of the process on one thread for the duration of a run. The toolkit runs
 its own windows and sub-blocks on ``THREADS`` threads; a multi-threaded BLAS under each of them only adds threads
 that spin between the small products of the solver (measured on the SBAS end-to-end benchmark inside
-``qgis_process``, BLAS left at its default of one thread per core: +40-45 % CPU for the inversion pass, its solve
-up to 1.7x slower, on one thread as on two).
+``qgis_process`` on 2 cores, BLAS left at its default of one thread per core: +26-53 % CPU for the inversion pass,
+its solve up to 1.8x slower, on one thread as on two).
 """
 
 import contextlib
@@ -149,18 +149,16 @@ THREAD_SYMBOLS = (
 
 def loaded_libraries():
     """Paths of the shared libraries mapped into this process (Linux ``/proc/self/maps``; empty elsewhere)."""
-    paths = []
+    paths = {}  # insertion-ordered, without repeats
     try:
         with open("/proc/self/maps") as f:
             for line in f:
                 parts = line.split(None, 5)
                 if len(parts) == 6 and parts[5].startswith("/"):
-                    path = parts[5].rstrip("\n")
-                    if path not in paths:
-                        paths.append(path)
+                    paths[parts[5].rstrip("\n")] = None
     except OSError:
         return []
-    return paths
+    return list(paths)
 
 
 def thread_controls(paths=None):
@@ -204,7 +202,8 @@ def reference_blas(paths=None):
 
 
 _LIMIT_LOCK = threading.Lock()
-_LIMIT = {"depth": 0, "saved": []}
+#: the outermost block's state: depth of the blocks inside, the counts it changed, threadpoolctl's limiter
+_LIMIT = {"depth": 0, "saved": [], "other": None}
 
 
 def _threadpoolctl_limit():
@@ -214,9 +213,10 @@ def _threadpoolctl_limit():
         return None
     try:
         from threadpoolctl import threadpool_limits
-    except ImportError:
+
+        return threadpool_limits(limits=1, user_api="blas")
+    except Exception:  # noqa: BLE001 (optional: without it BLAS keeps its threads, results are the same)
         return None
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 @contextlib.contextmanager
@@ -249,9 +249,8 @@ def one_thread():
         with _LIMIT_LOCK:
             _LIMIT["depth"] -= 1
             if _LIMIT["depth"] == 0:
-                for set_fn, n in _LIMIT.pop("saved", []):
+                for set_fn, n in _LIMIT["saved"]:
                     set_fn(n)
-                other = _LIMIT.pop("other", None)
-                if other is not None:
-                    other.restore_original_limits()
-                _LIMIT["saved"] = []
+                if _LIMIT["other"] is not None:
+                    _LIMIT["other"].restore_original_limits()
+                _LIMIT["saved"], _LIMIT["other"] = [], None
