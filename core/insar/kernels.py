@@ -119,10 +119,8 @@ def band_cholesky_solve(Lb, rhs):
 PIVOT_TOL = 1e-9
 
 
-#: :func:`cholesky_pattern_last` factors with LAPACK one matrix at a time from this order on (any count), and
-#: smaller matrices when at most :data:`LAPACK_MAX_ELEMENTS` / order of them are factored together
+#: :func:`cholesky_pattern_last` factors matrices of this order and larger with LAPACK, one at a time
 LAPACK_MIN_ORDER = 32
-LAPACK_MAX_ELEMENTS = 8000
 
 
 def cholesky_pattern_last(Mat, tol=None, overwrite=False, workspace=None):
@@ -132,27 +130,38 @@ def cholesky_pattern_last(Mat, tol=None, overwrite=False, workspace=None):
     strict upper triangle is not meaningful); good is False where a pivot fell below
     ``PIVOT_TOL`` (the matrix is singular: the pattern lost rank). ``overwrite``: factor in place (C is Mat).
 
-    Two ways, the same factors to rounding and the same test on the pivots: LAPACK's ``potrf`` one matrix at a
-    time (``np.linalg.cholesky``) where that is faster - large orders, or few matrices (measured, float32, one
-    thread: 3.3x at s = 60, U = 50; 8.8x at s = 120; 1.6x at s = 60, U = 400) - and otherwise the right-looking
-    (outer-product) form vectorized across the patterns, one rank-1 update of the trailing block per column (faster
-    for many small matrices: 1.2x at s = 30, U = 1000). A batch in which LAPACK meets a non-positive pivot is
-    factored the second way, which flags it per pattern. In the first way the pivot of column j is
-    ``C[j, j]**2``, tested against ``tol`` as the second way tests it.
+    By order, the same factors to rounding and the same test on the pivots: from :data:`LAPACK_MIN_ORDER` on,
+    LAPACK's ``potrf`` one matrix at a time (``np.linalg.cholesky``; measured, float32, one thread: 3.3x faster
+    at s = 60 for 50 matrices, 1.6x for 400, 8.8x at s = 120); below it the right-looking (outer-product) form
+    vectorized across the patterns, one rank-1 update of the trailing block per column (as fast or faster for
+    many small matrices: 1.2x at s = 30 for 1 000). Either way each pattern's factor depends on its own matrix
+    only, not on the others in the batch, so it is the same bit for bit however the pixels are split into
+    windows. With LAPACK, the pivot of column j is ``C[j, j]**2``, tested against ``tol`` as the vectorized form
+    tests it; a matrix LAPACK cannot factor (a non-positive pivot) is flagged.
     """
     s, _, U = Mat.shape
     tol = PIVOT_TOL if tol is None else tol
-    if U and (s >= LAPACK_MIN_ORDER or s * U <= LAPACK_MAX_ELEMENTS) and s > 1:
+    if s >= LAPACK_MIN_ORDER and U:
+        Mt = Mat.transpose(2, 0, 1)
+        failed = None
         try:
-            L = np.linalg.cholesky(Mat.transpose(2, 0, 1))
-        except np.linalg.LinAlgError:
-            L = None
-        if L is not None and np.isfinite(L).all():
-            C = Mat if overwrite else np.empty_like(Mat)
-            C[...] = L.transpose(1, 2, 0)
-            piv = np.diagonal(C, axis1=0, axis2=1)  # (U, s)
-            good = np.all(piv * piv > tol, axis=1)
-            return C, good
+            L = np.linalg.cholesky(Mt)
+        except np.linalg.LinAlgError:  # some matrix is not positive definite: one at a time (same factors)
+            L = np.zeros((U, s, s), dtype=Mat.dtype)
+            failed = np.zeros(U, dtype=bool)
+            for i in range(U):
+                try:
+                    L[i] = np.linalg.cholesky(Mt[i])
+                except np.linalg.LinAlgError:
+                    failed[i] = True
+        C = Mat if overwrite else np.empty_like(Mat)
+        C[...] = L.transpose(1, 2, 0)
+        piv = np.diagonal(C, axis1=0, axis2=1)  # (U, s)
+        with np.errstate(invalid="ignore"):
+            good = np.all(piv * piv > tol, axis=1) & np.isfinite(L).all(axis=(1, 2))
+        if failed is not None:
+            good &= ~failed
+        return C, good
     C = Mat if overwrite else Mat.copy()
     good = np.ones(U, dtype=bool)
     n1 = max(s - 1, 1)
