@@ -39,24 +39,27 @@ def _in_transaction(process):
         tx = OutputTransaction(self, parameters, context, feedback)
         self._transaction = tx
         # BLAS on one thread for the run: the algorithms run their own windows on THREADS threads (core.io.blas)
-        with interrupt_guard(), blas.one_thread():
+        with interrupt_guard(feedback) as signals, blas.one_thread():
             try:
                 staged = tx.begin()
                 said = blas.note()
                 if said and feedback is not None:
                     feedback.pushInfo(said)
                 results = process(self, staged, context, feedback)
-                return tx.finish(results)
+                signals.check()  # a signal whose exception was swallowed (see InterruptState) still stops the run
+                return tx.finish(results, before_commit=signals.check)
             except BaseException as e:  # noqa: BLE001 (every failure path removes the staged outputs)
-                error = one_line_error(self, e, tx)  # first: it looks at the disk as the failure left it
+                interrupted = signals.replace(e)
+                error = one_line_error(self, interrupted, tx)  # first: it looks at the disk as the failure left it
                 tx.abort()
-                if isinstance(e, Interrupted):
-                    if feedback is not None:
-                        feedback.reportError(str(error.args[0]) if error.args else "Interrupted", True)
-                    deliver(e)
-                raise error from None
+                if not isinstance(interrupted, Interrupted):
+                    raise error from None
+                if feedback is not None:
+                    feedback.reportError(str(error.args[0]) if error.args else "Interrupted", True)
             finally:
                 self._transaction = None
+        deliver(interrupted)  # outside the guard: the handler from before the run gets the signal
+        raise error from None
 
     processAlgorithm._subsidence_transaction = True
     return processAlgorithm

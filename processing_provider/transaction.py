@@ -403,8 +403,9 @@ class OutputTransaction:
         return max(hits, key=lambda o: len(o.staging)) if hits else None
 
     # ------------------------------------------------------------------ finish
-    def finish(self, results):
-        """Check every staged output, move them all onto their destinations and map results to final paths."""
+    def finish(self, results, before_commit=None):
+        """Check every staged output, move them all onto their destinations and map results to final paths.
+        ``before_commit()`` runs just before the first move (it may raise to keep everything staged)."""
         results = dict(results or {})
         for out in self.outputs.values():
             written = out.staging and os.path.exists(out.staging)
@@ -413,6 +414,8 @@ class OutputTransaction:
                 raise QgsProcessingException("%s was not written (%s); nothing was written" % (out.name, out.final))
             if written:
                 self._check_written(out)
+        if before_commit is not None:
+            before_commit()
         self.files.commit()
         self.committed = True
         for fn in self._after_commit:
@@ -492,29 +495,61 @@ def _feature_count(path, layer=None):
 
 
 # ------------------------------------------------------------------------------------------ signals
-@contextlib.contextmanager
-def interrupt_guard():
-    """While an algorithm runs in the main thread (``qgis_process``), SIGTERM and SIGINT raise
-    :class:`Interrupted` so the transaction can remove staged files; the previous handlers come back after."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {}
+class InterruptState:
+    """What :func:`interrupt_guard` saw: the signals received while the algorithm ran.
 
-    def handler(signum, frame):
+    The handler raises :class:`Interrupted` where Python happens to be, and Python swallows exceptions
+    raised inside weakref callbacks, ``__del__`` and garbage-collector callbacks ("Exception ignored
+    in ..."). So the handler also records the signal and cancels the feedback: the core stops at its
+    next cancel check, and :meth:`check` (called again before the outputs are committed) raises."""
+
+    def __init__(self, feedback=None):
+        self.feedback = feedback
+        self.received = []
+
+    def handler(self, signum, frame):
+        self.received.append(signum)
+        if self.feedback is not None:
+            try:
+                self.feedback.cancel()
+            except Exception:  # noqa: BLE001 (a handler must not fail before it raises)
+                pass
         raise Interrupted(signum)
 
+    def check(self):
+        """Raise :class:`Interrupted` if a signal arrived (even one whose exception was swallowed)."""
+        if self.received:
+            raise Interrupted(self.received[0])
+
+    def replace(self, error):
+        """The exception to handle: ``Interrupted`` when a signal arrived, whatever the code then raised
+        (e.g. the core's cancel exception after the handler's own exception was swallowed)."""
+        if self.received and not isinstance(error, Interrupted):
+            return Interrupted(self.received[0])
+        return error
+
+
+@contextlib.contextmanager
+def interrupt_guard(feedback=None):
+    """While an algorithm runs in the main thread (``qgis_process``), SIGTERM and SIGINT raise
+    :class:`Interrupted` so the transaction can remove staged files; the previous handlers come back after.
+    Yields an :class:`InterruptState` (also outside the main thread, where it never records anything)."""
+    state = InterruptState(feedback)
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+    previous = {}
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:
             old = signal.getsignal(sig)
             if old in (signal.SIG_IGN, None):
                 continue
-            signal.signal(sig, handler)
+            signal.signal(sig, state.handler)
             previous[sig] = old
         except (ValueError, OSError):
             pass
     try:
-        yield
+        yield state
     finally:
         for sig, old in previous.items():
             try:
@@ -524,8 +559,14 @@ def interrupt_guard():
 
 
 def deliver(interrupted):
-    """After clean-up: let the signal do what it did before (SIG_DFL terminates the process)."""
-    if signal.getsignal(interrupted.signum) == signal.SIG_DFL:
+    """After clean-up, outside :func:`interrupt_guard`: let the signal do what it did before the run.
+    SIG_DFL terminates the process (``qgis_process`` dies of SIGTERM, as it would have without us); a
+    Python handler runs (an enclosing algorithm's guard records it and raises, so a model stops too)."""
+    try:
+        previous = signal.getsignal(interrupted.signum)
+    except (ValueError, OSError):
+        return
+    if previous == signal.SIG_DFL or callable(previous):
         signal.raise_signal(interrupted.signum)
 
 

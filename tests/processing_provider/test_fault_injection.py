@@ -7,7 +7,8 @@ case checks that the run fails with a one-line message naming the problem, leave
 
 Cases: output = input (every output parameter), truncated and 0-byte raster input, read-only output
 folder (a read-only bind mount: root only), a full disk (a tiny tmpfs: root only), SIGTERM mid-run
-through ``qgis_process.bin`` (two algorithms).
+through ``qgis_process.bin`` (two algorithms), and in process a SIGTERM whose exception Python
+swallows (raised inside ``__del__``), with and without the core stopping at its cancel check.
 """
 
 import datetime as dt
@@ -491,6 +492,104 @@ def test_sigterm_mid_run_leaves_nothing(qp, fx, alg, tmp_path):
         staged,
         sorted(set(after.items()) ^ set(before.items())),
     )
+
+
+# In process: a signal whose exception Python swallows. The handler raises where Python happens to be;
+# inside a weakref callback, a __del__ or a garbage-collector callback the exception is only printed
+# ("Exception ignored in ...") and the run went on to commit its outputs and report success (seen in CI:
+# gracedownscaling on QGIS 3.40 finished "100 - done" after SIGTERM and exited 0).
+def _toy_algorithm(after_write):
+    from qgis.core import QgsProcessingParameterRasterDestination
+
+    from subsidence_toolkit.processing_provider.base import SubsidenceAlgorithm
+
+    class Toy(SubsidenceAlgorithm):
+        NAME = "toy"
+        DISPLAY_NAME = "Toy"
+
+        def initAlgorithm(self, config=None):
+            self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Output"))
+
+        def processAlgorithm(self, parameters, context, feedback):
+            path = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+            write_stack(path, np.ones((3, 4)))
+            after_write(feedback)
+            return {"OUTPUT": path}
+
+    return Toy().create()
+
+
+class _SignalOnCollect:
+    """Sends SIGTERM to this process from ``__del__``: the handler's exception is swallowed there."""
+
+    def __del__(self):
+        signal.raise_signal(signal.SIGTERM)
+
+
+def _run_toy(tmp_path, after_write, monkeypatch):
+    """(ok, signals handed on, feedback, files left in the output folder) of one run of the toy."""
+    import sys
+
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback
+
+    from subsidence_toolkit.processing_provider.transaction import Interrupted
+
+    class Feedback(QgsProcessingFeedback):
+        errors = []
+
+        def reportError(self, text, fatal=False):  # noqa: N802
+            self.errors.append(text)
+
+    received, swallowed = [], []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: swallowed.append(u.exc_type))
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    try:
+        feedback = Feedback()
+        (tmp_path / "out").mkdir()
+        out = tmp_path / "out" / "result.tif"
+        results, ok = _toy_algorithm(after_write).run({"OUTPUT": str(out)}, QgsProcessingContext(), feedback)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert swallowed == [Interrupted]  # the case under test: Python swallowed the handler's exception
+    return ok, received, feedback, sorted(os.listdir(tmp_path / "out"))
+
+
+def test_swallowed_sigterm_after_the_write_commits_nothing(qgis_app, tmp_path, monkeypatch):
+    ok, received, feedback, left = _run_toy(tmp_path, lambda feedback: _SignalOnCollect(), monkeypatch)
+    assert not ok
+    assert left == []  # neither the output nor its staging file
+    assert feedback.isCanceled()  # the core's cancel checks see it too
+    assert received == [signal.SIGTERM]  # handed on to the handler from before the run, once
+    assert any("Interrupted by SIGTERM" in e for e in feedback.errors), feedback.errors
+
+
+def test_swallowed_sigterm_reported_as_the_signal_not_a_cancel(qgis_app, tmp_path, monkeypatch):
+    from subsidence_toolkit.core.io.errors import Cancelled
+
+    def core_keeps_going(feedback):
+        _SignalOnCollect()
+        if feedback.isCanceled():  # what the core does at its next check
+            raise Cancelled("cancelled")
+
+    ok, received, feedback, left = _run_toy(tmp_path, core_keeps_going, monkeypatch)
+    assert not ok and left == [] and received == [signal.SIGTERM]
+    assert any("Interrupted by SIGTERM" in e for e in feedback.errors), feedback.errors
+
+
+def test_interrupt_reaches_an_enclosing_run():
+    """A model's step restores the model's handler before handing the signal on: the model stops too."""
+    from subsidence_toolkit.processing_provider.transaction import Interrupted, deliver, interrupt_guard
+
+    with interrupt_guard() as outer:
+        with interrupt_guard() as inner:
+            with pytest.raises(Interrupted):
+                signal.raise_signal(signal.SIGTERM)
+        assert inner.received == [signal.SIGTERM] and outer.received == []
+        with pytest.raises(Interrupted):
+            deliver(Interrupted(signal.SIGTERM))
+        assert outer.received == [signal.SIGTERM]
+        with pytest.raises(Interrupted):
+            outer.check()
 
 
 # ------------------------------------------------------------------------------------------ inputs named
