@@ -12,6 +12,7 @@ the rows sent so the transaction can check they all arrived).
 import contextlib
 import functools
 import os
+import signal
 
 from qgis.core import (
     QgsProcessingAlgorithm,
@@ -47,11 +48,20 @@ def _in_transaction(process):
                     feedback.pushInfo(said)
                 results = process(self, staged, context, feedback)
                 signals.check()  # a signal whose exception was swallowed (see InterruptState) still stops the run
-                return tx.finish(results, before_commit=signals.check)
+                results = tx.finish(results, signals)
+                if not signals.received:
+                    return results
+                interrupted = Interrupted(signals.received[0])  # arrived while the outputs were moved into place
+                error = QgsProcessingException(
+                    "Interrupted by %s after every output was written" % signal.Signals(interrupted.signum).name
+                )
+                if feedback is not None:
+                    feedback.reportError(str(error.args[0]), True)
             except BaseException as e:  # noqa: BLE001 (every failure path removes the staged outputs)
+                with signals.deferred():  # a (second) signal must not cut the clean-up short
+                    error = one_line_error(self, signals.replace(e), tx)  # first: it looks at the disk as it is
+                    tx.abort()
                 interrupted = signals.replace(e)
-                error = one_line_error(self, interrupted, tx)  # first: it looks at the disk as the failure left it
-                tx.abort()
                 if not isinstance(interrupted, Interrupted):
                     raise error from None
                 if feedback is not None:

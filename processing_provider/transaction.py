@@ -403,9 +403,10 @@ class OutputTransaction:
         return max(hits, key=lambda o: len(o.staging)) if hits else None
 
     # ------------------------------------------------------------------ finish
-    def finish(self, results, before_commit=None):
+    def finish(self, results, signals=None):
         """Check every staged output, move them all onto their destinations and map results to final paths.
-        ``before_commit()`` runs just before the first move (it may raise to keep everything staged)."""
+        ``signals`` (:class:`InterruptState`): a signal received so far stops the run before the first move;
+        one arriving during the moves is only recorded (the caller looks at ``signals.received``)."""
         results = dict(results or {})
         for out in self.outputs.values():
             written = out.staging and os.path.exists(out.staging)
@@ -414,9 +415,10 @@ class OutputTransaction:
                 raise QgsProcessingException("%s was not written (%s); nothing was written" % (out.name, out.final))
             if written:
                 self._check_written(out)
-        if before_commit is not None:
-            before_commit()
-        self.files.commit()
+        if signals is not None:
+            signals.check()
+        with signals.deferred() if signals is not None else contextlib.nullcontext():
+            self.files.commit()
         self.committed = True
         for fn in self._after_commit:
             fn()
@@ -506,6 +508,7 @@ class InterruptState:
     def __init__(self, feedback=None):
         self.feedback = feedback
         self.received = []
+        self._deferring = 0
 
     def handler(self, signum, frame):
         self.received.append(signum)
@@ -514,7 +517,19 @@ class InterruptState:
                 self.feedback.cancel()
             except Exception:  # noqa: BLE001 (a handler must not fail before it raises)
                 pass
-        raise Interrupted(signum)
+        if not self._deferring:
+            raise Interrupted(signum)
+
+    @contextlib.contextmanager
+    def deferred(self):
+        """Signals are recorded but raise nothing inside: moving outputs into place and cleaning up are
+        not cut short (a second SIGTERM, or Ctrl-C pressed twice, would otherwise leave staged files or
+        half-restored previous outputs)."""
+        self._deferring += 1
+        try:
+            yield
+        finally:
+            self._deferring -= 1
 
     def check(self):
         """Raise :class:`Interrupted` if a signal arrived (even one whose exception was swallowed)."""

@@ -576,6 +576,52 @@ def test_swallowed_sigterm_reported_as_the_signal_not_a_cancel(qgis_app, tmp_pat
     assert any("Interrupted by SIGTERM" in e for e in feedback.errors), feedback.errors
 
 
+def test_signal_during_the_moves_finishes_them_and_says_so(qgis_app, tmp_path, monkeypatch):
+    """SIGTERM while the staged outputs are moved into place (here: before the first move): the moves are
+    not cut short (each output complete, or the previous one restored), the log says every output was written."""
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback
+
+    from subsidence_toolkit.core.io.staging import StagedFiles
+
+    real = StagedFiles.commit
+
+    def commit(self):
+        signal.raise_signal(signal.SIGTERM)  # the handler records it and raises nothing here
+        return real(self)
+
+    monkeypatch.setattr(StagedFiles, "commit", commit)
+    received, errors = [], []
+
+    class Feedback(QgsProcessingFeedback):
+        def reportError(self, text, fatal=False):  # noqa: N802
+            errors.append(text)
+
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    try:
+        out = tmp_path / "result.tif"
+        _, ok = _toy_algorithm(lambda feedback: None).run({"OUTPUT": str(out)}, QgsProcessingContext(), Feedback())
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert received == [signal.SIGTERM]
+    assert sorted(os.listdir(tmp_path)) == ["result.tif"]  # written completely, nothing staged left
+    assert gdal.Open(str(out)).ReadAsArray().tolist() == np.ones((3, 4)).tolist()
+    assert any("after every output was written" in e for e in errors), errors
+    assert not ok  # the run still stops (the handler from before the run decides what happens next)
+
+
+def test_signals_during_clean_up_are_recorded_not_raised():
+    from subsidence_toolkit.processing_provider.transaction import Interrupted, interrupt_guard
+
+    with interrupt_guard() as state:
+        with state.deferred():
+            signal.raise_signal(signal.SIGTERM)
+            signal.raise_signal(signal.SIGINT)
+        assert state.received == [signal.SIGTERM, signal.SIGINT]
+        with pytest.raises(Interrupted) as got:
+            state.check()
+        assert got.value.signum == signal.SIGTERM
+
+
 def test_interrupt_reaches_an_enclosing_run():
     """A model's step restores the model's handler before handing the signal on: the model stops too."""
     from subsidence_toolkit.processing_provider.transaction import Interrupted, deliver, interrupt_guard
