@@ -624,6 +624,53 @@ def test_signals_during_clean_up_are_recorded_not_raised():
         assert got.value.signum == signal.SIGTERM
 
 
+def test_sigterm_at_any_moment_is_never_lost(run_alg, fx, tmp_path):
+    """SIGTERM sent from another thread at moments spread over a real run (GRACE downscaling in many small
+    windows), in process, with a recording handler installed before the run: the signal always reaches that
+    handler exactly once (never swallowed), and the run either leaves the folder as it was (failed,
+    "Interrupted by SIGTERM") or writes every output completely (it finished first, or the signal came while
+    the outputs were moved into place and the message says so); never a staging file."""
+    import threading
+
+    from qgis.core import QgsProcessingException
+
+    params, _ = input_files(fx, "gracedownscaling")
+    params["MEMORY_LIMIT_MB"] = 0.05
+    t0 = time.perf_counter()
+    run_alg("gracedownscaling", dict(params, **outputs_in(tmp_path / "plain", "gracedownscaling")))
+    seconds = time.perf_counter() - t0
+    outcomes = set()
+    for i, delay in enumerate(np.linspace(0.05, 1.0, 7) * seconds):
+        folder = tmp_path / ("run%d" % i)
+        outs = previous_outputs(folder, "gracedownscaling")
+        before = snapshot(folder)
+        received = []
+        previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+        killer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGTERM))
+        try:
+            killer.start()
+            try:
+                run_alg("gracedownscaling", dict(params, **outs))
+                message = None
+            except QgsProcessingException as e:
+                message = str(e)
+            killer.join()
+            time.sleep(0.05)  # a signal sent after the run is handled at the next bytecode
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        assert received == [signal.SIGTERM], (delay, message)
+        assert not [n for n in os.listdir(folder) if "partial" in n], (delay, os.listdir(folder))
+        if message is not None and "after every output was written" not in message:
+            assert "Interrupted by SIGTERM" in message, message
+            assert snapshot(folder) == before, delay
+            outcomes.add("interrupted")
+        else:
+            assert gdal.Open(outs["OUTPUT"]).RasterCount > 0
+            assert Path(outs["OUTPUT_TABLE"]).read_text().count("\n") > 1
+            outcomes.add("written")
+    assert "interrupted" in outcomes, outcomes  # the moments did fall inside the run
+
+
 def test_interrupt_reaches_an_enclosing_run():
     """A model's step restores the model's handler before handing the signal on: the model stops too."""
     from subsidence_toolkit.processing_provider.transaction import Interrupted, deliver, interrupt_guard
