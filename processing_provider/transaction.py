@@ -576,10 +576,14 @@ def interrupt_guard(feedback=None):
 def deliver(interrupted):
     """After clean-up, outside :func:`interrupt_guard`: let the signal do what it did before the run.
     SIG_DFL terminates the process (``qgis_process`` dies of SIGTERM, as it would have without us); a
-    Python handler runs (an enclosing algorithm's guard records it and raises, so a model stops too)."""
+    Python handler runs (an enclosing algorithm's guard records it and raises, so a model stops too).
+    Python's own SIGINT handler is left out: its ``KeyboardInterrupt`` would only reach QGIS's C++ as a
+    traceback; the caller's one-line "Interrupted by SIGINT" error ends the run instead."""
     try:
         previous = signal.getsignal(interrupted.signum)
     except (ValueError, OSError):
+        return
+    if previous is signal.default_int_handler:
         return
     if previous == signal.SIG_DFL or callable(previous):
         signal.raise_signal(interrupted.signum)

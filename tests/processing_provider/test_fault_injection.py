@@ -671,6 +671,18 @@ def test_sigterm_at_any_moment_is_never_lost(run_alg, fx, tmp_path):
     assert "interrupted" in outcomes, outcomes  # the moments did fall inside the run
 
 
+def test_ctrl_c_is_not_handed_on_as_a_keyboard_interrupt():
+    """Python's own SIGINT handler raises KeyboardInterrupt, which QGIS's C++ only prints as a traceback
+    (qgis_process printed three): the run's one-line error is the answer."""
+    from subsidence_toolkit.processing_provider.transaction import Interrupted, deliver
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        deliver(Interrupted(signal.SIGINT))  # raises nothing
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def test_interrupt_reaches_an_enclosing_run():
     """A model's step restores the model's handler before handing the signal on: the model stops too."""
     from subsidence_toolkit.processing_provider.transaction import Interrupted, deliver, interrupt_guard
