@@ -3,7 +3,7 @@
 Every subclass's ``processAlgorithm`` runs inside an output transaction (:mod:`.transaction`): inputs are
 checked and outputs that would overwrite an input are refused before anything is written; outputs are
 written to staging files the algorithm sees as its destination parameters and moved onto the real
-destinations only when the whole run succeeded; any failure (exception, full disk, cancel, SIGTERM/SIGINT)
+destinations only when the whole run succeeded; any failure (exception, full disk, cancel, SIGTERM/SIGINT/SIGHUP)
 removes them and becomes a one-line ``QgsProcessingException``. A new algorithm gets all of this by
 subclassing :class:`SubsidenceAlgorithm`; it writes tables with :func:`.tables.write_table` (which reports
 the rows sent so the transaction can check they all arrived).

@@ -14,7 +14,7 @@ What a run guarantees, whatever the algorithm does:
    parameters. When the algorithm returns, every staged output is checked (rasters re-opened and their
    block table checked against the file size, tables re-opened and their row count compared with the rows
    sent) and only then are all of them moved onto their destinations together. On any failure (an
-   exception, a full disk, cancel, SIGTERM/SIGINT under ``qgis_process``) every staged file is removed and
+   exception, a full disk, cancel, SIGTERM/SIGINT/SIGHUP under ``qgis_process``) every staged file is removed and
    previous outputs stay byte-identical. A GeoPackage layer written into an existing (non-input)
    GeoPackage is staged on a copy of that file.
 4. **Errors are one line** (:func:`one_line_error`): GDAL ``RuntimeError``, ``OSError`` (disk full,
@@ -88,7 +88,7 @@ PATH_INPUTS = LAYER_INPUTS + (QgsProcessingParameterFile, QgsProcessingParameter
 
 
 class Interrupted(BaseException):
-    """SIGTERM/SIGINT arrived while an algorithm ran (BaseException: never swallowed by ``except Exception``)."""
+    """SIGTERM/SIGINT/SIGHUP arrived while an algorithm ran (BaseException: never swallowed by ``except Exception``)."""
 
     def __init__(self, signum):
         super().__init__(signum)
@@ -497,6 +497,10 @@ def _feature_count(path, layer=None):
 
 
 # ------------------------------------------------------------------------------------------ signals
+#: the signals :func:`interrupt_guard` turns into a clean stop (SIGHUP does not exist on Windows)
+SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name))
+
+
 class InterruptState:
     """What :func:`interrupt_guard` saw: the signals received while the algorithm ran.
 
@@ -546,7 +550,8 @@ class InterruptState:
 
 @contextlib.contextmanager
 def interrupt_guard(feedback=None):
-    """While an algorithm runs in the main thread (``qgis_process``), SIGTERM and SIGINT raise
+    """While an algorithm runs in the main thread (``qgis_process``), SIGTERM, SIGINT and SIGHUP (the terminal
+    or SSH session closed; not under ``nohup``, which ignores it) raise
     :class:`Interrupted` so the transaction can remove staged files; the previous handlers come back after.
     Yields an :class:`InterruptState` (also outside the main thread, where it never records anything)."""
     state = InterruptState(feedback)
@@ -554,7 +559,7 @@ def interrupt_guard(feedback=None):
         yield state
         return
     previous = {}
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in SIGNALS:
         try:
             old = signal.getsignal(sig)
             if old in (signal.SIG_IGN, None):

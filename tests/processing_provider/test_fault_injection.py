@@ -683,6 +683,22 @@ def test_ctrl_c_is_not_handed_on_as_a_keyboard_interrupt():
         signal.signal(signal.SIGINT, previous)
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP on this system")
+def test_hang_up_stops_the_run_too():
+    """Closing the terminal or SSH session of a long qgis_process run sends SIGHUP: cleaned up like SIGTERM."""
+    from subsidence_toolkit.processing_provider.transaction import Interrupted, interrupt_guard
+
+    previous = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        with interrupt_guard() as state:
+            with pytest.raises(Interrupted) as got:
+                signal.raise_signal(signal.SIGHUP)
+        assert got.value.signum == signal.SIGHUP and state.received == [signal.SIGHUP]
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL  # restored after the run
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
 def test_interrupt_reaches_an_enclosing_run():
     """A model's step restores the model's handler before handing the signal on: the model stops too."""
     from subsidence_toolkit.processing_provider.transaction import Interrupted, deliver, interrupt_guard
