@@ -39,37 +39,39 @@ def _in_transaction(process):
     def processAlgorithm(self, parameters, context, feedback):
         tx = OutputTransaction(self, parameters, context, feedback)
         self._transaction = tx
-        # BLAS on one thread for the run: the algorithms run their own windows on THREADS threads (core.io.blas)
-        with interrupt_guard(feedback) as signals, blas.one_thread():
+        error = None
+        with interrupt_guard(feedback) as signals:
             try:
-                staged = tx.begin()
-                said = blas.note()
-                if said and feedback is not None:
-                    feedback.pushInfo(said)
-                results = process(self, staged, context, feedback)
-                signals.check()  # a signal whose exception was swallowed (see InterruptState) still stops the run
-                results = tx.finish(results, signals)
-                if not signals.received:
-                    return results
-                interrupted = Interrupted(signals.received[0])  # arrived while the outputs were moved into place
-                error = QgsProcessingException(
-                    "Interrupted by %s after every output was written" % signal.Signals(interrupted.signum).name
-                )
-                if feedback is not None:
-                    feedback.reportError(str(error.args[0]), True)
+                signals.arm()  # a signal from here on raises Interrupted (one that came already: now)
+                # BLAS on one thread for the run: the algorithms run their own windows on THREADS threads
+                with blas.one_thread():  # (core.io.blas)
+                    staged = tx.begin()
+                    said = blas.note()
+                    if said and feedback is not None:
+                        feedback.pushInfo(said)
+                    results = process(self, staged, context, feedback)
+                    signals.check()  # a signal whose exception was swallowed (see InterruptState) stops the run
+                    results = tx.finish(results, signals)  # from the first move on, signals are only recorded
             except BaseException as e:  # noqa: BLE001 (every failure path removes the staged outputs)
-                with signals.deferred():  # a (second) signal must not cut the clean-up short
-                    error = one_line_error(self, signals.replace(e), tx)  # first: it looks at the disk as it is
-                    tx.abort()
-                interrupted = signals.replace(e)
-                if not isinstance(interrupted, Interrupted):
-                    raise error from None
-                if feedback is not None:
-                    feedback.reportError(str(error.args[0]) if error.args else "Interrupted", True)
+                try:
+                    signals.hold()  # no signal may cut the clean-up short
+                except Interrupted:  # the first one, arriving as this failure was being handled: recorded
+                    pass
+                error = one_line_error(self, signals.replace(e), tx)  # first: it looks at the disk as it is
+                tx.abort()
             finally:
                 self._transaction = None
-        deliver(interrupted)  # outside the guard: the handler from before the run gets the signal
-        raise error from None
+        # the handlers from before the run are back: every signal that arrived until now is in signals.received
+        if signals.received:
+            if error is None:  # it arrived while the outputs were moved into place: they were all moved
+                name = signal.Signals(signals.received[0]).name
+                error = QgsProcessingException("Interrupted by %s after every output was written" % name)
+            if feedback is not None:
+                feedback.reportError(str(error.args[0]) if error.args else "Interrupted", True)
+            deliver(Interrupted(signals.received[0]))  # the handler from before the run gets the signal
+        if error is not None:
+            raise error from None
+        return results
 
     processAlgorithm._subsidence_transaction = True
     return processAlgorithm

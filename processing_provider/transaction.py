@@ -406,7 +406,7 @@ class OutputTransaction:
     def finish(self, results, signals=None):
         """Check every staged output, move them all onto their destinations and map results to final paths.
         ``signals`` (:class:`InterruptState`): a signal received so far stops the run before the first move;
-        one arriving during the moves is only recorded (the caller looks at ``signals.received``)."""
+        from the first move on, signals are only recorded (the caller looks at ``signals.received``)."""
         results = dict(results or {})
         for out in self.outputs.values():
             written = out.staging and os.path.exists(out.staging)
@@ -417,8 +417,8 @@ class OutputTransaction:
                 self._check_written(out)
         if signals is not None:
             signals.check()
-        with signals.deferred() if signals is not None else contextlib.nullcontext():
-            self.files.commit()
+            signals.hold()
+        self.files.commit()
         self.committed = True
         for fn in self._after_commit:
             fn()
@@ -504,15 +504,18 @@ SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP"
 class InterruptState:
     """What :func:`interrupt_guard` saw: the signals received while the algorithm ran.
 
-    The handler raises :class:`Interrupted` where Python happens to be, and Python swallows exceptions
-    raised inside weakref callbacks, ``__del__`` and garbage-collector callbacks ("Exception ignored
-    in ..."). So the handler also records the signal and cancels the feedback: the core stops at its
-    next cancel check, and :meth:`check` (called again before the outputs are committed) raises."""
+    The handler records every signal and cancels the feedback (the core stops at its next cancel check). It
+    raises :class:`Interrupted` only while *armed* (:meth:`arm`: the algorithm's body, inside its ``try``), and
+    only once: a signal arriving before the ``try`` is entered, during the moves into place or during the
+    clean-up is recorded and looked at by the caller, never raised where nothing would catch it. Python
+    swallows exceptions raised inside weakref callbacks, ``__del__`` and garbage-collector callbacks
+    ("Exception ignored in ..."): the record and the cancel still stop the run, and :meth:`check` (called
+    again before the outputs are committed) raises."""
 
     def __init__(self, feedback=None):
         self.feedback = feedback
         self.received = []
-        self._deferring = 0
+        self._armed = False
 
     def handler(self, signum, frame):
         self.received.append(signum)
@@ -521,23 +524,26 @@ class InterruptState:
                 self.feedback.cancel()
             except Exception:  # noqa: BLE001 (a handler must not fail before it raises)
                 pass
-        if not self._deferring:
+        if self._armed:
+            self._armed = False
             raise Interrupted(signum)
 
-    @contextlib.contextmanager
-    def deferred(self):
-        """Signals are recorded but raise nothing inside: moving outputs into place and cleaning up are
-        not cut short (a second SIGTERM, or Ctrl-C pressed twice, would otherwise leave staged files or
-        half-restored previous outputs)."""
-        self._deferring += 1
-        try:
-            yield
-        finally:
-            self._deferring -= 1
+    def arm(self):
+        """From now on the first signal raises :class:`Interrupted` (at once, if one arrived already)."""
+        self._armed = True
+        self.check()
+
+    def hold(self):
+        """From now until the end of the run, signals are recorded but raise nothing: moving outputs into
+        place and cleaning up are not cut short (a second SIGTERM, or Ctrl-C pressed twice, would otherwise
+        leave staged files or half-restored previous outputs). The caller looks at :attr:`received` once the
+        guard has put the previous handlers back."""
+        self._armed = False
 
     def check(self):
         """Raise :class:`Interrupted` if a signal arrived (even one whose exception was swallowed)."""
         if self.received:
+            self._armed = False
             raise Interrupted(self.received[0])
 
     def replace(self, error):
@@ -551,9 +557,9 @@ class InterruptState:
 @contextlib.contextmanager
 def interrupt_guard(feedback=None):
     """While an algorithm runs in the main thread (``qgis_process``), SIGTERM, SIGINT and SIGHUP (the terminal
-    or SSH session closed; not under ``nohup``, which ignores it) raise
-    :class:`Interrupted` so the transaction can remove staged files; the previous handlers come back after.
-    Yields an :class:`InterruptState` (also outside the main thread, where it never records anything)."""
+    or SSH session closed; not under ``nohup``, which ignores it) are recorded in the :class:`InterruptState`
+    it yields, and raise :class:`Interrupted` once it is armed, so the transaction can remove staged files;
+    the previous handlers come back after. Outside the main thread the state never records anything."""
     state = InterruptState(feedback)
     if threading.current_thread() is not threading.main_thread():
         yield state

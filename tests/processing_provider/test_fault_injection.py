@@ -615,9 +615,10 @@ def test_signals_during_clean_up_are_recorded_not_raised():
     from subsidence_toolkit.processing_provider.transaction import Interrupted, interrupt_guard
 
     with interrupt_guard() as state:
-        with state.deferred():
-            signal.raise_signal(signal.SIGTERM)
-            signal.raise_signal(signal.SIGINT)
+        state.arm()
+        state.hold()
+        signal.raise_signal(signal.SIGTERM)
+        signal.raise_signal(signal.SIGINT)
         assert state.received == [signal.SIGTERM, signal.SIGINT]
         with pytest.raises(Interrupted) as got:
             state.check()
@@ -691,6 +692,7 @@ def test_hang_up_stops_the_run_too():
     previous = signal.signal(signal.SIGHUP, signal.SIG_DFL)
     try:
         with interrupt_guard() as state:
+            state.arm()
             with pytest.raises(Interrupted) as got:
                 signal.raise_signal(signal.SIGHUP)
         assert got.value.signum == signal.SIGHUP and state.received == [signal.SIGHUP]
@@ -704,7 +706,9 @@ def test_interrupt_reaches_an_enclosing_run():
     from subsidence_toolkit.processing_provider.transaction import Interrupted, deliver, interrupt_guard
 
     with interrupt_guard() as outer:
+        outer.arm()
         with interrupt_guard() as inner:
+            inner.arm()
             with pytest.raises(Interrupted):
                 signal.raise_signal(signal.SIGTERM)
         assert inner.received == [signal.SIGTERM] and outer.received == []
