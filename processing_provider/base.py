@@ -27,7 +27,15 @@ from ..core.io import blas
 from ..core.io.errors import Cancelled, DaskUnavailable, TimeSeriesError
 from ..core.io.windows import DEFAULT_MEMORY_MB
 from .compat import NumberType, ParameterFlag
-from .transaction import Interrupted, OutputTransaction, deliver, input_problems, interrupt_guard, one_line_error
+from .transaction import (
+    Interrupted,
+    OutputTransaction,
+    deliver,
+    input_problems,
+    interrupt_guard,
+    one_line_error,
+    release_frames,
+)
 
 ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "ui", "icons", "subsidence.svg")
 
@@ -58,6 +66,7 @@ def _in_transaction(process):
                 except Interrupted:  # the first one, arriving as this failure was being handled: recorded
                     pass
                 error = one_line_error(self, signals.replace(e), tx)  # first: it looks at the disk as it is
+                release_frames(e)  # the failed run's open datasets are closed (quietly) before their files go
                 tx.abort()
             finally:
                 self._transaction = None

@@ -24,6 +24,7 @@ What a run guarantees, whatever the algorithm does:
 
 import contextlib
 import errno
+import gc
 import math
 import os
 import re
@@ -57,7 +58,7 @@ from qgis.core import (
 
 from ..core.io.errors import Cancelled, DaskUnavailable, TimeSeriesError
 from ..core.io.integrity import file_damage
-from ..core.io.rasters import diagnose_raster
+from ..core.io.rasters import diagnose_raster, gdal_quiet
 from ..core.io.staging import StagedFiles, file_key, input_file_set, inside_staging_dir, sidecar_paths, source_files
 
 TEMPORARY = getattr(QgsProcessing, "TEMPORARY_OUTPUT", "TEMPORARY_OUTPUT")
@@ -494,6 +495,25 @@ def _feature_count(path, layer=None):
         return int(lyr.GetFeatureCount(True))
     except RuntimeError:
         return None
+
+
+def release_frames(error):
+    """Free, now and with GDAL quiet, the frames a failed run's exception (and the exceptions chained to it)
+    still holds, and the GDAL datasets their variables hold: a dataset whose file can no longer be written
+    (a full disk) fails to close, and would otherwise close whenever the exception is freed, raising from
+    its destructor where Python can only print a traceback; on Windows a file still open cannot be removed.
+    Call it after the one-line message is made (it needs nothing of the frames) and before the staged
+    files are removed."""
+    todo, seen = [error], set()
+    with gdal_quiet():
+        while todo:
+            e = todo.pop()
+            if e is None or id(e) in seen:
+                continue
+            seen.add(id(e))
+            e.__traceback__ = None
+            todo += [e.__cause__, e.__context__]
+        gc.collect()
 
 
 # ------------------------------------------------------------------------------------------ signals

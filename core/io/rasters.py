@@ -20,6 +20,7 @@ next to the destination and renames it only when everything succeeded, so a
 failed or cancelled run never leaves a half-written output behind.
 """
 
+import contextlib
 import os
 import uuid
 
@@ -362,18 +363,11 @@ class RasterWriter:
         """Close and delete the temporary file; the destination is not touched. Never raises."""
         # closing a file on a full disk fails (GDAL would raise from the dataset's destructor, where it can
         # only be printed): close quietly, the file is deleted anyway
-        exceptions = gdal.GetUseExceptions()
-        gdal.PushErrorHandler("CPLQuietErrorHandler")
         try:
-            if exceptions:
-                gdal.DontUseExceptions()
-            self.ds = None
+            with gdal_quiet():
+                self.ds = None
         except Exception:  # noqa: BLE001
             pass
-        finally:
-            if exceptions:
-                gdal.UseExceptions()
-            gdal.PopErrorHandler()
         for p in (self.tmp, self.tmp + ".aux.xml"):
             try:
                 if os.path.exists(p):
@@ -387,6 +381,22 @@ class RasterWriter:
         else:
             self.abort()
         return False
+
+
+@contextlib.contextmanager
+def gdal_quiet():
+    """GDAL errors neither printed nor raised inside (e.g. while closing datasets whose file can no longer be
+    written: a full disk, a removed folder); the error handler and the exception mode come back after."""
+    exceptions = gdal.GetUseExceptions()
+    gdal.PushErrorHandler("CPLQuietErrorHandler")
+    try:
+        if exceptions:
+            gdal.DontUseExceptions()
+        yield
+    finally:
+        if exceptions:
+            gdal.UseExceptions()
+        gdal.PopErrorHandler()
 
 
 def _last_line(e):

@@ -18,6 +18,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -275,8 +276,14 @@ def expect_failure(run_alg, alg, params, pattern, watched):
     from qgis.core import QgsProcessingException
 
     before = snapshot(*watched)
-    with pytest.raises(QgsProcessingException) as err:
-        run_alg(alg, params)
+    printed = []  # what Python could only print ("Exception ignored in ...": a traceback on the user's console)
+    hook, sys.unraisablehook = sys.unraisablehook, lambda u: printed.append("%r in %r" % (u.exc_value, u.object))
+    try:
+        with pytest.raises(QgsProcessingException) as err:
+            run_alg(alg, params)
+    finally:
+        sys.unraisablehook = hook
+    assert not printed, printed
     lines = str(err.value.args[0] if err.value.args else err.value).strip().splitlines()
     if lines[0] == "Unable to execute algorithm":  # processing.run's own prefix for a rejected parameter
         lines = lines[1:]
@@ -530,8 +537,6 @@ class _SignalOnCollect:
 
 def _run_toy(tmp_path, after_write, monkeypatch):
     """(ok, signals handed on, feedback, files left in the output folder) of one run of the toy."""
-    import sys
-
     from qgis.core import QgsProcessingContext, QgsProcessingFeedback
 
     from subsidence_toolkit.processing_provider.transaction import Interrupted
