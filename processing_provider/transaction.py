@@ -513,7 +513,10 @@ def release_frames(error):
             seen.add(id(e))
             e.__traceback__ = None
             todo += [e.__cause__, e.__context__]
-        gc.collect()
+        # frames in reference cycles wait for the collector: run it here in the main thread (qgis_process);
+        # not in QGIS's task threads, where it could finalise the GUI's Qt objects away from their thread
+        if threading.current_thread() is threading.main_thread():
+            gc.collect()
 
 
 # ------------------------------------------------------------------------------------------ signals
