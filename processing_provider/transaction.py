@@ -16,7 +16,8 @@ What a run guarantees, whatever the algorithm does:
    sent) and only then are all of them moved onto their destinations together. On any failure (an
    exception, a full disk, cancel, SIGTERM/SIGINT/SIGHUP under ``qgis_process``) every staged file is removed and
    previous outputs stay byte-identical. A GeoPackage layer written into an existing (non-input)
-   GeoPackage is staged on a copy of that file.
+   GeoPackage is staged on a copy of that file. What a run killed with ``kill -9`` left staged in a folder
+   is removed by the next run into it (:func:`..core.io.staging.remove_stale`), and the log says so.
 4. **Errors are one line** (:func:`one_line_error`): GDAL ``RuntimeError``, ``OSError`` (disk full,
    read-only folder), ``MemoryError`` and core's ``TimeSeriesError`` become a ``QgsProcessingException``
    naming the output / file and what to do.
@@ -267,6 +268,12 @@ class OutputTransaction:
             if out.kind == "sink" and out.explicit_layer and os.path.exists(out.final):
                 shutil.copyfile(out.final, out.staging)  # the other layers of the GeoPackage are kept
             staged[out.name] = self._staged_value(self.parameters.get(out.name), out)
+        if self.files.stale and self.feedback is not None:
+            folders = sorted({os.path.dirname(p) for p in self.files.stale})
+            self.feedback.pushInfo(
+                "removed %d hidden staged file(s) that a killed earlier run left in %s"
+                % (len(self.files.stale), ", ".join(folders))
+            )
         return staged
 
     def _resolve_outputs(self):

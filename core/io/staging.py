@@ -4,7 +4,9 @@ Every output of a run is first written to a hidden *staging* file beside its des
 (``.NAME.<id>.partial.EXT``; side-cars such as ``.dbf`` or ``.aux.xml`` share the prefix). Only when
 the whole run has succeeded are all staged files moved onto their destinations; until then an
 existing destination is never touched, and on any failure every staged file is removed
-(:class:`StagedFiles`).
+(:class:`StagedFiles`). While a run stages files in a folder, a hidden ``.subsidence-<id>.run`` file there
+names them and the process writing them (:class:`RunMarker`); a later run into the same folder removes what a
+run killed with ``kill -9`` (or the out-of-memory killer, or a power cut) left behind (:func:`remove_stale`).
 
 :func:`source_files` turns whatever an input parameter holds (a path, a layer source with ``|``
 options, ``NETCDF:"file":var``, ``GPKG:file:table``, ``/vsizip/archive.zip/inner.tif``, an OGR
@@ -14,8 +16,11 @@ an output can be refused when it would overwrite an input.
 """
 
 import glob
+import json
 import os
 import re
+import shutil
+import socket
 import uuid
 
 STAGING_TAG = ".partial"
@@ -148,6 +153,171 @@ def inside_staging_dir(path):
     return any(STAGING_DIR.match(p) for p in parts[:-1])
 
 
+# ------------------------------------------------------------------------------------------ run markers
+RUN_MARKER = re.compile(r"^\.subsidence-([0-9a-f]+)\.run$")
+#: the names :func:`staging_path` and :class:`StagedFiles` give (8 hex digits: never a commit's backup of a
+#: previous output, ``.NAME.backup-<id>.partial.EXT``, which holds the user's data)
+_STAGED_NAME = re.compile(
+    r"^(\..+\.[0-9a-f]{8}\.partial(\..*)?|.+-[0-9a-f]{8}-partial(\..*)?|\.subsidence-[0-9a-f]+\.partial)$"
+)
+
+
+def _boot_id():
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _start_time(pid):
+    """The process's start time in clock ticks since boot (Linux), else None."""
+    try:
+        with open("/proc/%d/stat" % int(pid)) as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(int(pid), 0)  # POSIX only: on Windows os.kill terminates the process
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
+def markers_supported():
+    """Run markers need POSIX locks and process checks (not on Windows: stale files stay for the user)."""
+    try:
+        import fcntl  # noqa: F401
+    except ImportError:
+        return False
+    return os.name == "posix"
+
+
+class RunMarker:
+    """``.subsidence-<id>.run`` in a folder where a live run stages files: the host, boot, process and start
+    time of the run and the names of its staged files, with an exclusive ``flock`` held until the run ends
+    (:meth:`close` removes it). The kernel releases the lock when the process dies, however it dies."""
+
+    def __init__(self, folder):
+        import fcntl
+
+        self.path = os.path.join(folder, ".subsidence-%s.run" % uuid.uuid4().hex[:10])
+        self.names = []
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # a file system without locks: the process checks still hold
+                pass
+            self._write()
+        except BaseException:  # e.g. a full disk: no marker, and no empty file left behind
+            self.close()
+            raise
+
+    def add(self, name):
+        self.names.append(name)
+        self._write()
+
+    def _write(self):
+        pid = os.getpid()
+        text = json.dumps(
+            {
+                "host": socket.gethostname(),
+                "boot": _boot_id(),
+                "pid": pid,
+                "start": _start_time(pid),
+                "staged": self.names,
+            }
+        ).encode()
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, text, 0)
+
+    def close(self):
+        if self.fd is None:
+            return
+        try:
+            os.remove(self.path)
+        except OSError:
+            pass
+        os.close(self.fd)
+        self.fd = None
+
+
+def _stale_marker(path):
+    """The marker's content if the run that wrote it is over (its lock is free and, on this host, its process
+    is gone, was another process with the same number, or ran before the last boot), else None."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None  # the run is alive
+        except OSError:
+            pass
+        try:
+            data = json.loads(os.pread(fd, 1 << 20, 0).decode())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or data.get("host") != socket.gethostname():
+            return None  # another machine's run: cannot tell
+        boot = _boot_id()
+        if boot and data.get("boot") and data["boot"] != boot:
+            return data
+        pid = data.get("pid")
+        if not isinstance(pid, int) or pid == os.getpid():
+            return None
+        if not _pid_alive(pid):
+            return data
+        start = data.get("start")
+        return data if start and _start_time(pid) not in (None, start) else None
+    finally:
+        os.close(fd)
+
+
+def remove_stale(folder):
+    """Remove the staged files that runs killed without a chance to clean up left in ``folder`` (and their
+    markers): only names a marker lists, of the form staging gives them. Returns the paths removed."""
+    removed = []
+    if not markers_supported():
+        return removed
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for n in names:
+        if not RUN_MARKER.match(n):
+            continue
+        marker = os.path.join(folder, n)
+        data = _stale_marker(marker)
+        if data is None:
+            continue
+        staged = data.get("staged") if isinstance(data.get("staged"), list) else []
+        for name in staged:
+            if not isinstance(name, str) or os.sep in name or not _STAGED_NAME.match(name):
+                continue
+            p = os.path.join(folder, name)
+            if os.path.isdir(p) and not os.path.islink(p):
+                shutil.rmtree(p, ignore_errors=True)
+                removed.append(p)
+            else:  # the staged file and what its writer had begun beside it (e.g. GDAL's own temporary)
+                removed += remove_staged(p)
+        try:
+            os.remove(marker)
+        except OSError:
+            pass
+    return removed
+
+
 class StagedFiles:
     """A set of ``final <- staging`` moves done all together (:meth:`commit`) or not at all (:meth:`rollback`).
 
@@ -164,21 +334,49 @@ class StagedFiles:
         self.items = []  # (final, staging)
         self.directory = ".subsidence-%s.partial" % uuid.uuid4().hex[:10] if staging_dir else None
         self.folders = set()
+        self.markers = {}  # destination folder -> RunMarker (None where one cannot be written)
+        self.stale = []  # files of killed runs removed from the destination folders
 
     def add(self, final, single_dot=False):
+        dest = os.path.dirname(os.path.abspath(final))
         if self.directory:
-            folder = os.path.join(os.path.dirname(os.path.abspath(final)), self.directory)
+            folder = os.path.join(dest, self.directory)
+            self._mark(dest, self.directory)
             os.makedirs(folder, exist_ok=True)
             self.folders.add(folder)
             staging = os.path.join(folder, os.path.basename(final))
         else:
             staging = staging_path(final, single_dot=single_dot)
+            self._mark(dest, os.path.basename(staging))
         self.items.append((os.path.abspath(final), staging))
         return staging
 
-    def _remove_folders(self):
-        import shutil
+    def _mark(self, folder, name):
+        """Name ``name`` in this run's marker in ``folder`` (first: clean up after killed runs there)."""
+        if folder not in self.markers:
+            marker = None
+            if markers_supported() and os.path.isdir(folder):
+                self.stale += remove_stale(folder)
+                try:
+                    marker = RunMarker(folder)
+                except OSError:  # a read-only folder: the run fails on its outputs anyway
+                    marker = None
+            self.markers[folder] = marker
+        marker = self.markers[folder]
+        if marker is not None and name not in marker.names:
+            try:
+                marker.add(name)
+            except OSError:  # a full disk: the run goes on without its marker (and fails on its outputs)
+                marker.close()
+                self.markers[folder] = None
 
+    def _close_markers(self):
+        for marker in self.markers.values():
+            if marker is not None:
+                marker.close()
+        self.markers = {}
+
+    def _remove_folders(self):
         for folder in self.folders:
             shutil.rmtree(folder, ignore_errors=True)
         self.folders = set()
@@ -235,6 +433,7 @@ class StagedFiles:
                     pass
         self.items = []
         self._remove_folders()
+        self._close_markers()
 
     def rollback(self):
         """Remove every staged file (and anything a writer created with the staging prefix)."""
@@ -242,22 +441,27 @@ class StagedFiles:
             remove_staged(staging)
         self.items = []
         self._remove_folders()
+        self._close_markers()
 
 
 def remove_staged(staging):
-    """Remove ``staging`` and every file beside it whose name starts with its stem or with ``.<its name>``."""
+    """Remove ``staging`` and every file beside it whose name starts with its stem or with ``.<its name>``;
+    returns the paths removed."""
     d = os.path.dirname(staging)
     base = os.path.basename(staging)
     stem = os.path.splitext(base)[0]
+    removed = []
     try:
         names = os.listdir(d)
     except OSError:
-        return
+        return removed
     for n in names:
         if n.startswith(stem) or n.startswith("." + base):
             p = os.path.join(d, n)
             try:
                 if os.path.isfile(p) or os.path.islink(p):
                     os.remove(p)
+                    removed.append(p)
             except OSError:
                 pass
+    return removed

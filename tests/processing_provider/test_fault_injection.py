@@ -503,6 +503,45 @@ def test_sigterm_mid_run_leaves_nothing(qp, fx, alg, tmp_path):
     )
 
 
+def test_kill_9_leftovers_go_with_the_next_run(qp, fx, tmp_path):
+    """kill -9 (what the out-of-memory killer sends) leaves hidden staged files: the next run into the same
+    folder removes them (the killed process is gone and its marker's lock free) and says so."""
+    params, _ = input_files(fx, "resampletimeseries")
+    dates = [dt.date(2000, 1, 1) + dt.timedelta(days=12 * i) for i in range(60)]
+    big = write_stack(tmp_path / "big.tif", np.random.default_rng(0).normal(0, 1, (60, 200, 200)), dates=dates)
+    outs = previous_outputs(tmp_path / "out", "resampletimeseries")
+    before = snapshot(tmp_path / "out")
+    proc = subprocess.Popen(
+        [qp.exe, "run", "subsidence:resampletimeseries", "--"]
+        + qp.arguments(dict(params, INPUT=big, STEP=1, STEP_DAYS=3, MEMORY_LIMIT_MB=1, **outs)),
+        env=qp.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    seen = b""
+    deadline = time.time() + 120
+    while time.time() < deadline and b"10..." not in seen:
+        c = proc.stdout.read(1)
+        if not c:
+            break
+        seen += c
+    proc.kill()
+    proc.communicate(timeout=60)
+    left = sorted(set(snapshot(tmp_path / "out")) - set(before))
+    assert any("partial" in p for p in left) and any(p.endswith(".run") for p in left), left
+    assert all(os.path.basename(p).startswith(".") for p in left), left  # hidden; the previous output untouched
+    r = subprocess.run(
+        [qp.exe, "run", "subsidence:resampletimeseries", "--"] + qp.arguments(dict(params, **outs)),
+        env=qp.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "that a killed earlier run left in" in r.stdout + r.stderr, r.stdout + r.stderr
+    assert sorted(os.listdir(tmp_path / "out")) == sorted(os.path.basename(p) for p in outs.values())
+
+
 # In process: a signal whose exception Python swallows. The handler raises where Python happens to be;
 # inside a weakref callback, a __del__ or a garbage-collector callback the exception is only printed
 # ("Exception ignored in ...") and the run went on to commit its outputs and report success (seen in CI:

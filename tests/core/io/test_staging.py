@@ -1,6 +1,9 @@
 """Staged outputs, input file resolution and file integrity checks (no QGIS)."""
 
+import json
 import os
+import socket
+import subprocess
 import zipfile
 
 import numpy as np
@@ -148,3 +151,111 @@ def test_staging_folder_keeps_names_and_commits_everything(tmp_path):
     open(files.add(tmp_path / "x.tif"), "wb").write(b"x")
     files.rollback()
     assert sorted(os.listdir(tmp_path)) == ["lag.html", "report.html"]
+
+
+# ------------------------------------------------------------------------------------------ killed runs
+needs_markers = pytest.mark.skipif(not staging.markers_supported(), reason="run markers need POSIX")
+
+
+def _dead_pid():
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
+
+
+def _user_files(folder):
+    """A previous output, a commit's backup of one (the user's data) and a staged-looking file no marker names."""
+    names = ["out.tif", ".out.backup-1a2b3c.partial.tif", ".x.deadbeef.partial.tif"]
+    for n in names:
+        (folder / n).write_bytes(b"user data")
+    return names
+
+
+def _killed_run(folder, pid, host=None, boot="this boot", start=None):
+    """What a run killed with kill -9 leaves: staged files (a raster with GDAL's side-car, a GeoPackage staged
+    under a single-dot name, a model's staging folder) and its marker."""
+    staged = [".out.1a2b3c4d.partial.tif", "table-0a1b2c3d-partial.gpkg", ".subsidence-0123456789.partial"]
+    for n in staged[:2] + [".out.1a2b3c4d.partial.tif.aux.xml", "..out.1a2b3c4d.partial.tif.0f1e2d3c.partial.tif"]:
+        (folder / n).write_bytes(b"half written")
+    (folder / staged[2]).mkdir()
+    (folder / staged[2] / "report.html").write_text("half written")
+    marker = folder / ".subsidence-abc123.run"
+    marker.write_text(
+        json.dumps(
+            {
+                "host": host or socket.gethostname(),
+                "boot": staging._boot_id() if boot == "this boot" else boot,
+                "pid": pid,
+                "start": start,
+                "staged": staged,
+            }
+        )
+    )
+    return marker
+
+
+@needs_markers
+def test_a_killed_runs_staged_files_go_with_the_next_run_and_nothing_else(tmp_path):
+    keep = _user_files(tmp_path)
+    _killed_run(tmp_path, _dead_pid())
+    files = staging.StagedFiles()
+    new = files.add(str(tmp_path / "new.tif"))
+    assert sorted(os.path.basename(p) for p in files.stale) == sorted(
+        [
+            ".out.1a2b3c4d.partial.tif",
+            ".out.1a2b3c4d.partial.tif.aux.xml",
+            "..out.1a2b3c4d.partial.tif.0f1e2d3c.partial.tif",  # the writer's own temporary of the staged file
+            "table-0a1b2c3d-partial.gpkg",
+            ".subsidence-0123456789.partial",
+        ]
+    )
+    ours = [n for n in os.listdir(tmp_path) if staging.RUN_MARKER.match(n)]
+    assert len(ours) == 1  # this run's marker, naming its staged file
+    assert json.loads((tmp_path / ours[0]).read_text())["staged"] == [os.path.basename(new)]
+    files.rollback()
+    assert sorted(os.listdir(tmp_path)) == sorted(keep)  # the user's files, the backup among them, untouched
+
+
+@needs_markers
+def test_a_live_runs_staged_files_are_kept(tmp_path):
+    first = staging.StagedFiles()
+    staged = first.add(str(tmp_path / "a.tif"))
+    open(staged, "wb").close()
+    second = staging.StagedFiles()  # same process, same folder: the first run holds its marker's lock
+    second.add(str(tmp_path / "b.tif"))
+    assert second.stale == [] and os.path.exists(staged)
+    second.rollback()
+    first.commit()
+    assert sorted(os.listdir(tmp_path)) == ["a.tif"]  # committed, and both markers gone
+
+
+@needs_markers
+@pytest.mark.parametrize(
+    "case, removed",
+    [
+        ("another machine", False),
+        ("before the last boot", True),  # a power cut: the process number means nothing now
+        ("same number, another process", True),
+        ("the same process, alive", False),
+    ],
+)
+def test_whose_leftovers_are_removed(tmp_path, case, removed):
+    alive = os.getppid()
+    real_start = staging._start_time(alive)
+    if case == "another machine":
+        _killed_run(tmp_path, _dead_pid(), host="another-machine.example")
+    elif case == "before the last boot":
+        if staging._boot_id() is None:
+            pytest.skip("no boot id here")
+        _killed_run(tmp_path, alive, boot="0000-a-boot-before")
+    elif case == "same number, another process":
+        if real_start is None:
+            pytest.skip("no process start times here")
+        _killed_run(tmp_path, alive, start=str(int(real_start) + 1))
+    else:
+        _killed_run(tmp_path, alive, start=real_start)
+    files = staging.StagedFiles()
+    files.add(str(tmp_path / "new.tif"))
+    assert bool(files.stale) == removed
+    assert os.path.exists(tmp_path / ".out.1a2b3c4d.partial.tif") != removed
+    files.rollback()
