@@ -12,7 +12,6 @@ the rows sent so the transaction can check they all arrived).
 import contextlib
 import functools
 import os
-import signal
 
 from qgis.core import (
     QgsProcessingAlgorithm,
@@ -27,15 +26,7 @@ from ..core.io import blas
 from ..core.io.errors import Cancelled, DaskUnavailable, TimeSeriesError
 from ..core.io.windows import DEFAULT_MEMORY_MB
 from .compat import NumberType, ParameterFlag
-from .transaction import (
-    Interrupted,
-    OutputTransaction,
-    deliver,
-    input_problems,
-    interrupt_guard,
-    one_line_error,
-    release_frames,
-)
+from .transaction import OutputTransaction, input_problems, one_line_error, run_in_transaction
 
 ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "ui", "icons", "subsidence.svg")
 
@@ -47,40 +38,19 @@ def _in_transaction(process):
     def processAlgorithm(self, parameters, context, feedback):
         tx = OutputTransaction(self, parameters, context, feedback)
         self._transaction = tx
-        error = None
-        with interrupt_guard(feedback) as signals:
-            try:
-                signals.arm()  # a signal from here on raises Interrupted (one that came already: now)
-                # BLAS on one thread for the run: the algorithms run their own windows on THREADS threads
-                with blas.one_thread():  # (core.io.blas)
-                    staged = tx.begin()
-                    said = blas.note()
-                    if said and feedback is not None:
-                        feedback.pushInfo(said)
-                    results = process(self, staged, context, feedback)
-                    signals.check()  # a signal whose exception was swallowed (see InterruptState) stops the run
-                    results = tx.finish(results, signals)  # from the first move on, signals are only recorded
-            except BaseException as e:  # noqa: BLE001 (every failure path removes the staged outputs)
-                try:
-                    signals.hold()  # no signal may cut the clean-up short
-                except Interrupted:  # the first one, arriving as this failure was being handled: recorded
-                    pass
-                error = one_line_error(self, signals.replace(e), tx)  # first: it looks at the disk as it is
-                release_frames(e)  # the failed run's open datasets are closed (quietly) before their files go
-                tx.abort()
-            finally:
-                self._transaction = None
-        # the handlers from before the run are back: every signal that arrived until now is in signals.received
-        if signals.received:
-            if error is None:  # it arrived while the outputs were moved into place: they were all moved
-                name = signal.Signals(signals.received[0]).name
-                error = QgsProcessingException("Interrupted by %s after every output was written" % name)
-            if feedback is not None:
-                feedback.reportError(str(error.args[0]) if error.args else "Interrupted", True)
-            deliver(Interrupted(signals.received[0]))  # the handler from before the run gets the signal
-        if error is not None:
-            raise error from None
-        return results
+
+        def body(staged):
+            said = blas.note()
+            if said and feedback is not None:
+                feedback.pushInfo(said)
+            return process(self, staged, context, feedback)
+
+        try:
+            # BLAS on one thread for the run: the algorithms run their own windows on THREADS threads
+            with blas.one_thread():  # (core.io.blas)
+                return run_in_transaction(self, tx, feedback, body)
+        finally:
+            self._transaction = None
 
     processAlgorithm._subsidence_transaction = True
     return processAlgorithm

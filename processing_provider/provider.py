@@ -98,22 +98,24 @@ class ShippedModel(QgsProcessingModelAlgorithm):
         """Run the model; a failing step's error names the step and says why (QGIS 3.22 only says
         'Error encountered while running <step>' and reports the reason separately)."""
         from .model_errors import ErrorRecorder, step_failure
-        from .transaction import OutputTransaction, clean_message, interrupt_guard, one_line_error
+        from .transaction import OutputTransaction, clean_message, one_line_error, run_in_transaction
 
         recorder = ErrorRecorder(feedback)
+
+        def describe(exc, tx):
+            if isinstance(exc, QgsProcessingException):  # a step failed: name it and say why
+                return QgsProcessingException(clean_message(step_failure(self, str(exc), recorder.errors), tx))
+            return one_line_error(self, exc, tx)
+
         # the model's outputs: all or nothing, staged in a folder under their own names (reports link each other)
         tx = OutputTransaction(self, parameters, context, feedback, staging_dir=True)
-        with interrupt_guard():
-            try:
-                staged = tx.begin()
-                return tx.finish(super().processAlgorithm(staged, context, recorder))
-            except QgsProcessingException as e:
-                tx.abort()
-                raise QgsProcessingException(clean_message(step_failure(self, str(e), recorder.errors), tx)) from None
-            except BaseException as e:  # noqa: BLE001
-                error = one_line_error(self, e, tx)
-                tx.abort()
-                raise error from None
+        return run_in_transaction(
+            self,
+            tx,
+            feedback,
+            lambda staged: QgsProcessingModelAlgorithm.processAlgorithm(self, staged, context, recorder),
+            describe,
+        )
 
 
 class SubsidenceProvider(QgsProcessingProvider):

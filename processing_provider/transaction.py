@@ -548,15 +548,21 @@ class InterruptState:
         self._armed = False
 
     def handler(self, signum, frame):
+        self.note(signum)
+        if self._armed:
+            self._armed = False
+            raise Interrupted(signum)
+
+    def note(self, signum):
+        """Record ``signum`` handed on by a run inside this one (a model's step, already cleaned up): never
+        raised here, in the step's Python called from QGIS's C++; the step's error stops the model, whose
+        own clean-up then reports the signal."""
         self.received.append(signum)
         if self.feedback is not None:
             try:
                 self.feedback.cancel()
-            except Exception:  # noqa: BLE001 (a handler must not fail before it raises)
+            except Exception:  # noqa: BLE001
                 pass
-        if self._armed:
-            self._armed = False
-            raise Interrupted(signum)
 
     def arm(self):
         """From now on the first signal raises :class:`Interrupted` (at once, if one arrived already)."""
@@ -616,18 +622,58 @@ def interrupt_guard(feedback=None):
 
 def deliver(interrupted):
     """After clean-up, outside :func:`interrupt_guard`: let the signal do what it did before the run.
-    SIG_DFL terminates the process (``qgis_process`` dies of SIGTERM, as it would have without us); a
-    Python handler runs (an enclosing algorithm's guard records it and raises, so a model stops too).
-    Python's own SIGINT handler is left out: its ``KeyboardInterrupt`` would only reach QGIS's C++ as a
-    traceback; the caller's one-line "Interrupted by SIGINT" error ends the run instead."""
+    SIG_DFL terminates the process (``qgis_process`` dies of SIGTERM, as it would have without us); an
+    enclosing run's guard (a model running this step) records it (:meth:`InterruptState.note`); another
+    Python handler runs. Python's own SIGINT handler is left out: its ``KeyboardInterrupt`` would only reach
+    QGIS's C++ as a traceback; the caller's one-line "Interrupted by SIGINT" error ends the run instead."""
     try:
         previous = signal.getsignal(interrupted.signum)
     except (ValueError, OSError):
+        return
+    owner = getattr(previous, "__self__", None)
+    if isinstance(owner, InterruptState):
+        owner.note(interrupted.signum)
         return
     if previous is signal.default_int_handler:
         return
     if previous == signal.SIG_DFL or callable(previous):
         signal.raise_signal(interrupted.signum)
+
+
+def run_in_transaction(alg, tx, feedback, body, describe=None):
+    """Run ``body(staged parameters) -> results`` in the output transaction ``tx`` under :func:`interrupt_guard`
+    (every toolkit algorithm and the shipped models): stage, run, check, move into place; on any failure the
+    one-line error of ``describe(exception, tx)`` (default :func:`one_line_error`), the failed run's frames
+    released and every staged file removed; a signal handed on to the handler from before the run once the
+    clean-up is done. Returns the results with the final paths."""
+    if describe is None:
+        describe = lambda exc, t: one_line_error(alg, exc, t)  # noqa: E731
+    error = results = None
+    with interrupt_guard(feedback) as signals:
+        try:
+            signals.arm()  # a signal from here on raises Interrupted (one that came already: now)
+            results = body(tx.begin())
+            signals.check()  # a signal whose exception was swallowed (see InterruptState) stops the run
+            results = tx.finish(results, signals)  # from the first move on, signals are only recorded
+        except BaseException as e:  # noqa: BLE001 (every failure path removes the staged outputs)
+            try:
+                signals.hold()  # no signal may cut the clean-up short
+            except Interrupted:  # the first one, arriving as this failure was being handled: recorded
+                pass
+            error = describe(signals.replace(e), tx)  # first: it looks at the disk as the failure left it
+            release_frames(e)  # the failed run's open datasets are closed (quietly) before their files go
+            tx.abort()
+    # the handlers from before the run are back: every signal that arrived until now is in signals.received
+    if signals.received:
+        if error is None:  # it arrived while the outputs were moved into place: they were all moved
+            name = signal.Signals(signals.received[0]).name
+            error = QgsProcessingException("Interrupted by %s after every output was written" % name)
+        if feedback is not None:
+            feedback.reportError(str(error.args[0]) if error.args else "Interrupted", True)
+        deliver(Interrupted(signals.received[0]))  # the handler from before the run gets the signal
+    if error is not None:
+        raise error from None
+    return results
 
 
 # ------------------------------------------------------------------------------------------ errors

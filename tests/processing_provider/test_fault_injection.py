@@ -746,7 +746,8 @@ def test_hang_up_stops_the_run_too():
 
 
 def test_interrupt_reaches_an_enclosing_run():
-    """A model's step restores the model's handler before handing the signal on: the model stops too."""
+    """A model's step restores the model's handler before handing the signal on: the model's guard records
+    it (raising it there would throw through QGIS's C++ running the step), and its own check stops it."""
     from subsidence_toolkit.processing_provider.transaction import Interrupted, deliver, interrupt_guard
 
     with interrupt_guard() as outer:
@@ -756,8 +757,7 @@ def test_interrupt_reaches_an_enclosing_run():
             with pytest.raises(Interrupted):
                 signal.raise_signal(signal.SIGTERM)
         assert inner.received == [signal.SIGTERM] and outer.received == []
-        with pytest.raises(Interrupted):
-            deliver(Interrupted(signal.SIGTERM))
+        deliver(Interrupted(signal.SIGTERM))  # raises nothing in the step
         assert outer.received == [signal.SIGTERM]
         with pytest.raises(Interrupted):
             outer.check()
@@ -932,6 +932,49 @@ def test_workflow_step_failure_names_the_step_and_leaves_nothing(run_alg, tiny_w
         [d, out],
     )
     assert os.listdir(out) == ["v.tif"] and "partial" not in message, message
+
+
+def test_sigterm_during_the_workflow_stops_it_and_leaves_nothing(run_alg, tiny_world, tmp_path):
+    """SIGTERM at moments spread over a run of the shipped workflow (the model's own transaction around its
+    steps' transactions): the handler from before the run gets it once, and the model either leaves its
+    output folder as it was or finished before the signal; never a step's output or a staging file."""
+    import threading
+
+    from qgis.core import QgsProcessingException
+
+    d, w = tiny_world
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    t0 = time.perf_counter()
+    run_alg("subsidence:workflow", _workflow_parameters(w, plain))
+    seconds = time.perf_counter() - t0
+    outcomes = set()
+    for i, delay in enumerate(np.array([0.25, 0.65]) * seconds):
+        out = tmp_path / ("run%d" % i)
+        out.mkdir()
+        received = []
+        previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+        killer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGTERM))
+        try:
+            killer.start()
+            try:
+                run_alg("subsidence:workflow", _workflow_parameters(w, out))
+                message = None
+            except QgsProcessingException as e:
+                message = str(e)
+            killer.join()
+            time.sleep(0.05)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        assert received == [signal.SIGTERM], (delay, message)
+        if message is None:
+            assert sorted(os.listdir(out)) == sorted(os.listdir(plain))
+            outcomes.add("written")
+        else:
+            assert "Interrupted by SIGTERM" in message, message
+            assert os.listdir(out) == [], (delay, os.listdir(out))
+            outcomes.add("interrupted")
+    assert "interrupted" in outcomes, outcomes
 
 
 def test_workflow_input_damage_is_named_before_any_step_runs(run_alg, tiny_world, tmp_path):
