@@ -17,7 +17,8 @@ What a run guarantees, whatever the algorithm does:
    exception, a full disk, cancel, SIGTERM/SIGINT/SIGHUP under ``qgis_process``) every staged file is removed and
    previous outputs stay byte-identical. A GeoPackage layer written into an existing (non-input)
    GeoPackage is staged on a copy of that file. What a run killed with ``kill -9`` left staged in a folder
-   is removed by the next run into it (:func:`..core.io.staging.remove_stale`), and the log says so.
+   is removed by the next run into it (:func:`..core.io.staging.remove_stale`), and the log says so; a run
+   killed while it moved its outputs into place is undone (:func:`..core.io.staging.recover_commit`).
 4. **Errors are one line** (:func:`one_line_error`): GDAL ``RuntimeError``, ``OSError`` (disk full,
    read-only folder), ``MemoryError`` and core's ``TimeSeriesError`` become a ``QgsProcessingException``
    naming the output / file and what to do.
@@ -268,13 +269,32 @@ class OutputTransaction:
             if out.kind == "sink" and out.explicit_layer and os.path.exists(out.final):
                 shutil.copyfile(out.final, out.staging)  # the other layers of the GeoPackage are kept
             staged[out.name] = self._staged_value(self.parameters.get(out.name), out)
-        if self.files.stale and self.feedback is not None:
+        self._report_recovery()
+        return staged
+
+    def _report_recovery(self):
+        """Say what the clean-up after killed earlier runs did in this run's output folders."""
+        if self.feedback is None:
+            return
+        recovered = self.files.recovered
+        warn = getattr(self.feedback, "pushWarning", self.feedback.pushInfo)
+        if recovered.get("restored"):
+            warn(
+                "put back the previous %s, which an earlier run killed while it moved its outputs into place "
+                "had replaced" % ", ".join(sorted(recovered["restored"]))
+            )
+        if recovered.get("kept"):
+            warn(
+                "kept %s: hidden copies of previous outputs that an earlier killed run set aside and that could "
+                "not be put back (a newer file has the name); rename or remove them yourself"
+                % ", ".join(sorted(recovered["kept"]))
+            )
+        if self.files.stale:
             folders = sorted({os.path.dirname(p) for p in self.files.stale})
             self.feedback.pushInfo(
                 "removed %d hidden staged file(s) that a killed earlier run left in %s"
                 % (len(self.files.stale), ", ".join(folders))
             )
-        return staged
 
     def _resolve_outputs(self):
         scratch = QgsProcessingContext()

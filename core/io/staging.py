@@ -7,6 +7,8 @@ existing destination is never touched, and on any failure every staged file is r
 (:class:`StagedFiles`). While a run stages files in a folder, a hidden ``.subsidence-<id>.run`` file there
 names them and the process writing them (:class:`RunMarker`); a later run into the same folder removes what a
 run killed with ``kill -9`` (or the out-of-memory killer, or a power cut) left behind (:func:`remove_stale`).
+The moves into place are journalled in that file first, so a run killed while it made them is undone
+(:func:`recover_commit`).
 
 :func:`source_files` turns whatever an input parameter holds (a path, a layer source with ``|``
 options, ``NETCDF:"file":var``, ``GPKG:file:table``, ``/vsizip/archive.zip/inner.tif``, an OGR
@@ -208,6 +210,7 @@ class RunMarker:
 
         self.path = os.path.join(folder, ".subsidence-%s.run" % uuid.uuid4().hex[:10])
         self.names = []
+        self.commit = None  # the journal of the moves into place: {"phase": "moving" | "done", "moves": [...]}
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             try:
@@ -223,19 +226,41 @@ class RunMarker:
         self.names.append(name)
         self._write()
 
-    def _write(self):
+    def journal(self, phase, moves=None):
+        """Record, on disk before they start (and again once they are all done), the moves into place that
+        write into this folder: ``[staged, destination, backup or None, identity of the staged file]``. A run
+        killed between the two records is undone by the next run into the folder (:func:`recover_commit`)."""
+        if moves is not None:
+            self.commit = {"phase": phase, "moves": moves}
+        elif self.commit is not None:
+            self.commit["phase"] = phase
+        try:
+            self._write(sync=True)
+        except OSError:  # a full disk: keep the marker naming the staged files, without the journal
+            self.commit = None
+            try:
+                self._write()
+            except OSError:
+                self.close()
+            return False
+        return True
+
+    def _write(self, sync=False):
         pid = os.getpid()
-        text = json.dumps(
-            {
-                "host": socket.gethostname(),
-                "boot": _boot_id(),
-                "pid": pid,
-                "start": _start_time(pid),
-                "staged": self.names,
-            }
-        ).encode()
+        data = {
+            "host": socket.gethostname(),
+            "boot": _boot_id(),
+            "pid": pid,
+            "start": _start_time(pid),
+            "staged": self.names,
+        }
+        if self.commit is not None:
+            data["commit"] = self.commit
+        text = json.dumps(data).encode()
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, text, 0)
+        if sync:
+            os.fsync(self.fd)
 
     def close(self):
         if self.fd is None:
@@ -284,9 +309,108 @@ def _stale_marker(path):
         os.close(fd)
 
 
-def remove_stale(folder):
+_BACKUP_NAME = re.compile(r"^\..+\.backup-[0-9a-f]{6}\.partial(\..*)?$")
+
+
+def file_identity(path):
+    """What stays the same when a file is renamed and changes when it is rewritten or replaced."""
+    st = os.stat(path)
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
+
+
+def _sync_folder(folder):
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _identity_or_none(path):
+    try:
+        return file_identity(path)
+    except OSError:
+        return None
+
+
+def _journal_moves(folder, commit):
+    """The journal's moves that stay inside ``folder`` (a staged file beside the destination or in a hidden
+    staging folder there; a backup of the form :meth:`StagedFiles.commit` names it), else nothing."""
+    moves = commit.get("moves") if isinstance(commit, dict) else None
+    if not isinstance(moves, list):
+        return []
+    folder = os.path.abspath(folder)
+    valid = []
+    for m in moves:
+        if not (isinstance(m, list) and len(m) == 4):
+            continue
+        src, dst, backup, ident = m
+        if not isinstance(dst, str) or os.path.dirname(os.path.abspath(dst)) != folder:
+            continue
+        if backup is not None and not (
+            isinstance(backup, str)
+            and os.path.dirname(os.path.abspath(backup)) == folder
+            and _BACKUP_NAME.match(os.path.basename(backup))
+        ):
+            continue
+        if src is not None:
+            inside = os.path.dirname(os.path.abspath(src)) if isinstance(src, str) else None
+            if inside != folder and not (
+                inside and os.path.dirname(inside) == folder and STAGING_DIR.match(os.path.basename(inside))
+            ):
+                continue
+        valid.append((src, os.path.abspath(dst), backup, ident))
+    return valid
+
+
+def recover_commit(folder, commit):
+    """Undo, in ``folder``, the moves into place of a run killed while it made them (``commit`` from its
+    marker), or finish one killed after it had made them all. Returns ``(restored, kept)``: destinations
+    given back their previous file, and hidden backups that could not be put back (the destination now holds
+    a file that is not the run's) and are left for the user.
+
+    A destination is removed only when it is the very file the run moved there (same identity, see
+    :func:`file_identity`) and there is nothing to put back or its previous file is put back in the same
+    rename; a previous file is put back only onto a free name or onto the run's own file. So a file the user
+    wrote since is never touched, and no step loses both the previous and the new output."""
+    restored, kept = [], []
+    phase = commit.get("phase") if isinstance(commit, dict) else None
+    for src, dst, backup, ident in reversed(_journal_moves(folder, commit)):
+        has_backup = backup is not None and os.path.lexists(backup)
+        moved = src is not None and not os.path.lexists(src)
+        ours = moved and ident is not None and _identity_or_none(dst) == ident
+        try:
+            if phase == "done":  # every move was made: the previous files were to go
+                if has_backup and (ours or src is None):
+                    os.remove(backup)
+                elif has_backup:
+                    kept.append(backup)
+                continue
+            if ours and backup is None:
+                os.remove(dst)  # a new output where there was none
+                restored.append(dst)
+            elif has_backup and (ours or not os.path.lexists(dst)):
+                os.replace(backup, dst)  # the previous output back, over the run's own file if it got there
+                restored.append(dst)
+            elif has_backup:
+                kept.append(backup)
+        except OSError:
+            if has_backup and os.path.lexists(backup):
+                kept.append(backup)
+    return restored, kept
+
+
+def remove_stale(folder, report=None):
     """Remove the staged files that runs killed without a chance to clean up left in ``folder`` (and their
-    markers): only names a marker lists, of the form staging gives them. Returns the paths removed."""
+    markers): only names a marker lists, of the form staging gives them. A run killed while it moved its
+    outputs into place is first undone (:func:`recover_commit`); ``report`` (a dict) collects the
+    destinations given back their previous file (``"restored"``) and the backups left (``"kept"``).
+    Returns the paths removed."""
     removed = []
     if not markers_supported():
         return removed
@@ -301,6 +425,11 @@ def remove_stale(folder):
         data = _stale_marker(marker)
         if data is None:
             continue
+        if data.get("commit") is not None:
+            restored, kept = recover_commit(folder, data["commit"])
+            if report is not None:
+                report.setdefault("restored", []).extend(restored)
+                report.setdefault("kept", []).extend(kept)
         staged = data.get("staged") if isinstance(data.get("staged"), list) else []
         for name in staged:
             if not isinstance(name, str) or os.sep in name or not _STAGED_NAME.match(name):
@@ -336,6 +465,7 @@ class StagedFiles:
         self.folders = set()
         self.markers = {}  # destination folder -> RunMarker (None where one cannot be written)
         self.stale = []  # files of killed runs removed from the destination folders
+        self.recovered = {}  # "restored": outputs a run killed during its moves had replaced, put back; "kept"
 
     def add(self, final, single_dot=False):
         dest = os.path.dirname(os.path.abspath(final))
@@ -356,7 +486,7 @@ class StagedFiles:
         if folder not in self.markers:
             marker = None
             if markers_supported() and os.path.isdir(folder):
-                self.stale += remove_stale(folder)
+                self.stale += remove_stale(folder, self.recovered)
                 try:
                     marker = RunMarker(folder)
                 except OSError:  # a read-only folder: the run fails on its outputs anyway
@@ -392,28 +522,63 @@ class StagedFiles:
             names = []
         for n in sorted(names):
             p = os.path.join(d, n)
-            if n.startswith(s_stem) and p != staging:
+            if n.startswith(s_stem + ".") and p != staging:  # (not "gdi_report.csv" for "gdi.csv")
                 moves.append((p, os.path.join(os.path.dirname(final), f_stem + n[len(s_stem) :])))
         aux = final + ".aux.xml"
         if os.path.exists(aux) and not any(dst == aux for _, dst in moves):
             moves.append((None, aux))  # stale side-car of the previous output: removed
         return moves
 
+    def _plan(self):
+        """Every move of the commit, in order: ``(staged or None, destination, backup name or None)``."""
+        plan, sources = [], set()
+        for final, staging in self.items:
+            if not os.path.exists(staging):
+                continue
+            for src, dst in self._moves(final, staging):
+                if src is not None and src in sources:
+                    continue
+                sources.add(src)
+                backup = staging_path(dst, "backup-" + uuid.uuid4().hex[:6]) if os.path.lexists(dst) else None
+                plan.append((src, dst, backup))
+        return plan
+
+    def _journal(self, phase, plan=None):
+        """Write the moves into each destination folder's marker (see :meth:`RunMarker.journal`)."""
+        for folder, marker in list(self.markers.items()):
+            if marker is None:
+                continue
+            if phase == "done":
+                _sync_folder(folder)  # the renames reach the disk before the record that they were made
+            moves = None
+            if plan is not None:
+                moves = [
+                    [src, dst, backup, _identity_or_none(src) if src is not None else None]
+                    for src, dst, backup in plan
+                    if os.path.dirname(dst) == folder
+                ]
+            if not marker.journal(phase, moves) and marker.fd is None:
+                self.markers[folder] = None
+
     def commit(self):
-        """Move every staged file onto its destination; on a failure restore the previous files."""
+        """Move every staged file onto its destination; on a failure restore the previous files.
+
+        The moves are journalled in each destination folder's marker first, so if the process is killed
+        while it makes them (``kill -9``, a power cut) the next run into the folder puts the previous files
+        back (:func:`recover_commit`)."""
         done = []  # (dst, backup or None)
         try:
-            for final, staging in self.items:
-                if not os.path.exists(staging):
-                    continue
-                for src, dst in self._moves(final, staging):
+            plan = self._plan()
+            self._journal("moving", plan)
+            for src, dst, backup in plan:
+                if backup is not None and os.path.lexists(dst):
+                    os.replace(dst, backup)
+                else:
                     backup = None
-                    if os.path.exists(dst):
-                        backup = staging_path(dst, "backup-" + uuid.uuid4().hex[:6])
-                        os.replace(dst, backup)
-                    done.append((dst, backup))
-                    if src is not None:
-                        os.replace(src, dst)
+                done.append((dst, backup))
+                if src is not None:
+                    os.replace(src, dst)
+            self._journal("done")
         except BaseException:
             for dst, backup in reversed(done):
                 try:

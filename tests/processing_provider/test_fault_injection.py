@@ -542,6 +542,59 @@ def test_kill_9_leftovers_go_with_the_next_run(qp, fx, tmp_path):
     assert sorted(os.listdir(tmp_path / "out")) == sorted(os.path.basename(p) for p in outs.values())
 
 
+# Started in qgis_process before QGIS loads the plugin (PYQGIS_STARTUP): kill -9 the process just before
+# the staging module's STEP-th rename, i.e. while the run moves its outputs into place.
+_DIE_AT_RENAME = """
+import os, signal, sys
+def _dying(real, calls=[0]):
+    def replace(*args):
+        if sys._getframe(1).f_globals.get("__name__", "").endswith("core.io.staging"):
+            calls[0] += 1
+            if calls[0] == %d:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return real(*args)
+    replace.dying = True
+    return replace
+if not getattr(os.replace, "dying", False):  # (QGIS may run the start-up file more than once)
+    os.replace = _dying(os.replace)
+"""
+
+
+def test_kill_9_while_outputs_move_into_place_is_undone_by_the_next_run(qp, fx, tmp_path):
+    """kill -9 after the run set its first previous output aside and before it moved the new one in (the
+    folder then lacks that output): the next run into the folder puts the previous outputs back byte for
+    byte, removes what the killed run left, and says so."""
+    params, _ = input_files(fx, "gracedownscaling")
+    outs = previous_outputs(tmp_path / "out", "gracedownscaling")
+    before = snapshot(tmp_path / "out")
+    startup = tmp_path / "die_at_rename.py"
+    startup.write_text(_DIE_AT_RENAME % 2)
+    r = subprocess.run(
+        [qp.exe, "run", "subsidence:gracedownscaling", "--"] + qp.arguments(dict(params, **outs)),
+        env=dict(qp.env, PYQGIS_STARTUP=str(startup)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == -signal.SIGKILL, r.stdout + r.stderr
+    visible = sorted(n for n in os.listdir(tmp_path / "out") if not n.startswith("."))
+    assert len(visible) == len(outs) - 1, visible  # one previous output is hidden away, the new one not in
+    other = str(tmp_path / "out" / "other.tif")
+    r = subprocess.run(
+        [qp.exe, "run", "subsidence:resampletimeseries", "--"]
+        + qp.arguments(dict(input_files(fx, "resampletimeseries")[0], OUTPUT=other)),
+        env=qp.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "put back the previous %s" % outs["OUTPUT"] in r.stdout + r.stderr, r.stdout + r.stderr
+    after = snapshot(tmp_path / "out")
+    del after[other]
+    assert after == before  # every previous output as it was, and nothing hidden left
+
+
 # In process: a signal whose exception Python swallows. The handler raises where Python happens to be;
 # inside a weakref callback, a __del__ or a garbage-collector callback the exception is only printed
 # ("Exception ignored in ...") and the run went on to commit its outputs and report success (seen in CI:

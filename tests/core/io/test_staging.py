@@ -259,3 +259,98 @@ def test_whose_leftovers_are_removed(tmp_path, case, removed):
     assert bool(files.stale) == removed
     assert os.path.exists(tmp_path / ".out.1a2b3c4d.partial.tif") != removed
     files.rollback()
+
+
+# a run that stages three outputs in one folder (two replace previous files, one of them with GDAL's
+# statistics side-car; one is new), beside them or in a hidden staging folder, then dies of kill -9 just before its
+# STEP-th rename or removal during the commit
+_KILLED_COMMIT = r"""
+import importlib.util, os, signal, sys
+spec = importlib.util.spec_from_file_location("staging", sys.argv[1])
+staging = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(staging)
+folder, step = sys.argv[2], int(sys.argv[3])
+files = staging.StagedFiles(staging_dir=sys.argv[4] == "staging folder")
+for name in ("a.tif", "b.csv", "c.txt"):
+    with open(files.add(os.path.join(folder, name)), "w") as f:
+        f.write("new " + name)
+with open(files.items[0][1] + ".aux.xml", "w") as f:  # GDAL's side-car of the staged a.tif rides with it
+    f.write("new statistics")
+calls = [0]
+def dying(real):
+    def call(*args):
+        calls[0] += 1
+        if calls[0] == step:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(*args)
+    return call
+os.replace, os.remove = dying(os.replace), dying(os.remove)
+files.commit()
+print(calls[0])
+"""
+
+
+def _visible(folder):
+    return {n: (folder / n).read_text() for n in sorted(os.listdir(folder))}
+
+
+@needs_markers
+@pytest.mark.parametrize("how", ["beside", "staging folder"])
+def test_a_run_killed_at_any_step_of_its_commit_is_undone_or_finished_by_the_next_run(tmp_path, how):
+    """kill -9 before each rename and removal of the commit in turn: the next run into the folder leaves
+    exactly the previous files (killed while moving) or exactly the new ones (killed after the last move),
+    never a mixture, never a lost file, and no hidden file."""
+    previous = {"a.tif": "old a.tif", "a.tif.aux.xml": "old statistics", "b.csv": "old b.csv", "keep.txt": "mine"}
+    new = {"a.tif": "new a.tif", "a.tif.aux.xml": "new statistics", "b.csv": "new b.csv", "c.txt": "new c.txt"}
+    new["keep.txt"] = "mine"
+    outcomes, step = [], 1
+    while True:
+        folder = tmp_path / ("step%d" % step)
+        folder.mkdir()
+        for n, text in previous.items():
+            (folder / n).write_text(text)
+        child = subprocess.run(
+            ["/usr/bin/python3", "-c", _KILLED_COMMIT, staging.__file__, str(folder), str(step), how],
+            capture_output=True,
+            text=True,
+        )
+        if child.returncode == 0:  # the commit made fewer calls than STEP: it ran to the end
+            assert _visible(folder) == new
+            break
+        assert child.returncode == -9, child.stderr
+        assert any(n.startswith(".") for n in os.listdir(folder))  # it did leave hidden files
+        files = staging.StagedFiles()
+        files.add(str(folder / "next.tif"))
+        files.rollback()
+        state = _visible(folder)
+        assert state in (previous, new), (step, state)
+        outcomes.append("previous" if state == previous else "new")
+        if state == previous:
+            assert sorted(files.recovered.get("restored", [])) != [] or step == 1
+        assert files.recovered.get("kept", []) == []
+        step += 1
+    # 7 renames, 3 backups removed, the marker removed: killed before each
+    assert outcomes[:7] == ["previous"] * 7 and set(outcomes[7:]) == {"new"}, outcomes
+    assert len(outcomes) == 11
+
+
+@needs_markers
+def test_recovery_never_touches_a_file_the_user_wrote_since(tmp_path):
+    """A run killed after it set the previous output aside, with the user writing a new file at that name
+    before the next run: the user's file stays and so does the hidden copy (reported, for the user)."""
+    (tmp_path / "a.tif").write_text("old")
+    child = subprocess.run(
+        ["/usr/bin/python3", "-c", _KILLED_COMMIT, staging.__file__, str(tmp_path), "2", "beside"],
+        capture_output=True,
+        text=True,
+    )
+    assert child.returncode == -9, child.stderr
+    assert not (tmp_path / "a.tif").exists()  # set aside, the new one not yet in
+    (tmp_path / "a.tif").write_text("the user's own")
+    files = staging.StagedFiles()
+    files.add(str(tmp_path / "next.tif"))
+    files.rollback()
+    assert (tmp_path / "a.tif").read_text() == "the user's own"
+    kept = files.recovered["kept"]
+    assert len(kept) == 1 and open(kept[0]).read() == "old"
+    assert sorted(os.listdir(tmp_path)) == sorted(["a.tif", os.path.basename(kept[0])])
