@@ -16,6 +16,9 @@ Run:
     /usr/bin/python3 benchmarks/bench_downscale.py --rss 4000 24   # peak RSS of a streamed run to GeoTIFF
     OPENBLAS_NUM_THREADS=1 /usr/bin/python3 benchmarks/bench_downscale.py --scaling --memory-mb 128 --repeat 3
         # ours on 1 and 2 threads (same cap)
+    OPENBLAS_NUM_THREADS=1 /usr/bin/python3 benchmarks/bench_downscale.py --scaling --geotiff --fine 1000 \
+        --memory-mb 256
+        # the same, each run writing its output GeoTIFF as the algorithm does (tiles compressed on its threads)
 """
 
 import argparse
@@ -86,11 +89,14 @@ def make_inputs(d, fine, nt, write_model=True):
     return str(gpath), str(mpath)
 
 
-def run_ours(gpath, mpath, memory_mb=512, threads=1):
+def run_ours(gpath, mpath, memory_mb=512, threads=1, geotiff=None, compress_threads=None):
     """Seconds and TD of our streamed downscaling in memory; ``threads`` > 1: the windows on that many
-    threads (core ``map_threads``, each window under ``memory_mb / threads``, as the algorithm plans them)."""
+    threads (core ``map_threads``, each window under ``memory_mb / threads``, as the algorithm plans them).
+    ``geotiff``: write TD to this GeoTIFF as the algorithm does (``RasterWriter``, its tiles compressed on
+    ``threads`` threads, or ``compress_threads``) and return it read back."""
     register()
     from subsidence_toolkit.core.grace import downscaling, products
+    from subsidence_toolkit.core.io import dates, rasters
     from subsidence_toolkit.core.io.tasks import map_threads
 
     run_tasks = None
@@ -102,6 +108,22 @@ def run_ours(gpath, mpath, memory_mb=512, threads=1):
     t0 = time.perf_counter()
     g = products.ProductReader('NETCDF:"%s":lwe_thickness' % gpath)
     m = downscaling.ModelSum([products.ProductReader('NETCDF:"%s":tws' % mpath)])
+    if geotiff:
+        labels = [dates.month_from_index(k) for k in g.months]
+        with (
+            rasters.compression_threads(compress_threads or threads),
+            rasters.RasterWriter(geotiff, m.grid(), len(g.months), dates=labels) as w,
+        ):
+            downscaling.weighted_downscaling(
+                g,
+                m,
+                "bilinear",
+                write=lambda r0, b, c0=0: w.write_block(r0, b.astype(np.float32, copy=False), c0),
+                memory_mb=memory_mb / threads,
+                run_tasks=run_tasks,
+            )
+        sec = time.perf_counter() - t0
+        return sec, gdal_read(geotiff)
     out = np.empty((len(g.months), m.ysize, m.xsize), np.float32)
 
     def write(r0, b, c0=0):
@@ -111,16 +133,40 @@ def run_ours(gpath, mpath, memory_mb=512, threads=1):
     return time.perf_counter() - t0, out
 
 
-def scaling(fine, nt, repeat, memory_mb):
-    """Our downscaling on 1 and 2 threads (same inputs, same cap): best of ``repeat``, and equality."""
-    with tempfile.TemporaryDirectory() as d:
+def gdal_read(path):
+    from osgeo import gdal
+
+    return gdal.Open(path).ReadAsArray()
+
+
+def scaling(fine, nt, repeat, memory_mb, geotiff=False, compress_threads=None):
+    """Our downscaling on 1 and 2 threads (same inputs, same cap): best of ``repeat``, and equality.
+    ``geotiff``: each run writes its GeoTIFF output as the algorithm does (else TD stays in memory);
+    ``compress_threads``: compress its tiles on that many threads whatever the run's threads (1: as before
+    session 9)."""
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as d:
         gpath, mpath = make_inputs(Path(d), fine, nt)
+        print(
+            "%d x %d x %d months, %d MB, %s"
+            % (
+                fine,
+                fine,
+                nt,
+                memory_mb,
+                "written to a GeoTIFF (DEFLATE, tiles compressed on %s thread(s))" % (compress_threads or "the run's")
+                if geotiff
+                else "TD kept in memory",
+            )
+        )
         times, outs, steal, ceil = {1: [], 2: []}, {}, {1: [], 2: []}, []
         for _ in range(repeat):  # alternating, so a slow spell of the (shared) machine hits both
             ceil.append(machine.ceiling())
             for threads in (1, 2):
+                tif = os.path.join(d, "td%d.tif" % threads) if geotiff else None
                 with machine.Steal() as st:
-                    sec, outs[threads] = run_ours(gpath, mpath, memory_mb, threads)
+                    sec, outs[threads] = run_ours(
+                        gpath, mpath, memory_mb, threads, geotiff=tif, compress_threads=compress_threads
+                    )
                 times[threads].append(sec)
                 steal[threads].append(st.fraction)
         for threads in (1, 2):
@@ -265,9 +311,11 @@ def main():
     ap.add_argument("--rss", nargs=2, type=int, metavar=("FINE", "MONTHS"))
     ap.add_argument("--memory-mb", type=int, default=512)
     ap.add_argument("--scaling", action="store_true", help="ours on 1 and 2 threads (THREADS), no peer")
+    ap.add_argument("--geotiff", action="store_true", help="--scaling: write the output GeoTIFF as the algorithm does")
+    ap.add_argument("--compress-threads", type=int, help="--geotiff: compress on this many threads (1: as before)")
     a = ap.parse_args()
     if a.scaling:
-        scaling(a.fine, a.months, a.repeat, a.memory_mb)
+        scaling(a.fine, a.months, a.repeat, a.memory_mb, geotiff=a.geotiff, compress_threads=a.compress_threads)
     elif a.rss:
         rss_run(a.rss[0], a.rss[1], a.memory_mb)
     else:

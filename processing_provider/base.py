@@ -24,6 +24,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from ..core.io import blas
 from ..core.io.errors import Cancelled, DaskUnavailable, TimeSeriesError
+from ..core.io.rasters import compression_threads
 from ..core.io.windows import DEFAULT_MEMORY_MB
 from .compat import NumberType, ParameterFlag
 from .transaction import OutputTransaction, input_problems, one_line_error, run_in_transaction
@@ -46,8 +47,9 @@ def _in_transaction(process):
             return process(self, staged, context, feedback)
 
         try:
-            # BLAS on one thread for the run: the algorithms run their own windows on THREADS threads
-            with blas.one_thread():  # (core.io.blas)
+            # BLAS on one thread for the run: the algorithms run their own windows on THREADS threads; the
+            # GeoTIFFs they write compress their tiles on as many threads (core.io.rasters)
+            with blas.one_thread(), compression_threads(self.writer_threads(parameters, context)):
                 return run_in_transaction(self, tx, feedback, body)
         finally:
             self._transaction = None
@@ -200,7 +202,8 @@ class SubsidenceAlgorithm(QgsProcessingAlgorithm):
             "inputs are read by one thread at a time (their libraries are not thread-safe): their reading does not "
             "scale, the arithmetic does. 0 = every core this process may use. Ignored with a Dask scheduler. During "
             "the run numpy's BLAS (OpenBLAS, MKL, BLIS) is set to one thread and restored afterwards: these "
-            "threads replace its own (set SUBSIDENCE_BLAS_THREADS=keep to leave it alone).",
+            "threads replace its own (set SUBSIDENCE_BLAS_THREADS=keep to leave it alone). The GeoTIFF outputs "
+            "compress their tiles on as many threads (with a Dask scheduler too: they are written here).",
             advanced=True,
         )
 
@@ -215,6 +218,15 @@ class SubsidenceAlgorithm(QgsProcessingAlgorithm):
             and (self.parameterAsString(parameters, scheduler_name, context) or "").strip()
         ):
             return 1
+        return self.parameterAsInt(parameters, name, context) or default_threads()
+
+    def writer_threads(self, parameters, context, name="THREADS"):
+        """Threads compressing the run's GeoTIFF outputs: the THREADS parameter (0 = every core; with a Dask
+        scheduler too: the outputs are written here), every core for an algorithm without one."""
+        from ..core.io.tasks import default_threads
+
+        if self.parameterDefinition(name) is None:
+            return default_threads()
         return self.parameterAsInt(parameters, name, context) or default_threads()
 
     def add_dask_scheduler(self, name="DASK_SCHEDULER"):

@@ -21,6 +21,7 @@ failed or cancelled run never leaves a half-written output behind.
 """
 
 import contextlib
+import contextvars
 import os
 import uuid
 
@@ -203,6 +204,22 @@ GTIFF_OPTIONS = [
     "BLOCKYSIZE=256",
 ]
 
+#: threads compressing the tiles of the GeoTIFFs a run writes (GTiff ``NUM_THREADS``), set for a run by
+#: :func:`compression_threads`; 1 outside one. DEFLATE on one core was the slowest part of writing large
+#: outputs (a 1 000 x 1 000 x 120 float32 stack: 9.0 s on one thread, 5.0 s on two; BENCHMARKS.md)
+_COMPRESSION_THREADS = contextvars.ContextVar("subsidence_compression_threads", default=1)
+
+
+@contextlib.contextmanager
+def compression_threads(n):
+    """GeoTIFFs opened by :class:`RasterWriter` in this thread (context) meanwhile compress their tiles on
+    ``n`` threads (GDAL's own pool; the bytes of each tile and the values are the same as on one thread)."""
+    token = _COMPRESSION_THREADS.set(max(1, int(n or 1)))
+    try:
+        yield
+    finally:
+        _COMPRESSION_THREADS.reset(token)
+
 
 class RasterWriter:
     """Write a float32 GeoTIFF (one band per date or per named layer) atomically.
@@ -263,6 +280,8 @@ class RasterWriter:
             opts = [o for o in opts if not o.startswith("PREDICTOR")]
         if self.nbands > 1:
             opts.append("INTERLEAVE=BAND")
+        if _COMPRESSION_THREADS.get() > 1:
+            opts.append("NUM_THREADS=%d" % _COMPRESSION_THREADS.get())
         try:
             self.ds = drv.Create(self.tmp, self.grid.xsize, self.grid.ysize, self.nbands, self.dtype, opts)
         except RuntimeError as e:

@@ -82,3 +82,21 @@ def test_resampling_threads_equal_one(run_alg, tmp_path):
             },
         )["OUTPUT"]
     _same_raster(out[1], out[3])
+
+
+@pytest.mark.parametrize("threads, expected", [(1, 1), (2, 2), (0, None)])
+def test_outputs_compress_on_the_runs_threads(run_alg, tmp_path, monkeypatch, threads, expected):
+    """THREADS also sets the threads that compress the GeoTIFF outputs (0: every core)."""
+    from subsidence_toolkit.core.io import rasters
+    from subsidence_toolkit.core.io.tasks import default_threads
+
+    seen = []
+    real = rasters.RasterWriter.open
+    monkeypatch.setattr(
+        rasters.RasterWriter, "open", lambda self: seen.append(rasters._COMPRESSION_THREADS.get()) or real(self)
+    )
+    dates = sentinel1_dates(n=6)
+    path = write_stack(tmp_path / "ts.tif", smooth_stack(dates, ny=5, nx=4), dates=dates)
+    run_alg("resampletimeseries", {"INPUT": path, "THREADS": threads, "OUTPUT": str(tmp_path / "r.tif")})
+    assert seen == [expected or default_threads()]
+    assert rasters._COMPRESSION_THREADS.get() == 1

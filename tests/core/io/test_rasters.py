@@ -152,3 +152,45 @@ def test_window_blocks_cover_grid_once():
     assert blocks[0][1] == 256 and blocks[0][3] == 512 * 1024 * 1024 // (8 * 1216) // 256
     blocks = window_blocks(4000, 4000, 8 * 1216, 2048)
     assert blocks[0][1] == 256 and blocks[0][3] % 256 == 0
+
+
+def _tiles(path):
+    """The compressed bytes of every tile of every band, in band and tile order."""
+    ds = gdal.Open(path)
+    out = []
+    with open(path, "rb") as f:
+        for b in range(1, ds.RasterCount + 1):
+            band = ds.GetRasterBand(b)
+            bx, by = band.GetBlockSize()
+            for ty in range(-(-ds.RasterYSize // by)):
+                for tx in range(-(-ds.RasterXSize // bx)):
+                    off = int(band.GetMetadataItem("BLOCK_OFFSET_%d_%d" % (tx, ty), "TIFF"))
+                    size = int(band.GetMetadataItem("BLOCK_SIZE_%d_%d" % (tx, ty), "TIFF"))
+                    f.seek(off)
+                    out.append(f.read(size))
+    return out
+
+
+def test_compression_threads_write_the_same_tiles(tmp_path, monkeypatch):
+    """Tiles compressed on GDAL's threads (GTiff NUM_THREADS, passed only inside compression_threads) are the
+    bytes one thread writes: only where they sit in the file may differ."""
+    from subsidence_toolkit.core.io import rasters
+
+    created = []
+    real = gdal.Driver.Create
+    monkeypatch.setattr(gdal.Driver, "Create", lambda self, *a: created.append(a[-1]) or real(self, *a))
+    rng = np.random.default_rng(3)
+    data = (np.cumsum(rng.normal(size=(7, 300, 520)), axis=2)).astype(np.float32)
+    data[:, :10, :10] = np.nan
+    grid = grid_from_origin(100.0, 40.0, 0.01, 0.01, 520, 300)
+    paths = {}
+    for threads in (1, 3):
+        paths[threads] = str(tmp_path / ("t%d.tif" % threads))
+        with rasters.compression_threads(threads), RasterWriter(paths[threads], grid, 7) as w:
+            for r0 in range(0, 300, 256):
+                w.write_block(r0, data[:, r0 : r0 + 256])
+    assert [o for o in created[0] if o.startswith("NUM_THREADS")] == []
+    assert "NUM_THREADS=3" in created[1]
+    assert np.array_equal(gdal.Open(paths[3]).ReadAsArray(), data, equal_nan=True)
+    assert _tiles(paths[1]) == _tiles(paths[3])
+    assert rasters._COMPRESSION_THREADS.get() == 1  # restored after the block
