@@ -283,6 +283,11 @@ class OutputTransaction:
                 "put back the previous %s, which an earlier run killed while it moved its outputs into place "
                 "had replaced" % ", ".join(sorted(recovered["restored"]))
             )
+        if recovered.get("removed"):
+            warn(
+                "removed %s, which an earlier run killed while it moved its outputs into place had left (there was "
+                "no previous file)" % ", ".join(sorted(recovered["removed"]))
+            )
         if recovered.get("kept"):
             warn(
                 "kept %s: hidden copies of previous outputs that an earlier killed run set aside and that could "

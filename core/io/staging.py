@@ -370,15 +370,16 @@ def _journal_moves(folder, commit):
 
 def recover_commit(folder, commit):
     """Undo, in ``folder``, the moves into place of a run killed while it made them (``commit`` from its
-    marker), or finish one killed after it had made them all. Returns ``(restored, kept)``: destinations
-    given back their previous file, and hidden backups that could not be put back (the destination now holds
-    a file that is not the run's) and are left for the user.
+    marker), or finish one killed after it had made them all. Returns ``(restored, removed, kept)``:
+    destinations given back their previous file, new outputs removed (there was no previous file), and hidden
+    backups that could not be put back (the destination now holds a file that is not the run's) and are left
+    for the user.
 
     A destination is removed only when it is the very file the run moved there (same identity, see
     :func:`file_identity`) and there is nothing to put back or its previous file is put back in the same
     rename; a previous file is put back only onto a free name or onto the run's own file. So a file the user
     wrote since is never touched, and no step loses both the previous and the new output."""
-    restored, kept = [], []
+    restored, removed, kept = [], [], []
     phase = commit.get("phase") if isinstance(commit, dict) else None
     for src, dst, backup, ident in reversed(_journal_moves(folder, commit)):
         has_backup = backup is not None and os.path.lexists(backup)
@@ -393,7 +394,7 @@ def recover_commit(folder, commit):
                 continue
             if ours and backup is None:
                 os.remove(dst)  # a new output where there was none
-                restored.append(dst)
+                removed.append(dst)
             elif has_backup and (ours or not os.path.lexists(dst)):
                 os.replace(backup, dst)  # the previous output back, over the run's own file if it got there
                 restored.append(dst)
@@ -402,14 +403,15 @@ def recover_commit(folder, commit):
         except OSError:
             if has_backup and os.path.lexists(backup):
                 kept.append(backup)
-    return restored, kept
+    return restored, removed, kept
 
 
 def remove_stale(folder, report=None):
     """Remove the staged files that runs killed without a chance to clean up left in ``folder`` (and their
     markers): only names a marker lists, of the form staging gives them. A run killed while it moved its
     outputs into place is first undone (:func:`recover_commit`); ``report`` (a dict) collects the
-    destinations given back their previous file (``"restored"``) and the backups left (``"kept"``).
+    destinations given back their previous file (``"restored"``), the new outputs removed (``"removed"``)
+    and the backups left (``"kept"``).
     Returns the paths removed."""
     removed = []
     if not markers_supported():
@@ -426,10 +428,10 @@ def remove_stale(folder, report=None):
         if data is None:
             continue
         if data.get("commit") is not None:
-            restored, kept = recover_commit(folder, data["commit"])
+            done = recover_commit(folder, data["commit"])
             if report is not None:
-                report.setdefault("restored", []).extend(restored)
-                report.setdefault("kept", []).extend(kept)
+                for key, paths in zip(("restored", "removed", "kept"), done):
+                    report.setdefault(key, []).extend(paths)
         staged = data.get("staged") if isinstance(data.get("staged"), list) else []
         for name in staged:
             if not isinstance(name, str) or os.sep in name or not _STAGED_NAME.match(name):
@@ -465,7 +467,7 @@ class StagedFiles:
         self.folders = set()
         self.markers = {}  # destination folder -> RunMarker (None where one cannot be written)
         self.stale = []  # files of killed runs removed from the destination folders
-        self.recovered = {}  # "restored": outputs a run killed during its moves had replaced, put back; "kept"
+        self.recovered = {}  # what undoing runs killed during their moves did: "restored", "removed", "kept"
 
     def add(self, final, single_dot=False):
         dest = os.path.dirname(os.path.abspath(final))

@@ -271,10 +271,10 @@ staging = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(staging)
 folder, step = sys.argv[2], int(sys.argv[3])
 files = staging.StagedFiles(staging_dir=sys.argv[4] == "staging folder")
-for name in ("a.tif", "b.csv", "c.txt"):
+for name in ("c.txt", "a.tif", "b.csv"):
     with open(files.add(os.path.join(folder, name)), "w") as f:
         f.write("new " + name)
-with open(files.items[0][1] + ".aux.xml", "w") as f:  # GDAL's side-car of the staged a.tif rides with it
+with open(files.items[1][1] + ".aux.xml", "w") as f:  # GDAL's side-car of the staged a.tif rides with it
     f.write("new statistics")
 calls = [0]
 def dying(real):
@@ -325,8 +325,9 @@ def test_a_run_killed_at_any_step_of_its_commit_is_undone_or_finished_by_the_nex
         state = _visible(folder)
         assert state in (previous, new), (step, state)
         outcomes.append("previous" if state == previous else "new")
-        if state == previous:
-            assert sorted(files.recovered.get("restored", [])) != [] or step == 1
+        if state == previous and step > 1:  # c.txt (no previous file) was moved first: removed again
+            assert files.recovered["removed"] == [str(folder / "c.txt")]
+            assert len(files.recovered["restored"]) == {2: 0, 3: 1, 4: 1, 5: 2, 6: 2, 7: 3}[step]
         assert files.recovered.get("kept", []) == []
         step += 1
     # 7 renames, 3 backups removed, the marker removed: killed before each
@@ -339,8 +340,8 @@ def test_recovery_never_touches_a_file_the_user_wrote_since(tmp_path):
     """A run killed after it set the previous output aside, with the user writing a new file at that name
     before the next run: the user's file stays and so does the hidden copy (reported, for the user)."""
     (tmp_path / "a.tif").write_text("old")
-    child = subprocess.run(
-        ["/usr/bin/python3", "-c", _KILLED_COMMIT, staging.__file__, str(tmp_path), "2", "beside"],
+    child = subprocess.run(  # killed before its 3rd rename: c.txt moved in, a.tif set aside
+        ["/usr/bin/python3", "-c", _KILLED_COMMIT, staging.__file__, str(tmp_path), "3", "beside"],
         capture_output=True,
         text=True,
     )
