@@ -722,15 +722,36 @@ def test_signals_during_clean_up_are_recorded_not_raised():
         assert got.value.signum == signal.SIGTERM
 
 
+def _under_sigterm(delay, run):
+    """``run()`` with SIGTERM sent to this process ``delay`` seconds in, and a handler from before the run that
+    records it: ``(the run's error message or None, the signals that handler received)``."""
+    import threading
+
+    from qgis.core import QgsProcessingException
+
+    received = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    killer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGTERM))
+    try:
+        killer.start()
+        try:
+            run()
+            message = None
+        except QgsProcessingException as e:
+            message = str(e)
+        killer.join()
+        time.sleep(0.05)  # a signal sent after the run is handled at the next bytecode
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return message, received
+
+
 def test_sigterm_at_any_moment_is_never_lost(run_alg, fx, tmp_path):
     """SIGTERM sent from another thread at moments spread over a real run (GRACE downscaling in many small
     windows), in process, with a recording handler installed before the run: the signal always reaches that
     handler exactly once (never swallowed), and the run either leaves the folder as it was (failed,
     "Interrupted by SIGTERM") or writes every output completely (it finished first, or the signal came while
     the outputs were moved into place and the message says so); never a staging file."""
-    import threading
-
-    from qgis.core import QgsProcessingException
 
     params, _ = input_files(fx, "gracedownscaling")
     params["MEMORY_LIMIT_MB"] = 0.05
@@ -742,20 +763,7 @@ def test_sigterm_at_any_moment_is_never_lost(run_alg, fx, tmp_path):
         folder = tmp_path / ("run%d" % i)
         outs = previous_outputs(folder, "gracedownscaling")
         before = snapshot(folder)
-        received = []
-        previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
-        killer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGTERM))
-        try:
-            killer.start()
-            try:
-                run_alg("gracedownscaling", dict(params, **outs))
-                message = None
-            except QgsProcessingException as e:
-                message = str(e)
-            killer.join()
-            time.sleep(0.05)  # a signal sent after the run is handled at the next bytecode
-        finally:
-            signal.signal(signal.SIGTERM, previous)
+        message, received = _under_sigterm(delay, lambda: run_alg("gracedownscaling", dict(params, **outs)))
         assert received == [signal.SIGTERM], (delay, message)
         assert not [n for n in os.listdir(folder) if "partial" in n], (delay, os.listdir(folder))
         if message is not None and "after every output was written" not in message:
@@ -991,9 +999,6 @@ def test_sigterm_during_the_workflow_stops_it_and_leaves_nothing(run_alg, tiny_w
     """SIGTERM at moments spread over a run of the shipped workflow (the model's own transaction around its
     steps' transactions): the handler from before the run gets it once, and the model either leaves its
     output folder as it was or finished before the signal; never a step's output or a staging file."""
-    import threading
-
-    from qgis.core import QgsProcessingException
 
     d, w = tiny_world
     plain = tmp_path / "plain"
@@ -1005,20 +1010,7 @@ def test_sigterm_during_the_workflow_stops_it_and_leaves_nothing(run_alg, tiny_w
     for i, delay in enumerate(np.array([0.25, 0.65]) * seconds):
         out = tmp_path / ("run%d" % i)
         out.mkdir()
-        received = []
-        previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
-        killer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGTERM))
-        try:
-            killer.start()
-            try:
-                run_alg("subsidence:workflow", _workflow_parameters(w, out))
-                message = None
-            except QgsProcessingException as e:
-                message = str(e)
-            killer.join()
-            time.sleep(0.05)
-        finally:
-            signal.signal(signal.SIGTERM, previous)
+        message, received = _under_sigterm(delay, lambda: run_alg("subsidence:workflow", _workflow_parameters(w, out)))
         assert received == [signal.SIGTERM], (delay, message)
         if message is None:
             assert sorted(os.listdir(out)) == sorted(os.listdir(plain))
