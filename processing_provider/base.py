@@ -209,8 +209,6 @@ class SubsidenceAlgorithm(QgsProcessingAlgorithm):
 
     def thread_count(self, parameters, context, name="THREADS", scheduler_name="DASK_SCHEDULER"):
         """Threads of this run: the parameter (0 = every core), 1 when it is absent or a Dask scheduler is set."""
-        from ..core.io.tasks import default_threads
-
         if self.parameterDefinition(name) is None:
             return 1
         if (
@@ -218,7 +216,7 @@ class SubsidenceAlgorithm(QgsProcessingAlgorithm):
             and (self.parameterAsString(parameters, scheduler_name, context) or "").strip()
         ):
             return 1
-        return self.parameterAsInt(parameters, name, context) or default_threads()
+        return self.writer_threads(parameters, context, name)
 
     def writer_threads(self, parameters, context, name="THREADS"):
         """Threads compressing the run's GeoTIFF outputs: the THREADS parameter (0 = every core; with a Dask

@@ -313,8 +313,12 @@ _BACKUP_NAME = re.compile(r"^\..+\.backup-[0-9a-f]{6}\.partial(\..*)?$")
 
 
 def file_identity(path):
-    """What stays the same when a file is renamed and changes when it is rewritten or replaced."""
-    st = os.stat(path)
+    """What stays the same when a file is renamed and changes when it is rewritten or replaced (a JSON list);
+    None when there is no such file."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
     return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
 
 
@@ -329,13 +333,6 @@ def _sync_folder(folder):
         pass
     finally:
         os.close(fd)
-
-
-def _identity_or_none(path):
-    try:
-        return file_identity(path)
-    except OSError:
-        return None
 
 
 def _journal_moves(folder, commit):
@@ -384,7 +381,7 @@ def recover_commit(folder, commit):
     for src, dst, backup, ident in reversed(_journal_moves(folder, commit)):
         has_backup = backup is not None and os.path.lexists(backup)
         moved = src is not None and not os.path.lexists(src)
-        ours = moved and ident is not None and _identity_or_none(dst) == ident
+        ours = moved and ident is not None and file_identity(dst) == ident
         try:
             if phase == "done":  # every move was made: the previous files were to go
                 if has_backup and (ours or src is None):
@@ -555,7 +552,7 @@ class StagedFiles:
             moves = None
             if plan is not None:
                 moves = [
-                    [src, dst, backup, _identity_or_none(src) if src is not None else None]
+                    [src, dst, backup, file_identity(src) if src is not None else None]
                     for src, dst, backup in plan
                     if os.path.dirname(dst) == folder
                 ]
