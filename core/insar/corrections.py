@@ -241,6 +241,8 @@ def scan_block_task(spec, shared):
     * a copy of the values as read (``scratch``: a :class:`~.stack.ScratchStack`, slots ``("ifg", path)`` and,
       with ``scratch_coherence``, ``("coh", path)``), from which the inversion pass reads instead of decoding
       the files again;
+    * the window's values are read into ``buffers`` (optional, a :class:`~.sbas_stack.WindowBuffers`: the
+      thread's buffers, reused by its next window) instead of new arrays;
     * the automatic reference candidate (``reference``: ``"coherence"`` - highest mean coherence of the valid
       observations - or ``"residual"`` - lowest residual RMS of an unweighted inversion of ``network`` in mm
       (``to_mm``, ``rad_per_mm``) in sub-blocks of ``sub_rows`` - among pixels with data in every
@@ -278,7 +280,10 @@ class _WindowScan:
         self.coh_files = shared.get("coh")
         self.min_coherence = shared.get("min_coherence") or 0
         need_buf = self.loop_net is not None or self.ref_kind == "residual"
-        self.buf = np.empty((M, h, w), dtype=np.float32) if need_buf else None
+        # the window of every file (values as kept for the loops), in the thread's buffer reused window after
+        # window when ``shared`` has ``buffers`` (a WindowBuffers: a new one is page-faulted in every window)
+        self.buffers = shared.get("buffers")
+        self.buf = self._work("scan", (M, h, w)) if need_buf else None
         self.out = out = {}
         if cf.gacos is not None:
             g = {k: np.zeros(M) for k in ("sum_b", "sumsq_b", "sum_a", "sumsq_a")}
@@ -307,17 +312,29 @@ class _WindowScan:
         self.scratch = shared.get("scratch")
         self.scratch_coh = bool(shared.get("scratch_coherence"))
 
+    def _work(self, key, shape):
+        return np.empty(shape, np.float32) if self.buffers is None else self.buffers.get(key, shape)
+
+    @staticmethod
+    def _read(files, k, window, out):
+        """File ``k``'s window, decoded into ``out`` where the reader can (else a new array)."""
+        r0, h, c0, w = window
+        if out is not None and hasattr(files, "read_into"):
+            return files.read_into(k, r0, h, c0, w, out)
+        return files.read_one(k, r0, h, c0, w)
+
     def add_file(self, k):
         """Read interferogram ``k`` of the window once and add it to every sum asked for."""
         r0, h, c0, w = self.window
-        a = self.cf.files.read_one(k, r0, h, c0, w)
+        kept = None if self.buf is None else self.buf[k]
+        a = self._read(self.cf.files, k, self.window, kept)  # the values as read, in ``kept`` where possible
         if self.scratch is not None:
             self.scratch.write(("ifg", self.cf.paths[k]), r0, c0, a)
         fin = np.isfinite(a)
         valid = fin
         coh = None
         if self.coh_files is not None:
-            coh = self.coh_files.read_one(k, r0, h, c0, w)
+            coh = self._read(self.coh_files, k, self.window, self._work("scan_coherence", (h, w)))
             if self.scratch_coh:
                 self.scratch.write(("coh", self.coh_files.paths[k]), r0, c0, coh)
             cfin = np.isfinite(coh)
@@ -337,8 +354,11 @@ class _WindowScan:
             self.csum += np.where(valid, coh, 0)
         else:
             self.nvalid += fin
-        if self.buf is not None:
-            self.buf[k] = np.where(valid, after, np.float32(np.nan)) if valid is not fin else after
+        if kept is not None:  # after (the corrected values) where valid, NaN elsewhere
+            if after is not kept:
+                np.copyto(kept, after)
+            if valid is not fin:
+                np.copyto(kept, np.float32(np.nan), where=~valid)
 
     def _add_gacos(self, k, a, fin):
         """The GACOS correction of interferogram ``k`` on the window; its before/after statistics added."""

@@ -927,6 +927,7 @@ def _scan_pass(cf, stack, options, plan, progress, to_mm, loop_net, reference_ki
         scratch=scratch,
         scratch_coherence=scratch is not None and _scratch_coherence(stack, options),
         loop_threads=_loop_threads(options, plan, progress.hooks),
+        buffers=WindowBuffers(),
     )
     parts = {}
     for i, res in run_tasks_here_or(corr.scan_block_task, _tasks(plan), _pass_runner(progress.hooks, plan), shared):
@@ -1302,7 +1303,8 @@ def _open_scratch(stack, options, first_output, hooks, local):
                 "margin of %.0f MB)" % (what, free / MIB, folder, need / MIB, outputs / MIB, SCRATCH_MARGIN / MIB)
             )
             return None
-        scratch = ScratchStack(folder, grid.ysize, grid.xsize, keys)
+        (bx, by), _ = stack.ifg_files().block_size()  # the windows' unit: slots laid out in these tiles
+        scratch = ScratchStack(folder, grid.ysize, grid.xsize, keys, tile=(by, bx))
     except OSError as e:
         hooks.say("%s: cannot create a temporary file in %s (%s)" % (what, folder, e))
         return None

@@ -364,7 +364,8 @@ def _pread_into(fd, buf, offset):
         view, offset = view[n:], offset + n
 
 
-#: rows of a narrow window read by one preadv (2 buffers per row; POSIX guarantees at least 16, Linux allows 1024)
+#: rows of a window piece moved by one ``preadv`` / ``pwritev`` (2 buffers per row where the piece is narrower than
+#: its tile; POSIX guarantees at least 16 buffers per call, Linux allows 1024)
 IOV_ROWS = max(1, min(512, (os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16) // 2))
 
 
@@ -374,16 +375,24 @@ class ScratchStack:
 
     The file is ``tempfile.TemporaryFile(dir=folder)``: on Linux an ``O_TMPFILE`` (it never has a name and is
     gone on any exit of the process, even a kill), elsewhere a file removed as soon as it is created. Each
-    raster has an image-shaped slot (``ysize x xsize`` float32, row-major) at its own offset; windows are written
-    with ``os.pwrite`` and read with ``os.preadv`` straight into the caller's buffer (no mapping: mapped pages
-    would count in the process's resident memory; the kernel's page cache does not). Positioned reads and
-    writes at distinct offsets are safe from several threads at once. ``keys``: one hashable key per slot
-    (e.g. ``("ifg", path)``). Not picklable: the file belongs to this process."""
+    raster has a slot of ``ysize x xsize`` float32 at its own offset, laid out in tiles of ``tile`` (rows,
+    columns; the inputs' blocks, whose whole multiples the passes' windows are): tile after tile in row-major
+    order, each tile's values contiguous (row-major; the tiles of the last row and column are cut to the
+    image). A window is written with ``os.pwritev`` and read with ``os.preadv`` straight from / into the
+    caller's buffer, one call per tile it covers (its rows as the buffers): windows of whole tiles move only
+    their own bytes in runs of a tile (a row-major slot would move 3 kB per call for a window of 768 of 2 500
+    columns, or read the columns in between). Windows across tile edges work too (per row in the tiles they
+    cut). No mapping: mapped pages would count in the process's resident memory; the kernel's page cache does
+    not. Positioned reads and writes at distinct offsets are safe from several threads at once. ``keys``: one
+    hashable key per slot (e.g. ``("ifg", path)``); ``tile`` None: one tile, the row-major image. Not
+    picklable: the file belongs to this process."""
 
-    def __init__(self, folder, ysize, xsize, keys):
+    def __init__(self, folder, ysize, xsize, keys, tile=None):
         import tempfile
 
         self.ysize, self.xsize = int(ysize), int(xsize)
+        th, tw = (self.ysize, self.xsize) if tile is None else tile
+        self.tile = (max(1, min(int(th), self.ysize)), max(1, min(int(tw), self.xsize)))
         self.slots = {key: i for i, key in enumerate(keys)}
         self._file = tempfile.TemporaryFile(dir=folder)
         self.fd = self._file.fileno()
@@ -401,45 +410,79 @@ class ScratchStack:
             self._file.close()
             self._file = None
 
-    def _rows(self, key, row0, nrows, col0, ncols):
-        """(offset, byte count) of the file runs holding window rows: one run when the window spans the
-        whole width, else one per row."""
-        base = 4 * self.slots[key] * self.ysize * self.xsize
-        if col0 == 0 and ncols == self.xsize:
-            return [(base + 4 * row0 * self.xsize, 4 * nrows * ncols)]
-        return [(base + 4 * ((row0 + i) * self.xsize + col0), 4 * ncols) for i in range(nrows)]
+    def _pieces(self, key, row0, nrows, col0, ncols):
+        """The window's parts in the tiles it covers: (rows, cols) slices of the window, the file offset of the
+        part's first value, and the tile's width in values (the distance between the part's rows in the file)."""
+        th, tw = self.tile
+        base = self.slots[key] * self.ysize * self.xsize
+        out = []
+        for ty in range(row0 // th, (row0 + nrows - 1) // th + 1):
+            t0 = ty * th
+            hh = min(th, self.ysize - t0)  # rows of this tile row
+            a, b = max(row0, t0), min(row0 + nrows, t0 + hh)
+            for tx in range(col0 // tw, (col0 + ncols - 1) // tw + 1):
+                s0 = tx * tw
+                ww = min(tw, self.xsize - s0)
+                c, d = max(col0, s0), min(col0 + ncols, s0 + ww)
+                offset = base + t0 * self.xsize + s0 * hh + (a - t0) * ww + (c - s0)
+                out.append((slice(a - row0, b - row0), slice(c - col0, d - col0), offset, ww))
+        return out
+
+    def _check(self, row0, col0, shape):
+        if row0 < 0 or col0 < 0 or row0 + shape[0] > self.ysize or col0 + shape[1] > self.xsize:
+            raise ValueError(
+                "window %r at (%d, %d) outside the %d x %d scratch" % (shape, row0, col0, self.ysize, self.xsize)
+            )
 
     def write(self, key, row0, col0, values):
         """Store the window ``values`` (nrows, ncols) of raster ``key`` at (``row0``, ``col0``)."""
         a = np.ascontiguousarray(values, dtype=np.float32)
-        runs = self._rows(key, row0, a.shape[0], col0, a.shape[1])
-        if len(runs) == 1:
-            _pwrite_all(self.fd, a, runs[0][0])
-        else:
-            for i, (off, _) in enumerate(runs):
-                _pwrite_all(self.fd, a[i], off)
+        self._check(row0, col0, a.shape)
+        if a.size == 0:
+            return
+        for rows, cols, offset, ww in self._pieces(key, row0, a.shape[0], col0, a.shape[1]):
+            part = a[rows, cols]
+            width = part.shape[1]
+            if width == ww and hasattr(os, "pwritev"):  # whole tile rows: one run of the file
+                for r in range(0, part.shape[0], 2 * IOV_ROWS):
+                    chunk = part[r : r + 2 * IOV_ROWS]
+                    iov = [memoryview(row).cast("B") for row in chunk]
+                    if os.pwritev(self.fd, iov, 4 * (offset + r * ww)) != chunk.nbytes:
+                        for i in range(chunk.shape[0]):  # short write: row by row, in full
+                            _pwrite_all(self.fd, chunk[i], 4 * (offset + (r + i) * ww))
+            else:
+                for i in range(part.shape[0]):
+                    _pwrite_all(self.fd, part[i], 4 * (offset + i * ww))
 
     def read_into(self, key, row0, col0, out):
         """Read the window of raster ``key`` at (``row0``, ``col0``) into ``out`` (C-contiguous float32
-        (nrows, ncols), e.g. one file's plane of a window buffer). A window narrower than the raster is read
-        with one ``preadv`` per up to :data:`IOV_ROWS` rows: its rows into ``out``, the columns between them into a
-        small discarded buffer."""
-        runs = self._rows(key, row0, out.shape[0], col0, out.shape[1])
-        if len(runs) == 1:
-            _pread_into(self.fd, out, runs[0][0])
+        (nrows, ncols), e.g. one file's plane of a window buffer): per tile covered, one ``preadv`` per up to
+        :data:`IOV_ROWS` rows into ``out``'s rows (where the window is narrower than the tile, the values between
+        them into a small discarded buffer), row by row where there is no ``preadv``."""
+        self._check(row0, col0, out.shape)
+        if out.size == 0:
             return
-        gap = self.xsize - out.shape[1]
-        skip = memoryview(np.empty(gap, dtype=np.float32)).cast("B") if hasattr(os, "preadv") else None
-        for a in range(0, len(runs), IOV_ROWS):
-            rows = range(a, min(len(runs), a + IOV_ROWS))
-            if skip is not None:
-                iov = [memoryview(out[i]).cast("B") for i in rows]
-                iov = [v for i, row in zip(rows, iov) for v in ((row, skip) if i + 1 < rows.stop else (row,))]
-                want = sum(len(v) for v in iov)
-                if os.preadv(self.fd, iov, runs[a][0]) == want:
-                    continue
-            for i in rows:  # no preadv, or a short read: row by row
-                _pread_into(self.fd, out[i], runs[i][0])
+        for rows, cols, offset, ww in self._pieces(key, row0, out.shape[0], col0, out.shape[1]):
+            part = out[rows, cols]
+            h, width = part.shape
+            if width == ww and part.flags.c_contiguous:
+                _pread_into(self.fd, part, 4 * offset)
+                continue
+            gap = ww - width
+            skip = memoryview(np.empty(max(gap, 1), dtype=np.float32)).cast("B")[: 4 * gap]
+            for r in range(0, h, IOV_ROWS):
+                n = min(h, r + IOV_ROWS) - r
+                if hasattr(os, "preadv"):
+                    iov = []
+                    for i in range(r, r + n):
+                        iov.append(memoryview(part[i]).cast("B"))
+                        if gap and i + 1 < r + n:
+                            iov.append(skip)
+                    want = 4 * (n * width + (n - 1) * gap)
+                    if os.preadv(self.fd, iov, 4 * (offset + r * ww)) == want:
+                        continue
+                for i in range(r, r + n):  # no preadv, or a short read: row by row
+                    _pread_into(self.fd, part[i], 4 * (offset + i * ww))
 
 
 class ScratchFiles:

@@ -230,3 +230,52 @@ def test_deramp_mask_from_raster_keeps_zeros_as_zero(tmp_path):
     expect[5:15, 10:20] = 1
     expect[8, 30] = 1
     assert np.array_equal(m, expect)
+
+
+def test_scan_loops_leave_out_observations_below_the_minimum_coherence(tmp_path):
+    """The scan's loop statistics with a minimum coherence are those of the values with every observation below it
+    set to NaN (counts and histogram exactly, sums to float64 rounding); the same when the windows (of two sizes)
+    are read into reused, dirty per-thread buffers."""
+    from subsidence_toolkit.core.insar.sbas_stack import WindowBuffers
+
+    s = build(tmp_path, bad_ifgs=(4,))
+    net = s["net"]
+    ln = loop_closure.LoopNetwork(net.i1, net.i2, net.sign)
+    rng = np.random.default_rng(5)
+    coh = rng.uniform(0.0, 1.0, size=(net.n_ifg, NY, NX)).astype(np.float32)
+    cdir = tmp_path / "coh"
+    cdir.mkdir()
+    cpaths = [
+        write_stack(cdir / ("c%02d.tif" % k), coh[k], epsg=4326, origin=(X0, Y0), pixel=PX) for k in range(net.n_ifg)
+    ]
+    raw = StackFiles(s["paths"]).read(0, NY, 0, NX)
+    y = np.where(coh >= 0.5, raw, np.float32(np.nan))
+    want = loop_closure.accumulate(loop_closure.empty_stats(ln.n_loops), ln.loop_phase(y))
+    assert 0 < want["count"].min() and want["count"].max() < NY * NX  # some observations left out in every loop
+
+    class Dirty(WindowBuffers):
+        def get(self, key, shape):
+            buf = super().get(key, shape)
+            buf[...] = np.float32(7.0)
+            return buf
+
+    shared = dict(
+        files=reader(s, gset=False),
+        coh=StackFiles(cpaths),
+        min_coherence=0.5,
+        ramp_mode=None,
+        mask=None,
+        loop_net=ln,
+        rad_per_unit=1.0,
+        reference=None,
+    )
+    wins = [(0, 20, 0, 40), (20, 10, 0, 25), (20, 10, 25, 15)]
+    for buffers in (None, Dirty()):
+        parts = {
+            i: corrections.scan_block_task(dict(window=w), dict(shared, buffers=buffers)) for i, w in enumerate(wins)
+        }
+        got = corrections.combine(parts)["loops"]
+        assert np.array_equal(got["count"], want["count"])
+        assert np.array_equal(got["hist"], want["hist"])
+        assert np.allclose(got["sum"], want["sum"], rtol=1e-12, atol=1e-9)
+        assert np.allclose(got["sumsq"], want["sumsq"], rtol=1e-12, atol=1e-9)

@@ -6,6 +6,7 @@ import os
 import tracemalloc
 
 import numpy as np
+import pandas as pd
 import pytest
 from osgeo import gdal, osr
 from synthetic import assert_equal_to_float32_rounding
@@ -486,11 +487,16 @@ def test_window_buffers_are_reused_per_thread_and_pickle_empty():
     assert c._local.__dict__ == {}
 
 
-@pytest.mark.parametrize("weighting", ["none", "coherence"])
-def test_dirty_reused_window_buffers_change_nothing(tiled_stack, tmp_path, monkeypatch, weighting):
+@pytest.mark.parametrize(
+    "weighting, qc",
+    [("none", {}), ("coherence", {}), ("none", dict(loop_closure=2, min_coherence=0.3, deramp="linear"))],
+)
+def test_dirty_reused_window_buffers_change_nothing(tiled_stack, tmp_path, monkeypatch, weighting, qc):
     """Windows of different sizes (a small cap: 1 x 16 windows and narrower edge windows) read into reused buffers
     that are filled with garbage before every use give the rasters of fresh buffers, bit for bit (the same windows
-    and sub-blocks, so the same arithmetic): every value of a window is read, none is left over from the last."""
+    and sub-blocks, so the same arithmetic): every value of a window is read, none is left over from the last. With
+    loop closure the scan pass's windows (read in place, NaN below the minimum coherence) and its loop statistics
+    too (the same bad interferograms, the same network table)."""
     ifgs, cohs = tiled_stack
     stack = prepare_stack(ifgs, None, cohs)
 
@@ -510,8 +516,11 @@ def test_dirty_reused_window_buffers_change_nothing(tiled_stack, tmp_path, monke
         monkeypatch.setattr(sbas_stack, "WindowBuffers", cls)
         out = tmp_path / cls.__name__
         out.mkdir()
-        res.append(_run(stack, out, 0.5, weighting=weighting))
+        res.append(_run(stack, out, 0.5, weighting=weighting, **dict(dict(loop_closure=0), **qc)))
     (s1, a1, _), (s2, a2, _) = res
     assert s1["reference"] == s2["reference"]
+    # with loop closure: the scan's loop statistics and verdicts (columns of the network table)
+    assert s1["rejected"] == s2["rejected"]
+    assert pd.DataFrame(s1["network_rows"]).equals(pd.DataFrame(s2["network_rows"]))
     for x, y in zip(a1, a2):
         assert np.array_equal(x, y, equal_nan=True)

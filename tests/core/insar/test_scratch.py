@@ -214,22 +214,28 @@ def test_falls_back_without_space_or_with_a_task_runner(qc_stack, tmp_path, monk
         assert np.array_equal(x, gdal.Open(p).ReadAsArray(), equal_nan=True)
 
 
-@pytest.mark.parametrize("preadv", [True, False])
-def test_scratch_stack_windows_threads_and_pickling(tmp_path, monkeypatch, preadv):
-    """Windows written from several threads (whole-width and narrower ones) read back as any other window
-    split (narrow windows by one preadv over their rows, or row by row with os.pread where there is no preadv,
-    as on macOS before 11); the scratch file has no name in the folder; it refuses to be pickled."""
-    if not preadv:
+@pytest.mark.parametrize(
+    "tile, vectored",
+    [(None, True), (None, False), ((8, 16), True), ((8, 16), False), ((5, 37), True), ((1, 37), True), ((4, 5), True)],
+)
+def test_scratch_stack_windows_threads_and_pickling(tmp_path, monkeypatch, tile, vectored):
+    """Windows written from several threads (whole-width and narrower ones, of whole tiles and across tile edges)
+    read back as any other window split, whatever the slot's tiles (None: the row-major image): by preadv /
+    pwritev over a tile's rows, or row by row with os.pread / os.pwrite where they are missing (macOS before 11);
+    the scratch file has no name in the folder; it refuses to be pickled."""
+    if not vectored:
         monkeypatch.delattr(os, "preadv", raising=False)
+        monkeypatch.delattr(os, "pwritev", raising=False)
     else:
-        monkeypatch.setattr(stack_module, "IOV_ROWS", 4)  # 23-row windows: several preadv calls
+        monkeypatch.setattr(stack_module, "IOV_ROWS", 2)  # windows of 3-23 rows: several calls per tile
     rng = np.random.default_rng(1)
     data = {("ifg", "a"): rng.normal(size=(23, 37)).astype(np.float32)}
     data[("coh", "b")] = rng.uniform(size=(23, 37)).astype(np.float32)
     data[("coh", "b")][3, 4] = np.nan
-    s = ScratchStack(str(tmp_path), 23, 37, list(data))
+    s = ScratchStack(str(tmp_path), 23, 37, list(data), tile=tile)
     assert os.listdir(tmp_path) == []
-    windows = [(0, 10, 0, 37), (10, 13, 0, 16), (10, 13, 16, 21)]
+    windows = [(0, 8, 0, 37), (8, 15, 0, 16), (8, 15, 16, 21)] if tile == (8, 16) else []
+    windows = windows or [(0, 10, 0, 37), (10, 13, 0, 16), (10, 13, 16, 21)]
     tasks = [(key, w) for key in data for w in windows]
 
     def write(task, _):
@@ -242,6 +248,9 @@ def test_scratch_stack_windows_threads_and_pickling(tmp_path, monkeypatch, pread
             out = np.empty((h, w), np.float32)
             s.read_into(key, r0, c0, out)
             assert np.array_equal(out, arr[r0 : r0 + h, c0 : c0 + w], equal_nan=True)
+    assert os.fstat(s.fd).st_size == ScratchStack.nbytes(23, 37, 2)  # the tiles fill the slots exactly
+    with pytest.raises(ValueError, match="outside"):
+        s.read_into(("ifg", "a"), 20, 0, np.empty((4, 37), np.float32))
     files = ScratchFiles(s, "ifg", StackFiles(["a"]))
     assert np.array_equal(files.read(2, 5, 1, 9)[0], data[("ifg", "a")][2:7, 1:10])
     with pytest.raises(TypeError):
