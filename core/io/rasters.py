@@ -203,6 +203,8 @@ GTIFF_OPTIONS = [
     "BLOCKXSIZE=256",
     "BLOCKYSIZE=256",
 ]
+#: the tiles of :data:`GTIFF_OPTIONS` (rows, columns)
+GTIFF_TILE = (256, 256)
 
 #: threads compressing the tiles of the GeoTIFFs a run writes (GTiff ``NUM_THREADS``), set for a run by
 #: :func:`compression_threads`; 1 outside one. DEFLATE on one core was the slowest part of writing large
@@ -261,6 +263,7 @@ class RasterWriter:
         self.ds = None
         self.require_data = require_data  # True: a raster that is NoData everywhere is refused at commit
         self.has_data = False
+        self.whole_tiles = True  # every block written so far covered whole tiles (see write_block)
         d, f = os.path.split(os.path.abspath(self.path))
         self.tmp = os.path.join(d, ".%s.%s.partial.tif" % (f, uuid.uuid4().hex[:8]))
 
@@ -330,6 +333,41 @@ class RasterWriter:
         for i in range(self.nbands):
             self.ds.GetRasterBand(i + 1).WriteArray(block[i], int(col0), int(row0))
         self._note_data(block)
+        self.whole_tiles = self.whole_tiles and self._covers_whole_tiles(row0, col0, block.shape[1], block.shape[2])
+        if self.whole_tiles:
+            self._flush()
+
+    def _covers_whole_tiles(self, row0, col0, nrows, ncols):
+        (th, tw), (ys, xs) = GTIFF_TILE, (self.grid.ysize, self.grid.xsize)
+        return (
+            row0 % th == 0
+            and col0 % tw == 0
+            and (nrows % th == 0 or row0 + nrows == ys)
+            and (ncols % tw == 0 or col0 + ncols == xs)
+        )
+
+    def _flush(self):
+        """Compress and write the tiles waiting in GDAL's block cache. ``write_block`` does it after every block
+        while all blocks so far covered whole tiles (windows of whole tiles, as the window planners make them):
+        only finished tiles are then waiting, and the output does not pile up in the cache (5 % of the RAM by
+        default, outside the run's memory limit: a 1 000 x 1 000 x 120 downscaling at 256 MB peaked at 691 MB
+        with the whole output waiting there, 343 MB flushed) nor get compressed all at once at the end. A
+        partial tile is never flushed (it would be compressed twice and the file would keep both copies).
+        A failure (e.g. a full disk) raises :class:`OSError` naming the output."""
+        gdal.ErrorReset()
+        try:
+            self.ds.FlushCache()
+            failed = gdal.GetLastErrorType() >= gdal.CE_Failure
+            message = gdal.GetLastErrorMsg()
+        except RuntimeError as e:
+            failed, message = True, str(e)
+        if failed:
+            text = _last_line(message)
+            raise OSError(
+                _errno_of(text, os.path.dirname(os.path.abspath(self.path))),
+                "%s could not be written: %s" % (self.path, text),
+                self.path,
+            )
 
     def write_band(self, index, array):
         """Write a whole band (1-based ``index``)."""

@@ -194,3 +194,35 @@ def test_compression_threads_write_the_same_tiles(tmp_path, monkeypatch):
     assert np.array_equal(gdal.Open(paths[3]).ReadAsArray(), data, equal_nan=True)
     assert _tiles(paths[1]) == _tiles(paths[3])
     assert rasters._COMPRESSION_THREADS.get() == 1  # restored after the block
+
+
+def test_windows_of_whole_tiles_leave_no_output_waiting_in_gdals_cache(tmp_path):
+    """Blocks of whole tiles (as the window planners make them) are compressed and written as they come: nothing
+    of the output waits in GDAL's block cache (outside the run's memory limit) after a block; once a block cuts
+    tiles, nothing more is flushed before the end (a partial tile would be written twice). Both files hold the
+    same values and the same tiles, byte for byte."""
+    from subsidence_toolkit.core.io.warp import gdal_cache
+
+    rng = np.random.default_rng(4)
+    data = (np.cumsum(rng.normal(size=(6, 300, 700)), axis=2)).astype(np.float32)
+    grid = grid_from_origin(100.0, 40.0, 0.01, 0.01, 700, 300)
+    tiles_block = [(0, 256, 0, 512), (0, 256, 512, 188), (256, 44, 0, 700)]
+    cut_block = [(0, 256, 0, 300), (0, 256, 300, 400), (256, 44, 0, 700)]
+    paths, waiting = {}, {}
+    with gdal_cache(256):
+        for name, windows in (("tiles", tiles_block), ("cut", cut_block)):
+            paths[name] = str(tmp_path / (name + ".tif"))
+            waiting[name] = []
+            with RasterWriter(paths[name], grid, 6) as w:
+                for r0, h, c0, cw in windows:
+                    before = gdal.GetCacheUsed()
+                    w.write_block(r0, data[:, r0 : r0 + h, c0 : c0 + cw], c0)
+                    waiting[name].append(gdal.GetCacheUsed() - before)
+                flushed = w.whole_tiles
+            assert flushed == (name == "tiles")
+    block_bytes = [6 * h * cw * 4 for _, h, _, cw in tiles_block]
+    assert max(waiting["tiles"]) < 0.05 * min(block_bytes)
+    assert sum(waiting["cut"][:2]) >= 6 * 3 * 256 * 256 * 4  # the three tiles of each band's first tile row wait
+    for p in paths.values():
+        assert np.array_equal(gdal.Open(p).ReadAsArray(), data)
+    assert _tiles(paths["tiles"]) == _tiles(paths["cut"])
