@@ -1303,8 +1303,10 @@ def _open_scratch(stack, options, first_output, hooks, local):
                 "margin of %.0f MB)" % (what, free / MIB, folder, need / MIB, outputs / MIB, SCRATCH_MARGIN / MIB)
             )
             return None
-        (bx, by), _ = stack.ifg_files().block_size()  # the windows' unit: slots laid out in these tiles
-        scratch = ScratchStack(folder, grid.ysize, grid.xsize, keys, tile=(by, bx))
+        # slots in tiles of the inputs' blocks (the windows' unit); strips: row-major, so that a window of whole
+        # strips is one run of the file
+        (bx, by), _ = stack.ifg_files().block_size()
+        scratch = ScratchStack(folder, grid.ysize, grid.xsize, keys, tile=None if bx >= grid.xsize else (by, bx))
     except OSError as e:
         hooks.say("%s: cannot create a temporary file in %s (%s)" % (what, folder, e))
         return None

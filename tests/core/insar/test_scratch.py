@@ -112,7 +112,16 @@ def test_scratch_equals_reading_the_files_again(qc_stack, tmp_path, monkeypatch,
     if kw.pop("gacos", False):
         kw["gacos"] = qc_stack["gacos"]
     logs_on, logs_off = [], []
+    tiles = []
+
+    class Recorded(sbas_stack.ScratchStack):
+        def __init__(self, *a, tile=None):
+            tiles.append(tile)
+            super().__init__(*a, tile=tile)
+
+    monkeypatch.setattr(sbas_stack, "ScratchStack", Recorded)
     s_on, a_on = _invert(qc_stack, tmp_path / "on", logs_on.append, **kw)
+    assert tiles == [(16, 16)]  # the copy in the inputs' 16 x 16 tiles
     monkeypatch.setattr(sbas_stack, "scratch_supported", lambda: False)
     s_off, a_off = _invert(qc_stack, tmp_path / "off", logs_off.append, **kw)
     assert any("anonymous temporary file" in m for m in logs_on)
