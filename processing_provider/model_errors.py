@@ -1,10 +1,31 @@
 """One-line errors for the shipped models: which step failed and why."""
 
+import functools
+
 from qgis.core import QgsProcessingFeedback
+
+from .transaction import Interrupted
+
+
+def _called_from_cpp(method):
+    """A Python method QGIS's C++ calls (a virtual of the feedback): the :class:`~.transaction.Interrupted` a
+    signal handler raises inside it is swallowed. An exception escaping into C++ there is fatal (PyQt calls
+    ``qFatal``: the process aborts, staged files and all); the handler has already recorded the signal and
+    cancelled the feedback, so the run stops at the next step and reports it."""
+
+    @functools.wraps(method)
+    def shielded(self, *args):
+        try:
+            return method(self, *args)
+        except Interrupted:
+            return None
+
+    return shielded
 
 
 class ErrorRecorder(QgsProcessingFeedback):
-    """A feedback that forwards everything to ``target`` and remembers the errors reported on it."""
+    """A feedback that forwards everything to ``target`` and remembers the errors reported on it (its methods are
+    called from QGIS's C++: a signal arriving in one never raises out of it, see :func:`_called_from_cpp`)."""
 
     def __init__(self, target):
         super().__init__()
@@ -15,36 +36,44 @@ class ErrorRecorder(QgsProcessingFeedback):
             if target.isCanceled():
                 self.cancel()
 
+    @_called_from_cpp
     def reportError(self, error, fatalError=False):
         self.errors.append(str(error))
         if self.target is not None:
             self.target.reportError(error, fatalError)
 
+    @_called_from_cpp
     def setProgress(self, progress):
         super().setProgress(progress)
         if self.target is not None:
             self.target.setProgress(progress)
 
+    @_called_from_cpp
     def setProgressText(self, text):
         if self.target is not None:
             self.target.setProgressText(text)
 
+    @_called_from_cpp
     def pushInfo(self, info):
         if self.target is not None:
             self.target.pushInfo(info)
 
+    @_called_from_cpp
     def pushWarning(self, warning):
         if self.target is not None and hasattr(self.target, "pushWarning"):
             self.target.pushWarning(warning)
 
+    @_called_from_cpp
     def pushCommandInfo(self, info):  # noqa: N802
         if self.target is not None:
             self.target.pushCommandInfo(info)
 
+    @_called_from_cpp
     def pushDebugInfo(self, info):
         if self.target is not None:
             self.target.pushDebugInfo(info)
 
+    @_called_from_cpp
     def pushConsoleInfo(self, info):  # noqa: N802
         if self.target is not None:
             self.target.pushConsoleInfo(info)

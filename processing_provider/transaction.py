@@ -665,18 +665,25 @@ def deliver(interrupted):
         signal.raise_signal(interrupted.signum)
 
 
-def run_in_transaction(alg, tx, feedback, body, describe=None):
+def run_in_transaction(alg, tx, feedback, body, describe=None, raise_in_body=True):
     """Run ``body(staged parameters) -> results`` in the output transaction ``tx`` under :func:`interrupt_guard`
     (every toolkit algorithm and the shipped models): stage, run, check, move into place; on any failure the
     one-line error of ``describe(exception, tx)`` (default :func:`one_line_error`), the failed run's frames
     released and every staged file removed; a signal handed on to the handler from before the run once the
-    clean-up is done. Returns the results with the final paths."""
+    clean-up is done. Returns the results with the final paths.
+
+    ``raise_in_body`` False: a signal during ``body`` is only recorded (and cancels the feedback), the run stops
+    when ``body`` returns. For a body in QGIS's C++ that calls back into Python (a model running its steps,
+    feedback methods, parameter checks): an exception raised in such a callback would abort the process."""
     if describe is None:
         describe = lambda exc, t: one_line_error(alg, exc, t)  # noqa: E731
     error = results = None
     with interrupt_guard(feedback) as signals:
         try:
-            signals.arm()  # a signal from here on raises Interrupted (one that came already: now)
+            if raise_in_body:
+                signals.arm()  # a signal from here on raises Interrupted (one that came already: now)
+            else:
+                signals.check()  # one that came already stops the run; later ones are recorded
             results = body(tx.begin())
             signals.check()  # a signal whose exception was swallowed (see InterruptState) stops the run
             results = tx.finish(results, signals)  # from the first move on, signals are only recorded

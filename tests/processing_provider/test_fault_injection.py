@@ -1227,3 +1227,42 @@ def test_output_equal_to_a_file_found_in_the_input_folder_is_refused(run_alg, ki
         r"OUTPUT_VELOCITY: the output .* would overwrite the input INPUT_FOLDER",
         [frame, tmp_path],
     )
+
+
+@pytest.mark.parametrize("at_message", [1, 12, 40])
+def test_sigterm_inside_a_feedback_method_called_from_qgis_cpp_does_not_abort(
+    run_alg, tiny_world, tmp_path, at_message
+):
+    """The shipped workflow runs its steps in QGIS's C++, which calls the model's feedback methods (Python) for every
+    message of every step. A SIGTERM handled inside one of them (here: the caller's feedback sends it to the
+    process from its n-th message, so the handler runs in Python called from C++: before the model starts a step,
+    or while a step's own handler is armed) must not raise out of it - PyQt aborts the process when an exception
+    escapes into C++ (seen in CI: "Fatal Python error: Aborted"). The run stops with the one-line error, leaves the
+    output folder empty, and the handler from before the run gets the signal once."""
+    from qgis.core import QgsProcessingException, QgsProcessingFeedback
+
+    d, w = tiny_world
+    out = tmp_path / "out"
+    out.mkdir()
+
+    class Sender(QgsProcessingFeedback):
+        n = 0
+
+        def pushInfo(self, info):  # noqa: N802
+            Sender.n += 1
+            if Sender.n == at_message:
+                os.kill(os.getpid(), signal.SIGTERM)
+                sum(range(1000))  # the handler runs at one of these bytecodes, inside this method
+
+    received = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    try:
+        with pytest.raises(QgsProcessingException) as got:
+            run_alg("subsidence:workflow", _workflow_parameters(w, out), feedback=Sender())
+        time.sleep(0.05)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert Sender.n >= at_message
+    assert "Interrupted by SIGTERM" in str(got.value), str(got.value)
+    assert os.listdir(out) == []
+    assert received == [signal.SIGTERM]
