@@ -14,9 +14,9 @@ def _called_from_cpp(method):
     cancelled the feedback, so the run stops at the next step and reports it."""
 
     @functools.wraps(method)
-    def shielded(self, *args):
+    def shielded(self, *args, **kwargs):
         try:
-            return method(self, *args)
+            return method(self, *args, **kwargs)
         except Interrupted:
             return None
 
