@@ -115,7 +115,7 @@ class ShippedModel(QgsProcessingModelAlgorithm):
             feedback,
             lambda staged: QgsProcessingModelAlgorithm.processAlgorithm(self, staged, context, recorder),
             describe,
-            raise_in_body=False,  # C++ running the steps: a signal cancels the feedback, the model stops after
+            raise_in_body=False,  # C++ runs the steps: a signal is recorded and cancels the feedback
         )
 
 

@@ -398,13 +398,12 @@ class RasterWriter:
                 "overlap and hold data); nothing was written" % self.path
             )
         try:
-            gdal.ErrorReset()
-            self.ds.FlushCache()
-            failed = gdal.GetLastErrorType() >= gdal.CE_Failure
-            message = gdal.GetLastErrorMsg()
+            self._flush()
+        except BaseException:
+            self.abort()
+            raise
+        try:
             self.ds = None  # closes the file (GDAL < 3.7 cannot report errors at close: checked below)
-            if failed:
-                raise RuntimeError(message)
             check_written_raster(self.tmp, self.grid, self.nbands)
             os.replace(self.tmp, self.path)
         except (RuntimeError, OSError, TimeSeriesError) as e:
