@@ -41,16 +41,22 @@ MISSING_NOTES = {
 def factor_figure(fac, Figure):
     fig = Figure(figsize=(7, 0.38 * len(fac) + 1.3))
     ax = fig.subplots()
-    names = list(fac.factor)[::-1]
+    names = [str(n) for n in fac.factor][::-1]
     q = fac.q.to_numpy(dtype=float)[::-1]
+    y = np.arange(len(names), dtype=float)
+    ax.barh(y, q, color="#4477aa", tick_label=names)
     if "q_ci_low" in fac:
-        lo = (fac.q - fac.q_ci_low).clip(lower=0).to_numpy(dtype=float)[::-1]
-        hi = (fac.q_ci_high - fac.q).clip(lower=0).to_numpy(dtype=float)[::-1]
-        ax.barh(names, q, color="#4477aa", xerr=np.vstack([lo, hi]), ecolor="#222222", capsize=3)
+        # the intervals drawn as lines (matplotlib's xerr= takes the first row of a 2 x 1 array for a scalar,
+        # which numpy >= 1.25 deprecates, with a single factor)
+        low = np.minimum(fac.q_ci_low.to_numpy(dtype=float)[::-1], q)
+        high = np.maximum(fac.q_ci_high.to_numpy(dtype=float)[::-1], q)
+        ok = np.isfinite(low) & np.isfinite(high)
+        y, low, high = y[ok], low[ok], high[ok]
+        ax.hlines(y, low, high, color="#222222", lw=1)
+        ax.plot(np.r_[low, high], np.r_[y, y], ls="none", marker="|", ms=8, color="#222222")
         level = float(fac.ci_level.iloc[0]) if "ci_level" in fac else 0.95
         ax.set_xlabel("q (bars: %g %% confidence interval of the population q)" % (100 * level))
     else:
-        ax.barh(names, q, color="#4477aa")
         ax.set_xlabel("q")
     ax.set_xlim(0, max(1e-9, min(1.0, float(np.nanmax(fac.q_ci_high if "q_ci_high" in fac else fac.q)) * 1.1)))
     ax.set_title("Factor detector")
