@@ -306,7 +306,7 @@ class _WindowScan:
         if self.coh_files is not None:
             out["coh_sum"] = np.zeros(M)
             out["coh_n"] = np.zeros(M, dtype=np.int64)
-        self.nvalid = np.zeros((h, w), dtype=np.intp)
+        self.nvalid = np.zeros((h, w), dtype=np.int32)  # counts of at most M files
         self.csum = np.zeros((h, w), dtype=np.float32) if self.ref_kind == "coherence" else None
         # values as read (file units, before any correction) kept for the inversion pass (a ScratchStack)
         self.scratch = shared.get("scratch")
@@ -339,7 +339,7 @@ class _WindowScan:
                 self.scratch.write(("coh", self.coh_files.paths[k]), r0, c0, coh)
             cfin = np.isfinite(coh)
             self.out["coh_sum"][k] += float(np.where(cfin, coh, 0).sum(dtype=np.float64))
-            self.out["coh_n"][k] += int(cfin.sum())
+            self.out["coh_n"][k] += int(np.count_nonzero(cfin))
             if self.min_coherence > 0:
                 valid = fin & (coh >= self.min_coherence)
         corr = self._add_gacos(k, a, fin) if self.cf.gacos is not None else None
@@ -351,7 +351,7 @@ class _WindowScan:
             dr.accumulate_one(self.out["normals"], k, [after, a], rel, *self.ramp_design)
         if self.ref_kind == "coherence":
             self.nvalid += valid
-            self.csum += np.where(valid, coh, 0)
+            np.add(self.csum, coh, out=self.csum, where=valid)  # = csum + where(valid, coh, 0), no temporary
         else:
             self.nvalid += fin
         if kept is not None:  # after (the corrected values) where valid, NaN elsewhere
