@@ -5,7 +5,17 @@ session 10) or in tiles of the inputs' blocks (now), written and read back in th
 
 Each layout writes every raster's windows (``ScratchStack.write``) into a new anonymous file in ``--folder`` and
 reads them back (``read_into``), alternating the layouts ``--repeat`` times; prints wall and CPU seconds and the
-bytes. The first writes of a new file include the kernel's page allocations, as in a run."""
+bytes. The first writes of a new file include the kernel's page allocations, as in a run.
+
+With ``--page-cache GLOB`` (session 11): what the copy costs when the files just read fill the page cache, as in
+the scan pass of a frame. Each round reads every file matching GLOB whole, either leaving its pages in the cache
+or dropping them once read (``posix_fadvise(POSIX_FADV_DONTNEED)``, the advice the scan now gives when the files
+and the copy do not fit in memory together), then writes the copy of ``--rasters`` rasters in tiles and prints
+the wall, user and system seconds of the writes. As root the page cache is emptied before each round
+(``/proc/sys/vm/drop_caches``)::
+
+    /usr/bin/python3 benchmarks/bench_scratch.py --folder /work/frame_bench --rasters 605 \
+        --page-cache '/work/frame_bench/stack/*.tif' --repeat 1"""
 
 import argparse
 import os
@@ -46,6 +56,40 @@ def run(folder, ysize, xsize, n, win, tile):
     return t1 - t0, c1 - c0, t2 - t1, c2 - c1
 
 
+def page_cache_round(folder, ysize, xsize, n, win, tile, files, forget):
+    """Read ``files`` whole (dropping each one's pages once read when ``forget``), then write the copy: (read
+    seconds, write wall, user, system seconds)."""
+    import resource
+
+    try:
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+    except OSError:
+        print("  (cannot empty the page cache: not root; the round starts with whatever is cached)")
+    t0 = time.perf_counter()
+    for path in files:
+        with open(path, "rb") as f:
+            while f.read(1 << 24):
+                pass
+            if forget:
+                os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    read = time.perf_counter() - t0
+    values = np.random.default_rng(0).normal(size=win).astype(np.float32)
+    s = ScratchStack(folder, ysize, xsize, list(range(n)), tile=tile)
+    try:
+        r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        for r in range(0, ysize, win[0]):
+            for c in range(0, xsize, win[1]):
+                h, w = min(win[0], ysize - r), min(win[1], xsize - c)
+                for k in range(n):
+                    s.write(k, r, c, values[:h, :w])
+        r1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    finally:
+        s.close()
+    return read, t1 - t0, r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--folder", default=tempfile.gettempdir())
@@ -54,9 +98,25 @@ def main():
     ap.add_argument("--window", type=int, nargs=2, default=(256, 768), metavar=("ROWS", "COLS"))
     ap.add_argument("--tile", type=int, nargs=2, default=(256, 256), metavar=("ROWS", "COLS"))
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--page-cache", metavar="GLOB", help="files read before the copy is written (see above)")
     a = ap.parse_args()
     ysize, xsize = a.size
     mb = ScratchStack.nbytes(ysize, xsize, a.rasters) / 1e6
+    if a.page_cache:
+        import glob
+
+        files = sorted(glob.glob(a.page_cache))
+        size = sum(os.path.getsize(f) for f in files) / 1e6
+        print(
+            "%d files (%.0f MB) read, then a copy of %d rasters (%.0f MB) written" % (len(files), size, a.rasters, mb)
+        )
+        for _ in range(a.repeat):
+            for name, forget in (("files left in the cache", False), ("files dropped as read", True)):
+                rd, w, u, sy = page_cache_round(
+                    a.folder, ysize, xsize, a.rasters, tuple(a.window), tuple(a.tile), files, forget
+                )
+                print("%-24s read %.1f s; copy written in %.1f s (user %.1f s, system %.1f s)" % (name, rd, w, u, sy))
+        return
     print(
         "%d rasters of %d x %d (%.0f MB) in %d x %d windows, in %s" % (a.rasters, ysize, xsize, mb, *a.window, a.folder)
     )

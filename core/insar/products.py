@@ -43,7 +43,7 @@ import numpy as np
 from osgeo import gdal, osr
 
 from ..io.errors import TimeSeriesError
-from ..io.rasters import RasterGrid, check_band_numeric, open_raster, read_window
+from ..io.rasters import RasterGrid, check_band_numeric, forget_read_blocks, open_raster, read_window
 
 gdal.UseExceptions()
 
@@ -331,10 +331,11 @@ class ProductRaster:
             return np.result_type(np.float32, *scalars) == np.float32
         return True
 
-    def read_into(self, row0, nrows, col0, ncols, out):
+    def read_into(self, row0, nrows, col0, ncols, out, forget=False):
         """:meth:`read` into ``out`` (float32 (``nrows``, ``ncols``), e.g. one file's plane of a window buffer):
         GDAL decodes into ``out`` and the product's conventions are applied there, with the same float32
-        operations as :meth:`read` (the same values bit for bit). Returns ``out``."""
+        operations as :meth:`read` (the same values bit for bit). ``forget``: the blocks read will not be read
+        again (:func:`~..io.rasters.forget_read_blocks`). Returns ``out``."""
         if out.dtype != np.float32 or not self._reads_in_place():
             out[...] = self.read(row0, nrows, col0, ncols)
             return out
@@ -342,19 +343,21 @@ class ProductRaster:
         r0, r1 = max(fr0, 0), min(fr0 + nrows, self.grid.ysize)
         c0, c1 = max(fc0, 0), min(fc0 + ncols, self.grid.xsize)
         if r0 == fr0 and c0 == fc0 and r1 - r0 == nrows and c1 - c0 == ncols:
-            return self._read_file_into(c0, r0, out)
+            return self._read_file_into(c0, r0, out, forget)
         out.fill(np.nan)
         if r1 > r0 and c1 > c0:
-            self._read_file_into(c0, r0, out[r0 - fr0 : r1 - fr0, c0 - fc0 : c1 - fc0])
+            self._read_file_into(c0, r0, out[r0 - fr0 : r1 - fr0, c0 - fc0 : c1 - fc0], forget)
         return out
 
-    def _read_file_into(self, xoff, yoff, out):
+    def _read_file_into(self, xoff, yoff, out, forget=False):
         """The file's window at (``xoff``, ``yoff``) of ``out``'s shape, decoded into ``out`` (float32, any
         strides) with NoData -> NaN, scale/offset and the product's conventions applied in place."""
         ysize, xsize = out.shape
         ds = open_raster(self.path)
         try:
             a = ds.GetRasterBand(1).ReadAsArray(int(xoff), int(yoff), int(xsize), int(ysize), buf_obj=out)
+            if forget and a is not None:
+                forget_read_blocks(ds, self.path, int(xoff), int(yoff), int(xsize), int(ysize))
         finally:
             ds = None
         if a is None:

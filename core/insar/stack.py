@@ -191,11 +191,21 @@ class StackFiles:
     than the memory cap. Holds only paths and :class:`~.products.ProductRaster` (``rasters``: path -> how to
     read it on the stack grid with its product's conventions), so it pickles to a Dask worker."""
 
-    def __init__(self, paths, rasters=None, valid_range=None, quantity="value"):
+    def __init__(self, paths, rasters=None, valid_range=None, quantity="value", forget=False):
         self.paths = [str(p) for p in paths]
         self.rasters = [(rasters or {}).get(p) for p in self.paths]
         self.valid_range = valid_range  # (low, high) of the values as read: outside fails naming the file
         self.quantity = quantity
+        # the blocks read leave the page cache (read once in this run: the scan keeps its own copy)
+        self.forget = bool(forget)
+
+    def forgetting(self):
+        """The same reader, telling the kernel after each window that the file blocks it read will not be read
+        again (:func:`~..io.rasters.forget_read_blocks`): for a pass whose reads are the run's last of these
+        files, when they and what the run keeps would not fit in the page cache together."""
+        files = self.subset(range(len(self.paths)))
+        files.forget = True
+        return files
 
     def block_size(self):
         """(x, y) block size and the sample size in bytes of the first file's band 1."""
@@ -238,7 +248,7 @@ class StackFiles:
         if self.rasters[k] is None:
             out[...] = self.read_one(k, row0, nrows, col0, ncols)
             return out
-        self.rasters[k].read_into(row0, nrows, col0, ncols, out)  # 8-bit coherence already / 255
+        self.rasters[k].read_into(row0, nrows, col0, ncols, out, self.forget)  # 8-bit coherence already / 255
         if self.valid_range is not None:
             check_value_range(out, self.valid_range, self.paths[k], self.quantity)
         return out
@@ -283,6 +293,7 @@ class StackFiles:
             {p: r for p, r in zip(self.paths, self.rasters) if r is not None},
             self.valid_range,
             self.quantity,
+            self.forget,
         )
 
 
@@ -483,6 +494,95 @@ class ScratchStack:
                         continue
                 for i in range(r, r + n):  # no preadv, or a short read: row by row
                     _pread_into(self.fd, part[i], 4 * (offset + i * ww))
+
+
+class ScratchWriter:
+    """The writes of a :class:`ScratchStack` done by one background thread, in the order given: ``write`` copies
+    the window (the caller may reuse or change its buffer at once) into a queue of at most ``budget`` bytes
+    (waiting while it is full; one window is always admitted) and returns.
+
+    Why: a copy of a stack is about as large as the page cache can hold, so the kernel soon throttles whoever
+    writes it to the disk's speed (``balance_dirty_pages``: a 12 GB ``dd`` into the page cache of a 23 GB machine
+    ran at the disk's 444 MB/s). Written by the threads that decode the files, that wait is theirs; written from
+    here, they decode on while this thread waits, and the disk keeps up as long as the files decode slower than
+    it writes.
+
+    ``close()`` waits for the queue to be written and raises the first error of a write (e.g. the disk full);
+    a ``write`` after an error raises it too. ``abort()`` drops what is queued and stops the thread (on a
+    failure or cancel of the pass). Not picklable, as the :class:`ScratchStack`."""
+
+    def __init__(self, scratch, budget):
+        import collections
+        import threading
+
+        self.scratch = scratch
+        self.budget = max(1, int(budget))
+        self._queue = collections.deque()
+        self._queued = 0
+        self._error = None
+        self._stopping = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="subsidence-scratch", daemon=True)
+        self._thread.start()
+
+    def __reduce__(self):
+        raise TypeError("a ScratchWriter writes a file of this process: it cannot be sent to another one")
+
+    def write(self, key, row0, col0, values):
+        """Queue the window ``values`` of raster ``key`` at (``row0``, ``col0``) (see :meth:`ScratchStack.write`)."""
+        self.scratch._check(row0, col0, np.shape(values))
+        a = np.array(values, dtype=np.float32, order="C", copy=True)
+        with self._cond:
+            while self._error is None and not self._stopping and self._queue and self._queued + a.nbytes > self.budget:
+                self._cond.wait()
+            if self._error is not None:
+                raise self._error
+            if self._stopping:
+                raise RuntimeError("the scratch writer was stopped")
+            self._queue.append((key, row0, col0, a))
+            self._queued += a.nbytes
+            self._cond.notify_all()
+
+    def _run(self):
+        while True:
+            with self._cond:
+                while not self._queue and not self._stopping:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                key, row0, col0, a = self._queue[0]
+            try:
+                self.scratch.write(key, row0, col0, a)
+            except BaseException as e:  # kept for the producer, which raises it
+                with self._cond:
+                    self._error = e
+                    self._queue.clear()
+                    self._queued = 0
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                if self._queue:  # abort() may have emptied it
+                    self._queue.popleft()
+                    self._queued -= a.nbytes
+                self._cond.notify_all()
+
+    def close(self):
+        """Wait until everything queued is written; raise the first write error."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def abort(self):
+        """Drop what is queued and stop (the window being written is finished)."""
+        with self._cond:
+            self._queue.clear()
+            self._queued = 0
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join()
 
 
 class ScratchFiles:

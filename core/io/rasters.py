@@ -54,6 +54,64 @@ def open_raster(path, update=False):
     return ds
 
 
+def memory_available_bytes():
+    """What the kernel estimates can still be used without swapping (``MemAvailable`` of ``/proc/meminfo``: free
+    memory plus the page cache it can reclaim), in bytes; None where it is not reported (not Linux)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def forget_read_blocks(ds, path, xoff, yoff, xsize, ysize):
+    """Tell the kernel that the blocks of a single-band GeoTIFF ``ds`` (opened from ``path``) lying wholly inside
+    the window just read will not be read again, so that their pages leave the page cache now
+    (``posix_fadvise(POSIX_FADV_DONTNEED)`` on each block's bytes, from the TIFF's ``BLOCK_OFFSET_x_y`` /
+    ``BLOCK_SIZE_x_y``); blocks the window only cuts stay (the next window reads their other part). Only
+    advice: the file and what is read from it are unchanged, a later read comes from the disk. Returns the
+    bytes advised (0 where there is nothing to do: another format, several bands, no ``posix_fadvise``)."""
+    if not hasattr(os, "posix_fadvise") or ds.RasterCount != 1 or ds.GetDriver().ShortName != "GTiff":
+        return 0
+    band = ds.GetRasterBand(1)
+    bx, by = band.GetBlockSize()
+    ranges = []
+    for ty in range(yoff // by, (yoff + ysize - 1) // by + 1):
+        if ty * by < yoff or min((ty + 1) * by, ds.RasterYSize) > yoff + ysize:
+            continue
+        for tx in range(xoff // bx, (xoff + xsize - 1) // bx + 1):
+            if tx * bx < xoff or min((tx + 1) * bx, ds.RasterXSize) > xoff + xsize:
+                continue
+            off = band.GetMetadataItem("BLOCK_OFFSET_%d_%d" % (tx, ty), "TIFF")
+            size = band.GetMetadataItem("BLOCK_SIZE_%d_%d" % (tx, ty), "TIFF")
+            if off and size and int(size) > 0:
+                ranges.append((int(off), int(off) + int(size)))
+    if not ranges:
+        return 0
+    ranges.sort()
+    merged = [list(ranges[0])]
+    for a, b in ranges[1:]:
+        if a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    try:
+        fd = os.open(str(path), os.O_RDONLY)
+    except OSError:
+        return 0
+    try:
+        for a, b in merged:
+            os.posix_fadvise(fd, a, b - a, os.POSIX_FADV_DONTNEED)
+    except OSError:
+        return 0
+    finally:
+        os.close(fd)
+    return sum(b - a for a, b in merged)
+
+
 def band_date(ds, index, nc_units=None):
     """The date of band ``index`` (1-based) of an open dataset, or ``None``."""
     band = ds.GetRasterBand(index)

@@ -9,12 +9,14 @@ import os
 import pickle
 import re
 import shutil
+import time
 
 import numpy as np
 import pytest
 from osgeo import gdal, osr
 
 from subsidence_toolkit.core.insar import gacos, sbas_stack
+from subsidence_toolkit.core.insar import products as products_module
 from subsidence_toolkit.core.insar import stack as stack_module
 from subsidence_toolkit.core.insar.stack import ScratchFiles, ScratchStack, StackFiles, prepare_stack
 from subsidence_toolkit.core.io.errors import Cancelled, TimeSeriesError
@@ -268,3 +270,208 @@ def test_scratch_stack_windows_threads_and_pickling(tmp_path, monkeypatch, tile,
         pickle.dumps(s)
     s.close()
     assert os.listdir(tmp_path) == []
+
+
+def _scratch_threads():
+    import threading
+
+    return [t for t in threading.enumerate() if t.name == "subsidence-scratch"]
+
+
+def test_scratch_writer_copies_queues_under_its_budget_and_keeps_order(tmp_path, monkeypatch):
+    """Windows given to a ScratchWriter from three threads, each buffer overwritten right after ``write`` returns
+    (as the scan reuses its buffers): read back exactly as given; while the disk is slow (a write that sleeps),
+    never more than the budget queued (one window of 5 x 37 values: 740 bytes; budget 2 windows); a window
+    written twice lands in the order given; close() ends the thread."""
+    import threading
+
+    from subsidence_toolkit.core.insar.stack import ScratchWriter
+
+    rng = np.random.default_rng(7)
+    keys = [("ifg", str(k)) for k in range(6)]
+    data = {key: rng.normal(size=(20, 37)).astype(np.float32) for key in keys}
+    s = ScratchStack(str(tmp_path), 20, 37, keys, tile=(5, 37))
+    peak = [0]
+    real = ScratchStack.write
+
+    def slow(self, *a):
+        peak[0] = max(peak[0], writer._queued)
+        time.sleep(0.002)
+        real(self, *a)
+
+    monkeypatch.setattr(ScratchStack, "write", slow)
+    writer = ScratchWriter(s, 2 * 740)
+    lock = threading.Lock()
+    tasks = [(key, r0) for key in keys for r0 in range(0, 20, 5)]
+
+    def put(task, _):
+        key, r0 = task
+        with lock:
+            buf = data[key][r0 : r0 + 5].copy()
+        writer.write(key, r0, 0, buf)
+        buf[:] = np.nan  # the caller's buffer reused at once
+
+    list(map_threads(put, tasks, 3, shared=0))
+    writer.write(keys[0], 0, 0, np.zeros((5, 37), np.float32))  # overwritten below, in the order given
+    writer.write(keys[0], 0, 0, data[keys[0]][0:5])
+    writer.close()
+    assert not _scratch_threads()
+    assert 0 < peak[0] <= 2 * 740
+    for key in keys:
+        out = np.empty((20, 37), np.float32)
+        s.read_into(key, 0, 0, out)
+        assert np.array_equal(out, data[key])
+    writer = ScratchWriter(s, 1)
+    with pytest.raises(ValueError, match="outside"):  # refused before it is queued
+        writer.write(keys[0], 18, 0, np.zeros((5, 37), np.float32))
+    writer.close()
+    assert not _scratch_threads()
+    s.close()
+
+
+def test_scratch_writer_raises_a_write_error_and_abort_drops_the_queue(tmp_path, monkeypatch):
+    """A write that fails in the writer's thread (the disk full) is raised by the next ``write`` and by close();
+    abort() drops what is queued and ends the thread."""
+    import errno
+    import threading
+
+    from subsidence_toolkit.core.insar.stack import ScratchWriter
+
+    s = ScratchStack(str(tmp_path), 4, 4, ["a"], tile=None)
+    calls = []
+
+    def full(self, *a):
+        calls.append(a)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ScratchStack, "write", full)
+    writer = ScratchWriter(s, 1)
+    writer.write("a", 0, 0, np.ones((4, 4), np.float32))
+    with pytest.raises(OSError, match="No space left"):
+        for _ in range(1000):  # the error reaches the producer once the writer met it
+            writer.write("a", 0, 0, np.ones((4, 4), np.float32))
+            time.sleep(0.001)
+    with pytest.raises(OSError, match="No space left"):
+        writer.close()
+    assert not _scratch_threads()
+    gate = threading.Event()
+
+    def stuck(self, *a):
+        gate.wait(5)
+
+    monkeypatch.setattr(ScratchStack, "write", stuck)
+    writer = ScratchWriter(s, 10**6)
+    for _ in range(5):
+        writer.write("a", 0, 0, np.ones((4, 4), np.float32))
+    threading.Timer(0.05, gate.set).start()
+    writer.abort()
+    assert writer._queued == 0 and not writer._queue
+    assert not _scratch_threads()
+    with pytest.raises(RuntimeError, match="stopped"):
+        writer.write("a", 0, 0, np.ones((4, 4), np.float32))
+    s.close()
+
+
+def test_disk_full_while_the_scan_keeps_its_copy_fails_the_run_and_leaves_nothing(qc_stack, tmp_path, monkeypatch):
+    """The disk fills while the scan pass writes its copy (the writer's thread meets ENOSPC on its 30th window):
+    the run fails with that error, the output folder is left empty and no writer thread or open scratch file
+    remains."""
+    import errno
+
+    calls = [0]
+    real = ScratchStack.write
+
+    def fills(self, *a):
+        calls[0] += 1
+        if calls[0] >= 30:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(self, *a)
+
+    monkeypatch.setattr(ScratchStack, "write", fills)
+    out = tmp_path / "out"
+    with pytest.raises(OSError, match="No space left"):
+        _invert(qc_stack, out, None, memory_mb=1, threads=2, **QC)
+    assert calls[0] >= 30
+    assert os.listdir(out) == []
+    assert not _scratch_threads()
+    assert _open_deleted_files_in(out) == []
+
+
+def test_forget_read_blocks_advises_exactly_the_whole_blocks_of_the_window(tmp_path, monkeypatch):
+    """The bytes advised away are those of the 16 x 16 blocks lying wholly inside the window (per the TIFF's block
+    offsets and sizes, adjacent blocks merged into one call), the image's cut last blocks counting as whole; a
+    block the window only cuts, a VRT or a two-band file: nothing."""
+    from subsidence_toolkit.core.io import rasters
+
+    path = _write_tiled(tmp_path / "a.tif", np.random.default_rng(0).normal(size=(NY, NX)).astype(np.float32))
+    calls = []
+    monkeypatch.setattr(os, "posix_fadvise", lambda fd, off, n, advice: calls.append((off, n, advice)), raising=False)
+    ds = gdal.Open(path)
+    band = ds.GetRasterBand(1)
+
+    def blocks(*xy):
+        out = []
+        for tx, ty in xy:
+            off = int(band.GetMetadataItem("BLOCK_OFFSET_%d_%d" % (tx, ty), "TIFF"))
+            out.append((off, off + int(band.GetMetadataItem("BLOCK_SIZE_%d_%d" % (tx, ty), "TIFF"))))
+        return out
+
+    def advised():
+        return sorted((off, off + n) for off, n, advice in calls if advice == os.POSIX_FADV_DONTNEED)
+
+    # 40 x 30 px in 16 x 16 blocks: 3 x 2 blocks, the last column and row cut to 8 x 14
+    assert rasters.forget_read_blocks(ds, path, 0, 0, 40, 30) == sum(
+        b - a for a, b in blocks(*[(x, y) for x in range(3) for y in range(2)])
+    )
+    calls.clear()
+    n = rasters.forget_read_blocks(ds, path, 16, 0, 24, 16)  # blocks (1, 0) and (2, 0), adjacent in the file
+    assert advised() == [(blocks((1, 0))[0][0], blocks((2, 0))[0][1])] and n == advised()[0][1] - advised()[0][0]
+    calls.clear()
+    assert rasters.forget_read_blocks(ds, path, 8, 0, 20, 16) == 0 and calls == []  # cuts blocks (0, 0) and (1, 0)
+    assert rasters.forget_read_blocks(ds, path, 0, 16, 16, 10) == 0  # cuts block (0, 1), 14 rows high
+    vrt = gdal.Translate(str(tmp_path / "a.vrt"), ds, format="VRT")
+    assert rasters.forget_read_blocks(vrt, str(tmp_path / "a.vrt"), 0, 0, 40, 30) == 0
+    two = gdal.GetDriverByName("GTiff").Create(str(tmp_path / "two.tif"), NX, NY, 2, gdal.GDT_Float32, ["TILED=YES"])
+    assert rasters.forget_read_blocks(two, str(tmp_path / "two.tif"), 0, 0, 40, 30) == 0
+    assert calls == []
+
+
+def test_scan_drops_the_files_from_the_page_cache_when_they_and_the_copy_do_not_fit(qc_stack, tmp_path, monkeypatch):
+    """Where the files, the scan's copy, the outputs and the memory limit exceed the memory available, the scan
+    advises every block of every interferogram and coherence file away once read (each file's whole blocks, the
+    coherence too: no later pass reads them), the log says why, and every output equals a run that kept them;
+    with room to spare, no advice."""
+    from subsidence_toolkit.core.io import rasters
+
+    calls = []
+    real = rasters.forget_read_blocks
+
+    def recorded(ds, path, *window):
+        n = real(ds, path, *window)
+        calls.append((path, n))
+        return n
+
+    monkeypatch.setattr(os, "posix_fadvise", lambda *a: None, raising=False)
+    monkeypatch.setattr(products_module, "forget_read_blocks", recorded)
+    kw = dict(QC, memory_mb=64, threads=2, weighting="coherence")  # windows of whole blocks (1 MB: of one row)
+    logs = []
+    monkeypatch.setattr(sbas_stack, "memory_available_bytes", lambda: 1)
+    s_forget, forget = _invert(qc_stack, tmp_path / "forget", logs.append, **kw)
+    assert any("drops the files' blocks from the page cache" in m for m in logs)
+    advised = {}
+    for path, n in calls:
+        advised[path] = advised.get(path, 0) + n
+    for path in qc_stack["ifgs"] + qc_stack["cohs"]:  # every block once: the file less its header
+        ds = gdal.Open(path)
+        band = ds.GetRasterBand(1)
+        total = sum(int(band.GetMetadataItem("BLOCK_SIZE_%d_%d" % (x, y), "TIFF")) for x in range(3) for y in range(2))
+        assert advised.get(path) == total, path
+    calls.clear()
+    logs = []
+    monkeypatch.setattr(sbas_stack, "memory_available_bytes", lambda: 2**50)
+    s_keep, keep = _invert(qc_stack, tmp_path / "keep", logs.append, **kw)
+    assert not any("drops the files' blocks" in m for m in logs)
+    assert calls == []
+    for x, y in zip(forget, keep):
+        assert np.array_equal(x, y, equal_nan=True)
+    assert s_forget["rejected"] == s_keep["rejected"] and s_forget["reference"] == s_keep["reference"]
