@@ -118,9 +118,10 @@ def run_ours(gpath, mpath, memory_mb=512, threads=1, geotiff=None, compress_thre
                 g,
                 m,
                 "bilinear",
-                write=lambda r0, b, c0=0: w.write_block(r0, b.astype(np.float32, copy=False), c0),
+                write=lambda r0, b, c0=0: w.write_block(r0, b, c0),
                 memory_mb=memory_mb / threads,
                 run_tasks=run_tasks,
+                out_dtype="float32",  # as the algorithm: each window cast by its task, not by the writing thread
             )
         sec = time.perf_counter() - t0
         return sec, gdal_read(geotiff)
@@ -129,7 +130,9 @@ def run_ours(gpath, mpath, memory_mb=512, threads=1, geotiff=None, compress_thre
     def write(r0, b, c0=0):
         out[:, r0 : r0 + b.shape[1], c0 : c0 + b.shape[2]] = b
 
-    downscaling.weighted_downscaling(g, m, "bilinear", write=write, memory_mb=memory_mb / threads, run_tasks=run_tasks)
+    downscaling.weighted_downscaling(
+        g, m, "bilinear", write=write, memory_mb=memory_mb / threads, run_tasks=run_tasks, out_dtype="float32"
+    )
     return time.perf_counter() - t0, out
 
 
