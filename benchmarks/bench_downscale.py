@@ -297,7 +297,7 @@ def rss_run(fine, nt, memory_mb):
             out, model.grid(), len(g.months), dates=[dates.month_from_index(k) for k in g.months]
         ) as w:
             downscaling.weighted_downscaling(
-                g, model, memory_mb=memory_mb, write=lambda r0, b, c0=0: w.write_block(r0, b.astype(np.float32), c0)
+                g, model, memory_mb=memory_mb, write=lambda r0, b, c0=0: w.write_block(r0, b, c0), out_dtype="float32"
             )
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         print(
