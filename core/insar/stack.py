@@ -505,7 +505,9 @@ class ScratchWriter:
     writes it to the disk's speed (``balance_dirty_pages``: a 12 GB ``dd`` into the page cache of a 23 GB machine
     ran at the disk's 444 MB/s). Written by the threads that decode the files, that wait is theirs; written from
     here, they decode on while this thread waits, and the disk keeps up as long as the files decode slower than
-    it writes.
+    it writes. What it does not remove is the kernel's CPU work of the writes (page allocation and reclaim):
+    on two cores both busy decoding, the frame's scan took as long with this thread as without it (reclaim is
+    what :func:`~..io.rasters.forget_read_blocks` cuts).
 
     ``close()`` waits for the queue to be written and raises the first error of a write (e.g. the disk full);
     a ``write`` after an error raises it too. ``abort()`` drops what is queued and stops the thread (on a
