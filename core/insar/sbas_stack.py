@@ -983,7 +983,7 @@ def _scan_forgets_inputs(stack, options, scratch, hooks):
     except OSError:
         return False
     grid = stack.grid
-    outputs = 4 * grid.ysize * grid.xsize * (stack.network.n_dates + 1 + len(QUALITY_BANDS))
+    outputs = _output_bytes(stack)
     copy_bytes = ScratchStack.nbytes(grid.ysize, grid.xsize, len(scratch.slots))
     need = inputs + copy_bytes + outputs + float(options.memory_mb or 0) * MIB
     if need <= available:
@@ -1324,6 +1324,11 @@ SCRATCH_MARGIN = 256 * MIB
 SCRATCH_QUEUE_FILES = 32
 
 
+def _output_bytes(stack):
+    """Bytes of the run's float32 outputs, uncompressed: time series (one band per date), velocity, quality."""
+    return 4 * stack.grid.ysize * stack.grid.xsize * (stack.network.n_dates + 1 + len(QUALITY_BANDS))
+
+
 def _scratch_coherence(stack, options):
     """The inversion pass reads the coherence (weights or a minimum coherence): the scratch keeps it too."""
     return bool(stack.coherence_paths) and (options.weighted or (options.min_coherence or 0) > 0)
@@ -1348,7 +1353,7 @@ def _open_scratch(stack, options, first_output, hooks, local):
     if not scratch_supported():
         hooks.say("%s: this system has no positioned file reads and writes (os.pwrite / os.pread)" % what)
         return None
-    outputs = 4 * grid.ysize * grid.xsize * (net.n_dates + 1 + len(QUALITY_BANDS))
+    outputs = _output_bytes(stack)
     try:
         os.makedirs(folder, exist_ok=True)
         free = shutil.disk_usage(folder).free
