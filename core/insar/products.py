@@ -43,7 +43,15 @@ import numpy as np
 from osgeo import gdal, osr
 
 from ..io.errors import TimeSeriesError
-from ..io.rasters import RasterGrid, check_band_numeric, forget_read_blocks, open_raster, read_window
+from ..io.rasters import (
+    RasterGrid,
+    check_band_numeric,
+    forget_read_blocks,
+    open_raster,
+    prefetch_blocks,
+    read_window,
+    tiff_block_table,
+)
 
 gdal.UseExceptions()
 
@@ -231,6 +239,7 @@ class ProductRaster:
         self.row_off = 0
         self.col_off = 0
         self.warp = None  # (geotransform, projection wkt, xsize, ysize) of the stack grid
+        self.blocks = None  # where the file's blocks lie (rasters.BlockTable; False: not a single-band GeoTIFF)
         self.stack_shape = (self.grid.ysize, self.grid.xsize)
 
     def __repr__(self):
@@ -349,6 +358,31 @@ class ProductRaster:
             self._read_file_into(c0, r0, out[r0 - fr0 : r1 - fr0, c0 - fc0 : c1 - fc0], forget)
         return out
 
+    def _block_table(self, ds=None):
+        """The file's :class:`~..io.rasters.BlockTable` (read once, from ``ds`` or the file) or None."""
+        if self.blocks is None:
+            if ds is None:
+                ds = open_raster(self.path)
+            self.blocks = tiff_block_table(ds) or False
+        return self.blocks or None
+
+    def prefetch(self, row0, nrows, col0, ncols):
+        """Start reading the file's blocks under a window of the stack grid into the page cache, in the background
+        (:func:`~..io.rasters.prefetch_blocks`): the read of that window, soon after, does not wait for the disk.
+        Nothing for a warped raster or a file that is not a single-band GeoTIFF. Returns the bytes asked for."""
+        if self.warp is not None:
+            return 0
+        fr0, fc0 = row0 + self.row_off, col0 + self.col_off
+        r0, r1 = max(fr0, 0), min(fr0 + nrows, self.grid.ysize)
+        c0, c1 = max(fc0, 0), min(fc0 + ncols, self.grid.xsize)
+        if r1 <= r0 or c1 <= c0:
+            return 0
+        try:
+            return prefetch_blocks(self.path, self._block_table(), c0, r0, c1 - c0, r1 - r0)
+        except (OSError, RuntimeError):  # only advice: the read itself reports a file it cannot open
+            self.blocks = False
+            return 0
+
     def _read_file_into(self, xoff, yoff, out, forget=False):
         """The file's window at (``xoff``, ``yoff``) of ``out``'s shape, decoded into ``out`` (float32, any
         strides) with NoData -> NaN, scale/offset and the product's conventions applied in place."""
@@ -357,7 +391,7 @@ class ProductRaster:
         try:
             a = ds.GetRasterBand(1).ReadAsArray(int(xoff), int(yoff), int(xsize), int(ysize), buf_obj=out)
             if forget and a is not None:
-                forget_read_blocks(ds, self.path, int(xoff), int(yoff), int(xsize), int(ysize))
+                forget_read_blocks(ds, self.path, int(xoff), int(yoff), int(xsize), int(ysize), self._block_table(ds))
         finally:
             ds = None
         if a is None:

@@ -185,19 +185,26 @@ def check_value_range(values, valid_range, path, quantity, byte_raw=False):
         )
 
 
+#: files ahead whose window :class:`StackFiles` asks the kernel to read while it decodes one (a few MB of page
+#: cache per reading thread on a frame; decoding one file's window takes a few ms, reading it cold about as long)
+PREFETCH_FILES = 8
+
+
 class StackFiles:
     """Single-band rasters read as a stack of windows. Each file is opened, read and closed in turn: an
     open GeoTIFF keeps ~0.5 MB of decoder buffers once read, which for hundreds of inputs would be more
     than the memory cap. Holds only paths and :class:`~.products.ProductRaster` (``rasters``: path -> how to
     read it on the stack grid with its product's conventions), so it pickles to a Dask worker."""
 
-    def __init__(self, paths, rasters=None, valid_range=None, quantity="value", forget=False):
+    def __init__(self, paths, rasters=None, valid_range=None, quantity="value", forget=False, prefetch=PREFETCH_FILES):
         self.paths = [str(p) for p in paths]
         self.rasters = [(rasters or {}).get(p) for p in self.paths]
         self.valid_range = valid_range  # (low, high) of the values as read: outside fails naming the file
         self.quantity = quantity
         # the blocks read leave the page cache (read once in this run: the scan keeps its own copy)
         self.forget = bool(forget)
+        # reading file k of a window asks the kernel for the window of file k + prefetch (see _prefetch)
+        self.prefetch = max(0, int(prefetch))
 
     def forgetting(self):
         """The same reader, telling the kernel after each window that the file blocks it read will not be read
@@ -248,10 +255,24 @@ class StackFiles:
         if self.rasters[k] is None:
             out[...] = self.read_one(k, row0, nrows, col0, ncols)
             return out
+        self._prefetch(k, row0, nrows, col0, ncols)
         self.rasters[k].read_into(row0, nrows, col0, ncols, out, self.forget)  # 8-bit coherence already / 255
         if self.valid_range is not None:
             check_value_range(out, self.valid_range, self.paths[k], self.quantity)
         return out
+
+    def _prefetch(self, k, row0, nrows, col0, ncols):
+        """Files are read window by window, file after file: while file ``k`` is read, the disk reads the window of
+        file ``k + prefetch`` in the background (``posix_fadvise(WILLNEED)``; the first file of a window asks for
+        the next ``prefetch``). On files in the page cache it costs a system call per file; on files that are not,
+        the decoding threads stop waiting for the disk (measured on the frame benchmark: see BENCHMARKS.md)."""
+        d, n = self.prefetch, len(self.paths)
+        if not d:
+            return
+        for j in range(k + 1, min(n, k + d + 1)) if k == 0 else (k + d,) if k + d < n else ():
+            r = self.rasters[j]
+            if r is not None:
+                r.prefetch(row0, nrows, col0, ncols)
 
     def valid_at(self, k, points):
         """Bool per (row, col) of ``points``: file ``k`` has data there (the file opened once)."""
@@ -294,6 +315,7 @@ class StackFiles:
             self.valid_range,
             self.quantity,
             self.forget,
+            self.prefetch,
         )
 
 
@@ -611,6 +633,19 @@ class ScratchFiles:
     def read_one(self, k, row0, nrows, col0=0, ncols=None):
         ncols = self.scratch.xsize - col0 if ncols is None else ncols
         return self.read_into(k, row0, nrows, col0, ncols, np.empty((nrows, ncols), dtype=np.float32))
+
+    def _prefetch(self, k, row0, nrows, col0, ncols):
+        """Files are read window by window, file after file: while file ``k`` is read, the disk reads the window of
+        file ``k + prefetch`` in the background (``posix_fadvise(WILLNEED)``; the first file of a window asks for
+        the next ``prefetch``). On files in the page cache it costs a system call per file; on files that are not,
+        the decoding threads stop waiting for the disk (measured on the frame benchmark: see BENCHMARKS.md)."""
+        d, n = self.prefetch, len(self.paths)
+        if not d:
+            return
+        for j in range(k + 1, min(n, k + d + 1)) if k == 0 else (k + d,) if k + d < n else ():
+            r = self.rasters[j]
+            if r is not None:
+                r.prefetch(row0, nrows, col0, ncols)
 
     def valid_at(self, k, points):
         return self.files.valid_at(k, points)

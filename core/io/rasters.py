@@ -67,49 +67,99 @@ def memory_available_bytes():
     return None
 
 
-def forget_read_blocks(ds, path, xoff, yoff, xsize, ysize):
-    """Tell the kernel that the blocks of a single-band GeoTIFF ``ds`` (opened from ``path``) lying wholly inside
-    the window just read will not be read again, so that their pages leave the page cache now
-    (``posix_fadvise(POSIX_FADV_DONTNEED)`` on each block's bytes, from the TIFF's ``BLOCK_OFFSET_x_y`` /
-    ``BLOCK_SIZE_x_y``); blocks the window only cuts stay (the next window reads their other part). Only
-    advice: the file and what is read from it are unchanged, a later read comes from the disk. Returns the
-    bytes advised (0 where there is nothing to do: another format, several bands, no ``posix_fadvise``)."""
-    if not hasattr(os, "posix_fadvise") or ds.RasterCount != 1 or ds.GetDriver().ShortName != "GTiff":
-        return 0
-    band = ds.GetRasterBand(1)
-    bx, by = band.GetBlockSize()
-    ranges = []
-    for ty in range(yoff // by, (yoff + ysize - 1) // by + 1):
-        if ty * by < yoff or min((ty + 1) * by, ds.RasterYSize) > yoff + ysize:
-            continue
-        for tx in range(xoff // bx, (xoff + xsize - 1) // bx + 1):
-            if tx * bx < xoff or min((tx + 1) * bx, ds.RasterXSize) > xoff + xsize:
+class BlockTable:
+    """Where the blocks of a single-band GeoTIFF lie in its file: ``offsets`` and ``sizes`` (blocks_y, blocks_x)
+    int64 bytes (0 for a block the file does not hold), ``block`` (x, y) and ``raster`` (x, y) sizes in pixels.
+    From the TIFF's ``BLOCK_OFFSET_x_y`` / ``BLOCK_SIZE_x_y`` (:func:`tiff_block_table`); small, read once per file."""
+
+    def __init__(self, offsets, sizes, block, raster):
+        self.offsets, self.sizes = offsets, sizes
+        self.block, self.raster = block, raster
+
+    def ranges(self, xoff, yoff, xsize, ysize, whole=False):
+        """Merged ``[(start, stop), ...]`` file bytes of the blocks the window touches (``whole``: only the blocks
+        lying wholly inside it), in file order."""
+        (bx, by), (nx, ny) = self.block, self.raster
+        keep = []
+        for ty in range(yoff // by, (yoff + ysize - 1) // by + 1):
+            if whole and (ty * by < yoff or min((ty + 1) * by, ny) > yoff + ysize):
                 continue
+            for tx in range(xoff // bx, (xoff + xsize - 1) // bx + 1):
+                if whole and (tx * bx < xoff or min((tx + 1) * bx, nx) > xoff + xsize):
+                    continue
+                if ty < self.sizes.shape[0] and tx < self.sizes.shape[1] and self.sizes[ty, tx] > 0:
+                    keep.append((int(self.offsets[ty, tx]), int(self.offsets[ty, tx] + self.sizes[ty, tx])))
+        keep.sort()
+        merged = []
+        for a, b in keep:
+            if merged and a <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], b)
+            else:
+                merged.append([a, b])
+        return [tuple(m) for m in merged]
+
+
+def tiff_block_table(ds, xoff=0, yoff=0, xsize=None, ysize=None):
+    """The :class:`BlockTable` of a single-band GeoTIFF ``ds`` (the blocks the window touches only, others 0;
+    the whole raster by default), or None: another format, several bands, no ``posix_fadvise`` to use it with."""
+    if not hasattr(os, "posix_fadvise") or ds.RasterCount != 1 or ds.GetDriver().ShortName != "GTiff":
+        return None
+    band = ds.GetRasterBand(1)
+    bx, by = (int(v) for v in band.GetBlockSize())
+    nx, ny = ds.RasterXSize, ds.RasterYSize
+    xsize = nx - xoff if xsize is None else xsize
+    ysize = ny - yoff if ysize is None else ysize
+    shape = (-(-ny // by), -(-nx // bx))
+    offsets, sizes = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
+    for ty in range(yoff // by, min(shape[0], (yoff + ysize - 1) // by + 1)):
+        for tx in range(xoff // bx, min(shape[1], (xoff + xsize - 1) // bx + 1)):
             off = band.GetMetadataItem("BLOCK_OFFSET_%d_%d" % (tx, ty), "TIFF")
             size = band.GetMetadataItem("BLOCK_SIZE_%d_%d" % (tx, ty), "TIFF")
-            if off and size and int(size) > 0:
-                ranges.append((int(off), int(off) + int(size)))
+            if off and size:
+                offsets[ty, tx], sizes[ty, tx] = int(off), int(size)
+    return BlockTable(offsets, sizes, (bx, by), (nx, ny))
+
+
+def advise_file_ranges(path, ranges, advice):
+    """``posix_fadvise(advice)`` on each ``(start, stop)`` byte range of the file ``path`` (only advice: the file and
+    what is read from it are unchanged). Returns the bytes advised (0 when the file cannot be opened)."""
     if not ranges:
         return 0
-    ranges.sort()
-    merged = [list(ranges[0])]
-    for a, b in ranges[1:]:
-        if a <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], b)
-        else:
-            merged.append([a, b])
     try:
         fd = os.open(str(path), os.O_RDONLY)
     except OSError:
         return 0
     try:
-        for a, b in merged:
-            os.posix_fadvise(fd, a, b - a, os.POSIX_FADV_DONTNEED)
+        for a, b in ranges:
+            os.posix_fadvise(fd, a, b - a, advice)
     except OSError:
         return 0
     finally:
         os.close(fd)
-    return sum(b - a for a, b in merged)
+    return sum(b - a for a, b in ranges)
+
+
+def forget_read_blocks(ds, path, xoff, yoff, xsize, ysize, table=None):
+    """Tell the kernel that the blocks of a single-band GeoTIFF ``ds`` (opened from ``path``) lying wholly inside
+    the window just read will not be read again, so that their pages leave the page cache now
+    (``posix_fadvise(POSIX_FADV_DONTNEED)`` on each block's bytes, from ``table`` or the TIFF's block offsets and
+    sizes); blocks the window only cuts stay (the next window reads their other part). Only advice: the file and
+    what is read from it are unchanged, a later read comes from the disk. Returns the bytes advised (0 where
+    there is nothing to do: another format, several bands, no ``posix_fadvise``)."""
+    table = table or tiff_block_table(ds, xoff, yoff, xsize, ysize)
+    if table is None:
+        return 0
+    return advise_file_ranges(path, table.ranges(xoff, yoff, xsize, ysize, whole=True), os.POSIX_FADV_DONTNEED)
+
+
+def prefetch_blocks(path, table, xoff, yoff, xsize, ysize):
+    """Ask the kernel to start reading, in the background, the blocks of a GeoTIFF (``table``: its
+    :class:`BlockTable`) that a window touches (``posix_fadvise(POSIX_FADV_WILLNEED)``), so that a read of the
+    window soon after finds them in the page cache instead of waiting for the disk. Returns the bytes asked for
+    (0 without a table)."""
+    if table is None:
+        return 0
+    return advise_file_ranges(path, table.ranges(xoff, yoff, xsize, ysize), os.POSIX_FADV_WILLNEED)
 
 
 def band_date(ds, index, nc_units=None):

@@ -436,6 +436,54 @@ def test_forget_read_blocks_advises_exactly_the_whole_blocks_of_the_window(tmp_p
     assert calls == []
 
 
+def test_reading_a_window_asks_the_kernel_for_each_file_ahead_once(qc_stack, monkeypatch):
+    """StackFiles reads a window file after file: the first file asks the kernel for the window of the next
+    PREFETCH_FILES, every later one for the file that many ahead, so each file's window is asked for once and before
+    it is read, as the byte ranges of the blocks the window touches (those it cuts too, adjacent ones merged); the
+    values are those read without asking."""
+    from subsidence_toolkit.core.io import rasters
+
+    events = []
+    monkeypatch.setattr(
+        rasters, "advise_file_ranges", lambda path, ranges, advice: events.append(("ask", path, ranges, advice)) or 1
+    )
+    real_read = products_module.ProductRaster.read_into
+
+    def read_into(self, *a, **k):
+        events.append(("read", self.path))
+        return real_read(self, *a, **k)
+
+    monkeypatch.setattr(products_module.ProductRaster, "read_into", read_into)
+    files = prepare_stack(qc_stack["ifgs"], None, qc_stack["cohs"]).ifg_files()
+    n = len(files.paths)
+    assert files.prefetch == stack_module.PREFETCH_FILES < n
+    window = (16, 14, 8, 24)  # rows 16-29, cols 8-31 of 16 x 16 blocks: cuts blocks (0, 1) and (1, 1)
+    got = files.read(*window)
+    asked = [e for e in events if e[0] == "ask"]
+    assert sorted(e[1] for e in asked) == sorted(files.paths[1:])
+    assert all(e[3] == os.POSIX_FADV_WILLNEED for e in asked)
+    for path in files.paths[1:]:
+        order = [e[0] for e in events if e[1] == path]
+        assert order == ["ask", "read"], path
+    ds = gdal.Open(files.paths[3])
+    band = ds.GetRasterBand(1)
+    (a0, a1), (b0, b1) = (
+        (
+            int(band.GetMetadataItem("BLOCK_OFFSET_%d_1" % x, "TIFF")),
+            int(band.GetMetadataItem("BLOCK_SIZE_%d_1" % x, "TIFF")),
+        )
+        for x in (0, 1)
+    )
+    expected = [(a0, a0 + a1), (b0, b0 + b1)] if b0 > a0 + a1 else [(a0, b0 + b1)]
+    assert [e[2] for e in asked if e[1] == files.paths[3]] == [expected]
+    quiet = StackFiles(
+        files.paths, dict(zip(files.paths, files.rasters)), files.valid_range, files.quantity, prefetch=0
+    )
+    events.clear()
+    assert np.array_equal(quiet.read(*window), got, equal_nan=True)
+    assert not [e for e in events if e[0] == "ask"]
+
+
 def test_scan_drops_the_files_from_the_page_cache_when_they_and_the_copy_do_not_fit(qc_stack, tmp_path, monkeypatch):
     """Where the files, the scan's copy, the outputs and the memory limit exceed the memory available, the scan
     advises every block of every interferogram and coherence file away once read (each file's whole blocks, the
