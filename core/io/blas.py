@@ -32,16 +32,8 @@ import numpy as np
 SLOW_CBLAS_NAMES = ("gslcblas",)
 
 
-def cblas_provider():
-    """Path of the library that provides ``cblas_sgemm`` in the process's global symbol scope (where numpy's
-    calls bind first), or None when none does (numpy then uses the BLAS it was linked with) or it cannot be
-    told (not Linux / glibc)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        fn = ctypes.CDLL(None).cblas_sgemm
-    except (OSError, AttributeError):
-        return None
+def _symbol_library(fn):
+    """Path of the shared library that defines the ctypes function ``fn`` (glibc ``dladdr``), or None."""
 
     class DlInfo(ctypes.Structure):
         _fields_ = [
@@ -60,6 +52,19 @@ def cblas_provider():
         return info.dli_fname.decode(errors="replace")
     except (OSError, AttributeError):
         return None
+
+
+def cblas_provider():
+    """Path of the library that provides ``cblas_sgemm`` in the process's global symbol scope (where numpy's
+    calls bind first), or None when none does (numpy then uses the BLAS it was linked with) or it cannot be
+    told (not Linux / glibc)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None).cblas_sgemm
+    except (OSError, AttributeError):
+        return None
+    return _symbol_library(fn)
 
 
 def _slow_cblas():
@@ -93,13 +98,136 @@ def note():
     return "; ".join(lines) or None
 
 
-def _gemm(a, b):
-    """``a @ b`` (2-D, same float dtype) by SciPy's Fortran BLAS: (a b)^T = b^T a^T, where the transposes of
-    C-ordered arrays are Fortran-ordered (no copy); the Fortran-ordered result's transpose is C-ordered."""
+#: ``cblas_sgemm`` / ``cblas_dgemm`` row-major arguments (CBLAS enums)
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+#: the optimised BLAS's (cblas_sgemm, cblas_dgemm) through ctypes, found on first use; False: none usable
+_CBLAS = None
+_CBLAS_LOCK = threading.Lock()
+
+
+def _find_cblas_gemm():
+    """(cblas_sgemm, cblas_dgemm) of the optimised BLAS that SciPy runs on (the loaded BLAS libraries, GSL's
+    reference CBLAS excluded), each checked on a small product against numpy; None where there is none (not
+    Linux, a BLAS without the C interface, 64-bit integer builds)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    from scipy.linalg import blas  # noqa: F401 (loads the BLAS SciPy runs on)
+
+    for path in loaded_libraries():
+        name = os.path.basename(path)
+        if not BLAS_LIBRARY.search(name) or ".cpython-" in name or any(s in name for s in SLOW_CBLAS_NAMES):
+            continue
+        try:
+            lib = ctypes.CDLL(path, mode=getattr(os, "RTLD_NOLOAD", 0) | ctypes.RTLD_LOCAL)
+            fns = (lib.cblas_sgemm, lib.cblas_dgemm)
+        except (OSError, AttributeError):
+            continue
+        where = [os.path.basename(_symbol_library(f) or "") for f in fns]
+        if any(not w or any(s in w for s in SLOW_CBLAS_NAMES) for w in where):
+            continue
+        for fn, real in zip(fns, (ctypes.c_float, ctypes.c_double)):
+            i, p = ctypes.c_int, ctypes.c_void_p
+            fn.restype = None
+            fn.argtypes = [i, i, i, i, i, i, real, p, i, p, i, real, p, i]
+        if _gemm_checks(fns):
+            return fns
+    return None
+
+
+def _gemm_checks(fns):
+    """The functions give numpy's products on small matrices (plain, transposed, strided, both dtypes)."""
+    rng = np.random.default_rng(0)
+    for dt in (np.float32, np.float64):
+        a, b = rng.normal(size=(5, 7)).astype(dt), rng.normal(size=(9, 5)).astype(dt)
+        for x, y in ((a.T[:, 1:4], b.T[1:4, :6]), (np.ascontiguousarray(a.T), b.T)):
+            try:
+                got = _cblas_product(fns, x, y)
+            except (OSError, ValueError, ctypes.ArgumentError):
+                return False
+            want = np.asarray(x, np.float64) @ np.asarray(y, np.float64)
+            if got.shape != want.shape or not np.allclose(got, want, rtol=1e-5, atol=1e-5):
+                return False
+    return True
+
+
+def _operand(x):
+    """(array, transpose flag, leading dimension) of a 2-D operand for a row-major CBLAS call: rows contiguous
+    (e.g. a slice of columns: the row stride as leading dimension), or its transpose's, or a C-ordered copy."""
+    item = x.itemsize
+    r, c = x.shape
+    s0, s1 = x.strides
+    if s1 == item and s0 % item == 0 and s0 // item >= max(1, c):
+        return x, _NO_TRANS, s0 // item
+    if s0 == item and s1 % item == 0 and s1 // item >= max(1, r):
+        return x, _TRANS, s1 // item
+    x = np.ascontiguousarray(x)
+    return x, _NO_TRANS, max(1, c)
+
+
+def _cblas_product(fns, a, b, out=None):
+    """``a @ b`` (2-D, the same float dtype) by the BLAS's ``cblas_?gemm`` through ctypes, which releases the GIL
+    during the call, into ``out`` (C-ordered rows, not overlapping ``a`` or ``b``) or a new C-ordered array."""
+    m, k = a.shape
+    n = b.shape[1]
+    dt = a.dtype
+    if b.shape[0] != k or b.dtype != dt or dt not in (np.float32, np.float64):
+        raise ValueError("gemm: %s %s @ %s %s" % (a.shape, a.dtype, b.shape, b.dtype))
+    target = out
+    if (
+        out is None
+        or out.dtype != dt
+        or out.strides[1] != dt.itemsize
+        or out.strides[0] % dt.itemsize
+        or out.strides[0] // dt.itemsize < max(1, n)
+        or np.may_share_memory(out, a)
+        or np.may_share_memory(out, b)
+    ):
+        target = np.empty((m, n), dtype=dt)
+    if m == 0 or n == 0:
+        pass
+    elif k == 0:
+        target[...] = 0
+    else:
+        a, ta, lda = _operand(a)
+        b, tb, ldb = _operand(b)
+        fn = fns[0] if dt == np.float32 else fns[1]
+        fn(_ROW_MAJOR, ta, tb, m, n, k, 1.0, a.ctypes.data, lda, b.ctypes.data, ldb, 0.0, target.ctypes.data,
+           target.strides[0] // dt.itemsize)  # fmt: skip
+    if out is not None and target is not out:
+        out[...] = target
+        return out
+    return target
+
+
+def _cblas():
+    """:func:`_find_cblas_gemm`, once per process (``SUBSIDENCE_BLAS=scipy-wrappers``: not used)."""
+    global _CBLAS
+    if _CBLAS is None:
+        with _CBLAS_LOCK:
+            if _CBLAS is None:
+                off = os.environ.get("SUBSIDENCE_BLAS", "").strip().lower() == "scipy-wrappers"
+                _CBLAS = (None if off else _find_cblas_gemm()) or False
+    return _CBLAS or None
+
+
+def _gemm(a, b, out=None):
+    """``a @ b`` (2-D, same float dtype) on the optimised BLAS that SciPy runs on: its C interface through ctypes
+    (:func:`_cblas_product`: the GIL is released during the product, so that threads multiply at once) or, where
+    that is not found, SciPy's wrapper of the Fortran one, which holds the GIL during the product (measured: a
+    thread counting in Python ran at 1/7 of its speed while another called ``scipy.linalg.blas.sgemm``; inside
+    ``qgis_process`` 9.8 s of the frame's 73 s inversion pass held it there). SciPy's route: (a b)^T = b^T a^T, where
+    the transposes of C-ordered arrays are Fortran-ordered (no copy); the result's transpose is C-ordered."""
+    fns = _cblas()
+    if fns is not None:
+        return _cblas_product(fns, a, b, out)
     from scipy.linalg import blas
 
     gemm = blas.sgemm if a.dtype == np.float32 else blas.dgemm
-    return gemm(1.0, b.T, a.T).T
+    res = gemm(1.0, b.T, a.T).T
+    if out is None:
+        return res
+    out[...] = res
+    return out
 
 
 def matmul(a, b, out=None):
@@ -116,18 +244,16 @@ def matmul(a, b, out=None):
     a = a.astype(dt, copy=False)
     b = b.astype(dt, copy=False)
     if a.ndim == 2 and b.ndim == 2:
-        res = _gemm(a, b)
         if out is None:
-            return np.ascontiguousarray(res)
-        out[...] = res
-        return out
+            return np.ascontiguousarray(_gemm(a, b))
+        return _gemm(a, b, out)
     n = a.shape[0] if a.ndim == 3 else b.shape[0]
     if a.ndim == 3 and b.ndim == 3 and a.shape[0] != b.shape[0]:
         return np.matmul(a, b, out=out)
     if out is None:
         out = np.empty((n, a.shape[-2], b.shape[-1]), dtype=dt)
     for i in range(n):
-        out[i] = _gemm(a[i] if a.ndim == 3 else a, b[i] if b.ndim == 3 else b)
+        _gemm(a[i] if a.ndim == 3 else a, b[i] if b.ndim == 3 else b, out[i])
     return out
 
 

@@ -84,6 +84,88 @@ def test_detects_gsl_cblas_in_the_global_scope():
     assert blas.note() is None or "SciPy's BLAS" in blas.note()
 
 
+@pytest.mark.skipif(not os.path.exists(GSL), reason="GSL's CBLAS is not installed")
+def test_with_gsl_loaded_first_the_products_call_the_optimised_blas_c_interface_not_gsl():
+    """As inside qgis_process: the rerouted products find ``cblas_sgemm`` / ``cblas_dgemm`` in the BLAS SciPy runs on
+    (OpenBLAS here), never GSL's, and give SciPy's wrapper's result bit for bit (the same kernels)."""
+    what = (
+        "import numpy as np; from scipy.linalg import blas as sb; fns = blas._cblas(); "
+        "print(blas._symbol_library(fns[0]) if fns else None); "
+        "a = np.random.default_rng(0).normal(size=(60, 202)).astype(np.float32); "
+        "b = np.random.default_rng(1).normal(size=(202, 900)).astype(np.float32); "
+        "print(np.array_equal(blas.matmul(a, b), sb.sgemm(1.0, b.T, a.T).T))"
+    )
+    where, same = _probe({"LD_PRELOAD": GSL}, what)[-2:]
+    if where == "None":
+        pytest.skip("no loaded BLAS exports cblas_sgemm here")
+    assert "gsl" not in where and blas.BLAS_LIBRARY.search(os.path.basename(where)), where
+    assert same == "True"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_c_interface_products_equal_numpy_for_every_layout(dtype):
+    """Rows contiguous, transposed, column slices (leading dimension > width), into a strided output or one that
+    overlaps an operand (a copy then): numpy's products to the rounding of their sums."""
+    fns = blas._cblas()
+    if fns is None:
+        pytest.skip("no loaded BLAS exports cblas_sgemm here")
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(41, 67)).astype(dtype)
+    b = rng.normal(size=(67, 150)).astype(dtype)
+    for x, y in ((a, b), (np.asfortranarray(a), b), (a, b[:, 20:90]), (a[::2], b), (a.T.copy().T, b.T.copy().T)):
+        _close(blas._cblas_product(fns, x, y), x @ y, 67)
+    out = np.full((50, 200), np.nan, dtype=dtype)
+    blas._cblas_product(fns, a, b, out[3:44, 10:160])
+    _close(out[3:44, 10:160], a @ b, 67)
+    assert np.isnan(out[:3]).all() and np.isnan(out[:, :10]).all()
+    sq = rng.normal(size=(30, 30)).astype(dtype)
+    want = sq @ sq
+    _close(blas._cblas_product(fns, sq, sq, sq), want, 30)  # out is an operand: computed aside, then copied
+    with pytest.raises(ValueError):
+        blas._cblas_product(fns, a, a)
+
+
+def test_c_interface_products_let_other_threads_run():
+    """SciPy's BLAS wrappers hold the GIL during a product; the C interface through ctypes does not: a thread
+    counting in Python keeps most of its speed while another multiplies (inside qgis_process both window threads
+    multiply). Held through each ~0.1 s product, the counter would only run between products (a few %)."""
+    import threading
+    import time
+
+    fns = blas._cblas()
+    if fns is None:
+        pytest.skip("no loaded BLAS exports cblas_sgemm here")
+
+    def count(until):
+        n = 0
+        while not until():
+            n += 1
+        return n
+
+    a = np.ones((1000, 1000), np.float64)
+    started, done = threading.Event(), threading.Event()
+
+    def multiply():
+        started.set()
+        for _ in range(5):
+            blas._cblas_product(fns, a, a)
+        done.set()
+
+    with blas.one_thread():
+        stop = threading.Event()
+        threading.Timer(0.1, stop.set).start()
+        t0 = time.perf_counter()
+        alone = count(stop.is_set) / (time.perf_counter() - t0)
+        t = threading.Thread(target=multiply)
+        t.start()
+        started.wait()
+        t0 = time.perf_counter()
+        n = count(done.is_set)
+        seconds = time.perf_counter() - t0
+        t.join()
+    assert n > 0.3 * alone * seconds, (n, alone, seconds)
+
+
 class _FakeBlas:
     """A BLAS thread count as OpenBLAS keeps it (process-wide)."""
 
