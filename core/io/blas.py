@@ -9,7 +9,9 @@ measured 3x slower for the SBAS solve of the frame benchmark (51 vs 17 s per Mpx
 
 SciPy's BLAS wrappers call the Fortran interface (``sgemm_``, ``dgemm_``), which GSL does not export, so they reach
 the system BLAS (OpenBLAS) in every process. :func:`matmul` routes the products of the solver and the
-interpolations through them when numpy's CBLAS is GSL's (:data:`SLOW_CBLAS`), and is ``np.matmul`` otherwise.
+interpolations to that BLAS when numpy's CBLAS is GSL's (:data:`SLOW_CBLAS`), and is ``np.matmul`` otherwise: to its
+C interface (``cblas_sgemm`` looked up in that library itself, not in the global scope) through ctypes, which
+releases the GIL during the product, or where it has none through SciPy's wrappers, which hold the GIL.
 ``SUBSIDENCE_BLAS=scipy`` / ``numpy`` forces one route (tests, benchmarks).
 
 :func:`one_thread`: the BLAS libraries of the process on one thread for the duration of a run. The toolkit runs
