@@ -634,19 +634,6 @@ class ScratchFiles:
         ncols = self.scratch.xsize - col0 if ncols is None else ncols
         return self.read_into(k, row0, nrows, col0, ncols, np.empty((nrows, ncols), dtype=np.float32))
 
-    def _prefetch(self, k, row0, nrows, col0, ncols):
-        """Files are read window by window, file after file: while file ``k`` is read, the disk reads the window of
-        file ``k + prefetch`` in the background (``posix_fadvise(WILLNEED)``; the first file of a window asks for
-        the next ``prefetch``). On files in the page cache it costs a system call per file; on files that are not,
-        the decoding threads stop waiting for the disk (measured on the frame benchmark: see BENCHMARKS.md)."""
-        d, n = self.prefetch, len(self.paths)
-        if not d:
-            return
-        for j in range(k + 1, min(n, k + d + 1)) if k == 0 else (k + d,) if k + d < n else ():
-            r = self.rasters[j]
-            if r is not None:
-                r.prefetch(row0, nrows, col0, ncols)
-
     def valid_at(self, k, points):
         return self.files.valid_at(k, points)
 
