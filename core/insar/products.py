@@ -379,7 +379,7 @@ class ProductRaster:
             return 0
         try:
             return prefetch_blocks(self.path, self._block_table(), c0, r0, c1 - c0, r1 - r0)
-        except (OSError, RuntimeError):  # only advice: the read itself reports a file it cannot open
+        except (OSError, RuntimeError, TimeSeriesError):  # only advice: the read itself reports a file it cannot open
             self.blocks = False
             return 0
 

@@ -436,7 +436,7 @@ def test_forget_read_blocks_advises_exactly_the_whole_blocks_of_the_window(tmp_p
     assert calls == []
 
 
-def test_reading_a_window_asks_the_kernel_for_each_file_ahead_once(qc_stack, monkeypatch):
+def test_reading_a_window_asks_the_kernel_for_each_file_ahead_once(qc_stack, tmp_path, monkeypatch):
     """StackFiles reads a window file after file: the first file asks the kernel for the window of the next
     PREFETCH_FILES, every later one for the file that many ahead, so each file's window is asked for once and before
     it is read, as the byte ranges of the blocks the window touches (those it cuts too, adjacent ones merged); the
@@ -482,6 +482,12 @@ def test_reading_a_window_asks_the_kernel_for_each_file_ahead_once(qc_stack, mon
     events.clear()
     assert np.array_equal(quiet.read(*window), got, equal_nan=True)
     assert not [e for e in events if e[0] == "ask"]
+    # only advice: a file gone since the stack was prepared is left to the read to report
+    gone = tmp_path / "gone.tif"
+    shutil.copy(files.paths[0], gone)
+    r = products_module.ProductRaster(str(gone), files.rasters[0].kind, files.rasters[0].product)
+    gone.unlink()
+    assert r.prefetch(*window) == 0
 
 
 def test_scan_drops_the_files_from_the_page_cache_when_they_and_the_copy_do_not_fit(qc_stack, tmp_path, monkeypatch):
