@@ -202,13 +202,12 @@ def _cblas_product(fns, a, b, out=None):
 
 
 def _cblas():
-    """:func:`_find_cblas_gemm`, once per process (``SUBSIDENCE_BLAS=scipy-wrappers``: not used)."""
+    """:func:`_find_cblas_gemm`, once per process."""
     global _CBLAS
     if _CBLAS is None:
         with _CBLAS_LOCK:
             if _CBLAS is None:
-                off = os.environ.get("SUBSIDENCE_BLAS", "").strip().lower() == "scipy-wrappers"
-                _CBLAS = (None if off else _find_cblas_gemm()) or False
+                _CBLAS = _find_cblas_gemm() or False
     return _CBLAS or None
 
 
