@@ -193,7 +193,7 @@ class GraceDownscaling(SubsidenceAlgorithm):
             "Last year of the climatology months (e.g. 2021.999).",
         )
         add_accept_zero_months(self, self.ACCEPT_ZERO_MONTHS)
-        self.add_memory_limit(self.MEMORY_LIMIT_MB)
+        self.add_memory_limit(self.MEMORY_LIMIT_MB, help_text=self.MEMORY_HELP_WITH_CACHE)
         self.add_threads()
         self.add_dask_scheduler(self.DASK_SCHEDULER)
         self.add(
@@ -249,9 +249,8 @@ class GraceDownscaling(SubsidenceAlgorithm):
         end = optional_number(self, parameters, self.CLIMATOLOGY_END, context)
         period = None if start is None and end is None else (start, end)
         # one window per thread at a time: each under the cap / threads
-        memory = self.parameterAsDouble(parameters, self.MEMORY_LIMIT_MB, context) / self.thread_count(
-            parameters, context
-        )
+        threads = self.thread_count(parameters, context)
+        memory = self.parameterAsDouble(parameters, self.MEMORY_LIMIT_MB, context) / threads
         with self.core_errors():
             g = products.ProductReader(grace_src, units="auto" if scale == 0 else repr(scale), label=grace_src)
             self._check_units(g, grace_src, scale, feedback)
@@ -292,6 +291,7 @@ class GraceDownscaling(SubsidenceAlgorithm):
                     log=feedback.pushInfo,
                     out_dtype="float32",
                     accept_zero_months=self.parameterAsBool(parameters, self.ACCEPT_ZERO_MONTHS, context),
+                    windows_at_once=threads,
                     run_tasks=lambda fn, tasks, shared: self.map_blocks(
                         fn, tasks, parameters, context, feedback, self.DASK_SCHEDULER, shared=shared
                     ),

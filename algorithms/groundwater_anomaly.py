@@ -150,7 +150,7 @@ class GroundwaterAnomaly(SubsidenceAlgorithm):
             "Cells whose centres fall outside the polygons are NoData and left out of the regional means.",
         )
         add_accept_zero_months(self, self.ACCEPT_ZERO_MONTHS)
-        self.add_memory_limit(self.MEMORY_LIMIT_MB)
+        self.add_memory_limit(self.MEMORY_LIMIT_MB, help_text=self.MEMORY_HELP_WITH_CACHE)
         self.add_threads()
         self.add_dask_scheduler(self.DASK_SCHEDULER)
         self.add(
@@ -215,6 +215,7 @@ class GroundwaterAnomaly(SubsidenceAlgorithm):
             },
             require_data=True,
         ) as writer:
+            threads = self.thread_count(parameters, context)
             months, table = gwsa.groundwater_anomaly(
                 tw,
                 readers,
@@ -224,8 +225,8 @@ class GroundwaterAnomaly(SubsidenceAlgorithm):
                 write=lambda r0, b, c0=0: writer.write_block(r0, b.astype("float32", copy=False), c0),
                 progress=lambda fraction: self.check_canceled(feedback),
                 # one window per thread at a time: each under the cap / threads
-                memory_mb=self.parameterAsDouble(parameters, self.MEMORY_LIMIT_MB, context)
-                / self.thread_count(parameters, context),
+                memory_mb=self.parameterAsDouble(parameters, self.MEMORY_LIMIT_MB, context) / threads,
+                windows_at_once=threads,
                 log=feedback.pushInfo,
                 out_dtype="float32",
                 names=names,

@@ -89,6 +89,18 @@ def make_inputs(d, fine, nt, write_model=True):
     return str(gpath), str(mpath)
 
 
+def _at_once(downscaling, threads):
+    """``windows_at_once=threads`` as the algorithm passes it (GDAL's cache for that many windows), where the
+    code measured has it (an older checkout compared against does not)."""
+    import inspect
+
+    return (
+        {"windows_at_once": threads}
+        if "windows_at_once" in inspect.signature(downscaling.weighted_downscaling).parameters
+        else {}
+    )
+
+
 def run_ours(gpath, mpath, memory_mb=512, threads=1, geotiff=None, compress_threads=None):
     """Seconds and TD of our streamed downscaling in memory; ``threads`` > 1: the windows on that many
     threads (core ``map_threads``, each window under ``memory_mb / threads``, as the algorithm plans them).
@@ -122,6 +134,7 @@ def run_ours(gpath, mpath, memory_mb=512, threads=1, geotiff=None, compress_thre
                 memory_mb=memory_mb / threads,
                 run_tasks=run_tasks,
                 out_dtype="float32",  # as the algorithm: each window cast by its task, not by the writing thread
+                **_at_once(downscaling, threads),
             )
         sec = time.perf_counter() - t0
         return sec, gdal_read(geotiff)
@@ -131,7 +144,14 @@ def run_ours(gpath, mpath, memory_mb=512, threads=1, geotiff=None, compress_thre
         out[:, r0 : r0 + b.shape[1], c0 : c0 + b.shape[2]] = b
 
     downscaling.weighted_downscaling(
-        g, m, "bilinear", write=write, memory_mb=memory_mb / threads, run_tasks=run_tasks, out_dtype="float32"
+        g,
+        m,
+        "bilinear",
+        write=write,
+        memory_mb=memory_mb / threads,
+        run_tasks=run_tasks,
+        out_dtype="float32",
+        **_at_once(downscaling, threads),
     )
     return time.perf_counter() - t0, out
 
@@ -253,8 +273,39 @@ def bench(fine, nt, repeat):
         )
 
 
-def rss_run(fine, nt, memory_mb):
-    """Streamed run to a GeoTIFF with a fine model written as a tiled GeoTIFF; prints peak RSS."""
+def _status_kb(key):
+    """A field of /proc/self/status in kB (Linux), or None."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _rss_mark():
+    """Return the resident set now (kB, after glibc has given freed memory back) and whether the peak (VmHWM)
+    could be reset to it, so that the next VmHWM is the peak from here on (Linux: 5 written to clear_refs)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        reset = True
+    except OSError:
+        reset = False
+    return _status_kb("VmRSS"), reset
+
+
+def rss_run(fine, nt, memory_mb, interleave="band"):
+    """Streamed run to a GeoTIFF with a fine model written as a tiled GeoTIFF (``interleave``: its bands one
+    after the other, or pixel by pixel as GDAL writes multiband GeoTIFFs by default); prints peak RSS."""
     register()
     from osgeo import gdal
 
@@ -275,7 +326,7 @@ def rss_run(fine, nt, memory_mb):
             fine,
             nt,
             gdal.GDT_Float32,
-            ["TILED=YES", "BIGTIFF=YES", "INTERLEAVE=BAND", "BLOCKXSIZE=256", "BLOCKYSIZE=256"],
+            ["TILED=YES", "BIGTIFF=YES", "INTERLEAVE=%s" % interleave.upper(), "BLOCKXSIZE=256", "BLOCKYSIZE=256"],
         )
         ds.SetGeoTransform(grid.geotransform)
         ds.SetProjection(grid.projection)
@@ -287,8 +338,21 @@ def rss_run(fine, nt, memory_mb):
             month = np.broadcast_to(x + 30 * np.sin(2 * np.pi * i / 12), (fine, fine))
             b.WriteArray(np.ascontiguousarray(month, dtype=np.float32))
         ds = None
-        print("model GeoTIFF %dx%dx%d written in %.1f s" % (fine, fine, nt, time.perf_counter() - t0))
+        print(
+            "model GeoTIFF %dx%dx%d (%s interleaved) written in %.1f s"
+            % (fine, fine, nt, interleave, time.perf_counter() - t0)
+        )
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        # what the run itself adds: the resident set once the writes above are freed, and the peak from here
+        # (Linux resets the peak, VmHWM, when 5 is written to clear_refs); ru_maxrss also holds the writes' peak
+        # the libraries the run loads on first use (pandas, SciPy's interpolation: ~75 MB of code, loaded once
+        # per QGIS session) are loaded before the mark: the limit is about the run's data
+        import pandas  # noqa: F401
+        import scipy.interpolate  # noqa: F401
+        import scipy.ndimage  # noqa: F401
+        import scipy.spatial  # noqa: F401
+
+        start, reset = _rss_mark()
         t0 = time.perf_counter()
         g = products.ProductReader('NETCDF:"%s":lwe_thickness' % gpath)
         model = downscaling.ModelSum([products.ProductReader(mpath)])
@@ -304,6 +368,12 @@ def rss_run(fine, nt, memory_mb):
             "streamed downscaling %dx%dx%d -> GeoTIFF: %.1f s, peak RSS %.0f MB (before the run %.0f MB), "
             "memory cap %d MB" % (fine, fine, nt, time.perf_counter() - t0, peak / 1024, base / 1024, memory_mb)
         )
+        if reset:
+            hwm = _status_kb("VmHWM")
+            print(
+                "the run itself: resident %.0f MB at its start, peak %.0f MB: +%.0f MB for a %d MB limit"
+                % (start / 1024, hwm / 1024, (hwm - start) / 1024, memory_mb)
+            )
 
 
 def main():
@@ -313,6 +383,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--rss", nargs=2, type=int, metavar=("FINE", "MONTHS"))
     ap.add_argument("--memory-mb", type=int, default=512)
+    ap.add_argument("--interleave", choices=("band", "pixel"), default="band", help="--rss: the model GeoTIFF's layout")
     ap.add_argument("--scaling", action="store_true", help="ours on 1 and 2 threads (THREADS), no peer")
     ap.add_argument("--geotiff", action="store_true", help="--scaling: write the output GeoTIFF as the algorithm does")
     ap.add_argument("--compress-threads", type=int, help="--geotiff: compress on this many threads (1: as before)")
@@ -320,7 +391,7 @@ def main():
     if a.scaling:
         scaling(a.fine, a.months, a.repeat, a.memory_mb, geotiff=a.geotiff, compress_threads=a.compress_threads)
     elif a.rss:
-        rss_run(a.rss[0], a.rss[1], a.memory_mb)
+        rss_run(a.rss[0], a.rss[1], a.memory_mb, a.interleave)
     else:
         bench(a.fine, a.months, a.repeat)
 

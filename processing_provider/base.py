@@ -172,6 +172,14 @@ class SubsidenceAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(param)
         return param
 
+    #: help of the memory limit of runs whose windows read inputs through GDAL's block cache (counted under it)
+    MEMORY_HELP_WITH_CACHE = (
+        "Upper bound of the run's working memory, all threads together: the windows' arrays and GDAL's cache of "
+        "the input blocks they read (a pixel-interleaved multiband GeoTIFF, GDAL's default layout, decodes every "
+        "band of a tile at once: all its bands count, so its windows are smaller). Large grids are streamed in "
+        "windows under this cap; results do not depend on it (to float rounding)."
+    )
+
     def add_memory_limit(self, name="MEMORY_LIMIT_MB", default=DEFAULT_MEMORY_MB, help_text=None):
         """The common memory cap parameter (MB); ``help_text`` says what the cap covers."""
         return self.add(

@@ -22,8 +22,16 @@ import numpy as np
 from ..io.dates import decimal_year, month_from_index
 from ..io.errors import TimeSeriesError
 from ..io.lazy import lazy_module
-from ..io.windows import run_windows, window_blocks
-from .downscaling import GridWindow, RegriddedReader, months_in_period, weighted_means, weighted_sums_block
+from ..io.windows import run_windows
+from .downscaling import (
+    GridWindow,
+    RegriddedReader,
+    months_in_period,
+    plan_windows,
+    weighted_means,
+    weighted_sums_block,
+    window_cache,
+)
 from .products import check_zero_months, describe_months, merge_counts, month_range_label
 
 pd = lazy_module("pandas")
@@ -197,6 +205,7 @@ def groundwater_anomaly(
     run_tasks=None,
     out_dtype=None,
     accept_zero_months=False,
+    windows_at_once=1,
 ):
     """GWSA (anomaly or month-to-month change) from a TWSA reader and component readers.
 
@@ -213,6 +222,9 @@ def groundwater_anomaly(
     A TWSA or component file month whose values read are all 0 (or all fill) while its neighbouring months
     are not (a damaged file read as 0 mm) raises :class:`TimeSeriesError` naming file, variable and month,
     unless ``accept_zero_months`` (then a warning is logged): :func:`grace.check_zero_months`.
+    ``memory_mb`` bounds one window, GDAL's block cache of the inputs' blocks under it included; the run sets
+    that cache to what ``windows_at_once`` windows (the runner's threads) need
+    (:func:`~.downscaling.window_cache`).
     """
     log = log or (lambda s: None)
     if mode not in MODES:
@@ -253,16 +265,25 @@ def groundwater_anomaly(
     nt, nx, ny = len(months), len(lons), len(lats)
     mask = _checked_mask(mask, nx, ny)
     per_cell = 8 * nt * (4 * (len(comps) + 1) + 2)
-    blocks = window_blocks(ny, nx, per_cell, memory_mb)
+    blocks, cache = plan_windows([twsa] + comps, ny, nx, per_cell, memory_mb)
     keys = ["twsa"] + names + ["gwsa"]
     shared = GwsaState(twsa=twsa, components=comps, months=months, mode=mode, use=use, out_dtype=out_dtype)
     tasks = [
         GridWindow((r0, nr, c0, nc), lats[r0 : r0 + nr], mask[r0 : r0 + nr, c0 : c0 + nc] if mask is not None else None)
         for (r0, nr, c0, nc) in blocks
     ]
-    partial = run_windows(
-        gwsa_window_task, tasks, blocks, nx, "gwsa", write=write, progress=progress, run_tasks=run_tasks, shared=shared
-    )
+    with window_cache(cache, windows_at_once):
+        partial = run_windows(
+            gwsa_window_task,
+            tasks,
+            blocks,
+            nx,
+            "gwsa",
+            write=write,
+            progress=progress,
+            run_tasks=run_tasks,
+            shared=shared,
+        )
     counts = merge_counts([partial[bi][-1] for bi in sorted(partial)] + [c.window_counts for c in comps])
     check_zero_months(counts, accept_zero_months, log)
     means = _regional_means(partial, keys, nt)

@@ -35,7 +35,7 @@ from osgeo import gdal, osr
 
 from ..io.dates import decode_cf_time, format_date, month_from_index, month_index, month_label
 from ..io.errors import TimeSeriesError
-from ..io.rasters import RasterGrid, open_raster, read_dates
+from ..io.rasters import RasterGrid, decoded_block_bytes, open_raster, read_dates
 
 gdal.UseExceptions()
 
@@ -600,6 +600,13 @@ class ProductReader:
 
     def is_global_lon(self):
         return abs(abs(self.geotransform[1]) * self.xsize - 360.0) < 1e-6 * 360
+
+    def block_cache_bytes(self):
+        """``(bytes per cell, block width, block height, buffer)`` of what GDAL's block cache holds while a window is read
+        month by month from this product (:func:`~..io.rasters.decoded_block_bytes` of its first file: every band
+        of a pixel-interleaved GeoTIFF, one band otherwise)."""
+        rec = self.records[0]
+        return decoded_block_bytes(self._open(rec.path, rec.variable))
 
     def _read(self, rec, xoff, yoff, xs, ys):
         shared = self._ds.get(("shared", rec.path, rec.variable))

@@ -662,7 +662,10 @@ def correct_dem_error(
     try:
         for w in writers:
             w.open()
-        for done, (bi, res) in enumerate(run_tasks_here_or(dem_error_window_task, tasks, run_tasks, shared), 1):
+        done = 0
+        # not enumerate(): it keeps its last item, and so the previous window's arrays, until the next is done
+        for bi, res in run_tasks_here_or(dem_error_window_task, tasks, run_tasks, shared):
+            done += 1
             if is_canceled is not None and is_canceled():
                 raise Cancelled()
             r0, nr, c0, nc = blocks[bi]

@@ -162,6 +162,24 @@ def prefetch_blocks(path, table, xoff, yoff, xsize, ysize):
     return advise_file_ranges(path, table.ranges(xoff, yoff, xsize, ysize), os.POSIX_FADV_WILLNEED)
 
 
+def decoded_block_bytes(ds):
+    """What GDAL's block cache takes when one block of band 1 of ``ds`` is read: ``(bytes per cell, block
+    width, block height, buffer)``, ``buffer`` the bytes of the tile GDAL decodes all bands into before it fills
+    their blocks (0 unless pixel-interleaved). A pixel-interleaved GeoTIFF (GDAL's default for multiband GeoTIFFs) stores every
+    band's values of a tile together, and one decode fills the blocks of all its bands: a window read band by
+    band then takes each band's block from the cache, so the cache must hold every band of the window's tiles
+    or each band decodes the tiles again (measured: 1000 x 1000 x 120 model, 2.4x slower with a 16 MB cache).
+    Other layouts (band-interleaved GeoTIFFs, netCDF variables) decode one band per block."""
+    if ds is None or ds.RasterCount == 0:
+        return 0, 1, 1, 0
+    band = ds.GetRasterBand(1)
+    size = max(1, gdal.GetDataTypeSize(band.DataType) // 8)
+    interleave = (ds.GetMetadataItem("INTERLEAVE", "IMAGE_STRUCTURE") or "").upper()
+    bands = ds.RasterCount if interleave == "PIXEL" else 1
+    bx, by = (max(1, n) for n in band.GetBlockSize())
+    return bands * size, bx, by, (bands * size * bx * by if bands > 1 else 0)
+
+
 def band_date(ds, index, nc_units=None):
     """The date of band ``index`` (1-based) of an open dataset, or ``None``."""
     band = ds.GetRasterBand(index)

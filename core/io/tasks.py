@@ -23,6 +23,28 @@ from .errors import Cancelled, DaskUnavailable
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+_LIBC = []
+
+
+def give_back_free_memory():
+    """Return the memory freed so far to the system (glibc's ``malloc_trim``; nothing elsewhere). Window runs call
+    it after each window is written: glibc keeps freed blocks of a few hundred kB (GDAL's cached blocks, numpy
+    temporaries) in its heap once frees have raised its mmap threshold, and the holes between live blocks are
+    not reused by the next window's larger arrays (measured: a 1 000 x 1 000 x 120 downscaling from a
+    pixel-interleaved model at 256 MB peaked 75 MB higher without it; ~1 ms per call)."""
+    if not _LIBC:
+        import ctypes
+        import ctypes.util
+
+        try:
+            lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            _LIBC.append(lib.malloc_trim)
+        except (OSError, AttributeError):
+            _LIBC.append(None)
+    if _LIBC[0] is not None:
+        _LIBC[0](0)
+
+
 def dask_available():
     """True when ``dask.distributed`` can be imported."""
     return importlib.util.find_spec("distributed") is not None

@@ -30,10 +30,12 @@ WARP_BLOCK = 256
 
 
 @contextlib.contextmanager
-def gdal_cache(megabytes):
-    """GDAL's block cache limited to ``megabytes`` (its default, 5 % of RAM, is not under a memory cap)."""
+def gdal_cache(megabytes, shrink_only=False):
+    """GDAL's block cache limited to ``megabytes`` (its default, 5 % of RAM, is not under a memory cap);
+    ``shrink_only``: left as it is when it is smaller already (e.g. ``GDAL_CACHEMAX``)."""
     old = gdal.GetCacheMax()
-    gdal.SetCacheMax(int(max(1, megabytes) * 1024 * 1024))
+    new = int(max(1, megabytes) * 1024 * 1024)
+    gdal.SetCacheMax(min(old, new) if shrink_only else new)
     try:
         yield
     finally:

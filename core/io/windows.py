@@ -16,7 +16,7 @@ The contract (documented once here, used by SBAS, downscaling, GWSA, resampling,
   sums partial statistics in window order, so results do not depend on the window split.
 """
 
-from .tasks import run_tasks_here_or
+from .tasks import give_back_free_memory, run_tasks_here_or
 
 DEFAULT_MEMORY_MB = 512
 
@@ -66,7 +66,10 @@ def run_windows(task_fn, tasks, blocks, nx, key, *, write=None, progress=None, r
     (``write(row0, block[, col0])``, ``col0`` only for windows narrower than the grid) and return the
     per-window partial sums ``{window index: result["sums"]}`` for summing in window order."""
     partial = {}
-    for done, (bi, res) in enumerate(run_tasks_here_or(task_fn, tasks, run_tasks, shared), 1):
+    done = 0
+    # not enumerate(): it keeps its last item, and so the previous window's arrays, until the next window is done
+    for bi, res in run_tasks_here_or(task_fn, tasks, run_tasks, shared):
+        done += 1
         r0, nr, c0, nc = blocks[bi]
         partial[bi] = res["sums"]
         if write is not None:
@@ -75,6 +78,7 @@ def run_windows(task_fn, tasks, blocks, nx, key, *, write=None, progress=None, r
             else:
                 write(r0, res[key], c0)
         del res
+        give_back_free_memory()
         if progress is not None:
             progress(done / len(blocks))
     return partial

@@ -392,3 +392,60 @@ def test_window_task_memory_within_its_plan(case, method, out_dtype):
     cells = task.window[1] * task.window[3]
     plan = per_cell * cells + ds.window_fixed_bytes(state.deviation.shape, method)
     assert res["td"].nbytes <= peak <= plan + 64 * 1024, (peak, plan)
+
+
+def _model_copy(src, dst, interleave, block=16):
+    from osgeo import gdal
+
+    opts = ["TILED=YES", "BLOCKXSIZE=%d" % block, "BLOCKYSIZE=%d" % block, "INTERLEAVE=%s" % interleave]
+    gdal.Translate(dst, src, creationOptions=opts)
+    return dst
+
+
+def test_model_blocks_are_counted_under_the_memory_limit_and_held_in_gdal_cache(case, tmp_path):
+    """GDAL's block cache is part of the memory limit: a pixel-interleaved model (one decode fills the blocks of
+    every band) counts every band per cell and gets smaller windows, a band-interleaved one one band; the run sets
+    the cache to what its windows need (inside the tasks; restored after) instead of GDAL's 5 % of the RAM, and
+    the downscaled values do not depend on the model's layout."""
+    from osgeo import gdal
+
+    from subsidence_toolkit.core.io.rasters import decoded_block_bytes
+
+    sm = case["model"][0]
+    pix = _model_copy(sm, str(tmp_path / "pixel.tif"), "PIXEL")
+    band = _model_copy(sm, str(tmp_path / "band.tif"), "BAND")
+    nt = gdal.Open(sm).RasterCount
+    assert decoded_block_bytes(gdal.Open(pix)) == (nt * 4, 16, 16, nt * 4 * 16 * 16)
+    assert decoded_block_bytes(gdal.Open(band)) == (4, 16, 16, 0)
+    readers = [products.ProductReader(pix)]
+    assert ds.block_cache_bytes(readers) == nt * 4
+    # a window cutting blocks holds the whole blocks it touches: rows 5..25 -> 0..32, columns 20..30 -> 16..32
+    assert ds.block_cache_bytes(readers, (5, 20, 20, 10)) == nt * 4 * 32 * 16
+    assert ds.block_cache_bytes(readers, (0, 16, 0, 50)) == nt * 4 * 16 * 50
+
+    g = products.ProductReader('NETCDF:"%s":lwe_thickness' % case["grace"])
+    before = gdal.GetCacheMax()
+    results = {}
+    for name, model in (("pixel", pix), ("band", band)):
+        m = ds.ModelSum([products.ProductReader(model), products.ProductReader(case["model"][1])])
+        seen, windows = set(), []
+        out = np.full((len(g.months), 50, 50), np.nan)
+
+        def run_tasks(fn, tasks, shared):
+            for i, t in enumerate(tasks):
+                seen.add(gdal.GetCacheMax())
+                windows.append(t.window)
+                yield i, fn(t, shared)
+
+        def write(r0, b, c0=0):
+            out[:, r0 : r0 + b.shape[1], c0 : c0 + b.shape[2]] = b
+
+        ds.weighted_downscaling(g, m, write=write, memory_mb=2, run_tasks=run_tasks, windows_at_once=3)
+        assert gdal.GetCacheMax() == before
+        need = max(ds.block_cache_bytes(m.readers, w) for w in windows)
+        assert seen == {int(3 * need + ds.MIN_CACHE_MB * 2**20)}
+        results[name] = (out, len(windows), need)
+    # the same values to rounding: the windows differ, and the interpolation's products with them
+    np.testing.assert_allclose(results["pixel"][0], results["band"][0], rtol=1e-14, atol=0)
+    assert results["pixel"][1] > results["band"][1]  # the pixel-interleaved model's bands count
+    assert results["band"][2] < results["pixel"][2] < 2 * 2**20

@@ -115,3 +115,28 @@ def test_threads_raise_task_errors_and_cancel():
         for i, _ in runner.map_threads(lambda t: t, range(10), 2, is_canceled=lambda: len(seen) >= 3):
             seen.append(i)
     assert len(seen) == 3
+
+
+def test_run_windows_lets_go_of_each_window_before_the_next_is_computed():
+    """A window's result is released once written, before the next window's task runs: only one window's
+    arrays are alive at a time (``enumerate`` over the results kept the previous one until the next was done,
+    a whole window more than the memory limit counts)."""
+    import weakref
+
+    from subsidence_toolkit.core.io.windows import run_windows
+
+    alive, refs, written = [], [], []
+
+    class Window(np.ndarray):
+        pass
+
+    def task(t, shared):
+        alive.append(sum(r() is not None for r in refs))
+        a = np.zeros((1, 2, 4)).view(Window)
+        refs.append(weakref.ref(a))
+        return {"out": a, "sums": t}
+
+    blocks = [(2 * i, 2, 0, 4) for i in range(4)]
+    partial = run_windows(task, list(range(4)), blocks, 4, "out", write=lambda r0, b: written.append(r0))
+    assert written == [0, 2, 4, 6] and partial == {0: 0, 1: 1, 2: 2, 3: 3}
+    assert alive == [0, 0, 0, 0]
