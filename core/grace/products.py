@@ -602,9 +602,9 @@ class ProductReader:
         return abs(abs(self.geotransform[1]) * self.xsize - 360.0) < 1e-6 * 360
 
     def block_cache_bytes(self):
-        """``(bytes per cell, block width, block height, buffer)`` of what GDAL's block cache holds while a window is read
-        month by month from this product (:func:`~..io.rasters.decoded_block_bytes` of its first file: every band
-        of a pixel-interleaved GeoTIFF, one band otherwise)."""
+        """``(bytes per cell, block width, block height, buffer)`` of what GDAL's block cache holds while a window
+        is read month by month from this product (:func:`~..io.rasters.decoded_block_bytes` of its first file:
+        every band of a pixel-interleaved GeoTIFF, one band otherwise)."""
         rec = self.records[0]
         return decoded_block_bytes(self._open(rec.path, rec.variable))
 

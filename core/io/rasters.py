@@ -165,11 +165,11 @@ def prefetch_blocks(path, table, xoff, yoff, xsize, ysize):
 def decoded_block_bytes(ds):
     """What GDAL's block cache takes when one block of band 1 of ``ds`` is read: ``(bytes per cell, block
     width, block height, buffer)``, ``buffer`` the bytes of the tile GDAL decodes all bands into before it fills
-    their blocks (0 unless pixel-interleaved). A pixel-interleaved GeoTIFF (GDAL's default for multiband GeoTIFFs) stores every
-    band's values of a tile together, and one decode fills the blocks of all its bands: a window read band by
-    band then takes each band's block from the cache, so the cache must hold every band of the window's tiles
-    or each band decodes the tiles again (measured: 1000 x 1000 x 120 model, 2.4x slower with a 16 MB cache).
-    Other layouts (band-interleaved GeoTIFFs, netCDF variables) decode one band per block."""
+    their blocks (0 unless pixel-interleaved). A pixel-interleaved GeoTIFF (GDAL's default for multiband
+    GeoTIFFs) stores every band's values of a tile together, and one decode fills the blocks of all its bands: a
+    window read band by band then takes each band's block from the cache, so the cache must hold every band of
+    the window's tiles or each band decodes the tiles again (measured: 1000 x 1000 x 120 model, 2.4x slower with
+    a 16 MB cache). Other layouts (band-interleaved GeoTIFFs, netCDF variables) decode one band per block."""
     if ds is None or ds.RasterCount == 0:
         return 0, 1, 1, 0
     band = ds.GetRasterBand(1)
@@ -283,6 +283,34 @@ def read_block(ds, row0, nrows, bands=None, dtype=np.float64, apply_scale=True):
     return read_window(ds, 0, row0, ds.RasterXSize, nrows, bands=bands, dtype=dtype, apply_scale=apply_scale)
 
 
+def _read_pixel_interleaved(ds, xoff, yoff, xsize, ysize, bands, out):
+    """Read the window of a pixel-interleaved raster's ``bands`` into ``out`` in one dataset call; False (nothing
+    read) for other layouts or when the call fails (the band-by-band read then names the damaged band). Read band
+    by band, each band decodes the window's tiles again once they do not all fit in GDAL's block cache: four
+    windows of 256 x 1 000 x 120 took 278-292 s with a 16-64 MB cache, 4.0 s with the default one, and 3.0-3.2 s
+    in one call whatever the cache (BENCHMARKS.md, session 13)."""
+    if (ds.GetMetadataItem("INTERLEAVE", "IMAGE_STRUCTURE") or "").upper() != "PIXEL":
+        return False
+    try:
+        got = ds.ReadAsArray(int(xoff), int(yoff), int(xsize), int(ysize), buf_obj=out, band_list=bands)
+    except RuntimeError:
+        return False
+    return got is not None
+
+
+def _clean_band_in_place(a, band, apply_scale):
+    """NoData -> NaN and scale / offset of one band's window ``a`` (float), in place: the same values as
+    :func:`read_window`'s band-by-band read."""
+    nd = band.GetNoDataValue()
+    if nd is not None and not np.isnan(nd):
+        a[a == nd] = np.nan
+    if apply_scale:
+        s, o = band.GetScale(), band.GetOffset()
+        if s not in (None, 1.0) or o not in (None, 0.0):
+            a *= 1.0 if s is None else s
+            a += 0.0 if o is None else o
+
+
 def read_window(ds, xoff, yoff, xsize, ysize, bands=None, dtype=np.float64, apply_scale=True):
     """Read the pixel window ``(xoff, yoff, xsize, ysize)`` of the given bands (1-based; default all).
 
@@ -291,6 +319,10 @@ def read_window(ds, xoff, yoff, xsize, ysize, bands=None, dtype=np.float64, appl
     """
     bands = list(bands) if bands is not None else list(range(1, ds.RasterCount + 1))
     out = np.empty((len(bands), int(ysize), int(xsize)), dtype=dtype)
+    if len(bands) > 1 and out.dtype.kind == "f" and _read_pixel_interleaved(ds, xoff, yoff, xsize, ysize, bands, out):
+        for k, b in enumerate(bands):
+            _clean_band_in_place(out[k], ds.GetRasterBand(b), apply_scale)
+        return out
     for k, b in enumerate(bands):
         band = ds.GetRasterBand(b)
         try:

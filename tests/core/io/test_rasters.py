@@ -226,3 +226,45 @@ def test_windows_of_whole_tiles_leave_no_output_waiting_in_gdals_cache(tmp_path)
     for p in paths.values():
         assert np.array_equal(gdal.Open(p).ReadAsArray(), data)
     assert _tiles(paths["tiles"]) == _tiles(paths["cut"])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_pixel_interleaved_windows_read_in_one_call_equal_band_by_band_reads(tmp_path, dtype):
+    """A pixel-interleaved raster's window is read in one dataset call (each band read alone decodes the tiles
+    again once they do not fit in GDAL's cache): NoData, scale and offset give the same values as the band-by-band
+    read of the same data stored band-interleaved, for any subset of bands, whatever the cache."""
+    from subsidence_toolkit.core.io.rasters import read_window
+    from subsidence_toolkit.core.io.warp import gdal_cache
+
+    rng = np.random.default_rng(3)
+    data = rng.integers(-50, 50, size=(5, 40, 30)).astype(np.int16)
+    data[1, 3:7, 4:9] = -9999
+    paths = {}
+    for layout in ("PIXEL", "BAND"):
+        p = str(tmp_path / ("%s.tif" % layout))
+        opts = ["TILED=YES", "BLOCKXSIZE=16", "BLOCKYSIZE=16", "INTERLEAVE=" + layout]
+        ds = gdal.GetDriverByName("GTiff").Create(p, 30, 40, 5, gdal.GDT_Int16, opts)
+        for b in range(5):
+            band = ds.GetRasterBand(b + 1)
+            band.WriteArray(data[b])
+            band.SetNoDataValue(-9999)
+            band.SetScale(0.5)
+            band.SetOffset(1.0 + b)
+        ds = None
+        paths[layout] = p
+    pix, band = gdal.Open(paths["PIXEL"]), gdal.Open(paths["BAND"])
+    assert pix.GetMetadataItem("INTERLEAVE", "IMAGE_STRUCTURE") == "PIXEL"
+    from subsidence_toolkit.core.io.rasters import _read_pixel_interleaved
+
+    buf = np.empty((5, 40, 30))
+    assert _read_pixel_interleaved(pix, 0, 0, 30, 40, [1, 2, 3, 4, 5], buf)  # the one-call path is taken
+    np.testing.assert_array_equal(buf, data)
+    assert not _read_pixel_interleaved(band, 0, 0, 30, 40, [1, 2, 3, 4, 5], buf)
+    with gdal_cache(1):
+        for bands, window in ((None, (0, 0, 30, 40)), ([4, 2], (5, 2, 17, 21))):
+            got = read_window(pix, *window, bands=bands, dtype=dtype)
+            exp = read_window(band, *window, bands=bands, dtype=dtype)
+            assert got.dtype == exp.dtype == dtype
+            np.testing.assert_array_equal(got, exp)
+    assert np.isnan(read_window(pix, 0, 0, 30, 40)[1, 3:7, 4:9]).all()
+    np.testing.assert_array_equal(read_window(pix, 0, 0, 30, 40)[0], data[0] * 0.5 + 1.0)
