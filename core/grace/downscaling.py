@@ -460,10 +460,6 @@ class ModelSum:
 
         return RasterGrid(g.xsize, g.ysize, gt, g.projection)
 
-    def block_cache_bytes(self, window=None):
-        """:func:`block_cache_bytes` of the components."""
-        return block_cache_bytes(self.readers, window)
-
     def _sum(self, read):
         out = None
         for r in self.readers:
@@ -761,7 +757,7 @@ def window_cache(cache, windows_at_once=1):
     """GDAL's block cache for ``windows_at_once`` windows that need ``cache`` bytes each (:func:`plan_windows`),
     plus :data:`MIN_CACHE_MB` for the output's tiles; left as it is when smaller already. GDAL's default, 5 % of
     the RAM, counts under no memory limit and fills with blocks read once: a 1 000 x 1 000 x 120 downscaling at
-    256 MB peaked 803 MB above where it started with it, 184 MB with this."""
+    256 MB peaked 804 MB above where it started with it, 188-190 MB with this."""
     with gdal_cache(max(1, int(windows_at_once)) * cache / 2.0**20 + MIN_CACHE_MB, shrink_only=True):
         yield
 
@@ -797,7 +793,7 @@ def weighted_downscaling(
     are written as they arrive and the regional sums are added in window order, so the results do
     not depend on the runner; ``out_dtype``: dtype of the TD windows handed to ``write`` (cast in the task).
     ``memory_mb`` bounds one window, GDAL's block cache of the model's blocks under it included: the run sets
-    that cache to what ``windows_at_once`` windows (the runner's threads) need (:meth:`ModelSum.block_cache_bytes`;
+    that cache to what ``windows_at_once`` windows (the runner's threads) need (:func:`block_cache_bytes`;
     GDAL's default, 5 % of the RAM, counts under no limit), or leaves it where it is when that is smaller.
     A GRACE or model file month whose values read are all 0 (or all fill) while its neighbouring months are
     not (a damaged file read as 0 mm) raises :class:`TimeSeriesError` naming file, variable and month, unless
