@@ -119,7 +119,13 @@ class ResampleTimeSeries(SubsidenceAlgorithm):
             "Pixels with fewer valid dates than this are NoData in the output.",
             advanced=True,
         )
-        self.add_memory_limit(self.MEMORY_LIMIT_MB)
+        self.add_memory_limit(
+            self.MEMORY_LIMIT_MB,
+            help_text="Upper bound of the run's working memory, all threads together: the windows' arrays (about "
+            "17 bytes per input date and 20 per target date for each pixel) and GDAL's cache of the input blocks "
+            "two windows share. Large stacks are streamed in windows of whole 256 x 256 output tiles under this "
+            "cap; results do not depend on it.",
+        )
         self.add_threads()
         self.add_dask_scheduler(self.DASK_SCHEDULER)
         self.add(
@@ -132,6 +138,7 @@ class ResampleTimeSeries(SubsidenceAlgorithm):
         if layer is None:
             raise QgsProcessingException(self.invalidRasterError(parameters, self.INPUT))
         out_path = output_raster_path(self, parameters, self.OUTPUT, context)
+        threads = self.thread_count(parameters, context)
         resample.resample_raster(
             layer_path(layer),
             out_path,
@@ -143,11 +150,11 @@ class ResampleTimeSeries(SubsidenceAlgorithm):
             end=parse_date_param(self.parameterAsString(parameters, self.END, context), "End date"),
             explicit_dates=parse_date_list(self.parameterAsString(parameters, self.DATES, context), "Dates"),
             min_valid=self.parameterAsInt(parameters, self.MIN_VALID, context),
-            # one block per thread at a time: each under the cap / threads
-            memory_mb=self.parameterAsDouble(parameters, self.MEMORY_LIMIT_MB, context)
-            / self.thread_count(parameters, context),
+            # one window per thread at a time: each under the cap / threads
+            memory_mb=self.parameterAsDouble(parameters, self.MEMORY_LIMIT_MB, context) / threads,
             run_tasks=lambda fn, tasks, shared: self.map_blocks(fn, tasks, parameters, context, feedback),
             log=feedback.pushInfo,
+            windows_at_once=threads,
         )
         style_output(self, context, out_path, "timeseries")
         return {self.OUTPUT: out_path}

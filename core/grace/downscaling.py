@@ -12,18 +12,17 @@ The fine grid streams in row blocks: :func:`downscale_block` is pure (arrays in,
 Regional means are area weighted with cos(latitude) (:func:`weighted_sums_block`).
 """
 
-import contextlib
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 
+from ..io import windows
 from ..io.blas import matmul
 from ..io.dates import decimal_year, month_from_index, month_label
 from ..io.errors import TimeSeriesError
 from ..io.lazy import lazy_module
-from ..io.warp import gdal_cache
-from ..io.windows import run_windows, window_blocks
+from ..io.windows import BlockLayout, cache_bytes, run_windows, window_cache
 from .products import check_zero_months, describe_months, merge_counts, month_range_label, stack_counts
 
 pd = lazy_module("pandas")
@@ -32,7 +31,6 @@ _nd = lazy_module("scipy.ndimage")
 _spatial = lazy_module("scipy.spatial")
 
 METHODS = ("bilinear", "bicubic", "idw", "nearest")
-MIN_CACHE_MB = 8  # GDAL's block cache beyond the model's blocks: the output's tiles as they are compressed
 
 
 # --------------------------------------------------------------------------- climatology
@@ -714,52 +712,25 @@ def _direct(readers):
         yield r
 
 
+def _layouts(readers):
+    """:class:`~..io.windows.BlockLayout` of the readers a window reads itself, read month by month (the whole
+    window's blocks stay in GDAL's cache: every band of a pixel-interleaved GeoTIFF, one band otherwise)."""
+    return [BlockLayout(*r.block_cache_bytes(), r.ysize, r.xsize) for r in _direct(readers)]
+
+
 def block_cache_bytes(readers, window=None):
     """Bytes of GDAL's block cache while ``window`` = (row0, nrows, col0, ncols) is read month by month from
     ``readers`` (:class:`grace.ProductReader` or :class:`RegriddedReader`): for each reader read directly, what a
     block decodes per cell (:meth:`grace.ProductReader.block_cache_bytes`: every band of a pixel-interleaved
     GeoTIFF, one band otherwise) times the cells of the blocks the window touches (they may reach beyond it); a
     regridded reader is read once, before the windows. Without a window: the bytes per cell."""
-    total = 0
-    for r in _direct(readers):
-        cell, bx, by, _ = r.block_cache_bytes()
-        if window is None:
-            total += cell
-            continue
-        r0, nr, c0, nc = window
-        rows = min(r.ysize, -(-(r0 + nr) // by) * by) - (r0 // by) * by
-        cols = min(r.xsize, -(-(c0 + nc) // bx) * bx) - (c0 // bx) * bx
-        total += cell * rows * cols
-    return total
+    return cache_bytes(_layouts(readers), window)
 
 
 def plan_windows(readers, ny, nx, per_cell, memory_mb, fixed=0):
-    """Windows of a ``ny`` x ``nx`` grid under ``memory_mb`` each and the bytes of GDAL's block cache one of them
-    needs (:func:`block_cache_bytes` of ``readers``): the readers' decoded blocks are counted per cell with the
-    window's arrays (``per_cell``; ``fixed``: bytes that do not scale with the window, to which GDAL's buffer of
-    a decoded pixel-interleaved tile is added), and the blocks reaching beyond a window (input blocks that its edges
-    cut) are taken off the budget once more."""
-    per_cell += block_cache_bytes(readers)
-    fixed += sum(r.block_cache_bytes()[3] for r in _direct(readers))
-    budget = memory_mb - fixed / 2.0**20
-    for _ in range(2):
-        blocks = window_blocks(ny, nx, per_cell, max(budget, memory_mb / 4))
-        cache = max(block_cache_bytes(readers, b) for b in blocks)
-        beyond = cache - block_cache_bytes(readers) * max(nr * nc for _, nr, _, nc in blocks)
-        if beyond <= 0:
-            break
-        budget = memory_mb - (fixed + beyond) / 2.0**20
-    return blocks, cache
-
-
-@contextlib.contextmanager
-def window_cache(cache, windows_at_once=1):
-    """GDAL's block cache for ``windows_at_once`` windows that need ``cache`` bytes each (:func:`plan_windows`),
-    plus :data:`MIN_CACHE_MB` for the output's tiles; left as it is when smaller already. GDAL's default, 5 % of
-    the RAM, counts under no memory limit and fills with blocks read once: a 1 000 x 1 000 x 120 downscaling at
-    256 MB peaked 804 MB above where it started with it, 188-190 MB with this."""
-    with gdal_cache(max(1, int(windows_at_once)) * cache / 2.0**20 + MIN_CACHE_MB, shrink_only=True):
-        yield
+    """:func:`~..io.windows.plan_windows` for windows read month by month from ``readers``: the windows and the
+    bytes of GDAL's block cache one of them needs."""
+    return windows.plan_windows(_layouts(readers), ny, nx, per_cell, memory_mb, fixed)
 
 
 def weighted_downscaling(

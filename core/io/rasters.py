@@ -180,6 +180,22 @@ def decoded_block_bytes(ds):
     return bands * size, bx, by, (bands * size * bx * by if bands > 1 else 0)
 
 
+def block_layout(ds, whole_stack_reads=False):
+    """:class:`~.windows.BlockLayout` of ``ds`` for window planning under a memory cap
+    (:func:`~.windows.plan_windows`): :func:`decoded_block_bytes`, held for the whole window when windows are
+    read one band at a time (each band of a pixel-interleaved file would decode its tiles again), only at the
+    window's edges when ``whole_stack_reads`` (:func:`read_window` of all bands: one dataset call for a
+    pixel-interleaved file, band by band otherwise, each block used once within the window)."""
+    from .windows import BlockLayout
+
+    cell, bx, by, buf = decoded_block_bytes(ds)
+    if whole_stack_reads and ds is not None:
+        cell = max(1, gdal.GetDataTypeSize(ds.GetRasterBand(1).DataType) // 8) * ds.RasterCount
+    return BlockLayout(
+        cell, bx, by, buf, ds.RasterYSize if ds else 0, ds.RasterXSize if ds else 0, whole_window=not whole_stack_reads
+    )
+
+
 def band_date(ds, index, nc_units=None):
     """The date of band ``index`` (1-based) of an open dataset, or ``None``."""
     band = ds.GetRasterBand(index)

@@ -128,16 +128,54 @@ def _interp_weights(t, t_new, method):
     return W
 
 
-def _apply_weights(W, Y):
-    """``W @ Y`` summed in a fixed order, so every pixel's result is bit-identical
-    whatever the other pixels of its block are (BLAS picks kernels by matrix size)."""
-    out = np.zeros((W.shape[0], Y.shape[1]))
+#: pixels per matrix product in :func:`_apply_weights`: every product has this one shape (the last chunk is padded)
+WEIGHT_CHUNK = 256
+
+
+def _apply_weights(W, Y, chunk=WEIGHT_CHUNK):
+    """``W @ Y`` (rows of ``W`` with a NaN give NaN rows) as matrix products of one shape, ``chunk`` pixels each
+    (the last chunk padded with zeros), so that a pixel's arithmetic does not depend on how many other pixels share
+    its validity pattern (BLAS picks kernels by matrix shape). About 45x faster than the column-by-column sums
+    this replaced (250 000 pixels x 120 dates -> 40 months: 0.13 s against 5.8 s); the results agree to float64
+    rounding."""
+    K, P = W.shape[0], Y.shape[1]
     nan_rows = np.isnan(W).any(axis=1)
     Wf = np.where(nan_rows[:, None], 0.0, W)
-    for j in np.flatnonzero(np.any(Wf != 0.0, axis=0)):
-        out += Wf[:, j : j + 1] * Y[j]
+    out = np.empty((K, P))
+    pad = None
+    for p0 in range(0, P, chunk):
+        block = Y[:, p0 : p0 + chunk]
+        n = block.shape[1]
+        if n < chunk:
+            if pad is None:
+                pad = np.zeros((Y.shape[0], chunk))
+            pad[:, :n] = block
+            out[:, p0:] = (Wf @ pad)[:, :n]
+        else:
+            np.matmul(Wf, block, out=out[:, p0 : p0 + chunk])
     out[nan_rows] = np.nan
     return out
+
+
+def _validity_groups(valid, pixels):
+    """Group ``pixels`` (column indices of ``valid``, a (T, P) bool array) by their validity pattern: a list of
+    ``(pattern (T,) bool, members ascending)``, one per distinct pattern. Patterns are packed to bits and compared
+    as 64-bit words (sorted with a stable lexsort), not as byte strings (numpy's unique along an axis)."""
+    T = valid.shape[0]
+    packed = np.packbits(valid[:, pixels], axis=0)  # (ceil(T/8), p)
+    nbytes = -(-packed.shape[0] // 8) * 8
+    rows = np.zeros((pixels.size, nbytes), np.uint8)
+    rows[:, : packed.shape[0]] = packed.T
+    words = rows.view(np.uint64)  # (p, nbytes / 8)
+    order = np.lexsort(words.T[::-1]) if words.shape[1] > 1 else np.argsort(words[:, 0], kind="stable")
+    w = words[order]
+    starts = np.flatnonzero(np.r_[True, np.any(w[1:] != w[:-1], axis=1)])
+    ends = np.r_[starts[1:], order.size]
+    groups = []
+    for a, b in zip(starts, ends):
+        members = pixels[order[a:b]]
+        groups.append((valid[:T, members[0]], members))
+    return groups
 
 
 def temporal_resample_block(values, t, t_new, method="cubic", min_valid=2):
@@ -175,17 +213,11 @@ def temporal_resample_block(values, t, t_new, method="cubic", min_valid=2):
         groups.append((np.ones(T, bool), np.flatnonzero(full)))
     partial = np.flatnonzero(usable & ~full)
     if partial.size:
-        packed = np.packbits(valid[:, partial], axis=0)  # (ceil(T/8), p): one column per pixel
-        patterns, inverse = np.unique(packed, axis=1, return_inverse=True)
-        inverse = inverse.ravel()
-        order = np.argsort(inverse, kind="stable")
-        bounds = np.searchsorted(inverse[order], np.arange(patterns.shape[1] + 1))
-        for g in range(patterns.shape[1]):
-            members = partial[order[bounds[g] : bounds[g + 1]]]
-            groups.append((valid[:, members[0]], members))
+        groups.extend(_validity_groups(valid, partial))
     for mask, members in groups:
         tv = t[mask]
-        Yg = Y[mask][:, members]
+        # gather only the group's values (Y[mask] would copy every pixel's dates once per pattern)
+        Yg = Y[:, members] if mask.all() else Y[np.ix_(np.flatnonzero(mask), members)]
         if method == "pchip":
             inside = (t_new >= tv[0]) & (t_new <= tv[-1])
             res = np.full((len(t_new), members.size), np.nan)
@@ -198,18 +230,29 @@ def temporal_resample_block(values, t, t_new, method="cubic", min_valid=2):
 
 
 def resample_block_task(task):
-    """Row-block task for :func:`~..io.tasks.map_blocks`: read, resample, return the block.
+    """Window task for :func:`~..io.tasks.map_blocks`: read, resample, return the window.
 
-    ``task`` is a dict with ``path``, ``row0``, ``nrows``, ``t``, ``t_new``, ``method`` and
-    ``min_valid``; it reads its rows from ``path`` itself (so it can run on a Dask worker that sees
-    the same file system) and returns ``(row0, array (K, nrows, cols) float32)``.
+    ``task`` is a dict with ``path``, ``row0``, ``nrows``, ``t``, ``t_new``, ``method`` and ``min_valid``, and
+    ``col0``/``ncols`` for a window narrower than the raster (default: every column); it reads its window from
+    ``path`` itself (so it can run on a Dask worker that sees the same file system) and returns
+    ``(row0, array (K, nrows, ncols) float32)``.
     """
-    from ..io.rasters import open_raster, read_block
+    from ..io.rasters import open_raster, read_window
 
     ds = open_raster(task["path"])
-    block = read_block(ds, task["row0"], task["nrows"])
+    col0 = task.get("col0", 0)
+    ncols = task.get("ncols") or ds.RasterXSize - col0
+    block = read_window(ds, col0, task["row0"], ncols, task["nrows"])
     out = temporal_resample_block(block, task["t"], task["t_new"], task["method"], task.get("min_valid", 2))
+    del block
     return task["row0"], out.astype(np.float32)
+
+
+def window_bytes_per_cell(n_dates, n_targets):
+    """Working memory per cell of one window: the float64 input, its valid mask and the gathered values of a
+    validity group (8 T + T + 8 T bytes), the float64 result and its float32 copy (12 K), and a group's product
+    before it is scattered into the result (8 K)."""
+    return 17 * n_dates + 20 * n_targets
 
 
 def check_targets(dates, targets, min_valid):
@@ -241,16 +284,20 @@ def resample_raster(
     memory_mb=512,
     run_tasks=None,
     log=None,
+    windows_at_once=1,
 ):
     """Resample the time-series raster ``path`` to ``out_path`` (the whole driver of the algorithm).
 
-    Reads the dates, plans the target dates and row blocks under ``memory_mb``, runs
-    :func:`resample_block_task` per block (here, or through ``run_tasks(task_fn, tasks, None)`` yielding
-    ``(index, result)``, e.g. on Dask) and writes each block atomically (:class:`~..io.rasters.RasterWriter`).
-    Fails (writing nothing) when every output pixel would be NoData. Returns a summary dict."""
+    Reads the dates, plans the target dates and windows of whole output tiles under ``memory_mb`` (with GDAL's
+    cache of the input blocks they share, :func:`~..io.windows.plan_windows`), runs :func:`resample_block_task`
+    per window (here, or through ``run_tasks(task_fn, tasks, None)`` yielding ``(index, result)``, e.g. on threads
+    or Dask) and writes each window atomically (:class:`~..io.rasters.RasterWriter`). ``windows_at_once``: windows
+    in flight at a time (the runner's threads), each under ``memory_mb``; GDAL's block cache is capped to what
+    they need (:func:`~..io.windows.window_cache`). Fails (writing nothing) when every output pixel would be
+    NoData. Returns a summary dict."""
     from ..io.dates import days_since
-    from ..io.rasters import RasterGrid, RasterWriter, check_band_numeric, open_raster, read_dates
-    from ..io.windows import row_blocks
+    from ..io.rasters import RasterGrid, RasterWriter, block_layout, check_band_numeric, open_raster, read_dates
+    from ..io.windows import plan_windows, window_cache
 
     ds = open_raster(path)
     check_band_numeric(ds, path)
@@ -273,25 +320,36 @@ def resample_raster(
         )
     t, t_new = days_since(dates), days_since(targets, dates[0])
     grid = RasterGrid.of(ds)
-    # float64 block + float64 output + temporaries
-    blocks = row_blocks(grid.ysize, grid.xsize * 8 * (2 * len(dates) + 3 * len(targets)), memory_mb)
+    # windows of whole output tiles under the cap, with GDAL's cache of the input blocks they share counted
+    blocks, cache = plan_windows(
+        [block_layout(ds, whole_stack_reads=True)],
+        grid.ysize,
+        grid.xsize,
+        window_bytes_per_cell(len(dates), len(targets)),
+        memory_mb,
+    )
     units = ds.GetRasterBand(1).GetUnitType() or (ds.GetMetadata() or {}).get("UNITS", "")
     metadata = dict(
         {"SOURCE": path, "RESAMPLING": method}, **{k: v for k, v in (ds.GetMetadata() or {}).items() if k == "KIND"}
     )
     tasks = [
-        dict(path=path, row0=r0, nrows=nr, t=t, t_new=t_new, method=method, min_valid=min_valid) for r0, nr in blocks
+        dict(path=path, row0=r0, nrows=nr, col0=c0, ncols=nc, t=t, t_new=t_new, method=method, min_valid=min_valid)
+        for r0, nr, c0, nc in blocks
     ]
-    results = (
-        run_tasks(resample_block_task, tasks, None)
-        if run_tasks is not None
-        else ((i, resample_block_task(task)) for i, task in enumerate(tasks))
-    )
     valid = 0
-    with RasterWriter(out_path, grid, len(targets), dates=targets, units=units, metadata=metadata) as writer:
-        for _, (row0, block) in results:
-            writer.write_block(row0, block)
+    with (
+        window_cache(cache, windows_at_once),
+        RasterWriter(out_path, grid, len(targets), dates=targets, units=units, metadata=metadata) as writer,
+    ):
+        results = (
+            run_tasks(resample_block_task, tasks, None)
+            if run_tasks is not None
+            else ((i, resample_block_task(task)) for i, task in enumerate(tasks))
+        )
+        for i, (row0, block) in results:
+            writer.write_block(row0, block, tasks[i]["col0"])
             valid += int(np.isfinite(block).sum())
+            del block
         if valid == 0:
             raise TimeSeriesError(
                 "every output pixel is NoData: no pixel of %s has %d valid dates around the target dates (all "

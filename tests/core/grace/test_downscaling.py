@@ -13,6 +13,7 @@ from subsidence_toolkit.core.grace import products
 from subsidence_toolkit.core.io import rasters
 from subsidence_toolkit.core.io.dates import month_index
 from subsidence_toolkit.core.io.errors import TimeSeriesError
+from subsidence_toolkit.core.io.windows import MIN_CACHE_MB
 from subsidence_toolkit.demo import grace_data as gd
 
 CLAT = 33.125 + 0.25 * np.arange(36)  # ascending, CSR-aligned centres
@@ -443,7 +444,7 @@ def test_model_blocks_are_counted_under_the_memory_limit_and_held_in_gdal_cache(
         ds.weighted_downscaling(g, m, write=write, memory_mb=2, run_tasks=run_tasks, windows_at_once=3)
         assert gdal.GetCacheMax() == before
         need = max(ds.block_cache_bytes(m.readers, w) for w in windows)
-        assert seen == {int(3 * need + ds.MIN_CACHE_MB * 2**20)}
+        assert seen == {int(3 * need + MIN_CACHE_MB * 2**20)}
         results[name] = (out, len(windows), need)
     # the same values to rounding: the windows differ, and the interpolation's products with them
     np.testing.assert_allclose(results["pixel"][0], results["band"][0], rtol=1e-14, atol=0)

@@ -154,6 +154,36 @@ def test_window_blocks_cover_grid_once():
     assert blocks[0][1] == 256 and blocks[0][3] % 256 == 0
 
 
+def test_block_layout_holds_whole_windows_or_only_the_blocks_their_edges_cut(tmp_path):
+    """A raster read one band at a time holds every block a window touches (all bands of a pixel-interleaved
+    file); read all bands at once it holds only the blocks a window's edges cut, which the next window reads
+    again. plan_windows counts the held blocks under the cap."""
+    from subsidence_toolkit.core.io.rasters import block_layout
+    from subsidence_toolkit.core.io.windows import cache_bytes, plan_windows
+
+    a = np.zeros((5, 40, 50), np.float32)
+    path = str(tmp_path / "p.tif")
+    gdal.Translate(
+        path,
+        write_stack(tmp_path / "s.tif", a),
+        creationOptions=["TILED=YES", "BLOCKXSIZE=16", "BLOCKYSIZE=16", "INTERLEAVE=PIXEL"],
+    )
+    ds = gdal.Open(path)
+    per_band, stack = block_layout(ds), block_layout(ds, whole_stack_reads=True)
+    assert (per_band.cell, per_band.buffer, per_band.whole_window) == (20, 20 * 256, True)
+    assert (stack.cell, stack.whole_window) == (20, False)
+    # rows 5..25 -> blocks of rows 0..32, columns 20..30 -> 16..32: 512 cells touched, 200 in the window
+    assert per_band.held((5, 20, 20, 10)) == 20 * 512
+    assert stack.held((5, 20, 20, 10)) == 20 * (512 - 200)
+    assert stack.held((0, 16, 0, 50)) == 0 and stack.held() == 0 and per_band.held() == 20
+    assert cache_bytes([per_band, stack], (0, 16, 16, 16)) == 20 * 256
+    # windows under the cap with the held blocks: 1 000 bytes per cell of arrays, 0.05 MB
+    for lay in (per_band, stack):
+        blocks, cache = plan_windows([lay], 40, 50, 1000, 0.05, tile=16)
+        assert cache == max(lay.held(b) for b in blocks)
+        assert all(nr * nc * (1000 + lay.held()) + lay.buffer <= 0.05 * 2**20 for _, nr, _, nc in blocks)
+
+
 def _tiles(path):
     """The compressed bytes of every tile of every band, in band and tile order."""
     ds = gdal.Open(path)

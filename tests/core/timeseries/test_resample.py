@@ -103,3 +103,47 @@ def test_block_split_is_bit_identical():
             [resample.temporal_resample_block(values[:, r : r + 3], t, t_new, method) for r in range(0, 20, 3)], axis=1
         )
         assert np.array_equal(whole, parts, equal_nan=True), method
+
+
+def test_windows_hold_gdal_cache_to_what_they_share_and_do_not_change_the_values(tmp_path):
+    """resample_raster streams windows of whole output tiles (here narrower than the raster) with GDAL's block
+    cache capped, during the tasks, to what the windows in flight share (restored after); the file it writes
+    equals the in-memory resampling of the whole stack, bit for bit, for every method."""
+    from osgeo import gdal
+    from synthetic import write_stack
+
+    from subsidence_toolkit.core.io import windows
+    from subsidence_toolkit.core.io.rasters import block_layout
+
+    dates = sentinel1_dates(n=20)
+    values = smooth_stack(dates, ny=300, nx=520, nan_fraction=0.02, seed=3).astype(np.float32)
+    src = str(tmp_path / "s.tif")
+    gdal.Translate(
+        src,
+        write_stack(tmp_path / "plain.tif", values, dates=dates),
+        creationOptions=["TILED=YES", "BLOCKXSIZE=384", "BLOCKYSIZE=384"],
+    )
+    t, t_new = days_since(dates), days_since(resample.target_dates(dates), dates[0])
+    before = gdal.GetCacheMax()
+    for method in resample.METHODS:
+        seen, tasks = set(), []
+
+        def run_tasks(fn, ts, shared):
+            for i, task in enumerate(ts):
+                seen.add(gdal.GetCacheMax())
+                tasks.append(task)
+                yield i, fn(task)
+
+        out = str(tmp_path / ("%s.tif" % method))
+        resample.resample_raster(src, out, method=method, memory_mb=60, run_tasks=run_tasks, windows_at_once=2)
+        assert gdal.GetCacheMax() == before
+        assert len(tasks) > 2 and any(task["ncols"] < 520 for task in tasks)
+        # whole output tiles (256 x 256) except at the raster's edges
+        assert all(task["row0"] % 256 == 0 and task["col0"] % 256 == 0 for task in tasks)
+        lay = block_layout(gdal.Open(src), whole_stack_reads=True)
+        need = max(lay.held((k["row0"], k["nrows"], k["col0"], k["ncols"])) for k in tasks)
+        assert need > 0  # 256 x 256 windows cut the 384 x 384 input tiles
+        assert seen == {int(2 * need + windows.MIN_CACHE_MB * 2**20)}
+        whole = resample.temporal_resample_block(values.astype(np.float64), t, t_new, method).astype(np.float32)
+        got = gdal.Open(out).ReadAsArray()
+        assert np.array_equal(got, whole, equal_nan=True), method
