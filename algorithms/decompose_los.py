@@ -116,7 +116,7 @@ class DecomposeLos(SubsidenceAlgorithm):
             "Comma-separated standard deviation per input (same units as the inputs), used as weights 1/sigma^2 "
             "and propagated to the quality raster. Default: 1 for every input.",
         )
-        self.add_memory_limit(self.MEMORY_LIMIT_MB)
+        self.add_memory_limit(self.MEMORY_LIMIT_MB, help_text=self.MEMORY_HELP_WINDOWS)
         self.add(
             QgsProcessingParameterRasterDestination(self.OUTPUT_VERTICAL, self.tr("Vertical")),
             "Vertical motion (positive up), same units and dates as the inputs, NoData NaN.",

@@ -161,7 +161,7 @@ class DemError(SubsidenceAlgorithm):
             "Used when no incidence raster is given (default 39 degrees, mid-swath Sentinel-1 IW).",
         )
         self.parameterDefinition(self.INCIDENCE_ANGLE).setDefaultValue(dem_error.SENTINEL1_INCIDENCE_DEG)
-        self.add_memory_limit(self.MEMORY_LIMIT_MB)
+        self.add_memory_limit(self.MEMORY_LIMIT_MB, help_text=self.MEMORY_HELP_WINDOWS)
         self.add_threads(self.THREADS)
         self.add(
             QgsProcessingParameterRasterDestination(self.OUTPUT_TIMESERIES, self.tr("Corrected time series")),
@@ -208,6 +208,7 @@ class DemError(SubsidenceAlgorithm):
         with self.core_errors():
             baselines = self._baselines(parameters, context)
             rng_raster = raster_path(self, parameters, self.SLANT_RANGE_RASTER, context)
+            threads = self.thread_count(parameters, context)
             summary = dem_error.correct_dem_error(
                 ts_path,
                 out_ts,
@@ -234,13 +235,13 @@ class DemError(SubsidenceAlgorithm):
                     self.INCIDENCE_ANGLE,
                 ),
                 # one window per thread at a time: each under the cap / threads
-                memory_mb=self.parameterAsDouble(parameters, self.MEMORY_LIMIT_MB, context)
-                / self.thread_count(parameters, context),
+                memory_mb=self.parameterAsDouble(parameters, self.MEMORY_LIMIT_MB, context) / threads,
                 run_tasks=lambda fn, tasks, shared: self.map_blocks(
                     fn, tasks, parameters, context, feedback, shared=shared
                 ),
                 is_canceled=feedback.isCanceled,
                 log=feedback.pushInfo,
+                windows_at_once=threads,
             )
         results = {self.OUTPUT_TIMESERIES: out_ts}
         style_output(self, context, out_ts, "timeseries")

@@ -115,7 +115,7 @@ class ProjectLos(SubsidenceAlgorithm):
             "Used when no geometry raster is given, e.g. 39 for the middle of a Sentinel-1 IW swath. A "
             "constant angle is off by up to 10% at the swath edges: prefer a raster.",
         )
-        self.add_memory_limit(self.MEMORY_LIMIT_MB)
+        self.add_memory_limit(self.MEMORY_LIMIT_MB, help_text=self.MEMORY_HELP_WINDOWS)
         self.add(
             QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Vertical")),
             "Vertical displacement (or velocity): same bands, dates and units as the input, NoData NaN.",

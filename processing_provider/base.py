@@ -180,6 +180,13 @@ class SubsidenceAlgorithm(QgsProcessingAlgorithm):
         "windows under this cap; results do not depend on it (to float rounding)."
     )
 
+    MEMORY_HELP_WINDOWS = (
+        "Upper bound of the run's working memory, all threads together: the windows' arrays and GDAL's cache of "
+        "the input blocks that neighbouring windows share (GDAL's own default cache, 5 % of the RAM, is lowered to "
+        "that for the run). Large grids are streamed in windows of whole 256 x 256 output tiles under this cap; "
+        "results do not depend on it."
+    )
+
     def add_memory_limit(self, name="MEMORY_LIMIT_MB", default=DEFAULT_MEMORY_MB, help_text=None):
         """The common memory cap parameter (MB); ``help_text`` says what the cap covers."""
         return self.add(

@@ -58,9 +58,18 @@ import numpy as np
 
 from ..io.dates import format_date, parse_date
 from ..io.errors import Cancelled, TimeSeriesError
-from ..io.rasters import RasterGrid, RasterWriter, check_band_numeric, open_raster, read_dates, read_window
+from ..io.rasters import (
+    RasterGrid,
+    RasterWriter,
+    block_layout,
+    check_band_numeric,
+    open_raster,
+    read_dates,
+    read_window,
+)
 from ..io.tasks import run_tasks_here_or
-from ..io.windows import DEFAULT_MEMORY_MB, window_blocks
+from ..io.warp import GridReader
+from ..io.windows import DEFAULT_MEMORY_MB, plan_windows, window_cache
 from .geometry import IncidenceSource
 from .kernels import unique_patterns
 from .network import first_index_components
@@ -477,8 +486,6 @@ def _slant_range_window(spec, grid, window):
     r0, nr, c0, nc = window
     if not isinstance(spec, str):
         return np.full((nr, nc), float(spec))
-    from ..io.warp import GridReader
-
     r = GridReader(spec, grid, bands=[1]).read(r0, nr, c0, nc)[0]
     r = np.where(r > 0, r, np.nan)
     return r
@@ -561,6 +568,7 @@ def correct_dem_error(
     progress=None,
     is_canceled=None,
     log=None,
+    windows_at_once=1,
 ):
     """Correct the time-series raster ``ts_path`` for DEM error (the whole driver of ``subsidence:demerror``).
 
@@ -570,7 +578,9 @@ def correct_dem_error(
     the date at which the series is 0 (default: its first date). Dates in ``exclude_dates`` are left out of the
     estimation and corrected too. Windows are planned under ``memory_mb`` and run here or through ``run_tasks(
     task_fn, tasks, shared)`` (threads, Dask); outputs are written atomically (corrected series with the input's
-    dates, units and metadata; dz in m, one band). Returns a summary dict with the per-date table rows."""
+    dates, units and metadata; dz in m, one band). ``windows_at_once``: windows in flight at a time (the runner's
+    threads), each under ``memory_mb``; GDAL's block cache is capped to what they need
+    (:func:`~..io.windows.window_cache`). Returns a summary dict with the per-date table rows."""
     log = log or (lambda s: None)
     if not isinstance(baselines, Baselines):
         baselines = read_baselines(baselines)
@@ -601,8 +611,6 @@ def correct_dem_error(
     incidence = dict(incidence or {"angle": SENTINEL1_INCIDENCE_DEG})
     src = IncidenceSource(grid=grid, **incidence)  # checks the angle / opens the raster (errors name the file)
     if isinstance(slant_range, str):
-        from ..io.warp import GridReader
-
         if GridReader(slant_range, grid, bands=[1]).empty():
             raise TimeSeriesError(
                 "%s: the slant-range raster does not cover the time series (%s)" % (slant_range, grid.describe())
@@ -627,7 +635,11 @@ def correct_dem_error(
         )
     )
     nd, q = len(dates), deformation.shape[1]
-    blocks = window_blocks(grid.ysize, grid.xsize, 8 * (7 * nd + 16), memory_mb)
+    # windows of whole tiles, with GDAL's cache of the input blocks they share under the cap
+    layouts = [block_layout(ds, whole_stack_reads=True)]
+    layouts += [src.reader.layout()] if src.reader is not None else []
+    layouts += [GridReader(slant_range, grid, bands=[1]).layout()] if isinstance(slant_range, str) else []
+    blocks, cache = plan_windows(layouts, grid.ysize, grid.xsize, 8 * (7 * nd + 16), memory_mb)
     shared = DemErrorState(
         ts_path=str(ts_path),
         grid=grid,
@@ -659,35 +671,36 @@ def correct_dem_error(
         else None
     )
     writers = [w for w in (w_ts, w_dz) if w is not None]
-    try:
-        for w in writers:
-            w.open()
-        done = 0
-        # not enumerate(): it keeps its last item, and so the previous window's arrays, until the next is done
-        for bi, res in run_tasks_here_or(dem_error_window_task, tasks, run_tasks, shared):
-            done += 1
-            if is_canceled is not None and is_canceled():
-                raise Cancelled()
-            r0, nr, c0, nc = blocks[bi]
-            w_ts.write_block(r0, res["corrected"], c0)
-            if w_dz is not None:
-                w_dz.write_block(r0, res["dz"][None], c0)
-            partial[bi] = res["sums"]
-            del res
-            if progress is not None:
-                progress(done / len(blocks))
-        totals = _totals(partial, nd)
-        if totals["estimated"] == 0:
-            raise TimeSeriesError(
-                "%s: no pixel could be corrected (each needs more valid dates than the %d model parameters, with "
-                "baselines that differ from the deformation model); nothing was written" % (ts_path, q + 1)
-            )
-        for w in writers:
-            w.commit()
-    except BaseException:
-        for w in writers:
-            w.abort()
-        raise
+    with window_cache(cache, windows_at_once):
+        try:
+            for w in writers:
+                w.open()
+            done = 0
+            # not enumerate(): it keeps its last item, and so the previous window's arrays, until the next is done
+            for bi, res in run_tasks_here_or(dem_error_window_task, tasks, run_tasks, shared):
+                done += 1
+                if is_canceled is not None and is_canceled():
+                    raise Cancelled()
+                r0, nr, c0, nc = blocks[bi]
+                w_ts.write_block(r0, res["corrected"], c0)
+                if w_dz is not None:
+                    w_dz.write_block(r0, res["dz"][None], c0)
+                partial[bi] = res["sums"]
+                del res
+                if progress is not None:
+                    progress(done / len(blocks))
+            totals = _totals(partial, nd)
+            if totals["estimated"] == 0:
+                raise TimeSeriesError(
+                    "%s: no pixel could be corrected (each needs more valid dates than the %d model parameters, with "
+                    "baselines that differ from the deformation model); nothing was written" % (ts_path, q + 1)
+                )
+            for w in writers:
+                w.commit()
+        except BaseException:
+            for w in writers:
+                w.abort()
+            raise
     _log_totals(totals, src, log)
     rows = [
         {

@@ -27,7 +27,7 @@ from ..io.dates import format_date
 from ..io.errors import Cancelled, TimeSeriesError
 from ..io.rasters import RasterGrid, RasterWriter, open_raster, read_dates
 from ..io.warp import GridReader, target_grid
-from ..io.windows import DEFAULT_MEMORY_MB, window_blocks
+from ..io.windows import DEFAULT_MEMORY_MB, plan_windows, window_cache
 
 KIND_INCIDENCE = "incidence"
 KIND_UP = "up"
@@ -180,12 +180,17 @@ def project_raster(in_path, out_path, geometry, memory_mb=DEFAULT_MEMORY_MB, pro
     md.pop("UNITS", None)
     md.pop("DATES", None)
     md.update(COMPONENT=VERTICAL_NOTE, GEOMETRY=src.describe(), SOURCE=str(in_path))
-    blocks = window_blocks(grid.ysize, grid.xsize, 8 * (3 * nb + 4), memory_mb)
+    # windows of whole tiles, with GDAL's cache of the input blocks they share under the cap
+    readers = [data] + ([src.reader] if src.reader is not None else [])
+    blocks, cache = plan_windows([r.layout() for r in readers], grid.ysize, grid.xsize, 8 * (3 * nb + 4), memory_mb)
     n_data = n_missing = 0
     inv_sum = 0.0
-    with RasterWriter(
-        out_path, grid, nb, dates=dates, band_names=None if dates else names, units=units, metadata=md
-    ) as w:
+    with (
+        window_cache(cache),
+        RasterWriter(
+            out_path, grid, nb, dates=dates, band_names=None if dates else names, units=units, metadata=md
+        ) as w,
+    ):
         for i, (r0, nr, c0, nc) in enumerate(blocks):
             _check(is_canceled)
             d = data.read(r0, nr, c0, nc)
@@ -467,21 +472,25 @@ def decompose_rasters(
     geometry = (up_paths if use_rasters else None, east_paths, north_paths, headings, incidences)
     geo = [_input_geometry(i, inputs, data, grid, geometry) for i in range(k)]
     nd = 1 if dates is None else len(dates)
-    blocks = window_blocks(grid.ysize, grid.xsize, 8 * (k * (nd * 3 + 6) + nd * 8 + 12), memory_mb)
+    readers = data + ([r for g in geo for r in g] if use_rasters else [])
+    blocks, cache = plan_windows(
+        [r.layout() for r in readers], grid.ysize, grid.xsize, 8 * (k * (nd * 3 + 6) + nd * 8 + 12), memory_mb
+    )
     counts = {"pixels": 0, "missing_geometry": 0, "solved": 0, "degenerate": 0}
     writers = _open_writers((out_vertical, out_east, out_quality), grid, dates, inputs, sig)
     try:
-        for bi, window in enumerate(blocks):
-            _check(is_canceled)
-            outs = _decompose_window(window, data, geo, up_paths if use_rasters else None, sig, counts)
-            for w, arr in zip(writers, outs):
+        with window_cache(cache):
+            for bi, window in enumerate(blocks):
+                _check(is_canceled)
+                outs = _decompose_window(window, data, geo, up_paths if use_rasters else None, sig, counts)
+                for w, arr in zip(writers, outs):
+                    if w:
+                        w.write_block(window[0], arr.astype(np.float32), window[2])
+                if progress is not None:
+                    progress((bi + 1) / len(blocks))
+            for w in writers:
                 if w:
-                    w.write_block(window[0], arr.astype(np.float32), window[2])
-            if progress is not None:
-                progress((bi + 1) / len(blocks))
-        for w in writers:
-            if w:
-                w.commit()
+                    w.commit()
     except BaseException:
         for w in writers:
             if w:

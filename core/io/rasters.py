@@ -180,17 +180,19 @@ def decoded_block_bytes(ds):
     return bands * size, bx, by, (bands * size * bx * by if bands > 1 else 0)
 
 
-def block_layout(ds, whole_stack_reads=False):
+def block_layout(ds, whole_stack_reads=False, nbands=None):
     """:class:`~.windows.BlockLayout` of ``ds`` for window planning under a memory cap
     (:func:`~.windows.plan_windows`): :func:`decoded_block_bytes`, held for the whole window when windows are
     read one band at a time (each band of a pixel-interleaved file would decode its tiles again), only at the
-    window's edges when ``whole_stack_reads`` (:func:`read_window` of all bands: one dataset call for a
-    pixel-interleaved file, band by band otherwise, each block used once within the window)."""
+    window's edges when ``whole_stack_reads`` (:func:`read_window` of all bands, or of ``nbands`` of them: one
+    dataset call for a pixel-interleaved file, whose tiles decode every band, band by band otherwise, each block
+    used once within the window)."""
     from .windows import BlockLayout
 
     cell, bx, by, buf = decoded_block_bytes(ds)
     if whole_stack_reads and ds is not None:
-        cell = max(1, gdal.GetDataTypeSize(ds.GetRasterBand(1).DataType) // 8) * ds.RasterCount
+        size = max(1, gdal.GetDataTypeSize(ds.GetRasterBand(1).DataType) // 8)
+        cell = size * (ds.RasterCount if buf else (nbands or ds.RasterCount))
     return BlockLayout(
         cell, bx, by, buf, ds.RasterYSize if ds else 0, ds.RasterXSize if ds else 0, whole_window=not whole_stack_reads
     )

@@ -12,6 +12,7 @@
 """
 
 import contextlib
+import dataclasses
 import math
 import re
 import uuid
@@ -260,6 +261,25 @@ class GridReader:
             if band.DataType not in small or band.GetScale() not in (None, 1.0) or band.GetOffset() not in (None, 0.0):
                 return gdal.GDT_Float64
         return gdal.GDT_Float32
+
+    def layout(self):
+        """:class:`~.windows.BlockLayout` of this reader's windows (all its bands at once) on the target grid, for
+        :func:`~.windows.plan_windows`: the file's own blocks when it is read directly (at its offset), else the
+        warped VRT's blocks of every band read (tiles of the windows: none is cut by a window of whole tiles)
+        with a decoded tile of the source as the fixed buffer. The source blocks under neighbouring warped blocks
+        are not held: they may be decoded once per window."""
+        from .rasters import block_layout
+        from .windows import BlockLayout
+
+        if self.aligned:
+            lay = block_layout(self.ds, whole_stack_reads=True, nbands=len(self.bands))
+            return dataclasses.replace(lay, row_off=self.row_off, col_off=self.col_off)
+        size = max(1, gdal.GetDataTypeSize(self.source.GetRasterBand(1).DataType) // 8)
+        src = block_layout(self.ds)
+        buffer = src.buffer or src.cell * src.bx * src.by
+        return BlockLayout(
+            size * len(self.bands), WARP_BLOCK, WARP_BLOCK, buffer, self.grid.ysize, self.grid.xsize, False
+        )
 
     def empty(self):
         r0, r1, c0, c1 = self.bbox

@@ -108,20 +108,34 @@ class BlockLayout:
     ysize: int
     xsize: int
     whole_window: bool = True
+    row_off: int = 0
+    col_off: int = 0
 
     def touched(self, window):
-        """Cells of the blocks the window ``(row0, nrows, col0, ncols)`` touches (they may reach beyond it)."""
+        """Cells of the blocks the window ``(row0, nrows, col0, ncols)`` of the target grid touches (they may
+        reach beyond it); the raster's pixel (0, 0) is the target's (``row_off``, ``col_off``)."""
         r0, nr, c0, nc = window
-        rows = min(self.ysize, -(-(r0 + nr) // self.by) * self.by) - (r0 // self.by) * self.by
-        cols = min(self.xsize, -(-(c0 + nc) // self.bx) * self.bx) - (c0 // self.bx) * self.bx
-        return rows * cols
+        return self._span(r0 - self.row_off, nr, self.by, self.ysize) * self._span(
+            c0 - self.col_off, nc, self.bx, self.xsize
+        )
+
+    @staticmethod
+    def _span(start, n, block, size):
+        a, b = max(0, start), min(size, start + n)
+        if b <= a:
+            return 0
+        return min(size, -(-b // block) * block) - (a // block) * block
 
     def held(self, window=None):
         """Bytes held in the cache while ``window`` is read; without a window, the bytes per cell of the window."""
         if window is None:
             return self.cell if self.whole_window else 0
         area = self.touched(window)
-        return self.cell * (area if self.whole_window else area - window[1] * window[3])
+        if self.whole_window:
+            return self.cell * area
+        r0, nr, c0, nc = window
+        inside = self._span(r0 - self.row_off, nr, 1, self.ysize) * self._span(c0 - self.col_off, nc, 1, self.xsize)
+        return self.cell * (area - inside)
 
 
 def cache_bytes(layouts, window=None):

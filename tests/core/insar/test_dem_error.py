@@ -16,6 +16,7 @@ from synthetic import sentinel1_dates, write_stack
 from subsidence_toolkit.core.insar import dem_error
 from subsidence_toolkit.core.io.errors import TimeSeriesError
 from subsidence_toolkit.core.io.tasks import map_threads
+from subsidence_toolkit.core.io.windows import window_blocks
 
 R = 880000.0
 
@@ -225,7 +226,7 @@ def test_windows_and_threads_do_not_change_results(tmp_path):
         memory_mb=0.02,
         run_tasks=lambda fn, tasks, shared: map_threads(fn, tasks, 3, shared=shared),
     )
-    assert len(dem_error.window_blocks(23, 17, 8 * (7 * 25 + 16), 0.02)) > 4
+    assert len(window_blocks(23, 17, 8 * (7 * 25 + 16), 0.02)) > 4
     np.testing.assert_array_equal(c2, c1)
     np.testing.assert_array_equal(z2, z1)
     np.testing.assert_allclose(
