@@ -116,7 +116,7 @@ class MaskByQuality(SubsidenceAlgorithm):
             if default is not None:
                 kw["defaultValue"] = default
             self.add(QgsProcessingParameterNumber(key, self.tr(label), NumberType.Double, **kw), help_text)
-        self.add_memory_limit(self.MEMORY_LIMIT_MB)
+        self.add_memory_limit(self.MEMORY_LIMIT_MB, help_text=self.MEMORY_HELP_WINDOWS)
         self.add(
             QgsProcessingParameterRasterDestination(
                 self.OUTPUT_VELOCITY, self.tr("Masked velocity"), optional=True, createByDefault=True

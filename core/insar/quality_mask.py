@@ -9,12 +9,13 @@ atomically.
 """
 
 import contextlib
+import dataclasses
 
 import numpy as np
 
 from ..io.errors import Cancelled, TimeSeriesError
-from ..io.rasters import RasterGrid, RasterWriter, open_raster, read_window
-from ..io.windows import row_blocks
+from ..io.rasters import RasterGrid, RasterWriter, block_layout, open_raster, read_window
+from ..io.windows import plan_windows, window_cache
 
 #: (key, quality band, comparison, default, description). Defaults: LiCSBAS step 15 for C band where it has
 #: the same quantity (n_loop_err 5, resid_rms 2 mm, vstd 100 mm/yr, n_gap 10); temporal coherence: MintPy's
@@ -103,17 +104,19 @@ def _open_writers(es, inputs, grid, out_mask, rule_text):
     return writers, wm
 
 
-def _window_failures(quality_path, active, r0, nr, xsize):
-    """(pixels with any quality data, bool (thresholds, nr, xsize) failing each threshold) on rows r0..r0+nr."""
+def _window_failures(quality_path, active, window):
+    """(pixels with any quality data, bool (thresholds, nr, nc) failing each threshold) in the window
+    ``(row0, nrows, col0, ncols)``."""
+    r0, nr, c0, nc = window
     q_any = None
-    fail_stack = np.zeros((len(active), nr, xsize), dtype=bool)
+    fail_stack = np.zeros((len(active), nr, nc), dtype=bool)
     qds = open_raster(quality_path)
     for i in range(1, qds.RasterCount + 1):
-        a = read_window(qds, 0, r0, xsize, nr, bands=[i])[0]
+        a = read_window(qds, c0, r0, nc, nr, bands=[i])[0]
         f = np.isfinite(a)
         q_any = f if q_any is None else (q_any | f)
     for j, (key, band, op, val, desc, bidx) in enumerate(active):
-        a = read_window(qds, 0, r0, xsize, nr, bands=[bidx])[0]
+        a = read_window(qds, c0, r0, nc, nr, bands=[bidx])[0]
         with np.errstate(invalid="ignore"):
             ok = a >= val if op == ">=" else a <= val
         # NaN in a band = not evaluated there (e.g. n_loop_errors with loop closure off): passes
@@ -185,20 +188,25 @@ def mask_by_quality(
     qds = open_raster(quality_path)
     grid = RasterGrid.of(qds)
     active = _active_thresholds(thresholds, _bands_by_name(qds), quality_path, log)
+    # the quality bands are read one at a time, the thresholds' twice: all of them held for the whole window
+    layouts = [dataclasses.replace(block_layout(qds), cell=block_layout(qds, whole_stack_reads=True).cell)]
     qds = None
     inputs = _checked_inputs(grid, quality_path, velocity_path, timeseries_path, out_velocity, out_timeseries)
     nb = sum(i[2] for i in inputs)
-    blocks = row_blocks(grid.ysize, grid.xsize * (8 * (nb + len(active) + 4)), memory_mb)
+    layouts += [block_layout(open_raster(i[0]), whole_stack_reads=True) for i in inputs]
+    # windows of whole tiles, with GDAL's cache of the input blocks they hold or share under the cap
+    blocks, cache = plan_windows(layouts, grid.ysize, grid.xsize, 8 * (nb + len(active) + 4), memory_mb)
     fails = np.zeros(len(active), dtype=np.int64)
     only = np.zeros(len(active), dtype=np.int64)
     kept = nodata = 0
     rule_text = "; ".join("%s %g" % (a[0], a[3]) for a in active) or "none"
     with contextlib.ExitStack() as es:
+        es.enter_context(window_cache(cache))
         writers, wm = _open_writers(es, inputs, grid, out_mask, rule_text)
-        for bi, (r0, nr) in enumerate(blocks):
+        for bi, (r0, nr, c0, nc) in enumerate(blocks):
             if is_canceled is not None and is_canceled():
                 raise Cancelled()
-            q_any, fail_stack = _window_failures(quality_path, active, r0, nr, grid.xsize)
+            q_any, fail_stack = _window_failures(quality_path, active, (r0, nr, c0, nc))
             nfail = fail_stack.sum(axis=0)
             keep = q_any & (nfail == 0)
             fails += (fail_stack & q_any).sum(axis=(1, 2))
@@ -207,13 +215,13 @@ def mask_by_quality(
             nodata += int((~q_any).sum())
             for path, w, n in writers:
                 ds = open_raster(path)
-                blk = read_window(ds, 0, r0, grid.xsize, nr, dtype=np.float32)
+                blk = read_window(ds, c0, r0, nc, nr, dtype=np.float32)
                 ds = None
                 blk[:, ~keep] = np.nan
-                w.write_block(r0, blk)
+                w.write_block(r0, blk, c0)
             if wm is not None:
                 m = np.where(q_any, keep.astype(np.float32), np.nan).astype(np.float32)
-                wm.write_block(r0, m[None])
+                wm.write_block(r0, m[None], c0)
             if progress is not None:
                 progress((bi + 1) / len(blocks))
     return _table_rows(active, fails, only, kept, nodata)

@@ -2,6 +2,7 @@
 fail it."""
 
 import numpy as np
+import pytest
 from osgeo import gdal, ogr
 from synthetic import write_stack
 
@@ -24,7 +25,8 @@ def planted_quality(path):
     return q
 
 
-def test_thresholds_remove_the_planted_pixels(run_alg, tmp_path):
+@pytest.mark.parametrize("memory_mb", [256, 0.002])  # one window; windows of 10 rows x 1 column
+def test_thresholds_remove_the_planted_pixels(run_alg, tmp_path, memory_mb):
     planted_quality(tmp_path / "q.tif")
     vel = np.arange(120, dtype=np.float32).reshape(1, 10, 12)
     ts = np.stack([vel[0] * 0, vel[0], 2 * vel[0]])
@@ -40,6 +42,7 @@ def test_thresholds_remove_the_planted_pixels(run_alg, tmp_path):
             OUTPUT_TIMESERIES=str(tmp_path / "mts.tif"),
             OUTPUT_MASK=str(tmp_path / "m.tif"),
             OUTPUT_TABLE=str(tmp_path / "t.gpkg"),
+            MEMORY_LIMIT_MB=memory_mb,
         ),
     )
     m = gdal.Open(res["OUTPUT_MASK"]).ReadAsArray()
