@@ -639,7 +639,9 @@ def correct_dem_error(
     layouts = [block_layout(ds, whole_stack_reads=True)]
     layouts += [src.reader.layout()] if src.reader is not None else []
     layouts += [GridReader(slant_range, grid, bands=[1]).layout()] if isinstance(slant_range, str) else []
-    blocks, cache = plan_windows(layouts, grid.ysize, grid.xsize, 8 * (7 * nd + 16), memory_mb)
+    blocks, cache = plan_windows(
+        layouts, grid.ysize, grid.xsize, 8 * (7 * nd + 16), memory_mb, out_tile=4 * (nd + 1) * 256 * 256
+    )
     shared = DemErrorState(
         ts_path=str(ts_path),
         grid=grid,

@@ -182,7 +182,9 @@ def project_raster(in_path, out_path, geometry, memory_mb=DEFAULT_MEMORY_MB, pro
     md.update(COMPONENT=VERTICAL_NOTE, GEOMETRY=src.describe(), SOURCE=str(in_path))
     # windows of whole tiles, with GDAL's cache of the input blocks they share under the cap
     readers = [data] + ([src.reader] if src.reader is not None else [])
-    blocks, cache = plan_windows([r.layout() for r in readers], grid.ysize, grid.xsize, 8 * (3 * nb + 4), memory_mb)
+    blocks, cache = plan_windows(
+        [r.layout() for r in readers], grid.ysize, grid.xsize, 8 * (3 * nb + 4), memory_mb, out_tile=4 * nb * 256 * 256
+    )
     n_data = n_missing = 0
     inv_sum = 0.0
     with (
@@ -474,7 +476,12 @@ def decompose_rasters(
     nd = 1 if dates is None else len(dates)
     readers = data + ([r for g in geo for r in g] if use_rasters else [])
     blocks, cache = plan_windows(
-        [r.layout() for r in readers], grid.ysize, grid.xsize, 8 * (k * (nd * 3 + 6) + nd * 8 + 12), memory_mb
+        [r.layout() for r in readers],
+        grid.ysize,
+        grid.xsize,
+        8 * (k * (nd * 3 + 6) + nd * 8 + 12),
+        memory_mb,
+        out_tile=4 * (2 * nd + 4) * 256 * 256,
     )
     counts = {"pixels": 0, "missing_geometry": 0, "solved": 0, "degenerate": 0}
     writers = _open_writers((out_vertical, out_east, out_quality), grid, dates, inputs, sig)

@@ -110,6 +110,7 @@ class BlockLayout:
     whole_window: bool = True
     row_off: int = 0
     col_off: int = 0
+    read_copy: int = 0  # bytes per cell of the copy GDAL makes of a window it reads (pixel-interleaved, all bands)
 
     def touched(self, window):
         """Cells of the blocks the window ``(row0, nrows, col0, ncols)`` of the target grid touches (they may
@@ -144,24 +145,35 @@ def cache_bytes(layouts, window=None):
     return sum(lay.held(window) for lay in layouts)
 
 
-def plan_windows(layouts, ny, nx, per_cell, memory_mb, fixed=0, tile=256):
+def plan_windows(layouts, ny, nx, per_cell, memory_mb, fixed=0, tile=256, out_tile=0):
     """Windows (:func:`window_blocks`) of a ``ny`` x ``nx`` grid under ``memory_mb`` each, and the bytes of GDAL's
     block cache one of them needs (:func:`cache_bytes` of the inputs' ``layouts``): the blocks held per cell are
     counted with the window's arrays (``per_cell``; ``fixed``: bytes that do not scale with the window, to which
     the buffers of decoded pixel-interleaved tiles are added), and the blocks reaching beyond a window (input
-    blocks that its edges cut) are taken off the budget once more."""
+    blocks that its edges cut) are taken off the budget once more. ``out_tile``: bytes of one output tile of
+    every band of every output; when the windows cut output tiles, two such tiles waiting to be completed in the
+    writers (:meth:`~.rasters.RasterWriter.write_block`) are taken off the budget too."""
     layouts = list(layouts)
-    per_cell += cache_bytes(layouts)
+    per_cell += cache_bytes(layouts) + sum(lay.read_copy for lay in layouts)
     fixed += sum(lay.buffer for lay in layouts)
     budget = memory_mb - fixed / 2.0**20
-    for _ in range(2):
+    for _ in range(3):
         blocks = window_blocks(ny, nx, per_cell, max(budget, memory_mb / 4), tile=tile)
         cache = max((cache_bytes(layouts, b) for b in blocks), default=0)
         beyond = cache - cache_bytes(layouts) * max((nr * nc for _, nr, _, nc in blocks), default=0)
-        if beyond <= 0:
+        waiting = 2 * out_tile if any(_cuts_tiles(b, ny, nx, tile) for b in blocks) else 0
+        if beyond <= 0 and waiting == 0:
             break
-        budget = memory_mb - (fixed + beyond) / 2.0**20
+        new_budget = memory_mb - (fixed + max(0, beyond) + waiting) / 2.0**20
+        if new_budget >= budget:
+            break
+        budget = new_budget
     return blocks, cache
+
+
+def _cuts_tiles(window, ny, nx, tile):
+    r0, nr, c0, nc = window
+    return (nr % tile and r0 + nr != ny) or (nc % tile and c0 + nc != nx)
 
 
 @contextlib.contextmanager

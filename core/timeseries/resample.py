@@ -327,6 +327,7 @@ def resample_raster(
         grid.xsize,
         window_bytes_per_cell(len(dates), len(targets)),
         memory_mb,
+        out_tile=4 * len(targets) * 256 * 256,
     )
     units = ds.GetRasterBand(1).GetUnitType() or (ds.GetMetadata() or {}).get("UNITS", "")
     metadata = dict(

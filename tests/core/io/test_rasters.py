@@ -226,11 +226,11 @@ def test_compression_threads_write_the_same_tiles(tmp_path, monkeypatch):
     assert rasters._COMPRESSION_THREADS.get() == 1  # restored after the block
 
 
-def test_windows_of_whole_tiles_leave_no_output_waiting_in_gdals_cache(tmp_path):
-    """Blocks of whole tiles (as the window planners make them) are compressed and written as they come: nothing
-    of the output waits in GDAL's block cache (outside the run's memory limit) after a block; once a block cuts
-    tiles, nothing more is flushed before the end (a partial tile would be written twice). Both files hold the
-    same values and the same tiles, byte for byte."""
+def test_windows_leave_no_output_waiting_in_gdals_cache_and_tiles_are_written_whole(tmp_path):
+    """Blocks are compressed and written as they come: nothing of the output waits in GDAL's block cache
+    (outside the run's memory limit) after a block. The parts of tiles a block covers only partly wait in the
+    writer (every band of the tile) until the tile is complete and go to GDAL whole: windows that cut tiles give
+    the same tiles, byte for byte, as windows of whole tiles, and a tile is never compressed twice."""
     from subsidence_toolkit.core.io.warp import gdal_cache
 
     rng = np.random.default_rng(4)
@@ -238,24 +238,40 @@ def test_windows_of_whole_tiles_leave_no_output_waiting_in_gdals_cache(tmp_path)
     grid = grid_from_origin(100.0, 40.0, 0.01, 0.01, 700, 300)
     tiles_block = [(0, 256, 0, 512), (0, 256, 512, 188), (256, 44, 0, 700)]
     cut_block = [(0, 256, 0, 300), (0, 256, 300, 400), (256, 44, 0, 700)]
-    paths, waiting = {}, {}
+    paths, waiting, pending = {}, {}, {}
     with gdal_cache(256):
         for name, windows in (("tiles", tiles_block), ("cut", cut_block)):
             paths[name] = str(tmp_path / (name + ".tif"))
-            waiting[name] = []
+            waiting[name], pending[name] = [], []
             with RasterWriter(paths[name], grid, 6) as w:
                 for r0, h, c0, cw in windows:
                     before = gdal.GetCacheUsed()
                     w.write_block(r0, data[:, r0 : r0 + h, c0 : c0 + cw], c0)
                     waiting[name].append(gdal.GetCacheUsed() - before)
-                flushed = w.whole_tiles
-            assert flushed == (name == "tiles")
+                    pending[name].append(sorted(w.pending))
+                assert w.whole_tiles
     block_bytes = [6 * h * cw * 4 for _, h, _, cw in tiles_block]
-    assert max(waiting["tiles"]) < 0.05 * min(block_bytes)
-    assert sum(waiting["cut"][:2]) >= 6 * 3 * 256 * 256 * 4  # the three tiles of each band's first tile row wait
+    assert max(waiting["tiles"] + waiting["cut"]) < 0.05 * min(block_bytes)
+    assert pending["tiles"] == [[], [], []]
+    # columns 0..300: tile (0, 0) written, (0, 1) waits for columns 300..512, which the next block brings
+    assert pending["cut"] == [[(0, 1)], [], []]
     for p in paths.values():
         assert np.array_equal(gdal.Open(p).ReadAsArray(), data)
     assert _tiles(paths["tiles"]) == _tiles(paths["cut"])
+
+
+def test_tiles_never_completed_are_written_at_commit_with_what_they_received(tmp_path):
+    grid = grid_from_origin(100.0, 40.0, 0.01, 0.01, 300, 20)
+    path = str(tmp_path / "part.tif")
+    with RasterWriter(path, grid, 2) as w:
+        w.write_block(0, np.ones((2, 20, 100), np.float32))
+        w.write_block(5, np.full((2, 10, 40), 2.0, np.float32), 260)
+        assert sorted(w.pending) == [(0, 0), (0, 1)]
+    got = gdal.Open(path).ReadAsArray()
+    expect = np.full((2, 20, 300), np.nan, np.float32)
+    expect[:, :, :100] = 1.0
+    expect[:, 5:15, 260:300] = 2.0
+    assert np.array_equal(got, expect, equal_nan=True)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
