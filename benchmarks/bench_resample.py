@@ -21,6 +21,7 @@ Run:
     /usr/bin/python3 benchmarks/bench_resample.py                       # 1000 x 1000 x 120, 256 MB, cubic
     /usr/bin/python3 benchmarks/bench_resample.py --interleave pixel --repeat 3
     /usr/bin/python3 benchmarks/bench_resample.py --size 2000 --dates 150 --memory-mb 512
+    /usr/bin/python3 benchmarks/bench_resample.py --scatter 0.1 --repeat 1   # every pixel its own gaps
 """
 
 import argparse
@@ -39,8 +40,9 @@ from toolkit_package import register
 HERE = Path(__file__).resolve()
 
 
-def make_stack(path, n, nt, interleave):
-    """Write the input stack (see the module doc); returns its dates."""
+def make_stack(path, n, nt, interleave, scatter=0.0):
+    """Write the input stack (see the module doc; ``scatter``: the share of values missing at random besides the
+    patches, e.g. unwrapping errors masked date by date); returns its dates."""
     from osgeo import gdal, osr
 
     rng = np.random.default_rng(0)
@@ -73,6 +75,8 @@ def make_stack(path, n, nt, interleave):
         a = rate * np.float32(days[i] / 365.25) + rng.normal(0, 2, (n, n)).astype(np.float32)
         gone = np.kron(rng.random((patches, patches)) < 0.05, np.ones((50, 50), bool))[:n, :n]
         a[gone] = np.nan
+        if scatter:
+            a[rng.random((n, n)) < scatter] = np.nan
         band.WriteArray(a)
     ds = None
     os.replace(tmp, path)
@@ -142,7 +146,7 @@ def peer_block(values, t, t_new):
     return out
 
 
-def crop_comparison(path, dates, crop):
+def crop_comparison(path, dates, crop, method="cubic"):
     from osgeo import gdal
 
     from subsidence_toolkit.core.io.dates import days_since
@@ -153,7 +157,7 @@ def crop_comparison(path, dates, crop):
     t = days_since(dates)
     t_new = days_since(resample.target_dates(dates), dates[0])
     t0 = time.perf_counter()
-    ours = resample.temporal_resample_block(values, t, t_new, "cubic")
+    ours = resample.temporal_resample_block(values, t, t_new, method)
     t_ours = time.perf_counter() - t0
     t0 = time.perf_counter()
     peer = peer_block(values, t, t_new)
@@ -190,6 +194,9 @@ def main():
     ap.add_argument("--memory-mb", type=float, default=256)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--crop", type=int, default=200)
+    ap.add_argument(
+        "--scatter", type=float, default=0.0, help="share of values missing at random (every pixel its own gaps)"
+    )
     ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     a = ap.parse_args()
     register()
@@ -199,11 +206,13 @@ def main():
         return
     folder = Path(a.folder)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / ("stack_%d_%d_%s.tif" % (a.size, a.dates, a.interleave))
+    tag = "_scatter%g" % a.scatter if a.scatter else ""
+    path = folder / ("stack_%d_%d_%s%s.tif" % (a.size, a.dates, a.interleave, tag))
     t0 = time.perf_counter()
-    dates = make_stack(path, a.size, a.dates, a.interleave)
+    dates = make_stack(path, a.size, a.dates, a.interleave, a.scatter)
     print("input %s (%.0f MB, %.1f s to make or find)" % (path, path.stat().st_size / 2**20, time.perf_counter() - t0))
-    crop_comparison(path, dates, min(a.crop, a.size))
+    if a.method == "cubic":
+        crop_comparison(path, dates, min(a.crop, a.size))
     out = folder / "out.tif"
     runs = {1: [], 2: []}
     for _ in range(a.repeat):

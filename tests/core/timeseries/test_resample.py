@@ -92,7 +92,7 @@ def test_target_date_errors():
         resample.target_dates([dt.date(2020, 1, 16), dt.date(2020, 2, 10)], day=15)
 
 
-def test_block_split_is_bit_identical():
+def test_block_split_gives_the_same_values():
     dates = sentinel1_dates(n=25)
     values = smooth_stack(dates, ny=20, nx=11, nan_fraction=0.2, seed=5)
     t = days_since(dates)
@@ -102,13 +102,16 @@ def test_block_split_is_bit_identical():
         parts = np.concatenate(
             [resample.temporal_resample_block(values[:, r : r + 3], t, t_new, method) for r in range(0, 20, 3)], axis=1
         )
-        assert np.array_equal(whole, parts, equal_nan=True), method
+        # a pattern shared by many pixels goes through one weight matrix, a rare one pixel by pixel: a block split
+        # may move a pattern from one way to the other (float64 rounding); the NaN pattern is the same
+        assert np.array_equal(np.isnan(whole), np.isnan(parts)), method
+        np.testing.assert_allclose(parts, whole, rtol=1e-12, atol=1e-12, err_msg=method)
 
 
 def test_windows_hold_gdal_cache_to_what_they_share_and_do_not_change_the_values(tmp_path):
     """resample_raster streams windows of whole output tiles (here narrower than the raster) with GDAL's block
     cache capped, during the tasks, to what the windows in flight share (restored after); the file it writes
-    equals the in-memory resampling of the whole stack, bit for bit, for every method."""
+    equals the in-memory resampling of the whole stack to one float32 rounding, for every method."""
     from osgeo import gdal
     from synthetic import write_stack
 
@@ -135,7 +138,7 @@ def test_windows_hold_gdal_cache_to_what_they_share_and_do_not_change_the_values
                 yield i, fn(task)
 
         out = str(tmp_path / ("%s.tif" % method))
-        resample.resample_raster(src, out, method=method, memory_mb=60, run_tasks=run_tasks, windows_at_once=2)
+        resample.resample_raster(src, out, method=method, memory_mb=75, run_tasks=run_tasks, windows_at_once=2)
         assert gdal.GetCacheMax() == before
         assert len(tasks) > 2 and any(task["ncols"] < 520 for task in tasks)
         # whole output tiles (256 x 256) except at the raster's edges
@@ -146,4 +149,35 @@ def test_windows_hold_gdal_cache_to_what_they_share_and_do_not_change_the_values
         assert seen == {int(2 * need + windows.MIN_CACHE_MB * 2**20)}
         whole = resample.temporal_resample_block(values.astype(np.float64), t, t_new, method).astype(np.float32)
         got = gdal.Open(out).ReadAsArray()
-        assert np.array_equal(got, whole, equal_nan=True), method
+        assert np.array_equal(np.isnan(got), np.isnan(whole)), method
+        np.testing.assert_allclose(got, whole, rtol=2.5e-7, atol=0, err_msg=method)  # one float32 rounding
+
+
+@pytest.mark.parametrize("method", ["linear", "cubic", "pchip", "nearest"])
+def test_scattered_gaps_pixel_by_pixel_match_scipy_and_the_pattern_way(method):
+    """Gaps on scattered dates give every pixel its own validity pattern: those pixels are interpolated pixel by
+    pixel (batched over pixels), the same values as SciPy per pixel and as the weight-matrix way the pixels of a
+    shared pattern take (forced here by a group size limit of 1), including flat runs and sign changes (PCHIP's
+    derivative rules) and pixels with 2 and 3 valid dates."""
+    rng = np.random.default_rng(11)
+    dates = sentinel1_dates(n=40)
+    values = np.cumsum(rng.normal(size=(40, 12, 15)), axis=0) * 3
+    values[rng.random(values.shape) < 0.15] = np.nan
+    values[:, 0, :3] = np.nan
+    values[[3, 20], 0, 0] = [1.0, 2.0]  # two valid dates
+    values[[3, 20, 30], 0, 1] = [1.0, 5.0, 2.0]  # three
+    values[:, 1, 0] = np.nan
+    values[[5, 10, 15, 20, 25], 1, 0] = [1.0, 2.0, 2.0, 2.0, 3.0]  # a flat run
+    t = days_since(dates)
+    t_new = days_since(resample.target_dates(dates), dates[0])
+    got = resample.temporal_resample_block(values, t, t_new, method)
+    ref = _reference(values, t, t_new, method)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-9, equal_nan=True)
+    old = resample.SMALL_GROUP
+    try:
+        resample.SMALL_GROUP = 1
+        by_pattern = resample.temporal_resample_block(values, t, t_new, method)
+    finally:
+        resample.SMALL_GROUP = old
+    np.testing.assert_allclose(got, by_pattern, rtol=0, atol=1e-9, equal_nan=True)
