@@ -122,9 +122,10 @@ class ResampleTimeSeries(SubsidenceAlgorithm):
         self.add_memory_limit(
             self.MEMORY_LIMIT_MB,
             help_text="Upper bound of the run's working memory, all threads together: the windows' arrays (about "
-            "17 bytes per input date and 20 per target date for each pixel) and GDAL's cache of the input blocks "
-            "two windows share. Large stacks are streamed in windows of whole 256 x 256 output tiles under this "
-            "cap; results do not depend on it.",
+            "17 bytes per input date and 20 per target date for each pixel, plus about 30 MB for pixels whose "
+            "gaps fall on dates of their own) and GDAL's cache of the input blocks two windows share. Large stacks "
+            "are streamed in windows of whole 256 x 256 output tiles under this cap; results do not depend on it "
+            "beyond float rounding.",
         )
         self.add_threads()
         self.add_dask_scheduler(self.DASK_SCHEDULER)

@@ -168,7 +168,6 @@ def _validity_groups(valid, pixels):
     """Group ``pixels`` (column indices of ``valid``, a (T, P) bool array) by their validity pattern: a list of
     ``(pattern (T,) bool, members ascending)``, one per distinct pattern. Patterns are packed to bits and compared
     as 64-bit words (sorted with a stable lexsort), not as byte strings (numpy's unique along an axis)."""
-    T = valid.shape[0]
     packed = np.packbits(valid[:, pixels], axis=0)  # (ceil(T/8), p)
     nbytes = -(-packed.shape[0] // 8) * 8
     rows = np.zeros((pixels.size, nbytes), np.uint8)
@@ -181,7 +180,7 @@ def _validity_groups(valid, pixels):
     groups = []
     for a, b in zip(starts, ends):
         members = pixels[order[a:b]]
-        groups.append((valid[:T, members[0]], members))
+        groups.append((valid[:, members[0]], members))
     return groups
 
 
