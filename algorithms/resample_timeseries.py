@@ -122,10 +122,12 @@ class ResampleTimeSeries(SubsidenceAlgorithm):
         self.add_memory_limit(
             self.MEMORY_LIMIT_MB,
             help_text="Upper bound of the run's working memory, all threads together: the windows' arrays (about "
-            "17 bytes per input date and 20 per target date for each pixel, plus about 30 MB for pixels whose "
-            "gaps fall on dates of their own) and GDAL's cache of the input blocks two windows share. Large stacks "
-            "are streamed in windows of whole 256 x 256 output tiles under this cap; results do not depend on it "
-            "beyond float rounding.",
+            "5 bytes per input date (9 for float64 or scaled inputs) and 4 per target date for each pixel, plus "
+            "about 30 MB per thread of working chunks, interpolated in float64) and GDAL's cache of the input blocks "
+            "two windows share. Large stacks are streamed in windows of whole 256 x 256 output tiles under this "
+            "cap; results do not depend on it beyond float rounding. Decoding a tile of a pixel-interleaved stack "
+            "takes all its bands at once (62 MB for 256 x 256 x 120 float32): where a window cannot fit the limit "
+            "the log says how much each one takes.",
         )
         self.add_threads()
         self.add_dask_scheduler(self.DASK_SCHEDULER)

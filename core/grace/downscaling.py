@@ -727,10 +727,10 @@ def block_cache_bytes(readers, window=None):
     return cache_bytes(_layouts(readers), window)
 
 
-def plan_windows(readers, ny, nx, per_cell, memory_mb, fixed=0):
+def plan_windows(readers, ny, nx, per_cell, memory_mb, fixed=0, log=None):
     """:func:`~..io.windows.plan_windows` for windows read month by month from ``readers``: the windows and the
-    bytes of GDAL's block cache one of them needs."""
-    return windows.plan_windows(_layouts(readers), ny, nx, per_cell, memory_mb, fixed)
+    bytes of GDAL's block cache one of them needs (``log`` told when the smallest windows exceed the limit)."""
+    return windows.plan_windows(_layouts(readers), ny, nx, per_cell, memory_mb, fixed, log=log, what="the model")
 
 
 def weighted_downscaling(
@@ -796,7 +796,9 @@ def weighted_downscaling(
     per_cell = window_bytes_per_cell(
         nt, method, out_dtype, interp.k, _cell_area(lons, lats) / _cell_area(tg.lons, tg.lats)
     )
-    blocks, cache = plan_windows(model.readers, ny, nx, per_cell, memory_mb, window_fixed_bytes(e.shape, method))
+    blocks, cache = plan_windows(
+        model.readers, ny, nx, per_cell, memory_mb, window_fixed_bytes(e.shape, method), log=log
+    )
     # one picklable task per window + what all windows share (coarse arrays, interpolator, model readers:
     # sent once to each Dask worker, where the readers re-open the files; ProductReader pickles without handles)
     shared = DownscaleState(

@@ -265,7 +265,7 @@ def groundwater_anomaly(
     nt, nx, ny = len(months), len(lons), len(lats)
     mask = _checked_mask(mask, nx, ny)
     per_cell = 8 * nt * (4 * (len(comps) + 1) + 2)
-    blocks, cache = plan_windows([twsa] + comps, ny, nx, per_cell, memory_mb)
+    blocks, cache = plan_windows([twsa] + comps, ny, nx, per_cell, memory_mb, log=log)
     keys = ["twsa"] + names + ["gwsa"]
     shared = GwsaState(twsa=twsa, components=comps, months=months, mode=mode, use=use, out_dtype=out_dtype)
     tasks = [

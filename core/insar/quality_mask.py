@@ -196,7 +196,13 @@ def mask_by_quality(
     layouts += [block_layout(open_raster(i[0]), whole_stack_reads=True) for i in inputs]
     # windows of whole tiles, with GDAL's cache of the input blocks they hold or share under the cap
     blocks, cache = plan_windows(
-        layouts, grid.ysize, grid.xsize, 8 * (nb + len(active) + 4), memory_mb, out_tile=4 * (nb + 1) * 256 * 256
+        layouts,
+        grid.ysize,
+        grid.xsize,
+        8 * (nb + len(active) + 4),
+        memory_mb,
+        out_tile=4 * (nb + 1) * 256 * 256,
+        log=log,
     )
     fails = np.zeros(len(active), dtype=np.int64)
     only = np.zeros(len(active), dtype=np.int64)

@@ -340,6 +340,26 @@ def _clean_band_in_place(a, band, apply_scale):
             a += 0.0 if o is None else o
 
 
+#: GDAL types whose every value float32 holds exactly
+_FLOAT32_EXACT = {gdal.GDT_Byte, gdal.GDT_UInt16, gdal.GDT_Int16, gdal.GDT_Float32} | (
+    {gdal.GDT_Int8} if hasattr(gdal, "GDT_Int8") else set()
+)
+
+
+def exact_read_dtype(ds):
+    """``np.float32`` when :func:`read_window` can read every band of ``ds`` as float32 without changing a value
+    (8/16-bit integers or float32, no scale or offset), else ``np.float64``: a window held as float32 takes half
+    the memory and gives the same numbers once widened."""
+    for b in range(1, ds.RasterCount + 1):
+        band = ds.GetRasterBand(b)
+        if band.DataType not in _FLOAT32_EXACT:
+            return np.float64
+        s, o = band.GetScale(), band.GetOffset()
+        if s not in (None, 1.0) or o not in (None, 0.0):
+            return np.float64
+    return np.float32
+
+
 def read_window(ds, xoff, yoff, xsize, ysize, bands=None, dtype=np.float64, apply_scale=True):
     """Read the pixel window ``(xoff, yoff, xsize, ysize)`` of the given bands (1-based; default all).
 

@@ -145,15 +145,18 @@ def cache_bytes(layouts, window=None):
     return sum(lay.held(window) for lay in layouts)
 
 
-def plan_windows(layouts, ny, nx, per_cell, memory_mb, fixed=0, tile=256, out_tile=0):
+def plan_windows(layouts, ny, nx, per_cell, memory_mb, fixed=0, tile=256, out_tile=0, log=None, what="the inputs"):
     """Windows (:func:`window_blocks`) of a ``ny`` x ``nx`` grid under ``memory_mb`` each, and the bytes of GDAL's
     block cache one of them needs (:func:`cache_bytes` of the inputs' ``layouts``): the blocks held per cell are
     counted with the window's arrays (``per_cell``; ``fixed``: bytes that do not scale with the window, to which
     the buffers of decoded pixel-interleaved tiles are added), and the blocks reaching beyond a window (input
     blocks that its edges cut) are taken off the budget once more. ``out_tile``: bytes of one output tile of
     every band of every output; when the windows cut output tiles, two such tiles waiting to be completed in the
-    writers (:meth:`~.rasters.RasterWriter.write_block`) are taken off the budget too."""
+    writers (:meth:`~.rasters.RasterWriter.write_block`) are taken off the budget too. Where even the smallest
+    windows need more than ``memory_mb`` (:func:`window_need_bytes`), they are used anyway and ``log`` (when given)
+    is told how much each takes, naming ``what``."""
     layouts = list(layouts)
+    given = (per_cell, fixed)
     per_cell += cache_bytes(layouts) + sum(lay.read_copy for lay in layouts)
     fixed += sum(lay.buffer for lay in layouts)
     budget = memory_mb - fixed / 2.0**20
@@ -168,7 +171,33 @@ def plan_windows(layouts, ny, nx, per_cell, memory_mb, fixed=0, tile=256, out_ti
         if new_budget >= budget:
             break
         budget = new_budget
+    if log is not None:
+        need = window_need_bytes(layouts, blocks, ny, nx, given[0], given[1], tile, out_tile) / 2.0**20
+        if need > 1.05 * memory_mb:
+            log(
+                "the memory limit leaves %.0f MB per window, but the smallest windows of %s need about %.0f MB each "
+                "(decoding their tiles and the fixed working arrays): the run will use that much per window at a "
+                "time; raise MEMORY_LIMIT_MB (or use fewer THREADS) to stay within the limit" % (memory_mb, what, need)
+            )
     return blocks, cache
+
+
+def window_need_bytes(layouts, blocks, ny, nx, per_cell, fixed=0, tile=256, out_tile=0):
+    """The largest memory one of ``blocks`` (from :func:`plan_windows` with the same arguments) needs, counted as
+    :func:`plan_windows` counts it: its arrays and the input blocks held per cell, the fixed bytes and decoded-tile
+    buffers, the cached blocks its edges cut beyond it and the output tiles waiting in the writers. Above the limit
+    when even the smallest window does not fit it (e.g. the fixed part: a pixel-interleaved 256 x 256 tile of 120
+    float32 bands takes 31 MB to decode and 31 MB held in GDAL's cache while windows share it); callers say so."""
+    layouts = list(layouts)
+    per_cell += cache_bytes(layouts) + sum(lay.read_copy for lay in layouts)
+    fixed += sum(lay.buffer for lay in layouts)
+    waiting = 2 * out_tile if any(_cuts_tiles(b, ny, nx, tile) for b in blocks) else 0
+    need = 0
+    for b in blocks:
+        cells = b[1] * b[3]
+        beyond = max(0, cache_bytes(layouts, b) - cache_bytes(layouts) * cells)
+        need = max(need, cells * per_cell + fixed + beyond + waiting)
+    return need
 
 
 def _cuts_tiles(window, ny, nx, tile):

@@ -164,24 +164,31 @@ def _apply_weights(W, Y, chunk=WEIGHT_CHUNK):
     return out
 
 
-def _validity_groups(valid, pixels):
-    """Group ``pixels`` (column indices of ``valid``, a (T, P) bool array) by their validity pattern: a list of
-    ``(pattern (T,) bool, members ascending)``, one per distinct pattern. Patterns are packed to bits and compared
-    as 64-bit words (sorted with a stable lexsort), not as byte strings (numpy's unique along an axis)."""
-    packed = np.packbits(valid[:, pixels], axis=0)  # (ceil(T/8), p)
+def _validity_groups(valid, pixels, min_size=1):
+    """Group ``pixels`` (column indices of ``valid``, a (T, P) bool array) by their validity pattern:
+    ``(groups, few)``, ``groups`` a list of ``(pattern (T,) bool, members ascending)`` for each distinct pattern
+    shared by ``min_size`` pixels or more, ``few`` the other pixels (ascending; no per-pattern objects for them,
+    which with gaps on scattered dates would be one per pixel). Patterns are packed to bits and compared as 64-bit
+    words (sorted with a stable lexsort), not as byte strings (numpy's unique along an axis)."""
+    packed = np.packbits(valid, axis=0)[:, pixels]  # (ceil(T/8), p), without a copy of the pixels' masks
     nbytes = -(-packed.shape[0] // 8) * 8
     rows = np.zeros((pixels.size, nbytes), np.uint8)
     rows[:, : packed.shape[0]] = packed.T
+    del packed
     words = rows.view(np.uint64)  # (p, nbytes / 8)
     order = np.lexsort(words.T[::-1]) if words.shape[1] > 1 else np.argsort(words[:, 0], kind="stable")
     w = words[order]
+    del rows, words
     starts = np.flatnonzero(np.r_[True, np.any(w[1:] != w[:-1], axis=1)])
+    del w
     ends = np.r_[starts[1:], order.size]
+    big = (ends - starts) >= min_size
     groups = []
-    for a, b in zip(starts, ends):
+    for a, b in zip(starts[big], ends[big]):
         members = pixels[order[a:b]]
-        groups.append((valid[:, members[0]], members))
-    return groups
+        groups.append((valid[:, members[0]].copy(), members))  # a copy: a view would keep ``valid`` alive
+    few = np.sort(pixels[order[~np.repeat(big, ends - starts)]])
+    return groups, few
 
 
 #: validity patterns shared by fewer pixels than this are interpolated pixel by pixel (:func:`_per_pixel`), the others
@@ -189,6 +196,11 @@ def _validity_groups(valid, pixels):
 SMALL_GROUP = 64
 #: pixels interpolated pixel by pixel at a time (their arrays: about 30 MB for 120 dates -> 52 months)
 PER_PIXEL_CHUNK = 4096
+#: pixels of one shared validity pattern gathered (as float64) and interpolated at a time; a multiple of
+#: :data:`WEIGHT_CHUNK`, so the matrix products are the same whatever the split (about 30 MB for 120 -> 52)
+GROUP_CHUNK = 16384
+#: the same for PCHIP, whose SciPy interpolant holds about 70 T bytes per pixel (derivatives, coefficients)
+PCHIP_CHUNK = 2048
 
 
 def _not_a_knot_slopes(x, y):
@@ -271,7 +283,7 @@ def _per_pixel(Y, valid, cols, t, t_new, method):
         sel = np.flatnonzero(n_all == n)
         order = order_all[:n, sel]
         x = t[order]
-        y = np.take_along_axis(Y[:, cols[sel]], order, axis=0)
+        y = np.take_along_axis(Y[:, cols[sel]].astype(np.float64, copy=False), order, axis=0)
         i = np.clip(upto[:, sel] - 1, 0, n - 2)  # interval [x_i, x_{i+1}] of each target (K, m)
         x0, x1 = np.take_along_axis(x, i, axis=0), np.take_along_axis(x, i + 1, axis=0)
         y0, y1 = np.take_along_axis(y, i, axis=0), np.take_along_axis(y, i + 1, axis=0)
@@ -294,30 +306,36 @@ def _per_pixel(Y, valid, cols, t, t_new, method):
     return out
 
 
-def temporal_resample_block(values, t, t_new, method="cubic", min_valid=2):
+def temporal_resample_block(values, t, t_new, method="cubic", min_valid=2, out_dtype=np.float64):
     """Resample a block of time series to new times.
 
     Parameters
     ----------
-    values : array (T, rows, cols) or (T, P) -- observations, NaN = missing.
+    values : array (T, rows, cols) or (T, P) -- observations, NaN = missing; float32 or float64 is used as
+        given (float32 values are widened to float64 a group chunk at a time, so a window is held in memory once,
+        in its own type), other types are converted to float64.
     t : array (T,) -- observation times (days), strictly increasing.
     t_new : array (K,) -- target times (days, same origin).
     method : ``linear`` | ``cubic`` | ``pchip`` | ``nearest``.
     min_valid : pixels with fewer valid dates give NaN everywhere (at least 2).
+    out_dtype : type of the result (float64 by default; float32 rounds the float64 arithmetic once).
 
-    Returns an array (K, rows, cols) (or (K, P)) of float64; each pixel uses
-    only its valid dates and is NaN outside its first..last valid date.
+    Returns an array (K, rows, cols) (or (K, P)) of ``out_dtype``; each pixel uses
+    only its valid dates and is NaN outside its first..last valid date. The arithmetic is float64 whatever the
+    input type, and a pixel's result does not depend on the type the values came in.
     """
     if method not in METHODS:
         raise ValueError("unknown method %r (one of %s)" % (method, ", ".join(METHODS)))
-    values = np.asarray(values, dtype=np.float64)
+    values = np.asarray(values)
+    if values.dtype not in (np.float32, np.float64):
+        values = values.astype(np.float64)
     t = np.asarray(t, dtype=np.float64)
     t_new = np.asarray(t_new, dtype=np.float64)
     shape = values.shape
     T = shape[0]
     Y = values.reshape(T, -1)
     P = Y.shape[1]
-    out = np.full((len(t_new), P), np.nan)
+    out = np.full((len(t_new), P), np.nan, dtype=out_dtype)
     valid = np.isfinite(Y)
     nvalid = valid.sum(axis=0)
     usable = nvalid >= max(2, int(min_valid))
@@ -329,29 +347,31 @@ def temporal_resample_block(values, t, t_new, method="cubic", min_valid=2):
         groups.append((np.ones(T, bool), np.flatnonzero(full)))
     partial = np.flatnonzero(usable & ~full)
     if partial.size:
-        few = []
-        for mask, members in _validity_groups(valid, partial):
-            if members.size < SMALL_GROUP:
-                few.append(members)
-            else:
-                groups.append((mask, members))
-        if few:
-            few = np.sort(np.concatenate(few))
+        shared, few = _validity_groups(valid, partial, SMALL_GROUP)
+        groups += shared
+        if few.size:
             for c in range(0, few.size, PER_PIXEL_CHUNK):
                 cols = few[c : c + PER_PIXEL_CHUNK]
                 out[:, cols] = _per_pixel(Y, valid, cols, t, t_new, method)
+    del valid
     for mask, members in groups:
         tv = t[mask]
-        # gather only the group's values (Y[mask] would copy every pixel's dates once per pattern)
-        Yg = Y[:, members] if mask.all() else Y[np.ix_(np.flatnonzero(mask), members)]
-        if method == "pchip":
-            inside = (t_new >= tv[0]) & (t_new <= tv[-1])
-            res = np.full((len(t_new), members.size), np.nan)
-            if inside.any():
+        rows = None if mask.all() else np.flatnonzero(mask)
+        W = None if method == "pchip" else _interp_weights(tv, t_new, method)
+        inside = (t_new >= tv[0]) & (t_new <= tv[-1])
+        chunk = GROUP_CHUNK if W is not None else PCHIP_CHUNK
+        for c in range(0, members.size, chunk):
+            m = members[c : c + chunk]
+            # gather only these pixels' values (Y[mask] would copy every pixel's dates once per pattern)
+            Yg = (Y[:, m] if rows is None else Y[np.ix_(rows, m)]).astype(np.float64, copy=False)
+            if W is not None:
+                out[:, m] = _apply_weights(W, Yg)
+            elif inside.any():
+                res = np.full((len(t_new), m.size), np.nan)
                 res[inside] = _si.PchipInterpolator(tv, Yg, axis=0, extrapolate=False)(t_new[inside])
-            out[:, members] = res
-        else:
-            out[:, members] = _apply_weights(_interp_weights(tv, t_new, method), Yg)
+                out[:, m] = res
+                del res
+            del Yg  # before the next chunk is gathered
     return out.reshape((len(t_new),) + shape[1:])
 
 
@@ -359,27 +379,30 @@ def resample_block_task(task):
     """Window task for :func:`~..io.tasks.map_blocks`: read, resample, return the window.
 
     ``task`` is a dict with ``path``, ``row0``, ``nrows``, ``t``, ``t_new``, ``method`` and ``min_valid``, and
-    ``col0``/``ncols`` for a window narrower than the raster (default: every column); it reads its window from
-    ``path`` itself (so it can run on a Dask worker that sees the same file system) and returns
-    ``(row0, array (K, nrows, ncols) float32)``.
+    ``col0``/``ncols`` for a window narrower than the raster (default: every column) and ``dtype`` (the type the
+    window is read in, ``"float32"`` where that changes no value, :func:`~..io.rasters.exact_read_dtype`; default
+    float64); it reads its window from ``path`` itself (so it can run on a Dask worker that sees the same file
+    system) and returns ``(row0, array (K, nrows, ncols) float32)``.
     """
     from ..io.rasters import open_raster, read_window
 
     ds = open_raster(task["path"])
     col0 = task.get("col0", 0)
     ncols = task.get("ncols") or ds.RasterXSize - col0
-    block = read_window(ds, col0, task["row0"], ncols, task["nrows"])
-    out = temporal_resample_block(block, task["t"], task["t_new"], task["method"], task.get("min_valid", 2))
+    block = read_window(ds, col0, task["row0"], ncols, task["nrows"], dtype=np.dtype(task.get("dtype", "float64")))
+    out = temporal_resample_block(
+        block, task["t"], task["t_new"], task["method"], task.get("min_valid", 2), out_dtype=np.float32
+    )
     del block
-    return task["row0"], out.astype(np.float32)
+    return task["row0"], out
 
 
-def window_bytes_per_cell(n_dates, n_targets):
-    """Working memory per cell of one window: the float64 input, its valid mask and the gathered values of a
-    validity group (8 T + T + 8 T bytes), the float64 result and its float32 copy (12 K), and a group's product
-    before it is scattered into the result (8 K). Pixels interpolated one by one (:func:`_per_pixel`) go
-    :data:`PER_PIXEL_CHUNK` at a time: :func:`per_pixel_bytes` more, whatever the window."""
-    return 17 * n_dates + 20 * n_targets
+def window_bytes_per_cell(n_dates, n_targets, itemsize=8):
+    """Working memory per cell of one window (:func:`resample_block_task`): the input as read (``itemsize`` T:
+    4 for float32 windows) and its valid mask (T), the float32 result (4 K), and the small per-pixel arrays
+    (counts and flags, 24 bytes). The float64 work goes a chunk of pixels at a time, whatever the window:
+    :func:`fixed_bytes` (about 90 kB per cell before the chunks, when the whole window was float64 at once)."""
+    return (itemsize + 1) * n_dates + 4 * n_targets + 24
 
 
 def per_pixel_bytes(n_dates, n_targets):
@@ -387,6 +410,22 @@ def per_pixel_bytes(n_dates, n_targets):
     (4 T), valid times and values (16 T) and the per-target temporaries (about 80 K) for :data:`PER_PIXEL_CHUNK`
     pixels (31 MB for 120 dates -> 52 months)."""
     return PER_PIXEL_CHUNK * (28 * n_dates + 80 * n_targets)
+
+
+def group_chunk_bytes(n_dates, n_targets, method="cubic"):
+    """Working memory of one chunk of a shared pattern's pixels: gathered in the window's type and widened to
+    float64 (12 T), the product and its float32 copy on the way into the result (12 K), and the padded last
+    product (8 T + 8 K per :data:`WEIGHT_CHUNK` pixels), for :data:`GROUP_CHUNK` pixels (34 MB for 120 dates -> 52
+    months); for PCHIP SciPy's interpolant (measured: 69 T + 16 K per pixel) on :data:`PCHIP_CHUNK` pixels (24 MB)."""
+    if method == "pchip":
+        return PCHIP_CHUNK * (12 * n_dates + 72 * n_dates + 20 * n_targets)
+    return GROUP_CHUNK * (12 * n_dates + 12 * n_targets) + WEIGHT_CHUNK * 8 * (n_dates + n_targets)
+
+
+def fixed_bytes(n_dates, n_targets, method="cubic"):
+    """Working memory of a window's task whatever its size: the larger of a chunk of pixels interpolated one by
+    one and a chunk of a shared pattern's pixels (they do not overlap)."""
+    return max(per_pixel_bytes(n_dates, n_targets), group_chunk_bytes(n_dates, n_targets, method))
 
 
 def check_targets(dates, targets, min_valid):
@@ -430,7 +469,15 @@ def resample_raster(
     they need (:func:`~..io.windows.window_cache`). Fails (writing nothing) when every output pixel would be
     NoData. Returns a summary dict."""
     from ..io.dates import days_since
-    from ..io.rasters import RasterGrid, RasterWriter, block_layout, check_band_numeric, open_raster, read_dates
+    from ..io.rasters import (
+        RasterGrid,
+        RasterWriter,
+        block_layout,
+        check_band_numeric,
+        exact_read_dtype,
+        open_raster,
+        read_dates,
+    )
     from ..io.windows import plan_windows, window_cache
 
     ds = open_raster(path)
@@ -454,22 +501,36 @@ def resample_raster(
         )
     t, t_new = days_since(dates), days_since(targets, dates[0])
     grid = RasterGrid.of(ds)
+    dtype = np.dtype(exact_read_dtype(ds))
     # windows of whole output tiles under the cap, with GDAL's cache of the input blocks they share counted
     blocks, cache = plan_windows(
         [block_layout(ds, whole_stack_reads=True)],
         grid.ysize,
         grid.xsize,
-        window_bytes_per_cell(len(dates), len(targets)),
+        window_bytes_per_cell(len(dates), len(targets), dtype.itemsize),
         memory_mb,
-        fixed=per_pixel_bytes(len(dates), len(targets)),
+        fixed=fixed_bytes(len(dates), len(targets), method),
         out_tile=4 * len(targets) * 256 * 256,
+        log=log,
+        what=path,
     )
     units = ds.GetRasterBand(1).GetUnitType() or (ds.GetMetadata() or {}).get("UNITS", "")
     metadata = dict(
         {"SOURCE": path, "RESAMPLING": method}, **{k: v for k, v in (ds.GetMetadata() or {}).items() if k == "KIND"}
     )
     tasks = [
-        dict(path=path, row0=r0, nrows=nr, col0=c0, ncols=nc, t=t, t_new=t_new, method=method, min_valid=min_valid)
+        dict(
+            path=path,
+            row0=r0,
+            nrows=nr,
+            col0=c0,
+            ncols=nc,
+            t=t,
+            t_new=t_new,
+            method=method,
+            min_valid=min_valid,
+            dtype=dtype.name,
+        )
         for r0, nr, c0, nc in blocks
     ]
     valid = 0

@@ -159,7 +159,7 @@ def test_block_layout_holds_whole_windows_or_only_the_blocks_their_edges_cut(tmp
     file); read all bands at once it holds only the blocks a window's edges cut, which the next window reads
     again. plan_windows counts the held blocks under the cap."""
     from subsidence_toolkit.core.io.rasters import block_layout
-    from subsidence_toolkit.core.io.windows import cache_bytes, plan_windows
+    from subsidence_toolkit.core.io.windows import cache_bytes, plan_windows, window_need_bytes
 
     a = np.zeros((5, 40, 50), np.float32)
     path = str(tmp_path / "p.tif")
@@ -182,6 +182,13 @@ def test_block_layout_holds_whole_windows_or_only_the_blocks_their_edges_cut(tmp
         blocks, cache = plan_windows([lay], 40, 50, 1000, 0.05, tile=16)
         assert cache == max(lay.held(b) for b in blocks)
         assert all(nr * nc * (1000 + lay.held()) + lay.buffer <= 0.05 * 2**20 for _, nr, _, nc in blocks)
+        # what the largest window needs, counted the same way: within the cap here, above it when the fixed
+        # part alone exceeds the cap (the windows then stop shrinking at a quarter of it)
+        assert window_need_bytes([lay], blocks, 40, 50, 1000, tile=16) <= 0.05 * 2**20
+        small, _ = plan_windows([lay], 40, 50, 1000, 0.05, fixed=60_000, tile=16)
+        need = window_need_bytes([lay], small, 40, 50, 1000, fixed=60_000, tile=16)
+        cells = max(nr * nc for _, nr, _, nc in small)
+        assert need >= 60_000 + lay.buffer + cells * (1000 + lay.held()) > 0.05 * 2**20
 
 
 def _tiles(path):
@@ -314,3 +321,36 @@ def test_pixel_interleaved_windows_read_in_one_call_equal_band_by_band_reads(tmp
             np.testing.assert_array_equal(got, exp)
     assert np.isnan(read_window(pix, 0, 0, 30, 40)[1, 3:7, 4:9]).all()
     np.testing.assert_array_equal(read_window(pix, 0, 0, 30, 40)[0], data[0] * 0.5 + 1.0)
+
+
+@pytest.mark.parametrize(
+    "gdal_type,scale,expected",
+    [
+        (gdal.GDT_Float32, None, np.float32),
+        (gdal.GDT_Int16, None, np.float32),
+        (gdal.GDT_Byte, None, np.float32),
+        (gdal.GDT_Int16, 0.001, np.float64),  # scaled: float32 arithmetic would round differently
+        (gdal.GDT_Float64, None, np.float64),
+        (gdal.GDT_Int32, None, np.float64),  # beyond float32's 24-bit mantissa
+    ],
+)
+def test_exact_read_dtype_is_float32_only_where_no_value_changes(tmp_path, gdal_type, scale, expected):
+    """Windows are held as float32 only where every value of the file reads the same as in float64; the values
+    read both ways are then equal."""
+    from subsidence_toolkit.core.io.rasters import exact_read_dtype, read_window
+
+    path = str(tmp_path / "r.tif")
+    ds = gdal.GetDriverByName("GTiff").Create(path, 6, 5, 2, gdal_type)
+    rng = np.random.default_rng(0)
+    for b in (1, 2):
+        band = ds.GetRasterBand(b)
+        band.WriteArray((rng.random((5, 6)) * 200 - (0 if gdal_type == gdal.GDT_Byte else 100)).round(3))
+        band.SetNoDataValue(7)
+        if scale:
+            band.SetScale(scale)
+    ds = None
+    ds = gdal.Open(path)
+    assert exact_read_dtype(ds) is expected
+    a32 = read_window(ds, 1, 1, 4, 3, dtype=exact_read_dtype(ds))
+    a64 = read_window(ds, 1, 1, 4, 3)
+    assert np.array_equal(a32.astype(np.float64), a64, equal_nan=True)

@@ -138,7 +138,7 @@ def test_windows_hold_gdal_cache_to_what_they_share_and_do_not_change_the_values
                 yield i, fn(task)
 
         out = str(tmp_path / ("%s.tif" % method))
-        resample.resample_raster(src, out, method=method, memory_mb=75, run_tasks=run_tasks, windows_at_once=2)
+        resample.resample_raster(src, out, method=method, memory_mb=50, run_tasks=run_tasks, windows_at_once=2)
         assert gdal.GetCacheMax() == before
         assert len(tasks) > 2 and any(task["ncols"] < 520 for task in tasks)
         # whole output tiles (256 x 256) except at the raster's edges
@@ -181,3 +181,91 @@ def test_scattered_gaps_pixel_by_pixel_match_scipy_and_the_pattern_way(method):
     finally:
         resample.SMALL_GROUP = old
     np.testing.assert_allclose(got, by_pattern, rtol=0, atol=1e-9, equal_nan=True)
+
+
+@pytest.mark.parametrize("method", ["linear", "cubic", "pchip", "nearest"])
+def test_float32_windows_and_group_chunks_give_the_same_values_bit_for_bit(method):
+    """A window held as float32 (as read from a float32 file) gives the float32 result of the float64 window bit
+    for bit, and a shared pattern's pixels interpolated a chunk at a time (any multiple of the product width) give
+    the same values as all at once: the window's type and the chunking change the memory, not the numbers."""
+    rng = np.random.default_rng(5)
+    dates = sentinel1_dates(n=36)
+    values = smooth_stack(dates, ny=40, nx=50, nan_fraction=0.0, seed=2).astype(np.float32)
+    values[4:9, :20, :] = np.nan  # a shared gap (1 000 px, one pattern)
+    values[:, 30:, 40:][rng.random((36, 10, 10)) < 0.2] = np.nan  # scattered gaps: pixel by pixel
+    values[:, 0, 0] = np.nan
+    t = days_since(dates)
+    t_new = days_since(resample.target_dates(dates), dates[0])
+    ref = resample.temporal_resample_block(values.astype(np.float64), t, t_new, method).astype(np.float32)
+    got = resample.temporal_resample_block(values, t, t_new, method, out_dtype=np.float32)
+    assert got.dtype == np.float32
+    assert np.array_equal(got, ref, equal_nan=True)
+    old = resample.GROUP_CHUNK
+    try:
+        resample.GROUP_CHUNK = resample.WEIGHT_CHUNK
+        chunked = resample.temporal_resample_block(values, t, t_new, method, out_dtype=np.float32)
+    finally:
+        resample.GROUP_CHUNK = old
+    assert np.array_equal(chunked, ref, equal_nan=True)
+
+
+@pytest.mark.parametrize("gaps,method", [("shared", "cubic"), ("shared", "pchip"), ("scattered", "cubic")])
+def test_window_memory_within_its_plan(gaps, method):
+    """What a window's resampling allocates (numpy reports to tracemalloc) beyond its input stays within what the
+    plan counts: ``window_bytes_per_cell`` x its cells without the input (T itemsize) + ``fixed_bytes`` (+ 64 kB
+    of small arrays), with shared gaps (chunks of patterns; PCHIP's SciPy interpolant in smaller chunks) and with
+    gaps on scattered dates (pixel by pixel)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(1)
+    dates = sentinel1_dates(n=60)
+    T = len(dates)
+    values = smooth_stack(dates, ny=150, nx=200, nan_fraction=0.0, seed=4).astype(np.float32)
+    if gaps == "shared":
+        values[10:14, :75] = np.nan
+    else:
+        values[rng.random(values.shape) < 0.1] = np.nan
+    t = days_since(dates)
+    t_new = days_since(resample.target_dates(dates), dates[0])
+    K = len(t_new)
+    for warm in (np.ones((T, 10, 10), np.float32), values[:, :2, :2]):  # SciPy imported, both ways run once
+        resample.temporal_resample_block(warm, t, t_new, method, out_dtype=np.float32)
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        out = resample.temporal_resample_block(values, t, t_new, method, out_dtype=np.float32)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    cells = values.shape[1] * values.shape[2]
+    plan = (resample.window_bytes_per_cell(T, K, 4) - 4 * T) * cells + resample.fixed_bytes(T, K, method)
+    assert out.nbytes <= peak <= plan + 64 * 1024, (peak, plan)
+
+
+def test_a_limit_below_what_one_window_needs_is_said_in_the_log(tmp_path):
+    """Where the fixed part of a window (a pixel-interleaved tile's decoding, the working chunks) exceeds the
+    memory limit, the run still completes (with the smallest windows) and its log says how much a window takes and
+    what to change; at a limit that fits, nothing is said."""
+    from osgeo import gdal
+    from synthetic import write_stack
+
+    dates = sentinel1_dates(n=40)
+    values = smooth_stack(dates, ny=60, nx=70, nan_fraction=0.0, seed=1).astype(np.float32)
+    src = str(tmp_path / "p.tif")
+    gdal.Translate(
+        src,
+        write_stack(tmp_path / "plain.tif", values, dates=dates),
+        creationOptions=["TILED=YES", "BLOCKXSIZE=64", "BLOCKYSIZE=64", "INTERLEAVE=PIXEL"],
+    )
+    said = []
+    resample.resample_raster(src, str(tmp_path / "a.tif"), memory_mb=4, log=said.append)
+    warn = [m for m in said if "memory limit leaves 4 MB per window" in m]
+    assert len(warn) == 1 and "MEMORY_LIMIT_MB" in warn[0] and src in warn[0], said
+    need = float(warn[0].split("need about ")[1].split(" MB")[0])
+    assert need > 4
+    said = []
+    resample.resample_raster(src, str(tmp_path / "b.tif"), memory_mb=512, log=said.append)
+    assert not [m for m in said if "memory limit" in m]
+    small, large = (gdal.Open(str(tmp_path / name)).ReadAsArray() for name in ("a.tif", "b.tif"))
+    assert np.array_equal(small, large, equal_nan=True)
