@@ -63,6 +63,7 @@ from ..io.rasters import (
     RasterWriter,
     block_layout,
     check_band_numeric,
+    exact_read_dtype,
     open_raster,
     read_dates,
     read_window,
@@ -87,6 +88,9 @@ RANK_CUTOFF = 1e-8
 PAIR_MISFIT_TOLERANCE_M = 1.0
 #: validity patterns solved per batched pseudo-inverse call
 PATTERN_CHUNK = 256
+#: pixels whose coefficients and corrected values are computed in float64 at a time (a window stays in the type it
+#: was read in; the arithmetic of a pixel does not depend on the chunk)
+PIXEL_CHUNK = 4096
 
 _DATE_COLS = ("date", "epoch", "acquisition", "acquisition_date", "epoch_date", "dates")
 _REF_COLS = ("reference", "reference_date", "ref", "ref_date", "date1", "primary", "master", "date_ref")
@@ -392,7 +396,7 @@ def topographic_coefficients(values, topo, deformation, use_dates=None, cutoff=R
     the pseudo-inverse of its pattern of valid dates (patterns batched); the coefficient is ``sum_i h_i d_i``
     added in date order. Returns ``(coef (P,), status (P,) int8)``: status 1 estimated, 0 no data, -1 too few
     dates (no more than parameters), -2 the valid dates cannot separate the topographic term (rank)."""
-    values = np.asarray(values, dtype=np.float64)
+    values = _float_values(values)
     n, npx = values.shape
     design = np.column_stack([np.asarray(topo, dtype=np.float64), np.asarray(deformation, dtype=np.float64)])
     p = design.shape[1]
@@ -410,7 +414,8 @@ def topographic_coefficients(values, topo, deformation, use_dates=None, cutoff=R
     good = np.flatnonzero(enough)
     if good.size == 0:
         return coef, status
-    h = np.zeros((patterns.shape[1], n))
+    # column u of ``hz``: the topographic row of pattern u's pseudo-inverse (date by date); the last column zero
+    hz = np.zeros((n, patterns.shape[1] + 1))
     solved = np.zeros(patterns.shape[1], bool)
     rank_bad = np.zeros(patterns.shape[1], bool)
     for c0 in range(0, good.size, PATTERN_CHUNK):  # bounded memory: PATTERN_CHUNK x N x p per call
@@ -419,46 +424,75 @@ def topographic_coefficients(values, topo, deformation, use_dates=None, cutoff=R
         sv = np.linalg.svd(stacked, compute_uv=False)
         full_rank = sv[:, -1] > cutoff * sv[:, 0]
         if full_rank.any():
-            h[chunk[full_rank]] = np.linalg.pinv(stacked[full_rank], rcond=cutoff)[:, 0, :]
+            hz[:, chunk[full_rank]] = np.linalg.pinv(stacked[full_rank], rcond=cutoff)[:, 0, :].T
         solved[chunk[full_rank]] = True
         rank_bad[chunk[~full_rank]] = True
     status[has] = np.where(rank_bad[inv], -2, status[has])
     if solved.any():
-        # every pixel of the block at once (no column gathers): a pixel not solved gets the zero column of ``hz``
+        # a pixel not solved gets the zero column of ``hz``
         row = np.full(npx, patterns.shape[1])
         row[has] = np.where(solved[inv], inv, patterns.shape[1])
-        hz = np.zeros((n, patterns.shape[1] + 1))
-        hz[:, :-1] = h.T
-        weights = np.take(hz, row, axis=1)  # (N, P): row i = the pixel's h of date i
-        d0 = np.where(valid, values, 0.0)
         acc = np.zeros(npx)
-        for i in range(n):  # summed in date order: the same for a pixel whatever else is in the window
-            acc += weights[i] * d0[i]
+        for p0 in range(0, npx, PIXEL_CHUNK):
+            sl = slice(p0, p0 + PIXEL_CHUNK)
+            weights = np.take(hz, row[sl], axis=1)  # (N, chunk): row i = the pixel's h of date i
+            d0 = np.where(valid[:, sl], values[:, sl], 0.0).astype(np.float64, copy=False)
+            a = acc[sl]
+            for i in range(n):  # summed in date order: the same for a pixel whatever else is in the window
+                a += weights[i] * d0[i]
+            del weights, d0
         coef = np.where(status == 1, acc, np.nan)
     return coef, status
 
 
-def dem_error_block(values, topo, deformation, use_dates=None, r_sin_theta=None, scale=1.0):
+def _float_values(values):
+    """``values`` as a float32 or float64 array (other types widened to float64): float32 windows are widened a
+    chunk of pixels at a time, never whole."""
+    values = np.asarray(values)
+    return values if values.dtype in (np.float32, np.float64) else values.astype(np.float64)
+
+
+def dem_error_block(
+    values, topo, deformation, use_dates=None, r_sin_theta=None, scale=1.0, out_dtype=np.float64, with_removed=False
+):
     """Correct one block (pure): ``values`` (N, rows, cols) mm -> ``(corrected (N, rows, cols), dz (rows, cols) m,
-    status (rows, cols))``.
+    status (rows, cols))``, and ``removed`` with ``with_removed``.
 
     ``topo`` (N,) = B_perp / ``scale`` (B_perp in m relative to the reference date); ``r_sin_theta`` (rows, cols)
     or scalar: slant range (m) x sin(incidence) (None: dz not computed, NaN). The corrected series is
     ``d - topo * a`` where a pixel was estimated (F&A 2013), unchanged elsewhere; ``dz = a r sin(theta) /
-    (1000 scale)``."""
-    values = np.asarray(values, dtype=np.float64)
+    (1000 scale)``. The arithmetic is float64 a chunk of pixels at a time whatever the type of ``values``;
+    ``corrected`` is ``out_dtype`` (float32: the float64 result rounded once). ``removed``: per date, the sum of
+    squares of ``d - corrected`` (float64) over the estimated pixels and their count, ``(sq (N,), n (N,))``."""
+    values = _float_values(values)
     shape = values.shape[1:]
-    flat = values.reshape(values.shape[0], -1)
+    n = values.shape[0]
+    flat = values.reshape(n, -1)
     coef, status = topographic_coefficients(flat, topo, deformation, use_dates)
     ok = status == 1
-    # x - 0 = x exactly: pixels not estimated are left as they are
-    corrected = flat - np.asarray(topo, dtype=np.float64)[:, None] * np.where(ok, coef, 0.0)[None, :]
+    coef_ok = np.where(ok, coef, 0.0)
+    topo64 = np.asarray(topo, dtype=np.float64)[:, None]
+    corrected = np.empty(flat.shape, dtype=out_dtype)
+    sq, cnt = np.zeros(n), np.zeros(n)
+    for p0 in range(0, flat.shape[1], PIXEL_CHUNK):
+        sl = slice(p0, p0 + PIXEL_CHUNK)
+        d = flat[:, sl].astype(np.float64, copy=False)
+        # x - 0 = x exactly: pixels not estimated are left as they are
+        c = d - topo64 * coef_ok[None, sl]
+        corrected[:, sl] = c
+        k = ok[sl]
+        if k.any():
+            removed = (d - c)[:, k]
+            sq += np.nansum(removed**2, axis=1)
+            cnt += np.isfinite(removed).sum(axis=1)
+        del d, c
     if r_sin_theta is None:
         dz = np.full(flat.shape[1], np.nan)
     else:
         rs = np.broadcast_to(np.asarray(r_sin_theta, dtype=np.float64), shape).reshape(-1)
         dz = coef * rs / (1000.0 * scale)
-    return corrected.reshape(values.shape), dz.reshape(shape), status.reshape(shape)
+    out = corrected.reshape(values.shape), dz.reshape(shape), status.reshape(shape)
+    return out + ((sq, cnt),) if with_removed else out
 
 
 # --------------------------------------------------------------------------- streaming driver
@@ -475,6 +509,7 @@ class DemErrorState:
     slant_range: object  # float (m) or a raster path
     incidence: dict  # IncidenceSource(**incidence, grid=grid)
     out_dtype: str = "float32"
+    read_dtype: str = "float64"  # float32 where that changes no value (rasters.exact_read_dtype)
 
 
 @dataclass(frozen=True)
@@ -491,12 +526,27 @@ def _slant_range_window(spec, grid, window):
     return r
 
 
+def window_bytes_per_cell(n_dates, itemsize=8):
+    """Working memory per cell of a window task: the series as read (``itemsize`` N) and its float32 correction
+    (4 N), the valid masks (2 N), one pseudo-inverse row per validity pattern (8 N: as many patterns as pixels
+    where gaps fall on dates of their own), and the per-pixel geometry, coefficients and indices (~120 bytes). The
+    float64 work goes :data:`PIXEL_CHUNK` pixels at a time: :func:`fixed_bytes`."""
+    return (itemsize + 14) * n_dates + 120
+
+
+def fixed_bytes(n_dates, n_params):
+    """Working memory of a window task whatever its size: a chunk of :data:`PIXEL_CHUNK` pixels in float64 (the
+    weights, the values, the corrected values and the removed term with its squares: ~48 N per pixel) and a batch of
+    :data:`PATTERN_CHUNK` pseudo-inverses (their stacked systems, singular values and results)."""
+    return PIXEL_CHUNK * 48 * n_dates + PATTERN_CHUNK * 8 * n_dates * (4 * n_params + 2)
+
+
 def dem_error_window_task(task, shared):
     """Window task (pure: reads its window, returns arrays): corrected series, dz and the window's partial sums
     (per date: sum of squares of the removed term and pixel count; status counts; pixels without geometry)."""
     r0, nr, c0, nc = task.window
     ds = open_raster(shared.ts_path)
-    values = read_window(ds, c0, r0, nc, nr)
+    values = read_window(ds, c0, r0, nc, nr, dtype=np.dtype(shared.read_dtype))
     ds = None
     src = IncidenceSource(grid=shared.grid, **shared.incidence)
     cos_t = src.cos_theta(r0, nr, c0, nc)
@@ -504,12 +554,15 @@ def dem_error_window_task(task, shared):
     rng = _slant_range_window(shared.slant_range, shared.grid, task.window)
     rs = rng * sin_t
     rs = np.where(rs > 0, rs, np.nan)
-    corrected, dz, status = dem_error_block(values, shared.topo, shared.deformation, shared.use_dates, rs, shared.scale)
+    dt = np.dtype(shared.out_dtype)
+    corrected, dz, status, (sq, cnt) = dem_error_block(
+        values, shared.topo, shared.deformation, shared.use_dates, rs, shared.scale, out_dtype=dt, with_removed=True
+    )
+    del values
     ok = status == 1
-    removed = (values - corrected)[:, ok]
     sums = {
-        "sq": np.nansum(removed**2, axis=1),
-        "n": np.isfinite(removed).sum(axis=1).astype(np.float64),
+        "sq": sq,
+        "n": cnt,
         "estimated": int(ok.sum()),
         "too_few": int((status == -1).sum()),
         "rank": int((status == -2).sum()),
@@ -519,8 +572,7 @@ def dem_error_window_task(task, shared):
         "dz_n": int(np.isfinite(dz).sum()),
         "dz_max_abs": float(np.nanmax(np.abs(dz))) if np.isfinite(dz).any() else 0.0,
     }
-    dt = np.dtype(shared.out_dtype)
-    return {"corrected": corrected.astype(dt), "dz": dz.astype(dt), "sums": sums}
+    return {"corrected": corrected, "dz": dz.astype(dt), "sums": sums}
 
 
 def _check_design(topo, deformation, use_dates, dates, names):
@@ -639,8 +691,16 @@ def correct_dem_error(
     layouts = [block_layout(ds, whole_stack_reads=True)]
     layouts += [src.reader.layout()] if src.reader is not None else []
     layouts += [GridReader(slant_range, grid, bands=[1]).layout()] if isinstance(slant_range, str) else []
+    read_dtype = np.dtype(exact_read_dtype(ds))
     blocks, cache = plan_windows(
-        layouts, grid.ysize, grid.xsize, 8 * (7 * nd + 16), memory_mb, out_tile=4 * (nd + 1) * 256 * 256
+        layouts,
+        grid.ysize,
+        grid.xsize,
+        window_bytes_per_cell(nd, read_dtype.itemsize),
+        memory_mb,
+        fixed=fixed_bytes(nd, q + 1),
+        out_tile=4 * (nd + 1) * 256 * 256,
+        log=log,
     )
     shared = DemErrorState(
         ts_path=str(ts_path),
@@ -651,6 +711,7 @@ def correct_dem_error(
         scale=scale,
         slant_range=slant_range,
         incidence=incidence,
+        read_dtype=read_dtype.name,
     )
     tasks = [DemErrorWindow(b) for b in blocks]
     md = {k: v for k, v in (ds.GetMetadata() or {}).items() if k not in ("UNITS", "DATES")}

@@ -16,7 +16,6 @@ from synthetic import sentinel1_dates, write_stack
 from subsidence_toolkit.core.insar import dem_error
 from subsidence_toolkit.core.io.errors import TimeSeriesError
 from subsidence_toolkit.core.io.tasks import map_threads
-from subsidence_toolkit.core.io.windows import window_blocks
 
 R = 880000.0
 
@@ -217,16 +216,14 @@ def test_windows_and_threads_do_not_change_results(tmp_path):
     series[7:, 10, 10:] = np.nan
     ts, incp, csv = _write_inputs(tmp_path, dates, bp, inc, series)
     c1, z1, s1 = _run(tmp_path, ts, str(csv), incp, tag="_one")
-    c2, z2, s2 = _run(
-        tmp_path,
-        ts,
-        str(csv),
-        incp,
-        tag="_many",
-        memory_mb=0.02,
-        run_tasks=lambda fn, tasks, shared: map_threads(fn, tasks, 3, shared=shared),
-    )
-    assert len(window_blocks(23, 17, 8 * (7 * 25 + 16), 0.02)) > 4
+    seen = []
+
+    def run_tasks(fn, tasks, shared):
+        seen.extend(tasks)
+        return map_threads(fn, tasks, 3, shared=shared)
+
+    c2, z2, s2 = _run(tmp_path, ts, str(csv), incp, tag="_many", memory_mb=0.02, run_tasks=run_tasks)
+    assert len(seen) > 4
     np.testing.assert_array_equal(c2, c1)
     np.testing.assert_array_equal(z2, z1)
     np.testing.assert_allclose(
@@ -376,3 +373,63 @@ def test_cancel_leaves_no_output(tmp_path):
             is_canceled=lambda: True,
         )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["baselines.csv", "inc.tif", "ts.tif"]
+
+
+def test_float32_windows_and_pixel_chunks_give_the_same_correction_bit_for_bit(monkeypatch):
+    """A window held as float32 (as read from a float32 file) gives the float32 correction of the float64 window
+    bit for bit, and pixels corrected a chunk at a time the values of the whole block: the type and the chunks
+    change the memory, not the numbers (each pixel's coefficient is summed in date order from its pattern's
+    pseudo-inverse)."""
+    dates, bp, inc, dz, defo, series = _world(ny=13, nx=11, n=24, noise=0.3)
+    series[3, 2:9, 4] = np.nan
+    series[7:, 10, 5:] = np.nan
+    series[:, 0, 0] = np.nan
+    values = series.astype(np.float32)
+    g = dem_error.deformation_design(dates, 2, (), (), 0)
+    rs = R * np.sin(np.radians(inc))
+    c64, z64, s64 = dem_error.dem_error_block(values.astype(np.float64), bp / 50.0, g, r_sin_theta=rs, scale=50.0)
+    c32, z32, s32, (sq, n) = dem_error.dem_error_block(
+        values, bp / 50.0, g, r_sin_theta=rs, scale=50.0, out_dtype=np.float32, with_removed=True
+    )
+    assert c32.dtype == np.float32
+    assert np.array_equal(c32, c64.astype(np.float32), equal_nan=True)
+    assert np.array_equal(z32, z64, equal_nan=True) and np.array_equal(s32, s64)
+    ok = s64 == 1
+    removed = (values.astype(np.float64) - c64)[:, ok]
+    np.testing.assert_allclose(sq, np.nansum(removed**2, axis=1), rtol=1e-13)
+    np.testing.assert_array_equal(n, np.isfinite(removed).sum(axis=1))
+    monkeypatch.setattr(dem_error, "PIXEL_CHUNK", 7)
+    c7, z7, s7 = dem_error.dem_error_block(values, bp / 50.0, g, r_sin_theta=rs, scale=50.0, out_dtype=np.float32)
+    assert np.array_equal(c7, c32, equal_nan=True) and np.array_equal(z7, z32, equal_nan=True)
+
+
+@pytest.mark.parametrize("gaps", ["shared", "scattered"])
+def test_block_memory_within_its_plan(gaps):
+    """What a block's correction allocates (numpy reports to tracemalloc) beyond its input stays within what the
+    window plan counts: ``window_bytes_per_cell`` x its cells without the input + ``fixed_bytes`` (+ 64 kB), with
+    a few shared gaps and with gaps on dates of their own (one pseudo-inverse row per pixel)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(2)
+    dates, bp, inc, dz, defo, series = _world(ny=60, nx=150, n=40, noise=0.3)
+    if gaps == "shared":
+        series[5:9, :30] = np.nan
+    else:
+        series[rng.random(series.shape) < 0.1] = np.nan
+    values = series.astype(np.float32)
+    g = dem_error.deformation_design(dates, 2, (), (), 0)
+    rs = R * np.sin(np.radians(inc))
+    dem_error.dem_error_block(values[:, :3, :3], bp / 50.0, g, r_sin_theta=rs[:3, :3], scale=50.0)  # warm
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        out = dem_error.dem_error_block(
+            values, bp / 50.0, g, r_sin_theta=rs, scale=50.0, out_dtype=np.float32, with_removed=True
+        )
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    N, cells = values.shape[0], values.shape[1] * values.shape[2]
+    plan = (dem_error.window_bytes_per_cell(N, 4) - 4 * N) * cells + dem_error.fixed_bytes(N, g.shape[1] + 1)
+    assert out[0].nbytes <= peak <= plan + 64 * 1024, (peak, plan)
