@@ -273,18 +273,6 @@ def bench(fine, nt, repeat):
         )
 
 
-def _status_kb(key):
-    """A field of /proc/self/status in kB (Linux), or None."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
 def _rss_mark():
     """Return the resident set now (kB, after glibc has given freed memory back) and whether the peak (VmHWM)
     could be reset to it, so that the next VmHWM is the peak from here on (Linux: 5 written to clear_refs)."""
@@ -300,7 +288,7 @@ def _rss_mark():
         reset = True
     except OSError:
         reset = False
-    return _status_kb("VmRSS"), reset
+    return machine.status_kb("VmRSS"), reset
 
 
 def rss_run(fine, nt, memory_mb, interleave="band"):
@@ -369,7 +357,7 @@ def rss_run(fine, nt, memory_mb, interleave="band"):
             "memory cap %d MB" % (fine, fine, nt, time.perf_counter() - t0, peak / 1024, base / 1024, memory_mb)
         )
         if reset:
-            hwm = _status_kb("VmHWM")
+            hwm = machine.status_kb("VmHWM")
             print(
                 "the run itself: resident %.0f MB at its start, peak %.0f MB: +%.0f MB for a %d MB limit"
                 % (start / 1024, hwm / 1024, (hwm - start) / 1024, memory_mb)

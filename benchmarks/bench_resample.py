@@ -83,14 +83,6 @@ def make_stack(path, n, nt, interleave, scatter=0.0):
     return dates
 
 
-def _status_kb(key):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return None
-
-
 def child(path, out, method, memory_mb, threads):
     """One run of ours as the algorithm runs it; prints a JSON line."""
     import ctypes
@@ -107,7 +99,7 @@ def child(path, out, method, memory_mb, threads):
     ctypes.CDLL("libc.so.6").malloc_trim(0)
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
-    start = _status_kb("VmRSS")
+    start = machine.status_kb("VmRSS")
     t0 = time.perf_counter()
     with machine.Steal() as steal, one_thread(), compression_threads(threads):
         resample.resample_raster(
@@ -119,7 +111,7 @@ def child(path, out, method, memory_mb, threads):
             windows_at_once=threads,
         )
     wall = time.perf_counter() - t0
-    print(json.dumps({"wall": wall, "rss_mb": (_status_kb("VmHWM") - start) / 1024, "steal": steal.fraction}))
+    print(json.dumps({"wall": wall, "rss_mb": (machine.status_kb("VmHWM") - start) / 1024, "steal": steal.fraction}))
 
 
 def run_child(path, out, method, memory_mb, threads):

@@ -26,14 +26,6 @@ HERE = Path(__file__).resolve()
 ROOT = HERE.parents[1]
 
 
-def _status_kb(key):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return None
-
-
 def child(root, which, path, out, memory_mb):
     """One run of ``which`` (dem / project) with the checkout at ``root``; prints a JSON line."""
     import importlib.util
@@ -57,7 +49,7 @@ def child(root, which, path, out, memory_mb):
     ctypes.CDLL("libc.so.6").malloc_trim(0)
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
-    start = _status_kb("VmRSS")
+    start = machine.status_kb("VmRSS")
     t0 = time.perf_counter()
     with machine.Steal() as steal:
         if which == "dem":
@@ -65,7 +57,7 @@ def child(root, which, path, out, memory_mb):
         else:
             geometry.project_raster(path, out, {"angle": 39.0}, memory_mb=memory_mb)
     wall = time.perf_counter() - t0
-    print(json.dumps({"wall": wall, "rss_mb": (_status_kb("VmHWM") - start) / 1024, "steal": steal.fraction}))
+    print(json.dumps({"wall": wall, "rss_mb": (machine.status_kb("VmHWM") - start) / 1024, "steal": steal.fraction}))
 
 
 def run_child(root, which, path, out, memory_mb):

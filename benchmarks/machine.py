@@ -59,3 +59,15 @@ def ceiling(n=40):
         th.join()
     two = time.perf_counter() - t
     return 2 * one / two
+
+
+def status_kb(key):
+    """A field of ``/proc/self/status`` in kB (Linux: ``VmRSS``, ``VmHWM`` ...), or None."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..io.dates import format_date
 from ..io.errors import Cancelled, TimeSeriesError
-from ..io.rasters import RasterGrid, RasterWriter, exact_read_dtype, open_raster, read_dates
+from ..io.rasters import RasterGrid, RasterWriter, open_raster, read_dates
 from ..io.warp import GridReader, target_grid
 from ..io.windows import DEFAULT_MEMORY_MB, plan_windows, window_cache
 
@@ -180,15 +180,13 @@ def project_raster(in_path, out_path, geometry, memory_mb=DEFAULT_MEMORY_MB, pro
     md.pop("UNITS", None)
     md.pop("DATES", None)
     md.update(COMPONENT=VERTICAL_NOTE, GEOMETRY=src.describe(), SOURCE=str(in_path))
-    # windows of whole tiles, with GDAL's cache of the input blocks they share under the cap; the window is held
-    # as read (float32 where that changes no value) and divided band by band in float64
-    rd = np.dtype(exact_read_dtype(ds))
+    # windows of whole tiles, with GDAL's cache of the input blocks they share under the cap
     readers = [data] + ([src.reader] if src.reader is not None else [])
     blocks, cache = plan_windows(
         [r.layout() for r in readers],
         grid.ysize,
         grid.xsize,
-        (rd.itemsize + 5) * nb + 48,
+        8 * (3 * nb + 4),
         memory_mb,
         out_tile=4 * nb * 256 * 256,
         log=log,
@@ -203,18 +201,13 @@ def project_raster(in_path, out_path, geometry, memory_mb=DEFAULT_MEMORY_MB, pro
     ):
         for i, (r0, nr, c0, nc) in enumerate(blocks):
             _check(is_canceled)
-            d = data.read(r0, nr, c0, nc, dtype=rd)
+            d = data.read(r0, nr, c0, nc)
             c = src.cos_theta(r0, nr, c0, nc)
             has = np.isfinite(d).any(axis=0)
             n_data += int(has.sum())
             n_missing += int((has & ~np.isfinite(c)).sum())
             inv_sum += float(np.nansum(np.where(has, 1.0 / c, np.nan)))
-            out = np.empty(d.shape, np.float32)
-            for k in range(nb):
-                out[k] = los_to_vertical(d[k].astype(np.float64, copy=False), c)
-            del d
-            w.write_block(r0, out, c0)
-            del out
+            w.write_block(r0, los_to_vertical(d, c[None]).astype(np.float32), c0)
             if progress is not None:
                 progress((i + 1) / len(blocks))
     if n_missing and log is not None:

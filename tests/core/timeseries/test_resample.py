@@ -108,24 +108,31 @@ def test_block_split_gives_the_same_values():
         np.testing.assert_allclose(parts, whole, rtol=1e-12, atol=1e-12, err_msg=method)
 
 
+def _tiled_stack(path, values, dates, block, interleave=None):
+    """A dated GeoTIFF time series in ``block`` x ``block`` tiles (``interleave`` BAND or PIXEL, GDAL's default
+    PIXEL when None); its path."""
+    from osgeo import gdal
+    from synthetic import write_stack
+
+    plain = path.with_name(path.stem + "_plain.tif")
+    opts = ["TILED=YES", "BLOCKXSIZE=%d" % block, "BLOCKYSIZE=%d" % block]
+    opts += ["INTERLEAVE=%s" % interleave] if interleave else []
+    gdal.Translate(str(path), write_stack(plain, values, dates=dates), creationOptions=opts)
+    return str(path)
+
+
 def test_windows_hold_gdal_cache_to_what_they_share_and_do_not_change_the_values(tmp_path):
     """resample_raster streams windows of whole output tiles (here narrower than the raster) with GDAL's block
     cache capped, during the tasks, to what the windows in flight share (restored after); the file it writes
     equals the in-memory resampling of the whole stack to one float32 rounding, for every method."""
     from osgeo import gdal
-    from synthetic import write_stack
 
     from subsidence_toolkit.core.io import windows
     from subsidence_toolkit.core.io.rasters import block_layout
 
     dates = sentinel1_dates(n=20)
     values = smooth_stack(dates, ny=300, nx=520, nan_fraction=0.02, seed=3).astype(np.float32)
-    src = str(tmp_path / "s.tif")
-    gdal.Translate(
-        src,
-        write_stack(tmp_path / "plain.tif", values, dates=dates),
-        creationOptions=["TILED=YES", "BLOCKXSIZE=384", "BLOCKYSIZE=384"],
-    )
+    src = _tiled_stack(tmp_path / "s.tif", values, dates, 384)
     t, t_new = days_since(dates), days_since(resample.target_dates(dates), dates[0])
     before = gdal.GetCacheMax()
     for method in resample.METHODS:
@@ -248,16 +255,10 @@ def test_a_limit_below_what_one_window_needs_is_said_in_the_log(tmp_path):
     memory limit, the run still completes (with the smallest windows) and its log says how much a window takes and
     what to change; at a limit that fits, nothing is said."""
     from osgeo import gdal
-    from synthetic import write_stack
 
     dates = sentinel1_dates(n=40)
     values = smooth_stack(dates, ny=60, nx=70, nan_fraction=0.0, seed=1).astype(np.float32)
-    src = str(tmp_path / "p.tif")
-    gdal.Translate(
-        src,
-        write_stack(tmp_path / "plain.tif", values, dates=dates),
-        creationOptions=["TILED=YES", "BLOCKXSIZE=64", "BLOCKYSIZE=64", "INTERLEAVE=PIXEL"],
-    )
+    src = _tiled_stack(tmp_path / "p.tif", values, dates, 64, "PIXEL")
     said = []
     resample.resample_raster(src, str(tmp_path / "a.tif"), memory_mb=4, log=said.append)
     warn = [m for m in said if "memory limit leaves 4 MB per window" in m]
