@@ -1,11 +1,14 @@
 """Benchmark: the windowed raster algorithms under a memory limit (issue 20) - time and peak memory of DEM-error
-correction and LOS -> vertical projection, this checkout against an earlier one on the same stack.
+correction, LOS -> vertical projection and the decomposition of two tracks, this checkout against an earlier one on
+the same stack.
 
 The stack is ``bench_resample.py``'s (1 000 x 1 000 x 120 float32, DEFLATE, 256 x 256 tiles, patches of gaps;
 written once into ``--folder`` and reused). Each run is a process of its own, as the core driver runs it
 (``correct_dem_error`` with 120 synthetic perpendicular baselines and the default model, ``project_raster`` with
-a constant incidence); peak = ``VmHWM`` above the run's start. With ``--baseline DIR`` (a ``git worktree`` of an
-earlier commit) the two checkouts alternate and their outputs are compared value for value.
+a constant incidence, ``decompose_rasters`` of the stack and a hard link to it as ascending and descending
+tracks, headings -10 / 190 degrees, incidences 35 / 40 degrees); peak = ``VmHWM`` above the run's start. With
+``--baseline DIR`` (a ``git worktree`` of an earlier commit) the two checkouts alternate and their outputs are
+compared value for value.
 
     /usr/bin/python3 benchmarks/bench_windowed.py --folder /work/prof/br --baseline /work/wt_before --repeat 2
 """
@@ -54,10 +57,32 @@ def child(root, which, path, out, memory_mb):
     with machine.Steal() as steal:
         if which == "dem":
             dem_error.correct_dem_error(path, out, out.replace(".tif", "_dz.tif"), baselines, memory_mb=memory_mb)
+        elif which == "decompose":
+            geometry.decompose_rasters(
+                [path, _second_track(path)],
+                headings=[-10, 190],
+                incidences=[35, 40],
+                out_vertical=out,
+                out_east=out.replace(".tif", "_east.tif"),
+                memory_mb=memory_mb,
+            )
         else:
             geometry.project_raster(path, out, {"angle": 39.0}, memory_mb=memory_mb)
     wall = time.perf_counter() - t0
     print(json.dumps({"wall": wall, "rss_mb": (machine.status_kb("VmHWM") - start) / 1024, "steal": steal.fraction}))
+
+
+def _second_track(path):
+    """A second input for the decomposition: the same file under another name (a hard link, or a copy)."""
+    other = str(path).replace(".tif", "_track2.tif")
+    if not os.path.exists(other):
+        try:
+            os.link(path, other)
+        except OSError:
+            import shutil
+
+            shutil.copyfile(path, other)
+    return other
 
 
 def run_child(root, which, path, out, memory_mb):
@@ -80,7 +105,7 @@ def main():
     ap.add_argument("--memory-mb", type=float, default=256)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--baseline", help="an earlier checkout (git worktree) to alternate with")
-    ap.add_argument("--which", nargs="*", default=["dem", "project"])
+    ap.add_argument("--which", nargs="*", default=["dem", "project", "decompose"])
     ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:

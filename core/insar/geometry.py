@@ -25,7 +25,7 @@ import numpy as np
 
 from ..io.dates import format_date
 from ..io.errors import Cancelled, TimeSeriesError
-from ..io.rasters import RasterGrid, RasterWriter, open_raster, read_dates
+from ..io.rasters import RasterGrid, RasterWriter, exact_read_dtype, open_raster, read_dates
 from ..io.warp import GridReader, target_grid
 from ..io.windows import DEFAULT_MEMORY_MB, plan_windows, window_cache
 
@@ -208,6 +208,7 @@ def project_raster(in_path, out_path, geometry, memory_mb=DEFAULT_MEMORY_MB, pro
             n_missing += int((has & ~np.isfinite(c)).sum())
             inv_sum += float(np.nansum(np.where(has, 1.0 / c, np.nan)))
             w.write_block(r0, los_to_vertical(d, c[None]).astype(np.float32), c0)
+            del d, c, has  # not alive while the next window is read
             if progress is not None:
                 progress((i + 1) / len(blocks))
     if n_missing and log is not None:
@@ -404,21 +405,28 @@ def _open_writers(outputs, grid, dates, inputs, sig):
     return writers
 
 
-def _decompose_window(window, data, geo, up_paths, sig, counts):
-    """Vertical, east and quality of one window; adds the window's pixel counts to ``counts``."""
+def _decompose_window(window, data, geo, up_paths, sig, counts, dtypes=None):
+    """Vertical, east (float32) and quality of one window; adds the window's pixel counts to ``counts``. Each
+    input's window is held as read (``dtypes``: float32 where that changes no value) and solved date by date in
+    float64 (the solution is per pixel and date: the same numbers as all dates at once)."""
     r0, nr, c0, nc = window
     k = len(data)
-    d = np.stack([rd.read(r0, nr, c0, nc) for rd in data])  # (k, nd, nr, nc)
+    dtypes = dtypes or [np.float64] * k
+    d = [rd.read(r0, nr, c0, nc, dtype=dt) for rd, dt in zip(data, dtypes)]  # k x (nd, nr, nc)
     if up_paths:
         e = np.stack([g[0].read(r0, nr, c0, nc)[0] for g in geo])
         u = np.stack([check_up(g[1].read(r0, nr, c0, nc)[0], up_paths[i]) for i, g in enumerate(geo)])
     else:
         e = np.array([g[0] for g in geo]).reshape(k, 1, 1) * np.ones((1, nr, nc))
         u = np.array([g[1] for g in geo]).reshape(k, 1, 1) * np.ones((1, nr, nc))
-    has = np.isfinite(d).any(axis=1)  # (k, nr, nc)
+    has = np.stack([np.isfinite(x).any(axis=0) for x in d])  # (k, nr, nc)
     counts["pixels"] += int(has.sum())
     counts["missing_geometry"] += int((has & ~(np.isfinite(e) & np.isfinite(u))).sum())
-    vert, east, _, _, _, _ = decompose_block(d, e[:, None], u[:, None], sig)
+    nd = d[0].shape[0]
+    vert, east = np.empty((nd, nr, nc), np.float32), np.empty((nd, nr, nc), np.float32)
+    for j in range(nd):
+        vert[j], east[j], _, _, _, _ = decompose_block(np.stack([x[j] for x in d]), e, u, sig)
+    del d
     _, _, sv, se, cond, n = decompose_block(np.where(has, 0.0, np.nan), e, u, sig)
     counts["solved"] += int(np.isfinite(sv).sum())
     counts["degenerate"] += int(((n >= 2) & ~np.isfinite(sv)).sum())
@@ -481,11 +489,14 @@ def decompose_rasters(
     geo = [_input_geometry(i, inputs, data, grid, geometry) for i in range(k)]
     nd = 1 if dates is None else len(dates)
     readers = data + ([r for g in geo for r in g] if use_rasters else [])
+    dtypes = [np.dtype(exact_read_dtype(open_raster(p))) for p in inputs]
+    # per cell: the inputs as read, vertical and east (float32), one date's solution (~60 bytes per input and 150
+    # more), the geometry, the quality layers and the second solve for them
     blocks, cache = plan_windows(
         [r.layout() for r in readers],
         grid.ysize,
         grid.xsize,
-        8 * (k * (nd * 3 + 6) + nd * 8 + 12),
+        nd * (sum(dt.itemsize for dt in dtypes) + 8) + 100 * k + 400,
         memory_mb,
         out_tile=4 * (2 * nd + 4) * 256 * 256,
         log=log,
@@ -496,10 +507,11 @@ def decompose_rasters(
         with window_cache(cache):
             for bi, window in enumerate(blocks):
                 _check(is_canceled)
-                outs = _decompose_window(window, data, geo, up_paths if use_rasters else None, sig, counts)
+                outs = _decompose_window(window, data, geo, up_paths if use_rasters else None, sig, counts, dtypes)
                 for w, arr in zip(writers, outs):
                     if w:
-                        w.write_block(window[0], arr.astype(np.float32), window[2])
+                        w.write_block(window[0], arr.astype(np.float32, copy=False), window[2])
+                del outs, arr  # not alive while the next window is computed
                 if progress is not None:
                     progress((bi + 1) / len(blocks))
             for w in writers:

@@ -227,6 +227,7 @@ def mask_by_quality(
                 ds = None
                 blk[:, ~keep] = np.nan
                 w.write_block(r0, blk, c0)
+                del blk  # not alive while the next input's window is read
             if wm is not None:
                 m = np.where(q_any, keep.astype(np.float32), np.nan).astype(np.float32)
                 wm.write_block(r0, m[None], c0)

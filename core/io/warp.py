@@ -295,10 +295,15 @@ class GridReader:
 
         ``which``: indices into ``bands`` (default all)."""
         which = list(range(len(self.bands))) if which is None else list(which)
-        out = np.full((len(which), nrows, ncols), np.nan, dtype=dtype)
         r0, r1, c0, c1 = self.bbox
         a0, a1 = max(row0, r0), min(row0 + nrows, r1)
         b0, b1 = max(col0, c0), min(col0 + ncols, c1)
+        if self.aligned and (a0, a1, b0, b1) == (row0, row0 + nrows, col0, col0 + ncols):
+            # the raster covers the window: its read is the result (no second window-sized array)
+            return read_window(
+                self.ds, b0 - self.col_off, a0 - self.row_off, ncols, nrows, [self.bands[k] for k in which], dtype
+            )
+        out = np.full((len(which), nrows, ncols), np.nan, dtype=dtype)
         if a1 <= a0 or b1 <= b0:
             return out
         if self.aligned:
