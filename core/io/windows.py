@@ -156,9 +156,8 @@ def plan_windows(layouts, ny, nx, per_cell, memory_mb, fixed=0, tile=256, out_ti
     windows need more than ``memory_mb`` (:func:`window_need_bytes`), they are used anyway and ``log`` (when given)
     is told how much each takes, naming ``what``."""
     layouts = list(layouts)
-    given = (per_cell, fixed)
-    per_cell += cache_bytes(layouts) + sum(lay.read_copy for lay in layouts)
-    fixed += sum(lay.buffer for lay in layouts)
+    given_cell, given_fixed = per_cell, fixed
+    per_cell, fixed = _with_layouts(layouts, per_cell, fixed)
     budget = memory_mb - fixed / 2.0**20
     for _ in range(3):
         blocks = window_blocks(ny, nx, per_cell, max(budget, memory_mb / 4), tile=tile)
@@ -172,7 +171,7 @@ def plan_windows(layouts, ny, nx, per_cell, memory_mb, fixed=0, tile=256, out_ti
             break
         budget = new_budget
     if log is not None:
-        need = window_need_bytes(layouts, blocks, ny, nx, given[0], given[1], tile, out_tile) / 2.0**20
+        need = window_need_bytes(layouts, blocks, ny, nx, given_cell, given_fixed, tile, out_tile) / 2.0**20
         if need > 1.05 * memory_mb:
             log(
                 "the memory limit leaves %.0f MB per window, but the smallest windows of %s need about %.0f MB each "
@@ -189,8 +188,7 @@ def window_need_bytes(layouts, blocks, ny, nx, per_cell, fixed=0, tile=256, out_
     when even the smallest window does not fit it (e.g. the fixed part: a pixel-interleaved 256 x 256 tile of 120
     float32 bands takes 31 MB to decode and 31 MB held in GDAL's cache while windows share it); callers say so."""
     layouts = list(layouts)
-    per_cell += cache_bytes(layouts) + sum(lay.read_copy for lay in layouts)
-    fixed += sum(lay.buffer for lay in layouts)
+    per_cell, fixed = _with_layouts(layouts, per_cell, fixed)
     waiting = 2 * out_tile if any(_cuts_tiles(b, ny, nx, tile) for b in blocks) else 0
     need = 0
     for b in blocks:
@@ -198,6 +196,13 @@ def window_need_bytes(layouts, blocks, ny, nx, per_cell, fixed=0, tile=256, out_
         beyond = max(0, cache_bytes(layouts, b) - cache_bytes(layouts) * cells)
         need = max(need, cells * per_cell + fixed + beyond + waiting)
     return need
+
+
+def _with_layouts(layouts, per_cell, fixed):
+    """``per_cell`` and ``fixed`` with what the inputs' ``layouts`` add: the blocks held per cell and GDAL's read
+    copy, and the buffers of decoded pixel-interleaved tiles."""
+    per_cell += cache_bytes(layouts) + sum(lay.read_copy for lay in layouts)
+    return per_cell, fixed + sum(lay.buffer for lay in layouts)
 
 
 def _cuts_tiles(window, ny, nx, tile):

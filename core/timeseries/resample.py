@@ -401,7 +401,8 @@ def window_bytes_per_cell(n_dates, n_targets, itemsize=8):
     """Working memory per cell of one window (:func:`resample_block_task`): the input as read (``itemsize`` T:
     4 for float32 windows) and its valid mask (T), the float32 result (4 K), and the small per-pixel arrays
     (counts and flags, 24 bytes). The float64 work goes a chunk of pixels at a time, whatever the window:
-    :func:`fixed_bytes` (about 90 kB per cell before the chunks, when the whole window was float64 at once)."""
+    :func:`fixed_bytes` (17 T + 20 K bytes per cell before the chunks, when the whole window was float64 at
+    once)."""
     return (itemsize + 1) * n_dates + 4 * n_targets + 24
 
 
