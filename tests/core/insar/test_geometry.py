@@ -179,6 +179,37 @@ def test_project_raster_with_u_raster_is_exact(tmp_path):
     assert np.allclose(_read(out2), _read(src) / np.cos(np.deg2rad(39.0)), rtol=2e-7, equal_nan=True)
 
 
+def test_project_raster_windows_held_as_read_give_the_float64_quotient(tmp_path):
+    """Int16 (with NoData), float32 and float64 inputs, in tiny windows and in one: every value is the float64
+    quotient of the value read and cos(theta), rounded once to float32 (the window is held as read, the division
+    is not)."""
+    rng = np.random.default_rng(5)
+    los = rng.uniform(-800, 100, (3, 23, 29))
+    # a float64 U raster: cos(theta) not a float32 number (a float32 division would round differently)
+    up = write_stack(tmp_path / "U.tif", np.cos(np.deg2rad(rng.uniform(30, 45, (23, 29)))), dtype=gdal.GDT_Float64)
+    cos_theta = _read(up)[0]
+    for dtype, nodata, as_read in (
+        (gdal.GDT_Int16, -32768, lambda a: np.rint(a)),
+        (gdal.GDT_Float32, None, lambda a: a.astype(np.float32).astype(np.float64)),
+        (gdal.GDT_Float64, None, lambda a: a),
+    ):
+        vals = as_read(los)
+        vals[1, 4, 5] = np.nan
+        src = write_stack(
+            tmp_path / ("los%d.tif" % dtype),
+            np.nan_to_num(vals, nan=nodata or np.nan),
+            DATES,
+            dtype=dtype,
+            nodata=nodata,
+        )
+        expect = (vals / cos_theta).astype(np.float32)
+        assert np.isnan(expect[1, 4, 5]) and np.isfinite(np.delete(expect.ravel(), 29 * 23 + 4 * 29 + 5)).all()
+        for mem in (0.002, 512):
+            out = str(tmp_path / ("v%d_%g.tif" % (dtype, mem)))
+            geometry.project_raster(src, out, dict(path=up, kind="up"), memory_mb=mem)
+            assert np.array_equal(_read(out), expect, equal_nan=True), (dtype, mem)
+
+
 def test_project_raster_geometry_on_another_grid(tmp_path):
     los = np.full((1, 8, 8), -50.0)
     src = write_stack(tmp_path / "vel.tif", los, pixel=30.0, descriptions=["velocity"])
