@@ -71,17 +71,18 @@ def unique_patterns(valid_cols):
     return valid_cols[:, first], inv.reshape(-1)
 
 
-def band_cholesky_solve(Lb, rhs):
+def band_cholesky_solve(Lb, rhs, overwrite=False):
     """Solve SPD banded systems stored pixel-last, vectorized across pixels.
 
     ``Lb[i, k, p]`` = matrix entry (i, i-k) of pixel p for k = 0..bw (lower
     band); ``rhs`` (n, P). Banded Cholesky ``L = C C^T`` (C in the same band
     storage), forward and back substitution. Returns (x (n, P), ok (P,)),
-    ok False where a pivot was not positive.
+    ok False where a pivot was not positive. ``overwrite``: the factor C is written over ``Lb`` (each entry
+    of ``Lb`` is read before its place in C is written: the same numbers).
     """
     n, b1, P = Lb.shape
     bw = b1 - 1
-    C = np.empty_like(Lb)
+    C = Lb if overwrite else np.empty_like(Lb)
     ok = np.ones(P, dtype=bool)
     for j in range(n):
         d = Lb[j, 0].copy()
@@ -119,7 +120,9 @@ def band_cholesky_solve(Lb, rhs):
 PIVOT_TOL = 1e-9
 
 
-#: :func:`cholesky_pattern_last` factors matrices of this order and larger with LAPACK, one at a time
+#: matrices of this order and larger are factored by LAPACK one at a time: by ``sbas._impute_each`` through
+#: :func:`~..io.blas.cholesky_each` (ctypes, the solve too), or where that is not reachable by
+#: :func:`cholesky_pattern_last` through ``np.linalg.cholesky``
 LAPACK_MIN_ORDER = 32
 
 

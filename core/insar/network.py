@@ -75,29 +75,44 @@ class SbasNetwork:
     def components(self, valid=None):
         """Connected-component labels of the dates, ``(N, U)`` for validity patterns ``valid`` ``(M, U)``.
 
-        A date's label is the smallest date index of its component (iterated
-        min-label propagation along the pairs, vectorized over patterns).
+        A date's label is the smallest date index of its component (:meth:`_components_graph`).
         """
         if valid is None:
             if "components" not in self._cache:
                 self._cache["components"] = self.components(np.ones((self.n_ifg, 1), dtype=bool))
             return self._cache["components"].copy()
-        u = valid.shape[1]
-        i1, i2 = self.i1, self.i2
-        if u <= 64:
-            # few patterns: scipy's graph components, one small sparse graph per pattern
-            from scipy.sparse import coo_matrix
-            from scipy.sparse.csgraph import connected_components
+        return self._components_graph(valid)
 
-            lab = np.empty((self.n_dates, u), dtype=np.int32)
-            for j in range(u):
-                v = valid[:, j]
-                g = coo_matrix((np.ones(int(v.sum())), (i1[v], i2[v])), shape=(self.n_dates, self.n_dates))
-                _, comp = connected_components(g, directed=False)
-                first = np.full(comp.max() + 1, self.n_dates, dtype=np.int32)
-                np.minimum.at(first, comp, np.arange(self.n_dates, dtype=np.int32))
-                lab[:, j] = first[comp]
-            return lab
+    #: validity patterns per graph in :meth:`_components_graph` (a few MB of edges each)
+    GRAPH_PATTERNS = 2048
+
+    def _components_graph(self, valid):
+        """:meth:`components` of many patterns: one sparse graph per batch of patterns, whose nodes are the (pattern,
+        date) pairs (no edge between patterns), and SciPy's connected components; a component's label is its
+        smallest node, i.e. its smallest date. (Iterated min-label propagation along the pairs took a numpy pass
+        per pair and iteration: 0.4 s for 4 608 patterns of a 605-pair network.)"""
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        N, u = self.n_dates, valid.shape[1]
+        lab = np.empty((N, u), dtype=np.int32)
+        for j0 in range(0, u, self.GRAPH_PATTERNS):
+            v = valid[:, j0 : j0 + self.GRAPH_PATTERNS]
+            nu = v.shape[1]
+            k, j = np.nonzero(v)
+            base = j.astype(np.int64) * N
+            g = coo_matrix(
+                (np.ones(k.size, dtype=np.int8), (base + self.i1[k], base + self.i2[k])), shape=(N * nu, N * nu)
+            )
+            _, comp = connected_components(g, directed=False)
+            _, first = np.unique(comp, return_index=True)  # each component's smallest node
+            lab[:, j0 : j0 + nu] = (first[comp] % N).reshape(nu, N).T
+        return lab
+
+    def _components_propagation(self, valid):
+        """:meth:`components` by iterated min-label propagation (the reference of the tests)."""
+        i1, i2 = self.i1, self.i2
+        u = valid.shape[1]
         lab = np.repeat(np.arange(self.n_dates, dtype=np.int32)[:, None], u, axis=1)
         for _ in range(self.n_dates + 1):
             before = lab.copy()

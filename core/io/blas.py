@@ -258,6 +258,97 @@ def matmul(a, b, out=None):
     return out
 
 
+#: LAPACK's Cholesky factorisation and solve, per dtype, through ctypes (found on first use; False: not available)
+_CHOLESKY = {}
+
+
+def _capsule_function(module, name, nargs):
+    """The C function ``name`` of a SciPy Cython module (``scipy.linalg.cython_lapack``: the LAPACK SciPy runs on,
+    whatever platform or build) as a ctypes function of ``nargs`` pointer arguments returning nothing; ctypes
+    releases the GIL while it runs."""
+    capsule = module.__pyx_capi__[name]
+    get_name = ctypes.pythonapi.PyCapsule_GetName
+    get_name.restype, get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
+    get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+    get_pointer.restype, get_pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    address = get_pointer(capsule, get_name(capsule))
+    if not address:
+        raise AttributeError(name)
+    return ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * nargs))(address)
+
+
+def _find_cholesky(dtype):
+    """(potrf, potrs) of SciPy's LAPACK for ``dtype`` (float32: ``spotrf``/``spotrs``, float64: ``d...``), checked on
+    a small system against numpy; None where SciPy does not export them."""
+    try:
+        from scipy.linalg import cython_lapack
+
+        prefix = "s" if dtype == np.float32 else "d"
+        fns = (
+            _capsule_function(cython_lapack, prefix + "potrf", 5),
+            _capsule_function(cython_lapack, prefix + "potrs", 8),
+        )
+    except (ImportError, AttributeError, KeyError, TypeError, ValueError):
+        return None
+    rng = np.random.default_rng(0)
+    g = rng.normal(size=(2, 6, 6))
+    mats = (g @ g.transpose(0, 2, 1) + 6 * np.eye(6)).astype(dtype)
+    rhs = rng.normal(size=(3, 6)).astype(dtype)
+    want = np.linalg.solve(mats.astype(np.float64)[[0, 1, 1]], rhs.astype(np.float64)[:, :, None])[:, :, 0]
+    got = rhs.copy()
+    info = _cholesky_each(fns, mats.copy(), got, np.array([0, 1, 1]))
+    if info.any() or not np.allclose(got, want, rtol=1e-4, atol=1e-4):
+        return None
+    return fns
+
+
+def _cholesky_each(fns, mats, rhs, which):
+    """Factor each matrix of ``mats`` (u, s, s) C-ordered, symmetric positive definite; overwritten: its lower
+    triangle becomes L with A = L L^T) with ``potrf``, and solve ``A x = b`` for each row of ``rhs`` (n, s)
+    (C-ordered; overwritten by x) with the matrix ``which[j]``, one right-hand side per call. Returns LAPACK's
+    ``info`` per matrix (k > 0: its leading minor k is not positive definite; its rows of ``rhs`` are left)."""
+    potrf, potrs = fns
+    u, s = mats.shape[0], mats.shape[1]
+    # a symmetric C-ordered matrix is its own Fortran-ordered transpose: Fortran's upper factor U (A = U^T U) is
+    # then stored as the C lower triangle of U^T = L
+    uplo, n, one, info = ctypes.c_char(b"U"), ctypes.c_int(s), ctypes.c_int(1), ctypes.c_int(0)
+    pu, pn, p1, pi = ctypes.byref(uplo), ctypes.byref(n), ctypes.byref(one), ctypes.byref(info)
+    base, step = mats.ctypes.data, mats.strides[0]
+    infos = np.zeros(u, dtype=np.int64)
+    for i in range(u):
+        potrf(pu, pn, base + i * step, pn, pi)
+        infos[i] = info.value
+    b, bstep = rhs.ctypes.data, rhs.strides[0]
+    ok = infos == 0
+    for j, i in enumerate(which.tolist()):
+        if ok[i]:
+            potrs(pu, pn, p1, base + i * step, pn, b + j * bstep, pn, pi)
+    return infos
+
+
+def cholesky_each(mats, rhs, which):
+    """:func:`_cholesky_each` on SciPy's LAPACK (the GIL released during each factorisation and solve); None
+    (nothing done) where it is not available or the arrays are not C-ordered float32 / float64 of one dtype.
+    Each matrix's factor and each right-hand side's solution depend on that matrix and right-hand side only (one
+    LAPACK call each), not on what else is in the batch."""
+    dt = mats.dtype
+    if (
+        dt not in (np.float32, np.float64)
+        or rhs.dtype != dt
+        or not (mats.flags.c_contiguous and rhs.flags.c_contiguous)
+    ):
+        return None
+    key = dt.str
+    if key not in _CHOLESKY:
+        with _CBLAS_LOCK:
+            if key not in _CHOLESKY:
+                _CHOLESKY[key] = _find_cholesky(dt) or False
+    fns = _CHOLESKY[key]
+    if not fns:
+        return None
+    return _cholesky_each(fns, mats, rhs, np.asarray(which))
+
+
 #: shared libraries whose thread count :func:`one_thread` sets (file names; Python extension modules excluded)
 BLAS_LIBRARY = re.compile(r"(openblas|libblas|libcblas|mkl_rt|libmkl|blis|flexiblas)", re.IGNORECASE)
 

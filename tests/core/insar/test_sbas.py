@@ -361,14 +361,20 @@ def test_float32_path_matches_float64():
     assert np.array_equal(q32["n_gaps"], q64["n_gaps"])
 
 
-def test_components_small_and_large_pattern_paths_agree():
+def test_components_equal_label_propagation_in_any_batches(monkeypatch):
+    """SciPy's connected components of the (pattern, date) graph give the labels of iterated min-label propagation
+    (an independent implementation), whatever the batches of patterns per graph."""
     net, obs, _, _ = nan_stack(seed=31)
     rng = np.random.default_rng(4)
     valid = rng.random((net.n_ifg, 70)) > 0.5
-    big = net.components(valid)  # vectorized label propagation (> 64 patterns)
-    small = np.hstack([net.components(valid[:, :35]), net.components(valid[:, 35:])])  # scipy csgraph
-    assert np.array_equal(big, small)
-    assert (big == np.arange(net.n_dates)[:, None]).sum(0).max() > 1
+    valid[:, 0] = True
+    valid[:, 1] = False
+    ref = net._components_propagation(valid)
+    assert np.array_equal(net.components(valid), ref)
+    monkeypatch.setattr(type(net), "GRAPH_PATTERNS", 3)
+    assert np.array_equal(net.components(valid), ref)
+    assert (ref == np.arange(net.n_dates)[:, None]).sum(0).max() > 1
+    assert (ref[:, 0] == 0).all() and np.array_equal(ref[:, 1], np.arange(net.n_dates))
 
 
 @pytest.mark.parametrize("gap", ["min_norm", "nsbas"])
@@ -415,3 +421,156 @@ def test_ifg_stats_equal_residuals_of_used_observations(weighting):
     e = np.where(valid, y - (t[net.i2] - t[net.i1]), 0.0)
     np.testing.assert_array_equal(q["ifg_n"], valid.sum(axis=1))
     np.testing.assert_allclose(q["ifg_sum_e2"], (e**2).sum(axis=1), rtol=1e-9, atol=1e-9)
+
+
+def _many_missing_stack(seed=41, rows=6, cols=10, dtype=np.float64):
+    """A 40-date network (~180 pairs) whose partial pixels each miss 35-45 interferograms (orders of ``I - H_SS``
+    that LAPACK factors one at a time): unique patterns, one pattern shared by a column of pixels (split by row
+    blocks), and one that loses rank (every pair of one date missing: a gap in the pixel's own network)."""
+    rng = np.random.default_rng(seed)
+    dates = make_dates(40)
+    pairs = short_baseline_pairs(dates, 60)
+    net = SbasNetwork([a for a, _ in pairs], [b for _, b in pairs])
+    M, P = net.n_ifg, rows * cols
+    truth = truth_ts(net.tyears, rows, cols, seed)
+    obs = ifgs_from_ts(net, truth) + rng.normal(0, 2.0, (M, rows, cols))
+    o = obs.reshape(M, P)
+    for p in range(0, P, 2):
+        o[rng.choice(M, rng.integers(35, 46), replace=False), p] = np.nan
+    shared = rng.choice(M, 38, replace=False)
+    o[np.ix_(shared, np.arange(3, P, cols))] = np.nan  # column 3 of every row: one pattern
+    lost = (net.i1 == 20) | (net.i2 == 20)
+    extra = rng.choice(np.flatnonzero(~lost), 36 - int(lost.sum()), replace=False)
+    o[lost, 5] = np.nan
+    o[extra, 5] = np.nan
+    return net, obs.astype(dtype), truth
+
+
+def test_partial_pixels_missing_many_interferograms_equal_per_pixel_lstsq(monkeypatch):
+    """Partial pixels whose ``I - H_SS`` is factored by LAPACK one pattern at a time (orders 35-45): the time series
+    equal per-pixel least squares on the valid rows (the pixel with a gap: min-norm, as lstsq); the vectorised
+    factorisation across patterns gives the same values to rounding; float64 results do not depend on the row
+    blocks (a shared pattern split across them)."""
+    net, obs, _ = _many_missing_stack()
+    M = net.n_ifg
+    y = obs.reshape(M, -1)
+    valid = np.isfinite(y)
+    assert 35 <= (~valid[:, 0]).sum() <= M // 2 and (~valid[:, 5]).sum() == 36
+    calls = []
+    real = sbas.cholesky_each
+    monkeypatch.setattr(sbas, "cholesky_each", lambda *a: calls.append(a[0].shape) or real(*a))
+    monkeypatch.setattr(sbas, "laplacian_min_missing", lambda network: 10**9)  # every pattern imputed
+    ts, q = sbas.sbas_invert_block(obs, net)
+    assert calls and min(c[1] for c in calls) >= 35  # the LAPACK route ran
+    ref = lstsq_reference(net, y, valid)
+    got = ts.reshape(net.n_dates, -1)
+    assert np.array_equal(np.isnan(got), np.isnan(ref))
+    assert np.nanmax(np.abs(got - ref)) < 1e-7
+    assert q["n_gaps"].reshape(-1)[5] >= 1 and (q["n_gaps"].reshape(-1)[[0, 2, 3]] == 0).all()
+    for split in ([0, 2, 6], [0, 1, 3, 4, 6]):
+        parts = [sbas.sbas_invert_block(obs[:, r0:r1], net) for r0, r1 in zip(split[:-1], split[1:])]
+        assert np.array_equal(ts, np.concatenate([p[0] for p in parts], axis=1), equal_nan=True)
+    # the vectorised route (no LAPACK reachable), in float64 and float32
+    ts32, _ = sbas.sbas_invert_block(obs.astype(np.float32), net, dtype=np.float32)
+    monkeypatch.setattr(sbas, "cholesky_each", lambda *a: None)
+    ts_vec, _ = sbas.sbas_invert_block(obs, net)
+    assert np.nanmax(np.abs(ts_vec - ts)) < 1e-9
+    ts32_vec, _ = sbas.sbas_invert_block(obs.astype(np.float32), net, dtype=np.float32)
+    scale = np.nanmax(np.abs(ts))
+    assert np.array_equal(np.isnan(ts32), np.isnan(ts))
+    assert np.nanmax(np.abs(ts32 - ts)) < 1e-4 * scale and np.nanmax(np.abs(ts32 - ts32_vec)) < 1e-4 * scale
+
+
+@pytest.mark.parametrize("stack", ["nan_stack", "many_missing"])
+def test_partial_pixels_by_their_own_laplacian_equal_the_imputation_and_lstsq(monkeypatch, stack):
+    """Partial pixels solved by the banded normal equations of their own network (unit weights) instead of the
+    imputation: the same time series as per-pixel least squares and as the imputation (to rounding), the same
+    gaps, residual RMS and temporal coherence; pixels whose own network is split go to the pseudo-inverse as
+    before; float64 results do not depend on the row blocks."""
+    net, obs, *_ = nan_stack(seed=13) if stack == "nan_stack" else _many_missing_stack()
+    M = net.n_ifg
+    y = obs.reshape(M, -1)
+    valid = np.isfinite(y)
+    ts_imp, q_imp = sbas.sbas_invert_block(obs, net)
+    used = []
+    real = sbas._weighted_laplacian_solve
+
+    def counted(network, obs, valid, w, *a, **k):
+        used.append(obs.shape[1])
+        return real(network, obs, valid, w, *a, **k)
+
+    monkeypatch.setattr(sbas, "_weighted_laplacian_solve", counted)
+    monkeypatch.setattr(sbas, "laplacian_min_missing", lambda network: 1)
+    ts, q = sbas.sbas_invert_block(obs, net)
+    partial = valid.any(0) & ~valid.all(0)
+    connected = partial & (q["n_gaps"].reshape(-1) == 0)
+    assert sum(used) == connected.sum() > 0
+    ref = lstsq_reference(net, y, valid)
+    got = ts.reshape(net.n_dates, -1)
+    assert np.array_equal(np.isnan(got), np.isnan(ref)) and np.nanmax(np.abs(got - ref)) < 1e-7
+    assert np.nanmax(np.abs(ts - ts_imp)) < 1e-8
+    for k in ("n_gaps", "n_ifg_used", "kept_first_date"):
+        assert np.array_equal(q[k], q_imp[k])
+    for k in ("residual_rms", "temporal_coherence"):
+        assert np.array_equal(np.isnan(q[k]), np.isnan(q_imp[k])) and np.nanmax(np.abs(q[k] - q_imp[k])) < 1e-8
+    rows = obs.shape[1]
+    parts = [sbas.sbas_invert_block(obs[:, r0:r1], net) for r0, r1 in ((0, 1), (1, rows // 2), (rows // 2, rows))]
+    assert np.array_equal(ts, np.concatenate([p[0] for p in parts], axis=1), equal_nan=True)
+    # float32 stacks: float64 normal equations, float32 time series
+    ts32, _ = sbas.sbas_invert_block(obs.astype(np.float32), net, dtype=np.float32)
+    assert ts32.dtype == np.float32 and np.nanmax(np.abs(ts32 - ts)) < 1e-4 * np.nanmax(np.abs(ts))
+
+
+def test_laplacian_threshold_grows_with_the_network_and_stays_below_half_the_rows():
+    small = SbasNetwork(*zip(*short_baseline_pairs(make_dates(14), 48)))
+    dates = make_dates(150)
+    frame = SbasNetwork(*zip(*short_baseline_pairs(dates, 48)))
+    assert sbas.laplacian_min_missing(small) <= small.n_ifg // 2 + 1
+    assert sbas.laplacian_min_missing(small) < sbas.laplacian_min_missing(frame) < frame.n_ifg // 2
+
+
+@pytest.mark.parametrize("stack", ["nan_stack", "many_missing"])
+def test_imputation_in_batches_of_patterns_is_the_same_bit_for_bit(monkeypatch, stack):
+    """The patterns are imputed in batches of bounded memory (one pattern per batch here): the same values as
+    all of an order at once, through the vectorised factorisation (nan_stack) and LAPACK (many_missing)."""
+    net, obs, *_ = nan_stack(seed=17) if stack == "nan_stack" else _many_missing_stack(seed=43)
+    monkeypatch.setattr(sbas, "laplacian_min_missing", lambda network: 10**9)
+    ts, q = sbas.sbas_invert_block(obs, net)
+    batches = []
+    real = sbas._pattern_batches
+
+    def one_each(s_count, M, batch_bytes=None):
+        for s, us in real(s_count, M, batch_bytes=1):
+            batches.append(us.size)
+            yield s, us
+
+    monkeypatch.setattr(sbas, "_pattern_batches", one_each)
+    ts1, q1 = sbas.sbas_invert_block(obs, net)
+    assert len(batches) > 5 and max(batches) == 1
+    assert np.array_equal(ts, ts1, equal_nan=True)
+    for k in q:
+        assert np.array_equal(q[k], q1[k], equal_nan=True)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_split_pixel_networks_by_parts_equal_the_pseudo_inverse(weighted):
+    """Pixels whose own network falls apart (2 to many parts, isolated dates, the first date alone): the banded
+    solve with each part's first date held and the parts' constants fitted give the minimum-norm least squares
+    of the pseudo-inverse (``_fallback_solve``), weighted or not."""
+    rng = np.random.default_rng(29)
+    dates = make_dates(30)
+    pairs = short_baseline_pairs(dates, 48)
+    net = SbasNetwork([a for a, _ in pairs], [b for _, b in pairs])
+    M, n = net.n_ifg, 300
+    y = rng.normal(0, 5, (M, n))
+    valid = rng.random((M, n)) > rng.uniform(0.3, 0.85, n)[None, :]
+    valid[net.i1 == 0, :50] = False  # the first date alone
+    valid[:, 299] = True  # one connected pixel among them
+    w = rng.uniform(0.2, 1.0, (M, n)) if weighted else None
+    gaps, labels = sbas._pattern_gaps(net, valid)
+    assert (gaps > 3).any() and (gaps[:50] >= 1).all() and gaps[299] == 0
+    got, ok = sbas._component_laplacian_solve(net, y, valid, w, labels, chunk=64)
+    opts = sbas.SolverOptions()
+    want = sbas._fallback_solve(net, y, valid, None if w is None else np.sqrt(w), opts)
+    assert ok.all()
+    assert np.max(np.abs(got - want)) < 1e-8 * max(1.0, np.max(np.abs(want)))

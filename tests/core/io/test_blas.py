@@ -166,6 +166,40 @@ def test_c_interface_products_let_other_threads_run():
     assert n > 0.3 * alone * seconds, (n, alone, seconds)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cholesky_each_solves_flags_and_does_not_depend_on_the_batch(dtype):
+    """LAPACK's potrf / potrs one matrix and one right-hand side at a time: solutions of numpy's solve to rounding,
+    the factor in the lower triangle, a matrix that is not positive definite reported by its info (its right-hand
+    sides left as they were), and each result the same bit for bit alone or in another batch."""
+    rng = np.random.default_rng(7)
+    u, s = 6, 40
+    g = rng.normal(size=(u, s, 2 * s))
+    mats = (g @ g.transpose(0, 2, 1) / (2 * s) + 0.1 * np.eye(s)).astype(dtype)
+    mats[4] = -np.eye(s, dtype=dtype)  # not positive definite
+    which = np.array([0, 1, 1, 2, 3, 4, 5, 5])
+    rhs = rng.normal(size=(which.size, s)).astype(dtype)
+    m, x = mats.copy(), rhs.copy()
+    info = blas.cholesky_each(m, x, which)
+    if info is None:
+        pytest.skip("SciPy exports no LAPACK here")
+    assert info[4] > 0 and (np.delete(info, 4) == 0).all()
+    assert np.array_equal(x[5], rhs[5])
+    ok = which != 4
+    want = np.linalg.solve(mats.astype(np.float64)[which[ok]], rhs.astype(np.float64)[ok][:, :, None])[:, :, 0]
+    eps = np.finfo(dtype).eps
+    np.testing.assert_allclose(x[ok], want, rtol=0, atol=1e4 * s * eps * np.abs(want).max())
+    low = np.tril(m[[0, 1, 2, 3, 5]])
+    np.testing.assert_allclose(low @ low.transpose(0, 2, 1), mats[[0, 1, 2, 3, 5]], rtol=0, atol=50 * s * eps)
+    for part in ([1], [5, 2], [3, 0, 1]):
+        sel = np.flatnonzero(np.isin(which, part))
+        m2, x2 = np.ascontiguousarray(mats[part]), rhs[sel].copy()
+        blas.cholesky_each(m2, x2, np.array([part.index(k) for k in which[sel]]))
+        assert np.array_equal(m2, m[part]) and np.array_equal(x2, x[sel])
+    # not C-ordered or mixed dtypes: not handled (the caller takes another route)
+    assert blas.cholesky_each(mats.transpose(0, 2, 1), rhs, which) is None
+    assert blas.cholesky_each(mats, rhs.astype(np.float16), which) is None
+
+
 class _FakeBlas:
     """A BLAS thread count as OpenBLAS keeps it (process-wide)."""
 
