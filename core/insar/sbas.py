@@ -425,11 +425,7 @@ def _impute_missing(operators, obs, workspace=None, skip=None):
         else:
             Cg, Sg = C[:, :, good], S[good]
         unique_px = bool(np.all(starts[ug + 1] - starts[ug] == 1))
-        counts = starts[ug + 1] - starts[ug]
-        first = np.repeat(starts[ug], counts)
-        within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-        sel = order[first + within]  # positions in `part`
-        loc = np.repeat(np.arange(len(ug)), counts)
+        sel, loc = _pattern_pixels(ug, starts, order)
         step = max(256, int(2e7 // (s * s)))
         for c0 in range(0, sel.size, step):
             sl, lc = sel[c0 : c0 + step], loc[c0 : c0 + step]
@@ -439,6 +435,15 @@ def _impute_missing(operators, obs, workspace=None, skip=None):
             c = cholesky_solve_pixel_last(Cp, rhs)
             Y[SpT, part[sl][None, :]] = c
     return pat_ok
+
+
+def _pattern_pixels(us, starts, order):
+    """The partial pixels of the patterns ``us``, pattern by pattern: their positions in ``part`` and the index of
+    each one's pattern in ``us`` (``order``: the positions sorted by pattern, ``starts``: each pattern's first)."""
+    counts = starts[us + 1] - starts[us]
+    first = np.repeat(starts[us], counts)
+    within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    return order[first + within], np.repeat(np.arange(len(us)), counts)
 
 
 #: working memory of one batch of patterns in :func:`_impute_missing` (their ``I - H_SS`` and its gather index)
@@ -483,11 +488,7 @@ def _impute_each(Hf, S, us, starts, order, pred, col, Y, part, tol, workspace=No
     np.negative(Mat, out=Mat)
     diag = (slice(None), np.arange(s), np.arange(s))
     Mat[diag] += 1  # I - H_SS
-    counts = starts[us + 1] - starts[us]
-    first = np.repeat(starts[us], counts)
-    within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    sel = order[first + within]  # positions in `part`, pattern by pattern
-    loc = np.repeat(np.arange(u), counts)  # each pixel's pattern
+    sel, loc = _pattern_pixels(us, starts, order)
     rows = S[loc]  # (n, s) each pixel's missing rows
     rhs = np.ascontiguousarray(pred[rows, (sel if col is None else col[sel])[:, None]], dtype=Hf.dtype)
     infos = cholesky_each(Mat, rhs, loc)
