@@ -109,23 +109,6 @@ class SbasNetwork:
             lab[:, j0 : j0 + nu] = (first[comp] % N).reshape(nu, N).T
         return lab
 
-    def _components_propagation(self, valid):
-        """:meth:`components` by iterated min-label propagation (the reference of the tests)."""
-        i1, i2 = self.i1, self.i2
-        u = valid.shape[1]
-        lab = np.repeat(np.arange(self.n_dates, dtype=np.int32)[:, None], u, axis=1)
-        for _ in range(self.n_dates + 1):
-            before = lab.copy()
-            for k in range(self.n_ifg):
-                la, lb = lab[i1[k]], lab[i2[k]]
-                mn = np.minimum(la, lb)
-                v = valid[k]
-                np.copyto(la, mn, where=v)
-                np.copyto(lb, mn, where=v)
-            if np.array_equal(before, lab):
-                break
-        return lab
-
     def n_gaps(self, valid=None):
         lab = self.components(valid)
         return (lab == np.arange(self.n_dates)[:, None]).sum(axis=0) - 1
