@@ -62,6 +62,7 @@ from ..core.io.errors import Cancelled, DaskUnavailable, TimeSeriesError
 from ..core.io.integrity import file_damage
 from ..core.io.rasters import diagnose_raster, gdal_quiet
 from ..core.io.staging import StagedFiles, file_key, input_file_set, inside_staging_dir, sidecar_paths, source_files
+from ..core.io.tasks import is_shielded
 
 TEMPORARY = getattr(QgsProcessing, "TEMPORARY_OUTPUT", "TEMPORARY_OUTPUT")
 
@@ -565,7 +566,9 @@ class InterruptState:
     clean-up is recorded and looked at by the caller, never raised where nothing would catch it. Python
     swallows exceptions raised inside weakref callbacks, ``__del__`` and garbage-collector callbacks
     ("Exception ignored in ..."): the record and the cancel still stop the run, and :meth:`check` (called
-    again before the outputs are committed) raises."""
+    again before the outputs are committed) raises. Nor does it raise while the main thread is inside thread
+    machinery (:func:`~..core.io.tasks.shielded`: waiting for window threads, a writer thread): an exception there
+    would leave a lock held and the process hung; the cancel stops the run as the current window finishes."""
 
     def __init__(self, feedback=None):
         self.feedback = feedback
@@ -574,7 +577,7 @@ class InterruptState:
 
     def handler(self, signum, frame):
         self.note(signum)
-        if self._armed:
+        if self._armed and not is_shielded():  # inside thread machinery the cancel stops the run (see shielded)
             self._armed = False
             raise Interrupted(signum)
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..io.errors import TimeSeriesError
 from ..io.rasters import RasterGrid, open_raster, read_window
+from ..io.tasks import shielded
 from . import products
 from .network import SbasNetwork, select_pairs, subnetwork
 from .pairs import match_pairs_csv, pair_from_name, pairs_from_names, read_pairs_csv
@@ -556,7 +557,7 @@ class ScratchWriter:
         """Queue the window ``values`` of raster ``key`` at (``row0``, ``col0``) (see :meth:`ScratchStack.write`)."""
         self.scratch._check(row0, col0, np.shape(values))
         a = np.array(values, dtype=np.float32, order="C", copy=True)
-        with self._cond:
+        with shielded(), self._cond:  # a signal handler's exception would leave the condition's lock held
             while self._error is None and not self._stopping and self._queue and self._queued + a.nbytes > self.budget:
                 self._cond.wait()
             if self._error is not None:
@@ -592,21 +593,23 @@ class ScratchWriter:
 
     def close(self):
         """Wait until everything queued is written; raise the first write error."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
-        self._thread.join()
+        with shielded():
+            with self._cond:
+                self._stopping = True
+                self._cond.notify_all()
+            self._thread.join()
         if self._error is not None:
             raise self._error
 
     def abort(self):
         """Drop what is queued and stop (the window being written is finished)."""
-        with self._cond:
-            self._queue.clear()
-            self._queued = 0
-            self._stopping = True
-            self._cond.notify_all()
-        self._thread.join()
+        with shielded():
+            with self._cond:
+                self._queue.clear()
+                self._queued = 0
+                self._stopping = True
+                self._cond.notify_all()
+            self._thread.join()
 
 
 class ScratchFiles:

@@ -14,8 +14,10 @@ retried (``retries``), and cancelling stops submitting and cancels the outstandi
 Dask is optional: it is imported only when a scheduler is given.
 """
 
+import contextlib
 import importlib.util
 import os
+import threading
 
 from .errors import Cancelled, DaskUnavailable
 
@@ -43,6 +45,38 @@ def give_back_free_memory():
             _LIBC.append(None)
     if _LIBC[0] is not None:
         _LIBC[0](0)
+
+
+class _Shield(threading.local):
+    depth = 0
+
+
+_SHIELD = _Shield()
+
+
+@contextlib.contextmanager
+def shielded():
+    """A block of this thread that an exception raised by a signal handler must not cut: waiting for, submitting,
+    cancelling and joining threads. ``concurrent.futures`` and ``threading`` take several locks in Python code
+    (``wait`` locks every future's condition in a loop, ``Event.wait`` releases and re-takes its condition): an
+    exception raised between two of those steps leaves a lock held, and the thread that needs it next (a worker
+    reporting its result, then this thread joining that worker) waits for ever. Measured: a handler raising at
+    random moments of :func:`map_threads` on 2 threads hung this process within a few hundred runs; a
+    ``qgis_process`` run sent SIGTERM hung the same way once in CI.
+
+    A handler that stops a run by raising (the plugin's SIGTERM/SIGINT handler) raises only where
+    :func:`is_shielded` is False; inside, it records the signal and cancels instead: the runners check the cancel
+    as each task finishes (a task's time at most) and raise :class:`~.errors.Cancelled` at a safe point."""
+    _SHIELD.depth += 1
+    try:
+        yield
+    finally:
+        _SHIELD.depth -= 1
+
+
+def is_shielded():
+    """True inside :func:`shielded` in this thread (a signal handler runs in the main thread: the main thread's)."""
+    return _SHIELD.depth > 0
 
 
 def dask_available():
@@ -120,7 +154,10 @@ def map_threads(task_fn, tasks, threads, shared=None, is_canceled=None):
     tasks = list(tasks)
     is_canceled = is_canceled or (lambda: False)
     extra = () if shared is None else (shared,)
-    with one_thread(), ThreadPoolExecutor(max_workers=max(1, int(threads)), thread_name_prefix="subsidence") as pool:
+    n = max(1, int(threads))
+    with one_thread():
+        with shielded():
+            pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="subsidence")
         pending = {}
         it = iter(enumerate(tasks))
 
@@ -131,22 +168,28 @@ def map_threads(task_fn, tasks, threads, shared=None, is_canceled=None):
             return False
 
         try:
-            for _ in range(max(1, int(threads))):
-                if not submit_next():
-                    break
+            with shielded():  # the pool's machinery is not cut by a signal handler's exception (see shielded)
+                for _ in range(n):
+                    if not submit_next():
+                        break
             while pending:
-                done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+                with shielded():
+                    done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
                 for fut in sorted(done, key=lambda f: pending[f]):
                     i = pending.pop(fut)
-                    result = fut.result()
+                    with shielded():
+                        result = fut.result()
                     if is_canceled():
                         raise Cancelled()
                     yield i, result
                     del result
-                    submit_next()
+                    with shielded():
+                        submit_next()
         finally:
-            for fut in pending:
-                fut.cancel()
+            with shielded():
+                for fut in pending:
+                    fut.cancel()
+                pool.shutdown(wait=True)
 
 
 def map_blocks(
@@ -175,14 +218,16 @@ def map_blocks(
         return
     own = client is None
     scattered = ()
-    client = client or connect(scheduler)
+    with shielded():  # Dask's client waits on threading events too (see shielded)
+        client = client or connect(scheduler)
     try:
-        prepare_workers(client)
-        from distributed import as_completed
+        with shielded():
+            prepare_workers(client)
+            from distributed import as_completed
 
-        nworkers = max(1, len(client.scheduler_info().get("workers", {})))
-        if extra:
-            extra = scattered = tuple(client.scatter(list(extra), broadcast=True, hash=False))
+            nworkers = max(1, len(client.scheduler_info().get("workers", {})))
+            if extra:
+                extra = scattered = tuple(client.scatter(list(extra), broadcast=True, hash=False))
         window = max_in_flight or 2 * nworkers
         pending = {}
         it = iter(enumerate(tasks))
@@ -206,24 +251,33 @@ def map_blocks(
                 ac.add(fut)
             return fut
 
-        first = [f for f in (submit_next() for _ in range(window)) if f is not None]
+        with shielded():
+            first = [f for f in (submit_next() for _ in range(window)) if f is not None]
         if not first:
             return
         ac = as_completed(first, loop=client.loop)
-        for fut in ac:
+        while True:
+            with shielded():
+                fut = next(ac, None)
+            if fut is None:
+                break
             if is_canceled():
-                client.cancel([f for _, f in pending.values()])
+                with shielded():
+                    client.cancel([f for _, f in pending.values()])
                 raise Cancelled()
             i, _ = pending.pop(fut.key)
-            result = fut.result()
-            fut.release()
+            with shielded():
+                result = fut.result()
+                fut.release()
             yield i, result
-            submit_next()
+            with shielded():
+                submit_next()
     finally:
-        for f in scattered:
-            f.release()
-        if own:
-            client.close()
+        with shielded():
+            for f in scattered:
+                f.release()
+            if own:
+                client.close()
 
 
 def run_tasks_here_or(task_fn, tasks, run_tasks=None, shared=None):

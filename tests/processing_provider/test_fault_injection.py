@@ -722,6 +722,30 @@ def test_signals_during_clean_up_are_recorded_not_raised():
         assert got.value.signum == signal.SIGTERM
 
 
+def test_signal_inside_thread_machinery_cancels_instead_of_raising():
+    """Inside the window runner's shielded blocks (waiting for threads, a writer thread's lock) an exception
+    would leave a lock held and hang the process: there the armed handler records the signal and cancels the
+    feedback (the runner stops as the window finishes) and raises nothing; outside, it raises at once."""
+    from qgis.core import QgsProcessingFeedback
+
+    from subsidence_toolkit.core.io.tasks import shielded
+    from subsidence_toolkit.processing_provider.transaction import Interrupted, interrupt_guard
+
+    feedback = QgsProcessingFeedback()
+    with interrupt_guard(feedback) as state:
+        state.arm()
+        with shielded():
+            signal.raise_signal(signal.SIGTERM)
+            assert feedback.isCanceled() and state.received == [signal.SIGTERM]
+        with pytest.raises(Interrupted) as got:
+            state.check()  # what run_in_transaction does after the body (the runner raised Cancelled first)
+        assert got.value.signum == signal.SIGTERM
+        state.received.clear()
+        state.arm()
+        with pytest.raises(Interrupted):
+            signal.raise_signal(signal.SIGTERM)
+
+
 def _under_sigterm(delay, run):
     """``run()`` with SIGTERM sent to this process ``delay`` seconds in, and a handler from before the run that
     records it: ``(the run's error message or None, the signals that handler received)``."""
