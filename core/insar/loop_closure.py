@@ -33,6 +33,8 @@ import math
 
 import numpy as np
 
+from ..io.tasks import result_of, thread_pool
+
 #: LiCSBAS default threshold on the loop-phase RMS (rad)
 DEFAULT_LOOP_THRESHOLD = 1.5
 LOOP_OFF = 0
@@ -389,12 +391,10 @@ def _on_threads(run, blocks, threads):
     if threads == 1:
         run(blocks)
         return
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="subsidence-loops") as pool:
+    with thread_pool(threads, "subsidence-loops") as pool:
         futures = [pool.submit(run, blocks[i::threads]) for i in range(threads)]
         for f in futures:
-            f.result()
+            result_of(f)
 
 
 def merge_stats(a, b):

@@ -29,7 +29,7 @@ from ..io.blas import one_thread as one_blas_thread
 from ..io.dates import format_date
 from ..io.errors import Cancelled, TimeSeriesError
 from ..io.rasters import RasterWriter, memory_available_bytes, open_raster, read_window
-from ..io.tasks import map_threads, run_tasks_here_or
+from ..io.tasks import map_threads, result_of, run_tasks_here_or, shielded, thread_pool
 from . import corrections as corr
 from . import deramp as dr
 from . import gacos as gc
@@ -507,25 +507,24 @@ def _solve_window(phase, coh, fix, task, state, stats):
             solve(ab, stats)
             _sub_tick()
         return out_ts, out_vel, out_q
-    from concurrent.futures import ThreadPoolExecutor
-
     # per sub-block sums of what _solve_sub_block adds (residuals, pixel counts, unwrapping corrections)
     zero = {
         k: np.zeros_like(v) if isinstance(v, np.ndarray) else 0 for k, v in stats.items() if not k.startswith("coh_")
     }
-    with ThreadPoolExecutor(max_workers=t, thread_name_prefix="subsidence-solve") as pool:
+    with thread_pool(t, "subsidence-solve") as pool:
         futures = [
             pool.submit(solve, ab, {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in zero.items()})
             for ab in blocks
         ]
         try:
             for fut in futures:  # in sub-block order: the sums as one thread makes them
-                for k, v in fut.result().items():
+                for k, v in result_of(fut).items():
                     stats[k] += v
                 _sub_tick()
         except BaseException:
-            for fut in futures:
-                fut.cancel()
+            with shielded():
+                for fut in futures:
+                    fut.cancel()
             raise
     return out_ts, out_vel, out_q
 
@@ -1147,15 +1146,13 @@ def _window_writer(es, writers, behind):
     if not behind:
         now.seconds = seconds
         return now
-    from concurrent.futures import ThreadPoolExecutor
-
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="subsidence-write")
+    pool = thread_pool(1, "subsidence-write")
     es.callback(pool.shutdown, wait=True)  # runs before the writers are closed or removed
     pending = []
 
     def later(row0, col0, blocks):
         if pending:
-            pending.pop().result()  # raises the writer's error here
+            result_of(pending.pop())  # raises the writer's error here
         if row0 is not None:
             pending.append(pool.submit(now, row0, col0, blocks))
 

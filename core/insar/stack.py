@@ -10,7 +10,7 @@ import numpy as np
 
 from ..io.errors import TimeSeriesError
 from ..io.rasters import RasterGrid, open_raster, read_window
-from ..io.tasks import shielded
+from ..io.tasks import result_of, shielded, thread_pool
 from . import products
 from .network import SbasNetwork, select_pairs, subnetwork
 from .pairs import match_pairs_csv, pair_from_name, pairs_from_names, read_pairs_csv
@@ -336,9 +336,7 @@ def read_files_into(files, out, row0, nrows, col0, ncols, threads=1):
         for k in range(n):
             one(k)
         return out
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=int(threads), thread_name_prefix="subsidence-read") as pool:
+    with thread_pool(threads, "subsidence-read") as pool:
         for _ in pool.map(one, range(n)):  # raises the first error (e.g. a damaged file, named)
             pass
     return out
@@ -354,20 +352,19 @@ def map_files_in_order(fn, n, threads):
         for k in range(n):
             yield k, fn(k)
         return
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=int(threads), thread_name_prefix="subsidence-read") as pool:
+    with thread_pool(threads, "subsidence-read") as pool:
         pending = [pool.submit(fn, k) for k in range(min(n, threads))]
         try:
             for k in range(n):
-                result = pending.pop(0).result()
+                result = result_of(pending.pop(0))
                 if k + threads < n:
                     pending.append(pool.submit(fn, k + threads))
                 yield k, result
                 del result
         finally:
-            for fut in pending:
-                fut.cancel()
+            with shielded():
+                for fut in pending:
+                    fut.cancel()
 
 
 # --------------------------------------------------------------------------- scratch copy of a stack

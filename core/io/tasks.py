@@ -18,6 +18,7 @@ import contextlib
 import importlib.util
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from .errors import Cancelled, DaskUnavailable
 
@@ -77,6 +78,43 @@ def shielded():
 def is_shielded():
     """True inside :func:`shielded` in this thread (a signal handler runs in the main thread: the main thread's)."""
     return _SHIELD.depth > 0
+
+
+class ShieldedPool(ThreadPoolExecutor):
+    """A ``ThreadPoolExecutor`` whose ``submit``, ``map`` and ``shutdown`` (and so its ``with`` block's exit) run
+    :func:`shielded`; take results with :func:`result_of`. Every thread pool of the core is one of these
+    (:func:`thread_pool`): the main thread of ``qgis_process`` waits on them while a SIGTERM may arrive."""
+
+    def submit(self, *args, **kwargs):
+        with shielded():
+            return super().submit(*args, **kwargs)
+
+    def map(self, fn, *iterables, **kwargs):
+        """The results in order (every call submitted at once, as ``Executor.map``); the ones not started are
+        cancelled when the caller stops early."""
+        futures = [self.submit(fn, *args) for args in zip(*iterables)]
+        try:
+            for fut in futures:
+                yield result_of(fut)
+        finally:
+            with shielded():
+                for fut in futures:
+                    fut.cancel()
+
+    def shutdown(self, *args, **kwargs):
+        with shielded():
+            return super().shutdown(*args, **kwargs)
+
+
+def thread_pool(threads, name):
+    """A :class:`ShieldedPool` of ``threads`` threads named ``name``-N."""
+    return ShieldedPool(max_workers=max(1, int(threads)), thread_name_prefix=name)
+
+
+def result_of(future):
+    """``future.result()`` inside :func:`shielded` (waiting on a future's condition must not be cut short)."""
+    with shielded():
+        return future.result()
 
 
 def dask_available():
@@ -147,7 +185,7 @@ def map_threads(task_fn, tasks, threads, shared=None, is_canceled=None):
     here; cancelling (``is_canceled``) or closing the generator drops the tasks not yet started and
     waits for the running ones. BLAS runs on one thread meanwhile (:func:`.blas.one_thread`): the threads here
     replace its own."""
-    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, wait
 
     from .blas import one_thread
 
@@ -156,8 +194,7 @@ def map_threads(task_fn, tasks, threads, shared=None, is_canceled=None):
     extra = () if shared is None else (shared,)
     n = max(1, int(threads))
     with one_thread():
-        with shielded():
-            pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="subsidence")
+        pool = thread_pool(n, "subsidence")
         pending = {}
         it = iter(enumerate(tasks))
 
@@ -177,8 +214,7 @@ def map_threads(task_fn, tasks, threads, shared=None, is_canceled=None):
                     done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
                 for fut in sorted(done, key=lambda f: pending[f]):
                     i = pending.pop(fut)
-                    with shielded():
-                        result = fut.result()
+                    result = result_of(fut)
                     if is_canceled():
                         raise Cancelled()
                     yield i, result
@@ -189,7 +225,7 @@ def map_threads(task_fn, tasks, threads, shared=None, is_canceled=None):
             with shielded():
                 for fut in pending:
                     fut.cancel()
-                pool.shutdown(wait=True)
+            pool.shutdown(wait=True)
 
 
 def map_blocks(

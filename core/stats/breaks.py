@@ -32,10 +32,11 @@ Empty classes are dropped when values are coded (:func:`classify`).
 """
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
+
+from ..io.tasks import result_of, thread_pool
 
 METHODS = ("natural", "quantile", "equal", "geometric", "sd", "manual")
 
@@ -207,7 +208,7 @@ def _chunked_minima(b, lo, hi, costs, workers):
     if nthreads > 1 and len(edges) >= nthreads:
         k = np.linspace(0, len(edges), nthreads + 1).astype(int)
         futures = [pool.submit(run, edges[k[i] : k[i + 1]], bufs[i]) for i in range(nthreads)]
-        parts = [r for f in futures for r in f.result()]
+        parts = [r for f in futures for r in result_of(f)]
     else:
         parts = run(edges, bufs[0])
     return np.concatenate([m for m, _ in parts]), np.concatenate([a for _, a in parts])
@@ -269,7 +270,7 @@ def _fisher_dp(values, weights, kmax, all_k, threads=None):
         threads = min(os.cpu_count() or 1, 4)
     threads = max(1, int(threads)) if n > _THREAD_MIN else 1
     bufs = [_Buffers(n + 2) for _ in range(threads)]
-    pool = ThreadPoolExecutor(threads) if threads > 1 else None
+    pool = thread_pool(threads, "subsidence-breaks") if threads > 1 else None
     try:
         for j in range(2, kmax + 1):
             d_new = np.full(n + 1, np.inf)
