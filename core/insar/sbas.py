@@ -95,7 +95,30 @@ QUALITY_BANDS = (
 )
 
 
-def _component_laplacian_solve(network, obs, valid, w, labels, chunk=1024):
+def _laplacian_system(network, obs, valid, w, matmul_chunk):
+    """The normal equations of a chunk of pixels with every date an unknown -> (Lb (N, bw+1, p), rhs (N, p)).
+
+    ``Lb``: the weighted graph Laplacian ``A^T W A`` of each pixel's network (A: the -1/+1 incidence of the pairs,
+    ``W``: ``w`` (M, p) where ``valid``, 0 elsewhere; ``w`` None: unit weights) in the lower band storage of
+    :func:`band_cholesky_solve`; ``rhs`` = ``A^T W y``. Singular (the constants are free): the connected solve
+    removes date 0 (``Lb[1:]``, ``rhs[1:]``: the entries of pairs with date 0 then lie outside the band, which the
+    band Cholesky never reads), the split one holds the first date of every part. ``matmul_chunk``: the fixed
+    column chunk of the products (:func:`fixed_chunk_matmul`)."""
+    N = network.n_dates
+    i1, i2 = network.i1, network.i2
+    W = valid.astype(np.float64) if w is None else np.where(valid, w, 0.0)
+    Wy = np.zeros(valid.shape)
+    np.copyto(Wy, obs, where=valid)
+    Wy *= W
+    rhs = fixed_chunk_matmul(network.A.T, Wy, chunk=matmul_chunk)
+    del Wy
+    Lb = np.zeros((N, network.bandwidth + 1, valid.shape[1]))
+    Lb[:, 0] = fixed_chunk_matmul(np.abs(network.A).T, W, chunk=matmul_chunk)
+    Lb[i2, i2 - i1] = -W
+    return Lb, rhs
+
+
+def _component_laplacian_solve(network, obs, valid, w, labels, chunk=1024, matmul_chunk=None):
     """Minimum-norm least squares (as ``_fallback_solve`` without NSBAS) for pixels whose own network is split into
     several parts, without a pseudo-inverse per pixel -> ts[1:] (N-1, n), ok (n,).
 
@@ -108,27 +131,16 @@ def _component_laplacian_solve(network, obs, valid, w, labels, chunk=1024):
     design ``B``): a least squares in the constants of the parts met along the chain of dates, a small SPD system
     per pixel (the parts' chain is connected). The pseudo-inverse took a ``(N-1)^2`` eigen-decomposition per pixel
     (2-4 ms for 150 dates); this a banded factorisation and a system of the parts' size."""
-    N, M = network.n_dates, network.n_ifg
+    mc = MATMUL_CHUNK if matmul_chunk is None else matmul_chunk
+    N = network.n_dates
     n = obs.shape[1]
     bw = network.bandwidth
-    i1, i2 = network.i1, network.i2
-    absA = np.abs(network.A)
     out = np.empty((N - 1, n))
     okall = np.ones(n, dtype=bool)
     for c0 in range(0, n, chunk):
         c1 = min(n, c0 + chunk)
         p = c1 - c0
-        V = valid[:, c0:c1]
-        W = V.astype(np.float64) if w is None else np.where(V, w[:, c0:c1], 0.0)
-        Wy = np.zeros((M, p))
-        np.copyto(Wy, obs[:, c0:c1], where=V)
-        Wy *= W
-        rhs = fixed_chunk_matmul(network.A.T, Wy, chunk=chunk)  # (N, p), every date an unknown
-        del Wy
-        Lb = np.zeros((N, bw + 1, p))
-        Lb[:, 0] = fixed_chunk_matmul(absA.T, W, chunk=chunk)
-        Lb[i2, i2 - i1] = -W
-        del W
+        Lb, rhs = _laplacian_system(network, obs[:, c0:c1], valid[:, c0:c1], None if w is None else w[:, c0:c1], mc)
         lab = labels[:, c0:c1]
         roots = lab == np.arange(N)[:, None]  # the first date of each part: held at 0
         Lb[:, 0][roots] = 1.0
@@ -323,41 +335,28 @@ def _weighted_laplacian_solve(network, obs, valid, w, chunk=8192, matmul_chunk=N
     N = network.n_dates
     n = obs.shape[1]
     i1, i2 = network.i1, network.i2
-    absA = np.abs(network.A)
     out = np.empty((N - 1, n))
     okall = np.ones(n, dtype=bool)
-    bw = network.bandwidth
     inner = i1 > 0  # pairs whose both dates are unknowns
     for c0 in range(0, n, chunk):
         c1 = min(n, c0 + chunk)
         p = c1 - c0
-        if w is None:  # unit weights: the data as float64 (one array at a time), the weights 0 / 1
-            Wy = np.zeros((obs.shape[0], p))
-            np.copyto(Wy, obs[:, c0:c1], where=valid[:, c0:c1])
-            rhs = fixed_chunk_matmul(network.A.T, Wy, chunk=mc)[1:]
-            del Wy
-            W = valid[:, c0:c1].astype(np.float64)
-        else:
-            W = np.where(valid[:, c0:c1], w[:, c0:c1], 0.0)
-            rhs = fixed_chunk_matmul(network.A.T, W * np.where(valid[:, c0:c1], obs[:, c0:c1], 0.0), chunk=mc)[1:]
-        diag = fixed_chunk_matmul(absA.T, W, chunk=mc)[1:]
-        if bw <= 16:
-            Lb = np.zeros((N - 1, bw + 1, p))
-            Lb[:, 0] = diag
-            Lb[i2[inner] - 1, (i2 - i1)[inner]] = -W[inner]
-            del W, diag
-            x, ok = band_cholesky_solve(Lb, rhs, overwrite=True)
+        Lb, rhs = _laplacian_system(network, obs[:, c0:c1], valid[:, c0:c1], None if w is None else w[:, c0:c1], mc)
+        if network.bandwidth <= 16:
+            x, ok = band_cholesky_solve(Lb[1:], rhs[1:], overwrite=True)  # date 0 removed
         else:
             Lap = np.zeros((p, N - 1, N - 1))
-            Lap[:, np.arange(N - 1), np.arange(N - 1)] = diag.T
-            Lap[:, i1[inner] - 1, i2[inner] - 1] = -W[inner].T
-            Lap[:, i2[inner] - 1, i1[inner] - 1] = -W[inner].T
+            Lap[:, np.arange(N - 1), np.arange(N - 1)] = Lb[1:, 0].T
+            off = Lb[i2[inner], (i2 - i1)[inner]].T  # -W of the pairs between unknowns
+            Lap[:, i1[inner] - 1, i2[inner] - 1] = off
+            Lap[:, i2[inner] - 1, i1[inner] - 1] = off
             try:
-                x = np.linalg.solve(Lap, rhs.T[:, :, None])[:, :, 0].T
+                x = np.linalg.solve(Lap, rhs[1:].T[:, :, None])[:, :, 0].T
                 ok = np.ones(p, dtype=bool)
             except np.linalg.LinAlgError:
-                x = np.zeros_like(rhs)
+                x = np.zeros_like(rhs[1:])
                 ok = np.zeros(p, dtype=bool)
+        del Lb, rhs
         out[:, c0:c1] = x
         okall[c0:c1] = ok
     return out, okall
@@ -645,7 +644,7 @@ def _solve_unweighted(obs, network, options, ts, gaps, workspace):
         for c0 in range(0, fallback.size, chunk):
             c, pc = fallback[c0 : c0 + chunk], cols[c0 : c0 + chunk]
             x, ok = _component_laplacian_solve(
-                network, obs.signed[:, c], obs.valid[:, c], None, labels[:, obs.pattern_index[pc]], chunk
+                network, obs.signed[:, c], obs.valid[:, c], None, labels[:, obs.pattern_index[pc]], chunk, chunk
             )
             ts[1:, c] = x
             left.append(c[~ok])
