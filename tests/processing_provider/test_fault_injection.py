@@ -801,6 +801,56 @@ def test_sigterm_at_any_moment_is_never_lost(run_alg, fx, tmp_path):
     assert "interrupted" in outcomes, outcomes  # the moments did fall inside the run
 
 
+def test_sigterm_at_any_moment_of_a_threaded_sbas_run_never_hangs(run_alg, tmp_path):
+    """The SBAS inversion on two threads has the most thread machinery (window threads, the scan's copy written
+    by a thread, outputs written by a thread, loop statistics and sub-blocks on inner threads): SIGTERM at moments
+    spread over a run of many small windows always ends the run, reaches the handler from before exactly once and
+    leaves the folder as it was or every output complete (96 windows per pass, the scan's copy kept). Seven
+    moments rarely land inside a lock (the core's stress test of the runner is what reproduces that hang); a hang
+    here ends the test process with every thread's stack instead of hanging the suite."""
+    import faulthandler
+
+    d = tmp_path / "ifgs"
+    d.mkdir()
+    dates = sentinel1_dates(start=dt.date(2020, 1, 3), n=16, gaps=())
+    rng = np.random.default_rng(3)
+    phase = np.cumsum(rng.normal(0, 0.3, (len(dates), 96, 96)), axis=0)  # loops close (loop closure keeps all)
+    files = []
+    for i, a in enumerate(dates):
+        for j in range(i + 1, min(i + 4, len(dates))):
+            tag = "%s_%s" % (a.strftime("%Y%m%d"), dates[j].strftime("%Y%m%d"))
+            ifg = phase[j] - phase[i] + rng.normal(0, 0.05, (96, 96))
+            files.append(write_stack(d / ("%s.geo.unw.tif" % tag), ifg))
+    params = dict(INTERFEROGRAMS=files, THREADS=2, MEMORY_LIMIT_MB=0.3)
+    names = ("OUTPUT_TIMESERIES", "OUTPUT_VELOCITY", "OUTPUT_QUALITY")
+    t0 = time.perf_counter()
+    run_alg("sbasinversion", dict(params, **{k: str(tmp_path / ("plain_%s.tif" % k)) for k in names}))
+    seconds = time.perf_counter() - t0
+    faulthandler.dump_traceback_later(120 + 20 * seconds, exit=True)
+    try:
+        outcomes = set()
+        for i, delay in enumerate(np.linspace(0.05, 0.95, 7) * seconds):
+            folder = tmp_path / ("run%d" % i)
+            folder.mkdir()
+            outs = {k: str(folder / ("%s.tif" % k)) for k in names}
+            for path in outs.values():
+                Path(path).write_bytes(b"previous output of an earlier run\n")
+            before = snapshot(folder)
+            message, received = _under_sigterm(delay, lambda: run_alg("sbasinversion", dict(params, **outs)))
+            assert received == [signal.SIGTERM], (delay, message)
+            assert not [n for n in os.listdir(folder) if "partial" in n], (delay, os.listdir(folder))
+            if message is not None and "after every output was written" not in message:
+                assert "Interrupted by SIGTERM" in message, message
+                assert snapshot(folder) == before, delay
+                outcomes.add("interrupted")
+            else:
+                assert all(gdal.Open(p).RasterCount > 0 for p in outs.values())
+                outcomes.add("written")
+        assert "interrupted" in outcomes, outcomes
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
 def test_ctrl_c_is_not_handed_on_as_a_keyboard_interrupt():
     """Python's own SIGINT handler raises KeyboardInterrupt, which QGIS's C++ only prints as a traceback
     (qgis_process printed three): the run's one-line error is the answer."""
