@@ -30,6 +30,8 @@ import threading
 
 import numpy as np
 
+from .tasks import shielded
+
 #: libraries known to export a slow reference CBLAS that can shadow numpy's
 SLOW_CBLAS_NAMES = ("gslcblas",)
 
@@ -447,7 +449,7 @@ def one_thread():
     if os.environ.get("SUBSIDENCE_BLAS_THREADS", "").strip().lower() == "keep":
         yield
         return
-    with _LIMIT_LOCK:
+    with shielded(), _LIMIT_LOCK:  # a signal handler's exception must not leave the count set and not restored
         if _LIMIT["depth"] == 0:
             saved = []
             try:
@@ -464,7 +466,7 @@ def one_thread():
     try:
         yield
     finally:
-        with _LIMIT_LOCK:
+        with shielded(), _LIMIT_LOCK:
             _LIMIT["depth"] -= 1
             if _LIMIT["depth"] == 0:
                 for set_fn, n in _LIMIT["saved"]:

@@ -770,6 +770,29 @@ def _under_sigterm(delay, run):
     return message, received
 
 
+def _sigterm_at_moments(run_alg, alg, params, outputs_of, complete, seconds, tmp_path, span=(0.05, 1.0)):
+    """Run ``alg`` seven times with SIGTERM at moments spread over ``span`` x ``seconds`` (a plain run's time):
+    the signal always reaches the handler from before the run exactly once, and each run either leaves its folder
+    as it was ("Interrupted by SIGTERM") or writes every output (``complete(outputs)`` holds); never a staging
+    file. ``outputs_of(folder)``: the output paths, previous outputs in place. Returns the outcomes seen."""
+    outcomes = set()
+    for i, delay in enumerate(np.linspace(span[0], span[1], 7) * seconds):
+        folder = tmp_path / ("run%d" % i)
+        outs = outputs_of(folder)
+        before = snapshot(folder)
+        message, received = _under_sigterm(delay, lambda: run_alg(alg, dict(params, **outs)))
+        assert received == [signal.SIGTERM], (delay, message)
+        assert not [n for n in os.listdir(folder) if "partial" in n], (delay, os.listdir(folder))
+        if message is not None and "after every output was written" not in message:
+            assert "Interrupted by SIGTERM" in message, message
+            assert snapshot(folder) == before, delay
+            outcomes.add("interrupted")
+        else:
+            assert complete(outs), (delay, message)
+            outcomes.add("written")
+    return outcomes
+
+
 def test_sigterm_at_any_moment_is_never_lost(run_alg, fx, tmp_path):
     """SIGTERM sent from another thread at moments spread over a real run (GRACE downscaling in many small
     windows), in process, with a recording handler installed before the run: the signal always reaches that
@@ -782,22 +805,17 @@ def test_sigterm_at_any_moment_is_never_lost(run_alg, fx, tmp_path):
     t0 = time.perf_counter()
     run_alg("gracedownscaling", dict(params, **outputs_in(tmp_path / "plain", "gracedownscaling")))
     seconds = time.perf_counter() - t0
-    outcomes = set()
-    for i, delay in enumerate(np.linspace(0.05, 1.0, 7) * seconds):
-        folder = tmp_path / ("run%d" % i)
-        outs = previous_outputs(folder, "gracedownscaling")
-        before = snapshot(folder)
-        message, received = _under_sigterm(delay, lambda: run_alg("gracedownscaling", dict(params, **outs)))
-        assert received == [signal.SIGTERM], (delay, message)
-        assert not [n for n in os.listdir(folder) if "partial" in n], (delay, os.listdir(folder))
-        if message is not None and "after every output was written" not in message:
-            assert "Interrupted by SIGTERM" in message, message
-            assert snapshot(folder) == before, delay
-            outcomes.add("interrupted")
-        else:
-            assert gdal.Open(outs["OUTPUT"]).RasterCount > 0
-            assert Path(outs["OUTPUT_TABLE"]).read_text().count("\n") > 1
-            outcomes.add("written")
+    outcomes = _sigterm_at_moments(
+        run_alg,
+        "gracedownscaling",
+        params,
+        lambda folder: previous_outputs(folder, "gracedownscaling"),
+        lambda outs: (
+            gdal.Open(outs["OUTPUT"]).RasterCount > 0 and Path(outs["OUTPUT_TABLE"]).read_text().count("\n") > 1
+        ),
+        seconds,
+        tmp_path,
+    )
     assert "interrupted" in outcomes, outcomes  # the moments did fall inside the run
 
 
@@ -827,25 +845,25 @@ def test_sigterm_at_any_moment_of_a_threaded_sbas_run_never_hangs(run_alg, tmp_p
     run_alg("sbasinversion", dict(params, **{k: str(tmp_path / ("plain_%s.tif" % k)) for k in names}))
     seconds = time.perf_counter() - t0
     faulthandler.dump_traceback_later(120 + 20 * seconds, exit=True)
+
+    def outputs_of(folder):
+        folder.mkdir()
+        outs = {k: str(folder / ("%s.tif" % k)) for k in names}
+        for path in outs.values():
+            Path(path).write_bytes(b"previous output of an earlier run\n")
+        return outs
+
     try:
-        outcomes = set()
-        for i, delay in enumerate(np.linspace(0.05, 0.95, 7) * seconds):
-            folder = tmp_path / ("run%d" % i)
-            folder.mkdir()
-            outs = {k: str(folder / ("%s.tif" % k)) for k in names}
-            for path in outs.values():
-                Path(path).write_bytes(b"previous output of an earlier run\n")
-            before = snapshot(folder)
-            message, received = _under_sigterm(delay, lambda: run_alg("sbasinversion", dict(params, **outs)))
-            assert received == [signal.SIGTERM], (delay, message)
-            assert not [n for n in os.listdir(folder) if "partial" in n], (delay, os.listdir(folder))
-            if message is not None and "after every output was written" not in message:
-                assert "Interrupted by SIGTERM" in message, message
-                assert snapshot(folder) == before, delay
-                outcomes.add("interrupted")
-            else:
-                assert all(gdal.Open(p).RasterCount > 0 for p in outs.values())
-                outcomes.add("written")
+        outcomes = _sigterm_at_moments(
+            run_alg,
+            "sbasinversion",
+            params,
+            outputs_of,
+            lambda outs: all(gdal.Open(p).RasterCount > 0 for p in outs.values()),
+            seconds,
+            tmp_path,
+            span=(0.05, 0.95),
+        )
         assert "interrupted" in outcomes, outcomes
     finally:
         faulthandler.cancel_dump_traceback_later()
