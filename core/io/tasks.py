@@ -18,6 +18,7 @@ import contextlib
 import importlib.util
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from .errors import Cancelled, DaskUnavailable
@@ -294,10 +295,10 @@ def map_blocks(
         ac = as_completed(first, loop=client.loop)
         while True:
             with shielded():
-                fut = next(ac, None)
+                fut = _next_done(ac, is_canceled)
             if fut is None:
                 break
-            if is_canceled():
+            if fut is _CANCELED or is_canceled():
                 with shielded():
                     client.cancel([f for _, f in pending.values()])
                 raise Cancelled()
@@ -314,6 +315,25 @@ def map_blocks(
                 f.release()
             if own:
                 client.close()
+
+
+_CANCELED = object()
+
+#: seconds between two looks at the cancel flag while waiting for a Dask task
+DASK_POLL_SECONDS = 0.1
+
+
+def _next_done(ac, is_canceled, poll=DASK_POLL_SECONDS):
+    """The next finished future of the ``distributed.as_completed`` ``ac``, None when none is left, or
+    :data:`_CANCELED` as soon as ``is_canceled()`` (looked at every ``poll`` s: a cancel, or a SIGTERM that only
+    cancels inside :func:`shielded`, does not wait for a task that may run for minutes on a worker)."""
+    while not ac.has_ready():
+        if ac.is_empty():
+            return None
+        if is_canceled():
+            return _CANCELED
+        time.sleep(poll)
+    return next(ac, None)
 
 
 def run_tasks_here_or(task_fn, tasks, run_tasks=None, shared=None):

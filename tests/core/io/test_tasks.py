@@ -1,5 +1,7 @@
 """map_blocks gives the same blocks locally and on a 2-worker LocalCluster (loopback, no dashboard)."""
 
+import time
+
 import numpy as np
 import pytest
 from synthetic import sentinel1_dates, smooth_stack, write_stack
@@ -67,6 +69,11 @@ def test_local_cluster_equals_local_run(tmp_path):
                 _scaled_task, [np.arange(3.0), np.ones(2)], client=client, shared={"factor": np.full(1, 2.5)}
             )
         )
+        # a cancel stops the run at once, not when the tasks on the workers end (3 s each here)
+        t0 = time.perf_counter()
+        with pytest.raises(runner.Cancelled):
+            list(runner.map_blocks(_sleep, [3.0] * 4, client=client, is_canceled=lambda: time.perf_counter() > t0 + 0.3))
+        assert time.perf_counter() - t0 < 2.5, time.perf_counter() - t0  # before any task could end
     assert np.array_equal(scaled[0], [0.0, 2.5, 5.0]) and np.array_equal(scaled[1], [2.5, 2.5])
     assert sorted(remote) == sorted(local)
     for i in local:
@@ -74,9 +81,12 @@ def test_local_cluster_equals_local_run(tmp_path):
         assert np.array_equal(local[i][1], remote[i][1], equal_nan=True)
 
 
-def _slow_square(task, shared):
-    import time
+def _sleep(seconds):
+    time.sleep(seconds)
+    return seconds
 
+
+def _slow_square(task, shared):
     time.sleep(0.002 * (task % 3))  # later tasks may finish first
     return {"value": task * task + shared, "thread": __import__("threading").get_ident()}
 
