@@ -71,8 +71,9 @@ def test_local_cluster_equals_local_run(tmp_path):
         )
         # a cancel stops the run at once, not when the tasks on the workers end (3 s each here)
         t0 = time.perf_counter()
+        late = lambda: time.perf_counter() > t0 + 0.3  # noqa: E731
         with pytest.raises(runner.Cancelled):
-            list(runner.map_blocks(_sleep, [3.0] * 4, client=client, is_canceled=lambda: time.perf_counter() > t0 + 0.3))
+            list(runner.map_blocks(_sleep, [3.0] * 4, client=client, is_canceled=late))
         assert time.perf_counter() - t0 < 2.5, time.perf_counter() - t0  # before any task could end
     assert np.array_equal(scaled[0], [0.0, 2.5, 5.0]) and np.array_equal(scaled[1], [2.5, 2.5])
     assert sorted(remote) == sorted(local)
