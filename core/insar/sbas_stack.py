@@ -220,7 +220,8 @@ def _worker_cache(state):
 
 
 # Progress/cancel hook of the local run: set by invert_stack for the thread that runs the tasks here, so
-# a window of many sub-blocks still reports and cancels per sub-block; a Dask worker has none.
+# a window of many sub-blocks still reports and cancels per sub-block; in the window threads of the run
+# (_pass_runner) a cancel check only; a Dask worker has none.
 _LOCAL = threading.local()
 REFERENCE_TICK_FILES = 32  # the streamed reference search reports (and checks cancel) every this many files
 
@@ -229,6 +230,25 @@ def _sub_tick():
     fn = getattr(_LOCAL, "tick", None)
     if fn is not None:
         fn()
+
+
+def _checking_cancel(task_fn, is_canceled):
+    """``task_fn`` run in a window thread of this process with :func:`_sub_tick` checking ``is_canceled`` (raising
+    :class:`Cancelled`): a cancel, or a SIGTERM (which cancels while the runner waits), stops the windows in flight
+    after their current sub-block or 32 files instead of at their end (seconds each on a frame)."""
+
+    def check():
+        if is_canceled():
+            raise Cancelled()
+
+    def run(task, *shared):
+        _LOCAL.tick = check
+        try:
+            return task_fn(task, *shared)
+        finally:
+            _LOCAL.tick = None
+
+    return run
 
 
 # --------------------------------------------------------------------------- window tasks
@@ -1453,8 +1473,10 @@ def _pass_runner(hooks, plan):
     threads = plan.get("threads", 1)
     if hooks.run_tasks is not None or threads <= 1:
         return hooks.run_tasks
+    if hooks.is_canceled is None:
+        return lambda task_fn, tasks, shared: map_threads(task_fn, tasks, threads, shared=shared)
     return lambda task_fn, tasks, shared: map_threads(
-        task_fn, tasks, threads, shared=shared, is_canceled=hooks.is_canceled
+        _checking_cancel(task_fn, hooks.is_canceled), tasks, threads, shared=shared, is_canceled=hooks.is_canceled
     )
 
 

@@ -524,3 +524,31 @@ def test_dirty_reused_window_buffers_change_nothing(tiled_stack, tmp_path, monke
     assert pd.DataFrame(s1["network_rows"]).equals(pd.DataFrame(s2["network_rows"]))
     for x, y in zip(a1, a2):
         assert np.array_equal(x, y, equal_nan=True)
+
+
+def test_a_cancel_stops_the_windows_in_flight_at_their_next_sub_block():
+    """On window threads, the sub-block ticks check the cancel: the windows in flight stop at their next sub-block
+    (a window of the frame takes seconds; a SIGTERM cancels while the runner waits for it), the ones not started
+    never start, and the runner raises Cancelled. Here each window has 500 sub-blocks and the cancel comes at the
+    10th sub-block of the first window: at most a few more are done, not the 1 000 of the two windows in flight."""
+    import threading
+
+    done = []
+    canceled = threading.Event()
+
+    def window(task, shared):
+        for k in range(500):
+            done.append((task, k))
+            if task == 0 and k == 10:
+                canceled.set()
+            sbas_stack._sub_tick()
+        return task
+
+    hooks = sbas_stack.RunHooks(is_canceled=canceled.is_set)
+    runner = sbas_stack._pass_runner(hooks, {"threads": 2})
+    with pytest.raises(Cancelled):
+        for _ in runner(window, list(range(6)), {}):
+            pass
+    assert len(done) < 100, len(done)
+    assert {t for t, _ in done} <= {0, 1}  # the windows not started never started
+    assert getattr(sbas_stack._LOCAL, "tick", None) is None  # this thread's hook untouched
