@@ -62,7 +62,7 @@ from ..core.io.errors import Cancelled, DaskUnavailable, TimeSeriesError
 from ..core.io.integrity import file_damage
 from ..core.io.rasters import diagnose_raster, gdal_quiet
 from ..core.io.staging import StagedFiles, file_key, input_file_set, inside_staging_dir, sidecar_paths, source_files
-from ..core.io.tasks import is_shielded
+from ..core.io.tasks import handler_may_raise
 
 TEMPORARY = getattr(QgsProcessing, "TEMPORARY_OUTPUT", "TEMPORARY_OUTPUT")
 
@@ -568,7 +568,9 @@ class InterruptState:
     ("Exception ignored in ..."): the record and the cancel still stop the run, and :meth:`check` (called
     again before the outputs are committed) raises. Nor does it raise while the main thread is inside thread
     machinery (:func:`~..core.io.tasks.shielded`: waiting for window threads, a writer thread): an exception there
-    would leave a lock held and the process hung; the cancel stops the run as the current window finishes."""
+    would leave a lock held and the process hung; the cancel stops the run as the current window finishes. From
+    Python 3.12 on it never raises (:data:`~..core.io.tasks.SIGNAL_HANDLERS_MAY_RAISE`: the exception could escape
+    the transaction's ``try``): every run stops at its next cancel check, and :meth:`check` after the body."""
 
     def __init__(self, feedback=None):
         self.feedback = feedback
@@ -577,7 +579,7 @@ class InterruptState:
 
     def handler(self, signum, frame):
         self.note(signum)
-        if self._armed and not is_shielded():  # inside thread machinery the cancel stops the run (see shielded)
+        if self._armed and handler_may_raise():  # else (thread machinery, Python 3.12+) the cancel stops the run
             self._armed = False
             raise Interrupted(signum)
 
