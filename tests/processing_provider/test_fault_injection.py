@@ -631,6 +631,7 @@ def _run_toy(tmp_path, after_write, monkeypatch):
     """(ok, signals handed on, feedback, files left in the output folder) of one run of the toy."""
     from qgis.core import QgsProcessingContext, QgsProcessingFeedback
 
+    from subsidence_toolkit.core.io.tasks import SIGNAL_HANDLERS_MAY_RAISE
     from subsidence_toolkit.processing_provider.transaction import Interrupted
 
     class Feedback(QgsProcessingFeedback):
@@ -649,7 +650,8 @@ def _run_toy(tmp_path, after_write, monkeypatch):
         results, ok = _toy_algorithm(after_write).run({"OUTPUT": str(out)}, QgsProcessingContext(), feedback)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    assert swallowed == [Interrupted]  # the case under test: Python swallowed the handler's exception
+    # the case under test: Python swallowed the handler's exception (from Python 3.12 on the handler only cancels)
+    assert swallowed == ([Interrupted] if SIGNAL_HANDLERS_MAY_RAISE else [])
     return ok, received, feedback, sorted(os.listdir(tmp_path / "out"))
 
 
