@@ -68,8 +68,9 @@ def shielded():
     runs; a ``qgis_process`` run sent SIGTERM hung the same way once in CI.
 
     A handler that stops a run by raising (the plugin's SIGTERM/SIGINT handler) raises only where
-    :func:`is_shielded` is False; inside, it records the signal and cancels instead: the runners check the cancel
-    as each task finishes (a task's time at most) and raise :class:`~.errors.Cancelled` at a safe point."""
+    :func:`handler_may_raise` (outside the shield, and never from Python 3.12 on); elsewhere it records the signal
+    and cancels instead: the runners check the cancel as each task finishes (a task's time at most) and raise
+    :class:`~.errors.Cancelled` at a safe point."""
     _SHIELD.depth += 1
     try:
         yield
