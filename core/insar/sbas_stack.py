@@ -235,7 +235,10 @@ def _sub_tick():
 def _checking_cancel(task_fn, is_canceled):
     """``task_fn`` run in a window thread of this process with :func:`_sub_tick` checking ``is_canceled`` (raising
     :class:`Cancelled`): a cancel, or a SIGTERM (which cancels while the runner waits), stops the windows in flight
-    after their current sub-block or 32 files instead of at their end (seconds each on a frame)."""
+    after their current sub-block or 32 files instead of at their end (seconds each on a frame). ``is_canceled``
+    None: ``task_fn`` itself."""
+    if is_canceled is None:
+        return task_fn
 
     def check():
         if is_canceled():
@@ -1473,8 +1476,6 @@ def _pass_runner(hooks, plan):
     threads = plan.get("threads", 1)
     if hooks.run_tasks is not None or threads <= 1:
         return hooks.run_tasks
-    if hooks.is_canceled is None:
-        return lambda task_fn, tasks, shared: map_threads(task_fn, tasks, threads, shared=shared)
     return lambda task_fn, tasks, shared: map_threads(
         _checking_cancel(task_fn, hooks.is_canceled), tasks, threads, shared=shared, is_canceled=hooks.is_canceled
     )
