@@ -47,17 +47,34 @@ def _reference_work(n=40):
 
 def ceiling(n=40):
     """Speed-up of two threads over one on perfectly parallel work, measured now (1.0: the second core is
-    not there; 2.0: it is all ours)."""
-    t = time.perf_counter()
-    _reference_work(n)
-    one = time.perf_counter() - t
-    threads = [threading.Thread(target=_reference_work, args=(n,)) for _ in range(2)]
-    t = time.perf_counter()
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    two = time.perf_counter() - t
+    not there; 2.0: it is all ours).
+
+    BLAS is held to one thread while it measures (the plugin's ``blas.one_thread``): with BLAS on every core,
+    the one-thread reference already uses both cores and the ratio reads ~1.0 on a machine that has two. The
+    ceilings printed before this (sessions 12-17) by a caller without ``OPENBLAS_NUM_THREADS=1`` were that."""
+    import toolkit_package  # noqa: F401  (registers this checkout as subsidence_toolkit)
+    from subsidence_toolkit.core.io.blas import one_thread
+
+    with one_thread():
+        return _ceiling(n)
+
+
+def _ceiling(n, tries=3):
+    """The best of ``tries`` for one thread and for two, after a warm-up (single short timings swing by 2x on
+    a shared VM: a first run that pays for page faults or a clock ramp read as a ceiling above 2)."""
+    _reference_work(n // 4)
+    one = two = float("inf")
+    for _ in range(tries):
+        t = time.perf_counter()
+        _reference_work(n)
+        one = min(one, time.perf_counter() - t)
+        threads = [threading.Thread(target=_reference_work, args=(n,)) for _ in range(2)]
+        t = time.perf_counter()
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        two = min(two, time.perf_counter() - t)
     return 2 * one / two
 
 
