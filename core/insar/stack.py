@@ -3,6 +3,7 @@ selection and coherence matching (:func:`prepare_stack`), and the files read win
 (:class:`StackFiles`)."""
 
 import os
+import threading
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
@@ -395,9 +396,9 @@ def _pread_into(fd, buf, offset):
         view, offset = view[n:], offset + n
 
 
-#: rows of a window piece moved by one ``preadv`` / ``pwritev`` (2 buffers per row where the piece is narrower than
-#: its tile; POSIX guarantees at least 16 buffers per call, Linux allows 1024)
-IOV_ROWS = max(1, min(512, (os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16) // 2))
+#: float32 values moved by one positioned read or write of the scratch file through the thread's staging buffer
+#: (1 MB: a 256 x 256 tile at once; a tile wider than this many values moves a row per call)
+STAGE_VALUES = 1 << 18
 
 
 class ScratchStack:
@@ -409,11 +410,14 @@ class ScratchStack:
     raster has a slot of ``ysize x xsize`` float32 at its own offset, laid out in tiles of ``tile`` (rows,
     columns; the inputs' blocks, whose whole multiples the passes' windows are): tile after tile in row-major
     order, each tile's values contiguous (row-major; the tiles of the last row and column are cut to the
-    image). A window is written with ``os.pwritev`` and read with ``os.preadv`` straight from / into the
-    caller's buffer, one call per tile it covers (its rows as the buffers): windows of whole tiles move only
-    their own bytes in runs of a tile (a row-major slot would move 3 kB per call for a window of 768 of 2 500
-    columns, or read the columns in between). Windows across tile edges work too (per row in the tiles they
-    cut). No mapping: mapped pages would count in the process's resident memory; the kernel's page cache does
+    image). A window moves one ``pwrite`` / ``preadv`` per tile it covers, through a staging buffer of the
+    calling thread (:data:`STAGE_VALUES`) and one numpy copy: windows of whole tiles move only their own bytes
+    in runs of a tile (a row-major slot would move 3 kB per call for a window of 768 of 2 500 columns, or read
+    the columns in between); a read of a window that cuts a tile reads the tile's rows whole and keeps its
+    columns. (One buffer per row in ``pwritev`` / ``preadv`` built a Python list of 1 280 memoryviews per file
+    and window of the frame benchmark's scan; the writer thread held the GIL for 12 % of the pass and the two
+    decoding threads waited for it.) A write that cuts a tile writes row by row (whole tile rows would clobber
+    the neighbours' values). No mapping: mapped pages would count in the process's resident memory; the kernel's page cache does
     not. Positioned reads and writes at distinct offsets are safe from several threads at once. ``keys``: one
     hashable key per slot (e.g. ``("ifg", path)``); ``tile`` None: one tile, the row-major image. Not
     picklable: the file belongs to this process."""
@@ -427,6 +431,15 @@ class ScratchStack:
         self.slots = {key: i for i, key in enumerate(keys)}
         self._file = tempfile.TemporaryFile(dir=folder)
         self.fd = self._file.fileno()
+        self._local = threading.local()  # the staging buffer of each thread
+
+    def _stage(self, shape):
+        """The calling thread's staging buffer as a C-contiguous float32 array of ``shape`` (grown as needed)."""
+        n = int(np.prod(shape))
+        buf = getattr(self._local, "buf", None)
+        if buf is None or buf.size < n:
+            buf = self._local.buf = np.empty(max(n, 1), np.float32)
+        return buf[:n].reshape(shape)
 
     @staticmethod
     def nbytes(ysize, xsize, n_slots):
@@ -456,7 +469,7 @@ class ScratchStack:
                 ww = min(tw, self.xsize - s0)
                 c, d = max(col0, s0), min(col0 + ncols, s0 + ww)
                 offset = base + t0 * self.xsize + s0 * hh + (a - t0) * ww + (c - s0)
-                out.append((slice(a - row0, b - row0), slice(c - col0, d - col0), offset, ww))
+                out.append((slice(a - row0, b - row0), slice(c - col0, d - col0), offset, ww, c - s0))
         return out
 
     def _check(self, row0, col0, shape):
@@ -471,49 +484,45 @@ class ScratchStack:
         self._check(row0, col0, a.shape)
         if a.size == 0:
             return
-        for rows, cols, offset, ww in self._pieces(key, row0, a.shape[0], col0, a.shape[1]):
+        for rows, cols, offset, ww, _ in self._pieces(key, row0, a.shape[0], col0, a.shape[1]):
             part = a[rows, cols]
-            width = part.shape[1]
-            if width == ww and hasattr(os, "pwritev"):  # whole tile rows: one run of the file
-                for r in range(0, part.shape[0], 2 * IOV_ROWS):
-                    chunk = part[r : r + 2 * IOV_ROWS]
-                    iov = [memoryview(row).cast("B") for row in chunk]
-                    if os.pwritev(self.fd, iov, 4 * (offset + r * ww)) != chunk.nbytes:
-                        for i in range(chunk.shape[0]):  # short write: row by row, in full
-                            _pwrite_all(self.fd, chunk[i], 4 * (offset + (r + i) * ww))
-            else:
-                for i in range(part.shape[0]):
+            h, width = part.shape
+            if width < ww:  # the window cuts the tile: its rows are apart in the file
+                for i in range(h):
                     _pwrite_all(self.fd, part[i], 4 * (offset + i * ww))
+                continue
+            if part.flags.c_contiguous:
+                _pwrite_all(self.fd, part, 4 * offset)
+                continue
+            step = max(1, STAGE_VALUES // ww)
+            for r in range(0, h, step):
+                chunk = part[r : r + step]
+                buf = self._stage(chunk.shape)
+                np.copyto(buf, chunk)
+                _pwrite_all(self.fd, buf, 4 * (offset + r * ww))
 
     def read_into(self, key, row0, col0, out):
         """Read the window of raster ``key`` at (``row0``, ``col0``) into ``out`` (C-contiguous float32
-        (nrows, ncols), e.g. one file's plane of a window buffer): per tile covered, one ``preadv`` per up to
-        :data:`IOV_ROWS` rows into ``out``'s rows (where the window is narrower than the tile, the values between
-        them into a small discarded buffer), row by row where there is no ``preadv``."""
+        (nrows, ncols), e.g. one file's plane of a window buffer): per tile covered, one read straight into
+        ``out`` where its part is contiguous there, else one read of the tile's rows (whole, from the part's
+        first column on) into the thread's staging buffer per up to :data:`STAGE_VALUES` values, and a copy."""
         self._check(row0, col0, out.shape)
         if out.size == 0:
             return
-        for rows, cols, offset, ww in self._pieces(key, row0, out.shape[0], col0, out.shape[1]):
+        for rows, cols, offset, ww, lead in self._pieces(key, row0, out.shape[0], col0, out.shape[1]):
             part = out[rows, cols]
             h, width = part.shape
             if width == ww and part.flags.c_contiguous:
                 _pread_into(self.fd, part, 4 * offset)
                 continue
-            gap = ww - width
-            skip = memoryview(np.empty(max(gap, 1), dtype=np.float32)).cast("B")[: 4 * gap]
-            for r in range(0, h, IOV_ROWS):
-                n = min(h, r + IOV_ROWS) - r
-                if hasattr(os, "preadv"):
-                    iov = []
-                    for i in range(r, r + n):
-                        iov.append(memoryview(part[i]).cast("B"))
-                        if gap and i + 1 < r + n:
-                            iov.append(skip)
-                    want = 4 * (n * width + (n - 1) * gap)
-                    if os.preadv(self.fd, iov, 4 * (offset + r * ww)) == want:
-                        continue
-                for i in range(r, r + n):  # no preadv, or a short read: row by row
-                    _pread_into(self.fd, part[i], 4 * (offset + i * ww))
+            step = max(1, STAGE_VALUES // ww)
+            for r in range(0, h, step):
+                n = min(step, h - r)
+                buf = self._stage((n, ww))
+                # from the part's first value to its last: not beyond the slot where the tile ends early
+                flat = buf.reshape(-1)[: (n - 1) * ww + width]
+                _pread_into(self.fd, flat, 4 * (offset + r * ww))
+                np.copyto(part[r : r + n], buf[:, :width])
 
 
 class ScratchWriter:

@@ -231,14 +231,14 @@ def test_falls_back_without_space_or_with_a_task_runner(qc_stack, tmp_path, monk
 )
 def test_scratch_stack_windows_threads_and_pickling(tmp_path, monkeypatch, tile, vectored):
     """Windows written from several threads (whole-width and narrower ones, of whole tiles and across tile edges)
-    read back as any other window split, whatever the slot's tiles (None: the row-major image): by preadv /
-    pwritev over a tile's rows, or row by row with os.pread / os.pwrite where they are missing (macOS before 11);
-    the scratch file has no name in the folder; it refuses to be pickled."""
+    read back as any other window split, whatever the slot's tiles (None: the row-major image): through the
+    thread's staging buffer in several calls per tile, or with os.pread where os.preadv is missing (macOS before
+    11); the scratch file has no name in the folder; it refuses to be pickled."""
     if not vectored:
         monkeypatch.delattr(os, "preadv", raising=False)
         monkeypatch.delattr(os, "pwritev", raising=False)
     else:
-        monkeypatch.setattr(stack_module, "IOV_ROWS", 2)  # windows of 3-23 rows: several calls per tile
+        monkeypatch.setattr(stack_module, "STAGE_VALUES", 40)  # 1-8 rows per call: several calls per tile
     rng = np.random.default_rng(1)
     data = {("ifg", "a"): rng.normal(size=(23, 37)).astype(np.float32)}
     data[("coh", "b")] = rng.uniform(size=(23, 37)).astype(np.float32)
