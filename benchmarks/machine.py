@@ -53,6 +53,7 @@ def ceiling(n=40):
     the one-thread reference already uses both cores and the ratio reads ~1.0 on a machine that has two. The
     ceilings printed before this (sessions 12-17) by a caller without ``OPENBLAS_NUM_THREADS=1`` were that."""
     import toolkit_package  # noqa: F401  (registers this checkout as subsidence_toolkit)
+
     from subsidence_toolkit.core.io.blas import one_thread
 
     with one_thread():
