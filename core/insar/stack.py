@@ -418,9 +418,9 @@ class ScratchStack:
     and window of the frame benchmark's scan; the writer thread held the GIL for 12 % of the pass and the two
     decoding threads waited for it.) A write that cuts a tile writes row by row (whole tile rows would clobber
     the neighbours' values). No mapping: mapped pages would count in the process's resident memory; the
-    kernel's page cache does not. Positioned reads and writes at distinct offsets are safe from several threads at once. ``keys``: one
-    hashable key per slot (e.g. ``("ifg", path)``); ``tile`` None: one tile, the row-major image. Not
-    picklable: the file belongs to this process."""
+    kernel's page cache does not. Positioned reads and writes at distinct offsets are safe from several threads
+    at once. ``keys``: one hashable key per slot (e.g. ``("ifg", path)``); ``tile`` None: one tile, the
+    row-major image. Not picklable: the file belongs to this process."""
 
     def __init__(self, folder, ysize, xsize, keys, tile=None):
         import tempfile
