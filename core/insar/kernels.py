@@ -3,6 +3,8 @@
 Shapes put the pixel (pattern) axis LAST so that each step is one numpy operation over all pixels.
 """
 
+import math
+
 import numpy as np
 
 from ..io.blas import matmul
@@ -51,7 +53,7 @@ def work_array(workspace, name, shape, dtype):
     page fault per 4 kB page, which is more than the arithmetic done on it)."""
     if workspace is None:
         return np.empty(shape, dtype=dtype)
-    size = int(np.prod(shape))
+    size = math.prod(shape)  # not np.prod (a few us of Python per call, holding the GIL)
     key = (name, np.dtype(dtype).str)
     buf = workspace.get(key)
     if buf is None or buf.size < size:

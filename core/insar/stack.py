@@ -2,6 +2,7 @@
 selection and coherence matching (:func:`prepare_stack`), and the files read window by window
 (:class:`StackFiles`)."""
 
+import math
 import os
 import threading
 from dataclasses import dataclass
@@ -435,7 +436,7 @@ class ScratchStack:
 
     def _stage(self, shape):
         """The calling thread's staging buffer as a C-contiguous float32 array of ``shape`` (grown as needed)."""
-        n = int(np.prod(shape))
+        n = math.prod(shape)  # not np.prod: 5 us of Python per call, with the GIL
         buf = getattr(self._local, "buf", None)
         if buf is None or buf.size < n:
             buf = self._local.buf = np.empty(max(n, 1), np.float32)
