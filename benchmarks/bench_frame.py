@@ -485,6 +485,13 @@ def main():
         metavar="THREADS:LOOP_CLOSURE",
         help="end-to-end runs (default: all cores and one thread, with the default loop closure and without)",
     )
+    ap.add_argument(
+        "--cycles",
+        type=int,
+        default=1,
+        help="the --runs list this many times in turn (alternating: a noisy host's spells fall on both sides); a "
+        "summary per LOOP_CLOSURE then compares the best of each thread count",
+    )
     ap.add_argument("--timeout", type=float, default=4 * 3600, help="seconds before an end-to-end run is stopped")
     ap.add_argument("--no-floors", action="store_true")
     ap.add_argument("--floor-rows", type=int, help="in-memory solve on the first N rows only, scaled to the frame")
@@ -544,8 +551,10 @@ def main():
         floor = {t: read_s + start_s + solve_s[t] for t in tl}
     if not a.no_mintpy:
         crop_vs_mintpy(a.folder, net, ifgs, cohs, truth, a.repeat)
-    for spec in a.runs:
+    done = {}  # (threads, loop) -> [(wall, cpu, ceiling)]
+    for spec in a.runs * max(1, a.cycles):
         threads, loop = (int(x) for x in spec.split(":"))
+        ceiling = machine.ceiling()  # BLAS on one thread, best of 3: what two threads can give right now
         l0 = load()
         res = run_frame(a.folder, ifgs, cohs, truth, a.memory, threads, loop, a.timeout, keep=a.keep_outputs)
         label = "e2e qgis_process sbasinversion THREADS=%d LOOP_CLOSURE=%d MEMORY_LIMIT_MB=%g" % (
@@ -568,7 +577,7 @@ def main():
         print(
             "%s: wall %.1f s, CPU %.1f s, peak RSS %.0f MB,%s files added next to the inputs: %d%s, velocity RMSE "
             "%.3f mm/yr over %d px (constant %.2f removed), time series %.0f MB (%s before, %s after; CPU stolen by "
-            "the host during the run %.0f %%)"
+            "the host during the run %.0f %%; two-thread ceiling just before %.2fx)"
             % (
                 label,
                 res["wall"],
@@ -584,11 +593,54 @@ def main():
                 l0,
                 load(),
                 100 * res["steal"],
+                ceiling,
             ),
             flush=True,
         )
         for line in res["passes"]:
             print("    " + line, flush=True)
+        done.setdefault((threads or cores, loop), []).append((res["wall"], res["cpu"], ceiling))
+    scaling_summary(done)
+
+
+def scaling_summary(done):
+    """Per LOOP_CLOSURE with runs on one thread and on more: the speed-up of the best runs, split into what the
+    run does with the cores (cores busy = CPU / wall of the multi-thread run, against 1 for one thread) and what
+    the machine does to each CPU second with both cores busy (CPU of the multi-thread run / CPU of one thread:
+    shared caches, memory bandwidth, the host), with the ceilings measured before the runs."""
+    for loop in sorted({lp for _, lp in done}):
+        one = done.get((1, loop))
+        for t in sorted(t for t, lp in done if lp == loop and t > 1):
+            if not one:
+                continue
+            many = done[(t, loop)]
+            w1, c1, _ = min(one)
+            wn, cn, _ = min(many)
+            ceilings = [c for *_, c in one + many]
+            print(
+                "scaling, LOOP_CLOSURE=%d: %d threads %.2fx (best %.1f s of %d vs best %.1f s of %d on one thread; "
+                "all pairs in turn: %s); cores busy %.2f of %d (one thread %.2f), CPU %.1f s vs %.1f s (x%.2f with "
+                "both cores busy); two-thread ceiling %.2f-%.2fx"
+                % (
+                    loop,
+                    t,
+                    w1 / wn,
+                    wn,
+                    len(many),
+                    w1,
+                    len(one),
+                    ", ".join("%.2fx" % (a[0] / b[0]) for a, b in zip(one, many)),
+                    cn / wn,
+                    t,
+                    c1 / w1,
+                    cn,
+                    c1,
+                    cn / c1,
+                    min(ceilings),
+                    max(ceilings),
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
