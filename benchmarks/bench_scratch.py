@@ -2,6 +2,8 @@
 session 10) or in tiles of the inputs' blocks (now), written and read back in the windows of a frame's plan.
 
     /usr/bin/python3 benchmarks/bench_scratch.py --folder /work/frame_bench   # 60 rasters of 2 000 x 2 500
+    /usr/bin/python3 benchmarks/bench_scratch.py --folder /work/frame_bench --write-window 256 1280 \
+        --baseline /work/wt_before          # against another checkout's tiled copy (session 18)
 
 Each layout writes every raster's windows (``ScratchStack.write``) into a new anonymous file in ``--folder`` and
 reads them back (``read_into``), alternating the layouts ``--repeat`` times; prints wall and CPU seconds and the
@@ -31,25 +33,43 @@ import bench_sbas  # noqa: E402, F401  (registers the checkout as subsidence_too
 from subsidence_toolkit.core.insar.stack import ScratchStack  # noqa: E402
 
 
-def run(folder, ysize, xsize, n, win, tile):
+def load_baseline(root):
+    """The ScratchStack class of another checkout (e.g. a worktree of main before a change), loaded as a second
+    package beside this one."""
+    import importlib
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "baseline_toolkit", os.path.join(root, "__init__.py"), submodule_search_locations=[root]
+    )
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["baseline_toolkit"] = mod
+    spec.loader.exec_module(mod)
+    return importlib.import_module("baseline_toolkit.core.insar.stack").ScratchStack
+
+
+def run(folder, ysize, xsize, n, win, tile, cls=ScratchStack, write_win=None):
+    """Write every raster in ``write_win`` windows (default ``win``; the scan pass's), read it back in ``win``
+    windows (the inversion pass's): (write wall, write CPU, read wall, read CPU) seconds."""
     keys = list(range(n))
-    values = np.random.default_rng(0).normal(size=win).astype(np.float32)
-    windows = [(r, c) for r in range(0, ysize, win[0]) for c in range(0, xsize, win[1])]
-    s = ScratchStack(folder, ysize, xsize, keys, tile=tile)
+    ww = tuple(write_win or win)
+    image = np.random.default_rng(0).normal(size=(ysize, xsize)).astype(np.float32)
+    s = cls(folder, ysize, xsize, keys, tile=tile)
     try:
         t0, c0 = time.perf_counter(), time.process_time()
-        for r, c in windows:
-            h, w = min(win[0], ysize - r), min(win[1], xsize - c)
-            for k in keys:
-                s.write(k, r, c, values[:h, :w])
+        for r in range(0, ysize, ww[0]):
+            for c in range(0, xsize, ww[1]):
+                for k in keys:
+                    s.write(k, r, c, image[r : r + ww[0], c : c + ww[1]])
         t1, c1 = time.perf_counter(), time.process_time()
-        for r, c in windows:
-            h, w = min(win[0], ysize - r), min(win[1], xsize - c)
-            out = np.empty((h, w), np.float32)
-            for k in keys:
-                s.read_into(k, r, c, out)
-                if k == 0 and not np.array_equal(out, values[:h, :w]):
-                    raise SystemExit("read back differs")
+        for r in range(0, ysize, win[0]):
+            for c in range(0, xsize, win[1]):
+                h, w = min(win[0], ysize - r), min(win[1], xsize - c)
+                out = np.empty((h, w), np.float32)
+                for k in keys:
+                    s.read_into(k, r, c, out)
+                    if k == 0 and not np.array_equal(out, image[r : r + h, c : c + w]):
+                        raise SystemExit("read back differs")
         t2, c2 = time.perf_counter(), time.process_time()
     finally:
         s.close()
@@ -97,6 +117,15 @@ def main():
     ap.add_argument("--rasters", type=int, default=60)
     ap.add_argument("--window", type=int, nargs=2, default=(256, 768), metavar=("ROWS", "COLS"))
     ap.add_argument("--tile", type=int, nargs=2, default=(256, 256), metavar=("ROWS", "COLS"))
+    ap.add_argument(
+        "--write-window", type=int, nargs=2, metavar=("ROWS", "COLS"), help="windows of the writes (default --window)"
+    )
+    ap.add_argument(
+        "--baseline",
+        metavar="CHECKOUT",
+        help="compare the tiled copy of this checkout with that of another (e.g. a worktree of main before a change) "
+        "instead of the row-major layout",
+    )
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--page-cache", metavar="GLOB", help="files read before the copy is written (see above)")
     a = ap.parse_args()
@@ -120,9 +149,15 @@ def main():
     print(
         "%d rasters of %d x %d (%.0f MB) in %d x %d windows, in %s" % (a.rasters, ysize, xsize, mb, *a.window, a.folder)
     )
+    tiles = "tiles %d x %d" % tuple(a.tile)
+    if a.baseline:
+        variants = (("%s, %s" % (tiles, a.baseline), tuple(a.tile), load_baseline(a.baseline)),)
+    else:
+        variants = (("row-major (before)", None, ScratchStack),)
+    variants += (("%s (this checkout)" % tiles, tuple(a.tile), ScratchStack),)
     for _ in range(a.repeat):
-        for name, tile in (("row-major (before)", None), ("tiles %d x %d (now)" % tuple(a.tile), tuple(a.tile))):
-            w, wc, r, rc = run(a.folder, ysize, xsize, a.rasters, tuple(a.window), tile)
+        for name, tile, cls in variants:
+            w, wc, r, rc = run(a.folder, ysize, xsize, a.rasters, tuple(a.window), tile, cls, a.write_window)
             print("%-22s write %.2f s (CPU %.2f s), read %.2f s (CPU %.2f s)" % (name, w, wc, r, rc))
 
 

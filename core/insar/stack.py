@@ -470,7 +470,7 @@ class ScratchStack:
                 ww = min(tw, self.xsize - s0)
                 c, d = max(col0, s0), min(col0 + ncols, s0 + ww)
                 offset = base + t0 * self.xsize + s0 * hh + (a - t0) * ww + (c - s0)
-                out.append((slice(a - row0, b - row0), slice(c - col0, d - col0), offset, ww, c - s0))
+                out.append((slice(a - row0, b - row0), slice(c - col0, d - col0), offset, ww))
         return out
 
     def _check(self, row0, col0, shape):
@@ -485,7 +485,7 @@ class ScratchStack:
         self._check(row0, col0, a.shape)
         if a.size == 0:
             return
-        for rows, cols, offset, ww, _ in self._pieces(key, row0, a.shape[0], col0, a.shape[1]):
+        for rows, cols, offset, ww in self._pieces(key, row0, a.shape[0], col0, a.shape[1]):
             part = a[rows, cols]
             h, width = part.shape
             if width < ww:  # the window cuts the tile: its rows are apart in the file
@@ -510,7 +510,7 @@ class ScratchStack:
         self._check(row0, col0, out.shape)
         if out.size == 0:
             return
-        for rows, cols, offset, ww, lead in self._pieces(key, row0, out.shape[0], col0, out.shape[1]):
+        for rows, cols, offset, ww in self._pieces(key, row0, out.shape[0], col0, out.shape[1]):
             part = out[rows, cols]
             h, width = part.shape
             if width == ww and part.flags.c_contiguous:
