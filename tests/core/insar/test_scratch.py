@@ -272,6 +272,40 @@ def test_scratch_stack_windows_threads_and_pickling(tmp_path, monkeypatch, tile,
     assert os.listdir(tmp_path) == []
 
 
+def test_scratch_stack_moves_a_tile_per_call(tmp_path, monkeypatch):
+    """A window of whole tiles wider than one tile (its rows apart in the caller's buffer, as in the frame's scan
+    and inversion windows) moves one positioned write and one positioned read per tile, not one buffer per row,
+    and its values round-trip; a window that cuts tiles reads each tile's rows in one call too."""
+    calls = {"pwrite": 0, "preadv": 0}
+    real_pwrite, real_preadv = os.pwrite, getattr(os, "preadv", None)
+    if real_preadv is None:
+        pytest.skip("no os.preadv on this platform")
+
+    def pwrite(fd, data, offset):
+        calls["pwrite"] += 1
+        return real_pwrite(fd, data, offset)
+
+    def preadv(fd, buffers, offset):
+        calls["preadv"] += 1
+        assert len(buffers) == 1  # one buffer, not a list of rows
+        return real_preadv(fd, buffers, offset)
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    monkeypatch.setattr(os, "preadv", preadv)
+    values = np.arange(24 * 48, dtype=np.float32).reshape(24, 48)
+    s = ScratchStack(str(tmp_path), 24, 48, ["a"], tile=(8, 16))
+    s.write("a", 0, 0, values)  # 3 x 3 tiles
+    assert calls["pwrite"] == 9
+    out = np.empty((16, 32), np.float32)
+    s.read_into("a", 8, 16, out)  # 2 x 2 tiles
+    assert calls["preadv"] == 4 and np.array_equal(out, values[8:24, 16:48])
+    calls["preadv"] = 0
+    cut = np.empty((10, 20), np.float32)
+    s.read_into("a", 3, 5, cut)  # rows 3-12, columns 5-24: 2 tile rows x 2 tile columns, cut
+    assert calls["preadv"] == 4 and np.array_equal(cut, values[3:13, 5:25])
+    s.close()
+
+
 def _scratch_threads():
     import threading
 
