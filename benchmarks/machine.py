@@ -51,7 +51,7 @@ def ceiling(n=40):
 
     BLAS is held to one thread while it measures (the plugin's ``blas.one_thread``): with BLAS on every core,
     the one-thread reference already uses both cores and the ratio reads ~1.0 on a machine that has two. The
-    ceilings printed before this (sessions 12-17) by a caller without ``OPENBLAS_NUM_THREADS=1`` were that."""
+    low ceilings printed before session 18 by callers that left BLAS on every core were that (see BENCHMARKS.md)."""
     import toolkit_package  # noqa: F401  (registers this checkout as subsidence_toolkit)
 
     from subsidence_toolkit.core.io.blas import one_thread
