@@ -494,7 +494,18 @@ def _read_window(task, state, stats):
         for k, c in cohs.iter_window(r0, h, c0, w):
             _coherence_stats(k, c, stats, disposable=True)  # c: read_one's own array
             del c
+    _release_read(task, state)
     return phase, coh
+
+
+def _release_read(task, state):
+    """The inversion pass reads each window of the scan's copy once: its disk blocks are freed as soon as it is
+    read (:meth:`~.stack.ScratchStack.release`, in the background), not all at the end of the run."""
+    for files in (state.ifg_files, state.coh_files):
+        scratch = getattr(getattr(files, "files", files), "scratch", None)
+        if scratch is not None:
+            scratch.release(task.row0, task.nrows, task.col0, task.ncols)  # every raster's slot
+            return
 
 
 def _solve_window(phase, coh, fix, task, state, stats):

@@ -116,14 +116,23 @@ def test_scratch_equals_reading_the_files_again(qc_stack, tmp_path, monkeypatch,
     logs_on, logs_off = [], []
     tiles = []
 
+    released = []
+
     class Recorded(sbas_stack.ScratchStack):
         def __init__(self, *a, tile=None):
             tiles.append(tile)
             super().__init__(*a, tile=tile)
 
+        def close(self):
+            released.append(bool(self._released.all()))
+            super().close()
+
     monkeypatch.setattr(sbas_stack, "ScratchStack", Recorded)
     s_on, a_on = _invert(qc_stack, tmp_path / "on", logs_on.append, **kw)
     assert tiles == [(16, 16)]  # the copy in the inputs' 16 x 16 tiles
+    # the inversion freed every tile once read (a second read would have raised); windows that cut the tiles
+    # (the 1 MB cap) leave them to the close
+    assert released == [kw["memory_mb"] >= 64]
     monkeypatch.setattr(sbas_stack, "scratch_supported", lambda: False)
     s_off, a_off = _invert(qc_stack, tmp_path / "off", logs_off.append, **kw)
     assert any("anonymous temporary file" in m for m in logs_on)
@@ -303,6 +312,61 @@ def test_scratch_stack_moves_a_tile_per_call(tmp_path, monkeypatch):
     cut = np.empty((10, 20), np.float32)
     s.read_into("a", 3, 5, cut)  # rows 3-12, columns 5-24: 2 tile rows x 2 tile columns, cut
     assert calls["preadv"] == 4 and np.array_equal(cut, values[3:13, 5:25])
+    s.close()
+
+
+def test_scratch_stack_release_frees_whole_tiles_and_keeps_the_rest(tmp_path):
+    """Released windows: the disk blocks of the tiles wholly inside them are freed (whole file-system blocks,
+    so the neighbours' values, in slots that do not start on a block, read back unchanged), a tile the window
+    only cuts is kept, and reading a released tile raises instead of returning zeros."""
+    rng = np.random.default_rng(3)
+    ny, nx, keys = 150, 200, ["a", "b", "c"]  # a slot of 120 000 bytes: the slots start off the 4 kB blocks
+    data = {k: rng.normal(size=(ny, nx)).astype(np.float32) for k in keys}
+    s = ScratchStack(str(tmp_path), ny, nx, keys, tile=(64, 64))
+    for k in keys:
+        s.write(k, 0, 0, data[k])
+    os.fsync(s.fd)
+    before = os.fstat(s.fd).st_blocks
+    assert s.release(0, 64, 0, 200) > 0  # the first tile row, whole
+    assert s.release(64, 64, 0, 100) > 0  # tile (1, 0) whole; tile (1, 1) cut at column 100: kept
+    s._releaser.close()  # wait for the frees
+    if s._releaser.error is None:
+        assert s._releaser.freed > 0
+        assert os.fstat(s.fd).st_blocks < before
+    assert os.fstat(s.fd).st_size == ScratchStack.nbytes(ny, nx, 3)
+    for k in keys:
+        kept = np.empty((86, 136), np.float32)
+        s.read_into(k, 64, 64, kept)  # tiles (1, 1), (1, 2), (1, 3), (2, *) untouched
+        assert np.array_equal(kept, data[k][64:, 64:])
+        last = np.empty((22, 64), np.float32)
+        s.read_into(k, 128, 0, last)
+        assert np.array_equal(last, data[k][128:, :64])
+        with pytest.raises(RuntimeError, match="released"):
+            s.read_into(k, 60, 0, np.empty((8, 8), np.float32))
+        with pytest.raises(RuntimeError, match="released"):
+            s.read_into(k, 64, 0, np.empty((8, 8), np.float32))
+    s.close()
+
+
+def test_hole_releaser_where_the_file_system_cannot(tmp_path):
+    """Where punching holes fails (a file system without it), the releaser stops quietly and the values stay."""
+    calls = []
+
+    def fallocate(fd, mode, offset, length):
+        calls.append((mode, offset, length))
+        return -1
+
+    s = ScratchStack(str(tmp_path), 64, 64, ["a"], tile=(32, 32))
+    values = np.arange(64 * 64, dtype=np.float32).reshape(64, 64)
+    s.write("a", 0, 0, values)
+    s._releaser = stack_module.HoleReleaser(s.fd, fallocate=fallocate)
+    s.release(0, 32, 0, 64)
+    s._releaser.close()
+    assert calls and calls[0][0] == stack_module.PUNCH_HOLE and s._releaser.error is not None
+    assert s._releaser.freed == 0
+    out = np.empty((32, 64), np.float32)
+    s.read_into("a", 32, 0, out)
+    assert np.array_equal(out, values[32:])
     s.close()
 
 
