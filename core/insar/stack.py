@@ -520,9 +520,7 @@ class ScratchStack:
         self.fd = self._file.fileno()
         self._local = threading.local()  # the staging buffer of each thread
         # tiles whose values were released (:meth:`release`): reading or writing them again is an error
-        self._released = np.zeros(
-            (-(-self.ysize // self.tile[0]), -(-self.xsize // self.tile[1])), dtype=bool
-        )
+        self._released = np.zeros((-(-self.ysize // self.tile[0]), -(-self.xsize // self.tile[1])), dtype=bool)
         self._releaser = HoleReleaser(self.fd)
         try:
             self._block = max(512, int(os.fstat(self.fd).st_blksize))
