@@ -1,5 +1,6 @@
 import datetime as dt
 import os
+import time
 
 import numpy as np
 import pytest
@@ -354,3 +355,38 @@ def test_exact_read_dtype_is_float32_only_where_no_value_changes(tmp_path, gdal_
     a32 = read_window(ds, 1, 1, 4, 3, dtype=exact_read_dtype(ds))
     a64 = read_window(ds, 1, 1, 4, 3)
     assert np.array_equal(a32.astype(np.float64), a64, equal_nan=True)
+
+
+def test_open_raster_gives_gdal_the_side_cars_without_listing_the_folder_each_time(tmp_path, monkeypatch):
+    """open_raster hands GDAL the names beside the file that start with its stem (one listing of the folder, kept
+    while the folder is unchanged): a world file still georeferences a plain TIFF, a side-car made later is seen,
+    other files of the folder are left out, and a non-file source (a NetCDF variable) opens as before."""
+    from subsidence_toolkit.core.io import rasters
+
+    drv = gdal.GetDriverByName("GTiff")
+    for name in ("a.tif", "ab.tif", "b.tif"):
+        ds = drv.Create(str(tmp_path / name), 4, 3, 1, gdal.GDT_Float32)
+        ds = None
+    (tmp_path / "a.tfw").write_text("10\n0\n0\n-10\n500005\n4999995\n")
+    old = time.time() - 10
+    os.utime(tmp_path, (old, old))  # a folder last changed 10 s ago: its listing is kept
+    listed = []
+    real_listdir = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda p: listed.append(p) or real_listdir(p))
+    sib = rasters.sibling_files(tmp_path / "a.tif")
+    assert sorted(sib) == ["a.tfw", "a.tif"]  # not ab.tif, b.tif
+    ds = rasters.open_raster(tmp_path / "a.tif")
+    assert ds.GetGeoTransform() == (500000.0, 10.0, 0.0, 5000000.0, 0.0, -10.0)  # from the world file
+    ds = None
+    for _ in range(5):
+        rasters.open_raster(tmp_path / "b.tif")
+    assert listed == [str(tmp_path)]  # listed once for all these opens
+    assert rasters.open_raster(tmp_path / "b.tif").GetGeoTransform() == (0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+    time.sleep(0.01)
+    (tmp_path / "b.tfw").write_text("2\n0\n0\n-2\n101\n199\n")  # the folder changed: listed again
+    assert rasters.open_raster(tmp_path / "b.tif").GetGeoTransform() == (100.0, 2.0, 0.0, 200.0, 0.0, -2.0)
+    assert len(listed) == 2
+    rasters.open_raster(tmp_path / "b.tif")
+    assert len(listed) == 3  # changed less than 2 s ago: listed at every open (a side-car made in the same tick)
+    assert rasters.sibling_files("NETCDF:%s:x" % (tmp_path / "a.nc")) is None
+    assert rasters.diagnose_raster(str(tmp_path / "a.tif")) is None
