@@ -419,6 +419,17 @@ def _libc_fallocate():
     return fn
 
 
+def _next_queued(owner, pop):
+    """The next item of a background thread's ``owner._queue`` (a deque; waiting on ``owner._cond`` while it is
+    empty), taken from the queue when ``pop``; None once the queue is empty and ``owner._stopping`` is set."""
+    with owner._cond:
+        while not owner._queue and not owner._stopping:
+            owner._cond.wait()
+        if not owner._queue:
+            return None
+        return owner._queue.popleft() if pop else owner._queue[0]
+
+
 class HoleReleaser:
     """Frees byte ranges of a file (``fallocate`` punch-hole) in a background thread, in the order given.
 
@@ -458,12 +469,10 @@ class HoleReleaser:
         import ctypes
 
         while True:
-            with self._cond:
-                while not self._queue and not self._stopping:
-                    self._cond.wait()
-                if not self._queue:
-                    return
-                offset, length = self._queue.popleft()
+            item = _next_queued(self, pop=True)
+            if item is None:
+                return
+            offset, length = item
             if self._fallocate(self.fd, PUNCH_HOLE, offset, length) != 0:
                 with self._cond:
                     self.error = os.strerror(ctypes.get_errno())
@@ -710,12 +719,10 @@ class ScratchWriter:
 
     def _run(self):
         while True:
-            with self._cond:
-                while not self._queue and not self._stopping:
-                    self._cond.wait()
-                if not self._queue:
-                    return
-                key, row0, col0, a = self._queue[0]
+            item = _next_queued(self, pop=False)  # left in the queue (its bytes counted) until written
+            if item is None:
+                return
+            key, row0, col0, a = item
             try:
                 self.scratch.write(key, row0, col0, a)
             except BaseException as e:  # kept for the producer, which raises it
