@@ -368,13 +368,16 @@ def test_open_raster_gives_gdal_the_side_cars_without_listing_the_folder_each_ti
         ds = drv.Create(str(tmp_path / name), 4, 3, 1, gdal.GDT_Float32)
         ds = None
     (tmp_path / "a.tfw").write_text("10\n0\n0\n-10\n500005\n4999995\n")
+    (tmp_path / "c.tif").write_bytes(b"")  # named only
+    (tmp_path / "c_rpc.txt").write_text("")
     old = time.time() - 10
     os.utime(tmp_path, (old, old))  # a folder last changed 10 s ago: its listing is kept
     listed = []
     real_listdir = os.listdir
     monkeypatch.setattr(os, "listdir", lambda p: listed.append(p) or real_listdir(p))
     sib = rasters.sibling_files(tmp_path / "a.tif")
-    assert sorted(sib) == ["a.tfw", "a.tif"]  # not ab.tif, b.tif
+    assert sorted(sib) == ["a.tfw", "a.tif"]  # not ab.tif, b.tif, c_rpc.txt
+    assert sorted(rasters.sibling_files(tmp_path / "c.tif")) == ["c.tif", "c_rpc.txt"]
     ds = rasters.open_raster(tmp_path / "a.tif")
     assert ds.GetGeoTransform() == (500000.0, 10.0, 0.0, 5000000.0, 0.0, -10.0)  # from the world file
     ds = None
