@@ -575,13 +575,13 @@ class ScratchStack:
             return 0
         self._released[ty0:ty1, tx0:tx1] = True
         blk = self._block
+        s0, s1 = tx0 * tw, min(tx1 * tw, self.xsize)
         ranges = []
         for i in range(len(self.slots)):
             base = i * self.ysize * self.xsize
             for ty in range(ty0, ty1):
                 t0 = ty * th
                 hh = min(th, self.ysize - t0)
-                s0, s1 = tx0 * tw, min(tx1 * tw, self.xsize)
                 # the tiles of a tile row lie one after the other: one range from the first tile to the last
                 a, b = 4 * (base + t0 * self.xsize + s0 * hh), 4 * (base + t0 * self.xsize + s1 * hh)
                 a, b = -(-a // blk) * blk, b // blk * blk

@@ -96,16 +96,20 @@ def sibling_files(path):
     return list(dict.fromkeys(index.get(stem, []) + index.get(low, []) + index.get(stem + "_rpc", []) + [name]))
 
 
+def _gdal_open(path, update=False):
+    """``gdal.Open`` given the file's side-car names (:func:`sibling_files`) where it is a plain file."""
+    siblings = sibling_files(path)
+    if siblings is None:
+        return gdal.Open(str(path), gdal.GA_Update if update else gdal.GA_ReadOnly)
+    flags = gdal.OF_RASTER | gdal.OF_VERBOSE_ERROR | (gdal.OF_UPDATE if update else gdal.OF_READONLY)
+    return gdal.OpenEx(str(path), flags, sibling_files=siblings)
+
+
 def open_raster(path, update=False):
     """Open a raster with GDAL (given the file's side-car names: :func:`sibling_files`); the error names the
     file."""
     try:
-        siblings = sibling_files(path)
-        if siblings is None:
-            ds = gdal.Open(str(path), gdal.GA_Update if update else gdal.GA_ReadOnly)
-        else:
-            flags = gdal.OF_RASTER | gdal.OF_VERBOSE_ERROR | (gdal.OF_UPDATE if update else gdal.OF_READONLY)
-            ds = gdal.OpenEx(str(path), flags, sibling_files=siblings)
+        ds = _gdal_open(path, update)
     except RuntimeError as e:
         raise TimeSeriesError("cannot open raster %s: %s" % (path, e)) from None
     if ds is None:
@@ -877,11 +881,7 @@ def diagnose_raster(path):
     if damage:
         return damage
     try:
-        siblings = sibling_files(path)
-        if siblings is None:
-            ds = gdal.Open(path)
-        else:
-            ds = gdal.OpenEx(path, gdal.OF_RASTER | gdal.OF_VERBOSE_ERROR, sibling_files=siblings)
+        ds = _gdal_open(path)
     except RuntimeError as e:
         return "%s is not a readable raster (%s)" % (path, _last_line(e))
     if ds is None:
