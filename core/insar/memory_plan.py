@@ -169,6 +169,7 @@ def plan_stack(
     extra_bytes_px=0,
     extra_fixed=0,
     threads_in_window=1,
+    outputs_ahead=0.0,
 ):
     """Memory plans of the passes of :func:`.sbas_stack.invert_stack` (see :func:`plan_blocks`): ``invert`` and, for the
     automatic reference, ``reference``. Every byte our code allocates per window counts: GDAL's block
@@ -177,7 +178,9 @@ def plan_stack(
     corrections add to the inversion pass (per pixel of a window, e.g. GACOS delays of every date; per
     sub-block, e.g. a chunk of loop phases). ``threads_in_window``: the inversion pass reads and solves each window
     with that many threads (see :func:`plan_blocks`), the outputs of one window written while the next computes; the
-    reference pass with coherence reads that many files at once."""
+    reference pass with coherence reads that many files at once. ``outputs_ahead``: the share of one more window's
+    outputs each inversion window counts (t windows computed at a time while the caller writes one more: 1 / t;
+    :func:`~..io.tasks.map_threads` ``ahead``)."""
     net, grid = stack.network, stack.grid
     M, N = net.n_ifg, net.n_dates
     bsize, sample = stack.ifg_files().block_size()
@@ -192,8 +195,10 @@ def plan_stack(
             grid.ysize,
             grid.xsize,
             bsize,
-            # threads inside the window: the outputs of the previous window are written while this one computes
-            4 * (M * (2 if need_coh else 1) + out_bands * (2 if threads_in_window > 1 else 1)) + extra_bytes_px,
+            # the outputs of the previous window are written while this one computes: with threads inside the window
+            # one more window of them, with t windows at a time 1 / t of one per window
+            4 * (M * (2 if need_coh else 1) + out_bands * (1 + (1 if threads_in_window > 1 else outputs_ahead)))
+            + extra_bytes_px,
             solve_bytes_per_pixel(M, N, kind, net.bandwidth),
             memory_mb,
             out_bands=out_bands,

@@ -251,6 +251,7 @@ def _checking_cancel(task_fn, is_canceled):
         finally:
             _LOCAL.tick = None
 
+    run.__wrapped__ = task_fn
     return run
 
 
@@ -1430,7 +1431,7 @@ def _thread_plans(stack, options, gacos_parts, hooks, local=True):
     choice is logged. Without a local thread pool (``local`` False: a given task runner, e.g. Dask) or with one
     thread, the plans as asked."""
     asked = _threads(options)
-    plans = _plans(stack, options, gacos_parts, options.memory_mb / asked)
+    plans = _plans(stack, options, gacos_parts, options.memory_mb / asked, windows=asked if local else 1)
     if asked == 1 or not local:
         return {k: dict(p, threads=asked) for k, p in plans.items()}
     bh = min(stack.ifg_files().block_size()[0][1], stack.grid.ysize)
@@ -1472,7 +1473,7 @@ def _pass_threads(key, plan, asked, block_rows, stack, options, gacos_parts):
     if _whole(plan, block_rows):
         return dict(plan, threads=asked), None
     for t in range(asked - 1, 0, -1):
-        q = _plans(stack, options, gacos_parts, options.memory_mb / t)[key]
+        q = _plans(stack, options, gacos_parts, options.memory_mb / t, windows=t)[key]
         if _whole(q, block_rows):
             return dict(q, threads=t), (
                 "%s pass: %d threads instead of %d: a window of whole input tiles per thread needs more than "
@@ -1483,18 +1484,27 @@ def _pass_threads(key, plan, asked, block_rows, stack, options, gacos_parts):
 
 def _pass_runner(hooks, plan):
     """The runner of a pass's window tasks: the given one (e.g. Dask), ``plan["threads"]`` threads of this
-    process (:func:`~..io.tasks.map_threads`), or None (here, in order)."""
+    process (:func:`~..io.tasks.map_threads`; with ``plan["ahead"]`` the next window starts while the caller writes
+    one), or None (here, in order)."""
     threads = plan.get("threads", 1)
     if hooks.run_tasks is not None or threads <= 1:
         return hooks.run_tasks
+    # (each window counts 1 / planned_windows of the extra outputs: enough when as many or more run at a time)
+    ahead = bool(plan.get("ahead")) and threads >= plan.get("planned_windows", threads + 1)
     return lambda task_fn, tasks, shared: map_threads(
-        _checking_cancel(task_fn, hooks.is_canceled), tasks, threads, shared=shared, is_canceled=hooks.is_canceled
+        _checking_cancel(task_fn, hooks.is_canceled),
+        tasks,
+        threads,
+        shared=shared,
+        is_canceled=hooks.is_canceled,
+        ahead=ahead,
     )
 
 
-def _plans(stack, options, gacos_parts, memory_mb, threads_in_window=1):
+def _plans(stack, options, gacos_parts, memory_mb, threads_in_window=1, windows=1):
     """Memory plans of the passes, each window under ``memory_mb``; ``threads_in_window``: see
-    :func:`~.memory_plan.plan_blocks` (inversion pass)."""
+    :func:`~.memory_plan.plan_blocks` (inversion pass). ``windows`` > 1: that many windows computed at a time, the
+    inversion's planned with its share of one more window of outputs (written while they compute: ``ahead``)."""
     loops = options.loop_closure != lc.LOOP_OFF
     scan = _scan_needed(options)
     plans = plan_stack(
@@ -1506,7 +1516,10 @@ def _plans(stack, options, gacos_parts, memory_mb, threads_in_window=1):
         extra_bytes_px=_gacos_bytes(stack, gacos_parts),
         extra_fixed=((4 << 20) if loops else 0) + (uc.WORK_BYTES if options.loop_closure == lc.LOOP_CORRECT else 0),
         threads_in_window=threads_in_window,
+        outputs_ahead=1.0 / windows if windows > 1 else 0.0,
     )
+    if windows > 1:
+        plans["invert"].update(ahead=True, planned_windows=windows)
     if scan:
         plans["scan"] = plan_scan(stack, options, gacos_parts, memory_mb)
     return plans

@@ -191,17 +191,19 @@ def default_threads():
         return max(1, os.cpu_count() or 1)
 
 
-def map_threads(task_fn, tasks, threads, shared=None, is_canceled=None):
+def map_threads(task_fn, tasks, threads, shared=None, is_canceled=None, ahead=False):
     """Yield ``(index, task_fn(tasks[index], shared))`` computed by ``threads`` threads of this process, in
     completion order (numpy, LAPACK and GDAL release the GIL, so windows compute and decode on every core).
 
     At most ``threads`` tasks are outstanding and the next one is submitted only after the caller took
     the previous result (and, e.g., wrote it): memory stays at ``threads`` windows, so a caller that plans
     each window under ``memory / threads`` keeps the whole run under its cap. While the caller writes a
-    result, the other threads compute (writing overlaps the solve). An exception in a task is raised
-    here; cancelling (``is_canceled``) or closing the generator drops the tasks not yet started and
-    waits for the running ones. BLAS runs on one thread meanwhile (:func:`.blas.one_thread`): the threads here
-    replace its own."""
+    result, the other threads compute (writing overlaps the solve), but the thread whose result it is waits.
+    ``ahead``: the next task is submitted as soon as the caller takes a result, so every thread computes while
+    the caller writes; memory is then ``threads`` windows plus the one result the caller holds (its plan must
+    count that). An exception in a task is raised here; cancelling (``is_canceled``) or closing the generator
+    drops the tasks not yet started and waits for the running ones. BLAS runs on one thread meanwhile
+    (:func:`.blas.one_thread`): the threads here replace its own."""
     from concurrent.futures import FIRST_COMPLETED, wait
 
     from .blas import one_thread
@@ -229,15 +231,24 @@ def map_threads(task_fn, tasks, threads, shared=None, is_canceled=None):
             while pending:
                 with shielded():
                     done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-                for fut in sorted(done, key=lambda f: pending[f]):
+                ready = sorted(done, key=lambda f: pending[f], reverse=True)
+                del done
+                while ready:
+                    # (no reference to a future kept once its result is taken: the caller's del frees the window)
+                    fut = ready.pop()
                     i = pending.pop(fut)
                     result = result_of(fut)
+                    del fut
                     if is_canceled():
                         raise Cancelled()
+                    if ahead:
+                        with shielded():
+                            submit_next()
                     yield i, result
                     del result
-                    with shielded():
-                        submit_next()
+                    if not ahead:
+                        with shielded():
+                            submit_next()
         finally:
             with shielded():
                 for fut in pending:

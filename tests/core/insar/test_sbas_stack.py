@@ -323,13 +323,21 @@ def test_windows_and_sub_blocks_do_not_change_results(tiled_stack, tmp_path, wei
     "weighting,with_coh,qc",
     [("none", True, False), ("coherence", True, False), ("none", False, False), ("none", True, True)],
 )
-def test_threads_do_not_change_results(tiled_stack, tmp_path, weighting, with_coh, qc):
+def test_threads_do_not_change_results(tiled_stack, tmp_path, monkeypatch, weighting, with_coh, qc):
     """3 threads on small windows (arriving in any order) vs one thread on one window: identical rasters
     (to float32 rounding for the float32 unweighted solve, bit for bit for the float64 one), reference and
     network statistics; each window planned under cap / threads, GDAL's cache threads x
-    the window's share."""
+    the window's share. The inversion's next windows start while the caller writes one (``ahead``), each
+    inversion window planned with its third of that window's outputs; the other passes do not."""
     ifgs, cohs = tiled_stack
     stack = prepare_stack(ifgs, None, cohs if with_coh else None)
+    real_map, aheads = sbas_stack.map_threads, []
+
+    def recording(task_fn, tasks, threads, **kw):
+        aheads.append((getattr(task_fn, "__wrapped__", task_fn), kw.get("ahead", False)))
+        return real_map(task_fn, tasks, threads, **kw)
+
+    monkeypatch.setattr(sbas_stack, "map_threads", recording)
     res = []
     for mem, threads in ((512, 1), (1.5, 3)):
         out = tmp_path / ("t%d" % threads)
@@ -337,13 +345,52 @@ def test_threads_do_not_change_results(tiled_stack, tmp_path, weighting, with_co
         # qc: the scan pass (loop closure, reject; linear ramps) runs on the threads too
         kw = dict(loop_closure=2, deramp="linear") if qc else {}
         res.append(_run(stack, out, mem, weighting=weighting, threads=threads, **kw))
+    assert aheads and all(ahead == (fn is sbas_stack.invert_block_task) for fn, ahead in aheads)
+    assert any(ahead for _, ahead in aheads)
     if not qc:
-        plans = memory_plan.plan_stack(stack, weighting, 0.0, 1.5 / 3, reference_pass=True)
+        plans = memory_plan.plan_stack(stack, weighting, 0.0, 1.5 / 3, reference_pass=True, outputs_ahead=1 / 3)
         assert len(plans["invert"]["windows"]) > 3
         assert set(res[1][2]) == {3 * max(p["gdal_cache"] for p in plans.values())}
     (s1, a1, _), (s2, a2, _) = res
     assert s1["reference"] == s2["reference"]
     _assert_same_results(s1, a1, s2, a2, weighting, len(ifgs))
+
+
+def test_plan_counts_the_outputs_written_while_windows_compute(tiled_stack, monkeypatch):
+    """With t windows computed while the caller writes one more (``ahead``), each inversion window's buffers count
+    1 / t of that window's outputs (t windows then hold one more window of outputs together): the per-pixel bytes
+    are the interferograms plus (1 + 1 / t) x the output bands; the reference pass is not changed. In the driver
+    only the inversion pass runs ahead, and only with as many threads as its plan counted."""
+    ifgs, cohs = tiled_stack
+    stack = prepare_stack(ifgs, None, cohs)
+    M, N = stack.network.n_ifg, stack.network.n_dates
+    out_bands = N + 1 + len(sbas_stack.QUALITY_BANDS)
+    mem = 64
+    base = memory_plan.plan_stack(stack, "none", 0.0, mem, reference_pass=True)
+    for t in (2, 3):
+        p = memory_plan.plan_stack(stack, "none", 0.0, mem, reference_pass=True, outputs_ahead=1.0 / t)
+        h, w = base["invert"]["windows"][0][1], base["invert"]["windows"][0][3]
+        assert p["invert"]["windows"] == base["invert"]["windows"]  # (64 MB: the whole grid either way)
+        assert p["invert"]["parts"]["buffers"] == pytest.approx(4 * (M + out_bands * (1 + 1.0 / t)) * h * w)
+        assert base["invert"]["parts"]["buffers"] == 4 * (M + out_bands) * h * w
+        assert p["reference"] == base["reference"]
+        assert p["invert"]["total"] <= p["invert"]["budget"]
+    hooks = sbas_stack.RunHooks()
+    opts = sbas_stack.SbasOptions(memory_mb=mem, threads=2)
+    plans = sbas_stack._thread_plans(stack, opts, None, hooks)
+    assert plans["invert"]["ahead"] and plans["invert"]["planned_windows"] == 2
+    assert not any(plans[k].get("ahead") for k in plans if k != "invert")
+    runs = []
+
+    def fake_map(task_fn, tasks, threads, **kw):
+        runs.append((threads, kw["ahead"]))
+        return iter(())
+
+    monkeypatch.setattr(sbas_stack, "map_threads", fake_map)
+    for threads, planned in ((2, 2), (3, 2), (2, 3)):
+        runner = sbas_stack._pass_runner(hooks, dict(plans["invert"], threads=threads, planned_windows=planned))
+        list(runner(None, [], None))
+    assert runs == [(2, True), (3, True), (2, False)]  # 2 windows each counting 1 / 3: not enough
 
 
 def _expected_reference(ifgs, cohs):

@@ -255,3 +255,49 @@ def test_thread_pool_map_in_order_raises_and_stops_early():
         results = pool.map(lambda k: k, range(100))
         assert next(results) == 0
         results.close()  # the calls not started are dropped
+
+
+@pytest.mark.parametrize("ahead", [False, True])
+def test_map_threads_ahead_keeps_every_thread_busy_while_the_caller_writes(ahead):
+    """``ahead``: the next task starts as soon as the caller takes a result (every thread computes while it
+    writes), and at most ``threads`` results plus the one the caller holds are alive; without it the thread
+    whose result the caller holds waits."""
+    import threading
+    import time
+    import weakref
+
+    lock = threading.Lock()
+    started, alive, peak = [], [0], [0]
+
+    class Window:
+        def __init__(self, t):
+            self.t = t
+            with lock:
+                alive[0] += 1
+                peak[0] = max(peak[0], alive[0])
+            weakref.finalize(self, _gone, alive, lock)
+
+    def task(t, shared):
+        with lock:
+            started.append(t)
+        time.sleep(0.002)
+        return Window(t)
+
+    got = []
+    for i, res in runner.map_threads(task, range(12), 2, shared=0, ahead=ahead):
+        assert res.t == i
+        got.append(i)
+        if len(got) == 1:  # the caller "writes" its first result
+            deadline = time.monotonic() + (5.0 if ahead else 0.3)
+            while (alive[0] < 3 if ahead else True) and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert len(started) == (3 if ahead else 2)
+            assert alive[0] == (3 if ahead else 2)  # this one and both threads' next (ahead) or the other's
+        del res
+    assert sorted(got) == list(range(12))
+    assert peak[0] == 2 + (1 if ahead else 0)  # the windows computing (or done) and the one the caller holds
+
+
+def _gone(alive, lock):
+    with lock:
+        alive[0] -= 1
