@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from subsidence_toolkit.core.insar.kernels import (
+    band_cholesky_solve,
     cholesky_pattern_last,
     cholesky_solve_pixel_last,
     fixed_chunk_matmul,
@@ -115,3 +116,63 @@ def test_pattern_last_cholesky_lapack_and_vectorised_ways_agree(monkeypatch, dty
     for part in ([0, 1, 2], [7], [11, 4]):
         Cp, gp = kernels.cholesky_pattern_last(np.ascontiguousarray(pl[:, :, part]), tol)
         assert np.array_equal(gp, good_lapack[part]) and np.array_equal(Cp, C_lapack[:, :, part])
+
+
+def _band_spd(n, bw, P, rng):
+    """Random SPD band matrices (diagonally dominant, some band entries zero) in band storage (n, bw + 1, P)."""
+    Lb = np.zeros((n, bw + 1, P))
+    dom = np.zeros((n, P))
+    for k in range(1, min(bw, n - 1) + 1):
+        Lb[k:, k] = -rng.uniform(0, 1, (n - k, P)) * (rng.uniform(size=(n - k, P)) < 0.7)
+        dom[k:] -= Lb[k:, k]
+        dom[:-k] -= Lb[k:, k]
+    Lb[:, 0] = dom + rng.uniform(0.01, 0.5, (n, P))
+    return Lb
+
+
+def _dense(Lb, p):
+    n, b1, _ = Lb.shape
+    A = np.zeros((n, n))
+    for k in range(min(b1, n)):
+        i = np.arange(k, n)
+        A[i, i - k] = A[i - k, i] = Lb[k:, k, p]
+    return A
+
+
+@pytest.mark.parametrize("n,bw,P", [(149, 5, 300), (59, 8, 40), (10, 3, 7), (3, 5, 4), (1, 2, 3)])
+def test_band_cholesky_solve_equals_the_dense_solve_per_pixel(n, bw, P):
+    """Every pixel's banded system solved as numpy's dense solve of the same matrix does (to float64 rounding of
+    the system's size), the factor equal to the dense Cholesky factor's band; the bandwidth may exceed the order.
+    ``overwrite``: the factor is written over the input, and the solution is the same."""
+    rng = np.random.default_rng(n + bw)
+    Lb = _band_spd(n, bw, P, rng)
+    rhs = rng.normal(size=(n, P))
+    keep = Lb.copy()
+    x, ok = band_cholesky_solve(Lb, rhs)
+    assert ok.all() and np.array_equal(Lb, keep)  # not overwritten
+    for p in range(P):
+        A = _dense(Lb, p)
+        want = np.linalg.solve(A, rhs[:, p])
+        np.testing.assert_allclose(x[:, p], want, rtol=1e-12 * n, atol=1e-12 * n * np.abs(want).max())
+    x2, ok2 = band_cholesky_solve(Lb, rhs, overwrite=True)
+    assert np.array_equal(x2, x) and ok2.all()
+    L = np.linalg.cholesky(_dense(keep, 0))
+    for k in range(min(bw, n - 1) + 1):
+        np.testing.assert_allclose(Lb[k:, k, 0], np.diagonal(L, -k), rtol=1e-12, atol=1e-14)
+
+
+def test_band_cholesky_solve_flags_the_pixels_whose_pivot_is_not_positive():
+    """A pixel whose matrix is not positive definite (a non-positive pivot, first or later) is flagged; the others
+    are solved as without it (a pixel's solution depends on its own system only: bit for bit)."""
+    rng = np.random.default_rng(3)
+    Lb = _band_spd(20, 3, 10, rng)
+    rhs = rng.normal(size=(20, 10))
+    x_all, _ = band_cholesky_solve(Lb, rhs)
+    Lb[0, 0, 7] = 0.0
+    Lb[5, 0, 3] = -1.0
+    with np.errstate(invalid="raise", divide="raise"):
+        x, ok = band_cholesky_solve(Lb, rhs)
+    assert ok.tolist() == [i not in (3, 7) for i in range(10)]
+    assert np.array_equal(x[:, ok], x_all[:, ok])
+    one, _ = band_cholesky_solve(Lb[:, :, 2:3].copy(), rhs[:, 2:3].copy())
+    assert np.array_equal(one[:, 0], x[:, 2])
