@@ -168,11 +168,13 @@ def test_c_interface_products_let_other_threads_run():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_cholesky_each_solves_flags_and_does_not_depend_on_the_batch(dtype):
-    """LAPACK's potrf / potrs one matrix and one right-hand side at a time: solutions of numpy's solve to rounding,
-    the factor in the lower triangle, a matrix that is not positive definite reported by its info (its right-hand
-    sides left as they were), and each result the same bit for bit alone or in another batch."""
+    """LAPACK's potrf / potrs one matrix and one right-hand side at a time (posv for a matrix with one right-hand
+    side): solutions of numpy's solve to rounding, the factor in the lower triangle (also of a matrix without a
+    right-hand side), a matrix that is not positive definite reported by its info (its right-hand sides left as
+    they were), and each result the same bit for bit alone or in another batch, with one right-hand side of its
+    matrix or several."""
     rng = np.random.default_rng(7)
-    u, s = 6, 40
+    u, s = 7, 40
     g = rng.normal(size=(u, s, 2 * s))
     mats = (g @ g.transpose(0, 2, 1) / (2 * s) + 0.1 * np.eye(s)).astype(dtype)
     mats[4] = -np.eye(s, dtype=dtype)  # not positive definite
@@ -190,11 +192,17 @@ def test_cholesky_each_solves_flags_and_does_not_depend_on_the_batch(dtype):
     np.testing.assert_allclose(x[ok], want, rtol=0, atol=1e4 * s * eps * np.abs(want).max())
     low = np.tril(m[[0, 1, 2, 3, 5]])
     np.testing.assert_allclose(low @ low.transpose(0, 2, 1), mats[[0, 1, 2, 3, 5]], rtol=0, atol=50 * s * eps)
+    low6 = np.tril(m[6])  # no right-hand side: factored all the same
+    assert info[6] == 0 and np.allclose(low6 @ low6.T, mats[6], rtol=0, atol=50 * s * eps)
     for part in ([1], [5, 2], [3, 0, 1]):
         sel = np.flatnonzero(np.isin(which, part))
         m2, x2 = np.ascontiguousarray(mats[part]), rhs[sel].copy()
         blas.cholesky_each(m2, x2, np.array([part.index(k) for k in which[sel]]))
         assert np.array_equal(m2, m[part]) and np.array_equal(x2, x[sel])
+    for j in (1, 2, 6, 7):  # a matrix used twice in the batch above, alone here (posv) with one of them
+        m2, x2 = mats[which[j] : which[j] + 1].copy(), rhs[j : j + 1].copy()
+        blas.cholesky_each(m2, x2, np.array([0]))
+        assert np.array_equal(m2[0], m[which[j]]) and np.array_equal(x2[0], x[j])
     # not C-ordered or mixed dtypes: not handled (the caller takes another route)
     assert blas.cholesky_each(mats.transpose(0, 2, 1), rhs, which) is None
     assert blas.cholesky_each(mats, rhs.astype(np.float16), which) is None
