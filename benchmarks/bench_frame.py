@@ -551,10 +551,11 @@ def main():
         floor = {t: read_s + start_s + solve_s[t] for t in tl}
     if not a.no_mintpy:
         crop_vs_mintpy(a.folder, net, ifgs, cohs, truth, a.repeat)
-    done = {}  # (threads, loop) -> [(wall, cpu, ceiling)]
+    done = {}  # (threads, loop) -> [(wall, cpu, ceiling, streaming ceiling)]
     for spec in a.runs * max(1, a.cycles):
         threads, loop = (int(x) for x in spec.split(":"))
         ceiling = machine.ceiling()  # BLAS on one thread, best of 3: what two threads can give right now
+        streaming = machine.streaming_ceiling()  # the same for work bound by memory bandwidth
         l0 = load()
         res = run_frame(a.folder, ifgs, cohs, truth, a.memory, threads, loop, a.timeout, keep=a.keep_outputs)
         label = "e2e qgis_process sbasinversion THREADS=%d LOOP_CLOSURE=%d MEMORY_LIMIT_MB=%g" % (
@@ -577,7 +578,7 @@ def main():
         print(
             "%s: wall %.1f s, CPU %.1f s, peak RSS %.0f MB,%s files added next to the inputs: %d%s, velocity RMSE "
             "%.3f mm/yr over %d px (constant %.2f removed), time series %.0f MB (%s before, %s after; CPU stolen by "
-            "the host during the run %.0f %%; two-thread ceiling just before %.2fx)"
+            "the host during the run %.0f %%; two-thread ceiling just before %.2fx, %.2fx for memory-bound work)"
             % (
                 label,
                 res["wall"],
@@ -594,12 +595,13 @@ def main():
                 load(),
                 100 * res["steal"],
                 ceiling,
+                streaming,
             ),
             flush=True,
         )
         for line in res["passes"]:
             print("    " + line, flush=True)
-        done.setdefault((threads or cores, loop), []).append((res["wall"], res["cpu"], ceiling))
+        done.setdefault((threads or cores, loop), []).append((res["wall"], res["cpu"], ceiling, streaming))
     scaling_summary(done)
 
 
@@ -614,13 +616,14 @@ def scaling_summary(done):
             if not one:
                 continue
             many = done[(t, loop)]
-            w1, c1, _ = min(one)
-            wn, cn, _ = min(many)
-            ceilings = [c for *_, c in one + many]
+            w1, c1 = min(one)[:2]
+            wn, cn = min(many)[:2]
+            ceilings = [c[2] for c in one + many]
+            streaming = [c[3] for c in one + many]
             print(
                 "scaling, LOOP_CLOSURE=%d: %d threads %.2fx (best %.1f s of %d vs best %.1f s of %d on one thread; "
                 "all pairs in turn: %s); cores busy %.2f of %d (one thread %.2f), CPU %.1f s vs %.1f s (x%.2f with "
-                "both cores busy); two-thread ceiling %.2f-%.2fx"
+                "both cores busy); two-thread ceiling %.2f-%.2fx, %.2f-%.2fx for memory-bound work"
                 % (
                     loop,
                     t,
@@ -638,6 +641,8 @@ def scaling_summary(done):
                     cn / c1,
                     min(ceilings),
                     max(ceilings),
+                    min(streaming),
+                    max(streaming),
                 ),
                 flush=True,
             )

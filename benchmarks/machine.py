@@ -89,3 +89,34 @@ def status_kb(key):
     except OSError:
         return None
     return None
+
+
+def _streaming_work(n=8, mb=64):
+    """Arithmetic that streams through memory (float32 arrays of ``mb`` MB, far larger than the caches: a multiply
+    and an add per element and pass), as the windows' element-wise steps do; numpy releases the GIL for each."""
+    a = np.full(mb * 2**18, 0.5, dtype=np.float32)
+    b = np.full_like(a, 1.5)
+    for _ in range(n):
+        np.multiply(a, b, out=b)
+        np.add(a, b, out=b)
+    return b
+
+
+def streaming_ceiling(n=8, tries=3):
+    """Speed-up of two threads over one on work bound by memory bandwidth (:func:`_streaming_work`), measured
+    now: what two threads can give the element-wise parts of a window (reading, masking, residuals), where the
+    two cores share the memory bus rather than each its cache (:func:`ceiling`)."""
+    _streaming_work(2)
+    one = two = float("inf")
+    for _ in range(tries):
+        t = time.perf_counter()
+        _streaming_work(n)
+        one = min(one, time.perf_counter() - t)
+        threads = [threading.Thread(target=_streaming_work, args=(n,)) for _ in range(2)]
+        t = time.perf_counter()
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        two = min(two, time.perf_counter() - t)
+    return 2 * one / two
