@@ -315,6 +315,106 @@ def test_scratch_stack_moves_a_tile_per_call(tmp_path, monkeypatch):
     s.close()
 
 
+def _direct_or_skip(s):
+    if not s.direct:
+        s.close()
+        pytest.skip("no direct I/O on this file system")
+
+
+@pytest.mark.parametrize(
+    "ny,nx,direct_per_slot",
+    [
+        # tile rows of 80 x 64 x 4 bytes: the two whole tile rows start on 4 kB blocks (3 tiles each, the last 16
+        # wide), the last tile row (22 high) does not
+        (150, 80, 6),
+        # one tile per tile row: the last one (2 rows, 256 bytes) ends its slot, rounded up into the slot's padding
+        (130, 32, 3),
+    ],
+)
+def test_scratch_stack_direct_io_moves_aligned_tiles_and_round_trips(tmp_path, monkeypatch, ny, nx, direct_per_slot):
+    """Tiles of 64 x 32 float32: the whole tiles that start on a 4 kB block go through the direct descriptor
+    (whole blocks: the cut last tile of a slot rounded up into the slot's padding), the rest and the writes that
+    cut a tile through the page cache, and every window reads back what was written last, whichever way each
+    part went: the values of a scratch without direct I/O."""
+    keys = ["a", "b", "c"]
+    rng = np.random.default_rng(5)
+    data = {k: rng.normal(size=(ny, nx)).astype(np.float32) for k in keys}
+    s = ScratchStack(str(tmp_path), ny, nx, keys, tile=(64, 32))
+    _direct_or_skip(s)
+    assert ScratchStack.nbytes(ny, nx, 3) % 4096 == 0 and os.fstat(s.fd).st_size == ScratchStack.nbytes(ny, nx, 3)
+    calls = []
+    real = os.pwrite
+
+    def pwrite(fd, b, off):
+        calls.append((fd, off, len(memoryview(b).cast("B"))))
+        return real(fd, b, off)
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    for k in keys:
+        s.write(k, 0, 0, data[k])
+    direct = [(off, n) for fd, off, n in calls if fd == s._dfd]
+    assert len(direct) == 3 * direct_per_slot
+    assert all(off % 4096 == 0 and n % 4096 == 0 for off, n in direct)
+    # a write that cuts tiles (page cache) over tiles written directly, then reads of whole and cut tiles
+    patch = rng.normal(size=(10, 21)).astype(np.float32)
+    s.write("b", 60, 5, patch)
+    data["b"][60:70, 5:26] = patch
+    plain = ScratchStack(str(tmp_path), ny, nx, keys, tile=(64, 32), direct=False)
+    assert not plain.direct
+    for k in keys:
+        plain.write(k, 0, 0, data[k])
+    for r0, c0, h, w in ((0, 0, ny, nx), (64, 0, ny - 64, nx), (5, 7, 100, 20), (128, 0, ny - 128, 32)):
+        for k in keys:
+            out = np.full((h, w), np.nan, np.float32)
+            s.read_into(k, r0, c0, out)
+            assert np.array_equal(out, data[k][r0 : r0 + h, c0 : c0 + w]), (k, r0, c0)
+            ref = np.empty_like(out)
+            plain.read_into(k, r0, c0, ref)
+            assert np.array_equal(out, ref)
+    s.release(0, 128, 0, nx)  # tiles written directly are freed as the others
+    s.close()
+    plain.close()
+    assert os.listdir(tmp_path) == []
+
+
+def test_scratch_stack_falls_back_when_direct_io_is_refused(tmp_path, monkeypatch):
+    """A file system that opens with O_DIRECT but refuses the transfer (EINVAL): the tile goes through the page
+    cache, direct I/O is dropped for the rest of the run, and nothing is lost; other errors (the disk full) are
+    raised as before."""
+    import errno
+
+    s = ScratchStack(str(tmp_path), 64, 64, ["a"], tile=(32, 32))
+    _direct_or_skip(s)
+    dfd = s._dfd
+    real = os.pwrite
+
+    def pwrite(fd, b, off):
+        if fd == dfd:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real(fd, b, off)
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    values = np.arange(64 * 64, dtype=np.float32).reshape(64, 64)
+    s.write("a", 0, 0, values)
+    assert not s.direct
+    out = np.empty_like(values)
+    s.read_into("a", 0, 0, out)
+    assert np.array_equal(out, values)
+    s.close()
+    s = ScratchStack(str(tmp_path), 64, 64, ["a"], tile=(32, 32))
+    dfd = s._dfd
+
+    def full(fd, b, off):
+        if fd == dfd:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, b, off)
+
+    monkeypatch.setattr(os, "pwrite", full)
+    with pytest.raises(OSError, match="No space"):
+        s.write("a", 0, 0, values)
+    s.close()
+
+
 def test_scratch_stack_release_frees_whole_tiles_and_keeps_the_rest(tmp_path):
     """Released windows: the disk blocks of the tiles wholly inside them are freed (whole file-system blocks,
     so the neighbours' values, in slots that do not start on a block, read back unchanged), a tile the window
