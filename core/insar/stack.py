@@ -496,26 +496,6 @@ class HoleReleaser:
 #: (1 MB: a 256 x 256 tile at once; a tile wider than this many values moves a row per call)
 STAGE_VALUES = 1 << 18
 
-#: alignment (bytes) of the scratch file's slots and of its direct reads and writes (``O_DIRECT`` wants the
-#: device's logical block size, 512 or 4 096, for the offset, the length and the buffer's address)
-DIRECT_ALIGN = 4096
-
-
-def _round_up(n, unit):
-    return -(-int(n) // unit) * unit
-
-
-def _direct_fd(fd):
-    """A second descriptor of the file ``fd`` opened with ``O_DIRECT`` (reads and writes between the disk and the
-    caller's buffer, not through the page cache), or None where that cannot be (not Linux, a file system without
-    direct I/O such as tmpfs, or ``SUBSIDENCE_SCRATCH_DIRECT=0``)."""
-    if os.environ.get("SUBSIDENCE_SCRATCH_DIRECT", "1") == "0" or not hasattr(os, "O_DIRECT"):
-        return None
-    try:
-        return os.open("/proc/self/fd/%d" % fd, os.O_RDWR | os.O_DIRECT | getattr(os, "O_CLOEXEC", 0))
-    except OSError:
-        return None
-
 
 class ScratchStack:
     """Float32 copies of single-band rasters already read once, kept in an anonymous temporary file so that a
@@ -536,29 +516,18 @@ class ScratchStack:
     the neighbours' values). No mapping: mapped pages would count in the process's resident memory; the
     kernel's page cache does not. Positioned reads and writes at distinct offsets are safe from several threads
     at once. ``keys``: one hashable key per slot (e.g. ``("ifg", path)``); ``tile`` None: one tile, the
-    row-major image. Not picklable: the file belongs to this process.
+    row-major image. Not picklable: the file belongs to this process."""
 
-    Direct I/O: where the file system allows it (Linux, not tmpfs), a tile that starts on a :data:`DIRECT_ALIGN`
-    boundary and fits the staging buffer is written and read with ``O_DIRECT`` (a second descriptor of the
-    file), moved between the disk and a page-aligned staging buffer without the page cache. Measured on the
-    frame benchmark's machine, 4 GB written: 12.0-13.4 s of kernel CPU through the page cache (page allocation
-    and reclaim: the copy is as large as the memory), 0.4-0.5 s direct; on the frame's two-thread scan the writer
-    thread took 0.42 of a core copying into the page cache. Slots start on that boundary (each padded to it), so
-    every whole tile of a tiling whose rows are multiples of 4 kB does; others, and writes that cut a tile, go
-    through the page cache (Linux keeps the two coherent). ``direct=False``: never (``None``: where possible)."""
-
-    def __init__(self, folder, ysize, xsize, keys, tile=None, direct=None):
+    def __init__(self, folder, ysize, xsize, keys, tile=None):
         import tempfile
 
         self.ysize, self.xsize = int(ysize), int(xsize)
         th, tw = (self.ysize, self.xsize) if tile is None else tile
         self.tile = (max(1, min(int(th), self.ysize)), max(1, min(int(tw), self.xsize)))
         self.slots = {key: i for i, key in enumerate(keys)}
-        self._slot = self.nbytes(self.ysize, self.xsize, 1) // 4  # values from one slot to the next (padded)
         self._file = tempfile.TemporaryFile(dir=folder)
         self.fd = self._file.fileno()
-        self._dfd = None if direct is False else _direct_fd(self.fd)
-        self._local = threading.local()  # the staging buffers of each thread
+        self._local = threading.local()  # the staging buffer of each thread
         # tiles whose values were released (:meth:`release`): reading or writing them again is an error
         self._released = np.zeros((-(-self.ysize // self.tile[0]), -(-self.xsize // self.tile[1])), dtype=bool)
         self._releaser = HoleReleaser(self.fd)
@@ -566,71 +535,6 @@ class ScratchStack:
             self._block = max(512, int(os.fstat(self.fd).st_blksize))
         except OSError:
             self._block = 4096
-        if self._dfd is not None:  # the whole length at once (sparse): a direct read never meets the end early
-            try:
-                os.ftruncate(self.fd, self.nbytes(self.ysize, self.xsize, len(self.slots)))
-            except OSError:
-                self._drop_direct()
-
-    @property
-    def direct(self):
-        """Whether whole aligned tiles move with direct I/O (see the class)."""
-        return self._dfd is not None
-
-    def _drop_direct(self):
-        dfd, self._dfd = self._dfd, None
-        if dfd is not None:
-            try:
-                os.close(dfd)
-            except OSError:
-                pass
-
-    def _direct_stage(self, nbytes):
-        """The calling thread's page-aligned staging buffer (an anonymous mapping) of at least ``nbytes``, as bytes
-        of a float32 array."""
-        import mmap
-
-        buf = getattr(self._local, "direct", None)
-        if buf is None or buf.nbytes < nbytes:
-            size = _round_up(max(nbytes, DIRECT_ALIGN), mmap.PAGESIZE)
-            buf = self._local.direct = np.frombuffer(mmap.mmap(-1, size), dtype=np.float32)
-        return buf
-
-    def _direct_span(self, offset, h, ww):
-        """Bytes a direct transfer of a whole tile (``h`` x ``ww`` values at value ``offset``) moves, or 0 when it
-        cannot: no direct descriptor, not on the boundary, larger than the staging buffer, or rounded up into the
-        next tile (the last tile of a slot may: the slot is padded to the boundary)."""
-        if self._dfd is None or (4 * offset) % DIRECT_ALIGN or h * ww > STAGE_VALUES:
-            return 0
-        n = _round_up(4 * h * ww, DIRECT_ALIGN)
-        slot_end = offset // self._slot * self._slot + self.ysize * self.xsize  # (the padding follows)
-        if n != 4 * h * ww and offset + h * ww != slot_end:
-            return 0
-        return n
-
-    def _direct_io(self, write, tile, offset, n):
-        """One direct write (of ``tile``, whole) or read (into it) of ``n`` bytes at value ``offset``; False when
-        the file system refused it (direct I/O is then dropped for the rest of the run: the caller moves the tile
-        through the page cache)."""
-        h, ww = tile.shape
-        buf = self._direct_stage(n)
-        stage = buf[: h * ww].reshape(h, ww)
-        view = memoryview(buf).cast("B")[:n]
-        try:
-            if write:
-                np.copyto(stage, tile)
-                _pwrite_all(self._dfd, view, 4 * offset)
-            else:
-                _pread_into(self._dfd, view, 4 * offset)
-                np.copyto(tile, stage)
-        except OSError as e:
-            import errno
-
-            if e.errno != errno.EINVAL:
-                raise
-            self._drop_direct()
-            return False
-        return True
 
     def _stage(self, shape):
         """The calling thread's staging buffer as a C-contiguous float32 array of ``shape`` (grown as needed)."""
@@ -642,9 +546,8 @@ class ScratchStack:
 
     @staticmethod
     def nbytes(ysize, xsize, n_slots):
-        """Bytes of a scratch file of ``n_slots`` rasters of ``ysize x xsize`` (each slot padded to
-        :data:`DIRECT_ALIGN`)."""
-        return _round_up(4 * int(ysize) * int(xsize), DIRECT_ALIGN) * int(n_slots)
+        """Bytes of a scratch file of ``n_slots`` rasters of ``ysize x xsize``."""
+        return 4 * int(ysize) * int(xsize) * int(n_slots)
 
     def __reduce__(self):
         raise TypeError("a ScratchStack is a file of this process: it cannot be sent to another one")
@@ -653,7 +556,6 @@ class ScratchStack:
         """Close the file (which frees what is left of it), once the range being released is."""
         if self._file is not None:
             self._releaser.close(drop=True)  # what is queued the close frees as well
-            self._drop_direct()
             self._file.close()
             self._file = None
 
@@ -676,7 +578,7 @@ class ScratchStack:
         s0, s1 = tx0 * tw, min(tx1 * tw, self.xsize)
         ranges = []
         for i in range(len(self.slots)):
-            base = i * self._slot
+            base = i * self.ysize * self.xsize
             for ty in range(ty0, ty1):
                 t0 = ty * th
                 hh = min(th, self.ysize - t0)
@@ -693,10 +595,9 @@ class ScratchStack:
 
     def _pieces(self, key, row0, nrows, col0, ncols):
         """The window's parts in the tiles it covers: (rows, cols) slices of the window, the file offset of the
-        part's first value, the tile's width in values (the distance between the part's rows in the file) and its
-        height."""
+        part's first value, and the tile's width in values (the distance between the part's rows in the file)."""
         th, tw = self.tile
-        base = self.slots[key] * self._slot
+        base = self.slots[key] * self.ysize * self.xsize
         out = []
         for ty in range(row0 // th, (row0 + nrows - 1) // th + 1):
             t0 = ty * th
@@ -711,7 +612,7 @@ class ScratchStack:
                 ww = min(tw, self.xsize - s0)
                 c, d = max(col0, s0), min(col0 + ncols, s0 + ww)
                 offset = base + t0 * self.xsize + s0 * hh + (a - t0) * ww + (c - s0)
-                out.append((slice(a - row0, b - row0), slice(c - col0, d - col0), offset, ww, hh))
+                out.append((slice(a - row0, b - row0), slice(c - col0, d - col0), offset, ww))
         return out
 
     def _check(self, row0, col0, shape):
@@ -726,13 +627,9 @@ class ScratchStack:
         self._check(row0, col0, a.shape)
         if a.size == 0:
             return
-        for rows, cols, offset, ww, hh in self._pieces(key, row0, a.shape[0], col0, a.shape[1]):
+        for rows, cols, offset, ww in self._pieces(key, row0, a.shape[0], col0, a.shape[1]):
             part = a[rows, cols]
             h, width = part.shape
-            if width == ww and h == hh:  # a whole tile: directly where it can
-                n = self._direct_span(offset, h, ww)
-                if n and self._direct_io(True, part, offset, n):
-                    continue
             if width < ww:  # the window cuts the tile: its rows are apart in the file
                 for i in range(h):
                     _pwrite_all(self.fd, part[i], 4 * (offset + i * ww))
@@ -755,13 +652,9 @@ class ScratchStack:
         self._check(row0, col0, out.shape)
         if out.size == 0:
             return
-        for rows, cols, offset, ww, hh in self._pieces(key, row0, out.shape[0], col0, out.shape[1]):
+        for rows, cols, offset, ww in self._pieces(key, row0, out.shape[0], col0, out.shape[1]):
             part = out[rows, cols]
             h, width = part.shape
-            if width == ww and h == hh:  # a whole tile: directly where it can
-                n = self._direct_span(offset, h, ww)
-                if n and self._direct_io(False, part, offset, n):
-                    continue
             if width == ww and part.flags.c_contiguous:
                 _pread_into(self.fd, part, 4 * offset)
                 continue
