@@ -60,16 +60,18 @@ def ceiling(n=40):
         return _ceiling(n)
 
 
-def _ceiling(n, tries=3):
-    """The best of ``tries`` for one thread and for two, after a warm-up (single short timings swing by 2x on
-    a shared VM: a first run that pays for page faults or a clock ramp read as a ceiling above 2)."""
-    _reference_work(n // 4)
+def _ceiling(n, tries=3, work=None):
+    """The best of ``tries`` for one thread and for two running ``work(n)`` (:func:`_reference_work` by default),
+    after a warm-up (single short timings swing by 2x on a shared VM: a first run that pays for page faults or a
+    clock ramp read as a ceiling above 2)."""
+    work = work or _reference_work
+    work(max(1, n // 4))
     one = two = float("inf")
     for _ in range(tries):
         t = time.perf_counter()
-        _reference_work(n)
+        work(n)
         one = min(one, time.perf_counter() - t)
-        threads = [threading.Thread(target=_reference_work, args=(n,)) for _ in range(2)]
+        threads = [threading.Thread(target=work, args=(n,)) for _ in range(2)]
         t = time.perf_counter()
         for th in threads:
             th.start()
@@ -106,17 +108,4 @@ def streaming_ceiling(n=8, tries=3):
     """Speed-up of two threads over one on work bound by memory bandwidth (:func:`_streaming_work`), measured
     now: what two threads can give the element-wise parts of a window (reading, masking, residuals), where the
     two cores share the memory bus rather than each its cache (:func:`ceiling`)."""
-    _streaming_work(2)
-    one = two = float("inf")
-    for _ in range(tries):
-        t = time.perf_counter()
-        _streaming_work(n)
-        one = min(one, time.perf_counter() - t)
-        threads = [threading.Thread(target=_streaming_work, args=(n,)) for _ in range(2)]
-        t = time.perf_counter()
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-        two = min(two, time.perf_counter() - t)
-    return 2 * one / two
+    return _ceiling(n, tries, work=_streaming_work)
