@@ -282,6 +282,16 @@ def velocity_rmse(vel, truth):
     return float(np.sqrt(np.mean((d[ok] - c) ** 2))), c, int(ok.sum())
 
 
+def pages_text(pages):
+    """What :class:`machine.PageCounts` saw during a run, as text."""
+    if pages.allocated_gb is None:
+        return "page counts not readable"
+    return (
+        "the machine allocated %.1f GB of pages during the run, %.1f GB of it anonymous memory faulted in as 2 MB "
+        "pages, %.2f M page faults" % (pages.allocated_gb, pages.huge_faults_gb, pages.faults / 1e6)
+    )
+
+
 def run_frame(root, ifgs, cohs, truth, memory_mb, threads, loop_closure, timeout, keep=False):
     """``qgis_process.bin run subsidence:sbasinversion`` on the frame under ``/usr/bin/time -v``: a dict of wall,
     CPU, peak RSS, files added next to the inputs and the velocity RMSE."""
@@ -309,7 +319,7 @@ def run_frame(root, ifgs, cohs, truth, memory_mb, threads, loop_closure, timeout
     cmd = ["/usr/bin/time", "-v", qp.exe, "--json", "run", "subsidence:sbasinversion", "--"] + qp.arguments(params)
     t0 = time.perf_counter()
     try:
-        with machine.Steal() as stolen:
+        with machine.Steal() as stolen, machine.PageCounts() as pages:
             r = subprocess.run(cmd, env=qp.env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"error": "timed out after %.0f s" % timeout}
@@ -336,6 +346,7 @@ def run_frame(root, ifgs, cohs, truth, memory_mb, threads, loop_closure, timeout
     return {
         "passes": passes,
         "steal": stolen.fraction,
+        "pages": pages,
         "wall": wall,
         "cpu": cpu,
         "rss": rss,
@@ -556,6 +567,7 @@ def main():
         threads, loop = (int(x) for x in spec.split(":"))
         ceiling = machine.ceiling()  # BLAS on one thread, best of 3: what two threads can give right now
         streaming = machine.streaming_ceiling()  # the same for work bound by memory bandwidth
+        touch = machine.first_touch()  # new memory against memory touched before (GB/s)
         l0 = load()
         res = run_frame(a.folder, ifgs, cohs, truth, a.memory, threads, loop, a.timeout, keep=a.keep_outputs)
         label = "e2e qgis_process sbasinversion THREADS=%d LOOP_CLOSURE=%d MEMORY_LIMIT_MB=%g" % (
@@ -578,7 +590,8 @@ def main():
         print(
             "%s: wall %.1f s, CPU %.1f s, peak RSS %.0f MB,%s files added next to the inputs: %d%s, velocity RMSE "
             "%.3f mm/yr over %d px (constant %.2f removed), time series %.0f MB (%s before, %s after; CPU stolen by "
-            "the host during the run %.0f %%; two-thread ceiling just before %.2fx, %.2fx for memory-bound work)"
+            "the host during the run %.0f %%; two-thread ceiling just before %.2fx, %.2fx for memory-bound work; "
+            "new memory written at %.2f GB/s, touched memory at %.1f GB/s; %s)"
             % (
                 label,
                 res["wall"],
@@ -596,6 +609,9 @@ def main():
                 100 * res["steal"],
                 ceiling,
                 streaming,
+                touch[0],
+                touch[1],
+                pages_text(res["pages"]),
             ),
             flush=True,
         )
