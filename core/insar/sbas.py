@@ -736,7 +736,9 @@ def _residual_statistics(ts, obs, network, options, zero_rows, *, ifg_stats=Fals
     wdt = options.work_dtype
     Y, valid, n_used = obs.signed, obs.valid, obs.n_used
     M, P = Y.shape
-    ts_filled = np.where(np.isnan(ts), wdt(0), ts)  # (ts is finite or NaN)
+    ts_filled = work_array(workspace, "ts_filled", ts.shape, wdt)  # ts with 0 for NaN (ts is finite or NaN)
+    np.copyto(ts_filled, ts)
+    np.copyto(ts_filled, wdt(0), where=np.isnan(ts, out=work_array(workspace, "ts_nan", ts.shape, bool)))
     e2 = np.zeros(P)
     cos_sum = np.zeros(P)
     sin_sum = np.zeros(P)
@@ -813,7 +815,8 @@ def sbas_invert_block(
         ``min_coherence``, ``gap_handling``, ``rad_per_unit``, ``nsbas_gamma``, ``rcond``, ``dtype``)
         set or override fields.
     workspace : optional dict in which the (M, pixels) work arrays are kept and reused by the
-        next call with it (consecutive blocks of one stack); results do not depend on it.
+        next call with it (consecutive blocks of one stack); results do not depend on it. The ``ts``
+        returned is then one of them: valid until the next call with the same workspace.
     ifg_stats : also return, per interferogram, the sum of squared residuals of the used
         observations (``ifg_sum_e2``, (M,), units of obs squared) and their number
         (``ifg_n``, (M,)) in ``quality`` (for the network table).
@@ -838,7 +841,8 @@ def sbas_invert_block(
     _, rows, cols = obs_block.shape
     obs = _prepare_observations(obs_block, network, coherence_block, options, workspace)
     N = network.n_dates
-    ts = np.full((N, rows * cols), np.nan, dtype=options.work_dtype)
+    ts = work_array(workspace, "ts", (N, rows * cols), options.work_dtype)
+    ts.fill(np.nan)
     gaps = _network_gaps(network, obs)
     if options.weighted:
         _solve_weighted(obs, network, options, ts, gaps)

@@ -2,7 +2,12 @@
 
 import numpy as np
 
-from .kernels import fixed_chunk_matmul
+from .kernels import MATMUL_CHUNK, fixed_chunk_matmul
+
+#: pixels of the float64 copy of the series the fit of the full pixels works on at a time (a multiple of
+#: MATMUL_CHUNK, so a pixel's products are those of the whole block): 150 dates x 4 096 px = 4.9 MB, where a
+#: float64 copy of a whole sub-block (35 MB for 29 000 px) was a new mapping of fresh pages on every call
+VELOCITY_CHUNK = 4 * MATMUL_CHUNK
 
 
 def velocity_design(tyears, seasonal=False):
@@ -30,33 +35,42 @@ def velocity_fit(ts, tyears, seasonal=False):
     ts = np.asarray(ts)
     N = ts.shape[0]
     shape = ts.shape[1:]
-    ok = np.isfinite(ts.reshape(N, -1))  # on the input's dtype (float32 stacks: half the memory traffic)
-    Y = ts.reshape(N, -1).astype(np.float64, copy=False)
+    T = ts.reshape(N, -1)
+    P = T.shape[1]
+    ok = np.isfinite(T)  # on the input's dtype (float32 stacks: half the memory traffic)
     X = velocity_design(tyears, seasonal)
     p = X.shape[1]
     n = ok.sum(axis=0)
-    vel = np.full(Y.shape[1], np.nan)
-    std = np.full(Y.shape[1], np.nan)
+    vel = np.full(P, np.nan)
+    std = np.full(P, np.nan)
     # pixels with every date (the usual case): one normal matrix for all of them. The products run over every
-    # pixel (no copy of the full ones; the others give NaN and are overwritten or stay NaN below), and the residual
-    # sum of squares is y'y - (X'y)'coef (no residual array; the terms are float64, ~1e-12 of the RSS)
+    # pixel (no copy of the full ones; the others give NaN and are overwritten or stay NaN below), on float64
+    # copies of VELOCITY_CHUNK pixels at a time, and the residual sum of squares is y'y - (X'y)'coef (no residual
+    # array; the terms are float64, ~1e-12 of the RSS)
     full_mask = n == N
     if full_mask.any() and N >= p:
         XtX = X.T @ X
         if np.linalg.cond(XtX) < 1e12:
             Ninv = np.linalg.inv(XtX)
-            Xty = fixed_chunk_matmul(np.ascontiguousarray(X.T), Y)
-            coef = Ninv @ Xty
-            vel = np.where(full_mask, coef[1], vel)
-            if N > p:
-                with np.errstate(invalid="ignore"):
-                    rss = np.einsum("np,np->p", Y, Y) - np.einsum("kp,kp->p", Xty, coef)
-                std = np.where(full_mask, np.sqrt(np.maximum(rss, 0.0) / (N - p) * Ninv[1, 1]), std)
+            Xt = np.ascontiguousarray(X.T)
+            buf = np.empty((N, min(P, VELOCITY_CHUNK)))
+            for c0 in range(0, P, VELOCITY_CHUNK):
+                c1 = min(P, c0 + VELOCITY_CHUNK)
+                Y = buf[:, : c1 - c0]
+                np.copyto(Y, T[:, c0:c1])
+                Xty = fixed_chunk_matmul(Xt, Y)
+                coef = Ninv @ Xty
+                full = full_mask[c0:c1]
+                vel[c0:c1] = np.where(full, coef[1], vel[c0:c1])
+                if N > p:
+                    with np.errstate(invalid="ignore"):
+                        rss = np.einsum("np,np->p", Y, Y) - np.einsum("kp,kp->p", Xty, coef)
+                    std[c0:c1] = np.where(full, np.sqrt(np.maximum(rss, 0.0) / (N - p) * Ninv[1, 1]), std[c0:c1])
     # pixels with missing dates: a normal matrix each (batched)
     rest = np.flatnonzero((n >= p) & (n < N))
     if rest.size:
         okr = ok[:, rest]
-        Y0 = np.where(okr, Y[:, rest], 0.0)
+        Y0 = np.where(okr, T[:, rest].astype(np.float64), 0.0)
         outer = (X[:, :, None] * X[:, None, :]).reshape(N, p * p)
         NM = fixed_chunk_matmul(outer.T, okr.astype(np.float64)).T.reshape(-1, p, p)
         rhs = fixed_chunk_matmul(X.T, Y0).T

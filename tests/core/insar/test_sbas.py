@@ -328,6 +328,33 @@ def test_velocity_fit():
     assert abs(v2[1, 1] + 20) < 1e-8
 
 
+@pytest.mark.parametrize("seasonal", [False, True])
+def test_velocity_fit_of_a_block_larger_than_its_chunks(seasonal):
+    """A float32 block of 2.3 x VELOCITY_CHUNK pixels (the fit works on float64 copies of a chunk at a time):
+    every pixel's velocity and standard deviation are those of its own least-squares fit (float64 lstsq of the
+    same float32 values), full pixels and pixels with missing dates alike, and do not depend on the block."""
+    from subsidence_toolkit.core.insar.velocity import VELOCITY_CHUNK, velocity_design
+
+    N, P = 30, int(2.3 * VELOCITY_CHUNK)
+    t = np.sort(np.random.default_rng(1).uniform(0, 3, N))
+    rng = np.random.default_rng(2)
+    ts = (rng.uniform(-50, 10, P) * t[:, None] + rng.normal(0, 2, (N, P))).astype(np.float32)
+    ts[rng.integers(0, N, 300), rng.integers(0, P, 300)] = np.nan  # some pixels miss dates
+    ts[:, 5] = np.nan  # one without data
+    v, s = velocity_fit(ts, t, seasonal=seasonal)
+    X = velocity_design(t, seasonal)
+    for px in list(rng.integers(0, P, 40)) + [VELOCITY_CHUNK - 1, VELOCITY_CHUNK, P - 1]:
+        ok = np.isfinite(ts[:, px])
+        c, res = np.linalg.lstsq(X[ok], ts[ok, px].astype(np.float64), rcond=None)[:2]
+        dof = ok.sum() - X.shape[1]
+        sd = math.sqrt(res[0] / dof * np.linalg.inv(X[ok].T @ X[ok])[1, 1])
+        assert abs(v[px] - c[1]) < 1e-9 * max(1, abs(c[1])) and abs(s[px] - sd) < 1e-7 * max(1.0, sd), px
+    assert np.isnan(v[5]) and np.isnan(s[5])
+    parts = [velocity_fit(ts[:, a:b], t, seasonal=seasonal) for a, b in ((0, 1000), (1000, 7000), (7000, P))]
+    np.testing.assert_allclose(np.concatenate([p[0] for p in parts]), v, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.concatenate([p[1] for p in parts]), s, rtol=1e-9, atol=1e-12)
+
+
 def test_weights_and_units():
     g, var = phase_variance_lut(20)
     assert np.all(np.diff(var[5:]) < 0)  # variance falls with coherence

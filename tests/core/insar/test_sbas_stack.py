@@ -12,6 +12,7 @@ from osgeo import gdal, osr
 from synthetic import assert_equal_to_float32_rounding
 
 from subsidence_toolkit.core.insar import memory_plan, sbas, sbas_stack
+from subsidence_toolkit.core.insar.kernels import work_array
 from subsidence_toolkit.core.insar.network import SbasNetwork
 from subsidence_toolkit.core.insar.stack import prepare_stack
 from subsidence_toolkit.core.io.errors import Cancelled
@@ -534,13 +535,57 @@ def test_window_buffers_are_reused_per_thread_and_pickle_empty():
     assert c._local.__dict__ == {}
 
 
+def test_solver_workspaces_are_handed_from_window_to_window_with_their_caches_emptied():
+    import pickle
+
+    b = sbas_stack.WindowBuffers()
+    ws = b.take_workspace()
+    assert ws == {}
+    y = work_array(ws, "Y", (4, 10), np.float32)
+    ws["unwrap_patterns"] = {b"k": 1}  # a cache of one window
+    other = b.take_workspace()  # a second thread of the same window: its own
+    assert other is not ws and other == {}
+    b.give_back([ws, other])
+    again = b.take_workspace()
+    assert again is other  # (the last handed back first)
+    again = b.take_workspace()
+    assert again is ws and "unwrap_patterns" not in ws
+    assert np.shares_memory(work_array(again, "Y", (4, 8), np.float32), y)  # the arrays kept
+    assert b.take_workspace() == {}  # none left: a new one
+    b.give_back([ws])
+    assert pickle.loads(pickle.dumps(b)).take_workspace() == {}  # pickles without them (a Dask worker's own)
+
+
+def test_one_thread_solves_every_window_of_a_pass_in_one_workspace(tiled_stack, tmp_path, monkeypatch):
+    """The inversion pass's windows take their solver workspace from the pass (:class:`WindowBuffers`): on one
+    thread, one workspace for every window (a new one per window faulted its buffers in again each time); on
+    three threads at most three."""
+    ifgs, cohs = tiled_stack
+    stack = prepare_stack(ifgs, None, cohs)
+    for threads in (1, 3):
+        taken = []
+
+        class Counting(sbas_stack.WindowBuffers):
+            def take_workspace(self):
+                taken.append(super().take_workspace())
+                return taken[-1]
+
+        monkeypatch.setattr(sbas_stack, "WindowBuffers", Counting)
+        out = tmp_path / str(threads)
+        out.mkdir()
+        _run(stack, out, 0.5, threads=threads)
+        distinct = {id(ws) for ws in taken}
+        assert len(taken) > 3 and 1 <= len(distinct) <= threads, (len(taken), len(distinct))
+
+
 @pytest.mark.parametrize(
     "weighting, qc",
     [("none", {}), ("coherence", {}), ("none", dict(loop_closure=2, min_coherence=0.3, deramp="linear"))],
 )
 def test_dirty_reused_window_buffers_change_nothing(tiled_stack, tmp_path, monkeypatch, weighting, qc):
     """Windows of different sizes (a small cap: 1 x 16 windows and narrower edge windows) read into reused buffers
-    that are filled with garbage before every use give the rasters of fresh buffers, bit for bit (the same windows
+    and solved in reused workspaces that are filled with garbage before every use give the rasters of fresh ones,
+    bit for bit (the same windows
     and sub-blocks, so the same arithmetic): every value of a window is read, none is left over from the last. With
     loop closure the scan pass's windows (read in place, NaN below the minimum coherence) and its loop statistics
     too (the same bad interferograms, the same network table)."""
@@ -551,12 +596,21 @@ def test_dirty_reused_window_buffers_change_nothing(tiled_stack, tmp_path, monke
         def get(self, key, shape):
             return np.empty(shape, dtype=np.float32)
 
+        def take_workspace(self):
+            return {}
+
     class Dirty(sbas_stack.WindowBuffers):
         def get(self, key, shape):
             buf = super().get(key, shape)
             buf[...] = np.float32(1e30)
             buf.reshape(-1)[::7] = np.nan
             return buf
+
+        def take_workspace(self):  # the solver's work arrays of the last window, garbage in them
+            ws = super().take_workspace()
+            for a in ws.values():
+                a[...] = True if a.dtype == bool else (12345 if a.dtype.kind in "iu" else np.nan)
+            return ws
 
     res = []
     for cls in (Fresh, Dirty):
