@@ -142,7 +142,9 @@ class WindowBuffers:
     """Per-thread float32 window buffers reused by the windows of one pass: a new (M, rows, cols) buffer per window
     is page-faulted in by the kernel on every window (0.4-0.7 s of system time per 800 MB window of the frame
     benchmark). Each thread keeps one buffer per ``key``, as large as its largest window so far (the plan counts the
-    largest window). Freed with the object (the pass's state); pickles empty, so a Dask worker allocates its own."""
+    largest window). The solver workspaces of the inversion pass go from window to window through it as well
+    (:meth:`take_workspace`). Freed with the object (the pass's state); pickles empty, so a Dask worker allocates
+    its own."""
 
     def __init__(self):
         self._local = threading.local()
@@ -425,9 +427,10 @@ def _first_with_phase(ifg_files, candidates, threads=1):
 def _solve_sub_block(obs, coh, state, stats, workspace=None, loop_fix=None):
     """Invert one sub-block (views into the window buffers; ``obs`` is overwritten): returns the float32
     time series, velocity and quality blocks and adds the residual statistics to ``stats``. ``workspace``:
-    the solver's work arrays, reused by the next sub-block of the window. Its memory is modelled by
-    :data:`.sbas.SOLVE_BYTES`. ``loop_fix``: (indices, corrections in input units) of the interferograms whose
-    GACOS correction was not applied, subtracted for the loop count only (a per-date delay closes in loops).
+    the solver's work arrays, reused by the next sub-block (and, through the pass's :class:`WindowBuffers`, by the
+    next window). Its memory is modelled by :data:`.sbas.SOLVE_BYTES`. ``loop_fix``: (indices, corrections in
+    input units) of the interferograms whose GACOS correction was not applied, subtracted for the loop count only
+    (a per-date delay closes in loops).
     With ``state.unwrap`` the unwrapping errors found by phase closure are subtracted from ``obs`` first (and
     counted in ``stats``); n_loop_errors then counts what is left."""
     net = state.network
