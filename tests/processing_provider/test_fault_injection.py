@@ -713,15 +713,20 @@ def test_signal_during_the_moves_finishes_them_and_says_so(qgis_app, tmp_path, m
 def test_signals_during_clean_up_are_recorded_not_raised():
     from subsidence_toolkit.processing_provider.transaction import Interrupted, interrupt_guard
 
-    with interrupt_guard() as state:
-        state.arm()
-        state.hold()
-        signal.raise_signal(signal.SIGTERM)
-        signal.raise_signal(signal.SIGINT)
-        assert state.received == [signal.SIGTERM, signal.SIGINT]
-        with pytest.raises(Interrupted) as got:
-            state.check()
-        assert got.value.signum == signal.SIGTERM
+    # a job a shell starts in the background inherits SIGINT ignored, and the guard leaves an ignored signal alone
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with interrupt_guard() as state:
+            state.arm()
+            state.hold()
+            signal.raise_signal(signal.SIGTERM)
+            signal.raise_signal(signal.SIGINT)
+            assert state.received == [signal.SIGTERM, signal.SIGINT]
+            with pytest.raises(Interrupted) as got:
+                state.check()
+            assert got.value.signum == signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _signal_stops(state, signum):
