@@ -16,6 +16,7 @@ get a :class:`WindowTask` and the pass's :class:`TaskState` and may run on Dask 
 
 import contextlib
 import copy
+import math
 import os
 import shutil
 import threading
@@ -142,13 +143,14 @@ class WindowBuffers:
     """Per-thread float32 window buffers reused by the windows of one pass: a new (M, rows, cols) buffer per window
     is page-faulted in by the kernel on every window (0.4-0.7 s of system time per 800 MB window of the frame
     benchmark). Each thread keeps one buffer per ``key``, as large as its largest window so far (the plan counts the
-    largest window). The solver workspaces of the inversion pass go from window to window through it as well
-    (:meth:`take_workspace`). Freed with the object (the pass's state); pickles empty, so a Dask worker allocates
-    its own."""
+    largest window). The solver workspaces and the output windows of the inversion pass go from window to window
+    through it as well (:meth:`take_workspace`, :meth:`take_outputs`). Freed with the object (the pass's state);
+    pickles empty, so a Dask worker allocates its own."""
 
     def __init__(self):
         self._local = threading.local()
         self._workspaces = []  # solver workspaces handed back by the windows solved so far
+        self._outputs = None  # the output windows of a written window (take_outputs)
         self._lock = threading.Lock()
 
     def get(self, key, shape):
@@ -174,6 +176,29 @@ class WindowBuffers:
         """Keep ``workspaces`` (from :meth:`take_workspace`) for the next windows."""
         with self._lock:
             self._workspaces.extend(workspaces)
+
+    def take_outputs(self, shapes):
+        """float32 arrays of ``shapes`` (the output windows of one window, every value to be written): views of the
+        set a written window handed back (:meth:`give_back_outputs`) when each array fits in it, else new arrays.
+        A window's outputs are new memory to the kernel every time otherwise: 3.3 GB per frame benchmark run."""
+        sizes = [math.prod(s) for s in shapes]
+        with self._lock:
+            bufs, self._outputs = self._outputs, None
+        if bufs is None or len(bufs) != len(sizes) or any(b.size < n for b, n in zip(bufs, sizes)):
+            bufs = None  # (a smaller set is freed first)
+            bufs = [np.empty(n, np.float32) for n in sizes]
+        return [b[:n].reshape(s) for b, n, s in zip(bufs, sizes, shapes)]
+
+    def give_back_outputs(self, arrays):
+        """Keep the output windows ``arrays`` (from :meth:`take_outputs`, written and no longer used) for the next
+        window. One set at most: it stands for the set that window would allocate, so the outputs alive stay those
+        the memory plan counts (the windows computing, and the one being written); a second one is freed."""
+        bases = [getattr(a, "base", None) for a in arrays]
+        if not all(isinstance(b, np.ndarray) and b.ndim == 1 and b.dtype == np.float32 for b in bases):
+            return
+        with self._lock:
+            if self._outputs is None:
+                self._outputs = bases
 
     def __getstate__(self):
         return {}
@@ -540,11 +565,13 @@ def _solve_window(phase, coh, fix, task, state, stats):
     with its own workspace; their statistics added in sub-block order, as one thread adds them). Returns the
     float32 output windows (ts, vel, quality)."""
     h, w = task.nrows, task.ncols
-    out_ts = np.empty((state.network.n_dates, h, w), dtype=np.float32)
-    out_vel = np.empty((1, h, w), dtype=np.float32)
-    out_q = np.empty((len(QUALITY_BANDS), h, w), dtype=np.float32)
-    blocks = [(a, min(h, a + task.sub_rows)) for a in range(0, h, task.sub_rows)]
     kept = state.buffers
+    shapes = [(state.network.n_dates, h, w), (1, h, w), (len(QUALITY_BANDS), h, w)]
+    if kept is None:
+        out_ts, out_vel, out_q = (np.empty(s, dtype=np.float32) for s in shapes)
+    else:
+        out_ts, out_vel, out_q = kept.take_outputs(shapes)
+    blocks = [(a, min(h, a + task.sub_rows)) for a in range(0, h, task.sub_rows)]
     workspaces = {}  # thread -> its workspace in this window (one an earlier window used, through ``kept``)
 
     def workspace():
@@ -1206,11 +1233,12 @@ def _output_metadata(net, options, reference, ref_xy):
     }
 
 
-def _window_writer(es, writers, behind):
+def _window_writer(es, writers, behind, written=None):
     """``write(row0, col0, blocks)``: the output windows into ``writers``; ``behind``: by a writer thread while the
     next window is computed (with threads inside the windows; the plan counts one more window of outputs), at
     most one window waiting; ``write(None, None, None)`` waits for the last one. The thread is joined before the
-    writers of ``es`` (an ExitStack) close, also on an error or a cancel."""
+    writers of ``es`` (an ExitStack) close, also on an error or a cancel. ``written(blocks)``, when given, is
+    called once a window's blocks are written (the writers keep no reference to them)."""
 
     def now(row0, col0, blocks):
         if row0 is not None:
@@ -1218,6 +1246,8 @@ def _window_writer(es, writers, behind):
             for w, b in zip(writers, blocks):
                 w.write_block(row0, b, col0)
             seconds[0] += time.perf_counter() - t0
+            if written is not None:
+                written(blocks)
 
     seconds = [0.0]  # time spent writing, for the log
     if not behind:
@@ -1277,7 +1307,10 @@ def _invert_pass(state, plan, grid, outputs, metadata, progress):
         stats = {}
         state = replace(state, inner_threads=plan.get("threads_in_window", 1), buffers=WindowBuffers())
         runner = _pass_runner(progress.hooks, plan)
-        write = _window_writer(es, (w_ts, w_vel, w_q), state.inner_threads > 1)
+        # windows computed here hand their written outputs to the next window (results from elsewhere, e.g. Dask's
+        # workers, are not kept)
+        written = state.buffers.give_back_outputs if progress.hooks.run_tasks is None else None
+        write = _window_writer(es, (w_ts, w_vel, w_q), state.inner_threads > 1, written)
         for i, res in run_tasks_here_or(invert_block_task, _tasks(plan), runner, state):
             row0, _, col0, _ = plan["windows"][i]
             write(row0, col0, (res.pop("ts"), res.pop("vel"), res.pop("quality")))

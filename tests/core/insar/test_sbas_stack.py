@@ -556,19 +556,54 @@ def test_solver_workspaces_are_handed_from_window_to_window_with_their_caches_em
     assert pickle.loads(pickle.dumps(b)).take_workspace() == {}  # pickles without them (a Dask worker's own)
 
 
+def test_output_windows_are_handed_from_a_written_window_to_the_next():
+    import pickle
+
+    b = sbas_stack.WindowBuffers()
+
+    def rows(n):
+        return [(5, n, 3), (1, n, 3), (8, n, 3)]
+
+    def shared(x, y):
+        return [np.shares_memory(a, c) for a, c in zip(x, y)]
+
+    first = b.take_outputs(rows(4))
+    assert [a.shape for a in first] == rows(4) and all(a.dtype == np.float32 for a in first)
+    b.give_back_outputs(first)
+    edge = b.take_outputs(rows(2))  # a smaller (edge) window: views of the same memory
+    assert shared(first, edge) == [True] * 3
+    other = b.take_outputs(rows(4))  # none kept: new ones
+    assert shared(first, other) == [False] * 3
+    b.give_back_outputs(edge)
+    b.give_back_outputs(other)  # one set is kept: this one is freed
+    assert shared(first, b.take_outputs(rows(4))) == [True] * 3
+    b.give_back_outputs(first)
+    bigger = b.take_outputs(rows(9))  # larger than the set kept: new ones, the smaller set let go
+    assert shared(first, bigger) == [False] * 3 and b._outputs is None
+    b.give_back_outputs([np.zeros((5, 4, 3), np.float32)] * 3)  # arrays not from take_outputs: not kept
+    assert b._outputs is None
+    b.give_back_outputs(first)
+    assert pickle.loads(pickle.dumps(b))._outputs is None
+
+
 def test_one_thread_solves_every_window_of_a_pass_in_one_workspace(tiled_stack, tmp_path, monkeypatch):
     """The inversion pass's windows take their solver workspace from the pass (:class:`WindowBuffers`): on one
     thread, one workspace for every window (a new one per window faulted its buffers in again each time); on
-    three threads at most three."""
+    three threads at most three. Their output windows are reused too, once written."""
     ifgs, cohs = tiled_stack
     stack = prepare_stack(ifgs, None, cohs)
     for threads in (1, 3):
-        taken = []
+        taken, outputs = [], []
 
         class Counting(sbas_stack.WindowBuffers):
             def take_workspace(self):
                 taken.append(super().take_workspace())
                 return taken[-1]
+
+            def take_outputs(self, shapes):
+                out = super().take_outputs(shapes)
+                outputs.append(out[0].base)  # (kept alive here: ids stay unique)
+                return out
 
         monkeypatch.setattr(sbas_stack, "WindowBuffers", Counting)
         out = tmp_path / str(threads)
@@ -576,6 +611,9 @@ def test_one_thread_solves_every_window_of_a_pass_in_one_workspace(tiled_stack, 
         _run(stack, out, 0.5, threads=threads)
         distinct = {id(ws) for ws in taken}
         assert len(taken) > 3 and 1 <= len(distinct) <= threads, (len(taken), len(distinct))
+        # the output windows: one set reused from window to window on one thread (a new one only for a larger window)
+        sets = len({id(b) for b in outputs})
+        assert len(outputs) > 3 and sets < len(outputs) and (threads > 1 or sets <= 2), (len(outputs), sets)
 
 
 @pytest.mark.parametrize(
@@ -584,8 +622,8 @@ def test_one_thread_solves_every_window_of_a_pass_in_one_workspace(tiled_stack, 
 )
 def test_dirty_reused_window_buffers_change_nothing(tiled_stack, tmp_path, monkeypatch, weighting, qc):
     """Windows of different sizes (a small cap: 1 x 16 windows and narrower edge windows) read into reused buffers
-    and solved in reused workspaces that are filled with garbage before every use give the rasters of fresh ones,
-    bit for bit (the same windows
+    and solved in reused workspaces into reused output windows, all filled with garbage before every use, give the
+    rasters of fresh ones, bit for bit (the same windows
     and sub-blocks, so the same arithmetic): every value of a window is read, none is left over from the last. With
     loop closure the scan pass's windows (read in place, NaN below the minimum coherence) and its loop statistics
     too (the same bad interferograms, the same network table)."""
@@ -599,6 +637,9 @@ def test_dirty_reused_window_buffers_change_nothing(tiled_stack, tmp_path, monke
         def take_workspace(self):
             return {}
 
+        def take_outputs(self, shapes):
+            return [np.empty(s, dtype=np.float32) for s in shapes]
+
     class Dirty(sbas_stack.WindowBuffers):
         def get(self, key, shape):
             buf = super().get(key, shape)
@@ -611,6 +652,12 @@ def test_dirty_reused_window_buffers_change_nothing(tiled_stack, tmp_path, monke
             for a in ws.values():
                 a[...] = True if a.dtype == bool else (12345 if a.dtype.kind in "iu" else np.nan)
             return ws
+
+        def take_outputs(self, shapes):  # the last written window's outputs, garbage in them
+            out = super().take_outputs(shapes)
+            for a in out:
+                a[...] = np.float32(-7e30)
+            return out
 
     res = []
     for cls in (Fresh, Dirty):
