@@ -623,10 +623,10 @@ def test_one_thread_solves_every_window_of_a_pass_in_one_workspace(tiled_stack, 
 def test_dirty_reused_window_buffers_change_nothing(tiled_stack, tmp_path, monkeypatch, weighting, qc):
     """Windows of different sizes (a small cap: 1 x 16 windows and narrower edge windows) read into reused buffers
     and solved in reused workspaces into reused output windows, all filled with garbage before every use, give the
-    rasters of fresh ones, bit for bit (the same windows
-    and sub-blocks, so the same arithmetic): every value of a window is read, none is left over from the last. With
-    loop closure the scan pass's windows (read in place, NaN below the minimum coherence) and its loop statistics
-    too (the same bad interferograms, the same network table)."""
+    rasters of fresh ones, bit for bit (the same windows and sub-blocks, so the same arithmetic): every value of a
+    window is read and written, none is left over from the last. With loop closure the scan pass's windows (read in
+    place, NaN below the minimum coherence) and its loop statistics too (the same bad interferograms, the same
+    network table)."""
     ifgs, cohs = tiled_stack
     stack = prepare_stack(ifgs, None, cohs)
 
