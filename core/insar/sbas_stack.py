@@ -21,6 +21,7 @@ import os
 import shutil
 import threading
 import time
+import weakref
 from dataclasses import dataclass, replace
 from typing import Callable, Optional, Tuple
 
@@ -151,6 +152,7 @@ class WindowBuffers:
         self._local = threading.local()
         self._workspaces = []  # solver workspaces handed back by the windows solved so far
         self._outputs = None  # the output windows of a written window (take_outputs)
+        self._issued = []  # weak references to the sets take_outputs handed out: the only ones given back
         self._lock = threading.Lock()
 
     def get(self, key, shape):
@@ -187,17 +189,21 @@ class WindowBuffers:
         if bufs is None or len(bufs) != len(sizes) or any(b.size < n for b, n in zip(bufs, sizes)):
             bufs = None  # (a smaller set is freed first)
             bufs = [np.empty(n, np.float32) for n in sizes]
+            with self._lock:  # (the sets no longer alive dropped)
+                self._issued = [refs for refs in self._issued if refs[0]() is not None]
+                self._issued.append([weakref.ref(b) for b in bufs])
         return [b[:n].reshape(s) for b, n, s in zip(bufs, sizes, shapes)]
 
     def give_back_outputs(self, arrays):
         """Keep the output windows ``arrays`` (from :meth:`take_outputs`, written and no longer used) for the next
         window. One set at most: it stands for the set that window would allocate, so the outputs alive stay those
-        the memory plan counts (the windows computing, and the one being written); a second one is freed."""
+        the memory plan counts (the windows computing, and the one being written); a second one is freed. Arrays
+        that are not views of a set this object handed out (e.g. views of a thread's :meth:`get` buffer, still in
+        use) are never kept: the next window would write its outputs into them."""
         bases = [getattr(a, "base", None) for a in arrays]
-        if not all(isinstance(b, np.ndarray) and b.ndim == 1 and b.dtype == np.float32 for b in bases):
-            return
         with self._lock:
-            if self._outputs is None:
+            ours = any(len(refs) == len(bases) and all(r() is b for r, b in zip(refs, bases)) for refs in self._issued)
+            if ours and self._outputs is None:
                 self._outputs = bases
 
     def __getstate__(self):

@@ -582,6 +582,9 @@ def test_output_windows_are_handed_from_a_written_window_to_the_next():
     assert shared(first, bigger) == [False] * 3 and b._outputs is None
     b.give_back_outputs([np.zeros((5, 4, 3), np.float32)] * 3)  # arrays not from take_outputs: not kept
     assert b._outputs is None
+    in_use = b.get("phase", (96,))  # views of another 1-D float32 buffer (a thread's read buffer): not kept either
+    b.give_back_outputs([in_use[: math.prod(s)].reshape(s) for s in rows(4)])
+    assert b._outputs is None
     b.give_back_outputs(first)
     assert pickle.loads(pickle.dumps(b))._outputs is None
 
